@@ -1,0 +1,64 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// One strict set of settings for every Swift target.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .treatAllWarnings(as: .error),
+]
+
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+    name: "upkeep",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "upkeep", targets: ["upkeep"]),
+        .executable(name: "upkeep-agent", targets: ["upkeep-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // System OpenSSL (libssl-dev): the only TLS stack in the build.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        // C functions wrapping OpenSSL macros, which Swift cannot import.
+        .target(name: "COpenSSLShims", dependencies: ["COpenSSL"], path: "Sources/COpenSSLShims"),
+
+        // Keys, certificates, identities and the cluster CA, on the OpenSSL library.
+        .target(name: "UpkeepPKI", dependencies: ["COpenSSL", "COpenSSLShims"],
+                path: "Sources/UpkeepPKI", swiftSettings: strict),
+        // TLS for SwiftNIO driven through OpenSSL memory BIOs.
+        .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepPKI", nioCore, nioPosix, logging],
+                path: "Sources/UpkeepTLS", swiftSettings: strict),
+        // The agent-controller wire protocol: frames, messages, client and server.
+        .target(name: "UpkeepProtocol", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
+                path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
+
+        // The node agent.
+        .target(name: "UpkeepAgent", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
+                path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", argumentParser],
+                          path: "agent/Sources/upkeep-agent", swiftSettings: strict),
+
+        // The controller and the `upkeep` CLI.
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging, argumentParser],
+                path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
+        .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
+                          path: "controller/Sources/upkeep", swiftSettings: strict),
+
+        .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI"], swiftSettings: strict),
+        .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
+        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
+                    resources: [], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI"], swiftSettings: strict),
+    ]
+)
