@@ -55,6 +55,10 @@ let package = Package(
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
                           path: "controller/Sources/upkeep", swiftSettings: strict),
 
+        // Measurement driver for bench/ scripts (built in release mode by them).
+        .executableTarget(name: "upkeep-bench", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
+                          path: "bench/Sources/upkeep-bench", swiftSettings: strict),
+
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
