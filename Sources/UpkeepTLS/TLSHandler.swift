@@ -82,6 +82,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         failPendingWrites(TLSError.closed)
+        closePromise?.succeed()
+        closePromise = nil
         state = .closed
         engine = nil
     }
@@ -301,7 +303,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         sendCiphertext(context: context, flush: true)
         failPendingWrites(error)
         context.fireErrorCaught(error)
-        context.close(promise: nil)
+        let promise = closePromise
+        closePromise = nil
+        context.close(promise: promise)
     }
 }
 
