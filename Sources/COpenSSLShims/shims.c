@@ -23,3 +23,4 @@ int upkeep_SSL_get_new_ex_index(void) { return SSL_get_ex_new_index(0, NULL, NUL
 int upkeep_BIO_set_mem_eof_return(BIO *bio, int value) { return (int)BIO_set_mem_eof_return(bio, value); }
 int upkeep_sk_X509_num(void *stack) { return sk_X509_num((STACK_OF(X509) *)stack); }
 X509 *upkeep_sk_X509_value(void *stack, int index) { return sk_X509_value((STACK_OF(X509) *)stack, index); }
+unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void) { return XN_FLAG_RFC2253 & ~(unsigned long)ASN1_STRFLGS_ESC_MSB; }

@@ -26,4 +26,6 @@ int upkeep_SSL_get_new_ex_index(void);
 int upkeep_BIO_set_mem_eof_return(BIO *bio, int value);
 int upkeep_sk_X509_num(void *stack);
 X509 *upkeep_sk_X509_value(void *stack, int index);
+/* UpkeepPKI: distinguished names printed as RFC 2253 with UTF-8 kept as UTF-8. */
+unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void);
 #endif
