@@ -74,6 +74,13 @@ public struct CertificateAuthority: Sendable {
                              keyType: keyType, validity: validity)
     }
 
+    /// Checks DNS names and IP addresses the way `issue` would, so a command line can refuse
+    /// bad ones before doing any work. Throws `PKIError.invalidDNSName` or `.invalidIPAddress`.
+    public static func checkAlternativeNames(dnsNames: [String], ipAddresses: [String]) throws {
+        for name in dnsNames where !CertificateBuilder.isValidDNSName(name) { throw PKIError.invalidDNSName(name) }
+        for address in ipAddresses where IPAddressText.parse(address) == nil { throw PKIError.invalidIPAddress(address) }
+    }
+
     private func issueLeaf(subject: [(nid: Int32, field: String, value: String)], extendedKeyUsage: String,
                            alternativeNames: [Certificate.SubjectAlternativeName],
                            keyType: KeyType, validity: ValidityPeriod) throws -> (certificate: Certificate, key: PrivateKey) {

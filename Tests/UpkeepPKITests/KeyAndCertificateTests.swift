@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import UpkeepPKI
+import UpkeepTestSupport
 
 @Suite struct KeyAndCertificateTests {
     @Test(arguments: KeyType.allCases)

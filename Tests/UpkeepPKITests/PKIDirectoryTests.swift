@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import UpkeepPKI
+import UpkeepTestSupport
 
 @Suite struct PKIDirectoryTests {
     private func mode(_ path: String) -> Int? {

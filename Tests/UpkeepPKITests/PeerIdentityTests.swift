@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import UpkeepPKI
+import UpkeepTestSupport
 
 @Suite struct PeerIdentityTests {
     @Test(arguments: ["node-1", "a", "0", "ip-10-0-0-1.eu-west-1.compute.internal", String(repeating: "a", count: 253)])
