@@ -59,10 +59,12 @@ let package = Package(
         .executableTarget(name: "upkeep-bench", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
                           path: "bench/Sources/upkeep-bench", swiftSettings: strict),
 
-        .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI"], swiftSettings: strict),
+        // Helpers shared by test targets: temporary directories, running real processes.
+        .target(name: "UpkeepTestSupport", path: "Tests/UpkeepTestSupport", swiftSettings: strict),
+        .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
                     resources: [], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )

@@ -26,3 +26,4 @@ int upkeep_sk_X509_num(void *stack) { return sk_X509_num((STACK_OF(X509) *)stack
 X509 *upkeep_sk_X509_value(void *stack, int index) { return sk_X509_value((STACK_OF(X509) *)stack, index); }
 long upkeep_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) { return SSL_CTX_add1_chain_cert(ctx, x509); }
 int upkeep_ERR_GET_REASON(unsigned long code) { return ERR_GET_REASON(code); }
+unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void) { return XN_FLAG_RFC2253 & ~(unsigned long)ASN1_STRFLGS_ESC_MSB; }
