@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
     ],
     targets: [
         // System OpenSSL (libssl-dev): the only TLS stack in the build.
@@ -56,9 +58,11 @@ let package = Package(
                           path: "Sources/upkeep-sandbox-host", swiftSettings: strict),
 
         // The node agent.
-        .target(name: "UpkeepAgent", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
+        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", nioCore, nioPosix, nioHTTP1,
+                                                logging, yams, .product(name: "Subprocess", package: "swift-subprocess"),
+                                                .product(name: "SystemPackage", package: "swift-system")],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
-        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", argumentParser],
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", argumentParser, nioCore, nioPosix],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
@@ -77,7 +81,8 @@ let package = Package(
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
                     resources: [], swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport"], swiftSettings: strict),
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", nioCore, nioPosix],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
