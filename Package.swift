@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "Sources/UpkeepTLS", swiftSettings: strict),
         // The agent-controller wire protocol: frames, messages, client and server.
-        .target(name: "UpkeepProtocol", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
+        .target(name: "UpkeepProtocol", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
         // The node agent.
@@ -57,8 +57,9 @@ let package = Package(
 
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
-        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
-                    resources: [], swiftSettings: strict),
+        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix,
+                                                         .product(name: "NIOEmbedded", package: "swift-nio")],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI"], swiftSettings: strict),
     ]
 )
