@@ -55,11 +55,17 @@ let package = Package(
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
                           path: "controller/Sources/upkeep", swiftSettings: strict),
 
-        .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI"], swiftSettings: strict),
+        // Measurement driver for bench/ scripts (built in release mode by them).
+        .executableTarget(name: "upkeep-bench", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
+                          path: "bench/Sources/upkeep-bench", swiftSettings: strict),
+
+        // Helpers shared by test targets: temporary directories, running real processes.
+        .target(name: "UpkeepTestSupport", path: "Tests/UpkeepTestSupport", swiftSettings: strict),
+        .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
-        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix,
-                                                         .product(name: "NIOEmbedded", package: "swift-nio")],
+        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
+                                                         nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )

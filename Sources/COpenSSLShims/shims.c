@@ -3,6 +3,7 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
+#include <openssl/err.h>
 
 long upkeep_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return SSL_CTX_set_min_proto_version(ctx, version); }
 long upkeep_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) { return SSL_CTX_set_max_proto_version(ctx, version); }
@@ -23,3 +24,6 @@ int upkeep_SSL_get_new_ex_index(void) { return SSL_get_ex_new_index(0, NULL, NUL
 int upkeep_BIO_set_mem_eof_return(BIO *bio, int value) { return (int)BIO_set_mem_eof_return(bio, value); }
 int upkeep_sk_X509_num(void *stack) { return sk_X509_num((STACK_OF(X509) *)stack); }
 X509 *upkeep_sk_X509_value(void *stack, int index) { return sk_X509_value((STACK_OF(X509) *)stack, index); }
+long upkeep_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) { return SSL_CTX_add1_chain_cert(ctx, x509); }
+int upkeep_ERR_GET_REASON(unsigned long code) { return ERR_GET_REASON(code); }
+unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void) { return XN_FLAG_RFC2253 & ~(unsigned long)ASN1_STRFLGS_ESC_MSB; }

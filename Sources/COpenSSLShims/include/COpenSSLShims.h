@@ -26,4 +26,8 @@ int upkeep_SSL_get_new_ex_index(void);
 int upkeep_BIO_set_mem_eof_return(BIO *bio, int value);
 int upkeep_sk_X509_num(void *stack);
 X509 *upkeep_sk_X509_value(void *stack, int index);
+long upkeep_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509);
+int upkeep_ERR_GET_REASON(unsigned long code);
+/* UpkeepPKI: distinguished names printed as RFC 2253 with UTF-8 kept as UTF-8. */
+unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void);
 #endif

@@ -1,1 +1,4 @@
-print("upkeep")
+import Foundation
+import UpkeepCLI
+
+exit(await Upkeep.runReturningExitCode())

@@ -1,0 +1,101 @@
+import COpenSSL
+
+/// The cluster CA: a self-signed certificate and its key, which issue every identity.
+///
+/// Profiles it issues (all X.509 v3, random 128-bit serial, SHA-256 signatures, or pure
+/// Ed25519 for Ed25519 signers, subjectKeyIdentifier and authorityKeyIdentifier):
+/// - CA: basicConstraints `CA:TRUE, pathlen:0` (critical), keyUsage `keyCertSign, cRLSign` (critical).
+/// - Identity (`issue(identity:)`): subject CN = the identity's name, exactly one URI SAN
+///   `upkeep://agent/<node>` or `upkeep://controller/<name>` plus any DNS/IP SANs asked for,
+///   basicConstraints `CA:FALSE` (critical), keyUsage `digitalSignature` (critical),
+///   extendedKeyUsage `serverAuth, clientAuth` (either side may dial).
+/// - Server (`issueServer`): no upkeep identity; CN plus DNS/IP SANs, extendedKeyUsage `serverAuth`.
+/// - Client (`issueClient`): no upkeep identity; CN = user, O = group (how Kubernetes reads
+///   client certificates), extendedKeyUsage `clientAuth`.
+///
+/// It never writes files; `PKIDirectory` does. Holding a `CertificateAuthority` means holding
+/// the CA key: never log it or send it anywhere.
+public struct CertificateAuthority: Sendable {
+    public let certificate: Certificate
+    public let key: PrivateKey
+
+    /// Pairs an existing CA certificate with its key, refusing a key that does not belong to
+    /// it or a certificate that is not a CA.
+    public init(certificate: Certificate, key: PrivateKey) throws {
+        guard certificate.matches(key) else {
+            throw PKIError.keyDoesNotMatchCertificate(certificate: certificate.subject)
+        }
+        guard certificate.isCA else { throw PKIError.notACertificateAuthority(subject: certificate.subject) }
+        self.certificate = certificate
+        self.key = key
+    }
+
+    /// Generates a new CA key and self-signed certificate with subject CN = `commonName`.
+    public static func create(commonName: String, keyType: KeyType, validity: ValidityPeriod) throws -> CertificateAuthority {
+        let key = try PrivateKey.generate(keyType)
+        var builder = CertificateBuilder(validity: validity)
+        builder.subject = [(NID_commonName, "common name", commonName)]
+        builder.extensions = [
+            (NID_basic_constraints, "critical,CA:TRUE,pathlen:0"),
+            (NID_key_usage, "critical,keyCertSign,cRLSign"),
+            (NID_subject_key_identifier, "hash"),
+            (NID_authority_key_identifier, "keyid:always"),
+        ]
+        let certificate = try builder.sign(publicKey: key, issuer: nil, signer: key)
+        return try CertificateAuthority(certificate: certificate, key: key)
+    }
+
+    /// Issues an identity certificate for a fresh key of `keyType`.
+    public func issue(identity: PeerIdentity, keyType: KeyType, validity: ValidityPeriod,
+                      dnsNames: [String] = [], ipAddresses: [String] = []) throws -> (certificate: Certificate, key: PrivateKey) {
+        try issueLeaf(subject: [(NID_commonName, "common name", identity.name)],
+                      extendedKeyUsage: "serverAuth,clientAuth",
+                      alternativeNames: [.uri(identity.uri)] + dnsNames.map { .dns($0) } + ipAddresses.map { .ip($0) },
+                      keyType: keyType, validity: validity)
+    }
+
+    /// Issues a plain TLS server certificate (no upkeep identity), e.g. for a simulated
+    /// Kubernetes API server. Clients verify it by `dnsNames` and `ipAddresses`.
+    public func issueServer(commonName: String, dnsNames: [String] = [], ipAddresses: [String] = [],
+                            keyType: KeyType, validity: ValidityPeriod) throws -> (certificate: Certificate, key: PrivateKey) {
+        try issueLeaf(subject: [(NID_commonName, "common name", commonName)],
+                      extendedKeyUsage: "serverAuth",
+                      alternativeNames: dnsNames.map { .dns($0) } + ipAddresses.map { .ip($0) },
+                      keyType: keyType, validity: validity)
+    }
+
+    /// Issues a plain TLS client certificate (no upkeep identity) the way Kubernetes reads
+    /// them: CN = user name, O = group.
+    public func issueClient(commonName: String, organization: String? = nil,
+                            keyType: KeyType, validity: ValidityPeriod) throws -> (certificate: Certificate, key: PrivateKey) {
+        let organizationEntry = organization.map { [(NID_organizationName, "organization", $0)] } ?? []
+        return try issueLeaf(subject: organizationEntry + [(NID_commonName, "common name", commonName)],
+                             extendedKeyUsage: "clientAuth", alternativeNames: [],
+                             keyType: keyType, validity: validity)
+    }
+
+    /// Checks DNS names and IP addresses the way `issue` would, so a command line can refuse
+    /// bad ones before doing any work. Throws `PKIError.invalidDNSName` or `.invalidIPAddress`.
+    public static func checkAlternativeNames(dnsNames: [String], ipAddresses: [String]) throws {
+        for name in dnsNames where !CertificateBuilder.isValidDNSName(name) { throw PKIError.invalidDNSName(name) }
+        for address in ipAddresses where IPAddressText.parse(address) == nil { throw PKIError.invalidIPAddress(address) }
+    }
+
+    private func issueLeaf(subject: [(nid: Int32, field: String, value: String)], extendedKeyUsage: String,
+                           alternativeNames: [Certificate.SubjectAlternativeName],
+                           keyType: KeyType, validity: ValidityPeriod) throws -> (certificate: Certificate, key: PrivateKey) {
+        let leafKey = try PrivateKey.generate(keyType)
+        var builder = CertificateBuilder(validity: validity)
+        builder.subject = subject
+        builder.extensions = [
+            (NID_basic_constraints, "critical,CA:FALSE"),
+            (NID_key_usage, "critical,digitalSignature"),
+            (NID_ext_key_usage, extendedKeyUsage),
+            (NID_subject_key_identifier, "hash"),
+            (NID_authority_key_identifier, "keyid:always"),
+        ]
+        builder.subjectAlternativeNames = alternativeNames
+        let certificate = try builder.sign(publicKey: leafKey, issuer: self.certificate, signer: key)
+        return (certificate, leafKey)
+    }
+}

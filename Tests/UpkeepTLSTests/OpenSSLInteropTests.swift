@@ -1,0 +1,165 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import UpkeepPKI
+@testable import UpkeepTLS
+
+/// The real `openssl` binary as the peer: our server against `s_client`, our client against
+/// `s_server -Verify 1 -verify_return_error`.
+@Suite(.serialized) struct OpenSSLInteropTests {
+    let pki: TestPKI
+    let directory: URL
+
+    init() throws {
+        pki = try TestPKI()
+        directory = try temporaryDirectory()
+    }
+
+    /// Runs `openssl s_client` against `port` with `input` on stdin; returns its exit status.
+    func sClient(port: Int, identity: (certificate: Certificate, key: PrivateKey)?, input: String) throws -> Int32 {
+        var arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-tls1_3", "-quiet", "-no_ign_eof",
+                         "-verify_return_error"]
+        let caPath = directory.appendingPathComponent("ca.crt").path
+        try pki.ca.certificate.pem().write(toFile: caPath, atomically: true, encoding: .utf8)
+        arguments += ["-CAfile", caPath]
+        if let identity {
+            let files = try pki.writeFiles(identity, in: directory, name: "client-\(UUID().uuidString)")
+            arguments += ["-cert", files.certificate, "-key", files.key]
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = arguments
+        let stdin = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        let deadline = Date(timeIntervalSinceNow: 20)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func agentServer() async throws -> TestServer {
+        try await TestServer.start(context: pki.context(.agent, "node-1"), expecting: .roles([.controller]))
+    }
+
+    @Test func sClientWithAControllerCertificateCompletesAHandshake() async throws {
+        let server = try await agentServer()
+        let status = try sClient(port: server.port, identity: pki.identity(.controller, "controller"), input: "hello\n")
+        let observation = await server.nextConnection()
+        let done = try await observation.handshake.futureResult.get()
+        #expect(done.peer == (try PeerIdentity(role: .controller, name: "controller")))
+        #expect(done.protocolVersion == "TLSv1.3")
+        #expect(status == 0)
+        #expect(try await observation.firstError() == nil, "s_client closed with close_notify")
+        try await server.stop()
+    }
+
+    @Test func sClientWithoutACertificateIsRefused() async throws {
+        let server = try await agentServer()
+        _ = try sClient(port: server.port, identity: nil, input: "hello\n")
+        #expect(try await (await server.nextConnection()).firstError() == .certificateRefused(.missing))
+        try await server.stop()
+    }
+
+    @Test func sClientWithAnAgentCertificateIsRefused() async throws {
+        let server = try await agentServer()
+        _ = try sClient(port: server.port, identity: pki.identity(.agent, "node-2"), input: "hello\n")
+        #expect(try await (await server.nextConnection()).firstError()
+            == .certificateRefused(.wrongRole(expected: [.controller], actual: .agent)))
+        try await server.stop()
+    }
+
+    @Test func sClientWithACertificateFromAnotherCAIsRefused() async throws {
+        let server = try await agentServer()
+        let other = try TestPKI(name: "other")
+        _ = try sClient(port: server.port, identity: other.identity(.controller, "controller"), input: "hello\n")
+        #expect(try await (await server.nextConnection()).firstError() == .certificateRefused(.unknownCA))
+        try await server.stop()
+    }
+
+    @Test func ourClientCompletesAHandshakeWithSServerThatRequiresACertificate() async throws {
+        let port = try await freePort()
+        let agent = try pki.writeFiles(pki.identity(.agent, "node-1"), in: directory, name: "agent")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = ["s_server", "-accept", "127.0.0.1:\(port)", "-tls1_3", "-cert", agent.certificate,
+                             "-key", agent.key, "-CAfile", agent.ca, "-Verify", "1", "-verify_return_error", "-rev",
+                             "-naccept", "1"]
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = Pipe()
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        try waitForLine("ACCEPT", in: stdout.fileHandleForReading, seconds: 10)
+
+        let (channel, observation) = try await connectTLS(port: port, context: pki.context(.controller, "controller"),
+                                                          expecting: .identity(try PeerIdentity(role: .agent, name: "node-1")))
+        let done = try await observation.handshake.futureResult.get()
+        #expect(done.peer?.name == "node-1")
+        let reply = channel.eventLoop.makePromise(of: String.self)
+        try await channel.pipeline.handler(type: ObservingHandler.self).map { handler in
+            handler.onRead = { _, _ in
+                let text = String(decoding: handler.received, as: UTF8.self)
+                if text.contains("\n") { reply.succeed(text) }
+            }
+        }.get()
+        try await channel.writeAndFlush(ByteBuffer(string: "upkeep\n"))
+        #expect(try await reply.futureResult.get() == "peekpu\n")
+        try await channel.close()
+    }
+
+    @Test func sServerRefusesOurClientWithoutAnAcceptableCertificate() async throws {
+        let port = try await freePort()
+        let agent = try pki.writeFiles(pki.identity(.agent, "node-1"), in: directory, name: "agent2")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = ["s_server", "-accept", "127.0.0.1:\(port)", "-tls1_3", "-cert", agent.certificate,
+                             "-key", agent.key, "-CAfile", agent.ca, "-Verify", "1", "-verify_return_error", "-naccept", "1"]
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = Pipe()
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        try waitForLine("ACCEPT", in: stdout.fileHandleForReading, seconds: 10)
+        let stranger = try TestPKI(name: "stranger")
+        let foreign = try stranger.identity(.controller, "controller")
+        let context = try TLSContext.internal(ca: [pki.ca.certificate], chain: [foreign.certificate], key: foreign.key)
+        let (_, observation) = try await connectTLS(port: port, context: context,
+                                                    expecting: .identity(try PeerIdentity(role: .agent, name: "node-1")))
+        guard case .alertReceived = try await observation.firstError() else {
+            Issue.record("s_server should have refused a certificate from another CA")
+            return
+        }
+    }
+}
+
+/// An ephemeral loopback port that was free a moment ago.
+func freePort() async throws -> Int {
+    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .bind(host: "127.0.0.1", port: 0).get()
+    let port = channel.localAddress!.port!
+    try await channel.close()
+    return port
+}
+
+/// Reads `handle` until a line containing `marker` appears, bounded by `seconds`.
+func waitForLine(_ marker: String, in handle: FileHandle, seconds: Double) throws {
+    let deadline = Date(timeIntervalSinceNow: seconds)
+    var seen = ""
+    while Date() < deadline {
+        let data = handle.availableData
+        if data.isEmpty { break }
+        seen += String(decoding: data, as: UTF8.self)
+        if seen.contains(marker) { return }
+    }
+    struct NotReady: Error, CustomStringConvertible { let description: String }
+    throw NotReady(description: "openssl did not print \(marker); it printed: \(seen)")
+}

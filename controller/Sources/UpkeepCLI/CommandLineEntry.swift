@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+
+extension Upkeep {
+    /// The exit code for a usage error (unknown option, missing argument, invalid value).
+    public static let usageExitCode: Int32 = 2
+
+    /// Parses `arguments` (nil: the process's own), runs the command and returns the exit
+    /// code: 0 on success and for --help/--version, 2 with the usage on stderr for usage
+    /// errors, 1 with "Error: ..." on stderr when the command itself fails.
+    public static func runReturningExitCode(_ arguments: [String]? = nil) async -> Int32 {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            return 0
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { print(message) }
+                return 0
+            }
+            if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            return code == .validationFailure ? usageExitCode : code.rawValue
+        }
+    }
+}

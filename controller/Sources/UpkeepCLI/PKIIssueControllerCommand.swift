@@ -1,0 +1,23 @@
+import ArgumentParser
+import UpkeepPKI
+
+/// `upkeep pki issue controller [NAME] --dir DIR`.
+struct PKIIssueController: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "controller",
+        abstract: "Issue a controller certificate (identity upkeep://controller/NAME)."
+    )
+
+    @Argument(help: ArgumentHelp("The controller's name.", valueName: "NAME"))
+    var name: String = PKIDirectory.defaultControllerName
+
+    @OptionGroup var options: PKIIssueOptions
+
+    func validate() throws {
+        _ = try identityArgument(.controller, name)
+    }
+
+    func run() throws {
+        try options.issue(identityArgument(.controller, name))
+    }
+}

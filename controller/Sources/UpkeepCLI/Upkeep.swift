@@ -1,0 +1,15 @@
+import ArgumentParser
+
+/// The `upkeep` command line: the root only lists subcommands; each lives in its own file.
+public struct Upkeep: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "upkeep",
+        abstract: "Safe rolling updates for k3s clusters running Flux and Longhorn.",
+        version: "0.1.0",
+        subcommands: [
+            PKI.self,
+        ]
+    )
+
+    public init() {}
+}
