@@ -18,5 +18,9 @@ demo: deps
 	$(SWIFT) build --product upkeep
 	$$($(SWIFT) build --show-bin-path)/upkeep demo
 
+# Fuzzes the frame decoder briefly (CI); fuzz/run.sh SECONDS for longer runs.
+fuzz-smoke:
+	fuzz/run.sh 30
+
 clean:
 	rm -rf .build

@@ -13,6 +13,7 @@ let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let yams = Target.Dependency.product(name: "Yams", package: "Yams")
 
 let package = Package(
     name: "upkeep",
@@ -25,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // System OpenSSL (libssl-dev): the only TLS stack in the build.
@@ -40,8 +42,18 @@ let package = Package(
         .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "Sources/UpkeepTLS", swiftSettings: strict),
         // The agent-controller wire protocol: frames, messages, client and server.
-        .target(name: "UpkeepProtocol", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
+        .target(name: "UpkeepProtocol", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
+
+        // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
+        .target(name: "UpkeepKube", dependencies: [nioCore, nioPosix, nioHTTP1, logging, yams],
+                path: "Sources/UpkeepKube", swiftSettings: strict),
+        // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", nioCore, nioPosix, nioHTTP1, logging],
+                path: "Sources/UpkeepSandbox", swiftSettings: strict),
+        // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
+        .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
+                          path: "Sources/upkeep-sandbox-host", swiftSettings: strict),
 
         // The node agent.
         .target(name: "UpkeepAgent", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
@@ -63,8 +75,14 @@ let package = Package(
         .target(name: "UpkeepTestSupport", path: "Tests/UpkeepTestSupport", swiftSettings: strict),
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
-        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
-                    resources: [], swiftSettings: strict),
+        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
+                                                         nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
+                    swiftSettings: strict),
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport"], swiftSettings: strict),
+        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepTestSupport", nioCore, nioPosix],
+                    swiftSettings: strict),
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )

@@ -1,0 +1,56 @@
+import UpkeepKube
+
+/// Flux's behaviour: every object reconciles to Ready at its current generation unless a fault
+/// holds it not Ready; a suspended object keeps its last status; suspend and resume are recorded.
+extension ClusterModel {
+    static let fluxTypes: [ResourceType] = [.fluxGitRepositories, .fluxKustomizations, .fluxHelmReleases]
+
+    static func fluxKey(_ type: ResourceType, _ namespace: String, _ name: String) -> String {
+        "\(type.kind.lowercased())/\(namespace)/\(name)"
+    }
+
+    mutating func reconcileFlux() {
+        for type in Self.fluxTypes {
+            for object in store.list(type) {
+                let namespace = object[path: "metadata", "namespace"]?.string ?? "default"
+                let name = object[path: "metadata", "name"]?.string ?? ""
+                let key = Self.fluxKey(type, namespace, name)
+                let suspended = object[path: "spec", "suspend"]?.bool ?? false
+                if let previous = fluxSuspended[key], previous != suspended {
+                    record(suspended ? "FluxSuspended" : "FluxResumed", key, suspended ? "suspended" : "resumed")
+                }
+                fluxSuspended[key] = suspended
+                if suspended { continue }
+                let revision = "main@sha1:" + StableHash.hex("rev/\(key)", length: 16) + StableHash.hex("rev2/\(key)", length: 16)
+                    + StableHash.hex("rev3/\(key)", length: 8)
+                var updated = object
+                let ready: JSON
+                if let fault = fluxFaults[key] {
+                    ready = Self.condition(object, "Ready", false, reason: fault.reason, message: fault.message, now: now)
+                } else {
+                    let (reason, message): (String, String) = switch type {
+                    case .fluxGitRepositories: ("Succeeded", "stored artifact for revision '\(revision)'")
+                    case .fluxHelmReleases: ("UpgradeSucceeded", "Helm upgrade succeeded for release \(namespace)/\(name)")
+                    default: ("ReconciliationSucceeded", "Applied revision: \(revision)")
+                    }
+                    ready = Self.condition(object, "Ready", true, reason: reason, message: message, now: now)
+                }
+                updated[path: "status", "conditions"] = [ready]
+                updated[path: "status", "observedGeneration"] = object[path: "metadata", "generation"] ?? 1
+                if let requested = object[path: "metadata", "annotations", "reconcile.fluxcd.io/requestedAt"] {
+                    updated[path: "status", "lastHandledReconcileAt"] = requested
+                }
+                switch type {
+                case .fluxGitRepositories:
+                    updated[path: "status", "artifact", "revision"] = .string(revision)
+                case .fluxKustomizations:
+                    updated[path: "status", "lastAppliedRevision"] = .string(revision)
+                    updated[path: "status", "lastAttemptedRevision"] = .string(revision)
+                default:
+                    break
+                }
+                store.update(type, updated)
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import UpkeepSandbox
+
+// Multi-call binary for sandbox hosts. Dispatches on the program name (`k3s`, `systemctl`) or,
+// when called by its own name, on the first argument.
+var arguments = CommandLine.arguments
+let program = URL(fileURLWithPath: arguments.removeFirst()).lastPathComponent
+
+func serveAPI(_ args: [String]) async throws {
+    var port = 0
+    var host = "127.0.0.1"
+    var spec = ClusterSpec()
+    var iterator = args.makeIterator()
+    while let arg = iterator.next() {
+        switch arg {
+        case "--port": port = Int(iterator.next() ?? "") ?? 0
+        case "--host": host = iterator.next() ?? host
+        case "--servers": spec.servers = Int(iterator.next() ?? "") ?? spec.servers
+        case "--agents": spec.agents = Int(iterator.next() ?? "") ?? spec.agents
+        case "--volumes": spec.volumes = Int(iterator.next() ?? "") ?? spec.volumes
+        default: break
+        }
+    }
+    let cluster = SandboxCluster(spec: spec)
+    cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
+    let group = MultiThreadedEventLoopGroup.singleton
+    _ = cluster.startDriver(on: group.next())
+    let server = try await SandboxHTTPServer.start(host: host, port: port, group: group, responder: cluster.handle)
+    FileHandle.standardOutput.write(Data("listening on http://\(host):\(server.port)\n".utf8))
+    try await server.channel.closeFuture.get()
+}
+
+switch arguments.first {
+case "api":
+    try await serveAPI(Array(arguments.dropFirst()))
+default:
+    FileHandle.standardError.write(Data("usage: \(program) api [--port N]\n".utf8))
+    exit(2)
+}

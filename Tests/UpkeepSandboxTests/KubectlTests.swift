@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+import UpkeepKube
+@testable import UpkeepSandbox
+
+/// The real kubectl is the judge of the simulated API.
+@Suite(.timeLimit(.minutes(2)))
+struct KubectlTests {
+    static let small = ClusterSpec(servers: 1, agents: 2, volumes: 3, replicas: 2)
+
+    @Test func getNodesWideShowsEveryNodeWithStatusRolesVersionAndAddress() async throws {
+        let api = try await APIHarness(spec: Self.small)
+        defer { Task { await api.close() } }
+        #expect(await api.waitUntil { api.cluster.withModel { $0.summary()["ready"] == true } })
+        let result = try await api.kubectl("get", "nodes", "-o", "wide")
+        #expect(result.status == 0, "\(result.output)")
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"])
+        let server = try #require(lines.first { $0.hasPrefix("server-1 ") })
+        #expect(server.contains(" Ready ") && server.contains("control-plane,etcd,master") && server.contains("v1.30.6+k3s1")
+            && server.contains("127.0.1.1"))
+        #expect(lines.filter { $0.hasPrefix("agent-") }.count == 2)
+    }
+
+    @Test func cordonAndUncordonChangeTheNodeAsKubectlShowsIt() async throws {
+        let api = try await APIHarness(spec: Self.small)
+        defer { Task { await api.close() } }
+        let cordon = try await api.kubectl("cordon", "agent-1")
+        #expect(cordon.status == 0 && cordon.output.contains("node/agent-1 cordoned"), "\(cordon.output)")
+        #expect(Node(json: try #require(api.get(.nodes, nil, "agent-1"))).unschedulable)
+        let listed = try await api.kubectl("get", "node", "agent-1")
+        #expect(listed.output.contains("SchedulingDisabled"))
+        let again = try await api.kubectl("cordon", "agent-1")
+        #expect(again.output.contains("already cordoned"))
+        let uncordon = try await api.kubectl("uncordon", "agent-1")
+        #expect(uncordon.status == 0 && uncordon.output.contains("node/agent-1 uncordoned"), "\(uncordon.output)")
+        let node = Node(json: try #require(api.get(.nodes, nil, "agent-1")))
+        #expect(!node.unschedulable)
+        #expect(!node.taints.contains { $0["key"]?.string == "node.kubernetes.io/unschedulable" })
+    }
+
+    /// Puts a deployment's pods all on `node` (by cordoning the others while it starts).
+    func deployOnto(_ api: APIHarness, node: String, name: String, replicas: Int64, minAvailable: Int64) async throws {
+        let others = api.cluster.withModel { $0.spec.nodeNames }.filter { $0 != node }
+        for other in others { _ = try await api.kubectl("cordon", other) }
+        api.create(.deployments, Seed.deployment("default", name, replicas: replicas, image: "busybox:1.36"))
+        api.create(.podDisruptionBudgets, ["metadata": ["name": .string(name), "namespace": "default"],
+                                           "spec": ["minAvailable": .int(minAvailable), "selector": ["matchLabels": ["app": .string(name)]]]])
+        let running = await api.waitUntil {
+            api.pods(on: node).filter { $0.labels["app"] == name && $0.isReady }.count == Int(replicas)
+        }
+        #expect(running, "pods of \(name) did not start on \(node)")
+        for other in others { _ = try await api.kubectl("uncordon", other) }
+    }
+
+    @Test func drainRetriesABudgetThatClearsAndFinishes() async throws {
+        let api = try await APIHarness(spec: ClusterSpec(servers: 1, agents: 2, volumes: 0, replicas: 1))
+        defer { Task { await api.close() } }
+        try await deployOnto(api, node: "agent-1", name: "burst", replicas: 2, minAvailable: 1)
+        let drain = try await api.kubectl("drain", "agent-1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s",
+                                          timeoutSeconds: 90)
+        #expect(drain.status == 0, "\(drain.output)")
+        #expect(drain.output.contains("Cannot evict pod as it would violate the pod's disruption budget."), "\(drain.output)")
+        #expect(drain.output.contains("node/agent-1 drained"))
+        let left = api.pods(on: "agent-1").filter { !$0.isDaemonSetPod }
+        #expect(left.isEmpty, "\(left.map(\.name))")
+        #expect(api.cluster.withModel { $0.store.list(.pods).map(Pod.init).filter { $0.labels["app"] == "burst" && !$0.isTerminating }.count } == 2)
+    }
+
+    @Test func drainTimesOutOnABudgetThatNeverClears() async throws {
+        let api = try await APIHarness(spec: ClusterSpec(servers: 1, agents: 2, volumes: 0, replicas: 1))
+        defer { Task { await api.close() } }
+        try await deployOnto(api, node: "agent-1", name: "solo", replicas: 1, minAvailable: 1)
+        let drain = try await api.kubectl("drain", "agent-1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=7s",
+                                          timeoutSeconds: 60)
+        #expect(drain.status != 0)
+        #expect(drain.output.contains("global timeout reached: 7s"), "\(drain.output)")
+        #expect(api.pods(on: "agent-1").contains { $0.labels["app"] == "solo" && !$0.isTerminating })
+        #expect(Node(json: try #require(api.get(.nodes, nil, "agent-1"))).unschedulable)
+    }
+
+    @Test func drainOfANodeHoldingTheLastHealthyReplicaIsBlockedByLonghorn() async throws {
+        let api = try await APIHarness(spec: ClusterSpec(servers: 1, agents: 2, volumes: 3, replicas: 2))
+        defer { Task { await api.close() } }
+        #expect(await api.waitUntil { api.cluster.withModel { $0.summary()["ready"] == true } })
+        let first = try await api.kubectl("drain", "agent-1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=30s")
+        #expect(first.status == 0, "\(first.output)")
+        // agent-1's replicas stopped: whatever node holds the other copy now holds the last one.
+        let blocked = api.cluster.withModel { model in model.spec.nodeNames.filter { model.longhornBlocksDrain(of: $0) } }
+        let target = try #require(blocked.first)
+        let second = try await api.kubectl("drain", target, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=6s")
+        #expect(second.status != 0)
+        #expect(second.output.contains("instance-manager-"), "\(second.output)")
+        #expect(second.output.contains("disruption budget"))
+    }
+
+    @Test func getLonghornVolumesShowsStateAndRobustness() async throws {
+        let api = try await APIHarness(spec: Self.small)
+        defer { Task { await api.close() } }
+        #expect(await api.waitUntil { api.cluster.withModel { $0.summary()["ready"] == true } })
+        let result = try await api.kubectl("get", "volumes.longhorn.io", "-n", "longhorn-system")
+        #expect(result.status == 0, "\(result.output)")
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.split(separator: " ").map(String.init) == ["NAME", "DATA", "ENGINE", "STATE", "ROBUSTNESS", "SCHEDULED", "SIZE", "NODE", "AGE"])
+        #expect(lines.dropFirst().count == 3)
+        #expect(lines.contains { $0.contains("attached") && $0.contains("healthy") })
+        #expect(lines.contains { $0.contains("detached") && $0.contains("unknown") })
+        let short = try await api.kubectl("get", "lhr", "-n", "longhorn-system", "-o", "name")
+        #expect(short.output.split(separator: "\n").count == 6, "\(short.output)")
+    }
+
+    @Test func patchKustomizationSuspendIsStoredAndRecorded() async throws {
+        let api = try await APIHarness(spec: Self.small)
+        defer { Task { await api.close() } }
+        let patch = try await api.kubectl("patch", "kustomization", "apps", "-n", "flux-system", "--type", "merge",
+                                          "-p", #"{"spec":{"suspend":true}}"#)
+        #expect(patch.status == 0, "\(patch.output)")
+        #expect(patch.output.contains("kustomization.kustomize.toolkit.fluxcd.io/apps patched"))
+        let object = FluxKustomization(json: try #require(api.get(.fluxKustomizations, "flux-system", "apps")))
+        #expect(object.suspended)
+        #expect(api.cluster.withModel { $0.events.contains { $0.kind == "FluxSuspended" && $0.object == "kustomization/flux-system/apps" } })
+        let strategic = try await api.kubectl("patch", "kustomization", "apps", "-n", "flux-system", "-p", #"{"spec":{"suspend":false}}"#)
+        #expect(strategic.status != 0, "custom resources refuse strategic merge patches")
+        #expect(strategic.output.contains("UnsupportedMediaType") || strategic.output.contains("unknown format") || strategic.output.contains("not supported"),
+                "\(strategic.output)")
+    }
+}
