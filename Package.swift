@@ -74,7 +74,8 @@ let package = Package(
         // Helpers shared by test targets: temporary directories, running real processes.
         .target(name: "UpkeepTestSupport", path: "Tests/UpkeepTestSupport", swiftSettings: strict),
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
-        .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
+        .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix,
+                                                          .product(name: "NIOEmbedded", package: "swift-nio")], swiftSettings: strict),
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
