@@ -80,10 +80,13 @@ final class FakeK3sNode {
         precondition(result.succeeded, "fake systemctl restart failed: \(result.error)")
     }
 
-    /// The version the running k3s process reports, or nil when none runs.
+    /// The version of the running k3s process (once it has started up), or nil when none runs.
     var runningVersion: String? {
-        guard let pid = pid, Self.isRunning(pid) else { return nil }
-        return try? String(contentsOfFile: "\(root)/running-version", encoding: .utf8)
+        guard let pid = pid, Self.isRunning(pid),
+              let text = try? String(contentsOfFile: "\(root)/running-version", encoding: .utf8) else { return nil }
+        let words = text.split(separator: " ")
+        guard words.count == 2, Int32(words[0]) == pid else { return nil }
+        return String(words[1])
     }
 
     var pid: Int32? {
@@ -216,7 +219,7 @@ final class FakeK3sNode {
         except OSError: return ""
     if fault() == "exit":
         sys.exit(1)
-    with open(os.path.join(root, "running-version"), "w") as f: f.write(version)
+    with open(os.path.join(root, "running-version"), "w") as f: f.write("%d %s" % (os.getpid(), version))
     start = time.monotonic()
     healthy_after = float(open(os.path.join(root, "healthy-after")).read())
     sock_path = os.path.join(root, "containerd.sock")
