@@ -85,7 +85,7 @@ let package = Package(
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", nioCore, nioPosix, yams],
-                    swiftSettings: strict),
+                    exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
