@@ -46,10 +46,10 @@ let package = Package(
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
         // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
-        .target(name: "UpkeepKube", dependencies: [nioCore, nioPosix, nioHTTP1, logging, yams],
+        .target(name: "UpkeepKube", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", nioCore, nioPosix, nioHTTP1, logging],
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepSandbox", swiftSettings: strict),
         // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
@@ -77,9 +77,9 @@ let package = Package(
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
                     resources: [], swiftSettings: strict),
-        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
