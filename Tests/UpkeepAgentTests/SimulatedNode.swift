@@ -1,0 +1,136 @@
+@testable import UpkeepAgent
+
+/// A node the pure machine's effects act on, in memory: what the live path holds, what is kept,
+/// what runs, and which binaries become healthy. Used to script the machine and to crash it.
+struct SimulatedNode {
+    var live: String
+    var kept: Set<String> = []
+    var running: String?
+    var startedAtUnixMs: Int64 = 0
+    /// Binaries that pass probes this long after they start; absent ones never do.
+    var healthyAfterMs: [String: Int64] = [:]
+    var versions: [String: String] = [:]
+    var restartFails = false
+    var restarts = 0
+
+    func binary(_ sha: String, _ store: BinaryRef.Store = .staging) -> BinaryRef {
+        BinaryRef(sha256: sha, k3sVersion: versions[sha], store: store)
+    }
+
+    var liveBinary: LiveBinary { LiveBinary(sha256: live, k3sVersion: versions[live]) }
+
+    func probe(expected: String?, now: Int64) -> ProbeReport {
+        guard let running else {
+            return ProbeReport(checks: [ProbeCheck(name: "unit", ok: false, latencyMs: 1, message: "inactive")])
+        }
+        let ready = healthyAfterMs[running].map { now >= startedAtUnixMs + $0 } ?? false
+        let version = versions[running]
+        return ProbeReport(checks: [
+            ProbeCheck(name: "unit", ok: true, latencyMs: 1, message: "active"),
+            ProbeCheck(name: "kubelet", ok: ready, latencyMs: 1, message: ready ? "ok" : "connection refused"),
+            ProbeCheck(name: "version", ok: expected == nil || version == expected, latencyMs: 1, message: version ?? "unknown"),
+        ])
+    }
+}
+
+/// Drives an `UpgradeMachine` against a `SimulatedNode` with a clock the test owns, keeping the
+/// journal records it persisted, the replies and the rejections.
+struct MachineHarness {
+    var machine: UpgradeMachine
+    var node: SimulatedNode
+    var records: [JournalRecord] = []
+    var now: Int64 = 1_000_000
+    var replies: [String: OperationOutcome] = [:]
+    var rejections: [UpgradeMachine.Rejection] = []
+    var proceeds: [String] = []
+    var pending: (effect: UpgradeMachine.Effect, token: UInt64)?
+    var performed: [UpgradeMachine.Effect] = []
+    static let settings = UpgradeMachine.Settings(probeIntervalMs: 100)
+
+    init(node: SimulatedNode, records: [JournalRecord] = []) {
+        self.node = node
+        self.records = records
+        machine = UpgradeMachine(journal: JournalState(records: records), settings: Self.settings)
+        send(.recover(live: node.liveBinary))
+    }
+
+    mutating func send(_ event: UpgradeMachine.Event) {
+        apply(machine.handle(event, nowUnixMs: now))
+    }
+
+    mutating func apply(_ actions: [UpgradeMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .persist(let record): records.append(record)
+            case .perform(let effect, let token):
+                precondition(pending == nil, "two effects outstanding")
+                pending = (effect, token)
+            case .proceed(let id): proceeds.append(id)
+            case .reply(let id, let outcome): replies[id] = outcome
+            case .reject(let rejection): rejections.append(rejection)
+            }
+        }
+    }
+
+    /// Performs the outstanding effect on the node; false when there is none.
+    @discardableResult
+    mutating func step() -> Bool {
+        guard let (effect, token) = pending else { return false }
+        pending = nil
+        performed.append(effect)
+        send(.completed(token: token, perform(effect)))
+        return true
+    }
+
+    mutating func perform(_ effect: UpgradeMachine.Effect) -> UpgradeMachine.EffectResult {
+        switch effect {
+        case .keepPrevious(let live):
+            precondition(live.sha256 == node.live, "keepPrevious of a binary that is not live")
+            node.kept.insert(live.sha256)
+            return .done
+        case .place(let binary):
+            if binary.store == .previous { precondition(node.kept.contains(binary.sha256), "placing a previous binary never kept") }
+            node.live = binary.sha256
+            return .done
+        case .restartUnit:
+            node.restarts += 1
+            if node.restartFails {
+                node.running = nil
+                return .failed("Job for k3s.service failed")
+            }
+            node.running = node.live
+            node.startedAtUnixMs = now
+            return .done
+        case .probe(let expected, let notBefore):
+            now = max(now, notBefore) + 5
+            return .probed(node.probe(expected: expected, now: now))
+        }
+    }
+
+    /// Performs effects until none is outstanding, ticking the watchdog when it is due and `untilMs`
+    /// allows. Bounded so a machine that never settles fails the test instead of hanging it.
+    mutating func settle(untilUnixMs: Int64? = nil) {
+        for _ in 0..<10_000 {
+            if step() { continue }
+            guard let wake = machine.nextWakeUnixMs, let until = untilUnixMs, wake <= until else { return }
+            now = max(now, wake)
+            send(.tick)
+        }
+        preconditionFailure("the machine did not settle")
+    }
+
+    /// A fresh machine over the records persisted so far, as a restarted agent would build it.
+    func restarted() -> MachineHarness {
+        var copy = MachineHarness(node: node, records: records, now: now)
+        copy.replies = [:]
+        return copy
+    }
+
+    private init(node: SimulatedNode, records: [JournalRecord], now: Int64) {
+        self.node = node
+        self.records = records
+        self.now = now
+        machine = UpgradeMachine(journal: JournalState(records: records), settings: Self.settings)
+        send(.recover(live: node.liveBinary))
+    }
+}

@@ -1,0 +1,78 @@
+/// What the agent knows durably: the state the journal's records fold into. Recovery at start
+/// reads it; nothing here reads the disk or the clock.
+public struct JournalState: Codable, Equatable, Sendable {
+    /// Finished operations remembered for replays; older ones are forgotten.
+    public static let finishedOperationsMax = 256
+
+    public private(set) var operations: [String: OperationEntry] = [:]
+    /// Operation ids, oldest first.
+    public private(set) var order: [String] = []
+    /// The binary the last install replaced, kept in `previous/`.
+    public private(set) var previous: BinaryRef?
+    /// A healthy install waiting for `commit`.
+    public private(set) var watch: WatchRecord?
+
+    public init() {}
+
+    public init(records: some Sequence<JournalRecord>) {
+        for record in records { apply(record) }
+    }
+
+    public func operation(_ id: String) -> OperationEntry? { operations[id] }
+
+    /// Operations that began and did not finish.
+    public var running: [OperationEntry] { order.compactMap { operations[$0] }.filter(\.isRunning) }
+
+    /// The newest `limit` operations, newest first.
+    public func recent(limit: Int) -> [OperationEntry] {
+        order.suffix(limit).reversed().compactMap { operations[$0] }
+    }
+
+    public mutating func apply(_ record: JournalRecord) {
+        switch record {
+        case .began(let entry):
+            if operations[entry.id] == nil { order.append(entry.id) }
+            operations[entry.id] = entry
+        case .step(let id, let step):
+            guard var entry = operations[id] else { return }
+            switch step {
+            case .previousKept: break
+            case .placed(let sha):
+                entry.placedSHA256 = sha
+                entry.restartIssued = false
+            case .restarting: entry.restartIssued = true
+            case .reverting: entry.reverting = true
+            }
+            operations[id] = entry
+        case .finished(let id, let outcome, let at):
+            guard var entry = operations[id] else { return }
+            entry.outcome = outcome
+            entry.finishedAtUnixMs = at
+            operations[id] = entry
+            forgetOldOperations()
+        case .previousKept(let binary):
+            previous = binary
+        case .watchStarted(let record):
+            watch = record
+        case .watchReverting(let id):
+            if watch?.installID == id { watch?.reverting = true }
+        case .watchEnded(let id, let end):
+            if watch?.installID == id { watch = nil }
+            operations[id]?.watchEnd = end
+        case .snapshot(let state):
+            self = state
+        }
+    }
+
+    private mutating func forgetOldOperations() {
+        var finished = order.count { operations[$0]?.isRunning == false }
+        guard finished > Self.finishedOperationsMax else { return }
+        order.removeAll { id in
+            guard finished > Self.finishedOperationsMax, let entry = operations[id], !entry.isRunning,
+                  watch?.installID != id else { return false }
+            operations[id] = nil
+            finished -= 1
+            return true
+        }
+    }
+}

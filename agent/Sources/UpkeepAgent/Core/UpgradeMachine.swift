@@ -1,0 +1,463 @@
+/// The agent's upgrade sequence as a pure state machine: install (keep the live binary, place the
+/// staged one, restart, wait for health, else revert), the watchdog after a healthy install,
+/// commit, rollback, the operation-id ledger, and recovery from the journal at start.
+///
+/// It takes events and returns actions; it never reads the clock, the disk or the network. The
+/// shell persists each `persist` record durably before performing anything after it, performs at
+/// most one effect at a time, and feeds the effect's result back. Everything recovery needs is in
+/// the journal records the machine emits, so a shell killed at any point restarts, folds the
+/// journal into a `JournalState`, and sends `.recover`.
+public struct UpgradeMachine: Sendable {
+    public private(set) var journal: JournalState
+    private let settings: Settings
+    private var recovered = false
+    /// What the live path holds, as far as the machine knows (from events and its own placements).
+    private var live: LiveBinary?
+    private var run: Run?
+    private var lastToken: UInt64 = 0
+    private var now: Int64 = 0
+    private var output: [Action] = []
+
+    public init(journal: JournalState, settings: Settings = Settings()) {
+        self.journal = journal
+        self.settings = settings
+    }
+
+    /// When the shell must send `.tick` (the watchdog deadline), if anything waits for time.
+    public var nextWakeUnixMs: Int64? {
+        guard recovered, run == nil, let watch = journal.watch, !watch.reverting else { return nil }
+        return watch.deadlineUnixMs
+    }
+
+    /// True while an install, rollback or watchdog check runs.
+    public var isBusy: Bool { run != nil }
+
+    public mutating func handle(_ event: Event, nowUnixMs: Int64) -> [Action] {
+        now = nowUnixMs
+        output = []
+        switch event {
+        case .recover(let live): recover(live: live)
+        case .install(let command, let live): install(command, live: live)
+        case .rollback(let command, let live): rollback(command, live: live)
+        case .commit(let command): commit(command)
+        case .begin(let id, let kind, let fingerprint): begin(id, kind: kind, fingerprint: fingerprint)
+        case .finish(let id, let outcome): finishGeneric(id, outcome)
+        case .completed(let token, let result): completed(token: token, result)
+        case .tick: break
+        }
+        startWatchCheckIfDue()
+        return output
+    }
+
+    // MARK: - Requests
+
+    private mutating func install(_ command: InstallCommand, live: LiveBinary?) {
+        let id = command.operationID
+        guard admit(id, kind: .install, fingerprint: command.fingerprint) else { return }
+        if let watch = journal.watch {
+            return reject(.conflict, "install \(watch.installID) of \(watch.installed) waits for commit; commit it or roll back before installing again")
+        }
+        guard let live else {
+            return reject(.conflict, "the live k3s binary cannot be read, so it cannot be kept for a revert; check the node by hand")
+        }
+        self.live = live
+        if live.sha256 == command.target.sha256 {
+            let plan = SwapPlan(target: command.target, replaced: live, restore: nil,
+                                healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: nil)
+            persist(.began(OperationEntry(id: id, kind: .install, fingerprint: command.fingerprint, startedAtUnixMs: now, plan: plan)))
+            start(Run(purpose: .alreadyLive(id), steps: [.probe], target: command.target, healthTimeoutMs: command.healthTimeoutMs))
+            return
+        }
+        let restore = BinaryRef(sha256: live.sha256, k3sVersion: live.k3sVersion, store: .previous)
+        let plan = SwapPlan(target: command.target, replaced: live, restore: restore,
+                            healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: command.watchdogTimeoutMs)
+        persist(.began(OperationEntry(id: id, kind: .install, fingerprint: command.fingerprint, startedAtUnixMs: now, plan: plan)))
+        start(Run(purpose: .install(id), steps: [.keepPrevious, .place, .restart, .probe], target: command.target,
+                  healthTimeoutMs: command.healthTimeoutMs))
+    }
+
+    private mutating func rollback(_ command: RollbackCommand, live: LiveBinary?) {
+        let id = command.operationID
+        guard admit(id, kind: .rollback, fingerprint: command.fingerprint, interruptingWatchCheck: true) else { return }
+        guard let target = command.target ?? journal.previous else {
+            return reject(.notFound, "no previous k3s binary is kept on this node (no install has replaced one); name a staged binary to roll back to")
+        }
+        if let watch = journal.watch {
+            persist(.watchEnded(installID: watch.installID, .rolledBack(operationID: id)))
+        }
+        self.live = live
+        let plan = SwapPlan(target: target, replaced: live, restore: nil, healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: nil)
+        persist(.began(OperationEntry(id: id, kind: .rollback, fingerprint: command.fingerprint, startedAtUnixMs: now, plan: plan)))
+        start(Run(purpose: .rollback(id, interrupted: false), steps: [.place, .restart, .probe], target: target,
+                  healthTimeoutMs: command.healthTimeoutMs))
+    }
+
+    private mutating func commit(_ command: CommitCommand) {
+        let id = command.operationID
+        let installID = command.installOperationID
+        guard admit(id, kind: .commit, fingerprint: command.fingerprint, interruptingWatchCheck: true, exclusive: false) else { return }
+        if let install = journal.operation(installID), install.kind == .install, install.isRunning {
+            return reject(.busy, "install \(installID) is still running; commit it after it answered")
+        }
+        persist(.began(OperationEntry(id: id, kind: .commit, fingerprint: command.fingerprint, startedAtUnixMs: now, plan: nil)))
+        if let watch = journal.watch, watch.installID == installID {
+            if watch.reverting {
+                return finish(id, .failed(.conflict, "the watchdog found install \(installID) unhealthy at its deadline and is reverting it"))
+            }
+            if case .watchCheck = run?.purpose { run = nil }
+            persist(.watchEnded(installID: installID, .committed(operationID: id)))
+            return finish(id, OperationOutcome(state: .succeeded, message: "committed \(watch.installed)",
+                                               body: .commit(CommitReport(k3sVersion: watch.installed.k3sVersion))))
+        }
+        guard let install = journal.operation(installID), install.kind == .install, let installOutcome = install.outcome else {
+            return finish(id, .failed(.notFound, "no install with operation id \(installID) is known on this node (the journal keeps the last \(JournalState.finishedOperationsMax) operations)"))
+        }
+        let version = install.plan?.target.k3sVersion
+        switch install.watchEnd {
+        case .committed(let by)?:
+            finish(id, OperationOutcome(state: .succeeded, message: "install \(installID) was already committed by \(by)",
+                                        body: .commit(CommitReport(k3sVersion: version))))
+        case .keptHealthy?:
+            finish(id, OperationOutcome(state: .succeeded, message: "the watchdog kept install \(installID): the node was healthy at the deadline",
+                                        body: .commit(CommitReport(k3sVersion: version))))
+        case .reverted(_, _, let message)?:
+            finish(id, .failed(.conflict, "the watchdog reverted install \(installID) at its deadline: \(message)"))
+        case .rolledBack(let by)?:
+            finish(id, .failed(.conflict, "install \(installID) was rolled back by \(by)"))
+        case nil:
+            if installOutcome.state == .succeeded {
+                finish(id, OperationOutcome(state: .succeeded, message: "install \(installID) needed no watch (the binary was already live)",
+                                            body: .commit(CommitReport(k3sVersion: version))))
+            } else {
+                finish(id, .failed(.conflict, "install \(installID) did not install: \(installOutcome.message)"))
+            }
+        }
+    }
+
+    private mutating func begin(_ id: String, kind: OperationKind, fingerprint: String) {
+        precondition(![.install, .rollback, .commit].contains(kind), "\(kind) has its own event")
+        guard admit(id, kind: kind, fingerprint: fingerprint, exclusive: false) else { return }
+        persist(.began(OperationEntry(id: id, kind: kind, fingerprint: fingerprint, startedAtUnixMs: now, plan: nil)))
+        output.append(.proceed(operationID: id))
+    }
+
+    private mutating func finishGeneric(_ id: String, _ outcome: OperationOutcome) {
+        guard let entry = journal.operation(id), entry.isRunning, entry.plan == nil, entry.kind != .commit else {
+            preconditionFailure("finish for \(id), which is not a running generic operation")
+        }
+        finish(id, outcome)
+    }
+
+    /// The ledger and exclusion rules every mutating request passes. Returns false when the
+    /// request was answered (replay, refusal) or joins a running operation of the same id.
+    private mutating func admit(_ id: String, kind: OperationKind, fingerprint: String,
+                                interruptingWatchCheck: Bool = false, exclusive: Bool = true) -> Bool {
+        guard recovered else {
+            reject(.busy, "the agent is starting and resolving its journal; retry shortly")
+            return false
+        }
+        if let entry = journal.operation(id) {
+            if entry.kind != kind || entry.fingerprint != fingerprint {
+                reject(.conflict, "operation id \(id) was already used for another request (\(entry.fingerprint)); use a new id")
+            } else if let outcome = entry.outcome {
+                output.append(.reply(operationID: id, outcome))
+            }
+            return false
+        }
+        guard exclusive, let run else { return true }
+        if interruptingWatchCheck, case .watchCheck = run.purpose { return true }
+        reject(.busy, "\(run.purpose) is running; retry when it has finished")
+        return false
+    }
+
+    // MARK: - Recovery
+
+    private mutating func recover(live: LiveBinary?) {
+        precondition(!recovered, "recover is the first event, sent once")
+        recovered = true
+        self.live = live
+        for entry in journal.running {
+            switch entry.kind {
+            case .install: recoverInstall(entry, live: live)
+            case .rollback:
+                guard let plan = entry.plan else { preconditionFailure("rollback \(entry.id) without a plan") }
+                start(Run(purpose: .rollback(entry.id, interrupted: true), steps: [.place, .restart, .probe], target: plan.target,
+                          healthTimeoutMs: plan.healthTimeoutMs))
+            case .commit:
+                // A commit has no effects: its records either all landed or the watch is unchanged.
+                finish(entry.id, .failed(.interrupted, "the agent restarted during this commit; send it again with a new operation id"))
+            case .stage, .cordon, .drain, .uncordon, .backup:
+                finish(entry.id, .failed(.interrupted, interruptedMessage(entry.kind)))
+            }
+        }
+        if run == nil, let watch = journal.watch, watch.reverting {
+            let failed = ProbeReport(checks: [ProbeCheck(name: "agent", ok: false, latencyMs: 0, message: "the agent restarted while the watchdog reverted")])
+            start(Run(purpose: .watchRevert(watch.installID, failed: failed), steps: [.place, .restart, .probe], target: watch.restore,
+                      healthTimeoutMs: watch.healthTimeoutMs))
+        }
+    }
+
+    private mutating func recoverInstall(_ entry: OperationEntry, live: LiveBinary?) {
+        guard let plan = entry.plan else { preconditionFailure("install \(entry.id) without a plan") }
+        let unchanged = live != nil && live?.sha256 == plan.replaced?.sha256
+        if unchanged && !entry.restartIssued {
+            return finish(entry.id, .failed(.interrupted, "the agent restarted during this install before k3s was restarted; the live binary is unchanged (\(live?.k3sVersion ?? "unknown version")); install again with a new operation id"))
+        }
+        guard let restore = plan.restore else {
+            // Only an install of the binary that was already live has no restore, and it changes nothing.
+            return finish(entry.id, .failed(.interrupted, "the agent restarted while checking the already-live binary; nothing was changed"))
+        }
+        if !entry.reverting { persist(.step(operationID: entry.id, .reverting)) }
+        let failed = ProbeReport(checks: [ProbeCheck(name: "agent", ok: false, latencyMs: 0, message: "the agent restarted during the install")])
+        start(Run(purpose: .revertInstall(entry.id, failed: failed, interrupted: true), steps: [.place, .restart, .probe], target: restore,
+                  healthTimeoutMs: plan.healthTimeoutMs))
+    }
+
+    private func interruptedMessage(_ kind: OperationKind) -> String {
+        switch kind {
+        case .stage: "the agent restarted during this upload; the partial file was removed. Stage again with a new operation id"
+        case .drain: "the agent restarted during this drain; the node stays cordoned. Drain again with a new operation id"
+        case .cordon, .uncordon: "the agent restarted during this \(kind.rawValue); read the node's state and send it again with a new operation id"
+        case .backup: "the agent restarted during this backup; take it again with a new operation id"
+        case .install, .rollback, .commit: "the agent restarted during this \(kind.rawValue)"
+        }
+    }
+
+    // MARK: - Watchdog
+
+    private mutating func startWatchCheckIfDue() {
+        guard recovered, run == nil, let watch = journal.watch, !watch.reverting, now >= watch.deadlineUnixMs else { return }
+        start(Run(purpose: .watchCheck(watch.installID), steps: [.probe], target: watch.installed, healthTimeoutMs: watch.healthTimeoutMs))
+    }
+
+    // MARK: - Running effects
+
+    private mutating func start(_ newRun: Run) {
+        precondition(run == nil, "\(newRun.purpose) started while \(run!.purpose) runs")
+        var newRun = newRun
+        newRun.probeDeadlineUnixMs = now + newRun.healthTimeoutMs
+        run = newRun
+        advance()
+    }
+
+    /// Performs the current step of the run, or concludes it when no step is left.
+    private mutating func advance() {
+        guard var current = run else { return }
+        guard let step = current.steps.first else { preconditionFailure("advance with no step left") }
+        let effect: Effect
+        switch step {
+        case .keepPrevious:
+            guard let live else { preconditionFailure("keepPrevious without a live binary") }
+            effect = .keepPrevious(live)
+        case .place:
+            if live?.sha256 == current.target.sha256 {
+                current.steps.removeFirst()
+                run = current
+                return advance()
+            }
+            effect = .place(current.target)
+        case .restart:
+            if let id = current.purpose.operationID { persist(.step(operationID: id, .restarting)) }
+            effect = .restartUnit
+        case .probe:
+            effect = .probe(expectedK3sVersion: current.target.k3sVersion, notBeforeUnixMs: current.nextProbeUnixMs ?? now)
+        }
+        lastToken += 1
+        current.token = lastToken
+        run = current
+        output.append(.perform(effect, token: lastToken))
+    }
+
+    private mutating func completed(token: UInt64, _ result: EffectResult) {
+        guard var current = run, current.token == token else { return }  // an abandoned effect
+        let step = current.steps.removeFirst()
+        switch (step, result) {
+        case (.keepPrevious, .done):
+            guard let live else { preconditionFailure("keepPrevious without a live binary") }
+            let kept = BinaryRef(sha256: live.sha256, k3sVersion: live.k3sVersion, store: .previous)
+            persist(.previousKept(kept))
+            if let id = current.purpose.operationID { persist(.step(operationID: id, .previousKept)) }
+        case (.place, .done):
+            live = LiveBinary(sha256: current.target.sha256, k3sVersion: current.target.k3sVersion)
+            if let id = current.purpose.operationID { persist(.step(operationID: id, .placed(sha256: current.target.sha256))) }
+        case (.restart, .done):
+            current.probeDeadlineUnixMs = now + current.healthTimeoutMs
+        case (.restart, .failed(let message)):
+            let report = ProbeReport(checks: [ProbeCheck(name: "restart", ok: false, latencyMs: 0, message: message)])
+            return conclude(current, .unhealthy(report))
+        case (.probe, .probed(let report)):
+            if report.healthy { return conclude(current, .healthy(report)) }
+            let next = now + settings.probeIntervalMs
+            if next > current.probeDeadlineUnixMs { return conclude(current, .unhealthy(report)) }
+            current.steps.insert(.probe, at: 0)
+            current.nextProbeUnixMs = next
+        case (.keepPrevious, .failed(let message)), (.place, .failed(let message)):
+            return conclude(current, .failed(message))
+        default:
+            preconditionFailure("\(result) does not answer \(step)")
+        }
+        if current.steps.isEmpty { preconditionFailure("run \(current.purpose) ended without probing") }
+        run = current
+        advance()
+    }
+
+    private enum Ending {
+        case healthy(ProbeReport)
+        case unhealthy(ProbeReport)
+        /// Keeping or placing a binary failed; nothing was restarted by this step.
+        case failed(String)
+    }
+
+    private mutating func conclude(_ finished: Run, _ ending: Ending) {
+        run = nil
+        switch finished.purpose {
+        case .install(let id):
+            concludeInstall(id, finished, ending)
+        case .revertInstall(let id, let failedProbe, let interrupted):
+            concludeRevert(id, failedProbe: failedProbe, interrupted: interrupted, restored: finished.target, ending)
+        case .rollback(let id, let interrupted):
+            let prefix = interrupted ? "finished after an agent restart: " : ""
+            switch ending {
+            case .healthy(let report):
+                finish(id, OperationOutcome(state: .succeeded, message: "\(prefix)rolled back to \(finished.target)",
+                                            body: .rollback(RollbackReport(k3sVersion: finished.target.k3sVersion, probe: report))))
+            case .unhealthy(let report):
+                finish(id, .failed(.unhealthy, "\(prefix)rolled back to \(finished.target) but it is not healthy: \(report)",
+                                   body: .rollback(RollbackReport(k3sVersion: finished.target.k3sVersion, probe: report))))
+            case .failed(let message):
+                finish(id, .failed(.io, "could not put \(finished.target) in place: \(message); the live binary is \(live.map(describe) ?? "unknown")"))
+            }
+        case .alreadyLive(let id):
+            switch ending {
+            case .healthy(let report):
+                finish(id, OperationOutcome(state: .succeeded, message: "\(finished.target) was already live and is healthy; nothing was changed",
+                                            body: .install(InstallReport(outcome: .installed, previousK3sVersion: finished.target.k3sVersion,
+                                                                         k3sVersion: finished.target.k3sVersion, probe: report, watchdogDeadlineUnixMs: nil))))
+            case .unhealthy(let report):
+                finish(id, .failed(.unhealthy, "\(finished.target) is already live but not healthy: \(report); nothing was changed"))
+            case .failed(let message):
+                preconditionFailure("an already-live install changes no file (\(message))")
+            }
+        case .watchCheck(let installID):
+            guard let watch = journal.watch, watch.installID == installID else { return }
+            switch ending {
+            case .healthy(let report):
+                persist(.watchEnded(installID: installID, .keptHealthy(report)))
+            case .unhealthy(let report):
+                persist(.watchReverting(installID: installID))
+                start(Run(purpose: .watchRevert(installID, failed: report), steps: [.place, .restart, .probe], target: watch.restore,
+                          healthTimeoutMs: watch.healthTimeoutMs))
+            case .failed(let message):
+                preconditionFailure("a watchdog check changes no file (\(message))")
+            }
+        case .watchRevert(let installID, let failedProbe):
+            switch ending {
+            case .healthy(let report):
+                persist(.watchEnded(installID: installID, .reverted(failed: failedProbe, restored: report,
+                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); \(finished.target) restored and healthy")))
+            case .unhealthy(let report):
+                persist(.watchEnded(installID: installID, .reverted(failed: failedProbe, restored: report,
+                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); \(finished.target) restored but not healthy either: \(report)")))
+            case .failed(let message):
+                persist(.watchEnded(installID: installID, .reverted(failed: failedProbe, restored: nil,
+                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); could not restore \(finished.target): \(message)")))
+            }
+        }
+    }
+
+    private mutating func concludeInstall(_ id: String, _ finished: Run, _ ending: Ending) {
+        guard let plan = journal.operation(id)?.plan, let restore = plan.restore else { preconditionFailure("install \(id) without a restore plan") }
+        switch ending {
+        case .healthy(let report):
+            let deadline = now + (plan.watchdogTimeoutMs ?? 0)
+            persist(.watchStarted(WatchRecord(installID: id, installed: finished.target, restore: restore,
+                                              deadlineUnixMs: deadline, healthTimeoutMs: plan.healthTimeoutMs)))
+            finish(id, OperationOutcome(state: .succeeded, message: "installed \(finished.target); commit before the watchdog deadline",
+                                        body: .install(InstallReport(outcome: .installed, previousK3sVersion: restore.k3sVersion,
+                                                                     k3sVersion: finished.target.k3sVersion, probe: report,
+                                                                     watchdogDeadlineUnixMs: deadline))))
+        case .unhealthy(let report):
+            persist(.step(operationID: id, .reverting))
+            start(Run(purpose: .revertInstall(id, failed: report, interrupted: false), steps: [.place, .restart, .probe], target: restore,
+                      healthTimeoutMs: plan.healthTimeoutMs))
+        case .failed(let message):
+            finish(id, .failed(.io, "\(message); the live binary was not changed (\(plan.replaced.map(describe) ?? "unknown"))"))
+        }
+    }
+
+    private mutating func concludeRevert(_ id: String, failedProbe: ProbeReport, interrupted: Bool, restored: BinaryRef, _ ending: Ending) {
+        let target = journal.operation(id)?.plan?.target
+        let why = interrupted ? "the agent restarted during the install" : "\(target.map { "\($0)" } ?? "the new binary") did not become healthy (\(failedProbe))"
+        func report(_ probe: ProbeReport?) -> OperationOutcome.Body {
+            .install(InstallReport(outcome: .reverted, previousK3sVersion: restored.k3sVersion, k3sVersion: restored.k3sVersion,
+                                   probe: failedProbe, revertProbe: probe, watchdogDeadlineUnixMs: nil))
+        }
+        switch ending {
+        case .healthy(let probe):
+            finish(id, OperationOutcome(state: .reverted, message: "\(why); restored \(restored), which is healthy", body: report(probe)))
+        case .unhealthy(let probe):
+            finish(id, OperationOutcome(state: .reverted, message: "\(why); restored \(restored), but it is not healthy either: \(probe)", body: report(probe)))
+        case .failed(let message):
+            finish(id, .failed(.io, "\(why); restoring \(restored) failed: \(message). The live binary is \(live.map(describe) ?? "unknown"); restore it by hand from the agent's previous/ directory"))
+        }
+    }
+
+    // MARK: - Output
+
+    private mutating func persist(_ record: JournalRecord) {
+        journal.apply(record)
+        output.append(.persist(record))
+    }
+
+    private mutating func finish(_ id: String, _ outcome: OperationOutcome) {
+        persist(.finished(operationID: id, outcome, atUnixMs: now))
+        output.append(.reply(operationID: id, outcome))
+    }
+
+    private mutating func reject(_ code: Rejection.Code, _ message: String) {
+        output.append(.reject(Rejection(code, message)))
+    }
+
+    private func describe(_ live: LiveBinary) -> String { "\(live.k3sVersion ?? "unknown version") (\(live.sha256.prefix(12)))" }
+}
+
+/// An install, revert, rollback or watchdog check in progress: its remaining steps.
+private struct Run: Sendable {
+    enum Purpose: Sendable, CustomStringConvertible {
+        case install(String)
+        case revertInstall(String, failed: ProbeReport, interrupted: Bool)
+        case rollback(String, interrupted: Bool)
+        case alreadyLive(String)
+        case watchCheck(String)
+        case watchRevert(String, failed: ProbeReport)
+
+        /// The journal operation whose steps this run records; nil for the watchdog.
+        var operationID: String? {
+            switch self {
+            case .install(let id), .revertInstall(let id, _, _), .rollback(let id, _), .alreadyLive(let id): id
+            case .watchCheck, .watchRevert: nil
+            }
+        }
+
+        var description: String {
+            switch self {
+            case .install(let id), .alreadyLive(let id): "install \(id)"
+            case .revertInstall(let id, _, _): "the revert of install \(id)"
+            case .rollback(let id, _): "rollback \(id)"
+            case .watchCheck(let id): "the watchdog check of install \(id)"
+            case .watchRevert(let id, _): "the watchdog revert of install \(id)"
+            }
+        }
+    }
+
+    enum Step: Sendable { case keepPrevious, place, restart, probe }
+
+    var purpose: Purpose
+    var steps: [Step]
+    /// The binary this run makes live, whose version the probes expect.
+    var target: BinaryRef
+    var healthTimeoutMs: Int64
+    var probeDeadlineUnixMs: Int64 = 0
+    var nextProbeUnixMs: Int64?
+    var token: UInt64 = 0
+}

@@ -1,0 +1,127 @@
+extension UpgradeMachine {
+    /// Timing the machine needs; everything else comes with the events.
+    public struct Settings: Equatable, Sendable {
+        /// Pause between failed probe rounds while waiting for health.
+        public var probeIntervalMs: Int64
+
+        public init(probeIntervalMs: Int64 = 100) {
+            precondition(probeIntervalMs > 0, "probeIntervalMs must be positive")
+            self.probeIntervalMs = probeIntervalMs
+        }
+    }
+
+    public struct InstallCommand: Equatable, Sendable {
+        public var operationID: String
+        /// A verified staged binary.
+        public var target: BinaryRef
+        public var healthTimeoutMs: Int64
+        public var watchdogTimeoutMs: Int64
+
+        public init(operationID: String, target: BinaryRef, healthTimeoutMs: Int64, watchdogTimeoutMs: Int64) {
+            self.operationID = operationID
+            self.target = target
+            self.healthTimeoutMs = healthTimeoutMs
+            self.watchdogTimeoutMs = watchdogTimeoutMs
+        }
+
+        var fingerprint: String { "install \(target.sha256)" }
+    }
+
+    public struct RollbackCommand: Equatable, Sendable {
+        public var operationID: String
+        /// A staged binary to make live; nil for the kept previous one.
+        public var target: BinaryRef?
+        public var healthTimeoutMs: Int64
+
+        public init(operationID: String, target: BinaryRef?, healthTimeoutMs: Int64) {
+            self.operationID = operationID
+            self.target = target
+            self.healthTimeoutMs = healthTimeoutMs
+        }
+
+        var fingerprint: String { "rollback \(target?.sha256 ?? "previous")" }
+    }
+
+    public struct CommitCommand: Equatable, Sendable {
+        public var operationID: String
+        public var installOperationID: String
+
+        public init(operationID: String, installOperationID: String) {
+            self.operationID = operationID
+            self.installOperationID = installOperationID
+        }
+
+        var fingerprint: String { "commit \(installOperationID)" }
+    }
+
+    public enum Event: Equatable, Sendable {
+        /// First event after start, once the journal is folded: finish or undo what was interrupted.
+        /// `live` is what the live path holds now (nil when missing or unreadable).
+        case recover(live: LiveBinary?)
+        case install(InstallCommand, live: LiveBinary?)
+        case rollback(RollbackCommand, live: LiveBinary?)
+        case commit(CommitCommand)
+        /// Stage, cordon, drain, uncordon, backup: the shell does the work between `begin` and `finish`;
+        /// the machine only keeps the ledger.
+        case begin(operationID: String, kind: OperationKind, fingerprint: String)
+        case finish(operationID: String, OperationOutcome)
+        /// The effect performed under `token` finished.
+        case completed(token: UInt64, EffectResult)
+        /// Time passed (the shell wakes the machine at `nextWakeUnixMs`).
+        case tick
+    }
+
+    /// What the shell does, in order. `persist` must be durable before the next action runs.
+    public enum Action: Equatable, Sendable {
+        case persist(JournalRecord)
+        /// Run this effect and report it with `.completed(token:…)`. At most one is outstanding.
+        case perform(Effect, token: UInt64)
+        /// A generic operation was recorded as begun: do its work, then send `.finish`.
+        case proceed(operationID: String)
+        /// The outcome for everyone waiting on this operation id.
+        case reply(operationID: String, OperationOutcome)
+        /// The request that was just handled is refused and nothing was recorded; retrying later
+        /// (busy) or with other parameters can succeed.
+        case reject(Rejection)
+    }
+
+    public enum Effect: Equatable, Sendable {
+        /// Copy the live binary (which must have this digest) to `previous/<sha256>`, durably.
+        case keepPrevious(LiveBinary)
+        /// Atomically make this binary the live one (rename on the live path's file system, fsync
+        /// the directory).
+        case place(BinaryRef)
+        /// `systemctl restart <unit>`.
+        case restartUnit
+        /// Run every probe once, not before the given time.
+        case probe(expectedK3sVersion: String?, notBeforeUnixMs: Int64)
+    }
+
+    public enum EffectResult: Equatable, Sendable {
+        case done
+        /// What failed, for an operator.
+        case failed(String)
+        case probed(ProbeReport)
+    }
+
+    /// A request refused without being recorded.
+    public struct Rejection: Error, Equatable, Sendable, CustomStringConvertible {
+        public enum Code: String, Sendable {
+            /// Something else runs; retry later.
+            case busy
+            /// The request contradicts the node's state or reuses an id for something else.
+            case conflict
+            case notFound
+        }
+
+        public var code: Code
+        public var message: String
+
+        public init(_ code: Code, _ message: String) {
+            self.code = code
+            self.message = message
+        }
+
+        public var description: String { "\(code.rawValue): \(message)" }
+    }
+}
