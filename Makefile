@@ -10,5 +10,9 @@ test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest
 
+# Fuzzes the frame decoder briefly (CI); fuzz/run.sh SECONDS for longer runs.
+fuzz-smoke:
+	fuzz/run.sh 30
+
 clean:
 	rm -rf .build

@@ -1,0 +1,64 @@
+import Testing
+import UpkeepProtocol
+
+/// Message rules that JSON types alone do not express.
+@Suite struct MessageTests {
+    @Test func versionNegotiationPicksTheHighestCommonVersion() {
+        #expect(ProtocolVersion.negotiate(offered: 1...3, supported: 1...2) == 2)
+        #expect(ProtocolVersion.negotiate(offered: 2...2, supported: 1...3) == 2)
+        #expect(ProtocolVersion.negotiate(offered: 3...4, supported: 1...2) == nil)
+    }
+
+    @Test func uploadFlagMustMatchTheMethod() throws {
+        let sha = try #require(SHA256Hex(rawValue: String(repeating: "a", count: 64)))
+        let stage = StageRequest(operationID: "op-1", k3sVersion: "v1.31.2+k3s1", sha256: sha, bytes: 10)
+        #expect(throws: MessageError.self) { try RequestEnvelope(.stage(stage), upload: false).validate() }
+        try RequestEnvelope(.stage(stage), upload: true).validate()
+        #expect(throws: MessageError.self) { try RequestEnvelope(.status(StatusRequest()), upload: true).validate() }
+    }
+
+    @Test func fieldRulesAreChecked() throws {
+        #expect(OperationID(rawValue: "op 1") == nil)
+        #expect(OperationID(rawValue: String(repeating: "x", count: 129)) == nil)
+        #expect(SHA256Hex(rawValue: String(repeating: "A", count: 64)) == nil)
+        #expect(throws: MessageError.self) {
+            try DrainRequest(operationID: "d-1", timeoutSeconds: 0).validate()
+        }
+        #expect(throws: MessageError.self) {
+            try RequestEnvelope(.status(StatusRequest()), timeoutMs: 0).validate()
+        }
+        #expect(throws: MessageError.self) {
+            try Hello(protocolVersions: 1...1, software: "x", streamWindowBytes: 1024).validate()
+        }
+    }
+
+    @Test func everyMutatingRequestCarriesItsOperationID() throws {
+        let sha = try #require(SHA256Hex(rawValue: String(repeating: "0", count: 64)))
+        let requests: [RequestPayload] = [
+            .status(StatusRequest()), .probe(ProbeRequest()),
+            .stage(StageRequest(operationID: "m", k3sVersion: "v1", sha256: sha, bytes: 1)),
+            .install(InstallRequest(operationID: "m", sha256: sha, k3sVersion: "v1", healthTimeoutSeconds: 1, watchdogTimeoutSeconds: 1)),
+            .rollback(RollbackRequest(operationID: "m", healthTimeoutSeconds: 1)),
+            .cordon(CordonRequest(operationID: "m")), .drain(DrainRequest(operationID: "m", timeoutSeconds: 1)),
+            .uncordon(UncordonRequest(operationID: "m")), .backup(BackupRequest(operationID: "m")),
+            .commit(CommitRequest(operationID: "m", installOperationID: "i")),
+        ]
+        #expect(Set(requests.map(\.method)) == Set(Method.allCases))
+        for request in requests {
+            #expect((request.operationID != nil) == request.method.isMutating, "\(request.method)")
+        }
+    }
+
+    @Test func unknownMethodDecodesAsItsOwnError() {
+        let json = Array(#"{"method":"reboot","params":{}}"#.utf8)
+        #expect(throws: MessageError.unknownMethod("reboot")) {
+            _ = try WireJSON.decode(RequestEnvelope.self, from: json)
+        }
+    }
+
+    @Test func unknownFieldsAreIgnored() throws {
+        let json = Array(#"{"method":"cordon","params":{"operationID":"c-1","future":1},"extra":[1,2]}"#.utf8)
+        let envelope = try WireJSON.decode(RequestEnvelope.self, from: json)
+        #expect(envelope == RequestEnvelope(.cordon(CordonRequest(operationID: "c-1"))))
+    }
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Fuzzes the frame decoder for a bounded time: fuzz/run.sh SECONDS (default 30).
+#
+# SwiftPM cannot build libFuzzer targets, so the harness is compiled with swiftc directly against
+# the decoder's sources (see /work/shared/reference/swift-toolchain-notes.md). The corpus starts
+# from the golden vectors and the regression inputs. A crash is written to fuzz/out/crashes/ and
+# the script exits non-zero: copy the input into fuzz/regressions/ (the Swift tests replay every
+# file there), fix the bug, and commit both.
+set -euo pipefail
+
+seconds="${1:-30}"
+case "$seconds" in (*[!0-9]*|'') echo "usage: fuzz/run.sh SECONDS" >&2; exit 2;; esac
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+out="$here/out"
+corpus="$here/corpus"
+mkdir -p "$out/crashes" "$corpus"
+
+sources=(
+  "$root/protocol/Sources/UpkeepProtocol/Frames/FrameCore.swift"
+  "$root"/protocol/Sources/UpkeepProtocol/Messages/*.swift
+  "$here/FrameDecoderFuzzer.swift"
+)
+binary="$out/frame-decoder-fuzzer"
+if [[ ! -x "$binary" ]] || [[ -n "$(find "${sources[@]}" -newer "$binary" 2>/dev/null)" ]]; then
+  echo "building $binary"
+  swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name UpkeepProtocolFuzz \
+    "${sources[@]}" -o "$binary"
+fi
+
+cp -n "$root"/protocol/vectors/*.bin "$corpus"/ 2>/dev/null || true
+if compgen -G "$here/regressions/*" >/dev/null; then cp -n "$here"/regressions/* "$corpus"/; fi
+
+echo "fuzzing the frame decoder for ${seconds}s"
+"$binary" "$corpus" -dict="$here/frames.dict" -max_len=4096 -max_total_time="$seconds" \
+  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/crashes/"

@@ -1,0 +1,142 @@
+import NIOCore
+
+/// One frame: header fields plus the payload bytes, as the codec reads and writes them.
+public struct Frame: Sendable, Equatable {
+    public var type: FrameType
+    public var requestID: UInt32
+    public var payload: ByteBuffer
+
+    public init(type: FrameType, requestID: UInt32, payload: ByteBuffer) {
+        self.type = type
+        self.requestID = requestID
+        self.payload = payload
+    }
+}
+
+/// Reads frames from bytes. Refuses a bad header (magic, version, type, id rule, length) as soon
+/// as its bytes are in, before the payload is awaited or allocated; reports bytes left over when
+/// the connection ends inside a frame. Not Sendable: one per channel, used on its event loop.
+public struct FrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = Frame
+
+    public init() {}
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = try Self.next(from: &buffer) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(frame))
+        return .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer,
+                                    seenEOF: Bool) throws -> DecodingState {
+        while let frame = try Self.next(from: &buffer) {
+            context.fireChannelRead(wrapInboundOut(frame))
+        }
+        let leftover = buffer.readableBytes
+        if leftover > 0 {
+            buffer.moveReaderIndex(forwardBy: leftover)
+            throw FrameError.truncatedFrame(leftoverBytes: leftover)
+        }
+        return .needMoreData
+    }
+
+    /// Takes one complete frame off the front of `buffer`, or nothing when it is incomplete.
+    /// The payload is a slice of `buffer` (no copy).
+    public static func next(from buffer: inout ByteBuffer) throws(FrameError) -> Frame? {
+        let scan: FrameScan
+        do {
+            scan = try buffer.withUnsafeReadableBytes { try FrameScanner.scan($0) }
+        } catch let error as FrameError {
+            throw error
+        } catch {
+            preconditionFailure("FrameScanner.scan throws only FrameError, got \(error)")
+        }
+        guard case .frame(let header) = scan else { return nil }
+        buffer.moveReaderIndex(forwardBy: FrameLimits.headerBytes)
+        guard let payload = buffer.readSlice(length: Int(header.payloadBytes)) else {
+            preconditionFailure("scan reported a complete frame that is not in the buffer")
+        }
+        return Frame(type: header.type, requestID: header.requestID, payload: payload)
+    }
+}
+
+/// Writes frames as bytes. A large payload is written as its own buffer after the header (no
+/// copy); a small one is joined to the header in one buffer. Writing a frame that breaks the
+/// header rules fails its promise with the `FrameError` and writes nothing.
+public final class FrameEncoder: ChannelOutboundHandler {
+    public typealias OutboundIn = Frame
+    public typealias OutboundOut = ByteBuffer
+
+    /// Payloads up to this size are copied next to the header (one write instead of two).
+    static let joinedPayloadBytesMax = 8 << 10
+
+    public init() {}
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let frame = unwrapOutboundIn(data)
+        let header: FrameHeader
+        do {
+            header = try FrameHeader(type: frame.type, requestID: frame.requestID,
+                                     payloadBytes: UInt32(clamping: frame.payload.readableBytes))
+        } catch {
+            promise?.fail(error)
+            return
+        }
+        let joined = frame.payload.readableBytes <= Self.joinedPayloadBytesMax
+        var buffer = context.channel.allocator.buffer(
+            capacity: FrameLimits.headerBytes + (joined ? frame.payload.readableBytes : 0))
+        Self.writeHeader(header, into: &buffer)
+        if joined {
+            var payload = frame.payload
+            buffer.writeBuffer(&payload)
+            context.write(wrapOutboundOut(buffer), promise: promise)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            context.write(wrapOutboundOut(frame.payload), promise: promise)
+        }
+    }
+
+    static func writeHeader(_ header: FrameHeader, into buffer: inout ByteBuffer) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: FrameLimits.headerBytes) { target in
+            header.write(into: target)
+            return FrameLimits.headerBytes
+        }
+    }
+
+    /// The frame's bytes in one buffer (tests, vectors, tools).
+    public static func encode(_ frame: Frame, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws(FrameError) -> ByteBuffer {
+        let header = try FrameHeader(type: frame.type, requestID: frame.requestID,
+                                     payloadBytes: UInt32(clamping: frame.payload.readableBytes))
+        var buffer = allocator.buffer(capacity: header.frameBytes)
+        writeHeader(header, into: &buffer)
+        var payload = frame.payload
+        buffer.writeBuffer(&payload)
+        return buffer
+    }
+}
+
+@available(*, unavailable)
+extension FrameEncoder: Sendable {}
+
+extension Frame {
+    /// The frame carrying `message` (not a chunk: use `init(type:requestID:payload:)`).
+    public init(_ message: FrameMessage, requestID: UInt32, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws {
+        self.init(type: message.frameType, requestID: requestID, payload: allocator.buffer(bytes: try message.encodedPayload()))
+    }
+
+    public static func chunk(_ bytes: ByteBuffer, requestID: UInt32) -> Frame {
+        Frame(type: .chunk, requestID: requestID, payload: bytes)
+    }
+
+    /// The decoded payload.
+    public func message() throws(MessageError) -> FrameMessage {
+        let type = type
+        do {
+            return try payload.withUnsafeReadableBytes { bytes in try FrameMessage.decode(type, payload: bytes) }
+        } catch let error as MessageError {
+            throw error
+        } catch {
+            preconditionFailure("FrameMessage.decode throws only MessageError, got \(error)")
+        }
+    }
+}

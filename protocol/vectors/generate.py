@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Writes the golden frames in this directory from PROTOCOL.md, independently of the Swift code.
+
+This is a second, minimal implementation of the frame layout: the Swift tests decode every file
+and re-encode it byte for byte, so a drift on either side fails. Run it only when the protocol
+changes on purpose (then review the diff of every .bin and of manifest.json):
+
+    python3 protocol/vectors/generate.py
+"""
+import hashlib
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TYPES = {
+    "Hello": 0x01, "HelloReply": 0x02, "Request": 0x03, "Response": 0x04, "Error": 0x05,
+    "Progress": 0x06, "Chunk": 0x07, "ChunkEnd": 0x08, "Cancel": 0x09, "WindowUpdate": 0x0A,
+    "Ping": 0x0B, "Pong": 0x0C, "GoAway": 0x0D,
+}
+
+
+def header(type_byte, request_id, length, magic=b"UK", version=1):
+    return magic + bytes([version, type_byte]) + struct.pack(">II", request_id, length)
+
+
+def frame(type_name, request_id, payload):
+    return header(TYPES[type_name], request_id, len(payload)) + payload
+
+
+def canonical(value):
+    """Sorted keys, no whitespace, UTF-8, slashes unescaped (PROTOCOL.md, "Control payloads")."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+SHA_A = hashlib.sha256(b"k3s binary v1.31.2+k3s1").hexdigest()
+CHUNK = bytes([0x7F, 0x45, 0x4C, 0x46, 0x02, 0x01, 0x01, 0x00, 0xFF, 0xFE, 0x00, 0x0A]) + b"raw bytes, not base64"
+AGENT = {"agentVersion": "0.1.0", "arch": "arm64", "k3sVersion": "v1.30.6+k3s1", "nodeName": "node-1", "role": "server"}
+PROBE = {"checks": [
+    {"latencyMs": 3, "message": "k3s.service active (running)", "name": "unit", "ok": True},
+    {"latencyMs": 2, "message": "ok", "name": "kubelet", "ok": True},
+    {"latencyMs": 41, "message": "Ready, kubeletVersion v1.31.2+k3s1", "name": "nodeReady", "ok": True},
+], "healthy": True}
+
+REQUESTS = [
+    # (file stem, request id, envelope, response result, response extras)
+    ("status", 1, {"method": "status", "params": {}}, {
+        "agent": AGENT, "binaryFreeBytes": 12884901888, "binaryPath": "/usr/local/bin/k3s",
+        "dataDir": "/var/lib/upkeep-agent", "dataFreeBytes": 12884901888,
+        "recentOperations": [{"finishedAtUnixMs": 1732790000000, "method": "stage", "operationID": "rollout-7:node-1:stage",
+                              "startedAtUnixMs": 1732789990000, "state": "succeeded"}],
+        "staged": [{"bytes": 70086656, "k3sVersion": "v1.31.2+k3s1", "sha256": SHA_A}],
+        "unit": {"activeState": "active", "name": "k3s", "subState": "running"}}, {}),
+    ("probe", 2, {"method": "probe", "params": {"expectedK3sVersion": "v1.31.2+k3s1"}, "timeoutMs": 30000}, PROBE, {}),
+    ("stage", 3, {"method": "stage", "params": {"bytes": 70086656, "k3sVersion": "v1.31.2+k3s1",
+                                                "operationID": "rollout-7:node-1:stage", "sha256": SHA_A},
+                  "timeoutMs": 600000, "upload": True},
+     {"alreadyStaged": False, "bytes": 70086656, "sha256": SHA_A}, {}),
+    ("install", 4, {"method": "install", "params": {"healthTimeoutSeconds": 300, "k3sVersion": "v1.31.2+k3s1",
+                                                    "operationID": "rollout-7:node-1:install", "sha256": SHA_A,
+                                                    "watchdogTimeoutSeconds": 900}},
+     {"k3sVersion": "v1.31.2+k3s1", "outcome": "installed", "previousK3sVersion": "v1.30.6+k3s1", "probe": PROBE,
+      "watchdogDeadlineUnixMs": 1732790900000}, {}),
+    ("rollback", 5, {"method": "rollback", "params": {"healthTimeoutSeconds": 300, "operationID": "rollout-7:node-1:rollback"}},
+     {"k3sVersion": "v1.30.6+k3s1", "probe": PROBE}, {}),
+    ("cordon", 6, {"method": "cordon", "params": {"operationID": "rollout-7:node-1:cordon"}}, {"wasUnschedulable": False}, {}),
+    ("drain", 7, {"method": "drain", "params": {"deleteEmptyDirData": True, "gracePeriodSeconds": 30,
+                                                "operationID": "rollout-7:node-1:drain", "podSelector": "app!=critical",
+                                                "timeoutSeconds": 600}},
+     {"evictedPods": 12, "skippedPods": 4}, {}),
+    ("uncordon", 8, {"method": "uncordon", "params": {"operationID": "rollout-7:node-1:uncordon"}},
+     {"message": "node-1 is schedulable again", "uncordoned": True}, {}),
+    ("backup", 9, {"method": "backup", "params": {"name": "pre-upgrade", "operationID": "rollout-7:node-1:backup"}},
+     {"bytes": 7340032, "fileName": "pre-upgrade-node-1-1732789000", "format": "etcdSnapshot"}, {"download": True}),
+    ("commit", 10, {"method": "commit", "params": {"installOperationID": "rollout-7:node-1:install",
+                                                   "operationID": "rollout-7:node-1:commit"}},
+     {"k3sVersion": "v1.31.2+k3s1"}, {}),
+]
+
+VALID = [
+    ("hello", "Hello: the client offers protocol versions 1...1 and a 1 MiB download window.",
+     frame("Hello", 0, canonical({"protocolVersionMax": 1, "protocolVersionMin": 1, "software": "upkeep 0.1.0",
+                                  "streamWindowBytes": 1048576}))),
+    ("hello-reply", "HelloReply: version 1 chosen; the agent on server node node-1 (arm64, k3s v1.30.6+k3s1).",
+     frame("HelloReply", 0, canonical({"agent": AGENT, "concurrentRequestsMax": 32, "protocolVersion": 1,
+                                       "streamWindowBytes": 1048576}))),
+]
+for stem, rid, envelope, result, extras in REQUESTS:
+    VALID.append((f"request-{stem}", f"Request {rid}: {stem}.", frame("Request", rid, canonical(envelope))))
+    VALID.append((f"response-{stem}", f"Response {rid}: result of {stem}.",
+                  frame("Response", rid, canonical({"method": stem, "result": result, **extras}))))
+VALID += [
+    ("progress-pod", "Progress for request 7 (drain): one pod evicted.",
+     frame("Progress", 7, canonical({"action": "evicted", "kind": "pod", "message": "evicted after 2 PDB retries",
+                                     "name": "web-5d9f7c-abcde", "namespace": "shop"}))),
+    ("progress-step", "Progress for request 4 (install): a step.",
+     frame("Progress", 4, canonical({"kind": "step", "message": "systemctl restart k3s", "step": "restarting"}))),
+    ("progress-bytes", "Progress for request 9 (backup): bytes so far.",
+     frame("Progress", 9, canonical({"doneBytes": 1048576, "kind": "bytes", "totalBytes": 7340032}))),
+    ("error-digest-mismatch", "Error for request 3: the upload does not match its digest.",
+     frame("Error", 3, canonical({"code": "digestMismatch",
+                                  "message": f"upload digest {hashlib.sha256(CHUNK).hexdigest()} is not the expected {SHA_A}; nothing was staged, fetch the artifact again"}))),
+    ("error-connection", "Error on request id 0: the connection fails and closes.",
+     frame("Error", 0, canonical({"code": "unsupportedVersion",
+                                  "message": "no protocol version in common: client speaks 2...3, this agent 1...1; upgrade the agent"}))),
+    ("chunk", "Chunk of request 3's upload: raw bytes, including 0x00 and 0xFF.", frame("Chunk", 3, CHUNK)),
+    ("chunk-end", "ChunkEnd of request 3: SHA-256 and length of all chunk bytes (here the one chunk above).",
+     frame("ChunkEnd", 3, hashlib.sha256(CHUNK).digest() + struct.pack(">Q", len(CHUNK)))),
+    ("window-update", "WindowUpdate for request 3: the receiver accepts 262144 more chunk bytes.",
+     frame("WindowUpdate", 3, struct.pack(">I", 262144))),
+    ("cancel", "Cancel of request 7.", frame("Cancel", 7, b"")),
+    ("ping", "Ping with opaque 0x0123456789abcdef.", frame("Ping", 0, struct.pack(">Q", 0x0123456789ABCDEF))),
+    ("pong", "Pong echoing it.", frame("Pong", 0, struct.pack(">Q", 0x0123456789ABCDEF))),
+    ("goaway", "GoAway: requests above 10 were not processed.",
+     frame("GoAway", 0, canonical({"lastRequestID": 10, "reason": "shutting down"}))),
+]
+
+INVALID = [
+    ("invalid-http", "badMagic", "An HTTP request line instead of a frame.", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ("invalid-tls-client-hello", "badMagic", "The start of a TLS ClientHello sent to a plaintext endpoint.",
+     bytes([0x16, 0x03, 0x01, 0x00, 0xF4, 0x01, 0x00, 0x00, 0xF0, 0x03, 0x03, 0x00])),
+    ("invalid-frame-version", "unsupportedFrameVersion", "Frame format version 2.",
+     header(0x01, 0, 2, version=2) + b"{}"),
+    ("invalid-unknown-type", "unknownFrameType", "Frame type 0x0E.", header(0x0E, 1, 0)),
+    ("invalid-oversize-request", "badPayloadLength", "A Request declaring 1 MiB + 1 bytes (header only).",
+     header(0x03, 1, (1 << 20) + 1)),
+    ("invalid-oversize-chunk", "badPayloadLength", "A Chunk declaring 256 KiB + 1 bytes (header only).",
+     header(0x07, 1, (256 << 10) + 1)),
+    ("invalid-huge-length", "badPayloadLength", "A Response declaring 4 GiB - 1 bytes (header only).",
+     header(0x04, 1, 0xFFFFFFFF)),
+    ("invalid-empty-chunk", "badPayloadLength", "A Chunk with no bytes.", header(0x07, 1, 0)),
+    ("invalid-chunk-end-length", "badPayloadLength", "A ChunkEnd with 39 payload bytes.", header(0x08, 1, 39) + bytes(39)),
+    ("invalid-request-id-zero", "badRequestID", "A Request with request id 0.",
+     frame("Request", 0, canonical({"method": "status", "params": {}}))),
+    ("invalid-ping-request-id", "badRequestID", "A Ping with request id 5.", header(0x0B, 5, 8) + bytes(8)),
+    ("invalid-truncated", "truncatedFrame", "A Request header declaring 100 bytes, then the connection closes after 10 (22 bytes left over).",
+     header(0x03, 1, 100) + b'{"method":'),
+    ("invalid-unknown-method", "unknownMethod", "A Request for method \"reboot\" (well-formed frame; answered notImplemented).",
+     frame("Request", 1, canonical({"method": "reboot", "params": {}}))),
+    ("invalid-bad-sha256", "invalidMessage", "A stage Request whose sha256 is not 64 lowercase hex digits (answered badRequest).",
+     frame("Request", 1, canonical({"method": "stage", "params": {"bytes": 10, "k3sVersion": "v1.31.2+k3s1",
+                                                                  "operationID": "op-1", "sha256": "ABC"}, "upload": True}))),
+    ("invalid-operation-id", "invalidMessage", "A cordon Request whose operation id contains a space (answered badRequest).",
+     frame("Request", 1, canonical({"method": "cordon", "params": {"operationID": "op 1"}}))),
+]
+
+
+def main():
+    for name in os.listdir(HERE):
+        if name.endswith(".bin"):
+            os.remove(os.path.join(HERE, name))
+    manifest = {"valid": [], "invalid": []}
+    for stem, description, data in VALID:
+        with open(os.path.join(HERE, stem + ".bin"), "wb") as f:
+            f.write(data)
+        manifest["valid"].append({"file": stem + ".bin", "type": [k for k, v in TYPES.items() if v == data[3]][0],
+                                  "requestID": struct.unpack(">I", data[4:8])[0], "description": description})
+    for stem, error, description, data in INVALID:
+        with open(os.path.join(HERE, stem + ".bin"), "wb") as f:
+            f.write(data)
+        manifest["invalid"].append({"file": stem + ".bin", "error": error, "description": description})
+    with open(os.path.join(HERE, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
