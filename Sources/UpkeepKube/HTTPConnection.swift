@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -49,6 +50,9 @@ final class HTTPConnection: Sendable {
     static func connect(host: String, port: Int, tls: TLSContext?, expectedHost: String, group: any EventLoopGroup,
                         connectTimeoutSeconds: Int64, bodyBytesMax: Int) async throws -> HTTPConnection
     {
+        // Failures seen before the caller holds the handler (a TLS refusal can close the
+        // channel right after connect) are kept here so the cause is not lost.
+        let earlyFailure = NIOLockedValueBox<KubeTransportError?>(nil)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(connectTimeoutSeconds))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -60,7 +64,7 @@ final class HTTPConnection: Sendable {
                             tls.makeClientHandler(expecting: .host(expectedHost), serverName: isAddress ? nil : expectedHost))
                     }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(ReplyHandler(bodyBytesMax: bodyBytesMax))
+                    try channel.pipeline.syncOperations.addHandler(ReplyHandler(bodyBytesMax: bodyBytesMax, earlyFailure: earlyFailure))
                 }
             }
         let channel: any Channel
@@ -69,9 +73,14 @@ final class HTTPConnection: Sendable {
         } catch {
             throw KubeTransportError.connectFailed("\(host):\(port)", "\(error)")
         }
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ReplyHandler.self), eventLoop: channel.eventLoop)
-        }.get()
+        let handler: NIOLoopBound<ReplyHandler>
+        do {
+            handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ReplyHandler.self), eventLoop: channel.eventLoop)
+            }.get()
+        } catch {
+            throw earlyFailure.withLockedValue { $0 } ?? KubeTransportError.connectionClosed
+        }
         return HTTPConnection(channel: channel, handler: handler)
     }
 
@@ -124,7 +133,12 @@ final class ReplyHandler: ChannelInboundHandler {
     /// request sent afterwards reports the cause rather than just "closed".
     var failure: KubeTransportError?
 
-    init(bodyBytesMax: Int) { self.bodyBytesMax = bodyBytesMax }
+    let earlyFailure: NIOLockedValueBox<KubeTransportError?>
+
+    init(bodyBytesMax: Int, earlyFailure: NIOLockedValueBox<KubeTransportError?>) {
+        self.bodyBytesMax = bodyBytesMax
+        self.earlyFailure = earlyFailure
+    }
 
     func fail(_ error: any Error) {
         timeout?.cancel()
@@ -170,6 +184,7 @@ final class ReplyHandler: ChannelInboundHandler {
             .invalidResponse("\(error)")
         }
         self.failure = self.failure ?? failure
+        earlyFailure.withLockedValue { $0 = $0 ?? failure }
         fail(failure)
         context.close(promise: nil)
     }
