@@ -60,8 +60,9 @@ let package = Package(
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
                           path: "Sources/upkeep-sandbox-host", swiftSettings: strict),
 
-        // The node agent.
-        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", nioCore, nioPosix, nioHTTP1,
+        // The node agent. CSQLite: the system libsqlite3 (libsqlite3-dev), for online backups of k3s's datastore.
+        .systemLibrary(name: "CSQLite", path: "agent/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "CSQLite", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", nioCore, nioPosix, nioHTTP1,
                                                 logging, yams, .product(name: "Subprocess", package: "swift-subprocess"),
                                                 .product(name: "SystemPackage", package: "swift-system")],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
@@ -86,7 +87,7 @@ let package = Package(
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", nioCore, nioPosix],
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", nioCore, nioPosix, yams],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
