@@ -47,6 +47,9 @@ let package = Package(
         .target(name: "UpkeepProtocol", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
+        // Domain types shared by agent and controller (versions, roles, architectures); stdlib only.
+        .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
+
         // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
         .target(name: "UpkeepKube", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
@@ -90,6 +93,7 @@ let package = Package(
                     swiftSettings: strict),
         .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
+        .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )
