@@ -47,11 +47,14 @@ let package = Package(
         .target(name: "UpkeepProtocol", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
+        // Domain types shared by agent and controller (versions, roles, architectures); stdlib only.
+        .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
+
         // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
-        .target(name: "UpkeepKube", dependencies: [nioCore, nioPosix, nioHTTP1, logging, yams],
+        .target(name: "UpkeepKube", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", nioCore, nioPosix, nioHTTP1, logging],
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepSandbox", swiftSettings: strict),
         // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
@@ -86,10 +89,11 @@ let package = Package(
                     swiftSettings: strict),
         .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
-        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
+        .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )
