@@ -47,6 +47,10 @@ let package = Package(
         .target(name: "UpkeepProtocol", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
+        // A careful HTTP/1.1 client (keep-alive, bounds, retries, rate limits, ETag cache) over UpkeepTLS.
+        .target(name: "UpkeepHTTP", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
+                path: "Sources/UpkeepHTTP", swiftSettings: strict),
+
         // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
         .target(name: "UpkeepKube", dependencies: [nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
@@ -88,6 +92,8 @@ let package = Package(
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
+                    swiftSettings: strict),
+        .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
