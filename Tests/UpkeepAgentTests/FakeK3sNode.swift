@@ -51,6 +51,12 @@ final class FakeK3sNode {
         case "$1" in
           --version|-v) printf 'k3s version %s (0123abcd)\\ngo version go1.22.5\\n' '\(version)'; exit 0 ;;
           server|agent) exec python3 '\(root)/fake-node.py' '\(version)' '\(root)' ;;
+          etcd-snapshot)
+            [ "$2" = save ] || { echo "fake k3s: etcd-snapshot $2 unsupported" >&2; exit 1; }
+            name=on-demand; dir='\(root)/k3s/server/db/snapshots'; shift 2
+            while [ $# -gt 0 ]; do case "$1" in --name) name=$2; shift 2 ;; --dir) dir=$2; shift 2 ;; *) shift ;; esac; done
+            [ -d '\(root)/k3s/server/db/etcd' ] || { echo 'etcd datastore disabled' >&2; exit 1; }
+            printf 'etcd snapshot by %s\n' '\(version)' > "$dir/$name-node-1-$(date +%s)"; exit 0 ;;
           *) echo "fake k3s: unknown command $1" >&2; exit 1 ;;
         esac
         exit 0
@@ -121,6 +127,7 @@ final class FakeK3sNode {
         config.probes.nodeReady = false
         config.probes.timeoutMs = 1000
         config.probes.intervalMs = intervalMs
+        config.k3sDataDir = "\(root)/k3s"
         return config
     }
 

@@ -173,6 +173,7 @@ public struct OperationOutcome: Codable, Equatable, Sendable {
         case rollback(RollbackReport)
         case commit(CommitReport)
         case stage(StageReport)
+        case backup(BackupReport)
         /// The JSON of a result the shell produced (stage, cordon, drain, uncordon, backup).
         case encoded(String)
     }

@@ -167,6 +167,30 @@ public actor AgentService {
         }
     }
 
+    /// Backs up this server's datastore into `<dataDir>/backups`; the outcome names the file.
+    public func backup(operationID: String, name: String?) async throws -> OperationOutcome {
+        let backup = datastoreBackup
+        let clock = environment.clock
+        let base = name ?? "upkeep"
+        return try await generic(operationID: operationID, kind: .backup, fingerprint: "backup \(base)") {
+            do {
+                let report = try await backup.run(name: base, nowUnixMs: clock())
+                return OperationOutcome(state: .succeeded, message: "backed up the datastore to \(report.fileName) (\(report.bytes) bytes)",
+                                        body: .backup(report))
+            } catch let failure as AgentFailure {
+                return .failed(failure.code, failure.message)
+            } catch {
+                return .failed(.io, "\(error)")
+            }
+        }
+    }
+
+    public var datastoreBackup: DatastoreBackup {
+        let config = environment.config
+        return DatastoreBackup(k3sBinary: config.k3sBinary, k3sDataDir: config.k3sDataDir, backupDir: "\(config.dataDir)/backups",
+                               nodeName: config.nodeName)
+    }
+
     public func probe(expectedK3sVersion: String?) async -> ProbeReport {
         await environment.probes.run(expectedK3sVersion: expectedK3sVersion)
     }
