@@ -47,6 +47,9 @@ let package = Package(
         .target(name: "UpkeepProtocol", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
+        // A careful HTTP/1.1 client (keep-alive, bounds, retries, rate limits, ETag cache) over UpkeepTLS.
+        .target(name: "UpkeepHTTP", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
+                path: "Sources/UpkeepHTTP", swiftSettings: strict),
         // Domain types shared by agent and controller (versions, roles, architectures); stdlib only.
         .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
 
@@ -92,6 +95,8 @@ let package = Package(
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", nioCore, nioPosix],
+                    swiftSettings: strict),
+        .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
