@@ -1,4 +1,5 @@
 import Logging
+import UpkeepCore
 
 #if canImport(Glibc)
 import Glibc
@@ -33,6 +34,8 @@ public struct AgentEnvironment: Sendable {
     }
 
     public var isServer: Bool { unit == "k3s" }
+    /// k3s's role on this node, from the unit that runs it.
+    public var role: NodeRole { isServer ? .server : .agent }
 
     public static let wallClockUnixMs: @Sendable () -> Int64 = {
         var now = timespec()
@@ -204,7 +207,7 @@ public actor AgentService {
         } catch {
             unitError = error.message
         }
-        return AgentStatus(nodeName: config.nodeName, unit: environment.unit, isServer: environment.isServer, arch: MachineArch.current(),
+        return AgentStatus(nodeName: config.nodeName, unit: environment.unit, role: environment.role, isServer: environment.isServer, arch: MachineArch.current(),
                            live: await binary.live(), unitState: unitState, unitError: unitError, binaryPath: config.k3sBinary,
                            binaryFreeBytes: (try? FileSystem.freeBytes(FileSystem.directoryName(config.k3sBinary))) ?? -1,
                            dataDir: config.dataDir, dataFreeBytes: (try? FileSystem.freeBytes(config.dataDir)) ?? -1,
