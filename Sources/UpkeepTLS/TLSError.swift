@@ -75,7 +75,7 @@ public enum TLSError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .handshakeTimeout: return "TLS handshake timed out"
-        case let .certificateRefused(refusal): return "TLS peer refused: \(refusal)"
+        case let .certificateRefused(refusal): return "refused the peer's TLS certificate: \(refusal)"
         case let .alertReceived(code, text): return "the peer ended the TLS session with alert \(code) (\(text))"
         case let .notTLS(detail): return "the peer does not speak TLS (\(detail))"
         case .uncleanShutdown: return "the peer closed the connection without TLS close_notify"

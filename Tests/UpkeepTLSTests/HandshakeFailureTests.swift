@@ -76,9 +76,9 @@ import UpkeepPKI
         let server = try await TestServer.start(context: pki.context(.agent, "node-1"), expecting: .roles([.controller]), echo: false)
         let (channel, client) = try await connectTLS(port: server.port, context: pki.context(.controller, "c"),
                                                      expecting: .identity(try PeerIdentity(role: .agent, name: "node-1")))
-        _ = try await client.handshake.futureResult.get()
+        _ = try await client.handshakeDone()
         let serverObservation = await server.nextConnection()
-        _ = try await serverObservation.handshake.futureResult.get()
+        _ = try await serverObservation.handshakeDone()
         // The client drops its TLS layer and closes the socket: no close_notify goes out.
         try await channel.pipeline.removeHandler(name: "tls").get()
         try await channel.close()

@@ -25,8 +25,8 @@ import UpkeepPKI
 
     @Test func controllerAndAgentCompleteAMutualHandshakeAndExchangeData() async throws {
         let run = try await dialAgent(client: pki.context(.controller, "controller"))
-        let clientSide = try await run.client.handshake.futureResult.get()
-        let serverSide = try await run.server.handshake.futureResult.get()
+        let clientSide = try await run.client.handshakeDone()
+        let serverSide = try await run.server.handshakeDone()
         #expect(clientSide.peer == node1)
         #expect(clientSide.protocolVersion == "TLSv1.3")
         #expect(serverSide.peer == (try PeerIdentity(role: .controller, name: "controller")))
@@ -35,14 +35,8 @@ import UpkeepPKI
         var payload = run.channel.allocator.buffer(capacity: 1 << 20)
         for index in 0..<(1 << 20) { payload.writeInteger(UInt8(truncatingIfNeeded: index &* 31)) }
         let expected = Array(payload.readableBytesView)
-        let echoed = run.channel.eventLoop.makePromise(of: [UInt8].self)
-        try await run.channel.pipeline.handler(type: ObservingHandler.self).map { handler in
-            handler.onRead = { _, _ in
-                if handler.received.count >= expected.count { echoed.succeed(handler.received) }
-            }
-        }.get()
         try await run.channel.writeAndFlush(payload)
-        #expect(try await echoed.futureResult.get() == expected)
+        #expect(try await run.channel.received(atLeast: expected.count) == expected)
 
         try await run.channel.close()
         #expect(try await run.client.firstError() == nil)
@@ -54,24 +48,21 @@ import UpkeepPKI
         let server = try await TestServer.start(context: pki.context(.agent, "node-1", keyType: .ed25519), expecting: .roles([.controller]))
         let (channel, client) = try await connectTLS(port: server.port, context: pki.context(.controller, "c", keyType: .ed25519),
                                                      expecting: .identity(node1))
-        #expect(try await client.handshake.futureResult.get().peer == node1)
+        #expect(try await client.handshakeDone().peer == node1)
         try await channel.close()
         try await server.stop()
     }
 
     @Test func writesBeforeTheHandshakeAreQueuedAndDelivered() async throws {
-        let run = try await dialAgent(client: pki.context(.controller, "controller"))
-        // Written immediately after connect, long before the handshake can have finished.
-        try await run.channel.writeAndFlush(ByteBuffer(string: "early bird"))
-        let echoed = run.channel.eventLoop.makePromise(of: String.self)
-        try await run.channel.pipeline.handler(type: ObservingHandler.self).map { handler in
-            handler.onRead = { _, _ in
-                if handler.received.count >= 10 { echoed.succeed(String(decoding: handler.received, as: UTF8.self)) }
-            }
-        }.get()
-        #expect(try await echoed.futureResult.get() == "early bird")
-        try await run.channel.close()
-        try await run.stop.stop()
+        let server = try await TestServer.start(context: pki.context(.agent, "node-1"), expecting: .roles([.controller]))
+        let (channel, client) = try await connectTLS(port: server.port, context: pki.context(.controller, "controller"),
+                                                     expecting: .identity(node1), greeting: "early bird")
+        _ = try await client.handshakeDone()
+        let early = try await channel.pipeline.handler(type: ObservingHandler.self).map { $0.greetingWasEarly }.get()
+        #expect(early, "the greeting was written before the handshake completed")
+        #expect(String(decoding: try await channel.received(atLeast: 10), as: UTF8.self) == "early bird")
+        try await channel.close()
+        try await server.stop()
     }
 
     @Test func aClientWithoutCertificateIsRefused() async throws {

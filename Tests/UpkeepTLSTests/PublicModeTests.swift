@@ -23,7 +23,7 @@ import UpkeepPKI
     @Test func aCertificateForTheDialledNameIsAccepted() async throws {
         let server = try await server(dnsNames: ["localhost"])
         let (channel, observation) = try await connectTLS(port: server.port, context: client, expecting: .host("localhost"))
-        let done = try await observation.handshake.futureResult.get()
+        let done = try await observation.handshakeDone()
         #expect(done.peer == nil)
         #expect(done.protocolVersion == "TLSv1.3")
         try await channel.close()
@@ -40,7 +40,7 @@ import UpkeepPKI
     @Test func ipAddressesAreVerifiedAgainstIPSANs() async throws {
         let server = try await server(ipAddresses: ["127.0.0.1"])
         let (channel, good) = try await connectTLS(port: server.port, context: client, expecting: .host("127.0.0.1"))
-        _ = try await good.handshake.futureResult.get()
+        _ = try await good.handshakeDone()
         try await channel.close()
         let (_, bad) = try await connectTLS(port: server.port, context: client, expecting: .host("127.0.0.2"))
         #expect(try await bad.firstError() == .certificateRefused(.hostnameMismatch("127.0.0.2")))
@@ -61,8 +61,8 @@ import UpkeepPKI
         let user = try pki.ca.issueClient(commonName: "system:admin", organization: "system:masters", keyType: .ecdsaP256, validity: .days(1))
         let context = try TLSContext.publicClient(trust: .certificates([pki.ca.certificate]), clientChain: [user.certificate], clientKey: user.key)
         let (channel, observation) = try await connectTLS(port: server.port, context: context, expecting: .host("localhost"))
-        _ = try await observation.handshake.futureResult.get()
-        let serverSide = try await (await server.nextConnection()).handshake.futureResult.get()
+        _ = try await observation.handshakeDone()
+        let serverSide = try await (await server.nextConnection()).handshakeDone()
         #expect(serverSide.peerCertificate?.subjectCommonNames == ["system:admin"])
         try await channel.close()
 

@@ -14,13 +14,28 @@ final class Observation: Sendable {
         closed = eventLoop.makePromise()
     }
 
-    /// The handshake result; a failure carries the side's first error.
-    func handshakeResult() async -> Result<TLSHandshakeCompleted, any Error> {
-        do { return .success(try await handshake.futureResult.get()) } catch { return .failure(error) }
-    }
+    /// The handshake's facts, or the side's first error; bounded so a hang fails the test.
+    func handshakeDone() async throws -> TLSHandshakeCompleted { try await handshake.futureResult.get(withinSeconds: 10) }
 
+    /// The handshake result; a failure carries the side's first error.
     /// The first TLSError this side reported before its channel closed (nil: clean).
-    func firstError() async throws -> TLSError? { try await closed.futureResult.get() }
+    func firstError() async throws -> TLSError? { try await closed.futureResult.get(withinSeconds: 10) }
+}
+
+struct TestTimeout: Error, CustomStringConvertible {
+    let seconds: Int64
+    var description: String { "nothing happened within \(seconds) s" }
+}
+
+extension EventLoopFuture where Value: Sendable {
+    /// The value, or `TestTimeout` after `seconds`: no test waits forever.
+    func get(withinSeconds seconds: Int64) async throws -> Value {
+        let promise = eventLoop.makePromise(of: Value.self)
+        let timeout = eventLoop.scheduleTask(in: .seconds(seconds)) { promise.fail(TestTimeout(seconds: seconds)) }
+        cascade(to: promise)
+        defer { timeout.cancel() }
+        return try await promise.futureResult.get()
+    }
 }
 
 /// Records handshake events and errors; echoes plaintext when `echo` is set.
@@ -33,11 +48,24 @@ final class ObservingHandler: ChannelInboundHandler {
     private var firstError: TLSError?
     private var otherError: (any Error)?
     var received: [UInt8] = []
-    var onRead: ((ChannelHandlerContext, ByteBuffer) -> Void)?
+    private var waiters: [(count: Int, promise: EventLoopPromise<[UInt8]>)] = []
+    /// Written as soon as TCP connects, before the TLS handshake has even started.
+    let greeting: String?
+    /// Whether the handshake was still unfinished when the greeting was written.
+    var greetingWasEarly = false
 
-    init(observation: Observation, echo: Bool) {
+    init(observation: Observation, echo: Bool, greeting: String? = nil) {
         self.observation = observation
         self.echo = echo
+        self.greeting = greeting
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let greeting {
+            greetingWasEarly = (try? context.pipeline.syncOperations.handler(type: TLSHandler.self).session) == nil
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: greeting)), promise: nil)
+        }
+        context.fireChannelActive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -49,7 +77,16 @@ final class ObservingHandler: ChannelInboundHandler {
         let buffer = unwrapInboundIn(data)
         received.append(contentsOf: buffer.readableBytesView)
         if echo { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
-        onRead?(context, buffer)
+        let ready = waiters.filter { received.count >= $0.count }
+        waiters.removeAll { received.count >= $0.count }
+        for waiter in ready { waiter.promise.succeed(received) }
+    }
+
+    /// Everything received once at least `count` bytes have arrived.
+    func whenReceived(atLeast count: Int, on eventLoop: any EventLoop) -> EventLoopFuture<[UInt8]> {
+        let promise = eventLoop.makePromise(of: [UInt8].self)
+        if received.count >= count { promise.succeed(received) } else { waiters.append((count, promise)) }
+        return promise.futureResult
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -62,6 +99,8 @@ final class ObservingHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        for waiter in waiters { waiter.promise.fail(ChannelError.ioOnClosedChannel) }
+        waiters = []
         observation.handshake.fail(ChannelError.ioOnClosedChannel)
         observation.closed.succeed(firstError)
     }
@@ -106,7 +145,8 @@ struct TestServer {
 
 /// Dials `port` with TLS and returns the client channel and its observation.
 func connectTLS(port: Int, host: String = "127.0.0.1", context: TLSContext, expecting: PeerExpectation,
-                serverName: String? = nil, handshakeTimeout: TimeAmount = .seconds(5)) async throws -> (any Channel, Observation) {
+                serverName: String? = nil, handshakeTimeout: TimeAmount = .seconds(5), greeting: String? = nil)
+    async throws -> (any Channel, Observation) {
     let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
     let observation = Observation(eventLoop: eventLoop)
     let channel = try await ClientBootstrap(group: eventLoop)
@@ -114,9 +154,18 @@ func connectTLS(port: Int, host: String = "127.0.0.1", context: TLSContext, expe
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(
                     context.makeClientHandler(expecting: expecting, serverName: serverName, handshakeTimeout: handshakeTimeout), name: "tls")
-                try channel.pipeline.syncOperations.addHandler(ObservingHandler(observation: observation, echo: false))
+                try channel.pipeline.syncOperations.addHandler(ObservingHandler(observation: observation, echo: false, greeting: greeting))
             }
         }
         .connect(host: host, port: port).get()
     return (channel, observation)
+}
+
+extension Channel {
+    /// The plaintext this channel's `ObservingHandler` received, once there are `count` bytes.
+    func received(atLeast count: Int) async throws -> [UInt8] {
+        try await pipeline.handler(type: ObservingHandler.self).flatMap { handler in
+            handler.whenReceived(atLeast: count, on: self.eventLoop)
+        }.get(withinSeconds: 20)
+    }
 }

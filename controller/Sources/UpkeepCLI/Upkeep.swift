@@ -8,6 +8,7 @@ public struct Upkeep: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             PKI.self,
+            Demo.self,
         ]
     )
 
