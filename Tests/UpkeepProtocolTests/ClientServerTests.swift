@@ -200,19 +200,24 @@ import UpkeepTLS
     }
 
     @Test func idleConnectionsAreClosedButBusyOnesAreNot() async throws {
+        let entered = Gate()
         let release = Gate()
         let agent = TestAgent { request in
-            if case .probe = request.payload { await release.wait() }
+            if case .probe = request.payload {
+                entered.open()
+                await release.wait()
+            }
             return try await TestAgent.canned(request)
         }
         var configuration = ServerConfiguration()
-        configuration.idleTimeout = .milliseconds(300)
+        configuration.idleTimeout = .seconds(1)
         let served = try await Served.start(configuration: configuration, agent: agent)
-        let idle = try await served.connect()
         let busy = try await served.connect()
-        let longCall = Task { try await busy.call(ProbeRequest(), deadline: soon(20)) }
+        let longCall = Task { try await busy.call(ProbeRequest(), deadline: soon(30)) }
+        await entered.wait()
+        let idle = try await served.connect()
         #expect(await eventually(within: 5) { !idle.isUsable })
-        try await Task.sleep(for: .milliseconds(800))
+        try await Task.sleep(for: .milliseconds(2_500))  // more than two idle timeouts
         #expect(busy.isUsable, "a connection with a request open is not idle")
         release.open()
         _ = try await longCall.value

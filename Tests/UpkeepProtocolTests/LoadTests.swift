@@ -76,7 +76,7 @@ import Glibc
         let agent = TestAgent { request in
             guard case .stage(let stage) = request.payload else { return try await TestAgent.canned(request) }
             // Read nothing at first: without flow control the whole stream would pile up here.
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(1_500))
             // Check every byte where it lands, keeping none of them.
             var offset = 0
             let summary = try await request.upload.consume { chunk in
@@ -124,8 +124,9 @@ import Glibc
         #expect(result.sha256 == expected)
         #expect(result.bytes == Int64(blocks * blockBytes))
         #expect(mismatches.value == 0)
-        // The stream is 256 MiB; both ends together may hold only windows and buffers.
-        #expect(growth < 64 << 20, "resident memory grew by \(growth >> 20) MiB while streaming 256 MiB")
+        // The stream is 256 MiB; both ends together may hold only windows and buffers. (The
+        // bound leaves room for other tests running in this process at the same time.)
+        #expect(growth < 96 << 20, "resident memory grew by \(growth >> 20) MiB while streaming 256 MiB")
         await client.close()
         await served.server.shutdown()
     }

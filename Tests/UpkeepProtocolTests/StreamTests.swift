@@ -159,10 +159,10 @@ import UpkeepProtocol
         }
         let client = try await ProtocolClient.connect(host: "127.0.0.1", port: fake.port)
         await #expect {
-            try await client.withCall(BackupRequest(operationID: "backup-4"), deadline: soon()) { call in
+            try await client.withCall(BackupRequest(operationID: "backup-4"), deadline: soon(20)) { call in
                 _ = try await call.response()
-                // Reads nothing at first: the fake must respect the window, and does not.
-                try await Task.sleep(for: .milliseconds(500))
+                // Reads nothing (so no credit goes back) until the client has dropped the agent.
+                _ = await eventually(within: 15) { !client.isUsable }
                 try await call.download.consume { _ in }
             }
         } throws: { error in
