@@ -3,7 +3,8 @@ import COpenSSLShims
 import NIOCore
 import UpkeepPKI
 
-/// One OpenSSL `SSL` object between two memory BIOs: ciphertext in, plaintext out, and back.
+/// One OpenSSL `SSL` object over an in-memory ciphertext BIO: ciphertext in, plaintext out,
+/// and back.
 ///
 /// It never touches a socket: `TLSHandler` feeds it what the network delivered and sends what
 /// it produced. Not thread-safe; confined to its channel's event loop.
@@ -30,23 +31,22 @@ final class TLSEngine {
     static let readChunkBytesMax = 64 * 1024
 
     private let ssl: OpaquePointer
-    private let readBIO: OpaquePointer
-    private let writeBIO: OpaquePointer
+    private let buffers: CiphertextBuffers
     let verifier: PeerVerifier
 
-    init(context: TLSContext, role: Role, expectation: PeerExpectation, serverName: String?) throws {
+    init(context: TLSContext, role: Role, expectation: PeerExpectation, serverName: String?,
+         allocator: ByteBufferAllocator) throws {
         ERR_clear_error()
         guard let ssl = SSL_new(context.pointer) else { throw TLSError.openSSL(.capture("SSL_new")) }
-        guard let readBIO = BIO_new(BIO_s_mem()), let writeBIO = BIO_new(BIO_s_mem()) else {
+        guard let bio = BIO_new(ciphertextBIOMethod) else {
             SSL_free(ssl)
             throw TLSError.openSSL(.capture("BIO_new"))
         }
-        // An empty read BIO means "wait for more", never end of file.
-        _ = upkeep_BIO_set_mem_eof_return(readBIO, -1)
-        SSL_set_bio(ssl, readBIO, writeBIO)  // the SSL owns both BIOs now
+        let buffers = CiphertextBuffers(allocator: allocator)
+        BIO_set_data(bio, Unmanaged.passUnretained(buffers).toOpaque())
+        SSL_set_bio(ssl, bio, bio)  // the SSL owns the BIO; `buffers` outlives it (see deinit)
         self.ssl = ssl
-        self.readBIO = readBIO
-        self.writeBIO = writeBIO
+        self.buffers = buffers
         self.verifier = PeerVerifier(expectation: expectation)
         SSL_set_ex_data(ssl, peerVerifierIndex, Unmanaged.passUnretained(verifier).toOpaque())
 
@@ -88,16 +88,13 @@ final class TLSEngine {
 
     // MARK: - Driving OpenSSL
 
-    /// Hands ciphertext from the network to OpenSSL.
+    /// Hands ciphertext from the network to OpenSSL (without copying when nothing is left over).
     func feed(_ buffer: ByteBuffer) {
-        buffer.withUnsafeReadableBytes { bytes in
-            guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-            var offset = 0
-            while offset < bytes.count {
-                let written = BIO_write(readBIO, base + offset, Int32(clamping: bytes.count - offset))
-                precondition(written > 0, "a memory BIO refused a write")
-                offset += Int(written)
-            }
+        if buffers.inbound.readableBytes == 0 {
+            buffers.inbound = buffer
+        } else {
+            var buffer = buffer
+            buffers.inbound.writeBuffer(&buffer)
         }
     }
 
@@ -138,7 +135,9 @@ final class TLSEngine {
 
     /// Encrypts all of `buffer`; the records wait in the write BIO for `takeCiphertext`.
     func write(_ buffer: ByteBuffer) -> TLSError? {
-        buffer.withUnsafeReadableBytes { bytes -> TLSError? in
+        // Room for the records up front: 16 KiB records, each with at most 22 bytes of overhead.
+        buffers.outbound.reserveCapacity(minimumWritableBytes: buffer.readableBytes + (buffer.readableBytes / 16384 + 1) * 64)
+        return buffer.withUnsafeReadableBytes { bytes -> TLSError? in
             guard let base = bytes.baseAddress else { return nil }
             var offset = 0
             while offset < bytes.count {
@@ -160,12 +159,9 @@ final class TLSEngine {
 
     /// Everything OpenSSL has produced for the network since the last call.
     func takeCiphertext(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        let pending = Int(BIO_ctrl_pending(writeBIO))
-        guard pending > 0 else { return nil }
-        var out = allocator.buffer(capacity: pending)
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { bytes in
-            Int(max(0, BIO_read(writeBIO, bytes.baseAddress, Int32(clamping: pending))))
-        }
+        guard buffers.outbound.readableBytes > 0 else { return nil }
+        let out = buffers.outbound
+        buffers.outbound = allocator.buffer(capacity: 0)
         return out
     }
 

@@ -71,7 +71,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     public func handlerAdded(context: ChannelHandlerContext) {
         do {
-            engine = try TLSEngine(context: tlsContext, role: role, expectation: expectation, serverName: serverName)
+            engine = try TLSEngine(context: tlsContext, role: role, expectation: expectation, serverName: serverName,
+                                   allocator: context.channel.allocator)
         } catch {
             fail(error as? TLSError ?? .invalidConfiguration("\(error)"), context: context)
             return

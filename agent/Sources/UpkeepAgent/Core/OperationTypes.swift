@@ -149,6 +149,22 @@ public struct CommitReport: Codable, Equatable, Sendable {
     public init(k3sVersion: String?) { self.k3sVersion = k3sVersion }
 }
 
+/// What a stage did.
+public struct StageReport: Codable, Equatable, Sendable {
+    public var sha256: String
+    public var bytes: Int64
+    public var k3sVersion: String
+    /// The artifact was already staged; the upload was only verified.
+    public var alreadyStaged: Bool
+
+    public init(sha256: String, bytes: Int64, k3sVersion: String, alreadyStaged: Bool) {
+        self.sha256 = sha256
+        self.bytes = bytes
+        self.k3sVersion = k3sVersion
+        self.alreadyStaged = alreadyStaged
+    }
+}
+
 /// The recorded result of a finished operation: what a replay of its id answers.
 public struct OperationOutcome: Codable, Equatable, Sendable {
     public enum Body: Codable, Equatable, Sendable {
@@ -156,6 +172,8 @@ public struct OperationOutcome: Codable, Equatable, Sendable {
         case install(InstallReport)
         case rollback(RollbackReport)
         case commit(CommitReport)
+        case stage(StageReport)
+        case backup(BackupReport)
         /// The JSON of a result the shell produced (stage, cordon, drain, uncordon, backup).
         case encoded(String)
     }

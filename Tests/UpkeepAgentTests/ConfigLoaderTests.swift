@@ -1,0 +1,75 @@
+import Testing
+import UpkeepAgent
+import UpkeepTestSupport
+
+@Suite struct ConfigLoaderTests {
+    @Test func minimalConfigTakesTheStandardK3sDefaults() throws {
+        let config = try ConfigLoader.parse("nodeName: node-1\n")
+        #expect(config.nodeName == "node-1")
+        #expect(config.k3sBinary == "/usr/local/bin/k3s")
+        #expect(config.dataDir == "/var/lib/upkeep-agent")
+        #expect(config.listenPort == AgentConfig.defaultPort)
+        #expect(config.probes.kubeletHealthzURL == "http://127.0.0.1:10248/healthz")
+        #expect(config.unit == nil)
+        #expect(config.resolvedKubeconfig(isServer: true) == "/etc/rancher/k3s/k3s.yaml")
+    }
+
+    @Test func everyFieldIsRead() throws {
+        let yaml = """
+        nodeName: worker-3.example
+        listen: {address: 127.0.0.2, port: 9999}
+        tls: {ca: /x/ca.crt, certificate: /x/a.crt, key: /x/a.key}
+        k3s: {binary: /opt/bin/k3s, unit: k3s-agent, dataDir: /d/k3s, versionTimeoutSeconds: 5}
+        systemd: {systemctl: /bin/systemctl, timeoutSeconds: 30}
+        dataDir: /d/agent
+        kubeconfig: /etc/upkeep/kubeconfig
+        probes: {kubeletHealthz: "", supervisorPing: "https://10.0.0.1:6443/ping", supervisorCA: /ca.pem, containerdSocket: "", nodeReady: false, timeoutMs: 500, intervalMs: 250}
+        logLevel: debug
+        """
+        let config = try ConfigLoader.parse(yaml)
+        #expect(config.listenAddress == "127.0.0.2" && config.listenPort == 9999)
+        #expect(config.keyFile == "/x/a.key" && config.k3sBinary == "/opt/bin/k3s" && config.unit == "k3s-agent")
+        #expect(config.systemctlTimeoutSeconds == 30 && config.versionTimeoutSeconds == 5)
+        #expect(config.probes.kubeletHealthzURL.isEmpty && !config.probes.nodeReady && config.probes.intervalMs == 250)
+        #expect(config.logLevel == .debug)
+        #expect(try config.resolvedUnit(unitDirectories: []) == "k3s-agent")
+    }
+
+    @Test(arguments: [
+        ("listen:\n  port: 70000\n", "3: listen.port: must be in 1...65535; is 70000"),
+        ("listen:\n  port: many\n", "3: listen.port: must be a whole number"),
+        ("k3s:\n  binary: usr/local/bin/k3s\n", "3: k3s.binary: must be an absolute path"),
+        ("k3s:\n  unit: rke2\n", "3: k3s.unit: must be k3s (servers) or k3s-agent (agents)"),
+        ("probes:\n  timout: 5\n", "3: probes.timout: is not a known field"),
+        ("probes:\n  kubeletHealthz: ftp://x/healthz\n", "3: probes.kubeletHealthz: must be a http:// URL"),
+        ("probes:\n  nodeReady: maybe\n", "3: probes.nodeReady: must be true or false"),
+        ("logLevel: loud\n", "2: logLevel: must be one of trace, debug"),
+        ("tls: /etc\n", "2: tls: must be a mapping of fields"),
+    ])
+    func errorsNameTheFileLineAndField(yaml: String, expected: String) throws {
+        let error = try #require(throws: ConfigError.self) { try ConfigLoader.parse("nodeName: n1\n" + yaml, file: "/etc/upkeep/agent.yaml") }
+        #expect(error.description.hasPrefix("/etc/upkeep/agent.yaml:"))
+        #expect(error.description.contains(expected), "\(error)")
+    }
+
+    @Test func missingOrBadNodeNameAndBrokenYAMLAreReported() throws {
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse("k3s: {}\n") }
+        let bad = try #require(throws: ConfigError.self) { try ConfigLoader.parse("nodeName: Node_1\n") }
+        #expect(bad.field == "nodeName" && bad.problem.contains("DNS-1123"))
+        let broken = try #require(throws: ConfigError.self) { try ConfigLoader.parse("nodeName: [unclosed\n") }
+        #expect(broken.field == "(yaml)")
+        let missing = try #require(throws: ConfigError.self) { try ConfigLoader.load(path: "/nonexistent/agent.yaml") }
+        #expect(missing.description.contains("--config"))
+    }
+
+    @Test func unitIsDetectedFromTheUnitFiles() throws {
+        let directory = try TemporaryDirectory()
+        let config = AgentConfig(nodeName: "n1")
+        let none = try #require(throws: ConfigError.self) { try config.resolvedUnit(unitDirectories: [directory.path]) }
+        #expect(none.field == "k3s.unit" && none.problem.contains("set k3s.unit"))
+        _ = try directory.write("[Unit]\n", to: "k3s-agent.service")
+        #expect(try config.resolvedUnit(unitDirectories: [directory.path]) == "k3s-agent")
+        _ = try directory.write("[Unit]\n", to: "k3s.service")
+        #expect(throws: ConfigError.self) { try config.resolvedUnit(unitDirectories: [directory.path]) }
+    }
+}

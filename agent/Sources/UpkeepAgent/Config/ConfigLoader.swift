@@ -1,0 +1,170 @@
+import Yams
+
+/// Reads `agent.yaml` strictly: unknown fields, wrong types and out-of-range values are errors
+/// that name the file, line and field.
+public enum ConfigLoader {
+    public static func load(path: String) throws(ConfigError) -> AgentConfig {
+        let text: String
+        do {
+            text = try FileSystem.readText(path, bytesMax: 1 << 20)
+        } catch {
+            throw ConfigError(file: path, line: nil, field: "(file)", problem: "cannot be read: \(error); create it or pass --config")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String? = nil) throws(ConfigError) -> AgentConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(file: file, line: nil, field: "(yaml)", problem: "is not valid YAML: \(error)")
+        }
+        guard let root, let top = Fields(root, path: "", file: file) else {
+            throw ConfigError(file: file, line: nil, field: "(document)", problem: "must be a mapping with at least nodeName")
+        }
+        guard let nodeName = try top.string("nodeName") else {
+            throw ConfigError(file: file, line: 1, field: "nodeName", problem: "is required: the Kubernetes node this agent serves")
+        }
+        guard isDNSSubdomain(nodeName) else {
+            throw top.error("nodeName", "must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'; is \"\(nodeName)\")")
+        }
+        var config = AgentConfig(nodeName: nodeName)
+        if let listen = try top.section("listen") {
+            config.listenAddress = try listen.string("address") ?? config.listenAddress
+            config.listenPort = try listen.int("port", in: 1...65535) ?? config.listenPort
+            try listen.rejectUnknown(["address", "port"])
+        }
+        if let tls = try top.section("tls") {
+            config.caFile = try tls.path("ca") ?? config.caFile
+            config.certificateFile = try tls.path("certificate") ?? config.certificateFile
+            config.keyFile = try tls.path("key") ?? config.keyFile
+            try tls.rejectUnknown(["ca", "certificate", "key"])
+        }
+        if let k3s = try top.section("k3s") {
+            config.k3sBinary = try k3s.path("binary") ?? config.k3sBinary
+            if let unit = try k3s.string("unit") {
+                guard UnitDetection.candidates.contains(unit) else {
+                    throw k3s.error("unit", "must be k3s (servers) or k3s-agent (agents); is \"\(unit)\"")
+                }
+                config.unit = unit
+            }
+            config.k3sDataDir = try k3s.path("dataDir") ?? config.k3sDataDir
+            config.versionTimeoutSeconds = try k3s.int("versionTimeoutSeconds", in: 1...300) ?? config.versionTimeoutSeconds
+            try k3s.rejectUnknown(["binary", "unit", "dataDir", "versionTimeoutSeconds"])
+        }
+        if let systemd = try top.section("systemd") {
+            config.systemctl = try systemd.path("systemctl") ?? config.systemctl
+            config.systemctlTimeoutSeconds = try systemd.int("timeoutSeconds", in: 1...3600) ?? config.systemctlTimeoutSeconds
+            try systemd.rejectUnknown(["systemctl", "timeoutSeconds"])
+        }
+        config.dataDir = try top.path("dataDir") ?? config.dataDir
+        config.kubeconfig = try top.path("kubeconfig")
+        if let probes = try top.section("probes") {
+            config.probes.kubeletHealthzURL = try probes.url("kubeletHealthz", scheme: "http") ?? config.probes.kubeletHealthzURL
+            config.probes.supervisorPingURL = try probes.url("supervisorPing", scheme: "https") ?? config.probes.supervisorPingURL
+            config.probes.supervisorCAFile = try probes.path("supervisorCA") ?? config.probes.supervisorCAFile
+            config.probes.containerdSocket = try probes.string("containerdSocket") ?? config.probes.containerdSocket
+            config.probes.nodeReady = try probes.bool("nodeReady") ?? config.probes.nodeReady
+            config.probes.timeoutMs = try probes.int("timeoutMs", in: 1...60_000) ?? config.probes.timeoutMs
+            config.probes.intervalMs = try probes.int("intervalMs", in: 10...60_000) ?? config.probes.intervalMs
+            try probes.rejectUnknown(["kubeletHealthz", "supervisorPing", "supervisorCA", "containerdSocket", "nodeReady", "timeoutMs", "intervalMs"])
+        }
+        if let level = try top.string("logLevel") {
+            guard let parsed = LogLevelName(rawValue: level) else {
+                throw top.error("logLevel", "must be one of \(LogLevelName.allCases.map(\.rawValue).joined(separator: ", ")); is \"\(level)\"")
+            }
+            config.logLevel = parsed
+        }
+        try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "logLevel"])
+        return config
+    }
+
+    static func isDNSSubdomain(_ name: String) -> Bool {
+        guard (1...253).contains(name.utf8.count) else { return false }
+        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            guard (1...63).contains(label.utf8.count), let first = label.utf8.first, let last = label.utf8.last else { return false }
+            let alnum: (UInt8) -> Bool = { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+            return alnum(first) && alnum(last) && label.utf8.allSatisfy { alnum($0) || $0 == UInt8(ascii: "-") }
+        }
+    }
+}
+
+/// One YAML mapping of the configuration, read field by field with its dotted path for errors.
+private struct Fields {
+    let mapping: Node.Mapping
+    let path: String
+    let file: String?
+    let line: Int?
+
+    init?(_ node: Node, path: String, file: String?) {
+        guard let mapping = node.mapping else { return nil }
+        self.mapping = mapping
+        self.path = path
+        self.file = file
+        line = node.mark.map { $0.line }
+    }
+
+    func name(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    func error(_ key: String, _ problem: String) -> ConfigError {
+        ConfigError(file: file, line: mapping[key]?.mark?.line ?? line, field: name(key), problem: problem)
+    }
+
+    func section(_ key: String) throws(ConfigError) -> Fields? {
+        guard let node = mapping[key] else { return nil }
+        guard let fields = Fields(node, path: name(key), file: file) else {
+            throw error(key, "must be a mapping of fields")
+        }
+        return fields
+    }
+
+    func string(_ key: String) throws(ConfigError) -> String? {
+        guard let node = mapping[key] else { return nil }
+        guard node.scalar != nil, let text = node.string else { throw error(key, "must be a string") }
+        return text
+    }
+
+    /// An absolute path.
+    func path(_ key: String) throws(ConfigError) -> String? {
+        guard let text = try string(key) else { return nil }
+        guard text.hasPrefix("/") else { throw error(key, "must be an absolute path; is \"\(text)\"") }
+        return text
+    }
+
+    /// A URL with this scheme, or "" to turn the check off.
+    func url(_ key: String, scheme: String) throws(ConfigError) -> String? {
+        guard let text = try string(key) else { return nil }
+        guard text.isEmpty || (HTTPProbeTarget(url: text)?.scheme == scheme) else {
+            throw error(key, "must be a \(scheme):// URL with host and path (or \"\" to turn this check off); is \"\(text)\"")
+        }
+        return text
+    }
+
+    func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let node = mapping[key] else { return nil }
+        guard let value = node.int, node.string.map({ Int($0) != nil }) == true else {
+            throw error(key, "must be a whole number in \(range.lowerBound)...\(range.upperBound); is \"\(node.string ?? "a non-scalar")\"")
+        }
+        guard range.contains(value) else {
+            throw error(key, "must be in \(range.lowerBound)...\(range.upperBound); is \(value)")
+        }
+        return value
+    }
+
+    func bool(_ key: String) throws(ConfigError) -> Bool? {
+        guard let node = mapping[key] else { return nil }
+        guard let value = node.bool else { throw error(key, "must be true or false; is \"\(node.string ?? "a non-scalar")\"") }
+        return value
+    }
+
+    func rejectUnknown(_ known: Set<String>) throws(ConfigError) {
+        for (key, _) in mapping {
+            guard let name = key.string, known.contains(name) else {
+                let text = key.string ?? "a non-string key"
+                throw ConfigError(file: file, line: key.mark?.line ?? line, field: self.name(text),
+                                  problem: "is not a known field; known here: \(known.sorted().joined(separator: ", "))")
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import NIOCore
+import UpkeepPKI
+import UpkeepTLS
+
+/// Checks whether the node is Ready through the Kubernetes API, at an expected kubeletVersion.
+public protocol NodeReadinessChecking: Sendable {
+    func check(node: String, expectedK3sVersion: String?) async -> (ok: Bool, message: String)
+}
+
+/// The node's health checks: unit active, kubelet healthz, supervisor /ping (servers), node Ready
+/// through the API (when a checker is given), containerd socket present. All run at once, each
+/// bounded by the configured timeout, each with its own result, latency and message.
+public struct HealthProbes: Sendable {
+    public let config: ProbeConfig
+    public let nodeName: String
+    public let isServer: Bool
+    public let systemctl: Systemctl
+    public let group: any EventLoopGroup
+    public let readiness: (any NodeReadinessChecking)?
+
+    public init(config: ProbeConfig, nodeName: String, isServer: Bool, systemctl: Systemctl, group: any EventLoopGroup,
+                readiness: (any NodeReadinessChecking)?) {
+        self.config = config
+        self.nodeName = nodeName
+        self.isServer = isServer
+        self.systemctl = systemctl
+        self.group = group
+        self.readiness = readiness
+    }
+
+    public func run(expectedK3sVersion: String?) async -> ProbeReport {
+        await withTaskGroup(of: (Int, ProbeCheck).self) { group in
+            var index = 0
+            func add(_ name: String, _ body: @escaping @Sendable () async -> (Bool, String)) {
+                let position = index
+                index += 1
+                group.addTask {
+                    let start = ContinuousClock.now
+                    let (ok, message) = await body()
+                    let elapsed = ContinuousClock.now - start
+                    let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+                    return (position, ProbeCheck(name: name, ok: ok, latencyMs: ms, message: message))
+                }
+            }
+            add("unit") { await unitCheck() }
+            if !config.kubeletHealthzURL.isEmpty {
+                add("kubelet") { await httpCheck(config.kubeletHealthzURL, expecting: "ok", tls: nil) }
+            }
+            if isServer, !config.supervisorPingURL.isEmpty {
+                add("supervisor") { await supervisorCheck() }
+            }
+            if config.nodeReady, let readiness {
+                let node = nodeName
+                add("nodeReady") { await readiness.check(node: node, expectedK3sVersion: expectedK3sVersion) }
+            }
+            if !config.containerdSocket.isEmpty {
+                let socket = config.containerdSocket
+                add("containerd") {
+                    FileSystem.isSocket(socket) ? (true, "\(socket) present") : (false, "\(socket) is not a socket (containerd not running)")
+                }
+            }
+            var checks: [(Int, ProbeCheck)] = []
+            for await check in group { checks.append(check) }
+            return ProbeReport(checks: checks.sorted { $0.0 < $1.0 }.map(\.1))
+        }
+    }
+
+    private func unitCheck() async -> (Bool, String) {
+        do {
+            let state = try await systemctl.activeState()
+            return (state == "active", "\(systemctl.unit) is \(state)")
+        } catch {
+            return (false, error.message)
+        }
+    }
+
+    private func supervisorCheck() async -> (Bool, String) {
+        let context: TLSContext
+        do {
+            let ca = try Certificate.loadChain(pemFile: config.supervisorCAFile)
+            context = try TLSContext.publicClient(trust: .certificates(ca))
+        } catch {
+            return (false, "cannot load the k3s server CA \(config.supervisorCAFile): \(error)")
+        }
+        return await httpCheck(config.supervisorPingURL, expecting: "pong", tls: context)
+    }
+
+    private func httpCheck(_ url: String, expecting expected: String, tls: TLSContext?) async -> (Bool, String) {
+        guard let target = HTTPProbeTarget(url: url) else { return (false, "\(url) is not a valid URL") }
+        do {
+            let response = try await HTTPProbe.get(target, tls: tls, timeoutMs: config.timeoutMs, group: group)
+            let body = response.body.trimmingWhitespace()
+            guard response.status == 200, body == expected else {
+                return (false, "\(url) answered \(response.status) \"\(body.prefix(80))\", expected 200 \"\(expected)\"")
+            }
+            return (true, "\(url) answered \(expected)")
+        } catch {
+            return (false, "\(url): \(error)")
+        }
+    }
+}

@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads what the live k3s binary is: its digest and the version it reports. The digest is
+/// cached by inode, size and modification time, so status calls do not rehash a 70 MB file.
+public actor K3sBinaryInfo {
+    public let path: String
+    private let versionTimeoutSeconds: Double
+    private var cache: (key: FileKey, binary: LiveBinary)?
+
+    private struct FileKey: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var modifiedNs: Int64
+    }
+
+    public init(path: String, versionTimeoutSeconds: Double) {
+        self.path = path
+        self.versionTimeoutSeconds = versionTimeoutSeconds
+    }
+
+    /// The live binary, or nil when it is missing or unreadable.
+    public func live() async -> LiveBinary? {
+        guard let status = try? FileSystem.fileStatus(path) else { return nil }
+        let key = FileKey(device: UInt64(status.st_dev), inode: UInt64(status.st_ino), size: Int64(status.st_size),
+                          modifiedNs: Int64(status.st_mtim.tv_sec) * 1_000_000_000 + Int64(status.st_mtim.tv_nsec))
+        if let cache, cache.key == key { return cache.binary }
+        guard let sha = try? SHA256Digest.file(path) else { return nil }
+        let version = try? await Self.version(of: path, timeoutSeconds: versionTimeoutSeconds)
+        let binary = LiveBinary(sha256: sha, k3sVersion: version)
+        cache = (key, binary)
+        return binary
+    }
+
+    /// Runs `<path> --version` and returns the version word of its first line.
+    public static func version(of path: String, timeoutSeconds: Double) async throws(AgentFailure) -> String {
+        let outcome = try await ProcessRunner.run(path, ["--version"], timeoutSeconds: timeoutSeconds)
+        guard outcome.succeeded else {
+            throw AgentFailure(.io, "\(path) --version failed (exit \(outcome.exitCode.map(String.init) ?? "by signal")): \(outcome.summary)")
+        }
+        guard let version = parseVersionOutput(outcome.output) else {
+            throw AgentFailure(.io, "\(path) --version printed no k3s version: \(outcome.output.prefix(200))")
+        }
+        return version
+    }
+
+    /// `k3s version v1.28.11+k3s1 (617b0e84)` → `v1.28.11+k3s1`: the third word of the first line.
+    static func parseVersionOutput(_ output: String) -> String? {
+        guard let line = output.split(separator: "\n").first else { return nil }
+        let words = line.split(separator: " ")
+        guard words.count >= 3, words[1] == "version", words[2].hasPrefix("v") else { return nil }
+        return String(words[2])
+    }
+}

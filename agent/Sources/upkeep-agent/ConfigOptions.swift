@@ -1,0 +1,33 @@
+import ArgumentParser
+import NIOCore
+import NIOPosix
+import UpkeepAgent
+
+/// `--config PATH`, shared by every subcommand that reads the node's configuration.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "The agent's configuration file.")
+    var config: String = AgentConfig.defaultPath
+
+    func load() throws -> AgentConfig {
+        do {
+            return try ConfigLoader.load(path: config)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// The configuration and the service environment built from it, on a one-thread event loop.
+    func environment(group: any EventLoopGroup) throws -> AgentEnvironment {
+        let config = try load()
+        do {
+            return try AgentBootstrap.environment(config: config, group: group, logger: AgentBootstrap.logger(level: config.logLevel))
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+/// Exit codes beyond ArgumentParser's: 1 means "done, but the answer is no" (unhealthy, failed).
+enum ExitStatus {
+    static let negative = ExitCode(1)
+}
