@@ -12,12 +12,16 @@ final class APIHarness: Sendable {
     let driver: RepeatedTask
     let directory: String
 
-    init(spec: ClusterSpec, timings: ModelTimings = ModelTimings()) async throws {
+    let credentials: SandboxCredentials?
+
+    init(spec: ClusterSpec, timings: ModelTimings = ModelTimings(), tls: Bool = false) async throws {
         cluster = SandboxCluster(spec: spec, timings: timings)
         cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
         cluster.advance()
         let group = MultiThreadedEventLoopGroup.singleton
-        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: group, responder: cluster.handle)
+        credentials = tls ? try SandboxCredentials.generate(addresses: []) : nil
+        let prefix = try credentials.map { SandboxHTTPServer.tls(try $0.serverContext()) }
+        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: group, channelPrefix: prefix, responder: cluster.handle)
         driver = cluster.startDriver(on: group.next(), interval: .milliseconds(100))
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("upkeep-api-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -35,10 +39,14 @@ final class APIHarness: Sendable {
             - name: admin
               user: {}
             """
-        try kubeconfig.write(toFile: "\(directory)/kubeconfig", atomically: true, encoding: .utf8)
+        if let credentials {
+            try credentials.writeKubeconfig(server: baseURL, to: "\(directory)/kubeconfig")
+        } else {
+            try kubeconfig.write(toFile: "\(directory)/kubeconfig", atomically: true, encoding: .utf8)
+        }
     }
 
-    var baseURL: String { "http://127.0.0.1:\(server.port)" }
+    var baseURL: String { "\(credentials == nil ? "http" : "https")://127.0.0.1:\(server.port)" }
 
     func kubectl(_ arguments: String..., timeoutSeconds: Double = 60) async throws -> ProcessRun.Outcome {
         try await ProcessRun.run("kubectl", ["--kubeconfig", "\(directory)/kubeconfig", "--cache-dir", "\(directory)/cache"] + arguments,

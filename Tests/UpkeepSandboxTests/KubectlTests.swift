@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepKube
+import UpkeepPKI
 @testable import UpkeepSandbox
 
 /// The real kubectl is the judge of the simulated API.
@@ -21,6 +22,38 @@ struct KubectlTests {
         #expect(server.contains(" Ready ") && server.contains("control-plane,etcd,master") && server.contains("v1.30.6+k3s1")
             && server.contains("127.0.1.1"))
         #expect(lines.filter { $0.hasPrefix("agent-") }.count == 2)
+    }
+
+    @Test func kubectlTalksHTTPSWithTheAdminClientCertificateAndIsRefusedWithout() async throws {
+        let api = try await APIHarness(spec: Self.small, tls: true)
+        defer { Task { await api.close() } }
+        let mode = try FileManager.default.attributesOfItem(atPath: "\(api.directory)/kubeconfig")[.posixPermissions] as? Int
+        #expect(mode == 0o600, "the kubeconfig holds the admin key")
+        let nodes = try await api.kubectl("get", "nodes")
+        #expect(nodes.status == 0 && nodes.output.contains("server-1"), "\(nodes.output)")
+        let version = try await api.kubectl("version", "-o", "json")
+        #expect(version.output.contains("\"gitVersion\": \"v1.30.6+k3s1\""), "\(version.output)")
+        // The same server without the client certificate: refused during the handshake.
+        let credentials = try #require(api.credentials)
+        let anonymous = """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: s
+              cluster: {server: "\(api.baseURL)", certificate-authority-data: \(Data(try credentials.serverCA.certificate.pem().utf8).base64EncodedString())}
+            contexts:
+            - name: s
+              context: {cluster: s, user: nobody}
+            current-context: s
+            users:
+            - name: nobody
+              user: {token: not-a-certificate}
+            """
+        try anonymous.write(toFile: "\(api.directory)/anonymous", atomically: true, encoding: .utf8)
+        let refused = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(api.directory)/anonymous", "--cache-dir", "\(api.directory)/c2",
+                                                           "get", "nodes", "--request-timeout=5s"], timeoutSeconds: 30)
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("certificate") || refused.output.contains("tls"), "\(refused.output)")
     }
 
     @Test func cordonAndUncordonChangeTheNodeAsKubectlShowsIt() async throws {

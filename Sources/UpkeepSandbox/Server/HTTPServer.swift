@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import UpkeepTLS
 
 /// A small HTTP/1.1 server with keep-alive that hands each complete request to a synchronous
 /// responder. The simulated API, the release server and the fake k3s health endpoints use it.
@@ -15,29 +16,41 @@ public final class SandboxHTTPServer: Sendable {
     public let channel: any Channel
     public let host: String
     public let port: Int
+    private let accepted: NIOLockedValueBox<Int>
 
-    init(channel: any Channel, host: String, port: Int) {
+    init(channel: any Channel, host: String, port: Int, accepted: NIOLockedValueBox<Int>) {
         self.channel = channel
         self.host = host
         self.port = port
+        self.accepted = accepted
+    }
+
+    /// Connections accepted so far (to see keep-alive at work).
+    public var acceptedConnections: Int { accepted.withLockedValue { $0 } }
+
+    /// A TLS handler in front of HTTP, from `context` (the simulated API's HTTPS, like k3s's 6443).
+    public static func tls(_ context: TLSContext) -> ChannelPrefix {
+        { channel in try channel.pipeline.syncOperations.addHandler(context.makeServerHandler()) }
     }
 
     public static func start(host: String, port: Int, group: any EventLoopGroup, bodyBytesMax: Int = 8 << 20,
                              channelPrefix: ChannelPrefix? = nil, responder: @escaping Responder) async throws -> SandboxHTTPServer
     {
+        let accepted = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                accepted.withLockedValue { $0 += 1 }
+                return channel.eventLoop.makeCompletedFuture {
                     try channelPrefix?(channel)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(HTTPResponderHandler(bodyBytesMax: bodyBytesMax, responder: responder))
                 }
             }
             .bind(host: host, port: port).get()
-        return SandboxHTTPServer(channel: channel, host: host, port: channel.localAddress?.port ?? port)
+        return SandboxHTTPServer(channel: channel, host: host, port: channel.localAddress?.port ?? port, accepted: accepted)
     }
 
     public func close() async {

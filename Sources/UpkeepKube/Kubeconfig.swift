@@ -1,0 +1,263 @@
+import Foundation
+import Yams
+
+/// A kubeconfig file: clusters, users and contexts, as kubectl reads them.
+///
+/// Supports what k3s and Upkeep's sandbox write: server URL, CA as data or file, client
+/// certificate and key as data or files, bearer token or token file. Exec and auth-provider
+/// plugins are refused with a clear error rather than silently ignored.
+public struct Kubeconfig: Sendable, Equatable {
+    public struct Cluster: Sendable, Equatable {
+        public var server: String
+        /// PEM text of the CA bundle (from `certificate-authority-data` or the file it names).
+        public var certificateAuthorityPEM: String?
+        public var insecureSkipTLSVerify: Bool
+        public var tlsServerName: String?
+    }
+
+    public struct User: Sendable, Equatable {
+        public var clientCertificatePEM: String?
+        public var clientKeyPEM: String?
+        public var token: String?
+        /// The user entry names a plugin (exec, auth-provider) Upkeep does not run.
+        public var unsupported: String?
+    }
+
+    public struct Context: Sendable, Equatable {
+        public var cluster: String
+        public var user: String
+        public var namespace: String?
+    }
+
+    public var clusters: [String: Cluster]
+    public var users: [String: User]
+    public var contexts: [String: Context]
+    public var currentContext: String?
+    /// The file this configuration was read from.
+    public var path: String
+
+    /// The files kubectl would read, in order: each entry of `KUBECONFIG`, else
+    /// `~/.kube/config`, else k3s's `/etc/rancher/k3s/k3s.yaml`.
+    public static func candidatePaths(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+        if let list = environment["KUBECONFIG"], !list.isEmpty {
+            return list.split(separator: ":").map(String.init).filter { !$0.isEmpty }
+        }
+        var paths: [String] = []
+        if let home = environment["HOME"] { paths.append("\(home)/.kube/config") }
+        paths.append("/etc/rancher/k3s/k3s.yaml")
+        return paths
+    }
+
+    /// Reads `path`, or the first existing candidate path; for several `KUBECONFIG` files the
+    /// first file that defines a name wins, as with kubectl.
+    public static func load(path: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws(KubeconfigError) -> Kubeconfig {
+        if let path { return try parse(contentsOf: path) }
+        let candidates = candidatePaths(environment: environment)
+        let existing = candidates.filter { FileManager.default.fileExists(atPath: $0) }
+        guard var merged = try existing.first.map({ path throws(KubeconfigError) in try parse(contentsOf: path) }) else {
+            throw .notFound(candidates)
+        }
+        for path in existing.dropFirst() {
+            let next = try parse(contentsOf: path)
+            merged.clusters.merge(next.clusters) { first, _ in first }
+            merged.users.merge(next.users) { first, _ in first }
+            merged.contexts.merge(next.contexts) { first, _ in first }
+            if merged.currentContext == nil { merged.currentContext = next.currentContext }
+        }
+        return merged
+    }
+
+    public static func parse(contentsOf path: String) throws(KubeconfigError) -> Kubeconfig {
+        guard let data = FileManager.default.contents(atPath: path) else { throw .notFound([path]) }
+        let directory = (path as NSString).deletingLastPathComponent
+        return try parse(yaml: String(decoding: data, as: UTF8.self), directory: directory, path: path)
+    }
+
+    /// Parses kubeconfig YAML; relative file references resolve against `directory`.
+    public static func parse(yaml: String, directory: String, path: String = "<memory>") throws(KubeconfigError) -> Kubeconfig {
+        let root: Any?
+        do { root = try Yams.load(yaml: yaml) } catch { throw .invalid(path, "not YAML: \(error)") }
+        guard let document = root as? [String: Any] else { throw .invalid(path, "the top level is not a mapping") }
+        func named(_ key: String, _ inner: String) throws(KubeconfigError) -> [(String, [String: Any])] {
+            guard let list = document[key] else { return [] }
+            guard let entries = list as? [Any] else { throw .invalid(path, "\(key) is not a list") }
+            var out: [(String, [String: Any])] = []
+            for entry in entries {
+                guard let entry = entry as? [String: Any], let name = entry["name"] as? String else {
+                    throw .invalid(path, "an entry of \(key) has no name")
+                }
+                out.append((name, entry[inner] as? [String: Any] ?? [:]))
+            }
+            return out
+        }
+        func file(_ name: String) throws(KubeconfigError) -> String {
+            let full = name.hasPrefix("/") ? name : "\(directory)/\(name)"
+            guard let data = FileManager.default.contents(atPath: full) else {
+                throw .invalid(path, "cannot read \(full), which it names")
+            }
+            return String(decoding: data, as: UTF8.self)
+        }
+        func base64(_ text: String, _ field: String) throws(KubeconfigError) -> String {
+            guard let data = Data(base64Encoded: text.filter { !$0.isWhitespace }) else {
+                throw .invalid(path, "\(field) is not base64")
+            }
+            return String(decoding: data, as: UTF8.self)
+        }
+        var config = Kubeconfig(clusters: [:], users: [:], contexts: [:],
+                                currentContext: (document["current-context"] as? String).flatMap { $0.isEmpty ? nil : $0 }, path: path)
+        for (name, fields) in try named("clusters", "cluster") {
+            guard let server = fields["server"] as? String, !server.isEmpty else { throw .invalid(path, "cluster \(name) has no server") }
+            var ca: String?
+            if let data = fields["certificate-authority-data"] as? String {
+                ca = try base64(data, "clusters[\(name)].certificate-authority-data")
+            } else if let caFile = fields["certificate-authority"] as? String {
+                ca = try file(caFile)
+            }
+            config.clusters[name] = Cluster(server: server, certificateAuthorityPEM: ca,
+                                            insecureSkipTLSVerify: fields["insecure-skip-tls-verify"] as? Bool ?? false,
+                                            tlsServerName: fields["tls-server-name"] as? String)
+        }
+        for (name, fields) in try named("users", "user") {
+            var user = User()
+            if let data = fields["client-certificate-data"] as? String {
+                user.clientCertificatePEM = try base64(data, "users[\(name)].client-certificate-data")
+            } else if let certFile = fields["client-certificate"] as? String {
+                user.clientCertificatePEM = try file(certFile)
+            }
+            if let data = fields["client-key-data"] as? String {
+                user.clientKeyPEM = try base64(data, "users[\(name)].client-key-data")
+            } else if let keyFile = fields["client-key"] as? String {
+                user.clientKeyPEM = try file(keyFile)
+            }
+            if let token = fields["token"] as? String {
+                user.token = token
+            } else if let tokenFile = fields["tokenFile"] as? String {
+                user.token = try file(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            if fields["exec"] != nil { user.unsupported = "exec credential plugins" }
+            if fields["auth-provider"] != nil { user.unsupported = "auth-provider plugins" }
+            if fields["username"] != nil && user.token == nil && user.clientCertificatePEM == nil { user.unsupported = "basic authentication" }
+            config.users[name] = user
+        }
+        for (name, fields) in try named("contexts", "context") {
+            guard let cluster = fields["cluster"] as? String else { throw .invalid(path, "context \(name) names no cluster") }
+            config.contexts[name] = Context(cluster: cluster, user: fields["user"] as? String ?? "",
+                                            namespace: fields["namespace"] as? String)
+        }
+        return config
+    }
+
+    /// What a client needs to reach the API in `context` (the current context by default).
+    public func endpoint(context: String? = nil) throws(KubeconfigError) -> KubeEndpoint {
+        guard let contextName = context ?? currentContext else { throw .noContext(path) }
+        guard let selected = contexts[contextName] else { throw .unknown("context", contextName, path) }
+        guard let cluster = clusters[selected.cluster] else { throw .unknown("cluster", selected.cluster, path) }
+        let user = selected.user.isEmpty ? User() : (users[selected.user] ?? User())
+        if !selected.user.isEmpty && users[selected.user] == nil { throw .unknown("user", selected.user, path) }
+        if let unsupported = user.unsupported {
+            throw .unsupported("user \(selected.user) uses \(unsupported); give a client certificate or a token instead")
+        }
+        if cluster.insecureSkipTLSVerify {
+            throw .unsupported("cluster \(selected.cluster) sets insecure-skip-tls-verify; give its CA (certificate-authority-data) instead")
+        }
+        if (user.clientCertificatePEM == nil) != (user.clientKeyPEM == nil) {
+            throw .invalid(path, "user \(selected.user) has a client certificate without a key, or a key without a certificate")
+        }
+        guard let url = KubeEndpoint.ServerURL(cluster.server) else {
+            throw .invalid(path, "cluster \(selected.cluster) has an unusable server URL \(cluster.server) (expected http(s)://host[:port])")
+        }
+        return KubeEndpoint(server: url, certificateAuthorityPEM: cluster.certificateAuthorityPEM, tlsServerName: cluster.tlsServerName,
+                            clientCertificatePEM: user.clientCertificatePEM, clientKeyPEM: user.clientKeyPEM, bearerToken: user.token,
+                            namespace: selected.namespace ?? "default")
+    }
+}
+
+/// Where and how to reach one Kubernetes API server.
+public struct KubeEndpoint: Sendable, Equatable {
+    public struct ServerURL: Sendable, Equatable, CustomStringConvertible {
+        public var isTLS: Bool
+        public var host: String
+        public var port: Int
+        /// A path prefix (`/k8s/clusters/c-1` behind a proxy), without a trailing slash.
+        public var basePath: String
+
+        public init?(_ text: String) {
+            let scheme: String
+            var rest: Substring
+            if text.hasPrefix("https://") {
+                scheme = "https"
+                rest = text.dropFirst(8)
+            } else if text.hasPrefix("http://") {
+                scheme = "http"
+                rest = text.dropFirst(7)
+            } else {
+                return nil
+            }
+            isTLS = scheme == "https"
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            let authority = rest[..<slash]
+            var path = String(rest[slash...])
+            while path.hasSuffix("/") { path.removeLast() }
+            basePath = path
+            if authority.hasPrefix("[") {
+                guard let close = authority.firstIndex(of: "]") else { return nil }
+                host = String(authority[authority.index(after: authority.startIndex)..<close])
+                let after = authority[authority.index(after: close)...]
+                port = after.hasPrefix(":") ? (Int(after.dropFirst()) ?? -1) : (isTLS ? 443 : 80)
+            } else if let colon = authority.lastIndex(of: ":") {
+                host = String(authority[..<colon])
+                port = Int(authority[authority.index(after: colon)...]) ?? -1
+            } else {
+                host = String(authority)
+                port = isTLS ? 443 : 80
+            }
+            rest = ""
+            guard !host.isEmpty, (1...65535).contains(port) else { return nil }
+        }
+
+        public var description: String {
+            let h = host.contains(":") ? "[\(host)]" : host
+            return "\(isTLS ? "https" : "http")://\(h):\(port)\(basePath)"
+        }
+    }
+
+    public var server: ServerURL
+    public var certificateAuthorityPEM: String?
+    public var tlsServerName: String?
+    public var clientCertificatePEM: String?
+    public var clientKeyPEM: String?
+    public var bearerToken: String?
+    public var namespace: String
+
+    public init(server: ServerURL, certificateAuthorityPEM: String? = nil, tlsServerName: String? = nil, clientCertificatePEM: String? = nil,
+                clientKeyPEM: String? = nil, bearerToken: String? = nil, namespace: String = "default")
+    {
+        self.server = server
+        self.certificateAuthorityPEM = certificateAuthorityPEM
+        self.tlsServerName = tlsServerName
+        self.clientCertificatePEM = clientCertificatePEM
+        self.clientKeyPEM = clientKeyPEM
+        self.bearerToken = bearerToken
+        self.namespace = namespace
+    }
+}
+
+/// Why a kubeconfig could not be used, saying what to fix.
+public enum KubeconfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    case notFound([String])
+    case invalid(String, String)
+    case noContext(String)
+    case unknown(String, String, String)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let paths):
+            "no kubeconfig found (looked at \(paths.joined(separator: ", "))); set KUBECONFIG or pass --kubeconfig"
+        case .invalid(let path, let reason): "kubeconfig \(path) is invalid: \(reason)"
+        case .noContext(let path): "kubeconfig \(path) has no current-context; set one (kubectl config use-context) or name a context"
+        case .unknown(let kind, let name, let path): "kubeconfig \(path) names \(kind) \(name), which it does not define"
+        case .unsupported(let reason): reason
+        }
+    }
+}
