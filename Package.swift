@@ -72,6 +72,14 @@ let package = Package(
         .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", argumentParser, nioCore, nioPosix],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict),
 
+        // The controller's library: planner, rollout engine (pure), and later persistence and runtime.
+        .target(name: "UpkeepController", dependencies: ["UpkeepCore"],
+                path: "controller/Sources/UpkeepController", swiftSettings: strict),
+
+        // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
+        .target(name: "UpkeepSimulation", dependencies: ["UpkeepController", "UpkeepCore"],
+                path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
+
         // The controller and the `upkeep` CLI.
         .target(name: "UpkeepCLI", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -81,6 +89,10 @@ let package = Package(
         // Measurement driver for bench/ scripts (built in release mode by them).
         .executableTarget(name: "upkeep-bench", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
                           path: "bench/Sources/upkeep-bench", swiftSettings: strict),
+
+        // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).
+        .executableTarget(name: "upkeep-controller-bench", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"],
+                          path: "bench/Sources/upkeep-controller-bench", swiftSettings: strict),
 
         // Helpers shared by test targets: temporary directories, running real processes.
         .target(name: "UpkeepTestSupport", path: "Tests/UpkeepTestSupport", swiftSettings: strict),
@@ -100,6 +112,7 @@ let package = Package(
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
+        .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )
