@@ -42,7 +42,8 @@ public struct OperationEntry: Codable, Equatable, Sendable {
     public var startedAtUnixMs: Int64
     /// Install and rollback only.
     public var plan: SwapPlan?
-    /// The binary most recently placed by this operation, and whether a restart may have run since.
+    /// The binary most recently placed by this operation, and whether any restart was issued by it
+    /// (from then on the running k3s may be another binary than the live file).
     public var placedSHA256: String?
     public var restartIssued: Bool
     public var reverting: Bool

@@ -38,8 +38,8 @@ public struct JournalState: Codable, Equatable, Sendable {
             switch step {
             case .previousKept: break
             case .placed(let sha):
+                // restartIssued stays: once any restart ran, the running k3s may differ from the live file.
                 entry.placedSHA256 = sha
-                entry.restartIssued = false
             case .restarting: entry.restartIssued = true
             case .reverting: entry.reverting = true
             }
