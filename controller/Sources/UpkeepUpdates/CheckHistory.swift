@@ -72,7 +72,8 @@ public struct CheckHistoryError: Error, Equatable, Sendable, CustomStringConvert
 /// Check records as JSON lines in `<state dir>/check-history.jsonl` (mode 0600): one line per
 /// check, appended with a single `write` so concurrent checks never interleave, and synced.
 /// When the file passes `bytesMax`, the older half is dropped (rewritten atomically).
-/// Unreadable lines (a torn tail after a crash) are skipped when reading.
+/// Unreadable lines (a torn tail after a crash) are skipped when reading, and the next record
+/// starts on a new line.
 public struct JSONLinesCheckHistory: CheckRecorder {
     public static let fileName = "check-history.jsonl"
     public let path: String
@@ -94,13 +95,18 @@ public struct JSONLinesCheckHistory: CheckRecorder {
         } catch {
             throw CheckHistoryError(path: path, problem: "cannot create \(directory): \(error.localizedDescription)")
         }
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CheckHistoryError(path: path, problem: String(cString: strerror(errno))) }
         defer { close(fd) }
+        // A crash may have left a torn last line: start on a fresh one so this record stays whole.
+        var info = stat()
+        if fstat(fd, &info) == 0, info.st_size > 0 {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, info.st_size - 1) == 1, last != UInt8(ascii: "\n") { line.insert(UInt8(ascii: "\n"), at: 0) }
+        }
         let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         guard written == line.count else { throw CheckHistoryError(path: path, problem: "short write: \(String(cString: strerror(errno)))") }
         fsync(fd)
-        var info = stat()
         if fstat(fd, &info) == 0, Int(info.st_size) > bytesMax { try compact() }
     }
 
