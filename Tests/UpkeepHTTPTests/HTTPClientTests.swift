@@ -163,7 +163,8 @@ struct HTTPClientTests {
             guard case let .retriesExhausted(_, attempts, last) = error as? HTTPClientError else { return false }
             return attempts == 2 && last.contains("did not answer within 0.3 s")
         }
-        #expect(Date().timeIntervalSince(started) < 3)
+        // Bounded by the timeouts, not by the suite's time limit (generous: the machine may be loaded).
+        #expect(Date().timeIntervalSince(started) < 30)
         #expect(server.requests.count == 2)
         await client.shutdown()
         await server.close()
