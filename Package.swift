@@ -93,7 +93,7 @@ let package = Package(
                           path: "controller/Sources/upkeep", swiftSettings: strict),
 
         // Measurement driver for bench/ scripts (built in release mode by them).
-        .executableTarget(name: "upkeep-bench", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
+        .executableTarget(name: "upkeep-bench", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", "UpkeepProtocol", nioCore, nioPosix],
                           path: "bench/Sources/upkeep-bench", swiftSettings: strict),
 
         // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).
