@@ -98,6 +98,19 @@ struct ParsingTests {
         #expect(message.contains("src") && message.contains("regenerate"))
     }
 
+    @Test("k3s releases of the legacy tag schemes are skipped; a modern tag without +k3sN is still refused")
+    func legacyK3sTags() throws {
+        let list: JSON = .array(["0.6.0", "v0.10.2", "v1.0.1", "v1.17.0+k3s.1", "v1.17.2+k3s1"].map {
+            ReleaseFixture.release($0, published: "2020-01-01T00:00:00Z")
+        })
+        let releases = try ReleaseParser.releases(list.serialized(), component: .k3s, source: "k")
+        #expect(releases.map(\.tag) == ["v1.17.2+k3s1"])
+        let modern: JSON = [ReleaseFixture.release("v1.30.0", published: "2024-01-01T00:00:00Z")]
+        #expect(Self.reject(modern.description)?.location == "[0].tag_name")
+        let garbage: JSON = [ReleaseFixture.release("k3s-latest", published: "2024-01-01T00:00:00Z")]
+        #expect(Self.reject(garbage.description)?.location == "[0].tag_name")
+    }
+
     @Test("Flux and Longhorn tags read; pre-release versions count as pre-releases")
     func otherComponents() throws {
         let flux = try ReleaseParser.releases(JSON.array(ReleaseFixture.flux).serialized(), component: .flux, source: "f")

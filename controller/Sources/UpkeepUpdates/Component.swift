@@ -43,6 +43,20 @@ public enum Component: String, Codable, Sendable, CaseIterable, Comparable {
         return version
     }
 
+    /// k3s releases before v1.17.0+k3s1 used other schemes (`0.6.0`, `v0.10.2`, `v1.0.1`,
+    /// `v1.17.0+k3s.1`; k3s-io/k3s issues 550 and 1248). They are real releases Upkeep never
+    /// plans for, so a release list may contain them.
+    static let k3sSchemeStart = K3sVersion(major: 1, minor: 17, patch: 0, build: "k3s1")
+
+    /// Like `version(fromTag:)` for a release list: nil for a k3s release of a legacy tag scheme,
+    /// which is skipped; an error for anything else that is not a version of this component.
+    public func releaseVersion(fromTag tag: String) throws(TagError) -> K3sVersion? {
+        if self == .k3s, let legacy = try? K3sVersion(tag), legacy.k3sBuild == nil || !tag.hasPrefix("v"), legacy < Self.k3sSchemeStart {
+            return nil
+        }
+        return try version(fromTag: tag)
+    }
+
     public static func < (lhs: Component, rhs: Component) -> Bool {
         allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
     }

@@ -10,6 +10,7 @@ import UpkeepKube
 /// file names (letters, digits, `.`, `_`, `+`, `-`), whose sizes are non-negative, whose
 /// `digest` is null or `sha256:<64 hex>`, and whose download URL is http(s) and ends in the
 /// asset's name. One bad field refuses the whole answer with an `AnswerError` naming it.
+/// k3s releases of the tag schemes used before v1.17.0+k3s1 are skipped, not refused.
 public enum ReleaseParser {
     public static let assetNameBytesMax = 255
 
@@ -22,7 +23,7 @@ public enum ReleaseParser {
         var releases: [Release] = []
         var seen = Set<String>()
         for (index, item) in items.enumerated() {
-            let release = try release(item, component: component, path: "[\(index)]", source: source)
+            guard let release = try release(item, component: component, path: "[\(index)]", source: source) else { continue }
             guard seen.insert(release.tag).inserted else {
                 throw AnswerError(source: source, location: "[\(index)].tag_name", problem: "tag \(release.tag) appears twice")
             }
@@ -31,11 +32,13 @@ public enum ReleaseParser {
         return releases
     }
 
-    static func release(_ json: JSON, component: Component, path: String, source: String) throws(AnswerError) -> Release {
+    /// nil for a k3s release of a legacy tag scheme (see `Component.releaseVersion(fromTag:)`).
+    static func release(_ json: JSON, component: Component, path: String, source: String) throws(AnswerError) -> Release? {
         let fields = try AnswerReader(json, path: path, source: source)
         let tag = try fields.string("tag_name")
-        let parsed: K3sVersion
-        do { parsed = try component.version(fromTag: tag) } catch { throw fields.error("tag_name", error.description) }
+        let version: K3sVersion?
+        do { version = try component.releaseVersion(fromTag: tag) } catch { throw fields.error("tag_name", error.description) }
+        guard let parsed = version else { return nil }
         let draft = try fields.bool("draft")
         let prerelease = try fields.bool("prerelease")
         let publishedAt = try fields.optionalString("published_at")
