@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
-        .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
+        .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),

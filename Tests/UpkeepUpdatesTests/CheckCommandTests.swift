@@ -1,9 +1,13 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 import Testing
 import UpkeepCore
 import UpkeepKube
+import UpkeepPKI
 import UpkeepSandbox
+import UpkeepTLS
 import UpkeepTestSupport
 import UpkeepUpdates
 
@@ -152,6 +156,35 @@ struct CheckCommandTests {
             return report
         }
         #expect(try body(offline.output) == body(online.output))
+        await harness.close()
+    }
+}
+
+@Suite("upkeep check against an HTTPS mirror with its own CA", .timeLimit(.minutes(1)))
+struct HTTPSMirrorTests {
+    @Test("--ca-file trusts the mirror's CA; without it the mirror is refused")
+    func httpsMirror() async throws {
+        let harness = try await CheckCommandHarness()
+        let ca = try CertificateAuthority.create(commonName: "mirror CA", keyType: .ecdsaP256, validity: .days(1).startingEarlier(bySeconds: 60))
+        let issued = try ca.issueServer(commonName: "mirror", ipAddresses: ["127.0.0.1"], keyType: .ecdsaP256,
+                                        validity: .days(1).startingEarlier(bySeconds: 60))
+        let tls = try TLSContext.publicServer(chain: [issued.certificate], key: issued.key)
+        let files: [String: [UInt8]] = Dictionary(uniqueKeysWithValues: Component.allCases.map {
+            ("/" + MirrorReleaseSource.path(of: $0), JSON.array(ReleaseFixture.releases(of: $0)).serialized())
+        } + [("/channels.json", ReleaseFixture.channels().serialized())])
+        let mirror = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
+                                                       channelPrefix: { channel in try channel.pipeline.syncOperations.addHandler(tls.makeServerHandler()) }) { request in
+            files[request.path].map { APIResponse(status: 200, body: $0) } ?? .text("missing\n", status: 404)
+        }
+        let caFile = try harness.state.write(try ca.certificate.pem(), to: "mirror-ca.pem")
+        let url = "https://127.0.0.1:\(mirror.port)/"
+        let trusted = try harness.check(["--mirror", url, "--ca-file", caFile])
+        #expect(trusted.status == 10, "\(trusted.error)")
+        #expect(trusted.output.contains("Source: mirror \(url)"))
+        let untrusted = try harness.check(["--mirror", url])
+        #expect(untrusted.status == 5)
+        #expect(untrusted.error.contains("not signed by a trusted CA"))
+        await mirror.close()
         await harness.close()
     }
 }
