@@ -40,9 +40,11 @@ func artifactStream(bytes: Int) async throws {
     let material = try Material(directory: nil)
     let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var configuration = ServerConfiguration()
+    if let window = Int(argument("--window-mib", default: "")) { configuration.streamWindowBytes = window << 20 }
     let server = try await ProtocolServer.bind(host: "127.0.0.1", port: 0,
                                                security: .tls(material.agent, expecting: .roles([.controller])),
-                                               handler: SinkHandler(), eventLoopGroup: serverGroup)
+                                               handler: SinkHandler(), configuration: configuration, eventLoopGroup: serverGroup)
     let client = try await ProtocolClient.connect(host: "127.0.0.1", port: server.localAddress.port!,
                                                   security: .tls(material.controller, expecting: .identity(material.node)),
                                                   eventLoopGroup: clientGroup)
