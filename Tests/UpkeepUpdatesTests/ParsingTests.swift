@@ -107,6 +107,8 @@ struct ParsingTests {
         #expect(releases.map(\.tag) == ["v1.17.2+k3s1"])
         let modern: JSON = [ReleaseFixture.release("v1.30.0", published: "2024-01-01T00:00:00Z")]
         #expect(Self.reject(modern.description)?.location == "[0].tag_name")
+        let longhorn: JSON = .array(["v0.3-rc1", "v1.7.2"].map { ReleaseFixture.release($0, published: "2020-01-01T00:00:00Z") })
+        #expect(try ReleaseParser.releases(longhorn.serialized(), component: .longhorn, source: "l").map(\.tag) == ["v1.7.2"])
         let garbage: JSON = [ReleaseFixture.release("k3s-latest", published: "2024-01-01T00:00:00Z")]
         #expect(Self.reject(garbage.description)?.location == "[0].tag_name")
     }

@@ -48,9 +48,12 @@ public enum Component: String, Codable, Sendable, CaseIterable, Comparable {
     /// plans for, so a release list may contain them.
     static let k3sSchemeStart = K3sVersion(major: 1, minor: 17, patch: 0, build: "k3s1")
 
-    /// Like `version(fromTag:)` for a release list: nil for a k3s release of a legacy tag scheme,
-    /// which is skipped; an error for anything else that is not a version of this component.
+    /// Like `version(fromTag:)` for a release list: nil for a release of a legacy tag scheme,
+    /// which is skipped (k3s before v1.17.0+k3s1; pre-1.0 tags such as Longhorn's `v0.3-rc1`
+    /// that are not versions at all); an error for anything else that is not a version of
+    /// this component.
     public func releaseVersion(fromTag tag: String) throws(TagError) -> K3sVersion? {
+        if tag.hasPrefix("v0.") || tag.hasPrefix("0."), (try? K3sVersion(tag)) == nil { return nil }
         if self == .k3s, let legacy = try? K3sVersion(tag), legacy.k3sBuild == nil || !tag.hasPrefix("v"), legacy < Self.k3sSchemeStart {
             return nil
         }
