@@ -123,13 +123,15 @@ struct ParsingTests {
     }
 
     @Test("channel collections without channels or with bad versions are refused")
-    func malformedChannels() {
+    func malformedChannels() throws {
         #expect(throws: AnswerError.self) { try ChannelParser.channels(Array(#"{"data":[]}"#.utf8), source: "c") }
         #expect(throws: AnswerError(source: "c", location: ".data[0].latest",
                                     problem: "tag \"v1.33.5\" is not a k3s release tag (no +k3sN); expected like v1.33.4+k3s1 (or v1.34.0-rc1+k3s1)")) {
             try ChannelParser.channels(Array(#"{"data":[{"name":"stable","latest":"v1.33.5"}]}"#.utf8), source: "c")
         }
         #expect(throws: AnswerError.self) { try ChannelParser.channels(Array(#"{"data":[{"name":"Stable Channel","latest":"v1.33.5+k3s1"}]}"#.utf8), source: "c") }
+        let legacy = #"{"data":[{"name":"v1.0","latest":"v1.0.1"},{"name":"stable","latest":"v1.33.5+k3s1"}]}"#
+        #expect(try ChannelParser.channels(Array(legacy.utf8), source: "c").map(\.name) == ["stable"])
     }
 
     @Test("Link headers give the next page")

@@ -17,9 +17,11 @@ public enum ChannelParser {
             let name = try fields.string("name")
             guard isChannelName(name) else { throw fields.error("name", "\"\(name.prefix(60).replacingControlCharacters)\" is not a channel name") }
             let latest = try fields.string("latest")
-            let version: K3sVersion
-            do { version = try Component.k3s.version(fromTag: latest) } catch { throw fields.error("latest", error.description) }
+            let parsed: K3sVersion?
+            do { parsed = try Component.k3s.releaseVersion(fromTag: latest) } catch { throw fields.error("latest", error.description) }
             guard seen.insert(name).inserted else { throw fields.error("name", "channel \(name) appears twice") }
+            // A channel still pointing at a legacy-scheme release is real but never a target.
+            guard let version = parsed else { continue }
             channels.append(K3sChannel(name: name, latest: version))
         }
         guard !channels.isEmpty else { throw AnswerError(source: source, location: ".data", problem: "no channels") }
