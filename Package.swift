@@ -69,7 +69,7 @@ let package = Package(
                                                 logging, yams, .product(name: "Subprocess", package: "swift-subprocess"),
                                                 .product(name: "SystemPackage", package: "swift-system")],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
-        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", argumentParser, nioCore, nioPosix],
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict),
 
         // Update detection: installed versions from the cluster, available ones from GitHub, the
