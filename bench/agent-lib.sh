@@ -20,14 +20,30 @@ make_node() {
   sed "s|@ROOT@|$dir|g" "$FAKE/fake-node.py" > "$dir/fake-node.py"
   make_k3s "$dir" v1.30.6+k3s1; make_k3s "$dir" v1.31.2+k3s1
   cp "$dir/artifacts/k3s-v1.30.6+k3s1" "$dir/bin/k3s"
+  make_tls "$dir/tls"
   cat > "$dir/agent.yaml" <<YAML
 nodeName: bench-node
+listen: {address: 127.0.0.1, port: $(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+tls: {ca: $dir/tls/ca.crt, certificate: $dir/tls/agent.crt, key: $dir/tls/agent.key}
 k3s: {binary: $dir/bin/k3s, unit: k3s}
 systemd: {systemctl: $dir/systemctl}
 dataDir: $dir/data
 probes: {kubeletHealthz: "http://127.0.0.1:$PORT/healthz", supervisorPing: "", containerdSocket: "$dir/containerd.sock", nodeReady: false, intervalMs: ${INTERVAL_MS:-50}}
 logLevel: warning
 YAML
+}
+
+# make_tls DIR: a throwaway cluster CA and the agent identity upkeep://agent/bench-node (openssl CLI).
+make_tls() {
+  mkdir -p "$1"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench CA" \
+    -keyout "$1/ca.key" -out "$1/ca.crt" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bench-node" \
+    -keyout "$1/agent.key" -out "$1/agent.csr" 2>/dev/null
+  printf 'subjectAltName=URI:upkeep://agent/bench-node\n' > "$1/san.ext"
+  openssl x509 -req -in "$1/agent.csr" -CA "$1/ca.crt" -CAkey "$1/ca.key" -CAcreateserial -days 1 \
+    -extfile "$1/san.ext" -out "$1/agent.crt" 2>/dev/null
+  chmod 600 "$1/agent.key" "$1/ca.key"
 }
 
 # make_k3s DIR VERSION: a fake k3s binary of about 4 MiB in DIR/artifacts.
