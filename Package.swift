@@ -65,12 +65,17 @@ let package = Package(
 
         // The node agent. CSQLite: the system libsqlite3 (libsqlite3-dev), for online backups of k3s's datastore.
         .systemLibrary(name: "CSQLite", path: "agent/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
-        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "CSQLite", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", nioCore, nioPosix, nioHTTP1,
+        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "CSQLite", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", nioCore, nioPosix, nioHTTP1,
                                                 logging, yams, .product(name: "Subprocess", package: "swift-subprocess"),
                                                 .product(name: "SystemPackage", package: "swift-system")],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
         .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", argumentParser, nioCore, nioPosix],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict),
+
+        // Update detection: installed versions from the cluster, available ones from GitHub, the
+        // channel server or a mirror; paths, arch support and compatibility warnings.
+        .target(name: "UpkeepUpdates", dependencies: ["UpkeepCore", "UpkeepHTTP", "UpkeepKube", nioHTTP1],
+                path: "controller/Sources/UpkeepUpdates", swiftSettings: strict),
 
         // The controller's library: planner, rollout engine (pure), and later persistence and runtime.
         .target(name: "UpkeepController", dependencies: ["UpkeepCore"],
@@ -81,13 +86,14 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging, argumentParser],
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube",
+                                             nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
                           path: "controller/Sources/upkeep", swiftSettings: strict),
 
         // Measurement driver for bench/ scripts (built in release mode by them).
-        .executableTarget(name: "upkeep-bench", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
+        .executableTarget(name: "upkeep-bench", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", "UpkeepProtocol", nioCore, nioPosix],
                           path: "bench/Sources/upkeep-bench", swiftSettings: strict),
 
         // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).
@@ -102,7 +108,8 @@ let package = Package(
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", nioCore, nioPosix, yams],
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
+                                                        nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
@@ -111,6 +118,8 @@ let package = Package(
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
+        .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
+                                                         "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]

@@ -80,7 +80,9 @@ public final class HTTPClient: Sendable {
     }
 
     /// A client using `tls` for https (a context with a client certificate, for instance).
-    public init(configuration: Configuration = Configuration(), tls: TLSContext?, cache: ETagCache? = nil,
+    /// `tlsServerName` replaces the URL's host for certificate verification and SNI (a
+    /// kubeconfig's `tls-server-name`).
+    public init(configuration: Configuration = Configuration(), tls: TLSContext?, tlsServerName: String? = nil, cache: ETagCache? = nil,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, clock: HTTPClock = .system,
                 logger: Logger = Logger(label: "upkeep.http"))
     {
@@ -91,7 +93,7 @@ public final class HTTPClient: Sendable {
         let timeout = configuration.connectTimeoutSeconds
         pool = ConnectionPool(connectionsPerOriginMax: configuration.connectionsPerOriginMax, idleSecondsMax: configuration.idleSecondsMax,
                               now: clock.now) { origin in
-            try await HTTPConnection.connect(origin: origin, tls: tls, group: group, timeoutSeconds: timeout)
+            try await HTTPConnection.connect(origin: origin, tls: tls, tlsServerName: tlsServerName, group: group, timeoutSeconds: timeout)
         }
     }
 

@@ -29,7 +29,10 @@ final class HTTPConnection: Sendable {
         self.collector = collector
     }
 
-    static func connect(origin: Origin, tls: TLSContext?, group: any EventLoopGroup, timeoutSeconds: Double) async throws -> HTTPConnection {
+    /// `tlsServerName`: verify the certificate for (and send as SNI) this name instead of the
+    /// origin's host (a kubeconfig's `tls-server-name`).
+    static func connect(origin: Origin, tls: TLSContext?, tlsServerName: String? = nil, group: any EventLoopGroup,
+                        timeoutSeconds: Double) async throws -> HTTPConnection {
         let loop = group.next()
         let ready = loop.makePromise(of: Void.self)
         let timeout = TimeAmount.nanoseconds(Int64(timeoutSeconds * 1e9))
@@ -43,8 +46,9 @@ final class HTTPConnection: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
                     if origin.scheme == .https, let tls {
-                        let isAddress = origin.host.contains(":") || origin.host.allSatisfy { $0.isNumber || $0 == "." }
-                        try operations.addHandler(tls.makeClientHandler(expecting: .host(origin.host), serverName: isAddress ? nil : origin.host,
+                        let name = tlsServerName ?? origin.host
+                        let isAddress = name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." }
+                        try operations.addHandler(tls.makeClientHandler(expecting: .host(name), serverName: isAddress ? nil : name,
                                                                         handshakeTimeout: timeout))
                     }
                     try operations.addHTTPClientHandlers()

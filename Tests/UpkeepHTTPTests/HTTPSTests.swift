@@ -41,6 +41,17 @@ struct HTTPSTests {
         await server.close()
     }
 
+    @Test("a TLS server name replaces the dialled address for verification, as a kubeconfig's tls-server-name does")
+    func tlsServerName() async throws {
+        let ca = try CertificateAuthority.create(commonName: "mirror CA", keyType: .ecdsaP256, validity: .days(1).startingEarlier(bySeconds: 60))
+        let server = try await Self.server(ca: ca, dnsNames: ["mirror.example"], ipAddresses: [])
+        let tls = try TLSContext.publicClient(trust: .certificates([ca.certificate]))
+        let client = HTTPClient(tls: tls, tlsServerName: "mirror.example")
+        #expect(try await client.get(HTTPURL("https://127.0.0.1:\(server.port)/")).text == "secure")
+        await client.shutdown()
+        await server.close()
+    }
+
     @Test("a certificate from an untrusted CA is refused")
     func unknownCA() async throws {
         let ca = try CertificateAuthority.create(commonName: "mirror CA", keyType: .ecdsaP256, validity: .days(1).startingEarlier(bySeconds: 60))

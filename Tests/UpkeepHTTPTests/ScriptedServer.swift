@@ -98,12 +98,16 @@ private final class ScriptHandler: ChannelInboundHandler {
                 context.close(promise: nil)
             case let .respond(status, extra, body):
                 var headers = HTTPHeaders(extra)
-                if !headers.contains(name: "content-length") { headers.add(name: "Content-Length", value: String(body.count)) }
+                if !headers.contains(name: "content-length") && !headers.contains(name: "transfer-encoding") {
+                    headers.add(name: "Content-Length", value: String(body.count))
+                }
                 let keepAlive = head.isKeepAlive && !headers[canonicalForm: "connection"].contains("close")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status),
                                                                      headers: headers))), promise: nil)
-                if !body.isEmpty {
-                    context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+                // Several writes, so a chunked answer has several chunks.
+                for piece in stride(from: 0, to: body.count, by: 1000) {
+                    let slice = body[piece..<min(body.count, piece + 1000)]
+                    context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: slice)))), promise: nil)
                 }
                 let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
                 if !keepAlive {

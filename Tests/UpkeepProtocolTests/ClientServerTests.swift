@@ -85,7 +85,7 @@ import UpkeepTLS
         await #expect(throws: ProtocolError.deadlineExceeded(operation: "probe")) {
             _ = try await client.call(ProbeRequest(), deadline: .now + .milliseconds(300))
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(20), "bounded well below the handler's own time")
         await cancelled.wait()  // the agent's handler was cancelled (Cancel frame or timeoutMs)
         // The connection stays usable.
         #expect(try await client.call(CordonRequest(operationID: "after-deadline"), deadline: soon()).wasUnschedulable == false)
@@ -262,7 +262,7 @@ import UpkeepTLS
         await entered.wait()
         let started = ContinuousClock.now
         await served.server.shutdown(gracePeriod: .milliseconds(300))
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(20), "bounded well below the handler's own time")
         await #expect {
             _ = try await running.value
         } throws: { error in
@@ -297,12 +297,12 @@ import UpkeepTLS
                                         backoff: Backoff(initialDelay: .milliseconds(10), maximumDelay: .milliseconds(40), attemptsMax: 4))
         let started = ContinuousClock.now
         await #expect {
-            _ = try await client.call(StatusRequest(), deadline: soon())
+            _ = try await client.call(StatusRequest(), deadline: soon(60))
         } throws: { error in
             guard case ProtocolError.connectFailed = error else { return false }
             return true
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(20), "bounded by attempts, not by the 60 s deadline")
     }
 
     @Test func backoffGrowsExponentiallyWithinItsBounds() {
@@ -319,7 +319,7 @@ import UpkeepTLS
         let served = try await Served.start(.mutualTLS)
         let client = try await served.connect()
         let rtt = try await client.ping(deadline: soon())
-        #expect(rtt > .zero && rtt < .seconds(5))
+        #expect(rtt > .zero && rtt < .seconds(30))
         await client.close()
         await served.server.shutdown()
     }

@@ -123,6 +123,24 @@ import UpkeepProtocol
         await served.server.shutdown()
     }
 
+    @Test func deeplyNestedJSONIsRefusedWithoutHarm() async throws {
+        let served = try await Served.start()
+        let (peer, _) = try await RawPeer.hello(port: served.server.port)
+        // Nearly 1 MiB of nesting: a decoder that recursed without a limit would overflow its stack.
+        let arrays = #"{"method":"status","params":{"x":"# + String(repeating: "[", count: 400_000)
+            + String(repeating: "]", count: 400_000) + "}}"
+        let objects = #"{"method":"status","params":"# + String(repeating: #"{"a":"#, count: 150_000) + "1"
+            + String(repeating: "}", count: 150_000) + "}"
+        for (id, json) in [(UInt32(1), arrays), (2, objects)] {
+            try await peer.send(Frame(type: .request, requestID: id, payload: ByteBuffer(string: json)))
+            guard case .error(let refusal)? = try await response(peer, id) else { Issue.record("no answer to \(id)"); return }
+            #expect(refusal.code == .badRequest)
+        }
+        #expect(peer.isOpen)
+        await peer.close()
+        await served.server.shutdown()
+    }
+
     @Test func aClientSendingServerFramesIsAViolation() async throws {
         let served = try await Served.start()
         let (peer, _) = try await RawPeer.hello(port: served.server.port)
@@ -152,6 +170,33 @@ import UpkeepProtocol
             guard case .response? = try await response(peer, id) else { Issue.record("request \(id) not answered"); return }
         }
         await peer.close()
+        await served.server.shutdown()
+    }
+
+    @Test func everyConnectionBeyondTheLimitIsClosedUnserved() async throws {
+        var configuration = ServerConfiguration()
+        configuration.connectionsMax = 1
+        let served = try await Served.start(configuration: configuration)
+        let (kept, _) = try await RawPeer.hello(port: served.server.port)
+        let refusedWithBusy = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<150 {
+                group.addTask {
+                    let peer = try await RawPeer(port: served.server.port)
+                    try? await peer.send(.hello(Hello(software: "one too many")))
+                    let answer = try? await peer.next(.error)?.message()
+                    #expect(await peer.waitClosed())
+                    guard case .error(let error)? = answer else { return false }
+                    #expect(error.code == .busy)
+                    return true
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(refusedWithBusy >= 64, "refusals are answered up to their own bound")
+        #expect(served.server.connectionCount == 1)
+        try await kept.send(.ping(7))
+        #expect(try await kept.next(.pong) != nil, "the admitted connection is unaffected")
+        await kept.close()
         await served.server.shutdown()
     }
 

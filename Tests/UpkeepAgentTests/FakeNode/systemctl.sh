@@ -1,6 +1,10 @@
 #!/bin/sh
 # systemctl stand-in for one fake k3s unit: restart, stop, is-active, show.
 DIR='@ROOT@'
+# One job at a time, as systemd runs a unit's jobs: a killed agent's restart may still be running
+# when the restarted agent asks for its own.
+exec 9>"$DIR/systemctl.lock"
+flock 9
 # Nobody reaps the detached k3s here: a zombie counts as dead.
 running() { state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$state" ] && [ "$state" != Z ]; }
 alive() { [ -f "$DIR/pid" ] && running "$(cat "$DIR/pid")"; }
@@ -20,7 +24,7 @@ case "$1" in
     if [ -f "$DIR/restart-fails" ]; then
       echo "Job for $last.service failed because the control process exited with error code." >&2; exit 1
     fi
-    setsid "$DIR/bin/k3s" server < /dev/null >> "$DIR/k3s.log" 2>&1 &
+    setsid "$DIR/bin/k3s" server 9>&- < /dev/null >> "$DIR/k3s.log" 2>&1 &
     echo $! > "$DIR/pid"
     ;;
   stop) stop ;;

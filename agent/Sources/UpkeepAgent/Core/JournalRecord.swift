@@ -107,6 +107,10 @@ public enum JournalRecord: Codable, Equatable, Sendable {
     case watchStarted(WatchRecord)
     case watchReverting(installID: String)
     case watchEnded(installID: String, WatchEnd)
+    /// Before this agent first cordons the node: whether it was unschedulable already (then
+    /// `uncordon` leaves it so). Kept until `cordonCleared`.
+    case cordonNoted(wasUnschedulable: Bool)
+    case cordonCleared
     /// The whole state, written when the journal is compacted.
     case snapshot(JournalState)
 }

@@ -43,6 +43,10 @@ public struct UpgradeMachine: Sendable {
         case .begin(let id, let kind, let fingerprint): begin(id, kind: kind, fingerprint: fingerprint)
         case .finish(let id, let outcome): finishGeneric(id, outcome)
         case .completed(let token, let result): completed(token: token, result)
+        case .noteCordon(let wasUnschedulable):
+            if journal.cordonWasUnschedulable == nil { persist(.cordonNoted(wasUnschedulable: wasUnschedulable)) }
+        case .clearCordon:
+            if journal.cordonWasUnschedulable != nil { persist(.cordonCleared) }
         case .tick: break
         }
         startWatchCheckIfDue()

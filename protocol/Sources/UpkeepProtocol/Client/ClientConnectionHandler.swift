@@ -64,6 +64,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         let timer: Scheduled<Void>
     }
 
+    /// How much later than the caller's deadline the agent stops the work (`timeoutMs`).
+    static let agentDeadlineMarginMs: Int64 = 1_000
+
     private let configuration: ClientConfiguration
     private let waitsForTLS: Bool
     private let hello: EventLoopPromise<HelloReply>
@@ -317,7 +320,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         guard remaining > .zero else {
             return promise.fail(ProtocolError.deadlineExceeded(operation: payload.method.rawValue))
         }
-        let timeoutMs = max(1, Int64(remaining.nanoseconds / 1_000_000))
+        // The agent's own deadline is a backstop for a Cancel that never arrives: it lies a
+        // margin after ours, so that our Cancel (and deadline error) normally comes first.
+        let timeoutMs = max(1, Int64(remaining.nanoseconds / 1_000_000)) + Self.agentDeadlineMarginMs
         send(.request(RequestEnvelope(payload, upload: upload, timeoutMs: timeoutMs)), requestID: id)
 
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)

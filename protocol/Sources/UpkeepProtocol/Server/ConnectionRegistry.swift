@@ -11,9 +11,23 @@ final class ConnectionRegistry: Sendable {
 
     private struct State {
         var admitted = 0
+        /// Connections being answered `busy`/`shuttingDown` (bounded too: beyond
+        /// `refusalsMax` they are closed without an answer).
+        var refusing = 0
         var connections: [ObjectIdentifier: Connection] = [:]
         var shuttingDown = false
     }
+
+    enum Admission: Equatable {
+        case admitted
+        /// Answer with this error, then close.
+        case refused(ErrorResponse)
+        /// Too many refusals in progress: close without a word.
+        case dropped
+    }
+
+    /// Refusals in progress at most (each may wait for a TLS handshake).
+    static let refusalsMax = 64
 
     let connectionsMax: Int
     private let state = Mutex(State())
@@ -25,29 +39,37 @@ final class ConnectionRegistry: Sendable {
     var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
     var count: Int { state.withLock { $0.admitted } }
 
-    /// Why `channel` cannot be served, or nil after counting it in (it is counted out when it
-    /// closes).
-    func admit(_ channel: any Channel) -> ErrorResponse? {
-        let refusal = state.withLock { state -> ErrorResponse? in
+    /// Counts `channel` in (it is counted out when it closes), or says how to refuse it.
+    func admit(_ channel: any Channel) -> Admission {
+        let admission = state.withLock { state -> Admission in
+            let refusal: ErrorResponse
             if state.shuttingDown {
-                return ErrorResponse(.shuttingDown, "the agent is shutting down; connect again later")
+                refusal = ErrorResponse(.shuttingDown, "the agent is shutting down; connect again later")
+            } else if state.admitted >= connectionsMax {
+                refusal = ErrorResponse(.busy, "the agent has \(state.admitted) connections, its maximum; retry later")
+            } else {
+                state.admitted += 1
+                return .admitted
             }
-            guard state.admitted < connectionsMax else {
-                return ErrorResponse(.busy, "the agent has \(state.admitted) connections, its maximum; retry later")
-            }
-            state.admitted += 1
-            return nil
+            guard state.refusing < Self.refusalsMax else { return .dropped }
+            state.refusing += 1
+            return .refused(refusal)
         }
-        if refusal == nil {
-            let key = ObjectIdentifier(channel)
+        let key = ObjectIdentifier(channel)
+        switch admission {
+        case .admitted:
             channel.closeFuture.whenComplete { _ in
                 self.state.withLock { state in
                     state.admitted -= 1
                     state.connections[key] = nil
                 }
             }
+        case .refused:
+            channel.closeFuture.whenComplete { _ in self.state.withLock { $0.refusing -= 1 } }
+        case .dropped:
+            break
         }
-        return refusal
+        return admission
     }
 
     /// Records the handler of an admitted channel. Called from the channel's initializer, so on

@@ -42,11 +42,13 @@ public final class ProtocolServer: Sendable {
     }
 
     private static func initialize(_ channel: any Channel, security: ConnectionSecurity, shared: ServerShared) throws {
+        let admission = shared.registry.admit(channel)
+        if admission == .dropped { throw ChannelError.ioOnClosedChannel }  // the bootstrap closes it
         let pipeline = channel.pipeline.syncOperations
         let waitsForTLS = try security.install(in: pipeline, side: .server)
         try pipeline.addHandler(ByteToMessageHandler(FrameDecoder()))
         try pipeline.addHandler(FrameEncoder())
-        if let refusal = shared.registry.admit(channel) {
+        if case .refused(let refusal) = admission {
             try pipeline.addHandler(ConnectionRefuser(refusal))
             return
         }
