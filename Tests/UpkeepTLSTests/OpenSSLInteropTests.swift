@@ -90,7 +90,7 @@ import UpkeepPKI
         process.standardError = FileHandle.nullDevice
         process.standardInput = Pipe()
         try process.run()
-        defer { if process.isRunning { process.terminate() } }
+        defer { stop(process) }
         try await waitForListener(port: port, seconds: 20)
 
         let (channel, observation) = try await connectTLS(port: port, context: pki.context(.controller, "controller"),
@@ -113,7 +113,7 @@ import UpkeepPKI
         process.standardError = FileHandle.nullDevice
         process.standardInput = Pipe()
         try process.run()
-        defer { if process.isRunning { process.terminate() } }
+        defer { stop(process) }
         try await waitForListener(port: port, seconds: 20)
         let stranger = try TestPKI(name: "stranger")
         let foreign = try stranger.identity(.controller, "controller")
@@ -156,9 +156,16 @@ func waitForListener(port: Int, seconds: Double) async throws {
 func waitForExit(_ process: Process, seconds: Double) async throws -> Int32 {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-    if process.isRunning {
-        process.terminate()
-        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-    }
-    return process.terminationStatus
+    if process.isRunning { stop(process) }
+    return process.isRunning ? -1 : process.terminationStatus
+}
+
+/// Ends `process` for sure and within a bound: SIGTERM, then SIGKILL. A child started from a
+/// concurrency thread can inherit a mask that blocks SIGTERM, so SIGTERM alone may do nothing.
+func stop(_ process: Process) {
+    guard process.isRunning else { return }
+    process.terminate()
+    for _ in 0..<50 where process.isRunning { usleep(10_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    for _ in 0..<200 where process.isRunning { usleep(10_000) }
 }
