@@ -14,8 +14,12 @@ import UpkeepProtocol
 
     /// Emits `bytes` in buffers of `pieceBytes` (a size unrelated to frames or windows).
     static func source(_ bytes: [UInt8], pieceBytes: Int = 100_003) -> ChunkSource {
+        ChunkSource(emitting(bytes, pieceBytes: pieceBytes))
+    }
+
+    static func emitting(_ bytes: [UInt8], pieceBytes: Int = 100_003) -> @Sendable ((ByteBuffer) async throws -> Void) async throws -> Void {
         let whole = ByteBuffer(bytes: bytes)
-        return ChunkSource { emit in
+        return { emit in
             var rest = whole
             while let piece = rest.readSlice(length: min(pieceBytes, rest.readableBytes)), piece.readableBytes > 0 {
                 try await emit(piece)
@@ -52,6 +56,32 @@ import UpkeepProtocol
         await #expect {
             _ = try await client.call(StageRequest(operationID: "stage-2", k3sVersion: "v1", sha256: wrong, bytes: Int64(bytes.count)),
                                       upload: Self.source(bytes), deadline: soon(30))
+        } throws: { error in
+            guard case ProtocolError.remote(let response) = error else { return false }
+            return response.code == .digestMismatch
+        }
+        await client.close()
+        await served.server.shutdown()
+    }
+
+    /// A sender that knows the digest (a release checked against its sha256sum file) does not hash
+    /// again; the receiver still does: matching bytes arrive, other bytes are refused.
+    @Test func anUploadWithAKnownDigestIsStillVerifiedByTheReceiver() async throws {
+        let bytes = Self.randomBytes(3 << 20, seed: 4)
+        let expected = try await sha256(of: bytes)
+        let served = try await Served.start()
+        let client = try await served.connect()
+        let known = ChunkSource(sha256: expected, Self.emitting(bytes))
+        let result = try await client.call(StageRequest(operationID: "stage-k1", k3sVersion: "v1", sha256: expected, bytes: Int64(bytes.count)),
+                                           upload: known, deadline: soon(30))
+        #expect(result.sha256 == expected && result.bytes == Int64(bytes.count))
+
+        var tampered = bytes
+        tampered[1_234_567] ^= 0x01
+        let lying = ChunkSource(sha256: expected, Self.emitting(tampered))
+        await #expect {
+            _ = try await client.call(StageRequest(operationID: "stage-k2", k3sVersion: "v1", sha256: expected, bytes: Int64(bytes.count)),
+                                      upload: lying, deadline: soon(30))
         } throws: { error in
             guard case ProtocolError.remote(let response) = error else { return false }
             return response.code == .digestMismatch

@@ -35,7 +35,7 @@ func digest(of block: ByteBuffer, repeated count: Int) -> [UInt8] {
 }
 
 /// One `stage` call carrying `bytes` over the agent protocol on mutual TLS: chunk frames,
-/// flow control and the SHA-256 verification at the end, exactly as an artifact travels.
+/// flow control and the receiver's SHA-256 verification at the end, exactly as an artifact travels.
 func artifactStream(bytes: Int) async throws {
     let material = try Material(directory: nil)
     let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -54,7 +54,9 @@ func artifactStream(bytes: Int) async throws {
     block.writeRepeatingByte(0x5a, count: blockBytes)
     let sha = SHA256Hex(digest: digest(of: block, repeated: count))
     let chunk = block
-    let upload = ChunkSource { emit in
+    // The controller sends a release it already checked against its sha256sum file: the digest
+    // is known, only the agent hashes the bytes (and compares).
+    let upload = ChunkSource(sha256: sha) { emit in
         for _ in 0..<count { try await emit(chunk) }
     }
     let request = StageRequest(operationID: "bench-stage", k3sVersion: "v1.31.0+k3s1", sha256: sha, bytes: Int64(count * blockBytes))

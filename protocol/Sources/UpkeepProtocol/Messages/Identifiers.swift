@@ -79,6 +79,12 @@ public struct SHA256Hex: FormattedText {
         rawValue = String(decoding: text, as: UTF8.self)
     }
 
+    /// The 32 raw digest bytes.
+    public var digestBytes: [UInt8] {
+        let digits = Array(rawValue.utf8).map { $0 <= UInt8(ascii: "9") ? $0 - UInt8(ascii: "0") : $0 - UInt8(ascii: "a") + 10 }
+        return stride(from: 0, to: 64, by: 2).map { digits[$0] << 4 | digits[$0 + 1] }
+    }
+
     public static func isValid(_ text: String) -> Bool {
         text.utf8.count == 64 && text.utf8.allSatisfy {
             (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)

@@ -6,10 +6,22 @@ import NIOCore
 /// each start must produce the whole stream from its beginning.
 public struct ChunkSource: Sendable {
     let produce: @Sendable (_ emit: (ByteBuffer) async throws -> Void) async throws -> Void
+    /// The digest announced in ChunkEnd without hashing the bytes here (see `init(sha256:_:)`).
+    let knownDigest: [UInt8]?
 
     /// A source that calls `emit` for each buffer, in order, then returns.
     public init(_ produce: @escaping @Sendable (_ emit: (ByteBuffer) async throws -> Void) async throws -> Void) {
         self.produce = produce
+        knownDigest = nil
+    }
+
+    /// A source whose SHA-256 the caller already knows and trusts (an artifact checked against
+    /// its release's sha256sum file): ChunkEnd announces `sha256` and the sending side does not
+    /// hash every byte a second time. The receiver still hashes what arrives and compares, so a
+    /// source that does not produce exactly these bytes fails the call with `digestMismatch`.
+    public init(sha256: SHA256Hex, _ produce: @escaping @Sendable (_ emit: (ByteBuffer) async throws -> Void) async throws -> Void) {
+        self.produce = produce
+        knownDigest = sha256.digestBytes
     }
 
     /// The buffers of `sequence`, in order.
@@ -17,28 +29,31 @@ public struct ChunkSource: Sendable {
         produce = { emit in
             for try await buffer in sequence { try await emit(buffer) }
         }
+        knownDigest = nil
     }
 
     /// The bytes of one buffer.
     public init(bytes: ByteBuffer) {
         produce = { emit in try await emit(bytes) }
+        knownDigest = nil
     }
 
     /// Sends the whole source as Chunk payloads through `send`, each within the credit `gate`
     /// allows, and returns the ChunkEnd to send after them.
     func send(through gate: CreditGate, _ send: (ByteBuffer) -> Void) async throws -> ChunkEndPayload {
-        let hasher = SHA256Hasher()
+        let hasher = knownDigest == nil ? SHA256Hasher() : nil
         var totalBytes: UInt64 = 0
         try await produce { buffer in
             var rest = buffer
             while rest.readableBytes > 0 {
                 let bytes = try await gate.take(upTo: min(rest.readableBytes, FrameLimits.chunkPayloadBytesMax))
                 guard let piece = rest.readSlice(length: bytes) else { preconditionFailure("slice within readable bytes") }
-                hasher.update(piece)
+                hasher?.update(piece)
                 totalBytes += UInt64(bytes)
                 send(piece)
             }
         }
-        return ChunkEndPayload(sha256: hasher.finish(), totalBytes: totalBytes)
+        guard let digest = knownDigest ?? hasher?.finish() else { preconditionFailure("a hasher runs when no digest is known") }
+        return ChunkEndPayload(sha256: digest, totalBytes: totalBytes)
     }
 }
