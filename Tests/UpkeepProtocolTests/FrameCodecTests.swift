@@ -3,11 +3,25 @@ import NIOEmbedded
 import Testing
 import UpkeepProtocol
 
+/// The two ways to read frames: the `ByteToMessageDecoder` (tools, fuzzing) and the
+/// connections' `FrameReader`, which must behave the same.
+enum FrameReading: String, CaseIterable, Sendable {
+    case byteToMessageDecoder
+    case frameReader
+
+    func makeHandler() -> any ChannelInboundHandler {
+        switch self {
+        case .byteToMessageDecoder: ByteToMessageHandler(FrameDecoder())
+        case .frameReader: FrameReader()
+        }
+    }
+}
+
 /// The frame codec on an EmbeddedChannel: delivery patterns, refusals, leftovers.
 @Suite struct FrameCodecTests {
-    private func makeChannel() throws -> EmbeddedChannel {
+    private func makeChannel(_ reading: FrameReading = .frameReader) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(FrameDecoder()), FrameEncoder())
+        try channel.pipeline.syncOperations.addHandlers(reading.makeHandler(), FrameEncoder())
         return channel
     }
 
@@ -36,15 +50,17 @@ import UpkeepProtocol
         return frames
     }
 
-    @Test func framesDeliveredAllAtOnceDecodeInOrder() throws {
-        let channel = try makeChannel()
+    @Test(arguments: FrameReading.allCases)
+    func framesDeliveredAllAtOnceDecodeInOrder(reading: FrameReading) throws {
+        let channel = try makeChannel(reading)
         try channel.writeInbound(try bytes(sample()))
         #expect(try readAll(channel) == sample())
         #expect(try channel.finish().isClean)
     }
 
-    @Test func framesDeliveredByteByByteDecodeInOrder() throws {
-        let channel = try makeChannel()
+    @Test(arguments: FrameReading.allCases)
+    func framesDeliveredByteByByteDecodeInOrder(reading: FrameReading) throws {
+        let channel = try makeChannel(reading)
         let all = try bytes(sample())
         var decoded: [Frame] = []
         for byte in all.readableBytesView {
@@ -55,9 +71,10 @@ import UpkeepProtocol
         #expect(try channel.finish().isClean)
     }
 
-    @Test(arguments: [(FrameType.request, UInt32(1 << 20) + 1), (.chunk, UInt32(256 << 10) + 1), (.response, .max)])
-    func oversizeLengthIsRefusedFromTheHeaderAlone(type: FrameType, length: UInt32) throws {
-        let channel = try makeChannel()
+    @Test(arguments: FrameReading.allCases, [(FrameType.request, UInt32(1 << 20) + 1), (.chunk, UInt32(256 << 10) + 1), (.response, .max)])
+    func oversizeLengthIsRefusedFromTheHeaderAlone(reading: FrameReading, limit: (FrameType, UInt32)) throws {
+        let (type, length) = limit
+        let channel = try makeChannel(reading)
         var header = ByteBuffer(bytes: [0x55, 0x4B, 1, type.rawValue, 0, 0, 0, 1])
         header.writeInteger(length)
         // Only the 12 header bytes arrive: the refusal cannot depend on buffering the payload.
@@ -68,8 +85,9 @@ import UpkeepProtocol
         _ = try? channel.finish()
     }
 
-    @Test func garbageIsRefusedAtItsFirstByte() throws {
-        let channel = try makeChannel()
+    @Test(arguments: FrameReading.allCases)
+    func garbageIsRefusedAtItsFirstByte(reading: FrameReading) throws {
+        let channel = try makeChannel(reading)
         #expect(throws: FrameError.badMagic(UInt8(ascii: "G"), 0)) {
             try channel.writeInbound(ByteBuffer(bytes: Array("G".utf8)))
         }
@@ -78,37 +96,40 @@ import UpkeepProtocol
         #expect(try readAll(channel).isEmpty)
         _ = try? channel.finish()
 
-        let secondByte = try makeChannel()
+        let secondByte = try makeChannel(reading)
         #expect(throws: FrameError.badMagic(0x55, UInt8(ascii: "X"))) {
             try secondByte.writeInbound(ByteBuffer(bytes: [0x55, UInt8(ascii: "X")]))
         }
         _ = try? secondByte.finish()
     }
 
-    @Test func unknownTypeAndVersionAreRefused() throws {
-        let unknownType = try makeChannel()
+    @Test(arguments: FrameReading.allCases)
+    func unknownTypeAndVersionAreRefused(reading: FrameReading) throws {
+        let unknownType = try makeChannel(reading)
         #expect(throws: FrameError.unknownFrameType(0x0E)) {
             try unknownType.writeInbound(ByteBuffer(bytes: [0x55, 0x4B, 1, 0x0E]))
         }
         _ = try? unknownType.finish()
 
-        let newerVersion = try makeChannel()
+        let newerVersion = try makeChannel(reading)
         #expect(throws: FrameError.unsupportedFrameVersion(2)) {
             try newerVersion.writeInbound(ByteBuffer(bytes: [0x55, 0x4B, 2]))
         }
         _ = try? newerVersion.finish()
     }
 
-    @Test func requestIDRulesAreEnforced() throws {
-        let channel = try makeChannel()
+    @Test(arguments: FrameReading.allCases)
+    func requestIDRulesAreEnforced(reading: FrameReading) throws {
+        let channel = try makeChannel(reading)
         #expect(throws: FrameError.badRequestID(type: .request, requestID: 0)) {
             try channel.writeInbound(ByteBuffer(bytes: [0x55, 0x4B, 1, 0x03, 0, 0, 0, 0, 0, 0, 0, 2]))
         }
         _ = try? channel.finish()
     }
 
-    @Test func truncatedFrameReportsLeftoverBytesAtClose() throws {
-        let channel = try makeChannel()
+    @Test(arguments: FrameReading.allCases)
+    func truncatedFrameReportsLeftoverBytesAtClose(reading: FrameReading) throws {
+        let channel = try makeChannel(reading)
         let frames = try sample()
         var partial = try FrameEncoder.encode(frames[1])
         let kept = partial.readableBytes - 5
@@ -119,6 +140,24 @@ import UpkeepProtocol
         #expect(throws: FrameError.truncatedFrame(leftoverBytes: kept)) {
             _ = try channel.finish()
         }
+    }
+
+    /// Largest chunks split at points unrelated to frames (as TLS records and socket reads cut
+    /// them), with small frames between: the same frames come out.
+    @Test(arguments: FrameReading.allCases, [4_093, 16_384, 65_536, 300_000])
+    func framesSplitAcrossReadsArriveWhole(reading: FrameReading, readBytes: Int) throws {
+        let channel = try makeChannel(reading)
+        let big = ByteBuffer(bytes: (0..<FrameLimits.chunkPayloadBytesMax).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        let frames = [Frame.chunk(big, requestID: 3), try Frame(.ping(1), requestID: 0), Frame.chunk(big, requestID: 3),
+                      Frame.chunk(ByteBuffer(bytes: [9]), requestID: 3), try Frame(.cancel, requestID: 3)]
+        var all = try bytes(frames)
+        var decoded: [Frame] = []
+        while let piece = all.readSlice(length: min(readBytes, all.readableBytes)), piece.readableBytes > 0 {
+            try channel.writeInbound(piece)
+            decoded += try readAll(channel)
+        }
+        #expect(decoded == frames)
+        #expect(try channel.finish().isClean)
     }
 
     @Test func encoderWritesLargePayloadsWithoutCopyingThem() throws {

@@ -42,7 +42,7 @@ public final class ProtocolClient: Sendable {
                         let waitsForTLS = try security.install(in: pipeline, side: .client)
                         let handler = ClientConnectionHandler(configuration: configuration, waitsForTLS: waitsForTLS,
                                                               hello: hello, status: status)
-                        try pipeline.addHandlers(ByteToMessageHandler(FrameDecoder()), FrameEncoder(), handler)
+                        try pipeline.addHandlers(FrameReader(), FrameEncoder(), handler)
                         handlerBox.value = handler
                     }
                 }

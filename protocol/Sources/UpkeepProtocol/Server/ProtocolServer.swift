@@ -46,7 +46,7 @@ public final class ProtocolServer: Sendable {
         if admission == .dropped { throw ChannelError.ioOnClosedChannel }  // the bootstrap closes it
         let pipeline = channel.pipeline.syncOperations
         let waitsForTLS = try security.install(in: pipeline, side: .server)
-        try pipeline.addHandler(ByteToMessageHandler(FrameDecoder()))
+        try pipeline.addHandler(FrameReader())
         try pipeline.addHandler(FrameEncoder())
         if case .refused(let refusal) = admission {
             try pipeline.addHandler(ConnectionRefuser(refusal))
