@@ -47,6 +47,9 @@ let package = Package(
         .target(name: "UpkeepProtocol", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
+        // A careful HTTP/1.1 client (keep-alive, bounds, retries, rate limits, ETag cache) over UpkeepTLS.
+        .target(name: "UpkeepHTTP", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
+                path: "Sources/UpkeepHTTP", swiftSettings: strict),
         // Domain types shared by agent and controller (versions, roles, architectures); stdlib only.
         .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
 
@@ -62,22 +65,40 @@ let package = Package(
 
         // The node agent. CSQLite: the system libsqlite3 (libsqlite3-dev), for online backups of k3s's datastore.
         .systemLibrary(name: "CSQLite", path: "agent/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
-        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "CSQLite", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", nioCore, nioPosix, nioHTTP1,
+        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "CSQLite", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", nioCore, nioPosix, nioHTTP1,
                                                 logging, yams, .product(name: "Subprocess", package: "swift-subprocess"),
                                                 .product(name: "SystemPackage", package: "swift-system")],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
-        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", argumentParser, nioCore, nioPosix],
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict),
 
+        // Update detection: installed versions from the cluster, available ones from GitHub, the
+        // channel server or a mirror; paths, arch support and compatibility warnings.
+        .target(name: "UpkeepUpdates", dependencies: ["UpkeepCore", "UpkeepHTTP", "UpkeepKube", nioHTTP1],
+                path: "controller/Sources/UpkeepUpdates", swiftSettings: strict),
+
+        // The controller's library: planner, rollout engine (pure), and later persistence and runtime.
+        .target(name: "UpkeepController", dependencies: ["UpkeepCore"],
+                path: "controller/Sources/UpkeepController", swiftSettings: strict),
+
+        // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
+        .target(name: "UpkeepSimulation", dependencies: ["UpkeepController", "UpkeepCore"],
+                path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
+
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging, argumentParser],
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube",
+                                             nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
                           path: "controller/Sources/upkeep", swiftSettings: strict),
 
         // Measurement driver for bench/ scripts (built in release mode by them).
-        .executableTarget(name: "upkeep-bench", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix],
+        .executableTarget(name: "upkeep-bench", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", "UpkeepProtocol", nioCore, nioPosix],
                           path: "bench/Sources/upkeep-bench", swiftSettings: strict),
+
+        // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).
+        .executableTarget(name: "upkeep-controller-bench", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"],
+                          path: "bench/Sources/upkeep-controller-bench", swiftSettings: strict),
 
         // Helpers shared by test targets: temporary directories, running real processes.
         .target(name: "UpkeepTestSupport", path: "Tests/UpkeepTestSupport", swiftSettings: strict),
@@ -87,13 +108,19 @@ let package = Package(
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", nioCore, nioPosix, yams],
-                    swiftSettings: strict),
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
+                                                        nioCore, nioPosix, yams],
+                    exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
+        .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
+        .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
+                                                         "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
+        .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )

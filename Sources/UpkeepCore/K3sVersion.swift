@@ -134,9 +134,9 @@ extension MinorLine: TextCodable {}
 
 /// Compares identifiers such as `rc2` and `rc10`: split into runs of digits and non-digits;
 /// digit runs compare as numbers, others as text; a purely numeric identifier comes first
-/// (as in semantic versioning).
-enum NaturalOrder {
-    static func less(_ lhs: String, _ rhs: String) -> Bool {
+/// (as in semantic versioning). Also orders node names: `node-2` before `node-10`.
+public enum NaturalOrder {
+    public static func less(_ lhs: String, _ rhs: String) -> Bool {
         let left = runs(lhs), right = runs(rhs)
         let leftNumeric = left.count == 1 && left[0].number != nil
         let rightNumeric = right.count == 1 && right[0].number != nil

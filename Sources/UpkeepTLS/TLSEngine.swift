@@ -107,13 +107,16 @@ final class TLSEngine {
         return .failed(failure(operation: "SSL_do_handshake"))
     }
 
+    /// Received ciphertext OpenSSL has not consumed yet.
+    var bufferedCiphertextBytes: Int { buffers.inbound.readableBytes }
+
     /// Appends up to `readChunkBytesMax` bytes of decrypted application data to `buffer`.
     func read(into buffer: inout ByteBuffer) -> ReadResult {
         var total = 0
         while total < Self.readChunkBytesMax {
             ERR_clear_error()
             var rc: Int32 = 0
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { bytes in
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: min(16 * 1024, max(1, buffer.writableBytes))) { bytes in
                 rc = SSL_read(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
                 return rc > 0 ? Int(rc) : 0
             }

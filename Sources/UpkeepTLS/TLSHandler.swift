@@ -162,7 +162,10 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func readPlaintext(context: ChannelHandlerContext) {
         guard let engine else { return }
         while true {
-            var plaintext = context.channel.allocator.buffer(capacity: 0)
+            // Sized from the ciphertext at hand (plaintext is never longer), so large transfers
+            // read into one allocation and small messages do not hold 64 KiB each.
+            let capacity = min(TLSEngine.readChunkBytesMax, max(4096, engine.bufferedCiphertextBytes))
+            var plaintext = context.channel.allocator.buffer(capacity: capacity)
             let result = engine.read(into: &plaintext)
             if plaintext.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(plaintext)) }
             switch result {

@@ -14,6 +14,12 @@ func startService(on node: FakeK3sNode, config: AgentConfig? = nil) async throws
     return try await AgentService.start(environment)
 }
 
+/// Closes `service` and starts a new one on the same data directory, as an agent restart does.
+func restartService(_ service: AgentService, on node: FakeK3sNode, config: AgentConfig) async throws -> AgentService {
+    await service.close()
+    return try await startService(on: node, config: config)
+}
+
 /// Stages the fake binary for `version` from its file.
 @discardableResult
 func stage(_ version: String, on node: FakeK3sNode, service: AgentService, id: String? = nil) async throws -> (sha256: String, outcome: OperationOutcome) {

@@ -29,10 +29,10 @@ final class FakeK3sNode {
         for sub in ["bin", "artifacts", "faults", "units"] {
             try FileManager.default.createDirectory(atPath: "\(directory.path)/\(sub)", withIntermediateDirectories: true)
         }
-        try Self.nodeScript.write(toFile: "\(root)/fake-node.py", atomically: false, encoding: .utf8)
+        try Self.template("fake-node.py", root: root, version: "").write(toFile: "\(root)/fake-node.py", atomically: false, encoding: .utf8)
         try "\(healthyAfterSeconds)".write(toFile: "\(root)/healthy-after", atomically: false, encoding: .utf8)
         try "\(port)".write(toFile: "\(root)/port", atomically: false, encoding: .utf8)
-        try systemctlScript.write(toFile: systemctl, atomically: false, encoding: .utf8)
+        try Self.template("systemctl.sh", root: root, version: "").write(toFile: systemctl, atomically: false, encoding: .utf8)
         chmod(systemctl, 0o755)
         try "[Unit]\n".write(toFile: "\(unitDir)/k3s.service", atomically: false, encoding: .utf8)
         let live = try binary(liveVersion)
@@ -46,22 +46,7 @@ final class FakeK3sNode {
     @discardableResult
     func binary(_ version: String, padBytes: Int = 4 << 20) throws -> (path: String, sha256: String, bytes: Int64) {
         let path = "\(root)/artifacts/k3s-\(version)"
-        var text = """
-        #!/bin/sh
-        case "$1" in
-          --version|-v) printf 'k3s version %s (0123abcd)\\ngo version go1.22.5\\n' '\(version)'; exit 0 ;;
-          server|agent) exec python3 '\(root)/fake-node.py' '\(version)' '\(root)' ;;
-          etcd-snapshot)
-            [ "$2" = save ] || { echo "fake k3s: etcd-snapshot $2 unsupported" >&2; exit 1; }
-            name=on-demand; dir='\(root)/k3s/server/db/snapshots'; shift 2
-            while [ $# -gt 0 ]; do case "$1" in --name) name=$2; shift 2 ;; --dir) dir=$2; shift 2 ;; *) shift ;; esac; done
-            [ -d '\(root)/k3s/server/db/etcd' ] || { echo 'etcd datastore disabled' >&2; exit 1; }
-            printf 'etcd snapshot by %s\n' '\(version)' > "$dir/$name-node-1-$(date +%s)"; exit 0 ;;
-          *) echo "fake k3s: unknown command $1" >&2; exit 1 ;;
-        esac
-        exit 0
-
-        """
+        var text = try Self.template("k3s.sh", root: root, version: version)
         // Padding after `exit` makes the file big enough that copying it takes measurable time.
         let line = "# " + String(repeating: "k", count: 126) + "\n"
         text += String(repeating: line, count: padBytes / line.utf8.count)
@@ -160,6 +145,13 @@ final class FakeK3sNode {
         return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first != "Z"
     }
 
+    /// The scripts in `FakeNode/` (shared with the bench scripts), with `@ROOT@` and `@VERSION@` filled in.
+    static func template(_ name: String, root: String, version: String) throws -> String {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("FakeNode")
+        return try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)
+            .replacingOccurrences(of: "@ROOT@", with: root).replacingOccurrences(of: "@VERSION@", with: version)
+    }
+
     static func freePort() throws -> Int {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
@@ -177,81 +169,5 @@ final class FakeK3sNode {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    private var systemctlScript: String {
-        """
-        #!/bin/sh
-        # systemctl stand-in for one fake k3s unit: restart, stop, is-active, show.
-        DIR='\(root)'
-        # Nobody reaps the detached k3s here: a zombie counts as dead.
-        running() { state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$state" ] && [ "$state" != Z ]; }
-        alive() { [ -f "$DIR/pid" ] && running "$(cat "$DIR/pid")"; }
-        stop() {
-          if alive; then
-            pid=$(cat "$DIR/pid"); kill "$pid" 2>/dev/null
-            i=0; while running "$pid" && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done
-            kill -9 "$pid" 2>/dev/null
-          fi
-          rm -f "$DIR/pid"
-        }
-        for last; do :; done
-        case "$1" in
-          restart)
-            stop
-            echo restart >> "$DIR/restarts.log"
-            if [ -f "$DIR/restart-fails" ]; then
-              echo "Job for $last.service failed because the control process exited with error code." >&2; exit 1
-            fi
-            setsid "$DIR/bin/k3s" server < /dev/null >> "$DIR/k3s.log" 2>&1 &
-            echo $! > "$DIR/pid"
-            ;;
-          stop) stop ;;
-          is-active) if alive; then echo active; else echo failed; exit 3; fi ;;
-          show)
-            if alive; then printf 'ActiveState=active\\nSubState=running\\nMainPID=%s\\n' "$(cat "$DIR/pid")"
-            else printf 'ActiveState=failed\\nSubState=failed\\nMainPID=0\\n'; fi ;;
-          *) echo "systemctl stand-in: unsupported $1" >&2; exit 1 ;;
-        esac
 
-        """
-    }
-
-    private static let nodeScript = #"""
-    import http.server, os, signal, socket, sys, time
-    # Close inherited descriptors: a parent may watch one to learn when its child has exited.
-    os.closerange(3, 4096)
-    version, root = sys.argv[1], sys.argv[2]
-    def fault():
-        try:
-            with open(os.path.join(root, "faults", version)) as f: return f.read().strip()
-        except OSError: return ""
-    if fault() == "exit":
-        sys.exit(1)
-    with open(os.path.join(root, "running-version"), "w") as f: f.write("%d %s" % (os.getpid(), version))
-    start = time.monotonic()
-    healthy_after = float(open(os.path.join(root, "healthy-after")).read())
-    sock_path = os.path.join(root, "containerd.sock")
-    try: os.unlink(sock_path)
-    except OSError: pass
-    containerd = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    containerd.bind(sock_path)
-    containerd.listen(1)
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            state = fault()
-            ok = self.path == "/healthz" and state not in ("never", "sick") and time.monotonic() - start >= healthy_after
-            body = b"ok" if ok else b"not ready"
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *args): pass
-    http.server.HTTPServer.allow_reuse_address = True
-    server = http.server.HTTPServer(("127.0.0.1", int(open(os.path.join(root, "port")).read())), Handler)
-    def stop(*_):
-        try: os.unlink(sock_path)
-        except OSError: pass
-        os._exit(0)
-    signal.signal(signal.SIGTERM, stop)
-    server.serve_forever()
-    """#
 }

@@ -60,6 +60,31 @@ private func node(newHealthy: Bool) -> SimulatedNode {
         }
     }
 
+    /// A crash between any two journal records (the effects done so far stay done).
+    @Test(arguments: [true, false])
+    func installKilledBetweenAnyTwoRecordsIsResolved(newHealthy: Bool) throws {
+        var reference = MachineHarness(node: node(newHealthy: newHealthy))
+        startInstall(&reference)
+        reference.settle()
+        for cut in 0..<reference.records.count {
+            var dead = reference
+            dead.records = Array(reference.records.prefix(cut))
+            dead.node = reference.nodeBeforeRecord[cut]
+            var restarted = dead.restarted()
+            restarted.settle()
+            let context = "crash before record \(cut) (\(reference.records[cut])), healthy \(newHealthy)"
+            guard let entry = restarted.machine.journal.operation("install-1") else {
+                #expect(restarted.node.live == old, "\(context)")
+                continue
+            }
+            #expect(!entry.isRunning, "\(context)")
+            let installed = entry.outcome?.state == .succeeded
+            #expect(restarted.node.live == (installed ? new : old), "\(context)")
+            #expect(restarted.node.running == (installed ? new : old), "\(context)")
+            #expect((restarted.machine.journal.watch?.installID == "install-1") == installed, "\(context)")
+        }
+    }
+
     @Test func watchdogRevertInterruptedByACrashIsFinishedAtStart() throws {
         var harness = MachineHarness(node: node(newHealthy: true))
         startInstall(&harness)

@@ -45,6 +45,9 @@ struct MachineHarness {
     var proceeds: [String] = []
     var pending: (effect: UpgradeMachine.Effect, token: UInt64)?
     var performed: [UpgradeMachine.Effect] = []
+    /// The node as it was when each record was about to be persisted: a crash there loses that
+    /// record and everything after it, but not the effects already performed.
+    var nodeBeforeRecord: [SimulatedNode] = []
     static let settings = UpgradeMachine.Settings(probeIntervalMs: 100)
 
     init(node: SimulatedNode, records: [JournalRecord] = []) {
@@ -61,7 +64,9 @@ struct MachineHarness {
     mutating func apply(_ actions: [UpgradeMachine.Action]) {
         for action in actions {
             switch action {
-            case .persist(let record): records.append(record)
+            case .persist(let record):
+                nodeBeforeRecord.append(node)
+                records.append(record)
             case .perform(let effect, let token):
                 precondition(pending == nil, "two effects outstanding")
                 pending = (effect, token)

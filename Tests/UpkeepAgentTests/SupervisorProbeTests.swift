@@ -27,13 +27,14 @@ import Glibc
         try openSSL(["x509", "-req", "-in", directory.file("server.csr"), "-CA", directory.file("ca.crt"), "-CAkey", directory.file("ca.key"),
                      "-CAcreateserial", "-days", "1", "-extfile", directory.file("san.ext"), "-out", directory.file("server.crt")])
         _ = try directory.write("pong", to: "ping")
-        let port = try FakeK3sNode.freePort()
+        // Port 0: s_server picks a free port and prints "ACCEPT 127.0.0.1:<port>" (no race for a port).
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["openssl", "s_server", "-accept", "127.0.0.1:\(port)", "-cert", directory.file("server.crt"),
-                            "-key", directory.file("server.key"), "-WWW", "-quiet"]
+        server.arguments = ["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", directory.file("server.crt"),
+                            "-key", directory.file("server.key"), "-WWW"]
         server.currentDirectoryURL = URL(fileURLWithPath: directory.path)
-        server.standardOutput = FileHandle.nullDevice
+        let output = Pipe()
+        server.standardOutput = output
         server.standardError = FileHandle.nullDevice
         try server.run()
         // SIGKILL: a child started from a test thread inherits a signal mask that blocks SIGTERM.
@@ -41,6 +42,17 @@ import Glibc
             kill(server.processIdentifier, SIGKILL)
             server.waitUntilExit()
         }
+        var printed = ""
+        while !printed.contains("ACCEPT") || !printed.hasSuffix("\n") {
+            let piece = output.fileHandleForReading.availableData
+            if piece.isEmpty { break }
+            printed += String(decoding: piece, as: UTF8.self)
+        }
+        let port = try #require(printed.split(separator: "\n").first { $0.hasPrefix("ACCEPT") }?.split(separator: ":").last.flatMap { Int($0) },
+                                "s_server printed: \(printed)")
+        // Keep draining its stdout so it never blocks on a full pipe.
+        let drain = output.fileHandleForReading
+        Thread.detachNewThread { while !drain.availableData.isEmpty {} }
 
         func probe(ca: String) async throws -> ProbeCheck {
             var config = ProbeConfig()
@@ -49,6 +61,7 @@ import Glibc
             config.nodeReady = false
             config.supervisorPingURL = "https://127.0.0.1:\(port)/ping"
             config.supervisorCAFile = directory.file(ca)
+            config.timeoutMs = 20_000  // correctness, not speed: the full suite loads both cores
             let systemctl = Systemctl(path: "/bin/true", unit: "k3s", timeoutSeconds: 5)
             let probes = HealthProbes(config: config, nodeName: "n1", isServer: true, systemctl: systemctl,
                                       group: MultiThreadedEventLoopGroup.singleton, readiness: nil)
@@ -57,7 +70,8 @@ import Glibc
         }
         #expect(await waitUntil(seconds: 10) { (try? await probe(ca: "ca.crt").ok) == true })
         let good = try await probe(ca: "ca.crt")
-        #expect(good.ok && good.message.hasSuffix("answered pong"), "\(good.message)")
+        #expect(good.ok, "\(good.message)")
+        #expect(good.message.hasSuffix("answered pong"), "\(good.message)")
         let refused = try await probe(ca: "other-ca.crt")
         #expect(!refused.ok, "a serving certificate from another CA must fail the check")
         let missing = try await probe(ca: "absent.crt")

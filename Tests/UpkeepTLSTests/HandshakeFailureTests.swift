@@ -14,12 +14,15 @@ import UpkeepPKI
     func rawClient(port: Int, sending bytes: [UInt8]) async throws -> (any Channel, EventLoopFuture<Void>) {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port).get()
-        if !bytes.isEmpty { try await channel.writeAndFlush(ByteBuffer(bytes: bytes)) }
+        // The server may already have refused and closed by the time the write happens; what
+        // matters is the server's verdict, so a failed write is not the test's failure.
+        if !bytes.isEmpty { try? await channel.writeAndFlush(ByteBuffer(bytes: bytes)) }
         return (channel, channel.closeFuture)
     }
 
     @Test func garbageInsteadOfAClientHelloIsRefusedAsNotTLS() async throws {
-        let server = try await TestServer.start(context: pki.context(.agent, "node-1"), expecting: .roles([.controller]))
+        let server = try await TestServer.start(context: pki.context(.agent, "node-1"), expecting: .roles([.controller]),
+                                                handshakeTimeout: .seconds(60))
         let (_, closed) = try await rawClient(port: server.port, sending: Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
         let observation = await server.nextConnection()
         guard case .notTLS = try await observation.firstError() else {
@@ -31,7 +34,8 @@ import UpkeepPKI
     }
 
     @Test func randomBytesAreRefused() async throws {
-        let server = try await TestServer.start(context: pki.context(.agent, "node-1"), expecting: .roles([.controller]))
+        let server = try await TestServer.start(context: pki.context(.agent, "node-1"), expecting: .roles([.controller]),
+                                                handshakeTimeout: .seconds(60))
         var generator = SystemRandomNumberGenerator()
         let noise = (0..<512).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let (_, closed) = try await rawClient(port: server.port, sending: [0x16, 0x03, 0x01, 0xff, 0xff] + noise)

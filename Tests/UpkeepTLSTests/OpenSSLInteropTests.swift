@@ -17,7 +17,7 @@ import UpkeepPKI
     }
 
     /// Runs `openssl s_client` against `port` with `input` on stdin; returns its exit status.
-    func sClient(port: Int, identity: (certificate: Certificate, key: PrivateKey)?, input: String) throws -> Int32 {
+    func sClient(port: Int, identity: (certificate: Certificate, key: PrivateKey)?, input: String) async throws -> Int32 {
         var arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-tls1_3", "-quiet", "-no_ign_eof",
                          "-verify_return_error"]
         let caPath = directory.appendingPathComponent("ca.crt").path
@@ -37,11 +37,7 @@ import UpkeepPKI
         try process.run()
         stdin.fileHandleForWriting.write(Data(input.utf8))
         try stdin.fileHandleForWriting.close()
-        let deadline = Date(timeIntervalSinceNow: 20)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        return process.terminationStatus
+        return try await waitForExit(process, seconds: 30)
     }
 
     func agentServer() async throws -> TestServer {
@@ -50,7 +46,7 @@ import UpkeepPKI
 
     @Test func sClientWithAControllerCertificateCompletesAHandshake() async throws {
         let server = try await agentServer()
-        let status = try sClient(port: server.port, identity: pki.identity(.controller, "controller"), input: "hello\n")
+        let status = try await sClient(port: server.port, identity: pki.identity(.controller, "controller"), input: "hello\n")
         let observation = await server.nextConnection()
         let done = try await observation.handshakeDone()
         #expect(done.peer == (try PeerIdentity(role: .controller, name: "controller")))
@@ -62,14 +58,14 @@ import UpkeepPKI
 
     @Test func sClientWithoutACertificateIsRefused() async throws {
         let server = try await agentServer()
-        _ = try sClient(port: server.port, identity: nil, input: "hello\n")
+        _ = try await sClient(port: server.port, identity: nil, input: "hello\n")
         #expect(try await (await server.nextConnection()).firstError() == .certificateRefused(.missing))
         try await server.stop()
     }
 
     @Test func sClientWithAnAgentCertificateIsRefused() async throws {
         let server = try await agentServer()
-        _ = try sClient(port: server.port, identity: pki.identity(.agent, "node-2"), input: "hello\n")
+        _ = try await sClient(port: server.port, identity: pki.identity(.agent, "node-2"), input: "hello\n")
         #expect(try await (await server.nextConnection()).firstError()
             == .certificateRefused(.wrongRole(expected: [.controller], actual: .agent)))
         try await server.stop()
@@ -78,7 +74,7 @@ import UpkeepPKI
     @Test func sClientWithACertificateFromAnotherCAIsRefused() async throws {
         let server = try await agentServer()
         let other = try TestPKI(name: "other")
-        _ = try sClient(port: server.port, identity: other.identity(.controller, "controller"), input: "hello\n")
+        _ = try await sClient(port: server.port, identity: other.identity(.controller, "controller"), input: "hello\n")
         #expect(try await (await server.nextConnection()).firstError() == .certificateRefused(.unknownCA))
         try await server.stop()
     }
@@ -89,15 +85,13 @@ import UpkeepPKI
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = ["s_server", "-accept", "127.0.0.1:\(port)", "-tls1_3", "-cert", agent.certificate,
-                             "-key", agent.key, "-CAfile", agent.ca, "-Verify", "1", "-verify_return_error", "-rev",
-                             "-naccept", "1"]
-        let stdout = Pipe()
-        process.standardOutput = stdout
+                             "-key", agent.key, "-CAfile", agent.ca, "-Verify", "1", "-verify_return_error", "-rev"]
+        process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         process.standardInput = Pipe()
         try process.run()
-        defer { if process.isRunning { process.terminate() } }
-        try waitForLine("ACCEPT", in: stdout.fileHandleForReading, seconds: 10)
+        defer { stop(process) }
+        try await waitForListener(port: port, seconds: 20)
 
         let (channel, observation) = try await connectTLS(port: port, context: pki.context(.controller, "controller"),
                                                           expecting: .identity(try PeerIdentity(role: .agent, name: "node-1")))
@@ -114,14 +108,13 @@ import UpkeepPKI
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = ["s_server", "-accept", "127.0.0.1:\(port)", "-tls1_3", "-cert", agent.certificate,
-                             "-key", agent.key, "-CAfile", agent.ca, "-Verify", "1", "-verify_return_error", "-naccept", "1"]
-        let stdout = Pipe()
-        process.standardOutput = stdout
+                             "-key", agent.key, "-CAfile", agent.ca, "-Verify", "1", "-verify_return_error"]
+        process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         process.standardInput = Pipe()
         try process.run()
-        defer { if process.isRunning { process.terminate() } }
-        try waitForLine("ACCEPT", in: stdout.fileHandleForReading, seconds: 10)
+        defer { stop(process) }
+        try await waitForListener(port: port, seconds: 20)
         let stranger = try TestPKI(name: "stranger")
         let foreign = try stranger.identity(.controller, "controller")
         let context = try TLSContext.internal(ca: [pki.ca.certificate], chain: [foreign.certificate], key: foreign.key)
@@ -143,16 +136,36 @@ func freePort() async throws -> Int {
     return port
 }
 
-/// Reads `handle` until a line containing `marker` appears, bounded by `seconds`.
-func waitForLine(_ marker: String, in handle: FileHandle, seconds: Double) throws {
-    let deadline = Date(timeIntervalSinceNow: seconds)
-    var seen = ""
-    while Date() < deadline {
-        let data = handle.availableData
-        if data.isEmpty { break }
-        seen += String(decoding: data, as: UTF8.self)
-        if seen.contains(marker) { return }
+struct NotReady: Error, CustomStringConvertible { let description: String }
+
+/// Waits (without blocking a thread) until something accepts TCP connections on `port`.
+func waitForListener(port: Int, seconds: Double) async throws {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port).get() {
+            try? await channel.close()
+            return
+        }
+        try await Task.sleep(for: .milliseconds(50))
     }
-    struct NotReady: Error, CustomStringConvertible { let description: String }
-    throw NotReady(description: "openssl did not print \(marker); it printed: \(seen)")
+    throw NotReady(description: "nothing listened on 127.0.0.1:\(port) within \(seconds) s")
+}
+
+/// Waits (without blocking a thread) for `process` to exit; terminates it after `seconds`.
+func waitForExit(_ process: Process, seconds: Double) async throws -> Int32 {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    if process.isRunning { stop(process) }
+    return process.isRunning ? -1 : process.terminationStatus
+}
+
+/// Ends `process` for sure and within a bound: SIGTERM, then SIGKILL. A child started from a
+/// concurrency thread can inherit a mask that blocks SIGTERM, so SIGTERM alone may do nothing.
+func stop(_ process: Process) {
+    guard process.isRunning else { return }
+    process.terminate()
+    for _ in 0..<50 where process.isRunning { usleep(10_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    for _ in 0..<200 where process.isRunning { usleep(10_000) }
 }

@@ -15,11 +15,11 @@ final class Observation: Sendable {
     }
 
     /// The handshake's facts, or the side's first error; bounded so a hang fails the test.
-    func handshakeDone() async throws -> TLSHandshakeCompleted { try await handshake.futureResult.get(withinSeconds: 10) }
+    func handshakeDone() async throws -> TLSHandshakeCompleted { try await handshake.futureResult.get(withinSeconds: 30) }
 
     /// The handshake result; a failure carries the side's first error.
     /// The first TLSError this side reported before its channel closed (nil: clean).
-    func firstError() async throws -> TLSError? { try await closed.futureResult.get(withinSeconds: 10) }
+    func firstError() async throws -> TLSError? { try await closed.futureResult.get(withinSeconds: 30) }
 }
 
 struct TestTimeout: Error, CustomStringConvertible {

@@ -2,7 +2,9 @@ import ArgumentParser
 @preconcurrency import Dispatch
 import NIOCore
 import NIOPosix
+import Logging
 import UpkeepAgent
+import UpkeepProtocol
 
 #if canImport(Glibc)
 import Glibc
@@ -20,9 +22,12 @@ struct RunCommand: AsyncParsableCommand {
         let environment = try options.environment(group: group)
         let logger = environment.logger
         let service = try await AgentService.start(environment)
+        let server = try await AgentServer.start(service: service, group: group, logger: logger)
+        logger.notice("serving controllers on \(server.localAddress)")
         let notifier = SystemdNotifier.fromProcessEnvironment()
         let daemon = AgentDaemon(service: service, notifier: notifier, logger: logger)
         try await daemon.run(until: TerminationSignal.wait())
+        await server.shutdown()
         try? await group.shutdownGracefully()
     }
 }

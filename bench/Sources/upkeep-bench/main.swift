@@ -174,7 +174,9 @@ case "handshakes":
     try await handshakes(seconds: Double(argument("--seconds", default: "5")) ?? 5)
 case "tls-stream":
     try await tlsStream(bytes: (Int(argument("--mib", default: "512")) ?? 512) * 1024 * 1024)
+case "artifact-stream":
+    try await artifactStream(bytes: (Int(argument("--mib", default: "512")) ?? 512) * 1024 * 1024)
 default:
-    print("usage: upkeep-bench certs --dir D | handshakes [--seconds S] | tls-stream [--mib N]")
+    print("usage: upkeep-bench certs --dir D | handshakes [--seconds S] | tls-stream [--mib N] | artifact-stream [--mib N]")
     exit(2)
 }

@@ -9,6 +9,7 @@ public struct Upkeep: AsyncParsableCommand {
         subcommands: [
             PKI.self,
             Demo.self,
+            Check.self,
         ]
     )
 

@@ -61,7 +61,7 @@ public struct ProbeConfig: Equatable, Sendable {
     /// Bound on each check.
     public var timeoutMs = 2_000
     /// Pause between probe rounds while waiting for health after a restart.
-    public var intervalMs = 100
+    public var intervalMs = 50
 
     public init() {}
 }

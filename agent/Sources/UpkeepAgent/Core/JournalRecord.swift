@@ -42,7 +42,8 @@ public struct OperationEntry: Codable, Equatable, Sendable {
     public var startedAtUnixMs: Int64
     /// Install and rollback only.
     public var plan: SwapPlan?
-    /// The binary most recently placed by this operation, and whether a restart may have run since.
+    /// The binary most recently placed by this operation, and whether any restart was issued by it
+    /// (from then on the running k3s may be another binary than the live file).
     public var placedSHA256: String?
     public var restartIssued: Bool
     public var reverting: Bool
@@ -106,6 +107,10 @@ public enum JournalRecord: Codable, Equatable, Sendable {
     case watchStarted(WatchRecord)
     case watchReverting(installID: String)
     case watchEnded(installID: String, WatchEnd)
+    /// Before this agent first cordons the node: whether it was unschedulable already (then
+    /// `uncordon` leaves it so). Kept until `cordonCleared`.
+    case cordonNoted(wasUnschedulable: Bool)
+    case cordonCleared
     /// The whole state, written when the journal is compacted.
     case snapshot(JournalState)
 }

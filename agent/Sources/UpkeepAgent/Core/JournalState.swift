@@ -11,6 +11,8 @@ public struct JournalState: Codable, Equatable, Sendable {
     public private(set) var previous: BinaryRef?
     /// A healthy install waiting for `commit`.
     public private(set) var watch: WatchRecord?
+    /// Set while the node is cordoned by this agent: whether it was unschedulable before.
+    public private(set) var cordonWasUnschedulable: Bool?
 
     public init() {}
 
@@ -38,8 +40,8 @@ public struct JournalState: Codable, Equatable, Sendable {
             switch step {
             case .previousKept: break
             case .placed(let sha):
+                // restartIssued stays: once any restart ran, the running k3s may differ from the live file.
                 entry.placedSHA256 = sha
-                entry.restartIssued = false
             case .restarting: entry.restartIssued = true
             case .reverting: entry.reverting = true
             }
@@ -59,6 +61,10 @@ public struct JournalState: Codable, Equatable, Sendable {
         case .watchEnded(let id, let end):
             if watch?.installID == id { watch = nil }
             operations[id]?.watchEnd = end
+        case .cordonNoted(let wasUnschedulable):
+            if cordonWasUnschedulable == nil { cordonWasUnschedulable = wasUnschedulable }
+        case .cordonCleared:
+            cordonWasUnschedulable = nil
         case .snapshot(let state):
             self = state
         }

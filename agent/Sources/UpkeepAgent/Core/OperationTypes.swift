@@ -174,6 +174,9 @@ public struct OperationOutcome: Codable, Equatable, Sendable {
         case commit(CommitReport)
         case stage(StageReport)
         case backup(BackupReport)
+        case cordon(CordonReport)
+        case drain(DrainReport)
+        case uncordon(UncordonReport)
         /// The JSON of a result the shell produced (stage, cordon, drain, uncordon, backup).
         case encoded(String)
     }

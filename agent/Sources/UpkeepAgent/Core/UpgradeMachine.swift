@@ -43,6 +43,10 @@ public struct UpgradeMachine: Sendable {
         case .begin(let id, let kind, let fingerprint): begin(id, kind: kind, fingerprint: fingerprint)
         case .finish(let id, let outcome): finishGeneric(id, outcome)
         case .completed(let token, let result): completed(token: token, result)
+        case .noteCordon(let wasUnschedulable):
+            if journal.cordonWasUnschedulable == nil { persist(.cordonNoted(wasUnschedulable: wasUnschedulable)) }
+        case .clearCordon:
+            if journal.cordonWasUnschedulable != nil { persist(.cordonCleared) }
         case .tick: break
         }
         startWatchCheckIfDue()
@@ -199,6 +203,13 @@ public struct UpgradeMachine: Sendable {
 
     private mutating func recoverInstall(_ entry: OperationEntry, live: LiveBinary?) {
         guard let plan = entry.plan else { preconditionFailure("install \(entry.id) without a plan") }
+        if let watch = journal.watch, watch.installID == entry.id {
+            // The probes had passed and the watch began; only the answer was not recorded.
+            return finish(entry.id, OperationOutcome(state: .succeeded, message: "installed \(watch.installed) (recorded after an agent restart); commit before the watchdog deadline",
+                                                     body: .install(InstallReport(outcome: .installed, previousK3sVersion: watch.restore.k3sVersion,
+                                                                                  k3sVersion: watch.installed.k3sVersion, probe: ProbeReport(checks: []),
+                                                                                  watchdogDeadlineUnixMs: watch.deadlineUnixMs))))
+        }
         let unchanged = live != nil && live?.sha256 == plan.replaced?.sha256
         if unchanged && !entry.restartIssued {
             return finish(entry.id, .failed(.interrupted, "the agent restarted during this install before k3s was restarted; the live binary is unchanged (\(live?.k3sVersion ?? "unknown version")); install again with a new operation id"))

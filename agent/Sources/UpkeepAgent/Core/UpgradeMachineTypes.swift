@@ -65,6 +65,11 @@ extension UpgradeMachine {
         /// the machine only keeps the ledger.
         case begin(operationID: String, kind: OperationKind, fingerprint: String)
         case finish(operationID: String, OperationOutcome)
+        /// This agent is about to cordon the node, which was (or was not) unschedulable already.
+        /// Only the first note counts until `clearCordon`.
+        case noteCordon(wasUnschedulable: Bool)
+        /// The node was uncordoned (or left cordoned as it was before): forget the note.
+        case clearCordon
         /// The effect performed under `token` finished.
         case completed(token: UInt64, EffectResult)
         /// Time passed (the shell wakes the machine at `nextWakeUnixMs`).

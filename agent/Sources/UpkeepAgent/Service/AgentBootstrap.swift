@@ -14,10 +14,11 @@ public enum AgentBootstrap {
                                    readiness: (any NodeReadinessChecking)? = nil) throws(ConfigError) -> AgentEnvironment {
         let unit = try config.resolvedUnit(unitDirectories: unitDirectories)
         let systemctl = Systemctl(path: config.systemctl, unit: unit, timeoutSeconds: Double(config.systemctlTimeoutSeconds))
+        let kube = KubeAccess(kubeconfigPath: config.resolvedKubeconfig(isServer: unit == "k3s"))
         let probes = HealthProbes(config: config.probes, nodeName: config.nodeName, isServer: unit == "k3s", systemctl: systemctl,
-                                  group: group, readiness: readiness)
+                                  group: group, readiness: readiness ?? KubeNodeReadiness(access: kube))
         return AgentEnvironment(config: config, unit: unit, store: ArtifactStore(dataDir: config.dataDir, livePath: config.k3sBinary),
-                                systemctl: systemctl, probes: probes, logger: logger)
+                                systemctl: systemctl, probes: probes, kube: kube, logger: logger)
     }
 
     public static func logger(level: LogLevelName) -> Logger {

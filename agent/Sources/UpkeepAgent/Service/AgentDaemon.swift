@@ -32,5 +32,6 @@ public struct AgentDaemon: Sendable {
         logger.notice("signal \(number): stopping")
         try? notifier.notify("STOPPING=1")
         pinger?.cancel()
+        await service.close()
     }
 }

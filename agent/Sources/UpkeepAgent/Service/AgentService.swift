@@ -1,4 +1,7 @@
 import Logging
+import UpkeepCore
+import UpkeepKube
+import UpkeepProtocol
 
 #if canImport(Glibc)
 import Glibc
@@ -16,23 +19,28 @@ public struct AgentEnvironment: Sendable {
     public var logger: Logger
     /// Wall-clock time in Unix milliseconds (the watchdog deadline survives restarts).
     public var clock: @Sendable () -> Int64
+    /// The Kubernetes API, for cordon, drain, uncordon and the node-Ready probe.
+    public var kube: KubeAccess
     /// Called when the journal cannot be written: the agent must stop rather than act unrecorded.
     public var fatal: @Sendable (String) -> Void
 
     public init(config: AgentConfig, unit: String, store: ArtifactStore, systemctl: Systemctl, probes: HealthProbes,
-                logger: Logger, clock: @escaping @Sendable () -> Int64 = AgentEnvironment.wallClockUnixMs,
+                kube: KubeAccess, logger: Logger, clock: @escaping @Sendable () -> Int64 = AgentEnvironment.wallClockUnixMs,
                 fatal: @escaping @Sendable (String) -> Void = AgentEnvironment.exitOnFatal) {
         self.config = config
         self.unit = unit
         self.store = store
         self.systemctl = systemctl
         self.probes = probes
+        self.kube = kube
         self.logger = logger
         self.clock = clock
         self.fatal = fatal
     }
 
     public var isServer: Bool { unit == "k3s" }
+    /// k3s's role on this node, from the unit that runs it.
+    public var role: UpkeepCore.NodeRole { isServer ? .server : .agent }
 
     public static let wallClockUnixMs: @Sendable () -> Int64 = {
         var now = timespec()
@@ -60,6 +68,7 @@ public actor AgentService {
     private var waiters: [String: [(token: UInt64, continuation: CheckedContinuation<OperationOutcome, any Error>)]] = [:]
     private var lastWaiterToken: UInt64 = 0
     private var wakeTask: Task<Void, Never>?
+    private var closed = false
     private var logger: Logger { environment.logger }
 
     private init(environment: AgentEnvironment, journalFile: JournalFile, lock: DataDirLock, machine: UpgradeMachine) {
@@ -191,6 +200,86 @@ public actor AgentService {
                                nodeName: config.nodeName)
     }
 
+    // MARK: - Cordon, drain, uncordon
+
+    /// Marks the node unschedulable, noting first (durably) whether it already was.
+    public func cordon(operationID: String) async throws -> OperationOutcome {
+        try await generic(operationID: operationID, kind: .cordon, fingerprint: "cordon") { [self] in
+            do {
+                let was = try await self.cordonNode()
+                return OperationOutcome(state: .succeeded, message: was ? "\(self.nodeName) was already unschedulable; uncordon will leave it so" : "cordoned \(self.nodeName)",
+                                        body: .cordon(CordonReport(wasUnschedulable: was)))
+            } catch {
+                return Self.kubeFailure(error)
+            }
+        }
+    }
+
+    /// Cordons, then evicts the node's pods (`NodeDrainer`), reporting each pod through `progress`.
+    public func drain(operationID: String, options: DrainOptions,
+                      progress: @escaping @Sendable (PodProgress) async -> Void = { _ in }) async throws -> OperationOutcome {
+        let fingerprint = "drain \(options.timeoutSeconds) \(options.gracePeriodSeconds.map(String.init) ?? "-") \(options.deleteEmptyDirData) \(options.podSelector?.description ?? "")"
+        return try await generic(operationID: operationID, kind: .drain, fingerprint: fingerprint) { [self] in
+            do {
+                _ = try await self.cordonNode()
+                let report = try await self.drainer().drain(options, progress: progress)
+                return OperationOutcome(state: .succeeded, message: "drained \(self.nodeName): \(report.evictedPods) pods evicted, \(report.skippedPods) left alone",
+                                        body: .drain(report))
+            } catch {
+                return Self.kubeFailure(error)
+            }
+        }
+    }
+
+    /// Makes the node schedulable again only when this agent cordoned it and it was schedulable before.
+    public func uncordon(operationID: String) async throws -> OperationOutcome {
+        try await generic(operationID: operationID, kind: .uncordon, fingerprint: "uncordon") { [self] in
+            do {
+                guard let was = await self.machineJournal().cordonWasUnschedulable else {
+                    return OperationOutcome(state: .succeeded, message: "\(self.nodeName) was not cordoned by this agent; left as it is",
+                                            body: .uncordon(UncordonReport(uncordoned: false)))
+                }
+                if was {
+                    await self.note(.clearCordon)
+                    return OperationOutcome(state: .succeeded, message: "\(self.nodeName) was unschedulable before Upkeep cordoned it; left cordoned",
+                                            body: .uncordon(UncordonReport(uncordoned: false)))
+                }
+                try await self.drainer().setUnschedulable(false)
+                await self.note(.clearCordon)
+                return OperationOutcome(state: .succeeded, message: "uncordoned \(self.nodeName)", body: .uncordon(UncordonReport(uncordoned: true)))
+            } catch {
+                return Self.kubeFailure(error)
+            }
+        }
+    }
+
+    nonisolated var nodeName: String { environment.config.nodeName }
+
+    private func machineJournal() -> JournalState { machine.journal }
+
+    private func note(_ event: UpgradeMachine.Event) {
+        _ = execute(machine.handle(event, nowUnixMs: environment.clock()))
+    }
+
+    private func drainer() async throws -> NodeDrainer {
+        NodeDrainer(client: try await environment.kube.client(), nodeName: nodeName)
+    }
+
+    /// Notes the node's schedulability before the first cordon, then cordons. Returns whether
+    /// the node was unschedulable before Upkeep cordoned it.
+    private func cordonNode() async throws -> Bool {
+        let drainer = try await drainer()
+        let unschedulable = try await drainer.isUnschedulable()
+        note(.noteCordon(wasUnschedulable: unschedulable))
+        if !unschedulable { try await drainer.setUnschedulable(true) }
+        return machine.journal.cordonWasUnschedulable ?? unschedulable
+    }
+
+    private static func kubeFailure(_ error: any Error) -> OperationOutcome {
+        if let failure = error as? AgentFailure { return .failed(failure.code, failure.message) }
+        return .failed(.kubernetes, "the Kubernetes API refused: \(error)")
+    }
+
     public func probe(expectedK3sVersion: String?) async -> ProbeReport {
         await environment.probes.run(expectedK3sVersion: expectedK3sVersion)
     }
@@ -204,12 +293,21 @@ public actor AgentService {
         } catch {
             unitError = error.message
         }
-        return AgentStatus(nodeName: config.nodeName, unit: environment.unit, isServer: environment.isServer, arch: MachineArch.current(),
+        return AgentStatus(nodeName: config.nodeName, unit: environment.unit, role: environment.role, isServer: environment.isServer, arch: MachineArch.current(),
                            live: await binary.live(), unitState: unitState, unitError: unitError, binaryPath: config.k3sBinary,
                            binaryFreeBytes: (try? FileSystem.freeBytes(FileSystem.directoryName(config.k3sBinary))) ?? -1,
                            dataDir: config.dataDir, dataFreeBytes: (try? FileSystem.freeBytes(config.dataDir)) ?? -1,
                            staged: environment.store.staged(), watch: machine.journal.watch,
                            recentOperations: machine.journal.recent(limit: recentLimit))
+    }
+
+    /// Stops taking requests, stops the watchdog timer and releases the data directory. Running
+    /// effects finish on their own; the journal already says how to resume them.
+    public func close() {
+        closed = true
+        wakeTask?.cancel()
+        wakeTask = nil
+        lock.release()
     }
 
     /// For the watchdog ping: answers only when the actor is not wedged.
@@ -231,7 +329,8 @@ public actor AgentService {
     /// Handles `event` for the caller of `operationID` and waits for the operation's outcome.
     private func submit(_ event: UpgradeMachine.Event, operationID: String,
                         proceed: ((AgentService) -> Void)? = nil) async throws -> OperationOutcome {
-        try await withCheckedThrowingContinuation { continuation in
+        guard !closed else { throw AgentFailure(.conflict, "the agent is stopping; retry when it is back") }
+        return try await withCheckedThrowingContinuation { continuation in
             lastWaiterToken += 1
             let token = lastWaiterToken
             waiters[operationID, default: []].append((token, continuation))
@@ -303,7 +402,7 @@ public actor AgentService {
     private func scheduleWake() {
         wakeTask?.cancel()
         wakeTask = nil
-        guard let wake = machine.nextWakeUnixMs else { return }
+        guard !closed, let wake = machine.nextWakeUnixMs else { return }
         let delayMs = max(0, wake - environment.clock())
         wakeTask = Task {
             try? await Task.sleep(for: .milliseconds(delayMs))

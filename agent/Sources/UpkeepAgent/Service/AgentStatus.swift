@@ -1,3 +1,5 @@
+import UpkeepCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,6 +10,7 @@ import Darwin
 public struct AgentStatus: Codable, Equatable, Sendable {
     public var nodeName: String
     public var unit: String
+    public var role: NodeRole
     public var isServer: Bool
     /// As k3s and `kubernetes.io/arch` name it.
     public var arch: String
@@ -25,21 +28,13 @@ public struct AgentStatus: Codable, Equatable, Sendable {
     public var recentOperations: [OperationEntry]
 }
 
-/// The machine's architecture as k3s names it (`uname -m` → amd64, arm64, arm, s390x).
+/// The machine's architecture as k3s names it (`uname -m` mapped as install.sh maps it; an
+/// architecture k3s does not know is reported as uname prints it).
 public enum MachineArch {
     public static func current() -> String {
         var names = utsname()
         uname(&names)
         let machine = withUnsafeBytes(of: names.machine) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
-        return k3sName(forUname: machine)
-    }
-
-    public static func k3sName(forUname machine: String) -> String {
-        switch machine {
-        case "x86_64", "amd64": "amd64"
-        case "aarch64", "arm64": "arm64"
-        case "armv7l", "armv7", "armv6l", "armhf": "arm"
-        default: machine
-        }
+        return (try? Arch(machine).rawValue) ?? machine
     }
 }

@@ -20,5 +20,8 @@ public final class DataDirLock: Sendable {
         self.descriptor = descriptor
     }
 
+    /// Lets another agent take the data directory (this process stops using it).
+    public func release() { flock(descriptor, LOCK_UN) }
+
     deinit { close(descriptor) }
 }

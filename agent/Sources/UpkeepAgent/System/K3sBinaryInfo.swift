@@ -1,3 +1,5 @@
+import UpkeepCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -42,17 +44,10 @@ public actor K3sBinaryInfo {
         guard outcome.succeeded else {
             throw AgentFailure(.io, "\(path) --version failed (exit \(outcome.exitCode.map(String.init) ?? "by signal")): \(outcome.summary)")
         }
-        guard let version = parseVersionOutput(outcome.output) else {
-            throw AgentFailure(.io, "\(path) --version printed no k3s version: \(outcome.output.prefix(200))")
+        do {
+            return try K3sVersionOutput(parsing: outcome.output).version.description
+        } catch {
+            throw AgentFailure(.io, "\(path) --version printed no k3s version (\(error)): \(outcome.output.prefix(200))")
         }
-        return version
-    }
-
-    /// `k3s version v1.28.11+k3s1 (617b0e84)` → `v1.28.11+k3s1`: the third word of the first line.
-    static func parseVersionOutput(_ output: String) -> String? {
-        guard let line = output.split(separator: "\n").first else { return nil }
-        let words = line.split(separator: " ")
-        guard words.count >= 3, words[1] == "version", words[2].hasPrefix("v") else { return nil }
-        return String(words[2])
     }
 }

@@ -1,0 +1,227 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import UpkeepTLS
+
+/// Time, sleep and randomness as the client sees them; tests replace them to make retries
+/// deterministic without changing anything on the wire.
+public struct HTTPClock: Sendable {
+    public var now: @Sendable () -> Double
+    public var sleep: @Sendable (Double) async throws -> Void
+    /// Uniform in [0, 1): the backoff jitter.
+    public var random: @Sendable () -> Double
+
+    public init(now: @escaping @Sendable () -> Double, sleep: @escaping @Sendable (Double) async throws -> Void,
+                random: @escaping @Sendable () -> Double)
+    {
+        self.now = now
+        self.sleep = sleep
+        self.random = random
+    }
+
+    public static let system = HTTPClock(
+        now: { Date().timeIntervalSince1970 },
+        sleep: { seconds in try await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9)) },
+        random: { Double.random(in: 0..<1) })
+}
+
+/// A careful HTTP/1.1 client for public HTTPS endpoints (GitHub's API, the k3s channel server,
+/// release mirrors) and, with a client certificate, the Kubernetes API.
+///
+/// - Keep-alive connections, pooled per origin and bounded; https through UpkeepTLS in public
+///   mode, the certificate verified for the URL's host.
+/// - Every exchange is bounded: connect (with the TLS handshake), response time, body size.
+/// - Retries and rate limits follow `RetryPolicy` (bounded attempts, jittered backoff, waits
+///   only as long as allowed).
+/// - Redirects are followed only when the request asks for it; `Authorization` never
+///   follows a redirect to another origin, and https is never downgraded.
+/// - With an `ETagCache`, GETs that ask for it are conditional and 304s answer from disk.
+///
+/// It never logs headers or bodies (they may carry tokens); only method, URL, status and timing.
+public final class HTTPClient: Sendable {
+    public struct Configuration: Sendable {
+        public var connectTimeoutSeconds: Double
+        public var responseTimeoutSeconds: Double
+        public var responseBytesMax: Int
+        public var connectionsPerOriginMax: Int
+        public var idleSecondsMax: Double
+        public var retry: RetryPolicy
+        public var userAgent: String
+
+        public init(connectTimeoutSeconds: Double = 10, responseTimeoutSeconds: Double = 30, responseBytesMax: Int = 32 << 20,
+                    connectionsPerOriginMax: Int = 4, idleSecondsMax: Double = 30, retry: RetryPolicy = RetryPolicy(),
+                    userAgent: String = "upkeep")
+        {
+            self.connectTimeoutSeconds = connectTimeoutSeconds
+            self.responseTimeoutSeconds = responseTimeoutSeconds
+            self.responseBytesMax = responseBytesMax
+            self.connectionsPerOriginMax = connectionsPerOriginMax
+            self.idleSecondsMax = idleSecondsMax
+            self.retry = retry
+            self.userAgent = userAgent
+        }
+    }
+
+    public let configuration: Configuration
+    public let cache: ETagCache?
+    private let clock: HTTPClock
+    private let logger: Logger
+    private let pool: ConnectionPool
+
+    /// A client trusting `trust` for https (the system store by default).
+    public convenience init(configuration: Configuration = Configuration(), trust: TrustRoots = .system, cache: ETagCache? = nil,
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, clock: HTTPClock = .system,
+                            logger: Logger = Logger(label: "upkeep.http")) throws
+    {
+        try self.init(configuration: configuration, tls: TLSContext.publicClient(trust: trust), cache: cache, group: group,
+                      clock: clock, logger: logger)
+    }
+
+    /// A client using `tls` for https (a context with a client certificate, for instance).
+    /// `tlsServerName` replaces the URL's host for certificate verification and SNI (a
+    /// kubeconfig's `tls-server-name`).
+    public init(configuration: Configuration = Configuration(), tls: TLSContext?, tlsServerName: String? = nil, cache: ETagCache? = nil,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, clock: HTTPClock = .system,
+                logger: Logger = Logger(label: "upkeep.http"))
+    {
+        self.configuration = configuration
+        self.cache = cache
+        self.clock = clock
+        self.logger = logger
+        let timeout = configuration.connectTimeoutSeconds
+        pool = ConnectionPool(connectionsPerOriginMax: configuration.connectionsPerOriginMax, idleSecondsMax: configuration.idleSecondsMax,
+                              now: clock.now) { origin in
+            try await HTTPConnection.connect(origin: origin, tls: tls, tlsServerName: tlsServerName, group: group, timeoutSeconds: timeout)
+        }
+    }
+
+    /// Closes idle connections; later requests throw `HTTPClientError.shutDown`.
+    public func shutdown() async {
+        await pool.shutdown()
+    }
+
+    /// A GET of `url`.
+    public func get(_ url: HTTPURL, headers: HTTPHeaders = [:], redirects: RedirectPolicy = .none,
+                    cache: CachePolicy = .none) async throws -> HTTPResponse
+    {
+        try await send(HTTPRequest(url: url, headers: headers, redirects: redirects, cache: cache))
+    }
+
+    /// Sends `request` with retries, rate-limit waits, redirects and caching as it asks.
+    /// Throws `HTTPClientError` (or `CancellationError`); any HTTP status is a response.
+    public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        var current = request
+        var followed = 0
+        while true {
+            let response = try await sendWithRetries(current)
+            guard case let .follow(max) = request.redirects, response.isRedirect, response.status != 304 else { return response }
+            guard followed < max else { throw HTTPClientError.tooManyRedirects(url: request.url.description, max: max) }
+            guard let next = response.location else {
+                throw HTTPClientError.redirectRefused(url: current.url.description, reason: "HTTP \(response.status) without a usable Location")
+            }
+            if current.url.scheme == .https, next.scheme == .http {
+                throw HTTPClientError.redirectRefused(url: current.url.description, reason: "it leads from https to http (\(next))")
+            }
+            if next.origin != current.url.origin { current.headers.remove(name: "authorization") }
+            let rewritesToGET = response.status == 303
+                || ([301, 302].contains(response.status) && current.method != .GET && current.method != .HEAD)
+            if rewritesToGET {
+                current.method = .GET
+                current.body = []
+                current.headers.remove(name: "content-type")
+            }
+            logger.debug("redirect", metadata: ["from": "\(current.url)", "to": "\(next)", "status": "\(response.status)"])
+            current.url = next
+            followed += 1
+        }
+    }
+
+    private func sendWithRetries(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let accept = request.headers.first(name: "accept") ?? "*/*"
+        let url = request.url.description
+        let cacheable = request.method == .GET && request.cache == .etag
+        let cached = cacheable ? cache?.lookup(url: url, accept: accept) : nil
+        let authenticated = request.headers.contains(name: "authorization")
+        var attempt = 0
+        while true {
+            attempt += 1
+            try Task.checkCancellation()
+            let outcome: RetryPolicy.Outcome
+            do {
+                let (head, body) = try await exchange(request, accept: accept, ifNoneMatch: cached?.etag)
+                outcome = .response(status: Int(head.status.code), headers: head.headers, body: body)
+            } catch let error as HTTPClientError {
+                outcome = .failure(error)
+            }
+            let decision = configuration.retry.decide(outcome, attempt: attempt, idempotent: request.isIdempotent,
+                                                      authenticated: authenticated, url: url, now: clock.now(), random: clock.random())
+            switch (decision, outcome) {
+            case let (.retry(seconds, reason), _):
+                logger.info("retrying", metadata: ["request": "\(request)", "attempt": "\(attempt)", "reason": "\(reason)",
+                                                   "wait_seconds": "\(seconds)"])
+                try await clock.sleep(seconds)
+            case let (.fail(error), _), let (.deliver, .failure(error)):
+                throw error
+            case let (.deliver, .response(status, headers, body)):
+                logger.debug("answered", metadata: ["request": "\(request)", "status": "\(status)", "attempt": "\(attempt)"])
+                if status == 304, let cached {
+                    return HTTPResponse(status: cached.status, headers: Self.merge(cached: cached.headers, fresh: headers), body: cached.body,
+                                        url: request.url, fromCache: true, attempts: attempt)
+                }
+                if cacheable, status == 200, let cache, let etag = headers.first(name: "etag"), !etag.isEmpty {
+                    cache.store(url: url, accept: accept, etag: etag, status: status, headers: headers, body: body, now: clock.now())
+                }
+                return HTTPResponse(status: status, headers: headers, body: body, url: request.url, attempts: attempt)
+            }
+        }
+    }
+
+    /// The stored headers with the fresh answer's rate-limit and date headers.
+    private static func merge(cached: [[String]], fresh: HTTPHeaders) -> HTTPHeaders {
+        var headers = HTTPHeaders(cached.compactMap { $0.count == 2 ? ($0[0], $0[1]) : nil })
+        for (name, value) in fresh where name.lowercased().hasPrefix("x-ratelimit-") || name.lowercased() == "date" {
+            headers.replaceOrAdd(name: name, value: value)
+        }
+        return headers
+    }
+
+    /// One exchange on a pooled connection. A reused connection that the server closed while
+    /// idle (nothing received) is replaced once at no cost to the retry budget.
+    private func exchange(_ request: HTTPRequest, accept: String, ifNoneMatch: String?) async throws -> (HTTPResponseHead, [UInt8]) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: request.url.hostHeader)
+        headers.add(name: "User-Agent", value: configuration.userAgent)
+        headers.add(name: "Accept", value: accept)
+        for (name, value) in request.headers where !["host", "accept", "content-length", "user-agent"].contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        if let user = request.headers.first(name: "user-agent") { headers.replaceOrAdd(name: "User-Agent", value: user) }
+        if let ifNoneMatch { headers.replaceOrAdd(name: "If-None-Match", value: ifNoneMatch) }
+        if !request.body.isEmpty || [.POST, .PUT, .PATCH].contains(request.method) {
+            headers.add(name: "Content-Length", value: String(request.body.count))
+        }
+        let head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.url.target, headers: headers)
+        for _ in 0..<2 {
+            let (connection, reused) = try await pool.acquire(request.url.origin)
+            do {
+                let reply = try await connection.exchange(head, body: request.body, url: request.url.description,
+                                                          timeoutSeconds: configuration.responseTimeoutSeconds,
+                                                          bodyBytesMax: configuration.responseBytesMax)
+                await pool.release(connection, reusable: reply.head.isKeepAlive)
+                return reply
+            } catch let failure as ExchangeFailure {
+                await pool.discard(connection)
+                if reused, failure.nothingReceived, request.isIdempotent, failure.error == .connectionClosed(url: request.url.description) {
+                    continue
+                }
+                throw failure.error
+            } catch {
+                await pool.discard(connection)
+                throw error
+            }
+        }
+        throw HTTPClientError.connectionClosed(url: request.url.description)
+    }
+}

@@ -1,0 +1,257 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import UpkeepTLS
+
+/// A failed exchange, and whether any byte of a response had arrived: a keep-alive connection
+/// the server closed while idle fails with nothing received, and is safe to replace at once.
+struct ExchangeFailure: Error {
+    var error: HTTPClientError
+    var nothingReceived: Bool
+}
+
+/// One HTTP/1.1 connection (TLS first when the origin is https), carrying one request at a time.
+///
+/// It is ready only once TCP is connected and, for https, the TLS handshake verified the
+/// server's certificate for the origin's host. Every exchange has a response timeout and a
+/// body bound; exceeding either closes the connection.
+final class HTTPConnection: Sendable {
+    let origin: Origin
+    let channel: any Channel
+    private let collector: NIOLoopBound<ResponseCollector>
+
+    private init(origin: Origin, channel: any Channel, collector: NIOLoopBound<ResponseCollector>) {
+        self.origin = origin
+        self.channel = channel
+        self.collector = collector
+    }
+
+    /// `tlsServerName`: verify the certificate for (and send as SNI) this name instead of the
+    /// origin's host (a kubeconfig's `tls-server-name`).
+    static func connect(origin: Origin, tls: TLSContext?, tlsServerName: String? = nil, group: any EventLoopGroup,
+                        timeoutSeconds: Double) async throws -> HTTPConnection {
+        let loop = group.next()
+        let ready = loop.makePromise(of: Void.self)
+        let timeout = TimeAmount.nanoseconds(Int64(timeoutSeconds * 1e9))
+        if origin.scheme == .https, tls == nil {
+            throw HTTPClientError.tls(origin: origin.description, reason: "no TLS context configured")
+        }
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let operations = channel.pipeline.syncOperations
+                    if origin.scheme == .https, let tls {
+                        let name = tlsServerName ?? origin.host
+                        let isAddress = name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." }
+                        try operations.addHandler(tls.makeClientHandler(expecting: .host(name), serverName: isAddress ? nil : name,
+                                                                        handshakeTimeout: timeout))
+                    }
+                    try operations.addHTTPClientHandlers()
+                    try operations.addHandler(ResponseCollector(origin: origin, ready: ready, waitsForTLS: origin.scheme == .https))
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: origin.host, port: origin.port).get()
+        } catch {
+            ready.fail(error)
+            throw Self.connectError(error, origin: origin, timeoutSeconds: timeoutSeconds)
+        }
+        // TCP is up; the TLS handshake (bounded by the handler's own timeout) may still run.
+        let deadline = loop.scheduleTask(in: timeout) {
+            ready.fail(HTTPClientError.connectTimeout(origin: origin.description, seconds: timeoutSeconds))
+            channel.close(promise: nil)
+        }
+        do {
+            try await ready.futureResult.get()
+            deadline.cancel()
+        } catch {
+            deadline.cancel()
+            channel.close(promise: nil)
+            throw error as? HTTPClientError ?? HTTPClientError.connectFailed(origin: origin.description, reason: "\(error)")
+        }
+        let collector = try await loop.submit {
+            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ResponseCollector.self), eventLoop: loop)
+        }.get()
+        return HTTPConnection(origin: origin, channel: channel, collector: collector)
+    }
+
+    private static func connectError(_ error: any Error, origin: Origin, timeoutSeconds: Double) -> HTTPClientError {
+        if let error = error as? HTTPClientError { return error }
+        if case ChannelError.connectTimeout = error { return .connectTimeout(origin: origin.description, seconds: timeoutSeconds) }
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first {
+                let reason = (first.error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(first.error)"
+                return .connectFailed(origin: origin.description, reason: reason)
+            }
+            if let resolution = error.dnsAAAAError ?? error.dnsAError {
+                return .connectFailed(origin: origin.description, reason: "cannot resolve \(origin.host): \(resolution)")
+            }
+        }
+        return .connectFailed(origin: origin.description, reason: "\(error)")
+    }
+
+    var isActive: Bool { channel.isActive }
+
+    /// Sends one request and waits for the complete response, at most `timeoutSeconds`.
+    /// Throws `ExchangeFailure`. Cancelling the task closes the connection.
+    func exchange(_ head: HTTPRequestHead, body: [UInt8], url: String, timeoutSeconds: Double,
+                  bodyBytesMax: Int) async throws -> (head: HTTPResponseHead, body: [UInt8])
+    {
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: (head: HTTPResponseHead, body: [UInt8]).self)
+        let channel = self.channel
+        let collector = self.collector
+        loop.execute {
+            let handler = collector.value
+            guard handler.pending == nil else {
+                promise.fail(ExchangeFailure(error: .invalidResponse(url: url, reason: "connection already busy"), nothingReceived: true))
+                return
+            }
+            guard channel.isActive else {
+                promise.fail(ExchangeFailure(error: handler.failure ?? .connectionClosed(url: url), nothingReceived: true))
+                return
+            }
+            handler.begin(promise: promise, url: url, bodyBytesMax: bodyBytesMax)
+            handler.timeout = loop.scheduleTask(in: .nanoseconds(Int64(timeoutSeconds * 1e9))) {
+                collector.value.fail(.responseTimeout(url: url, seconds: timeoutSeconds))
+                channel.close(promise: nil)
+            }
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            if !body.isEmpty {
+                channel.write(HTTPClientRequestPart.body(.byteBuffer(channel.allocator.buffer(bytes: body))), promise: nil)
+            }
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        }
+        return try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+/// Completes the connection's readiness, then collects one response at a time.
+final class ResponseCollector: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let origin: Origin
+    private var ready: EventLoopPromise<Void>?
+    private let waitsForTLS: Bool
+
+    private(set) var pending: EventLoopPromise<(head: HTTPResponseHead, body: [UInt8])>?
+    var timeout: Scheduled<Void>?
+    private var url = ""
+    private var bodyBytesMax = 0
+    private var head: HTTPResponseHead?
+    private var body: [UInt8] = []
+    /// Why the connection broke, so a later request reports the cause rather than "closed".
+    private(set) var failure: HTTPClientError?
+
+    init(origin: Origin, ready: EventLoopPromise<Void>, waitsForTLS: Bool) {
+        self.origin = origin
+        self.ready = ready
+        self.waitsForTLS = waitsForTLS
+    }
+
+    func begin(promise: EventLoopPromise<(head: HTTPResponseHead, body: [UInt8])>, url: String, bodyBytesMax: Int) {
+        pending = promise
+        self.url = url
+        self.bodyBytesMax = bodyBytesMax
+        head = nil
+        body = []
+    }
+
+    func fail(_ error: HTTPClientError) {
+        timeout?.cancel()
+        timeout = nil
+        let promise = pending
+        let nothingReceived = head == nil
+        pending = nil
+        head = nil
+        body = []
+        promise?.fail(ExchangeFailure(error: error, nothingReceived: nothingReceived))
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive, !waitsForTLS { markReady() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !waitsForTLS { markReady() }
+        context.fireChannelActive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is TLSHandshakeCompleted { markReady() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func markReady() {
+        ready?.succeed()
+        ready = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(responseHead):
+            // 1xx answers precede the real one.
+            guard responseHead.status.code >= 200 || responseHead.status.code == 101 else { return }
+            head = responseHead
+            body = []
+        case var .body(buffer):
+            guard pending != nil else { return }
+            guard body.count + buffer.readableBytes <= bodyBytesMax else {
+                fail(.responseTooLarge(url: url, bytesMax: bodyBytesMax))
+                context.close(promise: nil)
+                return
+            }
+            body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end:
+            guard let head, let promise = pending else {
+                // An answer nobody asked for: the connection cannot be trusted any more.
+                context.close(promise: nil)
+                return
+            }
+            timeout?.cancel()
+            timeout = nil
+            let result = (head: head, body: body)
+            self.head = nil
+            body = []
+            pending = nil
+            if !head.isKeepAlive { context.close(promise: nil) }
+            promise.succeed(result)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let mapped: HTTPClientError = if let tls = error as? TLSError {
+            .tls(origin: origin.description, reason: tls.description)
+        } else if let client = error as? HTTPClientError {
+            client
+        } else {
+            .invalidResponse(url: url.isEmpty ? origin.description : url, reason: "\(error)")
+        }
+        failure = failure ?? mapped
+        ready?.fail(mapped)
+        ready = nil
+        fail(mapped)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        ready?.fail(failure ?? .connectFailed(origin: origin.description, reason: "the server closed the connection while connecting"))
+        ready = nil
+        fail(failure ?? .connectionClosed(url: url))
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,89 @@
+import NIOHTTP1
+
+/// One request as the caller describes it; the client adds `Host`, `Content-Length`,
+/// `User-Agent` and conditional headers itself.
+public struct HTTPRequest: Sendable, CustomStringConvertible {
+    public var method: HTTPMethod
+    public var url: HTTPURL
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+    /// Whether to follow redirects (and how many) or hand a 3xx back to the caller.
+    public var redirects: RedirectPolicy
+    /// Whether to use and fill the client's ETag cache for this GET.
+    public var cache: CachePolicy
+
+    public init(method: HTTPMethod = .GET, url: HTTPURL, headers: HTTPHeaders = [:], body: [UInt8] = [],
+                redirects: RedirectPolicy = .none, cache: CachePolicy = .none)
+    {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.redirects = redirects
+        self.cache = cache
+    }
+
+    /// Method and URL only: headers may carry credentials and are never printed.
+    public var description: String { "\(method.rawValue) \(url)" }
+
+    /// Safe to send twice: a retry cannot repeat a side effect.
+    public var isIdempotent: Bool {
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE: true
+        default: false
+        }
+    }
+}
+
+/// What to do with a 3xx answer.
+public enum RedirectPolicy: Sendable, Equatable {
+    /// Return it: the caller reads `HTTPResponse.location` (the k3s channel server's 302).
+    case none
+    /// Follow up to `max` redirects; `Authorization` is dropped when the origin changes and
+    /// HTTPS is never downgraded to HTTP.
+    case follow(max: Int)
+}
+
+/// Whether a GET goes through the client's ETag cache.
+public enum CachePolicy: Sendable, Equatable {
+    case none
+    /// Send `If-None-Match` with a stored ETag; a 304 answer returns the stored body.
+    case etag
+}
+
+/// A complete response.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+    /// The URL that produced this answer (after redirects).
+    public var url: HTTPURL
+    /// The server answered 304 Not Modified and the body came from the ETag cache.
+    public var fromCache: Bool
+    /// How many times the request was sent (1 without retries).
+    public var attempts: Int
+
+    public init(status: Int, headers: HTTPHeaders, body: [UInt8], url: HTTPURL, fromCache: Bool = false, attempts: Int = 1) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.url = url
+        self.fromCache = fromCache
+        self.attempts = attempts
+    }
+
+    public var isSuccess: Bool { (200..<300).contains(status) }
+    public var isRedirect: Bool { [301, 302, 303, 307, 308].contains(status) }
+
+    /// The `Location` header resolved against the request URL; nil when absent or unusable.
+    public var location: HTTPURL? {
+        guard let value = headers.first(name: "location"), !value.isEmpty else { return nil }
+        return try? url.resolving(value)
+    }
+
+    /// The rate-limit headers of this answer.
+    public var rateLimit: RateLimitStatus { RateLimitStatus(headers: headers) }
+
+    /// The body as UTF-8 text (invalid bytes replaced).
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}

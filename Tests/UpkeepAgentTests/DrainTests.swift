@@ -1,0 +1,195 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import UpkeepAgent
+import UpkeepKube
+import UpkeepProtocol
+@testable import UpkeepSandbox
+import UpkeepTestSupport
+
+/// The sandbox's simulated Kubernetes API on a loopback port (plain HTTP), driven on the wall
+/// clock, with a kubeconfig for the agent.
+final class SimulatedAPI: @unchecked Sendable {
+    let cluster: SandboxCluster
+    let server: SandboxHTTPServer
+    let driver: RepeatedTask
+    let kubeconfig: String
+    let client: KubeClient
+    private let directory: TemporaryDirectory
+
+    init() async throws {
+        let spec = ClusterSpec(servers: 1, agents: 2, volumes: 0, replicas: 1)
+        cluster = SandboxCluster(spec: spec)
+        cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
+        cluster.advance()
+        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
+                                                   responder: cluster.handle)
+        driver = cluster.startDriver(on: MultiThreadedEventLoopGroup.singleton.next(), interval: .milliseconds(100))
+        directory = try TemporaryDirectory()
+        kubeconfig = try directory.write("""
+            apiVersion: v1
+            kind: Config
+            clusters: [{name: sandbox, cluster: {server: "http://127.0.0.1:\(server.port)"}}]
+            contexts: [{name: sandbox, context: {cluster: sandbox, user: admin}}]
+            current-context: sandbox
+            users: [{name: admin, user: {}}]
+            """, to: "kubeconfig")
+        client = try KubeClient(kubeconfig: kubeconfig)
+    }
+
+    func close() async {
+        driver.cancel()
+        await client.shutdown()
+        await server.close()
+    }
+
+    func pods(on node: String) -> [Pod] {
+        cluster.withModel { $0.store.list(.pods).map(Pod.init).filter { $0.nodeName == node && !$0.isTerminating } }
+    }
+
+    func unschedulable(_ node: String) async throws -> Bool { try await client.get(Node.self, node).unschedulable }
+
+    func setUnschedulable(_ node: String, _ value: Bool) async throws {
+        _ = try await client.patch(Node.self, node, ["spec": ["unschedulable": .bool(value)]])
+    }
+
+    /// A Deployment whose pods all land on `node`, with a budget of `minAvailable`.
+    func deploy(_ name: String, onto node: String, replicas: Int64, minAvailable: Int64) async throws {
+        let others = cluster.withModel { $0.spec.nodeNames }.filter { $0 != node }
+        for other in others { try await setUnschedulable(other, true) }
+        _ = try await client.create(.deployments, Seed.deployment("default", name, replicas: replicas, image: "busybox:1.36"))
+        _ = try await client.create(.podDisruptionBudgets, ["metadata": ["name": .string(name), "namespace": "default"],
+                                                            "spec": ["minAvailable": .int(minAvailable), "selector": ["matchLabels": ["app": .string(name)]]]])
+        let running = await waitUntil(seconds: 20) { self.pods(on: node).filter { $0.labels["app"] == name && $0.isReady }.count == Int(replicas) }
+        #expect(running, "pods of \(name) did not start on \(node)")
+        for other in others { try await setUnschedulable(other, false) }
+    }
+}
+
+/// Collects progress events from a drain.
+final class EventLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [PodProgress] = []
+    func append(_ event: PodProgress) { lock.withLock { events.append(event) } }
+    var all: [PodProgress] { lock.withLock { events } }
+}
+
+@Suite(.serialized) struct DrainTests {
+    private func agent(on api: SimulatedAPI, node: String = "agent-1") async throws -> (FakeK3sNode, AgentService) {
+        let fake = try FakeK3sNode(liveVersion: v1)
+        var config = fake.config(nodeName: node)
+        config.kubeconfig = api.kubeconfig
+        return (fake, try await startService(on: fake, config: config))
+    }
+
+    @Test func drainRetriesABudgetThatClearsLaterAndLeavesDaemonSetPods() async throws {
+        let api = try await SimulatedAPI()
+        let (fake, service) = try await agent(on: api)
+        try await api.deploy("burst", onto: "agent-1", replicas: 2, minAvailable: 1)
+        let before = api.pods(on: "agent-1")
+        let daemonPods = before.filter(\.isDaemonSetPod).count
+        let evictable = before.count - daemonPods
+        #expect(evictable >= 2)
+        let log = EventLog()
+        let outcome = try await service.drain(operationID: "drain-1", options: DrainOptions(timeoutSeconds: 60)) { log.append($0) }
+        #expect(outcome.state == .succeeded, "\(outcome.message)")
+        #expect(outcome.body == .drain(DrainReport(evictedPods: evictable, skippedPods: daemonPods)))
+        let events = log.all
+        #expect(events.contains { $0.action == .retrying && $0.message.contains("disruption budget") }, "\(events)")
+        #expect(events.filter { $0.action == .evicted }.count == evictable)
+        #expect(events.filter { $0.action == .skipped }.count == daemonPods)
+        #expect(api.pods(on: "agent-1").allSatisfy { $0.isDaemonSetPod })
+        #expect(try await api.unschedulable("agent-1"))
+        // Uncordon returns the node, as this agent cordoned a schedulable node.
+        let uncordon = try await service.uncordon(operationID: "uncordon-1")
+        #expect(uncordon.body == .uncordon(UncordonReport(uncordoned: true)))
+        #expect(try await api.unschedulable("agent-1") == false)
+        await api.close()
+        _ = fake
+    }
+
+    @Test func drainTimesOutOnABudgetThatNeverClearsAndTheNodeStaysCordoned() async throws {
+        let api = try await SimulatedAPI()
+        let (fake, service) = try await agent(on: api)
+        try await api.deploy("solo", onto: "agent-1", replicas: 1, minAvailable: 1)
+        let log = EventLog()
+        let outcome = try await service.drain(operationID: "drain-1", options: DrainOptions(timeoutSeconds: 3)) { log.append($0) }
+        #expect(outcome.state == .failed && outcome.failure == .kubernetes)
+        #expect(outcome.message.contains("default/solo-") && outcome.message.contains("stays cordoned"), "\(outcome.message)")
+        #expect(log.all.contains { $0.action == .failed && $0.name.hasPrefix("solo-") })
+        #expect(api.pods(on: "agent-1").contains { $0.labels["app"] == "solo" })
+        #expect(try await api.unschedulable("agent-1"))
+        await api.close()
+        _ = fake
+    }
+
+    @Test func aNodeCordonedByHandBeforeIsNotUncordoned() async throws {
+        let api = try await SimulatedAPI()
+        let (fake, service) = try await agent(on: api)
+        // Not cordoned by this agent at all: uncordon leaves it.
+        try await api.setUnschedulable("agent-1", true)
+        let untouched = try await service.uncordon(operationID: "uncordon-0")
+        #expect(untouched.body == .uncordon(UncordonReport(uncordoned: false)) && untouched.message.contains("not cordoned by this agent"))
+        #expect(try await api.unschedulable("agent-1"))
+        // Cordoned by hand, then by the agent: the agent remembers and leaves it cordoned.
+        let cordon = try await service.cordon(operationID: "cordon-1")
+        #expect(cordon.body == .cordon(CordonReport(wasUnschedulable: true)))
+        let again = try await service.cordon(operationID: "cordon-2")
+        #expect(again.body == .cordon(CordonReport(wasUnschedulable: true)))
+        let uncordon = try await service.uncordon(operationID: "uncordon-1")
+        #expect(uncordon.body == .uncordon(UncordonReport(uncordoned: false)) && uncordon.message.contains("before Upkeep cordoned it"))
+        #expect(try await api.unschedulable("agent-1"))
+        // The memory survives an agent restart: cordon a schedulable node, restart, uncordon.
+        try await api.setUnschedulable("agent-1", false)
+        _ = try await service.cordon(operationID: "cordon-3")
+        #expect(try await api.unschedulable("agent-1"))
+        var config = fake.config(nodeName: "agent-1")
+        config.kubeconfig = api.kubeconfig
+        let restarted = try await restartService(service, on: fake, config: config)
+        let back = try await restarted.uncordon(operationID: "uncordon-2")
+        #expect(back.body == .uncordon(UncordonReport(uncordoned: true)))
+        #expect(try await api.unschedulable("agent-1") == false)
+        await api.close()
+    }
+
+    @Test func nodeReadyProbeChecksTheKubeletVersion() async throws {
+        let api = try await SimulatedAPI()
+        let readiness = KubeNodeReadiness(access: KubeAccess(kubeconfigPath: api.kubeconfig))
+        let ready = await readiness.check(node: "agent-1", expectedK3sVersion: "v1.30.6+k3s1")
+        #expect(ready.ok, "\(ready.message)")
+        let wrong = await readiness.check(node: "agent-1", expectedK3sVersion: "v1.31.2+k3s1")
+        #expect(!wrong.ok && wrong.message.contains("expected v1.31.2+k3s1"))
+        let missing = await readiness.check(node: "nope", expectedK3sVersion: nil)
+        #expect(!missing.ok)
+        let noConfig = await KubeNodeReadiness(access: KubeAccess(kubeconfigPath: "/nonexistent/kubeconfig")).check(node: "agent-1", expectedK3sVersion: nil)
+        #expect(!noConfig.ok && noConfig.message.contains("kubeconfig"))
+        await api.close()
+    }
+}
+
+/// Decisions per pod, without an API.
+@Suite struct DrainPlanTests {
+    private func pod(_ labels: [String: String] = ["app": "web"], owner: String? = "ReplicaSet", emptyDir: Bool = false,
+                     mirror: Bool = false, phase: String = "Running") -> Pod {
+        var metadata: JSON = ["name": "p", "namespace": "default", "labels": .object(labels.mapValues { .string($0) })]
+        if let owner { metadata["ownerReferences"] = [["apiVersion": "apps/v1", "kind": .string(owner), "name": "o", "uid": "u", "controller": true]] }
+        if mirror { metadata["annotations"] = ["kubernetes.io/config.mirror": "x"] }
+        let volumes: JSON = emptyDir ? [["name": "scratch", "emptyDir": [:]]] : []
+        return Pod(json: ["metadata": metadata, "spec": ["nodeName": "n", "volumes": volumes], "status": ["phase": .string(phase)]])
+    }
+
+    @Test func decisions() throws {
+        let options = DrainOptions(timeoutSeconds: 10, deleteEmptyDirData: false, podSelector: try LabelSelector.parse("app=web"))
+        #expect(DrainPlan.decide(pod(), options: options) == .evict)
+        #expect(DrainPlan.decide(pod(owner: "DaemonSet"), options: options) == .skip("DaemonSet pod"))
+        #expect(DrainPlan.decide(pod(mirror: true), options: options) == .skip("mirror pod (static, managed by the kubelet)"))
+        #expect(DrainPlan.decide(pod(["app": "db"]), options: options) == .skip("not selected by app=web"))
+        guard case .block(let why) = DrainPlan.decide(pod(emptyDir: true), options: options) else { Issue.record("emptyDir not blocked"); return }
+        #expect(why.contains("deleteEmptyDirData"))
+        #expect(DrainPlan.decide(pod(emptyDir: true), options: DrainOptions(timeoutSeconds: 10)) == .evict)
+        guard case .block = DrainPlan.decide(pod(owner: nil), options: options) else { Issue.record("bare pod not blocked"); return }
+        #expect(DrainPlan.decide(pod(owner: nil, phase: "Succeeded"), options: options) == .evict)
+        #expect((0..<6).map(DrainPlan.retryDelayMs) == [1_000, 2_000, 4_000, 5_000, 5_000, 5_000])
+    }
+}

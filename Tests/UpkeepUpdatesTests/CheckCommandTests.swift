@@ -1,0 +1,190 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+import UpkeepCore
+import UpkeepKube
+import UpkeepPKI
+import UpkeepSandbox
+import UpkeepTLS
+import UpkeepTestSupport
+import UpkeepUpdates
+
+/// The built `upkeep` binary beside the test bundle (`swift build --build-tests` builds it).
+func upkeepBinary() throws -> String {
+    let beside = ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) as NSString?)?.deletingLastPathComponent
+    let candidates = [beside.map { $0 + "/upkeep" }, FileManager.default.currentDirectoryPath + "/.build/debug/upkeep"].compactMap { $0 }
+    guard let found = candidates.first(where: FileManager.default.isExecutableFile(atPath:)) else {
+        throw CheckConfigurationMissing(description: "no built upkeep binary at \(candidates); run swift build --build-tests")
+    }
+    return found
+}
+
+struct CheckConfigurationMissing: Error, CustomStringConvertible { var description: String }
+
+/// The simulated cluster, the release fixture and a state directory, with `upkeep check` run against them.
+final class CheckCommandHarness {
+    let cluster: SimulatedCluster
+    let releases: FixtureReleaseServer
+    let state: TemporaryDirectory
+
+    init(k3sVersion: String = "v1.30.6+k3s1") async throws {
+        cluster = try await SimulatedCluster(spec: ClusterSpec(servers: 1, agents: 2, volumes: 0, k3sVersion: k3sVersion,
+                                                               longhornVersion: "v1.7.2", fluxVersion: "v2.4.0"))
+        releases = try await FixtureReleaseServer(pageSize: 5)
+        state = try TemporaryDirectory()
+    }
+
+    func check(_ arguments: [String], kubeconfig: String? = nil) throws -> ProcessResult {
+        try runProcess(try upkeepBinary(), ["check", "--kubeconfig", kubeconfig ?? cluster.kubeconfigPath, "--github-api", releases.baseURL,
+                                            "--channel-server", releases.baseURL, "--state-dir", state.path, "--timeout", "5"] + arguments,
+                       timeoutSeconds: 60)
+    }
+
+    var history: [CheckRecord] { (try? JSONLinesCheckHistory(stateDirectory: state.path).recent(limit: 100)) ?? [] }
+
+    func close() async {
+        await releases.close()
+        await cluster.close()
+    }
+}
+
+@Suite("upkeep check: the command, its output, exit codes and history", .serialized, .timeLimit(.minutes(2)))
+struct CheckCommandTests {
+    @Test("updates available: exit 10, a JSON report, one history line")
+    func updatesAvailable() async throws {
+        let harness = try await CheckCommandHarness()
+        let result = try harness.check(["-o", "json"])
+        #expect(result.status == 10, "\(result.error)")
+        let report = try JSONDecoder().decode(CheckReport.self, from: Data(result.output.utf8))
+        #expect(report.schemaVersion == 1 && report.updatesAvailable)
+        #expect(report.component(.k3s)?.path.map(\.version) == [version("v1.31.4+k3s1"), version("v1.32.3+k3s1"), version("v1.33.5+k3s1")])
+        #expect(report.component(.flux)?.installed.version == version("v2.4.0"))
+        #expect(report.component(.longhorn)?.path.map(\.version) == [version("v1.8.2"), version("v1.9.1")])
+        let history = harness.history
+        #expect(history.count == 1)
+        #expect(history.first?.outcome == "updates-available" && history.first?.exitCode == 10)
+        #expect(history.first?.components.map(\.component) == [.k3s, .flux, .longhorn])
+        let mode = try FileManager.default.attributesOfItem(atPath: harness.state.file(JSONLinesCheckHistory.fileName))[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+
+        // The same as `--report --output json`; the second run answers from 304s.
+        let fullBefore = harness.releases.counters.full
+        let again = try harness.check(["--report", "--output", "json"])
+        #expect(again.status == 10)
+        #expect(harness.releases.counters.full == fullBefore)
+        #expect(harness.releases.counters.notModified > 0)
+        #expect(harness.history.count == 2)
+        await harness.close()
+    }
+
+    @Test("up to date on the asked channel for the asked component: exit 0, a table")
+    func upToDate() async throws {
+        let harness = try await CheckCommandHarness(k3sVersion: "v1.31.4+k3s1")
+        let result = try harness.check(["--component", "k3s", "--channel", "v1.31"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.contains("k3s        v1.31.4+k3s1 (3 nodes)  v1.31.4+k3s1  no      -"))
+        #expect(result.output.hasSuffix("Everything is up to date.\n"))
+        #expect(!result.output.contains("flux"))
+        await harness.close()
+    }
+
+    @Test("a rate limit, a corrupted answer, an unreachable cluster and a loose token file each have their code")
+    func failureCodes() async throws {
+        let harness = try await CheckCommandHarness()
+        harness.releases.rateLimited.withLockedValue { $0 = true }
+        let limited = try harness.check(["-o", "json"])
+        #expect(limited.status == 5)
+        #expect(limited.error.contains("rate limit exhausted") && limited.error.contains("GITHUB_TOKEN"))
+        let error = try JSONSerialization.jsonObject(with: Data(limited.output.utf8)) as? [String: Any]
+        #expect((error?["error"] as? [String: Any])?["exitCode"] as? Int == 5)
+        harness.releases.rateLimited.withLockedValue { $0 = false }
+
+        harness.releases.corrupt.withLockedValue { $0 = .longhorn }
+        let corrupt = try harness.check([])
+        #expect(corrupt.status == 6)
+        #expect(corrupt.error.contains("unusable answer from \(harness.releases.baseURL)/repos/longhorn/longhorn/releases"))
+        harness.releases.corrupt.withLockedValue { $0 = nil }
+
+        let kubeconfig = try harness.state.write("""
+            apiVersion: v1
+            kind: Config
+            clusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]
+            contexts: [{name: c, context: {cluster: c, user: u}}]
+            current-context: c
+            users: [{name: u, user: {}}]
+            """, to: "unreachable.yaml")
+        let unreachable = try harness.check([], kubeconfig: kubeconfig)
+        #expect(unreachable.status == 4)
+        #expect(unreachable.error.hasPrefix("Error: cannot read the cluster"))
+
+        let token = try harness.state.write("ghp_loose\n", to: "token")
+        chmod(token, 0o644)
+        let loose = try harness.check(["--github-token-file", token])
+        #expect(loose.status == 3)
+        #expect(loose.error.contains("chmod 600") && !loose.error.contains("ghp_loose"))
+
+        let usage = try harness.check(["--all", "--component", "k3s"])
+        #expect(usage.status == 2)
+        let channel = try harness.check(["--channel", "no such"])
+        #expect(channel.status == 2)
+
+        #expect(harness.history.map(\.exitCode) == [5, 6, 4, 3])
+        #expect(harness.history.allSatisfy { $0.outcome == "failed" && $0.error != nil })
+        await harness.close()
+    }
+
+    @Test("a mirror directory gives the same report as GitHub")
+    func mirror() async throws {
+        let harness = try await CheckCommandHarness()
+        let mirror = try TemporaryDirectory()
+        for component in Component.allCases {
+            let path = mirror.file(MirrorReleaseSource.path(of: component))
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(JSON.array(ReleaseFixture.releases(of: component)).serialized()).write(to: URL(fileURLWithPath: path))
+        }
+        try Data(ReleaseFixture.channels().serialized()).write(to: URL(fileURLWithPath: mirror.file("channels.json")))
+        let online = try harness.check(["-o", "json"])
+        let offline = try harness.check(["-o", "json", "--mirror", mirror.path])
+        #expect(offline.status == online.status)
+        func body(_ text: String) throws -> CheckReport {
+            var report = try JSONDecoder().decode(CheckReport.self, from: Data(text.utf8))
+            report.checkedAt = ""
+            report.releaseSource = ""
+            report.rateLimit = nil
+            return report
+        }
+        #expect(try body(offline.output) == body(online.output))
+        await harness.close()
+    }
+}
+
+@Suite("upkeep check against an HTTPS mirror with its own CA", .timeLimit(.minutes(1)))
+struct HTTPSMirrorTests {
+    @Test("--ca-file trusts the mirror's CA; without it the mirror is refused")
+    func httpsMirror() async throws {
+        let harness = try await CheckCommandHarness()
+        let ca = try CertificateAuthority.create(commonName: "mirror CA", keyType: .ecdsaP256, validity: .days(1).startingEarlier(bySeconds: 60))
+        let issued = try ca.issueServer(commonName: "mirror", ipAddresses: ["127.0.0.1"], keyType: .ecdsaP256,
+                                        validity: .days(1).startingEarlier(bySeconds: 60))
+        let tls = try TLSContext.publicServer(chain: [issued.certificate], key: issued.key)
+        let files: [String: [UInt8]] = Dictionary(uniqueKeysWithValues: Component.allCases.map {
+            ("/" + MirrorReleaseSource.path(of: $0), JSON.array(ReleaseFixture.releases(of: $0)).serialized())
+        } + [("/channels.json", ReleaseFixture.channels().serialized())])
+        let mirror = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
+                                                       channelPrefix: { channel in try channel.pipeline.syncOperations.addHandler(tls.makeServerHandler()) }) { request in
+            files[request.path].map { APIResponse(status: 200, body: $0) } ?? .text("missing\n", status: 404)
+        }
+        let caFile = try harness.state.write(try ca.certificate.pem(), to: "mirror-ca.pem")
+        let url = "https://127.0.0.1:\(mirror.port)/"
+        let trusted = try harness.check(["--mirror", url, "--ca-file", caFile])
+        #expect(trusted.status == 10, "\(trusted.error)")
+        #expect(trusted.output.contains("Source: mirror \(url)"))
+        let untrusted = try harness.check(["--mirror", url])
+        #expect(untrusted.status == 5)
+        #expect(untrusted.error.contains("not signed by a trusted CA"))
+        await mirror.close()
+        await harness.close()
+    }
+}

@@ -1,0 +1,217 @@
+import NIOCore
+import NIOConcurrencyHelpers
+import UpkeepCore
+import UpkeepKube
+import UpkeepPKI
+import UpkeepProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Serves the wire protocol from an `AgentService`: decodes each request into the service's
+/// operations and maps outcomes back to results or typed errors. Only controller certificates
+/// are served (the TLS layer already demands one; this checks again per request).
+public final class AgentRequestHandler: RequestHandler {
+    public let service: AgentService
+    private let info: NIOLockedValueBox<AgentInfo>
+
+    public init(service: AgentService, k3sVersion: String?) {
+        self.service = service
+        let environment = service.environment
+        info = NIOLockedValueBox(AgentInfo(agentVersion: AgentVersion.current, nodeName: environment.config.nodeName, arch: MachineArch.current(),
+                                           role: environment.isServer ? .server : .agent, k3sVersion: k3sVersion))
+    }
+
+    public func agentInfo() -> AgentInfo { info.withLockedValue { $0 } }
+
+    public func handle(_ request: IncomingRequest) async throws -> Reply {
+        if let peer = request.peer, peer.role != .controller {
+            throw ErrorResponse(.unauthorized, "\(peer) is not a controller; only controllers may call the agent")
+        }
+        do {
+            return try await dispatch(request)
+        } catch let rejection as UpgradeMachine.Rejection {
+            let code: ErrorCode = switch rejection.code {
+            case .busy: .busy
+            case .conflict: .conflict
+            case .notFound: .notFound
+            }
+            throw ErrorResponse(code, rejection.message)
+        } catch let failure as AgentFailure {
+            throw ErrorResponse(Self.code(failure.code), failure.message)
+        }
+    }
+
+    private func dispatch(_ request: IncomingRequest) async throws -> Reply {
+        switch request.payload {
+        case .status:
+            return Reply(.status(try await statusResult()))
+        case .probe(let probe):
+            return Reply(.probe(Self.probeResult(await service.probe(expectedK3sVersion: probe.expectedK3sVersion))))
+        case .stage(let stage):
+            let upload = UploadReader(request.upload)
+            let outcome = try await service.stage(operationID: stage.operationID.rawValue, sha256: stage.sha256.rawValue, bytes: stage.bytes,
+                                                  k3sVersion: stage.k3sVersion, next: { try await upload.next() })
+            await upload.drain()
+            guard case .stage(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            return Reply(.stage(StageResult(sha256: stage.sha256, bytes: report.bytes, alreadyStaged: report.alreadyStaged)))
+        case .install(let install):
+            let outcome = try await service.install(operationID: install.operationID.rawValue, sha256: install.sha256.rawValue,
+                                                    healthTimeoutMs: Int64(install.healthTimeoutSeconds) * 1000,
+                                                    watchdogTimeoutMs: Int64(install.watchdogTimeoutSeconds) * 1000)
+            // A revert is an answer, not an error: the body says what happened and why.
+            guard case .install(let report) = outcome.body, outcome.state != .failed else { throw Self.error(outcome) }
+            refreshVersion(report.k3sVersion)
+            return Reply(.install(InstallResult(outcome: report.outcome == .installed ? .installed : .reverted,
+                                                previousK3sVersion: report.previousK3sVersion, k3sVersion: report.k3sVersion,
+                                                probe: Self.probeResult(report.outcome == .reverted ? report.probe : report.probe),
+                                                watchdogDeadlineUnixMs: report.watchdogDeadlineUnixMs)))
+        case .rollback(let rollback):
+            let outcome = try await service.rollback(operationID: rollback.operationID.rawValue, toSHA256: rollback.toSHA256?.rawValue,
+                                                     healthTimeoutMs: Int64(rollback.healthTimeoutSeconds) * 1000)
+            guard case .rollback(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            refreshVersion(report.k3sVersion)
+            return Reply(.rollback(RollbackResult(k3sVersion: report.k3sVersion, probe: Self.probeResult(report.probe))))
+        case .commit(let commit):
+            let outcome = try await service.commit(operationID: commit.operationID.rawValue, installOperationID: commit.installOperationID.rawValue)
+            guard case .commit(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            return Reply(.commit(CommitResult(k3sVersion: report.k3sVersion)))
+        case .cordon(let cordon):
+            let outcome = try await service.cordon(operationID: cordon.operationID.rawValue)
+            guard case .cordon(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            return Reply(.cordon(CordonResult(wasUnschedulable: report.wasUnschedulable)))
+        case .drain(let drain):
+            let selector: LabelSelector?
+            do {
+                selector = try drain.podSelector.map { try LabelSelector.parse($0) }
+            } catch {
+                throw ErrorResponse(.badRequest, "drain.podSelector: \(error)")
+            }
+            let options = DrainOptions(timeoutSeconds: drain.timeoutSeconds, gracePeriodSeconds: drain.gracePeriodSeconds,
+                                       deleteEmptyDirData: drain.deleteEmptyDirData, podSelector: selector)
+            let outcome = try await service.drain(operationID: drain.operationID.rawValue, options: options) { event in
+                await request.progress(.pod(event))
+            }
+            guard case .drain(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            return Reply(.drain(DrainResult(evictedPods: report.evictedPods, skippedPods: report.skippedPods)))
+        case .uncordon(let uncordon):
+            let outcome = try await service.uncordon(operationID: uncordon.operationID.rawValue)
+            guard case .uncordon(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            return Reply(.uncordon(UncordonResult(uncordoned: report.uncordoned, message: outcome.message)))
+        case .backup(let backup):
+            let outcome = try await service.backup(operationID: backup.operationID.rawValue, name: backup.name)
+            guard case .backup(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            let path = await service.datastoreBackup.path(of: report)
+            guard FileSystem.exists(path) else {
+                throw ErrorResponse(.notFound, "backup \(report.fileName) was taken but has since been removed; take a new one")
+            }
+            let format: BackupFormat = report.format == .etcdSnapshot ? .etcdSnapshot : .sqliteTar
+            return Reply(.backup(BackupResult(format: format, fileName: report.fileName, bytes: report.bytes)),
+                         download: Self.fileSource(path))
+        }
+    }
+
+    private func statusResult() async throws -> StatusResult {
+        let status = await service.status()
+        refreshVersion(status.live?.k3sVersion)
+        var agent = agentInfo()
+        agent.k3sVersion = status.live?.k3sVersion
+        let unit = UnitStatus(name: status.unit, activeState: status.unitState?.activeState ?? "unknown",
+                              subState: status.unitState?.subState ?? (status.unitError ?? "unknown"))
+        let staged = status.staged.compactMap { artifact in
+            SHA256Hex(rawValue: artifact.sha256).map { UpkeepProtocol.StagedArtifact(sha256: $0, bytes: artifact.bytes, k3sVersion: artifact.k3sVersion) }
+        }
+        let watch = status.watch.flatMap { watch in
+            OperationID(rawValue: watch.installID).map {
+                WatchdogStatus(installOperationID: $0, previousK3sVersion: watch.restore.k3sVersion, deadlineUnixMs: watch.deadlineUnixMs)
+            }
+        }
+        let recent = status.recentOperations.compactMap { entry -> OperationRecord? in
+            guard let id = OperationID(rawValue: entry.id), let method = Method(rawValue: entry.kind.rawValue) else { return nil }
+            let state: UpkeepProtocol.OperationState = switch entry.outcome?.state ?? .running {
+            case .running: .running
+            case .succeeded: .succeeded
+            case .failed: .failed
+            case .reverted: .reverted
+            }
+            return OperationRecord(operationID: id, method: method, state: state, message: entry.outcome?.message,
+                                   startedAtUnixMs: entry.startedAtUnixMs, finishedAtUnixMs: entry.finishedAtUnixMs)
+        }
+        return StatusResult(agent: agent, unit: unit, binaryPath: status.binaryPath, binaryFreeBytes: status.binaryFreeBytes,
+                            dataDir: status.dataDir, dataFreeBytes: status.dataFreeBytes, staged: staged, watchdog: watch,
+                            recentOperations: recent)
+    }
+
+    private func refreshVersion(_ version: String?) {
+        guard let version else { return }
+        info.withLockedValue { $0.k3sVersion = version }
+    }
+
+    static func probeResult(_ report: ProbeReport) -> ProbeResult {
+        ProbeResult(healthy: report.healthy, checks: report.checks.map {
+            UpkeepProtocol.ProbeCheck(name: $0.name, ok: $0.ok, latencyMs: $0.latencyMs, message: $0.message)
+        })
+    }
+
+    /// The body of a succeeded outcome; a failed one becomes its typed error.
+    private static func succeeded(_ outcome: OperationOutcome) throws -> OperationOutcome.Body {
+        guard outcome.state == .succeeded else { throw error(outcome) }
+        return outcome.body
+    }
+
+    private static func error(_ outcome: OperationOutcome) -> ErrorResponse {
+        ErrorResponse(code(outcome.failure ?? .io), outcome.message)
+    }
+
+    private static func unexpected(_ outcome: OperationOutcome) -> ErrorResponse {
+        ErrorResponse(.internal, "unexpected recorded outcome: \(outcome.message)")
+    }
+
+    static func code(_ failure: FailureCode) -> ErrorCode {
+        switch failure {
+        case .notFound: .notFound
+        case .conflict, .unhealthy, .interrupted, .kubernetes: .conflict
+        case .insufficientSpace: .insufficientSpace
+        case .digestMismatch: .digestMismatch
+        case .io: .internal
+        }
+    }
+
+    /// A file as a download, read in 256 KiB pieces.
+    static func fileSource(_ path: String) -> ChunkSource {
+        ChunkSource { emit in
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw FileSystemError("open", path) }
+            defer { close(descriptor) }
+            var buffer = ByteBufferAllocator().buffer(capacity: 256 * 1024)
+            while true {
+                buffer.clear()
+                let count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 256 * 1024) { raw in
+                    let count = read(descriptor, raw.baseAddress, raw.count)
+                    guard count >= 0 else { throw FileSystemError("read", path) }
+                    return count
+                }
+                if count == 0 { return }
+                try await emit(buffer)
+            }
+        }
+    }
+}
+
+/// The request's upload as the `next` function staging reads: one reader at a time.
+private final class UploadReader: @unchecked Sendable {
+    private var iterator: ChunkStream.Iterator
+
+    init(_ stream: ChunkStream) { iterator = stream.makeAsyncIterator() }
+
+    func next() async throws -> [UInt8]? {
+        guard let buffer = try await iterator.next() else { return nil }
+        return Array(buffer.readableBytesView)
+    }
+
+    /// Reads what a replayed request still sends, so the stream ends cleanly.
+    func drain() async {
+        while (try? await iterator.next()) != nil {}
+    }
+}

@@ -1,0 +1,61 @@
+# Shared by the agent benches: a static release build of upkeep-agent, and a fake k3s node in a
+# temporary directory made from the same scripts the agent tests use (Tests/UpkeepAgentTests/FakeNode).
+AGENT_SCRATCH="$ROOT/.build-static"
+AGENT_BIN="$AGENT_SCRATCH/release/upkeep-agent"
+FAKE="$ROOT/Tests/UpkeepAgentTests/FakeNode"
+
+# A static Swift runtime is how the agent ships (docs/agent.md): shared Foundation libraries
+# alone would map more than the memory target.
+build_agent() {
+  (cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$AGENT_SCRATCH" --product upkeep-agent >/dev/null)
+}
+
+# make_node DIR HEALTHY_AFTER_SECONDS: fake node with k3s v1 live; sets PORT.
+make_node() {
+  local dir=$1
+  mkdir -p "$dir/bin" "$dir/artifacts" "$dir/faults" "$dir/data"
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  echo "$PORT" > "$dir/port"; echo "$2" > "$dir/healthy-after"
+  sed "s|@ROOT@|$dir|g" "$FAKE/systemctl.sh" > "$dir/systemctl"; chmod +x "$dir/systemctl"
+  sed "s|@ROOT@|$dir|g" "$FAKE/fake-node.py" > "$dir/fake-node.py"
+  make_k3s "$dir" v1.30.6+k3s1; make_k3s "$dir" v1.31.2+k3s1
+  cp "$dir/artifacts/k3s-v1.30.6+k3s1" "$dir/bin/k3s"
+  make_tls "$dir/tls"
+  cat > "$dir/agent.yaml" <<YAML
+nodeName: bench-node
+listen: {address: 127.0.0.1, port: $(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}
+tls: {ca: $dir/tls/ca.crt, certificate: $dir/tls/agent.crt, key: $dir/tls/agent.key}
+k3s: {binary: $dir/bin/k3s, unit: k3s}
+systemd: {systemctl: $dir/systemctl}
+dataDir: $dir/data
+probes: {kubeletHealthz: "http://127.0.0.1:$PORT/healthz", supervisorPing: "", containerdSocket: "$dir/containerd.sock", nodeReady: false, intervalMs: ${INTERVAL_MS:-50}}
+logLevel: warning
+YAML
+}
+
+# make_tls DIR: a throwaway cluster CA and the agent identity upkeep://agent/bench-node (openssl CLI).
+make_tls() {
+  mkdir -p "$1"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench CA" \
+    -keyout "$1/ca.key" -out "$1/ca.crt" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bench-node" \
+    -keyout "$1/agent.key" -out "$1/agent.csr" 2>/dev/null
+  printf 'subjectAltName=URI:upkeep://agent/bench-node\n' > "$1/san.ext"
+  openssl x509 -req -in "$1/agent.csr" -CA "$1/ca.crt" -CAkey "$1/ca.key" -CAcreateserial -days 1 \
+    -extfile "$1/san.ext" -out "$1/agent.crt" 2>/dev/null
+  chmod 600 "$1/agent.key" "$1/ca.key"
+}
+
+# make_k3s DIR VERSION: a fake k3s binary of about 4 MiB in DIR/artifacts.
+make_k3s() {
+  local file="$1/artifacts/k3s-$2"
+  sed -e "s|@ROOT@|$1|g" -e "s|@VERSION@|$2|g" "$FAKE/k3s.sh" > "$file"
+  python3 -c 'import sys; open(sys.argv[1], "a").write(("# " + "k" * 126 + "\n") * 32768)' "$file"
+  chmod +x "$file"
+}
+
+# stop_node DIR: stops the fake k3s (SIGKILL: nothing else runs in it).
+stop_node() { [ -f "$1/pid" ] && kill -9 "$(cat "$1/pid")" 2>/dev/null; rm -f "$1/pid"; }
+
+# now_ms: wall clock in milliseconds.
+now_ms() { date +%s%3N; }

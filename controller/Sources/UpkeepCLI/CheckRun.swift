@@ -1,0 +1,153 @@
+import Foundation
+import UpkeepHTTP
+import UpkeepKube
+import UpkeepPKI
+import UpkeepTLS
+import UpkeepUpdates
+
+/// One `upkeep check`: builds the release source and the Kubernetes client from the options,
+/// reads, plans, prints, records, and returns the exit code. Every outcome, failures included,
+/// is recorded in the history.
+struct CheckRun {
+    let options: CheckOptions
+    let components: Set<Component>
+    let format: CheckOutputFormat
+
+    /// Connections opened on the way, closed at the end whatever happened.
+    private struct Connections {
+        var http: HTTPClient?
+        var kube: KubeClient?
+    }
+
+    func execute() async -> Int32 {
+        var connections = Connections()
+        let code = await perform(&connections)
+        await connections.http?.shutdown()
+        await connections.kube?.shutdown()
+        return code
+    }
+
+    private func perform(_ connections: inout Connections) async -> Int32 {
+        let stateDirectory = options.resolvedStateDirectory()
+        let history = JSONLinesCheckHistory(stateDirectory: stateDirectory)
+        let started = HTTPDate.iso8601(HTTPClock.system.now())
+        var sourceName = options.mirror.map { "mirror \($0)" } ?? "GitHub (\(options.githubAPI))"
+        do {
+            try ensureDirectory(stateDirectory)
+            let http = try makeHTTPClient(stateDirectory: stateDirectory)
+            connections.http = http
+            let source = try makeSource(client: http)
+            sourceName = source.description
+            let cluster = try makeKubeClient()
+            connections.kube = cluster
+            let installed = try await ClusterInventory(client: cluster).read(components)
+            let table = try compatibilityTable()
+            let settings = CheckSettings(components: components, channel: options.channel,
+                                         filter: ReleaseFilter(includePreReleases: options.preReleases, includeDrafts: options.drafts))
+            let report = try await UpdateChecker(source: source, compatibility: table).check(installed: installed, settings: settings)
+            let code = report.updatesAvailable ? CheckExitCode.updatesAvailable : CheckExitCode.upToDate
+            print(render(report), terminator: "")
+            do {
+                try history.record(CheckRecord(report: report, exitCode: code))
+            } catch {
+                return fail(error, code: CheckExitCode.history, printJSON: false)
+            }
+            return code
+        } catch {
+            let code = CheckExitCode.code(for: error)
+            try? history.record(.failure(checkedAt: started, exitCode: code, releaseSource: sourceName, error: "\(error)"))
+            return fail(error, code: code, printJSON: format == .json)
+        }
+    }
+
+    private func render(_ report: CheckReport) -> String {
+        switch format {
+        case .table:
+            return ReportTable.render(report)
+        case .json:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            return String(decoding: (try? encoder.encode(report)) ?? Data(), as: UTF8.self) + "\n"
+        }
+    }
+
+    /// Says what went wrong on stderr (and, for `-o json`, as a JSON object on stdout).
+    private func fail(_ error: any Error, code: Int32, printJSON: Bool) -> Int32 {
+        FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+        if printJSON {
+            let object: [String: Any] = ["schemaVersion": CheckReport.currentSchemaVersion, "error": ["exitCode": code, "message": "\(error)"]]
+            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) {
+                print(String(decoding: data, as: UTF8.self))
+            }
+        }
+        return code
+    }
+
+    private func ensureDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CheckConfigurationError(description: "cannot create the state directory \(path) (\(error.localizedDescription)); choose another with --state-dir")
+        }
+    }
+
+    private func makeHTTPClient(stateDirectory: String) throws -> HTTPClient {
+        let trust: TrustRoots
+        if let caFile = options.caFile {
+            do {
+                trust = .certificates(try Certificate.loadChain(pemFile: caFile))
+            } catch {
+                throw CheckConfigurationError(description: "cannot read CA certificates from \(caFile): \(error)")
+            }
+        } else {
+            trust = .system
+        }
+        let configuration = HTTPClient.Configuration(responseTimeoutSeconds: options.timeoutSeconds, userAgent: "upkeep-check/0.1")
+        let cache: ETagCache
+        do { cache = try ETagCache(directory: "\(stateDirectory)/http-cache") } catch {
+            throw CheckConfigurationError(description: "cannot create the HTTP cache in \(stateDirectory): \(error.localizedDescription)")
+        }
+        return try HTTPClient(configuration: configuration, trust: trust, cache: cache)
+    }
+
+    private func makeSource(client: HTTPClient) throws -> any ReleaseSource {
+        if let mirror = options.mirror {
+            if mirror.hasPrefix("http://") || mirror.hasPrefix("https://") {
+                return MirrorReleaseSource(location: .url(try url(mirror, option: "--mirror")), client: client)
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: mirror, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CheckConfigurationError(description: "--mirror \(mirror) is neither a directory nor an http(s) URL")
+            }
+            return MirrorReleaseSource(location: .directory(mirror), client: nil)
+        }
+        let token = try BearerToken.load(file: options.githubTokenFile)
+        let endpoints = GitHubReleaseSource.Endpoints(api: try url(options.githubAPI, option: "--github-api"),
+                                                      channelServer: try url(options.channelServer, option: "--channel-server"))
+        return GitHubReleaseSource(client: client, endpoints: endpoints, token: token)
+    }
+
+    private func url(_ text: String, option: String) throws -> HTTPURL {
+        do { return try HTTPURL(text) } catch { throw CheckConfigurationError(description: "\(option): \(error)") }
+    }
+
+    private func makeKubeClient() throws -> KubeClient {
+        do {
+            return try KubeClient(kubeconfig: options.kubeconfig, context: options.context)
+        } catch {
+            throw ClusterReadError(problem: "\(error)")
+        }
+    }
+
+    private func compatibilityTable() throws -> CompatibilityTable {
+        guard let path = options.compatibility else { return .builtIn }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CheckConfigurationError(description: "cannot read the compatibility file \(path)")
+        }
+        do {
+            return CompatibilityTable.builtIn.replacing(with: try CompatibilityTable.entries(fromJSON: Array(data), source: path))
+        } catch {
+            throw CheckConfigurationError(description: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,74 @@
+/// Bounds and choices for carrying out a plan. Every wait the engine does has one of these
+/// as its limit; none is unbounded.
+public struct RolloutPolicy: Codable, Equatable, Sendable {
+    /// How long a wave may wait for its gate (all nodes Ready, attached volumes healthy, the
+    /// wave safe for Longhorn, etcd healthy) before the rollout stops as blocked.
+    public var gateTimeoutSeconds: Int
+    /// Passed to the agent's drain (PDB retries included).
+    public var drainTimeoutSeconds: Int
+    /// Passed to the agent's install and rollback: how long k3s may take to pass its probes.
+    public var healthTimeoutSeconds: Int
+    /// After a healthy install, how long the API may take to show the node Ready at the new version.
+    public var verifyTimeoutSeconds: Int
+    /// After an uncordon, how long Longhorn may take to report every attached volume healthy.
+    public var rebuildTimeoutSeconds: Int
+    /// Passed to the agent's install: how long it waits for `commit` before judging health itself.
+    /// Longer than verify + rebuild, so a slow rebuild never makes the agent decide alone.
+    public var watchdogTimeoutSeconds: Int
+    /// Sends of one request that got no answer (lost, timed out, agent restarting) before the
+    /// rollout stops as blocked; the same operation id every time, so a late answer is harmless.
+    public var requestTriesMax: Int
+    /// First retry delay; doubles per try up to `retryDelayMaxMilliseconds`.
+    public var retryDelayMilliseconds: Int64
+    public var retryDelayMaxMilliseconds: Int64
+    /// How often to look at the cluster while waiting on it.
+    public var pollIntervalMilliseconds: Int64
+    /// Return already-upgraded nodes to their earlier version when a node fails.
+    public var autoRollback: Bool
+    /// Waves after the current one whose binaries are staged ahead of their turn.
+    public var prefetchWaves: Int
+
+    public init(gateTimeoutSeconds: Int = 600, drainTimeoutSeconds: Int = 900, healthTimeoutSeconds: Int = 300,
+                verifyTimeoutSeconds: Int = 300, rebuildTimeoutSeconds: Int = 1800, watchdogTimeoutSeconds: Int = 3600,
+                requestTriesMax: Int = 8, retryDelayMilliseconds: Int64 = 1000, retryDelayMaxMilliseconds: Int64 = 60_000,
+                pollIntervalMilliseconds: Int64 = 5000, autoRollback: Bool = true, prefetchWaves: Int = 1) {
+        self.gateTimeoutSeconds = gateTimeoutSeconds
+        self.drainTimeoutSeconds = drainTimeoutSeconds
+        self.healthTimeoutSeconds = healthTimeoutSeconds
+        self.verifyTimeoutSeconds = verifyTimeoutSeconds
+        self.rebuildTimeoutSeconds = rebuildTimeoutSeconds
+        self.watchdogTimeoutSeconds = watchdogTimeoutSeconds
+        self.requestTriesMax = requestTriesMax
+        self.retryDelayMilliseconds = retryDelayMilliseconds
+        self.retryDelayMaxMilliseconds = retryDelayMaxMilliseconds
+        self.pollIntervalMilliseconds = pollIntervalMilliseconds
+        self.autoRollback = autoRollback
+        self.prefetchWaves = prefetchWaves
+    }
+
+    /// What is wrong with these values, if anything, in words an operator can act on.
+    public func problems() -> [String] {
+        var problems: [String] = []
+        let positive: [(String, Int)] = [("gateTimeoutSeconds", gateTimeoutSeconds), ("drainTimeoutSeconds", drainTimeoutSeconds),
+                                         ("healthTimeoutSeconds", healthTimeoutSeconds), ("verifyTimeoutSeconds", verifyTimeoutSeconds),
+                                         ("rebuildTimeoutSeconds", rebuildTimeoutSeconds), ("requestTriesMax", requestTriesMax)]
+        for (name, value) in positive where value < 1 { problems.append("\(name) must be at least 1 (is \(value))") }
+        if watchdogTimeoutSeconds <= verifyTimeoutSeconds + rebuildTimeoutSeconds {
+            problems.append("watchdogTimeoutSeconds (\(watchdogTimeoutSeconds)) must exceed verifyTimeoutSeconds + rebuildTimeoutSeconds "
+                            + "(\(verifyTimeoutSeconds + rebuildTimeoutSeconds)), or agents judge their own health before the controller commits")
+        }
+        if retryDelayMilliseconds < 1 || retryDelayMaxMilliseconds < retryDelayMilliseconds {
+            problems.append("retry delays must satisfy 1 <= retryDelayMilliseconds <= retryDelayMaxMilliseconds")
+        }
+        if pollIntervalMilliseconds < 1 { problems.append("pollIntervalMilliseconds must be at least 1") }
+        if prefetchWaves < 0 || prefetchWaves > 10 { problems.append("prefetchWaves must be 0...10 (is \(prefetchWaves))") }
+        return problems
+    }
+
+    /// The delay before sending a request again after `tries` sends went unanswered.
+    func retryDelay(afterTries tries: Int) -> Int64 {
+        var delay = retryDelayMilliseconds
+        for _ in 1..<max(tries, 1) where delay < retryDelayMaxMilliseconds { delay *= 2 }
+        return min(delay, retryDelayMaxMilliseconds)
+    }
+}

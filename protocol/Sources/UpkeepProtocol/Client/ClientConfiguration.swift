@@ -1,0 +1,18 @@
+/// Settings of a `ProtocolClient` connection.
+public struct ClientConfiguration: Sendable {
+    /// Reported in Hello, for the agent's logs.
+    public var software = "upkeep"
+    /// Bound on the TCP connect, and again on TLS plus Hello.
+    public var connectTimeout: Duration = .seconds(10)
+    /// Calls in flight at once on this connection (also capped by the server's limit); more wait
+    /// for a slot.
+    public var concurrentRequestsMax = 64
+    /// Calls waiting for a slot at most; more fail at once (not processed).
+    public var queuedCallsMax = 1024
+    /// Receive window per download stream (announced in Hello).
+    public var streamWindowBytes = StreamWindow.bytesDefault
+    /// Progress events kept per call when the consumer falls behind (the newest are kept).
+    public var progressEventsBufferMax = 256
+
+    public init() {}
+}

@@ -1,0 +1,94 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Serves the agent protocol on a TCP port: accepts connections up to a limit, runs each
+/// request through a `RequestHandler`, closes idle connections, and shuts down gracefully.
+/// It never trusts the peer's sizes or counts: every buffer, queue and wait is bounded.
+public final class ProtocolServer: Sendable {
+    private let listener: any Channel
+    private let shared: ServerShared
+    /// Where the server listens (the port is chosen by the system when bound to port 0).
+    public let localAddress: SocketAddress
+
+    public var port: Int { localAddress.port ?? 0 }
+    /// Connections open now.
+    public var connectionCount: Int { shared.registry.count }
+
+    private init(listener: any Channel, shared: ServerShared) {
+        self.listener = listener
+        self.shared = shared
+        guard let address = listener.localAddress else { preconditionFailure("a bound channel has an address") }
+        localAddress = address
+    }
+
+    /// Listens on `host`:`port` and serves every connection with `handler`.
+    public static func bind(host: String, port: Int, security: ConnectionSecurity, handler: some RequestHandler,
+                            configuration: ServerConfiguration = ServerConfiguration(),
+                            logger: Logger = Logger(label: "upkeep.protocol.server"),
+                            eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ProtocolServer {
+        let shared = ServerShared(handler: handler, configuration: configuration, logger: logger)
+        let listener = try await ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.initialize(channel, security: security, shared: shared)
+                }
+            }
+            .bind(host: host, port: port).get()
+        return ProtocolServer(listener: listener, shared: shared)
+    }
+
+    private static func initialize(_ channel: any Channel, security: ConnectionSecurity, shared: ServerShared) throws {
+        let admission = shared.registry.admit(channel)
+        if admission == .dropped { throw ChannelError.ioOnClosedChannel }  // the bootstrap closes it
+        let pipeline = channel.pipeline.syncOperations
+        let waitsForTLS = try security.install(in: pipeline, side: .server)
+        try pipeline.addHandler(ByteToMessageHandler(FrameDecoder()))
+        try pipeline.addHandler(FrameEncoder())
+        if case .refused(let refusal) = admission {
+            try pipeline.addHandler(ConnectionRefuser(refusal))
+            return
+        }
+        try pipeline.addHandler(IdleStateHandler(readTimeout: TimeAmount(shared.configuration.idleTimeout)))
+        let handler = ServerConnectionHandler(shared: shared, waitsForTLS: waitsForTLS)
+        try pipeline.addHandler(handler)
+        shared.registry.register(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+    }
+
+    /// Graceful shutdown: stop accepting, send GoAway on every connection, let running requests
+    /// finish for up to `gracePeriod` (default: the configuration's), then stop what still runs
+    /// (answered `cancelled`) and close. Returns when every connection is closed.
+    public func shutdown(gracePeriod: Duration? = nil) async {
+        let connections = shared.registry.beginShutdown()
+        try? await listener.close()
+        for connection in connections {
+            let handler = connection.handler
+            handler.eventLoop.execute { handler.value.goAway(reason: "shutting down") }
+        }
+        let grace = TimeAmount(gracePeriod ?? shared.configuration.shutdownGracePeriod)
+        let forced = listener.eventLoop.scheduleTask(in: grace) {
+            for connection in connections {
+                let handler = connection.handler
+                handler.eventLoop.execute { handler.value.forceClose(reason: "the agent shut down") }
+            }
+        }
+        for connection in connections {
+            try? await connection.channel.closeFuture.get()
+        }
+        forced.cancel()
+    }
+
+    /// Serves until the calling task is cancelled, then shuts down gracefully.
+    public func run() async {
+        let (cancelled, continuation) = AsyncStream<Never>.makeStream()
+        await withTaskCancellationHandler {
+            for await _ in cancelled {}
+        } onCancel: {
+            continuation.finish()
+        }
+        await shutdown()
+    }
+}

@@ -1,0 +1,17 @@
+/// Limits of a `ProtocolServer` (PROTOCOL.md section 14 lists the defaults).
+public struct ServerConfiguration: Sendable {
+    /// Open connections at most; more are answered `busy` on request id 0 and closed.
+    public var connectionsMax = 1024
+    /// Requests run at once per connection (announced in HelloReply); more are answered `busy`.
+    public var concurrentRequestsPerConnectionMax = 32
+    /// How long a new connection may take to send Hello (after TLS).
+    public var helloTimeout: Duration = .seconds(10)
+    /// A connection with no request open and no frame received for this long is closed.
+    public var idleTimeout: Duration = .seconds(120)
+    /// How long graceful shutdown lets running requests finish before cancelling them.
+    public var shutdownGracePeriod: Duration = .seconds(10)
+    /// Receive window per upload stream (announced in HelloReply).
+    public var streamWindowBytes = StreamWindow.bytesDefault
+
+    public init() {}
+}
