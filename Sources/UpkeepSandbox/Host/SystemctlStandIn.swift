@@ -251,11 +251,9 @@ public enum UnitSupervisor {
                     state.subState = "stop-sigterm"
                     try? JSONFiles.write(state, to: node.unitStateFile)
                     kill(pid, SIGTERM)
-                    let deadline = Date().addingTimeInterval(10)
-                    while waitpid(pid, &status, WNOHANG) == 0 && Date() < deadline { usleep(20_000) }
-                    if kill(pid, 0) == 0 {
+                    if !reaped(pid, withinSeconds: 10) {
                         kill(pid, SIGKILL)
-                        waitpid(pid, &status, 0)
+                        _ = reaped(pid, withinSeconds: 5)
                     }
                     var stopped = UnitState.inactive
                     stopped.restarts = state.restarts
@@ -296,6 +294,18 @@ public enum UnitSupervisor {
             }
         }
     }
+}
+
+/// Waits (bounded) for the supervised child `pid` to exit and reaps it.
+private func reaped(_ pid: pid_t, withinSeconds seconds: Double) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == pid || (result < 0 && errno == ECHILD) { return true }
+        usleep(20_000)
+    }
+    return false
 }
 
 /// A flag set when a signal arrives (through a dispatch source, not a C handler).
