@@ -63,13 +63,16 @@ let package = Package(
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
                           path: "Sources/upkeep-sandbox-host", swiftSettings: strict),
 
+        // Strict reading of YAML configuration files (agent.yaml, upkeep.yaml): errors name file, line and field.
+        .target(name: "UpkeepYAML", dependencies: [yams], path: "Sources/UpkeepYAML", swiftSettings: strict),
+
         // The node agent. CSQLite: the system libsqlite3 (libsqlite3-dev), for online backups of k3s's datastore.
         .systemLibrary(name: "CSQLite", path: "agent/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
-        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "CSQLite", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", nioCore, nioPosix, nioHTTP1,
-                                                logging, yams, .product(name: "Subprocess", package: "swift-subprocess"),
+        .target(name: "UpkeepAgent", dependencies: ["COpenSSL", "CSQLite", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
+                                                logging, .product(name: "Subprocess", package: "swift-subprocess"),
                                                 .product(name: "SystemPackage", package: "swift-system")],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
-        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict),
 
         // Update detection: installed versions from the cluster, available ones from GitHub, the
@@ -86,7 +89,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepController", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube",
                                              nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
@@ -108,7 +111,7 @@ let package = Package(
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
                                                         nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
@@ -121,6 +124,6 @@ let package = Package(
         .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )
