@@ -124,6 +124,6 @@ let package = Package(
         .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )
