@@ -89,7 +89,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepController", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepController", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
                                              nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
@@ -116,7 +116,8 @@ let package = Package(
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepController", "UpkeepProtocol",
+                                                          nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
