@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "UpkeepKube", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", "UpkeepTLS", "UpkeepPKI", "COpenSSL", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepSandbox", swiftSettings: strict),
         // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
@@ -94,7 +94,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepController", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepController", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
                                              nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
@@ -121,7 +121,8 @@ let package = Package(
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepController", "UpkeepProtocol",
+                                                          nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
@@ -134,6 +135,6 @@ let package = Package(
                 path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),
         .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
                                                         "UpkeepRuntimeTestSupport"], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )
