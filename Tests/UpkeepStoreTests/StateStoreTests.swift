@@ -83,7 +83,7 @@ import UpkeepTestSupport
         #expect(detail.plan == created.plan && detail.policy == created.policy && detail.transitionCount == 1)
         #expect(detail.notices.map(\.notice.message).first?.hasPrefix("rollout r1: ") == true)
         #expect(detail.record.steps.map(\.node) == ["server-1", "agent-1", "agent-2"])
-        #expect(detail.record.steps.allSatisfy { $0.progress.state == .waiting && $0.startedAt == nil })
+        #expect(detail.record.steps.allSatisfy { $0.progress.stage == .waiting && $0.startedAt == nil })
         #expect(try other.transitions(rolloutID: "r1").map(\.event) == ["start"])
     }
 
@@ -110,15 +110,15 @@ import UpkeepTestSupport
         let history = try store.history(limit: 10)
         #expect(history.map(\.id) == ["r2", "r1"])
         #expect(history[1].outcome == .completed && history[1].finishedAt != nil)
-        #expect(history[1].steps.map { "\($0.node) \($0.progress.state)" } == ["server-1 done", "agent-1 done", "agent-2 done"])
+        #expect(history[1].steps.map { "\($0.node) \($0.progress.stage)" } == ["server-1 done", "agent-1 done", "agent-2 done"])
         #expect(history[1].steps.allSatisfy { step in
             guard let started = step.startedAt, let finished = step.finishedAt else { return false }
             return started < finished
         })
         // agent-2 failed and was reverted by its agent; agent-1, then server-1, went back in reverse order.
-        let steps = history[0].steps.map { "\($0.progress.direction) \($0.node) \($0.progress.state)" }
+        let steps = history[0].steps.map { "\($0.progress.isRollback ? "back" : "forward") \($0.node) \($0.progress.stage)" }
         #expect(steps == ["forward server-1 done", "forward agent-1 done", "forward agent-2 reverted", "back agent-1 done", "back server-1 done"])
-        let back = history[0].steps.filter { $0.progress.direction == .back }
+        let back = history[0].steps.filter { $0.progress.isRollback }
         #expect(back[0].finishedAt.map { finished in back[1].startedAt.map { finished <= $0 } ?? false } == true)
         #expect(try store.history(limit: 1).map(\.id) == ["r2"])
         #expect(try store.history(limit: 10, since: later).map(\.id) == ["r2"])

@@ -177,18 +177,18 @@ extension StateStore {
     }
 
     private static func upsertStep(_ db: Database, rolloutID: String, ordinal: Int, step: MoveProgress, json: String, now: Instant) throws {
-        let started: Int64? = step.state == .waiting ? nil : now.milliseconds
-        let finished: Int64? = step.state.isFinished ? now.milliseconds : nil
+        let started: Int64? = step.stage == .waiting ? nil : now.milliseconds
+        let finished: Int64? = step.stage == .waiting || step.stage == .working ? nil : now.milliseconds
         try db.execute(sql: """
-            INSERT INTO steps (rollout_id, ordinal, move_key, node, direction, from_version, to_version, state, phase, attempt,
+            INSERT INTO steps (rollout_id, ordinal, move_key, node, rollback, from_version, to_version, stage, phase,
                                started_at, finished_at, progress_json)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(rollout_id, move_key) DO UPDATE SET
-                state = excluded.state, phase = excluded.phase, attempt = excluded.attempt, progress_json = excluded.progress_json,
+                stage = excluded.stage, phase = excluded.phase, progress_json = excluded.progress_json,
                 started_at = COALESCE(steps.started_at, excluded.started_at),
                 finished_at = CASE WHEN excluded.finished_at IS NULL THEN NULL ELSE COALESCE(steps.finished_at, excluded.finished_at) END
-            """, arguments: [rolloutID, ordinal, step.key, step.node, step.direction.rawValue, step.from.description, step.to.description,
-                             step.state.rawValue, step.phase, step.attempt, started, finished, json])
+            """, arguments: [rolloutID, ordinal, step.key, step.node, step.isRollback, step.from.description, step.to.description,
+                             step.stage.rawValue, step.phase, started, finished, json])
     }
 
     // MARK: - Encoding
