@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
     ],
     targets: [
         // System OpenSSL (libssl-dev): the only TLS stack in the build.
@@ -84,6 +85,10 @@ let package = Package(
         .target(name: "UpkeepController", dependencies: ["UpkeepCore"],
                 path: "controller/Sources/UpkeepController", swiftSettings: strict),
 
+        // The controller's state: rollouts, transitions, steps, notices and the lease in SQLite (GRDB, WAL).
+        .target(name: "UpkeepStore", dependencies: ["UpkeepController", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
+                path: "controller/Sources/UpkeepStore", swiftSettings: strict),
+
         // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
         .target(name: "UpkeepSimulation", dependencies: ["UpkeepController", "UpkeepCore"],
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
@@ -125,6 +130,11 @@ let package = Package(
         .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
+        // A file-backed cluster with agents for the store's and runtime's tests and the runtime probe.
+        .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepController", "UpkeepCore"],
+                path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),
+        .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
+                                                        "UpkeepRuntimeTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )
