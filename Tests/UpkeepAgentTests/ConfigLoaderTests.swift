@@ -1,3 +1,4 @@
+import UpkeepYAML
 import Testing
 import UpkeepAgent
 import UpkeepTestSupport

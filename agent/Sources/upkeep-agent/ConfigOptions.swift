@@ -1,3 +1,4 @@
+import UpkeepYAML
 import ArgumentParser
 import NIOCore
 import NIOPosix

@@ -56,10 +56,6 @@ struct CheckOptions: ParsableArguments {
 
     /// The state directory to use, from the option, the environment or the defaults.
     func resolvedStateDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        if let stateDir { return stateDir }
-        if let fromEnvironment = environment["UPKEEP_STATE_DIR"], !fromEnvironment.isEmpty { return fromEnvironment }
-        if getuid() == 0 { return "/var/lib/upkeep" }
-        if let xdg = environment["XDG_STATE_HOME"], xdg.hasPrefix("/") { return "\(xdg)/upkeep" }
-        return "\(environment["HOME"] ?? NSHomeDirectory())/.local/state/upkeep"
+        StateDirectory.resolve(explicit: stateDir, environment: environment)
     }
 }

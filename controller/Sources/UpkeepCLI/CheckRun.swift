@@ -33,10 +33,13 @@ struct CheckRun {
         let started = HTTPDate.iso8601(HTTPClock.system.now())
         var sourceName = options.mirror.map { "mirror \($0)" } ?? "GitHub (\(options.githubAPI))"
         do {
-            try ensureDirectory(stateDirectory)
-            let http = try makeHTTPClient(stateDirectory: stateDirectory)
+            try ReleaseAccess.ensureStateDirectory(stateDirectory)
+            let access = ReleaseAccess(githubAPI: options.githubAPI, channelServer: options.channelServer, mirror: options.mirror,
+                                       caFile: options.caFile, githubTokenFile: options.githubTokenFile,
+                                       timeoutSeconds: options.timeoutSeconds, userAgent: "upkeep-check/0.1")
+            let http = try access.makeHTTPClient(stateDirectory: stateDirectory)
             connections.http = http
-            let source = try makeSource(client: http)
+            let source = try access.makeSource(client: http)
             sourceName = source.description
             let cluster = try makeKubeClient()
             connections.kube = cluster
@@ -81,54 +84,6 @@ struct CheckRun {
             }
         }
         return code
-    }
-
-    private func ensureDirectory(_ path: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw CheckConfigurationError(description: "cannot create the state directory \(path) (\(error.localizedDescription)); choose another with --state-dir")
-        }
-    }
-
-    private func makeHTTPClient(stateDirectory: String) throws -> HTTPClient {
-        let trust: TrustRoots
-        if let caFile = options.caFile {
-            do {
-                trust = .certificates(try Certificate.loadChain(pemFile: caFile))
-            } catch {
-                throw CheckConfigurationError(description: "cannot read CA certificates from \(caFile): \(error)")
-            }
-        } else {
-            trust = .system
-        }
-        let configuration = HTTPClient.Configuration(responseTimeoutSeconds: options.timeoutSeconds, userAgent: "upkeep-check/0.1")
-        let cache: ETagCache
-        do { cache = try ETagCache(directory: "\(stateDirectory)/http-cache") } catch {
-            throw CheckConfigurationError(description: "cannot create the HTTP cache in \(stateDirectory): \(error.localizedDescription)")
-        }
-        return try HTTPClient(configuration: configuration, trust: trust, cache: cache)
-    }
-
-    private func makeSource(client: HTTPClient) throws -> any ReleaseSource {
-        if let mirror = options.mirror {
-            if mirror.hasPrefix("http://") || mirror.hasPrefix("https://") {
-                return MirrorReleaseSource(location: .url(try url(mirror, option: "--mirror")), client: client)
-            }
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: mirror, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw CheckConfigurationError(description: "--mirror \(mirror) is neither a directory nor an http(s) URL")
-            }
-            return MirrorReleaseSource(location: .directory(mirror), client: nil)
-        }
-        let token = try BearerToken.load(file: options.githubTokenFile)
-        let endpoints = GitHubReleaseSource.Endpoints(api: try url(options.githubAPI, option: "--github-api"),
-                                                      channelServer: try url(options.channelServer, option: "--channel-server"))
-        return GitHubReleaseSource(client: client, endpoints: endpoints, token: token)
-    }
-
-    private func url(_ text: String, option: String) throws -> HTTPURL {
-        do { return try HTTPURL(text) } catch { throw CheckConfigurationError(description: "\(option): \(error)") }
     }
 
     private func makeKubeClient() throws -> KubeClient {

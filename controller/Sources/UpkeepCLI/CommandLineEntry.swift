@@ -10,7 +10,7 @@ extension Upkeep {
     /// errors, 1 with "Error: ..." on stderr when the command itself fails.
     public static func runReturningExitCode(_ arguments: [String]? = nil) async -> Int32 {
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot(liftingRootConfig(arguments ?? Array(CommandLine.arguments.dropFirst())))
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -27,5 +27,24 @@ extension Upkeep {
             if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
             return code == .validationFailure ? usageExitCode : code.rawValue
         }
+    }
+}
+
+extension Upkeep {
+    /// `upkeep --config FILE <command> …` names the configuration for every command. The parser
+    /// takes options only after the command's name, so a leading `--config` is moved into
+    /// `UPKEEP_CONFIG`, which every command reads (docs/configuration.md).
+    static func liftingRootConfig(_ arguments: [String]) -> [String] {
+        var rest = arguments
+        var path: String?
+        if rest.first == "--config", rest.count >= 2 {
+            path = rest[1]
+            rest.removeFirst(2)
+        } else if let first = rest.first, first.hasPrefix("--config=") {
+            path = String(first.dropFirst("--config=".count))
+            rest.removeFirst()
+        }
+        if let path { setenv("UPKEEP_CONFIG", path, 1) }
+        return rest
     }
 }

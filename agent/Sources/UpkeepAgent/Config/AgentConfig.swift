@@ -1,3 +1,5 @@
+import UpkeepYAML
+
 /// The agent's configuration, normally `/etc/upkeep/agent.yaml`. Every field but `nodeName` has
 /// a default that matches a standard k3s install; `ConfigLoader` reads and checks it.
 public struct AgentConfig: Equatable, Sendable {
@@ -90,22 +92,5 @@ public enum UnitDetection {
     }
 }
 
-/// A configuration problem, naming the file, line and field, and what to write instead.
-public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
-    public var file: String?
-    public var line: Int?
-    public var field: String
-    public var problem: String
-
-    public init(file: String?, line: Int?, field: String, problem: String) {
-        self.file = file
-        self.line = line
-        self.field = field
-        self.problem = problem
-    }
-
-    public var description: String {
-        let location = [file, line.map(String.init)].compactMap { $0 }.joined(separator: ":")
-        return location.isEmpty ? "\(field): \(problem)" : "\(location): \(field): \(problem)"
-    }
-}
+/// A configuration problem, naming the file, line and field (shared with the controller's configuration).
+public typealias ConfigError = UpkeepYAML.ConfigError

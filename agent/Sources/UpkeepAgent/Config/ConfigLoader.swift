@@ -1,4 +1,4 @@
-import Yams
+import UpkeepYAML
 
 /// Reads `agent.yaml` strictly: unknown fields, wrong types and out-of-range values are errors
 /// that name the file, line and field.
@@ -14,15 +14,7 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ text: String, file: String? = nil) throws(ConfigError) -> AgentConfig {
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: text)
-        } catch {
-            throw ConfigError(file: file, line: nil, field: "(yaml)", problem: "is not valid YAML: \(error)")
-        }
-        guard let root, let top = Fields(root, path: "", file: file) else {
-            throw ConfigError(file: file, line: nil, field: "(document)", problem: "must be a mapping with at least nodeName")
-        }
+        let top = try ConfigFields.document(text, file: file, expecting: "with at least nodeName")
         guard let nodeName = try top.string("nodeName") else {
             throw ConfigError(file: file, line: 1, field: "nodeName", problem: "is required: the Kubernetes node this agent serves")
         }
@@ -90,48 +82,7 @@ public enum ConfigLoader {
     }
 }
 
-/// One YAML mapping of the configuration, read field by field with its dotted path for errors.
-private struct Fields {
-    let mapping: Node.Mapping
-    let path: String
-    let file: String?
-    let line: Int?
-
-    init?(_ node: Node, path: String, file: String?) {
-        guard let mapping = node.mapping else { return nil }
-        self.mapping = mapping
-        self.path = path
-        self.file = file
-        line = node.mark.map { $0.line }
-    }
-
-    func name(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
-
-    func error(_ key: String, _ problem: String) -> ConfigError {
-        ConfigError(file: file, line: mapping[key]?.mark?.line ?? line, field: name(key), problem: problem)
-    }
-
-    func section(_ key: String) throws(ConfigError) -> Fields? {
-        guard let node = mapping[key] else { return nil }
-        guard let fields = Fields(node, path: name(key), file: file) else {
-            throw error(key, "must be a mapping of fields")
-        }
-        return fields
-    }
-
-    func string(_ key: String) throws(ConfigError) -> String? {
-        guard let node = mapping[key] else { return nil }
-        guard node.scalar != nil, let text = node.string else { throw error(key, "must be a string") }
-        return text
-    }
-
-    /// An absolute path.
-    func path(_ key: String) throws(ConfigError) -> String? {
-        guard let text = try string(key) else { return nil }
-        guard text.hasPrefix("/") else { throw error(key, "must be an absolute path; is \"\(text)\"") }
-        return text
-    }
-
+extension ConfigFields {
     /// A URL with this scheme, or "" to turn the check off.
     func url(_ key: String, scheme: String) throws(ConfigError) -> String? {
         guard let text = try string(key) else { return nil }
@@ -139,32 +90,5 @@ private struct Fields {
             throw error(key, "must be a \(scheme):// URL with host and path (or \"\" to turn this check off); is \"\(text)\"")
         }
         return text
-    }
-
-    func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
-        guard let node = mapping[key] else { return nil }
-        guard let value = node.int, node.string.map({ Int($0) != nil }) == true else {
-            throw error(key, "must be a whole number in \(range.lowerBound)...\(range.upperBound); is \"\(node.string ?? "a non-scalar")\"")
-        }
-        guard range.contains(value) else {
-            throw error(key, "must be in \(range.lowerBound)...\(range.upperBound); is \(value)")
-        }
-        return value
-    }
-
-    func bool(_ key: String) throws(ConfigError) -> Bool? {
-        guard let node = mapping[key] else { return nil }
-        guard let value = node.bool else { throw error(key, "must be true or false; is \"\(node.string ?? "a non-scalar")\"") }
-        return value
-    }
-
-    func rejectUnknown(_ known: Set<String>) throws(ConfigError) {
-        for (key, _) in mapping {
-            guard let name = key.string, known.contains(name) else {
-                let text = key.string ?? "a non-string key"
-                throw ConfigError(file: file, line: key.mark?.line ?? line, field: self.name(text),
-                                  problem: "is not a known field; known here: \(known.sorted().joined(separator: ", "))")
-            }
-        }
     }
 }

@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+import UpkeepCLI
+import UpkeepController
+import UpkeepTestSupport
+import UpkeepYAML
+
+/// `upkeep.yaml`: strict reading, relative paths, the search order, and errors that name the
+/// file, line and field.
+@Suite struct ControllerConfigTests {
+    static let sandboxShaped = """
+        kubeconfig: kubeconfig
+        pki: {ca: pki/ca.crt, certificate: pki/controllers/upkeep.crt, key: /abs/upkeep.key}
+        agentPort: 9443
+        stateDir: state
+        releases: {githubAPI: "http://127.0.0.1:8123/", channelServer: "http://127.0.0.1:8123/v1-release/channels", mirror: null}
+        policy: {concurrency: 2, drainTimeoutSeconds: 120, healthTimeoutSeconds: 60, rebuildTimeoutSeconds: 120, autoRollback: false}
+        """
+
+    @Test func aSandboxConfigReadsWithPathsAgainstItsDirectory() throws {
+        let config = try ControllerConfig.parse(Self.sandboxShaped, file: "/srv/sandbox/upkeep.yaml")
+        #expect(config.kubeconfig == "/srv/sandbox/kubeconfig")
+        #expect(config.pki.ca == "/srv/sandbox/pki/ca.crt")
+        #expect(config.pki.key == "/abs/upkeep.key")
+        #expect(config.agentPort == 9443)
+        #expect(config.resolvedStateDirectory() == "/srv/sandbox/state")
+        #expect(config.releases.githubAPI == "http://127.0.0.1:8123")
+        #expect(config.releases.channelServer == "http://127.0.0.1:8123")
+        #expect(config.releases.mirror == nil)
+        #expect(config.concurrency == 2)
+        #expect(config.rollout.drainTimeoutSeconds == 120 && config.rollout.rebuildTimeoutSeconds == 120)
+        #expect(config.rollout.autoRollback == false)
+        #expect(config.rollout.problems().isEmpty, "short verify/rebuild bounds keep a consistent watchdog")
+    }
+
+    @Test func anEmptyDocumentIsAnError() {
+        #expect(throws: ConfigError.self) { try ControllerConfig.parse("", file: "/x/upkeep.yaml") }
+    }
+
+    @Test(arguments: [
+        ("agentPort: 70000\n", "agentPort", "must be in 1...65535"),
+        ("agentPort: nine\n", "agentPort", "whole number"),
+        ("policy:\n  concurrency: 0\n", "policy.concurrency", "must be in 1"),
+        ("policy:\n  autoRollback: maybe\n", "policy.autoRollback", "true or false"),
+        ("policy:\n  drainTimeout: 5\n", "policy.drainTimeout", "not a known field"),
+        ("releases:\n  githubAPI: ftp://x\n", "releases.githubAPI", "http:// or https://"),
+        ("pki: yes\n", "pki", "mapping"),
+        ("kubeconfig: \"\"\n", "kubeconfig", "must not be empty"),
+        ("policy:\n  verifyTimeoutSeconds: 100\n  rebuildTimeoutSeconds: 100\n  watchdogTimeoutSeconds: 150\n", "policy", "watchdogTimeoutSeconds"),
+        ("stateDirectory: /x\n", "stateDirectory", "known here: agentPort"),
+    ])
+    func badFieldsAreNamed(yaml: String, field: String, problem: String) {
+        do {
+            _ = try ControllerConfig.parse(yaml, file: "/etc/upkeep/upkeep.yaml")
+            Issue.record("accepted \(yaml)")
+        } catch {
+            #expect(error.field == field, "\(error)")
+            #expect(error.problem.contains(problem), "\(error)")
+            #expect(error.description.hasPrefix("/etc/upkeep/upkeep.yaml"), "\(error)")
+        }
+    }
+
+    @Test func anUnknownFieldCarriesItsLine() {
+        do {
+            _ = try ControllerConfig.parse("agentPort: 9443\n\nsurprise: 1\n", file: "/c.yaml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.line == 3, "\(error)")
+        }
+    }
+
+    @Test func theSearchOrderIsFlagThenEnvironmentThenFiles() throws {
+        let directory = try TemporaryDirectory()
+        let working = directory.file("work")
+        let home = directory.file("home")
+        try FileManager.default.createDirectory(atPath: "\(home)/.config/upkeep", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: working, withIntermediateDirectories: true)
+        let environment = ["HOME": home]
+
+        // Nothing anywhere: the defaults, and no source.
+        let none = try ControllerConfig.locate(explicit: nil, environment: environment, workingDirectory: working)
+        #expect(none.source == nil && none.agentPort == 9660)
+
+        try "agentPort: 2001\n".write(toFile: "\(home)/.config/upkeep/upkeep.yaml", atomically: true, encoding: .utf8)
+        #expect(try ControllerConfig.locate(explicit: nil, environment: environment, workingDirectory: working).agentPort == 2001)
+
+        try "agentPort: 2002\n".write(toFile: "\(working)/upkeep.yaml", atomically: true, encoding: .utf8)
+        #expect(try ControllerConfig.locate(explicit: nil, environment: environment, workingDirectory: working).agentPort == 2002)
+
+        let named = try directory.write("agentPort: 2003\n", to: "named.yaml")
+        var withVariable = environment
+        withVariable["UPKEEP_CONFIG"] = named
+        #expect(try ControllerConfig.locate(explicit: nil, environment: withVariable, workingDirectory: working).agentPort == 2003)
+
+        let flagged = try directory.write("agentPort: 2004\n", to: "flagged.yaml")
+        #expect(try ControllerConfig.locate(explicit: flagged, environment: withVariable, workingDirectory: working).agentPort == 2004)
+
+        // A file named explicitly must exist; the error says how to get one.
+        do {
+            _ = try ControllerConfig.locate(explicit: directory.file("missing.yaml"), environment: environment, workingDirectory: working)
+            Issue.record("a missing --config file was accepted")
+        } catch {
+            #expect(error.problem.contains("does not exist"), "\(error)")
+        }
+    }
+}

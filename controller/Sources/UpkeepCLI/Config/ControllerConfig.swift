@@ -1,0 +1,185 @@
+import Foundation
+import UpkeepController
+import UpkeepYAML
+
+/// The controller's configuration, `upkeep.yaml` (docs/configuration.md). Every field has a
+/// default that fits a controller running on a k3s server as root; relative paths are read
+/// against the file's own directory, so a sandbox directory can be moved as a whole.
+public struct ControllerConfig: Equatable, Sendable {
+    public struct PKIPaths: Equatable, Sendable {
+        public var ca = "/etc/upkeep/pki/ca.crt"
+        public var certificate = "/etc/upkeep/pki/controllers/controller.crt"
+        public var key = "/etc/upkeep/pki/controllers/controller.key"
+    }
+
+    public struct Releases: Equatable, Sendable {
+        public var githubAPI = "https://api.github.com"
+        /// The channel server's base URL; a trailing `/v1-release/channels` is accepted and dropped.
+        public var channelServer = "https://update.k3s.io"
+        /// An air-gapped mirror directory or URL (docs/check.md); when set, GitHub is not asked.
+        public var mirror: String?
+        /// Trust only these CAs (PEM) for HTTPS instead of the system store.
+        public var caFile: String?
+        /// A 0600 file holding a GitHub token.
+        public var githubTokenFile: String?
+    }
+
+    /// Where the file was read from; nil when no file was found and only defaults apply.
+    public var source: String?
+    /// nil: KUBECONFIG, ~/.kube/config, /etc/rancher/k3s/k3s.yaml, in that order.
+    public var kubeconfig: String?
+    public var context: String?
+    public var pki = PKIPaths()
+    /// The port agents listen on; a node annotation `upkeep.io/agent-address: host:port` overrides it.
+    public var agentPort = 9660
+    /// nil: UPKEEP_STATE_DIR, /var/lib/upkeep as root, else ~/.local/state/upkeep.
+    public var stateDir: String?
+    public var releases = Releases()
+    /// Agents upgraded at once; servers always go one at a time.
+    public var concurrency = 1
+    public var rollout = RolloutPolicy()
+
+    public init() {}
+
+    public static let fileName = "upkeep.yaml"
+
+    /// The places searched, in order, when neither `--config` nor `UPKEEP_CONFIG` names a file.
+    public static func searchPath(environment: [String: String], workingDirectory: String) -> [String] {
+        var paths = ["\(workingDirectory)/\(fileName)"]
+        if let xdg = environment["XDG_CONFIG_HOME"], xdg.hasPrefix("/") {
+            paths.append("\(xdg)/upkeep/\(fileName)")
+        } else if let home = environment["HOME"], home.hasPrefix("/") {
+            paths.append("\(home)/.config/upkeep/\(fileName)")
+        }
+        paths.append("/etc/upkeep/\(fileName)")
+        return paths
+    }
+
+    /// Finds and reads the configuration: `explicit` (from `--config`), else `UPKEEP_CONFIG`, else
+    /// the first file of `searchPath` that exists, else the defaults. A named file that is missing
+    /// is an error; a searched one is not.
+    public static func locate(explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+                              workingDirectory: String = FileManager.default.currentDirectoryPath) throws(ConfigError) -> ControllerConfig {
+        if let named = explicit ?? environment["UPKEEP_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            let path = named.hasPrefix("/") ? named : "\(workingDirectory)/\(named)"
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ConfigError(file: path, line: nil, field: "(file)",
+                                  problem: "does not exist; check --config / UPKEEP_CONFIG, or run `upkeep sandbox up --dir DIR` to make one")
+            }
+            return try load(path: path)
+        }
+        for path in searchPath(environment: environment, workingDirectory: workingDirectory) where FileManager.default.fileExists(atPath: path) {
+            return try load(path: path)
+        }
+        return ControllerConfig()
+    }
+
+    public static func load(path: String) throws(ConfigError) -> ControllerConfig {
+        let text: String
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            guard data.count <= 1 << 20 else {
+                throw ConfigError(file: path, line: nil, field: "(file)", problem: "is larger than 1 MiB; is it the right file?")
+            }
+            text = String(decoding: data, as: UTF8.self)
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            throw ConfigError(file: path, line: nil, field: "(file)", problem: "cannot be read: \(error.localizedDescription)")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String? = nil) throws(ConfigError) -> ControllerConfig {
+        let base = file.map { ($0 as NSString).deletingLastPathComponent } ?? FileManager.default.currentDirectoryPath
+        func path(_ fields: ConfigFields, _ key: String) throws(ConfigError) -> String? {
+            guard let text = try fields.string(key) else { return nil }
+            guard !text.isEmpty else { throw fields.error(key, "must not be empty; leave the field out for the default") }
+            if text.hasPrefix("/") { return text }
+            if text.hasPrefix("~/"), let home = ProcessInfo.processInfo.environment["HOME"] { return home + text.dropFirst() }
+            return (base as NSString).appendingPathComponent(text)
+        }
+        func url(_ fields: ConfigFields, _ key: String) throws(ConfigError) -> String? {
+            guard let text = try fields.string(key) else { return nil }
+            guard let components = URLComponents(string: text), ["http", "https"].contains(components.scheme ?? ""),
+                  components.host?.isEmpty == false else {
+                throw fields.error(key, "must be an http:// or https:// URL with a host; is \"\(text)\"")
+            }
+            return text.hasSuffix("/") ? String(text.dropLast()) : text
+        }
+
+        let top = try ConfigFields.document(text, file: file, expecting: "of upkeep settings (see docs/configuration.md)")
+        var config = ControllerConfig()
+        config.source = file
+        config.kubeconfig = try path(top, "kubeconfig")
+        config.context = try top.string("context")
+        if let pki = try top.section("pki") {
+            config.pki.ca = try path(pki, "ca") ?? config.pki.ca
+            config.pki.certificate = try path(pki, "certificate") ?? config.pki.certificate
+            config.pki.key = try path(pki, "key") ?? config.pki.key
+            try pki.rejectUnknown(["ca", "certificate", "key"])
+        }
+        config.agentPort = try top.int("agentPort", in: 1...65535) ?? config.agentPort
+        config.stateDir = try path(top, "stateDir")
+        if let releases = try top.section("releases") {
+            config.releases.githubAPI = try url(releases, "githubAPI") ?? config.releases.githubAPI
+            if let channelServer = try url(releases, "channelServer") {
+                let suffix = "/v1-release/channels"
+                config.releases.channelServer = channelServer.hasSuffix(suffix) ? String(channelServer.dropLast(suffix.count)) : channelServer
+            }
+            if let mirror = try releases.string("mirror") {
+                config.releases.mirror = mirror.contains("://") ? try url(releases, "mirror") : try path(releases, "mirror")
+            }
+            config.releases.caFile = try path(releases, "caFile")
+            config.releases.githubTokenFile = try path(releases, "githubTokenFile")
+            try releases.rejectUnknown(["githubAPI", "channelServer", "mirror", "caFile", "githubTokenFile"])
+        }
+        if let policy = try top.section("policy") {
+            config.concurrency = try policy.int("concurrency", in: 1...PlanPolicy.agentConcurrencyMax) ?? config.concurrency
+            var rollout = config.rollout
+            let seconds = 1...604_800
+            rollout.gateTimeoutSeconds = try policy.int("gateTimeoutSeconds", in: seconds) ?? rollout.gateTimeoutSeconds
+            rollout.drainTimeoutSeconds = try policy.int("drainTimeoutSeconds", in: seconds) ?? rollout.drainTimeoutSeconds
+            rollout.healthTimeoutSeconds = try policy.int("healthTimeoutSeconds", in: seconds) ?? rollout.healthTimeoutSeconds
+            rollout.verifyTimeoutSeconds = try policy.int("verifyTimeoutSeconds", in: seconds) ?? rollout.verifyTimeoutSeconds
+            rollout.rebuildTimeoutSeconds = try policy.int("rebuildTimeoutSeconds", in: seconds) ?? rollout.rebuildTimeoutSeconds
+            if let watchdog = try policy.int("watchdogTimeoutSeconds", in: seconds) {
+                rollout.watchdogTimeoutSeconds = watchdog
+            } else {
+                // Follow shorter verify/rebuild bounds so the default never contradicts them.
+                rollout.watchdogTimeoutSeconds = max(rollout.watchdogTimeoutSeconds,
+                                                     rollout.verifyTimeoutSeconds + rollout.rebuildTimeoutSeconds + 60)
+            }
+            rollout.requestTriesMax = try policy.int("requestTriesMax", in: 1...100) ?? rollout.requestTriesMax
+            if let poll = try policy.int("pollIntervalMilliseconds", in: 10...600_000) { rollout.pollIntervalMilliseconds = Int64(poll) }
+            rollout.autoRollback = try policy.bool("autoRollback") ?? rollout.autoRollback
+            rollout.prefetchWaves = try policy.int("prefetchWaves", in: 0...10) ?? rollout.prefetchWaves
+            if let problem = rollout.problems().first {
+                throw ConfigError(file: file, line: nil, field: "policy", problem: problem)
+            }
+            config.rollout = rollout
+            try policy.rejectUnknown(["concurrency", "gateTimeoutSeconds", "drainTimeoutSeconds", "healthTimeoutSeconds",
+                                      "verifyTimeoutSeconds", "rebuildTimeoutSeconds", "watchdogTimeoutSeconds", "requestTriesMax",
+                                      "pollIntervalMilliseconds", "autoRollback", "prefetchWaves"])
+        }
+        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy"])
+        return config
+    }
+
+    /// The state directory to use: the file's, else the defaults of `StateDirectory`.
+    public func resolvedStateDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        StateDirectory.resolve(explicit: stateDir, environment: environment)
+    }
+}
+
+/// Where Upkeep keeps its database, caches and history.
+public enum StateDirectory {
+    /// `explicit`, else UPKEEP_STATE_DIR, /var/lib/upkeep as root, else the XDG state directory.
+    public static func resolve(explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let explicit { return explicit }
+        if let fromEnvironment = environment["UPKEEP_STATE_DIR"], !fromEnvironment.isEmpty { return fromEnvironment }
+        if getuid() == 0 { return "/var/lib/upkeep" }
+        if let xdg = environment["XDG_STATE_HOME"], xdg.hasPrefix("/") { return "\(xdg)/upkeep" }
+        return "\(environment["HOME"] ?? NSHomeDirectory())/.local/state/upkeep"
+    }
+}
