@@ -17,40 +17,32 @@ public enum ProcessRun {
     }
 
     /// `program` is a path, or a name looked up on `PATH`.
+    ///
+    /// Completion is the child's exit (reaped by pid), not the end of its output: a daemon the
+    /// child leaves behind (a systemctl stand-in starting its unit supervisor) does not hold the
+    /// call up. At the limit the child's process group gets SIGTERM, then SIGKILL two seconds later.
     public static func run(_ program: String, _ arguments: [String], environment: [String: String]? = nil,
                            timeoutSeconds: Double = 60, outputBytesMax: Int = 4 << 20) async throws -> Outcome
     {
         guard let path = locate(program) else { throw NotFound(program: program) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("upkeep-run-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: outputFile) }
-        let handle = try FileHandle(forWritingTo: outputFile)
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        try? handle.close()
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("upkeep-run-\(UUID().uuidString)").path
+        defer { unlink(outputFile) }
+        let pid = try Spawn.detached([path] + arguments, environment: environment ?? ProcessInfo.processInfo.environment,
+                                     logFile: outputFile, newSession: false, ownGroup: true)
         var timedOut = false
-        while process.isRunning {
-            if Date() >= deadline {
-                timedOut = true
-                process.terminate()
-                let killAt = Date().addingTimeInterval(2)
-                while process.isRunning && Date() < killAt { try? await Task.sleep(nanoseconds: 20_000_000) }
-                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-                break
+        var status = await Spawn.reap(pid, timeoutSeconds: timeoutSeconds)
+        if status == nil {
+            timedOut = true
+            kill(-pid, SIGTERM)
+            status = await Spawn.reap(pid, timeoutSeconds: 2)
+            if status == nil {
+                kill(-pid, SIGKILL)
+                status = await Spawn.reap(pid, timeoutSeconds: 10)
             }
-            try? await Task.sleep(nanoseconds: 20_000_000)
         }
-        process.waitUntilExit()
-        let data = (try? Data(contentsOf: outputFile)) ?? Data()
+        let data = FileManager.default.contents(atPath: outputFile) ?? Data()
         let output = String(decoding: data.prefix(outputBytesMax), as: UTF8.self)
-        return Outcome(status: process.terminationStatus, output: output, timedOut: timedOut)
+        return Outcome(status: status.map(Spawn.exitCode) ?? 137, output: output, timedOut: timedOut)
     }
 
     public static func locate(_ program: String) -> String? {

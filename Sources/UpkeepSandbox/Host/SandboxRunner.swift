@@ -1,0 +1,290 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import UpkeepKube
+import UpkeepPKI
+
+/// What `upkeep sandbox up` asks for.
+public struct SandboxOptions: Sendable, Equatable, Codable {
+    public var directory: String
+    public var spec: ClusterSpec
+    public var netns: Bool
+    /// The multi-call `upkeep-sandbox-host` binary (fake k3s, systemctl stand-in).
+    public var hostBinary: String
+    /// The `upkeep-agent` binary to run on every node; nil runs no agents.
+    public var agentBinary: String?
+    /// The port every node's agent listens on (at the node's own address).
+    public var agentPort: Int
+    public var timings: ModelTimings
+    /// How long `start` waits for every node to be Ready.
+    public var readyTimeoutSeconds: Double
+
+    public init(directory: String, spec: ClusterSpec, netns: Bool = false, hostBinary: String, agentBinary: String? = nil,
+                agentPort: Int = 9443, timings: ModelTimings = ModelTimings(), readyTimeoutSeconds: Double = 90)
+    {
+        self.directory = directory
+        self.spec = spec
+        self.netns = netns
+        self.hostBinary = hostBinary
+        self.agentBinary = agentBinary
+        self.agentPort = agentPort
+        self.timings = timings
+        self.readyTimeoutSeconds = readyTimeoutSeconds
+    }
+}
+
+/// Runs one sandbox: lays out the nodes on disk, serves the simulated API (HTTPS with client
+/// certificates) and the release server, starts every node's k3s through its systemctl
+/// stand-in, and tears all of it down again. `upkeep sandbox up` runs it in a background
+/// process; tests run it in-process.
+public final class SandboxRunner: Sendable {
+    public let options: SandboxOptions
+    public let manifest: SandboxManifest
+    public let cluster: SandboxCluster
+    let api: SandboxHTTPServer
+    let release: SandboxHTTPServer
+    let driver: RepeatedTask
+    let network: SandboxNetwork?
+
+    /// `upkeep-sandbox-host` in the directory of `executable` (SwiftPM builds them side by side).
+    public static func hostBinaryNextTo(executable: String) -> String {
+        "\((executable as NSString).deletingLastPathComponent)/upkeep-sandbox-host"
+    }
+
+    /// `upkeep-agent` in the directory of `executable`.
+    public static func agentBinaryNextTo(executable: String) -> String {
+        "\((executable as NSString).deletingLastPathComponent)/upkeep-agent"
+    }
+
+    private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: SandboxHTTPServer,
+                 release: SandboxHTTPServer, driver: RepeatedTask, network: SandboxNetwork?)
+    {
+        self.options = options
+        self.manifest = manifest
+        self.cluster = cluster
+        self.api = api
+        self.release = release
+        self.driver = driver
+        self.network = network
+    }
+
+    /// Second octet of the loopback addresses of a sandbox in `directory` (127.X.0.0/16), so
+    /// sandboxes in different directories do not share node addresses.
+    static func loopbackOctet(_ directory: String) -> Int { 16 + Int(StableHash.fnv1a(directory) % 200) }
+
+    public static func start(_ options: SandboxOptions) async throws -> SandboxRunner {
+        if let problem = options.spec.problem { throw SandboxError(problem) }
+        guard FileManager.default.isExecutableFile(atPath: options.hostBinary) else {
+            throw SandboxError("the sandbox host binary \(options.hostBinary) is missing; build it (swift build) or pass --host-binary")
+        }
+        let directory = options.directory.hasPrefix("/") ? options.directory : FileManager.default.currentDirectoryPath + "/" + options.directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if let existing = try? SandboxManifest.load(directory: directory), existing.pid > 0, Spawn.isAlive(existing.pid),
+           existing.pid != getpid()
+        {
+            throw SandboxError("a sandbox already runs in \(directory) (pid \(existing.pid)); run `upkeep sandbox down --dir \(directory)` first")
+        }
+        var spec = options.spec
+        let names = spec.nodeNames
+        var network: SandboxNetwork?
+        let apiHost: String
+        if options.netns {
+            let created = try await SandboxNetwork.create(directory: directory, nodes: names)
+            network = created
+            apiHost = created.bridgeAddress
+            for (index, name) in names.enumerated() { spec.addresses[name] = created.addresses[index] }
+        } else {
+            let octet = loopbackOctet(directory)
+            apiHost = "127.\(octet).0.1"
+            for (index, name) in names.enumerated() { spec.addresses[name] = "127.\(octet).\(1 + index / 250).\(1 + index % 250)" }
+        }
+        do {
+            return try await startServing(options: options, directory: directory, spec: spec, apiHost: apiHost, network: network)
+        } catch {
+            if let network { await network.destroy() }
+            throw error
+        }
+    }
+
+    private static func startServing(options: SandboxOptions, directory: String, spec: ClusterSpec, apiHost: String,
+                                     network: SandboxNetwork?) async throws -> SandboxRunner
+    {
+        let addresses = spec.nodeNames.map { spec.address(of: $0) }
+        let credentials = try SandboxCredentials.generate(addresses: addresses + [apiHost])
+        let pki = "\(directory)/pki"
+        try JSONFiles.atomicWrite(Data(try credentials.serverCA.certificate.pem().utf8), to: "\(pki)/server-ca.crt")
+        try JSONFiles.atomicWrite(Data(try credentials.clientCA.certificate.pem().utf8), to: "\(pki)/client-ca.crt")
+        try JSONFiles.atomicWrite(Data(try credentials.admin.certificate.pem().utf8), to: "\(pki)/admin.crt")
+        try JSONFiles.atomicWrite(Data(try credentials.admin.key.pkcs8PEM().utf8), to: "\(pki)/admin.key", mode: 0o600)
+
+        let group = MultiThreadedEventLoopGroup.singleton
+        let cluster = SandboxCluster(spec: spec, timings: options.timings)
+        let api = try await SandboxHTTPServer.start(host: apiHost, port: 0, group: group,
+                                                    channelPrefix: SandboxHTTPServer.tls(try credentials.serverContext()),
+                                                    responder: cluster.handle)
+        let apiURL = "https://\(apiHost):\(api.port)"
+        let kubeconfig = "\(directory)/kubeconfig"
+        try credentials.writeKubeconfig(server: apiURL, to: kubeconfig)
+
+        let faultsFile = "\(directory)/faults.json"
+        if !FileManager.default.fileExists(atPath: faultsFile) { try JSONFiles.write(SandboxFaults(), to: faultsFile) }
+        let catalog = ReleaseCatalog(k3sBase: spec.k3sVersion, hostBinary: options.hostBinary,
+                                     faults: { SandboxFaults.load(faultsFile) }, now: Date().timeIntervalSince1970)
+        let releaseBase = NIOLockedValueBoxString()
+        let release = try await SandboxHTTPServer.start(host: apiHost, port: 0, group: group) { request in
+            catalog.handle(request, baseURL: releaseBase.value, now: Date().timeIntervalSince1970)
+        }
+        releaseBase.value = "http://\(apiHost):\(release.port)"
+
+        var nodes: [SandboxNode] = []
+        for (index, name) in spec.nodeNames.enumerated() {
+            let node = SandboxNode(name: name, role: index < spec.servers ? "server" : "agent", address: spec.address(of: name),
+                                   root: "\(directory)/nodes/\(name)", netns: network?.namespaces[index], apiURL: apiURL,
+                                   faultsFile: faultsFile, hostBinary: options.hostBinary,
+                                   datastore: spec.servers > 1 ? "etcd" : "sqlite", agentPort: options.agentPort)
+            try layOut(node, version: spec.k3sVersion, credentials: credentials, apiURL: apiURL)
+            nodes.append(node)
+        }
+        try SandboxIdentities.prepare(directory: directory, nodes: nodes)
+        try JSONFiles.atomicWrite(Data(SandboxIdentities.controllerConfig(directory: directory, releaseURL: releaseBase.value,
+                                                                          agentPort: options.agentPort).utf8),
+                                  to: "\(directory)/upkeep.yaml")
+        let driver = cluster.startDriver(on: group.next())
+        let manifest = SandboxManifest(directory: directory, pid: getpid(), apiURL: apiURL, kubeconfig: kubeconfig,
+                                       releaseURL: releaseBase.value, faultsFile: faultsFile, netns: network != nil,
+                                       bridge: network?.bridge, k3sVersion: spec.k3sVersion, availableK3sVersions: catalog.k3sVersions,
+                                       nodes: nodes, serverCAFile: "\(pki)/server-ca.crt",
+                                       startedAt: KubeTime.format(Date().timeIntervalSince1970))
+        try JSONFiles.write(manifest, to: SandboxManifest.path(in: directory))
+        let runner = SandboxRunner(options: options, manifest: manifest, cluster: cluster, api: api, release: release, driver: driver,
+                                   network: network)
+        for node in nodes {
+            _ = SystemctlStandIn.main(["start", "--no-block", node.unit], program: node.systemctl, environment: [:])
+        }
+        let deadline = Date().addingTimeInterval(options.readyTimeoutSeconds)
+        while Date() < deadline {
+            if cluster.withModel({ $0.summary()["ready"] == true }) { return runner }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        let notReady = cluster.withModel { model in model.store.list(.nodes).map(Node.init).filter { !$0.isReady }.map(\.name) }
+        await runner.stop()
+        throw SandboxError("the sandbox did not become ready within \(Int(options.readyTimeoutSeconds)) s (not Ready: \(notReady.joined(separator: ", "))); see \(directory)/nodes/*/var/log/*.log")
+    }
+
+    /// One node's files: its k3s "binary", systemctl, kubeconfig, TLS material and unit file.
+    static func layOut(_ node: SandboxNode, version: String, credentials: SandboxCredentials, apiURL: String) throws {
+        let fm = FileManager.default
+        for directory in ["usr/local/bin", "bin", "etc/rancher/k3s", "etc/systemd/system", "var/lib/rancher/k3s/server/tls",
+                          "var/lib/rancher/k3s/server/db/snapshots", "var/lib/rancher/k3s/agent", "run/upkeep-sandbox", "run/k3s/containerd",
+                          "var/log"]
+        {
+            try fm.createDirectory(atPath: "\(node.root)/\(directory)", withIntermediateDirectories: true)
+        }
+        try JSONFiles.write(node, to: node.descriptorFile)
+        try JSONFiles.atomicWrite(Data(FakeK3s.script(version: version, hostBinary: node.hostBinary).utf8), to: node.k3sBinary, mode: 0o755)
+        try? fm.removeItem(atPath: node.systemctl)
+        try fm.createSymbolicLink(atPath: node.systemctl, withDestinationPath: node.hostBinary)
+        try credentials.writeKubeconfig(server: apiURL, to: node.kubeconfig)
+        let execStart = node.isServer ? "/usr/local/bin/k3s server" : "/usr/local/bin/k3s agent"
+        let unit = """
+            [Unit]
+            Description=Lightweight Kubernetes
+            Documentation=https://k3s.io
+            Wants=network-online.target
+            After=network-online.target
+
+            [Service]
+            Type=notify
+            EnvironmentFile=-/etc/systemd/system/\(node.unit).service.env
+            KillMode=process
+            Delegate=yes
+            LimitNOFILE=1048576
+            TimeoutStartSec=0
+            Restart=always
+            RestartSec=5s
+            ExecStart=\(execStart)
+
+            [Install]
+            WantedBy=multi-user.target
+
+            """
+        try JSONFiles.atomicWrite(Data(unit.utf8), to: node.unitFile)
+        try JSONFiles.atomicWrite(Data(), to: "\(node.unitFile).env", mode: 0o600)
+        if node.isServer {
+            try JSONFiles.atomicWrite(Data(try credentials.serverCA.certificate.pem().utf8), to: node.serverCAFile)
+            let serving = try credentials.serverCA.issueServer(commonName: "k3s", dnsNames: ["localhost", node.name],
+                                                               ipAddresses: Array(Set(["127.0.0.1", node.address])).sorted(),
+                                                               keyType: .ecdsaP256, validity: .days(365).startingEarlier(bySeconds: 300))
+            try JSONFiles.atomicWrite(Data(try serving.certificate.pem().utf8), to: node.servingCertificateFile)
+            try JSONFiles.atomicWrite(Data(try serving.key.pkcs8PEM().utf8), to: node.servingKeyFile, mode: 0o600)
+            let token = "K10" + StableHash.hex("token/\(node.root)", length: 16) + StableHash.hex("token2/\(node.root)", length: 16)
+                + "::server:" + StableHash.hex("secret/\(node.root)", length: 16)
+            try JSONFiles.atomicWrite(Data((token + "\n").utf8), to: "\(node.dataDir)/server/token", mode: 0o600)
+        }
+    }
+
+    public var apiURL: String { manifest.apiURL }
+    public var releaseURL: String { manifest.releaseURL }
+
+    /// Applies what `faults.json` says to the running sandbox (the fake k3s reads its own knobs
+    /// when it starts); called periodically by the sandbox process.
+    public func tend() {
+        let faults = SandboxFaults.load(manifest.faultsFile)
+        cluster.withModel { $0.rebuildSecondsByNode = faults.rebuildSeconds ?? [:] }
+    }
+
+    /// Stops every node's k3s, the servers and the network; removes `sandbox.json`.
+    public func stop() async {
+        for node in manifest.nodes { _ = SystemctlStandIn.stop(node) }
+        driver.cancel()
+        await api.close()
+        await release.close()
+        if let network { await network.destroy() }
+        if (try? SandboxManifest.load(directory: manifest.directory))?.pid == manifest.pid {
+            unlink(SandboxManifest.path(in: manifest.directory))
+        }
+    }
+
+    /// Cleans up after a sandbox whose process is gone (or asks a live one to stop): what
+    /// `upkeep sandbox down` does.
+    public static func down(directory: String, waitSeconds: Double = 60) async throws -> String {
+        var report: [String] = []
+        if let pid = SandboxDaemon.runningPID(directory) {
+            kill(pid, SIGTERM)
+            let deadline = Date().addingTimeInterval(waitSeconds)
+            while Spawn.isAlive(pid) && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+            if Spawn.isAlive(pid) { kill(pid, SIGKILL) }
+            report.append("stopped the sandbox process \(pid)")
+        }
+        unlink(SandboxDaemon.pidFile(directory))
+        unlink(SandboxDaemon.stateFile(directory))
+        guard let manifest = try? SandboxManifest.load(directory: directory) else {
+            report.append(report.isEmpty ? "no sandbox runs in \(directory)" : "sandbox in \(directory) is down")
+            return report.joined(separator: "\n")
+        }
+        for node in manifest.nodes {
+            let state = SystemctlStandIn.currentState(node)
+            if state.supervisorPID > 0 && Spawn.isAlive(state.supervisorPID) || state.mainPID > 0 && Spawn.isAlive(state.mainPID) {
+                _ = SystemctlStandIn.stop(node)
+                report.append("stopped k3s on \(node.name)")
+            }
+        }
+        if manifest.netns {
+            let removed = await SandboxNetwork.remove(bridge: manifest.bridge, namespaces: manifest.nodes.compactMap(\.netns))
+            if removed > 0 { report.append("removed \(removed) network namespaces and links") }
+        }
+        unlink(SandboxManifest.path(in: directory))
+        report.append("sandbox in \(directory) is down")
+        return report.joined(separator: "\n")
+    }
+}
+
+/// A string shared between the release server's responder and the code that learns its port.
+final class NIOLockedValueBoxString: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored = ""
+    var value: String {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}
