@@ -84,6 +84,12 @@ let package = Package(
         .target(name: "UpkeepController", dependencies: ["UpkeepCore"],
                 path: "controller/Sources/UpkeepController", swiftSettings: strict),
 
+        // The controller's I/O edges: the cluster observer (Kubernetes API), the agent fleet over
+        // mutual TLS, and the artifact cache (GitHub or a mirror, verified, by digest).
+        .target(name: "UpkeepFleet", dependencies: ["COpenSSL", "UpkeepController", "UpkeepCore", "UpkeepKube", "UpkeepProtocol", "UpkeepTLS",
+                                               "UpkeepPKI", "UpkeepHTTP", nioCore, nioHTTP1],
+                path: "controller/Sources/UpkeepFleet", swiftSettings: strict),
+
         // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
         .target(name: "UpkeepSimulation", dependencies: ["UpkeepController", "UpkeepCore"],
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
@@ -123,6 +129,10 @@ let package = Package(
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
         .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
+        .testTarget(name: "UpkeepFleetTests", dependencies: ["UpkeepFleet", "UpkeepController", "UpkeepCore", "UpkeepKube", "UpkeepProtocol",
+                                                       "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepSandbox", "UpkeepAgent",
+                                                       "UpkeepTestSupport", nioCore, nioPosix],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
