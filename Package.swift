@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
     ],
     targets: [
         // System OpenSSL (libssl-dev): the only TLS stack in the build.
@@ -90,12 +91,16 @@ let package = Package(
                                                "UpkeepPKI", "UpkeepHTTP", nioCore, nioHTTP1],
                 path: "controller/Sources/UpkeepFleet", swiftSettings: strict),
 
+        // The controller's state: rollouts, transitions, steps, notices and the lease in SQLite (GRDB, WAL).
+        .target(name: "UpkeepStore", dependencies: ["UpkeepController", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
+                path: "controller/Sources/UpkeepStore", swiftSettings: strict),
+
         // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
         .target(name: "UpkeepSimulation", dependencies: ["UpkeepController", "UpkeepCore"],
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepController", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepController", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
                                              nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
@@ -122,7 +127,8 @@ let package = Package(
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepController", "UpkeepProtocol",
+                                                          nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
@@ -134,6 +140,11 @@ let package = Package(
                                                        "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
+        // A file-backed cluster with agents for the store's and runtime's tests and the runtime probe.
+        .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepController", "UpkeepCore"],
+                path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),
+        .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
+                                                        "UpkeepRuntimeTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )

@@ -48,6 +48,12 @@ default:
         code = SystemctlStandIn.main(Array(arguments.dropFirst()), program: programPath, environment: environment)
     case "unit-supervisor":
         code = UnitSupervisor.run(root: arguments.dropFirst().first ?? "")
+    case "serve":
+        guard let directory = arguments.dropFirst().first else {
+            FileHandle.standardError.write(Data("usage: \(program) serve DIR (normally started by `upkeep sandbox up`)\n".utf8))
+            exit(2)
+        }
+        code = await SandboxDaemon.serve(directory: directory)
     case "api":
         try await serveAPI(Array(arguments.dropFirst()))
         code = 0
@@ -55,6 +61,7 @@ default:
         FileHandle.standardError.write(Data("""
             usage: \(program) k3s …           the fake k3s (normally through a node's usr/local/bin/k3s)
                    \(program) systemctl …     the systemctl stand-in (normally a node's bin/systemctl)
+                   \(program) serve DIR       run the sandbox described by DIR/sandbox-options.json (upkeep sandbox up)
                    \(program) api [--port N]  a simulated API with virtual kubelets, for experiments
 
             """.utf8))

@@ -44,6 +44,12 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var logFile: String { "\(root)/var/log/\(unit).log" }
     public var kubeletHealthzURL: String { "http://\(address):10248/healthz" }
     public var supervisorPingURL: String { "https://\(address):6443/ping" }
+    /// The node's upkeep-agent: configuration, data dir, pid file, log, and where it listens.
+    public var agentConfigFile: String { "\(root)/etc/upkeep/agent.yaml" }
+    public var agentDataDir: String { "\(root)/var/lib/upkeep-agent" }
+    public var agentPIDFile: String { "\(root)/run/upkeep-agent.pid" }
+    public var agentLogFile: String { "\(root)/var/log/upkeep-agent.log" }
+    public var agentAddress: String { "\(address):\(agentPort)" }
     public static let descriptorName = "sandbox-node.json"
     public var descriptorFile: String { "\(root)/\(Self.descriptorName)" }
 
@@ -138,18 +144,30 @@ public struct SandboxError: Error, Equatable, CustomStringConvertible {
 public struct K3sFault: Codable, Sendable, Equatable {
     /// k3s exits with an error right after starting.
     public var exitAtStart: Bool?
-    /// k3s runs but never becomes healthy.
+    /// k3s starts (its unit turns active) but its kubelet never becomes healthy or Ready.
     public var neverHealthy: Bool?
     /// k3s becomes healthy only this long after starting.
     public var healthyAfterSeconds: Double?
+    /// (Node faults) only this k3s version is affected.
+    public var onlyVersion: String?
+    /// (Node faults) every version but this one is affected: "after an upgrade" from it.
+    public var exceptVersion: String?
 
-    public init(exitAtStart: Bool? = nil, neverHealthy: Bool? = nil, healthyAfterSeconds: Double? = nil) {
+    public init(exitAtStart: Bool? = nil, neverHealthy: Bool? = nil, healthyAfterSeconds: Double? = nil, onlyVersion: String? = nil,
+                exceptVersion: String? = nil)
+    {
         self.exitAtStart = exitAtStart
         self.neverHealthy = neverHealthy
         self.healthyAfterSeconds = healthyAfterSeconds
+        self.onlyVersion = onlyVersion
+        self.exceptVersion = exceptVersion
     }
 
     public var isEmpty: Bool { exitAtStart == nil && neverHealthy == nil && healthyAfterSeconds == nil }
+
+    func applies(to version: String) -> Bool {
+        (onlyVersion == nil || onlyVersion == version) && exceptVersion != version
+    }
 
     /// `other`'s settings override this one's.
     func overlaid(with other: K3sFault?) -> K3sFault {
@@ -157,9 +175,22 @@ public struct K3sFault: Codable, Sendable, Equatable {
         return K3sFault(exitAtStart: other.exitAtStart ?? exitAtStart, neverHealthy: other.neverHealthy ?? neverHealthy,
                         healthyAfterSeconds: other.healthyAfterSeconds ?? healthyAfterSeconds)
     }
+
+    /// In words, for `upkeep sandbox status`.
+    public var summary: String {
+        var parts: [String] = []
+        if exitAtStart == true { parts.append("exits at start") }
+        if neverHealthy == true { parts.append("never healthy") }
+        if let seconds = healthyAfterSeconds { parts.append("healthy after \(Int(seconds)) s") }
+        if let onlyVersion { parts.append("at \(onlyVersion) only") }
+        if let exceptVersion { parts.append("at versions other than \(exceptVersion)") }
+        return parts.joined(separator: ", ")
+    }
 }
 
-/// `DIR/faults.json`: what `upkeep sandbox fault` sets for the fake k3s and the release server.
+/// `DIR/faults.json`: what `upkeep sandbox fault` sets for the fake k3s, the agents, the model
+/// and the release server. The fake k3s reads it when it starts; the sandbox process re-reads it
+/// while it runs.
 public struct SandboxFaults: Codable, Sendable, Equatable {
     public var versions: [String: K3sFault] = [:]
     public var nodes: [String: K3sFault] = [:]
@@ -167,12 +198,16 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var releasesRateLimited: Bool = false
     /// The release server serves k3s binaries that do not match their checksums.
     public var corruptBinaries: Bool = false
+    /// Longhorn replicas on these nodes take this long to rebuild.
+    public var rebuildSeconds: [String: Double]? = nil
+    /// These nodes' upkeep-agents are stopped and kept down.
+    public var agentsDown: [String]? = nil
 
     public init() {}
 
     /// A node's knobs win over its version's.
     public func fault(node: String, version: String) -> K3sFault {
-        (versions[version] ?? K3sFault()).overlaid(with: nodes[node])
+        (versions[version] ?? K3sFault()).overlaid(with: nodes[node].flatMap { $0.applies(to: version) ? $0 : nil })
     }
 
     public static func load(_ path: String) -> SandboxFaults {

@@ -1,27 +1,34 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import UpkeepKube
 import UpkeepPKI
 
 /// What `upkeep sandbox up` asks for.
-public struct SandboxOptions: Sendable, Equatable {
+public struct SandboxOptions: Sendable, Equatable, Codable {
     public var directory: String
     public var spec: ClusterSpec
     public var netns: Bool
     /// The multi-call `upkeep-sandbox-host` binary (fake k3s, systemctl stand-in).
     public var hostBinary: String
+    /// The `upkeep-agent` binary to run on every node; nil runs no agents.
+    public var agentBinary: String?
+    /// The port every node's agent listens on (at the node's own address).
+    public var agentPort: Int
     public var timings: ModelTimings
     /// How long `start` waits for every node to be Ready.
     public var readyTimeoutSeconds: Double
 
-    public init(directory: String, spec: ClusterSpec, netns: Bool = false, hostBinary: String, timings: ModelTimings = ModelTimings(),
-                readyTimeoutSeconds: Double = 90)
+    public init(directory: String, spec: ClusterSpec, netns: Bool = false, hostBinary: String, agentBinary: String? = nil,
+                agentPort: Int = 9443, timings: ModelTimings = ModelTimings(), readyTimeoutSeconds: Double = 90)
     {
         self.directory = directory
         self.spec = spec
         self.netns = netns
         self.hostBinary = hostBinary
+        self.agentBinary = agentBinary
+        self.agentPort = agentPort
         self.timings = timings
         self.readyTimeoutSeconds = readyTimeoutSeconds
     }
@@ -39,11 +46,19 @@ public final class SandboxRunner: Sendable {
     let release: SandboxHTTPServer
     let driver: RepeatedTask
     let network: SandboxNetwork?
+    /// When each node's agent was last started (seconds since the epoch), to space out restarts.
+    let agentStarts = NIOLockedValueBox<[String: Double]>([:])
+    /// Restart=always with RestartSec=2s, as deploy/upkeep-agent.service would.
+    static let agentRestartSeconds = 2.0
 
-    /// The directory's nodes, or the reason there are none.
+    /// `upkeep-sandbox-host` in the directory of `executable` (SwiftPM builds them side by side).
     public static func hostBinaryNextTo(executable: String) -> String {
-        let directory = (executable as NSString).deletingLastPathComponent
-        return "\(directory)/upkeep-sandbox-host"
+        "\((executable as NSString).deletingLastPathComponent)/upkeep-sandbox-host"
+    }
+
+    /// `upkeep-agent` in the directory of `executable`.
+    public static func agentBinaryNextTo(executable: String) -> String {
+        "\((executable as NSString).deletingLastPathComponent)/upkeep-agent"
     }
 
     private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: SandboxHTTPServer,
@@ -131,10 +146,14 @@ public final class SandboxRunner: Sendable {
             let node = SandboxNode(name: name, role: index < spec.servers ? "server" : "agent", address: spec.address(of: name),
                                    root: "\(directory)/nodes/\(name)", netns: network?.namespaces[index], apiURL: apiURL,
                                    faultsFile: faultsFile, hostBinary: options.hostBinary,
-                                   datastore: spec.servers > 1 ? "etcd" : "sqlite")
+                                   datastore: spec.servers > 1 ? "etcd" : "sqlite", agentPort: options.agentPort)
             try layOut(node, version: spec.k3sVersion, credentials: credentials, apiURL: apiURL)
             nodes.append(node)
         }
+        try SandboxIdentities.prepare(directory: directory, nodes: nodes)
+        try JSONFiles.atomicWrite(Data(SandboxIdentities.controllerConfig(directory: directory, releaseURL: releaseBase.value,
+                                                                          agentPort: options.agentPort).utf8),
+                                  to: "\(directory)/upkeep.yaml")
         let driver = cluster.startDriver(on: group.next())
         let manifest = SandboxManifest(directory: directory, pid: getpid(), apiURL: apiURL, kubeconfig: kubeconfig,
                                        releaseURL: releaseBase.value, faultsFile: faultsFile, netns: network != nil,
@@ -149,7 +168,15 @@ public final class SandboxRunner: Sendable {
         }
         let deadline = Date().addingTimeInterval(options.readyTimeoutSeconds)
         while Date() < deadline {
-            if cluster.withModel({ $0.summary()["ready"] == true }) { return runner }
+            if cluster.withModel({ $0.summary()["ready"] == true }) {
+                do {
+                    try await runner.startAgents()
+                } catch {
+                    await runner.stop()
+                    throw error
+                }
+                return runner
+            }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
         let notReady = cluster.withModel { model in model.store.list(.nodes).map(Node.init).filter { !$0.isReady }.map(\.name) }
@@ -212,8 +239,53 @@ public final class SandboxRunner: Sendable {
     public var apiURL: String { manifest.apiURL }
     public var releaseURL: String { manifest.releaseURL }
 
+    /// Starts every node's upkeep-agent (when the options name the binary), waits until each
+    /// listens, and annotates its Node with the address the controller should dial.
+    func startAgents() async throws {
+        guard let agentBinary = options.agentBinary else { return }
+        let pki = "\(manifest.directory)/pki"
+        var started: [(SandboxNode, pid_t)] = []
+        for node in manifest.nodes {
+            started.append((node, try SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: pki)))
+            agentStarts.withLockedValue { $0[node.name] = Date().timeIntervalSince1970 }
+        }
+        for (node, pid) in started {
+            try await SandboxAgents.waitListening(node, pid: pid)
+            var annotations = JSON.object([:])
+            annotations[SandboxAgents.addressAnnotation] = .string(node.agentAddress)
+            let patch: JSON = ["metadata": ["annotations": annotations]]
+            let response = cluster.handle(APIRequest(method: "PATCH", uri: "/api/v1/nodes/\(node.name)",
+                                                     contentType: "application/merge-patch+json", body: patch.serialized()))
+            guard response.status == 200 else {
+                throw SandboxError("annotating node \(node.name) failed: HTTP \(response.status)")
+            }
+        }
+    }
+
+    /// Applies what `faults.json` says to the running sandbox (the fake k3s reads its own knobs
+    /// when it starts) and keeps the agents running as systemd would (except those a fault
+    /// keeps down); called periodically by the sandbox process.
+    public func tend() {
+        let faults = SandboxFaults.load(manifest.faultsFile)
+        cluster.withModel { $0.rebuildSecondsByNode = faults.rebuildSeconds ?? [:] }
+        guard let agentBinary = options.agentBinary else { return }
+        let down = Set(faults.agentsDown ?? [])
+        let now = Date().timeIntervalSince1970
+        for node in manifest.nodes {
+            let running = SandboxAgents.runningPID(node) != nil
+            if down.contains(node.name) {
+                if running { SandboxAgents.stop(node) }
+                continue
+            }
+            guard !running, now - (agentStarts.withLockedValue { $0[node.name] } ?? 0) >= Self.agentRestartSeconds else { continue }
+            agentStarts.withLockedValue { $0[node.name] = now }
+            _ = try? SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: "\(manifest.directory)/pki")
+        }
+    }
+
     /// Stops every node's k3s, the servers and the network; removes `sandbox.json`.
     public func stop() async {
+        for node in manifest.nodes { SandboxAgents.stop(node) }
         for node in manifest.nodes { _ = SystemctlStandIn.stop(node) }
         driver.cancel()
         await api.close()
@@ -227,16 +299,23 @@ public final class SandboxRunner: Sendable {
     /// Cleans up after a sandbox whose process is gone (or asks a live one to stop): what
     /// `upkeep sandbox down` does.
     public static func down(directory: String, waitSeconds: Double = 60) async throws -> String {
-        guard let manifest = try? SandboxManifest.load(directory: directory) else {
-            return "no sandbox in \(directory)"
-        }
         var report: [String] = []
-        if manifest.pid > 0 && manifest.pid != getpid() && Spawn.isAlive(manifest.pid) {
-            kill(manifest.pid, SIGTERM)
+        if let pid = SandboxDaemon.runningPID(directory) {
+            kill(pid, SIGTERM)
             let deadline = Date().addingTimeInterval(waitSeconds)
-            while Spawn.isAlive(manifest.pid) && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
-            if Spawn.isAlive(manifest.pid) { kill(manifest.pid, SIGKILL) }
-            report.append("stopped the sandbox process \(manifest.pid)")
+            while Spawn.isAlive(pid) && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+            if Spawn.isAlive(pid) { kill(pid, SIGKILL) }
+            report.append("stopped the sandbox process \(pid)")
+        }
+        unlink(SandboxDaemon.pidFile(directory))
+        unlink(SandboxDaemon.stateFile(directory))
+        guard let manifest = try? SandboxManifest.load(directory: directory) else {
+            report.append(report.isEmpty ? "no sandbox runs in \(directory)" : "sandbox in \(directory) is down")
+            return report.joined(separator: "\n")
+        }
+        for node in manifest.nodes where SandboxAgents.runningPID(node) != nil {
+            SandboxAgents.stop(node)
+            report.append("stopped the upkeep-agent of \(node.name)")
         }
         for node in manifest.nodes {
             let state = SystemctlStandIn.currentState(node)

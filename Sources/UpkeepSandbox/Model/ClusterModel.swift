@@ -19,6 +19,8 @@ public struct ClusterModel: Sendable {
     // Controller memory that is not part of any object.
     var podScheduledAt: [String: Double] = [:]
     var rebuildStartedAt: [String: Double] = [:]
+    /// Replicas on these nodes rebuild this long instead of `timings.rebuildSeconds` (a sandbox fault).
+    public var rebuildSecondsByNode: [String: Double] = [:]
     var fluxSuspended: [String: Bool] = [:]
     var nameCounter: UInt64 = 0
 

@@ -77,7 +77,7 @@ extension ClusterModel {
                 if !view.failedAt.isEmpty || view.healthyAt.isEmpty {
                     let start = rebuildStartedAt[view.uid] ?? now
                     rebuildStartedAt[view.uid] = start
-                    if now - start >= timings.rebuildSeconds {
+                    if now - start >= rebuildSecondsByNode[view.nodeID] ?? timings.rebuildSeconds {
                         updated[path: "spec", "healthyAt"] = .string(KubeTime.format(now))
                         updated[path: "spec", "failedAt"] = ""
                         rebuildStartedAt[view.uid] = nil

@@ -10,6 +10,7 @@ public struct Upkeep: AsyncParsableCommand {
             PKI.self,
             Demo.self,
             Check.self,
+            Sandbox.self,
         ]
     )
 

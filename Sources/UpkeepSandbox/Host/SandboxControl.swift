@@ -1,0 +1,156 @@
+import Foundation
+import UpkeepKube
+
+/// What `upkeep sandbox status` and `upkeep sandbox fault` do, behind the command line.
+public enum SandboxControl {
+    /// The node table: role, address, version and Ready as the API reports them, the k3s unit,
+    /// the node's agent, and the faults set for it. Nil with a reason when no sandbox runs.
+    public static func status(directory: String) async throws -> (running: Bool, text: String) {
+        guard let pid = SandboxDaemon.runningPID(directory), let manifest = try? SandboxManifest.load(directory: directory) else {
+            let stale = (try? SandboxManifest.load(directory: directory)) != nil
+            return (false, stale ? "the sandbox in \(directory) is not running (its process is gone); run `upkeep sandbox down --dir \(directory)` to clean up"
+                                  : "no sandbox runs in \(directory); start one with `upkeep sandbox up --dir \(directory)`")
+        }
+        var nodes: [String: Node] = [:]
+        var apiProblem: String?
+        do {
+            let client = try KubeClient(endpoint: try Kubeconfig.load(path: manifest.kubeconfig).endpoint(), requestTimeoutSeconds: 5)
+            do {
+                for node in try await client.list(Node.self) { nodes[node.name] = node }
+            } catch {
+                apiProblem = "\(error)"
+            }
+            await client.shutdown()
+        } catch {
+            apiProblem = "\(error)"
+        }
+        let faults = SandboxFaults.load(manifest.faultsFile)
+        var lines = ["sandbox in \(directory): running (pid \(pid)), \(manifest.nodes.count) nodes" + (manifest.netns ? " in network namespaces" : ""),
+                     "API       \(manifest.apiURL) (kubeconfig \(manifest.kubeconfig))",
+                     "releases  \(manifest.releaseURL) (k3s \(manifest.availableK3sVersions.joined(separator: ", ")))"]
+        if let apiProblem { lines.append("the API did not answer: \(apiProblem)") }
+        var rows = [["NODE", "ROLE", "ADDRESS", "VERSION", "READY", "K3S", "AGENT", "FAULTS"]]
+        for node in manifest.nodes {
+            let unit = SystemctlStandIn.currentState(node)
+            let api = nodes[node.name]
+            var nodeFaults: [String] = []
+            if let fault = faults.nodes[node.name], !fault.isEmpty { nodeFaults.append("k3s " + fault.summary) }
+            if let seconds = faults.rebuildSeconds?[node.name] { nodeFaults.append("rebuild \(Int(seconds)) s") }
+            if faults.agentsDown?.contains(node.name) == true { nodeFaults.append("agent down") }
+            rows.append([node.name, node.role, node.address, api?.kubeletVersion ?? "?", api?.readyStatus ?? "?",
+                         unit.activeState + (unit.mainPID > 0 ? " (pid \(unit.mainPID))" : ""),
+                         agentState(node), nodeFaults.isEmpty ? "-" : nodeFaults.joined(separator: "; ")])
+        }
+        lines += table(rows)
+        var global: [String] = []
+        if faults.releasesRateLimited { global.append("release API rate-limited") }
+        if faults.corruptBinaries { global.append("corrupt k3s binaries") }
+        if !global.isEmpty { lines.append("release faults: " + global.joined(separator: ", ")) }
+        return (true, lines.joined(separator: "\n"))
+    }
+
+    /// `running (pid N) host:port`, `stopped`, or `-` when the sandbox runs no agents.
+    static func agentState(_ node: SandboxNode) -> String {
+        if let pid = SandboxAgents.runningPID(node) { return "running (pid \(pid)) \(node.agentAddress)" }
+        return FileManager.default.fileExists(atPath: node.agentConfigFile) ? "stopped" : "-"
+    }
+
+    static func table(_ rows: [[String]]) -> [String] {
+        let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+    }
+
+    /// The faults `upkeep sandbox fault` knows, with what they take.
+    public static let faultKinds: [(name: String, help: String)] = [
+        ("unhealthy", "k3s starts but never becomes healthy (kubelet healthz fails, the node turns NotReady)"),
+        ("exit-at-start", "k3s exits with an error right after it starts"),
+        ("slow-start SECONDS", "k3s becomes healthy only SECONDS after it starts"),
+        ("slow-rebuild SECONDS", "Longhorn replicas on the node take SECONDS to rebuild when it returns"),
+        ("agent-down", "the node's upkeep-agent is stopped and kept down"),
+        ("clear", "removes every fault of the node (an agent kept down is started again)"),
+        ("releases rate-limit", "(NODE = releases) the releases API answers 403 with x-ratelimit-remaining: 0"),
+        ("releases corrupt-binaries", "(NODE = releases) k3s binaries no longer match their checksums"),
+        ("releases clear", "(NODE = releases) the release server behaves again"),
+    ]
+
+    /// Sets one fault in `DIR/faults.json` and returns what was done, in words.
+    ///
+    /// k3s faults (`unhealthy`, `exit-at-start`, `slow-start`) apply when the node's k3s next
+    /// starts; by default only at versions other than the one the node runs now (that is, after
+    /// an upgrade); `version` limits them to one version, `anyVersion` applies them to all.
+    public static func setFault(directory: String, node: String, kind: String, value: String?, version: String?,
+                                anyVersion: Bool) async throws -> String
+    {
+        guard let manifest = try? SandboxManifest.load(directory: directory) else {
+            throw SandboxError("no sandbox in \(directory) (no sandbox.json); start one with `upkeep sandbox up --dir \(directory)`")
+        }
+        var faults = SandboxFaults.load(manifest.faultsFile)
+        func seconds() throws -> Double {
+            guard let value, let seconds = Double(value), seconds >= 0, seconds <= 86_400 else {
+                throw SandboxError("\(kind) needs a number of seconds between 0 and 86400, e.g. `upkeep sandbox fault --dir \(directory) \(node) \(kind) 30`")
+            }
+            return seconds
+        }
+        let message: String
+        if node == "releases" {
+            switch kind {
+            case "rate-limit": faults.releasesRateLimited = true; message = "the releases API now answers 403 (rate limit exhausted)"
+            case "corrupt-binaries": faults.corruptBinaries = true; message = "the release server now serves corrupted k3s binaries"
+            case "clear":
+                faults.releasesRateLimited = false
+                faults.corruptBinaries = false
+                message = "the release server behaves again"
+            default: throw SandboxError("unknown release fault \(kind); use rate-limit, corrupt-binaries or clear")
+            }
+            try JSONFiles.write(faults, to: manifest.faultsFile)
+            return message
+        }
+        guard let target = manifest.nodes.first(where: { $0.name == node }) else {
+            throw SandboxError("no node \(node) in this sandbox; nodes: \(manifest.nodes.map(\.name).joined(separator: ", ")) (or `releases`)")
+        }
+        var k3s = K3sFault()
+        var scope = ""
+        if let version {
+            k3s.onlyVersion = version
+            scope = " at \(version)"
+        } else if !anyVersion {
+            let running = FakeK3s.currentVersion(target) ?? manifest.k3sVersion
+            k3s.exceptVersion = running
+            scope = " once it runs a version other than \(running) (after an upgrade)"
+        }
+        switch kind {
+        case "unhealthy":
+            k3s.neverHealthy = true
+            faults.nodes[node] = k3s
+            message = "k3s on \(node) will never become healthy\(scope); it takes effect when k3s next starts"
+        case "exit-at-start":
+            k3s.exitAtStart = true
+            faults.nodes[node] = k3s
+            message = "k3s on \(node) will exit at start\(scope)"
+        case "slow-start":
+            k3s.healthyAfterSeconds = try seconds()
+            faults.nodes[node] = k3s
+            message = "k3s on \(node) will become healthy \(Int(k3s.healthyAfterSeconds ?? 0)) s after it starts\(scope)"
+        case "slow-rebuild":
+            let value = try seconds()
+            faults.rebuildSeconds = (faults.rebuildSeconds ?? [:]).merging([node: value]) { $1 }
+            message = "Longhorn replicas on \(node) now take \(Int(value)) s to rebuild"
+        case "agent-down":
+            faults.agentsDown = Array(Set((faults.agentsDown ?? []) + [node])).sorted()
+            message = "the upkeep-agent of \(node) is stopped and kept down"
+        case "clear":
+            faults.nodes[node] = nil
+            faults.rebuildSeconds?[node] = nil
+            faults.agentsDown?.removeAll { $0 == node }
+            message = "\(node) has no faults now"
+        default:
+            throw SandboxError("unknown fault \(kind); known: \(faultKinds.map(\.name).joined(separator: ", "))")
+        }
+        try JSONFiles.write(faults, to: manifest.faultsFile)
+        return message
+    }
+}

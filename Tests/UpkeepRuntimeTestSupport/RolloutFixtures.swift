@@ -1,0 +1,65 @@
+import UpkeepController
+import UpkeepCore
+
+/// Plans and policies for the store's and runtime's tests.
+public enum RolloutFixtures {
+    public static let from = version("v1.30.6+k3s1")
+    public static let target = version("v1.31.4+k3s1")
+    public static let offered = ["v1.30.6+k3s1", "v1.31.2+k3s1", "v1.31.4+k3s1"].map(version)
+
+    /// A version literal; a malformed one is a bug in the test.
+    public static func version(_ text: String) -> K3sVersion {
+        do { return try K3sVersion(text) } catch { preconditionFailure("bad version literal \(text): \(error)") }
+    }
+
+    /// One server and two agents at `from`.
+    public static func world() -> WorldModel {
+        WorldModel(servers: ["server-1"], agents: ["agent-1", "agent-2"], version: from)
+    }
+
+    public static func plan(_ world: WorldModel) throws -> Plan {
+        try Planner.plan(inventory: world.inventory, target: target, available: offered, policy: PlanPolicy(agentConcurrency: 1))
+    }
+
+    /// Real time, short enough that waits are brief, long enough that nothing times out on a busy machine.
+    public static func policy(autoRollback: Bool = true) -> RolloutPolicy {
+        RolloutPolicy(gateTimeoutSeconds: 120, drainTimeoutSeconds: 60, healthTimeoutSeconds: 60, verifyTimeoutSeconds: 120,
+                      rebuildTimeoutSeconds: 120, watchdogTimeoutSeconds: 600, requestTriesMax: 8, retryDelayMilliseconds: 20,
+                      retryDelayMaxMilliseconds: 200, pollIntervalMilliseconds: 20, autoRollback: autoRollback, prefetchWaves: 1)
+    }
+
+    public static func engine(_ id: String, world: WorldModel = world(), autoRollback: Bool = true) throws -> RolloutEngine {
+        try RolloutEngine(rolloutID: id, plan: plan(world), policy: policy(autoRollback: autoRollback))
+    }
+
+    /// Runs `engine` to its end against `world` synchronously (answers at once, no clock), for
+    /// tests that need a finished engine without the runtime. Returns every transition as
+    /// (event, engine after it), at most `stepsMax` of them.
+    public static func drive(_ engine: RolloutEngine, world: inout WorldModel, startAt: Instant = Instant(milliseconds: 0),
+                             stepsMax: Int = 2000) -> [(RolloutEngine.Event, RolloutEngine, [RolloutEngine.Action])] {
+        var engine = engine
+        var now = startAt
+        var queue: [RolloutEngine.Event] = [.start]
+        var transitions: [(RolloutEngine.Event, RolloutEngine, [RolloutEngine.Action])] = []
+        while transitions.count < stepsMax {
+            let event: RolloutEngine.Event
+            if queue.isEmpty {
+                now = now.adding(milliseconds: 50)
+                event = .tick
+            } else {
+                event = queue.removeFirst()
+            }
+            let actions = engine.handle(event, now: now)
+            transitions.append((event, engine, actions))
+            for action in actions {
+                switch action {
+                case .send(let request): queue.append(.replied(operationID: request.operationID, world.execute(request)))
+                case .observeCluster: queue.append(.observed(world.observation))
+                case .finished: return transitions
+                case .wake, .notice: break
+                }
+            }
+        }
+        return transitions
+    }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import UpkeepSandbox
+
+/// `upkeep sandbox fault`: sets one fault knob of a node or of the release server.
+struct SandboxFault: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fault",
+        abstract: "Make a node (or the release server) misbehave.",
+        discussion: "KIND is one of:\n" + SandboxControl.faultKinds.map { "  \($0.name): \($0.help)" }.joined(separator: "\n")
+            + "\nk3s faults apply when k3s next starts, by default only after an upgrade (at any version but the one the node runs now)."
+    )
+
+    @OptionGroup var directory: SandboxDirectoryOption
+
+    @Argument(help: "A node name, or `releases` for the release server.")
+    var node: String
+
+    @Argument(help: "The fault (see above).")
+    var kind: String
+
+    @Argument(help: "SECONDS for slow-start and slow-rebuild.")
+    var value: String?
+
+    @Option(name: .customLong("k3s-version"), help: "Apply the k3s fault only at this version.")
+    var k3sVersion: String?
+
+    @Flag(name: .customLong("any-version"), help: "Apply the k3s fault at every version, the current one included.")
+    var anyVersion = false
+
+    func run() async throws {
+        print(try await SandboxControl.setFault(directory: directory.path, node: node, kind: kind, value: value, version: k3sVersion,
+                                                anyVersion: anyVersion))
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import UpkeepSandbox
+
+/// `upkeep sandbox up`: starts the sandbox in the background and returns once every node is Ready.
+struct SandboxUp: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Start a sandbox cluster in the background; returns once every node is Ready.",
+        discussion: """
+            Writes DIR/kubeconfig (client-certificate kubeconfig for the simulated API), DIR/sandbox.json \
+            (nodes, addresses, ports, release server), DIR/pki (cluster CA, agents/<node>, controllers/upkeep) \
+            and DIR/upkeep.yaml for the controller. Stop it with `upkeep sandbox down --dir DIR`.
+            """
+    )
+
+    @OptionGroup var directory: SandboxDirectoryOption
+
+    @Option(name: .long, help: "Server nodes (embedded etcd when more than one).")
+    var servers = 1
+
+    @Option(name: .long, help: "Agent nodes.")
+    var agents = 2
+
+    @Option(name: .long, help: "Longhorn volumes.")
+    var volumes = 2
+
+    @Option(name: .long, help: "Replicas per volume, on distinct nodes.")
+    var replicas = 2
+
+    @Option(name: .customLong("k3s-version"), help: "The k3s version every node starts with.")
+    var k3sVersion = "v1.30.6+k3s1"
+
+    @Option(name: .customLong("agent-port"), help: "The port every node's upkeep-agent listens on, at the node's own address.")
+    var agentPort = 9443
+
+    @Flag(name: .long, help: "Put every node in its own network namespace (198.18.0.0/15 on a bridge; needs root).")
+    var netns = false
+
+    @Flag(name: .customLong("no-agents"), help: "Do not start an upkeep-agent on each node.")
+    var noAgents = false
+
+    @Option(name: .customLong("ready-timeout"), help: "Seconds to wait for every node to be Ready.")
+    var readyTimeoutSeconds = 90
+
+    @Option(name: .customLong("node-grace"), help: "Seconds without a heartbeat before a node turns NotReady (node-monitor-grace-period).")
+    var nodeGraceSeconds = 20.0
+
+    func validate() throws {
+        let spec = ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion)
+        if let problem = spec.problem { throw ValidationError(problem) }
+        guard (1...65535).contains(agentPort) else { throw ValidationError("--agent-port must be between 1 and 65535") }
+        guard (1...3600).contains(readyTimeoutSeconds) else { throw ValidationError("--ready-timeout must be between 1 and 3600 seconds") }
+        guard (1...3600).contains(nodeGraceSeconds) else { throw ValidationError("--node-grace must be between 1 and 3600 seconds") }
+    }
+
+    func run() async throws {
+        let executable = SiblingExecutables.upkeep
+        let options = SandboxOptions(
+            directory: directory.path,
+            spec: ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion),
+            netns: netns, hostBinary: SandboxRunner.hostBinaryNextTo(executable: executable),
+            agentBinary: noAgents ? nil : SandboxRunner.agentBinaryNextTo(executable: executable), agentPort: agentPort,
+            timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds), readyTimeoutSeconds: Double(readyTimeoutSeconds))
+        let manifest = try await SandboxDaemon.launch(options)
+        print("sandbox up in \(manifest.directory) (pid \(manifest.pid)): \(manifest.nodes.count) nodes Ready")
+        print("  kubeconfig  \(manifest.kubeconfig)")
+        print("  API         \(manifest.apiURL)")
+        print("  releases    \(manifest.releaseURL)")
+        print("  controller  \(manifest.directory)/upkeep.yaml")
+        for node in manifest.nodes {
+            print("  \(node.name) (\(node.role)) at \(node.address), agent \(node.agentAddress)")
+        }
+    }
+}

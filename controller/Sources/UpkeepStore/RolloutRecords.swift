@@ -1,0 +1,89 @@
+import UpkeepController
+import UpkeepCore
+
+/// One rollout as `upkeep history` lists it: when, from what to what, how it ended, and what
+/// happened to each node. Read from the store; never written back.
+public struct RolloutRecord: Codable, Equatable, Sendable {
+    public var id: String
+    public var createdAt: Instant
+    public var startedAt: Instant?
+    public var finishedAt: Instant?
+    /// The versions the plan starts from, e.g. `v1.30.6+k3s1 (3 nodes), v1.29.9+k3s1 (1 node)`.
+    public var from: String
+    public var target: K3sVersion
+    /// The engine's status as last persisted (`finished` carries the outcome).
+    public var status: RolloutEngine.Status
+    /// Per node and direction: plan steps first, then the ways back in the order they ran.
+    public var steps: [StepRecord]
+
+    public var outcome: RolloutOutcome? {
+        if case .finished(let outcome) = status { outcome } else { nil }
+    }
+}
+
+/// One node's move within a rollout, with the moments it started and finished.
+public struct StepRecord: Codable, Equatable, Sendable {
+    public var progress: MoveProgress
+    /// When the move first left `waiting`.
+    public var startedAt: Instant?
+    /// When it last reached a finished state (cleared again if a resume restarts it).
+    public var finishedAt: Instant?
+
+    public var node: String { progress.node }
+}
+
+/// A notice as it was shown, with its moment.
+public struct NoticeRecord: Codable, Equatable, Sendable {
+    /// The transition that produced it.
+    public var sequence: Int
+    public var at: Instant
+    public var notice: Notice
+}
+
+/// One persisted engine transition: the event handled and the actions it returned.
+public struct TransitionRecord: Codable, Equatable, Sendable {
+    /// 1, 2, 3, … within the rollout.
+    public var sequence: Int
+    public var at: Instant
+    public var event: String
+    public var actions: String
+}
+
+/// Everything stored about one rollout, for `upkeep history <id>` and `upkeep status`.
+public struct RolloutDetail: Codable, Equatable, Sendable {
+    public var record: RolloutRecord
+    public var plan: Plan
+    public var policy: RolloutPolicy
+    public var notices: [NoticeRecord]
+    public var transitionCount: Int
+}
+
+/// What the store needs to record one engine transition.
+public struct Transition: Sendable {
+    /// The engine after `handle`.
+    public var engine: RolloutEngine
+    public var event: String
+    public var actions: String
+    public var notices: [Notice]
+    /// The moves whose progress differs from the engine before `handle` (all when unknown).
+    public var changedSteps: [MoveProgress]
+
+    /// `before` is the engine the event was handled by; its unchanged moves are not rewritten.
+    public init(engine: RolloutEngine, before: RolloutEngine?, event: String, actions: String, notices: [Notice]) {
+        self.engine = engine
+        self.event = event
+        self.actions = actions
+        self.notices = notices
+        let now = engine.progress
+        let then = before?.progress ?? []
+        changedSteps = now.enumerated().compactMap { index, step in index < then.count && then[index] == step ? nil : step }
+    }
+}
+
+/// The controller lease: who may drive rollouts until when.
+public struct Lease: Codable, Equatable, Sendable {
+    public var holder: String
+    public var acquiredAt: Instant
+    public var expiresAt: Instant
+    public var ttlMilliseconds: Int64
+}

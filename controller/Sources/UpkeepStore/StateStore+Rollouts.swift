@@ -1,0 +1,249 @@
+import Foundation
+import GRDB
+import UpkeepController
+import UpkeepCore
+
+/// Rollouts: created once, then one recorded transition per engine `handle`, each in a single
+/// transaction with the lease check, so the database always holds an engine state that was
+/// complete when written.
+extension StateStore {
+    /// Records a new rollout (not started) under `holder`'s lease. Refused while another
+    /// rollout has not finished: only one rollout runs at a time.
+    public func createRollout(_ engine: RolloutEngine, holder: String, now: Instant) throws(StoreError) {
+        let plan = try Self.json(engine.plan)
+        let policy = try Self.json(engine.policy)
+        let state = try Self.json(engine)
+        let status = try Self.json(engine.status)
+        let steps = try engine.progress.map { step throws(StoreError) in (step, try Self.json(step)) }
+        try write { db in
+            _ = try Self.fence(db, holder: holder, now: now)
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM rollouts WHERE id = ?", arguments: [engine.rolloutID]) == true {
+                throw StoreError.rolloutExists(engine.rolloutID)
+            }
+            if let row = try Row.fetchOne(db, sql: "SELECT id, status FROM rollouts WHERE status != 'finished' ORDER BY created_at DESC LIMIT 1") {
+                throw StoreError.unfinishedRollout(id: row["id"], status: row["status"])
+            }
+            try db.execute(sql: """
+                INSERT INTO rollouts (id, created_at, from_summary, target, plan_json, policy_json, status, status_json, engine_json)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [engine.rolloutID, now.milliseconds, Self.fromSummary(engine.plan), engine.plan.target.description,
+                                 plan, policy, Self.statusName(engine.status), status, state])
+            for (ordinal, (step, json)) in steps.enumerated() {
+                try Self.upsertStep(db, rolloutID: engine.rolloutID, ordinal: ordinal, step: step, json: json, now: now)
+            }
+        }
+    }
+
+    /// Persists the engine after one `handle`, the transition that produced it, the changed
+    /// steps and the notices, in one transaction that first checks (and extends) `holder`'s
+    /// lease. Returns the transition's sequence number. Call it before performing the actions.
+    @discardableResult
+    public func record(_ transition: Transition, holder: String, now: Instant) throws(StoreError) -> Int {
+        let engine = transition.engine
+        let state = try Self.json(engine)
+        let status = try Self.json(engine.status)
+        let steps = try transition.changedSteps.map { step throws(StoreError) in (step, try Self.json(step)) }
+        let ordinals = Dictionary(uniqueKeysWithValues: engine.progress.enumerated().map { ($1.key, $0) })
+        let finished = if case .finished = engine.status { true } else { false }
+        return try write { db in
+            _ = try Self.fence(db, holder: holder, now: now)
+            guard let count = try Int.fetchOne(db, sql: "SELECT transitions FROM rollouts WHERE id = ?", arguments: [engine.rolloutID]) else {
+                throw StoreError.unknownRollout(engine.rolloutID)
+            }
+            let sequence = count + 1
+            try db.execute(sql: "INSERT INTO transitions (rollout_id, sequence, at, event, actions) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [engine.rolloutID, sequence, now.milliseconds, transition.event, transition.actions])
+            let started: Int64? = engine.status == .notStarted ? nil : now.milliseconds
+            try db.execute(sql: """
+                UPDATE rollouts SET transitions = ?, status = ?, status_json = ?, outcome = ?, engine_json = ?,
+                    started_at = COALESCE(started_at, ?),
+                    finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE NULL END
+                WHERE id = ?
+                """, arguments: [sequence, Self.statusName(engine.status), status, Self.outcomeName(engine.status), state,
+                                 started, finished, now.milliseconds, engine.rolloutID])
+            for (step, json) in steps {
+                try Self.upsertStep(db, rolloutID: engine.rolloutID, ordinal: ordinals[step.key] ?? 0, step: step, json: json, now: now)
+            }
+            for notice in transition.notices {
+                try db.execute(sql: "INSERT INTO notices (rollout_id, sequence, at, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [engine.rolloutID, sequence, now.milliseconds, notice.level.rawValue, notice.node, notice.message])
+            }
+            return sequence
+        }
+    }
+
+    /// The engine as last persisted.
+    public func engine(rolloutID: String) throws(StoreError) -> RolloutEngine {
+        let json = try read { db in
+            guard let json = try String.fetchOne(db, sql: "SELECT engine_json FROM rollouts WHERE id = ?", arguments: [rolloutID]) else {
+                throw StoreError.unknownRollout(rolloutID)
+            }
+            return json
+        }
+        return try Self.decode(RolloutEngine.self, json, what: "state of rollout \(rolloutID)")
+    }
+
+    /// The engine to resume: of `rolloutID`, or of the newest unfinished rollout when nil.
+    /// Refuses a finished rollout (`rolloutFinished`) and an empty history (`nothingToResume`).
+    public func resumableEngine(rolloutID: String? = nil) throws(StoreError) -> RolloutEngine {
+        let id: String
+        if let rolloutID {
+            id = rolloutID
+        } else {
+            guard let unfinished = try unfinishedRollout() else { throw StoreError.nothingToResume }
+            id = unfinished.id
+        }
+        let engine = try engine(rolloutID: id)
+        if case .finished(let outcome) = engine.status { throw StoreError.rolloutFinished(id: id, outcome: Self.outcomeText(outcome)) }
+        return engine
+    }
+
+    /// The newest rollout that has not finished, if any.
+    public func unfinishedRollout() throws(StoreError) -> RolloutRecord? {
+        try records(where: "status != 'finished'", arguments: [], limit: 1).first
+    }
+
+    /// Rollouts newest first, at most `limit`, optionally only those created at or after `since`.
+    public func history(limit: Int, since: Instant? = nil) throws(StoreError) -> [RolloutRecord] {
+        if let since { return try records(where: "created_at >= ?", arguments: [since.milliseconds], limit: limit) }
+        return try records(where: "1", arguments: [], limit: limit)
+    }
+
+    /// Everything stored about one rollout: record with steps, plan, policy and notices.
+    public func rollout(id: String) throws(StoreError) -> RolloutDetail {
+        guard let record = try records(where: "id = ?", arguments: [id], limit: 1).first else { throw StoreError.unknownRollout(id) }
+        let (row, noticeRows) = try read { db in
+            (try Row.fetchOne(db, sql: "SELECT plan_json, policy_json, transitions FROM rollouts WHERE id = ?", arguments: [id]),
+             try Row.fetchAll(db, sql: "SELECT sequence, at, level, node, message FROM notices WHERE rollout_id = ? ORDER BY id", arguments: [id]))
+        }
+        guard let row else { throw StoreError.unknownRollout(id) }
+        let plan = try Self.decode(Plan.self, row["plan_json"], what: "plan of rollout \(id)")
+        let policy = try Self.decode(RolloutPolicy.self, row["policy_json"], what: "policy of rollout \(id)")
+        let notices = noticeRows.map(Self.notice)
+        return RolloutDetail(record: record, plan: plan, policy: policy, notices: notices, transitionCount: row["transitions"])
+    }
+
+    private static func notice(_ row: Row) -> NoticeRecord {
+        let level = Notice.Level(rawValue: row["level"]) ?? .info
+        let notice = Notice(level, node: row["node"], row["message"])
+        return NoticeRecord(sequence: row["sequence"], at: Instant(milliseconds: row["at"]), notice: notice)
+    }
+
+    /// The recorded transitions of a rollout in order, the last `limit` of them.
+    public func transitions(rolloutID: String, limit: Int = 1000) throws(StoreError) -> [TransitionRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT sequence, at, event, actions FROM transitions WHERE rollout_id = ? ORDER BY sequence DESC LIMIT ?
+                """, arguments: [rolloutID, limit]).reversed().map { row in
+                TransitionRecord(sequence: row["sequence"], at: Instant(milliseconds: row["at"]), event: row["event"], actions: row["actions"])
+            }
+        }
+    }
+
+    // MARK: - Rows
+
+    private func records(where condition: String, arguments: StatementArguments, limit: Int) throws(StoreError) -> [RolloutRecord] {
+        let rows = try read { db in
+            let rollouts = try Row.fetchAll(db, sql: """
+                SELECT id, created_at, started_at, finished_at, from_summary, target, status_json FROM rollouts
+                WHERE \(condition) ORDER BY created_at DESC, rowid DESC LIMIT ?
+                """, arguments: arguments + [max(limit, 0)])
+            return try rollouts.map { row in
+                let id: String = row["id"]
+                let steps = try Row.fetchAll(db, sql: "SELECT started_at, finished_at, progress_json FROM steps WHERE rollout_id = ? ORDER BY ordinal",
+                                             arguments: [id])
+                return (row, steps)
+            }
+        }
+        return try rows.map { row, steps throws(StoreError) in try Self.record(row, steps) }
+    }
+
+    private static func record(_ row: Row, _ stepRows: [Row]) throws(StoreError) -> RolloutRecord {
+        let id: String = row["id"]
+        let target: K3sVersion
+        do { target = try K3sVersion(row["target"] as String) } catch { throw StoreError.unreadable(what: "target of rollout \(id)", reason: "\(error)") }
+        let status = try decode(RolloutEngine.Status.self, row["status_json"], what: "status of rollout \(id)")
+        var steps: [StepRecord] = []
+        for step in stepRows {
+            let progress = try decode(MoveProgress.self, step["progress_json"], what: "step of rollout \(id)")
+            steps.append(StepRecord(progress: progress, startedAt: instant(step, "started_at"), finishedAt: instant(step, "finished_at")))
+        }
+        return RolloutRecord(id: id, createdAt: Instant(milliseconds: row["created_at"]), startedAt: instant(row, "started_at"),
+                             finishedAt: instant(row, "finished_at"), from: row["from_summary"], target: target, status: status, steps: steps)
+    }
+
+    private static func instant(_ row: Row, _ column: String) -> Instant? {
+        (row[column] as Int64?).map(Instant.init(milliseconds:))
+    }
+
+    private static func upsertStep(_ db: Database, rolloutID: String, ordinal: Int, step: MoveProgress, json: String, now: Instant) throws {
+        let started: Int64? = step.stage == .waiting ? nil : now.milliseconds
+        let finished: Int64? = step.stage == .waiting || step.stage == .working ? nil : now.milliseconds
+        try db.execute(sql: """
+            INSERT INTO steps (rollout_id, ordinal, move_key, node, rollback, from_version, to_version, stage, phase,
+                               started_at, finished_at, progress_json)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(rollout_id, move_key) DO UPDATE SET
+                stage = excluded.stage, phase = excluded.phase, progress_json = excluded.progress_json,
+                started_at = COALESCE(steps.started_at, excluded.started_at),
+                finished_at = CASE WHEN excluded.finished_at IS NULL THEN NULL ELSE COALESCE(steps.finished_at, excluded.finished_at) END
+            """, arguments: [rolloutID, ordinal, step.key, step.node, step.isRollback, step.from.description, step.to.description,
+                             step.stage.rawValue, step.phase, started, finished, json])
+    }
+
+    // MARK: - Encoding
+
+    static func json(_ value: some Encodable) throws(StoreError) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        do {
+            return String(decoding: try encoder.encode(value), as: UTF8.self)
+        } catch {
+            preconditionFailure("encoding \(type(of: value)) failed: \(error)")
+        }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ json: String, what: String) throws(StoreError) -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(json.utf8))
+        } catch {
+            throw StoreError.unreadable(what: what, reason: "\(error)")
+        }
+    }
+
+    /// `v1.30.6+k3s1 (3 nodes), v1.29.9+k3s1 (1 node)`: the versions the plan moves nodes from.
+    static func fromSummary(_ plan: Plan) -> String {
+        var counts: [K3sVersion: Int] = [:]
+        var seen = Set<String>()
+        for step in plan.waves.flatMap(\.steps) where seen.insert(step.node).inserted { counts[step.from, default: 0] += 1 }
+        guard !counts.isEmpty else { return "nothing to move" }
+        return counts.sorted { $0.key > $1.key }.map { "\($0.key) (\($0.value) node\($0.value == 1 ? "" : "s"))" }.joined(separator: ", ")
+    }
+
+    static func statusName(_ status: RolloutEngine.Status) -> String {
+        switch status {
+        case .notStarted: "notStarted"
+        case .running: "running"
+        case .stopping: "stopping"
+        case .blocked: "blocked"
+        case .finished: "finished"
+        }
+    }
+
+    static func outcomeName(_ status: RolloutEngine.Status) -> String? {
+        guard case .finished(let outcome) = status else { return nil }
+        switch outcome {
+        case .completed: return "completed"
+        case .rolledBack: return "rolledBack"
+        case .failed: return "failed"
+        }
+    }
+
+    static func outcomeText(_ outcome: RolloutOutcome) -> String {
+        switch outcome {
+        case .completed: "completed"
+        case .rolledBack(let cause): "rolled back: \(cause)"
+        case .failed(let cause): "failed: \(cause)"
+        }
+    }
+}

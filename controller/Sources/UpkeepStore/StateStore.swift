@@ -1,0 +1,97 @@
+import Foundation
+import GRDB
+import UpkeepController
+
+/// The controller's durable state: one SQLite database `<stateDir>/upkeep.db` in WAL mode
+/// holding rollouts (plan, policy, the engine after every transition), their transitions,
+/// per-node steps, notices, and the lease that keeps a second controller out.
+///
+/// Every method is one transaction. Writes that move a rollout forward check the lease inside
+/// the same transaction, so a controller that lost its lease can never record (and therefore
+/// never perform) another step. It never reads the clock: callers pass `now`.
+public final class StateStore: Sendable {
+    public static let fileName = "upkeep.db"
+    /// How long a write waits for another connection's write to finish before failing.
+    public static let busyTimeoutSeconds: Double = 10
+
+    public let path: String
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) `<stateDirectory>/upkeep.db`; the directory is made 0700 and
+    /// the database file 0600.
+    public convenience init(stateDirectory: String) throws(StoreError) {
+        try Self.makePrivateDirectory(stateDirectory)
+        try self.init(path: stateDirectory + "/" + Self.fileName)
+    }
+
+    /// Opens (creating if needed, mode 0600) the database at `path` and brings its schema up to date.
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        let changed = fchmod(descriptor, 0o600)
+        let reason = String(cString: strerror(errno))
+        close(descriptor)
+        guard changed == 0 else { throw StoreError.cannotOpen(path: path, reason: "cannot make it private (mode 0600): \(reason)") }
+
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(Self.busyTimeoutSeconds)
+        configuration.label = "upkeep-state"
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw StoreError.cannotOpen(path: path, reason: Self.reason(error))
+        }
+        let migrator = StoreSchema.migrator
+        do {
+            if try pool.read({ try migrator.hasBeenSuperseded($0) }) { throw StoreError.newerSchema(path: path) }
+            try migrator.migrate(pool)
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError.cannotOpen(path: path, reason: Self.reason(error))
+        }
+    }
+
+    static func makePrivateDirectory(_ path: String) throws(StoreError) {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw StoreError.stateDirectory(path: path, reason: "cannot create it: \(error.localizedDescription)")
+            }
+        } else if !isDirectory.boolValue {
+            throw StoreError.stateDirectory(path: path, reason: "it is a file, not a directory")
+        }
+        guard chmod(path, 0o700) == 0 else {
+            throw StoreError.stateDirectory(path: path, reason: "cannot make it private (mode 0700): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Runs `body` in one immediate write transaction, mapping failures to `StoreError`.
+    func write<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
+        try Self.mapped { try pool.write(body) }
+    }
+
+    /// Runs `body` on a snapshot of the last committed state.
+    func read<T>(_ body: (Database) throws -> T) throws(StoreError) -> T {
+        try Self.mapped { try pool.read(body) }
+    }
+
+    private static func mapped<T>(_ body: () throws -> T) throws(StoreError) -> T {
+        do {
+            return try body()
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError.database(reason(error))
+        }
+    }
+
+    static func reason(_ error: any Error) -> String {
+        if let error = error as? DatabaseError { return error.message ?? "\(error.resultCode)" }
+        return "\(error)"
+    }
+}

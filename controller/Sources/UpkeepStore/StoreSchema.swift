@@ -1,0 +1,73 @@
+import GRDB
+
+/// The database schema, one migration per version. Times are Unix milliseconds (the runtime's
+/// `Instant`); JSON columns hold the Codable values of `UpkeepController` with sorted keys.
+enum StoreSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE rollouts (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    started_at INTEGER,
+                    finished_at INTEGER,
+                    from_summary TEXT NOT NULL,
+                    target TEXT NOT NULL,
+                    plan_json TEXT NOT NULL,
+                    policy_json TEXT NOT NULL,
+                    -- notStarted, running, stopping, blocked, finished: for queries; status_json is the truth.
+                    status TEXT NOT NULL,
+                    status_json TEXT NOT NULL,
+                    -- completed, rolledBack, failed once finished.
+                    outcome TEXT,
+                    engine_json TEXT NOT NULL,
+                    transitions INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX rollouts_created ON rollouts(created_at);
+                CREATE TABLE transitions (
+                    rollout_id TEXT NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+                    sequence INTEGER NOT NULL,
+                    at INTEGER NOT NULL,
+                    event TEXT NOT NULL,
+                    actions TEXT NOT NULL,
+                    PRIMARY KEY (rollout_id, sequence)
+                ) WITHOUT ROWID;
+                CREATE TABLE steps (
+                    rollout_id TEXT NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+                    ordinal INTEGER NOT NULL,
+                    move_key TEXT NOT NULL,
+                    node TEXT NOT NULL,
+                    rollback INTEGER NOT NULL,
+                    from_version TEXT NOT NULL,
+                    to_version TEXT NOT NULL,
+                    stage TEXT NOT NULL,
+                    phase TEXT NOT NULL,
+                    started_at INTEGER,
+                    finished_at INTEGER,
+                    progress_json TEXT NOT NULL,
+                    PRIMARY KEY (rollout_id, move_key)
+                ) WITHOUT ROWID;
+                CREATE INDEX steps_node ON steps(node);
+                CREATE TABLE notices (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    rollout_id TEXT NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+                    sequence INTEGER NOT NULL,
+                    at INTEGER NOT NULL,
+                    level TEXT NOT NULL,
+                    node TEXT,
+                    message TEXT NOT NULL
+                );
+                CREATE INDEX notices_rollout ON notices(rollout_id, id);
+                CREATE TABLE lease (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    holder TEXT NOT NULL,
+                    acquired_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    ttl_ms INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
+        return migrator
+    }
+}
