@@ -103,6 +103,8 @@ final class Lines: @unchecked Sendable {
         #expect(rig.node.restarts == restarts)
         // Staging the same artifact again under a new id is answered without a second copy.
         #expect(try await send(rig, "r1:agent-1:stage:2", .stage(version: version2, arch: .amd64)) == .staged)
+        // Restarted where it was: the fleet's connection is dead and is made again by itself.
+        try await rig.node.restartAgent(samePort: true)
         #expect(try await send(rig, "r1:agent-1:commit:1", .commit(installOperationID: "r1:agent-1:install:1")) == .committed(version: version2))
         await rig.close()
     }
