@@ -116,7 +116,7 @@ struct SandboxCLITests {
                 if !row.contains("True") { break }
                 try await Task.sleep(nanoseconds: 200_000_000)
             }
-            #expect(!row.contains("True") && row.contains("activating") && row.contains("never healthy"), "\(row)")
+            #expect(!row.contains("True") && row.contains("active (pid") && row.contains("never healthy"), "\(row)")
             let unknown = try await Self.upkeep(["sandbox", "fault", "--dir", directory, "agent-9", "unhealthy"])
             #expect(unknown.status == 1 && unknown.output.contains("no node agent-9"), "\(unknown.output)")
         }

@@ -208,6 +208,9 @@ public enum FakeK3s {
 
         let kubelet = Task {
             if fault.neverHealthy == true {
+                // k3s tells systemd it started (the unit turns active) but the kubelet never
+                // becomes healthy and never reports the node Ready: what a bad upgrade looks like.
+                try? JSONFiles.atomicWrite(Data(String(getpid()).utf8), to: node.readyFile)
                 log("warning", "injected fault: this k3s never becomes healthy")
                 return
             }

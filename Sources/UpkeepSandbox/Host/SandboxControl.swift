@@ -51,9 +51,8 @@ public enum SandboxControl {
 
     /// `running (pid N) host:port`, `stopped`, or `-` when the sandbox runs no agents.
     static func agentState(_ node: SandboxNode) -> String {
-        guard let text = try? String(contentsOfFile: node.agentPIDFile, encoding: .utf8) else { return "-" }
-        guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), Spawn.isAlive(pid) else { return "stopped" }
-        return "running (pid \(pid)) \(node.agentAddress)"
+        if let pid = SandboxAgents.runningPID(node) { return "running (pid \(pid)) \(node.agentAddress)" }
+        return FileManager.default.fileExists(atPath: node.agentConfigFile) ? "stopped" : "-"
     }
 
     static func table(_ rows: [[String]]) -> [String] {

@@ -144,7 +144,7 @@ public struct SandboxError: Error, Equatable, CustomStringConvertible {
 public struct K3sFault: Codable, Sendable, Equatable {
     /// k3s exits with an error right after starting.
     public var exitAtStart: Bool?
-    /// k3s runs but never becomes healthy.
+    /// k3s starts (its unit turns active) but its kubelet never becomes healthy or Ready.
     public var neverHealthy: Bool?
     /// k3s becomes healthy only this long after starting.
     public var healthyAfterSeconds: Double?

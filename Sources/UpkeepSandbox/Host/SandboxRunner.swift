@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import UpkeepKube
@@ -45,6 +46,10 @@ public final class SandboxRunner: Sendable {
     let release: SandboxHTTPServer
     let driver: RepeatedTask
     let network: SandboxNetwork?
+    /// When each node's agent was last started (seconds since the epoch), to space out restarts.
+    let agentStarts = NIOLockedValueBox<[String: Double]>([:])
+    /// Restart=always with RestartSec=2s, as deploy/upkeep-agent.service would.
+    static let agentRestartSeconds = 2.0
 
     /// `upkeep-sandbox-host` in the directory of `executable` (SwiftPM builds them side by side).
     public static func hostBinaryNextTo(executable: String) -> String {
@@ -163,7 +168,15 @@ public final class SandboxRunner: Sendable {
         }
         let deadline = Date().addingTimeInterval(options.readyTimeoutSeconds)
         while Date() < deadline {
-            if cluster.withModel({ $0.summary()["ready"] == true }) { return runner }
+            if cluster.withModel({ $0.summary()["ready"] == true }) {
+                do {
+                    try await runner.startAgents()
+                } catch {
+                    await runner.stop()
+                    throw error
+                }
+                return runner
+            }
             try await Task.sleep(nanoseconds: 100_000_000)
         }
         let notReady = cluster.withModel { model in model.store.list(.nodes).map(Node.init).filter { !$0.isReady }.map(\.name) }
@@ -226,15 +239,53 @@ public final class SandboxRunner: Sendable {
     public var apiURL: String { manifest.apiURL }
     public var releaseURL: String { manifest.releaseURL }
 
+    /// Starts every node's upkeep-agent (when the options name the binary), waits until each
+    /// listens, and annotates its Node with the address the controller should dial.
+    func startAgents() async throws {
+        guard let agentBinary = options.agentBinary else { return }
+        let pki = "\(manifest.directory)/pki"
+        var started: [(SandboxNode, pid_t)] = []
+        for node in manifest.nodes {
+            started.append((node, try SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: pki)))
+            agentStarts.withLockedValue { $0[node.name] = Date().timeIntervalSince1970 }
+        }
+        for (node, pid) in started {
+            try await SandboxAgents.waitListening(node, pid: pid)
+            var annotations = JSON.object([:])
+            annotations[SandboxAgents.addressAnnotation] = .string(node.agentAddress)
+            let patch: JSON = ["metadata": ["annotations": annotations]]
+            let response = cluster.handle(APIRequest(method: "PATCH", uri: "/api/v1/nodes/\(node.name)",
+                                                     contentType: "application/merge-patch+json", body: patch.serialized()))
+            guard response.status == 200 else {
+                throw SandboxError("annotating node \(node.name) failed: HTTP \(response.status)")
+            }
+        }
+    }
+
     /// Applies what `faults.json` says to the running sandbox (the fake k3s reads its own knobs
-    /// when it starts); called periodically by the sandbox process.
+    /// when it starts) and keeps the agents running as systemd would (except those a fault
+    /// keeps down); called periodically by the sandbox process.
     public func tend() {
         let faults = SandboxFaults.load(manifest.faultsFile)
         cluster.withModel { $0.rebuildSecondsByNode = faults.rebuildSeconds ?? [:] }
+        guard let agentBinary = options.agentBinary else { return }
+        let down = Set(faults.agentsDown ?? [])
+        let now = Date().timeIntervalSince1970
+        for node in manifest.nodes {
+            let running = SandboxAgents.runningPID(node) != nil
+            if down.contains(node.name) {
+                if running { SandboxAgents.stop(node) }
+                continue
+            }
+            guard !running, now - (agentStarts.withLockedValue { $0[node.name] } ?? 0) >= Self.agentRestartSeconds else { continue }
+            agentStarts.withLockedValue { $0[node.name] = now }
+            _ = try? SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: "\(manifest.directory)/pki")
+        }
     }
 
     /// Stops every node's k3s, the servers and the network; removes `sandbox.json`.
     public func stop() async {
+        for node in manifest.nodes { SandboxAgents.stop(node) }
         for node in manifest.nodes { _ = SystemctlStandIn.stop(node) }
         driver.cancel()
         await api.close()
@@ -261,6 +312,10 @@ public final class SandboxRunner: Sendable {
         guard let manifest = try? SandboxManifest.load(directory: directory) else {
             report.append(report.isEmpty ? "no sandbox runs in \(directory)" : "sandbox in \(directory) is down")
             return report.joined(separator: "\n")
+        }
+        for node in manifest.nodes where SandboxAgents.runningPID(node) != nil {
+            SandboxAgents.stop(node)
+            report.append("stopped the upkeep-agent of \(node.name)")
         }
         for node in manifest.nodes {
             let state = SystemctlStandIn.currentState(node)
