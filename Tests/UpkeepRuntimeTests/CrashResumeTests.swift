@@ -7,10 +7,12 @@ import UpkeepStore
 import UpkeepTestSupport
 
 @Suite struct CrashResumeTests {
-    /// A real controller process (upkeep-runtime-probe) is killed with SIGKILL right after its
-    /// first install ran; this process takes over the same database and world files and finishes
-    /// the rollout, and the agents' journals show every operation ran once, at its first attempt.
-    @Test func aControllerKilledMidRolloutResumesFromTheDatabaseAndRunsEachOperationOnce() async throws {
+    /// A real controller process (upkeep-runtime-probe) is killed with SIGKILL right after an
+    /// agent ran an operation and before its answer was recorded; this process takes over the
+    /// same database and world files and finishes the rollout. The agents' journals show every
+    /// operation ran once, at its first attempt, and the interrupted one was asked again by id.
+    @Test(arguments: ["server-1:install", "agent-1:cordon", "agent-2:commit"])
+    func aControllerKilledMidRolloutResumesFromTheDatabaseAndRunsEachOperationOnce(pauseAt: String) async throws {
         let directory = try TemporaryDirectory()
         let worldPath = directory.file("world.json")
         let state = directory.file("state")
@@ -19,7 +21,7 @@ import UpkeepTestSupport
         _ = FileManager.default.createFile(atPath: output, contents: nil)
         let probe = Process()
         probe.executableURL = URL(fileURLWithPath: try probePath())
-        probe.arguments = [state, worldPath, "r1", "40"]
+        probe.arguments = [state, worldPath, "r1", pauseAt]
         probe.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         probe.standardError = probe.standardOutput
         probe.standardInput = FileHandle.nullDevice
@@ -30,15 +32,15 @@ import UpkeepTestSupport
                 probe.waitUntilExit()
             }
         }
-        let installed = try await bounded("the probe to install server-1", seconds: 60) {
+        let paused = try await bounded("the probe to reach \(pauseAt)", seconds: 90) {
             while probe.isRunning {
-                if let world = try? FileWorld.load(worldPath), !world.executed("install", on: "server-1").isEmpty { return true }
+                if FileManager.default.fileExists(atPath: worldPath + ".paused") { return true }
                 try await Task.sleep(for: .milliseconds(5))
             }
             return false
         }
         let printed = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        try #require(installed, "the probe exited before installing server-1: \(printed)")
+        try #require(paused, "the probe exited before reaching \(pauseAt): \(printed)")
         kill(probe.processIdentifier, SIGKILL)
         probe.waitUntilExit()
         #expect(probe.terminationReason == .uncaughtSignal)
@@ -61,6 +63,9 @@ import UpkeepTestSupport
         #expect(result == .finished(.completed))
 
         let model = world.snapshot
+        let parts = pauseAt.split(separator: ":").map(String.init)
+        let interrupted = try #require(model.executed(parts[1], on: parts[0]).first)
+        #expect(model.received.filter { $0 == interrupted }.count == 2, "\(interrupted) was not asked again by its id")
         let ids = model.executed.map(\.operationID)
         #expect(Set(ids).count == ids.count, "an operation ran twice: \(ids)")
         #expect(model.executed.allSatisfy { $0.command.name == "stage" || $0.operationID.hasSuffix(":1") }, "a step was redone: \(ids)")

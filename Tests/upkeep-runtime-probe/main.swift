@@ -1,8 +1,9 @@
 // Runs one rollout against a file-backed world (UpkeepRuntimeTestSupport.FileWorld) so a test
 // can kill it with SIGKILL mid-rollout and resume from what it left on disk.
 //
-//   upkeep-runtime-probe <state-dir> <world.json> <rollout-id> <operation-delay-ms>
+//   upkeep-runtime-probe <state-dir> <world.json> <rollout-id> <node>:<command>
 //
+// The world pauses (creating <world.json>.paused) after running <command> on <node>.
 // Prints one line per notice; exits 0 when the rollout completed, 1 otherwise.
 import Foundation
 import UpkeepController
@@ -14,12 +15,13 @@ import UpkeepStore
 func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
 
 let arguments = CommandLine.arguments
-guard arguments.count == 5, let delay = Int(arguments[4]) else {
-    FileHandle.standardError.write(Data("usage: upkeep-runtime-probe <state-dir> <world.json> <rollout-id> <operation-delay-ms>\n".utf8))
+let pause = arguments.count == 5 ? arguments[4].split(separator: ":").map(String.init) : []
+guard pause.count == 2 else {
+    FileHandle.standardError.write(Data("usage: upkeep-runtime-probe <state-dir> <world.json> <rollout-id> <node>:<command>\n".utf8))
     exit(2)
 }
 do {
-    let world = try FileWorld(loading: arguments[2], operationDelayMilliseconds: delay)
+    let world = try FileWorld(loading: arguments[2], pauseAfter: (pause[0], pause[1]))
     let engine = try RolloutEngine(rolloutID: arguments[3], plan: RolloutFixtures.plan(world.snapshot), policy: RolloutFixtures.policy())
     let store = try StateStore(stateDirectory: arguments[1])
     let runtime = RolloutRuntime(store: store, transport: world, observer: world,
