@@ -139,4 +139,45 @@ struct SandboxCLITests {
         #expect(down.status == 0 && down.output.contains("stopped k3s on server-1"), "\(down.output)")
         #expect(pids.filter { Spawn.isAlive($0) }.isEmpty)
     }
+
+    static var canCreateNetworkNamespaces: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") }
+
+    /// Network namespaces and links whose names carry `tag` (this sandbox's bridge name).
+    static func networkObjects(_ tag: String) async throws -> [String] {
+        let namespaces = try await ProcessRun.run("/usr/sbin/ip", ["netns", "list"], timeoutSeconds: 20).output
+        let links = try await ProcessRun.run("/usr/sbin/ip", ["-o", "link"], timeoutSeconds: 20).output
+        return (namespaces + links).split(separator: "\n").map(String.init).filter { $0.contains(tag) }
+    }
+
+    @Test(.enabled(if: canCreateNetworkNamespaces, "needs root and iproute2"))
+    func netnsModePutsEachNodeInItsOwnNamespaceCanCutOneOffAndLeavesNothingBehind() async throws {
+        var bridge = ""
+        try await Self.withSandbox(["--netns", "--agents", "1"]) { directory, manifest in
+            bridge = try #require(manifest.bridge)
+            #expect(manifest.netns && manifest.nodes.allSatisfy { $0.address.hasPrefix("198.18.") && $0.netns != nil })
+            #expect(try await Self.networkObjects(bridge).count >= 3, "a bridge and a namespace per node")
+            let nodes = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(directory)/kubeconfig", "--cache-dir", "\(directory)/.kube-cache",
+                                                             "get", "nodes", "-o", "wide", "--no-headers"], timeoutSeconds: 30)
+            for node in manifest.nodes {
+                #expect(nodes.output.split(separator: "\n").contains { $0.hasPrefix(node.name + " ") && $0.contains(" Ready ") && $0.contains(node.address) },
+                        "\(nodes.output)")
+            }
+            // The k3s of a node is reachable only through the node's namespace on the bridge.
+            let agent = try #require(manifest.nodes.first { !$0.isServer })
+            let healthz = try await ProcessRun.run("curl", ["-sS", "--max-time", "5", agent.kubeletHealthzURL], timeoutSeconds: 20)
+            #expect(healthz.output == "ok", "\(healthz.output)")
+
+            // Cut the node off: its heartbeats stop reaching the API, which turns it NotReady.
+            let cut = try await ProcessRun.run("/usr/sbin/ip", ["-n", try #require(agent.netns), "link", "set", "eth0", "down"], timeoutSeconds: 20)
+            #expect(cut.status == 0, "\(cut.output)")
+            let kube = try KubeClient(kubeconfig: manifest.kubeconfig)
+            defer { Task { await kube.shutdown() } }
+            let notReady = try await HostTests.eventually(timeoutSeconds: 30) { try await !kube.get(Node.self, agent.name).isReady }
+            #expect(notReady, "a node cut off turns NotReady")
+            #expect(try await kube.get(Node.self, "server-1").isReady)
+        }
+        #expect(!bridge.isEmpty)
+        let left = try await Self.networkObjects(bridge)
+        #expect(left.isEmpty, "left behind: \(left)")
+    }
 }
