@@ -85,6 +85,12 @@ let package = Package(
         .target(name: "UpkeepController", dependencies: ["UpkeepCore"],
                 path: "controller/Sources/UpkeepController", swiftSettings: strict),
 
+        // The controller's I/O edges: the cluster observer (Kubernetes API), the agent fleet over
+        // mutual TLS, and the artifact cache (GitHub or a mirror, verified, by digest).
+        .target(name: "UpkeepFleet", dependencies: ["COpenSSL", "UpkeepController", "UpkeepCore", "UpkeepKube", "UpkeepProtocol", "UpkeepTLS",
+                                               "UpkeepPKI", "UpkeepHTTP", nioCore, nioHTTP1],
+                path: "controller/Sources/UpkeepFleet", swiftSettings: strict),
+
         // The controller's state: rollouts, transitions, steps, notices and the lease in SQLite (GRDB, WAL).
         .target(name: "UpkeepStore", dependencies: ["UpkeepController", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "controller/Sources/UpkeepStore", swiftSettings: strict),
@@ -94,7 +100,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepController", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepController", "UpkeepStore", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
                                              nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
@@ -129,12 +135,16 @@ let package = Package(
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
         .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
+        .testTarget(name: "UpkeepFleetTests", dependencies: ["UpkeepFleet", "UpkeepController", "UpkeepCore", "UpkeepKube", "UpkeepProtocol",
+                                                       "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepSandbox", "UpkeepAgent",
+                                                       "UpkeepTestSupport", nioCore, nioPosix],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         // A file-backed cluster with agents for the store's and runtime's tests and the runtime probe.
         .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepController", "UpkeepCore"],
                 path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),
         .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
                                                         "UpkeepRuntimeTestSupport"], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )

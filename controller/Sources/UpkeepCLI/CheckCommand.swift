@@ -25,7 +25,7 @@ struct Check: AsyncParsableCommand {
     var component: [Component] = []
 
     @Option(name: [.customShort("o"), .customLong("output")], help: ArgumentHelp("Output format: table or json.", valueName: "FORMAT"))
-    var output: CheckOutputFormat = .table
+    var output: OutputFormat = .table
 
     @Flag(name: .long, help: "The full report of every component (same as --all; for `--report --output json`).")
     var report = false
@@ -44,7 +44,7 @@ struct Check: AsyncParsableCommand {
     }
 }
 
-enum CheckOutputFormat: String, ExpressibleByArgument, CaseIterable {
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table
     case json
 }

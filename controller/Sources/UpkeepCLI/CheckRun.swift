@@ -11,7 +11,7 @@ import UpkeepUpdates
 struct CheckRun {
     let options: CheckOptions
     let components: Set<Component>
-    let format: CheckOutputFormat
+    let format: OutputFormat
 
     /// Connections opened on the way, closed at the end whatever happened.
     private struct Connections {

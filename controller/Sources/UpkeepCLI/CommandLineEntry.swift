@@ -17,6 +17,9 @@ extension Upkeep {
                 try command.run()
             }
             return 0
+        } catch let failure as CommandFailure {
+            FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
+            return failure.code
         } catch {
             let code = exitCode(for: error)
             let message = fullMessage(for: error)

@@ -10,6 +10,8 @@ public struct Upkeep: AsyncParsableCommand {
             PKI.self,
             Demo.self,
             Check.self,
+            Status.self,
+            History.self,
             Sandbox.self,
         ]
     )

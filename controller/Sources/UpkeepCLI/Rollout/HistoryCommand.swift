@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import UpkeepController
+import UpkeepCore
+import UpkeepStore
+
+/// `upkeep history`: every rollout the state database remembers, newest first; with an id, one
+/// rollout in full (plan, per-node steps with times, notices).
+struct History: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List past rollouts, or show one in full.",
+        discussion: "Exit codes: 0 shown, 2 usage, 9 the state database could not be read."
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Argument(help: "A rollout id: show that rollout in full.")
+    var id: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only rollouts created in this period: 30d, 12h, 90m.", valueName: "AGE"))
+    var since: String?
+
+    @Flag(name: .customLong("last-30-days"), help: "Only rollouts of the last 30 days (same as --since 30d).")
+    var lastThirtyDays = false
+
+    @Option(name: .long, help: "At most this many rollouts (1 to 10000).")
+    var limit = 50
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output = OutputFormat.table
+
+    func validate() throws {
+        guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
+        if let since { _ = try Self.ageMilliseconds(since) }
+        if since != nil && lastThirtyDays { throw ValidationError("use either --since or --last-30-days") }
+    }
+
+    /// `30d`, `12h`, `90m`, `45s` as milliseconds.
+    static func ageMilliseconds(_ text: String) throws -> Int64 {
+        let units: [Character: Int64] = ["d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000]
+        guard let unit = text.last, let scale = units[unit], let count = Int64(text.dropLast()), count > 0, count <= 36_500 else {
+            throw ValidationError("--since \(text): write a count and a unit, e.g. 30d, 12h, 90m")
+        }
+        return count * scale
+    }
+
+    func run() async throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        do {
+            if let id {
+                let detail = try store.rollout(id: id)
+                print(output == .json ? try jsonText(detail) : Self.render(detail), terminator: "")
+                return
+            }
+            let age = try lastThirtyDays ? Self.ageMilliseconds("30d") : since.map(Self.ageMilliseconds)
+            let records = try store.history(limit: limit, since: age.map { Instant.wallClockNow().adding(milliseconds: -$0) })
+            if output == .json {
+                print(try jsonText(records), terminator: "")
+            } else if records.isEmpty {
+                print("no rollouts recorded in \(config.resolvedStateDirectory())/upkeep.db")
+            } else {
+                print(renderTable(["ID", "CREATED", "FINISHED", "FROM", "TO", "NODES", "OUTCOME"], records.map { record in
+                    [record.id, record.createdAt.utcDescription, record.finishedAt?.utcDescription ?? "-", record.from,
+                     record.target.description, record.nodeSummary, record.outcomeText]
+                }), terminator: "")
+            }
+        } catch let error as StoreError {
+            throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+        }
+    }
+
+    static func render(_ detail: RolloutDetail) -> String {
+        let record = detail.record
+        var text = "rollout \(record.id): \(record.from) -> \(record.target)\n"
+        text += "created \(record.createdAt.utcDescription)"
+        if let started = record.startedAt { text += ", started \(started.utcDescription)" }
+        if let finished = record.finishedAt { text += ", finished \(finished.utcDescription)" }
+        text += "\noutcome: \(record.outcomeText)\n\n"
+        text += renderTable(["NODE", "WAVE", "FROM", "TO", "PHASE", "STARTED", "FINISHED"], record.steps.map { step in
+            [step.node, step.progress.wave, step.progress.from.description, step.progress.to.description, step.progress.phase,
+             step.startedAt?.utcDescription ?? "-", step.finishedAt?.utcDescription ?? "-"]
+        })
+        if !detail.notices.isEmpty {
+            text += "\n"
+            for notice in detail.notices {
+                text += "\(notice.at.utcDescription) \(notice.notice.level.rawValue) " + (notice.notice.node.map { "\($0): " } ?? "")
+                    + notice.notice.message + "\n"
+            }
+        }
+        return text
+    }
+}

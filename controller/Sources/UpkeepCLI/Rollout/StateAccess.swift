@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import UpkeepController
+import UpkeepStore
+
+/// Opens the state database named by the configuration, or says what to change.
+func openStateStore(_ config: ControllerConfig) throws -> StateStore {
+    do {
+        return try StateStore(stateDirectory: config.resolvedStateDirectory())
+    } catch {
+        throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+    }
+}
+
+/// A failure with the exit code it maps to and a message that says what to do.
+struct CommandFailure: Error, CustomStringConvertible {
+    var code: Int32
+    var message: String
+    var description: String { message }
+}
+
+extension Instant {
+    static func wallClockNow() -> Instant { Instant(milliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded())) }
+}
+
+/// JSON as the commands print it: sorted keys, pretty, slashes unescaped.
+func jsonText(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+}
+
+/// Pads columns to their widest cell, two spaces apart.
+func renderTable(_ header: [String], _ rows: [[String]]) -> String {
+    let all = [header] + rows
+    let widths = header.indices.map { column in all.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
+    return all.map { row in
+        row.enumerated().map { column, cell in
+            column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+    }.joined(separator: "\n") + "\n"
+}
+
+extension RolloutRecord {
+    /// `completed`, `rolled back: …`, `running`, `blocked: …`.
+    var outcomeText: String {
+        switch status {
+        case .notStarted: "not started"
+        case .running: "running"
+        case .stopping: "stopping"
+        case .blocked(let reason): "blocked: \(reason)"
+        case .finished(.completed): "completed"
+        case .finished(.rolledBack(let cause)): "rolled back: \(cause)"
+        case .finished(.failed(let cause)): "failed: \(cause)"
+        }
+    }
+
+    /// `3 done, 1 reverted` over the forward moves.
+    var nodeSummary: String {
+        var counts: [MoveProgress.Stage: Int] = [:]
+        for step in steps where !step.progress.isRollback { counts[step.progress.stage, default: 0] += 1 }
+        let order: [MoveProgress.Stage] = [.done, .working, .waiting, .reverted, .unhealthy, .cancelled]
+        return order.compactMap { stage in counts[stage].map { "\($0) \(stage.rawValue)" } }.joined(separator: ", ")
+    }
+}

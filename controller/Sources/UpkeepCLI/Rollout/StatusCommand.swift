@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import UpkeepController
+import UpkeepCore
+import UpkeepStore
+
+/// `upkeep status`: the rollout in progress (or the last one), each node's phase, and who holds
+/// the controller lease.
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the rollout in progress, or the last one, node by node.",
+        discussion: "Exit codes: 0 shown, 2 usage, 9 the state database could not be read."
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output = OutputFormat.table
+
+    struct Report: Encodable {
+        var rollout: RolloutRecord?
+        var inProgress: Bool
+        var lease: Lease?
+        var cordonedByUpkeep: [String]
+    }
+
+    func run() async throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        do {
+            let unfinished = try store.unfinishedRollout()
+            let record = try unfinished ?? store.history(limit: 1).first
+            let engine = try record.map { try store.engine(rolloutID: $0.id) }
+            let report = Report(rollout: record, inProgress: unfinished != nil, lease: try store.currentLease(),
+                                cordonedByUpkeep: engine?.cordonedByUpkeep ?? [])
+            print(output == .json ? try jsonText(report) : Self.render(report), terminator: "")
+        } catch let error as StoreError {
+            throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+        }
+    }
+
+    static func render(_ report: Report) -> String {
+        guard let record = report.rollout else { return "no rollouts yet; start one with `upkeep plan` and `upkeep apply`\n" }
+        var text = report.inProgress ? "rollout in progress: " : "last rollout: "
+        text += "\(record.id) \(record.from) -> \(record.target): \(record.outcomeText)\n"
+        if let lease = report.lease {
+            text += "lease: \(lease.holder) until \(lease.expiresAt.utcDescription)\n"
+        }
+        if !report.cordonedByUpkeep.isEmpty {
+            text += "cordoned by upkeep: \(report.cordonedByUpkeep.joined(separator: ", "))\n"
+        }
+        text += "\n" + renderTable(["NODE", "WAVE", "FROM", "TO", "PHASE"], record.steps.map { step in
+            [step.node, step.progress.wave, step.progress.from.description, step.progress.to.description,
+             step.progress.phase + (step.progress.note.map { " (\($0))" } ?? "")]
+        })
+        return text
+    }
+}

@@ -1,0 +1,253 @@
+import Foundation
+import NIOCore
+import UpkeepController
+import UpkeepCore
+import UpkeepProtocol
+
+/// How agents drain, beyond the timeout each drain command carries (from the policy).
+public struct DrainSettings: Sendable, Equatable {
+    /// Overrides each pod's own grace period; nil keeps it.
+    public var gracePeriodSeconds: Int?
+    /// Evict pods with emptyDir volumes (their scratch data is lost); false makes them block.
+    public var deleteEmptyDirData: Bool
+    /// Only pods matching this label selector are evicted.
+    public var podSelector: String?
+
+    public init(gracePeriodSeconds: Int? = nil, deleteEmptyDirData: Bool = true, podSelector: String? = nil) {
+        self.gracePeriodSeconds = gracePeriodSeconds
+        self.deleteEmptyDirData = deleteEmptyDirData
+        self.podSelector = podSelector
+    }
+}
+
+/// The runtime's `AgentTransport` over the wire protocol: each `AgentCommand` becomes the
+/// protocol method with the same operation id, on the node's connection from `AgentFleet`;
+/// artifacts for `stage` stream from the `ArtifactCache` with their SHA-256.
+///
+/// An Error answer is a reply (`.refused(code:message:)`); only a missing answer throws
+/// `AgentTransportError`. A lost connection or a `busy` agent is retried with backoff within
+/// the deadline: safe, as the agent answers a repeated operation id from its journal (or joins
+/// the run still in progress).
+public struct ProtocolAgentTransport: AgentTransport {
+    public let fleet: AgentFleet
+    public let artifacts: ArtifactCache
+    public let drain: DrainSettings
+
+    public init(fleet: AgentFleet, artifacts: ArtifactCache, drain: DrainSettings = DrainSettings()) {
+        self.fleet = fleet
+        self.artifacts = artifacts
+        self.drain = drain
+    }
+
+    public func send(_ request: AgentRequest, deadlineSeconds: Int,
+                     progress: @escaping @Sendable (String) -> Void) async throws -> AgentReply {
+        let deadline = ContinuousClock.now + .seconds(max(1, deadlineSeconds))
+        guard let id = OperationID(rawValue: request.operationID) else {
+            return .refused(code: ErrorCode.badRequest.rawValue, message: "\"\(request.operationID)\" is not \(OperationID.format)")
+        }
+        let call = NodeCall(node: request.node, fleet: fleet, backoff: fleet.configuration.backoff, deadline: deadline, progress: progress)
+        switch request.command {
+        case .cordon:
+            return try await call.run(CordonRequest(operationID: id)) { .cordoned(wasUnschedulable: $0.wasUnschedulable) }
+        case .drain(let timeoutSeconds):
+            let message = DrainRequest(operationID: id, timeoutSeconds: timeoutSeconds, gracePeriodSeconds: drain.gracePeriodSeconds,
+                                       deleteEmptyDirData: drain.deleteEmptyDirData, podSelector: drain.podSelector)
+            return try await call.run(message) { _ in .drained }
+        case .stage(let version, let arch):
+            let artifact: Artifact
+            do { artifact = try await artifacts.artifact(version: version, arch: arch) } catch let error as ArtifactError where !error.isTransient {
+                return Refusal(error).reply
+            } catch {
+                throw AgentTransportError(node: request.node, reason: "the artifact for \(version) \(arch.rawValue) is not available yet: \(error)")
+            }
+            guard let digest = SHA256Hex(rawValue: artifact.sha256) else { preconditionFailure("the cache stores lowercase hex digests") }
+            let message = StageRequest(operationID: id, k3sVersion: version.description, sha256: digest, bytes: artifact.bytes)
+            return try await call.run(message, upload: Self.fileSource(artifact, progress: progress)) { _ in .staged }
+        case .install(let version, let healthTimeoutSeconds, let watchdogTimeoutSeconds):
+            let digest: SHA256Hex
+            switch try await installDigest(node: request.node, version: version, call: call) {
+            case .success(let found): digest = found
+            case .failure(let refusal): return refusal.reply
+            }
+            let message = InstallRequest(operationID: id, sha256: digest, k3sVersion: version.description,
+                                         healthTimeoutSeconds: healthTimeoutSeconds, watchdogTimeoutSeconds: watchdogTimeoutSeconds)
+            return try await call.run(message) { result in
+                switch result.outcome {
+                case .installed: .installed(version: result.k3sVersion.flatMap { try? K3sVersion($0) })
+                case .reverted: .installReverted(version: result.k3sVersion.flatMap { try? K3sVersion($0) }, healthy: Self.restoredHealthy(result.probe),
+                                                 message: Self.summary(result.probe))
+                }
+            }
+        case .rollback(let healthTimeoutSeconds):
+            return try await call.run(RollbackRequest(operationID: id, healthTimeoutSeconds: healthTimeoutSeconds)) { result in
+                .rolledBack(version: result.k3sVersion.flatMap { try? K3sVersion($0) }, healthy: result.probe.healthy, message: Self.summary(result.probe))
+            }
+        case .uncordon:
+            return try await call.run(UncordonRequest(operationID: id)) { .uncordoned($0.uncordoned) }
+        case .commit(let installOperationID):
+            guard let install = OperationID(rawValue: installOperationID) else {
+                return .refused(code: ErrorCode.badRequest.rawValue, message: "\"\(installOperationID)\" is not \(OperationID.format)")
+            }
+            return try await call.run(CommitRequest(operationID: id, installOperationID: install)) { result in
+                .committed(version: result.k3sVersion.flatMap { try? K3sVersion($0) })
+            }
+        }
+    }
+
+    /// The digest of the cached binary of `version` for the node's architecture (as its agent
+    /// reports it in Hello).
+    private func installDigest(node: String, version: K3sVersion, call: NodeCall) async throws -> Result<SHA256Hex, Refusal> {
+        let hello = try await call.hello()
+        guard let arch = try? Arch(hello.arch) else {
+            return .failure(Refusal(code: ErrorCode.notFound.rawValue, message: "the agent of \(node) reports architecture \(hello.arch), which k3s does not publish"))
+        }
+        let artifact: Artifact
+        if let cached = artifacts.cached(version: version, arch: arch) {
+            artifact = cached
+        } else {
+            do { artifact = try await artifacts.artifact(version: version, arch: arch) } catch let error as ArtifactError where !error.isTransient {
+                return .failure(Refusal(error))
+            } catch {
+                throw AgentTransportError(node: node, reason: "the artifact for \(version) \(arch.rawValue) is not available yet: \(error)")
+            }
+        }
+        guard let digest = SHA256Hex(rawValue: artifact.sha256) else { preconditionFailure("the cache stores lowercase hex digests") }
+        return .success(digest)
+    }
+
+    /// A request that cannot succeed before it reaches the agent, answered as the agent would
+    /// (with a protocol error code), so the engine treats it as the failure it is.
+    struct Refusal: Error {
+        var code: String
+        var message: String
+        var reply: AgentReply { .refused(code: code, message: message) }
+
+        init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
+
+        init(_ error: ArtifactError) {
+            let code: ErrorCode = switch error {
+            case .checksumMismatch: .digestMismatch
+            case .notFound, .checksumNotListed: .notFound
+            case .unavailable, .tooLarge, .storage: .internal
+            }
+            self.init(code: code.rawValue, message: error.description)
+        }
+    }
+
+    /// After a revert the agent's last probe is of the restored binary.
+    static func restoredHealthy(_ probe: ProbeResult) -> Bool { probe.healthy }
+
+    /// The failing checks, or all of them when none failed.
+    static func summary(_ probe: ProbeResult) -> String {
+        let failing = probe.checks.filter { !$0.ok }
+        let shown = failing.isEmpty ? probe.checks : failing
+        let text = shown.map { "\($0.name): \($0.message)" }.joined(separator: "; ")
+        return probe.healthy ? "healthy (\(text))" : "unhealthy: \(text)"
+    }
+
+    /// The artifact's file as an upload, read in 256 KiB pieces each time the stream starts,
+    /// with a progress line at every quarter.
+    static func fileSource(_ artifact: Artifact, progress: @escaping @Sendable (String) -> Void) -> ChunkSource {
+        ChunkSource { emit in
+            guard let handle = FileHandle(forReadingAtPath: artifact.path) else {
+                throw ArtifactError.storage(path: artifact.path, reason: "the cached artifact cannot be opened")
+            }
+            defer { try? handle.close() }
+            var sent: Int64 = 0
+            var quarter = 0
+            while let data = try handle.read(upToCount: 256 << 10), !data.isEmpty {
+                try await emit(ByteBuffer(bytes: data))
+                sent += Int64(data.count)
+                let reached = artifact.bytes > 0 ? Int(sent * 4 / artifact.bytes) : 4
+                if reached > quarter {
+                    quarter = reached
+                    progress("sent \(sent) of \(artifact.bytes) bytes of \(artifact.assetName) \(artifact.version)")
+                }
+            }
+        }
+    }
+}
+
+/// One request to one node, resent within its deadline while no answer came.
+struct NodeCall: Sendable {
+    let node: String
+    let fleet: AgentFleet
+    let backoff: Backoff
+    let deadline: ContinuousClock.Instant
+    let progress: @Sendable (String) -> Void
+
+    /// What the node's agent said in Hello (connecting first if needed).
+    func hello() async throws -> AgentInfo {
+        try await attempt { client in try await client.connection().hello.agent }
+    }
+
+    /// Sends `message`; an Error answer becomes `.refused`, a result goes through `reply`.
+    func run<M: RequestMessage>(_ message: M, upload: ChunkSource? = nil,
+                                reply: @Sendable (M.Result) -> AgentReply) async throws -> AgentReply {
+        let progress = progress
+        let deadline = deadline
+        do {
+            let result = try await attempt { client in
+                let connection = try await client.connection()
+                return try await connection.withCall(message, upload: upload, deadline: deadline) { call in
+                    let forwarder = Task { for await event in call.progress { progress(Self.line(event)) } }
+                    do {
+                        let result = try await call.response()
+                        await forwarder.value
+                        return result
+                    } catch {
+                        forwarder.cancel()
+                        throw error
+                    }
+                }
+            }
+            return reply(result)
+        } catch let refusal as ErrorResponse {
+            return .refused(code: refusal.code.rawValue, message: refusal.message)
+        }
+    }
+
+    /// Runs `body` until it returns, the agent answers an error (thrown as `ErrorResponse`), or
+    /// no answer can come (thrown as `AgentTransportError`). Lost connections and `busy` or
+    /// `shuttingDown` answers are retried with backoff, within the deadline and `backoff.attemptsMax`.
+    private func attempt<T: Sendable>(_ body: (ReconnectingClient) async throws -> T) async throws -> T {
+        let client = try await fleet.client(for: node)
+        var random = SystemRandomNumberGenerator()
+        var tries = 1
+        while true {
+            let failure: ProtocolError
+            do {
+                return try await body(client)
+            } catch let error as ProtocolError {
+                failure = error
+            }
+            switch failure {
+            case .remote(let response) where response.code == .busy || response.code == .shuttingDown:
+                break
+            case .remote(let response):
+                throw response
+            case .connectFailed, .connectionClosed, .notProcessed:
+                break
+            case .tls, .deadlineExceeded, .digestMismatch, .protocolViolation, .uploadFailed:
+                throw AgentTransportError(node: node, reason: failure.description)
+            }
+            let delay = backoff.delay(afterAttempt: tries, using: &random)
+            guard tries < backoff.attemptsMax, ContinuousClock.now + delay < deadline else {
+                throw AgentTransportError(node: node, reason: "\(failure) (after \(tries) attempts)")
+            }
+            try await Task.sleep(for: delay)
+            tries += 1
+        }
+    }
+
+    static func line(_ event: ProgressEvent) -> String {
+        switch event {
+        case .step(let step): "\(step.step): \(step.message)"
+        case .pod(let pod): "pod \(pod.namespace)/\(pod.name) \(pod.action.rawValue)\(pod.message.isEmpty ? "" : ": \(pod.message)")"
+        case .bytes(let bytes): "\(bytes.doneBytes)\(bytes.totalBytes.map { " of \($0)" } ?? "") bytes"
+        }
+    }
+}
