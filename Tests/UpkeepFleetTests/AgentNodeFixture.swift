@@ -108,6 +108,15 @@ final class AgentNodeFixture: @unchecked Sendable {
         config.listenAddress = "127.0.0.1"
         config.listenPort = 0
         if let kubeconfig { config.kubeconfig = kubeconfig }
+        self.config = config
+        try await startAgent()
+    }
+
+    private var config: AgentConfig?
+
+    /// Starts the agent's service (which reads its journal) and its server on a new port.
+    private func startAgent() async throws {
+        guard let config else { preconditionFailure("start(pki:identity:kubeconfig:) first") }
         let logger = AgentBootstrap.logger(level: .critical)
         let environment = try AgentBootstrap.environment(config: config, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         let service = try await AgentService.start(environment)
@@ -119,10 +128,22 @@ final class AgentNodeFixture: @unchecked Sendable {
 
     private var servers: [ProtocolServer] = []
 
-    func shutdown() async {
+    /// Stops the agent and starts it again on the same data directory, as systemd would after
+    /// a crash; k3s keeps running. The agent listens on a new port afterwards.
+    func restartAgent() async throws {
+        await stopAgent()
+        try await startAgent()
+    }
+
+    private func stopAgent() async {
         for server in servers { await server.shutdown() }
         servers = []
         await service?.close()
+        service = nil
+    }
+
+    func shutdown() async {
+        await stopAgent()
         stopK3s()
     }
 

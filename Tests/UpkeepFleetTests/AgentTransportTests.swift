@@ -85,6 +85,28 @@ final class Lines: @unchecked Sendable {
         await rig.close()
     }
 
+    /// The agent restarts after answering an install whose answer the controller "lost": the
+    /// same operation id, sent on a new connection to its new address, returns the journal's
+    /// record and installs nothing again.
+    @Test func aReplayedOperationIDAfterAnAgentRestartReturnsTheRecordedResult() async throws {
+        let rig = try await rig()
+        let version2 = try K3sVersion(v2)
+        #expect(try await send(rig, "r1:agent-1:stage:1", .stage(version: version2, arch: .amd64)) == .staged)
+        let install = AgentCommand.install(version: version2, healthTimeoutSeconds: 30, watchdogTimeoutSeconds: 600)
+        let first = try await send(rig, "r1:agent-1:install:1", install)
+        #expect(first == .installed(version: version2))
+        let restarts = rig.node.restarts
+
+        try await rig.node.restartAgent()
+        await rig.fleet.setEndpoints(["agent-1": AgentEndpoint(host: "127.0.0.1", port: rig.node.port)])
+        #expect(try await send(rig, "r1:agent-1:install:1", install) == first)
+        #expect(rig.node.restarts == restarts)
+        // Staging the same artifact again under a new id is answered without a second copy.
+        #expect(try await send(rig, "r1:agent-1:stage:2", .stage(version: version2, arch: .amd64)) == .staged)
+        #expect(try await send(rig, "r1:agent-1:commit:1", .commit(installOperationID: "r1:agent-1:install:1")) == .committed(version: version2))
+        await rig.close()
+    }
+
     @Test func agentErrorsBecomeRefusedReplies() async throws {
         let rig = try await rig()
         // Nothing was installed under this id: the agent's typed error comes back as a reply.

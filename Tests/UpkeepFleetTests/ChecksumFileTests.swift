@@ -11,3 +11,14 @@ import Testing
         #expect(ChecksumFile.digest(of: "k3s", in: "xyz  k3s\n") == nil)
     }
 }
+
+@Suite struct ArtifactSourceTests {
+    @Test func configuredSourcesFollowTheReleasesSection() throws {
+        #expect(try ArtifactSource.configured(mirror: nil, githubAPI: "https://api.github.com") == .github)
+        #expect(try ArtifactSource.configured(mirror: nil, githubAPI: "http://127.0.0.1:8080").description == "http://127.0.0.1:8080/")
+        #expect(try ArtifactSource.configured(mirror: "/srv/k3s-mirror", githubAPI: "https://api.github.com") == .directory("/srv/k3s-mirror"))
+        #expect(try ArtifactSource.configured(mirror: "https://mirror.example/upkeep", githubAPI: "https://api.github.com").description
+                == "https://mirror.example/upkeep")
+        #expect(ArtifactSource.relativePath(tag: "v1.31.2+k3s1", asset: "k3s", encoded: true) == "k3s-io/k3s/releases/download/v1.31.2%2Bk3s1/k3s")
+    }
+}

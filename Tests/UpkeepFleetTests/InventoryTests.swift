@@ -44,9 +44,13 @@ import UpkeepTestSupport
             // Replicas of attached volumes run; those of detached ones are stopped.
             #expect(volume.replicas.filter(\.running).count == replicas.filter { $0.volumeName == volume.name && $0.currentState == "running" }.count)
         }
-        let observation = try await observer.observe()
-        #expect(observation.inventory.nodes.count == 5 && observation.etcdHealthy == nil)
-        #expect(observation.inventory.volumes.count == reading.volumes.count)
+        // Observing through a fleet keeps its address book current.
+        let directory = try TemporaryDirectory()
+        let fleet = AgentFleet(security: try FleetPKI(in: directory.file("pki")).controllerSecurity())
+        let observation = try await KubeClusterObserver(client: api.client, agentPort: 9660, fleet: fleet).observe()
+        #expect(observation.inventory.nodes.map(\.name) == reading.nodes.map(\.node.name) && observation.etcdHealthy == nil)
+        #expect(await fleet.endpoint(of: "agent-2") == AgentEndpoint(host: "127.0.0.1", port: 19001))
+        #expect(await fleet.endpoint(of: "server-1") == AgentEndpoint(host: spec.address(of: "server-1"), port: 9660))
         await api.close()
     }
 

@@ -27,6 +27,16 @@ public enum ArtifactSource: Sendable, Equatable, CustomStringConvertible {
         return "\(repository)/releases/download/\(tagSegment)/\(asset)"
     }
 
+    /// The source `upkeep.yaml`'s `releases` section names: the mirror when set (a URL or a
+    /// directory), else the downloads that go with `githubAPI`.
+    public static func configured(mirror: String?, githubAPI: String) throws -> ArtifactSource {
+        if let mirror {
+            if mirror.hasPrefix("http://") || mirror.hasPrefix("https://") { return .http(try HTTPURL(mirror)) }
+            return .directory(mirror)
+        }
+        return .http(downloadBase(forAPI: try HTTPURL(githubAPI)))
+    }
+
     public var description: String {
         switch self {
         case .http(let base): base.description

@@ -36,14 +36,20 @@ public struct ClusterObservationError: Error, Equatable, Sendable, CustomStringC
 public struct KubeClusterObserver: ClusterObserver {
     public let client: KubeClient
     public let agentPort: Int
+    /// When set, every observation also refreshes this fleet's agent addresses, so a changed
+    /// annotation or InternalIP is followed during a rollout.
+    public let fleet: AgentFleet?
 
-    public init(client: KubeClient, agentPort: Int) {
+    public init(client: KubeClient, agentPort: Int, fleet: AgentFleet? = nil) {
         self.client = client
         self.agentPort = agentPort
+        self.fleet = fleet
     }
 
     public func observe() async throws -> ClusterObservation {
-        ClusterObservation(inventory: try await read().inventory, etcdHealthy: nil)
+        let reading = try await read()
+        await fleet?.setEndpoints(reading.agentEndpoints)
+        return ClusterObservation(inventory: reading.inventory, etcdHealthy: nil)
     }
 
     /// Nodes (servers first, then by name) and Longhorn volumes. A cluster without Longhorn
