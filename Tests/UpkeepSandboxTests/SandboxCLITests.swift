@@ -122,22 +122,31 @@ struct SandboxCLITests {
         }
     }
 
-    @Test func downCleansUpASandboxWhoseProcessWasKilled() async throws {
+    @Test func upAndDownCleanUpASandboxWhoseProcessWasKilled() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upkeep-sbx-cli-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let up = try await Self.upkeep(["sandbox", "up", "--dir", directory, "--servers", "1", "--agents", "0", "--volumes", "0", "--no-agents"])
-        let pids = Self.recordedPIDs(directory)
-        #expect(up.status == 0, "\(up.output)")
-        let daemon = try #require(SandboxDaemon.runningPID(directory))
-        kill(daemon, SIGKILL)
-        let gone = try await HostTests.eventually(timeoutSeconds: 10) { !Spawn.isAlive(daemon) }
-        #expect(gone)
+        let arguments = ["sandbox", "up", "--dir", directory, "--servers", "1", "--agents", "0", "--volumes", "0", "--no-agents"]
+        /// Starts the sandbox, kills its process with SIGKILL and returns what it had started.
+        func upThenKill() async throws -> Set<pid_t> {
+            let up = try await Self.upkeep(arguments)
+            let pids = Self.recordedPIDs(directory)
+            #expect(up.status == 0, "\(up.output)")
+            let daemon = try #require(SandboxDaemon.runningPID(directory))
+            kill(daemon, SIGKILL)
+            let gone = try await HostTests.eventually(timeoutSeconds: 10) { !Spawn.isAlive(daemon) }
+            #expect(gone)
+            #expect(pids.count == 3 && pids.filter { Spawn.isAlive($0) }.count == 2, "the node's supervisor and k3s outlive the sandbox process")
+            return pids
+        }
+        let first = try await upThenKill()
         let status = try await Self.upkeep(["sandbox", "status", "--dir", directory])
         #expect(status.status == 1 && status.output.contains("not running"), "\(status.output)")
-        #expect(pids.count == 3 && pids.filter { Spawn.isAlive($0) }.count == 2, "the node's supervisor and k3s outlive the sandbox process")
+        // A new up cleans up what the killed one left, then starts afresh.
+        let second = try await upThenKill()
+        #expect(first.filter { Spawn.isAlive($0) }.isEmpty, "up stopped the killed sandbox's node")
         let down = try await Self.upkeep(["sandbox", "down", "--dir", directory])
         #expect(down.status == 0 && down.output.contains("stopped k3s on server-1"), "\(down.output)")
-        #expect(pids.filter { Spawn.isAlive($0) }.isEmpty)
+        #expect(second.filter { Spawn.isAlive($0) }.isEmpty)
     }
 
     static var canCreateNetworkNamespaces: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") }
