@@ -94,13 +94,16 @@ let package = Package(
         // The controller's state: rollouts, transitions, steps, notices and the lease in SQLite (GRDB, WAL).
         .target(name: "UpkeepStore", dependencies: ["UpkeepController", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "controller/Sources/UpkeepStore", swiftSettings: strict),
+        // Drives the rollout engine: persists every transition before acting, holds the lease.
+        .target(name: "UpkeepRuntime", dependencies: ["UpkeepController", "UpkeepStore"],
+                path: "controller/Sources/UpkeepRuntime", swiftSettings: strict),
 
         // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
         .target(name: "UpkeepSimulation", dependencies: ["UpkeepController", "UpkeepCore"],
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepController", "UpkeepStore", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepController", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
                                              nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
@@ -143,6 +146,11 @@ let package = Package(
         // A file-backed cluster with agents for the store's and runtime's tests and the runtime probe.
         .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepController", "UpkeepCore"],
                 path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),
+        // Runs a rollout against a file-backed world so a test can SIGKILL it mid-rollout.
+        .executableTarget(name: "upkeep-runtime-probe", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepController", "UpkeepRuntimeTestSupport"],
+                          path: "Tests/upkeep-runtime-probe", swiftSettings: strict),
+        .testTarget(name: "UpkeepRuntimeTests", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
+                                                          "UpkeepRuntimeTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
                                                         "UpkeepRuntimeTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
