@@ -164,9 +164,11 @@ final class Lines: @unchecked Sendable {
                                                                         backoff: .init(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), attemptsMax: 3)))
         let state = try TemporaryDirectory()
         let transport = ProtocolAgentTransport(fleet: fleet, artifacts: try ArtifactCache(stateDirectory: state.path, source: .directory(state.path), client: nil))
-        await #expect(throws: AgentTransportError.self) {
+        await #expect {
             try await transport.send(AgentRequest(operationID: "r1:agent-1:cordon:1", node: "agent-1", command: .cordon), deadlineSeconds: 20,
                                      progress: { _ in })
+        } throws: { error in
+            (error as? AgentTransportError)?.description.contains("connection refused at 127.0.0.1:\(port)") == true
         }
         // A node the fleet has no address for throws too, without dialling anything.
         await #expect(throws: AgentTransportError.self) {
@@ -177,6 +179,7 @@ final class Lines: @unchecked Sendable {
                                                InventoryNode(name: "agent-9", role: .agent, version: try K3sVersion(v1))])
         #expect(inspections.map(\.node) == ["agent-1", "agent-9"])
         #expect(inspections.allSatisfy { if case .unreachable = $0.verdict { true } else { false } }, "\(inspections)")
+        #expect(inspections[0].message.contains("connection refused at 127.0.0.1:\(port)"), "\(inspections[0].message)")
         await fleet.close()
     }
 

@@ -243,7 +243,8 @@ struct NodeCall: Sendable {
             }
             let delay = backoff.delay(afterAttempt: tries, using: &random)
             guard tries < backoff.attemptsMax, ContinuousClock.now + delay < deadline else {
-                throw AgentTransportError(node: node, reason: "\(failure) (after \(tries) attempts)")
+                let endpoint = await fleet.endpoint(of: node)
+                throw AgentTransportError(node: node, reason: "\(AgentTransportError.reason(failure, endpoint: endpoint)) (after \(tries) attempts)")
             }
             try await Task.sleep(for: delay)
             tries += 1
