@@ -103,6 +103,8 @@ final class Lines: @unchecked Sendable {
         #expect(rig.node.restarts == restarts)
         // Staging the same artifact again under a new id is answered without a second copy.
         #expect(try await send(rig, "r1:agent-1:stage:2", .stage(version: version2, arch: .amd64)) == .staged)
+        // Restarted where it was: the fleet's connection is dead and is made again by itself.
+        try await rig.node.restartAgent(samePort: true)
         #expect(try await send(rig, "r1:agent-1:commit:1", .commit(installOperationID: "r1:agent-1:install:1")) == .committed(version: version2))
         await rig.close()
     }
@@ -162,9 +164,11 @@ final class Lines: @unchecked Sendable {
                                                                         backoff: .init(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), attemptsMax: 3)))
         let state = try TemporaryDirectory()
         let transport = ProtocolAgentTransport(fleet: fleet, artifacts: try ArtifactCache(stateDirectory: state.path, source: .directory(state.path), client: nil))
-        await #expect(throws: AgentTransportError.self) {
+        await #expect {
             try await transport.send(AgentRequest(operationID: "r1:agent-1:cordon:1", node: "agent-1", command: .cordon), deadlineSeconds: 20,
                                      progress: { _ in })
+        } throws: { error in
+            (error as? AgentTransportError)?.description.contains("connection refused at 127.0.0.1:\(port)") == true
         }
         // A node the fleet has no address for throws too, without dialling anything.
         await #expect(throws: AgentTransportError.self) {
@@ -175,6 +179,7 @@ final class Lines: @unchecked Sendable {
                                                InventoryNode(name: "agent-9", role: .agent, version: try K3sVersion(v1))])
         #expect(inspections.map(\.node) == ["agent-1", "agent-9"])
         #expect(inspections.allSatisfy { if case .unreachable = $0.verdict { true } else { false } }, "\(inspections)")
+        #expect(inspections[0].message.contains("connection refused at 127.0.0.1:\(port)"), "\(inspections[0].message)")
         await fleet.close()
     }
 

@@ -105,6 +105,20 @@ import UpkeepTestSupport
         #expect(try setup.reader.transitions(rolloutID: "r1").contains { $0.event == "resume" })
     }
 
+    @Test func aRolloutCreatedButNeverStartedIsStartedByResume() async throws {
+        let setup = try Setup()
+        try setup.reader.acquireLease(holder: "killed pid 3", ttlMilliseconds: 600_000, now: WallClock().now())
+        try setup.reader.createRollout(try RolloutFixtures.engine("r1"), holder: "killed pid 3", now: WallClock().now())
+        try setup.reader.releaseLease(holder: "killed pid 3")
+        let runtime = RolloutRuntime(store: setup.store, transport: setup.world, observer: setup.world,
+                                     configuration: RuntimeConfiguration(holder: "test"))
+        let result = try await bounded("the resumed rollout to finish") { try await runtime.resume() }
+        #expect(result == .finished(.completed))
+        #expect(try setup.reader.transitions(rolloutID: "r1").first?.event == "start")
+        await #expect(throws: RuntimeError.store(.nothingToResume)) { try await runtime.resume() }
+        await #expect(throws: RuntimeError.store(.rolloutFinished(id: "r1", outcome: "completed"))) { try await runtime.resume(rolloutID: "r1") }
+    }
+
     @Test func aSecondControllerIsKeptOutAndNothingIsRecorded() async throws {
         let setup = try Setup()
         let lease = try setup.reader.acquireLease(holder: "other pid 1", ttlMilliseconds: 600_000, now: WallClock().now())

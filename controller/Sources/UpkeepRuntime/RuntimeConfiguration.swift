@@ -35,9 +35,11 @@ public struct RuntimeConfiguration: Sendable {
         self.answerGraceSeconds = answerGraceSeconds
     }
 
-    /// `<hostname> pid <pid>`.
+    /// `<hostname> pid <pid>` (the kernel's host name: no DNS lookup).
     public static func defaultHolder() -> String {
-        "\(ProcessInfo.processInfo.hostName) pid \(getpid())"
+        var name = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&name, name.count - 1) == 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown-host"
+        return "\(host) pid \(getpid())"
     }
 
     /// The deadline handed to the transport with `command`.

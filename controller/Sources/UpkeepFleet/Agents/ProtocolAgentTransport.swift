@@ -211,22 +211,29 @@ struct NodeCall: Sendable {
     }
 
     /// Runs `body` until it returns, the agent answers an error (thrown as `ErrorResponse`), or
-    /// no answer can come (thrown as `AgentTransportError`). Lost connections and `busy` or
-    /// `shuttingDown` answers are retried with backoff, within the deadline and `backoff.attemptsMax`.
+    /// no answer can come (thrown as `AgentTransportError`, also for `timeout`, whose outcome is
+    /// unknown). Lost connections and `busy`, `shuttingDown` or `cancelled` answers are retried
+    /// with backoff, within the deadline and `backoff.attemptsMax`.
     private func attempt<T: Sendable>(_ body: (ReconnectingClient) async throws -> T) async throws -> T {
-        let client = try await fleet.client(for: node)
         var random = SystemRandomNumberGenerator()
         var tries = 1
         while true {
             let failure: ProtocolError
             do {
-                return try await body(client)
+                // Asked each time: the address book may have changed since the last try.
+                return try await body(try await fleet.client(for: node))
             } catch let error as ProtocolError {
                 failure = error
             }
             switch failure {
             case .remote(let response) where response.code == .busy || response.code == .shuttingDown:
                 break
+            case .remote(let response) where response.code == .cancelled:
+                // Not our Cancel (a deadline of ours throws locally): the agent stopped the work
+                // as it shut down. Its journal resolves the operation; the same id asks for that.
+                break
+            case .remote(let response) where response.code == .timeout:
+                throw AgentTransportError(node: node, reason: "the agent stopped the request at its deadline: \(response.message)")
             case .remote(let response):
                 throw response
             case .connectFailed, .connectionClosed, .notProcessed:
@@ -236,7 +243,8 @@ struct NodeCall: Sendable {
             }
             let delay = backoff.delay(afterAttempt: tries, using: &random)
             guard tries < backoff.attemptsMax, ContinuousClock.now + delay < deadline else {
-                throw AgentTransportError(node: node, reason: "\(failure) (after \(tries) attempts)")
+                let endpoint = await fleet.endpoint(of: node)
+                throw AgentTransportError(node: node, reason: "\(AgentTransportError.reason(failure, endpoint: endpoint)) (after \(tries) attempts)")
             }
             try await Task.sleep(for: delay)
             tries += 1
