@@ -265,18 +265,15 @@ public final class SandboxRunner: Sendable {
     /// Applies what `faults.json` says to the running sandbox (the fake k3s reads its own knobs
     /// when it starts) and keeps the agents running as systemd would (except those a fault
     /// keeps down); called periodically by the sandbox process.
-    public func tend() {
+    public func tend() async {
         let faults = SandboxFaults.load(manifest.faultsFile)
         cluster.withModel { $0.rebuildSecondsByNode = faults.rebuildSeconds ?? [:] }
         guard let agentBinary = options.agentBinary else { return }
         let down = Set(faults.agentsDown ?? [])
+        await Spawn.offload(manifest.nodes.filter { down.contains($0.name) && SandboxAgents.runningPID($0) != nil }) { SandboxAgents.stop($0) }
         let now = Date().timeIntervalSince1970
-        for node in manifest.nodes {
+        for node in manifest.nodes where !down.contains(node.name) {
             let running = SandboxAgents.runningPID(node) != nil
-            if down.contains(node.name) {
-                if running { SandboxAgents.stop(node) }
-                continue
-            }
             guard !running, now - (agentStarts.withLockedValue { $0[node.name] } ?? 0) >= Self.agentRestartSeconds else { continue }
             agentStarts.withLockedValue { $0[node.name] = now }
             _ = try? SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: "\(manifest.directory)/pki")
@@ -285,8 +282,8 @@ public final class SandboxRunner: Sendable {
 
     /// Stops every node's k3s, the servers and the network; removes `sandbox.json`.
     public func stop() async {
-        for node in manifest.nodes { SandboxAgents.stop(node) }
-        for node in manifest.nodes { _ = SystemctlStandIn.stop(node) }
+        await Spawn.offload(manifest.nodes) { SandboxAgents.stop($0) }
+        await Spawn.offload(manifest.nodes) { _ = SystemctlStandIn.stop($0) }
         driver.cancel()
         await api.close()
         await release.close()
@@ -313,17 +310,15 @@ public final class SandboxRunner: Sendable {
             report.append(report.isEmpty ? "no sandbox runs in \(directory)" : "sandbox in \(directory) is down")
             return report.joined(separator: "\n")
         }
-        for node in manifest.nodes where SandboxAgents.runningPID(node) != nil {
-            SandboxAgents.stop(node)
-            report.append("stopped the upkeep-agent of \(node.name)")
-        }
-        for node in manifest.nodes {
+        let agents = manifest.nodes.filter { SandboxAgents.runningPID($0) != nil }
+        await Spawn.offload(agents) { SandboxAgents.stop($0) }
+        report += agents.map { "stopped the upkeep-agent of \($0.name)" }
+        let units = manifest.nodes.filter { node in
             let state = SystemctlStandIn.currentState(node)
-            if state.supervisorPID > 0 && Spawn.isAlive(state.supervisorPID) || state.mainPID > 0 && Spawn.isAlive(state.mainPID) {
-                _ = SystemctlStandIn.stop(node)
-                report.append("stopped k3s on \(node.name)")
-            }
+            return state.supervisorPID > 0 && Spawn.isAlive(state.supervisorPID) || state.mainPID > 0 && Spawn.isAlive(state.mainPID)
         }
+        await Spawn.offload(units) { _ = SystemctlStandIn.stop($0) }
+        report += units.map { "stopped k3s on \($0.name)" }
         if manifest.netns {
             let removed = await SandboxNetwork.remove(bridge: manifest.bridge, namespaces: manifest.nodes.compactMap(\.netns))
             if removed > 0 { report.append("removed \(removed) network namespaces and links") }
