@@ -76,6 +76,16 @@ final class ReleaseServerRig: @unchecked Sendable {
         #expect(reopened.cached(version: version, arch: .amd64) == artifact)
         #expect(try await reopened.artifact(version: version, arch: .amd64) == artifact)
         #expect(rig.requests.withLockedValue { $0 } == before)
+
+        // Two callers wanting the same binary at once share one fetch. The sandbox publishes one
+        // script for every arch, so only the checksum file is read (a 302 to its blob, 2
+        // requests): the binary is already here under its digest.
+        async let first = cache.artifact(version: version, arch: .arm64)
+        async let second = cache.artifact(version: version, arch: .arm64)
+        let both = try await [first, second]
+        #expect(both[0] == both[1] && both[0].assetName == "k3s-arm64")
+        #expect(rig.requests.withLockedValue { $0 } == before + 2)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(state.path)/artifacts/sha256").count == 1)
         await rig.server.close()
     }
 
