@@ -75,7 +75,30 @@ public final class SandboxRunner: Sendable {
 
     /// Second octet of the loopback addresses of a sandbox in `directory` (127.X.0.0/16), so
     /// sandboxes in different directories do not share node addresses.
-    static func loopbackOctet(_ directory: String) -> Int { 16 + Int(StableHash.fnv1a(directory) % 200) }
+    /// Starts from a hash of the directory and skips a range whose first node's kubelet port is
+    /// taken (another sandbox already lives there).
+    static func loopbackOctet(_ directory: String) -> Int {
+        let first = Int(StableHash.fnv1a(directory) % 200)
+        for step in 0..<200 {
+            let octet = 16 + (first + step) % 200
+            if canBind(host: "127.\(octet).1.1", port: 10248) { return octet }
+        }
+        return 16 + first
+    }
+
+    /// Whether a TCP listener could bind `host:port` right now.
+    static func canBind(host: String, port: UInt16) -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return true }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return true }
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
 
     public static func start(_ options: SandboxOptions) async throws -> SandboxRunner {
         if let problem = options.spec.problem { throw SandboxError(problem) }
