@@ -89,6 +89,26 @@ final class ReleaseServerRig: @unchecked Sendable {
         await rig.server.close()
     }
 
+    @Test func aDamagedCachedBlobIsFetchedAgain() async throws {
+        let rig = try await ReleaseServerRig()
+        let state = try TemporaryDirectory()
+        let version = try K3sVersion(v1)
+        let artifact = try await cache(state, rig).artifact(version: version, arch: .amd64)
+        // One byte flipped in place: same size, other digest.
+        let handle = try #require(FileHandle(forUpdatingAtPath: artifact.path))
+        try handle.seek(toOffset: 10)
+        let byte = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: 10)
+        try handle.write(contentsOf: [byte ^ 0x01])
+        try handle.close()
+        let before = rig.requests.withLockedValue { $0 }
+        let again = try await cache(state, rig).artifact(version: version, arch: .amd64)
+        #expect(again == artifact)
+        #expect(FileManager.default.contents(atPath: artifact.path) == Data(try #require(rig.asset(v1, "k3s")).content))
+        #expect(rig.requests.withLockedValue { $0 } > before)
+        await rig.server.close()
+    }
+
     @Test func aCorruptedBinaryIsATypedErrorAndLeavesNothing() async throws {
         let rig = try await ReleaseServerRig()
         rig.corrupt.withLockedValue { $0 = true }
