@@ -109,6 +109,33 @@ final class Lines: @unchecked Sendable {
         await rig.close()
     }
 
+    /// A new version that never becomes healthy: the agent puts the old one back, and the reply
+    /// says so with the restored binary's own health. Then a rollback of a healthy install.
+    @Test func aRevertedInstallAndARollbackReportTheRestoredVersionAndItsHealth() async throws {
+        let rig = try await rig()
+        let version2 = try K3sVersion(v2)
+        #expect(try await send(rig, "r1:agent-1:stage:1", .stage(version: version2, arch: .amd64)) == .staged)
+        try "never".write(toFile: "\(rig.node.root)/faults/\(v2)", atomically: false, encoding: .utf8)
+        let reverted = try await send(rig, "r1:agent-1:install:1", .install(version: version2, healthTimeoutSeconds: 3, watchdogTimeoutSeconds: 600))
+        guard case .installReverted(let version, let healthy, let message) = reverted else {
+            Issue.record("expected installReverted, got \(reverted)")
+            return await rig.close()
+        }
+        #expect(version == (try K3sVersion(v1)) && healthy, "\(message)")
+        #expect(message.contains("kubelet") && message.contains("restored \(v1)"), "\(message)")
+
+        try FileManager.default.removeItem(atPath: "\(rig.node.root)/faults/\(v2)")
+        let install = AgentCommand.install(version: version2, healthTimeoutSeconds: 30, watchdogTimeoutSeconds: 600)
+        #expect(try await send(rig, "r1:agent-1:install:2", install) == .installed(version: version2))
+        let rolledBack = try await send(rig, "r1:agent-1:rollback:1", .rollback(healthTimeoutSeconds: 30))
+        guard case .rolledBack(let back, let backHealthy, _) = rolledBack else {
+            Issue.record("expected rolledBack, got \(rolledBack)")
+            return await rig.close()
+        }
+        #expect(back == (try K3sVersion(v1)) && backHealthy)
+        await rig.close()
+    }
+
     @Test func agentErrorsBecomeRefusedReplies() async throws {
         let rig = try await rig()
         // Nothing was installed under this id: the agent's typed error comes back as a reply.

@@ -71,12 +71,20 @@ public struct ProtocolAgentTransport: AgentTransport {
             }
             let message = InstallRequest(operationID: id, sha256: digest, k3sVersion: version.description,
                                          healthTimeoutSeconds: healthTimeoutSeconds, watchdogTimeoutSeconds: watchdogTimeoutSeconds)
-            return try await call.run(message) { result in
-                switch result.outcome {
-                case .installed: .installed(version: result.k3sVersion.flatMap { try? K3sVersion($0) })
-                case .reverted: .installReverted(version: result.k3sVersion.flatMap { try? K3sVersion($0) }, healthy: Self.restoredHealthy(result.probe),
-                                                 message: Self.summary(result.probe))
-                }
+            let result: InstallResult
+            do { result = try await call.result(message) } catch let refusal as ErrorResponse {
+                return .refused(code: refusal.code.rawValue, message: refusal.message)
+            }
+            let running = result.k3sVersion.flatMap { try? K3sVersion($0) }
+            switch result.outcome {
+            case .installed:
+                return .installed(version: running)
+            case .reverted:
+                // The answer's probe is the new binary's failing one; whether the restored binary
+                // is healthy, the agent is asked now.
+                let restored = try await restoredHealth(call: call, version: result.k3sVersion)
+                return .installReverted(version: running, healthy: restored.healthy,
+                                        message: "\(version) \(Self.summary(result.probe)); restored \(result.k3sVersion ?? "the previous binary"), \(restored.text)")
             }
         case .rollback(let healthTimeoutSeconds):
             return try await call.run(RollbackRequest(operationID: id, healthTimeoutSeconds: healthTimeoutSeconds)) { result in
@@ -137,8 +145,15 @@ public struct ProtocolAgentTransport: AgentTransport {
         }
     }
 
-    /// After a revert the agent's last probe is of the restored binary.
-    static func restoredHealthy(_ probe: ProbeResult) -> Bool { probe.healthy }
+    /// The agent's probe of the binary it restored after a failed install.
+    private func restoredHealth(call: NodeCall, version: String?) async throws -> (healthy: Bool, text: String) {
+        do {
+            let probe = try await call.result(ProbeRequest(expectedK3sVersion: version))
+            return (probe.healthy, Self.summary(probe))
+        } catch let refusal as ErrorResponse {
+            return (false, "whose probe was refused: \(refusal)")
+        }
+    }
 
     /// The failing checks, or all of them when none failed.
     static func summary(_ probe: ProbeResult) -> String {
@@ -187,26 +202,30 @@ struct NodeCall: Sendable {
     /// Sends `message`; an Error answer becomes `.refused`, a result goes through `reply`.
     func run<M: RequestMessage>(_ message: M, upload: ChunkSource? = nil,
                                 reply: @Sendable (M.Result) -> AgentReply) async throws -> AgentReply {
-        let progress = progress
-        let deadline = deadline
         do {
-            let result = try await attempt { client in
-                let connection = try await client.connection()
-                return try await connection.withCall(message, upload: upload, deadline: deadline) { call in
-                    let forwarder = Task { for await event in call.progress { progress(Self.line(event)) } }
-                    do {
-                        let result = try await call.response()
-                        await forwarder.value
-                        return result
-                    } catch {
-                        forwarder.cancel()
-                        throw error
-                    }
-                }
-            }
-            return reply(result)
+            return reply(try await result(message, upload: upload))
         } catch let refusal as ErrorResponse {
             return .refused(code: refusal.code.rawValue, message: refusal.message)
+        }
+    }
+
+    /// Sends `message` and returns its result; an Error answer is thrown as `ErrorResponse`.
+    func result<M: RequestMessage>(_ message: M, upload: ChunkSource? = nil) async throws -> M.Result {
+        let progress = progress
+        let deadline = deadline
+        return try await attempt { client in
+            let connection = try await client.connection()
+            return try await connection.withCall(message, upload: upload, deadline: deadline) { call in
+                let forwarder = Task { for await event in call.progress { progress(Self.line(event)) } }
+                do {
+                    let result = try await call.response()
+                    await forwarder.value
+                    return result
+                } catch {
+                    forwarder.cancel()
+                    throw error
+                }
+            }
         }
     }
 
