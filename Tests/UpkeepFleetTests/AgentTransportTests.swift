@@ -122,7 +122,7 @@ final class Lines: @unchecked Sendable {
             return await rig.close()
         }
         #expect(version == (try K3sVersion(v1)) && healthy, "\(message)")
-        #expect(message.contains("kubelet") && message.contains("restored \(v1)"), "\(message)")
+        #expect(message.contains("kubelet") && message.hasSuffix("restored \(v1), healthy") && !message.contains("\n"), "\(message)")
 
         try FileManager.default.removeItem(atPath: "\(rig.node.root)/faults/\(v2)")
         let install = AgentCommand.install(version: version2, healthTimeoutSeconds: 30, watchdogTimeoutSeconds: 600)

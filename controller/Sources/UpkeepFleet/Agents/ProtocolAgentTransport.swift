@@ -166,17 +166,18 @@ public struct ProtocolAgentTransport: AgentTransport {
     private func restoredHealth(call: NodeCall, version: String?) async throws -> (healthy: Bool, text: String) {
         do {
             let probe = try await call.result(ProbeRequest(expectedK3sVersion: version))
-            return (probe.healthy, Self.summary(probe))
+            return (probe.healthy, probe.healthy ? "healthy" : Self.summary(probe))
         } catch let refusal as ErrorResponse {
             return (false, "whose probe was refused: \(refusal)")
         }
     }
 
-    /// The failing checks, or all of them when none failed.
+    /// The failing checks, or all of them when none failed, on one line.
     static func summary(_ probe: ProbeResult) -> String {
         let failing = probe.checks.filter { !$0.ok }
         let shown = failing.isEmpty ? probe.checks : failing
         let text = shown.map { "\($0.name): \($0.message)" }.joined(separator: "; ")
+            .split(whereSeparator: \.isNewline).joined(separator: " ")
         return probe.healthy ? "healthy (\(text))" : "unhealthy: \(text)"
     }
 
