@@ -107,6 +107,26 @@ final class Lines: @unchecked Sendable {
         await rig.close()
     }
 
+    /// A version that never becomes healthy is reverted by the agent; the reply says the
+    /// restored version passed its probes (from the agent's `revertProbe`), so the engine need
+    /// not treat the node as unhealthy.
+    @Test func aRevertedInstallSaysWhetherTheRestoredVersionIsHealthy() async throws {
+        let rig = try await rig()
+        try "never".write(toFile: "\(rig.node.root)/faults/\(v2)", atomically: false, encoding: .utf8)
+        let version2 = try K3sVersion(v2)
+        #expect(try await send(rig, "r1:agent-1:stage:1", .stage(version: version2, arch: .amd64)) == .staged)
+        let reply = try await send(rig, "r1:agent-1:install:1", .install(version: version2, healthTimeoutSeconds: 3, watchdogTimeoutSeconds: 600))
+        guard case .installReverted(let version, let healthy, let message) = reply else {
+            Issue.record("expected installReverted, got \(reply)")
+            await rig.close()
+            return
+        }
+        #expect(version == (try K3sVersion(v1)))
+        #expect(healthy, "the restored \(v1) runs healthy: \(message)")
+        #expect(message.contains("restored version healthy"), "\(message)")
+        await rig.close()
+    }
+
     @Test func agentErrorsBecomeRefusedReplies() async throws {
         let rig = try await rig()
         // Nothing was installed under this id: the agent's typed error comes back as a reply.

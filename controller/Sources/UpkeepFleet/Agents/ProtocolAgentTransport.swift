@@ -74,8 +74,10 @@ public struct ProtocolAgentTransport: AgentTransport {
             return try await call.run(message) { result in
                 switch result.outcome {
                 case .installed: .installed(version: result.k3sVersion.flatMap { try? K3sVersion($0) })
-                case .reverted: .installReverted(version: result.k3sVersion.flatMap { try? K3sVersion($0) }, healthy: Self.restoredHealthy(result.probe),
-                                                 message: Self.summary(result.probe))
+                case .reverted: .installReverted(version: result.k3sVersion.flatMap { try? K3sVersion($0) },
+                                                 healthy: Self.restoredHealthy(result),
+                                                 message: Self.summary(result.probe)
+                                                     + (result.revertProbe.map { "; restored version " + Self.summary($0) } ?? ""))
                 }
             }
         case .rollback(let healthTimeoutSeconds):
@@ -138,7 +140,10 @@ public struct ProtocolAgentTransport: AgentTransport {
     }
 
     /// After a revert the agent's last probe is of the restored binary.
-    static func restoredHealthy(_ probe: ProbeResult) -> Bool { probe.healthy }
+    /// Whether the version the agent put back passed its probes. An agent that does not say
+    /// (older than `revertProbe`) is taken as unhealthy: the engine then waits for the API to
+    /// show the node Ready at its old version before it uncordons it.
+    static func restoredHealthy(_ result: InstallResult) -> Bool { result.revertProbe?.healthy ?? false }
 
     /// The failing checks, or all of them when none failed.
     static func summary(_ probe: ProbeResult) -> String {
