@@ -113,6 +113,11 @@ let package = Package(
         .executableTarget(name: "upkeep-bench", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", "UpkeepProtocol", nioCore, nioPosix],
                           path: "bench/Sources/upkeep-bench", swiftSettings: strict),
 
+        // Measurement driver for bench/fanout: the agent cross-check against many mTLS agents.
+        .executableTarget(name: "upkeep-fleet-bench", dependencies: ["UpkeepFleet", "UpkeepController", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS",
+                                                                     "UpkeepPKI", nioPosix],
+                          path: "bench/Sources/upkeep-fleet-bench", swiftSettings: strict),
+
         // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).
         .executableTarget(name: "upkeep-controller-bench", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"],
                           path: "bench/Sources/upkeep-controller-bench", swiftSettings: strict),

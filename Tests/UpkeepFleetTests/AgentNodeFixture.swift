@@ -129,9 +129,10 @@ final class AgentNodeFixture: @unchecked Sendable {
     private var servers: [ProtocolServer] = []
 
     /// Stops the agent and starts it again on the same data directory, as systemd would after
-    /// a crash; k3s keeps running. The agent listens on a new port afterwards.
-    func restartAgent() async throws {
+    /// a crash; k3s keeps running. With `samePort` it listens where it did, else on a new port.
+    func restartAgent(samePort: Bool = false) async throws {
         await stopAgent()
+        if samePort { config?.listenPort = port }
         try await startAgent()
     }
 

@@ -103,27 +103,36 @@ final class Lines: @unchecked Sendable {
         #expect(rig.node.restarts == restarts)
         // Staging the same artifact again under a new id is answered without a second copy.
         #expect(try await send(rig, "r1:agent-1:stage:2", .stage(version: version2, arch: .amd64)) == .staged)
+        // Restarted where it was: the fleet's connection is dead and is made again by itself.
+        try await rig.node.restartAgent(samePort: true)
         #expect(try await send(rig, "r1:agent-1:commit:1", .commit(installOperationID: "r1:agent-1:install:1")) == .committed(version: version2))
         await rig.close()
     }
 
-    /// A version that never becomes healthy is reverted by the agent; the reply says the
-    /// restored version passed its probes (from the agent's `revertProbe`), so the engine need
-    /// not treat the node as unhealthy.
-    @Test func aRevertedInstallSaysWhetherTheRestoredVersionIsHealthy() async throws {
+    /// A new version that never becomes healthy: the agent puts the old one back, and the reply
+    /// says so with the restored binary's own health. Then a rollback of a healthy install.
+    @Test func aRevertedInstallAndARollbackReportTheRestoredVersionAndItsHealth() async throws {
         let rig = try await rig()
-        try "never".write(toFile: "\(rig.node.root)/faults/\(v2)", atomically: false, encoding: .utf8)
         let version2 = try K3sVersion(v2)
         #expect(try await send(rig, "r1:agent-1:stage:1", .stage(version: version2, arch: .amd64)) == .staged)
-        let reply = try await send(rig, "r1:agent-1:install:1", .install(version: version2, healthTimeoutSeconds: 3, watchdogTimeoutSeconds: 600))
-        guard case .installReverted(let version, let healthy, let message) = reply else {
-            Issue.record("expected installReverted, got \(reply)")
-            await rig.close()
-            return
+        try "never".write(toFile: "\(rig.node.root)/faults/\(v2)", atomically: false, encoding: .utf8)
+        let reverted = try await send(rig, "r1:agent-1:install:1", .install(version: version2, healthTimeoutSeconds: 3, watchdogTimeoutSeconds: 600))
+        guard case .installReverted(let version, let healthy, let message) = reverted else {
+            Issue.record("expected installReverted, got \(reverted)")
+            return await rig.close()
         }
-        #expect(version == (try K3sVersion(v1)))
-        #expect(healthy, "the restored \(v1) runs healthy: \(message)")
-        #expect(message.contains("restored version healthy"), "\(message)")
+        #expect(version == (try K3sVersion(v1)) && healthy, "\(message)")
+        #expect(message.contains("kubelet") && message.contains("restored \(v1)"), "\(message)")
+
+        try FileManager.default.removeItem(atPath: "\(rig.node.root)/faults/\(v2)")
+        let install = AgentCommand.install(version: version2, healthTimeoutSeconds: 30, watchdogTimeoutSeconds: 600)
+        #expect(try await send(rig, "r1:agent-1:install:2", install) == .installed(version: version2))
+        let rolledBack = try await send(rig, "r1:agent-1:rollback:1", .rollback(healthTimeoutSeconds: 30))
+        guard case .rolledBack(let back, let backHealthy, _) = rolledBack else {
+            Issue.record("expected rolledBack, got \(rolledBack)")
+            return await rig.close()
+        }
+        #expect(back == (try K3sVersion(v1)) && backHealthy)
         await rig.close()
     }
 
@@ -182,9 +191,11 @@ final class Lines: @unchecked Sendable {
                                                                         backoff: .init(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), attemptsMax: 3)))
         let state = try TemporaryDirectory()
         let transport = ProtocolAgentTransport(fleet: fleet, artifacts: try ArtifactCache(stateDirectory: state.path, source: .directory(state.path), client: nil))
-        await #expect(throws: AgentTransportError.self) {
+        await #expect {
             try await transport.send(AgentRequest(operationID: "r1:agent-1:cordon:1", node: "agent-1", command: .cordon), deadlineSeconds: 20,
                                      progress: { _ in })
+        } throws: { error in
+            (error as? AgentTransportError)?.description.contains("connection refused at 127.0.0.1:\(port)") == true
         }
         // A node the fleet has no address for throws too, without dialling anything.
         await #expect(throws: AgentTransportError.self) {
@@ -195,6 +206,7 @@ final class Lines: @unchecked Sendable {
                                                InventoryNode(name: "agent-9", role: .agent, version: try K3sVersion(v1))])
         #expect(inspections.map(\.node) == ["agent-1", "agent-9"])
         #expect(inspections.allSatisfy { if case .unreachable = $0.verdict { true } else { false } }, "\(inspections)")
+        #expect(inspections[0].message.contains("connection refused at 127.0.0.1:\(port)"), "\(inspections[0].message)")
         await fleet.close()
     }
 

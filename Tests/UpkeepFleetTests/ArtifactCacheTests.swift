@@ -76,6 +76,36 @@ final class ReleaseServerRig: @unchecked Sendable {
         #expect(reopened.cached(version: version, arch: .amd64) == artifact)
         #expect(try await reopened.artifact(version: version, arch: .amd64) == artifact)
         #expect(rig.requests.withLockedValue { $0 } == before)
+
+        // Two callers wanting the same binary at once share one fetch. The sandbox publishes one
+        // script for every arch, so only the checksum file is read (a 302 to its blob, 2
+        // requests): the binary is already here under its digest.
+        async let first = cache.artifact(version: version, arch: .arm64)
+        async let second = cache.artifact(version: version, arch: .arm64)
+        let both = try await [first, second]
+        #expect(both[0] == both[1] && both[0].assetName == "k3s-arm64")
+        #expect(rig.requests.withLockedValue { $0 } == before + 2)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(state.path)/artifacts/sha256").count == 1)
+        await rig.server.close()
+    }
+
+    @Test func aDamagedCachedBlobIsFetchedAgain() async throws {
+        let rig = try await ReleaseServerRig()
+        let state = try TemporaryDirectory()
+        let version = try K3sVersion(v1)
+        let artifact = try await cache(state, rig).artifact(version: version, arch: .amd64)
+        // One byte flipped in place: same size, other digest.
+        let handle = try #require(FileHandle(forUpdatingAtPath: artifact.path))
+        try handle.seek(toOffset: 10)
+        let byte = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: 10)
+        try handle.write(contentsOf: [byte ^ 0x01])
+        try handle.close()
+        let before = rig.requests.withLockedValue { $0 }
+        let again = try await cache(state, rig).artifact(version: version, arch: .amd64)
+        #expect(again == artifact)
+        #expect(FileManager.default.contents(atPath: artifact.path) == Data(try #require(rig.asset(v1, "k3s")).content))
+        #expect(rig.requests.withLockedValue { $0 } > before)
         await rig.server.close()
     }
 

@@ -22,3 +22,14 @@ import Testing
         #expect(ArtifactSource.relativePath(tag: "v1.31.2+k3s1", asset: "k3s", encoded: true) == "k3s-io/k3s/releases/download/v1.31.2%2Bk3s1/k3s")
     }
 }
+
+@Suite struct AgentEndpointTests {
+    @Test func parsesHostPortAndRefusesTheRest() {
+        #expect(AgentEndpoint("10.0.0.5:9443") == AgentEndpoint(host: "10.0.0.5", port: 9443))
+        #expect(AgentEndpoint(" node-1.example:1 ") == AgentEndpoint(host: "node-1.example", port: 1))
+        #expect(AgentEndpoint("[fd00::1]:9443")?.host == "fd00::1")
+        for bad in ["10.0.0.5", "10.0.0.5:0", "10.0.0.5:70000", "fd00::1:9443", ":9443", "a b:1", "[fd00::1]9443", "host:port"] {
+            #expect(AgentEndpoint(bad) == nil, "\(bad) was accepted")
+        }
+    }
+}

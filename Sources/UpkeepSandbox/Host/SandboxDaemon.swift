@@ -111,7 +111,7 @@ public enum SandboxDaemon {
         print("sandbox ready in \(directory): API \(runner.apiURL), releases \(runner.releaseURL)")
         let tending = Task {
             while !Task.isCancelled {
-                runner.tend()
+                await runner.tend()
                 try? await Task.sleep(nanoseconds: tendIntervalNanoseconds)
             }
         }

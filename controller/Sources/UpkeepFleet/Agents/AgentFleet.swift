@@ -122,7 +122,7 @@ public actor AgentFleet {
             return AgentInspection(node: node.name, endpoint: endpoint,
                                    verdict: .wrongNode("the agent at \(endpoint) presents the certificate of \(actual), not of \(node.name); fix its address or its certificate"))
         } catch {
-            return AgentInspection(node: node.name, endpoint: endpoint, verdict: .unreachable("\(error)"))
+            return AgentInspection(node: node.name, endpoint: endpoint, verdict: .unreachable(AgentTransportError.reason(error, endpoint: endpoint)))
         }
         let latency = try? await client.ping(deadline: .now + .seconds(configuration.connectTimeoutSeconds))
         await client.close()

@@ -47,3 +47,20 @@ public struct AgentTransportError: Error, Equatable, Sendable, CustomStringConve
 
     public var description: String { "no answer from the agent of \(node): \(reason)" }
 }
+
+extension AgentTransportError {
+    /// Why a connection to `endpoint` failed, in words an operator can act on: SwiftNIO's own
+    /// connect errors are long and name no remedy.
+    static func reason(_ error: any Error, endpoint: AgentEndpoint?) -> String {
+        let text = "\(error)"
+        let place = endpoint.map { " at \($0)" } ?? ""
+        if text.contains("Connection refused") {
+            return "connection refused\(place): nothing listens there (is upkeep-agent running, and is agentPort or the upkeep.io/agent-address annotation right?)"
+        }
+        if text.contains("No route to host") || text.contains("Network is unreachable") {
+            return "no route\(place): the address is not reachable from the controller"
+        }
+        return text
+    }
+}
+

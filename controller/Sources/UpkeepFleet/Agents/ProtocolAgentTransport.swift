@@ -71,14 +71,20 @@ public struct ProtocolAgentTransport: AgentTransport {
             }
             let message = InstallRequest(operationID: id, sha256: digest, k3sVersion: version.description,
                                          healthTimeoutSeconds: healthTimeoutSeconds, watchdogTimeoutSeconds: watchdogTimeoutSeconds)
-            return try await call.run(message) { result in
-                switch result.outcome {
-                case .installed: .installed(version: result.k3sVersion.flatMap { try? K3sVersion($0) })
-                case .reverted: .installReverted(version: result.k3sVersion.flatMap { try? K3sVersion($0) },
-                                                 healthy: Self.restoredHealthy(result),
-                                                 message: Self.summary(result.probe)
-                                                     + (result.revertProbe.map { "; restored version " + Self.summary($0) } ?? ""))
-                }
+            let result: InstallResult
+            do { result = try await call.result(message) } catch let refusal as ErrorResponse {
+                return .refused(code: refusal.code.rawValue, message: refusal.message)
+            }
+            let running = result.k3sVersion.flatMap { try? K3sVersion($0) }
+            switch result.outcome {
+            case .installed:
+                return .installed(version: running)
+            case .reverted:
+                // The answer's probe is the new binary's failing one; whether the restored binary
+                // is healthy, the agent is asked now.
+                let restored = try await restoredHealth(call: call, result: result)
+                return .installReverted(version: running, healthy: restored.healthy,
+                                        message: "\(version) \(Self.summary(result.probe)); restored \(result.k3sVersion ?? "the previous binary"), \(restored.text)")
             }
         case .rollback(let healthTimeoutSeconds):
             return try await call.run(RollbackRequest(operationID: id, healthTimeoutSeconds: healthTimeoutSeconds)) { result in
@@ -139,11 +145,17 @@ public struct ProtocolAgentTransport: AgentTransport {
         }
     }
 
-    /// After a revert the agent's last probe is of the restored binary.
-    /// Whether the version the agent put back passed its probes. An agent that does not say
-    /// (older than `revertProbe`) is taken as unhealthy: the engine then waits for the API to
-    /// show the node Ready at its old version before it uncordons it.
-    static func restoredHealthy(_ result: InstallResult) -> Bool { result.revertProbe?.healthy ?? false }
+    /// The health of the binary the agent restored after a failed install: the agent's own probe
+    /// of it (`revertProbe`), or, from an agent that does not send one, a probe asked now.
+    private func restoredHealth(call: NodeCall, result: InstallResult) async throws -> (healthy: Bool, text: String) {
+        if let probe = result.revertProbe { return (probe.healthy, Self.summary(probe)) }
+        do {
+            let probe = try await call.result(ProbeRequest(expectedK3sVersion: result.k3sVersion))
+            return (probe.healthy, Self.summary(probe))
+        } catch let refusal as ErrorResponse {
+            return (false, "whose probe was refused: \(refusal)")
+        }
+    }
 
     /// The failing checks, or all of them when none failed.
     static func summary(_ probe: ProbeResult) -> String {
@@ -192,46 +204,57 @@ struct NodeCall: Sendable {
     /// Sends `message`; an Error answer becomes `.refused`, a result goes through `reply`.
     func run<M: RequestMessage>(_ message: M, upload: ChunkSource? = nil,
                                 reply: @Sendable (M.Result) -> AgentReply) async throws -> AgentReply {
-        let progress = progress
-        let deadline = deadline
         do {
-            let result = try await attempt { client in
-                let connection = try await client.connection()
-                return try await connection.withCall(message, upload: upload, deadline: deadline) { call in
-                    let forwarder = Task { for await event in call.progress { progress(Self.line(event)) } }
-                    do {
-                        let result = try await call.response()
-                        await forwarder.value
-                        return result
-                    } catch {
-                        forwarder.cancel()
-                        throw error
-                    }
-                }
-            }
-            return reply(result)
+            return reply(try await result(message, upload: upload))
         } catch let refusal as ErrorResponse {
             return .refused(code: refusal.code.rawValue, message: refusal.message)
         }
     }
 
+    /// Sends `message` and returns its result; an Error answer is thrown as `ErrorResponse`.
+    func result<M: RequestMessage>(_ message: M, upload: ChunkSource? = nil) async throws -> M.Result {
+        let progress = progress
+        let deadline = deadline
+        return try await attempt { client in
+            let connection = try await client.connection()
+            return try await connection.withCall(message, upload: upload, deadline: deadline) { call in
+                let forwarder = Task { for await event in call.progress { progress(Self.line(event)) } }
+                do {
+                    let result = try await call.response()
+                    await forwarder.value
+                    return result
+                } catch {
+                    forwarder.cancel()
+                    throw error
+                }
+            }
+        }
+    }
+
     /// Runs `body` until it returns, the agent answers an error (thrown as `ErrorResponse`), or
-    /// no answer can come (thrown as `AgentTransportError`). Lost connections and `busy` or
-    /// `shuttingDown` answers are retried with backoff, within the deadline and `backoff.attemptsMax`.
+    /// no answer can come (thrown as `AgentTransportError`, also for `timeout`, whose outcome is
+    /// unknown). Lost connections and `busy`, `shuttingDown` or `cancelled` answers are retried
+    /// with backoff, within the deadline and `backoff.attemptsMax`.
     private func attempt<T: Sendable>(_ body: (ReconnectingClient) async throws -> T) async throws -> T {
-        let client = try await fleet.client(for: node)
         var random = SystemRandomNumberGenerator()
         var tries = 1
         while true {
             let failure: ProtocolError
             do {
-                return try await body(client)
+                // Asked each time: the address book may have changed since the last try.
+                return try await body(try await fleet.client(for: node))
             } catch let error as ProtocolError {
                 failure = error
             }
             switch failure {
             case .remote(let response) where response.code == .busy || response.code == .shuttingDown:
                 break
+            case .remote(let response) where response.code == .cancelled:
+                // Not our Cancel (a deadline of ours throws locally): the agent stopped the work
+                // as it shut down. Its journal resolves the operation; the same id asks for that.
+                break
+            case .remote(let response) where response.code == .timeout:
+                throw AgentTransportError(node: node, reason: "the agent stopped the request at its deadline: \(response.message)")
             case .remote(let response):
                 throw response
             case .connectFailed, .connectionClosed, .notProcessed:
@@ -241,7 +264,8 @@ struct NodeCall: Sendable {
             }
             let delay = backoff.delay(afterAttempt: tries, using: &random)
             guard tries < backoff.attemptsMax, ContinuousClock.now + delay < deadline else {
-                throw AgentTransportError(node: node, reason: "\(failure) (after \(tries) attempts)")
+                let endpoint = await fleet.endpoint(of: node)
+                throw AgentTransportError(node: node, reason: "\(AgentTransportError.reason(failure, endpoint: endpoint)) (after \(tries) attempts)")
             }
             try await Task.sleep(for: delay)
             tries += 1

@@ -9,7 +9,8 @@ import UpkeepTLS
 /// `<stateDir>/artifacts` (directories 0700, blobs 0644, written by atomic rename).
 ///
 /// A blob is stored only after its digest matched: a mismatch is an `ArtifactError` that names
-/// the asset and both digests and leaves nothing behind. The cache never exceeds
+/// the asset and both digests and leaves nothing behind. A stored blob is hashed again once
+/// before this cache first hands it out; a damaged one is dropped and fetched again. The cache never exceeds
 /// `cacheBytesMax` (least recently used blobs go first; the one just stored stays), and never
 /// downloads one (version, arch) twice at once.
 public actor ArtifactCache {
@@ -35,6 +36,8 @@ public actor ArtifactCache {
     public nonisolated let cacheBytesMax: Int64
     private let client: HTTPClient?
     private var inFlight: [Key: Task<Artifact, any Error>] = [:]
+    /// Blobs this cache has hashed since it was opened; others are hashed once before use.
+    private var verified: Set<String> = []
 
     /// `client` is needed for an `.http` source; make one with `makeHTTPClient` so its
     /// response limit fits a binary.
@@ -66,7 +69,7 @@ public actor ArtifactCache {
     /// The verified binary for `version` on `arch`, from the cache or fetched now.
     public func artifact(version: K3sVersion, arch: Arch) async throws -> Artifact {
         let key = Key(version: version, arch: arch)
-        if let cached = cached(version: version, arch: arch) {
+        if let cached = cached(version: version, arch: arch), try intact(cached.path, digest: cached.sha256) {
             ArtifactStorage.touch(cached.path)
             return cached
         }
@@ -116,7 +119,7 @@ public actor ArtifactCache {
             throw ArtifactError.checksumNotListed(asset: asset, checksumFile: checksumSource)
         }
         let path = blobPath(expected)
-        if let bytes = ArtifactStorage.size(path) {
+        if let bytes = ArtifactStorage.size(path), try intact(path, digest: expected) {
             // Stored under this digest by an earlier fetch (another version can share a binary).
             ArtifactStorage.touch(path)
             return try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected, bytes: bytes, path: path))
@@ -127,10 +130,24 @@ public actor ArtifactCache {
             throw ArtifactError.checksumMismatch(asset: asset, source: binarySource, expected: expected, actual: actual)
         }
         try ArtifactStorage.writeAtomically(binary, to: path, mode: 0o644, scratch: "\(directory)/tmp")
+        verified.insert(expected)
         let artifact = try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected,
                                            bytes: Int64(binary.count), path: path))
         evict(keeping: expected)
         return artifact
+    }
+
+    /// Whether the blob at `path` still hashes to `digest` (checked once per blob and cache
+    /// instance). A damaged one (disk error, someone's edit) is removed, to be fetched again.
+    private func intact(_ path: String, digest: String) throws(ArtifactError) -> Bool {
+        if verified.contains(digest) { return true }
+        guard let bytes = try ArtifactStorage.read(path, bytesMax: artifactBytesMax) else { return false }
+        guard ArtifactStorage.sha256Hex(bytes) == digest else {
+            unlink(path)
+            return false
+        }
+        verified.insert(digest)
+        return true
     }
 
     private func record(_ artifact: Artifact) throws(ArtifactError) -> Artifact {
