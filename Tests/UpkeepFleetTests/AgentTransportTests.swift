@@ -136,6 +136,26 @@ final class Lines: @unchecked Sendable {
         await rig.close()
     }
 
+    /// The new version turns sick after its install and no commit comes in time: the agent's
+    /// watchdog puts the old one back, and the late commit reports the version that stayed.
+    @Test func aCommitAfterTheWatchdogRevertedReportsTheVersionThatStayed() async throws {
+        let rig = try await rig()
+        let version2 = try K3sVersion(v2)
+        #expect(try await send(rig, "r1:agent-1:stage:1", .stage(version: version2, arch: .amd64)) == .staged)
+        #expect(try await send(rig, "r1:agent-1:install:1", .install(version: version2, healthTimeoutSeconds: 3, watchdogTimeoutSeconds: 1))
+                == .installed(version: version2))
+        try "sick".write(toFile: "\(rig.node.root)/faults/\(v2)", atomically: false, encoding: .utf8)
+        let service = try #require(rig.node.service)
+        let reverted = await rig.api.waitUntil(seconds: 60) {
+            let status = await service.status()
+            return status.watch == nil && status.live?.k3sVersion == v1
+        }
+        #expect(reverted, "the watchdog did not put \(v1) back")
+        let reply = try await send(rig, "r1:agent-1:commit:1", .commit(installOperationID: "r1:agent-1:install:1"))
+        #expect(reply == .committed(version: try K3sVersion(v1)), "\(reply)")
+        await rig.close()
+    }
+
     @Test func agentErrorsBecomeRefusedReplies() async throws {
         let rig = try await rig()
         // Nothing was installed under this id: the agent's typed error comes back as a reply.

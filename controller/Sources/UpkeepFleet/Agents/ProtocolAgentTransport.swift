@@ -96,8 +96,13 @@ public struct ProtocolAgentTransport: AgentTransport {
             guard let install = OperationID(rawValue: installOperationID) else {
                 return .refused(code: ErrorCode.badRequest.rawValue, message: "\"\(installOperationID)\" is not \(OperationID.format)")
             }
-            return try await call.run(CommitRequest(operationID: id, installOperationID: install)) { result in
-                .committed(version: result.k3sVersion.flatMap { try? K3sVersion($0) })
+            do {
+                let result = try await call.result(CommitRequest(operationID: id, installOperationID: install))
+                return .committed(version: result.k3sVersion.flatMap { try? K3sVersion($0) })
+            } catch let refusal as ErrorResponse where refusal.code == .conflict {
+                return try await endedWatch(call: call, install: install) ?? .refused(code: refusal.code.rawValue, message: refusal.message)
+            } catch let refusal as ErrorResponse {
+                return .refused(code: refusal.code.rawValue, message: refusal.message)
             }
         }
     }
@@ -143,6 +148,18 @@ public struct ProtocolAgentTransport: AgentTransport {
             }
             self.init(code: code.rawValue, message: error.description)
         }
+    }
+
+    /// A commit the agent refused as a conflict because the watch is over without it (its
+    /// watchdog reverted the install, or a rollback did): the version that stays is the one
+    /// running now, which is what `committed` reports. Nil while the watch still runs (the
+    /// watchdog is reverting right now), so the refusal stands and the commit is asked again.
+    private func endedWatch(call: NodeCall, install: OperationID) async throws -> AgentReply? {
+        let status: StatusResult
+        do { status = try await call.result(StatusRequest()) } catch is ErrorResponse { return nil }
+        guard status.watchdog?.installOperationID != install, let running = status.agent.k3sVersion,
+              let version = try? K3sVersion(running) else { return nil }
+        return .committed(version: version)
     }
 
     /// The health of the binary the agent restored after a failed install: the agent's own probe
