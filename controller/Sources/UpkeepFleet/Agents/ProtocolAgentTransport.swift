@@ -82,7 +82,7 @@ public struct ProtocolAgentTransport: AgentTransport {
             case .reverted:
                 // The answer's probe is the new binary's failing one; whether the restored binary
                 // is healthy, the agent is asked now.
-                let restored = try await restoredHealth(call: call, version: result.k3sVersion)
+                let restored = try await restoredHealth(call: call, result: result)
                 return .installReverted(version: running, healthy: restored.healthy,
                                         message: "\(version) \(Self.summary(result.probe)); restored \(result.k3sVersion ?? "the previous binary"), \(restored.text)")
             }
@@ -162,10 +162,12 @@ public struct ProtocolAgentTransport: AgentTransport {
         return .committed(version: version)
     }
 
-    /// The agent's probe of the binary it restored after a failed install.
-    private func restoredHealth(call: NodeCall, version: String?) async throws -> (healthy: Bool, text: String) {
+    /// The health of the binary the agent restored after a failed install: the agent's own probe
+    /// of it (`revertProbe`), or, from an agent that does not send one, a probe asked now.
+    private func restoredHealth(call: NodeCall, result: InstallResult) async throws -> (healthy: Bool, text: String) {
+        if let probe = result.revertProbe { return (probe.healthy, probe.healthy ? "healthy" : Self.summary(probe)) }
         do {
-            let probe = try await call.result(ProbeRequest(expectedK3sVersion: version))
+            let probe = try await call.result(ProbeRequest(expectedK3sVersion: result.k3sVersion))
             return (probe.healthy, probe.healthy ? "healthy" : Self.summary(probe))
         } catch let refusal as ErrorResponse {
             return (false, "whose probe was refused: \(refusal)")
