@@ -90,6 +90,8 @@ final class ProgressPrinter: Sendable {
             case .notice(let notice, _):
                 return state.board.notice(notice, at: Date(), moves: state.moves)
             case .agentProgress(let node, _, let line):
+                // On a terminal the table shows each node's phase; per-pod lines would only scroll it away.
+                guard state.board.mode == .lines else { return "" }
                 return state.board.notice(Notice(.info, node: node, line), at: Date(), moves: state.moves)
             case .warning(let message):
                 return state.board.notice(Notice(.warning, message), at: Date(), moves: state.moves)
