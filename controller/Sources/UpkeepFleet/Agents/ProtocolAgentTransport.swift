@@ -80,8 +80,8 @@ public struct ProtocolAgentTransport: AgentTransport {
             case .installed:
                 return .installed(version: running)
             case .reverted:
-                // The answer's probe is the new binary's failing one; whether the restored binary
-                // is healthy, the agent is asked now.
+                // The answer's probe is the new binary's failing one; the restored binary's health
+                // is its `revertProbe` (or, from an older agent, a probe asked now).
                 let restored = try await restoredHealth(call: call, result: result)
                 return .installReverted(version: running, healthy: restored.healthy,
                                         message: "\(version) \(Self.summary(result.probe)); restored \(result.k3sVersion ?? "the previous binary"), \(restored.text)")
