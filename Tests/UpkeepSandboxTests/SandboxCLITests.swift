@@ -19,18 +19,7 @@ struct SandboxCLITests {
     }
 
     /// Every process a sandbox recorded: its own, the unit supervisors, k3s, the agents.
-    static func recordedPIDs(_ directory: String) -> Set<pid_t> {
-        var pids: Set<pid_t> = []
-        if let text = try? String(contentsOfFile: SandboxDaemon.pidFile(directory), encoding: .utf8),
-           let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) { pids.insert(pid) }
-        for node in (try? SandboxManifest.load(directory: directory))?.nodes ?? [] {
-            let state = SystemctlStandIn.currentState(node)
-            pids.formUnion([state.supervisorPID, state.mainPID].filter { $0 > 0 })
-            if let text = try? String(contentsOfFile: node.agentPIDFile, encoding: .utf8),
-               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) { pids.insert(pid) }
-        }
-        return pids
-    }
+    static func recordedPIDs(_ directory: String) -> Set<pid_t> { SandboxDaemon.recordedPIDs(directory) }
 
     /// Runs `body` with a sandbox brought up by `upkeep sandbox up` and always brings it down,
     /// then checks nothing it started still runs and `--purge` removes the directory.
