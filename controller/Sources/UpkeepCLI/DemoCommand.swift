@@ -75,7 +75,7 @@ struct Demo: AsyncParsableCommand {
                 }
                 var target = try TargetOptions.parse([])
                 target.to = newest.description
-                return try await Apply.applyPlanned(session: session, store: store, change: try ChangeOptions.parse(["--yes"])) {
+                return try await Apply.applyPlanned(session: session, store: store, change: try ChangeOptions.parse(["--yes"]), target: newest) {
                     try await session.plan(target)
                 }
             }

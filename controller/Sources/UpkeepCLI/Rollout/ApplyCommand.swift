@@ -37,27 +37,34 @@ struct Apply: AsyncParsableCommand {
         let config = try configOption.load()
         let store = try openStateStore(config)
         let code = try await ClusterSession.with(config) { session in
-            try await Self.applyPlanned(session: session, store: store, change: change) { try await session.plan(target) }
+            let version = try await session.resolveTarget(to: target.to, channel: target.channel)
+            return try await Self.applyPlanned(session: session, store: store, change: change, target: version) {
+                try await session.plan(target, target: version)
+            }
         }
         if code != 0 { throw ExitCode(code) }
     }
 
     /// The part `apply` and `rollback` share: an unfinished rollout to the same target resumes;
     /// otherwise preflight, confirmation and a new rollout.
-    static func applyPlanned(session: ClusterSession, store: StateStore, change: ChangeOptions,
-                             confirmation: String? = nil, makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
-        let planned = try await makePlan()
-        let plan = planned.plan
+    ///
+    /// The unfinished rollout is looked for before planning: a cluster in the middle of a rollout
+    /// (a node cordoned, its replicas rebuilding, some nodes already at the target) is no ground
+    /// for a new plan, and planning on it refuses for reasons that say nothing of the real state.
+    static func applyPlanned(session: ClusterSession, store: StateStore, change: ChangeOptions, confirmation: String? = nil,
+                             target: K3sVersion, makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
         if let unfinished = try storeCall({ try store.unfinishedRollout() }) {
-            guard unfinished.target == plan.target else {
+            guard unfinished.target == target else {
                 throw CommandFailure(code: RolloutExitCode.refused,
                                      message: "rollout \(unfinished.id) to \(unfinished.target) has not finished (\(unfinished.outcomeText)); "
                                          + "run `upkeep resume` to carry it on, or `upkeep status` to see it")
             }
             print("rollout \(unfinished.id) to \(unfinished.target) has not finished; carrying it on")
             return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover)
-                .run(.resume(unfinished.id), reading: planned.reading)
+                .run(.resume(unfinished.id), reading: try await session.read())
         }
+        let planned = try await makePlan()
+        let plan = planned.plan
         print(planned.table(), terminator: "")
         guard !plan.waves.isEmpty else {
             print("nothing to do: every node already runs \(plan.target)")
@@ -186,7 +193,7 @@ struct Rollback: AsyncParsableCommand {
         var options = try TargetOptions.parse([])
         options.concurrency = concurrency
         let code = try await ClusterSession.with(config) { session in
-            try await Apply.applyPlanned(session: session, store: store, change: change, confirmation: target.description) {
+            try await Apply.applyPlanned(session: session, store: store, change: change, confirmation: target.description, target: target) {
                 try await session.plan(options, target: target, allowDowngrade: true)
             }
         }
