@@ -30,14 +30,14 @@ final class EndToEndSandbox: Sendable {
 
     /// Brings a sandbox up in a fresh temporary directory, runs `body`, and always brings it
     /// down again (also when `body` throws), then checks that no process it recorded still runs.
-    static func with(servers: Int, agents: Int, k3sVersion: String,
+    static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false,
                      _ body: (EndToEndSandbox) async throws -> Void) async throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.file("sbx")
         let upkeep = try UpkeepBinary.path()
         let up = try await ProcessRun.run(upkeep, ["sandbox", "up", "--dir", directory, "--servers", "\(servers)", "--agents", "\(agents)",
                                                    "--k3s-version", k3sVersion, "--node-grace", "10", "--rebuild-seconds", "1",
-                                                   "--ready-timeout", "90"], timeoutSeconds: 150)
+                                                   "--ready-timeout", "90"] + (netns ? ["--netns"] : []), timeoutSeconds: 150)
         var pids = SandboxDaemon.recordedPIDs(directory)
         var failure: (any Error)?
         do {
@@ -171,6 +171,28 @@ final class EndToEndSandbox: Sendable {
             let redone = ids.filter { $0.contains(":install:") && !$0.hasSuffix(":1") }
             #expect(redone.isEmpty, "\(node)'s agent ran installs beyond their first attempt: \(redone)")
         }
+    }
+
+    /// Network namespaces need root and ip(8) (CI runs as root).
+    static var netnsAvailable: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") }
+
+    /// Sets `node`'s link on the sandbox bridge up or down (`--netns` sandboxes only).
+    func setLink(_ node: String, up: Bool) async throws {
+        let found = try #require(manifest.nodes.first { $0.name == node }, "no node \(node) in the sandbox")
+        let namespace = try #require(found.netns, "\(node) has no network namespace (sandbox not started with --netns)")
+        let outcome = try await ProcessRun.run("/usr/sbin/ip", ["-n", namespace, "link", "set", "eth0", up ? "up" : "down"], timeoutSeconds: 20)
+        try #require(outcome.status == 0, "ip link set eth0 \(up ? "up" : "down") in \(namespace) failed: \(outcome.output)")
+    }
+
+    /// Waits (bounded) until `node`'s agent journal has an entry containing `text`.
+    func waitForJournal(_ node: String, containing text: String, timeoutSeconds: Double = 120) async throws {
+        let path = "\(directory)/nodes/\(node)/var/lib/upkeep-agent/journal.jsonl"
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").contains(text) { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw EndToEndFailure("\(node)'s agent journal shows no \(text) within \(Int(timeoutSeconds)) s")
     }
 
     /// The node's upkeep-agent pid, from its pid file.

@@ -144,6 +144,42 @@ struct EndToEndTests {
             try sandbox.expectNothingRanTwice()
         }
     }
+
+    @Test(.enabled(if: EndToEndSandbox.netnsAvailable, "needs root and ip(8) for network namespaces"))
+    func aNodeCutOffDuringItsInstallIsRevertedByItsAgentAndTheRestRolledBack() async throws {
+        var namespaces: [String] = []
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, netns: true) { sandbox in
+            namespaces = sandbox.manifest.nodes.compactMap(\.netns)
+            #expect(namespaces.count == 2, "every node in its own namespace: \(sandbox.manifest.nodes.map(\.name))")
+            // The new k3s takes a few seconds to turn healthy, so the cut lands while the install is in flight.
+            try await sandbox.fault(["agent-1", "slow-start", "4"])
+            let apply = try sandbox.start(["apply", "--to", Self.nextMinor, "--yes"])
+            _ = try await apply.waitForPhase("agent-1", "installing")
+            try await sandbox.setLink("agent-1", up: false)
+            // Cut off from the API and the controller, the agent judges the new k3s itself and puts
+            // the old one back; only then does the node come back.
+            do {
+                try await sandbox.waitForJournal("agent-1", containing: "{\"reverting\":{}}", timeoutSeconds: 150)
+            } catch {
+                try? await sandbox.setLink("agent-1", up: true)
+                throw error
+            }
+            try await sandbox.setLink("agent-1", up: true)
+            let code = await apply.exitCode(timeoutSeconds: 240)
+            #expect(code == 1, "apply should report the failure and roll back:\n\(apply.output)")
+            #expect(apply.output.contains("agent-1") && apply.output.contains("failed and rolled back"), "\(apply.output)")
+            try await sandbox.expectAllNodes(at: Self.start, "after the rollback")
+            let history = try await sandbox.history()
+            guard case .rolledBack? = history.first?.outcome else {
+                Issue.record("history should say rolled back: \(history.map(\.status))")
+                return
+            }
+            try sandbox.expectNothingRanTwice()
+        }
+        let listed = try await ProcessRun.run("/usr/sbin/ip", ["netns", "list"], timeoutSeconds: 20).output
+        let left = namespaces.filter { listed.contains($0) }
+        #expect(left.isEmpty, "network namespaces left after sandbox down: \(left)")
+    }
 }
 
 extension Instant {
