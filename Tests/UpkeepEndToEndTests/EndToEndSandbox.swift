@@ -30,7 +30,7 @@ final class EndToEndSandbox: Sendable {
 
     /// Brings a sandbox up in a fresh temporary directory, runs `body`, and always brings it
     /// down again (also when `body` throws), then checks that no process it recorded still runs.
-    static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false,
+    static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false, strayKnownIssue: Comment? = nil,
                      _ body: (EndToEndSandbox) async throws -> Void) async throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.file("sbx")
@@ -54,10 +54,33 @@ final class EndToEndSandbox: Sendable {
         #expect(down.status == 0 && !down.timedOut, "sandbox down failed: \(down.output)")
         let survivors = pids.filter { Spawn.isAlive($0) }
         #expect(survivors.isEmpty, "still running after sandbox down: \(survivors.sorted())")
+        // Beyond the recorded pids: any process still running from the sandbox's directory is
+        // a leak; it is killed so that no test leaves it behind, and reported.
+        let strays = strayProcesses(directory)
+        for stray in strays { kill(getpgid(stray.pid) == stray.pid ? -stray.pid : stray.pid, SIGKILL) }  // with its group (a supervisor's k3s)
+        if let strayKnownIssue {
+            withKnownIssue(strayKnownIssue, isIntermittent: true) {
+                #expect(strays.isEmpty, "still running from \(directory) after sandbox down: \(strays.map(\.description))")
+            }
+        } else {
+            #expect(strays.isEmpty, "still running from \(directory) after sandbox down: \(strays.map(\.description))")
+        }
         if let failure {
             let log = (try? String(contentsOfFile: "\(directory)/sandbox.log", encoding: .utf8)) ?? ""
             Issue.record("sandbox log (end):\n\(log.split(separator: "\n").suffix(30).joined(separator: "\n"))")
             throw failure
+        }
+    }
+
+    /// Processes whose command line names a path inside `directory` (from /proc).
+    static func strayProcesses(_ directory: String) -> [(pid: pid_t, description: String)] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> (pid: pid_t, description: String)? in
+            guard let pid = pid_t(entry), pid != getpid(),
+                  let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard arguments.contains(where: { $0 == directory || $0.hasPrefix(directory + "/") }), Spawn.isAlive(pid) else { return nil }
+            return (pid, "\(pid) " + arguments.joined(separator: " "))
         }
     }
 

@@ -116,7 +116,11 @@ struct EndToEndTests {
     }
 
     @Test func anAgentKilledMidInstallLeavesTheRolloutConsistent() async throws {
-        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start) { sandbox in
+        // Seen once in many runs: the agent killed while its `systemctl restart` ran leaves that
+        // stand-in to start a second unit supervisor, which the unit state does not record and
+        // `sandbox down` therefore misses.
+        let leak: Comment = "sandbox: a unit supervisor started by a killed agent's systemctl can outlive sandbox down"
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, strayKnownIssue: leak) { sandbox in
             try await sandbox.fault(["agent-1", "slow-start", "4"])
             let before = try #require(try sandbox.agentPID("agent-1"), "agent-1's agent has no pid file")
             let apply = try sandbox.start(["apply", "--to", Self.nextMinor, "--yes"])
