@@ -63,7 +63,8 @@ struct SandboxCLITests {
             #expect(config.stateDir == "\(directory)/state")
             #expect(config.releases.githubAPI == manifest.releaseURL)
             #expect(config.releases.mirror == nil)
-            #expect(config.concurrency == 1 && config.rollout.drainTimeoutSeconds == 120 && config.rollout.autoRollback)
+            #expect(config.concurrency == 1 && config.rollout.drainTimeoutSeconds == 120 && config.rollout.autoRollback
+                    && config.rollout.pollIntervalMilliseconds == 500)
             let keyMode = try FileManager.default.attributesOfItem(atPath: config.pki.key)[.posixPermissions] as? Int
             #expect(keyMode == 0o600)
             for node in manifest.nodes {
