@@ -85,16 +85,25 @@ let package = Package(
         .target(name: "UpkeepController", dependencies: ["UpkeepCore"],
                 path: "controller/Sources/UpkeepController", swiftSettings: strict),
 
+        // The controller's I/O edges: the cluster observer (Kubernetes API), the agent fleet over
+        // mutual TLS, and the artifact cache (GitHub or a mirror, verified, by digest).
+        .target(name: "UpkeepFleet", dependencies: ["COpenSSL", "UpkeepController", "UpkeepCore", "UpkeepKube", "UpkeepProtocol", "UpkeepTLS",
+                                               "UpkeepPKI", "UpkeepHTTP", nioCore, nioHTTP1],
+                path: "controller/Sources/UpkeepFleet", swiftSettings: strict),
+
         // The controller's state: rollouts, transitions, steps, notices and the lease in SQLite (GRDB, WAL).
         .target(name: "UpkeepStore", dependencies: ["UpkeepController", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "controller/Sources/UpkeepStore", swiftSettings: strict),
+        // Drives the rollout engine: persists every transition before acting, holds the lease.
+        .target(name: "UpkeepRuntime", dependencies: ["UpkeepController", "UpkeepStore"],
+                path: "controller/Sources/UpkeepRuntime", swiftSettings: strict),
 
         // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
         .target(name: "UpkeepSimulation", dependencies: ["UpkeepController", "UpkeepCore"],
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepController", "UpkeepStore", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepController", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
                                              nioCore, nioPosix, logging, argumentParser],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
@@ -103,6 +112,11 @@ let package = Package(
         // Measurement driver for bench/ scripts (built in release mode by them).
         .executableTarget(name: "upkeep-bench", dependencies: ["COpenSSL", "UpkeepTLS", "UpkeepPKI", "UpkeepProtocol", nioCore, nioPosix],
                           path: "bench/Sources/upkeep-bench", swiftSettings: strict),
+
+        // Measurement driver for bench/fanout: the agent cross-check against many mTLS agents.
+        .executableTarget(name: "upkeep-fleet-bench", dependencies: ["UpkeepFleet", "UpkeepController", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS",
+                                                                     "UpkeepPKI", nioPosix],
+                          path: "bench/Sources/upkeep-fleet-bench", swiftSettings: strict),
 
         // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).
         .executableTarget(name: "upkeep-controller-bench", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"],
@@ -129,12 +143,24 @@ let package = Package(
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
         .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
+        .testTarget(name: "UpkeepFleetTests", dependencies: ["UpkeepFleet", "UpkeepController", "UpkeepCore", "UpkeepKube", "UpkeepProtocol",
+                                                       "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepSandbox", "UpkeepAgent",
+                                                       "UpkeepTestSupport", nioCore, nioPosix],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         // A file-backed cluster with agents for the store's and runtime's tests and the runtime probe.
         .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepController", "UpkeepCore"],
                 path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),
+        // Runs a rollout against a file-backed world so a test can SIGKILL it mid-rollout.
+        .executableTarget(name: "upkeep-runtime-probe", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepController", "UpkeepRuntimeTestSupport"],
+                          path: "Tests/upkeep-runtime-probe", swiftSettings: strict),
+        .testTarget(name: "UpkeepRuntimeTests", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
+                                                          "UpkeepRuntimeTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
                                                         "UpkeepRuntimeTestSupport"], swiftSettings: strict),
+        // The built `upkeep` against sandbox clusters of real processes, with kubectl as the witness.
+        .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport"],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
     ]
 )

@@ -2,18 +2,31 @@ import Foundation
 import Testing
 import UpkeepTestSupport
 
-/// `upkeep demo` as a new user runs it: the built binary, its output, and nothing left behind.
+/// `upkeep demo` as a new user runs it: the built binary against two real sandboxes (fake k3s,
+/// real agents over mutual TLS), its output, and nothing left running afterwards.
 @Suite struct DemoCommandTests {
-    @Test func theDemoShowsAVerifiedHandshakeAndBothRefusals() throws {
+    @Test func theDemoUpgradesThenRollsBackAndLeavesNothingRunning() throws {
         let directory = try TemporaryDirectory()
-        let pkiPath = directory.file("pki")
-        let result = try UpkeepBinary.run(["demo", "--dir", pkiPath], timeoutSeconds: 60)
-        #expect(result.status == 0, "\(result.error)")
-        #expect(result.output.contains("controller -> node-1: TLSv1.3"))
-        #expect(result.output.contains("verified peer upkeep://agent/node-1"))
-        #expect(result.output.contains("upkeep://agent/node-9 was dialled"))
-        #expect(result.output.contains("for role agent, but only controller is accepted here"))
-        let keyMode = try FileManager.default.attributesOfItem(atPath: "\(pkiPath)/agents/node-1.key")[.posixPermissions] as? Int
-        #expect(keyMode == 0o600)
+        let kept = directory.file("demo")
+        let result = try UpkeepBinary.run(["demo", "--dir", kept], timeoutSeconds: 600)
+        #expect(result.status == 0, "\(result.output.suffix(3000))\n\(result.error)")
+        #expect(result.output.contains("Upgrade to v1.32.0+k3s1: 6 nodes in 2 hops"), "the plan is shown")
+        #expect(result.output.contains("done: every node runs its target version"))
+        #expect(result.output.contains("did not become healthy on agent-2"))
+        #expect(result.output.contains("failed and rolled back"))
+        #expect(result.output.contains("first run exit 0") && result.output.contains("second run exit 1"))
+        // Each run ends with every node where the story says, as the API reports them.
+        let afterwards = result.output.components(separatedBy: "nodes afterwards, as the API reports them:")
+        #expect(afterwards.count == 3)
+        if afterwards.count == 3 {
+            #expect(afterwards[1].components(separatedBy: "v1.32.0+k3s1  Ready").count - 1 == 6, "\(afterwards[1].prefix(600))")
+            #expect(afterwards[2].components(separatedBy: "v1.30.6+k3s1  Ready").count - 1 == 6, "\(afterwards[2].prefix(600))")
+            #expect(!afterwards[2].contains("cordoned"))
+        }
+        // Both sandboxes are down: no process of theirs is left.
+        for run in ["upgrade", "rollback"] {
+            let leftovers = try runProcess("/usr/bin/pgrep", ["-f", "\(kept)/\(run)"])
+            #expect(leftovers.output.isEmpty, "left running: \(leftovers.output)")
+        }
     }
 }

@@ -11,20 +11,26 @@ public final class FileWorld: AgentTransport, ClusterObserver, Sendable {
     public let path: String
     /// How long each operation takes before it runs (an install longer, so a kill lands mid-rollout).
     public let operationDelayMilliseconds: Int
+    /// After running this (node, command) the agent writes `<path>.paused` and answers only
+    /// 120 s later: the operation ran, its answer is not yet recorded, and a test kills the
+    /// controller right there.
+    public let pauseAfter: (node: String, command: String)?
     private let model: Mutex<WorldModel>
 
     /// Creates the file with `model`.
     public init(path: String, model: WorldModel, operationDelayMilliseconds: Int = 0) throws {
         self.path = path
         self.operationDelayMilliseconds = operationDelayMilliseconds
+        pauseAfter = nil
         self.model = Mutex(model)
         try Self.save(model, to: path)
     }
 
     /// Loads the world a (possibly killed) process left in `path`.
-    public init(loading path: String, operationDelayMilliseconds: Int = 0) throws {
+    public init(loading path: String, operationDelayMilliseconds: Int = 0, pauseAfter: (node: String, command: String)? = nil) throws {
         self.path = path
         self.operationDelayMilliseconds = operationDelayMilliseconds
+        self.pauseAfter = pauseAfter
         model = Mutex(try Self.load(path))
     }
 
@@ -37,12 +43,20 @@ public final class FileWorld: AgentTransport, ClusterObserver, Sendable {
     public func send(_ request: AgentRequest, deadlineSeconds: Int, progress: @escaping @Sendable (String) -> Void) async throws -> AgentReply {
         let delay = request.command.name == "install" ? operationDelayMilliseconds * 4 : operationDelayMilliseconds
         if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
-        return try model.withLock { world in
+        let reply = try model.withLock { world in
             let reply = world.execute(request)
             try Self.save(world, to: path)
             return reply
         }
+        if let pauseAfter, pauseAfter.node == request.node, pauseAfter.command == request.command.name {
+            _ = FileManager.default.createFile(atPath: pausedMarker, contents: nil)
+            try await Task.sleep(for: .seconds(120))
+        }
+        return reply
     }
+
+    /// Exists once the world paused after `pauseAfter`.
+    public var pausedMarker: String { path + ".paused" }
 
     public func observe() async throws -> ClusterObservation {
         model.withLock { $0.observation }

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
 import UpkeepKube
 @testable import UpkeepSandbox
@@ -49,6 +51,16 @@ struct HostTests {
         let left = try #require(pid_t(outcome.output.trimmingCharacters(in: .whitespacesAndNewlines)), "\(outcome)")
         Spawn.terminate(left, graceSeconds: 5)
         #expect(outcome.status == 0 && !outcome.timedOut, "\(outcome)")
+    }
+
+    @Test func aSandboxSkipsLoopbackAddressesAnotherSandboxUses() async throws {
+        let directory = Self.directory()
+        let hashed = 16 + Int(StableHash.fnv1a(directory) % 200)
+        let occupied = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.\(hashed).1.1", port: 10248).get()
+        defer { occupied.close(promise: nil) }
+        #expect(SandboxRunner.loopbackOctet(directory) != hashed)
+        #expect(SandboxRunner.canBind(host: "127.\(hashed).1.2", port: 10248))
     }
 
     /// Runs `body` against a fresh sandbox and always tears it down; then checks that every

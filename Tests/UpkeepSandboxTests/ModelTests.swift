@@ -109,6 +109,21 @@ struct ModelTests {
         #expect(model.events.contains { $0.kind == "ReplicaRebuilt" })
     }
 
+    /// The `slow-rebuild` fault: replicas on one node rebuild for longer than the model's default.
+    @Test func aSlowRebuildFaultHoldsThatNodesReplicasBackLonger() throws {
+        var model = Self.booted(timings: ModelTimings(rebuildSeconds: 10))
+        model.rebuildSecondsByNode["agent-1"] = 60
+        Self.tick(&model, seconds: 25, silent: ["agent-1"])
+        let degraded = Self.volumes(model).filter { $0.robustness == "degraded" }.map(\.name)
+        #expect(!degraded.isEmpty)
+        model.kubeletStatus(node: "agent-1", ready: true, version: "v1.30.6+k3s1", now: model.now + 1)
+        Self.tick(&model, seconds: 30)
+        #expect(Self.volumes(model).filter { degraded.contains($0.name) }.allSatisfy { $0.robustness == "degraded" },
+                "past the default 10 s, still rebuilding")
+        Self.tick(&model, seconds: 40)
+        #expect(Self.volumes(model).filter { degraded.contains($0.name) }.allSatisfy { $0.robustness == "healthy" })
+    }
+
     @Test func evictedDeploymentPodsMoveButDaemonSetPodsStay() throws {
         var model = Self.booted()
         Self.cordon(&model, "agent-1")

@@ -19,18 +19,7 @@ struct SandboxCLITests {
     }
 
     /// Every process a sandbox recorded: its own, the unit supervisors, k3s, the agents.
-    static func recordedPIDs(_ directory: String) -> Set<pid_t> {
-        var pids: Set<pid_t> = []
-        if let text = try? String(contentsOfFile: SandboxDaemon.pidFile(directory), encoding: .utf8),
-           let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) { pids.insert(pid) }
-        for node in (try? SandboxManifest.load(directory: directory))?.nodes ?? [] {
-            let state = SystemctlStandIn.currentState(node)
-            pids.formUnion([state.supervisorPID, state.mainPID].filter { $0 > 0 })
-            if let text = try? String(contentsOfFile: node.agentPIDFile, encoding: .utf8),
-               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) { pids.insert(pid) }
-        }
-        return pids
-    }
+    static func recordedPIDs(_ directory: String) -> Set<pid_t> { SandboxDaemon.recordedPIDs(directory) }
 
     /// Runs `body` with a sandbox brought up by `upkeep sandbox up` and always brings it down,
     /// then checks nothing it started still runs and `--purge` removes the directory.
@@ -74,7 +63,8 @@ struct SandboxCLITests {
             #expect(config.stateDir == "\(directory)/state")
             #expect(config.releases.githubAPI == manifest.releaseURL)
             #expect(config.releases.mirror == nil)
-            #expect(config.concurrency == 1 && config.rollout.drainTimeoutSeconds == 120 && config.rollout.autoRollback)
+            #expect(config.concurrency == 1 && config.rollout.drainTimeoutSeconds == 120 && config.rollout.autoRollback
+                    && config.rollout.pollIntervalMilliseconds == 500)
             let keyMode = try FileManager.default.attributesOfItem(atPath: config.pki.key)[.posixPermissions] as? Int
             #expect(keyMode == 0o600)
             for node in manifest.nodes {
@@ -122,21 +112,71 @@ struct SandboxCLITests {
         }
     }
 
-    @Test func downCleansUpASandboxWhoseProcessWasKilled() async throws {
+    @Test func upAndDownCleanUpASandboxWhoseProcessWasKilled() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upkeep-sbx-cli-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let up = try await Self.upkeep(["sandbox", "up", "--dir", directory, "--servers", "1", "--agents", "0", "--volumes", "0", "--no-agents"])
-        let pids = Self.recordedPIDs(directory)
-        #expect(up.status == 0, "\(up.output)")
-        let daemon = try #require(SandboxDaemon.runningPID(directory))
-        kill(daemon, SIGKILL)
-        let gone = try await HostTests.eventually(timeoutSeconds: 10) { !Spawn.isAlive(daemon) }
-        #expect(gone)
+        let arguments = ["sandbox", "up", "--dir", directory, "--servers", "1", "--agents", "0", "--volumes", "0", "--no-agents"]
+        /// Starts the sandbox, kills its process with SIGKILL and returns what it had started.
+        func upThenKill() async throws -> Set<pid_t> {
+            let up = try await Self.upkeep(arguments)
+            let pids = Self.recordedPIDs(directory)
+            #expect(up.status == 0, "\(up.output)")
+            let daemon = try #require(SandboxDaemon.runningPID(directory))
+            kill(daemon, SIGKILL)
+            let gone = try await HostTests.eventually(timeoutSeconds: 10) { !Spawn.isAlive(daemon) }
+            #expect(gone)
+            #expect(pids.count == 3 && pids.filter { Spawn.isAlive($0) }.count == 2, "the node's supervisor and k3s outlive the sandbox process")
+            return pids
+        }
+        let first = try await upThenKill()
         let status = try await Self.upkeep(["sandbox", "status", "--dir", directory])
         #expect(status.status == 1 && status.output.contains("not running"), "\(status.output)")
-        #expect(pids.count == 3 && pids.filter { Spawn.isAlive($0) }.count == 2, "the node's supervisor and k3s outlive the sandbox process")
+        // A new up cleans up what the killed one left, then starts afresh.
+        let second = try await upThenKill()
+        #expect(first.filter { Spawn.isAlive($0) }.isEmpty, "up stopped the killed sandbox's node")
         let down = try await Self.upkeep(["sandbox", "down", "--dir", directory])
         #expect(down.status == 0 && down.output.contains("stopped k3s on server-1"), "\(down.output)")
-        #expect(pids.filter { Spawn.isAlive($0) }.isEmpty)
+        #expect(second.filter { Spawn.isAlive($0) }.isEmpty)
+    }
+
+    static var canCreateNetworkNamespaces: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") }
+
+    /// Network namespaces and links whose names carry `tag` (this sandbox's bridge name).
+    static func networkObjects(_ tag: String) async throws -> [String] {
+        let namespaces = try await ProcessRun.run("/usr/sbin/ip", ["netns", "list"], timeoutSeconds: 20).output
+        let links = try await ProcessRun.run("/usr/sbin/ip", ["-o", "link"], timeoutSeconds: 20).output
+        return (namespaces + links).split(separator: "\n").map(String.init).filter { $0.contains(tag) }
+    }
+
+    @Test(.enabled(if: canCreateNetworkNamespaces, "needs root and iproute2"))
+    func netnsModePutsEachNodeInItsOwnNamespaceCanCutOneOffAndLeavesNothingBehind() async throws {
+        var bridge = ""
+        try await Self.withSandbox(["--netns", "--agents", "1"]) { directory, manifest in
+            bridge = try #require(manifest.bridge)
+            #expect(manifest.netns && manifest.nodes.allSatisfy { $0.address.hasPrefix("198.18.") && $0.netns != nil })
+            #expect(try await Self.networkObjects(bridge).count >= 3, "a bridge and a namespace per node")
+            let nodes = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(directory)/kubeconfig", "--cache-dir", "\(directory)/.kube-cache",
+                                                             "get", "nodes", "-o", "wide", "--no-headers"], timeoutSeconds: 30)
+            for node in manifest.nodes {
+                #expect(nodes.output.split(separator: "\n").contains { $0.hasPrefix(node.name + " ") && $0.contains(" Ready ") && $0.contains(node.address) },
+                        "\(nodes.output)")
+            }
+            // The k3s of a node is reachable only through the node's namespace on the bridge.
+            let agent = try #require(manifest.nodes.first { !$0.isServer })
+            let healthz = try await ProcessRun.run("curl", ["-sS", "--max-time", "5", agent.kubeletHealthzURL], timeoutSeconds: 20)
+            #expect(healthz.output == "ok", "\(healthz.output)")
+
+            // Cut the node off: its heartbeats stop reaching the API, which turns it NotReady.
+            let cut = try await ProcessRun.run("/usr/sbin/ip", ["-n", try #require(agent.netns), "link", "set", "eth0", "down"], timeoutSeconds: 20)
+            #expect(cut.status == 0, "\(cut.output)")
+            let kube = try KubeClient(kubeconfig: manifest.kubeconfig)
+            defer { Task { await kube.shutdown() } }
+            let notReady = try await HostTests.eventually(timeoutSeconds: 30) { try await !kube.get(Node.self, agent.name).isReady }
+            #expect(notReady, "a node cut off turns NotReady")
+            #expect(try await kube.get(Node.self, "server-1").isReady)
+        }
+        #expect(!bridge.isEmpty)
+        let left = try await Self.networkObjects(bridge)
+        #expect(left.isEmpty, "left behind: \(left)")
     }
 }

@@ -80,3 +80,20 @@ public func openssl(_ arguments: [String], timeoutSeconds: Double = 30) throws -
 private final class DataBox: @unchecked Sendable {
     var data = Data()
 }
+
+/// A TCP port on 127.0.0.1 that nothing listens on at this moment (the kernel's choice for a
+/// socket bound to port 0, then closed): for a child process to bind, or to dial and be refused.
+public func unusedLoopbackPort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw CocoaError(.fileWriteUnknown) }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+    }
+    guard bound else { throw CocoaError(.fileWriteUnknown) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

@@ -44,6 +44,11 @@ public enum SandboxDaemon {
         if let agent = options.agentBinary, !FileManager.default.isExecutableFile(atPath: agent) {
             throw SandboxError("the agent binary \(agent) is missing; build it (swift build) or pass --no-agents")
         }
+        if (try? SandboxManifest.load(directory: directory)) != nil {
+            // A sandbox whose process was killed: its nodes may still run and would never
+            // report to the new API. Clean up first, as `down` would.
+            _ = try await SandboxRunner.down(directory: directory)
+        }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         unlink(stateFile(directory))
         unlink("\(directory)/faults.json")  // a new sandbox starts without the last one's faults
@@ -106,7 +111,7 @@ public enum SandboxDaemon {
         print("sandbox ready in \(directory): API \(runner.apiURL), releases \(runner.releaseURL)")
         let tending = Task {
             while !Task.isCancelled {
-                runner.tend()
+                await runner.tend()
                 try? await Task.sleep(nanoseconds: tendIntervalNanoseconds)
             }
         }

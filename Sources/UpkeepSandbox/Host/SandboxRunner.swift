@@ -75,7 +75,30 @@ public final class SandboxRunner: Sendable {
 
     /// Second octet of the loopback addresses of a sandbox in `directory` (127.X.0.0/16), so
     /// sandboxes in different directories do not share node addresses.
-    static func loopbackOctet(_ directory: String) -> Int { 16 + Int(StableHash.fnv1a(directory) % 200) }
+    /// Starts from a hash of the directory and skips a range whose first node's kubelet port is
+    /// taken (another sandbox already lives there).
+    static func loopbackOctet(_ directory: String) -> Int {
+        let first = Int(StableHash.fnv1a(directory) % 200)
+        for step in 0..<200 {
+            let octet = 16 + (first + step) % 200
+            if canBind(host: "127.\(octet).1.1", port: 10248) { return octet }
+        }
+        return 16 + first
+    }
+
+    /// Whether a TCP listener could bind `host:port` right now.
+    static func canBind(host: String, port: UInt16) -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return true }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return true }
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
 
     public static func start(_ options: SandboxOptions) async throws -> SandboxRunner {
         if let problem = options.spec.problem { throw SandboxError(problem) }
@@ -265,18 +288,15 @@ public final class SandboxRunner: Sendable {
     /// Applies what `faults.json` says to the running sandbox (the fake k3s reads its own knobs
     /// when it starts) and keeps the agents running as systemd would (except those a fault
     /// keeps down); called periodically by the sandbox process.
-    public func tend() {
+    public func tend() async {
         let faults = SandboxFaults.load(manifest.faultsFile)
         cluster.withModel { $0.rebuildSecondsByNode = faults.rebuildSeconds ?? [:] }
         guard let agentBinary = options.agentBinary else { return }
         let down = Set(faults.agentsDown ?? [])
+        await Spawn.offload(manifest.nodes.filter { down.contains($0.name) && SandboxAgents.runningPID($0) != nil }) { SandboxAgents.stop($0) }
         let now = Date().timeIntervalSince1970
-        for node in manifest.nodes {
+        for node in manifest.nodes where !down.contains(node.name) {
             let running = SandboxAgents.runningPID(node) != nil
-            if down.contains(node.name) {
-                if running { SandboxAgents.stop(node) }
-                continue
-            }
             guard !running, now - (agentStarts.withLockedValue { $0[node.name] } ?? 0) >= Self.agentRestartSeconds else { continue }
             agentStarts.withLockedValue { $0[node.name] = now }
             _ = try? SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: "\(manifest.directory)/pki")
@@ -285,8 +305,8 @@ public final class SandboxRunner: Sendable {
 
     /// Stops every node's k3s, the servers and the network; removes `sandbox.json`.
     public func stop() async {
-        for node in manifest.nodes { SandboxAgents.stop(node) }
-        for node in manifest.nodes { _ = SystemctlStandIn.stop(node) }
+        await Spawn.offload(manifest.nodes) { SandboxAgents.stop($0) }
+        await Spawn.offload(manifest.nodes) { _ = SystemctlStandIn.stop($0) }
         driver.cancel()
         await api.close()
         await release.close()
@@ -313,17 +333,15 @@ public final class SandboxRunner: Sendable {
             report.append(report.isEmpty ? "no sandbox runs in \(directory)" : "sandbox in \(directory) is down")
             return report.joined(separator: "\n")
         }
-        for node in manifest.nodes where SandboxAgents.runningPID(node) != nil {
-            SandboxAgents.stop(node)
-            report.append("stopped the upkeep-agent of \(node.name)")
-        }
-        for node in manifest.nodes {
+        let agents = manifest.nodes.filter { SandboxAgents.runningPID($0) != nil }
+        await Spawn.offload(agents) { SandboxAgents.stop($0) }
+        report += agents.map { "stopped the upkeep-agent of \($0.name)" }
+        let units = manifest.nodes.filter { node in
             let state = SystemctlStandIn.currentState(node)
-            if state.supervisorPID > 0 && Spawn.isAlive(state.supervisorPID) || state.mainPID > 0 && Spawn.isAlive(state.mainPID) {
-                _ = SystemctlStandIn.stop(node)
-                report.append("stopped k3s on \(node.name)")
-            }
+            return state.supervisorPID > 0 && Spawn.isAlive(state.supervisorPID) || state.mainPID > 0 && Spawn.isAlive(state.mainPID)
         }
+        await Spawn.offload(units) { _ = SystemctlStandIn.stop($0) }
+        report += units.map { "stopped k3s on \($0.name)" }
         if manifest.netns {
             let removed = await SandboxNetwork.remove(bridge: manifest.bridge, namespaces: manifest.nodes.compactMap(\.netns))
             if removed > 0 { report.append("removed \(removed) network namespaces and links") }

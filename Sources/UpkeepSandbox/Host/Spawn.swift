@@ -111,6 +111,17 @@ public enum Spawn {
         }
     }
 
+    /// Runs the blocking `work` (bounded waits for processes to stop) for every item at once on
+    /// Dispatch threads, off Swift's cooperative pool, and returns when all are done.
+    public static func offload<Item: Sendable>(_ items: [Item], _ work: @escaping @Sendable (Item) -> Void) async {
+        guard !items.isEmpty else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let group = DispatchGroup()
+            for item in items { DispatchQueue.global().async(group: group) { work(item) } }
+            group.notify(queue: .global()) { continuation.resume() }
+        }
+    }
+
     /// The environment to pass on: this process's, with `changes` applied (nil removes).
     public static func environment(_ changes: [String: String?]) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment

@@ -1,116 +1,119 @@
 import ArgumentParser
 import Foundation
-import NIOCore
-import NIOPosix
-import UpkeepPKI
-import UpkeepTLS
+import UpkeepController
+import UpkeepCore
+import UpkeepFleet
+import UpkeepSandbox
+import UpkeepStore
 
 /// `upkeep demo`: the first thing a new user runs.
 ///
-/// Until the sandbox cluster can be upgraded end to end, it shows the foundation everything
-/// else stands on: a cluster PKI created in a temporary directory, a controller and an agent
-/// completing a mutual TLS 1.3 handshake on loopback, and the refusals an operator would see
-/// for a wrong role and a wrong node. Everything it creates is removed at the end.
+/// Brings up a sandbox cluster on this machine (3 servers with embedded etcd, 3 agents, Longhorn
+/// volumes with 2 replicas, Flux objects; fake k3s binaries with a real `upkeep-agent` on every
+/// node), shows the plan, upgrades the cluster to the newest k3s the sandbox offers with live
+/// progress, then does the same on a fresh sandbox where one agent's new k3s never becomes
+/// healthy: its agent puts the old binary back and the controller returns every upgraded node,
+/// in reverse order. Everything runs through the same code as `upkeep apply`, and everything it
+/// starts is stopped at the end.
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "demo",
-        abstract: "Show Upkeep's PKI and an agent-controller mutual TLS handshake on this machine."
+        abstract: "Upgrade a sandbox k3s cluster on this machine, then watch an automatic rollback.",
+        discussion: "Needs the binaries built next to `upkeep` (swift build). Takes a minute or two; leaves nothing running."
     )
 
-    @Option(name: .long, help: "Keep the demo's PKI in this directory instead of a temporary one.")
+    @Option(name: .long, help: "Keep the sandboxes' files (logs, state database, PKI) in this directory instead of a temporary one.")
     var dir: String?
 
+    /// The node whose new k3s fails in the second run.
+    static let failingNode = "agent-2"
+
     func run() async throws {
-        let path = dir ?? NSTemporaryDirectory() + "upkeep-demo-\(UUID().uuidString)"
-        defer { if dir == nil { try? FileManager.default.removeItem(atPath: path) } }
-        let pki = PKIDirectory(path: path)
-        let ca = try pki.initialize(validity: PKIDirectory.validity(days: 2))
-        say("created the cluster CA in \(path): \(ca.certificate.subject)")
-        let node = try PeerIdentity(role: .agent, name: "node-1")
-        let agent = try pki.issue(node, validity: PKIDirectory.validity(days: 1))
-        let controller = try pki.issue(PeerIdentity(role: .controller, name: PKIDirectory.defaultControllerName),
-                                       validity: PKIDirectory.validity(days: 1))
-        let impostor = try pki.issue(PeerIdentity(role: .agent, name: "node-2"), validity: PKIDirectory.validity(days: 1))
-        for issued in [agent, controller, impostor] {
-            say("issued \(issued.identity.uri) -> \(issued.certificatePath) (key mode 0600)")
-        }
+        let base = dir ?? NSTemporaryDirectory() + "upkeep-demo-\(UUID().uuidString.prefix(8).lowercased())"
+        let keep = dir != nil
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        let started = Date()
+        var codes: [Int32] = []
+        defer { if !keep { try? FileManager.default.removeItem(atPath: base) } }
 
-        let agentContext = try TLSContext.internal(ca: [ca.certificate], chain: [agent.certificate], key: agent.key)
-        let controllerContext = try TLSContext.internal(ca: [ca.certificate], chain: [controller.certificate], key: controller.key)
-        let impostorContext = try TLSContext.internal(ca: [ca.certificate], chain: [impostor.certificate], key: impostor.key)
-
-        let refusals = DemoRefusals()
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(agentContext.makeServerHandler(expecting: .roles([.controller])))
-                    try channel.pipeline.syncOperations.addHandler(DemoObserver(report: refusals.record))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = server.localAddress?.port ?? 0
-        say("agent node-1 listens on 127.0.0.1:\(port) and accepts controllers only")
-
-        let completed = try await dial(port: port, context: controllerContext, expecting: .identity(node))
-        say("controller -> node-1: \(completed)")
-        let wrongNode = try await dial(port: port, context: controllerContext,
-                                       expecting: .identity(PeerIdentity(role: .agent, name: "node-9")))
-        say("controller expecting node-9 -> node-1: \(wrongNode)")
-        _ = try await dial(port: port, context: impostorContext, expecting: .identity(node))
-        try await Task.sleep(for: .milliseconds(100))
-        say("agent node-2 posing as a controller -> node-1: agent says \(refusals.last ?? "nothing")")
-        try await server.close()
-        say("done; the sandbox cluster demo arrives with the controller")
-    }
-
-    private func say(_ line: String) { print("upkeep demo: \(line)") }
-
-    /// Dials once and describes how the handshake ended, from the dialler's side.
-    private func dial(port: Int, context: TLSContext, expecting: PeerExpectation) async throws -> String {
-        let outcome = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: String.self)
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(context.makeClientHandler(expecting: expecting))
-                    try channel.pipeline.syncOperations.addHandler(DemoObserver { outcome.succeed($0) })
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
-        let result = try await outcome.futureResult.get()
-        try? await channel.close()
-        return result
-    }
-}
-
-/// The last outcome the demo's agent reported, shared with its connections' event loops.
-final class DemoRefusals: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: String?
-    var last: String? { lock.withLock { value } }
-    func record(_ text: String) { lock.withLock { value = text } }
-}
-
-/// Reports the first handshake outcome of a connection as text.
-final class DemoObserver: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    private let report: @Sendable (String) -> Void
-    private var reported = false
-
-    init(report: @escaping @Sendable (String) -> Void) { self.report = report }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let done = event as? TLSHandshakeCompleted {
-            once("\(done.protocolVersion) \(done.cipher), verified peer \(done.peer?.uri ?? "-")")
+        say("== 1. a healthy rolling upgrade")
+        codes.append(try await runScenario(directory: "\(base)/upgrade", failing: nil))
+        say("")
+        say("== 2. the same upgrade on a fresh sandbox, where \(Self.failingNode)'s new k3s never becomes healthy")
+        codes.append(try await runScenario(directory: "\(base)/rollback", failing: Self.failingNode))
+        say("")
+        let seconds = Int(Date().timeIntervalSince(started).rounded())
+        say("demo finished in \(seconds / 60)m\(String(format: "%02d", seconds % 60))s: first run exit \(codes[0]) (0 = completed), "
+            + "second run exit \(codes[1]) (1 = failed and rolled back)" + (keep ? "; files kept in \(base)" : ""))
+        guard codes == [RolloutExitCode.done, RolloutExitCode.failedRolledBack] else {
+            throw CommandFailure(code: 1, message: "the demo did not go as expected (exit codes \(codes)); logs are in \(base) with --dir")
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) { once("refused: \(error)") }
-
-    func channelInactive(context: ChannelHandlerContext) { once("closed") }
-
-    private func once(_ text: String) {
-        guard !reported else { return }
-        reported = true
-        report(text)
+    /// One sandbox, one `apply` to the newest version; returns apply's exit code.
+    private func runScenario(directory: String, failing: String?) async throws -> Int32 {
+        let executable = SiblingExecutables.upkeep
+        let options = SandboxOptions(
+            directory: directory,
+            spec: ClusterSpec(servers: 3, agents: 3, volumes: 4, replicas: 2, k3sVersion: "v1.30.6+k3s1"),
+            netns: false, hostBinary: SandboxRunner.hostBinaryNextTo(executable: executable),
+            agentBinary: SandboxRunner.agentBinaryNextTo(executable: executable), agentPort: 9443,
+            timings: ModelTimings(nodeGraceSeconds: 10, podStartSeconds: 0.5, podTerminationSeconds: 0.3, rebuildSeconds: 1),
+            readyTimeoutSeconds: 60)
+        let manifest = try await SandboxDaemon.launch(options)
+        do {
+            say("sandbox: \(manifest.nodes.count) nodes at \(manifest.k3sVersion) "
+                + "(\(manifest.nodes.map { "\($0.name) \($0.address)" }.joined(separator: ", "))); kubeconfig \(manifest.kubeconfig)")
+            let configPath = try Self.writeDemoConfig(directory: directory)
+            let config = try ControllerConfig.load(path: configPath)
+            let store = try openStateStore(config)
+            let code = try await ClusterSession.with(config) { session in
+                let newest = try await session.availableVersions(includePreReleases: false, oldestInstalled: nil).first
+                guard let newest else { throw CommandFailure(code: 1, message: "the sandbox release server offers no k3s release") }
+                if let failing {
+                    say(try await SandboxControl.setFault(directory: directory, node: failing, kind: "unhealthy", value: nil,
+                                                          version: newest.description, anyVersion: false))
+                }
+                var target = try TargetOptions.parse([])
+                target.to = newest.description
+                return try await Apply.applyPlanned(session: session, store: store, change: try ChangeOptions.parse(["--yes"]), target: newest) {
+                    try await session.plan(target)
+                }
+            }
+            say("")
+            say("nodes afterwards, as the API reports them:")
+            let reading = try await ClusterSession.with(config) { try await $0.read() }
+            for node in reading.nodes.map(\.node) {
+                say("  \(node.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(node.version)  "
+                    + (node.ready ? "Ready" : "NotReady") + (node.cordoned ? ", cordoned" : ""))
+            }
+            if let last = try storeCall({ try store.history(limit: 1) }).first {
+                say("history: \(last.id) \(last.from) -> \(last.target): \(last.outcomeText)")
+            }
+            say(try await SandboxRunner.down(directory: directory))
+            return code
+        } catch {
+            _ = try? await SandboxRunner.down(directory: directory)
+            throw error
+        }
     }
+
+    /// The sandbox's upkeep.yaml with the short waits a demo wants (the sandbox model rebuilds
+    /// replicas in a second and restarts k3s at once).
+    static func writeDemoConfig(directory: String) throws -> String {
+        let path = "\(directory)/upkeep.yaml"
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        let policy = "policy: {concurrency: 1, gateTimeoutSeconds: 60, drainTimeoutSeconds: 60, healthTimeoutSeconds: 8, "
+            + "verifyTimeoutSeconds: 60, rebuildTimeoutSeconds: 60, watchdogTimeoutSeconds: 300, pollIntervalMilliseconds: 250, "
+            + "autoRollback: true}"
+        text = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("policy:") ? Substring(policy) : $0 }.joined(separator: "\n")
+        let demoPath = "\(directory)/upkeep-demo.yaml"
+        try text.write(toFile: demoPath, atomically: true, encoding: .utf8)
+        return demoPath
+    }
+}
+
+private func say(_ line: String) {
+    fflush(nil)
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

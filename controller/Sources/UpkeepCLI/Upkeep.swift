@@ -10,8 +10,13 @@ public struct Upkeep: AsyncParsableCommand {
             PKI.self,
             Demo.self,
             Check.self,
+            PlanCommand.self,
+            Apply.self,
             Status.self,
+            Resume.self,
+            Rollback.self,
             History.self,
+            Agents.self,
             Sandbox.self,
         ]
     )

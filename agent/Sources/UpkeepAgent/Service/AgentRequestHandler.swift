@@ -65,7 +65,7 @@ public final class AgentRequestHandler: RequestHandler {
             refreshVersion(report.k3sVersion)
             return Reply(.install(InstallResult(outcome: report.outcome == .installed ? .installed : .reverted,
                                                 previousK3sVersion: report.previousK3sVersion, k3sVersion: report.k3sVersion,
-                                                probe: Self.probeResult(report.outcome == .reverted ? report.probe : report.probe),
+                                                probe: Self.probeResult(report.probe), revertProbe: report.revertProbe.map(Self.probeResult),
                                                 watchdogDeadlineUnixMs: report.watchdogDeadlineUnixMs)))
         case .rollback(let rollback):
             let outcome = try await service.rollback(operationID: rollback.operationID.rawValue, toSHA256: rollback.toSHA256?.rawValue,

@@ -77,6 +77,7 @@ struct ProgressBoard {
         let eta = estimatedSecondsLeft(moves, at: now).map { "ETA \(Self.duration($0))" } ?? "ETA --"
         lines.append("elapsed \(Self.duration(now.timeIntervalSince(started)))  \(done)/\(moves.count) done  \(eta)")
         let nodeWidth = max(4, moves.map(\.node.count).max() ?? 4)
+        let waveWidth = max(4, moves.map(\.wave.count).max() ?? 4)
         for move in moves {
             let elapsed: String
             if let finished = finishedAfter[move.key] {
@@ -87,7 +88,7 @@ struct ProgressBoard {
                 elapsed = ""
             }
             let node = move.node.padding(toLength: nodeWidth, withPad: " ", startingAt: 0)
-            let wave = move.wave.padding(toLength: 12, withPad: " ", startingAt: 0)
+            let wave = move.wave.padding(toLength: waveWidth, withPad: " ", startingAt: 0)
             let phase = move.phase.padding(toLength: 16, withPad: " ", startingAt: 0)
             lines.append("  \(node)  \(wave) \(Self.arrow(move).padding(toLength: 34, withPad: " ", startingAt: 0)) \(phase) \(elapsed)")
         }

@@ -60,7 +60,7 @@ struct History: AsyncParsableCommand {
             } else if records.isEmpty {
                 print("no rollouts recorded in \(config.resolvedStateDirectory())/upkeep.db")
             } else {
-                print(renderTable(["ID", "CREATED", "FINISHED", "FROM", "TO", "NODES", "OUTCOME"], records.map { record in
+                print(renderTable(["ID", "CREATED", "FINISHED", "FROM", "TO", "STEPS", "OUTCOME"], records.map { record in
                     [record.id, record.createdAt.utcDescription, record.finishedAt?.utcDescription ?? "-", record.from,
                      record.target.description, record.nodeSummary, record.outcomeText]
                 }), terminator: "")

@@ -46,12 +46,16 @@ struct SandboxUp: AsyncParsableCommand {
     @Option(name: .customLong("node-grace"), help: "Seconds without a heartbeat before a node turns NotReady (node-monitor-grace-period).")
     var nodeGraceSeconds = 20.0
 
+    @Option(name: .customLong("rebuild-seconds"), help: "Seconds a returning Longhorn replica rebuilds before its volume is healthy again.")
+    var rebuildSeconds = 10.0
+
     func validate() throws {
         let spec = ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion)
         if let problem = spec.problem { throw ValidationError(problem) }
         guard (1...65535).contains(agentPort) else { throw ValidationError("--agent-port must be between 1 and 65535") }
         guard (1...3600).contains(readyTimeoutSeconds) else { throw ValidationError("--ready-timeout must be between 1 and 3600 seconds") }
         guard (1...3600).contains(nodeGraceSeconds) else { throw ValidationError("--node-grace must be between 1 and 3600 seconds") }
+        guard (0...3600).contains(rebuildSeconds) else { throw ValidationError("--rebuild-seconds must be between 0 and 3600 seconds") }
     }
 
     func run() async throws {
@@ -61,7 +65,7 @@ struct SandboxUp: AsyncParsableCommand {
             spec: ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion),
             netns: netns, hostBinary: SandboxRunner.hostBinaryNextTo(executable: executable),
             agentBinary: noAgents ? nil : SandboxRunner.agentBinaryNextTo(executable: executable), agentPort: agentPort,
-            timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds), readyTimeoutSeconds: Double(readyTimeoutSeconds))
+            timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds, rebuildSeconds: rebuildSeconds), readyTimeoutSeconds: Double(readyTimeoutSeconds))
         let manifest = try await SandboxDaemon.launch(options)
         print("sandbox up in \(manifest.directory) (pid \(manifest.pid)): \(manifest.nodes.count) nodes Ready")
         print("  kubeconfig  \(manifest.kubeconfig)")

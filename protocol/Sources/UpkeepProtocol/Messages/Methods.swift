@@ -273,15 +273,18 @@ public struct InstallResult: ResultMessage {
     public var k3sVersion: String?
     /// The last probe results (the failing ones when reverted).
     public var probe: ProbeResult
+    /// When reverted: the restored version's probe results (absent from agents before this field).
+    public var revertProbe: ProbeResult?
     /// When `outcome` is installed: when the watchdog acts unless committed.
     public var watchdogDeadlineUnixMs: Int64?
 
     public init(outcome: InstallOutcome, previousK3sVersion: String?, k3sVersion: String?, probe: ProbeResult,
-                watchdogDeadlineUnixMs: Int64?) {
+                revertProbe: ProbeResult? = nil, watchdogDeadlineUnixMs: Int64?) {
         self.outcome = outcome
         self.previousK3sVersion = previousK3sVersion
         self.k3sVersion = k3sVersion
         self.probe = probe
+        self.revertProbe = revertProbe
         self.watchdogDeadlineUnixMs = watchdogDeadlineUnixMs
     }
 }

@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+import UpkeepController
+import UpkeepCore
+import UpkeepSandbox
+import UpkeepStore
+
+/// The controller end to end: the built `upkeep` against a sandbox cluster of real processes
+/// (fake k3s under a systemd stand-in, a real `upkeep-agent` on every node, mutual TLS), with
+/// the real `kubectl` as the witness of the outcome.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct EndToEndTests {
+    static let start = "v1.31.4+k3s1"
+    /// What the sandbox's release server offers around `start`, oldest first.
+    static let offered = ReleaseCatalog.k3sVersions(around: start)
+    /// The sandbox's `latest` channel: its newest release, two minors above `start`.
+    static let latest = offered.last { !$0.contains("-") } ?? start
+    /// The oldest release of the next minor: one hop.
+    static let nextMinor = offered.first { minor($0) > minor(start) } ?? start
+
+    static func minor(_ version: String) -> Int {
+        Int(version.split(separator: ".").dropFirst().first ?? "") ?? 0
+    }
+
+    @Test func aFullUpgradeOfThreeServersAndThreeAgentsAcrossTwoMinorsCompletes() async throws {
+        try #require(Self.minor(Self.latest) == Self.minor(Self.start) + 2, "expected a latest two minors up: \(Self.offered)")
+        try await EndToEndSandbox.with(servers: 3, agents: 3, k3sVersion: Self.start) { sandbox in
+            let apply = try await sandbox.controller(["apply", "--channel", "latest", "--concurrency", "2", "--yes"], timeoutSeconds: 240)
+            #expect(apply.status == 0, "apply should complete:\n\(apply.output)")
+            #expect(apply.output.contains("done: every node runs its target version"), "\(apply.output)")
+            try await sandbox.expectAllNodes(at: Self.latest, "after the upgrade")
+            let history = try await sandbox.history()
+            #expect(history.count == 1 && history.first?.outcome == .completed, "history: \(history.map { "\($0.id) \($0.status)" })")
+            #expect(history.first?.target.description == Self.latest)
+            // Servers before agents, one server at a time: every server step started after the
+            // previous server step finished, and no agent step before the last server's.
+            let steps = history.first?.steps ?? []
+            // Servers hop minor by minor (3 × 2 steps); agents jump within the skew policy (3 steps).
+            #expect(steps.count == 9 && steps.allSatisfy { $0.progress.stage == .done }, "\(steps.map { "\($0.node) \($0.progress.phase)" })")
+            let servers = steps.filter { $0.progress.role == .server }.sorted { ($0.startedAt ?? .distantPast) < ($1.startedAt ?? .distantPast) }
+            for (earlier, later) in zip(servers, servers.dropFirst()) {
+                #expect((earlier.finishedAt ?? .distantFuture) <= (later.startedAt ?? .distantPast),
+                        "\(earlier.node) and \(later.node) overlapped")
+            }
+            let lastServer = servers.compactMap(\.finishedAt).max() ?? .distantFuture
+            for agent in steps where agent.progress.role == .agent {
+                #expect((agent.startedAt ?? .distantPast) >= lastServer, "\(agent.node) started before the servers finished")
+            }
+            try sandbox.expectNothingRanTwice()
+            // Applying the same target again has nothing to do.
+            let again = try await sandbox.controller(["apply", "--channel", "latest", "--yes"])
+            #expect(again.status == 0 && again.output.contains("nothing to do"), "\(again.output)")
+        }
+    }
+
+    @Test func aNodeThatNeverBecomesHealthyIsRevertedAndTheRestRolledBack() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start) { sandbox in
+            // Off a terminal and without --yes, apply refuses before touching anything.
+            let unconfirmed = try await sandbox.controller(["apply", "--to", Self.nextMinor])
+            #expect(unconfirmed.status == 2 && unconfirmed.output.contains("--yes"), "\(unconfirmed.output)")
+            try await sandbox.expectAllNodes(at: Self.start, "after the refused apply")
+            #expect(try await sandbox.history().isEmpty, "a refused apply recorded a rollout")
+
+            // agent-1's new k3s never becomes healthy; server-1 goes first and is upgraded.
+            try await sandbox.fault(["agent-1", "unhealthy"])
+            let apply = try await sandbox.controller(["apply", "--to", Self.nextMinor, "--yes"], timeoutSeconds: 240)
+            #expect(apply.status == 1, "apply should fail and roll back:\n\(apply.output)")
+            #expect(apply.output.contains("failed and rolled back"), "\(apply.output)")
+            try await sandbox.expectAllNodes(at: Self.start, "after the rollback")
+            let history = try await sandbox.history()
+            guard case .rolledBack? = history.first?.outcome else {
+                Issue.record("history should say rolled back: \(history.map { "\($0.id) \($0.status)" })")
+                return
+            }
+            let steps = history.first?.steps ?? []
+            // server-1 went up and came back; agent-1 was reverted by its agent; agent-2 never started.
+            #expect(steps.contains { $0.node == "server-1" && $0.progress.isRollback && $0.progress.stage == .done },
+                    "\(steps.map { "\($0.progress.key) \($0.node) \($0.progress.phase)" })")
+            #expect(steps.contains { $0.node == "agent-1" && $0.progress.stage == .reverted },
+                    "\(steps.map { "\($0.progress.key) \($0.node) \($0.progress.phase)" })")
+            #expect(!steps.contains { $0.node == "agent-2" && $0.startedAt != nil }, "agent-2 should never have started")
+            try sandbox.expectNothingRanTwice()
+        }
+    }
+
+    @Test func aControllerKilledMidInstallIsResumedAndFinishesWithoutRepeatingAnything() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start) { sandbox in
+            // agent-1's new k3s takes a few seconds to turn healthy, so its install is in flight when the controller dies.
+            try await sandbox.fault(["agent-1", "slow-start", "4"])
+            let first = try sandbox.start(["apply", "--to", Self.nextMinor, "--yes"])
+            _ = try await first.waitForPhase("server-1", "draining")
+
+            // While it runs: a second apply to the same target would carry the rollout on, but the
+            // lease is held (6); one to another target is refused as the rollout is unfinished (5).
+            let second = try await sandbox.controller(["apply", "--to", Self.nextMinor, "--yes"])
+            #expect(second.status == 6, "a second controller should be refused by the lease:\n\(second.output)")
+            let other = try await sandbox.controller(["apply", "--to", "v1.31.4+k3s1", "--allow-downgrade", "--yes"])
+            #expect(other.status == 5 && other.output.contains("upkeep resume"), "\(other.output)")
+
+            _ = try await first.waitForPhase("agent-1", "installing")
+            await first.killHard()
+            #expect(!first.output.contains("done: every node"), "the controller finished before it was killed:\n\(first.output)")
+
+            // The dead controller's lease is still live: a plain resume is refused, --force-takeover proceeds.
+            let polite = try await sandbox.controller(["resume"])
+            #expect(polite.status == 6, "resume should be refused while the dead controller's lease lasts:\n\(polite.output)")
+            let resume = try await sandbox.controller(["resume", "--force-takeover"], timeoutSeconds: 240)
+            #expect(resume.status == 0, "resume should finish the rollout:\n\(resume.output)")
+            try await sandbox.expectAllNodes(at: Self.nextMinor, "after the resume")
+            let history = try await sandbox.history()
+            #expect(history.count == 1 && history.first?.outcome == .completed, "history: \(history.map { "\($0.id) \($0.status)" })")
+            try sandbox.expectNothingRanTwice()
+            let installs = try sandbox.journalOperationIDs("agent-1").filter { $0.contains(":install:") }
+            #expect(installs.count == 1, "agent-1 should have installed once: \(installs)")
+        }
+    }
+
+    @Test func anAgentKilledMidInstallLeavesTheRolloutConsistent() async throws {
+        // Seen once in many runs: the agent killed while its `systemctl restart` ran leaves that
+        // stand-in to start a second unit supervisor, which the unit state does not record and
+        // `sandbox down` therefore misses.
+        let leak: Comment = "sandbox: a unit supervisor started by a killed agent's systemctl can outlive sandbox down"
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, strayKnownIssue: leak) { sandbox in
+            try await sandbox.fault(["agent-1", "slow-start", "4"])
+            let before = try #require(try sandbox.agentPID("agent-1"), "agent-1's agent has no pid file")
+            let apply = try sandbox.start(["apply", "--to", Self.nextMinor, "--yes"])
+            _ = try await apply.waitForPhase("agent-1", "installing")
+            #expect(kill(before, SIGKILL) == 0, "could not kill agent-1's agent (pid \(before))")
+            let code = await apply.exitCode(timeoutSeconds: 240)
+            let output = apply.output
+            // The sandbox restarts the agent (as Restart=always would).
+            let after = try sandbox.agentPID("agent-1")
+            #expect(after != nil && after != before, "agent-1's agent was not restarted (pid \(String(describing: after)))")
+            let history = try await sandbox.history()
+            switch code {
+            case 0:
+                try await sandbox.expectAllNodes(at: Self.nextMinor, "after a completed rollout")
+                #expect(history.first?.outcome == .completed, "\(history.map(\.status))")
+            case 1:
+                try await sandbox.expectAllNodes(at: Self.start, "after a rollback")
+                guard case .rolledBack? = history.first?.outcome else {
+                    Issue.record("history should say rolled back: \(history.map(\.status))")
+                    return
+                }
+            default:
+                Issue.record("apply should complete (0) or roll back (1), got \(String(describing: code)):\n\(output)")
+            }
+            try sandbox.expectNothingRanTwice()
+        }
+    }
+
+    @Test(.enabled(if: EndToEndSandbox.netnsAvailable, "needs root and ip(8) for network namespaces"))
+    func aNodeCutOffDuringItsInstallIsRevertedByItsAgentAndTheRestRolledBack() async throws {
+        var namespaces: [String] = []
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, netns: true) { sandbox in
+            namespaces = sandbox.manifest.nodes.compactMap(\.netns)
+            #expect(namespaces.count == 2, "every node in its own namespace: \(sandbox.manifest.nodes.map(\.name))")
+            // The new k3s takes a few seconds to turn healthy, so the cut lands while the install is in flight.
+            try await sandbox.fault(["agent-1", "slow-start", "4"])
+            let apply = try sandbox.start(["apply", "--to", Self.nextMinor, "--yes"])
+            _ = try await apply.waitForPhase("agent-1", "installing")
+            try await sandbox.setLink("agent-1", up: false)
+            // Cut off from the API and the controller, the agent judges the new k3s itself and puts
+            // the old one back; only then does the node come back.
+            do {
+                try await sandbox.waitForJournal("agent-1", containing: "{\"reverting\":{}}", timeoutSeconds: 150)
+            } catch {
+                try? await sandbox.setLink("agent-1", up: true)
+                throw error
+            }
+            try await sandbox.setLink("agent-1", up: true)
+            let code = await apply.exitCode(timeoutSeconds: 240)
+            #expect(code == 1, "apply should report the failure and roll back:\n\(apply.output)")
+            #expect(apply.output.contains("agent-1") && apply.output.contains("failed and rolled back"), "\(apply.output)")
+            try await sandbox.expectAllNodes(at: Self.start, "after the rollback")
+            let history = try await sandbox.history()
+            guard case .rolledBack? = history.first?.outcome else {
+                Issue.record("history should say rolled back: \(history.map(\.status))")
+                return
+            }
+            try sandbox.expectNothingRanTwice()
+        }
+        let listed = try await ProcessRun.run("/usr/sbin/ip", ["netns", "list"], timeoutSeconds: 20).output
+        let left = namespaces.filter { listed.contains($0) }
+        #expect(left.isEmpty, "network namespaces left after sandbox down: \(left)")
+    }
+}
+
+extension Instant {
+    static let distantPast = Instant(milliseconds: .min)
+    static let distantFuture = Instant(milliseconds: .max)
+}

@@ -1,0 +1,227 @@
+import ArgumentParser
+import Foundation
+import UpkeepController
+import UpkeepCore
+import UpkeepFleet
+import UpkeepStore
+
+/// Options of every command that changes the cluster.
+struct ChangeOptions: ParsableArguments {
+    @Flag(name: .long, help: "Do not ask for confirmation.")
+    var yes = false
+
+    @Flag(name: .customLong("dry-run"), help: "Plan, check every agent and fetch and verify the binaries, then stop.")
+    var dryRun = false
+
+    @Flag(name: .customLong("force-takeover"), help: "Take the controller lease even if another controller holds it (only when that one is gone).")
+    var forceTakeover = false
+}
+
+/// `upkeep apply`: plan, preflight (agents, binaries), confirm, then roll out.
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Upgrade the cluster's k3s as a health-gated rolling upgrade, with automatic rollback.",
+        discussion: """
+            Exit codes: 0 done (or nothing to do), 1 a node failed and the cluster was rolled back, 2 usage, \
+            3 blocked (fix, then `upkeep resume`), 4 failed without a full rollback, 5 refused before touching \
+            anything, 6 another controller holds the lease, 7 a binary could not be fetched or verified, \
+            8 the cluster or release source could not be read, 9 the state database failed.
+            """
+    )
+
+    @OptionGroup var configOption: ConfigOption
+    @OptionGroup var target: TargetOptions
+    @OptionGroup var change: ChangeOptions
+
+    func run() async throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        let code = try await ClusterSession.with(config) { session in
+            let version = try await session.resolveTarget(to: target.to, channel: target.channel)
+            return try await Self.applyPlanned(session: session, store: store, change: change, target: version) {
+                try await session.plan(target, target: version)
+            }
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// The part `apply` and `rollback` share: an unfinished rollout to the same target resumes;
+    /// otherwise preflight, confirmation and a new rollout.
+    ///
+    /// The unfinished rollout is looked for before planning: a cluster in the middle of a rollout
+    /// (a node cordoned, its replicas rebuilding, some nodes already at the target) is no ground
+    /// for a new plan, and planning on it refuses for reasons that say nothing of the real state.
+    static func applyPlanned(session: ClusterSession, store: StateStore, change: ChangeOptions, confirmation: String? = nil,
+                             target: K3sVersion, makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
+        if let unfinished = try storeCall({ try store.unfinishedRollout() }) {
+            guard unfinished.target == target else {
+                throw CommandFailure(code: RolloutExitCode.refused,
+                                     message: "rollout \(unfinished.id) to \(unfinished.target) has not finished (\(unfinished.outcomeText)); "
+                                         + "run `upkeep resume` to carry it on, or `upkeep status` to see it")
+            }
+            print("rollout \(unfinished.id) to \(unfinished.target) has not finished; carrying it on")
+            return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover)
+                .run(.resume(unfinished.id), reading: try await session.read())
+        }
+        let planned = try await makePlan()
+        let plan = planned.plan
+        print(planned.table(), terminator: "")
+        guard !plan.waves.isEmpty else {
+            print("nothing to do: every node already runs \(plan.target)")
+            return RolloutExitCode.done
+        }
+        let blocking = planned.blockingAgents
+        guard blocking.isEmpty else {
+            throw CommandFailure(code: RolloutExitCode.refused, message: "refused: the agents of \(blocking.map(\.node).joined(separator: ", ")) "
+                                     + "are not fit (see above); nothing was changed")
+        }
+        let cache = try session.artifactCache()
+        let keys = Set(plan.artifacts.map { ArtifactCache.Key(version: $0.version, arch: $0.arch) })
+        do {
+            let fetched = try await cache.prefetch(Array(keys))
+            for artifact in fetched {
+                print("verified \(artifact.assetName) \(artifact.version) (\(artifact.arch.rawValue)) sha256 \(artifact.sha256.prefix(16))…")
+            }
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.artifact, message: "\(error); nothing was changed")
+        }
+        if change.dryRun {
+            print("dry run: the plan holds, every agent answers and every binary verifies; nothing was changed")
+            return RolloutExitCode.done
+        }
+        if !change.yes {
+            try confirm(confirmation ?? "y")
+        }
+        let engine: RolloutEngine
+        do {
+            engine = try RolloutEngine(rolloutID: RolloutDriver.newRolloutID(), plan: plan, policy: session.config.rollout)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "\(error)")
+        }
+        return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover)
+            .run(.new(engine), reading: planned.reading)
+    }
+
+    /// Asks on the terminal; without one, refuses and says to pass `--yes`.
+    static func confirm(_ expected: String) throws {
+        guard isatty(STDIN_FILENO) == 1 else {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "not on a terminal: pass --yes to go ahead without a question")
+        }
+        let prompt = expected == "y" ? "Proceed? [y/N] " : "Type \(expected) to proceed: "
+        FileHandle.standardOutput.write(Data(prompt.utf8))
+        let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces) ?? ""
+        let accepted = expected == "y" ? ["y", "yes"].contains(answer.lowercased()) : answer == expected
+        guard accepted else { throw CommandFailure(code: RolloutExitCode.refused, message: "not confirmed; nothing was changed") }
+    }
+}
+
+/// Maps a store failure to the state exit code.
+func storeCall<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as StoreError {
+        throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+    }
+}
+
+/// `upkeep resume`: carry on the unfinished (or blocked) rollout from the database.
+struct Resume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Carry on an unfinished or blocked rollout from the state database (after a crash, or once a block is fixed).",
+        discussion: "Every unanswered request is sent again with its operation id; agents answer a repeated id from their journal. "
+            + "Exit codes as for `upkeep apply`."
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Argument(help: "The rollout id (default: the newest unfinished rollout).")
+    var id: String?
+
+    @Flag(name: .customLong("force-takeover"), help: "Take the controller lease even if another controller holds it (only when that one is gone).")
+    var forceTakeover = false
+
+    func run() async throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        let code = try await ClusterSession.with(config) { session in
+            try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover).run(.resume(id), reading: try await session.read())
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// `upkeep rollback`: return the cluster to where the last rollout found it, or plan a downgrade.
+struct Rollback: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Return nodes to an earlier k3s: where the last rollout found them (--to-previous), or a chosen version.",
+        discussion: """
+            A downgrade runs as a rolling rollout like any other (servers first, one at a time, Longhorn-safe batches). \
+            Read the datastore caveat the plan prints: k3s does not migrate its datastore back. \
+            Exit codes as for `upkeep apply`.
+            """
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Flag(name: .customLong("to-previous"), help: "Return every node the last rollout changed to the version it had before.")
+    var toPrevious = false
+
+    @Option(name: .long, help: "The component to roll back (only k3s today).")
+    var component = "k3s"
+
+    @Option(name: .customLong("to-version"), help: ArgumentHelp("Plan a downgrade to this k3s version.", valueName: "VERSION"))
+    var toVersion: String?
+
+    @Option(name: .long, help: "Agents changed at once (default: policy.concurrency).")
+    var concurrency: Int?
+
+    @OptionGroup var change: ChangeOptions
+
+    func validate() throws {
+        guard component == "k3s" else {
+            throw ValidationError("--component \(component): only k3s can be rolled back by upkeep; Flux and Longhorn go back through Git")
+        }
+        guard toPrevious != (toVersion != nil) else { throw ValidationError("use exactly one of --to-previous and --to-version") }
+    }
+
+    func run() async throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        let target = try toVersion.map { text in
+            do { return try K3sVersion(text) } catch {
+                throw CommandFailure(code: RolloutExitCode.usage, message: "--to-version \(text): \(error)")
+            }
+        } ?? previousVersion(store)
+        var options = try TargetOptions.parse([])
+        options.concurrency = concurrency
+        let code = try await ClusterSession.with(config) { session in
+            try await Apply.applyPlanned(session: session, store: store, change: change, confirmation: target.description, target: target) {
+                try await session.plan(options, target: target, allowDowngrade: true)
+            }
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// The version every node the last finished rollout changed had before it.
+    private func previousVersion(_ store: StateStore) throws -> K3sVersion {
+        let records = try storeCall { try store.history(limit: 20) }
+        guard let last = records.first(where: { $0.outcome != nil }) else {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "no finished rollout to go back from; use --to-version")
+        }
+        // A node's version before the rollout is the `from` of its first step (later hops start
+        // from the versions earlier hops left).
+        var before: [String: K3sVersion] = [:]
+        for step in last.steps where !step.progress.isRollback && before[step.node] == nil { before[step.node] = step.progress.from }
+        let changed = Set(last.steps.filter { (step: StepRecord) in !step.progress.isRollback && step.progress.stage == MoveProgress.Stage.done }
+            .map(\.node))
+        let froms = Set(changed.compactMap { before[$0] })
+        guard let from = froms.first else {
+            throw CommandFailure(code: RolloutExitCode.usage,
+                                 message: "rollout \(last.id) changed no node for good (\(last.outcomeText)); nothing to go back from")
+        }
+        guard froms.count == 1 else {
+            throw CommandFailure(code: RolloutExitCode.usage,
+                                 message: "rollout \(last.id) started from several versions (\(froms.map(\.description).sorted().joined(separator: ", "))); "
+                                     + "choose one with --to-version")
+        }
+        return from
+    }
+}

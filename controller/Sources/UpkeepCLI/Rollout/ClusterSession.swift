@@ -1,0 +1,177 @@
+import Foundation
+import UpkeepController
+import UpkeepCore
+import UpkeepFleet
+import UpkeepHTTP
+import UpkeepKube
+import UpkeepPKI
+import UpkeepProtocol
+import UpkeepTLS
+import UpkeepUpdates
+
+/// Everything a cluster command talks to, made from `upkeep.yaml`: the Kubernetes API, the
+/// release source, the agents and the artifact cache. Each failure names the setting to fix.
+final class ClusterSession: Sendable {
+    let config: ControllerConfig
+    let stateDirectory: String
+    let kube: KubeClient
+    let observer: KubeClusterObserver
+    let releaseClient: HTTPClient
+    let source: any ReleaseSource
+
+    private init(config: ControllerConfig, stateDirectory: String, kube: KubeClient, releaseClient: HTTPClient, source: any ReleaseSource) {
+        self.config = config
+        self.stateDirectory = stateDirectory
+        self.kube = kube
+        observer = KubeClusterObserver(client: kube, agentPort: config.agentPort)
+        self.releaseClient = releaseClient
+        self.source = source
+    }
+
+    static func open(_ config: ControllerConfig) throws -> ClusterSession {
+        let stateDirectory = config.resolvedStateDirectory()
+        let access = ReleaseAccess(config.releases, userAgent: "upkeep/0.1")
+        let releaseClient: HTTPClient
+        let source: any ReleaseSource
+        do {
+            try ReleaseAccess.ensureStateDirectory(stateDirectory)
+            releaseClient = try access.makeHTTPClient(stateDirectory: stateDirectory)
+            source = try access.makeSource(client: releaseClient)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "releases: \(error)")
+        }
+        let kube: KubeClient
+        do {
+            kube = try KubeClient(kubeconfig: config.kubeconfig, context: config.context)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.usage,
+                                 message: "kubeconfig: \(error); set kubeconfig in \(config.source ?? "upkeep.yaml") or KUBECONFIG")
+        }
+        return ClusterSession(config: config, stateDirectory: stateDirectory, kube: kube, releaseClient: releaseClient, source: source)
+    }
+
+    /// Opens a session for `config`, runs `body`, closes the session whatever happened.
+    static func with<T>(_ config: ControllerConfig, _ body: (ClusterSession) async throws -> T) async throws -> T {
+        let session = try open(config)
+        do {
+            let result = try await body(session)
+            await session.close()
+            return result
+        } catch {
+            await session.close()
+            throw error
+        }
+    }
+
+    func close() async {
+        await releaseClient.shutdown()
+        await kube.shutdown()
+    }
+
+    // MARK: - Reading
+
+    /// Nodes, agent addresses and Longhorn volumes.
+    func read() async throws -> FleetReading {
+        do {
+            return try await observer.read()
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "\(error)")
+        }
+    }
+
+    /// Released k3s versions (pre-releases on request), newest first.
+    func availableVersions(includePreReleases: Bool, oldestInstalled: K3sVersion?) async throws -> [K3sVersion] {
+        do {
+            let list = try await source.releases(of: .k3s, oldestInstalled: oldestInstalled)
+            return list.releases.filter { !$0.draft && (includePreReleases || !$0.prerelease) }.map(\.version).sorted(by: >)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read k3s releases from \(source): \(error)")
+        }
+    }
+
+    /// `--to V` as given, or the version `--channel C` points at now.
+    func resolveTarget(to: String?, channel: String?) async throws -> K3sVersion {
+        if let to {
+            do { return try K3sVersion(to) } catch {
+                throw CommandFailure(code: RolloutExitCode.usage, message: "--to \(to): \(error); write a k3s version such as v1.31.4+k3s1")
+            }
+        }
+        let name = channel ?? "stable"
+        do {
+            return try await source.channel(named: name)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot resolve channel \(name) through \(source): \(error)")
+        }
+    }
+
+    // MARK: - Agents and artifacts
+
+    /// Connections to the agents at the addresses of `reading`, authenticated with the
+    /// controller's certificate from `pki`.
+    func fleet(for reading: FleetReading) async throws -> AgentFleet {
+        let security: FleetSecurity
+        do {
+            security = try FleetSecurity.load(caFile: config.pki.ca, certificateFile: config.pki.certificate, keyFile: config.pki.key)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.usage,
+                                 message: "pki: \(error); issue a controller certificate with `upkeep pki issue controller` and set pki in upkeep.yaml")
+        }
+        let fleet = AgentFleet(security: security)
+        await fleet.setEndpoints(reading.agentEndpoints)
+        return fleet
+    }
+
+    /// The digest-addressed cache of k3s binaries, fed from the mirror or the release downloads.
+    func artifactCache() throws -> ArtifactCache {
+        do {
+            let trust: TrustRoots = try config.releases.caFile.map { .certificates(try Certificate.loadChain(pemFile: $0)) } ?? .system
+            if let mirror = config.releases.mirror, !mirror.contains("://") {
+                return try ArtifactCache(stateDirectory: stateDirectory, source: .directory(mirror), client: nil)
+            }
+            let base = try config.releases.mirror.map { try HTTPURL($0) }
+                ?? ArtifactSource.downloadBase(forAPI: try HTTPURL(config.releases.githubAPI))
+            return try ArtifactCache(stateDirectory: stateDirectory, source: .http(base),
+                                     client: try ArtifactCache.makeHTTPClient(trust: trust, userAgent: "upkeep/0.1"))
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "artifacts: \(error)")
+        }
+    }
+}
+
+/// One agent's state as `upkeep agents` and the preflight print it.
+struct AgentRow: Encodable {
+    var node: String
+    var role: String
+    var endpoint: String?
+    var state: String
+    var detail: String?
+    var agentVersion: String?
+    var k3sVersion: String?
+    var latencyMilliseconds: Double?
+
+    init(_ inspection: AgentInspection, role: UpkeepCore.NodeRole?) {
+        node = inspection.node
+        self.role = role?.rawValue ?? "?"
+        endpoint = inspection.endpoint?.description
+        agentVersion = inspection.agent?.agentVersion
+        k3sVersion = inspection.agent?.k3sVersion
+        latencyMilliseconds = inspection.latencyMilliseconds.map { ($0 * 10).rounded() / 10 }
+        switch inspection.verdict {
+        case .reachable: state = "ok"
+        case .wrongNode(let why): state = "wrong-node"; detail = why
+        case .versionMismatch(let agent, let kubelet):
+            state = "version-mismatch"
+            detail = "the agent runs \(agent ?? "an unknown k3s"), the API shows \(kubelet)"
+        case .unreachable(let why): state = "unreachable"; detail = why
+        }
+    }
+
+    var isGood: Bool { state == "ok" }
+
+    static func table(_ rows: [AgentRow]) -> String {
+        renderTable(["NODE", "ROLE", "ADDRESS", "STATE", "K3S", "AGENT", "RTT"], rows.map { row in
+            [row.node, row.role, row.endpoint ?? "-", row.state + (row.detail.map { ": \($0)" } ?? ""), row.k3sVersion ?? "-",
+             row.agentVersion ?? "-", row.latencyMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-"]
+        })
+    }
+}

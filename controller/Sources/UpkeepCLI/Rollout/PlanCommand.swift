@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import UpkeepController
+import UpkeepCore
+import UpkeepFleet
+
+/// What `plan`, `apply` and `rollback` share: where to go and how wide.
+struct TargetOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The k3s version to reach, e.g. v1.31.4+k3s1.", valueName: "VERSION"))
+    var to: String?
+
+    @Option(name: .long, help: ArgumentHelp("Reach the version this channel points at: stable, latest, v1.31, … (default: stable).",
+                                            valueName: "NAME"))
+    var channel: String?
+
+    @Option(name: .long, help: "Agents upgraded at once (default: policy.concurrency in upkeep.yaml). Servers always go one at a time.")
+    var concurrency: Int?
+
+    @Flag(name: .customLong("allow-downgrade"), help: "Allow a target older than some nodes (read the datastore caveat first).")
+    var allowDowngrade = false
+
+    @Flag(name: .customLong("pre-releases"), help: "Consider release candidates when choosing hop versions.")
+    var preReleases = false
+
+    func validate() throws {
+        if to != nil && channel != nil { throw ValidationError("use either --to or --channel") }
+        if let concurrency, !(1...PlanPolicy.agentConcurrencyMax).contains(concurrency) {
+            throw ValidationError("--concurrency must be between 1 and \(PlanPolicy.agentConcurrencyMax)")
+        }
+    }
+}
+
+/// A plan with the cluster it was made for and what the agents said.
+struct PlannedRollout {
+    var reading: FleetReading
+    var plan: Plan
+    var agents: [AgentRow]
+
+    /// Agents of nodes the plan changes that are not fit to take part.
+    var blockingAgents: [AgentRow] {
+        let changed = Set(plan.waves.flatMap(\.nodes))
+        return agents.filter { changed.contains($0.node) && !$0.isGood }
+    }
+
+    struct JSON: Encodable {
+        var plan: Plan
+        var agents: [AgentRow]
+        var blocked: Bool
+    }
+
+    func jsonText() throws -> String {
+        try UpkeepCLI.jsonText(JSON(plan: plan, agents: agents, blocked: !blockingAgents.isEmpty))
+    }
+
+    func table() -> String {
+        var text = plan.table()
+        let blocking = blockingAgents
+        if blocking.isEmpty {
+            text += "\nagents: \(agents.filter(\.isGood).count) of \(agents.count) reachable and in agreement with the API\n"
+        } else {
+            text += "\nagents that block this rollout (fix them, then plan again):\n" + AgentRow.table(blocking)
+        }
+        return text
+    }
+}
+
+extension ClusterSession {
+    /// Reads the cluster, resolves the target, plans, and asks every agent the plan needs.
+    func plan(_ options: TargetOptions, target explicitTarget: K3sVersion? = nil, allowDowngrade: Bool? = nil) async throws -> PlannedRollout {
+        let reading = try await read()
+        let target: K3sVersion
+        if let explicitTarget { target = explicitTarget } else { target = try await resolveTarget(to: options.to, channel: options.channel) }
+        let oldest = reading.nodes.map(\.node.version).min()
+        var available = try await availableVersions(includePreReleases: options.preReleases || target.isPreRelease, oldestInstalled: oldest)
+        // What runs already is a valid point on a path even if the source no longer lists it.
+        for node in reading.nodes where !available.contains(node.node.version) { available.append(node.node.version) }
+        let policy = PlanPolicy(agentConcurrency: options.concurrency ?? config.concurrency,
+                                allowDowngrade: allowDowngrade ?? options.allowDowngrade)
+        let plan: Plan
+        do {
+            plan = try Planner.plan(inventory: reading.inventory, target: target, available: available, policy: policy)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.refused, message: "no safe plan to \(target): \(error)")
+        }
+        return PlannedRollout(reading: reading, plan: plan, agents: try await inspectAgents(reading))
+    }
+
+    /// Every node's agent, asked in parallel (Hello cross-checked against the API).
+    func inspectAgents(_ reading: FleetReading) async throws -> [AgentRow] {
+        let fleet = try await fleet(for: reading)
+        let roles = Dictionary(reading.nodes.map { ($0.node.name, $0.node.role) }, uniquingKeysWith: { first, _ in first })
+        let rows = await fleet.inspect(reading.nodes.map(\.node)).map { AgentRow($0, role: roles[$0.node]) }
+        await fleet.close()
+        return rows
+    }
+}
+
+/// `upkeep plan`: what `apply` would do, without doing it.
+struct PlanCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Show the safe path to a k3s version: hops, waves, each node's from -> to, and the Longhorn constraints.",
+        discussion: """
+            Reads the cluster and the releases and asks every agent; changes nothing.
+            Exit codes: 0 a plan exists (or nothing to do), 2 usage, 5 no safe plan or an agent blocks it, \
+            8 the cluster or the release source could not be read.
+            """
+    )
+
+    @OptionGroup var configOption: ConfigOption
+    @OptionGroup var target: TargetOptions
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output = OutputFormat.table
+
+    func run() async throws {
+        let config = try configOption.load()
+        let planned = try await ClusterSession.with(config) { try await $0.plan(target) }
+        print(output == .json ? try planned.jsonText() : planned.table(), terminator: "")
+        if !planned.blockingAgents.isEmpty {
+            throw CommandFailure(code: RolloutExitCode.refused, message: "\(planned.blockingAgents.count) agent(s) block this rollout")
+        }
+    }
+}
+
+/// `upkeep agents`: every node's agent, asked in parallel.
+struct Agents: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask every node's agent, in parallel: reachable, node and version agreement, round-trip time.",
+        discussion: "Exit codes: 0 all agents fine, 2 usage, 5 some agent is unreachable or disagrees with the API, 8 the API could not be read."
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output = OutputFormat.table
+
+    func run() async throws {
+        let config = try configOption.load()
+        let rows = try await ClusterSession.with(config) { session in
+            let reading = try await session.read()
+            return try await session.inspectAgents(reading)
+        }
+        print(output == .json ? try jsonText(rows) : AgentRow.table(rows), terminator: "")
+        let bad = rows.filter { !$0.isGood }
+        if !bad.isEmpty {
+            throw CommandFailure(code: RolloutExitCode.refused, message: "\(bad.count) of \(rows.count) agents are not fit: "
+                                 + bad.map(\.node).joined(separator: ", "))
+        }
+    }
+}

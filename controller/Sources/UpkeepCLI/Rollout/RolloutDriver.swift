@@ -1,0 +1,112 @@
+import Foundation
+import Synchronization
+import UpkeepController
+import UpkeepCore
+import UpkeepFleet
+import UpkeepRuntime
+import UpkeepStore
+
+/// Runs a rollout (new or resumed) with the real agents, the Kubernetes API and the state
+/// database, shows its progress, and turns how it ended into an exit code.
+struct RolloutDriver {
+    let session: ClusterSession
+    let store: StateStore
+    let forceTakeover: Bool
+
+    enum Start {
+        case new(RolloutEngine)
+        case resume(String?)
+    }
+
+    func run(_ start: Start, reading: FleetReading) async throws -> Int32 {
+        let fleet = try await session.fleet(for: reading)
+        let artifacts = try session.artifactCache()
+        let transport = ProtocolAgentTransport(fleet: fleet, artifacts: artifacts)
+        let view = ProgressPrinter(mode: isatty(STDOUT_FILENO) == 1 ? .terminal : .lines)
+        let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer,
+                                     configuration: RuntimeConfiguration(forceTakeover: forceTakeover),
+                                     updates: { view.show($0) })
+        let result: RunResult
+        do {
+            switch start {
+            case .new(let engine):
+                view.say("rollout \(engine.rolloutID) starts: \(engine.plan.headline())")
+                result = try await runtime.start(engine)
+            case .resume(let id):
+                view.say("resuming \(id ?? "the unfinished rollout")")
+                result = try await runtime.resume(rolloutID: id)
+            }
+        } catch {
+            await fleet.close()
+            switch error {
+            case .store(.leaseHeld): throw CommandFailure(code: RolloutExitCode.leaseHeld, message: error.description)
+            case .store(.nothingToResume), .store(.rolloutFinished), .store(.unknownRollout):
+                throw CommandFailure(code: RolloutExitCode.usage, message: error.description)
+            case .store: throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+            case .alreadyRunning, .stalled, .cancelled: throw CommandFailure(code: RolloutExitCode.blocked, message: error.description)
+            }
+        }
+        await fleet.close()
+        switch result {
+        case .finished(.completed):
+            view.say("done: every node runs its target version")
+            return RolloutExitCode.done
+        case .finished(.rolledBack(let cause)):
+            view.say("failed and rolled back: \(cause)")
+            return RolloutExitCode.failedRolledBack
+        case .finished(.failed(let cause)):
+            view.say("failed, not rolled back: \(cause); `upkeep status` shows where each node is")
+            return RolloutExitCode.failedNotRolledBack
+        case .blocked(let reason):
+            view.say("blocked: \(reason); fix it, then run `upkeep resume`")
+            return RolloutExitCode.blocked
+        }
+    }
+
+    /// A rollout id from the wall clock: `r20261128-174501`.
+    static func newRolloutID(now: Date = Date()) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        let parts = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: now)
+        return String(format: "r%04d%02d%02d-%02d%02d%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0,
+                      parts.hour ?? 0, parts.minute ?? 0, parts.second ?? 0)
+    }
+}
+
+/// Writes the progress board to stdout as runtime updates arrive (from any task).
+final class ProgressPrinter: Sendable {
+    private let board: Mutex<(board: ProgressBoard, moves: [MoveProgress])>
+
+    init(mode: ProgressBoard.Mode) {
+        board = Mutex((ProgressBoard(mode: mode, started: Date()), []))
+    }
+
+    func show(_ update: RuntimeUpdate) {
+        let text: String = board.withLock { state in
+            switch update {
+            case .moves(let moves, _):
+                state.moves = moves
+                return state.board.update(moves, at: Date())
+            case .notice(let notice, _):
+                return state.board.notice(notice, at: Date(), moves: state.moves)
+            case .agentProgress(let node, _, let line):
+                // On a terminal the table shows each node's phase; per-pod lines would only scroll it away.
+                guard state.board.mode == .lines else { return "" }
+                return state.board.notice(Notice(.info, node: node, line), at: Date(), moves: state.moves)
+            case .warning(let message):
+                return state.board.notice(Notice(.warning, message), at: Date(), moves: state.moves)
+            }
+        }
+        write(text)
+    }
+
+    func say(_ line: String) {
+        write("\(ProgressBoard.timestamp(Date())) \(line)\n")
+    }
+
+    private func write(_ text: String) {
+        guard !text.isEmpty else { return }
+        fflush(nil)  // what `print` buffered (the plan) comes first
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+}

@@ -1,0 +1,189 @@
+import NIOCore
+import NIOPosix
+import UpkeepCore
+import UpkeepController
+import UpkeepProtocol
+import UpkeepTLS
+
+/// The controller's connections to its agents: one reconnecting mutual-TLS connection per node,
+/// made when first needed, dialled at the address the inventory gave for that node.
+///
+/// It never talks to a node it has no address for, and never accepts a certificate other than
+/// that node's agent certificate.
+public actor AgentFleet {
+    public struct Configuration: Sendable {
+        /// Bound on the TCP connect, and again on TLS plus Hello.
+        public var connectTimeoutSeconds: Int
+        /// Resends of one request after a lost connection or a `busy` answer, within its deadline.
+        public var backoff: Backoff
+        /// Reported in Hello, for the agents' logs.
+        public var software: String
+        /// Agents inspected at once.
+        public var inspectConcurrencyMax: Int
+
+        public init(connectTimeoutSeconds: Int = 10, backoff: Backoff = Backoff(initialDelay: .milliseconds(200), maximumDelay: .seconds(5), attemptsMax: 8),
+                    software: String = "upkeep", inspectConcurrencyMax: Int = 64) {
+            self.connectTimeoutSeconds = connectTimeoutSeconds
+            self.backoff = backoff
+            self.software = software
+            self.inspectConcurrencyMax = max(1, inspectConcurrencyMax)
+        }
+
+        var client: ClientConfiguration {
+            var configuration = ClientConfiguration()
+            configuration.software = software
+            configuration.connectTimeout = .seconds(connectTimeoutSeconds)
+            return configuration
+        }
+    }
+
+    public nonisolated let security: FleetSecurity
+    public nonisolated let configuration: Configuration
+    private let eventLoopGroup: any EventLoopGroup
+    private var endpoints: [String: AgentEndpoint]
+    private var clients: [String: (AgentEndpoint, ReconnectingClient)] = [:]
+
+    public init(security: FleetSecurity, endpoints: [String: AgentEndpoint] = [:], configuration: Configuration = Configuration(),
+                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.security = security
+        self.configuration = configuration
+        self.endpoints = endpoints
+        self.eventLoopGroup = eventLoopGroup
+    }
+
+    /// Replaces the address book (from a fresh inventory reading). Connections to nodes whose
+    /// address changed or that are gone are closed.
+    public func setEndpoints(_ endpoints: [String: AgentEndpoint]) async {
+        self.endpoints = endpoints
+        for (node, (endpoint, client)) in clients where endpoints[node] != endpoint {
+            clients[node] = nil
+            await client.close()
+        }
+    }
+
+    public func endpoint(of node: String) -> AgentEndpoint? { endpoints[node] }
+
+    /// The connection to `node`'s agent (connected lazily by the caller's first call).
+    public func client(for node: String) throws(AgentTransportError) -> ReconnectingClient {
+        guard let endpoint = endpoints[node] else {
+            throw AgentTransportError(node: node, reason: "no agent address is known for this node (no InternalIP and no upkeep.io/agent-address annotation)")
+        }
+        if let (known, client) = clients[node], known == endpoint { return client }
+        let client = ReconnectingClient(host: endpoint.host, port: endpoint.port, security: try security.connection(to: node),
+                                        configuration: configuration.client, backoff: configuration.backoff, eventLoopGroup: eventLoopGroup)
+        clients[node] = (endpoint, client)
+        return client
+    }
+
+    /// Closes every connection.
+    public func close() async {
+        let open = clients.values.map(\.1)
+        clients = [:]
+        for client in open { await client.close() }
+    }
+
+    // MARK: - Hello cross-check
+
+    /// Checks each node's agent on a fresh connection, all at once (bounded): it must answer,
+    /// present that node's certificate, say it serves that node and architecture, and run the
+    /// k3s version the API reports for the node. Never throws: each node gets a verdict.
+    public func inspect(_ nodes: [InventoryNode]) async -> [AgentInspection] {
+        let jobs = nodes.map { node in (node, endpoints[node.name]) }
+        let (security, configuration, group) = (security, configuration, eventLoopGroup)
+        var results: [String: AgentInspection] = [:]
+        await withTaskGroup(of: AgentInspection.self) { tasks in
+            var next = jobs.makeIterator()
+            var running = 0
+            func launch() -> Bool {
+                guard let (node, endpoint) = next.next() else { return false }
+                tasks.addTask { await Self.inspect(node, at: endpoint, security: security, configuration: configuration, group: group) }
+                return true
+            }
+            while running < configuration.inspectConcurrencyMax, launch() { running += 1 }
+            for await result in tasks {
+                results[result.node] = result
+                _ = launch()
+            }
+        }
+        return nodes.compactMap { results[$0.name] }
+    }
+
+    private static func inspect(_ node: InventoryNode, at endpoint: AgentEndpoint?, security: FleetSecurity, configuration: Configuration,
+                                group: any EventLoopGroup) async -> AgentInspection {
+        guard let endpoint else {
+            return AgentInspection(node: node.name, endpoint: nil,
+                                   verdict: .unreachable("no agent address: the node has no InternalIP and no upkeep.io/agent-address annotation"))
+        }
+        let client: ProtocolClient
+        do {
+            client = try await ProtocolClient.connect(host: endpoint.host, port: endpoint.port, security: try security.connection(to: node.name),
+                                                      configuration: configuration.client, eventLoopGroup: group)
+        } catch ProtocolError.tls(.certificateRefused(.wrongIdentity(_, let actual))) {
+            return AgentInspection(node: node.name, endpoint: endpoint,
+                                   verdict: .wrongNode("the agent at \(endpoint) presents the certificate of \(actual), not of \(node.name); fix its address or its certificate"))
+        } catch {
+            return AgentInspection(node: node.name, endpoint: endpoint, verdict: .unreachable(AgentTransportError.reason(error, endpoint: endpoint)))
+        }
+        let latency = try? await client.ping(deadline: .now + .seconds(configuration.connectTimeoutSeconds))
+        await client.close()
+        return AgentInspection(node: node, endpoint: endpoint, hello: client.hello.agent,
+                               latencyMilliseconds: latency.map { Double($0 / .microseconds(1)) / 1000 })
+    }
+}
+
+/// One agent's answer to the Hello cross-check. A verdict other than `reachable` blocks any
+/// rollout that needs the node.
+public struct AgentInspection: Equatable, Sendable {
+    public enum Verdict: Equatable, Sendable {
+        case reachable
+        /// The agent answers for another node or architecture (or its certificate names another node).
+        case wrongNode(String)
+        /// The agent's running k3s differs from the kubelet version the API shows for the node.
+        case versionMismatch(agent: String?, kubelet: String)
+        case unreachable(String)
+    }
+
+    public var node: String
+    public var endpoint: AgentEndpoint?
+    public var verdict: Verdict
+    /// What the agent said in Hello, when it got that far.
+    public var agent: AgentInfo?
+    /// One Ping round trip on the new connection.
+    public var latencyMilliseconds: Double?
+
+    public init(node: String, endpoint: AgentEndpoint?, verdict: Verdict, agent: AgentInfo? = nil, latencyMilliseconds: Double? = nil) {
+        self.node = node
+        self.endpoint = endpoint
+        self.verdict = verdict
+        self.agent = agent
+        self.latencyMilliseconds = latencyMilliseconds
+    }
+
+    /// Judges an agent's Hello against the node the API shows.
+    public init(node: InventoryNode, endpoint: AgentEndpoint, hello: AgentInfo, latencyMilliseconds: Double?) {
+        let verdict: Verdict
+        if hello.nodeName != node.name {
+            verdict = .wrongNode("the agent at \(endpoint) serves node \(hello.nodeName), not \(node.name)")
+        } else if (try? Arch(hello.arch)) != node.arch {
+            verdict = .wrongNode("the agent reports architecture \(hello.arch), the node is labelled \(node.arch.rawValue)")
+        } else if let reported = hello.k3sVersion, (try? K3sVersion(reported)) == node.version || reported == node.version.description {
+            verdict = .reachable
+        } else {
+            verdict = .versionMismatch(agent: hello.k3sVersion, kubelet: node.version.description)
+        }
+        self.init(node: node.name, endpoint: endpoint, verdict: verdict, agent: hello, latencyMilliseconds: latencyMilliseconds)
+    }
+
+    public var blocksRollout: Bool { verdict != .reachable }
+
+    /// One line for the operator.
+    public var message: String {
+        switch verdict {
+        case .reachable: "agent \(agent?.agentVersion ?? "") at \(endpoint?.description ?? "?") runs k3s \(agent?.k3sVersion ?? "?")"
+        case .wrongNode(let detail): detail
+        case .versionMismatch(let reported, let kubelet):
+            "the agent reports k3s \(reported ?? "(unknown)") but the API shows kubelet \(kubelet); wait for the node to settle or check the agent's k3s path"
+        case .unreachable(let reason): "unreachable: \(reason)"
+        }
+    }
+}

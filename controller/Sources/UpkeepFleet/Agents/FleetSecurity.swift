@@ -1,0 +1,66 @@
+import UpkeepPKI
+import UpkeepProtocol
+import UpkeepTLS
+
+/// How the controller secures each agent connection: mutual TLS 1.3 with the controller's
+/// certificate, verified against the cluster CA, and only the certificate of the node dialled
+/// (`upkeep://agent/<node>`) accepted, so an agent answering for another node is refused in
+/// the handshake.
+public struct FleetSecurity: Sendable {
+    let context: TLSContext
+    public let handshakeTimeoutSeconds: Int
+
+    public init(context: TLSContext, handshakeTimeoutSeconds: Int = 10) {
+        self.context = context
+        self.handshakeTimeoutSeconds = handshakeTimeoutSeconds
+    }
+
+    /// Reads the cluster CA, the controller's certificate chain and its key (which must be
+    /// readable by its owner only, as `upkeep pki` writes it).
+    public static func load(caFile: String, certificateFile: String, keyFile: String) throws -> FleetSecurity {
+        let ca = try Certificate.loadChain(pemFile: caFile)
+        let chain = try Certificate.loadChain(pemFile: certificateFile)
+        let key = try PrivateKey(pemFile: keyFile)
+        return FleetSecurity(context: try TLSContext.internal(ca: ca, chain: chain, key: key))
+    }
+
+    /// The security for dialling `node`'s agent.
+    func connection(to node: String) throws(AgentTransportError) -> ConnectionSecurity {
+        let identity: PeerIdentity
+        do { identity = try PeerIdentity(role: .agent, name: node) } catch {
+            throw AgentTransportError(node: node, reason: "\"\(node)\" cannot name an agent certificate: \(error)")
+        }
+        return .tls(context, expecting: .identity(identity), handshakeTimeout: .seconds(Int64(handshakeTimeoutSeconds)))
+    }
+}
+
+/// No answer came from a node's agent: the request may or may not have run (send it again with
+/// the same operation id), or the connection could not be made or secured.
+public struct AgentTransportError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var node: String
+    public var reason: String
+
+    public init(node: String, reason: String) {
+        self.node = node
+        self.reason = reason
+    }
+
+    public var description: String { "no answer from the agent of \(node): \(reason)" }
+}
+
+extension AgentTransportError {
+    /// Why a connection to `endpoint` failed, in words an operator can act on: SwiftNIO's own
+    /// connect errors are long and name no remedy.
+    static func reason(_ error: any Error, endpoint: AgentEndpoint?) -> String {
+        let text = "\(error)"
+        let place = endpoint.map { " at \($0)" } ?? ""
+        if text.contains("Connection refused") {
+            return "connection refused\(place): nothing listens there (is upkeep-agent running, and is agentPort or the upkeep.io/agent-address annotation right?)"
+        }
+        if text.contains("No route to host") || text.contains("Network is unreachable") {
+            return "no route\(place): the address is not reachable from the controller"
+        }
+        return text
+    }
+}
+

@@ -1,0 +1,300 @@
+import Foundation
+import NIOCore
+import UpkeepController
+import UpkeepCore
+import UpkeepProtocol
+
+/// How agents drain, beyond the timeout each drain command carries (from the policy).
+public struct DrainSettings: Sendable, Equatable {
+    /// Overrides each pod's own grace period; nil keeps it.
+    public var gracePeriodSeconds: Int?
+    /// Evict pods with emptyDir volumes (their scratch data is lost); false makes them block.
+    public var deleteEmptyDirData: Bool
+    /// Only pods matching this label selector are evicted.
+    public var podSelector: String?
+
+    public init(gracePeriodSeconds: Int? = nil, deleteEmptyDirData: Bool = true, podSelector: String? = nil) {
+        self.gracePeriodSeconds = gracePeriodSeconds
+        self.deleteEmptyDirData = deleteEmptyDirData
+        self.podSelector = podSelector
+    }
+}
+
+/// The runtime's `AgentTransport` over the wire protocol: each `AgentCommand` becomes the
+/// protocol method with the same operation id, on the node's connection from `AgentFleet`;
+/// artifacts for `stage` stream from the `ArtifactCache` with their SHA-256.
+///
+/// An Error answer is a reply (`.refused(code:message:)`); only a missing answer throws
+/// `AgentTransportError`. A lost connection or a `busy` agent is retried with backoff within
+/// the deadline: safe, as the agent answers a repeated operation id from its journal (or joins
+/// the run still in progress).
+public struct ProtocolAgentTransport: AgentTransport {
+    public let fleet: AgentFleet
+    public let artifacts: ArtifactCache
+    public let drain: DrainSettings
+
+    public init(fleet: AgentFleet, artifacts: ArtifactCache, drain: DrainSettings = DrainSettings()) {
+        self.fleet = fleet
+        self.artifacts = artifacts
+        self.drain = drain
+    }
+
+    public func send(_ request: AgentRequest, deadlineSeconds: Int,
+                     progress: @escaping @Sendable (String) -> Void) async throws -> AgentReply {
+        let deadline = ContinuousClock.now + .seconds(max(1, deadlineSeconds))
+        guard let id = OperationID(rawValue: request.operationID) else {
+            return .refused(code: ErrorCode.badRequest.rawValue, message: "\"\(request.operationID)\" is not \(OperationID.format)")
+        }
+        let call = NodeCall(node: request.node, fleet: fleet, backoff: fleet.configuration.backoff, deadline: deadline, progress: progress)
+        switch request.command {
+        case .cordon:
+            return try await call.run(CordonRequest(operationID: id)) { .cordoned(wasUnschedulable: $0.wasUnschedulable) }
+        case .drain(let timeoutSeconds):
+            let message = DrainRequest(operationID: id, timeoutSeconds: timeoutSeconds, gracePeriodSeconds: drain.gracePeriodSeconds,
+                                       deleteEmptyDirData: drain.deleteEmptyDirData, podSelector: drain.podSelector)
+            return try await call.run(message) { _ in .drained }
+        case .stage(let version, let arch):
+            let artifact: Artifact
+            do { artifact = try await artifacts.artifact(version: version, arch: arch) } catch let error as ArtifactError where !error.isTransient {
+                return Refusal(error).reply
+            } catch {
+                throw AgentTransportError(node: request.node, reason: "the artifact for \(version) \(arch.rawValue) is not available yet: \(error)")
+            }
+            guard let digest = SHA256Hex(rawValue: artifact.sha256) else { preconditionFailure("the cache stores lowercase hex digests") }
+            let message = StageRequest(operationID: id, k3sVersion: version.description, sha256: digest, bytes: artifact.bytes)
+            return try await call.run(message, upload: Self.fileSource(artifact, progress: progress)) { _ in .staged }
+        case .install(let version, let healthTimeoutSeconds, let watchdogTimeoutSeconds):
+            let digest: SHA256Hex
+            switch try await installDigest(node: request.node, version: version, call: call) {
+            case .success(let found): digest = found
+            case .failure(let refusal): return refusal.reply
+            }
+            let message = InstallRequest(operationID: id, sha256: digest, k3sVersion: version.description,
+                                         healthTimeoutSeconds: healthTimeoutSeconds, watchdogTimeoutSeconds: watchdogTimeoutSeconds)
+            let result: InstallResult
+            do { result = try await call.result(message) } catch let refusal as ErrorResponse {
+                return .refused(code: refusal.code.rawValue, message: refusal.message)
+            }
+            let running = result.k3sVersion.flatMap { try? K3sVersion($0) }
+            switch result.outcome {
+            case .installed:
+                return .installed(version: running)
+            case .reverted:
+                // The answer's probe is the new binary's failing one; the restored binary's health
+                // is its `revertProbe` (or, from an older agent, a probe asked now).
+                let restored = try await restoredHealth(call: call, result: result)
+                return .installReverted(version: running, healthy: restored.healthy,
+                                        message: "\(version) \(Self.summary(result.probe)); restored \(result.k3sVersion ?? "the previous binary"), \(restored.text)")
+            }
+        case .rollback(let healthTimeoutSeconds):
+            return try await call.run(RollbackRequest(operationID: id, healthTimeoutSeconds: healthTimeoutSeconds)) { result in
+                .rolledBack(version: result.k3sVersion.flatMap { try? K3sVersion($0) }, healthy: result.probe.healthy, message: Self.summary(result.probe))
+            }
+        case .uncordon:
+            return try await call.run(UncordonRequest(operationID: id)) { .uncordoned($0.uncordoned) }
+        case .commit(let installOperationID):
+            guard let install = OperationID(rawValue: installOperationID) else {
+                return .refused(code: ErrorCode.badRequest.rawValue, message: "\"\(installOperationID)\" is not \(OperationID.format)")
+            }
+            do {
+                let result = try await call.result(CommitRequest(operationID: id, installOperationID: install))
+                return .committed(version: result.k3sVersion.flatMap { try? K3sVersion($0) })
+            } catch let refusal as ErrorResponse where refusal.code == .conflict {
+                return try await endedWatch(call: call, install: install) ?? .refused(code: refusal.code.rawValue, message: refusal.message)
+            } catch let refusal as ErrorResponse {
+                return .refused(code: refusal.code.rawValue, message: refusal.message)
+            }
+        }
+    }
+
+    /// The digest of the cached binary of `version` for the node's architecture (as its agent
+    /// reports it in Hello).
+    private func installDigest(node: String, version: K3sVersion, call: NodeCall) async throws -> Result<SHA256Hex, Refusal> {
+        let hello = try await call.hello()
+        guard let arch = try? Arch(hello.arch) else {
+            return .failure(Refusal(code: ErrorCode.notFound.rawValue, message: "the agent of \(node) reports architecture \(hello.arch), which k3s does not publish"))
+        }
+        let artifact: Artifact
+        if let cached = artifacts.cached(version: version, arch: arch) {
+            artifact = cached
+        } else {
+            do { artifact = try await artifacts.artifact(version: version, arch: arch) } catch let error as ArtifactError where !error.isTransient {
+                return .failure(Refusal(error))
+            } catch {
+                throw AgentTransportError(node: node, reason: "the artifact for \(version) \(arch.rawValue) is not available yet: \(error)")
+            }
+        }
+        guard let digest = SHA256Hex(rawValue: artifact.sha256) else { preconditionFailure("the cache stores lowercase hex digests") }
+        return .success(digest)
+    }
+
+    /// A request that cannot succeed before it reaches the agent, answered as the agent would
+    /// (with a protocol error code), so the engine treats it as the failure it is.
+    struct Refusal: Error {
+        var code: String
+        var message: String
+        var reply: AgentReply { .refused(code: code, message: message) }
+
+        init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
+
+        init(_ error: ArtifactError) {
+            let code: ErrorCode = switch error {
+            case .checksumMismatch: .digestMismatch
+            case .notFound, .checksumNotListed: .notFound
+            case .unavailable, .tooLarge, .storage: .internal
+            }
+            self.init(code: code.rawValue, message: error.description)
+        }
+    }
+
+    /// A commit the agent refused as a conflict because the watch is over without it (its
+    /// watchdog reverted the install, or a rollback did): the version that stays is the one
+    /// running now, which is what `committed` reports. Nil while the watch still runs (the
+    /// watchdog is reverting right now), so the refusal stands and the commit is asked again.
+    private func endedWatch(call: NodeCall, install: OperationID) async throws -> AgentReply? {
+        let status: StatusResult
+        do { status = try await call.result(StatusRequest()) } catch is ErrorResponse { return nil }
+        guard status.watchdog?.installOperationID != install, let running = status.agent.k3sVersion,
+              let version = try? K3sVersion(running) else { return nil }
+        return .committed(version: version)
+    }
+
+    /// The health of the binary the agent restored after a failed install: the agent's own probe
+    /// of it (`revertProbe`), or, from an agent that does not send one, a probe asked now.
+    private func restoredHealth(call: NodeCall, result: InstallResult) async throws -> (healthy: Bool, text: String) {
+        if let probe = result.revertProbe { return (probe.healthy, probe.healthy ? "healthy" : Self.summary(probe)) }
+        do {
+            let probe = try await call.result(ProbeRequest(expectedK3sVersion: result.k3sVersion))
+            return (probe.healthy, probe.healthy ? "healthy" : Self.summary(probe))
+        } catch let refusal as ErrorResponse {
+            return (false, "whose probe was refused: \(refusal)")
+        }
+    }
+
+    /// The failing checks, or all of them when none failed, on one line.
+    static func summary(_ probe: ProbeResult) -> String {
+        let failing = probe.checks.filter { !$0.ok }
+        let shown = failing.isEmpty ? probe.checks : failing
+        let text = shown.map { "\($0.name): \($0.message)" }.joined(separator: "; ")
+            .split(whereSeparator: \.isNewline).joined(separator: " ")
+        return probe.healthy ? "healthy (\(text))" : "unhealthy: \(text)"
+    }
+
+    /// The artifact's file as an upload, read in 256 KiB pieces each time the stream starts,
+    /// with a progress line at every quarter.
+    static func fileSource(_ artifact: Artifact, progress: @escaping @Sendable (String) -> Void) -> ChunkSource {
+        ChunkSource { emit in
+            guard let handle = FileHandle(forReadingAtPath: artifact.path) else {
+                throw ArtifactError.storage(path: artifact.path, reason: "the cached artifact cannot be opened")
+            }
+            defer { try? handle.close() }
+            var sent: Int64 = 0
+            var quarter = 0
+            while let data = try handle.read(upToCount: 256 << 10), !data.isEmpty {
+                try await emit(ByteBuffer(bytes: data))
+                sent += Int64(data.count)
+                let reached = artifact.bytes > 0 ? Int(sent * 4 / artifact.bytes) : 4
+                if reached > quarter {
+                    quarter = reached
+                    progress("sent \(sent) of \(artifact.bytes) bytes of \(artifact.assetName) \(artifact.version)")
+                }
+            }
+        }
+    }
+}
+
+/// One request to one node, resent within its deadline while no answer came.
+struct NodeCall: Sendable {
+    let node: String
+    let fleet: AgentFleet
+    let backoff: Backoff
+    let deadline: ContinuousClock.Instant
+    let progress: @Sendable (String) -> Void
+
+    /// What the node's agent said in Hello (connecting first if needed).
+    func hello() async throws -> AgentInfo {
+        try await attempt { client in try await client.connection().hello.agent }
+    }
+
+    /// Sends `message`; an Error answer becomes `.refused`, a result goes through `reply`.
+    func run<M: RequestMessage>(_ message: M, upload: ChunkSource? = nil,
+                                reply: @Sendable (M.Result) -> AgentReply) async throws -> AgentReply {
+        do {
+            return reply(try await result(message, upload: upload))
+        } catch let refusal as ErrorResponse {
+            return .refused(code: refusal.code.rawValue, message: refusal.message)
+        }
+    }
+
+    /// Sends `message` and returns its result; an Error answer is thrown as `ErrorResponse`.
+    func result<M: RequestMessage>(_ message: M, upload: ChunkSource? = nil) async throws -> M.Result {
+        let progress = progress
+        let deadline = deadline
+        return try await attempt { client in
+            let connection = try await client.connection()
+            return try await connection.withCall(message, upload: upload, deadline: deadline) { call in
+                let forwarder = Task { for await event in call.progress { progress(Self.line(event)) } }
+                do {
+                    let result = try await call.response()
+                    await forwarder.value
+                    return result
+                } catch {
+                    forwarder.cancel()
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Runs `body` until it returns, the agent answers an error (thrown as `ErrorResponse`), or
+    /// no answer can come (thrown as `AgentTransportError`, also for `timeout`, whose outcome is
+    /// unknown). Lost connections and `busy`, `shuttingDown` or `cancelled` answers are retried
+    /// with backoff, within the deadline and `backoff.attemptsMax`.
+    private func attempt<T: Sendable>(_ body: (ReconnectingClient) async throws -> T) async throws -> T {
+        var random = SystemRandomNumberGenerator()
+        var tries = 1
+        while true {
+            let failure: ProtocolError
+            do {
+                // Asked each time: the address book may have changed since the last try.
+                return try await body(try await fleet.client(for: node))
+            } catch let error as ProtocolError {
+                failure = error
+            }
+            switch failure {
+            case .remote(let response) where response.code == .busy || response.code == .shuttingDown:
+                break
+            case .remote(let response) where response.code == .cancelled:
+                // Not our Cancel (a deadline of ours throws locally): the agent stopped the work
+                // as it shut down. Its journal resolves the operation; the same id asks for that.
+                break
+            case .remote(let response) where response.code == .timeout:
+                throw AgentTransportError(node: node, reason: "the agent stopped the request at its deadline: \(response.message)")
+            case .remote(let response):
+                throw response
+            case .connectFailed, .connectionClosed, .notProcessed:
+                break
+            case .tls, .deadlineExceeded, .digestMismatch, .protocolViolation, .uploadFailed:
+                throw AgentTransportError(node: node, reason: failure.description)
+            }
+            let delay = backoff.delay(afterAttempt: tries, using: &random)
+            guard tries < backoff.attemptsMax, ContinuousClock.now + delay < deadline else {
+                let endpoint = await fleet.endpoint(of: node)
+                throw AgentTransportError(node: node, reason: "\(AgentTransportError.reason(failure, endpoint: endpoint)) (after \(tries) attempts)")
+            }
+            try await Task.sleep(for: delay)
+            tries += 1
+        }
+    }
+
+    static func line(_ event: ProgressEvent) -> String {
+        switch event {
+        case .step(let step): "\(step.step): \(step.message)"
+        case .pod(let pod): "pod \(pod.namespace)/\(pod.name) \(pod.action.rawValue)\(pod.message.isEmpty ? "" : ": \(pod.message)")"
+        case .bytes(let bytes): "\(bytes.doneBytes)\(bytes.totalBytes.map { " of \($0)" } ?? "") bytes"
+        }
+    }
+}

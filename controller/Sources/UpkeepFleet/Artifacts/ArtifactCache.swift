@@ -1,0 +1,203 @@
+import Foundation
+import NIOHTTP1
+import UpkeepCore
+import UpkeepHTTP
+import UpkeepTLS
+
+/// The k3s binaries a rollout installs, fetched once per (version, arch) from GitHub or a
+/// mirror, verified against the release's `sha256sum-<arch>.txt`, and kept by digest under
+/// `<stateDir>/artifacts` (directories 0700, blobs 0644, written by atomic rename).
+///
+/// A blob is stored only after its digest matched: a mismatch is an `ArtifactError` that names
+/// the asset and both digests and leaves nothing behind. A stored blob is hashed again once
+/// before this cache first hands it out; a damaged one is dropped and fetched again. The cache never exceeds
+/// `cacheBytesMax` (least recently used blobs go first; the one just stored stays), and never
+/// downloads one (version, arch) twice at once.
+public actor ArtifactCache {
+    /// One (version, arch) the rollout needs.
+    public struct Key: Hashable, Sendable, CustomStringConvertible {
+        public var version: K3sVersion
+        public var arch: Arch
+        public init(version: K3sVersion, arch: Arch) {
+            self.version = version
+            self.arch = arch
+        }
+        public var description: String { "\(version) \(arch.rawValue)" }
+    }
+
+    public static let checksumBytesMax = 256 << 10
+    public static let artifactBytesMaxDefault = 512 << 20
+    public static let cacheBytesMaxDefault: Int64 = 4 << 30
+
+    /// `<stateDir>/artifacts`.
+    public nonisolated let directory: String
+    public nonisolated let source: ArtifactSource
+    public nonisolated let artifactBytesMax: Int
+    public nonisolated let cacheBytesMax: Int64
+    private let client: HTTPClient?
+    private var inFlight: [Key: Task<Artifact, any Error>] = [:]
+    /// Blobs this cache has hashed since it was opened; others are hashed once before use.
+    private var verified: Set<String> = []
+
+    /// `client` is needed for an `.http` source; make one with `makeHTTPClient` so its
+    /// response limit fits a binary.
+    public init(stateDirectory: String, source: ArtifactSource, client: HTTPClient?,
+                artifactBytesMax: Int = ArtifactCache.artifactBytesMaxDefault,
+                cacheBytesMax: Int64 = ArtifactCache.cacheBytesMaxDefault) throws(ArtifactError) {
+        if case .http = source { precondition(client != nil, "an HTTP artifact source needs an HTTP client") }
+        directory = "\(stateDirectory)/artifacts"
+        self.source = source
+        self.client = client
+        self.artifactBytesMax = artifactBytesMax
+        self.cacheBytesMax = max(cacheBytesMax, Int64(artifactBytesMax))
+        for sub in ["", "/sha256", "/index", "/tmp"] { try ArtifactStorage.makeDirectory(directory + sub) }
+    }
+
+    /// An HTTP client for downloads: redirects followed by the cache, a body limit of
+    /// `artifactBytesMax`, a generous response time for a large binary.
+    public static func makeHTTPClient(trust: TrustRoots = .system, artifactBytesMax: Int = ArtifactCache.artifactBytesMaxDefault,
+                                      responseTimeoutSeconds: Double = 900, userAgent: String = "upkeep") throws -> HTTPClient {
+        try HTTPClient(configuration: HTTPClient.Configuration(responseTimeoutSeconds: responseTimeoutSeconds, responseBytesMax: artifactBytesMax,
+                                                               connectionsPerOriginMax: 2, userAgent: userAgent),
+                       trust: trust)
+    }
+
+    nonisolated var blobDirectory: String { "\(directory)/sha256" }
+    nonisolated func blobPath(_ digest: String) -> String { "\(blobDirectory)/\(digest)" }
+    nonisolated func indexPath(_ key: Key) -> String { "\(directory)/index/\(key.version)_\(key.arch.rawValue).json" }
+
+    /// The verified binary for `version` on `arch`, from the cache or fetched now.
+    public func artifact(version: K3sVersion, arch: Arch) async throws -> Artifact {
+        let key = Key(version: version, arch: arch)
+        if let cached = cached(version: version, arch: arch), try intact(cached.path, digest: cached.sha256) {
+            ArtifactStorage.touch(cached.path)
+            return cached
+        }
+        if let running = inFlight[key] { return try await running.value }
+        let task = Task { try await self.fetch(key) }
+        inFlight[key] = task
+        defer { inFlight[key] = nil }
+        return try await task.value
+    }
+
+    /// Fetches every key not cached yet (one at a time: downloads are large), so a rollout can
+    /// stage ahead. Returns what it has; throws the first failure after trying every key.
+    @discardableResult
+    public func prefetch(_ keys: [Key]) async throws -> [Artifact] {
+        var artifacts: [Artifact] = []
+        var firstError: (any Error)?
+        for key in Array(Set(keys)).sorted(by: { ($0.version, $0.arch) < ($1.version, $1.arch) }) {
+            do { artifacts.append(try await artifact(version: key.version, arch: key.arch)) } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
+        return artifacts
+    }
+
+    /// The cached artifact, without touching the network; nil when it is not (or no longer) here.
+    public nonisolated func cached(version: K3sVersion, arch: Arch) -> Artifact? {
+        let key = Key(version: version, arch: arch)
+        guard let data = FileManager.default.contents(atPath: indexPath(key)),
+              let artifact = try? JSONDecoder().decode(Artifact.self, from: data),
+              artifact.version == version, artifact.arch == arch,
+              ArtifactStorage.size(blobPath(artifact.sha256)) == artifact.bytes else { return nil }
+        return artifact
+    }
+
+    /// Bytes held by blobs now.
+    public nonisolated var storedBytes: Int64 { ArtifactStorage.entries(blobDirectory).reduce(0) { $0 + $1.bytes } }
+
+    // MARK: - Fetching
+
+    private func fetch(_ key: Key) async throws -> Artifact {
+        let tag = key.version.description
+        let asset = key.arch.binaryAssetName
+        let checksumAsset = key.arch.checksumAssetName
+        let (checksumBytes, checksumSource) = try await download(tag: tag, asset: checksumAsset, bytesMax: Self.checksumBytesMax)
+        guard let expected = ChecksumFile.digest(of: asset, in: String(decoding: checksumBytes, as: UTF8.self)) else {
+            throw ArtifactError.checksumNotListed(asset: asset, checksumFile: checksumSource)
+        }
+        let path = blobPath(expected)
+        if let bytes = ArtifactStorage.size(path), try intact(path, digest: expected) {
+            // Stored under this digest by an earlier fetch (another version can share a binary).
+            ArtifactStorage.touch(path)
+            return try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected, bytes: bytes, path: path))
+        }
+        let (binary, binarySource) = try await download(tag: tag, asset: asset, bytesMax: artifactBytesMax)
+        let actual = ArtifactStorage.sha256Hex(binary)
+        guard actual == expected else {
+            throw ArtifactError.checksumMismatch(asset: asset, source: binarySource, expected: expected, actual: actual)
+        }
+        try ArtifactStorage.writeAtomically(binary, to: path, mode: 0o644, scratch: "\(directory)/tmp")
+        verified.insert(expected)
+        let artifact = try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected,
+                                           bytes: Int64(binary.count), path: path))
+        evict(keeping: expected)
+        return artifact
+    }
+
+    /// Whether the blob at `path` still hashes to `digest` (checked once per blob and cache
+    /// instance). A damaged one (disk error, someone's edit) is removed, to be fetched again.
+    private func intact(_ path: String, digest: String) throws(ArtifactError) -> Bool {
+        if verified.contains(digest) { return true }
+        guard let bytes = try ArtifactStorage.read(path, bytesMax: artifactBytesMax) else { return false }
+        guard ArtifactStorage.sha256Hex(bytes) == digest else {
+            unlink(path)
+            return false
+        }
+        verified.insert(digest)
+        return true
+    }
+
+    private func record(_ artifact: Artifact) throws(ArtifactError) -> Artifact {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data: Data
+        do { data = try encoder.encode(artifact) } catch { preconditionFailure("an Artifact always encodes: \(error)") }
+        try ArtifactStorage.writeAtomically(Array(data), to: indexPath(Key(version: artifact.version, arch: artifact.arch)), mode: 0o600,
+                                            scratch: "\(directory)/tmp")
+        return artifact
+    }
+
+    /// Removes least recently used blobs until the cache fits, never `keeping`.
+    private func evict(keeping digest: String) {
+        var entries = ArtifactStorage.entries(blobDirectory)
+        var total = entries.reduce(0) { $0 + $1.bytes }
+        entries.sort { $0.modified < $1.modified }
+        for entry in entries where total > cacheBytesMax && entry.name != digest {
+            if unlink("\(blobDirectory)/\(entry.name)") == 0 { total -= entry.bytes }
+        }
+    }
+
+    /// The asset's bytes and where they came from (for messages).
+    private func download(tag: String, asset: String, bytesMax: Int) async throws -> ([UInt8], String) {
+        switch source {
+        case .directory(let root):
+            let path = "\(root)/\(ArtifactSource.relativePath(tag: tag, asset: asset, encoded: false))"
+            guard let bytes = try ArtifactStorage.read(path, bytesMax: bytesMax) else {
+                throw ArtifactError.notFound(asset: asset, source: path)
+            }
+            return (bytes, path)
+        case .http(let base):
+            guard let client else { preconditionFailure("an HTTP artifact source needs an HTTP client") }
+            let url = base.appending(path: ArtifactSource.relativePath(tag: tag, asset: asset, encoded: true))
+            var headers = HTTPHeaders()
+            headers.add(name: "Accept", value: "application/octet-stream")
+            let response: HTTPResponse
+            do {
+                response = try await client.send(HTTPRequest(url: url, headers: headers, redirects: .follow(max: 5)))
+            } catch HTTPClientError.responseTooLarge {
+                throw ArtifactError.tooLarge(asset: asset, source: url.description, bytesMax: min(bytesMax, client.configuration.responseBytesMax))
+            } catch let error as HTTPClientError {
+                throw ArtifactError.unavailable(asset: asset, source: url.description, reason: error.description)
+            }
+            if response.status == 404 { throw ArtifactError.notFound(asset: asset, source: url.description) }
+            guard response.isSuccess else {
+                throw ArtifactError.unavailable(asset: asset, source: url.description, reason: "HTTP \(response.status)")
+            }
+            guard response.body.count <= bytesMax else { throw ArtifactError.tooLarge(asset: asset, source: url.description, bytesMax: bytesMax) }
+            return (response.body, url.description)
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import UpkeepCore
+import UpkeepHTTP
+
+/// Where k3s release assets come from. Both kinds use GitHub's download layout,
+/// `<base>/k3s-io/k3s/releases/download/<tag>/<asset>`, so a mirror is made by copying the
+/// assets under the same relative paths (`wget -x` style) and needs no other index.
+public enum ArtifactSource: Sendable, Equatable, CustomStringConvertible {
+    /// GitHub itself (`https://github.com`), the sandbox release server, or an HTTP(S) mirror.
+    case http(HTTPURL)
+    /// An air-gapped mirror directory.
+    case directory(String)
+
+    public static let github = ArtifactSource.http(HTTPURL(scheme: .https, host: "github.com"))
+    public static let repository = "k3s-io/k3s"
+
+    /// The download base that goes with a releases API base: GitHub's API lives on
+    /// `api.github.com` but its downloads on `github.com`; any other server (GitHub Enterprise
+    /// behind one origin, the sandbox release server) serves both.
+    public static func downloadBase(forAPI api: HTTPURL) -> HTTPURL {
+        api.host == "api.github.com" ? HTTPURL(scheme: .https, host: "github.com") : HTTPURL(scheme: api.scheme, host: api.host, port: api.port)
+    }
+
+    /// The path of `asset` of release `tag` below the base, with the tag's `+` written `%2B`
+    /// as GitHub writes it.
+    public static func relativePath(tag: String, asset: String, encoded: Bool) -> String {
+        let tagSegment = encoded ? HTTPURL.percentEncode(tag) : tag
+        return "\(repository)/releases/download/\(tagSegment)/\(asset)"
+    }
+
+    /// The source `upkeep.yaml`'s `releases` section names: the mirror when set (a URL or a
+    /// directory), else the downloads that go with `githubAPI`.
+    public static func configured(mirror: String?, githubAPI: String) throws -> ArtifactSource {
+        if let mirror {
+            if mirror.hasPrefix("http://") || mirror.hasPrefix("https://") { return .http(try HTTPURL(mirror)) }
+            return .directory(mirror)
+        }
+        return .http(downloadBase(forAPI: try HTTPURL(githubAPI)))
+    }
+
+    public var description: String {
+        switch self {
+        case .http(let base): base.description
+        case .directory(let path): path
+        }
+    }
+}
+
+/// One verified k3s binary in the cache.
+public struct Artifact: Codable, Equatable, Sendable {
+    public var version: K3sVersion
+    public var arch: Arch
+    /// The release asset it came from (`k3s`, `k3s-arm64`, `k3s-armhf`).
+    public var assetName: String
+    /// SHA-256 as `sha256sum` prints it, checked against the release's checksum file.
+    public var sha256: String
+    public var bytes: Int64
+    /// `<stateDir>/artifacts/sha256/<sha256>`; read-only for everyone but the cache.
+    public var path: String
+
+    public init(version: K3sVersion, arch: Arch, assetName: String, sha256: String, bytes: Int64, path: String) {
+        self.version = version
+        self.arch = arch
+        self.assetName = assetName
+        self.sha256 = sha256
+        self.bytes = bytes
+        self.path = path
+    }
+}
+
+/// Why an artifact could not be had. Everything but `unavailable` is a fact about the release
+/// or the mirror that retrying will not change.
+public enum ArtifactError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The bytes served for `asset` do not hash to what the release's checksum file says.
+    /// Nothing was kept.
+    case checksumMismatch(asset: String, source: String, expected: String, actual: String)
+    /// The checksum file exists but has no line for `asset`.
+    case checksumNotListed(asset: String, checksumFile: String)
+    /// The release or the asset does not exist at the source.
+    case notFound(asset: String, source: String)
+    /// The source could not be read this time (network, HTTP error, timeout).
+    case unavailable(asset: String, source: String, reason: String)
+    /// The asset is larger than the cache accepts for one artifact.
+    case tooLarge(asset: String, source: String, bytesMax: Int)
+    /// The cache directory could not be written.
+    case storage(path: String, reason: String)
+
+    /// Trying again later may succeed.
+    public var isTransient: Bool {
+        if case .unavailable = self { return true }
+        return false
+    }
+
+    public var description: String {
+        switch self {
+        case let .checksumMismatch(asset, source, expected, actual):
+            "\(asset) from \(source) has sha256 \(actual), but the release's checksum file says \(expected); nothing was cached and no node was touched (the download or the mirror is corrupt: fetch it again or fix the mirror)"
+        case let .checksumNotListed(asset, checksumFile):
+            "\(checksumFile) lists no checksum for \(asset); the release may not publish this architecture"
+        case let .notFound(asset, source):
+            "\(asset) not found at \(source); check the version, the architecture and the mirror's layout (<mirror>/\(ArtifactSource.repository)/releases/download/<tag>/<asset>)"
+        case let .unavailable(asset, source, reason):
+            "cannot fetch \(asset) from \(source): \(reason)"
+        case let .tooLarge(asset, source, bytesMax):
+            "\(asset) from \(source) is larger than \(bytesMax) bytes, the limit for one artifact"
+        case let .storage(path, reason):
+            "cannot write the artifact cache at \(path): \(reason); check the state directory's space and permissions"
+        }
+    }
+}
+
+/// Reads a `sha256sum` file: `<64 hex>  <name>` per line (`*name` in binary mode).
+public enum ChecksumFile {
+    /// The digest listed for `asset`, or nil. Malformed lines are skipped.
+    public static func digest(of asset: String, in text: String) -> String? {
+        for line in text.split(whereSeparator: \.isNewline) {
+            let fields = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+            guard fields.count == 2 else { continue }
+            var name = fields[1].drop { $0 == " " }
+            if name.hasPrefix("*") { name = name.dropFirst() }
+            let digest = fields[0].lowercased()
+            if name == asset, digest.utf8.count == 64, digest.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) {
+                return digest
+            }
+        }
+        return nil
+    }
+}

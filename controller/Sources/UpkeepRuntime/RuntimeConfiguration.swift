@@ -1,0 +1,54 @@
+import Foundation
+import UpkeepController
+
+/// Who this controller is and the bounds the runtime keeps around the engine's own.
+public struct RuntimeConfiguration: Sendable {
+    /// Names this controller in the lease (`host pid N`); shown to a controller it keeps out.
+    public var holder: String
+    /// The lease lasts this long past each renewal; renewed every third of it.
+    public var leaseTTLMilliseconds: Int64
+    /// Take the lease even though another holder's has not expired (the operator knows it is gone).
+    public var forceTakeover: Bool
+    /// Requests in flight at once; more are answered "not sent" at once and retried by the engine.
+    public var sendsInFlightMax: Int
+    /// How long one look at the cluster may take.
+    public var observeTimeoutSeconds: Int
+    /// Deadline given to the transport for cordon, uncordon and commit, and added to the policy's
+    /// own timeouts for drain, install and rollback.
+    public var shortRequestSeconds: Int
+    /// Deadline for streaming one binary to an agent.
+    public var stageRequestSeconds: Int
+    /// Past a request's deadline, how long the runtime still waits for the transport to give up
+    /// on its own before it reports the request as unanswered.
+    public var answerGraceSeconds: Int
+
+    public init(holder: String = RuntimeConfiguration.defaultHolder(), leaseTTLMilliseconds: Int64 = 30_000, forceTakeover: Bool = false,
+                sendsInFlightMax: Int = 256, observeTimeoutSeconds: Int = 30, shortRequestSeconds: Int = 60,
+                stageRequestSeconds: Int = 900, answerGraceSeconds: Int = 15) {
+        self.holder = holder
+        self.leaseTTLMilliseconds = leaseTTLMilliseconds
+        self.forceTakeover = forceTakeover
+        self.sendsInFlightMax = sendsInFlightMax
+        self.observeTimeoutSeconds = observeTimeoutSeconds
+        self.shortRequestSeconds = shortRequestSeconds
+        self.stageRequestSeconds = stageRequestSeconds
+        self.answerGraceSeconds = answerGraceSeconds
+    }
+
+    /// `<hostname> pid <pid>` (the kernel's host name: no DNS lookup).
+    public static func defaultHolder() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&name, name.count - 1) == 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown-host"
+        return "\(host) pid \(getpid())"
+    }
+
+    /// The deadline handed to the transport with `command`.
+    public func deadlineSeconds(for command: AgentCommand) -> Int {
+        switch command {
+        case .cordon, .uncordon, .commit: shortRequestSeconds
+        case .drain(let timeoutSeconds): timeoutSeconds + shortRequestSeconds
+        case .stage: stageRequestSeconds
+        case .install(_, let healthTimeoutSeconds, _), .rollback(let healthTimeoutSeconds): healthTimeoutSeconds + shortRequestSeconds
+        }
+    }
+}

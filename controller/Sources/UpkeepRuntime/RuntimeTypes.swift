@@ -1,0 +1,44 @@
+import UpkeepController
+import UpkeepStore
+
+/// How a run of the runtime ended.
+public enum RunResult: Equatable, Sendable {
+    /// The rollout finished: completed, rolled back or failed.
+    case finished(RolloutOutcome)
+    /// The rollout waits for `upkeep resume` (a gate, a refusal, an agent that does not answer);
+    /// nothing is in flight and the lease is released.
+    case blocked(reason: String)
+}
+
+/// What the runtime tells the CLI's progress view as it goes. Notices and moves are reported
+/// after they are persisted.
+public enum RuntimeUpdate: Sendable {
+    case notice(Notice, at: Instant)
+    /// Every move, after a transition that changed any of them.
+    case moves([MoveProgress], at: Instant)
+    /// A line an agent streamed while working on a request (evicted pods, staged bytes).
+    case agentProgress(node: String, operationID: String, line: String)
+    /// Something about the runtime itself: a look at the cluster failed, a lease renewal failed.
+    case warning(String)
+}
+
+/// Why a run stopped other than by finishing or blocking.
+public enum RuntimeError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The store refused or failed (lease held or lost, disk, unknown rollout, …).
+    case store(StoreError)
+    /// This runtime is already driving a rollout.
+    case alreadyRunning
+    /// The engine waits for nothing that can happen (a bug): stopped rather than hang.
+    case stalled(String)
+    /// The caller cancelled the run (the process is stopping); the rollout resumes later.
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .store(let error): error.description
+        case .alreadyRunning: "this controller is already driving a rollout"
+        case .stalled(let status): "the rollout engine waits for nothing (status \(status)); run `upkeep resume`, and report this as a bug"
+        case .cancelled: "stopped before the rollout finished; run `upkeep resume` to carry it on"
+        }
+    }
+}
