@@ -26,6 +26,26 @@ final class HandshakeWaiter: ChannelInboundHandler, Sendable {
     func channelInactive(context: ChannelHandlerContext) { done.fail(ChannelError.ioOnClosedChannel) }
 }
 
+/// Writes `count` copies of `block` whenever the channel is writable.
+final class StreamWriter: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let block: ByteBuffer
+    var remaining: Int
+    init(block: ByteBuffer, count: Int) { self.block = block; remaining = count }
+    func handlerAdded(context: ChannelHandlerContext) { pump(context: context) }
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        pump(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+    private func pump(context: ChannelHandlerContext) {
+        while remaining > 0 && context.channel.isWritable {
+            remaining -= 1
+            context.writeAndFlush(wrapOutboundOut(block), promise: nil)
+        }
+    }
+}
+
 /// Counts bytes and signals when `expected` have arrived.
 final class ByteCounter: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
@@ -150,12 +170,13 @@ func tlsStream(bytes: Int) async throws {
     var block = channel.allocator.buffer(capacity: chunk)
     block.writeRepeatingByte(0x5a, count: chunk)
     let start = Date()
-    var sent = 0
-    while sent < bytes {
-        // Bounded in flight: wait for each write before the next (the socket's own buffer pipelines).
-        try await channel.writeAndFlush(block)
-        sent += chunk
-    }
+    let sent = (bytes / chunk) * chunk
+    // The writes are issued on the event loop while the channel is writable (NIO's own back
+    // pressure bounds what is in flight), as the protocol's stream writer does.
+    let payload = block
+    try await channel.eventLoop.submit {
+        try channel.pipeline.syncOperations.addHandler(StreamWriter(block: payload, count: bytes / chunk))
+    }.get()
     try await received.futureResult.get()
     let elapsed = Date().timeIntervalSince(start)
     let cipher = try await channel.pipeline.handler(type: TLSHandler.self).map { $0.session?.cipher ?? "" }.get()

@@ -17,7 +17,7 @@ public enum StreamWindow {
     /// At least one maximum-size chunk must fit.
     public static let bytesMin = FrameLimits.chunkPayloadBytesMax
     public static let bytesMax = 64 << 20
-    public static let bytesDefault = 1 << 20
+    public static let bytesDefault = 4 << 20
 }
 
 /// The k3s role of a node: a server runs the control plane, an agent only workloads.
