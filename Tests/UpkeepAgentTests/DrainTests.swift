@@ -6,42 +6,15 @@ import UpkeepAgent
 import UpkeepKube
 import UpkeepProtocol
 @testable import UpkeepSandbox
+import UpkeepSandboxTestSupport
 import UpkeepTestSupport
 
-/// The sandbox's simulated Kubernetes API on a loopback port (plain HTTP), driven on the wall
-/// clock, with a kubeconfig for the agent.
-final class SimulatedAPI: @unchecked Sendable {
-    let cluster: SandboxCluster
-    let server: SandboxHTTPServer
-    let driver: RepeatedTask
-    let kubeconfig: String
-    let client: KubeClient
-    private let directory: TemporaryDirectory
+/// The simulated API with the agent tests' helpers: 1 server and 2 agents, no volumes.
+typealias SimulatedAPI = SandboxAPI
 
-    init() async throws {
-        let spec = ClusterSpec(servers: 1, agents: 2, volumes: 0, replicas: 1)
-        cluster = SandboxCluster(spec: spec)
-        cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
-        cluster.advance()
-        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
-                                                   responder: cluster.handle)
-        driver = cluster.startDriver(on: MultiThreadedEventLoopGroup.singleton.next(), interval: .milliseconds(100))
-        directory = try TemporaryDirectory()
-        kubeconfig = try directory.write("""
-            apiVersion: v1
-            kind: Config
-            clusters: [{name: sandbox, cluster: {server: "http://127.0.0.1:\(server.port)"}}]
-            contexts: [{name: sandbox, context: {cluster: sandbox, user: admin}}]
-            current-context: sandbox
-            users: [{name: admin, user: {}}]
-            """, to: "kubeconfig")
-        client = try KubeClient(kubeconfig: kubeconfig)
-    }
-
-    func close() async {
-        driver.cancel()
-        await client.shutdown()
-        await server.close()
+extension SandboxAPI {
+    convenience init() async throws {
+        try await self.init(spec: ClusterSpec(servers: 1, agents: 2, volumes: 0, replicas: 1))
     }
 
     func pods(on node: String) -> [Pod] {

@@ -7,6 +7,7 @@ import UpkeepFleet
 import UpkeepKube
 import UpkeepProtocol
 import UpkeepSandbox
+import UpkeepSandboxTestSupport
 import UpkeepTestSupport
 
 /// Collects progress lines.

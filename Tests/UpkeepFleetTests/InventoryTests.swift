@@ -5,6 +5,7 @@ import UpkeepCore
 import UpkeepFleet
 import UpkeepKube
 import UpkeepSandbox
+import UpkeepSandboxTestSupport
 import UpkeepTestSupport
 
 @Suite(.serialized) struct KubeClusterObserverTests {

@@ -150,7 +150,34 @@ public enum SandboxControl {
         default:
             throw SandboxError("unknown fault \(kind); known: \(faultKinds.map(\.name).joined(separator: ", "))")
         }
+        let agentWasDown = SandboxFaults.load(manifest.faultsFile).agentsDown?.contains(node) ?? false
         try JSONFiles.write(faults, to: manifest.faultsFile)
+        // The sandbox process stops and restarts agents; what this command says must already be
+        // true when it returns, so a command run right after sees the agent down (or back).
+        if kind == "agent-down" {
+            try await waitForAgent(target, running: false, in: directory)
+        } else if kind == "clear" && agentWasDown {
+            try await waitForAgent(target, running: true, in: directory)
+        }
         return message
+    }
+
+    /// Most seconds `fault` waits for the sandbox process to stop or restart an agent.
+    static let agentChangeSecondsMax = 30.0
+
+    private static func waitForAgent(_ node: SandboxNode, running: Bool, in directory: String) async throws {
+        let deadline = Date().addingTimeInterval(agentChangeSecondsMax)
+        while (SandboxAgents.runningPID(node) != nil) != running {
+            guard Date() < deadline else {
+                throw SandboxError("""
+                    the sandbox did not \(running ? "restart" : "stop") the upkeep-agent of \(node.name) within \(Int(agentChangeSecondsMax)) s; \
+                    is the sandbox still running? (`upkeep sandbox status --dir \(directory)`, \(directory)/sandbox.log)
+                    """)
+            }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        if running, let pid = SandboxAgents.runningPID(node) {
+            try await SandboxAgents.waitListening(node, pid: pid, timeoutSeconds: max(1, deadline.timeIntervalSinceNow))
+        }
     }
 }

@@ -19,6 +19,22 @@ public struct UnitState: Codable, Sendable, Equatable {
 
     public static let inactive = UnitState(activeState: "inactive", subState: "dead", mainPID: 0, execMainStartTimestamp: 0,
                                            result: "success", restarts: 0, supervisorPID: 0)
+
+    /// The unit stopped: inactive, keeping the restart count and when its main process last started.
+    var stopped: UnitState {
+        var stopped = UnitState.inactive
+        stopped.restarts = restarts
+        stopped.execMainStartTimestamp = execMainStartTimestamp
+        return stopped
+    }
+}
+
+extension SandboxNode {
+    /// Records the unit as stopped and no longer ready.
+    func recordStopped(_ state: UnitState) {
+        try? JSONFiles.write(state.stopped, to: unitStateFile)
+        unlink(readyFile)
+    }
 }
 
 /// `systemctl` for sandbox nodes: `start`, `stop`, `restart`, `is-active`, `show -p …`, `status`,
@@ -203,11 +219,7 @@ public enum SystemctlStandIn {
         } else if state.mainPID > 0 {
             Spawn.terminate(state.mainPID, graceSeconds: 10)
         }
-        var stopped = UnitState.inactive
-        stopped.restarts = state.restarts
-        stopped.execMainStartTimestamp = state.execMainStartTimestamp
-        try? JSONFiles.write(stopped, to: node.unitStateFile)
-        unlink(node.readyFile)
+        node.recordStopped(state)
         return 0
     }
 }
@@ -255,11 +267,7 @@ public enum UnitSupervisor {
                         kill(pid, SIGKILL)
                         _ = reaped(pid, withinSeconds: 5)
                     }
-                    var stopped = UnitState.inactive
-                    stopped.restarts = state.restarts
-                    stopped.execMainStartTimestamp = state.execMainStartTimestamp
-                    try? JSONFiles.write(stopped, to: node.unitStateFile)
-                    unlink(node.readyFile)
+                    node.recordStopped(state)
                     return 0
                 }
                 if waitpid(pid, &status, WNOHANG) == pid {

@@ -98,7 +98,7 @@ struct Apply: AsyncParsableCommand {
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage, message: "\(error)")
         }
-        return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover)
+        return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, artifacts: cache)
             .run(.new(engine), reading: planned.reading)
     }
 

@@ -12,6 +12,8 @@ struct RolloutDriver {
     let session: ClusterSession
     let store: StateStore
     let forceTakeover: Bool
+    /// The cache the preflight already filled, if there was one; else one is opened.
+    var artifacts: ArtifactCache? = nil
 
     enum Start {
         case new(RolloutEngine)
@@ -20,7 +22,7 @@ struct RolloutDriver {
 
     func run(_ start: Start, reading: FleetReading) async throws -> Int32 {
         let fleet = try await session.fleet(for: reading)
-        let artifacts = try session.artifactCache()
+        let artifacts = try self.artifacts ?? session.artifactCache()
         let transport = ProtocolAgentTransport(fleet: fleet, artifacts: artifacts)
         let view = ProgressPrinter(mode: isatty(STDOUT_FILENO) == 1 ? .terminal : .lines)
         let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer,

@@ -6,16 +6,17 @@ import UpkeepSandbox
 import UpkeepTestSupport
 
 /// The sandbox's simulated Kubernetes API on a loopback port (plain HTTP), driven on the wall
-/// clock with virtual kubelets, and a kubeconfig for it.
-final class SandboxAPI: @unchecked Sendable {
-    let cluster: SandboxCluster
-    let server: SandboxHTTPServer
-    let driver: RepeatedTask
-    let kubeconfig: String
-    let client: KubeClient
+/// clock with virtual kubelets, and a kubeconfig for it: the ground of the agent's and the
+/// controller's tests that need an API but not whole sandbox nodes.
+public final class SandboxAPI: @unchecked Sendable {
+    public let cluster: SandboxCluster
+    public let server: SandboxHTTPServer
+    public let driver: RepeatedTask
+    public let kubeconfig: String
+    public let client: KubeClient
     private let directory: TemporaryDirectory
 
-    init(spec: ClusterSpec) async throws {
+    public init(spec: ClusterSpec) async throws {
         cluster = SandboxCluster(spec: spec)
         cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
         cluster.advance()
@@ -34,14 +35,14 @@ final class SandboxAPI: @unchecked Sendable {
         client = try KubeClient(kubeconfig: kubeconfig)
     }
 
-    func close() async {
+    public func close() async {
         driver.cancel()
         await client.shutdown()
         await server.close()
     }
 
     /// Polls `condition` every 50 ms for at most `seconds`.
-    func waitUntil(seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    public func waitUntil(seconds: Double = 20, _ condition: () async throws -> Bool) async rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if try await condition() { return true }

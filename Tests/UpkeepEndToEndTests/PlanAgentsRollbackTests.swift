@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+import UpkeepController
+import UpkeepCore
+import UpkeepSandbox
+import UpkeepStore
+
+/// The commands around `apply`, end to end against a sandbox: `agents` and `plan` read without
+/// changing anything, `apply --dry-run` stops after its preflight, and `rollback --to-previous`
+/// returns every node to where the last rollout found it.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct PlanAgentsRollbackTests {
+    @Test func agentsPlanDryRunApplyThenRollbackToPrevious() async throws {
+        let start = EndToEndTests.start
+        let target = EndToEndTests.nextMinor
+        try #require(target != start, "the sandbox offers no next minor: \(EndToEndTests.offered)")
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: start) { sandbox in
+            let agents = try await sandbox.controller(["agents", "-o", "json"])
+            #expect(agents.status == 0, "\(agents.output)")
+            let rows = try JSONSerialization.jsonObject(with: Data(agents.output.utf8)) as? [[String: Any]] ?? []
+            #expect(Set(rows.compactMap { $0["node"] as? String }) == ["server-1", "agent-1"], "\(agents.output)")
+            #expect(rows.allSatisfy { $0["state"] as? String == "ok" && $0["k3sVersion"] as? String == start }, "\(agents.output)")
+
+            let plan = try await sandbox.controller(["plan", "--to", target, "-o", "json"])
+            #expect(plan.status == 0, "\(plan.output)")
+            let planned = try JSONSerialization.jsonObject(with: Data(plan.output.utf8)) as? [String: Any]
+            #expect(planned?["blocked"] as? Bool == false, "\(plan.output)")
+
+            let dry = try await sandbox.controller(["apply", "--to", target, "--dry-run"])
+            #expect(dry.status == 0 && dry.output.contains("dry run"), "\(dry.output)")
+            try await sandbox.expectAllNodes(at: start, "after a dry run")
+            #expect(try await sandbox.history().isEmpty, "a dry run records no rollout")
+
+            let apply = try await sandbox.controller(["apply", "--to", target, "--yes"], timeoutSeconds: 240)
+            #expect(apply.status == 0, "\(apply.output)")
+            try await sandbox.expectAllNodes(at: target, "after the upgrade")
+
+            let rollback = try await sandbox.controller(["rollback", "--to-previous", "--yes"], timeoutSeconds: 240)
+            #expect(rollback.status == 0, "\(rollback.output)")
+            #expect(rollback.output.contains("caveat:"), "a downgrade prints the datastore caveat:\n\(rollback.output)")
+            try await sandbox.expectAllNodes(at: start, "after rollback --to-previous")
+            let history = try await sandbox.history()
+            #expect(history.count == 2 && history.allSatisfy { $0.outcome == .completed }, "\(history.map { "\($0.id) \($0.status)" })")
+            #expect(history.first?.target.description == start, "the newest rollout went back to \(start)")
+
+            // An agent that does not answer is flagged, and `agents` says so in its exit code.
+            try await sandbox.fault(["agent-1", "agent-down"])
+            let down = try await sandbox.controller(["agents"])
+            #expect(down.status == 5 && down.output.contains("unreachable"), "\(down.output)")
+        }
+    }
+}
