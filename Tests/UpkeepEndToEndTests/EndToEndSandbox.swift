@@ -30,7 +30,7 @@ final class EndToEndSandbox: Sendable {
 
     /// Brings a sandbox up in a fresh temporary directory, runs `body`, and always brings it
     /// down again (also when `body` throws), then checks that no process it recorded still runs.
-    static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false, strayKnownIssue: Comment? = nil,
+    static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false,
                      _ body: (EndToEndSandbox) async throws -> Void) async throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.file("sbx")
@@ -58,13 +58,7 @@ final class EndToEndSandbox: Sendable {
         // a leak; it is killed so that no test leaves it behind, and reported.
         let strays = strayProcesses(directory)
         for stray in strays { kill(getpgid(stray.pid) == stray.pid ? -stray.pid : stray.pid, SIGKILL) }  // with its group (a supervisor's k3s)
-        if let strayKnownIssue {
-            withKnownIssue(strayKnownIssue, isIntermittent: true) {
-                #expect(strays.isEmpty, "still running from \(directory) after sandbox down: \(strays.map(\.description))")
-            }
-        } else {
-            #expect(strays.isEmpty, "still running from \(directory) after sandbox down: \(strays.map(\.description))")
-        }
+        #expect(strays.isEmpty, "still running from \(directory) after sandbox down: \(strays.map(\.description))")
         if let failure {
             let log = (try? String(contentsOfFile: "\(directory)/sandbox.log", encoding: .utf8)) ?? ""
             Issue.record("sandbox log (end):\n\(log.split(separator: "\n").suffix(30).joined(separator: "\n"))")

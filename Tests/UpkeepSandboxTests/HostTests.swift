@@ -183,6 +183,29 @@ struct HostTests {
         }
     }
 
+    /// A killed agent can leave its `systemctl restart` running while its successor issues
+    /// another; systemd would run them one after the other, and so must the stand-in: however
+    /// many restarts overlap, one supervisor runs the unit afterwards, the one the state names.
+    @Test func overlappingRestartsLeaveOneSupervisor() async throws {
+        try await Self.withSandbox(ClusterSpec(servers: 1, agents: 1, volumes: 0, replicas: 1),
+                                   timings: ModelTimings(nodeGraceSeconds: 3, podStartSeconds: 0.5)) { runner in
+            let node = try #require(runner.manifest.nodes.first { $0.name == "agent-1" })
+            let first = SystemctlStandIn.currentState(node).supervisorPID
+            let results = try await withThrowingTaskGroup(of: ProcessRun.Outcome.self) { group in
+                for _ in 0..<4 {
+                    group.addTask { try await ProcessRun.run(node.systemctl, ["restart", "k3s-agent"], timeoutSeconds: 120) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(results.allSatisfy { $0.status == 0 && !$0.timedOut }, "\(results.map(\.output))")
+            let supervisors = try await ProcessRun.run("pgrep", ["-f", "unit-supervisor \(node.root)$"], timeoutSeconds: 20)
+            let pids = supervisors.output.split(separator: "\n").compactMap { pid_t($0) }
+            let state = SystemctlStandIn.currentState(node)
+            #expect(pids == [state.supervisorPID], "supervisors running: \(pids), recorded: \(state.supervisorPID)")
+            #expect(state.supervisorPID != first && state.activeState == "active", "\(state)")
+        }
+    }
+
     @Test func faultsSnapshotsAndClusterReset() async throws {
         try await Self.withSandbox(ClusterSpec(servers: 2, agents: 0, volumes: 1, replicas: 2),
                                    timings: ModelTimings(podStartSeconds: 0.5)) { runner in

@@ -306,7 +306,7 @@ public final class SandboxRunner: Sendable {
     /// Stops every node's k3s, the servers and the network; removes `sandbox.json`.
     public func stop() async {
         await Spawn.offload(manifest.nodes) { SandboxAgents.stop($0) }
-        await Spawn.offload(manifest.nodes) { _ = SystemctlStandIn.stop($0) }
+        await Spawn.offload(manifest.nodes) { _ = SystemctlStandIn.stopUnit($0) }
         driver.cancel()
         await api.close()
         await release.close()
@@ -340,7 +340,7 @@ public final class SandboxRunner: Sendable {
             let state = SystemctlStandIn.currentState(node)
             return state.supervisorPID > 0 && Spawn.isAlive(state.supervisorPID) || state.mainPID > 0 && Spawn.isAlive(state.mainPID)
         }
-        await Spawn.offload(units) { _ = SystemctlStandIn.stop($0) }
+        await Spawn.offload(units) { _ = SystemctlStandIn.stopUnit($0) }
         report += units.map { "stopped k3s on \($0.name)" }
         if manifest.netns {
             let removed = await SandboxNetwork.remove(bridge: manifest.bridge, namespaces: manifest.nodes.compactMap(\.netns))

@@ -99,11 +99,17 @@ public enum SystemctlStandIn {
         }
         let timeout = environment[startTimeoutVariable].flatMap(Double.init) ?? 300
         switch verb {
-        case "start": return start(node, wait: !noBlock, timeoutSeconds: timeout)
-        case "stop": return stop(node)
-        case "restart":
-            let stopped = stop(node)
-            return stopped == 0 ? start(node, wait: !noBlock, timeoutSeconds: timeout) : stopped
+        case "start", "stop", "restart":
+            // systemd runs one job per unit at a time; so do concurrent stand-ins (for example a
+            // restart left running by a killed agent and the one its successor issues): each
+            // changes the unit under a lock, and only waits for readiness after releasing it.
+            let changed = withUnitLock(node) { () -> Int32 in
+                if verb == "stop" { return stop(node) }
+                if verb == "restart", case let stopped = stop(node), stopped != 0 { return stopped }
+                return launch(node)
+            }
+            guard changed == 0, verb != "stop", !noBlock else { return changed }
+            return waitActive(node, timeoutSeconds: timeout)
         case "is-active":
             let state = currentState(node)
             print(state.activeState)
@@ -172,30 +178,91 @@ public enum SystemctlStandIn {
 
     // MARK: - Verbs
 
-    static func start(_ node: SandboxNode, wait: Bool, timeoutSeconds: Double) -> Int32 {
-        var state = currentState(node)
-        if state.supervisorPID == 0 || !Spawn.isAlive(state.supervisorPID) {
-            // Recorded before the supervisor starts: from then on only the supervisor writes.
-            state = UnitState(activeState: "activating", subState: "start", mainPID: 0, execMainStartTimestamp: 0,
-                              result: "success", restarts: state.restarts, supervisorPID: 0)
-            do {
-                try JSONFiles.write(state, to: node.unitStateFile)
-                _ = try Spawn.detached([node.hostBinary, "unit-supervisor", node.root],
-                                       environment: Spawn.environment([FakeK3s.rootVariable: node.root]),
-                                       logFile: node.logFile)
-            } catch {
-                state.activeState = "failed"
-                state.subState = "failed"
-                try? JSONFiles.write(state, to: node.unitStateFile)
-                printError("Failed to start \(node.unit).service: \(error)")
+    /// Most seconds a stand-in waits for another one to finish changing the unit (a stop waits
+    /// up to `stopTimeoutSeconds` for the supervisor, then kills it).
+    static let lockWaitSeconds = stopTimeoutSeconds + 30
+
+    /// Runs `body` holding the unit's lock (`flock` on `<unit>.json.lock`, released when the
+    /// process ends, so a killed stand-in never leaves it held).
+    static func withUnitLock(_ node: SandboxNode, _ body: () -> Int32) -> Int32 {
+        let path = node.unitStateFile + ".lock"
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            printError("Failed to lock \(node.unit).service: cannot open \(path): \(String(cString: strerror(errno)))")
+            return 1
+        }
+        defer { close(descriptor) }
+        let deadline = Date().addingTimeInterval(lockWaitSeconds)
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR, Date() < deadline else {
+                printError("Failed to change \(node.unit).service: another systemctl held it for \(Int(lockWaitSeconds)) s.")
                 return 1
             }
+            usleep(20_000)
         }
-        guard wait else { return 0 }
+        defer { flock(descriptor, LOCK_UN) }
+        return body()
+    }
+
+    /// Whether another stand-in holds the unit's lock right now (it is stopping or starting it).
+    static func isBeingChanged(_ node: SandboxNode) -> Bool {
+        let descriptor = open(node.unitStateFile + ".lock", O_RDWR | O_CLOEXEC)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { return true }
+        flock(descriptor, LOCK_UN)
+        return false
+    }
+
+    /// Starts the unit's supervisor unless one runs; returns once the supervisor has recorded
+    /// itself, so the next stand-in to take the lock finds it.
+    static func launch(_ node: SandboxNode) -> Int32 {
+        var state = currentState(node)
+        guard state.supervisorPID == 0 || !Spawn.isAlive(state.supervisorPID) else { return 0 }
+        // Recorded before the supervisor starts: from then on only the supervisor writes.
+        state = UnitState(activeState: "activating", subState: "start", mainPID: 0, execMainStartTimestamp: 0,
+                          result: "success", restarts: state.restarts, supervisorPID: 0)
+        let supervisor: pid_t
+        do {
+            try JSONFiles.write(state, to: node.unitStateFile)
+            supervisor = try Spawn.detached([node.hostBinary, "unit-supervisor", node.root],
+                                            environment: Spawn.environment([FakeK3s.rootVariable: node.root]),
+                                            logFile: node.logFile)
+        } catch {
+            state.activeState = "failed"
+            state.subState = "failed"
+            try? JSONFiles.write(state, to: node.unitStateFile)
+            printError("Failed to start \(node.unit).service: \(error)")
+            return 1
+        }
+        let deadline = Date().addingTimeInterval(supervisorRecordSeconds)
+        while currentState(node).supervisorPID != supervisor {
+            guard Spawn.isAlive(supervisor), Date() < deadline else {
+                printError("Failed to start \(node.unit).service: its supervisor \(supervisor) did not record itself; see \(node.logFile).")
+                return 1
+            }
+            usleep(10_000)
+        }
+        return 0
+    }
+
+    /// Most seconds a new supervisor takes to record itself in the unit state.
+    static let supervisorRecordSeconds = 20.0
+
+    /// Waits (bounded) for the unit to become active, as `systemctl start` does for a
+    /// `Type=notify` unit.
+    static func waitActive(_ node: SandboxNode, timeoutSeconds: Double) -> Int32 {
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         while Date() < deadline {
             let current = currentState(node)
             if current.activeState == "active" { return 0 }
+            if current.activeState == "inactive" && !isBeingChanged(node) {
+                // Stopped by another job (a `stop`, the sandbox going down), as systemd cancels
+                // a start job when a stop job for the unit arrives.
+                printError("Job for \(node.unit).service canceled.")
+                return 1
+            }
             if current.subState == "auto-restart" || current.activeState == "failed" {
                 printError("Job for \(node.unit).service failed because the control process exited with error code.\nSee \"systemctl status \(node.unit).service\" and \"journalctl -xeu \(node.unit).service\" for details.")
                 return 1
@@ -205,6 +272,10 @@ public enum SystemctlStandIn {
         printError("Job for \(node.unit).service timed out after \(Int(timeoutSeconds)) s (sandbox bound; set \(startTimeoutVariable)).")
         return 1
     }
+
+    /// `systemctl stop` for the sandbox itself (teardown): under the unit's lock, so it waits for
+    /// a stand-in that is changing the unit right now instead of racing it.
+    public static func stopUnit(_ node: SandboxNode) -> Int32 { withUnitLock(node) { stop(node) } }
 
     static func stop(_ node: SandboxNode) -> Int32 {
         let state = currentState(node)
