@@ -144,6 +144,22 @@ struct ModelTests {
         }
     }
 
+    @Test func anEvictedPodGoesOnlyOnceItsWholeGracePeriodHasPassed() throws {
+        var model = Self.booted()
+        // Mid-second, so the grace period ends after the whole second its deletionTimestamp shows.
+        model.advance(to: model.now + 0.9)
+        let pod = try #require(model.store.list(.pods).map(Pod.init).first { $0.nodeName == "agent-1" && $0.controller?.kind == "ReplicaSet" })
+        guard case .success = model.evict(namespace: pod.namespace!, name: pod.name, graceSeconds: nil) else {
+            Issue.record("eviction of \(pod.name) refused")
+            return
+        }
+        let stillThere = { (model: ClusterModel) in model.store.get(.pods, pod.namespace, pod.name).map(Pod.init)?.uid == pod.uid }
+        model.advance(to: model.now + model.timings.podTerminationSeconds * 0.6)
+        #expect(stillThere(model), "gone before its grace period of \(model.timings.podTerminationSeconds) s ended")
+        model.advance(to: model.now + model.timings.podTerminationSeconds * 0.5)
+        #expect(!stillThere(model), "still there after its grace period ended")
+    }
+
     @Test func aBudgetRefusesEvictionBelowMinAvailableUntilTheReplacementIsReady() throws {
         var model = Self.booted(ClusterSpec(servers: 1, agents: 2, volumes: 0, replicas: 1))
         let web = model.store.list(.pods).map(Pod.init).filter { $0.labels["app"] == "web" }

@@ -18,6 +18,9 @@ public struct ClusterModel: Sendable {
 
     // Controller memory that is not part of any object.
     var podScheduledAt: [String: Double] = [:]
+    /// When each terminating pod may go: `deletionTimestamp` has whole seconds only, so alone it
+    /// would let a pod go up to a second before its grace period ends.
+    var podDeletionDueAt: [String: Double] = [:]
     var rebuildStartedAt: [String: Double] = [:]
     /// Replicas on these nodes rebuild this long instead of `timings.rebuildSeconds` (a sandbox fault).
     public var rebuildSecondsByNode: [String: Double] = [:]
@@ -208,9 +211,10 @@ public struct ClusterModel: Sendable {
             if let deletion = pod.deletionTimestamp {
                 // A pod on a node whose kubelet is down stays Terminating, as on a real cluster.
                 let canFinish = pod.nodeName.map { kubeletUp($0) || nodeObject($0) == nil } ?? true
-                if now >= deletion, canFinish {
+                if now >= podDeletionDueAt[pod.uid] ?? deletion, canFinish {
                     store.delete(.pods, namespace, pod.name)
                     podScheduledAt[pod.uid] = nil
+                    podDeletionDueAt[pod.uid] = nil
                     continue
                 }
                 markPod(object, ready: false, phase: pod.phase)
@@ -457,10 +461,12 @@ public struct ClusterModel: Sendable {
         let requested = graceSeconds.map(Double.init) ?? timings.podTerminationSeconds
         let grace = min(requested, timings.podTerminationSeconds)
         updated[path: "metadata", "deletionTimestamp"] = .string(KubeTime.format(now + grace))
+        podDeletionDueAt[Pod(json: pod).uid] = now + grace
         updated[path: "metadata", "deletionGracePeriodSeconds"] = .int(Int64(grace.rounded(.up)))
         store.update(.pods, updated)
         if grace <= 0, Pod(json: pod).nodeName.map(kubeletUp) ?? true {
             store.delete(.pods, Pod(json: pod).namespace, Pod(json: pod).name)
+            podDeletionDueAt[Pod(json: pod).uid] = nil
         }
     }
 
