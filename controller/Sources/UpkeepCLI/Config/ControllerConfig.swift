@@ -34,6 +34,8 @@ public struct ControllerConfig: Equatable, Sendable {
         public var kept = 10
         /// Bound on one backup (snapshot and transfer).
         public var timeoutSeconds = 900
+
+        public init() {}
     }
 
     /// Where the file was read from; nil when no file was found and only defaults apply.
