@@ -33,6 +33,16 @@ import UpkeepYAML
         #expect(config.rollout.problems().isEmpty, "short verify/rebuild bounds keep a consistent watchdog")
     }
 
+    @Test func backupsDefaultToBeforeEveryRolloutAndReadTheirSection() throws {
+        let defaults = try ControllerConfig.parse("agentPort: 9443\n", file: "/srv/upkeep.yaml")
+        #expect(defaults.backups == ControllerConfig.Backups())
+        #expect(defaults.backups.beforeApply && defaults.backups.keyFile == nil && defaults.backups.kept == 10)
+        let config = try ControllerConfig.parse("backups:\n  beforeApply: false\n  keyFile: keys/backup.key\n  kept: 3\n  timeoutSeconds: 60\n",
+                                                file: "/srv/upkeep.yaml")
+        #expect(!config.backups.beforeApply && config.backups.keyFile == "/srv/keys/backup.key")
+        #expect(config.backups.kept == 3 && config.backups.timeoutSeconds == 60)
+    }
+
     @Test func anEmptyDocumentIsAnError() {
         #expect(throws: ConfigError.self) { try ControllerConfig.parse("", file: "/x/upkeep.yaml") }
     }
@@ -48,6 +58,8 @@ import UpkeepYAML
         ("kubeconfig: \"\"\n", "kubeconfig", "must not be empty"),
         ("policy:\n  verifyTimeoutSeconds: 100\n  rebuildTimeoutSeconds: 100\n  watchdogTimeoutSeconds: 150\n", "policy", "watchdogTimeoutSeconds"),
         ("stateDirectory: /x\n", "stateDirectory", "known here: agentPort"),
+        ("backups:\n  kept: 0\n", "backups.kept", "must be in 1"),
+        ("backups:\n  key: /k\n", "backups.key", "not a known field"),
     ])
     func badFieldsAreNamed(yaml: String, field: String, problem: String) {
         do {

@@ -167,6 +167,25 @@ final class EndToEndSandbox: Sendable {
         return try JSONDecoder().decode([RolloutRecord].self, from: Data(outcome.output.utf8))
     }
 
+    /// `upkeep backup list -o json`.
+    func backups() async throws -> [BackupRecord] {
+        let outcome = try await controller(["backup", "list", "-o", "json"], timeoutSeconds: 30)
+        try #require(outcome.status == 0, "upkeep backup list failed: \(outcome.output)")
+        return try JSONDecoder().decode([BackupRecord].self, from: Data(outcome.output.utf8))
+    }
+
+    /// Opens the sealed backup `record` with `upkeep backup open` and checks it is, byte for
+    /// byte, the file the agent wrote on its node; returns the opened file's path.
+    func openBackup(_ record: BackupRecord) async throws -> String {
+        let output = "\(directory)/opened-\(record.id)"
+        let opened = try await controller(["backup", "open", record.id, "-o", output], timeoutSeconds: 30)
+        try #require(opened.status == 0, "upkeep backup open failed: \(opened.output)")
+        let node = try #require(manifest.nodes.first { $0.name == record.node })
+        let original = try Data(contentsOf: URL(fileURLWithPath: "\(node.root)/var/lib/upkeep-agent/backups/\(record.agentFile)"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: output)) == original, "the opened backup is the agent's file")
+        return output
+    }
+
     /// The operation ids `node`'s agent began, in order, from its journal.
     func journalOperationIDs(_ node: String) throws -> [String] {
         let path = "\(directory)/nodes/\(node)/var/lib/upkeep-agent/journal.jsonl"

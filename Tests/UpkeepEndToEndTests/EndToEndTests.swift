@@ -47,6 +47,12 @@ struct EndToEndTests {
                 #expect((agent.startedAt ?? .distantPast) >= lastServer, "\(agent.node) started before the servers finished")
             }
             try sandbox.expectNothingRanTwice()
+            // Before any node was touched, an etcd snapshot from a server was sealed and recorded.
+            let backups = try await sandbox.backups()
+            #expect(backups.count == 1 && backups.first?.rolloutID == history.first?.id && backups.first?.format == "etcdSnapshot",
+                    "\(backups)")
+            #expect(apply.output.contains("backup \(history.first?.id ?? "?") of server-"), "\(apply.output)")
+            if let backup = backups.first { _ = try await sandbox.openBackup(backup) }
             // Applying the same target again has nothing to do.
             let again = try await sandbox.controller(["apply", "--channel", "latest", "--yes"])
             #expect(again.status == 0 && again.output.contains("nothing to do"), "\(again.output)")
@@ -63,8 +69,10 @@ struct EndToEndTests {
 
             // agent-1's new k3s never becomes healthy; server-1 goes first and is upgraded.
             try await sandbox.fault(["agent-1", "unhealthy"])
-            let apply = try await sandbox.controller(["apply", "--to", Self.nextMinor, "--yes"], timeoutSeconds: 240)
+            let apply = try await sandbox.controller(["apply", "--to", Self.nextMinor, "--yes", "--skip-backup"], timeoutSeconds: 240)
             #expect(apply.status == 1, "apply should fail and roll back:\n\(apply.output)")
+            #expect(apply.output.contains("no datastore backup taken (--skip-backup)"), "\(apply.output)")
+            #expect(try await sandbox.backups().isEmpty, "--skip-backup took none")
             #expect(apply.output.contains("failed and rolled back"), "\(apply.output)")
             try await sandbox.expectAllNodes(at: Self.start, "after the rollback")
             let history = try await sandbox.history()

@@ -35,10 +35,25 @@ struct PlanAgentsRollbackTests {
             #expect(apply.status == 0, "\(apply.output)")
             try await sandbox.expectAllNodes(at: target, "after the upgrade")
 
+            // One server: the backup is kine's SQLite datastore and the token, as a tar that the
+            // real tar unpacks and whose database the real sqlite3 reads.
+            let backups = try await sandbox.backups()
+            try #require(backups.count == 1 && backups[0].format == "sqliteTar", "\(backups)")
+            let tarball = try await sandbox.openBackup(backups[0])
+            let unpacked = "\(sandbox.directory)/unpacked"
+            try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
+            let tar = try await ProcessRun.run("tar", ["-xf", tarball, "-C", unpacked], timeoutSeconds: 30)
+            #expect(tar.status == 0, "\(tar.output)")
+            let kine = try await ProcessRun.run("sqlite3", ["\(unpacked)/server/db/state.db", "SELECT count(*) FROM kine"], timeoutSeconds: 30)
+            #expect(kine.status == 0 && kine.output == "1\n", "\(kine.output)")
+            let server = try #require(sandbox.manifest.nodes.first { $0.name == "server-1" })
+            #expect(FileManager.default.contents(atPath: "\(unpacked)/server/token") == FileManager.default.contents(atPath: "\(server.dataDir)/server/token"))
+
             let rollback = try await sandbox.controller(["rollback", "--to-previous", "--yes"], timeoutSeconds: 240)
             #expect(rollback.status == 0, "\(rollback.output)")
             #expect(rollback.output.contains("caveat:"), "a downgrade prints the datastore caveat:\n\(rollback.output)")
             try await sandbox.expectAllNodes(at: start, "after rollback --to-previous")
+            #expect(try await sandbox.backups().count == 2, "the rollback took its own backup first")
             let history = try await sandbox.history()
             #expect(history.count == 2 && history.allSatisfy { $0.outcome == .completed }, "\(history.map { "\($0.id) \($0.status)" })")
             #expect(history.first?.target.description == start, "the newest rollout went back to \(start)")

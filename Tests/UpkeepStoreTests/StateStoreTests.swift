@@ -269,6 +269,26 @@ import UpkeepTestSupport
         #expect(throws: StoreError.newerSchema(path: path)) { try StateStore(path: path) }
         #expect(StoreError.newerSchema(path: path).description.contains("newer upkeep"))
     }
+
+    @Test func backupsAreRecordedListedNewestFirstAndForgotten() throws {
+        let directory = try TemporaryDirectory()
+        let store = try Self.store(directory)
+        func backup(_ id: String, at seconds: Int64, rollout: String?) -> BackupRecord {
+            BackupRecord(id: id, rolloutID: rollout, takenAt: Self.t0.adding(milliseconds: seconds * 1000), node: "server-1",
+                         format: "etcdSnapshot", agentFile: "\(id)-server-1-1790000000", path: "/state/backups/\(id)-server-1.upkb",
+                         bytes: 4096, sha256: String(repeating: "a", count: 64))
+        }
+        try store.recordBackup(backup("b1", at: 1, rollout: nil))
+        try store.recordBackup(backup("r2", at: 2, rollout: "r2"))
+        #expect(throws: StoreError.self, "an id is recorded once") { try store.recordBackup(backup("b1", at: 3, rollout: nil)) }
+        // Another connection (another controller process) reads what was committed.
+        let other = try StateStore(stateDirectory: directory.file("state"))
+        #expect(try other.backups(limit: 10).map(\.id) == ["r2", "b1"])
+        #expect(try other.backup(id: "r2") == backup("r2", at: 2, rollout: "r2"))
+        #expect(try other.backup(id: "nope") == nil)
+        try store.deleteBackups(ids: ["b1"])
+        #expect(try other.backups(limit: 10).map(\.id) == ["r2"])
+    }
 }
 
 /// Collects results from concurrent threads.

@@ -256,6 +256,7 @@ public final class SandboxRunner: Sendable {
             let token = "K10" + StableHash.hex("token/\(node.root)", length: 16) + StableHash.hex("token2/\(node.root)", length: 16)
                 + "::server:" + StableHash.hex("secret/\(node.root)", length: 16)
             try JSONFiles.atomicWrite(Data((token + "\n").utf8), to: "\(node.dataDir)/server/token", mode: 0o600)
+            try SandboxDatastore.create(node)
         }
     }
 

@@ -17,6 +17,7 @@ public struct Upkeep: AsyncParsableCommand {
             Rollback.self,
             History.self,
             Agents.self,
+            BackupCommand.self,
             Sandbox.self,
         ]
     )

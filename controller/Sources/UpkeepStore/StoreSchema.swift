@@ -68,6 +68,23 @@ enum StoreSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v2") { db in
+            // Sealed datastore backups (the files live in <stateDir>/backups).
+            try db.execute(sql: """
+                CREATE TABLE backups (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    rollout_id TEXT,
+                    taken_at INTEGER NOT NULL,
+                    node TEXT NOT NULL,
+                    format TEXT NOT NULL,
+                    agent_file TEXT NOT NULL,
+                    path TEXT NOT NULL,
+                    bytes INTEGER NOT NULL,
+                    sha256 TEXT NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX backups_taken ON backups(taken_at);
+                """)
+        }
         return migrator
     }
 }

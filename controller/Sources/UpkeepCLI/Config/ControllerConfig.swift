@@ -24,6 +24,20 @@ public struct ControllerConfig: Equatable, Sendable {
         public var githubTokenFile: String?
     }
 
+    /// Datastore backups taken before a rollout (docs/backups.md).
+    public struct Backups: Equatable, Sendable {
+        /// Take one before every new rollout (`apply`, `rollback`); `--skip-backup` overrides once.
+        public var beforeApply = true
+        /// The 32-byte sealing key; nil: `<stateDir>/backup.key`. Keep a copy off this machine.
+        public var keyFile: String?
+        /// Sealed backups kept in `<stateDir>/backups`, newest first.
+        public var kept = 10
+        /// Bound on one backup (snapshot and transfer).
+        public var timeoutSeconds = 900
+
+        public init() {}
+    }
+
     /// Where the file was read from; nil when no file was found and only defaults apply.
     public var source: String?
     /// nil: KUBECONFIG, ~/.kube/config, /etc/rancher/k3s/k3s.yaml, in that order.
@@ -38,6 +52,7 @@ public struct ControllerConfig: Equatable, Sendable {
     /// Agents upgraded at once; servers always go one at a time.
     public var concurrency = 1
     public var rollout = RolloutPolicy()
+    public var backups = Backups()
 
     public init() {}
 
@@ -162,7 +177,14 @@ public struct ControllerConfig: Equatable, Sendable {
                                       "verifyTimeoutSeconds", "rebuildTimeoutSeconds", "watchdogTimeoutSeconds", "requestTriesMax",
                                       "pollIntervalMilliseconds", "autoRollback", "prefetchWaves"])
         }
-        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy"])
+        if let backups = try top.section("backups") {
+            config.backups.beforeApply = try backups.bool("beforeApply") ?? config.backups.beforeApply
+            config.backups.keyFile = try path(backups, "keyFile")
+            config.backups.kept = try backups.int("kept", in: 1...1000) ?? config.backups.kept
+            config.backups.timeoutSeconds = try backups.int("timeoutSeconds", in: 10...86_400) ?? config.backups.timeoutSeconds
+            try backups.rejectUnknown(["beforeApply", "keyFile", "kept", "timeoutSeconds"])
+        }
+        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups"])
         return config
     }
 

@@ -15,6 +15,9 @@ struct ChangeOptions: ParsableArguments {
 
     @Flag(name: .customLong("force-takeover"), help: "Take the controller lease even if another controller holds it (only when that one is gone).")
     var forceTakeover = false
+
+    @Flag(name: .customLong("skip-backup"), help: "Do not take the datastore backup this rollout would take first (backups.beforeApply).")
+    var skipBackup = false
 }
 
 /// `upkeep apply`: plan, preflight (agents, binaries), confirm, then roll out.
@@ -97,6 +100,14 @@ struct Apply: AsyncParsableCommand {
             engine = try RolloutEngine(rolloutID: RolloutDriver.newRolloutID(), plan: plan, policy: session.config.rollout)
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage, message: "\(error)")
+        }
+        if session.config.backups.beforeApply && !change.skipBackup {
+            // Before any node is touched: a rollout that cannot be backed up does not start.
+            let backup = try await Backups.take(id: engine.rolloutID, rolloutID: engine.rolloutID, session: session, store: store,
+                                                reading: planned.reading)
+            print(Backups.describe(backup))
+        } else {
+            print("no datastore backup taken (\(change.skipBackup ? "--skip-backup" : "backups.beforeApply is false"))")
         }
         return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, artifacts: cache)
             .run(.new(engine), reading: planned.reading)

@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import UpkeepController
+import UpkeepCore
+import UpkeepFleet
+import UpkeepProtocol
+import UpkeepStore
+
+/// Taking, keeping and opening sealed datastore backups, for `apply`, `rollback` and `upkeep backup`.
+enum Backups {
+    static func vault(_ config: ControllerConfig, stateDirectory: String) -> BackupVault {
+        BackupVault(directory: "\(stateDirectory)/backups", keyFile: config.backups.keyFile ?? "\(stateDirectory)/backup.key")
+    }
+
+    /// Takes a backup from the first server (in name order, Ready ones first) whose agent gives
+    /// one, seals it, records it, and keeps only the newest `backups.kept`.
+    static func take(id: String, rolloutID: String?, session: ClusterSession, store: StateStore, reading: FleetReading) async throws -> BackupRecord {
+        let servers = reading.nodes.map(\.node).filter { $0.role == .server }
+            .sorted { ($0.ready ? 0 : 1, $0.name) < ($1.ready ? 0 : 1, $1.name) }.map(\.name)
+        let vault = vault(session.config, stateDirectory: session.stateDirectory)
+        let fleet = try await session.fleet(for: reading)
+        let taken: TakenBackup
+        do {
+            taken = try await BackupTaker(fleet: fleet, vault: vault, timeoutSeconds: session.config.backups.timeoutSeconds)
+                .take(id: id, servers: servers, now: { Instant.wallClockNow().milliseconds })
+            await fleet.close()
+        } catch {
+            await fleet.close()
+            throw CommandFailure(code: RolloutExitCode.refused, message: "backup: \(error)")
+        }
+        let record = BackupRecord(id: taken.id, rolloutID: rolloutID, takenAt: Instant(milliseconds: taken.takenAtUnixMilliseconds),
+                                  node: taken.node, format: taken.format.rawValue, agentFile: taken.agentFileName, path: taken.path,
+                                  bytes: taken.bytes, sha256: taken.sha256)
+        do {
+            try store.recordBackup(record)
+        } catch {
+            unlink(taken.path)
+            throw CommandFailure(code: RolloutExitCode.state, message: "\(error)")
+        }
+        prune(store: store, keep: session.config.backups.kept)
+        return record
+    }
+
+    /// Removes sealed files and records beyond the newest `keep`.
+    static func prune(store: StateStore, keep: Int) {
+        guard let all = try? store.backups(limit: 100_000), all.count > keep else { return }
+        let old = Array(all.dropFirst(keep))
+        for backup in old { unlink(backup.path) }
+        try? store.deleteBackups(ids: old.map(\.id))
+    }
+
+    static func describe(_ record: BackupRecord) -> String {
+        "backup \(record.id) of \(record.node)'s datastore (\(record.format), \(byteCount(record.bytes)), sha256 \(record.sha256.prefix(16))…) "
+            + "sealed in \(record.path)"
+    }
+
+    static func byteCount(_ bytes: Int64) -> String {
+        bytes >= 1 << 20 ? String(format: "%.1f MiB", Double(bytes) / 1_048_576) : String(format: "%.1f KiB", Double(bytes) / 1024)
+    }
+}
+
+/// `upkeep backup`: take, list and open sealed datastore backups.
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Take, list and open the sealed datastore backups Upkeep keeps (one is taken before every rollout).",
+        subcommands: [BackupNow.self, BackupList.self, BackupOpen.self]
+    )
+}
+
+struct BackupNow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "now",
+        abstract: "Take a backup of the k3s datastore now (etcd snapshot, or the SQLite datastore with its token), sealed with the backup key."
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    func run() async throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        let record = try await ClusterSession.with(config) { session in
+            try await Backups.take(id: RolloutDriver.newRolloutID().replacingOccurrences(of: "r", with: "b", options: .anchored),
+                                   rolloutID: nil, session: session, store: store, reading: try await session.read())
+        }
+        print(Backups.describe(record))
+    }
+}
+
+struct BackupList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "The sealed backups, newest first.")
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output = OutputFormat.table
+
+    func run() throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        let records = try storeCall { try store.backups(limit: 1000) }
+        if output == .json {
+            print(try jsonText(records), terminator: "")
+            return
+        }
+        guard !records.isEmpty else {
+            print("no backups yet; `upkeep apply` takes one before it starts, `upkeep backup now` takes one at once")
+            return
+        }
+        print(renderTable(["ID", "TAKEN", "NODE", "FORMAT", "SIZE", "ROLLOUT", "FILE"], records.map { record in
+            [record.id, record.takenAt.utcDescription, record.node, record.format, Backups.byteCount(record.bytes), record.rolloutID ?? "-",
+             FileManager.default.fileExists(atPath: record.path) ? record.path : "\(record.path) (missing)"]
+        }), terminator: "")
+    }
+}
+
+struct BackupOpen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "open",
+        abstract: "Decrypt a sealed backup into a file, for a restore (see docs/backups.md).",
+        discussion: "The output appears only once the whole file has verified; a damaged file or another key leaves nothing behind."
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Argument(help: "A backup id from `upkeep backup list`, or the path of a sealed .upkb file.")
+    var backup: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the plaintext (mode 0600).", valueName: "PATH"))
+    var output: String
+
+    @Flag(name: .long, help: "Replace the output file if it exists.")
+    var force = false
+
+    func run() throws {
+        let config = try configOption.load()
+        let stateDirectory = config.resolvedStateDirectory()
+        let vault = Backups.vault(config, stateDirectory: stateDirectory)
+        var expected: BackupRecord?
+        let path: String
+        if backup.contains("/") || backup.hasSuffix(".upkb") {
+            path = backup
+        } else {
+            let store = try openStateStore(config)
+            guard let record = try storeCall({ try store.backup(id: backup) }) else {
+                throw CommandFailure(code: RolloutExitCode.usage, message: "no backup \(backup); `upkeep backup list` shows them")
+            }
+            expected = record
+            path = record.path
+        }
+        let opened: (bytes: Int64, sha256: String)
+        do {
+            opened = try vault.open(path, to: output, replace: force)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "\(error)")
+        }
+        if let expected, expected.sha256 != opened.sha256 {
+            unlink(output)
+            throw CommandFailure(code: RolloutExitCode.usage,
+                                 message: "\(path) decrypted but is not the backup recorded as \(expected.id) (sha256 differs); it was removed")
+        }
+        print("wrote \(output) (\(Backups.byteCount(opened.bytes)), sha256 \(opened.sha256))")
+    }
+}

@@ -1,0 +1,316 @@
+import COpenSSL
+import Foundation
+import NIOCore
+import UpkeepProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Datastore backups kept by the controller, sealed at rest: each file is AES-256-GCM under a
+/// 32-byte key that lives in its own 0600 file (docs/backups.md has the format).
+///
+/// A sealed file is `UPKEEPB1` (8 bytes), a random 12-byte nonce, the ciphertext, and the 16-byte
+/// GCM tag; the first 20 bytes are authenticated as well. Files are written as `*.partial` and
+/// renamed only once complete; an opened file is decrypted into a `*.partial` beside its output
+/// and renamed only after the tag verified, so no unverified byte is ever left under the name
+/// the operator asked for.
+public struct BackupVault: Sendable {
+    public static let magic = Array("UPKEEPB1".utf8)
+    static let nonceBytes = 12
+    static let tagBytes = 16
+    static let keyBytes = 32
+    static var headerBytes: Int { magic.count + nonceBytes }
+    /// GCM with a 96-bit nonce is limited to about 64 GiB per key and nonce; a k3s datastore
+    /// backup is far smaller, and a larger stream is refused rather than weakened.
+    public static let plaintextBytesMax: Int64 = 32 << 30
+    static let readBlockBytes = 1 << 20
+
+    /// Where sealed backups live (mode 0700).
+    public let directory: String
+    /// The key file (32 bytes, mode 0600); made on first use when missing.
+    public let keyFile: String
+
+    public init(directory: String, keyFile: String) {
+        self.directory = directory
+        self.keyFile = keyFile
+    }
+
+    // MARK: - The key
+
+    /// The key, made (32 bytes from OpenSSL's CSPRNG, mode 0600) when the file does not exist yet.
+    /// A key file others can read, or one of the wrong size, is refused.
+    func key(creating: Bool) throws(BackupError) -> [UInt8] {
+        var info = stat()
+        if stat(keyFile, &info) != 0 {
+            guard errno == ENOENT, creating else {
+                throw BackupError("the backup key \(keyFile) cannot be read: \(String(cString: strerror(errno)))"
+                    + (errno == ENOENT ? "; it is made by the first backup, and sealed backups cannot be opened without it" : ""))
+            }
+            return try makeKey()
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            throw BackupError("the backup key \(keyFile) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); run `chmod 600 \(keyFile)`")
+        }
+        guard info.st_size == Self.keyBytes, let data = FileManager.default.contents(atPath: keyFile), data.count == Self.keyBytes else {
+            throw BackupError("the backup key \(keyFile) must hold exactly \(Self.keyBytes) bytes; it holds \(info.st_size)")
+        }
+        return Array(data)
+    }
+
+    private func makeKey() throws(BackupError) -> [UInt8] {
+        var key = [UInt8](repeating: 0, count: Self.keyBytes)
+        guard RAND_bytes(&key, Int32(key.count)) == 1 else { throw BackupError("OpenSSL could not draw a backup key") }
+        let parent = (keyFile as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw BackupError("cannot make \(parent) for the backup key: \(error.localizedDescription)")
+        }
+        // O_EXCL: two controllers making a key at once must not each seal with their own.
+        let descriptor = Glibc.open(keyFile, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            if errno == EEXIST { return try self.key(creating: false) }
+            throw BackupError("cannot create the backup key \(keyFile): \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        let written = key.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written == key.count, fsync(descriptor) == 0 else {
+            unlink(keyFile)
+            throw BackupError("cannot write the backup key \(keyFile): \(String(cString: strerror(errno)))")
+        }
+        return key
+    }
+
+    // MARK: - Sealing
+
+    /// Starts a sealed file `<directory>/<name>.upkb`. Append the plaintext, then `finish`.
+    public func seal(name: String) throws(BackupError) -> SealedBackupWriter {
+        guard !name.isEmpty, name.utf8.count <= 128, !name.hasPrefix("."),
+              name.utf8.allSatisfy({ Self.nameBytes.contains($0) }) else {
+            throw BackupError("backup name \"\(name)\" must be 1...128 characters from a-z A-Z 0-9 . _ - and not start with a dot")
+        }
+        let key = try key(creating: true)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw BackupError("cannot make the backup directory \(directory): \(error.localizedDescription)")
+        }
+        return try SealedBackupWriter(path: "\(directory)/\(name).upkb", key: key)
+    }
+
+    private static let nameBytes = Set(Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-".utf8))
+
+    // MARK: - Opening
+
+    /// Decrypts the sealed file at `path` into `output` (mode 0600), verifying the tag before
+    /// the output appears; returns the plaintext's size and SHA-256. An existing `output` is
+    /// refused unless `replace`.
+    @discardableResult
+    public func open(_ path: String, to output: String, replace: Bool = false) throws(BackupError) -> (bytes: Int64, sha256: String) {
+        if !replace && FileManager.default.fileExists(atPath: output) {
+            throw BackupError("\(output) exists; choose another path or pass --force to replace it")
+        }
+        let key = try key(creating: false)
+        guard let input = FileHandle(forReadingAtPath: path) else {
+            throw BackupError("cannot read the sealed backup \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { try? input.close() }
+        let size: Int64
+        do { size = Int64(try input.seekToEnd()); try input.seek(toOffset: 0) } catch {
+            throw BackupError("cannot read the sealed backup \(path): \(error.localizedDescription)")
+        }
+        guard size >= Int64(Self.headerBytes + Self.tagBytes) else {
+            throw BackupError("\(path) is not a sealed Upkeep backup (it is \(size) bytes, shorter than header and tag)")
+        }
+        let header = Array((try? input.read(upToCount: Self.headerBytes)) ?? Data())
+        guard header.count == Self.headerBytes, Array(header.prefix(Self.magic.count)) == Self.magic else {
+            throw BackupError("\(path) is not a sealed Upkeep backup (it does not start with UPKEEPB1)")
+        }
+        let partial = output + ".partial"
+        let descriptor = Glibc.open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw BackupError("cannot write \(partial): \(String(cString: strerror(errno)))") }
+        var finished = false
+        defer {
+            close(descriptor)
+            if !finished { unlink(partial) }
+        }
+        let cipher = try GCM(key: key, nonce: Array(header.suffix(Self.nonceBytes)), encrypting: false)
+        try cipher.authenticate(header)
+        let digest = SHA256Hasher()
+        var remaining = size - Int64(Self.headerBytes + Self.tagBytes)
+        var plaintext = 0 as Int64
+        while remaining > 0 {
+            let count = Int(min(Int64(Self.readBlockBytes), remaining))
+            guard let block = try? input.read(upToCount: count), block.count == count else {
+                throw BackupError("\(path) ended early; it is damaged")
+            }
+            let clear = try cipher.update(Array(block))
+            digest.update(clear)
+            try Self.writeAll(clear, to: descriptor, path: partial)
+            remaining -= Int64(count)
+            plaintext += Int64(clear.count)
+        }
+        guard let tag = try? input.read(upToCount: Self.tagBytes), tag.count == Self.tagBytes else {
+            throw BackupError("\(path) ended early; it is damaged")
+        }
+        guard cipher.verify(tag: Array(tag)) else {
+            throw BackupError("\(path) does not verify: it was damaged or sealed with another key than \(keyFile); nothing was written")
+        }
+        guard fsync(descriptor) == 0, rename(partial, output) == 0 else {
+            throw BackupError("cannot finish \(output): \(String(cString: strerror(errno)))")
+        }
+        finished = true
+        return (plaintext, SHA256Hex(digest: digest.finish()).rawValue)
+    }
+
+    static func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws(BackupError) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { throw BackupError("cannot write \(path): \(String(cString: strerror(errno)))") }
+            offset += written
+        }
+    }
+}
+
+/// Writes one sealed backup: append plaintext, then `finish` (or `abandon`).
+public final class SealedBackupWriter {
+    public let path: String
+    private let partial: String
+    private let descriptor: Int32
+    private let cipher: GCM
+    private var bytes: Int64 = 0
+    private var done = false
+
+    fileprivate init(path: String, key: [UInt8]) throws(BackupError) {
+        self.path = path
+        partial = path + ".partial"
+        var nonce = [UInt8](repeating: 0, count: BackupVault.nonceBytes)
+        guard RAND_bytes(&nonce, Int32(nonce.count)) == 1 else { throw BackupError("OpenSSL could not draw a nonce") }
+        descriptor = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw BackupError("cannot write \(partial): \(String(cString: strerror(errno)))") }
+        do {
+            cipher = try GCM(key: key, nonce: nonce, encrypting: true)
+            let header = BackupVault.magic + nonce
+            try cipher.authenticate(header)
+            try BackupVault.writeAll(header, to: descriptor, path: partial)
+        } catch {
+            close(descriptor)
+            unlink(partial)
+            throw error
+        }
+    }
+
+    deinit {
+        if !done { abandon() }
+    }
+
+    /// Plaintext bytes sealed so far.
+    public var plaintextBytes: Int64 { bytes }
+
+    public func append(_ buffer: ByteBuffer) throws(BackupError) {
+        precondition(!done, "append after finish or abandon")
+        bytes += Int64(buffer.readableBytes)
+        guard bytes <= BackupVault.plaintextBytesMax else {
+            throw BackupError("the backup is larger than \(BackupVault.plaintextBytesMax >> 30) GiB, the most one sealed file holds")
+        }
+        let clear = Array(buffer.readableBytesView)
+        try BackupVault.writeAll(try cipher.update(clear), to: descriptor, path: partial)
+    }
+
+    /// Writes the tag, syncs, and moves the file to `path`; returns the plaintext's size.
+    @discardableResult
+    public func finish() throws(BackupError) -> Int64 {
+        precondition(!done, "finish after finish or abandon")
+        do throws(BackupError) {
+            try BackupVault.writeAll(try cipher.finishTag(), to: descriptor, path: partial)
+            guard fsync(descriptor) == 0, rename(partial, path) == 0 else {
+                throw BackupError("cannot finish \(path): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            abandon()
+            throw error
+        }
+        done = true
+        close(descriptor)
+        let directory = (path as NSString).deletingLastPathComponent
+        let parent = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if parent >= 0 { fsync(parent); close(parent) }
+        return bytes
+    }
+
+    /// Removes the partial file.
+    public func abandon() {
+        guard !done else { return }
+        done = true
+        close(descriptor)
+        unlink(partial)
+    }
+}
+
+/// AES-256-GCM through OpenSSL's EVP interface, one direction.
+private final class GCM {
+    private let context: OpaquePointer
+    private let encrypting: Bool
+
+    init(key: [UInt8], nonce: [UInt8], encrypting: Bool) throws(BackupError) {
+        guard let context = EVP_CIPHER_CTX_new() else { throw BackupError("OpenSSL could not make a cipher context") }
+        self.context = context
+        self.encrypting = encrypting
+        let ok = encrypting
+            ? EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce)
+            : EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce)
+        guard ok == 1, nonce.count == BackupVault.nonceBytes else {
+            EVP_CIPHER_CTX_free(context)
+            throw BackupError("OpenSSL could not set up AES-256-GCM")
+        }
+    }
+
+    deinit { EVP_CIPHER_CTX_free(context) }
+
+    /// Authenticated, not encrypted (the header).
+    func authenticate(_ bytes: [UInt8]) throws(BackupError) {
+        var length: Int32 = 0
+        let ok = encrypting
+            ? EVP_EncryptUpdate(context, nil, &length, bytes, Int32(bytes.count))
+            : EVP_DecryptUpdate(context, nil, &length, bytes, Int32(bytes.count))
+        guard ok == 1 else { throw BackupError("OpenSSL refused the backup header") }
+    }
+
+    func update(_ input: [UInt8]) throws(BackupError) -> [UInt8] {
+        guard !input.isEmpty else { return [] }
+        var output = [UInt8](repeating: 0, count: input.count + 16)
+        var length: Int32 = 0
+        let ok = encrypting
+            ? EVP_EncryptUpdate(context, &output, &length, input, Int32(input.count))
+            : EVP_DecryptUpdate(context, &output, &length, input, Int32(input.count))
+        guard ok == 1 else { throw BackupError("AES-256-GCM failed") }
+        return Array(output.prefix(Int(length)))
+    }
+
+    func finishTag() throws(BackupError) -> [UInt8] {
+        var rest = [UInt8](repeating: 0, count: 16)
+        var length: Int32 = 0
+        var tag = [UInt8](repeating: 0, count: BackupVault.tagBytes)
+        guard EVP_EncryptFinal_ex(context, &rest, &length) == 1, length == 0,
+              EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, Int32(tag.count), &tag) == 1 else {
+            throw BackupError("AES-256-GCM could not finish")
+        }
+        return tag
+    }
+
+    func verify(tag: [UInt8]) -> Bool {
+        var tag = tag
+        var rest = [UInt8](repeating: 0, count: 16)
+        var length: Int32 = 0
+        guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, Int32(tag.count), &tag) == 1 else { return false }
+        return EVP_DecryptFinal_ex(context, &rest, &length) == 1 && length == 0
+    }
+}
+
+public struct BackupError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
