@@ -49,13 +49,13 @@ let package = Package(
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
         // A careful HTTP/1.1 client (keep-alive, bounds, retries, rate limits, ETag cache) over UpkeepTLS.
-        .target(name: "UpkeepHTTP", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
+        .target(name: "UpkeepHTTP", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepHTTP", swiftSettings: strict),
         // Domain types shared by agent and controller (versions, roles, architectures); stdlib only.
         .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
 
         // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
-        .target(name: "UpkeepKube", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
+        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
         .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", "UpkeepTLS", "UpkeepPKI", "COpenSSL", "CSQLite", nioCore, nioPosix, nioHTTP1, logging],

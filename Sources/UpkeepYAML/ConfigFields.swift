@@ -91,6 +91,19 @@ public struct ConfigFields {
         return value
     }
 
+    /// A list of strings (a YAML sequence of scalars); `null` counts as absent.
+    public func strings(_ key: String, countMax: Int = 100) throws(ConfigError) -> [String]? {
+        guard let node = mapping[key], !isNull(node) else { return nil }
+        guard let sequence = node.sequence else { throw error(key, "must be a list, e.g. [\"Sat 02:00-06:00\"]") }
+        guard sequence.count <= countMax else { throw error(key, "holds \(sequence.count) items; at most \(countMax)") }
+        var items: [String] = []
+        for item in sequence {
+            guard item.scalar != nil, let text = item.string else { throw error(key, "must hold only strings") }
+            items.append(text)
+        }
+        return items
+    }
+
     public func bool(_ key: String) throws(ConfigError) -> Bool? {
         guard let node = mapping[key], !isNull(node) else { return nil }
         guard let value = node.bool else { throw error(key, "must be true or false; is \"\(node.string ?? "a non-scalar")\"") }

@@ -43,6 +43,12 @@ import UpkeepYAML
         #expect(config.backups.kept == 3 && config.backups.timeoutSeconds == 60)
     }
 
+    @Test func maintenanceWindowsGoIntoTheRolloutPolicy() throws {
+        let config = try ControllerConfig.parse("maintenance:\n  windows: [\"Sat 02:00-06:00\", \"Mon-Fri 22:00-02:00\"]\n", file: "/u.yaml")
+        #expect(config.rollout.maintenanceWindows?.map(\.description) == ["Sat 02:00-06:00", "Mon-Fri 22:00-02:00"])
+        #expect(try ControllerConfig.parse("agentPort: 1\n", file: "/u.yaml").rollout.maintenanceWindows == nil)
+    }
+
     @Test func anEmptyDocumentIsAnError() {
         #expect(throws: ConfigError.self) { try ControllerConfig.parse("", file: "/x/upkeep.yaml") }
     }
@@ -60,6 +66,8 @@ import UpkeepYAML
         ("stateDirectory: /x\n", "stateDirectory", "known here: agentPort"),
         ("backups:\n  kept: 0\n", "backups.kept", "must be in 1"),
         ("backups:\n  key: /k\n", "backups.key", "not a known field"),
+        ("maintenance:\n  windows: Sat 02:00-06:00\n", "maintenance.windows", "must be a list"),
+        ("maintenance:\n  windows: [\"Sat 2-6\"]\n", "maintenance.windows", "is not a time HH:MM"),
     ])
     func badFieldsAreNamed(yaml: String, field: String, problem: String) {
         do {

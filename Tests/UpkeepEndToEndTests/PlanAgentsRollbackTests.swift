@@ -31,6 +31,21 @@ struct PlanAgentsRollbackTests {
             try await sandbox.expectAllNodes(at: start, "after a dry run")
             #expect(try await sandbox.history().isEmpty, "a dry run records no rollout")
 
+            // Outside its maintenance windows apply refuses before touching anything (the dry run
+            // says it would); the window used is one that cannot be open now: a minute, three days away.
+            let closedDay = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(Int(Date().timeIntervalSince1970 / 86_400) + 3) % 7]
+            let windowed = "\(sandbox.directory)/upkeep-window.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  windows: [\"\(closedDay) 00:00-00:01\"]\n")
+                .write(toFile: windowed, atomically: true, encoding: .utf8)
+            let refused = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "apply", "--to", target, "--yes"], timeoutSeconds: 120)
+            #expect(refused.status == 5 && refused.output.contains("outside the maintenance windows (\(closedDay) 00:00-00:01, UTC)"),
+                    "\(refused.output)")
+            let windowDry = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "apply", "--to", target, "--dry-run"], timeoutSeconds: 120)
+            #expect(windowDry.status == 0 && windowDry.output.contains("apply would refuse now"), "\(windowDry.output)")
+            let recorded = (try await sandbox.history().count, try await sandbox.backups().count)
+            #expect(recorded == (0, 0), "a refused apply records nothing: \(recorded)")
+            try await sandbox.expectAllNodes(at: start, "after the refused apply")
+
             let apply = try await sandbox.controller(["apply", "--to", target, "--yes"], timeoutSeconds: 240)
             #expect(apply.status == 0, "\(apply.output)")
             try await sandbox.expectAllNodes(at: target, "after the upgrade")

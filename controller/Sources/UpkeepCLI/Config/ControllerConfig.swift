@@ -177,6 +177,18 @@ public struct ControllerConfig: Equatable, Sendable {
                                       "verifyTimeoutSeconds", "rebuildTimeoutSeconds", "watchdogTimeoutSeconds", "requestTriesMax",
                                       "pollIntervalMilliseconds", "autoRollback", "prefetchWaves"])
         }
+        if let maintenance = try top.section("maintenance") {
+            if let texts = try maintenance.strings("windows", countMax: 50) {
+                var windows: [MaintenanceWindow] = []
+                for text in texts {
+                    do { windows.append(try MaintenanceWindow(text)) } catch {
+                        throw maintenance.error("windows", error.description)
+                    }
+                }
+                config.rollout.maintenanceWindows = windows.isEmpty ? nil : windows
+            }
+            try maintenance.rejectUnknown(["windows"])
+        }
         if let backups = try top.section("backups") {
             config.backups.beforeApply = try backups.bool("beforeApply") ?? config.backups.beforeApply
             config.backups.keyFile = try path(backups, "keyFile")
@@ -184,7 +196,7 @@ public struct ControllerConfig: Equatable, Sendable {
             config.backups.timeoutSeconds = try backups.int("timeoutSeconds", in: 10...86_400) ?? config.backups.timeoutSeconds
             try backups.rejectUnknown(["beforeApply", "keyFile", "kept", "timeoutSeconds"])
         }
-        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups"])
+        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance"])
         return config
     }
 

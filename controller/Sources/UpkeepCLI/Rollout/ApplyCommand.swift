@@ -18,6 +18,9 @@ struct ChangeOptions: ParsableArguments {
 
     @Flag(name: .customLong("skip-backup"), help: "Do not take the datastore backup this rollout would take first (backups.beforeApply).")
     var skipBackup = false
+
+    @Flag(name: .customLong("ignore-window"), help: "Start (and run) this rollout outside the maintenance windows.")
+    var ignoreWindow = false
 }
 
 /// `upkeep apply`: plan, preflight (agents, binaries), confirm, then roll out.
@@ -88,6 +91,22 @@ struct Apply: AsyncParsableCommand {
         } catch {
             throw CommandFailure(code: RolloutExitCode.artifact, message: "\(error); nothing was changed")
         }
+        var policy = session.config.rollout
+        let now = Instant.wallClockNow()
+        if let windows = policy.maintenanceWindows, !windows.isOpen(at: now) {
+            let outside = "outside the maintenance windows (\(windows.listed), UTC); the next opens at "
+                + MaintenanceWindowClock.text(windows.nextOpen(atOrAfter: now))
+            if change.ignoreWindow {
+                print("note: \(outside); going ahead (--ignore-window), and the rollout keeps going outside them")
+                policy.maintenanceWindows = nil
+            } else if change.dryRun {
+                print("note: \(outside); apply would refuse now (run it then, or pass --ignore-window)")
+            } else {
+                throw CommandFailure(code: RolloutExitCode.refused, message: "refused: \(outside); run it then, or pass --ignore-window; nothing was changed")
+            }
+        } else if change.ignoreWindow {
+            policy.maintenanceWindows = nil
+        }
         if change.dryRun {
             print("dry run: the plan holds, every agent answers and every binary verifies; nothing was changed")
             return RolloutExitCode.done
@@ -97,7 +116,7 @@ struct Apply: AsyncParsableCommand {
         }
         let engine: RolloutEngine
         do {
-            engine = try RolloutEngine(rolloutID: RolloutDriver.newRolloutID(), plan: plan, policy: session.config.rollout)
+            engine = try RolloutEngine(rolloutID: RolloutDriver.newRolloutID(), plan: plan, policy: policy)
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage, message: "\(error)")
         }

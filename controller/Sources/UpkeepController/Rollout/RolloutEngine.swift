@@ -228,6 +228,13 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
             waves[cursor].gatePassed = true
             return true
         }
+        if let windows = policy.maintenanceWindows, !windows.isOpen(at: now) {
+            // Nothing of this wave has started; what earlier waves left in flight has finished
+            // (the gate waits for it), so blocking here leaves every node as it should be.
+            stop(.blocked("\(wave.label): outside the maintenance windows (\(windows.listed), UTC); "
+                          + "the next opens at \(MaintenanceWindowClock.text(windows.nextOpen(atOrAfter: now)))"), &out)
+            return true
+        }
         if let observation, observationSerial > wave.gateSinceSerial {
             var verdict = GateCheck.evaluate(wave: wave, moves: moves, pending: pending, observation: observation)
             let elsewhere = moves.filter { $0.wave != cursor && ($0.cordonedByUs || !$0.phase.isFinal) }.map(\.node)

@@ -27,11 +27,15 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
     public var autoRollback: Bool
     /// Waves after the current one whose binaries are staged ahead of their turn.
     public var prefetchWaves: Int
+    /// When set, a wave starts its nodes only inside one of these windows; outside them the
+    /// rollout blocks at the next gate (what is in flight finishes) until `resume` in a window.
+    public var maintenanceWindows: [MaintenanceWindow]?
 
     public init(gateTimeoutSeconds: Int = 600, drainTimeoutSeconds: Int = 900, healthTimeoutSeconds: Int = 300,
                 verifyTimeoutSeconds: Int = 300, rebuildTimeoutSeconds: Int = 1800, watchdogTimeoutSeconds: Int = 3600,
                 requestTriesMax: Int = 8, retryDelayMilliseconds: Int64 = 1000, retryDelayMaxMilliseconds: Int64 = 60_000,
-                pollIntervalMilliseconds: Int64 = 5000, autoRollback: Bool = true, prefetchWaves: Int = 1) {
+                pollIntervalMilliseconds: Int64 = 5000, autoRollback: Bool = true, prefetchWaves: Int = 1,
+                maintenanceWindows: [MaintenanceWindow]? = nil) {
         self.gateTimeoutSeconds = gateTimeoutSeconds
         self.drainTimeoutSeconds = drainTimeoutSeconds
         self.healthTimeoutSeconds = healthTimeoutSeconds
@@ -44,7 +48,11 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
         self.pollIntervalMilliseconds = pollIntervalMilliseconds
         self.autoRollback = autoRollback
         self.prefetchWaves = prefetchWaves
+        self.maintenanceWindows = maintenanceWindows
     }
+
+    /// Whether a wave may start its nodes at `now`.
+    public func windowOpen(at now: Instant) -> Bool { (maintenanceWindows ?? []).isOpen(at: now) }
 
     /// What is wrong with these values, if anything, in words an operator can act on.
     public func problems() -> [String] {
