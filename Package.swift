@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // System OpenSSL (libssl-dev): the only TLS stack in the build.
@@ -104,7 +105,8 @@ let package = Package(
 
         // The controller and the `upkeep` CLI.
         .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepController", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
-                                             nioCore, nioPosix, logging, argumentParser],
+                                             nioCore, nioPosix, nioHTTP1, logging, argumentParser,
+                                             .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
                           path: "controller/Sources/upkeep", swiftSettings: strict),

@@ -18,6 +18,8 @@ public struct Upkeep: AsyncParsableCommand {
             History.self,
             Agents.self,
             BackupCommand.self,
+            Metrics.self,
+            Serve.self,
             Sandbox.self,
         ]
     )

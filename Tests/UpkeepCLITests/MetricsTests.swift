@@ -1,0 +1,170 @@
+import Foundation
+import Testing
+import UpkeepController
+import UpkeepStore
+import UpkeepTestSupport
+
+/// The repository's `deploy/` directory, found from this source file.
+private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("deploy").path
+
+/// Metrics over a real state database, as the built `upkeep` prints and serves them, judged by
+/// Prometheus's own `promtool`; the alert rules and the Grafana dashboard that use them.
+@Suite(.serialized) struct MetricsTests {
+    static func promtool() throws -> String {
+        let path = "/usr/bin/promtool"
+        try #require(FileManager.default.isExecutableFile(atPath: path), "promtool is missing: run scripts/install-deps (Debian package prometheus)")
+        return path
+    }
+
+    /// `upkeep metrics` over two recorded rollouts (one completed, one rolled back), a backup and a check.
+    static func exposition(_ directory: TemporaryDirectory) throws -> String {
+        let config = try HistoryStatusCommandTests.recordedState(directory)
+        let store = try StateStore(stateDirectory: directory.file("state"))
+        try store.recordBackup(BackupRecord(id: "b1", rolloutID: nil, takenAt: Instant(milliseconds: 1_795_000_000_000), node: "server-1",
+                                            format: "etcdSnapshot", agentFile: "b1-server-1-1795000000", path: directory.file("b1.upkb"),
+                                            bytes: 123_456, sha256: String(repeating: "b", count: 64)))
+        let check = #"{"checkedAt":"2026-11-28T12:00:00Z","outcome":"updates-available","exitCode":10,"releaseSource":"github","#
+            + #""components":[{"component":"k3s","installed":"v1.30.6+k3s1","target":"v1.31.4+k3s1","updateAvailable":true,"path":[],"warnings":[]},"#
+            + #"{"component":"longhorn","installed":"v1.7.2","updateAvailable":false,"path":[],"warnings":[]}]}"#
+        _ = try directory.write(check + "\n", to: "state/check-history.jsonl")
+        let result = try UpkeepBinary.run(["metrics", "--config", config])
+        try #require(result.status == 0, "\(result.output)\(result.error)")
+        return result.output
+    }
+
+    /// The value of the sample `line` (name with labels), or nil.
+    static func value(_ exposition: String, _ sample: String) -> Double? {
+        exposition.split(separator: "\n").first { $0.hasPrefix(sample + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
+    @Test func theExpositionCountsWhatTheDatabaseHoldsAndPromtoolAcceptsIt() throws {
+        let directory = try TemporaryDirectory()
+        let text = try Self.exposition(directory)
+        #expect(Self.value(text, #"upkeep_rollouts_total{outcome="completed"}"#) == 1, "\(text)")
+        #expect(Self.value(text, #"upkeep_rollouts_total{outcome="rolled_back"}"#) == 1)
+        #expect(Self.value(text, #"upkeep_rollouts_total{outcome="failed"}"#) == 0)
+        #expect(Self.value(text, "upkeep_last_rollout_success") == 0, "the newest finished rollout rolled back")
+        #expect(Self.value(text, "upkeep_rollout_running") == 0 && Self.value(text, "upkeep_rollout_blocked") == 0)
+        #expect(Self.value(text, "upkeep_controller_active") == 0, "the lease was released")
+        #expect((Self.value(text, #"upkeep_node_upgrades_total{result="done"}"#) ?? 0) >= 3)
+        #expect(Self.value(text, #"upkeep_node_upgrades_total{result="reverted"}"#) == 1)
+        #expect(Self.value(text, "upkeep_node_upgrade_duration_seconds_count") == Self.value(text, #"upkeep_node_upgrades_total{result="done"}"#))
+        #expect(Self.value(text, "upkeep_backups") == 1 && Self.value(text, "upkeep_last_backup_bytes") == 123_456)
+        #expect(Self.value(text, "upkeep_last_backup_timestamp_seconds") == 1_795_000_000)
+        #expect(Self.value(text, #"upkeep_update_available{component="k3s"}"#) == 1)
+        #expect(Self.value(text, #"upkeep_update_available{component="longhorn"}"#) == 0)
+        #expect(Self.value(text, "upkeep_last_check_timestamp_seconds") == 1_795_867_200)
+        #expect(Self.value(text, "upkeep_last_check_success") == 1)
+
+        let file = try directory.write(text, to: "metrics.prom")
+        let lint = try runProcess("/bin/sh", ["-c", "\(try Self.promtool()) check metrics < \(file)"])
+        #expect(lint.status == 0, "promtool check metrics: \(lint.output)\(lint.error)")
+        // It does judge: a malformed line is refused.
+        let broken = try directory.write(text + "upkeep_broken{ 1\n", to: "broken.prom")
+        #expect(try runProcess("/bin/sh", ["-c", "\(try Self.promtool()) check metrics < \(broken)"]).status != 0)
+
+        // --output writes the same atomically, for node_exporter's textfile collector.
+        let output = directory.file("textfile/upkeep.prom")
+        try FileManager.default.createDirectory(atPath: directory.file("textfile"), withIntermediateDirectories: true)
+        let written = try UpkeepBinary.run(["metrics", "--config", directory.file("upkeep.yaml"), "--output", output])
+        #expect(written.status == 0 && written.output.isEmpty, "\(written.output)\(written.error)")
+        #expect(try String(contentsOfFile: output, encoding: .utf8).contains("upkeep_backups 1"))
+        #expect(!FileManager.default.fileExists(atPath: output + ".partial"))
+    }
+
+    @Test func serveAnswersMetricsAndHealthzAndStopsOnSIGTERM() async throws {
+        let directory = try TemporaryDirectory()
+        let config = try HistoryStatusCommandTests.recordedState(directory)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try UpkeepBinary.path())
+        process.arguments = ["serve", "--config", config, "--listen", "127.0.0.1:0"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        // The first line names the port it bound.
+        var line = Data()
+        let deadline = Date().addingTimeInterval(30)
+        while !line.contains(UInt8(ascii: "\n")), Date() < deadline {
+            line.append(output.fileHandleForReading.availableData)
+        }
+        let announced = String(decoding: line, as: UTF8.self)
+        let url = try #require(announced.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) },
+                               "serve printed: \(announced)")
+        #expect(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/metrics"), "\(announced)")
+
+        let scrape = try runProcess("curl", ["-sS", "--max-time", "10", "-D", "-", url])
+        #expect(scrape.status == 0 && scrape.output.hasPrefix("HTTP/1.1 200"), "\(scrape.output)\(scrape.error)")
+        #expect(scrape.output.contains("Content-Type: text/plain; version=0.0.4"), "\(scrape.output)")
+        #expect(scrape.output.contains(#"upkeep_rollouts_total{outcome="completed"} 1"#), "\(scrape.output)")
+        let lint = try runProcess("/bin/sh", ["-c", "curl -sS --max-time 10 \(url) | \(try Self.promtool()) check metrics"])
+        #expect(lint.status == 0, "\(lint.output)\(lint.error)")
+        let health = try runProcess("curl", ["-sS", "--max-time", "10", url.replacingOccurrences(of: "/metrics", with: "/healthz")])
+        #expect(health.output == "ok\n")
+        let missing = try runProcess("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                                              url.replacingOccurrences(of: "/metrics", with: "/admin")])
+        #expect(missing.output == "404")
+        let posted = try runProcess("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", "POST", url])
+        #expect(posted.output == "405")
+
+        kill(process.processIdentifier, SIGTERM)
+        let stopBy = Date().addingTimeInterval(20)
+        while process.isRunning && Date() < stopBy { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(!process.isRunning, "serve did not stop on SIGTERM")
+        #expect(process.terminationStatus == 0)
+    }
+
+    @Test func theAlertRulesLoadAndFireOnTheSeriesTheirTestsGive() throws {
+        let promtool = try Self.promtool()
+        let check = try runProcess(promtool, ["check", "rules", "\(deployDirectory)/prometheus/upkeep-rules.yaml"])
+        #expect(check.status == 0 && check.output.contains("SUCCESS: 8 rules found"), "\(check.output)\(check.error)")
+        let test = try runProcess(promtool, ["test", "rules", "\(deployDirectory)/prometheus/upkeep-rules.test.yaml"])
+        #expect(test.status == 0 && test.output.contains("SUCCESS"), "\(test.output)\(test.error)")
+        // Every metric the rules use is one Upkeep exports.
+        let directory = try TemporaryDirectory()
+        let exported = Self.metricNames(try Self.exposition(directory)).union(["up"])
+        let rules = try String(contentsOfFile: "\(deployDirectory)/prometheus/upkeep-rules.yaml", encoding: .utf8)
+        let used = Self.referencedMetrics(rules.split(separator: "\n").filter { $0.contains("expr:") }.joined(separator: "\n"))
+        #expect(!used.isEmpty && used.isSubset(of: exported), "unknown metrics in the rules: \(used.subtracting(exported).sorted())")
+    }
+
+    @Test func theDashboardQueriesOnlyExportedMetrics() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: "\(deployDirectory)/grafana/upkeep-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        #expect(panels.count >= 10 && dashboard["uid"] as? String == "upkeep-rollouts")
+        let expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        #expect(expressions.count >= panels.count)
+        let directory = try TemporaryDirectory()
+        let exported = Self.metricNames(try Self.exposition(directory))
+        let used = Self.referencedMetrics(expressions.joined(separator: "\n"))
+        #expect(used.count >= 12 && used.isSubset(of: exported), "unknown metrics in the dashboard: \(used.subtracting(exported).sorted())")
+    }
+
+    /// `systemd-analyze verify` on the controller's unit as shipped (ExecStart pointed at the built binary).
+    @Test func theControllerUnitPassesSystemdAnalyzeVerify() throws {
+        let unit = try String(contentsOfFile: "\(deployDirectory)/upkeep.service", encoding: .utf8)
+        #expect(unit.contains("\nExecStart=/usr/local/bin/upkeep serve --config /etc/upkeep/upkeep.yaml --listen 127.0.0.1:9661\n"))
+        let directory = try TemporaryDirectory()
+        let path = try directory.write(unit.replacingOccurrences(of: "/usr/local/bin/upkeep ", with: try UpkeepBinary.path() + " "),
+                                       to: "upkeep.service")
+        let result = try runProcess("systemd-analyze", ["verify", path], timeoutSeconds: 60)
+        #expect(result.status == 0 && result.output.isEmpty && result.error.isEmpty, "systemd-analyze: \(result.output)\(result.error)")
+    }
+
+    /// Sample names in an exposition (histogram series included).
+    static func metricNames(_ exposition: String) -> Set<String> {
+        Set(exposition.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
+            line.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
+        })
+    }
+
+    /// The `upkeep_*` and `up` metric names PromQL text refers to.
+    static func referencedMetrics(_ text: String) -> Set<String> {
+        let pattern = try! NSRegularExpression(pattern: #"\b(upkeep_[a-z_]+|up)\b(?=\s*[{\[)=<>*/ ]|$)"#, options: [.anchorsMatchLines])
+        let range = NSRange(text.startIndex..., in: text)
+        return Set(pattern.matches(in: text, range: range).compactMap { Range($0.range(at: 1), in: text).map { String(text[$0]) } })
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import Prometheus
+import UpkeepController
+import UpkeepStore
+import UpkeepUpdates
+
+/// What Upkeep knows, as numbers: read from the state database and the check history at the
+/// moment of a scrape (or of `upkeep metrics`), so the metrics survive any controller crash and
+/// every controller process reports the same. docs/metrics.md lists each one.
+struct MetricsSnapshot: Equatable {
+    struct LastRollout: Equatable {
+        var id: String
+        var succeeded: Bool
+        var finishedAtSeconds: Double
+        var durationSeconds: Double
+    }
+
+    struct LastCheck: Equatable {
+        var checkedAtSeconds: Double
+        var succeeded: Bool
+        var updateAvailable: [String: Bool]
+    }
+
+    var rolloutsByOutcome: [String: Int] = [:]
+    var running = false
+    var blocked = false
+    var lastRollout: LastRollout?
+    var nodeUpgradesByResult: [String: Int] = [:]
+    var nodeUpgradeSeconds: [Double] = []
+    var cordonedByUpkeep = 0
+    /// A controller holds an unexpired lease (it is driving a rollout right now).
+    var controllerActive = false
+    var backupsKept = 0
+    var lastBackupAtSeconds: Double?
+    var lastBackupBytes: Int64?
+    var lastCheck: LastCheck?
+
+    /// Rollouts read for the counters (the newest ones; a history longer than this counts from here).
+    static let rolloutsReadMax = 10_000
+
+    static func gather(store: StateStore, checks: (any CheckRecorder)?, now: Instant) throws(StoreError) -> MetricsSnapshot {
+        var snapshot = MetricsSnapshot()
+        if let lease = try store.currentLease() { snapshot.controllerActive = lease.expiresAt > now }
+        let records = try store.history(limit: rolloutsReadMax)
+        for record in records {
+            switch record.status {
+            case .finished(let outcome):
+                snapshot.rolloutsByOutcome[Self.name(outcome), default: 0] += 1
+            case .blocked:
+                snapshot.blocked = true
+            case .running, .stopping, .notStarted:
+                snapshot.running = true
+            }
+            for step in record.steps where !step.progress.isRollback {
+                switch step.progress.stage {
+                case .done, .reverted, .unhealthy, .cancelled:
+                    snapshot.nodeUpgradesByResult[step.progress.stage.rawValue, default: 0] += 1
+                case .waiting, .working:
+                    break
+                }
+                if step.progress.stage == .done, let started = step.startedAt, let finished = step.finishedAt {
+                    snapshot.nodeUpgradeSeconds.append(Double(finished.milliseconds - started.milliseconds) / 1000)
+                }
+            }
+        }
+        if let last = records.first(where: { $0.outcome != nil }), let outcome = last.outcome, let finished = last.finishedAt {
+            let began = last.startedAt ?? last.createdAt
+            snapshot.lastRollout = LastRollout(id: last.id, succeeded: outcome == .completed,
+                                               finishedAtSeconds: Double(finished.milliseconds) / 1000,
+                                               durationSeconds: Double(finished.milliseconds - began.milliseconds) / 1000)
+        }
+        if let unfinished = try store.unfinishedRollout() {
+            snapshot.cordonedByUpkeep = try store.engine(rolloutID: unfinished.id).cordonedByUpkeep.count
+        }
+        let backups = try store.backups(limit: 100_000)
+        snapshot.backupsKept = backups.count
+        if let newest = backups.first {
+            snapshot.lastBackupAtSeconds = Double(newest.takenAt.milliseconds) / 1000
+            snapshot.lastBackupBytes = newest.bytes
+        }
+        if let checks, let record = try? checks.recent(limit: 1).last, let at = Self.seconds(iso8601: record.checkedAt) {
+            snapshot.lastCheck = LastCheck(checkedAtSeconds: at, succeeded: record.outcome != "failed",
+                                           updateAvailable: Dictionary(record.components.map { ($0.component.rawValue, $0.updateAvailable) },
+                                                                       uniquingKeysWith: { $0 || $1 }))
+        }
+        return snapshot
+    }
+
+    static func name(_ outcome: RolloutOutcome) -> String {
+        switch outcome {
+        case .completed: "completed"
+        case .rolledBack: "rolled_back"
+        case .failed: "failed"
+        }
+    }
+
+    static func seconds(iso8601 text: String) -> Double? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        if let date = formatter.date(from: text) { return date.timeIntervalSince1970 }
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)?.timeIntervalSince1970
+    }
+
+    /// Buckets of `upkeep_node_upgrade_duration_seconds`: a node takes from under a minute
+    /// (no pods, fast start) to an hour (a long drain and a Longhorn rebuild).
+    static let upgradeBuckets: [Double] = [30, 60, 120, 300, 600, 1200, 1800, 3600]
+
+    /// The Prometheus text exposition (format 0.0.4).
+    func exposition(version: String) -> String {
+        let registry = PrometheusCollectorRegistry()
+        func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+        }
+        func gauge(_ name: String, _ help: String, labels: [(String, String)] = [], _ value: Double) {
+            registry.makeGauge(descriptor: describe(name, help), labels: labels).set(to: value)
+        }
+        func counter(_ name: String, _ help: String, labels: [(String, String)], _ value: Int) {
+            registry.makeCounter(descriptor: describe(name, help), labels: labels).increment(by: Int64(value))
+        }
+        gauge("upkeep_info", "Upkeep controller build; always 1.", labels: [("version", version)], 1)
+        for outcome in ["completed", "rolled_back", "failed"] {
+            counter("upkeep_rollouts_total", "Finished rollouts by outcome.", labels: [("outcome", outcome)], rolloutsByOutcome[outcome] ?? 0)
+        }
+        gauge("upkeep_rollout_running", "1 while a rollout is in progress (not blocked, not finished).", running ? 1 : 0)
+        gauge("upkeep_controller_active", "1 while a controller holds the lease (drives a rollout); running without it means the controller is gone.",
+              controllerActive ? 1 : 0)
+        gauge("upkeep_rollout_blocked", "1 while a rollout waits for `upkeep resume` (a gate, an agent, a closed window).", blocked ? 1 : 0)
+        if let lastRollout {
+            gauge("upkeep_last_rollout_success", "1 when the last finished rollout completed, 0 when it failed or rolled back.",
+                  lastRollout.succeeded ? 1 : 0)
+            gauge("upkeep_last_rollout_finished_timestamp_seconds", "When the last finished rollout ended (Unix time).", lastRollout.finishedAtSeconds)
+            gauge("upkeep_last_rollout_duration_seconds", "How long the last finished rollout took.", lastRollout.durationSeconds)
+        }
+        for result in ["done", "reverted", "unhealthy", "cancelled"] {
+            counter("upkeep_node_upgrades_total", "Per-node upgrade steps that ended, by result.", labels: [("result", result)],
+                    nodeUpgradesByResult[result] ?? 0)
+        }
+        let histogram = registry.makeValueHistogram(
+            descriptor: describe("upkeep_node_upgrade_duration_seconds", "Time from a node's cordon to its commit, for nodes upgraded."),
+            buckets: Self.upgradeBuckets)
+        for seconds in nodeUpgradeSeconds { histogram.record(seconds) }
+        gauge("upkeep_nodes_cordoned_by_upkeep", "Nodes the unfinished rollout cordoned and has not uncordoned.", Double(cordonedByUpkeep))
+        gauge("upkeep_backups", "Sealed datastore backups kept.", Double(backupsKept))
+        if let lastBackupAtSeconds, let lastBackupBytes {
+            gauge("upkeep_last_backup_timestamp_seconds", "When the newest datastore backup was taken (Unix time).", lastBackupAtSeconds)
+            gauge("upkeep_last_backup_bytes", "Size of the newest datastore backup.", Double(lastBackupBytes))
+        }
+        if let lastCheck {
+            gauge("upkeep_last_check_timestamp_seconds", "When `upkeep check` last ran (Unix time).", lastCheck.checkedAtSeconds)
+            gauge("upkeep_last_check_success", "1 when the last `upkeep check` could read the cluster and the releases.", lastCheck.succeeded ? 1 : 0)
+            for (component, available) in lastCheck.updateAvailable.sorted(by: { $0.key < $1.key }) {
+                gauge("upkeep_update_available", "1 when the last check found a newer release of the component.",
+                      labels: [("component", component)], available ? 1 : 0)
+            }
+        }
+        return registry.emitToString()
+    }
+}
