@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepSandbox
+import UpkeepStore
 
 /// `upkeep update` against a sandbox whose Flux follows a real Git repository: the commit lands
 /// on the branch, Flux's source and HelmRelease take it, Longhorn reports the new version (per
@@ -56,6 +57,14 @@ struct GitOpsEndToEndTests {
             let pinned = try await kubectl(sandbox, ["-n", "longhorn-system", "get", "helmreleases.helm.toolkit.fluxcd.io", "longhorn",
                                                      "-o", "jsonpath={.spec.chart.spec.version}"])
             #expect(pinned == "1.8.2", "the HelmRelease is back at the chart Longhorn runs")
+
+            // Both attempts are in the state database, newest first.
+            let listed = try await sandbox.controller(["history", "--updates", "-o", "json"])
+            let records = try JSONDecoder().decode([ComponentUpdateRecord].self, from: Data(listed.output.utf8))
+            #expect(records.map { "\($0.from)→\($0.to) \($0.outcome.rawValue)" } == ["v1.8.2→v1.9.1 reverted", "v1.7.2→v1.8.2 completed"],
+                    "\(listed.output)")
+            #expect(records.first?.revertCommit != nil && records.first?.message.contains("UpgradeFailed") == true)
+            #expect(records.last?.commit == head.output.trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }
 }

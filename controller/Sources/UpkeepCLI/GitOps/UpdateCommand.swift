@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import UpkeepKube
+import UpkeepController
 import UpkeepSandbox
+import UpkeepStore
 
 /// `upkeep update --component longhorn --to V`: a Longhorn upgrade through the Git repository
 /// Flux watches: commit the new chart version, wait for Flux to fetch and install it and for
@@ -54,8 +56,9 @@ struct Update: AsyncParsableCommand {
         let parts = source.split(separator: "/").map(String.init)
         guard parts.count == 2 else { throw CommandFailure(code: RolloutExitCode.usage, message: "--source \(source): write NAMESPACE/NAME") }
         let config = try configOption.load()
+        let store = try openStateStore(config)
         let code = try await ClusterSession.with(config) { session in
-            try await GitOpsUpdate(kube: session.kube, stateDirectory: session.stateDirectory, namespace: parts[0], name: parts[1],
+            try await GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: parts[0], name: parts[1],
                                    repoOverride: repo, timeoutSeconds: timeoutSeconds)
                 .run(target: target, dryRun: dryRun, confirmed: yes)
         }
@@ -66,6 +69,7 @@ struct Update: AsyncParsableCommand {
 /// The I/O around `LonghornManifest` and `ReconcileView`: the cluster, a clone, commits and pushes.
 struct GitOpsUpdate {
     let kube: KubeClient
+    let store: StateStore
     let stateDirectory: String
     let namespace: String
     let name: String
@@ -124,13 +128,30 @@ struct GitOpsUpdate {
         let message = "longhorn: upgrade to \(target) (chart \(pin.version) → \(target.chart))\n\nCommitted by upkeep update; it reverts this commit if the upgrade does not become healthy."
         try await git(["-C", workspace, "commit", "-q", "-a", "-m", message], what: "commit")
         let commit = try await git(["-C", workspace, "rev-parse", "HEAD"], what: "rev-parse").trimmingCharacters(in: .whitespacesAndNewlines)
-        try await git(["-C", workspace, "push", "-q", "origin", "HEAD:\(branch)"], what: "push to \(url)")
+        // Recorded before the push: a crash after it leaves a record that names the commit.
+        var record = ComponentUpdateRecord(id: (workspace as NSString).lastPathComponent.replacingOccurrences(of: "r", with: "u", options: .anchored),
+                                           component: "longhorn", from: installed.description, to: target.description, repository: url,
+                                           file: pin.file, startedAt: .wallClockNow(), commit: commit)
+        func finish(_ outcome: ComponentUpdateRecord.Outcome, _ text: String) {
+            record.outcome = outcome
+            record.message = text
+            record.finishedAt = .wallClockNow()
+            do { try store.saveComponentUpdate(record) } catch { say("warning: the state database did not record the outcome: \(error)") }
+        }
+        try storeCall { try store.saveComponentUpdate(record) }
+        do {
+            try await git(["-C", workspace, "push", "-q", "origin", "HEAD:\(branch)"], what: "push to \(url)")
+        } catch {
+            finish(.failed, "the push failed: \(error)")
+            throw error
+        }
         say("pushed \(commit.prefix(12)) to \(branch); waiting for Flux and Longhorn (at most \(timeoutSeconds) s)")
 
         let failure: String
         switch await waitFor(commit: commit, chart: target.chart, version: target.description) {
         case .done:
             say("done: Longhorn runs \(target), every attached volume healthy")
+            finish(.completed, "Longhorn runs \(target)")
             return RolloutExitCode.done
         case .failed(let reason), .waiting(let reason):
             failure = reason
@@ -141,11 +162,14 @@ struct GitOpsUpdate {
             try await git(["-C", workspace, "push", "-q", "origin", "HEAD:\(branch)"], what: "push the revert")
         } catch {
             say("the revert could not be pushed: \(error); revert \(commit) in \(url) by hand")
+            finish(.failed, "\(failure); the revert could not be pushed: \(error)")
             return RolloutExitCode.failedNotRolledBack
         }
         let revert = try await git(["-C", workspace, "rev-parse", "HEAD"], what: "rev-parse").trimmingCharacters(in: .whitespacesAndNewlines)
+        record.revertCommit = revert
         let reverted = await waitForSource(revert)
         say("reverted with \(revert.prefix(12))" + (reverted ? "; Flux has fetched it" : "; Flux has not fetched it yet, watch the GitRepository"))
+        finish(reverted ? .reverted : .failed, failure + (reverted ? "" : "; Flux had not fetched the revert"))
         return reverted ? RolloutExitCode.failedRolledBack : RolloutExitCode.failedNotRolledBack
     }
 
