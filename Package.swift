@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", "UpkeepTLS", "UpkeepPKI", "COpenSSL", "CSQLite", nioCore, nioPosix, nioHTTP1, logging],
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", "UpkeepTLS", "UpkeepPKI", "COpenSSL", "CSQLite", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepSandbox", swiftSettings: strict),
         // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
@@ -105,7 +105,7 @@ let package = Package(
 
         // The controller and the `upkeep` CLI.
         .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepController", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
-                                             nioCore, nioPosix, nioHTTP1, logging, argumentParser,
+                                             nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
         .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],

@@ -270,6 +270,21 @@ import UpkeepTestSupport
         #expect(StoreError.newerSchema(path: path).description.contains("newer upkeep"))
     }
 
+    @Test func aComponentUpdateIsRecordedBeforeItsPushAndCompletedAfter() throws {
+        let directory = try TemporaryDirectory()
+        let store = try Self.store(directory)
+        var record = ComponentUpdateRecord(id: "u1", component: "longhorn", from: "v1.7.2", to: "v1.8.2", repository: "file:///r.git",
+                                           file: "infra/longhorn.yaml", startedAt: Self.t0, commit: "abc")
+        try store.saveComponentUpdate(record)
+        #expect(try store.componentUpdates(limit: 5) == [record])
+        record.outcome = .reverted
+        record.revertCommit = "def"
+        record.finishedAt = Self.t0.adding(seconds: 60)
+        try store.saveComponentUpdate(record)
+        let other = try StateStore(stateDirectory: directory.file("state"))
+        #expect(try other.componentUpdates(limit: 5) == [record], "the second save replaces the first")
+    }
+
     @Test func backupsAreRecordedListedNewestFirstAndForgotten() throws {
         let directory = try TemporaryDirectory()
         let store = try Self.store(directory)

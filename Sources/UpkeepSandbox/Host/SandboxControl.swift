@@ -107,8 +107,17 @@ public enum SandboxControl {
             try JSONFiles.write(faults, to: manifest.faultsFile)
             return message
         }
+        if node == "longhorn" {
+            switch kind {
+            case "upgrade-fails": faults.longhornUpgradeFails = true; message = "the Longhorn HelmRelease now fails its upgrades (Longhorn stays where it is)"
+            case "clear": faults.longhornUpgradeFails = false; message = "Longhorn upgrades succeed again"
+            default: throw SandboxError("unknown Longhorn fault \(kind); use upgrade-fails or clear")
+            }
+            try JSONFiles.write(faults, to: manifest.faultsFile)
+            return message
+        }
         guard let target = manifest.nodes.first(where: { $0.name == node }) else {
-            throw SandboxError("no node \(node) in this sandbox; nodes: \(manifest.nodes.map(\.name).joined(separator: ", ")) (or `releases`)")
+            throw SandboxError("no node \(node) in this sandbox; nodes: \(manifest.nodes.map(\.name).joined(separator: ", ")) (or `releases`, `longhorn`)")
         }
         var k3s = K3sFault()
         var scope = ""

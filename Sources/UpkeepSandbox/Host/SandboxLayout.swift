@@ -205,6 +205,8 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var rebuildSeconds: [String: Double]? = nil
     /// These nodes' upkeep-agents are stopped and kept down.
     public var agentsDown: [String]? = nil
+    /// The Longhorn HelmRelease fails its upgrade (Helm times out) and Longhorn stays where it was.
+    public var longhornUpgradeFails: Bool? = nil
 
     public init() {}
 

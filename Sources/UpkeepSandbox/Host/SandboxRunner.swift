@@ -50,6 +50,9 @@ public final class SandboxRunner: Sendable {
     let agentStarts = NIOLockedValueBox<[String: Double]>([:])
     /// Restart=always with RestartSec=2s, as deploy/upkeep-agent.service would.
     static let agentRestartSeconds = 2.0
+    /// The repository Flux watches, and the commit the model last applied from it.
+    public let git: SandboxGit
+    let appliedCommit = NIOLockedValueBox<String?>(nil)
 
     /// `upkeep-sandbox-host` in the directory of `executable` (SwiftPM builds them side by side).
     public static func hostBinaryNextTo(executable: String) -> String {
@@ -62,8 +65,9 @@ public final class SandboxRunner: Sendable {
     }
 
     private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: SandboxHTTPServer,
-                 release: ReleaseServer, driver: RepeatedTask, network: SandboxNetwork?)
+                 release: ReleaseServer, driver: RepeatedTask, network: SandboxNetwork?, git: SandboxGit)
     {
+        self.git = git
         self.options = options
         self.manifest = manifest
         self.cluster = cluster
@@ -180,8 +184,16 @@ public final class SandboxRunner: Sendable {
                                        nodes: nodes, serverCAFile: "\(pki)/server-ca.crt",
                                        startedAt: KubeTime.format(Date().timeIntervalSince1970))
         try JSONFiles.write(manifest, to: SandboxManifest.path(in: directory))
+        let git = try await SandboxGit.create(directory: directory, spec: spec)
+        cluster.withModel { model in
+            model.store.modify(.fluxGitRepositories, "flux-system", "flux-system") { repository in
+                repository[path: "spec", "url"] = .string(git.url)
+                repository[path: "spec", "secretRef"] = nil
+            }
+        }
         let runner = SandboxRunner(options: options, manifest: manifest, cluster: cluster, api: api, release: release, driver: driver,
-                                   network: network)
+                                   network: network, git: git)
+        await runner.followGit()
         for node in nodes {
             _ = SystemctlStandIn.main(["start", "--no-block", node.unit], program: node.systemctl, environment: [:])
         }
@@ -287,7 +299,13 @@ public final class SandboxRunner: Sendable {
     /// keeps down); called periodically by the sandbox process.
     public func tend() async {
         let faults = SandboxFaults.load(manifest.faultsFile)
-        cluster.withModel { $0.rebuildSecondsByNode = faults.rebuildSeconds ?? [:] }
+        cluster.withModel { model in
+            model.rebuildSecondsByNode = faults.rebuildSeconds ?? [:]
+            let key = ClusterModel.fluxKey(.fluxHelmReleases, ClusterModel.longhornRelease.namespace, ClusterModel.longhornRelease.name)
+            model.fluxFaults[key] = faults.longhornUpgradeFails == true
+                ? FluxFault(reason: "UpgradeFailed", message: "Helm upgrade failed: timed out waiting for the condition") : nil
+        }
+        await followGit()
         guard let agentBinary = options.agentBinary else { return }
         let down = Set(faults.agentsDown ?? [])
         await Spawn.offload(manifest.nodes.filter { down.contains($0.name) && SandboxAgents.runningPID($0) != nil }) { SandboxAgents.stop($0) }
@@ -298,6 +316,15 @@ public final class SandboxRunner: Sendable {
             agentStarts.withLockedValue { $0[node.name] = now }
             _ = try? SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: "\(manifest.directory)/pki")
         }
+    }
+
+    /// Applies the branch's newest commit to the model when it changed (Flux's source and helm
+    /// controllers fetching and installing it).
+    func followGit() async {
+        guard let head = git.head(), head != appliedCommit.withLockedValue({ $0 }) else { return }
+        let versions = await git.versions(at: head)
+        cluster.withModel { $0.applyGitCommit(sha: head, longhornChartVersion: versions.longhornChart, fluxVersion: versions.flux) }
+        appliedCommit.withLockedValue { $0 = head }
     }
 
     /// Stops every node's k3s, the servers and the network; removes `sandbox.json`.

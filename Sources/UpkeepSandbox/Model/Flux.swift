@@ -21,8 +21,8 @@ extension ClusterModel {
                 }
                 fluxSuspended[key] = suspended
                 if suspended { continue }
-                let revision = "main@sha1:" + StableHash.hex("rev/\(key)", length: 16) + StableHash.hex("rev2/\(key)", length: 16)
-                    + StableHash.hex("rev3/\(key)", length: 8)
+                let revision = gitRevision ?? ("main@sha1:" + StableHash.hex("rev/\(key)", length: 16) + StableHash.hex("rev2/\(key)", length: 16)
+                    + StableHash.hex("rev3/\(key)", length: 8))
                 var updated = object
                 let ready: JSON
                 if let fault = fluxFaults[key] {
@@ -46,6 +46,11 @@ extension ClusterModel {
                 case .fluxKustomizations:
                     updated[path: "status", "lastAppliedRevision"] = .string(revision)
                     updated[path: "status", "lastAttemptedRevision"] = .string(revision)
+                case .fluxHelmReleases:
+                    // helm-controller: the chart version it last tried, and the one installed when that succeeded.
+                    let chart = object[path: "spec", "chart", "spec", "version"] ?? ""
+                    updated[path: "status", "lastAttemptedRevision"] = chart
+                    if fluxFaults[key] == nil { updated[path: "status", "lastAppliedRevision"] = chart }
                 default:
                     break
                 }

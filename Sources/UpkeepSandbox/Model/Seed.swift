@@ -186,6 +186,12 @@ extension ClusterModel {
                          "sourceRef": ["kind": "GitRepository", "name": "flux-system"]],
             ], now: now)
         }
+        let chart = spec.longhornVersion.hasPrefix("v") ? String(spec.longhornVersion.dropFirst()) : spec.longhornVersion
+        _ = store.create(.fluxHelmReleases, [
+            "metadata": ["name": .string(Self.longhornRelease.name), "namespace": .string(Self.longhornRelease.namespace)],
+            "spec": ["interval": "1h", "chart": ["spec": ["chart": "longhorn", "version": .string(chart),
+                                                          "sourceRef": ["kind": "HelmRepository", "name": "longhorn", "namespace": "flux-system"]]]],
+        ], now: now)
         _ = store.create(.fluxHelmReleases, [
             "metadata": ["name": "podinfo", "namespace": "default"],
             "spec": ["interval": "5m", "chart": ["spec": ["chart": "podinfo", "version": "6.7.1",

@@ -13,7 +13,8 @@ import UpkeepStore
 /// node), shows the plan, upgrades the cluster to the newest k3s the sandbox offers with live
 /// progress, then does the same on a fresh sandbox where one agent's new k3s never becomes
 /// healthy: its agent puts the old binary back and the controller returns every upgraded node,
-/// in reverse order. Everything runs through the same code as `upkeep apply`, and everything it
+/// in reverse order. Between the two, Longhorn is upgraded through the Git repository the
+/// sandbox's Flux follows (`upkeep update`). Everything runs through the same code as `upkeep apply`, and everything it
 /// starts is stopped at the end.
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +27,8 @@ struct Demo: AsyncParsableCommand {
 
     /// The node whose new k3s fails in the second run.
     static let failingNode = "agent-2"
+    /// After the first run's k3s upgrade, Longhorn goes one minor up (from the sandbox's v1.7.2) through Git.
+    static let longhornTarget = "v1.8.2"
 
     func run() async throws {
         let base = dir ?? NSTemporaryDirectory() + "upkeep-demo-\(UUID().uuidString.prefix(8).lowercased())"
@@ -88,6 +91,18 @@ struct Demo: AsyncParsableCommand {
             }
             if let last = try storeCall({ try store.history(limit: 1) }).first {
                 say("history: \(last.id) \(last.from) -> \(last.target): \(last.outcomeText)")
+            }
+            if failing == nil, let longhorn = LonghornVersion(Self.longhornTarget) {
+                say("")
+                say("== Longhorn \(Self.longhornTarget) through the Git repository the sandbox's Flux follows (\(directory)/git/fleet.git)")
+                let updated = try await ClusterSession.with(config) { session in
+                    try await GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: "flux-system",
+                                           name: "flux-system", repoOverride: nil, timeoutSeconds: 120)
+                        .run(target: longhorn, dryRun: false, confirmed: true)
+                }
+                guard updated == RolloutExitCode.done else {
+                    throw CommandFailure(code: 1, message: "the Longhorn update through Git ended with exit \(updated)")
+                }
             }
             say(try await SandboxRunner.down(directory: directory))
             return code

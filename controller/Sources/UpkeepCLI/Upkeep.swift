@@ -20,6 +20,7 @@ public struct Upkeep: AsyncParsableCommand {
             BackupCommand.self,
             Metrics.self,
             Serve.self,
+            Update.self,
             Sandbox.self,
         ]
     )

@@ -85,6 +85,27 @@ enum StoreSchema {
                 CREATE INDEX backups_taken ON backups(taken_at);
                 """)
         }
+        migrator.registerMigration("v3") { db in
+            // Component updates through Git (`upkeep update`): one row per attempt.
+            try db.execute(sql: """
+                CREATE TABLE component_updates (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    component TEXT NOT NULL,
+                    from_version TEXT NOT NULL,
+                    to_version TEXT NOT NULL,
+                    repository TEXT NOT NULL,
+                    file TEXT NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    finished_at INTEGER,
+                    commit_sha TEXT,
+                    revert_sha TEXT,
+                    -- running, completed, reverted, failed
+                    outcome TEXT NOT NULL,
+                    message TEXT NOT NULL DEFAULT ''
+                ) WITHOUT ROWID;
+                CREATE INDEX component_updates_started ON component_updates(started_at);
+                """)
+        }
         return migrator
     }
 }

@@ -29,6 +29,9 @@ struct History: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "table or json.")
     var output = OutputFormat.table
 
+    @Flag(name: .long, help: "List component updates through Git (`upkeep update`) instead of k3s rollouts.")
+    var updates = false
+
     func validate() throws {
         guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
         if let since { _ = try Self.ageMilliseconds(since) }
@@ -48,6 +51,20 @@ struct History: AsyncParsableCommand {
         let config = try configOption.load()
         let store = try openStateStore(config)
         do {
+            if updates {
+                let records = try store.componentUpdates(limit: limit)
+                if output == .json {
+                    print(try jsonText(records), terminator: "")
+                } else if records.isEmpty {
+                    print("no component updates yet (`upkeep update`)")
+                } else {
+                    print(renderTable(["ID", "STARTED", "COMPONENT", "FROM", "TO", "OUTCOME", "COMMIT", "REVERT", "MESSAGE"], records.map { record in
+                        [record.id, record.startedAt.utcDescription, record.component, record.from, record.to, record.outcome.rawValue,
+                         String((record.commit ?? "-").prefix(12)), String((record.revertCommit ?? "-").prefix(12)), record.message]
+                    }), terminator: "")
+                }
+                return
+            }
             if let id {
                 let detail = try store.rollout(id: id)
                 print(output == .json ? try jsonText(detail) : Self.render(detail), terminator: "")

@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+import UpkeepSandbox
+import UpkeepStore
+
+/// `upkeep update` against a sandbox whose Flux follows a real Git repository: the commit lands
+/// on the branch, Flux's source and HelmRelease take it, Longhorn reports the new version (per
+/// `kubectl`); when the upgrade fails the commit is reverted on the branch; a skipped minor is
+/// refused with nothing committed.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct GitOpsEndToEndTests {
+    func log(_ sandbox: EndToEndSandbox) async throws -> [String] {
+        let log = try await ProcessRun.run("git", ["--git-dir", "\(sandbox.directory)/git/fleet.git", "log", "--format=%an %s"], timeoutSeconds: 30)
+        try #require(log.status == 0, "\(log.output)")
+        return log.output.split(separator: "\n").map(String.init)
+    }
+
+    func kubectl(_ sandbox: EndToEndSandbox, _ arguments: [String]) async throws -> String {
+        let outcome = try await ProcessRun.run("kubectl", ["--kubeconfig", sandbox.manifest.kubeconfig] + arguments, timeoutSeconds: 30)
+        try #require(outcome.status == 0, "kubectl \(arguments.joined(separator: " ")): \(outcome.output)")
+        return outcome.output
+    }
+
+    func longhornVersion(_ sandbox: EndToEndSandbox) async throws -> String {
+        try await kubectl(sandbox, ["-n", "longhorn-system", "get", "settings.longhorn.io", "current-longhorn-version", "-o", "jsonpath={.value}"])
+    }
+
+    @Test func aLonghornUpgradeGoesThroughGitAndAFailedOneIsReverted() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            #expect(try await longhornVersion(sandbox) == "v1.7.2")
+            let seeded = try await log(sandbox)
+
+            let skipped = try await sandbox.controller(["update", "--component", "longhorn", "--to", "v1.9.1", "--yes"])
+            #expect(skipped.status == 5 && skipped.output.contains("one minor version at a time"), "\(skipped.output)")
+            let dry = try await sandbox.controller(["update", "--to", "v1.8.2", "--dry-run"])
+            #expect(dry.status == 0 && dry.output.contains("chart version 1.7.2 → 1.8.2"), "\(dry.output)")
+            #expect(try await log(sandbox) == seeded, "nothing committed before a real run")
+
+            let upgrade = try await sandbox.controller(["update", "--to", "v1.8.2", "--yes"], timeoutSeconds: 120)
+            #expect(upgrade.status == 0 && upgrade.output.contains("done: Longhorn runs v1.8.2"), "\(upgrade.output)")
+            #expect(try await log(sandbox).first == "upkeep longhorn: upgrade to v1.8.2 (chart 1.7.2 → 1.8.2)")
+            #expect(try await longhornVersion(sandbox) == "v1.8.2")
+            let revision = try await kubectl(sandbox, ["-n", "flux-system", "get", "gitrepositories.source.toolkit.fluxcd.io", "flux-system",
+                                                       "-o", "jsonpath={.status.artifact.revision}"])
+            let head = try await ProcessRun.run("git", ["--git-dir", "\(sandbox.directory)/git/fleet.git", "rev-parse", "main"], timeoutSeconds: 30)
+            #expect(revision == "main@sha1:" + head.output.trimmingCharacters(in: .whitespacesAndNewlines))
+
+            // Helm cannot install the next one: the commit is reverted on the branch; Longhorn stays.
+            try await sandbox.fault(["longhorn", "upgrade-fails"])
+            let failing = try await sandbox.controller(["update", "--to", "v1.9.1", "--yes", "--timeout", "30"], timeoutSeconds: 120)
+            #expect(failing.status == 1 && failing.output.contains("UpgradeFailed") && failing.output.contains("Flux has fetched it"),
+                    "\(failing.output)")
+            let history = try await log(sandbox)
+            #expect(history.prefix(2) == [#"upkeep Revert "longhorn: upgrade to v1.9.1 (chart 1.8.2 → 1.9.1)""#,
+                                          "upkeep longhorn: upgrade to v1.9.1 (chart 1.8.2 → 1.9.1)"], "\(history)")
+            #expect(try await longhornVersion(sandbox) == "v1.8.2")
+            let pinned = try await kubectl(sandbox, ["-n", "longhorn-system", "get", "helmreleases.helm.toolkit.fluxcd.io", "longhorn",
+                                                     "-o", "jsonpath={.spec.chart.spec.version}"])
+            #expect(pinned == "1.8.2", "the HelmRelease is back at the chart Longhorn runs")
+
+            // Both attempts are in the state database, newest first.
+            let listed = try await sandbox.controller(["history", "--updates", "-o", "json"])
+            let records = try JSONDecoder().decode([ComponentUpdateRecord].self, from: Data(listed.output.utf8))
+            #expect(records.map { "\($0.from)→\($0.to) \($0.outcome.rawValue)" } == ["v1.8.2→v1.9.1 reverted", "v1.7.2→v1.8.2 completed"],
+                    "\(listed.output)")
+            #expect(records.first?.revertCommit != nil && records.first?.message.contains("UpgradeFailed") == true)
+            #expect(records.last?.commit == head.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+}

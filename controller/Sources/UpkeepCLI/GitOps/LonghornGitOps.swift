@@ -1,0 +1,153 @@
+import Foundation
+import Yams
+
+/// Where a Git repository pins Longhorn, and how to change it: the HelmRelease whose chart is
+/// `longhorn` (`spec.chart.spec.version`). Only that one line changes, so the operator's
+/// formatting, comments and other values stay as they were. Pure text in, text out.
+enum LonghornManifest {
+    struct Pin: Equatable {
+        var file: String
+        var version: String
+    }
+
+    /// The chart version of every Longhorn HelmRelease in `files` (path → text).
+    static func pins(in files: [String: String]) -> [Pin] {
+        files.sorted { $0.key < $1.key }.flatMap { path, text in
+            chartVersions(text).map { Pin(file: path, version: $0) }
+        }
+    }
+
+    static func chartVersions(_ text: String) -> [String] {
+        guard text.contains("HelmRelease"), let documents = try? Yams.load_all(yaml: text) else { return [] }
+        return documents.compactMap { document in
+            guard let document = document as? [String: Any], document["kind"] as? String == "HelmRelease",
+                  let chart = ((document["spec"] as? [String: Any])?["chart"] as? [String: Any])?["spec"] as? [String: Any],
+                  chart["chart"] as? String == "longhorn", let version = chart["version"] else { return nil }
+            return "\(version)"
+        }
+    }
+
+    /// `text` with the Longhorn HelmRelease's chart version set to `version`; nil when the file
+    /// holds no such line or more than one Longhorn HelmRelease. The result is parsed again and
+    /// must name exactly `version`.
+    static func setting(_ version: String, in text: String) -> String? {
+        var lines = text.components(separatedBy: "\n")
+        var documentStart = 0
+        var edited: Int?
+        for index in lines.indices where lines[index].hasPrefix("---") || index == lines.count - 1 {
+            let end = lines[index].hasPrefix("---") ? index : index + 1
+            let document = lines[documentStart..<end]
+            if document.contains(where: { $0.trimmingCharacters(in: .whitespaces) == "kind: HelmRelease" }),
+               let chartLine = document.firstIndex(where: { Self.value(of: "chart", in: $0) == "longhorn" }) {
+                guard edited == nil else { return nil }
+                // The version sits beside `chart: longhorn` in the same mapping (same indentation).
+                let indent = lines[chartLine].prefix { $0 == " " }.count
+                guard let versionLine = document.firstIndex(where: { line in
+                    line.prefix { $0 == " " }.count == indent && Self.value(of: "version", in: line) != nil
+                }) else { return nil }
+                guard let replaced = Self.replacingValue(in: lines[versionLine], with: version) else { return nil }
+                lines[versionLine] = replaced
+                edited = versionLine
+            }
+            documentStart = index + 1
+        }
+        guard edited != nil else { return nil }
+        let result = lines.joined(separator: "\n")
+        return chartVersions(result) == [version] ? result : nil
+    }
+
+    /// `line` (a `version: X` line) with only the value X replaced: quotes, spacing and a trailing
+    /// comment stay as written.
+    static func replacingValue(in line: String, with value: String) -> String? {
+        guard let key = line.range(of: "version:") else { return nil }
+        var start = key.upperBound
+        while start < line.endIndex, line[start] == " " { start = line.index(after: start) }
+        guard start < line.endIndex else { return nil }
+        let quote = line[start]
+        if quote == "\"" || quote == "'" {
+            let inner = line.index(after: start)
+            guard let close = line[inner...].firstIndex(of: quote) else { return nil }
+            return String(line[..<inner]) + value + String(line[close...])
+        }
+        let end = line[start...].firstIndex(where: { $0 == " " || $0 == "\t" }) ?? line.endIndex
+        return String(line[..<start]) + value + String(line[end...])
+    }
+
+    /// The scalar after `key:` on `line` (quotes and a trailing comment removed), if the line is that key.
+    static func value(of key: String, in line: String) -> String? {
+        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        guard trimmed.hasPrefix("\(key):") else { return nil }
+        var value = String(trimmed.dropFirst(key.count + 1))
+        if let comment = value.range(of: " #") { value = String(value[..<comment.lowerBound]) }
+        return value.trimmingCharacters(in: CharacterSet(charactersIn: " \"'"))
+    }
+}
+
+/// A Longhorn version as Longhorn tags it (`v1.8.2`; the chart drops the `v`).
+struct LonghornVersion: Comparable, CustomStringConvertible {
+    let major: Int, minor: Int, patch: Int
+
+    init?(_ text: String) {
+        let parts = (text.hasPrefix("v") ? String(text.dropFirst()) : text).split(separator: ".").map { Int($0) }
+        guard parts.count == 3, let major = parts[0], let minor = parts[1], let patch = parts[2] else { return nil }
+        (self.major, self.minor, self.patch) = (major, minor, patch)
+    }
+
+    var description: String { "v\(major).\(minor).\(patch)" }
+    var chart: String { "\(major).\(minor).\(patch)" }
+
+    static func < (a: LonghornVersion, b: LonghornVersion) -> Bool { (a.major, a.minor, a.patch) < (b.major, b.minor, b.patch) }
+
+    /// Longhorn upgrades one minor at a time and never down (its upgrade notes); nil when
+    /// `target` is a valid next step from `installed`, else why not.
+    static func refusal(from installed: LonghornVersion, to target: LonghornVersion) -> String? {
+        if target < installed { return "Longhorn cannot be downgraded (\(installed) → \(target)); restore a backup instead" }
+        if target == installed { return "Longhorn already runs \(target)" }
+        if target.major != installed.major || target.minor > installed.minor + 1 {
+            return "Longhorn upgrades one minor version at a time: go to a v\(installed.major).\(installed.minor + 1).x release first"
+        }
+        return nil
+    }
+}
+
+/// What the cluster shows while Flux takes a commit, judged without I/O.
+struct ReconcileView: Equatable {
+    /// `status.artifact.revision` of the GitRepository (`main@sha1:<sha>`).
+    var sourceRevision: String?
+    var releaseReady: Bool
+    var releaseReadyReason: String
+    var releaseReadyMessage: String
+    /// The chart version helm-controller last tried and last installed.
+    var releaseAttempted: String?
+    var releaseApplied: String?
+    /// `current-longhorn-version`.
+    var longhornVersion: String?
+    /// Attached volumes that are not `healthy`.
+    var unhealthyVolumes: [String]
+
+    enum Verdict: Equatable {
+        case waiting(String)
+        case done
+        case failed(String)
+    }
+
+    /// Where a change to `chart` at commit `sha` stands.
+    func verdict(commit sha: String, chart: String, version: String) -> Verdict {
+        guard let sourceRevision, sourceRevision.hasSuffix(sha) else {
+            return .waiting("Flux has not fetched \(sha.prefix(12)) yet (source at \(sourceRevision ?? "nothing"))")
+        }
+        if releaseAttempted == chart && !releaseReady && releaseApplied != chart {
+            return .failed("the HelmRelease failed to install chart \(chart): \(releaseReadyReason): \(releaseReadyMessage)")
+        }
+        guard releaseReady && releaseApplied == chart else {
+            return .waiting("the HelmRelease has not installed chart \(chart) yet (installed: \(releaseApplied ?? "nothing"))")
+        }
+        guard longhornVersion == version else {
+            return .waiting("Longhorn reports \(longhornVersion ?? "no version") (current-longhorn-version), not \(version)")
+        }
+        guard unhealthyVolumes.isEmpty else {
+            return .waiting("volumes not healthy yet: \(unhealthyVolumes.prefix(5).joined(separator: ", "))")
+        }
+        return .done
+    }
+}

@@ -1,0 +1,71 @@
+import GRDB
+import UpkeepController
+
+/// One `upkeep update` through Git as the state database records it.
+public struct ComponentUpdateRecord: Codable, Equatable, Sendable {
+    public enum Outcome: String, Codable, Sendable {
+        /// Committed (or about to be); the result is not known yet.
+        case running
+        case completed
+        /// Failed, and the commit was reverted on the branch.
+        case reverted
+        /// Failed, and the revert could not be pushed or was not fetched.
+        case failed
+    }
+
+    public var id: String
+    public var component: String
+    public var from: String
+    public var to: String
+    public var repository: String
+    public var file: String
+    public var startedAt: Instant
+    public var finishedAt: Instant?
+    public var commit: String?
+    public var revertCommit: String?
+    public var outcome: Outcome
+    public var message: String
+
+    public init(id: String, component: String, from: String, to: String, repository: String, file: String, startedAt: Instant,
+                finishedAt: Instant? = nil, commit: String? = nil, revertCommit: String? = nil, outcome: Outcome = .running, message: String = "") {
+        self.id = id
+        self.component = component
+        self.from = from
+        self.to = to
+        self.repository = repository
+        self.file = file
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.commit = commit
+        self.revertCommit = revertCommit
+        self.outcome = outcome
+        self.message = message
+    }
+}
+
+extension StateStore {
+    /// Inserts or replaces the record with the same id (it is written before the push and again at the end).
+    public func saveComponentUpdate(_ record: ComponentUpdateRecord) throws(StoreError) {
+        try write { db in
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO component_updates
+                    (id, component, from_version, to_version, repository, file, started_at, finished_at, commit_sha, revert_sha, outcome, message)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [record.id, record.component, record.from, record.to, record.repository, record.file, record.startedAt.milliseconds,
+                                 record.finishedAt?.milliseconds, record.commit, record.revertCommit, record.outcome.rawValue, record.message])
+        }
+    }
+
+    /// Component updates newest first, at most `limit`.
+    public func componentUpdates(limit: Int) throws(StoreError) -> [ComponentUpdateRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM component_updates ORDER BY started_at DESC, id DESC LIMIT ?", arguments: [max(limit, 0)]).map { row in
+                ComponentUpdateRecord(id: row["id"], component: row["component"], from: row["from_version"], to: row["to_version"],
+                                      repository: row["repository"], file: row["file"], startedAt: Instant(milliseconds: row["started_at"]),
+                                      finishedAt: (row["finished_at"] as Int64?).map { Instant(milliseconds: $0) }, commit: row["commit_sha"],
+                                      revertCommit: row["revert_sha"], outcome: ComponentUpdateRecord.Outcome(rawValue: row["outcome"]) ?? .failed,
+                                      message: row["message"])
+            }
+        }
+    }
+}
