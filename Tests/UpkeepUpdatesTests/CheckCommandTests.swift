@@ -23,16 +23,16 @@ func upkeepBinary() throws -> String {
 
 struct CheckConfigurationMissing: Error, CustomStringConvertible { var description: String }
 
-/// The simulated cluster, the release fixture and a state directory, with `upkeep check` run against them.
+/// The simulated cluster, the sandbox release server and a state directory, with `upkeep check` run against them.
 final class CheckCommandHarness {
     let cluster: SimulatedCluster
-    let releases: FixtureReleaseServer
+    let releases: SandboxReleases
     let state: TemporaryDirectory
 
     init(k3sVersion: String = "v1.30.6+k3s1") async throws {
         cluster = try await SimulatedCluster(spec: ClusterSpec(servers: 1, agents: 2, volumes: 0, k3sVersion: k3sVersion,
                                                                longhornVersion: "v1.7.2", fluxVersion: "v2.4.0"))
-        releases = try await FixtureReleaseServer(pageSize: 5)
+        releases = try await SandboxReleases(pageSize: 5)
         state = try TemporaryDirectory()
     }
 
@@ -70,11 +70,11 @@ struct CheckCommandTests {
         #expect(mode == 0o600)
 
         // The same as `--report --output json`; the second run answers from 304s.
-        let fullBefore = harness.releases.counters.full
+        let fullBefore = harness.releases.full
         let again = try harness.check(["--report", "--output", "json"])
         #expect(again.status == 10)
-        #expect(harness.releases.counters.full == fullBefore)
-        #expect(harness.releases.counters.notModified > 0)
+        #expect(harness.releases.full == fullBefore)
+        #expect(harness.releases.notModified > 0)
         #expect(harness.history.count == 2)
         await harness.close()
     }
@@ -93,19 +93,26 @@ struct CheckCommandTests {
     @Test("a rate limit, a corrupted answer, an unreachable cluster and a loose token file each have their code")
     func failureCodes() async throws {
         let harness = try await CheckCommandHarness()
-        harness.releases.rateLimited.withLockedValue { $0 = true }
+        try harness.releases.fault("rate-limit")
         let limited = try harness.check(["-o", "json"])
         #expect(limited.status == 5)
         #expect(limited.error.contains("rate limit exhausted") && limited.error.contains("GITHUB_TOKEN"))
         let error = try JSONSerialization.jsonObject(with: Data(limited.output.utf8)) as? [String: Any]
         #expect((error?["error"] as? [String: Any])?["exitCode"] as? Int == 5)
-        harness.releases.rateLimited.withLockedValue { $0 = false }
+        try harness.releases.fault("clear")
 
-        harness.releases.corrupt.withLockedValue { $0 = .longhorn }
+        try harness.releases.fault("corrupt-json", "longhorn/longhorn")
         let corrupt = try harness.check([])
         #expect(corrupt.status == 6)
         #expect(corrupt.error.contains("unusable answer from \(harness.releases.baseURL)/repos/longhorn/longhorn/releases"))
-        harness.releases.corrupt.withLockedValue { $0 = nil }
+        try harness.releases.fault("clear")
+
+        // A release server that never answers: the check gives up after its attempts (--timeout 1 each).
+        try harness.releases.fault("hang")
+        let hung = try harness.check(["--timeout", "1", "--component", "k3s"])
+        #expect(hung.status == 5)
+        #expect(hung.error.contains("did not answer within 1"), "\(hung.error)")
+        try harness.releases.fault("clear")
 
         let kubeconfig = try harness.state.write("""
             apiVersion: v1
@@ -130,7 +137,7 @@ struct CheckCommandTests {
         let channel = try harness.check(["--channel", "no such"])
         #expect(channel.status == 2)
 
-        #expect(harness.history.map(\.exitCode) == [5, 6, 4, 3])
+        #expect(harness.history.map(\.exitCode) == [5, 6, 5, 4, 3])
         #expect(harness.history.allSatisfy { $0.outcome == "failed" && $0.error != nil })
         await harness.close()
     }
@@ -139,12 +146,7 @@ struct CheckCommandTests {
     func mirror() async throws {
         let harness = try await CheckCommandHarness()
         let mirror = try TemporaryDirectory()
-        for component in Component.allCases {
-            let path = mirror.file(MirrorReleaseSource.path(of: component))
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(JSON.array(ReleaseFixture.releases(of: component)).serialized()).write(to: URL(fileURLWithPath: path))
-        }
-        try Data(ReleaseFixture.channels().serialized()).write(to: URL(fileURLWithPath: mirror.file("channels.json")))
+        try harness.releases.writeMirror(to: mirror.path)
         let online = try harness.check(["-o", "json"])
         let offline = try harness.check(["-o", "json", "--mirror", mirror.path])
         #expect(offline.status == online.status)
@@ -169,9 +171,7 @@ struct HTTPSMirrorTests {
         let issued = try ca.issueServer(commonName: "mirror", ipAddresses: ["127.0.0.1"], keyType: .ecdsaP256,
                                         validity: .days(1).startingEarlier(bySeconds: 60))
         let tls = try TLSContext.publicServer(chain: [issued.certificate], key: issued.key)
-        let files: [String: [UInt8]] = Dictionary(uniqueKeysWithValues: Component.allCases.map {
-            ("/" + MirrorReleaseSource.path(of: $0), JSON.array(ReleaseFixture.releases(of: $0)).serialized())
-        } + [("/channels.json", ReleaseFixture.channels().serialized())])
+        let files = Dictionary(uniqueKeysWithValues: harness.releases.mirrorFiles.map { ("/" + $0.path, $0.content) })
         let mirror = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
                                                        channelPrefix: { channel in try channel.pipeline.syncOperations.addHandler(tls.makeServerHandler()) }) { request in
             files[request.path].map { APIResponse(status: 200, body: $0) } ?? .text("missing\n", status: 404)

@@ -93,102 +93,89 @@ enum ReleaseFixture {
     }
 }
 
-/// A GitHub- and channel-server-shaped HTTP server on 127.0.0.1 for the update checks, until the
-/// sandbox release server takes over: pagination with `Link`, `x-ratelimit-*`, ETags and 304s,
-/// the channel server's 302, and switches for an exhausted rate limit and a corrupted answer.
-final class FixtureReleaseServer: Sendable {
-    struct Counters: Sendable {
-        var full = 0
-        var notModified = 0
-        var requests: [String] = []
-        var authorizations: [String?] = []
+extension ReleaseFixture {
+    /// The same history as releases of the sandbox's catalog: k3s releases carry every arch's
+    /// files as k3s publishes them (binaries are placeholders, checksum files real), so v1.32.3's
+    /// missing `k3s-armhf` is a fault a test switches on (`drop-asset`), not part of the data.
+    static func catalogReleases() -> [ReleaseCatalog.Release] {
+        Component.allCases.flatMap { component in
+            releases(of: component).map { json -> ReleaseCatalog.Release in
+                let tag = json["tag_name"]?.string ?? ""
+                let draft = json["draft"]?.bool == true
+                let prerelease = json["prerelease"]?.bool == true
+                let published = KubeTime.parse(json["created_at"]?.string ?? "") ?? 0
+                let parts = component.repository.split(separator: "/").map(String.init)
+                switch component {
+                case .k3s:
+                    return ReleaseCatalog.k3sRelease(tag, prerelease: prerelease, draft: draft, publishedAt: published) { arch in
+                        Array("k3s \(tag) for \(arch)\n".utf8)
+                    }
+                case .flux, .longhorn:
+                    let name = component == .flux ? "install.yaml" : "longhorn.yaml"
+                    return ReleaseCatalog.Release(owner: parts[0], repo: parts[1], tag: tag, prerelease: prerelease, draft: draft, publishedAt: published,
+                                                  assets: [ReleaseCatalog.asset(name, Array("# \(component.rawValue) \(tag)\n".utf8))])
+                }
+            }
+        }
+    }
+}
+
+/// The sandbox's release server (`ReleaseServer`, what `upkeep sandbox up` runs) on 127.0.0.1,
+/// serving `ReleaseFixture`'s real-shaped history. Faults are switched through
+/// `SandboxControl.setReleaseFault`, the code behind `upkeep sandbox fault releases KIND`; here
+/// the faults live in memory instead of `DIR/faults.json`.
+final class SandboxReleases: Sendable {
+    let server: ReleaseServer
+    let faults: NIOLockedValueBox<SandboxFaults>
+
+    var baseURL: String { server.baseURL }
+    var catalog: ReleaseCatalog { server.catalog }
+
+    init(pageSize: Int? = nil) async throws {
+        let faults = NIOLockedValueBox(SandboxFaults())
+        self.faults = faults
+        let catalog = ReleaseCatalog(releases: ReleaseFixture.catalogReleases(), faults: { faults.withLockedValue { $0 } },
+                                     now: Date().timeIntervalSince1970)
+        server = try await ReleaseServer.start(catalog: catalog, host: "127.0.0.1", group: MultiThreadedEventLoopGroup.singleton)
+        if let pageSize { try fault("page-size", String(pageSize)) }
     }
 
-    let server: SandboxHTTPServer
-    let state = NIOLockedValueBox(Counters())
-    let rateLimited = NIOLockedValueBox(false)
-    let corrupt = NIOLockedValueBox<Component?>(nil)
-    let pageSize: Int
+    /// Sets a fault as `upkeep sandbox fault releases KIND [VALUE] [--k3s-version V]` does.
+    @discardableResult
+    func fault(_ kind: String, _ value: String? = nil, version: String? = nil,
+               options: SandboxControl.ReleaseFaultOptions = .init()) throws -> String
+    {
+        try faults.withLockedValue {
+            try SandboxControl.setReleaseFault(&$0, kind: kind, value: value, version: version, options: options, directory: "(test)")
+        }
+    }
 
-    var baseURL: String { "http://127.0.0.1:\(server.port)" }
-    var counters: Counters { state.withLockedValue { $0 } }
+    var requests: [ReleaseCatalog.ServedRequest] { catalog.requests }
 
-    init(pageSize: Int = 100) async throws {
-        self.pageSize = pageSize
-        let state = state
-        let rateLimited = rateLimited
-        let corrupt = corrupt
-        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton) { request in
-            Self.respond(request, state: state, rateLimited: rateLimited, corrupt: corrupt, pageSize: pageSize)
+    /// The statuses answered for `path`, in order.
+    func statuses(_ path: String) -> [Int] { requests.filter { $0.path == path }.map(\.status) }
+
+    /// Full answers (200) of release lists and the channel list; 304s answered from the ETag.
+    var full: Int { requests.filter { $0.status == 200 && ($0.path.hasPrefix("/repos/") || $0.path == "/v1-release/channels") }.count }
+    var notModified: Int { requests.filter { $0.status == 304 }.count }
+    /// API answers that cost rate limit (everything under /repos/ but 304s and refusals).
+    var charged: Int { requests.filter { $0.path.hasPrefix("/repos/") && $0.status != 304 && $0.status != 403 && $0.status != 429 }.count }
+
+    /// A mirror's files (docs/check.md layout) holding exactly what this server lists.
+    var mirrorFiles: [(path: String, content: [UInt8])] {
+        Component.allCases.map { component in
+            let parts = component.repository.split(separator: "/").map(String.init)
+            return (MirrorReleaseSource.path(of: component), catalog.releaseListJSON(owner: parts[0], repo: parts[1], baseURL: baseURL).serialized())
+        } + [("channels.json", catalog.channelListJSON(baseURL: baseURL).serialized())]
+    }
+
+    func writeMirror(to root: String) throws {
+        for (path, content) in mirrorFiles {
+            let file = root + "/" + path
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(content).write(to: URL(fileURLWithPath: file))
         }
     }
 
     func close() async { await server.close() }
-
-    static func respond(_ request: APIRequest, state: NIOLockedValueBox<Counters>, rateLimited: NIOLockedValueBox<Bool>,
-                        corrupt: NIOLockedValueBox<Component?>, pageSize requested: Int) -> APIResponse
-    {
-        let header = { (name: String) in request.headers.first { $0.0 == name }?.1 }
-        state.withLockedValue {
-            $0.requests.append(request.path)
-            $0.authorizations.append(header("authorization"))
-        }
-        let base = "http://\(header("host") ?? "127.0.0.1")"
-        if request.path == "/v1-release/channels" {
-            return conditional(ReleaseFixture.channels(base: base).serialized(), request: request, state: state, headers: [])
-        }
-        if request.path.hasPrefix("/v1-release/channels/") {
-            let name = String(request.path.dropFirst("/v1-release/channels/".count))
-            guard let channel = ReleaseFixture.channels().data(name) else { return .text("404 page not found\n", status: 404) }
-            return APIResponse(status: 302, contentType: "text/html", body: [],
-                               headers: [("Location", "https://github.com/k3s-io/k3s/releases/tag/\(channel.replacingOccurrences(of: "+", with: "%2B"))")])
-        }
-        let reset = Int(HTTPClockNow.now()) + 3600
-        var rateHeaders = [("x-ratelimit-limit", "60"), ("x-ratelimit-used", "3"), ("x-ratelimit-reset", String(reset))]
-        if rateLimited.withLockedValue({ $0 }) {
-            rateHeaders.append(("x-ratelimit-remaining", "0"))
-            return APIResponse(status: 403, body: Array(#"{"message":"API rate limit exceeded for 127.0.0.1.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}"#.utf8),
-                               headers: rateHeaders)
-        }
-        rateHeaders.append(("x-ratelimit-remaining", "57"))
-        for component in Component.allCases where request.path == "/repos/\(component.repository)/releases" {
-            if corrupt.withLockedValue({ $0 }) == component {
-                return APIResponse(status: 200, body: Array(#"[{"tag_name":"v1.33.5+k3s1","draft":false,"#.utf8), headers: rateHeaders)
-            }
-            let all = ReleaseFixture.releases(of: component)
-            let perPage = min(requested, Int(request.query["per_page"] ?? "30") ?? 30)
-            let page = max(1, Int(request.query["page"] ?? "1") ?? 1)
-            let slice = Array(all.dropFirst((page - 1) * perPage).prefix(perPage))
-            var headers = rateHeaders
-            if page * perPage < all.count {
-                headers.append(("Link", "<\(base)/repos/\(component.repository)/releases?per_page=\(perPage)&page=\(page + 1)>; rel=\"next\", <\(base)/repos/\(component.repository)/releases?per_page=\(perPage)&page=\((all.count + perPage - 1) / perPage)>; rel=\"last\""))
-            }
-            return conditional(JSON.array(slice).serialized(), request: request, state: state, headers: headers)
-        }
-        return APIResponse(status: 404, body: Array(#"{"message":"Not Found"}"#.utf8), headers: rateHeaders)
-    }
-
-    /// 304 when `If-None-Match` carries this body's ETag.
-    static func conditional(_ body: [UInt8], request: APIRequest, state: NIOLockedValueBox<Counters>, headers: [(String, String)]) -> APIResponse {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in body { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        let etag = "W/\"\(String(hash, radix: 16))\""
-        if request.headers.first(where: { $0.0 == "if-none-match" })?.1 == etag {
-            state.withLockedValue { $0.notModified += 1 }
-            return APIResponse(status: 304, body: [], headers: headers + [("ETag", etag)])
-        }
-        state.withLockedValue { $0.full += 1 }
-        return APIResponse(status: 200, body: body, headers: headers + [("ETag", etag)])
-    }
-}
-
-enum HTTPClockNow {
-    static func now() -> Double { Date().timeIntervalSince1970 }
-}
-
-extension JSON {
-    /// The `latest` of channel `name` in a channel collection.
-    func data(_ name: String) -> String? {
-        self["data"]?.array?.first { $0["name"]?.string == name }?["latest"]?.string
-    }
 }

@@ -60,6 +60,15 @@ public struct APIResponse: Sendable {
     public var contentType: String
     public var body: [UInt8]
     public var headers: [(String, String)]
+    /// The server keeps the connection open and never answers (a hung peer).
+    public var withheld = false
+
+    /// No answer at all: the connection stays open until the client gives up.
+    public static var withheld: APIResponse {
+        var response = APIResponse(status: 0, body: [])
+        response.withheld = true
+        return response
+    }
 
     public init(status: Int, contentType: String = "application/json", body: [UInt8], headers: [(String, String)] = []) {
         self.status = status

@@ -45,6 +45,7 @@ public enum SandboxControl {
         var global: [String] = []
         if faults.releasesRateLimited { global.append("release API rate-limited") }
         if faults.corruptBinaries { global.append("corrupt k3s binaries") }
+        global += faults.releaseFaults?.summary ?? []
         if !global.isEmpty { lines.append("release faults: " + global.joined(separator: ", ")) }
         return (true, lines.joined(separator: "\n"))
     }
@@ -72,7 +73,12 @@ public enum SandboxControl {
         ("slow-rebuild SECONDS", "Longhorn replicas on the node take SECONDS to rebuild when it returns"),
         ("agent-down", "the node's upkeep-agent is stopped and kept down"),
         ("clear", "removes every fault of the node (an agent kept down is started again)"),
-        ("releases rate-limit", "(NODE = releases) the releases API answers 403 with x-ratelimit-remaining: 0"),
+        ("releases rate-limit [SECONDS]", "(NODE = releases, or release-server) the releases API answers 403 \"API rate limit exceeded\" with x-ratelimit-remaining: 0; until cleared, or with SECONDS until the window resets SECONDS after the first refusal"),
+        ("releases retry-after SECONDS [--requests N] [--status 403|429]", "(NODE = releases) GitHub's secondary limit: the next N API requests (1) are refused with retry-after: SECONDS"),
+        ("releases corrupt-json [REPO]", "(NODE = releases) release lists of REPO (k3s-io/k3s, fluxcd/flux2, longhorn/longhorn, or channels; all without REPO) are cut in half"),
+        ("releases hang", "(NODE = releases) the release server accepts every request and never answers"),
+        ("releases drop-asset NAME [--k3s-version TAG]", "(NODE = releases) the asset NAME (e.g. k3s-armhf) disappears from release TAG (every release without it)"),
+        ("releases page-size N", "(NODE = releases) the releases API returns at most N releases per page"),
         ("releases corrupt-binaries", "(NODE = releases) k3s binaries no longer match their checksums"),
         ("releases clear", "(NODE = releases) the release server behaves again"),
     ]
@@ -83,7 +89,7 @@ public enum SandboxControl {
     /// starts; by default only at versions other than the one the node runs now (that is, after
     /// an upgrade); `version` limits them to one version, `anyVersion` applies them to all.
     public static func setFault(directory: String, node: String, kind: String, value: String?, version: String?,
-                                anyVersion: Bool) async throws -> String
+                                anyVersion: Bool, releaseOptions: ReleaseFaultOptions = ReleaseFaultOptions()) async throws -> String
     {
         guard let manifest = try? SandboxManifest.load(directory: directory) else {
             throw SandboxError("no sandbox in \(directory) (no sandbox.json); start one with `upkeep sandbox up --dir \(directory)`")
@@ -96,16 +102,8 @@ public enum SandboxControl {
             return seconds
         }
         let message: String
-        if node == "releases" {
-            switch kind {
-            case "rate-limit": faults.releasesRateLimited = true; message = "the releases API now answers 403 (rate limit exhausted)"
-            case "corrupt-binaries": faults.corruptBinaries = true; message = "the release server now serves corrupted k3s binaries"
-            case "clear":
-                faults.releasesRateLimited = false
-                faults.corruptBinaries = false
-                message = "the release server behaves again"
-            default: throw SandboxError("unknown release fault \(kind); use rate-limit, corrupt-binaries or clear")
-            }
+        if node == "releases" || node == "release-server" {
+            message = try setReleaseFault(&faults, kind: kind, value: value, version: version, options: releaseOptions, directory: directory)
             try JSONFiles.write(faults, to: manifest.faultsFile)
             return message
         }
@@ -168,6 +166,82 @@ public enum SandboxControl {
         } else if kind == "clear" && agentWasDown {
             try await waitForAgent(target, running: true, in: directory)
         }
+        return message
+    }
+
+    /// Extra settings of the release server's faults (`--requests`, `--status` of retry-after).
+    public struct ReleaseFaultOptions: Sendable {
+        public var requests: Int?
+        public var status: Int?
+        public init(requests: Int? = nil, status: Int? = nil) {
+            self.requests = requests
+            self.status = status
+        }
+    }
+
+    /// Sets (or clears) one release-server fault in `faults`; returns what now happens, in words.
+    public static func setReleaseFault(_ faults: inout SandboxFaults, kind: String, value: String?, version: String?,
+                                options: ReleaseFaultOptions, directory: String, now: Double = Date().timeIntervalSince1970) throws -> String
+    {
+        var release = faults.releaseFaults ?? ReleaseFaults()
+        func number(_ range: ClosedRange<Double>, example: String) throws -> Double {
+            guard let value, let number = Double(value), range.contains(number) else {
+                throw SandboxError("\(kind) needs a number between \(Int(range.lowerBound)) and \(Int(range.upperBound)), e.g. `upkeep sandbox fault --dir \(directory) releases \(kind) \(example)`")
+            }
+            return number
+        }
+        let message: String
+        switch kind {
+        case "rate-limit":
+            if value == nil {
+                faults.releasesRateLimited = true
+                message = "the releases API now answers 403 (rate limit exhausted) until `releases clear`"
+            } else {
+                let seconds = try number(1...3600, example: "5")
+                release.rateLimitReset = .init(resetSeconds: seconds, armedAt: now)
+                message = "the releases API now answers 403 (rate limit exhausted); the limit resets \(Int(seconds)) s after the first refusal"
+            }
+        case "retry-after":
+            let seconds = Int(try number(0...3600, example: "2"))
+            let requests = options.requests ?? 1
+            let status = options.status ?? 403
+            guard (1...1000).contains(requests), status == 403 || status == 429 else {
+                throw SandboxError("retry-after takes --requests between 1 and 1000 and --status 403 or 429")
+            }
+            release.secondaryLimit = .init(retryAfterSeconds: seconds, requests: requests, status: status, armedAt: now)
+            message = "the next \(requests) releases API request(s) hit a secondary limit (HTTP \(status), retry-after: \(seconds))"
+        case "corrupt-json":
+            let targets = ["k3s-io/k3s", "fluxcd/flux2", "longhorn/longhorn", "channels"]
+            if let value, !targets.contains(value) {
+                throw SandboxError("corrupt-json takes one of \(targets.joined(separator: ", ")), or nothing for all of them")
+            }
+            release.corruptJSON = Array(Set((release.corruptJSON ?? []) + [value ?? "*"])).sorted()
+            message = "the release server now cuts \(value.map { "the answers for \($0)" } ?? "every list answer") in half"
+        case "hang":
+            release.hang = true
+            message = "the release server now accepts requests and never answers"
+        case "drop-asset":
+            guard let value, !value.isEmpty, !value.contains("/") else {
+                throw SandboxError("drop-asset needs an asset name, e.g. `upkeep sandbox fault --dir \(directory) releases drop-asset k3s-armhf --k3s-version v1.31.4+k3s1`")
+            }
+            release.droppedAssets = (release.droppedAssets ?? []) + [.init(name: value, tag: version)]
+            message = "\(value) is gone from \(version.map { "release \($0)" } ?? "every release")"
+        case "page-size":
+            let size = Int(try number(1...100, example: "2"))
+            release.pageSizeMax = size
+            message = "the releases API now returns at most \(size) releases per page"
+        case "corrupt-binaries":
+            faults.corruptBinaries = true
+            message = "the release server now serves corrupted k3s binaries"
+        case "clear":
+            faults.releasesRateLimited = false
+            faults.corruptBinaries = false
+            faults.releaseFaults = nil
+            return "the release server behaves again"
+        default:
+            throw SandboxError("unknown release fault \(kind); use rate-limit, retry-after, corrupt-json, hang, drop-asset, page-size, corrupt-binaries or clear")
+        }
+        faults.releaseFaults = release.isEmpty ? nil : release
         return message
     }
 

@@ -198,6 +198,9 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var releasesRateLimited: Bool = false
     /// The release server serves k3s binaries that do not match their checksums.
     public var corruptBinaries: Bool = false
+    /// The release server's other faults (rate limit with a reset, secondary limit, corrupt
+    /// JSON, hang, a dropped asset, a small page size).
+    public var releaseFaults: ReleaseFaults? = nil
     /// Longhorn replicas on these nodes take this long to rebuild.
     public var rebuildSeconds: [String: Double]? = nil
     /// These nodes' upkeep-agents are stopped and kept down.

@@ -43,7 +43,7 @@ public final class SandboxRunner: Sendable {
     public let manifest: SandboxManifest
     public let cluster: SandboxCluster
     let api: SandboxHTTPServer
-    let release: SandboxHTTPServer
+    let release: ReleaseServer
     let driver: RepeatedTask
     let network: SandboxNetwork?
     /// When each node's agent was last started (seconds since the epoch), to space out restarts.
@@ -65,7 +65,7 @@ public final class SandboxRunner: Sendable {
     }
 
     private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: SandboxHTTPServer,
-                 release: SandboxHTTPServer, driver: RepeatedTask, network: SandboxNetwork?, git: SandboxGit)
+                 release: ReleaseServer, driver: RepeatedTask, network: SandboxNetwork?, git: SandboxGit)
     {
         self.git = git
         self.options = options
@@ -162,11 +162,7 @@ public final class SandboxRunner: Sendable {
         if !FileManager.default.fileExists(atPath: faultsFile) { try JSONFiles.write(SandboxFaults(), to: faultsFile) }
         let catalog = ReleaseCatalog(k3sBase: spec.k3sVersion, hostBinary: options.hostBinary,
                                      faults: { SandboxFaults.load(faultsFile) }, now: Date().timeIntervalSince1970)
-        let releaseBase = NIOLockedValueBoxString()
-        let release = try await SandboxHTTPServer.start(host: apiHost, port: 0, group: group) { request in
-            catalog.handle(request, baseURL: releaseBase.value, now: Date().timeIntervalSince1970)
-        }
-        releaseBase.value = "http://\(apiHost):\(release.port)"
+        let release = try await ReleaseServer.start(catalog: catalog, host: apiHost, group: group)
 
         var nodes: [SandboxNode] = []
         for (index, name) in spec.nodeNames.enumerated() {
@@ -178,12 +174,12 @@ public final class SandboxRunner: Sendable {
             nodes.append(node)
         }
         try SandboxIdentities.prepare(directory: directory, nodes: nodes)
-        try JSONFiles.atomicWrite(Data(SandboxIdentities.controllerConfig(directory: directory, releaseURL: releaseBase.value,
+        try JSONFiles.atomicWrite(Data(SandboxIdentities.controllerConfig(directory: directory, releaseURL: release.baseURL,
                                                                           agentPort: options.agentPort).utf8),
                                   to: "\(directory)/upkeep.yaml")
         let driver = cluster.startDriver(on: group.next())
         let manifest = SandboxManifest(directory: directory, pid: getpid(), apiURL: apiURL, kubeconfig: kubeconfig,
-                                       releaseURL: releaseBase.value, faultsFile: faultsFile, netns: network != nil,
+                                       releaseURL: release.baseURL, faultsFile: faultsFile, netns: network != nil,
                                        bridge: network?.bridge, k3sVersion: spec.k3sVersion, availableK3sVersions: catalog.k3sVersions,
                                        nodes: nodes, serverCAFile: "\(pki)/server-ca.crt",
                                        startedAt: KubeTime.format(Date().timeIntervalSince1970))
@@ -377,15 +373,5 @@ public final class SandboxRunner: Sendable {
         unlink(SandboxManifest.path(in: directory))
         report.append("sandbox in \(directory) is down")
         return report.joined(separator: "\n")
-    }
-}
-
-/// A string shared between the release server's responder and the code that learns its port.
-final class NIOLockedValueBoxString: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored = ""
-    var value: String {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }

@@ -96,6 +96,7 @@ final class HTTPResponderHandler: ChannelInboundHandler {
                                      contentType: head.headers.first(name: "content-type") ?? "", body: body, headers: headers)
             body = []
             let response = responder(request)
+            guard !response.withheld else { return }
             write(response, keepAlive: head.isKeepAlive, context: context, isHead: head.method == .HEAD)
         }
     }

@@ -12,23 +12,30 @@ struct SandboxFault: AsyncParsableCommand {
 
     @OptionGroup var directory: SandboxDirectoryOption
 
-    @Argument(help: "A node name, or `releases` for the release server.")
+    @Argument(help: "A node name, or `releases` (also `release-server`) for the release server.")
     var node: String
 
     @Argument(help: "The fault (see above).")
     var kind: String
 
-    @Argument(help: "SECONDS for slow-start and slow-rebuild.")
+    @Argument(help: "SECONDS for slow-start, slow-rebuild, rate-limit and retry-after; REPO for corrupt-json; NAME for drop-asset; N for page-size.")
     var value: String?
 
-    @Option(name: .customLong("k3s-version"), help: "Apply the k3s fault only at this version.")
+    @Option(name: .customLong("k3s-version"), help: "Apply the k3s fault only at this version (drop-asset: only from this release).")
     var k3sVersion: String?
 
     @Flag(name: .customLong("any-version"), help: "Apply the k3s fault at every version, the current one included.")
     var anyVersion = false
 
+    @Option(name: .long, help: "retry-after: how many API requests the secondary limit refuses (default 1).")
+    var requests: Int?
+
+    @Option(name: .long, help: "retry-after: the status of a refusal, 403 or 429 (default 403).")
+    var status: Int?
+
     func run() async throws {
         print(try await SandboxControl.setFault(directory: directory.path, node: node, kind: kind, value: value, version: k3sVersion,
-                                                anyVersion: anyVersion))
+                                                anyVersion: anyVersion,
+                                                releaseOptions: .init(requests: requests, status: status)))
     }
 }
