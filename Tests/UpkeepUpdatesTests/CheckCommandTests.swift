@@ -76,6 +76,13 @@ struct CheckCommandTests {
         #expect(harness.releases.full == fullBefore)
         #expect(harness.releases.notModified > 0)
         #expect(harness.history.count == 2)
+
+        // A secondary limit (429, retry-after: 1) on the first API request is waited out.
+        try harness.releases.fault("retry-after", "1", options: .init(requests: 1, status: 429))
+        let waited = try harness.check(["-o", "json"])
+        #expect(waited.status == 10, "\(waited.error)")
+        #expect(harness.releases.requests.filter { $0.status == 429 }.count == 1)
+        #expect(harness.history.count == 3)
         await harness.close()
     }
 
