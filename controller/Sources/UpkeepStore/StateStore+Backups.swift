@@ -63,7 +63,7 @@ extension StateStore {
         }
     }
 
-    private static func backup(_ row: Row) -> BackupRecord {
+    static func backup(_ row: Row) -> BackupRecord {
         BackupRecord(id: row["id"], rolloutID: row["rollout_id"], takenAt: Instant(milliseconds: row["taken_at"]), node: row["node"],
                      format: row["format"], agentFile: row["agent_file"], path: row["path"], bytes: row["bytes"], sha256: row["sha256"])
     }

@@ -35,46 +35,27 @@ struct MetricsSnapshot: Equatable {
     var lastBackupBytes: Int64?
     var lastCheck: LastCheck?
 
-    /// Rollouts read for the counters (the newest ones; a history longer than this counts from here).
-    static let rolloutsReadMax = 10_000
-
     static func gather(store: StateStore, checks: (any CheckRecorder)?, now: Instant) throws(StoreError) -> MetricsSnapshot {
         var snapshot = MetricsSnapshot()
         if let lease = try store.currentLease() { snapshot.controllerActive = lease.expiresAt > now }
-        let records = try store.history(limit: rolloutsReadMax)
-        for record in records {
-            switch record.status {
-            case .finished(let outcome):
-                snapshot.rolloutsByOutcome[Self.name(outcome), default: 0] += 1
-            case .blocked:
-                snapshot.blocked = true
-            case .running, .stopping, .notStarted:
-                snapshot.running = true
-            }
-            for step in record.steps where !step.progress.isRollback {
-                switch step.progress.stage {
-                case .done, .reverted, .unhealthy, .cancelled:
-                    snapshot.nodeUpgradesByResult[step.progress.stage.rawValue, default: 0] += 1
-                case .waiting, .working:
-                    break
-                }
-                if step.progress.stage == .done, let started = step.startedAt, let finished = step.finishedAt {
-                    snapshot.nodeUpgradeSeconds.append(Double(finished.milliseconds - started.milliseconds) / 1000)
-                }
-            }
+        let summary = try store.summary()
+        for (outcome, count) in summary.finishedByOutcome { snapshot.rolloutsByOutcome[Self.metricName(outcome: outcome), default: 0] += count }
+        snapshot.blocked = summary.unfinishedStatuses.contains("blocked")
+        snapshot.running = summary.unfinishedStatuses.contains { $0 != "blocked" }
+        for stage in ["done", "reverted", "unhealthy", "cancelled"] {
+            if let count = summary.forwardStepsByStage[stage] { snapshot.nodeUpgradesByResult[stage] = count }
         }
-        if let last = records.first(where: { $0.outcome != nil }), let outcome = last.outcome, let finished = last.finishedAt {
-            let began = last.startedAt ?? last.createdAt
-            snapshot.lastRollout = LastRollout(id: last.id, succeeded: outcome == .completed,
-                                               finishedAtSeconds: Double(finished.milliseconds) / 1000,
-                                               durationSeconds: Double(finished.milliseconds - began.milliseconds) / 1000)
+        snapshot.nodeUpgradeSeconds = summary.doneStepMilliseconds.map { Double($0) / 1000 }
+        if let last = summary.lastFinished {
+            snapshot.lastRollout = LastRollout(id: last.id, succeeded: last.outcome == "completed",
+                                               finishedAtSeconds: Double(last.finished.milliseconds) / 1000,
+                                               durationSeconds: Double(last.finished.milliseconds - last.began.milliseconds) / 1000)
         }
         if let unfinished = try store.unfinishedRollout() {
             snapshot.cordonedByUpkeep = try store.engine(rolloutID: unfinished.id).cordonedByUpkeep.count
         }
-        let backups = try store.backups(limit: 100_000)
-        snapshot.backupsKept = backups.count
-        if let newest = backups.first {
+        snapshot.backupsKept = summary.backupCount
+        if let newest = summary.newestBackup {
             snapshot.lastBackupAtSeconds = Double(newest.takenAt.milliseconds) / 1000
             snapshot.lastBackupBytes = newest.bytes
         }
@@ -86,13 +67,8 @@ struct MetricsSnapshot: Equatable {
         return snapshot
     }
 
-    static func name(_ outcome: RolloutOutcome) -> String {
-        switch outcome {
-        case .completed: "completed"
-        case .rolledBack: "rolled_back"
-        case .failed: "failed"
-        }
-    }
+    /// The store's outcome word as the metric's label (`rolledBack` → `rolled_back`).
+    static func metricName(outcome: String) -> String { outcome == "rolledBack" ? "rolled_back" : outcome }
 
     static func seconds(iso8601 text: String) -> Double? {
         let formatter = ISO8601DateFormatter()
