@@ -42,6 +42,9 @@ struct PlanAgentsRollbackTests {
                     "\(refused.output)")
             let windowDry = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "apply", "--to", target, "--dry-run"], timeoutSeconds: 120)
             #expect(windowDry.status == 0 && windowDry.output.contains("apply would refuse now"), "\(windowDry.output)")
+            let overridden = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "apply", "--to", target, "--dry-run", "--ignore-window"],
+                                                      timeoutSeconds: 120)
+            #expect(overridden.status == 0 && overridden.output.contains("going ahead (--ignore-window)"), "\(overridden.output)")
             let recorded = (try await sandbox.history().count, try await sandbox.backups().count)
             #expect(recorded == (0, 0), "a refused apply records nothing: \(recorded)")
             try await sandbox.expectAllNodes(at: start, "after the refused apply")
@@ -68,7 +71,19 @@ struct PlanAgentsRollbackTests {
             #expect(rollback.status == 0, "\(rollback.output)")
             #expect(rollback.output.contains("caveat:"), "a downgrade prints the datastore caveat:\n\(rollback.output)")
             try await sandbox.expectAllNodes(at: start, "after rollback --to-previous")
-            #expect(try await sandbox.backups().count == 2, "the rollback took its own backup first")
+            let beforeNow = try await sandbox.backups()
+            #expect(beforeNow.count == 2, "the rollback took its own backup first")
+            // `backup now` with backups.kept: 2 takes a third and removes the oldest, record and file.
+            let keepTwo = "\(sandbox.directory)/upkeep-keep2.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nbackups: {kept: 2}\n").write(toFile: keepTwo, atomically: true, encoding: .utf8)
+            let now = try await ProcessRun.run(sandbox.upkeep, ["--config", keepTwo, "backup", "now"], timeoutSeconds: 120)
+            #expect(now.status == 0 && now.output.contains("sqliteTar"), "\(now.output)")
+            let kept = try await sandbox.backups()
+            #expect(kept.count == 2 && kept.first?.id.hasPrefix("b") == true && kept.last?.id == beforeNow.first?.id, "\(kept.map(\.id))")
+            if let oldest = beforeNow.last {
+                #expect(!FileManager.default.fileExists(atPath: oldest.path), "the pruned backup's sealed file is gone")
+            }
+            if let newest = kept.first { _ = try await sandbox.openBackup(newest) }
             let history = try await sandbox.history()
             #expect(history.count == 2 && history.allSatisfy { $0.outcome == .completed }, "\(history.map { "\($0.id) \($0.status)" })")
             #expect(history.first?.target.description == start, "the newest rollout went back to \(start)")

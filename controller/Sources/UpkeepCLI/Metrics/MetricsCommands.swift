@@ -118,7 +118,7 @@ final class MetricsServer: Sendable {
     }
 
     static func start(host: String, port: Int, metrics: @escaping @Sendable () throws -> String) async throws -> MetricsServer {
-        let open = ManagedAtomicCounter()
+        let open = ConnectionCount()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -144,7 +144,7 @@ final class MetricsServer: Sendable {
 }
 
 /// Open connections, shared by the accept path of every event loop.
-final class ManagedAtomicCounter: Sendable {
+final class ConnectionCount: Sendable {
     private let value = NIOLockedValueBox(0)
     func increment() -> Int { value.withLockedValue { $0 += 1; return $0 } }
     func decrement() { value.withLockedValue { $0 -= 1 } }
