@@ -153,7 +153,7 @@ let package = Package(
                     swiftSettings: strict),
         .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         // A file-backed cluster with agents for the store's and runtime's tests and the runtime probe.
-        .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepController", "UpkeepCore"],
+        .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepStore"],
                 path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),
         // Runs a rollout against a file-backed world so a test can SIGKILL it mid-rollout.
         .executableTarget(name: "upkeep-runtime-probe", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepController", "UpkeepRuntimeTestSupport"],

@@ -14,20 +14,7 @@ import UpkeepTestSupport
         let store = try StateStore(stateDirectory: directory.file("state"))
         let start = Instant(milliseconds: Int64(Date().timeIntervalSince1970 * 1000) - 3_600_000)
         func record(_ id: String, world: WorldModel, at start: Instant) throws {
-            try store.acquireLease(holder: "test", ttlMilliseconds: 60_000, now: start)
-            let engine = try RolloutFixtures.engine(id, world: world)
-            try store.createRollout(engine, holder: "test", now: start)
-            var world = world
-            var before = engine
-            var now = start
-            for (event, after, actions) in RolloutFixtures.drive(engine, world: &world) {
-                now = now.adding(milliseconds: 500)
-                let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
-                try store.record(Transition(engine: after, before: before, event: "\(event)", actions: "\(actions.count)", notices: notices),
-                                 holder: "test", now: now)
-                before = after
-            }
-            try store.releaseLease(holder: "test")
+            try RolloutFixtures.record(try RolloutFixtures.engine(id, world: world), world: world, in: store, start: start)
         }
         try record("r1", world: RolloutFixtures.world(), at: start)
         var failing = RolloutFixtures.world()

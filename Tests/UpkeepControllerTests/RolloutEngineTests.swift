@@ -87,6 +87,43 @@ import UpkeepCore
         #expect(harness.outcome == .completed)
     }
 
+    @Test func abandoningFinishesAtOnceSendsNothingAndSaysWhatIsLeftOnWhichNode() throws {
+        var harness = try EngineHarness(plan: Self.plan(), inventory: Self.inventory)
+        harness.handle(.start)
+        harness.observe()
+        // server-1 cordoned, drained and installed (its watch open, not committed); its uncordon unanswered.
+        for _ in 0..<3 { for request in harness.engine.unansweredRequests where request.command.name != "install" { harness.answer(request) } }
+        let install = try #require(harness.engine.unansweredRequests.first { $0.command.name == "install" })
+        harness.answer(install)
+        harness.advance(seconds: 1)
+        harness.observe()
+        let uncordon = try #require(harness.engine.unansweredRequests.first { $0.command == .uncordon })
+        #expect(harness.engine.openWatches == [install.operationID])
+
+        let actions = harness.handle(.abandon(reason: "server-1 replaced by hand"))
+        #expect(EngineHarness.sent(actions).isEmpty)
+        #expect(!actions.contains(.observeCluster))
+        #expect(!actions.contains { if case .wake = $0 { true } else { false } })
+        #expect(harness.outcome == .abandoned(reason: "server-1 replaced by hand"))
+        #expect(harness.engine.status == .finished(.abandoned(reason: "server-1 replaced by hand")))
+        #expect(harness.engine.unansweredRequests.isEmpty)
+        let said = harness.notices.suffix(4)
+        #expect(said.contains { $0.hasPrefix("server-1: install to v1.31.4+k3s1 not committed") })
+        #expect(said.contains("server-1: uncordon was sent and not answered: it may still run on the agent (\(uncordon.operationID))"))
+        #expect(said.contains("server-1: left cordoned by Upkeep: `kubectl uncordon server-1` once it is healthy"))
+        #expect(said.last == "rollout r1 abandoned: server-1 replaced by hand")
+        #expect(harness.engine.cordonedByUpkeep == ["server-1"])
+
+        // Finished: late answers, ticks, resumes and a second abandon change nothing.
+        let before = harness.engine
+        #expect(harness.handle(.replied(operationID: uncordon.operationID, .uncordoned(true))).isEmpty)
+        #expect(harness.handle(.abandon(reason: "again")).isEmpty)
+        harness.advance(seconds: 60)
+        #expect(EngineHarness.sent(harness.handle(.tick)).isEmpty)
+        #expect(harness.handle(.resume) == [.finished(.abandoned(reason: "server-1 replaced by hand"))])
+        #expect(harness.engine == before)
+    }
+
     @Test func aFailedInstallRollsBackFinishedNodesInReverseOrder() throws {
         let inventory = ClusterInventory(nodes: [server("server-1", "v1.30.6+k3s1"), server("server-2", "v1.30.6+k3s1"),
                                                  server("server-3", "v1.30.6+k3s1"), agent("agent-1", "v1.30.6+k3s1")])

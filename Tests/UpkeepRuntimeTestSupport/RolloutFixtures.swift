@@ -1,5 +1,6 @@
 import UpkeepController
 import UpkeepCore
+import UpkeepStore
 
 /// Plans and policies for the store's and runtime's tests.
 public enum RolloutFixtures {
@@ -61,5 +62,29 @@ public enum RolloutFixtures {
             }
         }
         return transitions
+    }
+
+    /// Records `engine` in `store` as a controller holding `holder`'s lease would: created at
+    /// `start`, then each transition of `drive` 100 ms apart, until the engine after a transition
+    /// satisfies `stop` (or it finishes). Returns the engine as last recorded. Takes the lease
+    /// and gives it back.
+    @discardableResult
+    public static func record(_ engine: RolloutEngine, world: WorldModel, in store: StateStore, holder: String = "test", start: Instant,
+                              until stop: (RolloutEngine) -> Bool = { _ in false }) throws -> RolloutEngine {
+        try store.acquireLease(holder: holder, ttlMilliseconds: 60_000, now: start)
+        try store.createRollout(engine, holder: holder, now: start)
+        var world = world
+        var before = engine
+        var now = start
+        for (event, after, actions) in drive(engine, world: &world, startAt: start) {
+            now = now.adding(milliseconds: 100)
+            let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
+            try store.record(Transition(engine: after, before: before, event: "\(event)", actions: "\(actions.count)", notices: notices),
+                             holder: holder, now: now)
+            before = after
+            if stop(after) { break }
+        }
+        try store.releaseLease(holder: holder)
+        return before
     }
 }

@@ -52,6 +52,7 @@ func simulate(first: UInt64, count: UInt64, verbose: Bool) -> Bool {
             case .completed: "completed"
             case .rolledBack: "rolled_back"
             case .failed: "failed"
+            case .abandoned: "abandoned"
             }
         } ?? "unfinished"
         outcomes[outcome, default: 0] += 1

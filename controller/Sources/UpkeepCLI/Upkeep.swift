@@ -15,6 +15,7 @@ public struct Upkeep: AsyncParsableCommand {
             Status.self,
             Resume.self,
             Rollback.self,
+            Abandon.self,
             History.self,
             Agents.self,
             BackupCommand.self,

@@ -68,6 +68,31 @@ public actor RolloutRuntime {
         }
     }
 
+    /// Gives up `rolloutID` (or the newest unfinished rollout) under the lease, so no
+    /// controller can be driving it at the same time: records the engine's `.abandon` transition
+    /// and returns the engine as recorded and the notices saying what was left behind. Sends
+    /// nothing to any agent and does not look at the cluster.
+    public static func abandon(store: StateStore, configuration: RuntimeConfiguration = RuntimeConfiguration(), clock: any RuntimeClock = WallClock(),
+                               rolloutID: String? = nil, reason: String) throws(RuntimeError) -> (engine: RolloutEngine, notices: [Notice]) {
+        let holder = configuration.holder
+        do {
+            try store.acquireLease(holder: holder, ttlMilliseconds: configuration.leaseTTLMilliseconds, now: clock.now(),
+                                   forceTakeover: configuration.forceTakeover)
+            defer { try? store.releaseLease(holder: holder) }
+            var engine = try store.resumableEngine(rolloutID: rolloutID)
+            let before = engine
+            let now = clock.now()
+            let event = RolloutEngine.Event.abandon(reason: reason)
+            let actions = engine.handle(event, now: now)
+            let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
+            try store.record(Transition(engine: engine, before: before, event: Self.describe(event), actions: Self.describe(actions),
+                                        notices: notices), holder: holder, now: now)
+            return (engine, notices)
+        } catch {
+            throw RuntimeError.store(error)
+        }
+    }
+
     // MARK: - The run
 
     private func run(_ load: (StateStore, String, Instant) throws(StoreError) -> (RolloutEngine, RolloutEngine.Event))
@@ -306,6 +331,7 @@ public actor RolloutRuntime {
             let etcd = observation.etcdHealthy.map { $0 ? ", etcd healthy" : ", etcd unhealthy" } ?? ""
             return "observed \(nodes.count) nodes (\(nodes.filter(\.ready).count) Ready, \(nodes.filter(\.cordoned).count) cordoned), "
                 + "\(observation.inventory.volumes.count) volumes\(etcd)"
+        case .abandon(let reason): return "abandon: \(reason)"
         }
     }
 

@@ -108,6 +108,8 @@ struct SimulationInvariants {
             }
         case .failed(let cause):
             problems.append("failed without rolling back although auto-rollback is on: \(cause)")
+        case .abandoned(let reason):
+            problems.append("abandoned, although nobody abandons a simulated rollout: \(reason)")
         }
         for node in nodes {
             if node.cordonedByAgent || node.unschedulable != initiallyCordoned.contains(node.name) {

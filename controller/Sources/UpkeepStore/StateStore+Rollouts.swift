@@ -236,6 +236,7 @@ extension StateStore {
         case .completed: return "completed"
         case .rolledBack: return "rolledBack"
         case .failed: return "failed"
+        case .abandoned: return "abandoned"
         }
     }
 
@@ -244,6 +245,7 @@ extension StateStore {
         case .completed: "completed"
         case .rolledBack(let cause): "rolled back: \(cause)"
         case .failed(let cause): "failed: \(cause)"
+        case .abandoned(let reason): "abandoned: \(reason)"
         }
     }
 }

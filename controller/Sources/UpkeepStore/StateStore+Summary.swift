@@ -7,14 +7,14 @@ import UpkeepController
 public struct HistorySummary: Equatable, Sendable {
     public struct LastFinished: Equatable, Sendable {
         public var id: String
-        /// `completed`, `rolledBack` or `failed`.
+        /// `completed`, `rolledBack`, `failed` or `abandoned`.
         public var outcome: String
         /// When it started (its creation when it never started) and finished.
         public var began: Instant
         public var finished: Instant
     }
 
-    /// Finished rollouts by outcome (`completed`, `rolledBack`, `failed`).
+    /// Finished rollouts by outcome (`completed`, `rolledBack`, `failed`, `abandoned`).
     public var finishedByOutcome: [String: Int] = [:]
     /// The status of every rollout that has not finished (`notStarted`, `running`, `stopping`, `blocked`).
     public var unfinishedStatuses: [String] = []

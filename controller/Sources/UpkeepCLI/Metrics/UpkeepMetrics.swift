@@ -95,7 +95,7 @@ struct MetricsSnapshot: Equatable {
             registry.makeCounter(descriptor: describe(name, help), labels: labels).increment(by: Int64(value))
         }
         gauge("upkeep_info", "Upkeep controller build; always 1.", labels: [("version", version)], 1)
-        for outcome in ["completed", "rolled_back", "failed"] {
+        for outcome in ["completed", "rolled_back", "failed", "abandoned"] {
             counter("upkeep_rollouts_total", "Finished rollouts by outcome.", labels: [("outcome", outcome)], rolloutsByOutcome[outcome] ?? 0)
         }
         gauge("upkeep_rollout_running", "1 while a rollout is in progress (not blocked, not finished).", running ? 1 : 0)

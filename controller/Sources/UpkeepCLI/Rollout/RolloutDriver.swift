@@ -59,6 +59,10 @@ struct RolloutDriver {
         case .finished(.failed(let cause)):
             view.say("failed, not rolled back: \(cause); `upkeep status` shows where each node is")
             return RolloutExitCode.failedNotRolledBack
+        case .finished(.abandoned(let reason)):
+            // Another command gave it up while this one was starting (it holds the lease now).
+            view.say("abandoned: \(reason)")
+            return RolloutExitCode.failedNotRolledBack
         case .blocked(let reason):
             view.say("blocked: \(reason); fix it, then run `upkeep resume`")
             return RolloutExitCode.blocked

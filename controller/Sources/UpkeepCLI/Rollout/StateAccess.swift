@@ -52,6 +52,7 @@ extension RolloutRecord {
         case .finished(.completed): "completed"
         case .finished(.rolledBack(let cause)): "rolled back: \(cause)"
         case .finished(.failed(let cause)): "failed: \(cause)"
+        case .finished(.abandoned(let reason)): "abandoned: \(reason)"
         }
     }
 

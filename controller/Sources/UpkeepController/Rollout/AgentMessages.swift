@@ -84,6 +84,9 @@ public enum RolloutOutcome: Codable, Equatable, Sendable {
     case rolledBack(cause: String)
     /// A node failed and auto-rollback was off: nodes stay where they are (within skew).
     case failed(cause: String)
+    /// The operator gave the rollout up (`upkeep abandon`): Upkeep stopped tracking it and left
+    /// every node as it was at that moment.
+    case abandoned(reason: String)
 }
 
 /// A line for the operator's progress view and the history.

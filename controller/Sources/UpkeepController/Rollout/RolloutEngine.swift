@@ -29,6 +29,11 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         /// not have run. It is sent again with the same id, a bounded number of times.
         case requestFailed(operationID: String, message: String)
         case observed(ClusterObservation)
+        /// The operator gives the rollout up (`upkeep abandon`): it finishes as `abandoned` at
+        /// once, sends nothing more and forgets its unanswered requests; what it leaves behind
+        /// (nodes it cordoned, installs not committed, requests that may still run) is reported.
+        /// Only for a rollout no controller is driving (the caller holds the lease).
+        case abandon(reason: String)
     }
 
     public enum Action: Equatable, Sendable {
@@ -166,6 +171,10 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
             observationSerial += 1
             observedAt = now
             observeRequestedAt = nil
+        case .abandon(let reason):
+            if case .finished = status { return [] }
+            abandon(reason, &out)
+            return out
         }
         advance(now, &out)
         if let wake = nextWake(now) { out.append(.wake(at: wake)) }
@@ -395,8 +404,29 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         case .completed: out.append(.notice(Notice(.info, "rollout \(rolloutID): every node runs \(plan.target)")))
         case .rolledBack(let cause): out.append(.notice(Notice(.warning, "rollout \(rolloutID) rolled back: \(cause)")))
         case .failed(let cause): out.append(.notice(Notice(.error, "rollout \(rolloutID) failed: \(cause)")))
+        case .abandoned(let reason): out.append(.notice(Notice(.warning, "rollout \(rolloutID) abandoned: \(reason)")))
         }
         out.append(.finished(outcome))
+    }
+
+    /// Gives the rollout up where it stands; says what is left on which node, so the operator
+    /// knows what to look at (nothing is undone: a node's state is what the operator now owns).
+    private mutating func abandon(_ reason: String, _ out: inout [Action]) {
+        let watches = Set(openWatches)
+        for move in moves where move.installOperationID.map(watches.contains) == true {
+            out.append(.notice(Notice(.warning, node: move.node, "install to \(move.to) not committed: the agent's watchdog keeps it "
+                                          + "if k3s is healthy at its deadline and puts \(move.from) back otherwise")))
+        }
+        for request in unansweredRequests {
+            out.append(.notice(Notice(.warning, node: request.node, "\(request.command.name) was sent and not answered: it may still "
+                                          + "run on the agent (\(request.operationID))")))
+        }
+        for node in cordonedByUpkeep {
+            out.append(.notice(Notice(.warning, node: node, "left cordoned by Upkeep: `kubectl uncordon \(node)` once it is healthy")))
+        }
+        pending.removeAll()
+        pendingOrder.removeAll()
+        finish(.abandoned(reason: reason), &out)
     }
 
     // MARK: - Stopping, rolling back, resuming

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import UpkeepController
+import UpkeepRuntime
+import UpkeepStore
+
+/// `upkeep abandon`: give up an unfinished rollout that cannot or should not be carried on (a
+/// gate that will never open, a node replaced by hand), so a new `apply` can plan from the
+/// cluster as it is. Nothing on any node is changed: what the rollout left behind is listed.
+struct Abandon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Give up the unfinished rollout: record it as abandoned and leave every node as it is.",
+        discussion: """
+            Takes the controller lease first, so a controller still driving the rollout is never raced (exit 6; \
+            --force-takeover only when that controller is gone). Sends nothing to agents: nodes Upkeep cordoned \
+            stay cordoned and installs not yet committed are left to their agent's watchdog; each is listed. \
+            Exit codes: 0 abandoned, 2 usage or nothing to abandon, 5 not confirmed, 6 lease held, 9 state database.
+            """
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Argument(help: "The rollout id (default: the newest unfinished rollout).")
+    var id: String?
+
+    @Option(name: .long, help: "Why, recorded in the history (default: \"abandoned by the operator\").")
+    var reason: String?
+
+    @Flag(name: .long, help: "Do not ask for confirmation.")
+    var yes = false
+
+    @Flag(name: .customLong("force-takeover"), help: "Take the controller lease even if another controller holds it (only when that one is gone).")
+    var forceTakeover = false
+
+    func validate() throws {
+        if let reason, reason.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw ValidationError("--reason is empty: say why the rollout is given up, or leave the option out")
+        }
+    }
+
+    func run() async throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        let record: RolloutRecord
+        if let id {
+            do {
+                record = try store.rollout(id: id).record
+            } catch .unknownRollout {
+                throw CommandFailure(code: RolloutExitCode.usage, message: "no rollout \(id); `upkeep history` lists them")
+            } catch {
+                throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+            }
+        } else {
+            guard let unfinished = try storeCall({ try store.unfinishedRollout() }) else {
+                throw CommandFailure(code: RolloutExitCode.usage, message: "no unfinished rollout to abandon; `upkeep history` lists the finished ones")
+            }
+            record = unfinished
+        }
+        if record.outcome != nil {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "rollout \(record.id) has already finished (\(record.outcomeText)); nothing to abandon")
+        }
+        print("rollout \(record.id) \(record.from) -> \(record.target): \(record.outcomeText)")
+        if !yes {
+            print("abandoning it stops Upkeep tracking it; nodes stay as they are and nothing is rolled back")
+            try Apply.confirm(record.id)
+        }
+        let result: (engine: RolloutEngine, notices: [Notice])
+        do {
+            result = try RolloutRuntime.abandon(store: store, configuration: RuntimeConfiguration(forceTakeover: forceTakeover),
+                                                rolloutID: record.id, reason: reason ?? "abandoned by the operator")
+        } catch {
+            switch error {
+            case .store(.leaseHeld): throw CommandFailure(code: RolloutExitCode.leaseHeld, message: error.description)
+            case .store(.rolloutFinished), .store(.unknownRollout): throw CommandFailure(code: RolloutExitCode.usage, message: error.description)
+            default: throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+            }
+        }
+        for notice in result.notices {
+            print("\(notice.level.rawValue): \(notice.node.map { "\($0): " } ?? "")\(notice.message)")
+        }
+    }
+}
