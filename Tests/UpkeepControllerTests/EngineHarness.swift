@@ -61,6 +61,15 @@ struct EngineHarness {
         }
     }
 
+    /// Starts the rollout and answers every request before the first install; returns that
+    /// install, unanswered.
+    mutating func runToFirstInstall() -> AgentRequest? {
+        handle(.start)
+        observe()
+        for _ in 0..<3 { for request in engine.unansweredRequests where request.command.name != "install" { answer(request) } }
+        return engine.unansweredRequests.first { $0.command.name == "install" }
+    }
+
     mutating func answer(_ request: AgentRequest, failInstall: Bool = false) {
         advance(seconds: 1)
         switch request.command {

@@ -31,10 +31,8 @@ import UpkeepCore
 
     @Test func installWaitsForTheAPIToShowTheNodeReadyAtTheNewVersion() throws {
         var harness = try EngineHarness(plan: Self.plan(), inventory: Self.inventory)
-        harness.handle(.start)
-        harness.observe()
-        for _ in 0..<3 { for request in harness.engine.unansweredRequests where request.command.name != "install" { harness.answer(request) } }
-        let install = try #require(harness.engine.unansweredRequests.first { $0.command.name == "install" })
+        let first = harness.runToFirstInstall()
+        let install = try #require(first)
         harness.handle(.replied(operationID: install.operationID, .installed(version: v("v1.31.4+k3s1"))))
         // The API still shows the old version: no uncordon yet.
         harness.advance(seconds: 5)
@@ -89,11 +87,9 @@ import UpkeepCore
 
     @Test func abandoningFinishesAtOnceSendsNothingAndSaysWhatIsLeftOnWhichNode() throws {
         var harness = try EngineHarness(plan: Self.plan(), inventory: Self.inventory)
-        harness.handle(.start)
-        harness.observe()
         // server-1 cordoned, drained and installed (its watch open, not committed); its uncordon unanswered.
-        for _ in 0..<3 { for request in harness.engine.unansweredRequests where request.command.name != "install" { harness.answer(request) } }
-        let install = try #require(harness.engine.unansweredRequests.first { $0.command.name == "install" })
+        let first = harness.runToFirstInstall()
+        let install = try #require(first)
         harness.answer(install)
         harness.advance(seconds: 1)
         harness.observe()
