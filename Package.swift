@@ -165,6 +165,6 @@ let package = Package(
         // The built `upkeep` against sandbox clusters of real processes, with kubectl as the witness.
         .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport"],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
     ]
 )

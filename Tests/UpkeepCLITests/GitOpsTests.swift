@@ -67,8 +67,8 @@ import Testing
 
     @Test func theVerdictFollowsFluxThenHelmThenLonghorn() {
         let sha = "579189b2d85e0000000000000000000000000000"
-        var view = ReconcileView(sourceRevision: "main@sha1:18b8fae0d05f5567f4e99662a818d879b2be4ecb", releaseReady: true, releaseReadyReason: "",
-                                 releaseReadyMessage: "", releaseAttempted: "1.7.2", releaseApplied: "1.7.2", longhornVersion: "v1.7.2",
+        var view = ReconcileView(sourceRevision: "main@sha1:18b8fae0d05f5567f4e99662a818d879b2be4ecb",
+                                 release: FluxApplyStatus(ready: true, attempted: "1.7.2", applied: "1.7.2"), longhornVersion: "v1.7.2",
                                  unhealthyVolumes: [])
         func verdict() -> ReconcileView.Verdict { view.verdict(commit: sha, chart: "1.8.2", version: "v1.8.2") }
         guard case .waiting(let fetch) = verdict() else { Issue.record("\(verdict())"); return }
@@ -76,13 +76,10 @@ import Testing
         view.sourceRevision = "main@sha1:\(sha)"
         guard case .waiting(let helm) = verdict() else { Issue.record("\(verdict())"); return }
         #expect(helm.contains("has not installed chart 1.8.2"))
-        view.releaseAttempted = "1.8.2"
-        view.releaseReady = false
-        view.releaseReadyReason = "UpgradeFailed"
-        view.releaseReadyMessage = "timed out"
+        view.release = FluxApplyStatus(ready: false, reason: "UpgradeFailed", message: "timed out", attempted: "1.8.2", applied: "1.7.2")
         #expect(verdict() == .failed("the HelmRelease failed to install chart 1.8.2: UpgradeFailed: timed out"))
-        view.releaseReady = true
-        view.releaseApplied = "1.8.2"
+        view.release.ready = true
+        view.release.applied = "1.8.2"
         guard case .waiting(let longhorn) = verdict() else { Issue.record("\(verdict())"); return }
         #expect(longhorn.contains("Longhorn reports v1.7.2"))
         view.longhornVersion = "v1.8.2"

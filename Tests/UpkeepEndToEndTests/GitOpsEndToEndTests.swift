@@ -67,4 +67,55 @@ struct GitOpsEndToEndTests {
             #expect(records.last?.commit == head.output.trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }
+
+    func fluxState(_ sandbox: EndToEndSandbox) async throws -> (version: String, sourceImage: String, ready: String) {
+        let version = try await kubectl(sandbox, ["get", "crd", "gitrepositories.source.toolkit.fluxcd.io",
+                                                  "-o", "jsonpath={.metadata.labels.app\\.kubernetes\\.io/version}"])
+        let image = try await kubectl(sandbox, ["-n", "flux-system", "get", "deployment", "source-controller",
+                                                "-o", "jsonpath={.spec.template.spec.containers[0].image}"])
+        let ready = try await kubectl(sandbox, ["-n", "flux-system", "get", "kustomizations.kustomize.toolkit.fluxcd.io", "flux-system",
+                                                "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+        return (version, image, ready)
+    }
+
+    @Test func aFluxUpgradeReplacesItsComponentsThroughGitAndAFailedOneIsReverted() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            #expect(try await fluxState(sandbox) == ("v2.4.0", "ghcr.io/fluxcd/source-controller:v1.4.1", "True"))
+            let seeded = try await log(sandbox)
+
+            let down = try await sandbox.controller(["update", "--component", "flux", "--to", "v2.3.0", "--yes"])
+            #expect(down.status == 5 && down.output.contains("cannot be downgraded"), "\(down.output)")
+            let unreleased = try await sandbox.controller(["update", "--component", "flux", "--to", "v2.9.0", "--yes"])
+            #expect(unreleased.status == 5 && unreleased.output.contains("no Flux release v2.9.0"), "\(unreleased.output)")
+            let dry = try await sandbox.controller(["update", "--component", "flux", "--to", "v2.5.1", "--dry-run"])
+            #expect(dry.status == 0 && dry.output.contains("\(SandboxGit.fluxComponentsPath): components v2.4.0 → v2.5.1"), "\(dry.output)")
+            #expect(try await log(sandbox) == seeded, "nothing committed before a real run")
+
+            let upgrade = try await sandbox.controller(["update", "--component", "flux", "--to", "v2.5.1", "--yes"], timeoutSeconds: 120)
+            #expect(upgrade.status == 0 && upgrade.output.contains("done: Flux runs v2.5.1"), "\(upgrade.output)")
+            #expect(try await log(sandbox).first == "upkeep flux: upgrade to v2.5.1")
+            #expect(try await fluxState(sandbox) == ("v2.5.1", "ghcr.io/fluxcd/source-controller:v1.5.0", "True"))
+            let committed = try await ProcessRun.run("git", ["--git-dir", "\(sandbox.directory)/git/fleet.git", "show", "main:\(SandboxGit.fluxComponentsPath)"],
+                                                     timeoutSeconds: 30)
+            #expect(committed.output == FluxManifests.components(version: "v2.5.1"), "what flux install --export of v2.5.1 writes")
+            let check = try await sandbox.controller(["check", "-o", "json", "--kubeconfig", sandbox.manifest.kubeconfig,
+                                                      "--github-api", sandbox.manifest.releaseURL, "--channel-server", sandbox.manifest.releaseURL,
+                                                      "--state-dir", "\(sandbox.directory)/check-state"])
+            #expect(check.output.contains("\"v2.5.1\""), "upkeep check reads the new Flux version: \(check.output)")
+
+            // kustomize-controller cannot apply the next one: the commit is reverted; Flux stays and is Ready again.
+            try await sandbox.fault(["flux", "upgrade-fails"])
+            let failing = try await sandbox.controller(["update", "--component", "flux", "--to", "v2.6.0-rc.1", "--yes", "--timeout", "30"],
+                                                       timeoutSeconds: 120)
+            #expect(failing.status == 1 && failing.output.contains("ReconciliationFailed") && failing.output.contains("Flux has fetched it"),
+                    "\(failing.output)")
+            #expect(try await log(sandbox).prefix(2) == [#"upkeep Revert "flux: upgrade to v2.6.0-rc.1""#, "upkeep flux: upgrade to v2.6.0-rc.1"])
+            #expect(try await fluxState(sandbox) == ("v2.5.1", "ghcr.io/fluxcd/source-controller:v1.5.0", "True"))
+
+            let listed = try await sandbox.controller(["history", "--updates", "-o", "json"])
+            let records = try JSONDecoder().decode([ComponentUpdateRecord].self, from: Data(listed.output.utf8))
+            #expect(records.map { "\($0.component) \($0.from)→\($0.to) \($0.outcome.rawValue)" }
+                    == ["flux v2.5.1→v2.6.0-rc.1 reverted", "flux v2.4.0→v2.5.1 completed"], "\(listed.output)")
+        }
+    }
 }

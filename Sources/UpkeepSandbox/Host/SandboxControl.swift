@@ -81,6 +81,8 @@ public enum SandboxControl {
         ("releases page-size N", "(NODE = releases) the releases API returns at most N releases per page"),
         ("releases corrupt-binaries", "(NODE = releases) k3s binaries no longer match their checksums"),
         ("releases clear", "(NODE = releases) the release server behaves again"),
+        ("longhorn upgrade-fails | clear", "(NODE = longhorn) the Longhorn HelmRelease fails its next upgrades (UpgradeFailed; Longhorn stays) / succeeds again"),
+        ("flux upgrade-fails | clear", "(NODE = flux) the flux-system Kustomization fails to apply new Flux components (Flux stays) / applies them again"),
     ]
 
     /// Sets one fault in `DIR/faults.json` and returns what was done, in words.
@@ -107,17 +109,23 @@ public enum SandboxControl {
             try JSONFiles.write(faults, to: manifest.faultsFile)
             return message
         }
-        if node == "longhorn" {
+        let components: [String: (flag: WritableKeyPath<SandboxFaults, Bool?>, fails: String, clear: String)] = [
+            "longhorn": (\.longhornUpgradeFails, "the Longhorn HelmRelease now fails its upgrades (Longhorn stays where it is)",
+                         "Longhorn upgrades succeed again"),
+            "flux": (\.fluxUpgradeFails, "the flux-system Kustomization now fails to apply new Flux components (Flux stays where it is)",
+                     "Flux upgrades apply again"),
+        ]
+        if let component = components[node] {
             switch kind {
-            case "upgrade-fails": faults.longhornUpgradeFails = true; message = "the Longhorn HelmRelease now fails its upgrades (Longhorn stays where it is)"
-            case "clear": faults.longhornUpgradeFails = false; message = "Longhorn upgrades succeed again"
-            default: throw SandboxError("unknown Longhorn fault \(kind); use upgrade-fails or clear")
+            case "upgrade-fails": faults[keyPath: component.flag] = true; message = component.fails
+            case "clear": faults[keyPath: component.flag] = false; message = component.clear
+            default: throw SandboxError("unknown \(node) fault \(kind); use upgrade-fails or clear")
             }
             try JSONFiles.write(faults, to: manifest.faultsFile)
             return message
         }
         guard let target = manifest.nodes.first(where: { $0.name == node }) else {
-            throw SandboxError("no node \(node) in this sandbox; nodes: \(manifest.nodes.map(\.name).joined(separator: ", ")) (or `releases`, `longhorn`)")
+            throw SandboxError("no node \(node) in this sandbox; nodes: \(manifest.nodes.map(\.name).joined(separator: ", ")) (or `releases`, `longhorn`, `flux`)")
         }
         var k3s = K3sFault()
         var scope = ""

@@ -207,6 +207,8 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var agentsDown: [String]? = nil
     /// The Longhorn HelmRelease fails its upgrade (Helm times out) and Longhorn stays where it was.
     public var longhornUpgradeFails: Bool? = nil
+    /// Applying new Flux components fails (the flux-system Kustomization turns not Ready) and Flux stays where it was.
+    public var fluxUpgradeFails: Bool? = nil
 
     public init() {}
 

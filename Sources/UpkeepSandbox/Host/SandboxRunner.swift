@@ -304,6 +304,7 @@ public final class SandboxRunner: Sendable {
             let key = ClusterModel.fluxKey(.fluxHelmReleases, ClusterModel.longhornRelease.namespace, ClusterModel.longhornRelease.name)
             model.fluxFaults[key] = faults.longhornUpgradeFails == true
                 ? FluxFault(reason: "UpgradeFailed", message: "Helm upgrade failed: timed out waiting for the condition") : nil
+            model.fluxUpgradeFails = faults.fluxUpgradeFails == true
         }
         await followGit()
         guard let agentBinary = options.agentBinary else { return }
@@ -323,7 +324,7 @@ public final class SandboxRunner: Sendable {
     func followGit() async {
         guard let head = git.head(), head != appliedCommit.withLockedValue({ $0 }) else { return }
         let versions = await git.versions(at: head)
-        cluster.withModel { $0.applyGitCommit(sha: head, longhornChartVersion: versions.longhornChart, fluxVersion: versions.flux) }
+        cluster.withModel { $0.applyGitCommit(sha: head, longhornChartVersion: versions.longhornChart, flux: versions.flux) }
         appliedCommit.withLockedValue { $0 = head }
     }
 

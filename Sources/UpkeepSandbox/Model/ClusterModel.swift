@@ -15,6 +15,8 @@ public struct ClusterModel: Sendable {
     public private(set) var events: [ModelEvent] = []
     /// Flux objects (`<kind>/<namespace>/<name>`) held not Ready by a fault.
     public var fluxFaults: [String: FluxFault] = [:]
+    /// Applying new Flux components fails (the flux-system Kustomization turns not Ready).
+    public var fluxUpgradeFails = false
     /// The revision Flux's source last fetched (`main@sha1:…`) when a real repository is watched.
     public internal(set) var gitRevision: String?
 

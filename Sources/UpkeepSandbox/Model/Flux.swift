@@ -44,7 +44,8 @@ extension ClusterModel {
                 case .fluxGitRepositories:
                     updated[path: "status", "artifact", "revision"] = .string(revision)
                 case .fluxKustomizations:
-                    updated[path: "status", "lastAppliedRevision"] = .string(revision)
+                    // kustomize-controller: the revision it last tried, and the one applied when that succeeded.
+                    if fluxFaults[key] == nil { updated[path: "status", "lastAppliedRevision"] = .string(revision) }
                     updated[path: "status", "lastAttemptedRevision"] = .string(revision)
                 case .fluxHelmReleases:
                     // helm-controller: the chart version it last tried, and the one installed when that succeeded.

@@ -3,13 +3,15 @@ import UpkeepKube
 /// What Flux does with a new commit of the repository it watches, as far as Upkeep's GitOps
 /// updates reach: the source and the Kustomizations move to the commit's revision; the Longhorn
 /// HelmRelease installs the chart version the commit names (unless a fault makes the upgrade
-/// fail, as a Helm upgrade can); a new Flux version relabels Flux's CRDs as `flux install` would.
+/// fail, as a Helm upgrade can); new Flux components relabel Flux's CRDs and move its
+/// controllers to the new images, as kustomize-controller applying them would (unless a fault
+/// makes that apply fail: the flux-system Kustomization turns not Ready and Flux stays).
 /// The runner reads the commits from a real Git repository; this part only models the cluster.
 extension ClusterModel {
     public static let longhornRelease = (namespace: "longhorn-system", name: "longhorn")
 
     /// Flux fetched and applied commit `sha`, whose manifests pin these versions (nil: not found).
-    public mutating func applyGitCommit(sha: String, longhornChartVersion: String?, fluxVersion: String?) {
+    public mutating func applyGitCommit(sha: String, longhornChartVersion: String?, flux: (version: String, images: [String: String])?) {
         gitRevision = "main@sha1:\(sha)"
         if let chart = longhornChartVersion {
             store.modify(.fluxHelmReleases, Self.longhornRelease.namespace, Self.longhornRelease.name) { release in
@@ -18,8 +20,25 @@ extension ClusterModel {
             let key = Self.fluxKey(.fluxHelmReleases, Self.longhornRelease.namespace, Self.longhornRelease.name)
             if fluxFaults[key] == nil { setLonghornVersion("v" + chart) }
         }
-        if let fluxVersion { setFluxVersion(fluxVersion) }
+        let kustomization = Self.fluxKey(.fluxKustomizations, FluxManifests.namespace, Self.fluxSystemKustomization)
+        fluxFaults[kustomization] = nil
+        if let flux, flux.version != fluxVersion {
+            if fluxUpgradeFails {
+                fluxFaults[kustomization] = FluxFault(reason: "ReconciliationFailed", message: "Deployment/flux-system/source-controller "
+                                                      + "dry-run failed: admission webhook denied the request (sandbox fault)")
+            } else {
+                setFluxVersion(flux.version, images: flux.images)
+            }
+        }
         reconcile()
+    }
+
+    /// The Kustomization `flux bootstrap` creates, which applies Flux's own components.
+    public static let fluxSystemKustomization = "flux-system"
+
+    /// The Flux version the cluster runs now (the label `flux version` reads).
+    public var fluxVersion: String? {
+        store.get(.customResourceDefinitions, nil, "gitrepositories.source.toolkit.fluxcd.io")?[path: "metadata", "labels", "app.kubernetes.io/version"]?.string
     }
 
     /// The Longhorn version the cluster runs now (its `current-longhorn-version` setting).
@@ -46,8 +65,17 @@ extension ClusterModel {
         record("LonghornUpgraded", "longhorn", "Longhorn \(version) installed by the HelmRelease")
     }
 
-    private mutating func setFluxVersion(_ version: String) {
+    private mutating func setFluxVersion(_ version: String, images: [String: String]) {
         relabelCRDs(group: "toolkit.fluxcd.io", version: version)
+        for (name, image) in images {
+            store.modify(.deployments, FluxManifests.namespace, name) { deployment in
+                deployment[path: "metadata", "labels", "app.kubernetes.io/version"] = .string(version)
+                guard var containers = deployment[path: "spec", "template", "spec", "containers"]?.array, !containers.isEmpty else { return }
+                containers[0]["image"] = .string(image)
+                deployment[path: "spec", "template", "spec", "containers"] = .array(containers)
+            }
+        }
+        record("FluxUpgraded", "flux", "Flux \(version) applied by the flux-system Kustomization")
     }
 
     private mutating func relabelCRDs(group suffix: String, version: String) {

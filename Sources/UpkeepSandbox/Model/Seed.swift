@@ -103,13 +103,11 @@ extension ClusterModel {
             Seed.deployment("kube-system", "traefik", replicas: 1, image: "rancher/mirrored-library-traefik:2.11.10"),
             Seed.deployment("longhorn-system", "longhorn-ui", replicas: 2, image: "longhornio/longhorn-ui:\(spec.longhornVersion)"),
             Seed.deployment("longhorn-system", "longhorn-driver-deployer", replicas: 1, image: "longhornio/longhorn-manager:\(spec.longhornVersion)"),
-            Seed.deployment("flux-system", "source-controller", replicas: 1, image: "ghcr.io/fluxcd/source-controller:v1.4.1", emptyDir: true),
-            Seed.deployment("flux-system", "kustomize-controller", replicas: 1, image: "ghcr.io/fluxcd/kustomize-controller:v1.4.0", emptyDir: true),
-            Seed.deployment("flux-system", "helm-controller", replicas: 1, image: "ghcr.io/fluxcd/helm-controller:v1.1.0", emptyDir: true),
-            Seed.deployment("flux-system", "notification-controller", replicas: 1, image: "ghcr.io/fluxcd/notification-controller:v1.4.0",
-                            emptyDir: true),
             Seed.deployment("default", "web", replicas: 2, image: "nginx:1.27"),
-        ]
+        ] + FluxManifests.images(version: spec.fluxVersion).sorted { $0.key < $1.key }.map { name, image in
+            Seed.deployment(FluxManifests.namespace, name, replicas: 1, image: image, emptyDir: true,
+                            labels: FluxManifests.labels(version: spec.fluxVersion).merging(["app.kubernetes.io/component": name]) { $1 })
+        }
         for deployment in deployments { _ = store.create(.deployments, deployment, now: now) }
         let daemonSets: [JSON] = [
             Seed.daemonSet("kube-system", "svclb-traefik-\(StableHash.hex("svclb", length: 8))", image: "rancher/klipper-lb:v0.4.9"),

@@ -104,7 +104,7 @@ public final class ReleaseCatalog: Sendable {
             releases.append(Self.k3sRelease(draft, draft: true, publishedAt: now) { _ in Array(FakeK3s.script(version: draft, hostBinary: hostBinary).utf8) })
         }
         for (index, tag) in ["v2.3.0", "v2.4.0", "v2.5.1", "v2.6.0-rc.1"].enumerated() {
-            let install = Array("# Flux \(tag) install manifests (sandbox)\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n".utf8)
+            let install = Array(FluxManifests.install(version: tag).utf8)
             releases.append(Release(owner: "fluxcd", repo: "flux2", tag: tag, prerelease: tag.contains("-"),
                                     publishedAt: now - Double(4 - index) * 86400 * 60, assets: [Self.asset("install.yaml", install)]))
         }

@@ -98,7 +98,7 @@ struct Demo: AsyncParsableCommand {
                 let updated = try await ClusterSession.with(config) { session in
                     try await GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: "flux-system",
                                            name: "flux-system", repoOverride: nil, timeoutSeconds: 120)
-                        .run(target: longhorn, dryRun: false, confirmed: true)
+                        .run(dryRun: false, confirmed: true) { source in try await LonghornUpdate.plan(kube: session.kube, target: longhorn, source: source) }
                 }
                 guard updated == RolloutExitCode.done else {
                     throw CommandFailure(code: 1, message: "the Longhorn update through Git ended with exit \(updated)")

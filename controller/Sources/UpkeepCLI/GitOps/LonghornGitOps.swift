@@ -1,5 +1,60 @@
 import Foundation
+import UpkeepKube
 import Yams
+
+/// `upkeep update --component longhorn`: the chart version of the HelmRelease that pins Longhorn.
+enum LonghornUpdate {
+    /// Refuses a step Longhorn does not take; nil when it runs `target` already.
+    static func plan(kube: KubeClient, target: LonghornVersion, source: GitOpsSource) async throws -> GitOpsPlan? {
+        let installedText: String
+        do {
+            installedText = try await kube.get(LonghornSetting.self, "current-longhorn-version", namespace: "longhorn-system").value
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read Longhorn's version (setting current-longhorn-version): \(error)")
+        }
+        guard let installed = LonghornVersion(installedText) else {
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "Longhorn reports version \"\(installedText)\", which is not vX.Y.Z")
+        }
+        if installed == target {
+            print("nothing to do: Longhorn already runs \(target)")
+            return nil
+        }
+        if let refusal = LonghornVersion.refusal(from: installed, to: target) {
+            throw CommandFailure(code: RolloutExitCode.refused, message: "refused: \(refusal); nothing was committed")
+        }
+        return GitOpsPlan(component: "longhorn", from: installed.description, to: target.description, edit: { files in
+            try edit(files, installed: installed, target: target)
+        }, verdict: { sha, _ in
+            try await observe(kube, source: source).verdict(commit: sha, chart: target.chart, version: target.description)
+        })
+    }
+
+    static func edit(_ files: [String: String], installed: LonghornVersion, target: LonghornVersion) throws -> GitOpsChange {
+        let pins = LonghornManifest.pins(in: files)
+        guard pins.count == 1, let pin = pins.first else {
+            throw CommandFailure(code: RolloutExitCode.refused, message: pins.isEmpty
+                ? "no HelmRelease of the longhorn chart in the repository; Upkeep changes Longhorn only where a HelmRelease pins it"
+                : "several Longhorn HelmReleases (\(pins.map { "\($0.file): \($0.version)" }.joined(separator: ", "))); refusing to guess")
+        }
+        guard let edited = LonghornManifest.setting(target.chart, in: files[pin.file] ?? "") else {
+            throw CommandFailure(code: RolloutExitCode.refused, message: "cannot rewrite the chart version in \(pin.file) safely; change it by hand")
+        }
+        return GitOpsChange(file: pin.file, text: edited, summary: "\(pin.file): chart version \(pin.version) → \(target.chart)",
+                            subject: "longhorn: upgrade to \(target) (chart \(pin.version) → \(target.chart))",
+                            done: "Longhorn runs \(target), every attached volume healthy")
+    }
+
+    static func observe(_ kube: KubeClient, source: GitOpsSource) async throws -> ReconcileView {
+        let repository = try await kube.get(FluxGitRepository.self, source.name, namespace: source.namespace)
+        let releases = try await kube.list(FluxHelmRelease.self)
+        let release = releases.first { $0.json[path: "spec", "chart", "spec", "chart"]?.string == "longhorn" }
+        let setting = try? await kube.get(LonghornSetting.self, "current-longhorn-version", namespace: "longhorn-system")
+        let volumes = try await kube.list(LonghornVolume.self, namespace: "longhorn-system")
+        return ReconcileView(sourceRevision: repository.json[path: "status", "artifact", "revision"]?.string,
+                             release: release.map(FluxApplyStatus.init) ?? FluxApplyStatus(), longhornVersion: setting?.value,
+                             unhealthyVolumes: volumes.filter { $0.state == "attached" && $0.robustness != "healthy" }.map(\.name))
+    }
+}
 
 /// Where a Git repository pins Longhorn, and how to change it: the HelmRelease whose chart is
 /// `longhorn` (`spec.chart.spec.version`). Only that one line changes, so the operator's
@@ -114,34 +169,20 @@ struct LonghornVersion: Comparable, CustomStringConvertible {
 struct ReconcileView: Equatable {
     /// `status.artifact.revision` of the GitRepository (`main@sha1:<sha>`).
     var sourceRevision: String?
-    var releaseReady: Bool
-    var releaseReadyReason: String
-    var releaseReadyMessage: String
-    /// The chart version helm-controller last tried and last installed.
-    var releaseAttempted: String?
-    var releaseApplied: String?
+    /// The Longhorn HelmRelease; its revisions are chart versions.
+    var release: FluxApplyStatus
     /// `current-longhorn-version`.
     var longhornVersion: String?
     /// Attached volumes that are not `healthy`.
     var unhealthyVolumes: [String]
 
-    enum Verdict: Equatable {
-        case waiting(String)
-        case done
-        case failed(String)
-    }
+    typealias Verdict = ReconcileVerdict
 
     /// Where a change to `chart` at commit `sha` stands.
     func verdict(commit sha: String, chart: String, version: String) -> Verdict {
-        guard let sourceRevision, sourceRevision.hasSuffix(sha) else {
-            return .waiting("Flux has not fetched \(sha.prefix(12)) yet (source at \(sourceRevision ?? "nothing"))")
-        }
-        if releaseAttempted == chart && !releaseReady && releaseApplied != chart {
-            return .failed("the HelmRelease failed to install chart \(chart): \(releaseReadyReason): \(releaseReadyMessage)")
-        }
-        guard releaseReady && releaseApplied == chart else {
-            return .waiting("the HelmRelease has not installed chart \(chart) yet (installed: \(releaseApplied ?? "nothing"))")
-        }
+        if let waiting = ReconcileVerdict.unfetched(sha, source: sourceRevision) { return waiting }
+        if let verdict = release.verdict(on: { $0 == chart }, failed: "the HelmRelease failed to install chart \(chart)",
+                                         waiting: "the HelmRelease has not installed chart \(chart) yet") { return verdict }
         guard longhornVersion == version else {
             return .waiting("Longhorn reports \(longhornVersion ?? "no version") (current-longhorn-version), not \(version)")
         }
