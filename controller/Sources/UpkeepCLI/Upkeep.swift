@@ -16,6 +16,7 @@ public struct Upkeep: AsyncParsableCommand {
             Resume.self,
             Rollback.self,
             Abandon.self,
+            Report.self,
             History.self,
             Agents.self,
             BackupCommand.self,
