@@ -41,16 +41,7 @@ struct Metrics: ParsableCommand {
             print(text, terminator: "")
             return
         }
-        // Written beside and renamed, so a collector never reads half a file.
-        let partial = output + ".partial"
-        do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: partial))
-            chmod(partial, 0o644)
-            guard rename(partial, output) == 0 else { throw CommandFailure(code: 2, message: String(cString: strerror(errno))) }
-        } catch {
-            unlink(partial)
-            throw CommandFailure(code: RolloutExitCode.usage, message: "cannot write \(output): \(error)")
-        }
+        try writeReplacing(output, with: text)
     }
 }
 

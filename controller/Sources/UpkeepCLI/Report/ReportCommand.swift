@@ -58,14 +58,7 @@ struct Report: AsyncParsableCommand {
             print(text, terminator: "")
             return
         }
-        let partial = path + ".partial"
-        do {
-            try Data(text.utf8).write(to: URL(fileURLWithPath: partial))
-            guard rename(partial, path) == 0 else { throw CommandFailure(code: RolloutExitCode.usage, message: String(cString: strerror(errno))) }
-        } catch {
-            unlink(partial)
-            throw CommandFailure(code: RolloutExitCode.usage, message: "cannot write \(path): \(error)")
-        }
+        try writeReplacing(path, with: text)
         print("wrote \(path)")
     }
 

@@ -23,6 +23,20 @@ extension Instant {
     static func wallClockNow() -> Instant { Instant(milliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded())) }
 }
 
+/// Replaces the file at `path` with `text` (mode 0644): written beside it and renamed, so a reader
+/// (a textfile collector, a script) never sees half a file. A failure is a usage error naming the path.
+func writeReplacing(_ path: String, with text: String) throws {
+    let partial = path + ".partial"
+    do {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: partial))
+        chmod(partial, 0o644)
+        guard rename(partial, path) == 0 else { throw CommandFailure(code: RolloutExitCode.usage, message: String(cString: strerror(errno))) }
+    } catch {
+        unlink(partial)
+        throw CommandFailure(code: RolloutExitCode.usage, message: "cannot write \(path): \(error)")
+    }
+}
+
 /// JSON as the commands print it: sorted keys, pretty, slashes unescaped.
 func jsonText(_ value: some Encodable) throws -> String {
     let encoder = JSONEncoder()
