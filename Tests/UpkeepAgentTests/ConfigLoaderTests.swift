@@ -53,6 +53,18 @@ import UpkeepTestSupport
         #expect(error.description.contains(expected), "\(error)")
     }
 
+    /// Booleans are YAML 1.1's plain spellings; a quoted one is a string and refused.
+    @Test func booleansAreThePlainYAMLSpellings() throws {
+        for (text, value) in [("false", false), ("no", false), ("Off", false), ("TRUE", true), ("yes", true), ("On", true)] {
+            let config = try ConfigLoader.parse("nodeName: n1\nprobes: {nodeReady: \(text)}\n")
+            #expect(config.probes.nodeReady == value, "\(text)")
+        }
+        for text in ["\"false\"", "'no'", "fAlse", "0", "n"] {
+            let error = try #require(throws: ConfigError.self) { try ConfigLoader.parse("nodeName: n1\nprobes: {nodeReady: \(text)}\n") }
+            #expect(error.description.contains("probes.nodeReady: must be true or false"), "\(text): \(error)")
+        }
+    }
+
     @Test func missingOrBadNodeNameAndBrokenYAMLAreReported() throws {
         #expect(throws: ConfigError.self) { try ConfigLoader.parse("k3s: {}\n") }
         let bad = try #require(throws: ConfigError.self) { try ConfigLoader.parse("nodeName: Node_1\n") }
