@@ -28,12 +28,13 @@ tls: {ca: $dir/tls/ca.crt, certificate: $dir/tls/agent.crt, key: $dir/tls/agent.
 k3s: {binary: $dir/bin/k3s, unit: k3s}
 systemd: {systemctl: $dir/systemctl}
 dataDir: $dir/data
-probes: {kubeletHealthz: "http://127.0.0.1:$PORT/healthz", supervisorPing: "", containerdSocket: "$dir/containerd.sock", nodeReady: false, intervalMs: ${INTERVAL_MS:-50}}
-logLevel: warning
+probes: {kubeletHealthz: "http://127.0.0.1:$PORT/healthz", supervisorPing: "", containerdSocket: "$dir/containerd.sock", nodeReady: false, intervalMs: ${INTERVAL_MS:-50}, gateIntervalMs: ${GATE_MS:-5}}
+logLevel: ${AGENT_LOG_LEVEL:-warning}
 YAML
 }
 
-# make_tls DIR: a throwaway cluster CA and the agent identity upkeep://agent/bench-node (openssl CLI).
+# make_tls DIR: a throwaway cluster CA, the agent identity upkeep://agent/bench-node and a controller
+# identity upkeep://controller/bench (openssl CLI).
 make_tls() {
   mkdir -p "$1"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=bench CA" \
@@ -43,13 +44,23 @@ make_tls() {
   printf 'subjectAltName=URI:upkeep://agent/bench-node\n' > "$1/san.ext"
   openssl x509 -req -in "$1/agent.csr" -CA "$1/ca.crt" -CAkey "$1/ca.key" -CAcreateserial -days 1 \
     -extfile "$1/san.ext" -out "$1/agent.crt" 2>/dev/null
-  chmod 600 "$1/agent.key" "$1/ca.key"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bench controller" \
+    -keyout "$1/controller.key" -out "$1/controller.csr" 2>/dev/null
+  printf 'subjectAltName=URI:upkeep://controller/bench\n' > "$1/controller.ext"
+  openssl x509 -req -in "$1/controller.csr" -CA "$1/ca.crt" -CAkey "$1/ca.key" -CAcreateserial -days 1 \
+    -extfile "$1/controller.ext" -out "$1/controller.crt" 2>/dev/null
+  chmod 600 "$1/agent.key" "$1/ca.key" "$1/controller.key"
 }
+
+# The interpreter the fake k3s runs, resolved once: started through a version manager's shim
+# (pyenv puts one first on PATH) Python would take 100 ms more or less depending on whose PATH
+# started it (the agent's or the baseline poller's), which is no part of either's time.
+FAKE_PYTHON=$(python3 -c 'import sys; print(sys.executable)')
 
 # make_k3s DIR VERSION: a fake k3s binary of about 4 MiB in DIR/artifacts.
 make_k3s() {
   local file="$1/artifacts/k3s-$2"
-  sed -e "s|@ROOT@|$1|g" -e "s|@VERSION@|$2|g" "$FAKE/k3s.sh" > "$file"
+  sed -e "s|@ROOT@|$1|g" -e "s|@VERSION@|$2|g" -e "s|exec python3 |exec $FAKE_PYTHON |" "$FAKE/k3s.sh" > "$file"
   python3 -c 'import sys; open(sys.argv[1], "a").write(("# " + "k" * 126 + "\n") * 32768)' "$file"
   chmod +x "$file"
 }

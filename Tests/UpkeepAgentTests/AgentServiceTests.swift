@@ -67,6 +67,40 @@ func liveVersion(_ node: FakeK3sNode) throws -> String {
         #expect(commit.state == .succeeded && commit.body == .commit(CommitReport(k3sVersion: v2)))
     }
 
+    @Test func swapsLinkFilesProvenUnchangedAndNeverPlaceAStagedFileChangedSinceStaging() async throws {
+        func inode(_ path: String) throws -> Int {
+            try #require(try FileManager.default.attributesOfItem(atPath: path)[.systemFileNumber] as? Int)
+        }
+        let node = try FakeK3sNode(liveVersion: v1)
+        try await node.startK3s()
+        let service = try await startService(on: node)
+        let oldLive = try inode(node.livePath)
+        let (sha, _) = try await stage(v2, on: node, service: service)
+        let outcome = try await service.install(operationID: "install-1", sha256: sha, healthTimeoutMs: 10_000, watchdogTimeoutMs: 600_000)
+        #expect(outcome.state == .succeeded, "\(outcome.message)")
+        let previous = try #require(await service.journal.previous)
+        // Both swaps were links: no byte of either binary was copied.
+        #expect(try inode("\(node.dataDir)/previous/\(previous.sha256)") == oldLive)
+        #expect(try inode(node.livePath) == inode("\(node.dataDir)/staging/\(sha)"))
+        #expect(try liveVersion(node) == v2)
+
+        // A staged file changed after it was verified (same size, other bytes) is copied and
+        // checked instead, and refused: the live binary stays as it is.
+        let back = try await stage(v1, on: node, service: service, id: "stage-back")
+        let stagedPath = "\(node.dataDir)/staging/\(back.sha256)"
+        let handle = try #require(FileHandle(forUpdatingAtPath: stagedPath))
+        try handle.seek(toOffset: 4096)
+        try handle.write(contentsOf: Data("damaged".utf8))
+        try handle.close()
+        _ = try await service.commit(operationID: "commit-1", installOperationID: "install-1")
+        let damaged = try await service.install(operationID: "install-2", sha256: back.sha256, healthTimeoutMs: 10_000, watchdogTimeoutMs: 600_000)
+        #expect(damaged.state != .succeeded)
+        #expect(damaged.message.contains("expected \(back.sha256)"), "\(damaged.message)")
+        #expect(try liveVersion(node) == v2 && node.runningVersion == v2)
+        await service.close()
+        node.stopK3s()
+    }
+
     @Test func installThatNeverBecomesHealthyIsRevertedWithTheFailingProbes() async throws {
         let node = try FakeK3sNode(liveVersion: v1)
         try await node.startK3s()

@@ -24,14 +24,14 @@ import UpkeepTestSupport
         systemd: {systemctl: /bin/systemctl, timeoutSeconds: 30}
         dataDir: /d/agent
         kubeconfig: /etc/upkeep/kubeconfig
-        probes: {kubeletHealthz: "", supervisorPing: "https://10.0.0.1:6443/ping", supervisorCA: /ca.pem, containerdSocket: "", nodeReady: false, timeoutMs: 500, intervalMs: 250}
+        probes: {kubeletHealthz: "", supervisorPing: "https://10.0.0.1:6443/ping", supervisorCA: /ca.pem, containerdSocket: "", nodeReady: false, timeoutMs: 500, intervalMs: 250, gateIntervalMs: 12}
         logLevel: debug
         """
         let config = try ConfigLoader.parse(yaml)
         #expect(config.listenAddress == "127.0.0.2" && config.listenPort == 9999)
         #expect(config.keyFile == "/x/a.key" && config.k3sBinary == "/opt/bin/k3s" && config.unit == "k3s-agent")
         #expect(config.systemctlTimeoutSeconds == 30 && config.versionTimeoutSeconds == 5)
-        #expect(config.probes.kubeletHealthzURL.isEmpty && !config.probes.nodeReady && config.probes.intervalMs == 250)
+        #expect(config.probes.kubeletHealthzURL.isEmpty && !config.probes.nodeReady && config.probes.intervalMs == 250 && config.probes.gateIntervalMs == 12)
         #expect(config.logLevel == .debug)
         #expect(try config.resolvedUnit(unitDirectories: []) == "k3s-agent")
     }

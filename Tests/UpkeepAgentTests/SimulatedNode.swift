@@ -48,7 +48,7 @@ struct MachineHarness {
     /// The node as it was when each record was about to be persisted: a crash there loses that
     /// record and everything after it, but not the effects already performed.
     var nodeBeforeRecord: [SimulatedNode] = []
-    static let settings = UpgradeMachine.Settings(probeIntervalMs: 100)
+    static let settings = UpgradeMachine.Settings(probeIntervalMs: 100, gateIntervalMs: 20)
 
     init(node: SimulatedNode, records: [JournalRecord] = []) {
         self.node = node
@@ -109,6 +109,9 @@ struct MachineHarness {
         case .probe(let expected, let notBefore):
             now = max(now, notBefore) + 5
             return .probed(node.probe(expected: expected, now: now))
+        case .gate(let notBefore):
+            now = max(now, notBefore) + 1
+            return .probed(ProbeReport(checks: node.probe(expected: nil, now: now).checks.filter { $0.name == "kubelet" || $0.name == "unit" && !$0.ok }))
         }
     }
 

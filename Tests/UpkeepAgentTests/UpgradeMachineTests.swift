@@ -46,6 +46,35 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
         #expect(keptIndex < placedIndex)
     }
 
+    @Test func afterARestartQuickGateLooksComeFirstAndTheFullProbeRunsOnceKubeletAnswers() throws {
+        var harness = MachineHarness(node: node(newHealthyAfterMs: 3_000))
+        install(on: &harness)
+        harness.settle()
+        #expect(harness.replies["install-1"]?.state == .succeeded)
+        let afterRestart = Array(harness.performed.drop { $0 != .restartUnit }.dropFirst())
+        let gates = afterRestart.prefix { if case .gate = $0 { true } else { false } }
+        // Kubelet answers 3 s after the start; the gate looks every 20 ms (1 ms each here) until then.
+        #expect(gates.count >= 3_000 / 21 && gates.count <= 3_000 / 20 + 2, "\(gates.count) gate looks")
+        let probes = afterRestart.filter { if case .probe = $0 { true } else { false } }
+        #expect(probes.count == 1, "one full round once kubelet answered: \(probes.count)")
+        // Looks are spaced by the gate interval, never sooner.
+        let times = gates.compactMap { if case .gate(let at) = $0 { at } else { nil } }
+        #expect(zip(times.dropFirst(), times).allSatisfy { $0 - $1 >= 20 })
+    }
+
+    @Test func aGateThatNeverOpensEndsInOneFullProbeWhoseReportSaysWhatFailed() throws {
+        var harness = MachineHarness(node: node(newHealthyAfterMs: nil))
+        install(on: &harness, healthTimeoutMs: 2_000)
+        harness.settle()
+        #expect(harness.replies["install-1"]?.state == .reverted)
+        guard case .install(let report) = harness.replies["install-1"]?.body else { Issue.record("no install report"); return }
+        #expect(report.probe.checks.map(\.name) == ["unit", "kubelet", "version"], "the full round, not the gate's one check")
+        let firstRestart = try #require(harness.performed.firstIndex(of: .restartUnit))
+        let secondRestart = try #require(harness.performed[(firstRestart + 1)...].firstIndex(of: .restartUnit))
+        let newBinaryProbes = harness.performed[firstRestart..<secondRestart].filter { if case .probe = $0 { true } else { false } }
+        #expect(newBinaryProbes.count == 1)
+    }
+
     @Test func installThatNeverBecomesHealthyIsRevertedAndReportedWithTheProbes() throws {
         var harness = MachineHarness(node: node(newHealthyAfterMs: nil))
         install(on: &harness, healthTimeoutMs: 5_000)

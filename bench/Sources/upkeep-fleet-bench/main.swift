@@ -16,6 +16,7 @@ import UpkeepTLS
 ///                        single one, and all of them in a row
 ///   ratio                fanout_seconds / slowest_single_seconds
 /// Usage: upkeep-fleet-bench [--agents N] [--rounds R]
+///        upkeep-fleet-bench install … (bench/agent-install-overhead: InstallBench.swift)
 
 /// An agent that only says hello: the cross-check needs nothing else.
 struct HelloOnlyAgent: RequestHandler {
@@ -24,6 +25,11 @@ struct HelloOnlyAgent: RequestHandler {
     func handle(_ request: IncomingRequest) async throws -> Reply {
         throw ErrorResponse(.notImplemented, "this bench agent only answers Hello and Ping")
     }
+}
+
+if CommandLine.arguments.dropFirst().first == "install" {
+    try await InstallBench.run()
+    exit(0)
 }
 
 func argument(_ name: String, default value: Int) -> Int {

@@ -62,8 +62,12 @@ public struct ProbeConfig: Equatable, Sendable {
     public var nodeReady = true
     /// Bound on each check.
     public var timeoutMs = 2_000
-    /// Pause between probe rounds while waiting for health after a restart.
+    /// Pause between full probe rounds while waiting for health after a restart.
     public var intervalMs = 50
+    /// After a restart, pause between quick looks at kubelet healthz alone (one local request)
+    /// before the first full round: a healthy k3s is noticed within this, without spawning
+    /// systemctl for every look.
+    public var gateIntervalMs = 5
 
     public init() {}
 }

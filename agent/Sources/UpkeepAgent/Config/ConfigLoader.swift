@@ -60,7 +60,9 @@ public enum ConfigLoader {
             config.probes.nodeReady = try probes.bool("nodeReady") ?? config.probes.nodeReady
             config.probes.timeoutMs = try probes.int("timeoutMs", in: 1...60_000) ?? config.probes.timeoutMs
             config.probes.intervalMs = try probes.int("intervalMs", in: 10...60_000) ?? config.probes.intervalMs
-            try probes.rejectUnknown(["kubeletHealthz", "supervisorPing", "supervisorCA", "containerdSocket", "nodeReady", "timeoutMs", "intervalMs"])
+            config.probes.gateIntervalMs = try probes.int("gateIntervalMs", in: 1...1_000) ?? config.probes.gateIntervalMs
+            try probes.rejectUnknown(["kubeletHealthz", "supervisorPing", "supervisorCA", "containerdSocket", "nodeReady", "timeoutMs", "intervalMs",
+                                      "gateIntervalMs"])
         }
         if let level = try top.string("logLevel") {
             guard let parsed = LogLevelName(rawValue: level) else {

@@ -272,6 +272,8 @@ public struct UpgradeMachine: Sendable {
             effect = .restartUnit
         case .probe:
             effect = .probe(expectedK3sVersion: current.target.k3sVersion, notBeforeUnixMs: current.nextProbeUnixMs ?? now)
+        case .gate:
+            effect = .gate(notBeforeUnixMs: current.nextProbeUnixMs ?? now)
         }
         lastToken += 1
         current.token = lastToken
@@ -293,9 +295,20 @@ public struct UpgradeMachine: Sendable {
             if let id = current.purpose.operationID { persist(.step(operationID: id, .placed(sha256: current.target.sha256))) }
         case (.restart, .done):
             current.probeDeadlineUnixMs = now + current.healthTimeoutMs
+            // Full probe rounds only once k3s shows a sign of life.
+            current.steps.insert(.gate, at: 0)
+            current.nextProbeUnixMs = nil
         case (.restart, .failed(let message)):
             let report = ProbeReport(checks: [ProbeCheck(name: "restart", ok: false, latencyMs: 0, message: message)])
             return conclude(current, .unhealthy(report))
+        case (.gate, .probed(let report)):
+            let next = now + settings.gateIntervalMs
+            if report.healthy || next > current.probeDeadlineUnixMs {
+                current.nextProbeUnixMs = nil  // the full round (at the deadline: the report of what failed)
+            } else {
+                current.steps.insert(.gate, at: 0)
+                current.nextProbeUnixMs = next
+            }
         case (.probe, .probed(let report)):
             if report.healthy { return conclude(current, .healthy(report)) }
             let next = now + settings.probeIntervalMs
@@ -461,7 +474,8 @@ private struct Run: Sendable {
         }
     }
 
-    enum Step: Sendable { case keepPrevious, place, restart, probe }
+    /// `gate` comes in after a restart: quick looks until k3s shows a sign of life, then `probe`.
+    enum Step: Sendable { case keepPrevious, place, restart, gate, probe }
 
     var purpose: Purpose
     var steps: [Step]
@@ -469,6 +483,7 @@ private struct Run: Sendable {
     var target: BinaryRef
     var healthTimeoutMs: Int64
     var probeDeadlineUnixMs: Int64 = 0
+    /// When the next gate look or probe round may run.
     var nextProbeUnixMs: Int64?
     var token: UInt64 = 0
 }

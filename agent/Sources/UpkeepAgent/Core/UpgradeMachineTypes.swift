@@ -3,10 +3,15 @@ extension UpgradeMachine {
     public struct Settings: Equatable, Sendable {
         /// Pause between failed probe rounds while waiting for health.
         public var probeIntervalMs: Int64
+        /// After a restart, pause between looks at the first sign of life (kubelet healthz, one
+        /// local request) before the first full probe round: short, so a healthy k3s is noticed
+        /// within a few milliseconds without running every probe (and spawning systemctl) each time.
+        public var gateIntervalMs: Int64
 
-        public init(probeIntervalMs: Int64 = 100) {
-            precondition(probeIntervalMs > 0, "probeIntervalMs must be positive")
+        public init(probeIntervalMs: Int64 = 100, gateIntervalMs: Int64 = 5) {
+            precondition(probeIntervalMs > 0 && gateIntervalMs > 0, "probe and gate intervals must be positive")
             self.probeIntervalMs = probeIntervalMs
+            self.gateIntervalMs = gateIntervalMs
         }
     }
 
@@ -100,6 +105,9 @@ extension UpgradeMachine {
         case restartUnit
         /// Run every probe once, not before the given time.
         case probe(expectedK3sVersion: String?, notBeforeUnixMs: Int64)
+        /// Look once, not before the given time, for the first sign that the restarted k3s is up
+        /// (kubelet healthz); answered with `.probed` (healthy when there is nothing to look at).
+        case gate(notBeforeUnixMs: Int64)
     }
 
     public enum EffectResult: Equatable, Sendable {

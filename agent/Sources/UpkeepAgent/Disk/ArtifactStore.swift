@@ -12,20 +12,27 @@ public struct StagedArtifact: Codable, Equatable, Sendable {
     public var bytes: Int64
     public var k3sVersion: String
     public var stagedAtUnixMs: Int64
+    /// The verified file's identity when it was staged: while it holds, the file still has
+    /// `sha256` and can be linked into place without being read again (absent: staged by an
+    /// older agent, copied and verified instead).
+    public var identity: FileIdentity?
 
-    public init(sha256: String, bytes: Int64, k3sVersion: String, stagedAtUnixMs: Int64) {
+    public init(sha256: String, bytes: Int64, k3sVersion: String, stagedAtUnixMs: Int64, identity: FileIdentity? = nil) {
         self.sha256 = sha256
         self.bytes = bytes
         self.k3sVersion = k3sVersion
         self.stagedAtUnixMs = stagedAtUnixMs
+        self.identity = identity
     }
 }
 
 /// The agent's binaries on disk: `staging/<sha256>` (verified uploads, with a `<sha256>.json`
 /// description), `previous/<sha256>` (the binary the last install replaced), and the live path.
 ///
-/// Nothing here ever writes into the live path: a binary becomes live by being copied, verified
-/// and fsynced under a temporary name in the live path's own directory, then renamed over it.
+/// Nothing here ever writes into the live path: a binary becomes live under a temporary name in
+/// the live path's own directory, then is renamed over it. That temporary name is a hard link to
+/// the verified file when both are on one file system and the file is provably unchanged since
+/// it was verified (same `FileIdentity`); otherwise a copy, verified and fsynced.
 public struct ArtifactStore: Sendable {
     /// Staged artifacts kept at most; older ones not in use are removed when a new one arrives.
     public static let stagedMax = 4
@@ -112,13 +119,17 @@ public struct ArtifactStore: Sendable {
 
     // MARK: - Swaps
 
-    /// Copies the live binary to `previous/<sha256>`, verifying that it still has that digest,
-    /// and removes other kept binaries.
-    public func keepPrevious(sha256: String) throws(AgentFailure) {
+    /// Keeps the live binary as `previous/<sha256>` and removes other kept binaries: a hard link
+    /// when `knownLive` is the identity under which the live binary was found to have that digest
+    /// (and still is), else a copy verified against the digest.
+    public func keepPrevious(sha256: String, knownLive: FileIdentity? = nil) throws(AgentFailure) {
         let target = "\(previousDir)/\(sha256)"
+        if let knownLive, FileSystem.identity(target) == knownLive { return }
         if FileSystem.exists(target), (try? SHA256Digest.file(target)) == sha256 { return }
         let temporary = "\(previousDir)/.\(sha256).tmp"
-        try copyVerified(from: livePath, to: temporary, expecting: sha256)
+        if !(knownLive.map { FileSystem.linkIdentical(livePath, to: temporary, expected: $0) } ?? false) {
+            try copyVerified(from: livePath, to: temporary, expecting: sha256)
+        }
         do throws(FileSystemError) {
             try FileSystem.publish(temporary, over: target)
             for name in try FileSystem.list(previousDir) where name != sha256 {
@@ -129,15 +140,19 @@ public struct ArtifactStore: Sendable {
         }
     }
 
-    /// Makes `binary` live: copied and verified under a temporary name beside the live path,
-    /// fsynced, renamed over it, and the directory fsynced. A crash at any point leaves the live
-    /// path with the complete old or the complete new binary.
+    /// Makes `binary` live: under a temporary name beside the live path (a link to a staged file
+    /// unchanged since it was verified, else a verified, fsynced copy), renamed over it, and the
+    /// directory fsynced. A crash at any point leaves the live path with the complete old or the
+    /// complete new binary.
     public func place(_ binary: BinaryRef) throws(AgentFailure) {
         let source = path(of: binary)
         guard FileSystem.exists(source) else {
             throw AgentFailure(.notFound, "\(binary) is not in \(FileSystem.directoryName(source))")
         }
-        try copyVerified(from: source, to: liveTemporary, expecting: binary.sha256)
+        let verified = binary.store == .staging ? stagedArtifact(binary.sha256)?.identity : nil
+        if !(verified.map { FileSystem.linkIdentical(source, to: liveTemporary, expected: $0) } ?? false) {
+            try copyVerified(from: source, to: liveTemporary, expecting: binary.sha256)
+        }
         do throws(FileSystemError) {
             try FileSystem.publish(liveTemporary, over: livePath)
         } catch {
@@ -260,7 +275,8 @@ public final class StagingUpload {
     /// Makes the finished upload a staged artifact (description first, then the binary, each by rename).
     public func publish(k3sVersion: String, nowUnixMs: Int64) throws(AgentFailure) -> StagedArtifact {
         precondition(descriptor == -2, "publish before finish")
-        let artifact = StagedArtifact(sha256: sha256, bytes: bytesWritten, k3sVersion: k3sVersion, stagedAtUnixMs: nowUnixMs)
+        let artifact = StagedArtifact(sha256: sha256, bytes: bytesWritten, k3sVersion: k3sVersion, stagedAtUnixMs: nowUnixMs,
+                                      identity: FileSystem.identity(temporary))
         do {
             let description = try JSONEncoder().encode(artifact)
             try FileSystem.writeAtomically(Array(description), to: "\(store.stagingDir)/\(sha256).json", mode: 0o600)

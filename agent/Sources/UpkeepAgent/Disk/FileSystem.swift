@@ -24,6 +24,23 @@ public struct FileSystemError: Error, Equatable, Sendable, CustomStringConvertib
     }
 }
 
+/// Which file a path names and whether it changed: device, inode, size and modification time.
+/// A file whose digest was computed under one identity still has that digest while the identity
+/// holds (hard links share it; a rename keeps it; any write moves the modification time).
+public struct FileIdentity: Codable, Equatable, Sendable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var modifiedNs: Int64
+
+    public init(_ status: stat) {
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+        size = Int64(status.st_size)
+        modifiedNs = Int64(status.st_mtim.tv_sec) * 1_000_000_000 + Int64(status.st_mtim.tv_nsec)
+    }
+}
+
 /// Thin POSIX helpers for the agent's durable file handling: every write loops over short writes,
 /// every publication is a rename followed by an fsync of the directory.
 public enum FileSystem {
@@ -46,6 +63,23 @@ public enum FileSystem {
         var status = stat()
         guard stat(path, &status) == 0 else { throw FileSystemError("stat", path) }
         return status
+    }
+
+    public static func identity(_ path: String) -> FileIdentity? {
+        (try? fileStatus(path)).map(FileIdentity.init)
+    }
+
+    /// Makes `to` a second name of `from` when that is still the file of identity `expected`
+    /// (nothing is copied); false, with `to` absent, when it cannot be linked (another file
+    /// system, a file system without links) or `from` is another file now.
+    public static func linkIdentical(_ from: String, to: String, expected: FileIdentity) -> Bool {
+        try? removeIfPresent(to)
+        guard link(from, to) == 0 else { return false }
+        guard identity(to) == expected else {
+            unlink(to)
+            return false
+        }
+        return true
     }
 
     /// Bytes an unprivileged writer may still use on the file system holding `path`.

@@ -65,6 +65,19 @@ public struct HealthProbes: Sendable {
         }
     }
 
+    /// The first sign that a restarted k3s is up: kubelet healthz alone (one local request, no
+    /// process). Passes at once when no healthz endpoint is configured.
+    public func gate() async -> ProbeReport {
+        guard !config.kubeletHealthzURL.isEmpty else {
+            return ProbeReport(checks: [ProbeCheck(name: "kubelet", ok: true, latencyMs: 0, message: "no kubelet healthz configured")])
+        }
+        let start = ContinuousClock.now
+        let (ok, message) = await httpCheck(config.kubeletHealthzURL, expecting: "ok", tls: nil)
+        let elapsed = ContinuousClock.now - start
+        let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        return ProbeReport(checks: [ProbeCheck(name: "kubelet", ok: ok, latencyMs: ms, message: message)])
+    }
+
     private func unitCheck() async -> (Bool, String) {
         do {
             let state = try await systemctl.activeState()

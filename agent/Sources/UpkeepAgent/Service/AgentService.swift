@@ -96,7 +96,8 @@ public actor AgentService {
         let journalFile = JournalFile(path: "\(environment.config.dataDir)/journal.jsonl")
         let records = try journalFile.open()
         let state = JournalState(records: records)
-        let settings = UpgradeMachine.Settings(probeIntervalMs: Int64(environment.config.probes.intervalMs))
+        let settings = UpgradeMachine.Settings(probeIntervalMs: Int64(environment.config.probes.intervalMs),
+                                               gateIntervalMs: Int64(environment.config.probes.gateIntervalMs))
         let service = AgentService(environment: environment, journalFile: journalFile, lock: lock,
                                    machine: UpgradeMachine(journal: state, settings: settings))
         await service.recover()
@@ -376,9 +377,9 @@ public actor AgentService {
                 }
             case .perform(let effect, let token):
                 logger.debug("effect \(effect)")
-                let environment = environment
+                let (environment, binary) = (environment, binary)
                 Task {
-                    let result = await Self.perform(effect, environment: environment)
+                    let result = await Self.perform(effect, environment: environment, liveBinary: binary)
                     self.effectCompleted(token, result)
                 }
             case .reply(let id, let outcome):
@@ -411,11 +412,12 @@ public actor AgentService {
         }
     }
 
-    private static func perform(_ effect: UpgradeMachine.Effect, environment: AgentEnvironment) async -> UpgradeMachine.EffectResult {
+    private static func perform(_ effect: UpgradeMachine.Effect, environment: AgentEnvironment,
+                                liveBinary: K3sBinaryInfo) async -> UpgradeMachine.EffectResult {
         do {
             switch effect {
             case .keepPrevious(let live):
-                try environment.store.keepPrevious(sha256: live.sha256)
+                try environment.store.keepPrevious(sha256: live.sha256, knownLive: await liveBinary.identity(ofDigest: live.sha256))
             case .place(let binary):
                 try environment.store.place(binary)
                 environment.logger.notice("placed \(binary) at \(environment.config.k3sBinary)")
@@ -426,6 +428,10 @@ public actor AgentService {
                 let waitMs = notBefore - environment.clock()
                 if waitMs > 0 { try? await Task.sleep(for: .milliseconds(waitMs)) }
                 return .probed(await environment.probes.run(expectedK3sVersion: expected))
+            case .gate(let notBefore):
+                let waitMs = notBefore - environment.clock()
+                if waitMs > 0 { try? await Task.sleep(for: .milliseconds(waitMs)) }
+                return .probed(await environment.probes.gate())
             }
             return .done
         } catch {

@@ -11,14 +11,7 @@ import Darwin
 public actor K3sBinaryInfo {
     public let path: String
     private let versionTimeoutSeconds: Double
-    private var cache: (key: FileKey, binary: LiveBinary)?
-
-    private struct FileKey: Equatable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var modifiedNs: Int64
-    }
+    private var cache: (key: FileIdentity, binary: LiveBinary)?
 
     public init(path: String, versionTimeoutSeconds: Double) {
         self.path = path
@@ -27,15 +20,18 @@ public actor K3sBinaryInfo {
 
     /// The live binary, or nil when it is missing or unreadable.
     public func live() async -> LiveBinary? {
-        guard let status = try? FileSystem.fileStatus(path) else { return nil }
-        let key = FileKey(device: UInt64(status.st_dev), inode: UInt64(status.st_ino), size: Int64(status.st_size),
-                          modifiedNs: Int64(status.st_mtim.tv_sec) * 1_000_000_000 + Int64(status.st_mtim.tv_nsec))
+        guard let key = FileSystem.identity(path) else { return nil }
         if let cache, cache.key == key { return cache.binary }
         guard let sha = try? SHA256Digest.file(path) else { return nil }
         let version = try? await Self.version(of: path, timeoutSeconds: versionTimeoutSeconds)
         let binary = LiveBinary(sha256: sha, k3sVersion: version)
         cache = (key, binary)
         return binary
+    }
+
+    /// The identity of the file whose digest is `sha256`, when that is the live binary last read.
+    public func identity(ofDigest sha256: String) -> FileIdentity? {
+        cache.flatMap { $0.binary.sha256 == sha256 ? $0.key : nil }
     }
 
     /// Runs `<path> --version` and returns the version word of its first line.
