@@ -15,6 +15,7 @@ import UpkeepTestSupport
         #expect(result.output.contains("did not become healthy on agent-2"))
         #expect(result.output.contains("failed and rolled back"))
         #expect(result.output.contains("done: Longhorn runs v1.8.2"), "the Longhorn update through Git")
+        #expect(result.output.contains("done: Flux runs v2.5.1"), "the Flux update through Git")
         #expect(result.output.contains("backup r"), "a sealed datastore backup before each rollout")
         #expect(result.output.contains("first run exit 0") && result.output.contains("second run exit 1"))
         // Each run ends with every node where the story says, as the API reports them.

@@ -13,8 +13,8 @@ import UpkeepStore
 /// node), shows the plan, upgrades the cluster to the newest k3s the sandbox offers with live
 /// progress, then does the same on a fresh sandbox where one agent's new k3s never becomes
 /// healthy: its agent puts the old binary back and the controller returns every upgraded node,
-/// in reverse order. Between the two, Longhorn is upgraded through the Git repository the
-/// sandbox's Flux follows (`upkeep update`). Everything runs through the same code as `upkeep apply`, and everything it
+/// in reverse order. Between the two, Longhorn and then Flux itself are upgraded through the Git
+/// repository the sandbox's Flux follows (`upkeep update`). Everything runs through the same code as `upkeep apply`, and everything it
 /// starts is stopped at the end.
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,6 +29,8 @@ struct Demo: AsyncParsableCommand {
     static let failingNode = "agent-2"
     /// After the first run's k3s upgrade, Longhorn goes one minor up (from the sandbox's v1.7.2) through Git.
     static let longhornTarget = "v1.8.2"
+    /// Then Flux (from the sandbox's v2.4.0) regenerates its own components through Git.
+    static let fluxTarget = "v2.5.1"
 
     func run() async throws {
         let base = dir ?? NSTemporaryDirectory() + "upkeep-demo-\(UUID().uuidString.prefix(8).lowercased())"
@@ -94,14 +96,23 @@ struct Demo: AsyncParsableCommand {
             }
             if failing == nil, let longhorn = LonghornVersion(Self.longhornTarget) {
                 say("")
-                say("== Longhorn \(Self.longhornTarget) through the Git repository the sandbox's Flux follows (\(directory)/git/fleet.git)")
-                let updated = try await ClusterSession.with(config) { session in
-                    try await GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: "flux-system",
-                                           name: "flux-system", repoOverride: nil, timeoutSeconds: 120)
-                        .run(dryRun: false, confirmed: true) { source in try await LonghornUpdate.plan(kube: session.kube, target: longhorn, source: source) }
-                }
-                guard updated == RolloutExitCode.done else {
-                    throw CommandFailure(code: 1, message: "the Longhorn update through Git ended with exit \(updated)")
+                say("== Longhorn \(Self.longhornTarget), then Flux \(Self.fluxTarget), through the Git repository the sandbox's Flux follows "
+                    + "(\(directory)/git/fleet.git)")
+                try await ClusterSession.with(config) { session in
+                    let update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: "flux-system",
+                                              name: "flux-system", repoOverride: nil, timeoutSeconds: 120)
+                    let longhornCode = try await update.run(dryRun: false, confirmed: true) { source in
+                        try await LonghornUpdate.plan(kube: session.kube, target: longhorn, source: source)
+                    }
+                    guard longhornCode == RolloutExitCode.done else {
+                        throw CommandFailure(code: 1, message: "the Longhorn update through Git ended with exit \(longhornCode)")
+                    }
+                    let fluxCode = try await update.run(dryRun: false, confirmed: true) { source in
+                        try await FluxUpdate.plan(session: session, to: Self.fluxTarget, source: source)
+                    }
+                    guard fluxCode == RolloutExitCode.done else {
+                        throw CommandFailure(code: 1, message: "the Flux update through Git ended with exit \(fluxCode)")
+                    }
                 }
             }
             say(try await SandboxRunner.down(directory: directory))
