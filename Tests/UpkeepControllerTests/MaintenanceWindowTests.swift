@@ -35,6 +35,17 @@ import UpkeepCore
         #expect(nights.closing(after: Self.at("2026-11-28T01:00:00Z")) == Self.at("2026-11-28T02:00:00Z"))
     }
 
+    @Test func severalWindowsCloseWhenTheLastAdjoiningOrOverlappingOneDoes() throws {
+        let windows = [try Self.window("Sat 02:00-04:00"), try Self.window("Sat 03:00-05:00"), try Self.window("Sat 05:00-06:00"),
+                       try Self.window("Sat 07:00-08:00")]
+        #expect(windows.closing(after: Self.at("2026-11-28T02:30:00Z")) == Self.at("2026-11-28T06:00:00Z"), "overlap, then adjoin")
+        #expect(windows.closing(after: Self.at("2026-11-28T07:30:00Z")) == Self.at("2026-11-28T08:00:00Z"))
+        #expect(windows.closing(after: Self.at("2026-11-28T06:30:00Z")) == nil, "closed now")
+        let weekend = [try Self.window("Sat-Sun 00:00-24:00")]
+        #expect(weekend.closing(after: Self.at("2026-11-28T12:00:00Z")) == Self.at("2026-11-30T00:00:00Z"), "Saturday runs into Sunday")
+        #expect([MaintenanceWindow]().closing(after: Self.at("2026-11-28T12:00:00Z")) == nil)
+    }
+
     @Test func dayListsRangesThatWrapAndDaily() throws {
         #expect(try Self.window("Sat-Mon 00:00-24:00").days == [5, 6, 0])
         #expect(try Self.window("sat,SUN 01:00-03:00").days == [5, 6])

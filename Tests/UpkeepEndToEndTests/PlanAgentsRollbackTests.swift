@@ -45,6 +45,20 @@ struct PlanAgentsRollbackTests {
             let overridden = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "apply", "--to", target, "--dry-run", "--ignore-window"],
                                                       timeoutSeconds: 120)
             #expect(overridden.status == 0 && overridden.output.contains("going ahead (--ignore-window)"), "\(overridden.output)")
+            // Inside a window (one opened an hour ago, three hours long) apply says until when.
+            let opened = Date().addingTimeInterval(-3600)
+            var utc = Calendar(identifier: .gregorian)
+            utc.timeZone = TimeZone(identifier: "UTC")!
+            let parts = utc.dateComponents([.weekday, .hour, .minute], from: opened)
+            let day = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][parts.weekday! - 1]
+            let from = String(format: "%02d:%02d", parts.hour!, parts.minute!)
+            let until = String(format: "%02d:%02d", (parts.hour! + 3) % 24, parts.minute!)
+            let open = "\(sandbox.directory)/upkeep-open.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  windows: [\"\(day) \(from)-\(until)\"]\n")
+                .write(toFile: open, atomically: true, encoding: .utf8)
+            let inside = try await ProcessRun.run(sandbox.upkeep, ["--config", open, "apply", "--to", target, "--dry-run"], timeoutSeconds: 120)
+            #expect(inside.status == 0 && inside.output.contains("inside the maintenance windows (\(day) \(from)-\(until), UTC) until ")
+                    && inside.output.contains("\(until)"), "\(inside.output)")
             let recorded = (try await sandbox.history().count, try await sandbox.backups().count)
             #expect(recorded == (0, 0), "a refused apply records nothing: \(recorded)")
             try await sandbox.expectAllNodes(at: start, "after the refused apply")

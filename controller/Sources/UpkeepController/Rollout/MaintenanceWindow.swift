@@ -115,6 +115,18 @@ extension [MaintenanceWindow] {
         map { $0.nextOpen(atOrAfter: instant) }.min() ?? instant
     }
 
+    /// When the windows open at `instant` stop being open (following overlapping and adjoining
+    /// occurrences), if one is open; nil when none is or when there are no windows at all.
+    public func closing(after instant: Instant) -> Instant? {
+        guard var end = compactMap({ $0.closing(after: instant) }).max() else { return nil }
+        // A bounded walk: each step moves past another open occurrence, at most one per window and day.
+        for _ in 0..<(count * 8) {
+            guard let later = compactMap({ $0.closing(after: end) }).max(), later > end else { break }
+            end = later
+        }
+        return end
+    }
+
     public var listed: String { map(\.description).joined(separator: ", ") }
 }
 
