@@ -15,6 +15,9 @@ let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let yams = Target.Dependency.product(name: "Yams", package: "Yams")
 
+/// This manifest's directory, for linker inputs kept in the repository.
+let packageDirectory = String(#filePath.dropLast("/Package.swift".count))
+
 let package = Package(
     name: "upkeep",
     platforms: [.macOS(.v15)],
@@ -78,12 +81,16 @@ let package = Package(
         // R_X86_64_RELATIVE entries of a PIE with a static Swift runtime shrink from 2.2 MiB of
         // .rela.dyn, all read at every start, to 19 KiB. And without the -export-dynamic that the
         // static Swift runtime's link arguments add: nothing loads or looks up the agent's own
-        // symbols, whose 17,863 exports cost 1.4 MiB of resident symbol tables
-        // (docs/agent.md, "Measurements").
+        // symbols, whose 17,863 exports cost 1.4 MiB of resident symbol tables.
+        // The functions that run from exec to an idle daemon come first in .text, in the order of
+        // agent/upkeep-agent.order (scripts/agent-order-file): the kernel maps code 64 KiB around
+        // each fault, so scattered start-up code kept most of .text resident (docs/agent.md, "Measurements").
         .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
-                                                           "-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
+                                                           "-Xlinker", "--no-export-dynamic",
+                                                           "-Xlinker", "--symbol-ordering-file=\(packageDirectory)/agent/upkeep-agent.order",
+                                                           "-Xlinker", "--no-warn-symbol-ordering"], .when(platforms: [.linux]))]),
 
         // Update detection: installed versions from the cluster, available ones from GitHub, the
         // channel server or a mirror; paths, arch support and compatibility warnings.
