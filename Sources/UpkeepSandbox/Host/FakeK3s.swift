@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import UpkeepCore
 import UpkeepKube
 import UpkeepPKI
 import UpkeepTLS
@@ -271,33 +272,6 @@ public enum FakeK3s {
                 reported = false
             }
             try? await Task.sleep(nanoseconds: UInt64(heartbeatSeconds * 1_000_000_000))
-        }
-    }
-}
-
-/// Waits for one of a few signals without a handler running arbitrary code in signal context.
-public enum Signals {
-    /// Suspends until one of `signals` arrives and returns it. The signals' default actions are
-    /// turned off for the rest of the process.
-    public static func wait(for signals: [Int32]) async -> Int32 {
-        let state = NIOLockedValueBox<(CheckedContinuation<Int32, Never>?, [any DispatchSourceSignal])>((nil, []))
-        return await withCheckedContinuation { continuation in
-            var sources: [any DispatchSourceSignal] = []
-            for number in signals {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler {
-                    let pending = state.withLockedValue { value -> CheckedContinuation<Int32, Never>? in
-                        let continuation = value.0
-                        value.0 = nil
-                        return continuation
-                    }
-                    pending?.resume(returning: number)
-                }
-                source.resume()
-                sources.append(source)
-            }
-            state.withLockedValue { $0 = (continuation, sources) }
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepCore
 
 /// The background process behind `upkeep sandbox up`: started in its own session, it runs a
 /// `SandboxRunner` until SIGTERM or SIGINT, applies `faults.json` while it runs, and reports
@@ -82,10 +83,8 @@ public enum SandboxDaemon {
     public static func serve(directory: String) async -> Int32 {
         // Signals are turned into events before anything starts, so a `down` during the start
         // still tears everything down once the start has finished (or failed; both are bounded).
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
         signal(SIGHUP, SIG_IGN)
-        let stopSignal = Task { await Signals.wait(for: [SIGTERM, SIGINT]) }
+        let stopSignal = Signals.listen(for: [SIGTERM, SIGINT])
         let pid = getpid()
         func report(_ state: String, _ message: String? = nil) {
             try? JSONFiles.write(State(state: state, pid: pid, message: message), to: stateFile(directory))
@@ -115,7 +114,7 @@ public enum SandboxDaemon {
                 try? await Task.sleep(nanoseconds: tendIntervalNanoseconds)
             }
         }
-        let signal = await stopSignal.value
+        let signal = await stopSignal()
         print("signal \(signal): stopping the sandbox")
         tending.cancel()
         _ = await tending.value

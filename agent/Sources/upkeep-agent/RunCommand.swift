@@ -1,9 +1,9 @@
 import ArgumentParser
-@preconcurrency import Dispatch
 import NIOCore
 import NIOPosix
 import Logging
 import UpkeepAgent
+import UpkeepCore
 import UpkeepProtocol
 
 #if canImport(Glibc)
@@ -26,28 +26,8 @@ struct RunCommand: AsyncParsableCommand {
         logger.notice("serving controllers on \(server.localAddress)")
         let notifier = SystemdNotifier.fromProcessEnvironment()
         let daemon = AgentDaemon(service: service, notifier: notifier, logger: logger)
-        try await daemon.run(until: TerminationSignal.wait())
+        try await daemon.run(until: Signals.listen(for: [SIGTERM, SIGINT]))
         await server.shutdown()
         try? await group.shutdownGracefully()
-    }
-}
-
-/// SIGTERM or SIGINT, delivered once through Dispatch.
-enum TerminationSignal {
-    static func wait() -> @Sendable () async -> Int32 {
-        let stream = AsyncStream<Int32> { continuation in
-            let sources = [SIGTERM, SIGINT].map { number in
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { continuation.yield(number) }
-                source.resume()
-                return source
-            }
-            continuation.onTermination = { _ in sources.forEach { $0.cancel() } }
-        }
-        return {
-            for await number in stream { return number }
-            return SIGTERM
-        }
     }
 }

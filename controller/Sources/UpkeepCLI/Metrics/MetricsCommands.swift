@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOConcurrencyHelpers
 import NIOPosix
+import UpkeepCore
 import UpkeepStore
 import UpkeepUpdates
 
@@ -73,25 +74,8 @@ struct Serve: AsyncParsableCommand {
             throw CommandFailure(code: RolloutExitCode.usage, message: "cannot listen on \(listen): \(error)")
         }
         FileHandle.standardOutput.write(Data("serving metrics on http://\(host.contains(":") ? "[\(host)]" : host):\(server.port)/metrics\n".utf8))
-        await ShutdownSignal.wait()
+        _ = await Signals.wait(for: [SIGTERM, SIGINT])
         await server.close()
-    }
-}
-
-/// Waits for SIGTERM or SIGINT.
-enum ShutdownSignal {
-    static func wait() async {
-        let (stream, continuation) = AsyncStream<Int32>.makeStream()
-        var sources: [any DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            sources.append(source)
-        }
-        for await _ in stream { break }
-        for source in sources { source.cancel() }
     }
 }
 
