@@ -163,7 +163,7 @@ public enum InstalledReader {
     }
 
     /// Container images of a workload's pod template.
-    static func images(_ workload: JSON) -> [String] {
+    public static func images(_ workload: JSON) -> [String] {
         let spec = workload[path: "spec", "template", "spec"]
         return ((spec?["initContainers"]?.array ?? []) + (spec?["containers"]?.array ?? [])).compactMap { $0["image"]?.string }
     }

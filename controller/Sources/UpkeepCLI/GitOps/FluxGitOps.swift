@@ -15,7 +15,6 @@ import Yams
 /// pruned, options such as `--network-policy=false` or `--registry`. Pure text in, text out.
 enum FluxComponents {
     static let fileName = "gotk-components.yaml"
-    static let defaultComponents = ["source-controller", "kustomize-controller", "helm-controller", "notification-controller"]
     static let registry = "ghcr.io/fluxcd/"
 
     /// The header `flux install --export` writes: `# Flux Version: v2.4.0`, `# Components: a,b,c`.
@@ -34,43 +33,6 @@ enum FluxComponents {
         return Header(version: version, components: components)
     }
 
-    /// `Deployment/flux-system/source-controller`.
-    struct ObjectKey: Hashable, Comparable, CustomStringConvertible {
-        var kind: String
-        var namespace: String
-        var name: String
-        var description: String { namespace.isEmpty ? "\(kind)/\(name)" : "\(kind)/\(namespace)/\(name)" }
-        static func < (a: ObjectKey, b: ObjectKey) -> Bool { a.description < b.description }
-    }
-
-    /// What a manifest installs: its objects, the Flux versions they are labelled with, and the
-    /// image of each controller Deployment.
-    struct Contents: Equatable {
-        var objects: Set<ObjectKey> = []
-        var versions: Set<String> = []
-        var images: [String: String] = [:]
-    }
-
-    static func contents(_ text: String) -> Contents? {
-        guard let documents = try? Yams.load_all(yaml: text) else { return nil }
-        var contents = Contents()
-        for case let document as [String: Any] in documents {
-            guard let kind = document["kind"] as? String, let metadata = document["metadata"] as? [String: Any],
-                  let name = metadata["name"] as? String else { continue }
-            contents.objects.insert(ObjectKey(kind: kind, namespace: metadata["namespace"] as? String ?? "", name: name))
-            let labels = metadata["labels"] as? [String: Any]
-            if labels?["app.kubernetes.io/part-of"] as? String == "flux", let version = labels?["app.kubernetes.io/version"] as? String {
-                contents.versions.insert(version)
-            }
-            if kind == "Deployment", let template = (document["spec"] as? [String: Any])?["template"] as? [String: Any],
-               let containers = (template["spec"] as? [String: Any])?["containers"] as? [[String: Any]],
-               let image = containers.first?["image"] as? String {
-                contents.images[name] = image
-            }
-        }
-        return contents
-    }
-
     /// Why `install` (the release's install.yaml for `target`) must not replace `current` (the
     /// repository's components file, named `file` in messages); nil when it may.
     static func refusal(current: String, install: String, target: String, file: String) -> String? {
@@ -78,22 +40,22 @@ enum FluxComponents {
             return "\(file) has no `# Flux Version:` header, so it was not written by `flux install --export` or `flux bootstrap`; "
                 + "Upkeep only replaces generated components"
         }
-        let extra = header.components.filter { !defaultComponents.contains($0) }
+        let extra = header.components.filter { !FluxManifest.defaultComponents.contains($0) }
         if !extra.isEmpty {
             return "\(file) also installs \(extra.joined(separator: ", ")), which the release's install.yaml does not carry; regenerate it with "
                 + "`flux install --components-extra=\(extra.joined(separator: ",")) --export` of \(target)"
         }
-        guard let new = contents(install), !new.images.isEmpty else { return "the install.yaml of Flux \(target) holds no controller Deployments" }
+        guard let new = FluxManifest.contents(install), !new.images.isEmpty else { return "the install.yaml of Flux \(target) holds no controller Deployments" }
         guard new.versions == [target] else {
             return "the install.yaml of Flux \(target) is labelled \(new.versions.sorted().joined(separator: ", ")), not \(target)"
         }
-        guard let old = contents(current) else { return "\(file) is not valid YAML" }
+        guard let old = FluxManifest.contents(current) else { return "\(file) is not valid YAML" }
         let pruned = old.objects.subtracting(new.objects).sorted()
         if !pruned.isEmpty {
             return "Flux would prune \(pruned.prefix(5).map(\.description).joined(separator: ", ")) from the cluster (\(file) holds objects install.yaml does not); "
                 + "regenerate it with the `flux` CLI of \(target) and the options it was installed with"
         }
-        let policies = { (contents: Contents) in contents.objects.contains { $0.kind == "NetworkPolicy" } }
+        let policies = { (contents: FluxManifest.Contents) in contents.objects.contains { $0.kind == "NetworkPolicy" } }
         if policies(new) && !policies(old) {
             return "\(file) was generated with --network-policy=false; regenerate it with `flux install --network-policy=false --export` of \(target)"
         }
@@ -109,7 +71,7 @@ enum FluxComponents {
     static func rendered(install: String, target: String) -> String {
         let objects = install.split(separator: "\n", omittingEmptySubsequences: false).drop { $0 == "---" || $0.isEmpty }
         return "---\n# This manifest was generated by flux. DO NOT EDIT.\n# Flux Version: \(target)\n# Components: "
-            + defaultComponents.joined(separator: ",") + "\n" + objects.joined(separator: "\n")
+            + FluxManifest.defaultComponents.joined(separator: ",") + "\n" + objects.joined(separator: "\n")
     }
 
     /// Each components file among `paths` with the Kustomization of the source that applies it:
@@ -206,14 +168,14 @@ enum FluxUpdate {
         var found: [String: String] = [:]
         for kustomization in kustomizations {
             let reference = kustomization.json[path: "spec", "sourceRef"]
-            let namespace = reference?["namespace"]?.string ?? kustomization.json[path: "metadata", "namespace"]?.string ?? ""
-            guard reference?["kind"]?.string == "GitRepository", reference?["name"]?.string == source.name, namespace == source.namespace,
-                  let name = kustomization.json[path: "metadata", "name"]?.string else { continue }
             let owner = kustomization.json[path: "metadata", "namespace"]?.string ?? ""
+            guard reference?["kind"]?.string == "GitRepository", reference?["name"]?.string == source.name,
+                  (reference?["namespace"]?.string ?? owner) == source.namespace, let name = kustomization.json[path: "metadata", "name"]?.string
+            else { continue }
             found["\(owner)/\(name)"] = kustomization.json[path: "spec", "path"]?.string ?? "./"
         }
         let paths = found
-        let expected = FluxComponents.contents(install)?.images ?? [:]
+        let expected = FluxManifest.contents(install)?.images ?? [:]
         return GitOpsPlan(component: "flux", from: current.description, to: target.description, edit: { files in
             try edit(files, install: install, target: target.description, kustomizationPaths: paths)
         }, verdict: { sha, change in
@@ -297,8 +259,7 @@ enum FluxUpdate {
         let crd = try? await kube.get(CustomResourceDefinition.self, InstalledReader.fluxCRD)
         var controllers: [String: FluxReconcileView.Controller] = [:]
         for deployment in try await kube.list(Deployment.self, namespace: InstalledReader.fluxNamespace) {
-            let containers = deployment.json[path: "spec", "template", "spec", "containers"]?.array ?? []
-            controllers[deployment.name] = .init(images: containers.compactMap { $0["image"]?.string },
+            controllers[deployment.name] = .init(images: InstalledReader.images(deployment.json),
                                                  available: deployment.availableReplicas >= deployment.replicas)
         }
         return FluxReconcileView(sourceRevision: repository.json[path: "status", "artifact", "revision"]?.string, kustomization: kustomization,
