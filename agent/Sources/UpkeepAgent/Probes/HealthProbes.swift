@@ -34,17 +34,11 @@ public struct HealthProbes: Sendable {
             func add(_ name: String, _ body: @escaping @Sendable () async -> (Bool, String)) {
                 let position = index
                 index += 1
-                group.addTask {
-                    let start = ContinuousClock.now
-                    let (ok, message) = await body()
-                    let elapsed = ContinuousClock.now - start
-                    let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-                    return (position, ProbeCheck(name: name, ok: ok, latencyMs: ms, message: message))
-                }
+                group.addTask { (position, await Self.timed(name, body)) }
             }
             add("unit") { await unitCheck() }
             if !config.kubeletHealthzURL.isEmpty {
-                add("kubelet") { await httpCheck(config.kubeletHealthzURL, expecting: "ok", tls: nil) }
+                add("kubelet") { await kubeletCheck() }
             }
             if isServer, !config.supervisorPingURL.isEmpty {
                 add("supervisor") { await supervisorCheck() }
@@ -71,11 +65,20 @@ public struct HealthProbes: Sendable {
         guard !config.kubeletHealthzURL.isEmpty else {
             return ProbeReport(checks: [ProbeCheck(name: "kubelet", ok: true, latencyMs: 0, message: "no kubelet healthz configured")])
         }
+        return ProbeReport(checks: [await Self.timed("kubelet") { await kubeletCheck() }])
+    }
+
+    /// Runs one check and records how long it took.
+    private static func timed(_ name: String, _ body: () async -> (Bool, String)) async -> ProbeCheck {
         let start = ContinuousClock.now
-        let (ok, message) = await httpCheck(config.kubeletHealthzURL, expecting: "ok", tls: nil)
+        let (ok, message) = await body()
         let elapsed = ContinuousClock.now - start
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-        return ProbeReport(checks: [ProbeCheck(name: "kubelet", ok: ok, latencyMs: ms, message: message)])
+        return ProbeCheck(name: name, ok: ok, latencyMs: ms, message: message)
+    }
+
+    private func kubeletCheck() async -> (Bool, String) {
+        await httpCheck(config.kubeletHealthzURL, expecting: "ok", tls: nil)
     }
 
     private func unitCheck() async -> (Bool, String) {

@@ -53,6 +53,12 @@ public struct AgentEnvironment: Sendable {
                                                                                          source: "UpkeepAgent", file: #fileID, function: #function, line: #line))
         exit(70)
     }
+
+    /// Returns at `unixMs` by `clock` (at once when that has passed).
+    func sleep(untilUnixMs unixMs: Int64) async {
+        let waitMs = unixMs - clock()
+        if waitMs > 0 { try? await Task.sleep(for: .milliseconds(waitMs)) }
+    }
 }
 
 /// The agent daemon's core shell: it owns the journal and the `UpgradeMachine`, persists every
@@ -425,12 +431,10 @@ public actor AgentService {
                 environment.logger.notice("restarting \(environment.unit)")
                 try await environment.systemctl.restart()
             case .probe(let expected, let notBefore):
-                let waitMs = notBefore - environment.clock()
-                if waitMs > 0 { try? await Task.sleep(for: .milliseconds(waitMs)) }
+                await environment.sleep(untilUnixMs: notBefore)
                 return .probed(await environment.probes.run(expectedK3sVersion: expected))
             case .gate(let notBefore):
-                let waitMs = notBefore - environment.clock()
-                if waitMs > 0 { try? await Task.sleep(for: .milliseconds(waitMs)) }
+                await environment.sleep(untilUnixMs: notBefore)
                 return .probed(await environment.probes.gate())
             }
             return .done
