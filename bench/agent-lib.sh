@@ -1,7 +1,9 @@
 # Shared by the agent benches: a static release build of upkeep-agent, and a fake k3s node in a
 # temporary directory made from the same scripts the agent tests use (Tests/UpkeepAgentTests/FakeNode).
+# AGENT_BIN=path measures another build (an earlier commit's, say) instead of building this one.
 AGENT_SCRATCH="$ROOT/.build-static"
-AGENT_BIN="$AGENT_SCRATCH/release/upkeep-agent"
+AGENT_PREBUILT=${AGENT_BIN:-}
+AGENT_BIN=${AGENT_BIN:-"$AGENT_SCRATCH/release/upkeep-agent"}
 FAKE="$ROOT/Tests/UpkeepAgentTests/FakeNode"
 
 # A static Swift runtime is how the agent ships (docs/agent.md): shared Foundation libraries
@@ -12,12 +14,13 @@ FAKE="$ROOT/Tests/UpkeepAgentTests/FakeNode"
 # directory after changing them.
 AGENT_BUILD_FLAGS=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections)
 build_agent() {
+  [ -n "$AGENT_PREBUILT" ] && return 0
   (cd "$ROOT" && swift build "${AGENT_BUILD_FLAGS[@]}" --scratch-path "$AGENT_SCRATCH" --product upkeep-agent >/dev/null)
 }
 
 # make_node DIR HEALTHY_AFTER_SECONDS: fake node with k3s v1 live; sets PORT.
 make_node() {
-  local dir=$1
+  local dir=$1 gate=${GATE_MS-5}
   mkdir -p "$dir/bin" "$dir/artifacts" "$dir/faults" "$dir/data"
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   echo "$PORT" > "$dir/port"; echo "$2" > "$dir/healthy-after"
@@ -33,7 +36,7 @@ tls: {ca: $dir/tls/ca.crt, certificate: $dir/tls/agent.crt, key: $dir/tls/agent.
 k3s: {binary: $dir/bin/k3s, unit: k3s}
 systemd: {systemctl: $dir/systemctl}
 dataDir: $dir/data
-probes: {kubeletHealthz: "http://127.0.0.1:$PORT/healthz", supervisorPing: "", containerdSocket: "$dir/containerd.sock", nodeReady: false, intervalMs: ${INTERVAL_MS:-50}, gateIntervalMs: ${GATE_MS:-5}}
+probes: {kubeletHealthz: "http://127.0.0.1:$PORT/healthz", supervisorPing: "", containerdSocket: "$dir/containerd.sock", nodeReady: false, intervalMs: ${INTERVAL_MS:-50}${gate:+, gateIntervalMs: $gate}}
 logLevel: ${AGENT_LOG_LEVEL:-warning}
 YAML
 }
