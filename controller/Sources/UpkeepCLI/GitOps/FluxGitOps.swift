@@ -3,7 +3,7 @@ import NIOHTTP1
 import UpkeepCore
 import UpkeepHTTP
 import UpkeepKube
-import UpkeepSandbox
+import UpkeepPKI
 import UpkeepUpdates
 import Yams
 
