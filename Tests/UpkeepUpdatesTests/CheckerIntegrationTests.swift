@@ -255,6 +255,26 @@ struct CheckerIntegrationTests {
         await releases.close()
     }
 
+    @Test("anonymous callers share a 60-request window; each token has its own of 5,000, as on GitHub")
+    func tokenWindows() {
+        let catalog = ReleaseCatalog(releases: ReleaseFixture.catalogReleases(), faults: { SandboxFaults() }, now: 1_000)
+        func get(_ token: String?) -> APIResponse {
+            catalog.handle(APIRequest(method: "GET", uri: "/repos/k3s-io/k3s/releases/latest",
+                                      headers: token.map { [("authorization", "Bearer \($0)")] } ?? []),
+                           baseURL: "http://127.0.0.1", now: 1_010)
+        }
+        func header(_ response: APIResponse, _ name: String) -> String? { response.headers.first { $0.0 == name }?.1 }
+        for _ in 0..<ReleaseCatalog.rateLimit { #expect(get(nil).status == 200) }
+        let refused = get(nil)
+        #expect(refused.status == 403 && header(refused, "x-ratelimit-limit") == "60" && header(refused, "x-ratelimit-remaining") == "0")
+        #expect(String(decoding: refused.body, as: UTF8.self).contains("Authenticated requests get a higher rate limit"))
+        let first = get("ghp_one")
+        #expect(first.status == 200 && header(first, "x-ratelimit-limit") == "5000" && header(first, "x-ratelimit-remaining") == "4999")
+        #expect(header(get("ghp_one"), "x-ratelimit-remaining") == "4998")
+        #expect(header(get("ghp_two"), "x-ratelimit-remaining") == "4999")
+        #expect(get(nil).status == 403)
+    }
+
     @Test("a corrupted answer is refused as a whole, naming the source")
     func corruptedJSON() async throws {
         let releases = try await SandboxReleases()

@@ -11,8 +11,10 @@ import UpkeepPKI
 /// - `GET /repos/{owner}/{repo}/releases?per_page=&page=` newest published first (ties in
 ///   catalog order), `per_page` capped at 100, `Link` pagination (`next`, `last`, `prev`,
 ///   `first`), a weak `ETag` and 304 for `If-None-Match` (a 304 costs no rate limit), and
-///   `x-ratelimit-*` headers of a 60-request window; drafts only for a request with a token.
-///   Exhausted: 403 "API rate limit exceeded" with `x-ratelimit-remaining: 0` until the reset.
+///   `x-ratelimit-*` headers of an hourly window: 60 requests for anonymous callers (all of
+///   them share one; they all come from loopback) and 5,000 for each token, as GitHub gives a
+///   token its own; drafts only for a request with a token. Exhausted: 403 "API rate limit
+///   exceeded" with `x-ratelimit-remaining: 0` until that window's reset.
 /// - `GET /repos/{owner}/{repo}/releases/latest` (newest published non-prerelease) and
 ///   `/releases/tags/{tag}`.
 /// - `GET /{owner}/{repo}/releases/download/{tag}/{asset}` answers 302 to `/blobs/<sha256>`,
@@ -57,11 +59,19 @@ public final class ReleaseCatalog: Sendable {
         public var authorizationSHA256: String?
     }
 
-    struct ServerState {
+    /// One caller's primary rate-limit window.
+    struct Window {
+        var limit: Int
         var used = 0
         var resetAt: Double
-        /// `armedAt` of the rate-limit fault already applied, and served counts of secondary limits.
+        /// `armedAt` of the rate-limit fault already applied to this window.
         var appliedRateLimit: Double?
+    }
+
+    struct ServerState {
+        /// Windows by caller: `anonymous`, or the SHA-256 of a token's authorization header.
+        var windows: [String: Window] = [:]
+        /// Served counts of secondary limits, by the fault's `armedAt`.
         var secondaryServed: [Double: Int] = [:]
         var served: [ServedRequest] = []
     }
@@ -71,7 +81,10 @@ public final class ReleaseCatalog: Sendable {
     public let k3sVersions: [String]
     let state: NIOLockedValueBox<ServerState>
     let faults: @Sendable () -> SandboxFaults
+    /// Requests an hour: anonymous callers together, and each token on its own.
     public static let rateLimit = 60
+    public static let tokenRateLimit = 5000
+    static let windowsMax = 64
     public static let perPageMax = 100
     static let servedMax = 1000
 
@@ -122,7 +135,7 @@ public final class ReleaseCatalog: Sendable {
         self.releases = releases
         k3sVersions = releases.filter { $0.owner == "k3s-io" && $0.repo == "k3s" && !$0.draft }.map(\.tag).sorted { K3sVersionOrder.less($0, $1) }
         self.faults = faults
-        state = NIOLockedValueBox(ServerState(resetAt: now + 3600))
+        state = NIOLockedValueBox(ServerState())
     }
 
     /// A k3s release as k3s publishes it: per arch the binary (`k3s`, `k3s-arm64`, `k3s-armhf`,
@@ -160,7 +173,8 @@ public final class ReleaseCatalog: Sendable {
         let faults = faults()
         if faults.releaseFaults?.hang == true { return .withheld }
         let response = route(request, baseURL: baseURL, now: now, faults: faults)
-        let authorization = request.headers.first { $0.0 == "authorization" }.map { SHA256.hex(Array($0.1.utf8)) }
+        let caller = Self.caller(of: request)
+        let authorization = caller == Self.anonymous ? nil : caller
         state.withLockedValue { value in
             value.served.append(ServedRequest(path: request.path, status: response.status, authorizationSHA256: authorization))
             if value.served.count > Self.servedMax { value.served.removeFirst(value.served.count - Self.servedMax) }
@@ -205,9 +219,10 @@ public final class ReleaseCatalog: Sendable {
         return bytes
     }
 
-    func rateHeaders(remaining: Int, resetAt: Double) -> [(String, String)] {
-        [("x-ratelimit-limit", String(Self.rateLimit)), ("x-ratelimit-remaining", String(remaining)),
-         ("x-ratelimit-used", String(Self.rateLimit - remaining)), ("x-ratelimit-reset", String(Int(resetAt.rounded(.up)))),
+    func rateHeaders(_ window: Window) -> [(String, String)] {
+        let remaining = max(0, window.limit - window.used)
+        return [("x-ratelimit-limit", String(window.limit)), ("x-ratelimit-remaining", String(remaining)),
+         ("x-ratelimit-used", String(window.limit - remaining)), ("x-ratelimit-reset", String(Int(window.resetAt.rounded(.up)))),
          ("x-ratelimit-resource", "core"), ("x-github-api-version-selected", "2022-11-28")]
     }
 
@@ -216,44 +231,67 @@ public final class ReleaseCatalog: Sendable {
         return APIResponse(status: status, contentType: "application/json; charset=utf-8", body: body.serialized(), headers: headers)
     }
 
-    /// Where the primary window stands before this request: applies a newly armed rate-limit
-    /// fault (the window is used up now and resets `resetSeconds` later), starts a new window
-    /// after a reset, and answers a secondary limit while it lasts.
-    enum Admission { case refused(APIResponse), admitted(remaining: Int, resetAt: Double) }
+    /// Where the caller's primary window stands before this request: applies a newly armed
+    /// rate-limit fault (the window is used up now and resets `resetSeconds` later), starts a new
+    /// window after a reset, and answers a secondary limit while it lasts.
+    enum Admission { case refused(APIResponse), admitted }
 
-    func admit(now: Double, faults: SandboxFaults) -> Admission {
+    func admit(caller: String, now: Double, faults: SandboxFaults) -> Admission {
         state.withLockedValue { value in
-            if let fault = faults.releaseFaults?.rateLimitReset, value.appliedRateLimit != fault.armedAt {
-                value.appliedRateLimit = fault.armedAt
-                value.used = Self.rateLimit
-                value.resetAt = (now + fault.resetSeconds).rounded(.up)
+            let limit = caller == Self.anonymous ? Self.rateLimit : Self.tokenRateLimit
+            var window = value.windows[caller] ?? Window(limit: limit, resetAt: now + 3600)
+            if let fault = faults.releaseFaults?.rateLimitReset, window.appliedRateLimit != fault.armedAt {
+                window.appliedRateLimit = fault.armedAt
+                window.used = window.limit
+                window.resetAt = (now + fault.resetSeconds).rounded(.up)
             }
-            if now >= value.resetAt && !faults.releasesRateLimited { value = ServerState(resetAt: now + 3600, appliedRateLimit: value.appliedRateLimit,
-                                                                                             secondaryServed: value.secondaryServed, served: value.served) }
-            if faults.releasesRateLimited || value.used >= Self.rateLimit {
-                return .refused(githubError(403, "API rate limit exceeded for 127.0.0.1. (But here's the good news: Authenticated requests get a higher rate limit. Check out the documentation for more details.)",
-                                            headers: rateHeaders(remaining: 0, resetAt: value.resetAt)))
+            if now >= window.resetAt && !faults.releasesRateLimited {
+                window = Window(limit: limit, resetAt: now + 3600, appliedRateLimit: window.appliedRateLimit)
+            }
+            // Bounded: a caller beyond the bound replaces the window that resets first.
+            if value.windows[caller] == nil, value.windows.count >= Self.windowsMax,
+               let oldest = value.windows.min(by: { $0.value.resetAt < $1.value.resetAt })?.key {
+                value.windows[oldest] = nil
+            }
+            value.windows[caller] = window
+            if faults.releasesRateLimited || window.used >= window.limit {
+                var exhausted = window
+                exhausted.used = window.limit
+                let who = caller == Self.anonymous ? "127.0.0.1. (But here's the good news: Authenticated requests get a higher rate limit. Check out the documentation for more details.)"
+                    : "user ID 1."
+                return .refused(githubError(403, "API rate limit exceeded for \(who)", headers: rateHeaders(exhausted)))
             }
             if let secondary = faults.releaseFaults?.secondaryLimit, value.secondaryServed[secondary.armedAt, default: 0] < secondary.requests {
                 value.secondaryServed[secondary.armedAt, default: 0] += 1
                 return .refused(githubError(secondary.status, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-                                            headers: rateHeaders(remaining: Self.rateLimit - value.used, resetAt: value.resetAt)
-                                                + [("retry-after", String(secondary.retryAfterSeconds))]))
+                                            headers: rateHeaders(window) + [("retry-after", String(secondary.retryAfterSeconds))]))
             }
-            return .admitted(remaining: Self.rateLimit - value.used, resetAt: value.resetAt)
+            return .admitted
         }
     }
 
-    /// Counts an answer against the window (a 304 is free) and returns its rate headers.
-    func charge(_ status: Int) -> [(String, String)] {
+    /// Counts an answer against the caller's window (a 304 is free) and returns its rate headers.
+    func charge(_ status: Int, caller: String) -> [(String, String)] {
         state.withLockedValue { value in
-            if status != 304 { value.used = min(Self.rateLimit, value.used + 1) }
-            return rateHeaders(remaining: Self.rateLimit - value.used, resetAt: value.resetAt)
+            guard var window = value.windows[caller] else { return [] }
+            if status != 304 { window.used = min(window.limit, window.used + 1) }
+            value.windows[caller] = window
+            return rateHeaders(window)
         }
+    }
+
+    /// The window key of anonymous callers.
+    static let anonymous = "anonymous"
+
+    /// Whose window a request counts against: a token's own (by the SHA-256 of its header, so
+    /// the token itself is never kept), else the anonymous one.
+    static func caller(of request: APIRequest) -> String {
+        request.headers.first { $0.0 == "authorization" }.map { SHA256.hex(Array($0.1.utf8)) } ?? anonymous
     }
 
     func releasesAPI(_ request: APIRequest, segments: [String], baseURL: String, now: Double, faults: SandboxFaults) -> APIResponse {
-        if case .refused(let response) = admit(now: now, faults: faults) { return response }
+        let caller = Self.caller(of: request)
+        if case .refused(let response) = admit(caller: caller, now: now, faults: faults) { return response }
         let owner = segments[1], repo = segments[2]
         let authorized = request.headers.contains { $0.0 == "authorization" }
         let matching = listed(owner: owner, repo: repo, authorized: authorized)
@@ -284,10 +322,10 @@ public final class ReleaseCatalog: Sendable {
             if !links.isEmpty { headers.append(("Link", links.joined(separator: ", "))) }
             body = JSON.array(slice.map { json($0, baseURL, faults) }).serialized()
         }
-        guard let body else { return githubError(404, "Not Found", headers: charge(404)) }
+        guard let body else { return githubError(404, "Not Found", headers: charge(404, caller: caller)) }
         let answer = answer(body, to: request, corrupt: faults.releaseFaults?.corrupts("\(owner)/\(repo)") == true)
         return APIResponse(status: answer.status, contentType: "application/json; charset=utf-8", body: answer.body,
-                           headers: charge(answer.status) + headers + answer.headers)
+                           headers: charge(answer.status, caller: caller) + headers + answer.headers)
     }
 
     /// Releases of one repository as GitHub lists them: newest published first (ties in catalog
