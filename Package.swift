@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "COpenSSLShims", dependencies: ["COpenSSL"], path: "Sources/COpenSSLShims"),
 
         // Keys, certificates, identities and the cluster CA, on the OpenSSL library.
-        .target(name: "UpkeepPKI", dependencies: ["COpenSSL", "COpenSSLShims"],
+        .target(name: "UpkeepPKI", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepCore"],
                 path: "Sources/UpkeepPKI", swiftSettings: strict),
         // TLS for SwiftNIO driven through OpenSSL memory BIOs.
         .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepPKI", nioCore, nioPosix, logging],

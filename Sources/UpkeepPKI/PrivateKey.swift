@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import UpkeepCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -97,22 +98,14 @@ enum PEMFile {
     /// The file's text, read with the C library rather than Foundation's string loading, which
     /// went through CoreFoundation's string code at every agent start for this alone.
     static func contents(_ path: String) throws -> String {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw unreadable(path, errno) }
-        defer { close(descriptor) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw unreadable(path, errno)
+        let bytes: [UInt8]
+        do {
+            bytes = try BoundedRead.bytes(path, bytesMax: bytesMax)
+        } catch {
+            switch error {
+            case .open(let code), .read(let code): throw unreadable(path, code)
+            case .tooLarge: throw PKIError.fileUnreadable(path: path, reason: "larger than \(bytesMax / 1024) KiB; not a PEM key or certificate file")
             }
-            if count == 0 { break }
-            guard bytes.count + count <= bytesMax else {
-                throw PKIError.fileUnreadable(path: path, reason: "larger than \(bytesMax / 1024) KiB; not a PEM key or certificate file")
-            }
-            bytes.append(contentsOf: chunk[0..<count])
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw PKIError.fileUnreadable(path: path, reason: "not a readable UTF-8 text file")

@@ -1,3 +1,5 @@
+import UpkeepCore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -94,20 +96,14 @@ public enum FileSystem {
     }
 
     public static func readBytes(_ path: String, bytesMax: Int) throws(FileSystemError) -> [UInt8] {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileSystemError("open", path) }
-        defer { close(descriptor) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileSystemError("read", path)
+        do {
+            return try BoundedRead.bytes(path, bytesMax: bytesMax)
+        } catch {
+            switch error {
+            case .open(let code): throw FileSystemError("open", path, code: code)
+            case .read(let code): throw FileSystemError("read", path, code: code)
+            case .tooLarge: throw FileSystemError("read", path, code: EFBIG)
             }
-            if count == 0 { return bytes }
-            guard bytes.count + count <= bytesMax else { throw FileSystemError("read", path, code: EFBIG) }
-            bytes.append(contentsOf: chunk[0..<count])
         }
     }
 
