@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepKube", "UpkeepTLS", "UpkeepPKI", "COpenSSL", "CSQLite", nioCore, nioPosix, nioHTTP1, logging, yams],
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepTLS", "UpkeepPKI", "COpenSSL", "CSQLite", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepSandbox", swiftSettings: strict),
         // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
