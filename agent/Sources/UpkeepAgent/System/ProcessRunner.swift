@@ -37,7 +37,7 @@ public enum ProcessRunner {
         let child: WatchedChild
         do {
             child = try WatchedChild.start([path] + arguments,
-                                           environment: PosixSpawn.inheritedEnvironment(applying: environment.mapValues { $0 }))
+                                           environment: PosixSpawn.inheritedEnvironment(applying: environment.mapValues(Optional.some)))
         } catch {
             throw AgentFailure(.io, "\(command) could not run: \(error.message)")
         }

@@ -121,10 +121,11 @@ final class WatchedChild: Sendable {
         }
         finish(streams)
         if status == nil {
-            // Stuck past SIGKILL (uninterruptible I/O): reap it whenever the kernel lets it go, on
-            // this thread, so it never stays a zombie; the caller is answered already.
+            // Stuck past SIGKILL (uninterruptible I/O): reap it whenever the kernel lets it go, so
+            // it never stays a zombie, on a queue of its own (Dispatch's overcommit pool) rather
+            // than one of DispatchQueue.global()'s few workers; the caller is answered already.
             let pid = self.pid
-            DispatchQueue.global().async { _ = waitpid(pid, nil, 0) }
+            DispatchQueue(label: "upkeep.process-reaper").async { _ = waitpid(pid, nil, 0) }
         }
         return Ending(status: status, stopReason: schedule.reason, output: streams[0].bytes, error: streams[1].bytes)
     }
