@@ -15,6 +15,8 @@ FAKE="$ROOT/Tests/UpkeepAgentTests/FakeNode"
 AGENT_BUILD_FLAGS=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections)
 build_agent() {
   [ -n "$AGENT_PREBUILT" ] && return 0
+  # SwiftPM does not know the order file is a link input: relink when it is newer than the build.
+  [ "$ROOT/agent/upkeep-agent.order" -nt "$AGENT_BIN" ] && rm -f "$AGENT_BIN"
   (cd "$ROOT" && swift build "${AGENT_BUILD_FLAGS[@]}" --scratch-path "$AGENT_SCRATCH" --product upkeep-agent >/dev/null)
 }
 

@@ -26,6 +26,7 @@ int upkeep_sk_X509_num(void *stack) { return sk_X509_num((STACK_OF(X509) *)stack
 X509 *upkeep_sk_X509_value(void *stack, int index) { return sk_X509_value((STACK_OF(X509) *)stack, index); }
 long upkeep_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) { return SSL_CTX_add1_chain_cert(ctx, x509); }
 int upkeep_ERR_GET_REASON(unsigned long code) { return ERR_GET_REASON(code); }
+int upkeep_ERR_GET_LIB(unsigned long code) { return ERR_GET_LIB(code); }
 unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void) { return XN_FLAG_RFC2253 & ~(unsigned long)ASN1_STRFLGS_ESC_MSB; }
 void upkeep_BIO_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
 void upkeep_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }

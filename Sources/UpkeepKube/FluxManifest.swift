@@ -6,6 +6,10 @@ import Yams
 /// checks a release's `install.yaml` against the repository's components, and the sandbox's Flux,
 /// which applies committed components.
 public enum FluxManifest {
+    /// The CRD whose `app.kubernetes.io/version` label `flux version` reads as the installed
+    /// Flux version (the manifest labels every Flux object so; this CRD is in every install).
+    public static let versionCRD = "gitrepositories.source.toolkit.fluxcd.io"
+
     /// `flux install`'s default components; `--components-extra` adds the image controllers.
     public static let defaultComponents = ["source-controller", "kustomize-controller", "helm-controller", "notification-controller"]
 

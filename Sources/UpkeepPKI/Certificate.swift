@@ -58,7 +58,7 @@ public final class Certificate: @unchecked Sendable, Equatable, Hashable {
 
     /// Every certificate in a PEM file, in file order (leaf first for a chain file).
     public static func loadChain(pemFile: String) throws -> [Certificate] {
-        let chain = try parseChain(pem: PEMFile.read(pemFile), limit: Int.max).map { Certificate(owning: $0.take()) }
+        let chain = try parseChain(pem: PEMFile.contents(pemFile), limit: Int.max).map { Certificate(owning: $0.take()) }
         guard !chain.isEmpty else { throw PKIError.noCertificate(source: pemFile) }
         return chain
     }
@@ -89,9 +89,9 @@ public final class Certificate: @unchecked Sendable, Equatable, Hashable {
             while found.count < limit, let x509 = PEM_read_bio_X509(bio, nil, nil, nil) {
                 found.append(Pending(x509))
             }
-            // The loop ends on "no start line" at the end of the text; anything else is damage.
+            // The loop ends on PEM's "no start line" at the end of the text; anything else is damage.
             let failure = OpenSSLError.capture("reading a PEM certificate")
-            let endOfText = failure.errors.allSatisfy { $0.contains("no start line") }
+            let endOfText = failure.onlyReason(PEM_R_NO_START_LINE, ofLibrary: ERR_LIB_PEM)
             if !endOfText && found.count < limit { throw failure }
             return found
         }

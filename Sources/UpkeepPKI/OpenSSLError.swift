@@ -1,4 +1,5 @@
 import COpenSSL
+import COpenSSLShims
 
 /// A failed OpenSSL call: what Upkeep was doing, and the lines OpenSSL left on its error queue.
 ///
@@ -10,15 +11,25 @@ public struct OpenSSLError: Error, Equatable, Sendable, CustomStringConvertible 
     public let operation: String
     /// OpenSSL's own error lines, oldest first (may be empty).
     public let errors: [String]
+    /// The packed error codes behind `errors`, in the same order, for decisions by library and
+    /// reason (never by the text, which depends on OpenSSL's string tables).
+    public let codes: [UInt]
 
-    public init(operation: String, errors: [String]) {
+    public init(operation: String, errors: [String], codes: [UInt] = []) {
         self.operation = operation
         self.errors = errors
+        self.codes = codes
+    }
+
+    /// Whether every queued error is `reason` of OpenSSL library `library` (ERR_LIB_…).
+    public func onlyReason(_ reason: Int32, ofLibrary library: Int32) -> Bool {
+        codes.allSatisfy { upkeep_ERR_GET_LIB($0) == library && upkeep_ERR_GET_REASON($0) == reason }
     }
 
     /// Builds the error for `operation` from (and empties) the thread's OpenSSL error queue.
     public static func capture(_ operation: String) -> OpenSSLError {
         var lines: [String] = []
+        var codes: [UInt] = []
         var buffer = [CChar](repeating: 0, count: 256)
         while true {
             var data: UnsafePointer<CChar>?
@@ -31,8 +42,9 @@ public struct OpenSSLError: Error, Equatable, Sendable, CustomStringConvertible 
                 line += " (\(String(cString: data)))"
             }
             lines.append(line)
+            codes.append(code)
         }
-        return OpenSSLError(operation: operation, errors: lines)
+        return OpenSSLError(operation: operation, errors: lines, codes: codes)
     }
 
     public var description: String {

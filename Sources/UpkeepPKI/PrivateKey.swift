@@ -1,5 +1,10 @@
 import COpenSSL
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A private key held by OpenSSL (an `EVP_PKEY`), freed when the last reference goes.
 ///
@@ -18,7 +23,7 @@ public final class PrivateKey: @unchecked Sendable {
 
     /// Reads an unencrypted PEM private key (PKCS#8, SEC1 or PKCS#1) from a file.
     public convenience init(pemFile path: String) throws {
-        try self.init(pem: PEMFile.read(path), source: path)
+        try self.init(pem: PEMFile.contents(path), source: path)
     }
 
     /// Parses an unencrypted PEM private key.
@@ -86,15 +91,41 @@ public final class PrivateKey: @unchecked Sendable {
 
 /// Reads PEM files with typed errors.
 enum PEMFile {
-    static func read(_ path: String) throws -> String {
-        do {
-            return try String(contentsOfFile: path, encoding: .utf8)
-        } catch let error as CocoaError where error.code == .fileReadNoSuchFile {
-            throw PKIError.fileUnreadable(path: path, reason: "no such file")
-        } catch let error as CocoaError where error.code == .fileReadNoPermission {
-            throw PKIError.fileUnreadable(path: path, reason: "permission denied")
-        } catch {
+    /// PEM files here are a key or a few certificates; anything larger is not one.
+    static let bytesMax = 1 << 20
+
+    /// The file's text, read with the C library rather than Foundation's string loading, which
+    /// went through CoreFoundation's string code at every agent start for this alone.
+    static func contents(_ path: String) throws -> String {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw unreadable(path, errno) }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw unreadable(path, errno)
+            }
+            if count == 0 { break }
+            guard bytes.count + count <= bytesMax else {
+                throw PKIError.fileUnreadable(path: path, reason: "larger than \(bytesMax / 1024) KiB; not a PEM key or certificate file")
+            }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             throw PKIError.fileUnreadable(path: path, reason: "not a readable UTF-8 text file")
+        }
+        return text
+    }
+
+    private static func unreadable(_ path: String, _ code: Int32) -> PKIError {
+        switch code {
+        case ENOENT: .fileUnreadable(path: path, reason: "no such file")
+        case EACCES, EPERM: .fileUnreadable(path: path, reason: "permission denied")
+        case EISDIR: .fileUnreadable(path: path, reason: "is a directory, not a file")
+        default: .fileUnreadable(path: path, reason: String(cString: strerror(code)))
         }
     }
 }

@@ -86,7 +86,9 @@ public struct ConfigFields {
 
     public func int(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
         guard let node = mapping[key], !isNull(node) else { return nil }
-        guard let value = node.int, node.string.map({ Int($0) != nil }) == true else {
+        // Decimal digits only, read by the standard library (Yams's integer reading would also
+        // take 0x/0o/underscore forms, and runs Foundation's string search to do so).
+        guard let scalar = node.scalar, let value = Int(scalar.string) else {
             throw error(key, "must be a whole number in \(range.lowerBound)...\(range.upperBound); is \"\(node.string ?? "a non-scalar")\"")
         }
         guard range.contains(value) else {

@@ -14,7 +14,7 @@ import UpkeepTestSupport
         #expect(report.fileName.hasPrefix("pre-upgrade-node-1-"))
         let path = await service.datastoreBackup.path(of: report)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "etcd snapshot by \(v1)\n")
-        #expect(try SHA256Digest.file(path) == report.sha256)
+        #expect(try FileSystem.sha256(ofFile: path) == report.sha256)
         #expect(try await service.backup(operationID: "backup-1", name: "pre-upgrade") == outcome)
     }
 

@@ -86,3 +86,22 @@ import UpkeepTestSupport
         #expect(throws: ConfigError.self) { try config.resolvedUnit(unitDirectories: [directory.path]) }
     }
 }
+
+/// Probe endpoints as the configuration gives them.
+@Suite struct HTTPProbeTargetTests {
+    @Test func readsSchemeHostPortAndPath() throws {
+        let kubelet = try #require(HTTPProbeTarget(url: "http://127.0.0.1:10248/healthz"))
+        #expect([kubelet.scheme, kubelet.host, kubelet.path] == ["http", "127.0.0.1", "/healthz"] && kubelet.port == 10248)
+        let supervisor = try #require(HTTPProbeTarget(url: "https://[::1]/ping"))
+        #expect([supervisor.scheme, supervisor.host, supervisor.path] == ["https", "::1", "/ping"] && supervisor.port == 443)
+        #expect(supervisor.url == "https://[::1]:443/ping")
+        #expect(HTTPProbeTarget(url: "http://node")?.path == "/")
+        #expect(HTTPProbeTarget(url: "http://node")?.port == 80)
+    }
+
+    @Test(arguments: ["", "http://", "https://", "ftp://node/x", "HTTP://node/x", "http:/node/x", "node:80/x",
+                      "http://:80/x", "http://node:0/x", "http://node:65536/x", "http://node:port/x", "http://[::1]x/y"])
+    func refusesWhatIsNotAnHTTPURL(_ text: String) {
+        #expect(HTTPProbeTarget(url: text) == nil, "\(text)")
+    }
+}

@@ -53,7 +53,7 @@ final class FakeK3sNode {
         try text.write(toFile: path, atomically: false, encoding: .utf8)
         chmod(path, 0o755)
         let bytes = Int64(text.utf8.count)
-        return (path, try SHA256Digest.file(path), bytes)
+        return (path, try FileSystem.sha256(ofFile: path), bytes)
     }
 
     func setFault(_ version: String, _ fault: String?) throws {

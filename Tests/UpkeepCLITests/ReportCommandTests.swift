@@ -70,6 +70,34 @@ import UpkeepTestSupport
         #expect((try JSONSerialization.jsonObject(with: Data(none.output.utf8)) as? [String: Any])?["rollouts"] as? Int == 0)
     }
 
+    /// A period holds the rollouts created within it, whenever they finished: of four rollouts
+    /// around the boundaries, the one created just before `since` (finished inside) is neither
+    /// counted nor listed, the one created just before `until` (finished after it) is both.
+    @Test func aPeriodCountsAndListsTheRolloutsCreatedWithinItAcrossItsBoundaries() throws {
+        let directory = try TemporaryDirectory()
+        let store = try StateStore(stateDirectory: directory.file("state"))
+        let since = Instant(milliseconds: 1_800_000_000_000)
+        let until = since.adding(milliseconds: 600_000)
+        let created = [("r0", since.adding(milliseconds: -1_000)), ("r1", since.adding(milliseconds: 60_000)),
+                       ("r2", until.adding(milliseconds: -1_000)), ("r3", until.adding(milliseconds: 1_000))]
+        for (id, at) in created {
+            try RolloutFixtures.record(try RolloutFixtures.engine(id), world: RolloutFixtures.world(), in: store, start: at)
+        }
+        let rollouts = try store.history(limit: 100)
+        let finished = Dictionary(uniqueKeysWithValues: rollouts.map { ($0.id, $0.finishedAt) })
+        #expect(try #require(finished["r0"] ?? nil) > since, "r0 straddles the start of the period")
+        #expect(try #require(finished["r2"] ?? nil) > until, "r2 straddles the end of the period")
+
+        let period = RolloutReport.period(since: since, until: until, rollouts: rollouts, updates: [], backups: [])
+        #expect(period.rollouts == 2 && period.outcomes == ["completed": 2])
+        #expect(Set(period.listed.map(\.id)) == ["r1", "r2"])
+        let markdown = RolloutReport.markdown(period)
+        #expect(markdown.contains("| Rollouts | 2 (2 completed) |"), "\(markdown)")
+        let table = try #require(markdown.components(separatedBy: "## Rollouts\n\n").last)
+        let listed = table.split(separator: "\n").dropFirst(2).compactMap { $0.split(separator: "|").first?.trimmingCharacters(in: .whitespaces) }
+        #expect(Set(listed) == ["r1", "r2"] && listed.count == 2, "\(markdown)")
+    }
+
     @Test func badInputIsAUsageError() throws {
         let directory = try TemporaryDirectory()
         let config = try Self.recordedState(directory)

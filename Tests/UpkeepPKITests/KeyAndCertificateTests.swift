@@ -60,6 +60,25 @@ import UpkeepTestSupport
         let keyOnly = try directory.write(PrivateKey.generate(.ed25519).pkcs8PEM(), to: "key.pem")
         #expect(throws: PKIError.noCertificate(source: keyOnly)) { try Certificate.loadChain(pemFile: keyOnly) }
         #expect(throws: PKIError.noPrivateKey(source: "PEM text")) { try PrivateKey(pem: "not a key") }
+        #expect(throws: PKIError.fileUnreadable(path: directory.path, reason: "is a directory, not a file")) {
+            try Certificate.loadChain(pemFile: directory.path)
+        }
+        let binary = directory.file("binary.pem")
+        #expect(FileManager.default.createFile(atPath: binary, contents: Data([0x2d, 0xff, 0xfe, 0x00, 0xc3])))
+        #expect(throws: PKIError.fileUnreadable(path: binary, reason: "not a readable UTF-8 text file")) {
+            try PrivateKey(pemFile: binary)
+        }
+    }
+
+    /// The end of a chain is told from damage by OpenSSL's error code (PEM "no start line"), not
+    /// its text: a good certificate followed by a damaged one is an error, never a shorter chain.
+    @Test func damagedCertificateAfterAGoodOneIsAnError() throws {
+        let ca = try CertificateAuthority.create(commonName: "chain CA", keyType: .ecdsaP256, validity: .days(1))
+        let good = try ca.certificate.pem()
+        #expect(try Certificate.loadChain(pem: good + good).count == 2)
+        #expect(throws: OpenSSLError.self) {
+            try Certificate.loadChain(pem: good + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        }
     }
 
     @Test func encryptedKeyIsRefusedWithoutPrompting() throws {

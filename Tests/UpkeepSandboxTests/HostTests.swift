@@ -63,6 +63,63 @@ struct HostTests {
         #expect(SandboxRunner.canBind(host: "127.\(hashed).1.2", port: 10248))
     }
 
+    /// A `down` (SIGTERM) that reaches the sandbox process while it is still starting is kept,
+    /// not lost: the process finishes its start, stops everything it started and exits 0. The
+    /// signal goes as soon as the process has written its pid file, the first thing it does
+    /// after it starts listening for signals (before that, SIGTERM's default action applies);
+    /// a start takes far longer than that, so the signal lands in it. Fails when the listener is
+    /// installed after the start (the process dies mid-start, its pid file and nodes left).
+    /// The race inside `Signals.listen` itself is SignalsTests' to catch: this test sends too
+    /// late for it.
+    @Test func aSIGTERMDuringTheStartStopsTheSandboxOnceStartedAndLeavesNothingRunning() async throws {
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try JSONFiles.write(SandboxOptions(directory: directory, spec: ClusterSpec(servers: 1, agents: 1, volumes: 0),
+                                           hostBinary: Self.hostBinary, readyTimeoutSeconds: 60),
+                            to: SandboxDaemon.optionsFile(directory))
+        let pid = try Spawn.detached([Self.hostBinary, "serve", directory], environment: Spawn.environment([:]),
+                                     logFile: SandboxDaemon.logFile(directory))
+        var status: Int32?
+        let startDeadline = Date().addingTimeInterval(30)
+        while status == nil, !FileManager.default.fileExists(atPath: SandboxDaemon.pidFile(directory)), Date() < startDeadline {
+            status = await Spawn.reap(pid, timeoutSeconds: 0)
+            try await Task.sleep(nanoseconds: 1_000_000)
+        }
+        #expect(status == nil, "the sandbox process exited before it wrote its pid file:\n\(SandboxDaemon.logTail(directory))")
+        #expect(FileManager.default.fileExists(atPath: SandboxDaemon.pidFile(directory)),
+                "the sandbox process wrote no pid file within 30 s:\n\(SandboxDaemon.logTail(directory))")
+        kill(pid, SIGTERM)
+        if status == nil { status = await Spawn.reap(pid, timeoutSeconds: 120) }
+        if status == nil {
+            kill(pid, SIGKILL)
+            _ = await Spawn.reap(pid, timeoutSeconds: 10)
+        }
+        let log = (try? String(contentsOfFile: SandboxDaemon.logFile(directory), encoding: .utf8)) ?? ""
+        let exited = try #require(status, "the sandbox process did not exit within 120 s of SIGTERM (killed now):\n\(SandboxDaemon.logTail(directory))")
+        #expect(Spawn.exitCode(exited) == 0, "exit status \(Spawn.exitCode(exited)):\n\(SandboxDaemon.logTail(directory))")
+        #expect(log.contains("signal \(SIGTERM): stopping the sandbox") && log.hasSuffix("sandbox stopped\n"), "\(log)")
+        #expect(log.contains("sandbox ready"), "the start was finished before stopping: \(log)")
+        #expect(!FileManager.default.fileExists(atPath: SandboxDaemon.pidFile(directory))
+                && !FileManager.default.fileExists(atPath: SandboxDaemon.stateFile(directory))
+                && !FileManager.default.fileExists(atPath: SandboxManifest.path(in: directory)))
+        let survivors = Self.processes(mentioning: directory)
+        for survivor in survivors { kill(survivor, SIGKILL) }
+        #expect(survivors.isEmpty, "still running after the sandbox process exited: \(survivors.sorted())")
+    }
+
+    /// Processes other than this one whose command line or environment contains `text` (the
+    /// sandbox's directory: unit supervisors name their node's root, k3s has it in its environment).
+    static func processes(mentioning text: String) -> [pid_t] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return names.compactMap(pid_t.init).filter { pid in
+            pid != getpid() && ["cmdline", "environ"].contains { file in
+                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/\(file)") else { return false }
+                return String(decoding: data, as: UTF8.self).contains(text)
+            }
+        }
+    }
+
     /// Runs `body` against a fresh sandbox and always tears it down; then checks that every
     /// process the sandbox recorded (unit supervisors and k3s main processes) is gone.
     static func withSandbox(_ spec: ClusterSpec, timings: ModelTimings,

@@ -6,6 +6,7 @@ import Testing
 import UpkeepCore
 import UpkeepHTTP
 import UpkeepKube
+import UpkeepPKI
 import UpkeepSandbox
 import UpkeepTestSupport
 import UpkeepUpdates

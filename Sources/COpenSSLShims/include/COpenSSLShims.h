@@ -28,6 +28,7 @@ int upkeep_sk_X509_num(void *stack);
 X509 *upkeep_sk_X509_value(void *stack, int index);
 long upkeep_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509);
 int upkeep_ERR_GET_REASON(unsigned long code);
+int upkeep_ERR_GET_LIB(unsigned long code);
 /* UpkeepPKI: distinguished names printed as RFC 2253 with UTF-8 kept as UTF-8. */
 unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void);
 void upkeep_BIO_set_retry_read(BIO *bio);

@@ -38,7 +38,7 @@ extension ClusterModel {
 
     /// The Flux version the cluster runs now (the label `flux version` reads).
     public var fluxVersion: String? {
-        store.get(.customResourceDefinitions, nil, "gitrepositories.source.toolkit.fluxcd.io")?[path: "metadata", "labels", "app.kubernetes.io/version"]?.string
+        store.get(.customResourceDefinitions, nil, FluxManifest.versionCRD)?[path: "metadata", "labels", "app.kubernetes.io/version"]?.string
     }
 
     /// The Longhorn version the cluster runs now (its `current-longhorn-version` setting).

@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import UpkeepKube
+import UpkeepPKI
 
 /// A stand-in for GitHub's releases API and downloads and for the k3s channel server, modelled
 /// on `/work/shared/reference/k3s-longhorn-flux.md` ("GitHub releases API", "Release assets",
@@ -140,7 +141,7 @@ public final class ReleaseCatalog: Sendable {
             let imagesName = "k3s-airgap-images-\(arch).tar.gz"
             assets.append(Self.asset(imagesName, images))
             assets.append(Self.asset(name, content))
-            sums.append((sumArch, ["\(Self.sha256(images))  \(imagesName)", "\(Self.sha256(content))  \(name)"]))
+            sums.append((sumArch, ["\(SHA256.hex(images))  \(imagesName)", "\(SHA256.hex(content))  \(name)"]))
         }
         for (arch, lines) in sums.sorted(by: { $0.0 < $1.0 }) {
             assets.append(Self.asset("sha256sum-\(arch).txt", Array((lines.joined(separator: "\n") + "\n").utf8)))
@@ -148,9 +149,7 @@ public final class ReleaseCatalog: Sendable {
         return Release(owner: "k3s-io", repo: "k3s", tag: version, prerelease: prerelease, draft: draft, publishedAt: publishedAt, assets: assets)
     }
 
-    public static func asset(_ name: String, _ content: [UInt8]) -> Asset { Asset(name: name, content: content, sha256: sha256(content)) }
-
-    static func sha256(_ bytes: [UInt8]) -> String { SHA256.hex(bytes) }
+    public static func asset(_ name: String, _ content: [UInt8]) -> Asset { Asset(name: name, content: content, sha256: SHA256.hex(content)) }
 
     /// The requests answered so far (the newest `servedMax`).
     public var requests: [ServedRequest] { state.withLockedValue { $0.served } }
@@ -161,7 +160,7 @@ public final class ReleaseCatalog: Sendable {
         let faults = faults()
         if faults.releaseFaults?.hang == true { return .withheld }
         let response = route(request, baseURL: baseURL, now: now, faults: faults)
-        let authorization = request.headers.first { $0.0 == "authorization" }.map { Self.sha256(Array($0.1.utf8)) }
+        let authorization = request.headers.first { $0.0 == "authorization" }.map { SHA256.hex(Array($0.1.utf8)) }
         state.withLockedValue { value in
             value.served.append(ServedRequest(path: request.path, status: response.status, authorizationSHA256: authorization))
             if value.served.count > Self.servedMax { value.served.removeFirst(value.served.count - Self.servedMax) }

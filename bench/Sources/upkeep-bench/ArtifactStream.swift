@@ -1,4 +1,3 @@
-import COpenSSL
 import Foundation
 import NIOCore
 import NIOPosix
@@ -22,16 +21,9 @@ struct SinkHandler: RequestHandler {
 
 /// SHA-256 of `block` repeated `count` times, computed before timing starts.
 func digest(of block: ByteBuffer, repeated count: Int) -> [UInt8] {
-    let context = EVP_MD_CTX_new()
-    defer { EVP_MD_CTX_free(context) }
-    EVP_DigestInit_ex(context, EVP_sha256(), nil)
-    block.withUnsafeReadableBytes { bytes in
-        for _ in 0..<count { EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) }
-    }
-    var out = [UInt8](repeating: 0, count: 32)
-    var length: UInt32 = 0
-    EVP_DigestFinal_ex(context, &out, &length)
-    return out
+    let hasher = SHA256.Hasher()
+    for _ in 0..<count { hasher.update(block) }
+    return hasher.finish()
 }
 
 /// One `stage` call carrying `bytes` over the agent protocol on mutual TLS: chunk frames,

@@ -23,7 +23,7 @@ public struct ClusterInventory: Sendable {
             let k3s = InstalledReader.k3s(nodes: try await client.list(Node.self))
             var installed = InstalledVersions(k3s: k3s)
             if components.contains(.flux) {
-                let crd = try await optional { try await client.get(CustomResourceDefinition.self, InstalledReader.fluxCRD) }
+                let crd = try await optional { try await client.get(CustomResourceDefinition.self, FluxManifest.versionCRD) }
                 let deployments = try await client.list(Deployment.self, namespace: InstalledReader.fluxNamespace)
                 installed.flux = InstalledReader.flux(crd: crd, deployments: deployments)
             }

@@ -82,7 +82,6 @@ public struct InstalledVersions: Sendable, Equatable, Codable {
 
 /// Reads installed versions from Kubernetes objects. Pure: the objects come from `ClusterInventory`.
 public enum InstalledReader {
-    public static let fluxCRD = "gitrepositories.source.toolkit.fluxcd.io"
     public static let fluxNamespace = "flux-system"
     public static let longhornNamespace = "longhorn-system"
     public static let longhornVersionSetting = "current-longhorn-version"
@@ -106,7 +105,7 @@ public enum InstalledReader {
         let bootstrapped = crd.map { $0.labels[bootstrapLabel] != nil }
             ?? fluxDeployments.contains { $0.labels[bootstrapLabel] != nil }
         if let crd {
-            let source = "CRD \(fluxCRD) label \(versionLabel)"
+            let source = "CRD \(FluxManifest.versionCRD) label \(versionLabel)"
             guard let label = crd.labels[versionLabel] else {
                 return fromControllers(fluxDeployments, bootstrapped: bootstrapped, why: "the CRD has no \(versionLabel) label")
             }
@@ -116,9 +115,9 @@ public enum InstalledReader {
             return InstalledComponent(state: .installed, version: version, source: source, bootstrapped: bootstrapped)
         }
         guard !fluxDeployments.isEmpty else {
-            return InstalledComponent(state: .notInstalled, source: "no CRD \(fluxCRD) and no Flux controllers in \(fluxNamespace)")
+            return InstalledComponent(state: .notInstalled, source: "no CRD \(FluxManifest.versionCRD) and no Flux controllers in \(fluxNamespace)")
         }
-        return fromControllers(fluxDeployments, bootstrapped: bootstrapped, why: "no CRD \(fluxCRD)")
+        return fromControllers(fluxDeployments, bootstrapped: bootstrapped, why: "no CRD \(FluxManifest.versionCRD)")
     }
 
     private static func isFluxController(_ deployment: Deployment) -> Bool {

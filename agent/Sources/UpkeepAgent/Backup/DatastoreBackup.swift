@@ -105,7 +105,7 @@ public struct DatastoreBackup: Sendable {
         chmod(path, 0o600)
         do {
             return BackupReport(format: format, fileName: file, bytes: Int64(try FileSystem.fileStatus(path).st_size),
-                                sha256: try SHA256Digest.file(path))
+                                sha256: try FileSystem.sha256(ofFile: path))
         } catch {
             throw .io(error)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepPKI
 
 #if canImport(Glibc)
 import Glibc
@@ -79,7 +80,7 @@ public struct ArtifactStore: Sendable {
     /// Checks free space, then opens the upload's temporary file. Nothing is written when the
     /// space is short.
     public func beginStaging(sha256: String, bytes: Int64, k3sVersion: String) throws(AgentFailure) -> StagingUpload {
-        guard SHA256Digest.isHex(sha256) else { throw AgentFailure(.conflict, "\(sha256) is not a sha256 (64 lowercase hex digits)") }
+        guard SHA256.isHex(sha256) else { throw AgentFailure(.conflict, "\(sha256) is not a sha256 (64 lowercase hex digits)") }
         let free: Int64
         do { free = try FileSystem.freeBytes(stagingDir) } catch { throw .io(error) }
         guard free >= bytes + Self.spareBytes else {
@@ -96,7 +97,7 @@ public struct ArtifactStore: Sendable {
 
     public func staged() -> [StagedArtifact] {
         let names = (try? FileSystem.list(stagingDir)) ?? []
-        return names.filter { SHA256Digest.isHex($0) }.compactMap { sha in
+        return names.filter { SHA256.isHex($0) }.compactMap { sha in
             guard let bytes = try? FileSystem.readBytes("\(stagingDir)/\(sha).json", bytesMax: 4096) else { return nil }
             return try? JSONDecoder().decode(StagedArtifact.self, from: Data(bytes))
         }.sorted { $0.stagedAtUnixMs > $1.stagedAtUnixMs }
@@ -125,7 +126,7 @@ public struct ArtifactStore: Sendable {
     public func keepPrevious(sha256: String, knownLive: FileIdentity? = nil) throws(AgentFailure) {
         let target = "\(previousDir)/\(sha256)"
         if let knownLive, FileSystem.identity(target) == knownLive { return }
-        if FileSystem.exists(target), (try? SHA256Digest.file(target)) == sha256 { return }
+        if FileSystem.exists(target), (try? FileSystem.sha256(ofFile: target)) == sha256 { return }
         let temporary = "\(previousDir)/.\(sha256).tmp"
         if !(knownLive.map { FileSystem.linkIdentical(livePath, to: temporary, expected: $0) } ?? false) {
             try copyVerified(from: livePath, to: temporary, expecting: sha256)
@@ -174,7 +175,7 @@ public struct ArtifactStore: Sendable {
         defer { close(input) }
         let output = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
         guard output >= 0 else { throw .io(FileSystemError("create", to)) }
-        let digest = SHA256Digest()
+        let digest = SHA256.Hasher()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         do throws(FileSystemError) {
@@ -197,7 +198,7 @@ public struct ArtifactStore: Sendable {
             throw .io(error)
         }
         close(output)
-        let actual = digest.finalizeHex()
+        let actual = digest.finishHex()
         guard actual == sha256 else {
             unlink(to)
             throw AgentFailure(.digestMismatch, "\(from) has sha256 \(actual), expected \(sha256); it changed or is damaged")
@@ -216,7 +217,7 @@ public final class StagingUpload {
     public let temporary: String
     private let store: ArtifactStore
     private var descriptor: Int32
-    private let digest = SHA256Digest()
+    private let digest = SHA256.Hasher()
     public private(set) var bytesWritten: Int64 = 0
 
     init(store: ArtifactStore, sha256: String, bytesExpected: Int64, k3sVersion: String, temporary: String, descriptor: Int32) {
@@ -258,7 +259,7 @@ public final class StagingUpload {
             abort()
             throw AgentFailure(.digestMismatch, "the upload ended after \(bytesWritten) of \(bytesExpected) bytes; nothing was staged")
         }
-        let actual = digest.finalizeHex()
+        let actual = digest.finishHex()
         guard actual == sha256 else {
             abort()
             throw AgentFailure(.digestMismatch, "the upload has sha256 \(actual), not the expected \(sha256); nothing was staged. Check the release's sha256sum file and the download")

@@ -13,10 +13,11 @@ public struct HTTPProbeTarget: Equatable, Sendable {
 
     /// Nil unless the URL is `http(s)://host[:port]/path` (IPv6 hosts in brackets).
     public init?(url: String) {
-        let parts = url.split(separator: "://", maxSplits: 1)
-        guard parts.count == 2, ["http", "https"].contains(parts[0]) else { return nil }
-        scheme = String(parts[0])
-        let rest = parts[1]
+        // Prefix tests, not split(separator: "://"): a String separator is _StringProcessing's
+        // searcher, whose code would be paged in at every agent start for this alone.
+        guard let scheme = ["http", "https"].first(where: { url.hasPrefix($0 + "://") }) else { return nil }
+        self.scheme = scheme
+        let rest = url.dropFirst(scheme.count + 3)
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = rest[..<slash]
         path = slash == rest.endIndex ? "/" : String(rest[slash...])

@@ -1,6 +1,7 @@
 import Logging
 import UpkeepCore
 import UpkeepKube
+import UpkeepPKI
 import UpkeepProtocol
 
 #if canImport(Glibc)
@@ -449,13 +450,13 @@ public actor AgentService {
                                   nowUnixMs: Int64, keep: Set<String>) async -> OperationOutcome {
         do {
             if let existing = store.stagedArtifact(sha256) {
-                let digest = SHA256Digest()
+                let digest = SHA256.Hasher()
                 var count: Int64 = 0
                 while let piece = try await next() {
                     count += Int64(piece.count)
                     piece.withUnsafeBytes { digest.update($0) }
                 }
-                guard count == bytes, digest.finalizeHex() == sha256 else {
+                guard count == bytes, digest.finishHex() == sha256 else {
                     return .failed(.digestMismatch, "the upload does not match \(sha256) (\(count) bytes); the staged copy is unchanged")
                 }
                 return OperationOutcome(state: .succeeded, message: "\(existing.k3sVersion) was already staged; the upload matched it",

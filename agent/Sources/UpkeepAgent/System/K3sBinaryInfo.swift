@@ -22,7 +22,7 @@ public actor K3sBinaryInfo {
     public func live() async -> LiveBinary? {
         guard let key = FileSystem.identity(path) else { return nil }
         if let cache, cache.key == key { return cache.binary }
-        guard let sha = try? SHA256Digest.file(path) else { return nil }
+        guard let sha = try? FileSystem.sha256(ofFile: path) else { return nil }
         let version = try? await Self.version(of: path, timeoutSeconds: versionTimeoutSeconds)
         let binary = LiveBinary(sha256: sha, k3sVersion: version)
         cache = (key, binary)

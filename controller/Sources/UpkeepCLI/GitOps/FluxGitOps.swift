@@ -3,7 +3,7 @@ import NIOHTTP1
 import UpkeepCore
 import UpkeepHTTP
 import UpkeepKube
-import UpkeepSandbox
+import UpkeepPKI
 import UpkeepUpdates
 import Yams
 
@@ -146,7 +146,7 @@ enum FluxUpdate {
         let installed: InstalledComponent
         let kustomizations: [FluxKustomization]
         do {
-            let crd = try? await kube.get(CustomResourceDefinition.self, InstalledReader.fluxCRD)
+            let crd = try? await kube.get(CustomResourceDefinition.self, FluxManifest.versionCRD)
             let deployments = try await kube.list(Deployment.self, namespace: InstalledReader.fluxNamespace)
             installed = InstalledReader.flux(crd: crd, deployments: deployments)
             kustomizations = try await kube.list(FluxKustomization.self)
@@ -256,7 +256,7 @@ enum FluxUpdate {
         let repository = try await kube.get(FluxGitRepository.self, source.name, namespace: source.namespace)
         let parts = kustomization.split(separator: "/").map(String.init)
         let applier = try await kube.get(FluxKustomization.self, parts.last ?? "", namespace: parts.first)
-        let crd = try? await kube.get(CustomResourceDefinition.self, InstalledReader.fluxCRD)
+        let crd = try? await kube.get(CustomResourceDefinition.self, FluxManifest.versionCRD)
         var controllers: [String: FluxReconcileView.Controller] = [:]
         for deployment in try await kube.list(Deployment.self, namespace: InstalledReader.fluxNamespace) {
             controllers[deployment.name] = .init(images: InstalledReader.images(deployment.json),

@@ -47,7 +47,7 @@ struct Report: AsyncParsableCommand {
                 let rollouts = try store.history(limit: 10_000, since: start)
                 let period = RolloutReport.period(since: start, until: now, rollouts: rollouts, updates: try store.componentUpdates(limit: 10_000),
                                                   backups: try store.backups(limit: 10_000))
-                text = format == .json ? try jsonText(period) : RolloutReport.markdown(period, rollouts: rollouts)
+                text = format == .json ? try jsonText(period) : RolloutReport.markdown(period)
             } else {
                 text = try rolloutReport(store)
             }

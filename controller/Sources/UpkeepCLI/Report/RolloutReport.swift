@@ -52,6 +52,14 @@ enum RolloutReport {
         var componentUpdates: [String: Int]
         var backups: Int
         var backupBytes: Int64
+        /// The rollouts counted above (created within the period), in the order given: the
+        /// Markdown report lists them; the JSON counts them only.
+        var listed: [RolloutRecord]
+
+        private enum CodingKeys: String, CodingKey {
+            case since, until, rollouts, outcomes, durationMedianSeconds, durationMaxSeconds, failingNodes, componentUpdates
+            case backups, backupBytes
+        }
     }
 
     static func period(since: Instant, until: Instant, rollouts: [RolloutRecord], updates: [ComponentUpdateRecord],
@@ -76,10 +84,11 @@ enum RolloutReport {
         let kept = backups.filter { inRange($0.takenAt) }
         return Period(since: since, until: until, rollouts: chosen.count, outcomes: outcomes,
                       durationMedianSeconds: durations.isEmpty ? nil : durations[durations.count / 2], durationMaxSeconds: durations.last,
-                      failingNodes: failing, componentUpdates: components, backups: kept.count, backupBytes: kept.reduce(0) { $0 + $1.bytes })
+                      failingNodes: failing, componentUpdates: components, backups: kept.count, backupBytes: kept.reduce(0) { $0 + $1.bytes },
+                      listed: chosen)
     }
 
-    static func markdown(_ period: Period, rollouts: [RolloutRecord]) -> String {
+    static func markdown(_ period: Period) -> String {
         var text = "# Upkeep report \(period.since.utcDescription) – \(period.until.utcDescription)\n\n"
         let outcomes = period.outcomes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         let completed = period.outcomes["completed"] ?? 0
@@ -95,9 +104,8 @@ enum RolloutReport {
                       : period.componentUpdates.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")])
         facts.append(["Backups", "\(period.backups) (\(bytes(period.backupBytes)))"])
         text += table(["", ""], facts) + "\n"
-        let listed = rollouts.filter { $0.createdAt >= period.since && $0.createdAt <= period.until }
-        if !listed.isEmpty {
-            text += "## Rollouts\n\n" + table(["Rollout", "Created", "From", "To", "Outcome"], listed.map { record in
+        if !period.listed.isEmpty {
+            text += "## Rollouts\n\n" + table(["Rollout", "Created", "From", "To", "Outcome"], period.listed.map { record in
                 [record.id, record.createdAt.utcDescription, record.from, record.target.description, record.outcomeText]
             })
         }

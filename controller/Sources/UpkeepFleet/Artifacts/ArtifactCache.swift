@@ -2,6 +2,7 @@ import Foundation
 import NIOHTTP1
 import UpkeepCore
 import UpkeepHTTP
+import UpkeepPKI
 import UpkeepTLS
 
 /// The k3s binaries a rollout installs, fetched once per (version, arch) from GitHub or a
@@ -125,7 +126,7 @@ public actor ArtifactCache {
             return try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected, bytes: bytes, path: path))
         }
         let (binary, binarySource) = try await download(tag: tag, asset: asset, bytesMax: artifactBytesMax)
-        let actual = ArtifactStorage.sha256Hex(binary)
+        let actual = SHA256.hex(binary)
         guard actual == expected else {
             throw ArtifactError.checksumMismatch(asset: asset, source: binarySource, expected: expected, actual: actual)
         }
@@ -142,7 +143,7 @@ public actor ArtifactCache {
     private func intact(_ path: String, digest: String) throws(ArtifactError) -> Bool {
         if verified.contains(digest) { return true }
         guard let bytes = try ArtifactStorage.read(path, bytesMax: artifactBytesMax) else { return false }
-        guard ArtifactStorage.sha256Hex(bytes) == digest else {
+        guard SHA256.hex(bytes) == digest else {
             unlink(path)
             return false
         }

@@ -1,22 +1,12 @@
-import COpenSSL
 import Foundation
-import UpkeepProtocol
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The cache's files: durable writes by atomic rename, digests, sizes. Blocking file I/O kept
+/// The cache's files: durable writes by atomic rename, sizes. Blocking file I/O kept
 /// apart from the cache's decisions.
 enum ArtifactStorage {
-    static func sha256Hex(_ bytes: [UInt8]) -> String {
-        var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        let ok = bytes.withUnsafeBytes { raw in EVP_Digest(raw.baseAddress, raw.count, &digest, &length, EVP_sha256(), nil) }
-        precondition(ok == 1 && length == 32, "OpenSSL SHA-256 failed")
-        return SHA256Hex(digest: digest).rawValue
-    }
-
     /// Creates `path` (and parents) with mode 0700, and tightens it if it already exists.
     static func makeDirectory(_ path: String) throws(ArtifactError) {
         do {

@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import NIOCore
+import UpkeepPKI
 import UpkeepProtocol
 
 #if canImport(Glibc)
@@ -137,7 +138,7 @@ public struct BackupVault: Sendable {
         }
         let cipher = try GCM(key: key, nonce: Array(header.suffix(Self.nonceBytes)), encrypting: false)
         try cipher.authenticate(header)
-        let digest = SHA256Hasher()
+        let digest = SHA256.Hasher()
         var remaining = size - Int64(Self.headerBytes + Self.tagBytes)
         var plaintext = 0 as Int64
         while remaining > 0 {

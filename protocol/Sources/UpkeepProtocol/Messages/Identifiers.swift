@@ -1,3 +1,5 @@
+import UpkeepPKI
+
 /// A string with a fixed format, checked whenever one is made or decoded.
 public protocol FormattedText: RawRepresentable<String>, Hashable, Sendable, Codable, CustomStringConvertible {
     static func isValid(_ text: String) -> Bool
@@ -68,15 +70,8 @@ public struct SHA256Hex: FormattedText {
 
     /// From the 32 raw digest bytes.
     public init(digest: some Collection<UInt8>) {
-        precondition(digest.count == 32, "a SHA-256 digest has 32 bytes")
-        let digits = Array("0123456789abcdef".utf8)
-        var text = [UInt8]()
-        text.reserveCapacity(64)
-        for byte in digest {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
-        }
-        rawValue = String(decoding: text, as: UTF8.self)
+        precondition(digest.count == SHA256.digestBytes, "a SHA-256 digest has 32 bytes")
+        rawValue = SHA256.lowercaseHex(digest)
     }
 
     /// The 32 raw digest bytes.
@@ -85,9 +80,5 @@ public struct SHA256Hex: FormattedText {
         return stride(from: 0, to: 64, by: 2).map { digits[$0] << 4 | digits[$0 + 1] }
     }
 
-    public static func isValid(_ text: String) -> Bool {
-        text.utf8.count == 64 && text.utf8.allSatisfy {
-            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
-        }
-    }
+    public static func isValid(_ text: String) -> Bool { SHA256.isHex(text) }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import UpkeepPKI
 
 /// The bytes of one outgoing stream (an upload from the client, a download from the server).
 /// Any buffer sizes are fine: they are cut to frame size and credit. A source may be started
@@ -41,7 +42,7 @@ public struct ChunkSource: Sendable {
     /// Sends the whole source as Chunk payloads through `send`, each within the credit `gate`
     /// allows, and returns the ChunkEnd to send after them.
     func send(through gate: CreditGate, _ send: (ByteBuffer) -> Void) async throws -> ChunkEndPayload {
-        let hasher = knownDigest == nil ? SHA256Hasher() : nil
+        let hasher = knownDigest == nil ? SHA256.Hasher() : nil
         var totalBytes: UInt64 = 0
         try await produce { buffer in
             var rest = buffer

@@ -1,4 +1,5 @@
 import NIOCore
+import UpkeepPKI
 
 /// The bytes of one incoming stream (an upload on the server, a download on the client), in
 /// order, with backpressure: the sender may only send what this side's window allows, and
@@ -35,7 +36,7 @@ public struct ChunkStream: AsyncSequence, Sendable {
         var base: AsyncThrowingStream<Event, any Error>.AsyncIterator
         let returnCredit: @Sendable (Int) -> Void
         let creditBatchBytes: Int
-        private let hasher = SHA256Hasher()
+        private let hasher = SHA256.Hasher()
         private var receivedBytes: UInt64 = 0
         private var unreturnedBytes = 0
         private var finished = false
