@@ -73,10 +73,18 @@ public struct Kubeconfig: Sendable, Equatable {
         return try parse(yaml: String(decoding: data, as: UTF8.self), directory: directory, path: path)
     }
 
+    /// YAML 1.1's spellings of null and of true, as the default resolver would have read them.
+    static let nulls: Set<String> = ["", "~", "null", "Null", "NULL"]
+    static let trues: Set<String> = ["true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"]
+
     /// Parses kubeconfig YAML; relative file references resolve against `directory`.
     public static func parse(yaml: String, directory: String, path: String = "<memory>") throws(KubeconfigError) -> Kubeconfig {
         let root: Any?
-        do { root = try Yams.load(yaml: yaml) } catch { throw .invalid(path, "not YAML: \(error)") }
+        // Yams's basic resolver: every scalar stays a string (booleans are read below). The
+        // default resolver compiles NSRegularExpressions, which starts ICU, about 1.3 MiB kept
+        // resident by the agent from its first drain or node-Ready probe on. UTF-8 named so Yams
+        // does not read its encoding from the environment through Foundation's ProcessInfo.
+        do { root = try Yams.load(yaml: yaml, .basic, .default, .utf8) } catch { throw .invalid(path, "not YAML: \(error)") }
         guard let document = root as? [String: Any] else { throw .invalid(path, "the top level is not a mapping") }
         func named(_ key: String, _ inner: String) throws(KubeconfigError) -> [(String, [String: Any])] {
             guard let list = document[key] else { return [] }
@@ -104,7 +112,7 @@ public struct Kubeconfig: Sendable, Equatable {
             return String(decoding: data, as: UTF8.self)
         }
         var config = Kubeconfig(clusters: [:], users: [:], contexts: [:],
-                                currentContext: (document["current-context"] as? String).flatMap { $0.isEmpty ? nil : $0 }, path: path)
+                                currentContext: (document["current-context"] as? String).flatMap { Self.nulls.contains($0) ? nil : $0 }, path: path)
         for (name, fields) in try named("clusters", "cluster") {
             guard let server = fields["server"] as? String, !server.isEmpty else { throw .invalid(path, "cluster \(name) has no server") }
             var ca: String?
@@ -114,7 +122,7 @@ public struct Kubeconfig: Sendable, Equatable {
                 ca = try file(caFile)
             }
             config.clusters[name] = Cluster(server: server, certificateAuthorityPEM: ca,
-                                            insecureSkipTLSVerify: fields["insecure-skip-tls-verify"] as? Bool ?? false,
+                                            insecureSkipTLSVerify: Self.trues.contains(fields["insecure-skip-tls-verify"] as? String ?? ""),
                                             tlsServerName: fields["tls-server-name"] as? String)
         }
         for (name, fields) in try named("users", "user") {

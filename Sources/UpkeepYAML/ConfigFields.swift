@@ -44,7 +44,7 @@ public struct ConfigFields {
     public static func document(_ text: String, file: String?, expecting: String) throws(ConfigError) -> ConfigFields {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text, .basic)
+            root = try Yams.compose(yaml: text, .basic, .default, .utf8)
         } catch {
             throw ConfigError(file: file, line: nil, field: "(yaml)", problem: "is not valid YAML: \(error)")
         }
