@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepController
+import UpkeepCore
 import UpkeepSandbox
 import UpkeepStore
 import UpkeepTestSupport
@@ -270,7 +271,7 @@ struct BackgroundRun: Sendable {
 
     /// Waits (bounded) for the command to exit; its exit code, or nil (after killing it) if it did not.
     func exitCode(timeoutSeconds: Double = 180) async -> Int32? {
-        if let status = await Spawn.reap(pid, timeoutSeconds: timeoutSeconds) { return Spawn.exitCode(status) }
+        if let status = await Spawn.reap(pid, timeoutSeconds: timeoutSeconds) { return WaitStatus(status).shellCode }
         kill(-pid, SIGKILL)
         _ = await Spawn.reap(pid, timeoutSeconds: 10)
         return nil

@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepCore
 
 /// Runs a program to completion with a time limit, collecting stdout and stderr together.
 ///
@@ -42,7 +43,7 @@ public enum ProcessRun {
         }
         let data = FileManager.default.contents(atPath: outputFile) ?? Data()
         let output = String(decoding: data.prefix(outputBytesMax), as: UTF8.self)
-        return Outcome(status: status.map(Spawn.exitCode) ?? 137, output: output, timedOut: timedOut)
+        return Outcome(status: status.map { WaitStatus($0).shellCode } ?? 137, output: output, timedOut: timedOut)
     }
 
     public static func locate(_ program: String) -> String? {

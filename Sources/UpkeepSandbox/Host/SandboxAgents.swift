@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import UpkeepCore
 
 /// The real `upkeep-agent run` of each sandbox node, configured like a production node but with
 /// the node's own paths: its fake k3s binary, its systemctl stand-in, its data dir, its agent
@@ -43,7 +44,7 @@ public enum SandboxAgents {
         try JSONFiles.atomicWrite(Data(config(for: node, pkiDirectory: pkiDirectory).utf8), to: node.agentConfigFile)
         var command = [agentBinary, "run", "--config", node.agentConfigFile]
         if let netns = node.netns { command = ["/usr/sbin/ip", "netns", "exec", netns] + command }
-        let environment = Spawn.environment([FakeK3s.rootVariable: node.root, "NOTIFY_SOCKET": nil, "WATCHDOG_USEC": nil])
+        let environment = PosixSpawn.inheritedEnvironment(applying: [FakeK3s.rootVariable: node.root, "NOTIFY_SOCKET": nil, "WATCHDOG_USEC": nil])
         let pid = try Spawn.detached(command, environment: environment, logFile: node.agentLogFile)
         try JSONFiles.atomicWrite(Data("\(pid)\n".utf8), to: node.agentPIDFile)
         return pid

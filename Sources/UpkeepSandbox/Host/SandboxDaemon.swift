@@ -54,7 +54,7 @@ public enum SandboxDaemon {
         unlink(stateFile(directory))
         unlink("\(directory)/faults.json")  // a new sandbox starts without the last one's faults
         try JSONFiles.write(options, to: optionsFile(directory))
-        let pid = try Spawn.detached([options.hostBinary, "serve", directory], environment: Spawn.environment([:]),
+        let pid = try Spawn.detached([options.hostBinary, "serve", directory], environment: PosixSpawn.inheritedEnvironment(),
                                      logFile: logFile(directory))
         let deadline = Date().addingTimeInterval(options.readyTimeoutSeconds + 30)
         while Date() < deadline {
@@ -66,7 +66,7 @@ public enum SandboxDaemon {
                 }
             }
             if let status = await Spawn.reap(pid, timeoutSeconds: 0) {
-                throw SandboxError("the sandbox process exited (status \(Spawn.exitCode(status))) before it was ready:\n\(logTail(directory))")
+                throw SandboxError("the sandbox process exited (status \(WaitStatus(status).shellCode)) before it was ready:\n\(logTail(directory))")
             }
             try await Task.sleep(nanoseconds: 100_000_000)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepCore
 import UpkeepKube
 
 /// What the systemctl stand-in records about a unit (`<root>/run/upkeep-sandbox/<unit>.json`),
@@ -227,7 +228,7 @@ public enum SystemctlStandIn {
         do {
             try JSONFiles.write(state, to: node.unitStateFile)
             supervisor = try Spawn.detached([node.hostBinary, "unit-supervisor", node.root],
-                                            environment: Spawn.environment([FakeK3s.rootVariable: node.root]),
+                                            environment: PosixSpawn.inheritedEnvironment(applying: [FakeK3s.rootVariable: node.root]),
                                             logFile: node.logFile)
         } catch {
             state.activeState = "failed"
@@ -312,7 +313,7 @@ public enum UnitSupervisor {
             unlink(node.readyFile)
             let pid: pid_t
             do {
-                pid = try Spawn.detached(command, environment: Spawn.environment([FakeK3s.rootVariable: node.root]),
+                pid = try Spawn.detached(command, environment: PosixSpawn.inheritedEnvironment(applying: [FakeK3s.rootVariable: node.root]),
                                          logFile: node.logFile, newSession: false)
             } catch {
                 state.activeState = "failed"

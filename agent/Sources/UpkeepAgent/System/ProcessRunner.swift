@@ -1,5 +1,5 @@
-import Subprocess
-import SystemPackage
+import Dispatch
+import UpkeepCore
 
 /// What a finished child process returned and printed.
 public struct ProcessOutcome: Equatable, Sendable {
@@ -17,42 +17,54 @@ public struct ProcessOutcome: Equatable, Sendable {
     }
 }
 
-/// Runs a program with a hard time bound: at the deadline it gets SIGTERM, then SIGKILL two
-/// seconds later. Output is capped; a child that prints more fails the run.
+/// Runs a program (argv, no shell) with a hard time bound: at the deadline it gets SIGTERM, then
+/// SIGKILL two seconds later; cancelling the calling task stops it the same way. Stdout and
+/// stderr are captured up to `outputBytesMax` each; a child that prints more is stopped and the
+/// run fails. The child inherits this process's environment plus `environment`, stdin from
+/// /dev/null, and no other descriptor (see `PosixSpawn`).
+///
+/// The waiting happens on a Dispatch worker, never on Swift's cooperative pool; no thread is kept
+/// for it once the run has returned (Dispatch retires idle workers after a few seconds), which
+/// matters for the agent's idle memory target (docs/agent.md).
 public enum ProcessRunner {
     public static let outputBytesMax = 256 * 1024
 
     public static func run(_ path: String, _ arguments: [String], timeoutSeconds: Double,
                            environment: [String: String] = [:]) async throws(AgentFailure) -> ProcessOutcome {
         let command = ([path] + arguments).joined(separator: " ")
+        guard !Task.isCancelled else { throw AgentFailure(.io, "\(command) was not started: the task was cancelled") }
+        let deadline = ContinuousClock.now + .milliseconds(Int64(timeoutSeconds * 1000))
+        let child: WatchedChild
         do {
-            return try await withThrowingTaskGroup(of: ProcessOutcome?.self) { group in
-                group.addTask {
-                    var options = PlatformOptions()
-                    options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(2))]
-                    let updates = Dictionary(uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), Optional($0.value)) })
-                    let result = try await Subprocess.run(.path(FilePath(path)), arguments: Arguments(arguments),
-                                                          environment: environment.isEmpty ? .inherit : .inherit.updating(updates),
-                                                          platformOptions: options,
-                                                          output: .string(limit: outputBytesMax), error: .string(limit: outputBytesMax))
-                    let code: Int32? = if case .exited(let code) = result.terminationStatus { code } else { nil }
-                    return ProcessOutcome(exitCode: code, output: result.standardOutput, error: result.standardError)
-                }
-                group.addTask {
-                    try await Task.sleep(for: .milliseconds(Int64(timeoutSeconds * 1000)))
-                    return nil
-                }
-                let first = try await group.next() ?? nil
-                group.cancelAll()
-                guard let first else {
-                    throw AgentFailure(.io, "\(command) did not finish within \(timeoutSeconds) s and was stopped")
-                }
-                return first
-            }
-        } catch let failure as AgentFailure {
-            throw failure
+            child = try WatchedChild.start([path] + arguments,
+                                           environment: PosixSpawn.inheritedEnvironment(applying: environment.mapValues(Optional.some)))
         } catch {
-            throw AgentFailure(.io, "\(command) could not run: \(error)")
+            throw AgentFailure(.io, "\(command) could not run: \(error.message)")
+        }
+        let ending = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<WatchedChild.Ending, Never>) in
+                // A queue of its own targets Dispatch's overcommit pool: a long wait (systemctl
+                // restart) never holds one of the few workers of DispatchQueue.global(), where the
+                // agent's signal sources run.
+                DispatchQueue(label: "upkeep.process-runner").async {
+                    continuation.resume(returning: child.watch(deadline: deadline, outputBytesMax: outputBytesMax))
+                }
+            }
+        } onCancel: {
+            child.cancel()
+        }
+        let stopped = ending.status == nil
+            ? "and did not end even after SIGKILL (pid \(child.pid) left to the kernel)" : "and was stopped"
+        switch ending.stopReason {
+        case .timedOut?:
+            throw AgentFailure(.io, "\(command) did not finish within \(timeoutSeconds) s \(stopped)")
+        case .cancelled?:
+            throw AgentFailure(.io, "\(command) was cancelled \(stopped)")
+        case .outputTooLarge(let stream)?:
+            throw AgentFailure(.io, "\(command) printed more than \(outputBytesMax) bytes on \(stream) \(stopped)")
+        case nil:
+            return ProcessOutcome(exitCode: ending.status?.exitCode, output: String(decoding: ending.output, as: UTF8.self),
+                                  error: String(decoding: ending.error, as: UTF8.self))
         }
     }
 }
