@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "Sources/UpkeepTLS", swiftSettings: strict),
         // The agent-controller wire protocol: frames, messages, client and server.
-        .target(name: "UpkeepProtocol", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
+        .target(name: "UpkeepProtocol", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
         // A careful HTTP/1.1 client (keep-alive, bounds, retries, rate limits, ETag cache) over UpkeepTLS.

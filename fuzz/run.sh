@@ -22,11 +22,17 @@ sources=(
   "$root"/protocol/Sources/UpkeepProtocol/Messages/*.swift
   "$here/FrameDecoderFuzzer.swift"
 )
+# The message types import UpkeepCore (stdlib only): built first as a module of its own.
+core_sources=("$root"/Sources/UpkeepCore/*.swift)
+modules="$out/modules"
 binary="$out/frame-decoder-fuzzer"
-if [[ ! -x "$binary" ]] || [[ -n "$(find "${sources[@]}" -newer "$binary" 2>/dev/null)" ]]; then
+if [[ ! -x "$binary" ]] || [[ -n "$(find "${sources[@]}" "${core_sources[@]}" -newer "$binary" 2>/dev/null)" ]]; then
   echo "building $binary"
+  mkdir -p "$modules"
+  swiftc -parse-as-library -O -g -module-name UpkeepCore -emit-module -emit-module-path "$modules/UpkeepCore.swiftmodule" \
+    -emit-library -static -o "$modules/libUpkeepCore.a" "${core_sources[@]}"
   swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name UpkeepProtocolFuzz \
-    "${sources[@]}" -o "$binary"
+    -I "$modules" -L "$modules" -lUpkeepCore "${sources[@]}" -o "$binary"
 fi
 
 cp -n "$root"/protocol/vectors/*.bin "$corpus"/ 2>/dev/null || true

@@ -1,4 +1,5 @@
 import COpenSSL
+import UpkeepCore
 
 /// SHA-256 on OpenSSL's EVP interface (hardware-accelerated where the CPU allows): the one
 /// implementation behind every digest Upkeep computes or checks — k3s artifacts and backups in
@@ -9,7 +10,7 @@ import COpenSSL
 /// A plain digest: never use it where a keyed MAC, a signature or a password hash is needed.
 public enum SHA256 {
     /// The length of a digest in bytes.
-    public static let digestBytes = 32
+    public static let digestBytes = SHA256Text.digestBytes
 
     /// The digest of `bytes` in one call.
     public static func digest(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
@@ -30,24 +31,11 @@ public enum SHA256 {
         lowercaseHex(digest(bytes))
     }
 
-    /// Bytes (normally a digest) as lowercase hex digits, two per byte.
-    public static func lowercaseHex(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        text.reserveCapacity(2 * digestBytes)
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
-    }
+    /// Bytes (normally a digest) as lowercase hex digits, two per byte (`UpkeepCore.SHA256Text`).
+    public static func lowercaseHex(_ bytes: some Sequence<UInt8>) -> String { SHA256Text.lowercaseHex(bytes) }
 
     /// True when `text` is a digest as this type writes it: exactly 64 lowercase hex digits.
-    public static func isHex(_ text: String) -> Bool {
-        text.utf8.count == 2 * digestBytes && text.utf8.allSatisfy {
-            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0)
-        }
-    }
+    public static func isHex(_ text: String) -> Bool { SHA256Text.isHex(text) }
 
     /// The incremental form, for input that arrives in pieces (uploads, files, streams): feed
     /// it with `update`, then read the digest once with `finish` or `finishHex`; the result

@@ -1,4 +1,4 @@
-import UpkeepPKI
+import UpkeepCore
 
 /// A string with a fixed format, checked whenever one is made or decoded.
 public protocol FormattedText: RawRepresentable<String>, Hashable, Sendable, Codable, CustomStringConvertible {
@@ -70,8 +70,8 @@ public struct SHA256Hex: FormattedText {
 
     /// From the 32 raw digest bytes.
     public init(digest: some Collection<UInt8>) {
-        precondition(digest.count == SHA256.digestBytes, "a SHA-256 digest has 32 bytes")
-        rawValue = SHA256.lowercaseHex(digest)
+        precondition(digest.count == SHA256Text.digestBytes, "a SHA-256 digest has 32 bytes")
+        rawValue = SHA256Text.lowercaseHex(digest)
     }
 
     /// The 32 raw digest bytes.
@@ -80,5 +80,5 @@ public struct SHA256Hex: FormattedText {
         return stride(from: 0, to: 64, by: 2).map { digits[$0] << 4 | digits[$0 + 1] }
     }
 
-    public static func isValid(_ text: String) -> Bool { SHA256.isHex(text) }
+    public static func isValid(_ text: String) -> Bool { SHA256Text.isHex(text) }
 }
