@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
 
         // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
-        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging, yams],
+        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
         .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepTLS", "UpkeepPKI", "CSQLite", nioCore, nioPosix, nioHTTP1, logging, yams],

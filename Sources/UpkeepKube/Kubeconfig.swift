@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepYAML
 import Yams
 
 /// A kubeconfig file: clusters, users and contexts, as kubectl reads them.
@@ -73,10 +74,6 @@ public struct Kubeconfig: Sendable, Equatable {
         return try parse(yaml: String(decoding: data, as: UTF8.self), directory: directory, path: path)
     }
 
-    /// YAML 1.1's spellings of null and of true, as the default resolver would have read them.
-    static let nulls: Set<String> = ["", "~", "null", "Null", "NULL"]
-    static let trues: Set<String> = ["true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"]
-
     /// Parses kubeconfig YAML; relative file references resolve against `directory`.
     public static func parse(yaml: String, directory: String, path: String = "<memory>") throws(KubeconfigError) -> Kubeconfig {
         let root: Any?
@@ -112,7 +109,7 @@ public struct Kubeconfig: Sendable, Equatable {
             return String(decoding: data, as: UTF8.self)
         }
         var config = Kubeconfig(clusters: [:], users: [:], contexts: [:],
-                                currentContext: (document["current-context"] as? String).flatMap { Self.nulls.contains($0) ? nil : $0 }, path: path)
+                                currentContext: (document["current-context"] as? String).flatMap { YAML11Scalars.isNull($0) ? nil : $0 }, path: path)
         for (name, fields) in try named("clusters", "cluster") {
             guard let server = fields["server"] as? String, !server.isEmpty else { throw .invalid(path, "cluster \(name) has no server") }
             var ca: String?
@@ -122,7 +119,7 @@ public struct Kubeconfig: Sendable, Equatable {
                 ca = try file(caFile)
             }
             config.clusters[name] = Cluster(server: server, certificateAuthorityPEM: ca,
-                                            insecureSkipTLSVerify: Self.trues.contains(fields["insecure-skip-tls-verify"] as? String ?? ""),
+                                            insecureSkipTLSVerify: (fields["insecure-skip-tls-verify"] as? String).flatMap(YAML11Scalars.boolean) ?? false,
                                             tlsServerName: fields["tls-server-name"] as? String)
         }
         for (name, fields) in try named("users", "user") {

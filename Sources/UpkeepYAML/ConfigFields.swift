@@ -113,21 +113,11 @@ public struct ConfigFields {
     /// A boolean: a plain (unquoted) YAML 1.1 boolean, as the default resolver would tag it.
     public func bool(_ key: String) throws(ConfigError) -> Bool? {
         guard let node = mapping[key], !isNull(node) else { return nil }
-        guard let scalar = node.scalar, scalar.style == .plain, let value = Self.booleans[scalar.string] else {
+        guard let scalar = node.scalar, scalar.style == .plain, let value = YAML11Scalars.boolean(scalar.string) else {
             throw error(key, "must be true or false; is \"\(node.string ?? "a non-scalar")\"")
         }
         return value
     }
-
-    private static let booleans: [String: Bool] = {
-        var table: [String: Bool] = [:]
-        for (words, value) in [(["true", "yes", "on"], true), (["false", "no", "off"], false)] {
-            for word in words {
-                for spelling in [word, word.prefix(1).uppercased() + word.dropFirst(), word.uppercased()] { table[spelling] = value }
-            }
-        }
-        return table
-    }()
 
     public func rejectUnknown(_ known: Set<String>) throws(ConfigError) {
         for (key, _) in mapping {
@@ -141,6 +131,6 @@ public struct ConfigFields {
 
     private func isNull(_ node: Node) -> Bool {
         guard let scalar = node.scalar, scalar.style == .plain else { return false }
-        return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+        return YAML11Scalars.isNull(scalar.string)
     }
 }

@@ -172,8 +172,8 @@ public final class ReleaseCatalog: Sendable {
     public func handle(_ request: APIRequest, baseURL: String, now: Double) -> APIResponse {
         let faults = faults()
         if faults.releaseFaults?.hang == true { return .withheld }
-        let response = route(request, baseURL: baseURL, now: now, faults: faults)
         let caller = Self.caller(of: request)
+        let response = route(request, caller: caller, baseURL: baseURL, now: now, faults: faults)
         let authorization = caller == Self.anonymous ? nil : caller
         state.withLockedValue { value in
             value.served.append(ServedRequest(path: request.path, status: response.status, authorizationSHA256: authorization))
@@ -182,14 +182,14 @@ public final class ReleaseCatalog: Sendable {
         return response
     }
 
-    func route(_ request: APIRequest, baseURL: String, now: Double, faults: SandboxFaults) -> APIResponse {
+    func route(_ request: APIRequest, caller: String, baseURL: String, now: Double, faults: SandboxFaults) -> APIResponse {
         let segments = request.path.split(separator: "/").map(String.init)
         guard request.method == "GET" || request.method == "HEAD" else {
             return githubError(404, "Not Found")
         }
         switch segments.first {
         case "repos" where segments.count >= 4 && segments[3] == "releases":
-            return releasesAPI(request, segments: segments, baseURL: baseURL, now: now, faults: faults)
+            return releasesAPI(request, caller: caller, segments: segments, baseURL: baseURL, now: now, faults: faults)
         case "v1-release" where segments.count >= 2 && segments[1] == "channels":
             return channels(request, segments: segments, baseURL: baseURL, faults: faults)
         case "blobs" where segments.count == 2:
@@ -289,11 +289,10 @@ public final class ReleaseCatalog: Sendable {
         request.headers.first { $0.0 == "authorization" }.map { SHA256.hex(Array($0.1.utf8)) } ?? anonymous
     }
 
-    func releasesAPI(_ request: APIRequest, segments: [String], baseURL: String, now: Double, faults: SandboxFaults) -> APIResponse {
-        let caller = Self.caller(of: request)
+    func releasesAPI(_ request: APIRequest, caller: String, segments: [String], baseURL: String, now: Double, faults: SandboxFaults) -> APIResponse {
         if case .refused(let response) = admit(caller: caller, now: now, faults: faults) { return response }
         let owner = segments[1], repo = segments[2]
-        let authorized = request.headers.contains { $0.0 == "authorization" }
+        let authorized = caller != Self.anonymous
         let matching = listed(owner: owner, repo: repo, authorized: authorized)
         var body: [UInt8]?
         var headers: [(String, String)] = []
