@@ -1,12 +1,29 @@
 import Foundation
 import Testing
-import UpkeepAgent
+@testable import UpkeepAgent
+import UpkeepCore
 import UpkeepTestSupport
 
-/// The agent's child processes (systemctl, k3s) through ProcessRunner, with real programs.
+/// The agent's child processes (systemctl, k3s) through ProcessRunner, with real programs. The
+/// tests taking a `WatchedChild.ExitWatch` run both ways the runner learns of an exit: the pidfd
+/// production uses here, and the 10 ms polling it falls back to on systems without pidfd_open.
 @Suite(.serialized) struct ProcessRunnerTests {
-    @Test func capturesStdoutStderrAndTheExitCode() async throws {
-        let outcome = try await ProcessRunner.run("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"], timeoutSeconds: 30)
+    typealias ExitWatch = WatchedChild.ExitWatch
+
+    /// Without this, the tests below would run the pidfd path twice and never the fallback.
+    @Test func theExitWatchAskedForIsTheOneUsed() throws {
+        for exitWatch in ExitWatch.allCases {
+            let child = try WatchedChild.start(["/bin/true"], environment: [:], exitWatch: exitWatch)
+            let ending = child.watch(deadline: .now + .seconds(30), outputBytesMax: 1024)
+            // Debian 12 (glibc 2.36, Linux 6.1) has pidfd_open: here the default must use it.
+            #expect(child.exitWatch == exitWatch, "asked for \(exitWatch), got \(child.exitWatch)")
+            #expect(ending.status?.exitCode == 0 && ending.stopReason == nil, "\(exitWatch): \(ending)")
+        }
+    }
+
+    @Test(arguments: ExitWatch.allCases) func capturesStdoutStderrAndTheExitCode(exitWatch: ExitWatch) async throws {
+        let outcome = try await ProcessRunner.run("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"], timeoutSeconds: 30,
+                                                  environment: [:], exitWatch: exitWatch)
         #expect(outcome.exitCode == 3 && outcome.output == "out\n" && outcome.error == "err\n", "\(outcome)")
         #expect(!outcome.succeeded)
     }
@@ -16,8 +33,9 @@ import UpkeepTestSupport
         #expect(outcome.exitCode == 0 && outcome.output == "$HOME a b *\n" && outcome.error.isEmpty, "\(outcome)")
     }
 
-    @Test func aChildEndedBySignalHasNoExitCode() async throws {
-        let outcome = try await ProcessRunner.run("/bin/sh", ["-c", "echo before; kill -KILL $$"], timeoutSeconds: 30)
+    @Test(arguments: ExitWatch.allCases) func aChildEndedBySignalHasNoExitCode(exitWatch: ExitWatch) async throws {
+        let outcome = try await ProcessRunner.run("/bin/sh", ["-c", "echo before; kill -KILL $$"], timeoutSeconds: 30,
+                                                  environment: [:], exitWatch: exitWatch)
         #expect(outcome.exitCode == nil)
         #expect(outcome.output == "before\n")
     }
@@ -32,19 +50,20 @@ import UpkeepTestSupport
 
     /// 100 KiB on each stream, written alternately in 1 KiB pieces: a reader that waited for the
     /// end of stdout before reading stderr would leave the child blocked on a full stderr pipe.
-    @Test func readsLargeStdoutAndStderrTogether() async throws {
+    @Test(arguments: ExitWatch.allCases) func readsLargeStdoutAndStderrTogether(exitWatch: ExitWatch) async throws {
         let script = "i=0; while [ $i -lt 100 ]; do printf '%1024s' o; printf '%1024s' e >&2; i=$((i+1)); done"
-        let outcome = try await ProcessRunner.run("/bin/sh", ["-c", script], timeoutSeconds: 60)
+        let outcome = try await ProcessRunner.run("/bin/sh", ["-c", script], timeoutSeconds: 60, environment: [:], exitWatch: exitWatch)
         #expect(outcome.exitCode == 0)
         #expect(outcome.output.utf8.count == 100 * 1024 && outcome.output.hasSuffix("o"))
         #expect(outcome.error.utf8.count == 100 * 1024 && outcome.error.hasSuffix("e"))
     }
 
-    @Test(arguments: ["", ">&2"]) func outputOverTheCapFailsTheRun(redirect: String) async throws {
+    @Test(arguments: ["", ">&2"], ExitWatch.allCases) func outputOverTheCapFailsTheRun(redirect: String, exitWatch: ExitWatch) async throws {
         let bytes = ProcessRunner.outputBytesMax + 1
         let stream = redirect.isEmpty ? "stdout" : "stderr"
         let failure = await #expect(throws: AgentFailure.self) {
-            try await ProcessRunner.run("/bin/sh", ["-c", "head -c \(bytes) /dev/zero \(redirect)"], timeoutSeconds: 60)
+            try await ProcessRunner.run("/bin/sh", ["-c", "head -c \(bytes) /dev/zero \(redirect)"], timeoutSeconds: 60,
+                                        environment: [:], exitWatch: exitWatch)
         }
         #expect(failure?.message == "/bin/sh -c head -c \(bytes) /dev/zero \(redirect) printed more than \(ProcessRunner.outputBytesMax) bytes on \(stream) and was stopped")
     }
@@ -55,11 +74,28 @@ import UpkeepTestSupport
         #expect(outcome.output.utf8.count == ProcessRunner.outputBytesMax)
     }
 
-    @Test func aChildIgnoringSIGTERMIsKilledAfterTheTimeout() async throws {
+    /// A child that ends on SIGTERM gets it at the deadline (its trap records it and stops its sleep).
+    @Test(arguments: ExitWatch.allCases) func atTheDeadlineTheChildGetsSIGTERM(exitWatch: ExitWatch) async throws {
+        let directory = try TemporaryDirectory()
+        let pidFile = directory.file("pid")
+        let termFile = directory.file("term")
+        let script = "trap 'kill $!; echo TERM > \(termFile); exit 0' TERM; echo $$ > \(pidFile); sleep 60 & wait"
+        let failure = await #expect(throws: AgentFailure.self) {
+            try await ProcessRunner.run("/bin/sh", ["-c", script], timeoutSeconds: 2, environment: [:], exitWatch: exitWatch)
+        }
+        #expect(failure?.message.hasSuffix("did not finish within 2.0 s and was stopped") == true, "\(String(describing: failure))")
+        let term = try? String(contentsOfFile: termFile, encoding: .utf8)
+        #expect(term == "TERM\n", "the child's SIGTERM trap did not run (it wrote \(String(describing: term)))")
+        let pid = try #require(readPID(pidFile))
+        #expect(isGone(pid), "pid \(pid) still exists after the run returned")
+    }
+
+    @Test(arguments: ExitWatch.allCases) func aChildIgnoringSIGTERMIsKilledAfterTheTimeout(exitWatch: ExitWatch) async throws {
         let directory = try TemporaryDirectory()
         let pidFile = directory.file("pid")
         let failure = await #expect(throws: AgentFailure.self) {
-            try await ProcessRunner.run("/bin/sh", ["-c", "trap '' TERM; echo $$ > \(pidFile); exec sleep 60"], timeoutSeconds: 1)
+            try await ProcessRunner.run("/bin/sh", ["-c", "trap '' TERM; echo $$ > \(pidFile); exec sleep 60"], timeoutSeconds: 1,
+                                        environment: [:], exitWatch: exitWatch)
         }
         #expect(failure?.message.hasSuffix("did not finish within 1.0 s and was stopped") == true, "\(String(describing: failure))")
         let pid = try #require(readPID(pidFile))
@@ -113,11 +149,11 @@ import UpkeepTestSupport
         #expect(masks["SigBlk:"] == 0, "\(masks)")
     }
 
-    @Test(arguments: [false, true]) func cancellingTheTaskStopsTheChild(ignoresSIGTERM: Bool) async throws {
+    @Test(arguments: [false, true], ExitWatch.allCases) func cancellingTheTaskStopsTheChild(ignoresSIGTERM: Bool, exitWatch: ExitWatch) async throws {
         let directory = try TemporaryDirectory()
         let pidFile = directory.file("pid")
         let script = (ignoresSIGTERM ? "trap '' TERM; " : "") + "echo $$ > \(pidFile).tmp; mv \(pidFile).tmp \(pidFile); exec sleep 60"
-        let run = Task { try await ProcessRunner.run("/bin/sh", ["-c", script], timeoutSeconds: 120) }
+        let run = Task { try await ProcessRunner.run("/bin/sh", ["-c", script], timeoutSeconds: 120, environment: [:], exitWatch: exitWatch) }
         let started = await waitUntil(seconds: 30) { readPID(pidFile) != nil }
         try #require(started, "the child did not write its pid within 30 s")
         let pid = try #require(readPID(pidFile))
@@ -125,6 +161,30 @@ import UpkeepTestSupport
         let result = await run.result
         #expect(throws: AgentFailure(.io, "/bin/sh -c \(script) was cancelled and was stopped")) { try result.get() }
         #expect(isGone(pid), "pid \(pid) still exists after the cancelled run returned")
+    }
+
+    /// The child exits but a program it started in the background keeps both pipes open: the run
+    /// still ends at the child's exit. Nothing is printed, no pipe closes and the deadline is an
+    /// hour away, so only the exit watch can end this run: a fallback that did not look every
+    /// 10 ms would leave it waiting (the test then cancels it after 60 s and fails). The child
+    /// exits only when the test tells it (SIGUSR1), after it has written its pids: by then the
+    /// watch, started with it, is waiting (were the exit already past, no fault would show).
+    @Test(arguments: ExitWatch.allCases) func theRunEndsWithTheChildThoughAProgramItLeftHoldsThePipes(exitWatch: ExitWatch) async throws {
+        let directory = try TemporaryDirectory()
+        let pidsFile = directory.file("pids")
+        let script = "trap 'exit 5' USR1; sleep 120 & echo \"$$ $!\" > \(pidsFile).tmp; mv \(pidsFile).tmp \(pidsFile); wait"
+        let run = Task { try await ProcessRunner.run("/bin/sh", ["-c", script], timeoutSeconds: 3600, environment: [:], exitWatch: exitWatch) }
+        defer { run.cancel() }
+        let started = await waitUntil(seconds: 30) { FileManager.default.fileExists(atPath: pidsFile) }
+        try #require(started, "the child did not write its pids within 30 s")
+        let pids = try String(contentsOfFile: pidsFile, encoding: .utf8).split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
+        try #require(pids.count == 2, "\(pids)")
+        defer { kill(pids[1], SIGKILL) }
+        kill(pids[0], SIGUSR1)
+        let endedByItself = await endsWithin(seconds: 60, run)
+        #expect(endedByItself, "\(exitWatch): the run did not end within 60 s of the child's exit")
+        let outcome = try await run.value
+        #expect(outcome.exitCode == 5 && outcome.output.isEmpty && outcome.error.isEmpty, "\(outcome)")
     }
 
     /// swift-subprocess kept three threads for the rest of the process after its first run; this
@@ -143,6 +203,21 @@ import UpkeepTestSupport
         let ended = await waitUntil(seconds: 60) { threadIDs().isDisjoint(with: appeared) }
         let remaining = threadIDs().intersection(appeared)
         #expect(ended, "threads started during the runs are still there 60 s later: \(remaining.map(threadName))")
+    }
+
+    /// Whether `run` ends within `seconds`; if not, it is cancelled (which ends it) and this is false.
+    private func endsWithin(seconds: Int, _ run: Task<ProcessOutcome, any Error>) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { _ = await run.result; return true }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(seconds))
+                return false
+            }
+            let ended = await group.next() ?? false
+            if !ended { run.cancel() }
+            group.cancelAll()
+            return ended
+        }
     }
 
     private func readPID(_ file: String) -> pid_t? {

@@ -21,7 +21,8 @@ public struct ProcessOutcome: Equatable, Sendable {
 /// SIGKILL two seconds later; cancelling the calling task stops it the same way. Stdout and
 /// stderr are captured up to `outputBytesMax` each; a child that prints more is stopped and the
 /// run fails. The child inherits this process's environment plus `environment`, stdin from
-/// /dev/null, and no other descriptor (see `PosixSpawn`).
+/// /dev/null, and no other descriptor (see `PosixSpawn`). The runner learns of the child's exit
+/// from a pidfd, or where the system has none by looking every 10 ms.
 ///
 /// The waiting happens on a Dispatch worker, never on Swift's cooperative pool; no thread is kept
 /// for it once the run has returned (Dispatch retires idle workers after a few seconds), which
@@ -31,13 +32,20 @@ public enum ProcessRunner {
 
     public static func run(_ path: String, _ arguments: [String], timeoutSeconds: Double,
                            environment: [String: String] = [:]) async throws(AgentFailure) -> ProcessOutcome {
+        try await run(path, arguments, timeoutSeconds: timeoutSeconds, environment: environment, exitWatch: .processDescriptor)
+    }
+
+    /// `run` learning of the exit as `exitWatch` says (tests run the polling fallback with it).
+    static func run(_ path: String, _ arguments: [String], timeoutSeconds: Double, environment: [String: String],
+                    exitWatch: WatchedChild.ExitWatch) async throws(AgentFailure) -> ProcessOutcome {
         let command = ([path] + arguments).joined(separator: " ")
         guard !Task.isCancelled else { throw AgentFailure(.io, "\(command) was not started: the task was cancelled") }
         let deadline = ContinuousClock.now + .milliseconds(Int64(timeoutSeconds * 1000))
         let child: WatchedChild
         do {
             child = try WatchedChild.start([path] + arguments,
-                                           environment: PosixSpawn.inheritedEnvironment(applying: environment.mapValues(Optional.some)))
+                                           environment: PosixSpawn.inheritedEnvironment(applying: environment.mapValues(Optional.some)),
+                                           exitWatch: exitWatch)
         } catch {
             throw AgentFailure(.io, "\(command) could not run: \(error.message)")
         }

@@ -18,10 +18,19 @@ final class WatchedChild: Sendable {
         var error: [UInt8]
     }
 
+    /// How the watch learns that the child has ended.
+    enum ExitWatch: Sendable, CaseIterable {
+        /// A pidfd, which polls readable at the exit; without `pidfd_open` (glibc 2.36, Linux 5.3)
+        /// this falls back to `polling`. What production uses.
+        case processDescriptor
+        /// `waitpid(WNOHANG)` every 10 ms: the fallback, chosen directly so tests run it here too.
+        case polling
+    }
+
     let pid: pid_t
     private let outputDescriptor: Int32
     private let errorDescriptor: Int32
-    /// Polls readable when the child has ended (nil without pidfd_open: then the loop looks every 10 ms).
+    /// Polls readable when the child has ended (nil when polling: then the loop looks every 10 ms).
     private let processDescriptor: Int32?
     /// `cancel()` writes a byte here to wake the loop's poll.
     private let wake: (read: Int32, write: Int32)
@@ -34,7 +43,8 @@ final class WatchedChild: Sendable {
 
     /// Starts `arguments[0]` with `environment` (see `PosixSpawn`: stdin /dev/null, no other
     /// descriptor inherited, default signal dispositions).
-    static func start(_ arguments: [String], environment: [String: String]) throws(PosixSpawn.Failure) -> WatchedChild {
+    static func start(_ arguments: [String], environment: [String: String],
+                      exitWatch: ExitWatch) throws(PosixSpawn.Failure) -> WatchedChild {
         var opened: [Int32] = []
         do {
             let output = try PosixSpawn.pipe()
@@ -48,20 +58,23 @@ final class WatchedChild: Sendable {
             close(output.write)
             close(error.write)
             for descriptor in [output.read, error.read, wake.read] { _ = fcntl(descriptor, F_SETFL, O_NONBLOCK) }
-            return WatchedChild(pid: pid, output: output.read, error: error.read, wake: wake)
+            return WatchedChild(pid: pid, output: output.read, error: error.read, wake: wake, exitWatch: exitWatch)
         } catch {
             for descriptor in opened { close(descriptor) }
             throw error
         }
     }
 
-    private init(pid: pid_t, output: Int32, error: Int32, wake: (read: Int32, write: Int32)) {
+    private init(pid: pid_t, output: Int32, error: Int32, wake: (read: Int32, write: Int32), exitWatch: ExitWatch) {
         self.pid = pid
         outputDescriptor = output
         errorDescriptor = error
-        processDescriptor = PosixSpawn.processDescriptor(pid)
+        processDescriptor = exitWatch == .processDescriptor ? PosixSpawn.processDescriptor(pid) : nil
         self.wake = wake
     }
+
+    /// How this watch learns of the exit: `polling` when asked for, or when this system has no pidfd.
+    var exitWatch: ExitWatch { processDescriptor == nil ? .polling : .processDescriptor }
 
     /// Asks the watch to stop the child (SIGTERM, then SIGKILL). Any thread, any time, once or more.
     func cancel() {
