@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepAgent
+import UpkeepSandbox
 import UpkeepTestSupport
 
 #if canImport(Glibc)
@@ -139,11 +140,7 @@ final class FakeK3sNode {
     }
 
     /// Alive and not a zombie (nothing reaps the detached fake k3s).
-    static func isRunning(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first != "Z"
-    }
+    static func isRunning(_ pid: Int32) -> Bool { Spawn.isAlive(pid) }
 
     /// The scripts in `FakeNode/` (shared with the bench scripts), with `@ROOT@` and `@VERSION@` filled in.
     static func template(_ name: String, root: String, version: String) throws -> String {

@@ -51,10 +51,24 @@ public enum Spawn {
 
     /// A child that exited but was not reaped still answers `kill(pid, 0)`.
     static func isZombie(_ pid: pid_t) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")")
-        else { return false }
-        return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+        guard let stat = try? BoundedRead.bytes("/proc/\(pid)/stat", bytesMax: statBytesMax) else { return false }
+        return processState(stat: stat) == "Z"
+    }
+
+    /// A stat line is some 50 numbers and a name of at most 64 bytes: far below this.
+    static let statBytesMax = 4096
+
+    /// The state letter (R, S, D, Z, T...) in the text of a `/proc/PID/stat` file, or nil when it
+    /// is not one. The second field is the command name in parentheses, which may itself hold
+    /// spaces, parentheses and ") Z (" (a program is named after its file): the state is the field
+    /// after the last ')', as no field after the name can hold one.
+    static func processState(stat: [UInt8]) -> Character? {
+        guard let open = stat.firstIndex(of: UInt8(ascii: "(")), let close = stat.lastIndex(of: UInt8(ascii: ")")),
+              open < close, close + 2 < stat.count, stat[close + 1] == UInt8(ascii: " ")
+        else { return nil }
+        let state = Character(Unicode.Scalar(stat[close + 2]))
+        let end = close + 3 == stat.count || stat[close + 3] == UInt8(ascii: " ") || stat[close + 3] == UInt8(ascii: "\n")
+        return state.isASCII && state.isLetter && end ? state : nil
     }
 
     /// SIGTERM, then SIGKILL after `graceSeconds`; returns once the process is gone (bounded).
