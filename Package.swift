@@ -57,17 +57,21 @@ let package = Package(
         .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
 
         // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
-        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1, logging, yams],
+        // No Yams (hence no full Foundation) here: the agent links this module.
+        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
+        // Flux install manifests (multi-document kustomize output) read with Yams: controller and sandbox only.
+        .target(name: "UpkeepFlux", dependencies: [yams], path: "Sources/UpkeepFlux", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepTLS", "UpkeepPKI", "CSQLite", nioCore, nioPosix, nioHTTP1, logging, yams],
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepFlux", "UpkeepTLS", "UpkeepPKI", "CSQLite", nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "Sources/UpkeepSandbox", swiftSettings: strict),
         // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
                           path: "Sources/upkeep-sandbox-host", swiftSettings: strict),
 
-        // Strict reading of YAML configuration files (agent.yaml, upkeep.yaml): errors name file, line and field.
-        .target(name: "UpkeepYAML", dependencies: [yams], path: "Sources/UpkeepYAML", swiftSettings: strict),
+        // Strict reading of YAML configuration files (agent.yaml, upkeep.yaml) and kubeconfigs with a
+        // reader of its own (YAMLReader, stdlib only): errors name file, line and field.
+        .target(name: "UpkeepYAML", path: "Sources/UpkeepYAML", swiftSettings: strict),
 
         // The node agent. CSQLite: the system libsqlite3 (libsqlite3-dev), for online backups of k3s's datastore.
         .systemLibrary(name: "CSQLite", path: "agent/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
@@ -91,7 +95,7 @@ let package = Package(
 
         // Update detection: installed versions from the cluster, available ones from GitHub, the
         // channel server or a mirror; paths, arch support and compatibility warnings.
-        .target(name: "UpkeepUpdates", dependencies: ["UpkeepCore", "UpkeepHTTP", "UpkeepKube", nioHTTP1],
+        .target(name: "UpkeepUpdates", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepHTTP", "UpkeepKube", nioHTTP1],
                 path: "controller/Sources/UpkeepUpdates", swiftSettings: strict),
 
         // The controller's library: planner, rollout engine (pure), and later persistence and runtime.
@@ -116,7 +120,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepController", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepController", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -177,6 +181,8 @@ let package = Package(
         // The built `upkeep` against sandbox clusters of real processes, with kubectl as the witness.
         .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport"],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
+        // YAMLReader against Yams (libyaml) as the reference reader.
+        .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepTestSupport", yams], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
     ]
 )

@@ -1,6 +1,13 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import UpkeepCore
 import UpkeepYAML
-import Yams
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A kubeconfig file: clusters, users and contexts, as kubectl reads them.
 ///
@@ -68,39 +75,58 @@ public struct Kubeconfig: Sendable, Equatable {
         return merged
     }
 
+    /// The most a kubeconfig, or a file it names, may hold: far more than any real one, and a
+    /// bound on what a wrong path (a disk image, say) makes the agent read.
+    public static let fileBytesMax = 4 << 20
+
     public static func parse(contentsOf path: String) throws(KubeconfigError) -> Kubeconfig {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .notFound([path]) }
-        let directory = (path as NSString).deletingLastPathComponent
-        return try parse(yaml: String(decoding: data, as: UTF8.self), directory: directory, path: path)
+        let bytes = try read(path, for: path) { _ in .notFound([path]) }
+        return try parse(yaml: String(decoding: bytes, as: UTF8.self), directory: PathName.directory(path), path: path)
+    }
+
+    /// The bytes of `file`, bounded; `missing` says what an absent file means.
+    static func read(_ file: String, for path: String, missing: (String) -> KubeconfigError) throws(KubeconfigError) -> [UInt8] {
+        do {
+            return try BoundedRead.bytes(file, bytesMax: fileBytesMax)
+        } catch {
+            switch error {
+            case .open(ENOENT): throw missing(file)
+            case .open(let code), .read(let code): throw .invalid(path, "cannot read \(file): \(String(cString: strerror(code)))")
+            case .tooLarge: throw .invalid(path, "\(file) holds more than \(fileBytesMax >> 20) MiB; is it the right file?")
+            }
+        }
     }
 
     /// Parses kubeconfig YAML; relative file references resolve against `directory`.
+    ///
+    /// Read by `UpkeepYAML.YAMLReader` (every scalar text, booleans and nulls by their YAML 1.1
+    /// spellings), not Yams: the agent reads kubeconfigs, and Yams brings full Foundation,
+    /// CoreFoundation and ICU into its memory.
     public static func parse(yaml: String, directory: String, path: String = "<memory>") throws(KubeconfigError) -> Kubeconfig {
-        let root: Any?
-        // Yams's basic resolver: every scalar stays a string (booleans are read below). The
-        // default resolver compiles NSRegularExpressions, which starts ICU, about 1.3 MiB kept
-        // resident by the agent from its first drain or node-Ready probe on. UTF-8 named so Yams
-        // does not read its encoding from the environment through Foundation's ProcessInfo.
-        do { root = try Yams.load(yaml: yaml, .basic, .default, .utf8) } catch { throw .invalid(path, "not YAML: \(error)") }
-        guard let document = root as? [String: Any] else { throw .invalid(path, "the top level is not a mapping") }
-        func named(_ key: String, _ inner: String) throws(KubeconfigError) -> [(String, [String: Any])] {
-            guard let list = document[key] else { return [] }
-            guard let entries = list as? [Any] else { throw .invalid(path, "\(key) is not a list") }
-            var out: [(String, [String: Any])] = []
+        let root: YAMLNode?
+        do { root = try YAMLReader.document(yaml) } catch { throw .invalid(path, "not YAML: \(error)") }
+        guard let document = root, document.mapping != nil else { throw .invalid(path, "the top level is not a mapping") }
+        /// A scalar field's text; absent, null and non-scalar values are nil.
+        func text(_ node: YAMLNode?, _ key: String) -> String? {
+            guard let value = node?[key], !value.isNull else { return nil }
+            return value.string
+        }
+        func named(_ key: String, _ inner: String) throws(KubeconfigError) -> [(String, YAMLNode?)] {
+            guard let list = document[key], !list.isNull else { return [] }
+            guard let entries = list.sequence else { throw .invalid(path, "\(key) is not a list") }
+            var out: [(String, YAMLNode?)] = []
             for entry in entries {
-                guard let entry = entry as? [String: Any], let name = entry["name"] as? String else {
-                    throw .invalid(path, "an entry of \(key) has no name")
+                guard entry.mapping != nil, let name = entry["name"]?.string else {
+                    throw .invalid(path, "an entry of \(key) has no name (line \(entry.line))")
                 }
-                out.append((name, entry[inner] as? [String: Any] ?? [:]))
+                out.append((name, entry[inner]?.mapping != nil ? entry[inner] : nil))
             }
             return out
         }
         func file(_ name: String) throws(KubeconfigError) -> String {
             let full = name.hasPrefix("/") ? name : "\(directory)/\(name)"
-            guard let data = FileManager.default.contents(atPath: full) else {
-                throw .invalid(path, "cannot read \(full), which it names")
-            }
-            return String(decoding: data, as: UTF8.self)
+            let bytes = try read(full, for: path) { file in .invalid(path, "cannot read \(file), which it names") }
+            return String(decoding: bytes, as: UTF8.self)
         }
         func base64(_ text: String, _ field: String) throws(KubeconfigError) -> String {
             guard let data = Data(base64Encoded: text.filter { !$0.isWhitespace }) else {
@@ -109,47 +135,51 @@ public struct Kubeconfig: Sendable, Equatable {
             return String(decoding: data, as: UTF8.self)
         }
         var config = Kubeconfig(clusters: [:], users: [:], contexts: [:],
-                                currentContext: (document["current-context"] as? String).flatMap { YAML11Scalars.isNull($0) ? nil : $0 }, path: path)
+                                currentContext: document["current-context"]?.string.flatMap { YAML11Scalars.isNull($0) ? nil : $0 }, path: path)
         for (name, fields) in try named("clusters", "cluster") {
-            guard let server = fields["server"] as? String, !server.isEmpty else { throw .invalid(path, "cluster \(name) has no server") }
+            guard let server = text(fields, "server"), !server.isEmpty else { throw .invalid(path, "cluster \(name) has no server") }
             var ca: String?
-            if let data = fields["certificate-authority-data"] as? String {
+            if let data = text(fields, "certificate-authority-data") {
                 ca = try base64(data, "clusters[\(name)].certificate-authority-data")
-            } else if let caFile = fields["certificate-authority"] as? String {
+            } else if let caFile = text(fields, "certificate-authority") {
                 ca = try file(caFile)
             }
             config.clusters[name] = Cluster(server: server, certificateAuthorityPEM: ca,
-                                            insecureSkipTLSVerify: (fields["insecure-skip-tls-verify"] as? String).flatMap(YAML11Scalars.boolean) ?? false,
-                                            tlsServerName: fields["tls-server-name"] as? String)
+                                            insecureSkipTLSVerify: text(fields, "insecure-skip-tls-verify").flatMap(YAML11Scalars.boolean) ?? false,
+                                            tlsServerName: text(fields, "tls-server-name"))
         }
         for (name, fields) in try named("users", "user") {
             var user = User()
-            if let data = fields["client-certificate-data"] as? String {
+            if let data = text(fields, "client-certificate-data") {
                 user.clientCertificatePEM = try base64(data, "users[\(name)].client-certificate-data")
-            } else if let certFile = fields["client-certificate"] as? String {
+            } else if let certFile = text(fields, "client-certificate") {
                 user.clientCertificatePEM = try file(certFile)
             }
-            if let data = fields["client-key-data"] as? String {
+            if let data = text(fields, "client-key-data") {
                 user.clientKeyPEM = try base64(data, "users[\(name)].client-key-data")
-            } else if let keyFile = fields["client-key"] as? String {
+            } else if let keyFile = text(fields, "client-key") {
                 user.clientKeyPEM = try file(keyFile)
             }
-            if let token = fields["token"] as? String {
+            if let token = text(fields, "token") {
                 user.token = token
-            } else if let tokenFile = fields["tokenFile"] as? String {
-                user.token = try file(tokenFile).trimmingCharacters(in: .whitespacesAndNewlines)
+            } else if let tokenFile = text(fields, "tokenFile") {
+                user.token = Self.trimmed(try file(tokenFile))
             }
-            if fields["exec"] != nil { user.unsupported = "exec credential plugins" }
-            if fields["auth-provider"] != nil { user.unsupported = "auth-provider plugins" }
-            if fields["username"] != nil && user.token == nil && user.clientCertificatePEM == nil { user.unsupported = "basic authentication" }
+            if fields?["exec"] != nil { user.unsupported = "exec credential plugins" }
+            if fields?["auth-provider"] != nil { user.unsupported = "auth-provider plugins" }
+            if fields?["username"] != nil && user.token == nil && user.clientCertificatePEM == nil { user.unsupported = "basic authentication" }
             config.users[name] = user
         }
         for (name, fields) in try named("contexts", "context") {
-            guard let cluster = fields["cluster"] as? String else { throw .invalid(path, "context \(name) names no cluster") }
-            config.contexts[name] = Context(cluster: cluster, user: fields["user"] as? String ?? "",
-                                            namespace: fields["namespace"] as? String)
+            guard let cluster = text(fields, "cluster") else { throw .invalid(path, "context \(name) names no cluster") }
+            config.contexts[name] = Context(cluster: cluster, user: text(fields, "user") ?? "", namespace: text(fields, "namespace"))
         }
         return config
+    }
+
+    /// `text` without leading and trailing whitespace and line breaks (a token file's final newline).
+    static func trimmed(_ text: String) -> String {
+        String(text.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
     }
 
     /// What a client needs to reach the API in `context` (the current context by default).
@@ -221,7 +251,7 @@ public struct KubeEndpoint: Sendable, Equatable {
         }
 
         public var description: String {
-            let h = host.contains(":") ? "[\(host)]" : host
+            let h = host.contains(Character(":")) ? "[\(host)]" : host
             return "\(isTLS ? "https" : "http")://\(h):\(port)\(basePath)"
         }
     }

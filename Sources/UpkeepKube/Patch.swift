@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The patch formats the Kubernetes API accepts, applied to JSON values.
 ///
@@ -14,7 +18,7 @@ public enum PatchType: String, Sendable, CaseIterable {
 
     /// The patch type named by a `Content-Type` header, ignoring parameters.
     public init?(contentType: String) {
-        let bare = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        let bare = contentType.split(separator: ";").first.map { String($0).trimmingSpaces } ?? ""
         self.init(rawValue: bare)
     }
 }
@@ -163,9 +167,24 @@ public enum Patch {
     private static func pointerTokens(_ path: String) throws(PatchError) -> [String] {
         if path.isEmpty { return [] }
         guard path.hasPrefix("/") else { throw PatchError("JSON pointer \(path) must start with /") }
-        return path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
-            $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
+        return path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map(unescapePointerToken)
+    }
+
+    /// RFC 6901's `~1` → `/` and `~0` → `~`, left to right in one pass (as the API server's
+    /// json-patch library decodes them: `~01` is `~1`); any other `~` stays.
+    static func unescapePointerToken(_ token: Substring) -> String {
+        var out = ""
+        var rest = token[...]
+        while let tilde = rest.firstIndex(of: "~") {
+            out += rest[..<tilde]
+            let next = rest.index(after: tilde)
+            switch next < rest.endIndex ? rest[next] : nil {
+            case "1": out += "/"; rest = rest[rest.index(after: next)...]
+            case "0": out += "~"; rest = rest[rest.index(after: next)...]
+            default: out += "~"; rest = rest[next...]
+            }
         }
+        return out + rest
     }
 
     private static func pointerGet(_ value: JSON, _ tokens: [String]) throws(PatchError) -> JSON? {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A Kubernetes label selector in its string form (`app=web,tier!=db,env in (a,b),!legacy`).
 ///
@@ -61,9 +65,8 @@ public struct LabelSelector: Sendable, Equatable, CustomStringConvertible {
                 let key = String(term.dropFirst()).trimmingSpaces
                 guard isValidKey(key) else { throw SelectorError(selector: text, term: term) }
                 requirements.append(.doesNotExist(key))
-            } else if let range = term.range(of: " notin ") ?? term.range(of: " in ") {
+            } else if let (range, isNotIn) = term.firstRange(of: " notin ").map({ ($0, true) }) ?? term.firstRange(of: " in ").map({ ($0, false) }) {
                 let key = String(term[..<range.lowerBound]).trimmingSpaces
-                let isNotIn = term[range].contains("notin")
                 let rest = String(term[range.upperBound...]).trimmingSpaces
                 guard isValidKey(key), rest.hasPrefix("("), rest.hasSuffix(")") else {
                     throw SelectorError(selector: text, term: term)
@@ -166,7 +169,7 @@ public struct SelectorError: Error, Equatable, CustomStringConvertible {
 extension LabelSelector {
     static func splitComparison(_ term: String) -> (String, String, Bool)? {
         for (op, negated) in [("!=", true), ("==", false), ("=", false)] {
-            if let range = term.range(of: op) {
+            if let range = term.firstRange(of: op) {
                 return (String(term[..<range.lowerBound]).trimmingSpaces, String(term[range.upperBound...]).trimmingSpaces, negated)
             }
         }
@@ -199,10 +202,12 @@ extension LabelSelector {
 }
 
 extension String {
+    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace; kubectl trims
+    /// selector terms the same way).
     var trimmingSpaces: String {
         var s = Substring(self)
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" { s = s.dropLast() }
         return String(s)
     }
 }

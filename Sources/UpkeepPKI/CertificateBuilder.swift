@@ -1,5 +1,9 @@
 import COpenSSL
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Assembles and signs one X.509 v3 certificate. Internal: `CertificateAuthority` decides the
 /// profile (which extensions); this type only knows how to write them.

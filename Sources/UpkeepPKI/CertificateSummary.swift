@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A certificate described for people: the fields `upkeep pki show` prints, in order.
 ///
@@ -34,8 +38,13 @@ public struct CertificateSummary: Sendable, Equatable {
     public var text: String {
         let width = (fields.map(\.label.count).max() ?? 0) + 2
         return fields.map { label, value in
-            (label + ":").padding(toLength: width, withPad: " ", startingAt: 0) + value + "\n"
+            Self.padded(label + ":", to: width) + value + "\n"
         }.joined()
+    }
+
+    /// `text` with spaces after it up to `width` characters.
+    static func padded(_ text: String, to width: Int) -> String {
+        text + String(repeating: " ", count: max(0, width - text.count))
     }
 
     /// "valid for N days", "expired N days ago" or "not yet valid (starts in N days)"; spans

@@ -1,4 +1,12 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import UpkeepCore
 
 /// The files of a cluster's PKI, on disk:
 ///
@@ -51,7 +59,7 @@ public struct PKIDirectory: Sendable {
     public func initialize(keyType: KeyType = .ecdsaP256, validity: ValidityPeriod, force: Bool = false) throws -> CertificateAuthority {
         if !force {
             for file in [caKeyPath, caCertificatePath] where permissionBits(file) != nil {
-                throw PKIDirectoryError.caExists(directory: path, file: (file as NSString).lastPathComponent)
+                throw PKIDirectoryError.caExists(directory: path, file: PathName.base(file))
             }
         }
         let authority = try CertificateAuthority.create(commonName: PKIDirectory.caCommonName,

@@ -1,10 +1,15 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import UpkeepCore
 
 /// A file written in full to a temporary name beside its target, then published in one step:
 /// `link` (never replaces: fails if the target exists) or `rename` (replaces atomically).
@@ -18,8 +23,8 @@ struct StagedFile {
 
     /// Writes `contents` to a fresh temporary file in `target`'s directory.
     static func stage(_ contents: [UInt8], to target: String, mode: mode_t) throws -> StagedFile {
-        let directory = (target as NSString).deletingLastPathComponent
-        let name = (target as NSString).lastPathComponent
+        let directory = PathName.directory(target)
+        let name = PathName.base(target)
         var random = SystemRandomNumberGenerator()
         let temporary = "\(directory)/.\(name).tmp-\(String(random.next() as UInt64, radix: 16))"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
@@ -60,7 +65,7 @@ struct StagedFile {
             }
             published.append(file)
         }
-        for directory in Set(files.map { ($0.target as NSString).deletingLastPathComponent }) {
+        for directory in Set(files.map { PathName.directory($0.target) }) {
             let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if descriptor >= 0 {
                 fsync(descriptor)
@@ -93,7 +98,7 @@ func makePrivateDirectory(_ path: String) throws {
         }
         return
     }
-    let parent = (path as NSString).deletingLastPathComponent
+    let parent = PathName.directory(path)
     if !parent.isEmpty, parent != path, stat(parent, &status) != 0 {
         do {
             try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)

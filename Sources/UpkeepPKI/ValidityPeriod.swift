@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// When a certificate is valid, as explicit instants so tests can make expired and
 /// not-yet-valid certificates. Certificates store whole seconds; fractions are dropped.

@@ -1,6 +1,6 @@
-/// YAML 1.1's plain spellings of booleans and null, as Yams's default resolver tags them. The
-/// configuration and kubeconfig readers compose with Yams's basic resolver (every scalar a
-/// string: the default one compiles NSRegularExpressions and so starts ICU) and read these here.
+/// YAML 1.1's plain spellings of booleans and null, as kubectl's and Yams's default resolvers
+/// read them. `YAMLReader` keeps every scalar as text; the configuration and kubeconfig readers
+/// read booleans and nulls by these spellings.
 public enum YAML11Scalars {
     /// true/yes/on and false/no/off, each lowercase, capitalised or uppercase; nil otherwise.
     public static func boolean(_ text: String) -> Bool? { booleans[text] }

@@ -41,7 +41,7 @@ import Glibc
         let window = ContinuousClock.now - started
         try #require(reference.status == 0, "\(reference.output)\(reference.error)")
 
-        var generator = SeededGenerator(seed: UInt64.random(in: 1...UInt64.max))
+        var generator = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
         let seed = generator.seed
         var tally: [String: Int] = [:]
         for round in 1...20 {
@@ -98,21 +98,3 @@ import Glibc
     }
 }
 
-/// SplitMix64, so a failing round can be replayed from the printed seed.
-struct SeededGenerator: RandomNumberGenerator {
-    let seed: UInt64
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        self.seed = seed
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import UpkeepCLI
 import UpkeepCore
+import UpkeepFlux
 import UpkeepKube
 import UpkeepSandbox
 

@@ -53,8 +53,15 @@ struct JSONTests {
         #expect(throws: PatchError.self) { try Patch.jsonPatch(doc, try JSON.parse(#"[{"op":"remove","path":"/nope"}]"#)) }
     }
 
+    /// RFC 6901 escapes in a pointer: `~1` is `/`, `~0` is `~`, decoded in one pass (`~01` is `~1`).
+    @Test func jsonPatchPointersUnescapeSlashAndTilde() throws {
+        let doc = try JSON.parse(#"{"metadata":{"annotations":{"upkeep.io/a~b":"x","k~1":"y"}}}"#)
+        let out = try Patch.jsonPatch(doc, try JSON.parse(#"[{"op":"replace","path":"/metadata/annotations/upkeep.io~1a~0b","value":"z"},{"op":"remove","path":"/metadata/annotations/k~01"}]"#))
+        #expect(out == (try JSON.parse(#"{"metadata":{"annotations":{"upkeep.io/a~b":"z"}}}"#)))
+    }
+
     @Test func selectorsParseAndMatchLikeKubernetes() throws {
-        let selector = try LabelSelector.parse("app=web, tier!=db,env in (a, b),!legacy,track")
+        let selector = try LabelSelector.parse("app=web, tier!=db,env in (a,\tb),!legacy,track")
         #expect(selector.matches(["app": "web", "env": "a", "track": "x"]))
         #expect(!selector.matches(["app": "web", "env": "c", "track": "x"]))
         #expect(!selector.matches(["app": "web", "env": "a", "track": "x", "legacy": "1"]))

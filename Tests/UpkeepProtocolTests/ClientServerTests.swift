@@ -4,6 +4,7 @@ import Testing
 import UpkeepPKI
 import UpkeepProtocol
 import UpkeepTLS
+import UpkeepTestSupport
 
 /// Client and server over real sockets on 127.0.0.1, in plaintext and over mutual TLS.
 @Suite(.timeLimit(.minutes(1))) struct ClientServerTests {

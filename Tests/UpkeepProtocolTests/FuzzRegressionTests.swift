@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 import UpkeepProtocol
+import UpkeepTestSupport
 
 /// Replays fuzz/regressions/ and checks that the channel decoder and the pure core (what the
 /// fuzzer runs) agree on seeded mutations of every golden vector.
@@ -76,15 +77,3 @@ import UpkeepProtocol
     }
 }
 
-/// A small seeded generator so that failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49D5_8133_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -4,6 +4,7 @@ import NIOPosix
 import Synchronization
 import Testing
 import UpkeepProtocol
+import UpkeepTestSupport
 
 /// Upload and download streams: integrity, flow control, refusals.
 @Suite(.timeLimit(.minutes(1))) struct StreamTests {

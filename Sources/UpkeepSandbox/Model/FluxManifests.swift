@@ -1,3 +1,4 @@
+import UpkeepFlux
 import UpkeepKube
 
 /// Flux's install manifests as the sandbox models them: what a flux2 release publishes as its

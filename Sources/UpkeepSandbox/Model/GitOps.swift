@@ -1,3 +1,4 @@
+import UpkeepFlux
 import UpkeepKube
 
 /// What Flux does with a new commit of the repository it watches, as far as Upkeep's GitOps

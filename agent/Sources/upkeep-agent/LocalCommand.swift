@@ -1,5 +1,9 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import NIOCore
 import NIOPosix
 import UpkeepAgent
@@ -105,17 +109,27 @@ struct LocalCommitCommand: AsyncParsableCommand {
     }
 }
 
-/// A file read in 1 MiB pieces, for staging from disk.
+/// A file read in 1 MiB pieces, for staging from disk (`open`/`read`: Foundation's FileHandle
+/// would bring CoreFoundation into the agent).
 final class FileChunks: @unchecked Sendable {
-    private let handle: FileHandle
+    private let descriptor: Int32
+    private let path: String
 
     init(path: String) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw ValidationError("cannot open \(path)") }
-        self.handle = handle
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw ValidationError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        self.path = path
     }
 
+    deinit { close(descriptor) }
+
     func next() throws -> [UInt8]? {
-        let data = try handle.read(upToCount: 1 << 20) ?? Data()
-        return data.isEmpty ? nil : Array(data)
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw ValidationError("cannot read \(path): \(String(cString: strerror(errno)))") }
+            return count == 0 ? nil : Array(chunk[0..<count])
+        }
     }
 }

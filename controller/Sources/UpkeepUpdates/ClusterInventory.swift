@@ -1,4 +1,5 @@
 import UpkeepCore
+import UpkeepFlux
 import UpkeepKube
 
 /// Why the cluster could not be read.

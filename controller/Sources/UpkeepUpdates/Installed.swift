@@ -1,4 +1,5 @@
 import UpkeepCore
+import UpkeepFlux
 import UpkeepKube
 
 /// One node's k3s as the cluster reports it (`status.nodeInfo.kubeletVersion`).

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import UpkeepCore
 import UpkeepPKI
 
 #if canImport(Glibc)
@@ -59,7 +64,7 @@ public struct ArtifactStore: Sendable {
     }
 
     private var liveTemporary: String {
-        "\(FileSystem.directoryName(livePath))/.\(FileSystem.baseName(livePath)).upkeep-new"
+        "\(PathName.directory(livePath))/.\(PathName.base(livePath)).upkeep-new"
     }
 
     /// Creates the directories and removes what an interrupted stage or swap left behind.
@@ -148,7 +153,7 @@ public struct ArtifactStore: Sendable {
     public func place(_ binary: BinaryRef) throws(AgentFailure) {
         let source = path(of: binary)
         guard FileSystem.exists(source) else {
-            throw AgentFailure(.notFound, "\(binary) is not in \(FileSystem.directoryName(source))")
+            throw AgentFailure(.notFound, "\(binary) is not in \(PathName.directory(source))")
         }
         let verified = binary.store == .staging ? stagedArtifact(binary.sha256)?.identity : nil
         if !(verified.map { FileSystem.linkIdentical(source, to: liveTemporary, expected: $0) } ?? false) {

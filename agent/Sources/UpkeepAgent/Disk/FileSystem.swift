@@ -137,7 +137,7 @@ public enum FileSystem {
     /// `mkdir -p` with `mode` for the directories it creates.
     public static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(FileSystemError) {
         if isDirectory(path) { return }
-        let parent = directoryName(path)
+        let parent = PathName.directory(path)
         if parent != path, !parent.isEmpty { try makeDirectories(parent, mode: 0o755) }
         guard mkdir(path, mode) == 0 || errno == EEXIST else { throw FileSystemError("mkdir", path) }
     }
@@ -149,12 +149,12 @@ public enum FileSystem {
     /// Renames `from` over `to` atomically and makes the rename durable.
     public static func publish(_ from: String, over to: String) throws(FileSystemError) {
         guard rename(from, to) == 0 else { throw FileSystemError("rename", to) }
-        try fsyncDirectory(directoryName(to))
+        try fsyncDirectory(PathName.directory(to))
     }
 
     /// Writes `bytes` to a temporary file beside `path`, fsyncs it and renames it over `path`.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t = 0o600) throws(FileSystemError) {
-        let temporary = "\(directoryName(path))/.\(baseName(path)).tmp"
+        let temporary = "\(PathName.directory(path))/.\(PathName.base(path)).tmp"
         try removeIfPresent(temporary)
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard descriptor >= 0 else { throw FileSystemError("create", temporary) }
@@ -182,15 +182,5 @@ public enum FileSystem {
             if name != ".", name != ".." { names.append(name) }
         }
         return names.sorted()
-    }
-
-    public static func directoryName(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
-
-    public static func baseName(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: slash)...])
     }
 }

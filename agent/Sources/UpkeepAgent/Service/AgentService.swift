@@ -303,7 +303,7 @@ public actor AgentService {
         }
         return AgentStatus(nodeName: config.nodeName, unit: environment.unit, role: environment.role, isServer: environment.isServer, arch: MachineArch.current(),
                            live: await binary.live(), unitState: unitState, unitError: unitError, binaryPath: config.k3sBinary,
-                           binaryFreeBytes: (try? FileSystem.freeBytes(FileSystem.directoryName(config.k3sBinary))) ?? -1,
+                           binaryFreeBytes: (try? FileSystem.freeBytes(PathName.directory(config.k3sBinary))) ?? -1,
                            dataDir: config.dataDir, dataFreeBytes: (try? FileSystem.freeBytes(config.dataDir)) ?? -1,
                            staged: environment.store.staged(), watch: machine.journal.watch,
                            recentOperations: machine.journal.recent(limit: recentLimit))

@@ -1,6 +1,7 @@
 import Foundation
 import NIOHTTP1
 import UpkeepCore
+import UpkeepFlux
 import UpkeepHTTP
 import UpkeepKube
 import UpkeepPKI

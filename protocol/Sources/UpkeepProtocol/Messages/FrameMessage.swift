@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What a frame says, with its payload decoded by the frame's type. Chunk bytes stay in the
 /// frame (no copy); everything else is decoded here. Depends on Foundation only (the fuzz

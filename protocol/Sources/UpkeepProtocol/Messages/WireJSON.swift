@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The JSON used in control payloads: UTF-8, keys sorted, no insignificant whitespace, slashes
 /// unescaped. Receivers accept any valid JSON; this canonical form is what this implementation
