@@ -73,9 +73,10 @@ let package = Package(
         // reader of its own (YAMLReader, stdlib only): errors name file, line and field.
         .target(name: "UpkeepYAML", path: "Sources/UpkeepYAML", swiftSettings: strict),
 
-        // The node agent. CSQLite: the system libsqlite3 (libsqlite3-dev), for online backups of k3s's datastore.
+        // CSQLite: the system libsqlite3 (libsqlite3-dev), for the sandbox's datastore. The agent does
+        // not link it: it loads libsqlite3 on its first SQLite backup (SQLiteOnlineBackup).
         .systemLibrary(name: "CSQLite", path: "agent/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
-        .target(name: "UpkeepAgent", dependencies: ["CSQLite", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
+        .target(name: "UpkeepAgent", dependencies: ["UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
                                                 logging],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
         // Linked by lld with packed relative relocations (DT_RELR, glibc 2.36+): the ~100,000

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UpkeepAgent
+@testable import UpkeepAgent
 import UpkeepTestSupport
 
 @Suite(.serialized) struct BackupTests {
@@ -44,6 +44,20 @@ import UpkeepTestSupport
         for index in 2...4 { _ = try await service.backup(operationID: "backup-\(index)", name: "b\(index)") }
         let kept = try FileManager.default.contentsOfDirectory(atPath: "\(node.dataDir)/backups").filter { !$0.hasPrefix(".") }
         #expect(kept.count == DatastoreBackup.keptMax, "\(kept)")
+    }
+
+    /// libsqlite3 is loaded on the first SQLite backup, not linked: the library resolves, and one
+    /// that is not installed is an error that says what to install.
+    @Test func sqliteIsLoadedWhenNeededAndItsAbsenceSaysWhatToInstall() throws {
+        let library = try SQLiteLibrary.shared.get()
+        #expect(library.errmsg(nil) != nil)
+        #expect(throws: AgentFailure.self) { try SQLiteLibrary("libupkeep-absent-sqlite.so.0") }
+        do {
+            _ = try SQLiteLibrary("libupkeep-absent-sqlite.so.0")
+        } catch {
+            #expect(error.code == .io)
+            #expect(error.message.contains("apt install libsqlite3-0"), "\(error)")
+        }
     }
 
     @Test func agentNodeHasNoDatastoreToBackUp() async throws {
