@@ -9,17 +9,21 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "The agent's configuration file.")
     var config: String = AgentConfig.defaultPath
 
-    func load() throws -> AgentConfig {
+    func load() throws -> AgentConfig { try Self.load(path: config) }
+
+    /// The configuration and the service environment built from it, on a one-thread event loop.
+    func environment(group: any EventLoopGroup) throws -> AgentEnvironment { try Self.environment(path: config, group: group) }
+
+    static func load(path: String) throws -> AgentConfig {
         do {
-            return try ConfigLoader.load(path: config)
+            return try ConfigLoader.load(path: path)
         } catch {
             throw ValidationError(error.description)
         }
     }
 
-    /// The configuration and the service environment built from it, on a one-thread event loop.
-    func environment(group: any EventLoopGroup) throws -> AgentEnvironment {
-        let config = try load()
+    static func environment(path: String, group: any EventLoopGroup) throws -> AgentEnvironment {
+        let config = try load(path: path)
         do {
             return try AgentBootstrap.environment(config: config, group: group, logger: AgentBootstrap.logger(level: config.logLevel))
         } catch {

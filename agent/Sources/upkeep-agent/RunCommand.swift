@@ -17,9 +17,12 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var options: ConfigOptions
 
-    func run() async throws {
+    func run() async throws { try await Self.daemon(configPath: options.config) }
+
+    /// The daemon itself; `AgentMain` calls it directly for the command line systemd gives.
+    static func daemon(configPath: String) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let environment = try options.environment(group: group)
+        let environment = try ConfigOptions.environment(path: configPath, group: group)
         let logger = environment.logger
         let service = try await AgentService.start(environment)
         let server = try await AgentServer.start(service: service, group: group, logger: logger)

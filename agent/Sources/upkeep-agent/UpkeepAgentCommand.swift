@@ -20,6 +20,10 @@ struct UpkeepAgentCommand: AsyncParsableCommand {
 @main
 enum AgentMain {
     static func main() {
+        if let configPath = DaemonCommandLine.configPath(Array(CommandLine.arguments.dropFirst())) {
+            if let error = waitFor({ try await RunCommand.daemon(configPath: configPath) }) { UpkeepAgentCommand.exit(withError: error) }
+            return
+        }
         let command: any ParsableCommand
         do {
             command = try UpkeepAgentCommand.parseAsRoot()
@@ -35,16 +39,20 @@ enum AgentMain {
             }
             return
         }
+        let handOver = HandOver(command: asyncCommand)
+        if let error = waitFor({ var command = handOver.command; try await command.run() }) { UpkeepAgentCommand.exit(withError: error) }
+    }
+
+    /// Runs `work` on the concurrency runtime while the main thread waits; its error, if any.
+    private static func waitFor(_ work: @escaping @Sendable () async throws -> Void) -> (any Error)? {
         let finished = DispatchSemaphore(value: 0)
         let outcome = Outcome()
-        let handOver = HandOver(command: asyncCommand)
         Task.detached {
-            var command = handOver.command
-            do { try await command.run() } catch { outcome.error = error }
+            do { try await work() } catch { outcome.error = error }
             finished.signal()
         }
         finished.wait()
-        if let error = outcome.error { UpkeepAgentCommand.exit(withError: error) }
+        return outcome.error
     }
 
     /// The parsed command, moved once from the main thread to the task that runs it.
