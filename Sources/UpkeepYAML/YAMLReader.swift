@@ -86,6 +86,21 @@ private struct Parser {
     func isComment(_ k: Int) -> Bool { at(k) == A.hash && (k == lineStart || isBlank(at(k - 1)) || at(k - 1) == A.newline) }
     func isSequenceEntry(_ k: Int) -> Bool { at(k) == A.dash && isBlankOrEnd(k + 1) }
 
+    /// A character no plain scalar may start with (YAML's indicators), or `-`, `?` or `:` followed
+    /// by whitespace.
+    func isIndicatorStart(_ k: Int) -> Bool {
+        guard let c = at(k) else { return false }
+        switch c {
+        case A.comma, A.openBracket, A.closeBracket, A.openBrace, A.closeBrace, A.hash, A.ampersand, A.asterisk,
+             A.exclamation, A.pipe, A.greater, A.singleQuote, A.doubleQuote, A.percent, A.at, A.backtick:
+            return true
+        case A.dash, A.question, A.colon:
+            return isBlankOrEnd(k + 1)
+        default:
+            return false
+        }
+    }
+
     /// `---` or `...` at the start of the line beginning at `k`.
     func isDocumentMarker(_ k: Int) -> Bool {
         guard k + 2 < b.count else { return false }
@@ -126,17 +141,16 @@ private struct Parser {
         while i < b.count {
             var k = i
             while at(k) == A.space { k += 1 }
-            var m = k
-            while isBlank(at(m)) { m += 1 }
-            if at(m) == A.hash || isBreakOrEnd(m) {
-                i = m
+            if at(k) == A.tab {
+                // libyaml's rule too: a tab at a line's start, even before a comment, is an error.
+                i = k
+                throw fail("a tab at the start of a line; indentation must use spaces")
+            }
+            if at(k) == A.hash || isBreakOrEnd(k) {
+                i = k
                 while let c = cur, c != A.newline { i += 1 }
                 if cur == A.newline { consumeNewline() }
                 continue
-            }
-            if m != k {
-                i = k
-                throw fail("indentation must use spaces, not tabs")
             }
             return k - i
         }
@@ -222,6 +236,8 @@ private struct Parser {
             // A collection as a key (`[a, b]: c`) is not supported; anything else here is a value.
             return false
         }
+        // A plain scalar cannot start with an indicator; the value reader says so.
+        if isIndicatorStart(i) { return false }
         var k = i
         while let c = at(k), c != A.newline {
             if c == A.colon && isBlankOrEnd(k + 1) { return true }
@@ -267,7 +283,9 @@ private struct Parser {
                 throw YAMLError(line: key.line, column: keyColumn, message: "key \"\(name)\" appears twice (first on line \(first)); keep one")
             }
             seen[name] = key.line
+            let separator = i
             skipInline()
+            if b[separator..<i].contains(A.tab) { throw fail("a tab after \":\"; separate a value from its key with spaces") }
             let value: YAMLNode
             if isBreakOrEnd(i) || isComment(i) {
                 try endLine()
@@ -298,7 +316,9 @@ private struct Parser {
         while true {
             let itemLine = line
             i += 1
+            let separator = i
             skipInline()
+            if b[separator..<i].contains(A.tab) { throw fail("a tab after \"-\"; separate a list item from its dash with spaces") }
             if isBreakOrEnd(i) || isComment(i) {
                 try endLine()
                 if let next = try nextContentLine(), !isMarkerLine(next), next > indent {
@@ -338,9 +358,8 @@ private struct Parser {
             return try blockScalar(parentIndent: parentIndent)
         case A.ampersand, A.asterisk, A.exclamation:
             throw fail("anchors (&), aliases (*) and tags (!) are not supported; write the value out in full")
-        case A.percent, A.at, A.backtick:
-            throw fail("a plain value cannot start with \"\(Character(Unicode.Scalar(b[i])))\"; quote it")
         default:
+            if isIndicatorStart(i) { throw fail("a plain value cannot start with \"\(Character(Unicode.Scalar(b[i])))\"; quote it") }
             return try plainScalar(parentIndent: parentIndent)
         }
     }
@@ -371,6 +390,10 @@ private struct Parser {
         while !ended, i < b.count {
             var k = i
             while at(k) == A.space { k += 1 }
+            if at(k) == A.tab && k - i <= parentIndent {
+                i = k
+                throw fail("a tab at the start of a line; indentation must use spaces")
+            }
             var m = k
             while isBlank(at(m)) { m += 1 }
             if at(m) == A.newline {
@@ -413,9 +436,15 @@ private struct Parser {
                 break
             }
             if double && c == A.backslash && at(i + 1) == A.newline {
+                // An escaped line break joins the lines; empty lines after it are newlines.
                 i += 1
                 consumeNewline()
                 skipInline()
+                while cur == A.newline {
+                    out.append(A.newline)
+                    consumeNewline()
+                    skipInline()
+                }
                 continue
             }
             if double && c == A.backslash {
@@ -570,6 +599,12 @@ private struct Parser {
             guard c == A.newline else { return }
             consumeNewline()
             if isDocumentMarker(i) { throw fail("a document marker inside [ ] or { }; close the brackets before it") }
+            var k = i
+            while at(k) == A.space { k += 1 }
+            if at(k) == A.tab {
+                i = k
+                throw fail("a tab at the start of a line; indentation must use spaces")
+            }
         }
     }
 
@@ -600,8 +635,8 @@ private struct Parser {
             if cur == A.closeBrace { break }
             let keyColumn = column + 1
             if cur == A.openBracket || cur == A.openBrace { throw fail("collections as keys are not supported") }
-            if cur == A.question && isBlankOrEnd(i + 1) { throw fail("complex mapping keys (? key) are not supported; write key: value") }
             let key = try flowItem(open)
+            let keyEndLine = line
             let name = key.string ?? ""
             if let first = seen[name] {
                 throw YAMLError(line: key.line, column: keyColumn, message: "key \"\(name)\" appears twice (first on line \(first)); keep one")
@@ -610,6 +645,9 @@ private struct Parser {
             try skipFlowSpace(open)
             var value = null(key.line)
             if cur == A.colon {
+                guard key.line == keyEndLine, line == key.line else {
+                    throw fail("a key inside { } must be on one line with its \":\"")
+                }
                 i += 1
                 try skipFlowSpace(open)
                 if cur != A.comma && cur != A.closeBrace { value = try flowItem(open) }
@@ -638,10 +676,14 @@ private struct Parser {
             throw fail("block scalars (| or >) cannot appear inside [ ] or { }; quote the value")
         case A.comma, A.closeBracket, A.closeBrace, A.colon:
             throw fail("an empty entry inside \(Character(Unicode.Scalar(open.bracket))); remove the extra comma or write the value")
-        case A.percent, A.at, A.backtick:
-            throw fail("a plain value cannot start with \"\(Character(Unicode.Scalar(b[i])))\"; quote it")
+        case A.question:
+            // Inside [ ] and { } a "?" always starts a complex key.
+            throw fail("complex mapping keys (? key) are not supported; write key: value, or quote a value that starts with ?")
         default:
             if isSequenceEntry(i) { throw fail("\"- \" list items cannot appear inside [ ] or { }; separate items with commas") }
+            if isIndicatorStart(i) || (b[i] == A.dash || b[i] == A.question) && isFlowIndicator(at(i + 1)) {
+                throw fail("a plain value cannot start with \"\(Character(Unicode.Scalar(b[i])))\"; quote it")
+            }
             return try flowPlain()
         }
     }
@@ -652,7 +694,10 @@ private struct Parser {
         var out: [UInt8] = []
         while let c = cur {
             if isFlowIndicator(c) || isComment(i) { break }
-            if c == A.colon && (isBlankOrEnd(i + 1) || isFlowIndicator(at(i + 1))) { break }
+            if c == A.colon && (isFlowIndicator(at(i + 1)) || at(i + 1) == A.question) {
+                throw fail("\":\" followed by \"\(Character(Unicode.Scalar(b[i + 1])))\" inside [ ] or { }; write \": \" between a key and its value, or quote the value")
+            }
+            if c == A.colon && isBlankOrEnd(i + 1) { break }
             if isBlank(c) || c == A.newline {
                 let saved = (i, line, lineStart)
                 var k = i

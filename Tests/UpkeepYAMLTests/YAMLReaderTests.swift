@@ -373,6 +373,36 @@ import Yams
         }
     }
 
+    /// Damaged documents: the corpus with bytes changed, inserted and deleted. The reader may
+    /// refuse more than libyaml does (anchors, duplicate keys, …), but whatever it accepts libyaml
+    /// must read as the same tree: it never silently reads a file differently. It also never
+    /// traps or hangs on any of them.
+    @Test func damagedDocumentsAreRefusedOrReadAsLibyamlReadsThem() throws {
+        let alphabet = Array(" \n\t:-#'\"[]{},|>&*!?%@`\\ab01~".utf8)
+        var accepted = 0
+        for seed in UInt64(1)...5_000 {
+            var random = SplitMix64(seed: seed)
+            var bytes = Array(Self.corpus[random.below(Self.corpus.count)].utf8)
+            for _ in 0..<(1 + random.below(3)) where !bytes.isEmpty {
+                let at = random.below(bytes.count)
+                switch random.below(3) {
+                case 0: bytes[at] = alphabet[random.below(alphabet.count)]
+                case 1: bytes.insert(alphabet[random.below(alphabet.count)], at: at)
+                default: bytes.remove(at: at)
+                }
+            }
+            let text = String(decoding: bytes, as: UTF8.self)
+            guard let actual = try? YAMLReader.document(text) else { continue }
+            accepted += 1
+            guard let expected = try? Self.reference(text) else {
+                Issue.record("seed \(seed): accepted what libyaml refuses:\n\(text)")
+                continue
+            }
+            #expect(Self.render(actual, lines: false) == Self.render(expected, lines: false), "seed \(seed):\n\(text)")
+        }
+        #expect(accepted > 1_500, "most small damage still leaves valid YAML; the check compared \(accepted)")
+    }
+
     // MARK: refused, with a reason
 
     @Test(arguments: [
@@ -382,7 +412,15 @@ import Yams
         ("%YAML 1.2\n---\na: 1\n", "directives"),
         ("a: 1\n---\nb: 2\n", "more than one document"),
         ("a: 1\na: 2\n", "appears twice"),
-        ("a:\n\tb: 1\n", "not tabs"),
+        ("a:\n\tb: 1\n", "must use spaces"),
+        ("\t# a comment\na: 1\n", "must use spaces"),
+        ("a:\tb\n", "a tab after \":\""),
+        ("-\tb: c\n", "a tab after \"-\""),
+        ("a: {b:[c]}\n", "write \": \" between"),
+        ("a: [?x, y]\n", "complex mapping keys"),
+        ("a: {b\n  : c}\n", "on one line"),
+        ("]a: b\n", "cannot start with"),
+        ("a: @b\n", "cannot start with"),
         ("a: 'open\nb: 2\n", "never closed"),
         ("a: [1, 2\n", "never closed"),
         ("a: b: c\n", "cannot start on its key's line"),
