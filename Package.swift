@@ -148,10 +148,10 @@ let package = Package(
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix,
                                                           .product(name: "NIOEmbedded", package: "swift-nio")], swiftSettings: strict),
-        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
+        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepCore", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
                                                         nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
@@ -183,7 +183,7 @@ let package = Package(
         .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport"],
                     swiftSettings: strict),
         // YAMLReader against Yams (libyaml) as the reference reader.
-        .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepTestSupport", yams], swiftSettings: strict),
+        .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepCore", yams], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
     ]
 )

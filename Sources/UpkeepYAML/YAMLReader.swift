@@ -467,17 +467,22 @@ private struct Parser {
                     if isDocumentMarker(i) { throw fail("a document marker inside a quoted value; close the quote before it") }
                     skipInline()
                 }
-                if breaks == 1 {
-                    out.append(A.space)
-                } else {
-                    out.append(contentsOf: repeatElement(A.newline, count: breaks - 1))
-                }
+                fold(breaks, into: &out)
                 continue
             }
             out.append(c)
             i += 1
         }
         return (String(decoding: out, as: UTF8.self), double ? .doubleQuoted : .singleQuoted)
+    }
+
+    /// YAML's line folding inside a scalar: one line break becomes a space, n+1 become n newlines.
+    func fold(_ breaks: Int, into out: inout [UInt8]) {
+        if breaks == 1 {
+            out.append(A.space)
+        } else {
+            out.append(contentsOf: repeatElement(A.newline, count: breaks - 1))
+        }
     }
 
     mutating func escape(into out: inout [UInt8]) throws(YAMLError) {
@@ -719,10 +724,8 @@ private struct Parser {
                 }
                 if breaks == 0 {
                     out.append(contentsOf: b[saved.0..<k])
-                } else if breaks == 1 {
-                    out.append(A.space)
                 } else {
-                    out.append(contentsOf: repeatElement(A.newline, count: breaks - 1))
+                    fold(breaks, into: &out)
                 }
                 continue
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepAgent
+import UpkeepCore
 import UpkeepTestSupport
 
 #if canImport(Glibc)
@@ -41,7 +42,7 @@ import Glibc
         let window = ContinuousClock.now - started
         try #require(reference.status == 0, "\(reference.output)\(reference.error)")
 
-        var generator = SplitMix64(seed: UInt64.random(in: 1...UInt64.max))
+        var generator = SeededGenerator(seed: UInt64.random(in: 1...UInt64.max))
         let seed = generator.seed
         var tally: [String: Int] = [:]
         for round in 1...20 {

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Testing
 @testable import UpkeepAgent
-import UpkeepTestSupport
+import UpkeepCore
 
 /// The runner's stop timing on its own: the instants fed in are made up, so every boundary (a
 /// nanosecond before, exactly at) is hit exactly, which the real-process tests of ProcessRunner
@@ -129,7 +129,7 @@ import UpkeepTestSupport
     /// is the first one. Each walk must end (give up) within a bounded number of steps. A walk stops
     /// at the first rule broken, naming its seed and step.
     @Test(arguments: 0..<200) func walksKeepEveryRule(seed: UInt64) throws {
-        var random = SplitMix64(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let grace = Duration.milliseconds(Int64.random(in: 0...3_000, using: &random))
         let killWait = Duration.milliseconds(Int64.random(in: 0...6_000, using: &random))
         let deadline = start + .milliseconds(Int64.random(in: 0...10_000, using: &random))

@@ -1,10 +1,10 @@
 import NIOCore
 import Synchronization
 import Testing
+import UpkeepCore
 import UpkeepPKI
 import UpkeepProtocol
 import UpkeepTLS
-import UpkeepTestSupport
 
 /// Client and server over real sockets on 127.0.0.1, in plaintext and over mutual TLS.
 @Suite(.timeLimit(.minutes(1))) struct ClientServerTests {
@@ -308,7 +308,7 @@ import UpkeepTestSupport
 
     @Test func backoffGrowsExponentiallyWithinItsBounds() {
         let backoff = Backoff(initialDelay: .milliseconds(100), maximumDelay: .seconds(2), attemptsMax: 10)
-        var random = SplitMix64(seed: 7)
+        var random = SeededGenerator(seed: 7)
         for attempt in 1...12 {
             let ceiling = min(Duration.milliseconds(100 * (1 << (attempt - 1))), .seconds(2))
             let delay = backoff.delay(afterAttempt: attempt, using: &random)

@@ -2,8 +2,8 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 import Testing
+import UpkeepCore
 import UpkeepProtocol
-import UpkeepTestSupport
 
 /// Replays fuzz/regressions/ and checks that the channel decoder and the pure core (what the
 /// fuzzer runs) agree on seeded mutations of every golden vector.
@@ -47,7 +47,7 @@ import UpkeepTestSupport
         let seeds = try FileManager.default.contentsOfDirectory(atPath: directory.path)
             .filter { $0.hasSuffix(".bin") }.sorted()
             .map { Array(try Data(contentsOf: directory.appending(path: $0))) }
-        var random = SplitMix64(seed: 0x5EED)
+        var random = SeededGenerator(seed: 0x5EED)
         var compared = 0
         for round in 0..<2_000 {
             var input = seeds[round % seeds.count] + seeds[(round * 7 + 3) % seeds.count]

@@ -3,13 +3,13 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+import UpkeepCore
 import UpkeepProtocol
-import UpkeepTestSupport
 
 /// Upload and download streams: integrity, flow control, refusals.
 @Suite(.timeLimit(.minutes(1))) struct StreamTests {
     static func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-        var random = SplitMix64(seed: seed)
+        var random = SeededGenerator(seed: seed)
         return (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
     }
 

@@ -1,5 +1,5 @@
 import Testing
-import UpkeepTestSupport
+import UpkeepCore
 import UpkeepYAML
 import Yams
 
@@ -204,7 +204,7 @@ import Yams
         case list([Tree])
     }
 
-    static func tree(_ random: inout SplitMix64, depth: Int) -> Tree {
+    static func tree(_ random: inout SeededGenerator, depth: Int) -> Tree {
         let pick = depth >= 4 ? 0 : random.below(3)
         switch pick {
         case 1:
@@ -224,7 +224,7 @@ import Yams
         }
     }
 
-    static func text(_ random: inout SplitMix64) -> String {
+    static func text(_ random: inout SeededGenerator) -> String {
         let pieces = ["word", "x", "9", " ", "  ", ":", ": ", "#", " #", "-", "- ", "'", "\"", "\\", "é", "😀", "\n", "\n\n", "\t", "/", ",", "[", "}", "true", "~", "a b"]
         return (0..<random.below(6)).map { _ in pieces[random.below(pieces.count)] }.joined()
     }
@@ -267,7 +267,7 @@ import Yams
     }
 
     /// The scalar as written, and the style it was written in.
-    static func scalar(_ s: String, _ random: inout SplitMix64, indent: String, flow: Bool) -> (String, YAMLNode.ScalarStyle) {
+    static func scalar(_ s: String, _ random: inout SeededGenerator, indent: String, flow: Bool) -> (String, YAMLNode.ScalarStyle) {
         if s.isEmpty { return random.chance(50) ? ("\"\"", .doubleQuoted) : ("''", .singleQuoted) }
         if plainSafe(s, flow: flow) && random.chance(60) { return (s, .plain) }
         if !flow && random.chance(40), let block = literal(s, indent: indent) { return (block, .literal) }
@@ -278,7 +278,7 @@ import Yams
     }
 
     /// The expected node (lines left out) and its block-style text at `indent`.
-    static func block(_ tree: Tree, _ random: inout SplitMix64, indent: Int) -> (text: String, node: YAMLNode, inline: Bool) {
+    static func block(_ tree: Tree, _ random: inout SeededGenerator, indent: Int) -> (text: String, node: YAMLNode, inline: Bool) {
         let pad = String(repeating: " ", count: indent)
         switch tree {
         case .text(let s):
@@ -335,7 +335,7 @@ import Yams
         }
     }
 
-    static func flow(_ tree: Tree, _ random: inout SplitMix64) -> (String, YAMLNode) {
+    static func flow(_ tree: Tree, _ random: inout SeededGenerator) -> (String, YAMLNode) {
         switch tree {
         case .text(let s):
             if plainSafe(s, flow: true) && random.chance(60) { return (s, YAMLNode(.scalar(s, .plain), line: 0)) }
@@ -357,7 +357,7 @@ import Yams
 
     @Test func generatedDocumentsReadAsWrittenAndAsLibyamlReadsThem() throws {
         for seed in UInt64(1)...500 {
-            var random = SplitMix64(seed: seed)
+            var random = SeededGenerator(seed: seed)
             let tree: Tree = .map([("root", Self.tree(&random, depth: 0)), ("other", Self.tree(&random, depth: 1))])
             let (body, expected, _) = Self.block(tree, &random, indent: 0)
             let text = body + "\n"
@@ -381,7 +381,7 @@ import Yams
         let alphabet = Array(" \n\t:-#'\"[]{},|>&*!?%@`\\ab01~".utf8)
         var accepted = 0
         for seed in UInt64(1)...5_000 {
-            var random = SplitMix64(seed: seed)
+            var random = SeededGenerator(seed: seed)
             var bytes = Array(Self.corpus[random.below(Self.corpus.count)].utf8)
             for _ in 0..<(1 + random.below(3)) where !bytes.isEmpty {
                 let at = random.below(bytes.count)
@@ -460,7 +460,7 @@ import Yams
     }
 }
 
-extension SplitMix64 {
+extension SeededGenerator {
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
     mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
 }

@@ -61,10 +61,10 @@ struct LocalStageCommand: AsyncParsableCommand {
     func run() async throws {
         let path = file
         let size = try FileSystem.fileStatus(path).st_size
-        let reader = try FileChunks(path: path)
+        let reader = try FileSystem.Chunks(path: path)
         try await options.perform { service in
             try await service.stage(operationID: options.operationID, sha256: sha256, bytes: Int64(size), k3sVersion: k3sVersion,
-                                    next: { try reader.next() })
+                                    next: { try reader.next().map(Array.init) })
         }
     }
 }
@@ -105,31 +105,6 @@ struct LocalCommitCommand: AsyncParsableCommand {
     func run() async throws {
         try await options.perform { service in
             try await service.commit(operationID: options.operationID, installOperationID: installOperationID)
-        }
-    }
-}
-
-/// A file read in 1 MiB pieces, for staging from disk (`open`/`read`: Foundation's FileHandle
-/// would bring CoreFoundation into the agent).
-final class FileChunks: @unchecked Sendable {
-    private let descriptor: Int32
-    private let path: String
-
-    init(path: String) throws {
-        descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw ValidationError("cannot open \(path): \(String(cString: strerror(errno)))") }
-        self.path = path
-    }
-
-    deinit { close(descriptor) }
-
-    func next() throws -> [UInt8]? {
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw ValidationError("cannot read \(path): \(String(cString: strerror(errno)))") }
-            return count == 0 ? nil : Array(chunk[0..<count])
         }
     }
 }

@@ -9,20 +9,41 @@ import Darwin
 extension FileSystem {
     /// The SHA-256 of a whole file as 64 lowercase hex digits, read in 1 MiB pieces.
     public static func sha256(ofFile path: String) throws(FileSystemError) -> String {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileSystemError("open", path) }
-        defer { close(descriptor) }
+        let chunks = try Chunks(path: path)
         let hasher = SHA256.Hasher()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let count = read(descriptor, buffer.baseAddress, buffer.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileSystemError("read", path)
+        while let chunk = try chunks.next() {
+            chunk.withUnsafeBytes { hasher.update($0) }
+        }
+        return hasher.finishHex()
+    }
+
+    /// A file read front to back in pieces of at most `chunkBytes` (hashing, staging from disk),
+    /// with `open`/`read`; EINTR is retried. The descriptor closes with the reader.
+    public final class Chunks: @unchecked Sendable {
+        private let path: String
+        private let descriptor: Int32
+        private var buffer: [UInt8]
+
+        public init(path: String, chunkBytes: Int = 1 << 20) throws(FileSystemError) {
+            descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw FileSystemError("open", path) }
+            self.path = path
+            buffer = [UInt8](repeating: 0, count: chunkBytes)
+        }
+
+        deinit { close(descriptor) }
+
+        /// The next piece, or nil at the end of the file. The piece shares the reader's buffer
+        /// until the next call (a piece kept longer is copied then).
+        public func next() throws(FileSystemError) -> ArraySlice<UInt8>? {
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw FileSystemError("read", path)
+                }
+                return count == 0 ? nil : buffer[0..<count]
             }
-            if count == 0 { return hasher.finishHex() }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }
     }
 }

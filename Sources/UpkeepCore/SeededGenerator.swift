@@ -2,9 +2,14 @@
 /// same sequence on every platform, which simulations, benchmarks and retry jitter need so a
 /// seed reproduces a run. Never for secrets.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    /// The seed it started from, to print beside a failure.
+    public let seed: UInt64
     private var state: UInt64
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) {
+        self.seed = seed
+        state = seed
+    }
 
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
