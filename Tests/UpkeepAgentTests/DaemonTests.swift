@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOPosix
 import Testing
 import UpkeepAgent
@@ -11,11 +12,18 @@ import Glibc
 #endif
 
 /// The real `upkeep-agent run` process: it tells systemd READY=1 over NOTIFY_SOCKET once started
-/// and serves controllers over mutual TLS on its configured port.
+/// and serves controllers over mutual TLS on its configured port, a SQLite backup included.
 @Suite(.serialized) struct DaemonTests {
     @Test func runSendsReadyAndServesAControllerOverTLS() async throws {
         let node = try FakeK3sNode(liveVersion: v1)
         try await node.startK3s()
+        // A SQLite datastore, so that the backup below runs the daemon's own dlopen of libsqlite3
+        // (the agent does not link it; this test process does, through the sandbox).
+        let db = "\(node.root)/k3s/server/db"
+        try FileManager.default.createDirectory(atPath: db, withIntermediateDirectories: true)
+        let created = try runProcess("sqlite3", ["\(db)/state.db", "CREATE TABLE kine(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO kine(name) VALUES ('/registry/a');"])
+        try #require(created.status == 0, "\(created.error)")
+        _ = try node.directory.write("K10secret::server:token\n", to: "k3s/server/token")
         let pki = try AgentPKI(in: node.directory.file("pki"))
         let port = try FakeK3sNode.freePort()
         let yaml = node.configYAML() + """
@@ -44,6 +52,13 @@ import Glibc
         let client = try await ProtocolClient.connect(host: "127.0.0.1", port: port, security: try pki.controllerSecurity())
         let status = try await client.call(StatusRequest(), deadline: .now + .seconds(30))
         #expect(status.agent.nodeName == "node-1" && status.agent.k3sVersion == v1 && status.unit.activeState == "active")
+        let (backup, received) = try await client.withCall(BackupRequest(operationID: "backup-1"), deadline: .now + .seconds(60)) { call in
+            let result = try await call.response()
+            var received: [UInt8] = []
+            _ = try await call.download.consume { received += $0.readableBytesView }
+            return (result, received)
+        }
+        #expect(backup.format == .sqliteTar && received.count == Int(backup.bytes) && !received.isEmpty)
         await client.close()
     }
 }

@@ -123,6 +123,7 @@ final class FakeK3sNode {
         k3s:
           binary: \(livePath)
           unit: k3s
+          dataDir: \(root)/k3s
         systemd:
           systemctl: \(systemctl)
           timeoutSeconds: 20
