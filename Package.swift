@@ -64,10 +64,10 @@ let package = Package(
         .target(name: "UpkeepFlux", dependencies: [yams], path: "Sources/UpkeepFlux", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
         .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepFlux", "UpkeepTLS", "UpkeepPKI", "CSQLite", nioCore, nioPosix, nioHTTP1, logging, yams],
-                path: "Sources/UpkeepSandbox", swiftSettings: strict),
+                path: "sandbox/Sources/UpkeepSandbox", swiftSettings: strict),
         // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
-                          path: "Sources/upkeep-sandbox-host", swiftSettings: strict),
+                          path: "sandbox/Sources/upkeep-sandbox-host", swiftSettings: strict),
 
         // Strict reading of YAML configuration files (agent.yaml, upkeep.yaml) and kubeconfigs with a
         // reader of its own (YAMLReader, stdlib only): errors name file, line and field.
@@ -75,8 +75,11 @@ let package = Package(
 
         // CSQLite: the system libsqlite3 (libsqlite3-dev), for the sandbox's datastore. The agent does
         // not link it: it loads libsqlite3 on its first SQLite backup (SQLiteOnlineBackup).
-        .systemLibrary(name: "CSQLite", path: "agent/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
-        .target(name: "UpkeepAgent", dependencies: ["UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
+        .systemLibrary(name: "CSQLite", path: "sandbox/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // The agent's pure core: the upgrade machine, its journal records and operation types. It
+        // imports nothing but the standard library, so the compiler keeps I/O out of it.
+        .target(name: "UpkeepAgentCore", path: "agent/Sources/UpkeepAgentCore", swiftSettings: strict),
+        .target(name: "UpkeepAgent", dependencies: ["UpkeepAgentCore", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
                                                 logging],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
         // Linked by lld with packed relative relocations (DT_RELR, glibc 2.36+): the ~100,000
@@ -87,7 +90,7 @@ let package = Package(
         // The functions that run from exec to an idle daemon come first in .text, in the order of
         // agent/upkeep-agent.order (scripts/agent-order-file): the kernel maps code 64 KiB around
         // each fault, so scattered start-up code kept most of .text resident (docs/agent.md, "Measurements").
-        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                                                            "-Xlinker", "--no-export-dynamic",
@@ -99,29 +102,29 @@ let package = Package(
         .target(name: "UpkeepUpdates", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepHTTP", "UpkeepKube", nioHTTP1],
                 path: "controller/Sources/UpkeepUpdates", swiftSettings: strict),
 
-        // The controller's library: planner, rollout engine (pure), and later persistence and runtime.
-        .target(name: "UpkeepController", dependencies: ["UpkeepCore"],
-                path: "controller/Sources/UpkeepController", swiftSettings: strict),
+        // The rollout planner and engine: pure (events in, actions out), no I/O module imported.
+        .target(name: "UpkeepRollout", dependencies: ["UpkeepCore"],
+                path: "controller/Sources/UpkeepRollout", swiftSettings: strict),
 
         // The controller's I/O edges: the cluster observer (Kubernetes API), the agent fleet over
         // mutual TLS, and the artifact cache (GitHub or a mirror, verified, by digest).
-        .target(name: "UpkeepFleet", dependencies: ["COpenSSL", "UpkeepController", "UpkeepCore", "UpkeepKube", "UpkeepProtocol", "UpkeepTLS",
+        .target(name: "UpkeepFleet", dependencies: ["COpenSSL", "UpkeepRollout", "UpkeepCore", "UpkeepKube", "UpkeepProtocol", "UpkeepTLS",
                                                "UpkeepPKI", "UpkeepHTTP", nioCore, nioHTTP1],
                 path: "controller/Sources/UpkeepFleet", swiftSettings: strict),
 
         // The controller's state: rollouts, transitions, steps, notices and the lease in SQLite (GRDB, WAL).
-        .target(name: "UpkeepStore", dependencies: ["UpkeepController", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
+        .target(name: "UpkeepStore", dependencies: ["UpkeepRollout", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "controller/Sources/UpkeepStore", swiftSettings: strict),
         // Drives the rollout engine: persists every transition before acting, holds the lease.
-        .target(name: "UpkeepRuntime", dependencies: ["UpkeepController", "UpkeepStore"],
+        .target(name: "UpkeepRuntime", dependencies: ["UpkeepRollout", "UpkeepStore"],
                 path: "controller/Sources/UpkeepRuntime", swiftSettings: strict),
 
         // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
-        .target(name: "UpkeepSimulation", dependencies: ["UpkeepController", "UpkeepCore"],
+        .target(name: "UpkeepSimulation", dependencies: ["UpkeepRollout", "UpkeepCore"],
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepController", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -133,12 +136,12 @@ let package = Package(
                           path: "bench/Sources/upkeep-bench", swiftSettings: strict),
 
         // Measurement driver for bench/fanout: the agent cross-check against many mTLS agents.
-        .executableTarget(name: "upkeep-fleet-bench", dependencies: ["UpkeepFleet", "UpkeepController", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS",
+        .executableTarget(name: "upkeep-fleet-bench", dependencies: ["UpkeepFleet", "UpkeepRollout", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS",
                                                                      "UpkeepPKI", nioPosix],
                           path: "bench/Sources/upkeep-fleet-bench", swiftSettings: strict),
 
         // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).
-        .executableTarget(name: "upkeep-controller-bench", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"],
+        .executableTarget(name: "upkeep-controller-bench", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepSimulation"],
                           path: "bench/Sources/upkeep-controller-bench", swiftSettings: strict),
 
         // Helpers shared by test targets: temporary directories, running real processes.
@@ -151,12 +154,12 @@ let package = Package(
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepCore", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
                                                         nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepController", "UpkeepProtocol",
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepRollout", "UpkeepProtocol",
                                                           nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
@@ -164,26 +167,26 @@ let package = Package(
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
         .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
-        .testTarget(name: "UpkeepFleetTests", dependencies: ["UpkeepFleet", "UpkeepSandboxTestSupport", "UpkeepController", "UpkeepCore", "UpkeepKube", "UpkeepProtocol",
+        .testTarget(name: "UpkeepFleetTests", dependencies: ["UpkeepFleet", "UpkeepAgentCore", "UpkeepSandboxTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepKube", "UpkeepProtocol",
                                                        "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepSandbox", "UpkeepAgent",
                                                        "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepControllerTests", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
+        .testTarget(name: "UpkeepRolloutTests", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
         // A file-backed cluster with agents for the store's and runtime's tests and the runtime probe.
-        .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepController", "UpkeepCore", "UpkeepStore"],
+        .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepStore"],
                 path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),
         // Runs a rollout against a file-backed world so a test can SIGKILL it mid-rollout.
-        .executableTarget(name: "upkeep-runtime-probe", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepController", "UpkeepRuntimeTestSupport"],
+        .executableTarget(name: "upkeep-runtime-probe", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepRollout", "UpkeepRuntimeTestSupport"],
                           path: "Tests/upkeep-runtime-probe", swiftSettings: strict),
-        .testTarget(name: "UpkeepRuntimeTests", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
+        .testTarget(name: "UpkeepRuntimeTests", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport",
                                                           "UpkeepRuntimeTestSupport"], swiftSettings: strict),
-        .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport",
+        .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport",
                                                         "UpkeepRuntimeTestSupport"], swiftSettings: strict),
         // The built `upkeep` against sandbox clusters of real processes, with kubectl as the witness.
-        .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepStore", "UpkeepController", "UpkeepCore", "UpkeepTestSupport"],
+        .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport"],
                     swiftSettings: strict),
         // YAMLReader against Yams (libyaml) as the reference reader.
         .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepCore", yams], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepController", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
     ]
 )

@@ -2,6 +2,7 @@ import Foundation
 import NIOPosix
 import Testing
 import UpkeepAgent
+import UpkeepAgentCore
 import UpkeepTestSupport
 
 let v1 = "v1.30.6+k3s1"

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import UpkeepAgent
+import UpkeepAgentCore
 import UpkeepTestSupport
 
 @Suite(.serialized) struct BackupTests {

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import Testing
 import UpkeepAgent
+import UpkeepAgentCore
 import UpkeepKube
 import UpkeepProtocol
 @testable import UpkeepSandbox

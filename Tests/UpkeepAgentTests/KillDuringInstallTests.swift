@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepAgent
+import UpkeepAgentCore
 import UpkeepCore
 import UpkeepTestSupport
 

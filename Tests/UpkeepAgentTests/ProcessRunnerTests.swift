@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import UpkeepAgent
+import UpkeepAgentCore
 import UpkeepCore
 import UpkeepTestSupport
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UpkeepAgentCore
 @testable import UpkeepAgent
 
 private let old = String(repeating: "a", count: 64)

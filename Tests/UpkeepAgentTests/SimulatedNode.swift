@@ -1,4 +1,5 @@
 @testable import UpkeepAgent
+import UpkeepAgentCore
 
 /// A node the pure machine's effects act on, in memory: what the live path holds, what is kept,
 /// what runs, and which binaries become healthy. Used to script the machine and to crash it.

@@ -2,6 +2,7 @@ import Foundation
 import NIOPosix
 import Testing
 import UpkeepAgent
+import UpkeepAgentCore
 import UpkeepTestSupport
 
 #if canImport(Glibc)

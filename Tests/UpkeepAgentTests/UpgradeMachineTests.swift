@@ -1,4 +1,5 @@
 import Testing
+import UpkeepAgentCore
 @testable import UpkeepAgent
 
 private let old = String(repeating: "a", count: 64)

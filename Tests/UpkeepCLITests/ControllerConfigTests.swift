@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import UpkeepCLI
-import UpkeepController
+import UpkeepRollout
 import UpkeepTestSupport
 import UpkeepYAML
 

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import UpkeepCLI
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// The live progress view: plain timestamped lines off a terminal, a redrawn table with

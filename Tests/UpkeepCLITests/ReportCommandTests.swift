@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import UpkeepCLI
-import UpkeepController
+import UpkeepRollout
 import UpkeepRuntimeTestSupport
 import UpkeepStore
 import UpkeepTestSupport

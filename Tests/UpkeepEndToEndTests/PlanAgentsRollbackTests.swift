@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepSandbox
 import UpkeepStore

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 import UpkeepAgent
-import UpkeepController
+import UpkeepAgentCore
+import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
 import UpkeepKube

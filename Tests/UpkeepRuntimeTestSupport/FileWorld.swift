@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// A `WorldModel` kept in a JSON file, rewritten atomically (write, then rename) after every

@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepStore
 

@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// A small cluster with its agents, modelled on docs/agent.md as far as the runtime's tests need:

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepRuntime
 import UpkeepRuntimeTestSupport

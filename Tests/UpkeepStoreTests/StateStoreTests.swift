@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 import Testing
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepRuntimeTestSupport
 @testable import UpkeepStore

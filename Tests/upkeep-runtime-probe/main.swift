@@ -6,7 +6,7 @@
 // The world pauses (creating <world.json>.paused) after running <command> on <node>.
 // Prints one line per notice; exits 0 when the rollout completed, 1 otherwise.
 import Foundation
-import UpkeepController
+import UpkeepRollout
 import UpkeepRuntime
 import UpkeepRuntimeTestSupport
 import UpkeepStore

@@ -7,6 +7,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import UpkeepAgent
+import UpkeepAgentCore
 
 /// Operator commands that act on this node without a controller, through the same journal and
 /// code paths as the daemon. They take the data-directory lock, so they refuse to run while

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import UpkeepAgent
+import UpkeepAgentCore
 
 /// Plain-text renderings for operators.
 enum ReportFormat {

@@ -7,6 +7,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import UpkeepAgent
+import UpkeepAgentCore
 
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 // Measurement driver for the controller's bench/ scripts. Each mode prints one
 // `key=value ...` line that the scripts turn into ratios against a baseline from the same run.
 import Foundation
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepSimulation
 

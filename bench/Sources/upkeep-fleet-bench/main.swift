@@ -1,6 +1,6 @@
 import Foundation
 import NIOPosix
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
 import UpkeepPKI

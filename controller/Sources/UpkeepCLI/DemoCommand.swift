@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
 import UpkeepSandbox

@@ -1,5 +1,5 @@
 import Synchronization
-import UpkeepController
+import UpkeepRollout
 import UpkeepStore
 
 /// Drives a `RolloutEngine`: feeds it events, persists the engine and the transition in one

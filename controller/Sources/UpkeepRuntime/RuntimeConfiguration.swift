@@ -1,5 +1,5 @@
 import Foundation
-import UpkeepController
+import UpkeepRollout
 
 /// Who this controller is and the bounds the runtime keeps around the engine's own.
 public struct RuntimeConfiguration: Sendable {

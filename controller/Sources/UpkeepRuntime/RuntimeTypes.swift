@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepStore
 
 /// How a run of the runtime ended.

@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// Everything one seed decides: the cluster, the target, the policies and the faults.

@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// One k3s node and its upkeep-agent, modelled on the behaviour documented in docs/agent.md and

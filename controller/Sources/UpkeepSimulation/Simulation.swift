@@ -1,5 +1,5 @@
 import Foundation
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// A deterministic simulation of one rollout: the engine, a simulated cluster of nodes with

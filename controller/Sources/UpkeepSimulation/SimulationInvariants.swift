@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// The rules a rollout must never break, checked against the simulated cluster after every

@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// Large, realistic-shaped inventories from a seed, for benchmarks and simulations: a few etcd

@@ -1,5 +1,5 @@
 import Foundation
-import UpkeepController
+import UpkeepRollout
 
 extension Instant {
     /// The moment as wall-clock UTC, `2026-11-28T17:30:02Z` (Instants are Unix milliseconds in production).

@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// One rollout as `upkeep history` lists it: when, from what to what, how it ended, and what

@@ -1,5 +1,5 @@
 import GRDB
-import UpkeepController
+import UpkeepRollout
 
 /// A sealed datastore backup as the state database records it.
 public struct BackupRecord: Codable, Equatable, Sendable {

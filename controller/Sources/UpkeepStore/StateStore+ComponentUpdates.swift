@@ -1,5 +1,5 @@
 import GRDB
-import UpkeepController
+import UpkeepRollout
 
 /// One `upkeep update` through Git as the state database records it.
 public struct ComponentUpdateRecord: Codable, Equatable, Sendable {

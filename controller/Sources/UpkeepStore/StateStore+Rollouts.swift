@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// Rollouts: created once, then one recorded transition per engine `handle`, each in a single

@@ -1,5 +1,5 @@
 import GRDB
-import UpkeepController
+import UpkeepRollout
 
 /// Counts over the whole history, computed by SQLite (aggregates over indexed columns) rather
 /// than by decoding every rollout: what a metrics scrape needs, at a cost that does not grow with

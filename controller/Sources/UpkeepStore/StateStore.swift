@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import UpkeepController
+import UpkeepRollout
 
 /// The controller's durable state: one SQLite database `<stateDir>/upkeep.db` in WAL mode
 /// holding rollouts (plan, policy, the engine after every transition), their transitions,

@@ -1,7 +1,7 @@
 import GRDB
 
 /// The database schema, one migration per version. Times are Unix milliseconds (the runtime's
-/// `Instant`); JSON columns hold the Codable values of `UpkeepController` with sorted keys.
+/// `Instant`); JSON columns hold the Codable values of `UpkeepRollout` with sorted keys.
 enum StoreSchema {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()

@@ -3,28 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// What a backup produced: a file in `<dataDir>/backups` that the protocol streams back.
-public struct BackupReport: Codable, Equatable, Sendable {
-    public enum Format: String, Codable, Sendable {
-        /// The file `k3s etcd-snapshot save` wrote (embedded etcd).
-        case etcdSnapshot
-        /// A POSIX tar of an online copy of `server/db/state.db` and the `server/token` file.
-        case sqliteTar
-    }
-
-    public var format: Format
-    public var fileName: String
-    public var bytes: Int64
-    public var sha256: String
-
-    public init(format: Format, fileName: String, bytes: Int64, sha256: String) {
-        self.format = format
-        self.fileName = fileName
-        self.bytes = bytes
-        self.sha256 = sha256
-    }
-}
+import UpkeepAgentCore
 
 /// Backs up this server's k3s datastore: `k3s etcd-snapshot save` on embedded etcd, otherwise an
 /// online SQLite copy plus the cluster token (without which a restore cannot join). Agents have

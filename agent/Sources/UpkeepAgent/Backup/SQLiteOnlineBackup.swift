@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import UpkeepAgentCore
 
 /// A consistent copy of a live SQLite database through SQLite's online backup API, while k3s
 /// keeps writing to it: pages are copied in steps, and a step that meets a lock waits and retries,

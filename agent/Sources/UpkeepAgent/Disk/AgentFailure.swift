@@ -1,3 +1,4 @@
+import UpkeepAgentCore
 /// An operation refused or failed for a reason the controller can act on: a code and an
 /// operator-facing message that says what to do.
 public struct AgentFailure: Error, Equatable, Sendable, CustomStringConvertible {

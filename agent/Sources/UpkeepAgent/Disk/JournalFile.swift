@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import UpkeepAgentCore
 
 #if canImport(Glibc)
 import Glibc

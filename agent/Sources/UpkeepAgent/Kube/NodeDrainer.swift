@@ -1,29 +1,6 @@
+import UpkeepAgentCore
 import UpkeepKube
 import UpkeepProtocol
-
-public struct CordonReport: Codable, Equatable, Sendable {
-    /// The node was already unschedulable before this cordon; `uncordon` will leave it so.
-    public var wasUnschedulable: Bool
-
-    public init(wasUnschedulable: Bool) { self.wasUnschedulable = wasUnschedulable }
-}
-
-public struct UncordonReport: Codable, Equatable, Sendable {
-    /// False when the node stays unschedulable (cordoned before Upkeep, or not by this agent).
-    public var uncordoned: Bool
-
-    public init(uncordoned: Bool) { self.uncordoned = uncordoned }
-}
-
-public struct DrainReport: Codable, Equatable, Sendable {
-    public var evictedPods: Int
-    public var skippedPods: Int
-
-    public init(evictedPods: Int, skippedPods: Int) {
-        self.evictedPods = evictedPods
-        self.skippedPods = skippedPods
-    }
-}
 
 /// Cordons, drains and uncordons one node through the Kubernetes API: the eviction API (so
 /// PodDisruptionBudgets hold; a 429 is retried with backoff until the drain's deadline),

@@ -1,4 +1,5 @@
 import NIOCore
+import UpkeepAgentCore
 import UpkeepPKI
 import UpkeepTLS
 

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOConcurrencyHelpers
+import UpkeepAgentCore
 import UpkeepCore
 import UpkeepKube
 import UpkeepPKI

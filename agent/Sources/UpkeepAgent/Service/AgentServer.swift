@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import UpkeepAgentCore
 import UpkeepPKI
 import UpkeepProtocol
 import UpkeepTLS

@@ -1,4 +1,5 @@
 import Logging
+import UpkeepAgentCore
 import UpkeepCore
 import UpkeepKube
 import UpkeepPKI

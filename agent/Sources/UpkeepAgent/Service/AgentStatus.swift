@@ -1,3 +1,4 @@
+import UpkeepAgentCore
 import UpkeepCore
 
 #if canImport(Glibc)

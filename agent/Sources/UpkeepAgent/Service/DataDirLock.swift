@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import UpkeepAgentCore
 
 /// An exclusive `flock` on `<dataDir>/agent.lock`, held for the life of the process, so that two
 /// agents (or an agent and an operator's one-shot command) never share a journal.

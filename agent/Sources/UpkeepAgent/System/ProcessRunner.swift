@@ -1,4 +1,5 @@
 import Dispatch
+import UpkeepAgentCore
 import UpkeepCore
 
 /// What a finished child process returned and printed.

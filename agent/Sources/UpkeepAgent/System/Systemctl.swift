@@ -1,3 +1,4 @@
+import UpkeepAgentCore
 /// The k3s unit through `systemctl` (the real one, or the sandbox's stand-in with the same
 /// command line): restart, is-active, show.
 public struct Systemctl: Sendable {

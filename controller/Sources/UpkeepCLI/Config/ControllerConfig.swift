@@ -1,5 +1,5 @@
 import Foundation
-import UpkeepController
+import UpkeepRollout
 import UpkeepYAML
 
 /// The controller's configuration, `upkeep.yaml` (docs/configuration.md). Every field has a

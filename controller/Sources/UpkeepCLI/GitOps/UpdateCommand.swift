@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import UpkeepKube
-import UpkeepController
+import UpkeepRollout
 import UpkeepSandbox
 import UpkeepStore
 

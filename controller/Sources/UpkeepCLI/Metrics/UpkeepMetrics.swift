@@ -1,6 +1,6 @@
 import Foundation
 import Prometheus
-import UpkeepController
+import UpkeepRollout
 import UpkeepStore
 import UpkeepUpdates
 

@@ -1,5 +1,5 @@
 import Foundation
-import UpkeepController
+import UpkeepRollout
 
 /// The operator's view of a running rollout. On a terminal: a per-node table redrawn in place
 /// with each node's elapsed time and an ETA for the rest. Otherwise (pipes, logs, CI): one

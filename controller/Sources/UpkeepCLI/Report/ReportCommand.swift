@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import UpkeepController
+import UpkeepRollout
 import UpkeepStore
 
 /// `upkeep report`: a Markdown (or JSON) report from the state database, for a change record or a

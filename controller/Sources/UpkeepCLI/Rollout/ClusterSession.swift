@@ -1,5 +1,5 @@
 import Foundation
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
 import UpkeepHTTP

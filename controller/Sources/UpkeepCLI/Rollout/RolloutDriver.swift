@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
 import UpkeepRuntime

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import UpkeepController
+import UpkeepRollout
 import UpkeepStore
 
 /// Opens the state database named by the configuration, or says what to change.

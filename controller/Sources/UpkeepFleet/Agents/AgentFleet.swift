@@ -1,7 +1,7 @@
 import NIOCore
 import NIOPosix
 import UpkeepCore
-import UpkeepController
+import UpkeepRollout
 import UpkeepProtocol
 import UpkeepTLS
 

@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 import UpkeepProtocol
 

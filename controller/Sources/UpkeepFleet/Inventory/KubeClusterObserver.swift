@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepKube
 
 /// What one reading of the cluster found: the inventory the planner and engine use, and where

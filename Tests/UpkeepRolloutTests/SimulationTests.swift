@@ -1,5 +1,5 @@
 import Testing
-import UpkeepController
+import UpkeepRollout
 import UpkeepSimulation
 
 /// The rollout engine against a simulated cluster, agents, network and clock, seed by seed

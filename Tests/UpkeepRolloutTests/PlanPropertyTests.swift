@@ -1,5 +1,5 @@
 import Testing
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// Random clusters (seeded) planned and then walked wave by wave, checking the rules a plan

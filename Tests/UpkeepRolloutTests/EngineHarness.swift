@@ -1,4 +1,4 @@
-import UpkeepController
+import UpkeepRollout
 import UpkeepCore
 
 /// Drives a `RolloutEngine` by hand: a clock, the actions it returned, and a cluster view the
