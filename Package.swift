@@ -108,7 +108,7 @@ let package = Package(
 
         // The controller's I/O edges: the cluster observer (Kubernetes API), the agent fleet over
         // mutual TLS, and the artifact cache (GitHub or a mirror, verified, by digest).
-        .target(name: "UpkeepFleet", dependencies: ["COpenSSL", "UpkeepRollout", "UpkeepCore", "UpkeepKube", "UpkeepProtocol", "UpkeepTLS",
+        .target(name: "UpkeepFleet", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepKube", "UpkeepProtocol", "UpkeepTLS",
                                                "UpkeepPKI", "UpkeepHTTP", nioCore, nioHTTP1],
                 path: "controller/Sources/UpkeepFleet", swiftSettings: strict),
 

@@ -1,4 +1,3 @@
-import COpenSSL
 import Foundation
 import NIOCore
 import UpkeepPKI
@@ -18,9 +17,9 @@ import Glibc
 /// the operator asked for.
 public struct BackupVault: Sendable {
     public static let magic = Array("UPKEEPB1".utf8)
-    static let nonceBytes = 12
-    static let tagBytes = 16
-    static let keyBytes = 32
+    static let nonceBytes = AES256GCM.nonceBytes
+    static let tagBytes = AES256GCM.tagBytes
+    static let keyBytes = AES256GCM.keyBytes
     static var headerBytes: Int { magic.count + nonceBytes }
     /// GCM with a 96-bit nonce is limited to about 64 GiB per key and nonce; a k3s datastore
     /// backup is far smaller, and a larger stream is refused rather than weakened.
@@ -60,8 +59,7 @@ public struct BackupVault: Sendable {
     }
 
     private func makeKey() throws(BackupError) -> [UInt8] {
-        var key = [UInt8](repeating: 0, count: Self.keyBytes)
-        guard RAND_bytes(&key, Int32(key.count)) == 1 else { throw BackupError("OpenSSL could not draw a backup key") }
+        let key = try cipherStep("drawing a backup key") { () throws(AEADError) in try SecureRandom.bytes(Self.keyBytes) }
         let parent = (keyFile as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -136,8 +134,11 @@ public struct BackupVault: Sendable {
             close(descriptor)
             if !finished { unlink(partial) }
         }
-        let cipher = try GCM(key: key, nonce: Array(header.suffix(Self.nonceBytes)), encrypting: false)
-        try cipher.authenticate(header)
+        let cipher = try cipherStep("opening") { () throws(AEADError) in
+            let cipher = try AES256GCM(key: key, nonce: Array(header.suffix(Self.nonceBytes)), direction: .opening)
+            try cipher.authenticate(header)
+            return cipher
+        }
         let digest = SHA256.Hasher()
         var remaining = size - Int64(Self.headerBytes + Self.tagBytes)
         var plaintext = 0 as Int64
@@ -146,7 +147,7 @@ public struct BackupVault: Sendable {
             guard let block = try? input.read(upToCount: count), block.count == count else {
                 throw BackupError("\(path) ended early; it is damaged")
             }
-            let clear = try cipher.update(Array(block))
+            let clear = try cipherStep("opening") { () throws(AEADError) in try cipher.update(Array(block)) }
             digest.update(clear)
             try Self.writeAll(clear, to: descriptor, path: partial)
             remaining -= Int64(count)
@@ -181,21 +182,23 @@ public final class SealedBackupWriter {
     public let path: String
     private let partial: String
     private let descriptor: Int32
-    private let cipher: GCM
+    private let cipher: AES256GCM
     private var bytes: Int64 = 0
     private var done = false
 
     fileprivate init(path: String, key: [UInt8]) throws(BackupError) {
         self.path = path
         partial = path + ".partial"
-        var nonce = [UInt8](repeating: 0, count: BackupVault.nonceBytes)
-        guard RAND_bytes(&nonce, Int32(nonce.count)) == 1 else { throw BackupError("OpenSSL could not draw a nonce") }
+        let nonce = try cipherStep("drawing a nonce") { () throws(AEADError) in try SecureRandom.bytes(BackupVault.nonceBytes) }
         descriptor = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw BackupError("cannot write \(partial): \(String(cString: strerror(errno)))") }
         do {
-            cipher = try GCM(key: key, nonce: nonce, encrypting: true)
             let header = BackupVault.magic + nonce
-            try cipher.authenticate(header)
+            cipher = try cipherStep("sealing") { () throws(AEADError) in
+                let cipher = try AES256GCM(key: key, nonce: nonce, direction: .sealing)
+                try cipher.authenticate(header)
+                return cipher
+            }
             try BackupVault.writeAll(header, to: descriptor, path: partial)
         } catch {
             close(descriptor)
@@ -218,7 +221,7 @@ public final class SealedBackupWriter {
             throw BackupError("the backup is larger than \(BackupVault.plaintextBytesMax >> 30) GiB, the most one sealed file holds")
         }
         let clear = Array(buffer.readableBytesView)
-        try BackupVault.writeAll(try cipher.update(clear), to: descriptor, path: partial)
+        try BackupVault.writeAll(try cipherStep("sealing") { () throws(AEADError) in try cipher.update(clear) }, to: descriptor, path: partial)
     }
 
     /// Writes the tag, syncs, and moves the file to `path`; returns the plaintext's size.
@@ -226,7 +229,7 @@ public final class SealedBackupWriter {
     public func finish() throws(BackupError) -> Int64 {
         precondition(!done, "finish after finish or abandon")
         do throws(BackupError) {
-            try BackupVault.writeAll(try cipher.finishTag(), to: descriptor, path: partial)
+            try BackupVault.writeAll(try cipherStep("sealing") { () throws(AEADError) in try cipher.finishTag() }, to: descriptor, path: partial)
             guard fsync(descriptor) == 0, rename(partial, path) == 0 else {
                 throw BackupError("cannot finish \(path): \(String(cString: strerror(errno)))")
             }
@@ -251,64 +254,9 @@ public final class SealedBackupWriter {
     }
 }
 
-/// AES-256-GCM through OpenSSL's EVP interface, one direction.
-private final class GCM {
-    private let context: OpaquePointer
-    private let encrypting: Bool
-
-    init(key: [UInt8], nonce: [UInt8], encrypting: Bool) throws(BackupError) {
-        guard let context = EVP_CIPHER_CTX_new() else { throw BackupError("OpenSSL could not make a cipher context") }
-        self.context = context
-        self.encrypting = encrypting
-        let ok = encrypting
-            ? EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce)
-            : EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce)
-        guard ok == 1, nonce.count == BackupVault.nonceBytes else {
-            EVP_CIPHER_CTX_free(context)
-            throw BackupError("OpenSSL could not set up AES-256-GCM")
-        }
-    }
-
-    deinit { EVP_CIPHER_CTX_free(context) }
-
-    /// Authenticated, not encrypted (the header).
-    func authenticate(_ bytes: [UInt8]) throws(BackupError) {
-        var length: Int32 = 0
-        let ok = encrypting
-            ? EVP_EncryptUpdate(context, nil, &length, bytes, Int32(bytes.count))
-            : EVP_DecryptUpdate(context, nil, &length, bytes, Int32(bytes.count))
-        guard ok == 1 else { throw BackupError("OpenSSL refused the backup header") }
-    }
-
-    func update(_ input: [UInt8]) throws(BackupError) -> [UInt8] {
-        guard !input.isEmpty else { return [] }
-        var output = [UInt8](repeating: 0, count: input.count + 16)
-        var length: Int32 = 0
-        let ok = encrypting
-            ? EVP_EncryptUpdate(context, &output, &length, input, Int32(input.count))
-            : EVP_DecryptUpdate(context, &output, &length, input, Int32(input.count))
-        guard ok == 1 else { throw BackupError("AES-256-GCM failed") }
-        return Array(output.prefix(Int(length)))
-    }
-
-    func finishTag() throws(BackupError) -> [UInt8] {
-        var rest = [UInt8](repeating: 0, count: 16)
-        var length: Int32 = 0
-        var tag = [UInt8](repeating: 0, count: BackupVault.tagBytes)
-        guard EVP_EncryptFinal_ex(context, &rest, &length) == 1, length == 0,
-              EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, Int32(tag.count), &tag) == 1 else {
-            throw BackupError("AES-256-GCM could not finish")
-        }
-        return tag
-    }
-
-    func verify(tag: [UInt8]) -> Bool {
-        var tag = tag
-        var rest = [UInt8](repeating: 0, count: 16)
-        var length: Int32 = 0
-        guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, Int32(tag.count), &tag) == 1 else { return false }
-        return EVP_DecryptFinal_ex(context, &rest, &length) == 1 && length == 0
-    }
+/// Runs an `AES256GCM` step, naming what failed in the backup's terms.
+private func cipherStep<T>(_ what: String, _ body: () throws(AEADError) -> T) throws(BackupError) -> T {
+    do { return try body() } catch { throw BackupError("\(what) failed: \(error.description)") }
 }
 
 public struct BackupError: Error, CustomStringConvertible, Equatable, Sendable {
