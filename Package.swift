@@ -25,13 +25,17 @@ let package = Package(
         .executable(name: "upkeep", targets: ["upkeep"]),
         .executable(name: "upkeep-agent", targets: ["upkeep-agent"]),
     ],
+    // Every package we use at an exact version, so a shipped binary is built from known sources
+    // (Package.resolved stays out of git: the local package mirrors carry their own commit ids).
+    // The packages these bring are pinned by scripts/check-dependencies, which fails when the
+    // resolved graph holds a package or a version it does not name.
     dependencies: [
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
     ],
     targets: [
         // System OpenSSL (libssl-dev): the only TLS stack in the build.
