@@ -2,7 +2,7 @@
 # Fuzzes the frame decoder for a bounded time: fuzz/run.sh SECONDS (default 30).
 #
 # SwiftPM cannot build libFuzzer targets, so the harness is compiled with swiftc directly against
-# the decoder's sources (see /work/shared/reference/swift-toolchain-notes.md). The corpus starts
+# the decoder's sources (SwiftPM links its own `main` over libFuzzer's). The corpus starts
 # from the golden vectors and the regression inputs. A crash is written to fuzz/out/crashes/ and
 # the script exits non-zero: copy the input into fuzz/regressions/ (the Swift tests replay every
 # file there), fix the bug, and commit both.
@@ -36,7 +36,7 @@ if [[ ! -x "$binary" ]] || [[ -n "$(find "${sources[@]}" "${core_sources[@]}" -n
 fi
 
 cp -n "$root"/protocol/vectors/*.bin "$corpus"/ 2>/dev/null || true
-if compgen -G "$here/regressions/*" >/dev/null; then cp -n "$here"/regressions/* "$corpus"/; fi
+for input in "$here"/regressions/*.bin; do [[ -e "$input" ]] && cp -n "$input" "$corpus"/; done
 
 echo "fuzzing the frame decoder for ${seconds}s"
 "$binary" "$corpus" -dict="$here/frames.dict" -max_len=4096 -max_total_time="$seconds" \
