@@ -6,8 +6,8 @@ import UpkeepKube
 import UpkeepSandbox
 import UpkeepUpdates
 
-/// GitHub-shaped release answers built the way the reference shows them
-/// (`/work/shared/reference/k3s-longhorn-flux.md`, "GitHub releases API" and "Release assets").
+/// GitHub-shaped release answers (https://docs.github.com/rest/releases/releases), with k3s's
+/// asset and checksum-file names as k3s's install.sh expects them.
 enum ReleaseFixture {
     static let digest = "sha256:" + String(repeating: "ab", count: 32)
 

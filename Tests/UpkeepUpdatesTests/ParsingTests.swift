@@ -4,7 +4,8 @@ import UpkeepCore
 import UpkeepKube
 import UpkeepUpdates
 
-/// Answers shaped exactly as `/work/shared/reference/k3s-longhorn-flux.md` records them.
+/// Answers shaped exactly as GitHub's releases API (https://docs.github.com/rest/releases/releases)
+/// and the k3s channel server (https://update.k3s.io/v1-release/channels) send them.
 @Suite("Parsing and validating release-source answers")
 struct ParsingTests {
     static let channelCollection = """

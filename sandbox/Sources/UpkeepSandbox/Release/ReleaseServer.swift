@@ -5,8 +5,10 @@ import UpkeepKube
 import UpkeepPKI
 
 /// A stand-in for GitHub's releases API and downloads and for the k3s channel server, modelled
-/// on `/work/shared/reference/k3s-longhorn-flux.md` ("GitHub releases API", "Release assets",
-/// "Channel server").
+/// on GitHub's releases API (https://docs.github.com/rest/releases/releases, rate limits:
+/// https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api), k3s's release
+/// assets and checksum files as k3s's install.sh fetches them (https://get.k3s.io), and the
+/// channel server (https://update.k3s.io/v1-release/channels, rancher/channelserver).
 ///
 /// - `GET /repos/{owner}/{repo}/releases?per_page=&page=` newest published first (ties in
 ///   catalog order), `per_page` capped at 100, `Link` pagination (`next`, `last`, `prev`,
