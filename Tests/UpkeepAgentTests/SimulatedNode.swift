@@ -22,14 +22,14 @@ struct SimulatedNode {
 
     func probe(expected: String?, now: Int64) -> ProbeReport {
         guard let running else {
-            return ProbeReport(checks: [ProbeCheck(name: "unit", ok: false, latencyMs: 1, message: "inactive")])
+            return ProbeReport(checks: [ProbeReport.Check(name: "unit", ok: false, latencyMs: 1, message: "inactive")])
         }
         let ready = healthyAfterMs[running].map { now >= startedAtUnixMs + $0 } ?? false
         let version = versions[running]
         return ProbeReport(checks: [
-            ProbeCheck(name: "unit", ok: true, latencyMs: 1, message: "active"),
-            ProbeCheck(name: "kubelet", ok: ready, latencyMs: 1, message: ready ? "ok" : "connection refused"),
-            ProbeCheck(name: "version", ok: expected == nil || version == expected, latencyMs: 1, message: version ?? "unknown"),
+            ProbeReport.Check(name: "unit", ok: true, latencyMs: 1, message: "active"),
+            ProbeReport.Check(name: "kubelet", ok: ready, latencyMs: 1, message: ready ? "ok" : "connection refused"),
+            ProbeReport.Check(name: "version", ok: expected == nil || version == expected, latencyMs: 1, message: version ?? "unknown"),
         ])
     }
 }

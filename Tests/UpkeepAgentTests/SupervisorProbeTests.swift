@@ -55,7 +55,7 @@ import Glibc
         let drain = output.fileHandleForReading
         Thread.detachNewThread { while !drain.availableData.isEmpty {} }
 
-        func probe(ca: String) async throws -> ProbeCheck {
+        func probe(ca: String) async throws -> ProbeReport.Check {
             var config = ProbeConfig()
             config.kubeletHealthzURL = ""
             config.containerdSocket = ""

@@ -108,7 +108,7 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
         let outcome = try #require(harness.replies["install-1"])
         #expect(outcome.state == .reverted)
         guard case .install(let report) = outcome.body else { Issue.record("no install report"); return }
-        #expect(report.probe.checks == [ProbeCheck(name: "restart", ok: false, latencyMs: 0, message: "Job for k3s.service failed")])
+        #expect(report.probe.checks == [ProbeReport.Check(name: "restart", ok: false, latencyMs: 0, message: "Job for k3s.service failed")])
         #expect(harness.node.live == old && harness.node.running == old)
     }
 

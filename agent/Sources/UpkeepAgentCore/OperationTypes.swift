@@ -4,15 +4,6 @@ public enum OperationKind: String, Codable, Sendable, CaseIterable {
     case stage, install, rollback, cordon, drain, uncordon, backup, commit
 }
 
-/// How a recorded operation ended (or that it has not ended yet).
-public enum OperationState: String, Codable, Sendable, CaseIterable {
-    case running
-    case succeeded
-    case failed
-    /// An install that did not become healthy; the previous binary runs again.
-    case reverted
-}
-
 /// Why an operation failed, in terms a controller can act on. Mirrors the protocol's error codes
 /// where one fits.
 public enum FailureCode: String, Codable, Sendable, CaseIterable {
@@ -66,27 +57,29 @@ public struct LiveBinary: Codable, Hashable, Sendable {
     }
 }
 
-/// One health check's answer.
-public struct ProbeCheck: Codable, Equatable, Sendable {
-    /// "unit", "kubelet", "supervisor", "nodeReady", "containerd", "version".
-    public var name: String
-    public var ok: Bool
-    public var latencyMs: Int64
-    public var message: String
-
-    public init(name: String, ok: Bool, latencyMs: Int64, message: String) {
-        self.name = name
-        self.ok = ok
-        self.latencyMs = latencyMs
-        self.message = message
-    }
-}
-
-/// The node's health checks, run once.
+/// The node's health checks, run once. (The protocol's `ProbeResult` is how the agent reports
+/// it on the wire.)
 public struct ProbeReport: Codable, Equatable, Sendable, CustomStringConvertible {
-    public var checks: [ProbeCheck]
+    /// One health check's answer.
+    public struct Check: Codable, Equatable, Sendable {
+        /// "unit", "kubelet", "supervisor", "nodeReady", "containerd", "version", and "restart" or
+        /// "agent" for a failure before any probe ran.
+        public var name: String
+        public var ok: Bool
+        public var latencyMs: Int64
+        public var message: String
 
-    public init(checks: [ProbeCheck]) { self.checks = checks }
+        public init(name: String, ok: Bool, latencyMs: Int64, message: String) {
+            self.name = name
+            self.ok = ok
+            self.latencyMs = latencyMs
+            self.message = message
+        }
+    }
+
+    public var checks: [Check]
+
+    public init(checks: [Check]) { self.checks = checks }
 
     /// Healthy when there is at least one check and every check passed.
     public var healthy: Bool { !checks.isEmpty && checks.allSatisfy(\.ok) }
@@ -167,6 +160,16 @@ public struct StageReport: Codable, Equatable, Sendable {
 
 /// The recorded result of a finished operation: what a replay of its id answers.
 public struct OperationOutcome: Codable, Equatable, Sendable {
+    /// How a recorded operation ended (or that it has not ended yet). The raw values are the
+    /// journal's; the protocol's `OperationRecord.state` reports them.
+    public enum State: String, Codable, Sendable, CaseIterable {
+        case running
+        case succeeded
+        case failed
+        /// An install that did not become healthy; the previous binary runs again.
+        case reverted
+    }
+
     public enum Body: Codable, Equatable, Sendable {
         case none
         case install(InstallReport)
@@ -181,14 +184,14 @@ public struct OperationOutcome: Codable, Equatable, Sendable {
         case encoded(String)
     }
 
-    public var state: OperationState
+    public var state: State
     /// For an operator: what happened, and on failure what to do.
     public var message: String
     /// Set when `state` is failed.
     public var failure: FailureCode?
     public var body: Body
 
-    public init(state: OperationState, message: String, failure: FailureCode? = nil, body: Body = .none) {
+    public init(state: State, message: String, failure: FailureCode? = nil, body: Body = .none) {
         self.state = state
         self.message = message
         self.failure = failure

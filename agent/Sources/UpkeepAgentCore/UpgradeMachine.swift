@@ -195,7 +195,7 @@ public struct UpgradeMachine: Sendable {
             }
         }
         if run == nil, let watch = journal.watch, watch.reverting {
-            let failed = ProbeReport(checks: [ProbeCheck(name: "agent", ok: false, latencyMs: 0, message: "the agent restarted while the watchdog reverted")])
+            let failed = ProbeReport(checks: [ProbeReport.Check(name: "agent", ok: false, latencyMs: 0, message: "the agent restarted while the watchdog reverted")])
             start(Run(purpose: .watchRevert(watch.installID, failed: failed), steps: [.place, .restart, .probe], target: watch.restore,
                       healthTimeoutMs: watch.healthTimeoutMs))
         }
@@ -219,7 +219,7 @@ public struct UpgradeMachine: Sendable {
             return finish(entry.id, .failed(.interrupted, "the agent restarted while checking the already-live binary; nothing was changed"))
         }
         if !entry.reverting { persist(.step(operationID: entry.id, .reverting)) }
-        let failed = ProbeReport(checks: [ProbeCheck(name: "agent", ok: false, latencyMs: 0, message: "the agent restarted during the install")])
+        let failed = ProbeReport(checks: [ProbeReport.Check(name: "agent", ok: false, latencyMs: 0, message: "the agent restarted during the install")])
         start(Run(purpose: .revertInstall(entry.id, failed: failed, interrupted: true), steps: [.place, .restart, .probe], target: restore,
                   healthTimeoutMs: plan.healthTimeoutMs))
     }
@@ -299,7 +299,7 @@ public struct UpgradeMachine: Sendable {
             current.steps.insert(.gate, at: 0)
             current.nextProbeUnixMs = nil
         case (.restart, .failed(let message)):
-            let report = ProbeReport(checks: [ProbeCheck(name: "restart", ok: false, latencyMs: 0, message: message)])
+            let report = ProbeReport(checks: [ProbeReport.Check(name: "restart", ok: false, latencyMs: 0, message: message)])
             return conclude(current, .unhealthy(report))
         case (.gate, .probed(let report)):
             let next = now + settings.gateIntervalMs

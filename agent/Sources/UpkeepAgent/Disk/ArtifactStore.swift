@@ -14,7 +14,7 @@ import Darwin
 #endif
 
 /// A verified k3s binary in the staging area.
-public struct StagedArtifact: Codable, Equatable, Sendable {
+public struct StagedBinary: Codable, Equatable, Sendable {
     public var sha256: String
     public var bytes: Int64
     public var k3sVersion: String
@@ -101,15 +101,15 @@ public struct ArtifactStore: Sendable {
         return StagingUpload(store: self, sha256: sha256, bytesExpected: bytes, k3sVersion: k3sVersion, temporary: temporary, descriptor: descriptor)
     }
 
-    public func staged() -> [StagedArtifact] {
+    public func staged() -> [StagedBinary] {
         let names = (try? FileSystem.list(stagingDir)) ?? []
         return names.filter { SHA256.isHex($0) }.compactMap { sha in
             guard let bytes = try? FileSystem.readBytes("\(stagingDir)/\(sha).json", bytesMax: 4096) else { return nil }
-            return try? JSONDecoder().decode(StagedArtifact.self, from: Data(bytes))
+            return try? JSONDecoder().decode(StagedBinary.self, from: Data(bytes))
         }.sorted { $0.stagedAtUnixMs > $1.stagedAtUnixMs }
     }
 
-    public func stagedArtifact(_ sha256: String) -> StagedArtifact? {
+    public func stagedArtifact(_ sha256: String) -> StagedBinary? {
         guard FileSystem.exists(stagedPath(sha256)) else { return nil }
         return staged().first { $0.sha256 == sha256 }
     }
@@ -280,9 +280,9 @@ public final class StagingUpload {
     }
 
     /// Makes the finished upload a staged artifact (description first, then the binary, each by rename).
-    public func publish(k3sVersion: String, nowUnixMs: Int64) throws(AgentFailure) -> StagedArtifact {
+    public func publish(k3sVersion: String, nowUnixMs: Int64) throws(AgentFailure) -> StagedBinary {
         precondition(descriptor == -2, "publish before finish")
-        let artifact = StagedArtifact(sha256: sha256, bytes: bytesWritten, k3sVersion: k3sVersion, stagedAtUnixMs: nowUnixMs,
+        let artifact = StagedBinary(sha256: sha256, bytes: bytesWritten, k3sVersion: k3sVersion, stagedAtUnixMs: nowUnixMs,
                                       identity: FileSystem.identity(temporary))
         do {
             let description = try JSONEncoder().encode(artifact)

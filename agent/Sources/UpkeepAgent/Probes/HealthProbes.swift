@@ -30,7 +30,7 @@ public struct HealthProbes: Sendable {
     }
 
     public func run(expectedK3sVersion: String?) async -> ProbeReport {
-        await withTaskGroup(of: (Int, ProbeCheck).self) { group in
+        await withTaskGroup(of: (Int, ProbeReport.Check).self) { group in
             var index = 0
             func add(_ name: String, _ body: @escaping @Sendable () async -> (Bool, String)) {
                 let position = index
@@ -54,7 +54,7 @@ public struct HealthProbes: Sendable {
                     FileSystem.isSocket(socket) ? (true, "\(socket) present") : (false, "\(socket) is not a socket (containerd not running)")
                 }
             }
-            var checks: [(Int, ProbeCheck)] = []
+            var checks: [(Int, ProbeReport.Check)] = []
             for await check in group { checks.append(check) }
             return ProbeReport(checks: checks.sorted { $0.0 < $1.0 }.map(\.1))
         }
@@ -64,18 +64,18 @@ public struct HealthProbes: Sendable {
     /// process). Passes at once when no healthz endpoint is configured.
     public func gate() async -> ProbeReport {
         guard !config.kubeletHealthzURL.isEmpty else {
-            return ProbeReport(checks: [ProbeCheck(name: "kubelet", ok: true, latencyMs: 0, message: "no kubelet healthz configured")])
+            return ProbeReport(checks: [ProbeReport.Check(name: "kubelet", ok: true, latencyMs: 0, message: "no kubelet healthz configured")])
         }
         return ProbeReport(checks: [await Self.timed("kubelet") { await kubeletCheck() }])
     }
 
     /// Runs one check and records how long it took.
-    private static func timed(_ name: String, _ body: () async -> (Bool, String)) async -> ProbeCheck {
+    private static func timed(_ name: String, _ body: () async -> (Bool, String)) async -> ProbeReport.Check {
         let start = ContinuousClock.now
         let (ok, message) = await body()
         let elapsed = ContinuousClock.now - start
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-        return ProbeCheck(name: name, ok: ok, latencyMs: ms, message: message)
+        return ProbeReport.Check(name: name, ok: ok, latencyMs: ms, message: message)
     }
 
     private func kubeletCheck() async -> (Bool, String) {

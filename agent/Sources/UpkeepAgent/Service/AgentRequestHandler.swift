@@ -121,7 +121,7 @@ public final class AgentRequestHandler: RequestHandler {
         let unit = UnitStatus(name: status.unit, activeState: status.unitState?.activeState ?? "unknown",
                               subState: status.unitState?.subState ?? (status.unitError ?? "unknown"))
         let staged = status.staged.compactMap { artifact in
-            SHA256Hex(rawValue: artifact.sha256).map { UpkeepProtocol.StagedArtifact(sha256: $0, bytes: artifact.bytes, k3sVersion: artifact.k3sVersion) }
+            SHA256Hex(rawValue: artifact.sha256).map { StagedArtifact(sha256: $0, bytes: artifact.bytes, k3sVersion: artifact.k3sVersion) }
         }
         let watch = status.watch.flatMap { watch in
             OperationID(rawValue: watch.installID).map {
@@ -130,7 +130,7 @@ public final class AgentRequestHandler: RequestHandler {
         }
         let recent = status.recentOperations.compactMap { entry -> OperationRecord? in
             guard let id = OperationID(rawValue: entry.id), let method = Method(rawValue: entry.kind.rawValue) else { return nil }
-            let state: UpkeepProtocol.OperationState = switch entry.outcome?.state ?? .running {
+            let state: OperationState = switch entry.outcome?.state ?? .running {
             case .running: .running
             case .succeeded: .succeeded
             case .failed: .failed
@@ -151,7 +151,7 @@ public final class AgentRequestHandler: RequestHandler {
 
     static func probeResult(_ report: ProbeReport) -> ProbeResult {
         ProbeResult(healthy: report.healthy, checks: report.checks.map {
-            UpkeepProtocol.ProbeCheck(name: $0.name, ok: $0.ok, latencyMs: $0.latencyMs, message: $0.message)
+            ProbeCheck(name: $0.name, ok: $0.ok, latencyMs: $0.latencyMs, message: $0.message)
         })
     }
 

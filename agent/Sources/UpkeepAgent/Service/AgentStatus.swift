@@ -23,7 +23,7 @@ public struct AgentStatus: Codable, Equatable, Sendable {
     public var binaryFreeBytes: Int64
     public var dataDir: String
     public var dataFreeBytes: Int64
-    public var staged: [StagedArtifact]
+    public var staged: [StagedBinary]
     public var watch: WatchRecord?
     /// Newest first.
     public var recentOperations: [OperationEntry]
