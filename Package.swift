@@ -50,8 +50,13 @@ let package = Package(
         // TLS for SwiftNIO driven through OpenSSL memory BIOs.
         .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "Sources/UpkeepTLS", swiftSettings: strict),
-        // The agent-controller wire protocol: frames, messages, client and server.
-        .target(name: "UpkeepProtocol", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
+        // The agent-controller wire format and session rules: frames, messages, and the server and
+        // client session machines (events in, actions out). No channel code: NIOCore for ByteBuffer only.
+        .target(name: "UpkeepProtocolCore", dependencies: ["UpkeepCore", nioCore],
+                path: "protocol/Sources/UpkeepProtocolCore", swiftSettings: strict),
+        // The protocol over SwiftNIO: the frame codec, the connection handlers that carry out the
+        // session machines' actions, client and server. Re-exports UpkeepProtocolCore.
+        .target(name: "UpkeepProtocol", dependencies: ["UpkeepProtocolCore", "UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
         // A careful HTTP/1.1 client (keep-alive, bounds, retries, rate limits, ETag cache) over UpkeepTLS.
@@ -155,7 +160,7 @@ let package = Package(
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", nioCore, nioPosix,
                                                           .product(name: "NIOEmbedded", package: "swift-nio")], swiftSettings: strict),
-        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
+        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocolCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",

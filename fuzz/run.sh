@@ -18,8 +18,8 @@ corpus="$here/corpus"
 mkdir -p "$out/crashes" "$corpus"
 
 sources=(
-  "$root/protocol/Sources/UpkeepProtocol/Frames/FrameCore.swift"
-  "$root"/protocol/Sources/UpkeepProtocol/Messages/*.swift
+  "$root/protocol/Sources/UpkeepProtocolCore/Frames/FrameCore.swift"
+  "$root"/protocol/Sources/UpkeepProtocolCore/Messages/*.swift
   "$here/FrameDecoderFuzzer.swift"
 )
 # The message types import UpkeepCore (stdlib only): built first as a module of its own.

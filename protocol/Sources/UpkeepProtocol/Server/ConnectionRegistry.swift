@@ -36,7 +36,6 @@ final class ConnectionRegistry: Sendable {
         self.connectionsMax = connectionsMax
     }
 
-    var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
     var count: Int { state.withLock { $0.admitted } }
 
     /// Counts `channel` in (it is counted out when it closes), or says how to refuse it.
@@ -72,11 +71,21 @@ final class ConnectionRegistry: Sendable {
         return admission
     }
 
+    enum Registration: Equatable {
+        case registered
+        /// Shutdown began after the channel was admitted: it was not among the connections
+        /// shutdown tells to go away.
+        case shuttingDown
+    }
+
     /// Records the handler of an admitted channel. Called from the channel's initializer, so on
     /// its event loop before its close callback can run.
-    func register(_ channel: any Channel, handler: NIOLoopBound<ServerConnectionHandler>) {
+    func register(_ channel: any Channel, handler: NIOLoopBound<ServerConnectionHandler>) -> Registration {
         let connection = Connection(channel: channel, handler: handler)
-        state.withLock { $0.connections[ObjectIdentifier(channel)] = connection }
+        return state.withLock { state in
+            state.connections[ObjectIdentifier(channel)] = connection
+            return state.shuttingDown ? .shuttingDown : .registered
+        }
     }
 
     /// Refuses new connections from now on and returns the open ones.

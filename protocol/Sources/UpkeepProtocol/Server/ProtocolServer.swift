@@ -49,13 +49,17 @@ public final class ProtocolServer: Sendable {
         try pipeline.addHandler(FrameReader())
         try pipeline.addHandler(FrameEncoder())
         if case .refused(let refusal) = admission {
-            try pipeline.addHandler(ConnectionRefuser(refusal))
+            try pipeline.addHandler(ServerConnectionHandler(shared: shared, waitsForTLS: waitsForTLS, refusal: refusal))
             return
         }
         try pipeline.addHandler(IdleStateHandler(readTimeout: TimeAmount(shared.configuration.idleTimeout)))
         let handler = ServerConnectionHandler(shared: shared, waitsForTLS: waitsForTLS)
         try pipeline.addHandler(handler)
-        shared.registry.register(channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+        let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+        if shared.registry.register(channel, handler: bound) == .shuttingDown {
+            // Shutdown began after admission and did not see this connection: it goes away itself.
+            channel.eventLoop.execute { bound.value.goAway(reason: "shutting down") }
+        }
     }
 
     /// Graceful shutdown: stop accepting, send GoAway on every connection, let running requests

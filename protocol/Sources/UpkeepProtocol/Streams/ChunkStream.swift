@@ -3,7 +3,7 @@ import UpkeepPKI
 
 /// The bytes of one incoming stream (an upload on the server, a download on the client), in
 /// order, with backpressure: the sender may only send what this side's window allows, and
-/// credit goes back as the consumer takes chunks. Iterating verifies the ChunkEnd digest and
+/// the connection's session returns credit as the consumer takes chunks. Iterating verifies the ChunkEnd digest and
 /// length at the end and throws `ProtocolError.digestMismatch` on a mismatch, so a consumer that
 /// reaches the end normally has exactly the bytes the sender hashed. Iterate once.
 public struct ChunkStream: AsyncSequence, Sendable {
@@ -15,39 +15,33 @@ public struct ChunkStream: AsyncSequence, Sendable {
     }
 
     let events: AsyncThrowingStream<Event, any Error>
-    /// Gives consumed bytes back to the sender (hops to the connection's event loop).
-    let returnCredit: @Sendable (Int) -> Void
-    /// Credit goes back in batches of at least this many bytes.
-    let creditBatchBytes: Int
+    /// Reports bytes the consumer took (hops to the connection's event loop).
+    let consumed: @Sendable (Int) -> Void
 
     /// A stream that ends at once with no bytes (requests without an upload, responses without
     /// a download).
     public static var empty: ChunkStream {
         let (events, continuation) = AsyncThrowingStream<Event, any Error>.makeStream()
         continuation.finish()
-        return ChunkStream(events: events, returnCredit: { _ in }, creditBatchBytes: 1)
+        return ChunkStream(events: events, consumed: { _ in })
     }
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(base: events.makeAsyncIterator(), returnCredit: returnCredit, creditBatchBytes: creditBatchBytes)
+        Iterator(base: events.makeAsyncIterator(), consumed: consumed)
     }
 
     public struct Iterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<Event, any Error>.AsyncIterator
-        let returnCredit: @Sendable (Int) -> Void
-        let creditBatchBytes: Int
+        let consumed: @Sendable (Int) -> Void
         private let hasher = SHA256.Hasher()
         private var receivedBytes: UInt64 = 0
-        private var unreturnedBytes = 0
         private var finished = false
         /// Digest and length, once the end was verified.
         public private(set) var summary: StreamSummary?
 
-        init(base: AsyncThrowingStream<Event, any Error>.AsyncIterator, returnCredit: @escaping @Sendable (Int) -> Void,
-             creditBatchBytes: Int) {
+        init(base: AsyncThrowingStream<Event, any Error>.AsyncIterator, consumed: @escaping @Sendable (Int) -> Void) {
             self.base = base
-            self.returnCredit = returnCredit
-            self.creditBatchBytes = creditBatchBytes
+            self.consumed = consumed
         }
 
         public mutating func next() async throws -> ByteBuffer? {
@@ -69,11 +63,7 @@ public struct ChunkStream: AsyncSequence, Sendable {
             case .chunk(let bytes):
                 hasher.update(bytes)
                 receivedBytes += UInt64(bytes.readableBytes)
-                unreturnedBytes += bytes.readableBytes
-                if unreturnedBytes >= creditBatchBytes {
-                    returnCredit(unreturnedBytes)
-                    unreturnedBytes = 0
-                }
+                consumed(bytes.readableBytes)
                 return bytes
             case .end(let end):
                 finished = true
@@ -106,25 +96,20 @@ public struct StreamSummary: Equatable, Sendable {
     public var bytes: Int64
 }
 
-/// The connection's side of an incoming stream: checks the window, feeds the consumer.
-/// Confined to the connection's event loop.
+/// The connection's side of an incoming stream: feeds the consumer what the session delivers.
+/// The session has already checked every chunk against the window, so the buffer here never
+/// holds more than one window. Confined to the connection's event loop.
 final class ChunkStreamProducer {
-    let windowBytes: Int
     private let continuation: AsyncThrowingStream<ChunkStream.Event, any Error>.Continuation
-    /// Received and not yet given back as credit.
-    private(set) var outstandingBytes = 0
-    private(set) var ended = false
+    private var ended = false
 
-    /// A producer and the stream its consumer reads.
-    static func make(windowBytes: Int, returnCredit: @escaping @Sendable (Int) -> Void) -> (ChunkStreamProducer, ChunkStream) {
+    /// A producer and the stream its consumer reads; `consumed` hears of every chunk taken.
+    static func make(consumed: @escaping @Sendable (Int) -> Void) -> (ChunkStreamProducer, ChunkStream) {
         let (events, continuation) = AsyncThrowingStream<ChunkStream.Event, any Error>.makeStream()
-        let producer = ChunkStreamProducer(windowBytes: windowBytes, continuation: continuation)
-        let stream = ChunkStream(events: events, returnCredit: returnCredit, creditBatchBytes: max(1, windowBytes / 4))
-        return (producer, stream)
+        return (ChunkStreamProducer(continuation: continuation), ChunkStream(events: events, consumed: consumed))
     }
 
-    private init(windowBytes: Int, continuation: AsyncThrowingStream<ChunkStream.Event, any Error>.Continuation) {
-        self.windowBytes = windowBytes
+    private init(continuation: AsyncThrowingStream<ChunkStream.Event, any Error>.Continuation) {
         self.continuation = continuation
     }
 
@@ -133,29 +118,18 @@ final class ChunkStreamProducer {
         if !ended { continuation.finish(throwing: ProtocolError.connectionClosed("the stream was abandoned")) }
     }
 
-    /// Hands a chunk to the consumer. False when it exceeds the window or comes after the end:
-    /// the sender broke flow control.
-    func receive(_ bytes: ByteBuffer) -> Bool {
-        guard !ended, outstandingBytes + bytes.readableBytes <= windowBytes else { return false }
-        outstandingBytes += bytes.readableBytes
+    /// Hands a chunk to the consumer.
+    func receive(_ bytes: ByteBuffer) {
+        guard !ended else { return }
         continuation.yield(.chunk(bytes))
-        return true
     }
 
-    /// Records credit given back; returns how much to announce in a WindowUpdate (0: nothing).
-    func creditReturned(_ bytes: Int) -> Int {
-        let returned = min(bytes, outstandingBytes)
-        outstandingBytes -= returned
-        return ended ? 0 : returned
-    }
-
-    /// The ChunkEnd arrived. False when the stream had already ended.
-    func end(_ payload: ChunkEndPayload) -> Bool {
-        guard !ended else { return false }
+    /// The ChunkEnd arrived: the consumer verifies it.
+    func end(_ payload: ChunkEndPayload) {
+        guard !ended else { return }
         ended = true
         continuation.yield(.end(payload))
         continuation.finish()
-        return true
     }
 
     /// The stream cannot complete (connection closed, request cancelled).

@@ -1,8 +1,8 @@
 import Synchronization
 
-/// The sending side of one stream's flow control (PROTOCOL.md 7.2): how many chunk bytes the
-/// receiver still accepts. The sender waits here; WindowUpdates add credit. Credit can never
-/// exceed the receiver's window. One sender at a time.
+/// Where the task sending one stream (an upload on the client, a download on the server) waits
+/// for flow-control credit (PROTOCOL.md 7.2). The connection's session decides how much credit
+/// there is and grants it here; the sender takes it. One sender at a time.
 final class CreditGate: Sendable {
     private struct State {
         var creditBytes: Int
@@ -10,25 +10,21 @@ final class CreditGate: Sendable {
         var failure: (any Error)?
     }
 
-    let windowBytes: Int
     private let state: Mutex<State>
 
-    init(windowBytes: Int) {
-        self.windowBytes = windowBytes
-        state = Mutex(State(creditBytes: windowBytes))
+    /// A gate holding `creditBytes` to start with.
+    init(creditBytes: Int) {
+        state = Mutex(State(creditBytes: creditBytes))
     }
 
-    /// Adds returned credit. False when the increment is 0 or would raise the credit above the
-    /// window: the receiver broke the protocol.
-    func add(_ incrementBytes: Int) -> Bool {
-        let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, any Error>?) in
-            guard incrementBytes > 0, state.creditBytes + incrementBytes <= windowBytes else { return (false, nil) }
-            state.creditBytes += incrementBytes
+    /// Adds credit the session granted.
+    func grant(_ bytes: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            state.creditBytes += bytes
             defer { state.waiter = nil }
-            return (true, state.waiter)
+            return state.waiter
         }
         waiter?.resume()
-        return accepted
     }
 
     /// Ends the stream: the waiting sender (and any later `take`) throws `error`.

@@ -1,5 +1,5 @@
 /// Settings of a `ProtocolClient` connection.
-public struct ClientConfiguration: Sendable {
+public struct ClientConfiguration: Equatable, Sendable {
     /// Reported in Hello, for the agent's logs.
     public var software = "upkeep"
     /// Bound on the TCP connect, and again on TLS plus Hello.

@@ -1,18 +1,5 @@
 import NIOCore
 
-/// One frame: header fields plus the payload bytes, as the codec reads and writes them.
-public struct Frame: Sendable, Equatable {
-    public var type: FrameType
-    public var requestID: UInt32
-    public var payload: ByteBuffer
-
-    public init(type: FrameType, requestID: UInt32, payload: ByteBuffer) {
-        self.type = type
-        self.requestID = requestID
-        self.payload = payload
-    }
-}
-
 /// Reads frames from bytes. Refuses a bad header (magic, version, type, id rule, length) as soon
 /// as its bytes are in, before the payload is awaited or allocated; reports bytes left over when
 /// the connection ends inside a frame. Not Sendable: one per channel, used on its event loop.
@@ -211,26 +198,3 @@ public final class FrameEncoder: ChannelOutboundHandler {
 
 @available(*, unavailable)
 extension FrameEncoder: Sendable {}
-
-extension Frame {
-    /// The frame carrying `message` (not a chunk: use `init(type:requestID:payload:)`).
-    public init(_ message: FrameMessage, requestID: UInt32, allocator: ByteBufferAllocator = ByteBufferAllocator()) throws {
-        self.init(type: message.frameType, requestID: requestID, payload: allocator.buffer(bytes: try message.encodedPayload()))
-    }
-
-    public static func chunk(_ bytes: ByteBuffer, requestID: UInt32) -> Frame {
-        Frame(type: .chunk, requestID: requestID, payload: bytes)
-    }
-
-    /// The decoded payload.
-    public func message() throws(MessageError) -> FrameMessage {
-        let type = type
-        do {
-            return try payload.withUnsafeReadableBytes { bytes in try FrameMessage.decode(type, payload: bytes) }
-        } catch let error as MessageError {
-            throw error
-        } catch {
-            preconditionFailure("FrameMessage.decode throws only MessageError, got \(error)")
-        }
-    }
-}

@@ -1,5 +1,5 @@
 /// Limits of a `ProtocolServer` (PROTOCOL.md section 14 lists the defaults).
-public struct ServerConfiguration: Sendable {
+public struct ServerConfiguration: Equatable, Sendable {
     /// Open connections at most; more are answered `busy` on request id 0 and closed.
     public var connectionsMax = 1024
     /// Requests run at once per connection (announced in HelloReply); more are answered `busy`.
@@ -12,6 +12,11 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGracePeriod: Duration = .seconds(10)
     /// Receive window per upload stream (announced in HelloReply).
     public var streamWindowBytes = StreamWindow.bytesDefault
+    /// Progress frames sent at once per request before the pace below applies (PROTOCOL.md 6.3:
+    /// "at most a few per second"); events beyond the pace are dropped.
+    public var progressEventsBurst = ProgressBudget.burstDefault
+    /// Progress frames per second per request, after the burst.
+    public var progressEventsPerSecond = ProgressBudget.perSecondDefault
 
     public init() {}
 }
