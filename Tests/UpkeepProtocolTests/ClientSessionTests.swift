@@ -262,7 +262,9 @@ import UpkeepTLS
         guard case .endCall(.connectionClosed?, false, 1)? = actions.first else { Issue.record("\(actions)"); return }
         guard case .refuseCall(2, .error(.notProcessed))? = actions.dropFirst().first else { Issue.record("\(actions)"); return }
         #expect(actions.suffix(2) == [.markUnusable, .close])
-        #expect(session.call(3).count == 1, "later calls are refused at once")
+        let later = session.call(3)
+        guard case .refuseCall(3, .error(let refusal))? = later.first, later.count == 1 else { Issue.record("\(later)"); return }
+        #expect(refusal.requestWasNotProcessed, "a call refused by a closed connection was never sent")
     }
 
     @Test("§9.2 clients MUST treat unknown error codes like internal")

@@ -241,7 +241,8 @@ public struct ClientSession<TLSFailure: Error & Equatable & Sendable> {
                                    now: NIODeadline) -> [Action] {
         switch state {
         case .closed(let reason):
-            return [.refuseCall(token: token, .error(reason.asCallFailure))]
+            // Never sent, so certainly not processed, whatever closed the connection.
+            return [.refuseCall(token: token, .error(.notProcessed("the connection is closed: \(reason)")))]
         case .goingAway(_, _, let reason):
             return [.refuseCall(token: token, .error(.notProcessed(reason)))]
         case .established:
