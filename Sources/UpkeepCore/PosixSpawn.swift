@@ -3,10 +3,11 @@ import Glibc
 
 /// Starts programs with `posix_spawn` the one way every Upkeep process does (the agent's
 /// `systemctl` and `k3s` runs, the sandbox's daemons): argv without a shell, exactly the
-/// environment given, stdin from /dev/null, stdout and stderr where the caller says, **no other
-/// descriptor** of the caller (TLS sockets, journals, listen sockets, other children's pipes),
-/// an empty signal mask and every signal's default disposition (a caller that ignores SIGTERM
-/// would otherwise hand that on across exec). It never waits for the program: see `WaitStatus`.
+/// environment given, stdin from /dev/null (or a descriptor the caller names), stdout and stderr
+/// where the caller says, **no other descriptor** of the caller (TLS sockets, journals, listen
+/// sockets, other children's pipes), an empty signal mask and every signal's default disposition
+/// (a caller that ignores SIGTERM would otherwise hand that on across exec). It never waits for
+/// the program: see `WaitStatus`.
 public enum PosixSpawn {
     /// Where the child's stdout or stderr goes.
     public enum Output: Sendable, Equatable {
@@ -36,8 +37,10 @@ public enum PosixSpawn {
     }
 
     /// Starts `arguments[0]` (a path; no PATH lookup) and returns its pid.
-    public static func spawn(_ arguments: [String], environment: [String: String], standardOutput: Output,
-                             standardError: Output, grouping: Grouping = .inherit) throws(Failure) -> pid_t
+    /// `standardInput`: a descriptor of the caller to read from (say, a pipe's read end whose
+    /// writer tells the child when to go), or nil for /dev/null.
+    public static func spawn(_ arguments: [String], environment: [String: String], standardInput: Int32? = nil,
+                             standardOutput: Output, standardError: Output, grouping: Grouping = .inherit) throws(Failure) -> pid_t
     {
         guard let path = arguments.first else { throw Failure("no program to start (empty argument list)") }
         guard let closeFrom = closeFromAction else {
@@ -66,7 +69,11 @@ public enum PosixSpawn {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let standardInput {
+            posix_spawn_file_actions_adddup2(&actions, standardInput, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         for (target, output) in [(Int32(1), standardOutput), (Int32(2), standardError)] {
             switch output {
             case .descriptor(let descriptor): posix_spawn_file_actions_adddup2(&actions, descriptor, target)

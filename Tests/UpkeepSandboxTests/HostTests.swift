@@ -135,6 +135,7 @@ struct HostTests {
             for node in runner.manifest.nodes {
                 let state = SystemctlStandIn.currentState(node)
                 recorded.formUnion([state.supervisorPID, state.mainPID].filter { $0 > 0 })
+                if let etcd = EtcdServerTests.etcdPID(node) { recorded.insert(etcd) }
             }
         }
         record()

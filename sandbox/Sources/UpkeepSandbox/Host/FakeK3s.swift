@@ -12,7 +12,10 @@ import UpkeepTLS
 /// The "binary" for version V is a small script carrying V that execs this code, so replacing
 /// the file on disk changes the version exactly as a real upgrade does. `k3s server|agent`
 /// runs the node: kubelet health on `http://<address>:10248/healthz`, on servers the supervisor's
-/// `https://<address>:6443/ping`, and node status and lease heartbeats to the simulated API.
+/// `https://<address>:6443/ping` and the datastore (`ServerDatastore`: an etcd member, or kine
+/// over SQLite), and node status and lease heartbeats to the simulated API. A server becomes
+/// healthy only once its datastore serves; an air-gapped node only with its version's images in
+/// `agent/images` (`AirGap`).
 public enum FakeK3s {
     public static let versionVariable = "UPKEEP_FAKE_K3S_VERSION"
     public static let selfVariable = "UPKEEP_FAKE_K3S_SELF"
@@ -55,7 +58,7 @@ public enum FakeK3s {
                     return fatal("this node is an agent; its unit runs `k3s agent`")
                 }
                 if arguments.contains("--cluster-reset") {
-                    return clusterReset(node: node, version: version, arguments: arguments)
+                    return await clusterReset(node: node, version: version, arguments: arguments)
                 }
                 return await run(node: node, version: version)
             } catch {
@@ -63,7 +66,7 @@ public enum FakeK3s {
             }
         case "etcd-snapshot":
             do {
-                return try snapshot(node: try locateNode(environment), arguments: Array(arguments.dropFirst()))
+                return try await snapshot(node: try locateNode(environment), arguments: Array(arguments.dropFirst()))
             } catch {
                 return fatal("\(error)")
             }
@@ -106,73 +109,16 @@ public enum FakeK3s {
         return Spawn.isAlive(pid)
     }
 
-    // MARK: - etcd snapshots and cluster reset
-
-    static func snapshot(node: SandboxNode, arguments: [String]) throws -> Int32 {
-        var arguments = arguments
-        if arguments.first == "save" { arguments.removeFirst() }
-        guard node.isServer else { return fatal("etcd-snapshot must be run on a server node") }
-        guard node.datastore == "etcd" else { return fatal("etcd datastore disabled") }
-        guard isRunning(node) else { return fatal("etcd-snapshot: failed to get etcd status: k3s is not running on this node") }
-        var base = "on-demand"
-        var directory = node.snapshotDir
-        var compress = false
-        var index = 0
-        while index < arguments.count {
-            let argument = arguments[index]
-            func value() -> String? {
-                if let equals = argument.firstIndex(of: "=") { return String(argument[argument.index(after: equals)...]) }
-                index += 1
-                return index < arguments.count ? arguments[index] : nil
-            }
-            if argument.hasPrefix("--name") { base = value() ?? base }
-            else if argument.hasPrefix("--dir") || argument.hasPrefix("--etcd-snapshot-dir") { directory = value() ?? directory }
-            else if argument == "--etcd-snapshot-compress" || argument == "--compress" { compress = true }
-            index += 1
-        }
-        let name = "\(base)-\(node.name)-\(Int(Date().timeIntervalSince1970))" + (compress ? ".zip" : "")
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let content: JSON = ["kind": "UpkeepSandboxEtcdSnapshot", "node": .string(node.name),
-                             "version": .string(currentVersion(node) ?? ""), "time": .string(KubeTime.format(Date().timeIntervalSince1970))]
-        try JSONFiles.atomicWrite(Data(content.serialized()), to: "\(directory)/\(name)", mode: 0o600)
-        log("info", "Saving etcd snapshot to \(directory)/\(name)")
-        log("info", "Snapshot \(name) saved.")
-        return 0
-    }
-
-    static func currentVersion(_ node: SandboxNode) -> String? {
-        guard let script = try? String(contentsOfFile: node.k3sBinary, encoding: .utf8),
-              let range = script.range(of: "\(versionVariable)='")
-        else { return nil }
-        return String(script[range.upperBound...].prefix { $0 != "'" })
-    }
-
-    static func clusterReset(node: SandboxNode, version: String, arguments: [String]) -> Int32 {
-        guard node.isServer else { return fatal("--cluster-reset is only valid on servers") }
-        guard node.datastore == "etcd" else { return fatal("--cluster-reset requires embedded etcd; this server uses SQLite") }
-        guard !isRunning(node) else {
-            return fatal("starting kubernetes: preparing server: k3s is already running on this node; stop it first (systemctl stop k3s)")
-        }
-        let database = "\(node.dataDir)/server/db"
-        if let restore = arguments.first(where: { $0.hasPrefix("--cluster-reset-restore-path=") })?.split(separator: "=", maxSplits: 1).last {
-            let path = String(restore)
-            guard let data = FileManager.default.contents(atPath: path),
-                  (try? JSON.parse(bytes: Array(data)))?["kind"] == "UpkeepSandboxEtcdSnapshot"
-            else {
-                return fatal("starting kubernetes: preparing server: etcd: snapshot restore failed: \(path) is not an etcd snapshot")
-            }
-            log("info", "Pre-restore etcd database moved to \(database)/etcd-old-\(Int(Date().timeIntervalSince1970))")
-            try? JSONFiles.atomicWrite(Data(path.utf8), to: "\(database)/restored-from")
-        }
-        log("info", "Starting k3s \(version) (\(commit(of: version)))")
-        log("info", "Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes")
-        try? JSONFiles.atomicWrite(Data(), to: "\(database)/reset-flag")
-        return 0
-    }
-
     // MARK: - Running the node
 
+    /// How a run of `k3s server|agent` ends: a stop signal, or a failure that makes it exit non-zero.
+    enum Ending: Sendable {
+        case signal(Int32)
+        case failure(String)
+    }
+
     static func run(node: SandboxNode, version: String) async -> Int32 {
+        let stopSignal = Signals.listen(for: [SIGTERM, SIGINT])
         let fault = SandboxFaults.load(node.faultsFile).fault(node: node.name, version: version)
         log("info", "Starting k3s \(version) (\(commit(of: version)))")
         if fault.exitAtStart == true {
@@ -207,7 +153,27 @@ public enum FakeK3s {
             socket = try? await ServerBootstrap(group: group).bind(unixDomainSocketPath: node.containerdSocket).get()
         }
 
+        let (endings, ending) = AsyncStream.makeStream(of: Ending.self)
+        let datastore = NIOLockedValueBox<ServerDatastore?>(nil)
         let kubelet = Task {
+            if node.isServer {
+                do {
+                    let started = try await ServerDatastore.start(node) { log($0, $1) }
+                    datastore.withLockedValue { $0 = started }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    ending.yield(.failure("starting kubernetes: \(error)"))
+                    return
+                }
+            }
+            if let missing = AirGap.missingImages(node: node, version: version) {
+                // The kubelet cannot start a pod of this version without its images (the node
+                // has no registry to pull them from): the node never becomes Ready.
+                try? JSONFiles.atomicWrite(Data(String(getpid()).utf8), to: node.readyFile)
+                log("error", missing)
+                return
+            }
             if fault.neverHealthy == true {
                 // k3s tells systemd it started (the unit turns active) but the kubelet never
                 // becomes healthy and never reports the node Ready: what a bad upgrade looks like.
@@ -224,14 +190,31 @@ public enum FakeK3s {
             log("info", "k3s is up and running")
             await heartbeat(node: node, version: version)
         }
-        let signal = await Signals.wait(for: [SIGTERM, SIGINT])
-        log("info", "Received signal \(signal), shutting down")
+        let signalWatch = Task { ending.yield(.signal(await stopSignal())) }
+        // Embedded etcd that dies takes k3s with it.
+        let etcdWatch = Task {
+            while !Task.isCancelled {
+                if let status = datastore.withLockedValue({ $0 })?.etcdExitStatus() {
+                    ending.yield(.failure("etcd exited (status \(WaitStatus(status).shellCode)); see \(node.etcdLogFile)"))
+                    return
+                }
+                try? await Task.sleep(nanoseconds: 200_000_000)
+            }
+        }
+        var iterator = endings.makeAsyncIterator()
+        let end = await iterator.next() ?? .signal(SIGTERM)
+        if case .signal(let signal) = end { log("info", "Received signal \(signal), shutting down") }
         kubelet.cancel()
+        etcdWatch.cancel()
+        signalWatch.cancel()
         unlink(node.readyFile)
         healthy.withLockedValue { $0 = false }
+        _ = await kubelet.value
+        await datastore.withLockedValue { $0 }?.stop()
         for server in servers { await server.close() }
         try? await socket?.close()
         unlink(node.containerdSocket)
+        if case .failure(let message) = end { return fatal(message) }
         return 0
     }
 

@@ -23,6 +23,11 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var datastore: String
     /// Where the node's upkeep-agent will listen (issue 4), reserved now so addresses stay stable.
     public var agentPort: Int
+    /// Every server's address (servers of an etcd cluster: where a member without data finds
+    /// the cluster to join, as k3s's `--server` URL does).
+    public var etcdPeers: [String]?
+    /// The node has no registry: its k3s takes its images from `agent/images` (`AirGap`).
+    public var airgap: Bool?
 
     public var isServer: Bool { role == "server" }
     public var unit: String { isServer ? "k3s" : "k3s-agent" }
@@ -42,6 +47,12 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     /// Written by the fake k3s once it is healthy (the `READY=1` of a Type=notify unit).
     public var readyFile: String { "\(root)/run/upkeep-sandbox/\(unit).ready" }
     public var logFile: String { "\(root)/var/log/\(unit).log" }
+    /// The datastore's etcd API: a server's etcd member, or the fake kine of a single SQLite server.
+    public var datastoreURL: String { "http://\(address):2379" }
+    /// Its etcd member's output (servers of an etcd cluster).
+    public var etcdLogFile: String { "\(root)/var/log/etcd.log" }
+    /// Its etcd member's pid, while it runs.
+    public var etcdPIDFile: String { "\(root)/run/upkeep-sandbox/etcd.pid" }
     public var kubeletHealthzURL: String { "http://\(address):10248/healthz" }
     public var supervisorPingURL: String { "https://\(address):6443/ping" }
     /// The node's upkeep-agent: configuration, data dir, pid file, log, and where it listens.
@@ -54,7 +65,7 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var descriptorFile: String { "\(root)/\(Self.descriptorName)" }
 
     public init(name: String, role: String, address: String, root: String, netns: String?, apiURL: String, faultsFile: String,
-                hostBinary: String, datastore: String, agentPort: Int = 9660)
+                hostBinary: String, datastore: String, agentPort: Int = 9660, etcdPeers: [String]? = nil, airgap: Bool? = nil)
     {
         self.name = name
         self.role = role
@@ -66,6 +77,8 @@ public struct SandboxNode: Codable, Sendable, Equatable {
         self.hostBinary = hostBinary
         self.datastore = datastore
         self.agentPort = agentPort
+        self.etcdPeers = etcdPeers
+        self.airgap = airgap
     }
 
     /// Reads the descriptor of the node whose root is `root`.

@@ -19,9 +19,12 @@ public struct SandboxOptions: Sendable, Equatable, Codable {
     public var timings: ModelTimings
     /// How long `start` waits for every node to be Ready.
     public var readyTimeoutSeconds: Double
+    /// Nodes without a registry: their k3s takes its images from `agent/images` (`AirGap`).
+    public var airgapNodes: [String]?
 
     public init(directory: String, spec: ClusterSpec, netns: Bool = false, hostBinary: String, agentBinary: String? = nil,
-                agentPort: Int = 9443, timings: ModelTimings = ModelTimings(), readyTimeoutSeconds: Double = 90)
+                agentPort: Int = 9443, timings: ModelTimings = ModelTimings(), readyTimeoutSeconds: Double = 90,
+                airgapNodes: [String]? = nil)
     {
         self.directory = directory
         self.spec = spec
@@ -31,6 +34,7 @@ public struct SandboxOptions: Sendable, Equatable, Codable {
         self.agentPort = agentPort
         self.timings = timings
         self.readyTimeoutSeconds = readyTimeoutSeconds
+        self.airgapNodes = airgapNodes
     }
 }
 
@@ -106,6 +110,12 @@ public final class SandboxRunner: Sendable {
 
     public static func start(_ options: SandboxOptions) async throws -> SandboxRunner {
         if let problem = options.spec.problem { throw SandboxError(problem) }
+        if let unknown = options.airgapNodes?.first(where: { !options.spec.nodeNames.contains($0) }) {
+            throw SandboxError("--airgap names \(unknown), which is not a node of this sandbox (\(options.spec.nodeNames.joined(separator: ", ")))")
+        }
+        if options.spec.servers > 1, !EtcdMember.installed {
+            throw SandboxError("a sandbox with several servers runs an etcd member on each, and etcd is not installed: apt-get install etcd-server etcd-client (scripts/install-deps does)")
+        }
         guard FileManager.default.isExecutableFile(atPath: options.hostBinary) else {
             throw SandboxError("the sandbox host binary \(options.hostBinary) is missing; build it (swift build) or pass --host-binary")
         }
@@ -165,14 +175,19 @@ public final class SandboxRunner: Sendable {
         let release = try await ReleaseServer.start(catalog: catalog, host: apiHost, group: group)
 
         var nodes: [SandboxNode] = []
+        let serverAddresses = spec.serverNames.map { spec.address(of: $0) }
+        let airgap = Set(options.airgapNodes ?? [])
         for (index, name) in spec.nodeNames.enumerated() {
             let node = SandboxNode(name: name, role: index < spec.servers ? "server" : "agent", address: spec.address(of: name),
                                    root: "\(directory)/nodes/\(name)", netns: network?.namespaces[index], apiURL: apiURL,
                                    faultsFile: faultsFile, hostBinary: options.hostBinary,
-                                   datastore: spec.servers > 1 ? "etcd" : "sqlite", agentPort: options.agentPort)
+                                   datastore: spec.servers > 1 ? "etcd" : "sqlite", agentPort: options.agentPort,
+                                   etcdPeers: index < spec.servers && spec.servers > 1 ? serverAddresses : nil,
+                                   airgap: airgap.contains(name) ? true : nil)
             try layOut(node, version: spec.k3sVersion, credentials: credentials, apiURL: apiURL)
             nodes.append(node)
         }
+        try layOutDatastore(servers: nodes.filter(\.isServer), token: "upkeep-sandbox-\(StableHash.hex(directory, length: 12))")
         try SandboxIdentities.prepare(directory: directory, nodes: nodes)
         try JSONFiles.atomicWrite(Data(SandboxIdentities.controllerConfig(directory: directory, releaseURL: release.baseURL,
                                                                           agentPort: options.agentPort).utf8),
@@ -219,7 +234,7 @@ public final class SandboxRunner: Sendable {
     static func layOut(_ node: SandboxNode, version: String, credentials: SandboxCredentials, apiURL: String) throws {
         let fm = FileManager.default
         for directory in ["usr/local/bin", "bin", "etc/rancher/k3s", "etc/systemd/system", "var/lib/rancher/k3s/server/tls",
-                          "var/lib/rancher/k3s/server/db/snapshots", "var/lib/rancher/k3s/agent", "run/upkeep-sandbox", "run/k3s/containerd",
+                          "var/lib/rancher/k3s/agent", "run/upkeep-sandbox", "run/k3s/containerd",
                           "var/log"]
         {
             try fm.createDirectory(atPath: "\(node.root)/\(directory)", withIntermediateDirectories: true)
@@ -264,7 +279,37 @@ public final class SandboxRunner: Sendable {
             let token = "K10" + StableHash.hex("token/\(node.root)", length: 16) + StableHash.hex("token2/\(node.root)", length: 16)
                 + "::server:" + StableHash.hex("secret/\(node.root)", length: 16)
             try JSONFiles.atomicWrite(Data((token + "\n").utf8), to: "\(node.dataDir)/server/token", mode: 0o600)
-            try SandboxDatastore.create(node)
+        }
+        if node.airgap == true { try AirGap.place(version: version, on: node) }
+    }
+
+    /// A fresh datastore on every server, as a new cluster starts: the etcd members of all
+    /// servers form one new cluster at their first start (`EtcdMember.Bootstrap`), or the single
+    /// server gets kine's empty `state.db`. A datastore of an earlier sandbox in the same
+    /// directory is removed.
+    static func layOutDatastore(servers: [SandboxNode], token: String) throws {
+        let fm = FileManager.default
+        for node in servers {
+            let database = "\(node.dataDir)/server/db"
+            try? fm.removeItem(atPath: database)
+            try fm.createDirectory(atPath: "\(database)/snapshots", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            chmod(database, 0o700)
+        }
+        guard servers.count > 1 else {
+            if let node = servers.first { try KineStore.create(path: "\(node.dataDir)/server/db/state.db") }
+            return
+        }
+        var members: [String: String] = [:]
+        for node in servers {
+            let member = EtcdMember(node: node)
+            members[member.newName()] = member.peerURL
+        }
+        for node in servers {
+            let member = EtcdMember(node: node)
+            guard let name = members.first(where: { $0.value == member.peerURL })?.key else { continue }
+            try fm.createDirectory(atPath: member.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try JSONFiles.atomicWrite(Data((name + "\n").utf8), to: member.nameFile, mode: 0o600)
+            try JSONFiles.write(EtcdMember.Bootstrap(token: token, members: members), to: member.bootstrapFile, mode: 0o600)
         }
     }
 

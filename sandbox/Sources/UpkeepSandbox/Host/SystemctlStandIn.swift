@@ -313,8 +313,10 @@ public enum UnitSupervisor {
             unlink(node.readyFile)
             let pid: pid_t
             do {
+                // In a process group of its own, which a stop signals whole: what k3s starts with
+                // it (the sandbox's etcd member) stops with it.
                 pid = try Spawn.detached(command, environment: PosixSpawn.inheritedEnvironment(applying: [FakeK3s.rootVariable: node.root]),
-                                         logFile: node.logFile, newSession: false)
+                                         logFile: node.logFile, newSession: false, ownGroup: true)
             } catch {
                 state.activeState = "failed"
                 state.subState = "failed"
@@ -334,9 +336,9 @@ public enum UnitSupervisor {
                     state.activeState = "deactivating"
                     state.subState = "stop-sigterm"
                     try? JSONFiles.write(state, to: node.unitStateFile)
-                    kill(pid, SIGTERM)
-                    if !reaped(pid, withinSeconds: 10) {
-                        kill(pid, SIGKILL)
+                    kill(-pid, SIGTERM)
+                    if !reaped(pid, withinSeconds: 15) {
+                        kill(-pid, SIGKILL)
                         _ = reaped(pid, withinSeconds: 5)
                     }
                     node.recordStopped(state)

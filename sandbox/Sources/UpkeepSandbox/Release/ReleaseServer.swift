@@ -141,8 +141,9 @@ public final class ReleaseCatalog: Sendable {
     }
 
     /// A k3s release as k3s publishes it: per arch the binary (`k3s`, `k3s-arm64`, `k3s-armhf`,
-    /// and `k3s-s390x` before v1.28.4+k3s2), its air-gap images, and `sha256sum-<arch>.txt`
-    /// (`arm` for armhf) listing the images first and the binary last.
+    /// and `k3s-s390x` before v1.28.4+k3s2), its air-gap images (`k3s-airgap-images-<arch>` as
+    /// `.tar.zst`, `.tar.gz` and `.tar`, small stand-ins naming their version: `AirGap`), and
+    /// `sha256sum-<arch>.txt` (`arm` for armhf) listing the images first and the binary last.
     public static func k3sRelease(_ version: String, prerelease: Bool = false, draft: Bool = false, publishedAt: Double,
                                   binary: (String) -> [UInt8]) -> Release
     {
@@ -152,11 +153,15 @@ public final class ReleaseCatalog: Sendable {
         var sums: [(String, [String])] = []
         for (arch, name, sumArch) in arches {
             let content = binary(arch)
-            let images = Array("airgap images for \(version) \(arch)\n".utf8)
-            let imagesName = "k3s-airgap-images-\(arch).tar.gz"
-            assets.append(Self.asset(imagesName, images))
+            var lines: [String] = []
+            for format in AirGap.formats {
+                let images = AirGap.tarball(version: version, arch: arch, format: format)
+                let imagesName = AirGap.tarballName(arch: arch, format: format)
+                assets.append(Self.asset(imagesName, images))
+                lines.append("\(SHA256.hex(images))  \(imagesName)")
+            }
             assets.append(Self.asset(name, content))
-            sums.append((sumArch, ["\(SHA256.hex(images))  \(imagesName)", "\(SHA256.hex(content))  \(name)"]))
+            sums.append((sumArch, lines + ["\(SHA256.hex(content))  \(name)"]))
         }
         for (arch, lines) in sums.sorted(by: { $0.0 < $1.0 }) {
             assets.append(Self.asset("sha256sum-\(arch).txt", Array((lines.joined(separator: "\n") + "\n").utf8)))
