@@ -125,7 +125,7 @@ let package = Package(
         .target(name: "UpkeepStore", dependencies: ["UpkeepRollout", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "controller/Sources/UpkeepStore", swiftSettings: strict),
         // Drives the rollout engine: persists every transition before acting, holds the lease.
-        .target(name: "UpkeepRuntime", dependencies: ["UpkeepRollout", "UpkeepStore"],
+        .target(name: "UpkeepRuntime", dependencies: ["UpkeepRollout", "UpkeepStore", "UpkeepCore"],
                 path: "controller/Sources/UpkeepRuntime", swiftSettings: strict),
 
         // Simulated clusters and agents for the controller's deterministic simulation tests and benches.

@@ -4,6 +4,7 @@ import UpkeepRollout
 import UpkeepRuntimeTestSupport
 import UpkeepStore
 import UpkeepTestSupport
+import UpkeepCore
 
 /// `upkeep abandon` as the built binary runs it, over a real state database holding a rollout
 /// that a controller left in the middle (a node cordoned, requests unanswered).

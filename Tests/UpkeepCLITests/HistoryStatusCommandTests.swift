@@ -4,6 +4,7 @@ import UpkeepRollout
 import UpkeepRuntimeTestSupport
 import UpkeepStore
 import UpkeepTestSupport
+import UpkeepCore
 
 /// `upkeep history` and `upkeep status` as the built binary prints them, over a real state
 /// database that a rollout was recorded into.

@@ -3,6 +3,7 @@ import Testing
 import UpkeepRollout
 import UpkeepStore
 import UpkeepTestSupport
+import UpkeepCore
 
 /// The repository's `deploy/` directory, found from this source file.
 private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -5,6 +5,7 @@ import UpkeepRollout
 import UpkeepRuntimeTestSupport
 import UpkeepStore
 import UpkeepTestSupport
+import UpkeepCore
 
 /// `upkeep report` as the built binary writes it, over a real state database holding a completed
 /// rollout (with the backup taken before it) and one that failed and rolled back.

@@ -1,6 +1,7 @@
 import Synchronization
 import UpkeepRollout
 import UpkeepStore
+import UpkeepCore
 
 /// Drives a `RolloutEngine`: feeds it events, persists the engine and the transition in one
 /// transaction (under the lease) BEFORE performing the actions it returned, then performs them —

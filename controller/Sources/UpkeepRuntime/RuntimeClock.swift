@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepRollout
+import UpkeepCore
 
 /// The runtime's time: `now` for the engine and the lease, and a bounded sleep for wake-ups.
 /// Production uses wall time (`WallClock`), so a deadline persisted before a crash means the

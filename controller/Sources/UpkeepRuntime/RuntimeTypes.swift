@@ -1,5 +1,6 @@
 import UpkeepRollout
 import UpkeepStore
+import UpkeepCore
 
 /// How a run of the runtime ended.
 public enum RunResult: Equatable, Sendable {

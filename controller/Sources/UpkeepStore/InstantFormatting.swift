@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepRollout
+import UpkeepCore
 
 extension Instant {
     /// The moment as wall-clock UTC, `2026-11-28T17:30:02Z` (Instants are Unix milliseconds in production).

@@ -1,5 +1,6 @@
 import GRDB
 import UpkeepRollout
+import UpkeepCore
 
 /// A sealed datastore backup as the state database records it.
 public struct BackupRecord: Codable, Equatable, Sendable {

@@ -1,5 +1,6 @@
 import GRDB
 import UpkeepRollout
+import UpkeepCore
 
 /// One `upkeep update` through Git as the state database records it.
 public struct ComponentUpdateRecord: Codable, Equatable, Sendable {

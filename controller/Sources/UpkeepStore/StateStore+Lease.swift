@@ -1,5 +1,6 @@
 import GRDB
 import UpkeepRollout
+import UpkeepCore
 
 /// The lease: one row naming the controller allowed to drive rollouts and until when. A holder
 /// renews it well before it expires; an expired lease is free for anyone; `forceTakeover` takes

@@ -1,5 +1,6 @@
 import GRDB
 import UpkeepRollout
+import UpkeepCore
 
 /// Counts over the whole history, computed by SQLite (aggregates over indexed columns) rather
 /// than by decoding every rollout: what a metrics scrape needs, at a cost that does not grow with

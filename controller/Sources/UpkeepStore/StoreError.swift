@@ -1,4 +1,5 @@
 import UpkeepRollout
+import UpkeepCore
 
 /// What can go wrong with the controller's state database, each in words that say what to do.
 /// Operators cause these (a second controller, a stale directory, a newer database); bugs do not

@@ -3,6 +3,7 @@ import Prometheus
 import UpkeepRollout
 import UpkeepStore
 import UpkeepUpdates
+import UpkeepCore
 
 /// What Upkeep knows, as numbers: read from the state database and the check history at the
 /// moment of a scrape (or of `upkeep metrics`), so the metrics survive any controller crash and

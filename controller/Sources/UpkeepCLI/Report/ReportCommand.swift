@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UpkeepRollout
 import UpkeepStore
+import UpkeepCore
 
 /// `upkeep report`: a Markdown (or JSON) report from the state database, for a change record or a
 /// post-mortem: one rollout in full, or a period's summary.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UpkeepRollout
 import UpkeepStore
+import UpkeepCore
 
 /// Opens the state database named by the configuration, or says what to change.
 func openStateStore(_ config: ControllerConfig) throws -> StateStore {

@@ -1,3 +1,5 @@
+import UpkeepCore
+
 /// Bounds and choices for carrying out a plan. Every wait the engine does has one of these
 /// as its limit; none is unbounded.
 public struct RolloutPolicy: Codable, Equatable, Sendable {
