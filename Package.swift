@@ -86,8 +86,8 @@ let package = Package(
         // not link it: it loads libsqlite3 on its first SQLite backup (SQLiteOnlineBackup).
         .systemLibrary(name: "CSQLite", path: "sandbox/Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // The agent's pure core: the upgrade machine, its journal records and operation types. It
-        // imports nothing but the standard library, so the compiler keeps I/O out of it.
-        .target(name: "UpkeepAgentCore", path: "agent/Sources/UpkeepAgentCore", swiftSettings: strict),
+        // imports nothing but UpkeepCore and the standard library, so the compiler keeps I/O out of it.
+        .target(name: "UpkeepAgentCore", dependencies: ["UpkeepCore"], path: "agent/Sources/UpkeepAgentCore", swiftSettings: strict),
         .target(name: "UpkeepAgent", dependencies: ["UpkeepAgentCore", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
                                                 logging],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
@@ -99,7 +99,7 @@ let package = Package(
         // The functions that run from exec to an idle daemon come first in .text, in the order of
         // agent/upkeep-agent.order (scripts/agent-order-file): the kernel maps code 64 KiB around
         // each fault, so scattered start-up code kept most of .text resident (docs/agent.md, "Measurements").
-        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                                                            "-Xlinker", "--no-export-dynamic",

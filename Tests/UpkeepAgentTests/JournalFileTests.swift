@@ -2,11 +2,12 @@ import Foundation
 import Testing
 import UpkeepAgent
 import UpkeepAgentCore
+import UpkeepCore
 import UpkeepTestSupport
 
 @Suite struct JournalFileTests {
     private func entry(_ id: String) -> JournalRecord {
-        .began(OperationEntry(id: id, kind: .cordon, fingerprint: "cordon", startedAtUnixMs: 1, plan: nil))
+        .began(OperationEntry(id: id, kind: .cordon, fingerprint: "cordon", startedAt: Instant(milliseconds: 1), plan: nil))
     }
 
     @Test func recordsSurviveReopeningAndATornLastLineIsDropped() throws {

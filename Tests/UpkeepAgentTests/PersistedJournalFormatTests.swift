@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpkeepAgent
 import UpkeepAgentCore
+import UpkeepCore
 import UpkeepTestSupport
 
 /// An agent upgraded in place reads the journal its previous build wrote.
@@ -36,11 +37,11 @@ import UpkeepTestSupport
         #expect(watch.installID == "r1:f3:install:1")
         var machine = UpgradeMachine(journal: state)
         let live = LiveBinary(sha256: watch.installed.sha256, k3sVersion: watch.installed.k3sVersion)
-        #expect(machine.handle(.recover(live: live), nowUnixMs: 1_765_001_207_693).isEmpty)
-        #expect(machine.nextWakeUnixMs == 1_765_001_207_694)
-        let due = machine.handle(.tick, nowUnixMs: 1_765_001_207_694)
-        #expect(due == [.perform(.probe(expectedK3sVersion: "v1.31.2+k3s1", notBeforeUnixMs: 1_765_001_207_694), token: 1)])
+        #expect(machine.handle(.recover(live: live), now: Instant(milliseconds: 1_765_001_207_693)).isEmpty)
+        #expect(machine.nextWake == Instant(milliseconds: 1_765_001_207_694))
+        let due = machine.handle(.tick, now: Instant(milliseconds: 1_765_001_207_694))
+        #expect(due == [.perform(.probe(expectedK3sVersion: "v1.31.2+k3s1", notBefore: Instant(milliseconds: 1_765_001_207_694)), token: 1)])
         let started = try #require(state.operation("r1:f0:cordon:1"))
-        #expect(started.startedAtUnixMs == 1_765_000_000_000 && started.finishedAtUnixMs == 1_765_000_000_120)
+        #expect(started.startedAt == Instant(milliseconds: 1_765_000_000_000) && started.finishedAt == Instant(milliseconds: 1_765_000_000_120))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepAgentCore
+import UpkeepCore
 @testable import UpkeepAgent
 
 private let old = String(repeating: "a", count: 64)
@@ -91,7 +92,7 @@ private func node(newHealthy: Bool) -> SimulatedNode {
         startInstall(&harness)
         harness.settle()
         harness.node.healthyAfterMs[new] = nil
-        harness.now = try #require(harness.machine.nextWakeUnixMs)
+        harness.now = try #require(harness.machine.nextWake)
         harness.send(.tick)
         // Probe until the revert has placed the old binary, then die before the restart.
         while !harness.records.contains(.watchReverting(installID: "install-1")) { harness.step() }
@@ -128,8 +129,8 @@ private func node(newHealthy: Bool) -> SimulatedNode {
         var state = JournalState()
         for index in 0..<(JournalState.finishedOperationsMax + 10) {
             let id = "op-\(index)"
-            state.apply(.began(OperationEntry(id: id, kind: .cordon, fingerprint: "c", startedAtUnixMs: 0, plan: nil)))
-            state.apply(.finished(operationID: id, OperationOutcome(state: .succeeded, message: ""), atUnixMs: 0))
+            state.apply(.began(OperationEntry(id: id, kind: .cordon, fingerprint: "c", startedAt: Instant(milliseconds: 0), plan: nil)))
+            state.apply(.finished(operationID: id, OperationOutcome(state: .succeeded, message: ""), at: Instant(milliseconds: 0)))
         }
         #expect(state.order.count == JournalState.finishedOperationsMax)
         #expect(state.operation("op-0") == nil)

@@ -1,5 +1,6 @@
 @testable import UpkeepAgent
 import UpkeepAgentCore
+import UpkeepCore
 
 /// A node the pure machine's effects act on, in memory: what the live path holds, what is kept,
 /// what runs, and which binaries become healthy. Used to script the machine and to crash it.
@@ -7,7 +8,7 @@ struct SimulatedNode {
     var live: String
     var kept: Set<String> = []
     var running: String?
-    var startedAtUnixMs: Int64 = 0
+    var startedAt = Instant(milliseconds: 0)
     /// Binaries that pass probes this long after they start; absent ones never do.
     var healthyAfterMs: [String: Int64] = [:]
     var versions: [String: String] = [:]
@@ -20,11 +21,11 @@ struct SimulatedNode {
 
     var liveBinary: LiveBinary { LiveBinary(sha256: live, k3sVersion: versions[live]) }
 
-    func probe(expected: String?, now: Int64) -> ProbeReport {
+    func probe(expected: String?, now: Instant) -> ProbeReport {
         guard let running else {
             return ProbeReport(checks: [ProbeReport.Check(name: "unit", ok: false, latencyMs: 1, message: "inactive")])
         }
-        let ready = healthyAfterMs[running].map { now >= startedAtUnixMs + $0 } ?? false
+        let ready = healthyAfterMs[running].map { now >= startedAt.adding(milliseconds: $0) } ?? false
         let version = versions[running]
         return ProbeReport(checks: [
             ProbeReport.Check(name: "unit", ok: true, latencyMs: 1, message: "active"),
@@ -40,7 +41,7 @@ struct MachineHarness {
     var machine: UpgradeMachine
     var node: SimulatedNode
     var records: [JournalRecord] = []
-    var now: Int64 = 1_000_000
+    var now = Instant(milliseconds: 1_000_000)
     var replies: [String: OperationOutcome] = [:]
     var rejections: [UpgradeMachine.Rejection] = []
     var proceeds: [String] = []
@@ -59,7 +60,7 @@ struct MachineHarness {
     }
 
     mutating func send(_ event: UpgradeMachine.Event) {
-        apply(machine.handle(event, nowUnixMs: now))
+        apply(machine.handle(event, now: now))
     }
 
     mutating func apply(_ actions: [UpgradeMachine.Action]) {
@@ -105,23 +106,23 @@ struct MachineHarness {
                 return .failed("Job for k3s.service failed")
             }
             node.running = node.live
-            node.startedAtUnixMs = now
+            node.startedAt = now
             return .done
         case .probe(let expected, let notBefore):
-            now = max(now, notBefore) + 5
+            now = max(now, notBefore).adding(milliseconds: 5)
             return .probed(node.probe(expected: expected, now: now))
         case .gate(let notBefore):
-            now = max(now, notBefore) + 1
+            now = max(now, notBefore).adding(milliseconds: 1)
             return .probed(ProbeReport(checks: node.probe(expected: nil, now: now).checks.filter { $0.name == "kubelet" || $0.name == "unit" && !$0.ok }))
         }
     }
 
     /// Performs effects until none is outstanding, ticking the watchdog when it is due and `untilMs`
     /// allows. Bounded so a machine that never settles fails the test instead of hanging it.
-    mutating func settle(untilUnixMs: Int64? = nil) {
+    mutating func settle(until: Instant? = nil) {
         for _ in 0..<10_000 {
             if step() { continue }
-            guard let wake = machine.nextWakeUnixMs, let until = untilUnixMs, wake <= until else { return }
+            guard let wake = machine.nextWake, let until, wake <= until else { return }
             now = max(now, wake)
             send(.tick)
         }
@@ -135,7 +136,7 @@ struct MachineHarness {
         return copy
     }
 
-    private init(node: SimulatedNode, records: [JournalRecord], now: Int64) {
+    private init(node: SimulatedNode, records: [JournalRecord], now: Instant) {
         self.node = node
         self.records = records
         self.now = now

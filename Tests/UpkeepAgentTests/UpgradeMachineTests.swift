@@ -1,5 +1,6 @@
 import Testing
 import UpkeepAgentCore
+import UpkeepCore
 @testable import UpkeepAgent
 
 private let old = String(repeating: "a", count: 64)
@@ -37,7 +38,7 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
         #expect(harness.node.kept == [old])
         #expect(harness.machine.journal.previous?.sha256 == old)
         let watch = try #require(harness.machine.journal.watch)
-        #expect(watch.installID == "install-1" && watch.deadlineUnixMs == report.watchdogDeadlineUnixMs)
+        #expect(watch.installID == "install-1" && watch.deadline == report.watchdogDeadline)
         // Order of effects: keep, place, restart, then probes until healthy.
         #expect(Array(harness.performed.prefix(3)) == [.keepPrevious(LiveBinary(sha256: old, k3sVersion: "v1.30.6+k3s1")),
                                                        .place(harness.node.binary(new)), .restartUnit])
@@ -60,7 +61,7 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
         #expect(probes.count == 1, "one full round once kubelet answered: \(probes.count)")
         // Looks are spaced by the gate interval, never sooner.
         let times = gates.compactMap { if case .gate(let at) = $0 { at } else { nil } }
-        #expect(zip(times.dropFirst(), times).allSatisfy { $0 - $1 >= 20 })
+        #expect(zip(times.dropFirst(), times).allSatisfy { $0.milliseconds(since: $1) >= 20 })
     }
 
     @Test func aGateThatNeverOpensEndsInOneFullProbeWhoseReportSaysWhatFailed() throws {
@@ -114,7 +115,7 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
 
     @Test func installOfTheLiveBinaryOnlyProbesAndStartsNoWatch() throws {
         var harness = MachineHarness(node: node())
-        harness.now += 10_000
+        harness.now = harness.now.adding(milliseconds: 10_000)
         install("install-1", old, on: &harness)
         harness.settle()
         #expect(harness.replies["install-1"]?.state == .succeeded)
@@ -126,12 +127,12 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
         var harness = MachineHarness(node: node())
         install(on: &harness, healthTimeoutMs: 5_000, watchdogTimeoutMs: 60_000)
         harness.settle()
-        let deadline = try #require(harness.machine.nextWakeUnixMs)
+        let deadline = try #require(harness.machine.nextWake)
         // The controller vanished; k3s at the new version breaks later.
         harness.node.healthyAfterMs[new] = nil
-        harness.settle(untilUnixMs: deadline - 1)
+        harness.settle(until: deadline.adding(milliseconds: -1))
         #expect(harness.machine.journal.watch != nil)  // not before the deadline
-        harness.settle(untilUnixMs: deadline)
+        harness.settle(until: deadline)
         #expect(harness.machine.journal.watch == nil)
         #expect(harness.node.live == old && harness.node.running == old)
         let entry = try #require(harness.machine.journal.operation("install-1"))
@@ -147,8 +148,8 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
         var harness = MachineHarness(node: node())
         install(on: &harness)
         harness.settle()
-        let deadline = try #require(harness.machine.nextWakeUnixMs)
-        harness.settle(untilUnixMs: deadline)
+        let deadline = try #require(harness.machine.nextWake)
+        harness.settle(until: deadline)
         let entry = try #require(harness.machine.journal.operation("install-1"))
         guard case .keptHealthy? = entry.watchEnd else { Issue.record("watch did not keep: \(String(describing: entry.watchEnd))"); return }
         #expect(harness.node.live == new && harness.node.restarts == 1)
@@ -161,9 +162,9 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
         harness.send(.commit(.init(operationID: "commit-1", installOperationID: "install-1")))
         #expect(harness.replies["commit-1"]?.state == .succeeded)
         #expect(harness.replies["commit-1"]?.body == .commit(CommitReport(k3sVersion: "v1.31.2+k3s1")))
-        #expect(harness.machine.nextWakeUnixMs == nil)
+        #expect(harness.machine.nextWake == nil)
         harness.node.healthyAfterMs[new] = nil
-        harness.settle(untilUnixMs: .max)
+        harness.settle(until: Instant(milliseconds: .max))
         #expect(harness.node.live == new && harness.node.restarts == 1)
     }
 
@@ -171,13 +172,13 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
         var harness = MachineHarness(node: node())
         install(on: &harness)
         harness.settle()
-        harness.now = try #require(harness.machine.nextWakeUnixMs)
+        harness.now = try #require(harness.machine.nextWake)
         harness.node.healthyAfterMs[new] = nil
         harness.send(.tick)
         #expect(harness.pending != nil)  // the watchdog's probe is out
         harness.send(.commit(.init(operationID: "commit-1", installOperationID: "install-1")))
         #expect(harness.replies["commit-1"]?.state == .succeeded)
-        harness.settle(untilUnixMs: .max)
+        harness.settle(until: Instant(milliseconds: .max))
         #expect(harness.node.live == new && harness.machine.journal.watch == nil)
     }
 
@@ -267,7 +268,7 @@ private func install(_ id: String = "install-1", _ sha: String = new, on harness
 
     @Test func requestsBeforeRecoveryAreBusy() {
         var machine = UpgradeMachine(journal: JournalState())
-        let actions = machine.handle(.begin(operationID: "x", kind: .stage, fingerprint: "s"), nowUnixMs: 0)
+        let actions = machine.handle(.begin(operationID: "x", kind: .stage, fingerprint: "s"), now: Instant(milliseconds: 0))
         guard case .reject(let rejection)? = actions.first else { Issue.record("not rejected: \(actions)"); return }
         #expect(rejection.code == .busy)
     }

@@ -1,3 +1,5 @@
+import UpkeepCore
+
 /// What an install or rollback will do, recorded when it starts so that a restarted agent can
 /// finish or undo it.
 public struct SwapPlan: Codable, Equatable, Sendable {
@@ -39,7 +41,7 @@ public struct OperationEntry: Codable, Equatable, Sendable {
     public var kind: OperationKind
     /// The request's parameters in short; a reused id with another fingerprint is refused.
     public var fingerprint: String
-    public var startedAtUnixMs: Int64
+    public var startedAt: Instant
     /// Install and rollback only.
     public var plan: SwapPlan?
     /// The binary most recently placed by this operation, and whether any restart was issued by it
@@ -48,15 +50,22 @@ public struct OperationEntry: Codable, Equatable, Sendable {
     public var restartIssued: Bool
     public var reverting: Bool
     public var outcome: OperationOutcome?
-    public var finishedAtUnixMs: Int64?
+    public var finishedAt: Instant?
     /// Install only: how the watch that followed it ended.
     public var watchEnd: WatchEnd?
 
-    public init(id: String, kind: OperationKind, fingerprint: String, startedAtUnixMs: Int64, plan: SwapPlan?) {
+    /// The journal's names since its first version, when times were Int64 fields named `…UnixMs`.
+    enum CodingKeys: String, CodingKey {
+        case id, kind, fingerprint, plan, placedSHA256, restartIssued, reverting, outcome, watchEnd
+        case startedAt = "startedAtUnixMs"
+        case finishedAt = "finishedAtUnixMs"
+    }
+
+    public init(id: String, kind: OperationKind, fingerprint: String, startedAt: Instant, plan: SwapPlan?) {
         self.id = id
         self.kind = kind
         self.fingerprint = fingerprint
-        self.startedAtUnixMs = startedAtUnixMs
+        self.startedAt = startedAt
         self.plan = plan
         placedSHA256 = nil
         restartIssued = false
@@ -72,17 +81,23 @@ public struct WatchRecord: Codable, Equatable, Sendable {
     public var installed: BinaryRef
     /// What the watchdog puts back when the node is unhealthy at the deadline.
     public var restore: BinaryRef
-    public var deadlineUnixMs: Int64
+    public var deadline: Instant
     /// How long the watchdog's own health check may take before it reverts.
     public var healthTimeoutMs: Int64
     /// The watchdog found the node unhealthy and is putting `restore` back.
     public var reverting: Bool
 
-    public init(installID: String, installed: BinaryRef, restore: BinaryRef, deadlineUnixMs: Int64, healthTimeoutMs: Int64) {
+    /// The journal's names since its first version.
+    enum CodingKeys: String, CodingKey {
+        case installID, installed, restore, healthTimeoutMs, reverting
+        case deadline = "deadlineUnixMs"
+    }
+
+    public init(installID: String, installed: BinaryRef, restore: BinaryRef, deadline: Instant, healthTimeoutMs: Int64) {
         self.installID = installID
         self.installed = installed
         self.restore = restore
-        self.deadlineUnixMs = deadlineUnixMs
+        self.deadline = deadline
         self.healthTimeoutMs = healthTimeoutMs
         reverting = false
     }
@@ -102,7 +117,7 @@ public enum WatchEnd: Codable, Equatable, Sendable {
 public enum JournalRecord: Codable, Equatable, Sendable {
     case began(OperationEntry)
     case step(operationID: String, SwapStep)
-    case finished(operationID: String, OperationOutcome, atUnixMs: Int64)
+    case finished(operationID: String, OperationOutcome, at: Instant)
     case previousKept(BinaryRef)
     case watchStarted(WatchRecord)
     case watchReverting(installID: String)
@@ -113,4 +128,10 @@ public enum JournalRecord: Codable, Equatable, Sendable {
     case cordonCleared
     /// The whole state, written when the journal is compacted.
     case snapshot(JournalState)
+
+    /// The journal's names since its first version (`_1` is the outcome, which has no label).
+    enum FinishedCodingKeys: String, CodingKey {
+        case operationID, _1
+        case at = "atUnixMs"
+    }
 }

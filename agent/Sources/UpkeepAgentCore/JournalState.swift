@@ -49,7 +49,7 @@ public struct JournalState: Codable, Equatable, Sendable {
         case .finished(let id, let outcome, let at):
             guard var entry = operations[id] else { return }
             entry.outcome = outcome
-            entry.finishedAtUnixMs = at
+            entry.finishedAt = at
             operations[id] = entry
             forgetOldOperations()
         case .previousKept(let binary):

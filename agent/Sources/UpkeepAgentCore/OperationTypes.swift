@@ -1,3 +1,5 @@
+import UpkeepCore
+
 /// The mutating operations the agent records under an operation id. The raw values are the
 /// protocol's method names.
 public enum OperationKind: String, Codable, Sendable, CaseIterable {
@@ -110,16 +112,22 @@ public struct InstallReport: Codable, Equatable, Sendable {
     /// After a revert: the probe of the restored binary.
     public var revertProbe: ProbeReport?
     /// When installed with a watch: when the watchdog acts unless committed.
-    public var watchdogDeadlineUnixMs: Int64?
+    public var watchdogDeadline: Instant?
+
+    /// The journal's names since its first version.
+    enum CodingKeys: String, CodingKey {
+        case outcome, previousK3sVersion, k3sVersion, probe, revertProbe
+        case watchdogDeadline = "watchdogDeadlineUnixMs"
+    }
 
     public init(outcome: Outcome, previousK3sVersion: String?, k3sVersion: String?, probe: ProbeReport,
-                revertProbe: ProbeReport? = nil, watchdogDeadlineUnixMs: Int64?) {
+                revertProbe: ProbeReport? = nil, watchdogDeadline: Instant?) {
         self.outcome = outcome
         self.previousK3sVersion = previousK3sVersion
         self.k3sVersion = k3sVersion
         self.probe = probe
         self.revertProbe = revertProbe
-        self.watchdogDeadlineUnixMs = watchdogDeadlineUnixMs
+        self.watchdogDeadline = watchdogDeadline
     }
 }
 

@@ -1,3 +1,5 @@
+import UpkeepCore
+
 /// The agent's upgrade sequence as a pure state machine: install (keep the live binary, place the
 /// staged one, restart, wait for health, else revert), the watchdog after a healthy install,
 /// commit, rollback, the operation-id ledger, and recovery from the journal at start.
@@ -7,6 +9,9 @@
 /// most one effect at a time, and feeds the effect's result back. Everything recovery needs is in
 /// the journal records the machine emits, so a shell killed at any point restarts, folds the
 /// journal into a `JournalState`, and sends `.recover`.
+///
+/// Times are `Instant`s on the shell's wall clock (Unix milliseconds), so a watchdog deadline
+/// recorded before a restart still means the same moment after it.
 public struct UpgradeMachine: Sendable {
     public private(set) var journal: JournalState
     private let settings: Settings
@@ -15,7 +20,7 @@ public struct UpgradeMachine: Sendable {
     private var live: LiveBinary?
     private var run: Run?
     private var lastToken: UInt64 = 0
-    private var now: Int64 = 0
+    private var now = Instant(milliseconds: 0)
     private var output: [Action] = []
 
     public init(journal: JournalState, settings: Settings = Settings()) {
@@ -24,24 +29,24 @@ public struct UpgradeMachine: Sendable {
     }
 
     /// When the shell must send `.tick` (the watchdog deadline), if anything waits for time.
-    public var nextWakeUnixMs: Int64? {
+    public var nextWake: Instant? {
         guard recovered, run == nil, let watch = journal.watch, !watch.reverting else { return nil }
-        return watch.deadlineUnixMs
+        return watch.deadline
     }
 
     /// True while an install, rollback or watchdog check runs.
     public var isBusy: Bool { run != nil }
 
-    public mutating func handle(_ event: Event, nowUnixMs: Int64) -> [Action] {
-        now = nowUnixMs
+    public mutating func handle(_ event: Event, now: Instant) -> [Action] {
+        self.now = now
         output = []
         switch event {
         case .recover(let live): recover(live: live)
         case .install(let command, let live): install(command, live: live)
         case .rollback(let command, let live): rollback(command, live: live)
         case .commit(let command): commit(command)
-        case .begin(let id, let kind, let fingerprint): begin(id, kind: kind, fingerprint: fingerprint)
-        case .finish(let id, let outcome): finishGeneric(id, outcome)
+        case .begin(let id, let kind, let fingerprint): beginShellOperation(id, kind: kind, fingerprint: fingerprint)
+        case .finish(let id, let outcome): finishShellOperation(id, outcome)
         case .completed(let token, let result): completed(token: token, result)
         case .noteCordon(let wasUnschedulable):
             if journal.cordonWasUnschedulable == nil { persist(.cordonNoted(wasUnschedulable: wasUnschedulable)) }
@@ -68,14 +73,14 @@ public struct UpgradeMachine: Sendable {
         if live.sha256 == command.target.sha256 {
             let plan = SwapPlan(target: command.target, replaced: live, restore: nil,
                                 healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: nil)
-            persist(.began(OperationEntry(id: id, kind: .install, fingerprint: command.fingerprint, startedAtUnixMs: now, plan: plan)))
+            persist(.began(OperationEntry(id: id, kind: .install, fingerprint: command.fingerprint, startedAt: now, plan: plan)))
             start(Run(purpose: .alreadyLive(id), steps: [.probe], target: command.target, healthTimeoutMs: command.healthTimeoutMs))
             return
         }
         let restore = BinaryRef(sha256: live.sha256, k3sVersion: live.k3sVersion, store: .previous)
         let plan = SwapPlan(target: command.target, replaced: live, restore: restore,
                             healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: command.watchdogTimeoutMs)
-        persist(.began(OperationEntry(id: id, kind: .install, fingerprint: command.fingerprint, startedAtUnixMs: now, plan: plan)))
+        persist(.began(OperationEntry(id: id, kind: .install, fingerprint: command.fingerprint, startedAt: now, plan: plan)))
         start(Run(purpose: .install(id), steps: [.keepPrevious, .place, .restart, .probe], target: command.target,
                   healthTimeoutMs: command.healthTimeoutMs))
     }
@@ -91,7 +96,7 @@ public struct UpgradeMachine: Sendable {
         }
         self.live = live
         let plan = SwapPlan(target: target, replaced: live, restore: nil, healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: nil)
-        persist(.began(OperationEntry(id: id, kind: .rollback, fingerprint: command.fingerprint, startedAtUnixMs: now, plan: plan)))
+        persist(.began(OperationEntry(id: id, kind: .rollback, fingerprint: command.fingerprint, startedAt: now, plan: plan)))
         start(Run(purpose: .rollback(id, interrupted: false), steps: [.place, .restart, .probe], target: target,
                   healthTimeoutMs: command.healthTimeoutMs))
     }
@@ -103,7 +108,7 @@ public struct UpgradeMachine: Sendable {
         if let install = journal.operation(installID), install.kind == .install, install.isRunning {
             return reject(.busy, "install \(installID) is still running; commit it after it answered")
         }
-        persist(.began(OperationEntry(id: id, kind: .commit, fingerprint: command.fingerprint, startedAtUnixMs: now, plan: nil)))
+        persist(.began(OperationEntry(id: id, kind: .commit, fingerprint: command.fingerprint, startedAt: now, plan: nil)))
         if let watch = journal.watch, watch.installID == installID {
             if watch.reverting {
                 return finish(id, .failed(.conflict, "the watchdog found install \(installID) unhealthy at its deadline and is reverting it"))
@@ -138,16 +143,18 @@ public struct UpgradeMachine: Sendable {
         }
     }
 
-    private mutating func begin(_ id: String, kind: OperationKind, fingerprint: String) {
+    /// Records a shell operation (stage, cordon, drain, uncordon, backup) as begun: the shell does
+    /// its work and reports the outcome with `.finish`; the machine only keeps the ledger.
+    private mutating func beginShellOperation(_ id: String, kind: OperationKind, fingerprint: String) {
         precondition(![.install, .rollback, .commit].contains(kind), "\(kind) has its own event")
         guard admit(id, kind: kind, fingerprint: fingerprint, exclusive: false) else { return }
-        persist(.began(OperationEntry(id: id, kind: kind, fingerprint: fingerprint, startedAtUnixMs: now, plan: nil)))
+        persist(.began(OperationEntry(id: id, kind: kind, fingerprint: fingerprint, startedAt: now, plan: nil)))
         output.append(.proceed(operationID: id))
     }
 
-    private mutating func finishGeneric(_ id: String, _ outcome: OperationOutcome) {
+    private mutating func finishShellOperation(_ id: String, _ outcome: OperationOutcome) {
         guard let entry = journal.operation(id), entry.isRunning, entry.plan == nil, entry.kind != .commit else {
-            preconditionFailure("finish for \(id), which is not a running generic operation")
+            preconditionFailure("finish for \(id), which is not a running shell operation")
         }
         finish(id, outcome)
     }
@@ -208,7 +215,7 @@ public struct UpgradeMachine: Sendable {
             return finish(entry.id, OperationOutcome(state: .succeeded, message: "installed \(watch.installed) (recorded after an agent restart); commit before the watchdog deadline",
                                                      body: .install(InstallReport(outcome: .installed, previousK3sVersion: watch.restore.k3sVersion,
                                                                                   k3sVersion: watch.installed.k3sVersion, probe: ProbeReport(checks: []),
-                                                                                  watchdogDeadlineUnixMs: watch.deadlineUnixMs))))
+                                                                                  watchdogDeadline: watch.deadline))))
         }
         let unchanged = live != nil && live?.sha256 == plan.replaced?.sha256
         if unchanged && !entry.restartIssued {
@@ -237,7 +244,7 @@ public struct UpgradeMachine: Sendable {
     // MARK: - Watchdog
 
     private mutating func startWatchCheckIfDue() {
-        guard recovered, run == nil, let watch = journal.watch, !watch.reverting, now >= watch.deadlineUnixMs else { return }
+        guard recovered, run == nil, let watch = journal.watch, !watch.reverting, now >= watch.deadline else { return }
         start(Run(purpose: .watchCheck(watch.installID), steps: [.probe], target: watch.installed, healthTimeoutMs: watch.healthTimeoutMs))
     }
 
@@ -246,7 +253,7 @@ public struct UpgradeMachine: Sendable {
     private mutating func start(_ newRun: Run) {
         precondition(run == nil, "\(newRun.purpose) started while \(run!.purpose) runs")
         var newRun = newRun
-        newRun.probeDeadlineUnixMs = now + newRun.healthTimeoutMs
+        newRun.probeDeadline = now.adding(milliseconds: newRun.healthTimeoutMs)
         run = newRun
         advance()
     }
@@ -271,9 +278,9 @@ public struct UpgradeMachine: Sendable {
             if let id = current.purpose.operationID { persist(.step(operationID: id, .restarting)) }
             effect = .restartUnit
         case .probe:
-            effect = .probe(expectedK3sVersion: current.target.k3sVersion, notBeforeUnixMs: current.nextProbeUnixMs ?? now)
+            effect = .probe(expectedK3sVersion: current.target.k3sVersion, notBefore: current.nextProbe ?? now)
         case .gate:
-            effect = .gate(notBeforeUnixMs: current.nextProbeUnixMs ?? now)
+            effect = .gate(notBefore: current.nextProbe ?? now)
         }
         lastToken += 1
         current.token = lastToken
@@ -294,27 +301,27 @@ public struct UpgradeMachine: Sendable {
             live = LiveBinary(sha256: current.target.sha256, k3sVersion: current.target.k3sVersion)
             if let id = current.purpose.operationID { persist(.step(operationID: id, .placed(sha256: current.target.sha256))) }
         case (.restart, .done):
-            current.probeDeadlineUnixMs = now + current.healthTimeoutMs
+            current.probeDeadline = now.adding(milliseconds: current.healthTimeoutMs)
             // Full probe rounds only once k3s shows a sign of life.
             current.steps.insert(.gate, at: 0)
-            current.nextProbeUnixMs = nil
+            current.nextProbe = nil
         case (.restart, .failed(let message)):
             let report = ProbeReport(checks: [ProbeReport.Check(name: "restart", ok: false, latencyMs: 0, message: message)])
             return conclude(current, .unhealthy(report))
         case (.gate, .probed(let report)):
-            let next = now + settings.gateIntervalMs
-            if report.healthy || next > current.probeDeadlineUnixMs {
-                current.nextProbeUnixMs = nil  // the full round (at the deadline: the report of what failed)
+            let next = now.adding(milliseconds: settings.gateIntervalMs)
+            if report.healthy || next > current.probeDeadline {
+                current.nextProbe = nil  // the full round (at the deadline: the report of what failed)
             } else {
                 current.steps.insert(.gate, at: 0)
-                current.nextProbeUnixMs = next
+                current.nextProbe = next
             }
         case (.probe, .probed(let report)):
             if report.healthy { return conclude(current, .healthy(report)) }
-            let next = now + settings.probeIntervalMs
-            if next > current.probeDeadlineUnixMs { return conclude(current, .unhealthy(report)) }
+            let next = now.adding(milliseconds: settings.probeIntervalMs)
+            if next > current.probeDeadline { return conclude(current, .unhealthy(report)) }
             current.steps.insert(.probe, at: 0)
-            current.nextProbeUnixMs = next
+            current.nextProbe = next
         case (.keepPrevious, .failed(let message)), (.place, .failed(let message)):
             return conclude(current, .failed(message))
         default:
@@ -356,7 +363,7 @@ public struct UpgradeMachine: Sendable {
             case .healthy(let report):
                 finish(id, OperationOutcome(state: .succeeded, message: "\(finished.target) was already live and is healthy; nothing was changed",
                                             body: .install(InstallReport(outcome: .installed, previousK3sVersion: finished.target.k3sVersion,
-                                                                         k3sVersion: finished.target.k3sVersion, probe: report, watchdogDeadlineUnixMs: nil))))
+                                                                         k3sVersion: finished.target.k3sVersion, probe: report, watchdogDeadline: nil))))
             case .unhealthy(let report):
                 finish(id, .failed(.unhealthy, "\(finished.target) is already live but not healthy: \(report); nothing was changed"))
             case .failed(let message):
@@ -393,13 +400,13 @@ public struct UpgradeMachine: Sendable {
         guard let plan = journal.operation(id)?.plan, let restore = plan.restore else { preconditionFailure("install \(id) without a restore plan") }
         switch ending {
         case .healthy(let report):
-            let deadline = now + (plan.watchdogTimeoutMs ?? 0)
+            let deadline = now.adding(milliseconds: plan.watchdogTimeoutMs ?? 0)
             persist(.watchStarted(WatchRecord(installID: id, installed: finished.target, restore: restore,
-                                              deadlineUnixMs: deadline, healthTimeoutMs: plan.healthTimeoutMs)))
+                                              deadline: deadline, healthTimeoutMs: plan.healthTimeoutMs)))
             finish(id, OperationOutcome(state: .succeeded, message: "installed \(finished.target); commit before the watchdog deadline",
                                         body: .install(InstallReport(outcome: .installed, previousK3sVersion: restore.k3sVersion,
                                                                      k3sVersion: finished.target.k3sVersion, probe: report,
-                                                                     watchdogDeadlineUnixMs: deadline))))
+                                                                     watchdogDeadline: deadline))))
         case .unhealthy(let report):
             persist(.step(operationID: id, .reverting))
             start(Run(purpose: .revertInstall(id, failed: report, interrupted: false), steps: [.place, .restart, .probe], target: restore,
@@ -414,7 +421,7 @@ public struct UpgradeMachine: Sendable {
         let why = interrupted ? "the agent restarted during the install" : "\(target.map { "\($0)" } ?? "the new binary") did not become healthy (\(failedProbe))"
         func report(_ probe: ProbeReport?) -> OperationOutcome.Body {
             .install(InstallReport(outcome: .reverted, previousK3sVersion: restored.k3sVersion, k3sVersion: restored.k3sVersion,
-                                   probe: failedProbe, revertProbe: probe, watchdogDeadlineUnixMs: nil))
+                                   probe: failedProbe, revertProbe: probe, watchdogDeadline: nil))
         }
         switch ending {
         case .healthy(let probe):
@@ -434,7 +441,7 @@ public struct UpgradeMachine: Sendable {
     }
 
     private mutating func finish(_ id: String, _ outcome: OperationOutcome) {
-        persist(.finished(operationID: id, outcome, atUnixMs: now))
+        persist(.finished(operationID: id, outcome, at: now))
         output.append(.reply(operationID: id, outcome))
     }
 
@@ -482,8 +489,8 @@ private struct Run: Sendable {
     /// The binary this run makes live, whose version the probes expect.
     var target: BinaryRef
     var healthTimeoutMs: Int64
-    var probeDeadlineUnixMs: Int64 = 0
+    var probeDeadline = Instant(milliseconds: 0)
     /// When the next gate look or probe round may run.
-    var nextProbeUnixMs: Int64?
+    var nextProbe: Instant?
     var token: UInt64 = 0
 }

@@ -1,3 +1,5 @@
+import UpkeepCore
+
 extension UpgradeMachine {
     /// Timing the machine needs; everything else comes with the events.
     public struct Settings: Equatable, Sendable {
@@ -66,8 +68,8 @@ extension UpgradeMachine {
         case install(InstallCommand, live: LiveBinary?)
         case rollback(RollbackCommand, live: LiveBinary?)
         case commit(CommitCommand)
-        /// Stage, cordon, drain, uncordon, backup: the shell does the work between `begin` and `finish`;
-        /// the machine only keeps the ledger.
+        /// A shell operation (stage, cordon, drain, uncordon, backup): the shell does the work between
+        /// `begin` and `finish`; the machine only keeps the ledger.
         case begin(operationID: String, kind: OperationKind, fingerprint: String)
         case finish(operationID: String, OperationOutcome)
         /// This agent is about to cordon the node, which was (or was not) unschedulable already.
@@ -77,7 +79,7 @@ extension UpgradeMachine {
         case clearCordon
         /// The effect performed under `token` finished.
         case completed(token: UInt64, EffectResult)
-        /// Time passed (the shell wakes the machine at `nextWakeUnixMs`).
+        /// Time passed (the shell wakes the machine at `nextWake`).
         case tick
     }
 
@@ -86,7 +88,7 @@ extension UpgradeMachine {
         case persist(JournalRecord)
         /// Run this effect and report it with `.completed(token:…)`. At most one is outstanding.
         case perform(Effect, token: UInt64)
-        /// A generic operation was recorded as begun: do its work, then send `.finish`.
+        /// A shell operation was recorded as begun: do its work, then send `.finish`.
         case proceed(operationID: String)
         /// The outcome for everyone waiting on this operation id.
         case reply(operationID: String, OperationOutcome)
@@ -104,10 +106,10 @@ extension UpgradeMachine {
         /// `systemctl restart <unit>`.
         case restartUnit
         /// Run every probe once, not before the given time.
-        case probe(expectedK3sVersion: String?, notBeforeUnixMs: Int64)
+        case probe(expectedK3sVersion: String?, notBefore: Instant)
         /// Look once, not before the given time, for the first sign that the restarted k3s is up
         /// (kubelet healthz); answered with `.probed` (healthy when there is nothing to look at).
-        case gate(notBeforeUnixMs: Int64)
+        case gate(notBefore: Instant)
     }
 
     public enum EffectResult: Equatable, Sendable {

@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import UpkeepAgent
 import UpkeepAgentCore
+import UpkeepCore
 
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,7 +36,7 @@ struct StatusCommand: AsyncParsableCommand {
         print("unit:     \(status.unit) \(status.unitState.map { "\($0.activeState)/\($0.subState)" } ?? "unknown: \(status.unitError ?? "")")")
         print("free:     \(status.binaryFreeBytes) bytes beside the binary, \(status.dataFreeBytes) in \(status.dataDir)")
         for artifact in status.staged { print("staged:   \(artifact.k3sVersion) \(artifact.sha256) \(artifact.bytes) bytes") }
-        if let watch = status.watch { print("watching: install \(watch.installID) until \(watch.deadlineUnixMs) (unix ms)") }
+        if let watch = status.watch { print("watching: install \(watch.installID) until \(watch.deadline.milliseconds) (unix ms)") }
         for entry in status.recentOperations {
             print("op:       \(entry.id) \(entry.kind.rawValue) \(entry.outcome?.state.rawValue ?? "running") \(entry.outcome?.message ?? "")")
         }

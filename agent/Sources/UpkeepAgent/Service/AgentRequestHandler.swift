@@ -67,7 +67,7 @@ public final class AgentRequestHandler: RequestHandler {
             return Reply(.install(InstallResult(outcome: report.outcome == .installed ? .installed : .reverted,
                                                 previousK3sVersion: report.previousK3sVersion, k3sVersion: report.k3sVersion,
                                                 probe: Self.probeResult(report.probe), revertProbe: report.revertProbe.map(Self.probeResult),
-                                                watchdogDeadlineUnixMs: report.watchdogDeadlineUnixMs)))
+                                                watchdogDeadlineUnixMs: report.watchdogDeadline?.milliseconds)))
         case .rollback(let rollback):
             let outcome = try await service.rollback(operationID: rollback.operationID.rawValue, toSHA256: rollback.toSHA256?.rawValue,
                                                      healthTimeoutMs: Int64(rollback.healthTimeoutSeconds) * 1000)
@@ -125,7 +125,7 @@ public final class AgentRequestHandler: RequestHandler {
         }
         let watch = status.watch.flatMap { watch in
             OperationID(rawValue: watch.installID).map {
-                WatchdogStatus(installOperationID: $0, previousK3sVersion: watch.restore.k3sVersion, deadlineUnixMs: watch.deadlineUnixMs)
+                WatchdogStatus(installOperationID: $0, previousK3sVersion: watch.restore.k3sVersion, deadlineUnixMs: watch.deadline.milliseconds)
             }
         }
         let recent = status.recentOperations.compactMap { entry -> OperationRecord? in
@@ -137,7 +137,7 @@ public final class AgentRequestHandler: RequestHandler {
             case .reverted: .reverted
             }
             return OperationRecord(operationID: id, method: method, state: state, message: entry.outcome?.message,
-                                   startedAtUnixMs: entry.startedAtUnixMs, finishedAtUnixMs: entry.finishedAtUnixMs)
+                                   startedAtUnixMs: entry.startedAt.milliseconds, finishedAtUnixMs: entry.finishedAt?.milliseconds)
         }
         return StatusResult(agent: agent, unit: unit, binaryPath: status.binaryPath, binaryFreeBytes: status.binaryFreeBytes,
                             dataDir: status.dataDir, dataFreeBytes: status.dataFreeBytes, staged: staged, watchdog: watch,

@@ -19,15 +19,15 @@ public struct AgentEnvironment: Sendable {
     public var systemctl: Systemctl
     public var probes: HealthProbes
     public var logger: Logger
-    /// Wall-clock time in Unix milliseconds (the watchdog deadline survives restarts).
-    public var clock: @Sendable () -> Int64
+    /// Wall-clock time (Unix milliseconds), so the watchdog deadline survives restarts.
+    public var clock: @Sendable () -> Instant
     /// The Kubernetes API, for cordon, drain, uncordon and the node-Ready probe.
     public var kube: KubeAccess
     /// Called when the journal cannot be written: the agent must stop rather than act unrecorded.
     public var fatal: @Sendable (String) -> Void
 
     public init(config: AgentConfig, unit: String, store: ArtifactStore, systemctl: Systemctl, probes: HealthProbes,
-                kube: KubeAccess, logger: Logger, clock: @escaping @Sendable () -> Int64 = AgentEnvironment.wallClockUnixMs,
+                kube: KubeAccess, logger: Logger, clock: @escaping @Sendable () -> Instant = AgentEnvironment.wallClock,
                 fatal: @escaping @Sendable (String) -> Void = AgentEnvironment.exitOnFatal) {
         self.config = config
         self.unit = unit
@@ -44,10 +44,10 @@ public struct AgentEnvironment: Sendable {
     /// k3s's role on this node, from the unit that runs it.
     public var role: UpkeepCore.NodeRole { isServer ? .server : .agent }
 
-    public static let wallClockUnixMs: @Sendable () -> Int64 = {
+    public static let wallClock: @Sendable () -> Instant = {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        return Instant(milliseconds: Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000)
     }
 
     public static let exitOnFatal: @Sendable (String) -> Void = { message in
@@ -56,9 +56,9 @@ public struct AgentEnvironment: Sendable {
         exit(70)
     }
 
-    /// Returns at `unixMs` by `clock` (at once when that has passed).
-    func sleep(untilUnixMs unixMs: Int64) async {
-        let waitMs = unixMs - clock()
+    /// Returns at `instant` by `clock` (at once when that has passed).
+    func sleep(until instant: Instant) async {
+        let waitMs = instant.milliseconds(since: clock())
         if waitMs > 0 { try? await Task.sleep(for: .milliseconds(waitMs)) }
     }
 }
@@ -117,12 +117,12 @@ public actor AgentService {
         if live == nil { logger.error("the live k3s binary \(environment.config.k3sBinary) is missing or unreadable") }
         let interrupted = machine.journal.running.map(\.id)
         if !interrupted.isEmpty { logger.warning("resolving interrupted operations", metadata: ["operations": "\(interrupted)"]) }
-        _ = execute(machine.handle(.recover(live: live), nowUnixMs: environment.clock()))
+        _ = execute(machine.handle(.recover(live: live), now: environment.clock()))
     }
 
     /// Waits until no operation of the journal is running (recovery included), within a bound.
     public func settled(timeoutMs: Int64) async -> Bool {
-        let deadline = environment.clock() + timeoutMs
+        let deadline = environment.clock().adding(milliseconds: timeoutMs)
         while !machine.journal.running.isEmpty || machine.isBusy {
             guard environment.clock() < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(20))
@@ -170,7 +170,7 @@ public actor AgentService {
         let keep = Set([machine.journal.watch?.installed.sha256].compactMap { $0 })
         return try await generic(operationID: operationID, kind: .stage, fingerprint: "stage \(sha256) \(bytes)") {
             await Self.stageWork(store: store, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion, next: next,
-                                 versionTimeoutSeconds: versionTimeout, nowUnixMs: clock(), keep: keep)
+                                 versionTimeoutSeconds: versionTimeout, nowUnixMs: clock().milliseconds, keep: keep)
         }
     }
 
@@ -192,7 +192,7 @@ public actor AgentService {
         let base = name ?? "upkeep"
         return try await generic(operationID: operationID, kind: .backup, fingerprint: "backup \(base)") {
             do {
-                let report = try await backup.run(name: base, nowUnixMs: clock())
+                let report = try await backup.run(name: base, nowUnixMs: clock().milliseconds)
                 return OperationOutcome(state: .succeeded, message: "backed up the datastore to \(report.fileName) (\(report.bytes) bytes)",
                                         body: .backup(report))
             } catch let failure as AgentFailure {
@@ -267,7 +267,7 @@ public actor AgentService {
     private func machineJournal() -> JournalState { machine.journal }
 
     private func note(_ event: UpgradeMachine.Event) {
-        _ = execute(machine.handle(event, nowUnixMs: environment.clock()))
+        _ = execute(machine.handle(event, now: environment.clock()))
     }
 
     private func drainer() async throws -> NodeDrainer {
@@ -343,7 +343,7 @@ public actor AgentService {
             lastWaiterToken += 1
             let token = lastWaiterToken
             waiters[operationID, default: []].append((token, continuation))
-            let leftovers = execute(machine.handle(event, nowUnixMs: environment.clock()))
+            let leftovers = execute(machine.handle(event, now: environment.clock()))
             for action in leftovers {
                 switch action {
                 case .reject(let rejection):
@@ -359,15 +359,15 @@ public actor AgentService {
     }
 
     private func finishGeneric(_ id: String, _ outcome: OperationOutcome) {
-        _ = execute(machine.handle(.finish(operationID: id, outcome), nowUnixMs: environment.clock()))
+        _ = execute(machine.handle(.finish(operationID: id, outcome), now: environment.clock()))
     }
 
     private func effectCompleted(_ token: UInt64, _ result: UpgradeMachine.EffectResult) {
-        _ = execute(machine.handle(.completed(token: token, result), nowUnixMs: environment.clock()))
+        _ = execute(machine.handle(.completed(token: token, result), now: environment.clock()))
     }
 
     private func tick() {
-        _ = execute(machine.handle(.tick, nowUnixMs: environment.clock()))
+        _ = execute(machine.handle(.tick, now: environment.clock()))
     }
 
     /// Persists, performs and replies in order; returns the actions that concern the caller
@@ -411,8 +411,8 @@ public actor AgentService {
     private func scheduleWake() {
         wakeTask?.cancel()
         wakeTask = nil
-        guard !closed, let wake = machine.nextWakeUnixMs else { return }
-        let delayMs = max(0, wake - environment.clock())
+        guard !closed, let wake = machine.nextWake else { return }
+        let delayMs = max(0, wake.milliseconds(since: environment.clock()))
         wakeTask = Task {
             try? await Task.sleep(for: .milliseconds(delayMs))
             guard !Task.isCancelled else { return }
@@ -433,10 +433,10 @@ public actor AgentService {
                 environment.logger.notice("restarting \(environment.unit)")
                 try await environment.systemctl.restart()
             case .probe(let expected, let notBefore):
-                await environment.sleep(untilUnixMs: notBefore)
+                await environment.sleep(until: notBefore)
                 return .probed(await environment.probes.run(expectedK3sVersion: expected))
             case .gate(let notBefore):
-                await environment.sleep(untilUnixMs: notBefore)
+                await environment.sleep(until: notBefore)
                 return .probed(await environment.probes.gate())
             }
             return .done
