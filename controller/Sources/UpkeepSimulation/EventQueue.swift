@@ -1,13 +1,15 @@
+import UpkeepCore
+
 /// A min-heap of timed items; equal times come out in insertion order, so a simulation that
 /// schedules the same things in the same order replays exactly.
 struct EventQueue<Item> {
-    private var heap: [(time: Int64, sequence: Int, item: Item)] = []
+    private var heap: [(time: Instant, sequence: Int, item: Item)] = []
     private var sequence = 0
 
     var isEmpty: Bool { heap.isEmpty }
     var count: Int { heap.count }
 
-    mutating func push(_ item: Item, at time: Int64) {
+    mutating func push(_ item: Item, at time: Instant) {
         sequence += 1
         heap.append((time, sequence, item))
         siftUp(heap.count - 1)
@@ -23,7 +25,7 @@ struct EventQueue<Item> {
         }
     }
 
-    mutating func pop() -> (time: Int64, item: Item)? {
+    mutating func pop() -> (time: Instant, item: Item)? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)
         let top = heap.removeLast()

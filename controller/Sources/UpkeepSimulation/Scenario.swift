@@ -14,7 +14,7 @@ public struct Scenario: Sendable {
     /// Nodes cordoned by someone else before the rollout (they hold no replicas).
     public var preCordoned: Set<String>
 
-    /// How hostile the world is until `healAtMs`, after which every fault stops and anything
+    /// How hostile the world is until `healAt`, after which every fault stops and anything
     /// broken recovers, so the rollout must finish.
     public struct Faults: Sendable, CustomStringConvertible {
         public var requestLoss = 0.0
@@ -36,7 +36,7 @@ public struct Scenario: Sendable {
         /// Longhorn re-creating a replica on another node, so waves planned earlier may no
         /// longer be safe.
         public var replicaMoves = 0
-        public var healAtMs: Int64 = 0
+        public var healAt = Instant(milliseconds: 0)
 
         public var description: String {
             var parts: [String] = []
@@ -53,7 +53,7 @@ public struct Scenario: Sendable {
             if notReadyEpisodes > 0 { parts.append("notReadyEpisodes=\(notReadyEpisodes)") }
             if replicaFailures > 0 { parts.append("replicaFailures=\(replicaFailures)") }
             if replicaMoves > 0 { parts.append("replicaMoves=\(replicaMoves)") }
-            parts.append("healAt=\(healAtMs / 1000)s")
+            parts.append("healAt=\(healAt.milliseconds / 1000)s")
             return parts.joined(separator: " ")
         }
     }
@@ -118,7 +118,7 @@ public struct Scenario: Sendable {
             if chance(0.3) { faults.replicaFailures = Int.random(in: 1...4, using: &random) }
             if chance(0.3) { faults.replicaMoves = Int.random(in: 1...4, using: &random) }
         }
-        faults.healAtMs = Int64.random(in: 600...10_800, using: &random) * 1000
+        faults.healAt = Instant(milliseconds: Int64.random(in: 600...10_800, using: &random) * 1000)
 
         let planPolicy = PlanPolicy(agentConcurrency: Int.random(in: 1...3, using: &random))
         let rolloutPolicy = RolloutPolicy(gateTimeoutSeconds: 600, drainTimeoutSeconds: 300, healthTimeoutSeconds: 60,

@@ -24,22 +24,22 @@ struct SimNode {
     /// Pods evicted: Longhorn's instance manager is gone, replicas here are stopped.
     var drained = false
     /// Set while k3s restarts; k3s is back at this time.
-    var restartingUntil: Int64?
+    var restartingUntil: Instant?
     /// Bumped on every restart so a stale "k3s up" event is ignored.
     var restartGeneration = 0
     var k3sHealthy = true
-    var notReadyUntil: Int64?
+    var notReadyUntil: Instant?
 
     var agentUp = true
     var journal: [String: (fingerprint: String, reply: AgentReply)] = [:]
     var operation: SimOperation?
     /// A stage runs beside the other operations (it only writes the staging area).
     var stageOperation: SimOperation?
-    var watch: (install: String, deadline: Int64)?
+    var watch: (install: String, deadline: Instant)?
 
     var restarting: Bool { restartingUntil != nil }
 
-    func ready(at now: Int64) -> Bool {
+    func ready(at now: Instant) -> Bool {
         !restarting && k3sHealthy && (notReadyUntil.map { now >= $0 } ?? true)
     }
 }
@@ -49,7 +49,7 @@ struct SimOperation {
     var request: AgentRequest
     /// Deliveries owed when it finishes: (controller incarnation, send number).
     var waiters: [(incarnation: Int, send: Int)]
-    var startedAt: Int64
+    var startedAt: Instant
     /// Install/rollback: the binary has been swapped (a crash from here on reverts).
     var swapped = false
     /// Install: the new version failed its probes; the previous one is being restored.
@@ -64,7 +64,7 @@ struct SimReplica {
     /// A complete copy (Longhorn's healthyAt without failedAt).
     var complete: Bool
     /// When a rebuild finishes; bumped generation invalidates stale completions.
-    var rebuildUntil: Int64?
+    var rebuildUntil: Instant?
     var generation = 0
 }
 

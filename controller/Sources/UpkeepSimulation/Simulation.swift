@@ -65,7 +65,7 @@ public struct Simulation {
     let scenario: Scenario
     var random: SeededGenerator
     var queue = EventQueue<Event>()
-    var now: Int64 = 0
+    var now = Instant(milliseconds: 0)
     var engine: RolloutEngine
     var incarnation = 0
     var controllerUp = true
@@ -81,7 +81,7 @@ public struct Simulation {
     var resumeScheduled = false
     var sends = 0
     var answered = Set<Int>()
-    var nextTickAt: Int64?
+    var nextTickAt: Instant?
     var outcome: RolloutOutcome?
     /// The last observation handed to the engine: what its decisions were based on.
     var lastObservation: ClusterObservation?
@@ -95,8 +95,8 @@ public struct Simulation {
 
     /// Events at most; past that the run counts as not finishing.
     public static let eventsMax = 400_000
-    /// Simulated time at most (14 days).
-    public static let simulatedMsMax: Int64 = 14 * 24 * 3600 * 1000
+    /// Where simulated time ends (14 days in).
+    public static let simulatedTimeEnd = Instant(milliseconds: 14 * 24 * 3600 * 1000)
 
     /// `traceLines`: how many of the last trace lines the result keeps.
     public static func run(seed: UInt64, traceLines: Int = 60, sabotage: Sabotage = .none) -> Result {
@@ -120,7 +120,7 @@ public struct Simulation {
         simulation.sabotage = sabotage
         simulation.runToEnd()
         return Result(seed: seed, outcome: simulation.outcome, violations: simulation.violations, trace: simulation.trace,
-                      events: simulation.events, simulatedSeconds: simulation.now / 1000, scenario: scenario.summary)
+                      events: simulation.events, simulatedSeconds: simulation.now.milliseconds / 1000, scenario: scenario.summary)
     }
 
     init(scenario: Scenario, plan: Plan) throws {
@@ -145,8 +145,8 @@ public struct Simulation {
     // MARK: - Driving
 
     mutating func runToEnd() {
-        queue.push(.deliver(.start, incarnation: 0), at: 0)
-        queue.push(.heal, at: scenario.faults.healAtMs)
+        queue.push(.deliver(.start, incarnation: 0), at: now)
+        queue.push(.heal, at: scenario.faults.healAt)
         for _ in 0..<agentCrashesLeft { queue.push(.agentCrash(node: randomNode()), at: randomTimeBeforeHeal()) }
         for _ in 0..<controllerCrashesLeft { queue.push(.controllerCrash, at: randomTimeBeforeHeal()) }
         for _ in 0..<notReadyLeft { queue.push(.notReady(node: randomNode()), at: randomTimeBeforeHeal()) }
@@ -155,7 +155,7 @@ public struct Simulation {
 
         while outcome == nil, violations.isEmpty, let (time, event) = queue.pop() {
             events += 1
-            if events > Self.eventsMax || time > Self.simulatedMsMax {
+            if events > Self.eventsMax || time > Self.simulatedTimeEnd {
                 violations.append("the rollout did not finish within \(Self.eventsMax) events / 14 simulated days (status \(engine.status))")
                 break
             }
@@ -174,7 +174,7 @@ public struct Simulation {
     }
 
     mutating func log(_ line: String) {
-        trace.append("[\(now / 1000).\(String(format: "%03d", now % 1000))] " + line)
+        trace.append("[\(now.milliseconds / 1000).\(String(format: "%03d", now.milliseconds % 1000))] " + line)
         if trace.count > traceMax { trace.removeFirst(trace.count - traceMax) }
     }
 
@@ -186,7 +186,12 @@ public struct Simulation {
 
     private mutating func randomNode() -> String { nodes[Int.random(in: 0..<nodes.count, using: &random)].name }
 
-    private mutating func randomTimeBeforeHeal() -> Int64 { between(1, max(2, scenario.faults.healAtMs - 1)) }
+    private mutating func randomTimeBeforeHeal() -> Instant {
+        Instant(milliseconds: between(1, max(2, scenario.faults.healAt.milliseconds - 1)))
+    }
+
+    /// The moment `milliseconds` from now.
+    func after(_ milliseconds: Int64) -> Instant { now.adding(milliseconds: milliseconds) }
 
     /// Message latency: a few milliseconds, plus up to `delayMaxMs` while faults are on.
     private mutating func latency() -> Int64 {
@@ -233,8 +238,8 @@ public struct Simulation {
             deliver(.resume)
         case .notReady(let name):
             guard !healed, let position = index[name] else { return }
-            nodes[position].notReadyUntil = now + between(10_000, 1_800_000)
-            log("fault: \(name) NotReady until \(nodes[position].notReadyUntil! / 1000)s")
+            nodes[position].notReadyUntil = after(between(10_000, 1_800_000))
+            log("fault: \(name) NotReady until \(nodes[position].notReadyUntil!.milliseconds / 1000)s")
         case .replicaFailure:
             replicaFailure()
         case .replicaMove:
@@ -259,7 +264,7 @@ public struct Simulation {
     /// Hands an event to the engine, "persists" it, then performs its actions; a controller
     /// crash may strike between persisting and performing.
     private mutating func deliver(_ event: RolloutEngine.Event) {
-        let actions = engine.handle(event, now: Instant(milliseconds: now))
+        let actions = engine.handle(event, now: now)
         if controllerCrashesLeft > 0, !actions.isEmpty, chance(0.02) {
             log("controller crashes after persisting, before acting")
             crashController()
@@ -278,7 +283,7 @@ public struct Simulation {
         for action in actions { perform(action) }
         if case .blocked = engine.status, !resumeScheduled, resumesLeft > 0 {
             resumeScheduled = true
-            queue.push(.operatorResume(incarnation: incarnation), at: now + between(60_000, 1_800_000))
+            queue.push(.operatorResume(incarnation: incarnation), at: after(between(60_000, 1_800_000)))
         }
     }
 
@@ -289,18 +294,18 @@ public struct Simulation {
             let send = sends
             log("controller → \(request.node): \(request.operationID) \(request.command)")
             queue.push(.requestTimeout(operationID: request.operationID, incarnation: incarnation, send: send),
-                       at: now + requestTimeoutMs(request.command))
+                       at: after(requestTimeoutMs(request.command)))
             if chance(scenario.faults.requestLoss) {
                 log("fault: request \(request.operationID) lost")
                 return
             }
-            queue.push(.arrive(request, incarnation: incarnation, send: send), at: now + latency())
+            queue.push(.arrive(request, incarnation: incarnation, send: send), at: after(latency()))
         case .observeCluster:
-            queue.push(.deliver(.observed(observation()), incarnation: incarnation), at: now + between(20, 400))
+            queue.push(.deliver(.observed(observation()), incarnation: incarnation), at: after(between(20, 400)))
         case .wake(let at):
-            if nextTickAt.map({ at.milliseconds < $0 }) ?? true {
-                nextTickAt = at.milliseconds
-                queue.push(.deliver(.tick, incarnation: incarnation), at: max(now, at.milliseconds))
+            if nextTickAt.map({ at < $0 }) ?? true {
+                nextTickAt = at
+                queue.push(.deliver(.tick, incarnation: incarnation), at: max(now, at))
             }
         case .notice(let notice):
             log("notice[\(notice.level.rawValue)] \(notice.node.map { "\($0): " } ?? "")\(notice.message)")
@@ -335,7 +340,7 @@ public struct Simulation {
             violations.append("the engine state did not survive encoding: \(error)")
         }
         log("fault: controller crashes")
-        queue.push(.controllerRestart, at: now + between(1000, 120_000))
+        queue.push(.controllerRestart, at: after(between(1000, 120_000)))
     }
 
     private mutating func heal() {
@@ -346,19 +351,19 @@ public struct Simulation {
             if !nodes[position].k3sHealthy && !nodes[position].restarting {
                 nodes[position].k3sHealthy = isHealthy(nodes[position], version: nodes[position].running)
             }
-            if !nodes[position].agentUp { queue.push(.agentRestart(node: nodes[position].name), at: now + 1000) }
+            if !nodes[position].agentUp { queue.push(.agentRestart(node: nodes[position].name), at: after(1000)) }
         }
-        if !controllerUp { queue.push(.controllerRestart, at: now + 1000) }
+        if !controllerUp { queue.push(.controllerRestart, at: after(1000)) }
         for volume in volumes.indices {
-            for replica in volumes[volume].replicas.indices where volumes[volume].replicas[replica].rebuildUntil.map({ $0 > now + 60_000 }) ?? false {
+            for replica in volumes[volume].replicas.indices where volumes[volume].replicas[replica].rebuildUntil.map({ $0 > after(60_000) }) ?? false {
                 volumes[volume].replicas[replica].generation += 1
-                volumes[volume].replicas[replica].rebuildUntil = now + 60_000
-                queue.push(.rebuilt(volume: volume, replica: replica, generation: volumes[volume].replicas[replica].generation), at: now + 60_000)
+                volumes[volume].replicas[replica].rebuildUntil = after(60_000)
+                queue.push(.rebuilt(volume: volume, replica: replica, generation: volumes[volume].replicas[replica].generation), at: after(60_000))
             }
         }
         if case .blocked = engine.status, controllerUp {
             resumeScheduled = true
-            queue.push(.operatorResume(incarnation: incarnation), at: now + 60_000)
+            queue.push(.operatorResume(incarnation: incarnation), at: after(60_000))
         }
     }
 
@@ -399,9 +404,9 @@ public struct Simulation {
         copy.complete = false
         copy.generation += 1
         let duration = between(10_000, 600_000)
-        copy.rebuildUntil = now + duration
+        copy.rebuildUntil = after(duration)
         volumes[volume].replicas[replica] = copy
-        queue.push(.rebuilt(volume: volume, replica: replica, generation: copy.generation), at: now + duration)
+        queue.push(.rebuilt(volume: volume, replica: replica, generation: copy.generation), at: after(duration))
         log("fault: replica of \(volumes[volume].name) on \(copy.node) failed; rebuilding for \(duration / 1000) s")
     }
 
@@ -440,8 +445,8 @@ public struct Simulation {
                         copy.generation += 1
                         let slow = chance(scenario.faults.slowRebuild)
                         let duration = slow ? between(300_000, 2_400_000) : between(5_000, 90_000)
-                        copy.rebuildUntil = now + duration
-                        queue.push(.rebuilt(volume: volume, replica: replica, generation: copy.generation), at: now + duration)
+                        copy.rebuildUntil = after(duration)
+                        queue.push(.rebuilt(volume: volume, replica: replica, generation: copy.generation), at: after(duration))
                     }
                 }
                 volumes[volume].replicas[replica] = copy
@@ -460,7 +465,7 @@ public struct Simulation {
         guard let position = index[request.node] else { return }
         guard nodes[position].agentUp else {
             log("\(request.node): agent down, \(request.operationID) refused at connect")
-            queue.push(.requestTimeout(operationID: request.operationID, incarnation: from, send: send), at: now + between(5, 3000))
+            queue.push(.requestTimeout(operationID: request.operationID, incarnation: from, send: send), at: after(between(5, 3000)))
             return
         }
         if request.command == .uncordon && scenario.preCordoned.contains(request.node) {
@@ -482,7 +487,7 @@ public struct Simulation {
                 respond(request.operationID, .refused(code: "busy", message: "another stage is running"), to: [(from, send)], record: false)
             } else {
                 nodes[position].stageOperation = SimOperation(request: request, waiters: [(from, send)], startedAt: now)
-                queue.push(.operationStep(node: request.node, operationID: request.operationID, step: 1), at: now + between(1000, 8000))
+                queue.push(.operationStep(node: request.node, operationID: request.operationID, step: 1), at: after(between(1000, 8000)))
             }
             return
         }
@@ -508,9 +513,9 @@ public struct Simulation {
                 log("fault: answer to \(id) lost")
                 continue
             }
-            queue.push(.reply(operationID: id, reply, incarnation: waiter.incarnation, send: waiter.send), at: now + latency())
+            queue.push(.reply(operationID: id, reply, incarnation: waiter.incarnation, send: waiter.send), at: after(latency()))
             if chance(scenario.faults.duplicate) {
-                queue.push(.reply(operationID: id, reply, incarnation: waiter.incarnation, send: waiter.send), at: now + latency() + 500)
+                queue.push(.reply(operationID: id, reply, incarnation: waiter.incarnation, send: waiter.send), at: after(latency() + 500))
             }
         }
     }
@@ -531,17 +536,17 @@ public struct Simulation {
             let was = nodes[position].unschedulable && !nodes[position].cordonedByAgent
             nodes[position].unschedulable = true
             if !was { nodes[position].cordonedByAgent = true }
-            queue.push(.operationStep(node: name, operationID: id, step: was ? 2 : 1), at: now + between(20, 200))
+            queue.push(.operationStep(node: name, operationID: id, step: was ? 2 : 1), at: after(between(20, 200)))
         case .uncordon:
-            queue.push(.operationStep(node: name, operationID: id, step: 1), at: now + between(20, 200))
+            queue.push(.operationStep(node: name, operationID: id, step: 1), at: after(between(20, 200)))
         case .drain(let seconds):
             let blocked = chance(scenario.faults.drainBlock)
             let duration = between(1000, 20_000)
             if blocked {
                 log("fault: drain of \(name) blocked by a PodDisruptionBudget")
-                queue.push(.operationStep(node: name, operationID: id, step: 2), at: now + Int64(seconds) * 1000)
+                queue.push(.operationStep(node: name, operationID: id, step: 2), at: after(Int64(seconds) * 1000))
             } else {
-                queue.push(.operationStep(node: name, operationID: id, step: 1), at: now + duration)
+                queue.push(.operationStep(node: name, operationID: id, step: 1), at: after(duration))
             }
         case .install(let asked, _, _):
             let version = sabotage == .installJumpsToTheTarget ? scenario.target : asked
@@ -565,7 +570,7 @@ public struct Simulation {
             restartK3s(position)
         case .commit(let install):
             if nodes[position].watch?.install == install { nodes[position].watch = nil }
-            queue.push(.operationStep(node: name, operationID: id, step: 1), at: now + between(5, 50))
+            queue.push(.operationStep(node: name, operationID: id, step: 1), at: after(between(5, 50)))
         case .stage:
             break
         }
@@ -634,7 +639,7 @@ public struct Simulation {
 
     private mutating func restartK3s(_ position: Int) {
         nodes[position].restartGeneration += 1
-        let until = now + between(3000, 15_000)
+        let until = after(between(3000, 15_000))
         nodes[position].restartingUntil = until
         queue.push(.k3sUp(node: nodes[position].name, generation: nodes[position].restartGeneration), at: until)
     }
@@ -655,12 +660,12 @@ public struct Simulation {
                 finishOperation(position, .installReverted(version: nodes[position].running, healthy: healthy,
                                                            message: "probes failed on the new version"))
             } else if healthy {
-                let deadline = now + Int64(watchdogSeconds) * 1000
+                let deadline = after(Int64(watchdogSeconds) * 1000)
                 nodes[position].watch = (id, deadline)
                 queue.push(.watchdog(node: nodes[position].name, install: id), at: deadline)
                 finishOperation(position, .installed(version: nodes[position].running))
             } else {
-                queue.push(.operationStep(node: nodes[position].name, operationID: id, step: 1), at: operation.startedAt + Int64(healthSeconds) * 1000 + 15_000)
+                queue.push(.operationStep(node: nodes[position].name, operationID: id, step: 1), at: operation.startedAt.adding(milliseconds: Int64(healthSeconds) * 1000 + 15_000))
             }
         case .rollback:
             finishOperation(position, .rolledBack(version: nodes[position].running, healthy: healthy, message: healthy ? "" : "probes failed"))
@@ -706,7 +711,7 @@ public struct Simulation {
         agentCrashesLeft -= 1
         nodes[position].agentUp = false
         log("fault: agent on \(name) crashes\(nodes[position].operation.map { " during \($0.request.operationID)" } ?? "")")
-        queue.push(.agentRestart(node: name), at: now + between(2000, 90_000))
+        queue.push(.agentRestart(node: name), at: after(between(2000, 90_000)))
     }
 
     /// The journal resolves what was interrupted (docs/agent.md, "Crash safety").

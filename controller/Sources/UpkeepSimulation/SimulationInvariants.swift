@@ -44,7 +44,7 @@ struct SimulationInvariants {
         return ["\(node) moved \(from) → \(to), which is not a step of the plan"]
     }
 
-    func check(nodes: [SimNode], volumes: [SimVolume], index: [String: Int], now: Int64, engine: RolloutEngine,
+    func check(nodes: [SimNode], volumes: [SimVolume], index: [String: Int], now: Instant, engine: RolloutEngine,
                concurrency: Int) -> [String] {
         var problems: [String] = []
         // Never more nodes down than allowed: one server, or up to `concurrency` agents, never both.
