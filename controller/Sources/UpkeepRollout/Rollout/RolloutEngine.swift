@@ -111,11 +111,6 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
 
     // MARK: - Queries for the runtime, the CLI and tests
 
-    /// Each node's move in the current direction that is neither finished nor untouched.
-    public var activeNodes: [String] {
-        tended.filter { !moves[$0].phase.isFinal }.map { moves[$0].node }
-    }
-
     /// Nodes Upkeep cordoned and has not uncordoned.
     public var cordonedByUpkeep: [String] {
         var seen = Set<String>()
@@ -184,42 +179,50 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     // MARK: - Progress
 
     private mutating func advance(_ now: Instant, _ out: inout [Action]) {
-        // Each pass makes progress or stops; a wave has a bounded number of moves, so this ends.
-        for _ in 0..<(moves.count * 16 + 64) {
-            var progressed = false
-            if case .running = status, cursor < waves.count, !waves[cursor].gatePassed {
-                progressed = checkGate(now, &out) || progressed
-            }
-            if isActive {
-                for index in tended { progressed = stepMove(index, now, &out) || progressed }
-            }
-            progressed = finishWaveIfDone(now, &out) || progressed
-            progressed = finishIfAllDone(&out) || progressed
-            progressed = blockIfStuck(&out) || progressed
-            progressed = quiesceIfStopped(now, &out) || progressed
-            if !progressed { break }
+        // Each pass makes progress or stops: a move goes through a bounded number of phases and
+        // a wave has a bounded number of moves, so running out of passes is a bug, not a state.
+        let passesMax = moves.count * 16 + 64
+        var passes = 0
+        while makeProgress(now, &out) {
+            passes += 1
+            if passes == passesMax { preconditionFailure("rollout \(rolloutID): still progressing after \(passesMax) passes (\(status))") }
         }
         stragglers.removeAll { moves[$0].phase.isFinal || moves[$0].wave == cursor }
         sendDue(now, &out)
         requestObservationIfNeeded(now, &out)
     }
 
-    /// Running, stopping or blocked: in-flight moves keep going in all three.
-    private var isActive: Bool {
+    /// One pass over everything that may change now; true when anything did.
+    private mutating func makeProgress(_ now: Instant, _ out: inout [Action]) -> Bool {
+        var progressed = false
+        if case .running = status, cursor < waves.count, !waves[cursor].gatePassed {
+            progressed = checkGate(now, &out) || progressed
+        }
+        if isInProgress {
+            for index in movesInPlay { progressed = stepMove(index, now, &out) || progressed }
+        }
+        progressed = finishWaveIfDone(now, &out) || progressed
+        progressed = finishIfAllDone(&out) || progressed
+        progressed = blockIfStuck(&out) || progressed
+        progressed = quiesceIfStopped(now, &out) || progressed
+        return progressed
+    }
+
+    /// Started and not finished (running, stopping or blocked): moves in flight keep going.
+    private var isInProgress: Bool {
         switch status {
         case .running, .stopping, .blocked: true
         case .notStarted, .finished: false
         }
     }
 
-    private var halting: Bool { status != .running }
-
-    /// A move that must not go further forward: the rollout is stopping or blocked, or the move
-    /// belongs to a wave left behind (a forward step still answering while rolling back).
-    private func windingDown(_ index: Int) -> Bool { halting || moves[index].wave != cursor }
+    /// Whether a move may take its next forward step: only while the rollout runs and the move
+    /// belongs to the current wave. Otherwise (stopping, blocked, or a forward step of a wave
+    /// left behind still answering during a rollback) it winds down instead.
+    private func mayGoForward(_ index: Int) -> Bool { status == .running && moves[index].wave == cursor }
 
     /// The current wave's moves and the stragglers: every move that may still change.
-    private var tended: [Int] {
+    private var movesInPlay: [Int] {
         guard cursor < waves.count else { return stragglers }
         return waves[cursor].moves + stragglers.filter { moves[$0].wave != cursor }
     }
@@ -272,7 +275,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         let move = moves[index]
         switch move.phase {
         case .staging:
-            if windingDown(index) { return uncordonThen(index, .cancelled, now, &out) }
+            if !mayGoForward(index) { return uncordonThen(index, .cancelled, now, &out) }
             guard let stage = stages.firstIndex(where: { $0.node == move.node && $0.version == move.to }) else {
                 startStage(node: move.node, version: move.to, arch: move.arch, key: move.key, now)
                 return true
@@ -369,7 +372,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     /// rollback took precedence over their block): block, so `resume` asks them again.
     private mutating func blockIfStuck(_ out: inout [Action]) -> Bool {
         guard status == .running, cursor >= waves.count || waves[cursor].gatePassed else { return false }
-        let live = tended.filter { !moves[$0].phase.isSettled }
+        let live = movesInPlay.filter { !moves[$0].phase.isSettled }
         guard !live.isEmpty, live.allSatisfy({ pendingRequest(for: $0)?.exhausted == true }) else { return false }
         block("the agents on \(GateCheck.listed(live.map { moves[$0].node })) do not answer; check them and run `upkeep resume`", &out)
         return true
@@ -381,7 +384,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     /// nodes recover: the only thing the block was waiting for.
     private mutating func finishIfAllDone(_ out: inout [Action]) -> Bool {
         let blockedAtEnd = if case .blocked = status { true } else { false }
-        guard status == .running || blockedAtEnd, cursor >= waves.count, tended.allSatisfy({ moves[$0].phase.isSettled }) else {
+        guard status == .running || blockedAtEnd, cursor >= waves.count, movesInPlay.allSatisfy({ moves[$0].phase.isSettled }) else {
             return false
         }
         let unhealthy = moves.filter { $0.phase == .unhealthy }.map(\.node)
@@ -453,7 +456,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     private mutating func quiesceIfStopped(_ now: Instant, _ out: inout [Action]) -> Bool {
         guard status == .stopping, let reason = stopReason else { return false }
         do {
-            for index in tended {
+            for index in movesInPlay {
                 let move = moves[index]
                 if move.phase.awaitsCluster { return false }
                 if move.phase == .staging { return false }
@@ -522,7 +525,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     private mutating func resume(_ now: Instant, _ out: inout [Action]) {
         // A crash may have struck after the outcome was persisted and before it was reported.
         if case .finished(let outcome) = status { out.append(.finished(outcome)) }
-        guard isActive else { return }
+        guard isInProgress else { return }
         if case .blocked = status { status = .running }
         out.append(.notice(Notice(.info, "rollout \(rolloutID) resumed")))
         for id in pendingOrder {
@@ -583,13 +586,13 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         case (.cordoning, .cordoned(let wasUnschedulable)):
             moves[index].cordonedByUs = !wasUnschedulable
             out.append(.notice(Notice(.info, node: move.node, wasUnschedulable ? "already cordoned (stays cordoned)" : "cordoned")))
-            if windingDown(index) { _ = uncordonThen(index, .cancelled, now, &out) } else { enter(index, .draining, now, &out) }
+            if mayGoForward(index) { enter(index, .draining, now, &out) } else { _ = uncordonThen(index, .cancelled, now, &out) }
         case (.cordoning, .refused(let code, let message)):
             moves[index].phase = .cancelled
             refuse("cordon", move, code, message, .blocked, &out)
         case (.draining, .drained):
             out.append(.notice(Notice(.info, node: move.node, "drained")))
-            if windingDown(index) { _ = uncordonThen(index, .cancelled, now, &out) } else { enter(index, .staging, now, &out) }
+            if mayGoForward(index) { enter(index, .staging, now, &out) } else { _ = uncordonThen(index, .cancelled, now, &out) }
         case (.draining, .refused(let code, let message)):
             refuse("drain", move, code, message, .blocked, &out)
             _ = uncordonThen(index, .cancelled, now, &out)
@@ -768,16 +771,16 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     }
 
     private var waitsOnCluster: Bool {
-        guard isActive else { return false }
+        guard isInProgress else { return false }
         if status == .running && cursor < waves.count && !waves[cursor].gatePassed { return true }
-        return tended.contains { moves[$0].phase.awaitsCluster || moves[$0].phase == .unhealthy }
+        return movesInPlay.contains { moves[$0].phase.awaitsCluster || moves[$0].phase == .unhealthy }
     }
 
     /// True when some wait began after the newest observation, so a fresh one is needed now.
     private var needsFreshObservation: Bool {
         if status == .running && cursor < waves.count && !waves[cursor].gatePassed
             && waves[cursor].gateSinceSerial >= observationSerial { return true }
-        return tended.contains { moves[$0].phase.awaitsCluster && moves[$0].sinceSerial >= observationSerial }
+        return movesInPlay.contains { moves[$0].phase.awaitsCluster && moves[$0].sinceSerial >= observationSerial }
     }
 
     private mutating func requestObservationIfNeeded(_ now: Instant, _ out: inout [Action]) {
@@ -792,11 +795,11 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
 
     private func nextWake(_ now: Instant) -> Instant? {
         var candidates: [Instant] = pending.values.compactMap { $0.exhausted ? nil : $0.sendAt }
-        if isActive {
+        if isInProgress {
             if status == .running, cursor < waves.count, !waves[cursor].gatePassed, let deadline = waves[cursor].gateDeadline {
                 candidates.append(deadline)
             }
-            for index in tended where moves[index].phase.awaitsCluster {
+            for index in movesInPlay where moves[index].phase.awaitsCluster {
                 if let deadline = moves[index].deadline { candidates.append(deadline) }
             }
         }
