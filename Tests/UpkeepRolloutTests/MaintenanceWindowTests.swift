@@ -46,6 +46,18 @@ import UpkeepCore
         #expect([MaintenanceWindow]().closing(after: Self.at("2026-11-28T12:00:00Z")) == nil)
     }
 
+    /// The walk along adjoining occurrences once stopped after a fixed number of steps and
+    /// reported that moment as the closing time; windows covering the whole week never close.
+    @Test func windowsThatCoverTheWholeWeekNeverClose() throws {
+        let now = Self.at("2026-11-28T12:00:00Z")
+        #expect([try Self.window("daily 00:00-24:00")].closing(after: now) == nil)
+        #expect([try Self.window("Mon-Fri 00:00-24:00"), try Self.window("Sat,Sun 00:00-24:00")].closing(after: now) == nil)
+        #expect([try Self.window("daily 12:00-24:00"), try Self.window("daily 00:00-12:00")].closing(after: now) == nil)
+        // Six whole days and one with a gap: it closes at the gap, five days on.
+        let gap = [try Self.window("Sun-Thu 00:00-24:00"), try Self.window("Sat 00:00-24:00"), try Self.window("Fri 00:00-23:00")]
+        #expect(gap.closing(after: now) == Self.at("2026-12-04T23:00:00Z"))
+    }
+
     @Test func dayListsRangesThatWrapAndDaily() throws {
         #expect(try Self.window("Sat-Mon 00:00-24:00").days == [5, 6, 0])
         #expect(try Self.window("sat,SUN 01:00-03:00").days == [5, 6])

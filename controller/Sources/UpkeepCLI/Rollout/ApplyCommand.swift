@@ -106,9 +106,13 @@ struct Apply: AsyncParsableCommand {
             }
         } else if change.ignoreWindow {
             policy.maintenanceWindows = nil
-        } else if let windows = policy.maintenanceWindows, let closes = windows.closing(after: now) {
-            print("inside the maintenance windows (\(windows.listed), UTC) until \(MaintenanceWindowClock.text(closes)); "
-                  + "a wave not started by then waits for the next opening")
+        } else if let windows = policy.maintenanceWindows, !windows.isEmpty {
+            if let closes = windows.closing(after: now) {
+                print("inside the maintenance windows (\(windows.listed), UTC) until \(MaintenanceWindowClock.text(closes)); "
+                      + "a wave not started by then waits for the next opening")
+            } else {
+                print("inside the maintenance windows (\(windows.listed), UTC), which together never close")
+            }
         }
         if change.dryRun {
             print("dry run: the plan holds, every agent answers and every binary verifies; nothing was changed")

@@ -116,15 +116,21 @@ extension [MaintenanceWindow] {
     }
 
     /// When the windows open at `instant` stop being open (following overlapping and adjoining
-    /// occurrences), if one is open; nil when none is or when there are no windows at all.
+    /// occurrences), if one is open; nil when none is, when there are no windows at all, or when
+    /// together they never close (`daily 00:00-24:00`: open for a whole week, so for ever).
     public func closing(after instant: Instant) -> Instant? {
         guard var end = compactMap({ $0.closing(after: instant) }).max() else { return nil }
-        // A bounded walk: each step moves past another open occurrence, at most one per window and day.
-        for _ in 0..<(count * 8) {
-            guard let later = compactMap({ $0.closing(after: end) }).max(), later > end else { break }
+        let weekLater = instant.adding(milliseconds: 7 * MaintenanceWindow.dayMilliseconds)
+        // Each step moves past another occurrence, and every occurrence the walk can reach before
+        // a week is covered opens on one of 9 days (the day before `instant` to a week after), at
+        // most once per window and day: so the walk ends within this many steps.
+        let stepsMax = count * 9 + 1
+        for _ in 0..<stepsMax {
+            if end >= weekLater { return nil }
+            guard let later = compactMap({ $0.closing(after: end) }).max(), later > end else { return end }
             end = later
         }
-        return end
+        preconditionFailure("closing(after: \(instant)) of \(listed) did not end within \(stepsMax) steps")
     }
 
     public var listed: String { map(\.description).joined(separator: ", ") }
