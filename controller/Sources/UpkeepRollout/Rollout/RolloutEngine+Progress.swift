@@ -1,0 +1,229 @@
+import UpkeepCore
+
+/// Moving nodes forward: the wave gate, each move's next step, the cluster checks that end a
+/// wait, and entering a phase (which queues its request).
+extension RolloutEngine {
+    mutating func openGate(_ wave: Int, _ now: Instant) {
+        waves[wave].gatePassed = false
+        waves[wave].gateDeadline = now.adding(seconds: policy.gateTimeoutSeconds)
+        waves[wave].gateSinceSerial = observationSerial
+    }
+
+    mutating func checkGate(_ now: Instant, _ out: inout [Action]) -> Bool {
+        let wave = waves[cursor]
+        let pending = wave.moves.filter { moves[$0].phase == .pending }
+        guard !pending.isEmpty else {
+            waves[cursor].gatePassed = true
+            return true
+        }
+        if let windows = policy.maintenanceWindows, !windows.isOpen(at: now) {
+            // Nothing of this wave has started; what earlier waves left in flight has finished
+            // (the gate waits for it), so blocking here leaves every node as it should be.
+            stop(.blocked("\(wave.label): outside the maintenance windows (\(windows.listed), UTC); "
+                          + "the next opens at \(MaintenanceWindowClock.text(windows.nextOpen(atOrAfter: now)))"), &out)
+            return true
+        }
+        if let observation, observationSerial > wave.gateSinceSerial {
+            var verdict = GateCheck.evaluate(wave: wave, moves: moves, pending: pending, observation: observation)
+            let elsewhere = moves.filter { $0.wave != cursor && ($0.cordonedByUs || !$0.phase.isFinal) }.map(\.node)
+            if !elsewhere.isEmpty { verdict.problems.append("still in progress from an earlier wave: \(GateCheck.listed(elsewhere))") }
+            if verdict.problems.isEmpty {
+                waves[cursor].gatePassed = true
+                var line = "\(wave.label): gate passed, starting \(verdict.start.map { moves[$0].node }.joined(separator: ", "))"
+                if let held = verdict.held { line += "; \(held)" }
+                out.append(.notice(Notice(.info, line)))
+                for index in verdict.start { enter(index, .cordoning, now, &out) }
+                prefetch(now, &out)
+                return true
+            }
+            if let deadline = wave.gateDeadline, now >= deadline {
+                let problems = verdict.problems
+                let shown = problems.prefix(5).joined(separator: "; ") + (problems.count > 5 ? "; and \(problems.count - 5) more" : "")
+                stop(.blocked("\(wave.label): the gate did not pass within \(policy.gateTimeoutSeconds) s: \(shown)"), &out)
+                return true
+            }
+        }
+        return false
+    }
+
+    /// Moves one node as far as it can go now; true when anything changed.
+    mutating func stepMove(_ index: Int, _ now: Instant, _ out: inout [Action]) -> Bool {
+        let move = moves[index]
+        switch move.phase {
+        case .staging:
+            if !mayGoForward(index) { return uncordonThen(index, .cancelled, now, &out) }
+            guard let stage = stages.firstIndex(where: { $0.node == move.node && $0.version == move.to }) else {
+                startStage(node: move.node, version: move.to, arch: move.arch, key: move.key, now)
+                return true
+            }
+            switch stages[stage].state {
+            case .sending:
+                return false
+            case .staged:
+                enter(index, .installing, now, &out)
+                return true
+            case .failed:
+                let text = "staging \(move.to) on \(move.node) failed: \(stages[stage].message ?? "no reason given")"
+                out.append(.notice(Notice(.error, node: move.node, text)))
+                stop(.blocked(text), &out)
+                return uncordonThen(index, .cancelled, now, &out)
+            }
+        case .verifying, .verifyingRevert, .settling:
+            return checkCluster(index, now, &out)
+        case .unhealthy:
+            guard let observation, observationSerial > move.sinceSerial,
+                  GateCheck.nodeReady(move.node, at: move.from, in: observation) else { return false }
+            out.append(.notice(Notice(.info, node: move.node, "recovered: Ready at \(move.from)")))
+            moves[index].note = nil
+            return uncordonThen(index, .reverted, now, &out)
+        default:
+            return false
+        }
+    }
+
+    private mutating func checkCluster(_ index: Int, _ now: Instant, _ out: inout [Action]) -> Bool {
+        let move = moves[index]
+        let fresh = observation.flatMap { observationSerial > move.sinceSerial ? $0 : nil }
+        let expired = move.deadline.map { now >= $0 } ?? false
+        switch move.phase {
+        case .verifying:
+            if let fresh, GateCheck.nodeReady(move.node, at: move.to, in: fresh) {
+                out.append(.notice(Notice(.info, node: move.node, "Ready at \(move.to)")))
+                return uncordonThen(index, .settling, now, &out)
+            }
+            guard expired else { return false }
+            let text = "\(move.node) was not Ready at \(move.to) within \(policy.verifyTimeoutSeconds) s"
+            out.append(.notice(Notice(.error, node: move.node, text + "; asking its agent to put \(move.from) back")))
+            stop(.failure(text), &out)
+            enter(index, .rollingBack, now, &out)
+            return true
+        case .verifyingRevert:
+            if let fresh, GateCheck.nodeReady(move.node, at: move.from, in: fresh) {
+                out.append(.notice(Notice(.info, node: move.node, "back at \(move.from) and Ready")))
+                return uncordonThen(index, .reverted, now, &out)
+            }
+            guard expired else { return false }
+            markUnhealthy(index, "not Ready at \(move.from) within \(policy.verifyTimeoutSeconds) s after going back", &out)
+            return true
+        case .settling:
+            if let fresh, GateCheck.longhornProblems(fresh).isEmpty {
+                enter(index, .committing, now, &out)
+                return true
+            }
+            guard expired else { return false }
+            let text = "Longhorn volumes were not all healthy within \(policy.rebuildTimeoutSeconds) s after \(move.node) came back"
+            out.append(.notice(Notice(.warning, node: move.node, text)))
+            stop(.blocked(text), &out)
+            enter(index, .committing, now, &out)
+            return true
+        default:
+            return false
+        }
+    }
+
+    mutating func finishWaveIfDone(_ now: Instant, _ out: inout [Action]) -> Bool {
+        guard status == .running, cursor < waves.count, waves[cursor].gatePassed else { return false }
+        let phases = waves[cursor].moves.map { moves[$0].phase }
+        if phases.contains(.pending) && phases.allSatisfy({ $0 == .done || $0 == .pending }) {
+            // Part of the wave was held back for Longhorn (replicas moved since planning): gate the rest.
+            openGate(cursor, now)
+            return true
+        }
+        guard phases.allSatisfy({ $0 == .done }) else { return false }
+        out.append(.notice(Notice(.info, "\(waves[cursor].label): done")))
+        moveCursor(to: cursor + 1, now)
+        return true
+    }
+
+    /// Anything of the wave left behind that may still change becomes a straggler.
+    mutating func moveCursor(to wave: Int, _ now: Instant) {
+        if cursor < waves.count {
+            for index in waves[cursor].moves where !moves[index].phase.isFinal && !stragglers.contains(index) { stragglers.append(index) }
+        }
+        cursor = wave
+        if cursor < waves.count { openGate(cursor, now) }
+    }
+
+    // MARK: - Entering phases
+
+    func timeout(for phase: Move.Phase) -> Int {
+        switch phase {
+        case .settling: policy.rebuildTimeoutSeconds
+        default: policy.verifyTimeoutSeconds
+        }
+    }
+
+    /// Uncordons the node if Upkeep cordoned it, then goes to `next`; true when anything changed.
+    @discardableResult
+    mutating func uncordonThen(_ index: Int, _ next: Move.Phase, _ now: Instant, _ out: inout [Action]) -> Bool {
+        if moves[index].cordonedByUs {
+            moves[index].afterUncordon = next
+            enter(index, .uncordoning, now, &out)
+        } else {
+            enter(index, next, now, &out)
+        }
+        return true
+    }
+
+    mutating func enter(_ index: Int, _ phase: Move.Phase, _ now: Instant, _ out: inout [Action]) {
+        moves[index].phase = phase
+        moves[index].deadline = nil
+        if !phase.isFinal && moves[index].wave != cursor && !stragglers.contains(index) { stragglers.append(index) }
+        let move = moves[index]
+        let command: AgentCommand?
+        switch phase {
+        case .cordoning: command = .cordon
+        case .draining: command = .drain(timeoutSeconds: policy.drainTimeoutSeconds)
+        case .installing:
+            command = .install(version: move.to, healthTimeoutSeconds: policy.healthTimeoutSeconds,
+                               watchdogTimeoutSeconds: policy.watchdogTimeoutSeconds)
+        case .rollingBack: command = .rollback(healthTimeoutSeconds: policy.healthTimeoutSeconds)
+        case .uncordoning: command = .uncordon
+        case .committing:
+            guard let install = move.installOperationID else { preconditionFailure("commit without an install") }
+            command = .commit(installOperationID: install)
+        case .verifying, .verifyingRevert, .settling:
+            moves[index].deadline = now.adding(seconds: timeout(for: phase))
+            moves[index].sinceSerial = observationSerial
+            command = nil
+        case .cancelled, .reverted:
+            moves[index].afterUncordon = nil
+            command = nil
+            if status == .running && move.wave == cursor {
+                // Only a node recovering after `resume` ends here while running: try it again.
+                moves[index].phase = .pending
+                moves[index].attempt += 1
+                moves[index].cordonedByUs = false
+                moves[index].note = nil
+                openGate(cursor, now)
+            }
+        default:
+            command = nil
+        }
+        if let command {
+            let request = AgentRequest(operationID: move.operationID(rolloutID, command), node: move.node, command: command)
+            queue(request, owner: .move(index), now)
+        }
+    }
+
+    private mutating func startStage(node: String, version: K3sVersion, arch: Arch, key: String, _ now: Instant) {
+        stagesIssued += 1
+        let id = "\(rolloutID):\(key):stage:\(stagesIssued)"
+        stages.append(StageRun(node: node, version: version, operationID: id))
+        queue(AgentRequest(operationID: id, node: node, command: .stage(version: version, arch: arch)), owner: .stage(id), now)
+    }
+
+    /// Stages the binaries of the current wave and the next `prefetchWaves` ahead of their turn.
+    private mutating func prefetch(_ now: Instant, _ out: inout [Action]) {
+        let last = min(waves.count - 1, cursor + policy.prefetchWaves)
+        guard cursor <= last else { return }
+        for wave in waves[cursor...last] {
+            for index in wave.moves where moves[index].phase != .done {
+                let move = moves[index]
+                if !stages.contains(where: { $0.node == move.node && $0.version == move.to }) {
+                    startStage(node: move.node, version: move.to, arch: move.arch, key: move.key, now)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import UpkeepCore
+
+/// Agents' answers: each moves its node to the next phase, or stops the rollout.
+extension RolloutEngine {
+    mutating func stageReplied(_ index: Int, _ reply: AgentReply, _ out: inout [Action]) {
+        switch reply {
+        case .staged:
+            stages[index].state = .staged
+        case .refused(let code, let message):
+            stages[index].state = .failed
+            stages[index].message = "\(code): \(message)"
+        default:
+            stages[index].state = .failed
+            stages[index].message = "unexpected answer \(reply)"
+        }
+    }
+
+    mutating func moveReplied(_ index: Int, _ operationID: String, _ reply: AgentReply, _ now: Instant, _ out: inout [Action]) {
+        let move = moves[index]
+        switch (move.phase, reply) {
+        case (.cordoning, .cordoned(let wasUnschedulable)):
+            moves[index].cordonedByUs = !wasUnschedulable
+            out.append(.notice(Notice(.info, node: move.node, wasUnschedulable ? "already cordoned (stays cordoned)" : "cordoned")))
+            if mayGoForward(index) { enter(index, .draining, now, &out) } else { _ = uncordonThen(index, .cancelled, now, &out) }
+        case (.cordoning, .refused(let code, let message)):
+            moves[index].phase = .cancelled
+            refuse("cordon", move, code, message, .blocked, &out)
+        case (.draining, .drained):
+            out.append(.notice(Notice(.info, node: move.node, "drained")))
+            if mayGoForward(index) { enter(index, .staging, now, &out) } else { _ = uncordonThen(index, .cancelled, now, &out) }
+        case (.draining, .refused(let code, let message)):
+            refuse("drain", move, code, message, .blocked, &out)
+            _ = uncordonThen(index, .cancelled, now, &out)
+        case (.installing, .installed(let version)):
+            moves[index].installOperationID = operationID
+            if move.wave != cursor {
+                // Answered after the rollout moved on (rolling back): undo it right away.
+                out.append(.notice(Notice(.warning, node: move.node, "installed \(move.to) after the rollback began; putting \(move.from) back")))
+                enter(index, .rollingBack, now, &out)
+            } else {
+                out.append(.notice(Notice(.info, node: move.node, "installed \(version?.description ?? move.to.description); waiting for the API")))
+                enter(index, .verifying, now, &out)
+            }
+        case (.installing, .installReverted(_, let healthy, let message)):
+            let text = "\(move.to) did not become healthy on \(move.node); its agent put \(move.from) back: \(message)"
+            out.append(.notice(Notice(.error, node: move.node, text)))
+            stop(.failure(text), &out)
+            if healthy { enter(index, .verifyingRevert, now, &out) } else { markUnhealthy(index, "unhealthy after its agent reverted it: \(message)", &out) }
+        case (.installing, .refused(let code, let message)):
+            // The staged binary may be gone (agents keep a few): stage it again next time.
+            stages.removeAll { $0.node == move.node && $0.version == move.to && $0.state == .staged }
+            refuse("install", move, code, message, .failure, &out)
+            enter(index, .verifyingRevert, now, &out)
+        case (.rollingBack, .rolledBack(_, let healthy, let message)):
+            if healthy { enter(index, .verifyingRevert, now, &out) } else { markUnhealthy(index, "unhealthy after rollback: \(message)", &out) }
+        case (.rollingBack, .refused(let code, let message)):
+            markUnhealthy(index, "rollback refused (\(code)): \(message)", &out)
+        case (.uncordoning, .uncordoned):
+            moves[index].cordonedByUs = false
+            out.append(.notice(Notice(.info, node: move.node, "uncordoned")))
+            enter(index, move.afterUncordon ?? .cancelled, now, &out)
+        case (.uncordoning, .refused(let code, let message)):
+            refuse("uncordon", move, code, message, .blocked, &out)  // stays uncordoning; resume asks again
+        case (.committing, .committed(let version)):
+            if let version, version != move.to {
+                let text = "\(move.node)'s agent had already put \(version) back before the commit"
+                out.append(.notice(Notice(.error, node: move.node, text)))
+                moves[index].phase = .reverted
+                stop(.failure(text), &out)
+            } else {
+                moves[index].phase = .done
+                out.append(.notice(Notice(.info, node: move.node, "committed at \(move.to)")))
+            }
+        case (.committing, .refused(let code, let message)):
+            refuse("commit", move, code, message, .blocked, &out)  // stays committing; resume asks again
+        default:
+            out.append(.notice(Notice(.warning, node: move.node, "ignored an unexpected answer to \(operationID): \(reply)")))
+        }
+    }
+
+    private enum RefusalKind { case failure, blocked }
+
+    private mutating func refuse(_ what: String, _ move: Move, _ code: String, _ message: String, _ kind: RefusalKind, _ out: inout [Action]) {
+        let text = "\(what) on \(move.node) refused (\(code)): \(message)"
+        out.append(.notice(Notice(.error, node: move.node, text)))
+        stop(kind == .failure ? .failure(text) : .blocked(text), &out)
+    }
+
+    mutating func markUnhealthy(_ index: Int, _ reason: String, _ out: inout [Action]) {
+        moves[index].phase = .unhealthy
+        moves[index].deadline = nil
+        moves[index].sinceSerial = observationSerial
+        moves[index].note = reason
+        if moves[index].wave != cursor && !stragglers.contains(index) { stragglers.append(index) }
+        let left = moves[index].cordonedByUs ? "; left cordoned" : ""
+        out.append(.notice(Notice(.error, node: moves[index].node, reason + left)))
+        stop(.failure("\(moves[index].node) \(reason)"), &out)
+    }
+}

@@ -1,0 +1,200 @@
+import UpkeepCore
+
+/// Stopping, rolling back, blocking, resuming and finishing: what happens when a node fails,
+/// an agent stops answering, the cluster does not allow going on, or the last wave is done.
+extension RolloutEngine {
+    /// Running, but everything unfinished waits on agents that stopped answering (a failure's
+    /// rollback took precedence over their block): block, so `resume` asks them again.
+    mutating func blockIfStuck(_ out: inout [Action]) -> Bool {
+        guard status == .running, cursor >= waves.count || waves[cursor].gatePassed else { return false }
+        let live = movesInPlay.filter { !moves[$0].phase.isSettled }
+        guard !live.isEmpty, live.allSatisfy({ pendingRequest(for: $0)?.exhausted == true }) else { return false }
+        block("the agents on \(GateCheck.listed(live.map { moves[$0].node })) do not answer; check them and run `upkeep resume`", &out)
+        return true
+    }
+
+    /// Past the last wave: finish once nothing is left to tend. A node left unhealthy blocks
+    /// instead, so the rollout never reports success (or a clean rollback) over a broken node.
+    /// Blocked past the last wave (nothing new can start), it finishes as soon as the unhealthy
+    /// nodes recover: the only thing the block was waiting for.
+    mutating func finishIfAllDone(_ out: inout [Action]) -> Bool {
+        let blockedAtEnd = if case .blocked = status { true } else { false }
+        guard status == .running || blockedAtEnd, cursor >= waves.count, movesInPlay.allSatisfy({ moves[$0].phase.isSettled }) else {
+            return false
+        }
+        let unhealthy = moves.filter { $0.phase == .unhealthy }.map(\.node)
+        if !unhealthy.isEmpty {
+            if blockedAtEnd { return false }
+            block("\(GateCheck.listed(unhealthy)) not healthy; Upkeep finishes once \(unhealthy.count == 1 ? "it recovers" : "they recover")", &out)
+            return true
+        }
+        switch direction {
+        case .forward: finish(.completed, &out)
+        case .reverting(let cause): finish(.rolledBack(cause: cause), &out)
+        }
+        return true
+    }
+
+    private mutating func finish(_ outcome: RolloutOutcome, _ out: inout [Action]) {
+        stopReason = nil
+        status = .finished(outcome)
+        switch outcome {
+        case .completed: out.append(.notice(Notice(.info, "rollout \(rolloutID): every node runs \(plan.target)")))
+        case .rolledBack(let cause): out.append(.notice(Notice(.warning, "rollout \(rolloutID) rolled back: \(cause)")))
+        case .failed(let cause): out.append(.notice(Notice(.error, "rollout \(rolloutID) failed: \(cause)")))
+        case .abandoned(let reason): out.append(.notice(Notice(.warning, "rollout \(rolloutID) abandoned: \(reason)")))
+        }
+        out.append(.finished(outcome))
+    }
+
+    /// Gives the rollout up where it stands; says what is left on which node, so the operator
+    /// knows what to look at (nothing is undone: a node's state is what the operator now owns).
+    mutating func abandon(_ reason: String, _ out: inout [Action]) {
+        let watches = Set(openWatches)
+        for move in moves where move.installOperationID.map(watches.contains) == true {
+            out.append(.notice(Notice(.warning, node: move.node, "install to \(move.to) not committed: the agent's watchdog keeps it "
+                                          + "if k3s is healthy at its deadline and puts \(move.from) back otherwise")))
+        }
+        for request in unansweredRequests {
+            out.append(.notice(Notice(.warning, node: request.node, "\(request.command.name) was sent and not answered: it may still "
+                                          + "run on the agent (\(request.operationID))")))
+        }
+        for node in cordonedByUpkeep {
+            out.append(.notice(Notice(.warning, node: node, "left cordoned by Upkeep: `kubectl uncordon \(node)` once it is healthy")))
+        }
+        pending.removeAll()
+        pendingOrder.removeAll()
+        finish(.abandoned(reason: reason), &out)
+    }
+
+    /// Stops starting nodes. A failure outranks a block: it decides what happens next.
+    mutating func stop(_ reason: StopReason, _ out: inout [Action]) {
+        switch status {
+        case .running:
+            status = .stopping
+            stopReason = reason
+        case .stopping:
+            if case .blocked = stopReason, case .failure = reason { stopReason = reason }
+        case .blocked:
+            if case .failure = reason {
+                status = .stopping
+                stopReason = reason
+            }
+        case .notStarted, .finished:
+            break
+        }
+    }
+
+    /// Once nothing in the current wave is in flight, decide: roll back, fail or block.
+    mutating func quiesceIfStopped(_ now: Instant, _ out: inout [Action]) -> Bool {
+        guard status == .stopping, let reason = stopReason else { return false }
+        do {
+            for index in movesInPlay {
+                let move = moves[index]
+                if move.phase.awaitsCluster { return false }
+                if move.phase == .staging { return false }
+                if move.phase.awaitsReply, let request = pendingRequest(for: index), !request.exhausted { return false }
+            }
+        }
+        stopReason = nil
+        switch (reason, direction) {
+        case (.failure(let cause), .forward) where policy.autoRollback:
+            beginRollback(cause: cause, now, &out)
+        case (.failure(let cause), .forward):
+            status = .running  // so finish() can record the outcome
+            reportLeftCordoned(&out)
+            finish(.failed(cause: cause), &out)
+        case (.failure(let cause), .reverting):
+            block("rolling back stopped: \(cause)", &out)
+        case (.blocked(let cause), _):
+            block(cause, &out)
+        }
+        return true
+    }
+
+    private mutating func block(_ reason: String, _ out: inout [Action]) {
+        status = .blocked(reason: reason)
+        out.append(.notice(Notice(.error, "rollout \(rolloutID) blocked: \(reason)")))
+        reportLeftCordoned(&out)
+    }
+
+    private func reportLeftCordoned(_ out: inout [Action]) {
+        for (index, move) in moves.enumerated() where move.cordonedByUs {
+            let why = move.note ?? (pendingRequest(for: index)?.exhausted == true ? "its agent does not answer" : "still in progress")
+            out.append(.notice(Notice(.warning, node: move.node, "left cordoned by Upkeep: \(why)")))
+        }
+    }
+
+    /// Reverse order: the last finished step goes back first. Agents of a wave go back together
+    /// (their wave was safe for Longhorn; the gate checks it again against the current replicas).
+    private mutating func beginRollback(cause: String, _ now: Instant, _ out: inout [Action]) {
+        direction = .reverting(cause: cause)
+        status = .running
+        out.append(.notice(Notice(.warning, "rolling back: \(cause)")))
+        let forward = waves.count
+        for wave in waves[0..<min(cursor + 1, forward)].reversed() {
+            // Done, or past its install with only the uncordon or commit unanswered (it runs
+            // `to`; the gate waits for it to finish before its way back starts).
+            let finished = wave.moves.filter { index in
+                let move = moves[index]
+                return move.phase == .done || move.phase == .committing || move.phase == .settling
+                    || (move.phase == .uncordoning && move.afterUncordon == .settling)
+            }.reversed()
+            guard !finished.isEmpty else { continue }
+            var run = WaveRun(label: "rollback of \(wave.label)", role: wave.role, moves: [])
+            for index in finished {
+                let original = moves[index]
+                run.moves.append(moves.count)
+                var back = Move(key: "r" + original.key.dropFirst(), node: original.node, role: original.role, arch: original.arch,
+                                from: original.to, to: original.from)
+                back.wave = waves.count
+                moves.append(back)
+            }
+            waves.append(run)
+        }
+        moveCursor(to: forward, now)
+    }
+
+    mutating func resume(_ now: Instant, _ out: inout [Action]) {
+        // A crash may have struck after the outcome was persisted and before it was reported.
+        if case .finished(let outcome) = status { out.append(.finished(outcome)) }
+        guard isInProgress else { return }
+        if case .blocked = status { status = .running }
+        out.append(.notice(Notice(.info, "rollout \(rolloutID) resumed")))
+        for id in pendingOrder {
+            pending[id]?.tries = 0
+            pending[id]?.exhausted = false
+            pending[id]?.sendAt = now
+        }
+        stages.removeAll { $0.state == .failed }
+        observeRequestedAt = nil
+        for index in stragglers where pendingRequest(for: index) == nil && moves[index].phase.awaitsReply {
+            moves[index].attempt += 1
+            enter(index, moves[index].phase, now, &out)
+        }
+        guard cursor < waves.count else { return }
+        var reopen = false
+        for index in waves[cursor].moves {
+            switch moves[index].phase {
+            case .cancelled, .reverted:
+                moves[index].phase = .pending
+                moves[index].attempt += 1
+                moves[index].cordonedByUs = false
+                moves[index].note = nil
+                reopen = true
+            case .verifying, .verifyingRevert, .settling:
+                moves[index].deadline = now.adding(seconds: timeout(for: moves[index].phase))
+                moves[index].sinceSerial = observationSerial
+            case .cordoning, .draining, .installing, .rollingBack, .uncordoning, .committing:
+                // Refused earlier (no request left): do it again, under a new attempt.
+                if pendingRequest(for: index) == nil {
+                    moves[index].attempt += 1
+                    enter(index, moves[index].phase, now, &out)
+                }
+            default:
+                break
+            }
+        }
+        if reopen || !waves[cursor].gatePassed { openGate(cursor, now) }
+    }
+}
