@@ -71,8 +71,12 @@ let package = Package(
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // Flux install manifests (multi-document kustomize output) read with Yams: controller and sandbox only.
         .target(name: "UpkeepFlux", dependencies: [yams], path: "Sources/UpkeepFlux", swiftSettings: strict),
+        // Programs the controller and the sandbox run (git, kubectl, ip) with a time limit, and
+        // git's environment. Foundation: not for the agent, which has its own runner.
+        .target(name: "UpkeepProcess", dependencies: ["UpkeepCore"], path: "Sources/UpkeepProcess", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepFlux", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "CSQLite", nioCore, nioPosix, nioHTTP1, logging, yams],
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepFlux", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepProcess", "CSQLite",
+                                                 nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "sandbox/Sources/UpkeepSandbox", swiftSettings: strict),
         // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
         .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
@@ -133,7 +137,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepProcess", "UpkeepSandbox",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -168,13 +172,13 @@ let package = Package(
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepRollout", "UpkeepProtocol",
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepProcess", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepRollout", "UpkeepProtocol",
                                                           nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
-        .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
+        .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepProcess", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
         .testTarget(name: "UpkeepFleetTests", dependencies: ["UpkeepFleet", "UpkeepAgentCore", "UpkeepSandboxTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepKube", "UpkeepProtocol",
                                                        "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepSandbox", "UpkeepAgent",
@@ -192,7 +196,7 @@ let package = Package(
         .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport",
                                                         "UpkeepRuntimeTestSupport"], swiftSettings: strict),
         // The built `upkeep` against sandbox clusters of real processes, with kubectl as the witness.
-        .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport"],
+        .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepProcess", "UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport"],
                     swiftSettings: strict),
         // YAMLReader against Yams (libyaml) as the reference reader.
         .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepCore", yams], swiftSettings: strict),

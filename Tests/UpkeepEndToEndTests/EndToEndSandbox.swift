@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UpkeepProcess
 import UpkeepRollout
 import UpkeepCore
 import UpkeepSandbox
@@ -271,16 +272,16 @@ struct BackgroundRun: Sendable {
 
     /// Waits (bounded) for the command to exit; its exit code, or nil (after killing it) if it did not.
     func exitCode(timeoutSeconds: Double = 180) async -> Int32? {
-        if let status = await Spawn.reap(pid, timeoutSeconds: timeoutSeconds) { return WaitStatus(status).shellCode }
+        if let status = await ProcessRun.reap(pid, timeoutSeconds: timeoutSeconds) { return WaitStatus(status).shellCode }
         kill(-pid, SIGKILL)
-        _ = await Spawn.reap(pid, timeoutSeconds: 10)
+        _ = await ProcessRun.reap(pid, timeoutSeconds: 10)
         return nil
     }
 
     /// SIGKILL, as a crash would end it, and reaps it.
     func killHard() async {
         kill(pid, SIGKILL)
-        _ = await Spawn.reap(pid, timeoutSeconds: 10)
+        _ = await ProcessRun.reap(pid, timeoutSeconds: 10)
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UpkeepProcess
 import UpkeepSandbox
 import UpkeepStore
 

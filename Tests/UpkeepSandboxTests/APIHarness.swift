@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import UpkeepKube
+import UpkeepProcess
 @testable import UpkeepSandbox
 
 /// A simulated API on a loopback port, on the wall clock, with virtual kubelets, and a

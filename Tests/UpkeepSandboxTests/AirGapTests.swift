@@ -3,6 +3,7 @@ import Testing
 import UpkeepCore
 import UpkeepKube
 import UpkeepPKI
+import UpkeepProcess
 @testable import UpkeepSandbox
 
 /// An air-gapped node (https://docs.k3s.io/installation/airgap, "Manually deploy images") runs a

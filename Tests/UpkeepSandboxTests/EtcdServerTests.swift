@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpkeepCore
 import UpkeepKube
+import UpkeepProcess
 @testable import UpkeepSandbox
 
 /// The sandbox's servers run real etcd 3.4 members as k3s's embedded etcd, judged by the real

@@ -3,6 +3,7 @@ import NIOPosix
 import Testing
 import UpkeepCore
 import UpkeepKube
+import UpkeepProcess
 @testable import UpkeepSandbox
 import UpkeepTestSupport
 

@@ -4,6 +4,7 @@ import NIOPosix
 import Testing
 import UpkeepCore
 import UpkeepKube
+import UpkeepProcess
 @testable import UpkeepSandbox
 
 /// Real processes: the fake k3s and the systemctl stand-in running sandbox nodes.
@@ -84,17 +85,17 @@ struct HostTests {
         var status: Int32?
         let startDeadline = Date().addingTimeInterval(30)
         while status == nil, !FileManager.default.fileExists(atPath: SandboxDaemon.pidFile(directory)), Date() < startDeadline {
-            status = await Spawn.reap(pid, timeoutSeconds: 0)
+            status = await ProcessRun.reap(pid, timeoutSeconds: 0)
             try await Task.sleep(nanoseconds: 1_000_000)
         }
         #expect(status == nil, "the sandbox process exited before it wrote its pid file:\n\(SandboxDaemon.logTail(directory))")
         #expect(FileManager.default.fileExists(atPath: SandboxDaemon.pidFile(directory)),
                 "the sandbox process wrote no pid file within 30 s:\n\(SandboxDaemon.logTail(directory))")
         kill(pid, SIGTERM)
-        if status == nil { status = await Spawn.reap(pid, timeoutSeconds: 120) }
+        if status == nil { status = await ProcessRun.reap(pid, timeoutSeconds: 120) }
         if status == nil {
             kill(pid, SIGKILL)
-            _ = await Spawn.reap(pid, timeoutSeconds: 10)
+            _ = await ProcessRun.reap(pid, timeoutSeconds: 10)
         }
         let log = (try? String(contentsOfFile: SandboxDaemon.logFile(directory), encoding: .utf8)) ?? ""
         let exited = try #require(status, "the sandbox process did not exit within 120 s of SIGTERM (killed now):\n\(SandboxDaemon.logTail(directory))")

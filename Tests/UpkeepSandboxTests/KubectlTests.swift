@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpkeepKube
 import UpkeepPKI
+import UpkeepProcess
 @testable import UpkeepSandbox
 
 /// The real kubectl is the judge of the simulated API.

@@ -3,6 +3,7 @@ import NIOCore
 import Testing
 import UpkeepKube
 import UpkeepPKI
+import UpkeepProcess
 import UpkeepProtocol
 import UpkeepTLS
 @testable import UpkeepSandbox

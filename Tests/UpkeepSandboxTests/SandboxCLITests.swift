@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepCLI
+import UpkeepProcess
 import UpkeepRollout
 import UpkeepKube
 import UpkeepPKI

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import UpkeepKube
+import UpkeepProcess
 import UpkeepRollout
-import UpkeepSandbox
 import UpkeepStore
 
 /// `upkeep update --component longhorn|flux --to V`: an upgrade through the Git repository Flux
@@ -298,7 +298,7 @@ struct GitOpsUpdate {
     func git(_ arguments: [String], what: String) async throws -> String {
         let outcome: ProcessRun.Outcome
         do {
-            outcome = try await ProcessRun.run("git", arguments, environment: SandboxGit.environment(identity: "upkeep"), timeoutSeconds: 120)
+            outcome = try await ProcessRun.run("git", arguments, environment: Git.environment(identity: "upkeep"), timeoutSeconds: 120)
         } catch {
             throw CommandFailure(code: RolloutExitCode.unreachable, message: "git: \(error); install git")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepCore
+import UpkeepProcess
 
 /// The embedded etcd of a sandbox server: Debian's etcd 3.4 run by the fake k3s as its child,
 /// where k3s runs etcd inside its own process. Its member lives where k3s keeps it

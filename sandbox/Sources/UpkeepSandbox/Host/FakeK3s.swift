@@ -5,6 +5,7 @@ import NIOPosix
 import UpkeepCore
 import UpkeepKube
 import UpkeepPKI
+import UpkeepProcess
 import UpkeepTLS
 
 /// The fake k3s: what a node's `/usr/local/bin/k3s` runs in the sandbox.

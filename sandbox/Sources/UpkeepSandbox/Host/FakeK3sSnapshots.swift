@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepCore
+import UpkeepProcess
 
 /// `k3s etcd-snapshot save` and `k3s server --cluster-reset [--cluster-reset-restore-path=FILE]`
 /// of the fake k3s, on the server's real etcd member
@@ -134,14 +135,14 @@ extension FakeK3s {
         let gateway = EtcdGateway(endpoints: [member.clientURL], callTimeoutSeconds: 2, attemptTimeoutSeconds: 2)
         let deadline = Date().addingTimeInterval(60)
         var ready = false
-        while !ready, Date() < deadline, await Spawn.reap(pid, timeoutSeconds: 0) == nil {
+        while !ready, Date() < deadline, await ProcessRun.reap(pid, timeoutSeconds: 0) == nil {
             ready = (try? await gateway.get(ServerDatastore.probeKey)) != nil
             if !ready { try await Task.sleep(nanoseconds: 200_000_000) }
         }
         kill(pid, SIGTERM)
-        if await Spawn.reap(pid, timeoutSeconds: ServerDatastore.stopGraceSeconds) == nil {
+        if await ProcessRun.reap(pid, timeoutSeconds: ServerDatastore.stopGraceSeconds) == nil {
             kill(pid, SIGKILL)
-            _ = await Spawn.reap(pid, timeoutSeconds: 5)
+            _ = await ProcessRun.reap(pid, timeoutSeconds: 5)
         }
         guard ready else { throw SandboxError("etcd: the member did not serve within 60 s of --force-new-cluster; see \(member.logFile)") }
     }

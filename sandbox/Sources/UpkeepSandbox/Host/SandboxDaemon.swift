@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepCore
+import UpkeepProcess
 
 /// The background process behind `upkeep sandbox up`: started in its own session, it runs a
 /// `SandboxRunner` until SIGTERM or SIGINT, applies `faults.json` while it runs, and reports
@@ -61,11 +62,11 @@ public enum SandboxDaemon {
             if let state = try? JSONFiles.read(State.self, from: stateFile(directory)), state.pid == pid {
                 if state.state == "ready" { return try SandboxManifest.load(directory: directory) }
                 if state.state == "failed" {
-                    _ = await Spawn.reap(pid, timeoutSeconds: 30)
+                    _ = await ProcessRun.reap(pid, timeoutSeconds: 30)
                     throw SandboxError("the sandbox did not start: \(state.message ?? "no reason given"); see \(logFile(directory))")
                 }
             }
-            if let status = await Spawn.reap(pid, timeoutSeconds: 0) {
+            if let status = await ProcessRun.reap(pid, timeoutSeconds: 0) {
                 throw SandboxError("the sandbox process exited (status \(WaitStatus(status).shellCode)) before it was ready:\n\(logTail(directory))")
             }
             try await Task.sleep(nanoseconds: 100_000_000)

@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepKube
+import UpkeepProcess
 import Yams
 
 /// The Git repository the sandbox's Flux watches: a real bare repository `DIR/git/fleet.git`
@@ -38,24 +39,9 @@ public struct SandboxGit: Sendable {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
-    /// The environment of every git Upkeep runs: it never prompts for credentials, and commits as
-    /// `identity` unless `GIT_AUTHOR_*`/`GIT_COMMITTER_*` say otherwise. `hermetic` also ignores
-    /// the machine's /etc/gitconfig (the sandbox's own repository); an operator's repository
-    /// keeps it (credential helpers, proxies).
-    public static func environment(identity: String, hermetic: Bool = false) -> [String: String] {
-        var environment = ProcessInfo.processInfo.environment
-        environment["GIT_TERMINAL_PROMPT"] = "0"
-        if hermetic { environment["GIT_CONFIG_NOSYSTEM"] = "1" }
-        for role in ["AUTHOR", "COMMITTER"] {
-            environment["GIT_\(role)_NAME"] = environment["GIT_\(role)_NAME"] ?? identity
-            environment["GIT_\(role)_EMAIL"] = environment["GIT_\(role)_EMAIL"] ?? "\(identity)@localhost"
-        }
-        return environment
-    }
-
     @discardableResult
     static func run(_ arguments: [String]) async throws -> String {
-        let outcome = try await ProcessRun.run("git", arguments, environment: environment(identity: "flux", hermetic: true), timeoutSeconds: 60)
+        let outcome = try await ProcessRun.run("git", arguments, environment: Git.environment(identity: "flux", hermetic: true), timeoutSeconds: 60)
         guard outcome.status == 0 else { throw SandboxError("git \(arguments.joined(separator: " ")) failed: \(outcome.output)") }
         return outcome.output
     }

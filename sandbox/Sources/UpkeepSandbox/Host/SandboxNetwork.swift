@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepProcess
 
 /// `--netns` mode: one network namespace per node on a bridge, addresses in 198.18.0.0/15
 /// (one /24 per sandbox), so tests can cut a node off (`ip link set … down`). Needs root and

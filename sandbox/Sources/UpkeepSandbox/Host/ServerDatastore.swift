@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOPosix
 import UpkeepCore
 import UpkeepKube
+import UpkeepProcess
 
 /// The datastore a fake k3s server runs before its apiserver counts as up: its etcd member
 /// (`EtcdMember`), or, on a single SQLite server, kine over `server/db/state.db` served as the
@@ -167,10 +168,10 @@ final class ServerDatastore: Sendable {
     func stop() async {
         if let (pid, lifeline) = etcd.withLockedValue({ running in defer { running = nil }; return running }) {
             kill(pid, SIGTERM)
-            if await Spawn.reap(pid, timeoutSeconds: Self.stopGraceSeconds) == nil {
+            if await ProcessRun.reap(pid, timeoutSeconds: Self.stopGraceSeconds) == nil {
                 log("warning", "etcd did not stop within \(Int(Self.stopGraceSeconds)) s of SIGTERM; killing it")
                 kill(pid, SIGKILL)
-                _ = await Spawn.reap(pid, timeoutSeconds: 5)
+                _ = await ProcessRun.reap(pid, timeoutSeconds: 5)
             }
             close(lifeline)
         }

@@ -34,21 +34,6 @@ public enum Spawn {
         return errno == EPERM
     }
 
-    /// Waits (bounded) for our child `pid` to exit and reaps it; nil if it still runs at the deadline.
-    public static func reap(_ pid: pid_t, timeoutSeconds: Double) async -> Int32? {
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        var pause: UInt64 = 1_000_000
-        while true {
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid { return status }
-            if result < 0 && errno != EINTR { return 0 }  // not our child, or already reaped
-            if Date() >= deadline { return nil }
-            try? await Task.sleep(nanoseconds: pause)
-            pause = min(pause * 2, 20_000_000)
-        }
-    }
-
     /// A child that exited but was not reaped still answers `kill(pid, 0)`.
     static func isZombie(_ pid: pid_t) -> Bool {
         guard let stat = try? BoundedRead.bytes("/proc/\(pid)/stat", bytesMax: statBytesMax) else { return false }

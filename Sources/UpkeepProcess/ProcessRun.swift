@@ -3,8 +3,9 @@ import UpkeepCore
 
 /// Runs a program to completion with a time limit, collecting stdout and stderr together.
 ///
-/// Used by the sandbox to drive real tools (kubectl, ip, the systemctl stand-in) and by tests.
-/// A program still running at the limit is terminated, then killed, and reported as timed out.
+/// Used by the controller (git for `upkeep update`, the sandbox program for `upkeep demo`), by the
+/// sandbox to drive real tools (kubectl, ip, the systemctl stand-in), and by tests. A program
+/// still running at the limit is terminated, then killed, and reported as timed out.
 public enum ProcessRun {
     public struct Outcome: Sendable, Equatable {
         public var status: Int32
@@ -28,17 +29,18 @@ public enum ProcessRun {
         guard let path = locate(program) else { throw NotFound(program: program) }
         let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("upkeep-run-\(UUID().uuidString)").path
         defer { unlink(outputFile) }
-        let pid = try Spawn.detached([path] + arguments, environment: environment ?? ProcessInfo.processInfo.environment,
-                                     logFile: outputFile, newSession: false, ownGroup: true)
+        let pid = try PosixSpawn.spawn([path] + arguments, environment: environment ?? ProcessInfo.processInfo.environment,
+                                       standardOutput: .appending(toFile: outputFile), standardError: .standardOutput,
+                                       grouping: .ownGroup)
         var timedOut = false
-        var status = await Spawn.reap(pid, timeoutSeconds: timeoutSeconds)
+        var status = await reap(pid, timeoutSeconds: timeoutSeconds)
         if status == nil {
             timedOut = true
             kill(-pid, SIGTERM)
-            status = await Spawn.reap(pid, timeoutSeconds: 2)
+            status = await reap(pid, timeoutSeconds: 2)
             if status == nil {
                 kill(-pid, SIGKILL)
-                status = await Spawn.reap(pid, timeoutSeconds: 10)
+                status = await reap(pid, timeoutSeconds: 10)
             }
         }
         let data = FileManager.default.contents(atPath: outputFile) ?? Data()
@@ -54,5 +56,20 @@ public enum ProcessRun {
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
         return nil
+    }
+
+    /// Waits (bounded) for our child `pid` to exit and reaps it; nil if it still runs at the deadline.
+    public static func reap(_ pid: pid_t, timeoutSeconds: Double) async -> Int32? {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        var pause: UInt64 = 1_000_000
+        while true {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid { return status }
+            if result < 0 && errno != EINTR { return 0 }  // not our child, or already reaped
+            if Date() >= deadline { return nil }
+            try? await Task.sleep(nanoseconds: pause)
+            pause = min(pause * 2, 20_000_000)
+        }
     }
 }
