@@ -17,7 +17,7 @@ test: deps
 	$(SWIFT) test --skip-build --disable-xctest --no-parallel
 
 demo: deps
-	$(SWIFT) build  # upkeep, upkeep-agent and upkeep-sandbox-host: the demo runs all three
+	$(SWIFT) build  # upkeep, upkeep-agent and upkeep-sandbox: the demo runs all three
 	$$($(SWIFT) build --show-bin-path)/upkeep demo
 
 # Fuzzes the frame decoder briefly (CI); fuzz/run.sh SECONDS for longer runs.

@@ -24,6 +24,8 @@ let package = Package(
     products: [
         .executable(name: "upkeep", targets: ["upkeep"]),
         .executable(name: "upkeep-agent", targets: ["upkeep-agent"]),
+        // The sandbox cluster, which `upkeep sandbox` and `upkeep demo` run: installed beside `upkeep`.
+        .executable(name: "upkeep-sandbox", targets: ["upkeep-sandbox"]),
     ],
     // Every package we use at an exact version, so a shipped binary is built from known sources
     // (Package.resolved stays out of git: the local package mirrors carry their own commit ids).
@@ -71,16 +73,19 @@ let package = Package(
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // Flux install manifests (multi-document kustomize output) read with Yams: controller and sandbox only.
         .target(name: "UpkeepFlux", dependencies: [yams], path: "Sources/UpkeepFlux", swiftSettings: strict),
-        // Programs the controller and the sandbox run (git, kubectl, ip) with a time limit, and
-        // git's environment. Foundation: not for the agent, which has its own runner.
+        // Programs the controller and the sandbox run (git, kubectl, the sandbox program) with a time
+        // limit, and git's environment. Foundation: not for the agent, which has its own runner.
         .target(name: "UpkeepProcess", dependencies: ["UpkeepCore"], path: "Sources/UpkeepProcess", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
         .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepFlux", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepProcess", "CSQLite",
                                                  nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "sandbox/Sources/UpkeepSandbox", swiftSettings: strict),
-        // One multi-call binary for sandbox hosts: `k3s` and `systemctl` by argv[0] (or first argument).
-        .executableTarget(name: "upkeep-sandbox-host", dependencies: ["UpkeepSandbox", "UpkeepKube"],
-                          path: "sandbox/Sources/upkeep-sandbox-host", swiftSettings: strict),
+        // `upkeep-sandbox`: the sandbox's command line (up, status, fault, down; `upkeep sandbox …`
+        // runs it), and the multi-call binary of its hosts: `k3s` and `systemctl` by argv[0] (or
+        // first argument), `unit-supervisor`, `serve DIR`, `api`. The production `upkeep` does not
+        // link the simulator (scripts/check-links).
+        .executableTarget(name: "upkeep-sandbox", dependencies: ["UpkeepSandbox", "UpkeepKube", argumentParser],
+                          path: "sandbox/Sources/upkeep-sandbox", swiftSettings: strict),
 
         // Strict reading of YAML configuration files (agent.yaml, upkeep.yaml) and kubeconfigs with a
         // reader of its own (YAMLReader, stdlib only): errors name file, line and field.
@@ -137,7 +142,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepProcess", "UpkeepSandbox",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepProcess",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),

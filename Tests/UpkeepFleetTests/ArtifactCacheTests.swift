@@ -22,7 +22,7 @@ final class ReleaseServerRig: @unchecked Sendable {
 
     init() async throws {
         let corrupt = corrupt
-        let catalog = ReleaseCatalog(k3sBase: v1, hostBinary: "/nonexistent/upkeep-sandbox-host",
+        let catalog = ReleaseCatalog(k3sBase: v1, hostBinary: "/nonexistent/upkeep-sandbox",
                                      faults: { var faults = SandboxFaults(); faults.corruptBinaries = corrupt.withLockedValue { $0 }; return faults },
                                      now: Date().timeIntervalSince1970)
         self.catalog = catalog

@@ -10,7 +10,14 @@ extension Upkeep {
     /// errors, 1 with "Error: ..." on stderr when the command itself fails.
     public static func runReturningExitCode(_ arguments: [String]? = nil) async -> Int32 {
         do {
-            var command = try parseAsRoot(liftingRootConfig(arguments ?? Array(CommandLine.arguments.dropFirst())))
+            let arguments = liftingRootConfig(arguments ?? Array(CommandLine.arguments.dropFirst()))
+            // Every argument after `sandbox`, `--help` included, is the sandbox program's (Sandbox).
+            if arguments.first == "sandbox" {
+                try SandboxProgram.replaceProcess(arguments: Array(arguments.dropFirst()))
+            } else if arguments.starts(with: ["help", "sandbox"]) {
+                try SandboxProgram.replaceProcess(arguments: Array(arguments.dropFirst(2)) + ["--help"])
+            }
+            var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

@@ -3,7 +3,6 @@ import Foundation
 import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
-import UpkeepSandbox
 import UpkeepStore
 
 /// `upkeep demo`: the first thing a new user runs.
@@ -31,6 +30,11 @@ struct Demo: AsyncParsableCommand {
     static let longhornTarget = "v1.8.2"
     /// Then Flux (from the sandbox's v2.4.0) regenerates its own components through Git.
     static let fluxTarget = "v2.5.1"
+    /// Bounds on the sandbox program's runs: `up` waits at most its --ready-timeout (60 s) plus
+    /// 30 s for its process; `fault` up to 30 s for an agent; `down` up to 60 s for the process.
+    static let sandboxUpSecondsMax = 150.0
+    static let sandboxFaultSecondsMax = 60.0
+    static let sandboxDownSecondsMax = 180.0
 
     func run() async throws {
         let base = dir ?? NSTemporaryDirectory() + "upkeep-demo-\(UUID().uuidString.prefix(8).lowercased())"
@@ -54,18 +58,16 @@ struct Demo: AsyncParsableCommand {
         }
     }
 
-    /// One sandbox, one `apply` to the newest version; returns apply's exit code.
+    /// One sandbox, one `apply` to the newest version; returns apply's exit code. The sandbox's
+    /// lifecycle (up, fault, down) runs through the sandbox program; the controller runs here.
     private func runScenario(directory: String, failing: String?) async throws -> Int32 {
-        let executable = SiblingExecutables.upkeep
-        let options = SandboxOptions(
-            directory: directory,
-            spec: ClusterSpec(servers: 3, agents: 3, volumes: 4, replicas: 2, k3sVersion: "v1.30.6+k3s1"),
-            netns: false, hostBinary: SandboxRunner.hostBinaryNextTo(executable: executable),
-            agentBinary: SandboxRunner.agentBinaryNextTo(executable: executable), agentPort: 9443,
-            timings: ModelTimings(nodeGraceSeconds: 10, podStartSeconds: 0.5, podTerminationSeconds: 0.3, rebuildSeconds: 1),
-            readyTimeoutSeconds: 60)
-        let manifest = try await SandboxDaemon.launch(options)
+        _ = try await SandboxProgram.run(["up", "--dir", directory, "--servers", "3", "--agents", "3", "--volumes", "4", "--replicas", "2",
+                                          "--k3s-version", "v1.30.6+k3s1", "--agent-port", "9443", "--node-grace", "10",
+                                          "--pod-start-seconds", "0.5", "--pod-termination-seconds", "0.3", "--rebuild-seconds", "1",
+                                          "--ready-timeout", "60"],
+                                         timeoutSeconds: Self.sandboxUpSecondsMax)
         do {
+            let manifest = try SandboxProgram.Manifest.load(directory: directory)
             say("sandbox: \(manifest.nodes.count) nodes at \(manifest.k3sVersion) "
                 + "(\(manifest.nodes.map { "\($0.name) \($0.address)" }.joined(separator: ", "))); kubeconfig \(manifest.kubeconfig)")
             let configPath = try Self.writeDemoConfig(directory: directory)
@@ -75,8 +77,8 @@ struct Demo: AsyncParsableCommand {
                 let newest = try await session.availableVersions(includePreReleases: false, oldestInstalled: nil).first
                 guard let newest else { throw CommandFailure(code: 1, message: "the sandbox release server offers no k3s release") }
                 if let failing {
-                    say(try await SandboxControl.setFault(directory: directory, node: failing, kind: "unhealthy", value: nil,
-                                                          version: newest.description, anyVersion: false))
+                    say(try await SandboxProgram.run(["fault", "--dir", directory, failing, "unhealthy", "--k3s-version", newest.description],
+                                                     timeoutSeconds: Self.sandboxFaultSecondsMax))
                 }
                 var target = try TargetOptions.parse([])
                 target.to = newest.description
@@ -115,10 +117,10 @@ struct Demo: AsyncParsableCommand {
                     }
                 }
             }
-            say(try await SandboxRunner.down(directory: directory))
+            say(try await SandboxProgram.run(["down", "--dir", directory], timeoutSeconds: Self.sandboxDownSecondsMax))
             return code
         } catch {
-            _ = try? await SandboxRunner.down(directory: directory)
+            _ = try? await SandboxProgram.run(["down", "--dir", directory], timeoutSeconds: Self.sandboxDownSecondsMax)
             throw error
         }
     }

@@ -1,31 +1,21 @@
 import ArgumentParser
-import Foundation
 
-/// `upkeep sandbox`: a k3s cluster stand-in on this machine (docs/sandbox.md).
-struct Sandbox: AsyncParsableCommand {
+/// `upkeep sandbox`: runs the sandbox program, `upkeep-sandbox`, with the same arguments
+/// (docs/sandbox.md). That program carries the `up / status / fault / down` command line, so
+/// help, output and exit codes are its own; `Upkeep.runReturningExitCode` hands it every argument
+/// after `sandbox` (`--help` included) before this parser sees them. This entry lists the command
+/// in `upkeep --help`.
+struct Sandbox: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
         abstract: "Run a sandbox k3s cluster (simulated API, fake k3s nodes, release server, agents) on this machine.",
-        discussion: "DIR holds kubeconfig, sandbox.json, upkeep.yaml, pki/, faults.json, nodes/<node>/ and sandbox.log. See docs/sandbox.md.",
-        subcommands: [SandboxUp.self, SandboxStatus.self, SandboxFault.self, SandboxDown.self]
+        discussion: "Runs \(SandboxProgram.name), installed beside upkeep. See docs/sandbox.md."
     )
-}
 
-/// `--dir DIR`, shared by every sandbox subcommand; made absolute.
-struct SandboxDirectoryOption: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The sandbox's directory.", valueName: "DIR"))
-    var dir: String
+    @Argument(parsing: .captureForPassthrough, help: "up, status, fault or down, and their arguments.")
+    var arguments: [String] = []
 
-    var path: String {
-        let absolute = dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
-        return URL(fileURLWithPath: absolute).standardizedFileURL.path
-    }
-}
-
-/// The directory of the running `upkeep` executable, where SwiftPM also puts
-/// `upkeep-sandbox-host` and `upkeep-agent`.
-enum SiblingExecutables {
-    static var upkeep: String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    func run() throws {
+        try SandboxProgram.replaceProcess(arguments: arguments)
     }
 }

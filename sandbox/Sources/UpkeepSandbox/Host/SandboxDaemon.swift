@@ -41,7 +41,7 @@ public enum SandboxDaemon {
             throw SandboxError("a sandbox already runs in \(directory) (pid \(pid)); run `upkeep sandbox down --dir \(directory)` first")
         }
         guard FileManager.default.isExecutableFile(atPath: options.hostBinary) else {
-            throw SandboxError("the sandbox host binary \(options.hostBinary) is missing; build it (swift build)")
+            throw SandboxError("the sandbox program \(options.hostBinary) is missing; build it (swift build)")
         }
         if let agent = options.agentBinary, !FileManager.default.isExecutableFile(atPath: agent) {
             throw SandboxError("the agent binary \(agent) is missing; build it (swift build) or pass --no-agents")
@@ -80,7 +80,7 @@ public enum SandboxDaemon {
         return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
     }
 
-    /// The background process's main: `upkeep-sandbox-host serve DIR`.
+    /// The background process's main: `upkeep-sandbox serve DIR`.
     public static func serve(directory: String) async -> Int32 {
         // Signals are turned into events before anything starts, so a `down` during the start
         // still tears everything down once the start has finished (or failed; both are bounded).

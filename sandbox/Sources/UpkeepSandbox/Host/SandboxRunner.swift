@@ -10,7 +10,7 @@ public struct SandboxOptions: Sendable, Equatable, Codable {
     public var directory: String
     public var spec: ClusterSpec
     public var netns: Bool
-    /// The multi-call `upkeep-sandbox-host` binary (fake k3s, systemctl stand-in).
+    /// The multi-call `upkeep-sandbox` binary (fake k3s, systemctl stand-in, the sandbox process).
     public var hostBinary: String
     /// The `upkeep-agent` binary to run on every node; nil runs no agents.
     public var agentBinary: String?
@@ -58,9 +58,9 @@ public final class SandboxRunner: Sendable {
     public let git: SandboxGit
     let appliedCommit = NIOLockedValueBox<String?>(nil)
 
-    /// `upkeep-sandbox-host` in the directory of `executable` (SwiftPM builds them side by side).
+    /// `upkeep-sandbox` in the directory of `executable` (SwiftPM builds them side by side).
     public static func hostBinaryNextTo(executable: String) -> String {
-        "\((executable as NSString).deletingLastPathComponent)/upkeep-sandbox-host"
+        "\((executable as NSString).deletingLastPathComponent)/upkeep-sandbox"
     }
 
     /// `upkeep-agent` in the directory of `executable`.
@@ -117,7 +117,7 @@ public final class SandboxRunner: Sendable {
             throw SandboxError("a sandbox with several servers runs an etcd member on each, and etcd is not installed: apt-get install etcd-server etcd-client (scripts/install-deps does)")
         }
         guard FileManager.default.isExecutableFile(atPath: options.hostBinary) else {
-            throw SandboxError("the sandbox host binary \(options.hostBinary) is missing; build it (swift build) or pass --host-binary")
+            throw SandboxError("the sandbox program \(options.hostBinary) is missing; build it (swift build)")
         }
         let directory = options.directory.hasPrefix("/") ? options.directory : FileManager.default.currentDirectoryPath + "/" + options.directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

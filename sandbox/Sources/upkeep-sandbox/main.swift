@@ -3,8 +3,11 @@ import NIOCore
 import NIOPosix
 import UpkeepSandbox
 
-// Multi-call binary for sandbox hosts. Dispatches on the program name (`k3s`, `systemctl`) or,
-// when called by its own name, on the first argument.
+// `upkeep-sandbox`: the sandbox as a program of its own, so that the production `upkeep` does not
+// link the simulator. `upkeep sandbox …` runs it with the same arguments (up, status, fault, down);
+// it is also the sandbox's hosts: by program name (`k3s`, `systemctl`) or, when called by its own
+// name, by the first argument (the fake k3s, the systemctl stand-in, a unit's supervisor, the
+// background sandbox process `serve DIR`, and `api` for experiments).
 var arguments = CommandLine.arguments
 let programPath = arguments.removeFirst()
 let program = URL(fileURLWithPath: programPath).lastPathComponent
@@ -50,7 +53,7 @@ default:
         code = UnitSupervisor.run(root: arguments.dropFirst().first ?? "")
     case "serve":
         guard let directory = arguments.dropFirst().first else {
-            FileHandle.standardError.write(Data("usage: \(program) serve DIR (normally started by `upkeep sandbox up`)\n".utf8))
+            FileHandle.standardError.write(Data("usage: \(program) serve DIR (started by `upkeep sandbox up`)\n".utf8))
             exit(2)
         }
         code = await SandboxDaemon.serve(directory: directory)
@@ -58,14 +61,7 @@ default:
         try await serveAPI(Array(arguments.dropFirst()))
         code = 0
     default:
-        FileHandle.standardError.write(Data("""
-            usage: \(program) k3s …           the fake k3s (normally through a node's usr/local/bin/k3s)
-                   \(program) systemctl …     the systemctl stand-in (normally a node's bin/systemctl)
-                   \(program) serve DIR       run the sandbox described by DIR/sandbox-options.json (upkeep sandbox up)
-                   \(program) api [--port N]  a simulated API with virtual kubelets, for experiments
-
-            """.utf8))
-        code = 2
+        await SandboxCommandLine.run(arguments)
     }
 }
 exit(code)

@@ -49,6 +49,16 @@ struct SandboxUp: AsyncParsableCommand {
     @Option(name: .customLong("rebuild-seconds"), help: "Seconds a returning Longhorn replica rebuilds before its volume is healthy again.")
     var rebuildSeconds = 10.0
 
+    // Hidden (`--help-hidden` shows them; docs/sandbox.md lists them): `upkeep demo` sets them, and
+    // the help and usage lines `up` has always printed stay as they were.
+    @Option(name: .customLong("pod-start-seconds"),
+            help: ArgumentHelp("Seconds a scheduled pod takes to turn Ready on a Ready node.", visibility: .hidden))
+    var podStartSeconds = ModelTimings().podStartSeconds
+
+    @Option(name: .customLong("pod-termination-seconds"),
+            help: ArgumentHelp("Seconds a deleted or evicted pod takes to disappear.", visibility: .hidden))
+    var podTerminationSeconds = ModelTimings().podTerminationSeconds
+
     func validate() throws {
         let spec = ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion)
         if let problem = spec.problem { throw ValidationError(problem) }
@@ -56,16 +66,22 @@ struct SandboxUp: AsyncParsableCommand {
         guard (1...3600).contains(readyTimeoutSeconds) else { throw ValidationError("--ready-timeout must be between 1 and 3600 seconds") }
         guard (1...3600).contains(nodeGraceSeconds) else { throw ValidationError("--node-grace must be between 1 and 3600 seconds") }
         guard (0...3600).contains(rebuildSeconds) else { throw ValidationError("--rebuild-seconds must be between 0 and 3600 seconds") }
+        guard (0...3600).contains(podStartSeconds) else { throw ValidationError("--pod-start-seconds must be between 0 and 3600 seconds") }
+        guard (0...3600).contains(podTerminationSeconds) else {
+            throw ValidationError("--pod-termination-seconds must be between 0 and 3600 seconds")
+        }
     }
 
     func run() async throws {
-        let executable = SiblingExecutables.upkeep
+        let executable = SandboxCommandLine.executable
         let options = SandboxOptions(
             directory: directory.path,
             spec: ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion),
-            netns: netns, hostBinary: SandboxRunner.hostBinaryNextTo(executable: executable),
+            netns: netns, hostBinary: executable,
             agentBinary: noAgents ? nil : SandboxRunner.agentBinaryNextTo(executable: executable), agentPort: agentPort,
-            timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds, rebuildSeconds: rebuildSeconds), readyTimeoutSeconds: Double(readyTimeoutSeconds))
+            timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds, podStartSeconds: podStartSeconds,
+                                  podTerminationSeconds: podTerminationSeconds, rebuildSeconds: rebuildSeconds),
+            readyTimeoutSeconds: Double(readyTimeoutSeconds))
         let manifest = try await SandboxDaemon.launch(options)
         print("sandbox up in \(manifest.directory) (pid \(manifest.pid)): \(manifest.nodes.count) nodes Ready")
         print("  kubeconfig  \(manifest.kubeconfig)")
