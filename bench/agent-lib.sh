@@ -20,6 +20,18 @@ build_agent() {
   (cd "$ROOT" && swift build "${AGENT_BUILD_FLAGS[@]}" --scratch-path "$AGENT_SCRATCH" --product upkeep-agent >/dev/null)
 }
 
+# agent_links: whether the built agent links what it must not (docs/agent.md, "Measurements"):
+# full Foundation (CoreFoundation's constructor runs at every start; ICU, its relocated data),
+# statically or as a shared library, and libsqlite3 (loaded on first use). Prints
+# "links_corefoundation=N links_libsqlite3=N"; both 0 expected (scripts/check-links fails otherwise).
+agent_links() {
+  local cf shared sq
+  cf=$(nm "$AGENT_BIN" | grep -c ' __CFInitialize$' || true)
+  shared=$(readelf -d "$AGENT_BIN" | grep -cE 'NEEDED.*lib(Core)?Foundation' || true)
+  sq=$(readelf -d "$AGENT_BIN" | grep -c 'NEEDED.*libsqlite3' || true)
+  echo "links_corefoundation=$((cf + shared)) links_libsqlite3=$sq"
+}
+
 # make_node DIR HEALTHY_AFTER_SECONDS: fake node with k3s v1 live; sets PORT.
 make_node() {
   local dir=$1 gate=${GATE_MS-5}
