@@ -33,11 +33,24 @@ struct EtcdServerTests {
         try await ProcessRun.run(node.systemctl, [verb, node.unit], timeoutSeconds: 120)
     }
 
-    static func etcdPID(_ node: SandboxNode) -> pid_t? {
-        (try? String(contentsOfFile: node.etcdPIDFile, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    static func etcdPID(_ node: SandboxNode) -> pid_t? { SandboxDaemon.etcdPID(node) }
+
+    static func kubectl(_ runner: SandboxRunner, _ arguments: [String], timeoutSeconds: Double = 60) async throws -> ProcessRun.Outcome {
+        try await ProcessRun.run("kubectl", ["--kubeconfig", runner.manifest.kubeconfig, "--cache-dir", "\(runner.manifest.directory)/.kube-cache",
+                                             "--request-timeout", "30s"] + arguments, timeoutSeconds: timeoutSeconds)
     }
 
-    @Test func threeServersFormOneEtcdClusterAndASnapshotRestoresAsK3sDocuments() async throws {
+    /// `kubectl create configmap NAME`, tried every half second until it succeeds or `timeoutSeconds` pass.
+    static func createEventually(_ runner: SandboxRunner, _ name: String, timeoutSeconds: Double = 60) async throws -> ProcessRun.Outcome {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            let created = try await kubectl(runner, ["create", "configmap", name, "--from-literal=k=\(name)"])
+            if created.status == 0 || Date() >= deadline { return created }
+            try await Task.sleep(nanoseconds: 500_000_000)
+        }
+    }
+
+    @Test func threeServersKeepTheAPIsObjectsInOneEtcdClusterWithRealQuorumAndARestoreAsK3sDocuments() async throws {
         try await HostTests.withSandbox(ClusterSpec(servers: 3, agents: 0, volumes: 0, replicas: 1), timings: ModelTimings()) { runner in
             let servers = runner.manifest.nodes
             let (cluster, members) = try await Self.members(servers[0])
@@ -50,7 +63,25 @@ struct EtcdServerTests {
                 #expect(FileManager.default.fileExists(atPath: "\(server.dataDir)/server/db/etcd/member/wal"), "k3s's member path")
             }
 
-            #expect(try await Self.etcdctl(servers[1], ["put", "/upkeep-test/before", "1"]).status == 0)
+            // What kubectl creates is in etcd, under the apiserver's key, at the revision the API reports.
+            #expect(try await Self.kubectl(runner, ["create", "configmap", "before", "--from-literal=k=v"]).status == 0)
+            let stored = try await Self.etcdctl(servers[1], ["get", "/registry/configmaps/default/before", "-w", "json"])
+            let modRevision = stored.output.range(of: #""mod_revision":\d+"#, options: .regularExpression).map { String(stored.output[$0].dropFirst(15)) }
+            let reported = try await Self.kubectl(runner, ["get", "configmap", "before", "-o", "jsonpath={.metadata.resourceVersion}"])
+            #expect(modRevision != nil && reported.output == modRevision, "API \(reported.output), etcd \(stored.output)")
+            let listed = try await Self.etcdctl(servers[2], ["get", "--prefix", "/registry/minions/", "--keys-only"])
+            #expect(listed.output.split(separator: "\n").map(String.init) == servers.map { "/registry/minions/\($0.name)" }, "\(listed.output)")
+
+            // Quorum is real: two of three servers down, no write; one back, writes again.
+            for server in servers.dropFirst() { #expect(try await Self.systemctl(server, "stop").status == 0) }
+            let refused = try await Self.kubectl(runner, ["create", "configmap", "without-quorum", "--from-literal=k=v"])
+            #expect(refused.status != 0 && refused.output.contains("etcdserver"), "\(refused.output)")
+            #expect(try await Self.kubectl(runner, ["get", "configmap", "before"]).status == 0, "reads come from the API's view")
+            #expect(try await Self.systemctl(servers[1], "start").status == 0)
+            let quorate = try await Self.createEventually(runner, "with-quorum")
+            #expect(quorate.status == 0, "\(quorate.output)")
+            #expect(try await Self.systemctl(servers[2], "start").status == 0)
+
             let save = try await ProcessRun.run(servers[0].k3sBinary, ["etcd-snapshot", "save", "--name", "pre-restore"], timeoutSeconds: 120)
             #expect(save.status == 0, "\(save.output)")
             let snapshots = try FileManager.default.contentsOfDirectory(atPath: servers[0].snapshotDir)
@@ -60,7 +91,7 @@ struct EtcdServerTests {
             let status = try await EtcdMember.etcdctl(["snapshot", "status", path, "-w", "json"])
             #expect(status.status == 0, "a real etcd snapshot: \(status.output)")
             #expect(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int == 0o600)
-            #expect(try await Self.etcdctl(servers[2], ["put", "/upkeep-test/after", "2"]).status == 0)
+            #expect(try await Self.kubectl(runner, ["create", "configmap", "after", "--from-literal=k=v"]).status == 0)
 
             // k3s's restore: stop k3s on every server, reset one from the snapshot, start it,
             // delete server/db on the others and start them.
@@ -82,10 +113,21 @@ struct EtcdServerTests {
             }
             let after = try await Self.members(servers[2])
             #expect(after.cluster == alone.cluster && after.members.count == 3 && after.members.allSatisfy { !$0.name.isEmpty }, "\(after)")
-            let before = try await Self.etcdctl(servers[1], ["get", "/upkeep-test/before", "--print-value-only"])
-            #expect(before.output == "1\n", "the snapshot's key: \(before.output)")
-            let later = try await Self.etcdctl(servers[1], ["get", "/upkeep-test/after", "--print-value-only"])
-            #expect(later.status == 0 && later.output.isEmpty, "written after the snapshot, gone: \(later.output)")
+
+            // The API read the restored datastore back: the snapshot's objects, not the later one.
+            let reloaded = try await HostTests.eventually(timeoutSeconds: 30) {
+                try await Self.kubectl(runner, ["get", "configmap", "after"]).output.contains("NotFound")
+            }
+            #expect(reloaded, "the object written after the snapshot is gone")
+            #expect(try await Self.kubectl(runner, ["get", "configmap", "before", "with-quorum"]).status == 0)
+            let datastore = try await Self.kubectl(runner, ["get", "--raw", "/sandbox/v1/datastore"])
+            #expect((try? JSON.parse(datastore.output))?["reloads"]?.int ?? 0 >= 1, "\(datastore.output)")
+            #expect(try await Self.createEventually(runner, "after-restore").status == 0)
+            let ready = try await HostTests.eventually(timeoutSeconds: 30) {
+                let nodes = try await Self.kubectl(runner, ["get", "nodes", "--no-headers"]).output
+                return nodes.split(separator: "\n").count == 3 && nodes.split(separator: "\n").allSatisfy { $0.contains(" Ready ") }
+            }
+            #expect(ready, "the servers heartbeat into the restored cluster")
         }
     }
 
@@ -111,16 +153,44 @@ struct EtcdServerTests {
         }
     }
 
-    @Test func aSingleSQLiteServerRefusesEtcdSnapshotsAndClusterResetsAsK3sDoes() async throws {
+    @Test func aSingleSQLiteServerKeepsTheObjectsInKineAndIsRestoredByPuttingStateDBAndTokenBack() async throws {
         try await HostTests.withSandbox(ClusterSpec(servers: 1, agents: 0, volumes: 0, replicas: 1), timings: ModelTimings()) { runner in
             let server = runner.manifest.nodes[0]
-            #expect(server.datastore == "sqlite" && FileManager.default.fileExists(atPath: "\(server.dataDir)/server/db/state.db"))
-            #expect(!FileManager.default.fileExists(atPath: "\(server.dataDir)/server/db/etcd"), "no etcd directory: the agent backs up SQLite")
+            let db = "\(server.dataDir)/server/db"
+            #expect(server.datastore == "sqlite" && FileManager.default.fileExists(atPath: "\(db)/state.db"))
+            #expect(!FileManager.default.fileExists(atPath: "\(db)/etcd"), "no etcd directory: the agent backs up SQLite")
             let save = try await ProcessRun.run(server.k3sBinary, ["etcd-snapshot", "save"], timeoutSeconds: 60)
             #expect(save.status != 0 && save.output.contains("etcd datastore disabled"), "\(save.output)")
+
+            #expect(try await Self.kubectl(runner, ["create", "configmap", "before", "--from-literal=k=v"]).status == 0)
+            let row = try await ProcessRun.run("sqlite3", ["\(db)/state.db", "SELECT MAX(id) FROM kine WHERE name = '/registry/configmaps/default/before'"],
+                                               timeoutSeconds: 20)
+            let reported = try await Self.kubectl(runner, ["get", "configmap", "before", "-o", "jsonpath={.metadata.resourceVersion}"])
+            #expect(!reported.output.isEmpty && reported.output + "\n" == row.output, "API \(reported.output), kine row \(row.output)")
+
+            // The backup k3s documents for SQLite, k3s stopped: the database and the token.
             #expect(try await Self.systemctl(server, "stop").status == 0)
             let reset = try await ProcessRun.run(server.k3sBinary, ["server", "--cluster-reset"], timeoutSeconds: 60)
             #expect(reset.status != 0 && reset.output.contains("requires embedded etcd"), "\(reset.output)")
+            let backup = runner.manifest.directory + "/backup"
+            try FileManager.default.createDirectory(atPath: backup, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(db)/state.db", toPath: "\(backup)/state.db")
+            try FileManager.default.copyItem(atPath: "\(server.dataDir)/server/token", toPath: "\(backup)/token")
+            #expect(try await Self.systemctl(server, "start").status == 0)
+            #expect(try await Self.createEventually(runner, "after").status == 0)
+
+            #expect(try await Self.systemctl(server, "stop").status == 0)
+            for suffix in ["", "-wal", "-shm"] { unlink("\(db)/state.db\(suffix)") }
+            unlink("\(server.dataDir)/server/token")
+            try FileManager.default.copyItem(atPath: "\(backup)/state.db", toPath: "\(db)/state.db")
+            try FileManager.default.copyItem(atPath: "\(backup)/token", toPath: "\(server.dataDir)/server/token")
+            #expect(try await Self.systemctl(server, "start").status == 0)
+            let reloaded = try await HostTests.eventually(timeoutSeconds: 30) {
+                try await Self.kubectl(runner, ["get", "configmap", "after"]).output.contains("NotFound")
+            }
+            #expect(reloaded, "the object written after the backup is gone")
+            #expect(try await Self.kubectl(runner, ["get", "configmap", "before"]).status == 0)
+            #expect(try await Self.createEventually(runner, "after-restore").status == 0)
         }
     }
 }

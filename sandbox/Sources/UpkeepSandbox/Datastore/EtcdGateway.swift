@@ -184,6 +184,7 @@ public final class EtcdGateway: Sendable {
         let deadline = Date().addingTimeInterval(callTimeoutSeconds)
         var problems: [String] = []
         var last = DatastoreError.unreachable("no endpoint tried")
+        var memberError: DatastoreError?
         for offset in 0..<endpoints.count {
             let index = (start + offset) % endpoints.count
             let remaining = deadline.timeIntervalSinceNow
@@ -208,6 +209,7 @@ public final class EtcdGateway: Sendable {
                 }
                 if let error = Gateway.ErrorBody(json: json) {
                     last = .failed(message: error.message, code: error.code)
+                    memberError = memberError ?? last
                     problems.append("\(endpoint): \(error.message)")
                 } else {
                     last = .malformed("\(endpoint)\(path) answered HTTP \(answer.status): \(String(decoding: answer.body.prefix(200), as: UTF8.self))")
@@ -217,6 +219,7 @@ public final class EtcdGateway: Sendable {
                 // says so at once (etcd itself answers only after its own request timeout).
                 if let (_, errors) = try? await status(of: endpoint, timeoutSeconds: 0.5), !errors.isEmpty {
                     last = .failed(message: errors.joined(separator: "; "), code: 14)
+                    memberError = memberError ?? last
                     problems.append("\(endpoint): \(errors.joined(separator: "; "))")
                 } else {
                     problems.append("\(endpoint): \(timedOut)")
@@ -229,6 +232,8 @@ public final class EtcdGateway: Sendable {
             guard last.triesAnotherMember else { break }
         }
         counters.withLockedValue { $0.failures += 1 }
+        // What a member said (etcd's own words) matters more than the members that said nothing.
+        if let said = memberError { throw said }
         if case .unreachable = last { throw .unreachable(problems.joined(separator: "; ")) }
         throw last
     }

@@ -16,8 +16,8 @@ import NIOConcurrencyHelpers
 /// What it leaves out of kine: leases and TTLs, compaction and its `compact_rev_key` row, gap
 /// filling, watches. One connection, behind a lock: calls are serialized.
 public final class KineStore: @unchecked Sendable {
-    // One SQLite connection, only ever used under `lock` (hence unchecked Sendable).
-    private let handle: OpaquePointer?
+    // One SQLite connection, only ever used under `lock` (hence unchecked Sendable); nil once closed.
+    private var handle: OpaquePointer?
     private let lock = NIOLock()
     public let path: String
 
@@ -55,6 +55,15 @@ public final class KineStore: @unchecked Sendable {
 
     deinit {
         sqlite3_close_v2(handle)
+    }
+
+    /// Closes the database (SQLite checkpoints the WAL into `state.db` as the last connection
+    /// closes, as when k3s stops); later calls fail.
+    public func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        sqlite3_close_v2(handle)
+        handle = nil
     }
 
     /// Creates kine's table in a new database at `path` (what k3s does on its first start).
@@ -225,6 +234,7 @@ public final class KineStore: @unchecked Sendable {
     private func withHandle<T>(_ body: (OpaquePointer?) throws(Failure) -> T) throws(Failure) -> T {
         lock.lock()
         defer { lock.unlock() }
+        guard handle != nil else { throw Failure(message: "\(path) is closed (k3s is stopping)") }
         return try body(handle)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NIOHTTP1
 import UpkeepKube
 
 /// What `upkeep sandbox status` and `upkeep sandbox fault` do, behind the command line.
@@ -13,10 +14,12 @@ public enum SandboxControl {
         }
         var nodes: [String: Node] = [:]
         var apiProblem: String?
+        var datastore: JSON?
         do {
             let client = try KubeClient(endpoint: try Kubeconfig.load(path: manifest.kubeconfig).endpoint(), requestTimeoutSeconds: 5)
             do {
                 for node in try await client.list(Node.self) { nodes[node.name] = node }
+                datastore = try? await client.request(.GET, "/sandbox/v1/datastore")
             } catch {
                 apiProblem = "\(error)"
             }
@@ -29,6 +32,7 @@ public enum SandboxControl {
                      "API       \(manifest.apiURL) (kubeconfig \(manifest.kubeconfig))",
                      "releases  \(manifest.releaseURL) (k3s \(manifest.availableK3sVersions.joined(separator: ", ")))"]
         if let apiProblem { lines.append("the API did not answer: \(apiProblem)") }
+        lines.append(datastoreLine(manifest, datastore))
         var rows = [["NODE", "ROLE", "ADDRESS", "VERSION", "READY", "K3S", "AGENT", "FAULTS"]]
         for node in manifest.nodes {
             let unit = SystemctlStandIn.currentState(node)
@@ -48,6 +52,19 @@ public enum SandboxControl {
         global += faults.releaseFaults?.summary ?? []
         if !global.isEmpty { lines.append("release faults: " + global.joined(separator: ", ")) }
         return (true, lines.joined(separator: "\n"))
+    }
+
+    /// `datastore etcd, 3 members (…:2379, …), revision 412, synced` and what went wrong last.
+    static func datastoreLine(_ manifest: SandboxManifest, _ summary: JSON?) -> String {
+        let servers = manifest.nodes.filter(\.isServer)
+        let kind = servers.count > 1 ? "etcd, \(servers.count) members" : "kine (SQLite) on \(servers.first?.name ?? "?")"
+        var line = "datastore \(kind) (\(servers.map(\.datastoreURL).joined(separator: ", ")))"
+        guard let summary else { return line + ", state unknown" }
+        line += (summary["synced"]?.bool == true ? ", revision \(summary["revision"]?.int ?? 0)" : ", not reachable")
+        if let reloads = summary["reloads"]?.int, reloads > 0 { line += ", read back \(reloads) times (restores)" }
+        if let refused = summary["refused"]?.int, refused > 0 { line += ", \(refused) writes refused" }
+        if let error = summary["lastError"]?.string { line += "; last error: \(error)" }
+        return line
     }
 
     /// `running (pid N) host:port`, `stopped`, or `-` when the sandbox runs no agents.

@@ -11,8 +11,15 @@ extension SandboxDaemon {
             let state = SystemctlStandIn.currentState(node)
             pids.formUnion([state.supervisorPID, state.mainPID].filter { $0 > 0 })
             if let pid = agentPID(node) { pids.insert(pid) }
+            if let pid = etcdPID(node) { pids.insert(pid) }
         }
         return pids
+    }
+
+    /// The pid of `node`'s etcd member, from its pid file (nil when it runs none).
+    public static func etcdPID(_ node: SandboxNode) -> pid_t? {
+        guard let text = try? String(contentsOfFile: node.etcdPIDFile, encoding: .utf8) else { return nil }
+        return pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// The pid `node`'s upkeep-agent runs as, from its pid file (nil when stopped).

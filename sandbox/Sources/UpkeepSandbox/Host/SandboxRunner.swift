@@ -48,10 +48,12 @@ public final class SandboxRunner: Sendable {
     public let cluster: SandboxCluster
     let api: SandboxHTTPServer
     let release: ReleaseServer
-    let driver: RepeatedTask
+    /// The model's controllers, ticking through the datastore.
+    let driver: Task<Void, Never>
     let network: SandboxNetwork?
     /// When each node's agent was last started (seconds since the epoch), to space out restarts.
     let agentStarts = NIOLockedValueBox<[String: Double]>([:])
+    static let annotateAttempts = 5
     /// Restart=always with RestartSec=2s, as deploy/upkeep-agent.service would.
     static let agentRestartSeconds = 2.0
     /// The repository Flux watches, and the commit the model last applied from it.
@@ -69,7 +71,7 @@ public final class SandboxRunner: Sendable {
     }
 
     private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: SandboxHTTPServer,
-                 release: ReleaseServer, driver: RepeatedTask, network: SandboxNetwork?, git: SandboxGit)
+                 release: ReleaseServer, driver: Task<Void, Never>, network: SandboxNetwork?, git: SandboxGit)
     {
         self.git = git
         self.options = options
@@ -160,10 +162,12 @@ public final class SandboxRunner: Sendable {
         try JSONFiles.atomicWrite(Data(try credentials.admin.key.pkcs8PEM().utf8), to: "\(pki)/admin.key", mode: 0o600)
 
         let group = MultiThreadedEventLoopGroup.singleton
-        let cluster = SandboxCluster(spec: spec, timings: options.timings)
+        // The API keeps every object in the servers' datastore; it waits for it (503) until they run.
+        let storage = ClusterStorage(serverAddresses: spec.serverNames.map { spec.address(of: $0) })
+        let cluster = SandboxCluster(spec: spec, timings: options.timings, storage: storage)
         let api = try await SandboxHTTPServer.start(host: apiHost, port: 0, group: group,
                                                     channelPrefix: SandboxHTTPServer.tls(try credentials.serverContext()),
-                                                    responder: cluster.handle)
+                                                    asyncResponder: cluster.respond)
         let apiURL = "https://\(apiHost):\(api.port)"
         let kubeconfig = "\(directory)/kubeconfig"
         try credentials.writeKubeconfig(server: apiURL, to: kubeconfig)
@@ -192,7 +196,7 @@ public final class SandboxRunner: Sendable {
         try JSONFiles.atomicWrite(Data(SandboxIdentities.controllerConfig(directory: directory, releaseURL: release.baseURL,
                                                                           agentPort: options.agentPort).utf8),
                                   to: "\(directory)/upkeep.yaml")
-        let driver = cluster.startDriver(on: group.next())
+        let driver = cluster.startDriverTask()
         let manifest = SandboxManifest(directory: directory, pid: getpid(), apiURL: apiURL, kubeconfig: kubeconfig,
                                        releaseURL: release.baseURL, faultsFile: faultsFile, netns: network != nil,
                                        bridge: network?.bridge, k3sVersion: spec.k3sVersion, availableK3sVersions: catalog.k3sVersions,
@@ -331,10 +335,16 @@ public final class SandboxRunner: Sendable {
             var annotations = JSON.object([:])
             annotations[SandboxAgents.addressAnnotation] = .string(node.agentAddress)
             let patch: JSON = ["metadata": ["annotations": annotations]]
-            let response = cluster.handle(APIRequest(method: "PATCH", uri: "/api/v1/nodes/\(node.name)",
-                                                     contentType: "application/merge-patch+json", body: patch.serialized()))
+            // A write can meet a datastore that is busy electing a leader: a few tries, a second apart.
+            var response = APIResponse(status: 0, body: [])
+            for attempt in 1...Self.annotateAttempts {
+                response = await cluster.respond(APIRequest(method: "PATCH", uri: "/api/v1/nodes/\(node.name)",
+                                                            contentType: "application/merge-patch+json", body: patch.serialized()))
+                if response.status == 200 || attempt == Self.annotateAttempts { break }
+                try await Task.sleep(nanoseconds: 1_000_000_000)
+            }
             guard response.status == 200 else {
-                throw SandboxError("annotating node \(node.name) failed: HTTP \(response.status)")
+                throw SandboxError("annotating node \(node.name) failed: HTTP \(response.status) \(String(decoding: response.body.prefix(300), as: UTF8.self))")
             }
         }
     }
@@ -344,7 +354,7 @@ public final class SandboxRunner: Sendable {
     /// keeps down); called periodically by the sandbox process.
     public func tend() async {
         let faults = SandboxFaults.load(manifest.faultsFile)
-        cluster.withModel { model in
+        _ = try? await cluster.update { model in
             model.rebuildSecondsByNode = faults.rebuildSeconds ?? [:]
             let key = ClusterModel.fluxKey(.fluxHelmReleases, ClusterModel.longhornRelease.namespace, ClusterModel.longhornRelease.name)
             model.fluxFaults[key] = faults.longhornUpgradeFails == true
@@ -369,7 +379,11 @@ public final class SandboxRunner: Sendable {
     func followGit() async {
         guard let head = git.head(), head != appliedCommit.withLockedValue({ $0 }) else { return }
         let versions = await git.versions(at: head)
-        cluster.withModel { $0.applyGitCommit(sha: head, longhornChartVersion: versions.longhornChart, flux: versions.flux) }
+        do {
+            try await cluster.update { $0.applyGitCommit(sha: head, longhornChartVersion: versions.longhornChart, flux: versions.flux) }
+        } catch {
+            return  // the datastore refused it: the next look applies it
+        }
         appliedCommit.withLockedValue { $0 = head }
     }
 

@@ -176,8 +176,9 @@ final class ServerDatastore: Sendable {
             close(lifeline)
         }
         unlink(node.etcdPIDFile)
-        if let (_, server) = kine.withLockedValue({ running in defer { running = nil }; return running }) {
+        if let (store, server) = kine.withLockedValue({ running in defer { running = nil }; return running }) {
             await server.close()
+            store.close()
         }
     }
 

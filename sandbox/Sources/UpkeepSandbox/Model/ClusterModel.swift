@@ -93,6 +93,21 @@ public struct ClusterModel: Sendable {
         reconcile()
     }
 
+    /// The cluster installed anew, its objects as first seeded (its datastore was wiped, and a
+    /// new k3s cluster starts empty); its kubelets, faults, events and clock carry on.
+    public mutating func reinstall(now: Double) {
+        var fresh = ClusterModel(spec: spec, timings: timings, now: max(self.now, now))
+        fresh.runtimes = runtimes
+        fresh.events = events
+        fresh.fluxFaults = fluxFaults
+        fresh.fluxUpgradeFails = fluxUpgradeFails
+        fresh.rebuildSecondsByNode = rebuildSecondsByNode
+        fresh.virtualKubelets = virtualKubelets
+        fresh.store = fresh.store.renumbered(after: store)
+        fresh.record("Reinstalled", "cluster", "the datastore was empty: the cluster starts anew")
+        self = fresh
+    }
+
     mutating func record(_ kind: String, _ object: String, _ message: String) {
         events.append(ModelEvent(time: now, kind: kind, object: object, message: message))
         if events.count > Self.eventsMax { events.removeFirst(events.count - Self.eventsMax) }

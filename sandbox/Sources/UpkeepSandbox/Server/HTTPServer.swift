@@ -4,25 +4,34 @@ import NIOHTTP1
 import NIOPosix
 import UpkeepTLS
 
-/// A small HTTP/1.1 server with keep-alive that hands each complete request to a synchronous
-/// responder. The simulated API, the release server and the fake k3s health endpoints use it.
+/// A small HTTP/1.1 server with keep-alive that hands each complete request to a responder:
+/// a synchronous one on the connection's event loop (the release server, the fake k3s's health
+/// endpoints and fake kine), or an asynchronous one (the simulated API behind a datastore, whose
+/// writes wait for it). Pipelined requests are answered in order (NIO's pipelining handler holds
+/// the next one until an answer is written).
 ///
 /// `channelPrefix` lets a caller put handlers (the TLS handler) in front of HTTP; it never
 /// buffers more than `bodyBytesMax` of one request body (413 beyond that).
 public final class SandboxHTTPServer: Sendable {
     public typealias Responder = @Sendable (APIRequest) -> APIResponse
+    public typealias AsyncResponder = @Sendable (APIRequest) async -> APIResponse
     public typealias ChannelPrefix = @Sendable (any Channel) throws -> Void
 
     public let channel: any Channel
     public let host: String
     public let port: Int
     private let accepted: NIOLockedValueBox<Int>
+    /// Open connections, closed with the server (as a process's are when it ends).
+    private let connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>
 
-    init(channel: any Channel, host: String, port: Int, accepted: NIOLockedValueBox<Int>) {
+    init(channel: any Channel, host: String, port: Int, accepted: NIOLockedValueBox<Int>,
+         connections: NIOLockedValueBox<[ObjectIdentifier: any Channel]>)
+    {
         self.channel = channel
         self.host = host
         self.port = port
         self.accepted = accepted
+        self.connections = connections
     }
 
     /// Connections accepted so far (to see keep-alive at work).
@@ -36,13 +45,36 @@ public final class SandboxHTTPServer: Sendable {
     public static func start(host: String, port: Int, group: any EventLoopGroup, bodyBytesMax: Int = 8 << 20,
                              channelPrefix: ChannelPrefix? = nil, responder: @escaping Responder) async throws -> SandboxHTTPServer
     {
+        try await start(host: host, port: port, group: group, bodyBytesMax: bodyBytesMax, channelPrefix: channelPrefix,
+                        answering: .immediately(responder))
+    }
+
+    public static func start(host: String, port: Int, group: any EventLoopGroup, bodyBytesMax: Int = 8 << 20,
+                             channelPrefix: ChannelPrefix? = nil, asyncResponder: @escaping AsyncResponder) async throws -> SandboxHTTPServer
+    {
+        try await start(host: host, port: port, group: group, bodyBytesMax: bodyBytesMax, channelPrefix: channelPrefix,
+                        answering: .later(asyncResponder))
+    }
+
+    enum Answering: Sendable {
+        case immediately(Responder)
+        case later(AsyncResponder)
+    }
+
+    static func start(host: String, port: Int, group: any EventLoopGroup, bodyBytesMax: Int, channelPrefix: ChannelPrefix?,
+                      answering responder: Answering) async throws -> SandboxHTTPServer
+    {
         let accepted = NIOLockedValueBox(0)
+        let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 accepted.withLockedValue { $0 += 1 }
+                let id = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[id] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
                     try channelPrefix?(channel)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -50,11 +82,14 @@ public final class SandboxHTTPServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        return SandboxHTTPServer(channel: channel, host: host, port: channel.localAddress?.port ?? port, accepted: accepted)
+        return SandboxHTTPServer(channel: channel, host: host, port: channel.localAddress?.port ?? port, accepted: accepted,
+                                 connections: connections)
     }
 
+    /// Stops listening and closes every open connection.
     public func close() async {
         try? await channel.close()
+        for connection in connections.withLockedValue({ Array($0.values) }) { try? await connection.close() }
     }
 }
 
@@ -63,12 +98,12 @@ final class HTTPResponderHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let bodyBytesMax: Int
-    let responder: SandboxHTTPServer.Responder
+    let responder: SandboxHTTPServer.Answering
     var head: HTTPRequestHead?
     var body: [UInt8] = []
     var refused = false
 
-    init(bodyBytesMax: Int, responder: @escaping SandboxHTTPServer.Responder) {
+    init(bodyBytesMax: Int, responder: SandboxHTTPServer.Answering) {
         self.bodyBytesMax = bodyBytesMax
         self.responder = responder
     }
@@ -95,9 +130,19 @@ final class HTTPResponderHandler: ChannelInboundHandler {
             let request = APIRequest(method: head.method.rawValue, uri: head.uri, accept: head.headers.first(name: "accept") ?? "*/*",
                                      contentType: head.headers.first(name: "content-type") ?? "", body: body, headers: headers)
             body = []
-            let response = responder(request)
-            guard !response.withheld else { return }
-            write(response, keepAlive: head.isKeepAlive, context: context, isHead: head.method == .HEAD)
+            switch responder {
+            case .immediately(let respond):
+                let response = respond(request)
+                guard !response.withheld else { return }
+                write(response, keepAlive: head.isKeepAlive, context: context, isHead: head.method == .HEAD)
+            case .later(let respond):
+                let answer = context.eventLoop.makePromise(of: APIResponse.self)
+                answer.completeWithTask { await respond(request) }
+                answer.futureResult.assumeIsolated().whenSuccess { response in
+                    guard !response.withheld, context.channel.isActive else { return }
+                    self.write(response, keepAlive: head.isKeepAlive, context: context, isHead: head.method == .HEAD)
+                }
+            }
         }
     }
 

@@ -5,40 +5,291 @@ import UpkeepKube
 
 /// The model behind a lock, with the clock it runs on: what the API server and the real-time
 /// driver share. With a manual clock nothing moves unless a test calls `advance`.
+///
+/// In memory (unit tests), requests change the model directly (`handle`, `advance`). With a
+/// `ClusterStorage` (what `sandbox up` runs), the model is the API's view of the datastore, as
+/// the apiserver's watch cache is of etcd: reads come from the view; every change (a request, a
+/// step of the model's controllers) is made on a copy, its objects are written to the datastore
+/// in one transaction guarded by the revisions the view knew, and only when the datastore has
+/// accepted it does the copy become the view, its objects carrying the revisions the datastore
+/// gave them as `resourceVersion`. A datastore that another cluster answers for (a restore) is
+/// read back whole; an empty one is filled with the cluster (`seed`). What is not an object
+/// (kubelet heartbeats, Longhorn's rebuild clocks, faults) carries on across both.
 public final class SandboxCluster: Sendable {
     private let state: NIOLockedValueBox<ClusterModel>
     private let clock: @Sendable () -> Double
+    /// The datastore, when the model is a view of one.
+    public let storage: ClusterStorage?
 
-    public init(model: ClusterModel, clock: @escaping @Sendable () -> Double) {
+    public init(model: ClusterModel, clock: @escaping @Sendable () -> Double, storage: ClusterStorage? = nil) {
         state = NIOLockedValueBox(model)
         self.clock = clock
+        self.storage = storage
     }
 
     /// A cluster on the wall clock.
-    public convenience init(spec: ClusterSpec, timings: ModelTimings = ModelTimings()) {
+    public convenience init(spec: ClusterSpec, timings: ModelTimings = ModelTimings(), storage: ClusterStorage? = nil) {
         let now = Date().timeIntervalSince1970
-        self.init(model: ClusterModel(spec: spec, timings: timings, now: now), clock: { Date().timeIntervalSince1970 })
+        self.init(model: ClusterModel(spec: spec, timings: timings, now: now), clock: { Date().timeIntervalSince1970 }, storage: storage)
     }
 
     public var now: Double { clock() }
 
+    /// Answers one request, in memory.
     public func handle(_ request: APIRequest) -> APIResponse {
+        precondition(storage == nil, "a cluster behind a datastore answers through respond(_:)")
         let now = clock()
         return state.withLockedValue { $0.handle(request, now: now) }
     }
 
+    /// Moves the model's clock, in memory.
     public func advance() {
+        precondition(storage == nil, "a cluster behind a datastore moves through tick()")
         let now = clock()
         state.withLockedValue { $0.advance(to: now) }
     }
 
+    /// Reads the model, or changes it in memory. Behind a datastore, change it through `update`:
+    /// objects changed here would never reach the datastore (before the first sync they are
+    /// part of what seeds it).
     public func withModel<T>(_ body: (inout ClusterModel) -> T) -> T {
-        state.withLockedValue { body(&$0) }
+        state.withLockedValue { model in
+            let result = body(&model)
+            precondition(!model.store.hasChanges, "objects of a cluster behind a datastore change through update(_:)")
+            return result
+        }
     }
 
-    /// Ticks the model on the wall clock every `interval` until the returned task is cancelled.
+    /// Ticks the model on the wall clock every `interval` until the returned task is cancelled (in memory).
     public func startDriver(on loop: any EventLoop, interval: TimeAmount = .milliseconds(200)) -> RepeatedTask {
         loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in advance() }
+    }
+
+    // MARK: - Both ways
+
+    /// Answers one request: in memory, or reading the view and writing through the datastore.
+    public func respond(_ request: APIRequest) async -> APIResponse {
+        guard let storage else { return handle(request) }
+        if request.path == "/sandbox/v1/datastore", request.method == "GET" { return .json(storage.summary) }
+        let now = clock()
+        if request.method == "GET" || request.method == "HEAD" {
+            guard storage.isSynced else { return .error(Self.waiting(storage)) }
+            return state.withLockedValue { $0.handle(request, now: now) }
+        }
+        do {
+            let (response, written) = try await write(storage) { $0.handle(request, now: now) }
+            return Self.resourceVersions(in: response, from: written)
+        } catch {
+            return .error(Self.status(for: error))
+        }
+    }
+
+    /// Moves the model's clock and lets its controllers act; behind a datastore, their changes
+    /// are written first (and dropped if the datastore refuses them: the next tick tries again).
+    public func tick() async {
+        guard let storage else { return advance() }
+        let now = clock()
+        do {
+            _ = try await write(storage) { $0.advance(to: now) }
+        } catch {
+            storage.log.note("model", "the cluster's controllers could not write: \(error)")
+        }
+    }
+
+    /// Changes the model: in memory, or through the datastore (`tick`'s rules).
+    public func update<T: Sendable>(_ body: @Sendable (inout ClusterModel) -> T) async throws -> T {
+        guard let storage else { return state.withLockedValue { body(&$0) } }
+        return try await write(storage, body).result
+    }
+
+    /// Ticks the model every `intervalSeconds` until the task is cancelled (in memory or not).
+    public func startDriverTask(intervalSeconds: Double = 0.2) -> Task<Void, Never> {
+        Task { [self] in
+            while !Task.isCancelled {
+                await tick()
+                try? await Task.sleep(nanoseconds: UInt64(intervalSeconds * 1e9))
+            }
+        }
+    }
+
+    // MARK: - Writing through the datastore
+
+    /// What a write wrote: the changes and the revision each got.
+    struct Written {
+        var changes: [StoredChange]
+        var revisions: [Int64]
+    }
+
+    /// Why a write through the datastore did not happen.
+    enum WriteFailure: Error, CustomStringConvertible {
+        case datastore(DatastoreError)
+        case busy(String)
+        case notSynced(DatastoreError?)
+        case conflict
+
+        var description: String {
+            switch self {
+            case .datastore(let error): "\(error)"
+            case .busy(let reason): reason
+            case .notSynced(let error): "the datastore is not ready yet" + (error.map { ": \($0)" } ?? "")
+            case .conflict: "the datastore holds other versions of the objects than this view; it was read back, try again"
+            }
+        }
+    }
+
+    /// Runs `body` on a copy of the view, writes its object changes, then makes the copy the
+    /// view; one at a time. A write whose compares fail (the view was out of date) reads the
+    /// view back and runs once more, as the apiserver's GuaranteedUpdate retries.
+    private func write<T>(_ storage: ClusterStorage, _ body: (inout ClusterModel) -> T) async throws -> (result: T, written: Written) {
+        if let failure = storage.recentFailure(now: clock()) {
+            storage.count { $0.refused += 1 }
+            throw WriteFailure.datastore(failure)
+        }
+        do {
+            return try await storage.queue.run {
+                for attempt in 1...2 {
+                    try await sync(storage)
+                    var copy = state.withLockedValue { $0 }
+                    copy.store.observe(revision: storage.identity.revision)
+                    let result = body(&copy)
+                    let changes = copy.store.takeChanges()
+                    guard !changes.isEmpty else {
+                        state.withLockedValue { $0 = copy }
+                        return (result, Written(changes: [], revisions: []))
+                    }
+                    let answer: Gateway.TxnResponse
+                    do throws(DatastoreError) {
+                        answer = try await storage.commit(changes, now: clock())
+                    } catch {
+                        throw WriteFailure.datastore(error)
+                    }
+                    let same = storage.observe(answer.header, writtenAt: answer.succeeded ? answer.responses.map(\.revision).min() : nil)
+                    guard answer.succeeded, answer.responses.count == changes.count else {
+                        storage.count { $0.conflicts += 1 }
+                        storage.log.note("datastore", "a write's compares failed at revision \(answer.header.revision): reading the view back")
+                        storage.state.withLockedValue { $0.synced = false }
+                        if attempt == 2 { throw WriteFailure.conflict }
+                        continue
+                    }
+                    let revisions = answer.responses.map(\.revision)
+                    copy.store.confirm(changes, revisions: revisions, revision: answer.header.revision)
+                    storage.count { $0.writes += 1 }
+                    if same {
+                        state.withLockedValue { $0 = copy }
+                    }
+                    // Otherwise it was written to a datastore the view does not reflect (restored
+                    // meanwhile): the next write reads it back, this one included.
+                    return (result, Written(changes: changes, revisions: revisions))
+                }
+                throw WriteFailure.conflict
+            }
+        } catch let full as WriteQueue.Full {
+            storage.count { $0.refused += 1 }
+            storage.log.note("datastore", "refusing a write: \(full)")
+            throw WriteFailure.busy("\(full)")
+        } catch {
+            if case WriteFailure.datastore = error { storage.count { $0.refused += 1 } }
+            throw error
+        }
+    }
+
+    /// Makes the view reflect the datastore when it does not (first contact, a restore, a
+    /// conflict): reads every object back, or fills an empty datastore with the cluster.
+    private func sync(_ storage: ClusterStorage) async throws {
+        guard !storage.isSynced else { return }
+        let read: (objects: [(ResourceType, JSON)], header: Gateway.Header)
+        do throws(DatastoreError) {
+            read = try await storage.readAll()
+        } catch {
+            storage.failed(error, now: clock())
+            throw WriteFailure.notSynced(error)
+        }
+        _ = storage.observe(read.header)
+        let everSynced = storage.state.withLockedValue { $0.everSynced }
+        if !read.objects.isEmpty {
+            state.withLockedValue { model in
+                model.store = model.store.reloaded(read.objects, revision: read.header.revision)
+                model.store.tracksChanges = true
+            }
+            storage.count { $0.reloads += 1 }
+            storage.log.note("datastore-reload", "read \(read.objects.count) objects back from the datastore at revision \(read.header.revision)"
+                             + (storage.identity.clusterID.map { $0 == 0 ? "" : " (cluster \(String($0, radix: 16)))" } ?? ""))
+        } else {
+            var seed = state.withLockedValue { $0 }
+            if everSynced {
+                // A wiped datastore is a newly installed cluster; its kubelets carry on.
+                seed.reinstall(now: clock())
+            }
+            try await fill(storage, with: &seed)
+            state.withLockedValue { $0 = seed }
+            storage.count { $0.seeds += 1 }
+            storage.log.note("datastore-seed", "the datastore was empty: wrote the cluster's \(seed.store.objectCount) objects")
+        }
+        storage.state.withLockedValue { state in
+            state.synced = true
+            state.everSynced = true
+        }
+    }
+
+    /// Writes every object of `model` into an empty datastore, `pageSize` per transaction, each
+    /// guarded by the key being absent.
+    private func fill(_ storage: ClusterStorage, with model: inout ClusterModel) async throws {
+        model.store.tracksChanges = true
+        model.store.markAllCreated()
+        let changes = model.store.takeChanges()
+        var start = 0
+        while start < changes.count {
+            let batch = Array(changes[start..<min(changes.count, start + Int(ClusterStorage.pageSize))])
+            let answer: Gateway.TxnResponse
+            do throws(DatastoreError) {
+                answer = try await storage.commit(batch, now: clock())
+            } catch {
+                throw WriteFailure.notSynced(error)
+            }
+            _ = storage.observe(answer.header)
+            guard answer.succeeded else { throw WriteFailure.conflict }
+            model.store.confirm(batch, revisions: answer.responses.map(\.revision), revision: answer.header.revision)
+            start += batch.count
+        }
+    }
+
+    // MARK: - Answers
+
+    static func waiting(_ storage: ClusterStorage) -> KubeAPIError {
+        KubeAPIError(code: 503, reason: "ServiceUnavailable",
+                     message: "the apiserver is waiting for its datastore (\(storage.gateway.endpoints.joined(separator: ", ")))")
+    }
+
+    /// A failed write as the apiserver answers it: etcd's own message with 500 when the
+    /// datastore answered, 503 when it could not be reached or the queue is full.
+    static func status(for error: any Error) -> KubeAPIError {
+        switch error {
+        case WriteFailure.datastore(.failed(let message, _)):
+            KubeAPIError(code: 500, reason: "InternalError", message: message)
+        case WriteFailure.datastore(let other):
+            KubeAPIError(code: 503, reason: "ServiceUnavailable", message: "\(other)")
+        case WriteFailure.conflict:
+            KubeAPIError(code: 409, reason: "Conflict", message: "\(error)")
+        default:
+            KubeAPIError(code: 503, reason: "ServiceUnavailable", message: "\(error)")
+        }
+    }
+
+    /// The object in a write's answer with the `resourceVersion` the datastore gave it (the view
+    /// guessed one before the write).
+    static func resourceVersions(in response: APIResponse, from written: Written) -> APIResponse {
+        guard !written.changes.isEmpty, response.status < 300, var object = try? JSON.parse(bytes: response.body),
+              let name = object[path: "metadata", "name"]?.string
+        else { return response }
+        let namespace = object[path: "metadata", "namespace"]?.string
+        guard let index = written.changes.firstIndex(where: { change in
+            change.object != nil && change.name == name && change.namespace == (change.type.namespaced ? namespace : nil)
+                && change.type.kind == object["kind"]?.string && change.type.apiVersion == object["apiVersion"]?.string
+        }) else { return response }
+        object[path: "metadata", "resourceVersion"] = .string(String(written.revisions[index]))
+        var fixed = response
+        fixed.body = object.serialized()
+        return fixed
     }
 }
 

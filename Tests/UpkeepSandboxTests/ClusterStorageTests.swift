@@ -1,0 +1,168 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOPosix
+import Testing
+import UpkeepCore
+import UpkeepKube
+import UpkeepProcess
+@testable import UpkeepSandbox
+import UpkeepTestSupport
+
+/// The simulated API behind a datastore, in-process against a real fake kine (SQLite, read back
+/// with the `sqlite3` tool) on a loopback port, on a clock that moves only when told: it waits
+/// for the datastore, seeds it, writes before it changes its view, refuses writes while the
+/// datastore is down, and reads everything back when the datastore was restored.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct ClusterStorageTests {
+    /// A kine on a fixed port that can be stopped and started again on another `state.db`.
+    final class Kine: @unchecked Sendable {
+        let directory: TemporaryDirectory
+        let port: Int
+        private var server: SandboxHTTPServer?
+        private var store: KineStore?
+
+        init() throws {
+            directory = try TemporaryDirectory()
+            port = try unusedLoopbackPort()
+        }
+
+        var database: String { directory.file("state.db") }
+        var endpoint: String { "http://127.0.0.1:\(port)" }
+
+        func start() async throws {
+            let store = try KineStore(path: database)
+            self.store = store
+            server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton) {
+                GatewayService.respond($0, kine: store)
+            }
+        }
+
+        /// Stops serving and closes the database, as a stopping k3s does.
+        func stop() async {
+            await server?.close()
+            store?.close()
+            server = nil
+            store = nil
+        }
+
+        func sqlite(_ query: String) async throws -> String {
+            try await ProcessRun.run("sqlite3", [database, query], timeoutSeconds: 20).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    static func configMap(_ name: String) -> APIRequest {
+        APIRequest(method: "POST", uri: "/api/v1/namespaces/default/configmaps", contentType: "application/json",
+                   body: (["metadata": ["name": .string(name)], "data": ["k": "v"]] as JSON).serialized())
+    }
+
+    static func get(_ cluster: SandboxCluster, _ path: String) async -> APIResponse {
+        await cluster.respond(APIRequest(method: "GET", uri: path))
+    }
+
+    @Test func theAPIWaitsSeedsWritesFirstRefusesWhileDownAndReloadsARestoredDatastore() async throws {
+        let kine = try Kine()
+        let lines = NIOLockedValueBox<[String]>([])
+        let clock = ManualClock(1_800_000_000)
+        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint], callTimeoutSeconds: 2),
+                                     log: ThrottledLog(intervalSeconds: 0, clock: { clock.now }, write: { line in lines.withLockedValue { $0.append(line) } }),
+                                     retrySeconds: 0)
+        let spec = ClusterSpec(servers: 1, agents: 1, volumes: 1, replicas: 1)
+        let cluster = SandboxCluster(model: ClusterModel(spec: spec, now: clock.now), clock: { clock.now }, storage: storage)
+        cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
+
+        // No datastore yet: reads and writes wait (503), the model's step is not taken.
+        #expect(await Self.get(cluster, "/api/v1/nodes").status == 503)
+        #expect(await cluster.respond(Self.configMap("early")).status == 503)
+        await cluster.tick()
+        #expect(!storage.isSynced && lines.withLockedValue { $0 }.contains { $0.contains("datastore") && $0.contains("unreachable") })
+
+        // The datastore comes: the first write seeds it with the cluster, each object a kine row
+        // whose id is the object's resourceVersion.
+        try await kine.start()
+        clock.advance(by: 1)
+        await cluster.tick()
+        #expect(storage.isSynced && storage.stats.seeds == 1)
+        let objects = cluster.withModel { $0.store.objectCount }
+        #expect(Int(try await kine.sqlite("SELECT COUNT(DISTINCT name) FROM kine WHERE name LIKE '/registry/%'")) ?? 0 == objects)
+        let node = try JSON.parse(bytes: await Self.get(cluster, "/api/v1/nodes/server-1").body)
+        let nodeRow = try await kine.sqlite("SELECT MAX(id) FROM kine WHERE name = '/registry/minions/server-1'")
+        #expect(node[path: "metadata", "resourceVersion"]?.string == nodeRow, "\(nodeRow)")
+
+        let created = await cluster.respond(Self.configMap("before"))
+        #expect(created.status == 201)
+        let before = try JSON.parse(bytes: created.body)
+        let beforeRow = try await kine.sqlite("SELECT id FROM kine WHERE name = '/registry/configmaps/default/before'")
+        #expect(before[path: "metadata", "resourceVersion"]?.string == beforeRow, "the answer carries the datastore's revision")
+        #expect(try await kine.sqlite("SELECT value FROM kine WHERE name = '/registry/configmaps/default/before'").contains("\"data\":{\"k\":\"v\"}"))
+
+        // The backup of a SQLite datastore, taken while kine is stopped; then one more object.
+        await kine.stop()
+        try FileManager.default.copyItem(atPath: kine.database, toPath: kine.directory.file("backup.db"))
+        #expect(await cluster.respond(Self.configMap("while-down")).status == 503, "no datastore, no write")
+        #expect(await Self.get(cluster, "/api/v1/namespaces/default/configmaps/before").status == 200, "reads come from the view")
+        #expect(await Self.get(cluster, "/api/v1/namespaces/default/configmaps/while-down").status == 404, "the view changes only after the datastore")
+        #expect(storage.stats.refused >= 1)
+        try await kine.start()
+        #expect(await cluster.respond(Self.configMap("after")).status == 201)
+
+        // Put back the backup, kine stopped (as k3s's SQLite restore does): the API reads the
+        // older datastore back; what was written after the backup is gone, the model goes on.
+        await kine.stop()
+        for suffix in ["", "-wal", "-shm"] { unlink(kine.database + suffix) }
+        try FileManager.default.copyItem(atPath: kine.directory.file("backup.db"), toPath: kine.database)
+        try await kine.start()
+        clock.advance(by: 1)
+        await cluster.tick()
+        await cluster.tick()
+        #expect(storage.stats.reloads == 1, "\(storage.stats)")
+        #expect(await Self.get(cluster, "/api/v1/namespaces/default/configmaps/after").status == 404)
+        #expect(await Self.get(cluster, "/api/v1/namespaces/default/configmaps/before").status == 200)
+        let again = await cluster.respond(Self.configMap("after"))
+        #expect(again.status == 201, "\(String(decoding: again.body, as: UTF8.self))")
+        await kine.stop()
+    }
+
+    @Test func anotherClusterIDOrAWriteAtARevisionAlreadySeenIsAnotherDatastore() {
+        var etcd = DatastoreIdentity()
+        var seen: [Bool] = []
+        seen.append(etcd.observe(Gateway.Header(clusterID: 7, revision: 10)))
+        seen.append(etcd.observe(Gateway.Header(clusterID: 7, revision: 12), writtenAt: 11))
+        seen.append(etcd.observe(Gateway.Header(clusterID: 8, revision: 40)))  // restored from a snapshot: a new cluster ID
+        seen.append(etcd.observe(Gateway.Header(clusterID: 8, revision: 41), writtenAt: 41))  // the one seen from then on
+        #expect(seen == [true, true, false, true])
+        var kine = DatastoreIdentity()
+        seen = []
+        seen.append(kine.observe(Gateway.Header(revision: 50)))
+        seen.append(kine.observe(Gateway.Header(revision: 52), writtenAt: 51))
+        seen.append(kine.observe(Gateway.Header(revision: 55), writtenAt: 41))  // an older state.db grew past 52, but wrote at 41
+        seen.append(kine.observe(Gateway.Header(revision: 30)))  // read at a revision lower than seen
+        seen.append(kine.observe(Gateway.Header(revision: 30)))
+        #expect(seen == [true, true, false, false, true])
+    }
+
+    @Test func aRevisionTheViewDoesNotKnowIsAConflictThatReadsTheViewBack() async throws {
+        let kine = try Kine()
+        try await kine.start()
+        let clock = ManualClock(1_800_000_000)
+        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint]), log: ThrottledLog(write: { _ in }), retrySeconds: 0)
+        let cluster = SandboxCluster(model: ClusterModel(spec: ClusterSpec(servers: 1, agents: 0, volumes: 0), now: clock.now),
+                                     clock: { clock.now }, storage: storage)
+        #expect(await cluster.respond(Self.configMap("shared")).status == 201)
+        // Another writer changes the object behind the API's back.
+        let other = EtcdGateway(endpoints: [kine.endpoint])
+        let (_, stored) = try await other.get("/registry/configmaps/default/shared")
+        var changed = try JSON.parse(bytes: try #require(stored).value)
+        changed["data"] = ["k": "changed elsewhere"]
+        _ = try await other.put("/registry/configmaps/default/shared", changed.serialized())
+
+        let patch = APIRequest(method: "PATCH", uri: "/api/v1/namespaces/default/configmaps/shared", contentType: "application/merge-patch+json",
+                               body: (["metadata": ["labels": ["patched": "yes"]]] as JSON).serialized())
+        let patched = await cluster.respond(patch)
+        #expect(patched.status == 200, "\(String(decoding: patched.body, as: UTF8.self))")
+        let result = try JSON.parse(bytes: patched.body)
+        // The compare failed, the view was read back, and the patch applied to what the datastore held.
+        #expect(result["data"]?["k"]?.string == "changed elsewhere" && result[path: "metadata", "labels", "patched"]?.string == "yes")
+        #expect(storage.stats.conflicts == 1 && storage.stats.reloads == 1)
+        await kine.stop()
+    }
+}
