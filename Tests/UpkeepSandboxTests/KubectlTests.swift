@@ -20,9 +20,56 @@ struct KubectlTests {
         #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             == ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"])
         let server = try #require(lines.first { $0.hasPrefix("server-1 ") })
-        #expect(server.contains(" Ready ") && server.contains("control-plane,etcd,master") && server.contains("v1.30.6+k3s1")
-            && server.contains("127.0.1.1"))
+        // A single server keeps its datastore in SQLite: no etcd role.
+        #expect(server.contains(" Ready ") && server.contains(" control-plane,master ") && server.contains("v1.30.6+k3s1")
+            && server.contains("127.0.1.1"), "\(server)")
         #expect(lines.filter { $0.hasPrefix("agent-") }.count == 2)
+        let embedded = try await APIHarness(spec: ClusterSpec(servers: 3, agents: 0, volumes: 0))
+        defer { Task { await embedded.close() } }
+        let roles = try await embedded.kubectl("get", "nodes", "--no-headers", "-o", "custom-columns=ROLES:.metadata.labels.node-role\\.kubernetes\\.io/etcd")
+        #expect(roles.output == "true\ntrue\ntrue\n", "servers with embedded etcd carry the role: \(roles.output)")
+    }
+
+    /// kubectl validates a manifest by default: it reads the OpenAPI v3 documents, finds that the
+    /// server validates fields itself, and sends `fieldValidation=Strict`; no `--validate=false`.
+    @Test func applyOfOrdinaryManifestsWorksWithValidationOn() async throws {
+        let api = try await APIHarness(spec: Self.small)
+        defer { Task { await api.close() } }
+        func manifest(_ value: String) -> String {
+            """
+            apiVersion: v1
+            kind: ConfigMap
+            metadata: {name: applied, namespace: default}
+            data: {k: \(value)}
+            ---
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: web, namespace: default}
+            spec:
+              replicas: 1
+              selector: {matchLabels: {app: web}}
+              template:
+                metadata: {labels: {app: web}}
+                spec: {containers: [{name: web, image: "nginx:\(value)"}]}
+            ---
+            apiVersion: longhorn.io/v1beta2
+            kind: Setting
+            metadata: {name: applied-setting, namespace: longhorn-system}
+            value: "\(value)"
+            """
+        }
+        let file = "\(api.directory)/manifest.yaml"
+        for (round, value) in ["one", "two"].enumerated() {
+            try manifest(value).write(toFile: file, atomically: true, encoding: .utf8)
+            let applied = try await api.kubectl("apply", "-f", file)
+            #expect(applied.status == 0, "round \(round): \(applied.output)")
+            #expect(applied.output.contains(round == 0 ? "configmap/applied created" : "configmap/applied configured"), "\(applied.output)")
+        }
+        #expect(api.get(.configMaps, "default", "applied")?[path: "data", "k"]?.string == "two")
+        #expect(api.get(.longhornSettings, "longhorn-system", "applied-setting")?["value"]?.string == "two")
+        #expect(api.get(.deployments, "default", "web")?[path: "spec", "template", "spec", "containers"]?.array?.first?["image"]?.string == "nginx:two")
+        let index = try await api.kubectl("get", "--raw", "/openapi/v3")
+        #expect(index.output.contains("\"apis/longhorn.io/v1beta2\""), "\(index.output)")
     }
 
     @Test func kubectlTalksHTTPSWithTheAdminClientCertificateAndIsRefusedWithout() async throws {

@@ -104,7 +104,7 @@ extension ClusterModel {
         self.now = max(self.now, now)
         let segments = request.path.split(separator: "/").map(String.init)
         switch segments.first {
-        case nil: return .json(["paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]])
+        case nil: return .json(["paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]])
         case "version": return .json(versionInfo())
         case "healthz", "livez", "readyz": return .text("ok")
         case "api":
@@ -126,6 +126,9 @@ extension ClusterModel {
             default:
                 return resourceRequest(request, groupVersionPath: "/apis/\(segments[1])/\(segments[2])", rest: Array(segments.dropFirst(3)))
             }
+        case "openapi" where segments.count >= 2 && segments[1] == "v3" && request.method == "GET":
+            if segments.count == 2 { return .json(OpenAPI.index()) }
+            return OpenAPI.document("/" + segments.dropFirst(2).joined(separator: "/")).map { .json($0) } ?? notFoundPath()
         case "sandbox":
             return sandboxRequest(request, rest: Array(segments.dropFirst()))
         default:

@@ -69,8 +69,10 @@ extension ClusterModel {
                             "node.kubernetes.io/instance-type": "k3s"]
         if server {
             labels["node-role.kubernetes.io/control-plane"] = "true"
-            labels["node-role.kubernetes.io/etcd"] = "true"
             labels["node-role.kubernetes.io/master"] = "true"
+            // Only servers with embedded etcd carry the etcd role; a single SQLite server has none
+            // (https://docs.k3s.io/datastore/ha-embedded).
+            if spec.servers > 1 { labels["node-role.kubernetes.io/etcd"] = "true" }
         }
         let version = spec.k3sVersion
         _ = store.create(.nodes, [
