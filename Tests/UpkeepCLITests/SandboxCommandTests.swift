@@ -26,7 +26,8 @@ import UpkeepTestSupport
         let up = try UpkeepBinary.run("sandbox", "up", "--help")
         #expect(up.status == 0 && up.output.contains("USAGE: upkeep sandbox up --dir <DIR> [--servers <servers>]"), "\(up.output)")
         let hidden = try UpkeepBinary.run("sandbox", "up", "--help-hidden")
-        #expect(hidden.output.contains("--pod-start-seconds") && hidden.output.contains("--pod-termination-seconds"), "\(hidden.output)")
+        #expect(hidden.output.contains("--pod-start-seconds") && hidden.output.contains("--pod-termination-seconds")
+                && hidden.output.contains("--airgap <NODE,…>"), "\(hidden.output)")
         let helpUp = try UpkeepBinary.run("help", "sandbox", "up")
         #expect(helpUp.status == 0 && helpUp.output == up.output)
         // Listed among upkeep's own commands.

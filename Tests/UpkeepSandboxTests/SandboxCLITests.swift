@@ -53,7 +53,11 @@ struct SandboxCLITests {
     }
 
     @Test func upWritesKubeconfigPKIAndControllerConfigRefusesASecondUpAndDownLeavesNothingRunning() async throws {
-        try await Self.withSandbox(["--no-agents"]) { directory, manifest in
+        try await Self.withSandbox(["--no-agents", "--airgap", "agent-2"]) { directory, manifest in
+            // An air-gapped node starts Ready: `up` placed its version's images tarball.
+            let airgapped = try #require(manifest.nodes.first { $0.name == "agent-2" })
+            #expect(airgapped.airgap == true && manifest.nodes.filter { $0.airgap == true }.count == 1)
+            #expect(FileManager.default.fileExists(atPath: "\(AirGap.imagesDirectory(airgapped))/k3s-airgap-images-amd64.tar.zst"))
             // What the controller is handed: its configuration, in the schema it loads.
             let config = try ControllerConfig.load(path: "\(directory)/upkeep.yaml")
             #expect(config.kubeconfig == "\(directory)/kubeconfig")
@@ -87,6 +91,7 @@ struct SandboxCLITests {
 
             let status = try await Self.upkeep(["sandbox", "status", "--dir", directory])
             #expect(status.status == 0, "\(status.output)")
+            #expect(status.output.contains("datastore kine (SQLite) on server-1 (http://\(manifest.nodes[0].address):2379), revision "), "\(status.output)")
             for node in manifest.nodes {
                 let row = status.output.split(separator: "\n").first { $0.hasPrefix(node.name + " ") } ?? ""
                 #expect(row.contains(node.address) && row.contains("v1.30.6+k3s1") && row.contains("True") && row.contains("active (pid"),

@@ -59,6 +59,14 @@ struct SandboxUp: AsyncParsableCommand {
             help: ArgumentHelp("Seconds a deleted or evicted pod takes to disappear.", visibility: .hidden))
     var podTerminationSeconds = ModelTimings().podTerminationSeconds
 
+    @Option(name: .long, help: ArgumentHelp("Air-gapped nodes (comma-separated): their k3s takes its images from agent/images and is not Ready at a version whose images tarball is missing there.",
+                                            valueName: "NODE,…", visibility: .hidden))
+    var airgap: String?
+
+    var airgapNodes: [String]? {
+        airgap.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+    }
+
     func validate() throws {
         let spec = ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion)
         if let problem = spec.problem { throw ValidationError(problem) }
@@ -69,6 +77,9 @@ struct SandboxUp: AsyncParsableCommand {
         guard (0...3600).contains(podStartSeconds) else { throw ValidationError("--pod-start-seconds must be between 0 and 3600 seconds") }
         guard (0...3600).contains(podTerminationSeconds) else {
             throw ValidationError("--pod-termination-seconds must be between 0 and 3600 seconds")
+        }
+        if let unknown = airgapNodes?.first(where: { !spec.nodeNames.contains($0) }) {
+            throw ValidationError("--airgap names \(unknown), which is not a node of this sandbox (\(spec.nodeNames.joined(separator: ", ")))")
         }
     }
 
@@ -81,7 +92,7 @@ struct SandboxUp: AsyncParsableCommand {
             agentBinary: noAgents ? nil : SandboxRunner.agentBinaryNextTo(executable: executable), agentPort: agentPort,
             timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds, podStartSeconds: podStartSeconds,
                                   podTerminationSeconds: podTerminationSeconds, rebuildSeconds: rebuildSeconds),
-            readyTimeoutSeconds: Double(readyTimeoutSeconds))
+            readyTimeoutSeconds: Double(readyTimeoutSeconds), airgapNodes: airgapNodes)
         let manifest = try await SandboxDaemon.launch(options)
         print("sandbox up in \(manifest.directory) (pid \(manifest.pid)): \(manifest.nodes.count) nodes Ready")
         print("  kubeconfig  \(manifest.kubeconfig)")
