@@ -122,6 +122,40 @@ struct ClusterStorageTests {
         await kine.stop()
     }
 
+    /// Nothing writes (no kubelet reports, the controllers have nothing to do): a quiet API
+    /// still asks every couple of seconds, so a restore is read back and an outage shows.
+    @Test func aQuietAPIProbesItsDatastoreAndNoticesARestore() async throws {
+        let kine = try Kine()
+        try await kine.start()
+        let clock = ManualClock(1_800_000_000)
+        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint], callTimeoutSeconds: 2), log: ThrottledLog(write: { _ in }),
+                                     retrySeconds: 0)
+        let cluster = SandboxCluster(model: ClusterModel(spec: ClusterSpec(servers: 1, agents: 0, volumes: 0), now: clock.now),
+                                     clock: { clock.now }, storage: storage)
+        await cluster.tick()
+        #expect(storage.isSynced && storage.stats.seeds == 1)
+        await kine.stop()
+        try FileManager.default.copyItem(atPath: kine.database, toPath: kine.directory.file("backup.db"))
+        try await kine.start()
+        #expect(await cluster.respond(Self.configMap("later")).status == 201)
+        await kine.stop()
+        for suffix in ["", "-wal", "-shm"] { unlink(kine.database + suffix) }
+        try FileManager.default.copyItem(atPath: kine.directory.file("backup.db"), toPath: kine.database)
+        try await kine.start()
+        await cluster.tick()
+        #expect(storage.isSynced, "no probe within \(ClusterStorage.probeSeconds) s of the last call")
+        clock.advance(by: ClusterStorage.probeSeconds)
+        await cluster.tick()
+        #expect(!storage.isSynced, "the probe read an older revision: a restored datastore")
+        await cluster.tick()
+        let later = await Self.get(cluster, "/api/v1/namespaces/default/configmaps/later")
+        #expect(storage.stats.reloads == 1 && later.status == 404)
+        await kine.stop()
+        clock.advance(by: ClusterStorage.probeSeconds)
+        await cluster.tick()
+        #expect(storage.summary["lastError"]?.string?.contains("unreachable") == true, "\(storage.summary)")
+    }
+
     @Test func anotherClusterIDOrAWriteAtARevisionAlreadySeenIsAnotherDatastore() {
         var etcd = DatastoreIdentity()
         var seen: [Bool] = []

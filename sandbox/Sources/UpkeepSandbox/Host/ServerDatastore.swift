@@ -22,7 +22,7 @@ final class ServerDatastore: Sendable {
     /// How often the wait says that it still waits.
     static let waitReportSeconds = 5.0
     /// The key a readiness probe reads (a linearizable read needs a quorum, whatever the key).
-    static let probeKey = "/registry/upkeep-sandbox/ready"
+    static let probeKey = RegistryKeys.sandboxPrefix + "ready"
 
     private init(node: SandboxNode, log: @escaping @Sendable (String, String) -> Void) {
         self.node = node

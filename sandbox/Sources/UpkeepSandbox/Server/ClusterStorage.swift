@@ -53,7 +53,12 @@ public final class ClusterStorage: Sendable {
         var everSynced = false
         var failure: (error: DatastoreError, at: Double)?
         var stats = Stats()
+        /// When the datastore last answered or failed (idle probes go out `probeSeconds` after).
+        var lastCallAt: Double = 0
     }
+
+    /// A quiet API asks its datastore this often whether it is still the one the view reflects.
+    static let probeSeconds = 2.0
 
     /// Counters: the metric behind the log lines.
     public struct Stats: Sendable, Equatable {
@@ -104,8 +109,9 @@ public final class ClusterStorage: Sendable {
     // MARK: - Calls, observed
 
     /// Notes an answer's header; false when it is another datastore now (the view is out of date).
-    func observe(_ header: Gateway.Header, writtenAt: Int64? = nil) -> Bool {
+    func observe(_ header: Gateway.Header, writtenAt: Int64? = nil, now: Double) -> Bool {
         state.withLockedValue { state in
+            state.lastCallAt = now
             let same = state.identity.observe(header, writtenAt: writtenAt)
             if !same { state.synced = false }
             state.failure = nil
@@ -114,7 +120,10 @@ public final class ClusterStorage: Sendable {
     }
 
     func failed(_ error: DatastoreError, now: Double) {
-        state.withLockedValue { $0.failure = (error, now) }
+        state.withLockedValue { state in
+            state.failure = (error, now)
+            state.lastCallAt = now
+        }
         log.note("datastore", "\(error) (writes answer 500/503 until it answers again)")
     }
 
@@ -127,6 +136,18 @@ public final class ClusterStorage: Sendable {
     }
 
     func count(_ change: (inout Stats) -> Void) { state.withLockedValue { change(&$0.stats) } }
+
+    /// When nothing has been asked for `probeSeconds`, one quorum read: a restored or lost
+    /// datastore is noticed (and shown) even when nothing writes.
+    func probeIfIdle(now: Double) async {
+        guard isSynced, now - state.withLockedValue({ $0.lastCallAt }) >= Self.probeSeconds else { return }
+        do {
+            let (header, _) = try await gateway.get(ServerDatastore.probeKey)
+            _ = observe(header, now: now)
+        } catch {
+            failed(error, now: now)
+        }
+    }
 
     /// Writes `changes` in one transaction guarded by the revisions they had; a failure is noted
     /// (`failed`) and thrown.

@@ -90,7 +90,8 @@ public final class SandboxCluster: Sendable {
         guard let storage else { return advance() }
         let now = clock()
         do {
-            _ = try await write(storage) { $0.advance(to: now) }
+            let (_, written) = try await write(storage) { $0.advance(to: now) }
+            if written.changes.isEmpty { await storage.probeIfIdle(now: now) }
         } catch {
             storage.log.note("model", "the cluster's controllers could not write: \(error)")
         }
@@ -163,7 +164,8 @@ public final class SandboxCluster: Sendable {
                     } catch {
                         throw WriteFailure.datastore(error)
                     }
-                    let same = storage.observe(answer.header, writtenAt: answer.succeeded ? answer.responses.map(\.revision).min() : nil)
+                    let same = storage.observe(answer.header, writtenAt: answer.succeeded ? answer.responses.map(\.revision).min() : nil,
+                                               now: clock())
                     guard answer.succeeded, answer.responses.count == changes.count else {
                         storage.count { $0.conflicts += 1 }
                         storage.log.note("datastore", "a write's compares failed at revision \(answer.header.revision): reading the view back")
@@ -204,7 +206,7 @@ public final class SandboxCluster: Sendable {
             storage.failed(error, now: clock())
             throw WriteFailure.notSynced(error)
         }
-        _ = storage.observe(read.header)
+        _ = storage.observe(read.header, now: clock())
         let everSynced = storage.state.withLockedValue { $0.everSynced }
         if !read.objects.isEmpty {
             state.withLockedValue { model in
@@ -246,7 +248,7 @@ public final class SandboxCluster: Sendable {
             } catch {
                 throw WriteFailure.notSynced(error)
             }
-            _ = storage.observe(answer.header)
+            _ = storage.observe(answer.header, now: clock())
             guard answer.succeeded else { throw WriteFailure.conflict }
             model.store.confirm(batch, revisions: answer.responses.map(\.revision), revision: answer.header.revision)
             start += batch.count
