@@ -43,7 +43,7 @@ import Glibc
         let window = ContinuousClock.now - started
         try #require(reference.status == 0, "\(reference.output)\(reference.error)")
 
-        var generator = SeededGenerator(seed: UInt64.random(in: 1...UInt64.max))
+        var generator = SeededGenerator(seed: TestSeed.fresh())
         let seed = generator.seed
         var tally: [String: Int] = [:]
         for round in 1...20 {
@@ -51,7 +51,7 @@ import Glibc
             let delay = Duration.nanoseconds(Int64.random(in: 0...Int64(window.components.seconds * 1_000_000_000 + window.components.attoseconds / 1_000_000_000),
                                                           using: &generator))
             let outcome = try killAfter(delay, arguments: install)
-            let context = "seed \(seed) round \(round): killed after \(delay) (\(outcome))"
+            let context = "seed \(seed) (UPKEEP_TEST_SEED=\(seed) replays it) round \(round): killed after \(delay) (\(outcome))"
 
             // The live path holds a whole binary that runs.
             let version = try runProcess(node.livePath, ["--version"], timeoutSeconds: 10)

@@ -52,7 +52,8 @@ private final class NotifySocket {
     }
 
     @Test func abstractNamespaceSocketIsReached() throws {
-        let name = "upkeep-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        // Abstract names vanish with their process: the pid keeps runs apart, no random draw needed.
+        let name = "upkeep-test-notify-\(getpid())"
         let socket = try NotifySocket(path: name, abstract: true)
         try SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.name]).notify("READY=1\nSTATUS=serving")
         #expect(socket.receive() == "READY=1\nSTATUS=serving")

@@ -95,7 +95,10 @@ import UpkeepCore
 
     @Test func sortsAsK3sMeansIt() throws {
         let versions = try Self.ascending.map { try K3sVersion($0) }
-        #expect(versions.shuffled().sorted() == versions)
+        for seed: UInt64 in 1...20 {
+            var random = SeededGenerator(seed: seed)
+            #expect(versions.shuffled(using: &random).sorted() == versions, "shuffled with seed \(seed)")
+        }
         #expect(versions.reversed().sorted().map(\.description) == Self.ascending)
     }
 

@@ -97,3 +97,12 @@ public func unusedLoopbackPort() throws -> Int {
     guard bound else { throw CocoaError(.fileWriteUnknown) }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+/// The seed of a test that draws a new random case on every run: `UPKEEP_TEST_SEED` when set (to
+/// replay a failure), else a fresh one. The test seeds `UpkeepCore.SeededGenerator` with it and
+/// names it in every failure message, so any run can be repeated exactly.
+public enum TestSeed {
+    public static func fresh() -> UInt64 {
+        ProcessInfo.processInfo.environment["UPKEEP_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
+    }
+}
