@@ -14,3 +14,11 @@ public struct AgentFailure: Error, Equatable, Sendable, CustomStringConvertible 
 
     public var description: String { "\(code.rawValue): \(message)" }
 }
+
+extension Error {
+    /// The operator-facing text of an error: an `AgentFailure`'s message, else its description.
+    var message: String {
+        if let failure = self as? AgentFailure { return failure.message }
+        return "\(self)"
+    }
+}

@@ -11,68 +11,18 @@ import Glibc
 import Darwin
 #endif
 
-/// What the service works with, built once from the configuration.
-public struct AgentEnvironment: Sendable {
-    public var config: AgentConfig
-    public var unit: String
-    public var store: ArtifactStore
-    public var systemctl: Systemctl
-    public var probes: HealthProbes
-    public var logger: Logger
-    /// Wall-clock time (Unix milliseconds), so the watchdog deadline survives restarts.
-    public var clock: @Sendable () -> Instant
-    /// The Kubernetes API, for cordon, drain, uncordon and the node-Ready probe.
-    public var kube: KubeAccess
-    /// Called when the journal cannot be written: the agent must stop rather than act unrecorded.
-    public var fatal: @Sendable (String) -> Void
-
-    public init(config: AgentConfig, unit: String, store: ArtifactStore, systemctl: Systemctl, probes: HealthProbes,
-                kube: KubeAccess, logger: Logger, clock: @escaping @Sendable () -> Instant = AgentEnvironment.wallClock,
-                fatal: @escaping @Sendable (String) -> Void = AgentEnvironment.exitOnFatal) {
-        self.config = config
-        self.unit = unit
-        self.store = store
-        self.systemctl = systemctl
-        self.probes = probes
-        self.kube = kube
-        self.logger = logger
-        self.clock = clock
-        self.fatal = fatal
-    }
-
-    public var isServer: Bool { unit == "k3s" }
-    /// k3s's role on this node, from the unit that runs it.
-    public var role: UpkeepCore.NodeRole { isServer ? .server : .agent }
-
-    public static let wallClock: @Sendable () -> Instant = {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Instant(milliseconds: Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000)
-    }
-
-    public static let exitOnFatal: @Sendable (String) -> Void = { message in
-        StderrLogHandler(label: "upkeep-agent", level: .critical).log(event: LogEvent(level: .critical, message: "\(message)", metadata: nil,
-                                                                                         source: "UpkeepAgent", file: #fileID, function: #function, line: #line))
-        exit(70)
-    }
-
-    /// Returns at `instant` by `clock` (at once when that has passed).
-    func sleep(until instant: Instant) async {
-        let waitMs = instant.milliseconds(since: clock())
-        if waitMs > 0 { try? await Task.sleep(for: .milliseconds(waitMs)) }
-    }
-}
-
 /// The agent daemon's core shell: it owns the journal and the `UpgradeMachine`, persists every
 /// record before acting, performs the machine's effects (keep, place, restart, probe) and feeds
 /// their results back, wakes the machine for the watchdog, and serves each request by operation
-/// id. Staging and the other generic operations run here too, recorded in the same ledger.
+/// id. The shell operations (staging, cordon, drain, uncordon, backup) run here too, recorded in
+/// the same ledger: `AgentService+Staging`, `AgentService+NodeOperations`. What it works with is
+/// `AgentEnvironment`.
 public actor AgentService {
     public let environment: AgentEnvironment
     private let journalFile: JournalFile
     private let binary: K3sBinaryInfo
     private let lock: DataDirLock
-    private var machine: UpgradeMachine
+    var machine: UpgradeMachine
     private var waiters: [String: [(token: UInt64, continuation: CheckedContinuation<OperationOutcome, any Error>)]] = [:]
     private var lastWaiterToken: UInt64 = 0
     private var wakeTask: Task<Void, Never>?
@@ -154,139 +104,15 @@ public actor AgentService {
         try await submit(.commit(.init(operationID: operationID, installOperationID: installOperationID)), operationID: operationID)
     }
 
-    /// Receives a binary through `next` (pieces until nil) into the staging area: free space
-    /// checked before anything is written, digest and length verified, fsynced, made executable,
-    /// and its `--version` checked against `k3sVersion`. On any failure nothing is left behind.
-    public func stage(operationID: String, sha256: String, bytes: Int64, k3sVersion: String,
-                      next: @escaping @Sendable () async throws -> [UInt8]?) async throws -> OperationOutcome {
-        let store = environment.store
-        if store.stagedArtifact(sha256) == nil, machine.journal.operation(operationID) == nil {
-            // Refused before the ledger, so a retry with the same id after freeing space works.
-            let upload = try store.beginStaging(sha256: sha256, bytes: bytes, k3sVersion: k3sVersion)
-            upload.abort()
-        }
-        let clock = environment.clock
-        let versionTimeout = Double(environment.config.versionTimeoutSeconds)
-        let keep = Set([machine.journal.watch?.installed.sha256].compactMap { $0 })
-        return try await generic(operationID: operationID, kind: .stage, fingerprint: "stage \(sha256) \(bytes)") {
-            await Self.stageWork(store: store, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion, next: next,
-                                 versionTimeoutSeconds: versionTimeout, nowUnixMs: clock().milliseconds, keep: keep)
-        }
-    }
-
     /// Runs `work` once under `operationID`, recorded in the journal; a replay answers the record.
-    public func generic(operationID: String, kind: OperationKind, fingerprint: String,
-                        work: @escaping @Sendable () async -> OperationOutcome) async throws -> OperationOutcome {
+    public func runShellOperation(operationID: String, kind: OperationKind, fingerprint: String,
+                                  work: @escaping @Sendable () async -> OperationOutcome) async throws -> OperationOutcome {
         try await submit(.begin(operationID: operationID, kind: kind, fingerprint: fingerprint), operationID: operationID) { service in
             Task {
                 let outcome = await work()
-                await service.finishGeneric(operationID, outcome)
+                await service.finishShellOperation(operationID, outcome)
             }
         }
-    }
-
-    /// Backs up this server's datastore into `<dataDir>/backups`; the outcome names the file.
-    public func backup(operationID: String, name: String?) async throws -> OperationOutcome {
-        let backup = datastoreBackup
-        let clock = environment.clock
-        let base = name ?? "upkeep"
-        return try await generic(operationID: operationID, kind: .backup, fingerprint: "backup \(base)") {
-            do {
-                let report = try await backup.run(name: base, nowUnixMs: clock().milliseconds)
-                return OperationOutcome(state: .succeeded, message: "backed up the datastore to \(report.fileName) (\(report.bytes) bytes)",
-                                        body: .backup(report))
-            } catch let failure as AgentFailure {
-                return .failed(failure.code, failure.message)
-            } catch {
-                return .failed(.io, "\(error)")
-            }
-        }
-    }
-
-    public var datastoreBackup: DatastoreBackup {
-        let config = environment.config
-        return DatastoreBackup(k3sBinary: config.k3sBinary, k3sDataDir: config.k3sDataDir, backupDir: "\(config.dataDir)/backups",
-                               nodeName: config.nodeName)
-    }
-
-    // MARK: - Cordon, drain, uncordon
-
-    /// Marks the node unschedulable, noting first (durably) whether it already was.
-    public func cordon(operationID: String) async throws -> OperationOutcome {
-        try await generic(operationID: operationID, kind: .cordon, fingerprint: "cordon") { [self] in
-            do {
-                let was = try await self.cordonNode()
-                return OperationOutcome(state: .succeeded, message: was ? "\(self.nodeName) was already unschedulable; uncordon will leave it so" : "cordoned \(self.nodeName)",
-                                        body: .cordon(CordonReport(wasUnschedulable: was)))
-            } catch {
-                return Self.kubeFailure(error)
-            }
-        }
-    }
-
-    /// Cordons, then evicts the node's pods (`NodeDrainer`), reporting each pod through `progress`.
-    public func drain(operationID: String, options: DrainOptions,
-                      progress: @escaping @Sendable (PodProgress) async -> Void = { _ in }) async throws -> OperationOutcome {
-        let fingerprint = "drain \(options.timeoutSeconds) \(options.gracePeriodSeconds.map(String.init) ?? "-") \(options.deleteEmptyDirData) \(options.podSelector?.description ?? "")"
-        return try await generic(operationID: operationID, kind: .drain, fingerprint: fingerprint) { [self] in
-            do {
-                _ = try await self.cordonNode()
-                let report = try await self.drainer().drain(options, progress: progress)
-                return OperationOutcome(state: .succeeded, message: "drained \(self.nodeName): \(report.evictedPods) pods evicted, \(report.skippedPods) left alone",
-                                        body: .drain(report))
-            } catch {
-                return Self.kubeFailure(error)
-            }
-        }
-    }
-
-    /// Makes the node schedulable again only when this agent cordoned it and it was schedulable before.
-    public func uncordon(operationID: String) async throws -> OperationOutcome {
-        try await generic(operationID: operationID, kind: .uncordon, fingerprint: "uncordon") { [self] in
-            do {
-                guard let was = await self.machineJournal().cordonWasUnschedulable else {
-                    return OperationOutcome(state: .succeeded, message: "\(self.nodeName) was not cordoned by this agent; left as it is",
-                                            body: .uncordon(UncordonReport(uncordoned: false)))
-                }
-                if was {
-                    await self.note(.clearCordon)
-                    return OperationOutcome(state: .succeeded, message: "\(self.nodeName) was unschedulable before Upkeep cordoned it; left cordoned",
-                                            body: .uncordon(UncordonReport(uncordoned: false)))
-                }
-                try await self.drainer().setUnschedulable(false)
-                await self.note(.clearCordon)
-                return OperationOutcome(state: .succeeded, message: "uncordoned \(self.nodeName)", body: .uncordon(UncordonReport(uncordoned: true)))
-            } catch {
-                return Self.kubeFailure(error)
-            }
-        }
-    }
-
-    nonisolated var nodeName: String { environment.config.nodeName }
-
-    private func machineJournal() -> JournalState { machine.journal }
-
-    private func note(_ event: UpgradeMachine.Event) {
-        _ = execute(machine.handle(event, now: environment.clock()))
-    }
-
-    private func drainer() async throws -> NodeDrainer {
-        NodeDrainer(client: try await environment.kube.client(), nodeName: nodeName)
-    }
-
-    /// Notes the node's schedulability before the first cordon, then cordons. Returns whether
-    /// the node was unschedulable before Upkeep cordoned it.
-    private func cordonNode() async throws -> Bool {
-        let drainer = try await drainer()
-        let unschedulable = try await drainer.isUnschedulable()
-        note(.noteCordon(wasUnschedulable: unschedulable))
-        if !unschedulable { try await drainer.setUnschedulable(true) }
-        return machine.journal.cordonWasUnschedulable ?? unschedulable
-    }
-
-    private static func kubeFailure(_ error: any Error) -> OperationOutcome {
-        if let failure = error as? AgentFailure { return .failed(failure.code, failure.message) }
-        return .failed(.kubernetes, "the Kubernetes API refused: \(error)")
     }
 
     public func probe(expectedK3sVersion: String?) async -> ProbeReport {
@@ -358,7 +184,7 @@ public actor AgentService {
         }
     }
 
-    private func finishGeneric(_ id: String, _ outcome: OperationOutcome) {
+    private func finishShellOperation(_ id: String, _ outcome: OperationOutcome) {
         _ = execute(machine.handle(.finish(operationID: id, outcome), now: environment.clock()))
     }
 
@@ -372,7 +198,7 @@ public actor AgentService {
 
     /// Persists, performs and replies in order; returns the actions that concern the caller
     /// (reject, proceed).
-    private func execute(_ actions: [UpgradeMachine.Action]) -> [UpgradeMachine.Action] {
+    func execute(_ actions: [UpgradeMachine.Action]) -> [UpgradeMachine.Action] {
         var leftovers: [UpgradeMachine.Action] = []
         for action in actions {
             switch action {
@@ -444,60 +270,5 @@ public actor AgentService {
             environment.logger.error("effect \(effect) failed: \(error)")
             return .failed(error.message)
         }
-    }
-
-    private static func stageWork(store: ArtifactStore, sha256: String, bytes: Int64, k3sVersion: String,
-                                  next: @Sendable () async throws -> [UInt8]?, versionTimeoutSeconds: Double,
-                                  nowUnixMs: Int64, keep: Set<String>) async -> OperationOutcome {
-        do {
-            if let existing = store.stagedArtifact(sha256) {
-                let digest = SHA256.Hasher()
-                var count: Int64 = 0
-                while let piece = try await next() {
-                    count += Int64(piece.count)
-                    piece.withUnsafeBytes { digest.update($0) }
-                }
-                guard count == bytes, digest.finishHex() == sha256 else {
-                    return .failed(.digestMismatch, "the upload does not match \(sha256) (\(count) bytes); the staged copy is unchanged")
-                }
-                return OperationOutcome(state: .succeeded, message: "\(existing.k3sVersion) was already staged; the upload matched it",
-                                        body: .stage(StageReport(sha256: sha256, bytes: bytes, k3sVersion: existing.k3sVersion, alreadyStaged: true)))
-            }
-            let upload = try store.beginStaging(sha256: sha256, bytes: bytes, k3sVersion: k3sVersion)
-            defer { upload.abort() }
-            do {
-                while let piece = try await next() { try upload.write(piece) }
-            } catch let failure as AgentFailure {
-                throw failure
-            } catch {
-                throw AgentFailure(.io, "the upload stopped after \(upload.bytesWritten) bytes: \(error); nothing was staged")
-            }
-            try upload.finish()
-            let reported: String
-            do {
-                reported = try await K3sBinaryInfo.version(of: upload.temporary, timeoutSeconds: versionTimeoutSeconds)
-            } catch {
-                throw AgentFailure(.conflict, "the uploaded binary does not run here (\(error.message)); is it built for this architecture (\(MachineArch.current()))?")
-            }
-            guard reported == k3sVersion else {
-                throw AgentFailure(.conflict, "the uploaded binary reports \(reported), not the announced \(k3sVersion); nothing was staged")
-            }
-            let artifact = try upload.publish(k3sVersion: k3sVersion, nowUnixMs: nowUnixMs)
-            try? store.pruneStaged(keeping: keep.union([sha256]))
-            return OperationOutcome(state: .succeeded, message: "staged \(k3sVersion) (\(sha256.prefix(12)))",
-                                    body: .stage(StageReport(sha256: sha256, bytes: artifact.bytes, k3sVersion: k3sVersion, alreadyStaged: false)))
-        } catch let failure as AgentFailure {
-            return .failed(failure.code, failure.message)
-        } catch {
-            return .failed(.io, "\(error)")
-        }
-    }
-}
-
-extension Error {
-    /// The operator-facing text of an error: an `AgentFailure`'s message, else its description.
-    var message: String {
-        if let failure = self as? AgentFailure { return failure.message }
-        return "\(self)"
     }
 }
