@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "COpenSSLShims", dependencies: ["COpenSSL"], path: "Sources/COpenSSLShims"),
 
         // Keys, certificates, identities and the cluster CA, on the OpenSSL library.
-        .target(name: "UpkeepPKI", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepCore"],
+        .target(name: "UpkeepPKI", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepCore", "UpkeepPOSIX"],
                 path: "Sources/UpkeepPKI", swiftSettings: strict),
         // TLS for SwiftNIO driven through OpenSSL memory BIOs.
         .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepPKI", nioCore, nioPosix, logging],
@@ -64,20 +64,24 @@ let package = Package(
         // A careful HTTP/1.1 client (keep-alive, bounds, retries, rate limits, ETag cache) over UpkeepTLS.
         .target(name: "UpkeepHTTP", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepHTTP", swiftSettings: strict),
-        // Domain types shared by agent and controller (versions, roles, architectures); stdlib only.
+        // Pure domain types shared by every module: k3s versions, node roles, architectures, Instant,
+        // civil dates, digest text, the seeded generator. The standard library only.
         .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
+        // The POSIX edges shared by the agent, the controller and the sandbox: posix_spawn, signals as
+        // async values, bounded file reads, wait statuses, the wall clock. Glibc and Dispatch, no Foundation.
+        .target(name: "UpkeepPOSIX", dependencies: ["UpkeepCore"], path: "Sources/UpkeepPOSIX", swiftSettings: strict),
 
         // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
         // No Yams (hence no full Foundation) here: the agent links this module.
-        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1, logging],
+        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // Flux install manifests (multi-document kustomize output) read with Yams: controller and sandbox only.
         .target(name: "UpkeepFlux", dependencies: [yams], path: "Sources/UpkeepFlux", swiftSettings: strict),
         // Programs the controller and the sandbox run (git, kubectl, the sandbox program) with a time
         // limit, and git's environment. Foundation: not for the agent, which has its own runner.
-        .target(name: "UpkeepProcess", dependencies: ["UpkeepCore"], path: "Sources/UpkeepProcess", swiftSettings: strict),
+        .target(name: "UpkeepProcess", dependencies: ["UpkeepCore", "UpkeepPOSIX"], path: "Sources/UpkeepProcess", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepKube", "UpkeepFlux", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepProcess", "CSQLite",
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepKube", "UpkeepFlux", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepProcess", "CSQLite",
                                                  nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "sandbox/Sources/UpkeepSandbox", swiftSettings: strict),
         // `upkeep-sandbox`: the sandbox's command line (up, status, fault, down; `upkeep sandbox …`
@@ -97,7 +101,7 @@ let package = Package(
         // The agent's pure core: the upgrade machine, its journal records and operation types. It
         // imports nothing but UpkeepCore and the standard library, so the compiler keeps I/O out of it.
         .target(name: "UpkeepAgentCore", dependencies: ["UpkeepCore"], path: "agent/Sources/UpkeepAgentCore", swiftSettings: strict),
-        .target(name: "UpkeepAgent", dependencies: ["UpkeepAgentCore", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
+        .target(name: "UpkeepAgent", dependencies: ["UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
                                                 logging],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
         // Linked by lld with packed relative relocations (DT_RELR, glibc 2.36+): the ~100,000
@@ -108,7 +112,7 @@ let package = Package(
         // The functions that run from exec to an idle daemon come first in .text, in the order of
         // agent/upkeep-agent.order (scripts/agent-order-file): the kernel maps code 64 KiB around
         // each fault, so scattered start-up code kept most of .text resident (docs/agent.md, "Measurements").
-        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                                                            "-Xlinker", "--no-export-dynamic",
@@ -134,7 +138,7 @@ let package = Package(
         .target(name: "UpkeepStore", dependencies: ["UpkeepRollout", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "controller/Sources/UpkeepStore", swiftSettings: strict),
         // Drives the rollout engine: persists every transition before acting, holds the lease.
-        .target(name: "UpkeepRuntime", dependencies: ["UpkeepRollout", "UpkeepStore", "UpkeepCore"],
+        .target(name: "UpkeepRuntime", dependencies: ["UpkeepRollout", "UpkeepStore", "UpkeepCore", "UpkeepPOSIX"],
                 path: "controller/Sources/UpkeepRuntime", swiftSettings: strict),
 
         // Simulated clusters and agents for the controller's deterministic simulation tests and benches.
@@ -142,7 +146,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepProcess",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepProcess",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -172,7 +176,7 @@ let package = Package(
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocolCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
                                                         nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],

@@ -5,6 +5,7 @@ import Foundation
 #endif
 import UpkeepCore
 import UpkeepYAML
+import UpkeepPOSIX
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -5,6 +5,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import UpkeepCore
+import UpkeepPOSIX
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepCore
+import UpkeepPOSIX
 
 /// Runs a program to completion with a time limit, collecting stdout and stderr together.
 ///

@@ -4,6 +4,7 @@ import Testing
 import UpkeepAgentCore
 import UpkeepCore
 import UpkeepTestSupport
+import UpkeepPOSIX
 
 /// The agent's child processes (systemctl, k3s) through ProcessRunner, with real programs. The
 /// tests taking a `WatchedChild.ExitWatch` run both ways the runner learns of an exit: the pidfd

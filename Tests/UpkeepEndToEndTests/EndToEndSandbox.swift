@@ -6,6 +6,7 @@ import UpkeepCore
 import UpkeepSandbox
 import UpkeepStore
 import UpkeepTestSupport
+import UpkeepPOSIX
 
 /// One sandbox cluster for one end-to-end test, driven only from outside: the built `upkeep`
 /// binary (`sandbox up|fault|down`, `apply`, `resume`, `history`), the agents' own files, and

@@ -6,6 +6,7 @@ import UpkeepCore
 import UpkeepKube
 import UpkeepProcess
 @testable import UpkeepSandbox
+import UpkeepPOSIX
 
 /// Real processes: the fake k3s and the systemctl stand-in running sandbox nodes.
 @Suite(.serialized, .timeLimit(.minutes(3)))

@@ -3,6 +3,7 @@ import Testing
 import UpkeepCore
 @testable import UpkeepSandbox
 import UpkeepTestSupport
+import UpkeepPOSIX
 
 /// How the sandbox tells a running process from a zombie (`Spawn.isZombie`, which `isAlive` and
 /// so every stop of a node relies on): the `/proc/PID/stat` parser on made-up lines, then real

@@ -5,6 +5,7 @@ import Logging
 import UpkeepAgent
 import UpkeepCore
 import UpkeepProtocol
+import UpkeepPOSIX
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import Foundation
 import UpkeepRollout
 import UpkeepCore
+import UpkeepPOSIX
 
 /// The runtime's time: `now` for the engine and the lease, and a bounded sleep for wake-ups.
 /// Production uses wall time (`WallClock`), so a deadline persisted before a crash means the
@@ -15,11 +16,7 @@ public protocol RuntimeClock: Sendable {
 public struct WallClock: RuntimeClock {
     public init() {}
 
-    public func now() -> Instant {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Instant(milliseconds: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000)
-    }
+    public func now() -> Instant { Instant.wallClockNow() }
 
     public func sleep(until deadline: Instant) async throws {
         let remaining = deadline.milliseconds - now().milliseconds

@@ -1,4 +1,5 @@
 import UpkeepCore
+import UpkeepPOSIX
 
 #if canImport(Glibc)
 import Glibc

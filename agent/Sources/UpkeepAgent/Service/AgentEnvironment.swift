@@ -1,6 +1,7 @@
 import Logging
 import UpkeepCore
 import UpkeepKube
+import UpkeepPOSIX
 
 #if canImport(Glibc)
 import Glibc
@@ -24,7 +25,7 @@ public struct AgentEnvironment: Sendable {
     public var fatal: @Sendable (String) -> Void
 
     public init(config: AgentConfig, unit: String, store: ArtifactStore, systemctl: Systemctl, probes: HealthProbes,
-                kube: KubeAccess, logger: Logger, clock: @escaping @Sendable () -> Instant = AgentEnvironment.wallClock,
+                kube: KubeAccess, logger: Logger, clock: @escaping @Sendable () -> Instant = { Instant.wallClockNow() },
                 fatal: @escaping @Sendable (String) -> Void = AgentEnvironment.exitOnFatal) {
         self.config = config
         self.unit = unit
@@ -40,12 +41,6 @@ public struct AgentEnvironment: Sendable {
     public var isServer: Bool { unit == "k3s" }
     /// k3s's role on this node, from the unit that runs it.
     public var role: UpkeepCore.NodeRole { isServer ? .server : .agent }
-
-    public static let wallClock: @Sendable () -> Instant = {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Instant(milliseconds: Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000)
-    }
 
     public static let exitOnFatal: @Sendable (String) -> Void = { message in
         StderrLogHandler(label: "upkeep-agent", level: .critical).log(event: LogEvent(level: .critical, message: "\(message)", metadata: nil,

@@ -1,6 +1,7 @@
 import Dispatch
 import UpkeepAgentCore
 import UpkeepCore
+import UpkeepPOSIX
 
 /// What a finished child process returned and printed.
 public struct ProcessOutcome: Equatable, Sendable {

@@ -1,6 +1,7 @@
 import Dispatch
 import Synchronization
 import UpkeepCore
+import UpkeepPOSIX
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -5,6 +5,7 @@ import UpkeepCore
 import UpkeepFleet
 import UpkeepProtocol
 import UpkeepStore
+import UpkeepPOSIX
 
 /// Taking, keeping and opening sealed datastore backups, for `apply`, `rollback` and `upkeep backup`.
 enum Backups {

@@ -4,6 +4,7 @@ import UpkeepKube
 import UpkeepProcess
 import UpkeepRollout
 import UpkeepStore
+import UpkeepPOSIX
 
 /// `upkeep update --component longhorn|flux --to V`: an upgrade through the Git repository Flux
 /// watches: commit the change (Longhorn's chart version, or Flux's regenerated components),

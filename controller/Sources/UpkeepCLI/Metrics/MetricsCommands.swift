@@ -7,6 +7,7 @@ import NIOPosix
 import UpkeepCore
 import UpkeepStore
 import UpkeepUpdates
+import UpkeepPOSIX
 
 enum MetricsSource {
     static let version = Upkeep.configuration.version

@@ -3,6 +3,7 @@ import Foundation
 import UpkeepRollout
 import UpkeepStore
 import UpkeepCore
+import UpkeepPOSIX
 
 /// `upkeep report`: a Markdown (or JSON) report from the state database, for a change record or a
 /// post-mortem: one rollout in full, or a period's summary.

@@ -4,6 +4,7 @@ import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
 import UpkeepStore
+import UpkeepPOSIX
 
 /// Options of every command that changes the cluster.
 struct ChangeOptions: ParsableArguments {

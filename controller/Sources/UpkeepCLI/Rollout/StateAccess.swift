@@ -20,10 +20,6 @@ struct CommandFailure: Error, CustomStringConvertible {
     var description: String { message }
 }
 
-extension Instant {
-    static func wallClockNow() -> Instant { Instant(milliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded())) }
-}
-
 /// Replaces the file at `path` with `text` (mode 0644): written beside it and renamed, so a reader
 /// (a textfile collector, a script) never sees half a file. A failure is a usage error naming the path.
 func writeReplacing(_ path: String, with text: String) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepCore
+import UpkeepPOSIX
 import UpkeepProcess
 
 /// The embedded etcd of a sandbox server: Debian's etcd 3.4 run by the fake k3s as its child,

@@ -7,6 +7,7 @@ import UpkeepKube
 import UpkeepPKI
 import UpkeepProcess
 import UpkeepTLS
+import UpkeepPOSIX
 
 /// The fake k3s: what a node's `/usr/local/bin/k3s` runs in the sandbox.
 ///

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import UpkeepCore
+import UpkeepPOSIX
 
 /// The real `upkeep-agent run` of each sandbox node, configured like a production node but with
 /// the node's own paths: its fake k3s binary, its systemctl stand-in, its data dir, its agent

@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepCore
+import UpkeepPOSIX
 import UpkeepProcess
 
 /// The background process behind `upkeep sandbox up`: started in its own session, it runs a

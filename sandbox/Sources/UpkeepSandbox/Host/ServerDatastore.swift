@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOPosix
 import UpkeepCore
 import UpkeepKube
+import UpkeepPOSIX
 import UpkeepProcess
 
 /// The datastore a fake k3s server runs before its apiserver counts as up: its etcd member

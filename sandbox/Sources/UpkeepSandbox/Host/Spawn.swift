@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepCore
+import UpkeepPOSIX
 
 /// Starts programs as their own session (detached from the caller's terminal and process
 /// group), with output appended to a log file, and signals them.

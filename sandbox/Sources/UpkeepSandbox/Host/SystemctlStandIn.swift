@@ -1,6 +1,7 @@
 import Foundation
 import UpkeepCore
 import UpkeepKube
+import UpkeepPOSIX
 
 /// What the systemctl stand-in records about a unit (`<root>/run/upkeep-sandbox/<unit>.json`),
 /// in systemd's own words.

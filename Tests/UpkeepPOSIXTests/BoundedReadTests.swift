@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Testing
-import UpkeepCore
+import UpkeepPOSIX
 
 @Suite struct BoundedReadTests {
     /// A file of `count` bytes in a fresh directory; the directory is removed by the caller.

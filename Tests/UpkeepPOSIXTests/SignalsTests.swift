@@ -1,6 +1,6 @@
 import Dispatch
 import Testing
-import UpkeepCore
+import UpkeepPOSIX
 
 #if canImport(Glibc)
 import Glibc
