@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "UpkeepHTTP", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepHTTP", swiftSettings: strict),
         // Pure domain types shared by every module: k3s versions, node roles, architectures, Instant,
-        // civil dates, digest text, the seeded generator. The standard library only.
+        // civil dates, digest text, the seeded generator. The standard library only (scripts/check-core-imports).
         .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
         // The POSIX edges shared by the agent, the controller and the sandbox: posix_spawn, signals as
         // async values, bounded file reads, wait statuses, the wall clock. Glibc and Dispatch, no Foundation.

@@ -1,14 +1,6 @@
-import Foundation
 import UpkeepCore
 
 extension Plan {
-    /// `upkeep plan -o json`: stable key order, so two plans diff cleanly.
-    public func jsonText() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
-    }
-
     /// `upkeep plan`: a headline, one table per hop (wave, node, role, from → to, why), the
     /// nodes left alone, the Longhorn constraints, then warnings and caveats.
     public func table() -> String {
