@@ -17,9 +17,11 @@ struct WaveBuilder {
         var waveOf = [Int32](repeating: -1, count: cluster.nodes.count)
         var firstOpen = 0
         for agent in agents {
-            var wave = firstOpen
+            var chosen: Int?
             var firstConflict: (wave: Int, volume: Int32)?
-            while true {
+            // A new, empty wave always takes the agent (constraints name only volumes with two or
+            // more protected nodes, and concurrency is at least 1), so the search ends there at the latest.
+            for wave in firstOpen...builder.waves.count {
                 if wave == builder.waves.count {
                     builder.waves.append([])
                     builder.counts.append([:])
@@ -29,10 +31,13 @@ struct WaveBuilder {
                     if let volume = builder.conflict(agent, wave: wave, cluster: cluster) {
                         if firstConflict == nil { firstConflict = (wave, volume) }
                     } else {
+                        chosen = wave
                         break
                     }
                 }
-                wave += 1
+            }
+            guard let wave = chosen else {
+                preconditionFailure("agent \(cluster.nodes[agent].name) fits no wave, not even a new one (concurrency \(concurrency))")
             }
             builder.place(agent, wave: wave, cluster: cluster)
             waveOf[agent] = Int32(wave)
