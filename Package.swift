@@ -61,8 +61,10 @@ let package = Package(
         .target(name: "UpkeepProtocol", dependencies: ["UpkeepProtocolCore", "UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
-        // A careful HTTP/1.1 client (keep-alive, bounds, retries, rate limits, ETag cache) over UpkeepTLS.
-        .target(name: "UpkeepHTTP", dependencies: ["UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, nioHTTP1, logging],
+        // The one HTTP/1.1 client (pooled keep-alive, bounds, retries, rate limits, redirects, ETag
+        // cache; public, mutual or no TLS) and the vocabulary the server shares (URLs, bounds
+        // counted and logged). No full Foundation: the agent links it (docs/http.md).
+        .target(name: "UpkeepHTTP", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepTLS", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepHTTP", swiftSettings: strict),
         // Pure domain types shared by every module: k3s versions, node roles, architectures, Instant,
         // civil dates, digest text, the seeded generator. The standard library only (scripts/check-core-imports).
@@ -71,9 +73,9 @@ let package = Package(
         // async values, bounded file reads, wait statuses, the wall clock. Glibc and Dispatch, no Foundation.
         .target(name: "UpkeepPOSIX", dependencies: ["UpkeepCore"], path: "Sources/UpkeepPOSIX", swiftSettings: strict),
 
-        // The Kubernetes API client shared by agent and controller: kubeconfig, HTTP/1.1, typed views.
-        // No Yams (hence no full Foundation) here: the agent links this module.
-        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1, logging],
+        // The Kubernetes API client shared by agent and controller: kubeconfig, JSON, typed views,
+        // on UpkeepHTTP's client. No Yams (hence no full Foundation) here: the agent links this module.
+        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // Flux install manifests (multi-document kustomize output) read with Yams: controller and sandbox only.
         .target(name: "UpkeepFlux", dependencies: [yams], path: "Sources/UpkeepFlux", swiftSettings: strict),
@@ -101,7 +103,7 @@ let package = Package(
         // The agent's pure core: the upgrade machine, its journal records and operation types. It
         // imports nothing but UpkeepCore and the standard library, so the compiler keeps I/O out of it.
         .target(name: "UpkeepAgentCore", dependencies: ["UpkeepCore"], path: "agent/Sources/UpkeepAgentCore", swiftSettings: strict),
-        .target(name: "UpkeepAgent", dependencies: ["UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
+        .target(name: "UpkeepAgent", dependencies: ["UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
                                                 logging],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
         // Linked by lld with packed relative relocations (DT_RELR, glibc 2.36+): the ~100,000
@@ -176,10 +178,10 @@ let package = Package(
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocolCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
                                                         nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
-        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepHTTP", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepProcess", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepRollout", "UpkeepProtocol",
                                                           nioCore, nioPosix],

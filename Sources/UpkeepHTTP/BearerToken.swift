@@ -1,4 +1,7 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import UpkeepPOSIX
 
 /// An API token (GitHub's `GITHUB_TOKEN`), read from the environment or from a file that only
 /// its owner can read. Its description is redacted: printing or logging it never shows it.
@@ -8,7 +11,7 @@ public struct BearerToken: Sendable, Equatable, CustomStringConvertible {
     public let source: String
 
     public init(value: String, source: String) throws(TokenError) {
-        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        let trimmed = String(value.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
         guard !trimmed.isEmpty else { throw .empty(source) }
         // A token goes into a header: refuse anything that could split or bend it.
         guard trimmed.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw .invalidCharacters(source) }
@@ -22,8 +25,9 @@ public struct BearerToken: Sendable, Equatable, CustomStringConvertible {
     public var authorizationHeader: String { "Bearer \(value)" }
 
     /// The token from `file` when given (which must be a regular file without group or other
-    /// permissions), else from `environment[variable]` when set and non-empty, else nil.
-    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+    /// permissions), else from `environment[variable]` (this process's environment when nil)
+    /// when set and non-empty, else nil.
+    public static func load(file: String?, environment: [String: String]? = nil,
                             variable: String = "GITHUB_TOKEN") throws(TokenError) -> BearerToken?
     {
         if let file {
@@ -32,11 +36,18 @@ public struct BearerToken: Sendable, Equatable, CustomStringConvertible {
             guard info.st_mode & S_IFMT == S_IFREG else { throw .unreadable(file, "not a regular file") }
             let permissions = info.st_mode & 0o777
             guard permissions & 0o077 == 0 else { throw .tooOpen(file, mode: permissions) }
-            guard let data = FileManager.default.contents(atPath: file) else { throw .unreadable(file, "cannot read it") }
-            guard data.count <= 4096 else { throw .unreadable(file, "larger than 4096 bytes; is it the right file?") }
+            let data: [UInt8]
+            do {
+                data = try BoundedRead.bytes(file, bytesMax: 4096)
+            } catch .tooLarge {
+                throw .unreadable(file, "larger than 4096 bytes; is it the right file?")
+            } catch {
+                throw .unreadable(file, "cannot read it")
+            }
             return try BearerToken(value: String(decoding: data, as: UTF8.self), source: "file \(file)")
         }
-        guard let value = environment[variable], !value.isEmpty else { return nil }
+        let value = environment.map { $0[variable] } ?? getenv(variable).map { String(cString: $0) }
+        guard let value, !value.isEmpty else { return nil }
         return try BearerToken(value: value, source: "environment variable \(variable)")
     }
 }

@@ -1,33 +1,49 @@
 /// Idle keep-alive connections per origin: at most `connectionsPerOriginMax` open to one
-/// origin, callers beyond that wait (at most `waitersMax` of them); a connection idle longer
-/// than `idleSecondsMax` is closed instead of reused.
+/// origin, callers beyond that wait (at most `waitingMax` of them in all, each at most until its
+/// deadline); a connection idle longer than `idleSecondsMax` is closed instead of reused.
 actor ConnectionPool {
-    typealias Connect = @Sendable (Origin) async throws -> HTTPConnection
+    typealias Connect = @Sendable (Origin, _ timeoutSeconds: Double) async throws -> HTTPConnection
 
     private struct Idle {
         let connection: HTTPConnection
         let sinceSeconds: Double
     }
 
+    private struct Waiter {
+        let id: Int
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
     let connectionsPerOriginMax: Int
     let idleSecondsMax: Double
-    static let waitersMax = 1_024
+    let waitingMax: Int
     private let connect: Connect
     private let now: @Sendable () -> Double
     private var idle: [Origin: [Idle]] = [:]
     private var open: [Origin: Int] = [:]
-    private var waiters: [Origin: [CheckedContinuation<Void, Never>]] = [:]
+    private var waiters: [Origin: [Waiter]] = [:]
+    private var waiting = 0
+    private var nextWaiterID = 0
     private var isShutDown = false
 
-    init(connectionsPerOriginMax: Int, idleSecondsMax: Double, now: @escaping @Sendable () -> Double, connect: @escaping Connect) {
+    init(connectionsPerOriginMax: Int, idleSecondsMax: Double, waitingMax: Int, now: @escaping @Sendable () -> Double,
+         connect: @escaping Connect)
+    {
         self.connectionsPerOriginMax = max(1, connectionsPerOriginMax)
         self.idleSecondsMax = idleSecondsMax
+        self.waitingMax = max(0, waitingMax)
         self.now = now
         self.connect = connect
     }
 
-    /// A connection to `origin`: an idle one when available (`reused`), else a new one.
-    func acquire(_ origin: Origin) async throws -> (connection: HTTPConnection, reused: Bool) {
+    /// A connection to `origin`: an idle one when available (`reused`), else a new one made
+    /// within `connectTimeoutSeconds`. The request's `deadline` (on the pool's clock), when it
+    /// comes sooner, ends the wait for a free slot or the connect with
+    /// `HTTPClientError.responseTimeout(url:seconds:)` for `budgetSeconds`.
+    func acquire(_ origin: Origin, connectTimeoutSeconds: Double, deadline: Double?, url: String,
+                 budgetSeconds: Double?) async throws -> (connection: HTTPConnection, reused: Bool)
+    {
+        let outOfTime = HTTPClientError.responseTimeout(url: url, seconds: budgetSeconds ?? 0)
         while true {
             guard !isShutDown else { throw HTTPClientError.shutDown }
             while let candidate = idle[origin]?.popLast() {
@@ -38,19 +54,33 @@ actor ConnectionPool {
                 Task { await candidate.connection.close() }
             }
             if open[origin, default: 0] < connectionsPerOriginMax {
+                let left = deadline.map { $0 - now() } ?? .infinity
+                guard left > 0 else { throw outOfTime }
                 open[origin, default: 0] += 1
                 do {
-                    return (try await connect(origin), false)
+                    return (try await connect(origin, min(connectTimeoutSeconds, left)), false)
                 } catch {
                     open[origin, default: 1] -= 1
                     wakeOne(origin)
+                    if case .connectTimeout = error as? HTTPClientError, left < connectTimeoutSeconds { throw outOfTime }
                     throw error
                 }
             }
-            guard waiters.values.reduce(0, { $0 + $1.count }) < Self.waitersMax else {
-                throw HTTPClientError.connectFailed(origin: origin.description, reason: "more than \(Self.waitersMax) requests waiting for a connection")
+            guard waiting < waitingMax else { throw HTTPClientError.tooManyWaiting(origin: origin.description, max: waitingMax) }
+            let id = nextWaiterID
+            nextWaiterID += 1
+            waiting += 1
+            var timer: Task<Void, Never>?
+            if let deadline {
+                let seconds = max(0, deadline - now())
+                timer = Task { [weak self] in
+                    try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                    await self?.expire(id, origin: origin)
+                }
             }
-            await withCheckedContinuation { waiters[origin, default: []].append($0) }
+            let woken = await withCheckedContinuation { waiters[origin, default: []].append(Waiter(id: id, continuation: $0)) }
+            timer?.cancel()
+            guard woken else { throw outOfTime }
         }
     }
 
@@ -74,10 +104,20 @@ actor ConnectionPool {
     }
 
     private func wakeOne(_ origin: Origin) {
-        if var queue = waiters[origin], !queue.isEmpty {
-            queue.removeFirst().resume()
-            waiters[origin] = queue
-        }
+        guard var queue = waiters[origin], !queue.isEmpty else { return }
+        let waiter = queue.removeFirst()
+        waiters[origin] = queue
+        waiting -= 1
+        waiter.continuation.resume(returning: true)
+    }
+
+    /// A waiter's deadline passed before a connection was free.
+    private func expire(_ id: Int, origin: Origin) {
+        guard var queue = waiters[origin], let index = queue.firstIndex(where: { $0.id == id }) else { return }
+        let waiter = queue.remove(at: index)
+        waiters[origin] = queue
+        waiting -= 1
+        waiter.continuation.resume(returning: false)
     }
 
     func shutdown() async {
@@ -85,7 +125,8 @@ actor ConnectionPool {
         let connections = idle.values.flatMap { $0 }
         idle = [:]
         for entry in connections { await entry.connection.close() }
-        for queue in waiters.values { for waiter in queue { waiter.resume() } }
+        for queue in waiters.values { for waiter in queue { waiter.continuation.resume(returning: true) } }
         waiters = [:]
+        waiting = 0
     }
 }

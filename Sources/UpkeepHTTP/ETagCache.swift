@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials  // JSON and FileManager without CoreFoundation: the agent links this module
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOHTTP1
 
 /// Answers to GET requests kept on disk with their `ETag`, so a repeated request can be

@@ -1,13 +1,15 @@
-import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import UpkeepCore
+import UpkeepPOSIX
 import UpkeepTLS
 
 /// Time, sleep and randomness as the client sees them; tests replace them to make retries
 /// deterministic without changing anything on the wire.
 public struct HTTPClock: Sendable {
+    /// Wall-clock seconds since the epoch (rate-limit resets are given in them).
     public var now: @Sendable () -> Double
     public var sleep: @Sendable (Double) async throws -> Void
     /// Uniform in [0, 1): the backoff jitter.
@@ -22,43 +24,57 @@ public struct HTTPClock: Sendable {
     }
 
     public static let system = HTTPClock(
-        now: { Date().timeIntervalSince1970 },
+        now: { Double(Instant.wallClockNow().milliseconds) / 1000 },
         sleep: { seconds in try await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1e9)) },
         random: { Double.random(in: 0..<1) })
 }
 
-/// A careful HTTP/1.1 client for public HTTPS endpoints (GitHub's API, the k3s channel server,
-/// release mirrors) and, with a client certificate, the Kubernetes API.
+/// Upkeep's one HTTP/1.1 client: GitHub's API and the k3s channel server, release mirrors and
+/// downloads, the Kubernetes API (with a client certificate), the agent's health probes, and
+/// plain-http loopback services. docs/http.md describes it beside the server.
 ///
-/// - Keep-alive connections, pooled per origin and bounded; https through UpkeepTLS in public
-///   mode, the certificate verified for the URL's host.
-/// - Every exchange is bounded: connect (with the TLS handshake), response time, body size.
+/// - TLS modes: public trust (the system store or given CAs) for https, the certificate
+///   verified for the URL's host (or `tlsServerName`); the same with a client certificate
+///   (mutual TLS, the Kubernetes API); or no TLS context, and then only http URLs.
+/// - Keep-alive connections, pooled per origin and bounded; callers beyond the bound wait in a
+///   bounded queue. A request with `Connection: close` gets a connection of its own.
+/// - Every exchange is bounded: connect (with the TLS handshake), response time, body size; and,
+///   when the request sets `timeoutSeconds`, the whole request.
 /// - Retries and rate limits follow `RetryPolicy` (bounded attempts, jittered backoff, waits
-///   only as long as allowed).
+///   only as long as allowed; `RetryPolicy.never` for callers with loops of their own).
 /// - Redirects are followed only when the request asks for it; `Authorization` never
 ///   follows a redirect to another origin, and https is never downgraded.
 /// - With an `ETagCache`, GETs that ask for it are conditional and 304s answer from disk.
+/// - Each bound reached is counted in `limits` and logged, rate-limited.
 ///
 /// It never logs headers or bodies (they may carry tokens); only method, URL, status and timing.
+/// It imports no Foundation: the agent links it.
 public final class HTTPClient: Sendable {
     public struct Configuration: Sendable {
+        /// TCP connect and TLS handshake.
         public var connectTimeoutSeconds: Double
+        /// From the request written to the last byte of the answer, per attempt.
         public var responseTimeoutSeconds: Double
+        /// The answer's body; more closes the connection and fails the request.
         public var responseBytesMax: Int
         public var connectionsPerOriginMax: Int
+        /// A pooled connection unused for longer is closed rather than reused.
         public var idleSecondsMax: Double
+        /// Requests waiting for a free connection, over all origins; one more fails at once.
+        public var waitingMax: Int
         public var retry: RetryPolicy
         public var userAgent: String
 
         public init(connectTimeoutSeconds: Double = 10, responseTimeoutSeconds: Double = 30, responseBytesMax: Int = 32 << 20,
-                    connectionsPerOriginMax: Int = 4, idleSecondsMax: Double = 30, retry: RetryPolicy = RetryPolicy(),
-                    userAgent: String = "upkeep")
+                    connectionsPerOriginMax: Int = 4, idleSecondsMax: Double = 30, waitingMax: Int = 1_024,
+                    retry: RetryPolicy = RetryPolicy(), userAgent: String = "upkeep")
         {
             self.connectTimeoutSeconds = connectTimeoutSeconds
             self.responseTimeoutSeconds = responseTimeoutSeconds
             self.responseBytesMax = responseBytesMax
             self.connectionsPerOriginMax = connectionsPerOriginMax
             self.idleSecondsMax = idleSecondsMax
+            self.waitingMax = waitingMax
             self.retry = retry
             self.userAgent = userAgent
         }
@@ -66,9 +82,12 @@ public final class HTTPClient: Sendable {
 
     public let configuration: Configuration
     public let cache: ETagCache?
+    /// How often each bound was reached; the owner may export it as a metric.
+    public let limits: LimitLog<ClientLimit>
     private let clock: HTTPClock
     private let logger: Logger
     private let pool: ConnectionPool
+    private let group: any EventLoopGroup
 
     /// A client trusting `trust` for https (the system store by default).
     public convenience init(configuration: Configuration = Configuration(), trust: TrustRoots = .system, cache: ETagCache? = nil,
@@ -79,9 +98,9 @@ public final class HTTPClient: Sendable {
                       clock: clock, logger: logger)
     }
 
-    /// A client using `tls` for https (a context with a client certificate, for instance).
-    /// `tlsServerName` replaces the URL's host for certificate verification and SNI (a
-    /// kubeconfig's `tls-server-name`).
+    /// A client using `tls` for https (a context with a client certificate, for instance), or
+    /// none: then https URLs fail with `HTTPClientError.tls`. `tlsServerName` replaces the URL's
+    /// host for certificate verification and SNI (a kubeconfig's `tls-server-name`).
     public init(configuration: Configuration = Configuration(), tls: TLSContext?, tlsServerName: String? = nil, cache: ETagCache? = nil,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, clock: HTTPClock = .system,
                 logger: Logger = Logger(label: "upkeep.http"))
@@ -90,10 +109,11 @@ public final class HTTPClient: Sendable {
         self.cache = cache
         self.clock = clock
         self.logger = logger
-        let timeout = configuration.connectTimeoutSeconds
+        self.group = group
+        limits = LimitLog(logger: logger)
         pool = ConnectionPool(connectionsPerOriginMax: configuration.connectionsPerOriginMax, idleSecondsMax: configuration.idleSecondsMax,
-                              now: clock.now) { origin in
-            try await HTTPConnection.connect(origin: origin, tls: tls, tlsServerName: tlsServerName, group: group, timeoutSeconds: timeout)
+                              waitingMax: configuration.waitingMax, now: clock.now) { origin, timeoutSeconds in
+            try await HTTPConnection.connect(origin: origin, tls: tls, tlsServerName: tlsServerName, group: group, timeoutSeconds: timeoutSeconds)
         }
     }
 
@@ -112,10 +132,31 @@ public final class HTTPClient: Sendable {
     /// Sends `request` with retries, rate-limit waits, redirects and caching as it asks.
     /// Throws `HTTPClientError` (or `CancellationError`); any HTTP status is a response.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        do {
+            return try await follow(request, deadline: request.timeoutSeconds.map { clock.now() + $0 })
+        } catch let error as HTTPClientError {
+            if let limit = error.limit { limits.record(limit, "\(error)") }
+            throw error
+        }
+    }
+
+    /// Sends `request` and waits for the answer on the calling thread, which must be neither an
+    /// event loop's (the answer could never arrive) nor one running a Swift task (blocking it
+    /// can starve the concurrency pool the client runs on): a thread of its own, a
+    /// `NIOThreadPool`'s, `HTTPServer`'s blocking responders'. Throws what `send` throws.
+    public func sendAndWait(_ request: HTTPRequest) throws -> HTTPResponse {
+        precondition(MultiThreadedEventLoopGroup.currentEventLoop == nil, "HTTPClient.sendAndWait called on an event loop")
+        precondition(withUnsafeCurrentTask { $0 == nil }, "HTTPClient.sendAndWait called from a Swift task; use send")
+        let answer = group.any().makePromise(of: HTTPResponse.self)
+        answer.completeWithTask { try await self.send(request) }
+        return try answer.futureResult.wait()
+    }
+
+    private func follow(_ request: HTTPRequest, deadline: Double?) async throws -> HTTPResponse {
         var current = request
         var followed = 0
         while true {
-            let response = try await sendWithRetries(current)
+            let response = try await sendWithRetries(current, deadline: deadline)
             guard case let .follow(max) = request.redirects, response.isRedirect, response.status != 304 else { return response }
             guard followed < max else { throw HTTPClientError.tooManyRedirects(url: request.url.description, max: max) }
             guard let next = response.location else {
@@ -129,6 +170,7 @@ public final class HTTPClient: Sendable {
                 || ([301, 302].contains(response.status) && current.method != .GET && current.method != .HEAD)
             if rewritesToGET {
                 current.method = .GET
+                current.isIdempotent = true
                 current.body = []
                 current.headers.remove(name: "content-type")
             }
@@ -138,7 +180,7 @@ public final class HTTPClient: Sendable {
         }
     }
 
-    private func sendWithRetries(_ request: HTTPRequest) async throws -> HTTPResponse {
+    private func sendWithRetries(_ request: HTTPRequest, deadline: Double?) async throws -> HTTPResponse {
         let accept = request.headers.first(name: "accept") ?? "*/*"
         let url = request.url.description
         let cacheable = request.method == .GET && request.cache == .etag
@@ -150,7 +192,7 @@ public final class HTTPClient: Sendable {
             try Task.checkCancellation()
             let outcome: RetryPolicy.Outcome
             do {
-                let (head, body) = try await exchange(request, accept: accept, ifNoneMatch: cached?.etag)
+                let (head, body) = try await exchange(request, accept: accept, ifNoneMatch: cached?.etag, deadline: deadline)
                 outcome = .response(status: Int(head.status.code), headers: head.headers, body: body)
             } catch let error as HTTPClientError {
                 outcome = .failure(error)
@@ -158,7 +200,12 @@ public final class HTTPClient: Sendable {
             let decision = configuration.retry.decide(outcome, attempt: attempt, idempotent: request.isIdempotent,
                                                       authenticated: authenticated, url: url, now: clock.now(), random: clock.random())
             switch (decision, outcome) {
-            case let (.retry(seconds, reason), _):
+            case let (.retry(seconds, reason), outcome):
+                if let deadline, clock.now() + seconds >= deadline {
+                    // The next attempt could not finish in time: the last outcome stands.
+                    if case let .failure(error) = outcome { throw error }
+                    throw HTTPClientError.responseTimeout(url: url, seconds: request.timeoutSeconds ?? 0)
+                }
                 logger.info("retrying", metadata: ["request": "\(request)", "attempt": "\(attempt)", "reason": "\(reason)",
                                                    "wait_seconds": "\(seconds)"])
                 try await clock.sleep(seconds)
@@ -189,7 +236,9 @@ public final class HTTPClient: Sendable {
 
     /// One exchange on a pooled connection. A reused connection that the server closed while
     /// idle (nothing received) is replaced once at no cost to the retry budget.
-    private func exchange(_ request: HTTPRequest, accept: String, ifNoneMatch: String?) async throws -> (HTTPResponseHead, [UInt8]) {
+    private func exchange(_ request: HTTPRequest, accept: String, ifNoneMatch: String?,
+                          deadline: Double?) async throws -> (HTTPResponseHead, [UInt8])
+    {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: request.url.hostHeader)
         headers.add(name: "User-Agent", value: configuration.userAgent)
@@ -203,18 +252,32 @@ public final class HTTPClient: Sendable {
             headers.add(name: "Content-Length", value: String(request.body.count))
         }
         let head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.url.target, headers: headers)
+        let url = request.url.description
+        let budget = request.timeoutSeconds
+        /// The bound for the exchange: the configured one, or what is left of the request's own
+        /// budget when that is shorter (and then a timeout reports the request's budget).
+        func bound(_ configured: Double) throws -> (seconds: Double, byDeadline: Bool) {
+            guard let deadline else { return (configured, false) }
+            let left = deadline - clock.now()
+            guard left > 0 else { throw HTTPClientError.responseTimeout(url: url, seconds: budget ?? 0) }
+            return left < configured ? (left, true) : (configured, false)
+        }
         for _ in 0..<2 {
-            let (connection, reused) = try await pool.acquire(request.url.origin)
+            let (connection, reused) = try await pool.acquire(request.url.origin, connectTimeoutSeconds: configuration.connectTimeoutSeconds,
+                                                              deadline: deadline, url: url, budgetSeconds: budget)
+            let response = try bound(configuration.responseTimeoutSeconds)
             do {
-                let reply = try await connection.exchange(head, body: request.body, url: request.url.description,
-                                                          timeoutSeconds: configuration.responseTimeoutSeconds,
+                let reply = try await connection.exchange(head, body: request.body, url: url, timeoutSeconds: response.seconds,
                                                           bodyBytesMax: configuration.responseBytesMax)
-                await pool.release(connection, reusable: reply.head.isKeepAlive)
+                await pool.release(connection, reusable: reply.head.isKeepAlive && !request.closesConnection)
                 return reply
             } catch let failure as ExchangeFailure {
                 await pool.discard(connection)
-                if reused, failure.nothingReceived, request.isIdempotent, failure.error == .connectionClosed(url: request.url.description) {
+                if reused, failure.nothingReceived, request.isIdempotent, failure.error == .connectionClosed(url: url) {
                     continue
+                }
+                if case .responseTimeout = failure.error, response.byDeadline {
+                    throw HTTPClientError.responseTimeout(url: url, seconds: budget ?? 0)
                 }
                 throw failure.error
             } catch {
@@ -222,6 +285,6 @@ public final class HTTPClient: Sendable {
                 throw error
             }
         }
-        throw HTTPClientError.connectionClosed(url: request.url.description)
+        throw HTTPClientError.connectionClosed(url: url)
     }
 }

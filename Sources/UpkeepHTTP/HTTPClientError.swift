@@ -26,6 +26,8 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
     case rateLimited(url: String, resetEpochSeconds: Double?, waitSeconds: Double?, authenticated: Bool)
     /// Every attempt failed with a transient error; `last` is the final one.
     case retriesExhausted(url: String, attempts: Int, last: String)
+    /// More requests than the bound were already waiting for a connection to this origin.
+    case tooManyWaiting(origin: String, max: Int)
     /// The client was shut down.
     case shutDown
 
@@ -44,6 +46,8 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
         case let .rateLimited(url, reset, wait, authenticated):
             Self.rateLimitMessage(url: url, resetEpochSeconds: reset, waitSeconds: wait, authenticated: authenticated)
         case let .retriesExhausted(url, attempts, last): "\(url) failed \(attempts) times; last: \(last)"
+        case let .tooManyWaiting(origin, max):
+            "more than \(max) requests are waiting for a connection to \(origin); the server is slow or the caller sends too much at once"
         case .shutDown: "the HTTP client was shut down"
         }
     }
@@ -53,6 +57,29 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
         switch self {
         case .connectFailed, .connectTimeout, .responseTimeout, .connectionClosed: true
         default: false
+        }
+    }
+
+    /// Nothing reached the server: trying again (or another server, in a failover) cannot
+    /// repeat a side effect.
+    public var happenedBeforeSending: Bool {
+        switch self {
+        case .connectFailed, .connectTimeout, .tooManyWaiting, .invalidURL, .shutDown: true
+        default: false
+        }
+    }
+
+    /// The client bound this error reports reaching, as `HTTPClient.limits` counts it.
+    var limit: ClientLimit? {
+        switch self {
+        case .connectTimeout: .connectTimeout
+        case .responseTimeout: .responseTimeout
+        case .responseTooLarge: .responseBytes
+        case .tooManyRedirects: .redirects
+        case .rateLimited: .rateLimitWait
+        case .retriesExhausted: .attempts
+        case .tooManyWaiting: .waiting
+        default: nil
         }
     }
 

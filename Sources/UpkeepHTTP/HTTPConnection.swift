@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -35,6 +36,9 @@ final class HTTPConnection: Sendable {
                         timeoutSeconds: Double) async throws -> HTTPConnection {
         let loop = group.next()
         let ready = loop.makePromise(of: Void.self)
+        // The collector, kept as the channel is made: a peer that refuses the handshake may close
+        // the channel (and empty its pipeline) before it could be looked up afterwards.
+        let made = NIOLockedValueBox<NIOLoopBound<ResponseCollector>?>(nil)
         let timeout = TimeAmount.nanoseconds(Int64(timeoutSeconds * 1e9))
         if origin.scheme == .https, tls == nil {
             throw HTTPClientError.tls(origin: origin.description, reason: "no TLS context configured")
@@ -52,7 +56,9 @@ final class HTTPConnection: Sendable {
                                                                         handshakeTimeout: timeout))
                     }
                     try operations.addHTTPClientHandlers()
-                    try operations.addHandler(ResponseCollector(origin: origin, ready: ready, waitsForTLS: origin.scheme == .https))
+                    let collector = ResponseCollector(origin: origin, ready: ready, waitsForTLS: origin.scheme == .https)
+                    try operations.addHandler(collector)
+                    made.withLockedValue { $0 = NIOLoopBound(collector, eventLoop: channel.eventLoop) }
                 }
             }
         let channel: any Channel
@@ -75,9 +81,10 @@ final class HTTPConnection: Sendable {
             channel.close(promise: nil)
             throw error as? HTTPClientError ?? HTTPClientError.connectFailed(origin: origin.description, reason: "\(error)")
         }
-        let collector = try await loop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ResponseCollector.self), eventLoop: loop)
-        }.get()
+        guard let collector = made.withLockedValue({ $0 }) else {
+            channel.close(promise: nil)
+            throw HTTPClientError.connectFailed(origin: origin.description, reason: "the connection was set up without its HTTP handlers")
+        }
         return HTTPConnection(origin: origin, channel: channel, collector: collector)
     }
 

@@ -1,7 +1,8 @@
 import NIOHTTP1
 
 /// One request as the caller describes it; the client adds `Host`, `Content-Length`,
-/// `User-Agent` and conditional headers itself.
+/// `User-Agent` and conditional headers itself. A `Connection: close` header is honoured: the
+/// connection is closed after the answer instead of going back to the pool.
 public struct HTTPRequest: Sendable, CustomStringConvertible {
     public var method: HTTPMethod
     public var url: HTTPURL
@@ -11,9 +12,18 @@ public struct HTTPRequest: Sendable, CustomStringConvertible {
     public var redirects: RedirectPolicy
     /// Whether to use and fill the client's ETag cache for this GET.
     public var cache: CachePolicy
+    /// At most this long for the whole request: waiting for a connection, connecting, every
+    /// attempt and every wait between attempts. Nil: only the client's own bounds apply. A
+    /// health probe or a failover between endpoints sets a short one.
+    public var timeoutSeconds: Double?
+    /// Safe to send twice: a retry cannot repeat a side effect. By default from the method
+    /// (RFC 9110, section 9.2.2); a POST the server de-duplicates (a webhook delivery with an id)
+    /// may say so.
+    public var isIdempotent: Bool
 
     public init(method: HTTPMethod = .GET, url: HTTPURL, headers: HTTPHeaders = [:], body: [UInt8] = [],
-                redirects: RedirectPolicy = .none, cache: CachePolicy = .none)
+                redirects: RedirectPolicy = .none, cache: CachePolicy = .none, timeoutSeconds: Double? = nil,
+                idempotent: Bool? = nil)
     {
         self.method = method
         self.url = url
@@ -21,17 +31,24 @@ public struct HTTPRequest: Sendable, CustomStringConvertible {
         self.body = body
         self.redirects = redirects
         self.cache = cache
+        self.timeoutSeconds = timeoutSeconds
+        isIdempotent = idempotent ?? Self.isIdempotent(method)
     }
 
     /// Method and URL only: headers may carry credentials and are never printed.
     public var description: String { "\(method.rawValue) \(url)" }
 
-    /// Safe to send twice: a retry cannot repeat a side effect.
-    public var isIdempotent: Bool {
+    /// https://www.rfc-editor.org/rfc/rfc9110#section-9.2.2
+    static func isIdempotent(_ method: HTTPMethod) -> Bool {
         switch method {
         case .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE: true
         default: false
         }
+    }
+
+    /// The caller asked for the connection to end with this exchange.
+    var closesConnection: Bool {
+        headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
     }
 }
 

@@ -1,10 +1,11 @@
-import Foundation
-
 /// An absolute `http://` or `https://` URL, split into what a connection needs.
 ///
 /// Parsing is strict: no user info (credentials never travel in URLs), a host is required, the
 /// port is 1–65535. The path and query are kept as given (already percent-encoded); `appending`
 /// encodes query values. It never resolves host names: that happens when connecting.
+///
+/// The agent parses its probe URLs with it at every start: it uses prefix tests and byte loops,
+/// never a `String` separator search (that is `_StringProcessing`'s searcher, or Foundation's).
 public struct HTTPURL: Sendable, Hashable, CustomStringConvertible {
     public enum Scheme: String, Sendable {
         case http
@@ -26,11 +27,11 @@ public struct HTTPURL: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init(_ text: String) throws(HTTPClientError) {
-        let schemeEnd = text.range(of: "://")
-        guard let schemeEnd, let scheme = Scheme(rawValue: text[..<schemeEnd.lowerBound].lowercased()) else {
+        guard let colon = text.firstIndex(of: ":"), text[colon...].hasPrefix("://"),
+              let scheme = Scheme(rawValue: text[..<colon].lowercased()) else {
             throw .invalidURL(text, "it must start with http:// or https://")
         }
-        let rest = text[schemeEnd.upperBound...]
+        let rest = text[text.index(colon, offsetBy: 3)...]
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
         let authority = rest[..<authorityEnd]
         var target = String(rest[authorityEnd...])
@@ -131,13 +132,14 @@ public struct HTTPURL: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
-    /// Decodes `%XX` sequences (a `+` stays a `+`: k3s versions carry one); nil for malformed input.
-    public static func percentDecode(_ text: String) -> String? {
+    /// Decodes `%XX` sequences; nil for malformed input. A `+` stays a `+` (k3s versions carry
+    /// one in paths) unless `plusIsSpace`, as in a query string's form encoding.
+    public static func percentDecode(_ text: String, plusIsSpace: Bool = false) -> String? {
         var bytes: [UInt8] = []
         var iterator = Array(text.utf8).makeIterator()
         while let byte = iterator.next() {
             guard byte == UInt8(ascii: "%") else {
-                bytes.append(byte)
+                bytes.append(plusIsSpace && byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
                 continue
             }
             guard let high = iterator.next(), let low = iterator.next(),

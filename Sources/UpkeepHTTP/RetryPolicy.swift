@@ -14,22 +14,34 @@ import NIOHTTP1
 ///   A secondary limit without any hint backs off exponentially from
 ///   `secondaryLimitBackoffSeconds` (GitHub asks for at least a minute).
 /// - Nothing is attempted more than `attemptsMax` times.
+///
+/// `RetryPolicy.never` sends once and hands every answer back: for callers with a retry loop of
+/// their own (the Kubernetes client's callers; an endpoint failover) and for answers whose
+/// 403/429 means something else (the Kubernetes API's 429 is an eviction refused by a
+/// disruption budget).
 public struct RetryPolicy: Sendable, Equatable {
     public var attemptsMax: Int
     public var backoffBaseSeconds: Double
     public var backoffMaxSeconds: Double
     public var rateLimitWaitSecondsMax: Double
     public var secondaryLimitBackoffSeconds: Double
+    /// Read 403/429 answers as API rate limits (GitHub's rules, above); off, they are answers
+    /// like any other.
+    public var followsRateLimits: Bool
 
     public init(attemptsMax: Int = 4, backoffBaseSeconds: Double = 0.5, backoffMaxSeconds: Double = 20,
-                rateLimitWaitSecondsMax: Double = 60, secondaryLimitBackoffSeconds: Double = 60)
+                rateLimitWaitSecondsMax: Double = 60, secondaryLimitBackoffSeconds: Double = 60, followsRateLimits: Bool = true)
     {
         self.attemptsMax = max(1, attemptsMax)
         self.backoffBaseSeconds = max(0, backoffBaseSeconds)
         self.backoffMaxSeconds = max(0, backoffMaxSeconds)
         self.rateLimitWaitSecondsMax = max(0, rateLimitWaitSecondsMax)
         self.secondaryLimitBackoffSeconds = max(0, secondaryLimitBackoffSeconds)
+        self.followsRateLimits = followsRateLimits
     }
+
+    /// One attempt; every answer and every failure goes back to the caller as it is.
+    public static let never = RetryPolicy(attemptsMax: 1, followsRateLimits: false)
 
     /// One attempt's result, as far as the policy needs it.
     public enum Outcome: Sendable {
@@ -61,7 +73,7 @@ public struct RetryPolicy: Sendable, Equatable {
 
         case let .response(status, headers, body):
             let limits = RateLimitStatus(headers: headers)
-            if Self.isRateLimited(status: status, limits: limits, body: body) {
+            if followsRateLimits, Self.isRateLimited(status: status, limits: limits, body: body) {
                 let wait = limits.waitSeconds(now: now) ?? secondaryLimitBackoffSeconds * Double(1 << min(attempt - 1, 16))
                 let limited = HTTPClientError.rateLimited(url: url, resetEpochSeconds: limits.resetEpochSeconds,
                                                           waitSeconds: wait, authenticated: authenticated)
@@ -90,15 +102,5 @@ public struct RetryPolicy: Sendable, Equatable {
         if status == 429 || limits.isExhausted || limits.retryAfterSeconds != nil || limits.retryAtEpochSeconds != nil { return true }
         // GitHub's secondary limits: 403 with a message naming the rate limit.
         return String(decoding: body.prefix(2048), as: UTF8.self).lowercased().contains("rate limit")
-    }
-}
-
-extension HTTPClientError {
-    /// Nothing reached the server: trying again cannot repeat a side effect.
-    var happenedBeforeSending: Bool {
-        switch self {
-        case .connectFailed, .connectTimeout: true
-        default: false
-        }
     }
 }

@@ -1,20 +1,23 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import UpkeepHTTP
 import UpkeepPKI
 import UpkeepTLS
 
-/// A Kubernetes API client: keep-alive HTTP/1.1 (over TLS for `https://` servers, with client
-/// certificate or bearer token), typed errors, and the verbs Upkeep needs.
+/// A Kubernetes API client: the verbs Upkeep needs and typed views, on `HTTPClient` (keep-alive
+/// HTTP/1.1, over TLS for `https://` servers with a client certificate or bearer token).
 ///
 /// Failed API calls throw `KubeAPIError` (read from the server's `Status`); calls that got no
-/// answer throw `KubeTransportError`. It keeps at most `connectionsMax` connections open and
-/// never logs credentials.
+/// answer throw `HTTPClientError`. It keeps at most `connectionsMax` connections open, sends
+/// each request once (`RetryPolicy.never`: its callers observe again or retry evictions on their
+/// own schedule, and a 429 here is an eviction refused, not a rate limit) and never logs
+/// credentials.
 public final class KubeClient: Sendable {
     public let endpoint: KubeEndpoint
     public let requestTimeoutSeconds: Double
-    let tls: TLSContext?
-    let pool: ConnectionPool
+    /// The HTTP client underneath; its `limits` count the bounds reached.
+    public let http: HTTPClient
 
     public static let bodyBytesMax = 64 << 20
     static let listPageSize = 500
@@ -24,6 +27,7 @@ public final class KubeClient: Sendable {
     {
         self.endpoint = endpoint
         self.requestTimeoutSeconds = requestTimeoutSeconds
+        var tls: TLSContext?
         if endpoint.server.isTLS {
             let trust: TrustRoots = try endpoint.certificateAuthorityPEM.map { .certificates(try Certificate.loadChain(pem: $0)) } ?? .system
             var chain: [Certificate]?
@@ -33,16 +37,11 @@ public final class KubeClient: Sendable {
                 key = try PrivateKey(pem: keyPEM)
             }
             tls = try TLSContext.publicClient(trust: trust, clientChain: chain, clientKey: key)
-        } else {
-            tls = nil
         }
-        let server = endpoint.server
-        let tls = self.tls
-        pool = ConnectionPool(connectionsMax: connectionsMax) {
-            try await HTTPConnection.connect(host: server.host, port: server.port, tls: tls,
-                                             expectedHost: endpoint.tlsServerName ?? server.host, group: group,
-                                             connectTimeoutSeconds: 10, bodyBytesMax: KubeClient.bodyBytesMax)
-        }
+        let configuration = HTTPClient.Configuration(connectTimeoutSeconds: 10, responseTimeoutSeconds: requestTimeoutSeconds,
+                                                     responseBytesMax: Self.bodyBytesMax, connectionsPerOriginMax: connectionsMax,
+                                                     retry: .never, userAgent: "upkeep")
+        http = HTTPClient(configuration: configuration, tls: tls, tlsServerName: endpoint.tlsServerName, group: group)
     }
 
     /// A client for the current context of the kubeconfig kubectl would use (or `path`).
@@ -50,9 +49,9 @@ public final class KubeClient: Sendable {
         try self.init(endpoint: try Kubeconfig.load(path: path).endpoint(context: context))
     }
 
-    /// Closes every connection; later calls throw `KubeTransportError.shutDown`.
+    /// Closes every connection; later calls throw `HTTPClientError.shutDown`.
     public func shutdown() async {
-        await pool.shutdown()
+        await http.shutdown()
     }
 
     // MARK: - Raw requests
@@ -62,58 +61,21 @@ public final class KubeClient: Sendable {
                         contentType: String = "application/json") async throws -> JSON
     {
         let reply = try await send(method, path, query: query, body: body.map { $0.serialized() } ?? [], contentType: contentType)
-        guard (200..<300).contains(reply.status) else { throw KubeAPIError(code: reply.status, body: reply.body) }
+        guard reply.isSuccess else { throw KubeAPIError(code: reply.status, body: reply.body) }
         if reply.body.isEmpty { return .null }
         do { return try JSON.parse(bytes: reply.body) } catch {
-            throw KubeTransportError.invalidResponse("body is not JSON: \(error)")
+            throw HTTPClientError.invalidResponse(url: reply.url.description, reason: "the body is not JSON: \(error)")
         }
     }
 
-    func send(_ method: HTTPMethod, _ path: String, query: [(String, String)], body: [UInt8], contentType: String) async throws -> HTTPReply {
-        var uri = endpoint.server.basePath + path
-        if !query.isEmpty { uri += "?" + query.map { "\(Self.escape($0.0))=\(Self.escape($0.1))" }.joined(separator: "&") }
-        var headers = HTTPHeaders()
-        headers.add(name: "Host", value: "\(endpoint.server.host):\(endpoint.server.port)")
-        headers.add(name: "Accept", value: "application/json")
-        headers.add(name: "User-Agent", value: "upkeep")
+    func send(_ method: HTTPMethod, _ path: String, query: [(String, String)], body: [UInt8], contentType: String) async throws -> HTTPResponse {
+        let url = endpoint.server.url.appending(path: path).appending(query: query)
+        var headers = HTTPHeaders([("Accept", "application/json")])
         if let token = endpoint.bearerToken { headers.add(name: "Authorization", value: "Bearer \(token)") }
         if !body.isEmpty || method == .POST || method == .PUT || method == .PATCH {
             headers.add(name: "Content-Type", value: contentType)
-            headers.add(name: "Content-Length", value: String(body.count))
         }
-        let head = HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: headers)
-        // A reused connection the server closed while idle fails before any answer: a GET is
-        // safe to send once more on a fresh connection.
-        for attempt in 0..<2 {
-            let (connection, reused) = try await pool.acquire()
-            do {
-                let reply = try await connection.send(head, body: body, timeoutSeconds: requestTimeoutSeconds)
-                await pool.release(connection)
-                return reply
-            } catch let error as KubeTransportError {
-                await pool.discard(connection)
-                if error == .connectionClosed, reused, method == .GET, attempt == 0 { continue }
-                throw error
-            } catch {
-                await pool.discard(connection)
-                throw error
-            }
-        }
-        throw KubeTransportError.connectionClosed
-    }
-
-    static func escape(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
-                out.append(Character(Unicode.Scalar(byte)))
-            default:
-                out += "%" + String(byte >> 4, radix: 16, uppercase: true) + String(byte & 0xF, radix: 16, uppercase: true)
-            }
-        }
-        return out
+        return try await http.send(HTTPRequest(method: method, url: url, headers: headers, body: body))
     }
 
     // MARK: - Verbs on JSON
@@ -204,74 +166,5 @@ public final class KubeClient: Sendable {
     /// Pods scheduled on `node`, in every namespace.
     public func pods(on node: String) async throws -> [Pod] {
         try await list(Pod.self, fieldSelector: .equals("spec.nodeName", node))
-    }
-}
-
-/// Idle keep-alive connections, at most `connectionsMax` open; callers beyond that wait in a
-/// bounded queue.
-actor ConnectionPool {
-    let connectionsMax: Int
-    let connect: @Sendable () async throws -> HTTPConnection
-    var idle: [HTTPConnection] = []
-    var open = 0
-    var waiters: [CheckedContinuation<Void, Never>] = []
-    var isShutDown = false
-    static let waitersMax = 10_000
-
-    init(connectionsMax: Int, connect: @escaping @Sendable () async throws -> HTTPConnection) {
-        self.connectionsMax = max(1, connectionsMax)
-        self.connect = connect
-    }
-
-    func acquire() async throws -> (HTTPConnection, reused: Bool) {
-        while true {
-            guard !isShutDown else { throw KubeTransportError.shutDown }
-            while let connection = idle.popLast() {
-                if connection.isActive { return (connection, true) }
-                open -= 1
-            }
-            if open < connectionsMax {
-                open += 1
-                do {
-                    return (try await connect(), false)
-                } catch {
-                    open -= 1
-                    wakeOne()
-                    throw error
-                }
-            }
-            guard waiters.count < Self.waitersMax else { throw KubeTransportError.tooManyWaiters(Self.waitersMax) }
-            await withCheckedContinuation { waiters.append($0) }
-        }
-    }
-
-    func release(_ connection: HTTPConnection) {
-        if isShutDown || !connection.isActive {
-            open -= 1
-            Task { await connection.close() }
-        } else {
-            idle.append(connection)
-        }
-        wakeOne()
-    }
-
-    func discard(_ connection: HTTPConnection) async {
-        open -= 1
-        await connection.close()
-        wakeOne()
-    }
-
-    private func wakeOne() {
-        if !waiters.isEmpty { waiters.removeFirst().resume() }
-    }
-
-    func shutdown() async {
-        isShutDown = true
-        let connections = idle
-        idle = []
-        open -= connections.count
-        for connection in connections { await connection.close() }
-        for waiter in waiters { waiter.resume() }
-        waiters = []
     }
 }

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import UpkeepCore
+import UpkeepHTTP
 import UpkeepYAML
 import UpkeepPOSIX
 #if canImport(Glibc)
@@ -210,45 +211,23 @@ public struct Kubeconfig: Sendable, Equatable {
 
 /// Where and how to reach one Kubernetes API server.
 public struct KubeEndpoint: Sendable, Equatable {
+    /// The `server` of a kubeconfig cluster: an http(s) origin and a path prefix.
     public struct ServerURL: Sendable, Equatable, CustomStringConvertible {
-        public var isTLS: Bool
-        public var host: String
-        public var port: Int
+        /// The server's root, its path being `basePath` (or `/`).
+        public let url: HTTPURL
+        public var isTLS: Bool { url.scheme == .https }
+        public var host: String { url.host }
+        public var port: Int { url.port }
         /// A path prefix (`/k8s/clusters/c-1` behind a proxy), without a trailing slash.
-        public var basePath: String
+        public let basePath: String
 
+        /// Nil unless `text` is an `http(s)://host[:port][/prefix]` URL (`HTTPURL`'s rules).
         public init?(_ text: String) {
-            let scheme: String
-            var rest: Substring
-            if text.hasPrefix("https://") {
-                scheme = "https"
-                rest = text.dropFirst(8)
-            } else if text.hasPrefix("http://") {
-                scheme = "http"
-                rest = text.dropFirst(7)
-            } else {
-                return nil
-            }
-            isTLS = scheme == "https"
-            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-            let authority = rest[..<slash]
-            var path = String(rest[slash...])
+            guard let parsed = try? HTTPURL(text) else { return nil }
+            var path = parsed.path
             while path.hasSuffix("/") { path.removeLast() }
             basePath = path
-            if authority.hasPrefix("[") {
-                guard let close = authority.firstIndex(of: "]") else { return nil }
-                host = String(authority[authority.index(after: authority.startIndex)..<close])
-                let after = authority[authority.index(after: close)...]
-                port = after.hasPrefix(":") ? (Int(after.dropFirst()) ?? -1) : (isTLS ? 443 : 80)
-            } else if let colon = authority.lastIndex(of: ":") {
-                host = String(authority[..<colon])
-                port = Int(authority[authority.index(after: colon)...]) ?? -1
-            } else {
-                host = String(authority)
-                port = isTLS ? 443 : 80
-            }
-            rest = ""
-            guard !host.isEmpty, (1...65535).contains(port) else { return nil }
+            url = HTTPURL(scheme: parsed.scheme, host: parsed.host, port: parsed.port, target: path.isEmpty ? "/" : path)
         }
 
         public var description: String {

@@ -1,6 +1,7 @@
 import UpkeepYAML
 import Testing
 import UpkeepAgent
+import UpkeepHTTP
 import UpkeepTestSupport
 
 @Suite struct ConfigLoaderTests {
@@ -87,21 +88,23 @@ import UpkeepTestSupport
     }
 }
 
-/// Probe endpoints as the configuration gives them.
-@Suite struct HTTPProbeTargetTests {
+/// Probe endpoints as the configuration gives them, read by the one URL parser (`HTTPURL`).
+@Suite struct ProbeURLTests {
     @Test func readsSchemeHostPortAndPath() throws {
-        let kubelet = try #require(HTTPProbeTarget(url: "http://127.0.0.1:10248/healthz"))
-        #expect([kubelet.scheme, kubelet.host, kubelet.path] == ["http", "127.0.0.1", "/healthz"] && kubelet.port == 10248)
-        let supervisor = try #require(HTTPProbeTarget(url: "https://[::1]/ping"))
-        #expect([supervisor.scheme, supervisor.host, supervisor.path] == ["https", "::1", "/ping"] && supervisor.port == 443)
-        #expect(supervisor.url == "https://[::1]:443/ping")
-        #expect(HTTPProbeTarget(url: "http://node")?.path == "/")
-        #expect(HTTPProbeTarget(url: "http://node")?.port == 80)
+        let kubelet = try HTTPURL("http://127.0.0.1:10248/healthz")
+        #expect([kubelet.scheme.rawValue, kubelet.host, kubelet.path] == ["http", "127.0.0.1", "/healthz"] && kubelet.port == 10248)
+        let supervisor = try HTTPURL("https://[::1]/ping")
+        #expect([supervisor.scheme.rawValue, supervisor.host, supervisor.path] == ["https", "::1", "/ping"] && supervisor.port == 443)
+        #expect(supervisor.origin.description == "https://[::1]:443")
+        #expect(try HTTPURL("http://node").path == "/")
+        #expect(try HTTPURL("http://node").port == 80)
+        // Schemes are case-insensitive (RFC 3986, section 3.1).
+        #expect(try HTTPURL("HTTP://node/x").scheme == .http)
     }
 
-    @Test(arguments: ["", "http://", "https://", "ftp://node/x", "HTTP://node/x", "http:/node/x", "node:80/x",
+    @Test(arguments: ["", "http://", "https://", "ftp://node/x", "http:/node/x", "node:80/x",
                       "http://:80/x", "http://node:0/x", "http://node:65536/x", "http://node:port/x", "http://[::1]x/y"])
     func refusesWhatIsNotAnHTTPURL(_ text: String) {
-        #expect(HTTPProbeTarget(url: text) == nil, "\(text)")
+        #expect(throws: HTTPClientError.self, "\(text)") { try HTTPURL(text) }
     }
 }

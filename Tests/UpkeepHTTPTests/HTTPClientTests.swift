@@ -249,4 +249,74 @@ struct HTTPClientTests {
         await client.shutdown()
         await server.close()
     }
+
+    @Test("a request's own timeout bounds every attempt and wait, well below the client's bounds")
+    func requestTimeout() async throws {
+        let server = try await ScriptedServer { _, _ in .hang }
+        let client = try makeClient(attemptsMax: 4, responseTimeoutSeconds: 30)
+        let started = Date()
+        await #expect(throws: HTTPClientError.responseTimeout(url: server.url + "/v3/kv/range", seconds: 0.5)) {
+            _ = try await client.send(HTTPRequest(url: HTTPURL(server.url + "/v3/kv/range"), timeoutSeconds: 0.5))
+        }
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(client.limits.count(.responseTimeout) == 1)
+        await client.shutdown()
+        await server.close()
+    }
+
+    @Test("waiting for a busy origin's only connection ends at the request's timeout")
+    func waitingForAConnectionIsBounded() async throws {
+        let server = try await ScriptedServer { _, index in index == 0 ? .hang : .respond(status: 200) }
+        let configuration = HTTPClient.Configuration(connectTimeoutSeconds: 2, responseTimeoutSeconds: 30, connectionsPerOriginMax: 1,
+                                                     retry: .never)
+        let client = try HTTPClient(configuration: configuration)
+        let hung = Task { try await client.get(HTTPURL(server.url + "/hung")) }
+        while server.requests.isEmpty { try await Task.sleep(nanoseconds: 10_000_000) }
+        let started = Date()
+        await #expect(throws: HTTPClientError.responseTimeout(url: server.url + "/queued", seconds: 0.3)) {
+            _ = try await client.send(HTTPRequest(url: HTTPURL(server.url + "/queued"), timeoutSeconds: 0.3))
+        }
+        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(server.requests.count == 1, "the queued request never reached the server")
+        hung.cancel()
+        await client.shutdown()
+        await server.close()
+    }
+
+    @Test("more waiting requests than the bound fail at once, counted")
+    func waitingMax() async throws {
+        let server = try await ScriptedServer { _, _ in .hang }
+        let configuration = HTTPClient.Configuration(responseTimeoutSeconds: 30, connectionsPerOriginMax: 1, waitingMax: 1, retry: .never)
+        let client = try HTTPClient(configuration: configuration)
+        let first = Task { try await client.get(HTTPURL(server.url + "/1")) }
+        while server.requests.isEmpty { try await Task.sleep(nanoseconds: 10_000_000) }
+        let second = Task { try await client.get(HTTPURL(server.url + "/2")) }
+        try await Task.sleep(nanoseconds: 200_000_000)
+        await #expect(throws: HTTPClientError.tooManyWaiting(origin: "http://127.0.0.1:\(server.port)", max: 1)) {
+            _ = try await client.get(HTTPURL(server.url + "/3"))
+        }
+        #expect(client.limits.count(.waiting) == 1)
+        first.cancel()
+        second.cancel()
+        await client.shutdown()
+        await server.close()
+    }
+
+    @Test("a thread of its own can wait on a request")
+    func sendAndWaitFromAThread() async throws {
+        let server = try await ScriptedServer { _, _ in .respond(status: 200, body: "waited".bytes) }
+        let client = try makeClient()
+        let url = try HTTPURL(server.url + "/")
+        let answer = NIOLockedValueBox<String?>(nil)
+        let thread = Thread {
+            let text = (try? client.sendAndWait(HTTPRequest(url: url)))?.text ?? "failed"
+            answer.withLockedValue { $0 = text }
+        }
+        thread.start()
+        let end = Date().addingTimeInterval(10)
+        while answer.withLockedValue({ $0 }) == nil, Date() < end { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(answer.withLockedValue { $0 } == "waited")
+        await client.shutdown()
+        await server.close()
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Testing
+import UpkeepHTTP
 import UpkeepKube
 import UpkeepPKI
 import UpkeepSandbox
@@ -100,7 +101,7 @@ struct KubeClientTests {
             #expect(error.isTooManyRequests)
             #expect(error.causes.first?.message.contains("disruption budget web") == true)
         }
-        await #expect(throws: KubeTransportError.self) {
+        await #expect(throws: HTTPClientError.self) {
             let dead = try KubeClient(endpoint: KubeEndpoint(server: try #require(KubeEndpoint.ServerURL("http://127.0.0.1:1"))))
             _ = try await dead.version()
         }
@@ -122,7 +123,7 @@ struct KubeClientTests {
         let credentials = try #require(served.credentials)
         let anonymous = try KubeClient(endpoint: KubeEndpoint(server: try #require(KubeEndpoint.ServerURL(served.url)),
                                                               certificateAuthorityPEM: try credentials.serverCA.certificate.pem()))
-        await #expect(throws: KubeTransportError.self) { _ = try await anonymous.version() }
+        await #expect(throws: HTTPClientError.self) { _ = try await anonymous.version() }
         // Trusting another CA, the client refuses the server.
         let other = try SandboxCredentials.generate(addresses: [])
         let misled = try KubeClient(endpoint: KubeEndpoint(server: try #require(KubeEndpoint.ServerURL(served.url)),
@@ -132,8 +133,8 @@ struct KubeClientTests {
         do {
             _ = try await misled.version()
             Issue.record("a server with a certificate from an untrusted CA was accepted")
-        } catch let error as KubeTransportError {
-            guard case .tls(let reason) = error else { Issue.record("expected a TLS failure, got \(error) \(String(describing: error))"); return }
+        } catch let error as HTTPClientError {
+            guard case .tls(_, let reason) = error else { Issue.record("expected a TLS failure, got \(error) \(String(describing: error))"); return }
             #expect(reason.contains("not signed by a trusted CA"), "\(reason)")
         }
     }

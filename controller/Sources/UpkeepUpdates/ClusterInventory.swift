@@ -1,5 +1,6 @@
 import UpkeepCore
 import UpkeepFlux
+import UpkeepHTTP
 import UpkeepKube
 
 /// Why the cluster could not be read.
@@ -40,7 +41,7 @@ public struct ClusterInventory: Sendable {
             return installed
         } catch let error as KubeAPIError {
             throw ClusterReadError(problem: error.description)
-        } catch let error as KubeTransportError {
+        } catch let error as HTTPClientError {
             throw ClusterReadError(problem: error.description)
         }
     }

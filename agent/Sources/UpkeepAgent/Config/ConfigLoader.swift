@@ -1,3 +1,4 @@
+import UpkeepHTTP
 import UpkeepYAML
 
 /// Reads `agent.yaml` strictly: unknown fields, wrong types and out-of-range values are errors
@@ -88,7 +89,7 @@ extension ConfigFields {
     /// A URL with this scheme, or "" to turn the check off.
     func url(_ key: String, scheme: String) throws(ConfigError) -> String? {
         guard let text = try string(key) else { return nil }
-        guard text.isEmpty || (HTTPProbeTarget(url: text)?.scheme == scheme) else {
+        guard text.isEmpty || ((try? HTTPURL(text))?.scheme.rawValue == scheme) else {
             throw error(key, "must be a \(scheme):// URL with host and path (or \"\" to turn this check off); is \"\(text)\"")
         }
         return text

@@ -1,5 +1,7 @@
 import NIOCore
+import NIOHTTP1
 import UpkeepAgentCore
+import UpkeepHTTP
 import UpkeepPKI
 import UpkeepTLS
 
@@ -102,17 +104,31 @@ public struct HealthProbes: Sendable {
         return await httpCheck(config.supervisorPingURL, expecting: "pong", tls: context)
     }
 
+    /// One GET on a connection of its own (`Connection: close`: each probe proves the endpoint
+    /// still accepts connections), with one deadline for connect, handshake and answer, no
+    /// retry, and an answer of at most `probeBytesMax`.
     private func httpCheck(_ url: String, expecting expected: String, tls: TLSContext?) async -> (Bool, String) {
-        guard let target = HTTPProbeTarget(url: url) else { return (false, "\(url) is not a valid URL") }
+        guard let target = try? HTTPURL(url) else { return (false, "\(url) is not a valid URL") }
+        let timeoutSeconds = Double(config.timeoutMs) / 1000
+        let configuration = HTTPClient.Configuration(connectTimeoutSeconds: timeoutSeconds, responseTimeoutSeconds: timeoutSeconds,
+                                                     responseBytesMax: Self.probeBytesMax, connectionsPerOriginMax: 1, retry: .never,
+                                                     userAgent: "upkeep-agent")
+        let client = HTTPClient(configuration: configuration, tls: tls, group: group)
+        let result: (Bool, String)
         do {
-            let response = try await HTTPProbe.get(target, tls: tls, timeoutMs: config.timeoutMs, group: group)
-            let body = response.body.trimmingWhitespace()
-            guard response.status == 200, body == expected else {
-                return (false, "\(url) answered \(response.status) \"\(body.prefix(80))\", expected 200 \"\(expected)\"")
-            }
-            return (true, "\(url) answered \(expected)")
+            let response = try await client.send(HTTPRequest(url: target, headers: HTTPHeaders([("Connection", "close")]),
+                                                             timeoutSeconds: timeoutSeconds))
+            let body = response.text.trimmingWhitespace()
+            result = response.status == 200 && body == expected
+                ? (true, "\(url) answered \(expected)")
+                : (false, "\(url) answered \(response.status) \"\(body.prefix(80))\", expected 200 \"\(expected)\"")
         } catch {
-            return (false, "\(url): \(error)")
+            result = (false, "\(url): \(error)")
         }
+        await client.shutdown()
+        return result
     }
+
+    /// A health endpoint answers a word; anything longer is not one.
+    public static let probeBytesMax = 64 * 1024
 }

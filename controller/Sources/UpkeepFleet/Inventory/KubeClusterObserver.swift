@@ -1,4 +1,5 @@
 import UpkeepRollout
+import UpkeepHTTP
 import UpkeepKube
 
 /// What one reading of the cluster found: the inventory the planner and engine use, and where
@@ -65,7 +66,7 @@ public struct KubeClusterObserver: ClusterObserver {
             replicas = try await Self.absentAsEmpty { try await client.list(LonghornReplica.self, namespace: InventoryMapping.longhornNamespace) }
         } catch let error as KubeAPIError {
             throw ClusterObservationError(problem: error.description)
-        } catch let error as KubeTransportError {
+        } catch let error as HTTPClientError {
             throw ClusterObservationError(problem: error.description)
         }
         var fleet: [FleetNode] = []

@@ -1,0 +1,84 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Counts each time one of a component's bounds is reached and logs it, at most one line per
+/// bound per `intervalSeconds` (the next line says how many were not logged in between), so a
+/// flood of slow or oversized requests cannot flood the log. The counts only grow; the owner
+/// exports them as a counter metric (`upkeep serve` does, docs/http.md).
+///
+/// It never logs more than the bound's name and the detail its caller gives, which must not
+/// carry a header, a body or a credential.
+public final class LimitLog<Limit>: Sendable
+where Limit: CaseIterable & Hashable & RawRepresentable & Sendable, Limit.RawValue == String {
+    private struct State {
+        var counts: [Limit: Int] = [:]
+        var lastLoggedNanoseconds: [Limit: UInt64] = [:]
+        var unlogged: [Limit: Int] = [:]
+    }
+
+    public let intervalSeconds: Double
+    private let logger: Logger
+    private let level: @Sendable (Limit) -> Logger.Level
+    private let now: @Sendable () -> UInt64
+    private let state = NIOLockedValueBox(State())
+
+    /// `level` chooses each bound's log level (routine ones, an idle keep-alive closed, log at
+    /// debug); `now` is a monotonic clock in nanoseconds.
+    public init(logger: Logger, intervalSeconds: Double = 60, level: @escaping @Sendable (Limit) -> Logger.Level = { _ in .warning },
+                now: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds })
+    {
+        self.logger = logger
+        self.intervalSeconds = intervalSeconds
+        self.level = level
+        self.now = now
+    }
+
+    /// Counts one hit of `limit`, and logs `detail` unless a line for it went out less than an
+    /// interval ago.
+    public func record(_ limit: Limit, _ detail: @autoclosure () -> String) {
+        let at = now()
+        let interval = UInt64(max(0, intervalSeconds) * 1e9)
+        let skipped: Int? = state.withLockedValue { state in
+            state.counts[limit, default: 0] += 1
+            if let last = state.lastLoggedNanoseconds[limit], at &- last < interval {
+                state.unlogged[limit, default: 0] += 1
+                return nil
+            }
+            state.lastLoggedNanoseconds[limit] = at
+            return state.unlogged.removeValue(forKey: limit) ?? 0
+        }
+        guard let skipped else { return }
+        var metadata: Logger.Metadata = ["limit": "\(limit.rawValue)"]
+        if skipped > 0 { metadata["not_logged_since_last"] = "\(skipped)" }
+        logger.log(level: level(limit), "\(detail())", metadata: metadata)
+    }
+
+    /// How often each bound was reached so far, every bound listed (zero when never reached).
+    public var counts: [(limit: Limit, count: Int)] {
+        let counts = state.withLockedValue { $0.counts }
+        return Limit.allCases.map { ($0, counts[$0] ?? 0) }
+    }
+
+    public func count(_ limit: Limit) -> Int {
+        state.withLockedValue { $0.counts[limit] ?? 0 }
+    }
+}
+
+/// The bounds of `HTTPClient`, as `HTTPClient.limits` counts them.
+public enum ClientLimit: String, CaseIterable, Hashable, Sendable {
+    /// `Configuration.connectTimeoutSeconds`: TCP connect and TLS handshake.
+    case connectTimeout = "connect_timeout"
+    /// `Configuration.responseTimeoutSeconds` (or the request's own `timeoutSeconds`).
+    case responseTimeout = "response_timeout"
+    /// `Configuration.responseBytesMax`.
+    case responseBytes = "response_bytes"
+    /// `Configuration.waitingMax`: requests queued for a connection.
+    case waiting
+    /// `RetryPolicy.attemptsMax`.
+    case attempts
+    /// `RetryPolicy.rateLimitWaitSecondsMax`.
+    case rateLimitWait = "rate_limit_wait"
+    /// `RedirectPolicy.follow(max:)`.
+    case redirects
+}
