@@ -66,6 +66,10 @@ let package = Package(
         // counted and logged). No full Foundation: the agent links it (docs/http.md).
         .target(name: "UpkeepHTTP", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepTLS", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepHTTP", swiftSettings: strict),
+        // The one small HTTP/1.1 server (bounded header size and time, request, idle time and
+        // connections) for the sandbox's APIs and `upkeep serve`; the agent does not link it.
+        .target(name: "UpkeepHTTPServer", dependencies: ["UpkeepHTTP", "UpkeepTLS", nioCore, nioPosix, nioHTTP1, logging],
+                path: "Sources/UpkeepHTTPServer", swiftSettings: strict),
         // Pure domain types shared by every module: k3s versions, node roles, architectures, Instant,
         // civil dates, digest text, the seeded generator. The standard library only (scripts/check-core-imports).
         .target(name: "UpkeepCore", path: "Sources/UpkeepCore", swiftSettings: strict),
@@ -83,14 +87,14 @@ let package = Package(
         // limit, and git's environment. Foundation: not for the agent, which has its own runner.
         .target(name: "UpkeepProcess", dependencies: ["UpkeepCore", "UpkeepPOSIX"], path: "Sources/UpkeepProcess", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepKube", "UpkeepFlux", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepProcess", "CSQLite",
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepKube", "UpkeepFlux", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepTLS", "UpkeepPKI", "UpkeepProcess", "CSQLite",
                                                  nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "sandbox/Sources/UpkeepSandbox", swiftSettings: strict),
         // `upkeep-sandbox`: the sandbox's command line (up, status, fault, down; `upkeep sandbox …`
         // runs it), and the multi-call binary of its hosts: `k3s` and `systemctl` by argv[0] (or
         // first argument), `unit-supervisor`, `serve DIR`, `api`. The production `upkeep` does not
         // link the simulator (scripts/check-links).
-        .executableTarget(name: "upkeep-sandbox", dependencies: ["UpkeepSandbox", "UpkeepKube", argumentParser],
+        .executableTarget(name: "upkeep-sandbox", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepKube", argumentParser],
                           path: "sandbox/Sources/upkeep-sandbox", swiftSettings: strict),
 
         // Strict reading of YAML configuration files (agent.yaml, upkeep.yaml) and kubeconfigs with a
@@ -148,7 +152,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepKube", "UpkeepProcess",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepKube", "UpkeepProcess",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -170,7 +174,7 @@ let package = Package(
 
         // Helpers shared by test targets: temporary directories, running real processes.
         .target(name: "UpkeepTestSupport", path: "Tests/UpkeepTestSupport", swiftSettings: strict),
-        .target(name: "UpkeepSandboxTestSupport", dependencies: ["UpkeepSandbox", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
+        .target(name: "UpkeepSandboxTestSupport", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
                 path: "Tests/UpkeepSandboxTestSupport", swiftSettings: strict),
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", "UpkeepCore", "UpkeepTestSupport", nioCore, nioPosix,
@@ -181,17 +185,17 @@ let package = Package(
         .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
                                                         nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
-        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepHTTP", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepProcess", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepRollout", "UpkeepProtocol",
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepProcess", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepRollout", "UpkeepProtocol",
                                                           nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
+        .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepHTTPServer", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepCoreTests", dependencies: ["UpkeepCore"], swiftSettings: strict),
-        .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepProcess", "UpkeepCore", "UpkeepHTTP", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
+        .testTarget(name: "UpkeepUpdatesTests", dependencies: ["UpkeepUpdates", "UpkeepProcess", "UpkeepCore", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepKube", "UpkeepSandbox", "UpkeepPKI", "UpkeepTLS",
                                                          "UpkeepTestSupport", nioCore, nioPosix], swiftSettings: strict),
-        .testTarget(name: "UpkeepFleetTests", dependencies: ["UpkeepFleet", "UpkeepAgentCore", "UpkeepSandboxTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepKube", "UpkeepProtocol",
+        .testTarget(name: "UpkeepFleetTests", dependencies: ["UpkeepFleet", "UpkeepHTTPServer", "UpkeepAgentCore", "UpkeepSandboxTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepKube", "UpkeepProtocol",
                                                        "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepSandbox", "UpkeepAgent",
                                                        "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),

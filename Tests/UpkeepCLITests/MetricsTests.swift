@@ -100,6 +100,8 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         #expect(scrape.status == 0 && scrape.output.hasPrefix("HTTP/1.1 200"), "\(scrape.output)\(scrape.error)")
         #expect(scrape.output.contains("Content-Type: text/plain; version=0.0.4"), "\(scrape.output)")
         #expect(scrape.output.contains(#"upkeep_rollouts_total{outcome="completed"} 1"#), "\(scrape.output)")
+        // The server's own bounds, every one listed from the start (docs/http.md).
+        #expect(scrape.output.contains(#"upkeep_http_server_limits_reached_total{limit="header_read_timeout"} 0"#), "\(scrape.output)")
         let lint = try runProcess("/bin/sh", ["-c", "curl -sS --max-time 10 \(url) | \(try Self.promtool()) check metrics"])
         #expect(lint.status == 0, "\(lint.output)\(lint.error)")
         let health = try runProcess("curl", ["-sS", "--max-time", "10", url.replacingOccurrences(of: "/metrics", with: "/healthz")])

@@ -5,6 +5,7 @@ import Testing
 import UpkeepCore
 import UpkeepFleet
 import UpkeepHTTP
+import UpkeepHTTPServer
 import UpkeepSandbox
 import UpkeepTestSupport
 
@@ -15,7 +16,7 @@ import Glibc
 /// The sandbox release server (GitHub's download URLs, 302 to a blob) on a loopback port.
 final class ReleaseServerRig: @unchecked Sendable {
     let catalog: ReleaseCatalog
-    let server: SandboxHTTPServer
+    let server: HTTPServer
     let corrupt = NIOLockedValueBox(false)
     let requests = NIOLockedValueBox(0)
     var base: String { "http://127.0.0.1:\(server.port)" }
@@ -28,10 +29,10 @@ final class ReleaseServerRig: @unchecked Sendable {
         self.catalog = catalog
         let baseBox = NIOLockedValueBox("")
         let requests = requests
-        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton) { request in
+        server = try await HTTPServer.start(host: "127.0.0.1", port: 0, responder: .nonBlocking { request in
             requests.withLockedValue { $0 += 1 }
             return catalog.handle(request, baseURL: baseBox.withLockedValue { $0 }, now: Date().timeIntervalSince1970)
-        }
+        })
         baseBox.withLockedValue { $0 = "http://127.0.0.1:\(server.port)" }
     }
 

@@ -210,14 +210,15 @@ struct HTTPClientTests {
 
     @Test("chunked answers (as GitHub sends them) are read whole and bounded like any other")
     func chunked() async throws {
-        let body = [UInt8]((0..<4500).map { UInt8(truncatingIfNeeded: $0 % 26 + 65) })
+        // Larger than the server's 64 KiB writes, so the answer comes in several chunks.
+        let body = [UInt8]((0..<150_000).map { UInt8(truncatingIfNeeded: $0 % 26 + 65) })
         let server = try await ScriptedServer { _, _ in .respond(status: 200, headers: [("Transfer-Encoding", "chunked")], body: body) }
-        let client = try makeClient(responseBytesMax: 5000)
+        let client = try makeClient(responseBytesMax: 160_000)
         #expect(try await client.get(HTTPURL(server.url + "/")).body == body)
         #expect(try await client.get(HTTPURL(server.url + "/")).body == body)
         #expect(server.connections == 1)
-        let small = try makeClient(responseBytesMax: 4000)
-        await #expect(throws: HTTPClientError.responseTooLarge(url: server.url + "/", bytesMax: 4000)) {
+        let small = try makeClient(responseBytesMax: 140_000)
+        await #expect(throws: HTTPClientError.responseTooLarge(url: server.url + "/", bytesMax: 140_000)) {
             _ = try await small.get(HTTPURL(server.url + "/"))
         }
         await client.shutdown()

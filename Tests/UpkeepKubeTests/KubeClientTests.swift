@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import Testing
 import UpkeepHTTP
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepPKI
 import UpkeepSandbox
@@ -14,7 +15,7 @@ struct KubeClientTests {
     /// A simulated cluster with virtual kubelets, served on a loopback port.
     final class Served: Sendable {
         let cluster: SandboxCluster
-        let server: SandboxHTTPServer
+        let server: HTTPServer
         let credentials: SandboxCredentials?
 
         init(tls: Bool) async throws {
@@ -27,9 +28,8 @@ struct KubeClientTests {
             clock.advance(by: 5)
             cluster.advance()
             credentials = tls ? try SandboxCredentials.generate(addresses: []) : nil
-            let prefix = try credentials.map { SandboxHTTPServer.tls(try $0.serverContext()) }
-            server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
-                                                       channelPrefix: prefix, responder: cluster.handle)
+            server = try await HTTPServer.start(host: "127.0.0.1", port: 0, tls: try credentials?.serverContext(),
+                                                responder: .nonBlocking(cluster.handle))
         }
 
         var url: String { "\(credentials == nil ? "http" : "https")://127.0.0.1:\(server.port)" }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepSandbox
 import UpkeepTestSupport
@@ -10,7 +11,7 @@ import UpkeepTestSupport
 /// controller's tests that need an API but not whole sandbox nodes.
 public final class SandboxAPI: @unchecked Sendable {
     public let cluster: SandboxCluster
-    public let server: SandboxHTTPServer
+    public let server: HTTPServer
     public let driver: RepeatedTask
     public let kubeconfig: String
     public let client: KubeClient
@@ -20,8 +21,7 @@ public final class SandboxAPI: @unchecked Sendable {
         cluster = SandboxCluster(spec: spec)
         cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
         cluster.advance()
-        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
-                                                   responder: cluster.handle)
+        server = try await HTTPServer.start(host: "127.0.0.1", port: 0, responder: .nonBlocking(cluster.handle))
         driver = cluster.startDriver(on: MultiThreadedEventLoopGroup.singleton.next(), interval: .milliseconds(100))
         directory = try TemporaryDirectory()
         kubeconfig = try directory.write("""

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepProcess
 @testable import UpkeepSandbox
@@ -9,7 +10,7 @@ import UpkeepProcess
 /// kubeconfig for the real kubectl. Close it at the end of the test.
 final class APIHarness: Sendable {
     let cluster: SandboxCluster
-    let server: SandboxHTTPServer
+    let server: HTTPServer
     let driver: RepeatedTask
     let directory: String
 
@@ -21,8 +22,8 @@ final class APIHarness: Sendable {
         cluster.advance()
         let group = MultiThreadedEventLoopGroup.singleton
         credentials = tls ? try SandboxCredentials.generate(addresses: []) : nil
-        let prefix = try credentials.map { SandboxHTTPServer.tls(try $0.serverContext()) }
-        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: group, channelPrefix: prefix, responder: cluster.handle)
+        server = try await HTTPServer.start(host: "127.0.0.1", port: 0, tls: try credentials?.serverContext(), group: group,
+                                            responder: .nonBlocking(cluster.handle))
         driver = cluster.startDriver(on: group.next(), interval: .milliseconds(100))
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("upkeep-api-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOPosix
 import Testing
 import UpkeepCore
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepProcess
 @testable import UpkeepSandbox
@@ -18,7 +19,7 @@ struct ClusterStorageTests {
     final class Kine: @unchecked Sendable {
         let directory: TemporaryDirectory
         let port: Int
-        private var server: SandboxHTTPServer?
+        private var server: HTTPServer?
         private var store: KineStore?
 
         init() throws {
@@ -32,9 +33,9 @@ struct ClusterStorageTests {
         func start() async throws {
             let store = try KineStore(path: database)
             self.store = store
-            server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton) {
+            server = try await HTTPServer.start(host: "127.0.0.1", port: port, responder: .blocking {
                 GatewayService.respond($0, kine: store)
-            }
+            })
         }
 
         /// Stops serving and closes the database, as a stopping k3s does.

@@ -2,6 +2,7 @@ import Foundation
 import NIOPosix
 import Testing
 import UpkeepCore
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepProcess
 @testable import UpkeepSandbox
@@ -35,9 +36,9 @@ struct GatewayTests {
             switch backend {
             case .kine:
                 let kine = try KineStore(path: directory.file("state.db"))
-                let server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton) {
+                let server = try await HTTPServer.start(host: "127.0.0.1", port: 0, responder: .blocking {
                     GatewayService.respond($0, kine: kine)
-                }
+                })
                 return Datastore(gateway: EtcdGateway(endpoints: ["http://127.0.0.1:\(server.port)"]), directory: directory) { await server.close() }
             case .etcd:
                 let client = try unusedLoopbackPort(), peer = try unusedLoopbackPort()

@@ -1,4 +1,5 @@
 import Testing
+import UpkeepHTTPServer
 import UpkeepKube
 @testable import UpkeepSandbox
 

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import Testing
 import UpkeepCore
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepPKI
 import UpkeepSandbox
@@ -179,10 +180,9 @@ struct HTTPSMirrorTests {
                                         validity: .days(1).startingEarlier(bySeconds: 60))
         let tls = try TLSContext.publicServer(chain: [issued.certificate], key: issued.key)
         let files = Dictionary(uniqueKeysWithValues: harness.releases.mirrorFiles.map { ("/" + $0.path, $0.content) })
-        let mirror = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
-                                                       channelPrefix: { channel in try channel.pipeline.syncOperations.addHandler(tls.makeServerHandler()) }) { request in
+        let mirror = try await HTTPServer.start(host: "127.0.0.1", port: 0, tls: tls, responder: .nonBlocking { request in
             files[request.path].map { APIResponse(status: 200, body: $0) } ?? .text("missing\n", status: 404)
-        }
+        })
         let caFile = try harness.state.write(try ca.certificate.pem(), to: "mirror-ca.pem")
         let url = "https://127.0.0.1:\(mirror.port)/"
         let trusted = try harness.check(["--mirror", url, "--ca-file", caFile])

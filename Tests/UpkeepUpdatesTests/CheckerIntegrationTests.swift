@@ -5,6 +5,7 @@ import NIOPosix
 import Testing
 import UpkeepCore
 import UpkeepHTTP
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepPKI
 import UpkeepSandbox
@@ -14,7 +15,7 @@ import UpkeepUpdates
 /// A simulated Kubernetes API (the sandbox's) on a loopback port, and a client for it.
 final class SimulatedCluster {
     let cluster: SandboxCluster
-    let server: SandboxHTTPServer
+    let server: HTTPServer
     let client: KubeClient
     let directory: TemporaryDirectory
 
@@ -22,8 +23,7 @@ final class SimulatedCluster {
         cluster = SandboxCluster(spec: spec)
         cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
         cluster.advance()
-        server = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton,
-                                                   responder: cluster.handle)
+        server = try await HTTPServer.start(host: "127.0.0.1", port: 0, responder: .nonBlocking(cluster.handle))
         directory = try TemporaryDirectory()
         let kubeconfig = try directory.write("""
             apiVersion: v1
@@ -330,10 +330,10 @@ struct CheckerIntegrationTests {
         let directory = try await UpdateChecker(source: MirrorReleaseSource(location: .directory(mirror.path), client: nil), now: { 0 })
             .check(installed: installed, settings: CheckSettings())
         let root = mirror.path
-        let files = try await SandboxHTTPServer.start(host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton) { request in
+        let files = try await HTTPServer.start(host: "127.0.0.1", port: 0, responder: .blocking { request in
             guard let data = FileManager.default.contents(atPath: root + request.path) else { return .text("missing\n", status: 404) }
             return APIResponse(status: 200, body: Array(data))
-        }
+        })
         let overHTTP = try await UpdateChecker(source: MirrorReleaseSource(location: .url(try HTTPURL("http://127.0.0.1:\(files.port)/")), client: client),
                                                now: { 0 }).check(installed: installed, settings: CheckSettings())
         func comparable(_ report: CheckReport) -> CheckReport {

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import UpkeepHTTPServer
 import UpkeepSandbox
 
 // `upkeep-sandbox`: the sandbox as a program of its own, so that the production `upkeep` does not
@@ -32,7 +33,8 @@ func serveAPI(_ args: [String]) async throws {
     cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
     let group = MultiThreadedEventLoopGroup.singleton
     _ = cluster.startDriver(on: group.next())
-    let server = try await SandboxHTTPServer.start(host: host, port: port, group: group, responder: cluster.handle)
+    let server = try await HTTPServer.start(host: host, port: port, configuration: SandboxCluster.apiServerConfiguration, group: group,
+                                           responder: .nonBlocking(cluster.handle))
     FileHandle.standardOutput.write(Data("listening on http://\(host):\(server.port)\n".utf8))
     try await server.channel.closeFuture.get()
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import UpkeepHTTPServer
 import UpkeepRollout
 import UpkeepStore
 import UpkeepUpdates
@@ -83,8 +84,9 @@ struct MetricsSnapshot: Equatable {
     /// (no pods, fast start) to an hour (a long drain and a Longhorn rebuild).
     static let upgradeBuckets: [Double] = [30, 60, 120, 300, 600, 1200, 1800, 3600]
 
-    /// The Prometheus text exposition (format 0.0.4).
-    func exposition(version: String) -> String {
+    /// The Prometheus text exposition (format 0.0.4). `serverLimits`: how often `upkeep serve`'s
+    /// HTTP server reached each bound (only a running server has them).
+    func exposition(version: String, serverLimits: [(limit: ServerLimit, count: Int)] = []) -> String {
         let registry = PrometheusCollectorRegistry()
         func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
@@ -130,6 +132,10 @@ struct MetricsSnapshot: Equatable {
                 gauge("upkeep_update_available", "1 when the last check found a newer release of the component.",
                       labels: [("component", component)], available ? 1 : 0)
             }
+        }
+        for (limit, count) in serverLimits {
+            counter("upkeep_http_server_limits_reached_total", "Times `upkeep serve`'s HTTP server reached a bound (docs/http.md), by bound.",
+                    labels: [("limit", limit.rawValue)], count)
         }
         return registry.emitToString()
     }

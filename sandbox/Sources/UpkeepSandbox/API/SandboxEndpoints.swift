@@ -1,3 +1,4 @@
+import UpkeepHTTPServer
 import UpkeepKube
 
 /// The sandbox's own endpoints under `/sandbox/v1/`, beside the Kubernetes API: a summary of the

@@ -1,92 +1,19 @@
+import UpkeepHTTPServer
 import UpkeepKube
 
 /// One HTTP request to the simulated API, already read off the wire.
-public struct APIRequest: Sendable {
-    public var method: String
-    public var path: String
-    public var query: [String: String]
-    public var accept: String
-    public var contentType: String
-    public var body: [UInt8]
-    /// Every header as received (names lowercased).
-    public var headers: [(String, String)]
-
-    public init(method: String, uri: String, accept: String = "application/json", contentType: String = "", body: [UInt8] = [],
-                headers: [(String, String)] = [])
-    {
-        self.method = method
-        self.headers = headers
-        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        path = APIRequest.percentDecode(String(parts.first ?? ""), plusIsSpace: false)
-        var query: [String: String] = [:]
-        if parts.count > 1 {
-            for pair in parts[1].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let key = APIRequest.percentDecode(String(kv[0]), plusIsSpace: true)
-                query[key] = kv.count > 1 ? APIRequest.percentDecode(String(kv[1]), plusIsSpace: true) : ""
-            }
-        }
-        self.query = query
-        self.accept = accept
-        self.contentType = contentType
-        self.body = body
-    }
-
-    public func header(_ name: String) -> String? {
-        headers.first { $0.0 == name.lowercased() }?.1
-    }
-
-    static func percentDecode(_ text: String, plusIsSpace: Bool) -> String {
-        var out: [UInt8] = []
-        let bytes = Array(text.utf8)
-        var i = 0
-        while i < bytes.count {
-            let byte = bytes[i]
-            if byte == UInt8(ascii: "%"), i + 2 < bytes.count, let value = UInt8(String(decoding: bytes[i + 1...i + 2], as: UTF8.self), radix: 16) {
-                out.append(value)
-                i += 3
-            } else {
-                out.append(plusIsSpace && byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
-                i += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-}
+public typealias APIRequest = HTTPServerRequest
 
 /// The simulated API's answer.
-public struct APIResponse: Sendable {
-    public var status: Int
-    public var contentType: String
-    public var body: [UInt8]
-    public var headers: [(String, String)]
-    /// The server keeps the connection open and never answers (a hung peer).
-    public var withheld = false
+public typealias APIResponse = HTTPServerResponse
 
-    /// No answer at all: the connection stays open until the client gives up.
-    public static var withheld: APIResponse {
-        var response = APIResponse(status: 0, body: [])
-        response.withheld = true
-        return response
-    }
-
-    public init(status: Int, contentType: String = "application/json", body: [UInt8], headers: [(String, String)] = []) {
-        self.status = status
-        self.contentType = contentType
-        self.body = body
-        self.headers = headers
-    }
-
+extension HTTPServerResponse {
     public static func json(_ value: JSON, status: Int = 200) -> APIResponse {
         APIResponse(status: status, body: value.serialized())
     }
 
     public static func error(_ error: KubeAPIError) -> APIResponse {
         APIResponse(status: error.code, body: error.status.serialized())
-    }
-
-    public static func text(_ text: String, status: Int = 200) -> APIResponse {
-        APIResponse(status: status, contentType: "text/plain; charset=utf-8", body: Array(text.utf8))
     }
 }
 

@@ -22,7 +22,7 @@ public struct HTTPGatewayTransport: GatewayTransport {
         client = HTTPClient(configuration: HTTPClient.Configuration(connectTimeoutSeconds: connectTimeoutSeconds,
                                                                     responseTimeoutSeconds: answerTimeoutSeconds,
                                                                     responseBytesMax: 64 << 20, connectionsPerOriginMax: 4,
-                                                                    idleSecondsMax: 20, retry: RetryPolicy(attemptsMax: 1),
+                                                                    idleSecondsMax: 20, retry: .never,
                                                                     userAgent: "upkeep-sandbox"),
                             tls: nil)
     }

@@ -1,3 +1,4 @@
+import UpkeepHTTPServer
 import UpkeepKube
 
 /// The etcd v3 JSON gateway's routes over the fake kine, as a single SQLite server's fake k3s

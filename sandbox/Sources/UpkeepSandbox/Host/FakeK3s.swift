@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import UpkeepCore
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepPKI
 import UpkeepProcess
@@ -128,20 +129,19 @@ public enum FakeK3s {
         }
         let group = MultiThreadedEventLoopGroup.singleton
         let healthy = NIOLockedValueBox(false)
-        var servers: [SandboxHTTPServer] = []
+        var servers: [HTTPServer] = []
         do {
-            servers.append(try await SandboxHTTPServer.start(host: node.address, port: 10248, group: group) { request in
+            servers.append(try await HTTPServer.start(host: node.address, port: 10248, group: group, responder: .nonBlocking { request in
                 guard request.path == "/healthz" else { return .text("404 page not found\n", status: 404) }
                 return healthy.withLockedValue { $0 } ? .text("ok") : .text("[-]syncloop failed: reason withheld\nhealthz check failed\n", status: 500)
-            })
+            }))
             if node.isServer {
                 let chain = try Certificate.loadChain(pemFile: node.servingCertificateFile)
                 let key = try PrivateKey(pemFile: node.servingKeyFile)
                 let context = try TLSContext.publicServer(chain: chain, key: key)
-                servers.append(try await SandboxHTTPServer.start(host: node.address, port: 6443, group: group,
-                                                                 channelPrefix: SandboxHTTPServer.tls(context)) { request in
+                servers.append(try await HTTPServer.start(host: node.address, port: 6443, tls: context, group: group, responder: .nonBlocking { request in
                     request.path == "/ping" ? .text("pong") : .error(KubeAPIError(code: 401, reason: "Unauthorized", message: "Unauthorized"))
-                })
+                }))
             }
         } catch {
             for server in servers { await server.close() }

@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepPKI
 
@@ -46,7 +47,7 @@ public final class SandboxRunner: Sendable {
     public let options: SandboxOptions
     public let manifest: SandboxManifest
     public let cluster: SandboxCluster
-    let api: SandboxHTTPServer
+    let api: HTTPServer
     let release: ReleaseServer
     /// The model's controllers, ticking through the datastore.
     let driver: Task<Void, Never>
@@ -70,7 +71,7 @@ public final class SandboxRunner: Sendable {
         "\((executable as NSString).deletingLastPathComponent)/upkeep-agent"
     }
 
-    private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: SandboxHTTPServer,
+    private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: HTTPServer,
                  release: ReleaseServer, driver: Task<Void, Never>, network: SandboxNetwork?, git: SandboxGit)
     {
         self.git = git
@@ -165,9 +166,8 @@ public final class SandboxRunner: Sendable {
         // The API keeps every object in the servers' datastore; it waits for it (503) until they run.
         let storage = ClusterStorage(serverAddresses: spec.serverNames.map { spec.address(of: $0) })
         let cluster = SandboxCluster(spec: spec, timings: options.timings, storage: storage)
-        let api = try await SandboxHTTPServer.start(host: apiHost, port: 0, group: group,
-                                                    channelPrefix: SandboxHTTPServer.tls(try credentials.serverContext()),
-                                                    asyncResponder: cluster.respond)
+        let api = try await HTTPServer.start(host: apiHost, port: 0, configuration: SandboxCluster.apiServerConfiguration,
+                                             tls: try credentials.serverContext(), group: group, responder: .async(cluster.respond))
         let apiURL = "https://\(apiHost):\(api.port)"
         let kubeconfig = "\(directory)/kubeconfig"
         try credentials.writeKubeconfig(server: apiURL, to: kubeconfig)

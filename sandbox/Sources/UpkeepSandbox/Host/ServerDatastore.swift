@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOPosix
 import UpkeepCore
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepPOSIX
 import UpkeepProcess
@@ -14,7 +15,7 @@ final class ServerDatastore: Sendable {
     /// This server's own endpoint.
     let gateway: EtcdGateway
     private let etcd = NIOLockedValueBox<(pid: pid_t, lifeline: Int32)?>(nil)
-    private let kine = NIOLockedValueBox<(store: KineStore, server: SandboxHTTPServer)?>(nil)
+    private let kine = NIOLockedValueBox<(store: KineStore, server: HTTPServer)?>(nil)
     private let log: @Sendable (String, String) -> Void
 
     /// Longest a server waits for its etcd member to serve a quorum read (k3s waits as long as
@@ -156,9 +157,10 @@ final class ServerDatastore: Sendable {
         let database = "\(node.dataDir)/server/db"
         try FileManager.default.createDirectory(atPath: database, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let store = try KineStore(path: "\(database)/state.db")
-        let server = try await SandboxHTTPServer.start(host: node.address, port: EtcdMember.clientPort, group: MultiThreadedEventLoopGroup.singleton) {
+        // Blocking: every call is a SQLite transaction.
+        let server = try await HTTPServer.start(host: node.address, port: EtcdMember.clientPort, responder: .blocking {
             GatewayService.respond($0, kine: store)
-        }
+        })
         kine.withLockedValue { $0 = (store, server) }
         log("info", "Configuring sqlite3 database connection pooling: kine on \(database)/state.db, etcd API at http://\(node.address):\(EtcdMember.clientPort)")
     }

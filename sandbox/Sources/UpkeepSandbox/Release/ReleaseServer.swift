@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepPKI
 
@@ -417,14 +418,14 @@ public final class ReleaseCatalog: Sendable {
     }
 }
 
-/// The release server on a port: a `ReleaseCatalog` behind `SandboxHTTPServer`, answering with
+/// The release server on a port: a `ReleaseCatalog` behind `HTTPServer`, answering with
 /// its own address in links and redirects (what `upkeep sandbox up` runs, and tests too).
 public final class ReleaseServer: Sendable {
     public let catalog: ReleaseCatalog
-    public let http: SandboxHTTPServer
+    public let http: HTTPServer
     public let baseURL: String
 
-    init(catalog: ReleaseCatalog, http: SandboxHTTPServer, baseURL: String) {
+    init(catalog: ReleaseCatalog, http: HTTPServer, baseURL: String) {
         self.catalog = catalog
         self.http = http
         self.baseURL = baseURL
@@ -432,9 +433,9 @@ public final class ReleaseServer: Sendable {
 
     public static func start(catalog: ReleaseCatalog, host: String, port: Int = 0, group: any EventLoopGroup) async throws -> ReleaseServer {
         let base = NIOLockedValueBox("")
-        let http = try await SandboxHTTPServer.start(host: host, port: port, group: group) { request in
+        let http = try await HTTPServer.start(host: host, port: port, group: group, responder: .nonBlocking { request in
             catalog.handle(request, baseURL: base.withLockedValue { $0 }, now: Date().timeIntervalSince1970)
-        }
+        })
         let url = "http://\(host):\(http.port)"
         base.withLockedValue { $0 = url }
         return ReleaseServer(catalog: catalog, http: http, baseURL: url)

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import UpkeepHTTPServer
 import UpkeepKube
 
 /// The model behind a lock, with the clock it runs on: what the API server and the real-time
@@ -34,6 +35,10 @@ public final class SandboxCluster: Sendable {
     }
 
     public var now: Double { clock() }
+
+    /// The simulated API's server bounds: the defaults, with room for every fake k3s node's and
+    /// agent's keep-alive connections at `bench/sandbox-scale` sizes.
+    public static let apiServerConfiguration = HTTPServer.Configuration(connectionsMax: 1_024)
 
     /// Answers one request, in memory.
     public func handle(_ request: APIRequest) -> APIResponse {

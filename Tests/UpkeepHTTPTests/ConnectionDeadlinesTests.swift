@@ -1,0 +1,111 @@
+import Logging
+import NIOConcurrencyHelpers
+import Testing
+import UpkeepHTTP
+@testable import UpkeepHTTPServer
+
+/// The connection's time bounds as scripts of events and instants, no sockets.
+@Suite("Server connection deadlines")
+struct ConnectionDeadlinesTests {
+    static let bounds = ConnectionDeadlines.Bounds(headerReadNanoseconds: 10, requestNanoseconds: 100, idleNanoseconds: 50)
+    typealias Deadline = ConnectionDeadlines.Deadline
+
+    @Test("idle until a byte arrives; then the header read time counts from that byte, whatever follows")
+    func headerTimeCountsFromTheFirstByte() {
+        var machine = ConnectionDeadlines(bounds: Self.bounds, now: 0)
+        #expect(machine.deadline == Deadline(at: 50, limit: .idleTimeout, answer: nil))
+        machine.handle(.bytesArrived, now: 40)
+        #expect(machine.deadline == Deadline(at: 50, limit: .headerReadTimeout, answer: nil))
+        for now in 41...49 { machine.handle(.bytesArrived, now: Int64(now)) }
+        #expect(machine.deadline?.at == 50, "one byte at a time buys nothing")
+        #expect(machine.reached(now: 49) == nil)
+        #expect(machine.reached(now: 50) == Deadline(at: 50, limit: .headerReadTimeout, answer: nil))
+        #expect(machine.phase == .closed && machine.deadline == nil)
+    }
+
+    @Test("body and responder share the request time, counted from the first byte; a keep-alive answer makes it idle again")
+    func requestTimeAndKeepAlive() {
+        var machine = ConnectionDeadlines(bounds: Self.bounds, now: 0)
+        machine.handle(.bytesArrived, now: 5)
+        machine.handle(.headArrived, now: 8)
+        #expect(machine.deadline == Deadline(at: 105, limit: .requestTimeout, answer: 408))
+        machine.handle(.bytesArrived, now: 60)
+        machine.handle(.requestArrived, now: 70)
+        #expect(machine.deadline == Deadline(at: 105, limit: .requestTimeout, answer: 503))
+        machine.handle(.answerWritten(keepAlive: true), now: 80)
+        #expect(machine.deadline == Deadline(at: 130, limit: .idleTimeout, answer: nil))
+        machine.handle(.headArrived, now: 90)  // pipelined: its bytes came while answering
+        #expect(machine.deadline == Deadline(at: 190, limit: .requestTimeout, answer: 408))
+        machine.handle(.requestArrived, now: 91)
+        machine.handle(.answerWritten(keepAlive: false), now: 92)
+        #expect(machine.phase == .closed && machine.reached(now: 1_000) == nil)
+    }
+
+    @Test("a request time shorter than the header read time bounds the head too")
+    func shorterRequestTimeBoundsTheHead() {
+        var machine = ConnectionDeadlines(bounds: .init(headerReadNanoseconds: 100, requestNanoseconds: 30, idleNanoseconds: 50), now: 0)
+        machine.handle(.bytesArrived, now: 1)
+        #expect(machine.deadline == Deadline(at: 31, limit: .requestTimeout, answer: nil))
+    }
+
+    @Test("an early answer (413) closes; so does the connection going away")
+    func earlyAnswerAndClose() {
+        var machine = ConnectionDeadlines(bounds: Self.bounds, now: 0)
+        machine.handle(.bytesArrived, now: 1)
+        machine.handle(.headArrived, now: 2)
+        machine.handle(.answerWritten(keepAlive: false), now: 3)
+        #expect(machine.phase == .closed)
+        var other = ConnectionDeadlines(bounds: Self.bounds, now: 0)
+        other.handle(.closing, now: 1)
+        other.handle(.bytesArrived, now: 2)
+        #expect(other.phase == .closed && other.deadline == nil)
+    }
+}
+
+/// Log lines as a test sees them.
+final class RecordedLog: Sendable {
+    let lines = NIOLockedValueBox<[(Logger.Level, String, Logger.Metadata)]>([])
+
+    var logger: Logger {
+        Logger(label: "test") { _ in Handler(log: self) }
+    }
+
+    struct Handler: LogHandler {
+        let log: RecordedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            log.lines.withLockedValue { $0.append((event.level, event.message.description, event.metadata ?? [:])) }
+        }
+    }
+}
+
+@Suite("Limit log")
+struct LimitLogTests {
+    @Test("every hit is counted; a line per bound per interval, saying how many went unlogged")
+    func rateLimited() {
+        let log = RecordedLog()
+        let clock = NIOLockedValueBox<UInt64>(0)
+        let limits = LimitLog<ServerLimit>(logger: log.logger, intervalSeconds: 60, level: { $0 == .idleTimeout ? .debug : .warning },
+                                           now: { clock.withLockedValue { $0 } })
+        for second in 0..<5 {
+            clock.withLockedValue { $0 = UInt64(second) * 1_000_000_000 }
+            limits.record(.headerReadTimeout, "slow head \(second)")
+        }
+        limits.record(.idleTimeout, "idle")
+        clock.withLockedValue { $0 = 61_000_000_000 }
+        limits.record(.headerReadTimeout, "slow head again")
+        #expect(limits.count(.headerReadTimeout) == 6 && limits.count(.idleTimeout) == 1 && limits.count(.connections) == 0)
+        #expect(limits.counts.map(\.limit) == ServerLimit.allCases)
+        let lines = log.lines.withLockedValue { $0 }
+        #expect(lines.map(\.1) == ["slow head 0", "idle", "slow head again"])
+        #expect(lines.map(\.0) == [.warning, .debug, .warning])
+        #expect(lines[2].2["not_logged_since_last"] == "4" && lines[0].2["not_logged_since_last"] == nil)
+        #expect(lines[0].2["limit"] == "header_read_timeout")
+    }
+}

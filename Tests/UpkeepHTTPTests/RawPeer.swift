@@ -1,0 +1,67 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A TCP peer that writes exactly the bytes a test gives (one at a time if it likes) and
+/// records what comes back and when the server closed: what a real HTTP client would hide.
+final class RawPeer: Sendable {
+    private struct Seen {
+        var bytes: [UInt8] = []
+        var closedAtNanoseconds: UInt64?
+    }
+
+    private final class Recorder: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let seen: NIOLockedValueBox<Seen>
+        init(seen: NIOLockedValueBox<Seen>) { self.seen = seen }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            seen.withLockedValue { $0.bytes += Array(buffer.readableBytesView) }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            seen.withLockedValue { $0.closedAtNanoseconds = NIODeadline.now().uptimeNanoseconds }
+            context.fireChannelInactive()
+        }
+    }
+
+    private let channel: any Channel
+    private let seen: NIOLockedValueBox<Seen>
+
+    init(port: Int) async throws {
+        let seen = NIOLockedValueBox(Seen())
+        self.seen = seen
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.allowRemoteHalfClosure, value: false)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(seen: seen)) } }
+            .connect(host: "127.0.0.1", port: port).get()
+    }
+
+    func send(_ text: String) async throws {
+        try await channel.writeAndFlush(channel.allocator.buffer(string: text))
+    }
+
+    /// Everything received so far, as text.
+    var received: String { String(decoding: seen.withLockedValue { $0.bytes }, as: UTF8.self) }
+    var isClosed: Bool { seen.withLockedValue { $0.closedAtNanoseconds != nil } }
+    var closedAtNanoseconds: UInt64? { seen.withLockedValue { $0.closedAtNanoseconds } }
+
+    /// Waits (polling, bounded) until the server closed the connection; false if it did not within `seconds`.
+    func waitClosed(within seconds: Double) async throws -> Bool {
+        let end = NIODeadline.now() + .nanoseconds(Int64(seconds * 1e9))
+        while !isClosed, NIODeadline.now() < end { try await Task.sleep(nanoseconds: 10_000_000) }
+        return isClosed
+    }
+
+    /// Waits (bounded) until the received text contains `text`.
+    func waitFor(_ text: String, within seconds: Double = 10) async throws -> Bool {
+        let end = NIODeadline.now() + .nanoseconds(Int64(seconds * 1e9))
+        while !received.contains(text), NIODeadline.now() < end { try await Task.sleep(nanoseconds: 10_000_000) }
+        return received.contains(text)
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
