@@ -17,6 +17,34 @@ import UpkeepProtocol
         #expect(throws: MessageError.self) { try RequestEnvelope(.status(StatusRequest()), upload: true).validate() }
     }
 
+    @Test func anImagesStageNamesAReleaseTarballAndABinaryStageNamesNone() throws {
+        let sha = try #require(SHA256Hex(rawValue: String(repeating: "a", count: 64)))
+        func stage(_ artifact: ArtifactKind?, _ fileName: String?) -> StageRequest {
+            StageRequest(operationID: "op-1", k3sVersion: "v1.31.2+k3s1", sha256: sha, bytes: 10, artifact: artifact, fileName: fileName)
+        }
+        for name in ["k3s-airgap-images-amd64.tar", "k3s-airgap-images-arm64.tar.zst", "k3s-airgap-images-s390x.tar.gz"] {
+            try stage(.airgapImages, name).validate()
+        }
+        for name in ["k3s-airgap-images-amd64.zip", "k3s-airgap-images-.tar", "../k3s-airgap-images-amd64.tar",
+                     "k3s-airgap-images-amd64/x.tar", "k3s-airgap-images-AMD64.tar"] {
+            #expect(throws: MessageError.self, "\(name)") { try stage(.airgapImages, name).validate() }
+        }
+        #expect(throws: MessageError.self) { try stage(.airgapImages, nil).validate() }
+        #expect(throws: MessageError.self) { try stage(nil, "k3s-airgap-images-amd64.tar").validate() }
+        try stage(nil, nil).validate()
+        try stage(.k3sBinary, nil).validate()
+        #expect(ArtifactKind.airgapImagesArch("k3s-airgap-images-arm64.tar.zst") == "arm64")
+    }
+
+    @Test func restoreBackupIsTheOtherUpload() throws {
+        let sha = try #require(SHA256Hex(rawValue: String(repeating: "b", count: 64)))
+        let request = RestoreBackupRequest(operationID: "r-1", sha256: sha, bytes: 10, format: .etcdSnapshot, k3sVersion: "v1.30.6+k3s1")
+        try RequestEnvelope(.restoreBackup(request), upload: true).validate()
+        #expect(throws: MessageError.self) { try RequestEnvelope(.restoreBackup(request), upload: false).validate() }
+        #expect(Method.allCases.filter(\.hasUpload) == [.stage, .restoreBackup])
+        #expect(!Method.operation.isMutating && Method.stopK3s.isMutating)
+    }
+
     @Test func fieldRulesAreChecked() throws {
         #expect(OperationID(rawValue: "op 1") == nil)
         #expect(OperationID(rawValue: String(repeating: "x", count: 129)) == nil)
@@ -42,6 +70,11 @@ import UpkeepProtocol
             .cordon(CordonRequest(operationID: "m")), .drain(DrainRequest(operationID: "m", timeoutSeconds: 1)),
             .uncordon(UncordonRequest(operationID: "m")), .backup(BackupRequest(operationID: "m")),
             .commit(CommitRequest(operationID: "m", installOperationID: "i")),
+            .operation(OperationRequest(operationID: "i")),
+            .restoreBackup(RestoreBackupRequest(operationID: "m", sha256: sha, bytes: 1, format: .sqliteTar, k3sVersion: "v1")),
+            .stopK3s(StopK3sRequest(operationID: "m")),
+            .restore(RestoreRequest(operationID: "m", backupSHA256: sha, binarySHA256: sha, k3sVersion: "v1", healthTimeoutSeconds: 1)),
+            .rejoin(RejoinRequest(operationID: "m", binarySHA256: sha, k3sVersion: "v1", healthTimeoutSeconds: 1)),
         ]
         #expect(Set(requests.map(\.method)) == Set(Method.allCases))
         for request in requests {

@@ -34,12 +34,22 @@ def canonical(value):
 
 
 SHA_A = hashlib.sha256(b"k3s binary v1.31.2+k3s1").hexdigest()
+SHA_OLD = hashlib.sha256(b"k3s binary v1.30.6+k3s1").hexdigest()
+SHA_IMAGES = hashlib.sha256(b"k3s-airgap-images-arm64.tar.zst v1.31.2+k3s1").hexdigest()
+SHA_SNAPSHOT = hashlib.sha256(b"etcd snapshot taken at v1.30.6+k3s1").hexdigest()
 CHUNK = bytes([0x7F, 0x45, 0x4C, 0x46, 0x02, 0x01, 0x01, 0x00, 0xFF, 0xFE, 0x00, 0x0A]) + b"raw bytes, not base64"
 AGENT = {"agentVersion": "0.1.0", "arch": "arm64", "k3sVersion": "v1.30.6+k3s1", "nodeName": "node-1", "role": "server"}
 PROBE = {"checks": [
     {"latencyMs": 3, "message": "k3s.service active (running)", "name": "unit", "ok": True},
     {"latencyMs": 2, "message": "ok", "name": "kubelet", "ok": True},
     {"latencyMs": 41, "message": "Ready, kubeletVersion v1.31.2+k3s1", "name": "nodeReady", "ok": True},
+], "healthy": True}
+
+PROBE_OLD = {"checks": [
+    {"latencyMs": 3, "message": "k3s.service active (running)", "name": "unit", "ok": True},
+    {"latencyMs": 2, "message": "ok", "name": "kubelet", "ok": True},
+    {"latencyMs": 12, "message": "pong", "name": "supervisor", "ok": True},
+    {"latencyMs": 38, "message": "Ready, kubeletVersion v1.30.6+k3s1", "name": "nodeReady", "ok": True},
 ], "healthy": True}
 
 REQUESTS = [
@@ -75,6 +85,25 @@ REQUESTS = [
     ("commit", 10, {"method": "commit", "params": {"installOperationID": "rollout-7:node-1:install",
                                                    "operationID": "rollout-7:node-1:commit"}},
      {"k3sVersion": "v1.31.2+k3s1"}, {}),
+    ("operation", 11, {"method": "operation", "params": {"operationID": "rollout-7:node-1:install"}},
+     {"message": "installed v1.31.2+k3s1 (recorded after an agent restart); commit before the watchdog deadline",
+      "method": "install", "state": "succeeded", "watch": {"deadlineUnixMs": 1732790900000, "state": "open"}}, {}),
+    ("restoreBackup", 12, {"method": "restoreBackup", "params": {"bytes": 7340032, "format": "etcdSnapshot",
+                                                                 "k3sVersion": "v1.30.6+k3s1",
+                                                                 "operationID": "rollout-7:restore-1:node-1:restoreBackup",
+                                                                 "sha256": SHA_SNAPSHOT},
+                           "timeoutMs": 600000, "upload": True},
+     {"alreadyReceived": False}, {}),
+    ("stopK3s", 13, {"method": "stopK3s", "params": {"operationID": "rollout-7:restore-1:node-1:stopK3s"}},
+     {"wasActive": True}, {}),
+    ("restore", 14, {"method": "restore", "params": {"backupSHA256": SHA_SNAPSHOT, "binarySHA256": SHA_OLD,
+                                                     "healthTimeoutSeconds": 300, "k3sVersion": "v1.30.6+k3s1",
+                                                     "operationID": "rollout-7:restore-1:node-1:restore"}},
+     {"k3sVersion": "v1.30.6+k3s1", "probe": PROBE_OLD}, {}),
+    ("rejoin", 15, {"method": "rejoin", "params": {"binarySHA256": SHA_OLD, "healthTimeoutSeconds": 300,
+                                                   "k3sVersion": "v1.30.6+k3s1",
+                                                   "operationID": "rollout-7:restore-1:node-2:rejoin"}},
+     {"k3sVersion": "v1.30.6+k3s1", "probe": PROBE_OLD}, {}),
 ]
 
 VALID = [
@@ -103,6 +132,22 @@ VALID += [
     ("error-connection", "Error on request id 0: the connection fails and closes.",
      frame("Error", 0, canonical({"code": "unsupportedVersion",
                                   "message": "no protocol version in common: client speaks 2...3, this agent 1...1; upgrade the agent"}))),
+    ("request-stage-airgap-images", "Request 16: stage of a release's air-gap images tarball (artifact airgapImages).",
+     frame("Request", 16, canonical({"method": "stage", "params": {
+         "artifact": "airgapImages", "bytes": 187904000, "fileName": "k3s-airgap-images-arm64.tar.zst",
+         "k3sVersion": "v1.31.2+k3s1", "operationID": "rollout-7:node-1:stage-images", "sha256": SHA_IMAGES},
+         "timeoutMs": 600000, "upload": True}))),
+    ("request-install-airgap", "Request 17: install on an air-gapped node, naming the staged images tarball.",
+     frame("Request", 17, canonical({"method": "install", "params": {
+         "healthTimeoutSeconds": 300, "imagesSHA256": SHA_IMAGES, "k3sVersion": "v1.31.2+k3s1",
+         "operationID": "rollout-7:node-1:install", "sha256": SHA_A, "watchdogTimeoutSeconds": 900}}))),
+    ("response-operation-interrupted", "Response 18: operation of an install the agent's restart left undone.",
+     frame("Response", 18, canonical({"method": "operation", "result": {
+         "failure": "interrupted", "method": "install", "state": "failed",
+         "message": "the agent restarted during this install before k3s was restarted; the live binary is unchanged (v1.30.6+k3s1); install again with a new operation id"}}))),
+    ("error-interrupted", "Error for request 4: the install's id was resolved as interrupted by an agent restart.",
+     frame("Error", 4, canonical({"code": "interrupted",
+                                  "message": "the agent restarted during this install before k3s was restarted; the live binary is unchanged (v1.30.6+k3s1); install again with a new operation id"}))),
     ("chunk", "Chunk of request 3's upload: raw bytes, including 0x00 and 0xFF.", frame("Chunk", 3, CHUNK)),
     ("chunk-end", "ChunkEnd of request 3: SHA-256 and length of all chunk bytes (here the one chunk above).",
      frame("ChunkEnd", 3, hashlib.sha256(CHUNK).digest() + struct.pack(">Q", len(CHUNK)))),
@@ -142,6 +187,14 @@ INVALID = [
                                                                   "operationID": "op-1", "sha256": "ABC"}, "upload": True}))),
     ("invalid-operation-id", "invalidMessage", "A cordon Request whose operation id contains a space (answered badRequest).",
      frame("Request", 1, canonical({"method": "cordon", "params": {"operationID": "op 1"}}))),
+    ("invalid-images-file-name", "invalidMessage", "A stage Request of airgapImages whose fileName is not a k3s-airgap-images tarball (answered badRequest).",
+     frame("Request", 1, canonical({"method": "stage", "params": {"artifact": "airgapImages", "bytes": 10,
+                                                                  "fileName": "../../usr/local/bin/k3s", "k3sVersion": "v1.31.2+k3s1",
+                                                                  "operationID": "op-1", "sha256": SHA_IMAGES}, "upload": True}))),
+    ("invalid-restore-backup-without-upload", "invalidMessage", "A restoreBackup Request without upload: true (answered badRequest).",
+     frame("Request", 1, canonical({"method": "restoreBackup", "params": {"bytes": 10, "format": "sqliteTar",
+                                                                          "k3sVersion": "v1.30.6+k3s1", "operationID": "op-1",
+                                                                          "sha256": SHA_SNAPSHOT}}))),
 ]
 
 

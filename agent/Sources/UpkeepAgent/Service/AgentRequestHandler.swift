@@ -110,6 +110,8 @@ public final class AgentRequestHandler: RequestHandler {
             let format: BackupFormat = report.format == .etcdSnapshot ? .etcdSnapshot : .sqliteTar
             return Reply(.backup(BackupResult(format: format, fileName: report.fileName, bytes: report.bytes)),
                          download: Self.fileSource(path))
+        case .operation, .restoreBackup, .stopK3s, .restore, .rejoin:
+            throw ErrorResponse(.notImplemented, "\(request.payload.method.rawValue) is not implemented by this agent yet; upgrade the agent")
         }
     }
 
@@ -172,7 +174,8 @@ public final class AgentRequestHandler: RequestHandler {
     static func code(_ failure: FailureCode) -> ErrorCode {
         switch failure {
         case .notFound: .notFound
-        case .conflict, .unhealthy, .interrupted, .kubernetes: .conflict
+        case .conflict, .unhealthy, .kubernetes: .conflict
+        case .interrupted: .interrupted
         case .insufficientSpace: .insufficientSpace
         case .digestMismatch: .digestMismatch
         case .io: .internal

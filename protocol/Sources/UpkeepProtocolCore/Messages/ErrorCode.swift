@@ -38,6 +38,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     public static let cancelled = ErrorCode(rawValue: "cancelled")
     /// The server is shutting down (after GoAway); the request was not processed.
     public static let shuttingDown = ErrorCode(rawValue: "shuttingDown")
+    /// The agent restarted while this operation id ran and resolved it as not done; a repeat of
+    /// the id answers the same. Send the step again under a new operation id: it says nothing
+    /// about the k3s version.
+    public static let interrupted = ErrorCode(rawValue: "interrupted")
     /// The peer broke the protocol (frame rules, flow control, ordering); on request id 0 the
     /// connection closes.
     public static let protocolViolation = ErrorCode(rawValue: "protocolViolation")

@@ -1,17 +1,19 @@
 /// The operations an agent serves. The raw values are the `method` field on the wire.
 public enum Method: String, Codable, Sendable, CaseIterable {
     case status, probe, stage, install, rollback, cordon, drain, uncordon, backup, commit
+    case operation, restoreBackup, stopK3s, restore, rejoin
 
     /// Mutating methods carry an operation id and are recorded by the agent.
     public var isMutating: Bool {
         switch self {
-        case .status, .probe: false
+        case .status, .probe, .operation: false
         case .stage, .install, .rollback, .cordon, .drain, .uncordon, .backup, .commit: true
+        case .restoreBackup, .stopK3s, .restore, .rejoin: true
         }
     }
 
     /// The client streams chunks after the Request.
-    public var hasUpload: Bool { self == .stage }
+    public var hasUpload: Bool { self == .stage || self == .restoreBackup }
     /// The server streams chunks after the Response.
     public var hasDownload: Bool { self == .backup }
 }
@@ -64,10 +66,13 @@ public struct StatusResult: ResultMessage {
     public var watchdog: WatchdogStatus?
     /// Newest first, bounded by the agent.
     public var recentOperations: [OperationRecord]
+    /// Present when k3s on this node imports its images from this directory (an air-gapped node):
+    /// every install then needs the release's images tarball staged with it.
+    public var airgapImagesDir: String?
 
     public init(agent: AgentInfo, unit: UnitStatus, binaryPath: String, binaryFreeBytes: Int64, dataDir: String,
                 dataFreeBytes: Int64, staged: [StagedArtifact], watchdog: WatchdogStatus?,
-                recentOperations: [OperationRecord]) {
+                recentOperations: [OperationRecord], airgapImagesDir: String? = nil) {
         self.agent = agent
         self.unit = unit
         self.binaryPath = binaryPath
@@ -77,6 +82,7 @@ public struct StatusResult: ResultMessage {
         self.staged = staged
         self.watchdog = watchdog
         self.recentOperations = recentOperations
+        self.airgapImagesDir = airgapImagesDir
     }
 }
 
@@ -100,11 +106,45 @@ public struct StagedArtifact: Codable, Equatable, Sendable {
     public var sha256: SHA256Hex
     public var bytes: Int64
     public var k3sVersion: String
+    /// Nil for a k3s binary.
+    public var artifact: ArtifactKind?
+    /// An images tarball's release asset name.
+    public var fileName: String?
 
-    public init(sha256: SHA256Hex, bytes: Int64, k3sVersion: String) {
+    public init(sha256: SHA256Hex, bytes: Int64, k3sVersion: String, artifact: ArtifactKind? = nil, fileName: String? = nil) {
         self.sha256 = sha256
         self.bytes = bytes
         self.k3sVersion = k3sVersion
+        self.artifact = artifact
+        self.fileName = fileName
+    }
+}
+
+/// What a staged upload is.
+public enum ArtifactKind: String, Codable, Sendable, CaseIterable {
+    /// A k3s binary (the default when `artifact` is absent).
+    case k3sBinary
+    /// A release's `k3s-airgap-images-<arch>` tarball, for nodes that import images from a
+    /// directory (https://docs.k3s.io/installation/airgap).
+    case airgapImages
+
+    /// Whether `name` is a release asset name of an images tarball: `k3s-airgap-images-<arch>`
+    /// then `.tar`, `.tar.zst` or `.tar.gz`, `<arch>` lowercase letters and digits.
+    public static func isAirgapImagesName(_ name: String) -> Bool {
+        airgapImagesArch(name) != nil
+    }
+
+    /// The `<arch>` of an images tarball's name, nil when `name` is not one.
+    public static func airgapImagesArch(_ name: String) -> Substring? {
+        let prefix = "k3s-airgap-images-"
+        guard name.hasPrefix(prefix) else { return nil }
+        for suffix in [".tar.zst", ".tar.gz", ".tar"] where name.hasSuffix(suffix) {
+            let arch = name.dropFirst(prefix.count).dropLast(suffix.count)
+            let valid = (1...16).contains(arch.utf8.count)
+                && arch.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) }
+            return valid ? arch : nil
+        }
+        return nil
     }
 }
 
@@ -196,17 +236,36 @@ public struct StageRequest: RequestMessage {
     public var sha256: SHA256Hex
     /// Expected length of the whole upload.
     public var bytes: Int64
+    /// Nil (a k3s binary) or `airgapImages`.
+    public var artifact: ArtifactKind?
+    /// With `airgapImages` only: the release asset's name, `k3s-airgap-images-<arch>.tar(.zst|.gz)`.
+    public var fileName: String?
 
-    public init(operationID: OperationID, k3sVersion: String, sha256: SHA256Hex, bytes: Int64) {
+    public init(operationID: OperationID, k3sVersion: String, sha256: SHA256Hex, bytes: Int64,
+                artifact: ArtifactKind? = nil, fileName: String? = nil) {
         self.operationID = operationID
         self.k3sVersion = k3sVersion
         self.sha256 = sha256
         self.bytes = bytes
+        self.artifact = artifact
+        self.fileName = fileName
     }
+
+    /// What the upload is, `k3sBinary` when `artifact` is absent.
+    public var kind: ArtifactKind { artifact ?? .k3sBinary }
 
     public func validate() throws(MessageError) {
         try checkText(k3sVersion, field: "stage.k3sVersion", bytesMax: 128)
         guard bytes >= 1 else { throw .invalid("stage.bytes must be at least 1 (is \(bytes))") }
+        switch kind {
+        case .k3sBinary:
+            if fileName != nil { throw .invalid("stage.fileName is only for artifact airgapImages") }
+        case .airgapImages:
+            guard let fileName else { throw .invalid("stage.fileName is required with artifact airgapImages") }
+            guard ArtifactKind.isAirgapImagesName(fileName) else {
+                throw .invalid("stage.fileName \"\(fileName.prefix(80))\" is not k3s-airgap-images-<arch> with .tar, .tar.zst or .tar.gz")
+            }
+        }
     }
 
     public var payload: RequestPayload { .stage(self) }
@@ -240,14 +299,18 @@ public struct InstallRequest: RequestMessage {
     /// How long after a healthy install the agent waits for `commit` before checking health
     /// itself (and reverting when unhealthy).
     public var watchdogTimeoutSeconds: Int
+    /// A staged images tarball of `k3sVersion`, placed with the binary; required on an
+    /// air-gapped node, ignored elsewhere.
+    public var imagesSHA256: SHA256Hex?
 
     public init(operationID: OperationID, sha256: SHA256Hex, k3sVersion: String, healthTimeoutSeconds: Int,
-                watchdogTimeoutSeconds: Int) {
+                watchdogTimeoutSeconds: Int, imagesSHA256: SHA256Hex? = nil) {
         self.operationID = operationID
         self.sha256 = sha256
         self.k3sVersion = k3sVersion
         self.healthTimeoutSeconds = healthTimeoutSeconds
         self.watchdogTimeoutSeconds = watchdogTimeoutSeconds
+        self.imagesSHA256 = imagesSHA256
     }
 
     public func validate() throws(MessageError) {

@@ -10,6 +10,11 @@ public enum RequestPayload: Equatable, Sendable {
     case uncordon(UncordonRequest)
     case backup(BackupRequest)
     case commit(CommitRequest)
+    case operation(OperationRequest)
+    case restoreBackup(RestoreBackupRequest)
+    case stopK3s(StopK3sRequest)
+    case restore(RestoreRequest)
+    case rejoin(RejoinRequest)
 
     public var message: any RequestMessage {
         switch self {
@@ -23,6 +28,11 @@ public enum RequestPayload: Equatable, Sendable {
         case .uncordon(let m): m
         case .backup(let m): m
         case .commit(let m): m
+        case .operation(let m): m
+        case .restoreBackup(let m): m
+        case .stopK3s(let m): m
+        case .restore(let m): m
+        case .rejoin(let m): m
         }
     }
 
@@ -31,7 +41,7 @@ public enum RequestPayload: Equatable, Sendable {
     /// The operation id of a mutating request.
     public var operationID: OperationID? {
         switch self {
-        case .status, .probe: nil
+        case .status, .probe, .operation: nil
         case .stage(let m): m.operationID
         case .install(let m): m.operationID
         case .rollback(let m): m.operationID
@@ -40,6 +50,10 @@ public enum RequestPayload: Equatable, Sendable {
         case .uncordon(let m): m.operationID
         case .backup(let m): m.operationID
         case .commit(let m): m.operationID
+        case .restoreBackup(let m): m.operationID
+        case .stopK3s(let m): m.operationID
+        case .restore(let m): m.operationID
+        case .rejoin(let m): m.operationID
         }
     }
 
@@ -56,6 +70,11 @@ public enum RequestPayload: Equatable, Sendable {
         case .uncordon: try container.decode(UncordonRequest.self, forKey: key).payload
         case .backup: try container.decode(BackupRequest.self, forKey: key).payload
         case .commit: try container.decode(CommitRequest.self, forKey: key).payload
+        case .operation: try container.decode(OperationRequest.self, forKey: key).payload
+        case .restoreBackup: try container.decode(RestoreBackupRequest.self, forKey: key).payload
+        case .stopK3s: try container.decode(StopK3sRequest.self, forKey: key).payload
+        case .restore: try container.decode(RestoreRequest.self, forKey: key).payload
+        case .rejoin: try container.decode(RejoinRequest.self, forKey: key).payload
         }
     }
 }
@@ -72,6 +91,11 @@ public enum ResponsePayload: Equatable, Sendable {
     case uncordon(UncordonResult)
     case backup(BackupResult)
     case commit(CommitResult)
+    case operation(OperationResult)
+    case restoreBackup(RestoreBackupResult)
+    case stopK3s(StopK3sResult)
+    case restore(RestoreResult)
+    case rejoin(RejoinResult)
 
     public var method: Method {
         switch self {
@@ -85,6 +109,11 @@ public enum ResponsePayload: Equatable, Sendable {
         case .uncordon: .uncordon
         case .backup: .backup
         case .commit: .commit
+        case .operation: .operation
+        case .restoreBackup: .restoreBackup
+        case .stopK3s: .stopK3s
+        case .restore: .restore
+        case .rejoin: .rejoin
         }
     }
 
@@ -100,6 +129,11 @@ public enum ResponsePayload: Equatable, Sendable {
         case .uncordon(let r): r
         case .backup(let r): r
         case .commit(let r): r
+        case .operation(let r): r
+        case .restoreBackup(let r): r
+        case .stopK3s(let r): r
+        case .restore(let r): r
+        case .rejoin(let r): r
         }
     }
 
@@ -121,6 +155,11 @@ public enum ResponsePayload: Equatable, Sendable {
         case .uncordon: .uncordon(try container.decode(UncordonResult.self, forKey: key))
         case .backup: .backup(try container.decode(BackupResult.self, forKey: key))
         case .commit: .commit(try container.decode(CommitResult.self, forKey: key))
+        case .operation: .operation(try container.decode(OperationResult.self, forKey: key))
+        case .restoreBackup: .restoreBackup(try container.decode(RestoreBackupResult.self, forKey: key))
+        case .stopK3s: .stopK3s(try container.decode(StopK3sResult.self, forKey: key))
+        case .restore: .restore(try container.decode(RestoreResult.self, forKey: key))
+        case .rejoin: .rejoin(try container.decode(RejoinResult.self, forKey: key))
         }
     }
 }
