@@ -121,7 +121,10 @@ func liveVersion(_ node: FakeK3sNode) throws -> String {
     @Test func watchdogRevertsWithoutCommitWhenUnhealthyAndKeepsWhenCommitted() async throws {
         let node = try FakeK3sNode(liveVersion: v1)
         try await node.startK3s()
-        let service = try await startService(on: node)
+        // An agent node: a server is never reverted across a minor by binaries (RestoreMachineTests).
+        var config = node.config()
+        config.unit = "k3s-agent"
+        let service = try await startService(on: node, config: config)
         let (sha, _) = try await stage(v2, on: node, service: service)
         // Committed: the deadline passes and nothing happens even though k3s turns sick.
         _ = try await service.install(operationID: "install-1", sha256: sha, healthTimeoutMs: 5_000, watchdogTimeoutMs: 500)

@@ -68,6 +68,8 @@ import Glibc
             #expect(!FileManager.default.fileExists(atPath: "\(node.root)/bin/.k3s.upkeep-new"), "\(context): temporary file left")
             let live = try liveVersion(node)
             tally["\(outcome), \(entry?.outcome?.state.rawValue ?? "never began")", default: 0] += 1
+            // v2 is healthy: an agent's death is no verdict on it (installed, or interrupted: send it again).
+            #expect(entry?.outcome?.state != .reverted, "\(context): the healthy \(v2) was reported reverted: \(entry?.outcome?.message ?? "")")
             if entry?.outcome?.state == .succeeded {
                 #expect(live == v2, "\(context): installed but live \(live)")
                 #expect(await waitUntil(seconds: 10) { node.runningVersion == v2 }, "\(context): running \(node.runningVersion ?? "none")")

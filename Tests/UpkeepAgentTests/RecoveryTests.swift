@@ -53,6 +53,7 @@ private func node(newHealthy: Bool) -> SimulatedNode {
                     #expect(restarted.node.running == old, "\(context): running \(restarted.node.running ?? "nothing")")
                     #expect(restarted.machine.journal.watch == nil, "\(context)")
                 }
+                expectNoVerdictFromTheCrash(entry, newHealthy: newHealthy, context)
                 // And a replay of the id answers what the journal says, without acting.
                 restarted.send(.install(.init(operationID: "install-1", target: restarted.node.binary(new), healthTimeoutMs: 10_000,
                                               watchdogTimeoutMs: 60_000), live: restarted.node.liveBinary))
@@ -84,7 +85,66 @@ private func node(newHealthy: Bool) -> SimulatedNode {
             #expect(restarted.node.live == (installed ? new : old), "\(context)")
             #expect(restarted.node.running == (installed ? new : old), "\(context)")
             #expect((restarted.machine.journal.watch?.installID == "install-1") == installed, "\(context)")
+            expectNoVerdictFromTheCrash(entry, newHealthy: newHealthy, context)
         }
+    }
+
+    /// An agent's crash says nothing about the new version: an install is `reverted` only with
+    /// a failing probe of the new binary, so never when that binary is healthy; otherwise it is
+    /// installed or `interrupted` (send it again), never a failure of its own.
+    private func expectNoVerdictFromTheCrash(_ entry: OperationEntry, newHealthy: Bool, _ context: String) {
+        guard let outcome = entry.outcome else { return }
+        switch outcome.state {
+        case .reverted:
+            #expect(!newHealthy, "\(context): a healthy new binary was reported reverted: \(outcome.message)")
+            guard case .install(let report) = outcome.body else { Issue.record("\(context): reverted without a report"); return }
+            #expect(report.probe.checks.contains { !$0.ok && $0.name != "agent" }, "\(context): reverted without a failing probe")
+        case .failed:
+            #expect(outcome.failure == .interrupted, "\(context): \(outcome.message)")
+        case .succeeded, .running:
+            break
+        }
+    }
+
+    @Test func anInstallKilledWhileItsHealthyNewK3sStartedIsInstalledAfterTheRestart() throws {
+        var harness = MachineHarness(node: node(newHealthy: true))
+        startInstall(&harness)
+        while harness.performed.last != .restartUnit { harness.step() }
+        var restarted = harness.restarted()
+        restarted.settle()
+        let outcome = try #require(restarted.machine.journal.operation("install-1")?.outcome)
+        #expect(outcome.state == .succeeded, "\(outcome.message)")
+        #expect(restarted.machine.journal.watch?.installID == "install-1")
+        #expect(restarted.node.running == new)
+        // It was restarted once more on the new binary (the first restart may never have reached
+        // systemd), then probed with a fresh deadline.
+        #expect(restarted.performed.first == .restartUnit)
+    }
+
+    @Test func aRevertThatHadBegunIsFinishedWithTheProbeThatStartedIt() throws {
+        var harness = MachineHarness(node: node(newHealthy: false))
+        startInstall(&harness)
+        while !harness.records.contains(.step(operationID: "install-1", .reverting)) { harness.step() }
+        let failed = try #require(harness.machine.journal.operation("install-1")?.failedProbe)
+        var restarted = harness.restarted()
+        restarted.settle()
+        let outcome = try #require(restarted.machine.journal.operation("install-1")?.outcome)
+        #expect(outcome.state == .reverted)
+        guard case .install(let report) = outcome.body else { Issue.record("no install report"); return }
+        #expect(report.probe == failed && !failed.healthy)
+    }
+
+    @Test func anInstallFoundWithAThirdBinaryLiveIsInterruptedNotReverted() throws {
+        var harness = MachineHarness(node: node(newHealthy: true))
+        startInstall(&harness)
+        while harness.performed.last != .restartUnit { harness.step() }
+        harness.node.live = String(repeating: "e", count: 64)
+        harness.node.versions[harness.node.live] = "v1.29.9+k3s1"
+        var restarted = harness.restarted()
+        restarted.settle()
+        let outcome = try #require(restarted.machine.journal.operation("install-1")?.outcome)
+        #expect(outcome.failure == .interrupted && outcome.message.contains("install again with a new operation id"))
+        #expect(restarted.node.live == old && restarted.node.running == old)
     }
 
     @Test func watchdogRevertInterruptedByACrashIsFinishedAtStart() throws {

@@ -14,6 +14,13 @@ struct SimulatedNode {
     var versions: [String: String] = [:]
     var restartFails = false
     var restarts = 0
+    var stopFails = false
+    /// What `server/db` holds: a name the test chooses, "restored <sha>" after a restore, nil after a clear.
+    var datastore: String? = "datastore"
+    /// Received backups (`<dataDir>/restore/<sha256>`).
+    var restoreFiles: Set<String> = []
+    /// How many datastore changes were carried out (a restore done twice shows here).
+    var datastoreChanges = 0
 
     func binary(_ sha: String, _ store: BinaryRef.Store = .staging) -> BinaryRef {
         BinaryRef(sha256: sha, k3sVersion: versions[sha], store: store)
@@ -51,11 +58,13 @@ struct MachineHarness {
     /// record and everything after it, but not the effects already performed.
     var nodeBeforeRecord: [SimulatedNode] = []
     static let settings = UpgradeMachine.Settings(probeIntervalMs: 100, gateIntervalMs: 20)
+    let settings: UpgradeMachine.Settings
 
-    init(node: SimulatedNode, records: [JournalRecord] = []) {
+    init(node: SimulatedNode, records: [JournalRecord] = [], role: NodeRole = .agent) {
         self.node = node
         self.records = records
-        machine = UpgradeMachine(journal: JournalState(records: records), settings: Self.settings)
+        settings = UpgradeMachine.Settings(probeIntervalMs: Self.settings.probeIntervalMs, gateIntervalMs: Self.settings.gateIntervalMs, role: role)
+        machine = UpgradeMachine(journal: JournalState(records: records), settings: settings)
         send(.recover(live: node.liveBinary))
     }
 
@@ -114,6 +123,24 @@ struct MachineHarness {
         case .gate(let notBefore):
             now = max(now, notBefore).adding(milliseconds: 1)
             return .probed(ProbeReport(checks: node.probe(expected: nil, now: now).checks.filter { $0.name == "kubelet" || $0.name == "unit" && !$0.ok }))
+        case .stopUnit:
+            if node.stopFails { return .failed("k3s.service is still deactivating after 120 s") }
+            defer { node.running = nil }
+            return .stopped(wasActive: node.running != nil)
+        case .changeDatastore(let change):
+            precondition(node.running == nil, "the datastore changed under a running k3s")
+            node.datastoreChanges += 1
+            switch change {
+            case .restore(let sha, _):
+                guard node.restoreFiles.contains(sha) else { return .failed("no received backup \(sha)") }
+                node.datastore = "restored \(sha)"
+            case .clear:
+                node.datastore = nil
+            }
+            return .done
+        case .removeRestoreFile(let sha):
+            node.restoreFiles.remove(sha)
+            return .done
         }
     }
 
@@ -131,16 +158,17 @@ struct MachineHarness {
 
     /// A fresh machine over the records persisted so far, as a restarted agent would build it.
     func restarted() -> MachineHarness {
-        var copy = MachineHarness(node: node, records: records, now: now)
+        var copy = MachineHarness(node: node, records: records, now: now, settings: settings)
         copy.replies = [:]
         return copy
     }
 
-    private init(node: SimulatedNode, records: [JournalRecord], now: Instant) {
+    private init(node: SimulatedNode, records: [JournalRecord], now: Instant, settings: UpgradeMachine.Settings) {
         self.node = node
         self.records = records
         self.now = now
-        machine = UpgradeMachine(journal: JournalState(records: records), settings: Self.settings)
+        self.settings = settings
+        machine = UpgradeMachine(journal: JournalState(records: records), settings: settings)
         send(.recover(live: node.liveBinary))
     }
 }

@@ -7,7 +7,8 @@ import Testing
 @Suite struct RuleCoverageTests {
     static let directory = URL(filePath: #filePath).deletingLastPathComponent()
 
-    /// A fragment of each rule's sentence, and the tests (functions in this target) that prove it.
+    /// A fragment of each rule's sentence, and the tests that prove it (functions in this target,
+    /// or for the agent's own behaviour in UpkeepAgentTests).
     static let rules: [(sentence: String, tests: [String])] = [
         ("Ids MUST be non-zero and strictly increasing",
          ["requestIDsMustBeStrictlyIncreasing", "theClientNumbersItsRequestsUpward", "requestIDsMayHaveGaps"]),
@@ -33,6 +34,13 @@ import Testing
         ("MUST decode and re-encode to the same bytes", ["validVectorDecodesAndReencodesByteForByte"]),
         ("`invalid` entries MUST be refused with the named error",
          ["invalidVectorIsRefusedWithTheDocumentedError", "theInvalidGoldenVectorsAreRefusedAsNamed"]),
+        // Rules of the agent's behaviour, proven in Tests/UpkeepAgentTests.
+        ("A restart of the agent MUST NOT be reported as an outcome of the work",
+         ["installKilledAtEveryStepIsResolvedByTheRestartedAgent", "anInstallKilledWhileItsHealthyNewK3sStartedIsInstalledAfterTheRestart",
+          "anInstallFoundWithAThirdBinaryLiveIsInterruptedNotReverted", "killedInstallAlwaysLeavesARunnableBinaryAndAResolvedJournal"]),
+        ("On a server, the agent MUST refuse (`conflict`) a rollback to a binary of an older Kubernetes minor",
+         ["rollbackOfAServerAcrossAMinorAfterItWasHealthyIsRefusedWithWhatToDo", "rollbackWithinAMinorOrOfAnAgentNodeStillWorks",
+          "aServerWhoseNewerMinorNeverRanHealthyMayGoBack"]),
     ]
 
     /// The sentences of PROTOCOL.md with MUST or SHOULD (the RFC 2119 key words), but the one
@@ -63,7 +71,8 @@ import Testing
     }
 
     @Test func everyListedTestExists() throws {
-        let files = try FileManager.default.contentsOfDirectory(at: Self.directory, includingPropertiesForKeys: nil)
+        let agentTests = Self.directory.appending(path: "../UpkeepAgentTests").standardized
+        let files = try [Self.directory, agentTests].flatMap { try FileManager.default.contentsOfDirectory(at: $0, includingPropertiesForKeys: nil) }
             .filter { $0.pathExtension == "swift" }
         let source = try files.map { try String(contentsOf: $0, encoding: .utf8) }.joined(separator: "\n")
         for name in Self.rules.flatMap(\.tests) {

@@ -1,7 +1,7 @@
 import UpkeepCore
 
-/// What an install or rollback will do, recorded when it starts so that a restarted agent can
-/// finish or undo it.
+/// What an install, rollback, restore or rejoin will do, recorded when it starts so that a
+/// restarted agent can finish or undo it.
 public struct SwapPlan: Codable, Equatable, Sendable {
     /// The binary the operation makes live.
     public var target: BinaryRef
@@ -12,15 +12,28 @@ public struct SwapPlan: Codable, Equatable, Sendable {
     public var healthTimeoutMs: Int64
     /// Install only: how long a healthy install waits for `commit`.
     public var watchdogTimeoutMs: Int64?
+    /// Restore and rejoin: what happens to the datastore while k3s is stopped.
+    public var datastore: DatastoreChange?
 
     public init(target: BinaryRef, replaced: LiveBinary?, restore: BinaryRef?, healthTimeoutMs: Int64,
-                watchdogTimeoutMs: Int64?) {
+                watchdogTimeoutMs: Int64?, datastore: DatastoreChange? = nil) {
         self.target = target
         self.replaced = replaced
         self.restore = restore
         self.healthTimeoutMs = healthTimeoutMs
         self.watchdogTimeoutMs = watchdogTimeoutMs
+        self.datastore = datastore
     }
+}
+
+/// How `restore` and `rejoin` change a stopped server's datastore, as k3s documents it
+/// (https://docs.k3s.io/datastore/backup-restore).
+public enum DatastoreChange: Codable, Equatable, Sendable {
+    /// Restore the received backup with this digest: etcd by `k3s server --cluster-reset
+    /// --cluster-reset-restore-path`, SQLite by putting `state.db` and the token back.
+    case restore(sha256: String, format: BackupReport.Format)
+    /// Delete `server/db`, so the server joins the restored cluster.
+    case clear
 }
 
 /// Progress of an install or rollback that matters to recovery.
@@ -33,6 +46,11 @@ public enum SwapStep: Codable, Equatable, Sendable {
     case restarting
     /// The install failed its probes; the previous binary goes back.
     case reverting
+    /// Recorded before `reverting`: the probe of the new binary that failed, so a revert finished
+    /// after an agent restart still reports the real verdict.
+    case probeFailed(ProbeReport)
+    /// Restore and rejoin: the datastore change is done (a restarted agent does not do it again).
+    case datastoreChanged
 }
 
 /// One operation in the journal: running, or finished with its recorded outcome.
@@ -49,6 +67,10 @@ public struct OperationEntry: Codable, Equatable, Sendable {
     public var placedSHA256: String?
     public var restartIssued: Bool
     public var reverting: Bool
+    /// Install only: the failed probe of the new binary that started the revert.
+    public var failedProbe: ProbeReport?
+    /// Restore and rejoin: the datastore change is done.
+    public var datastoreChanged: Bool
     public var outcome: OperationOutcome?
     public var finishedAt: Instant?
     /// Install only: how the watch that followed it ended.
@@ -56,9 +78,46 @@ public struct OperationEntry: Codable, Equatable, Sendable {
 
     /// The journal's names since its first version, when times were Int64 fields named `…UnixMs`.
     enum CodingKeys: String, CodingKey {
-        case id, kind, fingerprint, plan, placedSHA256, restartIssued, reverting, outcome, watchEnd
+        case id, kind, fingerprint, plan, placedSHA256, restartIssued, reverting, failedProbe, datastoreChanged, outcome, watchEnd
         case startedAt = "startedAtUnixMs"
         case finishedAt = "finishedAtUnixMs"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        kind = try container.decode(OperationKind.self, forKey: .kind)
+        fingerprint = try container.decode(String.self, forKey: .fingerprint)
+        startedAt = try container.decode(Instant.self, forKey: .startedAt)
+        plan = try container.decodeIfPresent(SwapPlan.self, forKey: .plan)
+        placedSHA256 = try container.decodeIfPresent(String.self, forKey: .placedSHA256)
+        restartIssued = try container.decode(Bool.self, forKey: .restartIssued)
+        reverting = try container.decode(Bool.self, forKey: .reverting)
+        failedProbe = try container.decodeIfPresent(ProbeReport.self, forKey: .failedProbe)
+        // Absent from journals written before restores existed.
+        datastoreChanged = try container.decodeIfPresent(Bool.self, forKey: .datastoreChanged) ?? false
+        outcome = try container.decodeIfPresent(OperationOutcome.self, forKey: .outcome)
+        finishedAt = try container.decodeIfPresent(Instant.self, forKey: .finishedAt)
+        watchEnd = try container.decodeIfPresent(WatchEnd.self, forKey: .watchEnd)
+    }
+
+    /// Fields added since the first version are written only when set, so entries of operations
+    /// that do not use them keep their earlier bytes.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(fingerprint, forKey: .fingerprint)
+        try container.encode(startedAt, forKey: .startedAt)
+        try container.encodeIfPresent(plan, forKey: .plan)
+        try container.encodeIfPresent(placedSHA256, forKey: .placedSHA256)
+        try container.encode(restartIssued, forKey: .restartIssued)
+        try container.encode(reverting, forKey: .reverting)
+        try container.encodeIfPresent(failedProbe, forKey: .failedProbe)
+        if datastoreChanged { try container.encode(true, forKey: .datastoreChanged) }
+        try container.encodeIfPresent(outcome, forKey: .outcome)
+        try container.encodeIfPresent(finishedAt, forKey: .finishedAt)
+        try container.encodeIfPresent(watchEnd, forKey: .watchEnd)
     }
 
     public init(id: String, kind: OperationKind, fingerprint: String, startedAt: Instant, plan: SwapPlan?) {
@@ -70,6 +129,7 @@ public struct OperationEntry: Codable, Equatable, Sendable {
         placedSHA256 = nil
         restartIssued = false
         reverting = false
+        datastoreChanged = false
     }
 
     public var isRunning: Bool { outcome == nil }
@@ -111,6 +171,13 @@ public enum WatchEnd: Codable, Equatable, Sendable {
     /// The deadline passed unhealthy: the previous binary was restored.
     case reverted(failed: ProbeReport, restored: ProbeReport?, message: String)
     case rolledBack(operationID: String)
+    /// The deadline passed unhealthy on a server that went up a Kubernetes minor: the new version
+    /// was left in place, because the old binary needs the datastore of its minor restored with it
+    /// (https://docs.k3s.io/upgrades/roll-back).
+    case keptUnhealthy(failed: ProbeReport, message: String)
+    /// A later operation that stops k3s or changes its binary or datastore ended the watch
+    /// (stopK3s, restore, rejoin).
+    case superseded(operationID: String, kind: OperationKind)
 }
 
 /// One line of the operation journal. The agent appends a record, durably, before it acts on it.

@@ -22,6 +22,17 @@ public struct JournalState: Codable, Equatable, Sendable {
 
     public func operation(_ id: String) -> OperationEntry? { operations[id] }
 
+    /// Whether the binary with this digest is known to have run healthy here: an install or
+    /// restore of it passed its probes, or nothing this agent did ever made it live (it was
+    /// running before, as far as the journal knows). False only when every operation that
+    /// made it live ended without passing its probes.
+    public func wasHealthy(_ sha256: String) -> Bool {
+        let madeLive = operations.values.filter { entry in
+            [.install, .rollback, .restore, .rejoin].contains(entry.kind) && entry.plan?.target.sha256 == sha256 && !entry.isRunning
+        }
+        return madeLive.isEmpty || madeLive.contains { $0.outcome?.state == .succeeded }
+    }
+
     /// Operations that began and did not finish.
     public var running: [OperationEntry] { order.compactMap { operations[$0] }.filter(\.isRunning) }
 
@@ -44,6 +55,8 @@ public struct JournalState: Codable, Equatable, Sendable {
                 entry.placedSHA256 = sha
             case .restarting: entry.restartIssued = true
             case .reverting: entry.reverting = true
+            case .probeFailed(let report): entry.failedProbe = report
+            case .datastoreChanged: entry.datastoreChanged = true
             }
             operations[id] = entry
         case .finished(let id, let outcome, let at):

@@ -4,6 +4,7 @@ import UpkeepCore
 /// protocol's method names.
 public enum OperationKind: String, Codable, Sendable, CaseIterable {
     case stage, install, rollback, cordon, drain, uncordon, backup, commit
+    case restoreBackup, stopK3s, restore, rejoin
 }
 
 /// Why an operation failed, in terms a controller can act on. Mirrors the protocol's error codes
@@ -23,6 +24,9 @@ public enum FailureCode: String, Codable, Sendable, CaseIterable {
     case digestMismatch
     /// A cordon or drain could not finish (timeout, refused evictions).
     case kubernetes
+    /// The request is malformed in a way only the agent can see (a backup that is not what it
+    /// claims to be).
+    case badRequest
 }
 
 /// A k3s binary the agent can make live: identified by content, found by where it is kept.
@@ -150,6 +154,40 @@ public struct CommitReport: Codable, Equatable, Sendable {
     public init(k3sVersion: String?) { self.k3sVersion = k3sVersion }
 }
 
+/// What `stopK3s` found.
+public struct StopReport: Codable, Equatable, Sendable {
+    /// The unit was active before the stop.
+    public var wasActive: Bool
+
+    public init(wasActive: Bool) { self.wasActive = wasActive }
+}
+
+/// What `restore` or `rejoin` left running.
+public struct RestoreReport: Codable, Equatable, Sendable {
+    public var k3sVersion: String?
+    public var probe: ProbeReport
+
+    public init(k3sVersion: String?, probe: ProbeReport) {
+        self.k3sVersion = k3sVersion
+        self.probe = probe
+    }
+}
+
+/// A datastore backup received for a restore, in `<dataDir>/restore/`.
+public struct RestoreBackupReport: Codable, Equatable, Sendable {
+    public var sha256: String
+    public var bytes: Int64
+    public var format: BackupReport.Format
+    public var alreadyReceived: Bool
+
+    public init(sha256: String, bytes: Int64, format: BackupReport.Format, alreadyReceived: Bool) {
+        self.sha256 = sha256
+        self.bytes = bytes
+        self.format = format
+        self.alreadyReceived = alreadyReceived
+    }
+}
+
 /// What a stage did.
 public struct StageReport: Codable, Equatable, Sendable {
     public var sha256: String
@@ -188,6 +226,10 @@ public struct OperationOutcome: Codable, Equatable, Sendable {
         case cordon(CordonReport)
         case drain(DrainReport)
         case uncordon(UncordonReport)
+        case stopK3s(StopReport)
+        /// What `restore` and `rejoin` did.
+        case restore(RestoreReport)
+        case restoreBackup(RestoreBackupReport)
         /// The JSON of a result the shell produced (stage, cordon, drain, uncordon, backup).
         case encoded(String)
     }

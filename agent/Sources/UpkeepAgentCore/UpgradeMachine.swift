@@ -2,7 +2,12 @@ import UpkeepCore
 
 /// The agent's upgrade sequence as a pure state machine: install (keep the live binary, place the
 /// staged one, restart, wait for health, else revert), the watchdog after a healthy install,
-/// commit, rollback, the operation-id ledger, and recovery from the journal at start.
+/// commit, rollback, the steps of a datastore restore (stop k3s; restore or rejoin with a staged
+/// binary), the operation-id ledger, and recovery from the journal at start.
+///
+/// A verdict on a k3s version (an install `reverted`) comes only from a failed probe of that
+/// version; an agent restart is never one. Recovery probes an install whose new binary is live
+/// again, with a fresh deadline, and records anything it cannot finish as `interrupted`.
 ///
 /// It takes events and returns actions; it never reads the clock, the disk or the network. The
 /// shell persists each `persist` record durably before performing anything after it, performs at
@@ -45,6 +50,14 @@ public struct UpgradeMachine: Sendable {
         case .install(let command, let live): install(command, live: live)
         case .rollback(let command, let live): rollback(command, live: live)
         case .commit(let command): commit(command)
+        case .stopK3s(let id): stopK3s(id)
+        case .restore(let command, let live):
+            changeDatastore(command.operationID, .restore, fingerprint: command.fingerprint, target: command.target,
+                            change: .restore(sha256: command.backupSHA256, format: command.format),
+                            healthTimeoutMs: command.healthTimeoutMs, live: live)
+        case .rejoin(let command, let live):
+            changeDatastore(command.operationID, .rejoin, fingerprint: command.fingerprint, target: command.target,
+                            change: .clear, healthTimeoutMs: command.healthTimeoutMs, live: live)
         case .begin(let id, let kind, let fingerprint): beginShellOperation(id, kind: kind, fingerprint: fingerprint)
         case .finish(let id, let outcome): finishShellOperation(id, outcome)
         case .completed(let token, let result): completed(token: token, result)
@@ -91,7 +104,9 @@ public struct UpgradeMachine: Sendable {
         guard let target = command.target ?? journal.previous else {
             return reject(.notFound, "no previous k3s binary is kept on this node (no install has replaced one); name a staged binary to roll back to")
         }
+        if let refusal = minorRollbackRefusal(from: live, to: target) { return reject(.conflict, refusal) }
         if let watch = journal.watch {
+            if case .watchCheck = run?.purpose { run = nil }
             persist(.watchEnded(installID: watch.installID, .rolledBack(operationID: id)))
         }
         self.live = live
@@ -131,8 +146,12 @@ public struct UpgradeMachine: Sendable {
                                         body: .commit(CommitReport(k3sVersion: version))))
         case .reverted(_, _, let message)?:
             finish(id, .failed(.conflict, "the watchdog reverted install \(installID) at its deadline: \(message)"))
+        case .keptUnhealthy(_, let message)?:
+            finish(id, .failed(.conflict, message))
         case .rolledBack(let by)?:
             finish(id, .failed(.conflict, "install \(installID) was rolled back by \(by)"))
+        case .superseded(let by, let kind)?:
+            finish(id, .failed(.conflict, "install \(installID) was ended by \(kind.rawValue) \(by)"))
         case nil:
             if installOutcome.state == .succeeded {
                 finish(id, OperationOutcome(state: .succeeded, message: "install \(installID) needed no watch (the binary was already live)",
@@ -143,10 +162,78 @@ public struct UpgradeMachine: Sendable {
         }
     }
 
+    /// Why a server may not go from `live` to `target` by binaries (nil: it may): an older
+    /// Kubernetes minor, once the live one has been healthy, needs the datastore of that minor
+    /// restored with it (https://docs.k3s.io/upgrades/roll-back).
+    private func minorRollbackRefusal(from live: LiveBinary?, to target: BinaryRef) -> String? {
+        guard settings.role == .server, let live, let from = Self.minor(live.k3sVersion), let to = Self.minor(target.k3sVersion),
+              to < from, journal.wasHealthy(live.sha256) else { return nil }
+        return "rolling this server back from \(live.k3sVersion ?? from.description) to \(target.k3sVersion ?? to.description) crosses "
+            + "a Kubernetes minor after \(from) has been healthy, so the datastore may already be at \(from); the old binary needs "
+            + "the datastore snapshot taken on \(to) restored with it (https://docs.k3s.io/upgrades/roll-back). "
+            + "Run `upkeep rollback --restore`, or fix forward"
+    }
+
+    static func minor(_ version: String?) -> MinorLine? {
+        guard let version, let parsed = try? K3sVersion(version) else { return nil }
+        return parsed.minorLine
+    }
+
+    /// A server whose watch ends unhealthy stays at the new version when going back would cross
+    /// a minor: the message says so and what to do.
+    private func keepsAcrossMinor(_ watch: WatchRecord) -> Bool {
+        guard settings.role == .server, let from = Self.minor(watch.installed.k3sVersion), let to = Self.minor(watch.restore.k3sVersion) else {
+            return false
+        }
+        return to < from
+    }
+
+    // MARK: - Stop, restore, rejoin
+
+    private mutating func stopK3s(_ id: String) {
+        guard admit(id, kind: .stopK3s, fingerprint: "stopK3s", interruptingWatchCheck: true) else { return }
+        persist(.began(OperationEntry(id: id, kind: .stopK3s, fingerprint: "stopK3s", startedAt: now, plan: nil)))
+        endWatch(by: id, .stopK3s)
+        start(Run(purpose: .stop(id), steps: [.stop], target: nil, healthTimeoutMs: 0))
+    }
+
+    /// `restore` and `rejoin`: stop k3s, make `target` live, change the datastore, start k3s and
+    /// probe it. Nothing is reverted: a restored datastore cannot be undone by the agent.
+    private mutating func changeDatastore(_ id: String, _ kind: OperationKind, fingerprint: String, target: BinaryRef,
+                                          change: DatastoreChange, healthTimeoutMs: Int64, live: LiveBinary?) {
+        guard admit(id, kind: kind, fingerprint: fingerprint, interruptingWatchCheck: true) else { return }
+        guard settings.role == .server else {
+            return reject(.conflict, "\(kind.rawValue) is for servers, which hold the datastore; this node is an agent, roll it back with `rollback`")
+        }
+        self.live = live
+        let plan = SwapPlan(target: target, replaced: live, restore: nil, healthTimeoutMs: healthTimeoutMs, watchdogTimeoutMs: nil,
+                            datastore: change)
+        persist(.began(OperationEntry(id: id, kind: kind, fingerprint: fingerprint, startedAt: now, plan: plan)))
+        endWatch(by: id, kind)
+        start(Run(purpose: .datastore(id, kind), steps: Self.datastoreSteps(change, changed: false), target: target,
+                  healthTimeoutMs: healthTimeoutMs))
+    }
+
+    /// What is left of a restore or rejoin: everything until the datastore changed (doing it again
+    /// is safe, k3s is stopped first), afterwards only starting and probing k3s.
+    private static func datastoreSteps(_ change: DatastoreChange, changed: Bool) -> [Run.Step] {
+        var steps: [Run.Step] = changed ? [] : [.stop, .place, .changeDatastore]
+        if case .restore = change { steps.append(.removeRestoreFile) }
+        return steps + [.restart, .probe]
+    }
+
+    /// An operation that stops k3s or changes its binary or datastore ends the watch of an install
+    /// (and any check of it that runs): what it watched is no longer what runs.
+    private mutating func endWatch(by id: String, _ kind: OperationKind) {
+        guard let watch = journal.watch else { return }
+        if case .watchCheck = run?.purpose { run = nil }
+        persist(.watchEnded(installID: watch.installID, .superseded(operationID: id, kind: kind)))
+    }
+
     /// Records a shell operation (stage, cordon, drain, uncordon, backup) as begun: the shell does
     /// its work and reports the outcome with `.finish`; the machine only keeps the ledger.
     private mutating func beginShellOperation(_ id: String, kind: OperationKind, fingerprint: String) {
-        precondition(![.install, .rollback, .commit].contains(kind), "\(kind) has its own event")
+        precondition(![.install, .rollback, .commit, .stopK3s, .restore, .rejoin].contains(kind), "\(kind) has its own event")
         guard admit(id, kind: kind, fingerprint: fingerprint, exclusive: false) else { return }
         persist(.began(OperationEntry(id: id, kind: kind, fingerprint: fingerprint, startedAt: now, plan: nil)))
         output.append(.proceed(operationID: id))
@@ -197,7 +284,14 @@ public struct UpgradeMachine: Sendable {
             case .commit:
                 // A commit has no effects: its records either all landed or the watch is unchanged.
                 finish(entry.id, .failed(.interrupted, "the agent restarted during this commit; send it again with a new operation id"))
-            case .stage, .cordon, .drain, .uncordon, .backup:
+            case .stopK3s:
+                // Stopping again is harmless and gives the answer.
+                start(Run(purpose: .stop(entry.id), steps: [.stop], target: nil, healthTimeoutMs: 0))
+            case .restore, .rejoin:
+                guard let plan = entry.plan, let change = plan.datastore else { preconditionFailure("\(entry.kind) \(entry.id) without a plan") }
+                start(Run(purpose: .datastore(entry.id, entry.kind), steps: Self.datastoreSteps(change, changed: entry.datastoreChanged),
+                          target: plan.target, healthTimeoutMs: plan.healthTimeoutMs))
+            case .stage, .cordon, .drain, .uncordon, .backup, .restoreBackup:
                 finish(entry.id, .failed(.interrupted, interruptedMessage(entry.kind)))
             }
         }
@@ -217,18 +311,30 @@ public struct UpgradeMachine: Sendable {
                                                                                   k3sVersion: watch.installed.k3sVersion, probe: ProbeReport(checks: []),
                                                                                   watchdogDeadline: watch.deadline))))
         }
+        guard let restore = plan.restore else {
+            // Only an install of the binary that was already live has no restore, and it changes nothing.
+            return finish(entry.id, .failed(.interrupted, "the agent restarted while checking the already-live binary; nothing was changed; install again with a new operation id"))
+        }
+        if entry.reverting {
+            // The new binary had failed its probes: that verdict stands; finish putting the old one back.
+            let failed = entry.failedProbe ?? ProbeReport(checks: [ProbeReport.Check(
+                name: "probe", ok: false, latencyMs: 0, message: "the new binary failed its probes (the report was lost with an agent restart)")])
+            return start(Run(purpose: .revertInstall(entry.id, failed: failed, interrupted: false), steps: [.place, .restart, .probe],
+                             target: restore, healthTimeoutMs: plan.healthTimeoutMs))
+        }
+        if live?.sha256 == plan.target.sha256 {
+            // The new binary is live: whether it is healthy is still the question. Restart k3s on it
+            // (the restart may never have reached systemd) and probe with a fresh deadline.
+            return start(Run(purpose: .install(entry.id), steps: [.restart, .probe], target: plan.target, healthTimeoutMs: plan.healthTimeoutMs))
+        }
         let unchanged = live != nil && live?.sha256 == plan.replaced?.sha256
         if unchanged && !entry.restartIssued {
             return finish(entry.id, .failed(.interrupted, "the agent restarted during this install before k3s was restarted; the live binary is unchanged (\(live?.k3sVersion ?? "unknown version")); install again with a new operation id"))
         }
-        guard let restore = plan.restore else {
-            // Only an install of the binary that was already live has no restore, and it changes nothing.
-            return finish(entry.id, .failed(.interrupted, "the agent restarted while checking the already-live binary; nothing was changed"))
-        }
-        if !entry.reverting { persist(.step(operationID: entry.id, .reverting)) }
-        let failed = ProbeReport(checks: [ProbeReport.Check(name: "agent", ok: false, latencyMs: 0, message: "the agent restarted during the install")])
-        start(Run(purpose: .revertInstall(entry.id, failed: failed, interrupted: true), steps: [.place, .restart, .probe], target: restore,
-                  healthTimeoutMs: plan.healthTimeoutMs))
+        // The live binary is neither the new one nor an untouched old one: put the old one back and
+        // run it, but say nothing about the new version.
+        start(Run(purpose: .revertInstall(entry.id, failed: ProbeReport(checks: []), interrupted: true), steps: [.place, .restart, .probe],
+                  target: restore, healthTimeoutMs: plan.healthTimeoutMs))
     }
 
     private func interruptedMessage(_ kind: OperationKind) -> String {
@@ -237,7 +343,8 @@ public struct UpgradeMachine: Sendable {
         case .drain: "the agent restarted during this drain; the node stays cordoned. Drain again with a new operation id"
         case .cordon, .uncordon: "the agent restarted during this \(kind.rawValue); read the node's state and send it again with a new operation id"
         case .backup: "the agent restarted during this backup; take it again with a new operation id"
-        case .install, .rollback, .commit: "the agent restarted during this \(kind.rawValue)"
+        case .restoreBackup: "the agent restarted during this upload; the partial file was removed. Send the backup again with a new operation id"
+        case .install, .rollback, .commit, .stopK3s, .restore, .rejoin: "the agent restarted during this \(kind.rawValue)"
         }
     }
 
@@ -264,21 +371,34 @@ public struct UpgradeMachine: Sendable {
         guard let step = current.steps.first else { preconditionFailure("advance with no step left") }
         let effect: Effect
         switch step {
+        case .stop:
+            effect = .stopUnit
+        case .changeDatastore:
+            guard let id = current.purpose.operationID, let change = journal.operation(id)?.plan?.datastore else {
+                preconditionFailure("a datastore change without its plan")
+            }
+            effect = .changeDatastore(change)
+        case .removeRestoreFile:
+            guard let id = current.purpose.operationID, case .restore(let sha, _)? = journal.operation(id)?.plan?.datastore else {
+                preconditionFailure("removing a restore file without a restore plan")
+            }
+            effect = .removeRestoreFile(sha256: sha)
         case .keepPrevious:
             guard let live else { preconditionFailure("keepPrevious without a live binary") }
             effect = .keepPrevious(live)
         case .place:
-            if live?.sha256 == current.target.sha256 {
+            guard let target = current.target else { preconditionFailure("place without a target") }
+            if live?.sha256 == target.sha256 {
                 current.steps.removeFirst()
                 run = current
                 return advance()
             }
-            effect = .place(current.target)
+            effect = .place(target)
         case .restart:
             if let id = current.purpose.operationID { persist(.step(operationID: id, .restarting)) }
             effect = .restartUnit
         case .probe:
-            effect = .probe(expectedK3sVersion: current.target.k3sVersion, notBefore: current.nextProbe ?? now)
+            effect = .probe(expectedK3sVersion: current.target?.k3sVersion, notBefore: current.nextProbe ?? now)
         case .gate:
             effect = .gate(notBefore: current.nextProbe ?? now)
         }
@@ -298,8 +418,27 @@ public struct UpgradeMachine: Sendable {
             persist(.previousKept(kept))
             if let id = current.purpose.operationID { persist(.step(operationID: id, .previousKept)) }
         case (.place, .done):
-            live = LiveBinary(sha256: current.target.sha256, k3sVersion: current.target.k3sVersion)
-            if let id = current.purpose.operationID { persist(.step(operationID: id, .placed(sha256: current.target.sha256))) }
+            guard let target = current.target else { preconditionFailure("place without a target") }
+            live = LiveBinary(sha256: target.sha256, k3sVersion: target.k3sVersion)
+            if let id = current.purpose.operationID { persist(.step(operationID: id, .placed(sha256: target.sha256))) }
+        case (.stop, .stopped(let wasActive)):
+            if case .stop(let id) = current.purpose {
+                run = nil
+                return finish(id, OperationOutcome(state: .succeeded, message: wasActive ? "stopped k3s" : "k3s was not running",
+                                                   body: .stopK3s(StopReport(wasActive: wasActive))))
+            }
+        case (.stop, .failed(let message)):
+            if case .stop(let id) = current.purpose {
+                run = nil
+                return finish(id, .failed(.conflict, "k3s did not stop: \(message); look at the unit (systemctl status) and send stopK3s again with a new operation id"))
+            }
+            return conclude(current, .failed("k3s did not stop: \(message)", .conflict))
+        case (.changeDatastore, .done):
+            if let id = current.purpose.operationID { persist(.step(operationID: id, .datastoreChanged)) }
+        case (.changeDatastore, .failed(let message)):
+            return conclude(current, .failed(message, .io))
+        case (.removeRestoreFile, _):
+            break  // a file left behind is removed by the retention sweep
         case (.restart, .done):
             current.probeDeadline = now.adding(milliseconds: current.healthTimeoutMs)
             // Full probe rounds only once k3s shows a sign of life.
@@ -323,7 +462,7 @@ public struct UpgradeMachine: Sendable {
             current.steps.insert(.probe, at: 0)
             current.nextProbe = next
         case (.keepPrevious, .failed(let message)), (.place, .failed(let message)):
-            return conclude(current, .failed(message))
+            return conclude(current, .failed(message, .io))
         default:
             preconditionFailure("\(result) does not answer \(step)")
         }
@@ -335,38 +474,44 @@ public struct UpgradeMachine: Sendable {
     private enum Ending {
         case healthy(ProbeReport)
         case unhealthy(ProbeReport)
-        /// Keeping or placing a binary failed; nothing was restarted by this step.
-        case failed(String)
+        /// Keeping or placing a binary, stopping k3s or changing the datastore failed; nothing was
+        /// restarted by this step.
+        case failed(String, FailureCode)
     }
 
     private mutating func conclude(_ finished: Run, _ ending: Ending) {
         run = nil
+        guard let target = finished.target else { preconditionFailure("\(finished.purpose) concluded without a target") }
         switch finished.purpose {
         case .install(let id):
-            concludeInstall(id, finished, ending)
+            concludeInstall(id, target, ending)
         case .revertInstall(let id, let failedProbe, let interrupted):
-            concludeRevert(id, failedProbe: failedProbe, interrupted: interrupted, restored: finished.target, ending)
+            concludeRevert(id, failedProbe: failedProbe, interrupted: interrupted, restored: target, ending)
+        case .stop:
+            preconditionFailure("a stop concludes when it stopped")
+        case .datastore(let id, let kind):
+            concludeDatastore(id, kind, target, ending)
         case .rollback(let id, let interrupted):
             let prefix = interrupted ? "finished after an agent restart: " : ""
             switch ending {
             case .healthy(let report):
-                finish(id, OperationOutcome(state: .succeeded, message: "\(prefix)rolled back to \(finished.target)",
-                                            body: .rollback(RollbackReport(k3sVersion: finished.target.k3sVersion, probe: report))))
+                finish(id, OperationOutcome(state: .succeeded, message: "\(prefix)rolled back to \(target)",
+                                            body: .rollback(RollbackReport(k3sVersion: target.k3sVersion, probe: report))))
             case .unhealthy(let report):
-                finish(id, .failed(.unhealthy, "\(prefix)rolled back to \(finished.target) but it is not healthy: \(report)",
-                                   body: .rollback(RollbackReport(k3sVersion: finished.target.k3sVersion, probe: report))))
-            case .failed(let message):
-                finish(id, .failed(.io, "could not put \(finished.target) in place: \(message); the live binary is \(live.map(describe) ?? "unknown")"))
+                finish(id, .failed(.unhealthy, "\(prefix)rolled back to \(target) but it is not healthy: \(report)",
+                                   body: .rollback(RollbackReport(k3sVersion: target.k3sVersion, probe: report))))
+            case .failed(let message, _):
+                finish(id, .failed(.io, "could not put \(target) in place: \(message); the live binary is \(live.map(describe) ?? "unknown")"))
             }
         case .alreadyLive(let id):
             switch ending {
             case .healthy(let report):
-                finish(id, OperationOutcome(state: .succeeded, message: "\(finished.target) was already live and is healthy; nothing was changed",
-                                            body: .install(InstallReport(outcome: .installed, previousK3sVersion: finished.target.k3sVersion,
-                                                                         k3sVersion: finished.target.k3sVersion, probe: report, watchdogDeadline: nil))))
+                finish(id, OperationOutcome(state: .succeeded, message: "\(target) was already live and is healthy; nothing was changed",
+                                            body: .install(InstallReport(outcome: .installed, previousK3sVersion: target.k3sVersion,
+                                                                         k3sVersion: target.k3sVersion, probe: report, watchdogDeadline: nil))))
             case .unhealthy(let report):
-                finish(id, .failed(.unhealthy, "\(finished.target) is already live but not healthy: \(report); nothing was changed"))
-            case .failed(let message):
+                finish(id, .failed(.unhealthy, "\(target) is already live but not healthy: \(report); nothing was changed"))
+            case .failed(let message, _):
                 preconditionFailure("an already-live install changes no file (\(message))")
             }
         case .watchCheck(let installID):
@@ -374,51 +519,71 @@ public struct UpgradeMachine: Sendable {
             switch ending {
             case .healthy(let report):
                 persist(.watchEnded(installID: installID, .keptHealthy(report)))
+            case .unhealthy(let report) where keepsAcrossMinor(watch):
+                let message = "the watchdog found install \(installID) of \(watch.installed) unhealthy at its deadline (\(report)) and left it: "
+                    + "going back to \(watch.restore) by binaries would cross a Kubernetes minor on a server whose datastore the new "
+                    + "version has used (https://docs.k3s.io/upgrades/roll-back). Fix forward, or restore the datastore snapshot taken "
+                    + "before the upgrade with `upkeep rollback --restore`"
+                persist(.watchEnded(installID: installID, .keptUnhealthy(failed: report, message: message)))
             case .unhealthy(let report):
                 persist(.watchReverting(installID: installID))
                 start(Run(purpose: .watchRevert(installID, failed: report), steps: [.place, .restart, .probe], target: watch.restore,
                           healthTimeoutMs: watch.healthTimeoutMs))
-            case .failed(let message):
+            case .failed(let message, _):
                 preconditionFailure("a watchdog check changes no file (\(message))")
             }
         case .watchRevert(let installID, let failedProbe):
             switch ending {
             case .healthy(let report):
                 persist(.watchEnded(installID: installID, .reverted(failed: failedProbe, restored: report,
-                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); \(finished.target) restored and healthy")))
+                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); \(target) restored and healthy")))
             case .unhealthy(let report):
                 persist(.watchEnded(installID: installID, .reverted(failed: failedProbe, restored: report,
-                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); \(finished.target) restored but not healthy either: \(report)")))
-            case .failed(let message):
+                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); \(target) restored but not healthy either: \(report)")))
+            case .failed(let message, _):
                 persist(.watchEnded(installID: installID, .reverted(failed: failedProbe, restored: nil,
-                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); could not restore \(finished.target): \(message)")))
+                                                                   message: "unhealthy at the watchdog deadline (\(failedProbe)); could not restore \(target): \(message)")))
             }
         }
     }
 
-    private mutating func concludeInstall(_ id: String, _ finished: Run, _ ending: Ending) {
+    private mutating func concludeInstall(_ id: String, _ target: BinaryRef, _ ending: Ending) {
         guard let plan = journal.operation(id)?.plan, let restore = plan.restore else { preconditionFailure("install \(id) without a restore plan") }
         switch ending {
         case .healthy(let report):
             let deadline = now.adding(milliseconds: plan.watchdogTimeoutMs ?? 0)
-            persist(.watchStarted(WatchRecord(installID: id, installed: finished.target, restore: restore,
+            persist(.watchStarted(WatchRecord(installID: id, installed: target, restore: restore,
                                               deadline: deadline, healthTimeoutMs: plan.healthTimeoutMs)))
-            finish(id, OperationOutcome(state: .succeeded, message: "installed \(finished.target); commit before the watchdog deadline",
+            finish(id, OperationOutcome(state: .succeeded, message: "installed \(target); commit before the watchdog deadline",
                                         body: .install(InstallReport(outcome: .installed, previousK3sVersion: restore.k3sVersion,
-                                                                     k3sVersion: finished.target.k3sVersion, probe: report,
+                                                                     k3sVersion: target.k3sVersion, probe: report,
                                                                      watchdogDeadline: deadline))))
         case .unhealthy(let report):
+            // The verdict is recorded before anything is undone, so a revert finished after an
+            // agent restart reports the same probe.
+            persist(.step(operationID: id, .probeFailed(report)))
             persist(.step(operationID: id, .reverting))
             start(Run(purpose: .revertInstall(id, failed: report, interrupted: false), steps: [.place, .restart, .probe], target: restore,
                       healthTimeoutMs: plan.healthTimeoutMs))
-        case .failed(let message):
+        case .failed(let message, _):
             finish(id, .failed(.io, "\(message); the live binary was not changed (\(plan.replaced.map(describe) ?? "unknown"))"))
         }
     }
 
+    /// Ends an install's revert. Only a revert that followed a failed probe of the new binary is a
+    /// verdict (`reverted`); one an agent restart forced is `interrupted`, whatever ran after it.
     private mutating func concludeRevert(_ id: String, failedProbe: ProbeReport, interrupted: Bool, restored: BinaryRef, _ ending: Ending) {
         let target = journal.operation(id)?.plan?.target
-        let why = interrupted ? "the agent restarted during the install" : "\(target.map { "\($0)" } ?? "the new binary") did not become healthy (\(failedProbe))"
+        if interrupted {
+            let how = switch ending {
+            case .healthy: "restored \(restored), which is healthy"
+            case .unhealthy(let probe): "restored \(restored), which is not healthy: \(probe)"
+            case .failed(let message, _): "could not restore \(restored) (\(message)); the live binary is \(live.map(describe) ?? "unknown"), restore it by hand from the agent's previous/ directory"
+            }
+            return finish(id, .failed(.interrupted, "the agent restarted during this install and found neither the new binary nor the untouched previous one live; "
+                                      + "\(how). Nothing is known about \(target.map { "\($0)" } ?? "the new binary"): install again with a new operation id"))
+        }
+        let why = "\(target.map { "\($0)" } ?? "the new binary") did not become healthy (\(failedProbe))"
         func report(_ probe: ProbeReport?) -> OperationOutcome.Body {
             .install(InstallReport(outcome: .reverted, previousK3sVersion: restored.k3sVersion, k3sVersion: restored.k3sVersion,
                                    probe: failedProbe, revertProbe: probe, watchdogDeadline: nil))
@@ -428,8 +593,27 @@ public struct UpgradeMachine: Sendable {
             finish(id, OperationOutcome(state: .reverted, message: "\(why); restored \(restored), which is healthy", body: report(probe)))
         case .unhealthy(let probe):
             finish(id, OperationOutcome(state: .reverted, message: "\(why); restored \(restored), but it is not healthy either: \(probe)", body: report(probe)))
-        case .failed(let message):
+        case .failed(let message, _):
             finish(id, .failed(.io, "\(why); restoring \(restored) failed: \(message). The live binary is \(live.map(describe) ?? "unknown"); restore it by hand from the agent's previous/ directory"))
+        }
+    }
+
+    /// Ends a restore or rejoin. Nothing is undone: once the datastore changed, only going forward
+    /// (k3s healthy on it) makes sense, and the message says what to look at.
+    private mutating func concludeDatastore(_ id: String, _ kind: OperationKind, _ target: BinaryRef, _ ending: Ending) {
+        let changed = journal.operation(id)?.datastoreChanged ?? false
+        let what = kind == .restore ? "restored the datastore" : "cleared server/db to rejoin"
+        switch ending {
+        case .healthy(let report):
+            finish(id, OperationOutcome(state: .succeeded, message: "\(what); k3s \(target) is healthy",
+                                        body: .restore(RestoreReport(k3sVersion: target.k3sVersion, probe: report))))
+        case .unhealthy(let report):
+            finish(id, .failed(.unhealthy, "\(what) and started k3s \(target), but it did not become healthy within the deadline: \(report). "
+                               + "Look at the k3s unit's log on this node; the datastore is not changed back",
+                               body: .restore(RestoreReport(k3sVersion: target.k3sVersion, probe: report))))
+        case .failed(let message, let code):
+            let state = changed ? "the datastore was changed" : "the datastore was not changed"
+            finish(id, .failed(code, "\(kind.rawValue) stopped: \(message); \(state), k3s stays stopped. Fix the cause and send \(kind.rawValue) again with a new operation id"))
         }
     }
 
@@ -452,7 +636,8 @@ public struct UpgradeMachine: Sendable {
     private func describe(_ live: LiveBinary) -> String { "\(live.k3sVersion ?? "unknown version") (\(live.sha256.prefix(12)))" }
 }
 
-/// An install, revert, rollback or watchdog check in progress: its remaining steps.
+/// An install, revert, rollback, stop, restore, rejoin or watchdog check in progress: its
+/// remaining steps.
 private struct Run: Sendable {
     enum Purpose: Sendable, CustomStringConvertible {
         case install(String)
@@ -461,11 +646,15 @@ private struct Run: Sendable {
         case alreadyLive(String)
         case watchCheck(String)
         case watchRevert(String, failed: ProbeReport)
+        case stop(String)
+        /// A restore or a rejoin.
+        case datastore(String, OperationKind)
 
         /// The journal operation whose steps this run records; nil for the watchdog.
         var operationID: String? {
             switch self {
-            case .install(let id), .revertInstall(let id, _, _), .rollback(let id, _), .alreadyLive(let id): id
+            case .install(let id), .revertInstall(let id, _, _), .rollback(let id, _), .alreadyLive(let id), .stop(let id),
+                 .datastore(let id, _): id
             case .watchCheck, .watchRevert: nil
             }
         }
@@ -477,17 +666,19 @@ private struct Run: Sendable {
             case .rollback(let id, _): "rollback \(id)"
             case .watchCheck(let id): "the watchdog check of install \(id)"
             case .watchRevert(let id, _): "the watchdog revert of install \(id)"
+            case .stop(let id): "stopK3s \(id)"
+            case .datastore(let id, let kind): "\(kind.rawValue) \(id)"
             }
         }
     }
 
     /// `gate` comes in after a restart: quick looks until k3s shows a sign of life, then `probe`.
-    enum Step: Sendable { case keepPrevious, place, restart, gate, probe }
+    enum Step: Sendable { case keepPrevious, place, restart, gate, probe, stop, changeDatastore, removeRestoreFile }
 
     var purpose: Purpose
     var steps: [Step]
-    /// The binary this run makes live, whose version the probes expect.
-    var target: BinaryRef
+    /// The binary this run makes live, whose version the probes expect; nil for a stop.
+    var target: BinaryRef?
     var healthTimeoutMs: Int64
     var probeDeadline = Instant(milliseconds: 0)
     /// When the next gate look or probe round may run.

@@ -1,7 +1,7 @@
 import UpkeepCore
 
 extension UpgradeMachine {
-    /// Timing the machine needs; everything else comes with the events.
+    /// Timing and the node's role; everything else comes with the events.
     public struct Settings: Equatable, Sendable {
         /// Pause between failed probe rounds while waiting for health.
         public var probeIntervalMs: Int64
@@ -9,11 +9,15 @@ extension UpgradeMachine {
         /// local request) before the first full probe round: short, so a healthy k3s is noticed
         /// within a few milliseconds without running every probe (and spawning systemctl) each time.
         public var gateIntervalMs: Int64
+        /// k3s's role on this node. A server holds the datastore: its binary never goes back a
+        /// Kubernetes minor by itself once the newer one was healthy, and only it restores.
+        public var role: NodeRole
 
-        public init(probeIntervalMs: Int64 = 100, gateIntervalMs: Int64 = 5) {
+        public init(probeIntervalMs: Int64 = 100, gateIntervalMs: Int64 = 5, role: NodeRole = .agent) {
             precondition(probeIntervalMs > 0 && gateIntervalMs > 0, "probe and gate intervals must be positive")
             self.probeIntervalMs = probeIntervalMs
             self.gateIntervalMs = gateIntervalMs
+            self.role = role
         }
     }
 
@@ -49,6 +53,42 @@ extension UpgradeMachine {
         var fingerprint: String { "rollback \(target?.sha256 ?? "previous")" }
     }
 
+    /// `restore`: the staged `target` made live and the received backup restored with it.
+    public struct RestoreCommand: Equatable, Sendable {
+        public var operationID: String
+        public var target: BinaryRef
+        /// The received backup (its digest) and its format.
+        public var backupSHA256: String
+        public var format: BackupReport.Format
+        public var healthTimeoutMs: Int64
+
+        public init(operationID: String, target: BinaryRef, backupSHA256: String, format: BackupReport.Format, healthTimeoutMs: Int64) {
+            self.operationID = operationID
+            self.target = target
+            self.backupSHA256 = backupSHA256
+            self.format = format
+            self.healthTimeoutMs = healthTimeoutMs
+        }
+
+        var fingerprint: String { "restore \(backupSHA256) with \(target.sha256)" }
+    }
+
+    /// `rejoin`: the staged `target` made live and `server/db` deleted, so the server joins the
+    /// restored cluster.
+    public struct RejoinCommand: Equatable, Sendable {
+        public var operationID: String
+        public var target: BinaryRef
+        public var healthTimeoutMs: Int64
+
+        public init(operationID: String, target: BinaryRef, healthTimeoutMs: Int64) {
+            self.operationID = operationID
+            self.target = target
+            self.healthTimeoutMs = healthTimeoutMs
+        }
+
+        var fingerprint: String { "rejoin with \(target.sha256)" }
+    }
+
     public struct CommitCommand: Equatable, Sendable {
         public var operationID: String
         public var installOperationID: String
@@ -68,7 +108,11 @@ extension UpgradeMachine {
         case install(InstallCommand, live: LiveBinary?)
         case rollback(RollbackCommand, live: LiveBinary?)
         case commit(CommitCommand)
-        /// A shell operation (stage, cordon, drain, uncordon, backup): the shell does the work between
+        /// Stop the k3s unit and wait until it is inactive.
+        case stopK3s(operationID: String)
+        case restore(RestoreCommand, live: LiveBinary?)
+        case rejoin(RejoinCommand, live: LiveBinary?)
+        /// A shell operation (stage, cordon, drain, uncordon, backup, restoreBackup): the shell does the work between
         /// `begin` and `finish`; the machine only keeps the ledger.
         case begin(operationID: String, kind: OperationKind, fingerprint: String)
         case finish(operationID: String, OperationOutcome)
@@ -105,6 +149,12 @@ extension UpgradeMachine {
         case place(BinaryRef)
         /// `systemctl restart <unit>`.
         case restartUnit
+        /// `systemctl stop <unit>`, then wait until it is inactive; answered with `.stopped`.
+        case stopUnit
+        /// Change the stopped server's datastore (restore a received backup, or delete `server/db`).
+        case changeDatastore(DatastoreChange)
+        /// Remove the received backup with this digest: it holds the cluster's data and token.
+        case removeRestoreFile(sha256: String)
         /// Run every probe once, not before the given time.
         case probe(expectedK3sVersion: String?, notBefore: Instant)
         /// Look once, not before the given time, for the first sign that the restarted k3s is up
@@ -117,6 +167,8 @@ extension UpgradeMachine {
         /// What failed, for an operator.
         case failed(String)
         case probed(ProbeReport)
+        /// The unit is inactive; it was active before the stop.
+        case stopped(wasActive: Bool)
     }
 
     /// A request refused without being recorded.

@@ -176,6 +176,7 @@ public final class AgentRequestHandler: RequestHandler {
         case .notFound: .notFound
         case .conflict, .unhealthy, .kubernetes: .conflict
         case .interrupted: .interrupted
+        case .badRequest: .badRequest
         case .insufficientSpace: .insufficientSpace
         case .digestMismatch: .digestMismatch
         case .io: .internal

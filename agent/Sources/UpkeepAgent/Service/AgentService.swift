@@ -55,7 +55,8 @@ public actor AgentService {
         let records = try journalFile.open()
         let state = JournalState(records: records)
         let settings = UpgradeMachine.Settings(probeIntervalMs: Int64(environment.config.probes.intervalMs),
-                                               gateIntervalMs: Int64(environment.config.probes.gateIntervalMs))
+                                               gateIntervalMs: Int64(environment.config.probes.gateIntervalMs),
+                                               role: environment.role)
         let service = AgentService(environment: environment, journalFile: journalFile, lock: lock,
                                    machine: UpgradeMachine(journal: state, settings: settings))
         await service.recover()
@@ -264,6 +265,9 @@ public actor AgentService {
             case .gate(let notBefore):
                 await environment.sleep(until: notBefore)
                 return .probed(await environment.probes.gate())
+            case .stopUnit, .changeDatastore, .removeRestoreFile:
+                // Only restore methods ask for these, and this build answers them notImplemented.
+                return .failed("this agent build does not carry out \(effect)")
             }
             return .done
         } catch {
