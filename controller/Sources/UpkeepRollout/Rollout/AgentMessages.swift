@@ -62,6 +62,10 @@ public enum AgentReply: Codable, Equatable, Sendable {
     /// The agent answered with an error: the operation did not succeed (drain timed out, digest
     /// mismatch, no space, conflict, …). `code` is the protocol's error code.
     case refused(code: String, message: String)
+
+    /// The protocol's error code for a step the agent's restart left undone (PROTOCOL.md 9.2):
+    /// send the step again under a new operation id; it is no verdict on the version.
+    public static let interruptedCode = "interrupted"
 }
 
 /// What the runtime saw of the cluster: the Kubernetes nodes and Longhorn volumes, plus etcd

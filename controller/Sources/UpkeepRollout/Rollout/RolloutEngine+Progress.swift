@@ -206,9 +206,15 @@ extension RolloutEngine {
         }
     }
 
-    private mutating func startStage(node: String, version: K3sVersion, arch: Arch, key: String, _ now: Instant) {
+    /// `<rollout>:<move key>:stage:<n>`: numbered across the rollout, so a restage never replays a
+    /// recorded answer.
+    mutating func nextStageOperationID(key: some StringProtocol) -> String {
         stagesIssued += 1
-        let id = "\(rolloutID):\(key):stage:\(stagesIssued)"
+        return "\(rolloutID):\(key):stage:\(stagesIssued)"
+    }
+
+    private mutating func startStage(node: String, version: K3sVersion, arch: Arch, key: String, _ now: Instant) {
+        let id = nextStageOperationID(key: key)
         stages.append(StageRun(node: node, version: version, operationID: id))
         queue(AgentRequest(operationID: id, node: node, command: .stage(version: version, arch: arch)), owner: .stage(id), now)
     }

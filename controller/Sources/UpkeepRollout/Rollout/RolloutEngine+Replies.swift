@@ -2,6 +2,63 @@ import UpkeepCore
 
 /// Agents' answers: each moves its node to the next phase, or stops the rollout.
 extension RolloutEngine {
+    mutating func replied(_ request: PendingRequest, _ operationID: String, _ reply: AgentReply, _ now: Instant, _ out: inout [Action]) {
+        switch request.owner {
+        case .stage(let id):
+            if let index = stages.firstIndex(where: { $0.operationID == id }) { stageReplied(index, reply, &out) }
+        case .move(let index):
+            moves[index].interruptions = nil
+            moveReplied(index, operationID, reply, now, &out)
+        }
+    }
+
+    /// The agent restarted while it ran this request and recorded it as not done (PROTOCOL.md,
+    /// error `interrupted`): that is no verdict on the node or the version. The step is sent again
+    /// under the next attempt id (the old id would answer `interrupted` again), at most
+    /// `requestTriesMax` times in a row; then the rollout blocks for a look at the agent.
+    mutating func redoInterrupted(_ request: PendingRequest, _ message: String, _ now: Instant, _ out: inout [Action]) {
+        let node = request.request.node
+        let what = request.request.command.name
+        switch request.owner {
+        case .stage(let id):
+            guard let index = stages.firstIndex(where: { $0.operationID == id }) else { return }
+            let count = (stages[index].interruptions ?? 0) + 1
+            guard count < policy.requestTriesMax else {
+                return stageReplied(index, .refused(code: AgentReply.interruptedCode, message: "the agent restarted \(count) times during staging: \(message)"), &out)
+            }
+            out.append(.notice(Notice(.warning, node: node, "the agent restarted during \(what); staging again")))
+            // Stage ids are `<rollout>:<move key>:stage:<n>` (the rollout id has no colon).
+            let newID = nextStageOperationID(key: id.split(separator: ":")[1])
+            stages[index].operationID = newID
+            stages[index].interruptions = count
+            var again = request.request
+            again.operationID = newID
+            queue(again, owner: .stage(newID), now)
+        case .move(let index):
+            let count = (moves[index].interruptions ?? 0) + 1
+            let phase = moves[index].phase
+            guard phase.awaitsReply else { return }
+            if phase == .installing && !mayGoForward(index) {
+                // Nothing was installed; the rollout is winding down, so do not start it again.
+                out.append(.notice(Notice(.info, node: node, "the agent restarted during the install, which did not happen; not sending it again while stopping")))
+                moves[index].interruptions = nil
+                return enter(index, .verifyingRevert, now, &out)
+            }
+            guard count < policy.requestTriesMax else {
+                let text = "the agent on \(node) restarted \(count) times in a row during \(what) (last: \(message)); "
+                    + "check the agent (journalctl -u upkeep-agent) and run `upkeep resume`"
+                out.append(.notice(Notice(.error, node: node, text)))
+                moves[index].interruptions = nil
+                return stop(.blocked(text), &out)
+            }
+            moves[index].interruptions = count
+            moves[index].attempt += 1
+            out.append(.notice(Notice(.warning, node: node, "the agent restarted during \(what), which it did not finish: "
+                                      + "sending it again as attempt \(moves[index].attempt) (no verdict on \(moves[index].to))")))
+            enter(index, phase, now, &out)
+        }
+    }
+
     mutating func stageReplied(_ index: Int, _ reply: AgentReply, _ out: inout [Action]) {
         switch reply {
         case .staged:

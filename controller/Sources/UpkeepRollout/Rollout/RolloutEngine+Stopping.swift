@@ -161,6 +161,7 @@ extension RolloutEngine {
         guard isInProgress else { return }
         if case .blocked = status { status = .running }
         out.append(.notice(Notice(.info, "rollout \(rolloutID) resumed")))
+        for index in moves.indices { moves[index].interruptions = nil }
         for id in pendingOrder {
             pending[id]?.tries = 0
             pending[id]?.exhausted = false

@@ -148,12 +148,14 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         case .replied(let operationID, let reply):
             guard let request = pending.removeValue(forKey: operationID) else { return [] }  // late or duplicate
             pendingOrder.removeAll { $0 == operationID }
-            switch request.owner {
-            case .stage(let id):
-                if let index = stages.firstIndex(where: { $0.operationID == id }) { stageReplied(index, reply, &out) }
-            case .move(let index): moveReplied(index, operationID, reply, now, &out)
+            if case .refused(let code, let message) = reply, code == AgentReply.interruptedCode {
+                // The agent restarted and left the step undone: no verdict, send it again.
+                redoInterrupted(request, message, now, &out)
+            } else {
+                replied(request, operationID, reply, now, &out)
             }
         case .requestFailed(let operationID, let message):
+
             guard var request = pending[operationID], request.sendAt == nil, !request.exhausted else { return [] }
             if request.tries >= policy.requestTriesMax {
                 request.exhausted = true

@@ -65,6 +65,9 @@ struct Move: Codable, Equatable, Sendable {
     var to: K3sVersion
     /// Bumped on every deliberate redo, so a redo never replays a recorded answer.
     var attempt = 1
+    /// Times in a row the agent answered the current step `interrupted` (it restarted and left
+    /// the step undone); each sends the step again, up to `requestTriesMax`. Nil: none.
+    var interruptions: Int?
     var phase = Phase.pending
     /// Where an uncordon leads: settling (success), cancelled or reverted.
     var afterUncordon: Phase?
@@ -110,6 +113,8 @@ struct StageRun: Codable, Equatable, Sendable {
     var operationID: String
     var state = State.sending
     var message: String?
+    /// Times this stage was sent again because the agent restarted during it. Nil: none.
+    var interruptions: Int?
 }
 
 /// A request sent (or to be sent) and not yet answered.
