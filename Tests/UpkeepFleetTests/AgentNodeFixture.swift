@@ -58,7 +58,7 @@ final class AgentNodeFixture: @unchecked Sendable {
         try "\(healthPort)".write(toFile: "\(root)/port", atomically: false, encoding: .utf8)
         try Self.template("systemctl.sh", root: root, version: "").write(toFile: "\(root)/systemctl", atomically: false, encoding: .utf8)
         chmod("\(root)/systemctl", 0o755)
-        try "[Unit]\n".write(toFile: "\(root)/units/k3s.service", atomically: false, encoding: .utf8)
+        try "[Unit]\n".write(toFile: "\(root)/units/k3s-agent.service", atomically: false, encoding: .utf8)
         try binaryScript(liveVersion).write(toFile: "\(root)/bin/k3s", atomically: false, encoding: .utf8)
         chmod("\(root)/bin/k3s", 0o755)
     }
@@ -91,7 +91,9 @@ final class AgentNodeFixture: @unchecked Sendable {
         precondition(result.status == 0, "fake systemctl restart failed: \(result.error)")
         var config = AgentConfig(nodeName: name)
         config.k3sBinary = "\(root)/bin/k3s"
-        config.unit = "k3s"
+        // An agent node, as its name says: its watchdog and rollback go back across a minor (a
+        // server's would not: docs/agent.md, "Operations").
+        config.unit = "k3s-agent"
         config.systemctl = "\(root)/systemctl"
         config.systemctlTimeoutSeconds = 20
         config.dataDir = "\(root)/data"
