@@ -61,7 +61,8 @@ struct EndToEndTests {
     }
 
     @Test func aNodeThatNeverBecomesHealthyIsRevertedAndTheRestRolledBack() async throws {
-        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start) { sandbox in
+        // server-1 is rolled back a minor by its binary after it ran the new one healthy.
+        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start, storageMinor: .warn) { sandbox in
             // Off a terminal and without --yes, apply refuses before touching anything.
             let unconfirmed = try await sandbox.controller(["apply", "--to", Self.nextMinor])
             #expect(unconfirmed.status == 2 && unconfirmed.output.contains("--yes"), "\(unconfirmed.output)")
@@ -128,7 +129,8 @@ struct EndToEndTests {
         // The agent is killed while its `systemctl restart` runs; that stand-in carries on beside
         // the one the restarted agent issues, and the unit must still end with one supervisor
         // (HostTests.overlappingRestartsLeaveOneSupervisor), which `sandbox down` stops.
-        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start) { sandbox in
+        // A rollback takes server-1 back a minor by its binary.
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, storageMinor: .warn) { sandbox in
             try await sandbox.fault(["agent-1", "slow-start", "4"])
             let before = try #require(try sandbox.agentPID("agent-1"), "agent-1's agent has no pid file")
             let apply = try sandbox.start(["apply", "--to", Self.nextMinor, "--yes"])
@@ -160,7 +162,8 @@ struct EndToEndTests {
     @Test(.enabled(if: EndToEndSandbox.netnsAvailable, "needs root and ip(8) for network namespaces"))
     func aNodeCutOffDuringItsInstallIsRevertedByItsAgentAndTheRestRolledBack() async throws {
         var namespaces: [String] = []
-        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, netns: true) { sandbox in
+        // server-1 is rolled back a minor by its binary after it ran the new one healthy.
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, netns: true, storageMinor: .warn) { sandbox in
             namespaces = sandbox.manifest.nodes.compactMap(\.netns)
             #expect(namespaces.count == 2, "every node in its own namespace: \(sandbox.manifest.nodes.map(\.name))")
             // The new k3s takes a few seconds to turn healthy, so the cut lands while the install is in flight.

@@ -15,7 +15,8 @@ struct PlanAgentsRollbackTests {
         let start = EndToEndTests.start
         let target = EndToEndTests.nextMinor
         try #require(target != start, "the sandbox offers no next minor: \(EndToEndTests.offered)")
-        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: start) { sandbox in
+        // `rollback --to-previous` takes server-1 back a minor by its binary.
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: start, storageMinor: .warn) { sandbox in
             let agents = try await sandbox.controller(["agents", "-o", "json"])
             #expect(agents.status == 0, "\(agents.output)")
             let rows = try JSONSerialization.jsonObject(with: Data(agents.output.utf8)) as? [[String: Any]] ?? []

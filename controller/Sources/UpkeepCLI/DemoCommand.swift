@@ -64,7 +64,10 @@ struct Demo: AsyncParsableCommand {
         _ = try await SandboxProgram.run(["up", "--dir", directory, "--servers", "3", "--agents", "3", "--volumes", "4", "--replicas", "2",
                                           "--k3s-version", "v1.30.6+k3s1", "--agent-port", "9443", "--node-grace", "10",
                                           "--pod-start-seconds", "0.5", "--pod-termination-seconds", "0.3", "--rebuild-seconds", "1",
-                                          "--ready-timeout", "60"],
+                                          "--ready-timeout", "60"]
+                                             // The rollback scene takes the servers back by their binaries across the minors
+                                             // they ran healthy, which a sandbox server refuses by default.
+                                             + (failing == nil ? [] : ["--storage-minor", "warn"]),
                                          timeoutSeconds: Self.sandboxUpSecondsMax)
         do {
             let manifest = try SandboxProgram.Manifest.load(directory: directory)

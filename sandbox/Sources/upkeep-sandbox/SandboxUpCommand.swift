@@ -63,6 +63,11 @@ struct SandboxUp: AsyncParsableCommand {
                                             valueName: "NODE,…", visibility: .hidden))
     var airgap: String?
 
+    @Option(name: .customLong("storage-minor"),
+            help: ArgumentHelp("What a server does on a datastore a newer Kubernetes minor wrote: refuse to start (as must be assumed: https://docs.k3s.io/upgrades/roll-back) or warn and start.",
+                               valueName: "refuse|warn", visibility: .hidden))
+    var storageMinor: StorageMinor.Check = .refuse
+
     var airgapNodes: [String]? {
         airgap.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
     }
@@ -92,7 +97,8 @@ struct SandboxUp: AsyncParsableCommand {
             agentBinary: noAgents ? nil : SandboxRunner.agentBinaryNextTo(executable: executable), agentPort: agentPort,
             timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds, podStartSeconds: podStartSeconds,
                                   podTerminationSeconds: podTerminationSeconds, rebuildSeconds: rebuildSeconds),
-            readyTimeoutSeconds: Double(readyTimeoutSeconds), airgapNodes: airgapNodes)
+            readyTimeoutSeconds: Double(readyTimeoutSeconds), airgapNodes: airgapNodes,
+            storageMinor: storageMinor == .refuse ? nil : storageMinor)
         let manifest = try await SandboxDaemon.launch(options)
         print("sandbox up in \(manifest.directory) (pid \(manifest.pid)): \(manifest.nodes.count) nodes Ready")
         print("  kubeconfig  \(manifest.kubeconfig)")
@@ -104,3 +110,5 @@ struct SandboxUp: AsyncParsableCommand {
         }
     }
 }
+
+extension StorageMinor.Check: ExpressibleByArgument {}

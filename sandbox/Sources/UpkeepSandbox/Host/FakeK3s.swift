@@ -17,8 +17,9 @@ import UpkeepPOSIX
 /// runs the node: kubelet health on `http://<address>:10248/healthz`, on servers the supervisor's
 /// `https://<address>:6443/ping` and the datastore (`ServerDatastore`: an etcd member, or kine
 /// over SQLite), and node status and lease heartbeats to the simulated API. A server becomes
-/// healthy only once its datastore serves; an air-gapped node only with its version's images in
-/// `agent/images` (`AirGap`).
+/// healthy only once its datastore serves and was not written by a newer minor, and records its
+/// minor there as it turns healthy (`StorageMinor`); an air-gapped node becomes healthy only
+/// with its version's images in `agent/images` (`AirGap`).
 public enum FakeK3s {
     public static let versionVariable = "UPKEEP_FAKE_K3S_VERSION"
     public static let selfVariable = "UPKEEP_FAKE_K3S_SELF"
@@ -162,6 +163,7 @@ public enum FakeK3s {
                 do {
                     let started = try await ServerDatastore.start(node) { log($0, $1) }
                     datastore.withLockedValue { $0 = started }
+                    try await started.checkStorageMinor(version: version)
                 } catch is CancellationError {
                     return
                 } catch {
@@ -187,6 +189,15 @@ public enum FakeK3s {
                 try? await Task.sleep(nanoseconds: UInt64(delay * 1_000_000_000))
             }
             guard !Task.isCancelled else { return }
+            if node.isServer, let started = datastore.withLockedValue({ $0 }) {
+                // The apiserver is up at this minor: from now on the datastore holds what it wrote.
+                do {
+                    try await started.recordStorageMinor(version: version)
+                } catch {
+                    ending.yield(.failure("starting kubernetes: \(error)"))
+                    return
+                }
+            }
             healthy.withLockedValue { $0 = true }
             try? JSONFiles.atomicWrite(Data(String(getpid()).utf8), to: node.readyFile)
             log("info", "k3s is up and running")

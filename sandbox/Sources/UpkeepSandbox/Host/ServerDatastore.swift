@@ -9,7 +9,9 @@ import UpkeepProcess
 
 /// The datastore a fake k3s server runs before its apiserver counts as up: its etcd member
 /// (`EtcdMember`), or, on a single SQLite server, kine over `server/db/state.db` served as the
-/// etcd gateway on `<address>:2379`.
+/// etcd gateway on `<address>:2379`. Then the storage-version check: a server of an older
+/// minor than the one that last wrote the datastore refuses to start, and one that became
+/// healthy records its minor (`StorageMinor`).
 final class ServerDatastore: Sendable {
     let node: SandboxNode
     /// This server's own endpoint.
@@ -164,6 +166,52 @@ final class ServerDatastore: Sendable {
         kine.withLockedValue { $0 = (store, server) }
         log("info", "Configuring sqlite3 database connection pooling: kine on \(database)/state.db, etcd API at http://\(node.address):\(EtcdMember.clientPort)")
     }
+
+    // MARK: - The storage version
+
+    /// The minor recorded in the datastore, and the revision of its key (0: none recorded).
+    private func recordedStorageMinor() async throws(DatastoreError) -> (value: JSON?, modRevision: Int64) {
+        let (_, recorded) = try await gateway.get(StorageMinor.key)
+        return (recorded.flatMap { try? JSON.parse(bytes: $0.value) }, recorded?.modRevision ?? 0)
+    }
+
+    /// At start: refuses (throws) when the datastore was last written by a newer minor than
+    /// `version`, or only says so when the node is set to warn (`StorageMinor`).
+    func checkStorageMinor(version: String) async throws {
+        let recorded = try await recordedStorageMinor().value
+        if case .refuse(let message) = StorageMinor.verdict(recorded: recorded, version: version, node: node.name) {
+            guard node.storageMinor == .warn else { throw SandboxError(message) }
+            log("warning", "starting anyway on a datastore a newer minor wrote (sandbox up --storage-minor warn): \(message)")
+        }
+    }
+
+    /// Once healthy: records `version`'s minor when it is newer than the recorded one, the
+    /// larger of the two winning against a server recording at the same time (the put is
+    /// guarded by the key's revision, and read again when that moved).
+    func recordStorageMinor(version: String) async throws {
+        for _ in 0..<Self.recordAttemptsMax {
+            let (recorded, modRevision) = try await recordedStorageMinor()
+            switch StorageMinor.verdict(recorded: recorded, version: version, node: node.name) {
+            case .refuse(let message):
+                // A newer minor wrote meanwhile (or, set to warn, before): the record stays.
+                guard node.storageMinor == .warn else { throw SandboxError(message) }
+                return
+            case .start(nil):
+                return
+            case .start(let record?):
+                let answer = try await gateway.txn(Gateway.TxnRequest(compare: [Gateway.Compare(key: StorageMinor.key, .modRevision(modRevision))],
+                                                                       success: [.put(key: StorageMinor.key, value: record.serialized())]))
+                if answer.succeeded {
+                    log("info", "Datastore storage minor recorded: \(record["kubernetes"]?.string ?? "")")
+                    return
+                }
+            }
+        }
+        throw SandboxError("could not record the datastore's storage minor: its key kept changing (\(Self.recordAttemptsMax) attempts)")
+    }
+
+    /// Reads and guarded writes of the storage minor before giving up.
+    static let recordAttemptsMax = 5
 
     // MARK: - Stop
 
