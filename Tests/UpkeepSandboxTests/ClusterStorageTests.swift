@@ -157,6 +157,41 @@ struct ClusterStorageTests {
         #expect(storage.summary["lastError"]?.string?.contains("unreachable") == true, "\(storage.summary)")
     }
 
+    /// A running fake kine, and a cluster of `spec` on it with a driven clock.
+    static func onKine(_ spec: ClusterSpec) async throws -> (Kine, ManualClock, ClusterStorage, SandboxCluster) {
+        let kine = try Kine()
+        try await kine.start()
+        let clock = ManualClock(1_800_000_000)
+        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint]), log: ThrottledLog(write: { _ in }), retrySeconds: 0)
+        let cluster = SandboxCluster(model: ClusterModel(spec: spec, now: clock.now), clock: { clock.now }, storage: storage)
+        return (kine, clock, storage, cluster)
+    }
+
+    /// A datastore wiped and started empty is a new cluster: the model's objects are seeded anew
+    /// (the repository Flux follows kept), nothing written since, with new uids.
+    @Test func aWipedDatastoreIsSeededWithANewlyInstalledCluster() async throws {
+        let (kine, clock, storage, cluster) = try await Self.onKine(ClusterSpec(servers: 1, agents: 1, volumes: 1))
+        cluster.withModel { model in
+            model.store.modify(.fluxGitRepositories, "flux-system", "flux-system") { $0[path: "spec", "url"] = "file:///sandbox/fleet.git" }
+        }
+        #expect(await cluster.respond(Self.configMap("written")).status == 201)
+        let uid = cluster.withModel { $0.store.get(.nodes, nil, "server-1")?[path: "metadata", "uid"]?.string }
+        await kine.stop()
+        for suffix in ["", "-wal", "-shm"] { unlink(kine.database + suffix) }
+        try await kine.start()
+        clock.advance(by: ClusterStorage.probeSeconds)
+        await cluster.tick()
+        await cluster.tick()
+        #expect(storage.stats.seeds == 2, "\(storage.stats)")
+        #expect(await Self.get(cluster, "/api/v1/namespaces/default/configmaps/written").status == 404)
+        let node = cluster.withModel { $0.store.get(.nodes, nil, "server-1") }
+        #expect(node != nil && node?[path: "metadata", "uid"]?.string != uid)
+        let source = cluster.withModel { $0.store.get(.fluxGitRepositories, "flux-system", "flux-system")?[path: "spec", "url"]?.string }
+        #expect(source == "file:///sandbox/fleet.git")
+        #expect(Int(try await kine.sqlite("SELECT COUNT(DISTINCT name) FROM kine WHERE name LIKE '/registry/minions/%'")) == 2)
+        await kine.stop()
+    }
+
     @Test func anotherClusterIDOrAWriteAtARevisionAlreadySeenIsAnotherDatastore() {
         var etcd = DatastoreIdentity()
         var seen: [Bool] = []
@@ -176,12 +211,7 @@ struct ClusterStorageTests {
     }
 
     @Test func aRevisionTheViewDoesNotKnowIsAConflictThatReadsTheViewBack() async throws {
-        let kine = try Kine()
-        try await kine.start()
-        let clock = ManualClock(1_800_000_000)
-        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint]), log: ThrottledLog(write: { _ in }), retrySeconds: 0)
-        let cluster = SandboxCluster(model: ClusterModel(spec: ClusterSpec(servers: 1, agents: 0, volumes: 0), now: clock.now),
-                                     clock: { clock.now }, storage: storage)
+        let (kine, _, storage, cluster) = try await Self.onKine(ClusterSpec(servers: 1, agents: 0, volumes: 0))
         #expect(await cluster.respond(Self.configMap("shared")).status == 201)
         // Another writer changes the object behind the API's back.
         let other = EtcdGateway(endpoints: [kine.endpoint])

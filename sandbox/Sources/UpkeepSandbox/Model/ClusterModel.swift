@@ -103,6 +103,10 @@ public struct ClusterModel: Sendable {
         fresh.fluxUpgradeFails = fluxUpgradeFails
         fresh.rebuildSecondsByNode = rebuildSecondsByNode
         fresh.virtualKubelets = virtualKubelets
+        // Flux is installed anew following the repository the sandbox serves, not the seed's default.
+        if let source = store.get(.fluxGitRepositories, "flux-system", "flux-system")?["spec"] {
+            fresh.store.modify(.fluxGitRepositories, "flux-system", "flux-system") { $0["spec"] = source }
+        }
         fresh.store = fresh.store.renumbered(after: store)
         fresh.record("Reinstalled", "cluster", "the datastore was empty: the cluster starts anew")
         self = fresh
