@@ -133,7 +133,7 @@ public final class Certificate: @unchecked Sendable, Equatable, Hashable {
         Certificate.entries(X509_get_subject_name(pointer), nid: NID_organizationName)
     }
 
-    private static func format(_ name: OpaquePointer?) -> String {
+    static func format(_ name: OpaquePointer?) -> String {
         guard let name else { return "" }
         return (try? MemoryBIO.writing(operation: "printing a name") { bio in
             X509_NAME_print_ex(bio, name, 0, upkeep_XN_FLAG_RFC2253_UTF8()) >= 0
@@ -211,7 +211,11 @@ public final class Certificate: @unchecked Sendable, Equatable, Hashable {
             ERR_clear_error()
             return []
         }
-        let names = OpaquePointer(raw)
+        return Certificate.decode(generalNames: OpaquePointer(raw))
+    }
+
+    /// The entries of a `GENERAL_NAMES` stack, which this call frees.
+    static func decode(generalNames names: OpaquePointer) -> [SubjectAlternativeName] {
         defer { GENERAL_NAMES_free(names) }
         var result: [SubjectAlternativeName] = []
         for index in 0..<OPENSSL_sk_num(names) {
@@ -246,6 +250,22 @@ public final class Certificate: @unchecked Sendable, Equatable, Hashable {
         var length: UInt32 = 0
         guard X509_digest(pointer, EVP_sha256(), &digest, &length) == 1 else { return "" }
         return digest.prefix(Int(length)).map { hexByte($0) }.joined(separator: ":")
+    }
+
+    /// SHA-256 of the DER SubjectPublicKeyInfo, lowercase hex: what kubeadm's
+    /// `--discovery-token-ca-cert-hash sha256:…` pins, and `upkeep-agent join --ca-hash` too
+    /// (`CAHash`). It survives re-signing the certificate with the same key. The same digits as
+    /// `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256`.
+    public var subjectPublicKeyInfoSHA256: String {
+        guard let publicKey = X509_get_X509_PUBKEY(pointer) else { return "" }
+        let length = i2d_X509_PUBKEY(publicKey, nil)
+        guard length > 0 else { ERR_clear_error(); return "" }
+        var bytes = [UInt8](repeating: 0, count: Int(length))
+        let written = bytes.withUnsafeMutableBufferPointer { buffer -> Int32 in
+            var cursor = buffer.baseAddress
+            return i2d_X509_PUBKEY(publicKey, &cursor)
+        }
+        return written == length ? SHA256.hex(bytes) : ""
     }
 
     /// True when `key` is this certificate's private key.

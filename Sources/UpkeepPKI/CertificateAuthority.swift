@@ -41,7 +41,7 @@ public struct CertificateAuthority: Sendable {
             (NID_subject_key_identifier, "hash"),
             (NID_authority_key_identifier, "keyid:always"),
         ]
-        let certificate = try builder.sign(publicKey: key, issuer: nil, signer: key)
+        let certificate = try builder.sign(publicKey: key.pointer, issuer: nil, signer: key)
         return try CertificateAuthority(certificate: certificate, key: key)
     }
 
@@ -52,6 +52,23 @@ public struct CertificateAuthority: Sendable {
                       extendedKeyUsage: "serverAuth,clientAuth",
                       alternativeNames: [.uri(identity.uri)] + dnsNames.map { .dns($0) } + ipAddresses.map { .ip($0) },
                       keyType: keyType, validity: validity)
+    }
+
+    /// Issues an identity certificate for the public key of `request`, whose private key stays
+    /// with the requester (enrollment and renewal). The caller decides `identity` (from a token,
+    /// or from the certificate the requester already holds); the request must ask for exactly it.
+    /// Nothing of the request but its public key and its identity is used: the profile is the one
+    /// `issue(identity:)` writes. Throws `CertificateRequestError` for a request to refuse.
+    public func sign(_ request: CertificateSigningRequest, as identity: PeerIdentity, validity: ValidityPeriod) throws -> Certificate {
+        guard request.hasValidSignature else { throw CertificateRequestError.badSignature }
+        let requested = try request.identity()
+        guard requested == identity else {
+            throw CertificateRequestError.identityNotAllowed(requested: requested, allowed: identity)
+        }
+        guard request.keyType != nil else { throw CertificateRequestError.unsupportedKeyType }
+        guard let publicKey = X509_REQ_get0_pubkey(request.pointer) else { throw CertificateRequestError.unsupportedKeyType }
+        return try signLeaf(publicKey: publicKey, subject: [(NID_commonName, "common name", identity.name)],
+                            extendedKeyUsage: "serverAuth,clientAuth", alternativeNames: [.uri(identity.uri)], validity: validity)
     }
 
     /// Issues a plain TLS server certificate (no upkeep identity), e.g. for a simulated
@@ -85,6 +102,14 @@ public struct CertificateAuthority: Sendable {
                            alternativeNames: [Certificate.SubjectAlternativeName],
                            keyType: KeyType, validity: ValidityPeriod) throws -> (certificate: Certificate, key: PrivateKey) {
         let leafKey = try PrivateKey.generate(keyType)
+        let certificate = try signLeaf(publicKey: leafKey.pointer, subject: subject, extendedKeyUsage: extendedKeyUsage,
+                                       alternativeNames: alternativeNames, validity: validity)
+        return (certificate, leafKey)
+    }
+
+    /// The leaf profile (see the type's comment) for `publicKey`, signed by this CA.
+    private func signLeaf(publicKey: OpaquePointer, subject: [(nid: Int32, field: String, value: String)], extendedKeyUsage: String,
+                          alternativeNames: [Certificate.SubjectAlternativeName], validity: ValidityPeriod) throws -> Certificate {
         var builder = CertificateBuilder(validity: validity)
         builder.subject = subject
         builder.extensions = [
@@ -95,7 +120,6 @@ public struct CertificateAuthority: Sendable {
             (NID_authority_key_identifier, "keyid:always"),
         ]
         builder.subjectAlternativeNames = alternativeNames
-        let certificate = try builder.sign(publicKey: leafKey, issuer: self.certificate, signer: key)
-        return (certificate, leafKey)
+        return try builder.sign(publicKey: publicKey, issuer: self.certificate, signer: key)
     }
 }

@@ -19,8 +19,9 @@ struct CertificateBuilder {
         self.validity = validity
     }
 
-    /// Signs a certificate for `publicKey` with `signer`. `issuer` nil means self-signed.
-    func sign(publicKey: PrivateKey, issuer: Certificate?, signer: PrivateKey) throws -> Certificate {
+    /// Signs a certificate for `publicKey` (an `EVP_PKEY *`: a key pair's, or a request's public
+    /// key) with `signer`. `issuer` nil means self-signed.
+    func sign(publicKey: OpaquePointer, issuer: Certificate?, signer: PrivateKey) throws -> Certificate {
         let notBefore = time_t(validity.notBefore.timeIntervalSince1970.rounded(.down))
         let notAfter = time_t(validity.notAfter.timeIntervalSince1970.rounded(.down))
         guard notAfter > notBefore else {
@@ -40,7 +41,7 @@ struct CertificateBuilder {
               try Self.setRandomSerial(x509),
               ASN1_TIME_set(X509_getm_notBefore(x509), notBefore) != nil,
               ASN1_TIME_set(X509_getm_notAfter(x509), notAfter) != nil,
-              X509_set_pubkey(x509, publicKey.pointer) == 1
+              X509_set_pubkey(x509, publicKey) == 1
         else { throw OpenSSLError.capture(operation) }
 
         try setNames(x509, issuer: issuer)

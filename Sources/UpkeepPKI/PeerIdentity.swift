@@ -50,11 +50,16 @@ public struct PeerIdentity: Hashable, Sendable, Codable, CustomStringConvertible
     /// The identity a certificate states. Refuses certificates with no `upkeep:` URI, with more
     /// than one, or with one that does not parse; it does not check the chain or validity.
     public static func from(_ certificate: Certificate) throws -> PeerIdentity {
-        let candidates = certificate.uriSANs.filter {
+        try from(uris: certificate.uriSANs, subject: certificate.subject)
+    }
+
+    /// The identity stated by the URI subject alternative names of a certificate or a request.
+    static func from(uris: [String], subject: String) throws -> PeerIdentity {
+        let candidates = uris.filter {
             $0.lowercased().hasPrefix("\(uriScheme):")
         }
         guard let only = candidates.first else {
-            throw PeerIdentityError.noIdentityURI(subject: certificate.subject)
+            throw PeerIdentityError.noIdentityURI(subject: subject)
         }
         guard candidates.count == 1 else {
             throw PeerIdentityError.multipleIdentityURIs(candidates)

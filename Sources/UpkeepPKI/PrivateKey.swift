@@ -76,7 +76,11 @@ public final class PrivateKey: @unchecked Sendable {
     }
 
     /// The key's algorithm when it is one Upkeep generates; nil for anything else (e.g. RSA).
-    public var keyType: KeyType? {
+    public var keyType: KeyType? { PrivateKey.keyType(of: pointer) }
+
+    /// The algorithm of any `EVP_PKEY` (a key pair, or a request's public key) when it is one
+    /// Upkeep generates; nil for anything else.
+    static func keyType(of pointer: OpaquePointer) -> KeyType? {
         if EVP_PKEY_is_a(pointer, "ED25519") == 1 { return .ed25519 }
         guard EVP_PKEY_is_a(pointer, "EC") == 1 else { return nil }
         var name = [CChar](repeating: 0, count: 64)
