@@ -36,6 +36,9 @@ public struct Scenario: Sendable {
         /// Longhorn re-creating a replica on another node, so waves planned earlier may no
         /// longer be safe.
         public var replicaMoves = 0
+        /// Agents killed (SIGKILL) at a random point of an install: before the binary is placed,
+        /// while the new k3s starts, while it is probed, while it is reverted.
+        public var installKills = 0
         public var healAt = Instant(milliseconds: 0)
 
         public var description: String {
@@ -53,6 +56,7 @@ public struct Scenario: Sendable {
             if notReadyEpisodes > 0 { parts.append("notReadyEpisodes=\(notReadyEpisodes)") }
             if replicaFailures > 0 { parts.append("replicaFailures=\(replicaFailures)") }
             if replicaMoves > 0 { parts.append("replicaMoves=\(replicaMoves)") }
+            if installKills > 0 { parts.append("installKills=\(installKills)") }
             parts.append("healAt=\(healAt.milliseconds / 1000)s")
             return parts.joined(separator: " ")
         }
@@ -121,6 +125,8 @@ public struct Scenario: Sendable {
         faults.healAt = Instant(milliseconds: Int64.random(in: 600...10_800, using: &random) * 1000)
 
         let planPolicy = PlanPolicy(agentConcurrency: Int.random(in: 1...3, using: &random))
+        // Drawn last, so the cluster and faults of a seed are those it had before this fault existed.
+        if !calm && chance(0.4) { faults.installKills = Int.random(in: 1...3, using: &random) }
         let rolloutPolicy = RolloutPolicy(gateTimeoutSeconds: 600, drainTimeoutSeconds: 300, healthTimeoutSeconds: 60,
                                           verifyTimeoutSeconds: 120, rebuildTimeoutSeconds: 900, watchdogTimeoutSeconds: 1800,
                                           requestTriesMax: 6, retryDelayMilliseconds: 1000, retryDelayMaxMilliseconds: 30_000,

@@ -5,7 +5,8 @@ import UpkeepCore
 /// the field notes: the agent journals every operation id and answers a repeat from the journal;
 /// an install swaps the binary, restarts k3s and reverts when the probes do not pass in time; a
 /// watch waits for commit and, past its deadline, keeps a healthy node and reverts an unhealthy
-/// one; a restarted agent resolves an interrupted install by putting the previous binary back;
+/// one; a restarted agent resolves an interrupted install by restarting k3s on the live binary
+/// and probing it again (only a failing probe puts the previous binary back);
 /// cordon remembers whether the node was already unschedulable and uncordon only undoes its own.
 struct SimNode {
     let name: String
@@ -49,8 +50,9 @@ struct SimOperation {
     var request: AgentRequest
     /// Deliveries owed when it finishes: (controller incarnation, send number).
     var waiters: [(incarnation: Int, send: Int)]
+    /// When it began; for an install, when its restart (or a recovery's) began the health deadline.
     var startedAt: Instant
-    /// Install/rollback: the binary has been swapped (a crash from here on reverts).
+    /// Install/rollback: the binary has been swapped (a crash from here on is resumed, not undone).
     var swapped = false
     /// Install: the new version failed its probes; the previous one is being restored.
     var reverting = false

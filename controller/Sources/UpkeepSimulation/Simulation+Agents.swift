@@ -3,8 +3,9 @@ import UpkeepCore
 
 /// The simulated upkeep-agent on every node (docs/agent.md): requests arrive over a lossy
 /// network, every operation id is journalled and a repeat is answered from the journal, an
-/// install swaps the binary, restarts k3s and reverts when it is not healthy in time, a watch
-/// waits for commit, and a restarted agent resolves what it was doing. Sabotages act here.
+/// install keeps and places the binary, restarts k3s and reverts when it is not healthy in time,
+/// a watch waits for commit, and a restarted agent resolves what it was doing: an install whose
+/// new binary is live is probed again, never judged by the restart. Sabotages act here.
 extension Simulation {
     func isHealthy(_ node: SimNode, version: K3sVersion) -> Bool {
         if node.name == scenario.faults.badNode && version == scenario.target { return false }
@@ -99,15 +100,18 @@ extension Simulation {
                 queue.push(.operationStep(node: name, operationID: id, step: 1), at: after(duration))
             }
         case .install(let asked, _, _):
-            let version = sabotage == .installJumpsToTheTarget ? scenario.target : asked
             guard nodes[position].staged.contains(asked) else {
-                finishOperation(position, .refused(code: "notFound", message: "\(version) is not staged"))
+                finishOperation(position, .refused(code: "notFound", message: "\(asked) is not staged"))
                 return
             }
-            nodes[position].previous = nodes[position].binary
-            nodes[position].binary = version
-            nodes[position].operation?.swapped = true
-            restartK3s(position)
+            // Keeping the live binary and placing the new one take a moment (step 2).
+            queue.push(.operationStep(node: name, operationID: id, step: 2), at: after(between(200, 3000)))
+            if installKillsLeft > 0, chance(0.7) {
+                installKillsLeft -= 1
+                // Around the place, around the new k3s starting, or later, in the probes or a revert.
+                let latest: Int64 = chance(0.3) ? 3000 : chance(0.7) ? 20_000 : 120_000
+                queue.push(.killDuringInstall(node: name, operationID: id), at: after(between(0, latest)))
+            }
         case .rollback:
             guard let previous = nodes[position].previous else {
                 finishOperation(position, .refused(code: "notFound", message: "no previous binary kept"))
@@ -171,10 +175,21 @@ extension Simulation {
             }
         case .commit:
             finishOperation(position, .committed(version: nodes[position].running))
-        case .install, .rollback:
-            // Step 1: the health deadline passed after an unhealthy restart.
-            guard step == 1, nodes[position].operation?.reverting == false else { return }
+        case .install(let version, _, _) where step == 2:
+            guard !operation.swapped else { return }
+            nodes[position].previous = nodes[position].binary
+            nodes[position].binary = sabotage == .installJumpsToTheTarget ? scenario.target : version
+            nodes[position].operation?.swapped = true
+            nodes[position].operation?.startedAt = now
+            restartK3s(position)
+        case .install(_, let healthSeconds, _):
+            // Step 1: the health deadline passed after an unhealthy restart (an event of a
+            // deadline that an agent restart renewed comes early and is ignored).
+            guard step == 1, !operation.reverting, !nodes[position].restarting,
+                  now >= operation.startedAt.adding(milliseconds: Int64(healthSeconds) * 1000 + 15_000) else { return }
             revertInstall(position)
+        case .rollback:
+            break
         case .stage:
             break
         }
@@ -200,6 +215,7 @@ extension Simulation {
         nodes[position].running = nodes[position].binary
         let healthy = isHealthy(nodes[position], version: nodes[position].binary) && !chance(scenario.faults.healthFailure)
         nodes[position].k3sHealthy = healthy
+        if !healthy { newVersionFailed(position, "a probe after k3s started") }
         log("\(nodes[position].name): k3s \(old) → \(nodes[position].running) \(healthy ? "healthy" : "UNHEALTHY")")
         violations += invariants.versionChanged(node: nodes[position].name, from: old, to: nodes[position].running)
         guard nodes[position].agentUp, let operation = nodes[position].operation else { return }
@@ -250,6 +266,7 @@ extension Simulation {
         if nodes[position].ready(at: now) {
             log("\(name): watchdog deadline, healthy: keeps \(nodes[position].running)")
         } else if let previous = nodes[position].previous {
+            newVersionFailed(position, "the watchdog's probe at its deadline")
             log("\(name): watchdog deadline, unhealthy: reverts to \(previous)")
             nodes[position].binary = previous
             restartK3s(position)
@@ -272,11 +289,15 @@ extension Simulation {
             nodes[position].journal[stage.request.operationID] = ("\(stage.request.command)", .refused(code: "interrupted", message: "agent restarted"))
             nodes[position].stageOperation = nil
         }
-        if let operation = nodes[position].operation {
+        if let operation = nodes[position].operation, case .install = operation.request.command, operation.swapped,
+           sabotage != .restartedAgentRevertsInstall {
+            resumeInstall(position)
+        } else if let operation = nodes[position].operation {
             let id = operation.request.operationID
             var reply = AgentReply.refused(code: "interrupted", message: "the agent restarted during this operation")
             switch operation.request.command {
             case .install where operation.swapped:
+                // Only under the sabotage: the verdict the agent's restart used to manufacture.
                 if let previous = nodes[position].previous { nodes[position].binary = previous }
                 nodes[position].watch = nil
                 restartDuringStart(position)
@@ -296,5 +317,47 @@ extension Simulation {
         }
         log("agent on \(name) restarts")
         if let watch = nodes[position].watch, watch.deadline <= now { watchdog(name, watch.install) }
+    }
+
+    /// An install whose binary was placed (the new one, or the previous one while reverting) goes
+    /// on after the agent's restart as the agent's recovery does it (docs/agent.md, "Crash
+    /// safety"): k3s is restarted on the live binary and probed with a fresh deadline, and the
+    /// answer comes from that probe alone. Whoever waited lost the connection; a repeat of the id
+    /// joins.
+    private mutating func resumeInstall(_ position: Int) {
+        guard let operation = nodes[position].operation else { return }
+        nodes[position].operation?.waiters = []
+        nodes[position].operation?.startedAt = now
+        log("\(nodes[position].name): agent recovery restarts k3s on \(nodes[position].binary) and probes it again "
+            + "(\(operation.reverting ? "finishing the revert of" : "no verdict from the restart on") \(operation.request.operationID))")
+        restartK3s(position)
+    }
+
+    /// The `installKills` fault: SIGKILL of the agent while it still runs this install.
+    mutating func killDuringInstall(_ name: String, _ id: String) {
+        guard !healed, let position = index[name], nodes[position].agentUp, let operation = nodes[position].operation,
+              operation.request.operationID == id else { return }
+        let point = !operation.swapped ? "before the binary is placed"
+            : operation.reverting ? "while the previous binary is put back"
+            : nodes[position].restarting ? "while the new k3s starts" : "while the new k3s is probed"
+        nodes[position].agentUp = false
+        log("fault: agent on \(name) killed during \(id), \(point)")
+        queue.push(.agentRestart(node: name), at: after(between(1000, 60_000)))
+    }
+
+    /// A version the rollout brought (not the node's version from before it) failed a probe: the
+    /// one thing that may start a rollback.
+    mutating func newVersionFailed(_ position: Int, _ how: String) {
+        let node = nodes[position]
+        guard node.running != invariants.initial[node.name] else { return }
+        newVersionFailures.append("\(node.name) at \(node.running): \(how)")
+    }
+
+    /// The observation about to be taken shows nodes not Ready at a version the rollout brought
+    /// (k3s restarting aside): the controller's own probe of the new version failing.
+    mutating func noteUnreadyNewVersions() {
+        for position in nodes.indices where !nodes[position].restarting && !nodes[position].ready(at: now) {
+            newVersionFailed(position, "not Ready in an observation")
+        }
     }
 }

@@ -40,6 +40,9 @@ public struct Simulation {
         case drainTakesEveryReplica
         /// An install puts the plan's final target in place, whatever version was asked for.
         case installJumpsToTheTarget
+        /// A restarted agent puts the previous binary back under an install whose new binary was
+        /// live and answers `installReverted`, as agents did before #15: a verdict without a probe.
+        case restartedAgentRevertsInstall
     }
 
     enum Event {
@@ -51,6 +54,8 @@ public struct Simulation {
         case k3sUp(node: String, generation: Int)
         case agentCrash(node: String)
         case agentRestart(node: String)
+        /// The `installKills` fault: the agent is killed if it still runs this install.
+        case killDuringInstall(node: String, operationID: String)
         case controllerCrash
         case controllerRestart
         case notReady(node: String)
@@ -74,6 +79,12 @@ public struct Simulation {
     var volumes: [SimVolume]
     var healed = false
     var agentCrashesLeft: Int
+    var installKillsLeft: Int
+    /// Every time a version the rollout brought failed a probe (the agent's, the watchdog's, or
+    /// the node not Ready in an observation): what may start a rollback.
+    var newVersionFailures: [String] = []
+    /// The engine's direction turned back (a rollback began), checked once.
+    var rollbackChecked = false
     var controllerCrashesLeft: Int
     var notReadyLeft: Int
     var resumesLeft = 30
@@ -137,6 +148,7 @@ public struct Simulation {
                       replicas: volume.replicas.map { SimReplica(node: $0.node, running: $0.running, complete: true) })
         }
         agentCrashesLeft = scenario.faults.agentCrashes
+        installKillsLeft = scenario.faults.installKills
         controllerCrashesLeft = scenario.faults.controllerCrashes
         notReadyLeft = scenario.faults.notReadyEpisodes
         invariants = SimulationInvariants(scenario: scenario, plan: plan)
@@ -229,6 +241,8 @@ public struct Simulation {
             crashAgent(name)
         case .agentRestart(let name):
             restartAgent(name)
+        case .killDuringInstall(let name, let id):
+            killDuringInstall(name, id)
         case .controllerCrash:
             crashController()
         case .controllerRestart:
@@ -265,6 +279,10 @@ public struct Simulation {
     /// crash may strike between persisting and performing.
     private mutating func deliver(_ event: RolloutEngine.Event) {
         let actions = engine.handle(event, now: now)
+        if !rollbackChecked, engine.direction != .forward {
+            rollbackChecked = true
+            violations += invariants.checkRollbackStart(direction: engine.direction, newVersionFailures: newVersionFailures)
+        }
         if controllerCrashesLeft > 0, !actions.isEmpty, chance(0.02) {
             log("controller crashes after persisting, before acting")
             crashController()
@@ -301,6 +319,7 @@ public struct Simulation {
             }
             queue.push(.arrive(request, incarnation: incarnation, send: send), at: after(latency()))
         case .observeCluster:
+            noteUnreadyNewVersions()
             queue.push(.deliver(.observed(observation()), incarnation: incarnation), at: after(between(20, 400)))
         case .wake(let at):
             if nextTickAt.map({ at < $0 }) ?? true {

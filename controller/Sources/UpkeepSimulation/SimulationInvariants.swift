@@ -83,6 +83,14 @@ struct SimulationInvariants {
         return problems
     }
 
+    /// "No rollback without a probe failure of the new version" (#15, item 6): an agent killed
+    /// during an install, a lost connection or an interrupted step says nothing about a version.
+    func checkRollbackStart(direction: RolloutEngine.Direction, newVersionFailures: [String]) -> [String] {
+        guard newVersionFailures.isEmpty else { return [] }
+        return ["a rollback began (\(direction)) although no version the rollout brought had failed a probe: "
+                + "no rollback without a probe failure of the new version"]
+    }
+
     /// The engine's own decision, judged on what it knew: starting `starting` (with `down`
     /// already down) must leave every volume a protected replica in the last observation it saw.
     /// Longhorn's drain blocking would catch a mistake later; this catches it at the decision.
