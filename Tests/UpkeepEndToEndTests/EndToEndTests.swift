@@ -125,40 +125,6 @@ struct EndToEndTests {
         }
     }
 
-    @Test func anAgentKilledMidInstallLeavesTheRolloutConsistent() async throws {
-        // The agent is killed while its `systemctl restart` runs; that stand-in carries on beside
-        // the one the restarted agent issues, and the unit must still end with one supervisor
-        // (HostTests.overlappingRestartsLeaveOneSupervisor), which `sandbox down` stops.
-        // A rollback takes server-1 back a minor by its binary.
-        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, storageMinor: .warn) { sandbox in
-            try await sandbox.fault(["agent-1", "slow-start", "4"])
-            let before = try #require(try sandbox.agentPID("agent-1"), "agent-1's agent has no pid file")
-            let apply = try sandbox.start(["apply", "--to", Self.nextMinor, "--yes"])
-            _ = try await apply.waitForPhase("agent-1", "installing")
-            #expect(kill(before, SIGKILL) == 0, "could not kill agent-1's agent (pid \(before))")
-            let code = await apply.exitCode(timeoutSeconds: 240)
-            let output = apply.output
-            // The sandbox restarts the agent (as Restart=always would).
-            let after = try sandbox.agentPID("agent-1")
-            #expect(after != nil && after != before, "agent-1's agent was not restarted (pid \(String(describing: after)))")
-            let history = try await sandbox.history()
-            switch code {
-            case 0:
-                try await sandbox.expectAllNodes(at: Self.nextMinor, "after a completed rollout")
-                #expect(history.first?.outcome == .completed, "\(history.map(\.status))")
-            case 1:
-                try await sandbox.expectAllNodes(at: Self.start, "after a rollback")
-                guard case .rolledBack? = history.first?.outcome else {
-                    Issue.record("history should say rolled back: \(history.map(\.status))")
-                    return
-                }
-            default:
-                Issue.record("apply should complete (0) or roll back (1), got \(String(describing: code)):\n\(output)")
-            }
-            try sandbox.expectNothingRanTwice()
-        }
-    }
-
     @Test(.enabled(if: EndToEndSandbox.netnsAvailable, "needs root and ip(8) for network namespaces"))
     func aNodeCutOffDuringItsInstallIsRevertedByItsAgentAndTheRestRolledBack() async throws {
         var namespaces: [String] = []
