@@ -7,9 +7,9 @@ import UpkeepAgentCore
 
 /// Backs up this server's k3s datastore: `k3s etcd-snapshot save` on embedded etcd, otherwise an
 /// online SQLite copy plus the cluster token (without which a restore cannot join). Agents have
-/// no datastore. At most `keptMax` backups stay in the directory.
+/// no datastore. The file is 0600 in a 0700 directory and only the newest backup stays: it leaves
+/// the node once downloaded (`AgentRequestHandler`) or after `PlaintextRetention.retentionMs`.
 public struct DatastoreBackup: Sendable {
-    public static let keptMax = 2
     public let k3sBinary: String
     public let k3sDataDir: String
     public let backupDir: String
@@ -30,7 +30,7 @@ public struct DatastoreBackup: Sendable {
         guard !name.isEmpty, name.utf8.count <= 64, name.utf8.allSatisfy({ Self.nameBytes.contains($0) }) else {
             throw AgentFailure(.conflict, "backup name \"\(name)\" must be 1...64 characters from a-z A-Z 0-9 . _ -")
         }
-        do { try FileSystem.makeDirectories(backupDir) } catch { throw .io(error) }
+        do { try PlaintextRetention.secure(backupDir) } catch { throw .io(error) }
         let db = "\(k3sDataDir)/server/db"
         let report: BackupReport
         if FileSystem.isDirectory("\(db)/etcd") {
@@ -40,7 +40,7 @@ public struct DatastoreBackup: Sendable {
         } else {
             throw AgentFailure(.notFound, "no k3s datastore under \(db) (neither etcd/ nor state.db): agents have none; back up a server")
         }
-        prune(keeping: report.fileName)
+        removeOthers(keeping: report.fileName)
         return report
     }
 
@@ -90,15 +90,10 @@ public struct DatastoreBackup: Sendable {
         }
     }
 
-    /// Keeps the newest `keptMax` backups (by modification time), including `keeping`.
-    private func prune(keeping: String) {
-        let names = ((try? FileSystem.list(backupDir)) ?? []).filter { !$0.hasPrefix(".") }
-        let dated = names.compactMap { name -> (String, Int) in
-            (name, (try? FileSystem.fileStatus("\(backupDir)/\(name)")).map { Int($0.st_mtim.tv_sec) } ?? 0)
-        }.sorted { $0.1 == $1.1 ? $0.0 > $1.0 : $0.1 > $1.1 }
-        var kept = 1
-        for (name, _) in dated where name != keeping {
-            if kept < Self.keptMax { kept += 1 } else { unlink("\(backupDir)/\(name)") }
+    /// A new backup replaces any earlier one whose download never completed.
+    private func removeOthers(keeping: String) {
+        for name in (try? FileSystem.list(backupDir)) ?? [] where !name.hasPrefix(".") && name != keeping {
+            unlink("\(backupDir)/\(name)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOConcurrencyHelpers
 import UpkeepAgentCore
@@ -105,11 +106,22 @@ public final class AgentRequestHandler: RequestHandler {
             guard case .backup(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
             let path = await service.datastoreBackup.path(of: report)
             guard FileSystem.exists(path) else {
-                throw ErrorResponse(.notFound, "backup \(report.fileName) was taken but has since been removed; take a new one")
+                throw ErrorResponse(.notFound, "backup \(report.fileName) is no longer on this node (it was downloaded, replaced by a newer "
+                                    + "backup, or kept past its retention); take a new one")
             }
             let format: BackupFormat = report.format == .etcdSnapshot ? .etcdSnapshot : .sqliteTar
+            let logger = service.environment.logger
+            // The controller seals the stream as it arrives: once it was sent to its end, the
+            // plaintext (the datastore, for SQLite the token too) has no reason to stay here.
             return Reply(.backup(BackupResult(format: format, fileName: report.fileName, bytes: report.bytes)),
-                         download: Self.fileSource(path))
+                         download: Self.fileSource(path) {
+                             do {
+                                 try FileSystem.removeIfPresent(path)
+                                 logger.notice("backup \(report.fileName) was downloaded; removed it from \(PathName.directory(path))")
+                             } catch {
+                                 logger.error("backup \(report.fileName) was downloaded but could not be removed (the retention sweep retries): \(error)")
+                             }
+                         })
         case .operation, .restoreBackup, .stopK3s, .restore, .rejoin:
             throw ErrorResponse(.notImplemented, "\(request.payload.method.rawValue) is not implemented by this agent yet; upgrade the agent")
         }
@@ -184,7 +196,8 @@ public final class AgentRequestHandler: RequestHandler {
     }
 
     /// A file as a download, read in 256 KiB pieces.
-    static func fileSource(_ path: String) -> ChunkSource {
+    /// The file's bytes as a download; `whenSent` runs once every byte was handed to the stream.
+    static func fileSource(_ path: String, whenSent: (@Sendable () -> Void)? = nil) -> ChunkSource {
         ChunkSource { emit in
             let descriptor = open(path, O_RDONLY | O_CLOEXEC)
             guard descriptor >= 0 else { throw FileSystemError("open", path) }
@@ -197,7 +210,10 @@ public final class AgentRequestHandler: RequestHandler {
                     guard count >= 0 else { throw FileSystemError("read", path) }
                     return count
                 }
-                if count == 0 { return }
+                if count == 0 {
+                    whenSent?()
+                    return
+                }
                 try await emit(buffer)
             }
         }

@@ -32,7 +32,7 @@ extension AgentService {
 
     public var datastoreBackup: DatastoreBackup {
         let config = environment.config
-        return DatastoreBackup(k3sBinary: config.k3sBinary, k3sDataDir: config.k3sDataDir, backupDir: "\(config.dataDir)/backups",
+        return DatastoreBackup(k3sBinary: config.k3sBinary, k3sDataDir: config.k3sDataDir, backupDir: PlaintextRetention(dataDir: config.dataDir).backupDir,
                                nodeName: config.nodeName)
     }
 

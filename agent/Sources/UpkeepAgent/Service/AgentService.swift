@@ -26,6 +26,7 @@ public actor AgentService {
     private var waiters: [String: [(token: UInt64, continuation: CheckedContinuation<OperationOutcome, any Error>)]] = [:]
     private var lastWaiterToken: UInt64 = 0
     private var wakeTask: Task<Void, Never>?
+    private var retentionTask: Task<Void, Never>?
     private var closed = false
     private var logger: Logger { environment.logger }
 
@@ -60,7 +61,30 @@ public actor AgentService {
         let service = AgentService(environment: environment, journalFile: journalFile, lock: lock,
                                    machine: UpgradeMachine(journal: state, settings: settings))
         await service.recover()
+        await service.startRetentionSweeps()
         return service
+    }
+
+    /// Removes the datastore plaintext past its retention (`PlaintextRetention`) now, with what an
+    /// interrupted backup or upload left, and then every `sweepIntervalMs` until `close`.
+    private func startRetentionSweeps() {
+        let retention = PlaintextRetention(dataDir: environment.config.dataDir)
+        let (environment, logger) = (environment, logger)
+        func sweep(leftovers: Bool) {
+            let (removed, failures) = retention.sweep(nowUnixMs: environment.clock().milliseconds, leftovers: leftovers)
+            for path in removed {
+                logger.notice("removed \(path): datastore plaintext past its \(PlaintextRetention.retentionMs / 3_600_000) h retention, or left by an interrupted run")
+            }
+            for failure in failures { logger.error("could not remove datastore plaintext (retried at the next sweep): \(failure)") }
+        }
+        sweep(leftovers: true)
+        retentionTask = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(PlaintextRetention.sweepIntervalMs))
+                guard !Task.isCancelled else { return }
+                sweep(leftovers: false)
+            }
+        }
     }
 
     private func recover() async {
@@ -143,6 +167,8 @@ public actor AgentService {
         closed = true
         wakeTask?.cancel()
         wakeTask = nil
+        retentionTask?.cancel()
+        retentionTask = nil
         lock.release()
     }
 
