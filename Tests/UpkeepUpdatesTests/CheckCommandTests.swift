@@ -87,6 +87,38 @@ struct CheckCommandTests {
         await harness.close()
     }
 
+    @Test("upkeep.yaml names the cluster, the releases and the state: --config before or after check, flags override")
+    func readsTheConfigurationFile() async throws {
+        let harness = try await CheckCommandHarness()
+        let directory = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: harness.cluster.kubeconfigPath, toPath: directory.file("kubeconfig"))
+        let config = try directory.write("""
+            kubeconfig: kubeconfig
+            stateDir: state
+            releases: {githubAPI: "\(harness.releases.baseURL)", channelServer: "\(harness.releases.baseURL)"}
+            """, to: "upkeep.yaml")
+        func upkeep(_ arguments: [String]) throws -> ProcessResult {
+            try runProcess(try upkeepBinary(), arguments + ["--timeout", "5"], timeoutSeconds: 60)
+        }
+        let before = try upkeep(["--config", config, "check", "-o", "json"])
+        #expect(before.status == 10, "\(before.error)")
+        #expect(try JSONDecoder().decode(CheckReport.self, from: Data(before.output.utf8)).updatesAvailable)
+        let after = try upkeep(["check", "--config", config, "-o", "json"])
+        #expect(after.status == 10, "\(after.error)")
+        // The history went to the file's stateDir, relative to the file.
+        #expect(((try? JSONLinesCheckHistory(stateDirectory: directory.file("state")).recent(limit: 10)) ?? []).count == 2)
+
+        // A flag wins over the file: nothing listens on port 1, so the release source is unreachable (5).
+        let overridden = try upkeep(["check", "--config", config, "--github-api", "http://127.0.0.1:1", "--component", "k3s"])
+        #expect(overridden.status == 5, "\(overridden.error)")
+        #expect(overridden.error.contains("127.0.0.1:1"), "\(overridden.error)")
+        // A wrong field in the file is a usage error naming the file and line.
+        let broken = try directory.write("kubeconfig: kubeconfig\nreleases: {mirorr: x}\n", to: "broken.yaml")
+        let refused = try upkeep(["check", "--config", broken])
+        #expect(refused.status == 2 && refused.error.contains("broken.yaml:2") && refused.error.contains("mirorr"), "\(refused.error)")
+        await harness.close()
+    }
+
     @Test("up to date on the asked channel for the asked component: exit 0, a table")
     func upToDate() async throws {
         let harness = try await CheckCommandHarness(k3sVersion: "v1.31.4+k3s1")

@@ -3,7 +3,8 @@ import UpkeepUpdates
 
 /// `upkeep check`: what is installed, what is available, the path there and what would break.
 ///
-/// Exit codes are `CheckExitCode` (0 up to date, 10 updates available; docs/check.md).
+/// Exit codes are `CheckExitCode` (0 up to date, 10 updates available; docs/check.md). Reads
+/// `upkeep.yaml` like every command; its options override the file.
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
@@ -32,6 +33,8 @@ struct Check: AsyncParsableCommand {
 
     @OptionGroup var options: CheckOptions
 
+    @OptionGroup var configOption: ConfigOption
+
     func validate() throws {
         if (all || report) && !component.isEmpty { throw ValidationError("--\(all ? "all" : "report") and --component exclude each other") }
         try options.validate()
@@ -39,7 +42,8 @@ struct Check: AsyncParsableCommand {
 
     func run() async throws {
         let components = component.isEmpty ? Set(Component.allCases) : Set(component)
-        let code = await CheckRun(options: options, components: components, format: output).execute()
+        let config = options.overriding(try configOption.load())
+        let code = await CheckRun(config: config, options: options, components: components, format: output).execute()
         if code != 0 { throw ExitCode(code) }
     }
 }

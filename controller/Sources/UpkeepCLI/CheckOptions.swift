@@ -1,8 +1,8 @@
 import ArgumentParser
-import Foundation
 import UpkeepUpdates
 
-/// Where `upkeep check` reads from and keeps its state.
+/// Where `upkeep check` reads from and keeps its state. Each option overrides the same setting
+/// of `upkeep.yaml` (`--config`); what neither gives has the file's default.
 struct CheckOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The kubeconfig (default: KUBECONFIG, ~/.kube/config, /etc/rancher/k3s/k3s.yaml).", valueName: "PATH"))
     var kubeconfig: String?
@@ -27,11 +27,12 @@ struct CheckOptions: ParsableArguments {
                                                               valueName: "PATH"))
     var caFile: String?
 
-    @Option(name: .customLong("github-api"), help: ArgumentHelp("The GitHub API base URL.", valueName: "URL"))
-    var githubAPI = "https://api.github.com"
+    @Option(name: .customLong("github-api"), help: ArgumentHelp("The GitHub API base URL (default: https://api.github.com).", valueName: "URL"))
+    var githubAPI: String?
 
-    @Option(name: .customLong("channel-server"), help: ArgumentHelp("The k3s channel server base URL.", valueName: "URL"))
-    var channelServer = "https://update.k3s.io"
+    @Option(name: .customLong("channel-server"), help: ArgumentHelp("The k3s channel server base URL (default: https://update.k3s.io).",
+                                                                     valueName: "URL"))
+    var channelServer: String?
 
     @Option(name: .customLong("github-token-file"),
             help: ArgumentHelp("A file (mode 0600) holding a GitHub token; default: the GITHUB_TOKEN environment variable.", valueName: "PATH"))
@@ -54,8 +55,17 @@ struct CheckOptions: ParsableArguments {
         guard (1...300).contains(timeoutSeconds) else { throw ValidationError("--timeout must be between 1 and 300 seconds") }
     }
 
-    /// The state directory to use, from the option, the environment or the defaults.
-    func resolvedStateDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        StateDirectory.resolve(explicit: stateDir, environment: environment)
+    /// `config` with the settings these options give replaced by theirs.
+    func overriding(_ config: ControllerConfig) -> ControllerConfig {
+        var config = config
+        if let kubeconfig { config.kubeconfig = kubeconfig }
+        if let context { config.context = context }
+        if let stateDir { config.stateDir = stateDir }
+        if let githubAPI { config.releases.githubAPI = githubAPI }
+        if let channelServer { config.releases.channelServer = channelServer }
+        if let mirror { config.releases.mirror = mirror }
+        if let caFile { config.releases.caFile = caFile }
+        if let githubTokenFile { config.releases.githubTokenFile = githubTokenFile }
+        return config
     }
 }

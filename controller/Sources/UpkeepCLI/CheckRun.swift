@@ -5,10 +5,11 @@ import UpkeepPKI
 import UpkeepTLS
 import UpkeepUpdates
 
-/// One `upkeep check`: builds the release source and the Kubernetes client from the options,
-/// reads, plans, prints, records, and returns the exit code. Every outcome, failures included,
-/// is recorded in the history.
+/// One `upkeep check`: builds the release source and the Kubernetes client from the
+/// configuration (the file with the options' overrides), reads, plans, prints, records, and
+/// returns the exit code. Every outcome, failures included, is recorded in the history.
 struct CheckRun {
+    let config: ControllerConfig
     let options: CheckOptions
     let components: Set<Component>
     let format: OutputFormat
@@ -28,15 +29,13 @@ struct CheckRun {
     }
 
     private func perform(_ connections: inout Connections) async -> Int32 {
-        let stateDirectory = options.resolvedStateDirectory()
+        let stateDirectory = config.resolvedStateDirectory()
         let history = JSONLinesCheckHistory(stateDirectory: stateDirectory)
         let started = HTTPDate.iso8601(HTTPClock.system.now())
-        var sourceName = options.mirror.map { "mirror \($0)" } ?? "GitHub (\(options.githubAPI))"
+        var sourceName = config.releases.mirror.map { "mirror \($0)" } ?? "GitHub (\(config.releases.githubAPI))"
         do {
             try ReleaseAccess.ensureStateDirectory(stateDirectory)
-            let access = ReleaseAccess(githubAPI: options.githubAPI, channelServer: options.channelServer, mirror: options.mirror,
-                                       caFile: options.caFile, githubTokenFile: options.githubTokenFile,
-                                       timeoutSeconds: options.timeoutSeconds, userAgent: "upkeep-check/0.1")
+            let access = ReleaseAccess(config.releases, timeoutSeconds: options.timeoutSeconds, userAgent: "upkeep-check/0.1")
             let http = try access.makeHTTPClient(stateDirectory: stateDirectory)
             connections.http = http
             let source = try access.makeSource(client: http)
@@ -88,7 +87,7 @@ struct CheckRun {
 
     private func makeKubeClient() throws -> KubeClient {
         do {
-            return try KubeClient(kubeconfig: options.kubeconfig, context: options.context)
+            return try KubeClient(kubeconfig: config.kubeconfig, context: config.context)
         } catch {
             throw ClusterReadError(problem: "\(error)")
         }
