@@ -116,7 +116,7 @@ struct AgentPKI {
         #expect(throws: Never.self) { try AgentServer.tlsContext(config) }
         var other = config
         other.nodeName = "node-2"
-        #expect { try AgentServer.tlsContext(other) } throws: { "\($0)".contains("not agent node-2") }
+        #expect { try AgentServer.tlsContext(other) } throws: { "\($0)".contains("but this process is upkeep://agent/node-2") }
         chmod(config.keyFile, 0o644)
         #expect { try AgentServer.tlsContext(config) } throws: { "\($0)".contains("chmod 600") }
     }

@@ -5,8 +5,10 @@ import UpkeepPKI
 import UpkeepProtocol
 import UpkeepTLS
 
-#if canImport(Glibc)
-import Glibc
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
 #endif
 
 /// The agent's protocol endpoint: mutual TLS 1.3 with the cluster CA, serving only controller
@@ -24,21 +26,12 @@ public enum AgentServer {
                                              configuration: configuration, logger: logger, eventLoopGroup: group)
     }
 
-    public static func tlsContext(_ config: AgentConfig) throws -> TLSContext {
-        var status = stat()
-        guard stat(config.keyFile, &status) == 0 else {
-            throw AgentFailure(.notFound, "tls.key \(config.keyFile) does not exist; issue one with `upkeep pki issue agent \(config.nodeName)`")
-        }
-        guard status.st_mode & 0o077 == 0 else {
-            throw AgentFailure(.conflict, "tls.key \(config.keyFile) is readable by others (mode \(String(status.st_mode & 0o777, radix: 8))); chmod 600 it")
-        }
-        let ca = try Certificate.loadChain(pemFile: config.caFile)
-        let chain = try Certificate.loadChain(pemFile: config.certificateFile)
-        guard let leaf = chain.first else { throw AgentFailure(.notFound, "tls.certificate \(config.certificateFile) holds no certificate") }
-        let identity = try PeerIdentity.from(leaf)
-        guard identity.role == .agent, identity.name == config.nodeName else {
-            throw AgentFailure(.conflict, "tls.certificate \(config.certificateFile) is for \(identity), not agent \(config.nodeName); issue one with `upkeep pki issue agent \(config.nodeName)`")
-        }
-        return try TLSContext.internal(ca: ca, chain: chain, key: try PrivateKey(pemFile: config.keyFile))
+    /// The TLS context from the agent's own identity files, refused (`OwnIdentityError`) when
+    /// the key is missing or readable by others, or the certificate has expired, is not yet
+    /// valid, names another role or node, does not match the key or was not issued by the CA.
+    public static func tlsContext(_ config: AgentConfig, now: Date = Date()) throws -> TLSContext {
+        let own = try OwnIdentity.load(caFile: config.caFile, certificateFile: config.certificateFile, keyFile: config.keyFile,
+                                       role: .agent, name: config.nodeName, now: now)
+        return try TLSContext.internal(ca: own.ca, chain: own.chain, key: own.key)
     }
 }

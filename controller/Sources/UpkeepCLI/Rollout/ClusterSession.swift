@@ -112,6 +112,8 @@ final class ClusterSession: Sendable {
         let security: FleetSecurity
         do {
             security = try FleetSecurity.load(caFile: config.pki.ca, certificateFile: config.pki.certificate, keyFile: config.pki.key)
+        } catch let error as OwnIdentityError {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "pki: \(error)")
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage,
                                  message: "pki: \(error); issue a controller certificate with `upkeep pki issue controller` and set pki in upkeep.yaml")

@@ -1,3 +1,4 @@
+import Foundation
 import UpkeepPKI
 import UpkeepProtocol
 import UpkeepTLS
@@ -15,13 +16,13 @@ public struct FleetSecurity: Sendable {
         self.handshakeTimeoutSeconds = handshakeTimeoutSeconds
     }
 
-    /// Reads the cluster CA, the controller's certificate chain and its key (which must be
-    /// readable by its owner only, as `upkeep pki` writes it).
-    public static func load(caFile: String, certificateFile: String, keyFile: String) throws -> FleetSecurity {
-        let ca = try Certificate.loadChain(pemFile: caFile)
-        let chain = try Certificate.loadChain(pemFile: certificateFile)
-        let key = try PrivateKey(pemFile: keyFile)
-        return FleetSecurity(context: try TLSContext.internal(ca: ca, chain: chain, key: key))
+    /// Reads the cluster CA, the controller's certificate chain and its key, refusing
+    /// (`OwnIdentityError`) a key readable by group or others, and a certificate that has
+    /// expired, is not yet valid, is not a controller's, does not match the key or was not
+    /// issued by the CA (docs/pki.md, "Checks at start").
+    public static func load(caFile: String, certificateFile: String, keyFile: String, now: Date = Date()) throws -> FleetSecurity {
+        let own = try OwnIdentity.load(caFile: caFile, certificateFile: certificateFile, keyFile: keyFile, role: .controller, now: now)
+        return FleetSecurity(context: try TLSContext.internal(ca: own.ca, chain: own.chain, key: own.key))
     }
 
     /// The security for dialling `node`'s agent.
