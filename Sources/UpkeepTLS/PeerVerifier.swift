@@ -12,11 +12,13 @@ let peerVerifierIndex: Int32 = upkeep_SSL_get_new_ex_index()
 /// reason instead of OpenSSL's error text. Owned by the `TLSEngine`; lives as long as its `SSL`.
 final class PeerVerifier {
     let expectation: PeerExpectation
+    let denied: CertificateDenyList
     private(set) var refusal: CertificateRefusal?
     private(set) var identity: PeerIdentity?
 
-    init(expectation: PeerExpectation) {
+    init(expectation: PeerExpectation, denied: CertificateDenyList = .empty) {
         self.expectation = expectation
+        self.denied = denied
     }
 
     func verify(preverified: Bool, store: OpaquePointer) -> Int32 {
@@ -27,7 +29,14 @@ final class PeerVerifier {
         }
         guard X509_STORE_CTX_get_error_depth(store) == 0 else { return 1 }
         guard let leaf = X509_STORE_CTX_get_current_cert(store) else { return 0 }
-        switch checkIdentity(of: Certificate(retaining: leaf)) {
+        let certificate = Certificate(retaining: leaf)
+        if denied.contains(certificate) {
+            refusal = .revoked(identity: (try? PeerIdentity.from(certificate))?.uri ?? certificate.subject,
+                               fingerprint: certificate.sha256Fingerprint)
+            X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REVOKED)
+            return 0
+        }
+        switch checkIdentity(of: certificate) {
         case .success:
             return 1
         case let .failure(reason):

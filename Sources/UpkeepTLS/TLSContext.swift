@@ -38,6 +38,8 @@ public final class TLSContext: @unchecked Sendable {
 
     let pointer: OpaquePointer
     let mode: Mode
+    /// Peer certificates refused although their chain verifies (internal mode only).
+    private(set) var denied = CertificateDenyList.empty
 
     private init(pointer: OpaquePointer, mode: Mode) {
         self.pointer = pointer
@@ -47,10 +49,13 @@ public final class TLSContext: @unchecked Sendable {
     deinit { SSL_CTX_free(pointer) }
 
     /// Agent ⇄ controller: TLS 1.3 only, a certificate required from both sides, chains
-    /// verified against `ca` only (never the system store).
-    public static func `internal`(ca: [Certificate], chain: [Certificate], key: PrivateKey) throws -> TLSContext {
+    /// verified against `ca` only (never the system store), and a peer certificate in `denied`
+    /// refused in the handshake (`CertificateRefusal.revoked`).
+    public static func `internal`(ca: [Certificate], chain: [Certificate], key: PrivateKey,
+                                  denied: CertificateDenyList = .empty) throws -> TLSContext {
         guard !ca.isEmpty else { throw TLSError.invalidConfiguration("no cluster CA certificate given") }
         let context = try TLSContext(mode: .internal, minimumVersion: upkeep_TLS1_3_VERSION())
+        context.denied = denied
         try context.use(chain: chain, key: key)
         try context.trust(ca)
         SSL_CTX_set_verify(context.pointer, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, upkeepVerifyCallback)

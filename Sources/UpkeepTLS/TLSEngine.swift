@@ -47,7 +47,7 @@ final class TLSEngine {
         SSL_set_bio(ssl, bio, bio)  // the SSL owns the BIO; `buffers` outlives it (see deinit)
         self.ssl = ssl
         self.buffers = buffers
-        self.verifier = PeerVerifier(expectation: expectation)
+        self.verifier = PeerVerifier(expectation: expectation, denied: context.denied)
         SSL_set_ex_data(ssl, peerVerifierIndex, Unmanaged.passUnretained(verifier).toOpaque())
 
         switch role {

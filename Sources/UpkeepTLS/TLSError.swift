@@ -21,6 +21,8 @@ public enum CertificateRefusal: Error, Equatable, Sendable, CustomStringConverti
     case noIdentity(String)
     /// Public mode: the certificate is not valid for the host name or IP address dialled.
     case hostnameMismatch(String)
+    /// The certificate is on the deny list (`upkeep pki revoke`).
+    case revoked(identity: String, fingerprint: String)
     /// Any other verification failure, with OpenSSL's verify code and text.
     case other(code: Int, message: String)
 
@@ -43,6 +45,9 @@ public enum CertificateRefusal: Error, Equatable, Sendable, CustomStringConverti
             return "the peer's certificate carries no Upkeep identity (\(detail)); issue it with upkeep pki"
         case let .hostnameMismatch(host):
             return "the peer's certificate is not valid for \(host)"
+        case let .revoked(identity, fingerprint):
+            return "the peer's certificate for \(identity) was revoked (SHA-256 \(fingerprint)); "
+                + "issue the node a new one with `upkeep pki issue agent NODE --force`"
         case let .other(code, message):
             return "certificate verification failed: \(message) (X509 error \(code))"
         }

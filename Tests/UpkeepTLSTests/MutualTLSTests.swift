@@ -85,6 +85,30 @@ import UpkeepPKI
         try await run.stop.stop()
     }
 
+    @Test func aRevokedAgentCertificateIsRefusedInTheHandshakeAndItsSuccessorAccepted() async throws {
+        let revoked = try pki.identity(.agent, "node-1")
+        var denied = CertificateDenyList.empty
+        let added = denied.add(revoked.certificate, identity: node1.uri, revokedAt: "2026-12-07T00:00:00Z")
+        #expect(added)
+        // The list as the controller reads it back from its file.
+        denied = try CertificateDenyList.parse(denied.text, source: "revoked.txt")
+        let controller = try pki.identity(.controller, "controller")
+        let client = try TLSContext.internal(ca: [pki.ca.certificate], chain: [controller.certificate], key: controller.key, denied: denied)
+
+        let agent = try TLSContext.internal(ca: [pki.ca.certificate], chain: [revoked.certificate], key: revoked.key)
+        let run = try await dialAgent(client: client, agent: agent)
+        #expect(try await run.client.firstError()
+                == .certificateRefused(.revoked(identity: node1.uri, fingerprint: revoked.certificate.sha256Fingerprint)))
+        #expect(try await run.server.firstError() == .alertReceived(code: 44, description: "certificate_revoked"))
+        try await run.stop.stop()
+
+        // A new certificate for the same node is another fingerprint: accepted.
+        let renewed = try await dialAgent(client: client)
+        #expect(try await renewed.client.handshakeDone().peer == node1)
+        try await renewed.channel.close()
+        try await renewed.stop.stop()
+    }
+
     @Test func anAgentFromAnotherCAIsRefusedByTheController() async throws {
         let other = try TestPKI(name: "upkeep-test-ca")  // same CA name, different key
         let run = try await dialAgent(client: pki.context(.controller, "controller"), agent: other.context(.agent, "node-1"))
