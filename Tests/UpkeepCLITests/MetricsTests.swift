@@ -29,6 +29,14 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
             + #""components":[{"component":"k3s","installed":"v1.30.6+k3s1","target":"v1.31.4+k3s1","updateAvailable":true,"path":[],"warnings":[]},"#
             + #"{"component":"longhorn","installed":"v1.7.2","updateAvailable":false,"path":[],"warnings":[]}]}"#
         _ = try directory.write(check + "\n", to: "state/check-history.jsonl")
+        // A cluster CA for 30 days, the controller's certificate for 20 and node-1's for 10.
+        let pki = directory.file("pki")
+        for arguments in [["init", "--days", "30"], ["issue", "controller", "--days", "20"], ["issue", "agent", "node-1", "--days", "10"]] {
+            let made = try UpkeepBinary.run(["pki"] + arguments + ["--dir", pki])
+            try #require(made.status == 0, "\(made.error)")
+        }
+        _ = try directory.write("stateDir: state\npki: {ca: pki/ca.crt, certificate: pki/controllers/controller.crt, key: pki/controllers/controller.key}\n",
+                                to: "upkeep.yaml")
         let result = try UpkeepBinary.run(["metrics", "--config", config])
         try #require(result.status == 0, "\(result.output)\(result.error)")
         return result.output
@@ -57,6 +65,12 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         #expect(Self.value(text, #"upkeep_update_available{component="longhorn"}"#) == 0)
         #expect(Self.value(text, "upkeep_last_check_timestamp_seconds") == 1_795_867_200)
         #expect(Self.value(text, "upkeep_last_check_success") == 1)
+        // Certificate expiries, to the day: the earliest is node-1's.
+        func daysLeft(_ sample: String) -> Int? { Self.value(text, sample).map { Int((($0 - Date().timeIntervalSince1970) / 86_400).rounded()) } }
+        #expect(daysLeft(#"upkeep_certificate_expiry_timestamp_seconds{identity="cluster CA"}"#) == 30, "\(text)")
+        #expect(daysLeft(#"upkeep_certificate_expiry_timestamp_seconds{identity="upkeep://controller/controller"}"#) == 20)
+        #expect(daysLeft(#"upkeep_certificate_expiry_timestamp_seconds{identity="upkeep://agent/node-1"}"#) == 10)
+        #expect(daysLeft("upkeep_certificate_earliest_expiry_timestamp_seconds") == 10)
 
         let file = try directory.write(text, to: "metrics.prom")
         let lint = try runProcess("/bin/sh", ["-c", "\(try Self.promtool()) check metrics < \(file)"])
@@ -122,7 +136,7 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
     @Test func theAlertRulesLoadAndFireOnTheSeriesTheirTestsGive() throws {
         let promtool = try Self.promtool()
         let check = try runProcess(promtool, ["check", "rules", "\(deployDirectory)/prometheus/upkeep-rules.yaml"])
-        #expect(check.status == 0 && check.output.contains("SUCCESS: 8 rules found"), "\(check.output)\(check.error)")
+        #expect(check.status == 0 && check.output.contains("SUCCESS: 10 rules found"), "\(check.output)\(check.error)")
         let test = try runProcess(promtool, ["test", "rules", "\(deployDirectory)/prometheus/upkeep-rules.test.yaml"])
         #expect(test.status == 0 && test.output.contains("SUCCESS"), "\(test.output)\(test.error)")
         // Every metric the rules use is one Upkeep exports.

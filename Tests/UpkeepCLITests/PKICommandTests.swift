@@ -151,6 +151,51 @@ import UpkeepTestSupport
         #expect(shownFuture.output.contains("Validity:   not yet valid (starts in 2 days)\n"))
     }
 
+    @Test func statusListsEveryIdentitySoonestExpiryFirstWithItsRenewalPoint() throws {
+        let temporary = try TemporaryDirectory()
+        let dir = temporary.file("pki")
+        #expect(try UpkeepBinary.run("pki", "init", "--dir", dir, "--days", "30").status == 0)
+        #expect(try UpkeepBinary.run("pki", "issue", "controller", "--dir", dir, "--days", "20").status == 0)
+        #expect(try UpkeepBinary.run("pki", "issue", "agent", "node-1", "--dir", dir, "--days", "10").status == 0)
+        // node-2 is past two thirds of its life (due for renewal), node-3 has expired.
+        let now = Date()
+        let directory = PKIDirectory(path: dir)
+        try directory.issue(try PeerIdentity(role: .agent, name: "node-2"),
+                            validity: ValidityPeriod(notBefore: now.addingTimeInterval(-8 * 86_400), notAfter: now.addingTimeInterval(2.5 * 86_400)))
+        try directory.issue(try PeerIdentity(role: .agent, name: "node-3"),
+                            validity: ValidityPeriod(notBefore: now.addingTimeInterval(-8 * 86_400), notAfter: now.addingTimeInterval(-1.5 * 86_400)))
+        _ = try temporary.write("not a certificate\n", to: "pki/agents/broken.crt")
+
+        let table = try UpkeepBinary.run("pki", "status", "--dir", dir)
+        #expect(table.status == 0, "\(table.error)")
+        let lines = table.output.split(separator: "\n").map(String.init)
+        #expect(lines.count == 7, "\(table.output)")
+        #expect(lines[0].hasPrefix("IDENTITY") && lines[0].contains("RENEW AFTER"))
+        #expect(lines[1].hasPrefix("?") && lines[1].contains("unreadable") && lines[1].hasSuffix("\(dir)/agents/broken.crt"), "\(table.output)")
+        #expect(lines[2].hasPrefix("upkeep://agent/node-3") && lines[2].contains("expired 1 day ago"), "\(table.output)")
+        #expect(lines[3].hasPrefix("upkeep://agent/node-2") && lines[3].contains("valid for 2 days") && lines[3].contains("(due)"), "\(table.output)")
+        #expect(lines[4].hasPrefix("upkeep://agent/node-1") && lines[4].contains("valid for 9 days") && !lines[4].contains("(due)"))
+        #expect(lines[5].hasPrefix("upkeep://controller/controller") && lines[5].contains("valid for 19 days"))
+        #expect(lines[6].hasPrefix("cluster CA") && lines[6].contains("valid for 29 days") && lines[6].hasSuffix("\(dir)/ca.crt"))
+
+        // Without --dir, upkeep.yaml's pki section says where; JSON has the renewal point at two thirds.
+        let config = try temporary.write("pki: {ca: pki/ca.crt, certificate: pki/controllers/controller.crt, key: pki/controllers/controller.key}\n",
+                                         to: "upkeep.yaml")
+        let json = try UpkeepBinary.run("--config", config, "pki", "status", "-o", "json")
+        #expect(json.status == 0, "\(json.error)")
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]])
+        #expect(entries.count == 6)
+        let node1 = try #require(entries.first { $0["identity"] as? String == "upkeep://agent/node-1" })
+        let formatter = ISO8601DateFormatter()
+        let notBefore = try #require(formatter.date(from: node1["notBefore"] as? String ?? ""))
+        let notAfter = try #require(formatter.date(from: node1["notAfter"] as? String ?? ""))
+        let renewAfter = try #require(formatter.date(from: node1["renewAfter"] as? String ?? ""))
+        #expect(abs(renewAfter.timeIntervalSince(notBefore) - notAfter.timeIntervalSince(notBefore) * 2 / 3) < 2)
+
+        let empty = try UpkeepBinary.run("pki", "status", "--dir", temporary.file("nothing"))
+        #expect(empty.status == 1 && empty.error.contains("no certificates in"), "\(empty.error)")
+    }
+
     @Test func rootCommandAnswersHelpAndVersion() throws {
         let version = try UpkeepBinary.run("--version")
         #expect(version.status == 0)

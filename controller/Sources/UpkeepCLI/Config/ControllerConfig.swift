@@ -10,6 +10,11 @@ public struct ControllerConfig: Equatable, Sendable {
         public var ca = "/etc/upkeep/pki/ca.crt"
         public var certificate = "/etc/upkeep/pki/controllers/controller.crt"
         public var key = "/etc/upkeep/pki/controllers/controller.key"
+        /// The deny list `upkeep pki revoke` writes; nil: `revoked.txt` beside the CA file.
+        public var revoked: String?
+
+        /// The deny list's path (docs/pki.md, "Revocation").
+        public var revokedFile: String { revoked ?? ((ca as NSString).deletingLastPathComponent as NSString).appendingPathComponent("revoked.txt") }
     }
 
     public struct Releases: Equatable, Sendable {
@@ -132,7 +137,8 @@ public struct ControllerConfig: Equatable, Sendable {
             config.pki.ca = try path(pki, "ca") ?? config.pki.ca
             config.pki.certificate = try path(pki, "certificate") ?? config.pki.certificate
             config.pki.key = try path(pki, "key") ?? config.pki.key
-            try pki.rejectUnknown(["ca", "certificate", "key"])
+            config.pki.revoked = try path(pki, "revoked")
+            try pki.rejectUnknown(["ca", "certificate", "key", "revoked"])
         }
         config.agentPort = try top.int("agentPort", in: 1...65535) ?? config.agentPort
         config.stateDir = try path(top, "stateDir")

@@ -16,12 +16,31 @@ enum MetricsSource {
     static func exposition(_ config: ControllerConfig, serverLimits: [(limit: ServerLimit, count: Int)] = []) throws -> String {
         let store = try openStateStore(config)
         let checks = JSONLinesCheckHistory(stateDirectory: config.resolvedStateDirectory())
+        var snapshot: MetricsSnapshot
         do {
-            return try MetricsSnapshot.gather(store: store, checks: checks, now: .wallClockNow())
-                .exposition(version: version, serverLimits: serverLimits)
+            snapshot = try MetricsSnapshot.gather(store: store, checks: checks, now: .wallClockNow())
         } catch {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
+        snapshot.certificateExpiries = try certificateExpiries(config)
+        return snapshot.exposition(version: version, serverLimits: serverLimits)
+    }
+}
+
+extension MetricsSource {
+    /// notAfter of every unrevoked certificate `pki status` lists, by identity; when two files
+    /// hold the same identity (a copy beside upkeep.yaml), the earlier expiry counts.
+    static func certificateExpiries(_ config: ControllerConfig) throws -> [String: Double] {
+        var expiries: [String: Double] = [:]
+        let inventory: PKIInventory
+        do { inventory = try PKIInventory.read(directory: nil, config: config) } catch {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "pki: \(error)")
+        }
+        for entry in inventory.entries where !entry.revoked {
+            guard let notAfter = entry.notAfter?.timeIntervalSince1970 else { continue }
+            expiries[entry.identity] = min(expiries[entry.identity] ?? notAfter, notAfter)
+        }
+        return expiries
     }
 }
 

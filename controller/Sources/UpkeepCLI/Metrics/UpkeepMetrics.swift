@@ -36,6 +36,8 @@ struct MetricsSnapshot: Equatable {
     var lastBackupAtSeconds: Double?
     var lastBackupBytes: Int64?
     var lastCheck: LastCheck?
+    /// notAfter (Unix time) of each readable certificate, by identity (`PKIInventory`).
+    var certificateExpiries: [String: Double] = [:]
 
     static func gather(store: StateStore, checks: (any CheckRecorder)?, now: Instant) throws(StoreError) -> MetricsSnapshot {
         var snapshot = MetricsSnapshot()
@@ -132,6 +134,14 @@ struct MetricsSnapshot: Equatable {
                 gauge("upkeep_update_available", "1 when the last check found a newer release of the component.",
                       labels: [("component", component)], available ? 1 : 0)
             }
+        }
+        for (identity, notAfter) in certificateExpiries.sorted(by: { $0.key < $1.key }) {
+            gauge("upkeep_certificate_expiry_timestamp_seconds", "When the certificate of the identity expires (Unix time; `upkeep pki status`).",
+                  labels: [("identity", identity)], notAfter)
+        }
+        if let earliest = certificateExpiries.values.min() {
+            gauge("upkeep_certificate_earliest_expiry_timestamp_seconds", "When the first of the CA, controller and agent certificates expires (Unix time).",
+                  earliest)
         }
         for (limit, count) in serverLimits {
             counter("upkeep_http_server_limits_reached_total", "Times `upkeep serve`'s HTTP server reached a bound (docs/http.md), by bound.",
