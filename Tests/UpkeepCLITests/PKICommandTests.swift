@@ -196,6 +196,36 @@ import UpkeepTestSupport
         #expect(empty.status == 1 && empty.error.contains("no certificates in"), "\(empty.error)")
     }
 
+    @Test func revokeDeniesTheNodesCurrentCertificateUntilANewOneIsIssued() throws {
+        let temporary = try TemporaryDirectory()
+        let dir = temporary.file("pki")
+        #expect(try UpkeepBinary.run("pki", "init", "--dir", dir).status == 0)
+        #expect(try UpkeepBinary.run("pki", "issue", "agent", "node-1", "--dir", dir).status == 0)
+        let fingerprint = try Certificate.loadChain(pemFile: "\(dir)/agents/node-1.crt")[0].sha256Fingerprint
+
+        let revoked = try UpkeepBinary.run("pki", "revoke", "node-1", "--dir", dir)
+        #expect(revoked.status == 0, "\(revoked.error)")
+        #expect(revoked.output.contains("Revoked upkeep://agent/node-1 (SHA-256 \(fingerprint)) in \(dir)/revoked.txt"), "\(revoked.output)")
+        let list = try CertificateDenyList.load(path: "\(dir)/revoked.txt")
+        #expect(list.entries.map(\.fingerprint) == [fingerprint] && list.entries.first?.identity == "upkeep://agent/node-1")
+        let again = try UpkeepBinary.run("pki", "revoke", "node-1", "--dir", dir)
+        #expect(again.status == 0 && again.output.contains("already revoked"), "\(again.output)")
+        #expect(try CertificateDenyList.load(path: "\(dir)/revoked.txt").entries.count == 1)
+        let status = try UpkeepBinary.run("pki", "status", "--dir", dir).output
+        #expect(status.split(separator: "\n").contains { $0.hasPrefix("upkeep://agent/node-1") && $0.contains("revoked") }, "\(status)")
+
+        // A new certificate for the node is not on the list.
+        #expect(try UpkeepBinary.run("pki", "issue", "agent", "node-1", "--dir", dir, "--force").status == 0)
+        let renewed = try UpkeepBinary.run("pki", "status", "--dir", dir).output
+        #expect(renewed.split(separator: "\n").contains { $0.hasPrefix("upkeep://agent/node-1") && $0.contains("valid for") }, "\(renewed)")
+
+        let unknown = try UpkeepBinary.run("pki", "revoke", "node-9", "--dir", dir)
+        #expect(unknown.status == 1 && unknown.error.contains("\(dir)/agents/node-9.crt") && unknown.error.contains("--certificate"), "\(unknown.error)")
+        let wrong = try UpkeepBinary.run("pki", "revoke", "node-2", "--dir", dir, "--certificate", "\(dir)/agents/node-1.crt")
+        #expect(wrong.status == 1 && wrong.error.contains("not the agent certificate of node-2"), "\(wrong.error)")
+        #expect(try UpkeepBinary.run("pki", "revoke", "../etc", "--dir", dir).status == 2)
+    }
+
     @Test func rootCommandAnswersHelpAndVersion() throws {
         let version = try UpkeepBinary.run("--version")
         #expect(version.status == 0)

@@ -34,4 +34,16 @@ struct FleetSecurityTests {
             (error as? OwnIdentityError)?.problem == .wrongIdentity(certificate: agent.certificatePath, found: try! PeerIdentity(role: .agent, name: "node-1"))
         }
     }
+
+    @Test func aDenyListThatCannotBeReadStopsTheControllerAndAMissingOneIsEmpty() throws {
+        let directory = try TemporaryDirectory()
+        let pki = try FleetPKI(in: directory.file("pki"))
+        func load(_ denied: String) throws -> FleetSecurity {
+            try FleetSecurity.load(caFile: pki.directory.caCertificatePath, certificateFile: "\(pki.directory.path)/controllers/controller.crt",
+                                   keyFile: "\(pki.directory.path)/controllers/controller.key", deniedFile: denied)
+        }
+        #expect(throws: Never.self) { try load(directory.file("absent.txt")) }
+        let broken = try directory.write("# revoked\nAB:CD upkeep://agent/node-1 2026-12-07T00:00:00Z\n", to: "revoked.txt")
+        #expect { try load(broken) } throws: { "\($0)".contains("revoked.txt:2: \"AB:CD\" is not a SHA-256 fingerprint") }
+    }
 }

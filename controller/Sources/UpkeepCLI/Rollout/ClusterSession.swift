@@ -111,7 +111,8 @@ final class ClusterSession: Sendable {
     func fleet(for reading: FleetReading) async throws -> AgentFleet {
         let security: FleetSecurity
         do {
-            security = try FleetSecurity.load(caFile: config.pki.ca, certificateFile: config.pki.certificate, keyFile: config.pki.key)
+            security = try FleetSecurity.load(caFile: config.pki.ca, certificateFile: config.pki.certificate, keyFile: config.pki.key,
+                                              deniedFile: config.pki.revokedFile)
         } catch let error as OwnIdentityError {
             throw CommandFailure(code: RolloutExitCode.usage, message: "pki: \(error)")
         } catch {

@@ -19,10 +19,13 @@ public struct FleetSecurity: Sendable {
     /// Reads the cluster CA, the controller's certificate chain and its key, refusing
     /// (`OwnIdentityError`) a key readable by group or others, and a certificate that has
     /// expired, is not yet valid, is not a controller's, does not match the key or was not
-    /// issued by the CA (docs/pki.md, "Checks at start").
-    public static func load(caFile: String, certificateFile: String, keyFile: String, now: Date = Date()) throws -> FleetSecurity {
+    /// issued by the CA (docs/pki.md, "Checks at start"). Agent certificates in the deny list
+    /// at `deniedFile` (none when it does not exist) are refused in every handshake.
+    public static func load(caFile: String, certificateFile: String, keyFile: String, deniedFile: String? = nil,
+                            now: Date = Date()) throws -> FleetSecurity {
         let own = try OwnIdentity.load(caFile: caFile, certificateFile: certificateFile, keyFile: keyFile, role: .controller, now: now)
-        return FleetSecurity(context: try TLSContext.internal(ca: own.ca, chain: own.chain, key: own.key))
+        let denied = try deniedFile.map { try CertificateDenyList.load(path: $0) } ?? .empty
+        return FleetSecurity(context: try TLSContext.internal(ca: own.ca, chain: own.chain, key: own.key, denied: denied))
     }
 
     /// The security for dialling `node`'s agent.
