@@ -97,6 +97,11 @@ let package = Package(
         .executableTarget(name: "upkeep-sandbox", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepKube", argumentParser],
                           path: "sandbox/Sources/upkeep-sandbox", swiftSettings: strict),
 
+        // Enrollment by bootstrap token, the parts both sides share: the token format, the join
+        // protocol's messages and the joining node's client. No Foundation: the agent links it.
+        .target(name: "UpkeepEnrollment", dependencies: ["UpkeepPKI", "UpkeepTLS", "UpkeepHTTP", "UpkeepKube", nioHTTP1],
+                path: "Sources/UpkeepEnrollment", swiftSettings: strict),
+
         // Strict reading of YAML configuration files (agent.yaml, upkeep.yaml) and kubeconfigs with a
         // reader of its own (YAMLReader, stdlib only): errors name file, line and field.
         .target(name: "UpkeepYAML", path: "Sources/UpkeepYAML", swiftSettings: strict),
@@ -107,7 +112,7 @@ let package = Package(
         // The agent's pure core: the upgrade machine, its journal records and operation types. It
         // imports nothing but UpkeepCore and the standard library, so the compiler keeps I/O out of it.
         .target(name: "UpkeepAgentCore", dependencies: ["UpkeepCore"], path: "agent/Sources/UpkeepAgentCore", swiftSettings: strict),
-        .target(name: "UpkeepAgent", dependencies: ["UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
+        .target(name: "UpkeepAgent", dependencies: ["UpkeepAgentCore", "UpkeepCore", "UpkeepEnrollment", "UpkeepPOSIX", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepKube", "UpkeepYAML", nioCore, nioPosix, nioHTTP1,
                                                 logging],
                 path: "agent/Sources/UpkeepAgent", swiftSettings: strict),
         // Linked by lld with packed relative relocations (DT_RELR, glibc 2.36+): the ~100,000
@@ -152,7 +157,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepKube", "UpkeepProcess",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepKube", "UpkeepProcess", "UpkeepEnrollment",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -182,7 +187,7 @@ let package = Package(
         .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocolCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
+        .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepEnrollment", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
                                                         nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
         .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
@@ -215,6 +220,6 @@ let package = Package(
                     swiftSettings: strict),
         // YAMLReader against Yams (libyaml) as the reference reader.
         .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepCore", yams], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepEnrollment", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
     ]
 )

@@ -101,7 +101,10 @@ public final class HTTPClient: Sendable {
     /// A client using `tls` for https (a context with a client certificate, for instance), or
     /// none: then https URLs fail with `HTTPClientError.tls`. `tlsServerName` replaces the URL's
     /// host for certificate verification and SNI (a kubeconfig's `tls-server-name`).
-    public init(configuration: Configuration = Configuration(), tls: TLSContext?, tlsServerName: String? = nil, cache: ETagCache? = nil,
+    /// `tlsPeer` replaces the host check with another demand on the server's certificate: a
+    /// joining node asks the join server for a controller identity under the pinned cluster CA.
+    public init(configuration: Configuration = Configuration(), tls: TLSContext?, tlsServerName: String? = nil, tlsPeer: PeerExpectation? = nil,
+                cache: ETagCache? = nil,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, clock: HTTPClock = .system,
                 logger: Logger = Logger(label: "upkeep.http"))
     {
@@ -113,7 +116,8 @@ public final class HTTPClient: Sendable {
         limits = LimitLog(logger: logger)
         pool = ConnectionPool(connectionsPerOriginMax: configuration.connectionsPerOriginMax, idleSecondsMax: configuration.idleSecondsMax,
                               waitingMax: configuration.waitingMax, now: clock.now) { origin, timeoutSeconds in
-            try await HTTPConnection.connect(origin: origin, tls: tls, tlsServerName: tlsServerName, group: group, timeoutSeconds: timeoutSeconds)
+            try await HTTPConnection.connect(origin: origin, tls: tls, tlsServerName: tlsServerName, tlsPeer: tlsPeer, group: group,
+                                             timeoutSeconds: timeoutSeconds)
         }
     }
 

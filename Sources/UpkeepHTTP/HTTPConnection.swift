@@ -32,7 +32,7 @@ final class HTTPConnection: Sendable {
 
     /// `tlsServerName`: verify the certificate for (and send as SNI) this name instead of the
     /// origin's host (a kubeconfig's `tls-server-name`).
-    static func connect(origin: Origin, tls: TLSContext?, tlsServerName: String? = nil, group: any EventLoopGroup,
+    static func connect(origin: Origin, tls: TLSContext?, tlsServerName: String? = nil, tlsPeer: PeerExpectation? = nil, group: any EventLoopGroup,
                         timeoutSeconds: Double) async throws -> HTTPConnection {
         let loop = group.next()
         let ready = loop.makePromise(of: Void.self)
@@ -52,7 +52,7 @@ final class HTTPConnection: Sendable {
                     if origin.scheme == .https, let tls {
                         let name = tlsServerName ?? origin.host
                         let isAddress = name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." }
-                        try operations.addHandler(tls.makeClientHandler(expecting: .host(name), serverName: isAddress ? nil : name,
+                        try operations.addHandler(tls.makeClientHandler(expecting: tlsPeer ?? .host(name), serverName: isAddress ? nil : name,
                                                                         handshakeTimeout: timeout))
                     }
                     try operations.addHTTPClientHandlers()

@@ -84,6 +84,15 @@ public final class TLSContext: @unchecked Sendable {
         return context
     }
 
+    /// HTTPS client that verifies nothing: only for reading public data whose integrity is
+    /// checked another way. A joining node fetches the cluster CA with it and compares the CA's
+    /// hash with the one the operator gave (`CAHash`) before it trusts that CA or sends a secret.
+    public static func discoveryClient() throws -> TLSContext {
+        let context = try TLSContext(mode: .publicClient, minimumVersion: upkeep_TLS1_2_VERSION())
+        SSL_CTX_set_verify(context.pointer, SSL_VERIFY_NONE, nil)
+        return context
+    }
+
     /// HTTPS server (the simulated Kubernetes API serving 6443 as k3s does): TLS 1.2 or newer;
     /// client certificates verified against `clientCA` when given, and required when
     /// `requireClientCertificate`.

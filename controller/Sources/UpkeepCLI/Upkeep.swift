@@ -22,6 +22,8 @@ public struct Upkeep: AsyncParsableCommand {
             BackupCommand.self,
             Metrics.self,
             Serve.self,
+            TokenCommand.self,
+            JoinServerCommand.self,
             Update.self,
             Sandbox.self,
         ]

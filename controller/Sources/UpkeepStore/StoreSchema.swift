@@ -106,6 +106,29 @@ enum StoreSchema {
                 CREATE INDEX component_updates_started ON component_updates(started_at);
                 """)
         }
+        migrator.registerMigration("v4-join-tokens") { db in
+            // Bootstrap tokens for `upkeep-agent join` (docs/enrollment.md): the secret only as its
+            // SHA-256; one row per enrolled node, so a second join needs --force.
+            try db.execute(sql: """
+                CREATE TABLE join_tokens (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    secret_sha256 TEXT NOT NULL,
+                    node TEXT,
+                    uses_max INTEGER NOT NULL,
+                    uses INTEGER NOT NULL DEFAULT 0,
+                    created_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL,
+                    revoked_at INTEGER
+                ) WITHOUT ROWID;
+                CREATE TABLE enrollments (
+                    node TEXT PRIMARY KEY NOT NULL,
+                    token_id TEXT NOT NULL,
+                    enrolled_at INTEGER NOT NULL,
+                    certificate_serial TEXT NOT NULL,
+                    not_after INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }

@@ -43,6 +43,16 @@ public struct ControllerConfig: Equatable, Sendable {
         public init() {}
     }
 
+    /// The join server (`upkeep join-server`, docs/enrollment.md).
+    public struct Join: Equatable, Sendable {
+        public var listen = "0.0.0.0:9662"
+        /// HOST:PORT that nodes dial, printed in the join command; nil: `listen` when it names a
+        /// host, else this machine's host name with the listen port.
+        public var advertise: String?
+        /// Validity of the certificates it issues (never past the CA's end).
+        public var certificateDays = 365
+    }
+
     /// Where the file was read from; nil when no file was found and only defaults apply.
     public var source: String?
     /// nil: KUBECONFIG, ~/.kube/config, /etc/rancher/k3s/k3s.yaml, in that order.
@@ -58,6 +68,7 @@ public struct ControllerConfig: Equatable, Sendable {
     public var concurrency = 1
     public var rollout = RolloutPolicy()
     public var backups = Backups()
+    public var join = Join()
 
     public init() {}
 
@@ -202,7 +213,13 @@ public struct ControllerConfig: Equatable, Sendable {
             config.backups.timeoutSeconds = try backups.int("timeoutSeconds", in: 10...86_400) ?? config.backups.timeoutSeconds
             try backups.rejectUnknown(["beforeApply", "keyFile", "kept", "timeoutSeconds"])
         }
-        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance"])
+        if let join = try top.section("join") {
+            config.join.listen = try join.string("listen") ?? config.join.listen
+            config.join.advertise = try join.string("advertise")
+            config.join.certificateDays = try join.int("certificateDays", in: 1...3650) ?? config.join.certificateDays
+            try join.rejectUnknown(["listen", "advertise", "certificateDays"])
+        }
+        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join"])
         return config
     }
 
