@@ -181,4 +181,21 @@ import UpkeepTestSupport
         #expect(config.contains("listen: {address: \"127.0.0.7\", port: 9700}"))
         #expect(config.contains("systemctl: \"\(systemctl)\""))
     }
+
+    /// `systemd-analyze verify` on deploy/upkeep-join-server.service as shipped (ExecStart pointed
+    /// at the built binary); hardened as deploy/'s other units, writing only the state directory.
+    @Test func theJoinServerUnitPassesSystemdAnalyzeVerify() throws {
+        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy").path
+        let unit = try String(contentsOfFile: "\(deploy)/upkeep-join-server.service", encoding: .utf8)
+        #expect(unit.contains("\nExecStart=/usr/local/bin/upkeep join-server --config /etc/upkeep/upkeep.yaml\n"))
+        for line in ["ProtectSystem=strict", "StateDirectory=upkeep", "NoNewPrivileges=yes", "CapabilityBoundingSet=", "Restart=on-failure"] {
+            #expect(unit.contains("\n\(line)\n"), "missing \(line)")
+        }
+        let directory = try TemporaryDirectory()
+        let path = try directory.write(unit.replacingOccurrences(of: "/usr/local/bin/upkeep ", with: try UpkeepBinary.path() + " "),
+                                       to: "upkeep-join-server.service")
+        let result = try runProcess("systemd-analyze", ["verify", path], timeoutSeconds: 60)
+        #expect(result.status == 0 && result.output.isEmpty && result.error.isEmpty, "systemd-analyze: \(result.output)\(result.error)")
+    }
 }
