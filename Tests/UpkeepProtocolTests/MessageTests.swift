@@ -45,6 +45,16 @@ import UpkeepProtocol
         #expect(!Method.operation.isMutating && Method.stopK3s.isMutating)
     }
 
+    @Test func aRenewalNamesOnlyKnownKeyTypesAndBoundsItsPEM() throws {
+        try CertificateRequestRequest().validate()
+        try CertificateRequestRequest(keyType: "ecdsa-p256").validate()
+        #expect(throws: MessageError.self) { try CertificateRequestRequest(keyType: "rsa-4096").validate() }
+        #expect(throws: MessageError.self) { try InstallCertificateRequest(certificate: "").validate() }
+        #expect(throws: MessageError.self) {
+            try InstallCertificateRequest(certificate: String(repeating: "A", count: CertificateRequestResult.pemBytesMax + 1)).validate()
+        }
+    }
+
     @Test func fieldRulesAreChecked() throws {
         #expect(OperationID(rawValue: "op 1") == nil)
         #expect(OperationID(rawValue: String(repeating: "x", count: 129)) == nil)
@@ -75,6 +85,9 @@ import UpkeepProtocol
             .stopK3s(StopK3sRequest(operationID: "m")),
             .restore(RestoreRequest(operationID: "m", backupSHA256: sha, binarySHA256: sha, k3sVersion: "v1", healthTimeoutSeconds: 1)),
             .rejoin(RejoinRequest(operationID: "m", binarySHA256: sha, k3sVersion: "v1", healthTimeoutSeconds: 1)),
+            // A renewal's two methods are idempotent by content: no operation id (PROTOCOL.md section 12).
+            .certificateRequest(CertificateRequestRequest(keyType: "ed25519")),
+            .installCertificate(InstallCertificateRequest(certificate: "-----BEGIN CERTIFICATE-----")),
         ]
         #expect(Set(requests.map(\.method)) == Set(Method.allCases))
         for request in requests {

@@ -8,7 +8,7 @@ import Testing
     static let directory = URL(filePath: #filePath).deletingLastPathComponent()
 
     /// A fragment of each rule's sentence, and the tests that prove it (functions in this target,
-    /// or for the agent's own behaviour in UpkeepAgentTests).
+    /// for the agent's own behaviour in UpkeepAgentTests, for a renewal in UpkeepFleetTests).
     static let rules: [(sentence: String, tests: [String])] = [
         ("Ids MUST be non-zero and strictly increasing",
          ["requestIDsMustBeStrictlyIncreasing", "theClientNumbersItsRequestsUpward", "requestIDsMayHaveGaps"]),
@@ -41,6 +41,11 @@ import Testing
         ("On a server, the agent MUST refuse (`conflict`) a rollback to a binary of an older Kubernetes minor",
          ["rollbackOfAServerAcrossAMinorAfterItWasHealthyIsRefusedWithWhatToDo", "rollbackWithinAMinorOrOfAnAgentNodeStillWorks",
           "aServerWhoseNewerMinorNeverRanHealthyMayGoBack"]),
+        // A certificate renewal against a real agent, proven in Tests/UpkeepFleetTests.
+        ("The agent MUST generate the key itself", ["theAgentMakesItsKeyTheCASignsAndTheNextConnectionShowsTheNewCertificate"]),
+        ("While a pending key of the asked type exists it MUST answer a request for that same key",
+         ["aCertificateThatDoesNotFitIsRefusedAndNothingChanges"]),
+        ("The agent MUST answer `conflict`, and change nothing", ["aCertificateThatDoesNotFitIsRefusedAndNothingChanges"]),
     ]
 
     /// The sentences of PROTOCOL.md with MUST or SHOULD (the RFC 2119 key words), but the one
@@ -72,7 +77,8 @@ import Testing
 
     @Test func everyListedTestExists() throws {
         let agentTests = Self.directory.appending(path: "../UpkeepAgentTests").standardized
-        let files = try [Self.directory, agentTests].flatMap { try FileManager.default.contentsOfDirectory(at: $0, includingPropertiesForKeys: nil) }
+        let fleetTests = Self.directory.appending(path: "../UpkeepFleetTests").standardized
+        let files = try [Self.directory, agentTests, fleetTests].flatMap { try FileManager.default.contentsOfDirectory(at: $0, includingPropertiesForKeys: nil) }
             .filter { $0.pathExtension == "swift" }
         let source = try files.map { try String(contentsOf: $0, encoding: .utf8) }.joined(separator: "\n")
         for name in Self.rules.flatMap(\.tests) {

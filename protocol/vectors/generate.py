@@ -52,6 +52,12 @@ PROBE_OLD = {"checks": [
     {"latencyMs": 38, "message": "Ready, kubeletVersion v1.30.6+k3s1", "name": "nodeReady", "ok": True},
 ], "healthy": True}
 
+# A renewal's request and certificate for node-1 (Ed25519, made once with the openssl command;
+# the frames carry them as opaque PEM text).
+CSR_NODE1 = '-----BEGIN CERTIFICATE REQUEST-----\nMIGQMEQCAQAwETEPMA0GA1UEAwwGbm9kZS0xMCowBQYDK2VwAyEA24EPxX2juf05\nymk7kPFKdqh6eRNeUMXZNyaEopdDMlmgADAFBgMrZXADQQDPBdaOJiBPuBYeYtRd\n5dxMdcT1AVqY/FpLJ2H4n4LA3QJf0ukeDWiYCxKBmYdbYrbN7ie3rTYErjo59gwO\nVM0J\n-----END CERTIFICATE REQUEST-----\n'
+CERT_NODE1 = '-----BEGIN CERTIFICATE-----\nMIIBDzCBwqADAgECAgEHMAUGAytlcDANMQswCQYDVQQDDAJjYTAeFw0yNjEyMDcw\nMDM5NTJaFw0yNzEyMDcwMDM5NTJaMBExDzANBgNVBAMMBm5vZGUtMTAqMAUGAytl\ncAMhANuBD8V9o7n9OcppO5DxSnaoenkTXlDF2TcmhKKXQzJZo0MwQTAgBgNVHREE\nGTAXhhV1cGtlZXA6Ly9hZ2VudC9ub2RlLTEwHQYDVR0OBBYEFI+VCgR/Z6pyf0fT\nm/oG2SSu9Zb4MAUGAytlcANBAE5c/7F96Nozv28rTrvXatZ69F+KHsW237q/bUtR\nykodkVCOPG7i/DiLuxxvRk6WdYAcc7yWfI6JtmD0ik63tw8=\n-----END CERTIFICATE-----\n'
+CERT_NODE1_SHA256 = "E7:BE:85:CF:F7:30:B1:A8:F0:3C:45:29:B7:A3:0F:64:27:D3:9B:47:84:C0:AE:3C:6E:0B:D8:F2:90:82:0B:91"
+
 REQUESTS = [
     # (file stem, request id, envelope, response result, response extras)
     ("status", 1, {"method": "status", "params": {}}, {
@@ -104,6 +110,10 @@ REQUESTS = [
                                                    "k3sVersion": "v1.30.6+k3s1",
                                                    "operationID": "rollout-7:restore-1:node-2:rejoin"}},
      {"k3sVersion": "v1.30.6+k3s1", "probe": PROBE_OLD}, {}),
+    ("certificateRequest", 19, {"method": "certificateRequest", "params": {"keyType": "ed25519"}},
+     {"csr": CSR_NODE1, "keyType": "ed25519"}, {}),
+    ("installCertificate", 20, {"method": "installCertificate", "params": {"certificate": CERT_NODE1}},
+     {"notAfterUnixMs": 1828139992000, "sha256": CERT_NODE1_SHA256}, {}),
 ]
 
 VALID = [

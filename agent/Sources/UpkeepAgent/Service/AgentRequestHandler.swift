@@ -16,10 +16,13 @@ import Glibc
 /// are served (the TLS layer already demands one; this checks again per request).
 public final class AgentRequestHandler: RequestHandler {
     public let service: AgentService
+    /// The TLS identity and its renewal; nil where the agent serves without TLS (tests).
+    public let identity: AgentIdentity?
     private let info: NIOLockedValueBox<AgentInfo>
 
-    public init(service: AgentService, k3sVersion: String?) {
+    public init(service: AgentService, identity: AgentIdentity? = nil, k3sVersion: String?) {
         self.service = service
+        self.identity = identity
         let environment = service.environment
         info = NIOLockedValueBox(AgentInfo(agentVersion: AgentVersion.current, nodeName: environment.config.nodeName, arch: MachineArch.current(),
                                            role: environment.isServer ? .server : .agent, k3sVersion: k3sVersion))
@@ -122,9 +125,18 @@ public final class AgentRequestHandler: RequestHandler {
                                  logger.error("backup \(report.fileName) was downloaded but could not be removed (the retention sweep retries): \(error)")
                              }
                          })
+        case .certificateRequest(let asked):
+            return Reply(.certificateRequest(try renewingIdentity().certificateRequest(keyType: asked.keyType)))
+        case .installCertificate(let install):
+            return Reply(.installCertificate(try renewingIdentity().installCertificate(pem: install.certificate)))
         case .operation, .restoreBackup, .stopK3s, .restore, .rejoin:
             throw ErrorResponse(.notImplemented, "\(request.payload.method.rawValue) is not implemented by this agent yet; upgrade the agent")
         }
+    }
+
+    private func renewingIdentity() throws -> AgentIdentity {
+        guard let identity else { throw ErrorResponse(.conflict, "this agent serves without TLS; it has no certificate to renew") }
+        return identity
     }
 
     private func statusResult() async throws -> StatusResult {

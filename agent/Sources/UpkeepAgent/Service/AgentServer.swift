@@ -14,15 +14,17 @@ import Foundation
 /// The agent's protocol endpoint: mutual TLS 1.3 with the cluster CA, serving only controller
 /// certificates, in front of an `AgentRequestHandler`.
 public enum AgentServer {
-    /// Loads the CA, the agent's chain and key (which must be mode 0600 and name this node), and
-    /// binds the listener from the configuration.
+    /// Loads the CA, the agent's chain and key (which must be mode 0600 and name this node;
+    /// `AgentIdentity`), and binds the listener from the configuration.
     public static func start(service: AgentService, group: any EventLoopGroup, logger: Logger,
                              configuration: ServerConfiguration = ServerConfiguration()) async throws -> ProtocolServer {
         let config = service.environment.config
-        let context = try tlsContext(config)
-        let handler = AgentRequestHandler(service: service, k3sVersion: await service.status().live?.k3sVersion)
+        let identity = try AgentIdentity(config: config)
+        let handler = AgentRequestHandler(service: service, identity: identity, k3sVersion: await service.status().live?.k3sVersion)
+        // Each connection takes the identity's context of the moment, so a renewal applies to
+        // the next connection without a restart.
         return try await ProtocolServer.bind(host: config.listenAddress, port: config.listenPort,
-                                             security: .tls(context, expecting: .roles([.controller])), handler: handler,
+                                             security: { .tls(identity.context(), expecting: .roles([.controller])) }, handler: handler,
                                              configuration: configuration, logger: logger, eventLoopGroup: group)
     }
 

@@ -27,6 +27,16 @@ public final class ProtocolServer: Sendable {
                             configuration: ServerConfiguration = ServerConfiguration(),
                             logger: Logger = Logger(label: "upkeep.protocol.server"),
                             eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ProtocolServer {
+        try await bind(host: host, port: port, security: { security }, handler: handler, configuration: configuration,
+                       logger: logger, eventLoopGroup: eventLoopGroup)
+    }
+
+    /// Listens on `host`:`port`, securing each new connection with what `security` returns at
+    /// its accept (a renewed certificate serves the next connection; open ones keep theirs).
+    public static func bind(host: String, port: Int, security: @escaping @Sendable () -> ConnectionSecurity, handler: some RequestHandler,
+                            configuration: ServerConfiguration = ServerConfiguration(),
+                            logger: Logger = Logger(label: "upkeep.protocol.server"),
+                            eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ProtocolServer {
         let shared = ServerShared(handler: handler, configuration: configuration, logger: logger)
         let listener = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: 1024)
@@ -34,7 +44,7 @@ public final class ProtocolServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.initialize(channel, security: security, shared: shared)
+                    try Self.initialize(channel, security: security(), shared: shared)
                 }
             }
             .bind(host: host, port: port).get()

@@ -2,11 +2,13 @@
 public enum Method: String, Codable, Sendable, CaseIterable {
     case status, probe, stage, install, rollback, cordon, drain, uncordon, backup, commit
     case operation, restoreBackup, stopK3s, restore, rejoin
+    case certificateRequest, installCertificate
 
-    /// Mutating methods carry an operation id and are recorded by the agent.
+    /// Mutating methods carry an operation id and are recorded by the agent. A renewal's two
+    /// methods are idempotent by content instead (PROTOCOL.md section 12).
     public var isMutating: Bool {
         switch self {
-        case .status, .probe, .operation: false
+        case .status, .probe, .operation, .certificateRequest, .installCertificate: false
         case .stage, .install, .rollback, .cordon, .drain, .uncordon, .backup, .commit: true
         case .restoreBackup, .stopK3s, .restore, .rejoin: true
         }

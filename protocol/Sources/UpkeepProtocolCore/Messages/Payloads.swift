@@ -15,6 +15,8 @@ public enum RequestPayload: Equatable, Sendable {
     case stopK3s(StopK3sRequest)
     case restore(RestoreRequest)
     case rejoin(RejoinRequest)
+    case certificateRequest(CertificateRequestRequest)
+    case installCertificate(InstallCertificateRequest)
 
     public var message: any RequestMessage {
         switch self {
@@ -33,6 +35,8 @@ public enum RequestPayload: Equatable, Sendable {
         case .stopK3s(let m): m
         case .restore(let m): m
         case .rejoin(let m): m
+        case .certificateRequest(let m): m
+        case .installCertificate(let m): m
         }
     }
 
@@ -41,7 +45,7 @@ public enum RequestPayload: Equatable, Sendable {
     /// The operation id of a mutating request.
     public var operationID: OperationID? {
         switch self {
-        case .status, .probe, .operation: nil
+        case .status, .probe, .operation, .certificateRequest, .installCertificate: nil
         case .stage(let m): m.operationID
         case .install(let m): m.operationID
         case .rollback(let m): m.operationID
@@ -75,6 +79,8 @@ public enum RequestPayload: Equatable, Sendable {
         case .stopK3s: try container.decode(StopK3sRequest.self, forKey: key).payload
         case .restore: try container.decode(RestoreRequest.self, forKey: key).payload
         case .rejoin: try container.decode(RejoinRequest.self, forKey: key).payload
+        case .certificateRequest: try container.decode(CertificateRequestRequest.self, forKey: key).payload
+        case .installCertificate: try container.decode(InstallCertificateRequest.self, forKey: key).payload
         }
     }
 }
@@ -96,6 +102,8 @@ public enum ResponsePayload: Equatable, Sendable {
     case stopK3s(StopK3sResult)
     case restore(RestoreResult)
     case rejoin(RejoinResult)
+    case certificateRequest(CertificateRequestResult)
+    case installCertificate(InstallCertificateResult)
 
     public var method: Method {
         switch self {
@@ -114,6 +122,8 @@ public enum ResponsePayload: Equatable, Sendable {
         case .stopK3s: .stopK3s
         case .restore: .restore
         case .rejoin: .rejoin
+        case .certificateRequest: .certificateRequest
+        case .installCertificate: .installCertificate
         }
     }
 
@@ -134,6 +144,8 @@ public enum ResponsePayload: Equatable, Sendable {
         case .stopK3s(let r): r
         case .restore(let r): r
         case .rejoin(let r): r
+        case .certificateRequest(let r): r
+        case .installCertificate(let r): r
         }
     }
 
@@ -160,6 +172,8 @@ public enum ResponsePayload: Equatable, Sendable {
         case .stopK3s: .stopK3s(try container.decode(StopK3sResult.self, forKey: key))
         case .restore: .restore(try container.decode(RestoreResult.self, forKey: key))
         case .rejoin: .rejoin(try container.decode(RejoinResult.self, forKey: key))
+        case .certificateRequest: .certificateRequest(try container.decode(CertificateRequestResult.self, forKey: key))
+        case .installCertificate: .installCertificate(try container.decode(InstallCertificateResult.self, forKey: key))
         }
     }
 }
