@@ -6,6 +6,6 @@ struct PKI: ParsableCommand {
         commandName: "pki",
         abstract: "Create the cluster CA and issue agent and controller certificates.",
         discussion: "Layout: DIR/ca.crt, DIR/ca.key, DIR/agents/<node>.crt|.key, DIR/controllers/<name>.crt|.key. See docs/pki.md.",
-        subcommands: [PKIInit.self, PKIIssue.self, PKIShow.self, PKIStatus.self, PKIRevoke.self]
+        subcommands: [PKIInit.self, PKIIssue.self, PKIShow.self, PKIStatus.self, PKIRevoke.self, PKIRenew.self]
     )
 }

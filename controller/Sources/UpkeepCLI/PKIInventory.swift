@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepFleet
 import UpkeepPKI
 
 /// Every certificate the controller can see, with when it expires and when it is due for
@@ -55,8 +56,7 @@ struct PKIInventory: Equatable {
             return Entry(identity: "?", file: file, problem: "\(error)")
         }
         let identity = (try? PeerIdentity.from(certificate).uri) ?? (certificate.isCA ? "cluster CA" : certificate.subject)
-        let lifetime = certificate.notAfter.timeIntervalSince(certificate.notBefore)
         return Entry(identity: identity, file: file, notBefore: certificate.notBefore, notAfter: certificate.notAfter,
-                     renewAfter: certificate.notBefore.addingTimeInterval(lifetime * 2 / 3), revoked: denied.contains(certificate))
+                     renewAfter: CertificateRenewal.renewalPoint(of: certificate), revoked: denied.contains(certificate))
     }
 }
