@@ -137,7 +137,8 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         let promtool = try Self.promtool()
         let check = try runProcess(promtool, ["check", "rules", "\(deployDirectory)/prometheus/upkeep-rules.yaml"])
         #expect(check.status == 0 && check.output.contains("SUCCESS: 10 rules found"), "\(check.output)\(check.error)")
-        let test = try runProcess(promtool, ["test", "rules", "\(deployDirectory)/prometheus/upkeep-rules.test.yaml"])
+        // Days of series at a 1 m evaluation interval: seconds of CPU, longer on a loaded machine.
+        let test = try runProcess(promtool, ["test", "rules", "\(deployDirectory)/prometheus/upkeep-rules.test.yaml"], timeoutSeconds: 120)
         #expect(test.status == 0 && test.output.contains("SUCCESS"), "\(test.output)\(test.error)")
         // Every metric the rules use is one Upkeep exports.
         let directory = try TemporaryDirectory()
