@@ -1,7 +1,7 @@
 # The README's commands. `make test` is what CI runs (through .ci/run).
 SWIFT ?= swift
 
-.PHONY: deps build test fuzz-smoke demo clean
+.PHONY: deps build test fuzz-smoke demo packages clean
 
 # Debian packages the build and the tests need (installed only when missing, and only as root).
 deps:
@@ -24,5 +24,11 @@ demo: deps
 fuzz-smoke:
 	fuzz/run.sh 30
 
+# Debian packages upkeep and upkeep-agent (amd64) and a tarball of the same binaries, in dist/
+# (docs/install.md). Release builds with a static Swift runtime: long on a small machine.
+packages:
+	@scripts/install-deps --packaging
+	scripts/build-packages
+
 clean:
-	rm -rf .build
+	rm -rf .build dist
