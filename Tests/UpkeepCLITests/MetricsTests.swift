@@ -172,6 +172,22 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         #expect(result.status == 0 && result.output.isEmpty && result.error.isEmpty, "systemd-analyze: \(result.output)\(result.error)")
     }
 
+    /// The daily certificate renewal (docs/pki.md, "Renewal"): the service runs `upkeep pki renew`
+    /// once a CA exists, the timer daily; both pass `systemd-analyze verify`.
+    @Test func theRenewalServiceAndTimerPassSystemdAnalyzeVerify() throws {
+        let service = try String(contentsOfFile: "\(deployDirectory)/upkeep-renew.service", encoding: .utf8)
+        #expect(service.contains("\nExecStart=/usr/local/bin/upkeep pki renew --config /etc/upkeep/upkeep.yaml\n"))
+        #expect(service.contains("\nConditionPathExists=/etc/upkeep/pki/ca.key\n") && service.contains("\nReadWritePaths=/etc/upkeep/pki\n"))
+        let timer = try String(contentsOfFile: "\(deployDirectory)/upkeep-renew.timer", encoding: .utf8)
+        #expect(timer.contains("\nOnCalendar=daily\n") && timer.contains("\nPersistent=true\n"))
+        let directory = try TemporaryDirectory()
+        let servicePath = try directory.write(service.replacingOccurrences(of: "/usr/local/bin/upkeep ", with: try UpkeepBinary.path() + " "),
+                                              to: "upkeep-renew.service")
+        let timerPath = try directory.write(timer, to: "upkeep-renew.timer")
+        let result = try runProcess("systemd-analyze", ["verify", servicePath, timerPath], timeoutSeconds: 60)
+        #expect(result.status == 0 && result.output.isEmpty && result.error.isEmpty, "systemd-analyze: \(result.output)\(result.error)")
+    }
+
     /// Sample names in an exposition (histogram series included).
     static func metricNames(_ exposition: String) -> Set<String> {
         Set(exposition.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
