@@ -21,6 +21,14 @@ struct SimulatedNode {
     var restoreFiles: Set<String> = []
     /// How many datastore changes were carried out (a restore done twice shows here).
     var datastoreChanges = 0
+    /// Air-gapped (https://docs.k3s.io/installation/airgap): a binary passes its probes only
+    /// while k3s's images directory holds the tarball of its version.
+    var airgapped = false
+    /// k3s's images directory: file name → the version whose images the tarball holds.
+    var imagesDir: [String: String] = [:]
+    /// The tarballs the agent kept aside with the previous binary.
+    var keptImages: [String: String] = [:]
+    var placeImagesFails = false
 
     func binary(_ sha: String, _ store: BinaryRef.Store = .staging) -> BinaryRef {
         BinaryRef(sha256: sha, k3sVersion: versions[sha], store: store)
@@ -32,8 +40,9 @@ struct SimulatedNode {
         guard let running else {
             return ProbeReport(checks: [ProbeReport.Check(name: "unit", ok: false, latencyMs: 1, message: "inactive")])
         }
-        let ready = healthyAfterMs[running].map { now >= startedAt.adding(milliseconds: $0) } ?? false
         let version = versions[running]
+        let imagesThere = !airgapped || imagesDir.values.contains { $0 == version }
+        let ready = imagesThere && (healthyAfterMs[running].map { now >= startedAt.adding(milliseconds: $0) } ?? false)
         return ProbeReport(checks: [
             ProbeReport.Check(name: "unit", ok: true, latencyMs: 1, message: "active"),
             ProbeReport.Check(name: "kubelet", ok: ready, latencyMs: 1, message: ready ? "ok" : "connection refused"),
@@ -140,6 +149,16 @@ struct MachineHarness {
             return .done
         case .removeRestoreFile(let sha):
             node.restoreFiles.remove(sha)
+            return .done
+        case .keepImages:
+            node.keptImages = node.imagesDir
+            return .done
+        case .placeImages(let images):
+            if node.placeImagesFails { return .failed("write \(images.fileName): No space left on device") }
+            node.imagesDir = [images.fileName: images.k3sVersion ?? "?"]
+            return .done
+        case .restoreImages:
+            node.imagesDir = node.keptImages
             return .done
         }
     }

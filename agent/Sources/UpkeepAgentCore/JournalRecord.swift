@@ -14,15 +14,18 @@ public struct SwapPlan: Codable, Equatable, Sendable {
     public var watchdogTimeoutMs: Int64?
     /// Restore and rejoin: what happens to the datastore while k3s is stopped.
     public var datastore: DatastoreChange?
+    /// Install on an air-gapped node: the images tarball placed with `target`.
+    public var images: ImagesRef?
 
     public init(target: BinaryRef, replaced: LiveBinary?, restore: BinaryRef?, healthTimeoutMs: Int64,
-                watchdogTimeoutMs: Int64?, datastore: DatastoreChange? = nil) {
+                watchdogTimeoutMs: Int64?, datastore: DatastoreChange? = nil, images: ImagesRef? = nil) {
         self.target = target
         self.replaced = replaced
         self.restore = restore
         self.healthTimeoutMs = healthTimeoutMs
         self.watchdogTimeoutMs = watchdogTimeoutMs
         self.datastore = datastore
+        self.images = images
     }
 }
 
@@ -51,6 +54,9 @@ public enum SwapStep: Codable, Equatable, Sendable {
     case probeFailed(ProbeReport)
     /// Restore and rejoin: the datastore change is done (a restarted agent does not do it again).
     case datastoreChanged
+    /// Install on an air-gapped node: the images directory's tarballs are kept aside with the
+    /// previous binary; from here on a revert puts them back.
+    case imagesKept
 }
 
 /// One operation in the journal: running, or finished with its recorded outcome.
@@ -71,6 +77,8 @@ public struct OperationEntry: Codable, Equatable, Sendable {
     public var failedProbe: ProbeReport?
     /// Restore and rejoin: the datastore change is done.
     public var datastoreChanged: Bool
+    /// Install: the images directory's tarballs were kept aside (the new one may be placed).
+    public var imagesKept: Bool
     public var outcome: OperationOutcome?
     public var finishedAt: Instant?
     /// Install only: how the watch that followed it ended.
@@ -78,7 +86,7 @@ public struct OperationEntry: Codable, Equatable, Sendable {
 
     /// The journal's names since its first version, when times were Int64 fields named `…UnixMs`.
     enum CodingKeys: String, CodingKey {
-        case id, kind, fingerprint, plan, placedSHA256, restartIssued, reverting, failedProbe, datastoreChanged, outcome, watchEnd
+        case id, kind, fingerprint, plan, placedSHA256, restartIssued, reverting, failedProbe, datastoreChanged, imagesKept, outcome, watchEnd
         case startedAt = "startedAtUnixMs"
         case finishedAt = "finishedAtUnixMs"
     }
@@ -96,6 +104,8 @@ public struct OperationEntry: Codable, Equatable, Sendable {
         failedProbe = try container.decodeIfPresent(ProbeReport.self, forKey: .failedProbe)
         // Absent from journals written before restores existed.
         datastoreChanged = try container.decodeIfPresent(Bool.self, forKey: .datastoreChanged) ?? false
+        // Absent from journals written before air-gapped installs.
+        imagesKept = try container.decodeIfPresent(Bool.self, forKey: .imagesKept) ?? false
         outcome = try container.decodeIfPresent(OperationOutcome.self, forKey: .outcome)
         finishedAt = try container.decodeIfPresent(Instant.self, forKey: .finishedAt)
         watchEnd = try container.decodeIfPresent(WatchEnd.self, forKey: .watchEnd)
@@ -115,6 +125,7 @@ public struct OperationEntry: Codable, Equatable, Sendable {
         try container.encode(reverting, forKey: .reverting)
         try container.encodeIfPresent(failedProbe, forKey: .failedProbe)
         if datastoreChanged { try container.encode(true, forKey: .datastoreChanged) }
+        if imagesKept { try container.encode(true, forKey: .imagesKept) }
         try container.encodeIfPresent(outcome, forKey: .outcome)
         try container.encodeIfPresent(finishedAt, forKey: .finishedAt)
         try container.encodeIfPresent(watchEnd, forKey: .watchEnd)
@@ -130,6 +141,7 @@ public struct OperationEntry: Codable, Equatable, Sendable {
         restartIssued = false
         reverting = false
         datastoreChanged = false
+        imagesKept = false
     }
 
     public var isRunning: Bool { outcome == nil }

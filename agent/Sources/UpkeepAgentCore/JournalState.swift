@@ -9,6 +9,9 @@ public struct JournalState: Codable, Equatable, Sendable {
     public private(set) var order: [String] = []
     /// The binary the last install replaced, kept in `previous/`.
     public private(set) var previous: BinaryRef?
+    /// True when the images directory's tarballs of `previous` are kept aside too (an air-gapped
+    /// install): whatever puts `previous` back puts them back. Nil in journals from before.
+    public private(set) var previousImagesKept: Bool?
     /// A healthy install waiting for `commit`.
     public private(set) var watch: WatchRecord?
     /// Set while the node is cordoned by this agent: whether it was unschedulable before.
@@ -57,6 +60,9 @@ public struct JournalState: Codable, Equatable, Sendable {
             case .reverting: entry.reverting = true
             case .probeFailed(let report): entry.failedProbe = report
             case .datastoreChanged: entry.datastoreChanged = true
+            case .imagesKept:
+                entry.imagesKept = true
+                previousImagesKept = true
             }
             operations[id] = entry
         case .finished(let id, let outcome, let at):
@@ -67,6 +73,7 @@ public struct JournalState: Codable, Equatable, Sendable {
             forgetOldOperations()
         case .previousKept(let binary):
             previous = binary
+            previousImagesKept = nil
         case .watchStarted(let record):
             watch = record
         case .watchReverting(let id):

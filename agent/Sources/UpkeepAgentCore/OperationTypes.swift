@@ -52,6 +52,24 @@ public struct BinaryRef: Codable, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(k3sVersion ?? "unknown version") (\(sha256.prefix(12)), \(store.rawValue))" }
 }
 
+/// A release's air-gap images tarball in the staging area, for a node whose k3s imports its
+/// images from a directory (https://docs.k3s.io/installation/airgap, "Manually deploy images"):
+/// an install places it there under `fileName` before k3s restarts.
+public struct ImagesRef: Codable, Hashable, Sendable, CustomStringConvertible {
+    public var sha256: String
+    /// The release asset's name, `k3s-airgap-images-<arch>.tar(.zst|.gz)`.
+    public var fileName: String
+    public var k3sVersion: String?
+
+    public init(sha256: String, fileName: String, k3sVersion: String?) {
+        self.sha256 = sha256
+        self.fileName = fileName
+        self.k3sVersion = k3sVersion
+    }
+
+    public var description: String { "\(fileName) of \(k3sVersion ?? "unknown version") (\(sha256.prefix(12)))" }
+}
+
 /// The binary at the live path right now, as the shell read it.
 public struct LiveBinary: Codable, Hashable, Sendable {
     public var sha256: String
@@ -250,5 +268,11 @@ public struct OperationOutcome: Codable, Equatable, Sendable {
 
     public static func failed(_ code: FailureCode, _ message: String, body: Body = .none) -> OperationOutcome {
         OperationOutcome(state: .failed, message: message, failure: code, body: body)
+    }
+    /// The same outcome, its message followed by `text`.
+    public func adding(_ text: String) -> OperationOutcome {
+        var outcome = self
+        outcome.message += text
+        return outcome
     }
 }

@@ -92,9 +92,11 @@ public struct UpgradeMachine: Sendable {
         }
         let restore = BinaryRef(sha256: live.sha256, k3sVersion: live.k3sVersion, store: .previous)
         let plan = SwapPlan(target: command.target, replaced: live, restore: restore,
-                            healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: command.watchdogTimeoutMs)
+                            healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: command.watchdogTimeoutMs, images: command.images)
         persist(.began(OperationEntry(id: id, kind: .install, fingerprint: command.fingerprint, startedAt: now, plan: plan)))
-        start(Run(purpose: .install(id), steps: [.keepPrevious, .place, .restart, .probe], target: command.target,
+        // An air-gapped node's images go in before the binary, so a live new binary always has its images.
+        let images: [Run.Step] = command.images == nil ? [] : [.keepImages, .placeImages]
+        start(Run(purpose: .install(id), steps: [.keepPrevious] + images + [.place, .restart, .probe], target: command.target,
                   healthTimeoutMs: command.healthTimeoutMs))
     }
 
@@ -112,8 +114,8 @@ public struct UpgradeMachine: Sendable {
         self.live = live
         let plan = SwapPlan(target: target, replaced: live, restore: nil, healthTimeoutMs: command.healthTimeoutMs, watchdogTimeoutMs: nil)
         persist(.began(OperationEntry(id: id, kind: .rollback, fingerprint: command.fingerprint, startedAt: now, plan: plan)))
-        start(Run(purpose: .rollback(id, interrupted: false), steps: [.place, .restart, .probe], target: target,
-                  healthTimeoutMs: command.healthTimeoutMs))
+        start(Run(purpose: .rollback(id, interrupted: false), steps: target.store == .previous ? putBackSteps : [.place, .restart, .probe],
+                  target: target, healthTimeoutMs: command.healthTimeoutMs))
     }
 
     private mutating func commit(_ command: CommitCommand) {
@@ -279,8 +281,9 @@ public struct UpgradeMachine: Sendable {
             case .install: recoverInstall(entry, live: live)
             case .rollback:
                 guard let plan = entry.plan else { preconditionFailure("rollback \(entry.id) without a plan") }
-                start(Run(purpose: .rollback(entry.id, interrupted: true), steps: [.place, .restart, .probe], target: plan.target,
-                          healthTimeoutMs: plan.healthTimeoutMs))
+                let toPrevious = plan.target.store == .previous
+                start(Run(purpose: .rollback(entry.id, interrupted: true), steps: toPrevious ? putBackSteps : [.place, .restart, .probe],
+                          target: plan.target, healthTimeoutMs: plan.healthTimeoutMs))
             case .commit:
                 // A commit has no effects: its records either all landed or the watch is unchanged.
                 finish(entry.id, .failed(.interrupted, "the agent restarted during this commit; send it again with a new operation id"))
@@ -297,9 +300,14 @@ public struct UpgradeMachine: Sendable {
         }
         if run == nil, let watch = journal.watch, watch.reverting {
             let failed = ProbeReport(checks: [ProbeReport.Check(name: "agent", ok: false, latencyMs: 0, message: "the agent restarted while the watchdog reverted")])
-            start(Run(purpose: .watchRevert(watch.installID, failed: failed), steps: [.place, .restart, .probe], target: watch.restore,
+            start(Run(purpose: .watchRevert(watch.installID, failed: failed), steps: putBackSteps, target: watch.restore,
                       healthTimeoutMs: watch.healthTimeoutMs))
         }
+    }
+
+    /// Putting the kept previous binary back: with its images first on an air-gapped node.
+    private var putBackSteps: [Run.Step] {
+        (journal.previousImagesKept == true ? [.restoreImages] : []) + [.place, .restart, .probe]
     }
 
     private mutating func recoverInstall(_ entry: OperationEntry, live: LiveBinary?) {
@@ -319,7 +327,7 @@ public struct UpgradeMachine: Sendable {
             // The new binary had failed its probes: that verdict stands; finish putting the old one back.
             let failed = entry.failedProbe ?? ProbeReport(checks: [ProbeReport.Check(
                 name: "probe", ok: false, latencyMs: 0, message: "the new binary failed its probes (the report was lost with an agent restart)")])
-            return start(Run(purpose: .revertInstall(entry.id, failed: failed, interrupted: false), steps: [.place, .restart, .probe],
+            return start(Run(purpose: .revertInstall(entry.id, failed: failed, interrupted: false), steps: putBackSteps,
                              target: restore, healthTimeoutMs: plan.healthTimeoutMs))
         }
         if live?.sha256 == plan.target.sha256 {
@@ -329,11 +337,15 @@ public struct UpgradeMachine: Sendable {
         }
         let unchanged = live != nil && live?.sha256 == plan.replaced?.sha256
         if unchanged && !entry.restartIssued {
-            return finish(entry.id, .failed(.interrupted, "the agent restarted during this install before k3s was restarted; the live binary is unchanged (\(live?.k3sVersion ?? "unknown version")); install again with a new operation id"))
+            let outcome = OperationOutcome.failed(.interrupted, "the agent restarted during this install before k3s was restarted; the live binary is unchanged (\(live?.k3sVersion ?? "unknown version")); install again with a new operation id")
+            // The new images may be in place already: the kept ones go back first.
+            if entry.imagesKept { return start(Run(purpose: .undoImages(entry.id, outcome), steps: [.restoreImages], target: nil, healthTimeoutMs: 0)) }
+            return finish(entry.id, outcome)
         }
         // The live binary is neither the new one nor an untouched old one: put the old one back and
         // run it, but say nothing about the new version.
-        start(Run(purpose: .revertInstall(entry.id, failed: ProbeReport(checks: []), interrupted: true), steps: [.place, .restart, .probe],
+        start(Run(purpose: .revertInstall(entry.id, failed: ProbeReport(checks: []), interrupted: true),
+                  steps: entry.imagesKept ? [.restoreImages, .place, .restart, .probe] : [.place, .restart, .probe],
                   target: restore, healthTimeoutMs: plan.healthTimeoutMs))
     }
 
@@ -369,23 +381,27 @@ public struct UpgradeMachine: Sendable {
     private mutating func advance() {
         guard var current = run else { return }
         guard let step = current.steps.first else { preconditionFailure("advance with no step left") }
+        let plan = current.purpose.operationID.flatMap { journal.operation($0)?.plan }
         let effect: Effect
         switch step {
         case .stop:
             effect = .stopUnit
         case .changeDatastore:
-            guard let id = current.purpose.operationID, let change = journal.operation(id)?.plan?.datastore else {
-                preconditionFailure("a datastore change without its plan")
-            }
+            guard let change = plan?.datastore else { preconditionFailure("a datastore change without its plan") }
             effect = .changeDatastore(change)
         case .removeRestoreFile:
-            guard let id = current.purpose.operationID, case .restore(let sha, _)? = journal.operation(id)?.plan?.datastore else {
-                preconditionFailure("removing a restore file without a restore plan")
-            }
+            guard case .restore(let sha, _)? = plan?.datastore else { preconditionFailure("removing a restore file without a restore plan") }
             effect = .removeRestoreFile(sha256: sha)
         case .keepPrevious:
             guard let live else { preconditionFailure("keepPrevious without a live binary") }
             effect = .keepPrevious(live)
+        case .keepImages:
+            effect = .keepImages
+        case .placeImages:
+            guard let images = plan?.images else { preconditionFailure("placing images without an install plan naming them") }
+            effect = .placeImages(images)
+        case .restoreImages:
+            effect = .restoreImages
         case .place:
             guard let target = current.target else { preconditionFailure("place without a target") }
             if live?.sha256 == target.sha256 {
@@ -461,7 +477,23 @@ public struct UpgradeMachine: Sendable {
             if next > current.probeDeadline { return conclude(current, .unhealthy(report)) }
             current.steps.insert(.probe, at: 0)
             current.nextProbe = next
-        case (.keepPrevious, .failed(let message)), (.place, .failed(let message)):
+        case (.keepImages, .done):
+            if let id = current.purpose.operationID { persist(.step(operationID: id, .imagesKept)) }
+        case (.placeImages, .done):
+            break
+        case (.restoreImages, .done):
+            if case .undoImages(let id, let outcome) = current.purpose {
+                run = nil
+                return finish(id, outcome.adding(" The images directory holds the kept images tarballs again."))
+            }
+        case (.restoreImages, .failed(let message)):
+            if case .undoImages(let id, let outcome) = current.purpose {
+                run = nil
+                return finish(id, outcome.adding(" Putting the kept images tarballs back failed (\(message)): copy them from the agent's previous-images/ directory into k3s's agent/images/ by hand."))
+            }
+            return conclude(current, .failed("putting the kept images tarballs back failed: \(message)", .io))
+        case (.keepPrevious, .failed(let message)), (.place, .failed(let message)), (.keepImages, .failed(let message)),
+             (.placeImages, .failed(let message)):
             return conclude(current, .failed(message, .io))
         default:
             preconditionFailure("\(result) does not answer \(step)")
@@ -489,6 +521,8 @@ public struct UpgradeMachine: Sendable {
             concludeRevert(id, failedProbe: failedProbe, interrupted: interrupted, restored: target, ending)
         case .stop:
             preconditionFailure("a stop concludes when it stopped")
+        case .undoImages:
+            preconditionFailure("an undo of images concludes when they are back")
         case .datastore(let id, let kind):
             concludeDatastore(id, kind, target, ending)
         case .rollback(let id, let interrupted):
@@ -527,7 +561,7 @@ public struct UpgradeMachine: Sendable {
                 persist(.watchEnded(installID: installID, .keptUnhealthy(failed: report, message: message)))
             case .unhealthy(let report):
                 persist(.watchReverting(installID: installID))
-                start(Run(purpose: .watchRevert(installID, failed: report), steps: [.place, .restart, .probe], target: watch.restore,
+                start(Run(purpose: .watchRevert(installID, failed: report), steps: putBackSteps, target: watch.restore,
                           healthTimeoutMs: watch.healthTimeoutMs))
             case .failed(let message, _):
                 preconditionFailure("a watchdog check changes no file (\(message))")
@@ -563,10 +597,14 @@ public struct UpgradeMachine: Sendable {
             // agent restart reports the same probe.
             persist(.step(operationID: id, .probeFailed(report)))
             persist(.step(operationID: id, .reverting))
-            start(Run(purpose: .revertInstall(id, failed: report, interrupted: false), steps: [.place, .restart, .probe], target: restore,
+            start(Run(purpose: .revertInstall(id, failed: report, interrupted: false), steps: putBackSteps, target: restore,
                       healthTimeoutMs: plan.healthTimeoutMs))
         case .failed(let message, _):
-            finish(id, .failed(.io, "\(message); the live binary was not changed (\(plan.replaced.map(describe) ?? "unknown"))"))
+            let outcome = OperationOutcome.failed(.io, "\(message); the live binary was not changed (\(plan.replaced.map(describe) ?? "unknown"))")
+            if journal.operation(id)?.imagesKept == true {
+                return start(Run(purpose: .undoImages(id, outcome), steps: [.restoreImages], target: nil, healthTimeoutMs: 0))
+            }
+            finish(id, outcome)
         }
     }
 
@@ -649,12 +687,15 @@ private struct Run: Sendable {
         case stop(String)
         /// A restore or a rejoin.
         case datastore(String, OperationKind)
+        /// An install that ends without its new binary (interrupted before the restart, or a file
+        /// step failed) after the images were kept: the kept images go back, then `outcome`.
+        case undoImages(String, OperationOutcome)
 
         /// The journal operation whose steps this run records; nil for the watchdog.
         var operationID: String? {
             switch self {
             case .install(let id), .revertInstall(let id, _, _), .rollback(let id, _), .alreadyLive(let id), .stop(let id),
-                 .datastore(let id, _): id
+                 .datastore(let id, _), .undoImages(let id, _): id
             case .watchCheck, .watchRevert: nil
             }
         }
@@ -668,12 +709,13 @@ private struct Run: Sendable {
             case .watchRevert(let id, _): "the watchdog revert of install \(id)"
             case .stop(let id): "stopK3s \(id)"
             case .datastore(let id, let kind): "\(kind.rawValue) \(id)"
+            case .undoImages(let id, _): "putting the images of install \(id) back"
             }
         }
     }
 
     /// `gate` comes in after a restart: quick looks until k3s shows a sign of life, then `probe`.
-    enum Step: Sendable { case keepPrevious, place, restart, gate, probe, stop, changeDatastore, removeRestoreFile }
+    enum Step: Sendable { case keepPrevious, keepImages, placeImages, place, restoreImages, restart, gate, probe, stop, changeDatastore, removeRestoreFile }
 
     var purpose: Purpose
     var steps: [Step]

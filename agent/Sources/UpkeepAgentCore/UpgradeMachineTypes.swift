@@ -27,15 +27,18 @@ extension UpgradeMachine {
         public var target: BinaryRef
         public var healthTimeoutMs: Int64
         public var watchdogTimeoutMs: Int64
+        /// On an air-gapped node: the verified staged images tarball placed with `target`.
+        public var images: ImagesRef?
 
-        public init(operationID: String, target: BinaryRef, healthTimeoutMs: Int64, watchdogTimeoutMs: Int64) {
+        public init(operationID: String, target: BinaryRef, healthTimeoutMs: Int64, watchdogTimeoutMs: Int64, images: ImagesRef? = nil) {
             self.operationID = operationID
             self.target = target
             self.healthTimeoutMs = healthTimeoutMs
             self.watchdogTimeoutMs = watchdogTimeoutMs
+            self.images = images
         }
 
-        var fingerprint: String { "install \(target.sha256)" }
+        var fingerprint: String { "install \(target.sha256)" + (images.map { " images \($0.sha256)" } ?? "") }
     }
 
     public struct RollbackCommand: Equatable, Sendable {
@@ -155,6 +158,14 @@ extension UpgradeMachine {
         case changeDatastore(DatastoreChange)
         /// Remove the received backup with this digest: it holds the cluster's data and token.
         case removeRestoreFile(sha256: String)
+        /// Keep the images directory's `k3s-airgap-images-*` files aside (replacing what was kept
+        /// before), durably, changing nothing in the directory.
+        case keepImages
+        /// Place this staged tarball into the images directory under its file name (a temporary
+        /// name, fsync, rename), then remove the directory's other `k3s-airgap-images-*` files.
+        case placeImages(ImagesRef)
+        /// Make the images directory's `k3s-airgap-images-*` files the kept ones again; repeatable.
+        case restoreImages
         /// Run every probe once, not before the given time.
         case probe(expectedK3sVersion: String?, notBefore: Instant)
         /// Look once, not before the given time, for the first sign that the restarted k3s is up

@@ -21,6 +21,9 @@ public struct AgentConfig: Equatable, Sendable {
     public var unit: String?
     /// k3s's own data directory (datastore, token) for backups.
     public var k3sDataDir = "/var/lib/rancher/k3s"
+    /// Whether k3s imports its images from `<k3sDataDir>/agent/images/` (an air-gapped node,
+    /// https://docs.k3s.io/installation/airgap); nil means detect: a `k3s-airgap-images-*` file there.
+    public var airgapImages: Bool?
     public var systemctl = "/usr/bin/systemctl"
     /// How long one `systemctl` call may take before it is stopped.
     public var systemctlTimeoutSeconds = 120

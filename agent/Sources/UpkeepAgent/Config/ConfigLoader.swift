@@ -44,7 +44,8 @@ public enum ConfigLoader {
             }
             config.k3sDataDir = try k3s.path("dataDir") ?? config.k3sDataDir
             config.versionTimeoutSeconds = try k3s.int("versionTimeoutSeconds", in: 1...300) ?? config.versionTimeoutSeconds
-            try k3s.rejectUnknown(["binary", "unit", "dataDir", "versionTimeoutSeconds"])
+            config.airgapImages = try k3s.bool("airgapImages")
+            try k3s.rejectUnknown(["binary", "unit", "dataDir", "versionTimeoutSeconds", "airgapImages"])
         }
         if let systemd = try top.section("systemd") {
             config.systemctl = try systemd.path("systemctl") ?? config.systemctl

@@ -13,7 +13,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A verified k3s binary in the staging area.
+/// A verified k3s binary, or air-gap images tarball, in the staging area.
 public struct StagedBinary: Codable, Equatable, Sendable {
     public var sha256: String
     public var bytes: Int64
@@ -23,13 +23,17 @@ public struct StagedBinary: Codable, Equatable, Sendable {
     /// `sha256` and can be linked into place without being read again (absent: staged by an
     /// older agent, copied and verified instead).
     public var identity: FileIdentity?
+    /// Set for a release's air-gap images tarball (its asset name); nil for a k3s binary.
+    public var imagesFileName: String?
 
-    public init(sha256: String, bytes: Int64, k3sVersion: String, stagedAtUnixMs: Int64, identity: FileIdentity? = nil) {
+    public init(sha256: String, bytes: Int64, k3sVersion: String, stagedAtUnixMs: Int64, identity: FileIdentity? = nil,
+                imagesFileName: String? = nil) {
         self.sha256 = sha256
         self.bytes = bytes
         self.k3sVersion = k3sVersion
         self.stagedAtUnixMs = stagedAtUnixMs
         self.identity = identity
+        self.imagesFileName = imagesFileName
     }
 }
 
@@ -171,39 +175,13 @@ public struct ArtifactStore: Sendable {
     /// Copies `from` to a new file `to` (mode 0755) while hashing it; fsyncs it; removes it again
     /// unless its digest is `expecting`.
     func copyVerified(from: String, to: String, expecting sha256: String) throws(AgentFailure) {
+        let digest = SHA256.Hasher()
         do {
             try FileSystem.removeIfPresent(to)
+            try FileSystem.copy(from, to: to, mode: 0o755) { digest.update($0) }
         } catch {
             throw .io(error)
         }
-        let input = open(from, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw .io(FileSystemError("open", from)) }
-        defer { close(input) }
-        let output = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
-        guard output >= 0 else { throw .io(FileSystemError("create", to)) }
-        let digest = SHA256.Hasher()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        do throws(FileSystemError) {
-            while true {
-                let count = read(input, buffer.baseAddress, buffer.count)
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    throw FileSystemError("read", from)
-                }
-                if count == 0 { break }
-                let piece = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-                digest.update(piece)
-                try FileSystem.writeAll(output, piece, path: to)
-            }
-            guard fchmod(output, 0o755) == 0 else { throw FileSystemError("chmod", to) }
-            guard fsync(output) == 0 else { throw FileSystemError("fsync", to) }
-        } catch {
-            close(output)
-            unlink(to)
-            throw .io(error)
-        }
-        close(output)
         let actual = digest.finishHex()
         guard actual == sha256 else {
             unlink(to)
@@ -279,11 +257,12 @@ public final class StagingUpload {
         descriptor = -2
     }
 
-    /// Makes the finished upload a staged artifact (description first, then the binary, each by rename).
-    public func publish(k3sVersion: String, nowUnixMs: Int64) throws(AgentFailure) -> StagedBinary {
+    /// Makes the finished upload a staged artifact (description first, then the binary, each by
+    /// rename); `imagesFileName` for an images tarball.
+    public func publish(k3sVersion: String, nowUnixMs: Int64, imagesFileName: String? = nil) throws(AgentFailure) -> StagedBinary {
         precondition(descriptor == -2, "publish before finish")
         let artifact = StagedBinary(sha256: sha256, bytes: bytesWritten, k3sVersion: k3sVersion, stagedAtUnixMs: nowUnixMs,
-                                      identity: FileSystem.identity(temporary))
+                                      identity: FileSystem.identity(temporary), imagesFileName: imagesFileName)
         do {
             let description = try JSONEncoder().encode(artifact)
             try FileSystem.writeAtomically(Array(description), to: "\(store.stagingDir)/\(sha256).json", mode: 0o600)

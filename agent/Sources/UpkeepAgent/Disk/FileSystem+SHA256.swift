@@ -17,6 +17,31 @@ extension FileSystem {
         return hasher.finishHex()
     }
 
+    /// Copies `from` to the new file `to` (mode `mode`, whatever the umask) and fsyncs it; `each`
+    /// sees every piece on its way (to hash it). On failure `to` is removed.
+    public static func copy(_ from: String, to: String, mode: mode_t,
+                            each: (UnsafeRawBufferPointer) -> Void = { _ in }) throws(FileSystemError) {
+        let chunks = try Chunks(path: from)
+        let output = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw FileSystemError("create", to) }
+        do throws(FileSystemError) {
+            while let chunk = try chunks.next() {
+                let result = chunk.withUnsafeBytes { raw in
+                    each(raw)
+                    return Result { () throws(FileSystemError) in try writeAll(output, raw, path: to) }
+                }
+                try result.get()
+            }
+            guard fchmod(output, mode) == 0 else { throw FileSystemError("chmod", to) }
+            guard fsync(output) == 0 else { throw FileSystemError("fsync", to) }
+        } catch {
+            close(output)
+            unlink(to)
+            throw error
+        }
+        close(output)
+    }
+
     /// A file read front to back in pieces of at most `chunkBytes` (hashing, staging from disk),
     /// with `open`/`read`; EINTR is retried. The descriptor closes with the reader.
     public final class Chunks: @unchecked Sendable {

@@ -39,6 +39,10 @@ public struct AgentEnvironment: Sendable {
     }
 
     public var isServer: Bool { unit == "k3s" }
+    /// k3s's images directory and the tarballs kept aside for a revert.
+    public var images: AirgapImages { AirgapImages(k3sDataDir: config.k3sDataDir, dataDir: config.dataDir) }
+    /// k3s on this node imports its images from `images.directory` (configured, or detected).
+    public var airgapped: Bool { images.inUse(configured: config.airgapImages) }
     /// k3s's role on this node, from the unit that runs it.
     public var role: UpkeepCore.NodeRole { isServer ? .server : .agent }
 

@@ -55,16 +55,21 @@ public final class AgentRequestHandler: RequestHandler {
         case .probe(let probe):
             return Reply(.probe(Self.probeResult(await service.probe(expectedK3sVersion: probe.expectedK3sVersion))))
         case .stage(let stage):
+            if stage.kind == .airgapImages, let name = stage.fileName, ArtifactKind.airgapImagesArch(name) != Substring(MachineArch.current()) {
+                throw ErrorResponse(.conflict, "\(name) is not for this node's architecture (\(MachineArch.current())); stage k3s-airgap-images-\(MachineArch.current())")
+            }
             let upload = UploadReader(request.upload)
             let outcome = try await service.stage(operationID: stage.operationID.rawValue, sha256: stage.sha256.rawValue, bytes: stage.bytes,
-                                                  k3sVersion: stage.k3sVersion, next: { try await upload.next() })
+                                                  k3sVersion: stage.k3sVersion, imagesFileName: stage.kind == .airgapImages ? stage.fileName : nil,
+                                                  next: { try await upload.next() })
             await upload.drain()
             guard case .stage(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
             return Reply(.stage(StageResult(sha256: stage.sha256, bytes: report.bytes, alreadyStaged: report.alreadyStaged)))
         case .install(let install):
             let outcome = try await service.install(operationID: install.operationID.rawValue, sha256: install.sha256.rawValue,
                                                     healthTimeoutMs: Int64(install.healthTimeoutSeconds) * 1000,
-                                                    watchdogTimeoutMs: Int64(install.watchdogTimeoutSeconds) * 1000)
+                                                    watchdogTimeoutMs: Int64(install.watchdogTimeoutSeconds) * 1000,
+                                                    imagesSHA256: install.imagesSHA256?.rawValue)
             // A revert is an answer, not an error: the body says what happened and why.
             guard case .install(let report) = outcome.body, outcome.state != .failed else { throw Self.error(outcome) }
             refreshVersion(report.k3sVersion)
@@ -147,7 +152,10 @@ public final class AgentRequestHandler: RequestHandler {
         let unit = UnitStatus(name: status.unit, activeState: status.unitState?.activeState ?? "unknown",
                               subState: status.unitState?.subState ?? (status.unitError ?? "unknown"))
         let staged = status.staged.compactMap { artifact in
-            SHA256Hex(rawValue: artifact.sha256).map { StagedArtifact(sha256: $0, bytes: artifact.bytes, k3sVersion: artifact.k3sVersion) }
+            SHA256Hex(rawValue: artifact.sha256).map {
+                StagedArtifact(sha256: $0, bytes: artifact.bytes, k3sVersion: artifact.k3sVersion,
+                               artifact: artifact.imagesFileName == nil ? nil : .airgapImages, fileName: artifact.imagesFileName)
+            }
         }
         let watch = status.watch.flatMap { watch in
             OperationID(rawValue: watch.installID).map {
@@ -167,7 +175,7 @@ public final class AgentRequestHandler: RequestHandler {
         }
         return StatusResult(agent: agent, unit: unit, binaryPath: status.binaryPath, binaryFreeBytes: status.binaryFreeBytes,
                             dataDir: status.dataDir, dataFreeBytes: status.dataFreeBytes, staged: staged, watchdog: watch,
-                            recentOperations: recent)
+                            recentOperations: recent, airgapImagesDir: status.airgapImagesDir)
     }
 
     private func refreshVersion(_ version: String?) {

@@ -8,13 +8,16 @@ import Glibc
 import Darwin
 #endif
 
-/// Staging: a binary streamed into the staging area, verified (length, digest, `--version`)
-/// before it is published, under an operation id like every other shell operation.
+/// Staging: a binary (or a release's air-gap images tarball) streamed into the staging area,
+/// verified (length, digest, and a binary's `--version`) before it is published, under an
+/// operation id like every other shell operation.
 extension AgentService {
     /// Receives a binary through `next` (pieces until nil) into the staging area: free space
     /// checked before anything is written, digest and length verified, fsynced, made executable,
     /// and its `--version` checked against `k3sVersion`. On any failure nothing is left behind.
-    public func stage(operationID: String, sha256: String, bytes: Int64, k3sVersion: String,
+    /// With `imagesFileName` the upload is that images tarball of `k3sVersion`: its digest (the
+    /// release's sha256sum line) is all there is to verify.
+    public func stage(operationID: String, sha256: String, bytes: Int64, k3sVersion: String, imagesFileName: String? = nil,
                       next: @escaping @Sendable () async throws -> [UInt8]?) async throws -> OperationOutcome {
         let store = environment.store
         if store.stagedArtifact(sha256) == nil, machine.journal.operation(operationID) == nil {
@@ -26,12 +29,12 @@ extension AgentService {
         let versionTimeout = Double(environment.config.versionTimeoutSeconds)
         let keep = Set([machine.journal.watch?.installed.sha256].compactMap { $0 })
         return try await runShellOperation(operationID: operationID, kind: .stage, fingerprint: "stage \(sha256) \(bytes)") {
-            await Self.stageWork(store: store, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion, next: next,
+            await Self.stageWork(store: store, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion, imagesFileName: imagesFileName, next: next,
                                  versionTimeoutSeconds: versionTimeout, nowUnixMs: clock().milliseconds, keep: keep)
         }
     }
 
-    private static func stageWork(store: ArtifactStore, sha256: String, bytes: Int64, k3sVersion: String,
+    private static func stageWork(store: ArtifactStore, sha256: String, bytes: Int64, k3sVersion: String, imagesFileName: String?,
                                   next: @Sendable () async throws -> [UInt8]?, versionTimeoutSeconds: Double,
                                   nowUnixMs: Int64, keep: Set<String>) async -> OperationOutcome {
         do {
@@ -58,6 +61,12 @@ extension AgentService {
                 throw AgentFailure(.io, "the upload stopped after \(upload.bytesWritten) bytes: \(error); nothing was staged")
             }
             try upload.finish()
+            if let imagesFileName {
+                let artifact = try upload.publish(k3sVersion: k3sVersion, nowUnixMs: nowUnixMs, imagesFileName: imagesFileName)
+                try? store.pruneStaged(keeping: keep.union([sha256]))
+                return OperationOutcome(state: .succeeded, message: "staged \(imagesFileName) of \(k3sVersion) (\(sha256.prefix(12)))",
+                                        body: .stage(StageReport(sha256: sha256, bytes: artifact.bytes, k3sVersion: k3sVersion, alreadyStaged: false)))
+            }
             let reported: String
             do {
                 reported = try await K3sBinaryInfo.version(of: upload.temporary, timeoutSeconds: versionTimeoutSeconds)

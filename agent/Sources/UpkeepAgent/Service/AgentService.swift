@@ -109,11 +109,15 @@ public actor AgentService {
 
     // MARK: - Requests
 
-    public func install(operationID: String, sha256: String, healthTimeoutMs: Int64, watchdogTimeoutMs: Int64) async throws -> OperationOutcome {
+    /// `imagesSHA256`: a staged images tarball of the same version, required on an air-gapped
+    /// node (`AirgapImages`) and ignored elsewhere.
+    public func install(operationID: String, sha256: String, healthTimeoutMs: Int64, watchdogTimeoutMs: Int64,
+                        imagesSHA256: String? = nil) async throws -> OperationOutcome {
         let target = try stagedBinary(sha256, for: operationID)
+        let images = try stagedImages(imagesSHA256, for: target, operationID: operationID)
         let live = await binary.live()
         let command = UpgradeMachine.InstallCommand(operationID: operationID, target: target, healthTimeoutMs: healthTimeoutMs,
-                                                    watchdogTimeoutMs: watchdogTimeoutMs)
+                                                    watchdogTimeoutMs: watchdogTimeoutMs, images: images)
         return try await submit(.install(command, live: live), operationID: operationID)
     }
 
@@ -157,7 +161,8 @@ public actor AgentService {
                            live: await binary.live(), unitState: unitState, unitError: unitError, binaryPath: config.k3sBinary,
                            binaryFreeBytes: (try? FileSystem.freeBytes(PathName.directory(config.k3sBinary))) ?? -1,
                            dataDir: config.dataDir, dataFreeBytes: (try? FileSystem.freeBytes(config.dataDir)) ?? -1,
-                           staged: environment.store.staged(), watch: machine.journal.watch,
+                           staged: environment.store.staged(), airgapImagesDir: environment.airgapped ? environment.images.directory : nil,
+                           watch: machine.journal.watch,
                            recentOperations: machine.journal.recent(limit: recentLimit))
     }
 
@@ -179,6 +184,9 @@ public actor AgentService {
 
     private func stagedBinary(_ sha256: String, for operationID: String) throws -> BinaryRef {
         if let artifact = environment.store.stagedArtifact(sha256) {
+            if let name = artifact.imagesFileName {
+                throw AgentFailure(.conflict, "\(sha256) is the staged images tarball \(name), not a k3s binary")
+            }
             return BinaryRef(sha256: sha256, k3sVersion: artifact.k3sVersion, store: .staging)
         }
         // A replay answers from the journal even when the artifact has since been pruned.
@@ -186,6 +194,26 @@ public actor AgentService {
             throw AgentFailure(.notFound, "no staged k3s binary with sha256 \(sha256); stage it first")
         }
         return BinaryRef(sha256: sha256, k3sVersion: nil, store: .staging)
+    }
+
+    /// The images tarball an install on an air-gapped node places with `target`; nil on other nodes.
+    private func stagedImages(_ sha256: String?, for target: BinaryRef, operationID: String) throws -> ImagesRef? {
+        guard environment.airgapped else { return nil }
+        let directory = environment.images.directory
+        guard let sha256 else {
+            throw AgentFailure(.conflict, "k3s on this node imports its images from \(directory) (air-gapped, https://docs.k3s.io/installation/airgap): "
+                               + "an install needs the release's k3s-airgap-images-\(MachineArch.current()) tarball of \(target.k3sVersion ?? "its version"); "
+                               + "stage it (artifact airgapImages) and name it in imagesSHA256")
+        }
+        guard let artifact = environment.store.stagedArtifact(sha256), let name = artifact.imagesFileName else {
+            // A replay answers from the journal even when the tarball has since been pruned.
+            if machine.journal.operation(operationID) != nil { return ImagesRef(sha256: sha256, fileName: "", k3sVersion: nil) }
+            throw AgentFailure(.notFound, "no staged images tarball with sha256 \(sha256); stage it first (artifact airgapImages)")
+        }
+        guard target.k3sVersion == nil || artifact.k3sVersion == target.k3sVersion else {
+            throw AgentFailure(.conflict, "the staged images tarball \(name) is of \(artifact.k3sVersion), the binary of \(target.k3sVersion ?? "?"); stage the images of the same release")
+        }
+        return ImagesRef(sha256: sha256, fileName: name, k3sVersion: artifact.k3sVersion)
     }
 
     /// Handles `event` for the caller of `operationID` and waits for the operation's outcome.
@@ -282,6 +310,14 @@ public actor AgentService {
             case .place(let binary):
                 try environment.store.place(binary)
                 environment.logger.notice("placed \(binary) at \(environment.config.k3sBinary)")
+            case .keepImages:
+                do { try environment.images.keep() } catch { throw AgentFailure.io(error) }
+            case .placeImages(let images):
+                do { try environment.images.place(environment.store.stagedPath(images.sha256), as: images.fileName) } catch { throw AgentFailure.io(error) }
+                environment.logger.notice("placed \(images) in \(environment.images.directory)")
+            case .restoreImages:
+                do { try environment.images.restore() } catch { throw AgentFailure.io(error) }
+                environment.logger.notice("put the kept images tarballs back in \(environment.images.directory)")
             case .restartUnit:
                 environment.logger.notice("restarting \(environment.unit)")
                 try await environment.systemctl.restart()

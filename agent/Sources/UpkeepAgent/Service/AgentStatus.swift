@@ -24,6 +24,8 @@ public struct AgentStatus: Codable, Equatable, Sendable {
     public var dataDir: String
     public var dataFreeBytes: Int64
     public var staged: [StagedBinary]
+    /// k3s's images directory when the node imports its images from it (air-gapped).
+    public var airgapImagesDir: String?
     public var watch: WatchRecord?
     /// Newest first.
     public var recentOperations: [OperationEntry]
