@@ -28,6 +28,12 @@ public enum Arch: String, Codable, Sendable, CaseIterable, Comparable {
         }
     }
 
+    /// The release's air-gap images tarballs for this arch, in the order k3s recommends them
+    /// (https://docs.k3s.io/installation/airgap: zstd is the smallest and fastest to import).
+    public var airgapImagesAssetNames: [String] {
+        [".tar.zst", ".tar.gz", ".tar"].map { "k3s-airgap-images-\(rawValue)\($0)" }
+    }
+
     /// The `sha256sum` file of a k3s release listing this arch's assets; note `arm`, not `armhf`.
     public var checksumAssetName: String { "sha256sum-\(rawValue).txt" }
 

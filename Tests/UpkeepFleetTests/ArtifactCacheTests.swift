@@ -55,6 +55,22 @@ final class ReleaseServerRig: @unchecked Sendable {
                           artifactBytesMax: artifactBytesMax, cacheBytesMax: cacheBytesMax)
     }
 
+    /// For air-gapped nodes: the release's images tarball, the format k3s recommends first
+    /// (`.tar.zst`) of those its checksum file lists, cached beside the binary under its own index.
+    @Test func fetchesTheAirgapImagesTarballTheChecksumFileListsFirst() async throws {
+        let rig = try await ReleaseServerRig()
+        let state = try TemporaryDirectory()
+        let cache = try cache(state, rig)
+        let version = try K3sVersion(v1)
+        let images = try await cache.artifact(version: version, arch: .arm64, asset: .airgapImages)
+        let published = try #require(rig.asset(v1, "k3s-airgap-images-arm64.tar.zst"))
+        #expect(images.assetName == "k3s-airgap-images-arm64.tar.zst" && images.sha256 == published.sha256)
+        #expect(FileManager.default.contents(atPath: images.path) == Data(published.content))
+        let binary = try await cache.artifact(version: version, arch: .arm64)
+        #expect(binary.assetName == "k3s-arm64" && cache.cached(version: version, arch: .arm64, asset: .airgapImages) == images)
+        #expect(cache.cached(version: version, arch: .arm64) == binary)
+    }
+
     @Test func fetchesVerifiesAndReusesByDigestFromGitHubDownloadURLs() async throws {
         let rig = try await ReleaseServerRig()
         let state = try TemporaryDirectory()

@@ -22,7 +22,10 @@ public struct DrainSettings: Sendable, Equatable {
 
 /// The runtime's `AgentTransport` over the wire protocol: each `AgentCommand` becomes the
 /// protocol method with the same operation id, on the node's connection from `AgentFleet`;
-/// artifacts for `stage` stream from the `ArtifactCache` with their SHA-256.
+/// artifacts for `stage` stream from the `ArtifactCache` with their SHA-256. A node whose agent
+/// reports `airgapImagesDir` (k3s imports its images from a directory,
+/// https://docs.k3s.io/installation/airgap) also gets the release's images tarball with each
+/// stage (under the id `<stage id>:images`) and each install names it.
 ///
 /// An Error answer is a reply (`.refused(code:message:)`); only a missing answer throws
 /// `AgentTransportError`. A lost connection or a `busy` agent is retried with backoff within
@@ -55,22 +58,30 @@ public struct ProtocolAgentTransport: AgentTransport {
             return try await call.run(message) { _ in .drained }
         case .stage(let version, let arch):
             let artifact: Artifact
-            do { artifact = try await artifacts.artifact(version: version, arch: arch) } catch let error as ArtifactError where !error.isTransient {
-                return Refusal(error).reply
-            } catch {
-                throw AgentTransportError(node: request.node, reason: "the artifact for \(version) \(arch.rawValue) is not available yet: \(error)")
+            switch try await cachedArtifact(node: request.node, version: version, arch: arch, asset: .binary) {
+            case .success(let found): artifact = found
+            case .failure(let refusal): return refusal.reply
             }
-            guard let digest = SHA256Hex(rawValue: artifact.sha256) else { preconditionFailure("the cache stores lowercase hex digests") }
-            let message = StageRequest(operationID: id, k3sVersion: version.description, sha256: digest, bytes: artifact.bytes)
-            return try await call.run(message, upload: Self.fileSource(artifact, progress: progress)) { _ in .staged }
+            let message = StageRequest(operationID: id, k3sVersion: version.description, sha256: Self.digest(artifact), bytes: artifact.bytes)
+            let staged = try await call.run(message, upload: Self.fileSource(artifact, progress: progress)) { _ in .staged }
+            guard staged == .staged, try await airgapped(call) else { return staged }
+            return try await stageImages(request, version: version, arch: arch, call: call, progress: progress)
         case .install(let version, let healthTimeoutSeconds, let watchdogTimeoutSeconds):
             let digest: SHA256Hex
             switch try await installDigest(node: request.node, version: version, call: call) {
             case .success(let found): digest = found
             case .failure(let refusal): return refusal.reply
             }
+            var images: SHA256Hex?
+            if try await airgapped(call) {
+                switch try await installDigest(node: request.node, version: version, call: call, asset: .airgapImages) {
+                case .success(let found): images = found
+                case .failure(let refusal): return refusal.reply
+                }
+            }
             let message = InstallRequest(operationID: id, sha256: digest, k3sVersion: version.description,
-                                         healthTimeoutSeconds: healthTimeoutSeconds, watchdogTimeoutSeconds: watchdogTimeoutSeconds)
+                                         healthTimeoutSeconds: healthTimeoutSeconds, watchdogTimeoutSeconds: watchdogTimeoutSeconds,
+                                         imagesSHA256: images)
             let result: InstallResult
             do { result = try await call.result(message) } catch let refusal as ErrorResponse {
                 return .refused(code: refusal.code.rawValue, message: refusal.message)
@@ -107,25 +118,59 @@ public struct ProtocolAgentTransport: AgentTransport {
         }
     }
 
-    /// The digest of the cached binary of `version` for the node's architecture (as its agent
-    /// reports it in Hello).
-    private func installDigest(node: String, version: K3sVersion, call: NodeCall) async throws -> Result<SHA256Hex, Refusal> {
+    /// The digest of the cached binary (or `asset`) of `version` for the node's architecture (as
+    /// its agent reports it in Hello).
+    private func installDigest(node: String, version: K3sVersion, call: NodeCall,
+                               asset: ArtifactCache.Asset = .binary) async throws -> Result<SHA256Hex, Refusal> {
         let hello = try await call.hello()
         guard let arch = try? Arch(hello.arch) else {
             return .failure(Refusal(code: ErrorCode.notFound.rawValue, message: "the agent of \(node) reports architecture \(hello.arch), which k3s does not publish"))
         }
-        let artifact: Artifact
-        if let cached = artifacts.cached(version: version, arch: arch) {
-            artifact = cached
-        } else {
-            do { artifact = try await artifacts.artifact(version: version, arch: arch) } catch let error as ArtifactError where !error.isTransient {
-                return .failure(Refusal(error))
-            } catch {
-                throw AgentTransportError(node: node, reason: "the artifact for \(version) \(arch.rawValue) is not available yet: \(error)")
-            }
+        return try await cachedArtifact(node: node, version: version, arch: arch, asset: asset).map(Self.digest)
+    }
+
+    /// The verified artifact from the cache, fetched when it is not there; a refusal when the
+    /// release cannot provide it.
+    private func cachedArtifact(node: String, version: K3sVersion, arch: Arch, asset: ArtifactCache.Asset) async throws -> Result<Artifact, Refusal> {
+        if let cached = artifacts.cached(version: version, arch: arch, asset: asset) { return .success(cached) }
+        do {
+            return .success(try await artifacts.artifact(version: version, arch: arch, asset: asset))
+        } catch let error as ArtifactError where !error.isTransient {
+            return .failure(Refusal(error))
+        } catch {
+            let what = asset == .binary ? "artifact" : "air-gap images tarball"
+            throw AgentTransportError(node: node, reason: "the \(what) for \(version) \(arch.rawValue) is not available yet: \(error)")
         }
+    }
+
+    private static func digest(_ artifact: Artifact) -> SHA256Hex {
         guard let digest = SHA256Hex(rawValue: artifact.sha256) else { preconditionFailure("the cache stores lowercase hex digests") }
-        return .success(digest)
+        return digest
+    }
+
+    /// Whether k3s on the node imports its images from a directory, as its agent reports it.
+    private func airgapped(_ call: NodeCall) async throws -> Bool {
+        do { return try await call.result(StatusRequest()).airgapImagesDir != nil } catch let refusal as ErrorResponse {
+            throw AgentTransportError(node: call.node, reason: "its agent did not answer status: \(refusal)")
+        }
+    }
+
+    /// Stages the release's images tarball of `version` on an air-gapped node, after its binary.
+    private func stageImages(_ request: AgentRequest, version: K3sVersion, arch: Arch, call: NodeCall,
+                             progress: @escaping @Sendable (String) -> Void) async throws -> AgentReply {
+        guard let id = OperationID(rawValue: request.operationID + ":images") else {
+            return .refused(code: ErrorCode.badRequest.rawValue, message: "\"\(request.operationID):images\" is not \(OperationID.format)")
+        }
+        let images: Artifact
+        switch try await cachedArtifact(node: request.node, version: version, arch: arch, asset: .airgapImages) {
+        case .success(let found): images = found
+        case .failure(let refusal):
+            return .refused(code: refusal.code, message: "\(request.node) is air-gapped (k3s imports its images from a directory) and needs "
+                            + "the release's images tarball: \(refusal.message)")
+        }
+        let message = StageRequest(operationID: id, k3sVersion: version.description, sha256: Self.digest(images), bytes: images.bytes,
+                                   artifact: .airgapImages, fileName: images.assetName)
+        return try await call.run(message, upload: Self.fileSource(images, progress: progress)) { _ in .staged }
     }
 
     /// A request that cannot succeed before it reaches the agent, answered as the agent would

@@ -5,9 +5,10 @@ import UpkeepHTTP
 import UpkeepPKI
 import UpkeepTLS
 
-/// The k3s binaries a rollout installs, fetched once per (version, arch) from GitHub or a
-/// mirror, verified against the release's `sha256sum-<arch>.txt`, and kept by digest under
-/// `<stateDir>/artifacts` (directories 0700, blobs 0644, written by atomic rename).
+/// The k3s binaries a rollout installs (and, for air-gapped nodes, the release's images
+/// tarballs), fetched once per (version, arch, asset) from GitHub or a mirror, verified against
+/// the release's `sha256sum-<arch>.txt`, and kept by digest under `<stateDir>/artifacts`
+/// (directories 0700, blobs 0644, written by atomic rename).
 ///
 /// A blob is stored only after its digest matched: a mismatch is an `ArtifactError` that names
 /// the asset and both digests and leaves nothing behind. A stored blob is hashed again once
@@ -15,15 +16,25 @@ import UpkeepTLS
 /// `cacheBytesMax` (least recently used blobs go first; the one just stored stays), and never
 /// downloads one (version, arch) twice at once.
 public actor ArtifactCache {
-    /// One (version, arch) the rollout needs.
+    /// Which asset of a release.
+    public enum Asset: String, Hashable, Sendable {
+        case binary
+        /// `k3s-airgap-images-<arch>.tar(.zst|.gz)`, whichever the checksum file lists first in
+        /// `Arch.airgapImagesAssetNames` order (https://docs.k3s.io/installation/airgap).
+        case airgapImages
+    }
+
+    /// One (version, arch, asset) the rollout needs.
     public struct Key: Hashable, Sendable, CustomStringConvertible {
         public var version: K3sVersion
         public var arch: Arch
-        public init(version: K3sVersion, arch: Arch) {
+        public var asset: Asset
+        public init(version: K3sVersion, arch: Arch, asset: Asset = .binary) {
             self.version = version
             self.arch = arch
+            self.asset = asset
         }
-        public var description: String { "\(version) \(arch.rawValue)" }
+        public var description: String { "\(version) \(arch.rawValue)\(asset == .binary ? "" : " air-gap images")" }
     }
 
     public static let checksumBytesMax = 256 << 10
@@ -65,12 +76,14 @@ public actor ArtifactCache {
 
     nonisolated var blobDirectory: String { "\(directory)/sha256" }
     nonisolated func blobPath(_ digest: String) -> String { "\(blobDirectory)/\(digest)" }
-    nonisolated func indexPath(_ key: Key) -> String { "\(directory)/index/\(key.version)_\(key.arch.rawValue).json" }
+    nonisolated func indexPath(_ key: Key) -> String {
+        "\(directory)/index/\(key.version)_\(key.arch.rawValue)\(key.asset == .binary ? "" : "_airgap-images").json"
+    }
 
-    /// The verified binary for `version` on `arch`, from the cache or fetched now.
-    public func artifact(version: K3sVersion, arch: Arch) async throws -> Artifact {
-        let key = Key(version: version, arch: arch)
-        if let cached = cached(version: version, arch: arch), try intact(cached.path, digest: cached.sha256) {
+    /// The verified binary (or `asset`) for `version` on `arch`, from the cache or fetched now.
+    public func artifact(version: K3sVersion, arch: Arch, asset: Asset = .binary) async throws -> Artifact {
+        let key = Key(version: version, arch: arch, asset: asset)
+        if let cached = cached(version: version, arch: arch, asset: asset), try intact(cached.path, digest: cached.sha256) {
             ArtifactStorage.touch(cached.path)
             return cached
         }
@@ -88,7 +101,7 @@ public actor ArtifactCache {
         var artifacts: [Artifact] = []
         var firstError: (any Error)?
         for key in Array(Set(keys)).sorted(by: { ($0.version, $0.arch) < ($1.version, $1.arch) }) {
-            do { artifacts.append(try await artifact(version: key.version, arch: key.arch)) } catch {
+            do { artifacts.append(try await artifact(version: key.version, arch: key.arch, asset: key.asset)) } catch {
                 if firstError == nil { firstError = error }
             }
         }
@@ -97,8 +110,8 @@ public actor ArtifactCache {
     }
 
     /// The cached artifact, without touching the network; nil when it is not (or no longer) here.
-    public nonisolated func cached(version: K3sVersion, arch: Arch) -> Artifact? {
-        let key = Key(version: version, arch: arch)
+    public nonisolated func cached(version: K3sVersion, arch: Arch, asset: Asset = .binary) -> Artifact? {
+        let key = Key(version: version, arch: arch, asset: asset)
         guard let data = FileManager.default.contents(atPath: indexPath(key)),
               let artifact = try? JSONDecoder().decode(Artifact.self, from: data),
               artifact.version == version, artifact.arch == arch,
@@ -113,17 +126,18 @@ public actor ArtifactCache {
 
     private func fetch(_ key: Key) async throws -> Artifact {
         let tag = key.version.description
-        let asset = key.arch.binaryAssetName
         let checksumAsset = key.arch.checksumAssetName
         let (checksumBytes, checksumSource) = try await download(tag: tag, asset: checksumAsset, bytesMax: Self.checksumBytesMax)
-        guard let expected = ChecksumFile.digest(of: asset, in: String(decoding: checksumBytes, as: UTF8.self)) else {
-            throw ArtifactError.checksumNotListed(asset: asset, checksumFile: checksumSource)
+        let checksums = String(decoding: checksumBytes, as: UTF8.self)
+        let candidates = key.asset == .binary ? [key.arch.binaryAssetName] : key.arch.airgapImagesAssetNames
+        guard let (asset, expected) = candidates.lazy.compactMap({ name in ChecksumFile.digest(of: name, in: checksums).map { (name, $0) } }).first else {
+            throw ArtifactError.checksumNotListed(asset: candidates.joined(separator: " or "), checksumFile: checksumSource)
         }
         let path = blobPath(expected)
         if let bytes = ArtifactStorage.size(path), try intact(path, digest: expected) {
             // Stored under this digest by an earlier fetch (another version can share a binary).
             ArtifactStorage.touch(path)
-            return try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected, bytes: bytes, path: path))
+            return try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected, bytes: bytes, path: path), as: key)
         }
         let (binary, binarySource) = try await download(tag: tag, asset: asset, bytesMax: artifactBytesMax)
         let actual = SHA256.hex(binary)
@@ -133,7 +147,7 @@ public actor ArtifactCache {
         try ArtifactStorage.writeAtomically(binary, to: path, mode: 0o644, scratch: "\(directory)/tmp")
         verified.insert(expected)
         let artifact = try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected,
-                                           bytes: Int64(binary.count), path: path))
+                                           bytes: Int64(binary.count), path: path), as: key)
         evict(keeping: expected)
         return artifact
     }
@@ -151,12 +165,12 @@ public actor ArtifactCache {
         return true
     }
 
-    private func record(_ artifact: Artifact) throws(ArtifactError) -> Artifact {
+    private func record(_ artifact: Artifact, as key: Key) throws(ArtifactError) -> Artifact {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data: Data
         do { data = try encoder.encode(artifact) } catch { preconditionFailure("an Artifact always encodes: \(error)") }
-        try ArtifactStorage.writeAtomically(Array(data), to: indexPath(Key(version: artifact.version, arch: artifact.arch)), mode: 0o600,
+        try ArtifactStorage.writeAtomically(Array(data), to: indexPath(key), mode: 0o600,
                                             scratch: "\(directory)/tmp")
         return artifact
     }
