@@ -80,7 +80,7 @@ import Glibc
     // MARK: Helpers
 
     /// A kine-shaped SQLite datastore of `rows` rows, and the token beside it.
-    private func sqliteDatastore(on node: FakeK3sNode, rows: Int) throws {
+    func sqliteDatastore(on node: FakeK3sNode, rows: Int) throws {
         let db = "\(node.root)/k3s/server/db"
         try FileManager.default.createDirectory(atPath: db, withIntermediateDirectories: true)
         let created = try runProcess("sqlite3", ["\(db)/state.db", "CREATE TABLE kine(id INTEGER PRIMARY KEY, name TEXT); "
@@ -91,7 +91,7 @@ import Glibc
     }
 
     /// Runs `call` to the end of its download; its result and the bytes.
-    private func download(_ request: BackupRequest, from client: ProtocolClient) async throws -> (BackupResult, [UInt8]) {
+    func download(_ request: BackupRequest, from client: ProtocolClient) async throws -> (BackupResult, [UInt8]) {
         try await client.withCall(request, deadline: .now + .seconds(60)) { call in
             let result = try await call.response()
             var received: [UInt8] = []
@@ -101,7 +101,7 @@ import Glibc
     }
 
     /// Runs `upkeep-agent run` on `node` with mutual TLS on a free port until `body` returns.
-    private func withDaemon(on node: FakeK3sNode, _ body: (AgentPKI, Int) async throws -> Void) async throws {
+    func withDaemon(on node: FakeK3sNode, _ body: (AgentPKI, Int) async throws -> Void) async throws {
         let pki = try AgentPKI(in: node.directory.file("pki"))
         let port = try FakeK3sNode.freePort()
         let yaml = node.configYAML() + """

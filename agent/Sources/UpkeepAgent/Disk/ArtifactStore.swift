@@ -90,13 +90,19 @@ public struct ArtifactStore: Sendable {
     /// Checks free space, then opens the upload's temporary file. Nothing is written when the
     /// space is short.
     public func beginStaging(sha256: String, bytes: Int64, k3sVersion: String) throws(AgentFailure) -> StagingUpload {
+        try beginUpload(into: stagingDir, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion)
+    }
+
+    /// `beginStaging` into another directory of the data directory (a received backup goes to
+    /// `restore/`); the same checks, the same verified upload.
+    public func beginUpload(into directory: String, sha256: String, bytes: Int64, k3sVersion: String) throws(AgentFailure) -> StagingUpload {
         guard SHA256.isHex(sha256) else { throw AgentFailure(.conflict, "\(sha256) is not a sha256 (64 lowercase hex digits)") }
         let free: Int64
-        do { free = try FileSystem.freeBytes(stagingDir) } catch { throw .io(error) }
+        do { free = try FileSystem.freeBytes(directory) } catch { throw .io(error) }
         guard free >= bytes + Self.spareBytes else {
-            throw AgentFailure(.insufficientSpace, "staging \(bytes) bytes needs \(bytes + Self.spareBytes) bytes free in \(stagingDir) (with \(Self.spareBytes) spare); \(free) are free. Free space on that file system and stage again")
+            throw AgentFailure(.insufficientSpace, "receiving \(bytes) bytes needs \(bytes + Self.spareBytes) bytes free in \(directory) (with \(Self.spareBytes) spare); \(free) are free. Free space on that file system and send it again")
         }
-        let temporary = "\(stagingDir)/.\(sha256).partial"
+        let temporary = "\(directory)/.\(sha256).partial"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             if errno == EEXIST { throw AgentFailure(.conflict, "\(sha256) is being staged by another request; wait for it") }
@@ -236,8 +242,8 @@ public final class StagingUpload {
         try result.get()
     }
 
-    /// Verifies length and digest, fsyncs, and marks the file executable.
-    public func finish() throws(AgentFailure) {
+    /// Verifies length and digest, fsyncs, and gives the file `mode` (executable by default).
+    public func finish(mode: mode_t = 0o755) throws(AgentFailure) {
         precondition(descriptor >= 0, "finish after finish or abort")
         guard bytesWritten == bytesExpected else {
             abort()
@@ -248,7 +254,7 @@ public final class StagingUpload {
             abort()
             throw AgentFailure(.digestMismatch, "the upload has sha256 \(actual), not the expected \(sha256); nothing was staged. Check the release's sha256sum file and the download")
         }
-        guard fchmod(descriptor, 0o755) == 0, fsync(descriptor) == 0 else {
+        guard fchmod(descriptor, mode) == 0, fsync(descriptor) == 0 else {
             let error = FileSystemError("fsync", temporary)
             abort()
             throw .io(error)
@@ -276,6 +282,18 @@ public final class StagingUpload {
         }
         descriptor = -3
         return artifact
+    }
+
+    /// Makes the finished upload the file at `path` (a rename in the same directory), durably.
+    public func publish(as path: String) throws(AgentFailure) {
+        precondition(descriptor == -2, "publish before finish")
+        do {
+            try FileSystem.publish(temporary, over: path)
+        } catch {
+            abort()
+            throw .io(error)
+        }
+        descriptor = -3
     }
 
     /// Removes the temporary file. Safe to call more than once.

@@ -147,6 +147,19 @@ public enum FileSystem {
         guard unlink(path) == 0 || errno == ENOENT else { throw FileSystemError("unlink", path) }
     }
 
+    /// Removes `path` and, for a directory, everything under it (symbolic links are removed, not
+    /// followed); nothing there is fine.
+    public static func removeTree(_ path: String) throws(FileSystemError) {
+        var status = stat()
+        guard lstat(path, &status) == 0 else {
+            if errno == ENOENT { return }
+            throw FileSystemError("lstat", path)
+        }
+        guard status.st_mode & S_IFMT == S_IFDIR else { return try removeIfPresent(path) }
+        for name in try list(path) { try removeTree("\(path)/\(name)") }
+        guard rmdir(path) == 0 || errno == ENOENT else { throw FileSystemError("rmdir", path) }
+    }
+
     /// Renames `from` over `to` atomically and makes the rename durable.
     public static func publish(_ from: String, over to: String) throws(FileSystemError) {
         guard rename(from, to) == 0 else { throw FileSystemError("rename", to) }

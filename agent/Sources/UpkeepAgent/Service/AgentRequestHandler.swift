@@ -134,9 +134,64 @@ public final class AgentRequestHandler: RequestHandler {
             return Reply(.certificateRequest(try renewingIdentity().certificateRequest(keyType: asked.keyType)))
         case .installCertificate(let install):
             return Reply(.installCertificate(try renewingIdentity().installCertificate(pem: install.certificate)))
-        case .operation, .restoreBackup, .stopK3s, .restore, .rejoin:
-            throw ErrorResponse(.notImplemented, "\(request.payload.method.rawValue) is not implemented by this agent yet; upgrade the agent")
+        case .operation(let asked):
+            return Reply(.operation(Self.operationResult(asked.operationID.rawValue, in: await service.journal)))
+        case .restoreBackup(let received):
+            let upload = UploadReader(request.upload)
+            let format: BackupReport.Format = received.format == .etcdSnapshot ? .etcdSnapshot : .sqliteTar
+            let outcome = try await service.restoreBackup(operationID: received.operationID.rawValue, sha256: received.sha256.rawValue,
+                                                          bytes: received.bytes, format: format, k3sVersion: received.k3sVersion,
+                                                          next: { try await upload.next() })
+            await upload.drain()
+            guard case .restoreBackup(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            return Reply(.restoreBackup(RestoreBackupResult(alreadyReceived: report.alreadyReceived)))
+        case .stopK3s(let stop):
+            let outcome = try await service.stopK3s(operationID: stop.operationID.rawValue)
+            guard case .stopK3s(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
+            return Reply(.stopK3s(StopK3sResult(wasActive: report.wasActive)))
+        case .restore(let restore):
+            let outcome = try await service.restore(operationID: restore.operationID.rawValue, backupSHA256: restore.backupSHA256.rawValue,
+                                                    binarySHA256: restore.binarySHA256.rawValue, k3sVersion: restore.k3sVersion,
+                                                    healthTimeoutMs: Int64(restore.healthTimeoutSeconds) * 1000)
+            return Reply(.restore(try restoreResult(outcome)))
+        case .rejoin(let rejoin):
+            let outcome = try await service.rejoin(operationID: rejoin.operationID.rawValue, binarySHA256: rejoin.binarySHA256.rawValue,
+                                                   k3sVersion: rejoin.k3sVersion, healthTimeoutMs: Int64(rejoin.healthTimeoutSeconds) * 1000)
+            return Reply(.rejoin(try restoreResult(outcome)))
         }
+    }
+
+    private func restoreResult(_ outcome: OperationOutcome) throws -> RestoreResult {
+        guard case .restore(let report) = try Self.succeeded(outcome), let version = report.k3sVersion else { throw Self.unexpected(outcome) }
+        refreshVersion(version)
+        return RestoreResult(k3sVersion: version, probe: Self.probeResult(report.probe))
+    }
+
+    /// The journal's view of one operation id (`operation`): unknown, running, or its outcome, and
+    /// for an install the state of its watch.
+    static func operationResult(_ id: String, in journal: JournalState) -> OperationResult {
+        guard let entry = journal.operation(id) else { return OperationResult(state: .unknown) }
+        let state: OperationResult.State = switch entry.outcome?.state ?? .running {
+        case .running: .running
+        case .succeeded: .succeeded
+        case .failed: .failed
+        case .reverted: .reverted
+        }
+        var watch: OperationWatch?
+        if let open = journal.watch, open.installID == id {
+            watch = OperationWatch(state: .open, deadlineUnixMs: open.deadline.milliseconds)
+        } else if let end = entry.watchEnd {
+            let ended: OperationWatch.State = switch end {
+            case .committed: .committed
+            case .keptHealthy: .keptHealthy
+            case .keptUnhealthy: .keptUnhealthy
+            case .reverted: .reverted
+            case .rolledBack, .superseded: .ended
+            }
+            watch = OperationWatch(state: ended)
+        }
+        return OperationResult(state: state, method: Method(rawValue: entry.kind.rawValue), message: entry.outcome?.message,
+                               failure: state == .failed ? entry.outcome?.failure.map(code) : nil, watch: watch)
     }
 
     private func renewingIdentity() throws -> AgentIdentity {

@@ -39,14 +39,8 @@ extension AgentService {
                                   nowUnixMs: Int64, keep: Set<String>) async -> OperationOutcome {
         do {
             if let existing = store.stagedArtifact(sha256) {
-                let digest = SHA256.Hasher()
-                var count: Int64 = 0
-                while let piece = try await next() {
-                    count += Int64(piece.count)
-                    piece.withUnsafeBytes { digest.update($0) }
-                }
-                guard count == bytes, digest.finishHex() == sha256 else {
-                    return .failed(.digestMismatch, "the upload does not match \(sha256) (\(count) bytes); the staged copy is unchanged")
+                if let mismatch = try await mismatch(of: next, sha256: sha256, bytes: bytes) {
+                    return .failed(.digestMismatch, "\(mismatch); the staged copy is unchanged")
                 }
                 return OperationOutcome(state: .succeeded, message: "\(existing.k3sVersion) was already staged; the upload matched it",
                                         body: .stage(StageReport(sha256: sha256, bytes: bytes, k3sVersion: existing.k3sVersion, alreadyStaged: true)))
@@ -85,5 +79,75 @@ extension AgentService {
         } catch {
             return .failed(.io, "\(error)")
         }
+    }
+
+    /// Reads an upload of something already here to its end: nil when it matches `sha256` and
+    /// `bytes`, else what differs.
+    static func mismatch(of next: @Sendable () async throws -> [UInt8]?, sha256: String, bytes: Int64) async throws -> String? {
+        let digest = SHA256.Hasher()
+        var count: Int64 = 0
+        while let piece = try await next() {
+            count += Int64(piece.count)
+            piece.withUnsafeBytes { digest.update($0) }
+        }
+        return count == bytes && digest.finishHex() == sha256 ? nil : "the upload does not match \(sha256) (\(count) bytes)"
+    }
+
+    // MARK: - Received backups
+
+    /// Receives a datastore backup through `next` into `restore/` (0700; the file 0600): free
+    /// space checked first, digest and length verified, a SQLite tar checked for the database and
+    /// the token. A backup received before is only verified against the upload; any other
+    /// received backup is removed (it holds the cluster's data and token).
+    public func restoreBackup(operationID: String, sha256: String, bytes: Int64, format: BackupReport.Format, k3sVersion: String,
+                              next: @escaping @Sendable () async throws -> [UInt8]?) async throws -> OperationOutcome {
+        guard environment.isServer else {
+            throw AgentFailure(.conflict, "restoreBackup is for servers, which hold the datastore; this node is an agent")
+        }
+        let restore = environment.datastoreRestore
+        let store = environment.store
+        do { try PlaintextRetention.secure(restore.restoreDir) } catch { throw AgentFailure.io(error) }
+        if restore.received(sha256) == nil, machine.journal.operation(operationID) == nil {
+            // Refused before the ledger, so a retry with the same id after freeing space works.
+            try store.beginUpload(into: restore.restoreDir, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion).abort()
+        }
+        return try await runShellOperation(operationID: operationID, kind: .restoreBackup, fingerprint: "restoreBackup \(sha256) \(bytes)") {
+            do {
+                if restore.received(sha256) != nil {
+                    if let mismatch = try await Self.mismatch(of: next, sha256: sha256, bytes: bytes) {
+                        return .failed(.digestMismatch, "\(mismatch); the received copy is unchanged")
+                    }
+                    restore.removeReceived(except: sha256)
+                    return OperationOutcome(state: .succeeded, message: "backup \(sha256.prefix(12)) was already received; the upload matched it",
+                                            body: .restoreBackup(RestoreBackupReport(sha256: sha256, bytes: bytes, format: format, alreadyReceived: true)))
+                }
+                let upload = try store.beginUpload(into: restore.restoreDir, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion)
+                defer { upload.abort() }
+                do {
+                    while let piece = try await next() { try upload.write(piece) }
+                } catch let failure as AgentFailure {
+                    throw failure
+                } catch {
+                    throw AgentFailure(.io, "the upload stopped after \(upload.bytesWritten) bytes: \(error); nothing was kept")
+                }
+                try upload.finish(mode: 0o600)
+                if format == .sqliteTar { try DatastoreRestore.checkSQLiteTar(upload.temporary) }
+                try upload.publish(as: restore.path(sha256: sha256, format: format))
+                restore.removeReceived(except: sha256)
+                return OperationOutcome(state: .succeeded, message: "received the \(format.rawValue) backup \(sha256.prefix(12)) of \(k3sVersion) (\(bytes) bytes)",
+                                        body: .restoreBackup(RestoreBackupReport(sha256: sha256, bytes: bytes, format: format, alreadyReceived: false)))
+            } catch let failure as AgentFailure {
+                return .failed(failure.code, failure.message)
+            } catch {
+                return .failed(.io, "\(error)")
+            }
+        }
+    }
+}
+
+extension AgentEnvironment {
+    /// Received backups and the restore of this server's datastore.
+    public var datastoreRestore: DatastoreRestore {
+        DatastoreRestore(k3sBinary: config.k3sBinary, k3sDataDir: config.k3sDataDir, restoreDir: PlaintextRetention(dataDir: config.dataDir).restoreDir)
     }
 }

@@ -129,6 +129,44 @@ public actor AgentService {
                                 operationID: operationID)
     }
 
+    /// Stops the k3s unit; ends any install watch.
+    public func stopK3s(operationID: String) async throws -> OperationOutcome {
+        try await submit(.stopK3s(operationID: operationID), operationID: operationID)
+    }
+
+    /// Restores the received backup `backupSHA256` with the staged binary `binarySHA256` (which
+    /// must be of `k3sVersion`), then starts and probes k3s.
+    public func restore(operationID: String, backupSHA256: String, binarySHA256: String, k3sVersion: String,
+                        healthTimeoutMs: Int64) async throws -> OperationOutcome {
+        let target = try datastoreTarget(binarySHA256, k3sVersion: k3sVersion, for: operationID)
+        guard let format = environment.datastoreRestore.received(backupSHA256) ?? machine.journal.operation(operationID).flatMap({ entry in
+            if case .restore(_, let format)? = entry.plan?.datastore { return format }
+            return nil
+        }) else {
+            throw AgentFailure(.notFound, "no received backup with sha256 \(backupSHA256); send it with restoreBackup first")
+        }
+        let command = UpgradeMachine.RestoreCommand(operationID: operationID, target: target, backupSHA256: backupSHA256, format: format,
+                                                    healthTimeoutMs: healthTimeoutMs)
+        return try await submit(.restore(command, live: await binary.live()), operationID: operationID)
+    }
+
+    /// Deletes `server/db` with the staged binary `binarySHA256` live, then starts and probes k3s:
+    /// the server joins the cluster a `restore` started.
+    public func rejoin(operationID: String, binarySHA256: String, k3sVersion: String, healthTimeoutMs: Int64) async throws -> OperationOutcome {
+        let target = try datastoreTarget(binarySHA256, k3sVersion: k3sVersion, for: operationID)
+        let command = UpgradeMachine.RejoinCommand(operationID: operationID, target: target, healthTimeoutMs: healthTimeoutMs)
+        return try await submit(.rejoin(command, live: await binary.live()), operationID: operationID)
+    }
+
+    private func datastoreTarget(_ sha256: String, k3sVersion: String, for operationID: String) throws -> BinaryRef {
+        var target = try stagedBinary(sha256, for: operationID)
+        if let staged = target.k3sVersion, staged != k3sVersion {
+            throw AgentFailure(.conflict, "the staged binary \(sha256.prefix(12)) is \(staged), not \(k3sVersion); stage the binary of \(k3sVersion)")
+        }
+        target.k3sVersion = k3sVersion
+        return target
+    }
+
     public func commit(operationID: String, installOperationID: String) async throws -> OperationOutcome {
         try await submit(.commit(.init(operationID: operationID, installOperationID: installOperationID)), operationID: operationID)
     }
@@ -327,9 +365,22 @@ public actor AgentService {
             case .gate(let notBefore):
                 await environment.sleep(until: notBefore)
                 return .probed(await environment.probes.gate())
-            case .stopUnit, .changeDatastore, .removeRestoreFile:
-                // Only restore methods ask for these, and this build answers them notImplemented.
-                return .failed("this agent build does not carry out \(effect)")
+            case .stopUnit:
+                environment.logger.notice("stopping \(environment.unit)")
+                return .stopped(wasActive: try await environment.systemctl.stop())
+            case .changeDatastore(let change):
+                let restore = environment.datastoreRestore
+                switch change {
+                case .restore(let sha256, let format):
+                    try await restore.restore(sha256: sha256, format: format)
+                    environment.logger.notice("restored the \(format.rawValue) backup \(sha256.prefix(12)) into \(environment.config.k3sDataDir)/server")
+                case .clear:
+                    try restore.clear()
+                    environment.logger.notice("deleted \(environment.config.k3sDataDir)/server/db to rejoin the restored cluster")
+                }
+            case .removeRestoreFile(let sha256):
+                environment.datastoreRestore.remove(sha256)
+                environment.logger.notice("removed the received backup \(sha256.prefix(12)): it was restored")
             }
             return .done
         } catch {

@@ -20,6 +20,22 @@ public struct Systemctl: Sendable {
         }
     }
 
+    /// `systemctl stop <unit>` (which returns once the stop job finished), then `is-active` must
+    /// say the unit is not running. Returns whether it was active before; a unit still running
+    /// afterwards is a failure naming its state.
+    public func stop() async throws(AgentFailure) -> Bool {
+        let before = try await activeState()
+        let outcome = try await ProcessRunner.run(path, ["stop", unit], timeoutSeconds: timeoutSeconds)
+        guard outcome.succeeded else {
+            throw AgentFailure(.conflict, "systemctl stop \(unit) failed (exit \(outcome.exitCode.map(String.init) ?? "by signal")): \(outcome.summary)")
+        }
+        let after = try await activeState()
+        guard after == "inactive" || after == "failed" else {
+            throw AgentFailure(.conflict, "\(unit) is \(after) after systemctl stop returned")
+        }
+        return before == "active" || before == "activating" || before == "reloading"
+    }
+
     /// `systemctl is-active <unit>`: the state word it prints ("active", "failed", "activating", ...).
     public func activeState() async throws(AgentFailure) -> String {
         let outcome = try await ProcessRunner.run(path, ["is-active", unit], timeoutSeconds: min(timeoutSeconds, 10))
