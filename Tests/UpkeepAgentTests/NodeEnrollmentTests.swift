@@ -16,7 +16,7 @@ import UpkeepTestSupport
         options.root = root
         options.probeHost = "10.0.0.5"
         let config = try NodeEnrollment.discover(options)
-        #expect(config.nodeName == "server-1" && config.unit == "k3s" && config.k3sBinary == "/usr/local/bin/k3s")
+        #expect(config.nodeName == "server-1" && config.unit == "k3s" && config.k3sBinary == "\(root)/usr/local/bin/k3s")
         #expect(config.k3sDataDir == "\(root)/srv/k3s")
         #expect(config.kubeconfig == "\(root)/etc/rancher/k3s/k3s.yaml")
         #expect(config.probes.supervisorPingURL == "https://10.0.0.5:6443/ping")

@@ -26,7 +26,15 @@ import UpkeepTestSupport
             #expect(afterwards[2].components(separatedBy: "v1.30.6+k3s1  Ready").count - 1 == 6, "\(afterwards[2].prefix(600))")
             #expect(!afterwards[2].contains("cordoned"))
         }
-        // Both sandboxes are down: no process of theirs is left.
+        // Every node enrolled with a token (`sandbox up --join`): its key is on the node, and the
+        // controller's PKI holds none.
+        for run in ["upgrade", "rollback"] {
+            let agentKeys = (FileManager.default.enumerator(atPath: "\(kept)/\(run)/pki")?.allObjects as? [String] ?? [])
+                .filter { $0.hasPrefix("agents/") && $0.hasSuffix(".key") }
+            #expect(agentKeys.isEmpty, "agent keys in the controller's pki: \(agentKeys)")
+            #expect(FileManager.default.fileExists(atPath: "\(kept)/\(run)/nodes/agent-2/etc/upkeep/tls/agent.key"))
+        }
+        // Both sandboxes are down: no process of theirs is left (the join servers included).
         for run in ["upgrade", "rollback"] {
             let leftovers = try runProcess("/usr/bin/pgrep", ["-f", "\(kept)/\(run)"])
             #expect(leftovers.output.isEmpty, "left running: \(leftovers.output)")

@@ -100,7 +100,7 @@ import UpkeepTestSupport
 
         let text = try String(contentsOfFile: config, encoding: .utf8)
         #expect(text.contains("nodeName: node-1"))
-        #expect(text.contains("binary: \"/opt/k3s/bin/k3s\", unit: k3s-agent"))
+        #expect(text.contains("binary: \"\(cluster.node)/opt/k3s/bin/k3s\", unit: k3s-agent"))
         #expect(text.contains("kubeconfig: \"\(cluster.node)/var/lib/rancher/k3s/agent/kubelet.kubeconfig\""))
         #expect(text.contains("key: \"\(key)\""))
         #expect(try cluster.tokenList().contains("used up   1/1   node-1"))

@@ -37,14 +37,15 @@ final class EndToEndSandbox: Sendable {
     /// rollbacks by binaries across a minor that the engine does until it restores datastores
     /// (issue 15 item 3).
     /// `airgap`: nodes whose k3s imports its images from `agent/images` (`sandbox up --airgap`).
+    /// `join`: the nodes enroll with a bootstrap token (`sandbox up --join`).
     static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false, storageMinor: StorageMinor.Check = .refuse,
-                     airgap: [String] = [], _ body: (EndToEndSandbox) async throws -> Void) async throws {
+                     airgap: [String] = [], join: Bool = false, _ body: (EndToEndSandbox) async throws -> Void) async throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.file("sbx")
         let upkeep = try UpkeepBinary.path()
         let up = try await ProcessRun.run(upkeep, ["sandbox", "up", "--dir", directory, "--servers", "\(servers)", "--agents", "\(agents)",
                                                    "--k3s-version", k3sVersion, "--node-grace", "10", "--rebuild-seconds", "1",
-                                                   "--ready-timeout", "90"] + (netns ? ["--netns"] : [])
+                                                   "--ready-timeout", "90"] + (netns ? ["--netns"] : []) + (join ? ["--join"] : [])
                                               + (storageMinor == .refuse ? [] : ["--storage-minor", storageMinor.rawValue])
                                               + (airgap.isEmpty ? [] : ["--airgap", airgap.joined(separator: ",")]), timeoutSeconds: 150)
         var pids = SandboxDaemon.recordedPIDs(directory)

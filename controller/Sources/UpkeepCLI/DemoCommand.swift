@@ -9,7 +9,7 @@ import UpkeepStore
 ///
 /// Brings up a sandbox cluster on this machine (3 servers with embedded etcd, 3 agents, Longhorn
 /// volumes with 2 replicas, Flux objects; fake k3s binaries with a real `upkeep-agent` on every
-/// node), shows the plan, upgrades the cluster to the newest k3s the sandbox offers with live
+/// node, each enrolled with a bootstrap token through `upkeep join-server`), shows the plan, upgrades the cluster to the newest k3s the sandbox offers with live
 /// progress, then does the same on a fresh sandbox where one agent's new k3s never becomes
 /// healthy: its agent puts the old binary back and the controller returns every upgraded node,
 /// in reverse order. Between the two, Longhorn and then Flux itself are upgraded through the Git
@@ -64,7 +64,10 @@ struct Demo: AsyncParsableCommand {
         _ = try await SandboxProgram.run(["up", "--dir", directory, "--servers", "3", "--agents", "3", "--volumes", "4", "--replicas", "2",
                                           "--k3s-version", "v1.30.6+k3s1", "--agent-port", "9443", "--node-grace", "10",
                                           "--pod-start-seconds", "0.5", "--pod-termination-seconds", "0.3", "--rebuild-seconds", "1",
-                                          "--ready-timeout", "60"]
+                                          "--ready-timeout", "60",
+                                          // Every node enrolls as a real node would: a token, the join server,
+                                          // `upkeep-agent join` (docs/enrollment.md).
+                                          "--join"]
                                              // The rollback scene takes the servers back by their binaries across the minors
                                              // they ran healthy, which a sandbox server refuses by default.
                                              + (failing == nil ? [] : ["--storage-minor", "warn"]),

@@ -10,7 +10,8 @@ struct SandboxUp: AsyncParsableCommand {
         discussion: """
             Writes DIR/kubeconfig (client-certificate kubeconfig for the simulated API), DIR/sandbox.json \
             (nodes, addresses, ports, release server), DIR/pki (cluster CA, agents/<node>, controllers/upkeep) \
-            and DIR/upkeep.yaml for the controller. Stop it with `upkeep sandbox down --dir DIR`.
+            and DIR/upkeep.yaml for the controller; with --join the nodes enroll through `upkeep join-server` \
+            (DIR/join-server.log) and keep their keys under DIR/nodes/<node>/etc/upkeep/tls. Stop it with `upkeep sandbox down --dir DIR`.
             """
     )
 
@@ -51,6 +52,10 @@ struct SandboxUp: AsyncParsableCommand {
 
     // Hidden (`--help-hidden` shows them; docs/sandbox.md lists them): `upkeep demo` sets them, and
     // the help and usage lines `up` has always printed stay as they were.
+    @Flag(name: .long, help: ArgumentHelp("Enroll every node's agent with a bootstrap token through `upkeep join-server` and `upkeep-agent join` (DIR/pki then holds no agent key).",
+                                          visibility: .hidden))
+    var join = false
+
     @Option(name: .customLong("pod-start-seconds"),
             help: ArgumentHelp("Seconds a scheduled pod takes to turn Ready on a Ready node.", visibility: .hidden))
     var podStartSeconds = ModelTimings().podStartSeconds
@@ -75,6 +80,7 @@ struct SandboxUp: AsyncParsableCommand {
     func validate() throws {
         let spec = ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion)
         if let problem = spec.problem { throw ValidationError(problem) }
+        if join, noAgents { throw ValidationError("--join enrolls every node's agent; it cannot go with --no-agents") }
         guard (1...65535).contains(agentPort) else { throw ValidationError("--agent-port must be between 1 and 65535") }
         guard (1...3600).contains(readyTimeoutSeconds) else { throw ValidationError("--ready-timeout must be between 1 and 3600 seconds") }
         guard (1...3600).contains(nodeGraceSeconds) else { throw ValidationError("--node-grace must be between 1 and 3600 seconds") }
@@ -98,7 +104,8 @@ struct SandboxUp: AsyncParsableCommand {
             timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds, podStartSeconds: podStartSeconds,
                                   podTerminationSeconds: podTerminationSeconds, rebuildSeconds: rebuildSeconds),
             readyTimeoutSeconds: Double(readyTimeoutSeconds), airgapNodes: airgapNodes,
-            storageMinor: storageMinor == .refuse ? nil : storageMinor)
+            storageMinor: storageMinor == .refuse ? nil : storageMinor,
+            controllerBinary: join ? SandboxRunner.controllerBinaryNextTo(executable: executable) : nil)
         let manifest = try await SandboxDaemon.launch(options)
         print("sandbox up in \(manifest.directory) (pid \(manifest.pid)): \(manifest.nodes.count) nodes Ready")
         print("  kubeconfig  \(manifest.kubeconfig)")

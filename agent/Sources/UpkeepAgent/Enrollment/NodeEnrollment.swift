@@ -104,7 +104,7 @@ public enum NodeEnrollment {
         }
         config.unit = unit
         let unitFile = unitDirectories.map { "\($0)/\(unit).service" }.first(where: FileSystem.exists)
-        config.k3sBinary = unitFile.flatMap(execStartBinary) ?? path(options.root, "/usr/local/bin/k3s")
+        config.k3sBinary = path(options.root, unitFile.flatMap(execStartBinary) ?? "/usr/local/bin/k3s")
         config.k3sDataDir = k3sConfig["data-dir"].map { path(options.root, $0) } ?? path(options.root, "/var/lib/rancher/k3s")
         config.systemctl = options.systemctl
         config.dataDir = path(options.root, "/var/lib/upkeep-agent")

@@ -39,10 +39,16 @@ public enum SandboxAgents {
             """
     }
 
-    /// Writes the node's agent.yaml and starts its agent (in the node's namespace in netns mode).
-    public static func start(_ node: SandboxNode, agentBinary: String, pkiDirectory: String) throws -> pid_t {
+    /// Writes the node's agent.yaml for its certificate in `pkiDirectory` and starts its agent (in
+    /// the node's namespace in netns mode). `pkiDirectory` nil: the node enrolled
+    /// (`SandboxEnrollment`), and its agent runs on the agent.yaml `upkeep-agent join` wrote.
+    public static func start(_ node: SandboxNode, agentBinary: String, pkiDirectory: String?) throws -> pid_t {
         try FileManager.default.createDirectory(atPath: node.agentDataDir, withIntermediateDirectories: true)
-        try JSONFiles.atomicWrite(Data(config(for: node, pkiDirectory: pkiDirectory).utf8), to: node.agentConfigFile)
+        if let pkiDirectory {
+            try JSONFiles.atomicWrite(Data(config(for: node, pkiDirectory: pkiDirectory).utf8), to: node.agentConfigFile)
+        } else if !FileManager.default.fileExists(atPath: node.agentConfigFile) {
+            throw SandboxError("\(node.name) has no \(node.agentConfigFile): it did not enroll (upkeep-agent join)")
+        }
         var command = [agentBinary, "run", "--config", node.agentConfigFile]
         if let netns = node.netns { command = ["/usr/sbin/ip", "netns", "exec", netns] + command }
         let environment = PosixSpawn.inheritedEnvironment(applying: [FakeK3s.rootVariable: node.root, "NOTIFY_SOCKET": nil, "WATCHDOG_USEC": nil])

@@ -1,8 +1,8 @@
 import Foundation
 
 extension SandboxDaemon {
-    /// Every process a sandbox in `directory` recorded: its own, the unit supervisors, k3s and
-    /// the agents. Tests check that none of them survives `sandbox down`.
+    /// Every process a sandbox in `directory` recorded: its own, the unit supervisors, k3s,
+    /// the agents and the join server (`--join`). Tests check that none of them survives `sandbox down`.
     public static func recordedPIDs(_ directory: String) -> Set<pid_t> {
         var pids: Set<pid_t> = []
         if let text = try? String(contentsOfFile: pidFile(directory), encoding: .utf8),
@@ -13,6 +13,8 @@ extension SandboxDaemon {
             if let pid = agentPID(node) { pids.insert(pid) }
             if let pid = etcdPID(node) { pids.insert(pid) }
         }
+        if let text = try? String(contentsOfFile: SandboxEnrollment.pidFile(directory), encoding: .utf8),
+           let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) { pids.insert(pid) }
         return pids
     }
 

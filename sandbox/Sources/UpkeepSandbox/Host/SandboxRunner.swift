@@ -24,10 +24,13 @@ public struct SandboxOptions: Sendable, Equatable, Codable {
     public var airgapNodes: [String]?
     /// What servers do on a datastore a newer minor wrote (nil: refuse; `StorageMinor`).
     public var storageMinor: StorageMinor.Check?
+    /// The `upkeep` binary when the nodes enroll through its join server with a token
+    /// (`--join`, `SandboxEnrollment`); nil: the sandbox issues every agent's certificate itself.
+    public var controllerBinary: String?
 
     public init(directory: String, spec: ClusterSpec, netns: Bool = false, hostBinary: String, agentBinary: String? = nil,
                 agentPort: Int = 9443, timings: ModelTimings = ModelTimings(), readyTimeoutSeconds: Double = 90,
-                airgapNodes: [String]? = nil, storageMinor: StorageMinor.Check? = nil)
+                airgapNodes: [String]? = nil, storageMinor: StorageMinor.Check? = nil, controllerBinary: String? = nil)
     {
         self.directory = directory
         self.spec = spec
@@ -39,6 +42,7 @@ public struct SandboxOptions: Sendable, Equatable, Codable {
         self.readyTimeoutSeconds = readyTimeoutSeconds
         self.airgapNodes = airgapNodes
         self.storageMinor = storageMinor
+        self.controllerBinary = controllerBinary
     }
 }
 
@@ -72,6 +76,11 @@ public final class SandboxRunner: Sendable {
     /// `upkeep-agent` in the directory of `executable`.
     public static func agentBinaryNextTo(executable: String) -> String {
         "\((executable as NSString).deletingLastPathComponent)/upkeep-agent"
+    }
+
+    /// `upkeep` in the directory of `executable`.
+    public static func controllerBinaryNextTo(executable: String) -> String {
+        "\((executable as NSString).deletingLastPathComponent)/upkeep"
     }
 
     private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: HTTPServer,
@@ -124,6 +133,12 @@ public final class SandboxRunner: Sendable {
         }
         guard FileManager.default.isExecutableFile(atPath: options.hostBinary) else {
             throw SandboxError("the sandbox program \(options.hostBinary) is missing; build it (swift build)")
+        }
+        if let controller = options.controllerBinary {
+            guard options.agentBinary != nil else { throw SandboxError("--join enrolls every node's agent; it cannot go with --no-agents") }
+            guard FileManager.default.isExecutableFile(atPath: controller) else {
+                throw SandboxError("--join runs \(controller) (join-server, token create), which is missing; build it (swift build)")
+            }
         }
         let directory = options.directory.hasPrefix("/") ? options.directory : FileManager.default.currentDirectoryPath + "/" + options.directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -196,7 +211,8 @@ public final class SandboxRunner: Sendable {
             nodes.append(node)
         }
         try layOutDatastore(servers: nodes.filter(\.isServer), token: "upkeep-sandbox-\(StableHash.hex(directory, length: 12))")
-        try SandboxIdentities.prepare(directory: directory, nodes: nodes)
+        // With --join only the controller identity is issued here; each node makes its own key.
+        try SandboxIdentities.prepare(directory: directory, nodes: options.controllerBinary == nil ? nodes : [])
         try JSONFiles.atomicWrite(Data(SandboxIdentities.controllerConfig(directory: directory, releaseURL: release.baseURL,
                                                                           agentPort: options.agentPort).utf8),
                                   to: "\(directory)/upkeep.yaml")
@@ -219,6 +235,16 @@ public final class SandboxRunner: Sendable {
         await runner.followGit()
         for node in nodes {
             _ = SystemctlStandIn.main(["start", "--no-block", node.unit], program: node.systemctl, environment: [:])
+        }
+        // Nodes enroll while their k3s starts.
+        if let controllerBinary = options.controllerBinary, let agentBinary = options.agentBinary {
+            do {
+                _ = try await SandboxEnrollment.enroll(directory: directory, nodes: nodes, host: apiHost, controllerBinary: controllerBinary,
+                                                       agentBinary: agentBinary)
+            } catch {
+                await runner.stop()
+                throw error
+            }
         }
         let deadline = Date().addingTimeInterval(options.readyTimeoutSeconds)
         while Date() < deadline {
@@ -276,6 +302,9 @@ public final class SandboxRunner: Sendable {
 
             """
         try JSONFiles.atomicWrite(Data(unit.utf8), to: node.unitFile)
+        // As on a node installed with `--node-name` (https://docs.k3s.io/installation/configuration#configuration-file):
+        // where `upkeep-agent join` finds the node's name.
+        try JSONFiles.atomicWrite(Data("node-name: \(node.name)\n".utf8), to: "\(node.root)/etc/rancher/k3s/config.yaml")
         try JSONFiles.atomicWrite(Data(), to: "\(node.unitFile).env", mode: 0o600)
         if node.isServer {
             try JSONFiles.atomicWrite(Data(try credentials.serverCA.certificate.pem().utf8), to: node.serverCAFile)
@@ -328,7 +357,8 @@ public final class SandboxRunner: Sendable {
     /// listens, and annotates its Node with the address the controller should dial.
     func startAgents() async throws {
         guard let agentBinary = options.agentBinary else { return }
-        let pki = "\(manifest.directory)/pki"
+        // Enrolled nodes run on the agent.yaml and certificate `upkeep-agent join` wrote.
+        let pki: String? = options.controllerBinary == nil ? "\(manifest.directory)/pki" : nil
         var started: [(SandboxNode, pid_t)] = []
         for node in manifest.nodes {
             started.append((node, try SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: pki)))
@@ -374,7 +404,8 @@ public final class SandboxRunner: Sendable {
             let running = SandboxAgents.runningPID(node) != nil
             guard !running, now - (agentStarts.withLockedValue { $0[node.name] } ?? 0) >= Self.agentRestartSeconds else { continue }
             agentStarts.withLockedValue { $0[node.name] = now }
-            _ = try? SandboxAgents.start(node, agentBinary: agentBinary, pkiDirectory: "\(manifest.directory)/pki")
+            _ = try? SandboxAgents.start(node, agentBinary: agentBinary,
+                                         pkiDirectory: options.controllerBinary == nil ? "\(manifest.directory)/pki" : nil)
         }
     }
 
@@ -391,10 +422,12 @@ public final class SandboxRunner: Sendable {
         appliedCommit.withLockedValue { $0 = head }
     }
 
-    /// Stops every node's k3s, the servers and the network; removes `sandbox.json`.
+    /// Stops every node's agent and k3s, the join server, the servers and the network; removes `sandbox.json`.
     public func stop() async {
         await Spawn.offload(manifest.nodes) { SandboxAgents.stop($0) }
         await Spawn.offload(manifest.nodes) { _ = SystemctlStandIn.stopUnit($0) }
+        let directory = manifest.directory
+        await Spawn.offload([directory]) { SandboxEnrollment.stopServer(directory: $0) }
         driver.cancel()
         await api.close()
         await release.close()
@@ -417,6 +450,10 @@ public final class SandboxRunner: Sendable {
         }
         unlink(SandboxDaemon.pidFile(directory))
         unlink(SandboxDaemon.stateFile(directory))
+        if SandboxEnrollment.serverPID(directory) != nil {
+            await Spawn.offload([directory]) { SandboxEnrollment.stopServer(directory: $0) }
+            report.append("stopped the join server")
+        }
         guard let manifest = try? SandboxManifest.load(directory: directory) else {
             report.append(report.isEmpty ? "no sandbox runs in \(directory)" : "sandbox in \(directory) is down")
             return report.joined(separator: "\n")
