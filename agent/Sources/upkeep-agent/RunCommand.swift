@@ -28,9 +28,13 @@ struct RunCommand: AsyncParsableCommand {
         let service = try await AgentService.start(environment)
         let server = try await AgentServer.start(service: service, group: group, logger: logger)
         logger.notice("serving controllers on \(server.localAddress)")
+        let announcer = environment.announcer
+        let port = server.port
+        let announcing = Task { await announcer.run(port: port) }
         let notifier = SystemdNotifier.fromProcessEnvironment()
         let daemon = AgentDaemon(service: service, notifier: notifier, logger: logger)
         try await daemon.run(until: Signals.listen(for: [SIGTERM, SIGINT]))
+        announcing.cancel()
         await server.shutdown()
         try? await group.shutdownGracefully()
     }

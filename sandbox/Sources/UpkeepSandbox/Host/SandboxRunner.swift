@@ -61,7 +61,6 @@ public final class SandboxRunner: Sendable {
     let network: SandboxNetwork?
     /// When each node's agent was last started (seconds since the epoch), to space out restarts.
     let agentStarts = NIOLockedValueBox<[String: Double]>([:])
-    static let annotateAttempts = 5
     /// Restart=always with RestartSec=2s, as deploy/upkeep-agent.service would.
     static let agentRestartSeconds = 2.0
     /// The repository Flux watches, and the commit the model last applied from it.
@@ -354,7 +353,8 @@ public final class SandboxRunner: Sendable {
     public var releaseURL: String { manifest.releaseURL }
 
     /// Starts every node's upkeep-agent (when the options name the binary), waits until each
-    /// listens, and annotates its Node with the address the controller should dial.
+    /// listens and has annotated its own Node with the address the controller should dial
+    /// (`AddressAnnouncer`: the sandbox annotates nothing itself).
     func startAgents() async throws {
         guard let agentBinary = options.agentBinary else { return }
         // Enrolled nodes run on the agent.yaml and certificate `upkeep-agent join` wrote.
@@ -366,21 +366,26 @@ public final class SandboxRunner: Sendable {
         }
         for (node, pid) in started {
             try await SandboxAgents.waitListening(node, pid: pid)
-            var annotations = JSON.object([:])
-            annotations[SandboxAgents.addressAnnotation] = .string(node.agentAddress)
-            let patch: JSON = ["metadata": ["annotations": annotations]]
-            // A write can meet a datastore that is busy electing a leader: a few tries, a second apart.
-            var response = APIResponse(status: 0, body: [])
-            for attempt in 1...Self.annotateAttempts {
-                response = await cluster.respond(APIRequest(method: "PATCH", uri: "/api/v1/nodes/\(node.name)",
-                                                            contentType: "application/merge-patch+json", body: patch.serialized()))
-                if response.status == 200 || attempt == Self.annotateAttempts { break }
-                try await Task.sleep(nanoseconds: 1_000_000_000)
-            }
-            guard response.status == 200 else {
-                throw SandboxError("annotating node \(node.name) failed: HTTP \(response.status) \(String(decoding: response.body.prefix(300), as: UTF8.self))")
-            }
         }
+        for (node, pid) in started {
+            try await waitAnnotated(node, pid: pid)
+        }
+    }
+
+    /// Waits (bounded) until `node`'s Node carries the annotation its agent writes.
+    func waitAnnotated(_ node: SandboxNode, pid: pid_t, timeoutSeconds: Double = SandboxAgents.listenTimeoutSeconds) async throws {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        var seen: String?
+        while Date() < deadline {
+            seen = cluster.withModel { model in
+                model.store.list(.nodes).map(Node.init).first { $0.name == node.name }?.annotations[SandboxAgents.addressAnnotation]
+            }
+            if seen == node.agentAddress { return }
+            guard Spawn.isAlive(pid) else { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        throw SandboxError("the upkeep-agent of \(node.name) did not annotate its Node with \(SandboxAgents.addressAnnotation): \(node.agentAddress) "
+            + "within \(Int(timeoutSeconds)) s (it reads \(seen ?? "nothing")); see \(node.agentLogFile):\n\(SandboxAgents.tail(node.agentLogFile))")
     }
 
     /// Applies what `faults.json` says to the running sandbox (the fake k3s reads its own knobs
