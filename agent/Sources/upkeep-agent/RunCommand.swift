@@ -28,9 +28,9 @@ struct RunCommand: AsyncParsableCommand {
         let service = try await AgentService.start(environment)
         let server = try await AgentServer.start(service: service, group: group, logger: logger)
         logger.notice("serving controllers on \(server.localAddress)")
-        let announcer = environment.announcer
+        // In a child process: its Kubernetes client does not stay in the idle daemon's memory.
         let port = server.port
-        let announcing = Task { await announcer.run(port: port) }
+        let announcing = Task { await AnnounceCommand.runChild(configPath: configPath, port: port) }
         let notifier = SystemdNotifier.fromProcessEnvironment()
         let daemon = AgentDaemon(service: service, notifier: notifier, logger: logger)
         try await daemon.run(until: Signals.listen(for: [SIGTERM, SIGINT]))

@@ -8,7 +8,7 @@ struct UpkeepAgentCommand: AsyncParsableCommand {
         commandName: "upkeep-agent",
         abstract: "The Upkeep node agent: verified k3s binary swaps, health probes, drains and self-rollback.",
         version: AgentVersion.current,
-        subcommands: [RunCommand.self, ProbeCommand.self, StatusCommand.self, VersionCommand.self, LocalCommand.self, JoinCommand.self],
+        subcommands: [RunCommand.self, ProbeCommand.self, StatusCommand.self, VersionCommand.self, LocalCommand.self, JoinCommand.self, AnnounceCommand.self],
         defaultSubcommand: RunCommand.self)
 }
 

@@ -23,8 +23,6 @@ public struct AgentEnvironment: Sendable {
     public var kube: KubeAccess
     /// Called when the journal cannot be written: the agent must stop rather than act unrecorded.
     public var fatal: @Sendable (String) -> Void
-    /// Writes the agent's address into its own Node's annotation (started once the listener is bound).
-    public var announcer: AddressAnnouncer
 
     public init(config: AgentConfig, unit: String, store: ArtifactStore, systemctl: Systemctl, probes: HealthProbes,
                 kube: KubeAccess, logger: Logger, clock: @escaping @Sendable () -> Instant = { Instant.wallClockNow() },
@@ -38,7 +36,6 @@ public struct AgentEnvironment: Sendable {
         self.logger = logger
         self.clock = clock
         self.fatal = fatal
-        announcer = AddressAnnouncer(access: kube, nodeName: config.nodeName, listenAddress: config.listenAddress, logger: logger)
     }
 
     public var isServer: Bool { unit == "k3s" }
