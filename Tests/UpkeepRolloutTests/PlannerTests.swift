@@ -62,6 +62,32 @@ import UpkeepCore
         #expect(plan.warnings.contains { $0.hasPrefix("one server only") })
     }
 
+    @Test func aHopNeedsARestoreToGoBackExactlyWhenItRaisesTheServersNewestMinor() throws {
+        // Lagging agents first (binaries), then v1.30 and v1.31 (each raises the servers' minor).
+        let lagging = ClusterInventory(nodes: [server("server-1", "v1.29.9+k3s1"), agent("agent-1", "v1.25.16+k3s4")])
+        let across = try Planner.plan(inventory: lagging, target: v("v1.31.4+k3s1"), available: offered, policy: PlanPolicy())
+        #expect(across.hops.map(\.rollbackKind) == [.binaries, .restore, .restore])
+        #expect(across.table().contains("Hop 1 of 3: to v1.29.9+k3s1 (lagging agents catch up first); rollback: binaries (the k3s binaries go back)"))
+        // A patch hop.
+        let patch = try Planner.plan(inventory: smallCluster("v1.31.2+k3s1"), target: v("v1.31.4+k3s1"), available: offered, policy: PlanPolicy())
+        #expect(patch.hops.map(\.rollbackKind) == [.binaries])
+        // One server already at v1.31 wrote the datastore at v1.31 before the rollout: the hop raises nothing.
+        let mixed = ClusterInventory(nodes: [server("server-1", "v1.30.6+k3s1"), server("server-2", "v1.31.2+k3s1")])
+        let level = try Planner.plan(inventory: mixed, target: v("v1.31.4+k3s1"), available: offered, policy: PlanPolicy())
+        #expect(level.hops.map(\.rollbackKind) == [.binaries])
+    }
+
+    @Test func aPlanPersistedBeforeRollbackKindsGetsTheRuleFromItsSteps() throws {
+        let plan = try Planner.plan(inventory: smallCluster("v1.30.6+k3s1"), target: v("v1.31.4+k3s1"), available: offered, policy: PlanPolicy())
+        var json = try JSONSerialization.jsonObject(with: Data(try plan.jsonText().utf8)) as! [String: Any]
+        var hops = json["hops"] as! [[String: Any]]
+        #expect(hops[0]["rollbackKind"] as? String == "restore")
+        hops[0].removeValue(forKey: "rollbackKind")
+        json["hops"] = hops
+        let old = try JSONDecoder().decode(Plan.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(old.hops[0].rollbackKind == .restore)
+    }
+
     @Test func agentAlreadyOutOfSkewIsBroughtLevelFirst() throws {
         let inventory = ClusterInventory(nodes: [server("server-1", "v1.29.9+k3s1"), server("server-2", "v1.29.9+k3s1"),
                                                  server("server-3", "v1.29.9+k3s1"), agent("agent-1", "v1.25.16+k3s4")])
@@ -122,23 +148,30 @@ import UpkeepCore
 @Suite struct PlannerDowngradeTests {
     @Test func downgradeIsRefusedWithoutPermission() {
         #expect(throws: PlanError([.downgradeRefused(nodes: ["server-1", "server-2", "server-3", "agent-1", "agent-2", "agent-3"],
-                                                     target: v("v1.30.6+k3s1"))])) {
+                                                     target: v("v1.30.6+k3s1")),
+                                   .serversDownAMinor(from: MinorLine(major: 1, minor: 31), to: MinorLine(major: 1, minor: 30))])) {
             try Planner.plan(inventory: smallCluster("v1.31.4+k3s1"), target: v("v1.30.6+k3s1"), available: offered, policy: PlanPolicy())
         }
     }
 
-    @Test func allowedDowngradeMovesAgentsBeforeServersHopByHop() throws {
-        let plan = try Planner.plan(inventory: smallCluster("v1.32.1+k3s1"), target: v("v1.30.6+k3s1"), available: offered,
+    @Test func aDowngradeThatTakesServersDownAMinorIsRefusedAndSaysToRestore() {
+        #expect(throws: PlanError([.serversDownAMinor(from: MinorLine(major: 1, minor: 32), to: MinorLine(major: 1, minor: 30))])) {
+            try Planner.plan(inventory: smallCluster("v1.32.1+k3s1"), target: v("v1.30.6+k3s1"), available: offered,
+                             policy: PlanPolicy(agentConcurrency: 3, allowDowngrade: true))
+        }
+        let text = PlanProblem.serversDownAMinor(from: MinorLine(major: 1, minor: 31), to: MinorLine(major: 1, minor: 30)).description
+        #expect(text.contains("`upkeep rollback --restore`") && text.contains("https://docs.k3s.io/upgrades/roll-back"))
+    }
+
+    @Test func anAllowedDowngradeWithinAMinorMovesAgentsBeforeServers() throws {
+        let plan = try Planner.plan(inventory: smallCluster("v1.31.4+k3s1"), target: v("v1.31.2+k3s1"), available: offered,
                                     policy: PlanPolicy(agentConcurrency: 3, allowDowngrade: true))
         #expect(plan.direction == .downgrade)
         #expect(plan.script == [
-            "1 w1 agent-1 v1.32.1+k3s1 → v1.31.4+k3s1", "1 w1 agent-2 v1.32.1+k3s1 → v1.31.4+k3s1", "1 w1 agent-3 v1.32.1+k3s1 → v1.31.4+k3s1",
-            "1 s1 server-1 v1.32.1+k3s1 → v1.31.4+k3s1", "1 s2 server-2 v1.32.1+k3s1 → v1.31.4+k3s1", "1 s3 server-3 v1.32.1+k3s1 → v1.31.4+k3s1",
-            "2 w1 agent-1 v1.31.4+k3s1 → v1.30.6+k3s1", "2 w1 agent-2 v1.31.4+k3s1 → v1.30.6+k3s1", "2 w1 agent-3 v1.31.4+k3s1 → v1.30.6+k3s1",
-            "2 s1 server-1 v1.31.4+k3s1 → v1.30.6+k3s1", "2 s2 server-2 v1.31.4+k3s1 → v1.30.6+k3s1", "2 s3 server-3 v1.31.4+k3s1 → v1.30.6+k3s1",
+            "1 w1 agent-1 v1.31.4+k3s1 → v1.31.2+k3s1", "1 w1 agent-2 v1.31.4+k3s1 → v1.31.2+k3s1", "1 w1 agent-3 v1.31.4+k3s1 → v1.31.2+k3s1",
+            "1 s1 server-1 v1.31.4+k3s1 → v1.31.2+k3s1", "1 s2 server-2 v1.31.4+k3s1 → v1.31.2+k3s1", "1 s3 server-3 v1.31.4+k3s1 → v1.31.2+k3s1",
         ])
-        #expect(plan.caveats.count == 2)
-        #expect(plan.caveats[1].contains("restores the datastore snapshot taken before the upgrade"))
+        #expect(plan.hops.map(\.rollbackKind) == [.binaries])
         #expect(plan.table().contains("caveat: Upkeep swaps k3s binaries only"))
     }
 
@@ -284,7 +317,7 @@ import UpkeepCore
                                     target: v("v1.31.4+k3s1"), available: offered, policy: PlanPolicy(agentConcurrency: 2))
         let lines = plan.table().split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         #expect(lines[0] == "Upgrade to v1.31.4+k3s1: 6 nodes in 1 hop (v1.31); 3 server steps one at a time, 2 agent waves of at most 2")
-        #expect(lines[2] == "Hop 1 of 1: to v1.31.4+k3s1")
+        #expect(lines[2] == "Hop 1 of 1: to v1.31.4+k3s1; rollback: restore (servers go back a minor only with the datastore snapshot taken before this hop restored)")
         #expect(lines[3] == "  WAVE  NODE      ROLE         ARCH   FROM             TO            WHY")
         #expect(lines[4] == "  s1    server-1  server+etcd  amd64  v1.30.6+k3s1  →  v1.31.4+k3s1  server: upgraded alone to keep etcd quorum")
         #expect(lines[7].hasPrefix("  w1    agent-1   agent        amd64  v1.30.6+k3s1  →  v1.31.4+k3s1  agent: follows the servers"))

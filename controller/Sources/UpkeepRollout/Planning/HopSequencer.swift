@@ -48,11 +48,17 @@ struct HopSequencer {
                 waves = []
             }
             guard !waves.isEmpty else { continue }
+            let before = newestServerMinor
             for wave in waves { for step in wave.steps { commit(step) } }
-            hops.append(Hop(number: number, version: stop, waves: waves))
+            let raises = newestServerMinor.map { after in before.map { after > $0 } ?? true } ?? false
+            hops.append(Hop(number: number, version: stop, waves: waves, rollbackKind: raises ? .restore : .binaries))
         }
         return hops
     }
+
+    /// The newest Kubernetes minor any server runs at this point of the plan: the minor the
+    /// datastore is written at once servers run it.
+    private var newestServerMinor: MinorLine? { cluster.servers.map { current[$0].minorLine }.max() }
 
     private mutating func commit(_ step: NodeStep) {
         guard let node = cluster.index[step.node] else { preconditionFailure("planned an unknown node \(step.node)") }

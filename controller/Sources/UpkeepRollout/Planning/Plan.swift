@@ -52,14 +52,41 @@ public struct Hop: Codable, Equatable, Sendable {
     public var number: Int
     public var version: K3sVersion
     public var waves: [Wave]
+    /// What the planner decided; nil only in plans persisted before rollback kinds existed.
+    var plannedRollbackKind: RollbackKind?
 
     public var line: MinorLine { version.minorLine }
 
-    public init(number: Int, version: K3sVersion, waves: [Wave]) {
+    /// How this hop is undone (docs/planning.md, "Rollback kinds"). Plans persisted before
+    /// rollback kinds existed get the planner's rule applied to their own steps.
+    public var rollbackKind: RollbackKind {
+        plannedRollbackKind ?? (waves.contains { $0.steps.contains { $0.role == .server && $0.to.minorLine > $0.from.minorLine } }
+                                ? .restore : .binaries)
+    }
+
+    public init(number: Int, version: K3sVersion, waves: [Wave], rollbackKind: RollbackKind) {
         self.number = number
         self.version = version
         self.waves = waves
+        plannedRollbackKind = rollbackKind
     }
+
+    enum CodingKeys: String, CodingKey {
+        case number, version, waves
+        case plannedRollbackKind = "rollbackKind"
+    }
+}
+
+/// How a hop is undone. k3s supports going back a Kubernetes minor only together with the
+/// datastore snapshot taken on that minor (https://docs.k3s.io/upgrades/roll-back).
+public enum RollbackKind: String, Codable, Sendable {
+    /// The hop leaves the servers' newest Kubernetes minor where it was (a patch hop, a hop
+    /// that moves only agents, a downgrade hop): the binaries go back.
+    case binaries
+    /// The hop raises the servers' newest Kubernetes minor: once a server has been healthy at it,
+    /// the datastore has been written at that minor, and undoing the hop needs the hop's
+    /// datastore snapshot restored with the old binary. Before that, binaries still suffice.
+    case restore
 }
 
 /// Nodes taken down together. A server wave holds exactly one server.

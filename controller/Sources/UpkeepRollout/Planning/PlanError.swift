@@ -44,6 +44,9 @@ public enum PlanProblem: Equatable, Sendable, CustomStringConvertible {
     case serversOutOfSkew(oldest: K3sVersion, newest: K3sVersion)
     /// A kubelet newer than an API server, which the skew policy forbids.
     case kubeletNewerThanServer(node: String, version: K3sVersion, server: K3sVersion)
+    /// A downgrade that would take servers down a Kubernetes minor by swapping binaries, which
+    /// k3s supports only together with a datastore restore.
+    case serversDownAMinor(from: MinorLine, to: MinorLine)
 
     public var description: String {
         switch self {
@@ -77,6 +80,10 @@ public enum PlanProblem: Equatable, Sendable, CustomStringConvertible {
             return "servers run \(oldest) and \(newest), more than one minor apart (outside the skew policy): bring the older servers to \(newest.minorLine) first"
         case .kubeletNewerThanServer(let node, let version, let server):
             return "node \(node) runs \(version), newer than server version \(server): a kubelet must never be newer than an API server; upgrade the servers first"
+        case .serversDownAMinor(let from, let to):
+            return "servers would go from \(from) down to \(to) by swapping binaries, which k3s does not support "
+                + "(https://docs.k3s.io/upgrades/roll-back): run `upkeep rollback --restore` to restore the datastore snapshot taken "
+                + "before the upgrade, or `upkeep recover --from-backup ID` with a backup taken at \(to)"
         }
     }
 

@@ -8,7 +8,8 @@ extension Plan {
         for hop in hops {
             let kind = hop.number == 1 && hops.count > 1 && hop.waves.allSatisfy({ $0.role == .agent }) && direction == .upgrade
                 ? " (lagging agents catch up first)" : ""
-            out += "\nHop \(hop.number) of \(hops.count): \(direction == .downgrade ? "down to" : "to") \(hop.version)\(kind)\n"
+            out += "\nHop \(hop.number) of \(hops.count): \(direction == .downgrade ? "down to" : "to") \(hop.version)\(kind); "
+                + "rollback: \(hop.rollbackKind.rawValue) (\(hop.rollbackKind.explanation))\n"
             var rows = [["WAVE", "NODE", "ROLE", "ARCH", "FROM", "", "TO", "WHY"]]
             for wave in hop.waves {
                 for step in wave.steps {
@@ -48,6 +49,17 @@ extension Plan {
             let path = hops.map(\.version.minorLine.description).joined(separator: " → ")
             return "\(verb) to \(target): \(moving) node\(moving == 1 ? "" : "s") in \(hops.count) hop\(hops.count == 1 ? "" : "s") (\(path)); "
                 + "\(serverWaves) server step\(serverWaves == 1 ? "" : "s") one at a time, \(agentWaves) agent wave\(agentWaves == 1 ? "" : "s") of at most \(policy.agentConcurrency)"
+        }
+    }
+}
+
+extension RollbackKind {
+    /// What rolling a hop of this kind back takes, in a few words (the plan table, the
+    /// confirmation, `status`).
+    public var explanation: String {
+        switch self {
+        case .binaries: "the k3s binaries go back"
+        case .restore: "servers go back a minor only with the datastore snapshot taken before this hop restored"
         }
     }
 }

@@ -31,6 +31,9 @@ public enum Planner {
         case (false, true):
             direction = .downgrade
             if !policy.allowDowngrade { problems.append(.downgradeRefused(nodes: newer, target: target)) }
+            if let newest = cluster.serverVersions.max(), newest.minorLine > target.minorLine {
+                problems.append(.serversDownAMinor(from: newest.minorLine, to: target.minorLine))
+            }
         case (false, false):
             problems.append(.mixedDirection(newer: newer, older: older, target: target))
             throw PlanError(problems)
@@ -50,7 +53,7 @@ public enum Planner {
         return Plan(target: target, direction: direction, policy: policy, hops: hops,
                     unchanged: sequencer.unchanged(),
                     warnings: cluster.warnings(moving: moving),
-                    caveats: direction == .downgrade ? downgradeCaveats(cluster: cluster, target: target) : [],
+                    caveats: direction == .downgrade ? downgradeCaveats : [],
                     longhorn: cluster.longhornSummary(separations: sequencer.separations))
     }
 
@@ -85,16 +88,12 @@ public enum Planner {
         }
     }
 
-    static func downgradeCaveats(cluster: ClusterView, target: K3sVersion) -> [String] {
-        var caveats = ["Upkeep swaps k3s binaries only; it does not restore the datastore. "
-                       + "A datastore written by a newer Kubernetes may not be readable by an older one."]
-        if cluster.nodes.contains(where: { $0.version.minorLine > target.minorLine }) {
-            caveats.append("Downgrading across a minor is not supported by Kubernetes; k3s's documented roll-back restores "
-                           + "the datastore snapshot taken before the upgrade (k3s etcd-snapshot, or a copy of server/db on SQLite) "
-                           + "together with the old binary. Take and keep that snapshot before going on.")
-        }
-        return caveats
-    }
+    /// Servers never go down a minor in a plan (`serversDownAMinor`); what remains is a
+    /// downgrade within the servers' minor, which a binary swap undoes.
+    static let downgradeCaveats = [
+        "Upkeep swaps k3s binaries only; it does not restore the datastore. Within a Kubernetes minor that is what k3s "
+         + "documents; to go back a minor, `upkeep rollback --restore` restores the datastore snapshot taken before the upgrade "
+         + "with the old binary (https://docs.k3s.io/upgrades/roll-back)."]
 }
 
 /// The inventory indexed for planning: nodes in a stable order, volume constraints by node.
