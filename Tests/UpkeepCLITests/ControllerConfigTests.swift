@@ -33,6 +33,16 @@ import UpkeepYAML
         #expect(config.rollout.problems().isEmpty, "short verify/rebuild bounds keep a consistent watchdog")
     }
 
+    @Test func autoRollbackKeepsTrueAndFalseAndTakesRestore() throws {
+        let cases: [(String, AutoRollback)] = [("true", .binaries), ("false", .off), ("yes", .binaries), ("binaries", .binaries),
+                                               ("restore", .restore)]
+        for (text, expected) in cases {
+            let config = try ControllerConfig.parse("policy:\n  autoRollback: \(text)\n", file: "/srv/upkeep.yaml")
+            #expect(config.rollout.autoRollback == expected, "autoRollback: \(text)")
+        }
+        #expect(try ControllerConfig.parse("agentPort: 9443\n", file: "/srv/upkeep.yaml").rollout.autoRollback == .binaries)
+    }
+
     @Test func backupsDefaultToBeforeEveryRolloutAndReadTheirSection() throws {
         let defaults = try ControllerConfig.parse("agentPort: 9443\n", file: "/srv/upkeep.yaml")
         #expect(defaults.backups == ControllerConfig.Backups())
@@ -57,7 +67,7 @@ import UpkeepYAML
         ("agentPort: 70000\n", "agentPort", "must be in 1...65535"),
         ("agentPort: nine\n", "agentPort", "whole number"),
         ("policy:\n  concurrency: 0\n", "policy.concurrency", "must be in 1"),
-        ("policy:\n  autoRollback: maybe\n", "policy.autoRollback", "true or false"),
+        ("policy:\n  autoRollback: maybe\n", "policy.autoRollback", "must be true (roll back by binaries where that is safe), false, or restore"),
         ("policy:\n  drainTimeout: 5\n", "policy.drainTimeout", "not a known field"),
         ("releases:\n  githubAPI: ftp://x\n", "releases.githubAPI", "http:// or https://"),
         ("pki: yes\n", "pki", "mapping"),

@@ -68,7 +68,7 @@ struct SandboxCLITests {
             #expect(config.stateDir == "\(directory)/state")
             #expect(config.releases.githubAPI == manifest.releaseURL)
             #expect(config.releases.mirror == nil)
-            #expect(config.concurrency == 1 && config.rollout.drainTimeoutSeconds == 120 && config.rollout.autoRollback
+            #expect(config.concurrency == 1 && config.rollout.drainTimeoutSeconds == 120 && config.rollout.autoRollback == .binaries
                     && config.rollout.pollIntervalMilliseconds == 500)
             let keyMode = try FileManager.default.attributesOfItem(atPath: config.pki.key)[.posixPermissions] as? Int
             #expect(keyMode == 0o600)

@@ -184,7 +184,7 @@ public struct ControllerConfig: Equatable, Sendable {
             }
             rollout.requestTriesMax = try policy.int("requestTriesMax", in: 1...100) ?? rollout.requestTriesMax
             if let poll = try policy.int("pollIntervalMilliseconds", in: 10...600_000) { rollout.pollIntervalMilliseconds = Int64(poll) }
-            rollout.autoRollback = try policy.bool("autoRollback") ?? rollout.autoRollback
+            rollout.autoRollback = try Self.autoRollback(policy) ?? rollout.autoRollback
             rollout.prefetchWaves = try policy.int("prefetchWaves", in: 0...10) ?? rollout.prefetchWaves
             if let problem = rollout.problems().first {
                 throw ConfigError(file: file, line: nil, field: "policy", problem: problem)
@@ -221,6 +221,17 @@ public struct ControllerConfig: Equatable, Sendable {
         }
         try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join"])
         return config
+    }
+
+    /// `policy.autoRollback`: YAML's true and false as they always were, or `binaries` / `restore`.
+    static func autoRollback(_ policy: ConfigFields) throws(ConfigError) -> AutoRollback? {
+        guard let text = try policy.string("autoRollback") else { return nil }
+        if let flag = YAML11Scalars.boolean(text) { return flag ? .binaries : .off }
+        guard let value = AutoRollback(text: text) else {
+            throw policy.error("autoRollback", "must be true (roll back by binaries where that is safe), false, or restore "
+                               + "(also restore the hop's datastore snapshot on its own); is \"\(text)\"")
+        }
+        return value
     }
 
     /// The state directory to use: the file's, else the defaults of `StateDirectory`.

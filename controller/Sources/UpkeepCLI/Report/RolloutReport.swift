@@ -17,7 +17,7 @@ enum RolloutReport {
         if let took = duration(from: record.startedAt ?? record.createdAt, to: record.finishedAt) { facts.append(("Duration", took)) }
         facts.append(("Waves", "\(detail.plan.waves.count) (\(detail.plan.waves.reduce(0) { $0 + $1.steps.count }) node steps)"))
         let policy = detail.policy
-        facts.append(("Policy", "auto-rollback \(policy.autoRollback ? "on" : "off"), health timeout \(policy.healthTimeoutSeconds) s, "
+        facts.append(("Policy", "auto-rollback \(policy.autoRollback.reportText), health timeout \(policy.healthTimeoutSeconds) s, "
                       + "drain timeout \(policy.drainTimeoutSeconds) s"))
         let taken = backups.filter { $0.rolloutID == record.id }
         facts.append(("Backup", taken.isEmpty ? "none recorded" : taken.map { backup in
@@ -146,5 +146,16 @@ enum RolloutReport {
         var text = "| " + header.map(cell).joined(separator: " | ") + " |\n|" + String(repeating: "---|", count: header.count) + "\n"
         for row in rows { text += "| " + row.map(cell).joined(separator: " | ") + " |\n" }
         return text
+    }
+}
+
+extension AutoRollback {
+    /// How the report names the policy.
+    var reportText: String {
+        switch self {
+        case .off: "off"
+        case .binaries: "by binaries where safe (a hop that needs a restore blocks)"
+        case .restore: "by binaries or by restoring the hop's datastore snapshot"
+        }
     }
 }

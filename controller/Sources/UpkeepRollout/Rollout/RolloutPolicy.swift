@@ -25,19 +25,28 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
     public var retryDelayMaxMilliseconds: Int64
     /// How often to look at the cluster while waiting on it.
     public var pollIntervalMilliseconds: Int64
-    /// Return already-upgraded nodes to their earlier version when a node fails.
-    public var autoRollback: Bool
+    /// What the engine may do on its own when a node fails (docs/planning.md, "Rollback kinds").
+    public var autoRollback: AutoRollback
     /// Waves after the current one whose binaries are staged ahead of their turn.
     public var prefetchWaves: Int
     /// When set, a wave starts its nodes only inside one of these windows; outside them the
     /// rollout blocks at the next gate (what is in flight finishes) until `resume` in a window.
     public var maintenanceWindows: [MaintenanceWindow]?
+    /// Take a datastore backup before the first server of each hop is touched (design: a
+    /// snapshot per hop). Nil in rollouts persisted before hop snapshots existed: none taken.
+    var hopSnapshots: Bool?
+
+    /// Whether the engine asks for a datastore backup before each hop's first server.
+    public var takesHopSnapshots: Bool {
+        get { hopSnapshots ?? false }
+        set { hopSnapshots = newValue }
+    }
 
     public init(gateTimeoutSeconds: Int = 600, drainTimeoutSeconds: Int = 900, healthTimeoutSeconds: Int = 300,
                 verifyTimeoutSeconds: Int = 300, rebuildTimeoutSeconds: Int = 1800, watchdogTimeoutSeconds: Int = 3600,
                 requestTriesMax: Int = 8, retryDelayMilliseconds: Int64 = 1000, retryDelayMaxMilliseconds: Int64 = 60_000,
-                pollIntervalMilliseconds: Int64 = 5000, autoRollback: Bool = true, prefetchWaves: Int = 1,
-                maintenanceWindows: [MaintenanceWindow]? = nil) {
+                pollIntervalMilliseconds: Int64 = 5000, autoRollback: AutoRollback = .binaries, prefetchWaves: Int = 1,
+                maintenanceWindows: [MaintenanceWindow]? = nil, takesHopSnapshots: Bool = false) {
         self.gateTimeoutSeconds = gateTimeoutSeconds
         self.drainTimeoutSeconds = drainTimeoutSeconds
         self.healthTimeoutSeconds = healthTimeoutSeconds
@@ -51,6 +60,7 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
         self.autoRollback = autoRollback
         self.prefetchWaves = prefetchWaves
         self.maintenanceWindows = maintenanceWindows
+        hopSnapshots = takesHopSnapshots ? true : nil
     }
 
     /// Whether a wave may start its nodes at `now`.
@@ -80,5 +90,62 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
         var delay = retryDelayMilliseconds
         for _ in 1..<max(tries, 1) where delay < retryDelayMaxMilliseconds { delay *= 2 }
         return min(delay, retryDelayMaxMilliseconds)
+    }
+}
+
+/// `policy.autoRollback` in upkeep.yaml: what the engine may do on its own when a node fails.
+/// Persisted as YAML and JSON spell it: `false`, `true` (binaries) or `"restore"`, so rollouts
+/// recorded while it was a plain boolean read back unchanged.
+public enum AutoRollback: Equatable, Sendable, ExpressibleByBooleanLiteral, CustomStringConvertible {
+    /// Never roll back on its own: a failure finishes the rollout as `failed`, nodes stay.
+    case off
+    /// Roll back on its own by binaries, where that is safe; where the failed hop needs a
+    /// datastore restore, stop blocked and name both ways out.
+    case binaries
+    /// As `binaries`, and where a restore is needed, restore the hop's snapshot on its own.
+    case restore
+
+    public init(booleanLiteral value: Bool) { self = value ? .binaries : .off }
+
+    /// The spellings upkeep.yaml accepts: true, false, binaries, restore.
+    public init?(text: String) {
+        switch text {
+        case "true", "binaries": self = .binaries
+        case "false": self = .off
+        case "restore": self = .restore
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .off: "false"
+        case .binaries: "true"
+        case .restore: "restore"
+        }
+    }
+}
+
+extension AutoRollback: Codable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let flag = try? container.decode(Bool.self) {
+            self = flag ? .binaries : .off
+            return
+        }
+        let text = try container.decode(String.self)
+        guard let value = AutoRollback(text: text) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "autoRollback is true, false or restore, not \(text)")
+        }
+        self = value
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .off: try container.encode(false)
+        case .binaries: try container.encode(true)
+        case .restore: try container.encode("restore")
+        }
     }
 }
