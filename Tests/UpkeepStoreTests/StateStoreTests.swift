@@ -79,7 +79,7 @@ import UpkeepTestSupport
         #expect(try other.resumableEngine() == started)
         let detail = try other.rollout(id: "r1")
         #expect(detail.record.status == .running && detail.record.startedAt == Self.t0.adding(milliseconds: 5))
-        #expect(detail.record.from == "v1.30.6+k3s1 (3 nodes)" && detail.record.target == RolloutFixtures.target)
+        #expect(detail.record.from == "v1.31.2+k3s1 (3 nodes)" && detail.record.target == RolloutFixtures.target)
         #expect(detail.plan == created.plan && detail.policy == created.policy && detail.transitionCount == 1)
         #expect(detail.notices.map(\.notice.message).first?.hasPrefix("rollout r1: ") == true)
         #expect(detail.record.steps.map(\.node) == ["server-1", "agent-1", "agent-2"])
@@ -95,10 +95,10 @@ import UpkeepTestSupport
         #expect(completed.status == .finished(.completed))
 
         var failing = world
-        failing.failingInstalls["agent-2"] = RolloutFixtures.version("v1.32.1+k3s1")
+        failing.failingInstalls["agent-2"] = RolloutFixtures.version("v1.31.6+k3s1")
         let later = Self.t0.adding(milliseconds: Self.hour)
-        let rollBackPlan = try Planner.plan(inventory: failing.inventory, target: RolloutFixtures.version("v1.32.1+k3s1"),
-                                            available: RolloutFixtures.offered + [RolloutFixtures.version("v1.32.1+k3s1")],
+        let rollBackPlan = try Planner.plan(inventory: failing.inventory, target: RolloutFixtures.version("v1.31.6+k3s1"),
+                                            available: RolloutFixtures.offered + [RolloutFixtures.version("v1.31.6+k3s1")],
                                             policy: PlanPolicy(agentConcurrency: 1))
         let rolledBack = try Self.run(RolloutEngine(rolloutID: "r2", plan: rollBackPlan, policy: RolloutFixtures.policy()),
                                       world: &failing, in: store, from: later)
@@ -303,6 +303,44 @@ import UpkeepTestSupport
         #expect(try other.backup(id: "nope") == nil)
         try store.deleteBackups(ids: ["b1"])
         #expect(try other.backups(limit: 10).map(\.id) == ["r2"])
+    }
+
+    /// A database written before hop snapshots existed (schema v3, a backup taken before a
+    /// rollout) opens: the backup becomes that rollout's hop-1 snapshot, manual ones stay manual,
+    /// and the agent inventory starts empty.
+    @Test func aDatabaseFromBeforeHopSnapshotsOpensAndKeepsItsBackups() throws {
+        let directory = try TemporaryDirectory()
+        let state = directory.file("state")
+        _ = try StateStore(stateDirectory: state)
+        // Back to schema v3 exactly as v3 made it (v1 to v3 are unchanged), with two backups.
+        let database = "\(state)/\(StateStore.fileName)"
+        let sql = """
+            DROP TABLE agent_inventory;
+            DROP INDEX backups_rollout;
+            CREATE TABLE backups_v3 (id TEXT PRIMARY KEY NOT NULL, rollout_id TEXT, taken_at INTEGER NOT NULL, node TEXT NOT NULL,
+                format TEXT NOT NULL, agent_file TEXT NOT NULL, path TEXT NOT NULL, bytes INTEGER NOT NULL, sha256 TEXT NOT NULL) WITHOUT ROWID;
+            DROP TABLE backups;
+            ALTER TABLE backups_v3 RENAME TO backups;
+            CREATE INDEX backups_taken ON backups(taken_at);
+            DELETE FROM grdb_migrations WHERE identifier = 'v4';
+            INSERT INTO backups VALUES ('r1', 'r1', 1790000000000, 'server-1', 'etcdSnapshot', 'r1-server-1', '/s/r1.upkb', 10, '\(String(repeating: "b", count: 64))');
+            INSERT INTO backups VALUES ('b1', NULL, 1790000001000, 'server-2', 'sqliteTar', 'b1-server-2', '/s/b1.upkb', 20, '\(String(repeating: "c", count: 64))');
+            """
+        let downgraded = try runProcess("/usr/bin/sqlite3", [database, sql])
+        #expect(downgraded.status == 0, "\(downgraded.error)")
+        let store = try StateStore(stateDirectory: state)
+        let hop = try #require(try store.backup(id: "r1"))
+        #expect(hop.kind == .hop && hop.hop == 1 && hop.rolloutID == "r1" && hop.k3sVersion == nil)
+        let manual = try #require(try store.backup(id: "b1"))
+        #expect(manual.kind == .manual && manual.hop == nil)
+        #expect(try store.agentInventory().isEmpty)
+        let seen = AgentInventoryRecord(node: "server-1", role: .server, etcd: true, arch: .amd64, k3sVersion: RolloutFixtures.from,
+                                        endpoint: "10.0.0.1:9443", seenAt: Self.t0)
+        try store.recordAgentInventory([AgentInventoryRecord(node: "agent-1", role: .agent, etcd: false, arch: .arm64,
+                                                             k3sVersion: RolloutFixtures.from, endpoint: nil, seenAt: Self.t0), seen])
+        #expect(try store.agentInventory().map(\.node) == ["server-1", "agent-1"])
+        try store.recordAgentInventory([seen])
+        #expect(try StateStore(stateDirectory: state).agentInventory() == [seen])
     }
 }
 

@@ -129,6 +129,31 @@ enum StoreSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v5-hop-backups") { db in
+            // A snapshot per hop (design-15 section 2): what each backup is for. Backups taken
+            // before a rollout by earlier versions count as its first hop's.
+            try db.execute(sql: """
+                ALTER TABLE backups ADD COLUMN hop INTEGER;
+                ALTER TABLE backups ADD COLUMN k3s_version TEXT;
+                -- hop, manual or pre-restore
+                ALTER TABLE backups ADD COLUMN kind TEXT NOT NULL DEFAULT 'manual';
+                UPDATE backups SET kind = 'hop', hop = 1 WHERE rollout_id IS NOT NULL;
+                CREATE INDEX backups_rollout ON backups(rollout_id, hop);
+                """)
+            // The last agent inventory the controller read from the API, so `upkeep recover` can
+            // address agents while the API is down.
+            try db.execute(sql: """
+                CREATE TABLE agent_inventory (
+                    node TEXT PRIMARY KEY NOT NULL,
+                    role TEXT NOT NULL,
+                    etcd INTEGER NOT NULL,
+                    arch TEXT NOT NULL,
+                    k3s_version TEXT NOT NULL,
+                    endpoint TEXT,
+                    seen_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }
