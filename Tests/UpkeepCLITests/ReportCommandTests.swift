@@ -29,7 +29,7 @@ import UpkeepCore
         let config = try Self.recordedState(directory)
         let newest = try UpkeepBinary.run(["report", "--config", config])
         #expect(newest.status == 0, "\(newest.error)")
-        #expect(newest.output.hasPrefix("# Rollout r2: v1.30.6+k3s1 (3 nodes) → v1.31.4+k3s1\n"), "\(newest.output)")
+        #expect(newest.output.hasPrefix("# Rollout r2: v1.31.2+k3s1 (3 nodes) → v1.31.4+k3s1\n"), "\(newest.output)")
         #expect(newest.output.contains("| Outcome | rolled back: "), "\(newest.output)")
         #expect(newest.output.contains("| agent-2 | ") && newest.output.contains("| reverted"), "\(newest.output)")
         #expect(newest.output.contains("(way back)"), "the ways back are listed: \(newest.output)")

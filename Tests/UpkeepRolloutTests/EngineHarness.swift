@@ -10,6 +10,8 @@ struct EngineHarness {
     /// Every action, in order.
     var log: [RolloutEngine.Action] = []
     var outcome: RolloutOutcome?
+    /// The binary each node's agent kept at its last install (what `rollback` puts back).
+    var kept: [String: K3sVersion] = [:]
 
     init(plan: Plan, inventory: ClusterInventory, policy: RolloutPolicy = RolloutPolicy(pollIntervalMilliseconds: 1000)) throws {
         engine = try RolloutEngine(rolloutID: "r1", plan: plan, policy: policy)
@@ -48,7 +50,8 @@ struct EngineHarness {
 
     /// Answers every unanswered request the way a healthy agent and cluster would, updating the
     /// cluster view, until the engine asks for nothing more; then observes. Stops after `rounds`.
-    mutating func runHealthy(rounds: Int = 400, failInstallOn: Set<String> = [], until stop: (EngineHarness) -> Bool = { _ in false }) {
+    mutating func runHealthy(rounds: Int = 400, failInstallOn: Set<String> = [], failingAt: [String: K3sVersion] = [:],
+                             until stop: (EngineHarness) -> Bool = { _ in false }) {
         for _ in 0..<rounds {
             if outcome != nil || stop(self) { return }
             let requests = engine.unansweredRequests
@@ -57,7 +60,11 @@ struct EngineHarness {
                 observe()
                 continue
             }
-            for request in requests { answer(request, failInstall: failInstallOn.contains(request.node)) }
+            for request in requests {
+                var fails = failInstallOn.contains(request.node)
+                if case .install(let version, _, _) = request.command, failingAt[request.node] == version { fails = true }
+                answer(request, failInstall: fails)
+            }
         }
     }
 
@@ -80,14 +87,32 @@ struct EngineHarness {
             if failInstall {
                 handle(.replied(operationID: request.operationID, .installReverted(version: nil, healthy: true, message: "probes failed")))
             } else {
+                kept[request.node] = runningVersion(request.node)
                 setNode(request.node, version: version)
                 handle(.replied(operationID: request.operationID, .installed(version: version)))
             }
-        case .rollback: handle(.replied(operationID: request.operationID, .rolledBack(version: nil, healthy: true, message: "")))
+        case .rollback:
+            if let previous = kept.removeValue(forKey: request.node) { setNode(request.node, version: previous) }
+            handle(.replied(operationID: request.operationID, .rolledBack(version: runningVersion(request.node), healthy: true, message: "")))
         case .uncordon: handle(.replied(operationID: request.operationID, .uncordoned(true)))
         case .commit: handle(.replied(operationID: request.operationID, .committed(version: nil)))
+        case .backup(let backupID, _, _): handle(.replied(operationID: request.operationID, .backedUp(backupID: backupID)))
+        case .restoreBackup: handle(.replied(operationID: request.operationID, .backupReceived))
+        case .stopK3s:
+            setNode(request.node, ready: false)
+            handle(.replied(operationID: request.operationID, .stopped(wasActive: true)))
+        case .restore(_, let version, _):
+            setNode(request.node, version: version, ready: true)
+            handle(.replied(operationID: request.operationID, .restored(version: version, healthy: true, message: "")))
+        case .rejoin(let version, _):
+            setNode(request.node, version: version, ready: true)
+            handle(.replied(operationID: request.operationID, .rejoined(version: version, healthy: true, message: "")))
         }
     }
+
+    var isBlocked: Bool { if case .blocked = engine.status { true } else { false } }
+
+    func runningVersion(_ name: String) -> K3sVersion? { cluster.inventory.nodes.first { $0.name == name }?.version }
 
     func isCordoned(_ name: String) -> Bool { cluster.inventory.nodes.first { $0.name == name }?.cordoned ?? false }
 }

@@ -4,9 +4,10 @@ import UpkeepStore
 
 /// Plans and policies for the store's and runtime's tests.
 public enum RolloutFixtures {
-    public static let from = version("v1.30.6+k3s1")
+    // A patch hop: its way back is a binary swap (a hop across a minor needs a restore).
+    public static let from = version("v1.31.2+k3s1")
     public static let target = version("v1.31.4+k3s1")
-    public static let offered = ["v1.30.6+k3s1", "v1.31.2+k3s1", "v1.31.4+k3s1"].map(version)
+    public static let offered = ["v1.31.2+k3s1", "v1.31.4+k3s1"].map(version)
 
     /// A version literal; a malformed one is a bug in the test.
     public static func version(_ text: String) -> K3sVersion {
@@ -23,14 +24,16 @@ public enum RolloutFixtures {
     }
 
     /// Real time, short enough that waits are brief, long enough that nothing times out on a busy machine.
-    public static func policy(autoRollback: Bool = true) -> RolloutPolicy {
+    public static func policy(autoRollback: AutoRollback = .binaries, snapshots: Bool = false) -> RolloutPolicy {
         RolloutPolicy(gateTimeoutSeconds: 120, drainTimeoutSeconds: 60, healthTimeoutSeconds: 60, verifyTimeoutSeconds: 120,
                       rebuildTimeoutSeconds: 120, watchdogTimeoutSeconds: 600, requestTriesMax: 8, retryDelayMilliseconds: 20,
-                      retryDelayMaxMilliseconds: 200, pollIntervalMilliseconds: 20, autoRollback: autoRollback, prefetchWaves: 1)
+                      retryDelayMaxMilliseconds: 200, pollIntervalMilliseconds: 20, autoRollback: autoRollback, prefetchWaves: 1,
+                      takesHopSnapshots: snapshots)
     }
 
-    public static func engine(_ id: String, world: WorldModel = world(), autoRollback: Bool = true) throws -> RolloutEngine {
-        try RolloutEngine(rolloutID: id, plan: plan(world), policy: policy(autoRollback: autoRollback))
+    public static func engine(_ id: String, world: WorldModel = world(), autoRollback: AutoRollback = .binaries,
+                              snapshots: Bool = false) throws -> RolloutEngine {
+        try RolloutEngine(rolloutID: id, plan: plan(world), policy: policy(autoRollback: autoRollback, snapshots: snapshots))
     }
 
     /// Runs `engine` to its end against `world` synchronously (answers at once, no clock), for

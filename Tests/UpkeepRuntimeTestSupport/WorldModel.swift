@@ -18,6 +18,10 @@ public struct WorldModel: Codable, Equatable, Sendable {
         public var cordoned = false
         /// The install operation whose watch is open (ended by commit or rollback).
         public var watch: String?
+        /// The backup received for a restore.
+        public var received: String?
+        /// k3s stopped (`stopK3s`) and not started again.
+        public var stopped = false
     }
 
     public var nodes: [Node]
@@ -29,6 +33,8 @@ public struct WorldModel: Codable, Equatable, Sendable {
     public var received: [String] = []
     /// node → version whose install never becomes healthy there (the agent reverts it).
     public var failingInstalls: [String: K3sVersion] = [:]
+    /// Backups taken (by id).
+    public var backups: [String] = []
 
     public init(servers: [String], agents: [String], version: K3sVersion) {
         nodes = servers.map { Node(name: $0, role: .server, version: version) } + agents.map { Node(name: $0, role: .agent, version: version) }
@@ -80,6 +86,25 @@ public struct WorldModel: Codable, Equatable, Sendable {
         case .commit(let install):
             if node.watch == install { node.watch = nil }
             return .committed(version: node.version)
+        case .backup(let backupID, _, _):
+            backups.append(backupID)
+            return .backedUp(backupID: backupID)
+        case .restoreBackup(let backupID, _):
+            guard backups.contains(backupID) else { return .refused(code: "notFound", message: "no backup \(backupID)") }
+            node.received = backupID
+            return .backupReceived
+        case .stopK3s:
+            defer { node.stopped = true }
+            return .stopped(wasActive: !node.stopped)
+        case .restore(let backupID, let version, _):
+            guard node.received == backupID else { return .refused(code: "notFound", message: "backup \(backupID) not received") }
+            guard node.staged.contains(version) else { return .refused(code: "not-staged", message: "\(version) is not staged") }
+            (node.version, node.stopped, node.previous, node.watch, node.received) = (version, false, nil, nil, nil)
+            return .restored(version: version, healthy: true, message: "")
+        case .rejoin(let version, _):
+            guard node.staged.contains(version) else { return .refused(code: "not-staged", message: "\(version) is not staged") }
+            (node.version, node.stopped, node.previous, node.watch) = (version, false, nil, nil)
+            return .rejoined(version: version, healthy: true, message: "")
         }
     }
 
@@ -90,7 +115,8 @@ public struct WorldModel: Codable, Equatable, Sendable {
 
     public var inventory: ClusterInventory {
         ClusterInventory(nodes: nodes.map {
-            InventoryNode(name: $0.name, role: $0.role, etcd: $0.role == .server, arch: .amd64, version: $0.version, ready: true, cordoned: $0.cordoned)
+            InventoryNode(name: $0.name, role: $0.role, etcd: $0.role == .server, arch: .amd64, version: $0.version, ready: !$0.stopped,
+                          cordoned: $0.cordoned)
         })
     }
 

@@ -333,6 +333,7 @@ public actor RolloutRuntime {
             return "observed \(nodes.count) nodes (\(nodes.filter(\.ready).count) Ready, \(nodes.filter(\.cordoned).count) cordoned), "
                 + "\(observation.inventory.volumes.count) volumes\(etcd)"
         case .abandon(let reason): return "abandon: \(reason)"
+        case .restore: return "restore (the operator's rollback --restore)"
         }
     }
 

@@ -49,6 +49,10 @@ public struct RuntimeConfiguration: Sendable {
         case .drain(let timeoutSeconds): timeoutSeconds + shortRequestSeconds
         case .stage: stageRequestSeconds
         case .install(_, let healthTimeoutSeconds, _), .rollback(let healthTimeoutSeconds): healthTimeoutSeconds + shortRequestSeconds
+        case .backup, .restoreBackup: stageRequestSeconds
+        case .stopK3s: shortRequestSeconds * 2
+        // A restore waits for `--cluster-reset` to finish before k3s starts and is probed.
+        case .restore(_, _, let healthTimeoutSeconds), .rejoin(_, let healthTimeoutSeconds): healthTimeoutSeconds + shortRequestSeconds * 3
         }
     }
 }

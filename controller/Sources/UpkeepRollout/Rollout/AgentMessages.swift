@@ -14,6 +14,22 @@ public enum AgentCommand: Codable, Equatable, Sendable {
     case uncordon
     /// End the watch that `installOperationID` started.
     case commit(installOperationID: String)
+    /// Take a datastore backup on this server (`k3s etcd-snapshot save`, or the SQLite datastore
+    /// with its token); the runtime seals it and records it as `backupID`, taken at `version`
+    /// before `hop` (docs/backups.md). Answered `backedUp`.
+    case backup(backupID: String, hop: Int, version: K3sVersion)
+    /// Stream the sealed backup `backupID` (taken at `version`) to this server's agent, which
+    /// verifies and keeps it for `restore`. Nothing else changes on the node.
+    case restoreBackup(backupID: String, version: K3sVersion)
+    /// Stop k3s on this server and wait until it is inactive.
+    case stopK3s
+    /// Restore the received backup `backupID` with the staged binary of `version` (etcd:
+    /// `--cluster-reset --cluster-reset-restore-path`; SQLite: `state.db` and the token), start
+    /// k3s and wait for its probes (https://docs.k3s.io/upgrades/roll-back).
+    case restore(backupID: String, version: K3sVersion, healthTimeoutSeconds: Int)
+    /// Place the staged binary of `version`, delete `server/db`, start k3s so it joins the
+    /// restored server's cluster, and wait for its probes.
+    case rejoin(version: K3sVersion, healthTimeoutSeconds: Int)
 
     /// The word used in operation ids and logs.
     public var name: String {
@@ -25,6 +41,11 @@ public enum AgentCommand: Codable, Equatable, Sendable {
         case .rollback: "rollback"
         case .uncordon: "uncordon"
         case .commit: "commit"
+        case .backup: "backup"
+        case .restoreBackup: "restoreBackup"
+        case .stopK3s: "stopK3s"
+        case .restore: "restore"
+        case .rejoin: "rejoin"
         }
     }
 }
@@ -59,6 +80,16 @@ public enum AgentReply: Codable, Equatable, Sendable {
     /// The version that stays after the watch ended (the new one, or the previous one if the
     /// agent's watchdog already reverted an unhealthy node).
     case committed(version: K3sVersion?)
+    /// The backup was taken, sealed and recorded under `backupID`.
+    case backedUp(backupID: String)
+    /// The agent holds the backup, its digest and length verified.
+    case backupReceived
+    /// k3s is stopped (`wasActive`: it was running until now).
+    case stopped(wasActive: Bool)
+    /// The restore ran and k3s was started: at `version`, healthy or not by its probes.
+    case restored(version: K3sVersion?, healthy: Bool, message: String)
+    /// The server cleared its datastore and started: at `version`, healthy or not by its probes.
+    case rejoined(version: K3sVersion?, healthy: Bool, message: String)
     /// The agent answered with an error: the operation did not succeed (drain timed out, digest
     /// mismatch, no space, conflict, …). `code` is the protocol's error code.
     case refused(code: String, message: String)

@@ -11,7 +11,8 @@ enum GateCheck {
         var held: String?
     }
 
-    /// Whether the wave's pending moves may start: every node Ready; every attached volume
+    /// Whether the wave's pending moves may start: every node Ready (but a node taken up again
+    /// after `resume` may be down itself, and what only it degrades is not held against it); every attached volume
     /// healthy and none faulted; etcd healthy before a server goes down; every pending node at the
     /// version its move starts from (versions only move along the plan). Then the planner's
     /// Longhorn rule against the replicas as they are now: the pending moves are taken in order,
@@ -21,10 +22,14 @@ enum GateCheck {
     static func evaluate(wave: WaveRun, moves: [Move], pending: [Int], observation: ClusterObservation) -> Verdict {
         var verdict = Verdict()
         let inventory = observation.inventory
-        let notReady = inventory.nodes.filter { !$0.ready }.map(\.name)
+        // A node the wave takes up again after `resume` may be the one not Ready: its own step is the fix.
+        let retried = Set(pending.filter { moves[$0].attempt > 1 }.map { moves[$0].node })
+        let notReady = inventory.nodes.filter { !$0.ready && !retried.contains($0.name) }.map(\.name)
         if !notReady.isEmpty { verdict.problems.append("not Ready: \(listed(notReady))") }
-        verdict.problems += longhornProblems(observation)
-        if wave.role == .server && observation.etcdHealthy == false { verdict.problems.append("etcd is not healthy") }
+        verdict.problems += longhornProblems(observation, sparing: retried)
+        // A server taken up again may be the member etcd misses.
+        let retriedServer = inventory.nodes.contains { retried.contains($0.name) && $0.role == .server }
+        if wave.role == .server && observation.etcdHealthy == false && !retriedServer { verdict.problems.append("etcd is not healthy") }
 
         var versions: [String: K3sVersion] = [:]
         for node in inventory.nodes { versions[node.name] = node.version }
@@ -59,14 +64,16 @@ enum GateCheck {
         return verdict
     }
 
-    /// Attached volumes not healthy, and faulted volumes.
-    static func longhornProblems(_ observation: ClusterObservation) -> [String] {
+    /// Attached volumes not healthy, and faulted volumes. A volume degraded only by replicas on
+    /// `sparing` (nodes down already, taken up again) is not counted.
+    static func longhornProblems(_ observation: ClusterObservation, sparing: Set<String> = []) -> [String] {
         var degraded: [String] = []
         var faulted: [String] = []
         for volume in observation.inventory.volumes {
+            let spared = !sparing.isEmpty && volume.replicas.allSatisfy { ($0.running && $0.healthy) || sparing.contains($0.node) }
             if volume.robustness == .faulted {
                 faulted.append(volume.name)
-            } else if volume.state == .attached && volume.robustness != .healthy {
+            } else if volume.state == .attached && volume.robustness != .healthy && !spared {
                 degraded.append(volume.name)
             }
         }

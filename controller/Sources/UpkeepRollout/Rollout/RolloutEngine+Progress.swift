@@ -23,6 +23,7 @@ extension RolloutEngine {
                           + "the next opens at \(MaintenanceWindowClock.text(windows.nextOpen(atOrAfter: now)))"), &out)
             return true
         }
+        if let waiting = snapshotBeforeHop(now, &out) { return waiting }
         if let observation, observationSerial > wave.gateSinceSerial {
             var verdict = GateCheck.evaluate(wave: wave, moves: moves, pending: pending, observation: observation)
             let elsewhere = moves.filter { $0.wave != cursor && ($0.cordonedByUs || !$0.phase.isFinal) }.map(\.node)
@@ -93,6 +94,16 @@ extension RolloutEngine {
             }
             guard expired else { return false }
             let text = "\(move.node) was not Ready at \(move.to) within \(policy.verifyTimeoutSeconds) s"
+            if needsRestoreToGoBack(index) {
+                // Healthy at a new minor by its agent: the datastore is written at it, and a
+                // binary swap back is what k3s does not support. Left as it is for the decision.
+                moves[index].phase = .unverified
+                moves[index].deadline = nil
+                moves[index].note = "not Ready at \(move.to) in time; its way back needs the datastore restored"
+                out.append(.notice(Notice(.error, node: move.node, text + "; left at \(move.to): going back a minor needs the datastore restored")))
+                stop(.failure(text), &out)
+                return true
+            }
             out.append(.notice(Notice(.error, node: move.node, text + "; asking its agent to put \(move.from) back")))
             stop(.failure(text), &out)
             enter(index, .rollingBack, now, &out)
@@ -119,6 +130,15 @@ extension RolloutEngine {
         default:
             return false
         }
+    }
+
+    /// A server move of a `restore` hop that raises its minor: once healthy there, its binary
+    /// never goes back on its own (https://docs.k3s.io/upgrades/roll-back).
+    func needsRestoreToGoBack(_ index: Int) -> Bool {
+        let move = moves[index]
+        guard move.role == .server, move.to.minorLine > move.from.minorLine, let hop = hop(ofMove: index),
+              hop <= plan.hops.count else { return false }
+        return plan.hops[hop - 1].rollbackKind == .restore
     }
 
     mutating func finishWaveIfDone(_ now: Instant, _ out: inout [Action]) -> Bool {
@@ -213,10 +233,13 @@ extension RolloutEngine {
         return "\(rolloutID):\(key):stage:\(stagesIssued)"
     }
 
-    private mutating func startStage(node: String, version: K3sVersion, arch: Arch, key: String, _ now: Instant) {
+    /// Returns the stage's operation id.
+    @discardableResult
+    mutating func startStage(node: String, version: K3sVersion, arch: Arch, key: String, _ now: Instant) -> String {
         let id = nextStageOperationID(key: key)
         stages.append(StageRun(node: node, version: version, operationID: id))
         queue(AgentRequest(operationID: id, node: node, command: .stage(version: version, arch: arch)), owner: .stage(id), now)
+        return id
     }
 
     /// Stages the binaries of the current wave and the next `prefetchWaves` ahead of their turn.

@@ -9,6 +9,8 @@ extension RolloutEngine {
         case .move(let index):
             moves[index].interruptions = nil
             moveReplied(index, operationID, reply, now, &out)
+        case .snapshot(let hop): snapshotReplied(hop, reply, now, &out)
+        case .restore(let key): restoreReplied(key, operationID, reply, now, &out)
         }
     }
 
@@ -31,6 +33,9 @@ extension RolloutEngine {
             let newID = nextStageOperationID(key: id.split(separator: ":")[1])
             stages[index].operationID = newID
             stages[index].interruptions = count
+            for member in restore?.members.indices ?? 0..<0 where restore?.members[member].stageOperationID == id {
+                restore?.members[member].stageOperationID = newID
+            }
             var again = request.request
             again.operationID = newID
             queue(again, owner: .stage(newID), now)
@@ -56,6 +61,11 @@ extension RolloutEngine {
             out.append(.notice(Notice(.warning, node: node, "the agent restarted during \(what), which it did not finish: "
                                       + "sending it again as attempt \(moves[index].attempt) (no verdict on \(moves[index].to))")))
             enter(index, phase, now, &out)
+        case .snapshot(let hop):
+            snapshotInterrupted(hop, message, now, &out)
+        case .restore(let key):
+            // The restore counts its own redos (restore and rejoin are finished by the agent, never interrupted).
+            restoreReplied(key, request.request.operationID, .refused(code: AgentReply.interruptedCode, message: message), now, &out)
         }
     }
 
@@ -76,7 +86,8 @@ extension RolloutEngine {
         let move = moves[index]
         switch (move.phase, reply) {
         case (.cordoning, .cordoned(let wasUnschedulable)):
-            moves[index].cordonedByUs = !wasUnschedulable
+            // A retried node Upkeep left cordoned is still Upkeep's to uncordon.
+            moves[index].cordonedByUs = move.cordonedByUs || !wasUnschedulable
             out.append(.notice(Notice(.info, node: move.node, wasUnschedulable ? "already cordoned (stays cordoned)" : "cordoned")))
             if mayGoForward(index) { enter(index, .draining, now, &out) } else { _ = uncordonThen(index, .cancelled, now, &out) }
         case (.cordoning, .refused(let code, let message)):
@@ -90,7 +101,15 @@ extension RolloutEngine {
             _ = uncordonThen(index, .cancelled, now, &out)
         case (.installing, .installed(let version)):
             moves[index].installOperationID = operationID
-            if move.wave != cursor {
+            if move.wave != cursor && needsRestoreToGoBack(index) {
+                // Answered after the rollout moved on; a binary swap back would cross a minor.
+                moves[index].phase = .unverified
+                moves[index].note = "installed \(move.to) after the rollout stopped; its way back needs the datastore restored"
+                out.append(.notice(Notice(.error, node: move.node, moves[index].note!)))
+                stop(.blocked(restoreNeededMessage(hop: hop(ofMove: index) ?? failedHop, written: [move.node],
+                                                   snapshot: snapshots?.first { $0.hop == hop(ofMove: index) }?.restorable,
+                                                   cause: "\(move.node) answered its install late")), &out)
+            } else if move.wave != cursor {
                 // Answered after the rollout moved on (rolling back): undo it right away.
                 out.append(.notice(Notice(.warning, node: move.node, "installed \(move.to) after the rollback began; putting \(move.from) back")))
                 enter(index, .rollingBack, now, &out)

@@ -32,12 +32,14 @@ extension RolloutEngine {
 
     private var waitsOnCluster: Bool {
         guard isInProgress else { return false }
+        if restoreWaitsOnCluster.waits { return true }
         if status == .running && cursor < waves.count && !waves[cursor].gatePassed { return true }
         return movesInPlay.contains { moves[$0].phase.awaitsCluster || moves[$0].phase == .unhealthy }
     }
 
     /// True when some wait began after the newest observation, so a fresh one is needed now.
     private var needsFreshObservation: Bool {
+        if restoreWaitsOnCluster.fresh { return true }
         if status == .running && cursor < waves.count && !waves[cursor].gatePassed
             && waves[cursor].gateSinceSerial >= observationSerial { return true }
         return movesInPlay.contains { moves[$0].phase.awaitsCluster && moves[$0].sinceSerial >= observationSerial }
@@ -62,6 +64,7 @@ extension RolloutEngine {
             for index in movesInPlay where moves[index].phase.awaitsCluster {
                 if let deadline = moves[index].deadline { candidates.append(deadline) }
             }
+            if let deadline = restoreWaitsOnCluster.deadline { candidates.append(deadline) }
         }
         if waitsOnCluster {
             let poll = policy.pollIntervalMilliseconds

@@ -18,6 +18,11 @@ extension RolloutEngine {
     /// Blocked past the last wave (nothing new can start), it finishes as soon as the unhealthy
     /// nodes recover: the only thing the block was waiting for.
     mutating func finishIfAllDone(_ out: inout [Action]) -> Bool {
+        if case .restoring(let cause) = direction {
+            guard status == .running, let run = restore, run.stage == .done else { return false }
+            finish(.rolledBack(cause: cause), &out)
+            return true
+        }
         let blockedAtEnd = if case .blocked = status { true } else { false }
         guard status == .running || blockedAtEnd, cursor >= waves.count, movesInPlay.allSatisfy({ moves[$0].phase.isSettled }) else {
             return false
@@ -30,12 +35,12 @@ extension RolloutEngine {
         }
         switch direction {
         case .forward: finish(.completed, &out)
-        case .reverting(let cause): finish(.rolledBack(cause: cause), &out)
+        case .reverting(let cause), .restoring(let cause): finish(.rolledBack(cause: cause), &out)
         }
         return true
     }
 
-    private mutating func finish(_ outcome: RolloutOutcome, _ out: inout [Action]) {
+    mutating func finish(_ outcome: RolloutOutcome, _ out: inout [Action]) {
         stopReason = nil
         status = .finished(outcome)
         switch outcome {
@@ -96,23 +101,92 @@ extension RolloutEngine {
                 if move.phase.awaitsReply, let request = pendingRequest(for: index), !request.exhausted { return false }
             }
         }
+        // A restore or a backup waits for its answers in flight, so a block never leaves one running.
+        let inFlight = pending.values.contains { request in
+            switch request.owner {
+            case .snapshot, .restore: !request.exhausted
+            case .move, .stage: false
+            }
+        }
+        if inFlight { return false }
         stopReason = nil
         switch (reason, direction) {
-        case (.failure(let cause), .forward) where policy.autoRollback:
-            beginRollback(cause: cause, now, &out)
         case (.failure(let cause), .forward):
-            status = .running  // so finish() can record the outcome
-            reportLeftCordoned(&out)
-            finish(.failed(cause: cause), &out)
+            afterFailure(cause: cause, now, &out)
         case (.failure(let cause), .reverting):
             block("rolling back stopped: \(cause)", &out)
+        case (.failure(let cause), .restoring):
+            block("the restore stopped: \(cause); fix it and run `upkeep resume` to carry the restore on", &out)
         case (.blocked(let cause), _):
             block(cause, &out)
         }
         return true
     }
 
-    private mutating func block(_ reason: String, _ out: inout [Action]) {
+    /// What a failure in the forward direction leads to (docs/planning.md, "Rollback kinds"):
+    /// nothing without auto-rollback; the failed hop's binaries back where that is safe; where
+    /// the hop needs a restore, the restore (`autoRollback: restore`) or a block naming both ways out.
+    private mutating func afterFailure(cause: String, _ now: Instant, _ out: inout [Action]) {
+        let hop = failedHop
+        guard policy.autoRollback != .off else {
+            status = .running  // so finish() can record the outcome
+            reportLeftCordoned(&out)
+            finish(.failed(cause: cause), &out)
+            return
+        }
+        let written = serversWrittenAtNewMinor(hop: hop)
+        guard !written.isEmpty else {
+            beginRollback(hop: hop, cause: cause, now, &out)
+            return
+        }
+        let snapshot = snapshots?.first { $0.hop == hop }?.restorable
+        if policy.autoRollback == .restore, let snapshot {
+            beginRestore(hop: hop, snapshot: snapshot, cause: "hop \(hop) failed: \(cause)", now, &out)
+            return
+        }
+        block(restoreNeededMessage(hop: hop, written: written, snapshot: snapshot, cause: cause), &out)
+    }
+
+    /// The hop of the wave being worked on (the last hop once every wave is done).
+    var failedHop: Int {
+        guard !plan.waves.isEmpty else { return 1 }
+        return plan.waves[min(cursor, plan.waves.count - 1)].hop
+    }
+
+    /// The hop a forward move belongs to.
+    func hop(ofMove index: Int) -> Int? {
+        let wave = moves[index].wave
+        return wave < plan.waves.count ? plan.waves[wave].hop : nil
+    }
+
+    /// Servers of `hop` that may have run healthy at a minor the datastore had not seen: their
+    /// agent answered `installed` (or may have, with the answer lost). Once one has, the
+    /// datastore is written at the new minor and only a restore takes the hop back.
+    func serversWrittenAtNewMinor(hop: Int) -> [String] {
+        guard hop >= 1, hop <= plan.hops.count, plan.hops[hop - 1].rollbackKind == .restore else { return [] }
+        return moves.indices.filter { index in
+            let move = moves[index]
+            guard self.hop(ofMove: index) == hop, move.role == .server, move.to.minorLine > move.from.minorLine else { return false }
+            return move.installOperationID != nil || move.phase == .installing || move.phase == .unverified
+        }.map { moves[$0].node }
+    }
+
+    /// The block that names both ways out of a failed hop that needs a restore.
+    func restoreNeededMessage(hop: Int, written: [String], snapshot: RestoreSnapshot?, cause: String) -> String {
+        let minor = plan.hops[hop - 1].version.minorLine
+        var text = "hop \(hop) failed: \(cause). Going back needs the datastore restored: \(GateCheck.listed(written)) "
+            + "ran \(minor) healthy, so the datastore is written at that minor (https://docs.k3s.io/upgrades/roll-back). Either "
+        if let snapshot {
+            text += "run `upkeep rollback --restore` to restore backup \(snapshot.backupID), taken \(MaintenanceWindowClock.text(snapshot.takenAt)) "
+                + "on \(snapshot.node) at \(snapshot.version) (every object written to the cluster since then is lost), "
+        } else {
+            text += "restore a datastore backup taken before hop \(hop) with `upkeep recover --from-backup ID` (this rollout took "
+                + "none: backups were skipped; every object written since that backup is lost), "
+        }
+        return text + "or fix the cause and run `upkeep resume` to carry the upgrade forward"
+    }
+
+    mutating func block(_ reason: String, _ out: inout [Action]) {
         status = .blocked(reason: reason)
         out.append(.notice(Notice(.error, "rollout \(rolloutID) blocked: \(reason)")))
         reportLeftCordoned(&out)
@@ -125,14 +199,19 @@ extension RolloutEngine {
         }
     }
 
-    /// Reverse order: the last finished step goes back first. Agents of a wave go back together
-    /// (their wave was safe for Longhorn; the gate checks it again against the current replicas).
-    private mutating func beginRollback(cause: String, _ now: Instant, _ out: inout [Action]) {
-        direction = .reverting(cause: cause)
+    /// Reverse order: the last finished step of the failed hop goes back first; earlier hops stay
+    /// (a rollback goes back one hop at most). Agents of a wave go back together (their wave was
+    /// safe for Longhorn; the gate checks it again against the current replicas).
+    private mutating func beginRollback(hop: Int, cause: String, _ now: Instant, _ out: inout [Action]) {
+        let found = Set(moves.indices.filter { self.hop(ofMove: $0) == hop }.map { moves[$0].from.description }).sorted()
+        let outcome = "\(cause); hop \(hop) undone: its nodes are back where it found them (\(found.joined(separator: ", ")))"
+        direction = .reverting(cause: outcome)
         status = .running
-        out.append(.notice(Notice(.warning, "rolling back: \(cause)")))
+        undoneHops = (undoneHops ?? []) + [hop]
+        out.append(.notice(Notice(.warning, "rolling back hop \(hop) by binaries: \(cause)")))
         let forward = waves.count
-        for wave in waves[0..<min(cursor + 1, forward)].reversed() {
+        let hopWaves = plan.waves.indices.filter { plan.waves[$0].hop == hop && $0 <= cursor && $0 < forward }
+        for wave in hopWaves.map({ waves[$0] }).reversed() {
             // Done, or past its install with only the uncordon or commit unanswered (it runs
             // `to`; the gate waits for it to finish before its way back starts).
             let finished = wave.moves.filter { index in
@@ -169,6 +248,8 @@ extension RolloutEngine {
         }
         stages.removeAll { $0.state == .failed }
         observeRequestedAt = nil
+        resumeSnapshots(now, &out)
+        resumeRestore(now, &out)
         for index in stragglers where pendingRequest(for: index) == nil && moves[index].phase.awaitsReply {
             moves[index].attempt += 1
             enter(index, moves[index].phase, now, &out)
@@ -186,6 +267,18 @@ extension RolloutEngine {
             case .verifying, .verifyingRevert, .settling:
                 moves[index].deadline = now.adding(seconds: timeout(for: moves[index].phase))
                 moves[index].sinceSerial = observationSerial
+            case .unverified:
+                // Fixing forward: wait for the API to show it Ready at its new version again.
+                moves[index].note = nil
+                enter(index, .verifying, now, &out)
+            case .unhealthy where direction == .forward:
+                // Fixing forward: the node's step again (it may not start at its old version
+                // once a peer wrote the datastore at the new one). Upkeep's cordon stays Upkeep's.
+                moves[index].phase = .pending
+                moves[index].attempt += 1
+                moves[index].deadline = nil
+                moves[index].note = nil
+                reopen = true
             case .cordoning, .draining, .installing, .rollingBack, .uncordoning, .committing:
                 // Refused earlier (no request left): do it again, under a new attempt.
                 if pendingRequest(for: index) == nil {

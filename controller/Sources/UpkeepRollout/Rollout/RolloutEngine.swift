@@ -38,6 +38,10 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         /// (nodes it cordoned, installs not committed, requests that may still run) is reported.
         /// Only for a rollout no controller is driving (the caller holds the lease).
         case abandon(reason: String)
+        /// The operator undoes the newest hop not yet undone by restoring the datastore snapshot
+        /// taken before it (`upkeep rollback --restore`), on a blocked or finished rollout.
+        /// `restoreChoice` says beforehand what it would do; a refusal changes nothing.
+        case restore
     }
 
     public enum Action: Equatable, Sendable {
@@ -63,7 +67,10 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
 
     public enum Direction: Codable, Equatable, Sendable {
         case forward
+        /// Binaries back, in reverse order, for the failed hop's finished nodes.
         case reverting(cause: String)
+        /// A hop's datastore snapshot restored (`restore` holds the procedure).
+        case restoring(cause: String)
     }
 
     public let rolloutID: String
@@ -89,6 +96,14 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     var observationSerial = 0
     var observedAt: Instant?
     var observeRequestedAt: Instant?
+    /// Datastore backups asked for before each hop's first server; nil in rollouts persisted
+    /// before hop snapshots existed.
+    var snapshots: [HopSnapshot]?
+    /// The restore under way, or the last one done; nil until one begins.
+    var restore: RestoreRun?
+    /// Hops undone (by binaries or a restore), so a further `rollback --restore` goes one hop
+    /// further back; nil until one is.
+    var undoneHops: [Int]?
 
     /// A rollout id is 1...40 characters from `a-z 0-9 -`; it prefixes every operation id.
     public init(rolloutID: String, plan: Plan, policy: RolloutPolicy) throws(RolloutSetupError) {
@@ -118,13 +133,14 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     /// Nodes Upkeep cordoned and has not uncordoned.
     public var cordonedByUpkeep: [String] {
         var seen = Set<String>()
-        return moves.filter { $0.cordonedByUs && !seen.contains($0.node) }.compactMap { seen.insert($0.node).inserted ? $0.node : nil }
+        let nodes = moves.filter(\.cordonedByUs).map(\.node) + (restore?.members.filter(\.cordonedByUs).map(\.node) ?? [])
+        return nodes.filter { seen.insert($0).inserted }
     }
 
     /// Operation ids of installs whose watch was not committed or ended by a rollback.
     public var openWatches: [String] {
         moves.filter { $0.installOperationID != nil && ($0.phase == .verifying || $0.phase == .uncordoning && $0.afterUncordon == .settling
-                                                         || $0.phase == .settling || $0.phase == .committing) }
+                                                         || $0.phase == .settling || $0.phase == .committing || $0.phase == .unverified) }
             .compactMap(\.installOperationID)
     }
 
@@ -139,8 +155,14 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         case .start:
             guard status == .notStarted else { return [] }
             status = .running
-            out.append(.notice(Notice(.info, "rollout \(rolloutID): \(plan.headline())")))
-            if !waves.isEmpty { openGate(cursor, now) }
+            if let run = restore {
+                out.append(.notice(Notice(.warning, "recovery \(rolloutID): restoring datastore backup \(run.snapshot.backupID) (taken "
+                                              + "\(MaintenanceWindowClock.text(run.snapshot.takenAt)) at \(run.snapshot.version)) "
+                                              + "through the agents; every object written since then is lost")))
+            } else {
+                out.append(.notice(Notice(.info, "rollout \(rolloutID): \(plan.headline())")))
+            }
+            if cursor < waves.count { openGate(cursor, now) }
         case .resume:
             resume(now, &out)
         case .tick:
@@ -176,6 +198,8 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
             if case .finished = status { return [] }
             abandon(reason, &out)
             return out
+        case .restore:
+            operatorRestore(now, &out)
         }
         advance(now, &out)
         if let wake = nextWake(now) { out.append(.wake(at: wake)) }
@@ -206,6 +230,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         }
         if isInProgress {
             for index in movesInPlay { progressed = stepMove(index, now, &out) || progressed }
+            progressed = stepRestore(now, &out) || progressed
         }
         progressed = finishWaveIfDone(now, &out) || progressed
         progressed = finishIfAllDone(&out) || progressed
@@ -238,11 +263,13 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
 public enum RolloutSetupError: Error, Equatable, Sendable, CustomStringConvertible {
     case badRolloutID(String)
     case badPolicy([String])
+    case badRecovery(String)
 
     public var description: String {
         switch self {
         case .badRolloutID(let id): "rollout id \"\(id.prefix(60))\" must be 1...40 characters from a-z, 0-9 and -"
         case .badPolicy(let problems): "rollout policy: " + problems.joined(separator: "; ")
+        case .badRecovery(let problem): "recovery: \(problem)"
         }
     }
 }

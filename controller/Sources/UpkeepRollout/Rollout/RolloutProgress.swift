@@ -38,7 +38,7 @@ public struct MoveProgress: Codable, Equatable, Sendable {
 extension RolloutEngine {
     /// Every move in plan order (forward moves first, then those of a rollback).
     public var progress: [MoveProgress] {
-        moves.map { move in
+        let forward = moves.map { move in
             let stage: MoveProgress.Stage = switch move.phase {
             case .pending: .waiting
             case .done: .done
@@ -51,6 +51,18 @@ extension RolloutEngine {
                                 phase: move.phase.rawValue, stage: stage,
                                 wave: waves.indices.contains(move.wave) ? waves[move.wave].label : "",
                                 isRollback: move.key.hasPrefix("r"), note: move.note)
+        }
+        guard let run = restore else { return forward }
+        let label = run.hop.map { "restore of hop \($0)" } ?? "recovery"
+        return forward + run.members.map { member in
+            let stage: MoveProgress.Stage = switch member.phase {
+            case .waiting, .prepared: .waiting
+            case .done: .done
+            case .failed: .unhealthy
+            default: .working
+            }
+            return MoveProgress(key: member.key, node: member.node, role: member.role, from: member.from ?? member.to, to: member.to,
+                                phase: member.phase.rawValue, stage: stage, wave: label, isRollback: true, note: member.note)
         }
     }
 }

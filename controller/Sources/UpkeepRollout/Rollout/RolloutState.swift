@@ -29,6 +29,10 @@ struct Move: Codable, Equatable, Sendable {
         /// Not healthy: left cordoned (if Upkeep cordoned it) and reported; watched, and
         /// uncordoned as soon as the API shows it Ready at `from` again.
         case unhealthy
+        /// A server its agent found healthy at a new minor that the API did not show Ready in
+        /// time. Its way back needs the datastore restored, so it is left as it is for the
+        /// operator: `upkeep rollback --restore`, or `resume`, which waits for it again.
+        case unverified
 
         /// Phases waiting for an answer to a request.
         var awaitsReply: Bool {
@@ -51,7 +55,7 @@ struct Move: Codable, Equatable, Sendable {
 
         /// Nothing is in flight: final, or unhealthy (watched until the node recovers, but no
         /// reason to hold up a stop).
-        var isSettled: Bool { isFinal || self == .unhealthy }
+        var isSettled: Bool { isFinal || self == .unhealthy || self == .unverified }
     }
 
     /// `f3` (the plan's fourth step) or `r3` (its way back).
@@ -123,6 +127,10 @@ struct PendingRequest: Codable, Equatable, Sendable {
         case move(Int)
         /// The stage run with this operation id (stage runs come and go; ids stay).
         case stage(String)
+        /// The datastore backup before this hop.
+        case snapshot(hop: Int)
+        /// The restore member with this key.
+        case restore(String)
     }
 
     var request: AgentRequest
