@@ -1,6 +1,7 @@
 import Testing
 import UpkeepRollout
 import UpkeepSimulation
+import UpkeepCore
 
 /// The rollout engine against a simulated cluster, agents, network and clock, seed by seed
 /// (docs/planning.md, "Simulation"). A failure prints the seed's scenario and trace;
@@ -29,19 +30,23 @@ import UpkeepSimulation
     }
 
     @Test func seedsCoverBothOutcomesAndEveryFault() {
-        var completed = 0, rolledBack = 0
+        var completed = 0, rolledBack = 0, restored = 0
         for seed: UInt64 in 1...100 {
-            switch Simulation.run(seed: seed).outcome {
+            let result = Simulation.run(seed: seed)
+            switch result.outcome {
             case .completed: completed += 1
             case .rolledBack: rolledBack += 1
             default: break
             }
+            if result.restores > 0 { restored += 1 }
         }
         #expect(completed > 50 && rolledBack > 5)
+        #expect(restored >= 3, "only \(restored) of 100 seeds restored a datastore")
     }
 
     /// The invariants are only worth something if a broken world trips them.
-    @Test(arguments: [Simulation.Sabotage.uncordonIsANoOp, .drainTakesEveryReplica, .installJumpsToTheTarget])
+    @Test(arguments: [Simulation.Sabotage.uncordonIsANoOp, .drainTakesEveryReplica, .installJumpsToTheTarget,
+                      .agentRevertsAServerAfterItWasHealthy])
     func sabotageIsCaught(sabotage: Simulation.Sabotage) {
         let caught = (UInt64(1)...40).filter { !Simulation.run(seed: $0, sabotage: sabotage).passed }.count
         #expect(caught >= 4, "\(sabotage) went unnoticed in \(40 - caught) of 40 seeds")
@@ -70,7 +75,7 @@ import UpkeepSimulation
     /// "No rollback without a probe failure of the new version": an agent whose restart reverts
     /// an install with the new binary live (the behaviour before #15) is caught.
     @Test func aVerdictFromAnAgentRestartIsCaught() {
-        let seeds = Self.seeds(count: 8) { result in
+        let seeds = Self.killSeeds(count: 8) { result in
             result.trace.contains { $0.contains(" killed during ") && ($0.hasSuffix("starts") || $0.hasSuffix("probed")) }
         }
         #expect(seeds.count == 8)
@@ -83,12 +88,61 @@ import UpkeepSimulation
     }
 
     /// The first `count` seeds with install kills whose honest run passes and shows `applies`.
-    static func seeds(count: Int, where applies: (Simulation.Result) -> Bool) -> [UInt64] {
+    static func killSeeds(count: Int, where applies: (Simulation.Result) -> Bool) -> [UInt64] {
         var found: [UInt64] = []
         for seed in UInt64(1)...2000 where found.count < count && Scenario.make(seed: seed).faults.installKills > 0 {
             let result = Simulation.run(seed: seed, traceLines: 100_000)
             if result.passed && applies(result) { found.append(seed) }
         }
         return found
+    }
+
+    /// The first `count` seeds whose honest run passes and shows what a sabotage needs.
+    static func seeds(count: Int, where applies: (Simulation.Result, Scenario) -> Bool) -> [UInt64] {
+        var found: [UInt64] = []
+        for seed in UInt64(1)...2000 where found.count < count {
+            let result = Simulation.run(seed: seed)
+            if result.passed && applies(result, Scenario.make(seed: seed)) { found.append(seed) }
+        }
+        return found
+    }
+
+    /// "A restore ends with one etcd cluster of every server": a rejoin that keeps its old
+    /// datastore is caught wherever a restore had servers to rejoin.
+    @Test func aRejoinThatKeepsItsOldMembershipIsCaught() {
+        let seeds = Self.seeds(count: 8) { result, scenario in
+            result.restores > 0 && scenario.inventory.nodes.filter { $0.role == .server }.count > 1
+        }
+        #expect(seeds.count == 8)
+        for seed in seeds {
+            let result = Simulation.run(seed: seed, sabotage: .rejoinKeepsItsOldMembership)
+            #expect(result.violations.contains { $0.hasPrefix("after a restore the servers are in etcd clusters") }, "seed \(seed)")
+        }
+    }
+
+    /// "A rollback never goes more than one hop": ways back that reach for the version from
+    /// before the rollout are caught wherever a later hop went back.
+    @Test func aWayBackPastItsHopIsCaught() {
+        let seeds = Self.seeds(count: 8) { result, _ in
+            if case .rolledBack = result.outcome { return result.hopsEntered >= 2 }
+            return false
+        }
+        #expect(seeds.count == 8)
+        var named = 0
+        for seed in seeds {
+            let result = Simulation.run(seed: seed, sabotage: .goingBackGoesToTheStart)
+            #expect(!result.passed, "seed \(seed)")
+            // A restore to the old version may trip the datastore rule first.
+            if result.violations.contains(where: { $0.contains("a rollback goes back one hop at most") }) { named += 1 }
+        }
+        #expect(named >= 6, "only \(named) of 8 named the one-hop rule")
+    }
+
+    /// "No server runs a binary older than its datastore's minor": an agent that puts a server
+    /// back after the new minor was healthy is caught.
+    @Test func aServerPutBackUnderItsDatastoreIsCaught() {
+        let result = (UInt64(1)...40).lazy.map { Simulation.run(seed: $0, sabotage: .agentRevertsAServerAfterItWasHealthy) }
+            .first { !$0.passed }
+        #expect(result?.violations.contains { $0.contains("a server never runs a binary older than its datastore's minor") } == true)
     }
 }

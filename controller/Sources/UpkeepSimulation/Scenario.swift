@@ -125,12 +125,18 @@ public struct Scenario: Sendable {
         faults.healAt = Instant(milliseconds: Int64.random(in: 600...10_800, using: &random) * 1000)
 
         let planPolicy = PlanPolicy(agentConcurrency: Int.random(in: 1...3, using: &random))
-        // Drawn last, so the cluster and faults of a seed are those it had before this fault existed.
+        // Drawn last, so the cluster and faults of a seed are those it had before these existed.
         if !calm && chance(0.4) { faults.installKills = Int.random(in: 1...3, using: &random) }
+        let autoRollback: AutoRollback = chance(0.5) ? .restore : .binaries
+        let snapshots = !chance(0.1)
+        // Without a snapshot a release that never comes up on a server cannot be undone once a
+        // peer ran it (only `upkeep recover` with an older backup could, outside the engine).
+        if !snapshots { faults.badNode = nil }
         let rolloutPolicy = RolloutPolicy(gateTimeoutSeconds: 600, drainTimeoutSeconds: 300, healthTimeoutSeconds: 60,
                                           verifyTimeoutSeconds: 120, rebuildTimeoutSeconds: 900, watchdogTimeoutSeconds: 1800,
                                           requestTriesMax: 6, retryDelayMilliseconds: 1000, retryDelayMaxMilliseconds: 30_000,
-                                          pollIntervalMilliseconds: 5000, autoRollback: true, prefetchWaves: 1)
+                                          pollIntervalMilliseconds: 5000, autoRollback: autoRollback, prefetchWaves: 1,
+                                          takesHopSnapshots: snapshots)
         return Scenario(seed: seed, inventory: ClusterInventory(nodes: nodes, volumes: volumes), target: target,
                         available: available, planPolicy: planPolicy, rolloutPolicy: rolloutPolicy, faults: faults,
                         preCordoned: preCordoned)
@@ -138,7 +144,8 @@ public struct Scenario: Sendable {
 
     /// One line per node and volume, for a failure report.
     public var summary: String {
-        var lines = ["seed \(seed): target \(target), concurrency \(planPolicy.agentConcurrency), faults: \(faults)"]
+        var lines = ["seed \(seed): target \(target), concurrency \(planPolicy.agentConcurrency), autoRollback \(rolloutPolicy.autoRollback), "
+                     + "hop snapshots \(rolloutPolicy.takesHopSnapshots), faults: \(faults)"]
         for node in inventory.nodes {
             lines.append("  \(node.name) \(node.role.rawValue) \(node.arch.rawValue) \(node.version)\(node.cordoned ? " cordoned" : "")")
         }

@@ -6,7 +6,9 @@ import UpkeepCore
 /// an install swaps the binary, restarts k3s and reverts when the probes do not pass in time; a
 /// watch waits for commit and, past its deadline, keeps a healthy node and reverts an unhealthy
 /// one; a restarted agent resolves an interrupted install by restarting k3s on the live binary
-/// and probing it again (only a failing probe puts the previous binary back);
+/// and probing it again (only a failing probe puts the previous binary back); a server never
+/// starts a binary older than the minor its datastore was last written at, and its agent refuses
+/// to put one back;
 /// cordon remembers whether the node was already unschedulable and uncordon only undoes its own.
 struct SimNode {
     let name: String
@@ -20,6 +22,13 @@ struct SimNode {
     var previous: K3sVersion?
     var staged: [K3sVersion] = []
     var unschedulable: Bool
+    /// A server's etcd cluster (an id in `Simulation.datastores`); nil for agents, and for a
+    /// server whose `server/db` was removed.
+    var cluster: Int?
+    /// k3s stopped (`stopK3s`) and not started again.
+    var k3sStopped = false
+    /// The backup received for a restore (`restoreBackup`).
+    var received: String?
     /// The agent's durable memory that it cordoned the node (and should uncordon it).
     var cordonedByAgent = false
     /// Pods evicted: Longhorn's instance manager is gone, replicas here are stopped.
@@ -41,7 +50,7 @@ struct SimNode {
     var restarting: Bool { restartingUntil != nil }
 
     func ready(at now: Instant) -> Bool {
-        !restarting && k3sHealthy && (notReadyUntil.map { now >= $0 } ?? true)
+        !restarting && !k3sStopped && k3sHealthy && (notReadyUntil.map { now >= $0 } ?? true)
     }
 }
 

@@ -9,7 +9,7 @@ import UpkeepCore
 extension Simulation {
     func isHealthy(_ node: SimNode, version: K3sVersion) -> Bool {
         if node.name == scenario.faults.badNode && version == scenario.target { return false }
-        return true
+        return node.role == .agent || datastoreAllows(node, version)
     }
 
     mutating func arrive(_ request: AgentRequest, from: Int, send: Int) {
@@ -71,7 +71,7 @@ extension Simulation {
         }
     }
 
-    private mutating func finishOperation(_ position: Int, _ reply: AgentReply, stage: Bool = false) {
+    mutating func finishOperation(_ position: Int, _ reply: AgentReply, stage: Bool = false) {
         guard let operation = stage ? nodes[position].stageOperation : nodes[position].operation else { return }
         nodes[position].journal[operation.request.operationID] = ("\(operation.request.command)", reply)
         if stage { nodes[position].stageOperation = nil } else { nodes[position].operation = nil }
@@ -113,8 +113,14 @@ extension Simulation {
                 queue.push(.killDuringInstall(node: name, operationID: id), at: after(between(0, latest)))
             }
         case .rollback:
-            guard let previous = nodes[position].previous else {
+            guard let kept = nodes[position].previous else {
                 finishOperation(position, .refused(code: "notFound", message: "no previous binary kept"))
+                return
+            }
+            let previous = wayBack(position, kept)
+            violations += checkWayBack(position, to: previous, datastore: datastoreMinor(nodes[position]), by: "a rollback")
+            guard datastoreAllows(nodes[position], previous) else {
+                finishOperation(position, .refused(code: "conflict", message: "rolling a server back a Kubernetes minor needs its datastore restored"))
                 return
             }
             nodes[position].watch = nil
@@ -127,6 +133,8 @@ extension Simulation {
             queue.push(.operationStep(node: name, operationID: id, step: 1), at: after(between(5, 50)))
         case .stage:
             break
+        case .backup, .restoreBackup, .stopK3s, .restore, .rejoin:
+            beginDatastoreOperation(position)
         }
     }
 
@@ -175,10 +183,15 @@ extension Simulation {
             }
         case .commit:
             finishOperation(position, .committed(version: nodes[position].running))
-        case .install(let version, _, _) where step == 2:
+        case .install(let asked, _, _) where step == 2:
             guard !operation.swapped else { return }
+            var version = sabotage == .installJumpsToTheTarget ? scenario.target : asked
+            if asked < nodes[position].binary {
+                version = wayBack(position, asked)
+                violations += checkWayBack(position, to: version, datastore: datastoreMinor(nodes[position]), by: "an install of an older version")
+            }
             nodes[position].previous = nodes[position].binary
-            nodes[position].binary = sabotage == .installJumpsToTheTarget ? scenario.target : version
+            nodes[position].binary = version
             nodes[position].operation?.swapped = true
             nodes[position].operation?.startedAt = now
             restartK3s(position)
@@ -192,6 +205,8 @@ extension Simulation {
             break
         case .stage:
             break
+        case .backup, .restoreBackup, .stopK3s, .restore, .rejoin:
+            datastoreOperationStep(position, step: step)
         }
     }
 
@@ -202,7 +217,7 @@ extension Simulation {
         }
     }
 
-    private mutating func restartK3s(_ position: Int) {
+    mutating func restartK3s(_ position: Int) {
         nodes[position].restartGeneration += 1
         let until = after(between(3000, 15_000))
         nodes[position].restartingUntil = until
@@ -215,7 +230,7 @@ extension Simulation {
         nodes[position].running = nodes[position].binary
         let healthy = isHealthy(nodes[position], version: nodes[position].binary) && !chance(scenario.faults.healthFailure)
         nodes[position].k3sHealthy = healthy
-        if !healthy { newVersionFailed(position, "a probe after k3s started") }
+        if healthy { datastoreWritten(by: position) } else { newVersionFailed(position, "a probe after k3s started") }
         log("\(nodes[position].name): k3s \(old) → \(nodes[position].running) \(healthy ? "healthy" : "UNHEALTHY")")
         violations += invariants.versionChanged(node: nodes[position].name, from: old, to: nodes[position].running)
         guard nodes[position].agentUp, let operation = nodes[position].operation else { return }
@@ -225,6 +240,11 @@ extension Simulation {
             if operation.reverting {
                 finishOperation(position, .installReverted(version: nodes[position].running, healthy: healthy,
                                                            message: "probes failed on the new version"))
+            } else if healthy && sabotage == .agentRevertsAServerAfterItWasHealthy && nodes[position].role == .server
+                        && (nodes[position].previous.map { $0.minorLine < nodes[position].running.minorLine } ?? false) {
+                violations += checkWayBack(position, to: nodes[position].previous!, datastore: datastoreMinor(nodes[position]),
+                                           by: "its agent's revert after the new minor was healthy")
+                revertInstall(position)
             } else if healthy {
                 let deadline = after(Int64(watchdogSeconds) * 1000)
                 nodes[position].watch = (id, deadline)
@@ -235,18 +255,23 @@ extension Simulation {
             }
         case .rollback:
             finishOperation(position, .rolledBack(version: nodes[position].running, healthy: healthy, message: healthy ? "" : "probes failed"))
+        case .restore:
+            finishOperation(position, .restored(version: nodes[position].running, healthy: healthy, message: healthy ? "" : "probes failed"))
+        case .rejoin:
+            finishOperation(position, .rejoined(version: nodes[position].running, healthy: healthy, message: healthy ? "" : "probes failed"))
         default:
             break
         }
     }
 
     /// A restarted agent finishing an interrupted swap restarts k3s before it answers anyone.
-    private mutating func restartDuringStart(_ position: Int) {
+    mutating func restartDuringStart(_ position: Int) {
         nodes[position].restartGeneration += 1
         nodes[position].restartingUntil = nil
         let old = nodes[position].running
         nodes[position].running = nodes[position].binary
         nodes[position].k3sHealthy = isHealthy(nodes[position], version: nodes[position].binary)
+        if nodes[position].k3sHealthy { datastoreWritten(by: position) }
         if old != nodes[position].running {
             log("\(nodes[position].name): k3s \(old) → \(nodes[position].running) (agent recovery)")
             violations += invariants.versionChanged(node: nodes[position].name, from: old, to: nodes[position].running)
@@ -254,9 +279,9 @@ extension Simulation {
     }
 
     private mutating func revertInstall(_ position: Int) {
-        guard let previous = nodes[position].previous else { return }
+        guard let kept = nodes[position].previous else { return }
         nodes[position].operation?.reverting = true
-        nodes[position].binary = previous
+        nodes[position].binary = wayBack(position, kept)
         restartK3s(position)
     }
 
@@ -265,8 +290,11 @@ extension Simulation {
         nodes[position].watch = nil
         if nodes[position].ready(at: now) {
             log("\(name): watchdog deadline, healthy: keeps \(nodes[position].running)")
+        } else if let previous = nodes[position].previous, !datastoreAllows(nodes[position], previous) {
+            log("\(name): watchdog deadline, unhealthy, but \(previous) cannot run on its datastore: reports instead of reverting")
         } else if let previous = nodes[position].previous {
             newVersionFailed(position, "the watchdog's probe at its deadline")
+            violations += checkWayBack(position, to: previous, datastore: datastoreMinor(nodes[position]), by: "the watchdog")
             log("\(name): watchdog deadline, unhealthy: reverts to \(previous)")
             nodes[position].binary = previous
             restartK3s(position)
@@ -294,7 +322,7 @@ extension Simulation {
             resumeInstall(position)
         } else if let operation = nodes[position].operation {
             let id = operation.request.operationID
-            var reply = AgentReply.refused(code: "interrupted", message: "the agent restarted during this operation")
+            var reply = AgentReply.refused(code: "interrupted", message: "the agent restarted during this operation; send it again with a new operation id")
             switch operation.request.command {
             case .install where operation.swapped:
                 // Only under the sabotage: the verdict the agent's restart used to manufacture.
@@ -302,7 +330,13 @@ extension Simulation {
                 nodes[position].watch = nil
                 restartDuringStart(position)
                 reply = .installReverted(version: nodes[position].running, healthy: nodes[position].k3sHealthy,
-                                         message: "interrupted; previous binary restored")
+                                         message: "interrupted while reverting; previous binary restored")
+            case .restore where operation.swapped:
+                restartDuringStart(position)
+                reply = .restored(version: nodes[position].running, healthy: nodes[position].k3sHealthy, message: "finished after a restart")
+            case .rejoin where operation.swapped:
+                restartDuringStart(position)
+                reply = .rejoined(version: nodes[position].running, healthy: nodes[position].k3sHealthy, message: "finished after a restart")
             case .rollback where operation.swapped:
                 restartDuringStart(position)
                 reply = .rolledBack(version: nodes[position].running, healthy: nodes[position].k3sHealthy, message: "finished after a restart")

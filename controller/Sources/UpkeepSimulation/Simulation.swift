@@ -18,6 +18,10 @@ public struct Simulation {
         public var events: Int
         public var simulatedSeconds: Int64
         public var scenario: String
+        /// Datastore restores the world carried out.
+        public var restores = 0
+        /// The highest hop any node entered (ran its version).
+        public var hopsEntered = 0
 
         public var passed: Bool { violations.isEmpty }
 
@@ -43,6 +47,14 @@ public struct Simulation {
         /// A restarted agent puts the previous binary back under an install whose new binary was
         /// live and answers `installReverted`, as agents did before #15: a verdict without a probe.
         case restartedAgentRevertsInstall
+        /// A server's agent puts the old binary back after the new minor was healthy (and wrote
+        /// the datastore), and answers as if the new version never came up.
+        case agentRevertsAServerAfterItWasHealthy
+        /// A server told to rejoin keeps its datastore, so it stays in the old etcd cluster.
+        case rejoinKeepsItsOldMembership
+        /// Every way back (a revert, a rollback, an install of an older version) puts back the
+        /// version the node had before the rollout.
+        case goingBackGoesToTheStart
     }
 
     enum Event {
@@ -64,6 +76,8 @@ public struct Simulation {
         case rebuilt(volume: Int, replica: Int, generation: Int)
         case watchdog(node: String, install: String)
         case operatorResume(incarnation: Int)
+        /// The simulated operator runs `upkeep rollback --restore`.
+        case operatorRestore(incarnation: Int)
         case heal
     }
 
@@ -103,6 +117,17 @@ public struct Simulation {
     var traceMax = 60
     var sabotage = Sabotage.none
     var events = 0
+    /// The datastores: etcd cluster id → the Kubernetes minor that last wrote it. Servers name
+    /// theirs in `SimNode.cluster`; a restore makes a new one.
+    var datastores: [Int: MinorLine] = [:]
+    var nextCluster = 1
+    /// The cluster the latest restore made, which rejoining servers join.
+    var restoredCluster: Int?
+    /// Backups taken: id → the minor their datastore was last written at.
+    var backupsTaken: [String: MinorLine] = [:]
+    var restores = 0
+    /// Blocks that asked for a restore decision, answered so far by `resume`.
+    var restoreDecisions = 0
 
     /// Events at most; past that the run counts as not finishing.
     public static let eventsMax = 400_000
@@ -131,7 +156,8 @@ public struct Simulation {
         simulation.sabotage = sabotage
         simulation.runToEnd()
         return Result(seed: seed, outcome: simulation.outcome, violations: simulation.violations, trace: simulation.trace,
-                      events: simulation.events, simulatedSeconds: simulation.now.milliseconds / 1000, scenario: scenario.summary)
+                      events: simulation.events, simulatedSeconds: simulation.now.milliseconds / 1000, scenario: scenario.summary,
+                      restores: simulation.restores, hopsEntered: simulation.invariants.highestHopEntered)
     }
 
     init(scenario: Scenario, plan: Plan) throws {
@@ -140,8 +166,9 @@ public struct Simulation {
         engine = try RolloutEngine(rolloutID: "sim\(scenario.seed)", plan: plan, policy: scenario.rolloutPolicy)
         nodes = scenario.inventory.nodes.map {
             SimNode(name: $0.name, role: $0.role, etcd: $0.etcd, running: $0.version, binary: $0.version,
-                    unschedulable: $0.cordoned)
+                    unschedulable: $0.cordoned, cluster: $0.role == .server ? 0 : nil)
         }
+        if let newest = scenario.inventory.nodes.filter({ $0.role == .server }).map(\.version.minorLine).max() { datastores[0] = newest }
         for (position, node) in nodes.enumerated() { index[node.name] = position }
         volumes = scenario.inventory.volumes.map { volume in
             SimVolume(name: volume.name, attached: volume.state == .attached,
@@ -182,6 +209,7 @@ public struct Simulation {
         }
         if let outcome, violations.isEmpty {
             violations += invariants.checkEnd(outcome: outcome, nodes: nodes, engine: engine)
+            if restores > 0 { violations += invariants.checkRestoredClusters(nodes: nodes, restored: restoredCluster) }
         }
     }
 
@@ -264,12 +292,13 @@ public struct Simulation {
             volumes[volume].replicas[replica].rebuildUntil = nil
         case .watchdog(let name, let install):
             watchdog(name, install)
-        case .operatorResume(let target):
+        case .operatorResume(let target), .operatorRestore(let target):
             resumeScheduled = false
             guard controllerUp, target == incarnation, case .blocked = engine.status else { return }
             resumesLeft -= 1
-            log("operator runs `upkeep resume`")
-            deliver(.resume)
+            let restoring = if case .operatorRestore = event { true } else { false }
+            log("operator runs `upkeep \(restoring ? "rollback --restore" : "resume")`")
+            deliver(restoring ? .restore : .resume)
         case .heal:
             heal()
         }
@@ -277,7 +306,7 @@ public struct Simulation {
 
     /// Hands an event to the engine, "persists" it, then performs its actions; a controller
     /// crash may strike between persisting and performing.
-    private mutating func deliver(_ event: RolloutEngine.Event) {
+    mutating func deliver(_ event: RolloutEngine.Event) {
         let actions = engine.handle(event, now: now)
         if !rollbackChecked, engine.direction != .forward {
             rollbackChecked = true
@@ -294,14 +323,15 @@ public struct Simulation {
                   decidedCordons.insert(request.operationID).inserted else { return nil }
             return request.node
         }
-        if !starting.isEmpty, let seen = lastObservation {
+        let restoring = if case .restoring = engine.direction { true } else { false }
+        if !starting.isEmpty, !restoring, let seen = lastObservation {
             let down = Set(nodes.filter { $0.restarting || ($0.drained && $0.cordonedByAgent) }.map(\.name))
             violations += invariants.checkWaveStart(starting: starting, down: down, observation: seen)
         }
         for action in actions { perform(action) }
-        if case .blocked = engine.status, !resumeScheduled, resumesLeft > 0 {
+        if case .blocked(let reason) = engine.status, !resumeScheduled, resumesLeft > 0 {
             resumeScheduled = true
-            queue.push(.operatorResume(incarnation: incarnation), at: after(between(60_000, 1_800_000)))
+            queue.push(operatorChoice(reason), at: after(between(60_000, 1_800_000)))
         }
     }
 
@@ -341,6 +371,9 @@ public struct Simulation {
         case .drain(let seconds): return Int64(seconds + 30) * 1000
         case .stage: return 120_000
         case .install, .rollback: return Int64(policy.healthTimeoutSeconds * 2 + 90) * 1000
+        case .backup, .restoreBackup: return 120_000
+        case .stopK3s: return 60_000
+        case .restore, .rejoin: return Int64(policy.healthTimeoutSeconds * 2 + 180) * 1000
         }
     }
 
@@ -380,9 +413,9 @@ public struct Simulation {
                 queue.push(.rebuilt(volume: volume, replica: replica, generation: volumes[volume].replicas[replica].generation), at: after(60_000))
             }
         }
-        if case .blocked = engine.status, controllerUp {
+        if case .blocked(let reason) = engine.status, controllerUp {
             resumeScheduled = true
-            queue.push(.operatorResume(incarnation: incarnation), at: after(60_000))
+            queue.push(operatorChoice(reason), at: after(60_000))
         }
     }
 }

@@ -10,17 +10,35 @@ struct SimulationInvariants {
     /// Version changes each node may make: its plan steps, either way (a revert goes back).
     let transitions: [String: Set<String>]
     let skewHeldInitially: Bool
+    /// Per hop (index 0 is hop 1): every node's version when the hop begins.
+    let hopStart: [[String: K3sVersion]]
+    /// The hop of each forward step, by `node:from>to`.
+    let forwardHop: [String: Int]
+    /// The highest hop any node has entered (run a version it moves to); 0 before any.
+    var highestHopEntered = 0
 
     init(scenario: Scenario, plan: Plan) {
         target = plan.target
         initial = Dictionary(uniqueKeysWithValues: scenario.inventory.nodes.map { ($0.name, $0.version) })
         initiallyCordoned = scenario.preCordoned
         var transitions: [String: Set<String>] = [:]
-        for step in plan.waves.flatMap(\.steps) {
-            transitions[step.node, default: []].insert("\(step.from)>\(step.to)")
-            transitions[step.node, default: []].insert("\(step.to)>\(step.from)")
+        var forwardHop: [String: Int] = [:]
+        for wave in plan.waves {
+            for step in wave.steps {
+                transitions[step.node, default: []].insert("\(step.from)>\(step.to)")
+                transitions[step.node, default: []].insert("\(step.to)>\(step.from)")
+                forwardHop["\(step.node):\(step.from)>\(step.to)"] = wave.hop
+            }
         }
         self.transitions = transitions
+        self.forwardHop = forwardHop
+        var versions = initial
+        var hopStart: [[String: K3sVersion]] = []
+        for hop in plan.hops {
+            hopStart.append(versions)
+            for step in hop.waves.flatMap(\.steps) { versions[step.node] = step.to }
+        }
+        self.hopStart = hopStart
         let servers = scenario.inventory.nodes.filter { $0.role == .server }.map(\.version)
         let agents = scenario.inventory.nodes.filter { $0.role == .agent }.map(\.version)
         skewHeldInitially = Self.skewProblem(servers: servers, agents: agents) == nil
@@ -38,15 +56,34 @@ struct SimulationInvariants {
         return nil
     }
 
-    func versionChanged(node: String, from: K3sVersion, to: K3sVersion) -> [String] {
+    /// Versions change only along plan steps, and a way back never goes past where the hop
+    /// last entered found the node: a rollback goes back one hop at most.
+    mutating func versionChanged(node: String, from: K3sVersion, to: K3sVersion) -> [String] {
         guard from != to else { return [] }
+        if let hop = forwardHop["\(node):\(from)>\(to)"] { highestHopEntered = max(highestHopEntered, hop) }
+        if to < from, highestHopEntered >= 1, let floor = hopStart[highestHopEntered - 1][node], to < floor {
+            return ["\(node) went back to \(to), past \(floor) where hop \(highestHopEntered) found it: a rollback goes back one hop at most"]
+        }
         if transitions[node]?.contains("\(from)>\(to)") == true { return [] }
         return ["\(node) moved \(from) → \(to), which is not a step of the plan"]
+    }
+
+    /// After a restore: one etcd cluster of every server, the one the restore made.
+    func checkRestoredClusters(nodes: [SimNode], restored: Int?) -> [String] {
+        let servers = nodes.filter { $0.role == .server }
+        let clusters = Set(servers.map { $0.cluster.map(String.init) ?? "none" })
+        guard let restored, clusters == ["\(restored)"] else {
+            return ["after a restore the servers are in etcd clusters \(clusters.sorted()), not all in the restored one (\(restored.map(String.init) ?? "none"))"]
+        }
+        return []
     }
 
     func check(nodes: [SimNode], volumes: [SimVolume], index: [String: Int], now: Instant, engine: RolloutEngine,
                concurrency: Int) -> [String] {
         var problems: [String] = []
+        // A restore takes the cluster down as k3s documents it (every node drained, every
+        // server stopped); the availability rules below hold outside a restore.
+        if case .restoring = engine.direction { return problems }
         // Never more nodes down than allowed: one server, or up to `concurrency` agents, never both.
         let down = nodes.filter { $0.restarting || ($0.drained && $0.cordonedByAgent) }
         let serversDown = down.filter { $0.role == .server }.map(\.name)
@@ -111,8 +148,10 @@ struct SimulationInvariants {
                 problems.append("completed, but \(node.name) runs \(node.running) (binary \(node.binary)), not \(target)")
             }
         case .rolledBack:
-            for node in nodes where node.running != initial[node.name] || node.binary != initial[node.name] {
-                problems.append("rolled back, but \(node.name) runs \(node.running), not \(initial[node.name]!)")
+            // Back where the last hop entered found every node (one hop at most).
+            let expected = highestHopEntered >= 1 ? hopStart[highestHopEntered - 1] : initial
+            for node in nodes where node.running != expected[node.name] || node.binary != expected[node.name] {
+                problems.append("rolled back, but \(node.name) runs \(node.running), not \(expected[node.name]!) where hop \(highestHopEntered) found it")
             }
         case .failed(let cause):
             problems.append("failed without rolling back although auto-rollback is on: \(cause)")
