@@ -15,37 +15,39 @@ enum Backups {
 
     /// Takes a backup from the first server (in name order, Ready ones first) whose agent gives
     /// one, seals it, records it, and keeps only the newest `backups.kept`.
-    static func take(id: String, rolloutID: String?, session: ClusterSession, store: StateStore, reading: FleetReading) async throws -> BackupRecord {
+    static func take(id: String, session: ClusterSession, store: StateStore, reading: FleetReading) async throws -> BackupRecord {
         let servers = reading.nodes.map(\.node).filter { $0.role == .server }
-            .sorted { ($0.ready ? 0 : 1, $0.name) < ($1.ready ? 0 : 1, $1.name) }.map(\.name)
-        let vault = vault(session.config, stateDirectory: session.stateDirectory)
+            .sorted { ($0.ready ? 0 : 1, $0.name) < ($1.ready ? 0 : 1, $1.name) }
+        let catalog = StoreBackupCatalog(store: store, config: session.config, stateDirectory: session.stateDirectory)
         let fleet = try await session.fleet(for: reading)
         let taken: TakenBackup
         do {
-            taken = try await BackupTaker(fleet: fleet, vault: vault, timeoutSeconds: session.config.backups.timeoutSeconds)
-                .take(id: id, servers: servers, now: { Instant.wallClockNow().milliseconds })
+            taken = try await BackupTaker(fleet: fleet, vault: catalog.vault, timeoutSeconds: catalog.timeoutSeconds)
+                .take(id: id, servers: servers.map(\.name), now: { Instant.wallClockNow().milliseconds })
             await fleet.close()
         } catch {
             await fleet.close()
             throw CommandFailure(code: RolloutExitCode.refused, message: "backup: \(error)")
         }
-        let record = BackupRecord(id: taken.id, rolloutID: rolloutID, takenAt: Instant(milliseconds: taken.takenAtUnixMilliseconds),
-                                  node: taken.node, format: taken.format.rawValue, agentFile: taken.agentFileName, path: taken.path,
-                                  bytes: taken.bytes, sha256: taken.sha256)
+        let version = servers.first { $0.name == taken.node }?.version
         do {
-            try store.recordBackup(record)
+            try catalog.record(taken, purpose: BackupPurpose(rolloutID: nil, hop: nil, k3sVersion: version))
+            guard let record = try store.backup(id: taken.id) else { throw StoreError.unknownRollout(taken.id) }
+            return record
         } catch {
             unlink(taken.path)
             throw CommandFailure(code: RolloutExitCode.state, message: "\(error)")
         }
-        prune(store: store, keep: session.config.backups.kept)
-        return record
     }
 
-    /// Removes sealed files and records beyond the newest `keep`.
+    /// Removes sealed files and records beyond the newest `keep`, but never the hop snapshots of
+    /// the newest rollout or of one not finished: `upkeep rollback --restore` needs them.
     static func prune(store: StateStore, keep: Int) {
         guard let all = try? store.backups(limit: 100_000), all.count > keep else { return }
-        let old = Array(all.dropFirst(keep))
+        var needed = Set<String>()
+        if let newest = try? store.history(limit: 1).first { needed.insert(newest.id) }
+        if let unfinished = try? store.unfinishedRollout() { needed.insert(unfinished.id) }
+        let old = Array(all.dropFirst(keep)).filter { backup in backup.rolloutID.map { !needed.contains($0) } ?? true }
         for backup in old { unlink(backup.path) }
         try? store.deleteBackups(ids: old.map(\.id))
     }
@@ -82,7 +84,7 @@ struct BackupNow: AsyncParsableCommand {
         let store = try openStateStore(config)
         let record = try await ClusterSession.with(config) { session in
             try await Backups.take(id: RolloutDriver.newRolloutID().replacingOccurrences(of: "r", with: "b", options: .anchored),
-                                   rolloutID: nil, session: session, store: store, reading: try await session.read())
+                                   session: session, store: store, reading: try await session.read())
         }
         print(Backups.describe(record))
     }

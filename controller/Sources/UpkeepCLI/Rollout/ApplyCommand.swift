@@ -122,19 +122,18 @@ struct Apply: AsyncParsableCommand {
         if !change.yes {
             try confirm(confirmation ?? "y")
         }
+        // A datastore backup before the first server of every hop (the first before any node is
+        // touched), taken by the engine: a hop whose backup fails blocks before it touches anything.
+        policy.takesHopSnapshots = session.config.backups.beforeApply && !change.skipBackup
         let engine: RolloutEngine
         do {
             engine = try RolloutEngine(rolloutID: RolloutDriver.newRolloutID(), plan: plan, policy: policy)
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage, message: "\(error)")
         }
-        if session.config.backups.beforeApply && !change.skipBackup {
-            // Before any node is touched: a rollout that cannot be backed up does not start.
-            let backup = try await Backups.take(id: engine.rolloutID, rolloutID: engine.rolloutID, session: session, store: store,
-                                                reading: planned.reading)
-            print(Backups.describe(backup))
-        } else {
-            print("no datastore backup taken (\(change.skipBackup ? "--skip-backup" : "backups.beforeApply is false"))")
+        if !policy.takesHopSnapshots {
+            print("no datastore backups taken (\(change.skipBackup ? "--skip-backup" : "backups.beforeApply is false"))"
+                  + (plan.hops.contains { $0.rollbackKind == .restore } ? "; a hop that raises the servers' minor cannot then be rolled back" : ""))
         }
         return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, artifacts: cache)
             .run(.new(engine), reading: planned.reading)

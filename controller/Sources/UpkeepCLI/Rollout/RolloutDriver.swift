@@ -23,7 +23,9 @@ struct RolloutDriver {
     func run(_ start: Start, reading: FleetReading) async throws -> Int32 {
         let fleet = try await session.fleet(for: reading)
         let artifacts = try self.artifacts ?? session.artifactCache()
-        let transport = ProtocolAgentTransport(fleet: fleet, artifacts: artifacts)
+        let transport = ProtocolAgentTransport(fleet: fleet, artifacts: artifacts,
+                                               backups: StoreBackupCatalog(store: store, config: session.config,
+                                                                           stateDirectory: session.stateDirectory))
         let view = ProgressPrinter(mode: isatty(STDOUT_FILENO) == 1 ? .terminal : .lines)
         let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer,
                                      configuration: RuntimeConfiguration(forceTakeover: forceTakeover),

@@ -35,11 +35,15 @@ public struct ProtocolAgentTransport: AgentTransport {
     public let fleet: AgentFleet
     public let artifacts: ArtifactCache
     public let drain: DrainSettings
+    /// Where `backup` seals and records, and `restoreBackup` finds what it streams; without
+    /// one, both are refused.
+    public let backups: (any BackupCatalog)?
 
-    public init(fleet: AgentFleet, artifacts: ArtifactCache, drain: DrainSettings = DrainSettings()) {
+    public init(fleet: AgentFleet, artifacts: ArtifactCache, drain: DrainSettings = DrainSettings(), backups: (any BackupCatalog)? = nil) {
         self.fleet = fleet
         self.artifacts = artifacts
         self.drain = drain
+        self.backups = backups
     }
 
     public func send(_ request: AgentRequest, deadlineSeconds: Int,
@@ -103,6 +107,12 @@ public struct ProtocolAgentTransport: AgentTransport {
             }
         case .uncordon:
             return try await call.run(UncordonRequest(operationID: id)) { .uncordoned($0.uncordoned) }
+        case .backup(let backupID, let hop, let version):
+            return await takeBackup(request, backupID: backupID, purpose: BackupPurpose(rolloutID: request.operationID.split(separator: ":").first.map(String.init),
+                                                                                        hop: hop, k3sVersion: version))
+        case .restoreBackup, .stopK3s, .restore, .rejoin:
+            return .refused(code: ErrorCode.notImplemented.rawValue,
+                            message: "this controller build cannot send \(request.command.name) yet (issue #15 in progress)")
         case .commit(let installOperationID):
             guard let install = OperationID(rawValue: installOperationID) else {
                 return .refused(code: ErrorCode.badRequest.rawValue, message: "\"\(installOperationID)\" is not \(OperationID.format)")
@@ -116,6 +126,34 @@ public struct ProtocolAgentTransport: AgentTransport {
                 return .refused(code: refusal.code.rawValue, message: refusal.message)
             }
         }
+    }
+
+    /// Takes a backup from the node's agent, sealing the stream into the vault as it arrives,
+    /// and records it: answered `backedUp` at once when `backupID` is recorded already (a
+    /// repeated request after a crash). A backup that cannot be taken is a refusal.
+    private func takeBackup(_ request: AgentRequest, backupID: String, purpose: BackupPurpose) async -> AgentReply {
+        guard let backups else {
+            return .refused(code: ErrorCode.internal.rawValue, message: "no backup vault is configured for this run")
+        }
+        do {
+            if try backups.recorded(id: backupID) != nil { return .backedUp(backupID: backupID) }
+        } catch {
+            return .refused(code: ErrorCode.internal.rawValue, message: "cannot read the backup records: \(error)")
+        }
+        let taker = BackupTaker(fleet: fleet, vault: backups.vault, timeoutSeconds: backups.timeoutSeconds)
+        let taken: TakenBackup
+        do {
+            taken = try await taker.take(id: backupID, from: request.node, operationID: request.operationID, now: { Int64((Date().timeIntervalSince1970 * 1000).rounded()) })
+        } catch {
+            return .refused(code: "backupFailed", message: error.description)
+        }
+        do {
+            try backups.record(taken, purpose: purpose)
+        } catch {
+            unlink(taken.path)
+            return .refused(code: ErrorCode.internal.rawValue, message: "the backup was sealed but could not be recorded: \(error)")
+        }
+        return .backedUp(backupID: backupID)
     }
 
     /// The digest of the cached binary (or `asset`) of `version` for the node's architecture (as

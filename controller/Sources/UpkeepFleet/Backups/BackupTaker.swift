@@ -57,11 +57,12 @@ public struct BackupTaker: Sendable {
         throw BackupError("no server gave a backup; " + failures.joined(separator: "; "))
     }
 
-    func take(id: String, from node: String, now: @Sendable () -> Int64) async throws(BackupError) -> TakenBackup {
+    /// One backup from `node`'s agent under `operationID` (default `backup:<id>:<node>`).
+    public func take(id: String, from node: String, operationID: String? = nil, now: @Sendable () -> Int64) async throws(BackupError) -> TakenBackup {
         let writer = try vault.seal(name: "\(id)-\(node)")
         do {
             let client = try await fleet.client(for: node).connection()
-            guard let operationID = OperationID(rawValue: "backup:\(id):\(node)") else {
+            guard let operationID = OperationID(rawValue: operationID ?? "backup:\(id):\(node)") else {
                 throw BackupError("backup id \(id) does not fit in an operation id (\(OperationID.format))")
             }
             let request = BackupRequest(operationID: operationID, name: id)
