@@ -27,12 +27,19 @@ public final class StateStore: Sendable {
     /// Opens (creating if needed, mode 0600) the database at `path` and brings its schema up to date.
     public init(path: String) throws(StoreError) {
         self.path = path
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
-        let changed = fchmod(descriptor, 0o600)
-        let reason = String(cString: strerror(errno))
-        close(descriptor)
-        guard changed == 0 else { throw StoreError.cannotOpen(path: path, reason: "cannot make it private (mode 0600): \(reason)") }
+        // Never open and close a descriptor of a database file this process may already hold
+        // open: close() drops every POSIX lock the process has on it, SQLite's included, and two
+        // writers then corrupt it (https://www.sqlite.org/howtocorrupt.html, section 2.2.1).
+        // Only a file that does not exist yet is created here; an existing one is chmod'ed by path.
+        let descriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            close(descriptor)
+        } else if errno != EEXIST {
+            throw StoreError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
+        }
+        guard chmod(path, 0o600) == 0 else {
+            throw StoreError.cannotOpen(path: path, reason: "cannot make it private (mode 0600): \(String(cString: strerror(errno)))")
+        }
 
         var configuration = Configuration()
         configuration.busyMode = .timeout(Self.busyTimeoutSeconds)
