@@ -110,9 +110,43 @@ public struct ProtocolAgentTransport: AgentTransport {
         case .backup(let backupID, let hop, let version):
             return await takeBackup(request, backupID: backupID, purpose: BackupPurpose(rolloutID: request.operationID.split(separator: ":").first.map(String.init),
                                                                                         hop: hop, k3sVersion: version))
-        case .restoreBackup, .stopK3s, .restore, .rejoin:
-            return .refused(code: ErrorCode.notImplemented.rawValue,
-                            message: "this controller build cannot send \(request.command.name) yet (issue #15 in progress)")
+        case .restoreBackup(let backupID, let version):
+            let found: RecordedBackup
+            switch recordedBackup(backupID) {
+            case .success(let recorded): found = recorded
+            case .failure(let refusal): return refusal.reply
+            }
+            let message = RestoreBackupRequest(operationID: id, sha256: found.sha256, bytes: found.backup.bytes, format: found.backup.format,
+                                               k3sVersion: version.description)
+            return try await call.run(message, upload: Self.sealedSource(found, progress: progress)) { _ in .backupReceived }
+        case .stopK3s:
+            return try await call.run(StopK3sRequest(operationID: id)) { .stopped(wasActive: $0.wasActive) }
+        case .restore(let backupID, let version, let healthTimeoutSeconds):
+            let backupDigest: SHA256Hex
+            switch recordedBackup(backupID) {
+            case .success(let recorded): backupDigest = recorded.sha256
+            case .failure(let refusal): return refusal.reply
+            }
+            let binary: SHA256Hex
+            switch try await installDigest(node: request.node, version: version, call: call) {
+            case .success(let found): binary = found
+            case .failure(let refusal): return refusal.reply
+            }
+            let message = RestoreRequest(operationID: id, backupSHA256: backupDigest, binarySHA256: binary, k3sVersion: version.description,
+                                         healthTimeoutSeconds: healthTimeoutSeconds)
+            return try await call.run(message) { result in
+                .restored(version: try? K3sVersion(result.k3sVersion), healthy: result.probe.healthy, message: Self.summary(result.probe))
+            }
+        case .rejoin(let version, let healthTimeoutSeconds):
+            let binary: SHA256Hex
+            switch try await installDigest(node: request.node, version: version, call: call) {
+            case .success(let found): binary = found
+            case .failure(let refusal): return refusal.reply
+            }
+            let message = RejoinRequest(operationID: id, binarySHA256: binary, k3sVersion: version.description, healthTimeoutSeconds: healthTimeoutSeconds)
+            return try await call.run(message) { result in
+                .rejoined(version: try? K3sVersion(result.k3sVersion), healthy: result.probe.healthy, message: Self.summary(result.probe))
+            }
         case .commit(let installOperationID):
             guard let install = OperationID(rawValue: installOperationID) else {
                 return .refused(code: ErrorCode.badRequest.rawValue, message: "\"\(installOperationID)\" is not \(OperationID.format)")
@@ -154,6 +188,34 @@ public struct ProtocolAgentTransport: AgentTransport {
             return .refused(code: ErrorCode.internal.rawValue, message: "the backup was sealed but could not be recorded: \(error)")
         }
         return .backedUp(backupID: backupID)
+    }
+
+    /// A sealed backup as a restore sends it: the record, its plaintext digest and the vault
+    /// that opens it.
+    struct RecordedBackup: Sendable {
+        var backup: TakenBackup
+        var sha256: SHA256Hex
+        var vault: BackupVault
+    }
+
+    /// The sealed backup recorded as `backupID`, or the refusal a restore of it gets.
+    private func recordedBackup(_ backupID: String) -> Result<RecordedBackup, Refusal> {
+        guard let backups else {
+            return .failure(Refusal(code: ErrorCode.internal.rawValue, message: "no backup vault is configured for this run"))
+        }
+        let backup: TakenBackup
+        do {
+            guard let found = try backups.recorded(id: backupID) else {
+                return .failure(Refusal(code: ErrorCode.notFound.rawValue, message: "backup \(backupID) is not recorded on this controller (`upkeep backup list`)"))
+            }
+            backup = found
+        } catch {
+            return .failure(Refusal(code: ErrorCode.internal.rawValue, message: "cannot read backup \(backupID): \(error)"))
+        }
+        guard let digest = SHA256Hex(rawValue: backup.sha256) else {
+            return .failure(Refusal(code: ErrorCode.internal.rawValue, message: "backup \(backupID) is recorded with a malformed SHA-256 \(backup.sha256)"))
+        }
+        return .success(RecordedBackup(backup: backup, sha256: digest, vault: backups.vault))
     }
 
     /// The digest of the cached binary (or `asset`) of `version` for the node's architecture (as
@@ -266,6 +328,25 @@ public struct ProtocolAgentTransport: AgentTransport {
         return probe.healthy ? "healthy (\(text))" : "unhealthy: \(text)"
     }
 
+    /// The sealed backup opened block by block into the upload, never into a file: the
+    /// plaintext exists only in memory and on the receiving node. ChunkEnd announces the
+    /// recorded SHA-256 and the agent hashes what arrives; a sealed file that fails its tag
+    /// (damaged, another key) ends the stream with an error instead of its end.
+    static func sealedSource(_ recorded: RecordedBackup, progress: @escaping @Sendable (String) -> Void) -> ChunkSource {
+        let backup = recorded.backup
+        return ChunkSource(sha256: recorded.sha256) { emit in
+            var sent = UploadProgress(total: backup.bytes, what: "backup \(backup.id)", report: progress)
+            let opened = try await recorded.vault.stream(backup.path) { clear in
+                try await emit(ByteBuffer(bytes: clear))
+                sent.add(clear.count)
+            }
+            guard opened.bytes == backup.bytes, opened.sha256 == backup.sha256 else {
+                throw BackupError("the sealed file of backup \(backup.id) opens to \(opened.bytes) bytes with SHA-256 \(opened.sha256), "
+                                  + "not the recorded \(backup.bytes) bytes and \(backup.sha256)")
+            }
+        }
+    }
+
     /// The artifact's file as an upload, read in 256 KiB pieces each time the stream starts,
     /// with a progress line at every quarter.
     static func fileSource(_ artifact: Artifact, progress: @escaping @Sendable (String) -> Void) -> ChunkSource {
@@ -274,18 +355,35 @@ public struct ProtocolAgentTransport: AgentTransport {
                 throw ArtifactError.storage(path: artifact.path, reason: "the cached artifact cannot be opened")
             }
             defer { try? handle.close() }
-            var sent: Int64 = 0
-            var quarter = 0
+            var sent = UploadProgress(total: artifact.bytes, what: "\(artifact.assetName) \(artifact.version)", report: progress)
             while let data = try handle.read(upToCount: 256 << 10), !data.isEmpty {
                 try await emit(ByteBuffer(bytes: data))
-                sent += Int64(data.count)
-                let reached = artifact.bytes > 0 ? Int(sent * 4 / artifact.bytes) : 4
-                if reached > quarter {
-                    quarter = reached
-                    progress("sent \(sent) of \(artifact.bytes) bytes of \(artifact.assetName) \(artifact.version)")
-                }
+                sent.add(data.count)
             }
         }
+    }
+}
+
+/// An upload's progress line, "sent N of TOTAL bytes of WHAT", at every quarter.
+struct UploadProgress {
+    let total: Int64
+    let what: String
+    let report: @Sendable (String) -> Void
+    private var sent: Int64 = 0
+    private var quarter = 0
+
+    init(total: Int64, what: String, report: @escaping @Sendable (String) -> Void) {
+        self.total = total
+        self.what = what
+        self.report = report
+    }
+
+    mutating func add(_ count: Int) {
+        sent += Int64(count)
+        let reached = total > 0 ? Int(sent * 4 / total) : 4
+        guard reached > quarter else { return }
+        quarter = reached
+        report("sent \(sent) of \(total) bytes of \(what)")
     }
 }
 

@@ -110,22 +110,7 @@ public struct BackupVault: Sendable {
         if !replace && FileManager.default.fileExists(atPath: output) {
             throw BackupError("\(output) exists; choose another path or pass --force to replace it")
         }
-        let key = try key(creating: false)
-        guard let input = FileHandle(forReadingAtPath: path) else {
-            throw BackupError("cannot read the sealed backup \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { try? input.close() }
-        let size: Int64
-        do { size = Int64(try input.seekToEnd()); try input.seek(toOffset: 0) } catch {
-            throw BackupError("cannot read the sealed backup \(path): \(error.localizedDescription)")
-        }
-        guard size >= Int64(Self.headerBytes + Self.tagBytes) else {
-            throw BackupError("\(path) is not a sealed Upkeep backup (it is \(size) bytes, shorter than header and tag)")
-        }
-        let header = Array((try? input.read(upToCount: Self.headerBytes)) ?? Data())
-        guard header.count == Self.headerBytes, Array(header.prefix(Self.magic.count)) == Self.magic else {
-            throw BackupError("\(path) is not a sealed Upkeep backup (it does not start with UPKEEPB1)")
-        }
+        let reader = try SealedBackupReader(path: path, key: key(creating: false), keyFile: keyFile)
         let partial = output + ".partial"
         let descriptor = Glibc.open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw BackupError("cannot write \(partial): \(String(cString: strerror(errno)))") }
@@ -134,36 +119,23 @@ public struct BackupVault: Sendable {
             close(descriptor)
             if !finished { unlink(partial) }
         }
-        let cipher = try cipherStep("opening") { () throws(AEADError) in
-            let cipher = try AES256GCM(key: key, nonce: Array(header.suffix(Self.nonceBytes)), direction: .opening)
-            try cipher.authenticate(header)
-            return cipher
-        }
-        let digest = SHA256.Hasher()
-        var remaining = size - Int64(Self.headerBytes + Self.tagBytes)
-        var plaintext = 0 as Int64
-        while remaining > 0 {
-            let count = Int(min(Int64(Self.readBlockBytes), remaining))
-            guard let block = try? input.read(upToCount: count), block.count == count else {
-                throw BackupError("\(path) ended early; it is damaged")
-            }
-            let clear = try cipherStep("opening") { () throws(AEADError) in try cipher.update(Array(block)) }
-            digest.update(clear)
-            try Self.writeAll(clear, to: descriptor, path: partial)
-            remaining -= Int64(count)
-            plaintext += Int64(clear.count)
-        }
-        guard let tag = try? input.read(upToCount: Self.tagBytes), tag.count == Self.tagBytes else {
-            throw BackupError("\(path) ended early; it is damaged")
-        }
-        guard cipher.verify(tag: Array(tag)) else {
-            throw BackupError("\(path) does not verify: it was damaged or sealed with another key than \(keyFile); nothing was written")
-        }
+        while let clear = try reader.next() { try Self.writeAll(clear, to: descriptor, path: partial) }
+        let opened = try reader.finish()
         guard fsync(descriptor) == 0, rename(partial, output) == 0 else {
             throw BackupError("cannot finish \(output): \(String(cString: strerror(errno)))")
         }
         finished = true
-        return (plaintext, SHA256Hex(digest: digest.finish()).rawValue)
+        return opened
+    }
+
+    /// Decrypts the sealed file at `path` block by block into `emit`, never to a file (a
+    /// restore streams it to an agent). The tag is verified after the last block: a damaged
+    /// file or another key throws there, so the caller's stream fails instead of completing
+    /// (the receiver also checks the plaintext's SHA-256 against the recorded one).
+    public func stream(_ path: String, _ emit: ([UInt8]) async throws -> Void) async throws -> (bytes: Int64, sha256: String) {
+        let reader = try SealedBackupReader(path: path, key: key(creating: false), keyFile: keyFile)
+        while let clear = try reader.next() { try await emit(clear) }
+        return try reader.finish()
     }
 
     static func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws(BackupError) {
@@ -262,4 +234,78 @@ private func cipherStep<T>(_ what: String, _ body: () throws(AEADError) -> T) th
 public struct BackupError: Error, CustomStringConvertible, Equatable, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Reads one sealed backup: the header and key checked on opening, then plaintext block by
+/// block (each authenticated only as part of the whole), then `finish` verifies the tag and
+/// returns the plaintext's size and SHA-256. Never trust a block before `finish` returned.
+final class SealedBackupReader {
+    private let path: String
+    private let keyFile: String
+    private let input: FileHandle
+    private let cipher: AES256GCM
+    private let digest = SHA256.Hasher()
+    private var remaining: Int64
+    private var plaintext: Int64 = 0
+
+    init(path: String, key: [UInt8], keyFile: String) throws(BackupError) {
+        self.path = path
+        self.keyFile = keyFile
+        guard let input = FileHandle(forReadingAtPath: path) else {
+            throw BackupError("cannot read the sealed backup \(path): \(String(cString: strerror(errno)))")
+        }
+        self.input = input
+        let size: Int64
+        do { size = Int64(try input.seekToEnd()); try input.seek(toOffset: 0) } catch {
+            try? input.close()
+            throw BackupError("cannot read the sealed backup \(path): \(error.localizedDescription)")
+        }
+        guard size >= Int64(BackupVault.headerBytes + BackupVault.tagBytes) else {
+            try? input.close()
+            throw BackupError("\(path) is not a sealed Upkeep backup (it is \(size) bytes, shorter than header and tag)")
+        }
+        let header = Array((try? input.read(upToCount: BackupVault.headerBytes)) ?? Data())
+        guard header.count == BackupVault.headerBytes, Array(header.prefix(BackupVault.magic.count)) == BackupVault.magic else {
+            try? input.close()
+            throw BackupError("\(path) is not a sealed Upkeep backup (it does not start with UPKEEPB1)")
+        }
+        do {
+            cipher = try cipherStep("opening") { () throws(AEADError) in
+                let cipher = try AES256GCM(key: key, nonce: Array(header.suffix(BackupVault.nonceBytes)), direction: .opening)
+                try cipher.authenticate(header)
+                return cipher
+            }
+        } catch {
+            try? input.close()
+            throw error
+        }
+        remaining = size - Int64(BackupVault.headerBytes + BackupVault.tagBytes)
+    }
+
+    deinit { try? input.close() }
+
+    /// The next block of plaintext, or nil after the last.
+    func next() throws(BackupError) -> [UInt8]? {
+        guard remaining > 0 else { return nil }
+        let count = Int(min(Int64(BackupVault.readBlockBytes), remaining))
+        guard let block = try? input.read(upToCount: count), block.count == count else {
+            throw BackupError("\(path) ended early; it is damaged")
+        }
+        let clear = try cipherStep("opening") { () throws(AEADError) in try cipher.update(Array(block)) }
+        digest.update(clear)
+        remaining -= Int64(count)
+        plaintext += Int64(clear.count)
+        return clear
+    }
+
+    /// Verifies the tag; only then are the blocks read so far the backup.
+    func finish() throws(BackupError) -> (bytes: Int64, sha256: String) {
+        guard let tag = try? input.read(upToCount: BackupVault.tagBytes), tag.count == BackupVault.tagBytes else {
+            throw BackupError("\(path) ended early; it is damaged")
+        }
+        guard cipher.verify(tag: Array(tag)) else {
+            throw BackupError("\(path) does not verify: it was damaged or sealed with another key than \(keyFile)")
+        }
+        return (plaintext, SHA256Hex(digest: digest.finish()).rawValue)
+    }
 }
