@@ -143,6 +143,43 @@ import UpkeepCore
         #expect(harness.outcome == .completed)
     }
 
+    /// A window never traps a rollout: resumed with the windows of another configuration, it
+    /// keeps those (and says so); resumed with none (`--ignore-window`), it finishes now.
+    @Test func aResumedRolloutTakesTheWindowsItIsResumedWith() throws {
+        var harness = try EngineHarness(plan: RolloutEngineTests.plan(), inventory: RolloutEngineTests.inventory,
+                                        policy: try Self.policy("Sat 02:00-06:00"))
+        harness.handle(.start)
+        harness.observe()
+        guard case .blocked(let reason) = harness.engine.status else {
+            Issue.record("expected blocked, got \(harness.engine.status)")
+            return
+        }
+        #expect(reason.contains("`upkeep resume --ignore-window` now"), "\(reason)")
+        // Another configuration's window, closed now too: kept, said, and it blocks naming it.
+        harness.handle(.setMaintenanceWindows([try Self.window("Sun 01:00-02:00")]))
+        #expect(harness.notices.contains { $0.contains("maintenance windows from now on: Sun 01:00-02:00, UTC (were: Sat 02:00-06:00)") },
+                "\(harness.notices)")
+        #expect(harness.engine.policy.maintenanceWindows?.listed == "Sun 01:00-02:00")
+        harness.handle(.resume)
+        harness.observe()
+        guard case .blocked(let again) = harness.engine.status else {
+            Issue.record("expected blocked by the new window, got \(harness.engine.status)")
+            return
+        }
+        #expect(again.contains("(Sun 01:00-02:00, UTC)") && !again.contains("Sat"), "\(again)")
+        #expect(harness.sentRequests.isEmpty)
+        // The same windows again: nothing to say.
+        let said = harness.notices.count
+        harness.handle(.setMaintenanceWindows([try Self.window("Sun 01:00-02:00")]))
+        #expect(harness.notices.count == said)
+        // --ignore-window: none from now on; it runs to the end.
+        harness.handle(.setMaintenanceWindows(nil))
+        harness.handle(.resume)
+        harness.observe()
+        harness.runHealthy()
+        #expect(harness.outcome == .completed)
+    }
+
     @Test func aRolloutStartedOutsideItsWindowsTouchesNothing() throws {
         var harness = try EngineHarness(plan: RolloutEngineTests.plan(), inventory: RolloutEngineTests.inventory,
                                         policy: try Self.policy("Sat 02:00-06:00"))

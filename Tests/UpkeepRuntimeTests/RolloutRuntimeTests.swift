@@ -97,7 +97,9 @@ import UpkeepTestSupport
         #expect(try setup.reader.currentLease() == nil, "a blocked run releases the lease")
 
         transport.silent.withLock { $0 = false }
-        let resumed = try await bounded("the resumed rollout to finish") { try await runtime.resume() }
+        // As `upkeep resume` does: the configuration's windows (none) first, then the resume; the
+        // rollout is still blocked between the two, which must not end the run.
+        let resumed = try await bounded("the resumed rollout to finish") { try await runtime.resume(windows: .some(nil)) }
         #expect(resumed == .finished(.completed))
         #expect(transport.violations.isEmpty, "\(transport.violations)")
         let world = setup.world.snapshot

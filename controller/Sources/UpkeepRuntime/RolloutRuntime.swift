@@ -55,17 +55,35 @@ public actor RolloutRuntime {
     public func start(_ engine: RolloutEngine) async throws(RuntimeError) -> RunResult {
         try await run { (store, holder, now) throws(StoreError) in
             try store.createRollout(engine, holder: holder, now: now)
-            return (engine, .start)
+            return (engine, [.start])
         }
     }
 
     /// Carries on `rolloutID` (or the newest unfinished rollout) from its persisted state:
     /// every unanswered request is sent again with its operation id, what was blocked is retried.
-    public func resume(rolloutID: String? = nil) async throws(RuntimeError) -> RunResult {
+    /// `windows`, when given, are the maintenance windows it keeps from now on (`.some(nil)`: none).
+    public func resume(rolloutID: String? = nil, windows: [MaintenanceWindow]?? = nil) async throws(RuntimeError) -> RunResult {
         try await run { (store, _, _) throws(StoreError) in
             let engine = try store.resumableEngine(rolloutID: rolloutID)
+            let adopt: [RolloutEngine.Event] = windows.map { [.setMaintenanceWindows($0)] } ?? []
             // Created but killed before its start was recorded: start it now.
-            return (engine, engine.status == .notStarted ? .start : .resume)
+            return (engine, adopt + [engine.status == .notStarted ? .start : .resume])
+        }
+    }
+
+    /// `upkeep rollback --restore`: undoes the newest hop of `rolloutID` not yet undone by
+    /// restoring its snapshot, from a blocked or finished rollout. Refused (`restoreRefused`)
+    /// when the engine's `restoreChoice` refuses, and when another rollout was made after it or
+    /// has not finished (restoring an older rollout's snapshot would undo that one too).
+    public func restore(rolloutID: String) async throws(RuntimeError) -> RunResult {
+        try await run { (store, _, _) throws(StoreError) in
+            let engine = try store.engine(rolloutID: rolloutID)
+            if let newest = try store.history(limit: 1).first, newest.id != rolloutID {
+                throw StoreError.restoreRefused("rollout \(newest.id) was made after \(rolloutID); restoring \(rolloutID)'s snapshot would "
+                                                + "undo it as well: restore \(newest.id) first")
+            }
+            if case .refused(let why) = engine.restoreChoice { throw StoreError.restoreRefused(why) }
+            return (engine, [.restore])
         }
     }
 
@@ -96,7 +114,7 @@ public actor RolloutRuntime {
 
     // MARK: - The run
 
-    private func run(_ load: (StateStore, String, Instant) throws(StoreError) -> (RolloutEngine, RolloutEngine.Event))
+    private func run(_ load: (StateStore, String, Instant) throws(StoreError) -> (RolloutEngine, [RolloutEngine.Event]))
         async throws(RuntimeError) -> RunResult {
         guard !running else { throw RuntimeError.alreadyRunning }
         running = true
@@ -125,7 +143,8 @@ public actor RolloutRuntime {
         }
     }
 
-    private func drive(_ initial: RolloutEngine, first: RolloutEngine.Event) async throws -> RunResult {
+    /// `first` are handled in order before anything else (each persisted as its own transition).
+    private func drive(_ initial: RolloutEngine, first: [RolloutEngine.Event]) async throws -> RunResult {
         // Producers: at most `sendsInFlightMax` requests, one look, one timer, one renewal, and
         // unsent requests (bounded by what one `handle` returns) — so this bound is never reached.
         let (stream, continuation) = AsyncStream.makeStream(of: Input.self,
@@ -134,7 +153,11 @@ public actor RolloutRuntime {
         defer { stopTasks() }
         startRenewal()
         var engine = initial
-        if let result = try step(&engine, first) { return result }
+        // Only the last of them decides whether the run is over: a blocked rollout given its
+        // windows first is still blocked until its `resume`.
+        for (position, event) in first.enumerated() {
+            if let result = try step(&engine, event, settles: position == first.count - 1) { return result }
+        }
         for await input in stream {
             switch input {
             case .event(let event, let token):
@@ -154,7 +177,9 @@ public actor RolloutRuntime {
     }
 
     /// Handles one event: persist first, then act. Returns the result when the run is over.
-    private func step(_ engine: inout RolloutEngine, _ event: RolloutEngine.Event) throws -> RunResult? {
+    /// Handles one event and carries out its actions; the run's result when it is over. With
+    /// `settles` false (an event that leads another), a block does not end the run.
+    private func step(_ engine: inout RolloutEngine, _ event: RolloutEngine.Event, settles: Bool = true) throws -> RunResult? {
         let now = clock.now()
         let before = engine
         let actions = engine.handle(event, now: now)
@@ -175,6 +200,7 @@ public actor RolloutRuntime {
             }
         }
         schedule(wake)
+        guard settles else { return nil }
         if case .blocked(let reason) = engine.status, engine.liveRequestCount == 0, sends.isEmpty { return .blocked(reason: reason) }
         try checkStalled(engine)
         return nil
@@ -334,6 +360,7 @@ public actor RolloutRuntime {
                 + "\(observation.inventory.volumes.count) volumes\(etcd)"
         case .abandon(let reason): return "abandon: \(reason)"
         case .restore: return "restore (the operator's rollback --restore)"
+        case .setMaintenanceWindows(let windows): return "maintenance windows: \(windows.map(\.listed) ?? "none")"
         }
     }
 

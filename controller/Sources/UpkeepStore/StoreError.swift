@@ -23,6 +23,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case rolloutFinished(id: String, outcome: String)
     /// `resume` without an id, and every rollout has finished.
     case nothingToResume
+    /// `rollback --restore` cannot undo a hop of this rollout; the text says why and what to do.
+    case restoreRefused(String)
     /// A saved value (engine state, plan) could not be decoded.
     case unreadable(what: String, reason: String)
     /// Any other SQLite failure (disk full, I/O error, lock held beyond the busy timeout).
@@ -51,6 +53,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             "rollout \(id) has not finished (\(status)); run `upkeep resume` to carry it on before starting another"
         case .rolloutFinished(let id, let outcome):
             "rollout \(id) already finished (\(outcome)); nothing to resume"
+        case .restoreRefused(let why):
+            "no restore: \(why)"
         case .nothingToResume:
             "no unfinished rollout to resume; `upkeep history` lists past rollouts, `upkeep apply` starts a new one"
         case .unreadable(let what, let reason):

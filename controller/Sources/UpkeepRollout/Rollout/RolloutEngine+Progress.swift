@@ -20,7 +20,8 @@ extension RolloutEngine {
             // Nothing of this wave has started; what earlier waves left in flight has finished
             // (the gate waits for it), so blocking here leaves every node as it should be.
             stop(.blocked("\(wave.label): outside the maintenance windows (\(windows.listed), UTC); "
-                          + "the next opens at \(MaintenanceWindowClock.text(windows.nextOpen(atOrAfter: now)))"), &out)
+                          + "the next opens at \(MaintenanceWindowClock.text(windows.nextOpen(atOrAfter: now))); `upkeep resume` then, "
+                          + "or `upkeep resume --ignore-window` now"), &out)
             return true
         }
         if let waiting = snapshotBeforeHop(now, &out) { return waiting }

@@ -42,6 +42,9 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         /// taken before it (`upkeep rollback --restore`), on a blocked or finished rollout.
         /// `restoreChoice` says beforehand what it would do; a refusal changes nothing.
         case restore
+        /// The maintenance windows from now on: those of the configuration the rollout is resumed
+        /// with, or nil (none, `--ignore-window`). A change is said in a notice.
+        case setMaintenanceWindows([MaintenanceWindow]?)
     }
 
     public enum Action: Equatable, Sendable {
@@ -75,7 +78,8 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
 
     public let rolloutID: String
     public let plan: Plan
-    public let policy: RolloutPolicy
+    /// Fixed when the rollout is made, except its maintenance windows (`setMaintenanceWindows`).
+    public internal(set) var policy: RolloutPolicy
     public internal(set) var status = Status.notStarted
     public internal(set) var direction = Direction.forward
     var stopReason: StopReason?
@@ -200,6 +204,14 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
             return out
         case .restore:
             operatorRestore(now, &out)
+        case .setMaintenanceWindows(let windows):
+            let given = windows?.isEmpty == true ? nil : windows
+            if given != policy.maintenanceWindows {
+                let now = given.map { "\($0.listed), UTC" } ?? "none: nodes may start at any time"
+                let before = policy.maintenanceWindows.map { "\($0.listed)" } ?? "none"
+                out.append(.notice(Notice(.info, "maintenance windows from now on: \(now) (were: \(before))")))
+                policy.maintenanceWindows = given
+            }
         }
         advance(now, &out)
         if let wake = nextWake(now) { out.append(.wake(at: wake)) }
