@@ -33,9 +33,8 @@ final class EndToEndSandbox: Sendable {
 
     /// Brings a sandbox up in a fresh temporary directory, runs `body`, and always brings it
     /// down again (also when `body` throws), then checks that no process it recorded still runs.
-    /// `storageMinor: .warn` lets a server start on a datastore a newer minor wrote: for the
-    /// rollbacks by binaries across a minor that the engine does until it restores datastores
-    /// (issue 15 item 3).
+    /// `storageMinor: .warn` lets a server start on a datastore a newer minor wrote (no test
+    /// needs it since the engine never takes a server down a minor by its binary).
     /// `airgap`: nodes whose k3s imports its images from `agent/images` (`sandbox up --airgap`).
     /// `join`: the nodes enroll with a bootstrap token (`sandbox up --join`).
     static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false, storageMinor: StorageMinor.Check = .refuse,

@@ -48,11 +48,14 @@ struct EndToEndTests {
                 #expect((agent.startedAt ?? .distantPast) >= lastServer, "\(agent.node) started before the servers finished")
             }
             try sandbox.expectNothingRanTwice()
-            // Before any node was touched, an etcd snapshot from a server was sealed and recorded.
+            // Before each hop's first server was touched, an etcd snapshot was sealed and recorded
+            // at the version the hop leaves.
+            let id = history.first?.id ?? "?"
             let backups = try await sandbox.backups()
-            #expect(backups.count == 1 && backups.first?.rolloutID == history.first?.id && backups.first?.format == "etcdSnapshot",
-                    "\(backups)")
-            #expect(apply.output.contains("backup \(history.first?.id ?? "?") of server-"), "\(apply.output)")
+            #expect(backups.map(\.id).sorted() == ["\(id)-h1", "\(id)-h2"]
+                    && backups.allSatisfy { $0.rolloutID == id && $0.format == "etcdSnapshot" && $0.kind == .hop }, "\(backups)")
+            #expect(backups.first { $0.hop == 1 }?.k3sVersion?.description == Self.start, "\(backups)")
+            #expect(apply.output.contains("hop 1: datastore backup \(id)-h1 taken at \(Self.start)"), "\(apply.output)")
             if let backup = backups.first { _ = try await sandbox.openBackup(backup) }
             // Applying the same target again has nothing to do.
             let again = try await sandbox.controller(["apply", "--channel", "latest", "--yes"])
@@ -60,36 +63,47 @@ struct EndToEndTests {
         }
     }
 
-    @Test func aNodeThatNeverBecomesHealthyIsRevertedAndTheRestRolledBack() async throws {
-        // server-1 is rolled back a minor by its binary after it ran the new one healthy.
-        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start, storageMinor: .warn) { sandbox in
+    @Test func anAgentFailingAfterTheServerRanTheNewMinorStopsBlockedAndResumeFixesForward() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start) { sandbox in
             // Off a terminal and without --yes, apply refuses before touching anything.
             let unconfirmed = try await sandbox.controller(["apply", "--to", Self.nextMinor])
             #expect(unconfirmed.status == 2 && unconfirmed.output.contains("--yes"), "\(unconfirmed.output)")
             try await sandbox.expectAllNodes(at: Self.start, "after the refused apply")
             #expect(try await sandbox.history().isEmpty, "a refused apply recorded a rollout")
 
-            // agent-1's new k3s never becomes healthy; server-1 goes first and is upgraded.
+            // agent-1's new k3s never becomes healthy; server-1 goes first, is upgraded, and runs
+            // the new minor: going back would need the datastore restored, so the default policy
+            // stops and names both ways out (without a snapshot, the restore is `recover`'s).
             try await sandbox.fault(["agent-1", "unhealthy"])
             let apply = try await sandbox.controller(["apply", "--to", Self.nextMinor, "--yes", "--skip-backup"], timeoutSeconds: 240)
-            #expect(apply.status == 1, "apply should fail and roll back:\n\(apply.output)")
-            #expect(apply.output.contains("no datastore backup taken (--skip-backup)"), "\(apply.output)")
+            #expect(apply.status == 3, "apply should stop blocked:\n\(apply.output)")
+            #expect(apply.output.contains("no datastore backups taken (--skip-backup); a hop that raises the servers' minor cannot then be rolled back"),
+                    "\(apply.output)")
             #expect(try await sandbox.backups().isEmpty, "--skip-backup took none")
-            #expect(apply.output.contains("failed and rolled back"), "\(apply.output)")
-            try await sandbox.expectAllNodes(at: Self.start, "after the rollback")
+            #expect(apply.output.contains("Going back needs the datastore restored: server-1 ran v1.\(Self.minor(Self.nextMinor)) healthy")
+                    && apply.output.contains("`upkeep recover --from-backup ID`") && apply.output.contains("run `upkeep resume`"), "\(apply.output)")
+            let nodes = try await sandbox.nodes()
+            #expect(nodes["server-1"]?.version == Self.nextMinor && nodes["agent-1"]?.version == Self.start
+                    && nodes["agent-2"]?.version == Self.start, "nothing went back by binaries: \(nodes.values.map(\.description))")
             let history = try await sandbox.history()
-            guard case .rolledBack? = history.first?.outcome else {
-                Issue.record("history should say rolled back: \(history.map { "\($0.id) \($0.status)" })")
+            guard case .blocked? = history.first?.status else {
+                Issue.record("history should say blocked: \(history.map { "\($0.id) \($0.status)" })")
                 return
             }
             let steps = history.first?.steps ?? []
-            // server-1 went up and came back; agent-1 was reverted by its agent; agent-2 never started.
-            #expect(steps.contains { $0.node == "server-1" && $0.progress.isRollback && $0.progress.stage == .done },
+            #expect(steps.contains { $0.node == "agent-1" && $0.progress.stage == .reverted } && !steps.contains { $0.progress.isRollback },
                     "\(steps.map { "\($0.progress.key) \($0.node) \($0.progress.phase)" })")
-            #expect(steps.contains { $0.node == "agent-1" && $0.progress.stage == .reverted },
-                    "\(steps.map { "\($0.progress.key) \($0.node) \($0.progress.phase)" })")
-            #expect(!steps.contains { $0.node == "agent-2" && $0.startedAt != nil }, "agent-2 should never have started")
+
             try sandbox.expectNothingRanTwice()
+
+            // Fixing forward: the cause is gone, `resume` installs agent-1 again, deliberately as
+            // its second attempt, and finishes.
+            try await sandbox.fault(["agent-1", "clear"])
+            let resume = try await sandbox.controller(["resume"], timeoutSeconds: 240)
+            #expect(resume.status == 0 && resume.output.contains("done: every node runs its target version"), "\(resume.output)")
+            try await sandbox.expectAllNodes(at: Self.nextMinor, "after fixing forward")
+            let installs = try sandbox.journalOperationIDs("agent-1").filter { $0.contains(":install:") }
+            #expect(installs.map { $0.split(separator: ":").last.map(String.init) ?? "" } == ["1", "2"], "\(installs)")
         }
     }
 
@@ -126,10 +140,9 @@ struct EndToEndTests {
     }
 
     @Test(.enabled(if: EndToEndSandbox.netnsAvailable, "needs root and ip(8) for network namespaces"))
-    func aNodeCutOffDuringItsInstallIsRevertedByItsAgentAndTheRestRolledBack() async throws {
+    func aNodeCutOffDuringItsInstallIsRevertedByItsAgentAndTheRolloutBlocks() async throws {
         var namespaces: [String] = []
-        // server-1 is rolled back a minor by its binary after it ran the new one healthy.
-        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, netns: true, storageMinor: .warn) { sandbox in
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, netns: true) { sandbox in
             namespaces = sandbox.manifest.nodes.compactMap(\.netns)
             #expect(namespaces.count == 2, "every node in its own namespace: \(sandbox.manifest.nodes.map(\.name))")
             // The new k3s takes a few seconds to turn healthy, so the cut lands while the install is in flight.
@@ -146,13 +159,18 @@ struct EndToEndTests {
                 throw error
             }
             try await sandbox.setLink("agent-1", up: true)
+            // server-1 ran the new minor healthy: going back needs the hop's snapshot restored, so
+            // the default policy stops blocked, naming both ways out, and no server goes back by binaries.
             let code = await apply.exitCode(timeoutSeconds: 240)
-            #expect(code == 1, "apply should report the failure and roll back:\n\(apply.output)")
-            #expect(apply.output.contains("agent-1") && apply.output.contains("failed and rolled back"), "\(apply.output)")
-            try await sandbox.expectAllNodes(at: Self.start, "after the rollback")
+            #expect(code == 3, "apply should report the failure and stop blocked:\n\(apply.output)")
+            #expect(apply.output.contains("agent-1") && apply.output.contains("`upkeep rollback --restore`")
+                    && apply.output.contains("run `upkeep resume`"), "\(apply.output)")
+            let nodes = try await sandbox.nodes()
+            #expect(nodes["server-1"]?.version == Self.nextMinor && nodes["agent-1"]?.version == Self.start,
+                    "\(nodes.values.map(\.description))")
             let history = try await sandbox.history()
-            guard case .rolledBack? = history.first?.outcome else {
-                Issue.record("history should say rolled back: \(history.map(\.status))")
+            guard case .blocked? = history.first?.status else {
+                Issue.record("history should say blocked: \(history.map(\.status))")
                 return
             }
             try sandbox.expectNothingRanTwice()

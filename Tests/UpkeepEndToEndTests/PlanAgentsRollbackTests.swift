@@ -8,15 +8,14 @@ import UpkeepStore
 
 /// The commands around `apply`, end to end against a sandbox: `agents` and `plan` read without
 /// changing anything, `apply --dry-run` stops after its preflight, and `rollback --to-previous`
-/// returns every node to where the last rollout found it.
+/// refuses to take a server down a minor by binaries.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct PlanAgentsRollbackTests {
-    @Test func agentsPlanDryRunApplyThenRollbackToPrevious() async throws {
+    @Test func agentsPlanDryRunApplyThenRollbackToPreviousRefusesAcrossAMinor() async throws {
         let start = EndToEndTests.start
         let target = EndToEndTests.nextMinor
         try #require(target != start, "the sandbox offers no next minor: \(EndToEndTests.offered)")
-        // `rollback --to-previous` takes server-1 back a minor by its binary.
-        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: start, storageMinor: .warn) { sandbox in
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: start) { sandbox in
             let agents = try await sandbox.controller(["agents", "-o", "json"])
             #expect(agents.status == 0, "\(agents.output)")
             let rows = try JSONSerialization.jsonObject(with: Data(agents.output.utf8)) as? [[String: Any]] ?? []
@@ -87,26 +86,47 @@ struct PlanAgentsRollbackTests {
             let server = try #require(sandbox.manifest.nodes.first { $0.name == "server-1" })
             #expect(FileManager.default.contents(atPath: "\(unpacked)/server/token") == FileManager.default.contents(atPath: "\(server.dataDir)/server/token"))
 
+            // Binaries alone never take a server down a minor: the rollback is refused before it
+            // touches anything, and names the restore that does it (https://docs.k3s.io/upgrades/roll-back).
             let rollback = try await sandbox.controller(["rollback", "--to-previous", "--yes"], timeoutSeconds: 240)
-            #expect(rollback.status == 0, "\(rollback.output)")
-            #expect(rollback.output.contains("caveat:"), "a downgrade prints the datastore caveat:\n\(rollback.output)")
-            try await sandbox.expectAllNodes(at: start, "after rollback --to-previous")
-            let beforeNow = try await sandbox.backups()
-            #expect(beforeNow.count == 2, "the rollback took its own backup first")
-            // `backup now` with backups.kept: 2 takes a third and removes the oldest, record and file.
-            let keepTwo = "\(sandbox.directory)/upkeep-keep2.yaml"
-            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nbackups: {kept: 2}\n").write(toFile: keepTwo, atomically: true, encoding: .utf8)
-            let now = try await ProcessRun.run(sandbox.upkeep, ["--config", keepTwo, "backup", "now"], timeoutSeconds: 120)
-            #expect(now.status == 0 && now.output.contains("sqliteTar"), "\(now.output)")
-            let kept = try await sandbox.backups()
-            #expect(kept.count == 2 && kept.first?.id.hasPrefix("b") == true && kept.last?.id == beforeNow.first?.id, "\(kept.map(\.id))")
-            if let oldest = beforeNow.last {
-                #expect(!FileManager.default.fileExists(atPath: oldest.path), "the pruned backup's sealed file is gone")
+            #expect(rollback.status == 5 && rollback.output.contains("`upkeep rollback --restore`"), "\(rollback.output)")
+            try await sandbox.expectAllNodes(at: target, "after the refused rollback --to-previous")
+            let snapshot = try #require(backups.first)
+            #expect(snapshot.kind == .hop && snapshot.hop == 1 && snapshot.k3sVersion?.description == start, "\(backups)")
+            // What `rollback --restore` would do: the hop, the snapshot and its time, and what is
+            // lost; off a terminal without --yes it asks nothing and changes nothing.
+            let dryRun = try await sandbox.controller(["rollback", "--restore", "--dry-run"])
+            #expect(dryRun.status == 0 && dryRun.output.contains("hop 1 (to \(target)), by restoring its datastore snapshot")
+                    && dryRun.output.contains("backup \(snapshot.id): sqliteTar of server-1 at \(start), taken ")
+                    && dryRun.output.contains("every object written to the cluster since") && dryRun.output.contains("dry run: nothing was changed"),
+                    "\(dryRun.output)")
+            let unconfirmed = try await sandbox.controller(["rollback", "--restore"])
+            #expect(unconfirmed.status == 2 && unconfirmed.output.contains("--yes"), "\(unconfirmed.output)")
+            let status = try await sandbox.controller(["status"])
+            #expect(status.output.contains("hop 1 to \(target): rollback restore, snapshot \(snapshot.id)")
+                    && status.output.contains("`upkeep rollback --restore` would undo hop 1 with backup \(snapshot.id)"), "\(status.output)")
+            try await sandbox.expectAllNodes(at: target, "after the restore that was not confirmed")
+            // `backup now` with backups.kept: 1 keeps the newest backup and the newest rollout's
+            // hop snapshot (a restore needs it); a second `backup now` removes the first, record and file.
+            let keepOne = "\(sandbox.directory)/upkeep-keep1.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nbackups: {kept: 1}\n").write(toFile: keepOne, atomically: true, encoding: .utf8)
+            var manual: [[BackupRecord]] = []
+            for _ in 0..<2 {
+                let now = try await ProcessRun.run(sandbox.upkeep, ["--config", keepOne, "backup", "now"], timeoutSeconds: 120)
+                #expect(now.status == 0 && now.output.contains("sqliteTar"), "\(now.output)")
+                manual.append(try await sandbox.backups().filter { $0.kind == .manual })
+                try await Task.sleep(for: .seconds(1.1))  // backup ids carry the second
             }
-            if let newest = kept.first { _ = try await sandbox.openBackup(newest) }
+            let kept = try await sandbox.backups()
+            #expect(kept.count == 2 && kept.contains { $0.id == snapshot.id } && manual.map(\.count) == [1, 1]
+                    && manual[1].first?.id.hasPrefix("b") == true && manual[0].first?.id != manual[1].first?.id, "\(kept.map(\.id))")
+            #expect(FileManager.default.fileExists(atPath: snapshot.path), "the newest rollout's snapshot is kept")
+            if let pruned = manual[0].first {
+                #expect(!FileManager.default.fileExists(atPath: pruned.path), "the pruned backup's sealed file is gone")
+            }
+            if let newest = manual[1].first { _ = try await sandbox.openBackup(newest) }
             let history = try await sandbox.history()
-            #expect(history.count == 2 && history.allSatisfy { $0.outcome == .completed }, "\(history.map { "\($0.id) \($0.status)" })")
-            #expect(history.first?.target.description == start, "the newest rollout went back to \(start)")
+            #expect(history.count == 1 && history.allSatisfy { $0.outcome == .completed }, "\(history.map { "\($0.id) \($0.status)" })")
 
             // An agent that does not answer is flagged, and `agents` says so in its exit code.
             try await sandbox.fault(["agent-1", "agent-down"])

@@ -114,6 +114,22 @@ import UpkeepCore
         #expect(harness.sentRequests.contains { $0.operationID == "r1:f1:install:2" })
     }
 
+    /// An agent fails after the only server ran the new minor: blocked; once fixed, `resume`
+    /// installs it again and the rollout completes (the servers never went back).
+    @Test func anAgentFailingAfterTheServerRanTheNewMinorIsRetriedByResume() throws {
+        let small = ClusterInventory(nodes: [server("server-1", Self.old), agent("agent-1", Self.old), agent("agent-2", Self.old)])
+        var harness = try EngineHarness(plan: Self.plan(small), inventory: small, policy: Self.policy())
+        harness.handle(.start)
+        harness.observe()
+        harness.runHealthy(failInstallOn: ["agent-1"], until: Self.blocked)
+        guard Self.blockReason(harness) != nil else { return }
+        harness.handle(.resume)
+        harness.observe()
+        harness.runHealthy()
+        #expect(harness.outcome == .completed, "\(harness.engine.status) \(harness.notices.suffix(5))")
+        #expect(harness.runningVersion("agent-1") == v(Self.new))
+    }
+
     @Test func rollbackRestoreRunsTheDocumentedProcedureInOrder() throws {
         var harness = try Self.blockedAfterServer1WasHealthy()
         let before = harness.sentRequests.count

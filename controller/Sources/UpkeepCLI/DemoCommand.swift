@@ -47,12 +47,13 @@ struct Demo: AsyncParsableCommand {
         say("== 1. a healthy rolling upgrade")
         codes.append(try await runScenario(directory: "\(base)/upgrade", failing: nil))
         say("")
-        say("== 2. the same upgrade on a fresh sandbox, where \(Self.failingNode)'s new k3s never becomes healthy")
+        say("== 2. a patch upgrade on a fresh sandbox, where \(Self.failingNode)'s new k3s never becomes healthy: within a minor "
+            + "the rollback is a binary swap (going back a minor would need the datastore snapshot restored)")
         codes.append(try await runScenario(directory: "\(base)/rollback", failing: Self.failingNode))
         say("")
         let seconds = Int(Date().timeIntervalSince(started).rounded())
         say("demo finished in \(seconds / 60)m\(String(format: "%02d", seconds % 60))s: first run exit \(codes[0]) (0 = completed), "
-            + "second run exit \(codes[1]) (1 = failed and rolled back)" + (keep ? "; files kept in \(base)" : ""))
+            + "second run exit \(codes[1]) (1 = failed and rolled back by binaries)" + (keep ? "; files kept in \(base)" : ""))
         guard codes == [RolloutExitCode.done, RolloutExitCode.failedRolledBack] else {
             throw CommandFailure(code: 1, message: "the demo did not go as expected (exit codes \(codes)); logs are in \(base) with --dir")
         }
@@ -67,10 +68,7 @@ struct Demo: AsyncParsableCommand {
                                           "--ready-timeout", "60",
                                           // Every node enrolls as a real node would: a token, the join server,
                                           // `upkeep-agent join` (docs/enrollment.md).
-                                          "--join"]
-                                             // The rollback scene takes the servers back by their binaries across the minors
-                                             // they ran healthy, which a sandbox server refuses by default.
-                                             + (failing == nil ? [] : ["--storage-minor", "warn"]),
+                                          "--join"],
                                          timeoutSeconds: Self.sandboxUpSecondsMax)
         do {
             let manifest = try SandboxProgram.Manifest.load(directory: directory)
@@ -80,8 +78,12 @@ struct Demo: AsyncParsableCommand {
             let config = try ControllerConfig.load(path: configPath)
             let store = try openStateStore(config)
             let code = try await ClusterSession.with(config) { session in
-                let newest = try await session.availableVersions(includePreReleases: false, oldestInstalled: nil).first
-                guard let newest else { throw CommandFailure(code: 1, message: "the sandbox release server offers no k3s release") }
+                // The healthy run goes to the newest release (two minors, snapshots before each hop);
+                // the failing one to the newest patch of the minor the sandbox runs (a binaries hop).
+                let available = try await session.availableVersions(includePreReleases: false, oldestInstalled: nil)
+                let running = try K3sVersion(manifest.k3sVersion)
+                let newest = failing == nil ? available.first : available.first { $0.minorLine == running.minorLine && $0 > running }
+                guard let newest else { throw CommandFailure(code: 1, message: "the sandbox release server offers no k3s release to go to") }
                 if let failing {
                     say(try await SandboxProgram.run(["fault", "--dir", directory, failing, "unhealthy", "--k3s-version", newest.description],
                                                      timeoutSeconds: Self.sandboxFaultSecondsMax))

@@ -15,6 +15,7 @@ public struct Upkeep: AsyncParsableCommand {
             Status.self,
             Resume.self,
             Rollback.self,
+            Recover.self,
             Abandon.self,
             Report.self,
             History.self,

@@ -19,6 +19,10 @@ enum RolloutReport {
         let policy = detail.policy
         facts.append(("Policy", "auto-rollback \(policy.autoRollback.reportText), health timeout \(policy.healthTimeoutSeconds) s, "
                       + "drain timeout \(policy.drainTimeoutSeconds) s"))
+        facts.append(("Hops", detail.plan.hops.map { hop in
+            let snapshot = backups.first { $0.rolloutID == record.id && $0.hop == hop.number }.map { ", snapshot \($0.id)" } ?? ""
+            return "\(hop.number) to \(hop.version): rollback \(hop.rollbackKind.rawValue)\(snapshot)"
+        }.joined(separator: "; ")))
         let taken = backups.filter { $0.rolloutID == record.id }
         facts.append(("Backup", taken.isEmpty ? "none recorded" : taken.map { backup in
             "\(backup.id): \(backup.format) of \(backup.node), \(bytes(backup.bytes)), sha256 \(backup.sha256.prefix(16))…"

@@ -66,9 +66,10 @@ struct Apply: AsyncParsableCommand {
                                      message: "rollout \(unfinished.id) to \(unfinished.target) has not finished (\(unfinished.outcomeText)); "
                                          + "run `upkeep resume` to carry it on, or `upkeep status` to see it")
             }
-            print("rollout \(unfinished.id) to \(unfinished.target) has not finished; carrying it on")
+            print("rollout \(unfinished.id) to \(unfinished.target) has not finished; carrying it on"
+                  + (change.ignoreWindow ? " outside the maintenance windows (--ignore-window)" : " within the maintenance windows of this configuration"))
             return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover)
-                .run(.resume(unfinished.id), reading: try await session.read())
+                .run(.resume(unfinished.id, ignoreWindow: change.ignoreWindow), reading: try await session.read())
         }
         let planned = try await makePlan()
         let plan = planned.plan
@@ -164,6 +165,7 @@ struct Resume: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Carry on an unfinished or blocked rollout from the state database (after a crash, or once a block is fixed).",
         discussion: "Every unanswered request is sent again with its operation id; agents answer a repeated id from their journal. "
+            + "The rollout keeps the maintenance windows of the configuration it is resumed with (a change is said), or none with --ignore-window. "
             + "Exit codes as for `upkeep apply`."
     )
 
@@ -175,11 +177,16 @@ struct Resume: AsyncParsableCommand {
     @Flag(name: .customLong("force-takeover"), help: "Take the controller lease even if another controller holds it (only when that one is gone).")
     var forceTakeover = false
 
+    @Flag(name: .customLong("ignore-window"), help: "Carry the rollout on outside any maintenance window (else: the windows of this configuration).")
+    var ignoreWindow = false
+
     func run() async throws {
         let config = try configOption.load()
         let store = try openStateStore(config)
         let code = try await ClusterSession.with(config) { session in
-            try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover).run(.resume(id), reading: try await session.read())
+            let (reading, live) = try await session.readOrLastKnown(store)
+            return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover)
+                .run(.resume(id, ignoreWindow: ignoreWindow), reading: reading, live: live)
         }
         if code != 0 { throw ExitCode(code) }
     }
@@ -188,10 +195,13 @@ struct Resume: AsyncParsableCommand {
 /// `upkeep rollback`: return the cluster to where the last rollout found it, or plan a downgrade.
 struct Rollback: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Return nodes to an earlier k3s: where the last rollout found them (--to-previous), or a chosen version.",
+        abstract: "Return nodes to an earlier k3s: where the last rollout found them (--to-previous), a chosen version, or by restoring a hop's datastore snapshot (--restore).",
         discussion: """
-            A downgrade runs as a rolling rollout like any other (servers first, one at a time, Longhorn-safe batches). \
-            Read the datastore caveat the plan prints: k3s does not migrate its datastore back. \
+            --to-previous and --to-version run a downgrade as a rolling rollout (servers first, one at a time, Longhorn-safe \
+            batches), within the servers' Kubernetes minor only: k3s goes back a minor only with the datastore snapshot \
+            taken on it (https://docs.k3s.io/upgrades/roll-back). --restore does that: it restores the snapshot Upkeep \
+            took before the newest hop of the rollout and brings every node back to where that hop found it; every \
+            object written to the cluster since the snapshot is lost, and the confirmation asks for the snapshot's id. \
             Exit codes as for `upkeep apply`.
             """
     )
@@ -207,6 +217,12 @@ struct Rollback: AsyncParsableCommand {
     @Option(name: .customLong("to-version"), help: ArgumentHelp("Plan a downgrade to this k3s version.", valueName: "VERSION"))
     var toVersion: String?
 
+    @Flag(name: .long, help: "Undo the newest hop of a rollout not undone yet by restoring the datastore snapshot taken before it (k3s's roll-back across a minor).")
+    var restore = false
+
+    @Argument(help: "With --restore: the rollout (default: the newest).")
+    var rollout: String?
+
     @Option(name: .long, help: "Agents changed at once (default: policy.concurrency).")
     var concurrency: Int?
 
@@ -216,12 +232,20 @@ struct Rollback: AsyncParsableCommand {
         guard component == "k3s" else {
             throw ValidationError("--component \(component): only k3s can be rolled back by upkeep; Flux and Longhorn go back through Git")
         }
-        guard toPrevious != (toVersion != nil) else { throw ValidationError("use exactly one of --to-previous and --to-version") }
+        guard [toPrevious, toVersion != nil, restore].filter({ $0 }).count == 1 else {
+            throw ValidationError("use exactly one of --to-previous, --to-version and --restore")
+        }
+        guard rollout == nil || restore else { throw ValidationError("a rollout id goes with --restore only") }
     }
 
     func run() async throws {
         let config = try configOption.load()
         let store = try openStateStore(config)
+        if restore {
+            let code = try await RestoreFlow.rollbackRestore(config: config, store: store, rolloutID: rollout, change: change)
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
         let target = try toVersion.map { text in
             do { return try K3sVersion(text) } catch {
                 throw CommandFailure(code: RolloutExitCode.usage, message: "--to-version \(text): \(error)")

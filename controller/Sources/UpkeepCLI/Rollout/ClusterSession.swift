@@ -6,6 +6,7 @@ import UpkeepHTTP
 import UpkeepKube
 import UpkeepPKI
 import UpkeepProtocol
+import UpkeepStore
 import UpkeepTLS
 import UpkeepUpdates
 
@@ -76,6 +77,19 @@ final class ClusterSession: Sendable {
             return try await observer.read()
         } catch {
             throw CommandFailure(code: RolloutExitCode.unreachable, message: "\(error)")
+        }
+    }
+
+    /// `read()`, or, when the API cannot be read, the agents at their last known addresses
+    /// (a recovery carries on with the API down); the reason is said. `live` is false then.
+    func readOrLastKnown(_ store: StateStore) async throws -> (reading: FleetReading, live: Bool) {
+        do {
+            return (try await read(), true)
+        } catch let failure as CommandFailure {
+            let known = (try? store.agentInventory()) ?? []
+            guard !known.isEmpty else { throw failure }
+            print("note: \(failure.message); reaching the agents at their last known addresses (read \(known[0].seenAt.utcDescription))")
+            return (FleetReading(nodes: known.map(\.fleetNode), volumes: []), false)
         }
     }
 
@@ -176,5 +190,13 @@ struct AgentRow: Encodable {
             [row.node, row.role, row.endpoint ?? "-", row.state + (row.detail.map { ": \($0)" } ?? ""), row.k3sVersion ?? "-",
              row.agentVersion ?? "-", row.latencyMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-"]
         })
+    }
+}
+
+extension AgentInventoryRecord {
+    /// The node as a reading names it, with its agent's last known address.
+    var fleetNode: FleetNode {
+        FleetNode(node: InventoryNode(name: node, role: role, etcd: etcd, arch: arch, version: k3sVersion, ready: false),
+                  agent: endpoint.flatMap(AgentEndpoint.init))
     }
 }

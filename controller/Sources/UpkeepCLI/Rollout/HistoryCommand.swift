@@ -94,7 +94,9 @@ struct History: AsyncParsableCommand {
         text += "created \(record.createdAt.utcDescription)"
         if let started = record.startedAt { text += ", started \(started.utcDescription)" }
         if let finished = record.finishedAt { text += ", finished \(finished.utcDescription)" }
-        text += "\noutcome: \(record.outcomeText)\n\n"
+        text += "\noutcome: \(record.outcomeText)\n"
+        for hop in detail.plan.hops { text += "hop \(hop.number) to \(hop.version): rollback \(hop.rollbackKind.rawValue)\n" }
+        text += "\n"
         text += renderTable(["NODE", "WAVE", "FROM", "TO", "PHASE", "STARTED", "FINISHED"], record.steps.map { step in
             [step.node, step.progress.wave, step.progress.from.description, step.progress.to.description, step.progress.phase,
              step.startedAt?.utcDescription ?? "-", step.finishedAt?.utcDescription ?? "-"]

@@ -3,6 +3,7 @@ import Synchronization
 import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
+import UpkeepPOSIX
 import UpkeepRuntime
 import UpkeepStore
 
@@ -17,10 +18,25 @@ struct RolloutDriver {
 
     enum Start {
         case new(RolloutEngine)
-        case resume(String?)
+        /// Carry a rollout on with the maintenance windows of this configuration (none with
+        /// `ignoreWindow`), whatever it was started with.
+        case resume(String?, ignoreWindow: Bool)
+        /// `rollback --restore`: undo the newest hop of this rollout not undone yet.
+        case restore(String)
     }
 
-    func run(_ start: Start, reading: FleetReading) async throws -> Int32 {
+    /// Runs the rollout, reaching the agents `reading` names. A reading of the live cluster
+    /// (`live`) is kept as the last known agent inventory first (best effort), so `upkeep
+    /// recover` can reach the agents once the API is down; through the store this run holds
+    /// (a second connection in this process could break SQLite's locks).
+    func run(_ start: Start, reading: FleetReading, live: Bool = true) async throws -> Int32 {
+        if live {
+            let seen = Instant.wallClockNow()
+            try? store.recordAgentInventory(reading.nodes.map { node in
+                AgentInventoryRecord(node: node.node.name, role: node.node.role, etcd: node.node.etcd, arch: node.node.arch,
+                                     k3sVersion: node.node.version, endpoint: node.agent?.description, seenAt: seen)
+            })
+        }
         let fleet = try await session.fleet(for: reading)
         let artifacts = try self.artifacts ?? session.artifactCache()
         let transport = ProtocolAgentTransport(fleet: fleet, artifacts: artifacts,
@@ -36,9 +52,13 @@ struct RolloutDriver {
             case .new(let engine):
                 view.say("rollout \(engine.rolloutID) starts: \(engine.plan.headline())")
                 result = try await runtime.start(engine)
-            case .resume(let id):
-                view.say("resuming \(id ?? "the unfinished rollout")")
-                result = try await runtime.resume(rolloutID: id)
+            case .resume(let id, let ignoreWindow):
+                view.say("resuming \(id ?? "the unfinished rollout")" + (ignoreWindow ? " outside the maintenance windows (--ignore-window)" : ""))
+                let windows = ignoreWindow ? nil : session.config.rollout.maintenanceWindows
+                result = try await runtime.resume(rolloutID: id, windows: .some(windows))
+            case .restore(let id):
+                view.say("rolling back rollout \(id) by restoring its datastore snapshot")
+                result = try await runtime.restore(rolloutID: id)
             }
         } catch {
             await fleet.close()
@@ -46,6 +66,8 @@ struct RolloutDriver {
             case .store(.leaseHeld): throw CommandFailure(code: RolloutExitCode.leaseHeld, message: error.description)
             case .store(.nothingToResume), .store(.rolloutFinished), .store(.unknownRollout):
                 throw CommandFailure(code: RolloutExitCode.usage, message: error.description)
+            case .store(.restoreRefused), .store(.unfinishedRollout):
+                throw CommandFailure(code: RolloutExitCode.refused, message: error.description)
             case .store: throw CommandFailure(code: RolloutExitCode.state, message: error.description)
             case .alreadyRunning, .stalled, .cancelled: throw CommandFailure(code: RolloutExitCode.blocked, message: error.description)
             }

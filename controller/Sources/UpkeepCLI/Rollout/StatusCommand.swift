@@ -22,6 +22,10 @@ struct Status: AsyncParsableCommand {
         var inProgress: Bool
         var lease: Lease?
         var cordonedByUpkeep: [String]
+        /// How each hop is undone, its snapshot, whether it was.
+        var hops: [HopStatus]
+        /// What `upkeep rollback --restore` would do now, or why it cannot.
+        var restore: String?
     }
 
     func run() async throws {
@@ -31,8 +35,16 @@ struct Status: AsyncParsableCommand {
             let unfinished = try store.unfinishedRollout()
             let record = try unfinished ?? store.history(limit: 1).first
             let engine = try record.map { try store.engine(rolloutID: $0.id) }
+            let restore: String? = engine.map { engine in
+                switch engine.restoreChoice {
+                case .ready(let hop, let snapshot):
+                    "`upkeep rollback --restore` would undo hop \(hop) with backup \(snapshot.backupID) taken "
+                        + "\(MaintenanceWindowClock.text(snapshot.takenAt)) (every object written since then is lost)"
+                case .refused(let why): "no restore now: \(why)"
+                }
+            }
             let report = Report(rollout: record, inProgress: unfinished != nil, lease: try store.currentLease(),
-                                cordonedByUpkeep: engine?.cordonedByUpkeep ?? [])
+                                cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore)
             print(output == .json ? try jsonText(report) : Self.render(report), terminator: "")
         } catch let error as StoreError {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
@@ -49,6 +61,8 @@ struct Status: AsyncParsableCommand {
         if !report.cordonedByUpkeep.isEmpty {
             text += "cordoned by upkeep: \(report.cordonedByUpkeep.joined(separator: ", "))\n"
         }
+        for hop in report.hops { text += hop.line + "\n" }
+        if let restore = report.restore { text += restore + "\n" }
         text += "\n" + renderTable(["NODE", "WAVE", "FROM", "TO", "PHASE"], record.steps.map { step in
             [step.node, step.progress.wave, step.progress.from.description, step.progress.to.description,
              step.progress.phase + (step.progress.note.map { " (\($0))" } ?? "")]

@@ -89,3 +89,32 @@ extension RolloutEngine {
     /// The snapshot taken before `hop`, if one was.
     func snapshot(before hop: Int) -> RestoreSnapshot? { snapshots?.first { $0.hop == hop }?.restorable }
 }
+
+/// One hop as `status`, `history` and `report` show it: how it is undone, its snapshot, and
+/// whether it was undone.
+public struct HopStatus: Codable, Equatable, Sendable {
+    public var hop: Int
+    public var version: K3sVersion
+    public var rollbackKind: RollbackKind
+    /// The snapshot taken before it, if one was.
+    public var snapshot: RestoreSnapshot?
+    public var undone: Bool
+
+    /// `hop 2 to v1.32.0+k3s1: rollback restore, snapshot r1-h2 (Sat 2026-12-05 10:00 UTC)`.
+    public var line: String {
+        var text = "hop \(hop) to \(version): rollback \(rollbackKind.rawValue)"
+        if let snapshot { text += ", snapshot \(snapshot.backupID) (\(MaintenanceWindowClock.text(snapshot.takenAt)))" }
+        else if rollbackKind == .restore { text += ", no snapshot" }
+        return text + (undone ? ", undone" : "")
+    }
+}
+
+extension RolloutEngine {
+    public var hopStatus: [HopStatus] {
+        let undone = Set(undoneHops ?? [])
+        return plan.hops.map { hop in
+            HopStatus(hop: hop.number, version: hop.version, rollbackKind: hop.rollbackKind, snapshot: snapshot(before: hop.number),
+                      undone: undone.contains(hop.number))
+        }
+    }
+}
