@@ -96,10 +96,21 @@ struct EndToEndTests {
 
             try sandbox.expectNothingRanTwice()
 
-            // Fixing forward: the cause is gone, `resume` installs agent-1 again, deliberately as
-            // its second attempt, and finishes.
+            // Fixing forward: the cause is gone. Resumed with a configuration whose only window is
+            // closed now, the rollout takes that window (and says so) and blocks again untouched;
+            // `resume --ignore-window` installs agent-1 again, deliberately as its second attempt,
+            // and finishes.
             try await sandbox.fault(["agent-1", "clear"])
-            let resume = try await sandbox.controller(["resume"], timeoutSeconds: 240)
+            let closedDay = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(Int(Date().timeIntervalSince1970 / 86_400) + 3) % 7]
+            let windowed = "\(sandbox.directory)/upkeep-window.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  windows: [\"\(closedDay) 00:00-00:01\"]\n")
+                .write(toFile: windowed, atomically: true, encoding: .utf8)
+            let outside = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "resume"], timeoutSeconds: 120)
+            #expect(outside.status == 3 && outside.output.contains("maintenance windows from now on: \(closedDay) 00:00-00:01, UTC (were: none)")
+                    && outside.output.contains("outside the maintenance windows (\(closedDay) 00:00-00:01, UTC)")
+                    && outside.output.contains("`upkeep resume --ignore-window` now"), "\(outside.output)")
+            #expect(try sandbox.journalOperationIDs("agent-1").filter { $0.contains(":install:") }.count == 1, "nothing was started outside the window")
+            let resume = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "resume", "--ignore-window"], timeoutSeconds: 240)
             #expect(resume.status == 0 && resume.output.contains("done: every node runs its target version"), "\(resume.output)")
             try await sandbox.expectAllNodes(at: Self.nextMinor, "after fixing forward")
             let installs = try sandbox.journalOperationIDs("agent-1").filter { $0.contains(":install:") }
