@@ -160,14 +160,15 @@ extension RolloutEngine {
     }
 
     /// Servers of `hop` that may have run healthy at a minor the datastore had not seen: their
-    /// agent answered `installed` (or may have, with the answer lost). Once one has, the
-    /// datastore is written at the new minor and only a restore takes the hop back.
+    /// agent answered `installed` (or may have, with the answer lost), or put the old binary back
+    /// and it does not come up (an agent killed while the new k3s started may have let it write
+    /// the datastore first). Once one has, only a restore takes the hop back.
     func serversWrittenAtNewMinor(hop: Int) -> [String] {
         guard hop >= 1, hop <= plan.hops.count, plan.hops[hop - 1].rollbackKind == .restore else { return [] }
         return moves.indices.filter { index in
             let move = moves[index]
             guard self.hop(ofMove: index) == hop, move.role == .server, move.to.minorLine > move.from.minorLine else { return false }
-            return move.installOperationID != nil || move.phase == .installing || move.phase == .unverified
+            return move.installOperationID != nil || [.installing, .unverified, .unhealthy].contains(move.phase)
         }.map { moves[$0].node }
     }
 
@@ -254,8 +255,24 @@ extension RolloutEngine {
             moves[index].attempt += 1
             enter(index, moves[index].phase, now, &out)
         }
-        guard cursor < waves.count else { return }
+        // Fixing forward a node left unhealthy in a wave the rollout has gone past (a revert
+        // whose answer came late, a watch that ended badly): its wave again, where only it starts.
         var reopen = false
+        if direction == .forward {
+            let behind = moves.indices.filter { moves[$0].phase == .unhealthy && moves[$0].wave < cursor }
+            for index in behind {
+                moves[index].phase = .pending
+                moves[index].attempt += 1
+                moves[index].deadline = nil
+                moves[index].note = nil
+            }
+            if let earliest = behind.map({ moves[$0].wave }).min() {
+                cursor = earliest
+                stragglers.removeAll { behind.contains($0) }
+                reopen = true
+            }
+        }
+        guard cursor < waves.count else { return }
         for index in waves[cursor].moves {
             switch moves[index].phase {
             case .cancelled, .reverted:
