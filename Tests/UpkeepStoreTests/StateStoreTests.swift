@@ -312,7 +312,7 @@ import UpkeepTestSupport
         let directory = try TemporaryDirectory()
         let state = directory.file("state")
         _ = try StateStore(stateDirectory: state)
-        // Back to schema v3 exactly as v3 made it (v1 to v3 are unchanged), with two backups.
+        // Back to the schema before hop backups exactly as v3 made its tables, with two backups.
         let database = "\(state)/\(StateStore.fileName)"
         let sql = """
             DROP TABLE agent_inventory;
@@ -322,7 +322,7 @@ import UpkeepTestSupport
             DROP TABLE backups;
             ALTER TABLE backups_v3 RENAME TO backups;
             CREATE INDEX backups_taken ON backups(taken_at);
-            DELETE FROM grdb_migrations WHERE identifier = 'v4';
+            DELETE FROM grdb_migrations WHERE identifier = 'v5-hop-backups';
             INSERT INTO backups VALUES ('r1', 'r1', 1790000000000, 'server-1', 'etcdSnapshot', 'r1-server-1', '/s/r1.upkb', 10, '\(String(repeating: "b", count: 64))');
             INSERT INTO backups VALUES ('b1', NULL, 1790000001000, 'server-2', 'sqliteTar', 'b1-server-2', '/s/b1.upkb', 20, '\(String(repeating: "c", count: 64))');
             """
