@@ -156,10 +156,14 @@ struct EndToEndTests {
         try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: Self.start, netns: true) { sandbox in
             namespaces = sandbox.manifest.nodes.compactMap(\.netns)
             #expect(namespaces.count == 2, "every node in its own namespace: \(sandbox.manifest.nodes.map(\.name))")
-            // The new k3s takes a few seconds to turn healthy, so the cut lands while the install is in flight.
+            // The new k3s takes a few seconds to turn healthy. The cut waits for the agent's own
+            // record that it is starting the new binary (not the controller's "installing" line,
+            // which precedes delivery), so it lands after the install began and before the kubelet
+            // could report Ready.
             try await sandbox.fault(["agent-1", "slow-start", "4"])
             let apply = try sandbox.start(["apply", "--to", Self.nextMinor, "--yes"])
             _ = try await apply.waitForPhase("agent-1", "installing")
+            try await sandbox.waitForJournal("agent-1", containing: "{\"restarting\":{}}", timeoutSeconds: 120)
             try await sandbox.setLink("agent-1", up: false)
             // Cut off from the API and the controller, the agent judges the new k3s itself and puts
             // the old one back; only then does the node come back.
