@@ -33,11 +33,9 @@ final class EndToEndSandbox: Sendable {
 
     /// Brings a sandbox up in a fresh temporary directory, runs `body`, and always brings it
     /// down again (also when `body` throws), then checks that no process it recorded still runs.
-    /// `storageMinor: .warn` lets a server start on a datastore a newer minor wrote (no test
-    /// needs it since the engine never takes a server down a minor by its binary).
     /// `airgap`: nodes whose k3s imports its images from `agent/images` (`sandbox up --airgap`).
     /// `join`: the nodes enroll with a bootstrap token (`sandbox up --join`).
-    static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false, storageMinor: StorageMinor.Check = .refuse,
+    static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false,
                      airgap: [String] = [], join: Bool = false, _ body: (EndToEndSandbox) async throws -> Void) async throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.file("sbx")
@@ -45,7 +43,6 @@ final class EndToEndSandbox: Sendable {
         let up = try await ProcessRun.run(upkeep, ["sandbox", "up", "--dir", directory, "--servers", "\(servers)", "--agents", "\(agents)",
                                                    "--k3s-version", k3sVersion, "--node-grace", "10", "--rebuild-seconds", "1",
                                                    "--ready-timeout", "90"] + (netns ? ["--netns"] : []) + (join ? ["--join"] : [])
-                                              + (storageMinor == .refuse ? [] : ["--storage-minor", storageMinor.rawValue])
                                               + (airgap.isEmpty ? [] : ["--airgap", airgap.joined(separator: ",")]), timeoutSeconds: 150)
         var pids = SandboxDaemon.recordedPIDs(directory)
         var failure: (any Error)?

@@ -96,16 +96,6 @@ struct StorageMinorTests {
             let log = try String(contentsOfFile: server.logFile, encoding: .utf8)
             #expect(log.contains("level=fatal") && log.contains("last written by Kubernetes v1.31") && log.contains("https://docs.k3s.io/upgrades/roll-back"))
 
-            // `sandbox up --storage-minor warn`: it starts, says so, and the record stays.
-            var lenient = server
-            lenient.storageMinor = .warn
-            try JSONFiles.write(lenient, to: server.descriptorFile)
-            #expect(try await EtcdServerTests.systemctl(server, "stop").status == 0)
-            #expect(try await EtcdServerTests.systemctl(server, "start").status == 0)
-            #expect(try String(contentsOfFile: server.logFile, encoding: .utf8).contains("level=warning msg=\"starting anyway on a datastore a newer minor wrote"))
-            #expect(try await Self.recordedMinor(sqlite: server) == 31)
-            try JSONFiles.write(server, to: server.descriptorFile)
-
             // The restore k3s documents for SQLite, k3s stopped: state.db and the token put back.
             #expect(try await EtcdServerTests.systemctl(server, "stop").status == 0)
             for suffix in ["", "-wal", "-shm"] { unlink("\(db)/state.db\(suffix)") }

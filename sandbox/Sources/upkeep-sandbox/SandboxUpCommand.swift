@@ -68,11 +68,6 @@ struct SandboxUp: AsyncParsableCommand {
                                             valueName: "NODE,…", visibility: .hidden))
     var airgap: String?
 
-    @Option(name: .customLong("storage-minor"),
-            help: ArgumentHelp("What a server does on a datastore a newer Kubernetes minor wrote: refuse to start (as must be assumed: https://docs.k3s.io/upgrades/roll-back) or warn and start.",
-                               valueName: "refuse|warn", visibility: .hidden))
-    var storageMinor: StorageMinor.Check = .refuse
-
     var airgapNodes: [String]? {
         airgap.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
     }
@@ -104,7 +99,6 @@ struct SandboxUp: AsyncParsableCommand {
             timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds, podStartSeconds: podStartSeconds,
                                   podTerminationSeconds: podTerminationSeconds, rebuildSeconds: rebuildSeconds),
             readyTimeoutSeconds: Double(readyTimeoutSeconds), airgapNodes: airgapNodes,
-            storageMinor: storageMinor == .refuse ? nil : storageMinor,
             controllerBinary: join ? SandboxRunner.controllerBinaryNextTo(executable: executable) : nil)
         let manifest = try await SandboxDaemon.launch(options)
         print("sandbox up in \(manifest.directory) (pid \(manifest.pid)): \(manifest.nodes.count) nodes Ready")
@@ -118,4 +112,3 @@ struct SandboxUp: AsyncParsableCommand {
     }
 }
 
-extension StorageMinor.Check: ExpressibleByArgument {}

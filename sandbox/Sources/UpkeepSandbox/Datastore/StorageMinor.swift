@@ -12,13 +12,6 @@ import UpkeepKube
 public enum StorageMinor {
     public static let key = RegistryKeys.sandboxPrefix + "storage-minor"
 
-    /// What a server does on a datastore a newer minor wrote: refuse (the default, what must be
-    /// assumed), or only warn and start, as a real apiserver does when none of the stored objects
-    /// needs a storage version it lacks (`sandbox up --storage-minor warn`).
-    public enum Check: String, Sendable, Codable, CaseIterable {
-        case refuse, warn
-    }
-
     /// What a server of `version` finds in a datastore that recorded `recorded`.
     public enum Verdict: Sendable, Equatable {
         /// Start, and write `record` (nil: the datastore already says as much).

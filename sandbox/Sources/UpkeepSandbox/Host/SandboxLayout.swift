@@ -28,8 +28,6 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var etcdPeers: [String]?
     /// The node has no registry: its k3s takes its images from `agent/images` (`AirGap`).
     public var airgap: Bool?
-    /// A server on a datastore a newer minor wrote: refuses to start (nil) or warns (`StorageMinor`).
-    public var storageMinor: StorageMinor.Check?
 
     public var isServer: Bool { role == "server" }
     public var unit: String { isServer ? "k3s" : "k3s-agent" }
@@ -67,8 +65,7 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var descriptorFile: String { "\(root)/\(Self.descriptorName)" }
 
     public init(name: String, role: String, address: String, root: String, netns: String?, apiURL: String, faultsFile: String,
-                hostBinary: String, datastore: String, agentPort: Int = 9660, etcdPeers: [String]? = nil, airgap: Bool? = nil,
-                storageMinor: StorageMinor.Check? = nil)
+                hostBinary: String, datastore: String, agentPort: Int = 9660, etcdPeers: [String]? = nil, airgap: Bool? = nil)
     {
         self.name = name
         self.role = role
@@ -82,7 +79,6 @@ public struct SandboxNode: Codable, Sendable, Equatable {
         self.agentPort = agentPort
         self.etcdPeers = etcdPeers
         self.airgap = airgap
-        self.storageMinor = storageMinor
     }
 
     /// Reads the descriptor of the node whose root is `root`.

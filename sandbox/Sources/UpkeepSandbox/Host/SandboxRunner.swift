@@ -22,15 +22,13 @@ public struct SandboxOptions: Sendable, Equatable, Codable {
     public var readyTimeoutSeconds: Double
     /// Nodes without a registry: their k3s takes its images from `agent/images` (`AirGap`).
     public var airgapNodes: [String]?
-    /// What servers do on a datastore a newer minor wrote (nil: refuse; `StorageMinor`).
-    public var storageMinor: StorageMinor.Check?
     /// The `upkeep` binary when the nodes enroll through its join server with a token
     /// (`--join`, `SandboxEnrollment`); nil: the sandbox issues every agent's certificate itself.
     public var controllerBinary: String?
 
     public init(directory: String, spec: ClusterSpec, netns: Bool = false, hostBinary: String, agentBinary: String? = nil,
                 agentPort: Int = 9443, timings: ModelTimings = ModelTimings(), readyTimeoutSeconds: Double = 90,
-                airgapNodes: [String]? = nil, storageMinor: StorageMinor.Check? = nil, controllerBinary: String? = nil)
+                airgapNodes: [String]? = nil, controllerBinary: String? = nil)
     {
         self.directory = directory
         self.spec = spec
@@ -41,7 +39,6 @@ public struct SandboxOptions: Sendable, Equatable, Codable {
         self.timings = timings
         self.readyTimeoutSeconds = readyTimeoutSeconds
         self.airgapNodes = airgapNodes
-        self.storageMinor = storageMinor
         self.controllerBinary = controllerBinary
     }
 }
@@ -204,8 +201,7 @@ public final class SandboxRunner: Sendable {
                                    faultsFile: faultsFile, hostBinary: options.hostBinary,
                                    datastore: spec.servers > 1 ? "etcd" : "sqlite", agentPort: options.agentPort,
                                    etcdPeers: index < spec.servers && spec.servers > 1 ? serverAddresses : nil,
-                                   airgap: airgap.contains(name) ? true : nil,
-                                   storageMinor: index < spec.servers && options.storageMinor == .warn ? .warn : nil)
+                                   airgap: airgap.contains(name) ? true : nil)
             try layOut(node, version: spec.k3sVersion, credentials: credentials, apiURL: apiURL)
             nodes.append(node)
         }

@@ -176,12 +176,11 @@ final class ServerDatastore: Sendable {
     }
 
     /// At start: refuses (throws) when the datastore was last written by a newer minor than
-    /// `version`, or only says so when the node is set to warn (`StorageMinor`).
+    /// `version` (`StorageMinor`).
     func checkStorageMinor(version: String) async throws {
         let recorded = try await recordedStorageMinor().value
         if case .refuse(let message) = StorageMinor.verdict(recorded: recorded, version: version, node: node.name) {
-            guard node.storageMinor == .warn else { throw SandboxError(message) }
-            log("warning", "starting anyway on a datastore a newer minor wrote (sandbox up --storage-minor warn): \(message)")
+            throw SandboxError(message)
         }
     }
 
@@ -193,9 +192,8 @@ final class ServerDatastore: Sendable {
             let (recorded, modRevision) = try await recordedStorageMinor()
             switch StorageMinor.verdict(recorded: recorded, version: version, node: node.name) {
             case .refuse(let message):
-                // A newer minor wrote meanwhile (or, set to warn, before): the record stays.
-                guard node.storageMinor == .warn else { throw SandboxError(message) }
-                return
+                // A newer minor wrote meanwhile: the record stays, and this server stops.
+                throw SandboxError(message)
             case .start(nil):
                 return
             case .start(let record?):
