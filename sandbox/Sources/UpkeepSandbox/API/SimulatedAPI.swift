@@ -163,8 +163,9 @@ extension ClusterModel {
     mutating func create(_ request: APIRequest, _ target: ResourceTarget) -> APIResponse {
         let type = target.resource.type
         var object: JSON
-        do { object = try JSON.parse(bytes: request.body) } catch {
-            return .error(.badRequest("the body of the request could not be read as JSON: \(error)"))
+        switch Self.object(request) {
+        case .success(let read): object = read
+        case .failure(let error): return .error(error)
         }
         guard case .object = object else { return .error(.badRequest("the body must be a JSON object")) }
         if let kind = object["kind"]?.string, kind != type.kind {
@@ -194,6 +195,18 @@ extension ClusterModel {
         return .json(store.get(type, target.namespace, name) ?? created, status: 201)
     }
 
+    /// The object a create or replace sends: JSON, or protobuf for the kinds `ProtobufBody` reads.
+    static func object(_ request: APIRequest) -> Result<JSON, KubeAPIError> {
+        if request.contentType.hasPrefix(ProtobufBody.mediaType) {
+            do { return .success(try ProtobufBody.decode(request.body)) } catch {
+                return .failure(KubeAPIError(code: 415, reason: "UnsupportedMediaType", message: error.message))
+            }
+        }
+        do { return .success(try JSON.parse(bytes: request.body)) } catch {
+            return .failure(.badRequest("the body of the request could not be read as JSON: \(error)"))
+        }
+    }
+
     static func isValidName(_ name: String) -> Bool {
         guard !name.isEmpty, name.count <= 253, let first = name.first, let last = name.last,
               first.isLetter || first.isNumber, last.isLetter || last.isNumber
@@ -205,8 +218,9 @@ extension ClusterModel {
         let type = target.resource.type
         guard let current = store.get(type, target.namespace, name) else { return .error(.notFound(type.plural, name, group: type.group)) }
         var object: JSON
-        do { object = try JSON.parse(bytes: request.body) } catch {
-            return .error(.badRequest("the body of the request could not be read as JSON: \(error)"))
+        switch Self.object(request) {
+        case .success(let read): object = read
+        case .failure(let error): return .error(error)
         }
         if let version = object[path: "metadata", "resourceVersion"]?.string, !version.isEmpty,
            version != current[path: "metadata", "resourceVersion"]?.string
