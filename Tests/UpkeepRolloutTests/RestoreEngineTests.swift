@@ -138,6 +138,7 @@ import UpkeepCore
         harness.runHealthy()
         guard let cause = Self.rolledBackCause(harness) else { return }
         #expect(cause.contains("hop 1 undone by restoring datastore backup r1-h1"))
+        #expect(harness.engine.restoreWasRequested, "the operator asked for this restore: its end is the command's success")
         for node in Self.inventory.nodes { #expect(harness.runningVersion(node.name) == v(Self.old), "\(node.name)") }
         let steps = Self.commands(Array(harness.sentRequests.dropFirst(before)))
         let index = { (step: String) in steps.firstIndex(of: step) ?? -1 }
@@ -169,6 +170,7 @@ import UpkeepCore
         guard let cause = Self.rolledBackCause(harness) else { return }
         #expect(cause.hasPrefix("hop 1 failed: v1.31.4+k3s1 did not become healthy on agent-2"))
         #expect(cause.contains("undone by restoring datastore backup r1-h1"))
+        #expect(!harness.engine.restoreWasRequested, "a restore after a failure is the rollout failing")
         for node in Self.inventory.nodes { #expect(harness.runningVersion(node.name) == v(Self.old), "\(node.name)") }
         // agent-1 (installed) gets its kept binary back; agent-2 (reverted by its agent) is only drained.
         let rollbacks = harness.sentRequests.filter { $0.command.name == "rollback" }.map(\.node)
@@ -313,6 +315,7 @@ import UpkeepCore
         }
         #expect(harness.outcome == .rolledBack(cause: "recovered from datastore backup b1 (taken Thu 1970-01-01 00:00 UTC at v1.30.6+k3s1)"))
         #expect(!harness.log.contains(.observeCluster))
+        #expect(harness.engine.restoreWasRequested)
         let steps = Self.commands(harness.sentRequests)
         #expect(steps == ["stage server-1", "stage server-2", "stage server-3", "stage agent-1", "restoreBackup server-1",
                           "stopK3s server-1", "stopK3s server-2", "stopK3s server-3", "restore server-1", "rejoin server-2",

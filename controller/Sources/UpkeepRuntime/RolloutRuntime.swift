@@ -196,6 +196,7 @@ public actor RolloutRuntime {
             case .observeCluster: observe()
             case .wake(let at): wake = at
             case .notice: break
+            case .finished(.rolledBack(let cause)) where engine.restoreWasRequested: return .restored(cause: cause)
             case .finished(let outcome): return .finished(outcome)
             }
         }

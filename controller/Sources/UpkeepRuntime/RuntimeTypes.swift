@@ -6,6 +6,10 @@ import UpkeepCore
 public enum RunResult: Equatable, Sendable {
     /// The rollout finished: completed, rolled back or failed.
     case finished(RolloutOutcome)
+    /// A restore the operator asked for (`rollback --restore`, `recover`) finished: every node is
+    /// back where the snapshot's hop found it. The rollout's outcome is `rolledBack(cause)`; for
+    /// the command that asked, it is done.
+    case restored(cause: String)
     /// The rollout waits for `upkeep resume` (a gate, a refusal, an agent that does not answer);
     /// nothing is in flight and the lease is released.
     case blocked(reason: String)

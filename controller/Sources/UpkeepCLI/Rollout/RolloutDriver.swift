@@ -77,6 +77,9 @@ struct RolloutDriver {
         case .finished(.completed):
             view.say("done: every node runs its target version")
             return RolloutExitCode.done
+        case .restored(let cause):
+            view.say("done: \(cause)")
+            return RolloutExitCode.done
         case .finished(.rolledBack(let cause)):
             view.say("failed and rolled back: \(cause)")
             return RolloutExitCode.failedRolledBack

@@ -145,6 +145,9 @@ struct RestoreRun: Codable, Equatable, Sendable {
     var snapshot: RestoreSnapshot
     /// Why: the failure, or the operator's request.
     var cause: String
+    /// The operator asked for it (`rollback --restore`, `recover`); nil or false: the engine
+    /// restored after a failure (optional: engine states of earlier builds load).
+    var requested: Bool?
     var apiAvailable: Bool
     var stage: Stage
     var members: [RestoreMember] = []

@@ -33,7 +33,7 @@ extension RolloutEngine {
         try self.init(rolloutID: recoveryID, plan: plan, policy: policy)
         var run = RestoreRun(number: 1, hop: nil, snapshot: snapshot,
                              cause: "recovered from datastore backup \(snapshot.backupID) (taken \(MaintenanceWindowClock.text(snapshot.takenAt)) "
-                                 + "at \(snapshot.version))", apiAvailable: false, stage: .preparing)
+                                 + "at \(snapshot.version))", requested: true, apiAvailable: false, stage: .preparing)
         for (position, server) in servers.enumerated() {
             run.members.append(RestoreMember(key: "x1.\(run.members.count)", node: server.name, role: .server, arch: server.arch,
                                              from: server.version, to: snapshot.version, way: position == 0 ? .restore : .rejoin))

@@ -55,17 +55,21 @@ extension RolloutEngine {
         pending.removeAll()
         pendingOrder.removeAll()
         stopReason = nil
-        beginRestore(hop: hop, snapshot: snapshot, cause: "the operator undid hop \(hop) (`upkeep rollback --restore`)", now, &out)
+        beginRestore(hop: hop, snapshot: snapshot, cause: "the operator undid hop \(hop) (`upkeep rollback --restore`)", requested: true, now, &out)
     }
+
+    /// The last restore was the operator's (`upkeep rollback --restore`, `upkeep recover`), not
+    /// the engine's answer to a failure: its end is the command's success.
+    public var restoreWasRequested: Bool { restore?.requested == true }
 
     /// Starts restoring `snapshot` to undo `hop`: forward work is over; the restore surveys the
     /// cluster for its members first.
-    mutating func beginRestore(hop: Int, snapshot: RestoreSnapshot, cause: String, _ now: Instant, _ out: inout [Action]) {
+    mutating func beginRestore(hop: Int, snapshot: RestoreSnapshot, cause: String, requested: Bool = false, _ now: Instant, _ out: inout [Action]) {
         let number = (restore?.number ?? 0) + 1
         var run = RestoreRun(number: number, hop: hop, snapshot: snapshot,
                              cause: "\(cause); hop \(hop) undone by restoring datastore backup \(snapshot.backupID) "
                                  + "(taken \(MaintenanceWindowClock.text(snapshot.takenAt)) at \(snapshot.version))",
-                             apiAvailable: true, stage: .surveying)
+                             requested: requested, apiAvailable: true, stage: .surveying)
         run.deadline = now.adding(seconds: policy.gateTimeoutSeconds)
         run.sinceSerial = observationSerial
         // The hop's moves that changed something are over: the restore takes their nodes back.
