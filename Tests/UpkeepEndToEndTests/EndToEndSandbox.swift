@@ -34,9 +34,11 @@ final class EndToEndSandbox: Sendable {
     /// Brings a sandbox up in a fresh temporary directory, runs `body`, and always brings it
     /// down again (also when `body` throws), then checks that no process it recorded still runs.
     /// `airgap`: nodes whose k3s imports its images from `agent/images` (`sandbox up --airgap`).
-    /// `join`: the nodes enroll with a bootstrap token (`sandbox up --join`).
+    /// `join`: the nodes enroll with a bootstrap token (`sandbox up --join`). `policy`: the
+    /// controller's policy line in place of `EndToEndSandbox.policy`.
     static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false,
-                     airgap: [String] = [], join: Bool = false, _ body: (EndToEndSandbox) async throws -> Void) async throws {
+                     airgap: [String] = [], join: Bool = false, policy: String = policy,
+                     _ body: (EndToEndSandbox) async throws -> Void) async throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.file("sbx")
         let upkeep = try UpkeepBinary.path()
@@ -49,7 +51,7 @@ final class EndToEndSandbox: Sendable {
         do {
             try #require(up.status == 0 && !up.timedOut, "sandbox up failed: \(up.output)")
             let manifest = try SandboxManifest.load(directory: directory)
-            let config = try writeConfig(directory: directory)
+            let config = try writeConfig(directory: directory, policy: policy)
             let sandbox = EndToEndSandbox(directory: directory, upkeep: upkeep, config: config, manifest: manifest)
             try await body(sandbox)
         } catch {
@@ -85,7 +87,7 @@ final class EndToEndSandbox: Sendable {
     }
 
     /// `DIR/upkeep.yaml` with `policy` in place of the sandbox's, as `DIR/upkeep-e2e.yaml`.
-    private static func writeConfig(directory: String) throws -> String {
+    private static func writeConfig(directory: String, policy: String) throws -> String {
         let original = try String(contentsOfFile: "\(directory)/upkeep.yaml", encoding: .utf8)
         var lines = original.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let index = try #require(lines.firstIndex { $0.hasPrefix("policy:") }, "the sandbox's upkeep.yaml has no policy line:\n\(original)")

@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+import UpkeepProcess
+import UpkeepRollout
+import UpkeepSandbox
+import UpkeepStore
+
+/// Rolling back across a minor the way k3s supports it (#15; https://docs.k3s.io/upgrades/roll-back,
+/// https://docs.k3s.io/datastore/backup-restore): the hop's datastore snapshot restored with the
+/// old binary on one server, the other servers cleared and rejoined, then the agents. The sandbox's
+/// servers run real etcd members (or kine over a real SQLite `state.db`), so what comes back is
+/// what the snapshot held: kubectl and etcdctl are the witnesses.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct RestoreEndToEndTests {
+    static let start = EndToEndTests.start
+    static let next = EndToEndTests.nextMinor
+    /// A restore drains every node at once; a PodDisruptionBudget (the sandbox's `web`, Longhorn's
+    /// instance managers) can then never allow its eviction, since no node takes the pod, so those
+    /// drains run to their timeout, which is short here.
+    static let policy = EndToEndSandbox.policy.replacingOccurrences(of: "drainTimeoutSeconds: 60", with: "drainTimeoutSeconds: 15")
+
+    @Test func threeEtcdServersRollBackAcrossAMinorByRestoringTheHopSnapshot() async throws {
+        try await EndToEndSandbox.with(servers: 3, agents: 2, k3sVersion: Self.start, policy: Self.policy) { sandbox in
+            var upgraded: Set<String> = []
+            try await upgradeThenRestore(sandbox) { upgraded = try await sandbox.etcdMembers().clusterIDs }
+            let members = try await sandbox.etcdMembers()
+            // A cluster restored from a snapshot is a new one (https://etcd.io/docs/v3.4/op-guide/recovery/).
+            #expect(members.clusterIDs.count == 1 && upgraded.count == 1 && members.clusterIDs != upgraded,
+                    "every server's etcd member answers for one new cluster: \(members.clusterIDs), before the restore \(upgraded)")
+            #expect(members.started == ["server-1", "server-2", "server-3"] && members.counts.values.allSatisfy { $0 == 3 },
+                    "three started members, and no other: \(members.listed)")
+        }
+    }
+
+    @Test func oneSQLiteServerRollsBackAcrossAMinorByRestoringTheHopSnapshot() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start, policy: Self.policy) { sandbox in
+            try await upgradeThenRestore(sandbox)
+        }
+    }
+
+    /// ConfigMap A, the upgrade across a minor, ConfigMap B (then `afterUpgrade`), `rollback --restore`: every node back
+    /// at the old version and Ready, A there, B gone, and no received backup left on a server.
+    private func upgradeThenRestore(_ sandbox: EndToEndSandbox, afterUpgrade: () async throws -> Void = {}) async throws {
+        try await sandbox.kubectl(["create", "configmap", "upkeep-e2e-a", "--from-literal=written=before-the-upgrade"])
+        let apply = try await sandbox.controller(["apply", "--to", Self.next, "--yes"], timeoutSeconds: 240)
+        try #require(apply.status == 0, "apply should complete:\n\(apply.output)")
+        try await sandbox.expectAllNodes(at: Self.next, "after the upgrade")
+        try await sandbox.kubectl(["create", "configmap", "upkeep-e2e-b", "--from-literal=written=after-the-upgrade"])
+        #expect(try await sandbox.configMapExists("upkeep-e2e-b"), "B was written at the new minor")
+        try await afterUpgrade()
+
+        let rollback = try await sandbox.controller(["rollback", "--restore", "--yes"], timeoutSeconds: 240)
+        #expect(rollback.status == 0 && rollback.output.contains("done: the operator undid hop 1 (`upkeep rollback --restore`)"),
+                "rollback --restore should complete:\n\(rollback.output)")
+        try await sandbox.expectAllNodes(at: Self.start, "after the restore", timeoutSeconds: 60)
+        #expect(try await sandbox.configMapExists("upkeep-e2e-a"), "A was in the snapshot and must be back")
+        #expect(try await !sandbox.configMapExists("upkeep-e2e-b"), "B was written after the snapshot and must be gone")
+        let history = try await sandbox.history()
+        let id = history.first?.id ?? "?"
+        guard history.count == 1, case .rolledBack(let cause)? = history.first?.outcome else {
+            Issue.record("history should show the one rollout, rolled back: \(history.map { "\($0.id) \($0.status)" })")
+            return
+        }
+        #expect(cause.hasPrefix("the operator undid hop 1") && cause.contains("restoring datastore backup \(id)-h1")
+                && cause.contains("at \(Self.start)"), "\(cause)")
+        for node in sandbox.manifest.nodes where node.isServer {
+            let received = (try? FileManager.default.contentsOfDirectory(atPath: "\(node.agentDataDir)/restore")) ?? []
+            #expect(received.filter { !$0.hasPrefix(".") }.isEmpty, "\(node.name) keeps received backups after the restore: \(received)")
+        }
+    }
+}
+
+extension EndToEndSandbox {
+    /// `kubectl --kubeconfig DIR/kubeconfig ARGUMENTS`; must succeed.
+    func kubectl(_ arguments: [String]) async throws {
+        let outcome = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(directory)/kubeconfig"] + arguments, timeoutSeconds: 30)
+        try #require(outcome.status == 0, "kubectl \(arguments.joined(separator: " ")) failed: \(outcome.output)")
+    }
+
+    /// Whether `kubectl get configmap NAME` finds it (NotFound is false; any other failure throws).
+    func configMapExists(_ name: String, namespace: String = "default") async throws -> Bool {
+        let outcome = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(directory)/kubeconfig", "-n", namespace, "get", "configmap", name, "-o", "name"],
+                                               timeoutSeconds: 30)
+        if outcome.status == 0 { return true }
+        try #require(outcome.output.contains("NotFound"), "kubectl get configmap \(name) failed: \(outcome.output)")
+        return false
+    }
+
+    /// What `etcdctl member list` says at each server's client URL.
+    struct EtcdMembers {
+        /// The cluster id each endpoint answered with.
+        var clusterIDs: Set<String>
+        /// The started members, by the node their name begins with (k3s names members `<node>-<hex>`).
+        var started: [String]
+        /// How many members (started or not) each server's endpoint lists.
+        var counts: [String: Int]
+        var listed: String
+    }
+
+    /// `etcdctl member list` against every server's client URL, one at a time (each must answer).
+    func etcdMembers() async throws -> EtcdMembers {
+        var clusterIDs: Set<String> = []
+        var started: Set<String> = []
+        var counts: [String: Int] = [:]
+        var listed = ""
+        for server in manifest.nodes where server.isServer {
+            let outcome = try await ProcessRun.run("etcdctl", ["--endpoints", server.datastoreURL, "--dial-timeout", "5s", "member", "list", "-w", "json"],
+                                                   environment: ["ETCDCTL_API": "3"], timeoutSeconds: 30)
+            try #require(outcome.status == 0, "etcdctl member list at \(server.datastoreURL) failed: \(outcome.output)")
+            let object = try JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as? [String: Any]
+            // The id is a uint64 that a Double would round: read it from the text.
+            if let range = outcome.output.range(of: #""cluster_id":\s*[0-9]+"#, options: .regularExpression) {
+                clusterIDs.insert(String(outcome.output[range].filter(\.isNumber)))
+            }
+            for member in object?["members"] as? [[String: Any]] ?? [] {
+                let name = member["name"] as? String ?? ""
+                let clients = member["clientURLs"] as? [String] ?? []
+                listed += "\(server.name) sees \(name.isEmpty ? "(unstarted)" : name) \(clients); "
+                // An unstarted member has no name and no client URLs yet (etcdctl prints "unstarted").
+                guard !name.isEmpty, !clients.isEmpty, let node = manifest.nodes.first(where: { name.hasPrefix("\($0.name)-") || name == $0.name }) else { continue }
+                started.insert(node.name)
+            }
+            counts[server.name] = (object?["members"] as? [[String: Any]] ?? []).count
+        }
+        return EtcdMembers(clusterIDs: clusterIDs, started: started.sorted(), counts: counts, listed: listed)
+    }
+}
