@@ -23,18 +23,35 @@ struct RestoreEndToEndTests {
         try await EndToEndSandbox.with(servers: 3, agents: 2, k3sVersion: Self.start, policy: Self.policy) { sandbox in
             var upgraded: Set<String> = []
             try await upgradeThenRestore(sandbox) { upgraded = try await sandbox.etcdMembers().clusterIDs }
-            let members = try await sandbox.etcdMembers()
+            let restored = try await sandbox.expectThreeStartedMembersOfOneCluster()
             // A cluster restored from a snapshot is a new one (https://etcd.io/docs/v3.4/op-guide/recovery/).
-            #expect(members.clusterIDs.count == 1 && upgraded.count == 1 && members.clusterIDs != upgraded,
-                    "every server's etcd member answers for one new cluster: \(members.clusterIDs), before the restore \(upgraded)")
-            #expect(members.started == ["server-1", "server-2", "server-3"] && members.counts.values.allSatisfy { $0 == 3 },
-                    "three started members, and no other: \(members.listed)")
+            #expect(upgraded.count == 1 && restored != upgraded, "the cluster before the restore \(upgraded), after it \(restored)")
         }
     }
 
     @Test func oneSQLiteServerRollsBackAcrossAMinorByRestoringTheHopSnapshot() async throws {
         try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start, policy: Self.policy) { sandbox in
             try await upgradeThenRestore(sandbox)
+        }
+    }
+
+    /// `policy.autoRollback: restore`: server-2's new k3s never becomes healthy after server-1 ran
+    /// the new minor healthy (its agent's revert then meets a datastore the new minor wrote), so
+    /// the engine restores the hop's snapshot on its own. B, written at the new minor while
+    /// server-2's install waits out its health timeout, is gone with it.
+    @Test func underTheRestorePolicyALaterServerFailingLeadsToAnAutomaticRestore() async throws {
+        let policy = Self.policy.replacingOccurrences(of: "autoRollback: true", with: "autoRollback: restore")
+        try await EndToEndSandbox.with(servers: 3, agents: 1, k3sVersion: Self.start, policy: policy) { sandbox in
+            try await sandbox.kubectl(["create", "configmap", "upkeep-e2e-a", "--from-literal=written=before-the-upgrade"])
+            try await sandbox.fault(["server-2", "unhealthy"])
+            let apply = try sandbox.start(["apply", "--to", Self.next, "--yes"])
+            _ = try await apply.waitForPhase("server-1", "done", timeoutSeconds: 120)
+            try await sandbox.kubectl(["create", "configmap", "upkeep-e2e-b", "--from-literal=written=at-the-new-minor"])
+            let code = await apply.exitCode(timeoutSeconds: 240)
+            #expect(code == 1 && apply.output.contains("failed and rolled back: hop 1 failed:") && apply.output.contains("server-2"),
+                    "apply should fail on server-2 and restore:\n\(apply.output)")
+            try await expectRestored(sandbox, "after the automatic restore", causeBeginning: "hop 1 failed:")
+            try await sandbox.expectThreeStartedMembersOfOneCluster()
         }
     }
 
@@ -52,21 +69,28 @@ struct RestoreEndToEndTests {
         let rollback = try await sandbox.controller(["rollback", "--restore", "--yes"], timeoutSeconds: 240)
         #expect(rollback.status == 0 && rollback.output.contains("done: the operator undid hop 1 (`upkeep rollback --restore`)"),
                 "rollback --restore should complete:\n\(rollback.output)")
-        try await sandbox.expectAllNodes(at: Self.start, "after the restore", timeoutSeconds: 60)
-        #expect(try await sandbox.configMapExists("upkeep-e2e-a"), "A was in the snapshot and must be back")
-        #expect(try await !sandbox.configMapExists("upkeep-e2e-b"), "B was written after the snapshot and must be gone")
-        let history = try await sandbox.history()
-        let id = history.first?.id ?? "?"
-        guard history.count == 1, case .rolledBack(let cause)? = history.first?.outcome else {
-            Issue.record("history should show the one rollout, rolled back: \(history.map { "\($0.id) \($0.status)" })")
-            return
-        }
-        #expect(cause.hasPrefix("the operator undid hop 1") && cause.contains("restoring datastore backup \(id)-h1")
-                && cause.contains("at \(Self.start)"), "\(cause)")
+        try await expectRestored(sandbox, "after rollback --restore", causeBeginning: "the operator undid hop 1")
+    }
+
+    /// Every node Ready at `start`, A back and B gone (kubectl), no received backup left on a
+    /// server, and the newest rollout rolled back by restoring its first hop's snapshot, for
+    /// `causeBeginning`.
+    private func expectRestored(_ sandbox: EndToEndSandbox, _ context: String, causeBeginning: String) async throws {
+        try await sandbox.expectAllNodes(at: Self.start, context, timeoutSeconds: 60)
+        #expect(try await sandbox.configMapExists("upkeep-e2e-a"), "\(context): A was in the snapshot and must be back")
+        #expect(try await !sandbox.configMapExists("upkeep-e2e-b"), "\(context): B was written after the snapshot and must be gone")
         for node in sandbox.manifest.nodes where node.isServer {
             let received = (try? FileManager.default.contentsOfDirectory(atPath: "\(node.agentDataDir)/restore")) ?? []
             #expect(received.filter { !$0.hasPrefix(".") }.isEmpty, "\(node.name) keeps received backups after the restore: \(received)")
         }
+        let history = try await sandbox.history()
+        let id = history.first?.id ?? "?"
+        guard case .rolledBack(let cause)? = history.first?.outcome else {
+            Issue.record("\(context): history should show the rollout rolled back: \(history.map { "\($0.id) \($0.status)" })")
+            return
+        }
+        #expect(cause.hasPrefix(causeBeginning) && cause.contains("undone by restoring datastore backup \(id)-h1")
+                && cause.contains("at \(Self.start)"), "\(context): \(cause)")
     }
 }
 
@@ -95,6 +119,16 @@ extension EndToEndSandbox {
         /// How many members (started or not) each server's endpoint lists.
         var counts: [String: Int]
         var listed: String
+    }
+
+    /// Expects every server's etcd member to list the same three started members, one of each
+    /// server (none unstarted); returns the cluster id they answer with.
+    @discardableResult
+    func expectThreeStartedMembersOfOneCluster() async throws -> Set<String> {
+        let members = try await etcdMembers()
+        #expect(members.clusterIDs.count == 1 && members.started == ["server-1", "server-2", "server-3"]
+                && members.counts.values.allSatisfy { $0 == 3 }, "three started members of one cluster: \(members.clusterIDs) \(members.listed)")
+        return members.clusterIDs
     }
 
     /// `etcdctl member list` against every server's client URL, one at a time (each must answer).
