@@ -55,6 +55,41 @@ struct RestoreEndToEndTests {
         }
     }
 
+    /// `upkeep recover --from-backup ID` through the agents alone: a backup taken with A, an
+    /// upgrade, B; then k3s stopped on every server and every `server/db` deleted, so the API has
+    /// no datastore left. The recovery restores the backup on one server, rejoins the others and
+    /// brings the agent back to the backup's version.
+    @Test func recoverFromABackupBringsBackAClusterWhoseServersWereStoppedAndWiped() async throws {
+        try await EndToEndSandbox.with(servers: 3, agents: 1, k3sVersion: Self.start, policy: Self.policy) { sandbox in
+            try await sandbox.kubectl(["create", "configmap", "upkeep-e2e-a", "--from-literal=written=before-the-backup"])
+            let backup = try await sandbox.controller(["backup", "now"], timeoutSeconds: 120)
+            try #require(backup.status == 0, "backup now failed:\n\(backup.output)")
+            let id = try #require(try await sandbox.backups().first?.id, "backup now recorded nothing")
+            let apply = try await sandbox.controller(["apply", "--to", Self.next, "--yes"], timeoutSeconds: 240)
+            try #require(apply.status == 0, "apply should complete:\n\(apply.output)")
+            try await sandbox.kubectl(["create", "configmap", "upkeep-e2e-b", "--from-literal=written=after-the-backup"])
+
+            for server in sandbox.manifest.nodes where server.isServer {
+                let stop = try await ProcessRun.run(server.systemctl, ["stop", server.unit], timeoutSeconds: 60)
+                try #require(stop.status == 0, "systemctl stop on \(server.name) failed: \(stop.output)")
+                try FileManager.default.removeItem(atPath: "\(server.dataDir)/server/db")
+            }
+            let recover = try await sandbox.controller(["recover", "--from-backup", id, "--yes"], timeoutSeconds: 240)
+            #expect(recover.status == 0 && recover.output.contains("done: recovered from datastore backup \(id)"),
+                    "recover should complete:\n\(recover.output)")
+            try await sandbox.expectAllNodes(at: Self.start, "after the recovery", timeoutSeconds: 60)
+            #expect(try await sandbox.configMapExists("upkeep-e2e-a"), "A was in the backup and must be back")
+            #expect(try await !sandbox.configMapExists("upkeep-e2e-b"), "B was written after the backup and must be gone")
+            try await sandbox.expectThreeStartedMembersOfOneCluster()
+            let history = try await sandbox.history()
+            guard let newest = history.first, newest.id.hasPrefix("v"), case .rolledBack(let cause)? = newest.outcome else {
+                Issue.record("history should show the recovery, finished: \(history.map { "\($0.id) \($0.status)" })")
+                return
+            }
+            #expect(cause.hasPrefix("recovered from datastore backup \(id)"), "\(cause)")
+        }
+    }
+
     /// ConfigMap A, the upgrade across a minor, ConfigMap B (then `afterUpgrade`), `rollback --restore`: every node back
     /// at the old version and Ready, A there, B gone, and no received backup left on a server.
     private func upgradeThenRestore(_ sandbox: EndToEndSandbox, afterUpgrade: () async throws -> Void = {}) async throws {
