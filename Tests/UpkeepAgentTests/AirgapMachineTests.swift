@@ -106,6 +106,51 @@ private func expectConsistent(_ node: SimulatedNode, _ context: String) {
         expectConsistent(harness.node, "after the failed placement")
     }
 
+    /// A restore or rejoin on an air-gapped server brings the old version's tarball before the old
+    /// binary (docs/agent.md, "Restore and rejoin"); killed after any effect, the restarted agent
+    /// finishes it and the node runs the old version with its images.
+    @Test(arguments: [OperationKind.restore, .rejoin])
+    func aRestoreOrRejoinPlacesTheOldVersionsImagesBeforeTheOldBinary(method: OperationKind) throws {
+        let backup = String(repeating: "d", count: 64)
+        let oldImages = ImagesRef(sha256: String(repeating: "f", count: 64), fileName: tarball, k3sVersion: "v1.30.6+k3s1")
+        func upgradedServer() -> MachineHarness {
+            var node = airgappedNode()
+            node.restoreFiles = [backup]
+            var harness = MachineHarness(node: node, role: .server)
+            installWithImages(&harness)
+            harness.settle()
+            precondition(harness.replies["install-1"]?.state == .succeeded && harness.node.imagesDir == [tarball: "v1.31.2+k3s1"])
+            return harness
+        }
+        func begin(_ harness: inout MachineHarness) {
+            let target = harness.node.binary(old)
+            if method == .restore {
+                harness.send(.restore(.init(operationID: "x-1", target: target, backupSHA256: backup, format: .etcdSnapshot, healthTimeoutMs: 10_000,
+                                            images: oldImages), live: harness.node.liveBinary))
+            } else {
+                harness.send(.rejoin(.init(operationID: "x-1", target: target, healthTimeoutMs: 10_000, images: oldImages), live: harness.node.liveBinary))
+            }
+        }
+        var reference = upgradedServer()
+        let start = reference.performed.count
+        begin(&reference)
+        reference.settle()
+        #expect(reference.replies["x-1"]?.state == .succeeded, "\(reference.replies["x-1"]?.message ?? "")")
+        #expect(Array(reference.performed[start...].prefix(3)) == [.stopUnit, .placeImages(oldImages), .place(reference.node.binary(old))])
+        #expect(reference.node.imagesDir == [tarball: "v1.30.6+k3s1"])
+        expectConsistent(reference.node, "after the \(method)")
+        for crashAfter in 0...(reference.performed.count - start) {
+            var harness = upgradedServer()
+            begin(&harness)
+            for _ in 0..<crashAfter { harness.step() }
+            var restarted = harness.restarted()
+            restarted.settle()
+            let context = "\(method) killed after \(crashAfter) effects"
+            #expect(restarted.machine.journal.operation("x-1")?.outcome?.state == .succeeded, "\(context)")
+            expectConsistent(restarted.node, context)
+        }
+    }
+
     /// Killed after any number of effects (between the images and the binary too), and before
     /// any record: the restarted agent leaves a version running with its images, and says nothing
     /// about the new version from the crash.

@@ -40,6 +40,24 @@ struct AirgapEndToEndTests {
         }
     }
 
+    /// `rollback --restore` on air-gapped servers: the restoring server and a rejoining one start
+    /// the old binary only with the old release's tarball in place (the restore and rejoin name
+    /// it, as an install does), and the agent gets its kept tarball back with its kept binary.
+    @Test func airgappedServersAreRestoredAndRejoinedWithTheOldImages() async throws {
+        let airgapped = ["server-1", "server-2", "agent-1"]
+        try await EndToEndSandbox.with(servers: 3, agents: 1, k3sVersion: Self.start, airgap: airgapped, policy: RestoreEndToEndTests.policy) { sandbox in
+            let apply = try await sandbox.controller(["apply", "--to", Self.next, "--yes"], timeoutSeconds: 240)
+            try #require(apply.status == 0, "apply should complete:\n\(apply.output)")
+            let rollback = try await sandbox.controller(["rollback", "--restore", "--yes"], timeoutSeconds: 240)
+            #expect(rollback.status == 0, "rollback --restore should complete:\n\(rollback.output)")
+            try await sandbox.expectAllNodes(at: Self.start, "after the restore", timeoutSeconds: 60)
+            for node in sandbox.manifest.nodes where airgapped.contains(node.name) {
+                #expect(tarballs(node).images == ["k3s-airgap-images-amd64.tar.zst": Self.start], "\(node.name): \(tarballs(node))")
+            }
+            try await sandbox.expectThreeStartedMembersOfOneCluster()
+        }
+    }
+
     @Test func anAirgappedNodeGoesBackWithItsImagesOnARevertAndARollback() async throws {
         try #require(Self.patch != Self.start, "expected a later patch of \(Self.start): \(EndToEndTests.offered)")
         try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start, airgap: ["agent-1"]) { sandbox in

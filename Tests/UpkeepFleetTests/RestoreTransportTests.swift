@@ -13,19 +13,22 @@ import UpkeepTLS
 /// against a server that speaks the protocol over mutual TLS and records what arrives: the
 /// sealed backup is opened block by block into the upload (no plaintext file on the
 /// controller), with the recorded digest; `restore` and `rejoin` name the backup and the cached
-/// binary of the version by their digests.
+/// binary of the version by their digests, and on an air-gapped server its images tarball.
 @Suite(.serialized) struct RestoreTransportTests {
     /// A server node's agent that keeps what it was sent.
     final class RecordingAgent: RequestHandler, @unchecked Sendable {
         private let lock = NSLock()
         private var received: [String: [UInt8]] = [:]
         private(set) var requests: [RequestPayload] = []
+        private var airgapImagesDir: String?
 
         func agentInfo() -> AgentInfo {
             AgentInfo(agentVersion: "0.1.0-test", nodeName: "server-1", arch: "amd64", role: .server, k3sVersion: v2)
         }
 
         func upload(_ sha256: String) -> [UInt8]? { lock.withLock { received[sha256] } }
+        /// From now on `status` says k3s imports its images from a directory (an air-gapped node).
+        func becomeAirgapped() { lock.withLock { airgapImagesDir = "/var/lib/rancher/k3s/agent/images" } }
         var all: [RequestPayload] { lock.withLock { requests } }
 
         func handle(_ request: IncomingRequest) async throws -> Reply {
@@ -41,6 +44,11 @@ import UpkeepTLS
                 }
                 lock.withLock { received[message.sha256.rawValue] = bytes }
                 return Reply(.restoreBackup(RestoreBackupResult(alreadyReceived: false)))
+            case .status:
+                return Reply(.status(StatusResult(agent: agentInfo(), unit: UnitStatus(name: "k3s", activeState: "active", subState: "running"),
+                                                  binaryPath: "/usr/local/bin/k3s", binaryFreeBytes: 1 << 30, dataDir: "/var/lib/upkeep-agent",
+                                                  dataFreeBytes: 1 << 30, staged: [], watchdog: nil, recentOperations: [],
+                                                  airgapImagesDir: lock.withLock { airgapImagesDir })))
             case .stopK3s:
                 return Reply(.stopK3s(StopK3sResult(wasActive: true)))
             case .restore(let message):
@@ -76,7 +84,10 @@ import UpkeepTLS
         try FileManager.default.createDirectory(atPath: release, withIntermediateDirectories: true)
         let binary = Array("#!/bin/sh\necho k3s version \(v1)\n".utf8)
         try Data(binary).write(to: URL(fileURLWithPath: "\(release)/k3s"))
-        try "\(SHA256.hex(binary))  k3s\n".write(toFile: "\(release)/sha256sum-amd64.txt", atomically: false, encoding: .utf8)
+        let images = Array("images of \(v1)".utf8)
+        try Data(images).write(to: URL(fileURLWithPath: "\(release)/k3s-airgap-images-amd64.tar.zst"))
+        try "\(SHA256.hex(binary))  k3s\n\(SHA256.hex(images))  k3s-airgap-images-amd64.tar.zst\n"
+            .write(toFile: "\(release)/sha256sum-amd64.txt", atomically: false, encoding: .utf8)
 
         // The controller's state directory: the vault with one sealed backup.
         let state = try TemporaryDirectory()
@@ -142,6 +153,21 @@ import UpkeepTLS
         #expect(restores.map(\.backupSHA256.rawValue) == [digest] && restores.map(\.binarySHA256.rawValue) == [binaryDigest]
                 && restores.map(\.healthTimeoutSeconds) == [60])
         #expect(rejoins.map(\.binarySHA256.rawValue) == [binaryDigest] && rejoins.map(\.k3sVersion) == [v1])
+        #expect(restores.map(\.imagesSHA256) == [nil] && rejoins.map(\.imagesSHA256) == [nil], "not air-gapped: no images named")
+
+        // On an air-gapped server both name the release's images tarball, as an install does.
+        agent.becomeAirgapped()
+        _ = try await send("r1:x1.0:restore:2", .restore(backupID: "r1-h1", version: version, healthTimeoutSeconds: 60))
+        _ = try await send("r1:x1.1:rejoin:2", .rejoin(version: version, healthTimeoutSeconds: 60))
+        let imagesDigest = SHA256.hex(images)
+        let airgapped = agent.all.compactMap { payload -> String? in
+            switch payload {
+            case .restore(let message) where message.operationID.rawValue.hasSuffix(":2"): "restore \(message.imagesSHA256?.rawValue ?? "none")"
+            case .rejoin(let message) where message.operationID.rawValue.hasSuffix(":2"): "rejoin \(message.imagesSHA256?.rawValue ?? "none")"
+            default: nil
+            }
+        }
+        #expect(airgapped == ["restore \(imagesDigest)", "rejoin \(imagesDigest)"])
         await fleet.close()
         await server.shutdown()
     }

@@ -14,7 +14,7 @@ public struct SwapPlan: Codable, Equatable, Sendable {
     public var watchdogTimeoutMs: Int64?
     /// Restore and rejoin: what happens to the datastore while k3s is stopped.
     public var datastore: DatastoreChange?
-    /// Install on an air-gapped node: the images tarball placed with `target`.
+    /// On an air-gapped node (install, restore, rejoin): the images tarball placed with `target`.
     public var images: ImagesRef?
 
     public init(target: BinaryRef, replaced: LiveBinary?, restore: BinaryRef?, healthTimeoutMs: Int64,

@@ -53,11 +53,11 @@ public struct UpgradeMachine: Sendable {
         case .stopK3s(let id): stopK3s(id)
         case .restore(let command, let live):
             changeDatastore(command.operationID, .restore, fingerprint: command.fingerprint, target: command.target,
-                            change: .restore(sha256: command.backupSHA256, format: command.format),
+                            change: .restore(sha256: command.backupSHA256, format: command.format), images: command.images,
                             healthTimeoutMs: command.healthTimeoutMs, live: live)
         case .rejoin(let command, let live):
             changeDatastore(command.operationID, .rejoin, fingerprint: command.fingerprint, target: command.target,
-                            change: .clear, healthTimeoutMs: command.healthTimeoutMs, live: live)
+                            change: .clear, images: command.images, healthTimeoutMs: command.healthTimeoutMs, live: live)
         case .begin(let id, let kind, let fingerprint): beginShellOperation(id, kind: kind, fingerprint: fingerprint)
         case .finish(let id, let outcome): finishShellOperation(id, outcome)
         case .completed(let token, let result): completed(token: token, result)
@@ -199,27 +199,31 @@ public struct UpgradeMachine: Sendable {
         start(Run(purpose: .stop(id), steps: [.stop], target: nil, healthTimeoutMs: 0))
     }
 
-    /// `restore` and `rejoin`: stop k3s, make `target` live, change the datastore, start k3s and
-    /// probe it. Nothing is reverted: a restored datastore cannot be undone by the agent.
+    /// `restore` and `rejoin`: stop k3s, place `images` (an air-gapped node), make `target` live,
+    /// change the datastore, start k3s and probe it. Nothing is reverted: a restored datastore
+    /// cannot be undone by the agent. The images directory is not kept aside first: what an
+    /// install kept there stays paired with the binary that install kept.
     private mutating func changeDatastore(_ id: String, _ kind: OperationKind, fingerprint: String, target: BinaryRef,
-                                          change: DatastoreChange, healthTimeoutMs: Int64, live: LiveBinary?) {
+                                          change: DatastoreChange, images: ImagesRef?, healthTimeoutMs: Int64, live: LiveBinary?) {
         guard admit(id, kind: kind, fingerprint: fingerprint, interruptingWatchCheck: true) else { return }
         guard settings.role == .server else {
             return reject(.conflict, "\(kind.rawValue) is for servers, which hold the datastore; this node is an agent, roll it back with `rollback`")
         }
         self.live = live
         let plan = SwapPlan(target: target, replaced: live, restore: nil, healthTimeoutMs: healthTimeoutMs, watchdogTimeoutMs: nil,
-                            datastore: change)
+                            datastore: change, images: images)
         persist(.began(OperationEntry(id: id, kind: kind, fingerprint: fingerprint, startedAt: now, plan: plan)))
         endWatch(by: id, kind)
-        start(Run(purpose: .datastore(id, kind), steps: Self.datastoreSteps(change, changed: false), target: target,
+        start(Run(purpose: .datastore(id, kind), steps: Self.datastoreSteps(plan, changed: false), target: target,
                   healthTimeoutMs: healthTimeoutMs))
     }
 
     /// What is left of a restore or rejoin: everything until the datastore changed (doing it again
-    /// is safe, k3s is stopped first), afterwards only starting and probing k3s.
-    private static func datastoreSteps(_ change: DatastoreChange, changed: Bool) -> [Run.Step] {
-        var steps: [Run.Step] = changed ? [] : [.stop, .place, .changeDatastore]
+    /// is safe, k3s is stopped first; placing the images again too), afterwards only starting and
+    /// probing k3s.
+    private static func datastoreSteps(_ plan: SwapPlan, changed: Bool) -> [Run.Step] {
+        guard let change = plan.datastore else { preconditionFailure("a datastore change without its plan") }
+        var steps: [Run.Step] = changed ? [] : [.stop] + (plan.images == nil ? [] : [.placeImages]) + [.place, .changeDatastore]
         if case .restore = change { steps.append(.removeRestoreFile) }
         return steps + [.restart, .probe]
     }
@@ -291,8 +295,8 @@ public struct UpgradeMachine: Sendable {
                 // Stopping again is harmless and gives the answer.
                 start(Run(purpose: .stop(entry.id), steps: [.stop], target: nil, healthTimeoutMs: 0))
             case .restore, .rejoin:
-                guard let plan = entry.plan, let change = plan.datastore else { preconditionFailure("\(entry.kind) \(entry.id) without a plan") }
-                start(Run(purpose: .datastore(entry.id, entry.kind), steps: Self.datastoreSteps(change, changed: entry.datastoreChanged),
+                guard let plan = entry.plan, plan.datastore != nil else { preconditionFailure("\(entry.kind) \(entry.id) without a plan") }
+                start(Run(purpose: .datastore(entry.id, entry.kind), steps: Self.datastoreSteps(plan, changed: entry.datastoreChanged),
                           target: plan.target, healthTimeoutMs: plan.healthTimeoutMs))
             case .stage, .cordon, .drain, .uncordon, .backup, .restoreBackup:
                 finish(entry.id, .failed(.interrupted, interruptedMessage(entry.kind)))
@@ -398,7 +402,7 @@ public struct UpgradeMachine: Sendable {
         case .keepImages:
             effect = .keepImages
         case .placeImages:
-            guard let images = plan?.images else { preconditionFailure("placing images without an install plan naming them") }
+            guard let images = plan?.images else { preconditionFailure("placing images without a plan naming them") }
             effect = .placeImages(images)
         case .restoreImages:
             effect = .restoreImages

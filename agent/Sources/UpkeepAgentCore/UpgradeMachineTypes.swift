@@ -64,16 +64,20 @@ extension UpgradeMachine {
         public var backupSHA256: String
         public var format: BackupReport.Format
         public var healthTimeoutMs: Int64
+        /// On an air-gapped node: the staged images tarball of `target`'s version, placed before k3s starts.
+        public var images: ImagesRef?
 
-        public init(operationID: String, target: BinaryRef, backupSHA256: String, format: BackupReport.Format, healthTimeoutMs: Int64) {
+        public init(operationID: String, target: BinaryRef, backupSHA256: String, format: BackupReport.Format, healthTimeoutMs: Int64,
+                    images: ImagesRef? = nil) {
             self.operationID = operationID
             self.target = target
             self.backupSHA256 = backupSHA256
             self.format = format
             self.healthTimeoutMs = healthTimeoutMs
+            self.images = images
         }
 
-        var fingerprint: String { "restore \(backupSHA256) with \(target.sha256)" }
+        var fingerprint: String { "restore \(backupSHA256) with \(target.sha256)" + (images.map { " images \($0.sha256)" } ?? "") }
     }
 
     /// `rejoin`: the staged `target` made live and `server/db` deleted, so the server joins the
@@ -82,14 +86,17 @@ extension UpgradeMachine {
         public var operationID: String
         public var target: BinaryRef
         public var healthTimeoutMs: Int64
+        /// As `RestoreCommand.images`.
+        public var images: ImagesRef?
 
-        public init(operationID: String, target: BinaryRef, healthTimeoutMs: Int64) {
+        public init(operationID: String, target: BinaryRef, healthTimeoutMs: Int64, images: ImagesRef? = nil) {
             self.operationID = operationID
             self.target = target
             self.healthTimeoutMs = healthTimeoutMs
+            self.images = images
         }
 
-        var fingerprint: String { "rejoin with \(target.sha256)" }
+        var fingerprint: String { "rejoin with \(target.sha256)" + (images.map { " images \($0.sha256)" } ?? "") }
     }
 
     public struct CommitCommand: Equatable, Sendable {

@@ -152,11 +152,13 @@ public final class AgentRequestHandler: RequestHandler {
         case .restore(let restore):
             let outcome = try await service.restore(operationID: restore.operationID.rawValue, backupSHA256: restore.backupSHA256.rawValue,
                                                     binarySHA256: restore.binarySHA256.rawValue, k3sVersion: restore.k3sVersion,
-                                                    healthTimeoutMs: Int64(restore.healthTimeoutSeconds) * 1000)
+                                                    healthTimeoutMs: Int64(restore.healthTimeoutSeconds) * 1000,
+                                                    imagesSHA256: restore.imagesSHA256?.rawValue)
             return Reply(.restore(try restoreResult(outcome)))
         case .rejoin(let rejoin):
             let outcome = try await service.rejoin(operationID: rejoin.operationID.rawValue, binarySHA256: rejoin.binarySHA256.rawValue,
-                                                   k3sVersion: rejoin.k3sVersion, healthTimeoutMs: Int64(rejoin.healthTimeoutSeconds) * 1000)
+                                                   k3sVersion: rejoin.k3sVersion, healthTimeoutMs: Int64(rejoin.healthTimeoutSeconds) * 1000,
+                                                   imagesSHA256: rejoin.imagesSHA256?.rawValue)
             return Reply(.rejoin(try restoreResult(outcome)))
         }
     }

@@ -135,10 +135,11 @@ public actor AgentService {
     }
 
     /// Restores the received backup `backupSHA256` with the staged binary `binarySHA256` (which
-    /// must be of `k3sVersion`), then starts and probes k3s.
+    /// must be of `k3sVersion`), then starts and probes k3s. `imagesSHA256`: as for `install`.
     public func restore(operationID: String, backupSHA256: String, binarySHA256: String, k3sVersion: String,
-                        healthTimeoutMs: Int64) async throws -> OperationOutcome {
+                        healthTimeoutMs: Int64, imagesSHA256: String? = nil) async throws -> OperationOutcome {
         let target = try datastoreTarget(binarySHA256, k3sVersion: k3sVersion, for: operationID)
+        let images = try stagedImages(imagesSHA256, for: target, operationID: operationID)
         guard let format = environment.datastoreRestore.received(backupSHA256) ?? machine.journal.operation(operationID).flatMap({ entry in
             if case .restore(_, let format)? = entry.plan?.datastore { return format }
             return nil
@@ -146,15 +147,17 @@ public actor AgentService {
             throw AgentFailure(.notFound, "no received backup with sha256 \(backupSHA256); send it with restoreBackup first")
         }
         let command = UpgradeMachine.RestoreCommand(operationID: operationID, target: target, backupSHA256: backupSHA256, format: format,
-                                                    healthTimeoutMs: healthTimeoutMs)
+                                                    healthTimeoutMs: healthTimeoutMs, images: images)
         return try await submit(.restore(command, live: await binary.live()), operationID: operationID)
     }
 
     /// Deletes `server/db` with the staged binary `binarySHA256` live, then starts and probes k3s:
-    /// the server joins the cluster a `restore` started.
-    public func rejoin(operationID: String, binarySHA256: String, k3sVersion: String, healthTimeoutMs: Int64) async throws -> OperationOutcome {
+    /// the server joins the cluster a `restore` started. `imagesSHA256`: as for `install`.
+    public func rejoin(operationID: String, binarySHA256: String, k3sVersion: String, healthTimeoutMs: Int64,
+                       imagesSHA256: String? = nil) async throws -> OperationOutcome {
         let target = try datastoreTarget(binarySHA256, k3sVersion: k3sVersion, for: operationID)
-        let command = UpgradeMachine.RejoinCommand(operationID: operationID, target: target, healthTimeoutMs: healthTimeoutMs)
+        let images = try stagedImages(imagesSHA256, for: target, operationID: operationID)
+        let command = UpgradeMachine.RejoinCommand(operationID: operationID, target: target, healthTimeoutMs: healthTimeoutMs, images: images)
         return try await submit(.rejoin(command, live: await binary.live()), operationID: operationID)
     }
 
@@ -234,13 +237,14 @@ public actor AgentService {
         return BinaryRef(sha256: sha256, k3sVersion: nil, store: .staging)
     }
 
-    /// The images tarball an install on an air-gapped node places with `target`; nil on other nodes.
+    /// The images tarball an install, restore or rejoin on an air-gapped node places with
+    /// `target`; nil on other nodes.
     private func stagedImages(_ sha256: String?, for target: BinaryRef, operationID: String) throws -> ImagesRef? {
         guard environment.airgapped else { return nil }
         let directory = environment.images.directory
         guard let sha256 else {
             throw AgentFailure(.conflict, "k3s on this node imports its images from \(directory) (air-gapped, https://docs.k3s.io/installation/airgap): "
-                               + "an install needs the release's k3s-airgap-images-\(MachineArch.current()) tarball of \(target.k3sVersion ?? "its version"); "
+                               + "starting k3s \(target.k3sVersion ?? "of the staged binary") needs the release's k3s-airgap-images-\(MachineArch.current()) tarball of that version; "
                                + "stage it (artifact airgapImages) and name it in imagesSHA256")
         }
         guard let artifact = environment.store.stagedArtifact(sha256), let name = artifact.imagesFileName else {

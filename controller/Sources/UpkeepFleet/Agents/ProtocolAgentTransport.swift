@@ -25,7 +25,7 @@ public struct DrainSettings: Sendable, Equatable {
 /// artifacts for `stage` stream from the `ArtifactCache` with their SHA-256. A node whose agent
 /// reports `airgapImagesDir` (k3s imports its images from a directory,
 /// https://docs.k3s.io/installation/airgap) also gets the release's images tarball with each
-/// stage (under the id `<stage id>:images`) and each install names it.
+/// stage (under the id `<stage id>:images`), and each install, restore and rejoin names it.
 ///
 /// An Error answer is a reply (`.refused(code:message:)`); only a missing answer throws
 /// `AgentTransportError`. A lost connection or a `busy` agent is retried with backoff within
@@ -76,12 +76,10 @@ public struct ProtocolAgentTransport: AgentTransport {
             case .success(let found): digest = found
             case .failure(let refusal): return refusal.reply
             }
-            var images: SHA256Hex?
-            if try await airgapped(call) {
-                switch try await installDigest(node: request.node, version: version, call: call, asset: .airgapImages) {
-                case .success(let found): images = found
-                case .failure(let refusal): return refusal.reply
-                }
+            let images: SHA256Hex?
+            switch try await airgapImagesDigest(node: request.node, version: version, call: call) {
+            case .success(let found): images = found
+            case .failure(let refusal): return refusal.reply
             }
             let message = InstallRequest(operationID: id, sha256: digest, k3sVersion: version.description,
                                          healthTimeoutSeconds: healthTimeoutSeconds, watchdogTimeoutSeconds: watchdogTimeoutSeconds,
@@ -132,8 +130,13 @@ public struct ProtocolAgentTransport: AgentTransport {
             case .success(let found): binary = found
             case .failure(let refusal): return refusal.reply
             }
+            let images: SHA256Hex?
+            switch try await airgapImagesDigest(node: request.node, version: version, call: call) {
+            case .success(let found): images = found
+            case .failure(let refusal): return refusal.reply
+            }
             let message = RestoreRequest(operationID: id, backupSHA256: backupDigest, binarySHA256: binary, k3sVersion: version.description,
-                                         healthTimeoutSeconds: healthTimeoutSeconds)
+                                         healthTimeoutSeconds: healthTimeoutSeconds, imagesSHA256: images)
             return try await call.run(message) { result in
                 .restored(version: try? K3sVersion(result.k3sVersion), healthy: result.probe.healthy, message: Self.summary(result.probe))
             }
@@ -143,7 +146,13 @@ public struct ProtocolAgentTransport: AgentTransport {
             case .success(let found): binary = found
             case .failure(let refusal): return refusal.reply
             }
-            let message = RejoinRequest(operationID: id, binarySHA256: binary, k3sVersion: version.description, healthTimeoutSeconds: healthTimeoutSeconds)
+            let images: SHA256Hex?
+            switch try await airgapImagesDigest(node: request.node, version: version, call: call) {
+            case .success(let found): images = found
+            case .failure(let refusal): return refusal.reply
+            }
+            let message = RejoinRequest(operationID: id, binarySHA256: binary, k3sVersion: version.description, healthTimeoutSeconds: healthTimeoutSeconds,
+                                        imagesSHA256: images)
             return try await call.run(message) { result in
                 .rejoined(version: try? K3sVersion(result.k3sVersion), healthy: result.probe.healthy, message: Self.summary(result.probe))
             }
@@ -227,6 +236,13 @@ public struct ProtocolAgentTransport: AgentTransport {
             return .failure(Refusal(code: ErrorCode.notFound.rawValue, message: "the agent of \(node) reports architecture \(hello.arch), which k3s does not publish"))
         }
         return try await cachedArtifact(node: node, version: version, arch: arch, asset: asset).map(Self.digest)
+    }
+
+    /// On an air-gapped node, the digest of `version`'s images tarball, which an install, restore
+    /// or rejoin names (the stage before it staged the tarball); nil on other nodes.
+    private func airgapImagesDigest(node: String, version: K3sVersion, call: NodeCall) async throws -> Result<SHA256Hex?, Refusal> {
+        guard try await airgapped(call) else { return .success(nil) }
+        return try await installDigest(node: node, version: version, call: call, asset: .airgapImages).map { $0 }
     }
 
     /// The verified artifact from the cache, fetched when it is not there; a refusal when the
