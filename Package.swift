@@ -148,6 +148,11 @@ let package = Package(
         // The controller's state: rollouts, transitions, steps, notices and the lease in SQLite (GRDB, WAL).
         .target(name: "UpkeepStore", dependencies: ["UpkeepRollout", "UpkeepCore", .product(name: "GRDB", package: "GRDB.swift")],
                 path: "controller/Sources/UpkeepStore", swiftSettings: strict),
+        // Notifications from the store's outbox: the sinks of upkeep.yaml, their formats (signed JSON
+        // webhook, Slack, Mattermost, Teams, ntfy, Gotify) and the deliverer that drains the outbox.
+        .target(name: "UpkeepNotify", dependencies: ["UpkeepStore", "UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepPKI", "UpkeepTLS", "UpkeepYAML",
+                                                nioHTTP1, logging],
+                path: "controller/Sources/UpkeepNotify", swiftSettings: strict),
         // Drives the rollout engine: persists every transition before acting, holds the lease.
         .target(name: "UpkeepRuntime", dependencies: ["UpkeepRollout", "UpkeepStore", "UpkeepCore", "UpkeepPOSIX"],
                 path: "controller/Sources/UpkeepRuntime", swiftSettings: strict),
@@ -157,7 +162,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepKube", "UpkeepProcess", "UpkeepEnrollment",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepNotify", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepKube", "UpkeepProcess", "UpkeepEnrollment",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -213,13 +218,22 @@ let package = Package(
                           path: "Tests/upkeep-runtime-probe", swiftSettings: strict),
         .testTarget(name: "UpkeepRuntimeTests", dependencies: ["UpkeepRuntime", "UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport",
                                                           "UpkeepRuntimeTestSupport"], swiftSettings: strict),
+        // A notification endpoint on 127.0.0.1 recording what it receives, for the notification tests.
+        .target(name: "UpkeepNotifyTestSupport", dependencies: ["UpkeepHTTPServer", "UpkeepTestSupport", logging],
+                path: "Tests/UpkeepNotifyTestSupport", swiftSettings: strict),
+        // The notification formats, the outbox and the deliverer over real sockets.
+        .testTarget(name: "UpkeepNotifyTests", dependencies: ["UpkeepNotify", "UpkeepNotifyTestSupport", "UpkeepStore", "UpkeepRollout", "UpkeepCore",
+                                                         "UpkeepHTTP", "UpkeepPOSIX", "UpkeepPKI", "UpkeepYAML", "UpkeepTestSupport", "UpkeepRuntimeTestSupport"],
+                    swiftSettings: strict),
         .testTarget(name: "UpkeepStoreTests", dependencies: ["UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport",
                                                         "UpkeepRuntimeTestSupport"], swiftSettings: strict),
         // The built `upkeep` against sandbox clusters of real processes, with kubectl as the witness.
-        .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepProcess", "UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport"],
+        .testTarget(name: "UpkeepEndToEndTests", dependencies: ["UpkeepSandbox", "UpkeepProcess", "UpkeepStore", "UpkeepRollout", "UpkeepCore", "UpkeepTestSupport",
+                                                           "UpkeepNotifyTestSupport"],
                     swiftSettings: strict),
         // YAMLReader against Yams (libyaml) as the reference reader.
         .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepCore", yams], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepEnrollment", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox"], swiftSettings: strict),
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepEnrollment", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox",
+                                                     "UpkeepNotify", "UpkeepNotifyTestSupport"], swiftSettings: strict),
     ]
 )

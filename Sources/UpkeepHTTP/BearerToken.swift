@@ -24,6 +24,9 @@ public struct BearerToken: Sendable, Equatable, CustomStringConvertible {
     /// The `Authorization` header value.
     public var authorizationHeader: String { "Bearer \(value)" }
 
+    /// The secret itself, for a header of another name (`X-Gotify-Key`) or a MAC key; never print it.
+    public var secretText: String { value }
+
     /// The token from `file` when given (which must be a regular file without group or other
     /// permissions), else from `environment[variable]` (this process's environment when nil)
     /// when set and non-empty, else nil.

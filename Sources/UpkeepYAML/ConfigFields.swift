@@ -67,6 +67,25 @@ public struct ConfigFields {
         return fields
     }
 
+    /// A list of mappings (`notifications:`), each read as fields named `key[1]`, `key[2]`, …;
+    /// `null` counts as absent.
+    public func sections(_ key: String, countMax: Int) throws(ConfigError) -> [ConfigFields]? {
+        guard let node = self.node[key], !node.isNull else { return nil }
+        guard let sequence = node.sequence else { throw error(key, "must be a list of mappings, each starting with `- `") }
+        guard sequence.count <= countMax else { throw error(key, "holds \(sequence.count) items; at most \(countMax)") }
+        var items: [ConfigFields] = []
+        for (index, item) in sequence.enumerated() {
+            guard let fields = ConfigFields(item, path: "\(name(key))[\(index + 1)]", file: file) else {
+                throw ConfigError(file: file, line: item.line, field: "\(name(key))[\(index + 1)]", problem: "must be a mapping of fields")
+            }
+            items.append(fields)
+        }
+        return items
+    }
+
+    /// The line of the field `key` (else of this mapping), for errors found after reading.
+    public func line(of key: String) -> Int? { node[key]?.line ?? line }
+
     /// A string; `null` / `~` counts as absent.
     public func string(_ key: String) throws(ConfigError) -> String? {
         guard let node = self.node[key], !node.isNull else { return nil }

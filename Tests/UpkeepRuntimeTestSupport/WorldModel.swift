@@ -35,6 +35,8 @@ public struct WorldModel: Codable, Equatable, Sendable {
     public var failingInstalls: [String: K3sVersion] = [:]
     /// Backups taken (by id).
     public var backups: [String] = []
+    /// When set, every backup is refused with this message (a full disk, a broken etcd).
+    public var backupRefusal: String?
 
     public init(servers: [String], agents: [String], version: K3sVersion) {
         nodes = servers.map { Node(name: $0, role: .server, version: version) } + agents.map { Node(name: $0, role: .agent, version: version) }
@@ -87,6 +89,7 @@ public struct WorldModel: Codable, Equatable, Sendable {
             if node.watch == install { node.watch = nil }
             return .committed(version: node.version)
         case .backup(let backupID, _, _):
+            if let backupRefusal { return .refused(code: "backupFailed", message: backupRefusal) }
             backups.append(backupID)
             return .backedUp(backupID: backupID)
         case .restoreBackup(let backupID, _):

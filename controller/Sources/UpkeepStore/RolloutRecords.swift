@@ -67,6 +67,9 @@ public struct Transition: Sendable {
     public var notices: [Notice]
     /// The moves whose progress differs from the engine before `handle` (all when unknown).
     public var changedSteps: [MoveProgress]
+    /// What operators are told of this transition (none when `before` is unknown); recorded in
+    /// the notification outbox with it.
+    public var milestones: [RolloutMilestone]
 
     /// `before` is the engine the event was handled by; its unchanged moves are not rewritten.
     public init(engine: RolloutEngine, before: RolloutEngine?, event: String, actions: String, notices: [Notice]) {
@@ -77,6 +80,7 @@ public struct Transition: Sendable {
         let now = engine.progress
         let then = before?.progress ?? []
         changedSteps = now.enumerated().compactMap { index, step in index < then.count && then[index] == step ? nil : step }
+        milestones = engine.milestones(since: before)
     }
 }
 

@@ -35,7 +35,7 @@ extension StateStore {
     }
 
     /// Persists the engine after one `handle`, the transition that produced it, the changed
-    /// steps and the notices, in one transaction that first checks (and extends) `holder`'s
+    /// steps, the notices and the notifications of its milestones, in one transaction that first checks (and extends) `holder`'s
     /// lease. Returns the transition's sequence number. Call it before performing the actions.
     @discardableResult
     public func record(_ transition: Transition, holder: String, now: Instant) throws(StoreError) -> Int {
@@ -45,6 +45,7 @@ extension StateStore {
         let steps = try transition.changedSteps.map { step throws(StoreError) in (step, try Self.json(step)) }
         let ordinals = Dictionary(uniqueKeysWithValues: engine.progress.enumerated().map { ($1.key, $0) })
         let finished = if case .finished = engine.status { true } else { false }
+        let events = notifications.routes.isEmpty ? [] : transition.milestones.map { NotificationEvent.rollout($0, engine: engine, cluster: notifications.cluster, at: now) }
         return try write { db in
             _ = try Self.fence(db, holder: holder, now: now)
             guard let count = try Int.fetchOne(db, sql: "SELECT transitions FROM rollouts WHERE id = ?", arguments: [engine.rolloutID]) else {
@@ -67,6 +68,10 @@ extension StateStore {
             for notice in transition.notices {
                 try db.execute(sql: "INSERT INTO notices (rollout_id, sequence, at, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",
                                arguments: [engine.rolloutID, sequence, now.milliseconds, notice.level.rawValue, notice.node, notice.message])
+            }
+            // Told exactly when the transition is recorded: a crash loses neither, nor repeats it.
+            for event in events {
+                _ = try Self.enqueue(db, event, sinks: notifications.sinks(for: event.event), rowsMax: notifications.rowsMax, now: now)
             }
             return sequence
         }

@@ -4,7 +4,8 @@ import UpkeepRollout
 
 /// The controller's durable state: one SQLite database `<stateDir>/upkeep.db` in WAL mode
 /// holding rollouts (plan, policy, the engine after every transition), their transitions,
-/// per-node steps, notices, and the lease that keeps a second controller out.
+/// per-node steps, notices, the lease that keeps a second controller out, and the notification
+/// outbox.
 ///
 /// Every method is one transaction. Writes that move a rollout forward check the lease inside
 /// the same transaction, so a controller that lost its lease can never record (and therefore
@@ -15,18 +16,21 @@ public final class StateStore: Sendable {
     public static let busyTimeoutSeconds: Double = 10
 
     public let path: String
+    /// The sinks events are written to the outbox for (`emit`, and the milestones `record` finds).
+    public let notifications: NotificationRouting
     let pool: DatabasePool
 
     /// Opens (creating if needed) `<stateDirectory>/upkeep.db`; the directory is made 0700 and
     /// the database file 0600.
-    public convenience init(stateDirectory: String) throws(StoreError) {
+    public convenience init(stateDirectory: String, notifications: NotificationRouting = .none) throws(StoreError) {
         try Self.makePrivateDirectory(stateDirectory)
-        try self.init(path: stateDirectory + "/" + Self.fileName)
+        try self.init(path: stateDirectory + "/" + Self.fileName, notifications: notifications)
     }
 
     /// Opens (creating if needed, mode 0600) the database at `path` and brings its schema up to date.
-    public init(path: String) throws(StoreError) {
+    public init(path: String, notifications: NotificationRouting = .none) throws(StoreError) {
         self.path = path
+        self.notifications = notifications
         // Never open and close a descriptor of a database file this process may already hold
         // open: close() drops every POSIX lock the process has on it, SQLite's included, and two
         // writers then corrupt it (https://www.sqlite.org/howtocorrupt.html, section 2.2.1).

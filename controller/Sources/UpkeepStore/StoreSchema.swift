@@ -154,6 +154,48 @@ enum StoreSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v6-notification-outbox") { db in
+            // Notifications (docs/notifications.md): one row per event and sink until it is sent
+            // or given up. `id` is the event's idempotency key, the same for every sink; a claim
+            // (`claimed_by` until `claimed_until`) keeps two deliverers off one sink.
+            try db.execute(sql: """
+                CREATE TABLE notification_outbox (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL,
+                    sink TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    body TEXT NOT NULL,
+                    -- pending, sent, dead
+                    state TEXT NOT NULL DEFAULT 'pending',
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at INTEGER NOT NULL,
+                    claimed_by TEXT,
+                    claimed_until INTEGER,
+                    last_error TEXT,
+                    finished_at INTEGER,
+                    UNIQUE (id, sink)
+                );
+                CREATE INDEX notification_outbox_sink ON notification_outbox(sink, state, seq);
+                CREATE INDEX notification_outbox_state ON notification_outbox(state, seq);
+                -- Counters per sink, kept when rows are pruned.
+                CREATE TABLE notification_sinks (
+                    sink TEXT PRIMARY KEY NOT NULL,
+                    sent INTEGER NOT NULL DEFAULT 0,
+                    failed INTEGER NOT NULL DEFAULT 0,
+                    dropped INTEGER NOT NULL DEFAULT 0,
+                    attempts_failed INTEGER NOT NULL DEFAULT 0,
+                    last_sent_at INTEGER,
+                    last_error TEXT,
+                    last_error_at INTEGER
+                ) WITHOUT ROWID;
+                -- Keys of events told once (an update available, a certificate's expiry).
+                CREATE TABLE notification_once (
+                    key TEXT PRIMARY KEY NOT NULL,
+                    at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }
