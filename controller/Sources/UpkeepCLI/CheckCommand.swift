@@ -43,7 +43,15 @@ struct Check: AsyncParsableCommand {
     func run() async throws {
         let components = component.isEmpty ? Set(Component.allCases) : Set(component)
         let config = options.overriding(try configOption.load())
-        let code = await CheckRun(config: config, options: options, components: components, format: output).execute()
+        var run = CheckRun(config: config, options: options, components: components, format: output)
+        let code: Int32
+        if config.notifications.isEmpty {
+            code = await run.execute()
+        } else {
+            let store = try openStateStore(config)
+            run.notifications = store
+            code = try await NotificationRun.with(config, store: store) { await run.execute() }
+        }
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -1,7 +1,10 @@
 import Foundation
+import UpkeepCore
 import UpkeepHTTP
 import UpkeepKube
 import UpkeepPKI
+import UpkeepPOSIX
+import UpkeepStore
 import UpkeepTLS
 import UpkeepUpdates
 
@@ -13,6 +16,8 @@ struct CheckRun {
     let options: CheckOptions
     let components: Set<Component>
     let format: OutputFormat
+    /// Where to tell of updates found (`update.available`, once per component and version); nil: nowhere.
+    var notifications: StateStore? = nil
 
     /// Connections opened on the way, closed at the end whatever happened.
     private struct Connections {
@@ -49,6 +54,7 @@ struct CheckRun {
             let report = try await UpdateChecker(source: source, compatibility: table).check(installed: installed, settings: settings)
             let code = report.updatesAvailable ? CheckExitCode.updatesAvailable : CheckExitCode.upToDate
             print(render(report), terminator: "")
+            notifyUpdates(report)
             do {
                 try history.record(CheckRecord(report: report, exitCode: code))
             } catch {
@@ -59,6 +65,24 @@ struct CheckRun {
             let code = CheckExitCode.code(for: error)
             try? history.record(.failure(checkedAt: started, exitCode: code, releaseSource: sourceName, error: "\(error)"))
             return fail(error, code: code, printJSON: format == .json)
+        }
+    }
+
+    /// One `update.available` per component and target version, however often checks find it.
+    private func notifyUpdates(_ report: CheckReport) {
+        guard let store = notifications else { return }
+        for component in report.components where component.updateAvailable {
+            guard let target = component.target else { continue }
+            let installed = component.installed.version?.description ?? component.installed.state.rawValue
+            let name = component.component.rawValue
+            do {
+                try store.emit(.updateAvailable, summary: "\(name) \(target) is available (installed: \(installed)); `upkeep plan` shows the path",
+                               details: ["component": name, "installed": installed, "available": target.description,
+                                         "hops": "\(component.path.count)"],
+                               once: "update.available \(name) \(target)", now: .wallClockNow())
+            } catch {
+                FileHandle.standardError.write(Data("warning: cannot record the update.available notification: \(error)\n".utf8))
+            }
         }
     }
 

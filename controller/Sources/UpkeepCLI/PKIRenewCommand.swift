@@ -35,6 +35,16 @@ struct PKIRenew: AsyncParsableCommand {
 
     func run() async throws {
         let config = try configOption.load()
+        guard !config.notifications.isEmpty else { return try await renew(config) }
+        // The daily expiry check: certificates close to their end are told of (certificate.expiring).
+        let store = try openStateStore(config)
+        try await NotificationRun.with(config, store: store) {
+            CertificateExpiryNotice.check(config: config, directory: dir, store: store)
+            try await renew(config)
+        }
+    }
+
+    private func renew(_ config: ControllerConfig) async throws {
         let directory = PKIDirectory(path: dir ?? (config.pki.ca as NSString).deletingLastPathComponent)
         let authority: CertificateAuthority
         do { authority = try directory.loadCA() } catch {

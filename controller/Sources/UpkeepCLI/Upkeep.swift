@@ -23,6 +23,7 @@ public struct Upkeep: AsyncParsableCommand {
             BackupCommand.self,
             Metrics.self,
             Serve.self,
+            NotifyCommand.self,
             TokenCommand.self,
             JoinServerCommand.self,
             Update.self,

@@ -37,9 +37,13 @@ public struct RuntimeConfiguration: Sendable {
 
     /// `<hostname> pid <pid>` (the kernel's host name: no DNS lookup).
     public static func defaultHolder() -> String {
+        "\(hostName()) pid \(getpid())"
+    }
+
+    /// The kernel's host name (no DNS lookup), or `unknown-host`.
+    public static func hostName() -> String {
         var name = [CChar](repeating: 0, count: 256)
-        let host = gethostname(&name, name.count - 1) == 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown-host"
-        return "\(host) pid \(getpid())"
+        return gethostname(&name, name.count - 1) == 0 ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown-host"
     }
 
     /// The deadline handed to the transport with `command`.

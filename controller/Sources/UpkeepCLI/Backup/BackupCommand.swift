@@ -82,9 +82,18 @@ struct BackupNow: AsyncParsableCommand {
     func run() async throws {
         let config = try configOption.load()
         let store = try openStateStore(config)
-        let record = try await ClusterSession.with(config) { session in
-            try await Backups.take(id: RolloutDriver.newRolloutID().replacingOccurrences(of: "r", with: "b", options: .anchored),
-                                   session: session, store: store, reading: try await session.read())
+        let id = RolloutDriver.newRolloutID().replacingOccurrences(of: "r", with: "b", options: .anchored)
+        let record = try await NotificationRun.with(config, store: store) {
+            do {
+                return try await ClusterSession.with(config) { session in
+                    try await Backups.take(id: id, session: session, store: store, reading: try await session.read())
+                }
+            } catch {
+                let reason = (error as? CommandFailure)?.message ?? "\(error)"
+                _ = try? store.emit(.backupFailed, summary: "The datastore backup \(id) (upkeep backup now) failed: \(reason)",
+                                    details: ["backup": id, "reason": reason], now: .wallClockNow())
+                throw error
+            }
         }
         print(Backups.describe(record))
     }

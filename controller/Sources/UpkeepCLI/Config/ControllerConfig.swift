@@ -1,5 +1,8 @@
 import Foundation
+import UpkeepNotify
 import UpkeepRollout
+import UpkeepRuntime
+import UpkeepStore
 import UpkeepYAML
 
 /// The controller's configuration, `upkeep.yaml` (docs/configuration.md). Every field has a
@@ -69,8 +72,20 @@ public struct ControllerConfig: Equatable, Sendable {
     public var rollout = RolloutPolicy()
     public var backups = Backups()
     public var join = Join()
+    /// The cluster's name in notifications; nil: this machine's host name.
+    public var cluster: String?
+    /// Where events are sent (docs/notifications.md).
+    public var notifications: [NotificationSink] = []
 
     public init() {}
+
+    /// The name notifications give the cluster.
+    public var clusterName: String { cluster ?? RuntimeConfiguration.hostName() }
+
+    /// Which sinks want which events: what the state store needs to write the outbox.
+    public var notificationRouting: NotificationRouting {
+        NotificationRouting(cluster: clusterName, routes: notifications.map(\.route))
+    }
 
     public static let fileName = "upkeep.yaml"
 
@@ -123,12 +138,15 @@ public struct ControllerConfig: Equatable, Sendable {
 
     public static func parse(_ text: String, file: String? = nil) throws(ConfigError) -> ControllerConfig {
         let base = file.map { ($0 as NSString).deletingLastPathComponent } ?? FileManager.default.currentDirectoryPath
-        func path(_ fields: ConfigFields, _ key: String) throws(ConfigError) -> String? {
-            guard let text = try fields.string(key) else { return nil }
-            guard !text.isEmpty else { throw fields.error(key, "must not be empty; leave the field out for the default") }
+        func resolve(_ text: String) -> String {
             if text.hasPrefix("/") { return text }
             if text.hasPrefix("~/"), let home = ProcessInfo.processInfo.environment["HOME"] { return home + text.dropFirst() }
             return (base as NSString).appendingPathComponent(text)
+        }
+        func path(_ fields: ConfigFields, _ key: String) throws(ConfigError) -> String? {
+            guard let text = try fields.string(key) else { return nil }
+            guard !text.isEmpty else { throw fields.error(key, "must not be empty; leave the field out for the default") }
+            return resolve(text)
         }
         func url(_ fields: ConfigFields, _ key: String) throws(ConfigError) -> String? {
             guard let text = try fields.string(key) else { return nil }
@@ -219,7 +237,20 @@ public struct ControllerConfig: Equatable, Sendable {
             config.join.certificateDays = try join.int("certificateDays", in: 1...3650) ?? config.join.certificateDays
             try join.rejectUnknown(["listen", "advertise", "certificateDays"])
         }
-        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join"])
+        if let cluster = try top.string("cluster") {
+            guard (1...63).contains(cluster.count), cluster.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
+                throw top.error("cluster", "must be 1 to 63 letters, digits, '-', '_' or '.'; is \"\(cluster)\"")
+            }
+            config.cluster = cluster
+        }
+        if let sinks = try top.sections("notifications", countMax: NotificationSink.countMax) {
+            for (index, fields) in sinks.enumerated() {
+                config.notifications.append(try NotificationSink.parse(fields, position: index + 1, path: resolve))
+            }
+            try NotificationSink.checkUnique(config.notifications)
+        }
+        try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join",
+                               "cluster", "notifications"])
         return config
     }
 

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import UpkeepCore
 import UpkeepHTTP
 import UpkeepHTTPServer
+import UpkeepNotify
 import UpkeepStore
 import UpkeepUpdates
 import UpkeepPOSIX
@@ -18,7 +19,7 @@ enum MetricsSource {
         let checks = JSONLinesCheckHistory(stateDirectory: config.resolvedStateDirectory())
         var snapshot: MetricsSnapshot
         do {
-            snapshot = try MetricsSnapshot.gather(store: store, checks: checks, now: .wallClockNow())
+            snapshot = try MetricsSnapshot.gather(store: store, checks: checks, now: .wallClockNow(), sinks: config.notifications.map(\.key))
         } catch {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
@@ -68,12 +69,14 @@ struct Metrics: ParsableCommand {
 }
 
 /// `upkeep serve`: the controller as a service. Serves `/metrics` (computed from the state
-/// database at each scrape) and `/healthz` until SIGTERM or SIGINT.
+/// database at each scrape) and `/healthz` until SIGTERM or SIGINT, and delivers the
+/// notification outbox (whoever emitted), checking certificate expiries hourly.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run as a service: serve Prometheus metrics on /metrics and a liveness check on /healthz.",
+        abstract: "Run as a service: serve Prometheus metrics on /metrics and a liveness check on /healthz, and deliver notifications.",
         discussion: "Bind to loopback or a management network; the metrics carry no secrets but say what the cluster runs. "
-            + "Stops on SIGTERM or SIGINT. deploy/upkeep.service runs it under systemd."
+            + "With notifications: in upkeep.yaml it delivers what any command left in the outbox and checks certificate expiries hourly "
+            + "(docs/notifications.md). Stops on SIGTERM or SIGINT. deploy/upkeep.service runs it under systemd."
     )
 
     @OptionGroup var configOption: ConfigOption
@@ -87,9 +90,13 @@ struct Serve: AsyncParsableCommand {
                                                               connectionsMax: 64, reservedConnections: 2, reservedPaths: ["/healthz"],
                                                               backlog: 64)
 
+    /// How often `serve` looks for certificates close to their end (certificate.expiring).
+    static let certificateCheckSeconds: UInt64 = 3600
+
     func run() async throws {
         let config = try configOption.load()
-        _ = try openStateStore(config)  // a wrong state directory fails now, not at the first scrape
+        let store = try openStateStore(config)  // a wrong state directory fails now, not at the first scrape
+        let deliverer = try NotificationRun.deliverer(config, store: store)
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
             throw CommandFailure(code: RolloutExitCode.usage, message: "--listen \(listen): write HOST:PORT, e.g. 127.0.0.1:9661")
         }
@@ -106,7 +113,18 @@ struct Serve: AsyncParsableCommand {
         }
         served.withLockedValue { $0 = server }
         FileHandle.standardOutput.write(Data("serving metrics on http://\(host.contains(":") ? "[\(host)]" : host):\(server.port)/metrics\n".utf8))
+        await deliverer?.start()
+        let expiries = deliverer == nil ? nil : Task {
+            while !Task.isCancelled {
+                CertificateExpiryNotice.check(config: config, store: store)
+                do { try await Task.sleep(nanoseconds: Self.certificateCheckSeconds * 1_000_000_000) } catch { return }
+            }
+        }
         _ = await Signals.wait(for: [SIGTERM, SIGINT])
+        expiries?.cancel()
+        // Undelivered notifications stay in the outbox for the next start; a request in flight
+        // is sent again then (same id).
+        await deliverer?.stop()
         await server.close()
     }
 

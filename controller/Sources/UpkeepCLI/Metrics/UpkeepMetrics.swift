@@ -38,9 +38,13 @@ struct MetricsSnapshot: Equatable {
     var lastCheck: LastCheck?
     /// notAfter (Unix time) of each readable certificate, by identity (`PKIInventory`).
     var certificateExpiries: [String: Double] = [:]
+    /// The notification outbox per sink (docs/notifications.md).
+    var notifications: [SinkDeliveryStats] = []
 
-    static func gather(store: StateStore, checks: (any CheckRecorder)?, now: Instant) throws(StoreError) -> MetricsSnapshot {
+    /// `sinks`: the configured notification sinks, listed even before their first event.
+    static func gather(store: StateStore, checks: (any CheckRecorder)?, now: Instant, sinks: [String] = []) throws(StoreError) -> MetricsSnapshot {
         var snapshot = MetricsSnapshot()
+        snapshot.notifications = try store.notificationStats(sinks: sinks)
         if let lease = try store.currentLease() { snapshot.controllerActive = lease.expiresAt > now }
         let summary = try store.summary()
         for (outcome, count) in summary.finishedByOutcome { snapshot.rolloutsByOutcome[Self.metricName(outcome: outcome), default: 0] += count }
@@ -142,6 +146,18 @@ struct MetricsSnapshot: Equatable {
         if let earliest = certificateExpiries.values.min() {
             gauge("upkeep_certificate_earliest_expiry_timestamp_seconds", "When the first of the CA, controller and agent certificates expires (Unix time).",
                   earliest)
+        }
+        for sink in notifications {
+            let labels = [("sink", sink.sink)]
+            gauge("upkeep_notification_backlog", "Notifications waiting in the outbox for the sink (not delivered, not given up).", labels: labels,
+                  Double(sink.pending))
+            counter("upkeep_notifications_sent_total", "Notifications the sink accepted.", labels: labels, sink.sent)
+            counter("upkeep_notifications_failed_total", "Notifications given up: the sink refused them, or every attempt failed.", labels: labels,
+                    sink.failed)
+            counter("upkeep_notifications_dropped_total", "Undelivered notifications pruned to keep the outbox within its bound.", labels: labels,
+                    sink.dropped)
+            counter("upkeep_notification_attempts_failed_total", "Delivery attempts that failed (each retry counts).", labels: labels,
+                    sink.attemptsFailed)
         }
         for (limit, count) in serverLimits {
             counter("upkeep_http_server_limits_reached_total", "Times `upkeep serve`'s HTTP server reached a bound (docs/http.md), by bound.",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UpkeepNotify
 import UpkeepRollout
 import UpkeepRuntime
 import UpkeepStore
@@ -64,6 +65,8 @@ struct Abandon: AsyncParsableCommand {
             print("abandoning it stops Upkeep tracking it; nodes stay as they are and nothing is rolled back")
             try Apply.confirm(record.id)
         }
+        // Read before anything changes: a sink's secret that cannot be used refuses now.
+        let deliverer = try NotificationRun.deliverer(config, store: store)
         let result: (engine: RolloutEngine, notices: [Notice])
         do {
             result = try RolloutRuntime.abandon(store: store, configuration: RuntimeConfiguration(forceTakeover: forceTakeover),
@@ -77,6 +80,11 @@ struct Abandon: AsyncParsableCommand {
         }
         for notice in result.notices {
             print("\(notice.level.rawValue): \(notice.node.map { "\($0): " } ?? "")\(notice.message)")
+        }
+        // The rollout's end (rollout.failed, outcome abandoned) is told before the command ends.
+        if let deliverer {
+            await deliverer.start()
+            await NotificationRun.finish(deliverer)
         }
     }
 }

@@ -43,10 +43,12 @@ struct Apply: AsyncParsableCommand {
     func run() async throws {
         let config = try configOption.load()
         let store = try openStateStore(config)
-        let code = try await ClusterSession.with(config) { session in
-            let version = try await session.resolveTarget(to: target.to, channel: target.channel)
-            return try await Self.applyPlanned(session: session, store: store, change: change, target: version) {
-                try await session.plan(target, target: version)
+        let code = try await NotificationRun.with(config, store: store) {
+            try await ClusterSession.with(config) { session in
+                let version = try await session.resolveTarget(to: target.to, channel: target.channel)
+                return try await Self.applyPlanned(session: session, store: store, change: change, target: version) {
+                    try await session.plan(target, target: version)
+                }
             }
         }
         if code != 0 { throw ExitCode(code) }
@@ -183,10 +185,12 @@ struct Resume: AsyncParsableCommand {
     func run() async throws {
         let config = try configOption.load()
         let store = try openStateStore(config)
-        let code = try await ClusterSession.with(config) { session in
-            let (reading, live) = try await session.readOrLastKnown(store)
-            return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover)
-                .run(.resume(id, ignoreWindow: ignoreWindow), reading: reading, live: live)
+        let code = try await NotificationRun.with(config, store: store) {
+            try await ClusterSession.with(config) { session in
+                let (reading, live) = try await session.readOrLastKnown(store)
+                return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover)
+                    .run(.resume(id, ignoreWindow: ignoreWindow), reading: reading, live: live)
+            }
         }
         if code != 0 { throw ExitCode(code) }
     }
@@ -242,7 +246,9 @@ struct Rollback: AsyncParsableCommand {
         let config = try configOption.load()
         let store = try openStateStore(config)
         if restore {
-            let code = try await RestoreFlow.rollbackRestore(config: config, store: store, rolloutID: rollout, change: change)
+            let code = try await NotificationRun.with(config, store: store) {
+                try await RestoreFlow.rollbackRestore(config: config, store: store, rolloutID: rollout, change: change)
+            }
             if code != 0 { throw ExitCode(code) }
             return
         }
@@ -253,9 +259,11 @@ struct Rollback: AsyncParsableCommand {
         } ?? previousVersion(store)
         var options = try TargetOptions.parse([])
         options.concurrency = concurrency
-        let code = try await ClusterSession.with(config) { session in
-            try await Apply.applyPlanned(session: session, store: store, change: change, confirmation: target.description, target: target) {
-                try await session.plan(options, target: target, allowDowngrade: true)
+        let code = try await NotificationRun.with(config, store: store) {
+            try await ClusterSession.with(config) { session in
+                try await Apply.applyPlanned(session: session, store: store, change: change, confirmation: target.description, target: target) {
+                    try await session.plan(options, target: target, allowDowngrade: true)
+                }
             }
         }
         if code != 0 { throw ExitCode(code) }

@@ -54,7 +54,12 @@ struct Recover: AsyncParsableCommand {
         let store = try openStateStore(config)
         let vault = Backups.vault(config, stateDirectory: config.resolvedStateDirectory())
         let record = try await RecoverySource.resolve(backup, version: k3sVersion, store: store, vault: vault)
-        let code = try await ClusterSession.with(config) { session in
+        let code = try await NotificationRun.with(config, store: store) { try await recover(config: config, store: store, record: record) }
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    private func recover(config: ControllerConfig, store: StateStore, record: BackupRecord) async throws -> Int32 {
+        try await ClusterSession.with(config) { session in
             let book = try RecoveryAddressBook(store: store, flags: agents)
             let fleet = try await session.fleet(for: book.reading)
             let nodes = await book.ask(fleet)
@@ -86,7 +91,6 @@ struct Recover: AsyncParsableCommand {
             }
             return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover).run(.new(engine), reading: book.reading, live: false)
         }
-        if code != 0 { throw ExitCode(code) }
     }
 
     static func describe(record: BackupRecord, version: K3sVersion, servers: [RecoveryNode], agents: [RecoveryNode]) -> String {

@@ -4,10 +4,11 @@ import UpkeepRollout
 import UpkeepStore
 import UpkeepCore
 
-/// Opens the state database named by the configuration, or says what to change.
+/// Opens the state database named by the configuration, or says what to change; events it
+/// records go to the configuration's notification sinks.
 func openStateStore(_ config: ControllerConfig) throws -> StateStore {
     do {
-        return try StateStore(stateDirectory: config.resolvedStateDirectory())
+        return try StateStore(stateDirectory: config.resolvedStateDirectory(), notifications: config.notificationRouting)
     } catch {
         throw CommandFailure(code: RolloutExitCode.state, message: error.description)
     }

@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+import UpkeepNotifyTestSupport
+import UpkeepProcess
+import UpkeepStore
+
+/// `upkeep check` and `upkeep apply` on a sandbox cluster with a signed webhook sink: the
+/// receiver on 127.0.0.1 hears the update found (once), then the rollout start, each node and
+/// the end, in order, each signature checked by `openssl`, and nothing is left in the outbox
+/// when apply exits.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct NotificationEndToEndTests {
+    static let key = "e2e-webhook-key-7f3a9c"
+
+    @Test func applyTellsASignedWebhookOfTheRolloutsStartNodesAndEnd() async throws {
+        let receiver = try await WebhookReceiver.start()
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            let secret = "\(sandbox.directory)/webhook.secret"
+            try (Self.key + "\n").write(toFile: secret, atomically: true, encoding: .utf8)
+            chmod(secret, 0o600)
+            let config = "\(sandbox.directory)/upkeep-notify.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8)
+                + "\ncluster: e2e\nnotifications:\n  - {type: webhook, url: \"\(receiver.url("/upkeep"))\", secretFile: webhook.secret,"
+                + " events: [update.available, rollout.started, rollout.node-done, rollout.finished, rollout.failed, rollout.rolled-back]}\n")
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            // `check` tells of each update it finds, once however often it runs.
+            for _ in 0..<2 {
+                let check = try await ProcessRun.run(sandbox.upkeep, ["--config", config, "check", "--component", "k3s"], timeoutSeconds: 60)
+                #expect(check.status == 10, "\(check.output)")
+            }
+            let updates = receiver.received
+            #expect(updates.count == 1 && updates.first?.json?["event"] as? String == "update.available", "\(updates.map(\.text))")
+            #expect((updates.first?.json?["details"] as? [String: String])?["component"] == "k3s")
+            let apply = try await ProcessRun.run(sandbox.upkeep, ["--config", config, "apply", "--to", EndToEndTests.nextMinor, "--yes"],
+                                                 timeoutSeconds: 240)
+            #expect(apply.status == 0 && apply.output.contains("done: every node runs its target version"), "\(apply.output)")
+            let got = Array(receiver.received.dropFirst(updates.count))
+            let events = got.map { $0.json?["event"] as? String ?? "?" }
+            #expect(events == ["rollout.started", "rollout.node-done", "rollout.node-done", "rollout.finished"], "\(events)")
+            for request in got {
+                #expect(try WebhookReceiver.opensslVerifies(request.header("x-upkeep-signature-256"), body: request.body, key: Self.key),
+                        "\(request.text)")
+                #expect(request.json?["cluster"] as? String == "e2e" && request.header("x-upkeep-delivery") == request.json?["id"] as? String)
+            }
+            #expect(Set(got.compactMap { $0.json?["id"] as? String }).count == got.count, "one id per event")
+            let rollout = try await sandbox.history().first?.id
+            #expect(got.allSatisfy { ($0.json?["details"] as? [String: String])?["rollout"] == rollout }, "\(rollout ?? "?")")
+            #expect((got.last?.json?["details"] as? [String: String])?["target"] == EndToEndTests.nextMinor)
+            let status = try await ProcessRun.run(sandbox.upkeep, ["--config", config, "notify", "status", "-o", "json"], timeoutSeconds: 30)
+            let rows = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [[String: Any]]
+            #expect(rows?.first?["sent"] as? Int == 5 && rows?.first?["pending"] as? Int == 0, "\(status.output)")
+        }
+        await receiver.close()
+    }
+}
