@@ -35,8 +35,19 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
             let made = try UpkeepBinary.run(["pki"] + arguments + ["--dir", pki])
             try #require(made.status == 0, "\(made.error)")
         }
-        _ = try directory.write("stateDir: state\npki: {ca: pki/ca.crt, certificate: pki/controllers/controller.crt, key: pki/controllers/controller.key}\n",
+        _ = try directory.write("stateDir: state\npki: {ca: pki/ca.crt, certificate: pki/controllers/controller.crt, key: pki/controllers/controller.key}\n"
+                                + "notifications:\n  - {type: ntfy, name: phone, url: \"http://127.0.0.1:9/upkeep\"}\n"
+                                + "  - {type: ntfy, name: pager, url: \"http://127.0.0.1:9/pager\", events: [rollout.failed]}\n",
                                 to: "upkeep.yaml")
+        // Two notifications waiting for `phone`, one of them after a failed attempt; `pager` wants neither.
+        let outbox = try StateStore(stateDirectory: directory.file("state"), notifications: NotificationRouting(cluster: "lab", routes: [
+            .init(sink: "phone", events: nil), .init(sink: "pager", events: [.rolloutFailed]),
+        ]))
+        let now = Instant(milliseconds: Int64(Date().timeIntervalSince1970 * 1000))
+        try outbox.emit(.rolloutStarted, summary: "started", details: [:], now: now)
+        try outbox.emit(.rolloutFinished, summary: "finished", details: [:], now: now)
+        let claimed = try #require(try outbox.claimNotification(sink: "phone", holder: "t", now: now, claimMilliseconds: 1000))
+        try outbox.recordDelivery(sequence: claimed.sequence, .retry(at: now.adding(seconds: 60), error: "HTTP 503"), now: now)
         let result = try UpkeepBinary.run(["metrics", "--config", config])
         try #require(result.status == 0, "\(result.output)\(result.error)")
         return result.output
@@ -71,6 +82,13 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         #expect(daysLeft(#"upkeep_certificate_expiry_timestamp_seconds{identity="upkeep://controller/controller"}"#) == 20)
         #expect(daysLeft(#"upkeep_certificate_expiry_timestamp_seconds{identity="upkeep://agent/node-1"}"#) == 10)
         #expect(daysLeft("upkeep_certificate_earliest_expiry_timestamp_seconds") == 10)
+        // The notification outbox, per configured sink.
+        #expect(Self.value(text, #"upkeep_notification_backlog{sink="phone"}"#) == 2, "\(text)")
+        #expect(Self.value(text, #"upkeep_notification_backlog{sink="pager"}"#) == 0)
+        #expect(Self.value(text, #"upkeep_notification_attempts_failed_total{sink="phone"}"#) == 1)
+        #expect(Self.value(text, #"upkeep_notifications_sent_total{sink="phone"}"#) == 0)
+        #expect(Self.value(text, #"upkeep_notifications_failed_total{sink="pager"}"#) == 0)
+        #expect(Self.value(text, #"upkeep_notifications_dropped_total{sink="phone"}"#) == 0)
 
         let file = try directory.write(text, to: "metrics.prom")
         let lint = try runProcess("/bin/sh", ["-c", "\(try Self.promtool()) check metrics < \(file)"])
@@ -136,7 +154,7 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
     @Test func theAlertRulesLoadAndFireOnTheSeriesTheirTestsGive() throws {
         let promtool = try Self.promtool()
         let check = try runProcess(promtool, ["check", "rules", "\(deployDirectory)/prometheus/upkeep-rules.yaml"])
-        #expect(check.status == 0 && check.output.contains("SUCCESS: 10 rules found"), "\(check.output)\(check.error)")
+        #expect(check.status == 0 && check.output.contains("SUCCESS: 12 rules found"), "\(check.output)\(check.error)")
         // Days of series at a 1 m evaluation interval: seconds of CPU, longer on a loaded machine.
         let test = try runProcess(promtool, ["test", "rules", "\(deployDirectory)/prometheus/upkeep-rules.test.yaml"], timeoutSeconds: 120)
         #expect(test.status == 0 && test.output.contains("SUCCESS"), "\(test.output)\(test.error)")
