@@ -123,7 +123,29 @@ import UpkeepTestSupport
         try RolloutFixtures.record(try RolloutFixtures.engine("r-bad"), world: world, in: store, start: Self.start)
         let failures = try store.outboxEntries(sink: "failures", limit: 100).map { try NotificationEvent.decode($0.body) }
         #expect(failures.map(\.event) == [.rolloutRolledBack], "\(failures.map(\.event.rawValue))")
-        #expect(failures.first?.details["cause"]?.contains("agent-2") == true, "\(failures.first?.details ?? [:])")
+        #expect(failures.first?.details["cause"]?.contains("agent-2") == true && failures.first?.details["requested"] == "false",
+                "\(failures.first?.details ?? [:])")
+
+        // The operator's own restore (`rollback --restore`) is told as asked for, not as a failure.
+        var world2 = RolloutFixtures.world()
+        var engine = try RolloutFixtures.engine("r-snap", snapshots: true)
+        let holder = "test"
+        try store.acquireLease(holder: holder, ttlMilliseconds: 600_000, now: Self.start.adding(seconds: 1800))
+        try store.createRollout(engine, holder: holder, now: Self.start.adding(seconds: 1800))
+        for first in [RolloutEngine.Event.start, .restore] {
+            for (event, after, actions) in RolloutFixtures.drive(engine, world: &world2, startAt: Self.start.adding(seconds: 1800), first: first) {
+                let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
+                try store.record(Transition(engine: after, before: engine, event: "\(event)", actions: "", notices: notices), holder: holder,
+                                 now: Self.start.adding(seconds: 1900))
+                engine = after
+            }
+        }
+        try store.releaseLease(holder: holder)
+        let rolledBack = if case .finished(.rolledBack) = engine.status { true } else { false }
+        #expect(engine.restoreWasRequested && rolledBack, "\(engine.status)")
+        let restored = try #require(try store.outboxEntries(sink: "failures", limit: 1).first.map { try NotificationEvent.decode($0.body) })
+        #expect(restored.event == .rolloutRolledBack && restored.details["requested"] == "true" && restored.summary.contains("rolled back as asked"),
+                "\(restored.summary)")
 
         var broken = RolloutFixtures.world()
         broken.backupRefusal = "no space left on device"

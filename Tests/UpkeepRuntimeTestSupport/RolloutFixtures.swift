@@ -39,11 +39,13 @@ public enum RolloutFixtures {
     /// Runs `engine` to its end against `world` synchronously (answers at once, no clock), for
     /// tests that need a finished engine without the runtime. Returns every transition as
     /// (event, engine after it), at most `stepsMax` of them.
+    /// `first`: the event that sets it going (`.restore` undoes a finished rollout's hop).
     public static func drive(_ engine: RolloutEngine, world: inout WorldModel, startAt: Instant = Instant(milliseconds: 0),
+                             first: RolloutEngine.Event = .start,
                              stepsMax: Int = 2000) -> [(RolloutEngine.Event, RolloutEngine, [RolloutEngine.Action])] {
         var engine = engine
         var now = startAt
-        var queue: [RolloutEngine.Event] = [.start]
+        var queue: [RolloutEngine.Event] = [first]
         var transitions: [(RolloutEngine.Event, RolloutEngine, [RolloutEngine.Action])] = []
         while transitions.count < stepsMax {
             let event: RolloutEngine.Event

@@ -128,8 +128,11 @@ extension NotificationEvent {
             return event(.rolloutBlocked, "Rollout \(id) to \(target) is blocked: \(reason)", ["reason": reason])
         case .finished(.completed):
             return event(.rolloutFinished, "Rollout \(id) to \(target) completed: every node runs \(target)")
+        case .finished(.rolledBack(let cause)) where engine.restoreWasRequested:
+            // `rollback --restore` or `recover`: nothing failed, the operator asked for it.
+            return event(.rolloutRolledBack, "Rollout \(id) was rolled back as asked: \(cause)", ["cause": cause, "requested": "true"])
         case .finished(.rolledBack(let cause)):
-            return event(.rolloutRolledBack, "Rollout \(id) to \(target) failed and was rolled back: \(cause)", ["cause": cause])
+            return event(.rolloutRolledBack, "Rollout \(id) to \(target) failed and was rolled back: \(cause)", ["cause": cause, "requested": "false"])
         case .finished(.failed(let cause)):
             return event(.rolloutFailed, "Rollout \(id) to \(target) failed, not rolled back: \(cause); `upkeep status` shows each node",
                          ["cause": cause, "outcome": "failed"])
