@@ -111,6 +111,26 @@ public struct ArtifactStore: Sendable {
         return StagingUpload(store: self, sha256: sha256, bytesExpected: bytes, k3sVersion: k3sVersion, temporary: temporary, descriptor: descriptor)
     }
 
+    /// Receives an upload through `next` (pieces until nil) into `directory`: `beginUpload`'s
+    /// checks, every piece written and hashed, then `finish(mode:)` (length and digest verified,
+    /// fsynced). Any failure removes the temporary file; the caller publishes the returned upload,
+    /// and an upload it drops or aborts leaves nothing behind either.
+    public func receiveUpload(into directory: String, sha256: String, bytes: Int64, k3sVersion: String, mode: mode_t,
+                              next: () async throws -> [UInt8]?) async throws(AgentFailure) -> StagingUpload {
+        let upload = try beginUpload(into: directory, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion)
+        do {
+            while let piece = try await next() { try upload.write(piece) }
+        } catch let failure as AgentFailure {
+            upload.abort()
+            throw failure
+        } catch {
+            upload.abort()
+            throw AgentFailure(.io, "the upload stopped after \(upload.bytesWritten) bytes: \(error); nothing was kept")
+        }
+        try upload.finish(mode: mode)
+        return upload
+    }
+
     public func staged() -> [StagedBinary] {
         let names = (try? FileSystem.list(stagingDir)) ?? []
         return names.filter { SHA256.isHex($0) }.compactMap { sha in

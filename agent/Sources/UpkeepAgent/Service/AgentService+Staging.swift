@@ -45,16 +45,9 @@ extension AgentService {
                 return OperationOutcome(state: .succeeded, message: "\(existing.k3sVersion) was already staged; the upload matched it",
                                         body: .stage(StageReport(sha256: sha256, bytes: bytes, k3sVersion: existing.k3sVersion, alreadyStaged: true)))
             }
-            let upload = try store.beginStaging(sha256: sha256, bytes: bytes, k3sVersion: k3sVersion)
+            let upload = try await store.receiveUpload(into: store.stagingDir, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion,
+                                                       mode: 0o755, next: next)
             defer { upload.abort() }
-            do {
-                while let piece = try await next() { try upload.write(piece) }
-            } catch let failure as AgentFailure {
-                throw failure
-            } catch {
-                throw AgentFailure(.io, "the upload stopped after \(upload.bytesWritten) bytes: \(error); nothing was staged")
-            }
-            try upload.finish()
             if let imagesFileName {
                 let artifact = try upload.publish(k3sVersion: k3sVersion, nowUnixMs: nowUnixMs, imagesFileName: imagesFileName)
                 try? store.pruneStaged(keeping: keep.union([sha256]))
@@ -121,16 +114,9 @@ extension AgentService {
                     return OperationOutcome(state: .succeeded, message: "backup \(sha256.prefix(12)) was already received; the upload matched it",
                                             body: .restoreBackup(RestoreBackupReport(sha256: sha256, bytes: bytes, format: format, alreadyReceived: true)))
                 }
-                let upload = try store.beginUpload(into: restore.restoreDir, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion)
+                let upload = try await store.receiveUpload(into: restore.restoreDir, sha256: sha256, bytes: bytes, k3sVersion: k3sVersion,
+                                                           mode: 0o600, next: next)
                 defer { upload.abort() }
-                do {
-                    while let piece = try await next() { try upload.write(piece) }
-                } catch let failure as AgentFailure {
-                    throw failure
-                } catch {
-                    throw AgentFailure(.io, "the upload stopped after \(upload.bytesWritten) bytes: \(error); nothing was kept")
-                }
-                try upload.finish(mode: 0o600)
                 if format == .sqliteTar { try DatastoreRestore.checkSQLiteTar(upload.temporary) }
                 try upload.publish(as: restore.path(sha256: sha256, format: format))
                 restore.removeReceived(except: sha256)
