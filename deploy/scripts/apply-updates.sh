@@ -1,0 +1,73 @@
+#!/bin/bash
+# apply-updates.sh --component k3s|longhorn|flux [--to VERSION | --channel NAME] [--backup]
+#                  [--maintenance-window | --emergency] [--yes] [--dry-run] [--config FILE]
+#
+# k3s: `upkeep apply` (a health-gated rolling upgrade, a datastore snapshot before every hop,
+# automatic rollback; target --to VERSION or --channel NAME, default the stable channel).
+# longhorn, flux: `upkeep update` through the Git repository Flux watches (target --to VERSION,
+# default the next step `upkeep check` shows).
+#   --backup              take a sealed datastore backup first (`upkeep backup now`)
+#   --maintenance-window  k3s only: start and run inside maintenance.windows (what apply does)
+#   --emergency           k3s only: start now, outside the windows (`upkeep apply --ignore-window`)
+#   --yes                 do not ask for confirmation (needed without a terminal)
+#   --dry-run             plan and check, change nothing
+# Not yet: --all (issue 18; today one --component at a time), --validate (issue 18).
+# Exit codes are upkeep apply's or upkeep update's (docs/controller.md, docs/gitops.md).
+
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=wrapper-lib.sh
+. "$(dirname "$0")/wrapper-lib.sh"
+
+component="" to="" channel="" backup=0 window=0 emergency=0
+pass=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --component) need "$1" $# "${2:-}"; component=$2; shift 2 ;;
+    --to) need "$1" $# "${2:-}"; to=$2; shift 2 ;;
+    --channel) need "$1" $# "${2:-}"; channel=$2; shift 2 ;;
+    --backup) backup=1; shift ;;
+    --maintenance-window) window=1; shift ;;
+    --emergency) emergency=1; shift ;;
+    --yes|--dry-run) pass+=("$1"); shift ;;
+    --all) later 18 "--all (one plan over k3s, Longhorn and Flux: \`upkeep apply --all\`)" \
+             "run it once per component: --component k3s, then --component longhorn and --component flux" ;;
+    --validate) later 18 "--validate (the post-update validation, \`upkeep validate --post-update\`)" \
+                  "leave it out: apply already gates every node (k3s probes, Ready at the new version, Longhorn volumes healthy) and update waits until Flux and Longhorn report the new version healthy" ;;
+    *) common_option "$@"; shift "$taken" ;;
+  esac
+done
+[ "$window" = 1 ] && [ "$emergency" = 1 ] && refuse "--maintenance-window and --emergency contradict each other: choose one"
+
+case "$component" in
+  k3s)
+    [ -n "$to" ] && [ -n "$channel" ] && refuse "give --to or --channel, not both"
+    target=()
+    if [ -n "$to" ]; then target=(--to "$to"); elif [ -n "$channel" ]; then target=(--channel "$channel"); fi
+    # Maintenance windows: apply honours maintenance.windows of upkeep.yaml by itself.
+    [ "$emergency" = 1 ] && pass+=(--ignore-window)
+    [ "$backup" = 1 ] && run_upkeep backup now
+    run_upkeep apply "${target[@]}" "${pass[@]}"
+    ;;
+  longhorn|flux)
+    [ -n "$channel" ] && refuse "--channel is for k3s; give $component's version with --to VERSION"
+    [ "$window" = 1 ] && later 17 "--maintenance-window for Longhorn and Flux (windows on \`upkeep update\`)" \
+      "\`upkeep update\` runs at once: run this inside your window, or leave --maintenance-window out"
+    [ "$emergency" = 1 ] && refuse "--emergency is for k3s's maintenance windows; Longhorn and Flux updates run at once without it"
+    if [ -z "$to" ]; then
+      # The first step of the path `upkeep check` shows (Longhorn goes one minor at a time).
+      status=0
+      report=$(run_upkeep check --component "$component" --output json) || status=$?
+      [ "$status" = 0 ] || [ "$status" = 10 ] || exit "$status"
+      to=$(awk '/"path" : \[/ { inpath = 1 } inpath && /"version" :/ { gsub(/[",]/, "", $3); print $3; exit }' <<<"$report")
+      if [ -z "$to" ]; then
+        echo "$script: no newer $component to apply (\`upkeep check --component $component\` shows none)"
+        exit 0
+      fi
+      echo "$script: $component's next version is $to (\`upkeep check --component $component\`)"
+    fi
+    [ "$backup" = 1 ] && run_upkeep backup now
+    run_upkeep update --component "$component" --to "$to" "${pass[@]}"
+    ;;
+  "") refuse "name the component: --component k3s, longhorn or flux (--all comes with issue 18)" ;;
+  *) refuse "--component $component: the components are k3s, longhorn and flux" ;;
+esac
