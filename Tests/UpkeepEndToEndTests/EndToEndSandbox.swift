@@ -35,13 +35,16 @@ final class EndToEndSandbox: Sendable {
     /// down again (also when `body` throws), then checks that no process it recorded still runs.
     /// `airgap`: nodes whose k3s imports its images from `agent/images` (`sandbox up --airgap`).
     /// `join`: the nodes enroll with a bootstrap token (`sandbox up --join`). `policy`: the
-    /// controller's policy line in place of `EndToEndSandbox.policy`.
+    /// controller's policy line in place of `EndToEndSandbox.policy`. `prepare` runs before
+    /// `sandbox up`, with the sandbox's directory (not created yet).
     static func with(servers: Int, agents: Int, k3sVersion: String, netns: Bool = false,
                      airgap: [String] = [], join: Bool = false, policy: String = policy,
+                     prepare: (String) async throws -> Void = { _ in },
                      _ body: (EndToEndSandbox) async throws -> Void) async throws {
         let temporary = try TemporaryDirectory()
         let directory = temporary.file("sbx")
         let upkeep = try UpkeepBinary.path()
+        try await prepare(directory)
         let up = try await ProcessRun.run(upkeep, ["sandbox", "up", "--dir", directory, "--servers", "\(servers)", "--agents", "\(agents)",
                                                    "--k3s-version", k3sVersion, "--node-grace", "10", "--rebuild-seconds", "1",
                                                    "--ready-timeout", "90"] + (netns ? ["--netns"] : []) + (join ? ["--join"] : [])
