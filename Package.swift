@@ -183,7 +183,7 @@ let package = Package(
                           path: "bench/Sources/upkeep-controller-bench", swiftSettings: strict),
 
         // Helpers shared by test targets: temporary directories, running real processes.
-        .target(name: "UpkeepTestSupport", path: "Tests/UpkeepTestSupport", swiftSettings: strict),
+        .target(name: "UpkeepTestSupport", dependencies: [logging], path: "Tests/UpkeepTestSupport", swiftSettings: strict),
         .target(name: "UpkeepSandboxTestSupport", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
                 path: "Tests/UpkeepSandboxTestSupport", swiftSettings: strict),
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import Testing
 import UpkeepHTTP
+import UpkeepTestSupport
 @testable import UpkeepHTTPServer
 
 /// The connection's time bounds as scripts of events and instants, no sockets.
@@ -62,29 +63,6 @@ struct ConnectionDeadlinesTests {
     }
 }
 
-/// Log lines as a test sees them.
-final class RecordedLog: Sendable {
-    let lines = NIOLockedValueBox<[(Logger.Level, String, Logger.Metadata)]>([])
-
-    var logger: Logger {
-        Logger(label: "test") { _ in Handler(log: self) }
-    }
-
-    struct Handler: LogHandler {
-        let log: RecordedLog
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            log.lines.withLockedValue { $0.append((event.level, event.message.description, event.metadata ?? [:])) }
-        }
-    }
-}
-
 @Suite("Limit log")
 struct LimitLogTests {
     @Test("every hit is counted; a line per bound per interval, saying how many went unlogged")
@@ -102,7 +80,7 @@ struct LimitLogTests {
         limits.record(.headerReadTimeout, "slow head again")
         #expect(limits.count(.headerReadTimeout) == 6 && limits.count(.idleTimeout) == 1 && limits.count(.connections) == 0)
         #expect(limits.counts.map(\.limit) == ServerLimit.allCases)
-        let lines = log.lines.withLockedValue { $0 }
+        let lines = log.lines
         #expect(lines.map(\.1) == ["slow head 0", "idle", "slow head again"])
         #expect(lines.map(\.0) == [.warning, .debug, .warning])
         #expect(lines[2].2["not_logged_since_last"] == "4" && lines[0].2["not_logged_since_last"] == nil)

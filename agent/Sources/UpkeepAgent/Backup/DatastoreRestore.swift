@@ -21,13 +21,16 @@ public struct DatastoreRestore: Sendable {
     public let k3sBinary: String
     public let k3sDataDir: String
     public let restoreDir: String
+    /// The bound on `k3s server --cluster-reset`; reaching it is counted in `limits`.
     public let timeoutSeconds: Double
+    public let limits: AgentLimits?
 
-    public init(k3sBinary: String, k3sDataDir: String, restoreDir: String, timeoutSeconds: Double = 600) {
+    public init(k3sBinary: String, k3sDataDir: String, restoreDir: String, timeoutSeconds: Double = 600, limits: AgentLimits? = nil) {
         self.k3sBinary = k3sBinary
         self.k3sDataDir = k3sDataDir
         self.restoreDir = restoreDir
         self.timeoutSeconds = timeoutSeconds
+        self.limits = limits
     }
 
     public func path(sha256: String, format: BackupReport.Format) -> String { "\(restoreDir)/\(sha256).\(format.rawValue)" }
@@ -67,8 +70,13 @@ public struct DatastoreRestore: Sendable {
         }
         switch format {
         case .etcdSnapshot:
+            let (limits, timeoutSeconds) = (limits, timeoutSeconds)
             let outcome = try await ProcessRunner.run(k3sBinary, ["server", "--cluster-reset", "--cluster-reset-restore-path=\(file)",
-                                                                  "--data-dir=\(k3sDataDir)"], timeoutSeconds: timeoutSeconds)
+                                                                  "--data-dir=\(k3sDataDir)"], timeoutSeconds: timeoutSeconds) {
+                limits?.record(.clusterReset, "k3s server --cluster-reset ran \(Int(timeoutSeconds)) s, its bound, and was stopped; the restore failed "
+                               + "and k3s stays stopped. Look at why etcd did not reset (the k3s output in the agent's log, free space in "
+                               + "\(k3sDataDir)/server/db), then send the restore again")
+            }
             guard outcome.succeeded, outcome.output.contains(Self.resetLine) || outcome.error.contains(Self.resetLine) else {
                 throw AgentFailure(.conflict, "k3s server --cluster-reset --cluster-reset-restore-path=\(file) did not reset the cluster "
                                    + "(exit \(outcome.exitCode.map(String.init) ?? "by signal")): \(outcome.summary)")

@@ -38,6 +38,9 @@ public struct AgentConfig: Equatable, Sendable {
 
     public var probes = ProbeConfig()
     public var logLevel = LogLevelName.info
+    /// The Prometheus text file of the agent's bounds reached (`AgentLimits`), for node_exporter's
+    /// textfile collector; nil means `<dataDir>/metrics/upkeep-agent.prom`.
+    public var metricsTextfile: String?
 
     public init(nodeName: String) { self.nodeName = nodeName }
 
@@ -46,6 +49,8 @@ public struct AgentConfig: Equatable, Sendable {
         if let unit { return unit }
         return try UnitDetection.detect(in: unitDirectories)
     }
+
+    public var resolvedMetricsTextfile: String { metricsTextfile ?? "\(dataDir)/metrics/upkeep-agent.prom" }
 
     public func resolvedKubeconfig(isServer: Bool) -> String {
         kubeconfig ?? (isServer ? "/etc/rancher/k3s/k3s.yaml" : "/etc/upkeep/kubeconfig")

@@ -72,7 +72,11 @@ public enum ConfigLoader {
             }
             config.logLevel = parsed
         }
-        try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "logLevel"])
+        if let metrics = try top.section("metrics") {
+            config.metricsTextfile = try metrics.path("textfile")
+            try metrics.rejectUnknown(["textfile"])
+        }
+        try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "logLevel", "metrics"])
         return config
     }
 

@@ -23,10 +23,12 @@ public struct AgentEnvironment: Sendable {
     public var kube: KubeAccess
     /// Called when the journal cannot be written: the agent must stop rather than act unrecorded.
     public var fatal: @Sendable (String) -> Void
+    /// The agent's bounds reached: logged, rate-limited, and counted in `config.metricsTextfile`.
+    public var limits: AgentLimits
 
     public init(config: AgentConfig, unit: String, store: ArtifactStore, systemctl: Systemctl, probes: HealthProbes,
                 kube: KubeAccess, logger: Logger, clock: @escaping @Sendable () -> Instant = { Instant.wallClockNow() },
-                fatal: @escaping @Sendable (String) -> Void = AgentEnvironment.exitOnFatal) {
+                fatal: @escaping @Sendable (String) -> Void = AgentEnvironment.exitOnFatal, limits: AgentLimits? = nil) {
         self.config = config
         self.unit = unit
         self.store = store
@@ -36,6 +38,7 @@ public struct AgentEnvironment: Sendable {
         self.logger = logger
         self.clock = clock
         self.fatal = fatal
+        self.limits = limits ?? AgentLimits(textfile: config.resolvedMetricsTextfile, logger: logger)
     }
 
     public var isServer: Bool { unit == "k3s" }

@@ -134,6 +134,7 @@ extension AgentService {
 extension AgentEnvironment {
     /// Received backups and the restore of this server's datastore.
     public var datastoreRestore: DatastoreRestore {
-        DatastoreRestore(k3sBinary: config.k3sBinary, k3sDataDir: config.k3sDataDir, restoreDir: PlaintextRetention(dataDir: config.dataDir).restoreDir)
+        DatastoreRestore(k3sBinary: config.k3sBinary, k3sDataDir: config.k3sDataDir, restoreDir: PlaintextRetention(dataDir: config.dataDir).restoreDir,
+                         limits: limits)
     }
 }

@@ -60,6 +60,7 @@ public actor AgentService {
                                                role: environment.role)
         let service = AgentService(environment: environment, journalFile: journalFile, lock: lock,
                                    machine: UpgradeMachine(journal: state, settings: settings))
+        environment.limits.write()
         await service.recover()
         await service.startRetentionSweeps()
         return service

@@ -32,14 +32,17 @@ public struct ProcessOutcome: Equatable, Sendable {
 public enum ProcessRunner {
     public static let outputBytesMax = 256 * 1024
 
+    /// `whenTimedOut` runs when the deadline stopped the child, before the run fails, so a caller
+    /// can count its bound reached (`AgentLimits`).
     public static func run(_ path: String, _ arguments: [String], timeoutSeconds: Double,
-                           environment: [String: String] = [:]) async throws(AgentFailure) -> ProcessOutcome {
-        try await run(path, arguments, timeoutSeconds: timeoutSeconds, environment: environment, exitWatch: .processDescriptor)
+                           environment: [String: String] = [:], whenTimedOut: () -> Void = {}) async throws(AgentFailure) -> ProcessOutcome {
+        try await run(path, arguments, timeoutSeconds: timeoutSeconds, environment: environment, exitWatch: .processDescriptor,
+                      whenTimedOut: whenTimedOut)
     }
 
     /// `run` learning of the exit as `exitWatch` says (tests run the polling fallback with it).
     static func run(_ path: String, _ arguments: [String], timeoutSeconds: Double, environment: [String: String],
-                    exitWatch: WatchedChild.ExitWatch) async throws(AgentFailure) -> ProcessOutcome {
+                    exitWatch: WatchedChild.ExitWatch, whenTimedOut: () -> Void = {}) async throws(AgentFailure) -> ProcessOutcome {
         let command = ([path] + arguments).joined(separator: " ")
         guard !Task.isCancelled else { throw AgentFailure(.io, "\(command) was not started: the task was cancelled") }
         let deadline = ContinuousClock.now + .milliseconds(Int64(timeoutSeconds * 1000))
@@ -67,6 +70,7 @@ public enum ProcessRunner {
             ? "and did not end even after SIGKILL (pid \(child.pid) left to the kernel)" : "and was stopped"
         switch ending.stopReason {
         case .timedOut?:
+            whenTimedOut()
             throw AgentFailure(.io, "\(command) did not finish within \(timeoutSeconds) s \(stopped)")
         case .cancelled?:
             throw AgentFailure(.io, "\(command) was cancelled \(stopped)")
