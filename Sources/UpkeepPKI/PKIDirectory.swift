@@ -126,6 +126,30 @@ public struct PKIDirectory: Sendable {
         return (certificate, key)
     }
 
+    /// Makes DIR/agents or DIR/controllers (0700) if missing and checks that this process can
+    /// write there: a service that records certificates (the join server) calls it at start, so
+    /// a read-only directory is told at once, not at the first join.
+    public func prepareCopies(for role: PeerRole) throws {
+        let directory = directory(for: role)
+        try writing {
+            try makePrivateDirectory(directory)
+            guard access(directory, W_OK) == 0 else { throw FileSystemFailure.current(path: directory, operation: "write in") }
+        }
+    }
+
+    /// Stages the controller's copy of a certificate signed for a key it never saw (an enrolled
+    /// or renewed node's): DIR/<role>/<name>.crt, which `pki status`, `pki revoke` and `pki renew`
+    /// read. Staging proves the directory writable before anything is promised to the node;
+    /// `CertificateCopy.publish()` then puts it in place.
+    public func stageCopy(of certificate: Certificate, for identity: PeerIdentity) throws -> CertificateCopy {
+        var staged: StagedFile?
+        try writing {
+            try makePrivateDirectory(directory(for: identity.role))
+            staged = try StagedFile.stage(Array(try certificate.pem().utf8), to: certificatePath(for: identity), mode: 0o644)
+        }
+        return CertificateCopy(directory: self, staged: staged!, certificate: certificate, keyPath: keyPath(for: identity))
+    }
+
     /// A validity of `days` starting now, backdated by `clockSkewSeconds`.
     public static func validity(days: Int, now: Date = Date()) -> ValidityPeriod {
         ValidityPeriod.days(days, from: now).startingEarlier(bySeconds: clockSkewSeconds)
@@ -136,7 +160,7 @@ public struct PKIDirectory: Sendable {
     }
 
     /// Runs file-system steps, turning their failures into `PKIDirectoryError`.
-    private func writing(_ steps: () throws -> Void) throws {
+    fileprivate func writing(_ steps: () throws -> Void) throws {
         do {
             try steps()
         } catch let failure as FileSystemFailure where failure.code == EEXIST && failure.operation == "link" {
@@ -145,6 +169,29 @@ public struct PKIDirectory: Sendable {
         } catch let failure as FileSystemFailure {
             throw PKIDirectoryError.fileSystem(path: failure.path, operation: failure.operation, reason: failure.reason)
         }
+    }
+}
+
+/// A certificate copy staged in a PKI directory (`PKIDirectory.stageCopy`), to publish once the
+/// certificate is truly given out, or to discard.
+public struct CertificateCopy: Sendable {
+    fileprivate let directory: PKIDirectory
+    fileprivate let staged: StagedFile
+    public let certificate: Certificate
+    fileprivate let keyPath: String
+
+    public var path: String { staged.target }
+
+    /// Replaces the certificate file in one step. A key copy beside it that no longer matches
+    /// (from an earlier `pki issue`) is removed: the node's own key is the one that counts.
+    public func publish() throws {
+        try directory.writing { try StagedFile.publish([staged], replacing: true) }
+        if let copy = try? PrivateKey(pemFile: keyPath), !certificate.matches(copy) { unlink(keyPath) }
+    }
+
+    /// Removes the staged file; the certificate file stays as it was.
+    public func discard() {
+        unlink(staged.temporary)
     }
 }
 

@@ -17,7 +17,7 @@ import UpkeepCore
 /// The temporary file is created with O_CREAT|O_EXCL and its final mode, so a key is never
 /// readable by anyone else, not even for a moment; it is fsynced before publication and the
 /// directory after. Internal to `PKIDirectory`.
-struct StagedFile {
+struct StagedFile: Sendable {
     let target: String
     let temporary: String
 

@@ -95,8 +95,14 @@ import UpkeepTestSupport
         #expect(verified.status == 0, "\(verified.output) \(verified.error)")
         #expect(try Certificate.loadChain(pemFile: certificate)[0].matches(PrivateKey(pemFile: key)))
         #expect(try PeerIdentity.from(Certificate.loadChain(pemFile: certificate)[0]) == PeerIdentity(role: .agent, name: "node-1"))
-        // The controller's PKI directory holds no agent key: it never saw one.
-        #expect(!FileManager.default.fileExists(atPath: cluster.directory.file("pki/agents")))
+        // The controller keeps a copy of the certificate, and no agent key: it never saw one.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cluster.directory.file("pki/agents")) == ["node-1.crt"])
+        let copy = cluster.directory.file("pki/agents/node-1.crt")
+        #expect(try String(contentsOfFile: copy, encoding: .utf8) == String(contentsOfFile: certificate, encoding: .utf8) && mode(copy) == 0o644)
+        let status = try UpkeepBinary.run("pki", "status", "--config", cluster.config)
+        let expires = String(try Certificate.loadChain(pemFile: certificate)[0].notAfter.formatted(.iso8601).prefix(10))
+        let row = status.output.split(separator: "\n").first { $0.hasPrefix("upkeep://agent/node-1 ") }?.split(separator: " ") ?? []
+        #expect(row.count > 2 && row[1] == expires && row.last?.hasSuffix("pki/agents/node-1.crt") == true, "\(status.output)")
 
         let text = try String(contentsOfFile: config, encoding: .utf8)
         #expect(text.contains("nodeName: node-1"))
@@ -112,6 +118,9 @@ import UpkeepTestSupport
         let reused = try cluster.join(token: token, caHash: caHash, "--no-start", "--force")
         #expect(reused.status == 1 && reused.error.contains("was already used"), "\(reused.error)")
         #expect(try String(contentsOfFile: certificate, encoding: .utf8) == (try Certificate.loadChain(pemFile: certificate)[0].pem()))
+        // A refused join leaves the copy as it was, with no staged file beside it.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cluster.directory.file("pki/agents")) == ["node-1.crt"])
+        #expect(try String(contentsOfFile: copy, encoding: .utf8) == String(contentsOfFile: certificate, encoding: .utf8))
 
         // The node's files lost: a new token still refuses a second enrollment without --force.
         for file in cluster.nodeFiles { try FileManager.default.removeItem(atPath: file) }
@@ -121,6 +130,7 @@ import UpkeepTestSupport
         #expect(cluster.nodeFiles.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
         let forced = try cluster.join(token: second.token, caHash: second.caHash, "--no-start", "--force")
         #expect(forced.status == 0, "\(forced.error)")
+        #expect(try String(contentsOfFile: copy, encoding: .utf8) == String(contentsOfFile: certificate, encoding: .utf8))
         #expect(try cluster.tokenList().contains("active    1/2   (any)"))
     }
 
@@ -183,13 +193,14 @@ import UpkeepTestSupport
     }
 
     /// `systemd-analyze verify` on deploy/upkeep-join-server.service as shipped (ExecStart pointed
-    /// at the built binary); hardened as deploy/'s other units, writing only the state directory.
+    /// at the built binary); hardened as deploy/'s other units, writing only the state directory and the agents'
+    /// certificate copies.
     @Test func theJoinServerUnitPassesSystemdAnalyzeVerify() throws {
         let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("deploy").path
         let unit = try String(contentsOfFile: "\(deploy)/upkeep-join-server.service", encoding: .utf8)
         #expect(unit.contains("\nExecStart=/usr/local/bin/upkeep join-server --config /etc/upkeep/upkeep.yaml\n"))
-        for line in ["ProtectSystem=strict", "StateDirectory=upkeep", "NoNewPrivileges=yes", "CapabilityBoundingSet=", "Restart=on-failure"] {
+        for line in ["ProtectSystem=strict", "StateDirectory=upkeep", "ReadWritePaths=-/etc/upkeep/pki/agents", "NoNewPrivileges=yes", "CapabilityBoundingSet=", "Restart=on-failure"] {
             #expect(unit.contains("\n\(line)\n"), "missing \(line)")
         }
         let directory = try TemporaryDirectory()

@@ -6,7 +6,8 @@ import UpkeepSandbox
 import UpkeepStore
 
 /// `upkeep sandbox up --join`: every node enrolls through `upkeep join-server` with one bootstrap
-/// token and `upkeep-agent join`, then a full `upkeep apply` runs on it, with kubectl as witness.
+/// token and `upkeep-agent join`, then a full `upkeep apply` runs on it, with kubectl as witness;
+/// `pki status` and `pki revoke` see the enrolled nodes.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct JoinEndToEndTests {
     @Test func aSandboxWhoseNodesEnrolledByTokenRunsAFullApply() async throws {
@@ -34,6 +35,20 @@ struct JoinEndToEndTests {
             #expect(apply.output.contains("done: every node runs its target version"), "\(apply.output)")
             try await sandbox.expectAllNodes(at: EndToEndTests.nextMinor, "after the upgrade")
             #expect(try await sandbox.history().first?.outcome == .completed)
+
+            // The join server kept each issued certificate: certificate upkeep sees every node
+            // from its enrollment on, and a revoked one is refused in the handshake.
+            let status = try await sandbox.controller(["pki", "status"])
+            #expect(status.status == 0, "\(status.output)")
+            for node in sandbox.manifest.nodes {
+                let row = status.output.split(separator: "\n").first { $0.hasPrefix("upkeep://agent/\(node.name) ") } ?? ""
+                #expect(row.contains(" 20") && row.hasSuffix("pki/agents/\(node.name).crt"), "pki status for \(node.name):\n\(status.output)")
+            }
+            let node = try #require(sandbox.manifest.nodes.last).name
+            let revoke = try await sandbox.controller(["pki", "revoke", node])
+            #expect(revoke.status == 0 && revoke.output.contains("Revoked upkeep://agent/\(node)"), "\(revoke.output)")
+            let agents = try await sandbox.controller(["agents"])
+            #expect(agents.status == 5 && agents.output.contains("was revoked"), "\(agents.output)")
             // `sandbox down` (in `with`) stops the join server too: its pid is among those checked.
             #expect(fm.fileExists(atPath: "\(sandbox.directory)/join-server.pid"))
         }

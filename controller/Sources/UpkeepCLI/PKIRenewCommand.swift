@@ -67,17 +67,7 @@ struct PKIRenew: AsyncParsableCommand {
             for node in chosen {
                 do {
                     let certificate = try await CertificateRenewal.renew(node: node, fleet: fleet, authority: authority, validity: validity)
-                    let identity = try PeerIdentity(role: .agent, name: node)
-                    // A node enrolled by token has no copy in DIR/agents yet (the join server keeps
-                    // none): from its first renewal on it has one, which `pki status`, `pki revoke`
-                    // and the daily renewal read.
-                    try FileManager.default.createDirectory(atPath: directory.directory(for: .agent), withIntermediateDirectories: true,
-                                                            attributes: [.posixPermissions: 0o700])
-                    try writeReplacing(directory.certificatePath(for: identity), with: try certificate.pem())
-                    // A copy of the old key is stale now; the agent's own file (the same path on a
-                    // single-machine install or the sandbox) already holds the new key and stays.
-                    let keyPath = directory.keyPath(for: identity)
-                    if let copy = try? PrivateKey(pemFile: keyPath), !certificate.matches(copy) { unlink(keyPath) }
+                    try directory.stageCopy(of: certificate, for: try PeerIdentity(role: .agent, name: node)).publish()
                     print("Renewed upkeep://agent/\(node): valid until \(certificate.notAfter.formatted(.iso8601)), SHA-256 \(certificate.sha256Fingerprint)")
                 } catch {
                     failed.append(node)

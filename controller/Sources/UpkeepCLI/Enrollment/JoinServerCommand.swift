@@ -49,9 +49,14 @@ struct JoinServerCommand: AsyncParsableCommand {
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage, message: "the join server needs the CA (with ca.key beside pki.ca) and the controller's certificate: \(error)")
         }
+        do {
+            try pki.prepareCopies(for: .agent)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "the join server keeps a copy of each certificate it issues in \(pki.directory(for: .agent)): \(error)")
+        }
         var logger = Logger(label: "upkeep.join")
         logger.logLevel = .info
-        let service = JoinService(ca: ca, store: try openStateStore(config), certificateDays: config.join.certificateDays, logger: logger)
+        let service = JoinService(ca: ca, pki: pki, store: try openStateStore(config), certificateDays: config.join.certificateDays, logger: logger)
         let server: HTTPServer
         do {
             // Blocking: each join signs and writes the state database.
