@@ -77,6 +77,11 @@ struct RestoreEndToEndTests {
             let recover = try await sandbox.controller(["recover", "--from-backup", id, "--yes"], timeoutSeconds: 240)
             #expect(recover.status == 0 && recover.output.contains("done: recovered from datastore backup \(id)"),
                     "recover should complete:\n\(recover.output)")
+            // It says what it does: the restore's steps and nodes, not an empty plan's headline.
+            #expect(recover.output.contains("starts: restore datastore backup \(id) (at \(Self.start)) through the agents: stop k3s on 3 servers, restore on ")
+                    && recover.output.contains("clear their datastore and rejoin") && !recover.output.contains(" hops ("), "\(recover.output)")
+            let told = recover.output.split(separator: "\n").filter { $0.contains("restores it with") || $0.contains("starts: ") }
+            #expect(told.count == 2 && told.allSatisfy { !$0.hasSuffix(" ") }, "\(told)")
             try await sandbox.expectAllNodes(at: Self.start, "after the recovery", timeoutSeconds: 60)
             #expect(try await sandbox.configMapExists("upkeep-e2e-a"), "A was in the backup and must be back")
             #expect(try await !sandbox.configMapExists("upkeep-e2e-b"), "B was written after the backup and must be gone")

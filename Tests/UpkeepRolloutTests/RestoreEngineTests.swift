@@ -305,6 +305,9 @@ import UpkeepCore
                       RecoveryNode(name: "agent-2", role: .agent, arch: .amd64, version: v("v1.29.9+k3s1"))]
         let engine = try RolloutEngine(recoveryID: "v1", snapshot: snapshot, servers: servers, agents: agents,
                                        policy: Self.policy(), agentConcurrency: 1)
+        // Its start line tells the restore, not the hop-less plan inside ("0 nodes in 0 hops").
+        #expect(engine.headline == "restore datastore backup b1 (at \(Self.old)) through the agents: stop k3s on 3 servers, "
+                + "restore on server-1; clear and rejoin server-2, server-3; bring agent agent-1 to \(Self.old)")
         var harness = try EngineHarness(plan: Self.plan(), inventory: Self.inventory)
         harness.engine = engine
         for name in ["server-1", "server-2", "server-3", "agent-1"] { harness.setNode(name, version: v(Self.new)) }
@@ -322,5 +325,15 @@ import UpkeepCore
                           "rejoin server-3", "install agent-1", "commit agent-1"])
         #expect(harness.sentRequests.first { $0.node == "agent-1" }?.command == .stage(version: v(Self.old), arch: .arm64))
         #expect(harness.engine.progress.allSatisfy { $0.stage == .done })
+    }
+
+    @Test func aRecoveryOfOneServerWithNoNewerAgentSaysSo() throws {
+        let snapshot = RestoreSnapshot(backupID: "b2", version: v(Self.old), takenAt: Instant(milliseconds: 0), node: "server-1")
+        let engine = try RolloutEngine(recoveryID: "v2", snapshot: snapshot,
+                                       servers: [RecoveryNode(name: "server-1", role: .server, arch: .amd64, version: v(Self.new))],
+                                       agents: [RecoveryNode(name: "agent-1", role: .agent, arch: .amd64, version: v(Self.old))],
+                                       policy: Self.policy(), agentConcurrency: 1)
+        #expect(engine.headline == "restore datastore backup b2 (at \(Self.old)) through the agents: stop k3s on 1 server, "
+                + "restore on server-1; no agent to bring back")
     }
 }

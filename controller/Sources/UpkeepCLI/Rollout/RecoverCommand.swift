@@ -98,8 +98,7 @@ struct Recover: AsyncParsableCommand {
         return """
             Recovery from backup \(record.id) (\(record.format) of \(record.node), taken \(record.takenAt.utcDescription), \
             \(Backups.byteCount(record.bytes))), through the agents:
-              \(servers[0].name) restores it with k3s \(version); \(servers.dropFirst().map(\.name).joined(separator: ", ").nonEmpty ?? "no other server") \
-            \(servers.count > 1 ? "clear their datastore and rejoin" : "")
+              \(servers[0].name) restores it with k3s \(version)\(servers.count > 1 ? "; \(servers.dropFirst().map(\.name).joined(separator: ", ")) clear their datastore and rejoin" : " (the only server)")
               agents brought to \(version): \(newer.map { "\($0.name) (\($0.version))" }.joined(separator: ", ").nonEmpty ?? "none")
               every object written to the cluster since \(record.takenAt.utcDescription) is lost
 

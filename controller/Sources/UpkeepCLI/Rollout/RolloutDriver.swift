@@ -50,7 +50,7 @@ struct RolloutDriver {
         do {
             switch start {
             case .new(let engine):
-                view.say("rollout \(engine.rolloutID) starts: \(engine.plan.headline())")
+                view.say("\(engine.restoreSummary == nil ? "rollout" : "recovery") \(engine.rolloutID) starts: \(engine.headline)")
                 result = try await runtime.start(engine)
             case .resume(let id, let ignoreWindow):
                 view.say("resuming \(id ?? "the unfinished rollout")" + (ignoreWindow ? " outside the maintenance windows (--ignore-window)" : ""))

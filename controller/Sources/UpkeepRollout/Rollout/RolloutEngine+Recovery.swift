@@ -54,6 +54,22 @@ extension RolloutEngine {
         cursor = waves.count
     }
 
+    /// What this engine is to do, in one line for its start: the plan's headline, or for a
+    /// recovery (which has no hops) the restore's steps and the nodes in each.
+    public var headline: String {
+        guard case .restoring = direction, let run = restore else { return plan.headline() }
+        func names(_ way: RestoreMember.Way) -> [String] { run.members.filter { $0.way == way }.map(\.node) }
+        let servers = run.members.filter { $0.role == .server }.count
+        var steps = ["restore datastore backup \(run.snapshot.backupID) (at \(run.snapshot.version)) through the agents: "
+                     + "stop k3s on \(servers) server\(servers == 1 ? "" : "s"), restore on \(names(.restore).joined(separator: ", "))"]
+        let rejoining = names(.rejoin)
+        if !rejoining.isEmpty { steps.append("clear and rejoin \(rejoining.joined(separator: ", "))") }
+        let installing = names(.install)
+        steps.append(installing.isEmpty ? "no agent to bring back"
+                     : "bring agent\(installing.count == 1 ? "" : "s") \(installing.joined(separator: ", ")) to \(run.snapshot.version)")
+        return steps.joined(separator: "; ")
+    }
+
     /// The recovery or restore under way, for the CLI: which backup, and where it stands.
     public var restoreSummary: (backupID: String, hop: Int?, stage: String)? {
         guard case .restoring = direction, let run = restore else { return nil }
