@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import UpkeepAgentCore
 import UpkeepTestSupport
@@ -44,6 +45,42 @@ import UpkeepTestSupport
         #expect(lines.count == 1 && lines.first?.level == .warning
                 && lines.first?.message.hasPrefix("k3s server --cluster-reset ran 1 s, its bound, and was stopped") == true,
                 "\(log.lines.map(\.message))")
+    }
+
+    /// The announcement child as real processes: one that gives up (exit 1, as `announce` does
+    /// after its tries) and one stopped at its time bound are counted; one that succeeds, and one
+    /// cancelled with the daemon, are not. What the child printed reaches the relay.
+    @Test func anAnnouncementThatDidNotAnnotateTheNodeIsCounted() async throws {
+        let directory = try TemporaryDirectory()
+        let gaveUp = try directory.write("#!/bin/sh\necho 'could not annotate node n1' >&2\nexit 1\n", to: "gave-up")
+        let slow = try directory.write("#!/bin/sh\nexec sleep 60\n", to: "slow")
+        let fine = try directory.write("#!/bin/sh\necho announced\n", to: "fine")
+        for script in [gaveUp, slow, fine] { chmod(script, 0o755) }
+        let log = RecordedLog()
+        let textfile = directory.file("upkeep-agent.prom")
+        let limits = AgentLimits(textfile: textfile, logger: log.logger)
+        let relayed = Mutex<String>("")
+        let relay: (String) -> Void = { text in relayed.withLock { $0 += text } }
+
+        await AnnouncementChild.run(executable: fine, arguments: [], limits: limits, relay: relay)
+        #expect(limits.count(.announcement) == 0 && relayed.withLock { $0 }.contains("announced"))
+        await AnnouncementChild.run(executable: gaveUp, arguments: [], limits: limits, relay: relay)
+        #expect(limits.count(.announcement) == 1 && relayed.withLock { $0 }.contains("could not annotate node n1"))
+        let started = ContinuousClock.now
+        await AnnouncementChild.run(executable: slow, arguments: [], boundSeconds: 1, limits: limits, relay: relay)
+        #expect(ContinuousClock.now - started < .seconds(10), "the bound held")
+        #expect(limits.count(.announcement) == 2)
+        let cancelled = Task { await AnnouncementChild.run(executable: slow, arguments: [], limits: limits, relay: relay) }
+        try await Task.sleep(for: .milliseconds(300))
+        cancelled.cancel()
+        await cancelled.value
+        #expect(limits.count(.announcement) == 2, "a child stopped with the daemon is not a bound reached")
+
+        let text = try String(contentsOfFile: textfile, encoding: .utf8)
+        #expect(text.contains("upkeep_agent_limit_reached_total{limit=\"announcement_attempts\"} 2\n"), "\(text)")
+        let lines = log.lines.filter { $0.metadata["limit"] == "announcement_attempts" }
+        #expect(lines.count == 1 && lines.first?.message.hasPrefix("upkeep-agent announce gave up (exit 1)") == true,
+                "rate-limited to one line a minute: \(log.lines.map(\.message))")
     }
 
     @Test func theTextfileIsConfigurableAndDefaultsBesideTheDataDirectory() throws {

@@ -36,21 +36,12 @@ struct AnnounceCommand: AsyncParsableCommand {
         guard await announcer.run(port: port ?? environment.config.listenPort) else { throw ExitStatus.negative }
     }
 
-    /// The daemon's side: runs `announce` for `port` as a child with a time bound above the
-    /// announcer's whole schedule, and passes what it printed (its log lines) to the daemon's
-    /// stderr as they are. Cancelling the calling task stops the child.
-    static func runChild(configPath: String, port: Int) async {
-        let tries = (1..<AddressAnnouncement.attemptsMax).compactMap { AddressAnnouncement.delaySeconds(afterAttempt: $0) }
-        let boundSeconds = tries.reduce(0, +) + Double(AddressAnnouncement.attemptsMax) * 30
-        let outcome: ProcessOutcome
-        do {
-            outcome = try await ProcessRunner.run(executablePath(), ["announce", "--config", configPath, "--port", "\(port)"],
-                                                  timeoutSeconds: boundSeconds)
-        } catch {
-            relay("<3>could not run upkeep-agent announce: \(error.message)\n")
-            return
-        }
-        relay(outcome.output + outcome.error)
+    /// The daemon's side: runs `announce` for `port` as a child (`AnnouncementChild`), passing
+    /// what it printed (its log lines) to the daemon's stderr as they are, and counting a child
+    /// that did not annotate the Node in `limits`. Cancelling the calling task stops the child.
+    static func runChild(configPath: String, port: Int, limits: AgentLimits) async {
+        await AnnouncementChild.run(executable: executablePath(), arguments: ["announce", "--config", configPath, "--port", "\(port)"],
+                                    limits: limits, relay: relay)
     }
 
     /// This program, as the kernel started it.

@@ -30,7 +30,7 @@ struct RunCommand: AsyncParsableCommand {
         logger.notice("serving controllers on \(server.localAddress)")
         // In a child process: its Kubernetes client does not stay in the idle daemon's memory.
         let port = server.port
-        let announcing = Task { await AnnounceCommand.runChild(configPath: configPath, port: port) }
+        let announcing = Task { await AnnounceCommand.runChild(configPath: configPath, port: port, limits: environment.limits) }
         let notifier = SystemdNotifier.fromProcessEnvironment()
         let daemon = AgentDaemon(service: service, notifier: notifier, logger: logger)
         try await daemon.run(until: Signals.listen(for: [SIGTERM, SIGINT]))

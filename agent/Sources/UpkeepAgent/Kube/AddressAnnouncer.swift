@@ -115,3 +115,36 @@ public actor AddressAnnouncer {
         return address
     }
 }
+
+/// The daemon's side of the announcement: runs `upkeep-agent announce` as a child (its
+/// Kubernetes client's memory leaves with it; docs/decisions/2026-12-07-agent-announces-its-address.md)
+/// with a time bound above the announcer's whole schedule, passes what the child printed to
+/// `relay`, and counts a child that did not annotate the Node (it gave up after its tries, or
+/// its bound stopped it) as `AgentLimit.announcement`. A cancelled run (the daemon stopping)
+/// counts nothing.
+public enum AnnouncementChild {
+    /// The announcer's retry delays plus 30 s for each try.
+    public static var boundSeconds: Double {
+        let delays = (1..<AddressAnnouncement.attemptsMax).compactMap { AddressAnnouncement.delaySeconds(afterAttempt: $0) }
+        return delays.reduce(0, +) + Double(AddressAnnouncement.attemptsMax) * 30
+    }
+
+    public static func run(executable: String, arguments: [String], boundSeconds: Double = boundSeconds,
+                           limits: AgentLimits, relay: (String) -> Void) async {
+        let outcome: ProcessOutcome
+        do {
+            outcome = try await ProcessRunner.run(executable, arguments, timeoutSeconds: boundSeconds) {
+                limits.record(.announcement, "upkeep-agent announce ran \(Int(boundSeconds)) s, its bound, and was stopped; "
+                              + "the node is not annotated with \(AddressAnnouncement.annotation)")
+            }
+        } catch {
+            relay("<3>could not run upkeep-agent announce: \(error.message)\n")
+            return
+        }
+        relay(outcome.output + outcome.error)
+        if !outcome.succeeded && !Task.isCancelled {
+            limits.record(.announcement, "upkeep-agent announce gave up (exit \(outcome.exitCode.map(String.init) ?? "by a signal")): "
+                          + "the node is not annotated with \(AddressAnnouncement.annotation); the controller dials its InternalIP")
+        }
+    }
+}

@@ -8,6 +8,9 @@ public enum AgentLimit: String, CaseIterable, Hashable, Sendable {
     /// `DatastoreRestore.timeoutSeconds` (600 s): `k3s server --cluster-reset` ran that long and
     /// was stopped, so the restore failed.
     case clusterReset = "cluster_reset_timeout"
+    /// `AddressAnnouncement.attemptsMax` (10 tries over about 2.5 minutes), or the child's time
+    /// bound above them: the agent's Node was not annotated with its address this start.
+    case announcement = "announcement_attempts"
 }
 
 /// Makes each bound the agent reaches visible: a log line, at most one per bound a minute
