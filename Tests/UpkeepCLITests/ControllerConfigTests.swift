@@ -14,7 +14,7 @@ import UpkeepYAML
         agentPort: 9443
         stateDir: state
         releases: {githubAPI: "http://127.0.0.1:8123/", channelServer: "http://127.0.0.1:8123/v1-release/channels", mirror: null}
-        policy: {concurrency: 2, drainTimeoutSeconds: 120, healthTimeoutSeconds: 60, rebuildTimeoutSeconds: 120, autoRollback: false}
+        policy: {concurrency: 2, drainTimeoutSeconds: 120, restoreDrainTimeoutSeconds: 20, healthTimeoutSeconds: 60, rebuildTimeoutSeconds: 120, autoRollback: false}
         """
 
     @Test func aSandboxConfigReadsWithPathsAgainstItsDirectory() throws {
@@ -29,6 +29,7 @@ import UpkeepYAML
         #expect(config.releases.mirror == nil)
         #expect(config.concurrency == 2)
         #expect(config.rollout.drainTimeoutSeconds == 120 && config.rollout.rebuildTimeoutSeconds == 120)
+        #expect(config.rollout.restoreDrainTimeoutSeconds == 20)
         #expect(config.rollout.autoRollback == false)
         #expect(config.rollout.problems().isEmpty, "short verify/rebuild bounds keep a consistent watchdog")
     }

@@ -156,6 +156,10 @@ import UpkeepCore
         #expect(lastIndex("uncordon agent-2") > index("rejoin server-3"))
         #expect(steps.filter { $0.hasPrefix("uncordon") }.count == 5)
         #expect(harness.engine.cordonedByUpkeep.isEmpty && harness.engine.openWatches.isEmpty)
+        // Every node's drain is bounded by the restore's own short limit, not the rollout's.
+        let drains = harness.sentRequests.dropFirst(before).filter { $0.command.name == "drain" }.map(\.command)
+        #expect(!drains.isEmpty && drains.allSatisfy { $0 == .drain(timeoutSeconds: RolloutPolicy.restoreDrainTimeoutDefault) }
+                && RolloutPolicy.restoreDrainTimeoutDefault < harness.engine.policy.drainTimeoutSeconds, "\(drains)")
         // Restore ids name the restore and the member.
         #expect(harness.sentRequests.contains { $0.operationID == "r1:x1.0:restore:1" })
         // The hop is undone: nothing further back has a snapshot.

@@ -190,6 +190,7 @@ public struct ControllerConfig: Equatable, Sendable {
             let seconds = 1...604_800
             rollout.gateTimeoutSeconds = try policy.int("gateTimeoutSeconds", in: seconds) ?? rollout.gateTimeoutSeconds
             rollout.drainTimeoutSeconds = try policy.int("drainTimeoutSeconds", in: seconds) ?? rollout.drainTimeoutSeconds
+            rollout.restoreDrainTimeoutSeconds = try policy.int("restoreDrainTimeoutSeconds", in: seconds) ?? rollout.restoreDrainTimeoutSeconds
             rollout.healthTimeoutSeconds = try policy.int("healthTimeoutSeconds", in: seconds) ?? rollout.healthTimeoutSeconds
             rollout.verifyTimeoutSeconds = try policy.int("verifyTimeoutSeconds", in: seconds) ?? rollout.verifyTimeoutSeconds
             rollout.rebuildTimeoutSeconds = try policy.int("rebuildTimeoutSeconds", in: seconds) ?? rollout.rebuildTimeoutSeconds
@@ -208,8 +209,8 @@ public struct ControllerConfig: Equatable, Sendable {
                 throw ConfigError(file: file, line: nil, field: "policy", problem: problem)
             }
             config.rollout = rollout
-            try policy.rejectUnknown(["concurrency", "gateTimeoutSeconds", "drainTimeoutSeconds", "healthTimeoutSeconds",
-                                      "verifyTimeoutSeconds", "rebuildTimeoutSeconds", "watchdogTimeoutSeconds", "requestTriesMax",
+            try policy.rejectUnknown(["concurrency", "gateTimeoutSeconds", "drainTimeoutSeconds", "restoreDrainTimeoutSeconds",
+                                      "healthTimeoutSeconds", "verifyTimeoutSeconds", "rebuildTimeoutSeconds", "watchdogTimeoutSeconds", "requestTriesMax",
                                       "pollIntervalMilliseconds", "autoRollback", "prefetchWaves"])
         }
         if let maintenance = try top.section("maintenance") {

@@ -18,7 +18,7 @@ enum RolloutReport {
         facts.append(("Waves", "\(detail.plan.waves.count) (\(detail.plan.waves.reduce(0) { $0 + $1.steps.count }) node steps)"))
         let policy = detail.policy
         facts.append(("Policy", "auto-rollback \(policy.autoRollback.reportText), health timeout \(policy.healthTimeoutSeconds) s, "
-                      + "drain timeout \(policy.drainTimeoutSeconds) s"))
+                      + "drain timeout \(policy.drainTimeoutSeconds) s (a restore's \(policy.restoreDrainTimeoutSeconds) s)"))
         facts.append(("Hops", detail.plan.hops.map { hop in
             let snapshot = backups.first { $0.rolloutID == record.id && $0.hop == hop.number }.map { ", snapshot \($0.id)" } ?? ""
             return "\(hop.number) to \(hop.version): rollback \(hop.rollbackKind.rawValue)\(snapshot)"

@@ -251,8 +251,10 @@ extension RolloutEngine {
         return true
     }
 
-    /// A drain that does not finish is a warning, not a stop (Longhorn's last-replica rule may
-    /// hold it); the restore goes on.
+    /// Every node drained at once, each bounded by `policy.restoreDrainTimeoutSeconds`, not the
+    /// rollout's drain timeout: with every node cordoned no PodDisruptionBudget can be satisfied,
+    /// and k3s stops on every server next anyway. A drain that does not finish is a warning
+    /// naming the pods left in place, not a stop; the restore goes on.
     private mutating func drainEveryNode(_ now: Instant, _ out: inout [Action]) -> Bool {
         guard let run = restore else { return false }
         var progressed = false
@@ -394,7 +396,7 @@ extension RolloutEngine {
         let command: AgentCommand? = switch phase {
         case .receiving: .restoreBackup(backupID: run.snapshot.backupID, version: run.snapshot.version)
         case .cordoning: .cordon
-        case .draining: .drain(timeoutSeconds: policy.drainTimeoutSeconds)
+        case .draining: .drain(timeoutSeconds: policy.restoreDrainTimeoutSeconds)
         case .stopping: .stopK3s
         case .restoring: .restore(backupID: run.snapshot.backupID, version: member.to, healthTimeoutSeconds: health)
         case .rejoining: .rejoin(version: member.to, healthTimeoutSeconds: health)

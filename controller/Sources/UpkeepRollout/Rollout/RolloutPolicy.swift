@@ -8,6 +8,10 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
     public var gateTimeoutSeconds: Int
     /// Passed to the agent's drain (PDB retries included).
     public var drainTimeoutSeconds: Int
+    /// Passed to every node's drain before a restore stops k3s on every server: cordon and
+    /// evictions, a pod its PodDisruptionBudget keeps is left in place and named
+    /// (docs/decisions/2026-12-07-restore-drain.md). Nil in rollouts persisted before it existed.
+    var restoreDrainTimeout: Int?
     /// Passed to the agent's install and rollback: how long k3s may take to pass its probes.
     public var healthTimeoutSeconds: Int
     /// After a healthy install, how long the API may take to show the node Ready at the new version.
@@ -36,6 +40,14 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
     /// snapshot per hop). Nil in rollouts persisted before hop snapshots existed: none taken.
     var hopSnapshots: Bool?
 
+    /// How long a restore's drain of each node may take (all at once); 60 s unless set.
+    public var restoreDrainTimeoutSeconds: Int {
+        get { restoreDrainTimeout ?? Self.restoreDrainTimeoutDefault }
+        set { restoreDrainTimeout = newValue }
+    }
+
+    public static let restoreDrainTimeoutDefault = 60
+
     /// Whether the engine asks for a datastore backup before each hop's first server.
     public var takesHopSnapshots: Bool {
         get { hopSnapshots ?? false }
@@ -46,9 +58,11 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
                 verifyTimeoutSeconds: Int = 300, rebuildTimeoutSeconds: Int = 1800, watchdogTimeoutSeconds: Int = 3600,
                 requestTriesMax: Int = 8, retryDelayMilliseconds: Int64 = 1000, retryDelayMaxMilliseconds: Int64 = 60_000,
                 pollIntervalMilliseconds: Int64 = 5000, autoRollback: AutoRollback = .binaries, prefetchWaves: Int = 1,
-                maintenanceWindows: [MaintenanceWindow]? = nil, takesHopSnapshots: Bool = false) {
+                maintenanceWindows: [MaintenanceWindow]? = nil, takesHopSnapshots: Bool = false,
+                restoreDrainTimeoutSeconds: Int = RolloutPolicy.restoreDrainTimeoutDefault) {
         self.gateTimeoutSeconds = gateTimeoutSeconds
         self.drainTimeoutSeconds = drainTimeoutSeconds
+        restoreDrainTimeout = restoreDrainTimeoutSeconds
         self.healthTimeoutSeconds = healthTimeoutSeconds
         self.verifyTimeoutSeconds = verifyTimeoutSeconds
         self.rebuildTimeoutSeconds = rebuildTimeoutSeconds
@@ -70,6 +84,7 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
     public func problems() -> [String] {
         var problems: [String] = []
         let positive: [(String, Int)] = [("gateTimeoutSeconds", gateTimeoutSeconds), ("drainTimeoutSeconds", drainTimeoutSeconds),
+                                         ("restoreDrainTimeoutSeconds", restoreDrainTimeoutSeconds),
                                          ("healthTimeoutSeconds", healthTimeoutSeconds), ("verifyTimeoutSeconds", verifyTimeoutSeconds),
                                          ("rebuildTimeoutSeconds", rebuildTimeoutSeconds), ("requestTriesMax", requestTriesMax)]
         for (name, value) in positive where value < 1 { problems.append("\(name) must be at least 1 (is \(value))") }
