@@ -28,7 +28,7 @@ struct AgentKilledDuringInstallTests {
             try await sandbox.fault(["agent-1", "slow-start", "4"])
             let before = try #require(try sandbox.agentPID("agent-1"), "agent-1's agent has no pid file")
             let apply = try sandbox.start(["apply", "--to", Self.next, "--yes"])
-            let install = try await waitForInstallStep(sandbox, "agent-1", "restarting")
+            let install = try await sandbox.waitForJournalStep("agent-1", of: "install", "restarting")
             #expect(kill(before, SIGKILL) == 0, "could not kill agent-1's agent (pid \(before))")
 
             let code = await apply.exitCode(timeoutSeconds: 240)
@@ -61,9 +61,9 @@ struct AgentKilledDuringInstallTests {
             #expect(!(try sandbox.journalOperationIDs("agent-1").contains { $0.contains(":install:") }),
                     "agent-1's install began before its staged binary was swapped; the test lost its race")
 
-            let install = try await waitForInstallStep(sandbox, "agent-1", "previousKept")
+            let install = try await sandbox.waitForJournalStep("agent-1", of: "install", "previousKept")
             try await Task.sleep(for: .milliseconds(300))
-            #expect(!journal(sandbox, "agent-1").contains { $0.contains(install) && $0.contains("{\"placed\":") },
+            #expect(!sandbox.journalLines("agent-1").contains { $0.contains(install) && $0.contains("{\"placed\":") },
                     "agent-1 placed the binary although opening the staged file blocks")
             #expect(kill(before, SIGKILL) == 0, "could not kill agent-1's agent (pid \(before))")
             #expect(unlink(staged) == 0 && rename(kept, staged) == 0, "could not put the staged binary back")
@@ -79,25 +79,6 @@ struct AgentKilledDuringInstallTests {
     }
 
     // MARK: Helpers
-
-    private func journal(_ sandbox: EndToEndSandbox, _ node: String) -> [String] {
-        let path = "\(sandbox.directory)/nodes/\(node)/var/lib/upkeep-agent/journal.jsonl"
-        return ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-    }
-
-    /// Waits (bounded, polling every 5 ms) until `node`'s journal records `step` of an install;
-    /// returns that install's operation id.
-    private func waitForInstallStep(_ sandbox: EndToEndSandbox, _ node: String, _ step: String) async throws -> String {
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline {
-            if let line = journal(sandbox, node).first(where: { $0.contains(":install:") && $0.contains("{\"\(step)\":") }),
-               let id = line.split(separator: "\"").first(where: { $0.contains(":install:") }) {
-                return String(id)
-            }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        throw EndToEndFailure("\(node)'s journal shows no install step \(step) within 120 s")
-    }
 
     /// Waits (bounded) until `node`'s agent has `version` staged; returns the staged file's path.
     private func waitForStaged(_ node: SandboxNode, version: String) async throws -> String {

@@ -200,11 +200,29 @@ final class EndToEndSandbox: Sendable {
         return output
     }
 
+    /// `node`'s agent journal, one JSON record a line.
+    func journalLines(_ node: String) -> [String] {
+        let path = "\(directory)/nodes/\(node)/var/lib/upkeep-agent/journal.jsonl"
+        return ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// Waits (bounded, polling every 5 ms) until `node`'s journal records `step` of an operation
+    /// whose id names `method` (`install`, `restore`, …); returns that operation's id.
+    func waitForJournalStep(_ node: String, of method: String, _ step: String, timeoutSeconds: Double = 120) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if let line = journalLines(node).first(where: { $0.contains(":\(method):") && $0.contains("{\"\(step)\":") }),
+               let id = line.split(separator: "\"").first(where: { $0.contains(":\(method):") }) {
+                return String(id)
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw EndToEndFailure("\(node)'s journal shows no \(method) step \(step) within \(Int(timeoutSeconds)) s")
+    }
+
     /// The operation ids `node`'s agent began, in order, from its journal.
     func journalOperationIDs(_ node: String) throws -> [String] {
-        let path = "\(directory)/nodes/\(node)/var/lib/upkeep-agent/journal.jsonl"
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { line in
+        journalLines(node).compactMap { line in
             let entry = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             let began = (entry?["began"] as? [String: Any])?["_0"] as? [String: Any]
             return began?["id"] as? String

@@ -15,9 +15,11 @@ struct RestoreEndToEndTests {
     static let start = EndToEndTests.start
     static let next = EndToEndTests.nextMinor
     /// A restore drains every node at once; a PodDisruptionBudget (the sandbox's `web`, Longhorn's
-    /// instance managers) can then never allow its eviction, since no node takes the pod, so those
-    /// drains run to their timeout, which is short here.
-    static let policy = EndToEndSandbox.policy.replacingOccurrences(of: "drainTimeoutSeconds: 60", with: "drainTimeoutSeconds: 15")
+    /// instance managers) can then never allow its eviction, since no node takes the pod. Those
+    /// drains are bounded by `restoreDrainTimeoutSeconds` (its default, 60 s), not by the rollout's
+    /// drain timeout, which is Upkeep's default 900 s here: a restore that waited for it would run
+    /// past every bound below.
+    static let policy = EndToEndSandbox.policy.replacingOccurrences(of: "drainTimeoutSeconds: 60", with: "drainTimeoutSeconds: 900")
 
     @Test func threeEtcdServersRollBackAcrossAMinorByRestoringTheHopSnapshot() async throws {
         try await EndToEndSandbox.with(servers: 3, agents: 2, k3sVersion: Self.start, policy: Self.policy) { sandbox in
@@ -95,20 +97,86 @@ struct RestoreEndToEndTests {
         }
     }
 
-    /// ConfigMap A, the upgrade across a minor, ConfigMap B (then `afterUpgrade`), `rollback --restore`: every node back
-    /// at the old version and Ready, A there, B gone, and no received backup left on a server.
-    private func upgradeThenRestore(_ sandbox: EndToEndSandbox, afterUpgrade: () async throws -> Void = {}) async throws {
+    /// kill -9 of the controller in the middle of `rollback --restore`: once k3s is stopped on
+    /// every server (its own notice), or once the restoring server's agent began the restore (its
+    /// journal). `upkeep resume --force-takeover` (the dead controller's lease still lasts) sends
+    /// the unanswered requests again under their ids and finishes the restore; no agent began any
+    /// operation twice.
+    @Test(arguments: [KillPoint.serversStopped, .restoreBegan])
+    func aControllerKilledDuringARestoreIsResumedToTheRestoredCluster(at point: KillPoint) async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start, policy: Self.policy) { sandbox in
+            try await upgradeAcrossAMinor(sandbox)
+            let rollback = try sandbox.start(["rollback", "--restore", "--yes"])
+            switch point {
+            case .serversStopped:
+                _ = try await rollback.waitForLine("k3s stopped on every server", timeoutSeconds: 180) { $0.contains("k3s stopped on every server") }
+            case .restoreBegan:
+                _ = try await sandbox.waitForJournalStep("server-1", of: "restore", "datastoreChanged", timeoutSeconds: 180)
+            }
+            await rollback.killHard()
+            #expect(!rollback.output.contains("done:"), "the controller finished before it was killed:\n\(rollback.output)")
+
+            let resume = try await sandbox.controller(["resume", "--force-takeover"], timeoutSeconds: 240)
+            #expect(resume.status == 0, "resume should finish the restore:\n\(resume.output)")
+            try await expectRestored(sandbox, "after the resume", causeBeginning: "the operator undid hop 1")
+            try sandbox.expectNothingRanTwice()
+        }
+    }
+
+    enum KillPoint: String, CustomStringConvertible, Sendable {
+        case serversStopped, restoreBegan
+        var description: String { rawValue }
+    }
+
+    /// kill -9 of the restoring server's agent after the restore changed its datastore and while
+    /// the restored k3s starts (slowly, by a fault): the sandbox's systemd stand-in restarts the
+    /// agent, which carries on the restore it had begun (the same id, once) to a healthy k3s.
+    @Test func theRestoringServersAgentKilledAfterTheDatastoreChangeFinishesTheRestore() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 2, k3sVersion: Self.start, policy: Self.policy) { sandbox in
+            try await upgradeAcrossAMinor(sandbox)
+            try await sandbox.fault(["server-1", "slow-start", "4"])
+            let before = try #require(try sandbox.agentPID("server-1"), "server-1's agent has no pid file")
+            let rollback = try sandbox.start(["rollback", "--restore", "--yes"])
+            let restore = try await sandbox.waitForJournalStep("server-1", of: "restore", "restarting", timeoutSeconds: 180)
+            #expect(sandbox.journalLines("server-1").contains { $0.contains(restore) && $0.contains("{\"datastoreChanged\":") },
+                    "server-1's restore restarts k3s before its journal records the datastore change")
+            #expect(kill(before, SIGKILL) == 0, "could not kill server-1's agent (pid \(before))")
+
+            let code = await rollback.exitCode(timeoutSeconds: 240)
+            #expect(code == 0 && rollback.output.contains("done: the operator undid hop 1 (`upkeep rollback --restore`)"),
+                    "rollback --restore should complete:\n\(rollback.output)")
+            try await expectRestored(sandbox, "after the agent's restart", causeBeginning: "the operator undid hop 1")
+            let after = try sandbox.agentPID("server-1")
+            #expect(after != nil && after != before, "server-1's agent was not restarted (pid \(String(describing: after)))")
+            let restores = try sandbox.journalOperationIDs("server-1").filter { $0.contains(":restore:") }
+            #expect(restores == [restore], "server-1 should have run \(restore) only: \(restores)")
+            try sandbox.expectNothingRanTwice()
+        }
+    }
+
+    /// ConfigMap A, the upgrade across a minor, ConfigMap B: every node at the new version.
+    private func upgradeAcrossAMinor(_ sandbox: EndToEndSandbox) async throws {
         try await sandbox.kubectl(["create", "configmap", "upkeep-e2e-a", "--from-literal=written=before-the-upgrade"])
         let apply = try await sandbox.controller(["apply", "--to", Self.next, "--yes"], timeoutSeconds: 240)
         try #require(apply.status == 0, "apply should complete:\n\(apply.output)")
         try await sandbox.expectAllNodes(at: Self.next, "after the upgrade")
         try await sandbox.kubectl(["create", "configmap", "upkeep-e2e-b", "--from-literal=written=after-the-upgrade"])
         #expect(try await sandbox.configMapExists("upkeep-e2e-b"), "B was written at the new minor")
+    }
+
+    /// `upgradeAcrossAMinor` (then `afterUpgrade`), `rollback --restore`: every node back at the old
+    /// version and Ready, A there, B gone, no received backup left on a server, and the pods a
+    /// PodDisruptionBudget kept from the all-at-once drain named in the output.
+    private func upgradeThenRestore(_ sandbox: EndToEndSandbox, afterUpgrade: () async throws -> Void = {}) async throws {
+        try await upgradeAcrossAMinor(sandbox)
         try await afterUpgrade()
 
         let rollback = try await sandbox.controller(["rollback", "--restore", "--yes"], timeoutSeconds: 240)
         #expect(rollback.status == 0 && rollback.output.contains("done: the operator undid hop 1 (`upkeep rollback --restore`)"),
                 "rollback --restore should complete:\n\(rollback.output)")
+        #expect(rollback.output.contains("did not finish within \(RolloutPolicy.restoreDrainTimeoutDefault) s")
+                && rollback.output.contains("a PodDisruptionBudget still forbids its eviction"),
+                "the restore's drain should name the pods a budget kept:\n\(rollback.output)")
         try await expectRestored(sandbox, "after rollback --restore", causeBeginning: "the operator undid hop 1")
     }
 
