@@ -213,6 +213,59 @@ struct ModelTests {
         #expect(model.events.filter { $0.object == "kustomization/flux-system/flux-system" }.map(\.kind) == ["FluxSuspended", "FluxResumed"])
     }
 
+    /// Flux's controllers skip a suspended object (https://fluxcd.io/flux/components/kustomize/kustomizations/#suspend):
+    /// a commit waits at each suspended step (fetch, apply, install) and goes on when it is resumed.
+    @Test func aCommitWaitsAtEverySuspendedFluxObjectUntilItIsResumed() throws {
+        var model = Self.booted()
+        func suspend(_ path: String, _ suspended: Bool) {
+            let response = model.handle(APIRequest(method: "PATCH", uri: path, contentType: "application/merge-patch+json",
+                                                   body: Array(#"{"spec":{"suspend":\#(suspended)}}"#.utf8)), now: model.now + 1)
+            #expect(response.status == 200)
+        }
+        let source = "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/flux-system"
+        let kustomization = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/flux-system"
+        let release = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/longhorn-system/helmreleases/longhorn"
+        func pinned() -> String? { model.store.get(.fluxHelmReleases, "longhorn-system", "longhorn")?[path: "spec", "chart", "spec", "version"]?.string }
+        let installed = model.longhornVersion
+
+        // The Kustomization suspended: fetched, not applied.
+        suspend(kustomization, true)
+        model.applyGitCommit(sha: "a1", longhornChartVersion: "1.8.2", flux: nil)
+        #expect(model.gitRevision == "main@sha1:a1")
+        #expect(pinned() != "1.8.2" && model.longhornVersion == installed)
+        suspend(kustomization, false)
+        #expect(pinned() == "1.8.2" && model.longhornVersion == "v1.8.2")
+
+        // The HelmRelease suspended: its chart pinned, not installed.
+        suspend(release, true)
+        model.applyGitCommit(sha: "b2", longhornChartVersion: "1.9.0", flux: nil)
+        #expect(pinned() == "1.9.0" && model.longhornVersion == "v1.8.2")
+        Self.tick(&model, seconds: 5)
+        #expect(model.longhornVersion == "v1.8.2")
+        suspend(release, false)
+        #expect(model.longhornVersion == "v1.9.0")
+
+        // The GitRepository suspended: not even fetched.
+        suspend(source, true)
+        model.applyGitCommit(sha: "c3", longhornChartVersion: "1.10.0", flux: nil)
+        #expect(model.gitRevision == "main@sha1:b2" && pinned() == "1.9.0")
+        suspend(source, false)
+        #expect(model.gitRevision == "main@sha1:c3" && model.longhornVersion == "v1.10.0")
+    }
+
+    /// `api stall-writes`: writes of the resource stall, reads and other resources do not.
+    @Test func writeStallsApplyToWritesOfTheirResourceOnly() {
+        var model = Self.booted()
+        model.apiWriteStallSeconds = ["helmreleases": 30]
+        let release = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/longhorn-system/helmreleases/longhorn"
+        #expect(model.writeStallSeconds(APIRequest(method: "PATCH", uri: release, contentType: "application/merge-patch+json", body: [])) == 30)
+        #expect(model.writeStallSeconds(APIRequest(method: "GET", uri: release)) == nil)
+        #expect(model.writeStallSeconds(APIRequest(method: "PATCH", uri: "/api/v1/namespaces/kube-system/configmaps/x",
+                                                  contentType: "application/merge-patch+json", body: [])) == nil)
+        #expect(model.writeStallSeconds(APIRequest(method: "POST", uri: "/apis/helm.toolkit.fluxcd.io/v2/namespaces/default/helmreleases",
+                                                  contentType: "application/json", body: [])) == 30)
+    }
+
     @Test func theModelIsDeterministic() throws {
         func run() -> JSON {
             var model = Self.booted()

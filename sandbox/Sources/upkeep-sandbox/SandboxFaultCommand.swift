@@ -12,7 +12,7 @@ struct SandboxFault: AsyncParsableCommand {
 
     @OptionGroup var directory: SandboxDirectoryOption
 
-    @Argument(help: "A node name, or `releases` (also `release-server`) for the release server.")
+    @Argument(help: "A node name, or `releases` (also `release-server`) for the release server, `longhorn`, `flux` or `api`.")
     var node: String
 
     @Argument(help: "The fault (see above).")
@@ -33,9 +33,12 @@ struct SandboxFault: AsyncParsableCommand {
     @Option(name: .long, help: "retry-after: the status of a refusal, 403 or 429 (default 403).")
     var status: Int?
 
+    @Option(name: .long, help: "api stall-writes: the resource whose writes stall and fail (its plural name, e.g. helmreleases).")
+    var resource: String?
+
     func run() async throws {
         print(try await SandboxControl.setFault(directory: directory.path, node: node, kind: kind, value: value, version: k3sVersion,
                                                 anyVersion: anyVersion,
-                                                releaseOptions: .init(requests: requests, status: status)))
+                                                releaseOptions: .init(requests: requests, status: status), resource: resource))
     }
 }

@@ -72,6 +72,7 @@ extension ClusterModel {
                 ["name": .string($0.name), "state": .string($0.state), "robustness": .string($0.robustness), "node": .string($0.currentNodeID)]
             }),
             "flux": .array(flux),
+            "writeStalls": .object(apiWriteStallSeconds.mapValues { .double($0) }),
         ]
     }
 }

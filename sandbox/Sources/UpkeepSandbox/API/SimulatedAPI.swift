@@ -63,6 +63,19 @@ extension ClusterModel {
         }
     }
 
+    /// How long a write of `request` stalls before it fails unapplied (`apiWriteStallSeconds`); nil: it does not.
+    public func writeStallSeconds(_ request: APIRequest) -> Double? {
+        guard !apiWriteStallSeconds.isEmpty, request.method != "GET", request.method != "HEAD" else { return nil }
+        let segments = request.path.split(separator: "/").map(String.init)
+        let target: ResourceTarget? = switch segments.first {
+        case "api" where segments.count > 2: Self.parseTarget(groupVersionPath: "/api/\(segments[1])", rest: Array(segments.dropFirst(2)))
+        case "apis" where segments.count > 3:
+            Self.parseTarget(groupVersionPath: "/apis/\(segments[1])/\(segments[2])", rest: Array(segments.dropFirst(3)))
+        default: nil
+        }
+        return target.flatMap { apiWriteStallSeconds[$0.resource.type.plural] }
+    }
+
     func notFoundPath() -> APIResponse {
         .error(KubeAPIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource"))
     }

@@ -100,6 +100,7 @@ public enum SandboxControl {
         ("releases clear", "(NODE = releases) the release server behaves again"),
         ("longhorn upgrade-fails | clear", "(NODE = longhorn) the Longhorn HelmRelease fails its next upgrades (UpgradeFailed; Longhorn stays) / succeeds again"),
         ("flux upgrade-fails | clear", "(NODE = flux) the flux-system Kustomization fails to apply new Flux components (Flux stays) / applies them again"),
+        ("api stall-writes SECONDS --resource PLURAL | clear", "(NODE = api) every write (create, update, patch, delete) of PLURAL (e.g. helmreleases) waits SECONDS and then fails with 504 Timeout, not applied / writes work again"),
     ]
 
     /// Sets one fault in `DIR/faults.json` and returns what was done, in words.
@@ -108,7 +109,7 @@ public enum SandboxControl {
     /// starts; by default only at versions other than the one the node runs now (that is, after
     /// an upgrade); `version` limits them to one version, `anyVersion` applies them to all.
     public static func setFault(directory: String, node: String, kind: String, value: String?, version: String?,
-                                anyVersion: Bool, releaseOptions: ReleaseFaultOptions = ReleaseFaultOptions()) async throws -> String
+                                anyVersion: Bool, releaseOptions: ReleaseFaultOptions = ReleaseFaultOptions(), resource: String? = nil) async throws -> String
     {
         guard let manifest = try? SandboxManifest.load(directory: directory) else {
             throw SandboxError("no sandbox in \(directory) (no sandbox.json); start one with `upkeep sandbox up --dir \(directory)`")
@@ -124,6 +125,26 @@ public enum SandboxControl {
         if node == "releases" || node == "release-server" {
             message = try setReleaseFault(&faults, kind: kind, value: value, version: version, options: releaseOptions, directory: directory)
             try JSONFiles.write(faults, to: manifest.faultsFile)
+            return message
+        }
+        if node == "api" {
+            var stalls = faults.apiWriteStallSeconds ?? [:]
+            switch kind {
+            case "stall-writes":
+                guard let resource, ServedResource.all.contains(where: { $0.type.plural == resource }) else {
+                    throw SandboxError("stall-writes needs --resource PLURAL, a resource the API serves (e.g. helmreleases, kustomizations, configmaps)")
+                }
+                stalls[resource] = try seconds()
+                message = "writes of \(resource) now wait \(Int(stalls[resource] ?? 0)) s and fail unapplied (504)"
+            case "clear":
+                stalls = [:]
+                message = "writes work again"
+            default:
+                throw SandboxError("unknown api fault \(kind); use stall-writes or clear")
+            }
+            faults.apiWriteStallSeconds = stalls.isEmpty ? nil : stalls
+            try JSONFiles.write(faults, to: manifest.faultsFile)
+            try await waitForWriteStalls(stalls, manifest: manifest)
             return message
         }
         let components: [String: (flag: WritableKeyPath<SandboxFaults, Bool?>, fails: String, clear: String)] = [
@@ -272,6 +293,20 @@ public enum SandboxControl {
 
     /// Most seconds `fault` waits for the sandbox process to stop or restart an agent.
     static let agentChangeSecondsMax = 30.0
+
+    /// Waits (bounded) until the sandbox process applies `stalls` (it reads faults.json every quarter second).
+    private static func waitForWriteStalls(_ stalls: [String: Double], manifest: SandboxManifest) async throws {
+        let client = try KubeClient(endpoint: try Kubeconfig.load(path: manifest.kubeconfig).endpoint(), requestTimeoutSeconds: 5)
+        defer { Task { await client.shutdown() } }
+        let deadline = Date().addingTimeInterval(agentChangeSecondsMax)
+        while Date() < deadline {
+            let state = try? await client.request(.GET, "/sandbox/v1/state")
+            if let applied = state?["writeStalls"]?.object?.compactMapValues(\.double), applied == stalls { return }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        throw SandboxError("the sandbox did not apply the API fault within \(Int(agentChangeSecondsMax)) s; is it still running? "
+                           + "(`upkeep sandbox status --dir \(manifest.directory)`)")
+    }
 
     private static func waitForAgent(_ node: SandboxNode, running: Bool, in directory: String) async throws {
         let deadline = Date().addingTimeInterval(agentChangeSecondsMax)

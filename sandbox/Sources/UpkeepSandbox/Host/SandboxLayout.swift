@@ -222,6 +222,8 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var longhornUpgradeFails: Bool? = nil
     /// Applying new Flux components fails (the flux-system Kustomization turns not Ready) and Flux stays where it was.
     public var fluxUpgradeFails: Bool? = nil
+    /// The API answers writes to these resources (plural names) this many seconds late.
+    public var apiWriteStallSeconds: [String: Double]? = nil
 
     public init() {}
 

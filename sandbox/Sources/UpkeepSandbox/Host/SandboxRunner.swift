@@ -395,6 +395,7 @@ public final class SandboxRunner: Sendable {
             model.fluxFaults[key] = faults.longhornUpgradeFails == true
                 ? FluxFault(reason: "UpgradeFailed", message: "Helm upgrade failed: timed out waiting for the condition") : nil
             model.fluxUpgradeFails = faults.fluxUpgradeFails == true
+            model.apiWriteStallSeconds = faults.apiWriteStallSeconds ?? [:]
         }
         await followGit()
         guard let agentBinary = options.agentBinary else { return }

@@ -19,6 +19,16 @@ public struct ClusterModel: Sendable {
     public var fluxUpgradeFails = false
     /// The revision Flux's source last fetched (`main@sha1:…`) when a real repository is watched.
     public internal(set) var gitRevision: String?
+    /// A commit of the watched branch not fetched yet (the GitRepository is suspended).
+    var gitPending: GitCommit?
+    /// The commit last fetched, and the one the `flux-system` Kustomization last applied.
+    var gitFetched: GitCommit?
+    var gitAppliedSHA: String?
+    /// A chart version the Longhorn HelmRelease has not tried to install yet (it is suspended).
+    var helmPendingChart: String?
+    /// Writes to these resources (plural names) stall this many seconds and then fail with 504,
+    /// unapplied (a sandbox fault: an API server that times out; a client caught between two writes).
+    public var apiWriteStallSeconds: [String: Double] = [:]
 
     // Controller memory that is not part of any object.
     var podScheduledAt: [String: Double] = [:]
@@ -145,6 +155,7 @@ public struct ClusterModel: Sendable {
         reconcileWorkloadStatus()
         reconcileLonghorn()
         reconcileDisruptionBudgets()
+        reconcileGit()
         reconcileFlux()
     }
 

@@ -8,30 +8,61 @@ import UpkeepKube
 /// controllers to the new images, as kustomize-controller applying them would (unless a fault
 /// makes that apply fail: the flux-system Kustomization turns not Ready and Flux stays).
 /// The runner reads the commits from a real Git repository; this part only models the cluster.
+///
+/// Each step waits while its object is suspended (`spec.suspend: true`, what `flux suspend`
+/// sets: https://fluxcd.io/flux/cmd/flux_suspend_kustomization/), and happens when it is resumed,
+/// as Flux's controllers skip a suspended object's reconciliation
+/// (https://fluxcd.io/flux/components/kustomize/kustomizations/#suspend,
+/// https://fluxcd.io/flux/components/helm/helmreleases/#suspend,
+/// https://fluxcd.io/flux/components/source/gitrepositories/#suspend): the GitRepository
+/// `flux-system` fetches, the Kustomization `flux-system` applies what was fetched (the
+/// HelmRelease's chart version, Flux's components), the HelmRelease `longhorn` installs its chart.
 extension ClusterModel {
     public static let longhornRelease = (namespace: "longhorn-system", name: "longhorn")
 
-    /// Flux fetched and applied commit `sha`, whose manifests pin these versions (nil: not found).
+    /// A new commit `sha` on the branch Flux watches, whose manifests pin these versions (nil:
+    /// not found). Flux fetches and applies it when its objects are not suspended (`reconcileGit`).
     public mutating func applyGitCommit(sha: String, longhornChartVersion: String?, flux: (version: String, images: [String: String])?) {
-        gitRevision = "main@sha1:\(sha)"
-        if let chart = longhornChartVersion {
-            store.modify(.fluxHelmReleases, Self.longhornRelease.namespace, Self.longhornRelease.name) { release in
-                release[path: "spec", "chart", "spec", "version"] = .string(chart)
+        gitPending = GitCommit(sha: sha, longhornChart: longhornChartVersion, flux: flux.map { FluxRelease(version: $0.version, images: $0.images) })
+        reconcile()
+    }
+
+    /// Fetch, apply, install: each as far as its object is not suspended.
+    mutating func reconcileGit() {
+        if let pending = gitPending, !isSuspended(.fluxGitRepositories, FluxManifests.namespace, Self.fluxSystemKustomization) {
+            gitRevision = "main@sha1:\(pending.sha)"
+            gitFetched = pending
+            gitPending = nil
+        }
+        let kustomization = Self.fluxKey(.fluxKustomizations, FluxManifests.namespace, Self.fluxSystemKustomization)
+        if let fetched = gitFetched, fetched.sha != gitAppliedSHA,
+           !isSuspended(.fluxKustomizations, FluxManifests.namespace, Self.fluxSystemKustomization) {
+            gitAppliedSHA = fetched.sha
+            if let chart = fetched.longhornChart {
+                store.modify(.fluxHelmReleases, Self.longhornRelease.namespace, Self.longhornRelease.name) { release in
+                    release[path: "spec", "chart", "spec", "version"] = .string(chart)
+                }
+                helmPendingChart = chart
             }
+            fluxFaults[kustomization] = nil
+            if let flux = fetched.flux, flux.version != fluxVersion {
+                if fluxUpgradeFails {
+                    fluxFaults[kustomization] = FluxFault(reason: "ReconciliationFailed", message: "Deployment/flux-system/source-controller "
+                                                          + "dry-run failed: admission webhook denied the request (sandbox fault)")
+                } else {
+                    setFluxVersion(flux.version, images: flux.images)
+                }
+            }
+        }
+        if let chart = helmPendingChart, !isSuspended(.fluxHelmReleases, Self.longhornRelease.namespace, Self.longhornRelease.name) {
+            helmPendingChart = nil
             let key = Self.fluxKey(.fluxHelmReleases, Self.longhornRelease.namespace, Self.longhornRelease.name)
             if fluxFaults[key] == nil { setLonghornVersion("v" + chart) }
         }
-        let kustomization = Self.fluxKey(.fluxKustomizations, FluxManifests.namespace, Self.fluxSystemKustomization)
-        fluxFaults[kustomization] = nil
-        if let flux, flux.version != fluxVersion {
-            if fluxUpgradeFails {
-                fluxFaults[kustomization] = FluxFault(reason: "ReconciliationFailed", message: "Deployment/flux-system/source-controller "
-                                                      + "dry-run failed: admission webhook denied the request (sandbox fault)")
-            } else {
-                setFluxVersion(flux.version, images: flux.images)
-            }
-        }
-        reconcile()
+    }
+
+    func isSuspended(_ type: ResourceType, _ namespace: String, _ name: String) -> Bool {
+        store.get(type, namespace, name)?[path: "spec", "suspend"]?.bool ?? false
     }
 
     /// The Kustomization `flux bootstrap` creates, which applies Flux's own components.

@@ -127,3 +127,18 @@ enum StableHash {
         return String((String(repeating: "0", count: 16) + s).suffix(16).prefix(length))
     }
 }
+
+/// A commit of the branch the sandbox's Flux watches, and the versions its manifests pin.
+struct GitCommit: Sendable, Equatable {
+    var sha: String
+    /// The Longhorn HelmRelease's chart version, if the commit holds it.
+    var longhornChart: String?
+    /// The Flux components it holds, if any.
+    var flux: FluxRelease?
+}
+
+/// A Flux version and its controllers' images, as a components manifest installs them.
+struct FluxRelease: Sendable, Equatable {
+    var version: String
+    var images: [String: String]
+}

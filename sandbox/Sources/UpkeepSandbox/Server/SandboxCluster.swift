@@ -74,6 +74,11 @@ public final class SandboxCluster: Sendable {
 
     /// Answers one request: in memory, or reading the view and writing through the datastore.
     public func respond(_ request: APIRequest) async -> APIResponse {
+        if let stall = state.withLockedValue({ $0.writeStallSeconds(request) }) {
+            // A write the API server accepted and timed out: answered late, never applied.
+            try? await Task.sleep(nanoseconds: UInt64(stall * 1e9))
+            return .error(KubeAPIError(code: 504, reason: "Timeout", message: "the write was not applied in time (sandbox fault: api stall-writes)"))
+        }
         guard let storage else { return handle(request) }
         if request.path == "/sandbox/v1/datastore", request.method == "GET" { return .json(storage.summary) }
         let now = clock()
