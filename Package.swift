@@ -209,7 +209,7 @@ let package = Package(
                                                        "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepSandbox", "UpkeepAgent",
                                                        "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepRolloutTests", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepSimulation"], swiftSettings: strict),
+        .testTarget(name: "UpkeepRolloutTests", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepSimulation", "UpkeepTestSupport"], swiftSettings: strict),
         // A file-backed cluster with agents for the store's and runtime's tests and the runtime probe.
         .target(name: "UpkeepRuntimeTestSupport", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepStore"],
                 path: "Tests/UpkeepRuntimeTestSupport", swiftSettings: strict),

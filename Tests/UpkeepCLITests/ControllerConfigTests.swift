@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepCLI
+import UpkeepCore
 import UpkeepRollout
 import UpkeepTestSupport
 import UpkeepYAML
@@ -56,8 +57,43 @@ import UpkeepYAML
 
     @Test func maintenanceWindowsGoIntoTheRolloutPolicy() throws {
         let config = try ControllerConfig.parse("maintenance:\n  windows: [\"Sat 02:00-06:00\", \"Mon-Fri 22:00-02:00\"]\n", file: "/u.yaml")
-        #expect(config.rollout.maintenanceWindows?.map(\.description) == ["Sat 02:00-06:00", "Mon-Fri 22:00-02:00"])
+        #expect(config.rollout.maintenanceWindows?.map(\.description) == ["Sat 02:00-06:00 UTC", "Mon-Fri 22:00-02:00 UTC"])
         #expect(try ControllerConfig.parse("agentPort: 1\n", file: "/u.yaml").rollout.maintenanceWindows == nil)
+        // A zone is read from the system's tzdata.
+        let zoned = try ControllerConfig.parse("maintenance:\n  windows: [\"Sat 02:00-06:00 Europe/Berlin\", \"daily 00:00-24:00\"]\n", file: "/u.yaml")
+        #expect(zoned.rollout.maintenanceWindows?.map(\.description) == ["Sat 02:00-06:00 Europe/Berlin", "daily 00:00-24:00 UTC"])
+        #expect(zoned.rollout.maintenanceWindows?.first?.zone.name == "Europe/Berlin")
+    }
+
+    /// The zone database is a directory of TZif files (`$TZDIR`, else /usr/share/zoneinfo): a
+    /// name that is not there, that would leave it, or whose file is damaged, is a config error
+    /// that names the directory or the file.
+    @Test func zonesComeFromTheZoneDirectoryAndItsErrorsNameIt() throws {
+        let directory = try TemporaryDirectory()
+        let berlin = try #require(FileManager.default.contents(atPath: "/usr/share/zoneinfo/Europe/Berlin"), "install tzdata")
+        try FileManager.default.createDirectory(atPath: directory.file("Europe"), withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: directory.file("Europe/Berlin"), contents: berlin))
+        #expect(FileManager.default.createFile(atPath: directory.file("Europe/Broken"), contents: berlin.prefix(100)))
+        let zones = ZoneInfoDirectory(path: directory.path, since: .seconds(1_798_761_600))
+        func problem(_ window: String) -> String {
+            do {
+                _ = try ControllerConfig.parse("maintenance:\n  windows: [\"\(window)\"]\n", file: "/u.yaml", zones: zones)
+                return "accepted"
+            } catch {
+                #expect(error.field == "maintenance.windows")
+                return error.problem
+            }
+        }
+        #expect(try ControllerConfig.parse("maintenance:\n  windows: [\"Sat 02:00-06:00 Europe/Berlin\"]\n", file: "/u.yaml", zones: zones)
+            .rollout.maintenanceWindows?.first?.zone.name == "Europe/Berlin")
+        #expect(problem("Sat 02:00-06:00 Europe/Paris").contains("no time zone \"Europe/Paris\" in \(directory.path) (the system's tzdata)"))
+        #expect(problem("Sat 02:00-06:00 Europe").contains("no time zone \"Europe\" in \(directory.path)"), "a directory is no zone")
+        #expect(problem("Sat 02:00-06:00 Europe/Broken").contains("\(directory.path)/Europe/Broken is not a readable TZif file"))
+        for name in ["../Europe/Berlin", "Europe/../Europe/Berlin", "/etc/localtime", "Europe//Berlin", "Europe/Ber*lin"] {
+            #expect(problem("Sat 02:00-06:00 \(name)").contains("is not a time zone name"), "\(name)")
+        }
+        #expect(ZoneInfoDirectory.system(environment: ["TZDIR": directory.path]).path == directory.path)
+        #expect(ZoneInfoDirectory.system(environment: [:]).path == "/usr/share/zoneinfo")
     }
 
     @Test func anEmptyDocumentIsAnError() {
@@ -79,6 +115,9 @@ import UpkeepYAML
         ("backups:\n  key: /k\n", "backups.key", "not a known field"),
         ("maintenance:\n  windows: Sat 02:00-06:00\n", "maintenance.windows", "must be a list"),
         ("maintenance:\n  windows: [\"Sat 2-6\"]\n", "maintenance.windows", "is not a time HH:MM"),
+        ("maintenance:\n  windows: [\"Sat 02:00-06:00 Europe/Atlantis\"]\n", "maintenance.windows",
+         "no time zone \"Europe/Atlantis\" in /usr/share/zoneinfo (the system's tzdata)"),
+        ("maintenance:\n  windows: [\"Sat 02:00-06:00 ../../etc/passwd\"]\n", "maintenance.windows", "is not a time zone name"),
     ])
     func badFieldsAreNamed(yaml: String, field: String, problem: String) {
         do {

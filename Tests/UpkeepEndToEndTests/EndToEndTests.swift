@@ -96,19 +96,24 @@ struct EndToEndTests {
 
             try sandbox.expectNothingRanTwice()
 
-            // Fixing forward: the cause is gone. Resumed with a configuration whose only window is
-            // closed now, the rollout takes that window (and says so) and blocks again untouched;
+            // Fixing forward: the cause is gone. Resumed with a configuration whose only window (in
+            // New York time) is closed now, the rollout takes that window (and says so) and blocks
+            // again untouched, and `status` shows the window with its zone;
             // `resume --ignore-window` installs agent-1 again, deliberately as its second attempt,
             // and finishes.
             try await sandbox.fault(["agent-1", "clear"])
             let closedDay = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(Int(Date().timeIntervalSince1970 / 86_400) + 3) % 7]
             let windowed = "\(sandbox.directory)/upkeep-window.yaml"
-            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  windows: [\"\(closedDay) 00:00-00:01\"]\n")
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  windows: [\"\(closedDay) 00:00-00:01 America/New_York\"]\n")
                 .write(toFile: windowed, atomically: true, encoding: .utf8)
             let outside = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "resume"], timeoutSeconds: 120)
-            #expect(outside.status == 3 && outside.output.contains("maintenance windows from now on: \(closedDay) 00:00-00:01, UTC (were: none)")
-                    && outside.output.contains("outside the maintenance windows (\(closedDay) 00:00-00:01, UTC)")
+            let window = "\(closedDay) 00:00-00:01 America/New_York"
+            #expect(outside.status == 3 && outside.output.contains("maintenance windows from now on: \(window) (were: none)")
+                    && outside.output.contains("outside the maintenance windows (\(window)); the next opens at \(closedDay) ")
                     && outside.output.contains("`upkeep resume --ignore-window` now"), "\(outside.output)")
+            let status = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "status"], timeoutSeconds: 30)
+            #expect(status.output.contains("maintenance windows: \(window): closed; the next opens at \(closedDay) ")
+                    && (status.output.contains(" 00:00 EST (05:00 UTC)") || status.output.contains(" 00:00 EDT (04:00 UTC)")), "\(status.output)")
             #expect(try sandbox.journalOperationIDs("agent-1").filter { $0.contains(":install:") }.count == 1, "nothing was started outside the window")
             let resume = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "resume", "--ignore-window"], timeoutSeconds: 240)
             #expect(resume.status == 0 && resume.output.contains("done: every node runs its target version"), "\(resume.output)")

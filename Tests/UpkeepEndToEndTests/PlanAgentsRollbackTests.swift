@@ -39,27 +39,29 @@ struct PlanAgentsRollbackTests {
             try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  windows: [\"\(closedDay) 00:00-00:01\"]\n")
                 .write(toFile: windowed, atomically: true, encoding: .utf8)
             let refused = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "apply", "--to", target, "--yes"], timeoutSeconds: 120)
-            #expect(refused.status == 5 && refused.output.contains("outside the maintenance windows (\(closedDay) 00:00-00:01, UTC)"),
+            #expect(refused.status == 5 && refused.output.contains("outside the maintenance windows (\(closedDay) 00:00-00:01 UTC)"),
                     "\(refused.output)")
             let windowDry = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "apply", "--to", target, "--dry-run"], timeoutSeconds: 120)
             #expect(windowDry.status == 0 && windowDry.output.contains("apply would refuse now"), "\(windowDry.output)")
             let overridden = try await ProcessRun.run(sandbox.upkeep, ["--config", windowed, "apply", "--to", target, "--dry-run", "--ignore-window"],
                                                       timeoutSeconds: 120)
             #expect(overridden.status == 0 && overridden.output.contains("going ahead (--ignore-window)"), "\(overridden.output)")
-            // Inside a window (one opened an hour ago, three hours long) apply says until when.
+            // Inside a window (one opened an hour ago in Berlin, three hours long) apply says until
+            // when, in Berlin time (Foundation's calendar as the independent clock).
             let opened = Date().addingTimeInterval(-3600)
-            var utc = Calendar(identifier: .gregorian)
-            utc.timeZone = TimeZone(identifier: "UTC")!
-            let parts = utc.dateComponents([.weekday, .hour, .minute], from: opened)
+            var berlin = Calendar(identifier: .gregorian)
+            berlin.timeZone = try #require(TimeZone(identifier: "Europe/Berlin"))
+            let parts = berlin.dateComponents([.weekday, .hour, .minute], from: opened)
             let day = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][parts.weekday! - 1]
             let from = String(format: "%02d:%02d", parts.hour!, parts.minute!)
             let until = String(format: "%02d:%02d", (parts.hour! + 3) % 24, parts.minute!)
             let open = "\(sandbox.directory)/upkeep-open.yaml"
-            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  windows: [\"\(day) \(from)-\(until)\"]\n")
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  windows: [\"\(day) \(from)-\(until) Europe/Berlin\"]\n")
                 .write(toFile: open, atomically: true, encoding: .utf8)
             let inside = try await ProcessRun.run(sandbox.upkeep, ["--config", open, "apply", "--to", target, "--dry-run"], timeoutSeconds: 120)
-            #expect(inside.status == 0 && inside.output.contains("inside the maintenance windows (\(day) \(from)-\(until), UTC) until ")
-                    && inside.output.contains("\(until)"), "\(inside.output)")
+            let abbreviation = berlin.timeZone.secondsFromGMT(for: opened.addingTimeInterval(3 * 3600)) == 7200 ? "CEST" : "CET"
+            #expect(inside.status == 0 && inside.output.contains("inside the maintenance windows (\(day) \(from)-\(until) Europe/Berlin) until ")
+                    && inside.output.contains("\(until) \(abbreviation) ("), "\(inside.output)")
             let recorded = (try await sandbox.history().count, try await sandbox.backups().count)
             #expect(recorded == (0, 0), "a refused apply records nothing: \(recorded)")
             try await sandbox.expectAllNodes(at: start, "after the refused apply")

@@ -136,7 +136,8 @@ public struct ControllerConfig: Equatable, Sendable {
         return try parse(text, file: path)
     }
 
-    public static func parse(_ text: String, file: String? = nil) throws(ConfigError) -> ControllerConfig {
+    /// `zones` gives the time zones maintenance windows name (default: the system's tzdata).
+    public static func parse(_ text: String, file: String? = nil, zones: (any TimeZoneSource)? = nil) throws(ConfigError) -> ControllerConfig {
         let base = file.map { ($0 as NSString).deletingLastPathComponent } ?? FileManager.default.currentDirectoryPath
         func resolve(_ text: String) -> String {
             if text.hasPrefix("/") { return text }
@@ -216,8 +217,9 @@ public struct ControllerConfig: Equatable, Sendable {
         if let maintenance = try top.section("maintenance") {
             if let texts = try maintenance.strings("windows", countMax: 50) {
                 var windows: [MaintenanceWindow] = []
+                let zones = zones ?? ZoneInfoDirectory.system(environment: ProcessInfo.processInfo.environment)
                 for text in texts {
-                    do { windows.append(try MaintenanceWindow(text)) } catch {
+                    do { windows.append(try MaintenanceWindow(text, zones: zones)) } catch {
                         throw maintenance.error("windows", error.description)
                     }
                 }

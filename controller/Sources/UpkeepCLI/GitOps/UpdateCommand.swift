@@ -14,7 +14,8 @@ struct Update: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Upgrade Longhorn or Flux through the Git repository Flux watches: commit, wait for the reconcile, validate, revert on failure.",
         discussion: """
-            The repository and branch are those of Flux's GitRepository (--source), or --repo. Exit codes: 0 done (or nothing \
+            The repository and branch are those of Flux's GitRepository (--source), or --repo. Outside the maintenance \
+            windows nothing is committed unless --ignore-window. Exit codes: 0 done (or nothing \
             to do), 1 failed and the commit was reverted, 2 usage, 4 failed and the revert did not finish (fix by hand), \
             5 refused before committing, 7 Flux's install.yaml could not be fetched or did not match its digest, \
             8 the cluster, the releases or the repository could not be read. docs/gitops.md.
@@ -44,6 +45,9 @@ struct Update: AsyncParsableCommand {
     @Flag(name: .customLong("dry-run"), help: "Show the change, commit nothing.")
     var dryRun = false
 
+    @Flag(name: .customLong("ignore-window"), help: "Commit the change outside the maintenance windows.")
+    var ignoreWindow = false
+
     func validate() throws {
         guard component == "longhorn" || component == "flux" else {
             throw ValidationError("--component \(component): upkeep updates longhorn or flux through Git; k3s goes through `upkeep apply`")
@@ -68,7 +72,7 @@ struct Update: AsyncParsableCommand {
         let code = try await ClusterSession.with(config) { session in
             let update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: parts[0], name: parts[1],
                                       repoOverride: repo, timeoutSeconds: timeoutSeconds)
-            return try await update.run(dryRun: dryRun, confirmed: yes) { source in
+            return try await update.run(dryRun: dryRun, confirmed: yes, windows: config.rollout.maintenanceWindows, ignoreWindow: ignoreWindow) { source in
                 if let longhornTarget { return try await LonghornUpdate.plan(kube: session.kube, target: longhornTarget, source: source) }
                 return try await FluxUpdate.plan(session: session, to: to, source: source)
             }
@@ -169,7 +173,9 @@ struct GitOpsUpdate {
     }
 
     /// `makePlan` returns nil when there is nothing to do (having said so) and throws a refusal.
-    func run(dryRun: Bool, confirmed: Bool, makePlan: (GitOpsSource) async throws -> GitOpsPlan?) async throws -> Int32 {
+    /// Outside `windows` nothing is committed (refused) unless `ignoreWindow`.
+    func run(dryRun: Bool, confirmed: Bool, windows: [MaintenanceWindow]? = nil, ignoreWindow: Bool = false,
+             makePlan: (GitOpsSource) async throws -> GitOpsPlan?) async throws -> Int32 {
         let repository: FluxGitRepository
         do {
             repository = try await kube.get(FluxGitRepository.self, name, namespace: namespace)
@@ -179,6 +185,8 @@ struct GitOpsUpdate {
         let source = GitOpsSource(namespace: namespace, name: name, url: repository.json[path: "spec", "url"]?.string,
                                   branch: repository.json[path: "spec", "ref", "branch"]?.string ?? "main")
         guard let plan = try await makePlan(source) else { return RolloutExitCode.done }
+        _ = try WindowCheck(command: "update", ignoredMeans: "", closingMeans: "; a change started inside them runs to its end")
+            .beforeStart(windows, ignoreWindow: ignoreWindow, dryRun: dryRun, now: .wallClockNow())
         guard let url = repoOverride ?? source.url else {
             throw CommandFailure(code: RolloutExitCode.usage, message: "GitRepository \(namespace)/\(name) has no spec.url; pass --repo")
         }

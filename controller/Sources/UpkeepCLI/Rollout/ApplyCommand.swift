@@ -96,28 +96,9 @@ struct Apply: AsyncParsableCommand {
             throw CommandFailure(code: RolloutExitCode.artifact, message: "\(error); nothing was changed")
         }
         var policy = session.config.rollout
-        let now = Instant.wallClockNow()
-        if let windows = policy.maintenanceWindows, !windows.isOpen(at: now) {
-            let outside = "outside the maintenance windows (\(windows.listed), UTC); the next opens at "
-                + MaintenanceWindowClock.text(windows.nextOpen(atOrAfter: now))
-            if change.ignoreWindow {
-                print("note: \(outside); going ahead (--ignore-window), and the rollout keeps going outside them")
-                policy.maintenanceWindows = nil
-            } else if change.dryRun {
-                print("note: \(outside); apply would refuse now (run it then, or pass --ignore-window)")
-            } else {
-                throw CommandFailure(code: RolloutExitCode.refused, message: "refused: \(outside); run it then, or pass --ignore-window; nothing was changed")
-            }
-        } else if change.ignoreWindow {
-            policy.maintenanceWindows = nil
-        } else if let windows = policy.maintenanceWindows, !windows.isEmpty {
-            if let closes = windows.closing(after: now) {
-                print("inside the maintenance windows (\(windows.listed), UTC) until \(MaintenanceWindowClock.text(closes)); "
-                      + "a wave not started by then waits for the next opening")
-            } else {
-                print("inside the maintenance windows (\(windows.listed), UTC), which together never close")
-            }
-        }
+        policy.maintenanceWindows = try WindowCheck(command: "apply", ignoredMeans: ", and the rollout keeps going outside them",
+                                                    closingMeans: "; a wave not started by then waits for the next opening")
+            .beforeStart(policy.maintenanceWindows, ignoreWindow: change.ignoreWindow, dryRun: change.dryRun, now: .wallClockNow())
         if change.dryRun {
             print("dry run: the plan holds, every agent answers and every binary verifies; nothing was changed")
             return RolloutExitCode.done

@@ -3,6 +3,7 @@ import Foundation
 import UpkeepRollout
 import UpkeepCore
 import UpkeepStore
+import UpkeepPOSIX
 
 /// `upkeep status`: the rollout in progress (or the last one), each node's phase, and who holds
 /// the controller lease.
@@ -26,6 +27,8 @@ struct Status: AsyncParsableCommand {
         var hops: [HopStatus]
         /// What `upkeep rollback --restore` would do now, or why it cannot.
         var restore: String?
+        /// The rollout's maintenance windows with their zones, and whether they are open now.
+        var windows: String?
     }
 
     func run() async throws {
@@ -44,11 +47,19 @@ struct Status: AsyncParsableCommand {
                 }
             }
             let report = Report(rollout: record, inProgress: unfinished != nil, lease: try store.currentLease(),
-                                cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore)
+                                cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore,
+                                windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) })
             print(output == .json ? try jsonText(report) : Self.render(report), terminator: "")
         } catch let error as StoreError {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
+    }
+
+    /// `Sat 02:00-06:00 Europe/Berlin: closed; the next opens at Sat 2026-12-12 02:00 CET (01:00 UTC)`.
+    static func windows(_ windows: [MaintenanceWindow], now: Instant) -> String {
+        guard windows.isOpen(at: now) else { return "\(windows.listed): closed; the next opens at \(windows.nextOpenText(atOrAfter: now))" }
+        guard let closes = windows.closing(after: now) else { return "\(windows.listed): open, and together they never close" }
+        return "\(windows.listed): open until \(MaintenanceWindowClock.text(closes, in: windows.sharedZone))"
     }
 
     static func render(_ report: Report) -> String {
@@ -58,6 +69,7 @@ struct Status: AsyncParsableCommand {
         if let lease = report.lease {
             text += "lease: \(lease.holder) until \(lease.expiresAt.utcDescription)\n"
         }
+        if let windows = report.windows { text += "maintenance windows: \(windows)\n" }
         if !report.cordonedByUpkeep.isEmpty {
             text += "cordoned by upkeep: \(report.cordonedByUpkeep.joined(separator: ", "))\n"
         }

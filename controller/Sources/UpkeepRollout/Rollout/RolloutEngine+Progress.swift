@@ -19,8 +19,8 @@ extension RolloutEngine {
         if let windows = policy.maintenanceWindows, !windows.isOpen(at: now) {
             // Nothing of this wave has started; what earlier waves left in flight has finished
             // (the gate waits for it), so blocking here leaves every node as it should be.
-            stop(.blocked("\(wave.label): outside the maintenance windows (\(windows.listed), UTC); "
-                          + "the next opens at \(MaintenanceWindowClock.text(windows.nextOpen(atOrAfter: now))); `upkeep resume` then, "
+            stop(.blocked("\(wave.label): outside the maintenance windows (\(windows.listed)); "
+                          + "the next opens at \(windows.nextOpenText(atOrAfter: now)); `upkeep resume` then, "
                           + "or `upkeep resume --ignore-window` now"), &out)
             return true
         }

@@ -206,12 +206,13 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
             operatorRestore(now, &out)
         case .setMaintenanceWindows(let windows):
             let given = windows?.isEmpty == true ? nil : windows
-            if given != policy.maintenanceWindows {
-                let now = given.map { "\($0.listed), UTC" } ?? "none: nodes may start at any time"
-                let before = policy.maintenanceWindows.map { "\($0.listed)" } ?? "none"
+            // Compared as written: the zones' rules come fresh from the tzdata at every resume.
+            if given?.listed != policy.maintenanceWindows?.listed {
+                let now = given.map(\.listed) ?? "none: nodes may start at any time"
+                let before = policy.maintenanceWindows.map(\.listed) ?? "none"
                 out.append(.notice(Notice(.info, "maintenance windows from now on: \(now) (were: \(before))")))
-                policy.maintenanceWindows = given
             }
+            policy.maintenanceWindows = given
         }
         advance(now, &out)
         if let wake = nextWake(now) { out.append(.wake(at: wake)) }
