@@ -234,6 +234,6 @@ let package = Package(
         // YAMLReader against Yams (libyaml) as the reference reader.
         .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepCore", yams], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepEnrollment", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox",
-                                                     "UpkeepNotify", "UpkeepNotifyTestSupport"], swiftSettings: strict),
+                                                     "UpkeepNotify", "UpkeepNotifyTestSupport", "UpkeepSandboxTestSupport", "UpkeepKube"], swiftSettings: strict),
     ]
 )

@@ -115,10 +115,10 @@ final class EndToEndSandbox: Sendable {
         try #require(outcome.status == 0, "sandbox fault \(arguments.joined(separator: " ")) failed: \(outcome.output)")
     }
 
-    /// Starts `upkeep --config <test config> ARGUMENTS` in the background, its output in a file.
-    func start(_ arguments: [String]) throws -> BackgroundRun {
+    /// Starts `upkeep --config <test config> ARGUMENTS` in the background (or with `config`), its output in a file.
+    func start(_ arguments: [String], config: String? = nil) throws -> BackgroundRun {
         let log = "\(directory)/run-\(UUID().uuidString.prefix(8)).log"
-        let pid = try Spawn.detached([upkeep, "--config", config] + arguments, environment: ProcessInfo.processInfo.environment,
+        let pid = try Spawn.detached([upkeep, "--config", config ?? self.config] + arguments, environment: ProcessInfo.processInfo.environment,
                                      logFile: log, newSession: false, ownGroup: true)
         return BackgroundRun(pid: pid, log: log, what: "upkeep " + arguments.joined(separator: " "))
     }

@@ -342,6 +342,31 @@ import UpkeepTestSupport
         try store.recordAgentInventory([seen])
         #expect(try StateStore(stateDirectory: state).agentInventory() == [seen])
     }
+
+    /// A maintenance period is recorded before anything is suspended and read back, through
+    /// another connection, until it ends; a database from before maintenance mode gains its table.
+    @Test func aMaintenancePeriodIsOpenUntilItEndsAndOlderDatabasesGainTheTable() throws {
+        let directory = try TemporaryDirectory()
+        let state = directory.file("state")
+        let store = try StateStore(stateDirectory: state)
+        #expect(try store.openMaintenancePeriod() == nil)
+        var period = MaintenancePeriod(id: "m1", state: .enabling, since: Self.t0, reason: "kernel", by: "root@ctl", rollout: nil,
+                                       suspended: ["Kustomization/flux-system/apps"], alreadySuspended: ["HelmRelease/default/podinfo"])
+        try store.saveMaintenancePeriod(period)
+        #expect(try StateStore(stateDirectory: state).openMaintenancePeriod() == period)
+        period.state = .ended
+        period.endedAt = Self.t0.adding(seconds: 60)
+        period.endedBy = "root@ctl"
+        try store.saveMaintenancePeriod(period)
+        #expect(try store.openMaintenancePeriod() == nil)
+        #expect(try store.maintenancePeriods(limit: 5) == [period])
+
+        let database = "\(state)/\(StateStore.fileName)"
+        let downgraded = try runProcess("/usr/bin/sqlite3", [database, "DROP TABLE maintenance_periods; DELETE FROM grdb_migrations WHERE identifier = 'v7-maintenance-mode';"])
+        #expect(downgraded.status == 0, "\(downgraded.error)")
+        let reopened = try StateStore(stateDirectory: state)
+        #expect(try reopened.maintenancePeriods(limit: 5).isEmpty)
+    }
 }
 
 /// Collects results from concurrent threads.

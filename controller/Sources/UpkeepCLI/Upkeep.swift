@@ -27,6 +27,7 @@ public struct Upkeep: AsyncParsableCommand {
             TokenCommand.self,
             JoinServerCommand.self,
             Update.self,
+            MaintenanceCommand.self,
             Sandbox.self,
         ]
     )

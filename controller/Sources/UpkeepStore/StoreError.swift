@@ -30,6 +30,14 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Any other SQLite failure (disk full, I/O error, lock held beyond the busy timeout).
     case database(String)
 
+    /// Refused before the rollout ran at all (another holder, nothing to run, a refusal).
+    public var meansNotDriven: Bool {
+        switch self {
+        case .leaseHeld, .unfinishedRollout, .nothingToResume, .rolloutFinished, .unknownRollout, .rolloutExists, .restoreRefused: true
+        default: false
+        }
+    }
+
     public var description: String {
         switch self {
         case .stateDirectory(let path, let reason):

@@ -196,6 +196,21 @@ enum StoreSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v7-maintenance-mode") { db in
+            // Maintenance mode's periods (docs/maintenance.md): each recorded before anything is
+            // suspended, with the objects it suspends, so a disable after a crash resumes those.
+            try db.execute(sql: """
+                CREATE TABLE maintenance_periods (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    -- enabling, enabled, disabling, ended: for queries; period_json is the truth.
+                    state TEXT NOT NULL,
+                    period_json TEXT NOT NULL,
+                    ended_at INTEGER
+                ) WITHOUT ROWID;
+                CREATE INDEX maintenance_periods_started ON maintenance_periods(started_at);
+                """)
+        }
         return migrator
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepNotify
+import UpkeepKube
 import UpkeepRollout
 import UpkeepRuntime
 import UpkeepStore
@@ -46,6 +47,18 @@ public struct ControllerConfig: Equatable, Sendable {
         public init() {}
     }
 
+    /// Maintenance mode (docs/maintenance.md): what it suspends, and whether rollouts use it.
+    public struct Maintenance: Equatable, Sendable {
+        /// Switch maintenance mode on before a rollout's first node and off after its end.
+        public var suspendFlux = false
+        /// The kinds of Flux object it suspends.
+        public var suspend = FluxSuspendKind.defaults
+        /// Only objects with these labels; nil: all of them.
+        public var suspendSelector: LabelSelector?
+
+        public init() {}
+    }
+
     /// The join server (`upkeep join-server`, docs/enrollment.md).
     public struct Join: Equatable, Sendable {
         public var listen = "0.0.0.0:9662"
@@ -71,6 +84,7 @@ public struct ControllerConfig: Equatable, Sendable {
     public var concurrency = 1
     public var rollout = RolloutPolicy()
     public var backups = Backups()
+    public var maintenance = Maintenance()
     public var join = Join()
     /// The cluster's name in notifications; nil: this machine's host name.
     public var cluster: String?
@@ -225,7 +239,25 @@ public struct ControllerConfig: Equatable, Sendable {
                 }
                 config.rollout.maintenanceWindows = windows.isEmpty ? nil : windows
             }
-            try maintenance.rejectUnknown(["windows"])
+            config.maintenance.suspendFlux = try maintenance.bool("suspendFlux") ?? config.maintenance.suspendFlux
+            if let kinds = try maintenance.strings("suspend", countMax: FluxSuspendKind.allCases.count) {
+                var chosen: [FluxSuspendKind] = []
+                for text in kinds {
+                    guard let kind = FluxSuspendKind(rawValue: text.lowercased()) else {
+                        throw maintenance.error("suspend", "\"\(text)\" is not a kind of Flux object it suspends; "
+                                                + "write some of \(FluxSuspendKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    if !chosen.contains(kind) { chosen.append(kind) }
+                }
+                guard !chosen.isEmpty else { throw maintenance.error("suspend", "must name at least one kind; leave it out for kustomizations and helmreleases") }
+                config.maintenance.suspend = chosen
+            }
+            if let selector = try maintenance.string("suspendSelector") {
+                do { config.maintenance.suspendSelector = try LabelSelector.parse(selector) } catch {
+                    throw maintenance.error("suspendSelector", "\(error) (a label selector as kubectl takes it, e.g. \"upkeep.io/maintenance!=keep\")")
+                }
+            }
+            try maintenance.rejectUnknown(["windows", "suspendFlux", "suspend", "suspendSelector"])
         }
         if let backups = try top.section("backups") {
             config.backups.beforeApply = try backups.bool("beforeApply") ?? config.backups.beforeApply

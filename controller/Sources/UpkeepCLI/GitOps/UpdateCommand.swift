@@ -70,6 +70,19 @@ struct Update: AsyncParsableCommand {
         let config = try configOption.load()
         let store = try openStateStore(config)
         let code = try await ClusterSession.with(config) { session in
+            // Flux applies the commit: with its objects suspended it never would.
+            let maintenance: MaintenancePeriod?
+            do {
+                let (cluster, local) = try await session.maintenanceMode(store: store, say: { print($0) }).current()
+                maintenance = cluster ?? local
+            } catch {
+                throw MaintenanceSession.failure(error)
+            }
+            if let maintenance {
+                throw CommandFailure(code: RolloutExitCode.refused,
+                                     message: "refused: maintenance mode is on (\(MaintenanceStatusCommand.headline(maintenance))), so Flux would not "
+                                         + "apply the commit; `upkeep maintenance disable` first; nothing was committed")
+            }
             let update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: parts[0], name: parts[1],
                                       repoOverride: repo, timeoutSeconds: timeoutSeconds)
             return try await update.run(dryRun: dryRun, confirmed: yes, windows: config.rollout.maintenanceWindows, ignoreWindow: ignoreWindow) { source in

@@ -81,6 +81,10 @@ struct Abandon: AsyncParsableCommand {
         for notice in result.notices {
             print("\(notice.level.rawValue): \(notice.node.map { "\($0): " } ?? "")\(notice.message)")
         }
+        if let period = try? store.openMaintenancePeriod(), period.rollout == record.id {
+            print("warning: maintenance mode \(period.id), switched on for this rollout, stays on (\(period.suspended.count) Flux objects suspended); "
+                  + "`upkeep maintenance disable` resumes them")
+        }
         // The rollout's end (rollout.failed, outcome abandoned) is told before the command ends.
         if let deliverer {
             await deliverer.start()

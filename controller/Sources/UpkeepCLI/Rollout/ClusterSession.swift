@@ -64,6 +64,12 @@ final class ClusterSession: Sendable {
         }
     }
 
+    /// Maintenance mode on this cluster, as upkeep.yaml configures it.
+    func maintenanceMode(store: StateStore, say: @escaping @Sendable (String) -> Void) -> MaintenanceMode {
+        MaintenanceMode(kube: kube, store: store, settings: config.maintenance,
+                        notifier: MaintenanceNotifications.notifier(for: config, store: store), say: say)
+    }
+
     func close() async {
         await releaseClient.shutdown()
         await kube.shutdown()

@@ -46,6 +46,16 @@ struct RolloutDriver {
         let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer,
                                      configuration: RuntimeConfiguration(forceTakeover: forceTakeover),
                                      updates: { view.show($0) })
+        let maintenance = session.maintenanceMode(store: store, say: { view.say($0) })
+        // Maintenance mode needs the API; a recovery (the API down) goes without.
+        let rolloutID = live ? try rolloutID(of: start) : nil
+        let hold: MaintenanceMode.Hold?
+        do {
+            hold = try await holdMaintenance(maintenance, rolloutID: rolloutID)
+        } catch {
+            await fleet.close()
+            throw error
+        }
         let result: RunResult
         do {
             switch start {
@@ -62,6 +72,10 @@ struct RolloutDriver {
             }
         } catch {
             await fleet.close()
+            // This run never drove the rollout: what it switched on for it goes off again.
+            if hold == .enabledNow, let rolloutID, case .store(let cause) = error, cause.meansNotDriven {
+                try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
+            }
             switch error {
             case .store(.leaseHeld): throw CommandFailure(code: RolloutExitCode.leaseHeld, message: error.description)
             case .store(.nothingToResume), .store(.rolloutFinished), .store(.unknownRollout):
@@ -73,6 +87,9 @@ struct RolloutDriver {
             }
         }
         await fleet.close()
+        if let rolloutID {
+            try await settleMaintenance(maintenance, rolloutID: rolloutID, after: result, view: view)
+        }
         switch result {
         case .finished(.completed):
             view.say("done: every node runs its target version")
@@ -93,6 +110,51 @@ struct RolloutDriver {
         case .blocked(let reason):
             view.say("blocked: \(reason); fix it, then run `upkeep resume`")
             return RolloutExitCode.blocked
+        }
+    }
+
+    /// The rollout `start` names (a resume without an id: the newest unfinished one).
+    private func rolloutID(of start: Start) throws -> String? {
+        switch start {
+        case .new(let engine): engine.rolloutID
+        case .resume(let id, _): try id ?? storeCall { try store.unfinishedRollout()?.id }
+        case .restore(let id): id
+        }
+    }
+
+    /// With `maintenance.suspendFlux`, maintenance mode on before the rollout touches a node; an
+    /// enable that fails is undone as far as it got, and nothing is started.
+    private func holdMaintenance(_ maintenance: MaintenanceMode, rolloutID: String?) async throws -> MaintenanceMode.Hold? {
+        guard session.config.maintenance.suspendFlux, let rolloutID else { return nil }
+        do {
+            return try await maintenance.hold(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
+        } catch {
+            try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
+            let failure = MaintenanceSession.failure(error) as? CommandFailure
+            throw CommandFailure(code: failure?.code ?? RolloutExitCode.state,
+                                 message: "maintenance mode (maintenance.suspendFlux) could not be switched on: \(failure?.message ?? "\(error)"); "
+                                     + "no node was touched")
+        }
+    }
+
+    /// Maintenance mode held for the rollout goes off once it finished (completed, rolled back,
+    /// failed: Flux must not stay suspended) and stays on while it is blocked. A finished
+    /// rollout whose maintenance mode cannot be switched off exits 8 and says so.
+    private func settleMaintenance(_ maintenance: MaintenanceMode, rolloutID: String, after result: RunResult, view: ProgressPrinter) async throws {
+        switch result {
+        case .finished, .restored:
+            do {
+                try await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
+            } catch {
+                throw CommandFailure(code: RolloutExitCode.unreachable,
+                                     message: "rollout \(rolloutID) finished (`upkeep status`), but maintenance mode held for it could not be "
+                                         + "switched off: \(error); Flux stays suspended until `upkeep maintenance disable`")
+            }
+        case .blocked:
+            if let period = try? await maintenance.held(forRollout: rolloutID) {
+                view.say("maintenance mode \(period.id) stays on while the rollout is blocked (\(period.suspended.count) Flux objects suspended); "
+                         + "it goes off when the rollout finishes, or with `upkeep maintenance disable`")
+            }
         }
     }
 

@@ -29,6 +29,8 @@ struct Status: AsyncParsableCommand {
         var restore: String?
         /// The rollout's maintenance windows with their zones, and whether they are open now.
         var windows: String?
+        /// Maintenance mode, as this controller recorded it (docs/maintenance.md); nil: off.
+        var maintenance: MaintenancePeriod?
     }
 
     func run() async throws {
@@ -48,7 +50,8 @@ struct Status: AsyncParsableCommand {
             }
             let report = Report(rollout: record, inProgress: unfinished != nil, lease: try store.currentLease(),
                                 cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore,
-                                windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) })
+                                windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) },
+                                maintenance: try store.openMaintenancePeriod())
             print(output == .json ? try jsonText(report) : Self.render(report), terminator: "")
         } catch let error as StoreError {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
@@ -63,8 +66,15 @@ struct Status: AsyncParsableCommand {
     }
 
     static func render(_ report: Report) -> String {
-        guard let record = report.rollout else { return "no rollouts yet; start one with `upkeep plan` and `upkeep apply`\n" }
-        var text = report.inProgress ? "rollout in progress: " : "last rollout: "
+        let maintenance = report.maintenance.map { period in
+            var line = "maintenance mode: on, \(MaintenanceStatusCommand.headline(period)); \(period.suspended.count) Flux objects suspended"
+            if let rollout = period.rollout, rollout == report.rollout?.id, case .blocked = report.rollout?.status {
+                line += "; it stays on while this rollout is blocked"
+            }
+            return line + "\n"
+        } ?? ""
+        guard let record = report.rollout else { return maintenance + "no rollouts yet; start one with `upkeep plan` and `upkeep apply`\n" }
+        var text = maintenance + (report.inProgress ? "rollout in progress: " : "last rollout: ")
         text += "\(record.id) \(record.from) -> \(record.target): \(record.outcomeText)\n"
         if let lease = report.lease {
             text += "lease: \(lease.holder) until \(lease.expiresAt.utcDescription)\n"

@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+import UpkeepProcess
+import UpkeepSandbox
+
+/// Maintenance mode end to end: the built `upkeep` against a sandbox cluster, with the real
+/// `kubectl` as the witness of every Flux object's `spec.suspend` and of the ConfigMap
+/// `kube-system/upkeep-maintenance`. The sandbox's Flux objects: the Kustomizations
+/// `flux-system/flux-system` and `flux-system/apps`, the HelmReleases `longhorn-system/longhorn`
+/// and `default/podinfo`; podinfo is suspended by hand first and must stay so.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct MaintenanceEndToEndTests {
+    static let ours = ["Kustomization/flux-system/apps", "Kustomization/flux-system/flux-system", "HelmRelease/longhorn-system/longhorn"]
+    static let operators = "HelmRelease/default/podinfo"
+
+    /// `kubectl ARGUMENTS -o json` against the sandbox, parsed.
+    static func kubectl(_ sandbox: EndToEndSandbox, _ arguments: [String]) async throws -> (status: Int32, json: [String: Any]?, output: String) {
+        let outcome = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(sandbox.directory)/kubeconfig"] + arguments, timeoutSeconds: 30)
+        let json = try? JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as? [String: Any]
+        return (outcome.status, json, outcome.output)
+    }
+
+    /// Every Kustomization's and HelmRelease's `spec.suspend`, by `Kind/namespace/name`, as kubectl reads them.
+    static func suspension(_ sandbox: EndToEndSandbox) async throws -> [String: Bool] {
+        let listed = try await kubectl(sandbox, ["get", "kustomizations.kustomize.toolkit.fluxcd.io,helmreleases.helm.toolkit.fluxcd.io", "-A", "-o", "json"])
+        try #require(listed.status == 0, "kubectl get failed: \(listed.output)")
+        var seen: [String: Bool] = [:]
+        for item in listed.json?["items"] as? [[String: Any]] ?? [] {
+            let metadata = item["metadata"] as? [String: Any]
+            let key = "\(item["kind"] as? String ?? "?")/\(metadata?["namespace"] as? String ?? "?")/\(metadata?["name"] as? String ?? "?")"
+            seen[key] = (item["spec"] as? [String: Any])?["suspend"] as? Bool ?? false
+        }
+        return seen
+    }
+
+    /// The ConfigMap's data as kubectl reads it; nil when there is none.
+    static func record(_ sandbox: EndToEndSandbox) async throws -> [String: String]? {
+        let got = try await kubectl(sandbox, ["-n", "kube-system", "get", "configmap", "upkeep-maintenance", "-o", "json"])
+        if got.status != 0 {
+            #expect(got.output.contains("NotFound"), "kubectl get configmap failed otherwise: \(got.output)")
+            return nil
+        }
+        return got.json?["data"] as? [String: String]
+    }
+
+    static func expect(_ sandbox: EndToEndSandbox, suspended ours: Bool, _ context: String) async throws {
+        var expected = Dictionary(uniqueKeysWithValues: Self.ours.map { ($0, ours) })
+        expected[Self.operators] = true
+        #expect(try await suspension(sandbox) == expected, "\(context)")
+    }
+
+    static func suspendByHand(_ sandbox: EndToEndSandbox) async throws {
+        let patched = try await kubectl(sandbox, ["-n", "default", "patch", "helmreleases.helm.toolkit.fluxcd.io", "podinfo", "--type", "merge",
+                                                  "-p", #"{"spec":{"suspend":true}}"#])
+        try #require(patched.status == 0, "\(patched.output)")
+    }
+
+    @Test func enableAndDisableWithKubectlAsWitness() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            try await Self.suspendByHand(sandbox)
+            let off = try await sandbox.controller(["maintenance", "status"])
+            #expect(off.status == 0 && off.output.contains("maintenance mode: off"), "\(off.output)")
+
+            let enable = try await sandbox.controller(["maintenance", "enable", "--reason", "kernel updates", "--notify"])
+            #expect(enable.status == 0 && enable.output.contains("3 Flux objects suspended, 1 suspended before and left so"), "\(enable.output)")
+            #expect(enable.output.contains("--notify: no notification sink is configured"), "\(enable.output)")
+            try await Self.expect(sandbox, suspended: true, "after enable")
+            let data = try #require(try await Self.record(sandbox), "no ConfigMap after enable")
+            #expect(data["state"] == "enabled" && data["reason"] == "kernel updates" && data["by"]?.contains("@") == true, "\(data)")
+            // Kustomizations first (nothing is applied any more), then HelmReleases: the order they are suspended in.
+            #expect(data["suspended"] == Self.ours.map { $0 + "\n" }.joined() && data["alreadySuspended"] == Self.operators + "\n", "\(data)")
+
+            let status = try await sandbox.controller(["maintenance", "status", "--json"])
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any], "\(status.output)")
+            #expect(report["on"] as? Bool == true && report["reason"] as? String == "kernel updates" && report["state"] as? String == "enabled")
+            #expect(Set(report["suspended"] as? [String] ?? []) == Set(Self.ours) && report["alreadySuspended"] as? [String] == [Self.operators])
+            let text = try await sandbox.controller(["status"])
+            #expect(text.output.contains("maintenance mode: on, m") && text.output.contains("kernel updates; 3 Flux objects suspended"), "\(text.output)")
+
+            // Flux would not apply a commit now: `update` refuses before cloning.
+            let update = try await sandbox.controller(["update", "--component", "longhorn", "--to", "v1.8.2", "--yes"])
+            #expect(update.status == 5 && update.output.contains("maintenance mode is on"), "\(update.output)")
+
+            let disable = try await sandbox.controller(["maintenance", "disable"])
+            #expect(disable.status == 0 && disable.output.contains("3 Flux objects resumed")
+                    && disable.output.contains("still suspended as before: \(Self.operators)"), "\(disable.output)")
+            try await Self.expect(sandbox, suspended: false, "after disable")
+            #expect(try await Self.record(sandbox) == nil, "the ConfigMap stays after disable")
+            let again = try await sandbox.controller(["maintenance", "disable"])
+            #expect(again.status == 0 && again.output.contains("maintenance mode is off"), "\(again.output)")
+        }
+    }
+
+    /// `upkeep` killed with SIGKILL after it recorded what it suspends and suspended the
+    /// Kustomizations, while its write to the HelmRelease hangs in the API (a sandbox fault):
+    /// `disable` resumes exactly what the record names, and the object suspended by hand stays.
+    @Test func killedBetweenTheRecordAndThePatchesDisableResumesExactlyTheRecordedSet() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            try await Self.suspendByHand(sandbox)
+            // HelmReleases are patched after the Kustomizations; their writes now hang, then fail unapplied.
+            try await sandbox.fault(["api", "stall-writes", "15", "--resource", "helmreleases"])
+            let enable = try sandbox.start(["maintenance", "enable", "--reason", "cut off"])
+            // Both Kustomizations suspended (after the record): the enable now waits on the HelmRelease.
+            _ = try await enable.waitForLine("the second Kustomization suspended", timeoutSeconds: 60) { $0 == "suspended Kustomization/flux-system/flux-system" }
+            let recorded = try #require(try await Self.record(sandbox), "no record before the patches")
+            #expect(recorded["state"] == "enabling", "\(recorded)")
+            await enable.killHard()
+            try await sandbox.fault(["api", "clear"])
+            let cut = try await Self.suspension(sandbox)
+            #expect(cut["Kustomization/flux-system/apps"] == true && cut["Kustomization/flux-system/flux-system"] == true
+                    && cut["HelmRelease/longhorn-system/longhorn"] == false, "the crash left: \(cut)")
+
+            let status = try await sandbox.controller(["maintenance", "status"])
+            #expect(status.output.contains("its enable was interrupted"), "\(status.output)")
+            let disable = try await sandbox.controller(["maintenance", "disable"])
+            #expect(disable.status == 0 && disable.output.contains("3 Flux objects resumed"), "\(disable.output)")
+            try await Self.expect(sandbox, suspended: false, "after disable")
+            #expect(try await Self.record(sandbox) == nil)
+        }
+    }
+
+    /// `maintenance.suspendFlux: true`: Flux is suspended before the first node and while the
+    /// rollout is blocked (status says so), and resumed when it finishes.
+    @Test func aRolloutWithSuspendFluxSuspendsFluxUntilItFinishes() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            try await Self.suspendByHand(sandbox)
+            let config = "\(sandbox.directory)/upkeep-maintenance.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  suspendFlux: true\n").write(toFile: config, atomically: true, encoding: .utf8)
+            // agent-1's new k3s never turns healthy: after server-1 ran the new minor the rollout blocks.
+            try await sandbox.fault(["agent-1", "unhealthy"])
+            let apply = try sandbox.start(["apply", "--to", EndToEndTests.nextMinor, "--yes", "--skip-backup"], config: config)
+            _ = try await apply.waitForPhase("server-1", "draining")
+            try await Self.expect(sandbox, suspended: true, "while server-1 drains")
+            let during = try #require(try await Self.record(sandbox), "no ConfigMap during the rollout")
+            #expect(during["state"] == "enabled" && during["rollout"]?.hasPrefix("r") == true, "\(during)")
+            #expect(await apply.exitCode(timeoutSeconds: 240) == 3, "apply should block:\n\(apply.output)")
+            #expect(apply.output.contains("stays on while the rollout is blocked"), "\(apply.output)")
+            try await Self.expect(sandbox, suspended: true, "while the rollout is blocked")
+            let status = try await ProcessRun.run(sandbox.upkeep, ["--config", config, "status"], timeoutSeconds: 30)
+            #expect(status.output.contains("it stays on while this rollout is blocked"), "\(status.output)")
+
+            try await sandbox.fault(["agent-1", "clear"])
+            let resume = try await ProcessRun.run(sandbox.upkeep, ["--config", config, "resume"], timeoutSeconds: 240)
+            #expect(resume.status == 0 && resume.output.contains("stays on for rollout") && resume.output.contains("off: Flux resumed (3 objects)"),
+                    "\(resume.output)")
+            try await Self.expect(sandbox, suspended: false, "after the rollout finished")
+            #expect(try await Self.record(sandbox) == nil)
+            try await sandbox.expectAllNodes(at: EndToEndTests.nextMinor, "after the resume")
+        }
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import UpkeepCore
+import UpkeepKube
+import UpkeepPOSIX
+import UpkeepStore
+
+/// `upkeep maintenance`: Flux's reconciliation suspended and the cluster marked while people or
+/// rollouts work on it (docs/maintenance.md).
+struct MaintenanceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "maintenance",
+        abstract: "Suspend Flux's reconciliation while the cluster is worked on (maintenance mode), and resume it.",
+        discussion: "Exit codes: 0 done (or nothing to do), 2 usage, 5 refused, 8 the Kubernetes API failed (run the same command "
+            + "again: it carries on from the record), 9 the state database failed. docs/maintenance.md.",
+        subcommands: [MaintenanceEnableCommand.self, MaintenanceStatusCommand.self, MaintenanceDisableCommand.self])
+}
+
+/// `upkeep maintenance enable [--reason TEXT] [--notify]`.
+struct MaintenanceEnableCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enable",
+        abstract: "Suspend the Flux objects maintenance.suspend names (as `flux suspend` does) and mark the cluster.",
+        discussion: "What was suspended before stays suspended after `disable`. Run again after an interruption, it finishes the enable.")
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Option(name: .long, help: "Why, for the record (`status`, the ConfigMap, the notification).")
+    var reason = "maintenance"
+
+    @Flag(name: .long, help: "Send the maintenance.enabled notification to the configured sinks.")
+    var notify = false
+
+    func validate() throws {
+        guard !reason.trimmingCharacters(in: .whitespaces).isEmpty, reason.utf8.count <= 1024, !reason.contains("\n") else {
+            throw ValidationError("--reason must be one line of 1 to 1024 bytes")
+        }
+    }
+
+    func run() async throws {
+        try await MaintenanceSession.with(configOption) { mode, _ in
+            let now = Instant.wallClockNow()
+            switch try await mode.enable(reason: reason, by: OperatorIdentity.current(), notify: notify, now: now) {
+            case .enabled(let period):
+                print("maintenance mode \(period.id) on: \(period.suspended.count) Flux objects suspended"
+                      + (period.alreadySuspended.isEmpty ? "" : ", \(period.alreadySuspended.count) suspended before and left so")
+                      + "; marked in \(MaintenanceRecord.place)")
+            case .alreadyOn(let period):
+                print("maintenance mode is on already: \(MaintenanceStatusCommand.headline(period)); nothing changed")
+            }
+            if notify, let missing = mode.notifier.missingSink { print("--notify: \(missing)") }
+        }
+    }
+}
+
+/// `upkeep maintenance disable [--notify]`.
+struct MaintenanceDisableCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "disable",
+        abstract: "Resume exactly the Flux objects maintenance mode suspended (as `flux resume` does) and remove the mark.",
+        discussion: "Run again after an interruption (or after a crash during enable), it finishes from the record.")
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Flag(name: .long, help: "Send the maintenance.disabled notification to the configured sinks.")
+    var notify = false
+
+    func run() async throws {
+        try await MaintenanceSession.with(configOption) { mode, store in
+            let unfinished = try storeCall { try store.unfinishedRollout() }
+            switch try await mode.disable(by: OperatorIdentity.current(), notify: notify, now: .wallClockNow()) {
+            case .wasOff:
+                print("maintenance mode is off; nothing to do")
+            case .disabled(let period, let gone):
+                print("maintenance mode \(period.id) off: \(period.suspended.count - gone.count) Flux objects resumed"
+                      + (gone.isEmpty ? "" : "; gone meanwhile: \(gone.joined(separator: ", "))")
+                      + (period.alreadySuspended.isEmpty ? "" : "; still suspended as before: \(period.alreadySuspended.joined(separator: ", "))"))
+                if let rollout = period.rollout, unfinished?.id == rollout {
+                    print("note: it was on for rollout \(rollout), which has not finished; `upkeep resume` switches it on again")
+                }
+            }
+            if notify, let missing = mode.notifier.missingSink { print("--notify: \(missing)") }
+        }
+    }
+}
+
+/// `upkeep maintenance status [--json]`.
+struct MaintenanceStatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Whether maintenance mode is on: since when, why, by whom, and what is suspended.")
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    /// What `--json` prints.
+    struct Report: Encodable {
+        var on: Bool
+        /// enabling, enabled or disabling (an interrupted enable or disable shows as such).
+        var state: String?
+        var id: String?
+        var since: String?
+        var reason: String?
+        var by: String?
+        var rollout: String?
+        var suspended: [String]
+        var alreadySuspended: [String]
+        /// Where the record was read: the ConfigMap, or this controller's database when it is gone.
+        var record: String?
+    }
+
+    func run() async throws {
+        try await MaintenanceSession.with(configOption) { mode, _ in
+            let (cluster, local) = try await mode.current()
+            let period = cluster ?? local
+            let report = Report(on: period != nil, state: period?.state.rawValue, id: period?.id, since: period.map { KubeTime.format($0.since.unixSeconds) },
+                                reason: period?.reason, by: period?.by, rollout: period?.rollout, suspended: period?.suspended ?? [],
+                                alreadySuspended: period?.alreadySuspended ?? [],
+                                record: cluster != nil ? MaintenanceRecord.place : (local != nil ? "state database (the ConfigMap is gone)" : nil))
+            print(json ? try jsonText(report) : Self.render(period, fromCluster: cluster != nil), terminator: "")
+        }
+    }
+
+    /// `m… since 2026-12-07T10:00:00Z by alice@ctl: kernel updates`.
+    static func headline(_ period: MaintenancePeriod) -> String {
+        "\(period.id) since \(KubeTime.format(period.since.unixSeconds)) by \(period.by): \(period.reason)"
+            + (period.rollout.map { " (for rollout \($0))" } ?? "")
+    }
+
+    static func render(_ period: MaintenancePeriod?, fromCluster: Bool) -> String {
+        guard let period else { return "maintenance mode: off\n" }
+        var lines = ["maintenance mode: on, \(headline(period))"]
+        switch period.state {
+        case .enabling: lines.append("its enable was interrupted: `upkeep maintenance enable` finishes it, `upkeep maintenance disable` undoes it")
+        case .disabling: lines.append("its disable was interrupted: `upkeep maintenance disable` finishes it")
+        case .enabled, .ended: break
+        }
+        lines.append("suspended by it (\(period.suspended.count)): " + (period.suspended.isEmpty ? "nothing" : period.suspended.joined(separator: ", ")))
+        if !period.alreadySuspended.isEmpty {
+            lines.append("suspended before it, left so (\(period.alreadySuspended.count)): \(period.alreadySuspended.joined(separator: ", "))")
+        }
+        lines.append("record: " + (fromCluster ? MaintenanceRecord.place : "this controller's state database (\(MaintenanceRecord.place) is gone)"))
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// The Kubernetes API and the state database for one maintenance command; errors as exit codes.
+enum MaintenanceSession {
+    static func with(_ configOption: ConfigOption, _ body: (MaintenanceMode, StateStore) async throws -> Void) async throws {
+        let config = try configOption.load()
+        let store = try openStateStore(config)
+        try await ClusterSession.with(config) { session in
+            do {
+                try await body(session.maintenanceMode(store: store, say: { print($0) }), store)
+            } catch {
+                throw failure(error)
+            }
+        }
+    }
+
+    /// A `MaintenanceError` as its exit code; anything else unchanged.
+    static func failure(_ error: any Error) -> any Error {
+        guard let error = error as? MaintenanceError else { return error }
+        switch error {
+        case .cluster: return CommandFailure(code: RolloutExitCode.unreachable, message: error.description)
+        case .unreadableRecord, .disableInterrupted, .configMapGone: return CommandFailure(code: RolloutExitCode.refused, message: error.description)
+        }
+    }
+}
