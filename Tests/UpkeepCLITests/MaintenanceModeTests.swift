@@ -225,6 +225,20 @@ import UpkeepYAML
         }
     }
 
+    /// A record names at most `objectsMax` objects; more is refused before anything is written.
+    @Test func moreObjectsThanARecordHoldsAreRefusedUntouched() async throws {
+        try await Self.with { (harness: Harness) async throws in
+            var mode = harness.mode()
+            mode.objectsMax = 3
+            await #expect(throws: MaintenanceError.tooManyObjects(4, max: 3)) {
+                _ = try await mode.enable(reason: "r", by: "a@b", notify: false, now: Self.t0)
+            }
+            #expect(try await harness.configMap() == nil)
+            #expect(try harness.store.openMaintenancePeriod() == nil)
+            #expect(try await harness.suspension().values.allSatisfy { !$0 })
+        }
+    }
+
     @Test(arguments: [
         ("maintenance:\n  suspend: [kustomization]\n", "maintenance.suspend", "is not a kind of Flux object"),
         ("maintenance:\n  suspend: []\n", "maintenance.suspend", "at least one kind"),

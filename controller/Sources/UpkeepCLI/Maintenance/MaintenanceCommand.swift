@@ -165,7 +165,8 @@ enum MaintenanceSession {
         guard let error = error as? MaintenanceError else { return error }
         switch error {
         case .cluster: return CommandFailure(code: RolloutExitCode.unreachable, message: error.description)
-        case .unreadableRecord, .disableInterrupted, .configMapGone: return CommandFailure(code: RolloutExitCode.refused, message: error.description)
+        case .unreadableRecord, .disableInterrupted, .configMapGone, .tooManyObjects:
+            return CommandFailure(code: RolloutExitCode.refused, message: error.description)
         }
     }
 }

@@ -23,6 +23,10 @@ struct MaintenanceMode {
     /// Progress for the operator, one line each.
     let say: @Sendable (String) -> Void
 
+    /// Objects one record may name: their list stays far below a ConfigMap's 1 MiB, and a
+    /// suspend or resume of each stays a matter of minutes.
+    var objectsMax = 5000
+
     /// The cluster's record (nil: no ConfigMap), and this controller's open period.
     func current() async throws -> (cluster: MaintenancePeriod?, local: MaintenancePeriod?) {
         let local = try storeCall { try store.openMaintenancePeriod() }
@@ -192,6 +196,7 @@ struct MaintenanceMode {
             }
             objects += found.sorted { ($0.ref.namespace, $0.ref.name) < ($1.ref.namespace, $1.ref.name) }
         }
+        guard objects.count <= objectsMax else { throw MaintenanceError.tooManyObjects(objects.count, max: objectsMax) }
         return objects
     }
 

@@ -73,6 +73,8 @@ enum MaintenanceError: Error, Equatable, CustomStringConvertible {
     case configMapGone(MaintenancePeriod)
     /// The Kubernetes API failed.
     case cluster(String)
+    /// More objects match than one record may name (`MaintenanceMode.objectsMax`).
+    case tooManyObjects(Int, max: Int)
 
     var description: String {
         switch self {
@@ -87,6 +89,9 @@ enum MaintenanceError: Error, Equatable, CustomStringConvertible {
                 + "\(MaintenanceRecord.place) is gone; run `upkeep maintenance disable` to resume what it suspended"
         case .cluster(let message):
             "the Kubernetes API: \(message)"
+        case .tooManyObjects(let count, let max):
+            "\(count) Flux objects match, more than the \(max) maintenance mode records; narrow them with "
+                + "maintenance.suspend or maintenance.suspendSelector in upkeep.yaml; nothing was suspended"
         }
     }
 }
