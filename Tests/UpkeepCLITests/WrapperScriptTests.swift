@@ -58,16 +58,14 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
             ("check-updates.sh", ["--bogus"], "unknown option --bogus"),
             ("apply-updates.sh", ["--all"], "comes with issue 18; today run it once per component"),
             ("apply-updates.sh", ["--component", "k3s", "--validate"], "comes with issue 18; today leave it out"),
-            ("apply-updates.sh", ["--component", "longhorn", "--maintenance-window"], "comes with issue 17; today `upkeep update` runs at once"),
             ("apply-updates.sh", ["--component", "k3s", "--maintenance-window", "--emergency"], "contradict each other"),
-            ("apply-updates.sh", ["--component", "flux", "--emergency"], "--emergency is for k3s"),
             ("apply-updates.sh", ["--component", "flux", "--channel", "stable"], "--channel is for k3s"),
             ("apply-updates.sh", ["--component", "k3s", "--to", "v1.31.4+k3s1", "--channel", "stable"], "give --to or --channel, not both"),
             ("apply-updates.sh", [], "name the component"),
-            ("maintenance-mode.sh", ["--enable"], "comes with issue 17; today suspend Flux yourself"),
-            ("maintenance-mode.sh", ["--disable"], "comes with issue 17; today resume what you suspended"),
-            ("maintenance-mode.sh", ["--status"], "comes with issue 17; today `upkeep status`"),
-            ("maintenance-mode.sh", ["--notify-users"], "comes with issue 17; today the sinks of notifications: in upkeep.yaml hear of every rollout"),
+            ("maintenance-mode.sh", ["--notify-users"], "--notify-users goes with --enable or --disable"),
+            ("maintenance-mode.sh", ["--status", "--notify-users"], "--notify-users goes with --enable or --disable"),
+            ("maintenance-mode.sh", ["--disable", "--reason", "done"], "--reason goes with --enable"),
+            ("maintenance-mode.sh", ["--enable", "--reason"], "--reason needs a value"),
             ("maintenance-mode.sh", ["--enable", "--disable"], "give one of"),
             ("maintenance-mode.sh", [], "give one of"),
             ("validate-cluster-health.sh", [], "(`upkeep validate`) comes with issue 18; today run `upkeep agents`"),
@@ -100,7 +98,10 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
     @Test func theConfigurationIsPassedOnToUpkeep() throws {
         for (name, arguments) in [("check-updates.sh", [String]()), ("update-history.sh", []), ("update-report.sh", ["--since", "30d"]),
                                   ("update-metrics.sh", []), ("rollback-updates.sh", ["--component", "k3s", "--to-version", "v1.31.4+k3s1"]),
-                                  ("emergency-recovery.sh", ["--restore-from-backup", "b1"]), ("apply-updates.sh", ["--component", "k3s"])] {
+                                  ("emergency-recovery.sh", ["--restore-from-backup", "b1"]), ("apply-updates.sh", ["--component", "k3s"]),
+                                  ("apply-updates.sh", ["--component", "flux", "--to", "v2.5.1", "--emergency"]),
+                                  ("maintenance-mode.sh", ["--enable", "--reason", "kernel", "--notify-users"]), ("maintenance-mode.sh", ["--status"]),
+                                  ("maintenance-mode.sh", ["--disable"])] {
             let result = try Self.run(name, ["--config", "/nonexistent/other.yaml"] + arguments)
             #expect(result.status == 2 && result.error.contains("/nonexistent/other.yaml"), "\(name): exit \(result.status): \(result.output)\(result.error)")
         }

@@ -7,8 +7,8 @@
 # longhorn, flux: `upkeep update` through the Git repository Flux watches (target --to VERSION,
 # default the next step `upkeep check` shows).
 #   --backup              take a sealed datastore backup first (`upkeep backup now`)
-#   --maintenance-window  k3s only: start and run inside maintenance.windows (what apply does)
-#   --emergency           k3s only: start now, outside the windows (`upkeep apply --ignore-window`)
+#   --maintenance-window  start (and run) only inside maintenance.windows (what apply and update do)
+#   --emergency           start now, outside the windows (`--ignore-window`)
 #   --yes                 do not ask for confirmation (needed without a terminal)
 #   --dry-run             plan and check, change nothing
 # Not yet: --all (issue 18; today one --component at a time), --validate (issue 18).
@@ -50,9 +50,8 @@ case "$component" in
     ;;
   longhorn|flux)
     [ -n "$channel" ] && refuse "--channel is for k3s; give $component's version with --to VERSION"
-    [ "$window" = 1 ] && later 17 "--maintenance-window for Longhorn and Flux (windows on \`upkeep update\`)" \
-      "\`upkeep update\` runs at once: run this inside your window, or leave --maintenance-window out"
-    [ "$emergency" = 1 ] && refuse "--emergency is for k3s's maintenance windows; Longhorn and Flux updates run at once without it"
+    # Maintenance windows: update honours maintenance.windows of upkeep.yaml by itself.
+    [ "$emergency" = 1 ] && pass+=(--ignore-window)
     if [ -z "$to" ]; then
       # The first step of the path `upkeep check` shows (Longhorn goes one minor at a time).
       status=0
