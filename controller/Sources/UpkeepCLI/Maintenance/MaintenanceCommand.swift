@@ -151,11 +151,13 @@ enum MaintenanceSession {
     static func with(_ configOption: ConfigOption, _ body: (MaintenanceMode, StateStore) async throws -> Void) async throws {
         let config = try configOption.load()
         let store = try openStateStore(config)
-        try await ClusterSession.with(config) { session in
-            do {
-                try await body(session.maintenanceMode(store: store, say: { print($0) }), store)
-            } catch {
-                throw failure(error)
+        try await NotificationRun.with(config, store: store) {
+            try await ClusterSession.with(config) { session in
+                do {
+                    try await body(session.maintenanceMode(store: store, say: { print($0) }), store)
+                } catch {
+                    throw failure(error)
+                }
             }
         }
     }
