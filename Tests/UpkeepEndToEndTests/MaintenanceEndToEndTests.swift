@@ -77,6 +77,19 @@ struct MaintenanceEndToEndTests {
             let text = try await sandbox.controller(["status"])
             #expect(text.output.contains("maintenance mode: on, m") && text.output.contains("kernel updates; 3 Flux objects suspended"), "\(text.output)")
 
+            // With the API unreachable, `maintenance status` still shows what this controller recorded, and says so.
+            let kubeconfig = try String(contentsOfFile: "\(sandbox.directory)/kubeconfig", encoding: .utf8)
+            let dead = kubeconfig.split(separator: "\n", omittingEmptySubsequences: false)
+                .map { $0.contains("server:") ? "    server: https://127.0.0.1:1" : String($0) }.joined(separator: "\n")
+            try dead.write(toFile: "\(sandbox.directory)/dead-kubeconfig", atomically: true, encoding: .utf8)
+            let config = try String(contentsOfFile: sandbox.config, encoding: .utf8)
+            let deadConfig = "\(sandbox.directory)/upkeep-dead-api.yaml"
+            try config.replacingOccurrences(of: "\(sandbox.directory)/kubeconfig", with: "\(sandbox.directory)/dead-kubeconfig")
+                .write(toFile: deadConfig, atomically: true, encoding: .utf8)
+            let offline = try await ProcessRun.run(sandbox.upkeep, ["--config", deadConfig, "maintenance", "status"], timeoutSeconds: 60)
+            #expect(offline.status == 0 && offline.output.contains("maintenance mode: on, m") && offline.output.contains("kernel updates")
+                    && offline.output.contains("this controller's state database only"), "\(offline.output)")
+
             // Flux would not apply a commit now: `update` refuses before cloning.
             let update = try await sandbox.controller(["update", "--component", "longhorn", "--to", "v1.8.2", "--yes"])
             #expect(update.status == 5 && update.output.contains("maintenance mode is on"), "\(update.output)")

@@ -112,14 +112,22 @@ struct MaintenanceStatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await MaintenanceSession.with(configOption) { mode, _ in
-            let (cluster, local) = try await mode.current()
+        try await MaintenanceSession.with(configOption) { mode, store in
+            let cluster: MaintenancePeriod?, local: MaintenancePeriod?
+            var unreadable: String?
+            do {
+                (cluster, local) = try await mode.current()
+            } catch MaintenanceError.cluster(let why) {
+                // The API is down: what this controller recorded is still worth showing.
+                (cluster, local, unreadable) = (nil, try storeCall { try store.openMaintenancePeriod() }, why)
+            }
             let period = cluster ?? local
+            let source: Source = cluster != nil ? .cluster : (unreadable.map { .apiUnreadable($0) } ?? .configMapGone)
             let report = Report(on: period != nil, state: period?.state.rawValue, id: period?.id, since: period.map { KubeTime.format($0.since.unixSeconds) },
                                 reason: period?.reason, by: period?.by, rollout: period?.rollout, suspended: period?.suspended ?? [],
                                 alreadySuspended: period?.alreadySuspended ?? [],
-                                record: cluster != nil ? MaintenanceRecord.place : (local != nil ? "state database (the ConfigMap is gone)" : nil))
-            print(json ? try jsonText(report) : Self.render(period, fromCluster: cluster != nil), terminator: "")
+                                record: period == nil && unreadable == nil ? nil : source.json)
+            print(json ? try jsonText(report) : Self.render(period, source: source), terminator: "")
         }
     }
 
@@ -129,8 +137,39 @@ struct MaintenanceStatusCommand: AsyncParsableCommand {
             + (period.rollout.map { " (for rollout \($0))" } ?? "")
     }
 
-    static func render(_ period: MaintenancePeriod?, fromCluster: Bool) -> String {
-        guard let period else { return "maintenance mode: off\n" }
+    /// Where `status` read the record.
+    enum Source {
+        case cluster
+        /// The ConfigMap is gone: this controller's database.
+        case configMapGone
+        /// The API could not be read (why): this controller's database, which may not know of
+        /// a period another controller started.
+        case apiUnreadable(String)
+
+        var json: String {
+            switch self {
+            case .cluster: MaintenanceRecord.place
+            case .configMapGone: "state database (the ConfigMap is gone)"
+            case .apiUnreadable(let why): "state database (the Kubernetes API could not be read: \(why))"
+            }
+        }
+
+        var line: String {
+            switch self {
+            case .cluster: "record: \(MaintenanceRecord.place)"
+            case .configMapGone: "record: this controller's state database (\(MaintenanceRecord.place) is gone)"
+            case .apiUnreadable(let why):
+                "record: this controller's state database only; another controller's maintenance mode would not show here "
+                    + "(the Kubernetes API could not be read: \(why))"
+            }
+        }
+    }
+
+    static func render(_ period: MaintenancePeriod?, source: Source) -> String {
+        guard let period else {
+            if case .apiUnreadable = source { return "maintenance mode: off as far as this controller knows\n\(source.line)\n" }
+            return "maintenance mode: off\n"
+        }
         var lines = ["maintenance mode: on, \(headline(period))"]
         switch period.state {
         case .enabling: lines.append("its enable was interrupted: `upkeep maintenance enable` finishes it, `upkeep maintenance disable` undoes it")
@@ -141,7 +180,7 @@ struct MaintenanceStatusCommand: AsyncParsableCommand {
         if !period.alreadySuspended.isEmpty {
             lines.append("suspended before it, left so (\(period.alreadySuspended.count)): \(period.alreadySuspended.joined(separator: ", "))")
         }
-        lines.append("record: " + (fromCluster ? MaintenanceRecord.place : "this controller's state database (\(MaintenanceRecord.place) is gone)"))
+        lines.append(source.line)
         return lines.joined(separator: "\n") + "\n"
     }
 }
