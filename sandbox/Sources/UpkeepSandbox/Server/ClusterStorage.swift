@@ -127,6 +127,10 @@ public final class ClusterStorage: Sendable {
         log.note("datastore", "\(error) (writes answer 500/503 until it answers again)")
     }
 
+    /// The datastore's last call failed and none has succeeded since: the apiserver cannot
+    /// serve a read either (see `SandboxCluster.respond`).
+    var unreachable: DatastoreError? { state.withLockedValue { $0.failure?.error } }
+
     /// The error to answer with at once, while a failure is recent.
     func recentFailure(now: Double) -> DatastoreError? {
         state.withLockedValue { state in

@@ -84,6 +84,14 @@ public final class SandboxCluster: Sendable {
         let now = clock()
         if request.method == "GET" || request.method == "HEAD" {
             guard storage.isSynced else { return .error(Self.waiting(storage)) }
+            // A read without a resourceVersion is a quorum read from the datastore
+            // (https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-get-and-list),
+            // and the apiserver runs inside the k3s server process beside its datastore
+            // (https://docs.k3s.io/architecture): with every server's k3s stopped, or etcd
+            // without quorum, nothing answers. The sandbox's own paths stay open to its tools.
+            if !request.path.hasPrefix("/sandbox/"), let down = storage.unreachable {
+                return .error(Self.unreachable(down))
+            }
             return state.withLockedValue { $0.handle(request, now: now) }
         }
         do {
@@ -270,6 +278,11 @@ public final class SandboxCluster: Sendable {
     static func waiting(_ storage: ClusterStorage) -> KubeAPIError {
         KubeAPIError(code: 503, reason: "ServiceUnavailable",
                      message: "the apiserver is waiting for its datastore (\(storage.gateway.endpoints.joined(separator: ", ")))")
+    }
+
+    /// A read while the datastore does not answer.
+    static func unreachable(_ error: DatastoreError) -> KubeAPIError {
+        KubeAPIError(code: 503, reason: "ServiceUnavailable", message: "the apiserver cannot read its datastore: \(error)")
     }
 
     /// A failed write as the apiserver answers it: etcd's own message with 500 when the
