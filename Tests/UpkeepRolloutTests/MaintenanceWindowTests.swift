@@ -110,7 +110,9 @@ import UpkeepCore
         RolloutPolicy(pollIntervalMilliseconds: 1000, maintenanceWindows: [try Self.window(window)])
     }
 
-    @Test func aWaveDueAfterTheWindowClosedBlocksUntilResumedInTheNextOne() throws {
+    /// A rollout whose server wave ran inside `Thu 00:00-00:05`, and whose next wave came due
+    /// after the window closed.
+    static func closedBeforeTheSecondWave() throws -> EngineHarness {
         var harness = try EngineHarness(plan: RolloutEngineTests.plan(), inventory: RolloutEngineTests.inventory,
                                         policy: try Self.policy("Thu 00:00-00:05"))
         harness.handle(.start)
@@ -120,6 +122,11 @@ import UpkeepCore
         harness.runHealthy(rounds: 10) { $0.engine.unansweredRequests.isEmpty }
         harness.advance(seconds: 600)
         harness.runHealthy(rounds: 20)
+        return harness
+    }
+
+    @Test func aWaveDueAfterTheWindowClosedBlocksUntilResumedInTheNextOne() throws {
+        var harness = try Self.closedBeforeTheSecondWave()
         guard case .blocked(let reason) = harness.engine.status else {
             Issue.record("expected blocked, got \(harness.engine.status)")
             return
