@@ -118,6 +118,13 @@ import UpkeepYAML
         ("maintenance:\n  windows: [\"Sat 02:00-06:00 Europe/Atlantis\"]\n", "maintenance.windows",
          "no time zone \"Europe/Atlantis\" in /usr/share/zoneinfo (the system's tzdata)"),
         ("maintenance:\n  windows: [\"Sat 02:00-06:00 ../../etc/passwd\"]\n", "maintenance.windows", "is not a time zone name"),
+        ("automation:\n  k3s: major\n", "automation.k3s", "must be none (check and tell only), patch"),
+        ("automation:\n  k3s: minor\n  channel: stable\n  k3sVersion: v1.31.4+k3s1\n", "automation.k3sVersion", "not both"),
+        ("automation:\n  k3sVersion: v1.32.0-rc1+k3s1\n", "automation.k3sVersion", "released k3s version"),
+        ("automation:\n  k3sVersion: latest\n", "automation.k3sVersion", "released k3s version"),
+        ("automation:\n  checkInterval: 10s\n", "automation.checkInterval", "from 1m to 7d"),
+        ("automation:\n  checkInterval: hourly\n", "automation.checkInterval", "e.g. 1h or 30m"),
+        ("automation:\n  flux: minor\n", "automation.flux", "not a known field"),
     ])
     func badFieldsAreNamed(yaml: String, field: String, problem: String) {
         do {

@@ -1,9 +1,11 @@
 import Foundation
 import UpkeepNotify
 import UpkeepKube
+import UpkeepCore
 import UpkeepRollout
 import UpkeepRuntime
 import UpkeepStore
+import UpkeepUpdates
 import UpkeepYAML
 
 /// The controller's configuration, `upkeep.yaml` (docs/configuration.md). Every field has a
@@ -90,6 +92,9 @@ public struct ControllerConfig: Equatable, Sendable {
     public var cluster: String?
     /// Where events are sent (docs/notifications.md).
     public var notifications: [NotificationSink] = []
+    /// What `upkeep serve` checks for and rolls out on its own (docs/serve.md); nil (no
+    /// `automation:` section): serve runs no controller loop.
+    public var automation: AutomationPolicy?
 
     public init() {}
 
@@ -284,9 +289,52 @@ public struct ControllerConfig: Equatable, Sendable {
             }
             try NotificationSink.checkUnique(config.notifications)
         }
+        if let automation = try top.section("automation") {
+            config.automation = try Self.automation(automation)
+        }
         try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join",
-                               "cluster", "notifications"])
+                               "cluster", "notifications", "automation"])
         return config
+    }
+
+    /// `automation:`: `checkInterval` (`1h`, `30m`, `1d`), `k3s` (none, patch, minor), and
+    /// `channel` or `k3sVersion` (one of them).
+    static func automation(_ fields: ConfigFields) throws(ConfigError) -> AutomationPolicy {
+        var policy = AutomationPolicy()
+        if let text = try fields.string("checkInterval") {
+            let range = AutomationPolicy.checkIntervalSecondsRange
+            guard let milliseconds = try? History.ageMilliseconds(text), range.contains(Int(milliseconds / 1000)) else {
+                throw fields.error("checkInterval", "must be a count and a unit (s, m, h, d) from 1m to 7d, e.g. 1h or 30m; is \"\(text)\"")
+            }
+            policy.checkIntervalSeconds = Int(milliseconds / 1000)
+        }
+        if let text = try fields.string("k3s") {
+            guard let scope = AutomationPolicy.K3sScope(rawValue: text) else {
+                throw fields.error("k3s", "must be none (check and tell only), patch (newer patches of the running minor) or minor "
+                                   + "(also the next minor, one at a time); is \"\(text)\"")
+            }
+            policy.k3s = scope
+        }
+        let channel = try fields.string("channel")
+        let pinned = try fields.string("k3sVersion")
+        switch (channel, pinned) {
+        case (.some, .some):
+            throw fields.error("k3sVersion", "set either channel (follow a release channel) or k3sVersion (a pinned version), not both")
+        case (let name?, nil):
+            guard ChannelParser.isChannelName(name) else {
+                throw fields.error("channel", "\"\(name)\" is not a channel name; write stable, latest or a minor such as v1.31")
+            }
+            policy.goal = .channel(name)
+        case (nil, let text?):
+            guard let version = try? K3sVersion(text), version.isRelease else {
+                throw fields.error("k3sVersion", "must be a released k3s version such as v1.31.4+k3s1; is \"\(text)\"")
+            }
+            policy.goal = .pinned(version)
+        case (nil, nil):
+            break
+        }
+        try fields.rejectUnknown(["checkInterval", "k3s", "channel", "k3sVersion"])
+        return policy
     }
 
     /// `policy.autoRollback`: YAML's true and false as they always were, or `binaries` / `restore`.
