@@ -99,8 +99,10 @@ public final class HTTPServer: Sendable {
     public var openConnections: Int { connections.openCount }
 
     /// Listens on `host:port` (port 0: any free port, then read `port`). With `tls`, every
-    /// connection is TLS first (a context requiring client certificates gives mutual TLS).
+    /// connection is TLS first (a context requiring client certificates gives mutual TLS, and
+    /// `peers` what the client's certificate must say: `.roles([.operator])` for serve's API).
     public static func start(host: String, port: Int, configuration: Configuration = Configuration(), tls: TLSContext? = nil,
+                             peers: PeerExpectation = .any,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              logger: Logger = Logger(label: "upkeep.http.server"), responder: Responder) async throws -> HTTPServer
     {
@@ -122,7 +124,7 @@ public final class HTTPServer: Sendable {
                     let operations = channel.pipeline.syncOperations
                     if let tls {
                         try operations.addHandler(tls.makeServerHandler(
-                            handshakeTimeout: .nanoseconds(Int64(max(0, configuration.headerReadTimeoutSeconds) * 1e9))))
+                            expecting: peers, handshakeTimeout: .nanoseconds(Int64(max(0, configuration.headerReadTimeoutSeconds) * 1e9))))
                     }
                     let handler = HTTPServerHandler(shared: shared, connection: number, isReserve: open > configuration.connectionsMax)
                     try operations.addHandler(ByteWatch(handler: handler))

@@ -103,6 +103,7 @@ public struct OwnIdentityError: Error, Equatable, Sendable, CustomStringConverti
         switch role {
         case .agent: "issue a new one with `upkeep pki issue agent \(name ?? "NODE") --force` and install its .crt and .key (mode 0600) on this node"
         case .controller: "issue a new one with `upkeep pki issue controller --force` and point pki in upkeep.yaml at it"
+        case .operator: "issue a new one with `upkeep pki issue operator \(name ?? "NAME") --force`"
         }
     }
 

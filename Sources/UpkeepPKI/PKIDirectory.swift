@@ -38,11 +38,12 @@ public struct PKIDirectory: Sendable {
     public var caCertificatePath: String { "\(path)/ca.crt" }
     public var caKeyPath: String { "\(path)/ca.key" }
 
-    /// DIR/agents or DIR/controllers.
+    /// DIR/agents, DIR/controllers or DIR/operators.
     public func directory(for role: PeerRole) -> String {
         switch role {
         case .agent: "\(path)/agents"
         case .controller: "\(path)/controllers"
+        case .operator: "\(path)/operators"
         }
     }
 

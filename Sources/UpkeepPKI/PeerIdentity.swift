@@ -1,13 +1,16 @@
-/// What an Upkeep peer is: the controller, or the agent on one node.
+/// What an Upkeep peer is: the controller, the agent on one node, or a person reading
+/// `upkeep serve`'s status API from elsewhere (docs/serve.md). An operator certificate opens
+/// nothing else: agents accept controllers only, serve's API operators only.
 public enum PeerRole: String, Sendable, Codable, CaseIterable {
-    case controller, agent
+    case controller, agent, `operator`
 }
 
 /// Who a peer is, as its certificate states it.
 ///
 /// An identity certificate carries exactly one URI subject alternative name with the scheme
 /// `upkeep`: `upkeep://agent/<node>` for the agent on node `<node>`, or
-/// `upkeep://controller/<name>` for a controller (default name `controller`). The name is a
+/// `upkeep://controller/<name>` for a controller (default name `controller`), or
+/// `upkeep://operator/<name>` for a person reading `upkeep serve`'s status API. The name is a
 /// Kubernetes node name, i.e. a DNS-1123 subdomain: lower-case letters, digits, '-' and '.',
 /// starting and ending with a letter or digit, at most 253 characters. The URI has no port,
 /// path beyond the name, query or fragment, and is compared byte for byte.
@@ -30,7 +33,7 @@ public struct PeerIdentity: Hashable, Sendable, Codable, CustomStringConvertible
         self.name = name
     }
 
-    /// Parses "upkeep://agent/<node>" or "upkeep://controller/<name>" exactly; nil for anything else.
+    /// Parses "upkeep://agent/<node>", "upkeep://controller/<name>" or "upkeep://operator/<name>" exactly; nil for anything else.
     public init?(uri: String) {
         let prefix = "\(PeerIdentity.uriScheme)://"
         guard uri.hasPrefix(prefix) else { return nil }
@@ -128,7 +131,7 @@ public enum PeerIdentityError: Error, Equatable, Sendable, CustomStringConvertib
             return "the certificate carries several upkeep identities (\(uris.joined(separator: ", "))); "
                 + "an identity certificate must name exactly one, reissue it with 'upkeep pki issue'"
         case let .malformedIdentityURI(uri):
-            return "'\(uri)' is not upkeep://agent/<node> or upkeep://controller/<name>; reissue the certificate with 'upkeep pki issue'"
+            return "'\(uri)' is not upkeep://agent/<node>, upkeep://controller/<name> or upkeep://operator/<name>; reissue the certificate with 'upkeep pki issue'"
         }
     }
 }

@@ -24,14 +24,14 @@ struct PKIInventory: Equatable {
     var entries: [Entry]
 
 
-    /// `directory`'s certificates (ca.crt, controllers/*.crt, agents/*.crt) and its deny list
+    /// `directory`'s certificates (ca.crt, controllers/*.crt, agents/*.crt, operators/*.crt) and its deny list
     /// (revoked.txt); without one, the directory of `config`'s CA file, the CA and controller
     /// files `config` names, and its deny list. A deny list that cannot be read is an error.
     static func read(directory: String?, config: ControllerConfig) throws -> PKIInventory {
         var files: [String] = []
         let root = directory ?? (config.pki.ca as NSString).deletingLastPathComponent
         files.append("\(root)/ca.crt")
-        for folder in ["controllers", "agents"] {
+        for folder in ["controllers", "agents", "operators"] {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/\(folder)")) ?? []
             files += names.filter { $0.hasSuffix(".crt") }.sorted().map { "\(root)/\(folder)/\($0)" }
         }

@@ -6,8 +6,8 @@ import UpkeepPKI
 struct PKIIssue: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "issue",
-        abstract: "Issue an agent or controller certificate signed by the cluster CA.",
-        subcommands: [PKIIssueAgent.self, PKIIssueController.self]
+        abstract: "Issue an agent, controller or operator certificate signed by the cluster CA.",
+        subcommands: [PKIIssueAgent.self, PKIIssueController.self, PKIIssueOperator.self]
     )
 }
 

@@ -8,7 +8,7 @@ import UpkeepTLS
 /// (`upkeep://agent/<node>`) accepted, so an agent answering for another node is refused in
 /// the handshake.
 public struct FleetSecurity: Sendable {
-    let context: TLSContext
+    public let context: TLSContext
     public let handshakeTimeoutSeconds: Int
 
     public init(context: TLSContext, handshakeTimeoutSeconds: Int = 10) {
