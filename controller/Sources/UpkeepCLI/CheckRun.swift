@@ -18,6 +18,8 @@ struct CheckRun {
     let format: OutputFormat
     /// Where to tell of updates found (`update.available`, once per component and version); nil: nowhere.
     var notifications: StateStore? = nil
+    /// Print the report (and a failure) as `upkeep check` does; `serve` logs its own lines.
+    var echo = true
 
     /// Connections opened on the way, closed at the end whatever happened.
     private struct Connections {
@@ -26,14 +28,21 @@ struct CheckRun {
     }
 
     func execute() async -> Int32 {
-        var connections = Connections()
-        let code = await perform(&connections)
-        await connections.http?.shutdown()
-        await connections.kube?.shutdown()
-        return code
+        await run().code
     }
 
-    private func perform(_ connections: inout Connections) async -> Int32 {
+    /// The exit code, and the report when the check succeeded (else why it failed).
+    func run() async -> (code: Int32, report: CheckReport?, failure: String?) {
+        var connections = Connections()
+        var report: CheckReport?
+        var failure: String?
+        let code = await perform(&connections, report: &report, failure: &failure)
+        await connections.http?.shutdown()
+        await connections.kube?.shutdown()
+        return (code, report, failure)
+    }
+
+    private func perform(_ connections: inout Connections, report answer: inout CheckReport?, failure: inout String?) async -> Int32 {
         let stateDirectory = config.resolvedStateDirectory()
         let history = JSONLinesCheckHistory(stateDirectory: stateDirectory)
         let started = HTTPDate.iso8601(HTTPClock.system.now())
@@ -53,17 +62,20 @@ struct CheckRun {
                                          filter: ReleaseFilter(includePreReleases: options.preReleases, includeDrafts: options.drafts))
             let report = try await UpdateChecker(source: source, compatibility: table).check(installed: installed, settings: settings)
             let code = report.updatesAvailable ? CheckExitCode.updatesAvailable : CheckExitCode.upToDate
-            print(render(report), terminator: "")
+            if echo { print(render(report), terminator: "") }
+            answer = report
             notifyUpdates(report)
             do {
                 try history.record(CheckRecord(report: report, exitCode: code))
             } catch {
+                failure = "\(error)"
                 return fail(error, code: CheckExitCode.history, printJSON: false)
             }
             return code
         } catch {
             let code = CheckExitCode.code(for: error)
             try? history.record(.failure(checkedAt: started, exitCode: code, releaseSource: sourceName, error: "\(error)"))
+            failure = "\(error)"
             return fail(error, code: code, printJSON: format == .json)
         }
     }
@@ -99,6 +111,7 @@ struct CheckRun {
 
     /// Says what went wrong on stderr (and, for `-o json`, as a JSON object on stdout).
     private func fail(_ error: any Error, code: Int32, printJSON: Bool) -> Int32 {
+        guard echo else { return code }
         FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
         if printJSON {
             let object: [String: Any] = ["schemaVersion": CheckReport.currentSchemaVersion, "error": ["exitCode": code, "message": "\(error)"]]

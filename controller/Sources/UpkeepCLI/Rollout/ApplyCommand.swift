@@ -168,12 +168,18 @@ struct Resume: AsyncParsableCommand {
         let store = try openStateStore(config)
         let code = try await NotificationRun.with(config, store: store) {
             try await ClusterSession.with(config) { session in
-                let (reading, live) = try await session.readOrLastKnown(store)
-                return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover)
-                    .run(.resume(id, ignoreWindow: ignoreWindow), reading: reading, live: live)
+                try await Self.carryOn(session: session, store: store, id: id, forceTakeover: forceTakeover, ignoreWindow: ignoreWindow)
             }
         }
         if code != 0 { throw ExitCode(code) }
+    }
+
+    /// The resume `upkeep resume` and `upkeep serve` run: the agents from the live cluster, or
+    /// at their last known addresses when the API cannot be read.
+    static func carryOn(session: ClusterSession, store: StateStore, id: String?, forceTakeover: Bool, ignoreWindow: Bool) async throws -> Int32 {
+        let (reading, live) = try await session.readOrLastKnown(store)
+        return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover)
+            .run(.resume(id, ignoreWindow: ignoreWindow), reading: reading, live: live)
     }
 }
 

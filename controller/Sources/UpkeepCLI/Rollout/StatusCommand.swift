@@ -18,7 +18,9 @@ struct Status: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "table or json.")
     var output = OutputFormat.table
 
-    struct Report: Encodable {
+    @OptionGroup var remote: RemoteStatusOptions
+
+    struct Report: Codable {
         var rollout: RolloutRecord?
         var inProgress: Bool
         var lease: Lease?
@@ -35,7 +37,18 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let config = try configOption.load()
+        if remote.server != nil {
+            let body = try await remote.fetch(config)
+            print(output == .json ? try jsonText(body) : (body.serve.map(RemoteStatusOptions.line) ?? "") + Self.render(body.status), terminator: "")
+            return
+        }
         let store = try openStateStore(config)
+        let report = try await Self.report(config, store: store)
+        print(output == .json ? try jsonText(report) : Self.render(report), terminator: "")
+    }
+
+    /// The report `status` prints and `upkeep serve` answers `/v1/status` with.
+    static func report(_ config: ControllerConfig, store: StateStore) async throws -> Report {
         do {
             let unfinished = try store.unfinishedRollout()
             let record = try unfinished ?? store.history(limit: 1).first
@@ -48,11 +61,10 @@ struct Status: AsyncParsableCommand {
                 case .refused(let why): "no restore now: \(why)"
                 }
             }
-            let report = Report(rollout: record, inProgress: unfinished != nil, lease: try store.currentLease(),
-                                cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore,
-                                windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) },
-                                maintenance: try store.openMaintenancePeriod())
-            print(output == .json ? try jsonText(report) : Self.render(report), terminator: "")
+            return Report(rollout: record, inProgress: unfinished != nil, lease: try store.currentLease(),
+                          cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore,
+                          windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) },
+                          maintenance: try store.openMaintenancePeriod())
         } catch let error as StoreError {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
