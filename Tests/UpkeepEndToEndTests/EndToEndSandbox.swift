@@ -100,6 +100,19 @@ final class EndToEndSandbox: Sendable {
         return path
     }
 
+    /// The test configuration with `cluster: e2e`, `extra` settings and a webhook sink to `url`
+    /// signed with `key` (in a 0600 file beside it) for `events`, written as `DIR/name`.
+    func configWithWebhook(_ name: String, url: String, key: String, events: [String], extra: String = "") throws -> String {
+        let secret = "\(directory)/webhook.secret"
+        try (key + "\n").write(toFile: secret, atomically: true, encoding: .utf8)
+        chmod(secret, 0o600)
+        let path = "\(directory)/\(name)"
+        try (String(contentsOfFile: config, encoding: .utf8) + "\ncluster: e2e\n" + extra
+             + "notifications:\n  - {type: webhook, url: \"\(url)\", secretFile: webhook.secret, events: [\(events.joined(separator: ", "))]}\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     // MARK: Driving the controller
 
     /// `upkeep --config <test config> ARGUMENTS`, to completion (stdout and stderr together).

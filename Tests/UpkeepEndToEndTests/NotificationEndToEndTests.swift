@@ -15,15 +15,9 @@ struct NotificationEndToEndTests {
     @Test func applyTellsASignedWebhookOfTheRolloutsStartNodesAndEnd() async throws {
         let receiver = try await WebhookReceiver.start()
         try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
-            let secret = "\(sandbox.directory)/webhook.secret"
-            try (Self.key + "\n").write(toFile: secret, atomically: true, encoding: .utf8)
-            chmod(secret, 0o600)
-            let config = "\(sandbox.directory)/upkeep-notify.yaml"
-            try (String(contentsOfFile: sandbox.config, encoding: .utf8)
-                + "\ncluster: e2e\nnotifications:\n  - {type: webhook, url: \"\(receiver.url("/upkeep"))\", secretFile: webhook.secret,"
-                + " events: [update.available, rollout.started, rollout.node-done, rollout.finished, rollout.failed, rollout.rolled-back,"
-                + " maintenance.enabled, maintenance.disabled]}\n")
-                .write(toFile: config, atomically: true, encoding: .utf8)
+            let config = try sandbox.configWithWebhook("upkeep-notify.yaml", url: receiver.url("/upkeep"), key: Self.key,
+                                                       events: ["update.available", "rollout.started", "rollout.node-done", "rollout.finished",
+                                                                "rollout.failed", "rollout.rolled-back", "maintenance.enabled", "maintenance.disabled"])
             // `check` tells of each update it finds, once however often it runs.
             for _ in 0..<2 {
                 let check = try await ProcessRun.run(sandbox.upkeep, ["--config", config, "check", "--component", "k3s"], timeoutSeconds: 60)
