@@ -12,9 +12,10 @@ build: deps
 
 test: deps
 	$(SWIFT) build --build-tests
-	# Serial: on a 2-core machine parallel suites that block cooperative threads (process waits,
-	# file I/O) can starve the Swift concurrency pool; serial runs finish in bounded time.
-	$(SWIFT) test --skip-build --disable-xctest --no-parallel
+	# Serial inside each process: on a 2-core machine parallel suites that block cooperative
+	# threads (process waits, file I/O) can starve the Swift concurrency pool. Two processes side
+	# by side, the end-to-end suites and the rest, each with its own pool (scripts/run-tests).
+	scripts/run-tests $(SWIFT)
 
 demo: deps
 	$(SWIFT) build  # upkeep, upkeep-agent and upkeep-sandbox: the demo runs all three
