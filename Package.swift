@@ -57,8 +57,9 @@ let package = Package(
         .target(name: "UpkeepProtocolCore", dependencies: ["UpkeepCore", nioCore],
                 path: "protocol/Sources/UpkeepProtocolCore", swiftSettings: strict),
         // The protocol over SwiftNIO: the frame codec, the connection handlers that carry out the
-        // session machines' actions, client and server. Re-exports UpkeepProtocolCore.
-        .target(name: "UpkeepProtocol", dependencies: ["UpkeepProtocolCore", "UpkeepCore", "UpkeepTLS", "UpkeepPKI", nioCore, nioPosix, logging],
+        // session machines' actions, client and server. Re-exports UpkeepProtocolCore. UpkeepHTTP
+        // for its bounds counted and logged (LimitLog), which the server shares with the HTTP ones.
+        .target(name: "UpkeepProtocol", dependencies: ["UpkeepProtocolCore", "UpkeepCore", "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", nioCore, nioPosix, logging],
                 path: "protocol/Sources/UpkeepProtocol", swiftSettings: strict),
 
         // The one HTTP/1.1 client (pooled keep-alive, bounds, retries, rate limits, redirects, ETag
@@ -68,7 +69,7 @@ let package = Package(
                 path: "Sources/UpkeepHTTP", swiftSettings: strict),
         // The one small HTTP/1.1 server (bounded header size and time, request, idle time and
         // connections) for the sandbox's APIs and `upkeep serve`; the agent does not link it.
-        .target(name: "UpkeepHTTPServer", dependencies: ["UpkeepHTTP", "UpkeepTLS", nioCore, nioPosix, nioHTTP1, logging],
+        .target(name: "UpkeepHTTPServer", dependencies: ["UpkeepCore", "UpkeepHTTP", "UpkeepTLS", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepHTTPServer", swiftSettings: strict),
         // Pure domain types shared by every module: k3s versions, node roles, architectures, Instant,
         // civil dates, digest text, the seeded generator. The standard library only (scripts/check-core-imports).

@@ -21,17 +21,21 @@ where Limit: CaseIterable & Hashable & RawRepresentable & Sendable, Limit.RawVal
     private let logger: Logger
     private let level: @Sendable (Limit) -> Logger.Level
     private let now: @Sendable () -> UInt64
+    private let counted: @Sendable (Limit) -> Void
     private let state = NIOLockedValueBox(State())
 
     /// `level` chooses each bound's log level (routine ones, an idle keep-alive closed, log at
-    /// debug); `now` is a monotonic clock in nanoseconds.
+    /// debug); `now` is a monotonic clock in nanoseconds; `counted` runs after each count (an
+    /// owner that exports the counts to a file writes it then, throttled: it must not block).
     public init(logger: Logger, intervalSeconds: Double = 60, level: @escaping @Sendable (Limit) -> Logger.Level = { _ in .warning },
-                now: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds })
+                now: @escaping @Sendable () -> UInt64 = { NIODeadline.now().uptimeNanoseconds },
+                counted: @escaping @Sendable (Limit) -> Void = { _ in })
     {
         self.logger = logger
         self.intervalSeconds = intervalSeconds
         self.level = level
         self.now = now
+        self.counted = counted
     }
 
     /// Counts one hit of `limit`, and logs `detail` unless a line for it went out less than an
@@ -48,6 +52,7 @@ where Limit: CaseIterable & Hashable & RawRepresentable & Sendable, Limit.RawVal
             state.lastLoggedNanoseconds[limit] = at
             return state.unlogged.removeValue(forKey: limit) ?? 0
         }
+        counted(limit)
         guard let skipped else { return }
         var metadata: Logger.Metadata = ["limit": "\(limit.rawValue)"]
         if skipped > 0 { metadata["not_logged_since_last"] = "\(skipped)" }

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import UpkeepCore
 import UpkeepHTTP
 import UpkeepTLS
 
@@ -39,11 +40,24 @@ public final class HTTPServer: Sendable {
         public var reservedPaths: Set<String>
         /// The listen backlog.
         public var backlog: Int
+        /// With TLS: connections in their handshake at once, which do not count against
+        /// `connectionsMax`; a new one beyond this closes the oldest (docs/tls.md, "Connections in
+        /// their handshake").
+        public var handshakesMax: Int
+        /// With TLS: of those, from one source address; a new one beyond this closes that
+        /// address's oldest.
+        public var handshakesPerSourceMax: Int
+        /// With TLS: the handshake's time (at most `headerReadTimeoutSeconds`).
+        public var handshakeTimeoutSeconds: Double
 
         public init(headerBytesMax: Int = 32 << 10, bodyBytesMax: Int = 8 << 20, headerReadTimeoutSeconds: Double = 10,
                     requestTimeoutSeconds: Double = 60, idleTimeoutSeconds: Double = 60, connectionsMax: Int = 256,
-                    reservedConnections: Int = 0, reservedPaths: Set<String> = [], backlog: Int = 256)
+                    reservedConnections: Int = 0, reservedPaths: Set<String> = [], backlog: Int = 256,
+                    handshakesMax: Int = 64, handshakesPerSourceMax: Int = 8, handshakeTimeoutSeconds: Double = 5)
         {
+            self.handshakesMax = max(1, handshakesMax)
+            self.handshakesPerSourceMax = max(1, handshakesPerSourceMax)
+            self.handshakeTimeoutSeconds = min(handshakeTimeoutSeconds, headerReadTimeoutSeconds)
             self.headerBytesMax = max(1, headerBytesMax)
             self.bodyBytesMax = max(0, bodyBytesMax)
             self.headerReadTimeoutSeconds = headerReadTimeoutSeconds
@@ -107,7 +121,8 @@ public final class HTTPServer: Sendable {
                              logger: Logger = Logger(label: "upkeep.http.server"), responder: Responder) async throws -> HTTPServer
     {
         let limits = LimitLog<ServerLimit>(logger: logger, level: { $0 == .idleTimeout ? .debug : .warning })
-        let connections = OpenConnections()
+        let connections = OpenConnections(handshakes: HandshakeBudget(handshakesMax: configuration.handshakesMax,
+                                                                      handshakesPerSourceMax: configuration.handshakesPerSourceMax))
         let shared = HTTPServerHandler.Shared(configuration: configuration, responder: responder, limits: limits)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(configuration.backlog))
@@ -115,16 +130,24 @@ public final class HTTPServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 let ceiling = configuration.connectionsMax + (configuration.reservedPaths.isEmpty ? 0 : configuration.reservedConnections)
-                guard let (number, open) = connections.open(channel, ceiling: ceiling) else {
-                    limits.record(.connections, "refused a connection: \(ceiling) open (connectionsMax \(configuration.connectionsMax))")
+                let source = channel.remoteAddress?.ipAddress ?? "an unknown address"
+                guard let (number, open, displaced) = connections.open(channel, ceiling: ceiling, handshakeFrom: tls == nil ? nil : source) else {
+                    limits.record(.connections, "refused a connection from \(source): \(ceiling) open (connectionsMax \(configuration.connectionsMax))")
                     return channel.close()
+                }
+                for (close, other) in displaced {
+                    limits.record(close.reason == .perSource ? .handshakesPerSource : .handshakes,
+                                  close.detail(handshakesMax: configuration.handshakesMax, handshakesPerSourceMax: configuration.handshakesPerSourceMax))
+                    other?.close(promise: nil)
                 }
                 channel.closeFuture.whenComplete { _ in connections.closed(channel) }
                 return channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
                     if let tls {
                         try operations.addHandler(tls.makeServerHandler(
-                            expecting: peers, handshakeTimeout: .nanoseconds(Int64(max(0, configuration.headerReadTimeoutSeconds) * 1e9))))
+                            expecting: peers, handshakeTimeout: .nanoseconds(Int64(max(0, configuration.handshakeTimeoutSeconds) * 1e9))))
+                        try operations.addHandler(HandshakeWatch(connections: connections, limits: limits,
+                                                                 timeoutSeconds: configuration.handshakeTimeoutSeconds))
                     }
                     let handler = HTTPServerHandler(shared: shared, connection: number, isReserve: open > configuration.connectionsMax)
                     try operations.addHandler(ByteWatch(handler: handler))
@@ -151,6 +174,14 @@ public final class HTTPServer: Sendable {
 public enum ServerLimit: String, CaseIterable, Hashable, Sendable {
     /// `connectionsMax` (and the reserve): a connection closed at accept.
     case connections
+    /// With TLS, `handshakesMax`: the oldest connection still in its handshake was closed.
+    case handshakes
+    /// With TLS, `handshakesPerSourceMax`: one address's oldest connection in its handshake was closed.
+    case handshakesPerSource = "handshakes_per_source"
+    /// With TLS, `handshakeTimeoutSeconds`: the handshake did not complete in time.
+    case handshakeTimeout = "handshake_timeout"
+    /// With TLS, a handshake refused (a certificate, or bytes that are not TLS; not a bound).
+    case tlsRefused = "tls_refused"
     /// `headerBytesMax`: answered 431.
     case headerBytes = "header_bytes"
     /// `headerReadTimeoutSeconds`: closed without an answer.
@@ -163,28 +194,90 @@ public enum ServerLimit: String, CaseIterable, Hashable, Sendable {
     case idleTimeout = "idle_timeout"
 }
 
-/// Accepted and open connections, shared by the accept path of every event loop.
+/// Accepted and open connections, shared by the accept path of every event loop. Connections
+/// still in their TLS handshake are kept in a budget of their own and do not count against the
+/// ceiling, so silent peers cannot take the places of served ones.
 final class OpenConnections: Sendable {
     private struct State {
         var accepted = 0
         var open: [ObjectIdentifier: any Channel] = [:]
+        var handshakes: HandshakeBudget<ObjectIdentifier>
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
-    /// Counts an accepted connection and keeps it, unless `ceiling` are open already: its serial
-    /// number and how many are open with it, or nil when refused.
-    func open(_ channel: any Channel, ceiling: Int) -> (number: Int, open: Int)? {
-        state.withLockedValue {
-            $0.accepted += 1
-            guard $0.open.count < ceiling else { return nil }
-            $0.open[ObjectIdentifier(channel)] = channel
-            return ($0.accepted, $0.open.count)
+    init(handshakes: HandshakeBudget<ObjectIdentifier> = HandshakeBudget(handshakesMax: 64, handshakesPerSourceMax: 8)) {
+        state = NIOLockedValueBox(State(handshakes: handshakes))
+    }
+
+    /// Counts an accepted connection and keeps it, unless `ceiling` are open already besides
+    /// those in their handshake: its serial number, how many are open with it (handshakes not
+    /// counted), and the connections it displaces from the handshake budget when it begins one
+    /// (`handshakeFrom` its source address); nil when refused.
+    func open(_ channel: any Channel, ceiling: Int, handshakeFrom source: String? = nil)
+        -> (number: Int, open: Int, displaced: [(HandshakeBudget<ObjectIdentifier>.Close, (any Channel)?)])?
+    {
+        state.withLockedValue { state in
+            state.accepted += 1
+            guard state.open.count - state.handshakes.count < ceiling else { return nil }
+            let key = ObjectIdentifier(channel)
+            let closes = source.map { state.handshakes.begin(key, source: $0) } ?? []
+            state.open[key] = channel
+            return (state.accepted, state.open.count - state.handshakes.count, closes.map { ($0, state.open[$0.key]) })
         }
     }
 
-    func closed(_ channel: any Channel) { state.withLockedValue { $0.open[ObjectIdentifier(channel)] = nil } }
+    /// The connection's handshake ended (completed or failed): it counts as open from now on.
+    func handshakeEnded(_ channel: any Channel) {
+        state.withLockedValue { _ = $0.handshakes.end(ObjectIdentifier(channel)) }
+    }
+
+    func closed(_ channel: any Channel) {
+        state.withLockedValue { state in
+            let key = ObjectIdentifier(channel)
+            state.open[key] = nil
+            state.handshakes.end(key)
+        }
+    }
     var accepted: Int { state.withLockedValue { $0.accepted } }
     var openCount: Int { state.withLockedValue { $0.open.count } }
     var all: [any Channel] { state.withLockedValue { Array($0.open.values) } }
+}
+
+/// After the TLS handler: moves the connection out of the handshake budget when its handshake
+/// ends, and counts and logs (rate-limited, with the peer's address) a handshake that timed out
+/// or was refused.
+final class HandshakeWatch: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let connections: OpenConnections
+    private let limits: LimitLog<ServerLimit>
+    private let timeoutSeconds: Double
+
+    init(connections: OpenConnections, limits: LimitLog<ServerLimit>, timeoutSeconds: Double) {
+        self.connections = connections
+        self.limits = limits
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is TLSHandshakeCompleted { connections.handshakeEnded(context.channel) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? TLSError {
+            connections.handshakeEnded(context.channel)
+            let from = "from \(context.channel.remoteAddress?.description ?? "an unknown address")"
+            switch error {
+            case .handshakeTimeout:
+                limits.record(.handshakeTimeout, "closed a connection \(from): no TLS handshake within \(timeoutSeconds) s (handshakeTimeoutSeconds)")
+            case .closedDuringHandshake, .uncleanShutdown, .closed:
+                break
+            default:
+                limits.record(.tlsRefused, "refused a TLS connection \(from): \(error)")
+            }
+        }
+        context.fireErrorCaught(error)
+    }
 }

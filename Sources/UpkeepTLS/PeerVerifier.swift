@@ -66,7 +66,7 @@ final class PeerVerifier {
             return .failure(.noIdentity(String(describing: error)))
         }
         guard roles.contains(actual.role) else {
-            return .failure(.wrongRole(expected: roles.sorted { $0.rawValue < $1.rawValue }, actual: actual.role))
+            return .failure(.wrongRole(expected: roles.sorted { $0.rawValue < $1.rawValue }, actual: actual))
         }
         if let required, required != actual {
             return .failure(.wrongIdentity(expected: required, actual: actual))

@@ -13,8 +13,8 @@ public enum CertificateRefusal: Error, Equatable, Sendable, CustomStringConverti
     case notYetValid
     /// The chain does not lead to a trusted CA (the cluster CA in internal mode).
     case unknownCA
-    /// The certificate carries an Upkeep identity of a role this side does not accept.
-    case wrongRole(expected: [PeerRole], actual: PeerRole)
+    /// The certificate carries an Upkeep identity (`actual`) of a role this side does not accept.
+    case wrongRole(expected: [PeerRole], actual: PeerIdentity)
     /// The certificate names another node (or controller) than the one dialled.
     case wrongIdentity(expected: PeerIdentity, actual: PeerIdentity)
     /// The certificate carries no usable Upkeep identity URI.
@@ -38,7 +38,7 @@ public enum CertificateRefusal: Error, Equatable, Sendable, CustomStringConverti
             return "the peer's certificate is not signed by a trusted CA; issue it from this cluster's CA"
         case let .wrongRole(expected, actual):
             let roles = expected.map(\.rawValue).sorted().joined(separator: " or ")
-            return "the peer's certificate is for role \(actual.rawValue), but only \(roles) is accepted here"
+            return "the peer's certificate is for role \(actual.role.rawValue) (\(actual.uri)), but only \(roles) is accepted here"
         case let .wrongIdentity(expected, actual):
             return "the peer's certificate names \(actual.uri), but \(expected.uri) was dialled; check the node's address"
         case let .noIdentity(detail):

@@ -77,6 +77,50 @@ import Glibc
         }
     }
 
+    /// About 1,100 plain TCP connections that never send a byte (what held every `upkeep agents`
+    /// off an agent, issue 19): they only push each other out of the handshake budget, and a
+    /// controller still connects, says Hello and gets a Ping answered within a second. The flood
+    /// is counted in the metrics text file and logged a few times, not once per connection.
+    @Test func silentConnectionsDoNotKeepTheControllerOut() async throws {
+        let node = try FakeK3sNode(liveVersion: v1)
+        try await node.startK3s()
+        let stderr = node.directory.file("agent.stderr")
+        try await withDaemon(on: node, stderr: stderr) { pki, port in
+            let flood = SilentConnections()
+            defer { flood.closeAll() }
+            let opened = flood.open(1_100, port: port)
+            #expect(opened == 1_100, "opened \(opened) connections")
+            // Let the agent accept them all (a silent peer's connection is accepted by the kernel
+            // at once; the agent's accept loop then takes each).
+            try await Task.sleep(for: .seconds(2))
+
+            let started = ContinuousClock.now
+            let client = try await ProtocolClient.connect(host: "127.0.0.1", port: port, security: try pki.controllerSecurity())
+            _ = try await client.ping(deadline: .now + .seconds(1))
+            let took = ContinuousClock.now - started
+            #expect(took < .seconds(1), "the controller took \(took) to connect and ping")
+            await client.close()
+
+            let textfile = "\(node.dataDir)/metrics/upkeep-agent.prom"
+            var text = ""
+            for _ in 0..<30 {
+                text = (try? String(contentsOfFile: textfile, encoding: .utf8)) ?? ""
+                if let count = Self.count(text, #"upkeep_agent_limit_reached_total{limit="handshakes_per_source"}"#), count > 1_000 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            let evicted = Self.count(text, #"upkeep_agent_limit_reached_total{limit="handshakes_per_source"}"#) ?? 0
+            #expect(evicted >= 1_100 - 8, "\(text)")
+        }
+        let lines = (try String(contentsOfFile: stderr, encoding: .utf8)).split(separator: "\n")
+        let flood = lines.filter { $0.contains("TLS handshake") }
+        #expect(!flood.isEmpty && flood.count <= 3, "\(flood.count) lines about the flood: \(flood.prefix(5))")
+        #expect(flood.first?.contains("from 127.0.0.1") == true, "\(flood.first ?? "")")
+    }
+
+    static func count(_ exposition: String, _ series: String) -> Int? {
+        exposition.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Int($0.dropFirst(series.count + 1)) }
+    }
+
     // MARK: Helpers
 
     /// A kine-shaped SQLite datastore of `rows` rows, and the token beside it.
@@ -101,7 +145,7 @@ import Glibc
     }
 
     /// Runs `upkeep-agent run` on `node` with mutual TLS on a free port until `body` returns.
-    func withDaemon(on node: FakeK3sNode, _ body: (AgentPKI, Int) async throws -> Void) async throws {
+    func withDaemon(on node: FakeK3sNode, stderr: String? = nil, _ body: (AgentPKI, Int) async throws -> Void) async throws {
         let pki = try AgentPKI(in: node.directory.file("pki"))
         let port = try FakeK3sNode.freePort()
         let yaml = node.configYAML() + """
@@ -117,7 +161,12 @@ import Glibc
         process.arguments = ["run", "--config", config]
         process.environment = ["NOTIFY_SOCKET": notify, "WATCHDOG_USEC": "400000", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if let stderr {
+            _ = FileManager.default.createFile(atPath: stderr, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         // SIGKILL: a child started from a test thread inherits a mask that blocks SIGTERM.
         defer {
@@ -155,5 +204,38 @@ final class NotifyListener {
         var buffer = [UInt8](repeating: 0, count: 4096)
         let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
         return count >= 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : nil
+    }
+}
+
+/// Plain TCP connections to 127.0.0.1 that send nothing, made without waiting (non-blocking
+/// connects), held until `closeAll`.
+final class SilentConnections {
+    private var descriptors: [Int32] = []
+
+    /// Opens `count` connections to `port`; returns how many were started.
+    func open(_ count: Int, port: Int) -> Int {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        for _ in 0..<count {
+            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard descriptor >= 0 else { break }
+            _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+            let result = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard result == 0 || errno == EINPROGRESS else {
+                close(descriptor)
+                break
+            }
+            descriptors.append(descriptor)
+        }
+        return descriptors.count
+    }
+
+    func closeAll() {
+        for descriptor in descriptors { close(descriptor) }
+        descriptors = []
     }
 }

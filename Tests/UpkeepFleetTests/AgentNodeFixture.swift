@@ -28,6 +28,14 @@ struct FleetPKI {
         try directory.issue(try PeerIdentity(role: .agent, name: node), validity: PKIDirectory.validity(days: 1))
     }
 
+    /// A new identity for `node`'s agent, as the TLS context its protocol server serves with.
+    func agentContext(_ node: String) throws -> TLSContext {
+        let identity = try agent(node)
+        return try TLSContext.internal(ca: try Certificate.loadChain(pemFile: directory.caCertificatePath),
+                                       chain: try Certificate.loadChain(pemFile: identity.certificatePath),
+                                       key: try PrivateKey(pemFile: identity.keyPath))
+    }
+
     func controllerSecurity() throws -> FleetSecurity {
         try FleetSecurity.load(caFile: directory.caCertificatePath, certificateFile: "\(directory.path)/controllers/controller.crt",
                                keyFile: "\(directory.path)/controllers/controller.key")

@@ -68,10 +68,7 @@ import UpkeepTLS
     @Test func theSealedBackupStreamsOpenedAndRestoreAndRejoinNameWhatWasSent() async throws {
         let directory = try TemporaryDirectory()
         let pki = try FleetPKI(in: directory.file("pki"))
-        let identity = try pki.agent("server-1")
-        let context = try TLSContext.internal(ca: try Certificate.loadChain(pemFile: pki.directory.caCertificatePath),
-                                              chain: try Certificate.loadChain(pemFile: identity.certificatePath),
-                                              key: try PrivateKey(pemFile: identity.keyPath))
+        let context = try pki.agentContext("server-1")
         let agent = RecordingAgent()
         let server = try await ProtocolServer.bind(host: "127.0.0.1", port: 0, security: .tls(context, expecting: .roles([.controller])),
                                                    handler: agent)

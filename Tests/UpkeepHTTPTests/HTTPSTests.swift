@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepHTTP
+import UpkeepHTTPServer
 import UpkeepPKI
 import UpkeepTLS
 
@@ -48,6 +49,32 @@ struct HTTPSTests {
         let tls = try TLSContext.publicClient(trust: .certificates([ca.certificate]))
         let client = HTTPClient(tls: tls, tlsServerName: "mirror.example")
         #expect(try await client.get(HTTPURL("https://127.0.0.1:\(server.port)/")).text == "secure")
+        await client.shutdown()
+        await server.close()
+    }
+
+    /// The enrollment listener's case (issue 19): silent TCP connections stay in the TLS
+    /// handshake budget, never in the places of served connections, and only push each other out.
+    @Test("silent connections in the TLS handshake do not keep a client out")
+    func silentHandshakesDoNotKeepAClientOut() async throws {
+        let ca = try CertificateAuthority.create(commonName: "join CA", keyType: .ecdsaP256, validity: .days(1).startingEarlier(bySeconds: 60))
+        let issued = try ca.issueServer(commonName: "join", ipAddresses: ["127.0.0.1"], keyType: .ecdsaP256,
+                                        validity: .days(1).startingEarlier(bySeconds: 60))
+        let server = try await HTTPServer.start(host: "127.0.0.1", port: 0, configuration: HTTPServer.Configuration(connectionsMax: 4),
+                                                tls: try TLSContext.publicServer(chain: [issued.certificate], key: issued.key),
+                                                responder: .nonBlocking { _ in .text("joined\n") })
+        var silent: [RawPeer] = []
+        for _ in 0..<100 { silent.append(try await RawPeer(port: server.port)) }
+        try await Task.sleep(for: .milliseconds(500))
+        let client = try HTTPClient(configuration: .init(retry: RetryPolicy(attemptsMax: 1)), trust: .certificates([ca.certificate]))
+        let started = ContinuousClock.now
+        #expect(try await client.get(HTTPURL("https://127.0.0.1:\(server.port)/join")).text == "joined\n")
+        #expect(ContinuousClock.now - started < .seconds(1))
+        #expect(server.limits.count(.handshakesPerSource) >= 100 - 8, "\(server.limits.counts)")
+        #expect(server.limits.count(.connections) == 0)
+        let pushedOut = silent.filter(\.isClosed).count
+        #expect(pushedOut >= 100 - 8, "\(pushedOut) silent connections closed")
+        for peer in silent { await peer.close() }
         await client.shutdown()
         await server.close()
     }

@@ -67,7 +67,7 @@ import UpkeepPKI
         let server = try await agentServer()
         _ = try await sClient(port: server.port, identity: pki.identity(.agent, "node-2"), input: "hello\n")
         #expect(try await (await server.nextConnection()).firstError()
-            == .certificateRefused(.wrongRole(expected: [.controller], actual: .agent)))
+            == .certificateRefused(.wrongRole(expected: [.controller], actual: try PeerIdentity(role: .agent, name: "node-2"))))
         try await server.stop()
     }
 

@@ -1,6 +1,8 @@
 import Logging
+import Synchronization
 import UpkeepCore
 import UpkeepHTTP
+import UpkeepProtocol
 
 /// The agent's own bounds (its HTTP client counts its own, `UpkeepHTTP.ClientLimit`), as
 /// `AgentLimits` counts them.
@@ -18,21 +20,39 @@ public enum AgentLimit: String, CaseIterable, Hashable, Sendable {
 /// node_exporter's textfile collector reads (`metrics.textfile` in agent.yaml):
 ///
 ///     upkeep_agent_limit_reached_total{limit="cluster_reset_timeout"} 1
+///     upkeep_agent_limit_reached_total{limit="handshakes_per_source"} 1093
+///     upkeep_agent_refused_total{reason="tls_refused"} 3
+///
+/// The protocol server's bounds (`ProtocolServerLimit`: its TLS handshake budget, connection
+/// limit, …) are counted in `server`, beside the agent's own; its refusals of peers (a refused
+/// certificate, a protocol violation) are the second metric.
 ///
 /// The file is written at start (every bound at 0) and after each count, beside its name and
-/// renamed over it, mode 0644. The counts start at 0 with each agent process, as a counter does.
-/// A file that cannot be written is logged (once per bound reached) and never stops the agent.
+/// renamed over it, mode 0644; the server's counts, which a flood of connections raises many
+/// times a second, at most once per `writeIntervalSeconds`. The counts start at 0 with each
+/// agent process, as a counter does. A file that cannot be written is logged (once per bound
+/// reached) and never stops the agent.
 public final class AgentLimits: Sendable {
     public static let metricName = "upkeep_agent_limit_reached_total"
+    public static let refusalMetricName = "upkeep_agent_refused_total"
 
     public let textfile: String
+    /// The protocol server's bounds and refusals (`ProtocolServer.bind(limits:)`).
+    public let server: LimitLog<ProtocolServerLimit>
+    public let writeIntervalSeconds: Double
     private let log: LimitLog<AgentLimit>
     private let logger: Logger
+    private let relay: WriteRelay
 
-    public init(textfile: String, logger: Logger, intervalSeconds: Double = 60) {
+    public init(textfile: String, logger: Logger, intervalSeconds: Double = 60, writeIntervalSeconds: Double = 1) {
         self.textfile = textfile
         self.logger = logger
+        self.writeIntervalSeconds = writeIntervalSeconds
         log = LimitLog(logger: logger, intervalSeconds: intervalSeconds)
+        let relay = WriteRelay()
+        self.relay = relay
+        server = LimitLog(logger: logger, intervalSeconds: intervalSeconds, counted: { _ in relay.countedSince() })
+        relay.owner.withLock { $0 = Owner(limits: self) }
     }
 
     /// Counts `limit`, logs `detail` (rate-limited) and writes the counts.
@@ -58,6 +78,48 @@ public final class AgentLimits: Sendable {
         var text = "# HELP \(Self.metricName) Times the agent reached one of its bounds (docs/agent.md, \"Bounds\").\n"
             + "# TYPE \(Self.metricName) counter\n"
         for (limit, count) in log.counts { text += "\(Self.metricName){limit=\"\(limit.rawValue)\"} \(count)\n" }
+        let server = server.counts
+        for (limit, count) in server where !limit.isRefusal { text += "\(Self.metricName){limit=\"\(limit.rawValue)\"} \(count)\n" }
+        text += "# HELP \(Self.refusalMetricName) Connections the agent refused: a TLS handshake it refused, or a protocol violation (docs/agent.md, \"Bounds\").\n"
+            + "# TYPE \(Self.refusalMetricName) counter\n"
+        for (limit, count) in server where limit.isRefusal { text += "\(Self.refusalMetricName){reason=\"\(limit.rawValue)\"} \(count)\n" }
         return text
+    }
+
+    /// The owner the server's counts write through; weak, as the owner holds the relay.
+    private struct Owner: Sendable {
+        weak var limits: AgentLimits?
+    }
+
+    /// Writes the server's counts at most once per `writeIntervalSeconds`: the first count
+    /// after a quiet interval at once, later ones by one write at the end of the interval.
+    private final class WriteRelay: Sendable {
+        let owner = Mutex<Owner?>(nil)
+        private let pending = Mutex<(scheduled: Bool, lastWrite: ContinuousClock.Instant?)>((false, nil))
+
+        func countedSince() {
+            guard let limits = owner.withLock({ $0?.limits }) else { return }
+            let interval = Duration.milliseconds(Int64(max(0, limits.writeIntervalSeconds) * 1000))
+            let now = ContinuousClock.now
+            let delay: Duration? = pending.withLock { state in
+                if state.scheduled { return nil }
+                if let last = state.lastWrite, now - last < interval {
+                    state.scheduled = true
+                    return interval - (now - last)
+                }
+                state.lastWrite = now
+                return .zero
+            }
+            guard let delay else { return }
+            if delay == .zero {
+                limits.write()
+                return
+            }
+            Task { [weak limits] in
+                try? await Task.sleep(for: delay)
+                self.pending.withLock { $0 = (false, ContinuousClock.now) }
+                limits?.write()
+            }
+        }
     }
 }

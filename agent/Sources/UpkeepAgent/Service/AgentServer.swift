@@ -12,7 +12,8 @@ import Foundation
 #endif
 
 /// The agent's protocol endpoint: mutual TLS 1.3 with the cluster CA, serving only controller
-/// certificates, in front of an `AgentRequestHandler`.
+/// certificates, in front of an `AgentRequestHandler`. Its bounds reached and refusals are
+/// counted in the agent's metrics text file (`AgentLimits.server`).
 public enum AgentServer {
     /// Loads the CA, the agent's chain and key (which must be mode 0600 and name this node;
     /// `AgentIdentity`), and binds the listener from the configuration.
@@ -25,7 +26,8 @@ public enum AgentServer {
         // the next connection without a restart.
         return try await ProtocolServer.bind(host: config.listenAddress, port: config.listenPort,
                                              security: { .tls(identity.context(), expecting: .roles([.controller])) }, handler: handler,
-                                             configuration: configuration, logger: logger, eventLoopGroup: group)
+                                             configuration: configuration, logger: logger, limits: service.environment.limits.server,
+                                             eventLoopGroup: group)
     }
 
     /// The TLS context from the agent's own identity files, refused (`OwnIdentityError`) when

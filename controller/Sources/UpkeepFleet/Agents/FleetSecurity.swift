@@ -58,6 +58,12 @@ extension AgentTransportError {
     static func reason(_ error: any Error, endpoint: AgentEndpoint?) -> String {
         let text = "\(error)"
         let place = endpoint.map { " at \($0)" } ?? ""
+        if case ProtocolError.remote(let response) = error, response.code == .busy {
+            // Busy on request id 0 is the connection limit (PROTOCOL.md 5.2); on a request, the
+            // connection's concurrent requests, which this controller's client keeps within.
+            let hint = endpoint.map { "; see what holds its connections on the node (ss -tn state established '( sport = :\($0.port) )')" } ?? ""
+            return "the agent\(place) is at its connection limit (it answered: \(response.message))\(hint), then retry"
+        }
         if text.contains("Connection refused") {
             return "connection refused\(place): nothing listens there (is upkeep-agent running, and is agentPort or the upkeep.io/agent-address annotation right?)"
         }

@@ -26,14 +26,21 @@ public struct ConnectionSecurity: Sendable {
 
     enum Side { case client, server }
 
+    /// True when a connection is secured only once its TLS handshake completes.
+    var needsHandshake: Bool {
+        if case .tls = mode { true } else { false }
+    }
+
     /// Puts the security step first in a new channel's pipeline. Returns true when the
     /// connection is secured only once `TLSHandshakeCompleted` arrives, false when it is ready
-    /// (as it is) at channelActive.
-    func install(in pipeline: ChannelPipeline.SynchronousOperations, side: Side) throws -> Bool {
+    /// (as it is) at channelActive. `handshakeTimeoutMax` shortens the handshake's timeout (a
+    /// server's own bound).
+    func install(in pipeline: ChannelPipeline.SynchronousOperations, side: Side, handshakeTimeoutMax: TimeAmount? = nil) throws -> Bool {
         switch mode {
         case .plaintext:
             return false
-        case .tls(let context, let expectation, let serverName, let handshakeTimeout):
+        case .tls(let context, let expectation, let serverName, let timeout):
+            let handshakeTimeout = min(timeout, handshakeTimeoutMax ?? timeout)
             let handler = switch side {
             case .server: context.makeServerHandler(expecting: expectation, handshakeTimeout: handshakeTimeout)
             case .client: context.makeClientHandler(expecting: expectation, serverName: serverName, handshakeTimeout: handshakeTimeout)

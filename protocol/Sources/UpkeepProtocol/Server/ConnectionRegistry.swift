@@ -1,15 +1,31 @@
 import NIOCore
 import Synchronization
+import UpkeepCore
+import UpkeepHTTP
 
-/// The open connections of one server: admission against the limit, and the handles graceful
-/// shutdown needs.
+/// The open connections of one server: the TLS handshake budget, admission of authenticated
+/// connections against the limit, and the handles graceful shutdown needs.
+///
+/// A connection is first in its handshake (`HandshakeBudget`: a small budget of its own, where
+/// a new connection closes the oldest), then, once the peer is authenticated, admitted against
+/// `connectionsMax` or refused `busy`. So silent or slow unauthenticated connections can never
+/// take the places of controllers.
 final class ConnectionRegistry: Sendable {
     struct Connection: Sendable {
         let channel: any Channel
         let handler: NIOLoopBound<ServerConnectionHandler>
     }
 
+    private enum Phase {
+        case handshaking
+        case admitted
+        case refusing
+    }
+
     private struct State {
+        var handshakes: HandshakeBudget<ObjectIdentifier>
+        var phases: [ObjectIdentifier: Phase] = [:]
+        var channels: [ObjectIdentifier: any Channel] = [:]
         var admitted = 0
         /// Connections being answered `busy`/`shuttingDown` (bounded too: beyond
         /// `refusalsMax` they are closed without an answer).
@@ -19,6 +35,8 @@ final class ConnectionRegistry: Sendable {
     }
 
     enum Admission: Equatable {
+        /// In its TLS handshake: `secured` decides once it completes.
+        case handshaking
         case admitted
         /// Answer with this error, then close.
         case refused(ErrorResponse)
@@ -29,56 +47,122 @@ final class ConnectionRegistry: Sendable {
     /// Refusals in progress at most (each may wait for a TLS handshake).
     static let refusalsMax = 64
 
-    let connectionsMax: Int
-    private let state = Mutex(State())
+    let configuration: ServerConfiguration
+    let limits: LimitLog<ProtocolServerLimit>
+    private let state: Mutex<State>
 
-    init(connectionsMax: Int) {
-        self.connectionsMax = connectionsMax
+    init(configuration: ServerConfiguration, limits: LimitLog<ProtocolServerLimit>) {
+        self.configuration = configuration
+        self.limits = limits
+        state = Mutex(State(handshakes: HandshakeBudget(handshakesMax: configuration.handshakesMax,
+                                                        handshakesPerSourceMax: configuration.handshakesPerSourceMax)))
     }
 
+    /// Authenticated connections open now.
     var count: Int { state.withLock { $0.admitted } }
+    /// Connections in their TLS handshake now.
+    var handshakeCount: Int { state.withLock { $0.handshakes.count } }
 
-    /// Counts `channel` in (it is counted out when it closes), or says how to refuse it.
-    func admit(_ channel: any Channel) -> Admission {
-        let admission = state.withLock { state -> Admission in
-            let refusal: ErrorResponse
-            if state.shuttingDown {
-                refusal = ErrorResponse(.shuttingDown, "the agent is shutting down; connect again later")
-            } else if state.admitted >= connectionsMax {
-                refusal = ErrorResponse(.busy, "the agent has \(state.admitted) connections, its maximum; retry later")
-            } else {
-                state.admitted += 1
-                return .admitted
-            }
-            guard state.refusing < Self.refusalsMax else { return .dropped }
-            state.refusing += 1
-            return .refused(refusal)
-        }
+    /// Counts a new `channel` in (it is counted out when it closes). One that `needsHandshake`
+    /// enters the handshake budget, closing the connection it displaces; a plaintext one is
+    /// admitted or refused at once.
+    func accept(_ channel: any Channel, needsHandshake: Bool) -> Admission {
         let key = ObjectIdentifier(channel)
-        switch admission {
-        case .admitted:
-            channel.closeFuture.whenComplete { _ in
-                self.state.withLock { state in
-                    state.admitted -= 1
-                    state.connections[key] = nil
-                }
+        let source = Self.source(of: channel)
+        let (admission, displaced) = state.withLock { state -> (Admission, [(HandshakeBudget<ObjectIdentifier>.Close, (any Channel)?)]) in
+            if !state.shuttingDown && needsHandshake {
+                let closes = state.handshakes.begin(key, source: source)
+                state.phases[key] = .handshaking
+                state.channels[key] = channel
+                return (.handshaking, closes.map { ($0, state.channels[$0.key]) })
             }
-        case .refused:
-            channel.closeFuture.whenComplete { _ in self.state.withLock { $0.refusing -= 1 } }
-        case .dropped:
-            break
+            return (Self.admit(key, &state, connectionsMax: configuration.connectionsMax), [])
         }
+        for (close, displacedChannel) in displaced {
+            limits.record(close.reason == .perSource ? .handshakesPerSource : .handshakes,
+                          close.detail(handshakesMax: configuration.handshakesMax, handshakesPerSourceMax: configuration.handshakesPerSourceMax))
+            displacedChannel?.close(promise: nil)
+        }
+        if case .refused(let refusal) = admission, refusal.code == .busy { recordBusy(source) }
+        if admission == .dropped { limits.record(.refusals, "closed a connection from \(source) without an answer: \(Self.refusalsMax) refusals in progress") }
+        watch(channel, admission)
         return admission
+    }
+
+    /// `channel`'s TLS handshake completed: admitted against `connectionsMax`, or refused.
+    func secured(_ channel: any Channel) -> Admission {
+        let key = ObjectIdentifier(channel)
+        let admission = state.withLock { state in
+            state.handshakes.end(key)
+            return Self.admit(key, &state, connectionsMax: configuration.connectionsMax)
+        }
+        let source = Self.source(of: channel)
+        if case .refused(let refusal) = admission, refusal.code == .busy { recordBusy(source) }
+        if admission == .dropped { limits.record(.refusals, "closed a connection from \(source) without an answer: \(Self.refusalsMax) refusals in progress") }
+        return admission
+    }
+
+    /// `channel`'s TLS handshake failed: it leaves the budget now (its close follows).
+    func handshakeFailed(_ channel: any Channel) {
+        _ = state.withLock { $0.handshakes.end(ObjectIdentifier(channel)) }
+    }
+
+    private func recordBusy(_ source: String) {
+        limits.record(.connections, "answered busy to an authenticated connection from \(source): "
+                      + "\(configuration.connectionsMax) connections open (connectionsMax)")
+    }
+
+    private static func admit(_ key: ObjectIdentifier, _ state: inout State, connectionsMax: Int) -> Admission {
+        let refusal: ErrorResponse
+        if state.shuttingDown {
+            refusal = ErrorResponse(.shuttingDown, "the agent is shutting down; connect again later")
+        } else if state.admitted >= connectionsMax {
+            refusal = ErrorResponse(.busy, "the agent is at its connection limit (\(state.admitted) authenticated connections, connectionsMax); retry later")
+        } else {
+            state.admitted += 1
+            state.phases[key] = .admitted
+            return .admitted
+        }
+        guard state.refusing < Self.refusalsMax else {
+            state.phases[key] = nil
+            return .dropped
+        }
+        state.refusing += 1
+        state.phases[key] = .refusing
+        return .refused(refusal)
+    }
+
+    /// Counts `channel` out when it closes, whatever phase it is in then.
+    private func watch(_ channel: any Channel, _ admission: Admission) {
+        guard admission != .dropped else { return }
+        let key = ObjectIdentifier(channel)
+        channel.closeFuture.whenComplete { _ in
+            self.state.withLock { state in
+                switch state.phases.removeValue(forKey: key) {
+                case .handshaking: state.handshakes.end(key)
+                case .admitted: state.admitted -= 1
+                case .refusing: state.refusing -= 1
+                case nil: break
+                }
+                state.channels[key] = nil
+                state.connections[key] = nil
+            }
+        }
+    }
+
+    /// The peer's address without its port: what the per-source bound counts.
+    static func source(of channel: any Channel) -> String {
+        channel.remoteAddress?.ipAddress ?? "an unknown address"
     }
 
     enum Registration: Equatable {
         case registered
-        /// Shutdown began after the channel was admitted: it was not among the connections
+        /// Shutdown began after the channel was accepted: it was not among the connections
         /// shutdown tells to go away.
         case shuttingDown
     }
 
-    /// Records the handler of an admitted channel. Called from the channel's initializer, so on
+    /// Records the handler of an accepted channel. Called from the channel's initializer, so on
     /// its event loop before its close callback can run.
     func register(_ channel: any Channel, handler: NIOLoopBound<ServerConnectionHandler>) -> Registration {
         let connection = Connection(channel: channel, handler: handler)

@@ -1,10 +1,14 @@
 import Logging
 import NIOCore
 import NIOPosix
+import UpkeepHTTP
 
 /// Serves the agent protocol on a TCP port: accepts connections up to a limit, runs each
 /// request through a `RequestHandler`, closes idle connections, and shuts down gracefully.
-/// It never trusts the peer's sizes or counts: every buffer, queue and wait is bounded.
+/// It never trusts the peer's sizes or counts: every buffer, queue and wait is bounded, and
+/// connections still in their TLS handshake have a small budget of their own
+/// (`ServerConfiguration.handshakesMax`), so they never take the places of authenticated ones.
+/// Each bound reached and each refusal is counted in `limits` and logged, rate-limited.
 public final class ProtocolServer: Sendable {
     private let listener: any Channel
     private let shared: ServerShared
@@ -12,8 +16,12 @@ public final class ProtocolServer: Sendable {
     public let localAddress: SocketAddress
 
     public var port: Int { localAddress.port ?? 0 }
-    /// Connections open now.
+    /// Authenticated connections open now.
     public var connectionCount: Int { shared.registry.count }
+    /// Connections in their TLS handshake now.
+    public var handshakeCount: Int { shared.registry.handshakeCount }
+    /// How often each bound was reached and each refusal made; the owner may export it.
+    public var limits: LimitLog<ProtocolServerLimit> { shared.registry.limits }
 
     private init(listener: any Channel, shared: ServerShared) {
         self.listener = listener
@@ -25,19 +33,21 @@ public final class ProtocolServer: Sendable {
     /// Listens on `host`:`port` and serves every connection with `handler`.
     public static func bind(host: String, port: Int, security: ConnectionSecurity, handler: some RequestHandler,
                             configuration: ServerConfiguration = ServerConfiguration(),
-                            logger: Logger = Logger(label: "upkeep.protocol.server"),
+                            logger: Logger = Logger(label: "upkeep.protocol.server"), limits: LimitLog<ProtocolServerLimit>? = nil,
                             eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ProtocolServer {
         try await bind(host: host, port: port, security: { security }, handler: handler, configuration: configuration,
-                       logger: logger, eventLoopGroup: eventLoopGroup)
+                       logger: logger, limits: limits, eventLoopGroup: eventLoopGroup)
     }
 
     /// Listens on `host`:`port`, securing each new connection with what `security` returns at
     /// its accept (a renewed certificate serves the next connection; open ones keep theirs).
+    /// `limits` counts the bounds reached (by default a `LimitLog` of its own on `logger`).
     public static func bind(host: String, port: Int, security: @escaping @Sendable () -> ConnectionSecurity, handler: some RequestHandler,
                             configuration: ServerConfiguration = ServerConfiguration(),
-                            logger: Logger = Logger(label: "upkeep.protocol.server"),
+                            logger: Logger = Logger(label: "upkeep.protocol.server"), limits: LimitLog<ProtocolServerLimit>? = nil,
                             eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ProtocolServer {
-        let shared = ServerShared(handler: handler, configuration: configuration, logger: logger)
+        let shared = ServerShared(handler: handler, configuration: configuration, logger: logger,
+                                  limits: limits ?? LimitLog(logger: logger))
         let listener = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -52,10 +62,10 @@ public final class ProtocolServer: Sendable {
     }
 
     private static func initialize(_ channel: any Channel, security: ConnectionSecurity, shared: ServerShared) throws {
-        let admission = shared.registry.admit(channel)
+        let admission = shared.registry.accept(channel, needsHandshake: security.needsHandshake)
         if admission == .dropped { throw ChannelError.ioOnClosedChannel }  // the bootstrap closes it
         let pipeline = channel.pipeline.syncOperations
-        let waitsForTLS = try security.install(in: pipeline, side: .server)
+        let waitsForTLS = try security.install(in: pipeline, side: .server, handshakeTimeoutMax: TimeAmount(shared.configuration.handshakeTimeout))
         try pipeline.addHandler(FrameReader())
         try pipeline.addHandler(FrameEncoder())
         if case .refused(let refusal) = admission {

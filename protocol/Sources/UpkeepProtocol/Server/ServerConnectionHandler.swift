@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import UpkeepHTTP
 import UpkeepPKI
 import UpkeepTLS
 
@@ -10,12 +11,14 @@ final class ServerShared: Sendable {
     let registry: ConnectionRegistry
     let logger: Logger
 
-    init(handler: any RequestHandler, configuration: ServerConfiguration, logger: Logger) {
+    init(handler: any RequestHandler, configuration: ServerConfiguration, logger: Logger, limits: LimitLog<ProtocolServerLimit>) {
         self.handler = handler
         self.configuration = configuration
-        self.registry = ConnectionRegistry(connectionsMax: configuration.connectionsMax)
+        self.registry = ConnectionRegistry(configuration: configuration, limits: limits)
         self.logger = logger
     }
+
+    var limits: LimitLog<ProtocolServerLimit> { registry.limits }
 }
 
 /// The server side of one connection: carries out what its `ServerSession` decides (PROTOCOL.md
@@ -73,7 +76,11 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         switch event {
         case let handshake as TLSHandshakeCompleted:
             peer = handshake.peer
-            execute(session.channelSecured())
+            switch shared.registry.secured(context.channel) {
+            case .admitted, .handshaking: execute(session.channelSecured())
+            case .refused(let refusal): execute(session.channelSecured(refusing: refusal))
+            case .dropped: context.close(promise: nil)
+            }
         case IdleStateHandler.IdleStateEvent.read:
             execute(session.idleTimerFired())
         default:
@@ -96,7 +103,17 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         case ByteToMessageDecoderError.dataReceivedInErrorState:
             break  // already refused
         case let error as TLSError:
-            logger.info("TLS failed: \(error)")
+            shared.registry.handshakeFailed(context.channel)
+            let from = "from \(context.channel.remoteAddress?.description ?? "an unknown address")"
+            switch error {
+            case .handshakeTimeout:
+                shared.limits.record(.handshakeTimeout, "closed a connection \(from): no TLS handshake within "
+                                     + "\(shared.configuration.handshakeTimeout) (handshakeTimeout)")
+            case .closedDuringHandshake, .uncleanShutdown, .closed:
+                logger.debug("TLS connection \(from) ended: \(error)")
+            default:
+                shared.limits.record(.tlsRefused, "refused a TLS connection \(from): \(error)")
+            }
             context.close(promise: nil)
         default:
             logger.debug("connection error: \(error)")
@@ -166,7 +183,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                     request.upload?.fail(ProtocolError.connectionClosed("the client's connection closed"))
                 }
             case .reportViolation(let detail):
-                logger.notice("protocol violation by client: \(detail)")
+                let address = context?.channel.remoteAddress?.description ?? "an unknown address"
+                shared.limits.record(.protocolViolation, "protocol violation by the client at \(address)\(peer.map { " (\($0.uri))" } ?? ""): "
+                                     + "\(detail); the connection was closed")
             case .reportDroppedProgress(let events, let id):
                 logger.info("progress events not sent: more than a few per second", metadata: ["requestID": "\(id)", "events": "\(events)"])
             }

@@ -1,7 +1,17 @@
 /// Limits of a `ProtocolServer` (PROTOCOL.md section 14 lists the defaults).
 public struct ServerConfiguration: Equatable, Sendable {
-    /// Open connections at most; more are answered `busy` on request id 0 and closed.
+    /// Authenticated connections (TLS handshake done) at most; more are answered `busy` on
+    /// request id 0 and closed. Connections still in their handshake do not count here.
     public var connectionsMax = 1024
+    /// Connections in their TLS handshake at once; a new one beyond this closes the oldest
+    /// (`HandshakeBudget`), so silent connections cannot keep a controller out.
+    public var handshakesMax = 64
+    /// Connections in their TLS handshake at once from one source address; a new one beyond
+    /// this closes that address's oldest.
+    public var handshakesPerSourceMax = 8
+    /// How long a connection may take to complete its TLS handshake (at most; a shorter timeout
+    /// of the connection's security applies as it is).
+    public var handshakeTimeout: Duration = .seconds(5)
     /// Requests run at once per connection (announced in HelloReply); more are answered `busy`.
     public var concurrentRequestsPerConnectionMax = 32
     /// How long a new connection may take to send Hello (after TLS).

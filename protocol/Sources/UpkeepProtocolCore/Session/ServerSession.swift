@@ -150,6 +150,14 @@ public struct ServerSession {
         }
     }
 
+    /// TLS finished but the server will not serve the peer (its limit of authenticated
+    /// connections is reached, or it began shutting down): Error `refusal` on request id 0,
+    /// then close (PROTOCOL.md 5.2).
+    public mutating func channelSecured(refusing refusal: ErrorResponse) -> [Action] {
+        if case .securing = state { state = .refusing(refusal) }
+        return channelSecured()
+    }
+
     public mutating func helloTimerFired() -> [Action] {
         guard case .awaitingHello = state else { return [] }
         return violation("no Hello within \(configuration.helloTimeout)")
