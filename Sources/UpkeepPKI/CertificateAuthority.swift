@@ -5,7 +5,7 @@ import COpenSSL
 /// Profiles it issues (all X.509 v3, random 128-bit serial, SHA-256 signatures, or pure
 /// Ed25519 for Ed25519 signers, subjectKeyIdentifier and authorityKeyIdentifier):
 /// - CA: basicConstraints `CA:TRUE, pathlen:0` (critical), keyUsage `keyCertSign, cRLSign` (critical).
-/// - Identity (`issue(identity:)`): subject CN = the identity's name, exactly one URI SAN
+/// - Identity (`issue(identity:)`): subject CN = the identity's name (its first 64 characters), exactly one URI SAN
 ///   `upkeep://agent/<node>` or `upkeep://controller/<name>` plus any DNS/IP SANs asked for,
 ///   basicConstraints `CA:FALSE` (critical), keyUsage `digitalSignature` (critical),
 ///   extendedKeyUsage `serverAuth, clientAuth` (either side may dial).
@@ -48,7 +48,7 @@ public struct CertificateAuthority: Sendable {
     /// Issues an identity certificate for a fresh key of `keyType`.
     public func issue(identity: PeerIdentity, keyType: KeyType, validity: ValidityPeriod,
                       dnsNames: [String] = [], ipAddresses: [String] = []) throws -> (certificate: Certificate, key: PrivateKey) {
-        try issueLeaf(subject: [(NID_commonName, "common name", identity.name)],
+        try issueLeaf(subject: [(NID_commonName, "common name", identity.commonName)],
                       extendedKeyUsage: "serverAuth,clientAuth",
                       alternativeNames: [.uri(identity.uri)] + dnsNames.map { .dns($0) } + ipAddresses.map { .ip($0) },
                       keyType: keyType, validity: validity)
@@ -67,7 +67,7 @@ public struct CertificateAuthority: Sendable {
         }
         guard request.keyType != nil else { throw CertificateRequestError.unsupportedKeyType }
         guard let publicKey = X509_REQ_get0_pubkey(request.pointer) else { throw CertificateRequestError.unsupportedKeyType }
-        return try signLeaf(publicKey: publicKey, subject: [(NID_commonName, "common name", identity.name)],
+        return try signLeaf(publicKey: publicKey, subject: [(NID_commonName, "common name", identity.commonName)],
                             extendedKeyUsage: "serverAuth,clientAuth", alternativeNames: [.uri(identity.uri)], validity: validity)
     }
 

@@ -33,7 +33,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         guard X509_REQ_set_version(request, 0) == 1, X509_REQ_set_pubkey(request, key.pointer) == 1,
               let name = X509_NAME_new() else { throw OpenSSLError.capture(operation) }
         defer { X509_NAME_free(name) }
-        guard X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, identity.name, -1, -1, 0) == 1,
+        guard X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, identity.commonName, -1, -1, 0) == 1,
               X509_REQ_set_subject_name(request, name) == 1
         else { throw OpenSSLError.capture(operation) }
         // The identity name is a DNS-1123 subdomain, so the configuration text needs no escaping.

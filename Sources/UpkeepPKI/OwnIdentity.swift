@@ -14,8 +14,9 @@ import Darwin
 /// read and checked before the agent serves or the controller dials (docs/pki.md, "Checks at
 /// start").
 ///
-/// `load` refuses, with an `OwnIdentityError` that names the file and the remedy, a key that is
-/// missing or readable by group or others, a certificate that has expired or is not yet valid,
+/// `load` refuses, with an `OwnIdentityError` that names the file and the remedy, a CA file that
+/// group or others may write or that holds a private key, a key that is missing or readable by
+/// group or others, a certificate that has expired or is not yet valid,
 /// one that names another role or holder, one whose key is not the key given, and one the
 /// cluster CA did not sign. It never logs or prints key material.
 public struct OwnIdentity: Sendable {
@@ -41,6 +42,12 @@ public struct OwnIdentity: Sendable {
         let mode = UInt32(status.st_mode) & 0o777
         guard mode & 0o077 == 0 else { throw failure(.keyTooOpen(path: keyFile, mode: mode)) }
 
+        // The CA file says whom this process trusts: one that others may write lets them add a
+        // CA of their own, and one that holds a key puts a secret where a public file belongs.
+        if stat(caFile, &status) == 0, UInt32(status.st_mode) & 0o022 != 0 {
+            throw failure(.caWritable(path: caFile, mode: UInt32(status.st_mode) & 0o777))
+        }
+        if try PEMFile.contents(caFile).contains("PRIVATE KEY-----") { throw failure(.caHoldsKey(path: caFile)) }
         let ca = try Certificate.loadChain(pemFile: caFile)
         let chain = try Certificate.loadChain(pemFile: certificateFile)
         guard let leaf = chain.first else { throw PKIError.noCertificate(source: certificateFile) }
@@ -79,6 +86,10 @@ public struct OwnIdentityError: Error, Equatable, Sendable, CustomStringConverti
         case keyMismatch(certificate: String, key: String)
         /// No certificate of the trusted CA file signed it.
         case notIssuedByCA(certificate: String, ca: String)
+        /// The trusted CA file may be written by group or others.
+        case caWritable(path: String, mode: UInt32)
+        /// The trusted CA file holds a private key as well as certificates.
+        case caHoldsKey(path: String)
     }
 
     public let problem: Problem
@@ -128,6 +139,12 @@ public struct OwnIdentityError: Error, Equatable, Sendable, CustomStringConverti
             return "the private key \(key) does not belong to \(certificate); use the key issued with it, or \(remedy)"
         case let .notIssuedByCA(certificate, ca):
             return "\(certificate) was not issued by the CA in \(ca); use the cluster CA that issued it, or \(remedy)"
+        case let .caWritable(path, mode):
+            return "the CA file \(path) is writable by group or others (mode \(String(mode, radix: 8))), who could make this process "
+                + "trust a CA of their own; run `chmod 644 \(path)` (owned by root)"
+        case let .caHoldsKey(path):
+            return "the CA file \(path) holds a private key; it must hold the cluster CA's certificate only "
+                + "(`openssl x509 -in \(path) -out ca.crt` keeps the certificate); if it is the CA's key, treat it as compromised"
         }
     }
 }

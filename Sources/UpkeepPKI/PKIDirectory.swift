@@ -48,11 +48,23 @@ public struct PKIDirectory: Sendable {
     }
 
     public func certificatePath(for identity: PeerIdentity) -> String {
-        "\(directory(for: identity.role))/\(identity.name).crt"
+        "\(directory(for: identity.role))/\(Self.fileStem(identity.name)).crt"
     }
 
     public func keyPath(for identity: PeerIdentity) -> String {
-        "\(directory(for: identity.role))/\(identity.name).key"
+        "\(directory(for: identity.role))/\(Self.fileStem(identity.name)).key"
+    }
+
+    /// The longest name kept whole in a file name: with `.crt` and a staging file's
+    /// `.NAME.crt.tmp-<16 hex>` it stays within a file name's 255 bytes (NAME_MAX).
+    public static let fileStemBytesMax = 200
+
+    /// A file name for `name`: the name itself, or for a longer one (a node name may have 253
+    /// characters) its first 183 characters, `-` and 16 hex digits of its SHA-256, so two long
+    /// names never share a file.
+    public static func fileStem(_ name: String) -> String {
+        guard name.utf8.count > fileStemBytesMax else { return name }
+        return "\(name.prefix(183))-\(SHA256.hex(Array(name.utf8)).prefix(16))"
     }
 
     /// Creates DIR (if needed) with a new CA key and self-signed certificate.

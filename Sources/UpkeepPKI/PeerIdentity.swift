@@ -48,6 +48,13 @@ public struct PeerIdentity: Hashable, Sendable, Codable, CustomStringConvertible
     /// The identity as its URI subject alternative name.
     public var uri: String { "\(PeerIdentity.uriScheme)://\(role.rawValue)/\(name)" }
 
+    /// The longest subject CN X.509 allows (ub-common-name, RFC 5280 appendix A.1).
+    public static let commonNameMax = 64
+
+    /// The subject CN of its certificate: the name, cut to `commonNameMax` characters when it is
+    /// longer (a node name may have 253); only the URI, which carries the whole name, is read.
+    public var commonName: String { String(name.prefix(Self.commonNameMax)) }
+
     public var description: String { uri }
 
     /// The identity a certificate states. Refuses certificates with no `upkeep:` URI, with more

@@ -88,13 +88,16 @@ struct FileSystemFailure: Error, Equatable {
     var reason: String { String(cString: strerror(code)) }
 }
 
-/// Creates `path` (mode 0700) and any missing parents (mode 0755, as `mkdir -p`).
-/// An existing directory is left as it is.
+/// Creates `path` (mode 0700) and any missing parents (mode 0755, as `mkdir -p`). An existing
+/// directory open to group or others is made 0700: it holds keys (docs/pki.md).
 func makePrivateDirectory(_ path: String) throws {
     var status = stat()
     if stat(path, &status) == 0 {
         guard status.st_mode & S_IFMT == S_IFDIR else {
             throw FileSystemFailure(path: path, operation: "mkdir", code: ENOTDIR)
+        }
+        if status.st_mode & 0o077 != 0, chmod(path, 0o700) != 0 {
+            throw FileSystemFailure.current(path: path, operation: "chmod 0700")
         }
         return
     }

@@ -140,8 +140,11 @@ public final class TLSContext: @unchecked Sendable {
         let options = upkeep_SSL_OP_NO_COMPRESSION() | upkeep_SSL_OP_NO_RENEGOTIATION() | upkeep_SSL_OP_NO_TICKET()
         _ = SSL_CTX_set_options(ctx, options)
         _ = upkeep_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
-        // Every connection is a full handshake: no session state to leak between peers.
+        // Every connection is a full handshake: no session state to leak between peers. TLS 1.3
+        // sends two NewSessionTickets after the handshake unless told none (SSL_OP_NO_TICKET only
+        // makes them stateful): https://docs.openssl.org/3.0/man3/SSL_CTX_set_num_tickets/
         _ = upkeep_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_OFF))
+        guard SSL_CTX_set_num_tickets(ctx, 0) == 1 else { throw TLSError.openSSL(.capture("SSL_CTX_set_num_tickets")) }
     }
 
     private func use(chain: [Certificate], key: PrivateKey) throws {

@@ -51,6 +51,32 @@ import UpkeepTestSupport
         #expect(caShown.output.contains("CA:         yes\n"))
     }
 
+    /// A node name may have 253 characters (a DNS-1123 subdomain, docs/pki.md); X.509 allows a
+    /// CN of 64. The CN is cut, the URI SAN carries the whole name, and the files get a name that
+    /// fits a file system's 255 bytes. `pki init` into an existing 0755 directory makes it 0700.
+    @Test func aNodeNameOf253CharactersIsIssuedAndAnOpenDirectoryIsMadePrivate() throws {
+        let temporary = try TemporaryDirectory()
+        let dir = temporary.file("pki")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let created = try UpkeepBinary.run("pki", "init", "--dir", dir)
+        #expect(created.status == 0, "\(created.error)")
+        #expect(mode(dir) == 0o700, "pki init left \(String(mode(dir) ?? 0, radix: 8))")
+
+        let label = String(repeating: "a", count: 63)
+        for name in [[label, label, label, String(repeating: "b", count: 61)].joined(separator: "."),   // 253
+                     "n" + String(repeating: "0", count: 64)] {                                        // 65
+            let issued = try UpkeepBinary.run("pki", "issue", "agent", name, "--dir", dir)
+            #expect(issued.status == 0, "\(name.count) characters: \(issued.error)")
+            #expect(issued.output.contains("Issued upkeep://agent/\(name)"))
+            let file = PKIDirectory(path: dir).certificatePath(for: try PeerIdentity(role: .agent, name: name))
+            let text = try openssl(["x509", "-in", file, "-noout", "-subject", "-ext", "subjectAltName"])
+            #expect(text.status == 0, "\(text.error)")
+            #expect(text.output.contains("subject=CN = \(name.prefix(64))\n") && text.output.contains("URI:upkeep://agent/\(name)\n"), "\(text.output)")
+            let verified = try openssl(["verify", "-CAfile", "\(dir)/ca.crt", file])
+            #expect(verified.status == 0, "\(verified.output) \(verified.error)")
+        }
+    }
+
     @Test func existingKeysAreNotOverwrittenWithoutForce() throws {
         let temporary = try TemporaryDirectory()
         let dir = temporary.file("pki")

@@ -141,6 +141,34 @@ struct OwnIdentityTests {
         #expect(throws: Never.self) { try load(pki, files) }
     }
 
+    /// The CA file decides whom the process trusts: one others may write, and one that holds a
+    /// private key too (the CA's own `openssl req -x509 -keyout` output concatenated), are refused.
+    @Test(arguments: [0o664, 0o646, 0o666])
+    func aCAFileWritableByGroupOrOthersIsRefused(mode: Int) throws {
+        let pki = try OpenSSLMadePKI()
+        let files = try pki.issue("node-1", uri: "upkeep://agent/node-1")
+        chmod(pki.caFile, mode_t(mode))
+        let error = problem { try load(pki, files) }
+        #expect(error?.problem == .caWritable(path: pki.caFile, mode: UInt32(mode)))
+        #expect("\(error!)".contains("chmod 644 \(pki.caFile)"))
+        chmod(pki.caFile, 0o644)
+        #expect(throws: Never.self) { try load(pki, files) }
+    }
+
+    @Test func aCAFileThatHoldsAPrivateKeyIsRefused() throws {
+        let pki = try OpenSSLMadePKI()
+        let files = try pki.issue("node-1", uri: "upkeep://agent/node-1")
+        let bundle = pki.directory.file("ca-and-key.pem")
+        try (String(contentsOfFile: pki.caFile, encoding: .utf8) + String(contentsOfFile: pki.directory.file("ca.key"), encoding: .utf8))
+            .write(toFile: bundle, atomically: false, encoding: .utf8)
+        chmod(bundle, 0o644)
+        // OpenSSL itself reads the bundle as a CA file: the check is ours.
+        #expect(try openssl(["verify", "-CAfile", bundle, files.certificate]).status == 0)
+        let error = problem { try load(pki, files, caFile: bundle) }
+        #expect(error?.problem == .caHoldsKey(path: bundle))
+        #expect("\(error!)".contains("holds a private key"))
+    }
+
     @Test func aMissingKeyIsRefused() throws {
         let pki = try OpenSSLMadePKI()
         let files = try pki.issue("node-1", uri: "upkeep://agent/node-1")

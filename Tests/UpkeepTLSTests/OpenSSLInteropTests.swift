@@ -4,6 +4,7 @@ import NIOPosix
 import Testing
 import UpkeepPKI
 @testable import UpkeepTLS
+import UpkeepTestSupport
 
 /// The real `openssl` binary as the peer: our server against `s_client`, our client against
 /// `s_server -Verify 1 -verify_return_error`.
@@ -53,6 +54,21 @@ import UpkeepPKI
         #expect(done.protocolVersion == "TLSv1.3")
         #expect(status == 0)
         #expect(try await observation.firstError() == nil, "s_client closed with close_notify")
+        try await server.stop()
+    }
+
+    /// No session is resumable (docs/tls.md): `s_client -msg` sees the whole handshake and no
+    /// TLS 1.3 NewSessionTicket after it (OpenSSL sends two unless told none).
+    @Test func theServerSendsNoSessionTicket() async throws {
+        let server = try await agentServer()
+        let caPath = directory.appendingPathComponent("ca.crt").path
+        try pki.ca.certificate.pem().write(toFile: caPath, atomically: true, encoding: .utf8)
+        let files = try pki.writeFiles(pki.identity(.controller, "controller"), in: directory, name: "tickets")
+        // stdin stays open a second, so s_client reads what the server sends after the handshake.
+        let result = try runProcess("/bin/sh", ["-c", "sleep 1 | openssl s_client -connect 127.0.0.1:\(server.port) -tls1_3 -msg -CAfile \(caPath) "
+                                                + "-cert \(files.certificate) -key \(files.key) -verify_return_error"])
+        #expect(result.output.contains("Handshake") && result.output.contains("Finished"), "s_client saw no handshake: \(result.output) \(result.error)")
+        #expect(!result.output.contains("NewSessionTicket"), "\(result.output)")
         try await server.stop()
     }
 

@@ -31,7 +31,7 @@ struct PKIRevoke: ParsableCommand {
         let config = try configOption.load()
         let directory = dir ?? (config.pki.ca as NSString).deletingLastPathComponent
         let listFile = dir.map { "\($0)/revoked.txt" } ?? config.pki.revokedFile
-        let file = certificate ?? "\(directory)/agents/\(node).crt"
+        let file = try certificate ?? PKIDirectory(path: directory).certificatePath(for: PeerIdentity(role: .agent, name: node))
         let revoked: Certificate
         do {
             guard let first = try Certificate.loadChain(pemFile: file).first else { throw PKIError.noCertificate(source: file) }
