@@ -12,9 +12,30 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
         self.problem = problem
     }
 
+    /// The problem names what the file holds; its control characters (a terminal's escape
+    /// sequences, NUL, a carriage return) are shown escaped, never written to the terminal.
     public var description: String {
         let location = [file, line.map(String.init)].compactMap { $0 }.joined(separator: ":")
-        return location.isEmpty ? "\(field): \(problem)" : "\(location): \(field): \(problem)"
+        let text = location.isEmpty ? "\(field): \(problem)" : "\(location): \(field): \(problem)"
+        return Self.escaped(text)
+    }
+
+    /// `text` with each control character (C0, DEL, C1) as `\u{XX}`.
+    public static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            if isControl(scalar) {
+                result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
     }
 }
 

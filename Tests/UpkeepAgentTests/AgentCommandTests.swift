@@ -35,6 +35,33 @@ import UpkeepTestSupport
         #expect(result.error.contains("\(config):3: probes.intervalMs: must be in 10...60000; is 0"), "\(result.error)")
     }
 
+    /// An id the protocol refuses (PROTOCOL.md: A-Z a-z 0-9 . _ : -) is refused on the command
+    /// line too, before the journal records it: a usage error, exit 64 as every usage error.
+    @Test func aLocalOperationIDThatTheProtocolRefusesIsAUsageError() async throws {
+        let node = try FakeK3sNode(liveVersion: v1)
+        let config = try node.directory.write(node.configYAML(), to: "agent.yaml")
+        let artifact = try node.binary(v2)
+        for id in ["../../x", "a/b", "", String(repeating: "x", count: 129)] {
+            let staged = try AgentBinary.run(["local", "stage", "--config", config, "--operation-id", id, "--file", artifact.path,
+                                              "--sha256", artifact.sha256, "--k3s-version", v2])
+            #expect(staged.status == 64 && staged.error.contains("is not an operation id"), "\(id): \(staged.status) \(staged.error)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(node.dataDir)/journal.jsonl"), "nothing was recorded")
+    }
+
+    /// A refusal by the node (an install of a binary never staged) is not a usage error: exit 1,
+    /// the message without the protocol's code and without the usage text.
+    @Test func aRefusedLocalOperationIsNotAUsageError() async throws {
+        let node = try FakeK3sNode(liveVersion: v1)
+        try await node.startK3s()
+        let config = try node.directory.write(node.configYAML(), to: "agent.yaml")
+        let install = try AgentBinary.run(["local", "install", "--config", config, "--operation-id", "i1",
+                                           "--sha256", String(repeating: "0", count: 64), "--health-timeout-seconds", "5"])
+        #expect(install.status == 1, "\(install.status) \(install.error)")
+        #expect(install.error.hasPrefix("Error: ") && install.error.contains("stage it first"), "\(install.error)")
+        #expect(!install.error.contains("notFound:") && !install.error.contains("Usage:"), "\(install.error)")
+    }
+
     @Test func localCommandsStageInstallReplayAndCommit() async throws {
         let node = try FakeK3sNode(liveVersion: v1, healthyAfterSeconds: 0.1)
         try await node.startK3s()

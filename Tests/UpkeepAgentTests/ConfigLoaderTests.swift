@@ -55,6 +55,24 @@ import UpkeepTestSupport
     }
 
     /// Booleans are YAML 1.1's plain spellings; a quoted one is a string and refused.
+    /// A listen address that is neither an IP address nor a host name is a configuration error
+    /// with file and line, not SwiftNIO's SocketAddressError at bind; the file's bytes are shown
+    /// escaped. Through the real binary, as an operator meets it.
+    @Test func aBadListenAddressNamesTheFileAndLine() throws {
+        for address in ["::1::2", "10.0.0.300:9660", "no_such host"] {
+            #expect(throws: ConfigError.self) { try ConfigLoader.parse("nodeName: n1\nlisten: {address: \"\(address)\"}\n") }
+        }
+        for address in ["0.0.0.0", "::", "fd00::1", "localhost", "node-1.lan"] {
+            #expect(try ConfigLoader.parse("nodeName: n1\nlisten:\n  address: \"\(address)\"\n").listenAddress == address)
+        }
+        let directory = try TemporaryDirectory()
+        let config = try directory.write("nodeName: n1\nlisten:\n  port: 9660\n  address: \"10.0.0.300\\e[31m\"\n", to: "agent.yaml")
+        let result = try AgentBinary.run(["probe", "--config", config])
+        #expect(result.status != 0)
+        #expect(result.error.contains("\(config):4: listen.address: must be an IP address to listen on"), "\(result.error)")
+        #expect(result.error.contains("\\u{1B}[31m") && !result.error.contains("\u{1B}"), "\(result.error)")
+    }
+
     @Test func booleansAreThePlainYAMLSpellings() throws {
         for (text, value) in [("false", false), ("no", false), ("Off", false), ("TRUE", true), ("yes", true), ("On", true)] {
             let config = try ConfigLoader.parse("nodeName: n1\nprobes: {nodeReady: \(text)}\n")

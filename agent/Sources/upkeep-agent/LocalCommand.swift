@@ -8,6 +8,7 @@ import NIOCore
 import NIOPosix
 import UpkeepAgent
 import UpkeepAgentCore
+import UpkeepProtocol
 
 /// Operator commands that act on this node without a controller, through the same journal and
 /// code paths as the daemon. They take the data-directory lock, so they refuse to run while
@@ -27,6 +28,14 @@ struct LocalOperationOptions: ParsableArguments {
     @Flag(help: "Print the recorded outcome as JSON.")
     var json = false
 
+    /// The protocol's rule for operation ids (PROTOCOL.md), so an id the controller could never
+    /// send is not recorded in the journal either.
+    func validate() throws {
+        guard OperationID(rawValue: operationID) != nil else {
+            throw ValidationError("--operation-id \"\(operationID.prefix(140))\" is not \(OperationID.format)")
+        }
+    }
+
     /// Starts the service (resolving the journal), runs `body`, prints the outcome.
     func perform(_ body: (AgentService) async throws -> OperationOutcome) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -36,11 +45,13 @@ struct LocalOperationOptions: ParsableArguments {
             let service = try await AgentService.start(environment)
             outcome = try await body(service)
         } catch let failure as AgentFailure {
+            // The node refused the operation: not a usage error (no usage text, exit 1), and
+            // said in the operator's words, without the protocol's error code.
             try? await group.shutdownGracefully()
-            throw ValidationError(failure.description)
+            throw LocalRefusal(message: failure.message)
         } catch let rejection as UpgradeMachine.Rejection {
             try? await group.shutdownGracefully()
-            throw ValidationError(rejection.description)
+            throw LocalRefusal(message: rejection.message)
         }
         try? await group.shutdownGracefully()
         if json {
@@ -50,6 +61,12 @@ struct LocalOperationOptions: ParsableArguments {
         }
         if outcome.state != .succeeded { throw ExitStatus.negative }
     }
+}
+
+/// A local operation the node refused (exit 1, "Error: " and the message on stderr).
+struct LocalRefusal: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
 
 struct LocalStageCommand: AsyncParsableCommand {

@@ -93,6 +93,7 @@ struct CheckRun {
                                          "hops": "\(component.path.count)"],
                                once: "update.available \(name) \(target)", now: .wallClockNow())
             } catch {
+                fflush(nil)  // every stream: what went to stdout before goes out first
                 FileHandle.standardError.write(Data("warning: cannot record the update.available notification: \(error)\n".utf8))
             }
         }
@@ -112,6 +113,7 @@ struct CheckRun {
     /// Says what went wrong on stderr (and, for `-o json`, as a JSON object on stdout).
     private func fail(_ error: any Error, code: Int32, printJSON: Bool) -> Int32 {
         guard echo else { return code }
+        fflush(nil)  // every stream: what went to stdout before goes out first
         FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
         if printJSON {
             let object: [String: Any] = ["schemaVersion": CheckReport.currentSchemaVersion, "error": ["exitCode": code, "message": "\(error)"]]

@@ -25,6 +25,9 @@ extension Upkeep {
             }
             return 0
         } catch let failure as CommandFailure {
+            // stdout is buffered when it is a file: what the command printed goes out first, so
+            // an error after it stays after it when both go to one file.
+            fflush(nil)
             FileHandle.standardError.write(Data("Error: \(failure.message)\n".utf8))
             return failure.code
         } catch {
@@ -34,6 +37,7 @@ extension Upkeep {
                 if !message.isEmpty { print(message) }
                 return 0
             }
+            fflush(nil)
             if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
             return code == .validationFailure ? usageExitCode : code.rawValue
         }

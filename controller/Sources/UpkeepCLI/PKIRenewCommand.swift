@@ -71,6 +71,7 @@ struct PKIRenew: AsyncParsableCommand {
                     print("Renewed upkeep://agent/\(node): valid until \(certificate.notAfter.formatted(.iso8601)), SHA-256 \(certificate.sha256Fingerprint)")
                 } catch {
                     failed.append(node)
+                    fflush(nil)  // every stream: what went to stdout before goes out first
                     FileHandle.standardError.write(Data("Error: renewing \(node): \(error)\n".utf8))
                 }
             }

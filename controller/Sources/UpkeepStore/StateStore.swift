@@ -18,7 +18,9 @@ public final class StateStore: Sendable {
     public let path: String
     /// The sinks events are written to the outbox for (`emit`, and the milestones `record` finds).
     public let notifications: NotificationRouting
-    let pool: DatabasePool
+    /// A pool on the file; for `reading(stateDirectory:)` of a database not yet created, an
+    /// empty one in memory.
+    let pool: any DatabaseWriter
 
     /// Opens (creating if needed) `<stateDirectory>/upkeep.db`; the directory is made 0700 and
     /// the database file 0600.
@@ -51,7 +53,7 @@ public final class StateStore: Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
         } catch {
-            throw StoreError.cannotOpen(path: path, reason: Self.reason(error))
+            throw Self.openFailure(path, error)
         }
         let migrator = StoreSchema.migrator
         do {
@@ -60,8 +62,57 @@ public final class StateStore: Sendable {
         } catch let error as StoreError {
             throw error
         } catch {
-            throw StoreError.cannotOpen(path: path, reason: Self.reason(error))
+            throw Self.openFailure(path, error)
         }
+    }
+
+    private init(path: String, reading pool: any DatabaseWriter) {
+        self.path = path
+        notifications = .none
+        self.pool = pool
+    }
+
+    /// Opens `<stateDirectory>/upkeep.db` for reading only (`status`, `history`, `report`):
+    /// nothing is created, chmod'ed, migrated or written, and a writer holding the database does
+    /// not stop the read (WAL). A database that does not exist yet reads as an empty one; one
+    /// whose schema is older than this upkeep's is opened as `init(stateDirectory:)` does, which
+    /// brings it up to date (the one write a read may cause).
+    public static func reading(stateDirectory: String) throws(StoreError) -> StateStore {
+        let path = stateDirectory + "/" + Self.fileName
+        let migrator = StoreSchema.migrator
+        guard access(path, F_OK) == 0 else {
+            do {
+                let memory = try DatabaseQueue()
+                try migrator.migrate(memory)
+                return StateStore(path: path, reading: memory)
+            } catch {
+                throw StoreError.database(Self.reason(error))
+            }
+        }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(Self.busyTimeoutSeconds)
+        configuration.label = "upkeep-state-read"
+        let pool: DatabasePool
+        let current: Bool
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            if try pool.read({ try migrator.hasBeenSuperseded($0) }) { throw StoreError.newerSchema(path: path) }
+            current = try pool.read { try migrator.hasCompletedMigrations($0) }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw Self.openFailure(path, error)
+        }
+        return current ? StateStore(path: path, reading: pool) : try StateStore(stateDirectory: stateDirectory)
+    }
+
+    /// `cannotOpen`, or `locked` when another process holds the database past the busy timeout.
+    static func openFailure(_ path: String, _ error: any Error) -> StoreError {
+        if let error = error as? DatabaseError, error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            return .locked(path: path)
+        }
+        return .cannotOpen(path: path, reason: reason(error))
     }
 
     static func makePrivateDirectory(_ path: String) throws(StoreError) {
@@ -96,6 +147,8 @@ public final class StateStore: Sendable {
             return try body()
         } catch let error as StoreError {
             throw error
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+            throw StoreError.locked(path: nil)
         } catch {
             throw StoreError.database(reason(error))
         }

@@ -9,6 +9,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case stateDirectory(path: String, reason: String)
     /// SQLite could not open or migrate the database.
     case cannotOpen(path: String, reason: String)
+    /// Another process held the database (a write lock) beyond the busy timeout.
+    case locked(path: String?)
     /// The database was migrated by a newer Upkeep than this one.
     case newerSchema(path: String)
     /// Another controller holds the lease and it has not expired.
@@ -44,6 +46,9 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             "state directory \(path): \(reason); create it (mode 0700, owned by the user running upkeep) or set another state dir in upkeep.yaml"
         case .cannotOpen(let path, let reason):
             "cannot open the state database \(path): \(reason); check the file and its permissions, or move it away to start afresh (history is lost)"
+        case .locked(let path):
+            "the state database\(path.map { " \($0)" } ?? "") is locked by another process (another upkeep command, or a tool holding it "
+                + "open) for more than \(Int(StateStore.busyTimeoutSeconds)) s; wait for it to finish, then retry (`fuser` on the file names it)"
         case .newerSchema(let path):
             "the state database \(path) was written by a newer upkeep; run that version (or newer) instead"
         case .leaseHeld(let holder, let until):

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import UpkeepHTTP
 import UpkeepYAML
 
@@ -24,7 +27,13 @@ public enum ConfigLoader {
         }
         var config = AgentConfig(nodeName: nodeName)
         if let listen = try top.section("listen") {
-            config.listenAddress = try listen.string("address") ?? config.listenAddress
+            if let address = try listen.string("address") {
+                guard isIPAddress(address) || isDNSSubdomain(address) else {
+                    throw listen.error("address", "must be an IP address to listen on (0.0.0.0 for all, ::, 10.0.0.5) or a host name; "
+                                       + "is \"\(address.prefix(100))\"")
+                }
+                config.listenAddress = address
+            }
             config.listenPort = try listen.int("port", in: 1...65535) ?? config.listenPort
             try listen.rejectUnknown(["address", "port"])
         }
@@ -78,6 +87,12 @@ public enum ConfigLoader {
         }
         try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "logLevel", "metrics"])
         return config
+    }
+
+    /// An IPv4 or IPv6 address literal (inet_pton's forms).
+    static func isIPAddress(_ text: String) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 16)
+        return inet_pton(AF_INET, text, &buffer) == 1 || inet_pton(AF_INET6, text, &buffer) == 1
     }
 
     static func isDNSSubdomain(_ name: String) -> Bool {

@@ -65,7 +65,7 @@ public struct NodeDrainer: Sendable {
             return failures
         }
         guard failures.isEmpty else {
-            throw AgentFailure(.kubernetes, "drain of \(nodeName) did not finish within \(options.timeoutSeconds) s or was refused: \(failures.sorted().joined(separator: "; ")); the node stays cordoned")
+            throw AgentFailure(.kubernetes, "drain of \(nodeName) did not finish within \(options.timeoutSeconds) s or was refused: \(failures.sorted().joined(separator: "; "))")
         }
         return DrainReport(evictedPods: evict.count, skippedPods: skipped)
     }

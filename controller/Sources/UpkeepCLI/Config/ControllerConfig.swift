@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepPOSIX
 import UpkeepNotify
 import UpkeepKube
 import UpkeepCore
@@ -142,15 +143,15 @@ public struct ControllerConfig: Equatable, Sendable {
     public static func load(path: String) throws(ConfigError) -> ControllerConfig {
         let text: String
         do {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            guard data.count <= 1 << 20 else {
-                throw ConfigError(file: path, line: nil, field: "(file)", problem: "is larger than 1 MiB; is it the right file?")
-            }
-            text = String(decoding: data, as: UTF8.self)
-        } catch let error as ConfigError {
-            throw error
+            // Bounded: a device such as /dev/zero, or a huge file, is refused after 1 MiB.
+            text = String(decoding: try BoundedRead.bytes(path, bytesMax: 1 << 20), as: UTF8.self)
         } catch {
-            throw ConfigError(file: path, line: nil, field: "(file)", problem: "cannot be read: \(error.localizedDescription)")
+            switch error {
+            case .open(let code), .read(let code):
+                throw ConfigError(file: path, line: nil, field: "(file)", problem: "cannot be read: \(String(cString: strerror(code)))")
+            case .tooLarge:
+                throw ConfigError(file: path, line: nil, field: "(file)", problem: "is larger than 1 MiB (or has no end, as a device); is it the right file?")
+            }
         }
         return try parse(text, file: path)
     }

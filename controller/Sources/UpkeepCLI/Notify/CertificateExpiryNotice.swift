@@ -32,6 +32,7 @@ enum CertificateExpiryNotice {
                                           details: ["identity": entry.identity, "file": entry.file, "notAfter": end, "daysLeft": "\(daysLeft)"],
                                           once: "certificate.expiring \(entry.identity) \(end) \(threshold)d", now: .wallClockNow()) > 0 ? 1 : 0
             } catch {
+                fflush(nil)  // every stream: what went to stdout before goes out first
                 FileHandle.standardError.write(Data("warning: cannot record the certificate.expiring notification: \(error)\n".utf8))
             }
         }

@@ -54,6 +54,7 @@ enum NotificationRun {
         let left = await deliverer.flush(timeoutSeconds: flushSecondsMax)
         await deliverer.stop()
         if left > 0 {
+            fflush(nil)  // every stream: what went to stdout before goes out first
             FileHandle.standardError.write(Data(("note: \(left) notification\(left == 1 ? "" : "s") not delivered yet; kept in the outbox for "
                                                  + "the next run or `upkeep serve` (`upkeep notify status` shows why)\n").utf8))
         }

@@ -40,7 +40,7 @@ struct Report: AsyncParsableCommand {
 
     func run() async throws {
         let config = try configOption.load()
-        let store = try openStateStore(config)
+        let store = try openStateStoreForReading(config)
         let text: String
         do {
             if let since {

@@ -31,7 +31,7 @@ enum RolloutReport {
         text += "## Nodes\n\n"
         text += table(["Node", "Wave", "From", "To", "Result", "Started", "Took"], record.steps.map { step in
             [step.node + (step.progress.isRollback ? " (way back)" : ""), step.progress.wave, step.progress.from.description,
-             step.progress.to.description, step.progress.stage.rawValue + (step.progress.note.map { ": \($0)" } ?? ""),
+             step.progress.to.description, record.stageText(step.progress.stage) + (step.progress.note.map { ": \($0)" } ?? ""),
              step.startedAt?.utcDescription ?? "-", step.startedAt.flatMap { duration(from: $0, to: step.finishedAt) } ?? "-"]
         }) + "\n"
         text += "## Timeline\n\n"

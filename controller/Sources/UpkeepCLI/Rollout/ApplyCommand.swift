@@ -166,6 +166,7 @@ struct Resume: AsyncParsableCommand {
     func run() async throws {
         let config = try configOption.load()
         let store = try openStateStore(config)
+        try Self.requireSomethingToResume(id, in: store)
         let code = try await NotificationRun.with(config, store: store) {
             try await ClusterSession.with(config) { session in
                 try await Self.carryOn(session: session, store: store, id: id, forceTakeover: forceTakeover, ignoreWindow: ignoreWindow)
@@ -180,6 +181,25 @@ struct Resume: AsyncParsableCommand {
         let (reading, live) = try await session.readOrLastKnown(store)
         return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover)
             .run(.resume(id, ignoreWindow: ignoreWindow), reading: reading, live: live)
+    }
+
+    /// Says that there is nothing to resume before anything else is said or read (the cluster,
+    /// the agents): no unfinished rollout, an unknown id, or a finished one (usage, exit 2).
+    static func requireSomethingToResume(_ id: String?, in store: StateStore) throws {
+        let refusal: StoreError?
+        do throws(StoreError) {
+            if let id {
+                let record = try store.rollout(id: id).record
+                if case .finished = record.status { refusal = .rolloutFinished(id: id, outcome: record.outcomeText) } else { refusal = nil }
+            } else {
+                refusal = try store.unfinishedRollout() == nil ? .nothingToResume : nil
+            }
+        } catch .unknownRollout(let unknown) {
+            refusal = .unknownRollout(unknown)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+        }
+        if let refusal { throw CommandFailure(code: RolloutExitCode.usage, message: refusal.description) }
     }
 }
 

@@ -10,7 +10,7 @@ import UpkeepPOSIX
 struct History: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List past rollouts, or show one in full.",
-        discussion: "Exit codes: 0 shown, 2 usage, 9 the state database could not be read."
+        discussion: "Exit codes: 0 shown, 2 usage (also: no rollout with that id), 9 the state database could not be read."
     )
 
     @OptionGroup var configOption: ConfigOption
@@ -42,15 +42,19 @@ struct History: AsyncParsableCommand {
     /// `30d`, `12h`, `90m`, `45s` as milliseconds.
     static func ageMilliseconds(_ text: String) throws -> Int64 {
         let units: [Character: Int64] = ["d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000]
-        guard let unit = text.last, let scale = units[unit], let count = Int64(text.dropLast()), count > 0, count <= 36_500 else {
-            throw ValidationError("--since \(text): write a count and a unit, e.g. 30d, 12h, 90m")
+        guard let unit = text.last, let scale = units[unit], let count = Int64(text.dropLast()) else {
+            throw ValidationError("--since \(text): write a whole count and a unit (d, h, m or s), e.g. 30d, 12h, 90m")
         }
+        guard count > 0 else {
+            throw ValidationError("--since \(text): a period of \(count) holds no rollouts; give at least 1\(unit) (e.g. 1d for the last day)")
+        }
+        guard count <= 36_500 else { throw ValidationError("--since \(text): at most 36500 (a century in days); e.g. 3650d for ten years") }
         return count * scale
     }
 
     func run() async throws {
         let config = try configOption.load()
-        let store = try openStateStore(config)
+        let store = try openStateStoreForReading(config)
         do {
             if updates {
                 let records = try store.componentUpdates(limit: limit)
@@ -84,6 +88,8 @@ struct History: AsyncParsableCommand {
                 }), terminator: "")
             }
         } catch let error as StoreError {
+            // An id the database does not hold is the operator's to fix, as `report` says too.
+            if case .unknownRollout = error { throw CommandFailure(code: RolloutExitCode.usage, message: error.description) }
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
     }
@@ -98,7 +104,7 @@ struct History: AsyncParsableCommand {
         for hop in detail.plan.hops { text += "hop \(hop.number) to \(hop.version): rollback \(hop.rollbackKind.rawValue)\n" }
         text += "\n"
         text += renderTable(["NODE", "WAVE", "FROM", "TO", "PHASE", "STARTED", "FINISHED"], record.steps.map { step in
-            [step.node, step.progress.wave, step.progress.from.description, step.progress.to.description, step.progress.phase,
+            [step.node, step.progress.wave, step.progress.from.description, step.progress.to.description, record.phaseText(step.progress),
              step.startedAt?.utcDescription ?? "-", step.finishedAt?.utcDescription ?? "-"]
         })
         if !detail.notices.isEmpty {

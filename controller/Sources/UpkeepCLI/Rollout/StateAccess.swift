@@ -14,6 +14,16 @@ func openStateStore(_ config: ControllerConfig) throws -> StateStore {
     }
 }
 
+/// Opens the state database for commands that only read it (`status`, `history`, `report`):
+/// nothing is created or written (`StateStore.reading`).
+func openStateStoreForReading(_ config: ControllerConfig) throws -> StateStore {
+    do {
+        return try StateStore.reading(stateDirectory: config.resolvedStateDirectory())
+    } catch {
+        throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+    }
+}
+
 /// A failure with the exit code it maps to and a message that says what to do.
 struct CommandFailure: Error, CustomStringConvertible {
     var code: Int32
@@ -73,6 +83,21 @@ extension RolloutRecord {
         var counts: [MoveProgress.Stage: Int] = [:]
         for step in steps where !step.progress.isRollback { counts[step.progress.stage, default: 0] += 1 }
         let order: [MoveProgress.Stage] = [.done, .working, .waiting, .reverted, .unhealthy, .cancelled]
-        return order.compactMap { stage in counts[stage].map { "\($0) \(stage.rawValue)" } }.joined(separator: ", ")
+        return order.compactMap { stage in counts[stage].map { "\($0) \(stageText(stage))" } }.joined(separator: ", ")
+    }
+
+    var isFinished: Bool {
+        if case .finished = status { true } else { false }
+    }
+
+    /// A stage as shown: a step that a finished rollout never started is "not started", not
+    /// "waiting" (nothing waits any more).
+    func stageText(_ stage: MoveProgress.Stage) -> String {
+        stage == .waiting && isFinished ? "not started" : stage.rawValue
+    }
+
+    /// A step's phase word as shown, "not started" for a step a finished rollout never started.
+    func phaseText(_ progress: MoveProgress) -> String {
+        progress.stage == .waiting && isFinished ? "not started" : progress.phase
     }
 }

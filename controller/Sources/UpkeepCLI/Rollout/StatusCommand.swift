@@ -42,7 +42,7 @@ struct Status: AsyncParsableCommand {
             print(output == .json ? try jsonText(body) : (body.serve.map(RemoteStatusOptions.line) ?? "") + Self.render(body.status), terminator: "")
             return
         }
-        let store = try openStateStore(config)
+        let store = try openStateStoreForReading(config)
         let report = try await Self.report(config, store: store)
         print(output == .json ? try jsonText(report) : Self.render(report), terminator: "")
     }
@@ -99,7 +99,7 @@ struct Status: AsyncParsableCommand {
         if let restore = report.restore { text += restore + "\n" }
         text += "\n" + renderTable(["NODE", "WAVE", "FROM", "TO", "PHASE"], record.steps.map { step in
             [step.node, step.progress.wave, step.progress.from.description, step.progress.to.description,
-             step.progress.phase + (step.progress.note.map { " (\($0))" } ?? "")]
+             record.phaseText(step.progress) + (step.progress.note.map { " (\($0))" } ?? "")]
         })
         return text
     }
