@@ -206,4 +206,50 @@ struct KubectlTests {
         #expect(strategic.output.contains("UnsupportedMediaType") || strategic.output.contains("unknown format") || strategic.output.contains("not supported"),
                 "\(strategic.output)")
     }
+
+    /// Leases as the apiserver keeps them (coordination.k8s.io/v1, the Lease strategy): an
+    /// update must carry the resourceVersion it read (422 without), a stale one loses with 409
+    /// Conflict, and a PUT to an absent Lease creates it. kubectl is the witness.
+    @Test func leasesTakeOptimisticConcurrencyAsTheAPIServerDoes() async throws {
+        let api = try await APIHarness(spec: Self.small)
+        defer { Task { await api.close() } }
+        let manifest = "\(api.directory)/lease.yaml"
+        func write(holder: String, resourceVersion: String?) throws {
+            try """
+                apiVersion: coordination.k8s.io/v1
+                kind: Lease
+                metadata: {name: upkeep, namespace: kube-system\(resourceVersion.map { ", resourceVersion: \"\($0)\"" } ?? "")}
+                spec: {holderIdentity: "\(holder)", leaseDurationSeconds: 60, renewTime: "2026-12-07T10:15:00.000000Z", leaseTransitions: 0}
+                """.write(toFile: manifest, atomically: true, encoding: .utf8)
+        }
+        try write(holder: "ctl-a (apply r1)", resourceVersion: nil)
+        let created = try await api.kubectl("replace", "-f", manifest)
+        #expect(created.status == 0, "a PUT to an absent Lease creates it: \(created.output)")
+        let listed = try await api.kubectl("get", "leases", "-n", "kube-system")
+        #expect(listed.output.contains("upkeep") && listed.output.contains("ctl-a (apply r1)") && listed.output.contains("HOLDER"), "\(listed.output)")
+        let first = try #require(api.get(.leases, "kube-system", "upkeep")?[path: "metadata", "resourceVersion"]?.string)
+
+        // kubectl replace fills a missing resourceVersion in from a read of its own; a client that
+        // does not is refused, as the apiserver refuses unconditional Lease updates.
+        let client = try KubeClient(endpoint: KubeEndpoint(server: try #require(KubeEndpoint.ServerURL(api.baseURL))))
+        var unconditional = try #require(api.get(.leases, "kube-system", "upkeep"))
+        unconditional[path: "metadata", "resourceVersion"] = nil
+        await #expect(throws: KubeAPIError.self) { _ = try await client.replace(.leases, unconditional) }
+        do {
+            _ = try await client.replace(.leases, unconditional)
+        } catch let error as KubeAPIError {
+            #expect(error.code == 422 && error.message.contains("metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"),
+                    "\(error)")
+        }
+        await client.shutdown()
+
+        try write(holder: "ctl-b (apply r2)", resourceVersion: first)
+        #expect(try await api.kubectl("replace", "-f", manifest).status == 0)
+        try write(holder: "ctl-c (apply r3)", resourceVersion: first)
+        let stale = try await api.kubectl("replace", "-f", manifest)
+        #expect(stale.status != 0 && stale.output.contains("the object has been modified; please apply your changes to the latest version"),
+                "a write at a stale resourceVersion loses: \(stale.output)")
+        let holder = try await api.kubectl("get", "lease", "upkeep", "-n", "kube-system", "-o", "jsonpath={.spec.holderIdentity}")
+        #expect(holder.output == "ctl-b (apply r2)")
+    }
 }

@@ -21,6 +21,10 @@ struct ServedResource: Sendable {
     var subresources: [String] = ["status"]
     /// Custom resources refuse strategic merge patches (415), as a real API server does.
     var isCustom = false
+    /// An update (PUT) must carry the `resourceVersion` it read (422 without), and a PUT to an
+    /// absent object creates it: the apiserver's Lease strategy (`AllowUnconditionalUpdate`
+    /// false, `AllowCreateOnUpdate` true, pkg/registry/coordination/lease/strategy.go).
+    var isLeaseLike = false
     var columns: [TableColumn]
 
     var hasStatus: Bool { subresources.contains("status") }
@@ -92,7 +96,7 @@ extension ServedResource {
                        columns: WorkloadColumns.daemonSet),
         ServedResource(type: .podDisruptionBudgets, singular: "poddisruptionbudget", shortNames: ["pdb"],
                        columns: WorkloadColumns.podDisruptionBudget),
-        ServedResource(type: .leases, singular: "lease", subresources: [],
+        ServedResource(type: .leases, singular: "lease", subresources: [], isLeaseLike: true,
                        columns: [Cells.nameColumn("Lease"), TableColumn(name: "Holder", cell: Cells.string("spec", "holderIdentity")), Cells.ageColumn]),
         ServedResource(type: .customResourceDefinitions, singular: "customresourcedefinition", shortNames: ["crd", "crds"],
                        columns: [Cells.nameColumn("CustomResourceDefinition"),

@@ -227,17 +227,31 @@ extension ClusterModel {
         return name.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "." }
     }
 
+    /// PUT: optimistic concurrency on `resourceVersion` (a stale one is 409 Conflict, as the
+    /// apiserver's GuaranteedUpdate answers; https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions).
     mutating func replace(_ request: APIRequest, _ target: ResourceTarget, name: String, status: Bool) -> APIResponse {
         let type = target.resource.type
-        guard let current = store.get(type, target.namespace, name) else { return .error(.notFound(type.plural, name, group: type.group)) }
         var object: JSON
         switch Self.object(request) {
         case .success(let read): object = read
         case .failure(let error): return .error(error)
         }
-        if let version = object[path: "metadata", "resourceVersion"]?.string, !version.isEmpty,
-           version != current[path: "metadata", "resourceVersion"]?.string
-        {
+        let version = object[path: "metadata", "resourceVersion"]?.string ?? ""
+        guard let current = store.get(type, target.namespace, name) else {
+            if target.resource.isLeaseLike && version.isEmpty && !status && object[path: "metadata", "name"]?.string == name {
+                return create(request, target)
+            }
+            return .error(.notFound(type.plural, name, group: type.group))
+        }
+        if target.resource.isLeaseLike && version.isEmpty {
+            return .error(KubeAPIError(code: 422, reason: "Invalid",
+                                       message: "\(type.plural).\(type.group) \"\(name)\" is invalid: metadata.resourceVersion: Invalid value: 0x0: "
+                                           + "must be specified for an update",
+                                       name: name, kind: type.plural, group: type.group,
+                                       causes: [.init(reason: "FieldValueInvalid", message: "Invalid value: 0x0: must be specified for an update",
+                                                      field: "metadata.resourceVersion")]))
+        }
+        if !version.isEmpty, version != current[path: "metadata", "resourceVersion"]?.string {
             return .error(.conflict(type.plural, name, group: type.group))
         }
         guard object[path: "metadata", "name"]?.string == name else {
