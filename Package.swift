@@ -141,9 +141,10 @@ let package = Package(
                 path: "controller/Sources/UpkeepRollout", swiftSettings: strict),
 
         // The controller's I/O edges: the cluster observer (Kubernetes API), the agent fleet over
-        // mutual TLS, and the artifact cache (GitHub or a mirror, verified, by digest).
+        // mutual TLS, the artifact cache (GitHub or a mirror, verified, by digest), and the
+        // cluster Lease that keeps two controllers apart.
         .target(name: "UpkeepFleet", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepKube", "UpkeepProtocol", "UpkeepTLS",
-                                               "UpkeepPKI", "UpkeepHTTP", nioCore, nioHTTP1],
+                                               "UpkeepPKI", "UpkeepHTTP", nioCore, nioHTTP1, logging],
                 path: "controller/Sources/UpkeepFleet", swiftSettings: strict),
 
         // The controller's state: rollouts, transitions, steps, notices and the lease in SQLite (GRDB, WAL).
@@ -234,7 +235,7 @@ let package = Package(
                     swiftSettings: strict),
         // YAMLReader against Yams (libyaml) as the reference reader.
         .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepCore", yams], swiftSettings: strict),
-        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepEnrollment", "UpkeepFlux", "UpkeepStore", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox",
+        .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepEnrollment", "UpkeepFlux", "UpkeepFleet", "UpkeepStore", "UpkeepRuntime", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox",
                                                      "UpkeepNotify", "UpkeepNotifyTestSupport", "UpkeepSandboxTestSupport", "UpkeepKube"], swiftSettings: strict),
     ]
 )
