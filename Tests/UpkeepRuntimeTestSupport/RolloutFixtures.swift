@@ -75,9 +75,9 @@ public enum RolloutFixtures {
     /// and gives it back.
     @discardableResult
     public static func record(_ engine: RolloutEngine, world: WorldModel, in store: StateStore, holder: String = "test", start: Instant,
-                              until stop: (RolloutEngine) -> Bool = { _ in false }) throws -> RolloutEngine {
+                              stamp: OperationStamp? = nil, until stop: (RolloutEngine) -> Bool = { _ in false }) throws -> RolloutEngine {
         try store.acquireLease(holder: holder, ttlMilliseconds: 60_000, now: start)
-        try store.createRollout(engine, holder: holder, now: start)
+        try store.createRollout(engine, holder: holder, now: start, stamp: stamp)
         var world = world
         var before = engine
         var now = start

@@ -376,3 +376,68 @@ private final class Results: @unchecked Sendable {
     func add(_ item: String) { lock.withLock { items.append(item) } }
     var all: [String] { lock.withLock { items } }
 }
+
+/// Who did what, and the cluster Lease's counts.
+extension StateStoreTests {
+    /// Who did what: the operation that made a rollout comes with it, later ones with the
+    /// transition they begin; a component update's with its record. Read back through another
+    /// connection, in order.
+    @Test func operationsAreRecordedWithWhatTheyBeginAndReadBackInOrder() throws {
+        let directory = try TemporaryDirectory()
+        let store = try Self.store(directory)
+        let alice = Initiator(user: "root", sudoUser: "alice", host: "ctl-1")
+        let serve = Initiator.serve(user: "upkeep", host: "ctl-2", policy: "automation.k3s: minor")
+        let engine = try RolloutFixtures.engine("r1")
+        try store.createRollout(engine, holder: "controller-a", now: Self.t0, stamp: OperationStamp(.apply, by: alice))
+        try store.record(Self.transition(engine, before: engine, .resume, []), holder: "controller-a", now: Self.t0.adding(seconds: 5),
+                         stamp: OperationStamp(.resume, by: serve))
+        try store.record(Self.transition(engine, before: engine, .tick, []), holder: "controller-a", now: Self.t0.adding(seconds: 6))
+        let other = try StateStore(stateDirectory: directory.file("state"))
+        let detail = try other.rollout(id: "r1")
+        #expect(detail.operations == [OperationEntry(kind: .apply, at: Self.t0, by: alice),
+                                      OperationEntry(kind: .resume, at: Self.t0.adding(seconds: 5), by: serve)])
+        #expect(detail.record.startedBy == OperationEntry(kind: .apply, at: Self.t0, by: alice))
+        #expect(try other.history(limit: 5).first?.startedBy == detail.record.startedBy)
+        #expect(detail.operations.map(\.summary) == ["apply by root (sudo by alice)@ctl-1", "resume by serve@ctl-2 (policy automation.k3s: minor)"])
+
+        let update = ComponentUpdateRecord(id: "u1", component: "flux", from: "v2.4.0", to: "v2.5.1", repository: "file:///r.git",
+                                           file: "flux-system/gotk-components.yaml", startedAt: Self.t0)
+        try store.saveComponentUpdate(update)
+        try store.recordOperation(OperationStamp(.update, by: alice), subject: "u1", now: Self.t0)
+        #expect(try other.componentUpdates(limit: 5).first?.startedBy == OperationEntry(kind: .update, at: Self.t0, by: alice))
+        // The JSON `history -o json` prints carries it.
+        let json = String(decoding: try JSONEncoder().encode(try other.history(limit: 1)), as: UTF8.self)
+        #expect(json.contains("\"startedBy\":{") && json.contains("\"sudoUser\":\"alice\"") && json.contains("\"kind\":\"apply\""), "\(json)")
+    }
+
+    @Test func clusterLeaseEventsAreCounted() throws {
+        let directory = try TemporaryDirectory()
+        let store = try Self.store(directory)
+        #expect(try store.leaseEventCounts().isEmpty)
+        try store.countLeaseEvent("conflict", now: Self.t0)
+        try store.countLeaseEvent("conflict", now: Self.t0.adding(seconds: 1))
+        try store.countLeaseEvent("lost", now: Self.t0.adding(seconds: 2))
+        #expect(try StateStore(stateDirectory: directory.file("state")).leaseEventCounts() == ["conflict": 2, "lost": 1])
+    }
+
+    /// A database from before who-did-what opens: its rollouts and updates say nothing of who
+    /// started them, and new operations are recorded from then on.
+    @Test func aDatabaseFromBeforeOperationsOpensWithItsRolloutsUnattributed() throws {
+        let directory = try TemporaryDirectory()
+        let state = directory.file("state")
+        let store = try Self.store(directory)
+        try store.createRollout(try RolloutFixtures.engine("r1"), holder: "controller-a", now: Self.t0)
+        let database = "\(state)/\(StateStore.fileName)"
+        let downgraded = try runProcess("/usr/bin/sqlite3", [database, """
+            DROP TABLE operations;
+            DROP TABLE lease_events;
+            DELETE FROM grdb_migrations WHERE identifier = 'v8-operation-actor';
+            """])
+        #expect(downgraded.status == 0, "\(downgraded.error)")
+        let reopened = try StateStore(stateDirectory: state)
+        #expect(try reopened.history(limit: 5).map(\.id) == ["r1"] && reopened.history(limit: 5).first?.startedBy == nil)
+        #expect(try reopened.rollout(id: "r1").operations.isEmpty)
+        try reopened.recordOperation(OperationStamp(.abandon, by: Initiator(user: "bob", host: "h")), subject: "r1", now: Self.t0)
+        #expect(try reopened.rollout(id: "r1").operations.map(\.kind) == [.abandon])
+    }
+}

@@ -15,6 +15,9 @@ public struct RolloutRecord: Codable, Equatable, Sendable {
     public var status: RolloutEngine.Status
     /// Per node and direction: plan steps first, then the ways back in the order they ran.
     public var steps: [StepRecord]
+    /// The operation that made it (apply, rollback or recover) and who started it; nil for
+    /// rollouts recorded before Upkeep kept this (later operations are in `RolloutDetail`).
+    public var startedBy: OperationEntry?
 
     public var outcome: RolloutOutcome? {
         if case .finished(let outcome) = status { outcome } else { nil }
@@ -56,6 +59,8 @@ public struct RolloutDetail: Codable, Equatable, Sendable {
     public var policy: RolloutPolicy
     public var notices: [NoticeRecord]
     public var transitionCount: Int
+    /// Every operation on it, oldest first: the one that made it, then resumes, restores, an abandon.
+    public var operations: [OperationEntry]
 }
 
 /// What the store needs to record one engine transition.

@@ -26,6 +26,9 @@ public struct ComponentUpdateRecord: Codable, Equatable, Sendable {
     public var revertCommit: String?
     public var outcome: Outcome
     public var message: String
+    /// Who started it; nil for updates recorded before Upkeep kept this. Read only: recorded
+    /// with `recordOperation`.
+    public var startedBy: OperationEntry?
 
     public init(id: String, component: String, from: String, to: String, repository: String, file: String, startedAt: Instant,
                 finishedAt: Instant? = nil, commit: String? = nil, revertCommit: String? = nil, outcome: Outcome = .running, message: String = "") {
@@ -61,11 +64,13 @@ extension StateStore {
     public func componentUpdates(limit: Int) throws(StoreError) -> [ComponentUpdateRecord] {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM component_updates ORDER BY started_at DESC, id DESC LIMIT ?", arguments: [max(limit, 0)]).map { row in
-                ComponentUpdateRecord(id: row["id"], component: row["component"], from: row["from_version"], to: row["to_version"],
-                                      repository: row["repository"], file: row["file"], startedAt: Instant(milliseconds: row["started_at"]),
-                                      finishedAt: (row["finished_at"] as Int64?).map { Instant(milliseconds: $0) }, commit: row["commit_sha"],
-                                      revertCommit: row["revert_sha"], outcome: ComponentUpdateRecord.Outcome(rawValue: row["outcome"]) ?? .failed,
-                                      message: row["message"])
+                var record = ComponentUpdateRecord(id: row["id"], component: row["component"], from: row["from_version"], to: row["to_version"],
+                                                   repository: row["repository"], file: row["file"], startedAt: Instant(milliseconds: row["started_at"]),
+                                                   finishedAt: (row["finished_at"] as Int64?).map { Instant(milliseconds: $0) }, commit: row["commit_sha"],
+                                                   revertCommit: row["revert_sha"],
+                                                   outcome: ComponentUpdateRecord.Outcome(rawValue: row["outcome"]) ?? .failed, message: row["message"])
+                record.startedBy = try Self.makerRow(db, subject: record.id).flatMap(Self.operation)
+                return record
             }
         }
     }

@@ -7,14 +7,15 @@ import UpkeepCore
 /// transaction with the lease check, so the database always holds an engine state that was
 /// complete when written.
 extension StateStore {
-    /// Records a new rollout (not started) under `holder`'s lease. Refused while another
-    /// rollout has not finished: only one rollout runs at a time.
-    public func createRollout(_ engine: RolloutEngine, holder: String, now: Instant) throws(StoreError) {
+    /// Records a new rollout (not started) under `holder`'s lease, and `stamp` (what made it and
+    /// who) with it. Refused while another rollout has not finished: only one rollout runs at a time.
+    public func createRollout(_ engine: RolloutEngine, holder: String, now: Instant, stamp: OperationStamp? = nil) throws(StoreError) {
         let plan = try Self.json(engine.plan)
         let policy = try Self.json(engine.policy)
         let state = try Self.json(engine)
         let status = try Self.json(engine.status)
         let steps = try engine.progress.map { step throws(StoreError) in (step, try Self.json(step)) }
+        let initiator = try stamp.map { stamp throws(StoreError) in try Self.json(stamp.by) }
         try write { db in
             _ = try Self.fence(db, holder: holder, now: now)
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM rollouts WHERE id = ?", arguments: [engine.rolloutID]) == true {
@@ -31,14 +32,16 @@ extension StateStore {
             for (ordinal, (step, json)) in steps.enumerated() {
                 try Self.upsertStep(db, rolloutID: engine.rolloutID, ordinal: ordinal, step: step, json: json, now: now)
             }
+            if let stamp, let initiator { try Self.insertOperation(db, stamp, subject: engine.rolloutID, now: now, initiator: initiator) }
         }
     }
 
     /// Persists the engine after one `handle`, the transition that produced it, the changed
     /// steps, the notices and the notifications of its milestones, in one transaction that first checks (and extends) `holder`'s
-    /// lease. Returns the transition's sequence number. Call it before performing the actions.
+    /// lease. `stamp`: the operation this transition begins (a resume, a restore, an abandon),
+    /// recorded with it. Returns the transition's sequence number. Call it before performing the actions.
     @discardableResult
-    public func record(_ transition: Transition, holder: String, now: Instant) throws(StoreError) -> Int {
+    public func record(_ transition: Transition, holder: String, now: Instant, stamp: OperationStamp? = nil) throws(StoreError) -> Int {
         let engine = transition.engine
         let state = try Self.json(engine)
         let status = try Self.json(engine.status)
@@ -46,6 +49,7 @@ extension StateStore {
         let ordinals = Dictionary(uniqueKeysWithValues: engine.progress.enumerated().map { ($1.key, $0) })
         let finished = if case .finished = engine.status { true } else { false }
         let events = notifications.routes.isEmpty ? [] : transition.milestones.map { NotificationEvent.rollout($0, engine: engine, cluster: notifications.cluster, at: now) }
+        let initiator = try stamp.map { stamp throws(StoreError) in try Self.json(stamp.by) }
         return try write { db in
             _ = try Self.fence(db, holder: holder, now: now)
             guard let count = try Int.fetchOne(db, sql: "SELECT transitions FROM rollouts WHERE id = ?", arguments: [engine.rolloutID]) else {
@@ -73,6 +77,7 @@ extension StateStore {
             for event in events {
                 _ = try Self.enqueue(db, event, sinks: notifications.sinks(for: event.event), rowsMax: notifications.rowsMax, now: now)
             }
+            if let stamp, let initiator { try Self.insertOperation(db, stamp, subject: engine.rolloutID, now: now, initiator: initiator) }
             return sequence
         }
     }
@@ -117,15 +122,17 @@ extension StateStore {
     /// Everything stored about one rollout: record with steps, plan, policy and notices.
     public func rollout(id: String) throws(StoreError) -> RolloutDetail {
         guard let record = try records(where: "id = ?", arguments: [id], limit: 1).first else { throw StoreError.unknownRollout(id) }
-        let (row, noticeRows) = try read { db in
+        let (row, noticeRows, operationRows) = try read { db in
             (try Row.fetchOne(db, sql: "SELECT plan_json, policy_json, transitions FROM rollouts WHERE id = ?", arguments: [id]),
-             try Row.fetchAll(db, sql: "SELECT sequence, at, level, node, message FROM notices WHERE rollout_id = ? ORDER BY id", arguments: [id]))
+             try Row.fetchAll(db, sql: "SELECT sequence, at, level, node, message FROM notices WHERE rollout_id = ? ORDER BY id", arguments: [id]),
+             try Self.operationRows(db, subject: id, limit: 1000))
         }
         guard let row else { throw StoreError.unknownRollout(id) }
         let plan = try Self.decode(Plan.self, row["plan_json"], what: "plan of rollout \(id)")
         let policy = try Self.decode(RolloutPolicy.self, row["policy_json"], what: "policy of rollout \(id)")
         let notices = noticeRows.map(Self.notice)
-        return RolloutDetail(record: record, plan: plan, policy: policy, notices: notices, transitionCount: row["transitions"])
+        return RolloutDetail(record: record, plan: plan, policy: policy, notices: notices, transitionCount: row["transitions"],
+                             operations: operationRows.compactMap(Self.operation))
     }
 
     private static func notice(_ row: Row) -> NoticeRecord {
@@ -157,13 +164,13 @@ extension StateStore {
                 let id: String = row["id"]
                 let steps = try Row.fetchAll(db, sql: "SELECT started_at, finished_at, progress_json FROM steps WHERE rollout_id = ? ORDER BY ordinal",
                                              arguments: [id])
-                return (row, steps)
+                return (row, steps, try Self.makerRow(db, subject: id))
             }
         }
-        return try rows.map { row, steps throws(StoreError) in try Self.record(row, steps) }
+        return try rows.map { row, steps, made throws(StoreError) in try Self.record(row, steps, startedBy: made.flatMap(Self.operation)) }
     }
 
-    private static func record(_ row: Row, _ stepRows: [Row]) throws(StoreError) -> RolloutRecord {
+    private static func record(_ row: Row, _ stepRows: [Row], startedBy: OperationEntry?) throws(StoreError) -> RolloutRecord {
         let id: String = row["id"]
         let target: K3sVersion
         do { target = try K3sVersion(row["target"] as String) } catch { throw StoreError.unreadable(what: "target of rollout \(id)", reason: "\(error)") }
@@ -174,7 +181,8 @@ extension StateStore {
             steps.append(StepRecord(progress: progress, startedAt: instant(step, "started_at"), finishedAt: instant(step, "finished_at")))
         }
         return RolloutRecord(id: id, createdAt: Instant(milliseconds: row["created_at"]), startedAt: instant(row, "started_at"),
-                             finishedAt: instant(row, "finished_at"), from: row["from_summary"], target: target, status: status, steps: steps)
+                             finishedAt: instant(row, "finished_at"), from: row["from_summary"], target: target, status: status, steps: steps,
+                             startedBy: startedBy)
     }
 
     private static func instant(_ row: Row, _ column: String) -> Instant? {

@@ -211,6 +211,32 @@ enum StoreSchema {
                 CREATE INDEX maintenance_periods_started ON maintenance_periods(started_at);
                 """)
         }
+        migrator.registerMigration("v8-operation-actor") { db in
+            // Who did what (issue 17, item 9): one row per operation a command or `upkeep serve`
+            // started on a rollout (apply, rollback, recover, resume, restore, abandon) or a
+            // component update (update), with who started it. Rollouts and updates made before
+            // this version have none.
+            try db.execute(sql: """
+                CREATE TABLE operations (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    -- the rollout or component update it acted on
+                    subject TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    at INTEGER NOT NULL,
+                    initiator_json TEXT NOT NULL
+                );
+                CREATE INDEX operations_subject ON operations(subject, id);
+                """)
+            // The cluster Lease's events (conflicts, failed renewals, losses, takeovers), counted
+            // for the metrics, which are read from this database.
+            try db.execute(sql: """
+                CREATE TABLE lease_events (
+                    event TEXT PRIMARY KEY NOT NULL,
+                    count INTEGER NOT NULL,
+                    last_at INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }
