@@ -149,8 +149,94 @@ import UpkeepTestSupport
         }
         try setup.reader.acquireLease(holder: "other pid 2", ttlMilliseconds: 600_000, now: WallClock().now(), forceTakeover: true)
         let outcome = try await bounded("the run to stop") { await run.result }
-        #expect(throws: RuntimeError.store(.leaseLost(holder: "test", current: "other pid 2"))) { try outcome.get() }
+        let lost = StoreError.leaseLost(holder: "test", current: "other pid 2").description
+        #expect(throws: RuntimeError.lockLost(rolloutID: "r1", reason: lost)) { try outcome.get() }
         #expect(try setup.reader.currentLease()?.holder == "other pid 2", "the run leaves the new holder's lease alone")
-        #expect(try setup.reader.unfinishedRollout()?.id == "r1")
+        // The other process owns the state now: nothing more is written, not even the block.
+        #expect(try setup.reader.unfinishedRollout()?.id == "r1" && setup.reader.unfinishedRollout()?.status == .running)
+    }
+
+    /// Another controller takes the cluster Lease over mid-rollout (the holder is told): the run
+    /// records the rollout blocked with the reason, sends nothing more, and ends with `lockLost`.
+    @Test func losingTheClusterLockBlocksTheRolloutAndSendsNothingMore() async throws {
+        let setup = try Setup(operationDelayMilliseconds: 10)
+        let lock = ScriptedLock()
+        let transport = TriggeringTransport(world: setup.world, on: "install") { lock.lose("other-1 (apply r9) holds it now") }
+        let runtime = RolloutRuntime(store: setup.store, transport: transport, observer: setup.world, lock: lock,
+                                     configuration: RuntimeConfiguration(holder: "test"))
+        let outcome = await capture { try await bounded("the run to stop") { try await runtime.start(try RolloutFixtures.engine("r1")) } }
+        #expect(throws: RuntimeError.lockLost(rolloutID: "r1", reason: "other-1 (apply r9) holds it now")) { try outcome.get() }
+        try expectStoppedAtTheLoss(setup, lock, reason: "other-1 (apply r9) holds it now")
+    }
+
+    /// The process was paused past its renew deadline (nobody tells it): the first thing it does
+    /// when it runs again is see that it no longer holds the lock, and stop without sending.
+    @Test func aLockThatLapsedWhilePausedStopsTheRunBeforeItSendsAnything() async throws {
+        let setup = try Setup(operationDelayMilliseconds: 10)
+        let lock = ScriptedLock()
+        let transport = TriggeringTransport(world: setup.world, on: "install") { lock.lapse() }
+        let runtime = RolloutRuntime(store: setup.store, transport: transport, observer: setup.world, lock: lock,
+                                     configuration: RuntimeConfiguration(holder: "test"))
+        let outcome = await capture { try await bounded("the run to stop") { try await runtime.start(try RolloutFixtures.engine("r1")) } }
+        guard case .failure(RuntimeError.lockLost(let id, let reason)) = outcome else {
+            Issue.record("expected lockLost, got \(outcome)")
+            return
+        }
+        #expect(id == "r1" && reason.contains("not renewed in time"), "\(reason)")
+        try expectStoppedAtTheLoss(setup, lock, reason: "not renewed in time")
+    }
+
+    /// A cluster lock held by another controller refuses the run before anything is recorded or sent.
+    @Test func aClusterLockHeldElsewhereRefusesBeforeAnythingIsRecorded() async throws {
+        let setup = try Setup()
+        let refusal = ClusterLockError.held(lock: "kube-system/upkeep", holder: "other-1 (apply r9)", renewedAt: nil, expiresAt: nil)
+        let lock = ScriptedLock(refusing: refusal)
+        let runtime = RolloutRuntime(store: setup.store, transport: setup.world, observer: setup.world, lock: lock,
+                                     configuration: RuntimeConfiguration(holder: "test"))
+        await #expect(throws: RuntimeError.lock(refusal)) { try await runtime.start(try RolloutFixtures.engine("r1")) }
+        #expect(lock.operations == ["apply r1"])
+        #expect(try setup.reader.history(limit: 5).isEmpty)
+        #expect(setup.world.snapshot.received.isEmpty)
+        #expect(try setup.reader.currentLease() == nil, "the state directory's lease is given back")
+    }
+
+    /// Who started what: the rollout's maker, then each resume, with the configured initiator.
+    @Test func everyOperationRecordsWhoStartedIt() async throws {
+        let setup = try Setup()
+        let transport = PersistedFirstTransport(world: setup.world, reader: setup.reader, rolloutID: "r1", silentNode: "agent-2")
+        let lock = ScriptedLock()
+        let alice = Initiator(user: "root", sudoUser: "alice", host: "ctl-1")
+        let serve = Initiator.serve(user: "upkeep", host: "ctl-2", policy: "automation.k3s: patch")
+        let first = RolloutRuntime(store: setup.store, transport: transport, observer: setup.world, lock: lock,
+                                   configuration: RuntimeConfiguration(holder: "test", initiator: alice))
+        _ = try await bounded("the rollout to block") { try await first.start(try RolloutFixtures.engine("r1"), as: .rollback) }
+        transport.silent.withLock { $0 = false }
+        let second = RolloutRuntime(store: setup.store, transport: transport, observer: setup.world, lock: lock,
+                                    configuration: RuntimeConfiguration(holder: "test", initiator: serve))
+        #expect(try await bounded("the resumed rollout") { try await second.resume() } == .finished(.completed))
+        #expect(lock.operations == ["rollback r1", "resume r1"] && lock.releases == 2)
+        let detail = try setup.reader.rollout(id: "r1")
+        #expect(detail.operations.map(\.summary) == ["rollback by root (sudo by alice)@ctl-1", "resume by serve@ctl-2 (policy automation.k3s: patch)"])
+        #expect(detail.record.startedBy?.kind == .rollback && detail.record.startedBy?.by == alice)
+        #expect(try setup.reader.history(limit: 1).first?.startedBy == detail.operations.first)
+    }
+
+    /// What the two loss tests share: the last transition is the loss, with nothing sent; the
+    /// rollout is blocked saying so; only the one install that was answered ran; nothing more runs.
+    private func expectStoppedAtTheLoss(_ setup: Setup, _ lock: ScriptedLock, reason: String) throws {
+        let transitions = try setup.reader.transitions(rolloutID: "r1")
+        let last = try #require(transitions.last)
+        #expect(last.event.hasPrefix("lock lost: ") && last.event.contains(reason) && !last.actions.contains("send"), "\(last)")
+        guard case .blocked(let why)? = try setup.reader.unfinishedRollout()?.status else {
+            Issue.record("the rollout is not recorded blocked")
+            return
+        }
+        #expect(why.contains("lost the cluster lock") && why.contains(reason), "\(why)")
+        let executed = setup.world.snapshot.executed.count
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(setup.world.snapshot.executed.count == executed, "an operation ran after the run stopped")
+        #expect(setup.world.snapshot.executed.filter { $0.command.name == "install" }.count == 1)
+        #expect(lock.releases == 1)
     }
 }
+

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import UpkeepRollout
+import UpkeepCore
 import UpkeepRuntime
 import UpkeepRuntimeTestSupport
 import UpkeepStore
@@ -22,6 +23,11 @@ func bounded<T: Sendable>(_ what: String, seconds: Int = 120, _ body: @escaping 
         guard let first = try await group.next(), let value = first else { throw TimedOut(what: what) }
         return value
     }
+}
+
+/// How `body` ended, as a value.
+func capture<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+    do { return .success(try await body()) } catch { return .failure(error) }
 }
 
 /// Collects the runtime's updates.
@@ -78,4 +84,89 @@ func probePath() throws -> String {
         throw TimedOut(what: "no built upkeep-runtime-probe at \(candidates.joined(separator: " or ")); run 'swift build --build-tests' first")
     }
     return found
+}
+
+/// A cluster lock a test controls: it grants or refuses, and can be lost (with the holder told,
+/// as a taken-over Lease is) or lapse (no word, as when the process was paused past its deadline).
+final class ScriptedLock: ClusterLock, Sendable {
+    private struct State {
+        var refusal: ClusterLockError?
+        var held = false
+        var lost: (@Sendable (String) -> Void)?
+        var operations: [String] = []
+        var releases = 0
+        var outages: [Bool] = []
+    }
+
+    private let state = Mutex(State())
+
+    init(refusing refusal: ClusterLockError? = nil) {
+        state.withLock { $0.refusal = refusal }
+    }
+
+    func acquire(operation: String, takeOver: Bool, outageAllowed: Bool,
+                 lost: @escaping @Sendable (String) -> Void) async throws(ClusterLockError) -> ClusterLockGrant {
+        let refusal = state.withLock { state -> ClusterLockError? in
+            state.operations.append(operation)
+            if state.refusal == nil {
+                state.held = true
+                state.lost = lost
+            }
+            return state.refusal
+        }
+        if let refusal { throw refusal }
+        return .held(holder: "test (\(operation))", tookOverFrom: nil)
+    }
+
+    func isHeld(at now: Instant) -> Bool { state.withLock { $0.held } }
+
+    func expectOutage(_ expected: Bool, at now: Instant) {
+        state.withLock { state in
+            if state.outages.last != expected { state.outages.append(expected) }
+        }
+    }
+
+    func release() async {
+        state.withLock { state in
+            state.held = false
+            state.releases += 1
+        }
+    }
+
+    /// Another controller took it over: the holder is told.
+    func lose(_ reason: String) {
+        let tell = state.withLock { state -> (@Sendable (String) -> Void)? in
+            state.held = false
+            return state.lost
+        }
+        tell?(reason)
+    }
+
+    /// The deadline passed while the holder could not renew: nobody is told.
+    func lapse() { state.withLock { $0.held = false } }
+
+    var operations: [String] { state.withLock { $0.operations } }
+    var releases: Int { state.withLock { $0.releases } }
+    /// Each change of `expectOutage`, in order.
+    var outages: [Bool] { state.withLock { $0.outages } }
+}
+
+/// Forwards to a world and calls `trigger` once, just before answering the first request whose
+/// command is `command`: the moment a test makes something happen mid-rollout.
+final class TriggeringTransport: AgentTransport, Sendable {
+    let world: FileWorld
+    let command: String
+    private let trigger: Mutex<(@Sendable () -> Void)?>
+
+    init(world: FileWorld, on command: String, _ trigger: @escaping @Sendable () -> Void) {
+        self.world = world
+        self.command = command
+        self.trigger = Mutex(trigger)
+    }
+
+    func send(_ request: AgentRequest, deadlineSeconds: Int, progress: @escaping @Sendable (String) -> Void) async throws -> AgentReply {
+        let reply = try await world.send(request, deadlineSeconds: deadlineSeconds, progress: progress)
+        if request.command.name == command, let fire = trigger.withLock({ trigger in defer { trigger = nil }; return trigger }) { fire() }
+        return reply
+    }
 }

@@ -10,8 +10,10 @@ import UpkeepCore
 /// leaves a state whose requests may or may not have gone out, and `resume` sends those again
 /// with the same operation ids.
 ///
-/// It holds the store's lease for the whole run and renews it every third of its TTL; when the
-/// lease is lost it stops at once without acting further. Every wait is bounded: requests by
+/// It holds an `OperationLock` for the whole run: the store's lease and, when given, the cluster
+/// lock (the Kubernetes Lease). Before every action it checks that both are still held; when
+/// either is lost it records the rollout blocked (`RolloutEngine.Event.lockLost`) and stops at
+/// once without acting further, so no two controllers ever drive nodes at once. Every wait is bounded: requests by
 /// their deadline plus a grace, looks at the cluster by `observeTimeoutSeconds`, the event
 /// queue by the number of tasks that can feed it. It never decides anything the engine decides.
 public actor RolloutRuntime {
@@ -19,13 +21,15 @@ public actor RolloutRuntime {
         /// `token` names the task that produced it (nil: the timer or an unsent request).
         case event(RolloutEngine.Event, token: Int?)
         case observeFailed(String, token: Int)
-        case leaseLost(StoreError)
+        /// The operation lock was lost (why): stop without acting further.
+        case lockLost(String)
         case warning(String)
     }
 
     private let store: StateStore
     private let transport: any AgentTransport
     private let observer: any ClusterObserver
+    private let clusterLock: (any ClusterLock)?
     private let clock: any RuntimeClock
     private let configuration: RuntimeConfiguration
     private let updates: @Sendable (RuntimeUpdate) -> Void
@@ -37,25 +41,31 @@ public actor RolloutRuntime {
     private var sends: [Int: Task<Void, Never>] = [:]
     private var observation: (token: Int, task: Task<Void, Never>)?
     private var timer: Task<Void, Never>?
-    private var renewal: Task<Void, Never>?
+    /// The lock of the run under way.
+    private var lock: OperationLock?
     private var tokens = 0
 
     /// `updates` receives notices and progress after they are persisted (for the CLI's view).
-    public init(store: StateStore, transport: any AgentTransport, observer: any ClusterObserver, clock: any RuntimeClock = WallClock(),
-                configuration: RuntimeConfiguration = RuntimeConfiguration(), updates: @escaping @Sendable (RuntimeUpdate) -> Void = { _ in }) {
+    /// `lock`: the cluster lock every run takes after the store's lease (nil: the store's alone).
+    public init(store: StateStore, transport: any AgentTransport, observer: any ClusterObserver, lock: (any ClusterLock)? = nil,
+                clock: any RuntimeClock = WallClock(), configuration: RuntimeConfiguration = RuntimeConfiguration(),
+                updates: @escaping @Sendable (RuntimeUpdate) -> Void = { _ in }) {
         self.store = store
         self.transport = transport
         self.observer = observer
+        self.clusterLock = lock
         self.clock = clock
         self.configuration = configuration
         self.updates = updates
     }
 
-    /// Records `engine` as a new rollout and carries it out until it finishes or blocks.
-    public func start(_ engine: RolloutEngine) async throws(RuntimeError) -> RunResult {
-        try await run { (store, holder, now) throws(StoreError) in
-            try store.createRollout(engine, holder: holder, now: now)
-            return (engine, [.start])
+    /// Records `engine` as a new rollout made by `kind` (apply, rollback or recover; who started
+    /// it is the configuration's initiator) and carries it out until it finishes or blocks.
+    public func start(_ engine: RolloutEngine, as kind: OperationKind = .apply) async throws(RuntimeError) -> RunResult {
+        let stamp = OperationStamp(kind, by: configuration.initiator)
+        return try await run(operation: "\(kind.rawValue) \(engine.rolloutID)", recorded: engine) { (store, holder, now) throws(StoreError) in
+            try store.createRollout(engine, holder: holder, now: now, stamp: stamp)
+            return Loaded(engine: engine, first: [.start])
         }
     }
 
@@ -63,11 +73,23 @@ public actor RolloutRuntime {
     /// every unanswered request is sent again with its operation id, what was blocked is retried.
     /// `windows`, when given, are the maintenance windows it keeps from now on (`.some(nil)`: none).
     public func resume(rolloutID: String? = nil, windows: [MaintenanceWindow]?? = nil) async throws(RuntimeError) -> RunResult {
-        try await run { (store, _, _) throws(StoreError) in
-            let engine = try store.resumableEngine(rolloutID: rolloutID)
+        let id: String
+        do throws(StoreError) {
+            if let rolloutID {
+                id = rolloutID
+            } else {
+                guard let unfinished = try store.unfinishedRollout() else { throw StoreError.nothingToResume }
+                id = unfinished.id
+            }
+        } catch {
+            throw RuntimeError.store(error)
+        }
+        let stamp = OperationStamp(.resume, by: configuration.initiator)
+        return try await run(operation: "resume \(id)", recorded: try? store.engine(rolloutID: id)) { (store, _, _) throws(StoreError) in
+            let engine = try store.resumableEngine(rolloutID: id)
             let adopt: [RolloutEngine.Event] = windows.map { [.setMaintenanceWindows($0)] } ?? []
             // Created but killed before its start was recorded: start it now.
-            return (engine, adopt + [engine.status == .notStarted ? .start : .resume])
+            return Loaded(engine: engine, first: adopt + [engine.status == .notStarted ? .start : .resume], stamp: stamp)
         }
     }
 
@@ -76,21 +98,23 @@ public actor RolloutRuntime {
     /// when the engine's `restoreChoice` refuses, and when another rollout was made after it or
     /// has not finished (restoring an older rollout's snapshot would undo that one too).
     public func restore(rolloutID: String) async throws(RuntimeError) -> RunResult {
-        try await run { (store, _, _) throws(StoreError) in
+        let stamp = OperationStamp(.restore, by: configuration.initiator)
+        return try await run(operation: "restore \(rolloutID)", recorded: try? store.engine(rolloutID: rolloutID)) { (store, _, _) throws(StoreError) in
             let engine = try store.engine(rolloutID: rolloutID)
             if let newest = try store.history(limit: 1).first, newest.id != rolloutID {
                 throw StoreError.restoreRefused("rollout \(newest.id) was made after \(rolloutID); restoring \(rolloutID)'s snapshot would "
                                                 + "undo it as well: restore \(newest.id) first")
             }
             if case .refused(let why) = engine.restoreChoice { throw StoreError.restoreRefused(why) }
-            return (engine, [.restore])
+            return Loaded(engine: engine, first: [.restore], stamp: stamp)
         }
     }
 
-    /// Gives up `rolloutID` (or the newest unfinished rollout) under the lease, so no
-    /// controller can be driving it at the same time: records the engine's `.abandon` transition
-    /// and returns the engine as recorded and the notices saying what was left behind. Sends
-    /// nothing to any agent and does not look at the cluster.
+    /// Gives up `rolloutID` (or the newest unfinished rollout) under the store's lease, so no
+    /// process of this controller can be driving it at the same time (the rollout lives in this
+    /// state directory alone, so the cluster lock is not needed): records the engine's `.abandon`
+    /// transition with who did it, and returns the engine as recorded and the notices saying what
+    /// was left behind. Sends nothing to any agent and does not look at the cluster.
     public static func abandon(store: StateStore, configuration: RuntimeConfiguration = RuntimeConfiguration(), clock: any RuntimeClock = WallClock(),
                                rolloutID: String? = nil, reason: String) throws(RuntimeError) -> (engine: RolloutEngine, notices: [Notice]) {
         let holder = configuration.holder
@@ -105,7 +129,7 @@ public actor RolloutRuntime {
             let actions = engine.handle(event, now: now)
             let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
             try store.record(Transition(engine: engine, before: before, event: Self.describe(event), actions: Self.describe(actions),
-                                        notices: notices), holder: holder, now: now)
+                                        notices: notices), holder: holder, now: now, stamp: OperationStamp(.abandon, by: configuration.initiator))
             return (engine, notices)
         } catch {
             throw RuntimeError.store(error)
@@ -114,49 +138,79 @@ public actor RolloutRuntime {
 
     // MARK: - The run
 
-    private func run(_ load: (StateStore, String, Instant) throws(StoreError) -> (RolloutEngine, [RolloutEngine.Event]))
+    /// What a run begins with: the engine, the events handled first (in order, each its own
+    /// transition), and the operation recorded with the first of them.
+    private struct Loaded {
+        var engine: RolloutEngine
+        var first: [RolloutEngine.Event]
+        var stamp: OperationStamp? = nil
+    }
+
+    /// Takes the lock for `operation` (allowing an API outage when the rollout as `recorded` keeps
+    /// the API down), loads under it, drives, and gives the lock back.
+    private func run(operation: String, recorded: RolloutEngine?, _ load: (StateStore, String, Instant) throws(StoreError) -> Loaded)
         async throws(RuntimeError) -> RunResult {
         guard !running else { throw RuntimeError.alreadyRunning }
         running = true
         defer { running = false }
-        let holder = configuration.holder
-        do {
-            try store.acquireLease(holder: holder, ttlMilliseconds: configuration.leaseTTLMilliseconds, now: clock.now(),
-                                   forceTakeover: configuration.forceTakeover)
-        } catch {
-            throw RuntimeError.store(error)
-        }
-        do {
-            let (engine, first) = try load(store, holder, clock.now())
-            let result = try await drive(engine, first: first)
-            try? store.releaseLease(holder: holder)
-            return result
-        } catch let error as StoreError {
-            if case .leaseLost = error {} else { try? store.releaseLease(holder: holder) }
-            throw RuntimeError.store(error)
-        } catch let error as RuntimeError {
-            try? store.releaseLease(holder: holder)
-            throw error
-        } catch {
-            try? store.releaseLease(holder: holder)
-            preconditionFailure("unexpected error \(error)")
-        }
-    }
-
-    /// `first` are handled in order before anything else (each persisted as its own transition).
-    private func drive(_ initial: RolloutEngine, first: [RolloutEngine.Event]) async throws -> RunResult {
-        // Producers: at most `sendsInFlightMax` requests, one look, one timer, one renewal, and
+        // Producers: at most `sendsInFlightMax` requests, one look, one timer, one lock loss, and
         // unsent requests (bounded by what one `handle` returns) — so this bound is never reached.
         let (stream, continuation) = AsyncStream.makeStream(of: Input.self,
                                                             bufferingPolicy: .bufferingOldest(configuration.sendsInFlightMax * 4 + 64))
         self.continuation = continuation
-        defer { stopTasks() }
-        startRenewal()
+        let lock = OperationLock(store: store, cluster: clusterLock, configuration: configuration, clock: clock)
+        let grant: ClusterLockGrant?
+        do {
+            grant = try await lock.acquire(operation: operation, outageAllowed: recorded?.takesTheAPIDown ?? false) { reason in
+                Self.deliver(.lockLost(reason), to: continuation)
+            }
+        } catch {
+            stopTasks()
+            throw error
+        }
+        self.lock = lock
+        // Every way out: the tasks first (nothing more is sent), then the lock.
+        func end() async {
+            stopTasks()
+            self.lock = nil
+            await lock.release()
+        }
+        switch grant {
+        case .localOnly(let reason)?:
+            updates(.warning("the Kubernetes API does not answer (\(reason)): the cluster Lease is not taken, and only this state "
+                             + "directory's lease fences this \(operation); make sure no other controller works on this cluster "
+                             + "(the Lease is taken as soon as the API answers)"))
+        case .held(_, let from?)?:
+            updates(.warning("took the cluster Lease over from \(from)"))
+        case .held(_, nil)?, nil:
+            break
+        }
+        do {
+            let loaded = try load(store, configuration.holder, clock.now())
+            let result = try await drive(loaded.engine, first: loaded.first, stamp: loaded.stamp, stream: stream)
+            await end()
+            return result
+        } catch let error as StoreError {
+            await end()
+            throw RuntimeError.store(error)
+        } catch let error as RuntimeError {
+            await end()
+            throw error
+        } catch {
+            await end()
+            preconditionFailure("unexpected error \(error)")
+        }
+    }
+
+    /// `first` are handled in order before anything else (each persisted as its own transition;
+    /// `stamp` with the first).
+    private func drive(_ initial: RolloutEngine, first: [RolloutEngine.Event], stamp: OperationStamp?,
+                       stream: AsyncStream<Input>) async throws -> RunResult {
         var engine = initial
         // Only the last of them decides whether the run is over: a blocked rollout given its
         // windows first is still blocked until its `resume`.
         for (position, event) in first.enumerated() {
-            if let result = try step(&engine, event, settles: position == first.count - 1) { return result }
+            if let result = try step(&engine, event, stamp: position == 0 ? stamp : nil, settles: position == first.count - 1) { return result }
         }
         for await input in stream {
             switch input {
@@ -167,8 +221,8 @@ public actor RolloutRuntime {
                 settle(token)
                 updates(.warning("could not read the cluster: \(message)"))
                 try checkStalled(engine)
-            case .leaseLost(let error):
-                throw error
+            case .lockLost(let reason):
+                try stopForLostLock(&engine, reason)
             case .warning(let message):
                 updates(.warning(message))
             }
@@ -176,16 +230,45 @@ public actor RolloutRuntime {
         throw RuntimeError.cancelled
     }
 
-    /// Handles one event: persist first, then act. Returns the result when the run is over.
-    /// Handles one event and carries out its actions; the run's result when it is over. With
-    /// `settles` false (an event that leads another), a block does not end the run.
-    private func step(_ engine: inout RolloutEngine, _ event: RolloutEngine.Event, settles: Bool = true) throws -> RunResult? {
+    /// The lock is gone: nothing more is sent. The engine blocks (`lockLost`), which is recorded
+    /// when this state directory's lease can still be had; then the run ends with `lockLost`.
+    private func stopForLostLock(_ engine: inout RolloutEngine, _ reason: String) throws -> Never {
+        stopTasks()
         let now = clock.now()
+        let before = engine
+        let event = RolloutEngine.Event.lockLost(reason: reason)
+        let actions = engine.handle(event, now: now)
+        let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
+        if lock?.retakeLocalLease() == true {
+            let transition = Transition(engine: engine, before: before, event: Self.describe(event), actions: Self.describe(actions), notices: notices)
+            if (try? store.record(transition, holder: configuration.holder, now: now)) != nil {
+                for notice in notices { updates(.notice(notice, at: now)) }
+            }
+        }
+        throw RuntimeError.lockLost(rolloutID: engine.rolloutID, reason: reason)
+    }
+
+    /// Handles one event and carries out its actions (persisted first); the run's result when it
+    /// is over. With `settles` false (an event that leads another), a block does not end the run.
+    /// Nothing is handled once the lock is no longer held: the run stops instead.
+    private func step(_ engine: inout RolloutEngine, _ event: RolloutEngine.Event, stamp: OperationStamp? = nil,
+                      settles: Bool = true) throws -> RunResult? {
+        let now = clock.now()
+        if let lock, !lock.isHeld(at: now) {
+            try stopForLostLock(&engine, lock.lostReason ?? "its Lease was not renewed in time (this process was paused or cut off)")
+        }
         let before = engine
         let actions = engine.handle(event, now: now)
         let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
         let transition = Transition(engine: engine, before: before, event: Self.describe(event), actions: Self.describe(actions), notices: notices)
-        try store.record(transition, holder: configuration.holder, now: now)
+        do {
+            try store.record(transition, holder: configuration.holder, now: now, stamp: stamp)
+        } catch {
+            guard case .leaseLost = error else { throw error }
+            engine = before
+            try stopForLostLock(&engine, error.description)
+        }
+        lock?.expectOutage(engine.takesTheAPIDown, at: now)
 
         for notice in notices { updates(.notice(notice, at: now)) }
         if !transition.changedSteps.isEmpty { updates(.moves(engine.progress, at: now)) }
@@ -222,10 +305,14 @@ public actor RolloutRuntime {
         let token = nextToken()
         let deadline = configuration.deadlineSeconds(for: request.command)
         let waitSeconds = deadline + configuration.answerGraceSeconds
-        let (transport, updates) = (self.transport, self.updates)
+        let (transport, updates, lock, clock) = (self.transport, self.updates, self.lock, self.clock)
         let id = request.operationID
         sends[token] = watch(token, seconds: waitSeconds,
                              timedOut: .event(.requestFailed(operationID: id, message: "no answer within \(waitSeconds) s"), token: token)) {
+            // Checked again as it leaves: a process paused between deciding and sending must not send.
+            if let lock, !lock.isHeld(at: clock.now()) {
+                return .lockLost(lock.lostReason ?? "its Lease was not renewed in time (this process was paused or cut off)")
+            }
             do {
                 let reply = try await transport.send(request, deadlineSeconds: deadline) { line in
                     updates(.agentProgress(node: request.node, operationID: id, line: line))
@@ -289,26 +376,6 @@ public actor RolloutRuntime {
         }
     }
 
-    private func startRenewal() {
-        let (store, clock, continuation) = (self.store, self.clock, self.continuation)
-        let holder = configuration.holder
-        let interval = max(configuration.leaseTTLMilliseconds / 3, 1)
-        renewal = Task {
-            while !Task.isCancelled {
-                do { try await clock.sleep(until: clock.now().adding(milliseconds: interval)) } catch { return }
-                do throws(StoreError) {
-                    try store.renewLease(holder: holder, now: clock.now())
-                } catch {
-                    if case .leaseLost = error {
-                        Self.deliver(.leaseLost(error), to: continuation)
-                        return
-                    }
-                    Self.deliver(.warning("renewing the lease failed: \(error)"), to: continuation)
-                }
-            }
-        }
-    }
-
     /// The task with `token` has delivered: stop its deadline watch.
     private func settle(_ token: Int) {
         sends.removeValue(forKey: token)?.cancel()
@@ -325,8 +392,6 @@ public actor RolloutRuntime {
         observation = nil
         timer?.cancel()
         timer = nil
-        renewal?.cancel()
-        renewal = nil
         continuation?.finish()
         continuation = nil
     }
@@ -362,6 +427,7 @@ public actor RolloutRuntime {
         case .abandon(let reason): return "abandon: \(reason)"
         case .restore: return "restore (the operator's rollback --restore)"
         case .setMaintenanceWindows(let windows): return "maintenance windows: \(windows.map(\.listed) ?? "none")"
+        case .lockLost(let reason): return "lock lost: \(reason)"
         }
     }
 

@@ -1,10 +1,14 @@
 import Foundation
 import UpkeepRollout
+import UpkeepStore
 
 /// Who this controller is and the bounds the runtime keeps around the engine's own.
 public struct RuntimeConfiguration: Sendable {
     /// Names this controller in the lease (`host pid N`); shown to a controller it keeps out.
     public var holder: String
+    /// Who started the operations of this run: recorded with each (`history`, `report`).
+    /// `upkeep serve` gives `Initiator.serve(…)` and the policy that decided.
+    public var initiator: Initiator
     /// The lease lasts this long past each renewal; renewed every third of it.
     public var leaseTTLMilliseconds: Int64
     /// Take the lease even though another holder's has not expired (the operator knows it is gone).
@@ -22,10 +26,12 @@ public struct RuntimeConfiguration: Sendable {
     /// on its own before it reports the request as unanswered.
     public var answerGraceSeconds: Int
 
-    public init(holder: String = RuntimeConfiguration.defaultHolder(), leaseTTLMilliseconds: Int64 = 30_000, forceTakeover: Bool = false,
+    public init(holder: String = RuntimeConfiguration.defaultHolder(), initiator: Initiator = .current(),
+                leaseTTLMilliseconds: Int64 = 30_000, forceTakeover: Bool = false,
                 sendsInFlightMax: Int = 256, observeTimeoutSeconds: Int = 30, shortRequestSeconds: Int = 60,
                 stageRequestSeconds: Int = 900, answerGraceSeconds: Int = 15) {
         self.holder = holder
+        self.initiator = initiator
         self.leaseTTLMilliseconds = leaseTTLMilliseconds
         self.forceTakeover = forceTakeover
         self.sendsInFlightMax = sendsInFlightMax
@@ -58,5 +64,20 @@ public struct RuntimeConfiguration: Sendable {
         // A restore waits for `--cluster-reset` to finish before k3s starts and is probed.
         case .restore(_, _, let healthTimeoutSeconds), .rejoin(_, let healthTimeoutSeconds): healthTimeoutSeconds + shortRequestSeconds * 3
         }
+    }
+}
+
+extension Initiator {
+    /// Whoever runs this process: the effective user's name (getpwuid of the effective uid; the
+    /// uid when it has none), `SUDO_USER` when set, and the host.
+    public static func current(environment: [String: String] = ProcessInfo.processInfo.environment) -> Initiator {
+        let uid = geteuid()
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let user = getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0 && result != nil && entry.pw_name != nil
+            ? String(cString: entry.pw_name) : "uid \(uid)"
+        let sudoUser = environment["SUDO_USER"].flatMap { $0.isEmpty ? nil : $0 }
+        return Initiator(user: user, sudoUser: sudoUser, host: RuntimeConfiguration.hostName())
     }
 }

@@ -31,6 +31,11 @@ public enum RuntimeUpdate: Sendable {
 public enum RuntimeError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The store refused or failed (lease held or lost, disk, unknown rollout, …).
     case store(StoreError)
+    /// The cluster lock was not taken: another controller holds it, the API does not answer, or refuses.
+    case lock(ClusterLockError)
+    /// The operation lock was lost while running (`reason`): the rollout was stopped without
+    /// acting further and recorded blocked.
+    case lockLost(rolloutID: String, reason: String)
     /// This runtime is already driving a rollout.
     case alreadyRunning
     /// The engine waits for nothing that can happen (a bug): stopped rather than hang.
@@ -41,6 +46,11 @@ public enum RuntimeError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .store(let error): error.description
+        case .lock(let error): error.description
+        case .lockLost(let id, let reason):
+            "this controller lost its lock (\(reason)) and stopped rollout \(id) without acting further; it is blocked. "
+                + "`upkeep status` shows who holds the cluster Lease; `upkeep resume` carries the rollout on once it is free, "
+                + "`upkeep abandon` gives it up"
         case .alreadyRunning: "this controller is already driving a rollout"
         case .stalled(let status): "the rollout engine waits for nothing (status \(status)); run `upkeep resume`, and report this as a bug"
         case .cancelled: "stopped before the rollout finished; run `upkeep resume` to carry it on"

@@ -77,7 +77,9 @@ struct RolloutDriver {
                 try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
             }
             switch error {
-            case .store(.leaseHeld): throw CommandFailure(code: RolloutExitCode.leaseHeld, message: error.description)
+            case .store(.leaseHeld), .store(.leaseLost), .lock(.held), .lockLost:
+                throw CommandFailure(code: RolloutExitCode.leaseHeld, message: error.description)
+            case .lock(.unreachable), .lock(.refused): throw CommandFailure(code: RolloutExitCode.unreachable, message: error.description)
             case .store(.nothingToResume), .store(.rolloutFinished), .store(.unknownRollout):
                 throw CommandFailure(code: RolloutExitCode.usage, message: error.description)
             case .store(.restoreRefused), .store(.unfinishedRollout):

@@ -239,7 +239,8 @@ extension RolloutEngine {
         // A crash may have struck after the outcome was persisted and before it was reported.
         if case .finished(let outcome) = status { out.append(.finished(outcome)) }
         guard isInProgress else { return }
-        if case .blocked = status { status = .running }
+        // Blocked while stopping (the cluster lock was lost then): it goes on stopping.
+        if case .blocked = status { status = stopReason == nil ? .running : .stopping }
         out.append(.notice(Notice(.info, "rollout \(rolloutID) resumed")))
         for index in moves.indices { moves[index].interruptions = nil }
         for id in pendingOrder {

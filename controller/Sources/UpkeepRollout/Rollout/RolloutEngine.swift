@@ -45,6 +45,11 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         /// The maintenance windows from now on: those of the configuration the rollout is resumed
         /// with, or nil (none, `--ignore-window`). A change is said in a notice.
         case setMaintenanceWindows([MaintenanceWindow]?)
+        /// The controller can no longer count on the cluster lock (its Lease was taken over, or
+        /// not renewed in time): another controller may be driving the nodes now. It blocks at
+        /// once and sends nothing, not even to wind a node down; unanswered requests stay, so
+        /// a `resume` sends them again with their ids.
+        case lockLost(reason: String)
     }
 
     public enum Action: Equatable, Sendable {
@@ -148,6 +153,22 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
             .compactMap(\.installOperationID)
     }
 
+    /// Whether this rollout itself keeps the Kubernetes API from answering now, so nobody can
+    /// write the cluster Lease meanwhile: a restore between stopping every server and the last
+    /// one rejoining, a recovery (begun with the API down) until it is done, or the only server
+    /// of the cluster restarting k3s.
+    public var takesTheAPIDown: Bool {
+        if case .finished = status { return false }
+        if case .restoring = direction, let run = restore, run.stage != .done {
+            return !run.apiAvailable || [.stopping, .restoring, .rejoining].contains(run.stage)
+        }
+        guard isInProgress else { return false }
+        let servers = observation.map { $0.inventory.nodes.filter { $0.role == .server }.count }
+            ?? Set(moves.filter { $0.role == .server }.map(\.node)).count
+        guard servers == 1 else { return false }
+        return moves.contains { $0.role == .server && [.installing, .verifying, .rollingBack, .verifyingRevert].contains($0.phase) }
+    }
+
     /// Requests sent or waiting to be sent, oldest first.
     public var unansweredRequests: [AgentRequest] { pendingOrder.compactMap { pending[$0]?.request } }
 
@@ -204,6 +225,17 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
             return out
         case .restore:
             operatorRestore(now, &out)
+        case .lockLost(let reason):
+            switch status {
+            case .running, .stopping, .blocked:
+                // A stop under way (a failure to roll back from) is kept: `resume` goes on stopping.
+                block("this controller lost the cluster lock (\(reason)); another controller may be driving the nodes. "
+                      + "`upkeep status` shows who holds it; once it is free, `upkeep resume` carries this rollout on "
+                      + "(or `upkeep abandon` it if the cluster was changed meanwhile)", &out)
+            case .notStarted, .finished:
+                break
+            }
+            return out
         case .setMaintenanceWindows(let windows):
             let given = windows?.isEmpty == true ? nil : windows
             // Compared as written: the zones' rules come fresh from the tzdata at every resume.
