@@ -49,4 +49,27 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         let subject = try #require((binding["subjects"] as? [[String: Any]])?.first)
         #expect(subject["name"] as? String == "upkeep-agent" && subject["namespace"] as? String == "upkeep-system")
     }
+
+    /// The controller's Role grants the Lease kube-system/upkeep: get and update by name,
+    /// create (RBAC cannot name what does not exist yet), and nothing else.
+    @Test func controllerRBACGrantsOnlyItsLease() throws {
+        let text = try String(contentsOfFile: "\(deployDirectory)/rbac-controller.yaml", encoding: .utf8)
+        let documents = try Yams.load_all(yaml: text).compactMap { $0 as? [String: Any] }
+        #expect(documents.compactMap { $0["kind"] as? String } == ["Namespace", "ServiceAccount", "Role", "RoleBinding"])
+        let role = try #require(documents.first { $0["kind"] as? String == "Role" })
+        #expect((role["metadata"] as? [String: Any])?["namespace"] as? String == "kube-system")
+        let rules = try #require(role["rules"] as? [[String: Any]])
+        var granted: Set<String> = []
+        for rule in rules {
+            #expect(rule["apiGroups"] as? [String] == ["coordination.k8s.io"] && rule["resources"] as? [String] == ["leases"])
+            let names = (rule["resourceNames"] as? [String])?.joined(separator: ",") ?? "*"
+            for verb in rule["verbs"] as? [String] ?? [] { granted.insert("\(verb) \(names)") }
+        }
+        #expect(granted == ["get upkeep", "update upkeep", "create *"])
+        let binding = try #require(documents.first { $0["kind"] as? String == "RoleBinding" })
+        #expect((binding["metadata"] as? [String: Any])?["namespace"] as? String == "kube-system")
+        #expect((binding["roleRef"] as? [String: Any])?["name"] as? String == "upkeep-controller-lease")
+        let subject = try #require((binding["subjects"] as? [[String: Any]])?.first)
+        #expect(subject["name"] as? String == "upkeep-controller" && subject["namespace"] as? String == "upkeep-system")
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UpkeepCLI
 import UpkeepCore
+import UpkeepFleet
 import UpkeepRollout
 import UpkeepTestSupport
 import UpkeepYAML
@@ -96,6 +97,13 @@ import UpkeepYAML
         #expect(ZoneInfoDirectory.system(environment: [:]).path == "/usr/share/zoneinfo")
     }
 
+    @Test func theClusterLeaseTermsDefaultAndReadTheirSection() throws {
+        let defaults = try ControllerConfig.parse("agentPort: 1\n", file: "/u.yaml").lease
+        #expect(defaults.durationSeconds == 60 && defaults.renewDeadlineSeconds == 40 && defaults.renewIntervalSeconds == 5)
+        let short = try ControllerConfig.parse("lease: {durationSeconds: 6, renewDeadlineSeconds: 4, renewIntervalSeconds: 1}\n", file: "/u.yaml").lease
+        #expect(short.durationSeconds == 6 && short.renewDeadlineSeconds == 4 && short.renewIntervalSeconds == 1)
+    }
+
     @Test func anEmptyDocumentIsAnError() {
         #expect(throws: ConfigError.self) { try ControllerConfig.parse("", file: "/x/upkeep.yaml") }
     }
@@ -125,6 +133,10 @@ import UpkeepYAML
         ("automation:\n  checkInterval: 10s\n", "automation.checkInterval", "from 1m to 7d"),
         ("automation:\n  checkInterval: hourly\n", "automation.checkInterval", "e.g. 1h or 30m"),
         ("automation:\n  flux: minor\n", "automation.flux", "not a known field"),
+        ("lease:\n  durationSeconds: 1\n", "lease.durationSeconds", "must be in 2"),
+        ("lease:\n  durationSeconds: 30\n  renewDeadlineSeconds: 30\n", "lease", "must be less than durationSeconds"),
+        ("lease:\n  renewIntervalSeconds: 40\n", "lease", "must be less than renewDeadlineSeconds"),
+        ("lease:\n  name: mine\n", "lease.name", "not a known field"),
     ])
     func badFieldsAreNamed(yaml: String, field: String, problem: String) {
         do {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UpkeepRollout
+import UpkeepRuntime
 import UpkeepCore
 import UpkeepFleet
 import UpkeepStore
@@ -110,7 +111,9 @@ struct Demo: AsyncParsableCommand {
                     + "(\(directory)/git/fleet.git)")
                 try await ClusterSession.with(config) { session in
                     let update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: "flux-system",
-                                              name: "flux-system", repoOverride: nil, timeoutSeconds: 120)
+                                              name: "flux-system", repoOverride: nil, timeoutSeconds: 120,
+                                              lock: OperationLock(store: store, cluster: try session.clusterLease(store: store),
+                                                                  configuration: RuntimeConfiguration()))
                     let longhornCode = try await update.run(dryRun: false, confirmed: true) { source in
                         try await LonghornUpdate.plan(kube: session.kube, target: longhorn, source: source)
                     }

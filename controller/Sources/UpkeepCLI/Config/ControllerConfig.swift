@@ -1,5 +1,6 @@
 import Foundation
 import UpkeepPOSIX
+import UpkeepFleet
 import UpkeepNotify
 import UpkeepKube
 import UpkeepCore
@@ -96,6 +97,9 @@ public struct ControllerConfig: Equatable, Sendable {
     /// What `upkeep serve` checks for and rolls out on its own (docs/serve.md); nil (no
     /// `automation:` section): serve runs no controller loop.
     public var automation: AutomationPolicy?
+    /// The cluster Lease `kube-system/upkeep` every operation that drives nodes holds
+    /// (docs/controller.md, "The lock").
+    public var lease = ClusterLease.Terms()
 
     public init() {}
 
@@ -272,6 +276,15 @@ public struct ControllerConfig: Equatable, Sendable {
             config.backups.timeoutSeconds = try backups.int("timeoutSeconds", in: 10...86_400) ?? config.backups.timeoutSeconds
             try backups.rejectUnknown(["beforeApply", "keyFile", "kept", "timeoutSeconds"])
         }
+        if let lease = try top.section("lease") {
+            var terms = config.lease
+            terms.durationSeconds = try lease.int("durationSeconds", in: 2...3600) ?? terms.durationSeconds
+            terms.renewDeadlineSeconds = try lease.int("renewDeadlineSeconds", in: 1...3599) ?? terms.renewDeadlineSeconds
+            terms.renewIntervalSeconds = try lease.int("renewIntervalSeconds", in: 1...3598) ?? terms.renewIntervalSeconds
+            if let problem = terms.problems.first { throw ConfigError(file: file, line: nil, field: "lease", problem: problem) }
+            config.lease = terms
+            try lease.rejectUnknown(["durationSeconds", "renewDeadlineSeconds", "renewIntervalSeconds"])
+        }
         if let join = try top.section("join") {
             config.join.listen = try join.string("listen") ?? config.join.listen
             config.join.advertise = try join.string("advertise")
@@ -294,7 +307,7 @@ public struct ControllerConfig: Equatable, Sendable {
             config.automation = try Self.automation(automation)
         }
         try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join",
-                               "cluster", "notifications", "automation"])
+                               "cluster", "notifications", "automation", "lease"])
         return config
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import UpkeepKube
 import UpkeepProcess
 import UpkeepRollout
+import UpkeepRuntime
 import UpkeepStore
 import UpkeepPOSIX
 
@@ -15,10 +16,12 @@ struct Update: AsyncParsableCommand {
         abstract: "Upgrade Longhorn or Flux through the Git repository Flux watches: commit, wait for the reconcile, validate, revert on failure.",
         discussion: """
             The repository and branch are those of Flux's GitRepository (--source), or --repo. Outside the maintenance \
-            windows nothing is committed unless --ignore-window. Exit codes: 0 done (or nothing \
+            windows nothing is committed unless --ignore-window. It holds the controller's lock (the state directory's \
+            lease and the cluster Lease kube-system/upkeep) from the commit to the end. Exit codes: 0 done (or nothing \
             to do), 1 failed and the commit was reverted, 2 usage, 4 failed and the revert did not finish (fix by hand), \
-            5 refused before committing, 7 Flux's install.yaml could not be fetched or did not match its digest, \
-            8 the cluster, the releases or the repository could not be read. docs/gitops.md.
+            5 refused before committing, 6 another controller holds the lock (or it was lost while waiting), 7 Flux's \
+            install.yaml could not be fetched or did not match its digest, 8 the cluster, the releases or the \
+            repository could not be read. docs/gitops.md.
             """
     )
 
@@ -47,6 +50,9 @@ struct Update: AsyncParsableCommand {
 
     @Flag(name: .customLong("ignore-window"), help: "Commit the change outside the maintenance windows.")
     var ignoreWindow = false
+
+    @Flag(name: .customLong("force-takeover"), help: "Take the controller lock even if another controller holds it (only when that one is gone).")
+    var forceTakeover = false
 
     func validate() throws {
         guard component == "longhorn" || component == "flux" else {
@@ -83,8 +89,10 @@ struct Update: AsyncParsableCommand {
                                      message: "refused: maintenance mode is on (\(MaintenanceStatusCommand.headline(maintenance))), so Flux would not "
                                          + "apply the commit; `upkeep maintenance disable` first; nothing was committed")
             }
+            let lock = OperationLock(store: store, cluster: try session.clusterLease(store: store),
+                                     configuration: RuntimeConfiguration(forceTakeover: forceTakeover))
             let update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: parts[0], name: parts[1],
-                                      repoOverride: repo, timeoutSeconds: timeoutSeconds)
+                                      repoOverride: repo, timeoutSeconds: timeoutSeconds, lock: lock)
             return try await update.run(dryRun: dryRun, confirmed: yes, windows: config.rollout.maintenanceWindows, ignoreWindow: ignoreWindow) { source in
                 if let longhornTarget { return try await LonghornUpdate.plan(kube: session.kube, target: longhornTarget, source: source) }
                 return try await FluxUpdate.plan(session: session, to: to, source: source)
@@ -178,6 +186,10 @@ struct GitOpsUpdate {
     let name: String
     let repoOverride: String?
     let timeoutSeconds: Int
+    /// Held from before the commit to the end; nil: none (tests of the flow alone).
+    var lock: OperationLock? = nil
+    /// Who started it, recorded with the update.
+    var initiator = Initiator.current()
     static let pollSeconds = 1.0
 
     func say(_ line: String) {
@@ -214,13 +226,39 @@ struct GitOpsUpdate {
             return RolloutExitCode.done
         }
         if !confirmed { try Apply.confirm("y") }
+        let id = (workspace as NSString).lastPathComponent.replacingOccurrences(of: "r", with: "u", options: .anchored)
+        if let lock {
+            do {
+                if case .held(_, let from?)? = try await lock.acquire(operation: "update \(id)", lost: { _ in }) {
+                    say("took the cluster Lease over from \(from)")
+                }
+            } catch {
+                switch error {
+                case .store(.leaseHeld), .lock(.held): throw CommandFailure(code: RolloutExitCode.leaseHeld, message: "\(error); nothing was committed")
+                case .store: throw CommandFailure(code: RolloutExitCode.state, message: error.description)
+                default: throw CommandFailure(code: RolloutExitCode.unreachable, message: "\(error); nothing was committed")
+                }
+            }
+        }
+        let code: Int32
+        do {
+            code = try await committed(plan: plan, change: change, url: url, branch: branch, workspace: workspace, id: id)
+        } catch {
+            await lock?.release()
+            throw error
+        }
+        await lock?.release()
+        return code
+    }
+
+    /// Commit, push, wait, revert when it fails: under the lock (which this gives back).
+    private func committed(plan: GitOpsPlan, change: GitOpsChange, url: String, branch: String, workspace: String, id: String) async throws -> Int32 {
         try change.text.write(toFile: "\(workspace)/\(change.file)", atomically: true, encoding: .utf8)
         let message = "\(change.subject)\n\nCommitted by upkeep update; it reverts this commit if the upgrade does not become healthy."
         try await git(["-C", workspace, "commit", "-q", "-a", "-m", message], what: "commit")
         let commit = try await git(["-C", workspace, "rev-parse", "HEAD"], what: "rev-parse").trimmingCharacters(in: .whitespacesAndNewlines)
         // Recorded before the push: a crash after it leaves a record that names the commit.
-        var record = ComponentUpdateRecord(id: (workspace as NSString).lastPathComponent.replacingOccurrences(of: "r", with: "u", options: .anchored),
-                                           component: plan.component, from: plan.from, to: plan.to, repository: url,
+        var record = ComponentUpdateRecord(id: id, component: plan.component, from: plan.from, to: plan.to, repository: url,
                                            file: change.file, startedAt: .wallClockNow(), commit: commit)
         func finish(_ outcome: ComponentUpdateRecord.Outcome, _ text: String) {
             record.outcome = outcome
@@ -229,6 +267,11 @@ struct GitOpsUpdate {
             do { try store.saveComponentUpdate(record) } catch { say("warning: the state database did not record the outcome: \(error)") }
         }
         try storeCall { try store.saveComponentUpdate(record) }
+        try storeCall { try store.recordOperation(OperationStamp(.update, by: initiator), subject: record.id, now: record.startedAt) }
+        if let lost = lostLock() {
+            finish(.failed, "not pushed: \(lost)")
+            throw CommandFailure(code: RolloutExitCode.leaseHeld, message: "\(lost); nothing was pushed")
+        }
         do {
             try await git(["-C", workspace, "push", "-q", "origin", "HEAD:\(branch)"], what: "push to \(url)")
         } catch {
@@ -247,6 +290,12 @@ struct GitOpsUpdate {
         case .failed(let reason), .waiting(let reason):
             failure = reason
         }
+        // Another controller may be acting now: its work is not reverted behind its back.
+        if let lost = lostLock() {
+            say("stopped: \(lost); \(commit.prefix(12)) stays on \(branch): watch Flux, revert it by hand if it does not become healthy")
+            finish(.failed, "\(failure); \(lost), so the commit was not reverted")
+            return RolloutExitCode.leaseHeld
+        }
         say("failed: \(failure); reverting \(commit.prefix(12))")
         do {
             try await git(["-C", workspace, "revert", "--no-edit", commit], what: "revert")
@@ -264,12 +313,20 @@ struct GitOpsUpdate {
         return reverted ? RolloutExitCode.failedRolledBack : RolloutExitCode.failedNotRolledBack
     }
 
-    /// Polls `judge` until the verdict is done or failed, or the timeout passes (then the last reason).
+    /// Why the lock is no longer held, nil while it is (or there is none).
+    func lostLock() -> String? {
+        guard let lock, !lock.isHeld(at: .wallClockNow()) else { return nil }
+        return "this controller lost its lock (\(lock.lostReason ?? "the cluster Lease was not renewed in time"))"
+    }
+
+    /// Polls `judge` until the verdict is done or failed, the timeout passes (then the last
+    /// reason), or the lock is lost.
     func waitFor(_ judge: () async throws -> ReconcileVerdict) async -> ReconcileVerdict {
         let deadline = Date().addingTimeInterval(Double(timeoutSeconds))
         var last = ReconcileVerdict.waiting("nothing read yet")
         var said = ""
         while Date() < deadline {
+            if let lost = lostLock() { return .failed(lost) }
             if let verdict = try? await judge() {
                 last = verdict
                 if case .waiting(let reason) = last, reason != said {

@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import UpkeepFleet
 import UpkeepHTTPServer
 import UpkeepRollout
 import UpkeepStore
@@ -40,6 +41,8 @@ struct MetricsSnapshot: Equatable {
     var certificateExpiries: [String: Double] = [:]
     /// The notification outbox per sink (docs/notifications.md).
     var notifications: [SinkDeliveryStats] = []
+    /// The cluster Lease's events (`ClusterLease.Event`) this controller counted, by event.
+    var leaseEvents: [String: Int] = [:]
 
     /// `sinks`: the configured notification sinks, listed even before their first event.
     static func gather(store: StateStore, checks: (any CheckRecorder)?, now: Instant, sinks: [String] = []) throws(StoreError) -> MetricsSnapshot {
@@ -62,6 +65,7 @@ struct MetricsSnapshot: Equatable {
         if let unfinished = try store.unfinishedRollout() {
             snapshot.cordonedByUpkeep = try store.engine(rolloutID: unfinished.id).cordonedByUpkeep.count
         }
+        snapshot.leaseEvents = try store.leaseEventCounts()
         snapshot.backupsKept = summary.backupCount
         if let newest = summary.newestBackup {
             snapshot.lastBackupAtSeconds = Double(newest.takenAt.milliseconds) / 1000
@@ -110,6 +114,12 @@ struct MetricsSnapshot: Equatable {
         gauge("upkeep_rollout_running", "1 while a rollout is in progress (not blocked, not finished).", running ? 1 : 0)
         gauge("upkeep_controller_active", "1 while a controller holds the lease (drives a rollout); running without it means the controller is gone.",
               controllerActive ? 1 : 0)
+        for event in ClusterLease.Event.allCases {
+            counter("upkeep_cluster_lease_events_total",
+                    "Events of the cluster Lease kube-system/upkeep seen by this controller: held (refused), conflict (a write lost on "
+                        + "resourceVersion), took_over, renew_failed, lost (stopped an operation).",
+                    labels: [("event", event.rawValue)], leaseEvents[event.rawValue] ?? 0)
+        }
         gauge("upkeep_rollout_blocked", "1 while a rollout waits for `upkeep resume` (a gate, an agent, a closed window).", blocked ? 1 : 0)
         if let lastRollout {
             gauge("upkeep_last_rollout_success", "1 when the last finished rollout completed, 0 when it failed or rolled back.",

@@ -12,6 +12,11 @@ enum RolloutReport {
         let record = detail.record
         var text = "# Rollout \(record.id): \(record.from) → \(record.target)\n\n"
         var facts: [(String, String)] = [("Outcome", record.outcomeText), ("Created", record.createdAt.utcDescription)]
+        facts.append(("Started by", record.startedBy.map { "\($0.by) (`upkeep \($0.kind.rawValue)`)" } ?? "not recorded"))
+        let later = detail.operations.filter { $0 != record.startedBy }
+        if !later.isEmpty {
+            facts.append(("Then", later.map { "\($0.summary), \($0.at.utcDescription)" }.joined(separator: "; ")))
+        }
         if let started = record.startedAt { facts.append(("Started", started.utcDescription)) }
         if let finished = record.finishedAt { facts.append(("Finished", finished.utcDescription)) }
         if let took = duration(from: record.startedAt ?? record.createdAt, to: record.finishedAt) { facts.append(("Duration", took)) }
@@ -109,8 +114,9 @@ enum RolloutReport {
         facts.append(["Backups", "\(period.backups) (\(bytes(period.backupBytes)))"])
         text += table(["", ""], facts) + "\n"
         if !period.listed.isEmpty {
-            text += "## Rollouts\n\n" + table(["Rollout", "Created", "From", "To", "Outcome"], period.listed.map { record in
-                [record.id, record.createdAt.utcDescription, record.from, record.target.description, record.outcomeText]
+            text += "## Rollouts\n\n" + table(["Rollout", "Created", "By", "From", "To", "Outcome"], period.listed.map { record in
+                [record.id, record.createdAt.utcDescription, record.startedBy.map(\.summary) ?? "-", record.from, record.target.description,
+                 record.outcomeText]
             })
         }
         return text

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
+import UpkeepFleet
+import UpkeepKube
 import UpkeepNotify
+import UpkeepPOSIX
 import UpkeepRollout
 import UpkeepRuntime
 import UpkeepStore
@@ -12,10 +15,12 @@ struct Abandon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Give up the unfinished rollout: record it as abandoned and leave every node as it is.",
         discussion: """
-            Takes the controller lease first, so a controller still driving the rollout is never raced (exit 6; \
-            --force-takeover only when that controller is gone). Sends nothing to agents: nodes Upkeep cordoned \
-            stay cordoned and installs not yet committed are left to their agent's watchdog; each is listed. \
-            Exit codes: 0 abandoned, 2 usage or nothing to abandon, 5 not confirmed, 6 lease held, 9 state database.
+            Takes the state directory's lease first, so a process of this controller still driving the rollout is never \
+            raced (exit 6; --force-takeover only when that process is gone). Sends nothing to agents: nodes Upkeep \
+            cordoned stay cordoned and installs not yet committed are left to their agent's watchdog; each is listed. \
+            A cluster Lease kube-system/upkeep still naming this controller (left by a killed operation) is given back, \
+            so another controller need not wait for it to lapse. Exit codes: 0 abandoned, 2 usage or nothing to abandon, \
+            5 not confirmed, 6 lease held, 9 state database.
             """
     )
 
@@ -68,8 +73,9 @@ struct Abandon: AsyncParsableCommand {
         // Read before anything changes: a sink's secret that cannot be used refuses now.
         let deliverer = try NotificationRun.deliverer(config, store: store)
         let result: (engine: RolloutEngine, notices: [Notice])
+        let configuration = RuntimeConfiguration(forceTakeover: forceTakeover)
         do {
-            result = try RolloutRuntime.abandon(store: store, configuration: RuntimeConfiguration(forceTakeover: forceTakeover),
+            result = try RolloutRuntime.abandon(store: store, configuration: configuration,
                                                 rolloutID: record.id, reason: reason ?? "abandoned by the operator")
         } catch {
             switch error {
@@ -85,10 +91,38 @@ struct Abandon: AsyncParsableCommand {
             print("warning: maintenance mode \(period.id), switched on for this rollout, stays on (\(period.suspended.count) Flux objects suspended); "
                   + "`upkeep maintenance disable` resumes them")
         }
+        print(await Self.releaseLeftoverLease(config, store: store, configuration: configuration))
         // The rollout's end (rollout.failed, outcome abandoned) is told before the command ends.
         if let deliverer {
             await deliverer.start()
             await NotificationRun.finish(deliverer)
         }
+    }
+
+    /// Gives back the cluster Lease if it still names this controller (an operation killed before
+    /// it could), holding this state directory's lease meanwhile; says what happened.
+    static func releaseLeftoverLease(_ config: ControllerConfig, store: StateStore, configuration: RuntimeConfiguration) async -> String {
+        let access = ClusterLeaseAccess.standalone(config, store: store)
+        guard let lease = access.lease, let client = access.client else {
+            return "note: the cluster Lease \(ClusterLease.lockName) was not looked at (\(access.problem ?? "no kubeconfig")); if this controller held it, it lapses by itself"
+        }
+        let said: String
+        do {
+            try store.acquireLease(holder: configuration.holder, ttlMilliseconds: configuration.leaseTTLMilliseconds, now: .wallClockNow())
+            do {
+                if let holder = try await lease.releaseLeftover() {
+                    said = "gave back the cluster Lease \(ClusterLease.lockName), which \(holder) had left"
+                } else {
+                    said = "the cluster Lease \(ClusterLease.lockName) does not name this controller"
+                }
+            } catch {
+                said = "note: \(error); if this controller held it, it lapses by itself"
+            }
+            try? store.releaseLease(holder: configuration.holder)
+        } catch {
+            said = "note: the cluster Lease \(ClusterLease.lockName) was not looked at: \(error)"
+        }
+        await client.shutdown()
+        return said
     }
 }

@@ -60,8 +60,9 @@ struct Apply: AsyncParsableCommand {
     /// The unfinished rollout is looked for before planning: a cluster in the middle of a rollout
     /// (a node cordoned, its replicas rebuilding, some nodes already at the target) is no ground
     /// for a new plan, and planning on it refuses for reasons that say nothing of the real state.
+    /// `kind`: what a new rollout is recorded as (apply, or rollback for a downgrade).
     static func applyPlanned(session: ClusterSession, store: StateStore, change: ChangeOptions, confirmation: String? = nil,
-                             target: K3sVersion, makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
+                             target: K3sVersion, kind: OperationKind = .apply, makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
         if let unfinished = try storeCall({ try store.unfinishedRollout() }) {
             guard unfinished.target == target else {
                 throw CommandFailure(code: RolloutExitCode.refused,
@@ -73,6 +74,7 @@ struct Apply: AsyncParsableCommand {
             return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover)
                 .run(.resume(unfinished.id, ignoreWindow: change.ignoreWindow), reading: try await session.read())
         }
+        if !change.forceTakeover { try await session.refuseIfLeaseHeld(store: store) }
         let planned = try await makePlan()
         let plan = planned.plan
         print(planned.table(), terminator: "")
@@ -120,7 +122,7 @@ struct Apply: AsyncParsableCommand {
                   + (plan.hops.contains { $0.rollbackKind == .restore } ? "; a hop that raises the servers' minor cannot then be rolled back" : ""))
         }
         return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, artifacts: cache)
-            .run(.new(engine), reading: planned.reading)
+            .run(.new(engine, kind), reading: planned.reading)
     }
 
     /// Asks on the terminal; without one, refuses and says to pass `--yes`.
@@ -268,7 +270,8 @@ struct Rollback: AsyncParsableCommand {
         options.concurrency = concurrency
         let code = try await NotificationRun.with(config, store: store) {
             try await ClusterSession.with(config) { session in
-                try await Apply.applyPlanned(session: session, store: store, change: change, confirmation: target.description, target: target) {
+                try await Apply.applyPlanned(session: session, store: store, change: change, confirmation: target.description, target: target,
+                                             kind: .rollback) {
                     try await session.plan(options, target: target, allowDowngrade: true)
                 }
             }

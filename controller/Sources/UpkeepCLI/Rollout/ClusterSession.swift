@@ -5,6 +5,7 @@ import UpkeepFleet
 import UpkeepHTTP
 import UpkeepKube
 import UpkeepPKI
+import UpkeepPOSIX
 import UpkeepProtocol
 import UpkeepStore
 import UpkeepTLS
@@ -16,14 +17,18 @@ final class ClusterSession: Sendable {
     let config: ControllerConfig
     let stateDirectory: String
     let kube: KubeClient
+    /// The cluster Lease's own connections, each request bounded well under its renew deadline.
+    let leaseClient: KubeClient
     let observer: KubeClusterObserver
     let releaseClient: HTTPClient
     let source: any ReleaseSource
 
-    private init(config: ControllerConfig, stateDirectory: String, kube: KubeClient, releaseClient: HTTPClient, source: any ReleaseSource) {
+    private init(config: ControllerConfig, stateDirectory: String, kube: KubeClient, leaseClient: KubeClient, releaseClient: HTTPClient,
+                 source: any ReleaseSource) {
         self.config = config
         self.stateDirectory = stateDirectory
         self.kube = kube
+        self.leaseClient = leaseClient
         observer = KubeClusterObserver(client: kube, agentPort: config.agentPort)
         self.releaseClient = releaseClient
         self.source = source
@@ -42,13 +47,16 @@ final class ClusterSession: Sendable {
             throw CommandFailure(code: RolloutExitCode.usage, message: "releases: \(error)")
         }
         let kube: KubeClient
+        let leaseClient: KubeClient
         do {
             kube = try KubeClient(kubeconfig: config.kubeconfig, context: config.context)
+            leaseClient = try ClusterLeaseAccess.client(config, endpoint: kube.endpoint)
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage,
                                  message: "kubeconfig: \(error); set kubeconfig in \(config.source ?? "upkeep.yaml") or KUBECONFIG")
         }
-        return ClusterSession(config: config, stateDirectory: stateDirectory, kube: kube, releaseClient: releaseClient, source: source)
+        return ClusterSession(config: config, stateDirectory: stateDirectory, kube: kube, leaseClient: leaseClient, releaseClient: releaseClient,
+                              source: source)
     }
 
     /// Opens a session for `config`, runs `body`, closes the session whatever happened.
@@ -73,6 +81,25 @@ final class ClusterSession: Sendable {
     func close() async {
         await releaseClient.shutdown()
         await kube.shutdown()
+        await leaseClient.shutdown()
+    }
+
+    /// The cluster Lease for operations of this controller (its id from the state directory),
+    /// counting its events in `store`.
+    func clusterLease(store: StateStore) throws -> ClusterLease {
+        try ClusterLeaseAccess.lease(config, client: leaseClient, store: store, stateDirectory: stateDirectory)
+    }
+
+    /// Refuses (exit 6) when another controller holds the cluster Lease now, before anything is
+    /// planned: a cluster another controller is upgrading is no ground for a plan. Only a look:
+    /// the Lease is taken when the operation starts; a Lease that cannot be read is left to that.
+    func refuseIfLeaseHeld(store: StateStore) async throws {
+        let lease = try clusterLease(store: store)
+        guard let spec = try? await lease.observe()?.spec, let holder = spec.holderIdentity,
+              LeaseElection.Candidate.controllerID(of: holder) != lease.controllerID, LeaseElection.isLive(spec, at: .wallClockNow()) else { return }
+        let error = ClusterLockError.held(lock: ClusterLease.lockName, holder: holder, renewedAt: spec.renewTime.map { Instant(milliseconds: Int64($0 * 1000)) },
+                                          expiresAt: LeaseElection.expiry(of: spec))
+        throw CommandFailure(code: RolloutExitCode.leaseHeld, message: "\(error); nothing was planned")
     }
 
     // MARK: - Reading

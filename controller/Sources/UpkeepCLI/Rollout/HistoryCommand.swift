@@ -63,9 +63,10 @@ struct History: AsyncParsableCommand {
                 } else if records.isEmpty {
                     print("no component updates yet (`upkeep update`)")
                 } else {
-                    print(renderTable(["ID", "STARTED", "COMPONENT", "FROM", "TO", "OUTCOME", "COMMIT", "REVERT", "MESSAGE"], records.map { record in
-                        [record.id, record.startedAt.utcDescription, record.component, record.from, record.to, record.outcome.rawValue,
-                         String((record.commit ?? "-").prefix(12)), String((record.revertCommit ?? "-").prefix(12)), record.message]
+                    print(renderTable(["ID", "STARTED", "BY", "COMPONENT", "FROM", "TO", "OUTCOME", "COMMIT", "REVERT", "MESSAGE"], records.map { record in
+                        [record.id, record.startedAt.utcDescription, record.startedBy?.by.description ?? "-", record.component, record.from, record.to,
+                         record.outcome.rawValue, String((record.commit ?? "-").prefix(12)), String((record.revertCommit ?? "-").prefix(12)),
+                         record.message]
                     }), terminator: "")
                 }
                 return
@@ -82,9 +83,9 @@ struct History: AsyncParsableCommand {
             } else if records.isEmpty {
                 print("no rollouts recorded in \(config.resolvedStateDirectory())/upkeep.db")
             } else {
-                print(renderTable(["ID", "CREATED", "FINISHED", "FROM", "TO", "STEPS", "OUTCOME"], records.map { record in
-                    [record.id, record.createdAt.utcDescription, record.finishedAt?.utcDescription ?? "-", record.from,
-                     record.target.description, record.nodeSummary, record.outcomeText]
+                print(renderTable(["ID", "CREATED", "BY", "FINISHED", "FROM", "TO", "STEPS", "OUTCOME"], records.map { record in
+                    [record.id, record.createdAt.utcDescription, record.startedBy.map(\.summary) ?? "-", record.finishedAt?.utcDescription ?? "-",
+                     record.from, record.target.description, record.nodeSummary, record.outcomeText]
                 }), terminator: "")
             }
         } catch let error as StoreError {
@@ -101,6 +102,7 @@ struct History: AsyncParsableCommand {
         if let started = record.startedAt { text += ", started \(started.utcDescription)" }
         if let finished = record.finishedAt { text += ", finished \(finished.utcDescription)" }
         text += "\noutcome: \(record.outcomeText)\n"
+        for operation in detail.operations { text += "\(operation.at.utcDescription) \(operation.summary)\n" }
         for hop in detail.plan.hops { text += "hop \(hop.number) to \(hop.version): rollback \(hop.rollbackKind.rawValue)\n" }
         text += "\n"
         text += renderTable(["NODE", "WAVE", "FROM", "TO", "PHASE", "STARTED", "FINISHED"], record.steps.map { step in

@@ -89,7 +89,7 @@ struct Recover: AsyncParsableCommand {
             } catch {
                 throw CommandFailure(code: RolloutExitCode.usage, message: "\(error)")
             }
-            return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover).run(.new(engine), reading: book.reading, live: false)
+            return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover).run(.new(engine, .recover), reading: book.reading, live: false)
         }
     }
 

@@ -17,7 +17,8 @@ struct RolloutDriver {
     var artifacts: ArtifactCache? = nil
 
     enum Start {
-        case new(RolloutEngine)
+        /// A new rollout made by `kind`: apply, rollback (a downgrade) or recover.
+        case new(RolloutEngine, OperationKind)
         /// Carry a rollout on with the maintenance windows of this configuration (none with
         /// `ignoreWindow`), whatever it was started with.
         case resume(String?, ignoreWindow: Bool)
@@ -43,7 +44,7 @@ struct RolloutDriver {
                                                backups: StoreBackupCatalog(store: store, config: session.config,
                                                                            stateDirectory: session.stateDirectory))
         let view = ProgressPrinter(mode: isatty(STDOUT_FILENO) == 1 ? .terminal : .lines)
-        let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer,
+        let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer, lock: try session.clusterLease(store: store),
                                      configuration: RuntimeConfiguration(forceTakeover: forceTakeover),
                                      updates: { view.show($0) })
         let maintenance = session.maintenanceMode(store: store, say: { view.say($0) })
@@ -59,9 +60,9 @@ struct RolloutDriver {
         let result: RunResult
         do {
             switch start {
-            case .new(let engine):
+            case .new(let engine, let kind):
                 view.say("\(engine.restoreSummary == nil ? "rollout" : "recovery") \(engine.rolloutID) starts: \(engine.headline)")
-                result = try await runtime.start(engine)
+                result = try await runtime.start(engine, as: kind)
             case .resume(let id, let ignoreWindow):
                 view.say("resuming \(id ?? "the unfinished rollout")" + (ignoreWindow ? " outside the maintenance windows (--ignore-window)" : ""))
                 let windows = ignoreWindow ? nil : session.config.rollout.maintenanceWindows
@@ -72,8 +73,9 @@ struct RolloutDriver {
             }
         } catch {
             await fleet.close()
-            // This run never drove the rollout: what it switched on for it goes off again.
-            if hold == .enabledNow, let rolloutID, case .store(let cause) = error, cause.meansNotDriven {
+            // This run never drove the rollout (refused by the store, or the cluster Lease not
+            // taken): what it switched on for it goes off again.
+            if hold == .enabledNow, let rolloutID, Self.neverDrove(error) {
                 try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
             }
             switch error {
@@ -118,9 +120,19 @@ struct RolloutDriver {
     /// The rollout `start` names (a resume without an id: the newest unfinished one).
     private func rolloutID(of start: Start) throws -> String? {
         switch start {
-        case .new(let engine): engine.rolloutID
+        case .new(let engine, _): engine.rolloutID
         case .resume(let id, _): try id ?? storeCall { try store.unfinishedRollout()?.id }
         case .restore(let id): id
+        }
+    }
+
+    /// Whether `error` came before the runtime acted on the rollout: the store refused it, or
+    /// the cluster lock was not taken (a lock lost later stopped a rollout that was driven).
+    private static func neverDrove(_ error: RuntimeError) -> Bool {
+        switch error {
+        case .store(let cause): cause.meansNotDriven
+        case .lock: true
+        case .lockLost, .alreadyRunning, .stalled, .cancelled: false
         }
     }
 

@@ -2,15 +2,18 @@ import ArgumentParser
 import Foundation
 import UpkeepRollout
 import UpkeepCore
-import UpkeepStore
+import UpkeepFleet
+import UpkeepKube
 import UpkeepPOSIX
+import UpkeepStore
 
 /// `upkeep status`: the rollout in progress (or the last one), each node's phase, and who holds
-/// the controller lease.
+/// the cluster Lease (read from the API, bounded) and this state directory's lease.
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the rollout in progress, or the last one, node by node.",
-        discussion: "Exit codes: 0 shown, 2 usage, 9 the state database could not be read."
+        discussion: "The cluster Lease kube-system/upkeep is read from the Kubernetes API (at most 5 s; shown as unreadable "
+            + "otherwise). Exit codes: 0 shown, 2 usage, 9 the state database could not be read."
     )
 
     @OptionGroup var configOption: ConfigOption
@@ -20,9 +23,56 @@ struct Status: AsyncParsableCommand {
 
     @OptionGroup var remote: RemoteStatusOptions
 
+    /// The cluster Lease as the API shows it.
+    struct ClusterLeaseView: Codable, Equatable {
+        var name = ClusterLease.lockName
+        /// nil: nobody holds it (released, or never taken).
+        var holder: String?
+        var acquireTime: String?
+        var renewTime: String?
+        var durationSeconds: Int?
+        var transitions = 0
+        /// When it lapses unless renewed.
+        var expiresAt: String?
+        /// Held but not renewed in time: another controller may take it over.
+        var expired = false
+        /// Whether the object exists at all.
+        var exists = false
+        /// Why it could not be read.
+        var error: String?
+
+        init(error: String) {
+            self.error = error
+        }
+
+        init(_ lease: CoordinationLease?, now: Instant) {
+            guard let spec = lease?.spec else { return }
+            exists = true
+            holder = spec.holderIdentity
+            acquireTime = spec.acquireTime.map(KubeTime.format)
+            renewTime = spec.renewTime.map(KubeTime.format)
+            durationSeconds = spec.leaseDurationSeconds
+            transitions = spec.leaseTransitions
+            let expiry = LeaseElection.expiry(of: spec)
+            expiresAt = expiry.map { KubeTime.format(Double($0.milliseconds) / 1000) }
+            expired = holder != nil && !LeaseElection.isLive(spec, at: now)
+        }
+
+        var line: String {
+            if let error { return "cluster Lease \(name): cannot be read: \(error)" }
+            guard exists else { return "cluster Lease \(name): not taken yet" }
+            guard let holder else { return "cluster Lease \(name): free (given back \(renewTime ?? "?"); \(transitions) changes of holder)" }
+            return "cluster Lease \(name): held by \(holder) since \(acquireTime ?? "?"), renewed \(renewTime ?? "?"), "
+                + (expired ? "EXPIRED at \(expiresAt ?? "?") (not renewed: its holder is gone or cut off; another controller may take it over)"
+                           : "until \(expiresAt ?? "?") unless renewed")
+        }
+    }
+
     struct Report: Codable {
         var rollout: RolloutRecord?
         var inProgress: Bool
+        var clusterLease: ClusterLeaseView
+        /// This state directory's lease (its holder is a process of this controller).
         var lease: Lease?
         var cordonedByUpkeep: [String]
         /// How each hop is undone, its snapshot, whether it was.
@@ -61,7 +111,8 @@ struct Status: AsyncParsableCommand {
                 case .refused(let why): "no restore now: \(why)"
                 }
             }
-            return Report(rollout: record, inProgress: unfinished != nil, lease: try store.currentLease(),
+            return Report(rollout: record, inProgress: unfinished != nil, clusterLease: await Self.clusterLease(config, store: store),
+                          lease: try store.currentLease(),
                           cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore,
                           windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) },
                           maintenance: try store.openMaintenancePeriod())
@@ -77,6 +128,23 @@ struct Status: AsyncParsableCommand {
         return "\(windows.listed): open until \(MaintenanceWindowClock.text(closes, in: windows.sharedZone))"
     }
 
+    /// The cluster Lease as the API shows it now (a client of its own, 5 s at most).
+    static func clusterLease(_ config: ControllerConfig, store: StateStore) async -> ClusterLeaseView {
+        let access = ClusterLeaseAccess.standalone(config, store: store)
+        guard let lease = access.lease, let client = access.client else { return ClusterLeaseView(error: access.problem ?? "no kubeconfig") }
+        let view: ClusterLeaseView
+        do {
+            view = ClusterLeaseView(try await lease.observe(), now: .wallClockNow())
+        } catch {
+            switch error {
+            case .unreachable(_, let reason), .refused(_, let reason): view = ClusterLeaseView(error: reason)
+            case .held: view = ClusterLeaseView(error: error.description)
+            }
+        }
+        await client.shutdown()
+        return view
+    }
+
     static func render(_ report: Report) -> String {
         let maintenance = report.maintenance.map { period in
             var line = "maintenance mode: on, \(MaintenanceStatusCommand.headline(period)); \(period.suspended.count) Flux objects suspended"
@@ -85,12 +153,17 @@ struct Status: AsyncParsableCommand {
             }
             return line + "\n"
         } ?? ""
-        guard let record = report.rollout else { return maintenance + "no rollouts yet; start one with `upkeep plan` and `upkeep apply`\n" }
+        var leases = report.clusterLease.line + "\n"
+        if let lease = report.lease {
+            leases += "state directory lease: \(lease.holder) until \(lease.expiresAt.utcDescription)\n"
+        }
+        guard let record = report.rollout else {
+            return maintenance + leases + "no rollouts yet; start one with `upkeep plan` and `upkeep apply`\n"
+        }
         var text = maintenance + (report.inProgress ? "rollout in progress: " : "last rollout: ")
         text += "\(record.id) \(record.from) -> \(record.target): \(record.outcomeText)\n"
-        if let lease = report.lease {
-            text += "lease: \(lease.holder) until \(lease.expiresAt.utcDescription)\n"
-        }
+        if let made = record.startedBy { text += "started: \(made.summary) at \(made.at.utcDescription)\n" }
+        text += leases
         if let windows = report.windows { text += "maintenance windows: \(windows)\n" }
         if !report.cordonedByUpkeep.isEmpty {
             text += "cordoned by upkeep: \(report.cordonedByUpkeep.joined(separator: ", "))\n"
