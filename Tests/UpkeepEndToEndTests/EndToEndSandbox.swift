@@ -116,8 +116,9 @@ final class EndToEndSandbox: Sendable {
     // MARK: Driving the controller
 
     /// `upkeep --config <test config> ARGUMENTS`, to completion (stdout and stderr together).
-    func controller(_ arguments: [String], timeoutSeconds: Double = 180) async throws -> ProcessRun.Outcome {
-        let outcome = try await ProcessRun.run(upkeep, ["--config", config] + arguments, timeoutSeconds: timeoutSeconds)
+    /// `config`: another controller's configuration (`controllerConfig`).
+    func controller(_ arguments: [String], config: String? = nil, timeoutSeconds: Double = 180) async throws -> ProcessRun.Outcome {
+        let outcome = try await ProcessRun.run(upkeep, ["--config", config ?? self.config] + arguments, timeoutSeconds: timeoutSeconds)
         #expect(!outcome.timedOut, "upkeep \(arguments.joined(separator: " ")) did not finish within \(Int(timeoutSeconds)) s:\n\(outcome.output)")
         return outcome
     }
@@ -136,7 +137,30 @@ final class EndToEndSandbox: Sendable {
         return BackgroundRun(pid: pid, log: log, what: "upkeep " + arguments.joined(separator: " "))
     }
 
+    /// A controller of its own for this sandbox: the test configuration with the state
+    /// directory `DIR/<name>` and `extra` lines appended (e.g. short `lease:` terms), as
+    /// `DIR/upkeep-<name>.yaml`. Two of them are two controllers (two state directories).
+    func controllerConfig(_ name: String, extra: String = "") throws -> String {
+        let original = try String(contentsOfFile: config, encoding: .utf8)
+        var lines = original.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.hasPrefix("stateDir:") }
+        lines.append("stateDir: \(directory)/\(name)")
+        if !extra.isEmpty { lines.append(extra) }
+        let path = "\(directory)/upkeep-\(name).yaml"
+        try lines.joined(separator: "\n").appending("\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     // MARK: Witnesses
+
+    /// The Lease `kube-system/upkeep` as kubectl shows it (its `spec`), nil when there is none.
+    func clusterLease() async throws -> [String: Any]? {
+        let outcome = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(directory)/kubeconfig", "get", "lease", "upkeep", "-n", "kube-system",
+                                                           "-o", "json"], timeoutSeconds: 30)
+        if outcome.status != 0 && outcome.output.contains("NotFound") { return nil }
+        try #require(outcome.status == 0, "kubectl get lease failed: \(outcome.output)")
+        let object = try JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as? [String: Any]
+        return object?["spec"] as? [String: Any] ?? [:]
+    }
 
     /// A node as `kubectl get nodes -o json` shows it.
     struct NodeView: Equatable, CustomStringConvertible {
@@ -239,6 +263,19 @@ final class EndToEndSandbox: Sendable {
             let entry = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             let began = (entry?["began"] as? [String: Any])?["_0"] as? [String: Any]
             return began?["id"] as? String
+        }
+    }
+
+    /// The operations `node`'s agent began, in order, with the moment each began (its journal's
+    /// `startedAtUnixMs`, the agent's wall clock).
+    func journalBegan(_ node: String) -> [(id: String, atUnixMs: Int64)] {
+        let path = "\(directory)/nodes/\(node)/var/lib/upkeep-agent/journal.jsonl"
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            let entry = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            guard let began = (entry?["began"] as? [String: Any])?["_0"] as? [String: Any], let id = began["id"] as? String,
+                  let at = (began["startedAtUnixMs"] as? NSNumber)?.int64Value else { return nil }
+            return (id, at)
         }
     }
 
