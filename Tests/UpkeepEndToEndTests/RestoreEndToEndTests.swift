@@ -84,6 +84,11 @@ struct RestoreEndToEndTests {
                     && recover.output.contains("clear their datastore and rejoin") && !recover.output.contains(" hops ("), "\(recover.output)")
             let told = recover.output.split(separator: "\n").filter { $0.contains("restores it with") || $0.contains("starts: ") }
             #expect(told.count == 2 && told.allSatisfy { !$0.hasSuffix(" ") }, "\(told)")
+            // With the API down the cluster Lease cannot be taken, and the output says what fences it instead.
+            #expect(recover.output.contains("the cluster Lease is not taken, and only this state directory's lease fences this recover"),
+                    "\(recover.output)")
+            let holder = try await sandbox.clusterLease()?["holderIdentity"] as? String ?? ""
+            #expect(holder.isEmpty, "the Lease is not left held: \(holder)")
             try await sandbox.expectAllNodes(at: Self.start, "after the recovery", timeoutSeconds: 60)
             #expect(try await sandbox.configMapExists("upkeep-e2e-a"), "A was in the backup and must be back")
             #expect(try await !sandbox.configMapExists("upkeep-e2e-b"), "B was written after the backup and must be gone")
