@@ -6,6 +6,7 @@ import UpkeepRuntimeTestSupport
 import UpkeepStore
 import UpkeepTestSupport
 import UpkeepCore
+@testable import UpkeepCLI
 
 /// Who did what (`history`, `report`): a rollout recorded as bob's apply through sudo on another
 /// host, then abandoned by the built binary run here under `SUDO_USER=alice`, which records this
@@ -27,6 +28,9 @@ import UpkeepCore
         #expect(abandoned.output.contains("note: the cluster Lease kube-system/upkeep was not looked at"), "\(abandoned.output)")
         let alice = Initiator.current(environment: ["SUDO_USER": "alice"])
         #expect(alice.sudoUser == "alice" && alice.host == RuntimeConfiguration.hostName())
+        // Maintenance mode's records name the same person, shorter.
+        #expect(OperatorIdentity.name(Self.bob) == "bob@ctl-old (sudo)")
+        #expect(OperatorIdentity.name(Initiator(user: "carol", sudoUser: "carol", host: "h")) == "carol@h")
 
         let table = try UpkeepBinary.run(["history", "--config", config])
         let header = try #require(table.output.split(separator: "\n").first)
