@@ -150,6 +150,25 @@ struct ClusterLeaseTests {
         await api.close()
     }
 
+    /// A holder paused past its renew deadline that notices it itself (isHeld, before its
+    /// renewal wakes) and gives the Lease back: the loss is counted once all the same.
+    @Test func aLapseTheHolderNoticesFirstIsCountedLostOnce() async throws {
+        let api = try await SandboxAPI(spec: ClusterSpec(servers: 1, agents: 0, volumes: 0))
+        let client = try KubeClient(endpoint: api.client.endpoint, requestTimeoutSeconds: 1)
+        let paused = Mutex<Int64>(0), events = Mutex<[ClusterLease.Event]>([])
+        let lease = ClusterLease(client: client, controllerID: "ctl-a", terms: Self.terms,
+                                 now: { Controller.now().adding(milliseconds: paused.withLock { $0 }) },
+                                 record: { event in events.withLock { $0.append(event) } })
+        _ = try await lease.acquire(operation: "apply r1", takeOver: false, outageAllowed: false) { _ in }
+        // The clock jumps as it does for a process continued after SIGSTOP.
+        paused.withLock { $0 = 10_000 }
+        #expect(!lease.isHeld(at: Controller.now().adding(milliseconds: 10_000)))
+        await lease.release()
+        #expect(events.withLock { $0 }.filter { $0 == .lost }.count == 1, "\(events.withLock { $0 })")
+        await client.shutdown()
+        await api.close()
+    }
+
     /// A recovery starts with the API down: only when allowed does it go on with the local lease alone.
     @Test func anAPIThatDoesNotAnswerRefusesUnlessAnOutageIsAllowed() async throws {
         let api = try await SandboxAPI(spec: ClusterSpec(servers: 1, agents: 0, volumes: 0))

@@ -174,13 +174,21 @@ public final class ClusterLease: ClusterLock {
     }
 
     public func release() async {
-        let (renewal, holding) = state.withLock { state -> (Task<Void, Never>?, Holding?) in
+        let instant = now()
+        let (renewal, holding, lapsed) = state.withLock { state -> (Task<Void, Never>?, Holding?, Bool) in
             defer {
                 state.renewal = nil
                 state.phase = .idle
             }
-            if case .holding(let holding) = state.phase { return (state.renewal, holding) }
-            return (state.renewal, nil)
+            guard case .holding(let holding) = state.phase else { return (state.renewal, nil, false) }
+            // Past its deadline unnoticed by the renewal (the holder saw it first, through
+            // isHeld, and stopped): lost all the same, and counted once like any loss.
+            let lapsed = !state.outageExpected && instant >= holding.renewedAt.adding(seconds: terms.renewDeadlineSeconds)
+            return (state.renewal, holding, lapsed)
+        }
+        if lapsed {
+            count(.lost, "lost the Lease \(Self.lockName): not renewed for \(terms.renewDeadlineSeconds) s "
+                  + "(the process was paused or starved); stopped without acting further")
         }
         renewal?.cancel()
         await renewal?.value
