@@ -31,6 +31,7 @@ import UpkeepCore
         // Maintenance mode's records name the same person, shorter.
         #expect(OperatorIdentity.name(Self.bob) == "bob@ctl-old (sudo)")
         #expect(OperatorIdentity.name(Initiator(user: "carol", sudoUser: "carol", host: "h")) == "carol@h")
+        #expect(OperatorIdentity.name(.serve(user: "upkeep", host: "ctl", policy: "automation.k3s: minor")) == "serve@ctl")
 
         let table = try UpkeepBinary.run(["history", "--config", config])
         let header = try #require(table.output.split(separator: "\n").first)

@@ -32,6 +32,10 @@ struct ServeEndToEndTests {
             let history = try await sandbox.history()
             let rollout = try #require(history.first, "no rollout recorded")
             #expect(rollout.target.description == Self.stable && rollout.outcome == nil, "\(rollout.id) \(String(describing: rollout.outcome))")
+            // Who did what: serve, and the policy that decided.
+            let started = try #require(rollout.startedBy, "no one recorded as starting \(rollout.id)")
+            #expect(started.kind == .apply && started.by.service == "serve" && started.by.policy?.contains("automation.k3s: minor") == true,
+                    "\(started)")
             let again = try sandbox.start(["serve", "--listen", "127.0.0.1:0"], config: config)
             let port = try await Self.port(again)
             _ = try await again.waitForLine("the rollout carried on and done", timeoutSeconds: 150) {

@@ -12,6 +12,7 @@ enum OperatorIdentity {
     }
 
     static func name(_ who: Initiator) -> String {
+        if let service = who.service { return "\(service)@\(who.host)" }
         if who.user == "root", let user = who.sudoUser, user != "root" { return "\(user)@\(who.host) (sudo)" }
         return "\(who.user)@\(who.host)"
     }

@@ -3,6 +3,7 @@ import Foundation
 import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
+import UpkeepRuntime
 import UpkeepStore
 import UpkeepPOSIX
 
@@ -60,9 +61,11 @@ struct Apply: AsyncParsableCommand {
     /// The unfinished rollout is looked for before planning: a cluster in the middle of a rollout
     /// (a node cordoned, its replicas rebuilding, some nodes already at the target) is no ground
     /// for a new plan, and planning on it refuses for reasons that say nothing of the real state.
-    /// `kind`: what a new rollout is recorded as (apply, or rollback for a downgrade).
+    /// `kind`: what a new rollout is recorded as (apply, or rollback for a downgrade); `initiator`:
+    /// who started it (`upkeep serve` gives itself and its policy).
     static func applyPlanned(session: ClusterSession, store: StateStore, change: ChangeOptions, confirmation: String? = nil,
-                             target: K3sVersion, kind: OperationKind = .apply, makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
+                             target: K3sVersion, kind: OperationKind = .apply, initiator: Initiator = .current(),
+                             makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
         if let unfinished = try storeCall({ try store.unfinishedRollout() }) {
             guard unfinished.target == target else {
                 throw CommandFailure(code: RolloutExitCode.refused,
@@ -71,7 +74,7 @@ struct Apply: AsyncParsableCommand {
             }
             print("rollout \(unfinished.id) to \(unfinished.target) has not finished; carrying it on"
                   + (change.ignoreWindow ? " outside the maintenance windows (--ignore-window)" : " within the maintenance windows of this configuration"))
-            return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover)
+            return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, initiator: initiator)
                 .run(.resume(unfinished.id, ignoreWindow: change.ignoreWindow), reading: try await session.read())
         }
         if !change.forceTakeover { try await session.refuseIfLeaseHeld(store: store) }
@@ -121,7 +124,7 @@ struct Apply: AsyncParsableCommand {
             print("no datastore backups taken (\(change.skipBackup ? "--skip-backup" : "backups.beforeApply is false"))"
                   + (plan.hops.contains { $0.rollbackKind == .restore } ? "; a hop that raises the servers' minor cannot then be rolled back" : ""))
         }
-        return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, artifacts: cache)
+        return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, artifacts: cache, initiator: initiator)
             .run(.new(engine, kind), reading: planned.reading)
     }
 
@@ -179,9 +182,10 @@ struct Resume: AsyncParsableCommand {
 
     /// The resume `upkeep resume` and `upkeep serve` run: the agents from the live cluster, or
     /// at their last known addresses when the API cannot be read.
-    static func carryOn(session: ClusterSession, store: StateStore, id: String?, forceTakeover: Bool, ignoreWindow: Bool) async throws -> Int32 {
+    static func carryOn(session: ClusterSession, store: StateStore, id: String?, forceTakeover: Bool, ignoreWindow: Bool,
+                        initiator: Initiator = .current()) async throws -> Int32 {
         let (reading, live) = try await session.readOrLastKnown(store)
-        return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover)
+        return try await RolloutDriver(session: session, store: store, forceTakeover: forceTakeover, initiator: initiator)
             .run(.resume(id, ignoreWindow: ignoreWindow), reading: reading, live: live)
     }
 

@@ -15,6 +15,8 @@ struct RolloutDriver {
     let forceTakeover: Bool
     /// The cache the preflight already filled, if there was one; else one is opened.
     var artifacts: ArtifactCache? = nil
+    /// Who started it, recorded with its operations (`upkeep serve`: the service and its policy).
+    var initiator = Initiator.current()
 
     enum Start {
         /// A new rollout made by `kind`: apply, rollback (a downgrade) or recover.
@@ -45,7 +47,7 @@ struct RolloutDriver {
                                                                            stateDirectory: session.stateDirectory))
         let view = ProgressPrinter(mode: isatty(STDOUT_FILENO) == 1 ? .terminal : .lines)
         let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer, lock: try session.clusterLease(store: store),
-                                     configuration: RuntimeConfiguration(forceTakeover: forceTakeover),
+                                     configuration: RuntimeConfiguration(initiator: initiator, forceTakeover: forceTakeover),
                                      updates: { view.show($0) })
         let maintenance = session.maintenanceMode(store: store, say: { view.say($0) })
         // Maintenance mode needs the API; a recovery (the API down) goes without.
@@ -76,7 +78,7 @@ struct RolloutDriver {
             // This run never drove the rollout (refused by the store, or the cluster Lease not
             // taken): what it switched on for it goes off again.
             if hold == .enabledNow, let rolloutID, Self.neverDrove(error) {
-                try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
+                try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.name(initiator), now: .wallClockNow())
             }
             switch error {
             case .store(.leaseHeld), .store(.leaseLost), .lock(.held), .lockLost:
@@ -141,9 +143,9 @@ struct RolloutDriver {
     private func holdMaintenance(_ maintenance: MaintenanceMode, rolloutID: String?) async throws -> MaintenanceMode.Hold? {
         guard session.config.maintenance.suspendFlux, let rolloutID else { return nil }
         do {
-            return try await maintenance.hold(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
+            return try await maintenance.hold(forRollout: rolloutID, by: OperatorIdentity.name(initiator), now: .wallClockNow())
         } catch {
-            try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
+            try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.name(initiator), now: .wallClockNow())
             let failure = MaintenanceSession.failure(error) as? CommandFailure
             throw CommandFailure(code: failure?.code ?? RolloutExitCode.state,
                                  message: "maintenance mode (maintenance.suspendFlux) could not be switched on: \(failure?.message ?? "\(error)"); "
@@ -158,7 +160,7 @@ struct RolloutDriver {
         switch result {
         case .finished, .restored:
             do {
-                try await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.current(), now: .wallClockNow())
+                try await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.name(initiator), now: .wallClockNow())
             } catch {
                 throw CommandFailure(code: RolloutExitCode.unreachable,
                                      message: "rollout \(rolloutID) finished (`upkeep status`), but maintenance mode held for it could not be "

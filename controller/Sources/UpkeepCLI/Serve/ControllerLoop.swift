@@ -5,6 +5,7 @@ import UpkeepCore
 import UpkeepHTTP
 import UpkeepPOSIX
 import UpkeepRollout
+import UpkeepRuntime
 import UpkeepStore
 import UpkeepUpdates
 
@@ -34,6 +35,8 @@ actor ControllerLoop {
     private var checks = CheckHistoryFacts()
     private var seen: SeenVersions?
     private var lastWait: WaitReason?
+    /// Who the operations this loop starts are recorded as started by (`history`, `report`).
+    let initiator: Initiator
     /// Starts refused in a row (nothing touched); backed off like failed checks.
     private var refusals = 0
 
@@ -48,6 +51,7 @@ actor ControllerLoop {
         self.policy = policy
         self.store = store
         self.board = board
+        initiator = .serve(user: Initiator.current().user, host: RuntimeConfiguration.hostName(), policy: policy.description)
         limits = LimitLog(logger: logger)
     }
 
@@ -82,7 +86,8 @@ actor ControllerLoop {
             board.driving("new rollout to \(target)")
             await drive("rollout to \(target)") { session in
                 let options = try TargetOptions.parse(["--to", target.description])
-                return try await Apply.applyPlanned(session: session, store: self.store, change: try ChangeOptions.parse(["--yes"]), target: target) {
+                return try await Apply.applyPlanned(session: session, store: self.store, change: try ChangeOptions.parse(["--yes"]), target: target,
+                                                    initiator: self.initiator) {
                     try await session.plan(options, target: target)
                 }
             }
@@ -91,7 +96,8 @@ actor ControllerLoop {
             say("carrying rollout \(id) on (\(policy))")
             board.driving(id)
             await drive("rollout \(id)") { session in
-                try await Resume.carryOn(session: session, store: self.store, id: id, forceTakeover: false, ignoreWindow: false)
+                try await Resume.carryOn(session: session, store: self.store, id: id, forceTakeover: false, ignoreWindow: false,
+                                         initiator: self.initiator)
             }
         case .wait(let until, let reason):
             if reason != lastWait {
