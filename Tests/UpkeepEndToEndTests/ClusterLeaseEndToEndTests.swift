@@ -163,6 +163,14 @@ struct ClusterLeaseEndToEndTests {
         let started = try await run.waitForLine("the rollout's start") { $0.contains("rollout r") && $0.contains(" starts: ") }
         let rollout = try #require(started.split(separator: " ").first { $0.hasPrefix("r") && $0.contains("-") }.map(String.init))
         _ = try await run.waitForPhase("agent-1", "installing")
+        // The phase shows as the request leaves; under load the agent begins it later. Stopped
+        // before that, the request already on its way would begin after the stop, which no
+        // lock can prevent (nothing fences a request that left): wait until the agent began it.
+        let deadline = Date().addingTimeInterval(60)
+        while !sandbox.journalBegan("agent-1").contains(where: { $0.id.hasPrefix(rollout + ":") && $0.id.contains(":install:") }) {
+            try #require(Date() < deadline && Spawn.isAlive(run.pid), "agent-1 never began the install of \(rollout):\n\(run.output)")
+            try await Task.sleep(for: .milliseconds(50))
+        }
         return (a, b, run, rollout)
     }
 
