@@ -24,10 +24,12 @@ enum ClusterLeaseAccess {
     }
 
     /// For commands that only read the Lease or give a leftover back (`status`, `abandon`): a client
-    /// of its own from the kubeconfig, nil (with the reason) when there is none.
+    /// of its own from the kubeconfig, nil (with the reason) when there is none. It makes no
+    /// controller id (status writes nothing): without one this controller never took the Lease,
+    /// so no Lease can be its leftover.
     static func standalone(_ config: ControllerConfig, store: StateStore) -> (lease: ClusterLease?, client: KubeClient?, problem: String?) {
         do {
-            let controllerID = try ControllerIdentity.load(stateDirectory: config.resolvedStateDirectory())
+            let controllerID = try ControllerIdentity.existing(stateDirectory: config.resolvedStateDirectory()) ?? "none-made-yet"
             let endpoint = try Kubeconfig.load(path: config.kubeconfig).endpoint(context: config.context)
             let client = try KubeClient(endpoint: endpoint, requestTimeoutSeconds: 5, connectionsMax: 1)
             return (lease(config, client: client, store: store, controllerID: controllerID), client, nil)

@@ -34,6 +34,12 @@ enum ControllerIdentity {
         return made
     }
 
+    /// The id already made for `stateDirectory`, nil when none was (this controller never took
+    /// the Lease); makes nothing, for the commands that only read.
+    static func existing(stateDirectory: String) throws -> String? {
+        try read("\(stateDirectory)/\(fileName)")
+    }
+
     /// The id in `path`, nil when there is none; an id with spaces or over 64 characters is refused.
     private static func read(_ path: String) throws -> String? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
