@@ -114,6 +114,15 @@ REQUESTS = [
      {"csr": CSR_NODE1, "keyType": "ed25519"}, {}),
     ("installCertificate", 20, {"method": "installCertificate", "params": {"certificate": CERT_NODE1}},
      {"notAfterUnixMs": 1828139992000, "sha256": CERT_NODE1_SHA256}, {}),
+    ("etcdHealth", 21, {"method": "etcdHealth", "params": {"timeoutSeconds": 2}},
+     {"members": [
+         {"clientURLs": ["https://10.0.0.1:2379"], "healthy": True, "id": "8e9e05c52164694d", "message": "health true",
+          "name": "server-1-2f3a4b5c"},
+         {"clientURLs": ["https://10.0.0.2:2379"], "healthy": False, "id": "91bc3c398fb3c146",
+          "message": "no answer within 2 s", "name": "server-2-0a1b2c3d"},
+         {"clientURLs": ["https://10.0.0.3:2379"], "healthy": True, "id": "fd422379fda50e48", "message": "health true",
+          "name": "server-3-7e6d5c4b"}],
+      "quorum": True}, {}),
 ]
 
 VALID = [
@@ -151,6 +160,10 @@ VALID += [
      frame("Request", 17, canonical({"method": "install", "params": {
          "healthTimeoutSeconds": 300, "imagesSHA256": SHA_IMAGES, "k3sVersion": "v1.31.2+k3s1",
          "operationID": "rollout-7:node-1:install", "sha256": SHA_A, "watchdogTimeoutSeconds": 900}}))),
+    ("request-drain-delete", "Request 22: drain deleting pods instead of evicting them, not waiting for pods deleting over 30 s.",
+     frame("Request", 22, canonical({"method": "drain", "params": {
+         "deleteEmptyDirData": False, "disableEviction": True, "operationID": "rollout-7:node-1:drain",
+         "skipWaitForDeleteTimeoutSeconds": 30, "timeoutSeconds": 600}}))),
     ("response-operation-interrupted", "Response 18: operation of an install the agent's restart left undone.",
      frame("Response", 18, canonical({"method": "operation", "result": {
          "failure": "interrupted", "method": "install", "state": "failed",

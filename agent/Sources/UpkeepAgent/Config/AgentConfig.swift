@@ -37,6 +37,8 @@ public struct AgentConfig: Equatable, Sendable {
     public var kubeconfig: String?
 
     public var probes = ProbeConfig()
+    /// The node's embedded etcd, for `etcdHealth` (servers with embedded etcd only).
+    public var etcd = EtcdConfig()
     public var logLevel = LogLevelName.info
     /// The Prometheus text file of the agent's bounds reached (`AgentLimits`), for node_exporter's
     /// textfile collector; nil means `<dataDir>/metrics/upkeep-agent.prom`.
@@ -78,6 +80,22 @@ public struct ProbeConfig: Equatable, Sendable {
     public var gateIntervalMs = 5
 
     public init() {}
+}
+
+/// Where the node's embedded etcd answers and the client certificate k3s keeps for it
+/// (https://docs.k3s.io/advanced#using-etcdctl). Nil paths: under `k3s.dataDir`.
+public struct EtcdConfig: Equatable, Sendable {
+    /// The node's own member: k3s serves it on https://127.0.0.1:2379.
+    public var endpoint = "https://127.0.0.1:2379"
+    public var caFile: String?
+    public var certificateFile: String?
+    public var keyFile: String?
+
+    public init() {}
+
+    public func resolvedCAFile(k3sDataDir: String) -> String { caFile ?? "\(k3sDataDir)/server/tls/etcd/server-ca.crt" }
+    public func resolvedCertificateFile(k3sDataDir: String) -> String { certificateFile ?? "\(k3sDataDir)/server/tls/etcd/server-client.crt" }
+    public func resolvedKeyFile(k3sDataDir: String) -> String { keyFile ?? "\(k3sDataDir)/server/tls/etcd/server-client.key" }
 }
 
 public enum LogLevelName: String, Sendable, CaseIterable {

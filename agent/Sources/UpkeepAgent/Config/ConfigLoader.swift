@@ -75,6 +75,18 @@ public enum ConfigLoader {
             try probes.rejectUnknown(["kubeletHealthz", "supervisorPing", "supervisorCA", "containerdSocket", "nodeReady", "timeoutMs", "intervalMs",
                                       "gateIntervalMs"])
         }
+        if let etcd = try top.section("etcd") {
+            if let endpoint = try etcd.string("endpoint") {
+                guard let url = try? HTTPURL(endpoint), url.path == "/" || url.path.isEmpty else {
+                    throw etcd.error("endpoint", "must be an http:// or https:// URL with a host and no path, e.g. https://127.0.0.1:2379; is \"\(endpoint)\"")
+                }
+                config.etcd.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+            }
+            config.etcd.caFile = try etcd.path("ca")
+            config.etcd.certificateFile = try etcd.path("certificate")
+            config.etcd.keyFile = try etcd.path("key")
+            try etcd.rejectUnknown(["endpoint", "ca", "certificate", "key"])
+        }
         if let level = try top.string("logLevel") {
             guard let parsed = LogLevelName(rawValue: level) else {
                 throw top.error("logLevel", "must be one of \(LogLevelName.allCases.map(\.rawValue).joined(separator: ", ")); is \"\(level)\"")
@@ -85,7 +97,7 @@ public enum ConfigLoader {
             config.metricsTextfile = try metrics.path("textfile")
             try metrics.rejectUnknown(["textfile"])
         }
-        try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "logLevel", "metrics"])
+        try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "etcd", "logLevel", "metrics"])
         return config
     }
 

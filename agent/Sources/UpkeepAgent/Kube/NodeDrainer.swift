@@ -11,10 +11,13 @@ public struct NodeDrainer: Sendable {
     public static let goneCheckIntervalMs: Int64 = 250
     public let client: KubeClient
     public let nodeName: String
+    /// Wall-clock seconds since the epoch, against which deletionTimestamps are read.
+    public let now: @Sendable () -> Double
 
-    public init(client: KubeClient, nodeName: String) {
+    public init(client: KubeClient, nodeName: String, now: @escaping @Sendable () -> Double) {
         self.client = client
         self.nodeName = nodeName
+        self.now = now
     }
 
     /// Whether the node is unschedulable now.
@@ -85,8 +88,15 @@ public struct NodeDrainer: Sendable {
                 return "\(label): timed out (a PodDisruptionBudget still forbids its eviction)"
             }
             do {
-                try await client.evict(pod: pod.name, namespace: namespace, gracePeriodSeconds: options.gracePeriodSeconds.map(Int64.init))
-                await event(.evicting, "eviction accepted")
+                let grace = options.gracePeriodSeconds.map(Int64.init)
+                if options.disableEviction {
+                    // kubectl drain --disable-eviction: a plain DELETE, no budget consulted.
+                    try await client.delete(.pods, pod.name, namespace: namespace, gracePeriodSeconds: grace)
+                    await event(.evicting, "deleted (eviction disabled: disruption budgets not consulted)")
+                } else {
+                    try await client.evict(pod: pod.name, namespace: namespace, gracePeriodSeconds: grace)
+                    await event(.evicting, "eviction accepted")
+                }
                 break
             } catch let error as KubeAPIError where error.isTooManyRequests {
                 await event(.retrying, error.message)
@@ -105,6 +115,11 @@ public struct NodeDrainer: Sendable {
             do {
                 let current = try await client.get(Pod.self, pod.name, namespace: namespace)
                 if current.uid != pod.uid { break }
+                if DrainPlan.skipsWaiting(deletionTimestamp: current.deletionTimestamp, now: now(), seconds: options.skipWaitForDeleteTimeoutSeconds) {
+                    await event(.evicted, "still terminating more than \(options.skipWaitForDeleteTimeoutSeconds ?? 0) s past its deletionTimestamp; "
+                                + "not waited for (skipWaitForDeleteTimeout)")
+                    return nil
+                }
             } catch let error as KubeAPIError where error.isNotFound {
                 break
             } catch {

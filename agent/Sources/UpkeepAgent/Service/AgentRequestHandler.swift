@@ -99,7 +99,9 @@ public final class AgentRequestHandler: RequestHandler {
                 throw ErrorResponse(.badRequest, "drain.podSelector: \(error)")
             }
             let options = DrainOptions(timeoutSeconds: drain.timeoutSeconds, gracePeriodSeconds: drain.gracePeriodSeconds,
-                                       deleteEmptyDirData: drain.deleteEmptyDirData, podSelector: selector)
+                                       deleteEmptyDirData: drain.deleteEmptyDirData, podSelector: selector,
+                                       skipWaitForDeleteTimeoutSeconds: drain.skipWaitForDeleteTimeoutSeconds,
+                                       disableEviction: drain.disableEviction ?? false)
             let outcome = try await service.drain(operationID: drain.operationID.rawValue, options: options) { event in
                 await request.progress(.pod(event))
             }
@@ -130,6 +132,20 @@ public final class AgentRequestHandler: RequestHandler {
                                  logger.error("backup \(report.fileName) was downloaded but could not be removed (the retention sweep retries): \(error)")
                              }
                          })
+        case .etcdHealth(let asked):
+            let environment = service.environment
+            let reader = EtcdHealthReader(config: environment.config.etcd, k3sDataDir: environment.config.k3sDataDir, group: environment.probes.group)
+            guard environment.isServer else {
+                throw ErrorResponse(.notFound, "\(environment.config.nodeName) is an agent node: it runs no etcd; ask a server's agent")
+            }
+            guard reader.embedded() else {
+                throw ErrorResponse(.notFound, "\(environment.config.nodeName) runs no embedded etcd (no \(environment.config.k3sDataDir)/server/db/etcd): "
+                                    + "its datastore is SQLite or external")
+            }
+            let read = try await reader.read(timeoutSeconds: asked.timeoutSeconds)
+            return Reply(.etcdHealth(EtcdHealthResult(members: read.members.map {
+                EtcdMemberStatus(id: $0.id, name: $0.name, clientURLs: $0.clientURLs, healthy: $0.healthy, message: $0.message)
+            }, quorum: read.quorum)))
         case .certificateRequest(let asked):
             return Reply(.certificateRequest(try renewingIdentity().certificateRequest(keyType: asked.keyType)))
         case .installCertificate(let install):

@@ -54,7 +54,7 @@ extension AgentService {
     /// Cordons, then evicts the node's pods (`NodeDrainer`), reporting each pod through `progress`.
     public func drain(operationID: String, options: DrainOptions,
                       progress: @escaping @Sendable (PodProgress) async -> Void = { _ in }) async throws -> OperationOutcome {
-        let fingerprint = "drain \(options.timeoutSeconds) \(options.gracePeriodSeconds.map(String.init) ?? "-") \(options.deleteEmptyDirData) \(options.podSelector?.description ?? "")"
+        let fingerprint = options.fingerprint
         return try await runShellOperation(operationID: operationID, kind: .drain, fingerprint: fingerprint) { [self] in
             do {
                 _ = try await self.cordonNode()
@@ -98,7 +98,8 @@ extension AgentService {
     }
 
     private func drainer() async throws -> NodeDrainer {
-        NodeDrainer(client: try await environment.kube.client(), nodeName: nodeName)
+        let clock = environment.clock
+        return NodeDrainer(client: try await environment.kube.client(), nodeName: nodeName, now: { Double(clock().milliseconds) / 1000 })
     }
 
     /// Notes the node's schedulability before the first cordon, then cordons. Returns whether

@@ -3,12 +3,13 @@ public enum Method: String, Codable, Sendable, CaseIterable {
     case status, probe, stage, install, rollback, cordon, drain, uncordon, backup, commit
     case operation, restoreBackup, stopK3s, restore, rejoin
     case certificateRequest, installCertificate
+    case etcdHealth
 
     /// Mutating methods carry an operation id and are recorded by the agent. A renewal's two
     /// methods are idempotent by content instead (PROTOCOL.md section 12).
     public var isMutating: Bool {
         switch self {
-        case .status, .probe, .operation, .certificateRequest, .installCertificate: false
+        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth: false
         case .stage, .install, .rollback, .cordon, .drain, .uncordon, .backup, .commit: true
         case .restoreBackup, .stopK3s, .restore, .rejoin: true
         }
@@ -419,20 +420,32 @@ public struct DrainRequest: RequestMessage {
     public var deleteEmptyDirData: Bool
     /// Only pods matching this label selector are evicted.
     public var podSelector: String?
+    /// Stop waiting for a pod whose deletion began more than this many seconds ago (kubectl's
+    /// `--skip-wait-for-delete-timeout`); nil: wait for every pod until the timeout.
+    public var skipWaitForDeleteTimeoutSeconds: Int?
+    /// Delete pods instead of evicting them (kubectl's `--disable-eviction`): budgets are not
+    /// consulted. Nil means false.
+    public var disableEviction: Bool?
 
     public init(operationID: OperationID, timeoutSeconds: Int, gracePeriodSeconds: Int? = nil,
-                deleteEmptyDirData: Bool = true, podSelector: String? = nil) {
+                deleteEmptyDirData: Bool = true, podSelector: String? = nil, skipWaitForDeleteTimeoutSeconds: Int? = nil,
+                disableEviction: Bool = false) {
         self.operationID = operationID
         self.timeoutSeconds = timeoutSeconds
         self.gracePeriodSeconds = gracePeriodSeconds
         self.deleteEmptyDirData = deleteEmptyDirData
         self.podSelector = podSelector
+        self.skipWaitForDeleteTimeoutSeconds = skipWaitForDeleteTimeoutSeconds
+        self.disableEviction = disableEviction ? true : nil
     }
 
     public func validate() throws(MessageError) {
         try checkPositive(timeoutSeconds, "drain.timeoutSeconds", max: 86400)
         if let gracePeriodSeconds, !(0...86400).contains(gracePeriodSeconds) {
             throw .invalid("drain.gracePeriodSeconds must be 0...86400 (is \(gracePeriodSeconds))")
+        }
+        if let skipWaitForDeleteTimeoutSeconds {
+            try checkPositive(skipWaitForDeleteTimeoutSeconds, "drain.skipWaitForDeleteTimeoutSeconds", max: 86400)
         }
     }
 
@@ -532,4 +545,54 @@ public struct CommitResult: ResultMessage {
     /// The version that stays.
     public var k3sVersion: String?
     public init(k3sVersion: String?) { self.k3sVersion = k3sVersion }
+}
+
+// MARK: etcdHealth
+
+/// The embedded etcd cluster as this server's agent sees it: the member list from the node's
+/// own etcd, and each member's health asked at its client URL.
+public struct EtcdHealthRequest: RequestMessage {
+    public typealias Result = EtcdHealthResult
+    public static let method = Method.etcdHealth
+    /// Bound on each member's answer.
+    public var timeoutSeconds: Int
+
+    public init(timeoutSeconds: Int) { self.timeoutSeconds = timeoutSeconds }
+
+    public func validate() throws(MessageError) {
+        try checkPositive(timeoutSeconds, "etcdHealth.timeoutSeconds", max: 60)
+    }
+
+    public var payload: RequestPayload { .etcdHealth(self) }
+}
+
+public struct EtcdHealthResult: ResultMessage {
+    /// Every member of the cluster, in the order the node's etcd listed them.
+    public var members: [EtcdMemberStatus]
+    /// More than half of the members are healthy.
+    public var quorum: Bool
+
+    public init(members: [EtcdMemberStatus], quorum: Bool) {
+        self.members = members
+        self.quorum = quorum
+    }
+}
+
+public struct EtcdMemberStatus: Codable, Equatable, Sendable {
+    /// The member id, in hex as etcdctl prints it.
+    public var id: String
+    /// Empty for a member added but not started yet.
+    public var name: String
+    public var clientURLs: [String]
+    public var healthy: Bool
+    /// What its health endpoint answered, or why it could not be asked.
+    public var message: String
+
+    public init(id: String, name: String, clientURLs: [String], healthy: Bool, message: String) {
+        self.id = id
+        self.name = name
+        self.clientURLs = clientURLs
+        self.healthy = healthy
+        self.message = message
+    }
 }

@@ -17,6 +17,7 @@ public enum RequestPayload: Equatable, Sendable {
     case rejoin(RejoinRequest)
     case certificateRequest(CertificateRequestRequest)
     case installCertificate(InstallCertificateRequest)
+    case etcdHealth(EtcdHealthRequest)
 
     public var message: any RequestMessage {
         switch self {
@@ -37,6 +38,7 @@ public enum RequestPayload: Equatable, Sendable {
         case .rejoin(let m): m
         case .certificateRequest(let m): m
         case .installCertificate(let m): m
+        case .etcdHealth(let m): m
         }
     }
 
@@ -45,7 +47,7 @@ public enum RequestPayload: Equatable, Sendable {
     /// The operation id of a mutating request.
     public var operationID: OperationID? {
         switch self {
-        case .status, .probe, .operation, .certificateRequest, .installCertificate: nil
+        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth: nil
         case .stage(let m): m.operationID
         case .install(let m): m.operationID
         case .rollback(let m): m.operationID
@@ -81,6 +83,7 @@ public enum RequestPayload: Equatable, Sendable {
         case .rejoin: try container.decode(RejoinRequest.self, forKey: key).payload
         case .certificateRequest: try container.decode(CertificateRequestRequest.self, forKey: key).payload
         case .installCertificate: try container.decode(InstallCertificateRequest.self, forKey: key).payload
+        case .etcdHealth: try container.decode(EtcdHealthRequest.self, forKey: key).payload
         }
     }
 }
@@ -104,6 +107,7 @@ public enum ResponsePayload: Equatable, Sendable {
     case rejoin(RejoinResult)
     case certificateRequest(CertificateRequestResult)
     case installCertificate(InstallCertificateResult)
+    case etcdHealth(EtcdHealthResult)
 
     public var method: Method {
         switch self {
@@ -124,6 +128,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .rejoin: .rejoin
         case .certificateRequest: .certificateRequest
         case .installCertificate: .installCertificate
+        case .etcdHealth: .etcdHealth
         }
     }
 
@@ -146,6 +151,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .rejoin(let r): r
         case .certificateRequest(let r): r
         case .installCertificate(let r): r
+        case .etcdHealth(let r): r
         }
     }
 
@@ -174,6 +180,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .rejoin: .rejoin(try container.decode(RejoinResult.self, forKey: key))
         case .certificateRequest: .certificateRequest(try container.decode(CertificateRequestResult.self, forKey: key))
         case .installCertificate: .installCertificate(try container.decode(InstallCertificateResult.self, forKey: key))
+        case .etcdHealth: .etcdHealth(try container.decode(EtcdHealthResult.self, forKey: key))
         }
     }
 }
