@@ -6,16 +6,22 @@ import UpkeepCore
 struct HopSequencer {
     let cluster: ClusterView
     let policy: PlanPolicy
+    /// Per node: the plan may change it.
+    let chosen: [Bool]
     private(set) var current: [K3sVersion]
     /// Nodes that move at least once.
     private(set) var moved: [Bool]
     private(set) var separations = 0
+    /// Canaries still to place: the first agents the plan moves, each in a wave of its own.
+    private var canariesLeft: Int
 
-    init(cluster: ClusterView, policy: PlanPolicy) {
+    init(cluster: ClusterView, policy: PlanPolicy, chosen: [Bool]) {
         self.cluster = cluster
         self.policy = policy
+        self.chosen = chosen
         current = cluster.nodes.map(\.version)
         moved = Array(repeating: false, count: cluster.nodes.count)
+        canariesLeft = policy.canaries
     }
 
     mutating func sequence(stops: [K3sVersion], target: K3sVersion, direction: Plan.Direction) -> [Hop] {
@@ -26,9 +32,9 @@ struct HopSequencer {
             var waves: [Wave]
             switch direction {
             case .upgrade:
-                let upServers = cluster.servers.filter { current[$0] < stop }
+                let upServers = cluster.servers.filter { chosen[$0] && current[$0] < stop }
                 let upAgents = cluster.agents.filter { agent in
-                    guard current[agent] < stop else { return false }
+                    guard chosen[agent], current[agent] < stop else { return false }
                     return last || !SkewPolicy.kubeletAllowed(current[agent].minorLine, server: stops[position + 1].minorLine)
                 }
                 let agents = agentWaves(upAgents, to: stop, hop: number, reason: { agent in
@@ -36,14 +42,16 @@ struct HopSequencer {
                 })
                 waves = serverWaves(upServers, to: stop, hop: number, direction: direction) + agents.waves
                 separations += agents.separations
+                canariesLeft -= agents.waves.filter(\.isCanary).count
             case .downgrade:
-                let downAgents = cluster.agents.filter { current[$0] > stop }
-                let downServers = cluster.servers.filter { current[$0] > stop }
+                let downAgents = cluster.agents.filter { chosen[$0] && current[$0] > stop }
+                let downServers = cluster.servers.filter { chosen[$0] && current[$0] > stop }
                 let agents = agentWaves(downAgents, to: stop, hop: number, reason: { _ in
                     "agent: goes down to \(stop) before the servers do, so no kubelet is ever newer than an API server"
                 })
                 waves = agents.waves + serverWaves(downServers, to: stop, hop: number, direction: direction)
                 separations += agents.separations
+                canariesLeft -= agents.waves.filter(\.isCanary).count
             case .none:
                 waves = []
             }
@@ -96,10 +104,24 @@ struct HopSequencer {
         return "agent: moves in this hop because the next one takes the servers to \(next.minorLine), which would leave its kubelet (\(from)) more than \(SkewPolicy.kubeletLagMax(from)) minors behind"
     }
 
+    /// The first `canariesLeft` agents each go in a wave of their own (`c1`, `c2`, …); the rest
+    /// in waves built for Longhorn as usual. A wave of one node never holds every protected node
+    /// of a volume that has two or more, and single-copy volumes on moving nodes are refused.
     private func agentWaves(_ agents: [Int], to version: K3sVersion, hop: Int, reason: (Int) -> String) -> (waves: [Wave], separations: Int) {
         guard !agents.isEmpty else { return ([], 0) }
-        let built = WaveBuilder.build(agents, cluster: cluster, concurrency: policy.agentConcurrency)
-        return (built.waves.enumerated().map { position, members in
+        let canaries = Array(agents.prefix(canariesLeft))
+        let soak = policy.canarySoakSeconds
+        var waves = canaries.enumerated().map { position, agent in
+            let rest = canaries.count < agents.count
+                ? (soak > 0 ? "; then a soak of \(soak) s and the gates before the rest" : "; then the gates before the rest") : ""
+            let why = "canary \(position + 1) of \(policy.canaries): goes alone, before the other agents\(position + 1 == canaries.count ? rest : "")"
+            return Wave(hop: hop, number: position + 1, role: .agent, steps: [step(agent, to: version, reason: reason(agent) + "; " + why)],
+                        reason: why, canary: true)
+        }
+        let others = Array(agents.dropFirst(canaries.count))
+        guard !others.isEmpty else { return (waves, 0) }
+        let built = WaveBuilder.build(others, cluster: cluster, concurrency: policy.agentConcurrency)
+        waves += built.waves.enumerated().map { position, members in
             let number = position + 1
             let summary = built.summary(wave: position, number: number, cluster: cluster)
             let steps = members.map { agent in
@@ -108,12 +130,14 @@ struct HopSequencer {
                 return step(agent, to: version, reason: why)
             }
             return Wave(hop: hop, number: number, role: .agent, steps: steps, reason: summary)
-        }, built.separations)
+        }
+        return (waves, built.separations)
     }
 
     func unchanged() -> [NodeNote] {
         cluster.order.filter { !moved[$0] }.map { node in
-            NodeNote(node: cluster.nodes[node].name, version: cluster.nodes[node].version, reason: "already at the target")
+            let why = chosen[node] ? "already at the target" : "not selected (\(policy.selection?.how ?? "selection"))"
+            return NodeNote(node: cluster.nodes[node].name, version: cluster.nodes[node].version, reason: why)
         }
     }
 }

@@ -97,17 +97,23 @@ public struct Wave: Codable, Equatable, Sendable {
     public var role: NodeRole
     public var steps: [NodeStep]
     public var reason: String
+    /// One of the canaries (`--canary N`): an agent that goes alone before the rest. Nil: not one
+    /// (and in plans made before canaries existed).
+    var canary: Bool?
 
     public var nodes: [String] { steps.map(\.node) }
-    /// `s1` for server wave 1, `w2` for agent wave 2: how tables and logs name it.
-    public var label: String { (role == .server ? "s" : "w") + String(number) }
+    public var isCanary: Bool { canary == true }
+    /// `s1` for server wave 1, `w2` for agent wave 2, `c1` for the first canary: how tables and
+    /// logs name it.
+    public var label: String { (role == .server ? "s" : isCanary ? "c" : "w") + String(number) }
 
-    public init(hop: Int, number: Int, role: NodeRole, steps: [NodeStep], reason: String) {
+    public init(hop: Int, number: Int, role: NodeRole, steps: [NodeStep], reason: String, canary: Bool = false) {
         self.hop = hop
         self.number = number
         self.role = role
         self.steps = steps
         self.reason = reason
+        self.canary = canary ? true : nil
     }
 }
 

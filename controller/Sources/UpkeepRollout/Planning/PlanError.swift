@@ -47,6 +47,12 @@ public enum PlanProblem: Equatable, Sendable, CustomStringConvertible {
     /// A downgrade that would take servers down a Kubernetes minor by swapping binaries, which
     /// k3s supports only together with a datastore restore.
     case serversDownAMinor(from: MinorLine, to: MinorLine)
+    /// The selection names nodes the cluster does not have.
+    case unknownNodes([String], how: String)
+    /// The selection chose no node.
+    case nothingSelected(how: String)
+    /// Moving only the selected nodes would break the skew policy against those left alone.
+    case selectionBreaksSkew(String, how: String)
 
     public var description: String {
         switch self {
@@ -80,6 +86,12 @@ public enum PlanProblem: Equatable, Sendable, CustomStringConvertible {
             return "servers run \(oldest) and \(newest), more than one minor apart (outside the skew policy): bring the older servers to \(newest.minorLine) first"
         case .kubeletNewerThanServer(let node, let version, let server):
             return "node \(node) runs \(version), newer than server version \(server): a kubelet must never be newer than an API server; upgrade the servers first"
+        case .unknownNodes(let names, let how):
+            return "\(how): no node named \(names.prefix(5).joined(separator: ", "))\(names.count > 5 ? " and \(names.count - 5) more" : ""); `kubectl get nodes` lists them"
+        case .nothingSelected(let how):
+            return "\(how) selects no node: check the names and the label selector against `kubectl get nodes --show-labels`"
+        case .selectionBreaksSkew(let why, let how):
+            return "\(how): \(why)"
         case .serversDownAMinor(let from, let to):
             return "servers would go from \(from) down to \(to) by swapping binaries, which k3s does not support "
                 + "(https://docs.k3s.io/upgrades/roll-back): run `upkeep rollback --restore` to restore the datastore snapshot taken "

@@ -44,11 +44,20 @@ extension Plan {
         case .upgrade, .downgrade:
             let moving = Set(waves.flatMap(\.nodes)).count
             let serverWaves = waves.filter { $0.role == .server }.count
-            let agentWaves = waves.count - serverWaves
+            let canaries = waves.filter(\.isCanary).count
+            let agentWaves = waves.count - serverWaves - canaries
             let verb = direction == .upgrade ? "Upgrade" : "Downgrade"
             let path = hops.map(\.version.minorLine.description).joined(separator: " → ")
-            return "\(verb) to \(target): \(moving) node\(moving == 1 ? "" : "s") in \(hops.count) hop\(hops.count == 1 ? "" : "s") (\(path)); "
-                + "\(serverWaves) server step\(serverWaves == 1 ? "" : "s") one at a time, \(agentWaves) agent wave\(agentWaves == 1 ? "" : "s") of at most \(policy.agentConcurrency)"
+            var line = "\(verb) to \(target): \(moving) node\(moving == 1 ? "" : "s") in \(hops.count) hop\(hops.count == 1 ? "" : "s") (\(path)); "
+                + "\(serverWaves) server step\(serverWaves == 1 ? "" : "s") one at a time, "
+            if canaries > 0 {
+                let soak = policy.canarySoakSeconds > 0 ? ", a soak of \(policy.canarySoakSeconds) s" : ""
+                line += "\(canaries) canary agent\(canaries == 1 ? "" : "s") alone\(agentWaves > 0 ? "\(soak) and the gates, then " : "")"
+            }
+            if agentWaves > 0 || canaries == 0 {
+                line += "\(agentWaves) agent wave\(agentWaves == 1 ? "" : "s") of at most \(policy.agentConcurrency)"
+            }
+            return line
         }
     }
 }

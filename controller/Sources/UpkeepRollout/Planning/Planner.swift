@@ -8,8 +8,10 @@ public enum Planner {
                             policy: PlanPolicy) throws(PlanError) -> Plan {
         let cluster = try ClusterView(inventory: inventory, policy: policy)
         var problems: [PlanProblem] = []
+        // The nodes the plan may change (all of them unless the operator chose some).
+        let chosen = cluster.chosen(policy.selection, problems: &problems)
 
-        let notReady = cluster.order.filter { !cluster.nodes[$0].ready }.map { cluster.nodes[$0].name }
+        let notReady = cluster.order.filter { chosen[$0] && !cluster.nodes[$0].ready }.map { cluster.nodes[$0].name }
         if !notReady.isEmpty { problems.append(.nodesNotReady(notReady)) }
         if !available.contains(target) {
             let newest = available.filter { $0.minorLine == target.minorLine && $0.isRelease }.max()
@@ -22,8 +24,8 @@ public enum Planner {
             throw PlanError(problems)
         }
 
-        let newer = cluster.order.filter { cluster.nodes[$0].version > target }.map { cluster.nodes[$0].name }
-        let older = cluster.order.filter { cluster.nodes[$0].version < target }.map { cluster.nodes[$0].name }
+        let newer = cluster.order.filter { chosen[$0] && cluster.nodes[$0].version > target }.map { cluster.nodes[$0].name }
+        let older = cluster.order.filter { chosen[$0] && cluster.nodes[$0].version < target }.map { cluster.nodes[$0].name }
         let direction: Plan.Direction
         switch (newer.isEmpty, older.isEmpty) {
         case (true, true): direction = .none
@@ -31,7 +33,7 @@ public enum Planner {
         case (false, true):
             direction = .downgrade
             if !policy.allowDowngrade { problems.append(.downgradeRefused(nodes: newer, target: target)) }
-            if let newest = cluster.serverVersions.max(), newest.minorLine > target.minorLine {
+            if let newest = cluster.servers.filter({ chosen[$0] }).map({ cluster.nodes[$0].version }).max(), newest.minorLine > target.minorLine {
                 problems.append(.serversDownAMinor(from: newest.minorLine, to: target.minorLine))
             }
         case (false, false):
@@ -39,20 +41,21 @@ public enum Planner {
             throw PlanError(problems)
         }
 
-        // Every node not at the target moves at least once (the last hop brings all to it).
-        let moving = cluster.nodes.map { $0.version != target }
+        // Every chosen node not at the target moves at least once (the last hop brings all to it).
+        let moving = cluster.nodes.indices.map { chosen[$0] && cluster.nodes[$0].version != target }
         problems += cluster.volumeProblems(moving: moving)
         // Hops are walked only from a cluster within the skew policy, with a stop on every line.
         guard skew.isEmpty else { throw PlanError(problems) }
+        if let selection = policy.selection { problems += cluster.selectionProblems(selection, moving: moving, target: target) }
         let stops = hopStops(cluster: cluster, target: target, direction: direction, available: available, problems: &problems)
         guard problems.isEmpty else { throw PlanError(problems) }
-        var sequencer = HopSequencer(cluster: cluster, policy: policy)
+        var sequencer = HopSequencer(cluster: cluster, policy: policy, chosen: chosen)
         let hops = sequencer.sequence(stops: stops, target: target, direction: direction)
-        precondition(sequencer.moved == moving, "the hops move exactly the nodes not at the target")
+        precondition(sequencer.moved == moving, "the hops move exactly the chosen nodes not at the target")
 
         return Plan(target: target, direction: direction, policy: policy, hops: hops,
                     unchanged: sequencer.unchanged(),
-                    warnings: cluster.warnings(moving: moving),
+                    warnings: cluster.warnings(moving: moving) + cluster.selectionWarnings(chosen, selection: policy.selection),
                     caveats: direction == .downgrade ? downgradeCaveats : [],
                     longhorn: cluster.longhornSummary(separations: sequencer.separations))
     }
@@ -200,6 +203,70 @@ struct ClusterView {
             if let newest = serverVersions.max(), !SkewPolicy.kubeletAllowed(nodes[agent].version.minorLine, server: newest.minorLine) {
                 warnings.append("\(nodes[agent].name) (\(nodes[agent].version)) is already too far behind the servers (\(newest.minorLine)) for the skew policy; it is brought level in the first hop")
             }
+        }
+        return warnings
+    }
+
+    /// Per node: whether the plan may change it. Names the selection has that the cluster does
+    /// not are problems (a typo must not quietly shrink a rollout).
+    func chosen(_ selection: NodeSelection?, problems: inout [PlanProblem]) -> [Bool] {
+        guard let selection else { return Array(repeating: true, count: nodes.count) }
+        let unknown = selection.nodes.filter { index[$0] == nil }
+        if !unknown.isEmpty { problems.append(.unknownNodes(unknown, how: selection.how)) }
+        if selection.nodes.isEmpty { problems.append(.nothingSelected(how: selection.how)) }
+        var chosen = Array(repeating: false, count: nodes.count)
+        for name in selection.nodes { if let node = index[name] { chosen[node] = true } }
+        return chosen
+    }
+
+    /// The skew policy against the nodes the selection leaves where they are: once every chosen
+    /// node is at the target, API servers must still be within one minor of each other, and no
+    /// kubelet newer than an API server or lagging beyond its allowance. Versions only move one
+    /// way in a plan, so the end is where the distance is largest.
+    func selectionProblems(_ selection: NodeSelection, moving: [Bool], target: K3sVersion) -> [PlanProblem] {
+        let final = nodes.indices.map { moving[$0] ? target : nodes[$0].version }
+        let finalServers = servers.map { (name: nodes[$0].name, version: final[$0], moves: moving[$0]) }
+        guard let oldest = finalServers.min(by: { $0.version < $1.version }),
+              let newest = finalServers.max(by: { $0.version < $1.version }) else { return [] }
+        var problems: [PlanProblem] = []
+        if !SkewPolicy.serversAllowed(oldest.version.minorLine, newest.version.minorLine) {
+            let (still, moved) = oldest.moves ? (newest, oldest) : (oldest, newest)
+            problems.append(.selectionBreaksSkew(
+                "server \(moved.name) would run \(moved.version) while \(still.name), not selected, stays at \(still.version): API servers "
+                + "must stay within one minor of each other (https://kubernetes.io/releases/version-skew-policy/); select \(still.name) too, "
+                + "or choose a target in \(still.version.minorLine) or the next minor", how: selection.how))
+        }
+        for agent in agents {
+            let line = final[agent].minorLine
+            let name = nodes[agent].name
+            if line > oldest.version.minorLine {
+                let fix = moving[agent]
+                    ? "select \(oldest.name) too (servers go first), or choose a target no newer than \(oldest.version.minorLine)"
+                    : "select \(name) too, or leave the servers at or above its minor"
+                problems.append(.selectionBreaksSkew(
+                    "agent \(name) would run \(final[agent]) while server \(oldest.name)\(oldest.moves ? "" : ", not selected,") "
+                    + "\(oldest.moves ? "goes to" : "stays at") \(oldest.version): a kubelet must never be newer than an API server "
+                    + "(https://kubernetes.io/releases/version-skew-policy/); \(fix)", how: selection.how))
+            } else if !SkewPolicy.kubeletAllowed(line, server: newest.version.minorLine) && !moving[agent] {
+                problems.append(.selectionBreaksSkew(
+                    "agent \(name), not selected, stays at \(final[agent]) while server \(newest.name) goes to \(newest.version): a kubelet "
+                    + "may lag at most \(SkewPolicy.kubeletLagMax(line)) minors behind the API servers "
+                    + "(https://kubernetes.io/releases/version-skew-policy/); select \(name) too, or choose a nearer target", how: selection.how))
+            }
+        }
+        return problems
+    }
+
+    /// Nodes the selection leaves alone that are not Ready: they do not hold the plan or its
+    /// gates, but the operator should know.
+    func selectionWarnings(_ chosen: [Bool], selection: NodeSelection?) -> [String] {
+        guard let selection else { return [] }
+        let left = order.filter { !chosen[$0] }.map { nodes[$0].name }
+        var warnings = ["only the selected nodes move (\(selection.how)); \(left.isEmpty ? "none is" : "\(left.count) left alone:") "
+                        + (left.isEmpty ? "left alone" : GateCheck.listed(left))]
+        let notReady = order.filter { !chosen[$0] && !nodes[$0].ready }.map { nodes[$0].name }
+        if !notReady.isEmpty {
+            warnings.append("\(GateCheck.listed(notReady)) not Ready but not selected: the rollout does not wait for \(notReady.count == 1 ? "it" : "them")")
         }
         return warnings
     }
