@@ -133,6 +133,19 @@ public struct ConfigFields {
         return value
     }
 
+    /// A duration in seconds: a whole number of seconds, or a count with a unit (`90s`, `10m`,
+    /// `2h`, `1d`), within `range` seconds.
+    public func duration(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let node = self.node[key], !node.isNull else { return nil }
+        guard let text = node.string, let seconds = DurationText.seconds(text) else {
+            throw error(key, "must be a duration such as 90s, 10m, 2h or 1d (or whole seconds); is \"\(node.string ?? "a non-scalar")\"")
+        }
+        guard range.contains(seconds) else {
+            throw error(key, "must be \(DurationText.text(range.lowerBound))...\(DurationText.text(range.upperBound)); is \(text)")
+        }
+        return seconds
+    }
+
     /// A list of strings (a YAML sequence of scalars); `null` counts as absent.
     public func strings(_ key: String, countMax: Int = 100) throws(ConfigError) -> [String]? {
         guard let node = self.node[key], !node.isNull else { return nil }
@@ -163,5 +176,30 @@ public struct ConfigFields {
                                   problem: "is not a known field; known here: \(known.sorted().joined(separator: ", "))")
             }
         }
+    }
+}
+
+/// Durations as configuration files and command lines write them: whole seconds, or a count
+/// with one unit (`s`, `m`, `h`, `d`).
+public enum DurationText {
+    /// The seconds `text` means; nil when it is not a duration (or is negative or absurd).
+    public static func seconds(_ text: String) -> Int? {
+        let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var digits = Substring(text)
+        var scale = 1
+        if let unit = text.last, let found = units[unit] {
+            digits = digits.dropLast()
+            scale = found
+        }
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), digits.count <= 9, let count = Int(digits) else { return nil }
+        return count * scale
+    }
+
+    /// `seconds` the shortest way: `90s`, `10m`, `2h`, `1d`.
+    public static func text(_ seconds: Int) -> String {
+        for (unit, scale) in [("d", 86_400), ("h", 3600), ("m", 60)] where seconds >= scale && seconds % scale == 0 {
+            return "\(seconds / scale)\(unit)"
+        }
+        return "\(seconds)s"
     }
 }

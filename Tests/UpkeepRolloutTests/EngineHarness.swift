@@ -18,11 +18,24 @@ struct EngineHarness {
         cluster = ClusterObservation(inventory: inventory, etcdHealthy: true)
     }
 
+    /// When set, every `checkGates` is answered with this report at once (as a runtime would).
+    var gates: GateReport?
+    /// The questions `checkGates` asked, in order.
+    var gateQuestions: [GateQuestion] = []
+
     @discardableResult
     mutating func handle(_ event: RolloutEngine.Event) -> [RolloutEngine.Action] {
         let actions = engine.handle(event, now: now)
         log += actions
-        for action in actions { if case .finished(let result) = action { outcome = result } }
+        var asked: GateQuestion?
+        for action in actions {
+            if case .finished(let result) = action { outcome = result }
+            if case .checkGates(let question) = action { asked = question }
+        }
+        if let asked {
+            gateQuestions.append(asked)
+            if let gates { return actions + handle(.gatesRead(gates)) }
+        }
         return actions
     }
 

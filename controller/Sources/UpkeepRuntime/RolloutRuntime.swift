@@ -23,6 +23,8 @@ public actor RolloutRuntime {
         case observeFailed(String, token: Int)
         /// The operation lock was lost (why): stop without acting further.
         case lockLost(String)
+        /// The gates were not read in time: every gate asked for is reported unread.
+        case gateReadTimedOut(GateReport, token: Int)
         case warning(String)
     }
 
@@ -30,6 +32,7 @@ public actor RolloutRuntime {
     private let transport: any AgentTransport
     private let observer: any ClusterObserver
     private let clusterLock: (any ClusterLock)?
+    private let gates: (any GateReader)?
     private let clock: any RuntimeClock
     private let configuration: RuntimeConfiguration
     private let updates: @Sendable (RuntimeUpdate) -> Void
@@ -40,6 +43,7 @@ public actor RolloutRuntime {
     /// cancels the request).
     private var sends: [Int: Task<Void, Never>] = [:]
     private var observation: (token: Int, task: Task<Void, Never>)?
+    private var gateRead: (token: Int, task: Task<Void, Never>)?
     private var timer: Task<Void, Never>?
     /// The lock of the run under way.
     private var lock: OperationLock?
@@ -47,13 +51,17 @@ public actor RolloutRuntime {
 
     /// `updates` receives notices and progress after they are persisted (for the CLI's view).
     /// `lock`: the cluster lock every run takes after the store's lease (nil: the store's alone).
+    /// `gates` reads the configured gates when the engine asks (`checkGates`); without one, every
+    /// gate asked for is reported unread, and holds.
     public init(store: StateStore, transport: any AgentTransport, observer: any ClusterObserver, lock: (any ClusterLock)? = nil,
+                gates: (any GateReader)? = nil,
                 clock: any RuntimeClock = WallClock(), configuration: RuntimeConfiguration = RuntimeConfiguration(),
                 updates: @escaping @Sendable (RuntimeUpdate) -> Void = { _ in }) {
         self.store = store
         self.transport = transport
         self.observer = observer
         self.clusterLock = lock
+        self.gates = gates
         self.clock = clock
         self.configuration = configuration
         self.updates = updates
@@ -223,6 +231,10 @@ public actor RolloutRuntime {
                 try checkStalled(engine)
             case .lockLost(let reason):
                 try stopForLostLock(&engine, reason)
+            case .gateReadTimedOut(let report, let token):
+                settle(token)
+                updates(.warning("the gates were not read within \(configuration.gateReadTimeoutSeconds) s; each counts as unread"))
+                if let result = try step(&engine, .gatesRead(report)) { return result }
             case .warning(let message):
                 updates(.warning(message))
             }
@@ -277,6 +289,7 @@ public actor RolloutRuntime {
             switch action {
             case .send(let request): send(request)
             case .observeCluster: observe()
+            case .checkGates(let question): readGates(question)
             case .wake(let at): wake = at
             case .notice: break
             case .finished(.rolledBack(let cause)) where engine.restoreWasRequested: return .restored(cause: cause)
@@ -291,7 +304,7 @@ public actor RolloutRuntime {
     }
 
     private func checkStalled(_ engine: RolloutEngine) throws {
-        if sends.isEmpty && observation == nil && timer == nil { throw RuntimeError.stalled("\(engine.status)") }
+        if sends.isEmpty && observation == nil && gateRead == nil && timer == nil { throw RuntimeError.stalled("\(engine.status)") }
     }
 
     // MARK: - Actions
@@ -339,6 +352,22 @@ public actor RolloutRuntime {
         })
     }
 
+    /// One read of the gates at a time, bounded by `gateReadTimeoutSeconds`: past it every gate
+    /// asked for is reported unread (and holds), and the engine asks again after its poll interval.
+    private func readGates(_ question: GateQuestion) {
+        guard gateRead == nil else { return }
+        let token = nextToken()
+        let seconds = configuration.gateReadTimeoutSeconds
+        let timedOut = GateReport.unread(question, reason: "the gates were not read within \(seconds) s")
+        guard let gates else {
+            yield(.event(.gatesRead(GateReport.unread(question, reason: "this controller reads no gates")), token: nil))
+            return
+        }
+        gateRead = (token, watch(token, seconds: seconds, timedOut: .gateReadTimedOut(timedOut, token: token)) {
+            .event(.gatesRead(await gates.read(question)), token: token)
+        })
+    }
+
     /// Runs `work` and delivers its input, or `timedOut` after `seconds` (cancelling the work),
     /// whichever comes first. Cancelling the returned task cancels both.
     private func watch(_ token: Int, seconds: Int, timedOut: Input, _ work: @escaping @Sendable () async -> Input) -> Task<Void, Never> {
@@ -383,6 +412,10 @@ public actor RolloutRuntime {
             observation.task.cancel()
             self.observation = nil
         }
+        if let gateRead, gateRead.token == token {
+            gateRead.task.cancel()
+            self.gateRead = nil
+        }
     }
 
     private func stopTasks() {
@@ -390,6 +423,8 @@ public actor RolloutRuntime {
         sends = [:]
         observation?.task.cancel()
         observation = nil
+        gateRead?.task.cancel()
+        gateRead = nil
         timer?.cancel()
         timer = nil
         continuation?.finish()
@@ -428,7 +463,30 @@ public actor RolloutRuntime {
         case .restore: return "restore (the operator's rollback --restore)"
         case .setMaintenanceWindows(let windows): return "maintenance windows: \(windows.map(\.listed) ?? "none")"
         case .lockLost(let reason): return "lock lost: \(reason)"
+        case .gatesRead(let report): return "gates read: \(describe(report))"
         }
+    }
+
+    /// One line per gate read: what it found, not the whole answer.
+    static func describe(_ report: GateReport) -> String {
+        var parts: [String] = []
+        switch report.prometheus {
+        case .firing(let names)?: parts.append("prometheus \(names.count) firing")
+        case .unreachable(let why)?: parts.append("prometheus unreachable (\(why.prefix(120)))")
+        case nil: break
+        }
+        switch report.blockingPods {
+        case .pods(let pods)?: parts.append("\(pods.count) blocking pods")
+        case .unreadable(let why)?: parts.append("blocking pods unreadable (\(why.prefix(120)))")
+        case nil: break
+        }
+        switch report.etcd {
+        case .members(let members, let asked)?: parts.append("etcd \(members.filter(\.healthy).count)/\(members.count) healthy (from \(asked))")
+        case .unknown(let why)?: parts.append("etcd unknown (\(why.prefix(120)))")
+        case .noEmbeddedEtcd?: parts.append("no embedded etcd")
+        case nil: break
+        }
+        return parts.joined(separator: ", ")
     }
 
     static func describe(_ actions: [RolloutEngine.Action]) -> String {
@@ -438,6 +496,7 @@ public actor RolloutRuntime {
             switch action {
             case .send(let request): parts.append("send \(request.operationID) to \(request.node)")
             case .observeCluster: parts.append("observe")
+            case .checkGates(let question): parts.append("check gates \(question.kinds.map(\.rawValue).joined(separator: ", "))")
             case .wake(let at): parts.append("wake at \(at.milliseconds)")
             case .notice: notices += 1
             case .finished(let outcome): parts.append("finished \(outcome)")

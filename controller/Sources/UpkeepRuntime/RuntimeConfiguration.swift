@@ -17,6 +17,8 @@ public struct RuntimeConfiguration: Sendable {
     public var sendsInFlightMax: Int
     /// How long one look at the cluster may take.
     public var observeTimeoutSeconds: Int
+    /// How long one read of the gates may take (each gate's own bound is shorter).
+    public var gateReadTimeoutSeconds: Int
     /// Deadline given to the transport for cordon, uncordon and commit, and added to the policy's
     /// own timeouts for drain, install and rollback.
     public var shortRequestSeconds: Int
@@ -28,7 +30,7 @@ public struct RuntimeConfiguration: Sendable {
 
     public init(holder: String = RuntimeConfiguration.defaultHolder(), initiator: Initiator = .current(),
                 leaseTTLMilliseconds: Int64 = 30_000, forceTakeover: Bool = false,
-                sendsInFlightMax: Int = 256, observeTimeoutSeconds: Int = 30, shortRequestSeconds: Int = 60,
+                sendsInFlightMax: Int = 256, observeTimeoutSeconds: Int = 30, gateReadTimeoutSeconds: Int = 60, shortRequestSeconds: Int = 60,
                 stageRequestSeconds: Int = 900, answerGraceSeconds: Int = 15) {
         self.holder = holder
         self.initiator = initiator
@@ -36,6 +38,7 @@ public struct RuntimeConfiguration: Sendable {
         self.forceTakeover = forceTakeover
         self.sendsInFlightMax = sendsInFlightMax
         self.observeTimeoutSeconds = observeTimeoutSeconds
+        self.gateReadTimeoutSeconds = gateReadTimeoutSeconds
         self.shortRequestSeconds = shortRequestSeconds
         self.stageRequestSeconds = stageRequestSeconds
         self.answerGraceSeconds = answerGraceSeconds
@@ -56,7 +59,7 @@ public struct RuntimeConfiguration: Sendable {
     public func deadlineSeconds(for command: AgentCommand) -> Int {
         switch command {
         case .cordon, .uncordon, .commit: shortRequestSeconds
-        case .drain(let timeoutSeconds): timeoutSeconds + shortRequestSeconds
+        case .drain(let timeoutSeconds, _): timeoutSeconds + shortRequestSeconds
         case .stage: stageRequestSeconds
         case .install(_, let healthTimeoutSeconds, _), .rollback(let healthTimeoutSeconds): healthTimeoutSeconds + shortRequestSeconds
         case .backup, .restoreBackup: stageRequestSeconds

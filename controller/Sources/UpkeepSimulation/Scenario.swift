@@ -39,6 +39,8 @@ public struct Scenario: Sendable {
         /// Agents killed (SIGKILL) at a random point of an install: before the binary is placed,
         /// while the new k3s starts, while it is probed, while it is reverted.
         public var installKills = 0
+        /// Episodes of a Prometheus alert firing (the gates hold forward waves while it does).
+        public var alertEpisodes = 0
         public var healAt = Instant(milliseconds: 0)
 
         public var description: String {
@@ -57,6 +59,7 @@ public struct Scenario: Sendable {
             if replicaFailures > 0 { parts.append("replicaFailures=\(replicaFailures)") }
             if replicaMoves > 0 { parts.append("replicaMoves=\(replicaMoves)") }
             if installKills > 0 { parts.append("installKills=\(installKills)") }
+            if alertEpisodes > 0 { parts.append("alertEpisodes=\(alertEpisodes)") }
             parts.append("healAt=\(healAt.milliseconds / 1000)s")
             return parts.joined(separator: " ")
         }
@@ -124,7 +127,7 @@ public struct Scenario: Sendable {
         }
         faults.healAt = Instant(milliseconds: Int64.random(in: 600...10_800, using: &random) * 1000)
 
-        let planPolicy = PlanPolicy(agentConcurrency: Int.random(in: 1...3, using: &random))
+        var planPolicy = PlanPolicy(agentConcurrency: Int.random(in: 1...3, using: &random))
         // Drawn last, so the cluster and faults of a seed are those it had before these existed.
         if !calm && chance(0.4) { faults.installKills = Int.random(in: 1...3, using: &random) }
         let autoRollback: AutoRollback = chance(0.5) ? .restore : .binaries
@@ -132,11 +135,20 @@ public struct Scenario: Sendable {
         // Without a snapshot a release that never comes up on a server cannot be undone once a
         // peer ran it (only `upkeep recover` with an older backup could, outside the engine).
         if !snapshots { faults.badNode = nil }
-        let rolloutPolicy = RolloutPolicy(gateTimeoutSeconds: 600, drainTimeoutSeconds: 300, healthTimeoutSeconds: 60,
+        var rolloutPolicy = RolloutPolicy(gateTimeoutSeconds: 600, drainTimeoutSeconds: 300, healthTimeoutSeconds: 60,
                                           verifyTimeoutSeconds: 120, rebuildTimeoutSeconds: 900, watchdogTimeoutSeconds: 1800,
                                           requestTriesMax: 6, retryDelayMilliseconds: 1000, retryDelayMaxMilliseconds: 30_000,
                                           pollIntervalMilliseconds: 5000, autoRollback: autoRollback, prefetchWaves: 1,
                                           takesHopSnapshots: snapshots)
+        // Drawn after everything above, so what a seed chose before gates and canaries existed stays.
+        if chance(0.5) {
+            rolloutPolicy.gates = GatePolicy(kinds: [.prometheus, .etcd], holdTimeoutSeconds: Int.random(in: 300...3600, using: &random))
+            if !calm && chance(0.5) { faults.alertEpisodes = Int.random(in: 1...3, using: &random) }
+        }
+        if chance(0.3) {
+            planPolicy = PlanPolicy(agentConcurrency: planPolicy.agentConcurrency, canaryAgents: Int.random(in: 1...2, using: &random),
+                                    canarySoakSeconds: Int.random(in: 0...900, using: &random))
+        }
         return Scenario(seed: seed, inventory: ClusterInventory(nodes: nodes, volumes: volumes), target: target,
                         available: available, planPolicy: planPolicy, rolloutPolicy: rolloutPolicy, faults: faults,
                         preCordoned: preCordoned)
@@ -144,8 +156,10 @@ public struct Scenario: Sendable {
 
     /// One line per node and volume, for a failure report.
     public var summary: String {
+        let gates = rolloutPolicy.gates.map { "gates \($0.kinds.map(\.rawValue).joined(separator: "+")) hold \($0.holdTimeoutSeconds) s, " } ?? ""
+        let canaries = planPolicy.canaries > 0 ? "canaries \(planPolicy.canaries) soak \(planPolicy.canarySoakSeconds) s, " : ""
         var lines = ["seed \(seed): target \(target), concurrency \(planPolicy.agentConcurrency), autoRollback \(rolloutPolicy.autoRollback), "
-                     + "hop snapshots \(rolloutPolicy.takesHopSnapshots), faults: \(faults)"]
+                     + "hop snapshots \(rolloutPolicy.takesHopSnapshots), \(gates)\(canaries)faults: \(faults)"]
         for node in inventory.nodes {
             lines.append("  \(node.name) \(node.role.rawValue) \(node.arch.rawValue) \(node.version)\(node.cordoned ? " cordoned" : "")")
         }

@@ -90,7 +90,7 @@ extension Simulation {
             queue.push(.operationStep(node: name, operationID: id, step: was ? 2 : 1), at: after(between(20, 200)))
         case .uncordon:
             queue.push(.operationStep(node: name, operationID: id, step: 1), at: after(between(20, 200)))
-        case .drain(let seconds):
+        case .drain(let seconds, _):
             let blocked = chance(scenario.faults.drainBlock)
             let duration = between(1000, 20_000)
             if blocked {

@@ -22,6 +22,27 @@ extension Simulation {
                                   etcdHealthy: members.isEmpty ? nil : up * 2 > members.count)
     }
 
+    /// The gates as the runtime would read them: the alert while its episode lasts (healing
+    /// ends it), etcd members healthy while their node is Ready, asked of the first one up.
+    func gateReport(_ question: GateQuestion) -> GateReport {
+        var report = GateReport()
+        if question.kinds.contains(.prometheus) {
+            report.prometheus = .firing(alertUntil.map { !healed && now < $0 } == true ? ["SimulatedAlert"] : [])
+        }
+        if question.kinds.contains(.etcd) {
+            let members = question.etcdNodes.compactMap { index[$0].map { nodes[$0] } }
+            if members.isEmpty {
+                report.etcd = .noEmbeddedEtcd
+            } else if let asked = members.first(where: { $0.ready(at: now) }) {
+                report.etcd = .members(members.map { EtcdMemberHealth(name: "\($0.name)-0a1b2c3d", node: $0.name, healthy: $0.ready(at: now),
+                                                                      message: $0.ready(at: now) ? nil : "no answer") }, askedNode: asked.name)
+            } else {
+                report.etcd = .unknown("no server agent answered")
+            }
+        }
+        return report
+    }
+
     /// Attached volumes that keep a running healthy replica if `replica` stops serving.
     private func spareable(_ volume: Int, _ replica: Int) -> Bool {
         volumes[volume].attached && volumes[volume].replicas.indices.contains {

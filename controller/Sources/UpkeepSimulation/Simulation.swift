@@ -71,6 +71,8 @@ public struct Simulation {
         case controllerCrash
         case controllerRestart
         case notReady(node: String)
+        /// The `alertEpisodes` fault: a Prometheus alert starts firing.
+        case alertFires
         case replicaFailure
         case replicaMove
         case rebuilt(volume: Int, replica: Int, generation: Int)
@@ -101,6 +103,8 @@ public struct Simulation {
     var rollbackChecked = false
     var controllerCrashesLeft: Int
     var notReadyLeft: Int
+    /// A Prometheus alert fires until then (the `alertEpisodes` fault).
+    var alertUntil: Instant?
     var resumesLeft = 30
     /// A simulated operator's `resume` is on its way.
     var resumeScheduled = false
@@ -191,6 +195,7 @@ public struct Simulation {
         for _ in 0..<notReadyLeft { queue.push(.notReady(node: randomNode()), at: randomTimeBeforeHeal()) }
         for _ in 0..<scenario.faults.replicaFailures { queue.push(.replicaFailure, at: randomTimeBeforeHeal()) }
         for _ in 0..<scenario.faults.replicaMoves { queue.push(.replicaMove, at: randomTimeBeforeHeal()) }
+        for _ in 0..<scenario.faults.alertEpisodes { queue.push(.alertFires, at: randomTimeBeforeHeal()) }
 
         while outcome == nil, violations.isEmpty, let (time, event) = queue.pop() {
             events += 1
@@ -282,6 +287,10 @@ public struct Simulation {
             guard !healed, let position = index[name] else { return }
             nodes[position].notReadyUntil = after(between(10_000, 1_800_000))
             log("fault: \(name) NotReady until \(nodes[position].notReadyUntil!.milliseconds / 1000)s")
+        case .alertFires:
+            guard !healed else { return }
+            alertUntil = after(between(60_000, 2_400_000))
+            log("fault: alert SimulatedAlert fires until \(alertUntil!.milliseconds / 1000)s")
         case .replicaFailure:
             replicaFailure()
         case .replicaMove:
@@ -351,6 +360,8 @@ public struct Simulation {
         case .observeCluster:
             noteUnreadyNewVersions()
             queue.push(.deliver(.observed(observation()), incarnation: incarnation), at: after(between(20, 400)))
+        case .checkGates(let question):
+            queue.push(.deliver(.gatesRead(gateReport(question)), incarnation: incarnation), at: after(between(20, 2000)))
         case .wake(let at):
             if nextTickAt.map({ at < $0 }) ?? true {
                 nextTickAt = at
@@ -368,7 +379,7 @@ public struct Simulation {
         let policy = scenario.rolloutPolicy
         switch command {
         case .cordon, .uncordon, .commit: return 15_000
-        case .drain(let seconds): return Int64(seconds + 30) * 1000
+        case .drain(let seconds, _): return Int64(seconds + 30) * 1000
         case .stage: return 120_000
         case .install, .rollback: return Int64(policy.healthTimeoutSeconds * 2 + 90) * 1000
         case .backup, .restoreBackup: return 120_000

@@ -125,7 +125,10 @@ extension NotificationEvent {
             return event(.rolloutNodeDone, "\(node) runs \(to) (was \(from)); rollout \(id)",
                          ["node": node, "role": role.rawValue, "from": from.description, "to": to.description])
         case .blocked(let reason):
-            return event(.rolloutBlocked, "Rollout \(id) to \(target) is blocked: \(reason)", ["reason": reason])
+            // A block by the gates names them, so a receiver can tell an alert from an agent.
+            var details = ["reason": reason]
+            if let hold = engine.gateHold, hold.blocked { details["gates"] = hold.holds.map(\.gate.rawValue).joined(separator: ",") }
+            return event(.rolloutBlocked, "Rollout \(id) to \(target) is blocked: \(reason)", details)
         case .finished(.completed):
             return event(.rolloutFinished, "Rollout \(id) to \(target) completed: every node runs \(target)")
         case .finished(.rolledBack(let cause)) where engine.restoreWasRequested:

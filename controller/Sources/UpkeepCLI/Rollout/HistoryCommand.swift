@@ -3,6 +3,7 @@ import Foundation
 import UpkeepRollout
 import UpkeepCore
 import UpkeepStore
+import UpkeepYAML
 import UpkeepPOSIX
 
 /// `upkeep history`: every rollout the state database remembers, newest first; with an id, one

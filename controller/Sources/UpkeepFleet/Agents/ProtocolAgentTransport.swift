@@ -4,22 +4,6 @@ import UpkeepRollout
 import UpkeepCore
 import UpkeepProtocol
 
-/// How agents drain, beyond the timeout each drain command carries (from the policy).
-public struct DrainSettings: Sendable, Equatable {
-    /// Overrides each pod's own grace period; nil keeps it.
-    public var gracePeriodSeconds: Int?
-    /// Evict pods with emptyDir volumes (their scratch data is lost); false makes them block.
-    public var deleteEmptyDirData: Bool
-    /// Only pods matching this label selector are evicted.
-    public var podSelector: String?
-
-    public init(gracePeriodSeconds: Int? = nil, deleteEmptyDirData: Bool = true, podSelector: String? = nil) {
-        self.gracePeriodSeconds = gracePeriodSeconds
-        self.deleteEmptyDirData = deleteEmptyDirData
-        self.podSelector = podSelector
-    }
-}
-
 /// The runtime's `AgentTransport` over the wire protocol: each `AgentCommand` becomes the
 /// protocol method with the same operation id, on the node's connection from `AgentFleet`;
 /// artifacts for `stage` stream from the `ArtifactCache` with their SHA-256. A node whose agent
@@ -34,15 +18,13 @@ public struct DrainSettings: Sendable, Equatable {
 public struct ProtocolAgentTransport: AgentTransport {
     public let fleet: AgentFleet
     public let artifacts: ArtifactCache
-    public let drain: DrainSettings
     /// Where `backup` seals and records, and `restoreBackup` finds what it streams; without
     /// one, both are refused.
     public let backups: (any BackupCatalog)?
 
-    public init(fleet: AgentFleet, artifacts: ArtifactCache, drain: DrainSettings = DrainSettings(), backups: (any BackupCatalog)? = nil) {
+    public init(fleet: AgentFleet, artifacts: ArtifactCache, backups: (any BackupCatalog)? = nil) {
         self.fleet = fleet
         self.artifacts = artifacts
-        self.drain = drain
         self.backups = backups
     }
 
@@ -56,9 +38,12 @@ public struct ProtocolAgentTransport: AgentTransport {
         switch request.command {
         case .cordon:
             return try await call.run(CordonRequest(operationID: id)) { .cordoned(wasUnschedulable: $0.wasUnschedulable) }
-        case .drain(let timeoutSeconds):
+        case .drain(let timeoutSeconds, let options):
+            let drain = options ?? .beforeDrainOptions
             let message = DrainRequest(operationID: id, timeoutSeconds: timeoutSeconds, gracePeriodSeconds: drain.gracePeriodSeconds,
-                                       deleteEmptyDirData: drain.deleteEmptyDirData, podSelector: drain.podSelector)
+                                       deleteEmptyDirData: drain.deleteEmptyDirData, podSelector: drain.podSelector,
+                                       skipWaitForDeleteTimeoutSeconds: drain.skipWaitForDeleteTimeoutSeconds,
+                                       disableEviction: drain.disableEviction)
             return try await call.run(message) { _ in .drained }
         case .stage(let version, let arch):
             let artifact: Artifact

@@ -4,7 +4,8 @@ import UpkeepCore
 /// with the same operation id; the agent records each id, so sending it again is always safe.
 public enum AgentCommand: Codable, Equatable, Sendable {
     case cordon
-    case drain(timeoutSeconds: Int)
+    /// `options` nil: `DrainPolicy.beforeDrainOptions` (a rollout persisted before drain options).
+    case drain(timeoutSeconds: Int, options: DrainPolicy? = nil)
     /// Stream the binary of `version` for `arch` into the agent's staging area.
     case stage(version: K3sVersion, arch: Arch)
     /// Swap the staged `version` in, restart k3s, wait for health (or revert); then keep a watch.

@@ -89,3 +89,10 @@ public enum ClusterLockError: Error, Equatable, Sendable, CustomStringConvertibl
         return "\(year)-\(two(month))-\(two(dayOfMonth))T\(two(second / 3600)):\(two(second / 60 % 60)):\(two(second % 60))Z"
     }
 }
+
+/// Reads the gates the operator configured (docs/planning.md, "Gates"): Prometheus alerts,
+/// blocking pods, etcd health through the server agents. It never throws: a gate it cannot read
+/// is reported as unread in the report, and the engine holds on it (fail closed).
+public protocol GateReader: Sendable {
+    func read(_ question: GateQuestion) async -> GateReport
+}

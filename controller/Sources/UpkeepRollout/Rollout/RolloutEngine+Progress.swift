@@ -7,6 +7,11 @@ extension RolloutEngine {
         waves[wave].gatePassed = false
         waves[wave].gateDeadline = now.adding(seconds: policy.gateTimeoutSeconds)
         waves[wave].gateSinceSerial = observationSerial
+        waves[wave].gateReadSince = gateReads
+        // A hold counts its bound afresh (after `resume`, after a backup); the soak stands.
+        waves[wave].heldSince = nil
+        waves[wave].holds = nil
+        waves[wave].holdNoticeAt = nil
     }
 
     mutating func checkGate(_ now: Instant, _ out: inout [Action]) -> Bool {
@@ -24,6 +29,9 @@ extension RolloutEngine {
                           + "or `upkeep resume --ignore-window` now"), &out)
             return true
         }
+        if let waiting = soaking(now, &out) { return waiting }
+        // The gates first: nothing (not even the hop's backup) is asked of a cluster they hold.
+        if let holding = gatesHold(now, &out) { return holding }
         if let waiting = snapshotBeforeHop(now, &out) { return waiting }
         if let observation, observationSerial > wave.gateSinceSerial {
             var verdict = GateCheck.evaluate(wave: wave, moves: moves, pending: pending, observation: observation)
@@ -152,7 +160,9 @@ extension RolloutEngine {
         }
         guard phases.allSatisfy({ $0 == .done }) else { return false }
         out.append(.notice(Notice(.info, "\(waves[cursor].label): done")))
+        let finished = cursor
         moveCursor(to: cursor + 1, now)
+        startSoakIfCanariesDone(finished: finished, now, &out)
         return true
     }
 
@@ -194,7 +204,7 @@ extension RolloutEngine {
         let command: AgentCommand?
         switch phase {
         case .cordoning: command = .cordon
-        case .draining: command = .drain(timeoutSeconds: policy.drainTimeoutSeconds)
+        case .draining: command = .drain(timeoutSeconds: policy.drainTimeoutSeconds, options: policy.drain)
         case .installing:
             command = .install(version: move.to, healthTimeoutSeconds: policy.healthTimeoutSeconds,
                                watchdogTimeoutSeconds: policy.watchdogTimeoutSeconds)

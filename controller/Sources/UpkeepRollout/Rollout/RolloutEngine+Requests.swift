@@ -30,10 +30,13 @@ extension RolloutEngine {
         }
     }
 
-    private var waitsOnCluster: Bool {
+    private func waitsOnCluster(_ now: Instant) -> Bool {
         guard isInProgress else { return false }
         if restoreWaitsOnCluster.waits { return true }
-        if status == .running && cursor < waves.count && !waves[cursor].gatePassed { return true }
+        // Not while a canary soak runs: the gate opens afresh when it ends.
+        if status == .running && cursor < waves.count && !waves[cursor].gatePassed && waves[cursor].notBefore.map({ now >= $0 }) ?? true {
+            return true
+        }
         return movesInPlay.contains { moves[$0].phase.awaitsCluster || moves[$0].phase == .unhealthy }
     }
 
@@ -46,7 +49,7 @@ extension RolloutEngine {
     }
 
     mutating func requestObservationIfNeeded(_ now: Instant, _ out: inout [Action]) {
-        guard waitsOnCluster else { return }
+        guard waitsOnCluster(now) else { return }
         let poll = policy.pollIntervalMilliseconds
         if let requested = observeRequestedAt, now < requested.adding(milliseconds: poll) { return }
         let due = needsFreshObservation || observedAt.map { now >= $0.adding(milliseconds: poll) } ?? true
@@ -60,13 +63,15 @@ extension RolloutEngine {
         if isInProgress {
             if status == .running, cursor < waves.count, !waves[cursor].gatePassed, let deadline = waves[cursor].gateDeadline {
                 candidates.append(deadline)
+                if let soakEnds = waves[cursor].notBefore { candidates.append(soakEnds) }
             }
+            candidates += gateWakes(now)
             for index in movesInPlay where moves[index].phase.awaitsCluster {
                 if let deadline = moves[index].deadline { candidates.append(deadline) }
             }
             if let deadline = restoreWaitsOnCluster.deadline { candidates.append(deadline) }
         }
-        if waitsOnCluster {
+        if waitsOnCluster(now) {
             let poll = policy.pollIntervalMilliseconds
             candidates.append((observeRequestedAt ?? observedAt ?? now).adding(milliseconds: poll))
         }

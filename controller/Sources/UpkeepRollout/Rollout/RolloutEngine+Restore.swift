@@ -396,7 +396,7 @@ extension RolloutEngine {
         let command: AgentCommand? = switch phase {
         case .receiving: .restoreBackup(backupID: run.snapshot.backupID, version: run.snapshot.version)
         case .cordoning: .cordon
-        case .draining: .drain(timeoutSeconds: policy.restoreDrainTimeoutSeconds)
+        case .draining: .drain(timeoutSeconds: policy.restoreDrainTimeoutSeconds, options: policy.drain)
         case .stopping: .stopK3s
         case .restoring: .restore(backupID: run.snapshot.backupID, version: member.to, healthTimeoutSeconds: health)
         case .rejoining: .rejoin(version: member.to, healthTimeoutSeconds: health)

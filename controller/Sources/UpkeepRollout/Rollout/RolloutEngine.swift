@@ -50,12 +50,17 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         /// once and sends nothing, not even to wind a node down; unanswered requests stay, so
         /// a `resume` sends them again with their ids.
         case lockLost(reason: String)
+        /// What the runtime read of the configured gates, answering `.checkGates`.
+        case gatesRead(GateReport)
     }
 
     public enum Action: Equatable, Sendable {
         case send(AgentRequest)
         /// Read nodes, Longhorn volumes and etcd health, and answer with `.observed`.
         case observeCluster
+        /// Read the configured gates (Prometheus alerts, blocking pods, etcd health through the
+        /// server agents), and answer with `.gatesRead`.
+        case checkGates(GateQuestion)
         /// Call `handle(.tick)` at this moment at the latest.
         case wake(at: Instant)
         case notice(Notice)
@@ -105,6 +110,12 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     var observationSerial = 0
     var observedAt: Instant?
     var observeRequestedAt: Instant?
+    /// The newest read of the gates, how many were read (numbering them as observations are),
+    /// when, and when one was last asked for. Nil until the first.
+    var gateReport: GateReport?
+    var gateReads: Int?
+    var gateReadAt: Instant?
+    var gatesRequestedAt: Instant?
     /// Datastore backups asked for before each hop's first server; nil in rollouts persisted
     /// before hop snapshots existed.
     var snapshots: [HopSnapshot]?
@@ -127,6 +138,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         self.policy = policy
         for wave in plan.waves {
             var run = WaveRun(label: "hop \(wave.hop) \(wave.label)", role: wave.role, moves: [])
+            if wave.isCanary { run.canary = true }
             for step in wave.steps {
                 run.moves.append(moves.count)
                 var move = Move(key: "f\(moves.count)", node: step.node, role: step.role, arch: step.arch, from: step.from, to: step.to)
@@ -219,6 +231,11 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
             observationSerial += 1
             observedAt = now
             observeRequestedAt = nil
+        case .gatesRead(let report):
+            gateReport = report
+            gateReads = (gateReads ?? 0) + 1
+            gateReadAt = now
+            gatesRequestedAt = nil
         case .abandon(let reason):
             if case .finished = status { return [] }
             abandon(reason, &out)
@@ -265,6 +282,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         stragglers.removeAll { moves[$0].phase.isFinal || moves[$0].wave == cursor }
         sendDue(now, &out)
         requestObservationIfNeeded(now, &out)
+        requestGatesIfNeeded(now, &out)
     }
 
     /// One pass over everything that may change now; true when anything did.

@@ -39,6 +39,11 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
     /// Take a datastore backup before the first server of each hop is touched (design: a
     /// snapshot per hop). Nil in rollouts persisted before hop snapshots existed: none taken.
     var hopSnapshots: Bool?
+    /// The gates read before every forward wave (`gates:` in upkeep.yaml); nil: none.
+    public var gates: GatePolicy?
+    /// How agents drain beyond `drainTimeoutSeconds` (`policy.drain`); nil: the defaults of
+    /// `DrainPolicy()` (and rollouts persisted before drain options existed).
+    public var drain: DrainPolicy?
 
     /// How long a restore's drain of each node may take (all at once); 60 s unless set.
     public var restoreDrainTimeoutSeconds: Int {
@@ -59,7 +64,8 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
                 requestTriesMax: Int = 8, retryDelayMilliseconds: Int64 = 1000, retryDelayMaxMilliseconds: Int64 = 60_000,
                 pollIntervalMilliseconds: Int64 = 5000, autoRollback: AutoRollback = .binaries, prefetchWaves: Int = 1,
                 maintenanceWindows: [MaintenanceWindow]? = nil, takesHopSnapshots: Bool = false,
-                restoreDrainTimeoutSeconds: Int = RolloutPolicy.restoreDrainTimeoutDefault) {
+                restoreDrainTimeoutSeconds: Int = RolloutPolicy.restoreDrainTimeoutDefault, gates: GatePolicy? = nil,
+                drain: DrainPolicy? = nil) {
         self.gateTimeoutSeconds = gateTimeoutSeconds
         self.drainTimeoutSeconds = drainTimeoutSeconds
         restoreDrainTimeout = restoreDrainTimeoutSeconds
@@ -75,6 +81,8 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
         self.prefetchWaves = prefetchWaves
         self.maintenanceWindows = maintenanceWindows
         hopSnapshots = takesHopSnapshots ? true : nil
+        self.gates = gates
+        self.drain = drain
     }
 
     /// Whether a wave may start its nodes at `now`.
@@ -97,6 +105,8 @@ public struct RolloutPolicy: Codable, Equatable, Sendable {
         }
         if pollIntervalMilliseconds < 1 { problems.append("pollIntervalMilliseconds must be at least 1") }
         if prefetchWaves < 0 || prefetchWaves > 10 { problems.append("prefetchWaves must be 0...10 (is \(prefetchWaves))") }
+        if let gates, gates.holdTimeoutSeconds < 1 { problems.append("gates.holdTimeout must be at least 1 s (is \(gates.holdTimeoutSeconds))") }
+        if let drain { problems += drain.problems() }
         return problems
     }
 
@@ -162,5 +172,63 @@ extension AutoRollback: Codable {
         case .binaries: try container.encode(true)
         case .restore: try container.encode("restore")
         }
+    }
+}
+
+/// How an agent drains its node (`policy.drain` in upkeep.yaml, the drain flags of `apply`), as
+/// `kubectl drain` names the same choices (https://kubernetes.io/docs/reference/kubectl/generated/kubectl_drain/).
+/// The timeout is `RolloutPolicy.drainTimeoutSeconds`. DaemonSet and mirror pods are always left.
+public struct DrainPolicy: Codable, Equatable, Sendable {
+    /// Overrides each pod's terminationGracePeriodSeconds (`--grace-period`); nil keeps the pod's own.
+    public var gracePeriodSeconds: Int?
+    /// Only pods matching this label selector are drained (`--pod-selector`); nil: every pod.
+    public var podSelector: String?
+    /// Drain pods that use emptyDir volumes, losing that data (`--delete-emptydir-data`); when
+    /// false such a pod refuses the drain before anything is evicted, as kubectl does.
+    public var deleteEmptyDirData: Bool
+    /// Stop waiting for a pod whose deletion began more than this many seconds ago
+    /// (`--skip-wait-for-delete-timeout`); nil: wait for every pod until the drain's timeout.
+    public var skipWaitForDeleteTimeoutSeconds: Int?
+    /// Delete pods instead of evicting them (`--disable-eviction`): PodDisruptionBudgets are
+    /// not consulted. For a budget that can never be met; use with care.
+    public var disableEviction: Bool
+
+    public init(gracePeriodSeconds: Int? = nil, podSelector: String? = nil, deleteEmptyDirData: Bool = false,
+                skipWaitForDeleteTimeoutSeconds: Int? = nil, disableEviction: Bool = false) {
+        self.gracePeriodSeconds = gracePeriodSeconds
+        self.podSelector = podSelector
+        self.deleteEmptyDirData = deleteEmptyDirData
+        self.skipWaitForDeleteTimeoutSeconds = skipWaitForDeleteTimeoutSeconds
+        self.disableEviction = disableEviction
+    }
+
+    /// The options a drain of a rollout persisted before `policy.drain` existed used: pods with
+    /// emptyDir volumes were drained.
+    public static let beforeDrainOptions = DrainPolicy(deleteEmptyDirData: true)
+
+    /// What is wrong with these values (the protocol's bounds, PROTOCOL.md "drain").
+    public func problems() -> [String] {
+        var problems: [String] = []
+        if let gracePeriodSeconds, !(0...86_400).contains(gracePeriodSeconds) {
+            problems.append("drain.gracePeriod must be 0...86400 s (is \(gracePeriodSeconds))")
+        }
+        if let skipWaitForDeleteTimeoutSeconds, !(1...86_400).contains(skipWaitForDeleteTimeoutSeconds) {
+            problems.append("drain.skipWaitForDeleteTimeout must be 1...86400 s (is \(skipWaitForDeleteTimeoutSeconds))")
+        }
+        if let podSelector, podSelector.isEmpty || podSelector.utf8.count > 1024 {
+            problems.append("drain.podSelector must be 1...1024 characters")
+        }
+        return problems
+    }
+
+    /// One line for notices and reports, naming only what differs from kubectl's defaults.
+    public var summary: String {
+        var parts: [String] = []
+        if let gracePeriodSeconds { parts.append("grace period \(gracePeriodSeconds) s") }
+        if let podSelector { parts.append("pods matching \(podSelector)") }
+        if deleteEmptyDirData { parts.append("emptyDir data deleted") }
+        if let skipWaitForDeleteTimeoutSeconds { parts.append("pods deleting for over \(skipWaitForDeleteTimeoutSeconds) s not waited for") }
+        if disableEviction { parts.append("pods deleted, not evicted (budgets not consulted)") }
+        return parts.isEmpty ? "kubectl's defaults" : parts.joined(separator: ", ")
     }
 }

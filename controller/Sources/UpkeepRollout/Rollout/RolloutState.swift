@@ -107,6 +107,16 @@ struct WaveRun: Codable, Equatable, Sendable {
     var gatePassed = false
     var gateDeadline: Instant?
     var gateSinceSerial = 0
+    /// Gate reports numbered at or below this were read before the gate opened; nil: none read.
+    var gateReadSince: Int?
+    /// While the configured gates hold the wave: since when, why, and when that was last said.
+    var heldSince: Instant?
+    var holds: [GateHold]?
+    var holdNoticeAt: Instant?
+    /// A wave of the plan's canaries (nil: not one).
+    var canary: Bool?
+    /// The gate is not looked at before this moment (the soak after the canaries).
+    var notBefore: Instant?
 }
 
 /// A binary being (or already) staged on a node, shared by every move that needs it there.
