@@ -33,6 +33,9 @@ struct JoinCommand: AsyncParsableCommand {
     @Option(name: .customLong("probe-host"), help: ArgumentHelp("Where k3s's health endpoints answer.", valueName: "HOST"))
     var probeHost = "127.0.0.1"
 
+    @Option(name: .customLong("etcd-endpoint"), help: ArgumentHelp("Where a server's embedded etcd answers (for the etcd gate).", valueName: "URL"))
+    var etcdEndpoint = EtcdConfig().endpoint
+
     @Option(help: ArgumentHelp("The node's filesystem root (a sandbox node's directory).", valueName: "DIR"))
     var root = "/"
 
@@ -46,6 +49,7 @@ struct JoinCommand: AsyncParsableCommand {
         options.listen = listen
         options.systemctl = systemctl
         options.probeHost = probeHost
+        options.etcdEndpoint = etcdEndpoint
         options.root = root
         options.start = !noStart
         // A JoinError is printed as "Error: <what to do>" with exit status 1.

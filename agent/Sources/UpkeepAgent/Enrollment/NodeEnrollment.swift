@@ -26,6 +26,8 @@ public enum NodeEnrollment {
         public var systemctl = "/usr/bin/systemctl"
         /// Where the kubelet and k3s supervisor health endpoints answer.
         public var probeHost = "127.0.0.1"
+        /// Where a server's embedded etcd answers (k3s: https://127.0.0.1:2379).
+        public var etcdEndpoint = EtcdConfig().endpoint
         public var start = true
 
         public init(controller: String, token: String, caHash: String) {
@@ -119,6 +121,7 @@ public enum NodeEnrollment {
         // A unix socket path must fit sun_path (108 bytes); a longer one cannot exist.
         let containerd = path(options.root, "/run/k3s/containerd/containerd.sock")
         config.probes.containerdSocket = containerd.utf8.count < 100 ? containerd : ""
+        config.etcd.endpoint = options.etcdEndpoint
         return config
     }
 
@@ -142,6 +145,7 @@ public enum NodeEnrollment {
               supervisorPing: \(quoted(config.probes.supervisorPingURL))
               supervisorCA: \(quoted(config.probes.supervisorCAFile))
               containerdSocket: \(quoted(config.probes.containerdSocket))
+            etcd: {endpoint: \(quoted(config.etcd.endpoint))}
             logLevel: info
 
             """

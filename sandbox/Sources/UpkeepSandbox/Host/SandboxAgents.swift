@@ -34,6 +34,7 @@ public enum SandboxAgents {
               supervisorPing: \(quoted(node.isServer ? node.supervisorPingURL : ""))
               supervisorCA: \(quoted(node.serverCAFile))
               containerdSocket: \(quoted(containerd))
+            etcd: {endpoint: \(quoted(node.datastoreURL))}
             logLevel: info
 
             """

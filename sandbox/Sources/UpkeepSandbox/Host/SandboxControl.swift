@@ -89,6 +89,7 @@ public enum SandboxControl {
         ("slow-start SECONDS", "k3s becomes healthy only SECONDS after it starts"),
         ("slow-rebuild SECONDS", "Longhorn replicas on the node take SECONDS to rebuild when it returns"),
         ("agent-down", "the node's upkeep-agent is stopped and kept down"),
+        ("etcd-stop", "the server's etcd member is frozen (SIGSTOP): it answers nothing, its k3s keeps running, the others keep quorum"),
         ("clear", "removes every fault of the node (an agent kept down is started again)"),
         ("releases rate-limit [SECONDS]", "(NODE = releases, or release-server) the releases API answers 403 \"API rate limit exceeded\" with x-ratelimit-remaining: 0; until cleared, or with SECONDS until the window resets SECONDS after the first refusal"),
         ("releases retry-after SECONDS [--requests N] [--status 403|429]", "(NODE = releases) GitHub's secondary limit: the next N API requests (1) are refused with retry-after: SECONDS"),
@@ -195,10 +196,18 @@ public enum SandboxControl {
         case "agent-down":
             faults.agentsDown = Array(Set((faults.agentsDown ?? []) + [node])).sorted()
             message = "the upkeep-agent of \(node) is stopped and kept down"
+        case "etcd-stop":
+            try signalEtcd(target, SIGSTOP)
+            faults.etcdStopped = Array(Set((faults.etcdStopped ?? []) + [node])).sorted()
+            message = "the etcd member of \(node) is frozen; `clear` lets it run again"
         case "clear":
             faults.nodes[node] = nil
             faults.rebuildSeconds?[node] = nil
             faults.agentsDown?.removeAll { $0 == node }
+            if faults.etcdStopped?.contains(node) == true {
+                try? signalEtcd(target, SIGCONT)
+                faults.etcdStopped?.removeAll { $0 == node }
+            }
             message = "\(node) has no faults now"
         default:
             throw SandboxError("unknown fault \(kind); known: \(faultKinds.map(\.name).joined(separator: ", "))")
@@ -213,6 +222,16 @@ public enum SandboxControl {
             try await waitForAgent(target, running: true, in: directory)
         }
         return message
+    }
+
+    /// Sends `signal` to the node's etcd member (https://etcd.io/docs/v3.4/faq/: a member that
+    /// answers nothing counts as down; the others keep quorum).
+    static func signalEtcd(_ node: SandboxNode, _ signal: Int32) throws {
+        guard node.datastore == "etcd", let text = try? String(contentsOfFile: node.etcdPIDFile, encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), Spawn.isAlive(pid) else {
+            throw SandboxError("\(node.name) runs no etcd member now (a server of a sandbox with several servers, while its k3s runs)")
+        }
+        guard kill(pid, signal) == 0 else { throw SandboxError("cannot signal the etcd member of \(node.name) (pid \(pid)): errno \(errno)") }
     }
 
     /// Extra settings of the release server's faults (`--requests`, `--status` of retry-after).

@@ -41,7 +41,8 @@ public enum SandboxEnrollment {
             // --force: a node of an earlier `up` in this directory holds that enrollment's files,
             // and the state database remembers it; the sandbox enrolls it anew.
             var command = [agentBinary, "join", "--controller", address, "--token", token, "--ca-hash", caHash, "--root", node.root,
-                           "--listen", node.agentAddress, "--systemctl", node.systemctl, "--probe-host", node.address, "--no-start", "--force"]
+                           "--listen", node.agentAddress, "--systemctl", node.systemctl, "--probe-host", node.address, "--etcd-endpoint", node.datastoreURL,
+                           "--no-start", "--force"]
             if let netns = node.netns { command = ["/usr/sbin/ip", "netns", "exec", netns] + command }
             let joined = try await ProcessRun.run(command[0], Array(command.dropFirst()), timeoutSeconds: joinSeconds)
             guard joined.status == 0 else {

@@ -36,7 +36,7 @@ public enum SandboxIdentities {
         agentPort: \(agentPort)          # default port; a node annotation upkeep.io/agent-address: "host:port" overrides
         stateDir: \(directory)/state
         releases: {githubAPI: "\(releaseURL)", channelServer: "\(releaseURL)/v1-release/channels", mirror: null}
-        policy: {concurrency: 1, drainTimeoutSeconds: 120, healthTimeoutSeconds: 60, rebuildTimeoutSeconds: 120, pollIntervalMilliseconds: 500, autoRollback: true}
+        policy: {concurrency: 1, drainTimeoutSeconds: 120, healthTimeoutSeconds: 60, rebuildTimeoutSeconds: 120, pollIntervalMilliseconds: 500, autoRollback: true, drain: {deleteEmptyDirData: true}}
 
         """
     }

@@ -218,6 +218,8 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var rebuildSeconds: [String: Double]? = nil
     /// These nodes' upkeep-agents are stopped and kept down.
     public var agentsDown: [String]? = nil
+    /// These servers' etcd members are frozen (SIGSTOP) while their k3s keeps running.
+    public var etcdStopped: [String]? = nil
     /// The Longhorn HelmRelease fails its upgrade (Helm times out) and Longhorn stays where it was.
     public var longhornUpgradeFails: Bool? = nil
     /// Applying new Flux components fails (the flux-system Kustomization turns not Ready) and Flux stays where it was.
