@@ -31,6 +31,8 @@ struct MetricsSnapshot: Equatable {
     var nodeUpgradesByResult: [String: Int] = [:]
     var nodeUpgradeSeconds: [Double] = []
     var cordonedByUpkeep = 0
+    /// Per gate holding the unfinished rollout's current wave: for how long (seconds).
+    var gatesHeldSeconds: [String: Double] = [:]
     /// A controller holds an unexpired lease (it is driving a rollout right now).
     var controllerActive = false
     var backupsKept = 0
@@ -63,7 +65,11 @@ struct MetricsSnapshot: Equatable {
                                                durationSeconds: Double(last.finished.milliseconds - last.began.milliseconds) / 1000)
         }
         if let unfinished = try store.unfinishedRollout() {
-            snapshot.cordonedByUpkeep = try store.engine(rolloutID: unfinished.id).cordonedByUpkeep.count
+            let engine = try store.engine(rolloutID: unfinished.id)
+            snapshot.cordonedByUpkeep = engine.cordonedByUpkeep.count
+            if let hold = engine.gateHold {
+                for held in hold.holds { snapshot.gatesHeldSeconds[held.gate.rawValue] = Double(now.milliseconds(since: hold.since)) / 1000 }
+            }
         }
         snapshot.leaseEvents = try store.leaseEventCounts()
         snapshot.backupsKept = summary.backupCount
@@ -136,6 +142,13 @@ struct MetricsSnapshot: Equatable {
             buckets: Self.upgradeBuckets)
         for seconds in nodeUpgradeSeconds { histogram.record(seconds) }
         gauge("upkeep_nodes_cordoned_by_upkeep", "Nodes the unfinished rollout cordoned and has not uncordoned.", Double(cordonedByUpkeep))
+        for gate in GateKind.allCases.map(\.rawValue) {
+            let held = gatesHeldSeconds[gate]
+            gauge("upkeep_gate_held", "1 while the gate holds the unfinished rollout's next wave (waiting, or blocked on it).",
+                  labels: [("gate", gate)], held == nil ? 0 : 1)
+            gauge("upkeep_gate_held_seconds", "How long the gate has held the unfinished rollout's next wave; 0 when it does not.",
+                  labels: [("gate", gate)], held ?? 0)
+        }
         gauge("upkeep_backups", "Sealed datastore backups kept.", Double(backupsKept))
         if let lastBackupAtSeconds, let lastBackupBytes {
             gauge("upkeep_last_backup_timestamp_seconds", "When the newest datastore backup was taken (Unix time).", lastBackupAtSeconds)
