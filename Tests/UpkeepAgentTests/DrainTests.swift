@@ -29,10 +29,10 @@ extension SandboxAPI {
     }
 
     /// A Deployment whose pods all land on `node`, with a budget of `minAvailable`.
-    func deploy(_ name: String, onto node: String, replicas: Int64, minAvailable: Int64) async throws {
+    func deploy(_ name: String, onto node: String, replicas: Int64, minAvailable: Int64, emptyDir: Bool = false) async throws {
         let others = cluster.withModel { $0.spec.nodeNames }.filter { $0 != node }
         for other in others { try await setUnschedulable(other, true) }
-        _ = try await client.create(.deployments, Seed.deployment("default", name, replicas: replicas, image: "busybox:1.36"))
+        _ = try await client.create(.deployments, Seed.deployment("default", name, replicas: replicas, image: "busybox:1.36", emptyDir: emptyDir))
         _ = try await client.create(.podDisruptionBudgets, ["metadata": ["name": .string(name), "namespace": "default"],
                                                             "spec": ["minAvailable": .int(minAvailable), "selector": ["matchLabels": ["app": .string(name)]]]])
         let running = await waitUntil(seconds: 20) { self.pods(on: node).filter { $0.labels["app"] == name && $0.isReady }.count == Int(replicas) }
@@ -98,6 +98,67 @@ final class EventLog: @unchecked Sendable {
         #expect(try await api.unschedulable("agent-1"))
         await api.close()
         _ = fake
+    }
+
+    @Test func aPodWithEmptyDirRefusesTheDrainUnlessItsDataMayGo() async throws {
+        let api = try await SimulatedAPI()
+        let (fake, service) = try await agent(on: api)
+        try await api.deploy("scratch", onto: "agent-1", replicas: 1, minAvailable: 0, emptyDir: true)
+        let refused = try await service.drain(operationID: "drain-1", options: DrainOptions(timeoutSeconds: 10, deleteEmptyDirData: false)) { _ in }
+        #expect(refused.state == .failed && refused.failure == .kubernetes)
+        #expect(refused.message.contains("uses emptyDir (its data would be lost); drain with deleteEmptyDirData") && refused.message.contains("nothing was evicted"),
+                "\(refused.message)")
+        #expect(api.pods(on: "agent-1").contains { $0.labels["app"] == "scratch" }, "nothing was evicted")
+        let drained = try await service.drain(operationID: "drain-2", options: DrainOptions(timeoutSeconds: 20, deleteEmptyDirData: true)) { _ in }
+        #expect(drained.state == .succeeded, "\(drained.message)")
+        #expect(!api.pods(on: "agent-1").contains { $0.labels["app"] == "scratch" })
+        await api.close()
+        _ = fake
+    }
+
+    @Test func disableEvictionDeletesPodsABudgetWouldKeep() async throws {
+        let api = try await SimulatedAPI()
+        let (fake, service) = try await agent(on: api)
+        try await api.deploy("solo", onto: "agent-1", replicas: 1, minAvailable: 1)
+        let log = EventLog()
+        let options = DrainOptions(timeoutSeconds: 20, podSelector: try LabelSelector.parse("app=solo"), disableEviction: true)
+        let outcome = try await service.drain(operationID: "drain-1", options: options) { log.append($0) }
+        #expect(outcome.state == .succeeded, "\(outcome.message)")
+        #expect(log.all.contains { $0.action == .evicting && $0.message == "deleted (eviction disabled: disruption budgets not consulted)" })
+        #expect(!log.all.contains { $0.action == .retrying }, "no eviction was asked, so no budget refused one")
+        // Its Deployment makes a new pod; the one that was there is gone.
+        #expect(await api.waitUntil { !api.pods(on: "agent-1").contains { $0.labels["app"] == "solo" } })
+        await api.close()
+        _ = fake
+    }
+
+    @Test func skipWaitForDeleteTimeoutLeavesAPodStuckTerminatingOnADeadKubelet() async throws {
+        let api = try await SimulatedAPI()
+        let (fake, service) = try await agent(on: api)
+        try await api.deploy("stuck", onto: "agent-1", replicas: 1, minAvailable: 0)
+        // agent-1's kubelet stops: its pods stay Terminating once deleted, as on a real cluster.
+        api.cluster.withModel { model in
+            model.virtualKubelets.remove("agent-1")
+            model.kubeletStatus(node: "agent-1", ready: false, version: nil, now: model.now)
+        }
+        let selector = try LabelSelector.parse("app=stuck")
+        let waited = try await service.drain(operationID: "drain-1", options: DrainOptions(timeoutSeconds: 3, gracePeriodSeconds: 0, podSelector: selector)) { _ in }
+        #expect(waited.state == .failed && waited.message.contains("still terminating"), "\(waited.message)")
+        let log = EventLog()
+        let skipped = try await service.drain(operationID: "drain-2", options: DrainOptions(timeoutSeconds: 20, gracePeriodSeconds: 0, podSelector: selector,
+                                                                                           skipWaitForDeleteTimeoutSeconds: 1)) { log.append($0) }
+        #expect(skipped.state == .succeeded, "\(skipped.message)")
+        #expect(log.all.contains { $0.action == .evicted && $0.message.contains("not waited for (skipWaitForDeleteTimeout)") }, "\(log.all)")
+        #expect(try await api.client.list(Pod.self, labelSelector: selector).contains { $0.isTerminating }, "the pod is still there, terminating")
+        await api.close()
+        _ = fake
+    }
+
+    @Test func skipWaitingFollowsKubectlsRule() {
+        #expect(!DrainPlan.skipsWaiting(deletionTimestamp: 100, now: 105, seconds: 5), "exactly at the bound: still waited for")
+        #expect(DrainPlan.skipsWaiting(deletionTimestamp: 100, now: 105.5, seconds: 5))
+        #expect(!DrainPlan.skipsWaiting(deletionTimestamp: nil, now: 1_000, seconds: 5), "not being deleted")
+        #expect(!DrainPlan.skipsWaiting(deletionTimestamp: 100, now: 1_000, seconds: nil), "option off")
     }
 
     @Test func aNodeCordonedByHandBeforeIsNotUncordoned() async throws {

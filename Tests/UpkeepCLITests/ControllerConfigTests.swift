@@ -104,6 +104,65 @@ import UpkeepYAML
         #expect(short.durationSeconds == 6 && short.renewDeadlineSeconds == 4 && short.renewIntervalSeconds == 1)
     }
 
+    @Test func gatesDefaultToEtcdAndReadTheirSection() throws {
+        let defaults = try ControllerConfig.parse("agentPort: 9443\n", file: "/srv/upkeep.yaml")
+        #expect(defaults.rollout.gates == GatePolicy(kinds: [.etcd], holdTimeoutSeconds: 3600))
+        #expect(defaults.gates.prometheus == nil && defaults.gates.etcd)
+        let config = try ControllerConfig.parse("""
+            gates:
+              holdTimeout: 20m
+              prometheus:
+                url: http://prometheus.monitoring:9090/
+                include: "^(KubeNodeNotReady|etcd.*)$"
+                exclude: Watchdog
+                timeout: 5s
+                whenUnreachable: pass
+                caFile: ca/prom.pem
+              blockingPods:
+                anywhere: ["app=db-migration"]
+                onNode: ["upkeep.io/hold-drain=true", "app in (backup)"]
+              etcd: false
+            """, file: "/srv/upkeep.yaml")
+        #expect(config.gates.prometheus == GateSettings.Prometheus(url: "http://prometheus.monitoring:9090", include: "^(KubeNodeNotReady|etcd.*)$",
+                                                                   exclude: "Watchdog", timeoutSeconds: 5, caFile: "/srv/ca/prom.pem"))
+        #expect(config.gates.podsAnywhere == ["app=db-migration"] && config.gates.podsOnNode.count == 2 && !config.gates.etcd)
+        #expect(config.rollout.gates == GatePolicy(kinds: [.prometheus, .blockingPods], holdTimeoutSeconds: 1200, passWhenPrometheusUnreachable: true))
+    }
+
+    @Test func drainOptionsSelectionAndCanaryReadFromPolicy() throws {
+        let defaults = try ControllerConfig.parse("agentPort: 9443\n", file: "/srv/upkeep.yaml")
+        #expect(defaults.rollout.drain == DrainPolicy() && defaults.rollout.drain?.deleteEmptyDirData == false, "kubectl's default")
+        #expect(defaults.nodeChoice.isEverything && defaults.canaryAgents == 0 && defaults.canarySoakSeconds == 600)
+        let config = try ControllerConfig.parse("""
+            policy:
+              nodes: [server-1, agent-1, agent-2]
+              exclude: [agent-2]
+              selector: "pool in (blue)"
+              canary: 1
+              canarySoak: 15m
+              drain:
+                timeout: 10m
+                gracePeriod: 30
+                podSelector: "app!=cache"
+                deleteEmptyDirData: true
+                skipWaitForDeleteTimeout: 1m
+                disableEviction: true
+            """, file: "/srv/upkeep.yaml")
+        #expect(config.rollout.drainTimeoutSeconds == 600)
+        #expect(config.rollout.drain == DrainPolicy(gracePeriodSeconds: 30, podSelector: "app!=cache", deleteEmptyDirData: true,
+                                                    skipWaitForDeleteTimeoutSeconds: 60, disableEviction: true))
+        #expect(config.nodeChoice == NodeChoice(nodes: ["server-1", "agent-1", "agent-2"], exclude: ["agent-2"], selector: "pool in (blue)"))
+        #expect(config.canaryAgents == 1 && config.canarySoakSeconds == 900)
+        // Resolved against the nodes and their labels: agent-2 excluded, agent-1 not blue.
+        let nodes: [(name: String, labels: [String: String])] = [("server-1", ["pool": "blue"]), ("agent-1", ["pool": "green"]),
+                                                                ("agent-2", ["pool": "blue"]), ("agent-3", ["pool": "blue"])]
+        let selection = try config.nodeChoice.resolve(nodes)
+        #expect(selection == NodeSelection(nodes: ["server-1"], how: "--nodes server-1,agent-1,agent-2 --exclude agent-2 --selector pool in (blue)"))
+        // An excluded name the cluster does not have reaches the planner, which refuses it by name.
+        #expect(try NodeChoice(exclude: ["agent-9"]).resolve(nodes)?.nodes == ["server-1", "agent-1", "agent-2", "agent-3", "agent-9"])
+        #expect(try NodeChoice().resolve(nodes) == nil)
+    }
+
     @Test func anEmptyDocumentIsAnError() {
         #expect(throws: ConfigError.self) { try ControllerConfig.parse("", file: "/x/upkeep.yaml") }
     }
@@ -137,6 +196,19 @@ import UpkeepYAML
         ("lease:\n  durationSeconds: 30\n  renewDeadlineSeconds: 30\n", "lease", "must be less than durationSeconds"),
         ("lease:\n  renewIntervalSeconds: 40\n", "lease", "must be less than renewDeadlineSeconds"),
         ("lease:\n  name: mine\n", "lease.name", "not a known field"),
+        ("gates:\n  prometheus: {include: Kube}\n", "gates.prometheus.url", "is required"),
+        ("gates:\n  prometheus: {url: \"ftp://p\"}\n", "gates.prometheus.url", "http:// or https://"),
+        ("gates:\n  prometheus: {url: \"http://p:9090\", exclude: \"(\"}\n", "gates.prometheus.exclude", "is not a regular expression"),
+        ("gates:\n  prometheus: {url: \"http://p:9090\", whenUnreachable: ignore}\n", "gates.prometheus.whenUnreachable", "hold"),
+        ("gates:\n  holdTimeout: forever\n", "gates.holdTimeout", "must be a duration"),
+        ("gates:\n  holdTimeout: 3s\n", "gates.holdTimeout", "must be 10s...7d"),
+        ("gates:\n  blockingPods: {anywhere: [\"app in (a\"]}\n", "gates.blockingPods.anywhere", "is not a label selector"),
+        ("gates:\n  etcd: maybe\n", "gates.etcd", "true or false"),
+        ("policy:\n  drainTimeoutSeconds: 60\n  drain: {timeout: 2m}\n", "policy.drain.timeout", "keep one"),
+        ("policy:\n  drain: {gracePeriod: 2d}\n", "policy.drain.gracePeriod", "must be 0s...1d"),
+        ("policy:\n  drain: {evict: false}\n", "policy.drain.evict", "not a known field"),
+        ("policy:\n  selector: \"=x\"\n", "policy.selector", "is not a label selector"),
+        ("policy:\n  canary: 101\n", "policy.canary", "must be in 0...100"),
     ])
     func badFieldsAreNamed(yaml: String, field: String, problem: String) {
         do {

@@ -22,7 +22,7 @@ final class EndToEndSandbox: Sendable {
     /// so every wait can be short and the cluster is read five times a second.
     static let policy = "policy: {concurrency: 1, gateTimeoutSeconds: 60, drainTimeoutSeconds: 60, healthTimeoutSeconds: 8, "
         + "verifyTimeoutSeconds: 60, rebuildTimeoutSeconds: 60, watchdogTimeoutSeconds: 300, pollIntervalMilliseconds: 200, "
-        + "autoRollback: true}"
+        + "autoRollback: true, drain: {deleteEmptyDirData: true}}"
 
     private init(directory: String, upkeep: String, config: String, manifest: SandboxManifest) {
         self.directory = directory

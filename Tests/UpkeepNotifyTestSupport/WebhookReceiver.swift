@@ -5,11 +5,14 @@ import UpkeepHTTPServer
 import UpkeepTestSupport
 
 /// A notification endpoint for tests: the one HTTP server on 127.0.0.1, recording every request
-/// whole and answering as scripted (a status, no answer at all, or a closed connection), so
-/// the deliverer is tested over real sockets as a webhook, Slack, Teams, ntfy or Gotify sees it.
+/// whole and answering as scripted (a status, a JSON body, no answer at all, or a closed
+/// connection), so the deliverer is tested over real sockets as a webhook, Slack, Teams, ntfy or
+/// Gotify sees it. With a JSON answer it stands in for other HTTP APIs too (Prometheus's alerts).
 public final class WebhookReceiver: Sendable {
     public enum Answer: Sendable, Equatable {
         case status(Int)
+        /// This status with this JSON body.
+        case json(status: Int, body: String)
         /// Read the request and never answer.
         case hang
         /// Close the connection without answering.
@@ -70,6 +73,7 @@ public final class WebhookReceiver: Sendable {
             }
             switch answer {
             case .status(let status): return .text(status == 200 ? "ok" : "HTTP \(status) from the test receiver", status: status)
+            case .json(let status, let body): return HTTPServerResponse(status: status, body: Array(body.utf8))
             case .hang: return .withheld
             case .close: return .closedWithoutAnswer
             }

@@ -88,6 +88,8 @@ import UpkeepProtocol
             // A renewal's two methods are idempotent by content: no operation id (PROTOCOL.md section 12).
             .certificateRequest(CertificateRequestRequest(keyType: "ed25519")),
             .installCertificate(InstallCertificateRequest(certificate: "-----BEGIN CERTIFICATE-----")),
+            // Read-only: asks the node's etcd, changes nothing.
+            .etcdHealth(EtcdHealthRequest(timeoutSeconds: 1)),
         ]
         #expect(Set(requests.map(\.method)) == Set(Method.allCases))
         for request in requests {

@@ -61,8 +61,7 @@ public enum RolloutFixtures {
                 switch action {
                 case .send(let request): queue.append(.replied(operationID: request.operationID, world.execute(request)))
                 case .observeCluster: queue.append(.observed(world.observation))
-                // A world where every gate is clear.
-                case .checkGates: queue.append(.gatesRead(GateReport(prometheus: .firing([]), blockingPods: .pods([]), etcd: .noEmbeddedEtcd)))
+                case .checkGates: queue.append(.gatesRead(world.gates ?? GateReport(prometheus: .firing([]), blockingPods: .pods([]), etcd: .noEmbeddedEtcd)))
                 case .finished: return transitions
                 case .wake, .notice: break
                 }

@@ -25,6 +25,8 @@ public struct WorldModel: Codable, Equatable, Sendable {
     }
 
     public var nodes: [Node]
+    /// What the gates read (`checkGates`); nil: every gate clear.
+    public var gates: GateReport?
     /// Every operation id answered, with its answer.
     public var journal: [String: AgentReply] = [:]
     /// Requests in the order they ran (each operation id once; repeats are answered from the journal).

@@ -463,30 +463,8 @@ public actor RolloutRuntime {
         case .restore: return "restore (the operator's rollback --restore)"
         case .setMaintenanceWindows(let windows): return "maintenance windows: \(windows.map(\.listed) ?? "none")"
         case .lockLost(let reason): return "lock lost: \(reason)"
-        case .gatesRead(let report): return "gates read: \(describe(report))"
+        case .gatesRead(let report): return "gates read: \(report.lines.map { String($0.prefix(160)) }.joined(separator: "; "))"
         }
-    }
-
-    /// One line per gate read: what it found, not the whole answer.
-    static func describe(_ report: GateReport) -> String {
-        var parts: [String] = []
-        switch report.prometheus {
-        case .firing(let names)?: parts.append("prometheus \(names.count) firing")
-        case .unreachable(let why)?: parts.append("prometheus unreachable (\(why.prefix(120)))")
-        case nil: break
-        }
-        switch report.blockingPods {
-        case .pods(let pods)?: parts.append("\(pods.count) blocking pods")
-        case .unreadable(let why)?: parts.append("blocking pods unreadable (\(why.prefix(120)))")
-        case nil: break
-        }
-        switch report.etcd {
-        case .members(let members, let asked)?: parts.append("etcd \(members.filter(\.healthy).count)/\(members.count) healthy (from \(asked))")
-        case .unknown(let why)?: parts.append("etcd unknown (\(why.prefix(120)))")
-        case .noEmbeddedEtcd?: parts.append("no embedded etcd")
-        case nil: break
-        }
-        return parts.joined(separator: ", ")
     }
 
     static func describe(_ actions: [RolloutEngine.Action]) -> String {

@@ -100,8 +100,23 @@ public struct ControllerConfig: Equatable, Sendable {
     /// The cluster Lease `kube-system/upkeep` every operation that drives nodes holds
     /// (docs/controller.md, "The lock").
     public var lease = ClusterLease.Terms()
+    /// The gates read before every wave (`gates:`; docs/planning.md, "Gates"). Their kinds, hold
+    /// timeout and unreachable rule are also in `rollout.gates`, which a rollout keeps.
+    public var gates = GateSettings()
+    /// The nodes a plan may change (`policy.nodes`, `exclude`, `selector`); flags override each.
+    public var nodeChoice = NodeChoice()
+    /// `policy.canary` and `policy.canarySoak`: the first agents alone, then a soak.
+    public var canaryAgents = 0
+    public var canarySoakSeconds = ControllerConfig.defaultCanarySoakSeconds
 
-    public init() {}
+    /// How long a wave waits while a gate holds it (`gates.holdTimeout`), by default.
+    public static let defaultGateHoldSeconds = 3600
+    public static let defaultCanarySoakSeconds = 600
+
+    public init() {
+        rollout.gates = GatePolicy(kinds: gates.kinds, holdTimeoutSeconds: Self.defaultGateHoldSeconds)
+        rollout.drain = DrainPolicy()
+    }
 
     /// The name notifications give the cluster.
     public var clusterName: String { cluster ?? RuntimeConfiguration.hostName() }
@@ -230,13 +245,28 @@ public struct ControllerConfig: Equatable, Sendable {
             if let poll = try policy.int("pollIntervalMilliseconds", in: 10...600_000) { rollout.pollIntervalMilliseconds = Int64(poll) }
             rollout.autoRollback = try Self.autoRollback(policy) ?? rollout.autoRollback
             rollout.prefetchWaves = try policy.int("prefetchWaves", in: 0...10) ?? rollout.prefetchWaves
+            if let drain = try policy.section("drain") {
+                let (options, timeout) = try Self.parseDrain(drain, policy: policy)
+                rollout.drain = options
+                rollout.drainTimeoutSeconds = timeout ?? rollout.drainTimeoutSeconds
+            }
+            let (choice, canary, soak) = try Self.parseSelection(policy)
+            config.nodeChoice = choice
+            config.canaryAgents = canary ?? config.canaryAgents
+            config.canarySoakSeconds = soak ?? config.canarySoakSeconds
             if let problem = rollout.problems().first {
                 throw ConfigError(file: file, line: nil, field: "policy", problem: problem)
             }
             config.rollout = rollout
             try policy.rejectUnknown(["concurrency", "gateTimeoutSeconds", "drainTimeoutSeconds", "restoreDrainTimeoutSeconds",
                                       "healthTimeoutSeconds", "verifyTimeoutSeconds", "rebuildTimeoutSeconds", "watchdogTimeoutSeconds", "requestTriesMax",
-                                      "pollIntervalMilliseconds", "autoRollback", "prefetchWaves"])
+                                      "pollIntervalMilliseconds", "autoRollback", "prefetchWaves", "drain", "nodes", "exclude", "selector",
+                                      "canary", "canarySoak"])
+        }
+        if let gates = try top.section("gates") {
+            let (settings, holdSeconds, passUnreachable) = try Self.parseGates(gates, resolve: resolve, url: url)
+            config.gates = settings
+            config.rollout.gates = GatePolicy(kinds: settings.kinds, holdTimeoutSeconds: holdSeconds, passWhenPrometheusUnreachable: passUnreachable)
         }
         if let maintenance = try top.section("maintenance") {
             if let texts = try maintenance.strings("windows", countMax: 50) {
@@ -307,7 +337,7 @@ public struct ControllerConfig: Equatable, Sendable {
             config.automation = try Self.automation(automation)
         }
         try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join",
-                               "cluster", "notifications", "automation", "lease"])
+                               "cluster", "notifications", "automation", "lease", "gates"])
         return config
     }
 

@@ -23,7 +23,15 @@ enum RolloutReport {
         facts.append(("Waves", "\(detail.plan.waves.count) (\(detail.plan.waves.reduce(0) { $0 + $1.steps.count }) node steps)"))
         let policy = detail.policy
         facts.append(("Policy", "auto-rollback \(policy.autoRollback.reportText), health timeout \(policy.healthTimeoutSeconds) s, "
-                      + "drain timeout \(policy.drainTimeoutSeconds) s (a restore's \(policy.restoreDrainTimeoutSeconds) s)"))
+                      + "drain timeout \(policy.drainTimeoutSeconds) s (a restore's \(policy.restoreDrainTimeoutSeconds) s)"
+                      + (policy.drain.map { ", drained with \($0.summary)" } ?? "")))
+        if let gates = policy.gates, !gates.kinds.isEmpty {
+            facts.append(("Gates", gates.kinds.map(\.rawValue).joined(separator: ", ") + ", held at most \(gates.holdTimeoutSeconds) s a wave"))
+        }
+        if let selection = detail.plan.policy.selection { facts.append(("Nodes", "\(selection.nodes.count) selected (\(selection.how))")) }
+        if detail.plan.policy.canaries > 0 {
+            facts.append(("Canaries", "\(detail.plan.policy.canaries), then a soak of \(detail.plan.policy.canarySoakSeconds) s"))
+        }
         facts.append(("Hops", detail.plan.hops.map { hop in
             let snapshot = backups.first { $0.rolloutID == record.id && $0.hop == hop.number }.map { ", snapshot \($0.id)" } ?? ""
             return "\(hop.number) to \(hop.version): rollback \(hop.rollbackKind.rawValue)\(snapshot)"

@@ -40,9 +40,11 @@ struct Apply: AsyncParsableCommand {
     @OptionGroup var configOption: ConfigOption
     @OptionGroup var target: TargetOptions
     @OptionGroup var change: ChangeOptions
+    @OptionGroup(title: "Drain (each overrides its field of policy.drain)") var drain: DrainFlags
 
     func run() async throws {
-        let config = try configOption.load()
+        var config = try configOption.load()
+        drain.apply(to: &config.rollout)
         let store = try openStateStore(config)
         let code = try await NotificationRun.with(config, store: store) {
             try await ClusterSession.with(config) { session in
@@ -90,6 +92,11 @@ struct Apply: AsyncParsableCommand {
             throw CommandFailure(code: RolloutExitCode.refused, message: "refused: the agents of \(blocking.map(\.node).joined(separator: ", ")) "
                                      + "are not fit (see above); nothing was changed")
         }
+        var policy = session.config.rollout
+        if let gates = policy.gates, let report = try await GateSession.look(session, reading: planned.reading) {
+            print(GateSession.text(report, policy: gates, firstWave: plan.waves.first?.nodes ?? []), terminator: "")
+        }
+        print("drain: \((policy.drain ?? DrainPolicy()).summary); each node within \(policy.drainTimeoutSeconds) s")
         let cache = try session.artifactCache()
         let keys = Set(plan.artifacts.map { ArtifactCache.Key(version: $0.version, arch: $0.arch) })
         do {
@@ -100,7 +107,6 @@ struct Apply: AsyncParsableCommand {
         } catch {
             throw CommandFailure(code: RolloutExitCode.artifact, message: "\(error); nothing was changed")
         }
-        var policy = session.config.rollout
         policy.maintenanceWindows = try WindowCheck(command: "apply", ignoredMeans: ", and the rollout keeps going outside them",
                                                     closingMeans: "; a wave not started by then waits for the next opening")
             .beforeStart(policy.maintenanceWindows, ignoreWindow: change.ignoreWindow, dryRun: change.dryRun, now: .wallClockNow())

@@ -3,6 +3,8 @@ import Foundation
 import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
+import UpkeepKube
+import UpkeepYAML
 
 /// What `plan`, `apply` and `rollback` share: where to go and how wide.
 struct TargetOptions: ParsableArguments {
@@ -22,11 +24,55 @@ struct TargetOptions: ParsableArguments {
     @Flag(name: .customLong("pre-releases"), help: "Consider release candidates when choosing hop versions.")
     var preReleases = false
 
+    @Option(name: .long, help: ArgumentHelp("Change only these nodes (comma-separated; default: policy.nodes, else every node).", valueName: "NAMES"))
+    var nodes: String?
+
+    @Option(name: .long, help: ArgumentHelp("Leave these nodes alone (comma-separated; default: policy.exclude).", valueName: "NAMES"))
+    var exclude: String?
+
+    @Option(name: .long, help: ArgumentHelp("Change only nodes matching this label selector, e.g. pool=blue (default: policy.selector).",
+                                            valueName: "SELECTOR"))
+    var selector: String?
+
+    @Option(name: .long, help: ArgumentHelp("The first N agents go alone, then a soak and the gates, then the rest (default: policy.canary).",
+                                            valueName: "N"))
+    var canary: Int?
+
+    @Option(name: .customLong("canary-soak"), help: ArgumentHelp("How long the rest waits after the canaries: 90s, 10m, 1h (default: policy.canarySoak, 10m).",
+                                                                 valueName: "DURATION"))
+    var canarySoak: String?
+
     func validate() throws {
         if to != nil && channel != nil { throw ValidationError("use either --to or --channel") }
         if let concurrency, !(1...PlanPolicy.agentConcurrencyMax).contains(concurrency) {
             throw ValidationError("--concurrency must be between 1 and \(PlanPolicy.agentConcurrencyMax)")
         }
+        if let canary, !(0...PlanPolicy.canaryAgentsMax).contains(canary) {
+            throw ValidationError("--canary must be between 0 and \(PlanPolicy.canaryAgentsMax)")
+        }
+        if let canarySoak, (DurationText.seconds(canarySoak).map { $0 > PlanPolicy.canarySoakSecondsMax } ?? true) {
+            throw ValidationError("--canary-soak \(canarySoak): write a duration up to 7d, e.g. 90s, 10m, 1h")
+        }
+        if let selector {
+            do { _ = try LabelSelector.parse(selector) } catch { throw ValidationError("--selector \(selector): \(error)") }
+        }
+        for (flag, names) in [("--nodes", nodes), ("--exclude", exclude)] {
+            if let names, Self.names(names).isEmpty { throw ValidationError("\(flag) needs node names, comma-separated") }
+        }
+    }
+
+    /// `a,b, c` as names.
+    static func names(_ text: String) -> [String] {
+        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// The configuration's choice of nodes with these flags over each of its fields.
+    func choice(_ config: ControllerConfig) -> NodeChoice {
+        var choice = config.nodeChoice
+        if let nodes { choice.nodes = Self.names(nodes) }
+        if let exclude { choice.exclude = Self.names(exclude) }
+        if let selector { choice.selector = selector }
+        return choice
     }
 }
 
@@ -35,6 +81,8 @@ struct PlannedRollout {
     var reading: FleetReading
     var plan: Plan
     var agents: [AgentRow]
+    /// The configured gates as read with the plan (`plan` only; `apply` reads them itself).
+    var gates: String? = nil
 
     /// Agents of nodes the plan changes that are not fit to take part.
     var blockingAgents: [AgentRow] {
@@ -46,10 +94,15 @@ struct PlannedRollout {
         var plan: Plan
         var agents: [AgentRow]
         var blocked: Bool
+        /// One line per gate read with the plan, when gates are configured.
+        var gates: [String]?
     }
 
+    /// The gates' lines, for `-o json`.
+    var gateLines: [String]?
+
     func jsonText() throws -> String {
-        try UpkeepCLI.jsonText(JSON(plan: plan, agents: agents, blocked: !blockingAgents.isEmpty))
+        try UpkeepCLI.jsonText(JSON(plan: plan, agents: agents, blocked: !blockingAgents.isEmpty, gates: gateLines))
     }
 
     func table() -> String {
@@ -60,6 +113,7 @@ struct PlannedRollout {
         } else {
             text += "\nagents that block this rollout (fix them, then plan again):\n" + AgentRow.table(blocking)
         }
+        if let gates { text += "\n" + gates }
         return text
     }
 }
@@ -74,8 +128,16 @@ extension ClusterSession {
         var available = try await availableVersions(includePreReleases: options.preReleases || target.isPreRelease, oldestInstalled: oldest)
         // What runs already is a valid point on a path even if the source no longer lists it.
         for node in reading.nodes where !available.contains(node.node.version) { available.append(node.node.version) }
+        let selection: NodeSelection?
+        do {
+            selection = try options.choice(config).resolve(reading.nodes.map { ($0.node.name, $0.labels) })
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "selector: \(error)")
+        }
         let policy = PlanPolicy(agentConcurrency: options.concurrency ?? config.concurrency,
-                                allowDowngrade: allowDowngrade ?? options.allowDowngrade)
+                                allowDowngrade: allowDowngrade ?? options.allowDowngrade, selection: selection,
+                                canaryAgents: options.canary ?? config.canaryAgents,
+                                canarySoakSeconds: options.canarySoak.flatMap(DurationText.seconds) ?? config.canarySoakSeconds)
         let plan: Plan
         do {
             plan = try Planner.plan(inventory: reading.inventory, target: target, available: available, policy: policy)
@@ -115,7 +177,14 @@ struct PlanCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try configOption.load()
-        let planned = try await ClusterSession.with(config) { try await $0.plan(target) }
+        let planned = try await ClusterSession.with(config) { session in
+            var planned = try await session.plan(target)
+            if let policy = config.rollout.gates, let report = try await GateSession.look(session, reading: planned.reading) {
+                planned.gates = GateSession.text(report, policy: policy, firstWave: planned.plan.waves.first?.nodes ?? [])
+                planned.gateLines = report.lines
+            }
+            return planned
+        }
         print(output == .json ? try planned.jsonText() : planned.table(), terminator: "")
         if !planned.blockingAgents.isEmpty {
             throw CommandFailure(code: RolloutExitCode.refused, message: "\(planned.blockingAgents.count) agent(s) block this rollout")

@@ -40,13 +40,19 @@ struct RolloutDriver {
                                      k3sVersion: node.node.version, endpoint: node.agent?.description, seenAt: seen)
             })
         }
+        let clusterLock = try session.clusterLease(store: store)
         let fleet = try await session.fleet(for: reading)
         let artifacts = try self.artifacts ?? session.artifactCache()
         let transport = ProtocolAgentTransport(fleet: fleet, artifacts: artifacts,
                                                backups: StoreBackupCatalog(store: store, config: session.config,
                                                                            stateDirectory: session.stateDirectory))
         let view = ProgressPrinter(mode: isatty(STDOUT_FILENO) == 1 ? .terminal : .lines)
-        let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer, lock: try session.clusterLease(store: store),
+        let gates: GateSession
+        do { gates = try GateSession(session: session, fleet: fleet) } catch {
+            await fleet.close()
+            throw error
+        }
+        let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer, lock: clusterLock, gates: gates.reader,
                                      configuration: RuntimeConfiguration(initiator: initiator, forceTakeover: forceTakeover),
                                      updates: { view.show($0) })
         let maintenance = session.maintenanceMode(store: store, say: { view.say($0) })
@@ -56,6 +62,7 @@ struct RolloutDriver {
         do {
             hold = try await holdMaintenance(maintenance, rolloutID: rolloutID)
         } catch {
+            await gates.close()
             await fleet.close()
             throw error
         }
@@ -74,6 +81,7 @@ struct RolloutDriver {
                 result = try await runtime.restore(rolloutID: id)
             }
         } catch {
+            await gates.close()
             await fleet.close()
             // This run never drove the rollout (refused by the store, or the cluster Lease not
             // taken): what it switched on for it goes off again.
@@ -92,6 +100,7 @@ struct RolloutDriver {
             case .alreadyRunning, .stalled, .cancelled: throw CommandFailure(code: RolloutExitCode.blocked, message: error.description)
             }
         }
+        await gates.close()
         await fleet.close()
         if let rolloutID {
             try await settleMaintenance(maintenance, rolloutID: rolloutID, after: result, view: view)

@@ -83,6 +83,50 @@ struct Status: AsyncParsableCommand {
         var windows: String?
         /// Maintenance mode, as this controller recorded it (docs/maintenance.md); nil: off.
         var maintenance: MaintenancePeriod?
+        /// The configured gates: what holds the current wave, and what they said when last read.
+        var gates: GatesStatus?
+    }
+
+    struct GatesStatus: Codable {
+        struct Hold: Codable {
+            var gate: String
+            var reason: String
+        }
+
+        /// The wave the gates hold, since when, and when the hold turns into a block (or did).
+        var wave: String?
+        var heldSince: String?
+        var blocksAt: String?
+        var blocked: Bool
+        var holds: [Hold]
+        /// The newest read, one line per gate, and when it was made.
+        var lastRead: [String]
+        var readAt: String?
+
+        init?(_ engine: RolloutEngine) {
+            let hold = engine.gateHold
+            let read = engine.lastGateReport
+            guard hold != nil || read != nil else { return nil }
+            wave = hold?.wave
+            heldSince = hold.map { MaintenanceWindowClock.text($0.since) }
+            blocksAt = hold.map { MaintenanceWindowClock.text($0.blocksAt) }
+            blocked = hold?.blocked ?? false
+            holds = hold?.holds.map { Hold(gate: $0.gate.rawValue, reason: $0.reason) } ?? []
+            lastRead = read?.report.lines ?? []
+            readAt = read.map { MaintenanceWindowClock.text($0.at) }
+        }
+
+        var text: String {
+            var text = ""
+            if let wave, let heldSince, let blocksAt, !holds.isEmpty {
+                text += "gates hold \(wave) since \(heldSince)" + (blocked ? " (blocked at \(blocksAt)):\n" : "; blocks at \(blocksAt):\n")
+                text += holds.map { "  \($0.gate): \($0.reason)\n" }.joined()
+            }
+            if let readAt, !lastRead.isEmpty {
+                text += "gates read \(readAt):\n" + lastRead.map { "  \($0)\n" }.joined()
+            }
+            return text
+        }
     }
 
     func run() async throws {
@@ -115,7 +159,7 @@ struct Status: AsyncParsableCommand {
                           lease: try store.currentLease(),
                           cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore,
                           windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) },
-                          maintenance: try store.openMaintenancePeriod())
+                          maintenance: try store.openMaintenancePeriod(), gates: engine.flatMap(GatesStatus.init))
         } catch let error as StoreError {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
@@ -170,6 +214,7 @@ struct Status: AsyncParsableCommand {
         }
         for hop in report.hops { text += hop.line + "\n" }
         if let restore = report.restore { text += restore + "\n" }
+        if let gates = report.gates { text += gates.text }
         text += "\n" + renderTable(["NODE", "WAVE", "FROM", "TO", "PHASE"], record.steps.map { step in
             [step.node, step.progress.wave, step.progress.from.description, step.progress.to.description,
              record.phaseText(step.progress) + (step.progress.note.map { " (\($0))" } ?? "")]

@@ -24,11 +24,14 @@ public struct FleetNode: Equatable, Sendable {
     public var agent: AgentEndpoint?
     /// Why `agent` is nil, or what was wrong with the annotation that was ignored.
     public var agentProblem: String?
+    /// The Node's labels, for `--selector` (empty where the API was not read).
+    public var labels: [String: String]
 
-    public init(node: InventoryNode, agent: AgentEndpoint?, agentProblem: String? = nil) {
+    public init(node: InventoryNode, agent: AgentEndpoint?, agentProblem: String? = nil, labels: [String: String] = [:]) {
         self.node = node
         self.agent = agent
         self.agentProblem = agentProblem
+        self.labels = labels
     }
 }
 
@@ -55,14 +58,14 @@ public enum InventoryMapping {
                                       ready: node.isReady, cordoned: node.unschedulable)
         var problem: String?
         if let annotation = node.annotations[agentAddressAnnotation] {
-            if let endpoint = AgentEndpoint(annotation) { return FleetNode(node: inventory, agent: endpoint) }
+            if let endpoint = AgentEndpoint(annotation) { return FleetNode(node: inventory, agent: endpoint, labels: node.labels) }
             problem = "annotation \(agentAddressAnnotation) \"\(annotation.prefix(80))\" is not host:port; using the InternalIP"
         }
         guard let address = node.internalIP, !address.isEmpty else {
             return FleetNode(node: inventory, agent: nil, agentProblem: (problem.map { $0 + "; " } ?? "")
-                                + "the node reports no InternalIP; set annotation \(agentAddressAnnotation): \"host:port\"")
+                                + "the node reports no InternalIP; set annotation \(agentAddressAnnotation): \"host:port\"", labels: node.labels)
         }
-        return FleetNode(node: inventory, agent: AgentEndpoint(host: address, port: agentPort), agentProblem: problem)
+        return FleetNode(node: inventory, agent: AgentEndpoint(host: address, port: agentPort), agentProblem: problem, labels: node.labels)
     }
 
     /// Volumes with their replicas, sorted by name. Replicas not yet placed on a node hold no

@@ -259,3 +259,41 @@ enum GateVerdict {
         GateCheck.listed(pods.map { "\($0.namespace)/\($0.name)" + ($0.node.map { " on \($0)" } ?? "") + " (\($0.selector))" })
     }
 }
+
+extension GateReport {
+    /// One line per gate read, as `plan`, `apply`, `status` and the transition log say it.
+    public var lines: [String] {
+        var lines: [String] = []
+        switch prometheus {
+        case .firing(let names)? where names.isEmpty: lines.append("prometheus: no alert firing")
+        case .firing(let names)?: lines.append("prometheus: firing: \(GateCheck.listed(Array(Set(names)).sorted()))")
+        case .unreachable(let why)?: lines.append("prometheus: unreachable: \(why)")
+        case nil: break
+        }
+        switch blockingPods {
+        case .pods(let pods)? where pods.isEmpty: lines.append("blockingPods: none running")
+        case .pods(let pods)?:
+            lines.append("blockingPods: " + GateCheck.listed(pods.map { "\($0.namespace)/\($0.name)" + ($0.node.map { " on \($0)" } ?? "")
+                                                                   + " (\($0.scope == .node ? "onNode" : "anywhere") \($0.selector))" }))
+        case .unreadable(let why)?: lines.append("blockingPods: cannot list pods: \(why)")
+        case nil: break
+        }
+        switch etcd {
+        case .members(let members, let asked)?:
+            let sick = members.filter { !$0.healthy }.map { $0.name + ($0.message.map { ": \($0)" } ?? "") }
+            lines.append("etcd: \(members.filter(\.healthy).count) of \(members.count) members healthy (asked \(asked))"
+                         + (sick.isEmpty ? "" : "; not healthy: \(GateCheck.listed(sick))"))
+        case .unknown(let why)?: lines.append("etcd: health unknown: \(why)")
+        case .noEmbeddedEtcd?: lines.append("etcd: no embedded etcd")
+        case nil: break
+        }
+        return lines
+    }
+}
+
+extension GateReport {
+    /// What would hold a wave whose pending nodes are `going`, as the engine decides it.
+    public func holds(_ policy: GatePolicy, going: [String]) -> [GateHold] {
+        GateVerdict.holds(self, policy: policy, going: going, retried: [])
+    }
+}
