@@ -3,9 +3,10 @@ import UpkeepKube
 import UpkeepProtocol
 
 /// Cordons, drains and uncordons one node through the Kubernetes API: the eviction API (so
-/// PodDisruptionBudgets hold; a 429 is retried with backoff until the drain's deadline),
-/// DaemonSet and mirror pods skipped, one progress event per pod step, evictions bounded to
-/// `parallelMax` at a time.
+/// PodDisruptionBudgets hold; a 429 is retried with backoff until the drain's deadline), or a
+/// plain delete with `disableEviction`, DaemonSet and mirror pods skipped, one progress event per
+/// pod step, evictions bounded to `parallelMax` at a time; a pod is waited for until it is gone,
+/// or until `skipWaitForDeleteTimeoutSeconds` past its deletionTimestamp.
 public struct NodeDrainer: Sendable {
     public static let parallelMax = 16
     public static let goneCheckIntervalMs: Int64 = 250

@@ -31,9 +31,10 @@ public struct ClusterObservationError: Error, Equatable, Sendable, CustomStringC
 /// Reads nodes and Longhorn volumes through the Kubernetes API: the runtime's `ClusterObserver`
 /// and the inventory the CLI plans with. It only reads; it never changes the cluster.
 ///
-/// etcd health is left nil: the API shows no honest per-member etcd health (an apiserver's
+/// etcd health is left nil here: the API shows no honest per-member etcd health (an apiserver's
 /// `readyz` etcd check says only that its own datastore answers, and with SQLite k3s reports
-/// the same check), so the engine relies on node readiness between servers instead.
+/// the same check). The etcd gate reads it through the server agents instead
+/// (`ClusterGateReader`, docs/planning.md, "Gates").
 public struct KubeClusterObserver: ClusterObserver {
     public let client: KubeClient
     public let agentPort: Int
