@@ -106,7 +106,7 @@ final class EventLog: @unchecked Sendable {
         try await api.deploy("scratch", onto: "agent-1", replicas: 1, minAvailable: 0, emptyDir: true)
         let refused = try await service.drain(operationID: "drain-1", options: DrainOptions(timeoutSeconds: 10, deleteEmptyDirData: false)) { _ in }
         #expect(refused.state == .failed && refused.failure == .kubernetes)
-        #expect(refused.message.contains("uses emptyDir (its data would be lost); drain with deleteEmptyDirData") && refused.message.contains("nothing was evicted"),
+        #expect(refused.message.contains("uses emptyDir (its data would be lost); drain them with deleteEmptyDirData") && refused.message.contains("nothing was evicted"),
                 "\(refused.message)")
         #expect(api.pods(on: "agent-1").contains { $0.labels["app"] == "scratch" }, "nothing was evicted")
         let drained = try await service.drain(operationID: "drain-2", options: DrainOptions(timeoutSeconds: 20, deleteEmptyDirData: true)) { _ in }
@@ -223,7 +223,7 @@ final class EventLog: @unchecked Sendable {
         #expect(DrainPlan.decide(pod(mirror: true), options: options) == .skip("mirror pod (static, managed by the kubelet)"))
         #expect(DrainPlan.decide(pod(["app": "db"]), options: options) == .skip("not selected by app=web"))
         guard case .block(let why) = DrainPlan.decide(pod(emptyDir: true), options: options) else { Issue.record("emptyDir not blocked"); return }
-        #expect(why.contains("deleteEmptyDirData"))
+        #expect(why == DrainPlan.emptyDirReason && DrainPlan.emptyDirHint.contains("deleteEmptyDirData"), "the drain names the setting once, after the pods")
         #expect(DrainPlan.decide(pod(emptyDir: true), options: DrainOptions(timeoutSeconds: 10)) == .evict)
         guard case .block = DrainPlan.decide(pod(owner: nil), options: options) else { Issue.record("bare pod not blocked"); return }
         #expect(DrainPlan.decide(pod(owner: nil, phase: "Succeeded"), options: options) == .evict)

@@ -143,7 +143,7 @@ struct Demo: AsyncParsableCommand {
         var text = try String(contentsOfFile: path, encoding: .utf8)
         let policy = "policy: {concurrency: 1, gateTimeoutSeconds: 60, drainTimeoutSeconds: 60, healthTimeoutSeconds: 8, "
             + "verifyTimeoutSeconds: 60, rebuildTimeoutSeconds: 60, watchdogTimeoutSeconds: 300, pollIntervalMilliseconds: 250, "
-            + "autoRollback: true}"
+            + "autoRollback: true, drain: {deleteEmptyDirData: true}}"
         text = text.split(separator: "\n", omittingEmptySubsequences: false)
             .map { $0.hasPrefix("policy:") ? Substring(policy) : $0 }.joined(separator: "\n")
         let demoPath = "\(directory)/upkeep-demo.yaml"

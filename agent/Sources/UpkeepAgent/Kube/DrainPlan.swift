@@ -50,11 +50,14 @@ public enum DrainPlan {
         if let selector = options.podSelector, !selector.matches(pod.labels) { return .skip("not selected by \(selector)") }
         if pod.phase == "Succeeded" || pod.phase == "Failed" { return .evict }
         if pod.controller == nil { return .block("has no controller; nothing would recreate it (delete it by hand)") }
-        if pod.usesEmptyDir, !options.deleteEmptyDirData {
-            return .block("uses emptyDir (its data would be lost); drain with deleteEmptyDirData (policy.drain.deleteEmptyDirData, --delete-emptydir-data)")
-        }
+        if pod.usesEmptyDir, !options.deleteEmptyDirData { return .block(emptyDirReason) }
         return .evict
     }
+
+    /// Why a pod with an emptyDir volume refuses a drain without `deleteEmptyDirData`.
+    public static let emptyDirReason = "uses emptyDir (its data would be lost)"
+    /// Said once after the pods that refused for `emptyDirReason`.
+    public static let emptyDirHint = "drain them with deleteEmptyDirData (policy.drain.deleteEmptyDirData, upkeep apply --delete-emptydir-data)"
 
     /// Delay before retrying an eviction a budget refused: 1 s, doubling, at most 5 s.
     public static func retryDelayMs(attempt: Int) -> Int64 {

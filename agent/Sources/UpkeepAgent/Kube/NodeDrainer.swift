@@ -50,7 +50,8 @@ public struct NodeDrainer: Sendable {
             }
         }
         guard blocked.isEmpty else {
-            throw AgentFailure(.kubernetes, "cannot drain \(nodeName): \(blocked.joined(separator: "; ")); nothing was evicted")
+            let hint = blocked.contains { $0.hasSuffix(DrainPlan.emptyDirReason) } ? "; \(DrainPlan.emptyDirHint)" : ""
+            throw AgentFailure(.kubernetes, "cannot drain \(nodeName): \(blocked.joined(separator: "; "))\(hint); nothing was evicted")
         }
         let failures = await withTaskGroup(of: String?.self) { group in
             var next = 0
