@@ -6,6 +6,7 @@ import UpkeepCore
 import UpkeepFleet
 import UpkeepHTTP
 import UpkeepHTTPServer
+import UpkeepPKI
 import UpkeepSandbox
 import UpkeepTestSupport
 
@@ -106,23 +107,44 @@ final class ReleaseServerRig: @unchecked Sendable {
         await rig.server.close()
     }
 
-    @Test func aDamagedCachedBlobIsFetchedAgain() async throws {
-        let rig = try await ReleaseServerRig()
-        let state = try TemporaryDirectory()
-        let version = try K3sVersion(v1)
-        let artifact = try await cache(state, rig).artifact(version: version, arch: .amd64)
-        // One byte flipped in place: same size, other digest.
-        let handle = try #require(FileHandle(forUpdatingAtPath: artifact.path))
+    /// One byte flipped in place: same size, other digest.
+    static func flipAByte(of path: String) throws {
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
         try handle.seek(toOffset: 10)
         let byte = try #require(try handle.read(upToCount: 1)?.first)
         try handle.seek(toOffset: 10)
         try handle.write(contentsOf: [byte ^ 0x01])
         try handle.close()
+    }
+
+    @Test func aDamagedCachedBlobIsFetchedAgain() async throws {
+        let rig = try await ReleaseServerRig()
+        let state = try TemporaryDirectory()
+        let version = try K3sVersion(v1)
+        let artifact = try await cache(state, rig).artifact(version: version, arch: .amd64)
+        try Self.flipAByte(of: artifact.path)
         let before = rig.requests.withLockedValue { $0 }
         let again = try await cache(state, rig).artifact(version: version, arch: .amd64)
         #expect(again == artifact)
         #expect(FileManager.default.contents(atPath: artifact.path) == Data(try #require(rig.asset(v1, "k3s")).content))
         #expect(rig.requests.withLockedValue { $0 } > before)
+        await rig.server.close()
+    }
+
+    /// The same cache instance, which verified the blob already: a blob tampered with after that
+    /// is caught before it is handed out again (issue 19: only the agent caught it, after its
+    /// node had been drained), and fetched again.
+    @Test func aBlobTamperedWithAfterItWasVerifiedIsNotHandedOut() async throws {
+        let rig = try await ReleaseServerRig()
+        let state = try TemporaryDirectory()
+        let version = try K3sVersion(v1)
+        let cache = try cache(state, rig)
+        let artifact = try await cache.artifact(version: version, arch: .amd64)
+        try Self.flipAByte(of: artifact.path)
+        let again = try await cache.artifact(version: version, arch: .amd64)
+        #expect(again == artifact)
+        let served = try #require(FileManager.default.contents(atPath: again.path))
+        #expect(SHA256.hex(Array(served)) == artifact.sha256, "the tampered blob was handed out")
         await rig.server.close()
     }
 

@@ -233,7 +233,8 @@ public struct ProtocolAgentTransport: AgentTransport {
     /// The verified artifact from the cache, fetched when it is not there; a refusal when the
     /// release cannot provide it.
     private func cachedArtifact(node: String, version: K3sVersion, arch: Arch, asset: ArtifactCache.Asset) async throws -> Result<Artifact, Refusal> {
-        if let cached = artifacts.cached(version: version, arch: arch, asset: asset) { return .success(cached) }
+        // Through `artifact`, not `cached`: a stored blob is hashed again right before it is
+        // streamed, so one damaged or tampered with in the cache never reaches the node.
         do {
             return .success(try await artifacts.artifact(version: version, arch: arch, asset: asset))
         } catch let error as ArtifactError where !error.isTransient {

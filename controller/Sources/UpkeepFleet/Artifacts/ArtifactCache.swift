@@ -11,8 +11,10 @@ import UpkeepTLS
 /// (directories 0700, blobs 0644, written by atomic rename).
 ///
 /// A blob is stored only after its digest matched: a mismatch is an `ArtifactError` that names
-/// the asset and both digests and leaves nothing behind. A stored blob is hashed again once
-/// before this cache first hands it out; a damaged one is dropped and fetched again. The cache never exceeds
+/// the asset and both digests and leaves nothing behind. A stored blob is hashed again each time
+/// the cache hands it out (right before it is streamed to an agent), so a blob damaged or
+/// tampered with after it was stored is dropped and fetched again instead of reaching a node
+/// that was drained for it. The cache never exceeds
 /// `cacheBytesMax` (least recently used blobs go first; the one just stored stays), and never
 /// downloads one (version, arch) twice at once.
 public actor ArtifactCache {
@@ -83,7 +85,7 @@ public actor ArtifactCache {
     /// The verified binary (or `asset`) for `version` on `arch`, from the cache or fetched now.
     public func artifact(version: K3sVersion, arch: Arch, asset: Asset = .binary) async throws -> Artifact {
         let key = Key(version: version, arch: arch, asset: asset)
-        if let cached = cached(version: version, arch: arch, asset: asset), try intact(cached.path, digest: cached.sha256) {
+        if let cached = cached(version: version, arch: arch, asset: asset), try intact(cached.path, digest: cached.sha256, again: true) {
             ArtifactStorage.touch(cached.path)
             return cached
         }
@@ -152,10 +154,11 @@ public actor ArtifactCache {
         return artifact
     }
 
-    /// Whether the blob at `path` still hashes to `digest` (checked once per blob and cache
-    /// instance). A damaged one (disk error, someone's edit) is removed, to be fetched again.
-    private func intact(_ path: String, digest: String) throws(ArtifactError) -> Bool {
-        if verified.contains(digest) { return true }
+    /// Whether the blob at `path` still hashes to `digest`: checked once per blob and cache
+    /// instance, or `again` every time (a blob about to be handed out). A damaged one (disk
+    /// error, someone's edit) is removed, to be fetched again.
+    private func intact(_ path: String, digest: String, again: Bool = false) throws(ArtifactError) -> Bool {
+        if !again && verified.contains(digest) { return true }
         guard let bytes = try ArtifactStorage.read(path, bytesMax: artifactBytesMax) else { return false }
         guard SHA256.hex(bytes) == digest else {
             unlink(path)
