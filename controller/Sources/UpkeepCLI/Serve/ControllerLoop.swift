@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Logging
 import UpkeepCore
+import UpkeepFleet
 import UpkeepHTTP
+import UpkeepKube
 import UpkeepPOSIX
 import UpkeepRollout
 import UpkeepRuntime
@@ -67,9 +69,10 @@ actor ControllerLoop {
     /// One decision and what it asks for.
     func step() async {
         let now = Instant.wallClockNow()
-        let facts: AutomationFacts
+        var facts: AutomationFacts
         do {
             facts = try self.facts(now: now)
+            if facts.lock == .free { facts.lock = await clusterLock(now: now) }
         } catch {
             limits.record(.stateUnreadable, "serve: cannot read the state database to decide: \(error); trying again in \(Self.wakeSecondsMax) s")
             await sleep(until: now.adding(seconds: Int(Self.wakeSecondsMax)), now: now)
@@ -126,6 +129,19 @@ actor ControllerLoop {
         }
         return AutomationFacts(checks: checks, seen: seen, unfinished: unfinished, lock: lock, windows: config.rollout.maintenanceWindows,
                                failedTargets: failed)
+    }
+
+    /// The cluster Lease when another controller holds it live (`kube-system/upkeep`, read with a
+    /// client of its own, each request bounded); free when this controller holds it or it cannot
+    /// be read: a start takes it first and is refused then (exit 6).
+    private func clusterLock(now: Instant) async -> LockFacts {
+        let access = ClusterLeaseAccess.standalone(config, store: store)
+        guard let lease = access.lease else { return .free }
+        let spec = try? await lease.observe()?.spec
+        await access.client?.shutdown()
+        guard let spec, let holder = spec.holderIdentity, LeaseElection.Candidate.controllerID(of: holder) != lease.controllerID,
+              LeaseElection.isLive(spec, at: now) else { return .free }
+        return .heldElsewhere(holder: holder, expires: LeaseElection.expiry(of: spec))
     }
 
     /// Reads the cluster's versions and the releases (conditional requests: an unchanged list
