@@ -139,7 +139,8 @@ struct ServeAPITests {
         #expect(state["until"] as? String != nil, "\(state)")
         let metrics = try runProcess("curl", ["-sS", "--max-time", "10", "\(served.url)/metrics"]).output
         #expect(metrics.contains("upkeep_serve_check_failures 1\n") && metrics.contains(#"upkeep_serve_checks_total{result="failed"} 1"#)
-                && metrics.contains(#"upkeep_serve_waiting{reason="check-failing"} 1"#), "\(metrics)")
+                && metrics.contains(#"upkeep_serve_waiting{reason="check-failing"} 1"#)
+                && metrics.contains(#"upkeep_serve_limits_total{limit="check_failed"} 1"#), "\(metrics)")
         let lint = try runProcess("/bin/sh", ["-c", "curl -sS --max-time 10 \(served.url)/metrics | \(try MetricsTests.promtool()) check metrics"])
         #expect(lint.status == 0, "\(lint.output)\(lint.error)")
         try await served.stop()

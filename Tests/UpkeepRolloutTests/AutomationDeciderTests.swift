@@ -154,4 +154,122 @@ import UpkeepRollout
         #expect(UnfinishedRolloutFacts.State(.blocked(reason: "agent a1 unreachable")) == .blocked("agent a1 unreachable"))
         #expect(UnfinishedRolloutFacts.State(.running) == .interrupted)
     }
+
+    // MARK: - Longhorn and Flux through Git
+
+    static let longhornReleases = ["v1.7.2", "v1.7.3", "v1.8.0", "v1.8.2", "v1.9.0-rc1", "v1.9.1", "v1.10.0", "v2.0.0"].map(v)
+    static let fluxReleases = ["v2.4.0", "v2.4.1", "v2.5.1", "v2.6.0-rc.1", "v2.6.2", "v3.0.0"].map(v)
+
+    /// k3s up to date at v1.31.4; Longhorn and Flux at these versions.
+    static func gitOpsFacts(longhorn: String? = "v1.7.2", flux: String? = "v2.4.0") -> AutomationFacts {
+        var facts = Self.facts(installed: "v1.31.4+k3s1", goal: "v1.31.4+k3s1")
+        facts.seen?.gitOps[.longhorn] = longhorn.map { SeenComponent(installed: v($0), releases: longhornReleases) }
+        facts.seen?.gitOps[.flux] = flux.map { SeenComponent(installed: v($0), releases: fluxReleases) }
+        return facts
+    }
+
+    static func policy(k3s: AutomationPolicy.Scope = .minor, longhorn: AutomationPolicy.Scope = .none, flux: AutomationPolicy.Scope = .none,
+                       longhornVersion: String? = nil) -> AutomationPolicy {
+        AutomationPolicy(k3s: k3s, longhorn: AutomationPolicy.GitOps(scope: longhorn, pinned: longhornVersion.map(v)),
+                         flux: AutomationPolicy.GitOps(scope: flux))
+    }
+
+    @Test func longhornMinorGoesOneMinorAtATimeAndPatchStaysInItsMinor() {
+        let step = { (installed: String, scope: AutomationPolicy.Scope) in
+            AutomationDecider.gitOpsTarget(installed: Self.v(installed), releases: Self.longhornReleases, pinned: nil, scope: scope)
+        }
+        #expect(step("v1.7.2", .minor) == .step(Self.v("v1.8.2")), "v1.7 to v1.8's newest, never v1.9 or v2")
+        #expect(step("v1.8.2", .minor) == .step(Self.v("v1.9.1")), "a release candidate is never a step")
+        #expect(step("v1.9.1", .minor) == .step(Self.v("v1.10.0")))
+        #expect(step("v1.10.0", .minor) == .upToDate, "v2.0.0 is another major: `upkeep update` only")
+        #expect(step("v1.7.2", .patch) == .step(Self.v("v1.7.3")))
+        #expect(step("v1.7.3", .patch) == .notAllowed(available: Self.v("v1.10.0")))
+        #expect(step("v1.7.2", .none) == .notAllowed(available: Self.v("v1.10.0")))
+        let gap = AutomationDecider.gitOpsTarget(installed: Self.v("v1.7.3"), releases: ["v1.7.3", "v1.9.1"].map(Self.v), pinned: nil, scope: .minor)
+        #expect(gap == .missingMinor(MinorLine(major: 1, minor: 8)), "a minor without a release is not skipped")
+        let patchFirst = AutomationDecider.gitOpsTarget(installed: Self.v("v1.7.2"), releases: ["v1.7.3", "v1.9.1"].map(Self.v), pinned: nil, scope: .minor)
+        #expect(patchFirst == .step(Self.v("v1.7.3")), "the newest patch of the minor when the next has no release")
+    }
+
+    @Test func aGitOpsPinIsACeilingAndNeverADowngrade() {
+        let pinned = { (installed: String, pin: String) in
+            AutomationDecider.gitOpsTarget(installed: Self.v(installed), releases: Self.longhornReleases, pinned: Self.v(pin), scope: .minor)
+        }
+        #expect(pinned("v1.7.2", "v1.8.0") == .step(Self.v("v1.8.0")), "not v1.8.2, past the pin")
+        #expect(pinned("v1.8.0", "v1.8.0") == .upToDate)
+        #expect(pinned("v1.8.2", "v1.8.0") == .ahead(goal: Self.v("v1.8.0")))
+        var facts = Self.gitOpsFacts(longhorn: "v1.8.2")
+        #expect(AutomationDecider.decide(facts, policy: Self.policy(longhorn: .minor, longhornVersion: "v1.8.0"), now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 3540), .updateAhead(.longhorn, installed: Self.v("v1.8.2"), pinned: Self.v("v1.8.0"))))
+        facts.seen?.gitOps[.flux] = nil
+        #expect(AutomationDecider.decide(facts, policy: Self.policy(longhorn: .minor, longhornVersion: "v1.9.1"), now: Self.saturday3)
+                == .update(.longhorn, target: Self.v("v1.9.1")))
+    }
+
+    @Test func theOrderIsK3sThenLonghornThenFlux() {
+        let all = Self.policy(k3s: .minor, longhorn: .minor, flux: .minor)
+        var facts = Self.gitOpsFacts()
+        facts.seen?.installed = Self.v("v1.30.5+k3s1")
+        #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3) == .start(target: Self.v("v1.31.4+k3s1")), "k3s first")
+        facts.seen?.installed = Self.v("v1.31.4+k3s1")
+        #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3) == .update(.longhorn, target: Self.v("v1.8.2")), "then Longhorn")
+        facts.seen?.gitOps[.longhorn]?.installed = Self.v("v1.10.0")
+        #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3) == .update(.flux, target: Self.v("v2.5.1")),
+                "then Flux, one minor at a time")
+        facts.seen?.gitOps[.flux]?.installed = Self.v("v2.6.2")
+        #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 3540), .upToDate(Self.v("v1.31.4+k3s1"))))
+    }
+
+    @Test func aComponentThatMayNotMoveDoesNotHoldTheNextBack() {
+        var facts = Self.gitOpsFacts()
+        facts.seen?.installed = Self.v("v1.30.5+k3s1")
+        let policy = Self.policy(k3s: .patch, longhorn: .none, flux: .patch)
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3) == .update(.flux, target: Self.v("v2.4.1")),
+                "k3s may not take v1.31, Longhorn may not move: Flux's patch goes")
+        facts.failedUpdates = [GitOpsTarget(component: .flux, version: Self.v("v2.4.1")): "u1"]
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 3540), .notAllowedByPolicy(available: Self.v("v1.31.4+k3s1"), policy: .patch)),
+                "the first reason in order is told")
+        facts.seen?.installed = Self.v("v1.31.4+k3s1")
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 3540), .updateNotAllowed(.longhorn, available: Self.v("v1.10.0"), policy: .none)),
+                "k3s up to date: Longhorn's reason, not up-to-date")
+    }
+
+    @Test func aFailedUpdateIsNotTriedAgainButANewerOneIs() {
+        var facts = Self.gitOpsFacts(flux: nil)
+        facts.failedUpdates = [GitOpsTarget(component: .longhorn, version: Self.v("v1.8.2")): "u20261207-020000"]
+        let policy = Self.policy(longhorn: .minor)
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 3540), .updateFailedBefore(.longhorn, target: Self.v("v1.8.2"), updateID: "u20261207-020000")))
+        facts.seen?.gitOps[.longhorn]?.releases.append(Self.v("v1.8.3"))
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3) == .update(.longhorn, target: Self.v("v1.8.3")))
+    }
+
+    @Test func anUpdateWaitsForAWindowAndTheLockAndNeverRunsBesideARollout() throws {
+        var facts = Self.gitOpsFacts()
+        let policy = Self.policy(longhorn: .minor)
+        facts.windows = [try MaintenanceWindow("Sat 04:00-06:00")]
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 3540), .outsideWindowsToUpdate(.longhorn, target: Self.v("v1.8.2"))))
+        #expect(WaitReason.outsideWindowsToUpdate(.longhorn, target: Self.v("v1.8.2")).code == "outside-windows")
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3.adding(seconds: 3600 + 1))
+                == .check, "the check is due first")
+        facts.checks.lastSuccessAt = Self.saturday3.adding(seconds: 3600)
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3.adding(seconds: 3601)) == .update(.longhorn, target: Self.v("v1.8.2")))
+        facts.windows = nil
+        let expires = Self.saturday3.adding(seconds: 20)
+        facts.lock = .heldElsewhere(holder: "ctl2-9f", expires: expires)
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3) == .wait(until: expires, .lockHeld(holder: "ctl2-9f")))
+        facts.lock = .free
+        facts.unfinished = UnfinishedRolloutFacts(id: "r1", target: Self.v("v1.31.4+k3s1"), state: .blocked("node a1 unhealthy"))
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 7200), .blocked(rolloutID: "r1", reason: "node a1 unhealthy")),
+                "a blocked rollout holds every update (until the check after the one at 04:00)")
+        facts.unfinished?.state = .interrupted
+        #expect(AutomationDecider.decide(facts, policy: Self.policy(k3s: .none, longhorn: .minor), now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 7200), .unfinishedNeedsOperator(rolloutID: "r1")),
+                "an unfinished rollout left to an operator holds them too")
+    }
 }

@@ -342,7 +342,8 @@ public struct ControllerConfig: Equatable, Sendable {
     }
 
     /// `automation:`: `checkInterval` (`1h`, `30m`, `1d`), `k3s` (none, patch, minor), and
-    /// `channel` or `k3sVersion` (one of them).
+    /// `channel` or `k3sVersion` (one of them); `longhorn` and `flux` (none, patch, minor), each
+    /// with an optional ceiling `longhornVersion` / `fluxVersion`.
     static func automation(_ fields: ConfigFields) throws(ConfigError) -> AutomationPolicy {
         var policy = AutomationPolicy()
         if let text = try fields.string("checkInterval") {
@@ -377,7 +378,30 @@ public struct ControllerConfig: Equatable, Sendable {
         case (nil, nil):
             break
         }
-        try fields.rejectUnknown(["checkInterval", "k3s", "channel", "k3sVersion"])
+        policy.longhorn = try gitOps(.longhorn, fields)
+        policy.flux = try gitOps(.flux, fields)
+        try fields.rejectUnknown(["checkInterval", "k3s", "channel", "k3sVersion", "longhorn", "longhornVersion", "flux", "fluxVersion"])
+        return policy
+    }
+
+    /// `automation.longhorn` / `automation.flux` and their `…Version` ceiling.
+    static func gitOps(_ component: GitOpsComponent, _ fields: ConfigFields) throws(ConfigError) -> AutomationPolicy.GitOps {
+        var policy = AutomationPolicy.GitOps()
+        let name = component.rawValue
+        if let text = try fields.string(name) {
+            guard let scope = AutomationPolicy.Scope(rawValue: text) else {
+                throw fields.error(name, "must be none (check and tell only), patch (newer patches of the installed minor) or minor "
+                                   + "(also the next minor, one at a time), through the Git repository Flux watches; is \"\(text)\"")
+            }
+            policy.scope = scope
+        }
+        if let text = try fields.string("\(name)Version") {
+            let example = component == .longhorn ? "v1.8.2" : "v2.5.1"
+            guard let version = try? K3sVersion(text), !version.isPreRelease, version.build == nil else {
+                throw fields.error("\(name)Version", "must be a released \(component.title) version such as \(example); is \"\(text)\"")
+            }
+            policy.pinned = version
+        }
         return policy
     }
 

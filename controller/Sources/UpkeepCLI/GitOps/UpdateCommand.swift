@@ -75,31 +75,61 @@ struct Update: AsyncParsableCommand {
         }
         let config = try configOption.load()
         let store = try openStateStore(config)
+        let request = GitOpsRequest(component: component, to: to, longhornTarget: longhornTarget, namespace: parts[0], name: parts[1], repo: repo,
+                                    timeoutSeconds: timeoutSeconds, dryRun: dryRun, confirmed: yes, ignoreWindow: ignoreWindow,
+                                    forceTakeover: forceTakeover)
         let code = try await ClusterSession.with(config) { session in
-            // Flux applies the commit: with its objects suspended it never would.
-            let maintenance: MaintenancePeriod?
-            do {
-                let (cluster, local) = try await session.maintenanceMode(store: store, say: { print($0) }).current()
-                maintenance = cluster ?? local
-            } catch {
-                throw MaintenanceSession.failure(error)
-            }
-            if let maintenance {
-                throw CommandFailure(code: RolloutExitCode.refused,
-                                     message: "refused: maintenance mode is on (\(MaintenanceStatusCommand.headline(maintenance))), so Flux would not "
-                                         + "apply the commit; `upkeep maintenance disable` first; nothing was committed")
-            }
-            let lock = OperationLock(store: store, cluster: try session.clusterLease(store: store),
-                                     configuration: RuntimeConfiguration(forceTakeover: forceTakeover))
-            let update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: parts[0], name: parts[1],
-                                      repoOverride: repo, timeoutSeconds: timeoutSeconds, lock: lock)
-            return try await update.run(dryRun: dryRun, confirmed: yes, windows: config.rollout.maintenanceWindows, ignoreWindow: ignoreWindow) { source in
-                if let longhornTarget { return try await LonghornUpdate.plan(kube: session.kube, target: longhornTarget, source: source) }
-                return try await FluxUpdate.plan(session: session, to: to, source: source)
-            }
+            try await Self.perform(request, session: session, store: store, windows: config.rollout.maintenanceWindows)
         }
         if code != 0 { throw ExitCode(code) }
     }
+
+    /// What `upkeep update` does once its options are read; `upkeep serve` updates through it
+    /// too (the same refusals, lock, commit, wait, revert and record). Returns the exit code.
+    static func perform(_ request: GitOpsRequest, session: ClusterSession, store: StateStore, windows: [MaintenanceWindow]?) async throws -> Int32 {
+        // Flux applies the commit: with its objects suspended it never would.
+        let maintenance: MaintenancePeriod?
+        do {
+            let (cluster, local) = try await session.maintenanceMode(store: store, say: { print($0) }).current()
+            maintenance = cluster ?? local
+        } catch {
+            throw MaintenanceSession.failure(error)
+        }
+        if let maintenance {
+            throw CommandFailure(code: RolloutExitCode.refused,
+                                 message: "refused: maintenance mode is on (\(MaintenanceStatusCommand.headline(maintenance))), so Flux would not "
+                                     + "apply the commit; `upkeep maintenance disable` first; nothing was committed")
+        }
+        let lock = OperationLock(store: store, cluster: try session.clusterLease(store: store),
+                                 configuration: RuntimeConfiguration(forceTakeover: request.forceTakeover))
+        var update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: request.namespace,
+                                  name: request.name, repoOverride: request.repo, timeoutSeconds: request.timeoutSeconds, lock: lock)
+        update.initiator = request.initiator
+        return try await update.run(dryRun: request.dryRun, confirmed: request.confirmed, windows: windows, ignoreWindow: request.ignoreWindow) { source in
+            if let target = request.longhornTarget { return try await LonghornUpdate.plan(kube: session.kube, target: target, source: source) }
+            return try await FluxUpdate.plan(session: session, to: request.to, source: source)
+        }
+    }
+}
+
+/// One `upkeep update`, as its options or `upkeep serve`'s policy give it.
+struct GitOpsRequest: Sendable {
+    /// `longhorn` or `flux`.
+    var component: String
+    var to: String
+    /// Set for Longhorn (its parsed `to`).
+    var longhornTarget: LonghornVersion?
+    /// Flux's GitRepository to follow.
+    var namespace = "flux-system"
+    var name = "flux-system"
+    var repo: String? = nil
+    var timeoutSeconds = 900
+    var dryRun = false
+    var confirmed = false
+    var ignoreWindow = false
+    var forceTakeover = false
+    /// Who started it, recorded with the update (`history --updates`).
+    var initiator = Initiator.current()
 }
 
 /// One component's change through Git, made by its planner before anything is cloned.
@@ -191,6 +221,9 @@ struct GitOpsUpdate {
     /// Who started it, recorded with the update.
     var initiator = Initiator.current()
     static let pollSeconds = 1.0
+    /// How a record's message begins when nothing reached the repository (`serve` retries those).
+    static let notPushedPrefix = "not pushed: "
+    static let pushFailedPrefix = "the push failed: "
 
     func say(_ line: String) {
         fflush(nil)  // what `print` buffered comes first
@@ -269,13 +302,13 @@ struct GitOpsUpdate {
         try storeCall { try store.saveComponentUpdate(record) }
         try storeCall { try store.recordOperation(OperationStamp(.update, by: initiator), subject: record.id, now: record.startedAt) }
         if let lost = lostLock() {
-            finish(.failed, "not pushed: \(lost)")
+            finish(.failed, "\(Self.notPushedPrefix)\(lost)")
             throw CommandFailure(code: RolloutExitCode.leaseHeld, message: "\(lost); nothing was pushed")
         }
         do {
             try await git(["-C", workspace, "push", "-q", "origin", "HEAD:\(branch)"], what: "push to \(url)")
         } catch {
-            finish(.failed, "the push failed: \(error)")
+            finish(.failed, "\(Self.pushFailedPrefix)\(error)")
             throw error
         }
         say("pushed \(commit.prefix(12)) to \(branch); waiting for Flux (at most \(timeoutSeconds) s)")

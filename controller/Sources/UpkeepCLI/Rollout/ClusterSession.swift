@@ -126,13 +126,13 @@ final class ClusterSession: Sendable {
         }
     }
 
-    /// Released k3s versions (pre-releases on request), newest first.
-    func availableVersions(includePreReleases: Bool, oldestInstalled: K3sVersion?) async throws -> [K3sVersion] {
+    /// Released versions of `component` (k3s unless said; pre-releases on request), newest first.
+    func availableVersions(of component: Component = .k3s, includePreReleases: Bool, oldestInstalled: K3sVersion?) async throws -> [K3sVersion] {
         do {
-            let list = try await source.releases(of: .k3s, oldestInstalled: oldestInstalled)
+            let list = try await source.releases(of: component, oldestInstalled: oldestInstalled)
             return list.releases.filter { !$0.draft && (includePreReleases || !$0.prerelease) }.map(\.version).sorted(by: >)
         } catch {
-            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read k3s releases from \(source): \(error)")
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read \(component.rawValue) releases from \(source): \(error)")
         }
     }
 

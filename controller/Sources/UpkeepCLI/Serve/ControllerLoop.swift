@@ -18,6 +18,8 @@ enum ServeLimit: String, CaseIterable, Hashable, Sendable {
     case checkFailed = "check_failed"
     /// A rollout serve started or resumed ended other than done (failed, blocked, refused).
     case rolloutNotDone = "rollout_not_done"
+    /// A Longhorn or Flux update serve started ended other than done (reverted, failed, refused).
+    case updateNotDone = "update_not_done"
     /// The state database could not be read to decide.
     case stateUnreadable = "state_unreadable"
 }
@@ -26,7 +28,9 @@ enum ServeLimit: String, CaseIterable, Hashable, Sendable {
 /// unfinished rollout, history and lease, the windows), asks `AutomationDecider`, and does what
 /// it says: a check (CheckRun, ETag-cheap, `update.available` once per version), a rollout
 /// (`Apply.applyPlanned`, the code path of `upkeep apply`: same engine, persistence, lock and
-/// notifications), a resume (`Resume.carryOn`, as `upkeep resume`), or a bounded sleep.
+/// notifications), a resume (`Resume.carryOn`, as `upkeep resume`), a Longhorn or Flux update
+/// (`Update.perform`, the code path of `upkeep update`: same commit, lock and record), or a
+/// bounded sleep.
 /// Every decision is published on `board` for `/v1/status`.
 actor ControllerLoop {
     let config: ControllerConfig
@@ -54,12 +58,13 @@ actor ControllerLoop {
         self.store = store
         self.board = board
         initiator = .serve(user: Initiator.current().user, host: RuntimeConfiguration.hostName(), policy: policy.description)
-        limits = LimitLog(logger: logger)
+        limits = LimitLog(logger: logger, counted: { [board] limit in board.counted(limit) })
     }
 
     /// Decides and acts until the task is cancelled.
     func run() async {
-        say("controller loop: \(policy), checks every \(policy.checkIntervalSeconds) s"
+        let gitOps = GitOpsComponent.allCases.filter { policy[$0].scope != .none }.map { policy.description(of: $0) }
+        say("controller loop: \(([policy.description] + gitOps).joined(separator: ", ")), checks every \(policy.checkIntervalSeconds) s"
             + (config.rollout.maintenanceWindows.map { ", windows \($0.listed)" } ?? ", no maintenance windows (any time)"))
         while !Task.isCancelled {
             await step()
@@ -102,6 +107,19 @@ actor ControllerLoop {
                 try await Resume.carryOn(session: session, store: self.store, id: id, forceTakeover: false, ignoreWindow: false,
                                          initiator: self.initiator)
             }
+        case .update(let component, let target):
+            lastWait = nil
+            let what = "\(component.rawValue) update to \(target)"
+            say("updating \(component.title) to \(target) through Git (\(policy.description(of: component)))")
+            board.driving(what)
+            var made = GitOpsRequest(component: component.rawValue, to: target.description, confirmed: true)
+            made.longhornTarget = component == .longhorn ? LonghornVersion(target.description) : nil
+            made.initiator = .serve(user: initiator.user, host: initiator.host, policy: policy.description(of: component))
+            let request = made
+            let windows = config.rollout.maintenanceWindows
+            await drive(what, limit: .updateNotDone) { session in
+                try await Update.perform(request, session: session, store: self.store, windows: windows)
+            }
         case .wait(let until, let reason):
             if reason != lastWait {
                 say("waiting until \(until.utcDescription): \(reason)")
@@ -128,7 +146,24 @@ actor ControllerLoop {
             }
         }
         return AutomationFacts(checks: checks, seen: seen, unfinished: unfinished, lock: lock, windows: config.rollout.maintenanceWindows,
-                               failedTargets: failed)
+                               failedTargets: failed, failedUpdates: Self.failedUpdates(try store.componentUpdates(limit: Self.historyRead)))
+    }
+
+    /// Longhorn and Flux versions whose update reached the repository and failed (reverted, or
+    /// the revert not through), newest record first. One that never got pushed changed nothing
+    /// and is not held against its version: such a start backs off as a refused one does.
+    static func failedUpdates(_ records: [ComponentUpdateRecord]) -> [GitOpsTarget: String] {
+        var failed: [GitOpsTarget: String] = [:]
+        for record in records {
+            guard record.outcome == .reverted || record.outcome == .failed, let component = GitOpsComponent(rawValue: record.component),
+                  let version = try? K3sVersion(record.to) else { continue }
+            if record.outcome == .failed, record.message.hasPrefix(GitOpsUpdate.notPushedPrefix) || record.message.hasPrefix(GitOpsUpdate.pushFailedPrefix) {
+                continue
+            }
+            let key = GitOpsTarget(component: component, version: version)
+            if failed[key] == nil { failed[key] = record.id }
+        }
+        return failed
     }
 
     /// The cluster Lease when another controller holds it live (`kube-system/upkeep`, read with a
@@ -154,7 +189,8 @@ actor ControllerLoop {
         let now = { Instant.wallClockNow() }
         do {
             let options = try CheckOptions.parse(["--channel", channel])
-            let result = await CheckRun(config: config, options: options, components: [.k3s], format: .table, notifications: store, echo: false).run()
+            let result = await CheckRun(config: config, options: options, components: [.k3s, .longhorn, .flux], format: .table, notifications: store,
+                                        echo: false).run()
             guard let report = result.report, let k3s = report.components.first(where: { $0.component == .k3s }) else {
                 throw ServeCheckError(result.failure ?? "the check gave no k3s report")
             }
@@ -166,10 +202,25 @@ actor ControllerLoop {
                 guard let target = k3s.target else { throw ServeCheckError("the channel server names no version for channel \(name)") }
                 goal = target
             }
-            let releases = try await ClusterSession.with(config) { session in
-                try await session.availableVersions(includePreReleases: false, oldestInstalled: installed)
+            // Longhorn and Flux where installed and their version read exactly (Flux's inferred
+            // from images tells no patch): the releases to step through.
+            let gitOps: [(GitOpsComponent, Component)] = [(.longhorn, .longhorn), (.flux, .flux)]
+            let read = gitOps.compactMap { component, name -> (GitOpsComponent, Component, K3sVersion)? in
+                guard let installed = report.component(name)?.installed, installed.state == .installed, installed.exact,
+                      let version = installed.version else { return nil }
+                return (component, name, version)
             }
-            seen = SeenVersions(installed: installed, releases: releases, goal: goal)
+            let policy = self.policy
+            let (releases, components) = try await ClusterSession.with(config) { session in
+                let k3s = try await session.availableVersions(includePreReleases: false, oldestInstalled: installed)
+                var seen: [GitOpsComponent: SeenComponent] = [:]
+                for (component, name, version) in read where policy[component].scope != .none {
+                    seen[component] = SeenComponent(installed: version,
+                                                    releases: try await session.availableVersions(of: name, includePreReleases: false, oldestInstalled: version))
+                }
+                return (k3s, seen)
+            }
+            seen = SeenVersions(installed: installed, releases: releases, goal: goal, gitOps: components)
             if checks.failures > 0 { say("update check works again after \(checks.failures) failure\(checks.failures == 1 ? "" : "s")") }
             checks = CheckHistoryFacts(lastSuccessAt: now())
             board.checked(ok: true, seen: seen, checks: checks)
@@ -186,19 +237,20 @@ actor ControllerLoop {
 
     /// Runs a rollout or a resume to its end (as the command would), then decides afresh: a
     /// check comes first, since the cluster's versions changed.
-    private func drive(_ what: String, _ body: @Sendable @escaping (ClusterSession) async throws -> Int32) async {
+    private func drive(_ what: String, limit: ServeLimit = .rolloutNotDone, _ body: @Sendable @escaping (ClusterSession) async throws -> Int32) async {
         let code: Int32
         do {
             code = try await ClusterSession.with(config, body)
         } catch let failure as CommandFailure {
             code = failure.code
-            limits.record(.rolloutNotDone, "serve: \(what): \(failure.message) (exit \(failure.code))")
+            limits.record(limit, "serve: \(what): \(failure.message) (exit \(failure.code))")
         } catch {
             code = RolloutExitCode.state
-            limits.record(.rolloutNotDone, "serve: \(what): \(error)")
+            limits.record(limit, "serve: \(what): \(error)")
         }
         if code != RolloutExitCode.done {
-            limits.record(.rolloutNotDone, "serve: \(what) ended with exit code \(code) (`upkeep status` shows where it is)")
+            let shows = limit == .updateNotDone ? "`upkeep history --updates`" : "`upkeep status`"
+            limits.record(limit, "serve: \(what) ended with exit code \(code) (\(shows) shows where it is)")
         } else {
             say("\(what): done")
         }

@@ -11,8 +11,10 @@ final class ServeBoard: Sendable {
     struct State: Codable, Equatable, Sendable {
         /// `automation.k3s: minor (channel stable)`.
         var policy: String
+        /// `automation.longhorn: minor`, `automation.flux: none`, … (what serve may update through Git).
+        var updatePolicies: [String]
         var checkIntervalSeconds: Int
-        /// `check`, `start`, `resume` or `wait`.
+        /// `check`, `start`, `resume`, `update` or `wait`.
         var decision = "check"
         /// While waiting: `WaitReason.code` (`up-to-date`, `outside-windows`, `lock-held`, …).
         var reason: String?
@@ -25,18 +27,26 @@ final class ServeBoard: Sendable {
         /// The oldest node's k3s at the last good check, and the channel's (or pinned) version.
         var installed: String?
         var goal: String?
+        /// Longhorn's and Flux's versions at the last good check, where serve may update them.
+        var longhornInstalled: String?
+        var fluxInstalled: String?
         /// The rollout serve drives now.
         var driving: String?
         var checksTotal = 0
         var checksFailedTotal = 0
         var rolloutsStartedTotal = 0
         var rolloutsResumedTotal = 0
+        var longhornUpdatesTotal = 0
+        var fluxUpdatesTotal = 0
+        /// `ServeLimit` raw value → times reached since serve started.
+        var limitsTotal: [String: Int] = [:]
     }
 
     private let state: Mutex<State>
 
     init(policy: AutomationPolicy) {
-        state = Mutex(State(policy: policy.description, checkIntervalSeconds: policy.checkIntervalSeconds))
+        state = Mutex(State(policy: policy.description, updatePolicies: GitOpsComponent.allCases.map { policy.description(of: $0) },
+                            checkIntervalSeconds: policy.checkIntervalSeconds))
     }
 
     var current: State { state.withLock { $0 } }
@@ -56,6 +66,13 @@ final class ServeBoard: Sendable {
                 state.decision = "resume"
                 state.detail = "rollout \(id)"
                 state.rolloutsResumedTotal += 1
+            case .update(let component, let target):
+                state.decision = "update"
+                state.detail = "\(component.rawValue) update to \(target)"
+                switch component {
+                case .longhorn: state.longhornUpdatesTotal += 1
+                case .flux: state.fluxUpdatesTotal += 1
+                }
             case .wait(let until, let reason):
                 state.decision = "wait"
                 state.reason = reason.code
@@ -74,7 +91,14 @@ final class ServeBoard: Sendable {
             if let at = checks.lastSuccessAt { state.lastCheckAt = at.utcDescription }
             state.installed = seen?.installed.description
             state.goal = seen?.goal.description
+            state.longhornInstalled = seen?.gitOps[.longhorn]?.installed.description
+            state.fluxInstalled = seen?.gitOps[.flux]?.installed.description
         }
+    }
+
+    /// A bound or failure of the loop reached (its log line may have been held back).
+    func counted(_ limit: ServeLimit) {
+        state.withLock { $0.limitsTotal[limit.rawValue, default: 0] += 1 }
     }
 
     func driving(_ what: String?) {
@@ -105,6 +129,10 @@ final class ServeBoard: Sendable {
                [("", state.checkFailures)])
         metric("upkeep_serve_rollouts_total", "counter", "Rollouts upkeep serve started (start) or carried on (resume) by its policy.",
                [("{how=\"start\"}", state.rolloutsStartedTotal), ("{how=\"resume\"}", state.rolloutsResumedTotal)])
+        metric("upkeep_serve_updates_total", "counter", "Longhorn and Flux updates upkeep serve started through Git by its policy.",
+               [("{component=\"longhorn\"}", state.longhornUpdatesTotal), ("{component=\"flux\"}", state.fluxUpdatesTotal)])
+        metric("upkeep_serve_limits_total", "counter", "Failures and bounds of upkeep serve's loop reached (each logged at most once a minute).",
+               ServeLimit.allCases.map { ("{limit=\"\($0.rawValue)\"}", state.limitsTotal[$0.rawValue] ?? 0) })
         let reasons = ["up-to-date", "not-allowed-by-policy", "no-release", "cluster-ahead", "failed-before", "lock-held", "outside-windows",
                        "blocked", "unfinished", "check-failing", "start-refused"]
         metric("upkeep_serve_waiting", "gauge", "1 for the reason upkeep serve is waiting now (none while it checks or drives a rollout).",

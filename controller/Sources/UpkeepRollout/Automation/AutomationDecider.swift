@@ -1,8 +1,8 @@
 import UpkeepCore
 
 /// What `upkeep serve` should do next, decided from what it knows: the automation policy, the
-/// last update check, the cluster's versions, the releases, an unfinished rollout, the lock and
-/// the maintenance windows. Pure: it reads no clock, no network, no database; `now` and every
+/// last update check, the cluster's versions (k3s, Longhorn, Flux), the releases, an unfinished
+/// rollout, the lock and the maintenance windows. Pure: it reads no clock, no network, no database; `now` and every
 /// fact are handed in, so each rule is a unit test. The loop in `serve` gathers the facts,
 /// asks, acts, and asks again (kured's `Checker`/`Lock` split: no I/O in policy).
 ///
@@ -17,7 +17,13 @@ import UpkeepCore
 ///    minor at its newest release; never two minors at once (as the planner and k3s require:
 ///    https://docs.k3s.io/upgrades/manual), never down. A target whose serve-started rollout
 ///    failed is not tried again on its own.
-/// 4. It starts only inside a maintenance window and while nobody else holds the lock.
+/// 4. When k3s has no step to take, Longhorn's, then Flux's (`automation.longhorn`,
+///    `automation.flux`): one step through the Git repository Flux watches, as `upkeep update`
+///    makes it. One thing at a time, in the order k3s, Longhorn, Flux (docs/serve.md, "Order"):
+///    a component that is up to date, not allowed, or whose step failed before does not hold the
+///    next one back; an unfinished rollout (rule 1), the lock and a closed window hold them all,
+///    so a rollout and an update never run at once.
+/// 5. It starts only inside a maintenance window and while nobody else holds the lock.
 public enum AutomationDecider {
     /// First retry of a failed check; doubled per further failure, up to the check interval.
     public static let checkBackoffSecondsInitial = 30
@@ -32,30 +38,104 @@ public enum AutomationDecider {
             // Checks failed so far: nothing known to act on.
             return .wait(until: nextCheck, .checkFailing(failures: facts.checks.failures, lastError: facts.checks.lastError))
         }
-        let choice = target(installed: seen.installed, releases: seen.releases, goal: seen.goal, scope: policy.k3s)
-        let target: K3sVersion
-        switch choice {
-        case .upToDate:
-            return .wait(until: nextCheck, .upToDate(seen.installed))
-        case .notAllowed(let available):
-            return .wait(until: nextCheck, .notAllowedByPolicy(available: available, policy: policy.k3s))
-        case .missingMinor(let line):
-            return .wait(until: nextCheck, .noReleaseOf(line))
-        case .ahead(let goal):
-            return .wait(until: nextCheck, .clusterAhead(installed: seen.installed, goal: goal))
-        case .step(let version):
-            target = version
+        // The first component, in order, with a step to take; else why none has.
+        var holds: [WaitReason] = []
+        var due: AutomationDecision?
+        switch k3sStep(seen, facts: facts, policy: policy) {
+        case .take(let target): due = .start(target: target)
+        case .hold(let reason): holds.append(reason)
         }
-        if let failed = facts.failedTargets[target] {
-            return .wait(until: nextCheck, .failedBefore(target: target, rolloutID: failed))
+        for component in GitOpsComponent.allCases where due == nil {
+            guard let installed = seen.gitOps[component] else { continue }  // not installed, or its version unread
+            switch gitOpsStep(component, installed, facts: facts, policy: policy) {
+            case .take(let target): due = .update(component, target: target)
+            case .hold(let reason): holds.append(reason)
+            case nil: break
+            }
+        }
+        guard let due else {
+            // Up to date unless something newer waits: the first component's that does.
+            return .wait(until: nextCheck, holds.first { if case .upToDate = $0 { false } else { true } } ?? holds[0])
         }
         if case .heldElsewhere(let holder, let expires) = facts.lock {
             return .wait(until: min(nextCheck, expires ?? nextCheck), .lockHeld(holder: holder))
         }
         if let windows = facts.windows, !windows.isOpen(at: now) {
-            return .wait(until: min(nextCheck, windows.nextOpen(atOrAfter: now)), .outsideWindows(target: target))
+            let reason: WaitReason = switch due {
+            case .update(let component, let target): .outsideWindowsToUpdate(component, target: target)
+            case .start(let target): .outsideWindows(target: target)
+            case .check, .resume, .wait: preconditionFailure("only a start or an update is due here")
+            }
+            return .wait(until: min(nextCheck, windows.nextOpen(atOrAfter: now)), reason)
         }
-        return .start(target: target)
+        return due
+    }
+
+    /// A step to take now, or why not.
+    enum Step {
+        case take(K3sVersion)
+        case hold(WaitReason)
+    }
+
+    private static func k3sStep(_ seen: SeenVersions, facts: AutomationFacts, policy: AutomationPolicy) -> Step {
+        switch target(installed: seen.installed, releases: seen.releases, goal: seen.goal, scope: policy.k3s) {
+        case .upToDate:
+            return .hold(.upToDate(seen.installed))
+        case .notAllowed(let available):
+            return .hold(.notAllowedByPolicy(available: available, policy: policy.k3s))
+        case .missingMinor(let line):
+            return .hold(.noReleaseOf(line))
+        case .ahead(let goal):
+            return .hold(.clusterAhead(installed: seen.installed, goal: goal))
+        case .step(let version):
+            if let failed = facts.failedTargets[version] { return .hold(.failedBefore(target: version, rolloutID: failed)) }
+            return .take(version)
+        }
+    }
+
+    /// Nil when the component is up to date: it says nothing about waiting.
+    private static func gitOpsStep(_ component: GitOpsComponent, _ seen: SeenComponent, facts: AutomationFacts,
+                                   policy: AutomationPolicy) -> Step? {
+        let scope = policy[component]
+        switch gitOpsTarget(installed: seen.installed, releases: seen.releases, pinned: scope.pinned, scope: scope.scope) {
+        case .upToDate:
+            return nil
+        case .notAllowed(let available):
+            return .hold(.updateNotAllowed(component, available: available, policy: scope.scope))
+        case .missingMinor(let line):
+            return .hold(.updateNoRelease(component, line))
+        case .ahead(let pin):
+            return .hold(.updateAhead(component, installed: seen.installed, pinned: pin))
+        case .step(let version):
+            let key = GitOpsTarget(component: component, version: version)
+            if let failed = facts.failedUpdates[key] { return .hold(.updateFailedBefore(component, target: version, updateID: failed)) }
+            return .take(version)
+        }
+    }
+
+    /// One step of `scope` for Longhorn or Flux from `installed`, among `releases` (pre-releases
+    /// are never a step), within the installed major and never past `pinned`: `patch` is the
+    /// newest release of the installed minor; `minor` the newest of the next minor, else the
+    /// newest of the installed one. Never down, never two minors at once: Longhorn upgrades one
+    /// minor at a time (https://longhorn.io/docs/latest/deploy/upgrade/), and Flux's change
+    /// is kept as small (https://fluxcd.io/flux/installation/upgrade/).
+    public static func gitOpsTarget(installed: K3sVersion, releases: [K3sVersion], pinned: K3sVersion?, scope: AutomationPolicy.Scope) -> TargetChoice {
+        if let pinned, pinned <= installed { return pinned == installed ? .upToDate : .ahead(goal: pinned) }
+        let newer = releases.filter { release in
+            !release.isPreRelease && release.major == installed.major && release > installed && pinned.map { release <= $0 } ?? true
+        }
+        guard let newest = newer.max() else { return .upToDate }
+        let sameMinor = newer.filter { $0.minorLine == installed.minorLine }.max()
+        switch scope {
+        case .none:
+            return .notAllowed(available: newest)
+        case .patch:
+            return sameMinor.map { .step($0) } ?? .notAllowed(available: newest)
+        case .minor:
+            let next = installed.minorLine.next
+            if let step = newer.filter({ $0.minorLine == next }).max() ?? sameMinor { return .step(step) }
+            return .missingMinor(next)
+        }
     }
 
     /// When the next check is due: now when none was made, the interval after the last good
@@ -136,15 +216,30 @@ public struct AutomationFacts: Equatable, Sendable {
     public var windows: [MaintenanceWindow]?
     /// Targets of rollouts serve started that failed or were rolled back, with the rollout's id.
     public var failedTargets: [K3sVersion: String]
+    /// Longhorn and Flux versions whose update failed or was reverted, with the update's id.
+    public var failedUpdates: [GitOpsTarget: String]
 
     public init(checks: CheckHistoryFacts = CheckHistoryFacts(), seen: SeenVersions? = nil, unfinished: UnfinishedRolloutFacts? = nil,
-                lock: LockFacts = .free, windows: [MaintenanceWindow]? = nil, failedTargets: [K3sVersion: String] = [:]) {
+                lock: LockFacts = .free, windows: [MaintenanceWindow]? = nil, failedTargets: [K3sVersion: String] = [:],
+                failedUpdates: [GitOpsTarget: String] = [:]) {
         self.checks = checks
         self.seen = seen
         self.unfinished = unfinished
         self.lock = lock
         self.windows = windows
         self.failedTargets = failedTargets
+        self.failedUpdates = failedUpdates
+    }
+}
+
+/// One version of Longhorn or Flux, as a target of an update.
+public struct GitOpsTarget: Hashable, Sendable {
+    public var component: GitOpsComponent
+    public var version: K3sVersion
+
+    public init(component: GitOpsComponent, version: K3sVersion) {
+        self.component = component
+        self.version = version
     }
 }
 
@@ -171,11 +266,26 @@ public struct SeenVersions: Equatable, Sendable {
     public var releases: [K3sVersion]
     /// The channel's version or the pinned one.
     public var goal: K3sVersion
+    /// Longhorn and Flux where installed and their version read.
+    public var gitOps: [GitOpsComponent: SeenComponent]
 
-    public init(installed: K3sVersion, releases: [K3sVersion], goal: K3sVersion) {
+    public init(installed: K3sVersion, releases: [K3sVersion], goal: K3sVersion, gitOps: [GitOpsComponent: SeenComponent] = [:]) {
         self.installed = installed
         self.releases = releases
         self.goal = goal
+        self.gitOps = gitOps
+    }
+}
+
+/// Longhorn's or Flux's version and releases, as the last good check read them.
+public struct SeenComponent: Equatable, Sendable {
+    public var installed: K3sVersion
+    /// Its released versions (pre-releases are left out by the decider).
+    public var releases: [K3sVersion]
+
+    public init(installed: K3sVersion, releases: [K3sVersion]) {
+        self.installed = installed
+        self.releases = releases
     }
 }
 
@@ -215,6 +325,8 @@ public enum AutomationDecision: Equatable, Sendable {
     case start(target: K3sVersion)
     /// Carry this rollout on, as `upkeep resume` would.
     case resume(rolloutID: String)
+    /// Update Longhorn or Flux to this version through Git, as `upkeep update --component C --to V` would.
+    case update(GitOpsComponent, target: K3sVersion)
     /// Nothing until then (or until something changes), for this reason.
     case wait(until: Instant, WaitReason)
 }
@@ -232,17 +344,22 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
     case blocked(rolloutID: String, reason: String)
     case unfinishedNeedsOperator(rolloutID: String)
     case checkFailing(failures: Int, lastError: String?)
+    case updateNotAllowed(GitOpsComponent, available: K3sVersion, policy: AutomationPolicy.Scope)
+    case updateNoRelease(GitOpsComponent, MinorLine)
+    case updateAhead(GitOpsComponent, installed: K3sVersion, pinned: K3sVersion)
+    case updateFailedBefore(GitOpsComponent, target: K3sVersion, updateID: String)
+    case outsideWindowsToUpdate(GitOpsComponent, target: K3sVersion)
 
     /// A short stable name for logs, metrics and JSON.
     public var code: String {
         switch self {
         case .upToDate: "up-to-date"
-        case .notAllowedByPolicy: "not-allowed-by-policy"
-        case .noReleaseOf: "no-release"
-        case .clusterAhead: "cluster-ahead"
-        case .failedBefore: "failed-before"
+        case .notAllowedByPolicy, .updateNotAllowed: "not-allowed-by-policy"
+        case .noReleaseOf, .updateNoRelease: "no-release"
+        case .clusterAhead, .updateAhead: "cluster-ahead"
+        case .failedBefore, .updateFailedBefore: "failed-before"
         case .lockHeld: "lock-held"
-        case .outsideWindows, .outsideWindowsToResume: "outside-windows"
+        case .outsideWindows, .outsideWindowsToResume, .outsideWindowsToUpdate: "outside-windows"
         case .blocked: "blocked"
         case .unfinishedNeedsOperator: "unfinished"
         case .checkFailing: "check-failing"
@@ -265,6 +382,18 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
         case .unfinishedNeedsOperator(let id): "rollout \(id) has not finished; automation.k3s: none leaves it to `upkeep resume`"
         case .checkFailing(let failures, let error):
             "the update check failed \(failures) time\(failures == 1 ? "" : "s")" + (error.map { ": \($0)" } ?? "")
+        case .updateNotAllowed(let component, let available, let policy):
+            "\(component.title) \(available) is available; automation.\(component.rawValue): \(policy.rawValue) does not start it "
+                + "(`upkeep update --component \(component.rawValue) --to V` does, one minor at a time for Longhorn)"
+        case .updateNoRelease(let component, let line):
+            "no release of \(component.title) \(line) was found; an update cannot skip a minor"
+        case .updateAhead(let component, let installed, let pinned):
+            "\(component.title) runs \(installed), newer than automation.\(component.rawValue)Version \(pinned); Upkeep never downgrades"
+        case .updateFailedBefore(let component, let target, let id):
+            "update \(id) of \(component.title) to \(target) failed; serve does not try it again "
+                + "(`upkeep update --component \(component.rawValue) --to \(target)` does, once the cause is fixed)"
+        case .outsideWindowsToUpdate(let component, let target):
+            "\(component.title) \(target) waits for a maintenance window"
         }
     }
 }
