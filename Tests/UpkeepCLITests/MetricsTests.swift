@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import UpkeepCLI
 import UpkeepRollout
 import UpkeepStore
 import UpkeepTestSupport
@@ -20,6 +21,11 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
     }
 
     /// `upkeep metrics` over two recorded rollouts (one completed, one rolled back), a backup and a check.
+    /// What `upkeep serve` adds with `automation:` (its loop's metrics, docs/serve.md).
+    static var serveMetrics: Set<String> {
+        metricNames(ServeBoard(policy: AutomationPolicy(k3s: .minor)).exposition())
+    }
+
     static func exposition(_ directory: TemporaryDirectory) throws -> String {
         let config = try HistoryStatusCommandTests.recordedState(directory)
         let store = try StateStore(stateDirectory: directory.file("state"))
@@ -180,13 +186,13 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
     @Test func theAlertRulesLoadAndFireOnTheSeriesTheirTestsGive() throws {
         let promtool = try Self.promtool()
         let check = try runProcess(promtool, ["check", "rules", "\(deployDirectory)/prometheus/upkeep-rules.yaml"])
-        #expect(check.status == 0 && check.output.contains("SUCCESS: 13 rules found"), "\(check.output)\(check.error)")
+        #expect(check.status == 0 && check.output.contains("SUCCESS: 18 rules found"), "\(check.output)\(check.error)")
         // Days of series at a 1 m evaluation interval: seconds of CPU, longer on a loaded machine.
         let test = try runProcess(promtool, ["test", "rules", "\(deployDirectory)/prometheus/upkeep-rules.test.yaml"], timeoutSeconds: 120)
         #expect(test.status == 0 && test.output.contains("SUCCESS"), "\(test.output)\(test.error)")
         // Every metric the rules use is one Upkeep exports.
         let directory = try TemporaryDirectory()
-        let exported = Self.metricNames(try Self.exposition(directory)).union(["up"])
+        let exported = Self.metricNames(try Self.exposition(directory)).union(Self.serveMetrics).union(["up"])
         let rules = try String(contentsOfFile: "\(deployDirectory)/prometheus/upkeep-rules.yaml", encoding: .utf8)
         let used = Self.referencedMetrics(rules.split(separator: "\n").filter { $0.contains("expr:") }.joined(separator: "\n"))
         #expect(!used.isEmpty && used.isSubset(of: exported), "unknown metrics in the rules: \(used.subtracting(exported).sorted())")
@@ -200,7 +206,7 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         let expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
         #expect(expressions.count >= panels.count)
         let directory = try TemporaryDirectory()
-        let exported = Self.metricNames(try Self.exposition(directory))
+        let exported = Self.metricNames(try Self.exposition(directory)).union(Self.serveMetrics)
         let used = Self.referencedMetrics(expressions.joined(separator: "\n"))
         #expect(used.count >= 12 && used.isSubset(of: exported), "unknown metrics in the dashboard: \(used.subtracting(exported).sorted())")
     }
