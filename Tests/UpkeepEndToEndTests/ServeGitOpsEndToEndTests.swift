@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UpkeepNotifyTestSupport
 import UpkeepProcess
 import UpkeepStore
 
@@ -7,25 +8,24 @@ import UpkeepStore
 /// Flux follows, by the path `upkeep update` takes: with `longhorn: none` it checks and commits
 /// nothing; with `longhorn: minor`, `flux: minor` and an always-open window it commits Longhorn's
 /// next minor, then Flux's (the order docs/serve.md states; git log as the witness), Flux applies
-/// both (kubectl), and history records each as started by serve with its policy.
+/// both (kubectl), and history records each as started by serve with its policy. Across both
+/// serves and all their checks, `update.available` is told once per component and version.
 @Suite(.serialized, .timeLimit(.minutes(4)))
 struct ServeGitOpsEndToEndTests {
     static let window = "maintenance: {windows: [\"daily 00:00-24:00\"]}\n"
-
-    /// The sandbox's configuration with `extra` appended, written as `DIR/name`.
-    static func config(_ sandbox: EndToEndSandbox, _ name: String, extra: String) throws -> String {
-        let path = "\(sandbox.directory)/\(name)"
-        try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\n" + extra).write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
+    static let key = "e2e-serve-gitops-key-5d1e"
 
     @Test func serveUpdatesLonghornThenFluxThroughGitByPolicyAndNothingWithNone() async throws {
+        let receiver = try await WebhookReceiver.start()
         try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            let config = { (name: String, extra: String) in
+                try sandbox.configWithWebhook(name, url: receiver.url("/upkeep"), key: Self.key, events: ["update.available"], extra: extra)
+            }
             let gitOps = GitOpsEndToEndTests()
             let seeded = try await gitOps.log(sandbox)
 
             // none: serve checks and decides, and commits nothing.
-            let none = try Self.config(sandbox, "upkeep-none.yaml", extra: "automation: {checkInterval: 1h, k3s: none, longhorn: none}\n" + Self.window)
+            let none = try config("upkeep-none.yaml", "automation: {checkInterval: 1h, k3s: none, longhorn: none}\n" + Self.window)
             let quiet = try sandbox.start(["serve", "--listen", "127.0.0.1:0"], config: none)
             let quietPort = try await ServeEndToEndTests.port(quiet)
             var state: [String: Any] = [:]
@@ -41,8 +41,7 @@ struct ServeGitOpsEndToEndTests {
             #expect(try await gitOps.longhornVersion(sandbox) == "v1.7.2")
 
             // minor: Longhorn v1.7.2 → v1.8.0 (v1.9 has only a release candidate), then Flux v2.4.0 → v2.5.1.
-            let minor = try Self.config(sandbox, "upkeep-minor.yaml",
-                                        extra: "automation: {checkInterval: 1h, k3s: none, longhorn: minor, flux: minor}\n" + Self.window)
+            let minor = try config("upkeep-minor.yaml", "automation: {checkInterval: 1h, k3s: none, longhorn: minor, flux: minor}\n" + Self.window)
             let serve = try sandbox.start(["serve", "--listen", "127.0.0.1:0"], config: minor)
             let port = try await ServeEndToEndTests.port(serve)
             _ = try await serve.waitForLine("Flux's update done", timeoutSeconds: 150) { $0.contains("flux update to v2.5.1: done") }
@@ -75,6 +74,17 @@ struct ServeGitOpsEndToEndTests {
             #expect(try await gitOps.log(sandbox).count == log.count)
             kill(serve.pid, SIGTERM)
             #expect(await serve.exitCode(timeoutSeconds: 30) == 0, "\(serve.output)")
+
+            // Told once per component and version, though two serves checked several times.
+            let told = await receiver.wait(for: 3, timeoutSeconds: 30)
+            let available = told.map { request -> String in
+                let details = request.json?["details"] as? [String: String]
+                return "\(request.json?["event"] as? String ?? "?") \(details?["component"] ?? "?") \(details?["available"] ?? "?")"
+            }
+            #expect(available.count == 3 && Set(available) == ["update.available k3s \(ServeEndToEndTests.stable)",
+                                                               "update.available longhorn v1.8.0", "update.available flux v2.5.1"],
+                    "\(available)")
         }
+        await receiver.close()
     }
 }

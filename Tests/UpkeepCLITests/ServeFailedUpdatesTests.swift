@@ -1,0 +1,29 @@
+import Testing
+@testable import UpkeepCLI
+import UpkeepCore
+import UpkeepRollout
+import UpkeepStore
+
+/// Which Longhorn and Flux versions serve holds against (`failed-before`): those whose update
+/// reached the repository and failed; not those that never did (docs/serve.md, rule 4).
+@Suite struct ServeFailedUpdatesTests {
+    static func record(_ id: String, _ component: String, to: String, _ outcome: ComponentUpdateRecord.Outcome, _ message: String = "")
+        -> ComponentUpdateRecord {
+        ComponentUpdateRecord(id: id, component: component, from: "v1.7.2", to: to, repository: "file:///fleet.git", file: "longhorn.yaml",
+                              startedAt: Instant.seconds(1_795_834_800), outcome: outcome, message: message)
+    }
+
+    @Test func aRevertedOrUnrevertedUpdateHoldsItsVersionAndAnUnpushedOneDoesNot() throws {
+        let records = [
+            Self.record("u4", "longhorn", to: "v1.8.0", .failed, GitOpsUpdate.pushFailedPrefix + "git push failed: connection refused"),
+            Self.record("u3", "flux", to: "v2.5.1", .failed, GitOpsUpdate.notPushedPrefix + "this controller lost its lock"),
+            Self.record("u2", "longhorn", to: "v1.8.0", .reverted, "UpgradeFailed"),
+            Self.record("u1", "flux", to: "v2.4.1", .failed, "ReconciliationFailed; the revert could not be pushed"),
+            Self.record("u0", "longhorn", to: "v1.7.3", .completed),
+            Self.record("u9", "longhorn", to: "v1.9.1", .running),
+        ]
+        let failed = ControllerLoop.failedUpdates(records)
+        #expect(failed == [GitOpsTarget(component: .longhorn, version: try K3sVersion("v1.8.0")): "u2",
+                           GitOpsTarget(component: .flux, version: try K3sVersion("v2.4.1")): "u1"])
+    }
+}
