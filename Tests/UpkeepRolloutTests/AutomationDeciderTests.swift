@@ -272,4 +272,19 @@ import UpkeepRollout
                 == .wait(until: Self.saturday3.adding(seconds: 7200), .unfinishedNeedsOperator(rolloutID: "r1")),
                 "an unfinished rollout left to an operator holds them too")
     }
+
+    @Test func aReleaseThatNeedsANewerKubernetesWaitsForK3s() {
+        var facts = Self.gitOpsFacts(flux: nil)
+        facts.seen?.gitOps[.longhorn]?.kubernetesMin = [Self.v("v1.8.2"): MinorLine(major: 1, minor: 32)]
+        let policy = Self.policy(k3s: .none, longhorn: .minor)
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 3540),
+                         .updateNeedsKubernetes(.longhorn, target: Self.v("v1.8.2"), needs: MinorLine(major: 1, minor: 32), runs: MinorLine(major: 1, minor: 31))))
+        #expect(WaitReason.updateNeedsKubernetes(.longhorn, target: Self.v("v1.8.2"), needs: MinorLine(major: 1, minor: 32),
+                                                 runs: MinorLine(major: 1, minor: 31)).code == "kubernetes-too-old")
+        facts.seen?.installed = Self.v("v1.32.2+k3s1")
+        facts.seen?.goal = Self.v("v1.32.2+k3s1")
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3) == .update(.longhorn, target: Self.v("v1.8.2")),
+                "once k3s runs v1.32")
+    }
 }

@@ -214,9 +214,16 @@ actor ControllerLoop {
             let (releases, components) = try await ClusterSession.with(config) { session in
                 let k3s = try await session.availableVersions(includePreReleases: false, oldestInstalled: installed)
                 var seen: [GitOpsComponent: SeenComponent] = [:]
-                for (component, name, version) in read where policy[component].scope != .none {
-                    seen[component] = SeenComponent(installed: version,
-                                                    releases: try await session.availableVersions(of: name, includePreReleases: false, oldestInstalled: version))
+                let wanted = read.filter { policy[$0.0].scope != .none }
+                // The Kubernetes each release needs, as `upkeep check` reads it (a mirror's
+                // compatibility.json replaces the built-in entries it names).
+                let table = wanted.isEmpty ? CompatibilityTable.builtIn : try await Self.compatibility(session)
+                for (component, name, version) in wanted {
+                    let available = try await session.availableVersions(of: name, includePreReleases: false, oldestInstalled: version)
+                    let needs = available.reduce(into: [K3sVersion: MinorLine]()) { needs, release in
+                        needs[release] = table.entry(for: name, release)?.kubernetesMin
+                    }
+                    seen[component] = SeenComponent(installed: version, releases: available, kubernetesMin: needs)
                 }
                 return (k3s, seen)
             }
@@ -232,6 +239,16 @@ actor ControllerLoop {
             let next = AutomationDecider.nextCheckAt(checks, policy: policy, now: now())
             limits.record(.checkFailed, "serve: update check failed (\(checks.failures) in a row): \(text); next try at \(next.utcDescription)")
             board.checked(ok: false, seen: seen, checks: checks)
+        }
+    }
+
+    /// The built-in compatibility table with the release source's entries over it, as a check reads it.
+    static func compatibility(_ session: ClusterSession) async throws -> CompatibilityTable {
+        do {
+            guard let entries = try await session.source.compatibilityEntries() else { return .builtIn }
+            return CompatibilityTable.builtIn.replacing(with: entries)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read the compatibility entries from \(session.source): \(error)")
         }
     }
 

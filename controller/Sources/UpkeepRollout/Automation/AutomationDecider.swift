@@ -22,7 +22,8 @@ import UpkeepCore
 ///    makes it. One thing at a time, in the order k3s, Longhorn, Flux (docs/serve.md, "Order"):
 ///    a component that is up to date, not allowed, or whose step failed before does not hold the
 ///    next one back; an unfinished rollout (rule 1), the lock and a closed window hold them all,
-///    so a rollout and an update never run at once.
+///    so a rollout and an update never run at once. A step whose release needs a newer
+///    Kubernetes than the oldest node runs waits (for k3s, which comes first).
 /// 5. It starts only inside a maintenance window and while nobody else holds the lock.
 public enum AutomationDecider {
     /// First retry of a failed check; doubled per further failure, up to the check interval.
@@ -47,7 +48,7 @@ public enum AutomationDecider {
         }
         for component in GitOpsComponent.allCases where due == nil {
             guard let installed = seen.gitOps[component] else { continue }  // not installed, or its version unread
-            switch gitOpsStep(component, installed, facts: facts, policy: policy) {
+            switch gitOpsStep(component, installed, cluster: seen.installed.minorLine, facts: facts, policy: policy) {
             case .take(let target): due = .update(component, target: target)
             case .hold(let reason): holds.append(reason)
             case nil: break
@@ -94,7 +95,7 @@ public enum AutomationDecider {
     }
 
     /// Nil when the component is up to date: it says nothing about waiting.
-    private static func gitOpsStep(_ component: GitOpsComponent, _ seen: SeenComponent, facts: AutomationFacts,
+    private static func gitOpsStep(_ component: GitOpsComponent, _ seen: SeenComponent, cluster: MinorLine, facts: AutomationFacts,
                                    policy: AutomationPolicy) -> Step? {
         let scope = policy[component]
         switch gitOpsTarget(installed: seen.installed, releases: seen.releases, pinned: scope.pinned, scope: scope.scope) {
@@ -109,6 +110,11 @@ public enum AutomationDecider {
         case .step(let version):
             let key = GitOpsTarget(component: component, version: version)
             if let failed = facts.failedUpdates[key] { return .hold(.updateFailedBefore(component, target: version, updateID: failed)) }
+            // A release that needs a newer Kubernetes than the oldest node runs waits for k3s
+            // (`upkeep check`'s `kubernetes-too-old`), which comes first in the order.
+            if let needs = seen.kubernetesMin[version], cluster < needs {
+                return .hold(.updateNeedsKubernetes(component, target: version, needs: needs, runs: cluster))
+            }
             return .take(version)
         }
     }
@@ -282,10 +288,13 @@ public struct SeenComponent: Equatable, Sendable {
     public var installed: K3sVersion
     /// Its released versions (pre-releases are left out by the decider).
     public var releases: [K3sVersion]
+    /// The oldest Kubernetes minor a release supports, where the compatibility table knows it.
+    public var kubernetesMin: [K3sVersion: MinorLine]
 
-    public init(installed: K3sVersion, releases: [K3sVersion]) {
+    public init(installed: K3sVersion, releases: [K3sVersion], kubernetesMin: [K3sVersion: MinorLine] = [:]) {
         self.installed = installed
         self.releases = releases
+        self.kubernetesMin = kubernetesMin
     }
 }
 
@@ -349,6 +358,7 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
     case updateAhead(GitOpsComponent, installed: K3sVersion, pinned: K3sVersion)
     case updateFailedBefore(GitOpsComponent, target: K3sVersion, updateID: String)
     case outsideWindowsToUpdate(GitOpsComponent, target: K3sVersion)
+    case updateNeedsKubernetes(GitOpsComponent, target: K3sVersion, needs: MinorLine, runs: MinorLine)
 
     /// A short stable name for logs, metrics and JSON.
     public var code: String {
@@ -363,6 +373,7 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
         case .blocked: "blocked"
         case .unfinishedNeedsOperator: "unfinished"
         case .checkFailing: "check-failing"
+        case .updateNeedsKubernetes: "kubernetes-too-old"
         }
     }
 
@@ -394,6 +405,8 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
                 + "(`upkeep update --component \(component.rawValue) --to \(target)` does, once the cause is fixed)"
         case .outsideWindowsToUpdate(let component, let target):
             "\(component.title) \(target) waits for a maintenance window"
+        case .updateNeedsKubernetes(let component, let target, let needs, let runs):
+            "\(component.title) \(target) needs Kubernetes \(needs) or newer; the oldest node runs \(runs): upgrade k3s first"
         }
     }
 }
