@@ -71,7 +71,9 @@ struct RemoteStatusOptions: ParsableArguments {
 
     /// `serve: waiting until …: reason` above the status table.
     static func line(_ state: ServeBoard.State) -> String {
-        var text = "serve: \(state.policy); \(state.decision)"
+        // The Git updates it may start; those left at `none` go unsaid.
+        let updates = state.updatePolicies.filter { !$0.contains(": none") }
+        var text = "serve: \(([state.policy] + updates).joined(separator: ", ")); \(state.decision)"
         if let detail = state.detail { text += ": \(detail)" }
         if let until = state.until { text += " (until \(until))" }
         if let driving = state.driving { text += "; driving \(driving)" }

@@ -4,9 +4,10 @@ import UpkeepCore
 import UpkeepRollout
 import UpkeepStore
 
-/// Which Longhorn and Flux versions serve holds against (`failed-before`): those whose update
-/// reached the repository and failed; not those that never did (docs/serve.md, rule 4).
-@Suite struct ServeFailedUpdatesTests {
+/// Serve's Longhorn and Flux updates as the shell sees them: which versions it holds against
+/// (`failed-before`: those whose update reached the repository and failed; not those that never
+/// did, docs/serve.md rule 4), and how `status --server` names the updates it may start.
+@Suite struct ServeGitOpsUpdateTests {
     static func record(_ id: String, _ component: String, to: String, _ outcome: ComponentUpdateRecord.Outcome, _ message: String = "")
         -> ComponentUpdateRecord {
         ComponentUpdateRecord(id: id, component: component, from: "v1.7.2", to: to, repository: "file:///fleet.git", file: "longhorn.yaml",
@@ -25,5 +26,13 @@ import UpkeepStore
         let failed = ControllerLoop.failedUpdates(records)
         #expect(failed == [GitOpsTarget(component: .longhorn, version: try K3sVersion("v1.8.0")): "u2",
                            GitOpsTarget(component: .flux, version: try K3sVersion("v2.4.1")): "u1"])
+    }
+
+    @Test func statusFromAServerNamesTheGitUpdatesServeMayStart() throws {
+        let board = ServeBoard(policy: AutomationPolicy(k3s: .minor, longhorn: AutomationPolicy.GitOps(scope: .minor, pinned: try K3sVersion("v1.9.1"))))
+        board.decided(.update(.longhorn, target: try K3sVersion("v1.8.0")), facts: AutomationFacts(), at: Instant.seconds(1_795_834_800))
+        #expect(RemoteStatusOptions.line(board.current)
+                == "serve: automation.k3s: minor (channel stable), automation.longhorn: minor (longhornVersion v1.9.1); update: longhorn update to v1.8.0\n")
+        #expect(board.exposition().contains(#"upkeep_serve_updates_total{component="longhorn"} 1"#))
     }
 }
