@@ -88,6 +88,21 @@ public final class GitHubReleaseSource: ReleaseSource {
 
     public func compatibilityEntries() async throws -> [CompatibilityEntry]? { nil }
 
+    /// One release by its tag (`GET /repos/{owner}/{repo}/releases/tags/{tag}`,
+    /// https://docs.github.com/en/rest/releases/releases#get-a-release-by-tag-name), through the
+    /// ETag cache; its assets carry the digests GitHub computed on upload
+    /// (https://docs.github.com/en/rest/releases/assets).
+    public func release(of component: Component, tag: String) async throws -> Release {
+        let url = endpoints.api.appending(path: "repos/\(component.repository)/releases/tags/\(HTTPURL.percentEncode(tag))")
+        let response = try await fetch(url, headers: githubHeaders(), cache: .etag)
+        try Self.expectOK(response, source: url.description)
+        let json = try AnswerReader.parse(response.body, source: url.description)
+        guard let release = try ReleaseParser.release(json, component: component, path: "", source: url.description), release.tag == tag else {
+            throw AnswerError(source: url.description, problem: "the answer is not release \(tag)")
+        }
+        return release
+    }
+
     // MARK: - Exchanges
 
     private func githubHeaders() -> HTTPHeaders {

@@ -62,6 +62,11 @@ struct ReleaseAccess {
             }
             return MirrorReleaseSource(location: .directory(mirror), client: nil)
         }
+        return try makeGitHubSource(client: client)
+    }
+
+    /// GitHub's releases API and the channel server, with the token when one is configured.
+    func makeGitHubSource(client: HTTPClient) throws -> GitHubReleaseSource {
         let token = try BearerToken.load(file: githubTokenFile)
         let endpoints = GitHubReleaseSource.Endpoints(api: try url(githubAPI, setting: "github-api"),
                                                       channelServer: try url(channelServer, setting: "channel-server"))

@@ -102,7 +102,8 @@ struct Apply: AsyncParsableCommand {
         do {
             let fetched = try await cache.prefetch(Array(keys))
             for artifact in fetched {
-                print("verified \(artifact.assetName) \(artifact.version) (\(artifact.arch.rawValue)) sha256 \(artifact.sha256.prefix(16))…")
+                print("verified \(artifact.assetName) \(artifact.version) (\(artifact.arch.rawValue)) sha256 \(artifact.sha256.prefix(16))…"
+                      + artifact.vouchedFor)
             }
         } catch {
             throw CommandFailure(code: RolloutExitCode.artifact, message: "\(error); nothing was changed")

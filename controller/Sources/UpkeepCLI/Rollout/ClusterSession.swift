@@ -178,10 +178,15 @@ final class ClusterSession: Sendable {
             if let mirror = config.releases.mirror, !mirror.contains("://") {
                 return try ArtifactCache(stateDirectory: stateDirectory, source: .directory(mirror), client: nil)
             }
-            let base = try config.releases.mirror.map { try HTTPURL($0) }
-                ?? ArtifactSource.downloadBase(forAPI: try HTTPURL(config.releases.githubAPI))
-            return try ArtifactCache(stateDirectory: stateDirectory, source: .http(base),
-                                     client: try ArtifactCache.makeHTTPClient(trust: trust, userAgent: "upkeep/0.1"))
+            if let mirror = config.releases.mirror {
+                return try ArtifactCache(stateDirectory: stateDirectory, source: .http(try HTTPURL(mirror)),
+                                         client: try ArtifactCache.makeHTTPClient(trust: trust, userAgent: "upkeep/0.1"))
+            }
+            // From GitHub (or a server playing it): its releases API vouches for each digest too.
+            let releases = try (source as? GitHubReleaseSource) ?? ReleaseAccess(config.releases, userAgent: "upkeep/0.1").makeGitHubSource(client: releaseClient)
+            let digests = GitHubPublishedDigests(releases: releases)
+            return try ArtifactCache(stateDirectory: stateDirectory, source: .http(ArtifactSource.downloadBase(forAPI: try HTTPURL(config.releases.githubAPI))),
+                                     client: try ArtifactCache.makeHTTPClient(trust: trust, userAgent: "upkeep/0.1"), publishedDigests: digests)
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage, message: "artifacts: \(error)")
         }

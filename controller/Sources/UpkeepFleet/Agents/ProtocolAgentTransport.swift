@@ -289,8 +289,8 @@ public struct ProtocolAgentTransport: AgentTransport {
 
         init(_ error: ArtifactError) {
             let code: ErrorCode = switch error {
-            case .checksumMismatch: .digestMismatch
-            case .notFound, .checksumNotListed: .notFound
+            case .checksumMismatch, .publishedDigestMismatch: .digestMismatch
+            case .notFound, .checksumNotListed, .notPublished: .notFound
             case .unavailable, .tooLarge, .storage: .internal
             }
             self.init(code: code.rawValue, message: error.description)

@@ -10,6 +10,9 @@ import UpkeepTLS
 /// the release's `sha256sum-<arch>.txt`, and kept by digest under `<stateDir>/artifacts`
 /// (directories 0700, blobs 0644, written by atomic rename).
 ///
+/// With `publishedDigests` (GitHub as the source) the checksum file's digest must also be the
+/// one the releases API reports for the asset; an asset the API lists without one (older
+/// releases) rests on the checksum file alone, which the artifact records (`crossCheck`).
 /// A blob is stored only after its digest matched: a mismatch is an `ArtifactError` that names
 /// the asset and both digests and leaves nothing behind. A stored blob is hashed again each time
 /// the cache hands it out (right before it is streamed to an agent), so a blob damaged or
@@ -49,19 +52,26 @@ public actor ArtifactCache {
     public nonisolated let artifactBytesMax: Int
     public nonisolated let cacheBytesMax: Int64
     private let client: HTTPClient?
+    /// The releases API's digests, checked beside the checksum file (GitHub as the source).
+    public nonisolated let publishedDigests: (any PublishedDigests)?
+    /// Digests the API gave, by tag, read once per cache instance.
+    private var published: [String: [String: String?]] = [:]
     private var inFlight: [Key: Task<Artifact, any Error>] = [:]
     /// Blobs this cache has hashed since it was opened; others are hashed once before use.
     private var verified: Set<String> = []
 
     /// `client` is needed for an `.http` source; make one with `makeHTTPClient` so its
-    /// response limit fits a binary.
+    /// response limit fits a binary. `publishedDigests`: when the source is GitHub (or a server
+    /// playing it), its releases API, whose digest each artifact must match too.
     public init(stateDirectory: String, source: ArtifactSource, client: HTTPClient?,
+                publishedDigests: (any PublishedDigests)? = nil,
                 artifactBytesMax: Int = ArtifactCache.artifactBytesMaxDefault,
                 cacheBytesMax: Int64 = ArtifactCache.cacheBytesMaxDefault) throws(ArtifactError) {
         if case .http = source { precondition(client != nil, "an HTTP artifact source needs an HTTP client") }
         directory = "\(stateDirectory)/artifacts"
         self.source = source
         self.client = client
+        self.publishedDigests = publishedDigests
         self.artifactBytesMax = artifactBytesMax
         self.cacheBytesMax = max(cacheBytesMax, Int64(artifactBytesMax))
         for sub in ["", "/sha256", "/index", "/tmp"] { try ArtifactStorage.makeDirectory(directory + sub) }
@@ -85,7 +95,8 @@ public actor ArtifactCache {
     /// The verified binary (or `asset`) for `version` on `arch`, from the cache or fetched now.
     public func artifact(version: K3sVersion, arch: Arch, asset: Asset = .binary) async throws -> Artifact {
         let key = Key(version: version, arch: arch, asset: asset)
-        if let cached = cached(version: version, arch: arch, asset: asset), try intact(cached.path, digest: cached.sha256, again: true) {
+        if let cached = cached(version: version, arch: arch, asset: asset), crossChecked(cached),
+           try intact(cached.path, digest: cached.sha256, again: true) {
             ArtifactStorage.touch(cached.path)
             return cached
         }
@@ -126,6 +137,35 @@ public actor ArtifactCache {
 
     // MARK: - Fetching
 
+    /// Whether a cached artifact was vouched for as this cache requires: one stored before the
+    /// releases API's digest was checked goes through `fetch` again (the blob stays; only the
+    /// digest is compared).
+    private nonisolated func crossChecked(_ artifact: Artifact) -> Bool {
+        guard publishedDigests != nil else { return true }
+        return artifact.crossCheck == .publishedDigest || artifact.crossCheck == .noPublishedDigest
+    }
+
+    /// The releases API's word on `asset` of `tag` against the checksum file's `expected`.
+    private func crossCheck(tag: String, asset: String, expected: String, checksumSource: String) async throws -> Artifact.CrossCheck {
+        guard let publishedDigests else { return .checksumFileAlone }
+        let digests: [String: String?]
+        if let known = published[tag] {
+            digests = known
+        } else {
+            digests = try await publishedDigests.assetDigests(tag: tag)
+            published[tag] = digests
+        }
+        guard let listed = digests[asset] else {
+            throw ArtifactError.notPublished(asset: asset, source: checksumSource, digests: "\(publishedDigests) for \(tag)")
+        }
+        guard let digest = listed else { return .noPublishedDigest }
+        guard digest == expected else {
+            throw ArtifactError.publishedDigestMismatch(asset: asset, source: checksumSource, checksumFile: expected,
+                                                        digests: "\(publishedDigests) for \(tag)", published: digest)
+        }
+        return .publishedDigest
+    }
+
     private func fetch(_ key: Key) async throws -> Artifact {
         let tag = key.version.description
         let checksumAsset = key.arch.checksumAssetName
@@ -135,11 +175,14 @@ public actor ArtifactCache {
         guard let (asset, expected) = candidates.lazy.compactMap({ name in ChecksumFile.digest(of: name, in: checksums).map { (name, $0) } }).first else {
             throw ArtifactError.checksumNotListed(asset: candidates.joined(separator: " or "), checksumFile: checksumSource)
         }
+        // Before any download: a checksum file that disagrees with the publisher is enough to refuse.
+        let vouched = try await crossCheck(tag: tag, asset: asset, expected: expected, checksumSource: checksumSource)
         let path = blobPath(expected)
         if let bytes = ArtifactStorage.size(path), try intact(path, digest: expected) {
             // Stored under this digest by an earlier fetch (another version can share a binary).
             ArtifactStorage.touch(path)
-            return try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected, bytes: bytes, path: path), as: key)
+            return try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected, bytes: bytes, path: path,
+                                       crossCheck: vouched), as: key)
         }
         let (binary, binarySource) = try await download(tag: tag, asset: asset, bytesMax: artifactBytesMax)
         let actual = SHA256.hex(binary)
@@ -149,7 +192,7 @@ public actor ArtifactCache {
         try ArtifactStorage.writeAtomically(binary, to: path, mode: 0o644, scratch: "\(directory)/tmp")
         verified.insert(expected)
         let artifact = try record(Artifact(version: key.version, arch: key.arch, assetName: asset, sha256: expected,
-                                           bytes: Int64(binary.count), path: path), as: key)
+                                           bytes: Int64(binary.count), path: path, crossCheck: vouched), as: key)
         evict(keeping: expected)
         return artifact
     }

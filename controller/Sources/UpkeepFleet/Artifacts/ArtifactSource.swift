@@ -56,15 +56,54 @@ public struct Artifact: Codable, Equatable, Sendable {
     public var bytes: Int64
     /// `<stateDir>/artifacts/sha256/<sha256>`; read-only for everyone but the cache.
     public var path: String
+    /// What else vouched for `sha256` besides the checksum file; nil in index files written
+    /// before it was recorded.
+    public var crossCheck: CrossCheck?
 
-    public init(version: K3sVersion, arch: Arch, assetName: String, sha256: String, bytes: Int64, path: String) {
+    /// The second opinion on an artifact's digest, besides the checksum file from the same place.
+    public enum CrossCheck: String, Codable, Equatable, Sendable {
+        /// The releases API's `assets[].digest` matched.
+        case publishedDigest
+        /// The releases API lists the asset without a digest (releases uploaded before GitHub
+        /// computed them): the checksum file alone vouched for it.
+        case noPublishedDigest
+        /// No second source was configured (a mirror without `indexKey`).
+        case checksumFileAlone
+    }
+
+    public init(version: K3sVersion, arch: Arch, assetName: String, sha256: String, bytes: Int64, path: String,
+                crossCheck: CrossCheck? = nil) {
         self.version = version
         self.arch = arch
         self.assetName = assetName
         self.sha256 = sha256
         self.bytes = bytes
         self.path = path
+        self.crossCheck = crossCheck
     }
+}
+
+extension Artifact {
+    /// What vouched for the digest, as `apply` prints it after the digest.
+    public var vouchedFor: String {
+        switch crossCheck {
+        case .publishedDigest: " (checksum file and the releases API's digest)"
+        case .noPublishedDigest: " (checksum file only: the releases API gives no digest for this release)"
+        case .checksumFileAlone?, nil: " (checksum file)"
+        }
+    }
+}
+
+/// A second statement of what a release's assets hash to, from another origin than the
+/// downloads: GitHub's releases API reports `assets[].digest` ("sha256:<hex>"), computed by
+/// GitHub when the asset was uploaded (https://docs.github.com/en/rest/releases/assets). A
+/// checksum file swapped together with the binary at the download origin, or on the way, does
+/// not change it.
+public protocol PublishedDigests: Sendable, CustomStringConvertible {
+    /// Each asset the release `tag` lists, with its SHA-256 as 64 lowercase hex digits, or nil
+    /// when the API gives none for it. Throws `ArtifactError` (`unavailable` when the API could
+    /// not be read this time, `notFound` when it has no such release).
+    func assetDigests(tag: String) async throws(ArtifactError) -> [String: String?]
 }
 
 /// Why an artifact could not be had. Everything but `unavailable` is a fact about the release
@@ -83,6 +122,12 @@ public enum ArtifactError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooLarge(asset: String, source: String, bytesMax: Int)
     /// The cache directory could not be written.
     case storage(path: String, reason: String)
+    /// The releases API (`digests`, e.g. `https://api.github.com/…/releases/tags/<tag>`) reports
+    /// another digest for `asset` than the checksum file from `source`: the download origin or
+    /// the path to it serves something the publisher did not upload. Nothing was cached.
+    case publishedDigestMismatch(asset: String, source: String, checksumFile: String, digests: String, published: String)
+    /// The releases API does not list `asset` in the release, though the download has it.
+    case notPublished(asset: String, source: String, digests: String)
 
     /// Trying again later may succeed.
     public var isTransient: Bool {
@@ -104,6 +149,12 @@ public enum ArtifactError: Error, Equatable, Sendable, CustomStringConvertible {
             "\(asset) from \(source) is larger than \(bytesMax) bytes, the limit for one artifact"
         case let .storage(path, reason):
             "cannot write the artifact cache at \(path): \(reason); check the state directory's space and permissions"
+        case let .publishedDigestMismatch(asset, source, checksumFile, digests, published):
+            "\(asset) from \(source): the release's checksum file says sha256 \(checksumFile), but \(digests) says sha256 \(published); "
+                + "the downloads do not match what was published, so nothing was cached and no node was touched "
+                + "(check the download origin and any proxy in between; do not roll out until both agree)"
+        case let .notPublished(asset, source, digests):
+            "\(asset) is served by \(source), but \(digests) does not list it in the release; nothing was cached and no node was touched"
         }
     }
 }

@@ -98,6 +98,8 @@ public enum SandboxControl {
         ("releases drop-asset NAME [--k3s-version TAG]", "(NODE = releases) the asset NAME (e.g. k3s-armhf) disappears from release TAG (every release without it)"),
         ("releases page-size N", "(NODE = releases) the releases API returns at most N releases per page"),
         ("releases corrupt-binaries", "(NODE = releases) k3s binaries no longer match their checksums"),
+        ("releases wrong-digests", "(NODE = releases) the releases API reports other digests for k3s binaries than the downloads and checksum files have"),
+        ("releases no-digests", "(NODE = releases) the releases API reports no asset digests (digest: null), as for releases before June 2025"),
         ("releases clear", "(NODE = releases) the release server behaves again"),
         ("longhorn upgrade-fails | clear", "(NODE = longhorn) the Longhorn HelmRelease fails its next upgrades (UpgradeFailed; Longhorn stays) / succeeds again"),
         ("flux upgrade-fails | clear", "(NODE = flux) the flux-system Kustomization fails to apply new Flux components (Flux stays) / applies them again"),
@@ -298,13 +300,19 @@ public enum SandboxControl {
         case "corrupt-binaries":
             faults.corruptBinaries = true
             message = "the release server now serves corrupted k3s binaries"
+        case "wrong-digests":
+            release.wrongDigests = true
+            message = "the releases API now reports wrong digests for k3s binaries (downloads and checksum files unchanged)"
+        case "no-digests":
+            release.noDigests = true
+            message = "the releases API now reports no digests (as for releases before June 2025)"
         case "clear":
             faults.releasesRateLimited = false
             faults.corruptBinaries = false
             faults.releaseFaults = nil
             return "the release server behaves again"
         default:
-            throw SandboxError("unknown release fault \(kind); use rate-limit, retry-after, corrupt-json, hang, drop-asset, page-size, corrupt-binaries or clear")
+            throw SandboxError("unknown release fault \(kind); use rate-limit, retry-after, corrupt-json, hang, drop-asset, page-size, corrupt-binaries, wrong-digests, no-digests or clear")
         }
         faults.releaseFaults = release.isEmpty ? nil : release
         return message

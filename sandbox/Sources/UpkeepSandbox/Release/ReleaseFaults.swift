@@ -56,6 +56,12 @@ public struct ReleaseFaults: Codable, Sendable, Equatable {
     public var droppedAssets: [DroppedAsset]?
     /// The releases API returns at most this many releases per page, whatever `per_page` asks.
     public var pageSizeMax: Int?
+    /// The releases API reports another `digest` for every k3s binary than the one it serves
+    /// (and its checksum file lists): the API and the downloads disagree.
+    public var wrongDigests: Bool?
+    /// The releases API reports `digest: null` for every asset, as for releases uploaded before
+    /// GitHub computed digests (June 2025).
+    public var noDigests: Bool?
 
     public init() {}
 
@@ -80,6 +86,8 @@ public struct ReleaseFaults: Codable, Sendable, Equatable {
         if hang == true { parts.append("never answers") }
         for dropped in droppedAssets ?? [] { parts.append("no \(dropped.name) in \(dropped.tag ?? "any release")") }
         if let pageSizeMax { parts.append("at most \(pageSizeMax) releases per page") }
+        if wrongDigests == true { parts.append("the API's digests of k3s binaries are wrong") }
+        if noDigests == true { parts.append("the API gives no digests") }
         return parts
     }
 }

@@ -367,11 +367,24 @@ public final class ReleaseCatalog: Sendable {
             "id": .int(Int64(StableHash.fnv1a("\(release.owner)/\(release.repo)/\(release.tag)") % 1_000_000_000)),
             "assets": .array(release.assets.filter { !faults.dropsAsset($0.name, of: release.tag) }.map { asset in
                 ["name": .string(asset.name), "size": .int(Int64(asset.content.count)), "state": "uploaded",
-                 "content_type": "application/octet-stream", "digest": .string("sha256:\(asset.sha256)"),
+                 "content_type": "application/octet-stream", "digest": Self.digest(of: asset, faults),
                  "browser_download_url": .string("\(baseURL)/\(release.owner)/\(release.repo)/releases/download/\(escapedTag)/\(asset.name)")]
             }),
         ]
     }
+
+    /// `assets[].digest` as GitHub reports it (https://docs.github.com/en/rest/releases/assets),
+    /// or as the digest faults make it: null, or another digest for a k3s binary.
+    static func digest(of asset: Asset, _ faults: SandboxFaults) -> JSON {
+        if faults.releaseFaults?.noDigests == true { return .null }
+        if faults.releaseFaults?.wrongDigests == true, isK3sBinary(asset.name) {
+            return .string("sha256:\(SHA256.hex(asset.content + Array("# not what was uploaded\n".utf8)))")
+        }
+        return .string("sha256:\(asset.sha256)")
+    }
+
+    /// `k3s`, `k3s-arm64`, `k3s-armhf`, `k3s-s390x`: not the images tarballs, not checksum files.
+    static func isK3sBinary(_ name: String) -> Bool { name == "k3s" || (name.hasPrefix("k3s-") && !name.contains(".") && !name.hasPrefix("k3s-airgap")) }
 
     /// stable: newest of the second-newest minor; latest: newest non-prerelease; testing: newest
     /// including release candidates; v1.NN: newest of each minor.
