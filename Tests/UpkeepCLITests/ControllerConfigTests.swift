@@ -15,7 +15,7 @@ import UpkeepYAML
         pki: {ca: pki/ca.crt, certificate: pki/controllers/upkeep.crt, key: /abs/upkeep.key}
         agentPort: 9443
         stateDir: state
-        releases: {githubAPI: "http://127.0.0.1:8123/", channelServer: "http://127.0.0.1:8123/v1-release/channels", mirror: null}
+        releases: {githubAPI: "http://127.0.0.1:8123/", channelServer: "http://127.0.0.1:8123/v1-release/channels", mirror: null, insecure: true}
         policy: {concurrency: 2, drainTimeoutSeconds: 120, restoreDrainTimeoutSeconds: 20, healthTimeoutSeconds: 60, rebuildTimeoutSeconds: 120, autoRollback: false}
         """
 
@@ -174,6 +174,9 @@ import UpkeepYAML
         ("policy:\n  autoRollback: maybe\n", "policy.autoRollback", "must be true (roll back by binaries where that is safe), false, or restore"),
         ("policy:\n  drainTimeout: 5\n", "policy.drainTimeout", "not a known field"),
         ("releases:\n  githubAPI: ftp://x\n", "releases.githubAPI", "http:// or https://"),
+        // Plain HTTP needs the operator's word for it (issue 19), and the error says how to give it.
+        ("releases:\n  githubAPI: http://releases.example\n", "releases.githubAPI", "set releases.insecure: true"),
+        ("releases:\n  mirror: http://mirror.example/k3s\n  insecure: false\n", "releases.mirror", "use https://"),
         ("pki: yes\n", "pki", "mapping"),
         ("kubeconfig: \"\"\n", "kubeconfig", "must not be empty"),
         ("policy:\n  verifyTimeoutSeconds: 100\n  rebuildTimeoutSeconds: 100\n  watchdogTimeoutSeconds: 150\n", "policy", "watchdogTimeoutSeconds"),

@@ -122,7 +122,7 @@ struct ServeAPITests {
         let directory = try TemporaryDirectory()
         let config = try HistoryStatusCommandTests.recordedState(directory)
         try (String(contentsOfFile: config, encoding: .utf8) + "kubeconfig: /nonexistent/kubeconfig\n"
-             + "releases: {githubAPI: \"http://127.0.0.1:9/\", channelServer: \"http://127.0.0.1:9/\"}\n"
+             + "releases: {githubAPI: \"http://127.0.0.1:9/\", channelServer: \"http://127.0.0.1:9/\", insecure: true}\n"
              + "automation: {checkInterval: 1h, k3s: minor}\n").write(toFile: config, atomically: true, encoding: .utf8)
         let served = try Served(config: config, listen: "127.0.0.1:0")
         var state: [String: Any] = [:]

@@ -39,7 +39,7 @@ final class CheckCommandHarness {
 
     func check(_ arguments: [String], kubeconfig: String? = nil) throws -> ProcessResult {
         try runProcess(try upkeepBinary(), ["check", "--kubeconfig", kubeconfig ?? cluster.kubeconfigPath, "--github-api", releases.baseURL,
-                                            "--channel-server", releases.baseURL, "--state-dir", state.path, "--timeout", "5"] + arguments,
+                                            "--channel-server", releases.baseURL, "--insecure", "--state-dir", state.path, "--timeout", "5"] + arguments,
                        timeoutSeconds: 60)
     }
 
@@ -95,7 +95,7 @@ struct CheckCommandTests {
         let config = try directory.write("""
             kubeconfig: kubeconfig
             stateDir: state
-            releases: {githubAPI: "\(harness.releases.baseURL)", channelServer: "\(harness.releases.baseURL)"}
+            releases: {githubAPI: "\(harness.releases.baseURL)", channelServer: "\(harness.releases.baseURL)", insecure: true}
             """, to: "upkeep.yaml")
         func upkeep(_ arguments: [String]) throws -> ProcessResult {
             try runProcess(try upkeepBinary(), arguments + ["--timeout", "5"], timeoutSeconds: 60)

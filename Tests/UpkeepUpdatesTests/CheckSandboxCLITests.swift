@@ -25,7 +25,7 @@ struct CheckSandboxCLITests {
             let manifest = try SandboxManifest.load(directory: directory)
             func check() throws -> ProcessResult {
                 try runProcess(try upkeepBinary(), ["check", "-o", "json", "--kubeconfig", manifest.kubeconfig, "--github-api", manifest.releaseURL,
-                                                    "--channel-server", manifest.releaseURL, "--state-dir", "\(directory)/state", "--timeout", "5"],
+                                                    "--channel-server", manifest.releaseURL, "--insecure", "--state-dir", "\(directory)/state", "--timeout", "5"],
                                timeoutSeconds: 60)
             }
             let fine = try check()

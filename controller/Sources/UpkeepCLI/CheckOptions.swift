@@ -34,6 +34,9 @@ struct CheckOptions: ParsableArguments {
                                                                      valueName: "URL"))
     var channelServer: String?
 
+    @Flag(name: .long, help: "Allow http:// release sources (--github-api, --channel-server, --mirror), as releases.insecure: true does; warned about.")
+    var insecure = false
+
     @Option(name: .customLong("github-token-file"),
             help: ArgumentHelp("A file (mode 0600) holding a GitHub token; default: the GITHUB_TOKEN environment variable.", valueName: "PATH"))
     var githubTokenFile: String?
@@ -66,6 +69,7 @@ struct CheckOptions: ParsableArguments {
         if let mirror { config.releases.mirror = mirror }
         if let caFile { config.releases.caFile = caFile }
         if let githubTokenFile { config.releases.githubTokenFile = githubTokenFile }
+        if insecure { config.releases.insecure = true }
         return config
     }
 }

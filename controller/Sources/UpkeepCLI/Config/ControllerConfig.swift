@@ -35,6 +35,9 @@ public struct ControllerConfig: Equatable, Sendable {
         public var caFile: String?
         /// A 0600 file holding a GitHub token.
         public var githubTokenFile: String?
+        /// Accept `http://` for `githubAPI`, `channelServer` and `mirror` (warned at every use);
+        /// without it an `http://` release source is refused (docs/configuration.md, "Release sources").
+        public var insecure = false
     }
 
     /// Datastore backups taken before a rollout (docs/backups.md).
@@ -222,7 +225,11 @@ public struct ControllerConfig: Equatable, Sendable {
             }
             config.releases.caFile = try path(releases, "caFile")
             config.releases.githubTokenFile = try path(releases, "githubTokenFile")
-            try releases.rejectUnknown(["githubAPI", "channelServer", "mirror", "caFile", "githubTokenFile"])
+            config.releases.insecure = try releases.bool("insecure") ?? false
+            for (key, value) in config.releases.plainHTTPSources where !config.releases.insecure && !ReleaseTransport.isLoopback(value) {
+                throw releases.error(key, ReleaseTransport.refusal(setting: "releases.\(key)", url: value, override: "releases.insecure: true"))
+            }
+            try releases.rejectUnknown(["githubAPI", "channelServer", "mirror", "caFile", "githubTokenFile", "insecure"])
         }
         if let policy = try top.section("policy") {
             config.concurrency = try policy.int("concurrency", in: 1...PlanPolicy.agentConcurrencyMax) ?? config.concurrency

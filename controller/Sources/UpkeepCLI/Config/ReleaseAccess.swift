@@ -14,9 +14,11 @@ struct ReleaseAccess {
     var githubTokenFile: String?
     var timeoutSeconds: Double
     var userAgent: String
+    /// `releases.insecure`: http:// sources allowed (and warned about).
+    var insecure: Bool
 
     init(githubAPI: String, channelServer: String, mirror: String?, caFile: String?, githubTokenFile: String?,
-         timeoutSeconds: Double, userAgent: String) {
+         timeoutSeconds: Double, userAgent: String, insecure: Bool = false) {
         self.githubAPI = githubAPI
         self.channelServer = channelServer
         self.mirror = mirror
@@ -24,11 +26,17 @@ struct ReleaseAccess {
         self.githubTokenFile = githubTokenFile
         self.timeoutSeconds = timeoutSeconds
         self.userAgent = userAgent
+        self.insecure = insecure
     }
 
     init(_ releases: ControllerConfig.Releases, timeoutSeconds: Double = 30, userAgent: String) {
         self.init(githubAPI: releases.githubAPI, channelServer: releases.channelServer, mirror: releases.mirror, caFile: releases.caFile,
-                  githubTokenFile: releases.githubTokenFile, timeoutSeconds: timeoutSeconds, userAgent: userAgent)
+                  githubTokenFile: releases.githubTokenFile, timeoutSeconds: timeoutSeconds, userAgent: userAgent, insecure: releases.insecure)
+    }
+
+    /// Refuses an http:// source without `insecure`; warns about one with it (ReleaseTransport).
+    func checkTransport(_ sources: [(setting: String, url: String)]) throws {
+        try ReleaseTransport.check(sources, insecure: insecure, override: "releases.insecure: true in upkeep.yaml (or --insecure for upkeep check)")
     }
 
     /// An HTTP client trusting the system store (or `caFile`), caching by ETag in the state directory.
@@ -54,6 +62,7 @@ struct ReleaseAccess {
     func makeSource(client: HTTPClient) throws -> any ReleaseSource {
         if let mirror {
             if mirror.hasPrefix("http://") || mirror.hasPrefix("https://") {
+                try checkTransport([("mirror", mirror)])
                 return MirrorReleaseSource(location: .url(try url(mirror, setting: "mirror")), client: client)
             }
             var isDirectory: ObjCBool = false
@@ -67,6 +76,7 @@ struct ReleaseAccess {
 
     /// GitHub's releases API and the channel server, with the token when one is configured.
     func makeGitHubSource(client: HTTPClient) throws -> GitHubReleaseSource {
+        try checkTransport([("github-api", githubAPI), ("channel-server", channelServer)])
         let token = try BearerToken.load(file: githubTokenFile)
         let endpoints = GitHubReleaseSource.Endpoints(api: try url(githubAPI, setting: "github-api"),
                                                       channelServer: try url(channelServer, setting: "channel-server"))

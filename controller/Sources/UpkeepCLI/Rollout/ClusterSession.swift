@@ -178,12 +178,14 @@ final class ClusterSession: Sendable {
             if let mirror = config.releases.mirror, !mirror.contains("://") {
                 return try ArtifactCache(stateDirectory: stateDirectory, source: .directory(mirror), client: nil)
             }
+            let access = ReleaseAccess(config.releases, userAgent: "upkeep/0.1")
+            try access.checkTransport([config.releases.mirror.map { ("mirror", $0) } ?? ("github-api", config.releases.githubAPI)])
             if let mirror = config.releases.mirror {
                 return try ArtifactCache(stateDirectory: stateDirectory, source: .http(try HTTPURL(mirror)),
                                          client: try ArtifactCache.makeHTTPClient(trust: trust, userAgent: "upkeep/0.1"))
             }
             // From GitHub (or a server playing it): its releases API vouches for each digest too.
-            let releases = try (source as? GitHubReleaseSource) ?? ReleaseAccess(config.releases, userAgent: "upkeep/0.1").makeGitHubSource(client: releaseClient)
+            let releases = try (source as? GitHubReleaseSource) ?? access.makeGitHubSource(client: releaseClient)
             let digests = GitHubPublishedDigests(releases: releases)
             return try ArtifactCache(stateDirectory: stateDirectory, source: .http(ArtifactSource.downloadBase(forAPI: try HTTPURL(config.releases.githubAPI))),
                                      client: try ArtifactCache.makeHTTPClient(trust: trust, userAgent: "upkeep/0.1"), publishedDigests: digests)

@@ -35,7 +35,9 @@ public enum SandboxIdentities {
         pki: {ca: \(directory)/pki/ca.crt, certificate: \(directory)/pki/controllers/\(controllerName).crt, key: \(directory)/pki/controllers/\(controllerName).key}
         agentPort: \(agentPort)          # default port; a node annotation upkeep.io/agent-address: "host:port" overrides
         stateDir: \(directory)/state
-        releases: {githubAPI: "\(releaseURL)", channelServer: "\(releaseURL)/v1-release/channels", mirror: null}
+        # The release server has no TLS. On loopback that needs nothing; on the bridge of --netns
+        # insecure allows its http:// (and each command warns about it once).
+        releases: {githubAPI: "\(releaseURL)", channelServer: "\(releaseURL)/v1-release/channels", mirror: null, insecure: true}
         policy: {concurrency: 1, drainTimeoutSeconds: 120, healthTimeoutSeconds: 60, rebuildTimeoutSeconds: 120, pollIntervalMilliseconds: 500, autoRollback: true, drain: {deleteEmptyDirData: true}}
 
         """
