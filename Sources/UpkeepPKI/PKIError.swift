@@ -26,6 +26,8 @@ public enum PKIError: Error, Equatable, Sendable, CustomStringConvertible {
     case keyDoesNotMatchCertificate(certificate: String)
     /// The certificate is not a CA certificate (no basicConstraints CA:TRUE).
     case notACertificateAuthority(subject: String)
+    /// The text holds no PEM public key of a kind Upkeep verifies with (Ed25519, ECDSA P-256).
+    case noPublicKey(source: String)
 
     public var description: String {
         switch self {
@@ -48,6 +50,9 @@ public enum PKIError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the private key does not belong to the certificate \(certificate); use the key issued with it"
         case let .notACertificateAuthority(subject):
             return "the certificate \(subject) is not a CA certificate; use the CA certificate made by 'upkeep pki init'"
+        case let .noPublicKey(source):
+            return "\(source) holds no Ed25519 or ECDSA P-256 public key (expected a '-----BEGIN PUBLIC KEY-----' block, "
+                + "as `openssl pkey -in KEY -pubout` writes)"
         }
     }
 }

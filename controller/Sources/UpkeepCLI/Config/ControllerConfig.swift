@@ -38,6 +38,9 @@ public struct ControllerConfig: Equatable, Sendable {
         /// Accept `http://` for `githubAPI`, `channelServer` and `mirror` (warned at every use);
         /// without it an `http://` release source is refused (docs/configuration.md, "Release sources").
         public var insecure = false
+        /// The PEM public key (Ed25519 or ECDSA P-256) the mirror's index must be signed with
+        /// (docs/fleet.md, "Signed mirror index"); nil: the mirror is trusted as it is.
+        public var indexKey: String?
     }
 
     /// Datastore backups taken before a rollout (docs/backups.md).
@@ -229,7 +232,11 @@ public struct ControllerConfig: Equatable, Sendable {
             for (key, value) in config.releases.plainHTTPSources where !config.releases.insecure && !ReleaseTransport.isLoopback(value) {
                 throw releases.error(key, ReleaseTransport.refusal(setting: "releases.\(key)", url: value, override: "releases.insecure: true"))
             }
-            try releases.rejectUnknown(["githubAPI", "channelServer", "mirror", "caFile", "githubTokenFile", "insecure"])
+            config.releases.indexKey = try path(releases, "indexKey")
+            if config.releases.indexKey != nil, config.releases.mirror == nil {
+                throw releases.error("indexKey", "signs a mirror's index; set releases.mirror too, or leave indexKey out (GitHub's downloads are checked against its releases API)")
+            }
+            try releases.rejectUnknown(["githubAPI", "channelServer", "mirror", "caFile", "githubTokenFile", "insecure", "indexKey"])
         }
         if let policy = try top.section("policy") {
             config.concurrency = try policy.int("concurrency", in: 1...PlanPolicy.agentConcurrencyMax) ?? config.concurrency

@@ -173,16 +173,20 @@ final class ClusterSession: Sendable {
 
     /// The digest-addressed cache of k3s binaries, fed from the mirror or the release downloads.
     func artifactCache() throws -> ArtifactCache {
+        let indexKey: MirrorIndex.TrustedKey?
+        do { indexKey = try config.releases.indexKey.map { try MirrorIndex.TrustedKey(file: $0) } } catch {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "releases.indexKey: \(error)")
+        }
         do {
             let trust: TrustRoots = try config.releases.caFile.map { .certificates(try Certificate.loadChain(pemFile: $0)) } ?? .system
             if let mirror = config.releases.mirror, !mirror.contains("://") {
-                return try ArtifactCache(stateDirectory: stateDirectory, source: .directory(mirror), client: nil)
+                return try ArtifactCache(stateDirectory: stateDirectory, source: .directory(mirror), client: nil, indexKey: indexKey)
             }
             let access = ReleaseAccess(config.releases, userAgent: "upkeep/0.1")
             try access.checkTransport([config.releases.mirror.map { ("mirror", $0) } ?? ("github-api", config.releases.githubAPI)])
             if let mirror = config.releases.mirror {
                 return try ArtifactCache(stateDirectory: stateDirectory, source: .http(try HTTPURL(mirror)),
-                                         client: try ArtifactCache.makeHTTPClient(trust: trust, userAgent: "upkeep/0.1"))
+                                         client: try ArtifactCache.makeHTTPClient(trust: trust, userAgent: "upkeep/0.1"), indexKey: indexKey)
             }
             // From GitHub (or a server playing it): its releases API vouches for each digest too.
             let releases = try (source as? GitHubReleaseSource) ?? access.makeGitHubSource(client: releaseClient)

@@ -289,7 +289,7 @@ public struct ProtocolAgentTransport: AgentTransport {
 
         init(_ error: ArtifactError) {
             let code: ErrorCode = switch error {
-            case .checksumMismatch, .publishedDigestMismatch: .digestMismatch
+            case .checksumMismatch, .publishedDigestMismatch, .mirrorIndexRefused, .notInMirrorIndex: .digestMismatch
             case .notFound, .checksumNotListed, .notPublished: .notFound
             case .unavailable, .tooLarge, .storage: .internal
             }

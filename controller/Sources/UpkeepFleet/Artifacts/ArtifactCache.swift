@@ -54,6 +54,8 @@ public actor ArtifactCache {
     private let client: HTTPClient?
     /// The releases API's digests, checked beside the checksum file (GitHub as the source).
     public nonisolated let publishedDigests: (any PublishedDigests)?
+    /// For a mirror: the key its signed index must verify with (`MirrorIndex`).
+    public nonisolated let indexKey: MirrorIndex.TrustedKey?
     /// Digests the API gave, by tag, read once per cache instance.
     private var published: [String: [String: String?]] = [:]
     private var inFlight: [Key: Task<Artifact, any Error>] = [:]
@@ -64,7 +66,7 @@ public actor ArtifactCache {
     /// response limit fits a binary. `publishedDigests`: when the source is GitHub (or a server
     /// playing it), its releases API, whose digest each artifact must match too.
     public init(stateDirectory: String, source: ArtifactSource, client: HTTPClient?,
-                publishedDigests: (any PublishedDigests)? = nil,
+                publishedDigests: (any PublishedDigests)? = nil, indexKey: MirrorIndex.TrustedKey? = nil,
                 artifactBytesMax: Int = ArtifactCache.artifactBytesMaxDefault,
                 cacheBytesMax: Int64 = ArtifactCache.cacheBytesMaxDefault) throws(ArtifactError) {
         if case .http = source { precondition(client != nil, "an HTTP artifact source needs an HTTP client") }
@@ -72,6 +74,7 @@ public actor ArtifactCache {
         self.source = source
         self.client = client
         self.publishedDigests = publishedDigests
+        self.indexKey = indexKey
         self.artifactBytesMax = artifactBytesMax
         self.cacheBytesMax = max(cacheBytesMax, Int64(artifactBytesMax))
         for sub in ["", "/sha256", "/index", "/tmp"] { try ArtifactStorage.makeDirectory(directory + sub) }
@@ -141,8 +144,33 @@ public actor ArtifactCache {
     /// releases API's digest was checked goes through `fetch` again (the blob stays; only the
     /// digest is compared).
     private nonisolated func crossChecked(_ artifact: Artifact) -> Bool {
+        if indexKey != nil { return artifact.crossCheck == .signedIndex }
         guard publishedDigests != nil else { return true }
         return artifact.crossCheck == .publishedDigest || artifact.crossCheck == .noPublishedDigest
+    }
+
+    /// The mirror's index, its signature verified with `indexKey`; nil without a key.
+    private func signedIndex() async throws -> MirrorIndex? {
+        guard let indexKey else { return nil }
+        let refused = { (index: String, signature: String, reason: String) in
+            ArtifactError.mirrorIndexRefused(index: index, signature: signature, keyFile: indexKey.file, reason: reason)
+        }
+        let indexName = MirrorIndex.fileName, signatureName = MirrorIndex.signatureName
+        let index: [UInt8], indexSource: String
+        do {
+            (index, indexSource) = try await download(relative: indexName, encoded: indexName, asset: indexName, bytesMax: MirrorIndex.bytesMax)
+        } catch let error as ArtifactError where !error.isTransient {
+            throw refused("\(source)/\(indexName)", "\(source)/\(signatureName)", "the mirror has no readable index: \(error)")
+        }
+        let signature: [UInt8], signatureSource: String
+        do {
+            (signature, signatureSource) = try await download(relative: signatureName, encoded: signatureName, asset: signatureName,
+                                                              bytesMax: MirrorIndex.signatureBytesMax)
+        } catch let error as ArtifactError where !error.isTransient {
+            throw refused(indexSource, "\(source)/\(signatureName)", "the index is not signed: \(error)")
+        }
+        return try MirrorIndex.verified(index, signature: signature, key: indexKey.key, keyFile: indexKey.file,
+                                        source: indexSource, signatureSource: signatureSource)
     }
 
     /// The releases API's word on `asset` of `tag` against the checksum file's `expected`.
@@ -169,14 +197,23 @@ public actor ArtifactCache {
     private func fetch(_ key: Key) async throws -> Artifact {
         let tag = key.version.description
         let checksumAsset = key.arch.checksumAssetName
+        let index = try await signedIndex()
         let (checksumBytes, checksumSource) = try await download(tag: tag, asset: checksumAsset, bytesMax: Self.checksumBytesMax)
+        try index?.require(ArtifactSource.relativePath(tag: tag, asset: checksumAsset, encoded: false), digest: SHA256.hex(checksumBytes))
         let checksums = String(decoding: checksumBytes, as: UTF8.self)
         let candidates = key.asset == .binary ? [key.arch.binaryAssetName] : key.arch.airgapImagesAssetNames
         guard let (asset, expected) = candidates.lazy.compactMap({ name in ChecksumFile.digest(of: name, in: checksums).map { (name, $0) } }).first else {
             throw ArtifactError.checksumNotListed(asset: candidates.joined(separator: " or "), checksumFile: checksumSource)
         }
-        // Before any download: a checksum file that disagrees with the publisher is enough to refuse.
-        let vouched = try await crossCheck(tag: tag, asset: asset, expected: expected, checksumSource: checksumSource)
+        // Before any download: a checksum file that disagrees with the publisher (or the signed
+        // index) is enough to refuse.
+        let vouched: Artifact.CrossCheck
+        if let index {
+            try index.require(ArtifactSource.relativePath(tag: tag, asset: asset, encoded: false), digest: expected)
+            vouched = .signedIndex
+        } else {
+            vouched = try await crossCheck(tag: tag, asset: asset, expected: expected, checksumSource: checksumSource)
+        }
         let path = blobPath(expected)
         if let bytes = ArtifactStorage.size(path), try intact(path, digest: expected) {
             // Stored under this digest by an earlier fetch (another version can share a binary).
@@ -233,16 +270,22 @@ public actor ArtifactCache {
 
     /// The asset's bytes and where they came from (for messages).
     private func download(tag: String, asset: String, bytesMax: Int) async throws -> ([UInt8], String) {
+        try await download(relative: ArtifactSource.relativePath(tag: tag, asset: asset, encoded: false),
+                           encoded: ArtifactSource.relativePath(tag: tag, asset: asset, encoded: true), asset: asset, bytesMax: bytesMax)
+    }
+
+    /// The file at `relative` below the source (`encoded` in a URL).
+    private func download(relative: String, encoded: String, asset: String, bytesMax: Int) async throws -> ([UInt8], String) {
         switch source {
         case .directory(let root):
-            let path = "\(root)/\(ArtifactSource.relativePath(tag: tag, asset: asset, encoded: false))"
+            let path = "\(root)/\(relative)"
             guard let bytes = try ArtifactStorage.read(path, bytesMax: bytesMax) else {
                 throw ArtifactError.notFound(asset: asset, source: path)
             }
             return (bytes, path)
         case .http(let base):
             guard let client else { preconditionFailure("an HTTP artifact source needs an HTTP client") }
-            let url = base.appending(path: ArtifactSource.relativePath(tag: tag, asset: asset, encoded: true))
+            let url = base.appending(path: encoded)
             var headers = HTTPHeaders()
             headers.add(name: "Accept", value: "application/octet-stream")
             let response: HTTPResponse

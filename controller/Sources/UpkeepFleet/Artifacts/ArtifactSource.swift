@@ -1,5 +1,6 @@
 import UpkeepCore
 import UpkeepHTTP
+import UpkeepPKI
 
 /// Where k3s release assets come from. Both kinds use GitHub's download layout,
 /// `<base>/k3s-io/k3s/releases/download/<tag>/<asset>`, so a mirror is made by copying the
@@ -67,6 +68,8 @@ public struct Artifact: Codable, Equatable, Sendable {
         /// The releases API lists the asset without a digest (releases uploaded before GitHub
         /// computed them): the checksum file alone vouched for it.
         case noPublishedDigest
+        /// The operator-signed mirror index listed the file with this digest.
+        case signedIndex
         /// No second source was configured (a mirror without `indexKey`).
         case checksumFileAlone
     }
@@ -89,6 +92,7 @@ extension Artifact {
         switch crossCheck {
         case .publishedDigest: " (checksum file and the releases API's digest)"
         case .noPublishedDigest: " (checksum file only: the releases API gives no digest for this release)"
+        case .signedIndex: " (checksum file and the signed mirror index)"
         case .checksumFileAlone?, nil: " (checksum file)"
         }
     }
@@ -128,6 +132,12 @@ public enum ArtifactError: Error, Equatable, Sendable, CustomStringConvertible {
     case publishedDigestMismatch(asset: String, source: String, checksumFile: String, digests: String, published: String)
     /// The releases API does not list `asset` in the release, though the download has it.
     case notPublished(asset: String, source: String, digests: String)
+    /// The mirror's signed index (`index`) is missing, or its signature (`signature`) is missing
+    /// or not one by the configured key: nothing from the mirror is used.
+    case mirrorIndexRefused(index: String, signature: String, keyFile: String, reason: String)
+    /// The signed index does not list `path`, or lists it with another digest (`listed`, nil
+    /// when absent) than the mirror serves (`actual`).
+    case notInMirrorIndex(path: String, index: String, listed: String?, actual: String)
 
     /// Trying again later may succeed.
     public var isTransient: Bool {
@@ -155,6 +165,17 @@ public enum ArtifactError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "(check the download origin and any proxy in between; do not roll out until both agree)"
         case let .notPublished(asset, source, digests):
             "\(asset) is served by \(source), but \(digests) does not list it in the release; nothing was cached and no node was touched"
+        case let .mirrorIndexRefused(index, signature, keyFile, reason):
+            "the mirror is refused: \(reason) (index \(index), signature \(signature), key \(keyFile)); nothing from it was cached and no node was touched. "
+                + "Sign the mirror's index with the private key whose public half is releases.indexKey (docs/fleet.md, \"Signed mirror index\")"
+        case let .notInMirrorIndex(path, index, listed, actual):
+            if let listed {
+                "\(path) in the mirror has sha256 \(actual), but the signed index \(index) says \(listed); nothing was cached and no node was touched "
+                    + "(the mirror's file was changed after the index was signed: copy it again, or make and sign a new index)"
+            } else {
+                "\(path) (sha256 \(actual)) is not in the signed index \(index); nothing was cached and no node was touched "
+                    + "(add it to the index and sign it again: docs/fleet.md, \"Signed mirror index\")"
+            }
         }
     }
 }
@@ -174,5 +195,51 @@ public enum ChecksumFile {
             }
         }
         return nil
+    }
+}
+
+/// An air-gapped mirror's list of its files, signed by the operator: `<mirror>/SHA256SUMS` in
+/// `sha256sum`'s format over paths relative to the mirror
+/// (`<hex>  k3s-io/k3s/releases/download/<tag>/<asset>`), and `<mirror>/SHA256SUMS.sig`, a
+/// detached signature of that file's bytes by the key whose public half `releases.indexKey`
+/// names (Ed25519, `openssl pkeyutl -sign -rawin`; or ECDSA P-256, `openssl dgst -sha256 -sign`).
+/// A mirror's files cannot then be changed or added without that key, wherever the mirror lives.
+public struct MirrorIndex: Sendable {
+    public static let fileName = "SHA256SUMS"
+    public static let signatureName = "SHA256SUMS.sig"
+    /// An index lists a few files per release: 16 MiB is far beyond any real one.
+    public static let bytesMax = 16 << 20
+    /// An Ed25519 signature is 64 bytes, a DER ECDSA P-256 one at most 72.
+    public static let signatureBytesMax = 1024
+
+    /// The operator's public key and the file it came from (`releases.indexKey`).
+    public struct TrustedKey: Sendable {
+        public let key: PublicKey
+        public let file: String
+        public init(file: String) throws {
+            key = try PublicKey(pemFile: file)
+            self.file = file
+        }
+    }
+
+    /// The index's text, its signature checked.
+    public let text: String
+    /// Where it was read, for messages.
+    public let source: String
+
+    /// The index whose `signature` by `key` is valid; else `mirrorIndexRefused` naming `reason`.
+    public static func verified(_ index: [UInt8], signature: [UInt8], key: PublicKey, keyFile: String,
+                                source: String, signatureSource: String) throws(ArtifactError) -> MirrorIndex {
+        guard key.verifies(signature: signature, of: index) else {
+            throw .mirrorIndexRefused(index: source, signature: signatureSource, keyFile: keyFile,
+                                      reason: "the index's signature is not one by the configured \(key.keyType.rawValue) key")
+        }
+        return MirrorIndex(text: String(decoding: index, as: UTF8.self), source: source)
+    }
+
+    /// Throws unless the index lists `path` with `digest`.
+    public func require(_ path: String, digest: String) throws(ArtifactError) {
+        let listed = ChecksumFile.digest(of: path, in: text)
+        guard listed == digest else { throw .notInMirrorIndex(path: path, index: source, listed: listed, actual: digest) }
     }
 }
