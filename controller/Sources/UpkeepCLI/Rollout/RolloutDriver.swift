@@ -40,9 +40,10 @@ struct RolloutDriver {
                                      k3sVersion: node.node.version, endpoint: node.agent?.description, seenAt: seen)
             })
         }
+        let artifacts = try self.artifacts ?? session.artifactCache()
+        if case .resume(let id, _) = start { try await verifyAhead(id, artifacts: artifacts) }
         let clusterLock = try session.clusterLease(store: store)
         let fleet = try await session.fleet(for: reading)
-        let artifacts = try self.artifacts ?? session.artifactCache()
         let transport = ProtocolAgentTransport(fleet: fleet, artifacts: artifacts,
                                                backups: StoreBackupCatalog(store: store, config: session.config,
                                                                            stateDirectory: session.stateDirectory))
@@ -125,6 +126,18 @@ struct RolloutDriver {
         case .blocked(let reason):
             view.say("blocked: \(reason); fix it, then run `upkeep resume`")
             return RolloutExitCode.blocked
+        }
+    }
+
+    /// Before a resume lets the engine cordon another node: every binary it will still install,
+    /// fetched and verified, as `apply` does before a new rollout. A failure leaves the rollout
+    /// as it was (exit 7).
+    private func verifyAhead(_ id: String?, artifacts: ArtifactCache) async throws {
+        guard let id = try id ?? storeCall({ try store.unfinishedRollout()?.id }),
+              let engine = try? store.engine(rolloutID: id) else { return } // the runtime says what is wrong with the id
+        let keys = engine.artifactsAhead.map { ArtifactCache.Key(version: $0.version, arch: $0.arch) }
+        do { try await artifacts.prefetch(keys) } catch {
+            throw CommandFailure(code: RolloutExitCode.artifact, message: "\(error); rollout \(id) was not resumed and no node was touched")
         }
     }
 

@@ -158,6 +158,13 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         return nodes.filter { seen.insert($0).inserted }
     }
 
+    /// The binaries that forward moves not yet past their stage will install: what a resume
+    /// fetches and verifies before it lets the engine cordon another node.
+    public var artifactsAhead: [Artifact] {
+        let ahead: Set<Move.Phase> = [.pending, .cordoning, .draining, .staging, .cancelled]
+        return Set(moves.filter { $0.key.hasPrefix("f") && ahead.contains($0.phase) }.map { Artifact(version: $0.to, arch: $0.arch) }).sorted()
+    }
+
     /// Operation ids of installs whose watch was not committed or ended by a rollback.
     public var openWatches: [String] {
         moves.filter { $0.installOperationID != nil && ($0.phase == .verifying || $0.phase == .uncordoning && $0.afterUncordon == .settling
