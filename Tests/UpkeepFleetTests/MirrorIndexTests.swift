@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import UpkeepCore
 import UpkeepFleet
+import UpkeepHTTP
+import UpkeepHTTPServer
 import UpkeepPKI
 import UpkeepTestSupport
 
@@ -122,6 +124,29 @@ struct MirrorIndexTests {
 
         try FileManager.default.removeItem(atPath: signed.mirror.file("SHA256SUMS"))
         try await refused("no readable index")
+    }
+
+    /// The same mirror served over HTTP: the index and its signature are read from the URL, and
+    /// a signature the server does not have (404) refuses the mirror.
+    @Test func aMirrorServedOverHTTPIsVerifiedTheSameWay() async throws {
+        let signed = try SignedMirror()
+        let root = signed.mirror.path
+        let files = try await HTTPServer.start(host: "127.0.0.1", port: 0, responder: .blocking { request in
+            guard let data = FileManager.default.contents(atPath: root + request.path) else { return .text("missing\n", status: 404) }
+            return HTTPServerResponse(status: 200, body: Array(data))
+        })
+        let state = try TemporaryDirectory()
+        let served = try ArtifactCache(stateDirectory: state.path, source: .http(try HTTPURL("http://127.0.0.1:\(files.port)")),
+                                       client: try ArtifactCache.makeHTTPClient(artifactBytesMax: 1 << 20),
+                                       indexKey: try MirrorIndex.TrustedKey(file: signed.keys.file("mirror.pub")))
+        #expect(try await served.artifact(version: try K3sVersion(v1), arch: .amd64).crossCheck == .signedIndex)
+        try FileManager.default.removeItem(atPath: signed.mirror.file("SHA256SUMS.sig"))
+        // Another release, so the index is read again (what is cached stays verified).
+        await #expect { try await served.artifact(version: try K3sVersion(v2), arch: .amd64) } throws: { error in
+            guard case let .mirrorIndexRefused(_, signature, _, reason) = error as? ArtifactError else { return false }
+            return signature.hasSuffix("/SHA256SUMS.sig") && reason.contains("not signed")
+        }
+        await files.close()
     }
 
     @Test func onlyEd25519AndP256PublicKeysAreAccepted() throws {
