@@ -162,6 +162,23 @@ final class EndToEndSandbox: Sendable {
         return object?["spec"] as? [String: Any] ?? [:]
     }
 
+    /// Writes the Lease `kube-system/upkeep` with `kubectl apply`, as another controller would
+    /// hold it: `holder` (nil: given back), renewed `renewedSecondsAgo` before now, for
+    /// `durationSeconds`. Must succeed.
+    func writeClusterLease(holder: String?, renewedSecondsAgo: Double = 0, durationSeconds: Int) async throws {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let renewed = formatter.string(from: Date().addingTimeInterval(-renewedSecondsAgo))
+        let file = "\(directory)/lease-\(UUID().uuidString.prefix(8)).json"
+        let spec: [String: Any] = ["holderIdentity": holder ?? "", "leaseDurationSeconds": durationSeconds, "acquireTime": renewed, "renewTime": renewed]
+        let lease: [String: Any] = ["apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                    "metadata": ["name": "upkeep", "namespace": "kube-system"], "spec": spec]
+        try JSONSerialization.data(withJSONObject: lease).write(to: URL(fileURLWithPath: file))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let outcome = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(directory)/kubeconfig", "apply", "-f", file], timeoutSeconds: 30)
+        try #require(outcome.status == 0, "kubectl apply of the Lease failed: \(outcome.output)")
+    }
+
     /// A node as `kubectl get nodes -o json` shows it.
     struct NodeView: Equatable, CustomStringConvertible {
         var name: String

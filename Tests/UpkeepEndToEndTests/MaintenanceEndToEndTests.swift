@@ -104,6 +104,52 @@ struct MaintenanceEndToEndTests {
         }
     }
 
+    /// Two controllers: another one holds the Lease `kube-system/upkeep` (written with kubectl,
+    /// live). `maintenance enable` and `disable` of this one are refused naming the holder (exit
+    /// 6) and change nothing kubectl shows; `status` reads without the lock and leaves the Lease
+    /// as it was. Once the Lease lapses, enable takes it over; `disable --force-takeover` takes a
+    /// live one and resumes what enable suspended.
+    @Test func whileAnotherControllerHoldsTheLeaseEnableAndDisableChangeNothing() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            try await Self.suspendByHand(sandbox)
+            let other = "ctl-other-0badc0de (apply r20261207-101500)"
+            try await sandbox.writeClusterLease(holder: other, durationSeconds: 300)
+            let held = try #require(try await sandbox.clusterLease())
+
+            let enable = try await sandbox.controller(["maintenance", "enable", "--reason", "two at once"])
+            #expect(enable.status == 6 && enable.output.contains("the Lease kube-system/upkeep is held by \(other)")
+                    && enable.output.contains("nothing was changed"), "\(enable.output)")
+            try await Self.expect(sandbox, suspended: false, "after the refused enable")
+            #expect(try await Self.record(sandbox) == nil, "the refused enable wrote the ConfigMap")
+            let status = try await sandbox.controller(["maintenance", "status"])
+            #expect(status.status == 0 && status.output.contains("maintenance mode: off"), "\(status.output)")
+            #expect(NSDictionary(dictionary: try #require(try await sandbox.clusterLease())) == NSDictionary(dictionary: held),
+                    "enable or status changed the Lease")
+
+            // Lapsed: taken over.
+            try await sandbox.writeClusterLease(holder: other, renewedSecondsAgo: 600, durationSeconds: 60)
+            let taken = try await sandbox.controller(["maintenance", "enable", "--reason", "after the other"])
+            #expect(taken.status == 0 && taken.output.contains("took the cluster Lease over from \(other)")
+                    && taken.output.contains("3 Flux objects suspended"), "\(taken.output)")
+            try await Self.expect(sandbox, suspended: true, "after the enable")
+            let given = try #require(try await sandbox.clusterLease())
+            #expect((given["holderIdentity"] as? String ?? "").isEmpty, "enable did not give the Lease back: \(given)")
+
+            try await sandbox.writeClusterLease(holder: other, durationSeconds: 300)
+            let disable = try await sandbox.controller(["maintenance", "disable"])
+            #expect(disable.status == 6 && disable.output.contains("the Lease kube-system/upkeep is held by \(other)"), "\(disable.output)")
+            try await Self.expect(sandbox, suspended: true, "after the refused disable")
+            #expect(try await Self.record(sandbox)?["state"] == "enabled", "the refused disable touched the ConfigMap")
+
+            // The operator knows the other is gone: a live Lease is taken by force.
+            let forced = try await sandbox.controller(["maintenance", "disable", "--force-takeover"])
+            #expect(forced.status == 0 && forced.output.contains("took the cluster Lease over from \(other)")
+                    && forced.output.contains("3 Flux objects resumed"), "\(forced.output)")
+            try await Self.expect(sandbox, suspended: false, "after the disable")
+            #expect(try await Self.record(sandbox) == nil)
+        }
+    }
+
     /// `upkeep` killed with SIGKILL after it recorded what it suspends and suspended the
     /// Kustomizations, while its write to the HelmRelease hangs in the API (a sandbox fault):
     /// `disable` resumes exactly what the record names, and the object suspended by hand stays.

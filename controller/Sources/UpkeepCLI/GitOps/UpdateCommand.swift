@@ -260,31 +260,13 @@ struct GitOpsUpdate {
         }
         if !confirmed { try Apply.confirm("y") }
         let id = (workspace as NSString).lastPathComponent.replacingOccurrences(of: "r", with: "u", options: .anchored)
-        if let lock {
-            do {
-                if case .held(_, let from?)? = try await lock.acquire(operation: "update \(id)", lost: { _ in }) {
-                    say("took the cluster Lease over from \(from)")
-                }
-            } catch {
-                switch error {
-                case .store(.leaseHeld), .lock(.held): throw CommandFailure(code: RolloutExitCode.leaseHeld, message: "\(error); nothing was committed")
-                case .store: throw CommandFailure(code: RolloutExitCode.state, message: error.description)
-                default: throw CommandFailure(code: RolloutExitCode.unreachable, message: "\(error); nothing was committed")
-                }
-            }
+        guard let lock else { return try await committed(plan: plan, change: change, url: url, branch: branch, workspace: workspace, id: id) }
+        return try await lock.holding("update \(id)", untouched: "nothing was committed", say: say) {
+            try await committed(plan: plan, change: change, url: url, branch: branch, workspace: workspace, id: id)
         }
-        let code: Int32
-        do {
-            code = try await committed(plan: plan, change: change, url: url, branch: branch, workspace: workspace, id: id)
-        } catch {
-            await lock?.release()
-            throw error
-        }
-        await lock?.release()
-        return code
     }
 
-    /// Commit, push, wait, revert when it fails: under the lock (which this gives back).
+    /// Commit, push, wait, revert when it fails: under the lock.
     private func committed(plan: GitOpsPlan, change: GitOpsChange, url: String, branch: String, workspace: String, id: String) async throws -> Int32 {
         try change.text.write(toFile: "\(workspace)/\(change.file)", atomically: true, encoding: .utf8)
         let message = "\(change.subject)\n\nCommitted by upkeep update; it reverts this commit if the upgrade does not become healthy."
@@ -348,8 +330,7 @@ struct GitOpsUpdate {
 
     /// Why the lock is no longer held, nil while it is (or there is none).
     func lostLock() -> String? {
-        guard let lock, !lock.isHeld(at: .wallClockNow()) else { return nil }
-        return "this controller lost its lock (\(lock.lostReason ?? "the cluster Lease was not renewed in time"))"
+        lock?.loss()
     }
 
     /// Polls `judge` until the verdict is done or failed, the timeout passes (then the last

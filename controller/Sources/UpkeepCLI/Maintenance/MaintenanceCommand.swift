@@ -3,6 +3,7 @@ import Foundation
 import UpkeepCore
 import UpkeepKube
 import UpkeepPOSIX
+import UpkeepRuntime
 import UpkeepStore
 
 /// `upkeep maintenance`: Flux's reconciliation suspended and the cluster marked while people or
@@ -11,8 +12,10 @@ struct MaintenanceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "maintenance",
         abstract: "Suspend Flux's reconciliation while the cluster is worked on (maintenance mode), and resume it.",
-        discussion: "Exit codes: 0 done (or nothing to do), 2 usage, 5 refused, 8 the Kubernetes API failed (run the same command "
-            + "again: it carries on from the record), 9 the state database failed. docs/maintenance.md.",
+        discussion: "enable and disable hold the controller's lock (the cluster Lease kube-system/upkeep) while they run; status takes "
+            + "no lock. Exit codes: 0 done (or nothing to do), 2 usage, 5 refused, 6 another controller (or operation) holds the lock, "
+            + "8 the Kubernetes API failed (run the same command again: it carries on from the record), 9 the state database failed. "
+            + "docs/maintenance.md.",
         subcommands: [MaintenanceEnableCommand.self, MaintenanceStatusCommand.self, MaintenanceDisableCommand.self])
 }
 
@@ -31,6 +34,9 @@ struct MaintenanceEnableCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Send the maintenance.enabled notification to the configured sinks.")
     var notify = false
 
+    @Flag(name: .customLong("force-takeover"), help: "Take the controller lock even if another controller holds it (only when that one is gone).")
+    var forceTakeover = false
+
     func validate() throws {
         guard !reason.trimmingCharacters(in: .whitespaces).isEmpty, reason.utf8.count <= 1024, !reason.contains("\n") else {
             throw ValidationError("--reason must be one line of 1 to 1024 bytes")
@@ -38,7 +44,7 @@ struct MaintenanceEnableCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await MaintenanceSession.with(configOption) { mode, _ in
+        try await MaintenanceSession.with(configOption, lockedFor: "maintenance enable", forceTakeover: forceTakeover) { mode, _ in
             let now = Instant.wallClockNow()
             switch try await mode.enable(reason: reason, by: OperatorIdentity.current(), notify: notify, now: now) {
             case .enabled(let period):
@@ -65,8 +71,11 @@ struct MaintenanceDisableCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Send the maintenance.disabled notification to the configured sinks.")
     var notify = false
 
+    @Flag(name: .customLong("force-takeover"), help: "Take the controller lock even if another controller holds it (only when that one is gone).")
+    var forceTakeover = false
+
     func run() async throws {
-        try await MaintenanceSession.with(configOption) { mode, store in
+        try await MaintenanceSession.with(configOption, lockedFor: "maintenance disable", forceTakeover: forceTakeover) { mode, store in
             let unfinished = try storeCall { try store.unfinishedRollout() }
             switch try await mode.disable(by: OperatorIdentity.current(), notify: notify, now: .wallClockNow()) {
             case .wasOff:
@@ -187,17 +196,31 @@ struct MaintenanceStatusCommand: AsyncParsableCommand {
 
 /// The Kubernetes API and the state database for one maintenance command; errors as exit codes.
 enum MaintenanceSession {
-    static func with(_ configOption: ConfigOption, _ body: (MaintenanceMode, StateStore) async throws -> Void) async throws {
+    /// `lockedFor`: the operation that holds the controller's lock (this state directory's
+    /// lease and the cluster Lease `kube-system/upkeep`) around `body`, as every command that
+    /// changes the cluster does (docs/controller.md, "The lock"); held by another, the command is
+    /// refused before it reads or writes anything of maintenance mode (exit 6). nil: read only,
+    /// no lock (`status`). `forceTakeover`: take the lock from a live holder too.
+    static func with(_ configOption: ConfigOption, lockedFor operation: String? = nil, forceTakeover: Bool = false,
+                     _ body: (MaintenanceMode, StateStore) async throws -> Void) async throws {
         let config = try configOption.load()
         let store = try openStateStore(config)
         try await NotificationRun.with(config, store: store) {
             try await ClusterSession.with(config) { session in
-                do {
-                    try await body(session.maintenanceMode(store: store, say: { print($0) }), store)
-                } catch {
-                    throw failure(error)
-                }
+                var mode = session.maintenanceMode(store: store, say: { print($0) })
+                guard let operation else { return try await run(body, mode, store) }
+                let lock = OperationLock(store: store, cluster: try session.clusterLease(store: store), configuration: RuntimeConfiguration(forceTakeover: forceTakeover))
+                mode.fence = { lock.loss() }
+                try await lock.holding(operation, untouched: "nothing was changed", say: { print($0) }) { try await run(body, mode, store) }
             }
+        }
+    }
+
+    private static func run(_ body: (MaintenanceMode, StateStore) async throws -> Void, _ mode: MaintenanceMode, _ store: StateStore) async throws {
+        do {
+            try await body(mode, store)
+        } catch {
+            throw failure(error)
         }
     }
 
@@ -208,6 +231,7 @@ enum MaintenanceSession {
         case .cluster: return CommandFailure(code: RolloutExitCode.unreachable, message: error.description)
         case .unreadableRecord, .disableInterrupted, .configMapGone, .tooManyObjects:
             return CommandFailure(code: RolloutExitCode.refused, message: error.description)
+        case .lockLost: return CommandFailure(code: RolloutExitCode.leaseHeld, message: error.description)
         }
     }
 }

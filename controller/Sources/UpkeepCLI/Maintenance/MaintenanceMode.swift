@@ -23,6 +23,11 @@ struct MaintenanceMode {
     /// Progress for the operator, one line each.
     let say: @Sendable (String) -> Void
 
+    /// Before each write: why this run may no longer write (the lock the command holds was
+    /// lost), nil while it may. A rollout's maintenance mode writes under the rollout's lock and
+    /// leaves this as it is.
+    var fence: @Sendable () -> String? = { nil }
+
     /// Objects one record may name: their list stays far below a ConfigMap's 1 MiB, and a
     /// suspend or resume of each stays a matter of minutes.
     var objectsMax = 5000
@@ -108,6 +113,7 @@ struct MaintenanceMode {
             if try await setSuspended(ref, false, now: now) { say("resumed \(ref)") } else { gone.append(text) }
         }
         if cluster != nil {
+            try fenced()
             do {
                 try await kube.delete(.configMaps, MaintenanceRecord.name, namespace: MaintenanceRecord.namespace)
             } catch let error as KubeAPIError where error.isNotFound {
@@ -203,6 +209,7 @@ struct MaintenanceMode {
     /// `flux suspend` (`spec.suspend: true`) or `flux resume` (`spec.suspend: false` and a
     /// reconcile requested, as `flux resume` does). False when the object is gone.
     private func setSuspended(_ ref: FluxObjectRef, _ suspended: Bool, now: Instant) async throws -> Bool {
+        try fenced()
         var patch: JSON = ["spec": ["suspend": .bool(suspended)]]
         if !suspended { patch["metadata"] = ["annotations": ["reconcile.fluxcd.io/requestedAt": .string(KubeTime.format(now.unixSeconds))]] }
         do {
@@ -216,6 +223,7 @@ struct MaintenanceMode {
     }
 
     private func createRecord(_ period: MaintenancePeriod) async throws {
+        try fenced()
         do {
             _ = try await kube.create(.configMaps, MaintenanceRecord.configMap(period))
         } catch let error as KubeAPIError where error.isAlreadyExists {
@@ -226,11 +234,17 @@ struct MaintenanceMode {
     }
 
     private func patchRecordState(_ state: MaintenancePeriod.State) async throws {
+        try fenced()
         do {
             _ = try await kube.patch(.configMaps, MaintenanceRecord.name, namespace: MaintenanceRecord.namespace, ["data": ["state": .string(state.rawValue)]])
         } catch {
             throw MaintenanceError.cluster("marking \(MaintenanceRecord.place) \(state.rawValue): \(error)")
         }
+    }
+
+    /// Throws `lockLost` once `fence` says this run may no longer write.
+    private func fenced() throws {
+        if let lost = fence() { throw MaintenanceError.lockLost(lost) }
     }
 
     private func tell(_ name: MaintenanceEvent.Name, _ period: MaintenancePeriod, notify: Bool, now: Instant) async {

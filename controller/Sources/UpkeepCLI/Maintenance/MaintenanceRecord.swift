@@ -75,6 +75,8 @@ enum MaintenanceError: Error, Equatable, CustomStringConvertible {
     case cluster(String)
     /// More objects match than one record may name (`MaintenanceMode.objectsMax`).
     case tooManyObjects(Int, max: Int)
+    /// The command's lock was lost (why): it stopped before its next write.
+    case lockLost(String)
 
     var description: String {
         switch self {
@@ -92,6 +94,9 @@ enum MaintenanceError: Error, Equatable, CustomStringConvertible {
         case .tooManyObjects(let count, let max):
             "\(count) Flux objects match, more than the \(max) maintenance mode records; narrow them with "
                 + "maintenance.suspend or maintenance.suspendSelector in upkeep.yaml; nothing was suspended"
+        case .lockLost(let reason):
+            "\(reason); stopped before its next write to the cluster: `upkeep maintenance status` shows where it stands, "
+                + "and the same command run again once the lock is free carries on from the record"
         }
     }
 }
