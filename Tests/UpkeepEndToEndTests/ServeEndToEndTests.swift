@@ -56,6 +56,59 @@ struct ServeEndToEndTests {
         await receiver.close()
     }
 
+    /// Another controller holds the Lease `kube-system/upkeep` (written with kubectl and renewed
+    /// every 2 s, a 12 s duration): serve, with an update due and a window always open, starts
+    /// nothing; `/v1/status` shows it waiting (`lock-held`, naming the holder) and
+    /// `upkeep_serve_waiting{reason="lock-held"}` is 1. Once the other stops renewing, the Lease
+    /// lapses and serve takes it over and starts the rollout.
+    @Test func serveWaitsWhileAnotherControllerHoldsTheLeaseAndStartsOnceItLapses() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            let other = "ctl-other-0badc0de (apply r20261207-101500)"
+            let config = "\(sandbox.directory)/upkeep-serve-lease.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8)
+                 + "\nautomation: {checkInterval: 1h, k3s: minor, channel: stable}\nmaintenance: {windows: [\"daily 00:00-24:00\"]}\n"
+                 + ClusterLeaseEndToEndTests.shortLease + "\n").write(toFile: config, atomically: true, encoding: .utf8)
+            try await sandbox.writeClusterLease(holder: other, durationSeconds: 12)
+            let renewer = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(2))
+                    if Task.isCancelled { return }
+                    try? await sandbox.writeClusterLease(holder: other, durationSeconds: 12)
+                }
+            }
+            defer { renewer.cancel() }
+            let serve = try sandbox.start(["serve", "--listen", "127.0.0.1:0"], config: config)
+            defer { kill(serve.pid, SIGKILL) }
+            let port = try await Self.port(serve)
+
+            var waiting: [String: Any] = [:]
+            let deadline = Date().addingTimeInterval(45)
+            while Date() < deadline, waiting["reason"] as? String != "lock-held" {
+                waiting = try await Self.status(port)["serve"] as? [String: Any] ?? [:]
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(waiting["decision"] as? String == "wait" && waiting["reason"] as? String == "lock-held"
+                    && (waiting["detail"] as? String ?? "").contains(other), "serve does not wait for the Lease: \(waiting)\n\(serve.output)")
+            let metrics = try await Self.get(port, "/metrics")
+            #expect(metrics.contains("upkeep_serve_waiting{reason=\"lock-held\"} 1"), "\(metrics)")
+            // Held for longer than a whole Lease duration: still nothing started.
+            try await Task.sleep(for: .seconds(12))
+            let still = try await Self.status(port)["serve"] as? [String: Any] ?? [:]
+            #expect(still["reason"] as? String == "lock-held", "\(still)")
+            #expect(try await sandbox.history().isEmpty, "serve started a rollout while another controller held the Lease")
+            #expect(try await sandbox.clusterLease()?["holderIdentity"] as? String == other)
+
+            renewer.cancel()
+            _ = try await serve.waitForLine("serve taking the lapsed Lease over", timeoutSeconds: 60) {
+                $0.contains("took the cluster Lease over from \(other)")
+            }
+            let started = try #require(try await sandbox.history().first, "serve started no rollout once the Lease lapsed:\n\(serve.output)")
+            #expect(started.target.description == Self.stable && started.startedBy?.by.service == "serve", "\(started.id) \(started.target)")
+            let lease = try #require(try await sandbox.clusterLease())
+            #expect((lease["holderIdentity"] as? String ?? "").hasSuffix("(apply \(started.id))") && lease["leaseTransitions"] as? Int == 1, "\(lease)")
+        }
+    }
+
     /// Told, signed, once each: started and finished, whatever the kill did between them.
     static func expectToldSigned(_ receiver: WebhookReceiver) async throws {
         let got = await receiver.wait(for: 4, timeoutSeconds: 30)
