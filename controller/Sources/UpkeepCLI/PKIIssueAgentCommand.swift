@@ -2,7 +2,9 @@ import ArgumentParser
 import UpkeepPKI
 
 /// `upkeep pki issue agent NODE --dir DIR`.
-struct PKIIssueAgent: ParsableCommand {
+struct PKIIssueAgent: PKIIssueRoleCommand {
+    static let role = PeerRole.agent
+
     static let configuration = CommandConfiguration(
         commandName: "agent",
         abstract: "Issue the certificate for the agent on NODE (identity upkeep://agent/NODE)."
@@ -13,11 +15,5 @@ struct PKIIssueAgent: ParsableCommand {
 
     @OptionGroup var options: PKIIssueOptions
 
-    func validate() throws {
-        _ = try identityArgument(.agent, node)
-    }
-
-    func run() throws {
-        try options.issue(identityArgument(.agent, node))
-    }
+    var name: String { node }
 }

@@ -11,7 +11,26 @@ struct PKIIssue: ParsableCommand {
     )
 }
 
-/// Options shared by `issue agent` and `issue controller`.
+/// `issue agent`, `issue controller` and `issue operator`: one role's certificate for the name
+/// the command's argument gives; each declares only its name, help and argument.
+protocol PKIIssueRoleCommand: ParsableCommand {
+    static var role: PeerRole { get }
+    /// The identity's name: the node, the controller's or the operator's name.
+    var name: String { get }
+    var options: PKIIssueOptions { get }
+}
+
+extension PKIIssueRoleCommand {
+    func validate() throws {
+        _ = try identityArgument(Self.role, name)
+    }
+
+    func run() throws {
+        try options.issue(identityArgument(Self.role, name))
+    }
+}
+
+/// Options shared by `issue agent`, `issue controller` and `issue operator`.
 struct PKIIssueOptions: ParsableArguments {
     @OptionGroup var write: PKIWriteOptions
 

@@ -2,7 +2,9 @@ import ArgumentParser
 import UpkeepPKI
 
 /// `upkeep pki issue controller [NAME] --dir DIR`.
-struct PKIIssueController: ParsableCommand {
+struct PKIIssueController: PKIIssueRoleCommand {
+    static let role = PeerRole.controller
+
     static let configuration = CommandConfiguration(
         commandName: "controller",
         abstract: "Issue a controller certificate (identity upkeep://controller/NAME)."
@@ -12,12 +14,4 @@ struct PKIIssueController: ParsableCommand {
     var name: String = PKIDirectory.defaultControllerName
 
     @OptionGroup var options: PKIIssueOptions
-
-    func validate() throws {
-        _ = try identityArgument(.controller, name)
-    }
-
-    func run() throws {
-        try options.issue(identityArgument(.controller, name))
-    }
 }

@@ -2,7 +2,9 @@ import ArgumentParser
 import UpkeepPKI
 
 /// `upkeep pki issue operator NAME --dir DIR`.
-struct PKIIssueOperator: ParsableCommand {
+struct PKIIssueOperator: PKIIssueRoleCommand {
+    static let role = PeerRole.operator
+
     static let configuration = CommandConfiguration(
         commandName: "operator",
         abstract: "Issue a certificate for a person reading `upkeep serve`'s status API from another machine (identity upkeep://operator/NAME).",
@@ -13,12 +15,4 @@ struct PKIIssueOperator: ParsableCommand {
     var name: String
 
     @OptionGroup var options: PKIIssueOptions
-
-    func validate() throws {
-        _ = try identityArgument(.operator, name)
-    }
-
-    func run() throws {
-        try options.issue(identityArgument(.operator, name))
-    }
 }
