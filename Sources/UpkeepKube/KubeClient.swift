@@ -15,6 +15,8 @@ import UpkeepTLS
 /// credentials.
 public final class KubeClient: Sendable {
     public let endpoint: KubeEndpoint
+    /// How long one request may take as a whole: connecting (TCP and TLS, itself at most 10 s),
+    /// sending and the answer's last byte.
     public let requestTimeoutSeconds: Double
     /// The HTTP client underneath; its `limits` count the bounds reached.
     public let http: HTTPClient
@@ -75,7 +77,7 @@ public final class KubeClient: Sendable {
         if !body.isEmpty || method == .POST || method == .PUT || method == .PATCH {
             headers.add(name: "Content-Type", value: contentType)
         }
-        return try await http.send(HTTPRequest(method: method, url: url, headers: headers, body: body))
+        return try await http.send(HTTPRequest(method: method, url: url, headers: headers, body: body, timeoutSeconds: requestTimeoutSeconds))
     }
 
     // MARK: - Verbs on JSON

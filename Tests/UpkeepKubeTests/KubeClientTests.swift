@@ -108,6 +108,24 @@ struct KubeClientTests {
         await client.shutdown()
     }
 
+    /// An API that accepts connections and never answers the TLS handshake: each request
+    /// gives up within `requestTimeoutSeconds`, connecting included (not after the 10 s a
+    /// connection alone may take).
+    @Test func aRequestIsBoundedAsAWholeConnectingIncluded() async throws {
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeSucceededVoidFuture() }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(silent.localAddress?.port)
+        let client = try KubeClient(endpoint: KubeEndpoint(server: try #require(KubeEndpoint.ServerURL("https://127.0.0.1:\(port)"))),
+                                    requestTimeoutSeconds: 2)
+        let started = ContinuousClock.now
+        await #expect(throws: HTTPClientError.self) { _ = try await client.version() }
+        let took = ContinuousClock.now - started
+        #expect(took < .seconds(5), "a request took \(took) against an API that never answers")
+        await client.shutdown()
+        try await silent.close()
+    }
+
     @Test func httpsWithClientCertificateAsK3sServesIt() async throws {
         let served = try await Served(tls: true)
         let client = try served.client()
