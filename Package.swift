@@ -185,7 +185,7 @@ let package = Package(
                           path: "bench/Sources/upkeep-controller-bench", swiftSettings: strict),
 
         // Helpers shared by test targets: temporary directories, running real processes.
-        .target(name: "UpkeepTestSupport", dependencies: [logging], path: "Tests/UpkeepTestSupport", swiftSettings: strict),
+        .target(name: "UpkeepTestSupport", dependencies: [logging, nioCore, nioPosix], path: "Tests/UpkeepTestSupport", swiftSettings: strict),
         .target(name: "UpkeepSandboxTestSupport", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
                 path: "Tests/UpkeepSandboxTestSupport", swiftSettings: strict),
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
@@ -236,6 +236,6 @@ let package = Package(
         // YAMLReader against Yams (libyaml) as the reference reader.
         .testTarget(name: "UpkeepYAMLTests", dependencies: ["UpkeepYAML", "UpkeepCore", yams], swiftSettings: strict),
         .testTarget(name: "UpkeepCLITests", dependencies: ["UpkeepCLI", "UpkeepEnrollment", "UpkeepFlux", "UpkeepFleet", "UpkeepStore", "UpkeepRuntime", "UpkeepRuntimeTestSupport", "UpkeepRollout", "UpkeepCore", "UpkeepYAML", "UpkeepPKI", "UpkeepTestSupport", "UpkeepSandbox",
-                                                     "UpkeepNotify", "UpkeepNotifyTestSupport", "UpkeepSandboxTestSupport", "UpkeepKube"], swiftSettings: strict),
+                                                     "UpkeepNotify", "UpkeepNotifyTestSupport", "UpkeepSandboxTestSupport", "UpkeepKube", "UpkeepHTTPServer"], swiftSettings: strict),
     ]
 )

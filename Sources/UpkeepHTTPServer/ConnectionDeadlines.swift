@@ -2,10 +2,13 @@
 /// means. Pure: `HTTPServerHandler` feeds it what happened with a monotonic time in
 /// nanoseconds and carries out what it returns; it reads no clock and touches no socket.
 ///
-/// A connection is idle until a byte of a request arrives, reads the head (bounded by the
-/// header read time and by the request time), reads the body (request time), waits for the
-/// responder (request time), and is idle again after a keep-alive answer. Every time counts
-/// from the phase's start, so a peer sending one byte at a time gains nothing.
+/// A new connection reads its first head at once: the header read time counts from accept, as
+/// Go's `http.Server.ReadHeaderTimeout` does for a connection's first request
+/// (https://pkg.go.dev/net/http#Server), so a peer that connects and says nothing is closed as
+/// soon as one that trickles. A connection then reads the head (bounded by the header read time
+/// and by the request time), reads the body (request time), waits for the responder (request
+/// time), and is idle after a keep-alive answer until a byte of the next request arrives. Every
+/// time counts from the phase's start, so a peer sending one byte at a time gains nothing.
 struct ConnectionDeadlines: Sendable {
     struct Bounds: Sendable, Equatable {
         var headerReadNanoseconds: Int64
@@ -14,9 +17,9 @@ struct ConnectionDeadlines: Sendable {
     }
 
     enum Phase: Sendable, Equatable {
-        /// Waiting for the first byte of a request, since accept or the last answer.
+        /// Waiting for the first byte of the next request, since the last answer.
         case idle(since: Int64)
-        /// Bytes of a request arrived; its head is not complete.
+        /// A new connection (since accept), or bytes of a request arrived; its head is not complete.
         case readingHead(started: Int64)
         /// The head is complete, the body is arriving.
         case readingBody(started: Int64)
@@ -53,7 +56,7 @@ struct ConnectionDeadlines: Sendable {
 
     init(bounds: Bounds, now: Int64) {
         self.bounds = bounds
-        phase = .idle(since: now)
+        phase = .readingHead(started: now)
     }
 
     mutating func handle(_ event: Event, now: Int64) {

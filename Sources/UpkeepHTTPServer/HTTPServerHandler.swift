@@ -31,6 +31,7 @@ final class HTTPServerHandler: ChannelInboundHandler {
         let configuration: HTTPServer.Configuration
         let responder: HTTPServer.Responder
         let limits: LimitLog<ServerLimit>
+        let connections: OpenConnections
     }
 
     /// Bodies go to the socket in pieces of at most this size.
@@ -38,8 +39,8 @@ final class HTTPServerHandler: ChannelInboundHandler {
 
     private let shared: Shared
     private let connection: Int
-    /// Accepted beyond `connectionsMax`: only `reservedPaths` are answered.
-    private let isReserve: Bool
+    /// The place the first request's head found; nil before it.
+    private var placement: OpenConnections.Placement?
     private var machine: ConnectionDeadlines
     private var context: ChannelHandlerContext?
     private var timer: Scheduled<Void>?
@@ -55,10 +56,9 @@ final class HTTPServerHandler: ChannelInboundHandler {
     /// after the request time bound answered 503 is dropped.
     private var dispatched = 0
 
-    init(shared: Shared, connection: Int, isReserve: Bool) {
+    init(shared: Shared, connection: Int) {
         self.shared = shared
         self.connection = connection
-        self.isReserve = isReserve
         machine = ConnectionDeadlines(bounds: shared.configuration.bounds, now: Self.now())
     }
 
@@ -146,11 +146,15 @@ final class HTTPServerHandler: ChannelInboundHandler {
             body = []
             answeredEarly = false
             withheld = false
-            if isReserve {
+            if placement == nil {
                 let path = String(requestHead.uri.prefix { $0 != "?" })
-                guard shared.configuration.reservedPaths.contains(path) else {
-                    answerEarly(.text("the server is at its connection limit; only \(shared.configuration.reservedPaths.sorted()) answer now\n",
-                                      status: 503), context: context)
+                let configuration = shared.configuration
+                placement = shared.connections.place(context.channel, reservedPath: configuration.reservedPaths.contains(path))
+                if placement == .full {
+                    shared.limits.record(.connections, "answered 503 to a request from \(peer(context)): \(configuration.connectionsMax) connections "
+                        + "served at once (connectionsMax)" + (configuration.reservedPaths.contains(path) ? ", and the reserve" : ""))
+                    answerEarly(.text("the server is at its connection limit (\(configuration.connectionsMax)); retry later\n", status: 503),
+                                context: context)
                     return
                 }
             }
@@ -222,7 +226,9 @@ final class HTTPServerHandler: ChannelInboundHandler {
         case .closeWithoutAnswer:
             context.close(promise: nil)
         case .answer:
-            write(response, keepAlive: head.isKeepAlive && !response.closesConnection, isHead: head.method == .HEAD, context: context)
+            // A 400 means the request was not understood: what follows it on the connection cannot be trusted either.
+            let keepAlive = head.isKeepAlive && !response.closesConnection && placement == .placed && response.status != 400
+            write(response, keepAlive: keepAlive, isHead: head.method == .HEAD, context: context)
         }
     }
 

@@ -11,10 +11,23 @@ struct ConnectionDeadlinesTests {
     static let bounds = ConnectionDeadlines.Bounds(headerReadNanoseconds: 10, requestNanoseconds: 100, idleNanoseconds: 50)
     typealias Deadline = ConnectionDeadlines.Deadline
 
-    @Test("idle until a byte arrives; then the header read time counts from that byte, whatever follows")
+    @Test("a new connection's first head is due within the header read time of accept, whether it says nothing or trickles")
+    func firstHeadCountsFromAccept() {
+        var silent = ConnectionDeadlines(bounds: Self.bounds, now: 0)
+        #expect(silent.deadline == Deadline(at: 10, limit: .headerReadTimeout, answer: nil), "not the idle time (50)")
+        #expect(silent.reached(now: 10) == Deadline(at: 10, limit: .headerReadTimeout, answer: nil))
+        var trickling = ConnectionDeadlines(bounds: Self.bounds, now: 0)
+        for now in 1...9 { trickling.handle(.bytesArrived, now: Int64(now)) }
+        #expect(trickling.deadline?.at == 10, "one byte at a time buys nothing")
+    }
+
+    @Test("after a keep-alive answer, idle until a byte arrives; then the header read time counts from that byte, whatever follows")
     func headerTimeCountsFromTheFirstByte() {
         var machine = ConnectionDeadlines(bounds: Self.bounds, now: 0)
-        #expect(machine.deadline == Deadline(at: 50, limit: .idleTimeout, answer: nil))
+        machine.handle(.headArrived, now: 1)
+        machine.handle(.requestArrived, now: 1)
+        machine.handle(.answerWritten(keepAlive: true), now: 2)
+        #expect(machine.deadline == Deadline(at: 52, limit: .idleTimeout, answer: nil))
         machine.handle(.bytesArrived, now: 40)
         #expect(machine.deadline == Deadline(at: 50, limit: .headerReadTimeout, answer: nil))
         for now in 41...49 { machine.handle(.bytesArrived, now: Int64(now)) }
@@ -24,15 +37,15 @@ struct ConnectionDeadlinesTests {
         #expect(machine.phase == .closed && machine.deadline == nil)
     }
 
-    @Test("body and responder share the request time, counted from the first byte; a keep-alive answer makes it idle again")
+    @Test("body and responder share the request time, counted from accept (later: the first byte); a keep-alive answer makes it idle again")
     func requestTimeAndKeepAlive() {
         var machine = ConnectionDeadlines(bounds: Self.bounds, now: 0)
         machine.handle(.bytesArrived, now: 5)
         machine.handle(.headArrived, now: 8)
-        #expect(machine.deadline == Deadline(at: 105, limit: .requestTimeout, answer: 408))
+        #expect(machine.deadline == Deadline(at: 100, limit: .requestTimeout, answer: 408))
         machine.handle(.bytesArrived, now: 60)
         machine.handle(.requestArrived, now: 70)
-        #expect(machine.deadline == Deadline(at: 105, limit: .requestTimeout, answer: 503))
+        #expect(machine.deadline == Deadline(at: 100, limit: .requestTimeout, answer: 503))
         machine.handle(.answerWritten(keepAlive: true), now: 80)
         #expect(machine.deadline == Deadline(at: 130, limit: .idleTimeout, answer: nil))
         machine.handle(.headArrived, now: 90)  // pipelined: its bytes came while answering
@@ -45,8 +58,9 @@ struct ConnectionDeadlinesTests {
     @Test("a request time shorter than the header read time bounds the head too")
     func shorterRequestTimeBoundsTheHead() {
         var machine = ConnectionDeadlines(bounds: .init(headerReadNanoseconds: 100, requestNanoseconds: 30, idleNanoseconds: 50), now: 0)
+        #expect(machine.deadline == Deadline(at: 30, limit: .requestTimeout, answer: nil))
         machine.handle(.bytesArrived, now: 1)
-        #expect(machine.deadline == Deadline(at: 31, limit: .requestTimeout, answer: nil))
+        #expect(machine.deadline == Deadline(at: 30, limit: .requestTimeout, answer: nil))
     }
 
     @Test("an early answer (413) closes; so does the connection going away")

@@ -4,6 +4,7 @@ import UpkeepHTTP
 import UpkeepHTTPServer
 import UpkeepPKI
 import UpkeepTLS
+import UpkeepTestSupport
 
 @Suite("HTTPS in public mode with a custom CA", .timeLimit(.minutes(1)))
 struct HTTPSTests {

@@ -5,6 +5,7 @@ import NIOHTTP1
 import Testing
 import UpkeepHTTP
 import UpkeepHTTPServer
+import UpkeepTestSupport
 
 /// The one server's bounds, each reached by a real peer on a real socket.
 @Suite("HTTP server bounds over real sockets", .timeLimit(.minutes(2)))
@@ -75,9 +76,10 @@ struct HTTPServerTests {
         await served.server.close()
     }
 
-    @Test("beyond the connection cap only the reserve answers, and only the health path; beyond that, closed at once")
+    @Test("beyond the places only the reserve answers, only the health path, and closes; other requests get 503 and close")
     func connectionCap() async throws {
-        let served = try await Served(HTTPServer.Configuration(connectionsMax: 2, reservedConnections: 1, reservedPaths: ["/healthz"]))
+        let served = try await Served(HTTPServer.Configuration(idleTimeoutSeconds: 30, connectionsMax: 2, reservedConnections: 1,
+                                                               reservedPaths: ["/healthz"]))
         var held: [RawPeer] = []
         for index in 0..<2 {
             let peer = try await served.peer()
@@ -85,28 +87,61 @@ struct HTTPServerTests {
             #expect(try await peer.waitFor("answer for /work\(index)\n"))
             held.append(peer)
         }
-        #expect(served.server.openConnections == 2)
+        #expect(served.server.placedConnections == 2)
+
+        let refused = try await served.peer()
+        try await refused.send("GET /work HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(try await refused.waitClosed(within: 5), "closed right after its answer, not at the idle bound (30 s)")
+        #expect(refused.received.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(refused.received)")
+        #expect(refused.received.lowercased().contains("connection: close\r\n"))
+        #expect(served.server.limits.count(.connections) == 1)
 
         let reserve = try await served.peer()
         try await reserve.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         #expect(try await reserve.waitFor("answer for /healthz\n"), "the health check answers on the reserve")
-
-        let refused = try await served.peer()
-        #expect(try await refused.waitClosed(within: 5), "a connection beyond cap and reserve is closed at once")
-        #expect(refused.received.isEmpty)
-        #expect(served.server.limits.count(.connections) == 1)
-
-        try await reserve.send("GET /work HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        #expect(try await reserve.waitClosed(within: 5))
-        #expect(reserve.received.contains("HTTP/1.1 503 Service Unavailable"), "\(reserve.received)")
+        #expect(try await reserve.waitClosed(within: 5), "a reserve place serves one request")
+        #expect(reserve.received.lowercased().contains("connection: close\r\n"))
         #expect(!served.requests.contains { $0.path == "/work" })
 
         await held[0].close()
         try await Task.sleep(nanoseconds: 200_000_000)
         let later = try await served.peer()
         try await later.send("GET /again HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        #expect(try await later.waitFor("answer for /again\n"), "a freed slot serves anything again")
+        #expect(try await later.waitFor("answer for /again\n"), "a freed place serves anything again")
         for peer in held + [later] { await peer.close() }
+        await served.server.close()
+    }
+
+    @Test("/healthz answers while more slow clients than places and reserve hold connections; the oldest of them are closed")
+    func healthAnswersThroughSlowClients() async throws {
+        let served = try await Served(HTTPServer.Configuration(headerReadTimeoutSeconds: 30, requestTimeoutSeconds: 30, idleTimeoutSeconds: 30,
+                                                               connectionsMax: 2, reservedConnections: 1, reservedPaths: ["/healthz"],
+                                                               awaitingRequestMax: 8, awaitingRequestPerSourceMax: 8))
+        var held: [RawPeer] = []
+        for index in 0..<2 {  // every place taken by keep-alive clients
+            let peer = try await served.peer()
+            try await peer.send("GET /work\(index) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            #expect(try await peer.waitFor("answer for /work\(index)\n"))
+            held.append(peer)
+        }
+        var slow: [RawPeer] = []
+        for _ in 0..<20 {
+            let peer = try await served.peer()
+            try await peer.send("GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")  // one header byte at a time, never the end
+            slow.append(peer)
+        }
+        let health = try await served.peer()
+        let asked = NIODeadline.now().uptimeNanoseconds
+        try await health.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(try await health.waitFor("answer for /healthz\n", within: 5))
+        #expect(Self.seconds(since: asked, nil) < 2, "answered at once, not after the slow clients' header bound (30 s)")
+        #expect(try await health.waitClosed(within: 5), "answered on the reserve, then closed")
+        for peer in slow.prefix(13) { #expect(try await peer.waitClosed(within: 5), "the oldest slow clients make room") }
+        #expect(slow.suffix(7).allSatisfy { !$0.isClosed }, "the newest stay, within awaitingRequestMax")
+        let displaced = served.server.limits.count(.awaitingRequest) + served.server.limits.count(.awaitingRequestPerSource)
+        #expect(displaced == 13, "20 slow clients and a health check through 8 places awaiting a request")
+        #expect(served.server.placedConnections == 2)
+        for peer in held + slow + [health] { await peer.close() }
         await served.server.close()
     }
 
@@ -180,17 +215,45 @@ struct HTTPServerTests {
         await server.close()
     }
 
-    @Test("a connection without a request is closed quietly at the idle deadline")
-    func idleIsClosed() async throws {
-        let served = try await Served(HTTPServer.Configuration(idleTimeoutSeconds: 0.5))
+    @Test("a new connection that sends nothing is closed at the header read deadline, not the idle one")
+    func silentConnectionIsCut() async throws {
+        let served = try await Served(HTTPServer.Configuration(headerReadTimeoutSeconds: 0.5, idleTimeoutSeconds: 30))
         let peer = try await served.peer()
         let opened = NIODeadline.now().uptimeNanoseconds
         #expect(try await peer.waitClosed(within: 10))
         let elapsed = Self.seconds(since: opened, peer.closedAtNanoseconds)
         #expect(elapsed >= 0.4 && elapsed < 3, "closed after \(elapsed) s")
         #expect(peer.received.isEmpty)
+        #expect(served.server.limits.count(.headerReadTimeout) == 1 && served.server.limits.count(.idleTimeout) == 0)
+        await served.server.close()
+    }
+
+    @Test("a keep-alive connection without a next request is closed quietly at the idle deadline")
+    func idleIsClosed() async throws {
+        let served = try await Served(HTTPServer.Configuration(idleTimeoutSeconds: 0.5))
+        let peer = try await served.peer()
+        try await peer.send("GET /once HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(try await peer.waitFor("answer for /once\n"))
+        let answered = NIODeadline.now().uptimeNanoseconds
+        #expect(try await peer.waitClosed(within: 10))
+        let elapsed = Self.seconds(since: answered, peer.closedAtNanoseconds)
+        #expect(elapsed >= 0.3 && elapsed < 3, "closed after \(elapsed) s")
         #expect(served.server.limits.count(.idleTimeout) == 1)
         await served.server.close()
+    }
+
+    @Test("a 400 from the responder closes the connection at once, keep-alive asked or not")
+    func badRequestCloses() async throws {
+        let server = try await HTTPServer.start(host: "127.0.0.1", port: 0, configuration: HTTPServer.Configuration(idleTimeoutSeconds: 30),
+                                                responder: .nonBlocking { _ in .text("limit must be 1 to 500\n", status: 400) })
+        let peer = try await RawPeer(port: server.port)
+        let sent = NIODeadline.now().uptimeNanoseconds
+        try await peer.send("GET /v1/rollouts?limit=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n")
+        #expect(try await peer.waitClosed(within: 5))
+        #expect(Self.seconds(since: sent, peer.closedAtNanoseconds) < 2, "the idle bound (30 s) did not close it")
+        #expect(peer.received.hasPrefix("HTTP/1.1 400 Bad Request\r\n") && peer.received.lowercased().contains("connection: close\r\n"),
+                "\(peer.received)")
+        await server.close()
     }
 
     @Test("a request that is not HTTP/1.1 is answered 400 and closed")

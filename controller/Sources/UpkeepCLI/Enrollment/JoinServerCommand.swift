@@ -25,7 +25,7 @@ struct JoinServerCommand: AsyncParsableCommand {
     /// Small requests only; a join is answered within seconds.
     static let serverConfiguration = HTTPServer.Configuration(headerBytesMax: 8 << 10, bodyBytesMax: JoinWire.bodyBytesMax,
                                                               headerReadTimeoutSeconds: 10, requestTimeoutSeconds: 30, idleTimeoutSeconds: 30,
-                                                              connectionsMax: 64, backlog: 64)
+                                                              connectionsMax: 64, awaitingRequestPerSourceMax: 8, backlog: 64)
 
     func run() async throws {
         let config = try configOption.load()

@@ -29,11 +29,15 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Address and port to listen on.", valueName: "HOST:PORT"))
     var listen = "127.0.0.1:9661"
 
-    /// GET only, small heads and no bodies; at most 64 connections, each closed after 30 s
-    /// without a request, and 2 more kept for `/healthz` when those are taken (docs/metrics.md).
-    static let serverConfiguration = HTTPServer.Configuration(headerBytesMax: 8 << 10, bodyBytesMax: 4 << 10, idleTimeoutSeconds: 30,
-                                                              connectionsMax: 64, reservedConnections: 2, reservedPaths: ["/healthz"],
-                                                              backlog: 64)
+    /// GET only, small heads and no bodies: a head within 10 s (of accept, or of its first
+    /// byte on a kept connection), an answer within 30 s, 30 s idle between requests; 64
+    /// connections served at once and 2 more for `/healthz` alone; at most 64 connections that
+    /// have not sent a request yet (8 from one address), the oldest closed for a new one
+    /// (docs/serve.md, "Slow and idle clients").
+    public static let serverConfiguration = HTTPServer.Configuration(
+        headerBytesMax: 8 << 10, bodyBytesMax: 4 << 10, headerReadTimeoutSeconds: 10, requestTimeoutSeconds: 30, idleTimeoutSeconds: 30,
+        connectionsMax: 64, reservedConnections: 2, reservedPaths: ["/healthz"], awaitingRequestMax: 64, awaitingRequestPerSourceMax: 8,
+        backlog: 64)
 
     /// How often `serve` looks for certificates close to their end (certificate.expiring).
     static let certificateCheckSeconds: UInt64 = 3600
@@ -52,20 +56,12 @@ struct Serve: AsyncParsableCommand {
         let board = config.automation.map(ServeBoard.init)
         let api = StatusAPI(config: config, store: store, board: board)
         let tls = try StatusAPI.security(config, host: host)
-        let served = NIOLockedValueBox<HTTPServer?>(nil)
         let server: HTTPServer
         do {
-            // Each answer reads the state database: off the event loop.
-            server = try await HTTPServer.start(host: host, port: port, configuration: Self.serverConfiguration, tls: tls, peers: .roles([.operator]),
-                                                responder: .async { request in
-                await Self.answer(request, api: api) {
-                    try MetricsSource.exposition(config, serverLimits: served.withLockedValue { $0?.limits.counts } ?? []) + (board?.exposition() ?? "")
-                }
-            })
+            server = try await Self.listen(host: host, port: port, tls: tls, config: config, api: api, board: board)
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage, message: "cannot listen on \(listen): \(error)")
         }
-        served.withLockedValue { $0 = server }
         let scheme = tls == nil ? "http" : "https"
         FileHandle.standardOutput.write(Data(("serving metrics on \(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(server.port)/metrics"
                                               + (tls == nil ? "" : " (mutual TLS: operator certificates of the cluster CA)") + "\n").utf8))
@@ -88,6 +84,23 @@ struct Serve: AsyncParsableCommand {
         // is sent again then (same id).
         await deliverer?.stop()
         await server.close()
+    }
+
+    /// Serve's listener: `/metrics` (with the server's own bounds reached), `/healthz` and the
+    /// status API, within `configuration`'s bounds (tests shorten its times).
+    static func listen(host: String, port: Int, configuration: HTTPServer.Configuration = serverConfiguration, tls: TLSContext?,
+                       config: ControllerConfig, api: StatusAPI, board: ServeBoard?) async throws -> HTTPServer
+    {
+        let served = NIOLockedValueBox<HTTPServer?>(nil)
+        // Each answer reads the state database: off the event loop.
+        let server = try await HTTPServer.start(host: host, port: port, configuration: configuration, tls: tls, peers: .roles([.operator]),
+                                                responder: .async { request in
+            await Self.answer(request, api: api) {
+                try MetricsSource.exposition(config, serverLimits: served.withLockedValue { $0?.limits.counts } ?? []) + (board?.exposition() ?? "")
+            }
+        })
+        served.withLockedValue { $0 = server }
+        return server
     }
 
     /// Cancels the loop and waits for it at most `loopStopSecondsMax`.

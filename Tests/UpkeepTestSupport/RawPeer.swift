@@ -4,7 +4,7 @@ import NIOPosix
 
 /// A TCP peer that writes exactly the bytes a test gives (one at a time if it likes) and
 /// records what comes back and when the server closed: what a real HTTP client would hide.
-final class RawPeer: Sendable {
+public final class RawPeer: Sendable {
     private struct Seen {
         var bytes: [UInt8] = []
         var closedAtNanoseconds: UInt64?
@@ -29,39 +29,39 @@ final class RawPeer: Sendable {
     private let channel: any Channel
     private let seen: NIOLockedValueBox<Seen>
 
-    init(port: Int) async throws {
+    public init(port: Int, host: String = "127.0.0.1") async throws {
         let seen = NIOLockedValueBox(Seen())
         self.seen = seen
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.allowRemoteHalfClosure, value: false)
             .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(seen: seen)) } }
-            .connect(host: "127.0.0.1", port: port).get()
+            .connect(host: host, port: port).get()
     }
 
-    func send(_ text: String) async throws {
+    public func send(_ text: String) async throws {
         try await channel.writeAndFlush(channel.allocator.buffer(string: text))
     }
 
     /// Everything received so far, as text.
-    var received: String { String(decoding: seen.withLockedValue { $0.bytes }, as: UTF8.self) }
-    var isClosed: Bool { seen.withLockedValue { $0.closedAtNanoseconds != nil } }
-    var closedAtNanoseconds: UInt64? { seen.withLockedValue { $0.closedAtNanoseconds } }
+    public var received: String { String(decoding: seen.withLockedValue { $0.bytes }, as: UTF8.self) }
+    public var isClosed: Bool { seen.withLockedValue { $0.closedAtNanoseconds != nil } }
+    public var closedAtNanoseconds: UInt64? { seen.withLockedValue { $0.closedAtNanoseconds } }
 
     /// Waits (polling, bounded) until the server closed the connection; false if it did not within `seconds`.
-    func waitClosed(within seconds: Double) async throws -> Bool {
+    public func waitClosed(within seconds: Double) async throws -> Bool {
         let end = NIODeadline.now() + .nanoseconds(Int64(seconds * 1e9))
         while !isClosed, NIODeadline.now() < end { try await Task.sleep(nanoseconds: 10_000_000) }
         return isClosed
     }
 
     /// Waits (bounded) until the received text contains `text`.
-    func waitFor(_ text: String, within seconds: Double = 10) async throws -> Bool {
+    public func waitFor(_ text: String, within seconds: Double = 10) async throws -> Bool {
         let end = NIODeadline.now() + .nanoseconds(Int64(seconds * 1e9))
         while !received.contains(text), NIODeadline.now() < end { try await Task.sleep(nanoseconds: 10_000_000) }
         return received.contains(text)
     }
 
-    func close() async {
+    public func close() async {
         try? await channel.close()
     }
 }
