@@ -2,6 +2,7 @@ import UpkeepYAML
 import Testing
 import UpkeepAgent
 import UpkeepHTTP
+import UpkeepProtocol
 import UpkeepTestSupport
 
 @Suite struct ConfigLoaderTests {
@@ -11,6 +12,8 @@ import UpkeepTestSupport
         #expect(config.k3sBinary == "/usr/local/bin/k3s")
         #expect(config.dataDir == "/var/lib/upkeep-agent")
         #expect(config.listenPort == AgentConfig.defaultPort)
+        #expect(config.server.connectionsMax == 1024 && config.server.handshakesMax == 64 && config.server.handshakesPerSourceMax == 8
+                 && config.server.handshakeTimeout == .seconds(5))
         #expect(config.probes.kubeletHealthzURL == "http://127.0.0.1:10248/healthz")
         #expect(config.unit == nil)
         #expect(config.resolvedKubeconfig(isServer: true) == "/etc/rancher/k3s/k3s.yaml")
@@ -19,7 +22,7 @@ import UpkeepTestSupport
     @Test func everyFieldIsRead() throws {
         let yaml = """
         nodeName: worker-3.example
-        listen: {address: 127.0.0.2, port: 9999}
+        listen: {address: 127.0.0.2, port: 9999, connectionsMax: 256, handshakesMax: 32, handshakesPerSourceMax: 4, handshakeTimeoutSeconds: 3}
         tls: {ca: /x/ca.crt, certificate: /x/a.crt, key: /x/a.key}
         k3s: {binary: /opt/bin/k3s, unit: k3s-agent, dataDir: /d/k3s, versionTimeoutSeconds: 5}
         systemd: {systemctl: /bin/systemctl, timeoutSeconds: 30}
@@ -30,6 +33,8 @@ import UpkeepTestSupport
         """
         let config = try ConfigLoader.parse(yaml)
         #expect(config.listenAddress == "127.0.0.2" && config.listenPort == 9999)
+        #expect(config.server.connectionsMax == 256 && config.server.handshakesMax == 32 && config.server.handshakesPerSourceMax == 4
+                 && config.server.handshakeTimeout == .seconds(3))
         #expect(config.keyFile == "/x/a.key" && config.k3sBinary == "/opt/bin/k3s" && config.unit == "k3s-agent")
         #expect(config.systemctlTimeoutSeconds == 30 && config.versionTimeoutSeconds == 5)
         #expect(config.probes.kubeletHealthzURL.isEmpty && !config.probes.nodeReady && config.probes.intervalMs == 250 && config.probes.gateIntervalMs == 12)
@@ -40,6 +45,11 @@ import UpkeepTestSupport
     @Test(arguments: [
         ("listen:\n  port: 70000\n", "3: listen.port: must be in 1...65535; is 70000"),
         ("listen:\n  port: many\n", "3: listen.port: must be a whole number"),
+        ("listen:\n  connectionsMax: 0\n", "3: listen.connectionsMax: must be in 1...3000; is 0"),
+        ("listen:\n  handshakesMax: 1000\n", "3: listen.handshakesMax: must be in 1...512; is 1000"),
+        ("listen:\n  handshakesMax: 4\n  handshakesPerSourceMax: 8\n", "4: listen.handshakesPerSourceMax: must be at most handshakesMax (4); is 8"),
+        ("listen:\n  handshakeTimeoutSeconds: 5s\n", "3: listen.handshakeTimeoutSeconds: must be a whole number in 1...60"),
+        ("listen:\n  handshakeTimeout: 5\n", "3: listen.handshakeTimeout: is not a known field"),
         ("k3s:\n  binary: usr/local/bin/k3s\n", "3: k3s.binary: must be an absolute path"),
         ("k3s:\n  unit: rke2\n", "3: k3s.unit: must be k3s (servers) or k3s-agent (agents)"),
         ("probes:\n  timout: 5\n", "3: probes.timout: is not a known field"),

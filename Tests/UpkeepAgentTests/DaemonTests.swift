@@ -117,6 +117,41 @@ import Glibc
         #expect(flood.first?.contains("from 127.0.0.1") == true, "\(flood.first ?? "")")
     }
 
+    /// agent.yaml's `listen:` limits are the ones the running agent keeps: 10 silent connections
+    /// through 2 handshakes per address leave 2, closed after the 1 s handshake time; a second
+    /// controller beyond `connectionsMax: 1` hears that the agent is at its connection limit.
+    @Test func theListenLimitsOfAgentYamlAreKept() async throws {
+        let node = try FakeK3sNode(liveVersion: v1)
+        try await node.startK3s()
+        let limits = ", connectionsMax: 1, handshakesMax: 4, handshakesPerSourceMax: 2, handshakeTimeoutSeconds: 1"
+        try await withDaemon(on: node, listenLimits: limits) { pki, port in
+            let flood = SilentConnections()
+            defer { flood.closeAll() }
+            #expect(flood.open(10, port: port) == 10)
+            let textfile = "\(node.dataDir)/metrics/upkeep-agent.prom"
+            func counts() -> (perSource: Int, timeout: Int, connections: Int) {
+                let text = (try? String(contentsOfFile: textfile, encoding: .utf8)) ?? ""
+                return (Self.count(text, #"upkeep_agent_limit_reached_total{limit="handshakes_per_source"}"#) ?? -1,
+                        Self.count(text, #"upkeep_agent_limit_reached_total{limit="handshake_timeout"}"#) ?? -1,
+                        Self.count(text, #"upkeep_agent_limit_reached_total{limit="connections"}"#) ?? -1)
+            }
+            for _ in 0..<40 where counts().timeout < 2 { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(counts().perSource == 8 && counts().timeout == 2, "\(counts())")
+
+            let first = try await ProtocolClient.connect(host: "127.0.0.1", port: port, security: try pki.controllerSecurity())
+            _ = try await first.ping(deadline: .now + .seconds(2))
+            await #expect {
+                let second = try await ProtocolClient.connect(host: "127.0.0.1", port: port, security: try pki.controllerSecurity())
+                _ = try await second.ping(deadline: .now + .seconds(2))
+            } throws: { error in
+                "\(error)".contains("connection limit")
+            }
+            await first.close()
+            for _ in 0..<20 where counts().connections < 1 { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(counts().connections == 1, "\(counts())")
+        }
+    }
+
     static func count(_ exposition: String, _ series: String) -> Int? {
         exposition.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Int($0.dropFirst(series.count + 1)) }
     }
@@ -145,11 +180,12 @@ import Glibc
     }
 
     /// Runs `upkeep-agent run` on `node` with mutual TLS on a free port until `body` returns.
-    func withDaemon(on node: FakeK3sNode, stderr: String? = nil, _ body: (AgentPKI, Int) async throws -> Void) async throws {
+    func withDaemon(on node: FakeK3sNode, stderr: String? = nil, listenLimits: String = "",
+                    _ body: (AgentPKI, Int) async throws -> Void) async throws {
         let pki = try AgentPKI(in: node.directory.file("pki"))
         let port = try FakeK3sNode.freePort()
         let yaml = node.configYAML() + """
-            listen: {address: 127.0.0.1, port: \(port)}
+            listen: {address: 127.0.0.1, port: \(port)\(listenLimits)}
             tls: {ca: \(pki.directory.caCertificatePath), certificate: \(pki.agent.certificatePath), key: \(pki.agent.keyPath)}
 
             """

@@ -26,7 +26,7 @@ struct RunCommand: AsyncParsableCommand {
         let environment = try ConfigOptions.environment(path: configPath, group: group)
         let logger = environment.logger
         let service = try await AgentService.start(environment)
-        let server = try await AgentServer.start(service: service, group: group, logger: logger)
+        let server = try await AgentServer.start(service: service, group: group, logger: logger, configuration: environment.config.server)
         logger.notice("serving controllers on \(server.localAddress)")
         // In a child process: its Kubernetes client does not stay in the idle daemon's memory.
         let port = server.port

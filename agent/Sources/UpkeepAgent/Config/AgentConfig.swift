@@ -1,3 +1,4 @@
+import UpkeepProtocol
 import UpkeepYAML
 
 /// The agent's configuration, normally `/etc/upkeep/agent.yaml`. Every field but `nodeName` has
@@ -10,6 +11,9 @@ public struct AgentConfig: Equatable, Sendable {
     public var nodeName: String
     public var listenAddress = "0.0.0.0"
     public var listenPort = AgentConfig.defaultPort
+    /// The protocol server's bounds; `listen:` sets its connection and handshake limits
+    /// (PROTOCOL.md section 14 has the defaults).
+    public var server = ServerConfiguration()
     /// The cluster CA (only controller certificates it issued are accepted), the agent's chain and key.
     public var caFile = "/etc/upkeep/tls/ca.crt"
     public var certificateFile = "/etc/upkeep/tls/agent.crt"

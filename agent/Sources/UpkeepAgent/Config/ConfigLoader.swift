@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import UpkeepHTTP
+import UpkeepProtocol
 import UpkeepYAML
 
 /// Reads `agent.yaml` strictly: unknown fields, wrong types and out-of-range values are errors
@@ -35,7 +36,8 @@ public enum ConfigLoader {
                 config.listenAddress = address
             }
             config.listenPort = try listen.int("port", in: 1...65535) ?? config.listenPort
-            try listen.rejectUnknown(["address", "port"])
+            try readLimits(listen, into: &config.server)
+            try listen.rejectUnknown(["address", "port", "connectionsMax", "handshakesMax", "handshakesPerSourceMax", "handshakeTimeoutSeconds"])
         }
         if let tls = try top.section("tls") {
             config.caFile = try tls.path("ca") ?? config.caFile
@@ -99,6 +101,28 @@ public enum ConfigLoader {
         }
         try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "etcd", "logLevel", "metrics"])
         return config
+    }
+
+    /// The protocol server's connection limits under `listen:`. Their sum stays well within the
+    /// unit's `LimitNOFILE=4096` (the journal, staged files and children need descriptors too).
+    static let connectionsRange = 1...3000
+    static let handshakesRange = 1...512
+    static let handshakeTimeoutRange = 1...60
+
+    static func readLimits(_ listen: ConfigFields, into server: inout ServerConfiguration) throws(ConfigError) {
+        server.connectionsMax = try listen.int("connectionsMax", in: connectionsRange) ?? server.connectionsMax
+        server.handshakesMax = try listen.int("handshakesMax", in: handshakesRange) ?? server.handshakesMax
+        if let perSource = try listen.int("handshakesPerSourceMax", in: handshakesRange) {
+            guard perSource <= server.handshakesMax else {
+                throw listen.error("handshakesPerSourceMax", "must be at most handshakesMax (\(server.handshakesMax)); is \(perSource)")
+            }
+            server.handshakesPerSourceMax = perSource
+        } else {
+            server.handshakesPerSourceMax = min(server.handshakesPerSourceMax, server.handshakesMax)
+        }
+        if let seconds = try listen.int("handshakeTimeoutSeconds", in: handshakeTimeoutRange) {
+            server.handshakeTimeout = .seconds(seconds)
+        }
     }
 
     /// An IPv4 or IPv6 address literal (inet_pton's forms).
