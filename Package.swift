@@ -191,7 +191,7 @@ let package = Package(
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),
         .testTarget(name: "UpkeepTLSTests", dependencies: ["UpkeepTLS", "UpkeepPKI", "UpkeepCore", "UpkeepTestSupport", nioCore, nioPosix,
                                                           .product(name: "NIOEmbedded", package: "swift-nio")], swiftSettings: strict),
-        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocolCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport",
+        .testTarget(name: "UpkeepProtocolTests", dependencies: ["UpkeepCore", "UpkeepProtocolCore", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepHTTP", "UpkeepTestSupport",
                                                          nioCore, nioPosix, .product(name: "NIOEmbedded", package: "swift-nio")],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepEnrollment", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",

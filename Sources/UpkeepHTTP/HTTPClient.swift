@@ -82,8 +82,11 @@ public final class HTTPClient: Sendable {
 
     public let configuration: Configuration
     public let cache: ETagCache?
-    /// How often each bound was reached; the owner may export it as a metric.
+    /// How often each bound was reached by this client; the owner may export it as a metric.
     public let limits: LimitLog<ClientLimit>
+    /// How often each bound was reached by every client of the process (the release, Kubernetes,
+    /// notification and probe clients alike): what `upkeep serve` and the agent export.
+    public static let processLimits = LimitTally<ClientLimit>()
     private let clock: HTTPClock
     private let logger: Logger
     private let pool: ConnectionPool
@@ -113,7 +116,7 @@ public final class HTTPClient: Sendable {
         self.clock = clock
         self.logger = logger
         self.group = group
-        limits = LimitLog(logger: logger)
+        limits = LimitLog(logger: logger, counted: { HTTPClient.processLimits.add($0) })
         pool = ConnectionPool(connectionsPerOriginMax: configuration.connectionsPerOriginMax, idleSecondsMax: configuration.idleSecondsMax,
                               waitingMax: configuration.waitingMax, now: clock.now) { origin, timeoutSeconds in
             try await HTTPConnection.connect(origin: origin, tls: tls, tlsServerName: tlsServerName, tlsPeer: tlsPeer, group: group,

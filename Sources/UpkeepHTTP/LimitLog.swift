@@ -38,13 +38,13 @@ where Limit: CaseIterable & Hashable & RawRepresentable & Sendable, Limit.RawVal
         self.counted = counted
     }
 
-    /// Counts one hit of `limit`, and logs `detail` unless a line for it went out less than an
-    /// interval ago.
-    public func record(_ limit: Limit, _ detail: @autoclosure () -> String) {
+    /// Counts `times` hits of `limit` (one by default), and logs `detail` unless a line for it
+    /// went out less than an interval ago.
+    public func record(_ limit: Limit, times: Int = 1, _ detail: @autoclosure () -> String) {
         let at = now()
         let interval = UInt64(max(0, intervalSeconds) * 1e9)
         let skipped: Int? = state.withLockedValue { state in
-            state.counts[limit, default: 0] += 1
+            state.counts[limit, default: 0] += max(1, times)
             if let last = state.lastLoggedNanoseconds[limit], at &- last < interval {
                 state.unlogged[limit, default: 0] += 1
                 return nil
@@ -67,6 +67,42 @@ where Limit: CaseIterable & Hashable & RawRepresentable & Sendable, Limit.RawVal
 
     public func count(_ limit: Limit) -> Int {
         state.withLockedValue { $0.counts[limit] ?? 0 }
+    }
+}
+
+/// How often each bound of one kind was reached in the whole process, summed over the
+/// `LimitLog`s of many owners (every `HTTPClient`'s, which come and go): what a long-running
+/// process exports as a counter. One observer (the agent's metrics file) is told after each count;
+/// it must not block.
+public final class LimitTally<Limit>: Sendable where Limit: CaseIterable & Hashable & Sendable {
+    private struct State {
+        var counts: [Limit: Int] = [:]
+        var observer: (@Sendable () -> Void)?
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    public init() {}
+
+    public func add(_ limit: Limit) {
+        let observer = state.withLockedValue { state in
+            state.counts[limit, default: 0] += 1
+            return state.observer
+        }
+        observer?()
+    }
+
+    /// Every bound, in declaration order, with its count (zero when never reached).
+    public var counts: [(limit: Limit, count: Int)] {
+        let counts = state.withLockedValue { $0.counts }
+        return Limit.allCases.map { ($0, counts[$0] ?? 0) }
+    }
+
+    public func count(_ limit: Limit) -> Int { state.withLockedValue { $0.counts[limit] ?? 0 } }
+
+    /// Calls `observer` after every count from now on (replacing an earlier one).
+    public func observe(_ observer: @escaping @Sendable () -> Void) {
+        state.withLockedValue { $0.observer = observer }
     }
 }
 

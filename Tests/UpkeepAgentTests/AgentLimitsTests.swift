@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import Testing
 import UpkeepAgentCore
+import UpkeepHTTP
 import UpkeepTestSupport
 @testable import UpkeepAgent
 
@@ -37,10 +38,14 @@ import UpkeepTestSupport
             #expect(ContinuousClock.now - started < .seconds(10), "the bound held")
         }
         #expect(limits.count(.clusterReset) == 2)
+        #expect(ProcessRunner.limits.count(.timeout) >= 2, "every child stopped at its bound counts")
         let text = try String(contentsOfFile: textfile, encoding: .utf8)
         #expect(text.contains("# TYPE upkeep_agent_limit_reached_total counter\n")
-                && text.contains("upkeep_agent_limit_reached_total{limit=\"cluster_reset_timeout\"} 2\n"), "\(text)")
+                && text.contains("upkeep_agent_limit_reached_total{limit=\"cluster_reset_timeout\"} 2\n")
+                && text.contains("upkeep_agent_limit_reached_total{limit=\"child_timeout\"} "), "\(text)")
         #expect(try mode(textfile) == 0o644, "node_exporter reads it as another user")
+        #expect(text.contains("# TYPE upkeep_agent_http_client_limit_reached_total counter\n")
+                && text.contains("upkeep_agent_http_client_limit_reached_total{limit=\"connect_timeout\"} "), "\(text)")
         let lines = log.lines.filter { $0.metadata["limit"] == "cluster_reset_timeout" }
         #expect(lines.count == 1 && lines.first?.level == .warning
                 && lines.first?.message.hasPrefix("k3s server --cluster-reset ran 1 s, its bound, and was stopped") == true,

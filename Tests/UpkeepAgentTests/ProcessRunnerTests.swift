@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import UpkeepAgent
 import UpkeepAgentCore
+import UpkeepHTTP
 import UpkeepCore
 import UpkeepTestSupport
 import UpkeepPOSIX
@@ -63,11 +64,13 @@ import UpkeepPOSIX
     @Test(arguments: ["", ">&2"], ExitWatch.allCases) func outputOverTheCapFailsTheRun(redirect: String, exitWatch: ExitWatch) async throws {
         let bytes = ProcessRunner.outputBytesMax + 1
         let stream = redirect.isEmpty ? "stdout" : "stderr"
+        let before = ProcessRunner.limits.count(.outputBytes)
         let failure = await #expect(throws: AgentFailure.self) {
             try await ProcessRunner.run("/bin/sh", ["-c", "head -c \(bytes) /dev/zero \(redirect)"], timeoutSeconds: 60,
                                         environment: [:], exitWatch: exitWatch)
         }
         #expect(failure?.message == "/bin/sh -c head -c \(bytes) /dev/zero \(redirect) printed more than \(ProcessRunner.outputBytesMax) bytes on \(stream) and was stopped")
+        #expect(ProcessRunner.limits.count(.outputBytes) > before, "counted for the agent's metrics")
     }
 
     @Test func outputExactlyAtTheCapIsKept() async throws {

@@ -256,11 +256,13 @@ struct HTTPClientTests {
         let server = try await ScriptedServer { _, _ in .hang }
         let client = try makeClient(attemptsMax: 4, responseTimeoutSeconds: 30)
         let started = Date()
+        let before = HTTPClient.processLimits.count(.responseTimeout)
         await #expect(throws: HTTPClientError.responseTimeout(url: server.url + "/v3/kv/range", seconds: 0.5)) {
             _ = try await client.send(HTTPRequest(url: HTTPURL(server.url + "/v3/kv/range"), timeoutSeconds: 0.5))
         }
         #expect(Date().timeIntervalSince(started) < 5)
         #expect(client.limits.count(.responseTimeout) == 1)
+        #expect(HTTPClient.processLimits.count(.responseTimeout) >= before + 1, "every client of the process adds to one tally")
         await client.shutdown()
         await server.close()
     }
@@ -297,6 +299,7 @@ struct HTTPClientTests {
             _ = try await client.get(HTTPURL(server.url + "/3"))
         }
         #expect(client.limits.count(.waiting) == 1)
+        #expect(HTTPClient.processLimits.count(.waiting) >= 1, "counted for the process's metrics too")
         first.cancel()
         second.cancel()
         await client.shutdown()

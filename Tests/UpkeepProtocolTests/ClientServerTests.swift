@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import UpkeepCore
 import UpkeepPKI
+import UpkeepHTTP
 import UpkeepProtocol
 import UpkeepTLS
 
@@ -129,6 +130,36 @@ import UpkeepTLS
         await served.server.shutdown()
     }
 
+    /// Both sides' progress bounds, reached and counted: the agent sends at most its pace, the
+    /// controller keeps at most its buffer of what it has not read.
+    @Test func progressBeyondEitherSidesBoundIsDroppedAndCounted() async throws {
+        let pods = (1...50).map { PodProgress(namespace: "shop", name: "web-\($0)", action: .evicted, message: "evicted") }
+        let agent = TestAgent { request in
+            for pod in pods { await request.progress(.pod(pod)) }
+            return Reply(.drain(DrainResult(evictedPods: pods.count, skippedPods: 0)))
+        }
+        var server = ServerConfiguration()
+        server.progressEventsBurst = 6
+        server.progressEventsPerSecond = 1
+        let served = try await Served.start(configuration: server, agent: agent)
+        var configuration = ClientConfiguration()
+        configuration.progressEventsBufferMax = 2
+        let client = try await served.connect(configuration)
+        let droppedBefore = ProtocolClient.limits.count(.progressEvents)
+        let events = try await client.withCall(DrainRequest(operationID: "drain-1", timeoutSeconds: 60), deadline: soon()) { call in
+            _ = try await call.response()  // read nothing until the answer: the buffer overflows
+            var events: [ProgressEvent] = []
+            for await event in call.progress { events.append(event) }
+            return events
+        }
+        #expect(events.count == 2, "the newest \(configuration.progressEventsBufferMax) kept: \(events.count)")
+        let sent = 50 - served.server.limits.count(.progressEvents)
+        #expect((6...8).contains(sent), "the agent sent its burst (and a refill or two): \(sent)")
+        #expect(ProtocolClient.limits.count(.progressEvents) - droppedBefore == sent - 2)
+        await client.close()
+        await served.server.shutdown()
+    }
+
     @Test func errorResponsesReachTheCallerTyped() async throws {
         struct Boom: Error {}
         let agent = TestAgent { request in
@@ -186,12 +217,14 @@ import UpkeepTLS
         let served = try await Served.start(configuration: configuration)
         let first = try await served.connect()
         let second = try await served.connect()
+        let busyBefore = ProtocolClient.limits.count(.agentBusy)
         await #expect {
             _ = try await served.connect()
         } throws: { error in
             guard case ProtocolError.remote(let response) = error else { return false }
             return response.code == .busy && (error as? ProtocolError)?.requestWasNotProcessed == true
         }
+        #expect(ProtocolClient.limits.count(.agentBusy) == busyBefore + 1, "counted for serve's metrics")
         await first.close()
         #expect(await eventually { served.server.connectionCount < 2 })
         let third = try await served.connect()
@@ -297,6 +330,7 @@ import UpkeepTLS
         let client = ReconnectingClient(host: "127.0.0.1", port: port,
                                         backoff: Backoff(initialDelay: .milliseconds(10), maximumDelay: .milliseconds(40), attemptsMax: 4))
         let started = ContinuousClock.now
+        let gaveUpBefore = ProtocolClient.limits.count(.attempts)
         await #expect {
             _ = try await client.call(StatusRequest(), deadline: soon(60))
         } throws: { error in
@@ -304,6 +338,7 @@ import UpkeepTLS
             return true
         }
         #expect(ContinuousClock.now - started < .seconds(20), "bounded by attempts, not by the 60 s deadline")
+        #expect(ProtocolClient.limits.count(.attempts) == gaveUpBefore + 1)
     }
 
     @Test func backoffGrowsExponentiallyWithinItsBounds() {

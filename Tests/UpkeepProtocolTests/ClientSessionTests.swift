@@ -245,7 +245,9 @@ import UpkeepTLS
         _ = session.call(1)
         #expect(session.call(2) == [.queueCall(token: 2)])
         #expect(session.call(3) == [.queueCall(token: 3)])
-        guard case .refuseCall(4, .error(.notProcessed))? = session.call(4).first else { Issue.record("queue bound"); return }
+        let refused = session.call(4)
+        #expect(refused.first == .reportQueueFull(waiting: 2), "the bound reached is counted")
+        guard case .refuseCall(4, .error(.notProcessed))? = refused.last else { Issue.record("queue bound"); return }
         #expect(session.waiterDeadlinePassed(token: 2) == [.refuseCall(token: 2, .error(.deadlineExceeded(operation: "status")))])
         #expect(session.waiterCancelled(token: 3) == [.refuseCall(token: 3, .cancelled)])
     }

@@ -1,5 +1,6 @@
 import NIOCore
 import Testing
+import UpkeepHTTP
 import UpkeepProtocol
 
 /// The server enforces PROTOCOL.md against a peer that breaks it on purpose.
@@ -58,6 +59,7 @@ import UpkeepProtocol
         header.writeInteger(UInt32.max)
         try await peer.sendBytes(header)
         try await expectConnectionError(peer, .protocolViolation)
+        #expect(served.server.limits.count(.frameBytes) == 1 && served.server.limits.count(.protocolViolation) == 1)
         await served.server.shutdown()
     }
 
@@ -165,6 +167,7 @@ import UpkeepProtocol
         }
         guard case .error(let busy)? = try await response(peer, 3) else { Issue.record("no busy"); return }
         #expect(busy.code == .busy && busy.code.requestWasNotProcessed)
+        #expect(served.server.limits.count(.requestsPerConnection) == 1)
         release.open()
         // Both held requests finish once released, in either order.
         var answered = Set<UInt32>()

@@ -225,7 +225,8 @@ import UpkeepProtocol
         #expect(bad.errors == [2: .badRequest] && bad.count == 1, "a refused request takes no slot")
         try session.open(cordon("c-3"), 3)
         let busy = try session.receive(.request(cordon("c-4")), 4)
-        #expect(busy.errors == [4: .busy] && busy.count == 1)
+        #expect(busy.errors == [4: .busy] && busy.count == 2)
+        #expect(busy.first == .reportTooManyRequests(running: 2), "the bound reached is counted")
         // Cancel ends request 1 with one Error; the handler's late answer sends nothing more.
         #expect(try session.receive(.cancel, 1).errors == [1: .cancelled])
         #expect(session.handlerAnswered(cordonAnswer, download: false, requestID: 1) == [])

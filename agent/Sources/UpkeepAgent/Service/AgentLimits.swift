@@ -25,7 +25,8 @@ public enum AgentLimit: String, CaseIterable, Hashable, Sendable {
 ///
 /// The protocol server's bounds (`ProtocolServerLimit`: its TLS handshake budget, connection
 /// limit, …) are counted in `server`, beside the agent's own; its refusals of peers (a refused
-/// certificate, a protocol violation) are the second metric.
+/// certificate, a protocol violation) are the second metric; the bounds its HTTP clients reached
+/// (`HTTPClient.processLimits`: probes, the Kubernetes API, etcd) the third.
 ///
 /// The file is written at start (every bound at 0) and after each count, beside its name and
 /// renamed over it, mode 0644; the server's counts, which a flood of connections raises many
@@ -35,6 +36,7 @@ public enum AgentLimit: String, CaseIterable, Hashable, Sendable {
 public final class AgentLimits: Sendable {
     public static let metricName = "upkeep_agent_limit_reached_total"
     public static let refusalMetricName = "upkeep_agent_refused_total"
+    public static let httpClientMetricName = "upkeep_agent_http_client_limit_reached_total"
 
     public let textfile: String
     /// The protocol server's bounds and refusals (`ProtocolServer.bind(limits:)`).
@@ -53,6 +55,8 @@ public final class AgentLimits: Sendable {
         self.relay = relay
         server = LimitLog(logger: logger, intervalSeconds: intervalSeconds, counted: { _ in relay.countedSince() })
         relay.owner.withLock { $0 = Owner(limits: self) }
+        HTTPClient.processLimits.observe { relay.countedSince() }
+        ProcessRunner.limits.observe { relay.countedSince() }
     }
 
     /// Counts `limit`, logs `detail` (rate-limited) and writes the counts.
@@ -80,9 +84,15 @@ public final class AgentLimits: Sendable {
         for (limit, count) in log.counts { text += "\(Self.metricName){limit=\"\(limit.rawValue)\"} \(count)\n" }
         let server = server.counts
         for (limit, count) in server where !limit.isRefusal { text += "\(Self.metricName){limit=\"\(limit.rawValue)\"} \(count)\n" }
+        for (limit, count) in ProcessRunner.limits.counts { text += "\(Self.metricName){limit=\"\(limit.rawValue)\"} \(count)\n" }
         text += "# HELP \(Self.refusalMetricName) Connections the agent refused: a TLS handshake it refused, or a protocol violation (docs/agent.md, \"Bounds\").\n"
             + "# TYPE \(Self.refusalMetricName) counter\n"
         for (limit, count) in server where limit.isRefusal { text += "\(Self.refusalMetricName){reason=\"\(limit.rawValue)\"} \(count)\n" }
+        text += "# HELP \(Self.httpClientMetricName) Times the agent's HTTP clients (probes, Kubernetes API, etcd) reached a bound (docs/http.md, \"Client bounds\").\n"
+            + "# TYPE \(Self.httpClientMetricName) counter\n"
+        for (limit, count) in HTTPClient.processLimits.counts {
+            text += "\(Self.httpClientMetricName){limit=\"\(limit.rawValue)\"} \(count)\n"
+        }
         return text
     }
 

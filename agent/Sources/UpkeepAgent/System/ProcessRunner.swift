@@ -1,6 +1,7 @@
 import Dispatch
 import UpkeepAgentCore
 import UpkeepCore
+import UpkeepHTTP
 import UpkeepPOSIX
 
 /// What a finished child process returned and printed.
@@ -19,6 +20,15 @@ public struct ProcessOutcome: Equatable, Sendable {
     }
 }
 
+/// The bounds of a child process, as `ProcessRunner.limits` counts them.
+public enum ChildLimit: String, CaseIterable, Hashable, Sendable {
+    /// A child ran past its time bound (systemctl's, `k3s --version`'s, the cluster reset's, …)
+    /// and was stopped.
+    case timeout = "child_timeout"
+    /// A child printed more than `ProcessRunner.outputBytesMax` on stdout or stderr and was stopped.
+    case outputBytes = "child_output_bytes"
+}
+
 /// Runs a program (argv, no shell) with a hard time bound: at the deadline it gets SIGTERM, then
 /// SIGKILL two seconds later; cancelling the calling task stops it the same way. Stdout and
 /// stderr are captured up to `outputBytesMax` each; a child that prints more is stopped and the
@@ -31,6 +41,9 @@ public struct ProcessOutcome: Equatable, Sendable {
 /// matters for the agent's idle memory target (docs/agent.md).
 public enum ProcessRunner {
     public static let outputBytesMax = 256 * 1024
+    /// Every child of the process stopped at a bound (`AgentLimits` exports them; the run's
+    /// failure says which).
+    public static let limits = LimitTally<ChildLimit>()
 
     /// `whenTimedOut` runs when the deadline stopped the child, before the run fails, so a caller
     /// can count its bound reached (`AgentLimits`).
@@ -70,11 +83,13 @@ public enum ProcessRunner {
             ? "and did not end even after SIGKILL (pid \(child.pid) left to the kernel)" : "and was stopped"
         switch ending.stopReason {
         case .timedOut?:
+            limits.add(.timeout)
             whenTimedOut()
             throw AgentFailure(.io, "\(command) did not finish within \(timeoutSeconds) s \(stopped)")
         case .cancelled?:
             throw AgentFailure(.io, "\(command) was cancelled \(stopped)")
         case .outputTooLarge(let stream)?:
+            limits.add(.outputBytes)
             throw AgentFailure(.io, "\(command) printed more than \(outputBytesMax) bytes on \(stream) \(stopped)")
         case nil:
             return ProcessOutcome(exitCode: ending.status?.exitCode, output: String(decoding: ending.output, as: UTF8.self),

@@ -12,9 +12,9 @@ import UpkeepPOSIX
 enum MetricsSource {
     static let version = Upkeep.configuration.version
 
-    /// The exposition for the state directory of `config`; with `serverLimits`, those of the
-    /// server answering the scrape too.
-    static func exposition(_ config: ControllerConfig, serverLimits: [(limit: ServerLimit, count: Int)] = []) throws -> String {
+    /// The exposition for the state directory of `config`; with `limits`, the bounds the
+    /// running serve reached too.
+    static func exposition(_ config: ControllerConfig, limits: ServeLimits = ServeLimits()) throws -> String {
         let store = try openStateStore(config)
         let checks = JSONLinesCheckHistory(stateDirectory: config.resolvedStateDirectory())
         var snapshot: MetricsSnapshot
@@ -24,7 +24,7 @@ enum MetricsSource {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
         snapshot.certificateExpiries = try certificateExpiries(config)
-        return snapshot.exposition(version: version, serverLimits: serverLimits)
+        return snapshot.exposition(version: version, limits: limits)
     }
 }
 

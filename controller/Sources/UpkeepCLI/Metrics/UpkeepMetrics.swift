@@ -1,7 +1,9 @@
 import Foundation
 import Prometheus
 import UpkeepFleet
+import UpkeepHTTP
 import UpkeepHTTPServer
+import UpkeepProtocol
 import UpkeepRollout
 import UpkeepStore
 import UpkeepUpdates
@@ -100,9 +102,9 @@ struct MetricsSnapshot: Equatable {
     /// (no pods, fast start) to an hour (a long drain and a Longhorn rebuild).
     static let upgradeBuckets: [Double] = [30, 60, 120, 300, 600, 1200, 1800, 3600]
 
-    /// The Prometheus text exposition (format 0.0.4). `serverLimits`: how often `upkeep serve`'s
-    /// HTTP server reached each bound (only a running server has them).
-    func exposition(version: String, serverLimits: [(limit: ServerLimit, count: Int)] = []) -> String {
+    /// The Prometheus text exposition (format 0.0.4). `limits`: the bounds a running `upkeep
+    /// serve` reached (a one-shot `upkeep metrics` has none).
+    func exposition(version: String, limits: ServeLimits = ServeLimits()) -> String {
         let registry = PrometheusCollectorRegistry()
         func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
@@ -182,10 +184,27 @@ struct MetricsSnapshot: Equatable {
             counter("upkeep_notification_attempts_failed_total", "Delivery attempts that failed (each retry counts).", labels: labels,
                     sink.attemptsFailed)
         }
-        for (limit, count) in serverLimits {
+        for (limit, count) in limits.server {
             counter("upkeep_http_server_limits_reached_total", "Times `upkeep serve`'s HTTP server reached a bound (docs/http.md), by bound.",
+                    labels: [("limit", limit.rawValue)], count)
+        }
+        for (limit, count) in limits.httpClients {
+            counter("upkeep_http_client_limits_reached_total",
+                    "Times the HTTP clients of `upkeep serve` (releases, Kubernetes API, notifications) reached a bound (docs/http.md), by bound.",
+                    labels: [("limit", limit.rawValue)], count)
+        }
+        for (limit, count) in limits.agentClients {
+            counter("upkeep_agent_client_limits_reached_total", "Times `upkeep serve`'s connections to agents reached a bound (docs/metrics.md), by bound.",
                     labels: [("limit", limit.rawValue)], count)
         }
         return registry.emitToString()
     }
+}
+
+/// The bounds a running `upkeep serve` reached since it started, by component: counted in its
+/// memory, so only a process that keeps running has them (docs/metrics.md, "Bounds").
+struct ServeLimits {
+    var server: [(limit: ServerLimit, count: Int)] = []
+    var httpClients: [(limit: ClientLimit, count: Int)] = []
+    var agentClients: [(limit: ProtocolClientLimit, count: Int)] = []
 }

@@ -7,6 +7,7 @@ import UpkeepHTTPServer
 import UpkeepNotify
 import UpkeepStore
 import UpkeepPKI
+import UpkeepProtocol
 import UpkeepPOSIX
 import UpkeepTLS
 
@@ -96,7 +97,9 @@ struct Serve: AsyncParsableCommand {
         let server = try await HTTPServer.start(host: host, port: port, configuration: configuration, tls: tls, peers: .roles([.operator]),
                                                 responder: .async { request in
             await Self.answer(request, api: api) {
-                try MetricsSource.exposition(config, serverLimits: served.withLockedValue { $0?.limits.counts } ?? []) + (board?.exposition() ?? "")
+                let limits = ServeLimits(server: served.withLockedValue { $0?.limits.counts } ?? [], httpClients: HTTPClient.processLimits.counts,
+                                         agentClients: ProtocolClient.limits.counts)
+                return try MetricsSource.exposition(config, limits: limits) + (board?.exposition() ?? "")
             }
         })
         served.withLockedValue { $0 = server }

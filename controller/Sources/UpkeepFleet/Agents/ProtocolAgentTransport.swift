@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import UpkeepHTTP
 import UpkeepRollout
 import UpkeepCore
 import UpkeepProtocol
@@ -466,6 +467,8 @@ struct NodeCall: Sendable {
             let delay = backoff.delay(afterAttempt: tries, using: &random)
             guard tries < backoff.attemptsMax, ContinuousClock.now + delay < deadline else {
                 let endpoint = await fleet.endpoint(of: node)
+                ProtocolClient.limits.record(.attempts, "gave up a request to the agent of \(node) after \(tries) attempts "
+                                             + "(attemptsMax \(backoff.attemptsMax), or its deadline): \(failure)")
                 throw AgentTransportError(node: node, reason: "\(AgentTransportError.reason(failure, endpoint: endpoint)) (after \(tries) attempts)")
             }
             try await Task.sleep(for: delay)

@@ -1,4 +1,5 @@
 import NIOCore
+import UpkeepHTTP
 import Synchronization
 import UpkeepTLS
 
@@ -179,6 +180,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 starting[token]?.timer = schedule(deadline: deadline) { $0.waiterDeadlinePassed(token: token) }
             case .startCall(let token, let id, let uploadCreditBytes):
                 startCall(token, id, uploadCreditBytes: uploadCreditBytes)
+            case .reportQueueFull(let waiting):
+                ProtocolClient.limits.record(.queuedCalls, "refused a call to \(remote): \(waiting) calls already wait for a slot (queuedCallsMax)")
             case .refuseCall(let token, let failure):
                 guard let caller = starting.removeValue(forKey: token) else { break }
                 caller.timer?.cancel()
@@ -186,7 +189,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
             case .deliverResponse(let envelope, let id):
                 calls[id]?.response.succeed(envelope)
             case .deliverProgress(let event, let id):
-                calls[id]?.progress.yield(event)
+                if case .dropped = calls[id]?.progress.yield(event) {
+                    ProtocolClient.limits.record(.progressEvents, "dropped the oldest progress event of call \(id) to \(remote): "
+                                                 + "\(session.configuration.progressEventsBufferMax) not read yet (progressEventsBufferMax)")
+                }
             case .deliverDownloadChunk(let bytes, let id):
                 calls[id]?.download.receive(bytes)
             case .endDownload(let end, let id):
@@ -253,6 +259,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     private func schedule(deadline: NIODeadline, _ input: @escaping (inout Session) -> [Session.Action]) -> Scheduled<Void> {
         pipelineContext.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in execute(input(&session)) }
     }
+
+    /// The agent's address, for the log.
+    private var remote: String { context?.channel.remoteAddress?.description ?? "an unknown address" }
 
     private var pipelineContext: ChannelHandlerContext {
         guard let context else { preconditionFailure("used only while the handler is in a pipeline") }

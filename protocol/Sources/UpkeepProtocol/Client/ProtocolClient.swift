@@ -1,4 +1,5 @@
 import NIOCore
+import UpkeepHTTP
 import NIOPosix
 import Synchronization
 
@@ -56,6 +57,9 @@ public final class ProtocolClient: Sendable {
             reply = try await hello.futureResult.get()
         } catch {
             channel.close(promise: nil)
+            if case ProtocolError.remote(let response) = error, response.code == .busy {
+                limits.record(.agentBusy, "the agent at \(host):\(port) is at its connection limit: \(response.message)")
+            }
             throw error
         }
         let handler = try await eventLoop.submit {

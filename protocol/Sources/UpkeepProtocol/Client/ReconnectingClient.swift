@@ -1,4 +1,5 @@
 import NIOCore
+import UpkeepHTTP
 import NIOPosix
 
 /// A client for one agent that survives lost connections: it connects when needed, and when a
@@ -42,9 +43,12 @@ public actor ReconnectingClient {
                 return try await client.call(message, upload: upload, deadline: deadline)
             } catch let error as ProtocolError where Self.worthRetrying(error) {
                 drop(after: error)
-                guard attempt < backoff.attemptsMax else { throw error }
                 let delay = backoff.delay(afterAttempt: attempt, using: &random)
-                guard ContinuousClock.now + delay < deadline else { throw error }
+                guard attempt < backoff.attemptsMax, ContinuousClock.now + delay < deadline else {
+                    ProtocolClient.limits.record(.attempts, "gave up a call to \(host):\(port) after \(attempt) attempts "
+                                                 + "(attemptsMax \(backoff.attemptsMax), or its deadline): \(error)")
+                    throw error
+                }
                 try await Task.sleep(for: delay)
                 attempt += 1
             }

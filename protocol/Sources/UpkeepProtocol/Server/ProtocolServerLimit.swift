@@ -12,6 +12,13 @@ public enum ProtocolServerLimit: String, CaseIterable, Hashable, Sendable {
     case connections
     /// More refusals at once than `ConnectionRegistry.refusalsMax`: closed without an answer.
     case refusals = "refusals_in_progress"
+    /// `concurrentRequestsPerConnectionMax`: a request was answered `busy`.
+    case requestsPerConnection = "requests_per_connection"
+    /// `progressEventsBurst` and `progressEventsPerSecond`: progress events not sent (counted per event).
+    case progressEvents = "progress_events"
+    /// A frame whose declared length is beyond its type's bound (PROTOCOL.md 4): the connection
+    /// was closed (also a `protocol_violation`).
+    case frameBytes = "frame_bytes"
     /// A TLS handshake refused: the peer's certificate, or not TLS at all (not a bound).
     case tlsRefused = "tls_refused"
     /// A peer broke the protocol and its connection was closed (not a bound).

@@ -99,6 +99,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             if case .truncatedFrame(let leftover) = error {
                 logger.notice("connection closed inside a frame", metadata: ["leftoverBytes": "\(leftover)"])
             }
+            if case .badPayloadLength = error {
+                shared.limits.record(.frameBytes, "refused a frame from \(remote): \(error)")
+            }
             execute(session.frameError(error))
         case ByteToMessageDecoderError.dataReceivedInErrorState:
             break  // already refused
@@ -183,15 +186,21 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                     request.upload?.fail(ProtocolError.connectionClosed("the client's connection closed"))
                 }
             case .reportViolation(let detail):
-                let address = context?.channel.remoteAddress?.description ?? "an unknown address"
-                shared.limits.record(.protocolViolation, "protocol violation by the client at \(address)\(peer.map { " (\($0.uri))" } ?? ""): "
+                shared.limits.record(.protocolViolation, "protocol violation by the client at \(remote)\(peer.map { " (\($0.uri))" } ?? ""): "
                                      + "\(detail); the connection was closed")
             case .reportDroppedProgress(let events, let id):
-                logger.info("progress events not sent: more than a few per second", metadata: ["requestID": "\(id)", "events": "\(events)"])
+                shared.limits.record(.progressEvents, times: events, "\(events) progress events of request \(id) from \(remote) not sent: more than "
+                                     + "\(shared.configuration.progressEventsBurst) at once or \(shared.configuration.progressEventsPerSecond) a second")
+            case .reportTooManyRequests(let running):
+                shared.limits.record(.requestsPerConnection, "answered busy to a request from \(remote): \(running) requests running on its "
+                                     + "connection (concurrentRequestsPerConnectionMax)")
             }
         }
         return written
     }
+
+    /// The peer's address, for the log.
+    private var remote: String { context?.channel.remoteAddress?.description ?? "an unknown address" }
 
     /// Calls `input` on the session after `delay`, on the event loop.
     private func schedule(in delay: TimeAmount, _ input: @escaping (inout ServerSession) -> [ServerSession.Action]) -> Scheduled<Void> {

@@ -41,6 +41,9 @@ public struct ClientSession<TLSFailure: Error & Equatable & Sendable> {
         case startCall(token: UInt64, requestID: UInt32, uploadCreditBytes: Int?)
         /// The call of `token` never started.
         case refuseCall(token: UInt64, CallFailure)
+        /// A call was refused at once: every slot busy and `waiting` calls queued, the
+        /// `queuedCallsMax` (for the log and the bound's counter).
+        case reportQueueFull(waiting: Int)
         case deliverResponse(ResponseEnvelope, requestID: UInt32)
         case deliverProgress(ProgressEvent, requestID: UInt32)
         case deliverDownloadChunk(ByteBuffer, requestID: UInt32)
@@ -253,7 +256,7 @@ public struct ClientSession<TLSFailure: Error & Equatable & Sendable> {
                     return .act(connection.launch(waiter, now: now))
                 }
                 guard connection.waiters.count < queuedCallsMax else {
-                    return .act([.refuseCall(token: token, .error(.notProcessed(
+                    return .act([.reportQueueFull(waiting: connection.waiters.count), .refuseCall(token: token, .error(.notProcessed(
                         "\(connection.waiters.count) calls already wait for a slot on this connection")))])
                 }
                 connection.waiters.append(waiter)

@@ -41,8 +41,12 @@ public struct ServerSession {
         case endRequest(RequestEnd, requestID: UInt32)
         /// The client broke the protocol (for the log).
         case reportViolation(String)
-        /// Progress events of a request that exceeded its pace and were not sent (for the log).
+        /// Progress events of a request that exceeded its pace and were not sent (for the log and
+        /// the bound's counter).
         case reportDroppedProgress(events: Int, requestID: UInt32)
+        /// A request was answered `busy`: `running` requests already ran on the connection, its
+        /// `concurrentRequestsPerConnectionMax` (for the log and the bound's counter).
+        case reportTooManyRequests(running: Int)
     }
 
     /// How a request ended, which says what becomes of its handler.
@@ -546,7 +550,7 @@ extension ServerSession.Connection {
                 "the agent is shutting down (GoAway after request \(last)); send it again on a new connection")), requestID: id)])
         }
         guard requests.count < configuration.concurrentRequestsPerConnectionMax else {
-            return .act([.send(.error(ErrorResponse(.busy,
+            return .act([.reportTooManyRequests(running: requests.count), .send(.error(ErrorResponse(.busy,
                 "\(requests.count) requests already running on this connection, the maximum; retry when one finishes")), requestID: id)])
         }
         let envelope: RequestEnvelope

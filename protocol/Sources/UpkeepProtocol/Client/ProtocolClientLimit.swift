@@ -1,0 +1,25 @@
+import Logging
+import UpkeepHTTP
+
+/// The bounds the controller's side of the protocol reaches, counted for the whole process in
+/// `ProtocolClient.limits` (every connection to every agent): each logged, at most one line per
+/// bound a minute (`LimitLog`). `upkeep serve` exports them as
+/// `upkeep_agent_client_limits_reached_total{limit}` (docs/metrics.md); a one-shot command only
+/// logs them.
+public enum ProtocolClientLimit: String, CaseIterable, Hashable, Sendable {
+    /// `ClientConfiguration.queuedCallsMax`: a call refused at once, every slot busy and the queue full.
+    case queuedCalls = "queued_calls"
+    /// `ClientConfiguration.progressEventsBufferMax`: a call's oldest progress event dropped, its
+    /// caller not reading them as fast as they came.
+    case progressEvents = "progress_events"
+    /// The agent answered `busy` to a new connection: it is at its connection limit (PROTOCOL.md 5.2).
+    case agentBusy = "agent_busy"
+    /// `Backoff.attemptsMax`, or the call's deadline, reached while `ReconnectingClient` retried:
+    /// the call failed with the last error.
+    case attempts
+}
+
+extension ProtocolClient {
+    /// Every bound the process's protocol clients reached, since it started.
+    public static let limits = LimitLog<ProtocolClientLimit>(logger: Logger(label: "upkeep.protocol.client"))
+}
