@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import UpkeepAgent
+import UpkeepProtocol
 import UpkeepTestSupport
 import Yams
 
@@ -30,6 +32,14 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         let path = try directory.write("[Service]\nType=notify\nExecStart=\(try AgentBinary.path()) run\nRestartt=always\n", to: "broken.service")
         let result = try runProcess("systemd-analyze", ["verify", path], timeoutSeconds: 60)
         #expect(result.error.contains("Unknown key 'Restartt'"))
+    }
+
+    /// The Debian package's example agent.yaml reads, and the limits it writes out are the defaults.
+    @Test func theExampleAgentYamlReadsAndStatesTheDefaults() throws {
+        let config = try ConfigLoader.load(path: "\(deployDirectory)/debian/agent.yaml.example")
+        let defaults = AgentConfig(nodeName: config.nodeName)
+        #expect(config.server == ServerConfiguration() && config.server == defaults.server)
+        #expect(config.listenAddress == defaults.listenAddress && config.listenPort == defaults.listenPort)
     }
 
     /// The ClusterRole grants exactly what drains and the node-Ready probe use.
