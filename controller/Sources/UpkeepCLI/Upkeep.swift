@@ -28,6 +28,7 @@ public struct Upkeep: AsyncParsableCommand {
             JoinServerCommand.self,
             Update.self,
             MaintenanceCommand.self,
+            ValidateCommand.self,
             Sandbox.self,
         ]
     )

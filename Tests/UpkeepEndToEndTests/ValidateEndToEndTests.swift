@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+import UpkeepProcess
+import UpkeepSandbox
+
+/// `upkeep validate` end to end: the built `upkeep` against one sandbox of three etcd servers and
+/// an agent. Healthy, it exits 0; each fault — a cordon and a suspend made with kubectl, a frozen
+/// etcd member, a Flux controller or CoreDNS scaled to zero, a node's k3s stopped, a slow Longhorn rebuild, a
+/// detached volume's replica failed — makes it exit 1 naming the check that saw it, and healed,
+/// it passes again. kubectl is the hand that breaks things; the sandbox's model reacts as
+/// Kubernetes, Longhorn and Flux would.
+@Suite(.serialized, .timeLimit(.minutes(6)))
+struct ValidateEndToEndTests {
+    static func kubectl(_ sandbox: EndToEndSandbox, _ arguments: [String]) async throws -> ProcessRun.Outcome {
+        let outcome = try await ProcessRun.run("kubectl", ["--kubeconfig", "\(sandbox.directory)/kubeconfig"] + arguments, timeoutSeconds: 60)
+        try #require(outcome.status == 0, "kubectl \(arguments.joined(separator: " ")) failed: \(outcome.output)")
+        return outcome
+    }
+
+    /// Runs `upkeep validate ARGUMENTS` until it exits `status` with every one of `texts` in its
+    /// output (the model reacts within a tick or two), at most `timeoutSeconds`.
+    static func validate(_ sandbox: EndToEndSandbox, _ arguments: [String], status: Int32, showing texts: [String],
+                         timeoutSeconds: Double = 60) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        var last: ProcessRun.Outcome?
+        while Date() < deadline {
+            let outcome = try await sandbox.controller(["validate"] + arguments, timeoutSeconds: 60)
+            if outcome.status == status && texts.allSatisfy(outcome.output.contains) { return outcome.output }
+            last = outcome
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        let shown = "upkeep validate \(arguments.joined(separator: " ")) did not exit \(status) showing \(texts) within \(Int(timeoutSeconds)) s; "
+            + "last (exit \(last?.status ?? -1)):\n\(last?.output ?? "")"
+        Issue.record("\(shown)")
+        return last?.output ?? ""
+    }
+
+    @Test func eachCheckFailsOnItsFaultNamingItAndPassesOnceHealed() async throws {
+        try await EndToEndSandbox.with(servers: 3, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            // Healthy: every check passes, in text and in JSON.
+            let healthy = try await Self.validate(sandbox, ["--all"], status: 0, showing: ["healthy   cluster/etcd: 3 of 3 members healthy (asked server-1)",
+                                                                                        "healthy   storage/drain-policy: node-drain-policy block-if-contains-last-replica"])
+            #expect(healthy.contains("\nhealthy: 15 of 15 checks\n"), "\(healthy)")
+            let json = try await sandbox.controller(["validate", "--all", "-o", "json"])
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
+            let checks = report["checks"] as? [[String: Any]] ?? []
+            #expect(json.status == 0 && report["healthy"] as? Bool == true && checks.count == 15
+                    && checks.allSatisfy { $0["verdict"] as? String == "healthy" }, "\(json.output)")
+
+            // cluster/cordons: a cordon nobody explains.
+            _ = try await Self.kubectl(sandbox, ["cordon", "agent-1"])
+            let cordoned = try await Self.validate(sandbox, [], status: 1, showing: ["UNHEALTHY cluster/cordons: cordoned, not by Upkeep: agent-1",
+                                                                                   "`kubectl uncordon agent-1`"])
+            #expect(cordoned.contains("\nunhealthy: cluster/cordons (1 of 4 checks)\n"), "\(cordoned)")
+            _ = try await Self.kubectl(sandbox, ["uncordon", "agent-1"])
+
+            // cluster/etcd: a member frozen (SIGSTOP), as the server agents see it.
+            try await sandbox.fault(["server-3", "etcd-stop"])
+            _ = try await Self.validate(sandbox, [], status: 1, showing: ["UNHEALTHY cluster/etcd: member not healthy: server-3-",
+                                                                        "2 of 3 members healthy"])
+            try await sandbox.fault(["server-3", "clear"])
+            _ = try await Self.validate(sandbox, [], status: 0, showing: ["healthy   cluster/etcd: 3 of 3 members healthy"])
+
+            // flux/suspended: suspended by hand is named; suspended by maintenance mode is not.
+            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "kustomizations.kustomize.toolkit.fluxcd.io", "apps", "--type", "merge",
+                                                 "-p", #"{"spec":{"suspend":true}}"#])
+            _ = try await Self.validate(sandbox, ["--flux"], status: 1,
+                                        showing: ["UNHEALTHY flux/suspended: suspended, not by maintenance mode: Kustomization/flux-system/apps",
+                                                  "`flux resume kustomization apps -n flux-system`"])
+            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "kustomizations.kustomize.toolkit.fluxcd.io", "apps", "--type", "merge",
+                                                 "-p", #"{"spec":{"suspend":false}}"#])
+            let enabled = try await sandbox.controller(["maintenance", "enable", "--reason", "validate test"])
+            try #require(enabled.status == 0, "\(enabled.output)")
+            _ = try await Self.validate(sandbox, ["--flux"], status: 0, showing: ["healthy   flux/suspended: ", "suspended by maintenance mode"])
+            let disabled = try await sandbox.controller(["maintenance", "disable"])
+            try #require(disabled.status == 0, "\(disabled.output)")
+
+            // flux/controllers: source-controller scaled to zero.
+            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "deployment", "source-controller", "--type", "merge",
+                                                 "-p", #"{"spec":{"replicas":0}}"#])
+            _ = try await Self.validate(sandbox, ["--flux"], status: 1, showing: ["UNHEALTHY flux/controllers: not available: source-controller (scaled to 0)"])
+            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "deployment", "source-controller", "--type", "merge",
+                                                 "-p", #"{"spec":{"replicas":1}}"#])
+            _ = try await Self.validate(sandbox, ["--flux"], status: 0, showing: ["healthy   flux/controllers: "])
+
+            // networking/dns: CoreDNS scaled to zero.
+            _ = try await Self.kubectl(sandbox, ["-n", "kube-system", "patch", "deployment", "coredns", "--type", "merge",
+                                                 "-p", #"{"spec":{"replicas":0}}"#])
+            _ = try await Self.validate(sandbox, ["--networking"], status: 1,
+                                        showing: ["UNHEALTHY networking/dns: CoreDNS is scaled to 0 (Deployment/kube-system/coredns)",
+                                                  "healthy   networking/ingress: Traefik available: 1 of 1"])
+            _ = try await Self.kubectl(sandbox, ["-n", "kube-system", "patch", "deployment", "coredns", "--type", "merge",
+                                                 "-p", #"{"spec":{"replicas":1}}"#])
+            _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/dns: CoreDNS available: 1 of 1"])
+
+            // storage/rebuilds and storage/attached: a replica failed on a node whose rebuilds are slow.
+            let replicas = try await Self.kubectl(sandbox, ["-n", "longhorn-system", "get", "replicas.longhorn.io", "-o", "json"])
+            let volumes = try await Self.kubectl(sandbox, ["-n", "longhorn-system", "get", "volumes.longhorn.io", "-o", "json"])
+            let replicaItems = (try JSONSerialization.jsonObject(with: Data(replicas.output.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
+            let volumeItems = (try JSONSerialization.jsonObject(with: Data(volumes.output.utf8)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
+            func name(_ item: [String: Any]) -> String { (item["metadata"] as? [String: Any])?["name"] as? String ?? "" }
+            func spec(_ item: [String: Any], _ key: String) -> String { (item["spec"] as? [String: Any])?[key] as? String ?? "" }
+            let attached = volumeItems.filter { ($0["status"] as? [String: Any])?["state"] as? String == "attached" }.map(name).sorted()
+            try #require(attached.count >= 2, "two attached volumes expected: \(volumes.output)")
+            let failing = try #require(replicaItems.first { spec($0, "volumeName") == attached[0] }, "no replica of \(attached[0])")
+            try await sandbox.fault([spec(failing, "nodeID"), "slow-rebuild", "600"])
+            let failedAt = ISO8601DateFormatter().string(from: Date())
+            _ = try await Self.kubectl(sandbox, ["-n", "longhorn-system", "patch", "replicas.longhorn.io", name(failing), "--type", "merge",
+                                                 "-p", #"{"spec":{"failedAt":"\#(failedAt)"}}"#])
+            try await Task.sleep(for: .seconds(2))
+            _ = try await Self.validate(sandbox, ["--storage", "--rebuild-max", "1s"], status: 1,
+                                        showing: ["UNHEALTHY storage/attached: 1 of \(attached.count) attached volumes not healthy: \(attached[0])",
+                                                  "UNHEALTHY storage/rebuilds: 1 replicas rebuilding longer than 1 s: \(name(failing))"])
+
+            // storage/detached: the other attached volume detached (its workload gone), one of its replicas failed.
+            let detaching = attached[1]
+            _ = try await Self.kubectl(sandbox, ["-n", "longhorn-system", "patch", "volumes.longhorn.io", detaching, "--type", "merge",
+                                                 "-p", #"{"spec":{"nodeID":""}}"#])
+            let lost = try #require(replicaItems.first { spec($0, "volumeName") == detaching }, "no replica of \(detaching)")
+            _ = try await Self.kubectl(sandbox, ["-n", "longhorn-system", "patch", "replicas.longhorn.io", name(lost), "--type", "merge",
+                                                 "-p", #"{"spec":{"failedAt":"\#(failedAt)"}}"#])
+            _ = try await Self.validate(sandbox, ["--storage"], status: 1,
+                                        showing: ["UNHEALTHY storage/detached: 1 of 1 detached volumes short of complete replicas: \(detaching)",
+                                                  "\(name(lost)) on \(spec(lost, "nodeID")): failed"])
+
+            // cluster/ready, storage/managers, storage/instance-managers: agent-1's k3s stopped.
+            let agent = try #require(sandbox.manifest.nodes.first { $0.name == "agent-1" })
+            let stopped = try await ProcessRun.run(agent.systemctl, ["stop", agent.unit], timeoutSeconds: 60)
+            try #require(stopped.status == 0, "systemctl stop \(agent.unit) on agent-1 failed: \(stopped.output)")
+            _ = try await Self.validate(sandbox, ["--storage"], status: 1,
+                                        showing: ["UNHEALTHY cluster/ready: 1 of 4 nodes not Ready: agent-1",
+                                                  "UNHEALTHY storage/managers: longhorn-manager not running and Ready on agent-1",
+                                                  "UNHEALTHY storage/instance-managers: no running instance manager on agent-1"])
+        }
+    }
+}

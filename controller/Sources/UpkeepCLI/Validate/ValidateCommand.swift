@@ -1,0 +1,122 @@
+import ArgumentParser
+import UpkeepCore
+import UpkeepFleet
+import UpkeepRollout
+import UpkeepStore
+import UpkeepYAML
+
+/// `upkeep validate`: the cluster's health on demand, each check with its verdict, evidence and
+/// what to do (docs/validate.md). Reads only; the verdicts are `ValidationVerdicts`'.
+struct ValidateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check the cluster's health: nodes, versions, cordons, etcd; --flux, --storage (Longhorn), --networking.",
+        discussion: "Each check prints its verdict, the evidence and what to do. A check that cannot read what it judges is unknown, "
+            + "which counts as unhealthy. Exit codes: 0 every check healthy, 1 some check unhealthy or unknown, 2 usage or configuration."
+    )
+
+    @OptionGroup var configOption: ConfigOption
+
+    @Flag(help: "Also Flux: controllers available, every GitRepository, Kustomization and HelmRelease Ready at its generation, none suspended but by maintenance mode.")
+    var flux = false
+
+    @Flag(help: "Also Longhorn: manager and instance manager on every node, volumes healthy, detached volumes with every replica, no long rebuild, the drain policy.")
+    var storage = false
+
+    @Flag(help: "Also networking: k3s's CoreDNS and Traefik Deployments available.")
+    var networking = false
+
+    @Flag(help: "Every check: the same as --flux --storage --networking.")
+    var all = false
+
+    @Option(name: .customLong("rebuild-max"), help: ArgumentHelp("A replica rebuilding longer than this is unhealthy: 90s, 30m, 2h.", valueName: "DURATION"))
+    var rebuildMax = "30m"
+
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output = OutputFormat.table
+
+    /// Bounds of --rebuild-max.
+    static let rebuildSecondsRange = 1...7 * 86_400
+
+    func validate() throws {
+        guard let seconds = DurationText.seconds(rebuildMax), Self.rebuildSecondsRange.contains(seconds) else {
+            throw ValidationError("--rebuild-max \(rebuildMax): write a duration of 1s to 7d, e.g. 90s, 30m")
+        }
+    }
+
+    var areas: [ValidationArea] {
+        [.cluster] + (flux || all ? [.flux] : []) + (storage || all ? [.storage] : []) + (networking || all ? [.networking] : [])
+    }
+
+    /// The JSON `-o json` prints (docs/validate.md, "JSON").
+    struct Report: Encodable {
+        var healthy: Bool
+        var areas: [ValidationArea]
+        /// The names of the checks that are not healthy, e.g. `cluster/cordons`.
+        var failing: [String]
+        var checks: [Check]
+
+        struct Check: Encodable {
+            var name: String
+            var area: ValidationArea
+            var check: String
+            var verdict: ValidationVerdict
+            var summary: String
+            var evidence: [String]
+            var action: String?
+        }
+
+        init(areas: [ValidationArea], results: [ValidationResult]) {
+            healthy = results.allHealthy
+            self.areas = areas
+            failing = results.filter { !$0.isHealthy }.map(\.name)
+            checks = results.map { Check(name: $0.name, area: $0.area, check: $0.check, verdict: $0.verdict, summary: $0.summary,
+                                         evidence: $0.evidence, action: $0.action) }
+        }
+    }
+
+    func run() async throws {
+        let config = try configOption.load()
+        let store = try? openStateStoreForReading(config)
+        let rebuildSeconds = DurationText.seconds(rebuildMax) ?? 1800
+        let areas = self.areas
+        let results = try await ClusterSession.with(config) { session in
+            try await Self.results(areas, reader: ValidationReader(session: session, store: store), rebuildSecondsMax: rebuildSeconds)
+        }
+        let report = Report(areas: areas, results: results)
+        print(output == .json ? try jsonText(report) : Self.render(results), terminator: "")
+        if !report.healthy { throw ExitCode(1) }
+    }
+
+    /// Every check of `areas`, in order.
+    static func results(_ areas: [ValidationArea], reader: ValidationReader, rebuildSecondsMax: Int) async throws -> [ValidationResult] {
+        let (cluster, reading) = await reader.cluster()
+        var results = ValidationVerdicts.cluster(cluster)
+        if areas.contains(.flux) { results += ValidationVerdicts.flux(await reader.flux()) }
+        if areas.contains(.storage) {
+            let nodes = reading?.nodes.map(\.node.name) ?? []
+            results += ValidationVerdicts.storage(await reader.storage(nodes: nodes, rebuildSecondsMax: rebuildSecondsMax))
+        }
+        if areas.contains(.networking) { results += ValidationVerdicts.networking(await reader.networking()) }
+        return results
+    }
+
+    /// One block per check: the verdict and the check's name, its summary, the evidence, what to do.
+    static func render(_ results: [ValidationResult]) -> String {
+        var text = ""
+        for result in results {
+            let verdict = switch result.verdict {
+            case .healthy: "healthy  "
+            case .unhealthy: "UNHEALTHY"
+            case .unknown: "UNKNOWN  "
+            }
+            text += "\(verdict) \(result.name): \(result.summary)\n"
+            for line in result.evidence { text += "            \(line)\n" }
+            if let action = result.action { text += "          what to do: \(action)\n" }
+        }
+        let failing = results.filter { !$0.isHealthy }
+        text += failing.isEmpty ? "\nhealthy: \(results.count) of \(results.count) checks\n"
+            : "\nunhealthy: \(failing.map(\.name).joined(separator: ", ")) (\(failing.count) of \(results.count) checks)\n"
+        return text
+    }
+}

@@ -1,0 +1,199 @@
+import UpkeepCore
+import UpkeepFleet
+import UpkeepHTTP
+import UpkeepKube
+import UpkeepPOSIX
+import UpkeepRollout
+import UpkeepStore
+
+/// Reads what `upkeep validate` judges, and nothing else: nodes and Longhorn volumes as the
+/// rollout reads them (`ClusterSession.read`), etcd through the server agents as the etcd gate
+/// does (`ClusterGateReader`), the unfinished rollout from the state database, Flux's and
+/// Longhorn's objects through the API. It never writes. Every read is bounded by the API client's
+/// and the agents' timeouts; a read that fails becomes `unreadable` with its reason, never a pass.
+struct ValidationReader {
+    let session: ClusterSession
+    let store: StateStore?
+
+    // MARK: - cluster
+
+    func cluster() async -> (ClusterValidationObservations, reading: FleetReading?) {
+        let rollout = unfinishedRollout()
+        let reading: FleetReading
+        do {
+            reading = try await session.read()
+        } catch {
+            return (ClusterValidationObservations(nodes: .unreadable(Self.text(error)), rollout: rollout,
+                                                  etcd: .unknown("the nodes could not be read, so neither could the servers' agents be found")), nil)
+        }
+        let nodes = reading.nodes.map(\.node).map { node in
+            ClusterValidationObservations.Node(name: node.name, server: node.role == .server, ready: node.ready, version: node.version.description,
+                                               cordoned: node.cordoned)
+        }
+        return (ClusterValidationObservations(nodes: .read(nodes), rollout: rollout, etcd: await etcd(reading)), reading)
+    }
+
+    /// What the etcd gate reads: the servers with embedded etcd, asked in turn through their agents.
+    private func etcd(_ reading: FleetReading) async -> EtcdReading {
+        let members = reading.nodes.map(\.node).filter { $0.role == .server && $0.etcd }.map(\.name)
+        guard !members.isEmpty else { return .noEmbeddedEtcd }
+        let fleet: AgentFleet
+        do {
+            fleet = try await session.fleet(for: reading)
+        } catch {
+            return .unknown(Self.text(error))
+        }
+        let reader = ClusterGateReader(settings: session.config.gates, kube: session.kube, fleet: fleet, http: nil)
+        let report = await reader.read(GateQuestion(kinds: [.etcd], etcdNodes: members))
+        await fleet.close()
+        return report.etcd ?? .unknown("not read")
+    }
+
+    private func unfinishedRollout() -> ClusterValidationObservations.Rollout? {
+        guard let store, let record = try? store.unfinishedRollout() else { return nil }
+        let cordoned = (try? store.engine(rolloutID: record.id).cordonedByUpkeep) ?? []
+        return ClusterValidationObservations.Rollout(id: record.id, target: record.target.description, status: record.outcomeText, cordoned: cordoned)
+    }
+
+    // MARK: - flux
+
+    static let fluxNamespace = "flux-system"
+
+    func flux() async -> FluxValidationObservations {
+        let kube = session.kube
+        let objects: ValidationReading<[FluxValidationObservations.Object]> = await Self.reading {
+            var objects: [FluxValidationObservations.Object] = []
+            for type in [FluxSuspendKind.gitrepositories, .kustomizations, .helmreleases] {
+                for object in try await Self.fluxObjects(kube, type) {
+                    let ready = object.condition("Ready")
+                    objects.append(FluxValidationObservations.Object(
+                        ref: FluxObjectRef(kind: type, namespace: object.namespace ?? "default", name: object.name).description,
+                        suspended: object.suspended, ready: ready?.status, reason: ready?.reason ?? "", message: ready?.message ?? "",
+                        generation: object.generation, observedGeneration: object.observedGeneration))
+                }
+            }
+            return objects
+        }
+        let controllers: ValidationReading<[FluxValidationObservations.Controller]> = await Self.reading {
+            try await kube.list(Deployment.self, namespace: Self.fluxNamespace, labelSelector: LabelSelector(matching: ["app.kubernetes.io/part-of": "flux"]))
+                .sorted { $0.name < $1.name }
+                .map { FluxValidationObservations.Controller(name: $0.name, replicas: Int($0.replicas), available: Int($0.availableReplicas),
+                                                             availableCondition: $0.condition("Available")?.isTrue ?? false) }
+        }
+        let maintenance: ValidationReading<FluxValidationObservations.Maintenance?> = await Self.reading {
+            let json: JSON
+            do {
+                json = try await kube.get(.configMaps, MaintenanceRecord.name, namespace: MaintenanceRecord.namespace)
+            } catch let error as KubeAPIError where error.isNotFound {
+                return nil
+            }
+            let period = try MaintenanceRecord.period(json)
+            return FluxValidationObservations.Maintenance(id: period.id, suspended: Set(period.suspended))
+        }
+        return FluxValidationObservations(objects: objects, controllers: controllers, maintenance: maintenance)
+    }
+
+    /// The objects of one Flux kind in every namespace; its CRD absent says Flux is not installed.
+    private static func fluxObjects(_ kube: KubeClient, _ kind: FluxSuspendKind) async throws -> [any FluxObject] {
+        do {
+            switch kind {
+            case .gitrepositories: return try await kube.list(FluxGitRepository.self)
+            case .kustomizations: return try await kube.list(FluxKustomization.self)
+            case .helmreleases: return try await kube.list(FluxHelmRelease.self)
+            }
+        } catch let error as KubeAPIError where error.code == 404 {
+            throw ValidationReadError("the API has no \(kind.resource.qualifiedName): Flux is not installed")
+        }
+    }
+
+    // MARK: - storage
+
+    func storage(nodes: [String], rebuildSecondsMax: Int) async -> StorageValidationObservations {
+        let kube = session.kube
+        let namespace = InventoryMapping.longhornNamespace
+        let managers: ValidationReading<Set<String>> = await Self.reading {
+            let pods = try await kube.list(Pod.self, namespace: namespace, labelSelector: LabelSelector(matching: ["app": "longhorn-manager"]))
+            return Set(pods.filter { $0.isReady && !$0.isTerminating }.compactMap(\.nodeName))
+        }
+        let instanceManagers: ValidationReading<[String: String]> = await Self.reading {
+            var states: [String: String] = [:]
+            let managers = try await Self.longhorn { try await kube.list(.longhornInstanceManagers, namespace: namespace) }
+            for manager in managers {
+                guard let node = manager[path: "spec", "nodeID"]?.string, !node.isEmpty else { continue }
+                let state = manager[path: "status", "currentState"]?.string ?? "unknown"
+                if states[node] != "running" { states[node] = state }
+            }
+            return states
+        }
+        let volumes: ValidationReading<[StorageValidationObservations.Volume]> = await Self.reading {
+            let volumes = try await Self.longhorn { try await kube.list(LonghornVolume.self, namespace: namespace) }
+            let replicas = try await Self.longhorn { try await kube.list(LonghornReplica.self, namespace: namespace) }
+            var byVolume: [String: [StorageValidationObservations.Replica]] = [:]
+            for replica in replicas.sorted(by: { $0.name < $1.name }) where !replica.nodeID.isEmpty && replica.deletionTimestamp == nil {
+                let since = replica.failedAt.isEmpty ? replica.creationTimestamp : KubeTime.parse(replica.failedAt)
+                byVolume[replica.volumeName, default: []].append(StorageValidationObservations.Replica(
+                    name: replica.name, node: replica.nodeID, running: replica.currentState == "running", complete: replica.isHealthy,
+                    incompleteSince: replica.isHealthy ? nil : since))
+            }
+            return volumes.sorted { $0.name < $1.name }.map { volume in
+                StorageValidationObservations.Volume(name: volume.name, state: volume.state.isEmpty ? "creating" : volume.state, robustness: volume.robustness,
+                                                     attachedNode: volume.currentNodeID.isEmpty ? nil : volume.currentNodeID,
+                                                     replicasWanted: Int(volume.numberOfReplicas), replicas: byVolume[volume.name] ?? [])
+            }
+        }
+        let drainPolicy: ValidationReading<String?> = await Self.reading {
+            do {
+                return try await kube.get(LonghornSetting.self, "node-drain-policy", namespace: namespace).value
+            } catch let error as KubeAPIError where error.isNotFound {
+                return nil
+            }
+        }
+        return StorageValidationObservations(nodes: nodes, managersReady: managers, instanceManagers: instanceManagers, volumes: volumes,
+                                             drainPolicy: drainPolicy, now: Instant.wallClockNow().unixSeconds, rebuildSecondsMax: rebuildSecondsMax)
+    }
+
+    /// A Longhorn list; its CRD absent says Longhorn is not installed.
+    private static func longhorn<T>(_ body: () async throws -> [T]) async throws -> [T] {
+        do { return try await body() } catch let error as KubeAPIError where error.code == 404 {
+            throw ValidationReadError("the API has no longhorn.io resources: Longhorn is not installed")
+        }
+    }
+
+    // MARK: - networking
+
+    /// k3s's packaged CoreDNS and Traefik, by the names k3s deploys them under
+    /// (https://docs.k3s.io/networking/networking-services).
+    func networking() async -> NetworkingValidationObservations {
+        NetworkingValidationObservations(dns: await deployment("kube-system", "coredns"), ingress: await deployment("kube-system", "traefik"))
+    }
+
+    private func deployment(_ namespace: String, _ name: String) async -> ValidationReading<WorkloadObservation?> {
+        let kube = session.kube
+        return await Self.reading {
+            do {
+                let deployment = try await kube.get(Deployment.self, name, namespace: namespace)
+                let observed = deployment.json[path: "status", "observedGeneration"]?.int ?? 0
+                return WorkloadObservation(namespace: namespace, name: name, replicas: Int(deployment.replicas), updated: Int(deployment.updatedReplicas),
+                                           available: Int(deployment.availableReplicas), observedCurrent: observed >= deployment.generation)
+            } catch let error as KubeAPIError where error.isNotFound {
+                return nil
+            }
+        }
+    }
+
+    // MARK: - helpers
+
+    private static func reading<T: Equatable & Sendable>(_ body: () async throws -> T) async -> ValidationReading<T> {
+        do { return .read(try await body()) } catch { return .unreadable(text(error)) }
+    }
+
+    private static func text(_ error: any Error) -> String {
+        (error as? CommandFailure)?.message ?? "\(error)"
+    }
+}
+
+/// A reason a reading is unreadable that is not an API error (a kind that is not installed).
+struct ValidationReadError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
