@@ -1,21 +1,32 @@
 #!/bin/bash
-# validate-cluster-health.sh [--post-update] [--flux] [--storage] [--networking] [--applications] [--config FILE]
+# validate-cluster-health.sh [--flux] [--storage] [--networking] [--all] [--json] [--config FILE]
 #
-# Validation on demand comes with issue 18 as `upkeep validate` (each check with a verdict, its
-# evidence and what to do). Until then it is refused (exit 2) with what to run instead.
-# Every rollout already validates each node it upgrades (docs/controller.md).
+# The cluster's health now (`upkeep validate`, docs/validate.md): every node Ready at one
+# version, no unexpected cordon, etcd healthy with quorum; --flux: Flux's controllers and
+# objects; --storage: Longhorn's managers, volumes and rebuilds; --networking: CoreDNS and
+# Traefik available; --all: all of them. Each check prints
+# its verdict, the evidence and what to do; --json: `upkeep validate -o json`.
+# Exit 0 healthy, 1 unhealthy, 2 usage.
+# --applications and --post-update come with issue 18.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=wrapper-lib.sh
 . "$(dirname "$0")/wrapper-lib.sh"
 
 checks=()
+output=()
+later_checks=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --post-update|--flux|--storage|--networking|--applications) checks+=("$1"); shift ;;
+    --flux|--storage|--networking|--all) checks+=("$1"); shift ;;
+    --json) output=(-o json); shift ;;
+    --applications|--post-update) later_checks+=("$1"); shift ;;
     *) common_option "$@"; shift "$taken" ;;
   esac
 done
 
-later 18 "validation on demand (\`upkeep validate${checks[*]:+ ${checks[*]}}\`)" \
-  "run \`upkeep agents\` (every node's agent reachable and agreeing with the API), \`kubectl get nodes\` (every node Ready at one version), \`upkeep status\` (no rollout blocked) and, for Flux and Longhorn, \`flux get all -A\` and \`kubectl -n longhorn-system get volumes.longhorn.io\`"
+if [ ${#later_checks[@]} -gt 0 ]; then
+  later 18 "${later_checks[*]}" "run \`upkeep validate --all\` for the cluster, Flux and Longhorn"
+fi
+
+run_upkeep validate "${checks[@]}" "${output[@]}"
