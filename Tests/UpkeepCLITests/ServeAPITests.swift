@@ -22,14 +22,18 @@ struct ServeAPITests {
             process.standardOutput = output
             process.standardError = output
             try process.run()
-            var line = Data()
+            // Stdout and stderr share the pipe, so a log line (a failed check naming its
+            // http:// source) may come before the announcement: look for the metrics URL.
+            var read = Data()
+            var metrics: String?
             let deadline = Date().addingTimeInterval(30)
-            while !line.contains(UInt8(ascii: "\n")), Date() < deadline, process.isRunning {
-                line.append(output.fileHandleForReading.availableData)
+            while metrics == nil, Date() < deadline, process.isRunning {
+                read.append(output.fileHandleForReading.availableData)
+                metrics = String(decoding: read, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+                    .first { $0.hasPrefix("http") && $0.hasSuffix("/metrics") }.map(String.init)
             }
-            let announced = String(decoding: line, as: UTF8.self)
-            let metrics = announced.split(separator: " ").first { $0.hasPrefix("http") }.map(String.init) ?? ""
-            url = metrics.replacingOccurrences(of: "/metrics", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+            let announced = String(decoding: read, as: UTF8.self)
+            url = (metrics ?? "").replacingOccurrences(of: "/metrics", with: "")
             try #require(url.hasPrefix("http"), "serve printed: \(announced)")
         }
 
