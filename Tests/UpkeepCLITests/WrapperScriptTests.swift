@@ -69,7 +69,7 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
             ("maintenance-mode.sh", ["--enable", "--disable"], "give one of"),
             ("maintenance-mode.sh", [], "give one of"),
             ("validate-cluster-health.sh", ["--networking", "--applications", "--post-update"],
-             "--applications --post-update comes with issue 18; today run `upkeep validate --all`"),
+             "--post-update comes with issue 18; today run `upkeep validate --all`"),
             ("validate-cluster-health.sh", ["--flux", "--post-update"], "--post-update comes with issue 18"),
             ("validate-cluster-health.sh", ["--bogus"], "unknown option --bogus"),
             ("rollback-updates.sh", [], "give --to-previous, or --component k3s --to-version VERSION"),
@@ -103,7 +103,7 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
                                   ("apply-updates.sh", ["--component", "flux", "--to", "v2.5.1", "--emergency"]),
                                   ("maintenance-mode.sh", ["--enable", "--reason", "kernel", "--notify-users"]), ("maintenance-mode.sh", ["--status"]),
                                   ("maintenance-mode.sh", ["--disable"]), ("validate-cluster-health.sh", []),
-                                  ("validate-cluster-health.sh", ["--flux", "--storage", "--networking", "--json"]), ("validate-cluster-health.sh", ["--all"])] {
+                                  ("validate-cluster-health.sh", ["--flux", "--storage", "--networking", "--applications", "--json"]), ("validate-cluster-health.sh", ["--all"])] {
             let result = try Self.run(name, ["--config", "/nonexistent/other.yaml"] + arguments)
             #expect(result.status == 2 && result.error.contains("/nonexistent/other.yaml"), "\(name): exit \(result.status): \(result.output)\(result.error)")
         }

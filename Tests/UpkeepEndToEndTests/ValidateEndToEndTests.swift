@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UpkeepNotifyTestSupport
 import UpkeepProcess
 import UpkeepSandbox
 
@@ -92,6 +93,29 @@ struct ValidateEndToEndTests {
             _ = try await Self.kubectl(sandbox, ["-n", "kube-system", "patch", "deployment", "coredns", "--type", "merge",
                                                  "-p", #"{"spec":{"replicas":1}}"#])
             _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/dns: CoreDNS available: 1 of 1"])
+
+            // applications: what upkeep.yaml declares: a Deployment, a DaemonSet, a URL (a stand-in on 127.0.0.1).
+            let site = try await WebhookReceiver.start(then: .status(200))
+            let declared = try sandbox.controllerConfig("apps", extra: """
+                validate:
+                  applications:
+                    - {kind: Deployment, namespace: default, name: web}
+                    - {kind: DaemonSet, namespace: longhorn-system, name: longhorn-manager}
+                    - {url: "\(site.url("/healthz"))", status: 200, timeout: 5s}
+                """)
+            let none = try await sandbox.controller(["validate", "--applications"])
+            #expect(none.status == 2 && none.output.contains("declares no checks; list them under validate.applications"), "\(none.output)")
+            let apps = try await sandbox.controller(["validate", "--applications"], config: declared)
+            #expect(apps.status == 0 && apps.output.contains("healthy   applications/Deployment/default/web: web available: 2 of 2")
+                    && apps.output.contains("healthy   applications/GET \(site.url("/healthz")): answered 200 as expected"), "\(apps.output)")
+            site.answer(then: .status(503))
+            _ = try await Self.kubectl(sandbox, ["patch", "deployment", "web", "--type", "merge", "-p", #"{"spec":{"replicas":0}}"#])
+            let broken = try await sandbox.controller(["validate", "--all"], config: declared)
+            #expect(broken.status == 1 && broken.output.contains("UNHEALTHY applications/Deployment/default/web: web is scaled to 0")
+                    && broken.output.contains("UNHEALTHY applications/GET \(site.url("/healthz")): answered 503, expected 200")
+                    && broken.output.contains("healthy   applications/DaemonSet/longhorn-system/longhorn-manager: "), "\(broken.output)")
+            await site.close()
+            _ = try await Self.kubectl(sandbox, ["patch", "deployment", "web", "--type", "merge", "-p", #"{"spec":{"replicas":2}}"#])
 
             // storage/rebuilds and storage/attached: a replica failed on a node whose rebuilds are slow.
             let replicas = try await Self.kubectl(sandbox, ["-n", "longhorn-system", "get", "replicas.longhorn.io", "-o", "json"])

@@ -268,6 +268,35 @@ import UpkeepRollout
         #expect(absent["dns"]?.summary == "CoreDNS is not deployed" && absent["ingress"]?.action?.contains("--disable traefik") == true)
     }
 
+    // MARK: - applications
+
+    @Test func declaredWorkloadsAndURLsAreEachAResult() {
+        var web = WorkloadObservation(namespace: "default", name: "web", replicas: 2, updated: 2, available: 2, observedCurrent: true)
+        let agents = WorkloadObservation(kind: .daemonSet, namespace: "monitoring", name: "node-exporter", replicas: 3, updated: 2, available: 3,
+                                         observedCurrent: true)
+        let observed = ApplicationValidationObservations(
+            workloads: [.init(kind: .deployment, namespace: "default", name: "web", reading: .read(web)),
+                        .init(kind: .daemonSet, namespace: "monitoring", name: "node-exporter", reading: .read(agents)),
+                        .init(kind: .deployment, namespace: "shop", name: "cart", reading: .read(nil))],
+            probes: [.init(url: "https://shop.example/healthz", expectedStatus: 200, answer: .read(200)),
+                     .init(url: "https://shop.example/ready", expectedStatus: 204, answer: .read(503)),
+                     .init(url: "https://down.example/", expectedStatus: 200, answer: .unreadable("connection refused"))])
+        let results = ValidationVerdicts.applications(observed)
+        #expect(results.map(\.name) == ["applications/Deployment/default/web", "applications/DaemonSet/monitoring/node-exporter",
+                                        "applications/Deployment/shop/cart", "applications/GET https://shop.example/healthz",
+                                        "applications/GET https://shop.example/ready", "applications/GET https://down.example/"])
+        #expect(results.map(\.verdict) == [.healthy, .unhealthy, .unhealthy, .healthy, .unhealthy, .unhealthy])
+        #expect(results[1].summary == "node-exporter not fully available: 3 of 3 (DaemonSet/monitoring/node-exporter)")
+        #expect(results[1].action == "`kubectl -n monitoring describe daemonset node-exporter` and its pods' events")
+        #expect(results[2].summary == "cart is not deployed" && results[2].action?.contains("validate.applications") == true)
+        #expect(results[4].summary == "answered 503, expected 204" && results[5].summary == "no answer: connection refused")
+        web.replicas = 0
+        web.available = 0
+        let zero = ValidationVerdicts.applications(ApplicationValidationObservations(
+            workloads: [.init(kind: .deployment, namespace: "default", name: "web", reading: .read(web))], probes: []))
+        #expect(zero.first?.summary == "web is scaled to 0 (Deployment/default/web)")
+    }
+
     @Test func evidenceIsBounded() {
         let many = (0..<50).map { Node(name: "agent-\($0)", server: false, ready: false, version: Self.version, cordoned: false) }
         let result = Self.cluster(nodes: many)["ready"]

@@ -1,13 +1,14 @@
 #!/bin/bash
-# validate-cluster-health.sh [--flux] [--storage] [--networking] [--all] [--json] [--config FILE]
+# validate-cluster-health.sh [--flux] [--storage] [--networking] [--applications] [--all] [--json] [--config FILE]
 #
 # The cluster's health now (`upkeep validate`, docs/validate.md): every node Ready at one
 # version, no unexpected cordon, etcd healthy with quorum; --flux: Flux's controllers and
 # objects; --storage: Longhorn's managers, volumes and rebuilds; --networking: CoreDNS and
-# Traefik available; --all: all of them. Each check prints
+# Traefik available; --applications: the checks upkeep.yaml declares (validate.applications);
+# --all: all of them. Each check prints
 # its verdict, the evidence and what to do; --json: `upkeep validate -o json`.
 # Exit 0 healthy, 1 unhealthy, 2 usage.
-# --applications and --post-update come with issue 18.
+# --post-update comes with issue 18.
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=wrapper-lib.sh
@@ -18,9 +19,9 @@ output=()
 later_checks=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --flux|--storage|--networking|--all) checks+=("$1"); shift ;;
+    --flux|--storage|--networking|--applications|--all) checks+=("$1"); shift ;;
     --json) output=(-o json); shift ;;
-    --applications|--post-update) later_checks+=("$1"); shift ;;
+    --post-update) later_checks+=("$1"); shift ;;
     *) common_option "$@"; shift "$taken" ;;
   esac
 done

@@ -109,6 +109,8 @@ public struct ControllerConfig: Equatable, Sendable {
     /// The gates read before every wave (`gates:`; docs/planning.md, "Gates"). Their kinds, hold
     /// timeout and unreachable rule are also in `rollout.gates`, which a rollout keeps.
     public var gates = GateSettings()
+    /// `validate.applications`: what `upkeep validate --applications` checks (docs/validate.md).
+    public var applicationChecks = ApplicationChecks()
     /// The nodes a plan may change (`policy.nodes`, `exclude`, `selector`); flags override each.
     public var nodeChoice = NodeChoice()
     /// `policy.canary` and `policy.canarySoak`: the first agents alone, then a soak.
@@ -347,11 +349,14 @@ public struct ControllerConfig: Equatable, Sendable {
             }
             try NotificationSink.checkUnique(config.notifications)
         }
+        if let validate = try top.section("validate") {
+            config.applicationChecks = try Self.parseValidate(validate, resolve: resolve, url: url)
+        }
         if let automation = try top.section("automation") {
             config.automation = try Self.automation(automation)
         }
         try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join",
-                               "cluster", "notifications", "automation", "lease", "gates"])
+                               "cluster", "notifications", "automation", "lease", "gates", "validate"])
         return config
     }
 

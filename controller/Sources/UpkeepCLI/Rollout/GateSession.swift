@@ -74,12 +74,7 @@ struct GateSession {
         let settings = session.config.gates
         if let gate = settings.prometheus {
             do {
-                let trust: TrustRoots = try gate.caFile.map { .certificates(try Certificate.loadChain(pemFile: $0)) } ?? .system
-                let seconds = Double(gate.timeoutSeconds)
-                prometheus = try HTTPClient(configuration: HTTPClient.Configuration(connectTimeoutSeconds: seconds, responseTimeoutSeconds: seconds,
-                                                                                    responseBytesMax: 16 << 20, connectionsPerOriginMax: 1,
-                                                                                    retry: .never, userAgent: "upkeep/0.1"),
-                                            trust: trust)
+                prometheus = try HTTPClient.oneShot(caFile: gate.caFile, timeoutSeconds: gate.timeoutSeconds, responseBytesMax: 16 << 20)
             } catch {
                 throw CommandFailure(code: RolloutExitCode.usage, message: "gates.prometheus.caFile: \(error)")
             }
@@ -113,5 +108,19 @@ struct GateSession {
                 + "(gates.holdTimeout) for them, then blocks\n"
         }
         return text
+    }
+}
+
+extension HTTPClient {
+    /// A client for one bounded question to one origin (a gate's Prometheus, a declared URL):
+    /// no retry, `timeoutSeconds` for the connection and for the answer; https trusts the CAs
+    /// of `caFile` (PEM) only, or the system's.
+    static func oneShot(caFile: String?, timeoutSeconds: Int, responseBytesMax: Int) throws -> HTTPClient {
+        let trust: TrustRoots = try caFile.map { .certificates(try Certificate.loadChain(pemFile: $0)) } ?? .system
+        let seconds = Double(timeoutSeconds)
+        return try HTTPClient(configuration: HTTPClient.Configuration(connectTimeoutSeconds: seconds, responseTimeoutSeconds: seconds,
+                                                                      responseBytesMax: responseBytesMax, connectionsPerOriginMax: 1,
+                                                                      retry: .never, userAgent: "upkeep/0.1"),
+                              trust: trust)
     }
 }

@@ -10,7 +10,7 @@ import UpkeepYAML
 struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
-        abstract: "Check the cluster's health: nodes, versions, cordons, etcd; --flux, --storage (Longhorn), --networking.",
+        abstract: "Check the cluster's health: nodes, versions, cordons, etcd; --flux, --storage (Longhorn), --networking, --applications.",
         discussion: "Each check prints its verdict, the evidence and what to do. A check that cannot read what it judges is unknown, "
             + "which counts as unhealthy. Exit codes: 0 every check healthy, 1 some check unhealthy or unknown, 2 usage or configuration."
     )
@@ -26,7 +26,10 @@ struct ValidateCommand: AsyncParsableCommand {
     @Flag(help: "Also networking: k3s's CoreDNS and Traefik Deployments available.")
     var networking = false
 
-    @Flag(help: "Every check: the same as --flux --storage --networking.")
+    @Flag(help: "Also the checks validate.applications in upkeep.yaml declares: Deployments and DaemonSets rolled out, URLs answering.")
+    var applications = false
+
+    @Flag(help: "Every check: the same as --flux --storage --networking, and --applications when upkeep.yaml declares some.")
     var all = false
 
     @Option(name: .customLong("rebuild-max"), help: ArgumentHelp("A replica rebuilding longer than this is unhealthy: 90s, 30m, 2h.", valueName: "DURATION"))
@@ -44,8 +47,10 @@ struct ValidateCommand: AsyncParsableCommand {
         }
     }
 
-    var areas: [ValidationArea] {
+    /// The groups to run; `--all` includes the applications only when some are declared.
+    func areas(declared: ApplicationChecks) -> [ValidationArea] {
         [.cluster] + (flux || all ? [.flux] : []) + (storage || all ? [.storage] : []) + (networking || all ? [.networking] : [])
+            + (applications || (all && !declared.checks.isEmpty) ? [.applications] : [])
     }
 
     /// The JSON `-o json` prints (docs/validate.md, "JSON").
@@ -79,9 +84,14 @@ struct ValidateCommand: AsyncParsableCommand {
         let config = try configOption.load()
         let store = try? openStateStoreForReading(config)
         let rebuildSeconds = DurationText.seconds(rebuildMax) ?? 1800
-        let areas = self.areas
+        if applications && config.applicationChecks.checks.isEmpty {
+            throw CommandFailure(code: RolloutExitCode.usage, message: "--applications: \(config.source ?? "upkeep.yaml") declares no checks; "
+                                 + "list them under validate.applications (docs/validate.md, \"Applications\")")
+        }
+        let areas = self.areas(declared: config.applicationChecks)
         let results = try await ClusterSession.with(config) { session in
-            try await Self.results(areas, reader: ValidationReader(session: session, store: store), rebuildSecondsMax: rebuildSeconds)
+            try await Self.results(areas, reader: ValidationReader(session: session, store: store), rebuildSecondsMax: rebuildSeconds,
+                                   declared: config.applicationChecks)
         }
         let report = Report(areas: areas, results: results)
         print(output == .json ? try jsonText(report) : Self.render(results), terminator: "")
@@ -89,7 +99,8 @@ struct ValidateCommand: AsyncParsableCommand {
     }
 
     /// Every check of `areas`, in order.
-    static func results(_ areas: [ValidationArea], reader: ValidationReader, rebuildSecondsMax: Int) async throws -> [ValidationResult] {
+    static func results(_ areas: [ValidationArea], reader: ValidationReader, rebuildSecondsMax: Int,
+                        declared: ApplicationChecks) async throws -> [ValidationResult] {
         let (cluster, reading) = await reader.cluster()
         var results = ValidationVerdicts.cluster(cluster)
         if areas.contains(.flux) { results += ValidationVerdicts.flux(await reader.flux()) }
@@ -98,6 +109,7 @@ struct ValidateCommand: AsyncParsableCommand {
             results += ValidationVerdicts.storage(await reader.storage(nodes: nodes, rebuildSecondsMax: rebuildSecondsMax))
         }
         if areas.contains(.networking) { results += ValidationVerdicts.networking(await reader.networking()) }
+        if areas.contains(.applications) { results += ValidationVerdicts.applications(await reader.applications(declared)) }
         return results
     }
 

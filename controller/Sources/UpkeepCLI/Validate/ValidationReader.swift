@@ -168,17 +168,72 @@ struct ValidationReader {
     }
 
     private func deployment(_ namespace: String, _ name: String) async -> ValidationReading<WorkloadObservation?> {
+        await workload(.deployment, namespace, name)
+    }
+
+    /// A Deployment's or DaemonSet's rollout fields (a DaemonSet's replicas are the nodes it
+    /// should run on); nil when it does not exist.
+    private func workload(_ kind: WorkloadObservation.Kind, _ namespace: String, _ name: String) async -> ValidationReading<WorkloadObservation?> {
         let kube = session.kube
         return await Self.reading {
             do {
-                let deployment = try await kube.get(Deployment.self, name, namespace: namespace)
-                let observed = deployment.json[path: "status", "observedGeneration"]?.int ?? 0
-                return WorkloadObservation(namespace: namespace, name: name, replicas: Int(deployment.replicas), updated: Int(deployment.updatedReplicas),
-                                           available: Int(deployment.availableReplicas), observedCurrent: observed >= deployment.generation)
+                switch kind {
+                case .deployment:
+                    let deployment = try await kube.get(Deployment.self, name, namespace: namespace)
+                    return WorkloadObservation(kind: kind, namespace: namespace, name: name, replicas: Int(deployment.replicas),
+                                               updated: Int(deployment.updatedReplicas), available: Int(deployment.availableReplicas),
+                                               observedCurrent: Self.observedGeneration(deployment) >= deployment.generation)
+                case .daemonSet:
+                    let daemonSet = try await kube.get(DaemonSet.self, name, namespace: namespace)
+                    return WorkloadObservation(kind: kind, namespace: namespace, name: name, replicas: Int(daemonSet.desiredNumberScheduled),
+                                               updated: Int(daemonSet.updatedNumberScheduled), available: Int(daemonSet.numberAvailable),
+                                               observedCurrent: Self.observedGeneration(daemonSet) >= daemonSet.generation)
+                }
             } catch let error as KubeAPIError where error.isNotFound {
                 return nil
             }
         }
+    }
+
+    private static func observedGeneration(_ object: some KubeObject) -> Int64 {
+        object.json[path: "status", "observedGeneration"]?.int ?? 0
+    }
+
+    // MARK: - applications
+
+    /// The workloads and URLs `validate.applications` declares; each URL asked once with a
+    /// GET bounded by its timeout (connection included), no redirect followed.
+    func applications(_ declared: ApplicationChecks) async -> ApplicationValidationObservations {
+        var workloads: [ApplicationValidationObservations.Workload] = []
+        var probes: [ApplicationValidationObservations.Probe] = []
+        for check in declared.checks {
+            switch check {
+            case .workload(let kind, let namespace, let name):
+                workloads.append(ApplicationValidationObservations.Workload(kind: kind, namespace: namespace, name: name,
+                                                                            reading: await workload(kind, namespace, name)))
+            case .url(let url):
+                probes.append(ApplicationValidationObservations.Probe(url: url.url, expectedStatus: url.status, answer: await Self.status(of: url)))
+            }
+        }
+        return ApplicationValidationObservations(workloads: workloads, probes: probes)
+    }
+
+    private static func status(of check: ApplicationChecks.URLCheck) async -> ValidationReading<Int> {
+        let client: HTTPClient
+        do {
+            client = try HTTPClient.oneShot(caFile: check.caFile, timeoutSeconds: check.timeoutSeconds, responseBytesMax: 1 << 20)
+        } catch {
+            return .unreadable("validate.applications caFile \(check.caFile ?? ""): \(error)")
+        }
+        let answer: ValidationReading<Int>
+        do {
+            let response = try await client.send(HTTPRequest(url: try HTTPURL(check.url), timeoutSeconds: Double(check.timeoutSeconds)))
+            answer = .read(Int(response.status))
+        } catch {
+            answer = .unreadable("\(error)")
+        }
+        await client.shutdown()
+        return answer
     }
 
     // MARK: - helpers

@@ -181,9 +181,17 @@ public struct StorageValidationObservations: Equatable, Sendable {
     }
 }
 
-/// A Deployment as `upkeep validate` judges its rollout: every wanted replica updated and
-/// available, the controller caught up with its spec.
+/// A Deployment or DaemonSet as `upkeep validate` judges its rollout, as `kubectl rollout status`
+/// does (https://kubernetes.io/docs/reference/kubectl/generated/kubectl_rollout/kubectl_rollout_status/):
+/// every wanted replica (a DaemonSet: every node it should run on) updated and available, the
+/// controller caught up with its spec.
 public struct WorkloadObservation: Equatable, Sendable {
+    public enum Kind: String, Equatable, Sendable {
+        case deployment = "Deployment"
+        case daemonSet = "DaemonSet"
+    }
+
+    public var kind: Kind = .deployment
     public var namespace: String
     public var name: String
     public var replicas: Int
@@ -192,7 +200,8 @@ public struct WorkloadObservation: Equatable, Sendable {
     /// `status.observedGeneration >= metadata.generation`: the status is about the current spec.
     public var observedCurrent: Bool
 
-    public init(namespace: String, name: String, replicas: Int, updated: Int, available: Int, observedCurrent: Bool) {
+    public init(kind: Kind = .deployment, namespace: String, name: String, replicas: Int, updated: Int, available: Int, observedCurrent: Bool) {
+        self.kind = kind
         self.namespace = namespace
         self.name = name
         self.replicas = replicas
@@ -202,7 +211,7 @@ public struct WorkloadObservation: Equatable, Sendable {
     }
 
     /// `Deployment/kube-system/coredns`.
-    public var ref: String { "Deployment/\(namespace)/\(name)" }
+    public var ref: String { "\(kind.rawValue)/\(namespace)/\(name)" }
 }
 
 /// What `upkeep validate --networking` read: k3s's packaged CoreDNS and Traefik
@@ -214,5 +223,44 @@ public struct NetworkingValidationObservations: Equatable, Sendable {
     public init(dns: ValidationReading<WorkloadObservation?>, ingress: ValidationReading<WorkloadObservation?>) {
         self.dns = dns
         self.ingress = ingress
+    }
+}
+
+/// What `upkeep validate --applications` read for the checks `validate.applications` declares.
+public struct ApplicationValidationObservations: Equatable, Sendable {
+    /// A declared Deployment or DaemonSet; nil where it does not exist.
+    public struct Workload: Equatable, Sendable {
+        public var kind: WorkloadObservation.Kind
+        public var namespace: String
+        public var name: String
+        public var reading: ValidationReading<WorkloadObservation?>
+
+        public init(kind: WorkloadObservation.Kind, namespace: String, name: String, reading: ValidationReading<WorkloadObservation?>) {
+            self.kind = kind
+            self.namespace = namespace
+            self.name = name
+            self.reading = reading
+        }
+    }
+
+    /// A declared URL: the status it answered a GET with, or why it did not answer.
+    public struct Probe: Equatable, Sendable {
+        public var url: String
+        public var expectedStatus: Int
+        public var answer: ValidationReading<Int>
+
+        public init(url: String, expectedStatus: Int, answer: ValidationReading<Int>) {
+            self.url = url
+            self.expectedStatus = expectedStatus
+            self.answer = answer
+        }
+    }
+
+    public var workloads: [Workload]
+    public var probes: [Probe]
+
+    public init(workloads: [Workload], probes: [Probe]) {
+        self.workloads = workloads
+        self.probes = probes
     }
 }

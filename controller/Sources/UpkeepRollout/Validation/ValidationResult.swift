@@ -1,10 +1,11 @@
 /// The groups of checks `upkeep validate` runs (docs/validate.md): `cluster` always, the others
-/// on request (`--flux`, `--storage`, `--networking`, `--all`).
+/// on request (`--flux`, `--storage`, `--networking`, `--applications`, `--all`).
 public enum ValidationArea: String, Codable, Sendable, CaseIterable {
     case cluster
     case flux
     case storage
     case networking
+    case applications
 }
 
 /// One check's answer. `unknown` (what it reads could not be read) counts as unhealthy: an

@@ -374,7 +374,7 @@ public enum ValidationVerdicts {
         }
         let evidence = ["\(workload.ref): \(workload.available) available, \(workload.updated) updated of \(workload.replicas)"
                         + (workload.observedCurrent ? "" : "; its controller has not observed the current spec yet")]
-        let action = "`kubectl -n \(workload.namespace) describe deployment \(workload.name)` and its pods' events"
+        let action = "`kubectl -n \(workload.namespace) describe \(workload.kind.rawValue.lowercased()) \(workload.name)` and its pods' events"
         guard workload.replicas >= 1 else {
             return ValidationResult(area: area, check: check, verdict: .unhealthy, summary: "\(what) is scaled to 0 (\(workload.ref))", evidence: evidence,
                                     action: action)
@@ -386,6 +386,31 @@ public enum ValidationVerdicts {
         }
         return ValidationResult(area: area, check: check, verdict: .healthy,
                                 summary: "\(what) available: \(workload.available) of \(workload.replicas) (\(workload.ref))", evidence: evidence)
+    }
+
+    // MARK: - applications
+
+    /// One check per declared workload (`applications/Deployment/default/web`) and URL
+    /// (`applications/GET https://…`), in the order `validate.applications` lists them.
+    public static func applications(_ observed: ApplicationValidationObservations) -> [ValidationResult] {
+        observed.workloads.map { declared in
+            workload(.applications, "\(declared.kind.rawValue)/\(declared.namespace)/\(declared.name)", declared.name, declared.reading,
+                     absent: "no \(declared.kind.rawValue) \(declared.namespace)/\(declared.name): deploy it, or correct validate.applications in upkeep.yaml")
+        } + observed.probes.map(probe)
+    }
+
+    static func probe(_ probe: ApplicationValidationObservations.Probe) -> ValidationResult {
+        let check = "GET \(probe.url)"
+        switch probe.answer {
+        case .read(let status) where status == probe.expectedStatus:
+            return ValidationResult(area: .applications, check: check, verdict: .healthy, summary: "answered \(status) as expected")
+        case .read(let status):
+            return ValidationResult(area: .applications, check: check, verdict: .unhealthy, summary: "answered \(status), expected \(probe.expectedStatus)",
+                                    action: "look at the application behind \(probe.url) (its pods, its Service, the ingress route)")
+        case .unreadable(let why):
+            return ValidationResult(area: .applications, check: check, verdict: .unhealthy, summary: "no answer: \(why)",
+                                    action: "check that \(probe.url) is reachable from this machine and its application runs")
+        }
     }
 
     // MARK: - helpers
