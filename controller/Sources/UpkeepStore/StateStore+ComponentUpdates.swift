@@ -62,8 +62,20 @@ extension StateStore {
 
     /// Component updates newest first, at most `limit`.
     public func componentUpdates(limit: Int) throws(StoreError) -> [ComponentUpdateRecord] {
+        try componentUpdates(where: "1", limit: limit)
+    }
+
+    /// Updates still `running`, newest first. One exists while its process drives it (holding the
+    /// lease) and after that process stopped (a crash, a kill) before recording the end: with the
+    /// lease free, it is interrupted and `upkeep update` or `serve` carries it on.
+    public func unfinishedComponentUpdates() throws(StoreError) -> [ComponentUpdateRecord] {
+        try componentUpdates(where: "outcome = 'running'", limit: 10)
+    }
+
+    private func componentUpdates(where condition: String, limit: Int) throws(StoreError) -> [ComponentUpdateRecord] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM component_updates ORDER BY started_at DESC, id DESC LIMIT ?", arguments: [max(limit, 0)]).map { row in
+            try Row.fetchAll(db, sql: "SELECT * FROM component_updates WHERE \(condition) ORDER BY started_at DESC, id DESC LIMIT ?",
+                             arguments: [max(limit, 0)]).map { row in
                 var record = ComponentUpdateRecord(id: row["id"], component: row["component"], from: row["from_version"], to: row["to_version"],
                                                    repository: row["repository"], file: row["file"], startedAt: Instant(milliseconds: row["started_at"]),
                                                    finishedAt: (row["finished_at"] as Int64?).map { Instant(milliseconds: $0) }, commit: row["commit_sha"],

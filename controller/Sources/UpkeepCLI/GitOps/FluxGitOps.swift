@@ -165,7 +165,18 @@ enum FluxUpdate {
             throw CommandFailure(code: RolloutExitCode.refused, message: "refused: \(refusal); nothing was committed")
         }
         let install = try await fetchInstall(session: session, target: target)
-        // The Kustomizations of this source that could apply a components file, by name → path.
+        let paths = kustomizationPaths(kustomizations, source: source)
+        let expected = FluxManifest.contents(install)?.images ?? [:]
+        return GitOpsPlan(component: "flux", from: current.description, to: target.description, edit: { files in
+            try edit(files, install: install, target: target.description, kustomizationPaths: paths)
+        }, verdict: { sha, change in
+            try await observe(kube, source: source, kustomization: change.appliedBy ?? "")
+                .verdict(commit: sha, version: target.description, images: expected)
+        })
+    }
+
+    /// The Kustomizations of `source` that could apply a components file, by name → path.
+    static func kustomizationPaths(_ kustomizations: [FluxKustomization], source: GitOpsSource) -> [String: String] {
         var found: [String: String] = [:]
         for kustomization in kustomizations {
             let reference = kustomization.json[path: "spec", "sourceRef"]
@@ -175,14 +186,21 @@ enum FluxUpdate {
             else { continue }
             found["\(owner)/\(name)"] = kustomization.json[path: "spec", "path"]?.string ?? "./"
         }
-        let paths = found
-        let expected = FluxManifest.contents(install)?.images ?? [:]
-        return GitOpsPlan(component: "flux", from: current.description, to: target.description, edit: { files in
-            try edit(files, install: install, target: target.description, kustomizationPaths: paths)
-        }, verdict: { sha, change in
-            try await observe(kube, source: source, kustomization: change.appliedBy ?? "")
-                .verdict(commit: sha, version: target.description, images: expected)
-        })
+        return found
+    }
+
+    /// The verdict on an interrupted update of Flux to `to`, carried on: the Kustomization that
+    /// applies `file` and the images its `committed` text names, as the first run judged them.
+    static func carriedOnVerdict(kube: KubeClient, source: GitOpsSource, file: String, committed: String,
+                                 to: String) async throws -> @Sendable (String) async throws -> ReconcileVerdict {
+        let kustomizations: [FluxKustomization]
+        do { kustomizations = try await kube.list(FluxKustomization.self) } catch {
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read Flux's Kustomizations: \(error)")
+        }
+        let applier = FluxComponents.componentsFiles(paths: [file], kustomizationPaths: kustomizationPaths(kustomizations, source: source))
+            .first?.kustomization ?? "\(source.namespace)/\(source.name)"
+        let images = FluxManifest.contents(committed)?.images ?? [:]
+        return { sha in try await observe(kube, source: source, kustomization: applier).verdict(commit: sha, version: to, images: images) }
     }
 
     /// Flux upgrades from any v2.x to any later v2.x (fluxcd.io/flux/installation/upgrade);

@@ -24,9 +24,12 @@ enum LonghornUpdate {
         }
         return GitOpsPlan(component: "longhorn", from: installed.description, to: target.description, edit: { files in
             try edit(files, installed: installed, target: target)
-        }, verdict: { sha, _ in
-            try await observe(kube, source: source).verdict(commit: sha, chart: target.chart, version: target.description)
-        })
+        }, verdict: { sha, _ in try await verdict(kube: kube, source: source, target: target)(sha) })
+    }
+
+    /// Where an update of Longhorn to `target` stands with a commit (a first run, or one carried on).
+    static func verdict(kube: KubeClient, source: GitOpsSource, target: LonghornVersion) -> @Sendable (String) async throws -> ReconcileVerdict {
+        { sha in try await observe(kube, source: source).verdict(commit: sha, chart: target.chart, version: target.description) }
     }
 
     static func edit(_ files: [String: String], installed: LonghornVersion, target: LonghornVersion) throws -> GitOpsChange {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UpkeepCore
 import UpkeepKube
 import UpkeepProcess
 import UpkeepRollout
@@ -105,10 +106,38 @@ struct Update: AsyncParsableCommand {
         var update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: request.namespace,
                                   name: request.name, repoOverride: request.repo, timeoutSeconds: request.timeoutSeconds, lock: lock)
         update.initiator = request.initiator
+        if let interrupted = try storeCall({ try store.unfinishedComponentUpdates() }).first {
+            guard interrupted.component == request.component, Self.sameVersion(interrupted.to, request.to) else {
+                throw CommandFailure(code: RolloutExitCode.refused,
+                                     message: "refused: update \(interrupted.id) (\(interrupted.component) \(interrupted.from) → \(interrupted.to)) has not "
+                                         + "finished; `upkeep update --component \(interrupted.component) --to \(interrupted.to)` carries it on; nothing was committed")
+            }
+            if request.dryRun {
+                print("dry run: update \(interrupted.id) to \(interrupted.to) has not finished; a run carries it on first")
+                return RolloutExitCode.done
+            }
+            // Carried on first; one that never reached the repository is recorded so, and this run makes it anew.
+            let carried = try await update.carryOn(interrupted) { source, committed in
+                if let target = LonghornVersion(interrupted.to), interrupted.component == "longhorn" {
+                    return LonghornUpdate.verdict(kube: session.kube, source: source, target: target)
+                }
+                return try await FluxUpdate.carriedOnVerdict(kube: session.kube, source: source, file: interrupted.file, committed: committed,
+                                                             to: interrupted.to)
+            }
+            if case .ended(let code) = carried { return code }
+        }
         return try await update.run(dryRun: request.dryRun, confirmed: request.confirmed, windows: windows, ignoreWindow: request.ignoreWindow) { source in
             if let target = request.longhornTarget { return try await LonghornUpdate.plan(kube: session.kube, target: target, source: source) }
             return try await FluxUpdate.plan(session: session, to: request.to, source: source)
         }
+    }
+}
+
+extension Update {
+    /// Whether a recorded target and a requested one name one version (`v1.8.2`, `1.8.2`).
+    static func sameVersion(_ recorded: String, _ requested: String) -> Bool {
+        guard let left = try? K3sVersion(recorded), let right = try? K3sVersion(requested) else { return recorded == requested }
+        return left == right
     }
 }
 
@@ -234,14 +263,7 @@ struct GitOpsUpdate {
     /// Outside `windows` nothing is committed (refused) unless `ignoreWindow`.
     func run(dryRun: Bool, confirmed: Bool, windows: [MaintenanceWindow]? = nil, ignoreWindow: Bool = false,
              makePlan: (GitOpsSource) async throws -> GitOpsPlan?) async throws -> Int32 {
-        let repository: FluxGitRepository
-        do {
-            repository = try await kube.get(FluxGitRepository.self, name, namespace: namespace)
-        } catch {
-            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read Flux's GitRepository \(namespace)/\(name): \(error)")
-        }
-        let source = GitOpsSource(namespace: namespace, name: name, url: repository.json[path: "spec", "url"]?.string,
-                                  branch: repository.json[path: "spec", "ref", "branch"]?.string ?? "main")
+        let source = try await readSource()
         guard let plan = try await makePlan(source) else { return RolloutExitCode.done }
         _ = try WindowCheck(command: "update", ignoredMeans: "", closingMeans: "; a change started inside them runs to its end")
             .beforeStart(windows, ignoreWindow: ignoreWindow, dryRun: dryRun, now: .wallClockNow())
@@ -266,6 +288,90 @@ struct GitOpsUpdate {
         }
     }
 
+    /// The GitRepository Flux follows: its URL and branch.
+    func readSource() async throws -> GitOpsSource {
+        let repository: FluxGitRepository
+        do {
+            repository = try await kube.get(FluxGitRepository.self, name, namespace: namespace)
+        } catch {
+            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read Flux's GitRepository \(namespace)/\(name): \(error)")
+        }
+        return GitOpsSource(namespace: namespace, name: name, url: repository.json[path: "spec", "url"]?.string,
+                            branch: repository.json[path: "spec", "ref", "branch"]?.string ?? "main")
+    }
+
+    /// How carrying an interrupted update on ended.
+    enum CarriedOn: Equatable {
+        /// Finished (done, reverted or failed) with this exit code.
+        case ended(Int32)
+        /// Its commit never reached the branch: recorded as not pushed; a new attempt may follow.
+        case notPushed
+    }
+
+    /// Carries on `record`, an update still `running` whose process stopped (a crash, a kill)
+    /// before it recorded the end. Taking the lock is the tell that its holder is gone (an update
+    /// holds it from before its commit to its end; a live holder refuses this, exit 6). Then the
+    /// branch is read: without the record's commit nothing reached the repository (recorded as
+    /// not pushed); with a revert of it, the revert is waited for; else Flux is waited for on the
+    /// branch's head (which holds the commit) and the update ends as the first run would have:
+    /// done, or reverted. `judge` gives the verdict for a commit, from the source and the file's
+    /// committed text. A change started inside a window runs to its end: no window is checked.
+    func carryOn(_ record: ComponentUpdateRecord,
+                 judge: (GitOpsSource, _ committed: String) async throws -> @Sendable (String) async throws -> ReconcileVerdict) async throws -> CarriedOn {
+        let source = try await readSource()
+        guard let lock else { return try await carryOnHeld(record, source: source, judge: judge) }
+        return try await lock.holding("update \(record.id)", untouched: "update \(record.id) was left as it is", say: say) {
+            try await carryOnHeld(record, source: source, judge: judge)
+        }
+    }
+
+    private func carryOnHeld(_ first: ComponentUpdateRecord, source: GitOpsSource,
+                             judge: (GitOpsSource, String) async throws -> @Sendable (String) async throws -> ReconcileVerdict) async throws -> CarriedOn {
+        // Another process may have finished it before this one took the lock.
+        guard var record = try storeCall({ try store.unfinishedComponentUpdates() }).first(where: { $0.id == first.id }) else {
+            say("update \(first.id) has finished meanwhile (`upkeep history --updates`)")
+            return .ended(RolloutExitCode.done)
+        }
+        let url = record.repository
+        let branch = source.branch
+        // Recorded with its commit since the record existed; one without names nothing pushed.
+        let commit = record.commit ?? "none"
+        say("update \(record.id) (\(record.component) \(record.from) → \(record.to), commit \(commit.prefix(12))) was interrupted; "
+            + "reading \(url) (\(branch)) to carry it on")
+        let workspace = "\(stateDirectory)/gitops/\(RolloutDriver.newRolloutID())"
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        try await git(["clone", "-q", "--depth", "20", "--branch", branch, url, workspace], what: "clone \(url)")
+        var onBranch = false
+        if record.commit != nil { onBranch = await holds(workspace, commit) }
+        if !onBranch, record.commit != nil, FileManager.default.fileExists(atPath: "\(workspace)/.git/shallow") {
+            try await git(["-C", workspace, "fetch", "-q", "--unshallow", "origin", branch], what: "fetch the history of \(branch)")
+            onBranch = await holds(workspace, commit)
+        }
+        guard onBranch else {
+            say("\(commit.prefix(12)) is not on \(branch): the update was interrupted before its push; nothing changed in the repository")
+            finish(&record, .failed, "\(Self.notPushedPrefix)interrupted before the push reached \(url) (\(branch)); nothing changed there")
+            return .notPushed
+        }
+        let head = try await git(["-C", workspace, "rev-parse", "HEAD"], what: "rev-parse").trimmingCharacters(in: .whitespacesAndNewlines)
+        let reverts = try await git(["-C", workspace, "log", "--format=%H", "--grep", "This reverts commit \(commit)", "\(commit)..HEAD"],
+                                    what: "look for a revert of \(commit.prefix(12))")
+        if let revert = reverts.split(separator: "\n").last.map(String.init) {
+            say("\(commit.prefix(12)) was reverted on \(branch) by \(revert.prefix(12)); waiting for Flux to fetch it")
+            record.revertCommit = revert
+            return .ended(await awaitRevert(&record, revert, failure: "interrupted; its revert \(revert.prefix(12)) was pushed before the interruption"))
+        }
+        let committed = (try? String(contentsOfFile: "\(workspace)/\(record.file)", encoding: .utf8)) ?? ""
+        let verdict = try await judge(source, committed)
+        say("\(commit.prefix(12)) is on \(branch)\(head == commit ? "" : " (under \(head.prefix(12)))"); waiting for Flux (at most \(timeoutSeconds) s)")
+        return .ended(try await settle(&record, judging: head, done: "\(record.component == "flux" ? "Flux" : "Longhorn") runs \(record.to)",
+                                       workspace: workspace, branch: branch, verdict: verdict))
+    }
+
+    /// Whether the clone's branch holds `commit`.
+    private func holds(_ workspace: String, _ commit: String) async -> Bool {
+        (try? await git(["-C", workspace, "merge-base", "--is-ancestor", commit, "HEAD"], what: "merge-base")) != nil
+    }
+
     /// Commit, push, wait, revert when it fails: under the lock.
     private func committed(plan: GitOpsPlan, change: GitOpsChange, url: String, branch: String, workspace: String, id: String) async throws -> Int32 {
         try change.text.write(toFile: "\(workspace)/\(change.file)", atomically: true, encoding: .utf8)
@@ -275,32 +381,34 @@ struct GitOpsUpdate {
         // Recorded before the push: a crash after it leaves a record that names the commit.
         var record = ComponentUpdateRecord(id: id, component: plan.component, from: plan.from, to: plan.to, repository: url,
                                            file: change.file, startedAt: .wallClockNow(), commit: commit)
-        func finish(_ outcome: ComponentUpdateRecord.Outcome, _ text: String) {
-            record.outcome = outcome
-            record.message = text
-            record.finishedAt = .wallClockNow()
-            do { try store.saveComponentUpdate(record) } catch { say("warning: the state database did not record the outcome: \(error)") }
-        }
         try storeCall { try store.saveComponentUpdate(record) }
         try storeCall { try store.recordOperation(OperationStamp(.update, by: initiator), subject: record.id, now: record.startedAt) }
         if let lost = lostLock() {
-            finish(.failed, "\(Self.notPushedPrefix)\(lost)")
+            finish(&record, .failed, "\(Self.notPushedPrefix)\(lost)")
             throw CommandFailure(code: RolloutExitCode.leaseHeld, message: "\(lost); nothing was pushed")
         }
         do {
             try await git(["-C", workspace, "push", "-q", "origin", "HEAD:\(branch)"], what: "push to \(url)")
         } catch {
-            finish(.failed, "\(Self.pushFailedPrefix)\(error)")
+            finish(&record, .failed, "\(Self.pushFailedPrefix)\(error)")
             throw error
         }
         say("pushed \(commit.prefix(12)) to \(branch); waiting for Flux (at most \(timeoutSeconds) s)")
+        return try await settle(&record, judging: commit, done: change.done, workspace: workspace, branch: branch) { try await plan.verdict($0, change) }
+    }
 
+    /// After the push (or on carrying an interrupted update on): waits for Flux to apply the
+    /// branch at `judged` (the commit, or a later head that holds it), records the update done,
+    /// or reverts the record's commit and records how that went. Returns the exit code.
+    private func settle(_ record: inout ComponentUpdateRecord, judging judged: String, done: String, workspace: String, branch: String,
+                        verdict: (String) async throws -> ReconcileVerdict) async throws -> Int32 {
+        let commit = record.commit ?? judged
+        let url = record.repository
         let failure: String
-        let verdict = await waitFor { try await plan.verdict(commit, change) }
-        switch verdict {
+        switch await waitFor({ try await verdict(judged) }) {
         case .done:
-            say("done: \(change.done)")
-            finish(.completed, change.done)
+            say("done: \(done)")
+            finish(&record, .completed, done)
             return RolloutExitCode.done
         case .failed(let reason), .waiting(let reason):
             failure = reason
@@ -308,7 +416,7 @@ struct GitOpsUpdate {
         // Another controller may be acting now: its work is not reverted behind its back.
         if let lost = lostLock() {
             say("stopped: \(lost); \(commit.prefix(12)) stays on \(branch): watch Flux, revert it by hand if it does not become healthy")
-            finish(.failed, "\(failure); \(lost), so the commit was not reverted")
+            finish(&record, .failed, "\(failure); \(lost), so the commit was not reverted")
             return RolloutExitCode.leaseHeld
         }
         say("failed: \(failure); reverting \(commit.prefix(12))")
@@ -317,15 +425,30 @@ struct GitOpsUpdate {
             try await git(["-C", workspace, "push", "-q", "origin", "HEAD:\(branch)"], what: "push the revert")
         } catch {
             say("the revert could not be pushed: \(error); revert \(commit) in \(url) by hand")
-            finish(.failed, "\(failure); the revert could not be pushed: \(error)")
+            finish(&record, .failed, "\(failure); the revert could not be pushed: \(error)")
             return RolloutExitCode.failedNotRolledBack
         }
         let revert = try await git(["-C", workspace, "rev-parse", "HEAD"], what: "rev-parse").trimmingCharacters(in: .whitespacesAndNewlines)
         record.revertCommit = revert
+        return await awaitRevert(&record, revert, failure: failure)
+    }
+
+    /// Waits for Flux to fetch the pushed revert and records the update reverted (or failed, when
+    /// Flux did not fetch it in time).
+    private func awaitRevert(_ record: inout ComponentUpdateRecord, _ revert: String, failure: String) async -> Int32 {
         let reverted = await waitForSource(revert)
         say("reverted with \(revert.prefix(12))" + (reverted ? "; Flux has fetched it" : "; Flux has not fetched it yet, watch the GitRepository"))
-        finish(reverted ? .reverted : .failed, failure + (reverted ? "" : "; Flux had not fetched the revert"))
+        finish(&record, reverted ? .reverted : .failed, failure + (reverted ? "" : "; Flux had not fetched the revert"))
         return reverted ? RolloutExitCode.failedRolledBack : RolloutExitCode.failedNotRolledBack
+    }
+
+    /// Records the end of `record`; a database that cannot record it is said, not thrown: the
+    /// change in the repository stands either way.
+    private func finish(_ record: inout ComponentUpdateRecord, _ outcome: ComponentUpdateRecord.Outcome, _ text: String) {
+        record.outcome = outcome
+        record.message = text
+        record.finishedAt = .wallClockNow()
+        do { try store.saveComponentUpdate(record) } catch { say("warning: the state database did not record the outcome: \(error)") }
     }
 
     /// Why the lock is no longer held, nil while it is (or there is none).
