@@ -35,4 +35,11 @@ import UpkeepStore
                 == "serve: automation.k3s: minor (channel stable), automation.longhorn: minor (longhornVersion v1.9.1); update: longhorn update to v1.8.0\n")
         #expect(board.exposition().contains(#"upkeep_serve_updates_total{component="longhorn"} 1"#))
     }
+
+    @Test func anUnfinishedUpdateIsTheNewestRunningRecord() throws {
+        let records = [Self.record("u3", "longhorn", to: "v1.8.0", .completed), Self.record("u2", "flux", to: "v2.5.1", .running),
+                       Self.record("u1", "longhorn", to: "v1.7.3", .running)]
+        #expect(ControllerLoop.unfinishedUpdate(records) == UnfinishedUpdateFacts(id: "u2", component: .flux, target: try K3sVersion("v2.5.1")))
+        #expect(ControllerLoop.unfinishedUpdate([Self.record("u3", "longhorn", to: "v1.8.0", .reverted)]) == nil)
+    }
 }

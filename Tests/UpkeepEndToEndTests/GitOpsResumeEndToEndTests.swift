@@ -71,4 +71,34 @@ struct GitOpsResumeEndToEndTests {
             #expect(try await gitOps.longhornVersion(sandbox) == "v1.9.1")
         }
     }
+
+    /// Serve killed after its push, before Flux applied it: restarted, it waits for the killed
+    /// process's lease to lapse, carries the update on before anything else and records it
+    /// completed: one commit in git log.
+    @Test func serveKilledAfterItsPushCarriesTheUpdateOnAfterARestart() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            let gitOps = GitOpsEndToEndTests()
+            let config = try sandbox.controllerConfig("serve-resume", extra: "automation: {checkInterval: 1h, k3s: none, longhorn: minor}\n"
+                                                          + ServeGitOpsEndToEndTests.window)
+            let subject = "upkeep longhorn: upgrade to v1.8.0 (chart 1.7.2 → 1.8.0)"
+            try await suspendSource(sandbox, true)
+            let first = try sandbox.start(["serve", "--listen", "127.0.0.1:0"], config: config)
+            _ = try await first.waitForLine("the push", timeoutSeconds: 60) { $0.contains("pushed ") && $0.contains("waiting for Flux") }
+            kill(-first.pid, SIGKILL)
+            _ = await first.exitCode(timeoutSeconds: 10)
+            #expect(try await updates(sandbox, config: config).map(\.outcome) == [.running])
+            try await suspendSource(sandbox, false)
+
+            let second = try sandbox.start(["serve", "--listen", "127.0.0.1:0"], config: config)
+            _ = try await second.waitForLine("the update carried on", timeoutSeconds: 75) { $0.contains("longhorn update to v1.8.0: done") }
+            kill(second.pid, SIGTERM)
+            #expect(await second.exitCode(timeoutSeconds: 30) == 0, "\(second.output)")
+            #expect(second.output.contains("was interrupted"), "\(second.output)")
+            let log = try await gitOps.log(sandbox)
+            #expect(log.filter { $0 == subject }.count == 1 && log.first == subject, "one commit, not reverted: \(log)")
+            #expect(try await gitOps.longhornVersion(sandbox) == "v1.8.0")
+            let records = try await updates(sandbox, config: config)
+            #expect(records.map { "\($0.to) \($0.outcome.rawValue)" } == ["v1.8.0 completed"], "\(records)")
+        }
+    }
 }

@@ -287,4 +287,31 @@ import UpkeepRollout
         #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3) == .update(.longhorn, target: Self.v("v1.8.2")),
                 "once k3s runs v1.32")
     }
+
+    @Test func anInterruptedUpdateIsCarriedOnFirstOutsideWindowsOnceItsHolderIsGone() throws {
+        // k3s has a step (v1.31 → v1.32) and Flux one too: the interrupted Longhorn update comes first.
+        var facts = Self.facts(installed: "v1.31.4+k3s1", goal: "v1.32.2+k3s1")
+        facts.seen?.gitOps[.flux] = SeenComponent(installed: Self.v("v2.4.0"), releases: Self.fluxReleases)
+        facts.unfinishedUpdate = UnfinishedUpdateFacts(id: "u20261128-020000", component: .longhorn, target: Self.v("v1.8.0"))
+        facts.windows = [try MaintenanceWindow("Sat 04:00-06:00")]
+        let all = Self.policy(k3s: .minor, longhorn: .minor, flux: .minor)
+        #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3) == .update(.longhorn, target: Self.v("v1.8.0")),
+                "carried on although the window is closed and k3s has a step: started inside a window, it runs to its end")
+        // Its process may still drive it, or stopped less than a lease ago: nothing starts beside it.
+        let expires = Self.saturday3.adding(seconds: 25)
+        facts.lock = .heldElsewhere(holder: "ctl1 pid 4242", expires: expires)
+        #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3) == .wait(until: expires, .lockHeld(holder: "ctl1 pid 4242")))
+        facts.lock = .free
+        // A check due comes first, as for an unfinished rollout.
+        #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3.adding(seconds: 3601)) == .check)
+        // With automation.longhorn: none it is left to `upkeep update`, and holds everything else.
+        let reason = WaitReason.updateUnfinishedNeedsOperator(.longhorn, target: Self.v("v1.8.0"), updateID: "u20261128-020000")
+        #expect(AutomationDecider.decide(facts, policy: Self.policy(k3s: .minor, longhorn: .none, flux: .minor), now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 3540), reason))
+        #expect(reason.code == "unfinished" && reason.description.contains("upkeep update --component longhorn --to v1.8.0"))
+        // An unfinished rollout still comes before it.
+        facts.unfinished = UnfinishedRolloutFacts(id: "r1", target: Self.v("v1.32.2+k3s1"), state: .interrupted)
+        facts.windows = nil
+        #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3) == .resume(rolloutID: "r1"))
+    }
 }

@@ -146,7 +146,17 @@ actor ControllerLoop {
             }
         }
         return AutomationFacts(checks: checks, seen: seen, unfinished: unfinished, lock: lock, windows: config.rollout.maintenanceWindows,
-                               failedTargets: failed, failedUpdates: Self.failedUpdates(try store.componentUpdates(limit: Self.historyRead)))
+                               failedTargets: failed, failedUpdates: Self.failedUpdates(try store.componentUpdates(limit: Self.historyRead)),
+                               unfinishedUpdate: Self.unfinishedUpdate(try store.unfinishedComponentUpdates()))
+    }
+
+    /// The newest update still recorded as running (carried on by `Update.perform` when the lock is free).
+    static func unfinishedUpdate(_ records: [ComponentUpdateRecord]) -> UnfinishedUpdateFacts? {
+        records.lazy.compactMap { record -> UnfinishedUpdateFacts? in
+            guard record.outcome == .running, let component = GitOpsComponent(rawValue: record.component),
+                  let target = try? K3sVersion(record.to) else { return nil }
+            return UnfinishedUpdateFacts(id: record.id, component: component, target: target)
+        }.first
     }
 
     /// Longhorn and Flux versions whose update reached the repository and failed (reverted, or

@@ -11,6 +11,10 @@ import UpkeepCore
 ///    blocked (its driver died: a crash, a kill) or is blocked only by a closed window is
 ///    resumed once a window is open and nobody else holds the lock, when the policy lets serve
 ///    roll out at all; a rollout blocked for any other reason waits for an operator.
+///    An interrupted Longhorn or Flux update (still `running`, its process gone: the lock is
+///    free) comes next, the same way: carried on (its commit waited for, or reverted, as
+///    `upkeep update` does) before anything else starts, whatever the windows say (a change
+///    started inside one runs to its end), when its component's policy is not `none`.
 /// 2. A check is made when none has been, when the interval has passed since the last good one,
 ///    or, after failures, when the backoff (30 s doubling, at most the interval) has passed.
 /// 3. The target is one step of the policy: a patch within the cluster's minor, or the next
@@ -33,6 +37,9 @@ public enum AutomationDecider {
         let nextCheck = nextCheckAt(facts.checks, policy: policy, now: now)
         if let rollout = facts.unfinished {
             return unfinished(rollout, facts: facts, policy: policy, nextCheck: nextCheck, now: now)
+        }
+        if let update = facts.unfinishedUpdate {
+            return unfinished(update, facts: facts, policy: policy, nextCheck: nextCheck, now: now)
         }
         if nextCheck <= now { return .check }
         guard let seen = facts.seen else {
@@ -176,6 +183,21 @@ public enum AutomationDecider {
         return .resume(rolloutID: rollout.id)
     }
 
+    /// An interrupted update is carried on by the same decision that starts one (`.update`):
+    /// `upkeep update` carries on an unfinished update of its component and version first.
+    private static func unfinished(_ update: UnfinishedUpdateFacts, facts: AutomationFacts, policy: AutomationPolicy,
+                                   nextCheck: Instant, now: Instant) -> AutomationDecision {
+        if nextCheck <= now { return .check }
+        guard policy[update.component].scope != .none else {
+            return .wait(until: nextCheck, .updateUnfinishedNeedsOperator(update.component, target: update.target, updateID: update.id))
+        }
+        if case .heldElsewhere(let holder, let expires) = facts.lock {
+            // Its own process still drives it (or stopped less than a lease ago), or another operation runs.
+            return .wait(until: min(nextCheck, expires ?? nextCheck), .lockHeld(holder: holder))
+        }
+        return .update(update.component, target: update.target)
+    }
+
     /// What one step of `scope` towards `goal` is from `installed` (the cluster's oldest node),
     /// choosing among `releases` (released versions only; pre-releases are never a step).
     public static func target(installed: K3sVersion, releases: [K3sVersion], goal: K3sVersion, scope: AutomationPolicy.K3sScope) -> TargetChoice {
@@ -217,6 +239,8 @@ public struct AutomationFacts: Equatable, Sendable {
     public var seen: SeenVersions?
     /// The rollout not finished yet (at most one exists), whoever started it.
     public var unfinished: UnfinishedRolloutFacts?
+    /// The newest Longhorn or Flux update still recorded as running, whoever started it.
+    public var unfinishedUpdate: UnfinishedUpdateFacts?
     public var lock: LockFacts
     /// nil or empty: any time.
     public var windows: [MaintenanceWindow]?
@@ -227,8 +251,9 @@ public struct AutomationFacts: Equatable, Sendable {
 
     public init(checks: CheckHistoryFacts = CheckHistoryFacts(), seen: SeenVersions? = nil, unfinished: UnfinishedRolloutFacts? = nil,
                 lock: LockFacts = .free, windows: [MaintenanceWindow]? = nil, failedTargets: [K3sVersion: String] = [:],
-                failedUpdates: [GitOpsTarget: String] = [:]) {
+                failedUpdates: [GitOpsTarget: String] = [:], unfinishedUpdate: UnfinishedUpdateFacts? = nil) {
         self.checks = checks
+        self.unfinishedUpdate = unfinishedUpdate
         self.seen = seen
         self.unfinished = unfinished
         self.lock = lock
@@ -319,6 +344,20 @@ public struct UnfinishedRolloutFacts: Equatable, Sendable {
     }
 }
 
+/// A Longhorn or Flux update recorded as running: driven now by the process holding the lock,
+/// or interrupted when the lock is free.
+public struct UnfinishedUpdateFacts: Equatable, Sendable {
+    public var id: String
+    public var component: GitOpsComponent
+    public var target: K3sVersion
+
+    public init(id: String, component: GitOpsComponent, target: K3sVersion) {
+        self.id = id
+        self.component = component
+        self.target = target
+    }
+}
+
 /// The lock every operation holds (the cluster Lease and the state directory's lease).
 public enum LockFacts: Equatable, Sendable {
     case free
@@ -359,6 +398,7 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
     case updateFailedBefore(GitOpsComponent, target: K3sVersion, updateID: String)
     case outsideWindowsToUpdate(GitOpsComponent, target: K3sVersion)
     case updateNeedsKubernetes(GitOpsComponent, target: K3sVersion, needs: MinorLine, runs: MinorLine)
+    case updateUnfinishedNeedsOperator(GitOpsComponent, target: K3sVersion, updateID: String)
 
     /// A short stable name for logs, metrics and JSON.
     public var code: String {
@@ -371,7 +411,7 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
         case .lockHeld: "lock-held"
         case .outsideWindows, .outsideWindowsToResume, .outsideWindowsToUpdate: "outside-windows"
         case .blocked: "blocked"
-        case .unfinishedNeedsOperator: "unfinished"
+        case .unfinishedNeedsOperator, .updateUnfinishedNeedsOperator: "unfinished"
         case .checkFailing: "check-failing"
         case .updateNeedsKubernetes: "kubernetes-too-old"
         }
@@ -407,6 +447,9 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
             "\(component.title) \(target) waits for a maintenance window"
         case .updateNeedsKubernetes(let component, let target, let needs, let runs):
             "\(component.title) \(target) needs Kubernetes \(needs) or newer; the oldest node runs \(runs): upgrade k3s first"
+        case .updateUnfinishedNeedsOperator(let component, let target, let id):
+            "update \(id) of \(component.title) to \(target) has not finished; automation.\(component.rawValue): none leaves it to "
+                + "`upkeep update --component \(component.rawValue) --to \(target)`"
         }
     }
 }
