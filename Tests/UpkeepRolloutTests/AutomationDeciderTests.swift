@@ -314,4 +314,17 @@ import UpkeepRollout
         facts.windows = nil
         #expect(AutomationDecider.decide(facts, policy: all, now: Self.saturday3) == .resume(rolloutID: "r1"))
     }
+
+    @Test func k3sReleasesUnreadHoldK3sButNotLonghorn() {
+        var facts = Self.gitOpsFacts(flux: nil)
+        facts.seen?.k3sUnread = "cannot read k3s releases: invalid JSON"
+        facts.seen?.goal = Self.v("v1.32.2+k3s1")  // would be a step if k3s's part were read
+        facts.checks.failures = 1
+        facts.checks.lastFailureAt = Self.saturday3.adding(seconds: -10)
+        let policy = Self.policy(k3s: .minor, longhorn: .minor)
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3) == .update(.longhorn, target: Self.v("v1.8.2")))
+        facts.seen?.gitOps = [:]
+        #expect(AutomationDecider.decide(facts, policy: policy, now: Self.saturday3)
+                == .wait(until: Self.saturday3.adding(seconds: 20), .checkFailing(failures: 1, lastError: "cannot read k3s releases: invalid JSON")))
+    }
 }

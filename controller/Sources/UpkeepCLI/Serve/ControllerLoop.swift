@@ -22,6 +22,9 @@ enum ServeLimit: String, CaseIterable, Hashable, Sendable {
     case updateNotDone = "update_not_done"
     /// The state database could not be read to decide.
     case stateUnreadable = "state_unreadable"
+    /// Longhorn's or Flux's releases (or the compatibility entries) could not be read: that
+    /// component waits for the next check; k3s and the other go on.
+    case releasesUnread = "releases_unread"
 }
 
 /// `upkeep serve`'s controller loop: gathers the facts (the last check, the state database's
@@ -199,45 +202,19 @@ actor ControllerLoop {
         let now = { Instant.wallClockNow() }
         do {
             let options = try CheckOptions.parse(["--channel", channel])
-            let result = await CheckRun(config: config, options: options, components: [.k3s, .longhorn, .flux], format: .table, notifications: store,
-                                        echo: false).run()
-            guard let report = result.report, let k3s = report.components.first(where: { $0.component == .k3s }) else {
-                throw ServeCheckError(result.failure ?? "the check gave no k3s report")
+            let (config, store, policy) = (self.config, self.store, self.policy)
+            let gathered = try await ClusterSession.with(config) { session in
+                try await Self.gather(policy: policy, check: { components in
+                    await CheckRun(config: config, options: options, components: Set(components), format: .table, notifications: store, echo: false).run()
+                }, nodes: { InstalledReader.k3s(nodes: try await session.kube.list(Node.self)).oldest }, releases: { component, oldest in
+                    try await session.availableVersions(of: component, includePreReleases: false, oldestInstalled: oldest)
+                }, compatibility: { try await Self.compatibility(session) })
             }
-            guard let installed = k3s.installed.version else { throw ServeCheckError("no node's k3s version could be read") }
-            let goal: K3sVersion
-            switch policy.goal {
-            case .pinned(let version): goal = version
-            case .channel(let name):
-                guard let target = k3s.target else { throw ServeCheckError("the channel server names no version for channel \(name)") }
-                goal = target
+            for unread in gathered.unread {
+                limits.record(.releasesUnread, "serve: \(unread); the other components go on, the next check tries again")
             }
-            // Longhorn and Flux where installed and their version read exactly (Flux's inferred
-            // from images tells no patch): the releases to step through.
-            let gitOps: [(GitOpsComponent, Component)] = [(.longhorn, .longhorn), (.flux, .flux)]
-            let read = gitOps.compactMap { component, name -> (GitOpsComponent, Component, K3sVersion)? in
-                guard let installed = report.component(name)?.installed, installed.state == .installed, installed.exact,
-                      let version = installed.version else { return nil }
-                return (component, name, version)
-            }
-            let policy = self.policy
-            let (releases, components) = try await ClusterSession.with(config) { session in
-                let k3s = try await session.availableVersions(includePreReleases: false, oldestInstalled: installed)
-                var seen: [GitOpsComponent: SeenComponent] = [:]
-                let wanted = read.filter { policy[$0.0].scope != .none }
-                // The Kubernetes each release needs, as `upkeep check` reads it (a mirror's
-                // compatibility.json replaces the built-in entries it names).
-                let table = wanted.isEmpty ? CompatibilityTable.builtIn : try await Self.compatibility(session)
-                for (component, name, version) in wanted {
-                    let available = try await session.availableVersions(of: name, includePreReleases: false, oldestInstalled: version)
-                    let needs = available.reduce(into: [K3sVersion: MinorLine]()) { needs, release in
-                        needs[release] = table.entry(for: name, release)?.kubernetesMin
-                    }
-                    seen[component] = SeenComponent(installed: version, releases: available, kubernetesMin: needs)
-                }
-                return (k3s, seen)
-            }
-            seen = SeenVersions(installed: installed, releases: releases, goal: goal, gitOps: components)
+            seen = gathered.seen
+            if let failure = gathered.k3sFailure { throw ServeCheckError(failure) }
             if checks.failures > 0 { say("update check works again after \(checks.failures) failure\(checks.failures == 1 ? "" : "s")") }
             checks = CheckHistoryFacts(lastSuccessAt: now())
             board.checked(ok: true, seen: seen, checks: checks)
@@ -250,6 +227,97 @@ actor ControllerLoop {
             limits.record(.checkFailed, "serve: update check failed (\(checks.failures) in a row): \(text); next try at \(next.utcDescription)")
             board.checked(ok: false, seen: seen, checks: checks)
         }
+    }
+
+    /// What a check gathered for the decider, and what it could not read.
+    struct Gathered {
+        var seen: SeenVersions
+        /// Longhorn's or Flux's part that could not be read, in words (left out of `seen`).
+        var unread: [String]
+        /// Why k3s's part could not be read (`seen.k3sUnread`): the check counts as failed.
+        var k3sFailure: String?
+    }
+
+    /// Reads k3s, Longhorn and Flux for the decider, each apart from the others: `check` runs a
+    /// check of the components given (CheckRun: the installed versions, history,
+    /// `update.available`), first of all three; when that fails, of each alone. A Longhorn or
+    /// Flux part that cannot be read (its releases, the compatibility entries) is left out of
+    /// `seen` and named in `unread`, and holds neither k3s nor the other back. k3s's part unread
+    /// (its releases, the channel) is `k3sFailure`: k3s holds, the others go on against the
+    /// nodes' versions (`nodes`: the oldest node's); throws only when those cannot be read either.
+    /// `releases` reads a component's released versions.
+    static func gather(policy: AutomationPolicy, check: ([Component]) async -> (code: Int32, report: CheckReport?, failure: String?),
+                       nodes: () async throws -> K3sVersion?, releases: (Component, K3sVersion) async throws -> [K3sVersion],
+                       compatibility: () async throws -> CompatibilityTable) async throws -> Gathered {
+        var reports: [Component: ComponentReport] = [:]
+        var unread: [String] = []
+        let all = await check([.k3s, .longhorn, .flux])
+        var k3sFailure = all.failure
+        if let report = all.report {
+            for part in report.components { reports[part.component] = part }
+        } else {
+            for component in [Component.k3s, .longhorn, .flux] {
+                let alone = await check([component])
+                if let part = alone.report?.component(component) {
+                    reports[component] = part
+                } else if component == .k3s {
+                    k3sFailure = alone.failure ?? k3sFailure
+                } else if let failure = alone.failure, GitOpsComponent(rawValue: component.rawValue).map({ policy[$0].scope != .none }) == true {
+                    unread.append("cannot check \(component.rawValue): \(failure)")
+                }
+            }
+        }
+        // k3s's part: unread, k3s holds (`check-failing`, retried after the backoff) while
+        // Longhorn and Flux go on against the nodes' versions.
+        var k3sPart: (installed: K3sVersion, releases: [K3sVersion], goal: K3sVersion)?
+        do {
+            guard let k3s = reports[.k3s] else { throw ServeCheckError(k3sFailure ?? "the check gave no k3s report") }
+            guard let installed = k3s.installed.version else { throw ServeCheckError("no node's k3s version could be read") }
+            let goal: K3sVersion
+            switch policy.goal {
+            case .pinned(let version): goal = version
+            case .channel(let name):
+                guard let target = k3s.target else { throw ServeCheckError("the channel server names no version for channel \(name)") }
+                goal = target
+            }
+            k3sPart = (installed, try await releases(.k3s, installed), goal)
+        } catch {
+            k3sFailure = (error as? CommandFailure)?.message ?? "\(error)"
+        }
+        let read = k3sPart == nil ? try await nodes() : k3sPart?.installed
+        guard let installed = read else { throw ServeCheckError(k3sFailure ?? "no node's k3s version could be read") }
+        // Longhorn and Flux where installed and their version read exactly (Flux's inferred
+        // from images tells no patch), and their policy lets serve update them.
+        let wanted = [(GitOpsComponent.longhorn, Component.longhorn), (.flux, .flux)].compactMap { component, name -> (GitOpsComponent, Component, K3sVersion)? in
+            guard policy[component].scope != .none, let installed = reports[name]?.installed, installed.state == .installed, installed.exact,
+                  let version = installed.version else { return nil }
+            return (component, name, version)
+        }
+        var seen: [GitOpsComponent: SeenComponent] = [:]
+        // The Kubernetes each release needs, as `upkeep check` reads it (a mirror's
+        // compatibility.json replaces the built-in entries it names); unread, no update is judged.
+        let table: CompatibilityTable?
+        do { table = wanted.isEmpty ? nil : try await compatibility() } catch {
+            table = nil
+            unread.append("cannot read the compatibility entries, so no Longhorn or Flux update is judged: \((error as? CommandFailure)?.message ?? "\(error)")")
+        }
+        for (component, name, version) in wanted {
+            guard let table else { break }
+            do {
+                let available = try await releases(name, version)
+                let needs = available.reduce(into: [K3sVersion: MinorLine]()) { needs, release in
+                    needs[release] = table.entry(for: name, release)?.kubernetesMin
+                }
+                seen[component] = SeenComponent(installed: version, releases: available, kubernetesMin: needs)
+            } catch {
+                unread.append((error as? CommandFailure)?.message ?? "cannot read \(name.rawValue) releases: \(error)")
+            }
+        }
+        guard let k3sPart else {
+            return Gathered(seen: SeenVersions(installed: installed, releases: [], goal: installed, gitOps: seen, k3sUnread: k3sFailure ?? "unread"),
+                            unread: unread, k3sFailure: k3sFailure)
+        }
+        return Gathered(seen: SeenVersions(installed: installed, releases: k3sPart.releases, goal: k3sPart.goal, gitOps: seen), unread: unread)
     }
 
     /// The built-in compatibility table with the release source's entries over it, as a check reads it.

@@ -86,6 +86,7 @@ public enum AutomationDecider {
     }
 
     private static func k3sStep(_ seen: SeenVersions, facts: AutomationFacts, policy: AutomationPolicy) -> Step {
+        if let unread = seen.k3sUnread { return .hold(.checkFailing(failures: max(facts.checks.failures, 1), lastError: unread)) }
         switch target(installed: seen.installed, releases: seen.releases, goal: seen.goal, scope: policy.k3s) {
         case .upToDate:
             return .hold(.upToDate(seen.installed))
@@ -299,8 +300,13 @@ public struct SeenVersions: Equatable, Sendable {
     public var goal: K3sVersion
     /// Longhorn and Flux where installed and their version read.
     public var gitOps: [GitOpsComponent: SeenComponent]
+    /// Why k3s's releases or channel could not be read at the last check: k3s holds
+    /// (`releases` and `goal` mean nothing then) while Longhorn and Flux go on.
+    public var k3sUnread: String?
 
-    public init(installed: K3sVersion, releases: [K3sVersion], goal: K3sVersion, gitOps: [GitOpsComponent: SeenComponent] = [:]) {
+    public init(installed: K3sVersion, releases: [K3sVersion], goal: K3sVersion, gitOps: [GitOpsComponent: SeenComponent] = [:],
+                k3sUnread: String? = nil) {
+        self.k3sUnread = k3sUnread
         self.installed = installed
         self.releases = releases
         self.goal = goal
