@@ -78,6 +78,8 @@ import UpkeepTLS
         _ = session.channelSecured()
         let actions = session.helloTimerFired()
         #expect(actions.contains(.failHello(.connectFailed("no HelloReply within 10.0 seconds"))) && actions.last == .close)
+        #expect(actions.first == .reportHelloTimeout(.seconds(10)), "the bound reached is counted")
+        #expect(session.helloTimerFired().isEmpty, "a timer firing after the connection ended is not counted")
     }
 
     @Test("§5.2 busy on id 0 is a refusal the client SHOULD retry later with backoff")

@@ -86,6 +86,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch error {
         case let error as FrameError:
+            if case .badPayloadLength = error {
+                ProtocolClient.limits.record(.frameBytes, "refused a frame from the agent at \(remote): \(error)")
+            }
             execute(session.frameError(error))
         case ByteToMessageDecoderError.dataReceivedInErrorState:
             break
@@ -180,6 +183,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
                 starting[token]?.timer = schedule(deadline: deadline) { $0.waiterDeadlinePassed(token: token) }
             case .startCall(let token, let id, let uploadCreditBytes):
                 startCall(token, id, uploadCreditBytes: uploadCreditBytes)
+            case .reportHelloTimeout(let timeout):
+                ProtocolClient.limits.record(.helloTimeout, "no HelloReply from the agent at \(remote) within \(timeout) (connectTimeout)")
             case .reportQueueFull(let waiting):
                 ProtocolClient.limits.record(.queuedCalls, "refused a call to \(remote): \(waiting) calls already wait for a slot (queuedCallsMax)")
             case .refuseCall(let token, let failure):

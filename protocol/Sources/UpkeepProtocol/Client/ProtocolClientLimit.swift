@@ -17,6 +17,11 @@ public enum ProtocolClientLimit: String, CaseIterable, Hashable, Sendable {
     /// `Backoff.attemptsMax`, or the call's deadline, reached while `ReconnectingClient` retried:
     /// the call failed with the last error.
     case attempts
+    /// A frame from the agent whose declared length is beyond its type's bound (PROTOCOL.md 4):
+    /// the connection was closed, its calls failed as a protocol violation.
+    case frameBytes = "frame_bytes"
+    /// `ClientConfiguration.connectTimeout` passed after Hello with no HelloReply: the connect failed.
+    case helloTimeout = "hello_timeout"
 }
 
 extension ProtocolClient {

@@ -44,6 +44,8 @@ public struct ClientSession<TLSFailure: Error & Equatable & Sendable> {
         /// A call was refused at once: every slot busy and `waiting` calls queued, the
         /// `queuedCallsMax` (for the log and the bound's counter).
         case reportQueueFull(waiting: Int)
+        /// No HelloReply within `connectTimeout` (for the log and the bound's counter).
+        case reportHelloTimeout(Duration)
         case deliverResponse(ResponseEnvelope, requestID: UInt32)
         case deliverProgress(ProgressEvent, requestID: UInt32)
         case deliverDownloadChunk(ByteBuffer, requestID: UInt32)
@@ -157,7 +159,7 @@ public struct ClientSession<TLSFailure: Error & Equatable & Sendable> {
 
     public mutating func helloTimerFired() -> [Action] {
         guard case .awaitingHelloReply = state else { return [] }
-        return fail(.connectFailed("no HelloReply within \(configuration.connectTimeout)"))
+        return [.reportHelloTimeout(configuration.connectTimeout)] + fail(.connectFailed("no HelloReply within \(configuration.connectTimeout)"))
     }
 
     /// The frame layer refused the bytes: the connection ends (the client just closes, 9.1).

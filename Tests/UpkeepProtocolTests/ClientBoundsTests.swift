@@ -1,0 +1,61 @@
+import NIOCore
+import NIOPosix
+import Testing
+import UpkeepHTTP
+import UpkeepProtocol
+
+/// The controller's side of the protocol reaches its bounds against a real socket, and counts
+/// each in `ProtocolClient.limits` (exported by `upkeep serve`, docs/metrics.md "Bounds").
+@Suite(.timeLimit(.minutes(1))) struct ClientBoundsTests {
+    /// A listener that answers whatever a client sends first with `reply` (nothing: it never says
+    /// HelloReply), as an agent broken or hostile would.
+    struct RawAgent {
+        let channel: any Channel
+        var port: Int { channel.localAddress?.port ?? 0 }
+
+        final class Answer: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            typealias OutboundOut = ByteBuffer
+            let reply: ByteBuffer?
+            init(_ reply: ByteBuffer?) { self.reply = reply }
+
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                guard let reply else { return }
+                context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+            }
+        }
+
+        static func start(answering reply: ByteBuffer?) async throws -> RawAgent {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Answer(reply)) }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+            return RawAgent(channel: channel)
+        }
+    }
+
+    @Test func anOversizeFrameFromTheAgentIsRefusedAndCounted() async throws {
+        var header = ByteBuffer(bytes: [0x55, 0x4B, 1, FrameType.response.rawValue, 0, 0, 0, 1])
+        header.writeInteger(UInt32.max)
+        let agent = try await RawAgent.start(answering: header)
+        let before = ProtocolClient.limits.count(.frameBytes)
+        await #expect(throws: ProtocolError.self) { _ = try await ProtocolClient.connect(host: "127.0.0.1", port: agent.port) }
+        #expect(ProtocolClient.limits.count(.frameBytes) - before == 1)
+        try await agent.channel.close()
+    }
+
+    @Test func anAgentThatNeverSaysHelloReplyIsCountedAtTheTimeout() async throws {
+        let agent = try await RawAgent.start(answering: nil)
+        var configuration = ClientConfiguration()
+        configuration.connectTimeout = .milliseconds(300)
+        let before = ProtocolClient.limits.count(.helloTimeout)
+        let started = ContinuousClock.now
+        await #expect(throws: ProtocolError.connectFailed("no HelloReply within 0.3 seconds")) {
+            _ = try await ProtocolClient.connect(host: "127.0.0.1", port: agent.port, configuration: configuration)
+        }
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ProtocolClient.limits.count(.helloTimeout) - before == 1)
+        try await agent.channel.close()
+    }
+}
