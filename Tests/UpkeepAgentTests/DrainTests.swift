@@ -71,6 +71,8 @@ final class EventLog: @unchecked Sendable {
         #expect(outcome.body == .drain(DrainReport(evictedPods: evictable, skippedPods: daemonPods)))
         let events = log.all
         #expect(events.contains { $0.action == .retrying && $0.message.contains("disruption budget") }, "\(events)")
+        let metrics = try String(contentsOfFile: fake.config(nodeName: "agent-1").resolvedMetricsTextfile, encoding: .utf8)
+        #expect(metrics.contains("upkeep_agent_limit_reached_total{limit=\"eviction_retries\"} 0\n"), "a retry that succeeds later reaches no bound")
         #expect(events.filter { $0.action == .evicted }.count == evictable)
         #expect(events.filter { $0.action == .skipped }.count == daemonPods)
         #expect(api.pods(on: "agent-1").allSatisfy { $0.isDaemonSetPod })
@@ -94,6 +96,8 @@ final class EventLog: @unchecked Sendable {
         // uncordons it as the rollout stops), so the message claims nothing about it.
         #expect(outcome.message.contains("default/solo-") && !outcome.message.contains("cordoned"), "\(outcome.message)")
         #expect(log.all.contains { $0.action == .failed && $0.name.hasPrefix("solo-") })
+        let metrics = try String(contentsOfFile: fake.config(nodeName: "agent-1").resolvedMetricsTextfile, encoding: .utf8)
+        #expect(metrics.contains("upkeep_agent_limit_reached_total{limit=\"eviction_retries\"} 1\n"), "given up once, for the one pod: \(metrics)")
         #expect(api.pods(on: "agent-1").contains { $0.labels["app"] == "solo" })
         #expect(try await api.unschedulable("agent-1"))
         await api.close()

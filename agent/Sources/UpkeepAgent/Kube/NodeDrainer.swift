@@ -14,11 +14,14 @@ public struct NodeDrainer: Sendable {
     public let nodeName: String
     /// Wall-clock seconds since the epoch, against which deletionTimestamps are read.
     public let now: @Sendable () -> Double
+    /// Counts the evictions given up at the deadline (`AgentLimit.evictionRetries`).
+    public let limits: AgentLimits?
 
-    public init(client: KubeClient, nodeName: String, now: @escaping @Sendable () -> Double) {
+    public init(client: KubeClient, nodeName: String, now: @escaping @Sendable () -> Double, limits: AgentLimits? = nil) {
         self.client = client
         self.nodeName = nodeName
         self.now = now
+        self.limits = limits
     }
 
     /// Whether the node is unschedulable now.
@@ -86,6 +89,10 @@ public struct NodeDrainer: Sendable {
         var attempt = 0
         while true {
             guard ContinuousClock.now < deadline else {
+                if attempt > 0 {
+                    limits?.record(.evictionRetries, "gave up evicting \(label) from \(nodeName) after \(attempt) refusals: the drain's "
+                                   + "\(options.timeoutSeconds) s passed (a PodDisruptionBudget still forbids it)")
+                }
                 await event(.failed, "timed out waiting for the eviction to be allowed")
                 return "\(label): timed out (a PodDisruptionBudget still forbids its eviction)"
             }

@@ -13,6 +13,10 @@ public enum AgentLimit: String, CaseIterable, Hashable, Sendable {
     /// `AddressAnnouncement.attemptsMax` (10 tries over about 2.5 minutes), or the child's time
     /// bound above them: the agent's Node was not annotated with its address this start.
     case announcement = "announcement_attempts"
+    /// The drain's `timeoutSeconds` passed while a pod's eviction was still refused (429, a
+    /// PodDisruptionBudget): its retries were given up and the drain failed (counted per pod; each
+    /// retry is routine and only a progress event).
+    case evictionRetries = "eviction_retries"
 }
 
 /// Makes each bound the agent reaches visible: a log line, at most one per bound a minute

@@ -99,7 +99,8 @@ extension AgentService {
 
     private func drainer() async throws -> NodeDrainer {
         let clock = environment.clock
-        return NodeDrainer(client: try await environment.kube.client(), nodeName: nodeName, now: { Double(clock().milliseconds) / 1000 })
+        return NodeDrainer(client: try await environment.kube.client(), nodeName: nodeName, now: { Double(clock().milliseconds) / 1000 },
+                           limits: environment.limits)
     }
 
     /// Notes the node's schedulability before the first cordon, then cordons. Returns whether
