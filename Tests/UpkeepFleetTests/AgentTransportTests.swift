@@ -5,6 +5,7 @@ import UpkeepAgentCore
 import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
+import UpkeepHTTP
 import UpkeepKube
 import UpkeepProtocol
 import UpkeepSandbox
@@ -213,12 +214,15 @@ final class Lines: @unchecked Sendable {
                                                                         backoff: .init(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), attemptsMax: 3)))
         let state = try TemporaryDirectory()
         let transport = ProtocolAgentTransport(fleet: fleet, artifacts: try ArtifactCache(stateDirectory: state.path, source: .directory(state.path), client: nil))
+        let gaveUpBefore = ProtocolClient.limits.count(.attempts)
         await #expect {
             try await transport.send(AgentRequest(operationID: "r1:agent-1:cordon:1", node: "agent-1", command: .cordon), deadlineSeconds: 20,
                                      progress: { _ in })
         } throws: { error in
             (error as? AgentTransportError)?.description.contains("connection refused at 127.0.0.1:\(port)") == true
         }
+        // Given up by each connection's retries and then by the request's: one request, counted once.
+        #expect(ProtocolClient.limits.count(.attempts) == gaveUpBefore + 1)
         // A node the fleet has no address for throws too, without dialling anything.
         await #expect(throws: AgentTransportError.self) {
             try await transport.send(AgentRequest(operationID: "r1:agent-9:cordon:1", node: "agent-9", command: .cordon), deadlineSeconds: 20,
