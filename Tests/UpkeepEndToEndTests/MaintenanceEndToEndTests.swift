@@ -150,6 +150,67 @@ struct MaintenanceEndToEndTests {
         }
     }
 
+    /// `maintenance.suspendFlux` and another controller's live Lease: an `apply` that carries an
+    /// unfinished rollout on (it does not look at the Lease before, as a new one does) is refused
+    /// when the rollout takes its lock (exit 6), and maintenance mode was never switched on: it is
+    /// switched under that lock. The witness is the sandbox's datastore, kine's SQLite table, where
+    /// every write is a row: no write of the ConfigMap nor a suspended Flux object before the
+    /// `maintenance enable` run afterwards, whose rows show the witness sees such writes.
+    @Test func aRolloutRefusedTheLockNeverSwitchesMaintenanceOn() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            // An unfinished rollout, without maintenance mode: agent-1's new k3s never turns healthy.
+            try await sandbox.fault(["agent-1", "unhealthy"])
+            let blocked = try await sandbox.controller(["apply", "--to", EndToEndTests.nextMinor, "--yes", "--skip-backup"], timeoutSeconds: 240)
+            try #require(blocked.status == 3, "apply should block:\n\(blocked.output)")
+            try await sandbox.fault(["agent-1", "clear"])
+
+            let other = "ctl-other-0badc0de (apply r20261207-101500)"
+            try await sandbox.writeClusterLease(holder: other, durationSeconds: 300)
+            let held = try #require(try await sandbox.clusterLease())
+            let config = "\(sandbox.directory)/upkeep-maintenance.yaml"
+            try (String(contentsOfFile: sandbox.config, encoding: .utf8) + "\nmaintenance:\n  suspendFlux: true\n").write(toFile: config, atomically: true, encoding: .utf8)
+            let apply = try await sandbox.controller(["apply", "--to", EndToEndTests.nextMinor, "--yes", "--skip-backup"], config: config, timeoutSeconds: 240)
+            #expect(apply.status == 6 && apply.output.contains("carrying it on") && apply.output.contains("held by \(other)"), "\(apply.output)")
+            #expect(!apply.output.contains("maintenance mode"), "\(apply.output)")
+            #expect(NSDictionary(dictionary: try #require(try await sandbox.clusterLease())) == NSDictionary(dictionary: held), "apply changed the Lease")
+            let after = try await Self.suspension(sandbox)
+            #expect(after.count == 4 && after.values.allSatisfy { !$0 }, "after the refused apply: \(after)")
+            #expect(try await Self.record(sandbox) == nil, "the refused apply left the ConfigMap")
+
+            let enable = try await sandbox.controller(["maintenance", "enable", "--reason", "witness", "--force-takeover"])
+            #expect(enable.status == 0 && enable.output.contains("4 Flux objects suspended"), "\(enable.output)")
+            let server = try #require(sandbox.manifest.nodes.first { $0.name == "server-1" })
+            let writes = try await Self.maintenanceWrites("\(server.dataDir)/server/db/state.db")
+            let first = try #require(writes.first { $0.name == Self.recordKey }, "the witness does not see the ConfigMap: \(writes)")
+            #expect(first.value.contains("witness") && !first.value.contains("\"rollout\""),
+                    "the ConfigMap was written before the enable, by the refused apply: \(first)")
+            let suspended = writes.filter { $0.name != Self.recordKey && $0.value.contains(#""suspend":true"#) }
+            #expect(suspended.count == 4 && suspended.allSatisfy { $0.id > first.id },
+                    "Flux objects suspended before the enable, by the refused apply: \(suspended.map { "\($0.id) \($0.name)" })")
+        }
+    }
+
+    static let recordKey = "/registry/configmaps/kube-system/upkeep-maintenance"
+
+    /// Every write kine's table in `database` holds of the ConfigMap or of a Kustomization or
+    /// HelmRelease, oldest first, as the real sqlite3 reads them.
+    static func maintenanceWrites(_ database: String) async throws -> [(id: Int, name: String, value: String)] {
+        let query = """
+            SELECT id, name, hex(value) FROM kine WHERE name = '\(recordKey)'
+              OR name LIKE '/registry/kustomize.toolkit.fluxcd.io/kustomizations/%' OR name LIKE '/registry/helm.toolkit.fluxcd.io/helmreleases/%'
+              ORDER BY id
+            """
+        let read = try await ProcessRun.run("sqlite3", ["-separator", " ", database, query], timeoutSeconds: 30)
+        try #require(read.status == 0, "sqlite3 failed: \(read.output)")
+        return read.output.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
+            guard fields.count >= 2, let id = Int(fields[0]) else { return nil }
+            let hex = fields.count == 3 ? Array(fields[2].utf8) : []
+            let bytes = stride(from: 0, to: hex.count - 1, by: 2).compactMap { UInt8(String(decoding: hex[$0...$0 + 1], as: UTF8.self), radix: 16) }
+            return (id, fields[1], String(decoding: bytes, as: UTF8.self))
+        }
+    }
+
     /// `upkeep` killed with SIGKILL after it recorded what it suspends and suspended the
     /// Kustomizations, while its write to the HelmRelease hangs in the API (a sandbox fault):
     /// `disable` resumes exactly what the record names, and the object suspended by hand stays.

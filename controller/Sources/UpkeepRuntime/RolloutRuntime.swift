@@ -16,6 +16,9 @@ import UpkeepCore
 /// once without acting further, so no two controllers ever drive nodes at once. Every wait is bounded: requests by
 /// their deadline plus a grace, looks at the cluster by `observeTimeoutSeconds`, the event
 /// queue by the number of tasks that can feed it. It never decides anything the engine decides.
+///
+/// What must happen under the same lock before and after the rollout is driven, and is none of
+/// the runtime's business (Flux suspended around it), is the `RunBracket` it is given.
 public actor RolloutRuntime {
     private enum Input: Sendable {
         /// `token` names the task that produced it (nil: the timer or an unsent request).
@@ -33,6 +36,7 @@ public actor RolloutRuntime {
     private let observer: any ClusterObserver
     private let clusterLock: (any ClusterLock)?
     private let gates: (any GateReader)?
+    private let bracket: (any RunBracket)?
     private let clock: any RuntimeClock
     private let configuration: RuntimeConfiguration
     private let updates: @Sendable (RuntimeUpdate) -> Void
@@ -52,9 +56,10 @@ public actor RolloutRuntime {
     /// `updates` receives notices and progress after they are persisted (for the CLI's view).
     /// `lock`: the cluster lock every run takes after the store's lease (nil: the store's alone).
     /// `gates` reads the configured gates when the engine asks (`checkGates`); without one, every
-    /// gate asked for is reported unread, and holds.
+    /// gate asked for is reported unread, and holds. `bracket`: what every run does under its
+    /// lock before and after driving (nil: nothing).
     public init(store: StateStore, transport: any AgentTransport, observer: any ClusterObserver, lock: (any ClusterLock)? = nil,
-                gates: (any GateReader)? = nil,
+                gates: (any GateReader)? = nil, bracket: (any RunBracket)? = nil,
                 clock: any RuntimeClock = WallClock(), configuration: RuntimeConfiguration = RuntimeConfiguration(),
                 updates: @escaping @Sendable (RuntimeUpdate) -> Void = { _ in }) {
         self.store = store
@@ -62,6 +67,7 @@ public actor RolloutRuntime {
         self.observer = observer
         self.clusterLock = lock
         self.gates = gates
+        self.bracket = bracket
         self.clock = clock
         self.configuration = configuration
         self.updates = updates
@@ -71,7 +77,7 @@ public actor RolloutRuntime {
     /// it is the configuration's initiator) and carries it out until it finishes or blocks.
     public func start(_ engine: RolloutEngine, as kind: OperationKind = .apply) async throws(RuntimeError) -> RunResult {
         let stamp = OperationStamp(kind, by: configuration.initiator)
-        return try await run(operation: "\(kind.rawValue) \(engine.rolloutID)", recorded: engine) { (store, holder, now) throws(StoreError) in
+        return try await run(operation: "\(kind.rawValue) \(engine.rolloutID)", rolloutID: engine.rolloutID, recorded: engine) { (store, holder, now) throws(StoreError) in
             try store.createRollout(engine, holder: holder, now: now, stamp: stamp)
             return Loaded(engine: engine, first: [.start])
         }
@@ -93,7 +99,7 @@ public actor RolloutRuntime {
             throw RuntimeError.store(error)
         }
         let stamp = OperationStamp(.resume, by: configuration.initiator)
-        return try await run(operation: "resume \(id)", recorded: try? store.engine(rolloutID: id)) { (store, _, _) throws(StoreError) in
+        return try await run(operation: "resume \(id)", rolloutID: id, recorded: try? store.engine(rolloutID: id)) { (store, _, _) throws(StoreError) in
             let engine = try store.resumableEngine(rolloutID: id)
             let adopt: [RolloutEngine.Event] = windows.map { [.setMaintenanceWindows($0)] } ?? []
             // Created but killed before its start was recorded: start it now.
@@ -107,7 +113,7 @@ public actor RolloutRuntime {
     /// has not finished (restoring an older rollout's snapshot would undo that one too).
     public func restore(rolloutID: String) async throws(RuntimeError) -> RunResult {
         let stamp = OperationStamp(.restore, by: configuration.initiator)
-        return try await run(operation: "restore \(rolloutID)", recorded: try? store.engine(rolloutID: rolloutID)) { (store, _, _) throws(StoreError) in
+        return try await run(operation: "restore \(rolloutID)", rolloutID: rolloutID, recorded: try? store.engine(rolloutID: rolloutID)) { (store, _, _) throws(StoreError) in
             let engine = try store.engine(rolloutID: rolloutID)
             if let newest = try store.history(limit: 1).first, newest.id != rolloutID {
                 throw StoreError.restoreRefused("rollout \(newest.id) was made after \(rolloutID); restoring \(rolloutID)'s snapshot would "
@@ -155,8 +161,10 @@ public actor RolloutRuntime {
     }
 
     /// Takes the lock for `operation` (allowing an API outage when the rollout as `recorded` keeps
-    /// the API down), loads under it, drives, and gives the lock back.
-    private func run(operation: String, recorded: RolloutEngine?, _ load: (StateStore, String, Instant) throws(StoreError) -> Loaded)
+    /// the API down), opens the bracket, loads under it, drives, closes the bracket, and gives the
+    /// lock back.
+    private func run(operation: String, rolloutID: String, recorded: RolloutEngine?,
+                     _ load: (StateStore, String, Instant) throws(StoreError) -> Loaded)
         async throws(RuntimeError) -> RunResult {
         guard !running else { throw RuntimeError.alreadyRunning }
         running = true
@@ -193,21 +201,30 @@ public actor RolloutRuntime {
         case .held(_, nil)?, nil:
             break
         }
+        if let bracket {
+            do {
+                try await bracket.opening(rolloutID: rolloutID, lock: lock)
+            } catch {
+                await end()
+                throw RuntimeError.notOpened(rolloutID: rolloutID, reason: "\(error)")
+            }
+        }
+        let outcome: Result<RunResult, RuntimeError>
         do {
             let loaded = try load(store, configuration.holder, clock.now())
-            let result = try await drive(loaded.engine, first: loaded.first, stamp: loaded.stamp, stream: stream)
-            await end()
-            return result
+            outcome = .success(try await drive(loaded.engine, first: loaded.first, stamp: loaded.stamp, stream: stream))
         } catch let error as StoreError {
-            await end()
-            throw RuntimeError.store(error)
+            outcome = .failure(.store(error))
         } catch let error as RuntimeError {
-            await end()
-            throw error
+            outcome = .failure(error)
         } catch {
-            await end()
             preconditionFailure("unexpected error \(error)")
         }
+        // Nothing more is sent while the bracket closes; the lock is still held.
+        stopTasks()
+        await bracket?.closing(rolloutID: rolloutID, lock: lock, outcome: outcome)
+        await end()
+        return try outcome.get()
     }
 
     /// `first` are handled in order before anything else (each persisted as its own transition;

@@ -42,6 +42,9 @@ public enum RuntimeError: Error, Equatable, Sendable, CustomStringConvertible {
     case stalled(String)
     /// The caller cancelled the run (the process is stopping); the rollout resumes later.
     case cancelled
+    /// The run's `RunBracket` refused to open (`reason`): nothing was loaded or recorded, and
+    /// the lock was given back.
+    case notOpened(rolloutID: String, reason: String)
 
     public var description: String {
         switch self {
@@ -54,6 +57,7 @@ public enum RuntimeError: Error, Equatable, Sendable, CustomStringConvertible {
         case .alreadyRunning: "this controller is already driving a rollout"
         case .stalled(let status): "the rollout engine waits for nothing (status \(status)); run `upkeep resume`, and report this as a bug"
         case .cancelled: "stopped before the rollout finished; run `upkeep resume` to carry it on"
+        case .notOpened(let id, let reason): "rollout \(id) was not started: \(reason)"
         }
     }
 }

@@ -53,20 +53,16 @@ struct RolloutDriver {
             await fleet.close()
             throw error
         }
+        // With `maintenance.suspendFlux`, maintenance mode is switched on and off by the runtime
+        // under the rollout's lock; it needs the API, so a recovery (the API down) goes without.
+        let maintenance = session.config.maintenance.suspendFlux && live
+            ? RolloutMaintenance(session.maintenanceMode(store: store, say: { view.say($0) }), by: OperatorIdentity.name(initiator),
+                                 say: { view.say($0) })
+            : nil
         let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer, lock: clusterLock, gates: gates.reader,
+                                     bracket: maintenance,
                                      configuration: RuntimeConfiguration(initiator: initiator, forceTakeover: forceTakeover),
                                      updates: { view.show($0) })
-        let maintenance = session.maintenanceMode(store: store, say: { view.say($0) })
-        // Maintenance mode needs the API; a recovery (the API down) goes without.
-        let rolloutID = live ? try rolloutID(of: start) : nil
-        let hold: MaintenanceMode.Hold?
-        do {
-            hold = try await holdMaintenance(maintenance, rolloutID: rolloutID)
-        } catch {
-            await gates.close()
-            await fleet.close()
-            throw error
-        }
         let result: RunResult
         do {
             switch start {
@@ -84,12 +80,8 @@ struct RolloutDriver {
         } catch {
             await gates.close()
             await fleet.close()
-            // This run never drove the rollout (refused by the store, or the cluster Lease not
-            // taken): what it switched on for it goes off again.
-            if hold == .enabledNow, let rolloutID, Self.neverDrove(error) {
-                try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.name(initiator), now: .wallClockNow())
-            }
             switch error {
+            case .notOpened(_, let reason): throw maintenance?.failure ?? CommandFailure(code: RolloutExitCode.state, message: reason)
             case .store(.leaseHeld), .store(.leaseLost), .lock(.held), .lockLost:
                 throw CommandFailure(code: RolloutExitCode.leaseHeld, message: error.description)
             case .lock(.unreachable), .lock(.refused): throw CommandFailure(code: RolloutExitCode.unreachable, message: error.description)
@@ -103,9 +95,7 @@ struct RolloutDriver {
         }
         await gates.close()
         await fleet.close()
-        if let rolloutID {
-            try await settleMaintenance(maintenance, rolloutID: rolloutID, after: result, view: view)
-        }
+        if let failure = maintenance?.failure { throw failure }
         switch result {
         case .finished(.completed):
             view.say("done: every node runs its target version")
@@ -138,61 +128,6 @@ struct RolloutDriver {
         let keys = engine.artifactsAhead.map { ArtifactCache.Key(version: $0.version, arch: $0.arch) }
         do { try await artifacts.prefetch(keys) } catch {
             throw CommandFailure(code: RolloutExitCode.artifact, message: "\(error); rollout \(id) was not resumed and no node was touched")
-        }
-    }
-
-    /// The rollout `start` names (a resume without an id: the newest unfinished one).
-    private func rolloutID(of start: Start) throws -> String? {
-        switch start {
-        case .new(let engine, _): engine.rolloutID
-        case .resume(let id, _): try id ?? storeCall { try store.unfinishedRollout()?.id }
-        case .restore(let id): id
-        }
-    }
-
-    /// Whether `error` came before the runtime acted on the rollout: the store refused it, or
-    /// the cluster lock was not taken (a lock lost later stopped a rollout that was driven).
-    private static func neverDrove(_ error: RuntimeError) -> Bool {
-        switch error {
-        case .store(let cause): cause.meansNotDriven
-        case .lock: true
-        case .lockLost, .alreadyRunning, .stalled, .cancelled: false
-        }
-    }
-
-    /// With `maintenance.suspendFlux`, maintenance mode on before the rollout touches a node; an
-    /// enable that fails is undone as far as it got, and nothing is started.
-    private func holdMaintenance(_ maintenance: MaintenanceMode, rolloutID: String?) async throws -> MaintenanceMode.Hold? {
-        guard session.config.maintenance.suspendFlux, let rolloutID else { return nil }
-        do {
-            return try await maintenance.hold(forRollout: rolloutID, by: OperatorIdentity.name(initiator), now: .wallClockNow())
-        } catch {
-            try? await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.name(initiator), now: .wallClockNow())
-            let failure = MaintenanceSession.failure(error) as? CommandFailure
-            throw CommandFailure(code: failure?.code ?? RolloutExitCode.state,
-                                 message: "maintenance mode (maintenance.suspendFlux) could not be switched on: \(failure?.message ?? "\(error)"); "
-                                     + "no node was touched")
-        }
-    }
-
-    /// Maintenance mode held for the rollout goes off once it finished (completed, rolled back,
-    /// failed: Flux must not stay suspended) and stays on while it is blocked. A finished
-    /// rollout whose maintenance mode cannot be switched off exits 8 and says so.
-    private func settleMaintenance(_ maintenance: MaintenanceMode, rolloutID: String, after result: RunResult, view: ProgressPrinter) async throws {
-        switch result {
-        case .finished, .restored:
-            do {
-                try await maintenance.release(forRollout: rolloutID, by: OperatorIdentity.name(initiator), now: .wallClockNow())
-            } catch {
-                throw CommandFailure(code: RolloutExitCode.unreachable,
-                                     message: "rollout \(rolloutID) finished (`upkeep status`), but maintenance mode held for it could not be "
-                                         + "switched off: \(error); Flux stays suspended until `upkeep maintenance disable`")
-            }
-        case .blocked:
-            if let period = try? await maintenance.held(forRollout: rolloutID) {
-                view.say("maintenance mode \(period.id) stays on while the rollout is blocked (\(period.suspended.count) Flux objects suspended); "
-                         + "it goes off when the rollout finishes, or with `upkeep maintenance disable`")
-            }
         }
     }
 
