@@ -61,22 +61,24 @@ struct ValidateCommand: AsyncParsableCommand {
         var failing: [String]
         var checks: [Check]
 
+        /// A result as `ValidationResult` encodes it, with its `name` beside.
         struct Check: Encodable {
-            var name: String
-            var area: ValidationArea
-            var check: String
-            var verdict: ValidationVerdict
-            var summary: String
-            var evidence: [String]
-            var action: String?
+            var result: ValidationResult
+
+            private enum Keys: String, CodingKey { case name }
+
+            func encode(to encoder: any Encoder) throws {
+                try result.encode(to: encoder)
+                var container = encoder.container(keyedBy: Keys.self)
+                try container.encode(result.name, forKey: .name)
+            }
         }
 
         init(areas: [ValidationArea], results: [ValidationResult]) {
             healthy = results.allHealthy
             self.areas = areas
             failing = results.filter { !$0.isHealthy }.map(\.name)
-            checks = results.map { Check(name: $0.name, area: $0.area, check: $0.check, verdict: $0.verdict, summary: $0.summary,
-                                         evidence: $0.evidence, action: $0.action) }
+            checks = results.map(Check.init)
         }
     }
 
