@@ -18,6 +18,18 @@ struct ValidateEndToEndTests {
         return outcome
     }
 
+    /// `kubectl patch deployment NAME` to `replicas`: a controller scaled away and back.
+    static func scale(_ sandbox: EndToEndSandbox, _ namespace: String, _ deployment: String, to replicas: Int) async throws {
+        _ = try await kubectl(sandbox, ["-n", namespace, "patch", "deployment", deployment, "--type", "merge",
+                                        "-p", #"{"spec":{"replicas":\#(replicas)}}"#])
+    }
+
+    /// `spec.suspend` of the Kustomization flux-system/apps set to `suspended`, as by hand.
+    static func suspendApps(_ sandbox: EndToEndSandbox, _ suspended: Bool) async throws {
+        _ = try await kubectl(sandbox, ["-n", "flux-system", "patch", "kustomizations.kustomize.toolkit.fluxcd.io", "apps", "--type", "merge",
+                                        "-p", #"{"spec":{"suspend":\#(suspended)}}"#])
+    }
+
     /// Runs `upkeep validate ARGUMENTS` until it exits `status` with every one of `texts` in its
     /// output (the model reacts within a tick or two), at most `timeoutSeconds`.
     static func validate(_ sandbox: EndToEndSandbox, _ arguments: [String], status: Int32, showing texts: [String],
@@ -46,7 +58,9 @@ struct ValidateEndToEndTests {
             let report = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
             let checks = report["checks"] as? [[String: Any]] ?? []
             #expect(json.status == 0 && report["healthy"] as? Bool == true && checks.count == 15
-                    && checks.allSatisfy { $0["verdict"] as? String == "healthy" }, "\(json.output)")
+                    && checks.allSatisfy { $0["verdict"] as? String == "healthy" }
+                    && checks.contains { $0["name"] as? String == "cluster/etcd" && $0["area"] as? String == "cluster" && $0["check"] as? String == "etcd" },
+                    "\(json.output)")
 
             // cluster/cordons: a cordon nobody explains.
             _ = try await Self.kubectl(sandbox, ["cordon", "agent-1"])
@@ -63,13 +77,11 @@ struct ValidateEndToEndTests {
             _ = try await Self.validate(sandbox, [], status: 0, showing: ["healthy   cluster/etcd: 3 of 3 members healthy"])
 
             // flux/suspended: suspended by hand is named; suspended by maintenance mode is not.
-            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "kustomizations.kustomize.toolkit.fluxcd.io", "apps", "--type", "merge",
-                                                 "-p", #"{"spec":{"suspend":true}}"#])
+            try await Self.suspendApps(sandbox, true)
             _ = try await Self.validate(sandbox, ["--flux"], status: 1,
                                         showing: ["UNHEALTHY flux/suspended: suspended, not by maintenance mode: Kustomization/flux-system/apps",
                                                   "`flux resume kustomization apps -n flux-system`"])
-            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "kustomizations.kustomize.toolkit.fluxcd.io", "apps", "--type", "merge",
-                                                 "-p", #"{"spec":{"suspend":false}}"#])
+            try await Self.suspendApps(sandbox, false)
             let enabled = try await sandbox.controller(["maintenance", "enable", "--reason", "validate test"])
             try #require(enabled.status == 0, "\(enabled.output)")
             _ = try await Self.validate(sandbox, ["--flux"], status: 0, showing: ["healthy   flux/suspended: ", "suspended by maintenance mode"])
@@ -77,21 +89,17 @@ struct ValidateEndToEndTests {
             try #require(disabled.status == 0, "\(disabled.output)")
 
             // flux/controllers: source-controller scaled to zero.
-            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "deployment", "source-controller", "--type", "merge",
-                                                 "-p", #"{"spec":{"replicas":0}}"#])
+            try await Self.scale(sandbox, "flux-system", "source-controller", to: 0)
             _ = try await Self.validate(sandbox, ["--flux"], status: 1, showing: ["UNHEALTHY flux/controllers: not available: source-controller (scaled to 0)"])
-            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "deployment", "source-controller", "--type", "merge",
-                                                 "-p", #"{"spec":{"replicas":1}}"#])
+            try await Self.scale(sandbox, "flux-system", "source-controller", to: 1)
             _ = try await Self.validate(sandbox, ["--flux"], status: 0, showing: ["healthy   flux/controllers: "])
 
             // networking/dns: CoreDNS scaled to zero.
-            _ = try await Self.kubectl(sandbox, ["-n", "kube-system", "patch", "deployment", "coredns", "--type", "merge",
-                                                 "-p", #"{"spec":{"replicas":0}}"#])
+            try await Self.scale(sandbox, "kube-system", "coredns", to: 0)
             _ = try await Self.validate(sandbox, ["--networking"], status: 1,
                                         showing: ["UNHEALTHY networking/dns: CoreDNS is scaled to 0 (Deployment/kube-system/coredns)",
                                                   "healthy   networking/ingress: Traefik available: 1 of 1"])
-            _ = try await Self.kubectl(sandbox, ["-n", "kube-system", "patch", "deployment", "coredns", "--type", "merge",
-                                                 "-p", #"{"spec":{"replicas":1}}"#])
+            try await Self.scale(sandbox, "kube-system", "coredns", to: 1)
             _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/dns: CoreDNS available: 1 of 1"])
 
             // applications: what upkeep.yaml declares: a Deployment, a DaemonSet, a URL (a stand-in on 127.0.0.1).
@@ -109,13 +117,13 @@ struct ValidateEndToEndTests {
             #expect(apps.status == 0 && apps.output.contains("healthy   applications/Deployment/default/web: web available: 2 of 2")
                     && apps.output.contains("healthy   applications/GET \(site.url("/healthz")): answered 200 as expected"), "\(apps.output)")
             site.answer(then: .status(503))
-            _ = try await Self.kubectl(sandbox, ["patch", "deployment", "web", "--type", "merge", "-p", #"{"spec":{"replicas":0}}"#])
+            try await Self.scale(sandbox, "default", "web", to: 0)
             let broken = try await sandbox.controller(["validate", "--all"], config: declared)
             #expect(broken.status == 1 && broken.output.contains("UNHEALTHY applications/Deployment/default/web: web is scaled to 0")
                     && broken.output.contains("UNHEALTHY applications/GET \(site.url("/healthz")): answered 503, expected 200")
                     && broken.output.contains("healthy   applications/DaemonSet/longhorn-system/longhorn-manager: "), "\(broken.output)")
             await site.close()
-            _ = try await Self.kubectl(sandbox, ["patch", "deployment", "web", "--type", "merge", "-p", #"{"spec":{"replicas":2}}"#])
+            try await Self.scale(sandbox, "default", "web", to: 2)
 
             // storage/rebuilds and storage/attached: a replica failed on a node whose rebuilds are slow.
             let replicas = try await Self.kubectl(sandbox, ["-n", "longhorn-system", "get", "replicas.longhorn.io", "-o", "json"])
