@@ -63,12 +63,26 @@ import UpkeepStore
         }
     }
 
-    @Test func theBracketOpensBeforeAnythingIsRecordedAndClosesBeforeTheLockIsGivenBack() async throws {
-        let setup = try RolloutRuntimeTests.Setup()
-        let lock = ScriptedLock()
-        let witness = Witness(setup, lock)
-        let runtime = RolloutRuntime(store: setup.store, transport: setup.world, observer: setup.world, lock: lock, bracket: witness,
+    /// A runtime over a fresh setup whose bracket is a witness; `lock` decides whether the cluster
+    /// lock is given.
+    struct Rig {
+        let setup: RolloutRuntimeTests.Setup
+        let lock: ScriptedLock
+        let witness: Witness
+        let runtime: RolloutRuntime
+
+        init(lock: ScriptedLock = ScriptedLock(), refusing refusal: String? = nil) throws {
+            setup = try RolloutRuntimeTests.Setup()
+            self.lock = lock
+            witness = Witness(setup, lock, refusing: refusal)
+            runtime = RolloutRuntime(store: setup.store, transport: setup.world, observer: setup.world, lock: lock, bracket: witness,
                                      configuration: RuntimeConfiguration(holder: "test"))
+        }
+    }
+
+    @Test func theBracketOpensBeforeAnythingIsRecordedAndClosesBeforeTheLockIsGivenBack() async throws {
+        let rig = try Rig()
+        let (setup, lock, witness, runtime) = (rig.setup, rig.lock, rig.witness, rig.runtime)
         #expect(try await bounded("the rollout") { try await runtime.start(try RolloutFixtures.engine("r1")) } == .finished(.completed))
         let sights = witness.sights.withLock { $0 }
         try #require(sights.count == 2, "\(sights)")
@@ -79,11 +93,8 @@ import UpkeepStore
     }
 
     @Test func aRefusedOpeningStartsNothingAndGivesTheLockBack() async throws {
-        let setup = try RolloutRuntimeTests.Setup()
-        let lock = ScriptedLock()
-        let witness = Witness(setup, lock, refusing: "Flux could not be suspended")
-        let runtime = RolloutRuntime(store: setup.store, transport: setup.world, observer: setup.world, lock: lock, bracket: witness,
-                                     configuration: RuntimeConfiguration(holder: "test"))
+        let rig = try Rig(refusing: "Flux could not be suspended")
+        let (setup, lock, witness, runtime) = (rig.setup, rig.lock, rig.witness, rig.runtime)
         await #expect(throws: RuntimeError.notOpened(rolloutID: "r1", reason: "Flux could not be suspended")) {
             try await runtime.start(try RolloutFixtures.engine("r1"))
         }
@@ -93,12 +104,9 @@ import UpkeepStore
     }
 
     @Test func aLockHeldElsewhereNeverOpensTheBracket() async throws {
-        let setup = try RolloutRuntimeTests.Setup()
         let refusal = ClusterLockError.held(lock: "kube-system/upkeep", holder: "other-1 (apply r9)", renewedAt: nil, expiresAt: nil)
-        let lock = ScriptedLock(refusing: refusal)
-        let witness = Witness(setup, lock)
-        let runtime = RolloutRuntime(store: setup.store, transport: setup.world, observer: setup.world, lock: lock, bracket: witness,
-                                     configuration: RuntimeConfiguration(holder: "test"))
+        let rig = try Rig(lock: ScriptedLock(refusing: refusal))
+        let (witness, runtime) = (rig.witness, rig.runtime)
         await #expect(throws: RuntimeError.lock(refusal)) { try await runtime.start(try RolloutFixtures.engine("r1")) }
         #expect(witness.sights.withLock { $0 }.isEmpty)
     }
@@ -106,11 +114,8 @@ import UpkeepStore
     /// The store refuses the run after the bracket opened (a restore of a rollout it does not
     /// know): the bracket is closed with that refusal, still under the lock.
     @Test func aRunTheStoreRefusesClosesTheBracketWithTheRefusal() async throws {
-        let setup = try RolloutRuntimeTests.Setup()
-        let lock = ScriptedLock()
-        let witness = Witness(setup, lock)
-        let runtime = RolloutRuntime(store: setup.store, transport: setup.world, observer: setup.world, lock: lock, bracket: witness,
-                                     configuration: RuntimeConfiguration(holder: "test"))
+        let rig = try Rig()
+        let (lock, witness, runtime) = (rig.lock, rig.witness, rig.runtime)
         let outcome = await capture { try await runtime.restore(rolloutID: "r7") }
         guard case .failure(RuntimeError.store(let refusal)) = outcome else {
             Issue.record("expected the store's refusal, got \(outcome)")
