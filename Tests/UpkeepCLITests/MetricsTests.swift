@@ -55,6 +55,18 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         try outbox.emit(.rolloutFinished, summary: "finished", details: [:], now: now)
         let claimed = try #require(try outbox.claimNotification(sink: "phone", holder: "t", now: now, claimMilliseconds: 1000))
         try outbox.recordDelivery(sequence: claimed.sequence, .retry(at: now.adding(seconds: 60), error: "HTTP 503"), now: now)
+        // Updates through Git: Longhorn completed in 5 min, Flux reverted, Longhorn running for 90 min.
+        func update(_ id: String, _ component: String, to: String, startedSecondsAgo: Int64, took: Int64?,
+                    _ outcome: ComponentUpdateRecord.Outcome) throws {
+            let started = now.adding(milliseconds: -startedSecondsAgo * 1000)
+            try store.saveComponentUpdate(ComponentUpdateRecord(id: id, component: component, from: "v1", to: to, repository: "file:///fleet.git",
+                                                                file: "\(component).yaml", startedAt: started,
+                                                                finishedAt: took.map { started.adding(milliseconds: $0 * 1000) }, commit: "abc",
+                                                                outcome: outcome))
+        }
+        try update("u1", "longhorn", to: "v1.8.2", startedSecondsAgo: 86_400, took: 300, .completed)
+        try update("u2", "flux", to: "v2.5.1", startedSecondsAgo: 43_200, took: 1_900, .reverted)
+        try update("u3", "longhorn", to: "v1.9.1", startedSecondsAgo: 5_400, took: nil, .running)
         let result = try UpkeepBinary.run(["metrics", "--config", config])
         try #require(result.status == 0, "\(result.output)\(result.error)")
         return result.output
@@ -96,6 +108,21 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         #expect(Self.value(text, #"upkeep_notifications_sent_total{sink="phone"}"#) == 0)
         #expect(Self.value(text, #"upkeep_notifications_failed_total{sink="pager"}"#) == 0)
         #expect(Self.value(text, #"upkeep_notifications_dropped_total{sink="phone"}"#) == 0)
+
+        // Longhorn and Flux updates through Git, from their records.
+        #expect(Self.value(text, #"upkeep_updates_total{component="longhorn",outcome="completed"}"#) == 1, "\(text)")
+        #expect(Self.value(text, #"upkeep_updates_total{component="flux",outcome="reverted"}"#) == 1)
+        #expect(Self.value(text, #"upkeep_updates_total{component="flux",outcome="completed"}"#) == 0)
+        #expect(Self.value(text, #"upkeep_updates_total{component="longhorn",outcome="failed"}"#) == 0)
+        #expect(Self.value(text, #"upkeep_update_duration_seconds_count{component="longhorn"}"#) == 1, "only completed updates are timed")
+        #expect(Self.value(text, #"upkeep_update_duration_seconds_sum{component="longhorn"}"#) == 300)
+        #expect(Self.value(text, #"upkeep_update_duration_seconds_bucket{component="longhorn",le="120.0"}"#) == 0)
+        #expect(Self.value(text, #"upkeep_update_duration_seconds_bucket{component="longhorn",le="300.0"}"#) == 1)
+        #expect(Self.value(text, #"upkeep_update_duration_seconds_count{component="flux"}"#) == 0)
+        #expect(Self.value(text, #"upkeep_update_running{component="longhorn",to="v1.9.1"}"#) == 1)
+        #expect(text.split(separator: "\n").filter { $0.hasPrefix("upkeep_update_running{") }.count == 1, "\(text)")
+        let running = try #require(Self.value(text, #"upkeep_update_running_seconds{component="longhorn",to="v1.9.1"}"#), "\(text)")
+        #expect((5_400...5_700).contains(running), "measured to the scrape: \(running)")
 
         let file = try directory.write(text, to: "metrics.prom")
         let lint = try runProcess("/bin/sh", ["-c", "\(try Self.promtool()) check metrics < \(file)"])
@@ -141,24 +168,8 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
     @Test func serveAnswersMetricsAndHealthzAndStopsOnSIGTERM() async throws {
         let directory = try TemporaryDirectory()
         let config = try HistoryStatusCommandTests.recordedState(directory)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try UpkeepBinary.path())
-        process.arguments = ["serve", "--config", config, "--listen", "127.0.0.1:0"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
+        let (process, url) = try Self.startServe(config: config)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        // The first line names the port it bound.
-        var line = Data()
-        let deadline = Date().addingTimeInterval(30)
-        while !line.contains(UInt8(ascii: "\n")), Date() < deadline {
-            line.append(output.fileHandleForReading.availableData)
-        }
-        let announced = String(decoding: line, as: UTF8.self)
-        let url = try #require(announced.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) },
-                               "serve printed: \(announced)")
-        #expect(url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/metrics"), "\(announced)")
 
         let scrape = try runProcess("curl", ["-sS", "--max-time", "10", "-D", "-", url])
         #expect(scrape.status == 0 && scrape.output.hasPrefix("HTTP/1.1 200"), "\(scrape.output)\(scrape.error)")
@@ -185,10 +196,38 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         #expect(process.terminationStatus == 0)
     }
 
+    /// `upkeep serve` on a port of its choosing, and its metrics URL (from the line it prints first).
+    static func startServe(config: String) throws -> (Process, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try UpkeepBinary.path())
+        process.arguments = ["serve", "--config", config, "--listen", "127.0.0.1:0"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        var line = Data()
+        let deadline = Date().addingTimeInterval(30)
+        while !line.contains(UInt8(ascii: "\n")), Date() < deadline {
+            line.append(output.fileHandleForReading.availableData)
+        }
+        let announced = String(decoding: line, as: UTF8.self)
+        let url = announced.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        guard url.hasPrefix("http://127.0.0.1:") && url.hasSuffix("/metrics") else {
+            kill(process.processIdentifier, SIGKILL)
+            throw ServeDidNotStart(printed: announced)
+        }
+        return (process, url)
+    }
+
+    struct ServeDidNotStart: Error, CustomStringConvertible {
+        var printed: String
+        var description: String { "upkeep serve did not announce its metrics URL; it printed: \(printed)" }
+    }
+
     @Test func theAlertRulesLoadAndFireOnTheSeriesTheirTestsGive() throws {
         let promtool = try Self.promtool()
         let check = try runProcess(promtool, ["check", "rules", "\(deployDirectory)/prometheus/upkeep-rules.yaml"])
-        #expect(check.status == 0 && check.output.contains("SUCCESS: 18 rules found"), "\(check.output)\(check.error)")
+        #expect(check.status == 0 && check.output.contains("SUCCESS: 20 rules found"), "\(check.output)\(check.error)")
         // Days of series at a 1 m evaluation interval: seconds of CPU, longer on a loaded machine.
         let test = try runProcess(promtool, ["test", "rules", "\(deployDirectory)/prometheus/upkeep-rules.test.yaml"], timeoutSeconds: 120)
         #expect(test.status == 0 && test.output.contains("SUCCESS"), "\(test.output)\(test.error)")

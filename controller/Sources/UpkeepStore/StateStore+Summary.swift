@@ -56,3 +56,50 @@ extension StateStore {
         }
     }
 }
+
+/// Longhorn and Flux updates through Git (`component_updates`) counted by SQLite, as a metrics
+/// scrape needs them: outcomes, how long the completed ones took, the ones still running.
+public struct ComponentUpdateSummary: Equatable, Sendable {
+    public struct Running: Equatable, Sendable {
+        public var component: String
+        public var to: String
+        public var startedAt: Instant
+
+        public init(component: String, to: String, startedAt: Instant) {
+            self.component = component
+            self.to = to
+            self.startedAt = startedAt
+        }
+    }
+
+    /// Finished updates by component, then outcome (`completed`, `reverted`, `failed`).
+    public var finished: [String: [String: Int]] = [:]
+    /// Start (the record written before the push) to finish of every completed update, by component.
+    public var completedMilliseconds: [String: [Int64]] = [:]
+    /// Updates recorded `running`: driven now, or interrupted (docs/gitops.md).
+    public var running: [Running] = []
+
+    public init() {}
+}
+
+extension StateStore {
+    public func componentUpdateSummary() throws(StoreError) -> ComponentUpdateSummary {
+        try read { db in
+            var summary = ComponentUpdateSummary()
+            for row in try Row.fetchAll(db, sql: """
+                SELECT component, outcome, count(*) AS n FROM component_updates WHERE outcome != 'running' GROUP BY component, outcome
+                """) {
+                summary.finished[row["component"], default: [:]][row["outcome"]] = row["n"]
+            }
+            for row in try Row.fetchAll(db, sql: """
+                SELECT component, finished_at - started_at AS ms FROM component_updates WHERE outcome = 'completed' AND finished_at IS NOT NULL
+                """) {
+                summary.completedMilliseconds[row["component"], default: []].append(row["ms"])
+            }
+            summary.running = try Row.fetchAll(db, sql: """
+                SELECT component, to_version, started_at FROM component_updates WHERE outcome = 'running' ORDER BY started_at, id
+                """).map { ComponentUpdateSummary.Running(component: $0["component"], to: $0["to_version"], startedAt: Instant(milliseconds: $0["started_at"])) }
+            return summary
+        }
+    }
+}

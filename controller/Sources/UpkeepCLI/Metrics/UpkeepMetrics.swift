@@ -47,10 +47,15 @@ struct MetricsSnapshot: Equatable {
     var notifications: [SinkDeliveryStats] = []
     /// The cluster Lease's events (`ClusterLease.Event`) this controller counted, by event.
     var leaseEvents: [String: Int] = [:]
+    /// Longhorn and Flux updates through Git (`upkeep update`, serve's automation), from their records.
+    var updates = ComponentUpdateSummary()
+    /// When the snapshot was taken: how long a running update has run is measured to it.
+    var takenAt = Instant(milliseconds: 0)
 
     /// `sinks`: the configured notification sinks, listed even before their first event.
     static func gather(store: StateStore, checks: (any CheckRecorder)?, now: Instant, sinks: [String] = []) throws(StoreError) -> MetricsSnapshot {
         var snapshot = MetricsSnapshot()
+        snapshot.takenAt = now
         snapshot.notifications = try store.notificationStats(sinks: sinks)
         if let lease = try store.currentLease() { snapshot.controllerActive = lease.expiresAt > now }
         let summary = try store.summary()
@@ -74,6 +79,7 @@ struct MetricsSnapshot: Equatable {
             }
         }
         snapshot.leaseEvents = try store.leaseEventCounts()
+        snapshot.updates = try store.componentUpdateSummary()
         snapshot.backupsKept = summary.backupCount
         if let newest = summary.newestBackup {
             snapshot.lastBackupAtSeconds = Double(newest.takenAt.milliseconds) / 1000
@@ -101,6 +107,14 @@ struct MetricsSnapshot: Equatable {
     /// Buckets of `upkeep_node_upgrade_duration_seconds`: a node takes from under a minute
     /// (no pods, fast start) to an hour (a long drain and a Longhorn rebuild).
     static let upgradeBuckets: [Double] = [30, 60, 120, 300, 600, 1200, 1800, 3600]
+
+    /// Buckets of `upkeep_update_duration_seconds`: Flux applies a commit within its interval
+    /// (a minute or so), a Longhorn chart upgrade takes minutes; `upkeep update` waits 15 min by default.
+    static let updateBuckets: [Double] = [30, 60, 120, 300, 600, 900, 1800, 3600]
+
+    /// What `upkeep update` changes through Git; listed even before their first update.
+    static let updateComponents = ["longhorn", "flux"]
+    static let updateOutcomes = ["completed", "reverted", "failed"]
 
     /// The Prometheus text exposition (format 0.0.4). `limits`: the bounds a running `upkeep
     /// serve` reached (a one-shot `upkeep metrics` has none).
@@ -143,6 +157,7 @@ struct MetricsSnapshot: Equatable {
             descriptor: describe("upkeep_node_upgrade_duration_seconds", "Time from a node's cordon to its commit, for nodes upgraded."),
             buckets: Self.upgradeBuckets)
         for seconds in nodeUpgradeSeconds { histogram.record(seconds) }
+        updateExposition(registry: registry)
         gauge("upkeep_nodes_cordoned_by_upkeep", "Nodes the unfinished rollout cordoned and has not uncordoned.", Double(cordonedByUpkeep))
         for gate in GateKind.allCases.map(\.rawValue) {
             let held = gatesHeldSeconds[gate]
@@ -198,6 +213,37 @@ struct MetricsSnapshot: Equatable {
                     labels: [("limit", limit.rawValue)], count)
         }
         return registry.emitToString()
+    }
+}
+
+extension MetricsSnapshot {
+    /// `upkeep_updates_total`, `upkeep_update_duration_seconds`, `upkeep_update_running` and
+    /// `upkeep_update_running_seconds`: Longhorn and Flux updates through Git (docs/metrics.md).
+    func updateExposition(registry: PrometheusCollectorRegistry) {
+        func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+        }
+        let components = Set(Self.updateComponents).union(updates.finished.keys).union(updates.running.map(\.component)).sorted()
+        for component in components {
+            let outcomes = Set(Self.updateOutcomes).union(updates.finished[component, default: [:]].keys).sorted()
+            for outcome in outcomes {
+                registry.makeCounter(descriptor: describe("upkeep_updates_total",
+                                                          "Finished Longhorn and Flux updates through Git (upkeep update, serve's automation), by component and outcome."),
+                                     labels: [("component", component), ("outcome", outcome)])
+                    .increment(by: Int64(updates.finished[component]?[outcome] ?? 0))
+            }
+            let histogram = registry.makeValueHistogram(
+                descriptor: describe("upkeep_update_duration_seconds", "Time from an update's commit to Flux showing it done, for updates that completed."),
+                labels: [("component", component)], buckets: Self.updateBuckets)
+            for milliseconds in updates.completedMilliseconds[component, default: []] { histogram.record(Double(milliseconds) / 1000) }
+        }
+        for running in updates.running {
+            let labels = [("component", running.component), ("to", running.to)]
+            registry.makeGauge(descriptor: describe("upkeep_update_running", "1 while an update through Git is recorded running (driven now, or interrupted)."),
+                               labels: labels).set(to: 1)
+            registry.makeGauge(descriptor: describe("upkeep_update_running_seconds", "How long the running update has run since its commit was recorded."),
+                               labels: labels).set(to: Double(max(0, takenAt.milliseconds(since: running.startedAt))) / 1000)
+        }
     }
 }
 
