@@ -84,7 +84,9 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
             ("update-report.sh", ["--format", "pdf"], "comes with issue 18; today use --format md"),
             ("update-report.sh", ["--format", "html"], "comes with issue 18"),
             ("update-report.sh", ["--format", "docx"], "write md or json"),
-            ("update-metrics.sh", ["--prometheus-query", "up"], "comes with issue 18; today ask Prometheus's HTTP API yourself"),
+            ("update-metrics.sh", ["--prometheus-query", "up", "--output", "m.prom"], "--output goes without --prometheus-query"),
+            ("update-metrics.sh", ["--json"], "--json goes with --prometheus-query"),
+            ("update-metrics.sh", ["--prometheus-query"], "--prometheus-query needs a value"),
         ]
         for (name, arguments, message) in refusals {
             let result = try Self.run(name, arguments)
@@ -98,7 +100,7 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
     /// `--config FILE` reaches upkeep: a missing file is upkeep's own refusal, naming it.
     @Test func theConfigurationIsPassedOnToUpkeep() throws {
         for (name, arguments) in [("check-updates.sh", [String]()), ("update-history.sh", []), ("update-report.sh", ["--since", "30d"]),
-                                  ("update-metrics.sh", []), ("rollback-updates.sh", ["--component", "k3s", "--to-version", "v1.31.4+k3s1"]),
+                                  ("update-metrics.sh", []), ("update-metrics.sh", ["--prometheus-query", "up", "--json"]), ("rollback-updates.sh", ["--component", "k3s", "--to-version", "v1.31.4+k3s1"]),
                                   ("emergency-recovery.sh", ["--restore-from-backup", "b1"]), ("apply-updates.sh", ["--component", "k3s"]),
                                   ("apply-updates.sh", ["--component", "flux", "--to", "v2.5.1", "--emergency"]),
                                   ("maintenance-mode.sh", ["--enable", "--reason", "kernel", "--notify-users"]), ("maintenance-mode.sh", ["--status"]),
