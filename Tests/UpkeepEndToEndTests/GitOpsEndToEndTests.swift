@@ -117,6 +117,15 @@ struct GitOpsEndToEndTests {
             let records = try JSONDecoder().decode([ComponentUpdateRecord].self, from: Data(listed.output.utf8))
             #expect(records.map { "\($0.component) \($0.from)→\($0.to) \($0.outcome.rawValue)" }
                     == ["flux v2.5.1→v2.6.0-rc.1 reverted", "flux v2.4.0→v2.5.1 completed"], "\(listed.output)")
+
+            // Two one-shot runs, counted by the metrics from their records (docs/metrics.md), none running.
+            let metrics = try await sandbox.controller(["metrics"])
+            #expect(metrics.status == 0, "\(metrics.output)")
+            for expected in [#"upkeep_updates_total{component="flux",outcome="completed"} 1"#, #"upkeep_updates_total{component="flux",outcome="reverted"} 1"#,
+                             #"upkeep_updates_total{component="flux",outcome="failed"} 0"#, #"upkeep_update_duration_seconds_count{component="flux"} 1"#] {
+                #expect(metrics.output.contains(expected + "\n"), "\(expected) in \(metrics.output)")
+            }
+            #expect(!metrics.output.contains("upkeep_update_running{"), "\(metrics.output)")
         }
     }
 }
