@@ -88,6 +88,11 @@ import UpkeepTestSupport
         let scalar = try UpkeepBinary.run(["metrics", "--config", config, "--query", "scalar(sum(upkeep_update_running))", "--time",
                                            String(Int(Date().timeIntervalSince1970))])
         #expect(scalar.status == 0 && scalar.output == "VALUE\n1\n", "\(scalar.output)\(scalar.error)")
+        // Values as Prometheus writes them: a string, NaN.
+        let string = try UpkeepBinary.run(["metrics", "--config", config, "--query", #""up to date""#])
+        #expect(string.status == 0 && string.output == "VALUE\nup to date\n", "\(string.output)\(string.error)")
+        let nan = try UpkeepBinary.run(["metrics", "--config", config, "--query", "0/0"])
+        #expect(nan.status == 0 && nan.output == "VALUE\nNaN\n", "\(nan.output)\(nan.error)")
 
         // Nothing matched: said, exit 1; an hour ago, before Prometheus ran, likewise.
         let none = try UpkeepBinary.run(["metrics", "--config", config, "--query", "upkeep_no_such_metric"])
