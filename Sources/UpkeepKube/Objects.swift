@@ -123,16 +123,23 @@ public struct Eviction: Sendable, Equatable {
     }
 }
 
-/// `apps/v1` Deployment.
-public struct Deployment: KubeObject {
-    public static let resource = ResourceType.deployments
-    public var json: JSON
-    public init(json: JSON) { self.json = json }
+/// A workload counted in replicas (`spec.replicas`, `status.readyReplicas`, …): Deployments and
+/// StatefulSets.
+public protocol ReplicatedWorkload: KubeObject {}
 
+extension ReplicatedWorkload {
     public var replicas: Int64 { json[path: "spec", "replicas"]?.int ?? 1 }
     public var readyReplicas: Int64 { json[path: "status", "readyReplicas"]?.int ?? 0 }
     public var availableReplicas: Int64 { json[path: "status", "availableReplicas"]?.int ?? 0 }
     public var updatedReplicas: Int64 { json[path: "status", "updatedReplicas"]?.int ?? 0 }
+}
+
+/// `apps/v1` Deployment.
+public struct Deployment: ReplicatedWorkload {
+    public static let resource = ResourceType.deployments
+    public var json: JSON
+    public init(json: JSON) { self.json = json }
+
     public var selector: LabelSelector { LabelSelector(json[path: "spec", "selector"] ?? .null) }
 }
 
@@ -146,6 +153,16 @@ public struct DaemonSet: KubeObject {
     public var numberReady: Int64 { json[path: "status", "numberReady"]?.int ?? 0 }
     public var numberAvailable: Int64 { json[path: "status", "numberAvailable"]?.int ?? 0 }
     public var updatedNumberScheduled: Int64 { json[path: "status", "updatedNumberScheduled"]?.int ?? 0 }
+}
+
+/// `apps/v1` StatefulSet.
+public struct StatefulSet: ReplicatedWorkload {
+    public static let resource = ResourceType.statefulSets
+    public var json: JSON
+    public init(json: JSON) { self.json = json }
+
+    /// `status.currentRevision == status.updateRevision`: every pod at the current template.
+    public var revisionsAgree: Bool { json[path: "status", "currentRevision"]?.string == json[path: "status", "updateRevision"]?.string }
 }
 
 /// `longhorn.io/v1beta2` Volume.

@@ -145,6 +145,44 @@ struct ModelTests {
         }
     }
 
+    /// OrderedReady, as Kubernetes documents it: `db-1` only once `db-0` is Ready, an evicted pod
+    /// back under its own name, scale-down from the highest ordinal.
+    @Test func aStatefulSetStartsItsPodsInOrderAndKeepsTheirNames() throws {
+        var model = Self.booted(ClusterSpec(servers: 1, agents: 2, volumes: 0, replicas: 1))
+        let manifest = #"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db","namespace":"default"},"spec":{"replicas":3,"#
+            + #""serviceName":"db","selector":{"matchLabels":{"app":"db"}},"template":{"metadata":{"labels":{"app":"db"}},"#
+            + #""spec":{"containers":[{"name":"db","image":"postgres:16"}]}}}}"#
+        let created = model.handle(APIRequest(method: "POST", uri: "/apis/apps/v1/namespaces/default/statefulsets", contentType: "application/json",
+                                              body: Array(manifest.utf8)), now: model.now)
+        try #require(created.status == 201, "\(String(decoding: created.body, as: UTF8.self))")
+        let names = { (model: ClusterModel) in
+            model.store.list(.pods, namespace: "default").map(Pod.init).filter { $0.labels["app"] == "db" && !$0.isTerminating }.map(\.name).sorted()
+        }
+        Self.tick(&model, seconds: 1)
+        #expect(names(model) == ["db-0"], "db-1 before db-0 is Ready")
+        Self.tick(&model, seconds: 3 * (model.timings.podStartSeconds + 2))
+        #expect(names(model) == ["db-0", "db-1", "db-2"])
+        let set = StatefulSet(json: try #require(model.store.get(.statefulSets, "default", "db")))
+        #expect(set.readyReplicas == 3 && set.updatedReplicas == 3 && set.revisionsAgree)
+
+        let evicted = try #require(model.store.get(.pods, "default", "db-1").map(Pod.init))
+        guard case .success = model.evict(namespace: "default", name: "db-1", graceSeconds: nil) else {
+            Issue.record("eviction of db-1 refused")
+            return
+        }
+        Self.tick(&model, seconds: model.timings.podTerminationSeconds + 2)
+        let back = try #require(model.store.get(.pods, "default", "db-1").map(Pod.init), "db-1 did not come back")
+        #expect(back.uid != evicted.uid)
+
+        let scaled = model.handle(APIRequest(method: "PATCH", uri: "/apis/apps/v1/namespaces/default/statefulsets/db",
+                                             contentType: "application/merge-patch+json", body: Array(#"{"spec":{"replicas":1}}"#.utf8)), now: model.now)
+        try #require(scaled.status == 200)
+        Self.tick(&model, seconds: 1)
+        #expect(names(model) == ["db-0", "db-1"], "db-2 goes first")
+        Self.tick(&model, seconds: 2 * (model.timings.podTerminationSeconds + 2))
+        #expect(names(model) == ["db-0"])
+    }
+
     @Test func anEvictedPodGoesOnlyOnceItsWholeGracePeriodHasPassed() throws {
         var model = Self.booted()
         // Mid-second, so the grace period ends after the whole second its deletionTimestamp shows.

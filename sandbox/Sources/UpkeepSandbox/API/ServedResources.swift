@@ -94,6 +94,8 @@ extension ServedResource {
                        subresources: ["status", "scale"], columns: WorkloadColumns.replicaSet),
         ServedResource(type: .daemonSets, singular: "daemonset", shortNames: ["ds"], categories: ["all"],
                        columns: WorkloadColumns.daemonSet),
+        ServedResource(type: .statefulSets, singular: "statefulset", shortNames: ["sts"], categories: ["all"],
+                       subresources: ["status", "scale"], columns: WorkloadColumns.statefulSet),
         ServedResource(type: .podDisruptionBudgets, singular: "poddisruptionbudget", shortNames: ["pdb"],
                        columns: WorkloadColumns.podDisruptionBudget),
         ServedResource(type: .leases, singular: "lease", subresources: [], isLeaseLike: true,
@@ -253,6 +255,16 @@ enum WorkloadColumns {
         TableColumn(name: "Node Selector", cell: { d, _ in
             let selector = d[path: "spec", "template", "spec", "nodeSelector"]?.stringMap ?? [:]
             return .string(selector.isEmpty ? "<none>" : selector.keys.sorted().map { "\($0)=\(selector[$0]!)" }.joined(separator: ","))
+        }),
+        Cells.ageColumn,
+        TableColumn(name: "Containers", priority: 1, cell: containerNames),
+        TableColumn(name: "Images", priority: 1, cell: containerImages),
+    ]
+
+    static let statefulSet: [TableColumn] = [
+        Cells.nameColumn("StatefulSet"),
+        TableColumn(name: "Ready", cell: { s, _ in
+            .string("\(s[path: "status", "readyReplicas"]?.int ?? 0)/\(s[path: "spec", "replicas"]?.int ?? 1)")
         }),
         Cells.ageColumn,
         TableColumn(name: "Containers", priority: 1, cell: containerNames),

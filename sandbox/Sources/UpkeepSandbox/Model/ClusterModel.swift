@@ -151,6 +151,7 @@ public struct ClusterModel: Sendable {
         reconcileLonghornInstanceManagers()
         reconcileDeployments()
         reconcileDaemonSets()
+        reconcileStatefulSets()
         reconcilePods()
         reconcileWorkloadStatus()
         reconcileLonghorn()
@@ -162,7 +163,7 @@ public struct ClusterModel: Sendable {
     /// The garbage collector: objects whose controlling owner is gone go too.
     mutating func reconcileGarbage() {
         var uids = Set<String>()
-        for type in [ResourceType.deployments, .replicaSets, .daemonSets, .longhornInstanceManagers, .longhornVolumes] {
+        for type in [ResourceType.deployments, .replicaSets, .daemonSets, .statefulSets, .longhornInstanceManagers, .longhornVolumes] {
             for object in store.list(type) { uids.insert(object[path: "metadata", "uid"]?.string ?? "") }
         }
         for type in [ResourceType.replicaSets, .pods, .longhornReplicas] {
@@ -347,10 +348,11 @@ public struct ClusterModel: Sendable {
 
     /// Creates a pod from a template, owned by `owner`.
     @discardableResult
-    mutating func createPod(namespace: String, baseName: String, template: JSON, owner: JSON, nodeName: String? = nil,
+    /// A pod from `template`, named `name` or else `baseName` and a generated suffix.
+    mutating func createPod(namespace: String, baseName: String, name: String? = nil, template: JSON, owner: JSON, nodeName: String? = nil,
                             extraLabels: [String: String] = [:]) -> JSON?
     {
-        let name = nextName(baseName)
+        let name = name ?? nextName(baseName)
         var labels = template[path: "metadata", "labels"] ?? [:]
         for (key, value) in extraLabels { labels[key] = .string(value) }
         var podSpec = template["spec"] ?? [:]
@@ -436,7 +438,46 @@ public struct ClusterModel: Sendable {
         }
     }
 
-    /// Status of deployments, replica sets and daemon sets from their pods.
+    /// StatefulSets keep pods `NAME-0` … `NAME-(replicas-1)` under the default `OrderedReady`
+    /// policy: pod N is created only once every pod before it is Running and Ready, and scaling
+    /// down removes the highest ordinal first, one at a time
+    /// (https://kubernetes.io/docs/concepts/workloads/controllers/statefulset/#deployment-and-scaling-guarantees).
+    /// An evicted pod comes back under the same name.
+    mutating func reconcileStatefulSets() {
+        for statefulSet in store.list(.statefulSets) {
+            let view = StatefulSet(json: statefulSet)
+            let namespace = view.namespace ?? "default"
+            let owned = pods(ownedBy: view.uid, namespace: namespace)
+            let wanted = Int(max(0, view.replicas))
+            let template = statefulSet[path: "spec", "template"] ?? [:]
+            // Scale down first: the highest ordinal above the wanted count, once nothing is terminating.
+            let excess = owned.filter { Self.ordinal(of: $0.name, in: view.name).map { $0 >= wanted } ?? false }
+            if !excess.isEmpty {
+                if !owned.contains(where: \.isTerminating), let last = excess.max(by: { (Self.ordinal(of: $0.name, in: view.name) ?? 0) < (Self.ordinal(of: $1.name, in: view.name) ?? 0) }) {
+                    terminate(last.json, graceSeconds: nil)
+                }
+                continue
+            }
+            for ordinal in 0..<wanted {
+                let name = "\(view.name)-\(ordinal)"
+                if let pod = owned.first(where: { $0.name == name }) {
+                    if pod.isTerminating || !pod.isReady { break }
+                    continue
+                }
+                _ = createPod(namespace: namespace, baseName: view.name, name: name, template: template,
+                              owner: Self.ownerReference(statefulSet), extraLabels: ["statefulset.kubernetes.io/pod-name": name])
+                break
+            }
+        }
+    }
+
+    /// N of a StatefulSet's pod `SET-N`; nil for any other name.
+    static func ordinal(of pod: String, in set: String) -> Int? {
+        guard pod.hasPrefix(set + "-") else { return nil }
+        return Int(pod.dropFirst(set.count + 1))
+    }
+
+    /// Status of deployments, replica sets, daemon sets and stateful sets from their pods.
     mutating func reconcileWorkloadStatus() {
         for replicaSet in store.list(.replicaSets) {
             let namespace = replicaSet[path: "metadata", "namespace"]?.string ?? "default"
@@ -485,6 +526,19 @@ public struct ClusterModel: Sendable {
             if desired - ready > 0 { fields["numberUnavailable"] = .int(desired - ready) }
             updated["status"] = fields
             store.update(.daemonSets, updated)
+        }
+        for statefulSet in store.list(.statefulSets) {
+            let view = StatefulSet(json: statefulSet)
+            let live = pods(ownedBy: view.uid, namespace: view.namespace ?? "default").filter { !$0.isTerminating }
+            let ready = Int64(live.filter(\.isReady).count)
+            // One template revision: the model does not roll a changed template.
+            let revision = JSON.string("\(view.name)-\(StableHash.suffix("sts/\(view.namespace ?? "default")/\(view.name)", length: 10))")
+            var updated = statefulSet
+            updated["status"] = ["replicas": .int(Int64(live.count)), "readyReplicas": .int(ready), "availableReplicas": .int(ready),
+                                 "currentReplicas": .int(Int64(live.count)), "updatedReplicas": .int(Int64(live.count)),
+                                 "currentRevision": revision, "updateRevision": revision,
+                                 "observedGeneration": statefulSet[path: "metadata", "generation"] ?? 1]
+            store.update(.statefulSets, updated)
         }
     }
 
