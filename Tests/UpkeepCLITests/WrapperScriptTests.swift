@@ -57,7 +57,6 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
             ("check-updates.sh", ["--component"], "--component needs a value"),
             ("check-updates.sh", ["--bogus"], "unknown option --bogus"),
             ("apply-updates.sh", ["--all"], "comes with issue 18; today run it once per component"),
-            ("apply-updates.sh", ["--component", "k3s", "--validate"], "comes with issue 18; today leave it out"),
             ("apply-updates.sh", ["--component", "k3s", "--maintenance-window", "--emergency"], "contradict each other"),
             ("apply-updates.sh", ["--component", "flux", "--channel", "stable"], "--channel is for k3s"),
             ("apply-updates.sh", ["--component", "k3s", "--to", "v1.31.4+k3s1", "--channel", "stable"], "give --to or --channel, not both"),
@@ -68,9 +67,6 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
             ("maintenance-mode.sh", ["--enable", "--reason"], "--reason needs a value"),
             ("maintenance-mode.sh", ["--enable", "--disable"], "give one of"),
             ("maintenance-mode.sh", [], "give one of"),
-            ("validate-cluster-health.sh", ["--networking", "--applications", "--post-update"],
-             "--post-update comes with issue 18; today run `upkeep validate --all`"),
-            ("validate-cluster-health.sh", ["--flux", "--post-update"], "--post-update comes with issue 18"),
             ("validate-cluster-health.sh", ["--bogus"], "unknown option --bogus"),
             ("rollback-updates.sh", [], "give --to-previous, or --component k3s --to-version VERSION"),
             ("rollback-updates.sh", ["--to-previous", "--component", "k3s"], "give it alone"),
@@ -105,7 +101,8 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
                                   ("apply-updates.sh", ["--component", "flux", "--to", "v2.5.1", "--emergency"]),
                                   ("maintenance-mode.sh", ["--enable", "--reason", "kernel", "--notify-users"]), ("maintenance-mode.sh", ["--status"]),
                                   ("maintenance-mode.sh", ["--disable"]), ("validate-cluster-health.sh", []),
-                                  ("validate-cluster-health.sh", ["--flux", "--storage", "--networking", "--applications", "--json"]), ("validate-cluster-health.sh", ["--all"])] {
+                                  ("validate-cluster-health.sh", ["--flux", "--storage", "--networking", "--applications", "--json"]), ("validate-cluster-health.sh", ["--all"]),
+                                  ("validate-cluster-health.sh", ["--post-update", "--json"])] {
             let result = try Self.run(name, ["--config", "/nonexistent/other.yaml"] + arguments)
             #expect(result.status == 2 && result.error.contains("/nonexistent/other.yaml"), "\(name): exit \(result.status): \(result.output)\(result.error)")
         }

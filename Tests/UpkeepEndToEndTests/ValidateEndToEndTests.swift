@@ -32,12 +32,12 @@ struct ValidateEndToEndTests {
 
     /// Runs `upkeep validate ARGUMENTS` until it exits `status` with every one of `texts` in its
     /// output (the model reacts within a tick or two), at most `timeoutSeconds`.
-    static func validate(_ sandbox: EndToEndSandbox, _ arguments: [String], status: Int32, showing texts: [String],
+    static func validate(_ sandbox: EndToEndSandbox, _ arguments: [String], config: String? = nil, status: Int32, showing texts: [String],
                          timeoutSeconds: Double = 60) async throws -> String {
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         var last: ProcessRun.Outcome?
         while Date() < deadline {
-            let outcome = try await sandbox.controller(["validate"] + arguments, timeoutSeconds: 60)
+            let outcome = try await sandbox.controller(["validate"] + arguments, config: config, timeoutSeconds: 60)
             if outcome.status == status && texts.allSatisfy(outcome.output.contains) { return outcome.output }
             last = outcome
             try await Task.sleep(for: .milliseconds(500))
@@ -102,25 +102,38 @@ struct ValidateEndToEndTests {
             try await Self.scale(sandbox, "kube-system", "coredns", to: 1)
             _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/dns: CoreDNS available: 1 of 1"])
 
-            // applications: what upkeep.yaml declares: a Deployment, a DaemonSet, a URL (a stand-in on 127.0.0.1).
+            // applications: what upkeep.yaml declares: a Deployment, a DaemonSet, a StatefulSet made with
+            // kubectl, a URL (a stand-in on 127.0.0.1).
+            let statefulSet = "\(sandbox.directory)/db.json"
+            try #"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db","namespace":"default"},"spec":{"replicas":2,"#
+                .appending(#""serviceName":"db","selector":{"matchLabels":{"app":"db"}},"template":{"metadata":{"labels":{"app":"db"}},"#)
+                .appending(#""spec":{"containers":[{"name":"db","image":"postgres:16"}]}}}}"#)
+                .write(toFile: statefulSet, atomically: true, encoding: .utf8)
+            _ = try await Self.kubectl(sandbox, ["apply", "-f", statefulSet])
             let site = try await WebhookReceiver.start(then: .status(200))
             let declared = try sandbox.controllerConfig("apps", extra: """
                 validate:
                   applications:
                     - {kind: Deployment, namespace: default, name: web}
                     - {kind: DaemonSet, namespace: longhorn-system, name: longhorn-manager}
+                    - {kind: StatefulSet, name: db}
                     - {url: "\(site.url("/healthz"))", status: 200, timeout: 5s}
                 """)
             let none = try await sandbox.controller(["validate", "--applications"])
             #expect(none.status == 2 && none.output.contains("declares no checks; list them under validate.applications"), "\(none.output)")
-            let apps = try await sandbox.controller(["validate", "--applications"], config: declared)
-            #expect(apps.status == 0 && apps.output.contains("healthy   applications/Deployment/default/web: web available: 2 of 2")
-                    && apps.output.contains("healthy   applications/GET \(site.url("/healthz")): answered 200 as expected"), "\(apps.output)")
+            _ = try await Self.validate(sandbox, ["--applications"], config: declared, status: 0,
+                                        showing: ["healthy   applications/Deployment/default/web: web available: 2 of 2",
+                                                  "healthy   applications/StatefulSet/default/db: db available: 2 of 2",
+                                                  "healthy   applications/GET \(site.url("/healthz")): answered 200 as expected"])
+            let pods = try await Self.kubectl(sandbox, ["get", "pods", "-l", "app=db", "-o", "name"])
+            #expect(pods.output.split(separator: "\n").sorted() == ["pod/db-0", "pod/db-1"], "\(pods.output)")
             site.answer(then: .status(503))
             try await Self.scale(sandbox, "default", "web", to: 0)
+            _ = try await Self.kubectl(sandbox, ["patch", "statefulset", "db", "--type", "merge", "-p", #"{"spec":{"replicas":0}}"#])
             let broken = try await sandbox.controller(["validate", "--all"], config: declared)
             #expect(broken.status == 1 && broken.output.contains("UNHEALTHY applications/Deployment/default/web: web is scaled to 0")
                     && broken.output.contains("UNHEALTHY applications/GET \(site.url("/healthz")): answered 503, expected 200")
+                    && broken.output.contains("UNHEALTHY applications/StatefulSet/default/db: db is scaled to 0")
                     && broken.output.contains("healthy   applications/DaemonSet/longhorn-system/longhorn-manager: "), "\(broken.output)")
             await site.close()
             try await Self.scale(sandbox, "default", "web", to: 2)
@@ -163,6 +176,39 @@ struct ValidateEndToEndTests {
                                         showing: ["UNHEALTHY cluster/ready: 1 of 4 nodes not Ready: agent-1",
                                                   "UNHEALTHY storage/managers: longhorn-manager not running and Ready on agent-1",
                                                   "UNHEALTHY storage/instance-managers: no running instance manager on agent-1"])
+        }
+    }
+
+    /// `--post-update`: before any rollout there is nothing to compare; a rollout killed midway
+    /// is unfinished, which it names with what to do; resumed to its end, every node is at the
+    /// version it meant.
+    @Test func postUpdateComparesTheVersionsTheLastRolloutMeant() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            _ = try await Self.validate(sandbox, ["--post-update"], status: 0,
+                                        showing: ["healthy   versions/k3s: no rollout or update of k3s recorded",
+                                                  "healthy   versions/longhorn: no rollout or update of longhorn recorded"])
+
+            try await sandbox.fault(["agent-1", "slow-start", "4"])
+            let apply = try sandbox.start(["apply", "--to", EndToEndTests.nextMinor, "--yes"])
+            _ = try await apply.waitForPhase("server-1", "draining")
+            await apply.killHard()
+            let unfinished = try await Self.validate(sandbox, ["--post-update"], status: 1,
+                                                     showing: ["UNHEALTHY versions/k3s: rollout ", " is unfinished", "`upkeep resume` finishes it"])
+            #expect(!unfinished.contains("versions/k3s: no rollout"), "\(unfinished)")
+
+            let resumed = try await sandbox.controller(["resume", "--force-takeover"], timeoutSeconds: 240)
+            try #require(resumed.status == 0, "resume should finish the rollout:\n\(resumed.output)")
+            // Volumes may still be rebuilding just after the rollout: asked until every check passes.
+            _ = try await Self.validate(sandbox, ["--post-update"], status: 0,
+                                        showing: ["healthy   versions/k3s: at the version rollout ",
+                                                  "server-1: \(EndToEndTests.nextMinor), meant \(EndToEndTests.nextMinor)"], timeoutSeconds: 120)
+            let json = try await sandbox.controller(["validate", "--post-update", "-o", "json"])
+            let report = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
+            let versions = (report["checks"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "versions/k3s" }
+            #expect(versions?["verdict"] as? String == "healthy"
+                    && (report["areas"] as? [String])?.last == "versions"
+                    && (versions?["evidence"] as? [String] ?? []).contains("agent-1: \(EndToEndTests.nextMinor), meant \(EndToEndTests.nextMinor)"),
+                    "\(json.output)")
         }
     }
 }

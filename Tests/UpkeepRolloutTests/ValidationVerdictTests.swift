@@ -302,4 +302,43 @@ import UpkeepRollout
         let result = Self.cluster(nodes: many)["ready"]
         #expect(result?.evidence.count == ValidationVerdicts.evidenceMax + 1 && result?.evidence.last == "… and 30 more")
     }
+
+    // MARK: - versions (--post-update)
+
+    static func versions(_ meant: [VersionValidationObservations.Meant], running: [String: String]) -> [String: ValidationResult] {
+        let results = ValidationVerdicts.versions(VersionValidationObservations(meant: meant, running: .read(running)))
+        #expect(results.map(\.name) == ["versions/k3s", "versions/longhorn", "versions/flux"])
+        return Dictionary(uniqueKeysWithValues: results.map { ($0.check, $0) })
+    }
+
+    @Test func versionsMatchWhatTheLastOperationsMeantOrNameWhatDoesNot() {
+        let rollout = VersionValidationObservations.Meant(component: "k3s", operation: "rollout r-1 (completed, to v1.32.4+k3s1)",
+                                                          versions: ["server-1": "v1.32.4+k3s1", "agent-1": "v1.32.4+k3s1"])
+        let update = VersionValidationObservations.Meant(component: "longhorn", operation: "update u-1 of longhorn (reverted)",
+                                                         versions: ["longhorn": "v1.7.2"])
+        let running = ["server-1": "v1.32.4+k3s1", "agent-1": "v1.32.4+k3s1", "longhorn": "v1.7.2", "flux": "v2.5.1"]
+        let healthy = Self.versions([rollout, update], running: running)
+        #expect(healthy.values.allSatisfy { $0.isHealthy }, "\(healthy)")
+        #expect(healthy["k3s"]?.summary == "at the version rollout r-1 (completed, to v1.32.4+k3s1) meant")
+        #expect(healthy["k3s"]?.evidence == ["agent-1: v1.32.4+k3s1, meant v1.32.4+k3s1", "server-1: v1.32.4+k3s1, meant v1.32.4+k3s1"])
+        #expect(healthy["flux"]?.summary == "no rollout or update of flux recorded: nothing to compare")
+
+        var moved = running
+        moved["agent-1"] = "v1.31.4+k3s1"
+        moved["longhorn"] = nil
+        let wrong = Self.versions([rollout, update], running: moved)
+        #expect(wrong["k3s"]?.verdict == .unhealthy && wrong["k3s"]?.summary == "not at the version rollout r-1 (completed, to v1.32.4+k3s1) meant: agent-1")
+        #expect(wrong["k3s"]?.action?.contains("upkeep plan") == true)
+        #expect(wrong["longhorn"]?.verdict == .unhealthy && wrong["longhorn"]?.evidence == ["longhorn: not running, meant v1.7.2"])
+    }
+
+    @Test func anOperationThatMeantNoVersionIsUnhealthyAndAnUnreadableHistoryUnknown() {
+        let unfinished = VersionValidationObservations.Meant(component: "flux", operation: "update u-2 of flux", versions: [:],
+                                                             problem: "is unfinished", action: "`upkeep update flux --to v2.5.1` carries it on")
+        let results = Self.versions([unfinished], running: ["flux": "v2.4.0"])
+        #expect(results["flux"]?.verdict == .unhealthy && results["flux"]?.summary == "update u-2 of flux is unfinished")
+        #expect(results["flux"]?.action == "`upkeep update flux --to v2.5.1` carries it on")
+        let unread = ValidationVerdicts.versions(VersionValidationObservations(meant: [], running: .read([:]), history: .unreadable("locked")))
+        #expect(unread.allSatisfy { $0.verdict == .unknown && $0.summary == "cannot read the state database: locked" }, "\(unread)")
+    }
 }

@@ -1,6 +1,6 @@
 #!/bin/bash
 # apply-updates.sh --component k3s|longhorn|flux [--to VERSION | --channel NAME] [--backup]
-#                  [--maintenance-window | --emergency] [--yes] [--dry-run] [--config FILE]
+#                  [--maintenance-window | --emergency] [--validate] [--yes] [--dry-run] [--config FILE]
 #
 # k3s: `upkeep apply` (a health-gated rolling upgrade, a datastore snapshot before every hop,
 # automatic rollback; target --to VERSION or --channel NAME, default the stable channel).
@@ -9,16 +9,18 @@
 #   --backup              take a sealed datastore backup first (`upkeep backup now`)
 #   --maintenance-window  start (and run) only inside maintenance.windows (what apply and update do)
 #   --emergency           start now, outside the windows (`--ignore-window`)
+#   --validate            after it succeeded, `upkeep validate --post-update` (docs/validate.md)
 #   --yes                 do not ask for confirmation (needed without a terminal)
 #   --dry-run             plan and check, change nothing
-# Not yet: --all (issue 18; today one --component at a time), --validate (issue 18).
-# Exit codes are upkeep apply's or upkeep update's (docs/controller.md, docs/gitops.md).
+# Not yet: --all (issue 18; today one --component at a time).
+# Exit codes are upkeep apply's or upkeep update's (docs/controller.md, docs/gitops.md); with
+# --validate, then upkeep validate's (1: the cluster is not healthy after the change).
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=wrapper-lib.sh
 . "$(dirname "$0")/wrapper-lib.sh"
 
-component="" to="" channel="" backup=0 window=0 emergency=0
+component="" to="" channel="" backup=0 window=0 emergency=0 validate=0 dry_run=0
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,14 +30,19 @@ while [ $# -gt 0 ]; do
     --backup) backup=1; shift ;;
     --maintenance-window) window=1; shift ;;
     --emergency) emergency=1; shift ;;
-    --yes|--dry-run) pass+=("$1"); shift ;;
+    --yes) pass+=("$1"); shift ;;
+    --dry-run) pass+=("$1"); dry_run=1; shift ;;
+    --validate) validate=1; shift ;;
     --all) later 18 "--all (one plan over k3s, Longhorn and Flux: \`upkeep apply --all\`)" \
              "run it once per component: --component k3s, then --component longhorn and --component flux" ;;
-    --validate) later 18 "--validate (the post-update validation, \`upkeep validate --post-update\`)" \
-                  "leave it out: apply already gates every node (k3s probes, Ready at the new version, Longhorn volumes healthy) and update waits until Flux and Longhorn report the new version healthy" ;;
     *) common_option "$@"; shift "$taken" ;;
   esac
 done
+# validated: with --validate (and not --dry-run), the post-update validation of what just ran.
+validated() {
+  if [ "$validate" = 1 ] && [ "$dry_run" = 0 ]; then run_upkeep validate --post-update; fi
+}
+
 [ "$window" = 1 ] && [ "$emergency" = 1 ] && refuse "--maintenance-window and --emergency contradict each other: choose one"
 
 case "$component" in
@@ -47,6 +54,7 @@ case "$component" in
     [ "$emergency" = 1 ] && pass+=(--ignore-window)
     [ "$backup" = 1 ] && run_upkeep backup now
     run_upkeep apply "${target[@]}" "${pass[@]}"
+    validated
     ;;
   longhorn|flux)
     [ -n "$channel" ] && refuse "--channel is for k3s; give $component's version with --to VERSION"
@@ -66,6 +74,7 @@ case "$component" in
     fi
     [ "$backup" = 1 ] && run_upkeep backup now
     run_upkeep update --component "$component" --to "$to" "${pass[@]}"
+    validated
     ;;
   "") refuse "name the component: --component k3s, longhorn or flux (--all comes with issue 18)" ;;
   *) refuse "--component $component: the components are k3s, longhorn and flux" ;;

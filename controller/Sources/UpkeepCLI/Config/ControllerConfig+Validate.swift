@@ -14,7 +14,7 @@ public struct ApplicationChecks: Equatable, Sendable {
     }
 
     public enum Check: Equatable, Sendable {
-        /// A Deployment or DaemonSet that must be fully rolled out.
+        /// A Deployment, DaemonSet or StatefulSet that must be fully rolled out.
         case workload(WorkloadObservation.Kind, namespace: String, name: String)
         case url(URLCheck)
     }
@@ -26,7 +26,7 @@ public struct ApplicationChecks: Equatable, Sendable {
 }
 
 extension ControllerConfig {
-    /// `validate.applications`: a list of `{kind: Deployment|DaemonSet, namespace, name}` and
+    /// `validate.applications`: a list of `{kind: Deployment|DaemonSet|StatefulSet, namespace, name}` and
     /// `{url, status (200), timeout (10s), caFile}` entries.
     static func parseValidate(_ validate: ConfigFields, resolve: (String) -> String,
                               url: (ConfigFields, String) throws(ConfigError) -> String?) throws(ConfigError) -> ApplicationChecks {
@@ -42,10 +42,10 @@ extension ControllerConfig {
                 continue
             }
             guard let kindText = try entry.string("kind") else {
-                throw entry.error("kind", "is required: Deployment or DaemonSet, with namespace and name (or give url for an HTTP check)")
+                throw entry.error("kind", "is required: Deployment, DaemonSet or StatefulSet, with namespace and name (or give url for an HTTP check)")
             }
             guard let kind = WorkloadObservation.Kind(rawValue: kindText) else {
-                throw entry.error("kind", "must be Deployment or DaemonSet; is \"\(kindText)\"")
+                throw entry.error("kind", "must be Deployment, DaemonSet or StatefulSet; is \"\(kindText)\"")
             }
             guard let name = try entry.string("name"), !name.isEmpty else { throw entry.error("name", "is required: the \(kind.rawValue)'s name") }
             let namespace = try entry.string("namespace") ?? "default"

@@ -10,7 +10,7 @@ import UpkeepYAML
 struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
-        abstract: "Check the cluster's health: nodes, versions, cordons, etcd; --flux, --storage (Longhorn), --networking, --applications.",
+        abstract: "Check the cluster's health: nodes, versions, cordons, etcd; --flux, --storage (Longhorn), --networking, --applications, --post-update.",
         discussion: "Each check prints its verdict, the evidence and what to do. A check that cannot read what it judges is unknown, "
             + "which counts as unhealthy. Exit codes: 0 every check healthy, 1 some check unhealthy or unknown, 2 usage or configuration."
     )
@@ -26,11 +26,15 @@ struct ValidateCommand: AsyncParsableCommand {
     @Flag(help: "Also networking: k3s's CoreDNS and Traefik Deployments available.")
     var networking = false
 
-    @Flag(help: "Also the checks validate.applications in upkeep.yaml declares: Deployments and DaemonSets rolled out, URLs answering.")
+    @Flag(help: "Also the checks validate.applications in upkeep.yaml declares: Deployments, DaemonSets and StatefulSets rolled out, URLs answering.")
     var applications = false
 
     @Flag(help: "Every check: the same as --flux --storage --networking, and --applications when upkeep.yaml declares some.")
     var all = false
+
+    @Flag(name: .customLong("post-update"),
+          help: "After a rollout or update: every check of --all, and every component at the version the last rollout or update of it meant.")
+    var postUpdate = false
 
     @Option(name: .customLong("rebuild-max"), help: ArgumentHelp("A replica rebuilding longer than this is unhealthy: 90s, 30m, 2h.", valueName: "DURATION"))
     var rebuildMax = "30m"
@@ -47,10 +51,12 @@ struct ValidateCommand: AsyncParsableCommand {
         }
     }
 
-    /// The groups to run; `--all` includes the applications only when some are declared.
+    /// The groups to run; `--all` (and `--post-update`) include the applications only when some
+    /// are declared.
     func areas(declared: ApplicationChecks) -> [ValidationArea] {
-        [.cluster] + (flux || all ? [.flux] : []) + (storage || all ? [.storage] : []) + (networking || all ? [.networking] : [])
-            + (applications || (all && !declared.checks.isEmpty) ? [.applications] : [])
+        let every = all || postUpdate
+        return [.cluster] + (flux || every ? [.flux] : []) + (storage || every ? [.storage] : []) + (networking || every ? [.networking] : [])
+            + (applications || (every && !declared.checks.isEmpty) ? [.applications] : []) + (postUpdate ? [.versions] : [])
     }
 
     /// The JSON `-o json` prints (docs/validate.md, "JSON").
@@ -84,7 +90,10 @@ struct ValidateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let config = try configOption.load()
-        let store = try? openStateStoreForReading(config)
+        let opened = Result { try openStateStoreForReading(config) }
+        let store = try? opened.get()
+        var storeProblem: String?
+        if case .failure(let error) = opened { storeProblem = (error as? CommandFailure)?.message ?? "\(error)" }
         let rebuildSeconds = DurationText.seconds(rebuildMax) ?? 1800
         if applications && config.applicationChecks.checks.isEmpty {
             throw CommandFailure(code: RolloutExitCode.usage, message: "--applications: \(config.source ?? "upkeep.yaml") declares no checks; "
@@ -92,7 +101,7 @@ struct ValidateCommand: AsyncParsableCommand {
         }
         let areas = self.areas(declared: config.applicationChecks)
         let results = try await ClusterSession.with(config) { session in
-            try await Self.results(areas, reader: ValidationReader(session: session, store: store), rebuildSecondsMax: rebuildSeconds,
+            try await Self.results(areas, reader: ValidationReader(session: session, store: store, storeProblem: storeProblem), rebuildSecondsMax: rebuildSeconds,
                                    declared: config.applicationChecks)
         }
         let report = Report(areas: areas, results: results)
@@ -112,6 +121,7 @@ struct ValidateCommand: AsyncParsableCommand {
         }
         if areas.contains(.networking) { results += ValidationVerdicts.networking(await reader.networking()) }
         if areas.contains(.applications) { results += ValidationVerdicts.applications(await reader.applications(declared)) }
+        if areas.contains(.versions) { results += ValidationVerdicts.versions(await reader.versions()) }
         return results
     }
 

@@ -5,6 +5,7 @@ import UpkeepKube
 import UpkeepPOSIX
 import UpkeepRollout
 import UpkeepStore
+import UpkeepUpdates
 
 /// Reads what `upkeep validate` judges, and nothing else: nodes and Longhorn volumes as the
 /// rollout reads them (`ClusterSession.read`), etcd through the server agents as the etcd gate
@@ -14,6 +15,8 @@ import UpkeepStore
 struct ValidationReader {
     let session: ClusterSession
     let store: StateStore?
+    /// Why the state database could not be opened, when it could not.
+    var storeProblem: String? = nil
 
     // MARK: - cluster
 
@@ -188,6 +191,14 @@ struct ValidationReader {
                     return WorkloadObservation(kind: kind, namespace: namespace, name: name, replicas: Int(daemonSet.desiredNumberScheduled),
                                                updated: Int(daemonSet.updatedNumberScheduled), available: Int(daemonSet.numberAvailable),
                                                observedCurrent: Self.observedGeneration(daemonSet) >= daemonSet.generation)
+                case .statefulSet:
+                    // A rolling update is finished when every pod is at the update revision, as
+                    // `kubectl rollout status` waits for (current and update revision equal).
+                    let statefulSet = try await kube.get(StatefulSet.self, name, namespace: namespace)
+                    return WorkloadObservation(kind: kind, namespace: namespace, name: name, replicas: Int(statefulSet.replicas),
+                                               updated: Int(statefulSet.updatedReplicas), available: Int(statefulSet.availableReplicas),
+                                               observedCurrent: Self.observedGeneration(statefulSet) >= statefulSet.generation
+                                                   && statefulSet.revisionsAgree)
                 }
             } catch let error as KubeAPIError where error.isNotFound {
                 return nil
@@ -234,6 +245,79 @@ struct ValidationReader {
         }
         await client.shutdown()
         return answer
+    }
+
+    // MARK: - versions
+
+    /// What the last rollout and the last update of Longhorn and Flux meant, from the state
+    /// database, and what runs now: the nodes' kubelet versions, the installed Longhorn and Flux
+    /// (read as `upkeep check` reads them).
+    func versions() async -> VersionValidationObservations {
+        guard let store else { return VersionValidationObservations(meant: [], running: .read([:]), history: .unreadable(storeProblem ?? "not opened")) }
+        var meant: [VersionValidationObservations.Meant] = []
+        do {
+            if let rollout = try store.history(limit: 1).first { meant.append(Self.meant(rollout)) }
+            let updates = try store.componentUpdates(limit: 200)
+            for component in ["longhorn", "flux"] {
+                if let update = updates.first(where: { $0.component == component }) { meant.append(Self.meant(update)) }
+            }
+        } catch {
+            return VersionValidationObservations(meant: [], running: .read([:]), history: .unreadable(error.description))
+        }
+        let kube = session.kube
+        let running = await Self.reading { () async throws -> [String: String] in
+            let components: Set<Component> = Set(meant.compactMap { Component(rawValue: $0.component) }).subtracting([.k3s])
+            let installed = try await ClusterInventory(client: kube).read(components)
+            var running: [String: String] = [:]
+            for node in installed.k3s.nodes { running[node.name] = node.kubeletVersion }
+            if let version = installed.longhorn?.version { running["longhorn"] = version.description }
+            if let version = installed.flux?.version { running["flux"] = version.description }
+            return running
+        }
+        return VersionValidationObservations(meant: meant, running: running)
+    }
+
+    /// A completed rollout meant each moved node at its last step's version; one rolled back,
+    /// each at the version it started from. Any other end meant no version.
+    static func meant(_ rollout: RolloutRecord) -> VersionValidationObservations.Meant {
+        let forward = rollout.steps.map(\.progress).filter { !$0.isRollback }
+        var versions: [String: String] = [:]
+        switch rollout.outcome {
+        case .completed:
+            for step in forward { versions[step.node] = step.to.description }
+            return .init(component: "k3s", operation: "rollout \(rollout.id) (completed, to \(rollout.target))", versions: versions)
+        case .rolledBack:
+            for step in forward.reversed() { versions[step.node] = step.from.description }
+            return .init(component: "k3s", operation: "rollout \(rollout.id) (rolled back)", versions: versions)
+        case .failed(let cause):
+            return .init(component: "k3s", operation: "rollout \(rollout.id)", versions: [:], problem: "failed: \(cause)",
+                         action: "`upkeep status` shows where each node is; `upkeep rollback \(rollout.id)` takes them back, or fix the cause and `upkeep apply` again")
+        case .abandoned(let reason):
+            return .init(component: "k3s", operation: "rollout \(rollout.id)", versions: [:], problem: "was abandoned: \(reason)",
+                         action: "`upkeep plan` and `upkeep apply` bring the nodes to one version again")
+        case nil:
+            return .init(component: "k3s", operation: "rollout \(rollout.id)", versions: [:], problem: "is unfinished (\(rollout.outcomeText))",
+                         action: "`upkeep resume` finishes it, `upkeep rollback` undoes it")
+        }
+    }
+
+    /// A completed update meant its new version; a reverted one its old version. Any other end
+    /// meant no version.
+    static func meant(_ update: ComponentUpdateRecord) -> VersionValidationObservations.Meant {
+        let operation = "update \(update.id) of \(update.component)"
+        switch update.outcome {
+        case .completed:
+            return .init(component: update.component, operation: "\(operation) (completed, to \(update.to))", versions: [update.component: update.to])
+        case .reverted:
+            return .init(component: update.component, operation: "\(operation) (reverted)", versions: [update.component: update.from])
+        case .running:
+            return .init(component: update.component, operation: operation, versions: [:], problem: "is unfinished",
+                         action: "`upkeep update \(update.component) --to \(update.to)` carries it on (docs/gitops.md)")
+        default:
+            return .init(component: update.component, operation: operation, versions: [:],
+                         problem: "ended \(update.outcome.rawValue)\(update.message.isEmpty ? "" : ": \(update.message)")",
+                         action: "`upkeep history --updates` shows it; docs/gitops.md says how to go on")
+        }
     }
 
     // MARK: - helpers

@@ -181,7 +181,7 @@ public struct StorageValidationObservations: Equatable, Sendable {
     }
 }
 
-/// A Deployment or DaemonSet as `upkeep validate` judges its rollout, as `kubectl rollout status`
+/// A Deployment, DaemonSet or StatefulSet as `upkeep validate` judges its rollout, as `kubectl rollout status`
 /// does (https://kubernetes.io/docs/reference/kubectl/generated/kubectl_rollout/kubectl_rollout_status/):
 /// every wanted replica (a DaemonSet: every node it should run on) updated and available, the
 /// controller caught up with its spec.
@@ -189,6 +189,7 @@ public struct WorkloadObservation: Equatable, Sendable {
     public enum Kind: String, Equatable, Sendable {
         case deployment = "Deployment"
         case daemonSet = "DaemonSet"
+        case statefulSet = "StatefulSet"
     }
 
     public var kind: Kind = .deployment
@@ -228,7 +229,7 @@ public struct NetworkingValidationObservations: Equatable, Sendable {
 
 /// What `upkeep validate --applications` read for the checks `validate.applications` declares.
 public struct ApplicationValidationObservations: Equatable, Sendable {
-    /// A declared Deployment or DaemonSet; nil where it does not exist.
+    /// A declared Deployment, DaemonSet or StatefulSet; nil where it does not exist.
     public struct Workload: Equatable, Sendable {
         public var kind: WorkloadObservation.Kind
         public var namespace: String

@@ -1,11 +1,14 @@
 /// The groups of checks `upkeep validate` runs (docs/validate.md): `cluster` always, the others
-/// on request (`--flux`, `--storage`, `--networking`, `--applications`, `--all`).
+/// on request (`--flux`, `--storage`, `--networking`, `--applications`, `--all`), `versions` with
+/// `--post-update`.
 public enum ValidationArea: String, Codable, Sendable, CaseIterable {
     case cluster
     case flux
     case storage
     case networking
     case applications
+    /// `--post-update`: every component at the version the last rollout or update meant.
+    case versions
 }
 
 /// One check's answer. `unknown` (what it reads could not be read) counts as unhealthy: an
