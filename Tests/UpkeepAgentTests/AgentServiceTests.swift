@@ -135,10 +135,12 @@ func liveVersion(_ node: FakeK3sNode) throws -> String {
         // Not committed (the controller is gone): at the deadline the agent finds k3s sick and reverts.
         _ = try await service.rollback(operationID: "rollback-1", toSHA256: nil, healthTimeoutMs: 5_000)
         try node.setFault(v2, nil)
-        let again = try await service.install(operationID: "install-2", sha256: sha, healthTimeoutMs: 1_000, watchdogTimeoutMs: 500)
+        // Bounds with room for a loaded machine: the install must succeed, and the watchdog's check
+        // at the deadline (a health wait of up to 4 s) and its revert take a while.
+        let again = try await service.install(operationID: "install-2", sha256: sha, healthTimeoutMs: 4_000, watchdogTimeoutMs: 500)
         #expect(again.state == .succeeded, "\(again.message)")
         try node.setFault(v2, "sick")
-        let reverted = await waitUntil(seconds: 10) { await service.journal.operation("install-2")?.watchEnd != nil }
+        let reverted = await waitUntil(seconds: 30) { await service.journal.operation("install-2")?.watchEnd != nil }
         #expect(reverted)
         guard case .reverted(let failed, let restored, _)? = await service.journal.operation("install-2")?.watchEnd else {
             Issue.record("the watchdog did not revert"); return
