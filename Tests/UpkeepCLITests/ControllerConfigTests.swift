@@ -163,6 +163,18 @@ import UpkeepYAML
         #expect(try NodeChoice().resolve(nodes) == nil)
     }
 
+    /// `validate.afterChange`: the versions by default, `[]` none, `[all]` every group, a list in
+    /// the order validate runs them.
+    @Test func theChecksAfterAChangeAreConfigured() throws {
+        #expect(try ControllerConfig.parse(Self.sandboxShaped, file: "/s/upkeep.yaml").validateAfterChange == [.versions])
+        let cases: [(String, [ValidationArea])] = [("[]", []), ("[all]", ValidationArea.allCases),
+                                                   ("[versions, storage, cluster, storage]", [.cluster, .storage, .versions])]
+        for (text, areas) in cases {
+            let config = try ControllerConfig.parse(Self.sandboxShaped + "\nvalidate:\n  afterChange: \(text)\n", file: "/s/upkeep.yaml")
+            #expect(config.validateAfterChange == areas, "\(text)")
+        }
+    }
+
     @Test func anEmptyDocumentIsAnError() {
         #expect(throws: ConfigError.self) { try ControllerConfig.parse("", file: "/x/upkeep.yaml") }
     }
@@ -184,6 +196,8 @@ import UpkeepYAML
         ("backups:\n  kept: 0\n", "backups.kept", "must be in 1"),
         ("backups:\n  key: /k\n", "backups.key", "not a known field"),
         ("maintenance:\n  windows: Sat 02:00-06:00\n", "maintenance.windows", "must be a list"),
+        ("validate:\n  afterChange: [cluster, dns]\n", "validate.afterChange", "\"dns\" is not a group of checks: give any of cluster, flux"),
+        ("validate:\n  afterChange: all\n", "validate.afterChange", "must be a list"),
         ("maintenance:\n  windows: [\"Sat 2-6\"]\n", "maintenance.windows", "is not a time HH:MM"),
         ("maintenance:\n  windows: [\"Sat 02:00-06:00 Europe/Atlantis\"]\n", "maintenance.windows",
          "no time zone \"Europe/Atlantis\" in /usr/share/zoneinfo (the system's tzdata)"),

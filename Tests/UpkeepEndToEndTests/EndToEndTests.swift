@@ -29,6 +29,7 @@ struct EndToEndTests {
             let apply = try await sandbox.controller(["apply", "--channel", "latest", "--concurrency", "2", "--yes"], timeoutSeconds: 240)
             #expect(apply.status == 0, "apply should complete:\n\(apply.output)")
             #expect(apply.output.contains("done: every node runs its target version"), "\(apply.output)")
+            #expect(apply.output.contains("post-update validation: healthy (3 checks: versions)"), "\(apply.output)")
             try await sandbox.expectAllNodes(at: Self.latest, "after the upgrade")
             let history = try await sandbox.history()
             #expect(history.count == 1 && history.first?.outcome == .completed, "history: \(history.map { "\($0.id) \($0.status)" })")

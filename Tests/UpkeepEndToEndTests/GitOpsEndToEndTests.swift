@@ -94,6 +94,9 @@ struct GitOpsEndToEndTests {
 
             let upgrade = try await sandbox.controller(["update", "--component", "flux", "--to", "v2.5.1", "--yes"], timeoutSeconds: 120)
             #expect(upgrade.status == 0 && upgrade.output.contains("done: Flux runs v2.5.1"), "\(upgrade.output)")
+            // validate.afterChange's default: the versions each component's last change meant.
+            #expect(upgrade.output.contains("post-update validation: healthy (3 checks: versions)"), "\(upgrade.output)")
+            #expect(!dry.output.contains("post-update validation"), "\(dry.output)")
             #expect(try await log(sandbox).first == "upkeep flux: upgrade to v2.5.1")
             #expect(try await fluxState(sandbox) == ("v2.5.1", "ghcr.io/fluxcd/source-controller:v1.5.0", "True"))
             let committed = try await ProcessRun.run("git", ["--git-dir", "\(sandbox.directory)/git/fleet.git", "show", "main:\(SandboxGit.fluxComponentsPath)"],

@@ -196,8 +196,20 @@ struct ValidateEndToEndTests {
                                                      showing: ["UNHEALTHY versions/k3s: rollout ", " is unfinished", "`upkeep resume` finishes it"])
             #expect(!unfinished.contains("versions/k3s: no rollout"), "\(unfinished)")
 
-            let resumed = try await sandbox.controller(["resume", "--force-takeover"], timeoutSeconds: 240)
-            try #require(resumed.status == 0, "resume should finish the rollout:\n\(resumed.output)")
+            // The post-update validation after the resume, configured to judge Flux too, finds a
+            // Kustomization suspended by hand: the rollout completes, and resume exits 10 naming it.
+            let original = try String(contentsOfFile: sandbox.config, encoding: .utf8)
+            try #require(!original.contains("\nvalidate:"), "the sandbox's configuration has its own validate section")
+            let judgingFlux = "\(sandbox.directory)/upkeep-after-change.yaml"
+            try (original + "\nvalidate:\n  afterChange: [flux, versions]\n").write(toFile: judgingFlux, atomically: true, encoding: .utf8)
+            try await Self.suspendApps(sandbox, true)
+            let resumed = try await sandbox.controller(["resume", "--force-takeover"], config: judgingFlux, timeoutSeconds: 240)
+            #expect(resumed.status == 10 && resumed.output.contains("done: every node runs its target version")
+                    && resumed.output.contains("post-update validation: 1 of ")
+                    && resumed.output.contains("UNHEALTHY flux/suspended: suspended, not by maintenance mode: Kustomization/flux-system/apps"),
+                    "\(resumed.output)")
+            #expect(!resumed.output.contains("versions/k3s"), "only the failing checks are said:\n\(resumed.output)")
+            try await Self.suspendApps(sandbox, false)
             // Volumes may still be rebuilding just after the rollout: asked until every check passes.
             _ = try await Self.validate(sandbox, ["--post-update"], status: 0,
                                         showing: ["healthy   versions/k3s: at the version rollout ",

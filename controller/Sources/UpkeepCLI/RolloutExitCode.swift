@@ -24,4 +24,7 @@ enum RolloutExitCode {
     static let unreachable: Int32 = 8
     /// The state database could not be opened or written.
     static let state: Int32 = 9
+    /// Done, but the post-update validation (`validate.afterChange`) found the cluster not
+    /// healthy afterwards: the change stays, the checks that failed are printed.
+    static let unhealthyAfter: Int32 = 10
 }

@@ -52,7 +52,24 @@ extension ControllerConfig {
             try entry.rejectUnknown(["kind", "namespace", "name"])
             checks.checks.append(.workload(kind, namespace: namespace, name: name))
         }
-        try validate.rejectUnknown(["applications"])
+        try validate.rejectUnknown(["applications", "afterChange"])
         return checks
+    }
+
+    /// `validate.afterChange`: `[versions]` (the default), any of cluster, flux, storage,
+    /// networking, applications, versions, or `[all]`; `[]` runs none.
+    static func afterChange(_ validate: ConfigFields) throws(ConfigError) -> [ValidationArea]? {
+        guard let names = try validate.strings("afterChange", countMax: 8) else { return nil }
+        if names == ["all"] { return ValidationArea.allCases }
+        var areas: [ValidationArea] = []
+        for name in names {
+            guard let area = ValidationArea(rawValue: name) else {
+                throw validate.error("afterChange", "\"\(name)\" is not a group of checks: give any of "
+                                     + ValidationArea.allCases.map(\.rawValue).joined(separator: ", ") + ", or [all], or [] for none")
+            }
+            if !areas.contains(area) { areas.append(area) }
+        }
+        // In the order `upkeep validate` runs them.
+        return ValidationArea.allCases.filter(areas.contains)
     }
 }

@@ -111,6 +111,10 @@ public struct ControllerConfig: Equatable, Sendable {
     public var gates = GateSettings()
     /// `validate.applications`: what `upkeep validate --applications` checks (docs/validate.md).
     public var applicationChecks = ApplicationChecks()
+    /// `validate.afterChange`: the checks run after every completed rollout and GitOps update
+    /// (docs/validate.md, "After every change"); empty: none.
+    public var validateAfterChange: [ValidationArea] = ControllerConfig.defaultValidateAfterChange
+    public static let defaultValidateAfterChange: [ValidationArea] = [.versions]
     /// The nodes a plan may change (`policy.nodes`, `exclude`, `selector`); flags override each.
     public var nodeChoice = NodeChoice()
     /// `policy.canary` and `policy.canarySoak`: the first agents alone, then a soak.
@@ -351,6 +355,7 @@ public struct ControllerConfig: Equatable, Sendable {
         }
         if let validate = try top.section("validate") {
             config.applicationChecks = try Self.parseValidate(validate, resolve: resolve, url: url)
+            config.validateAfterChange = try Self.afterChange(validate) ?? config.validateAfterChange
         }
         if let automation = try top.section("automation") {
             config.automation = try Self.automation(automation)

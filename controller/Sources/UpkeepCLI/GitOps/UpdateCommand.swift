@@ -126,10 +126,17 @@ struct Update: AsyncParsableCommand {
             }
             if case .ended(let code) = carried { return code }
         }
-        return try await update.run(dryRun: request.dryRun, confirmed: request.confirmed, windows: windows, ignoreWindow: request.ignoreWindow) { source in
+        let began = Instant.wallClockNow()
+        let code = try await update.run(dryRun: request.dryRun, confirmed: request.confirmed, windows: windows, ignoreWindow: request.ignoreWindow) { source in
             if let target = request.longhornTarget { return try await LonghornUpdate.plan(kube: session.kube, target: target, source: source) }
             return try await FluxUpdate.plan(session: session, to: request.to, source: source)
         }
+        // Validated only when this run completed an update (not a dry run, not "already there").
+        guard code == RolloutExitCode.done, !request.dryRun,
+              let last = try? store.componentUpdates(limit: 1).first, last.component == request.component, last.outcome == .completed,
+              let finished = last.finishedAt, finished >= began
+        else { return code }
+        return await PostUpdateValidation.run(session: session, store: store, what: "the \(request.component) update") { print($0) }
     }
 }
 

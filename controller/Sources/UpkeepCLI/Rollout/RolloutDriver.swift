@@ -99,7 +99,9 @@ struct RolloutDriver {
         switch result {
         case .finished(.completed):
             view.say("done: every node runs its target version")
-            return RolloutExitCode.done
+            // A recovery ran with the API down: its checks would only find it down.
+            guard live else { return RolloutExitCode.done }
+            return await PostUpdateValidation.run(session: session, store: store, what: "the rollout") { view.say($0) }
         case .restored(let cause):
             view.say("done: \(cause)")
             return RolloutExitCode.done

@@ -343,7 +343,9 @@ actor ControllerLoop {
             code = RolloutExitCode.state
             limits.record(limit, "serve: \(what): \(error)")
         }
-        if code != RolloutExitCode.done {
+        if code == RolloutExitCode.unhealthyAfter {
+            say("\(what): done, but the post-update validation found the cluster not healthy (`upkeep validate --post-update` shows it)")
+        } else if code != RolloutExitCode.done {
             let shows = limit == .updateNotDone ? "`upkeep history --updates`" : "`upkeep status`"
             limits.record(limit, "serve: \(what) ended with exit code \(code) (\(shows) shows where it is)")
         } else {

@@ -42,6 +42,9 @@ struct ValidateCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "table or json.")
     var output = OutputFormat.table
 
+    /// --rebuild-max's default, also the post-update validation's bound (30m).
+    static let rebuildSecondsDefault = 1800
+
     /// Bounds of --rebuild-max.
     static let rebuildSecondsRange = 1...7 * 86_400
 
@@ -94,7 +97,7 @@ struct ValidateCommand: AsyncParsableCommand {
         let store = try? opened.get()
         var storeProblem: String?
         if case .failure(let error) = opened { storeProblem = (error as? CommandFailure)?.message ?? "\(error)" }
-        let rebuildSeconds = DurationText.seconds(rebuildMax) ?? 1800
+        let rebuildSeconds = DurationText.seconds(rebuildMax) ?? Self.rebuildSecondsDefault
         if applications && config.applicationChecks.checks.isEmpty {
             throw CommandFailure(code: RolloutExitCode.usage, message: "--applications: \(config.source ?? "upkeep.yaml") declares no checks; "
                                  + "list them under validate.applications (docs/validate.md, \"Applications\")")
@@ -112,8 +115,13 @@ struct ValidateCommand: AsyncParsableCommand {
     /// Every check of `areas`, in order.
     static func results(_ areas: [ValidationArea], reader: ValidationReader, rebuildSecondsMax: Int,
                         declared: ApplicationChecks) async throws -> [ValidationResult] {
-        let (cluster, reading) = await reader.cluster()
-        var results = ValidationVerdicts.cluster(cluster)
+        var results: [ValidationResult] = []
+        var reading: FleetReading?
+        if areas.contains(.cluster) || areas.contains(.storage) {
+            let (cluster, read) = await reader.cluster()
+            reading = read
+            if areas.contains(.cluster) { results += ValidationVerdicts.cluster(cluster) }
+        }
         if areas.contains(.flux) { results += ValidationVerdicts.flux(await reader.flux()) }
         if areas.contains(.storage) {
             let nodes = reading?.nodes.map(\.node.name) ?? []
