@@ -71,19 +71,20 @@ public enum RolloutFixtures {
     }
 
     /// Records `engine` in `store` as a controller holding `holder`'s lease would: created at
-    /// `start`, then each transition of `drive` 100 ms apart, until the engine after a transition
-    /// satisfies `stop` (or it finishes). Returns the engine as last recorded. Takes the lease
-    /// and gives it back.
+    /// `start`, then each transition of `drive` `stepMilliseconds` apart (100 ms: a rollout of a few
+    /// seconds), until the engine after a transition satisfies `stop` (or it finishes). Returns the
+    /// engine as last recorded. Takes the lease and gives it back.
     @discardableResult
     public static func record(_ engine: RolloutEngine, world: WorldModel, in store: StateStore, holder: String = "test", start: Instant,
-                              stamp: OperationStamp? = nil, until stop: (RolloutEngine) -> Bool = { _ in false }) throws -> RolloutEngine {
+                              stepMilliseconds: Int64 = 100, stamp: OperationStamp? = nil,
+                              until stop: (RolloutEngine) -> Bool = { _ in false }) throws -> RolloutEngine {
         try store.acquireLease(holder: holder, ttlMilliseconds: 60_000, now: start)
         try store.createRollout(engine, holder: holder, now: start, stamp: stamp)
         var world = world
         var before = engine
         var now = start
         for (event, after, actions) in drive(engine, world: &world, startAt: start) {
-            now = now.adding(milliseconds: 100)
+            now = now.adding(milliseconds: stepMilliseconds)
             let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
             try store.record(Transition(engine: after, before: before, event: "\(event)", actions: "\(actions.count)", notices: notices),
                              holder: holder, now: now)

@@ -34,9 +34,14 @@ struct CommandFailure: Error, CustomStringConvertible {
 /// Replaces the file at `path` with `text` (mode 0644): written beside it and renamed, so a reader
 /// (a textfile collector, a script) never sees half a file. A failure is a usage error naming the path.
 func writeReplacing(_ path: String, with text: String) throws {
+    try writeReplacing(path, bytes: Array(text.utf8))
+}
+
+/// `writeReplacing(_:with:)` for any bytes (a PDF).
+func writeReplacing(_ path: String, bytes: [UInt8]) throws {
     let partial = path + ".partial"
     do {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: partial))
+        try Data(bytes).write(to: URL(fileURLWithPath: partial))
         chmod(partial, 0o644)
         guard rename(partial, path) == 0 else { throw CommandFailure(code: RolloutExitCode.usage, message: String(cString: strerror(errno))) }
     } catch {
