@@ -76,10 +76,8 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
             ("emergency-recovery.sh", [], "give --restore-from-backup"),
             ("emergency-recovery.sh", ["--restore-from-backup", "--agent"], "--agent needs a value"),
             ("update-history.sh", ["--last-7-days"], "unknown option --last-7-days"),
-            ("update-report.sh", ["--monthly"], "comes with issue 18; today use --since 30d"),
-            ("update-report.sh", ["--format", "pdf"], "comes with issue 18; today use --format md"),
-            ("update-report.sh", ["--format", "html"], "comes with issue 18"),
-            ("update-report.sh", ["--format", "docx"], "write md or json"),
+            ("update-report.sh", ["--format", "docx"], "write md, json, html or pdf"),
+            ("update-report.sh", ["--monthly", "--month"], "--month needs a value"),
             ("update-metrics.sh", ["--prometheus-query", "up", "--output", "m.prom"], "--output goes without --prometheus-query"),
             ("update-metrics.sh", ["--json"], "--json goes with --prometheus-query"),
             ("update-metrics.sh", ["--prometheus-query"], "--prometheus-query needs a value"),
@@ -96,6 +94,7 @@ private let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent(
     /// `--config FILE` reaches upkeep: a missing file is upkeep's own refusal, naming it.
     @Test func theConfigurationIsPassedOnToUpkeep() throws {
         for (name, arguments) in [("check-updates.sh", [String]()), ("update-history.sh", []), ("update-report.sh", ["--since", "30d"]),
+                                  ("update-report.sh", ["--monthly", "--month", "2026-11", "--format", "pdf", "--paper", "letter", "--output", "/tmp/r.pdf"]),
                                   ("update-metrics.sh", []), ("update-metrics.sh", ["--prometheus-query", "up", "--json"]), ("rollback-updates.sh", ["--component", "k3s", "--to-version", "v1.31.4+k3s1"]),
                                   ("emergency-recovery.sh", ["--restore-from-backup", "b1"]), ("apply-updates.sh", ["--component", "k3s"]),
                                   ("apply-updates.sh", ["--component", "flux", "--to", "v2.5.1", "--emergency"]),

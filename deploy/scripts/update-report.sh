@@ -1,11 +1,14 @@
 #!/bin/bash
-# update-report.sh [--since AGE] [--format md|json] [--output PATH] [--config FILE]
+# update-report.sh [--since AGE | --monthly [--month YYYY-MM] [--time-zone ZONE]] [--format md|json|html|pdf]
+#                  [--paper a4|letter] [--output PATH] [--config FILE]
 #
-# A report for a change record or a post-mortem, from the state database alone: `upkeep report`.
-# Without --since, the newest rollout; --since 30d (12h, 90m) a period: rollouts, updates and
-# backups. --format md (default) or json; --output writes a file (replaced atomically).
-# Not yet: --monthly (a calendar month) and --format pdf|html come with issue 18; today use
-# --since 30d and --format md or json.
+# A report from the state database alone: `upkeep report`. Without --since or --monthly, the
+# newest rollout; --since 30d (12h, 90m) a period: rollouts, updates and backups; --monthly a
+# calendar month (default: the last complete one; --month 2026-11) on --time-zone's calendar
+# (default UTC): rollouts and GitOps updates with outcomes and durations, nodes touched,
+# maintenance, rollbacks, backups and two charts. --format md (default) or json; with --monthly
+# also html (one self-contained page) or pdf (--paper a4, the default, or letter). --output
+# writes a file (replaced atomically).
 
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=wrapper-lib.sh
@@ -14,15 +17,15 @@ set -euo pipefail
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --monthly) later 18 "--monthly (a calendar month's report, \`upkeep report --monthly\`)" "use --since 30d (the last 30 days)" ;;
+    --monthly) args+=(--monthly); shift ;;
+    --month|--time-zone|--paper) need "$1" $# "${2:-}"; args+=("$1" "$2"); shift 2 ;;
     --since) need "$1" $# "${2:-}"; args+=(--since "$2"); shift 2 ;;
     --format)
       need "$1" $# "${2:-}"
       case "$2" in
         md|markdown) args+=(--format markdown) ;;
-        json) args+=(--format json) ;;
-        pdf|html) later 18 "--format $2 (\`upkeep report --format $2\`)" "use --format md (Markdown, which pandoc turns into HTML or PDF) or json" ;;
-        *) refuse "--format $2: write md or json" ;;
+        json|html|pdf) args+=(--format "$2") ;;
+        *) refuse "--format $2: write md, json, html or pdf" ;;
       esac
       shift 2 ;;
     --output) need "$1" $# "${2:-}"; args+=(--output "$2"); shift 2 ;;
