@@ -122,6 +122,31 @@ import UpkeepPOSIX
         #expect(weeks.map { $0["succeeded"] as? Int } == [2, 0, 1, 1, 1] && weeks.map { $0["failed"] as? Int } == [0, 1, 1, 0, 0])
     }
 
+    /// A rollout an operator started with `upkeep rollback` and a hop restored from its snapshot
+    /// count as rollbacks, each with who did it.
+    @Test func rollbacksOperatorsAskedForAreListedWithWhoAskedAndRestoresWithTheirMoment() throws {
+        let directory = try TemporaryDirectory()
+        let store = try StateStore(stateDirectory: directory.file("state"))
+        try RolloutFixtures.record(try RolloutFixtures.engine("r-apply"), world: RolloutFixtures.world(), in: store, start: Self.at(3, 10),
+                                   stamp: Self.alice)
+        try store.recordOperation(OperationStamp(.restore, by: Initiator(user: "root", sudoUser: "carol", host: "ctl1")), subject: "r-apply",
+                                  now: Self.at(4, 8))
+        try RolloutFixtures.record(try RolloutFixtures.engine("r-back"), world: RolloutFixtures.world(), in: store, start: Self.at(6, 10),
+                                   stamp: OperationStamp(.rollback, by: Initiator(user: "dave", host: "ctl2")))
+        let config = try directory.write("stateDir: state\n", to: "upkeep.yaml")
+        let report = try Self.json(config)
+        let rollbacks = try #require(report["rollbacks"] as? [[String: Any]])
+        #expect(rollbacks.map { $0["kind"] as? String } == ["restore", "operator"], "\(rollbacks)")
+        #expect(rollbacks.map { $0["subject"] as? String } == ["r-apply", "r-back"])
+        #expect((rollbacks.first?["cause"] as? String)?.contains("root (sudo by carol)@ctl1") == true, "\(rollbacks)")
+        #expect((rollbacks.last?["cause"] as? String)?.contains("dave@ctl2") == true, "\(rollbacks)")
+        #expect((rollbacks.first?["at"] as? Int).map(Int64.init) == Self.at(4, 8).milliseconds)
+        let rollouts = try #require(report["rollouts"] as? [[String: Any]])
+        #expect(rollouts.map { $0["kind"] as? String } == ["apply", "rollback"])
+        let markdown = try UpkeepBinary.run(["report", "--month", "2026-11", "--config", config]).output
+        #expect(markdown.contains("| r-back (rollback) |") && markdown.contains("| Rollbacks | 2 |"), "\(markdown)")
+    }
+
     /// The month follows the zone's calendar: in Berlin (UTC+1 in November) 31 October 23:30
     /// UTC is 1 November, and 30 November 23:00 UTC is 1 December.
     @Test func monthBoundariesFollowTheTimeZoneAsked() throws {
