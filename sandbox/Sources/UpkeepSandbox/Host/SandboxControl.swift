@@ -101,7 +101,9 @@ public enum SandboxControl {
         ("releases wrong-digests", "(NODE = releases) the releases API reports other digests for k3s binaries than the downloads and checksum files have"),
         ("releases no-digests", "(NODE = releases) the releases API reports no asset digests (digest: null), as for releases before June 2025"),
         ("releases clear", "(NODE = releases) the release server behaves again"),
-        ("longhorn upgrade-fails | clear", "(NODE = longhorn) the Longhorn HelmRelease fails its next upgrades (UpgradeFailed; Longhorn stays) / succeeds again"),
+        ("longhorn upgrade-fails | clear", "(NODE = longhorn) the Longhorn HelmRelease fails its next upgrades (UpgradeFailed; Longhorn stays) / succeeds again (clear also undoes the next two)"),
+        ("longhorn fails-after-manager", "(NODE = longhorn) the next upgrades move Longhorn's manager to the new version, then the HelmRelease fails (UpgradeFailed): a revert would be a downgrade, which Longhorn blocks"),
+        ("longhorn snapshots-stuck [VOLUME]", "(NODE = longhorn) Longhorn Snapshots of VOLUME (of every volume without it) never become readyToUse"),
         ("flux upgrade-fails | clear", "(NODE = flux) the flux-system Kustomization fails to apply new Flux components (Flux stays) / applies them again"),
         ("api stall-writes SECONDS --resource PLURAL | clear", "(NODE = api) every write (create, update, patch, delete) of PLURAL (e.g. helmreleases) waits SECONDS and then fails with 504 Timeout, not applied / writes work again"),
     ]
@@ -156,11 +158,30 @@ public enum SandboxControl {
             "flux": (\.fluxUpgradeFails, "the flux-system Kustomization now fails to apply new Flux components (Flux stays where it is)",
                      "Flux upgrades apply again"),
         ]
+        if node == "longhorn", kind == "fails-after-manager" || kind == "snapshots-stuck" || kind == "clear" {
+            var longhorn = faults.longhorn ?? LonghornFaults()
+            switch kind {
+            case "fails-after-manager":
+                longhorn.failsAfterManager = true
+                message = "Longhorn's next upgrades move its manager to the new version, then the HelmRelease fails"
+            case "snapshots-stuck":
+                let volume = value ?? "*"
+                longhorn.snapshotsStuck = Array(Set(longhorn.snapshotsStuck + [volume])).sorted()
+                message = value.map { "Longhorn snapshots of \($0) now never become ready" } ?? "Longhorn snapshots now never become ready"
+            default:
+                longhorn = LonghornFaults()
+                faults.longhornUpgradeFails = false
+                message = "Longhorn upgrades succeed again and its snapshots become ready"
+            }
+            faults.longhorn = longhorn == LonghornFaults() ? nil : longhorn
+            try JSONFiles.write(faults, to: manifest.faultsFile)
+            return message
+        }
         if let component = components[node] {
             switch kind {
             case "upgrade-fails": faults[keyPath: component.flag] = true; message = component.fails
             case "clear": faults[keyPath: component.flag] = false; message = component.clear
-            default: throw SandboxError("unknown \(node) fault \(kind); use upgrade-fails or clear")
+            default: throw SandboxError("unknown \(node) fault \(kind); use upgrade-fails\(node == "longhorn" ? ", fails-after-manager, snapshots-stuck" : "") or clear")
             }
             try JSONFiles.write(faults, to: manifest.faultsFile)
             return message

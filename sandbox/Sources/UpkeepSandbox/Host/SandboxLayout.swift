@@ -222,6 +222,8 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var etcdStopped: [String]? = nil
     /// The Longhorn HelmRelease fails its upgrade (Helm times out) and Longhorn stays where it was.
     public var longhornUpgradeFails: Bool? = nil
+    /// Longhorn's other faults: a release failing after the new manager runs, snapshots never ready.
+    public var longhorn: LonghornFaults? = nil
     /// Applying new Flux components fails (the flux-system Kustomization turns not Ready) and Flux stays where it was.
     public var fluxUpgradeFails: Bool? = nil
     /// The API answers writes to these resources (plural names) this many seconds late.

@@ -393,7 +393,8 @@ public final class SandboxRunner: Sendable {
             model.rebuildSecondsByNode = faults.rebuildSeconds ?? [:]
             let key = ClusterModel.fluxKey(.fluxHelmReleases, ClusterModel.longhornRelease.namespace, ClusterModel.longhornRelease.name)
             model.fluxFaults[key] = faults.longhornUpgradeFails == true
-                ? FluxFault(reason: "UpgradeFailed", message: "Helm upgrade failed: timed out waiting for the condition") : nil
+                ? FluxFault(reason: "UpgradeFailed", message: "Helm upgrade failed: timed out waiting for the condition") : model.longhornHelmFailure
+            model.longhornFaults = faults.longhorn ?? LonghornFaults()
             model.fluxUpgradeFails = faults.fluxUpgradeFails == true
             model.apiWriteStallSeconds = faults.apiWriteStallSeconds ?? [:]
         }

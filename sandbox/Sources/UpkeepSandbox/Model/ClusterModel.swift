@@ -17,6 +17,11 @@ public struct ClusterModel: Sendable {
     public var fluxFaults: [String: FluxFault] = [:]
     /// Applying new Flux components fails (the flux-system Kustomization turns not Ready).
     public var fluxUpgradeFails = false
+    /// Longhorn faults the sandbox sets (`upkeep sandbox fault longhorn …`).
+    public var longhornFaults = LonghornFaults()
+    /// Why the Longhorn HelmRelease's last install failed after Helm started it (the new manager
+    /// already running, or a downgrade Longhorn blocked); nil once one succeeds.
+    public internal(set) var longhornHelmFailure: FluxFault?
     /// The revision Flux's source last fetched (`main@sha1:…`) when a real repository is watched.
     public internal(set) var gitRevision: String?
     /// A commit of the watched branch not fetched yet (the GitRepository is suspended).
@@ -111,6 +116,7 @@ public struct ClusterModel: Sendable {
         fresh.events = events
         fresh.fluxFaults = fluxFaults
         fresh.fluxUpgradeFails = fluxUpgradeFails
+        fresh.longhornFaults = longhornFaults
         fresh.rebuildSecondsByNode = rebuildSecondsByNode
         fresh.virtualKubelets = virtualKubelets
         // Flux is installed anew following the repository the sandbox serves, not the seed's default.

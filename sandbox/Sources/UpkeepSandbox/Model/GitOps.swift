@@ -57,8 +57,39 @@ extension ClusterModel {
         if let chart = helmPendingChart, !isSuspended(.fluxHelmReleases, Self.longhornRelease.namespace, Self.longhornRelease.name) {
             helmPendingChart = nil
             let key = Self.fluxKey(.fluxHelmReleases, Self.longhornRelease.namespace, Self.longhornRelease.name)
-            if fluxFaults[key] == nil { setLonghornVersion("v" + chart) }
+            // A fault set from outside (`upgrade-fails`) fails Helm before it changes anything.
+            if fluxFaults[key] == nil || fluxFaults[key] == longhornHelmFailure { installLonghornChart(chart, key: key) }
         }
+    }
+
+    /// Helm installs chart `chart` of Longhorn. A chart older than the running manager fails
+    /// Longhorn's pre-upgrade check and changes nothing: "downgrades are not supported and are
+    /// blocked" (https://longhorn.io/docs/1.12.2/deploy/upgrade/). With the `fails-after-manager`
+    /// fault the new manager runs and the release still fails, as a Helm upgrade whose wait
+    /// times out after the manager DaemonSet rolled.
+    private mutating func installLonghornChart(_ chart: String, key: String) {
+        let target = "v" + chart
+        if let running = longhornVersion, Self.isOlderVersion(target, than: running) {
+            longhornHelmFailure = FluxFault(reason: "UpgradeFailed", message: "Helm upgrade failed: pre-upgrade hooks failed: Longhorn "
+                                            + "\(running) cannot be downgraded to \(target): downgrade is not supported (sandbox)")
+            record("LonghornDowngradeBlocked", "longhorn", "chart \(chart) refused: the manager runs \(running)")
+        } else {
+            setLonghornVersion(target)
+            longhornHelmFailure = longhornFaults.failsAfterManager
+                ? FluxFault(reason: "UpgradeFailed", message: "Helm upgrade failed: timed out waiting for the condition (the manager runs \(target); sandbox fault)")
+                : nil
+        }
+        fluxFaults[key] = longhornHelmFailure
+    }
+
+    /// Whether `version` (vX.Y.Z) is older than `other`; false when either does not parse.
+    static func isOlderVersion(_ version: String, than other: String) -> Bool {
+        func parts(_ text: String) -> [Int]? {
+            let numbers = (text.hasPrefix("v") ? String(text.dropFirst()) : text).split(separator: ".").compactMap { Int($0) }
+            return numbers.count == 3 ? numbers : nil
+        }
+        guard let left = parts(version), let right = parts(other) else { return false }
+        return left.lexicographicallyPrecedes(right)
     }
 
     func isSuspended(_ type: ResourceType, _ namespace: String, _ name: String) -> Bool {

@@ -285,7 +285,8 @@ extension ClusterModel {
             }
             let created = snapshot.creationTimestamp ?? now
             // A snapshot is taken by the engine: only an attached volume with a running engine completes one.
-            if volume.state == "attached", replicasCanRun(volume.currentNodeID), now - created >= timings.snapshotSeconds {
+            if volume.state == "attached", replicasCanRun(volume.currentNodeID), now - created >= timings.snapshotSeconds,
+               !longhornFaults.snapshotStuck(of: snapshot.volume) {
                 updated[path: "status", "readyToUse"] = true
                 updated[path: "status", "creationTime"] = .string(KubeTime.format(now))
                 updated[path: "status", "size"] = .string(String(StableHash.fnv1a(snapshot.name) % 500_000_000))

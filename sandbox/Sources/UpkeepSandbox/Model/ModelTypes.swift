@@ -89,6 +89,24 @@ public struct ModelEvent: Sendable, Equatable, Codable {
 }
 
 /// A Flux object forced not Ready by a fault knob.
+/// What makes the sandbox's Longhorn misbehave (`upkeep sandbox fault longhorn …`).
+public struct LonghornFaults: Sendable, Equatable, Codable {
+    /// Helm moves Longhorn's manager to the new version, then the HelmRelease fails anyway
+    /// (its wait times out): the state where a revert would be a downgrade.
+    public var failsAfterManager = false
+    /// Snapshots of these volumes never become ready (`*`: of every volume).
+    public var snapshotsStuck: [String] = []
+
+    public init(failsAfterManager: Bool = false, snapshotsStuck: [String] = []) {
+        self.failsAfterManager = failsAfterManager
+        self.snapshotsStuck = snapshotsStuck
+    }
+
+    func snapshotStuck(of volume: String) -> Bool {
+        snapshotsStuck.contains(volume) || snapshotsStuck.contains("*")
+    }
+}
+
 public struct FluxFault: Sendable, Equatable, Codable {
     public var reason: String
     public var message: String
