@@ -178,6 +178,10 @@ public struct LonghornVolume: KubeObject {
     /// `healthy`, `degraded`, `faulted`, `unknown` (always `unknown` while detached).
     public var robustness: String { json[path: "status", "robustness"]?.string ?? "unknown" }
     public var currentNodeID: String { json[path: "status", "currentNodeID"]?.string ?? "" }
+    /// The engine image the volume should run (`spec.image`; setting it upgrades the engine).
+    public var image: String { json[path: "spec", "image"]?.string ?? "" }
+    /// The engine image it runs (`status.currentImage`).
+    public var currentImage: String { json[path: "status", "currentImage"]?.string ?? "" }
 }
 
 /// `longhorn.io/v1beta2` Replica.

@@ -56,6 +56,13 @@ import UpkeepYAML
         #expect(config.backups.kept == 3 && config.backups.timeoutSeconds == 60)
     }
 
+    @Test func longhornSnapshotsKeepThreeUpdatesByDefaultAndReadTheirSection() throws {
+        let defaults = try ControllerConfig.parse("agentPort: 9443\n", file: "/srv/upkeep.yaml")
+        #expect(defaults.longhorn.snapshotsKept == 3 && defaults.longhorn.snapshotReadySeconds == 300)
+        let config = try ControllerConfig.parse("longhorn:\n  snapshots:\n    keep: 5\n    readyTimeoutSeconds: 30\n", file: "/srv/upkeep.yaml")
+        #expect(config.longhorn.snapshotsKept == 5 && config.longhorn.snapshotReadySeconds == 30)
+    }
+
     @Test func maintenanceWindowsGoIntoTheRolloutPolicy() throws {
         let config = try ControllerConfig.parse("maintenance:\n  windows: [\"Sat 02:00-06:00\", \"Mon-Fri 22:00-02:00\"]\n", file: "/u.yaml")
         #expect(config.rollout.maintenanceWindows?.map(\.description) == ["Sat 02:00-06:00 UTC", "Mon-Fri 22:00-02:00 UTC"])
@@ -195,6 +202,8 @@ import UpkeepYAML
         ("stateDirectory: /x\n", "stateDirectory", "known here: agentPort"),
         ("backups:\n  kept: 0\n", "backups.kept", "must be in 1"),
         ("backups:\n  key: /k\n", "backups.key", "not a known field"),
+        ("longhorn:\n  snapshots:\n    keep: 0\n", "longhorn.snapshots.keep", "must be in 1"),
+        ("longhorn:\n  snapshot: {keep: 2}\n", "longhorn.snapshot", "not a known field"),
         ("maintenance:\n  windows: Sat 02:00-06:00\n", "maintenance.windows", "must be a list"),
         ("validate:\n  afterChange: [cluster, dns]\n", "validate.afterChange", "\"dns\" is not a group of checks: give any of cluster, flux"),
         ("validate:\n  afterChange: all\n", "validate.afterChange", "must be a list"),

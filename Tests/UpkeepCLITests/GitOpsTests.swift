@@ -55,7 +55,7 @@ import Testing
 
     @Test func longhornGoesUpOneMinorAtATimeAndNeverDown() throws {
         func refusal(_ from: String, _ to: String) throws -> String? {
-            LonghornVersion.refusal(from: try #require(LonghornVersion(from)), to: try #require(LonghornVersion(to)))
+            LonghornVersion.refusal(from: try #require(LonghornVersion(from)), to: try #require(LonghornVersion(to)))?.description
         }
         #expect(try refusal("v1.7.2", "v1.8.2") == nil)
         #expect(try refusal("v1.7.2", "v1.7.3") == nil)

@@ -12,6 +12,9 @@ public struct ComponentUpdateRecord: Codable, Equatable, Sendable {
         case reverted
         /// Failed, and the revert could not be pushed or was not fetched.
         case failed
+        /// Failed after the component had moved to the new version (Longhorn's manager): a
+        /// revert would be a downgrade, so the commit stays and nothing was reverted.
+        case failedForward
     }
 
     public var id: String
@@ -26,6 +29,8 @@ public struct ComponentUpdateRecord: Codable, Equatable, Sendable {
     public var revertCommit: String?
     public var outcome: Outcome
     public var message: String
+    /// The Longhorn snapshots taken before the commit (names in `longhorn-system`).
+    public var snapshots: [String] = []
     /// Who started it; nil for updates recorded before Upkeep kept this. Read only: recorded
     /// with `recordOperation`.
     public var startedBy: OperationEntry?
@@ -53,10 +58,12 @@ extension StateStore {
         try write { db in
             try db.execute(sql: """
                 INSERT OR REPLACE INTO component_updates
-                    (id, component, from_version, to_version, repository, file, started_at, finished_at, commit_sha, revert_sha, outcome, message)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    (id, component, from_version, to_version, repository, file, started_at, finished_at, commit_sha, revert_sha, outcome, message,
+                     snapshots)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [record.id, record.component, record.from, record.to, record.repository, record.file, record.startedAt.milliseconds,
-                                 record.finishedAt?.milliseconds, record.commit, record.revertCommit, record.outcome.rawValue, record.message])
+                                 record.finishedAt?.milliseconds, record.commit, record.revertCommit, record.outcome.rawValue, record.message,
+                                 record.snapshots.joined(separator: "\n")])
         }
     }
 
@@ -81,6 +88,7 @@ extension StateStore {
                                                    finishedAt: (row["finished_at"] as Int64?).map { Instant(milliseconds: $0) }, commit: row["commit_sha"],
                                                    revertCommit: row["revert_sha"],
                                                    outcome: ComponentUpdateRecord.Outcome(rawValue: row["outcome"]) ?? .failed, message: row["message"])
+                record.snapshots = (row["snapshots"] as String? ?? "").split(separator: "\n").map(String.init)
                 record.startedBy = try Self.makerRow(db, subject: record.id).flatMap(Self.operation)
                 return record
             }

@@ -237,6 +237,11 @@ enum StoreSchema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v9-update-snapshots") { db in
+            // The Longhorn snapshots an update took before its commit (issue 18, item 2), one
+            // name a line; empty for other components and updates recorded before.
+            try db.execute(sql: "ALTER TABLE component_updates ADD COLUMN snapshots TEXT NOT NULL DEFAULT ''")
+        }
         return migrator
     }
 }

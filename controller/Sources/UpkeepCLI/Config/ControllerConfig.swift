@@ -69,6 +69,16 @@ public struct ControllerConfig: Equatable, Sendable {
         public init() {}
     }
 
+    /// Longhorn updates through Git (`longhorn:`, docs/gitops.md): the snapshots taken before one.
+    public struct Longhorn: Equatable, Sendable {
+        /// The updates whose snapshots are kept (`longhorn.snapshots.keep`); older upkeep-labelled ones are removed.
+        public var snapshotsKept = 3
+        /// How long an update waits for its snapshots to be ready before refusing (`longhorn.snapshots.readyTimeoutSeconds`).
+        public var snapshotReadySeconds = 300
+
+        public init() {}
+    }
+
     /// The join server (`upkeep join-server`, docs/enrollment.md).
     public struct Join: Equatable, Sendable {
         public var listen = "0.0.0.0:9662"
@@ -96,6 +106,7 @@ public struct ControllerConfig: Equatable, Sendable {
     public var backups = Backups()
     public var maintenance = Maintenance()
     public var join = Join()
+    public var longhorn = Longhorn()
     /// The cluster's name in notifications; nil: this machine's host name.
     public var cluster: String?
     /// Where events are sent (docs/notifications.md).
@@ -326,6 +337,14 @@ public struct ControllerConfig: Equatable, Sendable {
             config.backups.timeoutSeconds = try backups.int("timeoutSeconds", in: 10...86_400) ?? config.backups.timeoutSeconds
             try backups.rejectUnknown(["beforeApply", "keyFile", "kept", "timeoutSeconds"])
         }
+        if let longhorn = try top.section("longhorn") {
+            if let snapshots = try longhorn.section("snapshots") {
+                config.longhorn.snapshotsKept = try snapshots.int("keep", in: 1...100) ?? config.longhorn.snapshotsKept
+                config.longhorn.snapshotReadySeconds = try snapshots.int("readyTimeoutSeconds", in: 5...86_400) ?? config.longhorn.snapshotReadySeconds
+                try snapshots.rejectUnknown(["keep", "readyTimeoutSeconds"])
+            }
+            try longhorn.rejectUnknown(["snapshots"])
+        }
         if let lease = try top.section("lease") {
             var terms = config.lease
             terms.durationSeconds = try lease.int("durationSeconds", in: 2...3600) ?? terms.durationSeconds
@@ -361,7 +380,7 @@ public struct ControllerConfig: Equatable, Sendable {
             config.automation = try Self.automation(automation)
         }
         try top.rejectUnknown(["kubeconfig", "context", "pki", "agentPort", "stateDir", "releases", "policy", "backups", "maintenance", "join",
-                               "cluster", "notifications", "automation", "lease", "gates", "validate"])
+                               "cluster", "notifications", "automation", "lease", "gates", "validate", "longhorn"])
         return config
     }
 

@@ -1,11 +1,15 @@
 import Foundation
 import UpkeepKube
+import UpkeepStore
 import Yams
 
 /// `upkeep update --component longhorn`: the chart version of the HelmRelease that pins Longhorn.
 enum LonghornUpdate {
-    /// Refuses a step Longhorn does not take; nil when it runs `target` already.
-    static func plan(kube: KubeClient, target: LonghornVersion, source: GitOpsSource) async throws -> GitOpsPlan? {
+    /// Refuses a step Longhorn does not take, or a cluster whose volumes are not healthy; nil
+    /// when it runs `target` already. The plan snapshots every attached volume before its commit
+    /// and, after a failure, reverts only while Longhorn's manager has not moved.
+    static func plan(kube: KubeClient, target: LonghornVersion, source: GitOpsSource,
+                     snapshots: ControllerConfig.Longhorn = ControllerConfig.Longhorn()) async throws -> GitOpsPlan? {
         let installedText: String
         do {
             installedText = try await kube.get(LonghornSetting.self, "current-longhorn-version", namespace: "longhorn-system").value
@@ -19,12 +23,43 @@ enum LonghornUpdate {
             print("nothing to do: Longhorn already runs \(target)")
             return nil
         }
-        if let refusal = LonghornVersion.refusal(from: installed, to: target) {
-            throw CommandFailure(code: RolloutExitCode.refused, message: "refused: \(refusal); nothing was committed")
-        }
+        if let refusal = LonghornVersion.refusal(from: installed, to: target) { throw refusal.failure }
+        _ = try await LonghornSnapshots.healthyVolumes(kube)
+        let taker = LonghornSnapshots(kube: kube, policy: snapshots)
         return GitOpsPlan(component: "longhorn", from: installed.description, to: target.description, edit: { files in
             try edit(files, installed: installed, target: target)
-        }, verdict: { sha, _ in try await verdict(kube: kube, source: source, target: target)(sha) })
+        }, verdict: { sha, _ in try await verdict(kube: kube, source: source, target: target)(sha) },
+        prepare: { id, say in try await taker.take(update: id, say: say) },
+        forwardOnly: forwardOnly(kube: kube, from: installed))
+    }
+
+    /// nil while Longhorn's manager still runs `from` (a revert is safe); else why the commit
+    /// stays, what Longhorn shows and how to go on: its upgrade guide supports no downgrade and
+    /// Longhorn blocks one (https://longhorn.io/docs/1.12.2/deploy/upgrade/).
+    static func forwardOnly(kube: KubeClient, from: LonghornVersion) -> @Sendable (ComponentUpdateRecord) async -> String? {
+        { record in
+            let setting = try? await kube.get(LonghornSetting.self, "current-longhorn-version", namespace: LonghornSnapshots.namespace)
+            let manager = try? await kube.get(.daemonSets, "longhorn-manager", namespace: LonghornSnapshots.namespace)
+            let tags = (manager?[path: "spec", "template", "spec", "containers"]?.array ?? []).compactMap { container -> String? in
+                guard let image = container["image"]?.string, let colon = image.lastIndex(of: ":") else { return nil }
+                return String(image[image.index(after: colon)...])
+            }
+            let state = LonghornManagerState(reportedVersion: setting?.value, managerImageTags: tags)
+            guard let moved = state.moved(from: from) else { return nil }
+            let volumes = (try? await kube.list(LonghornVolume.self, namespace: LonghornSnapshots.namespace)) ?? []
+            let shown = volumes.sorted { $0.name < $1.name }.prefix(10).map {
+                "\($0.name) \($0.state) \($0.robustness)" + ($0.currentImage.isEmpty ? "" : " engine \($0.currentImage)")
+            }
+            let snapshots = record.snapshots.isEmpty ? "no snapshots were taken"
+                : "the snapshots taken before it: \(record.snapshots.joined(separator: ", ")) "
+                    + "(`kubectl -n longhorn-system get snapshots.longhorn.io -l \(LonghornSnapshots.updateLabel)=\(record.id)`)"
+            return "\(moved), and Longhorn does not support downgrades (it blocks them: https://longhorn.io/docs/1.12.2/deploy/upgrade/), "
+                + "so the chart stays at \(record.to). Longhorn shows: manager \(setting?.value ?? "unknown"); volumes: "
+                + (shown.isEmpty ? "none read" : shown.joined(separator: ", ") + (volumes.count > 10 ? ", …" : ""))
+                + ". To go on: see why the HelmRelease failed (`kubectl -n longhorn-system describe helmreleases.helm.toolkit.fluxcd.io`), "
+                + "fix it and let Flux retry (`flux reconcile helmrelease`), or go on to a later \(record.to) patch with `upkeep update`; "
+                + snapshots
+        }
     }
 
     /// Where an update of Longhorn to `target` stands with a commit (a first run, or one carried on).
@@ -156,14 +191,12 @@ struct LonghornVersion: Comparable, CustomStringConvertible {
 
     static func < (a: LonghornVersion, b: LonghornVersion) -> Bool { (a.major, a.minor, a.patch) < (b.major, b.minor, b.patch) }
 
-    /// Longhorn upgrades one minor at a time and never down (its upgrade notes); nil when
-    /// `target` is a valid next step from `installed`, else why not.
-    static func refusal(from installed: LonghornVersion, to target: LonghornVersion) -> String? {
-        if target < installed { return "Longhorn cannot be downgraded (\(installed) → \(target)); restore a backup instead" }
-        if target == installed { return "Longhorn already runs \(target)" }
-        if target.major != installed.major || target.minor > installed.minor + 1 {
-            return "Longhorn upgrades one minor version at a time: go to a v\(installed.major).\(installed.minor + 1).x release first"
-        }
+    /// Longhorn upgrades one minor at a time (x.y → x.(y+1), patches within a minor freely) and
+    /// never down (https://longhorn.io/docs/latest/deploy/upgrade/); nil when `target` is a valid
+    /// next step from `installed` (or is `installed`), else the refusal.
+    static func refusal(from installed: LonghornVersion, to target: LonghornVersion) -> LonghornRefusal? {
+        if target < installed { return .downgrade(installed: installed, target: target) }
+        if target.major != installed.major || target.minor > installed.minor + 1 { return .skipsMinor(installed: installed, target: target) }
         return nil
     }
 }

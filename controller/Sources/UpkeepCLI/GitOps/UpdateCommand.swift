@@ -20,7 +20,9 @@ struct Update: AsyncParsableCommand {
             windows nothing is committed unless --ignore-window. It holds the controller's lock (the state directory's \
             lease and the cluster Lease kube-system/upkeep) from the commit to the end. Exit codes: 0 done (or nothing \
             to do), 1 failed and the commit was reverted, 2 usage, 4 failed and the revert did not finish (fix by hand), \
-            5 refused before committing, 6 another controller holds the lock (or it was lost while waiting), 7 Flux's \
+            or failed after Longhorn's manager moved (not reverted: Longhorn supports no downgrade; the output names the \
+            snapshots and the backup), 5 refused before committing (a skipped minor, a downgrade, a Longhorn volume not \
+            healthy, a snapshot not ready), 6 another controller holds the lock (or it was lost while waiting), 7 Flux's \
             install.yaml could not be fetched or did not match its digest, 8 the cluster, the releases or the \
             repository could not be read. docs/gitops.md.
             """
@@ -78,7 +80,7 @@ struct Update: AsyncParsableCommand {
         let store = try openStateStore(config)
         let request = GitOpsRequest(component: component, to: to, longhornTarget: longhornTarget, namespace: parts[0], name: parts[1], repo: repo,
                                     timeoutSeconds: timeoutSeconds, dryRun: dryRun, confirmed: yes, ignoreWindow: ignoreWindow,
-                                    forceTakeover: forceTakeover)
+                                    forceTakeover: forceTakeover, longhorn: config.longhorn)
         let code = try await ClusterSession.with(config) { session in
             try await Self.perform(request, session: session, store: store, windows: config.rollout.maintenanceWindows)
         }
@@ -118,17 +120,20 @@ struct Update: AsyncParsableCommand {
             }
             // Carried on first; one that never reached the repository is recorded so, and this run makes it anew.
             let carried = try await update.carryOn(interrupted) { source, committed in
-                if let target = LonghornVersion(interrupted.to), interrupted.component == "longhorn" {
-                    return LonghornUpdate.verdict(kube: session.kube, source: source, target: target)
+                if let target = LonghornVersion(interrupted.to), let from = LonghornVersion(interrupted.from), interrupted.component == "longhorn" {
+                    return GitOpsFollowUp(verdict: LonghornUpdate.verdict(kube: session.kube, source: source, target: target),
+                                          forwardOnly: LonghornUpdate.forwardOnly(kube: session.kube, from: from))
                 }
-                return try await FluxUpdate.carriedOnVerdict(kube: session.kube, source: source, file: interrupted.file, committed: committed,
-                                                             to: interrupted.to)
+                return GitOpsFollowUp(verdict: try await FluxUpdate.carriedOnVerdict(kube: session.kube, source: source, file: interrupted.file,
+                                                                                     committed: committed, to: interrupted.to))
             }
             if case .ended(let code) = carried { return code }
         }
         let began = Instant.wallClockNow()
         let code = try await update.run(dryRun: request.dryRun, confirmed: request.confirmed, windows: windows, ignoreWindow: request.ignoreWindow) { source in
-            if let target = request.longhornTarget { return try await LonghornUpdate.plan(kube: session.kube, target: target, source: source) }
+            if let target = request.longhornTarget {
+                return try await LonghornUpdate.plan(kube: session.kube, target: target, source: source, snapshots: request.longhorn)
+            }
             return try await FluxUpdate.plan(session: session, to: request.to, source: source)
         }
         // Validated only when this run completed an update (not a dry run, not "already there").
@@ -166,6 +171,8 @@ struct GitOpsRequest: Sendable {
     var forceTakeover = false
     /// Who started it, recorded with the update (`history --updates`).
     var initiator = Initiator.current()
+    /// The snapshots a Longhorn update takes and keeps (`longhorn:` in upkeep.yaml).
+    var longhorn = ControllerConfig.Longhorn()
 }
 
 /// One component's change through Git, made by its planner before anything is cloned.
@@ -178,6 +185,20 @@ struct GitOpsPlan: Sendable {
     var edit: @Sendable ([String: String]) throws -> GitOpsChange
     /// Where the cluster stands with commit `sha` of `change`; polled until done or failed.
     var verdict: @Sendable (_ sha: String, _ change: GitOpsChange) async throws -> ReconcileVerdict
+    /// Under the lock, before the commit: what must be true and taken first (Longhorn's volume
+    /// health and snapshots, for update `id`); returns the snapshots' names; throws a refusal.
+    var prepare: (@Sendable (_ id: String, _ say: (String) -> Void) async throws -> [String])? = nil
+    /// Asked before a failed update is reverted: see `GitOpsFollowUp.forwardOnly`.
+    var forwardOnly: (@Sendable (ComponentUpdateRecord) async -> String?)? = nil
+}
+
+/// How a committed change is judged, and whether a failed one may be reverted.
+struct GitOpsFollowUp: Sendable {
+    var verdict: @Sendable (String) async throws -> ReconcileVerdict
+    /// nil (or answering nil): a revert is safe. Else the component has already moved to the new
+    /// version (Longhorn's manager), a revert would be a downgrade: it says what the component
+    /// shows and how to go on, and the commit stays (`failedForward`).
+    var forwardOnly: (@Sendable (ComponentUpdateRecord) async -> String?)? = nil
 }
 
 /// The edit a plan makes to the clone.
@@ -324,7 +345,7 @@ struct GitOpsUpdate {
     /// done, or reverted. `judge` gives the verdict for a commit, from the source and the file's
     /// committed text. A change started inside a window runs to its end: no window is checked.
     func carryOn(_ record: ComponentUpdateRecord,
-                 judge: (GitOpsSource, _ committed: String) async throws -> @Sendable (String) async throws -> ReconcileVerdict) async throws -> CarriedOn {
+                 judge: (GitOpsSource, _ committed: String) async throws -> GitOpsFollowUp) async throws -> CarriedOn {
         let source = try await readSource()
         guard let lock else { return try await carryOnHeld(record, source: source, judge: judge) }
         return try await lock.holding("update \(record.id)", untouched: "update \(record.id) was left as it is", say: say) {
@@ -333,7 +354,7 @@ struct GitOpsUpdate {
     }
 
     private func carryOnHeld(_ first: ComponentUpdateRecord, source: GitOpsSource,
-                             judge: (GitOpsSource, String) async throws -> @Sendable (String) async throws -> ReconcileVerdict) async throws -> CarriedOn {
+                             judge: (GitOpsSource, String) async throws -> GitOpsFollowUp) async throws -> CarriedOn {
         // Another process may have finished it before this one took the lock.
         guard var record = try storeCall({ try store.unfinishedComponentUpdates() }).first(where: { $0.id == first.id }) else {
             say("update \(first.id) has finished meanwhile (`upkeep history --updates`)")
@@ -368,10 +389,10 @@ struct GitOpsUpdate {
             return .ended(await awaitRevert(&record, revert, failure: "interrupted; its revert \(revert.prefix(12)) was pushed before the interruption"))
         }
         let committed = (try? String(contentsOfFile: "\(workspace)/\(record.file)", encoding: .utf8)) ?? ""
-        let verdict = try await judge(source, committed)
+        let followUp = try await judge(source, committed)
         say("\(commit.prefix(12)) is on \(branch)\(head == commit ? "" : " (under \(head.prefix(12)))"); waiting for Flux (at most \(timeoutSeconds) s)")
         return .ended(try await settle(&record, judging: head, done: "\(record.component == "flux" ? "Flux" : "Longhorn") runs \(record.to)",
-                                       workspace: workspace, branch: branch, verdict: verdict))
+                                       workspace: workspace, branch: branch, forwardOnly: followUp.forwardOnly, verdict: followUp.verdict))
     }
 
     /// Whether the clone's branch holds `commit`.
@@ -381,6 +402,7 @@ struct GitOpsUpdate {
 
     /// Commit, push, wait, revert when it fails: under the lock.
     private func committed(plan: GitOpsPlan, change: GitOpsChange, url: String, branch: String, workspace: String, id: String) async throws -> Int32 {
+        let snapshots = try await plan.prepare?(id, say) ?? []
         try change.text.write(toFile: "\(workspace)/\(change.file)", atomically: true, encoding: .utf8)
         let message = "\(change.subject)\n\nCommitted by upkeep update; it reverts this commit if the upgrade does not become healthy."
         try await git(["-C", workspace, "commit", "-q", "-a", "-m", message], what: "commit")
@@ -388,6 +410,7 @@ struct GitOpsUpdate {
         // Recorded before the push: a crash after it leaves a record that names the commit.
         var record = ComponentUpdateRecord(id: id, component: plan.component, from: plan.from, to: plan.to, repository: url,
                                            file: change.file, startedAt: .wallClockNow(), commit: commit)
+        record.snapshots = snapshots
         try storeCall { try store.saveComponentUpdate(record) }
         try storeCall { try store.recordOperation(OperationStamp(.update, by: initiator), subject: record.id, now: record.startedAt) }
         if let lost = lostLock() {
@@ -401,13 +424,15 @@ struct GitOpsUpdate {
             throw error
         }
         say("pushed \(commit.prefix(12)) to \(branch); waiting for Flux (at most \(timeoutSeconds) s)")
-        return try await settle(&record, judging: commit, done: change.done, workspace: workspace, branch: branch) { try await plan.verdict($0, change) }
+        return try await settle(&record, judging: commit, done: change.done, workspace: workspace, branch: branch,
+                                forwardOnly: plan.forwardOnly) { try await plan.verdict($0, change) }
     }
 
     /// After the push (or on carrying an interrupted update on): waits for Flux to apply the
     /// branch at `judged` (the commit, or a later head that holds it), records the update done,
     /// or reverts the record's commit and records how that went. Returns the exit code.
     private func settle(_ record: inout ComponentUpdateRecord, judging judged: String, done: String, workspace: String, branch: String,
+                        forwardOnly: (@Sendable (ComponentUpdateRecord) async -> String?)? = nil,
                         verdict: (String) async throws -> ReconcileVerdict) async throws -> Int32 {
         let commit = record.commit ?? judged
         let url = record.repository
@@ -426,6 +451,15 @@ struct GitOpsUpdate {
             finish(&record, .failed, "\(failure); \(lost), so the commit was not reverted")
             return RolloutExitCode.leaseHeld
         }
+        // Once the component has moved, a revert would be a downgrade: stop, keep the commit, say how to go on.
+        if let forwardOnly, let why = await forwardOnly(record) {
+            let backup = newestBackup()
+            say("failed: \(failure)")
+            say("not reverted: \(why); \(commit.prefix(12)) stays on \(branch)")
+            say("the newest datastore backup: \(backup)")
+            finish(&record, .failedForward, "\(failure); not reverted: \(why); the newest datastore backup: \(backup)")
+            return RolloutExitCode.failedNotRolledBack
+        }
         say("failed: \(failure); reverting \(commit.prefix(12))")
         do {
             try await git(["-C", workspace, "revert", "--no-edit", commit], what: "revert")
@@ -438,6 +472,12 @@ struct GitOpsUpdate {
         let revert = try await git(["-C", workspace, "rev-parse", "HEAD"], what: "rev-parse").trimmingCharacters(in: .whitespacesAndNewlines)
         record.revertCommit = revert
         return await awaitRevert(&record, revert, failure: failure)
+    }
+
+    /// The newest sealed datastore backup, named for an operator going on by hand.
+    private func newestBackup() -> String {
+        guard let backup = (try? store.backups(limit: 1))?.first else { return "none recorded (`upkeep backup now` takes one)" }
+        return "\(backup.id), taken \(backup.takenAt.utcDescription) on \(backup.node) (`upkeep backup list`; `upkeep backup open \(backup.id) -o PATH`)"
     }
 
     /// Waits for Flux to fetch the pushed revert and records the update reverted (or failed, when

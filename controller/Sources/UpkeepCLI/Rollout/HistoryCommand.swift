@@ -64,10 +64,11 @@ struct History: AsyncParsableCommand {
                 } else if records.isEmpty {
                     print("no component updates yet (`upkeep update`)")
                 } else {
-                    print(renderTable(["ID", "STARTED", "BY", "COMPONENT", "FROM", "TO", "OUTCOME", "COMMIT", "REVERT", "MESSAGE"], records.map { record in
+                    print(renderTable(["ID", "STARTED", "BY", "COMPONENT", "FROM", "TO", "OUTCOME", "COMMIT", "REVERT", "SNAPSHOTS", "MESSAGE"],
+                                      records.map { record in
                         [record.id, record.startedAt.utcDescription, record.startedBy?.by.description ?? "-", record.component, record.from, record.to,
                          record.outcome.rawValue, String((record.commit ?? "-").prefix(12)), String((record.revertCommit ?? "-").prefix(12)),
-                         record.message]
+                         record.snapshots.isEmpty ? "-" : record.snapshots.joined(separator: ","), record.message]
                     }), terminator: "")
                 }
                 return

@@ -116,6 +116,7 @@ actor ControllerLoop {
             say("updating \(component.title) to \(target) through Git (\(policy.description(of: component)))")
             board.driving(what)
             var made = GitOpsRequest(component: component.rawValue, to: target.description, confirmed: true)
+            made.longhorn = config.longhorn
             made.longhornTarget = component == .longhorn ? LonghornVersion(target.description) : nil
             made.initiator = .serve(user: initiator.user, host: initiator.host, policy: policy.description(of: component))
             let request = made
@@ -162,13 +163,13 @@ actor ControllerLoop {
         }.first
     }
 
-    /// Longhorn and Flux versions whose update reached the repository and failed (reverted, or
-    /// the revert not through), newest record first. One that never got pushed changed nothing
+    /// Longhorn and Flux versions whose update reached the repository and failed (reverted, the
+    /// revert not through, or failed forward), newest record first. One that never got pushed changed nothing
     /// and is not held against its version: such a start backs off as a refused one does.
     static func failedUpdates(_ records: [ComponentUpdateRecord]) -> [GitOpsTarget: String] {
         var failed: [GitOpsTarget: String] = [:]
         for record in records {
-            guard record.outcome == .reverted || record.outcome == .failed, let component = GitOpsComponent(rawValue: record.component),
+            guard [.reverted, .failed, .failedForward].contains(record.outcome), let component = GitOpsComponent(rawValue: record.component),
                   let version = try? K3sVersion(record.to) else { continue }
             if record.outcome == .failed, record.message.hasPrefix(GitOpsUpdate.notPushedPrefix) || record.message.hasPrefix(GitOpsUpdate.pushFailedPrefix) {
                 continue
