@@ -46,6 +46,33 @@ import UpkeepKube
         #expect(LonghornManagerState(reportedVersion: nil, managerImageTags: []).moved(from: from) != nil, "unknown counts as moved")
     }
 
+    @Test func enginesMoveOneVolumeAtATimeUnlessLonghornDoesItAndEndHealthy() {
+        let old = "longhornio/longhorn-engine:v1.7.2", new = "longhornio/longhorn-engine:v1.8.2"
+        func engine(_ name: String, _ state: String = "attached", _ robustness: String = "healthy", image: String, current: String) -> EngineVolume {
+            EngineVolume(name: name, state: state, robustness: robustness, image: image, currentImage: current)
+        }
+        var volumes = [engine("pvc-b", image: old, current: old), engine("pvc-a", image: old, current: old),
+                       engine("pvc-c", "detached", "unknown", image: old, current: old)]
+        #expect(EngineUpgradeStep.next(volumes, engine: new, automaticPerNode: 0) == .upgrade("pvc-a"), "by name; detached ones are not waited for")
+        if case .waiting(let reason) = EngineUpgradeStep.next(volumes, engine: new, automaticPerNode: 2) {
+            #expect(reason.contains("Longhorn upgrades the engines itself") && reason.contains("pvc-a, pvc-b"))
+        } else { Issue.record("with the setting above 0 Upkeep only waits") }
+        volumes[1].image = new
+        #expect(EngineUpgradeStep.next(volumes, engine: new, automaticPerNode: 0) == .waiting("pvc-a is upgrading its engine to \(new) (runs \(old))"),
+                "one at a time")
+        volumes[1].currentImage = new
+        volumes[0].robustness = "degraded"
+        #expect(EngineUpgradeStep.next(volumes, engine: new, automaticPerNode: 0) == .waiting("a live engine upgrade needs healthy volumes: pvc-b"))
+        volumes[0].robustness = "healthy"
+        #expect(EngineUpgradeStep.next(volumes, engine: new, automaticPerNode: 0) == .upgrade("pvc-b"))
+        volumes[0].image = new
+        volumes[0].currentImage = new
+        volumes[0].robustness = "degraded"
+        #expect(EngineUpgradeStep.next(volumes, engine: new, automaticPerNode: 0) == .waiting("volumes not healthy after their engine upgrade: pvc-b"))
+        volumes[0].robustness = "healthy"
+        #expect(EngineUpgradeStep.next(volumes, engine: new, automaticPerNode: 0) == .done)
+    }
+
     @Test func snapshotNamesAreDNSNamesThatNameTheUpdateAndTheVolume() {
         #expect(LonghornSnapshots.name(update: "u20261207-140000", volume: "pvc-840804d8-6f11-49fd-afae-54bc5be639de")
             == "upkeep-u20261207-140000-pvc-840804d8-6f11-49fd-afae-54bc5be639de")

@@ -27,6 +27,16 @@ struct LonghornSafetyEndToEndTests {
         return text.split(separator: "\n").map(String.init).sorted()
     }
 
+    /// `name currentImage robustness` of each of `names`.
+    func engines(_ sandbox: EndToEndSandbox, _ names: [String]) async throws -> [String] {
+        var lines: [String] = []
+        for name in names {
+            lines.append(name + " " + (try await gitOps.kubectl(sandbox, ["-n", "longhorn-system", "get", "volumes.longhorn.io", name, "-o",
+                                                                          "jsonpath={.status.currentImage} {.status.robustness}"])))
+        }
+        return lines
+    }
+
     func waitForVolumes(_ sandbox: EndToEndSandbox, _ what: String, _ condition: ([String]) -> Bool) async throws {
         let deadline = Date().addingTimeInterval(60)
         var seen: [String] = []
@@ -87,11 +97,22 @@ struct LonghornSafetyEndToEndTests {
             #expect(try await snapshots(sandbox, "upkeep.io/update=\(firstRecord.id)")
                     == attached.map { "upkeep-\(firstRecord.id)-\($0) \($0) true" }.sorted())
             #expect(firstRecord.snapshots == attached.map { "upkeep-\(firstRecord.id)-\($0)" }.sorted())
+            // The setting is 0 in the sandbox: Upkeep upgraded each attached volume's engine itself.
+            #expect(first.output.contains("upgrading the engine of \(attached[0])") && first.output.contains("upgrading the engine of \(attached[1])"),
+                    "\(first.output)")
+            #expect(try await engines(sandbox, attached) == attached.map { "\($0) longhornio/longhorn-engine:v1.8.2 healthy" })
+
+            // Longhorn upgrades engines itself when its limit is above 0: Upkeep waits and validates.
+            _ = try await gitOps.kubectl(sandbox, ["-n", "longhorn-system", "patch", "settings.longhorn.io",
+                                                   "concurrent-automatic-engine-upgrade-per-node-limit", "--type", "merge", "-p", #"{"value":"1"}"#])
 
             // keep: 1: the next update's snapshots replace the first's.
             try await Task.sleep(nanoseconds: 1_100_000_000)  // a later second: update ids name the second they start
             let second = try await sandbox.controller(["update", "--to", "v1.9.1", "--yes"], config: quick, timeoutSeconds: 120)
             #expect(second.status == 0 && second.output.contains("removing 2 Longhorn snapshot(s) of earlier updates"), "\(second.output)")
+            #expect(second.output.contains("Longhorn upgrades attached volumes to longhornio/longhorn-engine:v1.9.1 itself")
+                    && !second.output.contains("upgrading the engine of"), "\(second.output)")
+            #expect(try await engines(sandbox, attached) == attached.map { "\($0) longhornio/longhorn-engine:v1.9.1 healthy" })
             let secondRecord = try #require(try await records(sandbox, config: quick).first)
             #expect(secondRecord.id != firstRecord.id && secondRecord.snapshots.count == 2)
             #expect(try await snapshots(sandbox, "upkeep.io/update").map { String($0.split(separator: " ")[0]) } == secondRecord.snapshots,

@@ -9,7 +9,7 @@ enum LonghornUpdate {
     /// when it runs `target` already. The plan snapshots every attached volume before its commit
     /// and, after a failure, reverts only while Longhorn's manager has not moved.
     static func plan(kube: KubeClient, target: LonghornVersion, source: GitOpsSource,
-                     snapshots: ControllerConfig.Longhorn = ControllerConfig.Longhorn()) async throws -> GitOpsPlan? {
+                     snapshots: ControllerConfig.Longhorn = ControllerConfig.Longhorn(), timeoutSeconds: Int = 900) async throws -> GitOpsPlan? {
         let installedText: String
         do {
             installedText = try await kube.get(LonghornSetting.self, "current-longhorn-version", namespace: "longhorn-system").value
@@ -30,7 +30,13 @@ enum LonghornUpdate {
             try edit(files, installed: installed, target: target)
         }, verdict: { sha, _ in try await verdict(kube: kube, source: source, target: target)(sha) },
         prepare: { id, say in try await taker.take(update: id, say: say) },
-        forwardOnly: forwardOnly(kube: kube, from: installed))
+        forwardOnly: forwardOnly(kube: kube, from: installed), afterApplied: engineUpgrades(kube: kube, timeoutSeconds: timeoutSeconds))
+    }
+
+    /// After the manager runs the new version: every attached volume's engine upgraded and
+    /// validated healthy (`LonghornEngineUpgrade`), within `timeoutSeconds`.
+    static func engineUpgrades(kube: KubeClient, timeoutSeconds: Int) -> @Sendable ((String) -> Void) async -> ReconcileVerdict {
+        { say in await LonghornEngineUpgrade(kube: kube, timeoutSeconds: timeoutSeconds).run(say: say) }
     }
 
     /// nil while Longhorn's manager still runs `from` (a revert is safe); else why the commit

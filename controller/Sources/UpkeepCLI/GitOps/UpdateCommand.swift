@@ -122,7 +122,8 @@ struct Update: AsyncParsableCommand {
             let carried = try await update.carryOn(interrupted) { source, committed in
                 if let target = LonghornVersion(interrupted.to), let from = LonghornVersion(interrupted.from), interrupted.component == "longhorn" {
                     return GitOpsFollowUp(verdict: LonghornUpdate.verdict(kube: session.kube, source: source, target: target),
-                                          forwardOnly: LonghornUpdate.forwardOnly(kube: session.kube, from: from))
+                                          forwardOnly: LonghornUpdate.forwardOnly(kube: session.kube, from: from),
+                                          afterApplied: LonghornUpdate.engineUpgrades(kube: session.kube, timeoutSeconds: request.timeoutSeconds))
                 }
                 return GitOpsFollowUp(verdict: try await FluxUpdate.carriedOnVerdict(kube: session.kube, source: source, file: interrupted.file,
                                                                                      committed: committed, to: interrupted.to))
@@ -132,7 +133,8 @@ struct Update: AsyncParsableCommand {
         let began = Instant.wallClockNow()
         let code = try await update.run(dryRun: request.dryRun, confirmed: request.confirmed, windows: windows, ignoreWindow: request.ignoreWindow) { source in
             if let target = request.longhornTarget {
-                return try await LonghornUpdate.plan(kube: session.kube, target: target, source: source, snapshots: request.longhorn)
+                return try await LonghornUpdate.plan(kube: session.kube, target: target, source: source, snapshots: request.longhorn,
+                                                     timeoutSeconds: request.timeoutSeconds)
             }
             return try await FluxUpdate.plan(session: session, to: request.to, source: source)
         }
@@ -190,6 +192,8 @@ struct GitOpsPlan: Sendable {
     var prepare: (@Sendable (_ id: String, _ say: (String) -> Void) async throws -> [String])? = nil
     /// Asked before a failed update is reverted: see `GitOpsFollowUp.forwardOnly`.
     var forwardOnly: (@Sendable (ComponentUpdateRecord) async -> String?)? = nil
+    /// See `GitOpsFollowUp.afterApplied`.
+    var afterApplied: (@Sendable (_ say: (String) -> Void) async -> ReconcileVerdict)? = nil
 }
 
 /// How a committed change is judged, and whether a failed one may be reverted.
@@ -199,6 +203,9 @@ struct GitOpsFollowUp: Sendable {
     /// version (Longhorn's manager), a revert would be a downgrade: it says what the component
     /// shows and how to go on, and the commit stays (`failedForward`).
     var forwardOnly: (@Sendable (ComponentUpdateRecord) async -> String?)? = nil
+    /// Once the verdict is done: what follows the component's own upgrade (Longhorn's engine
+    /// upgrades of attached volumes), bounded; `.failed` fails the update as a verdict would.
+    var afterApplied: (@Sendable (_ say: (String) -> Void) async -> ReconcileVerdict)? = nil
 }
 
 /// The edit a plan makes to the clone.
@@ -392,7 +399,8 @@ struct GitOpsUpdate {
         let followUp = try await judge(source, committed)
         say("\(commit.prefix(12)) is on \(branch)\(head == commit ? "" : " (under \(head.prefix(12)))"); waiting for Flux (at most \(timeoutSeconds) s)")
         return .ended(try await settle(&record, judging: head, done: "\(record.component == "flux" ? "Flux" : "Longhorn") runs \(record.to)",
-                                       workspace: workspace, branch: branch, forwardOnly: followUp.forwardOnly, verdict: followUp.verdict))
+                                       workspace: workspace, branch: branch, forwardOnly: followUp.forwardOnly,
+                                       afterApplied: followUp.afterApplied, verdict: followUp.verdict))
     }
 
     /// Whether the clone's branch holds `commit`.
@@ -425,7 +433,7 @@ struct GitOpsUpdate {
         }
         say("pushed \(commit.prefix(12)) to \(branch); waiting for Flux (at most \(timeoutSeconds) s)")
         return try await settle(&record, judging: commit, done: change.done, workspace: workspace, branch: branch,
-                                forwardOnly: plan.forwardOnly) { try await plan.verdict($0, change) }
+                                forwardOnly: plan.forwardOnly, afterApplied: plan.afterApplied) { try await plan.verdict($0, change) }
     }
 
     /// After the push (or on carrying an interrupted update on): waits for Flux to apply the
@@ -433,11 +441,14 @@ struct GitOpsUpdate {
     /// or reverts the record's commit and records how that went. Returns the exit code.
     private func settle(_ record: inout ComponentUpdateRecord, judging judged: String, done: String, workspace: String, branch: String,
                         forwardOnly: (@Sendable (ComponentUpdateRecord) async -> String?)? = nil,
+                        afterApplied: (@Sendable ((String) -> Void) async -> ReconcileVerdict)? = nil,
                         verdict: (String) async throws -> ReconcileVerdict) async throws -> Int32 {
         let commit = record.commit ?? judged
         let url = record.repository
+        var outcome = await waitFor({ try await verdict(judged) })
+        if outcome == .done, let afterApplied { outcome = await afterApplied(say) }
         let failure: String
-        switch await waitFor({ try await verdict(judged) }) {
+        switch outcome {
         case .done:
             say("done: \(done)")
             finish(&record, .completed, done)

@@ -41,6 +41,8 @@ public struct ClusterModel: Sendable {
     /// would let a pod go up to a second before its grace period ends.
     var podDeletionDueAt: [String: Double] = [:]
     var rebuildStartedAt: [String: Double] = [:]
+    /// When each attached volume's live engine upgrade began (volume name).
+    var engineUpgradeStartedAt: [String: Double] = [:]
     /// Replicas on these nodes rebuild this long instead of `timings.rebuildSeconds` (a sandbox fault).
     public var rebuildSecondsByNode: [String: Double] = [:]
     var fluxSuspended: [String: Bool] = [:]

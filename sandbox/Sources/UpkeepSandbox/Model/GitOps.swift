@@ -110,6 +110,7 @@ extension ClusterModel {
     private mutating func setLonghornVersion(_ version: String) {
         guard longhornVersion != version else { return }
         store.modify(.longhornSettings, Self.longhornNamespace, "current-longhorn-version") { $0["value"] = .string(version) }
+        store.modify(.longhornSettings, Self.longhornNamespace, "default-engine-image") { $0["value"] = .string(Self.engineImage(version)) }
         for type in [ResourceType.deployments, .daemonSets] {
             for object in store.list(type, namespace: Self.longhornNamespace) {
                 guard let name = object[path: "metadata", "name"]?.string else { continue }

@@ -65,6 +65,54 @@ extension ClusterModel {
         reconcileLonghornNodes()
         reconcileDrainPolicy()
         reconcileSnapshots()
+        reconcileEngineImages()
+    }
+
+    /// The engine image of Longhorn `version` (the `default-engine-image` setting's value).
+    static func engineImage(_ version: String) -> String { "longhornio/longhorn-engine:\(version)" }
+
+    /// A live engine upgrade takes this long.
+    static let engineUpgradeSeconds = 1.0
+
+    /// Engine upgrades. A volume whose `spec.image` is not its `status.currentImage` runs the new
+    /// engine at once when detached, and `engineUpgradeSeconds` later when attached and healthy
+    /// (a live upgrade: https://longhorn.io/docs/1.12.2/deploy/upgrade/upgrade-engine/). With
+    /// `concurrent-automatic-engine-upgrade-per-node-limit` above 0 Longhorn sets `spec.image` to
+    /// the default engine image itself, at most that many attached volumes per node at once
+    /// (https://longhorn.io/docs/latest/references/settings/#concurrent-automatic-engine-upgrade-per-node-limit);
+    /// at 0 (the sandbox's seed) nothing moves until someone sets `spec.image`.
+    private mutating func reconcileEngineImages() {
+        let defaultImage = longhornSetting("default-engine-image") ?? ""
+        let limit = Int(longhornSetting("concurrent-automatic-engine-upgrade-per-node-limit") ?? "0") ?? 0
+        var upgrading: [String: Int] = [:]
+        for volume in store.list(.longhornVolumes).map(LonghornVolume.init) where volume.state == "attached" && volume.image != volume.currentImage {
+            upgrading[volume.currentNodeID, default: 0] += 1
+        }
+        for object in store.list(.longhornVolumes) {
+            let volume = LonghornVolume(json: object)
+            var updated = object
+            var wanted = volume.image
+            if limit > 0, !defaultImage.isEmpty, wanted == volume.currentImage, volume.currentImage != defaultImage,
+               volume.state != "attached" || (volume.robustness == "healthy" && upgrading[volume.currentNodeID, default: 0] < limit) {
+                wanted = defaultImage
+                updated[path: "spec", "image"] = .string(wanted)
+                if volume.state == "attached" { upgrading[volume.currentNodeID, default: 0] += 1 }
+            }
+            if wanted.isEmpty || wanted == volume.currentImage {
+                engineUpgradeStartedAt[volume.name] = nil
+            } else if volume.state != "attached" {
+                updated[path: "status", "currentImage"] = .string(wanted)
+            } else if volume.robustness == "healthy" || engineUpgradeStartedAt[volume.name] != nil {
+                let start = engineUpgradeStartedAt[volume.name] ?? now
+                engineUpgradeStartedAt[volume.name] = start
+                if now - start >= Self.engineUpgradeSeconds {
+                    updated[path: "status", "currentImage"] = .string(wanted)
+                    engineUpgradeStartedAt[volume.name] = nil
+                    record("EngineUpgraded", volume.name, "engine of \(volume.name) now runs \(wanted)")
+                }
+            }
+            if updated != object { store.update(.longhornVolumes, updated) }
+        }
     }
 
     private mutating func reconcileReplicas() {

@@ -138,7 +138,7 @@ extension ClusterModel {
         let settings: [(String, String)] = [
             ("current-longhorn-version", version), ("node-drain-policy", "block-if-contains-last-replica"),
             ("replica-replenishment-wait-interval", "600"), ("default-replica-count", String(spec.replicas)),
-            ("concurrent-automatic-engine-upgrade-per-node-limit", "0"),
+            ("concurrent-automatic-engine-upgrade-per-node-limit", "0"), ("default-engine-image", Self.engineImage(version)),
         ]
         for (name, value) in settings {
             _ = store.create(.longhornSettings, ["metadata": ["name": .string(name), "namespace": .string(Self.longhornNamespace)],
@@ -155,8 +155,9 @@ extension ClusterModel {
                 "metadata": ["name": .string(name), "namespace": .string(Self.longhornNamespace), "labels": ["longhornvolume": .string(name)]],
                 "spec": ["numberOfReplicas": .int(Int64(spec.replicas)), "size": .string(String((index % 4 + 1) * 1_073_741_824)),
                          "dataEngine": "v1", "frontend": "blockdev", "nodeID": attached ? .string(distinct[0]) : "",
-                         "dataLocality": "disabled", "accessMode": "rwo"],
+                         "dataLocality": "disabled", "accessMode": "rwo", "image": .string(Self.engineImage(version))],
                 "status": ["state": attached ? "attaching" : "detached", "robustness": "unknown", "currentNodeID": "",
+                           "currentImage": .string(Self.engineImage(version)),
                            "conditions": [["type": "Scheduled", "status": "True", "reason": "", "message": ""]],
                            "kubernetesStatus": ["pvName": .string(name), "pvcName": .string("data-\(index)"), "namespace": "default"]],
             ], now: now)
