@@ -114,6 +114,7 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         #expect(Self.value(text, #"upkeep_updates_total{component="flux",outcome="reverted"}"#) == 1)
         #expect(Self.value(text, #"upkeep_updates_total{component="flux",outcome="completed"}"#) == 0)
         #expect(Self.value(text, #"upkeep_updates_total{component="longhorn",outcome="failed"}"#) == 0)
+        #expect(Self.value(text, #"upkeep_updates_total{component="longhorn",outcome="failedForward"}"#) == 0, "listed from 0")
         #expect(Self.value(text, #"upkeep_update_duration_seconds_count{component="longhorn"}"#) == 1, "only completed updates are timed")
         #expect(Self.value(text, #"upkeep_update_duration_seconds_sum{component="longhorn"}"#) == 300)
         #expect(Self.value(text, #"upkeep_update_duration_seconds_bucket{component="longhorn",le="120.0"}"#) == 0)

@@ -114,7 +114,7 @@ struct MetricsSnapshot: Equatable {
 
     /// What `upkeep update` changes through Git; listed even before their first update.
     static let updateComponents = ["longhorn", "flux"]
-    static let updateOutcomes = ["completed", "reverted", "failed"]
+    static let updateOutcomes = ["completed", "reverted", "failed", "failedForward"]
 
     /// The Prometheus text exposition (format 0.0.4). `limits`: the bounds a running `upkeep
     /// serve` reached (a one-shot `upkeep metrics` has none).
