@@ -291,6 +291,51 @@ struct ModelTests {
         #expect(model.gitRevision == "main@sha1:c3" && model.longhornVersion == "v1.10.0")
     }
 
+    /// Longhorn blocks a downgrade (https://longhorn.io/docs/1.12.2/deploy/upgrade/): a chart older
+    /// than the running manager fails the HelmRelease and changes nothing; `fails-after-manager`
+    /// moves the manager and still fails the release.
+    @Test func anOlderChartIsBlockedAndAFailureAfterTheManagerLeavesItMoved() throws {
+        var model = Self.booted()
+        func release() -> FluxHelmRelease { FluxHelmRelease(json: model.store.get(.fluxHelmReleases, "longhorn-system", "longhorn")!) }
+        model.longhornFaults.failsAfterManager = true
+        model.applyGitCommit(sha: "a1", longhornChartVersion: "1.8.2", flux: nil)
+        Self.tick(&model, seconds: 1)
+        #expect(model.longhornVersion == "v1.8.2" && model.longhornSetting("default-engine-image") == "longhornio/longhorn-engine:v1.8.2")
+        #expect(!release().isReady && release().condition("Ready")?.reason == "UpgradeFailed")
+        model.longhornFaults = LonghornFaults()
+        model.applyGitCommit(sha: "b2", longhornChartVersion: "1.7.2", flux: nil)
+        Self.tick(&model, seconds: 1)
+        #expect(model.longhornVersion == "v1.8.2", "the downgrade changed nothing")
+        #expect(release().condition("Ready")?.message.contains("downgrade is not supported") == true)
+        model.applyGitCommit(sha: "c3", longhornChartVersion: "1.8.3", flux: nil)
+        Self.tick(&model, seconds: 1)
+        #expect(model.longhornVersion == "v1.8.3" && release().isReady, "a later chart installs and clears the failure")
+    }
+
+    /// Engines move when `spec.image` changes (live, once healthy, for an attached volume) or, with
+    /// the automatic limit above 0, when Longhorn sets it itself, at most that many per node.
+    @Test func enginesMoveBySpecImageOrByTheAutomaticLimit() throws {
+        var model = Self.booted(ClusterSpec(servers: 1, agents: 0, volumes: 2, replicas: 1))
+        model.applyGitCommit(sha: "a1", longhornChartVersion: "1.8.2", flux: nil)
+        Self.tick(&model, seconds: 2)
+        let engine = "longhornio/longhorn-engine:v1.8.2"
+        #expect(Self.volumes(model).allSatisfy { $0.currentImage == "longhornio/longhorn-engine:v1.7.2" }, "nothing moves at limit 0")
+        let first = try #require(Self.volumes(model).first { $0.state == "attached" }).name
+        let patched = model.handle(APIRequest(method: "PATCH", uri: "/apis/longhorn.io/v1beta2/namespaces/longhorn-system/volumes/\(first)",
+                                              contentType: "application/merge-patch+json", body: Array(#"{"spec":{"image":"\#(engine)"}}"#.utf8)),
+                                   now: model.now)
+        #expect(patched.status == 200)
+        Self.tick(&model, seconds: 2)
+        #expect(Self.volumes(model).first { $0.name == first }?.currentImage == engine)
+        #expect(Self.volumes(model).filter { $0.name != first }.allSatisfy { $0.currentImage != engine })
+        model.store.modify(.longhornSettings, "longhorn-system", "concurrent-automatic-engine-upgrade-per-node-limit") { $0["value"] = "1" }
+        model.advance(to: model.now + 1)
+        let upgrading = Self.volumes(model).filter { $0.state == "attached" && $0.image != $0.currentImage }
+        #expect(upgrading.count <= 1, "at most one per node at once")
+        Self.tick(&model, seconds: 4)
+        #expect(Self.volumes(model).allSatisfy { $0.currentImage == engine && $0.image == engine })
+    }
+
     /// `api stall-writes`: writes of the resource stall, reads and other resources do not.
     @Test func writeStallsApplyToWritesOfTheirResourceOnly() {
         var model = Self.booted()
