@@ -297,6 +297,32 @@ import UpkeepRollout
         #expect(zero.first?.summary == "web is scaled to 0 (Deployment/default/web)")
     }
 
+    @Test func aQueryIsHealthyWhenEverySampleIsBelowItsThreshold() {
+        typealias Query = ApplicationValidationObservations.Query
+        func judge(_ values: [String], below: Double = 0.9, emptyIsHealthy: Bool = false) -> ValidationResult {
+            let samples = values.enumerated().map { Query.Sample(series: "{instance=\"n\($0.offset)\"}", value: $0.element) }
+            let results = ValidationVerdicts.applications(ApplicationValidationObservations(workloads: [], probes: [], queries: [
+                Query(query: "errors:ratio", below: below, emptyIsHealthy: emptyIsHealthy, answer: .read(samples))]))
+            #expect(results.map(\.name) == ["applications/prometheus errors:ratio"])
+            return results[0]
+        }
+        let fine = judge(["0.1", "0.89", "-Inf"])
+        #expect(fine.verdict == .healthy && fine.summary == "3 of 3 samples below 0.9" && fine.action == nil)
+        // At the threshold is not below it; NaN and a value that is not a number never are.
+        let over = judge(["0.1", "0.9", "NaN", "+Inf", "up to date"])
+        #expect(over.verdict == .unhealthy && over.summary == "4 of 5 samples not below 0.9")
+        #expect(over.evidence == [#"{instance="n1"}: 0.9"#, #"{instance="n2"}: NaN"#, #"{instance="n3"}: +Inf"#, #"{instance="n4"}: up to date"#,
+                                  #"{instance="n0"}: 0.1"#], "the samples over the threshold first")
+        #expect(judge(["100"], below: 100).summary == "1 of 1 samples not below 100")
+        let empty = judge([])
+        #expect(empty.verdict == .unhealthy && empty.summary == "the query matched nothing (whenEmpty: unhealthy)"
+                && empty.action?.contains("whenEmpty: healthy") == true)
+        #expect(judge([], emptyIsHealthy: true).verdict == .healthy)
+        let unreadable = ValidationVerdicts.applications(ApplicationValidationObservations(workloads: [], probes: [], queries: [
+            Query(query: "up", below: 1, emptyIsHealthy: true, answer: .unreadable("Prometheus at http://p/api/v1/query did not answer"))]))
+        #expect(unreadable.first?.verdict == .unknown && unreadable.first?.summary == "cannot ask Prometheus: Prometheus at http://p/api/v1/query did not answer")
+    }
+
     @Test func evidenceIsBounded() {
         let many = (0..<50).map { Node(name: "agent-\($0)", server: false, ready: false, version: Self.version, cordoned: false) }
         let result = Self.cluster(nodes: many)["ready"]

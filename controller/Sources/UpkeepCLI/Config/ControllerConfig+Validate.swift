@@ -13,25 +13,58 @@ public struct ApplicationChecks: Equatable, Sendable {
         public var caFile: String?
     }
 
+    /// A PromQL instant query, asked of `gates.prometheus`, whose every sample must be below `below`.
+    public struct QueryCheck: Equatable, Sendable {
+        public var query: String
+        public var below: Double
+        /// `whenEmpty: healthy`: a query that matches nothing passes (by default it does not).
+        public var emptyIsHealthy: Bool
+    }
+
     public enum Check: Equatable, Sendable {
         /// A Deployment, DaemonSet or StatefulSet that must be fully rolled out.
         case workload(WorkloadObservation.Kind, namespace: String, name: String)
         case url(URLCheck)
+        case query(QueryCheck)
     }
 
     public var checks: [Check] = []
 
     /// Checks one configuration may declare: each is read at every `validate --applications`.
     public static let countMax = 100
+    /// Longest query declared: the check's name carries it.
+    public static let queryBytesMax = 4096
 }
 
 extension ControllerConfig {
-    /// `validate.applications`: a list of `{kind: Deployment|DaemonSet|StatefulSet, namespace, name}` and
-    /// `{url, status (200), timeout (10s), caFile}` entries.
-    static func parseValidate(_ validate: ConfigFields, resolve: (String) -> String,
+    /// `validate.applications`: a list of `{kind: Deployment|DaemonSet|StatefulSet, namespace, name}`,
+    /// `{url, status (200), timeout (10s), caFile}` and `{prometheus: PROMQL, below, whenEmpty (unhealthy)}`
+    /// entries; a query needs `gates.prometheus` (`prometheusConfigured`), the server it asks.
+    static func parseValidate(_ validate: ConfigFields, resolve: (String) -> String, prometheusConfigured: Bool,
                               url: (ConfigFields, String) throws(ConfigError) -> String?) throws(ConfigError) -> ApplicationChecks {
         var checks = ApplicationChecks()
         for entry in try validate.sections("applications", countMax: ApplicationChecks.countMax) ?? [] {
+            if entry.has("prometheus") {
+                guard let query = try entry.string("prometheus"), !query.isEmpty, query.utf8.count <= ApplicationChecks.queryBytesMax else {
+                    throw entry.error("prometheus", "must be a PromQL instant query of at most \(ApplicationChecks.queryBytesMax) bytes")
+                }
+                guard prometheusConfigured else {
+                    throw entry.error("prometheus", "needs a Prometheus to ask: set gates.prometheus.url (docs/configuration.md)")
+                }
+                guard let text = try entry.string("below"), let below = Double(text), below.isFinite else {
+                    throw entry.error("below", "is required: the number every sample of the query must stay below, e.g. below: 0.9")
+                }
+                var emptyIsHealthy = false
+                if let when = try entry.string("whenEmpty") {
+                    guard when == "healthy" || when == "unhealthy" else {
+                        throw entry.error("whenEmpty", "must be healthy or unhealthy (what a query that matches nothing means); is \"\(when)\"")
+                    }
+                    emptyIsHealthy = when == "healthy"
+                }
+                try entry.rejectUnknown(["prometheus", "below", "whenEmpty"])
+                checks.checks.append(.query(ApplicationChecks.QueryCheck(query: query, below: below, emptyIsHealthy: emptyIsHealthy)))
+                continue
+            }
             if entry.has("url") {
                 guard let address = try url(entry, "url") else { throw entry.error("url", "must be an http:// or https:// URL") }
                 let status = try entry.int("status", in: 100...599) ?? 200
@@ -42,7 +75,7 @@ extension ControllerConfig {
                 continue
             }
             guard let kindText = try entry.string("kind") else {
-                throw entry.error("kind", "is required: Deployment, DaemonSet or StatefulSet, with namespace and name (or give url for an HTTP check)")
+                throw entry.error("kind", "is required: Deployment, DaemonSet or StatefulSet, with namespace and name (or give url for an HTTP check, prometheus for a query)")
             }
             guard let kind = WorkloadObservation.Kind(rawValue: kindText) else {
                 throw entry.error("kind", "must be Deployment, DaemonSet or StatefulSet; is \"\(kindText)\"")

@@ -373,7 +373,7 @@ public struct ControllerConfig: Equatable, Sendable {
             try NotificationSink.checkUnique(config.notifications)
         }
         if let validate = try top.section("validate") {
-            config.applicationChecks = try Self.parseValidate(validate, resolve: resolve, url: url)
+            config.applicationChecks = try Self.parseValidate(validate, resolve: resolve, prometheusConfigured: config.gates.prometheus != nil, url: url)
             config.validateAfterChange = try Self.afterChange(validate) ?? config.validateAfterChange
         }
         if let automation = try top.section("automation") {

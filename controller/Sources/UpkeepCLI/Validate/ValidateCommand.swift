@@ -26,7 +26,7 @@ struct ValidateCommand: AsyncParsableCommand {
     @Flag(help: "Also networking: k3s's CoreDNS and Traefik Deployments available.")
     var networking = false
 
-    @Flag(help: "Also the checks validate.applications in upkeep.yaml declares: Deployments, DaemonSets and StatefulSets rolled out, URLs answering.")
+    @Flag(help: "Also the checks validate.applications in upkeep.yaml declares: Deployments, DaemonSets and StatefulSets rolled out, URLs answering, Prometheus queries below a threshold.")
     var applications = false
 
     @Flag(help: "Every check: the same as --flux --storage --networking, and --applications when upkeep.yaml declares some.")

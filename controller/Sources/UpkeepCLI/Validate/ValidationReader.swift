@@ -217,6 +217,7 @@ struct ValidationReader {
     func applications(_ declared: ApplicationChecks) async -> ApplicationValidationObservations {
         var workloads: [ApplicationValidationObservations.Workload] = []
         var probes: [ApplicationValidationObservations.Probe] = []
+        var queries: [ApplicationValidationObservations.Query] = []
         for check in declared.checks {
             switch check {
             case .workload(let kind, let namespace, let name):
@@ -224,9 +225,27 @@ struct ValidationReader {
                                                                             reading: await workload(kind, namespace, name)))
             case .url(let url):
                 probes.append(ApplicationValidationObservations.Probe(url: url.url, expectedStatus: url.status, answer: await Self.status(of: url)))
+            case .query(let query):
+                queries.append(ApplicationValidationObservations.Query(query: query.query, below: query.below, emptyIsHealthy: query.emptyIsHealthy,
+                                                                       answer: await samples(of: query.query)))
             }
         }
-        return ApplicationValidationObservations(workloads: workloads, probes: probes)
+        return ApplicationValidationObservations(workloads: workloads, probes: probes, queries: queries)
+    }
+
+    /// One instant query to `gates.prometheus`, as `upkeep metrics --query` asks it (one try,
+    /// bounded by the gate's timeout and `PrometheusQuery.responseBytesMax`).
+    private func samples(of query: String) async -> ValidationReading<[ApplicationValidationObservations.Query.Sample]> {
+        guard let gate = session.config.gates.prometheus else { return .unreadable("\(PrometheusQueryError.notConfigured)") }
+        do {
+            let result = try await PrometheusQuery(base: gate.url, query: query, time: nil, timeoutSeconds: gate.timeoutSeconds).run(caFile: gate.caFile)
+            return .read(result.series.flatMap { series in
+                let labels = series.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\($0.value)\"" }.joined(separator: ",")
+                return series.samples.map { ApplicationValidationObservations.Query.Sample(series: labels.isEmpty ? "" : "{\(labels)}", value: $0.value) }
+            })
+        } catch {
+            return .unreadable(error.description)
+        }
     }
 
     private static func status(of check: ApplicationChecks.URLCheck) async -> ValidationReading<Int> {

@@ -257,11 +257,41 @@ public struct ApplicationValidationObservations: Equatable, Sendable {
         }
     }
 
+    /// A declared Prometheus instant query: every sample must be below `below`.
+    public struct Query: Equatable, Sendable {
+        /// One sample of the answer: its series' labels as PromQL writes them (`{job="x"}`) and
+        /// its value as Prometheus writes it (`0.25`, `NaN`, `+Inf`).
+        public struct Sample: Equatable, Sendable {
+            public var series: String
+            public var value: String
+
+            public init(series: String, value: String) {
+                self.series = series
+                self.value = value
+            }
+        }
+
+        public var query: String
+        public var below: Double
+        /// The verdict when the query matches nothing (`whenEmpty`).
+        public var emptyIsHealthy: Bool
+        public var answer: ValidationReading<[Sample]>
+
+        public init(query: String, below: Double, emptyIsHealthy: Bool, answer: ValidationReading<[Sample]>) {
+            self.query = query
+            self.below = below
+            self.emptyIsHealthy = emptyIsHealthy
+            self.answer = answer
+        }
+    }
+
     public var workloads: [Workload]
     public var probes: [Probe]
+    public var queries: [Query]
 
-    public init(workloads: [Workload], probes: [Probe]) {
+    public init(workloads: [Workload], probes: [Probe], queries: [Query] = []) {
         self.workloads = workloads
         self.probes = probes
+        self.queries = queries
     }
 }

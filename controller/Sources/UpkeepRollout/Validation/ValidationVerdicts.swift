@@ -396,7 +396,47 @@ public enum ValidationVerdicts {
         observed.workloads.map { declared in
             workload(.applications, "\(declared.kind.rawValue)/\(declared.namespace)/\(declared.name)", declared.name, declared.reading,
                      absent: "no \(declared.kind.rawValue) \(declared.namespace)/\(declared.name): deploy it, or correct validate.applications in upkeep.yaml")
-        } + observed.probes.map(probe)
+        } + observed.probes.map(probe) + observed.queries.map(query)
+    }
+
+    /// `applications/prometheus QUERY`: healthy when every sample is a number below the
+    /// threshold; `NaN` and a value that is not a number (a `string` result) are not below
+    /// anything. An empty answer is healthy or not as `whenEmpty` declares; an unreadable
+    /// Prometheus is unknown.
+    static func query(_ query: ApplicationValidationObservations.Query) -> ValidationResult {
+        let check = "prometheus \(query.query)"
+        let threshold = number(query.below)
+        let samples: [ApplicationValidationObservations.Query.Sample]
+        switch query.answer {
+        case .unreadable(let why):
+            return ValidationResult(area: .applications, check: check, verdict: .unknown, summary: "cannot ask Prometheus: \(why)",
+                                    action: "check gates.prometheus in upkeep.yaml and that Prometheus runs")
+        case .read(let read):
+            samples = read
+        }
+        guard !samples.isEmpty else {
+            return ValidationResult(area: .applications, check: check, verdict: query.emptyIsHealthy ? .healthy : .unhealthy,
+                                    summary: "the query matched nothing (whenEmpty: \(query.emptyIsHealthy ? "healthy" : "unhealthy"))",
+                                    action: query.emptyIsHealthy ? nil
+                                        : "check that Prometheus scrapes what the query reads, or declare whenEmpty: healthy in validate.applications")
+        }
+        let over = samples.filter { sample in
+            guard let value = Double(sample.value), !value.isNaN else { return true }
+            return !(value < query.below)
+        }
+        let evidence = (over + samples.filter { !over.contains($0) }).map { "\($0.series.isEmpty ? "{}" : $0.series): \($0.value)" }
+        guard over.isEmpty else {
+            return ValidationResult(area: .applications, check: check, verdict: .unhealthy,
+                                    summary: "\(over.count) of \(samples.count) samples not below \(threshold)", evidence: evidence,
+                                    action: "look at what the query measures (`upkeep metrics --query` shows it), or correct below: in validate.applications")
+        }
+        return ValidationResult(area: .applications, check: check, verdict: .healthy,
+                                summary: "\(samples.count) of \(samples.count) samples below \(threshold)", evidence: evidence)
+    }
+
+    /// `0.9`, `100` (no `.0` on a whole number).
+    static func number(_ value: Double) -> String {
+        value.rounded() == value && abs(value) < 1e15 ? String(Int64(value)) : String(value)
     }
 
     static func probe(_ probe: ApplicationValidationObservations.Probe) -> ValidationResult {
