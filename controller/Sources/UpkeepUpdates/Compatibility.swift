@@ -54,6 +54,14 @@ public struct CompatibilityTable: Sendable, Equatable {
         return CompatibilityTable(entries: entries.filter { !replaced.contains($0.component) } + overrides)
     }
 
+    /// The entries of a compatibility file (`--compatibility FILE`), named by its path.
+    public static func entries(file path: String) throws(AnswerError) -> [CompatibilityEntry] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw AnswerError(source: path, problem: "the compatibility file cannot be read")
+        }
+        return try entries(fromJSON: Array(data), source: path)
+    }
+
     /// `{"entries":[{"component":"longhorn","from":"v1.8.0","before":"v1.11.3","kubernetesMin":"v1.25","source":"…"}]}`.
     public static func entries(fromJSON bytes: [UInt8], source: String) throws(AnswerError) -> [CompatibilityEntry] {
         struct File: Decodable { var entries: [CompatibilityEntry] }
@@ -86,26 +94,37 @@ public struct CompatibilityTable: Sendable, Equatable {
                            kubernetesMin: try! MinorLine(min), kubernetesMax: max.map { try! MinorLine($0) }, source: source)
     }
 
-    /// Facts read from the upstream repositories at each release tag.
+    /// Facts read from the upstream repositories at each release tag; each entry's source is
+    /// the URL of what was read, so a refusal can name it.
     /// - Flux: the `kubernetesConstraints` of fluxcd/flux2 `cmd/flux/check.go` at `vX.Y.0`
-    ///   (unchanged by any patch release up to v2.9.4).
+    ///   (unchanged by any patch release up to v2.9.4), the minimum `flux check --pre` enforces
+    ///   and the one the installation guide's prerequisites state
+    ///   (https://fluxcd.io/flux/installation/#prerequisites). Flux states no maximum in code.
     /// - Longhorn: "Ensure that your cluster is running Kubernetes vX or later" in
     ///   longhorn/longhorn `CHANGELOG/CHANGELOG-<version>.md` (also `kubeVersion` of
     ///   `chart/Chart.yaml`); v1.11.3 alone raised it to v1.34 (CSI external provisioner v6.3.0).
     ///   Longhorn states no maximum: add `kubernetesMax` through a compatibility file when your
     ///   support matrix gives one.
     public static let builtIn = CompatibilityTable(entries: [
-        entry(.flux, "v2.0.0", "v2.1.0", min: "v1.24", "fluxcd/flux2 cmd/flux/check.go at v2.0.0"),
-        entry(.flux, "v2.1.0", "v2.2.0", min: "v1.25", "fluxcd/flux2 cmd/flux/check.go at v2.1.0"),
-        entry(.flux, "v2.2.0", "v2.3.0", min: "v1.26", "fluxcd/flux2 cmd/flux/check.go at v2.2.0"),
-        entry(.flux, "v2.3.0", "v2.5.0", min: "v1.28", "fluxcd/flux2 cmd/flux/check.go at v2.3.0 and v2.4.0"),
-        entry(.flux, "v2.5.0", "v2.6.0", min: "v1.30", "fluxcd/flux2 cmd/flux/check.go at v2.5.0"),
-        entry(.flux, "v2.6.0", "v2.7.0", min: "v1.31", "fluxcd/flux2 cmd/flux/check.go at v2.6.0"),
-        entry(.flux, "v2.7.0", "v2.8.0", min: "v1.32", "fluxcd/flux2 cmd/flux/check.go at v2.7.0"),
-        entry(.flux, "v2.8.0", nil, min: "v1.33", "fluxcd/flux2 cmd/flux/check.go at v2.8.0 and v2.9.0"),
-        entry(.longhorn, "v1.4.0", "v1.8.0", min: "v1.21", "longhorn/longhorn CHANGELOG/CHANGELOG-1.4.0.md to 1.7.3.md"),
-        entry(.longhorn, "v1.8.0", "v1.11.3", min: "v1.25", "longhorn/longhorn CHANGELOG/CHANGELOG-1.8.0.md to 1.11.2.md"),
-        entry(.longhorn, "v1.11.3", "v1.12.0", min: "v1.34", "longhorn/longhorn CHANGELOG/CHANGELOG-1.11.3.md"),
-        entry(.longhorn, "v1.12.0", nil, min: "v1.25", "longhorn/longhorn CHANGELOG/CHANGELOG-1.12.0.md and 1.12.1.md"),
+        entry(.flux, "v2.0.0", "v2.1.0", min: "v1.24", fluxCheck("v2.0.0")),
+        entry(.flux, "v2.1.0", "v2.2.0", min: "v1.25", fluxCheck("v2.1.0")),
+        entry(.flux, "v2.2.0", "v2.3.0", min: "v1.26", fluxCheck("v2.2.0")),
+        entry(.flux, "v2.3.0", "v2.5.0", min: "v1.28", fluxCheck("v2.3.0") + " (the same at v2.4.0)"),
+        entry(.flux, "v2.5.0", "v2.6.0", min: "v1.30", fluxCheck("v2.5.0")),
+        entry(.flux, "v2.6.0", "v2.7.0", min: "v1.31", fluxCheck("v2.6.0")),
+        entry(.flux, "v2.7.0", "v2.8.0", min: "v1.32", fluxCheck("v2.7.0")),
+        entry(.flux, "v2.8.0", nil, min: "v1.33", fluxCheck("v2.8.0") + " (the same at v2.9.0)"),
+        entry(.longhorn, "v1.4.0", "v1.8.0", min: "v1.21", longhornChangelog("1.4.0") + " (to CHANGELOG-1.7.3.md)"),
+        entry(.longhorn, "v1.8.0", "v1.11.3", min: "v1.25", longhornChangelog("1.8.0") + " (to CHANGELOG-1.11.2.md)"),
+        entry(.longhorn, "v1.11.3", "v1.12.0", min: "v1.34", longhornChangelog("1.11.3")),
+        entry(.longhorn, "v1.12.0", nil, min: "v1.25", longhornChangelog("1.12.0") + " (and CHANGELOG-1.12.1.md)"),
     ])
+
+    private static func fluxCheck(_ tag: String) -> String {
+        "https://github.com/fluxcd/flux2/blob/\(tag)/cmd/flux/check.go"
+    }
+
+    private static func longhornChangelog(_ version: String) -> String {
+        "https://github.com/longhorn/longhorn/blob/master/CHANGELOG/CHANGELOG-\(version).md"
+    }
 }
