@@ -410,6 +410,26 @@ extension StateStoreTests {
         #expect(json.contains("\"startedBy\":{") && json.contains("\"sudoUser\":\"alice\"") && json.contains("\"kind\":\"apply\""), "\(json)")
     }
 
+    /// Issue 18: an override of the compatibility table is an operation with its detail, and an
+    /// update names the backup taken before its commit; both read back with the update.
+    @Test func anOverrideAndAnUpdatesBackupAreRecordedWithTheUpdate() throws {
+        let directory = try TemporaryDirectory()
+        let store = try Self.store(directory)
+        let alice = Initiator(user: "alice", host: "ctl-1")
+        var update = ComponentUpdateRecord(id: "u1", component: "flux", from: "v2.4.0", to: "v2.5.1", repository: "file:///r.git",
+                                           file: "flux-system/gotk-components.yaml", startedAt: Self.t0, backupID: "b1")
+        try store.saveComponentUpdate(update)
+        try store.recordOperation(OperationStamp(.update, by: alice), subject: "u1", now: Self.t0)
+        try store.recordOperation(OperationStamp(.ignoreCompatibility, by: alice), subject: "u1", detail: "Flux v2.5.1 needs Kubernetes v1.32", now: Self.t0)
+        update.outcome = .completed
+        try store.saveComponentUpdate(update)
+        let read = try #require(try StateStore(stateDirectory: directory.file("state")).componentUpdates(limit: 5).first)
+        #expect(read.backupID == "b1" && read.outcome == .completed)
+        #expect(read.startedBy == OperationEntry(kind: .update, at: Self.t0, by: alice), "the override is not what started it")
+        #expect(read.ignoredCompatibility == OperationEntry(kind: .ignoreCompatibility, at: Self.t0, by: alice, detail: "Flux v2.5.1 needs Kubernetes v1.32"))
+        #expect(read.ignoredCompatibility?.summary == "ignore-compatibility by alice@ctl-1: Flux v2.5.1 needs Kubernetes v1.32")
+    }
+
     @Test func clusterLeaseEventsAreCounted() throws {
         let directory = try TemporaryDirectory()
         let store = try Self.store(directory)
@@ -431,7 +451,8 @@ extension StateStoreTests {
         let downgraded = try runProcess("/usr/bin/sqlite3", [database, """
             DROP TABLE operations;
             DROP TABLE lease_events;
-            DELETE FROM grdb_migrations WHERE identifier = 'v8-operation-actor';
+            ALTER TABLE component_updates DROP COLUMN backup_id;
+            DELETE FROM grdb_migrations WHERE identifier IN ('v8-operation-actor', 'v10-overrides-and-update-backups');
             """])
         #expect(downgraded.status == 0, "\(downgraded.error)")
         let reopened = try StateStore(stateDirectory: state)

@@ -34,9 +34,15 @@ public struct ComponentUpdateRecord: Codable, Equatable, Sendable {
     /// Who started it; nil for updates recorded before Upkeep kept this. Read only: recorded
     /// with `recordOperation`.
     public var startedBy: OperationEntry?
+    /// The datastore backup taken before the commit (`backups.beforeUpdate`), when one was.
+    public var backupID: String?
+    /// The compatibility table overridden for it (`--ignore-compatibility`): who and what. Read
+    /// only: recorded with `recordOperation`.
+    public var ignoredCompatibility: OperationEntry?
 
     public init(id: String, component: String, from: String, to: String, repository: String, file: String, startedAt: Instant,
-                finishedAt: Instant? = nil, commit: String? = nil, revertCommit: String? = nil, outcome: Outcome = .running, message: String = "") {
+                finishedAt: Instant? = nil, commit: String? = nil, revertCommit: String? = nil, outcome: Outcome = .running, message: String = "",
+                backupID: String? = nil) {
         self.id = id
         self.component = component
         self.from = from
@@ -49,6 +55,7 @@ public struct ComponentUpdateRecord: Codable, Equatable, Sendable {
         self.revertCommit = revertCommit
         self.outcome = outcome
         self.message = message
+        self.backupID = backupID
     }
 }
 
@@ -59,11 +66,11 @@ extension StateStore {
             try db.execute(sql: """
                 INSERT OR REPLACE INTO component_updates
                     (id, component, from_version, to_version, repository, file, started_at, finished_at, commit_sha, revert_sha, outcome, message,
-                     snapshots)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     snapshots, backup_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [record.id, record.component, record.from, record.to, record.repository, record.file, record.startedAt.milliseconds,
                                  record.finishedAt?.milliseconds, record.commit, record.revertCommit, record.outcome.rawValue, record.message,
-                                 record.snapshots.joined(separator: "\n")])
+                                 record.snapshots.joined(separator: "\n"), record.backupID])
         }
     }
 
@@ -87,9 +94,12 @@ extension StateStore {
                                                    repository: row["repository"], file: row["file"], startedAt: Instant(milliseconds: row["started_at"]),
                                                    finishedAt: (row["finished_at"] as Int64?).map { Instant(milliseconds: $0) }, commit: row["commit_sha"],
                                                    revertCommit: row["revert_sha"],
-                                                   outcome: ComponentUpdateRecord.Outcome(rawValue: row["outcome"]) ?? .failed, message: row["message"])
+                                                   outcome: ComponentUpdateRecord.Outcome(rawValue: row["outcome"]) ?? .failed, message: row["message"],
+                                                   backupID: row["backup_id"])
                 record.snapshots = (row["snapshots"] as String? ?? "").split(separator: "\n").map(String.init)
                 record.startedBy = try Self.makerRow(db, subject: record.id).flatMap(Self.operation)
+                record.ignoredCompatibility = try Self.operationRows(db, subject: record.id, limit: 100).compactMap(Self.operation)
+                    .last { $0.kind == .ignoreCompatibility }
                 return record
             }
         }

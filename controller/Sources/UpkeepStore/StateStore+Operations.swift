@@ -18,6 +18,9 @@ public enum OperationKind: String, Codable, Sendable, CaseIterable {
     case abandon
     /// A component update through Git (`upkeep update`).
     case update
+    /// Going on against the compatibility table (`--ignore-compatibility`, typed confirmation):
+    /// its detail names the table entry and the versions.
+    case ignoreCompatibility = "ignore-compatibility"
 }
 
 /// Who started an operation: a person at a terminal (the effective OS user, the user who ran
@@ -70,23 +73,26 @@ public struct OperationEntry: Codable, Equatable, Sendable {
     public var kind: OperationKind
     public var at: Instant
     public var by: Initiator
+    /// What was overridden and why it mattered (`ignore-compatibility`); nil for most kinds.
+    public var detail: String?
 
-    public init(kind: OperationKind, at: Instant, by: Initiator) {
+    public init(kind: OperationKind, at: Instant, by: Initiator, detail: String? = nil) {
         self.kind = kind
         self.at = at
         self.by = by
+        self.detail = detail
     }
 
-    /// `apply by alice@ctl1`.
-    public var summary: String { "\(kind.rawValue) by \(by)" }
+    /// `apply by alice@ctl1`, `ignore-compatibility by alice@ctl1: Longhorn v1.7.2 supports …`.
+    public var summary: String { "\(kind.rawValue) by \(by)" + (detail.map { ": \($0)" } ?? "") }
 }
 
 extension StateStore {
     /// Records `stamp` as done to `subject` (a component update's id) at `now`. Rollouts record
     /// theirs with the transition they begin with (`createRollout`, `record`).
-    public func recordOperation(_ stamp: OperationStamp, subject: String, now: Instant) throws(StoreError) {
+    public func recordOperation(_ stamp: OperationStamp, subject: String, detail: String? = nil, now: Instant) throws(StoreError) {
         let initiator = try Self.json(stamp.by)
-        try write { db in try Self.insertOperation(db, stamp, subject: subject, now: now, initiator: initiator) }
+        try write { db in try Self.insertOperation(db, stamp, subject: subject, now: now, initiator: initiator, detail: detail) }
     }
 
     /// Every operation recorded for `subject`, oldest first (at most `limit`).
@@ -95,20 +101,21 @@ extension StateStore {
         return rows.compactMap(Self.operation)
     }
 
-    static func insertOperation(_ db: Database, _ stamp: OperationStamp, subject: String, now: Instant, initiator: String) throws {
-        try db.execute(sql: "INSERT INTO operations (subject, kind, at, initiator_json) VALUES (?, ?, ?, ?)",
-                       arguments: [subject, stamp.kind.rawValue, now.milliseconds, initiator])
+    static func insertOperation(_ db: Database, _ stamp: OperationStamp, subject: String, now: Instant, initiator: String,
+                                detail: String? = nil) throws {
+        try db.execute(sql: "INSERT INTO operations (subject, kind, at, initiator_json, detail) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [subject, stamp.kind.rawValue, now.milliseconds, initiator, detail])
     }
 
     static func operationRows(_ db: Database, subject: String, limit: Int) throws -> [Row] {
-        try Row.fetchAll(db, sql: "SELECT kind, at, initiator_json FROM operations WHERE subject = ? ORDER BY id LIMIT ?",
+        try Row.fetchAll(db, sql: "SELECT kind, at, initiator_json, detail FROM operations WHERE subject = ? ORDER BY id LIMIT ?",
                          arguments: [subject, max(limit, 0)])
     }
 
     /// The operation that made `subject` (an apply, rollback, recover or update), if recorded.
     static func makerRow(_ db: Database, subject: String) throws -> Row? {
         try Row.fetchOne(db, sql: """
-            SELECT kind, at, initiator_json FROM operations
+            SELECT kind, at, initiator_json, detail FROM operations
             WHERE subject = ? AND kind IN ('apply', 'rollback', 'recover', 'update') ORDER BY id LIMIT 1
             """, arguments: [subject])
     }
@@ -117,7 +124,7 @@ extension StateStore {
     static func operation(_ row: Row) -> OperationEntry? {
         guard let kind = OperationKind(rawValue: row["kind"]),
               let by = try? JSONDecoder().decode(Initiator.self, from: Data((row["initiator_json"] as String).utf8)) else { return nil }
-        return OperationEntry(kind: kind, at: Instant(milliseconds: row["at"]), by: by)
+        return OperationEntry(kind: kind, at: Instant(milliseconds: row["at"]), by: by, detail: row["detail"])
     }
 
     // MARK: - Cluster Lease events

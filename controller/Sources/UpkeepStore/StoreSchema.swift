@@ -242,6 +242,15 @@ enum StoreSchema {
             // name a line; empty for other components and updates recorded before.
             try db.execute(sql: "ALTER TABLE component_updates ADD COLUMN snapshots TEXT NOT NULL DEFAULT ''")
         }
+        migrator.registerMigration("v10-overrides-and-update-backups") { db in
+            // Issue 18: what an operator overrode, said with the operation (an
+            // `ignore-compatibility` names the table entry it went against), and the datastore
+            // backup taken before a Longhorn or Flux update (`backups.beforeUpdate`).
+            try db.execute(sql: """
+                ALTER TABLE operations ADD COLUMN detail TEXT;
+                ALTER TABLE component_updates ADD COLUMN backup_id TEXT;
+                """)
+        }
         return migrator
     }
 }
