@@ -49,10 +49,10 @@ import UpkeepYAML
     @Test func backupsDefaultToBeforeEveryRolloutAndReadTheirSection() throws {
         let defaults = try ControllerConfig.parse("agentPort: 9443\n", file: "/srv/upkeep.yaml")
         #expect(defaults.backups == ControllerConfig.Backups())
-        #expect(defaults.backups.beforeApply && defaults.backups.keyFile == nil && defaults.backups.kept == 10)
-        let config = try ControllerConfig.parse("backups:\n  beforeApply: false\n  keyFile: keys/backup.key\n  kept: 3\n  timeoutSeconds: 60\n",
+        #expect(defaults.backups.beforeApply && defaults.backups.beforeUpdate && defaults.backups.keyFile == nil && defaults.backups.kept == 10)
+        let config = try ControllerConfig.parse("backups:\n  beforeApply: false\n  beforeUpdate: false\n  keyFile: keys/backup.key\n  kept: 3\n  timeoutSeconds: 60\n",
                                                 file: "/srv/upkeep.yaml")
-        #expect(!config.backups.beforeApply && config.backups.keyFile == "/srv/keys/backup.key")
+        #expect(!config.backups.beforeApply && !config.backups.beforeUpdate && config.backups.keyFile == "/srv/keys/backup.key")
         #expect(config.backups.kept == 3 && config.backups.timeoutSeconds == 60)
     }
 

@@ -288,6 +288,29 @@ import UpkeepRollout
                 "once k3s runs v1.32")
     }
 
+    @Test func aK3sMinorTheInstalledLonghornDoesNotSupportWaitsForLonghorn() {
+        var facts = Self.facts(installed: "v1.30.5+k3s1", goal: "v1.33.1+k3s1")
+        facts.seen?.gitOps[.longhorn] = SeenComponent(installed: Self.v("v1.7.2"), releases: Self.longhornReleases)
+        let source = "https://example.test/longhorn-support-matrix"
+        facts.seen?.kubernetesSupport[.longhorn] = KubernetesSupport(installed: Self.v("v1.7.2"), minimum: MinorLine(major: 1, minor: 21),
+                                                                     maximum: MinorLine(major: 1, minor: 30), source: source)
+        let held = AutomationDecider.decide(facts, policy: Self.policy(k3s: .minor), now: Self.saturday3)
+        let reason = WaitReason.kubernetesNotSupported(.longhorn, installed: Self.v("v1.7.2"), target: Self.v("v1.31.4+k3s1"),
+                                                       supportsUpTo: MinorLine(major: 1, minor: 30), source: source)
+        #expect(held == .wait(until: Self.saturday3.adding(seconds: 3540), reason))
+        #expect(reason.code == "kubernetes-too-new")
+        #expect(reason.description.contains(source) && reason.description.contains("update Longhorn first"), "\(reason)")
+        #expect(AutomationDecider.decide(facts, policy: Self.policy(k3s: .minor, longhorn: .minor), now: Self.saturday3)
+                == .update(.longhorn, target: Self.v("v1.8.2")), "the held k3s step lets Longhorn's update go first")
+        facts.seen?.installed = Self.v("v1.30.2+k3s1")
+        #expect(AutomationDecider.decide(facts, policy: Self.policy(k3s: .patch), now: Self.saturday3) == .start(target: Self.v("v1.30.5+k3s1")),
+                "a patch within the running minor is not the table's business")
+        facts.seen?.kubernetesSupport[.longhorn]?.maximum = MinorLine(major: 1, minor: 31)
+        facts.seen?.installed = Self.v("v1.30.5+k3s1")
+        #expect(AutomationDecider.decide(facts, policy: Self.policy(k3s: .minor), now: Self.saturday3) == .start(target: Self.v("v1.31.4+k3s1")),
+                "once Longhorn supports the next minor")
+    }
+
     @Test func anInterruptedUpdateIsCarriedOnFirstOutsideWindowsOnceItsHolderIsGone() throws {
         // k3s has a step (v1.31 → v1.32) and Flux one too: the interrupted Longhorn update comes first.
         var facts = Self.facts(installed: "v1.31.4+k3s1", goal: "v1.32.2+k3s1")

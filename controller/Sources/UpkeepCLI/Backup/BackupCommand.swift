@@ -40,6 +40,27 @@ enum Backups {
         }
     }
 
+    /// The backup before a Longhorn or Flux update commits (`backups.beforeUpdate`), as a
+    /// rollout takes one before its first server: from a server's agent, sealed, recorded, the
+    /// oldest pruned. A failure is told (`backup.failed`) and refuses the update (exit 5).
+    static func beforeUpdate(_ updateID: String, session: ClusterSession, store: StateStore) async throws -> String {
+        let id = updateID.replacingOccurrences(of: "u", with: "b", options: .anchored)
+        print("taking a datastore backup before the commit (backups.beforeUpdate)")
+        do {
+            let record = try await take(id: id, session: session, store: store, reading: try await session.read())
+            prune(store: store, keep: session.config.backups.kept)
+            print(describe(record))
+            return record.id
+        } catch {
+            let reason = (error as? CommandFailure)?.message ?? "\(error)"
+            _ = try? store.emit(.backupFailed, summary: "The datastore backup \(id) before update \(updateID) failed: \(reason)",
+                                details: ["backup": id, "update": updateID, "reason": reason], now: .wallClockNow())
+            throw CommandFailure(code: RolloutExitCode.refused,
+                                 message: "refused: the datastore backup before the update failed (\(reason)); nothing was committed. Fix the "
+                                     + "agents (`upkeep agents`), or set backups.beforeUpdate: false to update without one")
+        }
+    }
+
     /// Removes sealed files and records beyond the newest `keep`, but never the hop snapshots of
     /// the newest rollout or of one not finished: `upkeep rollback --restore` needs them.
     static func prune(store: StateStore, keep: Int) {

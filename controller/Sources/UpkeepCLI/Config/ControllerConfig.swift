@@ -47,6 +47,9 @@ public struct ControllerConfig: Equatable, Sendable {
     public struct Backups: Equatable, Sendable {
         /// Take one before every new rollout (`apply`, `rollback`); `--skip-backup` overrides once.
         public var beforeApply = true
+        /// Take one before a Longhorn or Flux update commits (`upkeep update`, serve's updates);
+        /// a failed one refuses the update.
+        public var beforeUpdate = true
         /// The 32-byte sealing key; nil: `<stateDir>/backup.key`. Keep a copy off this machine.
         public var keyFile: String?
         /// Sealed backups kept in `<stateDir>/backups`, newest first.
@@ -332,10 +335,11 @@ public struct ControllerConfig: Equatable, Sendable {
         }
         if let backups = try top.section("backups") {
             config.backups.beforeApply = try backups.bool("beforeApply") ?? config.backups.beforeApply
+            config.backups.beforeUpdate = try backups.bool("beforeUpdate") ?? config.backups.beforeUpdate
             config.backups.keyFile = try path(backups, "keyFile")
             config.backups.kept = try backups.int("kept", in: 1...1000) ?? config.backups.kept
             config.backups.timeoutSeconds = try backups.int("timeoutSeconds", in: 10...86_400) ?? config.backups.timeoutSeconds
-            try backups.rejectUnknown(["beforeApply", "keyFile", "kept", "timeoutSeconds"])
+            try backups.rejectUnknown(["beforeApply", "beforeUpdate", "keyFile", "kept", "timeoutSeconds"])
         }
         if let longhorn = try top.section("longhorn") {
             if let snapshots = try longhorn.section("snapshots") {

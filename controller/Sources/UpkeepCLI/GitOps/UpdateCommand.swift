@@ -22,7 +22,8 @@ struct Update: AsyncParsableCommand {
             to do), 1 failed and the commit was reverted, 2 usage, 4 failed and the revert did not finish (fix by hand), \
             or failed after Longhorn's manager moved (not reverted: Longhorn supports no downgrade; the output names the \
             snapshots and the backup), 5 refused before committing (a skipped minor, a downgrade, a Longhorn volume not \
-            healthy, a snapshot not ready), 6 another controller holds the lock (or it was lost while waiting), 7 Flux's \
+            healthy, a snapshot not ready, the compatibility table refusing the version for a node's Kubernetes, the \
+            datastore backup of backups.beforeUpdate failing), 6 another controller holds the lock (or it was lost while waiting), 7 Flux's \
             install.yaml could not be fetched or did not match its digest, 8 the cluster, the releases or the \
             repository could not be read. docs/gitops.md.
             """
@@ -57,6 +58,8 @@ struct Update: AsyncParsableCommand {
     @Flag(name: .customLong("force-takeover"), help: "Take the controller lock even if another controller holds it (only when that one is gone).")
     var forceTakeover = false
 
+    @OptionGroup(title: "Compatibility") var compatibility: CompatibilityOptions
+
     func validate() throws {
         guard component == "longhorn" || component == "flux" else {
             throw ValidationError("--component \(component): upkeep updates longhorn or flux through Git; k3s goes through `upkeep apply`")
@@ -80,7 +83,7 @@ struct Update: AsyncParsableCommand {
         let store = try openStateStore(config)
         let request = GitOpsRequest(component: component, to: to, longhornTarget: longhornTarget, namespace: parts[0], name: parts[1], repo: repo,
                                     timeoutSeconds: timeoutSeconds, dryRun: dryRun, confirmed: yes, ignoreWindow: ignoreWindow,
-                                    forceTakeover: forceTakeover, longhorn: config.longhorn)
+                                    forceTakeover: forceTakeover, longhorn: config.longhorn, compatibility: compatibility.choice)
         let code = try await ClusterSession.with(config) { session in
             try await Self.perform(request, session: session, store: store, windows: config.rollout.maintenanceWindows)
         }
@@ -108,6 +111,9 @@ struct Update: AsyncParsableCommand {
         var update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: request.namespace,
                                   name: request.name, repoOverride: request.repo, timeoutSeconds: request.timeoutSeconds, lock: lock)
         update.initiator = request.initiator
+        if session.config.backups.beforeUpdate {
+            update.beforeCommit = { id in try await Backups.beforeUpdate(id, session: session, store: store) }
+        }
         if let interrupted = try storeCall({ try store.unfinishedComponentUpdates() }).first {
             guard interrupted.component == request.component, Self.sameVersion(interrupted.to, request.to) else {
                 throw CommandFailure(code: RolloutExitCode.refused,
@@ -132,11 +138,15 @@ struct Update: AsyncParsableCommand {
         }
         let began = Instant.wallClockNow()
         let code = try await update.run(dryRun: request.dryRun, confirmed: request.confirmed, windows: windows, ignoreWindow: request.ignoreWindow) { source in
-            if let target = request.longhornTarget {
-                return try await LonghornUpdate.plan(kube: session.kube, target: target, source: source, snapshots: request.longhorn,
-                                                     timeoutSeconds: request.timeoutSeconds)
+            let made = if let target = request.longhornTarget {
+                try await LonghornUpdate.plan(kube: session.kube, target: target, source: source, snapshots: request.longhorn,
+                                              timeoutSeconds: request.timeoutSeconds)
+            } else {
+                try await FluxUpdate.plan(session: session, to: request.to, source: source)
             }
-            return try await FluxUpdate.plan(session: session, to: request.to, source: source)
+            guard var plan = made else { return nil }
+            plan.ignoredCompatibility = try await CompatibilityGate.judge(plan, request: request, session: session)
+            return plan
         }
         // Validated only when this run completed an update (not a dry run, not "already there").
         guard code == RolloutExitCode.done, !request.dryRun,
@@ -175,6 +185,8 @@ struct GitOpsRequest: Sendable {
     var initiator = Initiator.current()
     /// The snapshots a Longhorn update takes and keeps (`longhorn:` in upkeep.yaml).
     var longhorn = ControllerConfig.Longhorn()
+    /// The operator's override of the compatibility table; serve's requests never ignore it.
+    var compatibility = CompatibilityChoice()
 }
 
 /// One component's change through Git, made by its planner before anything is cloned.
@@ -194,6 +206,8 @@ struct GitOpsPlan: Sendable {
     var forwardOnly: (@Sendable (ComponentUpdateRecord) async -> String?)? = nil
     /// See `GitOpsFollowUp.afterApplied`.
     var afterApplied: (@Sendable (_ say: (String) -> Void) async -> ReconcileVerdict)? = nil
+    /// Set when the operator went on against the compatibility table: recorded with the update.
+    var ignoredCompatibility: String? = nil
 }
 
 /// How a committed change is judged, and whether a failed one may be reverted.
@@ -284,6 +298,10 @@ struct GitOpsUpdate {
     var lock: OperationLock? = nil
     /// Who started it, recorded with the update.
     var initiator = Initiator.current()
+    /// Runs under the lock right before the commit (the datastore backup of
+    /// `backups.beforeUpdate`), given the update's id; what it returns (the backup's id) is
+    /// recorded with the update, and a throw refuses the update with nothing committed.
+    var beforeCommit: (@Sendable (_ id: String) async throws -> String)? = nil
     static let pollSeconds = 1.0
     /// How a record's message begins when nothing reached the repository (`serve` retries those).
     static let notPushedPrefix = "not pushed: "
@@ -411,16 +429,22 @@ struct GitOpsUpdate {
     /// Commit, push, wait, revert when it fails: under the lock.
     private func committed(plan: GitOpsPlan, change: GitOpsChange, url: String, branch: String, workspace: String, id: String) async throws -> Int32 {
         let snapshots = try await plan.prepare?(id, say) ?? []
+        let backupID = try await beforeCommit?(id)
         try change.text.write(toFile: "\(workspace)/\(change.file)", atomically: true, encoding: .utf8)
         let message = "\(change.subject)\n\nCommitted by upkeep update; it reverts this commit if the upgrade does not become healthy."
         try await git(["-C", workspace, "commit", "-q", "-a", "-m", message], what: "commit")
         let commit = try await git(["-C", workspace, "rev-parse", "HEAD"], what: "rev-parse").trimmingCharacters(in: .whitespacesAndNewlines)
         // Recorded before the push: a crash after it leaves a record that names the commit.
         var record = ComponentUpdateRecord(id: id, component: plan.component, from: plan.from, to: plan.to, repository: url,
-                                           file: change.file, startedAt: .wallClockNow(), commit: commit)
+                                           file: change.file, startedAt: .wallClockNow(), commit: commit, backupID: backupID)
         record.snapshots = snapshots
         try storeCall { try store.saveComponentUpdate(record) }
         try storeCall { try store.recordOperation(OperationStamp(.update, by: initiator), subject: record.id, now: record.startedAt) }
+        if let ignored = plan.ignoredCompatibility {
+            try storeCall {
+                try store.recordOperation(OperationStamp(.ignoreCompatibility, by: initiator), subject: record.id, detail: ignored, now: record.startedAt)
+            }
+        }
         if let lost = lostLock() {
             finish(&record, .failed, "\(Self.notPushedPrefix)\(lost)")
             throw CommandFailure(code: RolloutExitCode.leaseHeld, message: "\(lost); nothing was pushed")

@@ -32,14 +32,17 @@ struct Apply: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 done (or nothing to do), 1 a node failed and the cluster was rolled back, 2 usage, \
             3 blocked (fix, then `upkeep resume`), 4 failed without a full rollback, 5 refused before touching \
-            anything, 6 another controller holds the lease, 7 a binary could not be fetched or verified, \
-            8 the cluster or release source could not be read, 9 the state database failed.
+            anything (also: the compatibility table refuses the target; --ignore-compatibility with the target typed, \
+            or --confirm-ignore-compatibility=V, goes on and is recorded in history), 6 another controller holds the \
+            lease, 7 a binary could not be fetched or verified, 8 the cluster or release source could not be read, \
+            9 the state database failed.
             """
     )
 
     @OptionGroup var configOption: ConfigOption
     @OptionGroup var target: TargetOptions
     @OptionGroup var change: ChangeOptions
+    @OptionGroup(title: "Compatibility") var compatibility: CompatibilityOptions
     @OptionGroup(title: "Drain (each overrides its field of policy.drain)") var drain: DrainFlags
 
     func run() async throws {
@@ -49,8 +52,9 @@ struct Apply: AsyncParsableCommand {
         let code = try await NotificationRun.with(config, store: store) {
             try await ClusterSession.with(config) { session in
                 let version = try await session.resolveTarget(to: target.to, channel: target.channel)
-                return try await Self.applyPlanned(session: session, store: store, change: change, target: version) {
-                    try await session.plan(target, target: version)
+                return try await Self.applyPlanned(session: session, store: store, change: change, target: version,
+                                                   compatibility: compatibility.choice) {
+                    try await session.plan(target, target: version, compatibilityFile: compatibility.compatibility)
                 }
             }
         }
@@ -64,9 +68,11 @@ struct Apply: AsyncParsableCommand {
     /// (a node cordoned, its replicas rebuilding, some nodes already at the target) is no ground
     /// for a new plan, and planning on it refuses for reasons that say nothing of the real state.
     /// `kind`: what a new rollout is recorded as (apply, or rollback for a downgrade); `initiator`:
-    /// who started it (`upkeep serve` gives itself and its policy).
+    /// who started it (`upkeep serve` gives itself and its policy). A target the compatibility
+    /// table refuses is refused unless `compatibility` ignores it, which serve never does.
     static func applyPlanned(session: ClusterSession, store: StateStore, change: ChangeOptions, confirmation: String? = nil,
                              target: K3sVersion, kind: OperationKind = .apply, initiator: Initiator = .current(),
+                             compatibility: CompatibilityChoice = CompatibilityChoice(),
                              makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
         if let unfinished = try storeCall({ try store.unfinishedRollout() }) {
             guard unfinished.target == target else {
@@ -87,6 +93,8 @@ struct Apply: AsyncParsableCommand {
             print("nothing to do: every node already runs \(plan.target)")
             return RolloutExitCode.done
         }
+        let ignoredCompatibility = try CompatibilityGate.decide(planned.compatibility, choice: compatibility, dryRun: change.dryRun,
+                                                                untouched: "nothing was changed")
         let blocking = planned.blockingAgents
         guard blocking.isEmpty else {
             throw CommandFailure(code: RolloutExitCode.refused, message: "refused: the agents of \(blocking.map(\.node).joined(separator: ", ")) "
@@ -122,10 +130,18 @@ struct Apply: AsyncParsableCommand {
         // touched), taken by the engine: a hop whose backup fails blocks before it touches anything.
         policy.takesHopSnapshots = session.config.backups.beforeApply && !change.skipBackup
         let engine: RolloutEngine
+        let rolloutID = RolloutDriver.newRolloutID()
         do {
-            engine = try RolloutEngine(rolloutID: RolloutDriver.newRolloutID(), plan: plan, policy: policy)
+            engine = try RolloutEngine(rolloutID: rolloutID, plan: plan, policy: policy)
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage, message: "\(error)")
+        }
+        if let ignoredCompatibility {
+            // Recorded before the rollout starts: the decision was made here, by this operator.
+            try storeCall {
+                try store.recordOperation(OperationStamp(.ignoreCompatibility, by: initiator), subject: rolloutID, detail: ignoredCompatibility,
+                                          now: .wallClockNow())
+            }
         }
         if !policy.takesHopSnapshots {
             print("no datastore backups taken (\(change.skipBackup ? "--skip-backup" : "backups.beforeApply is false"))"

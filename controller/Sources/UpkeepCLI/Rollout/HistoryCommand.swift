@@ -64,11 +64,12 @@ struct History: AsyncParsableCommand {
                 } else if records.isEmpty {
                     print("no component updates yet (`upkeep update`)")
                 } else {
-                    print(renderTable(["ID", "STARTED", "BY", "COMPONENT", "FROM", "TO", "OUTCOME", "COMMIT", "REVERT", "SNAPSHOTS", "MESSAGE"],
+                    print(renderTable(["ID", "STARTED", "BY", "COMPONENT", "FROM", "TO", "OUTCOME", "COMMIT", "REVERT", "SNAPSHOTS", "BACKUP", "MESSAGE"],
                                       records.map { record in
                         [record.id, record.startedAt.utcDescription, record.startedBy?.by.description ?? "-", record.component, record.from, record.to,
                          record.outcome.rawValue, String((record.commit ?? "-").prefix(12)), String((record.revertCommit ?? "-").prefix(12)),
-                         record.snapshots.isEmpty ? "-" : record.snapshots.joined(separator: ","), record.message]
+                         record.snapshots.isEmpty ? "-" : record.snapshots.joined(separator: ","), record.backupID ?? "-",
+                         record.message + (record.ignoredCompatibility.map { " [\($0.summary)]" } ?? "")]
                     }), terminator: "")
                 }
                 return

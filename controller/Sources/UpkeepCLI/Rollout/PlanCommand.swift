@@ -4,6 +4,7 @@ import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
 import UpkeepKube
+import UpkeepUpdates
 import UpkeepYAML
 
 /// What `plan`, `apply` and `rollback` share: where to go and how wide.
@@ -83,6 +84,8 @@ struct PlannedRollout {
     var agents: [AgentRow]
     /// The configured gates as read with the plan (`plan` only; `apply` reads them itself).
     var gates: String? = nil
+    /// Why the compatibility table refuses the target, when it does.
+    var compatibility: CompatibilityRefusal? = nil
 
     /// Agents of nodes the plan changes that are not fit to take part.
     var blockingAgents: [AgentRow] {
@@ -96,13 +99,16 @@ struct PlannedRollout {
         var blocked: Bool
         /// One line per gate read with the plan, when gates are configured.
         var gates: [String]?
+        /// Why the compatibility table refuses the target (its entry's source named), when it does.
+        var compatibilityRefusal: String?
     }
 
     /// The gates' lines, for `-o json`.
     var gateLines: [String]?
 
     func jsonText() throws -> String {
-        try UpkeepCLI.jsonText(JSON(plan: plan, agents: agents, blocked: !blockingAgents.isEmpty, gates: gateLines))
+        try UpkeepCLI.jsonText(JSON(plan: plan, agents: agents, blocked: !blockingAgents.isEmpty, gates: gateLines,
+                                    compatibilityRefusal: compatibility?.description))
     }
 
     func table() -> String {
@@ -114,13 +120,16 @@ struct PlannedRollout {
             text += "\nagents that block this rollout (fix them, then plan again):\n" + AgentRow.table(blocking)
         }
         if let gates { text += "\n" + gates }
+        if let compatibility { text += "\ncompatibility: \(compatibility)\n" }
         return text
     }
 }
 
 extension ClusterSession {
     /// Reads the cluster, resolves the target, plans, and asks every agent the plan needs.
-    func plan(_ options: TargetOptions, target explicitTarget: K3sVersion? = nil, allowDowngrade: Bool? = nil) async throws -> PlannedRollout {
+    /// `compatibilityFile`: `--compatibility FILE` over the built-in table.
+    func plan(_ options: TargetOptions, target explicitTarget: K3sVersion? = nil, allowDowngrade: Bool? = nil,
+              compatibilityFile: String? = nil) async throws -> PlannedRollout {
         let reading = try await read()
         let target: K3sVersion
         if let explicitTarget { target = explicitTarget } else { target = try await resolveTarget(to: options.to, channel: options.channel) }
@@ -144,7 +153,10 @@ extension ClusterSession {
         } catch {
             throw CommandFailure(code: RolloutExitCode.refused, message: "no safe plan to \(target): \(error)")
         }
-        return PlannedRollout(reading: reading, plan: plan, agents: try await inspectAgents(reading))
+        // The Kubernetes minors the rollout brings nodes to, against the Flux and Longhorn that run.
+        let refusal = plan.waves.isEmpty ? nil
+            : try await CompatibilityGate.judge(k3sTarget: target, hops: plan.hops.map(\.version), session: self, file: compatibilityFile)
+        return PlannedRollout(reading: reading, plan: plan, agents: try await inspectAgents(reading), compatibility: refusal)
     }
 
     /// Every node's agent, asked in parallel (Hello cross-checked against the API).
@@ -164,13 +176,15 @@ struct PlanCommand: AsyncParsableCommand {
         abstract: "Show the safe path to a k3s version: hops, waves, each node's from -> to, and the Longhorn constraints.",
         discussion: """
             Reads the cluster and the releases and asks every agent; changes nothing.
-            Exit codes: 0 a plan exists (or nothing to do), 2 usage, 5 no safe plan or an agent blocks it, \
-            8 the cluster or the release source could not be read.
+            Exit codes: 0 a plan exists (or nothing to do), 2 usage, 5 no safe plan, an agent blocks it, or the \
+            compatibility table refuses the target (the installed Longhorn or Flux does not support its Kubernetes; \
+            --ignore-compatibility shows the plan anyway), 8 the cluster or the release source could not be read.
             """
     )
 
     @OptionGroup var configOption: ConfigOption
     @OptionGroup var target: TargetOptions
+    @OptionGroup(title: "Compatibility") var compatibility: CompatibilityOptions
 
     @Option(name: .shortAndLong, help: "table or json.")
     var output = OutputFormat.table
@@ -178,7 +192,7 @@ struct PlanCommand: AsyncParsableCommand {
     func run() async throws {
         let config = try configOption.load()
         let planned = try await ClusterSession.with(config) { session in
-            var planned = try await session.plan(target)
+            var planned = try await session.plan(target, compatibilityFile: compatibility.compatibility)
             if let policy = config.rollout.gates, let report = try await GateSession.look(session, reading: planned.reading) {
                 planned.gates = GateSession.text(report, policy: policy, firstWave: planned.plan.waves.first?.nodes ?? [])
                 planned.gateLines = report.lines
@@ -186,6 +200,10 @@ struct PlanCommand: AsyncParsableCommand {
             return planned
         }
         print(output == .json ? try planned.jsonText() : planned.table(), terminator: "")
+        // A plan changes nothing: with --ignore-compatibility it is shown, and apply asks.
+        if let refusal = planned.compatibility, !compatibility.ignore {
+            throw CommandFailure(code: RolloutExitCode.refused, message: "refused: \(refusal)")
+        }
         if !planned.blockingAgents.isEmpty {
             throw CommandFailure(code: RolloutExitCode.refused, message: "\(planned.blockingAgents.count) agent(s) block this rollout")
         }

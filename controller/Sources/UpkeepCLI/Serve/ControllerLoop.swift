@@ -295,12 +295,22 @@ actor ControllerLoop {
             return (component, name, version)
         }
         var seen: [GitOpsComponent: SeenComponent] = [:]
+        // Longhorn and Flux as they run, whatever their policy: a k3s step is judged against them.
+        let running = [(GitOpsComponent.longhorn, Component.longhorn), (.flux, .flux)].compactMap { component, name -> (GitOpsComponent, Component, K3sVersion)? in
+            guard let installed = reports[name]?.installed, installed.state == .installed, let version = installed.version else { return nil }
+            return (component, name, version)
+        }
         // The Kubernetes each release needs, as `upkeep check` reads it (a mirror's
         // compatibility.json replaces the built-in entries it names); unread, no update is judged.
         let table: CompatibilityTable?
-        do { table = wanted.isEmpty ? nil : try await compatibility() } catch {
+        do { table = wanted.isEmpty && running.isEmpty ? nil : try await compatibility() } catch {
             table = nil
             unread.append("cannot read the compatibility entries, so no Longhorn or Flux update is judged: \((error as? CommandFailure)?.message ?? "\(error)")")
+        }
+        var support: [GitOpsComponent: KubernetesSupport] = [:]
+        for (component, name, version) in running {
+            guard let entry = table?.entry(for: name, version) else { continue }
+            support[component] = KubernetesSupport(installed: version, minimum: entry.kubernetesMin, maximum: entry.kubernetesMax, source: entry.source)
         }
         for (component, name, version) in wanted {
             guard let table else { break }
@@ -315,20 +325,17 @@ actor ControllerLoop {
             }
         }
         guard let k3sPart else {
-            return Gathered(seen: SeenVersions(installed: installed, releases: [], goal: installed, gitOps: seen, k3sUnread: k3sFailure ?? "unread"),
+            return Gathered(seen: SeenVersions(installed: installed, releases: [], goal: installed, gitOps: seen, k3sUnread: k3sFailure ?? "unread",
+                                               kubernetesSupport: support),
                             unread: unread, k3sFailure: k3sFailure)
         }
-        return Gathered(seen: SeenVersions(installed: installed, releases: k3sPart.releases, goal: k3sPart.goal, gitOps: seen), unread: unread)
+        return Gathered(seen: SeenVersions(installed: installed, releases: k3sPart.releases, goal: k3sPart.goal, gitOps: seen,
+                                           kubernetesSupport: support), unread: unread)
     }
 
     /// The built-in compatibility table with the release source's entries over it, as a check reads it.
     static func compatibility(_ session: ClusterSession) async throws -> CompatibilityTable {
-        do {
-            guard let entries = try await session.source.compatibilityEntries() else { return .builtIn }
-            return CompatibilityTable.builtIn.replacing(with: entries)
-        } catch {
-            throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read the compatibility entries from \(session.source): \(error)")
-        }
+        try await CompatibilityGate.table(session, file: nil)
     }
 
     /// Runs a rollout or a resume to its end (as the command would), then decides afresh: a

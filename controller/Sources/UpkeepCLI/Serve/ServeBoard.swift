@@ -134,7 +134,7 @@ final class ServeBoard: Sendable {
         metric("upkeep_serve_limits_total", "counter", "Failures and bounds of upkeep serve's loop reached (each logged at most once a minute).",
                ServeLimit.allCases.map { ("{limit=\"\($0.rawValue)\"}", state.limitsTotal[$0.rawValue] ?? 0) })
         let reasons = ["up-to-date", "not-allowed-by-policy", "no-release", "cluster-ahead", "failed-before", "lock-held", "outside-windows",
-                       "blocked", "unfinished", "check-failing", "start-refused", "kubernetes-too-old"]
+                       "blocked", "unfinished", "check-failing", "start-refused", "kubernetes-too-old", "kubernetes-too-new"]
         metric("upkeep_serve_waiting", "gauge", "1 for the reason upkeep serve is waiting now (none while it checks or drives a rollout).",
                reasons.map { ("{reason=\"\($0)\"}", state.decision == "wait" && state.reason == $0 ? 1 : 0) })
         return text

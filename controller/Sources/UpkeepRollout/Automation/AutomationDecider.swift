@@ -27,7 +27,9 @@ import UpkeepCore
 ///    a component that is up to date, not allowed, or whose step failed before does not hold the
 ///    next one back; an unfinished rollout (rule 1), the lock and a closed window hold them all,
 ///    so a rollout and an update never run at once. A step whose release needs a newer
-///    Kubernetes than the oldest node runs waits (for k3s, which comes first).
+///    Kubernetes than the oldest node runs waits (for k3s, which comes first); a k3s step to a
+///    minor the installed Longhorn or Flux does not support waits (for that component's update,
+///    which can then go first). Serve never goes against the compatibility table.
 /// 5. It starts only inside a maintenance window and while nobody else holds the lock.
 public enum AutomationDecider {
     /// First retry of a failed check; doubled per further failure, up to the check interval.
@@ -98,6 +100,15 @@ public enum AutomationDecider {
             return .hold(.clusterAhead(installed: seen.installed, goal: goal))
         case .step(let version):
             if let failed = facts.failedTargets[version] { return .hold(.failedBefore(target: version, rolloutID: failed)) }
+            // A new minor the installed Longhorn or Flux does not support (`upkeep check`'s
+            // `kubernetes-too-new`; `upkeep apply` would refuse it too).
+            if version.minorLine != seen.installed.minorLine {
+                for component in GitOpsComponent.allCases {
+                    guard let support = seen.kubernetesSupport[component], let maximum = support.maximum, version.minorLine > maximum else { continue }
+                    return .hold(.kubernetesNotSupported(component, installed: support.installed, target: version, supportsUpTo: maximum,
+                                                         source: support.source))
+                }
+            }
             return .take(version)
         }
     }
@@ -303,14 +314,35 @@ public struct SeenVersions: Equatable, Sendable {
     /// Why k3s's releases or channel could not be read at the last check: k3s holds
     /// (`releases` and `goal` mean nothing then) while Longhorn and Flux go on.
     public var k3sUnread: String?
+    /// The Kubernetes the installed Longhorn and Flux support, where the compatibility table
+    /// says (whatever their automation policy: a k3s step is judged against them).
+    public var kubernetesSupport: [GitOpsComponent: KubernetesSupport]
 
     public init(installed: K3sVersion, releases: [K3sVersion], goal: K3sVersion, gitOps: [GitOpsComponent: SeenComponent] = [:],
-                k3sUnread: String? = nil) {
+                k3sUnread: String? = nil, kubernetesSupport: [GitOpsComponent: KubernetesSupport] = [:]) {
         self.k3sUnread = k3sUnread
+        self.kubernetesSupport = kubernetesSupport
         self.installed = installed
         self.releases = releases
         self.goal = goal
         self.gitOps = gitOps
+    }
+}
+
+/// The Kubernetes minors an installed Longhorn or Flux supports, from the compatibility table
+/// entry that covers it.
+public struct KubernetesSupport: Equatable, Sendable {
+    public var installed: K3sVersion
+    public var minimum: MinorLine?
+    public var maximum: MinorLine?
+    /// Where the entry's fact comes from (a URL or a compatibility file).
+    public var source: String
+
+    public init(installed: K3sVersion, minimum: MinorLine? = nil, maximum: MinorLine? = nil, source: String) {
+        self.installed = installed
+        self.minimum = minimum
+        self.maximum = maximum
+        self.source = source
     }
 }
 
@@ -405,6 +437,7 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
     case outsideWindowsToUpdate(GitOpsComponent, target: K3sVersion)
     case updateNeedsKubernetes(GitOpsComponent, target: K3sVersion, needs: MinorLine, runs: MinorLine)
     case updateUnfinishedNeedsOperator(GitOpsComponent, target: K3sVersion, updateID: String)
+    case kubernetesNotSupported(GitOpsComponent, installed: K3sVersion, target: K3sVersion, supportsUpTo: MinorLine, source: String)
 
     /// A short stable name for logs, metrics and JSON.
     public var code: String {
@@ -420,6 +453,7 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
         case .unfinishedNeedsOperator, .updateUnfinishedNeedsOperator: "unfinished"
         case .checkFailing: "check-failing"
         case .updateNeedsKubernetes: "kubernetes-too-old"
+        case .kubernetesNotSupported: "kubernetes-too-new"
         }
     }
 
@@ -453,6 +487,10 @@ public enum WaitReason: Equatable, Sendable, CustomStringConvertible {
             "\(component.title) \(target) waits for a maintenance window"
         case .updateNeedsKubernetes(let component, let target, let needs, let runs):
             "\(component.title) \(target) needs Kubernetes \(needs) or newer; the oldest node runs \(runs): upgrade k3s first"
+        case .kubernetesNotSupported(let component, let installed, let target, let maximum, let source):
+            "k3s \(target) is Kubernetes \(target.minorLine), newer than \(component.title) \(installed) supports (up to \(maximum), source: "
+                + "\(source)): update \(component.title) first (`upkeep update --component \(component.rawValue) --to V`, or automation."
+                + "\(component.rawValue)); serve never goes against the compatibility table"
         case .updateUnfinishedNeedsOperator(let component, let target, let id):
             "update \(id) of \(component.title) to \(target) has not finished; automation.\(component.rawValue): none leaves it to "
                 + "`upkeep update --component \(component.rawValue) --to \(target)`"
