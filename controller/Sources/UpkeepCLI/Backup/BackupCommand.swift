@@ -44,7 +44,9 @@ enum Backups {
     /// rollout takes one before its first server: from a server's agent, sealed, recorded, the
     /// oldest pruned. A failure is told (`backup.failed`) and refuses the update (exit 5).
     static func beforeUpdate(_ updateID: String, session: ClusterSession, store: StateStore) async throws -> String {
-        let id = updateID.replacingOccurrences(of: "u", with: "b", options: .anchored)
+        // Its own suffix: `backup now` names its backups from the same clock second (b<time>),
+        // and an agent refuses an id it has used.
+        let id = updateID.replacingOccurrences(of: "u", with: "b", options: .anchored) + "-update"
         print("taking a datastore backup before the commit (backups.beforeUpdate)")
         do {
             let record = try await take(id: id, session: session, store: store, reading: try await session.read())
