@@ -83,6 +83,17 @@ import UpkeepTestSupport
         #expect(result.error.contains("\\u{1B}[31m") && !result.error.contains("\u{1B}"), "\(result.error)")
     }
 
+    @Test func theClusterDNSAddressIsK3sDefaultOrAnIPv4WithAPort() throws {
+        let plain = try ConfigLoader.parse("nodeName: n1\n")
+        #expect(plain.clusterDNSHost == "10.43.0.10" && plain.clusterDNSPort == 53)
+        let sandbox = try ConfigLoader.parse("nodeName: n1\nclusterDNS: \"127.0.0.53:5353\"\n")
+        #expect(sandbox.clusterDNSHost == "127.0.0.53" && sandbox.clusterDNSPort == 5353)
+        #expect(try ConfigLoader.parse("nodeName: n1\nclusterDNS: 10.96.0.10\n").clusterDNSPort == 53)
+        for bad in ["10.43.0", "10.43.0.10:0", "10.43.0.10:x", "dns.local", "10.43.0.10:53:1"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try ConfigLoader.parse("nodeName: n1\nclusterDNS: \"\(bad)\"\n") }
+        }
+    }
+
     @Test func booleansAreThePlainYAMLSpellings() throws {
         for (text, value) in [("false", false), ("no", false), ("Off", false), ("TRUE", true), ("yes", true), ("On", true)] {
             let config = try ConfigLoader.parse("nodeName: n1\nprobes: {nodeReady: \(text)}\n")

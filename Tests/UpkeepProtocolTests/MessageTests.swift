@@ -90,6 +90,7 @@ import UpkeepProtocol
             .installCertificate(InstallCertificateRequest(certificate: "-----BEGIN CERTIFICATE-----")),
             // Read-only: asks the node's etcd, changes nothing.
             .etcdHealth(EtcdHealthRequest(timeoutSeconds: 1)),
+            .clusterDNS(ClusterDNSRequest(name: "kubernetes.default.svc.cluster.local", timeoutSeconds: 1)),
         ]
         #expect(Set(requests.map(\.method)) == Set(Method.allCases))
         for request in requests {

@@ -123,6 +123,9 @@ REQUESTS = [
          {"clientURLs": ["https://10.0.0.3:2379"], "healthy": True, "id": "fd422379fda50e48", "message": "health true",
           "name": "server-3-7e6d5c4b"}],
       "quorum": True}, {}),
+    ("clusterDNS", 23, {"method": "clusterDNS", "params": {"name": "kubernetes.default.svc.cluster.local", "timeoutSeconds": 2}},
+     {"addresses": ["10.43.0.1"], "answered": True, "code": "NOERROR", "elapsedMs": 3, "message": "",
+      "server": "10.43.0.10:53"}, {}),
 ]
 
 VALID = [

@@ -43,6 +43,10 @@ public struct AgentConfig: Equatable, Sendable {
     public var probes = ProbeConfig()
     /// The node's embedded etcd, for `etcdHealth` (servers with embedded etcd only).
     public var etcd = EtcdConfig()
+    /// The cluster DNS address `clusterDNS` queries (`clusterDNS: 10.43.0.10` or `host:port` in
+    /// agent.yaml): k3s's default `--cluster-dns`, https://docs.k3s.io/cli/server#networking.
+    public var clusterDNSHost = "10.43.0.10"
+    public var clusterDNSPort = 53
     public var logLevel = LogLevelName.info
     /// The Prometheus text file of the agent's bounds reached (`AgentLimits`), for node_exporter's
     /// textfile collector; nil means `<dataDir>/metrics/upkeep-agent.prom`.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import UpkeepAgentCore
 import UpkeepHTTP
 import UpkeepProtocol
 import UpkeepYAML
@@ -77,6 +78,16 @@ public enum ConfigLoader {
             try probes.rejectUnknown(["kubeletHealthz", "supervisorPing", "supervisorCA", "containerdSocket", "nodeReady", "timeoutMs", "intervalMs",
                                       "gateIntervalMs"])
         }
+        if let dns = try top.string("clusterDNS") {
+            let parts = dns.split(separator: ":", omittingEmptySubsequences: false)
+            guard (1...2).contains(parts.count), DNSMessage.ipv4(String(parts[0])) != nil,
+                  parts.count == 1 || Int(parts[1]).map({ (1...65535).contains($0) }) == true else {
+                throw top.error("clusterDNS", "must be the cluster DNS's IPv4 address, with a port when it is not 53 (10.43.0.10, 127.0.0.53:5353); "
+                                + "is \"\(dns.prefix(100))\"")
+            }
+            config.clusterDNSHost = String(parts[0])
+            config.clusterDNSPort = parts.count == 2 ? Int(parts[1]) ?? 53 : 53
+        }
         if let etcd = try top.section("etcd") {
             if let endpoint = try etcd.string("endpoint") {
                 guard let url = try? HTTPURL(endpoint), url.path == "/" || url.path.isEmpty else {
@@ -99,7 +110,7 @@ public enum ConfigLoader {
             config.metricsTextfile = try metrics.path("textfile")
             try metrics.rejectUnknown(["textfile"])
         }
-        try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "etcd", "logLevel", "metrics"])
+        try top.rejectUnknown(["nodeName", "listen", "tls", "k3s", "systemd", "dataDir", "kubeconfig", "probes", "etcd", "logLevel", "metrics", "clusterDNS"])
         return config
     }
 

@@ -146,6 +146,13 @@ public final class AgentRequestHandler: RequestHandler {
             return Reply(.etcdHealth(EtcdHealthResult(members: read.members.map {
                 EtcdMemberStatus(id: $0.id, name: $0.name, clientURLs: $0.clientURLs, healthy: $0.healthy, message: $0.message)
             }, quorum: read.quorum)))
+        case .clusterDNS(let asked):
+            let config = service.environment.config
+            let probe = ClusterDNSProbe(host: config.clusterDNSHost, port: config.clusterDNSPort, group: service.environment.probes.group)
+            let outcome = await probe.resolve(asked.name, id: UInt16.random(in: 0...UInt16.max), timeoutSeconds: asked.timeoutSeconds)
+            return Reply(.clusterDNS(ClusterDNSResult(server: "\(probe.host):\(probe.port)", answered: outcome.answer != nil,
+                                                      code: outcome.answer.map { $0.code?.text ?? "RCODE \($0.rawCode)" } ?? "",
+                                                      addresses: outcome.answer?.addresses ?? [], message: outcome.problem, elapsedMs: outcome.elapsedMs)))
         case .certificateRequest(let asked):
             return Reply(.certificateRequest(try renewingIdentity().certificateRequest(keyType: asked.keyType)))
         case .installCertificate(let install):

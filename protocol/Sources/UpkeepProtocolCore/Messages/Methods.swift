@@ -4,12 +4,13 @@ public enum Method: String, Codable, Sendable, CaseIterable {
     case operation, restoreBackup, stopK3s, restore, rejoin
     case certificateRequest, installCertificate
     case etcdHealth
+    case clusterDNS
 
     /// Mutating methods carry an operation id and are recorded by the agent. A renewal's two
     /// methods are idempotent by content instead (PROTOCOL.md section 12).
     public var isMutating: Bool {
         switch self {
-        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth: false
+        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth, .clusterDNS: false
         case .stage, .install, .rollback, .cordon, .drain, .uncordon, .backup, .commit: true
         case .restoreBackup, .stopK3s, .restore, .rejoin: true
         }
@@ -594,5 +595,54 @@ public struct EtcdMemberStatus: Codable, Equatable, Sendable {
         self.clientURLs = clientURLs
         self.healthy = healthy
         self.message = message
+    }
+}
+
+// MARK: clusterDNS
+
+/// One name resolved from the node through the cluster DNS address its agent is configured
+/// with (`clusterDNS`, default k3s's 10.43.0.10): an A query over UDP, bounded, that the agent
+/// makes itself. No answer is a result, not an error.
+public struct ClusterDNSRequest: RequestMessage {
+    public typealias Result = ClusterDNSResult
+    public static let method = Method.clusterDNS
+    /// The name to resolve, e.g. `kubernetes.default.svc.cluster.local`.
+    public var name: String
+    /// Bound on the answer.
+    public var timeoutSeconds: Int
+
+    public init(name: String, timeoutSeconds: Int) {
+        self.name = name
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    public func validate() throws(MessageError) {
+        try checkText(name, field: "clusterDNS.name", bytesMax: 253)
+        try checkPositive(timeoutSeconds, "clusterDNS.timeoutSeconds", max: 30)
+    }
+
+    public var payload: RequestPayload { .clusterDNS(self) }
+}
+
+public struct ClusterDNSResult: ResultMessage {
+    /// The address asked, `host:port`.
+    public var server: String
+    /// An answer came back within the bound (whatever its code).
+    public var answered: Bool
+    /// The answer's response code as dig prints it (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, …); empty without an answer.
+    public var code: String
+    /// The IPv4 addresses it answered for the name.
+    public var addresses: [String]
+    /// Why there is no answer (a timeout, a malformed answer), else empty.
+    public var message: String
+    public var elapsedMs: Int
+
+    public init(server: String, answered: Bool, code: String, addresses: [String], message: String, elapsedMs: Int) {
+        self.server = server
+        self.answered = answered
+        self.code = code
+        self.addresses = addresses
+        self.message = message
+        self.elapsedMs = elapsedMs
     }
 }

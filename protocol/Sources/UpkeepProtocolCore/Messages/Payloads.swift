@@ -18,6 +18,7 @@ public enum RequestPayload: Equatable, Sendable {
     case certificateRequest(CertificateRequestRequest)
     case installCertificate(InstallCertificateRequest)
     case etcdHealth(EtcdHealthRequest)
+    case clusterDNS(ClusterDNSRequest)
 
     public var message: any RequestMessage {
         switch self {
@@ -39,6 +40,7 @@ public enum RequestPayload: Equatable, Sendable {
         case .certificateRequest(let m): m
         case .installCertificate(let m): m
         case .etcdHealth(let m): m
+        case .clusterDNS(let m): m
         }
     }
 
@@ -47,7 +49,7 @@ public enum RequestPayload: Equatable, Sendable {
     /// The operation id of a mutating request.
     public var operationID: OperationID? {
         switch self {
-        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth: nil
+        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth, .clusterDNS: nil
         case .stage(let m): m.operationID
         case .install(let m): m.operationID
         case .rollback(let m): m.operationID
@@ -84,6 +86,7 @@ public enum RequestPayload: Equatable, Sendable {
         case .certificateRequest: try container.decode(CertificateRequestRequest.self, forKey: key).payload
         case .installCertificate: try container.decode(InstallCertificateRequest.self, forKey: key).payload
         case .etcdHealth: try container.decode(EtcdHealthRequest.self, forKey: key).payload
+        case .clusterDNS: try container.decode(ClusterDNSRequest.self, forKey: key).payload
         }
     }
 }
@@ -108,6 +111,7 @@ public enum ResponsePayload: Equatable, Sendable {
     case certificateRequest(CertificateRequestResult)
     case installCertificate(InstallCertificateResult)
     case etcdHealth(EtcdHealthResult)
+    case clusterDNS(ClusterDNSResult)
 
     public var method: Method {
         switch self {
@@ -129,6 +133,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .certificateRequest: .certificateRequest
         case .installCertificate: .installCertificate
         case .etcdHealth: .etcdHealth
+        case .clusterDNS: .clusterDNS
         }
     }
 
@@ -152,6 +157,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .certificateRequest(let r): r
         case .installCertificate(let r): r
         case .etcdHealth(let r): r
+        case .clusterDNS(let r): r
         }
     }
 
@@ -181,6 +187,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .certificateRequest: .certificateRequest(try container.decode(CertificateRequestResult.self, forKey: key))
         case .installCertificate: .installCertificate(try container.decode(InstallCertificateResult.self, forKey: key))
         case .etcdHealth: .etcdHealth(try container.decode(EtcdHealthResult.self, forKey: key))
+        case .clusterDNS: .clusterDNS(try container.decode(ClusterDNSResult.self, forKey: key))
         }
     }
 }
