@@ -252,8 +252,11 @@ final class HTTPServerHandler: ChannelInboundHandler {
                 offset = end
             }
         }
-        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        // Answered before the end is written: writing it hands the next pipelined request (held
+        // by NIO's HTTPServerPipelineHandler) to channelRead at once, which must find the
+        // connection idle, not still responding.
         handle(.answerWritten(keepAlive: keepAlive))
+        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }

@@ -307,6 +307,23 @@ struct HTTPServerTests {
         await server.close()
     }
 
+    /// Writing an answer's end hands the next pipelined request to the handler at once; it used
+    /// to arrive while the connection still counted as responding, a precondition failure that
+    /// took the whole process down (`upkeep serve`'s responder is async).
+    @Test("pipelined requests to an async responder are answered, in order")
+    func pipelinedRequestsToAnAsyncResponder() async throws {
+        let server = try await HTTPServer.start(host: "127.0.0.1", port: 0, responder: .async { request in
+            .text("answer for \(request.path)\n")
+        })
+        let peer = try await RawPeer(port: server.port)
+        try await peer.send((1...5).map { "GET /p\($0) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" }.joined())
+        #expect(try await peer.waitFor("answer for /p5\n"), "\(peer.received)")
+        let positions = (1...5).compactMap { peer.received.range(of: "answer for /p\($0)\n")?.lowerBound }
+        #expect(positions.count == 5 && positions == positions.sorted(), "\(peer.received)")
+        await peer.close()
+        await server.close()
+    }
+
     @Test("closing the server closes its open connections too")
     func closeClosesConnections() async throws {
         let served = try await Served(HTTPServer.Configuration(idleTimeoutSeconds: 60))
