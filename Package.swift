@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "UpkeepPKI", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepCore", "UpkeepPOSIX"],
                 path: "Sources/UpkeepPKI", swiftSettings: strict),
         // TLS for SwiftNIO driven through OpenSSL memory BIOs.
-        .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepPKI", nioCore, nioPosix, logging],
+        .target(name: "UpkeepTLS", dependencies: ["COpenSSL", "COpenSSLShims", "UpkeepCore", "UpkeepPKI", nioCore, nioPosix, logging],
                 path: "Sources/UpkeepTLS", swiftSettings: strict),
         // The agent-controller wire format and session rules: frames, messages, and the server and
         // client session machines (events in, actions out). No channel code: NIOCore for ByteBuffer only.

@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import UpkeepCore
 
 /// Counts each time one of a component's bounds is reached and logs it, at most one line per
 /// bound per `intervalSeconds` (the next line says how many were not logged in between), so a
@@ -67,6 +68,15 @@ where Limit: CaseIterable & Hashable & RawRepresentable & Sendable, Limit.RawVal
 
     public func count(_ limit: Limit) -> Int {
         state.withLockedValue { $0.counts[limit] ?? 0 }
+    }
+}
+
+extension LimitLog {
+    /// Counts a connection that `OutboundBacklogHandler` closed, under its bound's name
+    /// (`outbound_bytes`, `drain_timeout`), which every `Limit` that counts them spells alike.
+    public func recordOutbound(_ limit: OutboundBacklog.Limit, _ detail: String) {
+        guard let counted = Limit(rawValue: limit.rawValue) else { preconditionFailure("\(Limit.self) does not count \(limit.rawValue)") }
+        record(counted, detail)
     }
 }
 

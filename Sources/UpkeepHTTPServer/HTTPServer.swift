@@ -56,13 +56,20 @@ public final class HTTPServer: Sendable {
         public var handshakesPerSourceMax: Int
         /// With TLS: the handshake's time (at most `headerReadTimeoutSeconds`).
         public var handshakeTimeoutSeconds: Double
+        /// What a connection may hold for a client that stops reading (write buffer water marks,
+        /// the bytes of answers waiting at most, the time to drain them): the next pipelined
+        /// request waits while it is not writable; past the cap or the drain time the connection
+        /// is closed (docs/tls.md, "A peer that stops reading").
+        public var outbound: OutboundBounds
 
         public init(headerBytesMax: Int = 32 << 10, bodyBytesMax: Int = 8 << 20, headerReadTimeoutSeconds: Double = 10,
                     requestTimeoutSeconds: Double = 60, idleTimeoutSeconds: Double = 60, connectionsMax: Int = 256,
                     reservedConnections: Int = 0, reservedPaths: Set<String> = [], awaitingRequestMax: Int = 64,
                     awaitingRequestPerSourceMax: Int = 64, backlog: Int = 256,
-                    handshakesMax: Int = 64, handshakesPerSourceMax: Int = 8, handshakeTimeoutSeconds: Double = 5)
+                    handshakesMax: Int = 64, handshakesPerSourceMax: Int = 8, handshakeTimeoutSeconds: Double = 5,
+                    outbound: OutboundBounds = OutboundBounds())
         {
+            self.outbound = outbound
             self.handshakesMax = max(1, handshakesMax)
             self.handshakesPerSourceMax = max(1, handshakesPerSourceMax)
             self.handshakeTimeoutSeconds = min(handshakeTimeoutSeconds, headerReadTimeoutSeconds)
@@ -146,6 +153,7 @@ public final class HTTPServer: Sendable {
                 channel.closeFuture.whenComplete { _ in connections.closed(channel) }
                 return channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(OutboundBacklogHandler(bounds: configuration.outbound) { limits.recordOutbound($0, $1) })
                     if let tls {
                         try operations.addHandler(tls.makeServerHandler(
                             expecting: peers, handshakeTimeout: .nanoseconds(Int64(max(0, configuration.handshakeTimeoutSeconds) * 1e9))))
@@ -216,6 +224,11 @@ public enum ServerLimit: String, CaseIterable, Hashable, Sendable {
     case requestTimeout = "request_timeout"
     /// `idleTimeoutSeconds`: closed quietly (logged at debug level: keep-alive expiry is routine).
     case idleTimeout = "idle_timeout"
+    /// `outbound.pendingBytesMax`: more bytes of answers waited for a client that did not read; closed.
+    case outboundBytes = "outbound_bytes"
+    /// `outbound.drainTimeout`: a client did not read its answers below the low water mark in time; closed.
+    case drainTimeout = "drain_timeout"
+
 }
 
 /// Accepted and open connections, shared by the accept path of every event loop. A connection

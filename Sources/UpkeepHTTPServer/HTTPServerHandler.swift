@@ -55,6 +55,9 @@ final class HTTPServerHandler: ChannelInboundHandler {
     /// Counts requests handed to a blocking or async responder, so that an answer arriving
     /// after the request time bound answered 503 is dropped.
     private var dispatched = 0
+    /// A complete request not answered yet because the client has not read the answers before
+    /// it (the channel is not writable): answered once it is (or cut by `OutboundBacklogHandler`).
+    private var waitingForWritable: (request: HTTPServerRequest, head: HTTPRequestHead)?
 
     init(shared: Shared, connection: Int) {
         self.shared = shared
@@ -175,8 +178,20 @@ final class HTTPServerHandler: ChannelInboundHandler {
                                             contentType: head.headers.first(name: "content-type") ?? "", body: body,
                                             headers: head.headers.map { ($0.name.lowercased(), $0.value) }, connection: connection)
             body = []
+            guard context.channel.isWritable else {
+                waitingForWritable = (request, head)
+                return
+            }
             respond(to: request, head: head, context: context)
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let waiting = waitingForWritable {
+            waitingForWritable = nil
+            if case .responding = machine.phase { respond(to: waiting.request, head: waiting.head, context: context) }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     private func refuseBody(context: ChannelHandlerContext) {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UpkeepCore
 import UpkeepHTTPServer
 import UpkeepTestSupport
 @testable import UpkeepCLI
@@ -10,12 +11,14 @@ import UpkeepTestSupport
 struct ServeSlowClientTests {
     /// Serve's own configuration with its times shortened: by default a head within 1 s, an
     /// answer within 2 s, 1 s idle between requests.
-    static func serve(_ directory: TemporaryDirectory, headerReadSeconds: Double = 1, idleSeconds: Double = 1) async throws -> HTTPServer {
+    static func serve(_ directory: TemporaryDirectory, headerReadSeconds: Double = 1, idleSeconds: Double = 1,
+                      outbound: OutboundBounds = Serve.serverConfiguration.outbound) async throws -> HTTPServer {
         let config = try ControllerConfig.load(path: try HistoryStatusCommandTests.recordedState(directory))
         var configuration = Serve.serverConfiguration
         configuration.headerReadTimeoutSeconds = headerReadSeconds
         configuration.requestTimeoutSeconds = headerReadSeconds + 1
         configuration.idleTimeoutSeconds = idleSeconds
+        configuration.outbound = outbound
         return try await Serve.listen(host: "127.0.0.1", port: 0, configuration: configuration, tls: nil, config: config,
                                       api: StatusAPI(config: config, store: try openStateStore(config), board: nil), board: nil)
     }
@@ -63,6 +66,31 @@ struct ServeSlowClientTests {
         try await malformed.send("HELLO\r\n\r\n")
         #expect(try await malformed.waitClosed(within: 0.5))
         #expect(malformed.received.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(malformed.received)")
+        await server.close()
+    }
+
+    @Test func aClientThatStopsReadingItsAnswersIsClosedAtTheDrainDeadlineAndCounted() async throws {
+        let directory = try TemporaryDirectory()
+        let outbound = OutboundBounds(highWaterMarkBytes: 16 << 10, lowWaterMarkBytes: 4 << 10, pendingBytesMax: 1 << 20, drainTimeout: .seconds(1))
+        let server = try await Self.serve(directory, headerReadSeconds: 20, idleSeconds: 20, outbound: outbound)
+        let peer = try await RawPeer(port: server.port, receiveBufferBytes: 4 << 10)
+        try await peer.pauseReading()
+        // Pipelined scrapes, never read: without a bound their answers pile up in serve.
+        let started = ContinuousClock.now
+        // (serve stops reading them while it cannot answer: the send itself may find the connection closed)
+        let flood = Task { try await peer.send(String(repeating: "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", count: 2000)) }
+        #expect(try Self.scrape(server, "connections") == "0", "serve answers others meanwhile")
+        var drained = try Self.scrape(server, "drain_timeout")
+        while drained != "1", ContinuousClock.now - started < .seconds(8) {
+            try await Task.sleep(for: .milliseconds(200))
+            drained = try Self.scrape(server, "drain_timeout")
+        }
+        #expect(drained == "1", "the connection of a client that does not read stays open")
+        await peer.resumeReading()
+        #expect(try await peer.waitClosed(within: 2))
+        _ = try? await flood.value
+        #expect(try Self.scrape(server, "outbound_bytes") == "0")
+        await peer.close()
         await server.close()
     }
 

@@ -8,7 +8,8 @@ import UpkeepProtocol
 /// each in `ProtocolClient.limits` (exported by `upkeep serve`, docs/metrics.md "Bounds").
 @Suite(.timeLimit(.minutes(1))) struct ClientBoundsTests {
     /// A listener that answers whatever a client sends first with `reply` (nothing: it never says
-    /// HelloReply), as an agent broken or hostile would.
+    /// HelloReply), as an agent broken or hostile would; with `thenStopReading`, it never reads
+    /// again after that (its socket's receive buffer `receiveBufferBytes`).
     struct RawAgent {
         let channel: any Channel
         var port: Int { channel.localAddress?.port ?? 0 }
@@ -17,18 +18,27 @@ import UpkeepProtocol
             typealias InboundIn = ByteBuffer
             typealias OutboundOut = ByteBuffer
             let reply: ByteBuffer?
-            init(_ reply: ByteBuffer?) { self.reply = reply }
+            let thenStopReading: Bool
+            init(_ reply: ByteBuffer?, thenStopReading: Bool) {
+                self.reply = reply
+                self.thenStopReading = thenStopReading
+            }
 
             func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                if thenStopReading { context.channel.setOption(.autoRead, value: false).whenComplete { _ in } }
                 guard let reply else { return }
                 context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
             }
         }
 
-        static func start(answering reply: ByteBuffer?) async throws -> RawAgent {
-            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        static func start(answering reply: ByteBuffer?, thenStopReading: Bool = false, receiveBufferBytes: Int? = nil) async throws -> RawAgent {
+            var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            if let receiveBufferBytes { bootstrap = bootstrap.childChannelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
+            let channel = try await bootstrap
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Answer(reply)) }
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(Answer(reply, thenStopReading: thenStopReading))
+                    }
                 }
                 .bind(host: "127.0.0.1", port: 0).get()
             return RawAgent(channel: channel)

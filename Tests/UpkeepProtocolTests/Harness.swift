@@ -177,7 +177,8 @@ final class Gate: Sendable {
 }
 
 /// A frame-level client for tests that break the rules on purpose: writes any bytes or frames,
-/// and decodes what comes back with the real decoder (plaintext only).
+/// and decodes what comes back with the real decoder; plaintext, or over the project's own TLS
+/// client (`tls`), and able to stop reading (`pauseReading`) as a peer that never calls recv.
 final class RawPeer: Sendable {
     private let channel: any Channel
     private let inbox: Inbox
@@ -198,20 +199,42 @@ final class RawPeer: Sendable {
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 
-    init(port: Int) async throws {
+    /// `tls`: a client context (the controller's) expecting node-1's agent. `receiveBufferBytes`
+    /// shrinks the socket's receive buffer, so that a peer that stops reading holds little in
+    /// its kernel and the server's own buffer fills soon.
+    init(port: Int, tls: TLSContext? = nil, receiveBufferBytes: Int? = nil) async throws {
         let inbox = Inbox()
         self.inbox = inbox
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let receiveBufferBytes { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
+        let agent = try PeerIdentity(role: .agent, name: TestCluster.nodeName)
+        channel = try await bootstrap
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Collector(inbox)) }
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(tls.makeClientHandler(expecting: .identity(agent))) }
+                    try channel.pipeline.syncOperations.addHandler(Collector(inbox))
+                }
             }
             .connect(host: "127.0.0.1", port: port).get()
     }
 
-    /// Connects and completes Hello.
-    static func hello(port: Int) async throws -> (RawPeer, HelloReply) {
-        let peer = try await RawPeer(port: port)
-        try await peer.send(.hello(Hello(software: "raw test peer")))
+    /// Stops reading from the socket: what the server sends stays in the kernel and then in the
+    /// server's buffer.
+    func pauseReading() async throws {
+        try await channel.setOption(.autoRead, value: false).get()
+    }
+
+    /// Reads again (and so notices a close by the server, which a peer that does not read cannot;
+    /// a write may have found it closed already).
+    func resumeReading() async {
+        _ = try? await channel.setOption(.autoRead, value: true).get()
+    }
+
+    /// Connects and completes Hello, announcing `streamWindowBytes` as its receive window.
+    static func hello(port: Int, tls: TLSContext? = nil, receiveBufferBytes: Int? = nil,
+                      streamWindowBytes: Int = StreamWindow.bytesDefault) async throws -> (RawPeer, HelloReply) {
+        let peer = try await RawPeer(port: port, tls: tls, receiveBufferBytes: receiveBufferBytes)
+        try await peer.send(.hello(Hello(software: "raw test peer", streamWindowBytes: streamWindowBytes)))
         guard case .helloReply(let reply)? = try await peer.next()?.message() else {
             throw ProtocolError.protocolViolation("no HelloReply")
         }

@@ -29,13 +29,35 @@ public final class RawPeer: Sendable {
     private let channel: any Channel
     private let seen: NIOLockedValueBox<Seen>
 
-    public init(port: Int, host: String = "127.0.0.1") async throws {
+    /// `receiveBufferBytes` shrinks the socket's receive buffer (a peer that stops reading then
+    /// holds little in its kernel); `prepare` puts handlers first in the pipeline (a TLS client:
+    /// the recorded bytes are then the plaintext).
+    public init(port: Int, host: String = "127.0.0.1", receiveBufferBytes: Int? = nil,
+                prepare: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void = { _ in }) async throws {
         let seen = NIOLockedValueBox(Seen())
         self.seen = seen
-        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.allowRemoteHalfClosure, value: false)
-            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Recorder(seen: seen)) } }
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).channelOption(.allowRemoteHalfClosure, value: false)
+        if let receiveBufferBytes { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
+        channel = try await bootstrap
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try prepare(channel.pipeline.syncOperations)
+                    try channel.pipeline.syncOperations.addHandler(Recorder(seen: seen))
+                }
+            }
             .connect(host: host, port: port).get()
+    }
+
+    /// Stops reading from the socket, as a peer that never calls recv: what the server sends
+    /// stays in the kernel's buffers, then in the server's.
+    public func pauseReading() async throws {
+        try await channel.setOption(.autoRead, value: false).get()
+    }
+
+    /// Reads again (and so notices a close by the server, which a peer that does not read cannot;
+    /// a write may have found it closed already).
+    public func resumeReading() async {
+        _ = try? await channel.setOption(.autoRead, value: true).get()
     }
 
     public func send(_ text: String) async throws {

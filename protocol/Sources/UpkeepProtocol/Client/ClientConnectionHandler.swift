@@ -108,6 +108,13 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         execute(session.frameReceived(unwrapInboundIn(data), now: .now()))
     }
 
+    /// Uploads wait while the agent does not read (PROTOCOL.md 7.2; `OutboundBacklogHandler`).
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        for call in calls.values { call.uploadGate?.writabilityChanged(writable) }
+        context.fireChannelWritabilityChanged()
+    }
+
     // MARK: Calls (on the event loop, from ProtocolClient)
 
     /// Starts a call when a slot is free, or queues it (bounded) until one is. The promise gets
@@ -245,7 +252,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         let (producer, download) = ChunkStreamProducer.make { bytes in
             bound.eventLoop.execute { bound.value.execute(bound.value.session.downloadConsumed(bytes: bytes, requestID: id)) }
         }
-        let gate = uploadCreditBytes.map { CreditGate(creditBytes: $0) }
+        let writable = pipelineContext.channel.isWritable
+        let gate = uploadCreditBytes.map { CreditGate(creditBytes: $0, isWritable: writable) }
         let response = pipelineContext.eventLoop.makePromise(of: ResponseEnvelope.self)
         let deadline = schedule(deadline: caller.deadline) { $0.callDeadlinePassed(requestID: id) }
         calls[id] = Streams(response: response, progress: progressContinuation, download: producer, uploadGate: gate, deadline: deadline)

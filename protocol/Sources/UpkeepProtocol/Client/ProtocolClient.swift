@@ -1,5 +1,6 @@
 import NIOCore
 import UpkeepHTTP
+import UpkeepTLS
 import NIOPosix
 import Synchronization
 
@@ -41,6 +42,8 @@ public final class ProtocolClient: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let pipeline = channel.pipeline.syncOperations
                         let waitsForTLS = try security.install(in: pipeline, side: .client)
+                        try pipeline.addHandler(OutboundBacklogHandler(bounds: configuration.outbound) { limits.recordOutbound($0, $1) },
+                                                position: .first)
                         let handler = ClientConnectionHandler(configuration: configuration, waitsForTLS: waitsForTLS,
                                                               hello: hello, status: status)
                         try pipeline.addHandlers(FrameReader(), FrameEncoder(), handler)
@@ -134,7 +137,7 @@ public final class ProtocolClient: Sendable {
                              handler: NIOLoopBound<ClientConnectionHandler>) async {
         do {
             let end = try await upload.send(through: gate) { piece in
-                handler.eventLoop.execute { handler.value.sendUploadChunk(id, piece) }
+                try await handler.eventLoop.submit { handler.value.sendUploadChunk(id, piece) }.get()
             }
             handler.eventLoop.execute { handler.value.endUpload(id, end) }
         } catch {

@@ -22,6 +22,13 @@ public enum ProtocolClientLimit: String, CaseIterable, Hashable, Sendable {
     case frameBytes = "frame_bytes"
     /// `ClientConfiguration.connectTimeout` passed after Hello with no HelloReply: the connect failed.
     case helloTimeout = "hello_timeout"
+    /// `ClientConfiguration.outbound.pendingBytesMax`: more bytes waited for an agent that did not
+    /// read; the connection was closed, its calls failed.
+    case outboundBytes = "outbound_bytes"
+    /// `ClientConfiguration.outbound.drainTimeout`: an agent did not read what waited for it below
+    /// the low water mark in time; the connection was closed, its calls failed.
+    case drainTimeout = "drain_timeout"
+
 }
 
 extension ProtocolClient {

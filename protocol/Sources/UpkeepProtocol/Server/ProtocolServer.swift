@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import UpkeepHTTP
+import UpkeepTLS
 
 /// Serves the agent protocol on a TCP port: accepts connections up to a limit, runs each
 /// request through a `RequestHandler`, closes idle connections, and shuts down gracefully.
@@ -66,6 +67,9 @@ public final class ProtocolServer: Sendable {
         if admission == .dropped { throw ChannelError.ioOnClosedChannel }  // the bootstrap closes it
         let pipeline = channel.pipeline.syncOperations
         let waitsForTLS = try security.install(in: pipeline, side: .server, handshakeTimeoutMax: TimeAmount(shared.configuration.handshakeTimeout))
+        let limits = shared.limits
+        try pipeline.addHandler(OutboundBacklogHandler(bounds: shared.configuration.outbound) { limits.recordOutbound($0, $1) },
+                                position: .first)
         try pipeline.addHandler(FrameReader())
         try pipeline.addHandler(FrameEncoder())
         if case .refused(let refusal) = admission {

@@ -19,10 +19,17 @@ public enum ProtocolServerLimit: String, CaseIterable, Hashable, Sendable {
     /// A frame whose declared length is beyond its type's bound (PROTOCOL.md 4): the connection
     /// was closed (also a `protocol_violation`).
     case frameBytes = "frame_bytes"
+    /// `ServerConfiguration.outbound.pendingBytesMax`: more bytes waited for a client that did
+    /// not read; the connection was closed.
+    case outboundBytes = "outbound_bytes"
+    /// `ServerConfiguration.outbound.drainTimeout`: a client did not read what waited for it
+    /// below the low water mark in time; the connection was closed.
+    case drainTimeout = "drain_timeout"
     /// A TLS handshake refused: the peer's certificate, or not TLS at all (not a bound).
     case tlsRefused = "tls_refused"
     /// A peer broke the protocol and its connection was closed (not a bound).
     case protocolViolation = "protocol_violation"
+
 
     /// A refusal of a peer rather than a bound of the server's.
     public var isRefusal: Bool { self == .tlsRefused || self == .protocolViolation }

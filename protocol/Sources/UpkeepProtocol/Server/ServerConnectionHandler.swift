@@ -88,6 +88,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    /// Downloads wait while the client does not read (PROTOCOL.md 7.2; `OutboundBacklogHandler`).
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        for request in running.values { request.download?.writabilityChanged(writable) }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         execute(session.channelInactive())
         context.fireChannelInactive()
@@ -168,7 +175,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             case .stopUpload(let id):
                 running[id]?.upload?.fail(CancellationError())
             case .startDownload(let creditBytes, let id):
-                running[id]?.download = CreditGate(creditBytes: creditBytes)
+                running[id]?.download = CreditGate(creditBytes: creditBytes, isWritable: pipelineContext.channel.isWritable)
             case .grantDownloadCredit(let bytes, let id):
                 running[id]?.download?.grant(bytes)
             case .endRequest(let end, let id):
@@ -237,7 +244,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             guard let gate, case .success(let reply) = outcome, let download = reply.download else { return }
             do {
                 let end = try await download.send(through: gate) { piece in
-                    bound.eventLoop.execute { bound.value.execute(bound.value.session.downloadChunkReady(piece, requestID: id)) }
+                    try await bound.eventLoop.submit { _ = bound.value.execute(bound.value.session.downloadChunkReady(piece, requestID: id)) }.get()
                 }
                 bound.eventLoop.execute { bound.value.execute(bound.value.session.downloadEnded(end, requestID: id)) }
             } catch {

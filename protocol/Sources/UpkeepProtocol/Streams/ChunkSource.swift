@@ -40,8 +40,10 @@ public struct ChunkSource: Sendable {
     }
 
     /// Sends the whole source as Chunk payloads through `send`, each within the credit `gate`
-    /// allows, and returns the ChunkEnd to send after them.
-    func send(through gate: CreditGate, _ send: (ByteBuffer) -> Void) async throws -> ChunkEndPayload {
+    /// allows and once the connection is writable, and returns the ChunkEnd to send after them.
+    /// `send` returns once the piece is in the channel (so the gate has heard of the channel's
+    /// writability before the next piece is taken).
+    func send(through gate: CreditGate, _ send: (ByteBuffer) async throws -> Void) async throws -> ChunkEndPayload {
         let hasher = knownDigest == nil ? SHA256.Hasher() : nil
         var totalBytes: UInt64 = 0
         try await produce { buffer in
@@ -51,7 +53,7 @@ public struct ChunkSource: Sendable {
                 guard let piece = rest.readSlice(length: bytes) else { preconditionFailure("slice within readable bytes") }
                 hasher?.update(piece)
                 totalBytes += UInt64(bytes)
-                send(piece)
+                try await send(piece)
             }
         }
         guard let digest = knownDigest ?? hasher?.finish() else { preconditionFailure("a hasher runs when no digest is known") }

@@ -1,20 +1,35 @@
 import Synchronization
 
 /// Where the task sending one stream (an upload on the client, a download on the server) waits
-/// for flow-control credit (PROTOCOL.md 7.2). The connection's session decides how much credit
-/// there is and grants it here; the sender takes it. One sender at a time.
+/// for flow-control credit (PROTOCOL.md 7.2), and for its connection to be writable: a peer that
+/// grants credit and then stops reading holds the sender here, not bytes in the channel's
+/// buffer (`OutboundBacklogHandler` closes the connection when it does not drain in time). The
+/// connection's session decides how much credit there is and grants it here, its handler says
+/// when the channel's writability changes; the sender takes credit. One sender at a time.
 final class CreditGate: Sendable {
     private struct State {
         var creditBytes: Int
+        var isWritable: Bool
         var waiter: CheckedContinuation<Void, any Error>?
         var failure: (any Error)?
     }
 
     private let state: Mutex<State>
 
-    /// A gate holding `creditBytes` to start with.
-    init(creditBytes: Int) {
-        state = Mutex(State(creditBytes: creditBytes))
+    /// A gate holding `creditBytes` to start with, on a channel writable or not.
+    init(creditBytes: Int, isWritable: Bool = true) {
+        state = Mutex(State(creditBytes: creditBytes, isWritable: isWritable))
+    }
+
+    /// The channel became writable (below its low water mark) or stopped being so (above its high one).
+    func writabilityChanged(_ isWritable: Bool) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            state.isWritable = isWritable
+            guard isWritable else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
     }
 
     /// Adds credit the session granted.
@@ -37,13 +52,14 @@ final class CreditGate: Sendable {
         waiter?.resume(throwing: error)
     }
 
-    /// Waits until there is credit, then takes up to `bytesMax` of it (at least 1 byte).
+    /// Waits until there is credit and the channel is writable, then takes up to `bytesMax` of
+    /// the credit (at least 1 byte).
     func take(upTo bytesMax: Int) async throws -> Int {
         precondition(bytesMax > 0, "take at least one byte")
         while true {
             let taken = try state.withLock { state throws -> Int? in
                 if let failure = state.failure { throw failure }
-                guard state.creditBytes > 0 else { return nil }
+                guard state.creditBytes > 0, state.isWritable else { return nil }
                 let bytes = min(state.creditBytes, bytesMax)
                 state.creditBytes -= bytes
                 return bytes
@@ -53,7 +69,7 @@ final class CreditGate: Sendable {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                     let ready = state.withLock { state -> Result<Void, any Error>? in
                         if let failure = state.failure { return .failure(failure) }
-                        if state.creditBytes > 0 { return .success(()) }
+                        if state.creditBytes > 0, state.isWritable { return .success(()) }
                         precondition(state.waiter == nil, "one sender per stream")
                         state.waiter = continuation
                         return nil

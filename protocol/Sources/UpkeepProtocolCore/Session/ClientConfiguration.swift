@@ -1,3 +1,5 @@
+import UpkeepCore
+
 /// Settings of a `ProtocolClient` connection.
 public struct ClientConfiguration: Equatable, Sendable {
     /// Reported in Hello, for the agent's logs.
@@ -13,6 +15,10 @@ public struct ClientConfiguration: Equatable, Sendable {
     public var streamWindowBytes = StreamWindow.bytesDefault
     /// Progress events kept per call when the consumer falls behind (the newest are kept).
     public var progressEventsBufferMax = 256
+    /// What the connection may hold for an agent that stops reading (write buffer water marks,
+    /// the bytes waiting at most, the time to drain them): uploads wait while it is not
+    /// writable; past the cap or the drain time the connection is closed (docs/tls.md).
+    public var outbound = OutboundBounds()
 
     public init() {}
 }

@@ -1,3 +1,5 @@
+import UpkeepCore
+
 /// Limits of a `ProtocolServer` (PROTOCOL.md section 14 lists the defaults).
 public struct ServerConfiguration: Equatable, Sendable {
     /// Authenticated connections (TLS handshake done) at most; more are answered `busy` on
@@ -27,6 +29,10 @@ public struct ServerConfiguration: Equatable, Sendable {
     public var progressEventsBurst = ProgressBudget.burstDefault
     /// Progress frames per second per request, after the burst.
     public var progressEventsPerSecond = ProgressBudget.perSecondDefault
+    /// What a connection may hold for a client that stops reading (write buffer water marks,
+    /// the bytes waiting at most, the time to drain them): downloads wait while it is not
+    /// writable; past the cap or the drain time the connection is closed (docs/tls.md).
+    public var outbound = OutboundBounds()
 
     public init() {}
 }
