@@ -182,6 +182,8 @@ private let deployDirectory = URL(fileURLWithPath: #filePath).deletingLastPathCo
         #expect(scrape.output.contains(#"upkeep_agent_client_limits_reached_total{limit="agent_busy"} 0"#), "\(scrape.output)")
         #expect(scrape.output.contains(#"upkeep_agent_client_limits_reached_total{limit="drain_timeout"} 0"#), "\(scrape.output)")
         #expect(scrape.output.contains(#"upkeep_http_server_limits_reached_total{limit="outbound_bytes"} 0"#), "\(scrape.output)")
+        #expect(scrape.output.contains(#"upkeep_release_insecure_uses_total{source="mirror"} 0"#), "\(scrape.output)")
+        #expect(scrape.output.contains(#"upkeep_artifact_refusals_total{reason="published_digest"} 0"#), "\(scrape.output)")
         let lint = try runProcess("/bin/sh", ["-c", "curl -sS --max-time 10 \(url) | \(try Self.promtool()) check metrics"])
         #expect(lint.status == 0, "\(lint.output)\(lint.error)")
         let health = try runProcess("curl", ["-sS", "--max-time", "10", url.replacingOccurrences(of: "/metrics", with: "/healthz")])

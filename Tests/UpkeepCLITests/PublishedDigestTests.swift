@@ -58,6 +58,8 @@ struct PublishedDigestTests {
         rig.faults.withLockedValue { $0.wrongDigests = true }
         let state = try TemporaryDirectory()
         let cache = try rig.cache(state)
+        let refusedBefore = ArtifactCache.refusals.count(.publishedDigest)
+        defer { #expect(ArtifactCache.refusals.count(.publishedDigest) > refusedBefore, "counted (upkeep_artifact_refusals_total)") }
         do {
             let artifact = try await cache.artifact(version: try K3sVersion(Self.tag), arch: .amd64)
             Issue.record("accepted although the API's digest differs: \(artifact)")

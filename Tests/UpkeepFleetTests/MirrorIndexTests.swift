@@ -85,6 +85,8 @@ struct MirrorIndexTests {
         let directory = signed.mirror.file("k3s-io/k3s/releases/download/\(v2)")
         let tampered = try runProcess("/bin/sh", ["-c", "cd '\(directory)' && sha256sum k3s > sha256sum-amd64.txt"])
         try #require(tampered.status == 0)
+        let refusedBefore = ArtifactCache.refusals.count(.indexDigest)
+        defer { #expect(ArtifactCache.refusals.count(.indexDigest) > refusedBefore, "counted (upkeep_artifact_refusals_total)") }
         await #expect { try await signed.cache().artifact(version: try K3sVersion(v2), arch: .amd64) } throws: { error in
             guard case let .notInMirrorIndex(path, index, listed, actual) = error as? ArtifactError else { return false }
             return path == "k3s-io/k3s/releases/download/\(v2)/sha256sum-amd64.txt" && index.hasSuffix("SHA256SUMS") && listed != nil && listed != actual
@@ -104,6 +106,8 @@ struct MirrorIndexTests {
     @Test func aBadOrMissingSignatureRefusesTheMirror() async throws {
         let signed = try SignedMirror()
         func refused(_ reason: String) async throws {
+            let refusedBefore = ArtifactCache.refusals.count(.indexSignature)
+            defer { #expect(ArtifactCache.refusals.count(.indexSignature) > refusedBefore, "counted (upkeep_artifact_refusals_total)") }
             await #expect { try await signed.cache().artifact(version: try K3sVersion(v1), arch: .amd64) } throws: { error in
                 guard case let .mirrorIndexRefused(_, _, keyFile, text) = error as? ArtifactError else { return false }
                 return keyFile.hasSuffix("mirror.pub") && text.contains(reason) && "\(error)".contains("releases.indexKey")

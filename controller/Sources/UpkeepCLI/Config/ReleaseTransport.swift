@@ -12,9 +12,19 @@ import UpkeepPOSIX
 /// ::1, localhost) is neither refused nor warned about: its bytes never leave this machine, and
 /// whoever can change them there controls the controller already.
 enum ReleaseTransport {
+    /// Which kind of release source was read over plain HTTP.
+    enum Source: String, CaseIterable, Hashable, Sendable {
+        case githubAPI = "github-api"
+        case channelServer = "channel-server"
+        case mirror
+    }
+
     /// Seconds between two warnings about one source.
     static let warningIntervalSeconds = 3600.0
     private static let lastWarned = Mutex<[String: Double]>([:])
+    /// Every use of an http:// source allowed by `insecure` (warned about or not), since the
+    /// process started: `upkeep serve` exports it as `upkeep_release_insecure_uses_total{source}`.
+    static let insecureUses = LimitTally<Source>()
 
     /// Why `url` (set by `setting`) is refused, and what to do.
     static func refusal(setting: String, url: String, override: String) -> String {
@@ -29,6 +39,8 @@ enum ReleaseTransport {
                       warn: (String) -> Void = ReleaseTransport.standardError) throws {
         for (setting, url) in sources where url.lowercased().hasPrefix("http://") && !isLoopback(url) {
             guard insecure else { throw CheckConfigurationError(description: "\(setting): " + refusal(setting: setting, url: url, override: override)) }
+            guard let source = Source(rawValue: setting) else { preconditionFailure("\(setting) is not a release source") }
+            insecureUses.add(source)
             let now = Double(Instant.wallClockNow().milliseconds) / 1000
             let due = lastWarned.withLock { last in
                 guard now - (last[url] ?? -.infinity) >= warningIntervalSeconds else { return false }

@@ -212,6 +212,15 @@ struct MetricsSnapshot: Equatable {
             counter("upkeep_agent_client_limits_reached_total", "Times `upkeep serve`'s connections to agents reached a bound (docs/metrics.md), by bound.",
                     labels: [("limit", limit.rawValue)], count)
         }
+        for (source, count) in limits.insecureReleaseUses {
+            counter("upkeep_release_insecure_uses_total",
+                    "Times `upkeep serve` read a release source over plain http:// (releases.insecure: true), by source.",
+                    labels: [("source", source.rawValue)], count)
+        }
+        for (reason, count) in limits.artifactRefusals {
+            counter("upkeep_artifact_refusals_total", "Artifacts `upkeep serve` refused for their digest (docs/fleet.md), by reason.",
+                    labels: [("reason", reason.rawValue)], count)
+        }
         return registry.emitToString()
     }
 }
@@ -253,4 +262,6 @@ struct ServeLimits {
     var server: [(limit: ServerLimit, count: Int)] = []
     var httpClients: [(limit: ClientLimit, count: Int)] = []
     var agentClients: [(limit: ProtocolClientLimit, count: Int)] = []
+    var insecureReleaseUses: [(limit: ReleaseTransport.Source, count: Int)] = []
+    var artifactRefusals: [(limit: ArtifactCache.Refusal, count: Int)] = []
 }

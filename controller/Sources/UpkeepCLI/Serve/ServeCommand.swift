@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOConcurrencyHelpers
 import UpkeepCore
+import UpkeepFleet
 import UpkeepHTTP
 import UpkeepHTTPServer
 import UpkeepNotify
@@ -98,7 +99,8 @@ struct Serve: AsyncParsableCommand {
                                                 responder: .async { request in
             await Self.answer(request, api: api) {
                 let limits = ServeLimits(server: served.withLockedValue { $0?.limits.counts } ?? [], httpClients: HTTPClient.processLimits.counts,
-                                         agentClients: ProtocolClient.limits.counts)
+                                         agentClients: ProtocolClient.limits.counts, insecureReleaseUses: ReleaseTransport.insecureUses.counts,
+                                         artifactRefusals: ArtifactCache.refusals.counts)
                 return try MetricsSource.exposition(config, limits: limits) + (board?.exposition() ?? "")
             }
         })

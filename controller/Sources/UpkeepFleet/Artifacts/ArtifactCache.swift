@@ -42,6 +42,24 @@ public actor ArtifactCache {
         public var description: String { "\(version) \(arch.rawValue)\(asset == .binary ? "" : " air-gap images")" }
     }
 
+    /// An artifact refused for its digest, by why (docs/metrics.md).
+    public enum Refusal: String, CaseIterable, Hashable, Sendable {
+        /// The download does not hash to its release's checksum file.
+        case checksumMismatch = "checksum_mismatch"
+        /// The releases API reports another digest than the checksum file, or does not list the asset.
+        case publishedDigest = "published_digest"
+        /// The mirror's index is missing, unsigned, or not signed by the configured key.
+        case indexSignature = "index_signature"
+        /// The signed index does not list the file, or lists another digest.
+        case indexDigest = "index_digest"
+        /// A stored blob no longer hashes to its digest when it is handed out: dropped, fetched again.
+        case cachedBlob = "cached_blob"
+    }
+
+    /// Every artifact refused for its digest since the process started, by why: `upkeep serve`
+    /// exports it as `upkeep_artifact_refusals_total{reason}`; a one-shot command's error says it.
+    public static let refusals = LimitTally<Refusal>()
+
     public static let checksumBytesMax = 256 << 10
     public static let artifactBytesMaxDefault = 512 << 20
     public static let cacheBytesMaxDefault: Int64 = 4 << 30
@@ -194,7 +212,23 @@ public actor ArtifactCache {
         return .publishedDigest
     }
 
+    /// `fetchVerified`, counting each refusal for a digest in `refusals`.
     private func fetch(_ key: Key) async throws -> Artifact {
+        do {
+            return try await fetchVerified(key)
+        } catch let error as ArtifactError {
+            switch error {
+            case .checksumMismatch: Self.refusals.add(.checksumMismatch)
+            case .publishedDigestMismatch, .notPublished: Self.refusals.add(.publishedDigest)
+            case .mirrorIndexRefused: Self.refusals.add(.indexSignature)
+            case .notInMirrorIndex: Self.refusals.add(.indexDigest)
+            case .checksumNotListed, .notFound, .unavailable, .tooLarge, .storage: break
+            }
+            throw error
+        }
+    }
+
+    private func fetchVerified(_ key: Key) async throws -> Artifact {
         let tag = key.version.description
         let checksumAsset = key.arch.checksumAssetName
         let index = try await signedIndex()
@@ -241,6 +275,7 @@ public actor ArtifactCache {
         if !again && verified.contains(digest) { return true }
         guard let bytes = try ArtifactStorage.read(path, bytesMax: artifactBytesMax) else { return false }
         guard SHA256.hex(bytes) == digest else {
+            Self.refusals.add(.cachedBlob)
             unlink(path)
             return false
         }
