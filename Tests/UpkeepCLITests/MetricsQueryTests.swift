@@ -66,7 +66,7 @@ import UpkeepTestSupport
         #expect(table.status == 0, "\(table.error)")
         let rows = words(table.output)
         #expect(rows.first == ["__name__", "component", "instance", "job", "outcome", "VALUE"], "\(table.output)")
-        #expect(Set(rows.dropFirst().map { "\($0[4])=\($0[5])" }) == ["completed=1", "reverted=1", "failed=0"], "\(table.output)")
+        #expect(Set(rows.dropFirst().map { "\($0[4])=\($0[5])" }) == ["completed=1", "reverted=1", "failed=0", "failedForward=0"], "\(table.output)")
         let running = try UpkeepBinary.run(["metrics", "--config", config, "--query", "upkeep_update_running"])
         #expect(words(running.output) == [["__name__", "component", "instance", "job", "to", "VALUE"],
                                           ["upkeep_update_running", "longhorn", String(target), "upkeep", "v2", "1"]], "\(running.output)")
@@ -77,7 +77,7 @@ import UpkeepTestSupport
         let data = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
         #expect(data["resultType"] as? String == "vector")
         let result = try #require(data["result"] as? [[String: Any]])
-        #expect(result.count == 3 && result.allSatisfy { ($0["value"] as? [Any])?.count == 2 }, "\(json.output)")
+        #expect(result.count == 4 && result.allSatisfy { ($0["value"] as? [Any])?.count == 2 }, "\(json.output)")
 
         // A range selector (matrix): a row per sample with its time; a scalar: the value alone.
         let matrix = try UpkeepBinary.run(["metrics", "--config", config, "--query", #"up{job="upkeep"}[3s]"#])
