@@ -37,8 +37,14 @@ public final class SandboxCluster: Sendable {
     public var now: Double { clock() }
 
     /// The simulated API's server bounds: the defaults, with room for every fake k3s node's and
-    /// agent's keep-alive connections at `bench/sandbox-scale` sizes.
-    public static let apiServerConfiguration = HTTPServer.Configuration(connectionsMax: 1_024)
+    /// agent's keep-alive connections at `bench/sandbox-scale` sizes. Every client of a sandbox
+    /// (controllers, kubectl, fake kubelets) comes from loopback, so the per-source handshake cap
+    /// Upkeep's own listeners keep against floods would close a busy controller's handshakes here;
+    /// the kube-apiserver bounds requests in flight (`--max-requests-inflight`, default 400,
+    /// https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/), not
+    /// handshakes per address.
+    public static let apiServerConfiguration = HTTPServer.Configuration(connectionsMax: 1_024, handshakesMax: 400, handshakesPerSourceMax: 400,
+                                                                        handshakeTimeoutSeconds: 10)
 
     /// Answers one request, in memory.
     public func handle(_ request: APIRequest) -> APIResponse {
