@@ -294,7 +294,7 @@ public struct ServerSession {
             }
             var actions: [Action] = [.send(.response(ResponseEnvelope(result, download: download)), requestID: id)]
             actions += Self.stopReadingUpload(&request, id)
-            guard download else { return .act(actions + connection.end(id, .finished)) }
+            guard download else { return .act(Self.reportsFirst(actions + connection.end(id, .finished))) }
             request.answer = .downloading(SendCredit(windowBytes: connection.downloadWindowBytes))
             return .act(actions + [.startDownload(creditBytes: connection.downloadWindowBytes, requestID: id)])
         }
@@ -339,7 +339,7 @@ public struct ServerSession {
     public mutating func downloadEnded(_ end: ChunkEndPayload, requestID id: UInt32) -> [Action] {
         modifyRequest(id) { connection, request in
             guard case .downloading = request.answer else { return .act([]) }
-            return .act([.send(.chunkEnd(end), requestID: id)] + connection.end(id, .finished))
+            return .act(Self.reportsFirst([.send(.chunkEnd(end), requestID: id)] + connection.end(id, .finished)))
         }
     }
 
@@ -424,6 +424,13 @@ public struct ServerSession {
         case .modifying:
             preconditionFailure("re-entered while modifying")
         }
+    }
+
+    /// The dropped-progress count is recorded before the request's last frame goes out, so
+    /// whoever has the answer also sees the count.
+    static func reportsFirst(_ actions: [Action]) -> [Action] {
+        let reports = actions.filter { if case .reportDroppedProgress = $0 { true } else { false } }
+        return reports + actions.filter { if case .reportDroppedProgress = $0 { false } else { true } }
     }
 
     private static func violationActions(_ detail: String, lost: [Action]) -> [Action] {
