@@ -41,10 +41,17 @@ import Glibc
         // handshake budget (8 per address by default) would rightly push most of them out.
         configuration.handshakesMax = connections
         configuration.handshakesPerSourceMax = connections
+        // A thousand handshakes queue on two busy cores: the last is served long after its
+        // accept, so the per-connection bounds are this test's, not a controller's.
+        configuration.handshakeTimeout = .seconds(90)
+        configuration.helloTimeout = .seconds(90)
+        var patient = ClientConfiguration()
+        patient.connectTimeout = .seconds(90)
+        let client = patient
         let served = try await Served.start(transport, configuration: configuration, agent: agent)
-        let deadline = soon(90)
+        let deadline = soon(120)
         let clients = try await withThrowingTaskGroup(of: ProtocolClient.self) { group in
-            for _ in 0..<connections { group.addTask { try await served.connect() } }
+            for _ in 0..<connections { group.addTask { try await served.connect(client) } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         #expect(served.server.connectionCount == connections)
