@@ -97,6 +97,8 @@ struct GitOpsEndToEndTests {
             // validate.afterChange's default: the versions each component's last change meant.
             #expect(upgrade.output.contains("post-update validation: healthy (3 checks: versions)"), "\(upgrade.output)")
             #expect(!dry.output.contains("post-update validation"), "\(dry.output)")
+            let recorded = try await sandbox.controller(["history", "--updates"])
+            #expect(recorded.output.contains("[post-update validation: healthy (3 checks: versions)]"), "\(recorded.output)")
             #expect(try await log(sandbox).first == "upkeep flux: upgrade to v2.5.1")
             #expect(try await fluxState(sandbox) == ("v2.5.1", "ghcr.io/fluxcd/source-controller:v1.5.0", "True"))
             let committed = try await ProcessRun.run("git", ["--git-dir", "\(sandbox.directory)/git/fleet.git", "show", "main:\(SandboxGit.fluxComponentsPath)"],

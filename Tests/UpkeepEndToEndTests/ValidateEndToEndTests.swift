@@ -3,6 +3,7 @@ import Testing
 import UpkeepNotifyTestSupport
 import UpkeepProcess
 import UpkeepSandbox
+import UpkeepStore
 
 /// `upkeep validate` end to end: the built `upkeep` against one sandbox of three etcd servers and
 /// an agent. Healthy, it exits 0; each fault — a cordon and a suspend made with kubectl, a frozen
@@ -209,6 +210,11 @@ struct ValidateEndToEndTests {
                     && resumed.output.contains("UNHEALTHY flux/suspended: suspended, not by maintenance mode: Kustomization/flux-system/apps"),
                     "\(resumed.output)")
             #expect(!resumed.output.contains("versions/k3s"), "only the failing checks are said:\n\(resumed.output)")
+            // …and the state database keeps the result with the rollout.
+            let listed = try await sandbox.controller(["history", "-o", "json"])
+            let newest = try #require(try JSONDecoder().decode([RolloutRecord].self, from: Data(listed.output.utf8)).first, "\(listed.output)")
+            let shown = try await sandbox.controller(["history", newest.id])
+            #expect(shown.output.contains(" validate by ") && shown.output.contains("checks not healthy: flux/suspended"), "\(shown.output)")
             try await Self.suspendApps(sandbox, false)
             // Volumes may still be rebuilding just after the rollout: asked until every check passes.
             _ = try await Self.validate(sandbox, ["--post-update"], status: 0,

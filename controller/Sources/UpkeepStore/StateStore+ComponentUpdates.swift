@@ -39,6 +39,9 @@ public struct ComponentUpdateRecord: Codable, Equatable, Sendable {
     /// The compatibility table overridden for it (`--ignore-compatibility`): who and what. Read
     /// only: recorded with `recordOperation`.
     public var ignoredCompatibility: OperationEntry?
+    /// The post-update validation that followed it, when it completed and one ran. Read only:
+    /// recorded with `recordOperation`.
+    public var validation: OperationEntry?
 
     public init(id: String, component: String, from: String, to: String, repository: String, file: String, startedAt: Instant,
                 finishedAt: Instant? = nil, commit: String? = nil, revertCommit: String? = nil, outcome: Outcome = .running, message: String = "",
@@ -98,8 +101,9 @@ extension StateStore {
                                                    backupID: row["backup_id"])
                 record.snapshots = (row["snapshots"] as String? ?? "").split(separator: "\n").map(String.init)
                 record.startedBy = try Self.makerRow(db, subject: record.id).flatMap(Self.operation)
-                record.ignoredCompatibility = try Self.operationRows(db, subject: record.id, limit: 100).compactMap(Self.operation)
-                    .last { $0.kind == .ignoreCompatibility }
+                let operations = try Self.operationRows(db, subject: record.id, limit: 100).compactMap(Self.operation)
+                record.ignoredCompatibility = operations.last { $0.kind == .ignoreCompatibility }
+                record.validation = operations.last { $0.kind == .validate }
                 return record
             }
         }

@@ -21,6 +21,9 @@ public enum OperationKind: String, Codable, Sendable, CaseIterable {
     /// Going on against the compatibility table (`--ignore-compatibility`, typed confirmation):
     /// its detail names the table entry and the versions.
     case ignoreCompatibility = "ignore-compatibility"
+    /// The post-update validation after the rollout or update completed (docs/validate.md,
+    /// "After every change"): its detail says healthy or which checks were not.
+    case validate
 }
 
 /// Who started an operation: a person at a terminal (the effective OS user, the user who ran

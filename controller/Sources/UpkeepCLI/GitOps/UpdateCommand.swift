@@ -153,7 +153,8 @@ struct Update: AsyncParsableCommand {
               let last = try? store.componentUpdates(limit: 1).first, last.component == request.component, last.outcome == .completed,
               let finished = last.finishedAt, finished >= began
         else { return code }
-        return await PostUpdateValidation.run(session: session, store: store, what: "the \(request.component) update") { print($0) }
+        return await PostUpdateValidation.run(session: session, store: store, what: "the \(request.component) update", subject: last.id,
+                                              by: request.initiator) { print($0) }
     }
 }
 

@@ -69,7 +69,7 @@ struct History: AsyncParsableCommand {
                         [record.id, record.startedAt.utcDescription, record.startedBy?.by.description ?? "-", record.component, record.from, record.to,
                          record.outcome.rawValue, String((record.commit ?? "-").prefix(12)), String((record.revertCommit ?? "-").prefix(12)),
                          record.snapshots.isEmpty ? "-" : record.snapshots.joined(separator: ","), record.backupID ?? "-",
-                         record.message + (record.ignoredCompatibility.map { " [\($0.summary)]" } ?? "")]
+                         Self.message(record)]
                     }), terminator: "")
                 }
                 return
@@ -96,6 +96,14 @@ struct History: AsyncParsableCommand {
             if case .unknownRollout = error { throw CommandFailure(code: RolloutExitCode.usage, message: error.description) }
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
+    }
+
+    /// An update's message with what was overridden and its post-update validation.
+    static func message(_ record: ComponentUpdateRecord) -> String {
+        var text = record.message
+        if let ignored = record.ignoredCompatibility { text += " [\(ignored.summary)]" }
+        if let validation = record.validation { text += " [post-update validation: \(validation.detail ?? "recorded")]" }
+        return text
     }
 
     static func render(_ detail: RolloutDetail) -> String {

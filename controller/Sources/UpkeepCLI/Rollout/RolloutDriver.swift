@@ -63,6 +63,12 @@ struct RolloutDriver {
                                      bracket: maintenance,
                                      configuration: RuntimeConfiguration(initiator: initiator, forceTakeover: forceTakeover),
                                      updates: { view.show($0) })
+        // The rollout the post-update validation is recorded on.
+        let subject: String? = switch start {
+        case .new(let engine, _): engine.rolloutID
+        case .resume(let id, _): id ?? (try? store.unfinishedRollout())?.id
+        case .restore(let id): id
+        }
         let result: RunResult
         do {
             switch start {
@@ -101,7 +107,7 @@ struct RolloutDriver {
             view.say("done: every node runs its target version")
             // A recovery ran with the API down: its checks would only find it down.
             guard live else { return RolloutExitCode.done }
-            return await PostUpdateValidation.run(session: session, store: store, what: "the rollout") { view.say($0) }
+            return await PostUpdateValidation.run(session: session, store: store, what: "the rollout", subject: subject, by: initiator) { view.say($0) }
         case .restored(let cause):
             view.say("done: \(cause)")
             return RolloutExitCode.done
