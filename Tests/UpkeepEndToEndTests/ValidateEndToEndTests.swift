@@ -7,8 +7,9 @@ import UpkeepStore
 
 /// `upkeep validate` end to end: the built `upkeep` against one sandbox of three etcd servers and
 /// an agent. Healthy, it exits 0; each fault — a cordon and a suspend made with kubectl, a frozen
-/// etcd member, a Flux controller or CoreDNS scaled to zero, a node's k3s stopped, a slow Longhorn rebuild, a
-/// detached volume's replica failed — makes it exit 1 naming the check that saw it, and healed,
+/// etcd member, a Flux controller, CoreDNS or Traefik scaled to zero, a Kustomization changed
+/// while its controller is down, a node's k3s stopped, a slow Longhorn rebuild, a detached
+/// volume's replica failed — makes it exit 1 naming the check that saw it, and healed,
 /// it passes again. kubectl is the hand that breaks things; the sandbox's model reacts as
 /// Kubernetes, Longhorn and Flux would.
 @Suite(.serialized, .timeLimit(.minutes(6)))
@@ -95,6 +96,17 @@ struct ValidateEndToEndTests {
             try await Self.scale(sandbox, "flux-system", "source-controller", to: 1)
             _ = try await Self.validate(sandbox, ["--flux"], status: 0, showing: ["healthy   flux/controllers: "])
 
+            // flux/ready: a Kustomization changed while kustomize-controller is down stays
+            // unobserved (observedGeneration behind generation) until the controller is back.
+            try await Self.scale(sandbox, "flux-system", "kustomize-controller", to: 0)
+            _ = try await Self.validate(sandbox, ["--flux"], status: 1, showing: ["UNHEALTHY flux/controllers: not available: kustomize-controller (scaled to 0)"])
+            _ = try await Self.kubectl(sandbox, ["-n", "flux-system", "patch", "kustomizations.kustomize.toolkit.fluxcd.io", "apps", "--type", "merge",
+                                                 "-p", #"{"spec":{"interval":"7m"}}"#])
+            _ = try await Self.validate(sandbox, ["--flux"], status: 1,
+                                        showing: ["UNHEALTHY flux/ready: ", "Kustomization/flux-system/apps: Ready True, observedGeneration "])
+            try await Self.scale(sandbox, "flux-system", "kustomize-controller", to: 1)
+            _ = try await Self.validate(sandbox, ["--flux"], status: 0, showing: ["healthy   flux/ready: "])
+
             // networking/dns: CoreDNS scaled to zero.
             try await Self.scale(sandbox, "kube-system", "coredns", to: 0)
             _ = try await Self.validate(sandbox, ["--networking"], status: 1,
@@ -102,6 +114,13 @@ struct ValidateEndToEndTests {
                                                   "healthy   networking/ingress: Traefik available: 1 of 1"])
             try await Self.scale(sandbox, "kube-system", "coredns", to: 1)
             _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/dns: CoreDNS available: 1 of 1"])
+
+            // networking/ingress: Traefik scaled to zero.
+            try await Self.scale(sandbox, "kube-system", "traefik", to: 0)
+            _ = try await Self.validate(sandbox, ["--networking"], status: 1,
+                                        showing: ["UNHEALTHY networking/ingress: Traefik is scaled to 0 (Deployment/kube-system/traefik)"])
+            try await Self.scale(sandbox, "kube-system", "traefik", to: 1)
+            _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/ingress: Traefik available: 1 of 1"])
 
             // applications: what upkeep.yaml declares: a Deployment, a DaemonSet, a StatefulSet made with
             // kubectl, a URL (a stand-in on 127.0.0.1).

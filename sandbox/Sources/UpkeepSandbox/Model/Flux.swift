@@ -2,8 +2,29 @@ import UpkeepKube
 
 /// Flux's behaviour: every object reconciles to Ready at its current generation unless a fault
 /// holds it not Ready; a suspended object keeps its last status; suspend and resume are recorded.
+/// An object is reconciled by its controller (https://fluxcd.io/flux/components/): while that
+/// controller's Deployment in `flux-system` is scaled to zero, nothing updates the object's
+/// status, so a change to its spec stays unobserved (`status.observedGeneration` behind
+/// `metadata.generation`, https://fluxcd.io/flux/components/kustomize/kustomizations/#conditions).
+/// Only the scale is modelled: a controller whose pods are still starting reconciles.
 extension ClusterModel {
     static let fluxTypes: [ResourceType] = [.fluxGitRepositories, .fluxKustomizations, .fluxHelmReleases]
+
+    /// The controller that reconciles objects of `type`.
+    static func fluxController(of type: ResourceType) -> String {
+        switch type {
+        case .fluxGitRepositories: "source-controller"
+        case .fluxHelmReleases: "helm-controller"
+        default: "kustomize-controller"
+        }
+    }
+
+    /// False when the controller's Deployment exists and is scaled to zero; true when it is not
+    /// modelled at all.
+    func fluxControllerRuns(_ name: String) -> Bool {
+        guard let deployment = store.get(.deployments, FluxManifests.namespace, name) else { return true }
+        return (deployment[path: "spec", "replicas"]?.int ?? 1) > 0
+    }
 
     static func fluxKey(_ type: ResourceType, _ namespace: String, _ name: String) -> String {
         "\(type.kind.lowercased())/\(namespace)/\(name)"
@@ -20,7 +41,7 @@ extension ClusterModel {
                     record(suspended ? "FluxSuspended" : "FluxResumed", key, suspended ? "suspended" : "resumed")
                 }
                 fluxSuspended[key] = suspended
-                if suspended { continue }
+                if suspended || !fluxControllerRuns(Self.fluxController(of: type)) { continue }
                 let revision = gitRevision ?? ("main@sha1:" + StableHash.hex("rev/\(key)", length: 16) + StableHash.hex("rev2/\(key)", length: 16)
                     + StableHash.hex("rev3/\(key)", length: 8))
                 var updated = object
