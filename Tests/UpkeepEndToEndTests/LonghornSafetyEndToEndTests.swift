@@ -137,6 +137,10 @@ struct LonghornSafetyEndToEndTests {
             #expect(record.outcome == .failedForward && record.revertCommit == nil && record.snapshots.count == 2)
             for name in record.snapshots { #expect(failed.output.contains(name), "the output names \(name)") }
             #expect(record.message.contains("the newest datastore backup: ") && !record.message.contains("none recorded"), "\(record.message)")
+            // versions/longhorn: an update that failed forward meant no version.
+            let validated = try await sandbox.controller(["validate", "--post-update"], timeoutSeconds: 120)
+            #expect(validated.status == 1 && validated.output.contains("UNHEALTHY versions/longhorn: update \(record.id) of longhorn ended failedForward"),
+                    "\(validated.output)")
 
             // Putting the old chart back by hand is what Longhorn blocks: the HelmRelease fails, Longhorn stays.
             let clone = "\(sandbox.directory)/hand-revert"

@@ -331,7 +331,7 @@ struct ValidationReader {
             return .init(component: update.component, operation: "\(operation) (reverted)", versions: [update.component: update.from])
         case .running:
             return .init(component: update.component, operation: operation, versions: [:], problem: "is unfinished",
-                         action: "`upkeep update \(update.component) --to \(update.to)` carries it on (docs/gitops.md)")
+                         action: "`upkeep update --component \(update.component) --to \(update.to)` carries it on (docs/gitops.md)")
         default:
             return .init(component: update.component, operation: operation, versions: [:],
                          problem: "ended \(update.outcome.rawValue)\(update.message.isEmpty ? "" : ": \(update.message)")",
