@@ -131,6 +131,19 @@ struct GitOpsEndToEndTests {
                 #expect(metrics.output.contains(expected + "\n"), "\(expected) in \(metrics.output)")
             }
             #expect(!metrics.output.contains("upkeep_update_running{"), "\(metrics.output)")
+
+            // versions/flux: an update killed while it waits for Flux (its GitRepository suspended,
+            // so the commit is never fetched) meant no version yet.
+            try await sandbox.fault(["flux", "clear"])
+            _ = try await kubectl(sandbox, ["-n", "flux-system", "patch", "gitrepositories.source.toolkit.fluxcd.io", "flux-system", "--type", "merge",
+                                            "-p", #"{"spec":{"suspend":true}}"#])
+            let killed = try sandbox.start(["update", "--component", "flux", "--to", "v2.6.0-rc.1", "--yes", "--timeout", "120"])
+            _ = try await killed.waitForLine("the push") { $0.contains(" pushed ") && $0.contains("waiting for Flux") }
+            await killed.killHard()
+            let validated = try await sandbox.controller(["validate", "--post-update"], timeoutSeconds: 120)
+            #expect(validated.status == 1 && validated.output.contains("UNHEALTHY versions/flux: update ")
+                    && validated.output.contains("of flux is unfinished") && validated.output.contains("`upkeep update --component flux --to v2.6.0-rc.1`"),
+                    "\(validated.output)")
         }
     }
 }
