@@ -210,10 +210,12 @@ struct ValidateEndToEndTests {
 
             try await sandbox.fault(["agent-1", "slow-start", "4"])
             let apply = try sandbox.start(["apply", "--to", EndToEndTests.nextMinor, "--yes"])
-            _ = try await apply.waitForPhase("server-1", "draining")
+            // Killed once server-1 is done and agent-1 (slow to start) is on its way: two versions.
+            _ = try await apply.waitForPhase("agent-1", "draining", timeoutSeconds: 180)
             await apply.killHard()
             let unfinished = try await Self.validate(sandbox, ["--post-update"], status: 1,
-                                                     showing: ["UNHEALTHY versions/k3s: rollout ", " is unfinished", "`upkeep resume` finishes it"])
+                                                     showing: ["UNHEALTHY versions/k3s: rollout ", " is unfinished", "`upkeep resume` finishes it",
+                                                               "UNHEALTHY cluster/version: nodes run 2 versions; rollout "])
             #expect(!unfinished.contains("versions/k3s: no rollout"), "\(unfinished)")
 
             // The post-update validation after the resume, configured to judge Flux too, finds a
