@@ -44,7 +44,7 @@ enum PostUpdateValidation {
             return RolloutExitCode.done
         }
         say("post-update validation: \(failing.count) of \(results.count) checks not healthy after \(what):")
-        for line in ValidateCommand.render(failing).split(separator: "\n", omittingEmptySubsequences: true).dropLast() {
+        for line in ValidateCommand.render(failing, summary: false).split(separator: "\n") {
             say("  " + line)
         }
         say("the change stays; `upkeep validate --post-update` shows every check again")

@@ -133,8 +133,9 @@ struct ValidateCommand: AsyncParsableCommand {
         return results
     }
 
-    /// One block per check: the verdict and the check's name, its summary, the evidence, what to do.
-    static func render(_ results: [ValidationResult]) -> String {
+    /// One block per check: the verdict and the check's name, its summary, the evidence, what to
+    /// do; then, with `summary`, a blank line and the sum.
+    static func render(_ results: [ValidationResult], summary: Bool = true) -> String {
         var text = ""
         for result in results {
             let verdict = switch result.verdict {
@@ -146,6 +147,7 @@ struct ValidateCommand: AsyncParsableCommand {
             for line in result.evidence { text += "            \(line)\n" }
             if let action = result.action { text += "          what to do: \(action)\n" }
         }
+        guard summary else { return text }
         let failing = results.filter { !$0.isHealthy }
         text += failing.isEmpty ? "\nhealthy: \(results.count) of \(results.count) checks\n"
             : "\nunhealthy: \(failing.map(\.name).joined(separator: ", ")) (\(failing.count) of \(results.count) checks)\n"
