@@ -1,17 +1,18 @@
 import Foundation
 import NIOPosix
 import Testing
+import Logging
 import UpkeepAgent
-import UpkeepAgentCore
+import UpkeepCore
 import UpkeepTestSupport
 
 /// `clusterDNS`'s query over a real UDP socket, against a DNS responder written apart from the
 /// agent's codec (Python's `struct`, RFC 1035 by hand): an answer, SERVFAIL, silence, garbage,
-/// and a stray answer with another id before the right one.
+/// a stray answer with another id before the right one, and one longer than 512 bytes.
 @Suite(.serialized) struct ClusterDNSProbeTests {
     /// Answers every query on 127.0.0.1:PORT as MODE says: `answer` (A 10.43.0.1 for the asked
     /// name), `servfail`, `silent`, `garbage` (12 random-looking bytes), `stray` (first an answer
-    /// with another id, then the right one).
+    /// with another id, then the right one), `long` (60 A records: 988 bytes, over UDP's 512).
     static let responder = #"""
         import socket, struct, sys
         mode = sys.argv[1]
@@ -31,11 +32,11 @@ import UpkeepTestSupport
                 s.sendto(struct.pack(">H", qid) + b"\xff" * 10, peer)
                 continue
             code = 2 if mode == "servfail" else 0
-            count = 0 if code else 1
+            count = 0 if code else (60 if mode == "long" else 1)
             def reply(rid):
                 head = struct.pack(">HHHHHH", rid, 0x8580 | code, 1, count, 0, 0)
-                record = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 5, 4) + bytes([10, 43, 0, 1]) if count else b""
-                return head + question + record
+                record = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 5, 4) + bytes([10, 43, 0, 1])
+                return head + question + record * count
             if mode == "stray":
                 s.sendto(reply((qid + 1) & 0xFFFF), peer)
             s.sendto(reply(qid), peer)
@@ -96,5 +97,18 @@ import UpkeepTestSupport
         let closed = try unusedLoopbackPort()
         let nobody = await Self.probe(closed).resolve(Self.name, id: 1, timeoutSeconds: 1)
         #expect(nobody.answer == nil && !nobody.problem.isEmpty)
+    }
+
+    @Test func anAnswerOver512BytesIsCountedAndSaid() async throws {
+        let directory = try TemporaryDirectory()
+        let limits = AgentLimits(textfile: "\(directory.path)/agent.prom", logger: Logger(label: "test"))
+        try await Self.withResponder("long") { port in
+            let probe = ClusterDNSProbe(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton, limits: limits)
+            let outcome = await probe.resolve(Self.name, id: 5, timeoutSeconds: 5)
+            #expect(outcome.answer == nil && outcome.problem.contains("longer than the 512 bytes a DNS message over UDP may have"), "\(outcome)")
+        }
+        #expect(limits.count(.dnsAnswerBytes) == 1)
+        let written = try String(contentsOfFile: "\(directory.path)/agent.prom", encoding: .utf8)
+        #expect(written.contains("upkeep_agent_limit_reached_total{limit=\"dns_answer_bytes\"} 1"), "\(written)")
     }
 }

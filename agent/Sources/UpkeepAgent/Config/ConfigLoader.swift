@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import UpkeepAgentCore
+import UpkeepCore
 import UpkeepHTTP
 import UpkeepProtocol
 import UpkeepYAML

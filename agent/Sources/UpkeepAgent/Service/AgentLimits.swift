@@ -17,6 +17,10 @@ public enum AgentLimit: String, CaseIterable, Hashable, Sendable {
     /// PodDisruptionBudget): its retries were given up and the drain failed (counted per pod; each
     /// retry is routine and only a progress event).
     case evictionRetries = "eviction_retries"
+    /// `DNSMessage.udpBytesMax` (512): the cluster DNS answered `clusterDNS`'s query with a
+    /// longer datagram, which RFC 1035 (section 4.2.1) does not allow over UDP without EDNS(0);
+    /// the answer was not read and the request answered that it was too long.
+    case dnsAnswerBytes = "dns_answer_bytes"
 }
 
 /// Makes each bound the agent reaches visible: a log line, at most one per bound a minute

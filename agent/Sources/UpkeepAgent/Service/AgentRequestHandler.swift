@@ -148,7 +148,8 @@ public final class AgentRequestHandler: RequestHandler {
             }, quorum: read.quorum)))
         case .clusterDNS(let asked):
             let config = service.environment.config
-            let probe = ClusterDNSProbe(host: config.clusterDNSHost, port: config.clusterDNSPort, group: service.environment.probes.group)
+            let probe = ClusterDNSProbe(host: config.clusterDNSHost, port: config.clusterDNSPort, group: service.environment.probes.group,
+                                        limits: service.environment.limits)
             let outcome = await probe.resolve(asked.name, id: UInt16.random(in: 0...UInt16.max), timeoutSeconds: asked.timeoutSeconds)
             return Reply(.clusterDNS(ClusterDNSResult(server: "\(probe.host):\(probe.port)", answered: outcome.answer != nil,
                                                       code: outcome.answer.map { $0.code?.text ?? "RCODE \($0.rawCode)" } ?? "",

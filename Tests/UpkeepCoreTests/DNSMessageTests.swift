@@ -1,5 +1,4 @@
 import Testing
-import UpkeepAgentCore
 import UpkeepCore
 
 /// The cluster-DNS check's codec (RFC 1035): what it writes, what it reads back, and every
