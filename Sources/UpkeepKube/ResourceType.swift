@@ -43,6 +43,7 @@ extension ResourceType {
     public static let pods = ResourceType(group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true)
     public static let events = ResourceType(group: "", version: "v1", plural: "events", kind: "Event", namespaced: true)
     public static let configMaps = ResourceType(group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true)
+    public static let services = ResourceType(group: "", version: "v1", plural: "services", kind: "Service", namespaced: true)
     public static let deployments = ResourceType(group: "apps", version: "v1", plural: "deployments", kind: "Deployment", namespaced: true)
     public static let replicaSets = ResourceType(group: "apps", version: "v1", plural: "replicasets", kind: "ReplicaSet", namespaced: true)
     public static let daemonSets = ResourceType(group: "apps", version: "v1", plural: "daemonsets", kind: "DaemonSet", namespaced: true)

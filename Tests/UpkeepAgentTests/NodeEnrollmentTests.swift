@@ -21,6 +21,13 @@ import UpkeepTestSupport
         #expect(config.kubeconfig == "\(root)/etc/rancher/k3s/k3s.yaml")
         #expect(config.probes.supervisorPingURL == "https://10.0.0.5:6443/ping")
         #expect(try ConfigLoader.parse(NodeEnrollment.configText(config)) == config)
+        #expect(config.clusterDNSHost == "10.43.0.10" && config.clusterDNSPort == 53, "k3s's default without --cluster-dns")
+        // --cluster-dns: the address `clusterDNS` asks, written to agent.yaml and read back.
+        options.clusterDNS = "10.96.0.10:5353"
+        let custom = try NodeEnrollment.discover(options)
+        #expect(custom.clusterDNSHost == "10.96.0.10" && custom.clusterDNSPort == 5353)
+        #expect(NodeEnrollment.configText(custom).contains("clusterDNS: \"10.96.0.10:5353\"\n"))
+        #expect(try ConfigLoader.parse(NodeEnrollment.configText(custom)) == custom)
     }
 
     @Test func aNodeNameWithPathCharactersIsRefused() throws {

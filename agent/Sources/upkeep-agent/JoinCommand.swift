@@ -36,11 +36,21 @@ struct JoinCommand: AsyncParsableCommand {
     @Option(name: .customLong("etcd-endpoint"), help: ArgumentHelp("Where a server's embedded etcd answers (for the etcd gate).", valueName: "URL"))
     var etcdEndpoint = EtcdConfig().endpoint
 
+    @Option(name: .customLong("cluster-dns"), help: ArgumentHelp("The cluster DNS address this node resolves Service names through (k3s's --cluster-dns).",
+                                                                  valueName: "IP[:PORT]"))
+    var clusterDNS = "10.43.0.10"
+
     @Option(help: ArgumentHelp("The node's filesystem root (a sandbox node's directory).", valueName: "DIR"))
     var root = "/"
 
     @Flag(name: .customLong("no-start"), help: "Write the files but do not start the agent.")
     var noStart = false
+
+    func validate() throws {
+        guard ConfigLoader.clusterDNSAddress(clusterDNS) != nil else {
+            throw ValidationError("--cluster-dns \(clusterDNS.prefix(100)): \(ConfigLoader.clusterDNSRule)")
+        }
+    }
 
     func run() async throws {
         var options = NodeEnrollment.Options(controller: controller, token: token, caHash: caHash)
@@ -50,6 +60,7 @@ struct JoinCommand: AsyncParsableCommand {
         options.systemctl = systemctl
         options.probeHost = probeHost
         options.etcdEndpoint = etcdEndpoint
+        options.clusterDNS = clusterDNS
         options.root = root
         options.start = !noStart
         // A JoinError is printed as "Error: <what to do>" with exit status 1.

@@ -80,14 +80,10 @@ public enum ConfigLoader {
                                       "gateIntervalMs"])
         }
         if let dns = try top.string("clusterDNS") {
-            let parts = dns.split(separator: ":", omittingEmptySubsequences: false)
-            guard (1...2).contains(parts.count), DNSMessage.ipv4(String(parts[0])) != nil,
-                  parts.count == 1 || Int(parts[1]).map({ (1...65535).contains($0) }) == true else {
-                throw top.error("clusterDNS", "must be the cluster DNS's IPv4 address, with a port when it is not 53 (10.43.0.10, 127.0.0.53:5353); "
-                                + "is \"\(dns.prefix(100))\"")
+            guard let address = clusterDNSAddress(dns) else {
+                throw top.error("clusterDNS", "\(clusterDNSRule); is \"\(dns.prefix(100))\"")
             }
-            config.clusterDNSHost = String(parts[0])
-            config.clusterDNSPort = parts.count == 2 ? Int(parts[1]) ?? 53 : 53
+            (config.clusterDNSHost, config.clusterDNSPort) = address
         }
         if let etcd = try top.section("etcd") {
             if let endpoint = try etcd.string("endpoint") {
@@ -141,6 +137,18 @@ public enum ConfigLoader {
     static func isIPAddress(_ text: String) -> Bool {
         var buffer = [UInt8](repeating: 0, count: 16)
         return inet_pton(AF_INET, text, &buffer) == 1 || inet_pton(AF_INET6, text, &buffer) == 1
+    }
+
+    /// What `clusterDNS` (agent.yaml, `upkeep-agent join --cluster-dns`) must be.
+    public static let clusterDNSRule = "must be the cluster DNS's IPv4 address, with a port when it is not 53 (10.43.0.10, 127.0.0.53:5353)"
+
+    /// `10.43.0.10` or `127.0.0.53:5353` as host and port; nil for anything else.
+    public static func clusterDNSAddress(_ text: String) -> (host: String, port: Int)? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), DNSMessage.ipv4(String(parts[0])) != nil else { return nil }
+        guard parts.count == 2 else { return (String(parts[0]), 53) }
+        guard let port = Int(parts[1]), (1...65535).contains(port) else { return nil }
+        return (String(parts[0]), port)
     }
 
     static func isDNSSubdomain(_ name: String) -> Bool {

@@ -28,6 +28,8 @@ public enum NodeEnrollment {
         public var probeHost = "127.0.0.1"
         /// Where a server's embedded etcd answers (k3s: https://127.0.0.1:2379).
         public var etcdEndpoint = EtcdConfig().endpoint
+        /// The cluster DNS address `clusterDNS` asks (`host[:port]`); nil: k3s's default 10.43.0.10.
+        public var clusterDNS: String?
         public var start = true
 
         public init(controller: String, token: String, caHash: String) {
@@ -122,6 +124,9 @@ public enum NodeEnrollment {
         let containerd = path(options.root, "/run/k3s/containerd/containerd.sock")
         config.probes.containerdSocket = containerd.utf8.count < 100 ? containerd : ""
         config.etcd.endpoint = options.etcdEndpoint
+        if let address = options.clusterDNS.flatMap(ConfigLoader.clusterDNSAddress) {
+            (config.clusterDNSHost, config.clusterDNSPort) = address
+        }
         return config
     }
 
@@ -146,6 +151,7 @@ public enum NodeEnrollment {
               supervisorCA: \(quoted(config.probes.supervisorCAFile))
               containerdSocket: \(quoted(config.probes.containerdSocket))
             etcd: {endpoint: \(quoted(config.etcd.endpoint))}
+            clusterDNS: \(quoted("\(config.clusterDNSHost):\(config.clusterDNSPort)"))
             logLevel: info
 
             """

@@ -73,6 +73,8 @@ extension ClusterModel {
             }),
             "flux": .array(flux),
             "writeStalls": .object(apiWriteStallSeconds.mapValues { .double($0) }),
+            "clusterDNS": ["broken": .array(clusterDNSBroken.sorted().map { .string($0) }),
+                           "queries": .object(clusterDNSCounts.mapValues { .int(Int64($0)) })],
         ]
     }
 }

@@ -88,6 +88,8 @@ extension ServedResource {
                        columns: [Cells.nameColumn("ConfigMap"),
                                  TableColumn(name: "Data", type: "integer", cell: { o, _ in .int(Int64(o["data"]?.object?.count ?? 0)) }),
                                  Cells.ageColumn]),
+        ServedResource(type: .services, singular: "service", shortNames: ["svc"], categories: ["all"], subresources: ["status"],
+                       columns: ServiceColumns.columns),
         ServedResource(type: .deployments, singular: "deployment", shortNames: ["deploy"], categories: ["all"],
                        subresources: ["status", "scale"], columns: WorkloadColumns.deployment),
         ServedResource(type: .replicaSets, singular: "replicaset", shortNames: ["rs"], categories: ["all"],
@@ -294,4 +296,29 @@ enum WorkloadColumns {
     static let containerImages: @Sendable (JSON, Double) -> JSON = { d, _ in
         .string((d[path: "spec", "template", "spec", "containers"]?.array ?? []).compactMap { $0["image"]?.string }.joined(separator: ","))
     }
+}
+
+/// `kubectl get services`' columns, as the apiserver's printer declares them
+/// (https://github.com/kubernetes/kubernetes/blob/v1.32.0/pkg/printers/internalversion/printers.go, `serviceColumnDefinitions`).
+enum ServiceColumns {
+    static let columns: [TableColumn] = [
+        Cells.nameColumn("Service"),
+        TableColumn(name: "Type", description: "The type of the service.", cell: Cells.string("spec", "type")),
+        TableColumn(name: "Cluster-IP", description: "The IP address of the service.", cell: Cells.string("spec", "clusterIP")),
+        TableColumn(name: "External-IP", description: "The external IPs of the service.", cell: { object, _ in
+            let external = object[path: "spec", "externalIPs"]?.array?.compactMap(\.string) ?? []
+            return .string(external.isEmpty ? "<none>" : external.joined(separator: ","))
+        }),
+        TableColumn(name: "Port(s)", description: "The ports of the service.", cell: { object, _ in
+            let ports = (object[path: "spec", "ports"]?.array ?? []).map { port in
+                "\(port["port"]?.int ?? 0)/\(port["protocol"]?.string ?? "TCP")"
+            }
+            return .string(ports.isEmpty ? "<none>" : ports.joined(separator: ","))
+        }),
+        Cells.ageColumn,
+        TableColumn(name: "Selector", description: "The label selector of the service.", priority: 1, cell: { object, _ in
+            let selector = object[path: "spec", "selector"]?.object?.compactMapValues(\.string) ?? [:]
+            return .string(selector.isEmpty ? "<none>" : selector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
+        }),
+    ]
 }

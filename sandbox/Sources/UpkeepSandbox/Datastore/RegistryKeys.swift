@@ -3,7 +3,7 @@ import UpkeepKube
 /// Where the simulated API keeps each object in the datastore: the kube-apiserver's keys,
 /// `/registry/<resource>/<namespace>/<name>` (cluster-scoped: `/registry/<resource>/<name>`).
 /// Built-in kinds use the resource alone (`/registry/deployments/…`, `/registry/leases/…`;
-/// Nodes keep their historical `/registry/minions/…`), custom resources and CRDs the group too
+/// Nodes keep their historical `/registry/minions/…`, Services `/registry/services/specs/…`), custom resources and CRDs the group too
 /// (`/registry/longhorn.io/volumes/…`), as the apiserver's storage prefixes do
 /// (`SpecialDefaultResourcePrefixes` in
 /// https://github.com/kubernetes/kubernetes/blob/v1.32.0/pkg/kubeapiserver/default_storage_factory_builder.go;
@@ -24,6 +24,7 @@ public enum RegistryKeys {
     /// `/registry/<resource>/` for `type`.
     public static func prefix(of type: ResourceType) -> String {
         if type == .nodes { return "/registry/minions/" }
+        if type == .services { return "/registry/services/specs/" }
         return builtInGroups.contains(type.group) ? "/registry/\(type.plural)/" : "/registry/\(type.group)/\(type.plural)/"
     }
 

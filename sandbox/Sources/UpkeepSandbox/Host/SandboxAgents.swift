@@ -35,6 +35,7 @@ public enum SandboxAgents {
               supervisorCA: \(quoted(node.serverCAFile))
               containerdSocket: \(quoted(containerd))
             etcd: {endpoint: \(quoted(node.datastoreURL))}
+            \(node.clusterDNS.map { "clusterDNS: \(quoted($0))" } ?? "# clusterDNS: k3s's default")
             logLevel: info
 
             """

@@ -41,6 +41,7 @@ public enum SandboxControl {
             if let fault = faults.nodes[node.name], !fault.isEmpty { nodeFaults.append("k3s " + fault.summary) }
             if let seconds = faults.rebuildSeconds?[node.name] { nodeFaults.append("rebuild \(Int(seconds)) s") }
             if faults.agentsDown?.contains(node.name) == true { nodeFaults.append("agent down") }
+            if faults.dnsDown?.contains(node.name) == true { nodeFaults.append("cluster DNS unreachable") }
             rows.append([node.name, node.role, node.address, api?.kubeletVersion ?? "?", api?.readyStatus ?? "?",
                          unit.activeState + (unit.mainPID > 0 ? " (pid \(unit.mainPID))" : ""),
                          agentState(node), nodeFaults.isEmpty ? "-" : nodeFaults.joined(separator: "; ")])
@@ -90,6 +91,7 @@ public enum SandboxControl {
         ("slow-rebuild SECONDS", "Longhorn replicas on the node take SECONDS to rebuild when it returns"),
         ("agent-down", "the node's upkeep-agent is stopped and kept down"),
         ("etcd-stop", "the server's etcd member is frozen (SIGSTOP): it answers nothing, its k3s keeps running, the others keep quorum"),
+        ("dns-down", "the node's path to the cluster DNS Service is broken: its queries get no answer (the other nodes' still do)"),
         ("clear", "removes every fault of the node (an agent kept down is started again)"),
         ("releases rate-limit [SECONDS]", "(NODE = releases, or release-server) the releases API answers 403 \"API rate limit exceeded\" with x-ratelimit-remaining: 0; until cleared, or with SECONDS until the window resets SECONDS after the first refusal"),
         ("releases retry-after SECONDS [--requests N] [--status 403|429]", "(NODE = releases) GitHub's secondary limit: the next N API requests (1) are refused with retry-after: SECONDS"),
@@ -223,10 +225,14 @@ public enum SandboxControl {
             try signalEtcd(target, SIGSTOP)
             faults.etcdStopped = Array(Set((faults.etcdStopped ?? []) + [node])).sorted()
             message = "the etcd member of \(node) is frozen; `clear` lets it run again"
+        case "dns-down":
+            faults.dnsDown = Array(Set((faults.dnsDown ?? []) + [node])).sorted()
+            message = "queries from \(node) to the cluster DNS Service now get no answer"
         case "clear":
             faults.nodes[node] = nil
             faults.rebuildSeconds?[node] = nil
             faults.agentsDown?.removeAll { $0 == node }
+            faults.dnsDown?.removeAll { $0 == node }
             if faults.etcdStopped?.contains(node) == true {
                 try? signalEtcd(target, SIGCONT)
                 faults.etcdStopped?.removeAll { $0 == node }
@@ -235,7 +241,9 @@ public enum SandboxControl {
         default:
             throw SandboxError("unknown fault \(kind); known: \(faultKinds.map(\.name).joined(separator: ", "))")
         }
-        let agentWasDown = SandboxFaults.load(manifest.faultsFile).agentsDown?.contains(node) ?? false
+        let before = SandboxFaults.load(manifest.faultsFile)
+        let agentWasDown = before.agentsDown?.contains(node) ?? false
+        let dnsWasDown = before.dnsDown?.contains(node) ?? false
         try JSONFiles.write(faults, to: manifest.faultsFile)
         // The sandbox process stops and restarts agents; what this command says must already be
         // true when it returns, so a command run right after sees the agent down (or back).
@@ -243,6 +251,9 @@ public enum SandboxControl {
             try await waitForAgent(target, running: false, in: directory)
         } else if kind == "clear" && agentWasDown {
             try await waitForAgent(target, running: true, in: directory)
+        }
+        if kind == "dns-down" || (kind == "clear" && dnsWasDown) {
+            try await waitForClusterDNS(Set(faults.dnsDown ?? []), manifest: manifest)
         }
         return message
     }
@@ -353,6 +364,21 @@ public enum SandboxControl {
             try await Task.sleep(nanoseconds: 50_000_000)
         }
         throw SandboxError("the sandbox did not apply the API fault within \(Int(agentChangeSecondsMax)) s; is it still running? "
+                           + "(`upkeep sandbox status --dir \(manifest.directory)`)")
+    }
+
+    /// Waits (bounded) until the sandbox process breaks the cluster DNS paths of `broken`, and
+    /// only theirs (it reads faults.json every quarter second).
+    private static func waitForClusterDNS(_ broken: Set<String>, manifest: SandboxManifest) async throws {
+        let client = try KubeClient(endpoint: try Kubeconfig.load(path: manifest.kubeconfig).endpoint(), requestTimeoutSeconds: 5)
+        defer { Task { await client.shutdown() } }
+        let deadline = Date().addingTimeInterval(agentChangeSecondsMax)
+        while Date() < deadline {
+            let state = try? await client.request(.GET, "/sandbox/v1/state")
+            if let applied = state?[path: "clusterDNS", "broken"]?.array?.compactMap(\.string), Set(applied) == broken { return }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        throw SandboxError("the sandbox did not apply the cluster DNS fault within \(Int(agentChangeSecondsMax)) s; is it still running? "
                            + "(`upkeep sandbox status --dir \(manifest.directory)`)")
     }
 

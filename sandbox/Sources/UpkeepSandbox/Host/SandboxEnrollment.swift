@@ -42,7 +42,7 @@ public enum SandboxEnrollment {
             // and the state database remembers it; the sandbox enrolls it anew.
             var command = [agentBinary, "join", "--controller", address, "--token", token, "--ca-hash", caHash, "--root", node.root,
                            "--listen", node.agentAddress, "--systemctl", node.systemctl, "--probe-host", node.address, "--etcd-endpoint", node.datastoreURL,
-                           "--no-start", "--force"]
+                           "--no-start", "--force"] + (node.clusterDNS.map { ["--cluster-dns", $0] } ?? [])
             if let netns = node.netns { command = ["/usr/sbin/ip", "netns", "exec", netns] + command }
             let joined = try await ProcessRun.run(command[0], Array(command.dropFirst()), timeoutSeconds: joinSeconds)
             guard joined.status == 0 else {

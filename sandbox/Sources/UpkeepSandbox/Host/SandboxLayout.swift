@@ -28,6 +28,9 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var etcdPeers: [String]?
     /// The node has no registry: its k3s takes its images from `agent/images` (`AirGap`).
     public var airgap: Bool?
+    /// Where the node reaches the cluster DNS Service (`host:port`, `SandboxClusterDNS`): its
+    /// agent's `clusterDNS`.
+    public var clusterDNS: String?
 
     public var isServer: Bool { role == "server" }
     public var unit: String { isServer ? "k3s" : "k3s-agent" }
@@ -65,7 +68,8 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var descriptorFile: String { "\(root)/\(Self.descriptorName)" }
 
     public init(name: String, role: String, address: String, root: String, netns: String?, apiURL: String, faultsFile: String,
-                hostBinary: String, datastore: String, agentPort: Int = 9660, etcdPeers: [String]? = nil, airgap: Bool? = nil)
+                hostBinary: String, datastore: String, agentPort: Int = 9660, etcdPeers: [String]? = nil, airgap: Bool? = nil,
+                clusterDNS: String? = nil)
     {
         self.name = name
         self.role = role
@@ -79,6 +83,7 @@ public struct SandboxNode: Codable, Sendable, Equatable {
         self.agentPort = agentPort
         self.etcdPeers = etcdPeers
         self.airgap = airgap
+        self.clusterDNS = clusterDNS
     }
 
     /// Reads the descriptor of the node whose root is `root`.
@@ -228,6 +233,8 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var fluxUpgradeFails: Bool? = nil
     /// The API answers writes to these resources (plural names) this many seconds late.
     public var apiWriteStallSeconds: [String: Double]? = nil
+    /// These nodes' paths to the cluster DNS Service are broken: their queries get no answer.
+    public var dnsDown: [String]? = nil
 
     public init() {}
 

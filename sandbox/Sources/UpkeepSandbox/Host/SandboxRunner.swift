@@ -53,6 +53,8 @@ public final class SandboxRunner: Sendable {
     public let cluster: SandboxCluster
     let api: HTTPServer
     let release: ReleaseServer
+    /// Each node's path to the cluster DNS Service.
+    let clusterDNS: SandboxClusterDNS
     /// The model's controllers, ticking through the datastore.
     let driver: Task<Void, Never>
     let network: SandboxNetwork?
@@ -80,9 +82,10 @@ public final class SandboxRunner: Sendable {
     }
 
     private init(options: SandboxOptions, manifest: SandboxManifest, cluster: SandboxCluster, api: HTTPServer,
-                 release: ReleaseServer, driver: Task<Void, Never>, network: SandboxNetwork?, git: SandboxGit)
+                 release: ReleaseServer, driver: Task<Void, Never>, network: SandboxNetwork?, git: SandboxGit, clusterDNS: SandboxClusterDNS)
     {
         self.git = git
+        self.clusterDNS = clusterDNS
         self.options = options
         self.manifest = manifest
         self.cluster = cluster
@@ -201,7 +204,9 @@ public final class SandboxRunner: Sendable {
                                    faultsFile: faultsFile, hostBinary: options.hostBinary,
                                    datastore: spec.servers > 1 ? "etcd" : "sqlite", agentPort: options.agentPort,
                                    etcdPeers: index < spec.servers && spec.servers > 1 ? serverAddresses : nil,
-                                   airgap: airgap.contains(name) ? true : nil)
+                                   airgap: airgap.contains(name) ? true : nil,
+                                   clusterDNS: SandboxClusterDNS.address(nodeAddress: spec.address(of: name), index: index,
+                                                                         bridgeAddress: network?.bridgeAddress))
             try layOut(node, version: spec.k3sVersion, credentials: credentials, apiURL: apiURL)
             nodes.append(node)
         }
@@ -211,6 +216,14 @@ public final class SandboxRunner: Sendable {
         try JSONFiles.atomicWrite(Data(SandboxIdentities.controllerConfig(directory: directory, releaseURL: release.baseURL,
                                                                           agentPort: options.agentPort).utf8),
                                   to: "\(directory)/upkeep.yaml")
+        let clusterDNS: SandboxClusterDNS
+        do {
+            clusterDNS = try await SandboxClusterDNS.start(nodes: nodes, cluster: cluster, log: ThrottledLog(), group: group)
+        } catch {
+            await api.close()
+            await release.close()
+            throw error
+        }
         let driver = cluster.startDriverTask()
         let manifest = SandboxManifest(directory: directory, pid: getpid(), apiURL: apiURL, kubeconfig: kubeconfig,
                                        releaseURL: release.baseURL, faultsFile: faultsFile, netns: network != nil,
@@ -226,7 +239,7 @@ public final class SandboxRunner: Sendable {
             }
         }
         let runner = SandboxRunner(options: options, manifest: manifest, cluster: cluster, api: api, release: release, driver: driver,
-                                   network: network, git: git)
+                                   network: network, git: git, clusterDNS: clusterDNS)
         await runner.followGit()
         for node in nodes {
             _ = SystemctlStandIn.main(["start", "--no-block", node.unit], program: node.systemctl, environment: [:])
@@ -397,6 +410,7 @@ public final class SandboxRunner: Sendable {
             model.longhornFaults = faults.longhorn ?? LonghornFaults()
             model.fluxUpgradeFails = faults.fluxUpgradeFails == true
             model.apiWriteStallSeconds = faults.apiWriteStallSeconds ?? [:]
+            model.clusterDNSBroken = Set(faults.dnsDown ?? [])
         }
         await followGit()
         guard let agentBinary = options.agentBinary else { return }
@@ -434,6 +448,7 @@ public final class SandboxRunner: Sendable {
         driver.cancel()
         await api.close()
         await release.close()
+        await clusterDNS.close()
         if let network { await network.destroy() }
         if (try? SandboxManifest.load(directory: manifest.directory))?.pid == manifest.pid {
             unlink(SandboxManifest.path(in: manifest.directory))

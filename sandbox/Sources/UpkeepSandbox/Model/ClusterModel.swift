@@ -34,6 +34,10 @@ public struct ClusterModel: Sendable {
     /// Writes to these resources (plural names) stall this many seconds and then fail with 504,
     /// unapplied (a sandbox fault: an API server that times out; a client caught between two writes).
     public var apiWriteStallSeconds: [String: Double] = [:]
+    /// Nodes whose path to the cluster DNS Service is broken (`upkeep sandbox fault NODE dns-down`).
+    public var clusterDNSBroken: Set<String> = []
+    /// What the cluster DNS model answered, by outcome (`ClusterDNSOutcome`).
+    public internal(set) var clusterDNSCounts: [String: Int] = [:]
 
     // Controller memory that is not part of any object.
     var podScheduledAt: [String: Double] = [:]

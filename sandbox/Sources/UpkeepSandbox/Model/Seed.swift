@@ -111,6 +111,7 @@ extension ClusterModel {
                             labels: FluxManifests.labels(version: spec.fluxVersion).merging(["app.kubernetes.io/component": name]) { $1 })
         }
         for deployment in deployments { _ = store.create(.deployments, deployment, now: now) }
+        seedServices()
         let daemonSets: [JSON] = [
             Seed.daemonSet("kube-system", "svclb-traefik-\(StableHash.hex("svclb", length: 8))", image: "rancher/klipper-lb:v0.4.9"),
             Seed.daemonSet("longhorn-system", "longhorn-manager", image: "longhornio/longhorn-manager:\(spec.longhornVersion)"),
@@ -122,6 +123,37 @@ extension ClusterModel {
         _ = store.create(.podDisruptionBudgets, [
             "metadata": ["name": "web", "namespace": "default"],
             "spec": ["minAvailable": 1, "selector": ["matchLabels": ["app": "web"]]],
+        ], now: now)
+    }
+
+    /// The API's own Service, which the apiserver keeps at the first address of the service
+    /// range, and CoreDNS's, at k3s's `--cluster-dns` (k3s's defaults: service CIDR
+    /// 10.43.0.0/16, cluster DNS 10.43.0.10, https://docs.k3s.io/cli/server#networking; the
+    /// Service as k3s's manifests/coredns.yaml deploys it,
+    /// https://github.com/k3s-io/k3s/blob/master/manifests/coredns.yaml).
+    private mutating func seedServices() {
+        func port(_ name: String, _ number: Int64, _ proto: String, target: JSON) -> JSON {
+            ["name": .string(name), "port": .int(number), "protocol": .string(proto), "targetPort": target]
+        }
+        func spec(clusterIP: String, ports: [JSON], selector: [String: String]?) -> JSON {
+            var spec: JSON = ["type": "ClusterIP", "clusterIP": .string(clusterIP), "clusterIPs": [.string(clusterIP)], "ports": .array(ports),
+                              "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"]
+            if let selector { spec["selector"] = .object(selector.mapValues { .string($0) }) }
+            return spec
+        }
+        _ = store.create(.services, [
+            "metadata": ["name": "kubernetes", "namespace": "default", "labels": ["component": "apiserver", "provider": "kubernetes"]],
+            "spec": spec(clusterIP: Self.apiServiceIP, ports: [port("https", 443, "TCP", target: 6443)], selector: nil),
+            "status": ["loadBalancer": [:]],
+        ], now: now)
+        _ = store.create(.services, [
+            "metadata": ["name": "kube-dns", "namespace": "kube-system",
+                         "labels": ["k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"],
+                         "annotations": ["prometheus.io/port": "9153", "prometheus.io/scrape": "true"]],
+            "spec": spec(clusterIP: Self.clusterDNSIP, ports: [port("dns", 53, "UDP", target: 53), port("dns-tcp", 53, "TCP", target: 53),
+                                                                port("metrics", 9153, "TCP", target: 9153)],
+                         selector: ["k8s-app": "kube-dns"]),
+            "status": ["loadBalancer": [:]],
         ], now: now)
     }
 
