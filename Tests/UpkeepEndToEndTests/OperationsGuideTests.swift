@@ -202,7 +202,8 @@ struct GuideRun {
             let agent = ((sandbox.upkeep as NSString).deletingLastPathComponent as NSString).appendingPathComponent("upkeep-agent")
             let joined = try await ProcessRun.run(agent, ["join", "--controller", address, "--token", token, "--ca-hash", caHash, "--root", node.root,
                                                           "--listen", node.agentAddress, "--systemctl", node.systemctl, "--probe-host", node.address,
-                                                          "--no-start", "--force"], timeoutSeconds: 60)
+                                                          "--no-start", "--force"] + (node.clusterDNS.map { ["--cluster-dns", $0] } ?? []),
+                                          timeoutSeconds: 60)
             try #require(joined.status == 0, "upkeep-agent join on \(name) failed: \(joined.output)")
             try await sandbox.fault([name, "agent-down"])
             try await sandbox.fault([name, "clear"])

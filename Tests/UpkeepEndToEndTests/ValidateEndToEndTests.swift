@@ -8,8 +8,9 @@ import UpkeepStore
 /// `upkeep validate` end to end: the built `upkeep` against one sandbox of three etcd servers and
 /// an agent. Healthy, it exits 0; each fault — a cordon and a suspend made with kubectl, a frozen
 /// etcd member, a Flux controller, CoreDNS or Traefik scaled to zero, a Kustomization changed
-/// while its controller is down, a node's k3s stopped, a slow Longhorn rebuild, a detached
-/// volume's replica failed — makes it exit 1 naming the check that saw it, and healed,
+/// while its controller is down, one node's path to the cluster DNS broken, a node's k3s
+/// stopped, a slow Longhorn rebuild, a detached volume's replica failed — makes it exit 1
+/// naming the check that saw it, and healed,
 /// it passes again. kubectl is the hand that breaks things; the sandbox's model reacts as
 /// Kubernetes, Longhorn and Flux would.
 @Suite(.serialized, .timeLimit(.minutes(6)))
@@ -55,11 +56,11 @@ struct ValidateEndToEndTests {
             // Healthy: every check passes, in text and in JSON.
             let healthy = try await Self.validate(sandbox, ["--all"], status: 0, showing: ["healthy   cluster/etcd: 3 of 3 members healthy (asked server-1)",
                                                                                         "healthy   storage/drain-policy: node-drain-policy block-if-contains-last-replica"])
-            #expect(healthy.contains("\nhealthy: 15 of 15 checks\n"), "\(healthy)")
+            #expect(healthy.contains("\nhealthy: 16 of 16 checks\n"), "\(healthy)")
             let json = try await sandbox.controller(["validate", "--all", "-o", "json"])
             let report = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
             let checks = report["checks"] as? [[String: Any]] ?? []
-            #expect(json.status == 0 && report["healthy"] as? Bool == true && checks.count == 15
+            #expect(json.status == 0 && report["healthy"] as? Bool == true && checks.count == 16
                     && checks.allSatisfy { $0["verdict"] as? String == "healthy" }
                     && checks.contains { $0["name"] as? String == "cluster/etcd" && $0["area"] as? String == "cluster" && $0["check"] as? String == "etcd" },
                     "\(json.output)")
@@ -107,13 +108,29 @@ struct ValidateEndToEndTests {
             try await Self.scale(sandbox, "flux-system", "kustomize-controller", to: 1)
             _ = try await Self.validate(sandbox, ["--flux"], status: 0, showing: ["healthy   flux/ready: "])
 
-            // networking/dns: CoreDNS scaled to zero.
+            // networking/dns and networking/dns-from-nodes: CoreDNS scaled to zero; the agents'
+            // queries get no answer from any node (kube-proxy has no endpoint to send them to).
+            let resolves = "healthy   networking/dns-from-nodes: kubernetes.default.svc.cluster.local resolves to 10.43.0.1 from 4 of 4 nodes"
+            _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: [resolves])
             try await Self.scale(sandbox, "kube-system", "coredns", to: 0)
             _ = try await Self.validate(sandbox, ["--networking"], status: 1,
                                         showing: ["UNHEALTHY networking/dns: CoreDNS is scaled to 0 (Deployment/kube-system/coredns)",
-                                                  "healthy   networking/ingress: Traefik available: 1 of 1"])
+                                                  "healthy   networking/ingress: Traefik available: 1 of 1",
+                                                  "UNHEALTHY networking/dns-from-nodes: kubernetes.default.svc.cluster.local does not resolve to 10.43.0.1 "
+                                                      + "from 4 of 4 nodes: server-1, server-2, server-3, agent-1",
+                                                  "agent-1 (via ", "): no answer: no answer from "])
             try await Self.scale(sandbox, "kube-system", "coredns", to: 1)
-            _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/dns: CoreDNS available: 1 of 1"])
+            _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/dns: CoreDNS available: 1 of 1", resolves])
+
+            // networking/dns-from-nodes: one node's path to the cluster DNS broken; only it is named.
+            try await sandbox.fault(["agent-1", "dns-down"])
+            let oneNode = try await Self.validate(sandbox, ["--networking"], status: 1,
+                                                  showing: ["healthy   networking/dns: CoreDNS available: 1 of 1",
+                                                            "UNHEALTHY networking/dns-from-nodes: kubernetes.default.svc.cluster.local does not resolve "
+                                                                + "to 10.43.0.1 from 1 of 4 nodes: agent-1\n"])
+            #expect(oneNode.contains("server-1 (via ") && oneNode.contains("): 10.43.0.1"), "\(oneNode)")
+            try await sandbox.fault(["agent-1", "clear"])
+            _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: [resolves])
 
             // networking/ingress: Traefik scaled to zero.
             try await Self.scale(sandbox, "kube-system", "traefik", to: 0)

@@ -23,7 +23,7 @@ struct ValidateCommand: AsyncParsableCommand {
     @Flag(help: "Also Longhorn: manager and instance manager on every node, volumes healthy, detached volumes with every replica, no long rebuild, the drain policy.")
     var storage = false
 
-    @Flag(help: "Also networking: k3s's CoreDNS and Traefik Deployments available.")
+    @Flag(help: "Also networking: k3s's CoreDNS and Traefik Deployments available, the API's Service name resolving from every node.")
     var networking = false
 
     @Flag(help: "Also the checks validate.applications in upkeep.yaml declares: Deployments, DaemonSets and StatefulSets rolled out, URLs answering, Prometheus queries below a threshold.")
@@ -127,7 +127,10 @@ struct ValidateCommand: AsyncParsableCommand {
             let nodes = reading?.nodes.map(\.node.name) ?? []
             results += ValidationVerdicts.storage(await reader.storage(nodes: nodes, rebuildSecondsMax: rebuildSecondsMax))
         }
-        if areas.contains(.networking) { results += ValidationVerdicts.networking(await reader.networking()) }
+        if areas.contains(.networking) {
+            results += ValidationVerdicts.networking(await reader.networking())
+            results.append(ValidationVerdicts.dnsFromNodes(await reader.dnsFromNodes(reading)))
+        }
         if areas.contains(.applications) { results += ValidationVerdicts.applications(await reader.applications(declared)) }
         if areas.contains(.versions) { results += ValidationVerdicts.versions(await reader.versions()) }
         return results

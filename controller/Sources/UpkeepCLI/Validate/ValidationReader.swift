@@ -170,6 +170,35 @@ struct ValidationReader {
         NetworkingValidationObservations(dns: await deployment("kube-system", "coredns"), ingress: await deployment("kube-system", "traefik"))
     }
 
+    /// The API's Service name, in k3s's default cluster domain (`--cluster-domain cluster.local`,
+    /// https://docs.k3s.io/cli/server#networking).
+    static let apiServiceName = "kubernetes.default.svc.cluster.local"
+
+    /// Every node's agent asked to resolve the API's Service name through its cluster DNS
+    /// (`ClusterDNSSurvey`), and the Service `default/kubernetes`'s clusterIP the answers must be.
+    func dnsFromNodes(_ reading: FleetReading?) async -> DNSFromNodesObservations {
+        let kube = session.kube
+        let expected: ValidationReading<String> = await Self.reading {
+            let service = try await kube.get(.services, "kubernetes", namespace: "default")
+            guard let clusterIP = service[path: "spec", "clusterIP"]?.string, !clusterIP.isEmpty else {
+                throw ValidationReadError("the Service default/kubernetes has no spec.clusterIP")
+            }
+            return clusterIP
+        }
+        guard let reading else {
+            return DNSFromNodesObservations(name: Self.apiServiceName, expected: expected, nodes: .unreadable("the nodes could not be read"))
+        }
+        let fleet: AgentFleet
+        do {
+            fleet = try await session.fleet(for: reading)
+        } catch {
+            return DNSFromNodesObservations(name: Self.apiServiceName, expected: expected, nodes: .unreadable(Self.text(error)))
+        }
+        let nodes = await ClusterDNSSurvey(fleet: fleet).ask(reading.nodes.map(\.node.name), name: Self.apiServiceName)
+        await fleet.close()
+        return DNSFromNodesObservations(name: Self.apiServiceName, expected: expected, nodes: .read(nodes))
+    }
+
     private func deployment(_ namespace: String, _ name: String) async -> ValidationReading<WorkloadObservation?> {
         await workload(.deployment, namespace, name)
     }
