@@ -64,7 +64,7 @@ struct ClusterStorageTests {
         let kine = try Kine()
         let lines = NIOLockedValueBox<[String]>([])
         let clock = ManualClock(1_800_000_000)
-        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint], callTimeoutSeconds: 2),
+        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint], callTimeoutSeconds: 20),
                                      log: ThrottledLog(intervalSeconds: 0, clock: { clock.now }, write: { line in lines.withLockedValue { $0.append(line) } }),
                                      retrySeconds: 0)
         let spec = ClusterSpec(servers: 1, agents: 1, volumes: 1, replicas: 1)
@@ -135,7 +135,7 @@ struct ClusterStorageTests {
         let kine = try Kine()
         try await kine.start()
         let clock = ManualClock(1_800_000_000)
-        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint], callTimeoutSeconds: 2), log: ThrottledLog(write: { _ in }),
+        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint], callTimeoutSeconds: 20), log: ThrottledLog(write: { _ in }),
                                      retrySeconds: 0)
         let cluster = SandboxCluster(model: ClusterModel(spec: ClusterSpec(servers: 1, agents: 0, volumes: 0), now: clock.now),
                                      clock: { clock.now }, storage: storage)
