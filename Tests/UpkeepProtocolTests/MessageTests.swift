@@ -55,6 +55,35 @@ import UpkeepProtocol
         }
     }
 
+    /// `reachPeers`: 1...512 peers, each an address literal and a port, a connect bound of 1...10 s;
+    /// beyond, a refusal that says what to do. Its result round-trips through the wire JSON.
+    @Test func reachPeersIsBoundedAndNamesAddressesOnly() throws {
+        func request(_ count: Int, host: String = "10.0.0.4", port: Int = 10250, timeout: Int = 3) -> ReachPeersRequest {
+            ReachPeersRequest(peers: (0..<count).map { ReachPeer(node: "node-\($0)", host: host, port: port) }, timeoutSeconds: timeout)
+        }
+        try request(1).validate()
+        try request(ReachPeersRequest.peersMax).validate()
+        try request(2, host: "fd00::4").validate()
+        #expect(throws: MessageError.invalid("reachPeers.peers must list 1...512 peers (lists 513); split a larger cluster over several requests")) {
+            try request(ReachPeersRequest.peersMax + 1).validate()
+        }
+        #expect(throws: MessageError.self) { try request(0).validate() }
+        #expect(throws: MessageError.invalid("reachPeers.peers.host \"node-2.example\" is not an IPv4 or IPv6 address; give the node's InternalIP")) {
+            try request(1, host: "node-2.example").validate()
+        }
+        for port in [0, 65536] { #expect(throws: MessageError.self, "port \(port)") { try request(1, port: port).validate() } }
+        for timeout in [0, 11] { #expect(throws: MessageError.self, "timeout \(timeout)") { try request(1, timeout: timeout).validate() } }
+
+        let envelope = RequestEnvelope(.reachPeers(request(2)), timeoutMs: 30_000)
+        #expect(try WireJSON.decode(RequestEnvelope.self, from: try WireJSON.encode(envelope)) == envelope)
+        let answer = ResponseEnvelope(.reachPeers(ReachPeersResult(peers: [
+            ReachPeerResult(node: "agent-1", host: "10.0.0.4", port: 10250, outcome: .reachable, message: "", elapsedMs: 1),
+            ReachPeerResult(node: "agent-2", host: "10.0.0.5", port: 10250, outcome: .refused, message: "Connection refused (errno 111)", elapsedMs: 0),
+        ])))
+        #expect(try WireJSON.decode(ResponseEnvelope.self, from: try WireJSON.encode(answer)) == answer)
+        #expect(!Method.reachPeers.isMutating)
+    }
+
     @Test func fieldRulesAreChecked() throws {
         #expect(OperationID(rawValue: "op 1") == nil)
         #expect(OperationID(rawValue: String(repeating: "x", count: 129)) == nil)
@@ -91,6 +120,7 @@ import UpkeepProtocol
             // Read-only: asks the node's etcd, changes nothing.
             .etcdHealth(EtcdHealthRequest(timeoutSeconds: 1)),
             .clusterDNS(ClusterDNSRequest(name: "kubernetes.default.svc.cluster.local", timeoutSeconds: 1)),
+            .reachPeers(ReachPeersRequest(peers: [ReachPeer(node: "agent-1", host: "10.0.0.4", port: 10250)], timeoutSeconds: 1)),
         ]
         #expect(Set(requests.map(\.method)) == Set(Method.allCases))
         for request in requests {

@@ -126,6 +126,13 @@ REQUESTS = [
     ("clusterDNS", 23, {"method": "clusterDNS", "params": {"name": "kubernetes.default.svc.cluster.local", "timeoutSeconds": 2}},
      {"addresses": ["10.43.0.1"], "answered": True, "code": "NOERROR", "elapsedMs": 3, "message": "",
       "server": "10.43.0.10:53"}, {}),
+    ("reachPeers", 25, {"method": "reachPeers", "params": {"peers": [
+        {"host": "10.0.0.2", "node": "server-2", "port": 10250},
+        {"host": "10.0.0.4", "node": "agent-1", "port": 10250}], "timeoutSeconds": 3}, "timeoutMs": 20000},
+     {"peers": [
+         {"elapsedMs": 1, "host": "10.0.0.2", "message": "", "node": "server-2", "outcome": "reachable", "port": 10250},
+         {"elapsedMs": 0, "host": "10.0.0.4", "message": "Connection refused (errno 111)", "node": "agent-1", "outcome": "refused",
+          "port": 10250}]}, {}),
 ]
 
 VALID = [

@@ -21,6 +21,9 @@ public enum AgentLimit: String, CaseIterable, Hashable, Sendable {
     /// longer datagram, which RFC 1035 (section 4.2.1) does not allow over UDP without EDNS(0);
     /// the answer was not read and the request answered that it was too long.
     case dnsAnswerBytes = "dns_answer_bytes"
+    /// A `reachPeers` request's deadline came before every peer was tried (`PeerReach`): the
+    /// rest were answered untried.
+    case reachPeersDeadline = "reach_peers_deadline"
 }
 
 /// Makes each bound the agent reaches visible: a log line, at most one per bound a minute

@@ -154,6 +154,14 @@ public final class AgentRequestHandler: RequestHandler {
             return Reply(.clusterDNS(ClusterDNSResult(server: "\(probe.host):\(probe.port)", answered: outcome.answer != nil,
                                                       code: outcome.answer.map { $0.code?.text ?? "RCODE \($0.rawCode)" } ?? "",
                                                       addresses: outcome.answer?.addresses ?? [], message: outcome.problem, elapsedMs: outcome.elapsedMs)))
+        case .reachPeers(let asked):
+            let limits = service.environment.limits
+            let reach = PeerReach(group: service.environment.probes.group) { untried, total in
+                limits.record(.reachPeersDeadline, "reachPeers: the request's deadline came before \(untried) of \(total) peers were tried; "
+                              + "they are answered untried (the controller's deadline is too short for this many peers)")
+            }
+            return Reply(.reachPeers(ReachPeersResult(peers: await reach.reach(asked.peers, timeoutSeconds: asked.timeoutSeconds,
+                                                                               deadline: request.deadline))))
         case .certificateRequest(let asked):
             return Reply(.certificateRequest(try renewingIdentity().certificateRequest(keyType: asked.keyType)))
         case .installCertificate(let install):

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The operations an agent serves. The raw values are the `method` field on the wire.
 public enum Method: String, Codable, Sendable, CaseIterable {
     case status, probe, stage, install, rollback, cordon, drain, uncordon, backup, commit
@@ -5,12 +7,13 @@ public enum Method: String, Codable, Sendable, CaseIterable {
     case certificateRequest, installCertificate
     case etcdHealth
     case clusterDNS
+    case reachPeers
 
     /// Mutating methods carry an operation id and are recorded by the agent. A renewal's two
     /// methods are idempotent by content instead (PROTOCOL.md section 12).
     public var isMutating: Bool {
         switch self {
-        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth, .clusterDNS: false
+        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth, .clusterDNS, .reachPeers: false
         case .stage, .install, .rollback, .cordon, .drain, .uncordon, .backup, .commit: true
         case .restoreBackup, .stopK3s, .restore, .rejoin: true
         }
@@ -645,4 +648,99 @@ public struct ClusterDNSResult: ResultMessage {
         self.message = message
         self.elapsedMs = elapsedMs
     }
+}
+
+// MARK: reachPeers
+
+/// TCP connects from this node to other nodes' addresses (the controller asks each node's
+/// kubelet port, k3s's inbound rule https://docs.k3s.io/installation/requirements#inbound-rules-for-k3s-nodes):
+/// each peer connected to once and closed at once, nothing sent. A peer that does not connect is a
+/// result, not an error.
+public struct ReachPeersRequest: RequestMessage {
+    public typealias Result = ReachPeersResult
+    public static let method = Method.reachPeers
+    /// Peers in one request at most.
+    public static let peersMax = 512
+    /// Bound on each connect, at most.
+    public static let connectTimeoutSecondsMax = 10
+    /// Connects the agent makes at once, at most: a request's connects take up to
+    /// `ceil(peers / connectsAtOnceMax)` rounds of `timeoutSeconds`.
+    public static let connectsAtOnceMax = 16
+
+    public var peers: [ReachPeer]
+    /// Bound on each connect.
+    public var timeoutSeconds: Int
+
+    public init(peers: [ReachPeer], timeoutSeconds: Int) {
+        self.peers = peers
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    public func validate() throws(MessageError) {
+        guard (1...Self.peersMax).contains(peers.count) else {
+            throw .invalid("reachPeers.peers must list 1...\(Self.peersMax) peers (lists \(peers.count)); split a larger cluster over several requests")
+        }
+        try checkPositive(timeoutSeconds, "reachPeers.timeoutSeconds", max: Self.connectTimeoutSecondsMax)
+        for peer in peers {
+            try checkText(peer.node, field: "reachPeers.peers.node", bytesMax: 253)
+            guard (try? SocketAddress(ipAddress: peer.host, port: 0)) != nil else {
+                throw .invalid("reachPeers.peers.host \"\(peer.host.prefix(80))\" is not an IPv4 or IPv6 address; give the node's InternalIP")
+            }
+            guard (1...65535).contains(peer.port) else { throw .invalid("reachPeers.peers.port must be 1...65535 (is \(peer.port))") }
+        }
+    }
+
+    public var payload: RequestPayload { .reachPeers(self) }
+}
+
+/// One address to connect to, and the node it belongs to.
+public struct ReachPeer: Codable, Equatable, Sendable {
+    public var node: String
+    /// An IPv4 or IPv6 address (no name: the agent resolves nothing).
+    public var host: String
+    public var port: Int
+
+    public init(node: String, host: String, port: Int) {
+        self.node = node
+        self.host = host
+        self.port = port
+    }
+}
+
+/// How one connect ended.
+public enum ReachOutcome: String, Codable, Sendable, CaseIterable {
+    /// The handshake completed.
+    case reachable
+    /// The peer answered with a reset (ECONNREFUSED): nothing listens there, or a firewall rejects.
+    case refused
+    /// No answer within the bound: a firewall that drops, a host that is down, a full backlog.
+    case timeout
+    /// Any other failure (no route, network unreachable, …); `message` has the errno text.
+    case unreachable
+}
+
+public struct ReachPeerResult: Codable, Equatable, Sendable {
+    public var node: String
+    public var host: String
+    public var port: Int
+    public var outcome: ReachOutcome
+    /// The errno text or the bound reached; empty when reachable.
+    public var message: String
+    public var elapsedMs: Int
+
+    public init(node: String, host: String, port: Int, outcome: ReachOutcome, message: String, elapsedMs: Int) {
+        self.node = node
+        self.host = host
+        self.port = port
+        self.outcome = outcome
+        self.message = message
+        self.elapsedMs = elapsedMs
+    }
+}
+
+public struct ReachPeersResult: ResultMessage {
+    /// One per peer asked, in the request's order.
+    public var peers: [ReachPeerResult]
+
+    public init(peers: [ReachPeerResult]) { self.peers = peers }
 }

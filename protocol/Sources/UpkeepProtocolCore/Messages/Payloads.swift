@@ -19,6 +19,7 @@ public enum RequestPayload: Equatable, Sendable {
     case installCertificate(InstallCertificateRequest)
     case etcdHealth(EtcdHealthRequest)
     case clusterDNS(ClusterDNSRequest)
+    case reachPeers(ReachPeersRequest)
 
     public var message: any RequestMessage {
         switch self {
@@ -41,6 +42,7 @@ public enum RequestPayload: Equatable, Sendable {
         case .installCertificate(let m): m
         case .etcdHealth(let m): m
         case .clusterDNS(let m): m
+        case .reachPeers(let m): m
         }
     }
 
@@ -49,7 +51,7 @@ public enum RequestPayload: Equatable, Sendable {
     /// The operation id of a mutating request.
     public var operationID: OperationID? {
         switch self {
-        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth, .clusterDNS: nil
+        case .status, .probe, .operation, .certificateRequest, .installCertificate, .etcdHealth, .clusterDNS, .reachPeers: nil
         case .stage(let m): m.operationID
         case .install(let m): m.operationID
         case .rollback(let m): m.operationID
@@ -87,6 +89,7 @@ public enum RequestPayload: Equatable, Sendable {
         case .installCertificate: try container.decode(InstallCertificateRequest.self, forKey: key).payload
         case .etcdHealth: try container.decode(EtcdHealthRequest.self, forKey: key).payload
         case .clusterDNS: try container.decode(ClusterDNSRequest.self, forKey: key).payload
+        case .reachPeers: try container.decode(ReachPeersRequest.self, forKey: key).payload
         }
     }
 }
@@ -112,6 +115,7 @@ public enum ResponsePayload: Equatable, Sendable {
     case installCertificate(InstallCertificateResult)
     case etcdHealth(EtcdHealthResult)
     case clusterDNS(ClusterDNSResult)
+    case reachPeers(ReachPeersResult)
 
     public var method: Method {
         switch self {
@@ -134,6 +138,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .installCertificate: .installCertificate
         case .etcdHealth: .etcdHealth
         case .clusterDNS: .clusterDNS
+        case .reachPeers: .reachPeers
         }
     }
 
@@ -158,6 +163,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .installCertificate(let r): r
         case .etcdHealth(let r): r
         case .clusterDNS(let r): r
+        case .reachPeers(let r): r
         }
     }
 
@@ -188,6 +194,7 @@ public enum ResponsePayload: Equatable, Sendable {
         case .installCertificate: .installCertificate(try container.decode(InstallCertificateResult.self, forKey: key))
         case .etcdHealth: .etcdHealth(try container.decode(EtcdHealthResult.self, forKey: key))
         case .clusterDNS: .clusterDNS(try container.decode(ClusterDNSResult.self, forKey: key))
+        case .reachPeers: .reachPeers(try container.decode(ReachPeersResult.self, forKey: key))
         }
     }
 }
