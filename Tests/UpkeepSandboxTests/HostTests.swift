@@ -205,6 +205,24 @@ struct HostTests {
                                                 timeoutSeconds: 20)
             #expect(ping.output == "pong", "\(ping.output)")
 
+            // The kubelet's API port: TLS with a certificate from the server CA, 401 without
+            // credentials; closed by the kubelet-port fault (refused), open again once cleared.
+            let kubeletAPI = "https://\(upgraded.address):\(SandboxNode.kubeletPort)/pods"
+            func kubeletStatus() async throws -> ProcessRun.Outcome {
+                try await ProcessRun.run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--cacert", server.serverCAFile, kubeletAPI],
+                                         timeoutSeconds: 20)
+            }
+            let unauthorized = try await kubeletStatus()
+            #expect(unauthorized.status == 0 && unauthorized.output == "401", "\(unauthorized.output)")
+            let closed = try await SandboxControl.setFault(directory: manifest.directory, node: upgraded.name, kind: "kubelet-port", value: nil,
+                                                           version: nil, anyVersion: false)
+            #expect(closed.contains("kubelet port 10250 of agent-1 is closed"), "\(closed)")
+            let refused = try await kubeletStatus()
+            #expect(refused.status == 7 && refused.output.contains("port 10250"), "curl exit 7, could not connect: \(refused.output)")
+            _ = try await SandboxControl.setFault(directory: manifest.directory, node: upgraded.name, kind: "clear", value: nil, version: nil, anyVersion: false)
+            let reopened = try await kubeletStatus()
+            #expect(reopened.output == "401", "\(reopened.output)")
+
             // The upgrade: a new file in place of the binary, then a restart through systemctl,
             // which returns once the new k3s is up (Type=notify) even though it leaves a supervisor running.
             let client = try KubeClient(kubeconfig: manifest.kubeconfig)

@@ -14,7 +14,8 @@ import UpkeepPOSIX
 ///
 /// The "binary" for version V is a small script carrying V that execs this code, so replacing
 /// the file on disk changes the version exactly as a real upgrade does. `k3s server|agent`
-/// runs the node: kubelet health on `http://<address>:10248/healthz`, on servers the supervisor's
+/// runs the node: kubelet health on `http://<address>:10248/healthz`, the kubelet's API on
+/// `https://<address>:10250` (401 to everyone, `serveKubeletAPI`), on servers the supervisor's
 /// `https://<address>:6443/ping` and the datastore (`ServerDatastore`: an etcd member, or kine
 /// over SQLite), and node status and lease heartbeats to the simulated API. A server becomes
 /// healthy only once its datastore serves and was not written by a newer minor, and records its
@@ -156,6 +157,8 @@ public enum FakeK3s {
             socket = try? await ServerBootstrap(group: group).bind(unixDomainSocketPath: node.containerdSocket).get()
         }
 
+        let kubeletAPI = Task { await serveKubeletAPI(node: node, group: group) }
+
         let (endings, ending) = AsyncStream.makeStream(of: Ending.self)
         let datastore = NIOLockedValueBox<ServerDatastore?>(nil)
         let kubelet = Task {
@@ -218,17 +221,61 @@ public enum FakeK3s {
         let end = await iterator.next() ?? .signal(SIGTERM)
         if case .signal(let signal) = end { log("info", "Received signal \(signal), shutting down") }
         kubelet.cancel()
+        kubeletAPI.cancel()
         etcdWatch.cancel()
         signalWatch.cancel()
         unlink(node.readyFile)
         healthy.withLockedValue { $0 = false }
         _ = await kubelet.value
+        await kubeletAPI.value
         await datastore.withLockedValue { $0 }?.stop()
         for server in servers { await server.close() }
         try? await socket?.close()
         unlink(node.containerdSocket)
         if case .failure(let message) = end { return fatal(message) }
         return 0
+    }
+
+    /// How often the kubelet API's listener looks at the node's `kubelet-port` fault.
+    static let kubeletPortFaultCheckSeconds = 0.25
+
+    /// The kubelet's API on `<address>:10250` over TLS with the kubelet's serving certificate,
+    /// which every node must reach on every other (https://docs.k3s.io/installation/requirements#inbound-rules-for-k3s-nodes).
+    /// k3s runs the kubelet with anonymous authentication off, so a request without a client
+    /// certificate or token is answered 401 (https://kubernetes.io/docs/reference/access-authn-authz/kubelet-authn-authz/#kubelet-authentication);
+    /// the sandbox serves nothing else there. While the node's `kubelet-port` fault is set, the
+    /// listener is closed (a connect is refused, as through a host firewall that rejects it), and
+    /// opened again when the fault is cleared. Runs until cancelled.
+    static func serveKubeletAPI(node: SandboxNode, group: any EventLoopGroup) async {
+        let context: TLSContext
+        do {
+            context = try TLSContext.publicServer(chain: try Certificate.loadChain(pemFile: node.kubeletServingCertificateFile),
+                                                  key: try PrivateKey(pemFile: node.kubeletServingKeyFile))
+        } catch {
+            log("error", "kubelet: cannot load its serving certificate \(node.kubeletServingCertificateFile): \(error); port \(SandboxNode.kubeletPort) stays closed")
+            return
+        }
+        var server: HTTPServer?
+        var failedToOpen = false
+        while !Task.isCancelled {
+            let blocked = SandboxFaults.load(node.faultsFile).kubeletPortBlocked?.contains(node.name) ?? false
+            if blocked, let open = server {
+                await open.close()
+                server = nil
+                log("warning", "injected fault: the kubelet port \(SandboxNode.kubeletPort) is closed to other nodes")
+            } else if !blocked && server == nil {
+                do {
+                    server = try await HTTPServer.start(host: node.address, port: SandboxNode.kubeletPort, tls: context, group: group,
+                                                        responder: .nonBlocking { _ in .text("Unauthorized\n", status: 401) })
+                    failedToOpen = false
+                } catch {
+                    if !failedToOpen { log("error", "kubelet: cannot listen on \(node.address):\(SandboxNode.kubeletPort): \(error); retrying") }
+                    failedToOpen = true
+                }
+            }
+            try? await Task.sleep(nanoseconds: UInt64(kubeletPortFaultCheckSeconds * 1_000_000_000))
+        }
+        await server?.close()
     }
 
     /// The kubelet's reports: node status with the running version, then lease renewals.

@@ -1,5 +1,7 @@
 import Foundation
+import NIOCore
 import NIOHTTP1
+import NIOPosix
 import UpkeepKube
 
 /// What `upkeep sandbox status` and `upkeep sandbox fault` do, behind the command line.
@@ -42,6 +44,7 @@ public enum SandboxControl {
             if let seconds = faults.rebuildSeconds?[node.name] { nodeFaults.append("rebuild \(Int(seconds)) s") }
             if faults.agentsDown?.contains(node.name) == true { nodeFaults.append("agent down") }
             if faults.dnsDown?.contains(node.name) == true { nodeFaults.append("cluster DNS unreachable") }
+            if faults.kubeletPortBlocked?.contains(node.name) == true { nodeFaults.append("kubelet port \(SandboxNode.kubeletPort) closed") }
             rows.append([node.name, node.role, node.address, api?.kubeletVersion ?? "?", api?.readyStatus ?? "?",
                          unit.activeState + (unit.mainPID > 0 ? " (pid \(unit.mainPID))" : ""),
                          agentState(node), nodeFaults.isEmpty ? "-" : nodeFaults.joined(separator: "; ")])
@@ -92,7 +95,8 @@ public enum SandboxControl {
         ("agent-down", "the node's upkeep-agent is stopped and kept down"),
         ("etcd-stop", "the server's etcd member is frozen (SIGSTOP): it answers nothing, its k3s keeps running, the others keep quorum"),
         ("dns-down", "the node's path to the cluster DNS Service is broken: its queries get no answer (the other nodes' still do)"),
-        ("clear", "removes every fault of the node (an agent kept down is started again)"),
+        ("kubelet-port", "the node's kubelet port (TCP 10250) is closed to the other nodes, as a host firewall rejecting it would (connects are refused); k3s keeps running"),
+        ("clear", "removes every fault of the node (an agent kept down is started again, the kubelet port opened again)"),
         ("releases rate-limit [SECONDS]", "(NODE = releases, or release-server) the releases API answers 403 \"API rate limit exceeded\" with x-ratelimit-remaining: 0; until cleared, or with SECONDS until the window resets SECONDS after the first refusal"),
         ("releases retry-after SECONDS [--requests N] [--status 403|429]", "(NODE = releases) GitHub's secondary limit: the next N API requests (1) are refused with retry-after: SECONDS"),
         ("releases corrupt-json [REPO]", "(NODE = releases) release lists of REPO (k3s-io/k3s, fluxcd/flux2, longhorn/longhorn, or channels; all without REPO) are cut in half"),
@@ -228,11 +232,15 @@ public enum SandboxControl {
         case "dns-down":
             faults.dnsDown = Array(Set((faults.dnsDown ?? []) + [node])).sorted()
             message = "queries from \(node) to the cluster DNS Service now get no answer"
+        case "kubelet-port":
+            faults.kubeletPortBlocked = Array(Set((faults.kubeletPortBlocked ?? []) + [node])).sorted()
+            message = "the kubelet port \(SandboxNode.kubeletPort) of \(node) is closed to the other nodes; `clear` opens it again"
         case "clear":
             faults.nodes[node] = nil
             faults.rebuildSeconds?[node] = nil
             faults.agentsDown?.removeAll { $0 == node }
             faults.dnsDown?.removeAll { $0 == node }
+            faults.kubeletPortBlocked?.removeAll { $0 == node }
             if faults.etcdStopped?.contains(node) == true {
                 try? signalEtcd(target, SIGCONT)
                 faults.etcdStopped?.removeAll { $0 == node }
@@ -244,6 +252,7 @@ public enum SandboxControl {
         let before = SandboxFaults.load(manifest.faultsFile)
         let agentWasDown = before.agentsDown?.contains(node) ?? false
         let dnsWasDown = before.dnsDown?.contains(node) ?? false
+        let portWasClosed = before.kubeletPortBlocked?.contains(node) ?? false
         try JSONFiles.write(faults, to: manifest.faultsFile)
         // The sandbox process stops and restarts agents; what this command says must already be
         // true when it returns, so a command run right after sees the agent down (or back).
@@ -254,6 +263,11 @@ public enum SandboxControl {
         }
         if kind == "dns-down" || (kind == "clear" && dnsWasDown) {
             try await waitForClusterDNS(Set(faults.dnsDown ?? []), manifest: manifest)
+        }
+        if kind == "kubelet-port" {
+            try await waitForKubeletPort(target, open: false, in: directory)
+        } else if kind == "clear" && portWasClosed && FakeK3s.isRunning(target) {
+            try await waitForKubeletPort(target, open: true, in: directory)
         }
         return message
     }
@@ -380,6 +394,21 @@ public enum SandboxControl {
         }
         throw SandboxError("the sandbox did not apply the cluster DNS fault within \(Int(agentChangeSecondsMax)) s; is it still running? "
                            + "(`upkeep sandbox status --dir \(manifest.directory)`)")
+    }
+
+    /// Waits (bounded) until the node's k3s has closed, or opened again, its kubelet port (it
+    /// looks at faults.json every quarter second): what `fault` says is true when it returns.
+    private static func waitForKubeletPort(_ node: SandboxNode, open: Bool, in directory: String) async throws {
+        let deadline = Date().addingTimeInterval(agentChangeSecondsMax)
+        while Date() < deadline {
+            let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(1)).connect(host: node.address, port: SandboxNode.kubeletPort).get()
+            try? await channel?.close()
+            if (channel != nil) == open { return }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        throw SandboxError("the k3s of \(node.name) did not \(open ? "open" : "close") its kubelet port \(SandboxNode.kubeletPort) within "
+                           + "\(Int(agentChangeSecondsMax)) s; is its k3s running? (`upkeep sandbox status --dir \(directory)`, \(node.logFile))")
     }
 
     private static func waitForAgent(_ node: SandboxNode, running: Bool, in directory: String) async throws {

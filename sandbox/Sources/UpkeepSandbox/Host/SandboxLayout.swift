@@ -42,6 +42,9 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var serverCAFile: String { "\(dataDir)/server/tls/server-ca.crt" }
     public var servingCertificateFile: String { "\(dataDir)/server/tls/serving-kube-apiserver.crt" }
     public var servingKeyFile: String { "\(dataDir)/server/tls/serving-kube-apiserver.key" }
+    /// The kubelet's serving certificate and key, where k3s keeps them (signed by the server CA).
+    public var kubeletServingCertificateFile: String { "\(dataDir)/agent/serving-kubelet.crt" }
+    public var kubeletServingKeyFile: String { "\(dataDir)/agent/serving-kubelet.key" }
     public var snapshotDir: String { "\(dataDir)/server/db/snapshots" }
     public var containerdSocket: String { "\(root)/run/k3s/containerd/containerd.sock" }
     public var unitFile: String { "\(root)/etc/systemd/system/\(unit).service" }
@@ -58,6 +61,9 @@ public struct SandboxNode: Codable, Sendable, Equatable {
     public var etcdPIDFile: String { "\(root)/run/upkeep-sandbox/etcd.pid" }
     public var kubeletHealthzURL: String { "http://\(address):10248/healthz" }
     public var supervisorPingURL: String { "https://\(address):6443/ping" }
+    /// The kubelet's API port, which every node must reach on every other
+    /// (https://docs.k3s.io/installation/requirements#inbound-rules-for-k3s-nodes).
+    public static let kubeletPort = 10250
     /// The node's upkeep-agent: configuration, data dir, pid file, log, and where it listens.
     public var agentConfigFile: String { "\(root)/etc/upkeep/agent.yaml" }
     public var agentDataDir: String { "\(root)/var/lib/upkeep-agent" }
@@ -231,6 +237,9 @@ public struct SandboxFaults: Codable, Sendable, Equatable {
     public var longhorn: LonghornFaults? = nil
     /// Applying new Flux components fails (the flux-system Kustomization turns not Ready) and Flux stays where it was.
     public var fluxUpgradeFails: Bool? = nil
+    /// These nodes' kubelet port (10250) is closed to the other nodes, as a host firewall that
+    /// rejects it would make it: the fake k3s closes its listener while the node is listed.
+    public var kubeletPortBlocked: [String]? = nil
     /// The API answers writes to these resources (plural names) this many seconds late.
     public var apiWriteStallSeconds: [String: Double]? = nil
     /// These nodes' paths to the cluster DNS Service are broken: their queries get no answer.

@@ -314,6 +314,11 @@ public final class SandboxRunner: Sendable {
         // where `upkeep-agent join` finds the node's name.
         try JSONFiles.atomicWrite(Data("node-name: \(node.name)\n".utf8), to: "\(node.root)/etc/rancher/k3s/config.yaml")
         try JSONFiles.atomicWrite(Data(), to: "\(node.unitFile).env", mode: 0o600)
+        // The kubelet's serving certificate, as k3s issues it to every node from its server CA.
+        let kubeletServing = try credentials.serverCA.issueServer(commonName: node.name, dnsNames: [node.name], ipAddresses: [node.address],
+                                                                  keyType: .ecdsaP256, validity: .days(365).startingEarlier(bySeconds: 300))
+        try JSONFiles.atomicWrite(Data(try kubeletServing.certificate.pem().utf8), to: node.kubeletServingCertificateFile)
+        try JSONFiles.atomicWrite(Data(try kubeletServing.key.pkcs8PEM().utf8), to: node.kubeletServingKeyFile, mode: 0o600)
         if node.isServer {
             try JSONFiles.atomicWrite(Data(try credentials.serverCA.certificate.pem().utf8), to: node.serverCAFile)
             let serving = try credentials.serverCA.issueServer(commonName: "k3s", dnsNames: ["localhost", node.name],
