@@ -72,6 +72,11 @@ public struct Node: KubeObject {
     public var internalIP: String? {
         (json[path: "status", "addresses"]?.array ?? []).first { $0["type"]?.string == "InternalIP" }?["address"]?.string
     }
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`: where the kubelet's API listens (10250 by
+    /// default); nil when the node does not report it.
+    public var kubeletPort: Int? {
+        (json[path: "status", "daemonEndpoints", "kubeletEndpoint", "Port"]?.int).map(Int.init)
+    }
     public var isControlPlane: Bool {
         labels["node-role.kubernetes.io/control-plane"] == "true" || labels["node-role.kubernetes.io/master"] == "true"
     }

@@ -8,9 +8,9 @@ import UpkeepStore
 /// `upkeep validate` end to end: the built `upkeep` against one sandbox of three etcd servers and
 /// an agent. Healthy, it exits 0; each fault — a cordon and a suspend made with kubectl, a frozen
 /// etcd member, a Flux controller, CoreDNS or Traefik scaled to zero, a Kustomization changed
-/// while its controller is down, one node's path to the cluster DNS broken, a node's k3s
-/// stopped, a slow Longhorn rebuild, a detached volume's replica failed — makes it exit 1
-/// naming the check that saw it, and healed,
+/// while its controller is down, one node's path to the cluster DNS broken, a node's kubelet
+/// port closed, a node's k3s stopped, a slow Longhorn rebuild, a detached volume's replica
+/// failed — makes it exit 1 naming the check that saw it, and healed,
 /// it passes again. kubectl is the hand that breaks things; the sandbox's model reacts as
 /// Kubernetes, Longhorn and Flux would.
 @Suite(.serialized, .timeLimit(.minutes(6)))
@@ -56,11 +56,11 @@ struct ValidateEndToEndTests {
             // Healthy: every check passes, in text and in JSON.
             let healthy = try await Self.validate(sandbox, ["--all"], status: 0, showing: ["healthy   cluster/etcd: 3 of 3 members healthy (asked server-1)",
                                                                                         "healthy   storage/drain-policy: node-drain-policy block-if-contains-last-replica"])
-            #expect(healthy.contains("\nhealthy: 16 of 16 checks\n"), "\(healthy)")
+            #expect(healthy.contains("\nhealthy: 17 of 17 checks\n"), "\(healthy)")
             let json = try await sandbox.controller(["validate", "--all", "-o", "json"])
             let report = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
             let checks = report["checks"] as? [[String: Any]] ?? []
-            #expect(json.status == 0 && report["healthy"] as? Bool == true && checks.count == 16
+            #expect(json.status == 0 && report["healthy"] as? Bool == true && checks.count == 17
                     && checks.allSatisfy { $0["verdict"] as? String == "healthy" }
                     && checks.contains { $0["name"] as? String == "cluster/etcd" && $0["area"] as? String == "cluster" && $0["check"] as? String == "etcd" },
                     "\(json.output)")
@@ -138,6 +138,16 @@ struct ValidateEndToEndTests {
                                         showing: ["UNHEALTHY networking/ingress: Traefik is scaled to 0 (Deployment/kube-system/traefik)"])
             try await Self.scale(sandbox, "kube-system", "traefik", to: 1)
             _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/ingress: Traefik available: 1 of 1"])
+
+            // networking/node-to-node: agent-1's kubelet port closed, as a host firewall rejecting it would close it.
+            _ = try await Self.validate(sandbox, ["--networking"], status: 0,
+                                        showing: ["healthy   networking/node-to-node: 4 nodes reach their peers' kubelet port (TCP 10250): 12 of 12 pairs connect"])
+            try await sandbox.fault(["agent-1", "kubelet-port"])
+            _ = try await Self.validate(sandbox, ["--networking"], status: 1,
+                                        showing: ["UNHEALTHY networking/node-to-node: agent-1 unreachable from every other node on the kubelet port (TCP 10250)",
+                                                  "server-1 → agent-1 ", ":10250: refused (", "host firewall accepts TCP 10250"])
+            try await sandbox.fault(["agent-1", "clear"])
+            _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/node-to-node: 4 nodes reach"])
 
             // applications: what upkeep.yaml declares: a Deployment, a DaemonSet, a StatefulSet made with
             // kubectl, a URL (a stand-in on 127.0.0.1).

@@ -23,7 +23,7 @@ struct ValidateCommand: AsyncParsableCommand {
     @Flag(help: "Also Longhorn: manager and instance manager on every node, volumes healthy, detached volumes with every replica, no long rebuild, the drain policy.")
     var storage = false
 
-    @Flag(help: "Also networking: k3s's CoreDNS and Traefik Deployments available, the API's Service name resolving from every node.")
+    @Flag(help: "Also networking: k3s's CoreDNS and Traefik Deployments available, the API's Service name resolving from every node, every node reaching every other's kubelet port (both asked of the agents).")
     var networking = false
 
     @Flag(help: "Also the checks validate.applications in upkeep.yaml declares: Deployments, DaemonSets and StatefulSets rolled out, URLs answering, Prometheus queries below a threshold.")
@@ -130,6 +130,7 @@ struct ValidateCommand: AsyncParsableCommand {
         if areas.contains(.networking) {
             results += ValidationVerdicts.networking(await reader.networking())
             results.append(ValidationVerdicts.dnsFromNodes(await reader.dnsFromNodes(reading)))
+            results.append(ValidationVerdicts.nodeToNode(await reader.nodeToNode(reading)))
         }
         if areas.contains(.applications) { results += ValidationVerdicts.applications(await reader.applications(declared)) }
         if areas.contains(.versions) { results += ValidationVerdicts.versions(await reader.versions()) }

@@ -3,6 +3,7 @@ import UpkeepFleet
 import UpkeepHTTP
 import UpkeepKube
 import UpkeepPOSIX
+import UpkeepProtocol
 import UpkeepRollout
 import UpkeepStore
 import UpkeepUpdates
@@ -197,6 +198,54 @@ struct ValidationReader {
         let nodes = await ClusterDNSSurvey(fleet: fleet).ask(reading.nodes.map(\.node.name), name: Self.apiServiceName)
         await fleet.close()
         return DNSFromNodesObservations(name: Self.apiServiceName, expected: expected, nodes: .read(nodes))
+    }
+
+    /// Bound on each connect an agent makes for `networking/node-to-node`.
+    static let nodeToNodeConnectSeconds = 3
+
+    /// `networking/node-to-node`: every node's kubelet endpoint (InternalIP, and the port the
+    /// Node reports, 10250 when absent), and each node's agent asked to connect to its peers'
+    /// (`NodeToNodePlan`: every other node, at most 64), the agents asked at once, bounded
+    /// (`PeerReachability`).
+    func nodeToNode(_ reading: FleetReading?) async -> NodeToNodeObservations {
+        let targets: [NodeToNodeObservations.Target]
+        do {
+            targets = try await session.kube.list(Node.self).sorted { $0.name < $1.name }.map { node in
+                NodeToNodeObservations.Target(node: node.name, host: node.internalIP.flatMap { $0.isEmpty ? nil : $0 },
+                                              port: node.kubeletPort ?? 10250)
+            }
+        } catch {
+            return NodeToNodeObservations(targets: .unreadable(Self.text(error)), probers: [])
+        }
+        let byName = Dictionary(targets.map { ($0.node, $0) }, uniquingKeysWith: { first, _ in first })
+        var asked: [String: [ReachPeer]] = [:]
+        for (node, peers) in NodeToNodePlan.peers(of: targets.map(\.node)) {
+            asked[node] = peers.compactMap { peer in byName[peer].flatMap { target in target.host.map { ReachPeer(node: peer, host: $0, port: target.port) } } }
+        }
+        let answers: [String: PeerReachability.Answer]
+        do {
+            let fleetReading: FleetReading
+            if let reading { fleetReading = reading } else { fleetReading = try await session.read() }
+            let fleet = try await session.fleet(for: fleetReading)
+            answers = await PeerReachability.ask(fleet, peers: asked, timeoutSeconds: Self.nodeToNodeConnectSeconds)
+            await fleet.close()
+        } catch {
+            let why = Self.text(error)
+            return NodeToNodeObservations(targets: .read(targets), probers: targets.map { .init(node: $0.node, answer: .notAsked(why)) })
+        }
+        let probers = targets.compactMap { target -> NodeToNodeObservations.Prober? in
+            guard let peers = asked[target.node], !peers.isEmpty else { return nil }
+            switch answers[target.node] {
+            case .answered(let results):
+                return .init(node: target.node, answer: .answered(results.map {
+                    .init(to: $0.node, outcome: NodeToNodeObservations.Outcome(rawValue: $0.outcome.rawValue) ?? .unreachable, message: $0.message)
+                }))
+            case .agentTooOld(let why): return .init(node: target.node, answer: .agentTooOld(why))
+            case .failed(let why): return .init(node: target.node, answer: .notAsked(why))
+            case nil: return .init(node: target.node, answer: .notAsked("not asked"))
+            }
+        }
+        return NodeToNodeObservations(targets: .read(targets), probers: probers)
     }
 
     private func deployment(_ namespace: String, _ name: String) async -> ValidationReading<WorkloadObservation?> {
