@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import UpkeepCore
 import UpkeepProtocol
 
 #if canImport(Glibc)
@@ -29,24 +30,11 @@ public struct PeerReach: Sendable {
 
     /// One result per peer, in the order asked.
     public func reach(_ peers: [ReachPeer], timeoutSeconds: Int, deadline: ContinuousClock.Instant?) async -> [ReachPeerResult] {
+        // A connect started after this could end after the deadline: its peer is answered untried.
         let stopLaunching = deadline.map { $0 - .seconds(Self.answerMarginSeconds) - .seconds(timeoutSeconds) }
-        var results = [ReachPeerResult?](repeating: nil, count: peers.count)
-        await withTaskGroup(of: (Int, ReachPeerResult).self) { tasks in
-            var next = 0
-            var running = 0
-            func launch() -> Bool {
-                guard next < peers.count else { return false }
-                if let stopLaunching, ContinuousClock.now > stopLaunching { return false }
-                let (index, peer) = (next, peers[next])
-                next += 1
-                tasks.addTask { (index, await self.connect(peer, timeoutSeconds: timeoutSeconds)) }
-                return true
-            }
-            while running < Self.concurrencyMax, launch() { running += 1 }
-            for await (index, result) in tasks {
-                results[index] = result
-                _ = launch()
-            }
+        let results = await BoundedTasks.map(peers, atOnce: Self.concurrencyMax) { peer -> ReachPeerResult? in
+            if let stopLaunching, ContinuousClock.now > stopLaunching { return nil }
+            return await self.connect(peer, timeoutSeconds: timeoutSeconds)
         }
         let untried = results.filter { $0 == nil }.count
         if untried > 0 { deadlineReached(untried, peers.count) }

@@ -90,22 +90,9 @@ public actor AgentFleet {
     public func inspect(_ nodes: [InventoryNode]) async -> [AgentInspection] {
         let jobs = nodes.map { node in (node, endpoints[node.name]) }
         let (security, configuration, group) = (security, configuration, eventLoopGroup)
-        var results: [String: AgentInspection] = [:]
-        await withTaskGroup(of: AgentInspection.self) { tasks in
-            var next = jobs.makeIterator()
-            var running = 0
-            func launch() -> Bool {
-                guard let (node, endpoint) = next.next() else { return false }
-                tasks.addTask { await Self.inspect(node, at: endpoint, security: security, configuration: configuration, group: group) }
-                return true
-            }
-            while running < configuration.inspectConcurrencyMax, launch() { running += 1 }
-            for await result in tasks {
-                results[result.node] = result
-                _ = launch()
-            }
+        return await BoundedTasks.map(jobs, atOnce: configuration.inspectConcurrencyMax) { node, endpoint in
+            await Self.inspect(node, at: endpoint, security: security, configuration: configuration, group: group)
         }
-        return nodes.compactMap { results[$0.name] }
     }
 
     private static func inspect(_ node: InventoryNode, at endpoint: AgentEndpoint?, security: FleetSecurity, configuration: Configuration,

@@ -21,22 +21,7 @@ public struct ClusterDNSSurvey: Sendable {
 
     /// Each of `nodes` asked for `name`, in the order given.
     public func ask(_ nodes: [String], name: String) async -> [DNSFromNodesObservations.Node] {
-        var answers: [String: DNSFromNodesObservations.Node] = [:]
-        await withTaskGroup(of: DNSFromNodesObservations.Node.self) { tasks in
-            var next = nodes.makeIterator()
-            func launch() -> Bool {
-                guard let node = next.next() else { return false }
-                tasks.addTask { await self.ask(node, name: name) }
-                return true
-            }
-            var running = 0
-            while running < concurrencyMax, launch() { running += 1 }
-            for await answer in tasks {
-                answers[answer.name] = answer
-                _ = launch()
-            }
-        }
-        return nodes.compactMap { answers[$0] }
+        await BoundedTasks.map(nodes, atOnce: concurrencyMax) { node in await self.ask(node, name: name) }
     }
 
     private func ask(_ node: String, name: String) async -> DNSFromNodesObservations.Node {

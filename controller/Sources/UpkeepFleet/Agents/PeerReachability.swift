@@ -26,22 +26,10 @@ public enum PeerReachability {
     /// Each node's agent asked to connect to its peers; nodes with no peers are not asked.
     public static func ask(_ fleet: AgentFleet, peers: [String: [ReachPeer]], timeoutSeconds: Int) async -> [String: Answer] {
         let jobs = peers.filter { !$0.value.isEmpty }.sorted { $0.key < $1.key }
-        var answers: [String: Answer] = [:]
-        await withTaskGroup(of: (String, Answer).self) { tasks in
-            var next = jobs.makeIterator()
-            var running = 0
-            func launch() -> Bool {
-                guard let (node, list) = next.next() else { return false }
-                tasks.addTask { (node, await ask(fleet, node: node, peers: list, timeoutSeconds: timeoutSeconds)) }
-                return true
-            }
-            while running < agentsAtOnce, launch() { running += 1 }
-            for await (node, answer) in tasks {
-                answers[node] = answer
-                _ = launch()
-            }
+        let answers = await BoundedTasks.map(jobs, atOnce: agentsAtOnce) { node, list in
+            (node, await ask(fleet, node: node, peers: list, timeoutSeconds: timeoutSeconds))
         }
-        return answers
+        return Dictionary(answers, uniquingKeysWith: { first, _ in first })
     }
 
     static func ask(_ fleet: AgentFleet, node: String, peers: [ReachPeer], timeoutSeconds: Int) async -> Answer {
