@@ -148,6 +148,12 @@ struct ValidateEndToEndTests {
                                                   "server-1 → agent-1 ", ":10250: refused (", "host firewall accepts TCP 10250"])
             try await sandbox.fault(["agent-1", "clear"])
             _ = try await Self.validate(sandbox, ["--networking"], status: 0, showing: ["healthy   networking/node-to-node: 4 nodes reach"])
+            // An agent that cannot be asked: its row is unknown, never a pass; the others still reach its node.
+            try await sandbox.fault(["agent-1", "agent-down"])
+            _ = try await Self.validate(sandbox, ["--networking"], status: 1,
+                                        showing: ["UNKNOWN   networking/node-to-node: not every node could be asked: agent-1; the 3 asked reach every peer",
+                                                  "agent-1: not asked: no answer from its agent: "])
+            try await sandbox.fault(["agent-1", "clear"])
 
             // applications: what upkeep.yaml declares: a Deployment, a DaemonSet, a StatefulSet made with
             // kubectl, a URL (a stand-in on 127.0.0.1).

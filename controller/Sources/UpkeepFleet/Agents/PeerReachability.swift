@@ -41,6 +41,8 @@ public enum PeerReachability {
             return .agentTooOld("its agent answered \(refusal.code.rawValue) (\(refusal.message)): it is older than the reachPeers request")
         } catch let refusal as ErrorResponse {
             return .failed("its agent answered \(refusal.code.rawValue): \(refusal.message)")
+        } catch let error as AgentTransportError {
+            return .failed("no answer from its agent: \(error.reason)")
         } catch {
             return .failed("\(error)")
         }
