@@ -69,6 +69,18 @@ import UpkeepRollout
         #expect(failing.evidence.contains("agent-1: not asked: connection refused"))
     }
 
+    /// In a cluster larger than the plan's bound, the healthy summary says that not every pair was tried.
+    @Test func aSampledClusterSaysNotEveryPairWasTried() {
+        let names = (0..<70).map { "node-\(String(100 + $0))" }
+        let plan = NodeToNodePlan.peers(of: names)
+        let observed = Observations(targets: .read(names.map { .init(node: $0, host: "10.0.1.\($0.suffix(2))", port: 10250) }),
+                                    probers: names.map { name in .init(node: name, answer: .answered((plan[name] ?? []).map { .init(to: $0, outcome: .reachable) })) })
+        let result = ValidationVerdicts.nodeToNode(observed)
+        #expect(result.verdict == .healthy)
+        #expect(result.summary == "70 nodes reach their peers' kubelet port (TCP 10250): 4480 of 4480 pairs connect "
+                + "(of 4830: each node tries at most 64 peers, docs/validate.md)", "\(result.summary)")
+    }
+
     @Test func unreadableNodesAreUnknownAndOneNodeHasNothingToReach() {
         let unread = ValidationVerdicts.nodeToNode(Observations(targets: .unreadable("503"), probers: []))
         #expect(unread.verdict == .unknown && unread.summary == "cannot read the nodes' addresses: 503")

@@ -179,9 +179,12 @@ extension ValidationVerdicts {
                                     evidence: unknownLines + reachedLines, action: actions.joined(separator: "; "))
         }
         let pairs = askers.values.reduce(0, +)
+        let every = targets.count * (targets.count - 1)
+        // The bound of NodeToNodePlan, said where it applies: not every pair was tried.
+        let sampled = pairs < every ? " (of \(every): each node tries at most \(NodeToNodePlan.peersPerNodeMax) peers, docs/validate.md)" : ""
         return ValidationResult(area: .networking, check: check, verdict: .healthy,
                                 summary: "\(observed.probers.count) nodes reach their peers' kubelet port (TCP \(ports)): "
-                                    + "\(pairs) of \(pairs) pairs connect",
+                                    + "\(pairs) of \(pairs) pairs connect\(sampled)",
                                 evidence: reachedLines)
     }
 }
