@@ -251,6 +251,21 @@ enum StoreSchema {
                 ALTER TABLE component_updates ADD COLUMN backup_id TEXT;
                 """)
         }
+        migrator.registerMigration("v11-update-sets") { db in
+            // `upkeep apply --all` (issue 18, item 4): the parent record of a set of stages (a k3s
+            // rollout, Longhorn and Flux updates), each stage naming the rollout or update it ran as.
+            try db.execute(sql: """
+                CREATE TABLE update_sets (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    finished_at INTEGER,
+                    -- running, completed, failed: for queries; set_json is the truth.
+                    outcome TEXT NOT NULL,
+                    set_json TEXT NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX update_sets_created ON update_sets(created_at);
+                """)
+        }
         return migrator
     }
 }
