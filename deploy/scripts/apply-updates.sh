@@ -1,7 +1,10 @@
 #!/bin/bash
-# apply-updates.sh --component k3s|longhorn|flux [--to VERSION | --channel NAME] [--backup]
+# apply-updates.sh --component k3s|longhorn|flux | --all [--to VERSION | --channel NAME] [--backup]
 #                  [--maintenance-window | --emergency] [--validate] [--yes] [--dry-run] [--config FILE]
 #
+# --all: `upkeep apply --all`: k3s (target --to VERSION or --channel NAME, default stable), Longhorn
+# (its next minor) and Flux (its newest release) as one set, in the order the compatibility table
+# allows, one id in `upkeep history`; it stops at the first stage that fails (docs/operations.md).
 # k3s: `upkeep apply` (a health-gated rolling upgrade, a datastore snapshot before every hop,
 # automatic rollback; target --to VERSION or --channel NAME, default the stable channel).
 # longhorn, flux: `upkeep update` through the Git repository Flux watches (target --to VERSION,
@@ -12,7 +15,6 @@
 #   --validate            after it succeeded, `upkeep validate --post-update` (docs/validate.md)
 #   --yes                 do not ask for confirmation (needed without a terminal)
 #   --dry-run             plan and check, change nothing
-# Not yet: --all (issue 18; today one --component at a time).
 # Exit codes are upkeep apply's or upkeep update's (docs/controller.md, docs/gitops.md); with
 # --validate, then upkeep validate's (1: the cluster is not healthy after the change).
 
@@ -20,7 +22,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=wrapper-lib.sh
 . "$(dirname "$0")/wrapper-lib.sh"
 
-component="" to="" channel="" backup=0 window=0 emergency=0 validate=0 dry_run=0
+component="" all=0 to="" channel="" backup=0 window=0 emergency=0 validate=0 dry_run=0
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,8 +35,7 @@ while [ $# -gt 0 ]; do
     --yes) pass+=("$1"); shift ;;
     --dry-run) pass+=("$1"); dry_run=1; shift ;;
     --validate) validate=1; shift ;;
-    --all) later 18 "--all (one plan over k3s, Longhorn and Flux: \`upkeep apply --all\`)" \
-             "run it once per component: --component k3s, then --component longhorn and --component flux" ;;
+    --all) all=1; shift ;;
     *) common_option "$@"; shift "$taken" ;;
   esac
 done
@@ -44,6 +45,20 @@ validated() {
 }
 
 [ "$window" = 1 ] && [ "$emergency" = 1 ] && refuse "--maintenance-window and --emergency contradict each other: choose one"
+
+if [ "$all" = 1 ]; then
+  [ -n "$component" ] && refuse "--all updates every component: give it without --component"
+  [ -n "$to" ] && [ -n "$channel" ] && refuse "give --to or --channel, not both"
+  target=()
+  # With --all, --to and --channel name k3s's target; Longhorn and Flux take their next version.
+  if [ -n "$to" ]; then target=(--to "$to"); elif [ -n "$channel" ]; then target=(--channel "$channel"); fi
+  [ "$emergency" = 1 ] && pass+=(--ignore-window)
+  [ "$backup" = 1 ] && run_upkeep backup now
+  # apply --all validates once at the end of a completed set (exit 10 when unhealthy).
+  run_upkeep apply --all "${target[@]}" "${pass[@]}"
+  validated
+  exit 0
+fi
 
 case "$component" in
   k3s)
@@ -76,6 +91,6 @@ case "$component" in
     run_upkeep update --component "$component" --to "$to" "${pass[@]}"
     validated
     ;;
-  "") refuse "name the component: --component k3s, longhorn or flux (--all comes with issue 18)" ;;
+  "") refuse "name the component: --component k3s, longhorn or flux, or --all" ;;
   *) refuse "--component $component: the components are k3s, longhorn and flux" ;;
 esac

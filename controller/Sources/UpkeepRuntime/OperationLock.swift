@@ -69,6 +69,16 @@ public final class OperationLock: Sendable {
         return grant
     }
 
+    /// Who is told of a loss from now on, instead of whom `acquire` named: an operation run under
+    /// a lock its caller holds (a stage of `upkeep apply --all`). Told at once when it is lost already.
+    public func whenLost(_ tell: @escaping @Sendable (String) -> Void) {
+        let lost = state.withLock { state -> String? in
+            state.tell = tell
+            return state.lost
+        }
+        if let lost { tell(lost) }
+    }
+
     /// Whether everything is still held at `now`: nothing was lost and the cluster lock was
     /// renewed within its deadline. Check it before every action.
     public func isHeld(at now: Instant) -> Bool {

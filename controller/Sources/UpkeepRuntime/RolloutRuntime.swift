@@ -35,6 +35,8 @@ public actor RolloutRuntime {
     private let transport: any AgentTransport
     private let observer: any ClusterObserver
     private let clusterLock: (any ClusterLock)?
+    /// A lock the caller holds around this runtime's runs (the stages of `upkeep apply --all`).
+    private let heldLock: OperationLock?
     private let gates: (any GateReader)?
     private let bracket: (any RunBracket)?
     private let clock: any RuntimeClock
@@ -57,15 +59,18 @@ public actor RolloutRuntime {
     /// `lock`: the cluster lock every run takes after the store's lease (nil: the store's alone).
     /// `gates` reads the configured gates when the engine asks (`checkGates`); without one, every
     /// gate asked for is reported unread, and holds. `bracket`: what every run does under its
-    /// lock before and after driving (nil: nothing).
+    /// lock before and after driving (nil: nothing). `heldLock`: a lock the caller took and gives
+    /// back itself (a set of operations under one lock): a run neither takes nor releases it, and
+    /// stops as on any loss when it is lost.
     public init(store: StateStore, transport: any AgentTransport, observer: any ClusterObserver, lock: (any ClusterLock)? = nil,
-                gates: (any GateReader)? = nil, bracket: (any RunBracket)? = nil,
+                heldLock: OperationLock? = nil, gates: (any GateReader)? = nil, bracket: (any RunBracket)? = nil,
                 clock: any RuntimeClock = WallClock(), configuration: RuntimeConfiguration = RuntimeConfiguration(),
                 updates: @escaping @Sendable (RuntimeUpdate) -> Void = { _ in }) {
         self.store = store
         self.transport = transport
         self.observer = observer
         self.clusterLock = lock
+        self.heldLock = heldLock
         self.gates = gates
         self.bracket = bracket
         self.clock = clock
@@ -174,22 +179,28 @@ public actor RolloutRuntime {
         let (stream, continuation) = AsyncStream.makeStream(of: Input.self,
                                                             bufferingPolicy: .bufferingOldest(configuration.sendsInFlightMax * 4 + 64))
         self.continuation = continuation
-        let lock = OperationLock(store: store, cluster: clusterLock, configuration: configuration, clock: clock)
+        let lock = heldLock ?? OperationLock(store: store, cluster: clusterLock, configuration: configuration, clock: clock)
         let grant: ClusterLockGrant?
-        do {
-            grant = try await lock.acquire(operation: operation, outageAllowed: recorded?.takesTheAPIDown ?? false) { reason in
-                Self.deliver(.lockLost(reason), to: continuation)
+        if heldLock != nil {
+            grant = nil
+            lock.whenLost { reason in Self.deliver(.lockLost(reason), to: continuation) }
+        } else {
+            do {
+                grant = try await lock.acquire(operation: operation, outageAllowed: recorded?.takesTheAPIDown ?? false) { reason in
+                    Self.deliver(.lockLost(reason), to: continuation)
+                }
+            } catch {
+                stopTasks()
+                throw error
             }
-        } catch {
-            stopTasks()
-            throw error
         }
         self.lock = lock
-        // Every way out: the tasks first (nothing more is sent), then the lock.
+        // Every way out: the tasks first (nothing more is sent), then the lock (the caller's stays held).
+        let owned = heldLock == nil
         func end() async {
             stopTasks()
             self.lock = nil
-            await lock.release()
+            if owned { await lock.release() }
         }
         switch grant {
         case .localOnly(let reason)?:

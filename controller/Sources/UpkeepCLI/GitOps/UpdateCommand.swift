@@ -91,8 +91,11 @@ struct Update: AsyncParsableCommand {
     }
 
     /// What `upkeep update` does once its options are read; `upkeep serve` updates through it
-    /// too (the same refusals, lock, commit, wait, revert and record). Returns the exit code.
-    static func perform(_ request: GitOpsRequest, session: ClusterSession, store: StateStore, windows: [MaintenanceWindow]?) async throws -> Int32 {
+    /// too (the same refusals, lock, commit, wait, revert and record), and so does a stage of
+    /// `upkeep apply --all` (`stage`: the set's lock, held already, and who is told the update's
+    /// id; the set validates once at its end). Returns the exit code.
+    static func perform(_ request: GitOpsRequest, session: ClusterSession, store: StateStore, windows: [MaintenanceWindow]?,
+                        stage: SetStageHooks? = nil) async throws -> Int32 {
         // Flux applies the commit: with its objects suspended it never would.
         let maintenance: MaintenancePeriod?
         do {
@@ -106,11 +109,13 @@ struct Update: AsyncParsableCommand {
                                  message: "refused: maintenance mode is on (\(MaintenanceStatusCommand.headline(maintenance))), so Flux would not "
                                      + "apply the commit; `upkeep maintenance disable` first; nothing was committed")
         }
-        let lock = OperationLock(store: store, cluster: try session.clusterLease(store: store),
-                                 configuration: RuntimeConfiguration(forceTakeover: request.forceTakeover))
+        let lock = try stage?.lock ?? OperationLock(store: store, cluster: try session.clusterLease(store: store),
+                                                    configuration: RuntimeConfiguration(forceTakeover: request.forceTakeover))
         var update = GitOpsUpdate(kube: session.kube, store: store, stateDirectory: session.stateDirectory, namespace: request.namespace,
                                   name: request.name, repoOverride: request.repo, timeoutSeconds: request.timeoutSeconds, lock: lock)
         update.initiator = request.initiator
+        update.lockIsHeld = stage != nil
+        update.started = stage?.started
         if session.config.backups.beforeUpdate {
             update.beforeCommit = { id in try await Backups.beforeUpdate(id, session: session, store: store) }
         }
@@ -149,7 +154,7 @@ struct Update: AsyncParsableCommand {
             return plan
         }
         // Validated only when this run completed an update (not a dry run, not "already there").
-        guard code == RolloutExitCode.done, !request.dryRun,
+        guard code == RolloutExitCode.done, !request.dryRun, stage == nil,
               let last = try? store.componentUpdates(limit: 1).first, last.component == request.component, last.outcome == .completed,
               let finished = last.finishedAt, finished >= began
         else { return code }
@@ -297,6 +302,11 @@ struct GitOpsUpdate {
     let timeoutSeconds: Int
     /// Held from before the commit to the end; nil: none (tests of the flow alone).
     var lock: OperationLock? = nil
+    /// `lock` is held already by the caller (a stage of `upkeep apply --all`): checked before
+    /// every write as always, but neither taken nor given back here.
+    var lockIsHeld = false
+    /// Told the update's id once its record exists (a stage of `upkeep apply --all` records it).
+    var started: (@Sendable (String) throws -> Void)? = nil
     /// Who started it, recorded with the update.
     var initiator = Initiator.current()
     /// Runs under the lock right before the commit (the datastore backup of
@@ -336,7 +346,9 @@ struct GitOpsUpdate {
         }
         if !confirmed { try Apply.confirm("y") }
         let id = (workspace as NSString).lastPathComponent.replacingOccurrences(of: "r", with: "u", options: .anchored)
-        guard let lock else { return try await committed(plan: plan, change: change, url: url, branch: branch, workspace: workspace, id: id) }
+        guard let lock, !lockIsHeld else {
+            return try await committed(plan: plan, change: change, url: url, branch: branch, workspace: workspace, id: id)
+        }
         return try await lock.holding("update \(id)", untouched: "nothing was committed", say: say) {
             try await committed(plan: plan, change: change, url: url, branch: branch, workspace: workspace, id: id)
         }
@@ -373,7 +385,7 @@ struct GitOpsUpdate {
     func carryOn(_ record: ComponentUpdateRecord,
                  judge: (GitOpsSource, _ committed: String) async throws -> GitOpsFollowUp) async throws -> CarriedOn {
         let source = try await readSource()
-        guard let lock else { return try await carryOnHeld(record, source: source, judge: judge) }
+        guard let lock, !lockIsHeld else { return try await carryOnHeld(record, source: source, judge: judge) }
         return try await lock.holding("update \(record.id)", untouched: "update \(record.id) was left as it is", say: say) {
             try await carryOnHeld(record, source: source, judge: judge)
         }
@@ -386,6 +398,7 @@ struct GitOpsUpdate {
             say("update \(first.id) has finished meanwhile (`upkeep history --updates`)")
             return .ended(RolloutExitCode.done)
         }
+        try started?(record.id)
         let url = record.repository
         let branch = source.branch
         // Recorded with its commit since the record existed; one without names nothing pushed.
@@ -441,6 +454,7 @@ struct GitOpsUpdate {
         record.snapshots = snapshots
         try storeCall { try store.saveComponentUpdate(record) }
         try storeCall { try store.recordOperation(OperationStamp(.update, by: initiator), subject: record.id, now: record.startedAt) }
+        try started?(record.id)
         if let ignored = plan.ignoredCompatibility {
             try storeCall {
                 try store.recordOperation(OperationStamp(.ignoreCompatibility, by: initiator), subject: record.id, detail: ignored, now: record.startedAt)

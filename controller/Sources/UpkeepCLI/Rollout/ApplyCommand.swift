@@ -35,9 +35,17 @@ struct Apply: AsyncParsableCommand {
             anything (also: the compatibility table refuses the target; --ignore-compatibility with the target typed, \
             or --confirm-ignore-compatibility=V, goes on and is recorded in history), 6 another controller holds the \
             lease, 7 a binary could not be fetched or verified, 8 the cluster or release source could not be read, \
-            9 the state database failed.
+            9 the state database failed, 10 done but the post-update validation found the cluster unhealthy.
+
+            --all: one set over k3s (this command's target), Longhorn (its next minor) and Flux (its newest v2 \
+            release), ordered by the compatibility table, one id in `upkeep history`; it stops at the first stage \
+            that fails, which exits as its own command would (`upkeep update`'s codes for Longhorn and Flux). \
+            docs/controller.md, "upkeep apply --all".
             """
     )
+
+    @Flag(name: .long, help: "Upgrade k3s, Longhorn and Flux as one set, in the order the compatibility table allows.")
+    var all = false
 
     @OptionGroup var configOption: ConfigOption
     @OptionGroup var target: TargetOptions
@@ -45,12 +53,20 @@ struct Apply: AsyncParsableCommand {
     @OptionGroup(title: "Compatibility") var compatibility: CompatibilityOptions
     @OptionGroup(title: "Drain (each overrides its field of policy.drain)") var drain: DrainFlags
 
+    func validate() throws {
+        if all && target.allowDowngrade { throw ValidationError("--all only upgrades; --allow-downgrade goes with a k3s target alone") }
+    }
+
     func run() async throws {
         var config = try configOption.load()
         drain.apply(to: &config.rollout)
         let store = try openStateStore(config)
         let code = try await NotificationRun.with(config, store: store) {
             try await ClusterSession.with(config) { session in
+                if all {
+                    return try await ApplyAllRun(session: session, store: store, target: target, change: change,
+                                                 compatibility: compatibility.choice).run()
+                }
                 let version = try await session.resolveTarget(to: target.to, channel: target.channel)
                 return try await Self.applyPlanned(session: session, store: store, change: change, target: version,
                                                    compatibility: compatibility.choice) {
@@ -70,9 +86,11 @@ struct Apply: AsyncParsableCommand {
     /// `kind`: what a new rollout is recorded as (apply, or rollback for a downgrade); `initiator`:
     /// who started it (`upkeep serve` gives itself and its policy). A target the compatibility
     /// table refuses is refused unless `compatibility` ignores it, which serve never does.
+    /// `stage`: when the rollout is a stage of `upkeep apply --all`, the set's lock it runs under
+    /// and who is told the rollout's id before it starts.
     static func applyPlanned(session: ClusterSession, store: StateStore, change: ChangeOptions, confirmation: String? = nil,
                              target: K3sVersion, kind: OperationKind = .apply, initiator: Initiator = .current(),
-                             compatibility: CompatibilityChoice = CompatibilityChoice(),
+                             compatibility: CompatibilityChoice = CompatibilityChoice(), stage: SetStageHooks? = nil,
                              makePlan: () async throws -> PlannedRollout) async throws -> Int32 {
         if let unfinished = try storeCall({ try store.unfinishedRollout() }) {
             guard unfinished.target == target else {
@@ -82,7 +100,9 @@ struct Apply: AsyncParsableCommand {
             }
             print("rollout \(unfinished.id) to \(unfinished.target) has not finished; carrying it on"
                   + (change.ignoreWindow ? " outside the maintenance windows (--ignore-window)" : " within the maintenance windows of this configuration"))
-            return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, initiator: initiator)
+            try stage?.started(unfinished.id)
+            return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, initiator: initiator,
+                                           heldLock: stage?.lock, validates: stage == nil)
                 .run(.resume(unfinished.id, ignoreWindow: change.ignoreWindow), reading: try await session.read())
         }
         if !change.forceTakeover { try await session.refuseIfLeaseHeld(store: store) }
@@ -147,7 +167,9 @@ struct Apply: AsyncParsableCommand {
             print("no datastore backups taken (\(change.skipBackup ? "--skip-backup" : "backups.beforeApply is false"))"
                   + (plan.hops.contains { $0.rollbackKind == .restore } ? "; a hop that raises the servers' minor cannot then be rolled back" : ""))
         }
-        return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, artifacts: cache, initiator: initiator)
+        try stage?.started(rolloutID)
+        return try await RolloutDriver(session: session, store: store, forceTakeover: change.forceTakeover, artifacts: cache, initiator: initiator,
+                                       heldLock: stage?.lock, validates: stage == nil)
             .run(.new(engine, kind), reading: planned.reading)
     }
 

@@ -10,13 +10,13 @@ import UpkeepPOSIX
 /// rollout in full (plan, per-node steps with times, notices).
 struct History: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List past rollouts, or show one in full.",
-        discussion: "Exit codes: 0 shown, 2 usage (also: no rollout with that id), 9 the state database could not be read."
+        abstract: "List past rollouts (and `upkeep apply --all` sets), or show one in full.",
+        discussion: "Exit codes: 0 shown, 2 usage (also: no rollout or set with that id), 9 the state database could not be read."
     )
 
     @OptionGroup var configOption: ConfigOption
 
-    @Argument(help: "A rollout id: show that rollout in full.")
+    @Argument(help: "A rollout id (or a set id, s…): show it in full.")
     var id: String?
 
     @Option(name: .long, help: ArgumentHelp("Only rollouts created in this period: 30d, 12h, 90m.", valueName: "AGE"))
@@ -34,7 +34,11 @@ struct History: AsyncParsableCommand {
     @Flag(name: .long, help: "List component updates through Git (`upkeep update`) instead of k3s rollouts.")
     var updates = false
 
+    @Flag(name: .long, help: "List `upkeep apply --all` sets (each stage with its rollout or update) instead of k3s rollouts.")
+    var sets = false
+
     func validate() throws {
+        if updates && sets { throw ValidationError("use either --updates or --sets") }
         guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
         if let since { _ = try Self.ageMilliseconds(since) }
         if since != nil && lastThirtyDays { throw ValidationError("use either --since or --last-30-days") }
@@ -74,6 +78,15 @@ struct History: AsyncParsableCommand {
                 }
                 return
             }
+            if sets {
+                let records = try store.updateSets(limit: limit)
+                print(output == .json ? try jsonText(records) : Self.setsTable(records), terminator: "")
+                return
+            }
+            if let id, let set = try store.updateSet(id: id) {
+                print(output == .json ? try jsonText(set) : Self.render(set), terminator: "")
+                return
+            }
             if let id {
                 let detail = try store.rollout(id: id)
                 print(output == .json ? try jsonText(detail) : Self.render(detail), terminator: "")
@@ -91,6 +104,10 @@ struct History: AsyncParsableCommand {
                      record.from, record.target.description, record.nodeSummary, record.outcomeText]
                 }), terminator: "")
             }
+            if output == .table {
+                let sets = try store.updateSets(limit: limit)
+                if !sets.isEmpty { print("\nsets (upkeep apply --all; `upkeep history ID` shows one):\n" + Self.setsTable(sets), terminator: "") }
+            }
         } catch let error as StoreError {
             // An id the database does not hold is the operator's to fix, as `report` says too.
             if case .unknownRollout = error { throw CommandFailure(code: RolloutExitCode.usage, message: error.description) }
@@ -103,6 +120,29 @@ struct History: AsyncParsableCommand {
         var text = record.message
         if let ignored = record.ignoredCompatibility { text += " [\(ignored.summary)]" }
         if let validation = record.validation { text += " [post-update validation: \(validation.detail ?? "recorded")]" }
+        return text
+    }
+
+    static func setsTable(_ sets: [UpdateSetRecord]) -> String {
+        guard !sets.isEmpty else { return "no sets yet (`upkeep apply --all`)\n" }
+        return renderTable(["ID", "CREATED", "BY", "FINISHED", "STAGES", "OUTCOME"], sets.map { set in
+            [set.id, set.createdAt.utcDescription, set.by.description, set.finishedAt?.utcDescription ?? "-", set.stageSummary,
+             set.outcome.rawValue + (set.message.isEmpty ? "" : " (\(set.message))")]
+        })
+    }
+
+    /// One set: its stages in order, each with the rollout or update it ran as.
+    static func render(_ set: UpdateSetRecord) -> String {
+        var text = "set \(set.id) (upkeep apply --all) by \(set.by)\n"
+        text += "created \(set.createdAt.utcDescription)" + (set.finishedAt.map { ", finished \($0.utcDescription)" } ?? "") + "\n"
+        text += "outcome: \(set.outcome.rawValue)" + (set.message.isEmpty ? "" : " (\(set.message))") + "\n\n"
+        text += renderTable(["STAGE", "COMPONENT", "FROM", "TO", "STATE", "ID", "EXIT", "STARTED", "FINISHED"], set.stages.enumerated().map { index, stage in
+            ["\(index + 1)", stage.component, stage.from, stage.to, stage.state.rawValue, stage.ref ?? "-", stage.exitCode.map(String.init) ?? "-",
+             stage.startedAt?.utcDescription ?? "-", stage.finishedAt?.utcDescription ?? "-"]
+        })
+        text += "\n" + set.stages.enumerated().map { index, stage in
+            "\(index + 1). \(stage.why)" + (stage.message.isEmpty ? "" : "; \(stage.message)") + "\n"
+        }.joined()
         return text
     }
 

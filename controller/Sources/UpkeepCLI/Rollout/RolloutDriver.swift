@@ -17,6 +17,11 @@ struct RolloutDriver {
     var artifacts: ArtifactCache? = nil
     /// Who started it, recorded with its operations (`upkeep serve`: the service and its policy).
     var initiator = Initiator.current()
+    /// The lock of the set this rollout is a stage of (`upkeep apply --all`), held by the caller
+    /// around every stage; nil: the rollout takes and gives back its own.
+    var heldLock: OperationLock? = nil
+    /// Whether a completed rollout runs the post-update validation (a set validates once, at its end).
+    var validates = true
 
     enum Start {
         /// A new rollout made by `kind`: apply, rollback (a downgrade) or recover.
@@ -59,7 +64,8 @@ struct RolloutDriver {
             ? RolloutMaintenance(session.maintenanceMode(store: store, say: { view.say($0) }), by: OperatorIdentity.name(initiator),
                                  say: { view.say($0) })
             : nil
-        let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer, lock: clusterLock, gates: gates.reader,
+        let runtime = RolloutRuntime(store: store, transport: transport, observer: session.observer, lock: clusterLock, heldLock: heldLock,
+                                     gates: gates.reader,
                                      bracket: maintenance,
                                      configuration: RuntimeConfiguration(initiator: initiator, forceTakeover: forceTakeover),
                                      updates: { view.show($0) })
@@ -106,7 +112,7 @@ struct RolloutDriver {
         case .finished(.completed):
             view.say("done: every node runs its target version")
             // A recovery ran with the API down: its checks would only find it down.
-            guard live else { return RolloutExitCode.done }
+            guard live, validates else { return RolloutExitCode.done }
             return await PostUpdateValidation.run(session: session, store: store, what: "the rollout", subject: subject, by: initiator) { view.say($0) }
         case .restored(let cause):
             view.say("done: \(cause)")

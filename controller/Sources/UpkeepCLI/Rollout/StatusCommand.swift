@@ -85,6 +85,8 @@ struct Status: AsyncParsableCommand {
         var maintenance: MaintenancePeriod?
         /// The configured gates: what holds the current wave, and what they said when last read.
         var gates: GatesStatus?
+        /// The `upkeep apply --all` set not finished (running, or its process gone), if any.
+        var updateSet: UpdateSetRecord? = nil
     }
 
     struct GatesStatus: Codable {
@@ -159,7 +161,8 @@ struct Status: AsyncParsableCommand {
                           lease: try store.currentLease(),
                           cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore,
                           windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) },
-                          maintenance: try store.openMaintenancePeriod(), gates: engine.flatMap(GatesStatus.init))
+                          maintenance: try store.openMaintenancePeriod(), gates: engine.flatMap(GatesStatus.init),
+                          updateSet: try store.unfinishedUpdateSet())
         } catch let error as StoreError {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
@@ -189,6 +192,19 @@ struct Status: AsyncParsableCommand {
         return view
     }
 
+    /// The unfinished set, its stage and what to do when its process is gone.
+    static func setLine(_ set: UpdateSetRecord) -> String {
+        guard let index = set.stages.firstIndex(where: { $0.state == .running }) else {
+            return "set \(set.id) (upkeep apply --all) has not finished: \(set.stageSummary); `upkeep apply --all` carries it on\n"
+        }
+        let stage = set.stages[index]
+        let what = stage.component == "k3s"
+            ? "if its process is gone: `upkeep resume` finishes rollout \(stage.ref ?? "(none started)"), then `upkeep apply --all` carries the set on"
+            : "if its process is gone: `upkeep apply --all` carries update \(stage.ref ?? "(none started)") and the set on"
+        return "set \(set.id) (upkeep apply --all) has not finished: stage \(index + 1) of \(set.stages.count), \(stage.component) "
+            + "\(stage.from) → \(stage.to), is running; \(what)\n"
+    }
+
     static func render(_ report: Report) -> String {
         let maintenance = report.maintenance.map { period in
             var line = "maintenance mode: on, \(MaintenanceStatusCommand.headline(period)); \(period.suspended.count) Flux objects suspended"
@@ -197,14 +213,15 @@ struct Status: AsyncParsableCommand {
             }
             return line + "\n"
         } ?? ""
+        let set = report.updateSet.map(Self.setLine) ?? ""
         var leases = report.clusterLease.line + "\n"
         if let lease = report.lease {
             leases += "state directory lease: \(lease.holder) until \(lease.expiresAt.utcDescription)\n"
         }
         guard let record = report.rollout else {
-            return maintenance + leases + "no rollouts yet; start one with `upkeep plan` and `upkeep apply`\n"
+            return set + maintenance + leases + "no rollouts yet; start one with `upkeep plan` and `upkeep apply`\n"
         }
-        var text = maintenance + (report.inProgress ? "rollout in progress: " : "last rollout: ")
+        var text = set + maintenance + (report.inProgress ? "rollout in progress: " : "last rollout: ")
         text += "\(record.id) \(record.from) -> \(record.target): \(record.outcomeText)\n"
         if let made = record.startedBy { text += "started: \(made.summary) at \(made.at.utcDescription)\n" }
         text += leases
