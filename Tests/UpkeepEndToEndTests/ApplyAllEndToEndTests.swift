@@ -113,7 +113,8 @@ struct ApplyAllEndToEndTests {
             #expect(listed.output.contains(done.id) && listed.output.contains("longhorn done, k3s done, flux done")
                     && listed.output.contains(stopped.id), "\(listed.output)")
             let shown = try await sandbox.controller(["history", done.id], config: config, timeoutSeconds: 30)
-            #expect(shown.status == 0 && shown.output.contains(rolloutID) && shown.output.contains(flux.id), "\(shown.output)")
+            #expect(shown.status == 0 && shown.output.contains(rolloutID) && shown.output.contains(flux.id)
+                    && shown.output.contains("validate by ") && shown.output.contains("healthy ("), "the set's validation is recorded on it: \(shown.output)")
             let current = try await sandbox.controller(all + ["--dry-run"], config: config, timeoutSeconds: 120)
             #expect(current.status == 0 && current.output.contains("nothing to do"), "\(current.output)")
         }

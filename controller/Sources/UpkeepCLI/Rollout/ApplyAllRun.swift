@@ -137,6 +137,12 @@ struct ApplyAllRun {
             case .pending:
                 say("\(title) starts: \(stage.why)")
             }
+            // Lost between stages (its renewal failed, another controller took it): nothing more is
+            // started; the set stays unfinished and the next `apply --all` carries it on.
+            if let lost = lock.loss() {
+                throw CommandFailure(code: RolloutExitCode.leaseHeld, message: "\(lost); set \(id) stopped before its stage \(index + 1), "
+                                         + "which did not start; `upkeep apply --all` carries the set on")
+            }
             try ledger.update { set in
                 set.stages[index].state = .running
                 if set.stages[index].startedAt == nil { set.stages[index].startedAt = .wallClockNow() }

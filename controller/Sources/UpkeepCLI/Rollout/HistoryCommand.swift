@@ -84,7 +84,7 @@ struct History: AsyncParsableCommand {
                 return
             }
             if let id, let set = try store.updateSet(id: id) {
-                print(output == .json ? try jsonText(set) : Self.render(set), terminator: "")
+                print(output == .json ? try jsonText(set) : Self.render(set, operations: try store.operations(subject: set.id)), terminator: "")
                 return
             }
             if let id {
@@ -131,11 +131,14 @@ struct History: AsyncParsableCommand {
         })
     }
 
-    /// One set: its stages in order, each with the rollout or update it ran as.
-    static func render(_ set: UpdateSetRecord) -> String {
+    /// One set: its stages in order, each with the rollout or update it ran as, and what was
+    /// recorded on the set itself (its post-update validation).
+    static func render(_ set: UpdateSetRecord, operations: [OperationEntry] = []) -> String {
         var text = "set \(set.id) (upkeep apply --all) by \(set.by)\n"
         text += "created \(set.createdAt.utcDescription)" + (set.finishedAt.map { ", finished \($0.utcDescription)" } ?? "") + "\n"
-        text += "outcome: \(set.outcome.rawValue)" + (set.message.isEmpty ? "" : " (\(set.message))") + "\n\n"
+        text += "outcome: \(set.outcome.rawValue)" + (set.message.isEmpty ? "" : " (\(set.message))") + "\n"
+        for operation in operations { text += "\(operation.at.utcDescription) \(operation.summary)\n" }
+        text += "\n"
         text += renderTable(["STAGE", "COMPONENT", "FROM", "TO", "STATE", "ID", "EXIT", "STARTED", "FINISHED"], set.stages.enumerated().map { index, stage in
             ["\(index + 1)", stage.component, stage.from, stage.to, stage.state.rawValue, stage.ref ?? "-", stage.exitCode.map(String.init) ?? "-",
              stage.startedAt?.utcDescription ?? "-", stage.finishedAt?.utcDescription ?? "-"]
