@@ -16,6 +16,7 @@ import UpkeepStore
 @Suite(.serialized, .timeLimit(.minutes(8)))
 struct ApplyAllEndToEndTests {
     static let prerequisites = "https://example.test/flux-prerequisites"
+    static let matrix = "https://example.test/longhorn-support-matrix"
     static let target = ServeEndToEndTests.stable
 
     func sets(_ sandbox: EndToEndSandbox, config: String) async throws -> [UpdateSetRecord] {
@@ -52,6 +53,18 @@ struct ApplyAllEndToEndTests {
                     && dry.output.contains("so after k3s"), "why Flux goes last: \(dry.output)")
             #expect(try await gitOps.log(sandbox) == seeded, "a dry run commits nothing")
             #expect(try await sets(sandbox, config: config).isEmpty, "a dry run records nothing")
+
+            // A support matrix under which Longhorn fits on neither side of k3s: refused, naming it.
+            let stuck = "\(sandbox.directory)/no-order.json"
+            try """
+                {"entries":[{"component":"longhorn","from":"v1.7.0","before":"v1.8.0","kubernetesMax":"v1.31","source":"\(Self.matrix)"},
+                {"component":"longhorn","from":"v1.8.0","kubernetesMin":"v1.32","source":"\(Self.matrix)"}]}
+                """.write(toFile: stuck, atomically: true, encoding: .utf8)
+            let noOrder = try await sandbox.controller(["apply", "--all", "--channel", "stable", "--compatibility", stuck, "--yes"], config: config,
+                                                       timeoutSeconds: 120)
+            #expect(noOrder.status == 5 && noOrder.output.contains("allows no order for Longhorn v1.7.2 → v1.8.0 and k3s")
+                    && noOrder.output.contains(Self.matrix) && noOrder.output.contains("nothing was changed"), "\(noOrder.output)")
+            #expect(try await sets(sandbox, config: config).isEmpty, "a refused set records nothing")
 
             // Helm fails the Longhorn upgrade: the first stage is reverted, k3s and Flux are not run.
             try await sandbox.fault(["longhorn", "upgrade-fails"])
