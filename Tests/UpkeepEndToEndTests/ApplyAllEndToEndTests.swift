@@ -132,4 +132,38 @@ struct ApplyAllEndToEndTests {
             #expect(current.status == 0 && current.output.contains("nothing to do"), "\(current.output)")
         }
     }
+
+    /// Killed after its Longhorn stage pushed (Flux's source suspended, so nothing was applied):
+    /// the next `apply --all` carries that update on (one commit, not reverted) and runs the
+    /// rest, Flux then k3s (the built-in table lets both releases go first), in the same set.
+    @Test func aSetKilledInAGitOpsStageCarriesTheUpdateOnAndRunsTheRest() async throws {
+        try await EndToEndSandbox.with(servers: 1, agents: 1, k3sVersion: EndToEndTests.start) { sandbox in
+            let gitOps = GitOpsEndToEndTests()
+            let resume = GitOpsResumeEndToEndTests()
+            let config = sandbox.config
+            let subject = "upkeep longhorn: upgrade to v1.8.0 (chart 1.7.2 → 1.8.0)"
+            try await resume.suspendSource(sandbox, true)
+            let killed = try sandbox.start(["apply", "--all", "--channel", "stable", "--yes"])
+            _ = try await killed.waitForLine("the Longhorn stage's push", timeoutSeconds: 180) { $0.contains("pushed ") && $0.contains("waiting for Flux") }
+            kill(-killed.pid, SIGKILL)
+            _ = await killed.exitCode(timeoutSeconds: 10)
+            let left = try #require(try await sets(sandbox, config: config).first)
+            #expect(left.stages.map(\.component) == ["longhorn", "flux", "k3s"] && left.stages.map(\.state) == [.running, .pending, .pending], "\(left)")
+            let update = try #require(left.stages[0].ref)
+            let status = try await sandbox.controller(["status"], timeoutSeconds: 30)
+            #expect(status.output.contains("stage 1 of 3, longhorn v1.7.2 → v1.8.0, is running")
+                    && status.output.contains("`upkeep apply --all` carries update \(update)"), "\(status.output)")
+
+            try await resume.suspendSource(sandbox, false)
+            let carried = try await sandbox.controller(["apply", "--all", "--channel", "stable", "--yes", "--force-takeover"], timeoutSeconds: 300)
+            #expect(carried.status == 0 && carried.output.contains("was interrupted; carrying it on") && carried.output.contains("set \(left.id) done"),
+                    "\(carried.output)")
+            let log = try await gitOps.log(sandbox)
+            #expect(log.filter { $0 == subject }.count == 1 && log.first == "upkeep flux: upgrade to v2.5.1", "one Longhorn commit, not reverted: \(log)")
+            let done = try #require(try await sets(sandbox, config: config).first)
+            #expect(done.id == left.id && done.stages[0].ref == update && done.stages.allSatisfy { $0.state == .done }, "\(done)")
+            #expect(try await updates(sandbox, config: config).first { $0.id == update }?.outcome == .completed)
+            try await sandbox.expectAllNodes(at: Self.target, "after the set")
+        }
+    }
 }
