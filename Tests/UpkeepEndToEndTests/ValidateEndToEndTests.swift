@@ -229,6 +229,9 @@ struct ValidateEndToEndTests {
                                         showing: ["UNHEALTHY cluster/ready: 1 of 4 nodes not Ready: agent-1",
                                                   "UNHEALTHY storage/managers: longhorn-manager not running and Ready on agent-1",
                                                   "UNHEALTHY storage/instance-managers: no running instance manager on agent-1"])
+            // …and a declared DaemonSet: its pod on agent-1 is not Ready.
+            _ = try await Self.validate(sandbox, ["--applications"], config: declared, status: 1,
+                                        showing: ["UNHEALTHY applications/DaemonSet/longhorn-system/longhorn-manager: "])
         }
     }
 
