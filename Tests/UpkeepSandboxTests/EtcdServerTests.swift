@@ -117,7 +117,7 @@ struct EtcdServerTests {
             #expect(after.cluster == alone.cluster && after.members.count == 3 && after.members.allSatisfy { !$0.name.isEmpty }, "\(after)")
 
             // The API read the restored datastore back: the snapshot's objects, not the later one.
-            let reloaded = try await HostTests.eventually(timeoutSeconds: 30) {
+            let reloaded = try await HostTests.eventually(timeoutSeconds: 90) {
                 try await Self.kubectl(runner, ["get", "configmap", "after"]).output.contains("NotFound")
             }
             #expect(reloaded, "the object written after the snapshot is gone")
@@ -125,7 +125,7 @@ struct EtcdServerTests {
             let datastore = try await Self.kubectl(runner, ["get", "--raw", "/sandbox/v1/datastore"])
             #expect((try? JSON.parse(datastore.output))?["reloads"]?.int ?? 0 >= 1, "\(datastore.output)")
             #expect(try await Self.createEventually(runner, "after-restore").status == 0)
-            let ready = try await HostTests.eventually(timeoutSeconds: 30) {
+            let ready = try await HostTests.eventually(timeoutSeconds: 90) {
                 let nodes = try await Self.kubectl(runner, ["get", "nodes", "--no-headers"]).output
                 return nodes.split(separator: "\n").count == 3 && nodes.split(separator: "\n").allSatisfy { $0.contains(" Ready ") }
             }
@@ -140,7 +140,7 @@ struct EtcdServerTests {
             let etcd = try #require(Self.etcdPID(server))
             let k3s = SystemctlStandIn.currentState(server).mainPID
             kill(k3s, SIGKILL)
-            let gone = try await HostTests.eventually(timeoutSeconds: 15) { !Spawn.isAlive(etcd) }
+            let gone = try await HostTests.eventually(timeoutSeconds: 60) { !Spawn.isAlive(etcd) }
             #expect(gone, "the member \(etcd) of a SIGKILLed k3s \(k3s) stops with it")
 
             // Both stopped: server-2 resets membership to a cluster of itself, its data kept.
@@ -187,7 +187,7 @@ struct EtcdServerTests {
             try FileManager.default.copyItem(atPath: "\(backup)/state.db", toPath: "\(db)/state.db")
             try FileManager.default.copyItem(atPath: "\(backup)/token", toPath: "\(server.dataDir)/server/token")
             #expect(try await Self.systemctl(server, "start").status == 0)
-            let reloaded = try await HostTests.eventually(timeoutSeconds: 30) {
+            let reloaded = try await HostTests.eventually(timeoutSeconds: 90) {
                 try await Self.kubectl(runner, ["get", "configmap", "after"]).output.contains("NotFound")
             }
             #expect(reloaded, "the object written after the backup is gone")
