@@ -259,7 +259,7 @@ struct ValidateEndToEndTests {
             let original = try String(contentsOfFile: sandbox.config, encoding: .utf8)
             try #require(!original.contains("\nvalidate:"), "the sandbox's configuration has its own validate section")
             let judgingFlux = "\(sandbox.directory)/upkeep-after-change.yaml"
-            try (original + "\nvalidate:\n  afterChange: [flux, versions]\n").write(toFile: judgingFlux, atomically: true, encoding: .utf8)
+            try (original + "\nvalidate:\n  afterChange: [flux, networking, versions]\n").write(toFile: judgingFlux, atomically: true, encoding: .utf8)
             try await Self.suspendApps(sandbox, true)
             let resumed = try await sandbox.controller(["resume", "--force-takeover"], config: judgingFlux, timeoutSeconds: 240)
             #expect(resumed.status == 10 && resumed.output.contains("done: every node runs its target version")
@@ -267,6 +267,8 @@ struct ValidateEndToEndTests {
                     && resumed.output.contains("UNHEALTHY flux/suspended: suspended, not by maintenance mode: Kustomization/flux-system/apps"),
                     "\(resumed.output)")
             #expect(!resumed.output.contains("versions/k3s"), "only the failing checks are said:\n\(resumed.output)")
+            // The networking checks ask the agents without the cluster's checks: healthy, unsaid.
+            #expect(!resumed.output.contains("networking/"), "\(resumed.output)")
             // …and the state database keeps the result with the rollout.
             let listed = try await sandbox.controller(["history", "-o", "json"])
             let newest = try #require(try JSONDecoder().decode([RolloutRecord].self, from: Data(listed.output.utf8)).first, "\(listed.output)")

@@ -116,12 +116,12 @@ struct ValidateCommand: AsyncParsableCommand {
     static func results(_ areas: [ValidationArea], reader: ValidationReader, rebuildSecondsMax: Int,
                         declared: ApplicationChecks) async throws -> [ValidationResult] {
         var results: [ValidationResult] = []
-        var reading: FleetReading?
-        if areas.contains(.cluster) || areas.contains(.storage) {
-            let (cluster, read) = await reader.cluster()
-            reading = read
-            if areas.contains(.cluster) { results += ValidationVerdicts.cluster(cluster) }
-        }
+        // Read once for every area that needs the nodes: `--networking` alone (or
+        // `validate.afterChange: [networking]`) asks the agents too.
+        let needsNodes = areas.contains(.cluster) || areas.contains(.storage) || areas.contains(.networking)
+        let read = needsNodes ? await reader.nodes() : nil
+        let reading = try? read?.get()
+        if areas.contains(.cluster), let read { results += ValidationVerdicts.cluster(await reader.cluster(read)) }
         if areas.contains(.flux) { results += ValidationVerdicts.flux(await reader.flux()) }
         if areas.contains(.storage) {
             let nodes = reading?.nodes.map(\.node.name) ?? []

@@ -21,20 +21,26 @@ struct ValidationReader {
 
     // MARK: - cluster
 
-    func cluster() async -> (ClusterValidationObservations, reading: FleetReading?) {
+    /// The nodes and their agents, as the rollout reads them: read once, for every check that
+    /// needs them (the cluster's, storage's managers, the networking checks through the agents).
+    func nodes() async -> Result<FleetReading, any Error> {
+        do { return .success(try await session.read()) } catch { return .failure(error) }
+    }
+
+    func cluster(_ read: Result<FleetReading, any Error>) async -> ClusterValidationObservations {
         let rollout = unfinishedRollout()
         let reading: FleetReading
-        do {
-            reading = try await session.read()
-        } catch {
-            return (ClusterValidationObservations(nodes: .unreadable(Self.text(error)), rollout: rollout,
-                                                  etcd: .unknown("the nodes could not be read, so neither could the servers' agents be found")), nil)
+        switch read {
+        case .success(let read): reading = read
+        case .failure(let error):
+            return ClusterValidationObservations(nodes: .unreadable(Self.text(error)), rollout: rollout,
+                                                 etcd: .unknown("the nodes could not be read, so neither could the servers' agents be found"))
         }
         let nodes = reading.nodes.map(\.node).map { node in
             ClusterValidationObservations.Node(name: node.name, server: node.role == .server, ready: node.ready, version: node.version.description,
                                                cordoned: node.cordoned)
         }
-        return (ClusterValidationObservations(nodes: .read(nodes), rollout: rollout, etcd: await etcd(reading)), reading)
+        return ClusterValidationObservations(nodes: .read(nodes), rollout: rollout, etcd: await etcd(reading))
     }
 
     /// What the etcd gate reads: the servers with embedded etcd, asked in turn through their agents.
@@ -224,9 +230,8 @@ struct ValidationReader {
         }
         let answers: [String: PeerReachability.Answer]
         do {
-            let fleetReading: FleetReading
-            if let reading { fleetReading = reading } else { fleetReading = try await session.read() }
-            let fleet = try await session.fleet(for: fleetReading)
+            guard let reading else { throw ValidationReadError("the nodes could not be read, so neither could their agents be found") }
+            let fleet = try await session.fleet(for: reading)
             answers = await PeerReachability.ask(fleet, peers: asked, timeoutSeconds: Self.nodeToNodeConnectSeconds)
             await fleet.close()
         } catch {
