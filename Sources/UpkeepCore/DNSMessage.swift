@@ -170,16 +170,7 @@ public enum DNSMessage {
     }
 
     /// `10.43.0.1` as four octets; nil for anything else.
-    public static func ipv4(_ text: String) -> [UInt8]? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var octets: [UInt8] = []
-        for part in parts {
-            guard (1...3).contains(part.count), part.allSatisfy({ $0.isASCII && $0.isNumber }), let value = UInt8(part) else { return nil }
-            octets.append(value)
-        }
-        return octets
-    }
+    public static func ipv4(_ text: String) -> [UInt8]? { IPAddressText.ipv4(text) }
 
     // MARK: - parts
 

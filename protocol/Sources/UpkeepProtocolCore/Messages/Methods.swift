@@ -1,4 +1,4 @@
-import NIOCore
+import UpkeepCore
 
 /// The operations an agent serves. The raw values are the `method` field on the wire.
 public enum Method: String, Codable, Sendable, CaseIterable {
@@ -683,7 +683,7 @@ public struct ReachPeersRequest: RequestMessage {
         try checkPositive(timeoutSeconds, "reachPeers.timeoutSeconds", max: Self.connectTimeoutSecondsMax)
         for peer in peers {
             try checkText(peer.node, field: "reachPeers.peers.node", bytesMax: 253)
-            guard (try? SocketAddress(ipAddress: peer.host, port: 0)) != nil else {
+            guard IPAddressText.isLiteral(peer.host) else {
                 throw .invalid("reachPeers.peers.host \"\(peer.host.prefix(80))\" is not an IPv4 or IPv6 address; give the node's InternalIP")
             }
             guard (1...65535).contains(peer.port) else { throw .invalid("reachPeers.peers.port must be 1...65535 (is \(peer.port))") }
