@@ -22,6 +22,9 @@ public struct Simulation {
         public var restores = 0
         /// The highest hop any node entered (ran its version).
         public var hopsEntered = 0
+        /// Nodes started while a node of an earlier wave was still in flight: the schedule
+        /// without wave barriers at work.
+        public var overlappingStarts = 0
 
         public var passed: Bool { violations.isEmpty }
 
@@ -115,6 +118,7 @@ public struct Simulation {
     /// The last observation handed to the engine: what its decisions were based on.
     var lastObservation: ClusterObservation?
     var decidedCordons = Set<String>()
+    var overlappingStarts = 0
     var invariants: SimulationInvariants
     var violations: [String] = []
     var trace: [String] = []
@@ -161,7 +165,8 @@ public struct Simulation {
         simulation.runToEnd()
         return Result(seed: seed, outcome: simulation.outcome, violations: simulation.violations, trace: simulation.trace,
                       events: simulation.events, simulatedSeconds: simulation.now.milliseconds / 1000, scenario: scenario.summary,
-                      restores: simulation.restores, hopsEntered: simulation.invariants.highestHopEntered)
+                      restores: simulation.restores, hopsEntered: simulation.invariants.highestHopEntered,
+                      overlappingStarts: simulation.overlappingStarts)
     }
 
     init(scenario: Scenario, plan: Plan) throws {
@@ -334,8 +339,14 @@ public struct Simulation {
         }
         let restoring = if case .restoring = engine.direction { true } else { false }
         if !starting.isEmpty, !restoring, let seen = lastObservation {
-            let down = Set(nodes.filter { $0.restarting || ($0.drained && $0.cordonedByAgent) }.map(\.name))
+            // Down as the world has it, and busy as the engine knows it: its own moves in flight,
+            // a node back and uncordoned but rebuilding its replicas among them.
+            let progress = engine.progress
+            let busy = progress.filter { ($0.stage == .working || $0.stage == .unhealthy) && !starting.contains($0.node) }
+            let down = Set(nodes.filter { $0.restarting || ($0.drained && $0.cordonedByAgent) }.map(\.name)).union(busy.map(\.node))
             violations += invariants.checkWaveStart(starting: starting, down: down, observation: seen)
+            let waves = Set(progress.filter { starting.contains($0.node) && $0.stage == .working }.map(\.wave))
+            if busy.contains(where: { !waves.contains($0.wave) && !$0.isRollback }) { overlappingStarts += 1 }
         }
         for action in actions { perform(action) }
         if case .blocked(let reason) = engine.status, !resumeScheduled, resumesLeft > 0 {

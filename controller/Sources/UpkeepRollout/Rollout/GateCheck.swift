@@ -11,25 +11,29 @@ enum GateCheck {
         var held: String?
     }
 
-    /// Whether the wave's pending moves may start: every node Ready (but a node taken up again
-    /// after `resume` may be down itself, and what only it degrades is not held against it); every attached volume
-    /// healthy and none faulted; etcd healthy before a server goes down; every pending node at the
-    /// version its move starts from (versions only move along the plan). Then the planner's
-    /// Longhorn rule against the replicas as they are now: the pending moves are taken in order,
-    /// each only if no volume would have every protected replica down together with the wave's
-    /// unfinished moves; the rest wait for the next round of the same wave (replicas may have
-    /// moved since planning). Nothing may start is a problem too.
-    static func evaluate(wave: WaveRun, moves: [Move], pending: [Int], observation: ClusterObservation) -> Verdict {
+    /// Which pending moves (in plan order) may start now (docs/planning.md, "Scheduling").
+    /// First the cluster: every node Ready and every attached volume healthy, none faulted,
+    /// except what the rollout's own moves in flight degrade (they are down or rebuilding by
+    /// design) and what only a node taken up again after `resume` degrades (its own step is the
+    /// fix); etcd healthy before a server goes down; every pending node at the version its move
+    /// starts from (versions only move along the plan). Then `Admission` per node: a free slot,
+    /// and no volume left with every protected replica (as observed now) on a busy node. A node
+    /// held by Longhorn is passed over for the next; the rest wait for a later round. Nothing
+    /// may start is a problem too, which the caller counts against the gate's bound only while
+    /// nothing of the rollout is in flight.
+    static func evaluate(role: NodeRole, moves: [Move], pending: [Int], inFlight: [Int], slots: Int,
+                         observation: ClusterObservation) -> Verdict {
         var verdict = Verdict()
         let inventory = observation.inventory
-        // A node the wave takes up again after `resume` may be the one not Ready: its own step is the fix.
         let retried = Set(pending.filter { moves[$0].attempt > 1 }.map { moves[$0].node })
-        let notReady = inventory.nodes.filter { !$0.ready && !retried.contains($0.name) }.map(\.name)
+        let busy = Set(inFlight.map { moves[$0].node })
+        let spared = retried.union(busy)
+        let notReady = inventory.nodes.filter { !$0.ready && !spared.contains($0.name) }.map(\.name)
         if !notReady.isEmpty { verdict.problems.append("not Ready: \(listed(notReady))") }
-        verdict.problems += longhornProblems(observation, sparing: retried)
+        verdict.problems += longhornProblems(observation, sparing: spared)
         // A server taken up again may be the member etcd misses.
         let retriedServer = inventory.nodes.contains { retried.contains($0.name) && $0.role == .server }
-        if wave.role == .server && observation.etcdHealthy == false && !retriedServer { verdict.problems.append("etcd is not healthy") }
+        if role == .server && observation.etcdHealthy == false && !retriedServer { verdict.problems.append("etcd is not healthy") }
 
         var versions: [String: K3sVersion] = [:]
         for node in inventory.nodes { versions[node.name] = node.version }
@@ -43,21 +47,30 @@ enum GateCheck {
         }
         guard verdict.problems.isEmpty else { return verdict }
 
-        var down = Set(wave.moves.filter { !moves[$0].phase.isFinal }.map { moves[$0].node })
-        let protected = inventory.volumes.map { ($0.name, Set($0.protectedNodes)) }.filter { !$0.1.isEmpty }
+        var down = busy
+        var taken = inFlight.filter { moves[$0].phase.takesASlot }.count
+        // Only the volumes of the pending nodes can hold one of them.
+        let candidates = Set(pending.map { moves[$0].node })
+        let protected = inventory.volumes.compactMap { volume -> (name: String, nodes: Set<String>)? in
+            guard volume.replicas.contains(where: { candidates.contains($0.node) }) else { return nil }
+            let nodes = Set(volume.protectedNodes)
+            return nodes.isEmpty ? nil : (volume.name, nodes)
+        }
         var heldBy: [String] = []
-        for index in pending {
+        for index in pending where taken < slots {
             let node = moves[index].node
-            let trial = down.union([node])
-            if let volume = protected.first(where: { $0.1.contains(node) && $0.1.isSubset(of: trial) }) {
-                heldBy.append("\(node) (\(volume.0))")
+            if let volume = Admission.longhornHold(node, busy: down, protected: protected) {
+                heldBy.append("\(node) (\(volume))")
                 continue
             }
-            down = trial
+            down.insert(node)
+            taken += 1
             verdict.start.append(index)
         }
         if verdict.start.isEmpty {
-            verdict.problems.append("taking down \(listed(heldBy)) would take every healthy replica of the volume named offline")
+            verdict.problems.append(heldBy.isEmpty
+                ? "every slot is taken (\(taken) of \(slots) nodes cordoned or down)"
+                : "taking down \(listed(heldBy)) would take every healthy replica of the volume named offline")
         } else if !heldBy.isEmpty {
             verdict.held = "waiting for a later round so a healthy replica stays up: \(listed(heldBy))"
         }

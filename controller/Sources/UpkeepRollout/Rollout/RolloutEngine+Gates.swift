@@ -11,7 +11,7 @@ extension RolloutEngine {
     mutating func gatesHold(_ now: Instant, _ out: inout [Action]) -> Bool? {
         guard let gates = policy.gates, !gates.kinds.isEmpty, direction == .forward else { return nil }
         guard let report = gateReport, (gateReads ?? 0) > (waves[cursor].gateReadSince ?? 0) else { return false }
-        let pending = waves[cursor].moves.filter { moves[$0].phase == .pending }
+        let pending = pendingInSpan
         let retried = Set(pending.filter { moves[$0].attempt > 1 }.map { moves[$0].node })
         let holds = GateVerdict.holds(report, policy: gates, going: pending.map { moves[$0].node }, retried: retried)
         var wave = waves[cursor]
@@ -81,7 +81,7 @@ extension RolloutEngine {
     /// Whether the gates are to be read now for the current wave.
     private func waitsOnGates(_ now: Instant) -> Bool {
         guard let gates = policy.gates, !gates.kinds.isEmpty, direction == .forward, status == .running,
-              cursor < waves.count, !waves[cursor].gatePassed else { return false }
+              cursor < waves.count, !waves[cursor].gatePassed, waves[cursor].opened != true else { return false }
         return waves[cursor].notBefore.map { now >= $0 } ?? true
     }
 

@@ -5,6 +5,7 @@ import UpkeepCore
 extension RolloutEngine {
     mutating func openGate(_ wave: Int, _ now: Instant) {
         waves[wave].gatePassed = false
+        waves[wave].opened = nil
         waves[wave].gateDeadline = now.adding(seconds: policy.gateTimeoutSeconds)
         waves[wave].gateSinceSerial = observationSerial
         waves[wave].gateReadSince = gateReads
@@ -14,44 +15,77 @@ extension RolloutEngine {
         waves[wave].holdNoticeAt = nil
     }
 
+    /// The span's moves not started yet, in plan order.
+    var pendingInSpan: [Int] { movesInSpan.filter { moves[$0].phase == .pending } }
+
+    /// The span's moves under way: cordoned, down, or back with Longhorn rebuilding.
+    var inFlightInSpan: [Int] { movesInSpan.filter { !moves[$0].phase.isFinal } }
+
+    /// Nodes of the current wave's role that may be cordoned or down at once. A way back's
+    /// wave keeps its own size (it was safe as a forward wave).
+    var slotLimit: Int {
+        guard cursor < plan.waves.count else { return max(1, waves[cursor].moves.count) }
+        return Admission.slots(waves[cursor].role, policy: plan.policy)
+    }
+
+    /// Whether a node could take a slot now (else the gate has nothing to look at the cluster for).
+    var hasFreeSlot: Bool { inFlightInSpan.filter { moves[$0].phase.takesASlot }.count < slotLimit }
+
+    /// The gate of the cursor's wave, then admission rounds until every node of the span has
+    /// started. Each round looks at a fresh observation and starts what `Admission` allows.
     mutating func checkGate(_ now: Instant, _ out: inout [Action]) -> Bool {
         let wave = waves[cursor]
-        let pending = wave.moves.filter { moves[$0].phase == .pending }
+        let pending = pendingInSpan
         guard !pending.isEmpty else {
             waves[cursor].gatePassed = true
             return true
         }
+        let inFlight = inFlightInSpan
         if let windows = policy.maintenanceWindows, !windows.isOpen(at: now) {
-            // Nothing of this wave has started; what earlier waves left in flight has finished
-            // (the gate waits for it), so blocking here leaves every node as it should be.
+            // Nothing new starts; what is in flight finishes first (the gate waits for it), so
+            // blocking then leaves every node as it should be.
+            guard inFlight.isEmpty else { return false }
             stop(.blocked("\(wave.label): outside the maintenance windows (\(windows.listed)); "
                           + "the next opens at \(windows.nextOpenText(atOrAfter: now)); `upkeep resume` then, "
                           + "or `upkeep resume --ignore-window` now"), &out)
             return true
         }
-        if let waiting = soaking(now, &out) { return waiting }
-        // The gates first: nothing (not even the hop's backup) is asked of a cluster they hold.
-        if let holding = gatesHold(now, &out) { return holding }
-        if let waiting = snapshotBeforeHop(now, &out) { return waiting }
-        if let observation, observationSerial > wave.gateSinceSerial {
-            var verdict = GateCheck.evaluate(wave: wave, moves: moves, pending: pending, observation: observation)
-            let elsewhere = moves.filter { $0.wave != cursor && ($0.cordonedByUs || !$0.phase.isFinal) }.map(\.node)
-            if !elsewhere.isEmpty { verdict.problems.append("still in progress from an earlier wave: \(GateCheck.listed(elsewhere))") }
-            if verdict.problems.isEmpty {
-                waves[cursor].gatePassed = true
-                var line = "\(wave.label): gate passed, starting \(verdict.start.map { moves[$0].node }.joined(separator: ", "))"
-                if let held = verdict.held { line += "; \(held)" }
-                out.append(.notice(Notice(.info, line)))
-                for index in verdict.start { enter(index, .cordoning, now, &out) }
-                prefetch(now, &out)
-                return true
-            }
-            if let deadline = wave.gateDeadline, now >= deadline {
-                let problems = verdict.problems
-                let shown = problems.prefix(5).joined(separator: "; ") + (problems.count > 5 ? "; and \(problems.count - 5) more" : "")
-                stop(.blocked("\(wave.label): the gate did not pass within \(policy.gateTimeoutSeconds) s: \(shown)"), &out)
-                return true
-            }
+        if wave.opened != true {
+            if let waiting = soaking(now, &out) { return waiting }
+            // The gates first: nothing (not even the hop's backup) is asked of a cluster they hold.
+            if let holding = gatesHold(now, &out) { return holding }
+            if let waiting = snapshotBeforeHop(now, &out) { return waiting }
+            waves[cursor].opened = true
+        }
+        guard let observation, observationSerial > wave.gateSinceSerial else { return false }
+        var verdict = GateCheck.evaluate(role: wave.role, moves: moves, pending: pending, inFlight: inFlight, slots: slotLimit,
+                                         observation: observation)
+        let elsewhere = moves.indices.filter { !inSpan(moves[$0].wave) && (moves[$0].cordonedByUs || !moves[$0].phase.isFinal) }
+        if !elsewhere.isEmpty {
+            verdict.problems.append("still in progress from an earlier wave: \(GateCheck.listed(elsewhere.map { moves[$0].node }))")
+        }
+        if verdict.problems.isEmpty {
+            // The next round looks at the cluster again, after these nodes have started.
+            waves[cursor].gateSinceSerial = observationSerial
+            waves[cursor].gateDeadline = now.adding(seconds: policy.gateTimeoutSeconds)
+            var line = "\(wave.label): gate passed, starting \(verdict.start.map { moves[$0].node }.joined(separator: ", "))"
+            if let held = verdict.held { line += "; \(held)" }
+            out.append(.notice(Notice(.info, line)))
+            for index in verdict.start { enter(index, .cordoning, now, &out) }
+            if pendingInSpan.isEmpty { waves[cursor].gatePassed = true }
+            prefetch(now, &out)
+            return true
+        }
+        if !inFlight.isEmpty {
+            // Waiting for the rollout's own nodes (a slot, a rebuild), each under its own deadline.
+            waves[cursor].gateDeadline = now.adding(seconds: policy.gateTimeoutSeconds)
+            return false
+        }
+        if let deadline = wave.gateDeadline, now >= deadline {
+            let problems = verdict.problems
+            let shown = problems.prefix(5).joined(separator: "; ") + (problems.count > 5 ? "; and \(problems.count - 5) more" : "")
+            stop(.blocked("\(wave.label): the gate did not pass within \(policy.gateTimeoutSeconds) s: \(shown)"), &out)
+            return true
         }
         return false
     }
@@ -150,15 +184,28 @@ extension RolloutEngine {
         return plan.hops[hop - 1].rollbackKind == .restore
     }
 
+    /// Says which waves are done, oldest first; opens the next wave once every node of the
+    /// cursor's has started, where `Admission.mayOverlap` allows; else moves on once the whole
+    /// span is done (and starts the soak after the canaries).
     mutating func finishWaveIfDone(_ now: Instant, _ out: inout [Action]) -> Bool {
-        guard status == .running, cursor < waves.count, waves[cursor].gatePassed else { return false }
-        let phases = waves[cursor].moves.map { moves[$0].phase }
-        if phases.contains(.pending) && phases.allSatisfy({ $0 == .done || $0 == .pending }) {
-            // Part of the wave was held back for Longhorn (replicas moved since planning): gate the rest.
-            openGate(cursor, now)
+        guard status == .running, cursor < waves.count else { return false }
+        var progressed = false
+        if let first = openFrom {
+            var front = first
+            while front < cursor && waves[front].moves.allSatisfy({ moves[$0].phase == .done }) {
+                out.append(.notice(Notice(.info, "\(waves[front].label): done")))
+                front += 1
+            }
+            openFrom = front < cursor ? front : nil
+            progressed = front != first
+        }
+        guard waves[cursor].gatePassed else { return progressed }
+        let next = cursor + 1
+        if direction == .forward, next < plan.waves.count, Admission.mayOverlap(plan.waves[cursor], plan.waves[next]) {
+            moveCursor(to: next, overlapping: true, now)
             return true
         }
-        guard phases.allSatisfy({ $0 == .done }) else { return false }
+        guard openFrom == nil, waves[cursor].moves.allSatisfy({ moves[$0].phase == .done }) else { return progressed }
         out.append(.notice(Notice(.info, "\(waves[cursor].label): done")))
         let finished = cursor
         moveCursor(to: cursor + 1, now)
@@ -166,11 +213,13 @@ extension RolloutEngine {
         return true
     }
 
-    /// Anything of the wave left behind that may still change becomes a straggler.
-    mutating func moveCursor(to wave: Int, _ now: Instant) {
+    /// Anything of the wave left behind that may still change becomes a straggler. Overlapping,
+    /// the wave stays in the span (its moves go on forward); otherwise the span is the new wave.
+    mutating func moveCursor(to wave: Int, overlapping: Bool = false, _ now: Instant) {
         if cursor < waves.count {
             for index in waves[cursor].moves where !moves[index].phase.isFinal && !stragglers.contains(index) { stragglers.append(index) }
         }
+        openFrom = overlapping ? (openFrom ?? cursor) : nil
         cursor = wave
         if cursor < waves.count { openGate(cursor, now) }
     }
@@ -220,7 +269,7 @@ extension RolloutEngine {
         case .cancelled, .reverted:
             moves[index].afterUncordon = nil
             command = nil
-            if status == .running && move.wave == cursor {
+            if status == .running && inSpan(move.wave) {
                 // Only a node recovering after `resume` ends here while running: try it again.
                 moves[index].phase = .pending
                 moves[index].attempt += 1

@@ -52,6 +52,7 @@ extension RolloutEngine {
         restore = run
         direction = .restoring(cause: run.cause)
         cursor = waves.count
+        openFrom = nil
     }
 
     /// What this engine is to do, in one line for its start: the plan's headline, or for a

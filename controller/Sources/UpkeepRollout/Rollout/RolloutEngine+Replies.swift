@@ -101,7 +101,7 @@ extension RolloutEngine {
             _ = uncordonThen(index, .cancelled, now, &out)
         case (.installing, .installed(let version)):
             moves[index].installOperationID = operationID
-            if move.wave != cursor && needsRestoreToGoBack(index) {
+            if !inSpan(move.wave) && needsRestoreToGoBack(index) {
                 // Answered after the rollout moved on; a binary swap back would cross a minor.
                 moves[index].phase = .unverified
                 moves[index].note = "installed \(move.to) after the rollout stopped; its way back needs the datastore restored"
@@ -109,7 +109,7 @@ extension RolloutEngine {
                 stop(.blocked(restoreNeededMessage(hop: hop(ofMove: index) ?? failedHop, written: [move.node],
                                                    snapshot: snapshots?.first { $0.hop == hop(ofMove: index) }?.restorable,
                                                    cause: "\(move.node) answered its install late")), &out)
-            } else if move.wave != cursor {
+            } else if !inSpan(move.wave) {
                 // Answered after the rollout moved on (rolling back): undo it right away.
                 out.append(.notice(Notice(.warning, node: move.node, "installed \(move.to) after the rollback began; putting \(move.from) back")))
                 enter(index, .rollingBack, now, &out)

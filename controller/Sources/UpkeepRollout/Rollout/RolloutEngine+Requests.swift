@@ -34,17 +34,20 @@ extension RolloutEngine {
         guard isInProgress else { return false }
         if restoreWaitsOnCluster.waits { return true }
         // Not while a canary soak runs: the gate opens afresh when it ends.
-        if status == .running && cursor < waves.count && !waves[cursor].gatePassed && waves[cursor].notBefore.map({ now >= $0 }) ?? true {
-            return true
-        }
+        if admissionWaits && waves[cursor].notBefore.map({ now >= $0 }) ?? true { return true }
         return movesInPlay.contains { moves[$0].phase.awaitsCluster || moves[$0].phase == .unhealthy }
+    }
+
+    /// The current wave's gate or its admission waits on the cluster: not while every slot is
+    /// taken (the moves in flight look at the cluster for themselves).
+    private var admissionWaits: Bool {
+        status == .running && cursor < waves.count && !waves[cursor].gatePassed && (waves[cursor].opened != true || hasFreeSlot)
     }
 
     /// True when some wait began after the newest observation, so a fresh one is needed now.
     private var needsFreshObservation: Bool {
         if restoreWaitsOnCluster.fresh { return true }
-        if status == .running && cursor < waves.count && !waves[cursor].gatePassed
-            && waves[cursor].gateSinceSerial >= observationSerial { return true }
+        if admissionWaits && waves[cursor].gateSinceSerial >= observationSerial { return true }
         return movesInPlay.contains { moves[$0].phase.awaitsCluster && moves[$0].sinceSerial >= observationSerial }
     }
 

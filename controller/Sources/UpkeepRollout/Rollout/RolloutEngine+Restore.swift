@@ -88,6 +88,7 @@ extension RolloutEngine {
         status = .running
         undoneHops = (undoneHops ?? []) + [hop]
         cursor = waves.count
+        openFrom = nil
         out.append(.notice(Notice(.warning, "restoring datastore backup \(snapshot.backupID) (taken \(MaintenanceWindowClock.text(snapshot.takenAt)) "
                                       + "on \(snapshot.node) at \(snapshot.version)) to undo hop \(hop): every object written to the "
                                       + "cluster since then is lost")))

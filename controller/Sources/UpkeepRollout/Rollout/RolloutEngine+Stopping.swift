@@ -6,7 +6,7 @@ extension RolloutEngine {
     /// Running, but everything unfinished waits on agents that stopped answering (a failure's
     /// rollback took precedence over their block): block, so `resume` asks them again.
     mutating func blockIfStuck(_ out: inout [Action]) -> Bool {
-        guard status == .running, cursor >= waves.count || waves[cursor].gatePassed else { return false }
+        guard status == .running else { return false }
         let live = movesInPlay.filter { !moves[$0].phase.isSettled }
         guard !live.isEmpty, live.allSatisfy({ pendingRequest(for: $0)?.exhausted == true }) else { return false }
         block("the agents on \(GateCheck.listed(live.map { moves[$0].node })) do not answer; check them and run `upkeep resume`", &out)
@@ -260,7 +260,7 @@ extension RolloutEngine {
         // whose answer came late, a watch that ended badly): its wave again, where only it starts.
         var reopen = false
         if direction == .forward {
-            let behind = moves.indices.filter { moves[$0].phase == .unhealthy && moves[$0].wave < cursor }
+            let behind = moves.indices.filter { moves[$0].phase == .unhealthy && moves[$0].wave < (openFrom ?? cursor) }
             for index in behind {
                 moves[index].phase = .pending
                 moves[index].attempt += 1
@@ -269,12 +269,13 @@ extension RolloutEngine {
             }
             if let earliest = behind.map({ moves[$0].wave }).min() {
                 cursor = earliest
+                openFrom = nil
                 stragglers.removeAll { behind.contains($0) }
                 reopen = true
             }
         }
         guard cursor < waves.count else { return }
-        for index in waves[cursor].moves {
+        for index in movesInSpan {
             switch moves[index].phase {
             case .cancelled, .reverted:
                 moves[index].phase = .pending

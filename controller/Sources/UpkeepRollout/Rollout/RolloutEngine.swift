@@ -95,8 +95,11 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     var stopReason: StopReason?
     var moves: [Move] = []
     var waves: [WaveRun] = []
-    /// The wave being worked on (or gated).
+    /// The newest wave being worked on (or gated).
     var cursor = 0
+    /// The oldest wave still running beside the cursor's (`Admission.mayOverlap`): the waves
+    /// from it to the cursor are the span whose moves go forward; nil: the cursor's alone.
+    var openFrom: Int?
     /// Moves outside the current wave that still have something to finish (a node recovering
     /// after `resume`, an answer arriving late).
     var stragglers: [Int] = []
@@ -318,11 +321,21 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     }
 
     /// Whether a move may take its next forward step: only while the rollout runs and the move
-    /// belongs to the current wave. Otherwise (stopping, blocked, or a forward step of a wave
-    /// left behind still answering during a rollback) it winds down instead.
-    func mayGoForward(_ index: Int) -> Bool { status == .running && moves[index].wave == cursor }
+    /// belongs to the span of current waves. Otherwise (stopping, blocked, or a forward step of
+    /// a wave left behind still answering during a rollback) it winds down instead.
+    func mayGoForward(_ index: Int) -> Bool { status == .running && inSpan(moves[index].wave) }
 
-    /// The current wave's moves and the stragglers: every move that may still change.
+    /// Whether `wave` is the cursor's or one still running beside it.
+    func inSpan(_ wave: Int) -> Bool { (openFrom ?? cursor) <= wave && wave <= cursor }
+
+    /// The moves of the span's waves, in plan order.
+    var movesInSpan: [Int] {
+        guard cursor < waves.count else { return [] }
+        return ((openFrom ?? cursor)...cursor).flatMap { waves[$0].moves }
+    }
+
+    /// The current wave's moves and the stragglers (the span's earlier waves among them): every
+    /// move that may still change.
     var movesInPlay: [Int] {
         guard cursor < waves.count else { return stragglers }
         return waves[cursor].moves + stragglers.filter { moves[$0].wave != cursor }

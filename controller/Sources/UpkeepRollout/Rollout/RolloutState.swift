@@ -56,6 +56,11 @@ struct Move: Codable, Equatable, Sendable {
         /// Nothing is in flight: final, or unhealthy (watched until the node recovers, but no
         /// reason to hold up a stop).
         var isSettled: Bool { isFinal || self == .unhealthy || self == .unverified }
+
+        /// The node is cordoned or down for this move: it takes one of the slots `Admission`
+        /// counts. Back and uncordoned (waiting for Longhorn, or the commit) it no longer does,
+        /// though it stays busy for the Longhorn rule until its move is final.
+        var takesASlot: Bool { !isFinal && self != .settling && self != .committing }
     }
 
     /// `f3` (the plan's fourth step) or `r3` (its way back).
@@ -98,13 +103,18 @@ struct Move: Codable, Equatable, Sendable {
     }
 }
 
-/// Nodes taken down together, behind one gate.
+/// A wave of the plan: its gate (the maintenance windows, the canary soak, the configured gates,
+/// the hop's backup) opens once; then its nodes start as `Admission` allows, each as soon as
+/// a slot is free and Longhorn keeps a healthy replica up, not when the wave before has ended.
 struct WaveRun: Codable, Equatable, Sendable {
     /// "hop 1 s2", "rollback w1": how notices name it.
     var label: String
     var role: NodeRole
     var moves: [Int]
+    /// Every node of the wave (and of the waves still running beside it) has started.
     var gatePassed = false
+    /// The soak, the gates and the hop's backup let the wave go; nil: not (yet) since the gate opened.
+    var opened: Bool?
     var gateDeadline: Instant?
     var gateSinceSerial = 0
     /// Gate reports numbered at or below this were read before the gate opened; nil: none read.
