@@ -101,18 +101,24 @@ struct PlannedRollout {
         var gates: [String]?
         /// Why the compatibility table refuses the target (its entry's source named), when it does.
         var compatibilityRefusal: String?
+        /// The predicted schedule without wave barriers, its length and critical path.
+        var schedule: PlanSchedule
     }
+
+    /// The plan's predicted schedule over the cluster it was made for.
+    var schedule: PlanSchedule { PlanSchedule.predict(plan, inventory: reading.inventory) }
 
     /// The gates' lines, for `-o json`.
     var gateLines: [String]?
 
     func jsonText() throws -> String {
         try UpkeepCLI.jsonText(JSON(plan: plan, agents: agents, blocked: !blockingAgents.isEmpty, gates: gateLines,
-                                    compatibilityRefusal: compatibility?.description))
+                                    compatibilityRefusal: compatibility?.description, schedule: schedule))
     }
 
     func table() -> String {
         var text = plan.table()
+        if !plan.waves.isEmpty { text += "\n" + schedule.summary + "\n" }
         let blocking = blockingAgents
         if blocking.isEmpty {
             text += "\nagents: \(agents.filter(\.isGood).count) of \(agents.count) reachable and in agreement with the API\n"
