@@ -25,6 +25,9 @@ struct ConnectionDeadlines: Sendable {
         case readingBody(started: Int64)
         /// The request is complete; the responder has it.
         case responding(started: Int64)
+        /// The answer's head is written and its body streams (a watch): no time bound here, the
+        /// producer ends it (a watch's `timeoutSeconds`).
+        case streaming
         /// The connection ends: nothing more is decided.
         case closed
     }
@@ -36,6 +39,8 @@ struct ConnectionDeadlines: Sendable {
         case headArrived
         /// A request's end was decoded.
         case requestArrived
+        /// A streamed answer's head went to the socket; its body follows as produced.
+        case streamStarted
         /// An answer went to the socket; with `keepAlive` the connection waits for the next request.
         case answerWritten(keepAlive: Bool)
         /// The connection closed, or is closing.
@@ -76,10 +81,13 @@ struct ConnectionDeadlines: Sendable {
             phase = .responding(started: started)
         case (_, .answerWritten(let keepAlive)):
             phase = keepAlive ? .idle(since: now) : .closed
-        case (.readingHead, .bytesArrived), (.readingBody, .bytesArrived), (.responding, .bytesArrived):
+        case (.responding, .streamStarted):
+            phase = .streaming
+        case (.readingHead, .bytesArrived), (.readingBody, .bytesArrived), (.responding, .bytesArrived), (.streaming, .bytesArrived):
             break
         case (.idle, .requestArrived), (.readingHead, .requestArrived), (.readingBody, .headArrived), (.responding, .headArrived),
-             (.responding, .requestArrived):
+             (.responding, .requestArrived), (.streaming, .headArrived), (.streaming, .requestArrived), (.idle, .streamStarted),
+             (.readingHead, .streamStarted), (.readingBody, .streamStarted), (.streaming, .streamStarted):
             preconditionFailure("HTTP decoder delivered \(event) while \(phase)")
         }
     }
@@ -96,7 +104,7 @@ struct ConnectionDeadlines: Sendable {
             return Deadline(at: started + bounds.requestNanoseconds, limit: .requestTimeout, answer: 408)
         case .responding(let started):
             return Deadline(at: started + bounds.requestNanoseconds, limit: .requestTimeout, answer: 503)
-        case .closed:
+        case .streaming, .closed:
             return nil
         }
     }

@@ -58,6 +58,8 @@ final class HTTPServerHandler: ChannelInboundHandler {
     /// A complete request not answered yet because the client has not read the answers before
     /// it (the channel is not writable): answered once it is (or cut by `OutboundBacklogHandler`).
     private var waitingForWritable: (request: HTTPServerRequest, head: HTTPRequestHead)?
+    /// The answer whose body is streaming now (a watch), until it ends or the connection closes.
+    private var streaming: HTTPResponseStream?
 
     init(shared: Shared, connection: Int) {
         self.shared = shared
@@ -82,6 +84,10 @@ final class HTTPServerHandler: ChannelInboundHandler {
     }
 
     private func stop() {
+        if let stream = streaming {
+            streaming = nil
+            stream.closed()
+        }
         machine.handle(.closing, now: Self.now())
         timer?.cancel()
         timer = nil
@@ -226,7 +232,10 @@ final class HTTPServerHandler: ChannelInboundHandler {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         answer.whenComplete { result in
             let (handler, context) = loopBound.value
-            guard ticket == handler.dispatched, case .responding = handler.machine.phase else { return }
+            guard ticket == handler.dispatched, case .responding = handler.machine.phase else {
+                if case .success(let response) = result, case .stream(let stream) = response.delivery { stream.closed() }
+                return
+            }
             switch result {
             case .success(let response): handler.deliver(response, head: head, context: context)
             case .failure: handler.deliver(.text("the server is shutting down\n", status: 503), head: head, context: context)
@@ -240,6 +249,9 @@ final class HTTPServerHandler: ChannelInboundHandler {
             withheld = true
         case .closeWithoutAnswer:
             context.close(promise: nil)
+        case .stream(let stream):
+            let keepAlive = head.isKeepAlive && placement == .placed
+            startStream(stream, response: response, keepAlive: keepAlive, context: context)
         case .answer:
             // A 400 means the request was not understood: what follows it on the connection cannot be trusted either.
             let keepAlive = head.isKeepAlive && !response.closesConnection && placement == .placed && response.status != 400
@@ -249,15 +261,7 @@ final class HTTPServerHandler: ChannelInboundHandler {
 
     /// Writes a whole answer; without `keepAlive` the connection closes once it is written.
     private func write(_ response: HTTPServerResponse, keepAlive: Bool, isHead: Bool, context: ChannelHandlerContext) {
-        var headers = HTTPHeaders()
-        if !response.contentType.isEmpty { headers.add(name: "Content-Type", value: response.contentType) }
-        for (name, value) in response.headers { headers.add(name: name, value: value) }
-        if !headers.contains(name: "content-length") && !headers.contains(name: "transfer-encoding") {
-            headers.add(name: "Content-Length", value: String(response.body.count))
-        }
-        if !headers.contains(name: "connection") { headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close") }
-        let status = HTTPResponseStatus(statusCode: response.status)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.head(Self.head(of: response, keepAlive: keepAlive, streamed: false))), promise: nil)
         if !isHead {
             var offset = 0
             while offset < response.body.count {
@@ -275,6 +279,55 @@ final class HTTPServerHandler: ChannelInboundHandler {
         if !keepAlive {
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    /// The answer's head: its headers, `Content-Length` (a streamed answer: `Transfer-Encoding:
+    /// chunked`) and `Connection` unless it sets them.
+    private static func head(of response: HTTPServerResponse, keepAlive: Bool, streamed: Bool) -> HTTPResponseHead {
+        var headers = HTTPHeaders()
+        if !response.contentType.isEmpty { headers.add(name: "Content-Type", value: response.contentType) }
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
+        if streamed {
+            headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
+            headers.remove(name: "Content-Length")
+        } else if !headers.contains(name: "content-length") && !headers.contains(name: "transfer-encoding") {
+            headers.add(name: "Content-Length", value: String(response.body.count))
+        }
+        if !headers.contains(name: "connection") { headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close") }
+        return HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
+    }
+
+    /// Writes a streamed answer's head, then each piece its producer sends, until it ends.
+    private func startStream(_ stream: HTTPResponseStream, response: HTTPServerResponse, keepAlive: Bool, context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(.head(Self.head(of: response, keepAlive: keepAlive, streamed: true))), promise: nil)
+        handle(.streamStarted)
+        streaming = stream
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        stream.attach { piece in
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.streamed(piece, stream: stream, keepAlive: keepAlive, context: context)
+            }
+        }
+    }
+
+    private func streamed(_ piece: HTTPResponseStream.Piece, stream: HTTPResponseStream, keepAlive: Bool, context: ChannelHandlerContext) {
+        guard streaming === stream, context.channel.isActive else { return }
+        switch piece {
+        case .bytes(let bytes):
+            guard !bytes.isEmpty else { return }
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+        case .end:
+            streaming = nil
+            handle(.answerWritten(keepAlive: keepAlive))
+            let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive {
+                let channel = context.channel
+                written.whenComplete { _ in channel.close(promise: nil) }
+            }
+            stream.closed()
         }
     }
 
@@ -296,7 +349,7 @@ final class HTTPServerHandler: ChannelInboundHandler {
         }
         switch machine.phase {
         case .idle, .readingHead: write(response, keepAlive: false, isHead: false, context: context)
-        case .readingBody, .responding, .closed: context.close(promise: nil)
+        case .readingBody, .responding, .streaming, .closed: context.close(promise: nil)
         }
     }
 }

@@ -58,6 +58,9 @@ public struct HTTPServerResponse: Sendable {
         case withhold
         /// Close the connection without answering (a crashed peer, for fault injection).
         case closeWithoutAnswer
+        /// The head now, the body as `stream` produces it (chunked); the request time bound
+        /// stops counting once the head is written (the producer bounds the answer's length).
+        case stream(HTTPResponseStream)
     }
 
     public var status: Int
@@ -74,6 +77,15 @@ public struct HTTPServerResponse: Sendable {
     public static var withheld: HTTPServerResponse {
         var response = HTTPServerResponse(status: 0, body: [])
         response.delivery = .withhold
+        return response
+    }
+
+    /// An answer whose body `stream` produces (a Kubernetes watch).
+    public static func streamed(_ stream: HTTPResponseStream, status: Int = 200, contentType: String = "application/json",
+                                headers: [(String, String)] = []) -> HTTPServerResponse
+    {
+        var response = HTTPServerResponse(status: status, contentType: contentType, body: [], headers: headers)
+        response.delivery = .stream(stream)
         return response
     }
 

@@ -21,6 +21,20 @@ struct ConnectionDeadlinesTests {
         #expect(trickling.deadline?.at == 10, "one byte at a time buys nothing")
     }
 
+    @Test("a streamed answer (a watch) stops the request time once its head is written; its end makes the connection idle")
+    func streamingHasNoRequestDeadline() {
+        var machine = ConnectionDeadlines(bounds: Self.bounds, now: 0)
+        machine.handle(.headArrived, now: 1)
+        machine.handle(.requestArrived, now: 1)
+        #expect(machine.deadline == Deadline(at: 100, limit: .requestTimeout, answer: 503))
+        machine.handle(.streamStarted, now: 5)
+        #expect(machine.phase == .streaming && machine.deadline == nil)
+        machine.handle(.bytesArrived, now: 500)
+        #expect(machine.reached(now: 10_000) == nil, "the producer bounds a stream, not the request time")
+        machine.handle(.answerWritten(keepAlive: true), now: 10_000)
+        #expect(machine.deadline == Deadline(at: 10_050, limit: .idleTimeout, answer: nil))
+    }
+
     @Test("after a keep-alive answer, idle until a byte arrives; then the header read time counts from that byte, whatever follows")
     func headerTimeCountsFromTheFirstByte() {
         var machine = ConnectionDeadlines(bounds: Self.bounds, now: 0)

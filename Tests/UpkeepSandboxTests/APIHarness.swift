@@ -16,8 +16,10 @@ final class APIHarness: Sendable {
 
     let credentials: SandboxCredentials?
 
-    init(spec: ClusterSpec, timings: ModelTimings = ModelTimings(), tls: Bool = false) async throws {
-        cluster = SandboxCluster(spec: spec, timings: timings)
+    init(spec: ClusterSpec, timings: ModelTimings = ModelTimings(), tls: Bool = false,
+         watchBounds: WatchCache.Bounds = WatchCache.Bounds()) async throws
+    {
+        cluster = SandboxCluster(spec: spec, timings: timings, watchBounds: watchBounds)
         cluster.withModel { $0.virtualKubelets = Set(spec.nodeNames) }
         cluster.advance()
         let group = MultiThreadedEventLoopGroup.singleton

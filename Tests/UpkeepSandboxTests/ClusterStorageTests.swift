@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOPosix
 import Testing
 import UpkeepCore
+import UpkeepHTTP
 import UpkeepHTTPServer
 import UpkeepKube
 import UpkeepProcess
@@ -126,6 +127,46 @@ struct ClusterStorageTests {
         #expect(await Self.get(cluster, "/api/v1/namespaces/default/configmaps/before").status == 200)
         let again = await cluster.respond(Self.configMap("after"))
         #expect(again.status == 201, "\(String(decoding: again.body, as: UTF8.self))")
+        await kine.stop()
+    }
+
+    /// Behind a datastore a watch reports what the datastore confirmed, each object at the
+    /// revision kine gave it; a restore read back ends the watch with 410.
+    @Test func aWatchBehindADatastoreCarriesTheDatastoresRevisionsAndEndsGoneOnARestore() async throws {
+        let kine = try Kine()
+        try await kine.start()
+        let clock = ManualClock(1_800_000_000)
+        let storage = ClusterStorage(gateway: EtcdGateway(endpoints: [kine.endpoint], callTimeoutSeconds: 20),
+                                     log: ThrottledLog(intervalSeconds: 0, clock: { clock.now }, write: { _ in }), retrySeconds: 0)
+        let spec = ClusterSpec(servers: 1, agents: 1, volumes: 0)
+        let cluster = SandboxCluster(model: ClusterModel(spec: spec, now: clock.now), clock: { clock.now }, storage: storage)
+        await cluster.tick()
+        #expect(storage.isSynced)
+        let server = try await HTTPServer.start(host: "127.0.0.1", port: 0, responder: .async(cluster.respond))
+        let client = HTTPClient(configuration: HTTPClient.Configuration(retry: .never), tls: nil)
+        let listed = try JSON.parse(bytes: await Self.get(cluster, "/api/v1/namespaces/default/configmaps").body)
+        let version = try #require(listed[path: "metadata", "resourceVersion"]?.string)
+        let watching = Task {
+            try await client.get(try HTTPURL("http://127.0.0.1:\(server.port)/api/v1/namespaces/default/configmaps?watch=1"
+                                              + "&resourceVersion=\(version)&timeoutSeconds=30"))
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while cluster.watches.counts.open == 0, Date() < deadline { try await Task.sleep(nanoseconds: 20_000_000) }
+        #expect(await cluster.respond(Self.configMap("watched")).status == 201)
+        #expect(await cluster.respond(APIRequest(method: "DELETE", uri: "/api/v1/namespaces/default/configmaps/watched")).status == 200)
+        // A restore (here: the view read back after a conflict) ends the watch with 410.
+        let revision = cluster.withModel { $0.store.revision }
+        cluster.watches.reset(revision: revision)
+        let answer = try await watching.value
+        let lines = answer.body.split(separator: UInt8(ascii: "\n")).compactMap { try? JSON.parse(bytes: Array($0)) }
+        #expect(lines.map { $0["type"]?.string ?? "" } == ["ADDED", "DELETED", "ERROR"], "\(lines)")
+        let rows = try await kine.sqlite("SELECT id FROM kine WHERE name = '/registry/configmaps/default/watched' ORDER BY id")
+            .split(separator: "\n").map(String.init)
+        #expect(lines.prefix(2).map { $0[path: "object", "metadata", "resourceVersion"]?.string ?? "" } == rows,
+                "each event at the revision of its kine row: \(rows)")
+        #expect(lines.last?[path: "object", "code"]?.int == 410)
+        await client.shutdown()
+        await server.close()
         await kine.stop()
     }
 

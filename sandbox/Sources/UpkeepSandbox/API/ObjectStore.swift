@@ -21,6 +21,11 @@ public struct ObjectStore: Sendable {
     private var touched: [ObjectKey: Int64?] = [:]
     /// The revision the changes since `takeChanges` share.
     private var operationRevision: Int64?
+    /// In memory: records each change as a watch reports it, for `takeEvents` (what
+    /// `SandboxCluster` feeds its `WatchCache`). Behind a datastore the events come from what the
+    /// datastore confirmed instead.
+    public var recordsEvents = false
+    private var events: [WatchEvent] = []
 
     public init() {}
 
@@ -67,6 +72,7 @@ public struct ObjectStore: Sendable {
         object[path: "metadata", "generation"] = 1
         if !type.namespaced { object[path: "metadata", "namespace"] = nil }
         collections[type, default: [:]][key] = object
+        journal(type, .added, object, previous: nil, revision: version)
         return object
     }
 
@@ -90,8 +96,10 @@ public struct ObjectStore: Sendable {
             object[path: "metadata", "generation"] = .int((old[path: "metadata", "generation"]?.int ?? 1) + 1)
         }
         touch(type, key, previous: old)
-        object[path: "metadata", "resourceVersion"] = .string(String(nextRevision()))
+        let version = nextRevision()
+        object[path: "metadata", "resourceVersion"] = .string(String(version))
         collections[type]![key] = object
+        journal(type, .modified, object, previous: old, revision: version)
         return object
     }
 
@@ -100,8 +108,11 @@ public struct ObjectStore: Sendable {
         let key = Self.key(type.namespaced ? namespace : nil, name)
         guard let old = collections[type]?[key] else { return nil }
         touch(type, key, previous: old)
-        _ = nextRevision()
+        let version = nextRevision()
         collections[type]![key] = nil
+        var gone = old
+        gone[path: "metadata", "resourceVersion"] = .string(String(version))
+        journal(type, .deleted, gone, previous: old, revision: version)
         return old
     }
 
@@ -110,6 +121,17 @@ public struct ObjectStore: Sendable {
         guard var object = get(type, namespace, name) else { return }
         change(&object)
         update(type, object)
+    }
+
+    private mutating func journal(_ type: ResourceType, _ kind: WatchEvent.Kind, _ object: JSON, previous: JSON?, revision: Int64) {
+        guard recordsEvents && !tracksChanges else { return }
+        events.append(WatchEvent(type: type, kind: kind, object: object, previous: previous, revision: revision))
+    }
+
+    /// The changes recorded since the last call (`recordsEvents`), oldest first.
+    public mutating func takeEvents() -> [WatchEvent] {
+        defer { events = [] }
+        return events
     }
 
     // MARK: - Behind a datastore

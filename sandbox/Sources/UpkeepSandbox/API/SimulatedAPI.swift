@@ -66,14 +66,24 @@ extension ClusterModel {
     /// How long a write of `request` stalls before it fails unapplied (`apiWriteStallSeconds`); nil: it does not.
     public func writeStallSeconds(_ request: APIRequest) -> Double? {
         guard !apiWriteStallSeconds.isEmpty, request.method != "GET", request.method != "HEAD" else { return nil }
+        return Self.target(of: request).flatMap { apiWriteStallSeconds[$0.resource.type.plural] }
+    }
+
+    /// The resource a request under `/api` or `/apis` points at; nil for any other path.
+    static func target(of request: APIRequest) -> ResourceTarget? {
         let segments = request.path.split(separator: "/").map(String.init)
-        let target: ResourceTarget? = switch segments.first {
+        return switch segments.first {
         case "api" where segments.count > 2: Self.parseTarget(groupVersionPath: "/api/\(segments[1])", rest: Array(segments.dropFirst(2)))
         case "apis" where segments.count > 3:
             Self.parseTarget(groupVersionPath: "/apis/\(segments[1])/\(segments[2])", rest: Array(segments.dropFirst(3)))
         default: nil
         }
-        return target.flatMap { apiWriteStallSeconds[$0.resource.type.plural] }
+    }
+
+    /// Whether `request` asks for a watch (`?watch=true` or `?watch=1`, a GET of a collection or,
+    /// as the apiserver allows, of one object), which `SandboxCluster` serves from its `WatchCache`.
+    static func isWatch(_ request: APIRequest) -> Bool {
+        (request.query["watch"] == "true" || request.query["watch"] == "1") && request.method == "GET"
     }
 
     func notFoundPath() -> APIResponse {
@@ -93,8 +103,9 @@ extension ClusterModel {
 
     mutating func resourceRequest(_ request: APIRequest, groupVersionPath: String, rest: [String]) -> APIResponse {
         guard let target = Self.parseTarget(groupVersionPath: groupVersionPath, rest: rest) else { return notFoundPath() }
-        if request.query["watch"] == "true" || request.query["watch"] == "1" {
-            return .error(KubeAPIError(code: 405, reason: "MethodNotAllowed", message: "the upkeep sandbox does not serve watches; poll with list instead"))
+        if Self.isWatch(request) {
+            // Served by SandboxCluster, which holds the open watches; the model alone cannot stream.
+            return .error(KubeAPIError(code: 405, reason: "MethodNotAllowed", message: "this model serves watches only through a SandboxCluster"))
         }
         let type = target.resource.type
         if type.namespaced, let namespace = target.namespace, store.get(.namespaces, nil, namespace) == nil,
@@ -369,7 +380,11 @@ extension ClusterModel {
     // MARK: - Tables
 
     func table(_ objects: [JSON], _ resource: ServedResource, _ request: APIRequest, single: Bool) -> JSON {
-        let include = request.query["includeObject"] ?? "Metadata"
+        Self.table(objects, resource, includeObject: request.query["includeObject"] ?? "Metadata", now: now, revision: String(store.revision))
+    }
+
+    /// `objects` as the Table kubectl's server-side printing asks for (`Accept: …;as=Table`).
+    static func table(_ objects: [JSON], _ resource: ServedResource, includeObject include: String, now: Double, revision: String) -> JSON {
         let columns = resource.columns
         let rows: [JSON] = objects.map { object in
             var row: JSON = ["cells": .array(columns.map { $0.cell(object, now) })]
@@ -382,7 +397,7 @@ extension ClusterModel {
             return row
         }
         return ["kind": "Table", "apiVersion": "meta.k8s.io/v1",
-                "metadata": ["resourceVersion": .string(String(store.revision))],
+                "metadata": ["resourceVersion": .string(revision)],
                 "columnDefinitions": .array(columns.map {
                     ["name": .string($0.name), "type": .string($0.type), "format": .string($0.format),
                      "description": .string($0.description), "priority": .int(Int64($0.priority))]

@@ -21,17 +21,28 @@ public final class SandboxCluster: Sendable {
     private let clock: @Sendable () -> Double
     /// The datastore, when the model is a view of one.
     public let storage: ClusterStorage?
+    /// The recent changes and the open watches (`?watch=true`).
+    public let watches: WatchCache
 
-    public init(model: ClusterModel, clock: @escaping @Sendable () -> Double, storage: ClusterStorage? = nil) {
+    public init(model: ClusterModel, clock: @escaping @Sendable () -> Double, storage: ClusterStorage? = nil,
+                watchBounds: WatchCache.Bounds = WatchCache.Bounds())
+    {
+        var model = model
+        // In memory the store reports its own changes; behind a datastore they are what it confirmed.
+        model.store.recordsEvents = storage == nil
+        watches = WatchCache(revision: model.store.revision, bounds: watchBounds, clock: clock, log: storage?.log ?? ThrottledLog())
         state = NIOLockedValueBox(model)
         self.clock = clock
         self.storage = storage
     }
 
     /// A cluster on the wall clock.
-    public convenience init(spec: ClusterSpec, timings: ModelTimings = ModelTimings(), storage: ClusterStorage? = nil) {
+    public convenience init(spec: ClusterSpec, timings: ModelTimings = ModelTimings(), storage: ClusterStorage? = nil,
+                            watchBounds: WatchCache.Bounds = WatchCache.Bounds())
+    {
         let now = Date().timeIntervalSince1970
-        self.init(model: ClusterModel(spec: spec, timings: timings, now: now), clock: { Date().timeIntervalSince1970 }, storage: storage)
+        self.init(model: ClusterModel(spec: spec, timings: timings, now: now), clock: { Date().timeIntervalSince1970 }, storage: storage,
+                  watchBounds: watchBounds)
     }
 
     public var now: Double { clock() }
@@ -49,15 +60,43 @@ public final class SandboxCluster: Sendable {
     /// Answers one request, in memory.
     public func handle(_ request: APIRequest) -> APIResponse {
         precondition(storage == nil, "a cluster behind a datastore answers through respond(_:)")
+        if let answer = watchRequest(request) { return answer }
         let now = clock()
-        return state.withLockedValue { $0.handle(request, now: now) }
+        return state.withLockedValue { model in
+            defer { publish(&model) }
+            return model.handle(request, now: now)
+        }
+    }
+
+    /// In memory: sends the store's changes since the last call to the watches. Under the lock.
+    private func publish(_ model: inout ClusterModel) {
+        watches.record(model.store.takeEvents(), revision: model.store.revision)
+    }
+
+    /// A watch, or the watches' summary; nil for any other request.
+    private func watchRequest(_ request: APIRequest) -> APIResponse? {
+        if request.path == "/sandbox/v1/watches", request.method == "GET" { return .json(watches.summary) }
+        guard ClusterModel.isWatch(request) else { return nil }
+        guard let target = ClusterModel.target(of: request) else {
+            return .error(KubeAPIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource"))
+        }
+        let now = clock()
+        return state.withLockedValue { model in
+            model.now = max(model.now, now)
+            return watches.open(request, target: target, table: model.wantsTable(request), revision: model.store.revision) {
+                model.store.list(target.resource.type, namespace: target.namespace)
+            }
+        }
     }
 
     /// Moves the model's clock, in memory.
     public func advance() {
         precondition(storage == nil, "a cluster behind a datastore moves through tick()")
         let now = clock()
-        state.withLockedValue { $0.advance(to: now) }
+        state.withLockedValue { model in
+            model.advance(to: now)
+            publish(&model)
+        }
     }
 
     /// Reads the model, or changes it in memory. Behind a datastore, change it through `update`:
@@ -67,6 +106,7 @@ public final class SandboxCluster: Sendable {
         state.withLockedValue { model in
             let result = body(&model)
             precondition(!model.store.hasChanges, "objects of a cluster behind a datastore change through update(_:)")
+            publish(&model)
             return result
         }
     }
@@ -90,6 +130,7 @@ public final class SandboxCluster: Sendable {
         let now = clock()
         if request.method == "GET" || request.method == "HEAD" {
             guard storage.isSynced else { return .error(Self.waiting(storage)) }
+            if request.path == "/sandbox/v1/watches" { return watchRequest(request) ?? .error(Self.waiting(storage)) }
             // A read without a resourceVersion is a quorum read from the datastore
             // (https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-get-and-list),
             // and the apiserver runs inside the k3s server process beside its datastore
@@ -98,6 +139,7 @@ public final class SandboxCluster: Sendable {
             if !request.path.hasPrefix("/sandbox/"), let down = storage.unreachable {
                 return .error(Self.unreachable(down))
             }
+            if let answer = watchRequest(request) { return answer }
             return state.withLockedValue { $0.handle(request, now: now) }
         }
         do {
@@ -123,7 +165,12 @@ public final class SandboxCluster: Sendable {
 
     /// Changes the model: in memory, or through the datastore (`tick`'s rules).
     public func update<T: Sendable>(_ body: @Sendable (inout ClusterModel) -> T) async throws -> T {
-        guard let storage else { return state.withLockedValue { body(&$0) } }
+        guard let storage else {
+            return state.withLockedValue { model in
+                defer { publish(&model) }
+                return body(&model)
+            }
+        }
         return try await write(storage, body).result
     }
 
@@ -201,7 +248,11 @@ public final class SandboxCluster: Sendable {
                     copy.store.confirm(changes, revisions: revisions, revision: answer.header.revision)
                     storage.count { $0.writes += 1 }
                     if same {
-                        state.withLockedValue { $0 = copy }
+                        state.withLockedValue { view in
+                            let events = Self.events(changes, revisions: revisions, before: view.store, after: copy.store)
+                            view = copy
+                            watches.record(events, revision: answer.header.revision)
+                        }
                     }
                     // Otherwise it was written to a datastore the view does not reflect (restored
                     // meanwhile): the next write reads it back, this one included.
@@ -251,6 +302,8 @@ public final class SandboxCluster: Sendable {
             storage.count { $0.seeds += 1 }
             storage.log.note("datastore-seed", "the datastore was empty: wrote the cluster's \(seed.store.objectCount) objects")
         }
+        // What changed in between is unknown: watches end with 410 and clients list again.
+        watches.reset(revision: state.withLockedValue { $0.store.revision })
         storage.state.withLockedValue { state in
             state.synced = true
             state.everSynced = true
@@ -277,6 +330,21 @@ public final class SandboxCluster: Sendable {
             model.store.confirm(batch, revisions: answer.responses.map(\.revision), revision: answer.header.revision)
             start += batch.count
         }
+    }
+
+    /// The watch events of a write the datastore confirmed, in revision order: `before` is
+    /// the view it was made on, `after` the copy with the confirmed revisions.
+    static func events(_ changes: [StoredChange], revisions: [Int64], before: ObjectStore, after: ObjectStore) -> [WatchEvent] {
+        zip(changes, revisions).compactMap { change, revision -> WatchEvent? in
+            let previous = before.get(change.type, change.namespace, change.name)
+            if let object = after.get(change.type, change.namespace, change.name) {
+                return WatchEvent(type: change.type, kind: previous == nil ? .added : .modified, object: object, previous: previous,
+                                  revision: revision)
+            }
+            guard var gone = previous else { return nil }
+            gone[path: "metadata", "resourceVersion"] = .string(String(revision))
+            return WatchEvent(type: change.type, kind: .deleted, object: gone, previous: previous, revision: revision)
+        }.sorted { $0.revision < $1.revision }
     }
 
     // MARK: - Answers
