@@ -80,7 +80,7 @@ let package = Package(
 
         // The Kubernetes API client shared by agent and controller: kubeconfig, JSON, typed views,
         // on UpkeepHTTP's client. No Yams (hence no full Foundation) here: the agent links this module.
-        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1],
+        .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
         // Flux install manifests (multi-document kustomize output) read with Yams: controller and sandbox only.
         .target(name: "UpkeepFlux", dependencies: [yams], path: "Sources/UpkeepFlux", swiftSettings: strict),

@@ -91,6 +91,7 @@ public final class HTTPClient: Sendable {
     private let logger: Logger
     private let pool: ConnectionPool
     private let group: any EventLoopGroup
+    private let connect: @Sendable (Origin, Double) async throws -> HTTPConnection
 
     /// A client trusting `trust` for https (the system store by default).
     public convenience init(configuration: Configuration = Configuration(), trust: TrustRoots = .system, cache: ETagCache? = nil,
@@ -117,11 +118,13 @@ public final class HTTPClient: Sendable {
         self.logger = logger
         self.group = group
         limits = LimitLog(logger: logger, counted: { HTTPClient.processLimits.add($0) })
-        pool = ConnectionPool(connectionsPerOriginMax: configuration.connectionsPerOriginMax, idleSecondsMax: configuration.idleSecondsMax,
-                              waitingMax: configuration.waitingMax, now: clock.now) { origin, timeoutSeconds in
+        let connect: @Sendable (Origin, Double) async throws -> HTTPConnection = { origin, timeoutSeconds in
             try await HTTPConnection.connect(origin: origin, tls: tls, tlsServerName: tlsServerName, tlsPeer: tlsPeer, group: group,
                                              timeoutSeconds: timeoutSeconds)
         }
+        self.connect = connect
+        pool = ConnectionPool(connectionsPerOriginMax: configuration.connectionsPerOriginMax, idleSecondsMax: configuration.idleSecondsMax,
+                              waitingMax: configuration.waitingMax, now: clock.now, connect: connect)
     }
 
     /// Closes idle connections; later requests throw `HTTPClientError.shutDown`.
@@ -145,6 +148,61 @@ public final class HTTPClient: Sendable {
             if let limit = error.limit { limits.record(limit, "\(error)") }
             throw error
         }
+    }
+
+    /// Sends `request` (a GET) on a connection of its own, once (no retries, redirects or
+    /// cache), and hands its answer's body over as it arrives: a Kubernetes watch. The head must
+    /// arrive within `responseTimeoutSeconds`; the whole answer is cut at `request.timeoutSeconds`
+    /// (the configured response timeout without one). At most `piecesMax` pieces wait for the
+    /// reader: one more cuts the stream with `HTTPClientError.streamBacklog`, counted. Cancelling
+    /// the reading task, or `HTTPStreamedResponse.close`, closes the connection.
+    public func stream(_ request: HTTPRequest, piecesMax: Int = 1_024) async throws -> HTTPStreamedResponse {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: request.url.hostHeader)
+        headers.add(name: "User-Agent", value: configuration.userAgent)
+        headers.add(name: "Accept", value: request.headers.first(name: "accept") ?? "application/json")
+        for (name, value) in request.headers where !["host", "accept", "content-length", "user-agent"].contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        let url = request.url.description
+        let connection: HTTPConnection
+        do {
+            connection = try await connect(request.url.origin, configuration.connectTimeoutSeconds)
+        } catch let error as HTTPClientError {
+            if let limit = error.limit { limits.record(limit, "\(error)") }
+            throw error
+        }
+        let (body, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream(bufferingPolicy: .bufferingOldest(max(1, piecesMax)))
+        let limits = self.limits
+        let channel = connection.channel
+        let head: HTTPResponseHead
+        do {
+            head = try await connection.stream(
+                HTTPRequestHead(version: .http1_1, method: request.method, uri: request.url.target, headers: headers), url: url,
+                headTimeoutSeconds: configuration.responseTimeoutSeconds,
+                timeoutSeconds: request.timeoutSeconds ?? configuration.responseTimeoutSeconds
+            ) { piece in
+                switch piece {
+                case .bytes(let bytes):
+                    if case .dropped = continuation.yield(bytes) {
+                        let error = HTTPClientError.streamBacklog(url: url, piecesMax: piecesMax)
+                        limits.record(.streamBacklog, "\(error)")
+                        continuation.finish(throwing: error)
+                        channel.close(promise: nil)
+                    }
+                case .end:
+                    continuation.finish()
+                case .failed(let error):
+                    if let limit = error.limit { limits.record(limit, "\(error)") }
+                    continuation.finish(throwing: error)
+                }
+            }
+        } catch let failure as ExchangeFailure {
+            await connection.close()
+            throw failure.error
+        }
+        continuation.onTermination = { _ in channel.close(promise: nil) }
+        return HTTPStreamedResponse(status: Int(head.status.code), headers: head.headers, body: body, url: request.url, channel: channel)
     }
 
     /// Sends `request` and waits for the answer on the calling thread, which must be neither an

@@ -28,6 +28,8 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
     case retriesExhausted(url: String, attempts: Int, last: String)
     /// More requests than the bound were already waiting for a connection to this origin.
     case tooManyWaiting(origin: String, max: Int)
+    /// The reader of a streamed answer fell further behind than the bound; the stream was cut.
+    case streamBacklog(url: String, piecesMax: Int)
     /// The client was shut down.
     case shutDown
 
@@ -48,6 +50,8 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
         case let .retriesExhausted(url, attempts, last): "\(url) failed \(attempts) times; last: \(last)"
         case let .tooManyWaiting(origin, max):
             "more than \(max) requests are waiting for a connection to \(origin); the server is slow or the caller sends too much at once"
+        case let .streamBacklog(url, piecesMax):
+            "the reader of the answer from \(url) fell \(piecesMax) pieces behind; the stream was cut (read it again from where it stopped)"
         case .shutDown: "the HTTP client was shut down"
         }
     }
@@ -79,6 +83,7 @@ public enum HTTPClientError: Error, Equatable, Sendable, CustomStringConvertible
         case .rateLimited: .rateLimitWait
         case .retriesExhausted: .attempts
         case .tooManyWaiting: .waiting
+        case .streamBacklog: .streamBacklog
         default: nil
         }
     }

@@ -142,9 +142,52 @@ final class HTTPConnection: Sendable {
         }
     }
 
+    /// Sends one request whose answer streams (a Kubernetes watch) and returns its head, which
+    /// must arrive within `headTimeoutSeconds`; the body's pieces then go to `sink` as they
+    /// arrive, the last one `.end` or `.failed`. The whole exchange is cut at `timeoutSeconds`
+    /// (`.failed(.responseTimeout)`). The connection closes after it: it is never reused.
+    func stream(_ head: HTTPRequestHead, url: String, headTimeoutSeconds: Double, timeoutSeconds: Double,
+                sink: @escaping @Sendable (HTTPStreamPiece) -> Void) async throws -> HTTPResponseHead
+    {
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: HTTPResponseHead.self)
+        let channel = self.channel
+        let collector = self.collector
+        loop.execute {
+            let handler = collector.value
+            guard handler.pending == nil, channel.isActive else {
+                promise.fail(ExchangeFailure(error: handler.failure ?? .connectionClosed(url: url), nothingReceived: true))
+                return
+            }
+            handler.beginStream(head: promise, sink: sink, url: url)
+            handler.headTimeout = loop.scheduleTask(in: .nanoseconds(Int64(headTimeoutSeconds * 1e9))) {
+                collector.value.fail(.responseTimeout(url: url, seconds: headTimeoutSeconds))
+                channel.close(promise: nil)
+            }
+            handler.timeout = loop.scheduleTask(in: .nanoseconds(Int64(timeoutSeconds * 1e9))) {
+                collector.value.fail(.responseTimeout(url: url, seconds: timeoutSeconds))
+                channel.close(promise: nil)
+            }
+            channel.writeAndFlush(HTTPClientRequestPart.head(head), promise: nil)
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        }
+        return try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+
     func close() async {
         try? await channel.close()
     }
+}
+
+/// A piece of a streamed answer's body, as `HTTPConnection.stream` hands it over.
+enum HTTPStreamPiece: Sendable {
+    case bytes([UInt8])
+    case end
+    case failed(HTTPClientError)
 }
 
 /// Completes the connection's readiness, then collects one response at a time.
@@ -157,6 +200,10 @@ final class ResponseCollector: ChannelInboundHandler {
 
     private(set) var pending: EventLoopPromise<(head: HTTPResponseHead, body: [UInt8])>?
     var timeout: Scheduled<Void>?
+    /// A streamed answer: its head's promise until the head arrives, and where its body goes.
+    private var streamHead: EventLoopPromise<HTTPResponseHead>?
+    private var streamSink: (@Sendable (HTTPStreamPiece) -> Void)?
+    var headTimeout: Scheduled<Void>?
     private var url = ""
     private var bodyBytesMax = 0
     private var head: HTTPResponseHead?
@@ -178,7 +225,30 @@ final class ResponseCollector: ChannelInboundHandler {
         body = []
     }
 
+    func beginStream(head: EventLoopPromise<HTTPResponseHead>, sink: @escaping @Sendable (HTTPStreamPiece) -> Void, url: String) {
+        streamHead = head
+        streamSink = sink
+        self.url = url
+    }
+
+    /// The streamed answer ended: tells its reader, once.
+    private func endStream(_ piece: HTTPStreamPiece) {
+        timeout?.cancel()
+        timeout = nil
+        headTimeout?.cancel()
+        headTimeout = nil
+        let (head, sink) = (streamHead, streamSink)
+        streamHead = nil
+        streamSink = nil
+        if case .failed(let error) = piece { head?.fail(ExchangeFailure(error: error, nothingReceived: true)) }
+        sink?(piece)
+    }
+
     func fail(_ error: HTTPClientError) {
+        if streamSink != nil {
+            endStream(.failed(error))
+            return
+        }
         timeout?.cancel()
         timeout = nil
         let promise = pending
@@ -213,9 +283,20 @@ final class ResponseCollector: ChannelInboundHandler {
         case let .head(responseHead):
             // 1xx answers precede the real one.
             guard responseHead.status.code >= 200 || responseHead.status.code == 101 else { return }
+            if streamSink != nil {
+                headTimeout?.cancel()
+                headTimeout = nil
+                streamHead?.succeed(responseHead)
+                streamHead = nil
+                return
+            }
             head = responseHead
             body = []
         case var .body(buffer):
+            if let sink = streamSink {
+                sink(.bytes(buffer.readBytes(length: buffer.readableBytes) ?? []))
+                return
+            }
             guard pending != nil else { return }
             guard body.count + buffer.readableBytes <= bodyBytesMax else {
                 fail(.responseTooLarge(url: url, bytesMax: bodyBytesMax))
@@ -224,6 +305,11 @@ final class ResponseCollector: ChannelInboundHandler {
             }
             body += buffer.readBytes(length: buffer.readableBytes) ?? []
         case .end:
+            if streamSink != nil {
+                endStream(.end)
+                context.close(promise: nil)
+                return
+            }
             guard let head, let promise = pending else {
                 // An answer nobody asked for: the connection cannot be trusted any more.
                 context.close(promise: nil)

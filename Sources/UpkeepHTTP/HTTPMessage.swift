@@ -1,4 +1,5 @@
 import NIOHTTP1
+import NIOCore
 
 /// One request as the caller describes it; the client adds `Host`, `Content-Length`,
 /// `User-Agent` and conditional headers itself. A `Connection: close` header is honoured: the
@@ -103,4 +104,19 @@ public struct HTTPResponse: Sendable {
 
     /// The body as UTF-8 text (invalid bytes replaced).
     public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A streamed answer (`HTTPClient.stream`): the head, and the body as it arrives.
+public struct HTTPStreamedResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    /// The body's pieces as they arrive; ends with the answer, or throws `HTTPClientError`.
+    public var body: AsyncThrowingStream<[UInt8], any Error>
+    public var url: HTTPURL
+    let channel: any Channel
+
+    /// Closes the connection: the body ends.
+    public func close() {
+        channel.close(promise: nil)
+    }
 }

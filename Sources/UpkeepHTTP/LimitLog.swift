@@ -132,4 +132,6 @@ public enum ClientLimit: String, CaseIterable, Hashable, Sendable {
     case rateLimitWait = "rate_limit_wait"
     /// `RedirectPolicy.follow(max:)`.
     case redirects
+    /// `HTTPClient.stream`'s `piecesMax`: the reader of a streamed answer (a watch) fell behind; cut.
+    case streamBacklog = "stream_backlog"
 }

@@ -90,6 +90,14 @@ public final class KubeClient: Sendable {
     public func list(_ type: ResourceType, namespace: String? = nil, labelSelector: LabelSelector? = nil,
                      fieldSelector: FieldSelector? = nil) async throws -> [JSON]
     {
+        try await listWithVersion(type, namespace: namespace, labelSelector: labelSelector, fieldSelector: fieldSelector).items
+    }
+
+    /// `list`, with the list's `resourceVersion` (the first page's): where a watch resumes.
+    public func listWithVersion(_ type: ResourceType, namespace: String? = nil, labelSelector: LabelSelector? = nil,
+                                fieldSelector: FieldSelector? = nil) async throws -> (items: [JSON], resourceVersion: String)
+    {
+        var version: String?
         var items: [JSON] = []
         var token: String?
         var pages = 0
@@ -100,10 +108,11 @@ public final class KubeClient: Sendable {
             if let token { query.append(("continue", token)) }
             let page = try await request(.GET, type.collectionPath(namespace: namespace), query: query)
             items += page["items"]?.array ?? []
+            version = version ?? page[path: "metadata", "resourceVersion"]?.string
             token = page[path: "metadata", "continue"]?.string.flatMap { $0.isEmpty ? nil : $0 }
             pages += 1
         } while token != nil && pages < 10_000
-        return items
+        return (items, version ?? "")
     }
 
     public func create(_ type: ResourceType, _ object: JSON) async throws -> JSON {
