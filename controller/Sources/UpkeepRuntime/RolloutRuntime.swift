@@ -29,6 +29,8 @@ public actor RolloutRuntime {
         /// The gates were not read in time: every gate asked for is reported unread.
         case gateReadTimedOut(GateReport, token: Int)
         case warning(String)
+        /// The cluster changed (a watch event): look now.
+        case clusterChanged
     }
 
     private let store: StateStore
@@ -49,6 +51,11 @@ public actor RolloutRuntime {
     /// cancels the request).
     private var sends: [Int: Task<Void, Never>] = [:]
     private var observation: (token: Int, task: Task<Void, Never>)?
+    /// Follows the cluster's changes (`ClusterChangeFeed`) for the run.
+    private var changes: Task<Void, Never>?
+    /// A change arrived while a look was under way: look once more after it.
+    private var changedDuringLook = false
+    private var changeSignal: ChangeSignal?
     private var gateRead: (token: Int, task: Task<Void, Never>)?
     private var timer: Task<Void, Never>?
     /// The lock of the run under way.
@@ -174,8 +181,9 @@ public actor RolloutRuntime {
         guard !running else { throw RuntimeError.alreadyRunning }
         running = true
         defer { running = false }
-        // Producers: at most `sendsInFlightMax` requests, one look, one timer, one lock loss, and
-        // unsent requests (bounded by what one `handle` returns) — so this bound is never reached.
+        // Producers: at most `sendsInFlightMax` requests, one look, one timer, one lock loss, one
+        // cluster change (`ChangeSignal`), and unsent requests (bounded by what one `handle`
+        // returns) — so this bound is never reached.
         let (stream, continuation) = AsyncStream.makeStream(of: Input.self,
                                                             bufferingPolicy: .bufferingOldest(configuration.sendsInFlightMax * 4 + 64))
         self.continuation = continuation
@@ -195,6 +203,7 @@ public actor RolloutRuntime {
             }
         }
         self.lock = lock
+        followChanges(continuation)
         // Every way out: the tasks first (nothing more is sent), then the lock (the caller's stays held).
         let owned = heldLock == nil
         func end() async {
@@ -253,8 +262,16 @@ public actor RolloutRuntime {
             case .event(let event, let token):
                 if let token { settle(token) }
                 if let result = try step(&engine, event) { return result }
+                if case .observed = event, changedDuringLook {
+                    changedDuringLook = false
+                    observe()
+                }
+            case .clusterChanged:
+                changeSignal?.lower()
+                if observation == nil { observe() } else { changedDuringLook = true }
             case .observeFailed(let message, let token):
                 settle(token)
+                changedDuringLook = false
                 updates(.warning("could not read the cluster: \(message)"))
                 try checkStalled(engine)
             case .lockLost(let reason):
@@ -365,6 +382,20 @@ public actor RolloutRuntime {
         }
     }
 
+    /// With an observer that says when the cluster changes, each change (at most one waiting in
+    /// the queue, however many arrive meanwhile) makes the runtime look at once; the engine's
+    /// poll stays as the fallback for the time the feed cannot follow the cluster.
+    private func followChanges(_ continuation: AsyncStream<Input>.Continuation) {
+        guard let feed = observer as? any ClusterChangeFeed else { return }
+        let signal = ChangeSignal()
+        changeSignal = signal
+        changes = Task {
+            await feed.followChanges {
+                if signal.raise() { Self.deliver(.clusterChanged, to: continuation) }
+            }
+        }
+    }
+
     /// One look at a time: the engine asks again after its poll interval if this one fails.
     private func observe() {
         guard observation == nil else { return }
@@ -455,6 +486,10 @@ public actor RolloutRuntime {
         gateRead = nil
         timer?.cancel()
         timer = nil
+        changes?.cancel()
+        changes = nil
+        changeSignal = nil
+        changedDuringLook = false
         continuation?.finish()
         continuation = nil
     }
@@ -523,4 +558,20 @@ private final class Once: Sendable {
             return !claimed
         }
     }
+}
+
+/// At most one `.clusterChanged` waits in the runtime's queue: raised by the feed, lowered when
+/// the runtime takes it.
+private final class ChangeSignal: Sendable {
+    private let raised = Mutex(false)
+
+    /// True when it was down: the caller delivers one input.
+    func raise() -> Bool {
+        raised.withLock { raised in
+            defer { raised = true }
+            return !raised
+        }
+    }
+
+    func lower() { raised.withLock { $0 = false } }
 }

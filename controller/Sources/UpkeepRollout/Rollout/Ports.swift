@@ -20,6 +20,15 @@ public protocol ClusterObserver: Sendable {
     func observe() async throws -> ClusterObservation
 }
 
+/// Says when what a `ClusterObserver` reads has changed (Kubernetes watches), so the runtime
+/// looks at once rather than at the engine's next poll. An observer without it is polled.
+public protocol ClusterChangeFeed: Sendable {
+    /// Calls `changed` after each change that can alter an observation, until the calling task
+    /// is cancelled (then it returns). It never throws: it retries on its own, bounded, and the
+    /// engine's poll covers the time it cannot follow the cluster.
+    func followChanges(_ changed: @escaping @Sendable () -> Void) async
+}
+
 /// The cluster-wide lock every operation that drives nodes holds beside its state directory's
 /// own lease, so two controllers with two state directories never drive one cluster at once
 /// (the Kubernetes Lease `kube-system/upkeep`, docs/controller.md, "The lock").
