@@ -3,9 +3,12 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import UpkeepAgentCore
 
 /// Writes a POSIX ustar archive of regular files (names under 100 bytes), for the SQLite backup:
-/// the database copy and the cluster token, with their modes.
+/// the database copy and the cluster token, with their modes. Each file is streamed through in
+/// 1 MiB pieces, so a large datastore costs the agent no more memory than a small one
+/// (bench/agent-peak).
 struct TarWriter {
     private let descriptor: Int32
     private let path: String
@@ -19,8 +22,14 @@ struct TarWriter {
 
     func add(file source: String, as name: String, mode: Int, modifiedUnix: Int) throws(AgentFailure) {
         precondition(name.utf8.count < 100, "tar member names stay under 100 bytes")
-        let contents: [UInt8]
-        do { contents = try FileSystem.readBytes(source, bytesMax: 8 << 30) } catch { throw .io(error) }
+        let size: Int
+        let chunks: FileSystem.Chunks
+        do {
+            chunks = try FileSystem.Chunks(path: source)
+            size = Int(try FileSystem.fileStatus(source).st_size)
+        } catch {
+            throw .io(error)
+        }
         var header = [UInt8](repeating: 0, count: 512)
         func put(_ text: String, at offset: Int) {
             for (index, byte) in text.utf8.enumerated() { header[offset + index] = byte }
@@ -33,7 +42,7 @@ struct TarWriter {
         put(octal(mode, width: 8), at: 100)
         put(octal(0, width: 8), at: 108)
         put(octal(0, width: 8), at: 116)
-        put(octal(contents.count, width: 12), at: 124)
+        put(octal(size, width: 12), at: 124)
         put(octal(modifiedUnix, width: 12), at: 136)
         put("        ", at: 148)
         header[156] = UInt8(ascii: "0")
@@ -44,13 +53,22 @@ struct TarWriter {
         let checksum = header.reduce(0) { $0 + Int($1) }
         put(octal(checksum, width: 7), at: 148)
         header[155] = UInt8(ascii: " ")
-        let padding = [UInt8](repeating: 0, count: (512 - contents.count % 512) % 512)
+        let padding = [UInt8](repeating: 0, count: (512 - size % 512) % 512)
+        var written = 0
         do {
             try FileSystem.writeAll(descriptor, header, path: path)
-            try FileSystem.writeAll(descriptor, contents, path: path)
+            while let chunk = try chunks.next() {
+                written += chunk.count
+                guard written <= size else { break }
+                let result = chunk.withUnsafeBytes { raw in Result { () throws(FileSystemError) in try FileSystem.writeAll(descriptor, raw, path: path) } }
+                try result.get()
+            }
             try FileSystem.writeAll(descriptor, padding, path: path)
         } catch {
             throw .io(error)
+        }
+        guard written == size else {
+            throw AgentFailure(.io, "\(source) changed while it was archived (\(size) bytes when it began, \(written) read); take the backup again")
         }
     }
 
