@@ -177,7 +177,7 @@ let package = Package(
 
         // Measurement driver for bench/fanout: the agent cross-check against many mTLS agents.
         .executableTarget(name: "upkeep-fleet-bench", dependencies: ["UpkeepFleet", "UpkeepRollout", "UpkeepCore", "UpkeepProtocol", "UpkeepTLS",
-                                                                     "UpkeepPKI", nioPosix],
+                                                                     "UpkeepPKI", nioCore, nioPosix],
                           path: "bench/Sources/upkeep-fleet-bench", swiftSettings: strict),
 
         // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).

@@ -17,6 +17,7 @@ import UpkeepTLS
 ///   ratio                fanout_seconds / slowest_single_seconds
 /// Usage: upkeep-fleet-bench [--agents N] [--rounds R]
 ///        upkeep-fleet-bench install … (bench/agent-install-overhead: InstallBench.swift)
+///        upkeep-fleet-bench stage|backup … (bench/agent-peak: AgentPeakBench.swift)
 
 /// An agent that only says hello: the cross-check needs nothing else.
 struct HelloOnlyAgent: RequestHandler {
@@ -27,9 +28,11 @@ struct HelloOnlyAgent: RequestHandler {
     }
 }
 
-if CommandLine.arguments.dropFirst().first == "install" {
-    try await InstallBench.run()
-    exit(0)
+switch CommandLine.arguments.dropFirst().first {
+case "install": try await InstallBench.run(); exit(0)
+case "stage": try await AgentPeakBench.stage(); exit(0)
+case "backup": try await AgentPeakBench.backup(); exit(0)
+default: break
 }
 
 func argument(_ name: String, default value: Int) -> Int {
