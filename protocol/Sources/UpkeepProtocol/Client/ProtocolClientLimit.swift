@@ -28,6 +28,9 @@ public enum ProtocolClientLimit: String, CaseIterable, Hashable, Sendable {
     /// `ClientConfiguration.outbound.drainTimeout`: an agent did not read what waited for it below
     /// the low water mark in time; the connection was closed, its calls failed.
     case drainTimeout = "drain_timeout"
+    /// `ReconnectingClient`'s dial backoff: a dial to an agent waited, because the dials before
+    /// it failed (jittered, doubling from `Backoff.initialDelay` up to `maximumDelay`).
+    case reconnectBackoff = "reconnect_backoff"
 
 }
 

@@ -7,6 +7,14 @@ import NIOPosix
 /// exponential backoff and sends the call again, within the call's deadline and a bounded
 /// number of attempts.
 ///
+/// Dials are backed off too, across calls: after a dial failed, the next one (whoever asks for
+/// it) waits the backoff's delay for the failures in a row so far (at most `maximumDelay`), so a
+/// fleet of callers never hammers an agent that is down; each such wait is counted
+/// (`ProtocolClientLimit.reconnectBackoff`).
+///
+/// With `keepAliveInterval`, an open connection sends a Ping that often, so an agent never
+/// closes it as idle (PROTOCOL.md 11: pings count as frames) while its owner keeps it.
+///
 /// Sending again is safe: either the agent certainly did not process the call (GoAway,
 /// `busy`, connection refused), or the method is read-only, or it is mutating and carries an
 /// operation id, which the agent answers from its journal instead of acting twice. Uploads are
@@ -18,13 +26,20 @@ public actor ReconnectingClient {
     private let configuration: ClientConfiguration
     private let backoff: Backoff
     private let eventLoopGroup: any EventLoopGroup
+    private let keepAliveInterval: Duration?
     private var current: ProtocolClient?
+    private var keepAlive: Task<Void, Never>?
     private var connecting: Task<ProtocolClient, any Error>?
+    /// Dials that failed in a row, and when the next may start.
+    private var failedDials = 0
+    private var nextDialAt: ContinuousClock.Instant?
     private var random = SystemRandomNumberGenerator()
 
     public init(host: String, port: Int, security: ConnectionSecurity = .plaintext,
-                configuration: ClientConfiguration = ClientConfiguration(), backoff: Backoff = Backoff(),
+                configuration: ClientConfiguration = ClientConfiguration(), backoff: Backoff = Backoff(), keepAliveInterval: Duration? = nil,
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        precondition(keepAliveInterval.map { $0 > .zero } ?? true, "a keep-alive interval is positive")
+        self.keepAliveInterval = keepAliveInterval
         self.host = host
         self.port = port
         self.security = security
@@ -55,28 +70,66 @@ public actor ReconnectingClient {
         }
     }
 
-    /// The connected client, connecting first if there is none (one connect at a time).
+    /// Whether a usable connection is open now (a call would not dial).
+    public var isConnected: Bool { current?.isUsable ?? false }
+
+    /// The connected client, connecting first if there is none (one connect at a time; after a
+    /// failed dial, the next waits its backoff first).
     public func connection() async throws -> ProtocolClient {
         if let current, current.isUsable { return current }
         current = nil
         if let connecting { return try await connecting.value }
         let (host, port, security, configuration, group) = (host, port, security, configuration, eventLoopGroup)
+        let wait = nextDialAt.map { $0 - ContinuousClock.now }.flatMap { $0 > .zero ? $0 : nil }
+        if let wait {
+            ProtocolClient.limits.record(.reconnectBackoff, "waiting \(Int((wait / .milliseconds(1)).rounded())) ms before dialling "
+                                         + "\(host):\(port) again: \(failedDials) dial\(failedDials == 1 ? "" : "s") in a row failed")
+        }
         let task = Task {
-            try await ProtocolClient.connect(host: host, port: port, security: security, configuration: configuration,
-                                             eventLoopGroup: group)
+            if let wait { try await Task.sleep(for: wait) }
+            return try await ProtocolClient.connect(host: host, port: port, security: security, configuration: configuration,
+                                                    eventLoopGroup: group)
         }
         connecting = task
         defer { connecting = nil }
-        let client = try await task.value
-        current = client
-        return client
+        do {
+            let client = try await task.value
+            (failedDials, nextDialAt) = (0, nil)
+            current = client
+            keepAlive?.cancel()
+            keepAlive = keepAliveInterval.map { interval in Task { await Self.keepAlive(client, every: interval) } }
+            return client
+        } catch {
+            failedDials += 1
+            nextDialAt = ContinuousClock.now + backoff.delay(afterAttempt: failedDials, using: &random)
+            throw error
+        }
+    }
+
+    /// Closes the connection open now, if any, and dials a new one: its Hello is current.
+    public func reconnect() async throws -> ProtocolClient {
+        if let connecting { _ = try? await connecting.value }
+        await close()
+        return try await connection()
     }
 
     /// Closes the current connection, if any.
     public func close() async {
         let client = current
         current = nil
+        keepAlive?.cancel()
+        keepAlive = nil
         await client?.close()
+    }
+
+    /// Pings `client` every `interval` (each Ping bounded by it) until it is unusable or the task
+    /// is cancelled (the connection closed or replaced).
+    private static func keepAlive(_ client: ProtocolClient, every interval: Duration) async {
+        while true {
+            do { try await Task.sleep(for: interval) } catch { return }
+            guard client.isUsable else { return }
+            _ = try? await client.ping(deadline: .now + interval)
+        }
     }
 
     private func drop(after error: ProtocolError) {

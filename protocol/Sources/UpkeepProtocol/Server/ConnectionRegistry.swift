@@ -32,6 +32,8 @@ final class ConnectionRegistry: Sendable {
         var refusing = 0
         var connections: [ObjectIdentifier: Connection] = [:]
         var shuttingDown = false
+        /// TLS handshakes completed since the server started.
+        var handshakesCompleted = 0
     }
 
     enum Admission: Equatable {
@@ -62,6 +64,8 @@ final class ConnectionRegistry: Sendable {
     var count: Int { state.withLock { $0.admitted } }
     /// Connections in their TLS handshake now.
     var handshakeCount: Int { state.withLock { $0.handshakes.count } }
+    /// TLS handshakes completed since the server started (what a controller's reconnects cost).
+    var handshakesCompleted: Int { state.withLock { $0.handshakesCompleted } }
 
     /// Counts a new `channel` in (it is counted out when it closes). One that `needsHandshake`
     /// enters the handshake budget, closing the connection it displaces; a plaintext one is
@@ -94,6 +98,7 @@ final class ConnectionRegistry: Sendable {
         let key = ObjectIdentifier(channel)
         let admission = state.withLock { state in
             state.handshakes.end(key)
+            state.handshakesCompleted += 1
             return Self.admit(key, &state, connectionsMax: configuration.connectionsMax)
         }
         let source = Self.source(of: channel)

@@ -21,6 +21,8 @@ public final class ProtocolServer: Sendable {
     public var connectionCount: Int { shared.registry.count }
     /// Connections in their TLS handshake now.
     public var handshakeCount: Int { shared.registry.handshakeCount }
+    /// TLS handshakes completed since the server started: one per connection a controller made.
+    public var handshakesCompleted: Int { shared.registry.handshakesCompleted }
     /// How often each bound was reached and each refusal made; the owner may export it.
     public var limits: LimitLog<ProtocolServerLimit> { shared.registry.limits }
 
