@@ -35,8 +35,10 @@ import UpkeepTLS
         let fleet = AgentFleet(security: try pki.controllerSecurity(), endpoints: ["agent-1": endpoint],
                                configuration: AgentFleet.Configuration(connectTimeoutSeconds: 5))
         let node = InventoryNode(name: "agent-1", role: .agent, version: try K3sVersion(v1))
-        // The controller's own connection holds the one place.
-        _ = try await fleet.client(for: "agent-1").connection()
+        // Another controller's connection (`upkeep serve`'s, say) holds the one place.
+        let other = AgentFleet(security: try pki.controllerSecurity(), endpoints: ["agent-1": endpoint],
+                               configuration: AgentFleet.Configuration(connectTimeoutSeconds: 5))
+        _ = try await other.client(for: "agent-1").connection()
         let inspections = await fleet.inspect([node])
         guard case .unreachable(let reason) = inspections.first?.verdict else {
             Issue.record("expected unreachable, got \(inspections)")
@@ -44,7 +46,7 @@ import UpkeepTLS
         }
         #expect(reason.contains("the agent at \(endpoint) is at its connection limit") && reason.contains("sport = :\(server.port)"), "\(reason)")
         #expect(server.limits.count(.connections) == 1)
-        await fleet.close()
+        await other.close()
         // With the place free again, the agent answers.
         var verdict = await fleet.inspect([node]).first?.verdict
         for _ in 0..<50 where verdict != .reachable {

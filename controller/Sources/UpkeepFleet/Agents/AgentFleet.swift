@@ -6,7 +6,11 @@ import UpkeepProtocol
 import UpkeepTLS
 
 /// The controller's connections to its agents: one reconnecting mutual-TLS connection per node,
-/// made when first needed, dialled at the address the inventory gave for that node.
+/// made when first needed, dialled at the address the inventory gave for that node, and kept
+/// for the fleet's life: a command makes one fleet (`upkeep apply`: its cross-check, rollout
+/// and validation; `upkeep validate`: every area that asks the agents), `upkeep serve` one for
+/// as long as it runs. A lost connection is dialled again on the next request, with backoff
+/// while dials fail (`ReconnectingClient`).
 ///
 /// It never talks to a node it has no address for, and never accepts a certificate other than
 /// that node's agent certificate.
@@ -18,15 +22,22 @@ public actor AgentFleet {
         public var backoff: Backoff
         /// Reported in Hello, for the agents' logs.
         public var software: String
-        /// Agents inspected at once.
+        /// Agents inspected at once that need a dial (a TLS handshake: CPU-bound on both ends).
         public var inspectConcurrencyMax: Int
+        /// Agents inspected at once on a connection open already (a Ping each).
+        public var warmInspectConcurrencyMax: Int
+        /// Each open connection sends a Ping this often, so the agent never closes it as idle
+        /// (its idle timeout is 120 s, PROTOCOL.md 11).
+        public var keepAliveSeconds: Int
 
         public init(connectTimeoutSeconds: Int = 10, backoff: Backoff = Backoff(initialDelay: .milliseconds(200), maximumDelay: .seconds(5), attemptsMax: 8),
-                    software: String = "upkeep", inspectConcurrencyMax: Int = 64) {
+                    software: String = "upkeep", inspectConcurrencyMax: Int = 64, warmInspectConcurrencyMax: Int = 1024, keepAliveSeconds: Int = 50) {
             self.connectTimeoutSeconds = connectTimeoutSeconds
             self.backoff = backoff
             self.software = software
             self.inspectConcurrencyMax = max(1, inspectConcurrencyMax)
+            self.warmInspectConcurrencyMax = max(1, warmInspectConcurrencyMax)
+            self.keepAliveSeconds = max(1, keepAliveSeconds)
         }
 
         var client: ClientConfiguration {
@@ -70,7 +81,8 @@ public actor AgentFleet {
         }
         if let (known, client) = clients[node], known == endpoint { return client }
         let client = ReconnectingClient(host: endpoint.host, port: endpoint.port, security: try security.connection(to: node),
-                                        configuration: configuration.client, backoff: configuration.backoff, eventLoopGroup: eventLoopGroup)
+                                        configuration: configuration.client, backoff: configuration.backoff,
+                                        keepAliveInterval: .seconds(configuration.keepAliveSeconds), eventLoopGroup: eventLoopGroup)
         clients[node] = (endpoint, client)
         return client
     }
@@ -84,37 +96,64 @@ public actor AgentFleet {
 
     // MARK: - Hello cross-check
 
-    /// Checks each node's agent on a fresh connection, all at once (bounded): it must answer,
-    /// present that node's certificate, say it serves that node and architecture, and run the
-    /// k3s version the API reports for the node. Never throws: each node gets a verdict.
+    /// Checks each node's agent on the fleet's connection to it, all at once (bounded): it must
+    /// answer, present that node's certificate, say it serves that node and architecture, and
+    /// run the k3s version the API reports for the node. Agents with a connection open already
+    /// only need a Ping (`warmInspectConcurrencyMax` at once); the others are dialled,
+    /// `inspectConcurrencyMax` at once. A Hello that disagrees with the API on a connection
+    /// made earlier (a node upgraded since) is asked again on a new connection before it is
+    /// judged. Never throws: each node gets a verdict.
     public func inspect(_ nodes: [InventoryNode]) async -> [AgentInspection] {
-        let jobs = nodes.map { node in (node, endpoints[node.name]) }
-        let (security, configuration, group) = (security, configuration, eventLoopGroup)
-        return await BoundedTasks.map(jobs, atOnce: configuration.inspectConcurrencyMax) { node, endpoint in
-            await Self.inspect(node, at: endpoint, security: security, configuration: configuration, group: group)
+        var warm: [(Int, Job)] = [], cold: [(Int, Job)] = []
+        for (index, node) in nodes.enumerated() {
+            let endpoint = endpoints[node.name]
+            let job = Job(node: node, endpoint: endpoint, client: endpoint == nil ? nil : Result { () throws(AgentTransportError) in try client(for: node.name) })
+            if case .success(let client)? = job.client, await client.isConnected { warm.append((index, job)) } else { cold.append((index, job)) }
         }
+        let seconds = configuration.connectTimeoutSeconds
+        async let warmVerdicts = BoundedTasks.map(warm, atOnce: configuration.warmInspectConcurrencyMax) { index, job in
+            (index, await Self.inspect(job, pingSeconds: seconds))
+        }
+        let coldVerdicts = await BoundedTasks.map(cold, atOnce: configuration.inspectConcurrencyMax) { index, job in
+            (index, await Self.inspect(job, pingSeconds: seconds))
+        }
+        return (await warmVerdicts + coldVerdicts).sorted { $0.0 < $1.0 }.map(\.1)
     }
 
-    private static func inspect(_ node: InventoryNode, at endpoint: AgentEndpoint?, security: FleetSecurity, configuration: Configuration,
-                                group: any EventLoopGroup) async -> AgentInspection {
-        guard let endpoint else {
+    private struct Job: Sendable {
+        var node: InventoryNode
+        var endpoint: AgentEndpoint?
+        var client: Result<ReconnectingClient, AgentTransportError>?
+    }
+
+    private static func inspect(_ job: Job, pingSeconds: Int) async -> AgentInspection {
+        let node = job.node
+        guard let endpoint = job.endpoint, let client = job.client else {
             return AgentInspection(node: node.name, endpoint: nil,
                                    verdict: .unreachable("no agent address: the node has no InternalIP and no upkeep.io/agent-address annotation"))
         }
-        let client: ProtocolClient
         do {
-            client = try await ProtocolClient.connect(host: endpoint.host, port: endpoint.port, security: try security.connection(to: node.name),
-                                                      configuration: configuration.client, eventLoopGroup: group)
+            let reconnecting = try client.get()
+            let wasOpen = await reconnecting.isConnected
+            var connection = try await reconnecting.connection()
+            var latency = try? await connection.ping(deadline: .now + .seconds(pingSeconds))
+            let judged = AgentInspection(node: node, endpoint: endpoint, hello: connection.hello.agent, latencyMilliseconds: nil)
+            if wasOpen, latency == nil || judged.blocksRollout {
+                // A connection made earlier may be dead without a word, or its Hello older than
+                // the node's upgrade: a new connection answers for the agent as it is now.
+                connection = try await reconnecting.reconnect()
+                latency = try? await connection.ping(deadline: .now + .seconds(pingSeconds))
+            }
+            return AgentInspection(node: node, endpoint: endpoint, hello: connection.hello.agent,
+                                   latencyMilliseconds: latency.map { Double($0 / .microseconds(1)) / 1000 })
+        } catch let error as AgentTransportError {
+            return AgentInspection(node: node.name, endpoint: endpoint, verdict: .unreachable(error.reason))
         } catch ProtocolError.tls(.certificateRefused(.wrongIdentity(_, let actual))) {
             return AgentInspection(node: node.name, endpoint: endpoint,
                                    verdict: .wrongNode("the agent at \(endpoint) presents the certificate of \(actual), not of \(node.name); fix its address or its certificate"))
         } catch {
             return AgentInspection(node: node.name, endpoint: endpoint, verdict: .unreachable(AgentTransportError.reason(error, endpoint: endpoint)))
         }
-        let latency = try? await client.ping(deadline: .now + .seconds(configuration.connectTimeoutSeconds))
-        await client.close()
-        return AgentInspection(node: node, endpoint: endpoint, hello: client.hello.agent,
-                               latencyMilliseconds: latency.map { Double($0 / .microseconds(1)) / 1000 })
     }
 }
 
@@ -135,7 +174,7 @@ public struct AgentInspection: Equatable, Sendable {
     public var verdict: Verdict
     /// What the agent said in Hello, when it got that far.
     public var agent: AgentInfo?
-    /// One Ping round trip on the new connection.
+    /// One Ping round trip on the agent's connection.
     public var latencyMilliseconds: Double?
 
     public init(node: String, endpoint: AgentEndpoint?, verdict: Verdict, agent: AgentInfo? = nil, latencyMilliseconds: Double? = nil) {
