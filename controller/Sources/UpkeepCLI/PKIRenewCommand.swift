@@ -75,7 +75,6 @@ struct PKIRenew: AsyncParsableCommand {
                     FileHandle.standardError.write(Data("Error: renewing \(node): \(error)\n".utf8))
                 }
             }
-            await fleet.close()
         }
         if !failed.isEmpty {
             throw CommandFailure(code: RolloutExitCode.refused, message: "\(failed.count) of \(chosen.count) renewals failed: \(failed.joined(separator: ", "))")

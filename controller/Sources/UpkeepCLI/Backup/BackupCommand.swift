@@ -24,9 +24,7 @@ enum Backups {
         do {
             taken = try await BackupTaker(fleet: fleet, vault: catalog.vault, timeoutSeconds: catalog.timeoutSeconds)
                 .take(id: id, servers: servers.map(\.name), now: { Instant.wallClockNow().milliseconds })
-            await fleet.close()
         } catch {
-            await fleet.close()
             throw CommandFailure(code: RolloutExitCode.refused, message: "backup: \(error)")
         }
         let version = servers.first { $0.name == taken.node }?.version

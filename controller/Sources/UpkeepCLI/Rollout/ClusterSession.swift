@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import UpkeepRollout
 import UpkeepCore
 import UpkeepFleet
@@ -13,6 +14,9 @@ import UpkeepUpdates
 
 /// Everything a cluster command talks to, made from `upkeep.yaml`: the Kubernetes API, the
 /// release source, the agents and the artifact cache. Each failure names the setting to fix.
+/// The agents are one `AgentFleet` for the whole session (one connection per agent, made when
+/// first asked, closed with the session), or the one a longer-lived owner lends it
+/// (`upkeep serve`).
 final class ClusterSession: Sendable {
     let config: ControllerConfig
     let stateDirectory: String
@@ -22,9 +26,14 @@ final class ClusterSession: Sendable {
     let observer: KubeClusterObserver
     let releaseClient: HTTPClient
     let source: any ReleaseSource
+    /// The session's agents once asked for; `lentAgents` when an owner outside lends them.
+    private let agents: Mutex<AgentFleet?>
+    private let lentAgents: Bool
 
     private init(config: ControllerConfig, stateDirectory: String, kube: KubeClient, leaseClient: KubeClient, releaseClient: HTTPClient,
-                 source: any ReleaseSource) {
+                 source: any ReleaseSource, agents: AgentFleet?) {
+        self.agents = Mutex(agents)
+        lentAgents = agents != nil
         self.config = config
         self.stateDirectory = stateDirectory
         self.kube = kube
@@ -34,7 +43,8 @@ final class ClusterSession: Sendable {
         self.source = source
     }
 
-    static func open(_ config: ControllerConfig) throws -> ClusterSession {
+    /// `agents`: a fleet the caller keeps (and closes) beyond this session.
+    static func open(_ config: ControllerConfig, agents: AgentFleet? = nil) throws -> ClusterSession {
         let stateDirectory = config.resolvedStateDirectory()
         let access = ReleaseAccess(config.releases, userAgent: "upkeep/0.1")
         let releaseClient: HTTPClient
@@ -56,12 +66,13 @@ final class ClusterSession: Sendable {
                                  message: "kubeconfig: \(error); set kubeconfig in \(config.source ?? "upkeep.yaml") or KUBECONFIG")
         }
         return ClusterSession(config: config, stateDirectory: stateDirectory, kube: kube, leaseClient: leaseClient, releaseClient: releaseClient,
-                              source: source)
+                              source: source, agents: agents)
     }
 
     /// Opens a session for `config`, runs `body`, closes the session whatever happened.
-    static func with<T>(_ config: ControllerConfig, _ body: (ClusterSession) async throws -> T) async throws -> T {
-        let session = try open(config)
+    /// `agents`: a fleet the caller keeps (and closes) beyond this session.
+    static func with<T>(_ config: ControllerConfig, agents: AgentFleet? = nil, _ body: (ClusterSession) async throws -> T) async throws -> T {
+        let session = try open(config, agents: agents)
         do {
             let result = try await body(session)
             await session.close()
@@ -79,6 +90,7 @@ final class ClusterSession: Sendable {
     }
 
     func close() async {
+        if !lentAgents, let fleet = agents.withLock({ $0 }) { await fleet.close() }
         await releaseClient.shutdown()
         await kube.shutdown()
         await leaseClient.shutdown()
@@ -153,22 +165,38 @@ final class ClusterSession: Sendable {
 
     // MARK: - Agents and artifacts
 
-    /// Connections to the agents at the addresses of `reading`, authenticated with the
-    /// controller's certificate from `pki`.
+    /// The session's connections to the agents, now at the addresses of `reading`,
+    /// authenticated with the controller's certificate from `pki`. Every caller in the session
+    /// gets the same fleet: a connection made for the cross-check serves the rollout and the
+    /// validation after it. The session closes it; callers never do.
     func fleet(for reading: FleetReading) async throws -> AgentFleet {
-        let security: FleetSecurity
+        let fleet: AgentFleet
+        if let known = agents.withLock({ $0 }) {
+            fleet = known
+        } else {
+            let made = AgentFleet(security: try Self.fleetSecurity(config))
+            // Two first callers at once: the first kept wins, the other's fleet never dialled.
+            fleet = agents.withLock { kept in
+                if let kept { return kept }
+                kept = made
+                return made
+            }
+        }
+        await fleet.setEndpoints(reading.agentEndpoints)
+        return fleet
+    }
+
+    /// The controller's identity from `pki`, as the agents must see it.
+    static func fleetSecurity(_ config: ControllerConfig) throws -> FleetSecurity {
         do {
-            security = try FleetSecurity.load(caFile: config.pki.ca, certificateFile: config.pki.certificate, keyFile: config.pki.key,
-                                              deniedFile: config.pki.revokedFile)
+            return try FleetSecurity.load(caFile: config.pki.ca, certificateFile: config.pki.certificate, keyFile: config.pki.key,
+                                          deniedFile: config.pki.revokedFile)
         } catch let error as OwnIdentityError {
             throw CommandFailure(code: RolloutExitCode.usage, message: "pki: \(error)")
         } catch {
             throw CommandFailure(code: RolloutExitCode.usage,
                                  message: "pki: \(error); issue a controller certificate with `upkeep pki issue controller` and set pki in upkeep.yaml")
         }
-        let fleet = AgentFleet(security: security)
-        await fleet.setEndpoints(reading.agentEndpoints)
-        return fleet
     }
 
     /// The digest-addressed cache of k3s binaries, fed from the mirror or the release downloads.

@@ -95,7 +95,6 @@ struct GateSession {
         let etcd = reading.nodes.map(\.node).filter { $0.role == .server && $0.etcd }.map(\.name)
         let report = await gates.reader.read(GateQuestion(kinds: kinds, etcdNodes: etcd))
         await gates.close()
-        await fleet.close()
         return report
     }
 

@@ -169,9 +169,7 @@ extension ClusterSession {
     func inspectAgents(_ reading: FleetReading) async throws -> [AgentRow] {
         let fleet = try await fleet(for: reading)
         let roles = Dictionary(reading.nodes.map { ($0.node.name, $0.node.role) }, uniquingKeysWith: { first, _ in first })
-        let rows = await fleet.inspect(reading.nodes.map(\.node)).map { AgentRow($0, role: roles[$0.node]) }
-        await fleet.close()
-        return rows
+        return await fleet.inspect(reading.nodes.map(\.node)).map { AgentRow($0, role: roles[$0.node]) }
     }
 }
 

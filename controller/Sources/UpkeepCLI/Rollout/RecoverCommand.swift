@@ -63,7 +63,6 @@ struct Recover: AsyncParsableCommand {
             let book = try RecoveryAddressBook(store: store, flags: agents)
             let fleet = try await session.fleet(for: book.reading)
             let nodes = await book.ask(fleet)
-            await fleet.close()
             let unreachable = nodes.filter { $0.info == nil && $0.knownRole != .agent }
             guard unreachable.isEmpty else {
                 throw CommandFailure(code: RolloutExitCode.refused,

@@ -53,11 +53,7 @@ struct RolloutDriver {
                                                backups: StoreBackupCatalog(store: store, config: session.config,
                                                                            stateDirectory: session.stateDirectory))
         let view = ProgressPrinter(mode: isatty(STDOUT_FILENO) == 1 ? .terminal : .lines)
-        let gates: GateSession
-        do { gates = try GateSession(session: session, fleet: fleet) } catch {
-            await fleet.close()
-            throw error
-        }
+        let gates = try GateSession(session: session, fleet: fleet)
         // With `maintenance.suspendFlux`, maintenance mode is switched on and off by the runtime
         // under the rollout's lock; it needs the API, so a recovery (the API down) goes without.
         let maintenance = session.config.maintenance.suspendFlux && live
@@ -91,7 +87,6 @@ struct RolloutDriver {
             }
         } catch {
             await gates.close()
-            await fleet.close()
             switch error {
             case .notOpened(_, let reason): throw maintenance?.failure ?? CommandFailure(code: RolloutExitCode.state, message: reason)
             case .store(.leaseHeld), .store(.leaseLost), .lock(.held), .lockLost:
@@ -106,7 +101,6 @@ struct RolloutDriver {
             }
         }
         await gates.close()
-        await fleet.close()
         if let failure = maintenance?.failure { throw failure }
         switch result {
         case .finished(.completed):

@@ -48,6 +48,10 @@ actor ControllerLoop {
     let initiator: Initiator
     /// Starts refused in a row (nothing touched); backed off like failed checks.
     private var refusals = 0
+    /// The connections to the agents, kept across every rollout and update this loop drives
+    /// (one per agent while serve runs), with the bytes of the pki files they were made from:
+    /// a renewed controller certificate or a new deny list makes a new fleet.
+    private var agents: (pki: [UInt8], fleet: AgentFleet)?
 
     /// The longest one wait lasts before deciding again: a rollout started by `apply`, a lock
     /// given back or a window opened is noticed within it.
@@ -72,6 +76,24 @@ actor ControllerLoop {
         while !Task.isCancelled {
             await step()
         }
+        await agents?.fleet.close()
+    }
+
+    /// The loop's fleet for the next session: the one it has while `pki`'s files are unchanged.
+    /// Nil when they cannot be read: the session then says why, as a command would.
+    private func sharedAgents() async -> AgentFleet? {
+        var pki: [UInt8] = []
+        for path in [config.pki.ca, config.pki.certificate, config.pki.key, config.pki.revokedFile] {
+            let bytes: [UInt8] = (try? Data(contentsOf: URL(fileURLWithPath: path))).map { Array($0) } ?? []
+            pki += Array(path.utf8) + [0] + bytes + [0]
+        }
+        if let agents, agents.pki == pki { return agents.fleet }
+        await agents?.fleet.close()
+        agents = nil
+        guard let security = try? ClusterSession.fleetSecurity(config) else { return nil }
+        let fleet = AgentFleet(security: security)
+        agents = (pki, fleet)
+        return fleet
     }
 
     /// One decision and what it asks for.
@@ -343,7 +365,7 @@ actor ControllerLoop {
     private func drive(_ what: String, limit: ServeLimit = .rolloutNotDone, _ body: @Sendable @escaping (ClusterSession) async throws -> Int32) async {
         let code: Int32
         do {
-            code = try await ClusterSession.with(config, body)
+            code = try await ClusterSession.with(config, agents: await sharedAgents(), body)
         } catch let failure as CommandFailure {
             code = failure.code
             limits.record(limit, "serve: \(what): \(failure.message) (exit \(failure.code))")

@@ -55,7 +55,6 @@ struct ValidationReader {
         }
         let reader = ClusterGateReader(settings: session.config.gates, kube: session.kube, fleet: fleet, http: nil)
         let report = await reader.read(GateQuestion(kinds: [.etcd], etcdNodes: members))
-        await fleet.close()
         return report.etcd ?? .unknown("not read")
     }
 
@@ -202,7 +201,6 @@ struct ValidationReader {
             return DNSFromNodesObservations(name: Self.apiServiceName, expected: expected, nodes: .unreadable(Self.text(error)))
         }
         let nodes = await ClusterDNSSurvey(fleet: fleet).ask(reading.nodes.map(\.node.name), name: Self.apiServiceName)
-        await fleet.close()
         return DNSFromNodesObservations(name: Self.apiServiceName, expected: expected, nodes: .read(nodes))
     }
 
@@ -233,7 +231,6 @@ struct ValidationReader {
             guard let reading else { throw ValidationReadError("the nodes could not be read, so neither could their agents be found") }
             let fleet = try await session.fleet(for: reading)
             answers = await PeerReachability.ask(fleet, peers: asked, timeoutSeconds: Self.nodeToNodeConnectSeconds)
-            await fleet.close()
         } catch {
             let why = Self.text(error)
             return NodeToNodeObservations(targets: .read(targets), probers: targets.map { .init(node: $0.node, answer: .notAsked(why)) })
