@@ -15,18 +15,11 @@ import UpkeepTLS
 ///   slowest_single_seconds / sequential_seconds  the same check one agent at a time: the slowest
 ///                        single one, and all of them in a row
 ///   ratio                fanout_seconds / slowest_single_seconds
-/// Usage: upkeep-fleet-bench [--agents N] [--rounds R]
+/// With `--warm`, the fleet's connections are kept between checks, as a rollout and `upkeep
+/// serve` keep them (`WarmFanout.swift`).
+/// Usage: upkeep-fleet-bench [--agents N] [--rounds R] [--warm]
 ///        upkeep-fleet-bench install … (bench/agent-install-overhead: InstallBench.swift)
 ///        upkeep-fleet-bench stage|backup … (bench/agent-peak: AgentPeakBench.swift)
-
-/// An agent that only says hello: the cross-check needs nothing else.
-struct HelloOnlyAgent: RequestHandler {
-    let info: AgentInfo
-    func agentInfo() -> AgentInfo { info }
-    func handle(_ request: IncomingRequest) async throws -> Reply {
-        throw ErrorResponse(.notImplemented, "this bench agent only answers Hello and Ping")
-    }
-}
 
 switch CommandLine.arguments.dropFirst().first {
 case "install": try await InstallBench.run(); exit(0)
@@ -52,30 +45,18 @@ func median(_ values: [Double]) -> Double {
 
 let agents = max(1, argument("--agents", default: 200))
 let rounds = max(1, argument("--rounds", default: 3))
-let version = try K3sVersion("v1.30.6+k3s1")
-let validity = PKIDirectory.validity(days: 1)
-let authority = try CertificateAuthority.create(commonName: "upkeep bench CA", keyType: .ecdsaP256, validity: validity)
-let controller = try authority.issue(identity: try PeerIdentity(role: .controller, name: "bench"), keyType: .ecdsaP256, validity: validity)
-let security = FleetSecurity(context: try TLSContext.internal(ca: [authority.certificate], chain: [controller.certificate], key: controller.key))
-
-var servers: [ProtocolServer] = []
-var endpoints: [String: AgentEndpoint] = [:]
-var nodes: [InventoryNode] = []
-for index in 1...agents {
-    let name = "node-\(index)"
-    let identity = try authority.issue(identity: try PeerIdentity(role: .agent, name: name), keyType: .ecdsaP256, validity: validity)
-    let context = try TLSContext.internal(ca: [authority.certificate], chain: [identity.certificate], key: identity.key)
-    let info = AgentInfo(agentVersion: "bench", nodeName: name, arch: "amd64", role: .agent, k3sVersion: version.description)
-    let server = try await ProtocolServer.bind(host: "127.0.0.1", port: 0, security: .tls(context, expecting: .roles([.controller])),
-                                               handler: HelloOnlyAgent(info: info))
-    servers.append(server)
-    endpoints[name] = AgentEndpoint(host: "127.0.0.1", port: server.port)
-    nodes.append(InventoryNode(name: name, role: .agent, arch: .amd64, version: version))
+let bench = try await BenchFleet.start(agents: agents)
+let (security, endpoints, nodes) = (bench.security, bench.endpoints, bench.nodes)
+if CommandLine.arguments.contains("--warm") {
+    await WarmFanout.run(bench, rounds: rounds)
+    exit(0)
 }
 
 let fleet = AgentFleet(security: security, endpoints: endpoints)
 let clock = ContinuousClock()
+/// One check on new connections: the fleet's from the check before are closed first.
 func checkAll(_ nodes: [InventoryNode]) async -> Duration {
+    await fleet.close()
     let started = clock.now
     let results = await fleet.inspect(nodes)
     let elapsed = clock.now - started
@@ -101,7 +82,7 @@ for _ in 0..<rounds {
     slowest.append(worst)
     sequential.append(total)
 }
-for server in servers { await server.shutdown(gracePeriod: .seconds(1)) }
+await bench.shutdown()
 
 let fanoutMedian = median(fanout), slowestMedian = median(slowest), sequentialMedian = median(sequential)
 print(String(format: "agents=%d fanout_seconds=%.4f slowest_single_seconds=%.4f sequential_seconds=%.4f ratio=%.2f",
