@@ -52,6 +52,32 @@ import UpkeepCore
         #expect(schedule.seconds == 1320 && schedule.waveBarrierSeconds == 1320)
     }
 
+    @Test func everyMomentOfALargerScheduleKeepsTheRules() throws {
+        // 3 servers, 120 agents, a volume per agent with replicas on it and on the next two.
+        let agents = (1...120).map { "agent-\($0)" }
+        let volumes = agents.indices.map { volume("pvc-\($0)", on: [agents[$0], agents[($0 + 1) % 120], agents[($0 + 2) % 120]]) }
+        let inventory = ClusterInventory(nodes: (1...3).map { server("server-\($0)", "v1.30.6+k3s1") } + agents.map { agent($0, "v1.30.6+k3s1") },
+                                         volumes: volumes)
+        let plan = try Self.plan(inventory, concurrency: 7)
+        let schedule = PlanSchedule.predict(plan, inventory: inventory, estimates: Self.estimates)
+        #expect(schedule.entries.map(\.node).sorted() == plan.waves.flatMap(\.nodes).sorted())
+        #expect(schedule.seconds == schedule.entries.map(\.endSeconds).max())
+        let protected = volumes.map { Set($0.protectedNodes) }
+        for moment in Set(schedule.entries.flatMap { [$0.startSeconds, $0.upSeconds] }) {
+            let down = schedule.entries.filter { $0.startSeconds <= moment && moment < $0.upSeconds }
+            #expect(down.count <= 7)
+            #expect(down.allSatisfy { $0.node.hasPrefix("agent") } || down.count == 1)
+            let busy = Set(schedule.entries.filter { $0.startSeconds <= moment && moment < $0.endSeconds }.map(\.node))
+            #expect(!protected.contains { $0.isSubset(of: busy) }, "at \(moment) s every replica of a volume is busy")
+        }
+        // The critical path is a chain: each starts when the one before it frees its slot or ends.
+        let byNode = Dictionary(uniqueKeysWithValues: schedule.entries.map { ($0.node, $0) })
+        for (before, after) in zip(schedule.criticalPath, schedule.criticalPath.dropFirst()) {
+            let (first, next) = (try #require(byNode[before]), try #require(byNode[after]))
+            #expect(next.after == before && [first.upSeconds, first.endSeconds].contains(next.startSeconds))
+        }
+    }
+
     @Test func theScheduleIsInThePlansJSONShape() throws {
         let inventory = ClusterInventory(nodes: [server("server-1", "v1.30.6+k3s1"), agent("agent-1", "v1.30.6+k3s1")])
         let schedule = PlanSchedule.predict(try Self.plan(inventory, concurrency: 1), inventory: inventory)

@@ -115,52 +115,54 @@ private struct Predictor {
         var notBefore = 0
         /// The node whose step ended (or freed its slot) at `now`.
         var trigger: String?
-        var waveEntries: [[Int]] = waves.map { _ in [] }
-        var position: [String: Int] = [:]
-        // Bounded: every pass either starts a node, opens a wave, or moves time to the next event.
+        /// Per wave: its steps not started yet, in plan order.
+        var unstarted = waves.map { Array($0.steps.indices) }
+        /// Entries not ended yet: every one belongs to the span.
+        var live: [Int] = []
+        // Bounded: every pass starts a node, opens a wave, or moves time to the next event.
         while cursor < waves.count {
             let span = (openFrom ?? cursor)...cursor
-            // Admission at `now`.
+            live.removeAll { entries[$0].endSeconds <= now }
             if now >= notBefore {
-                let live = entries.filter { $0.startSeconds <= now && now < $0.endSeconds }
-                var busy = Set(live.map(\.node))
-                var taken = live.filter { now < $0.upSeconds }.count
+                var busy = Set(live.map { entries[$0].node })
+                var taken = live.filter { now < entries[$0].upSeconds }.count
                 let slots = Admission.slots(waves[cursor].role, policy: plan.policy)
-                for wave in span {
-                    for step in waves[wave].steps where position[step.node + "@\(wave)"] == nil && taken < slots {
-                        if Admission.longhornHold(step.node, busy: busy, protected: protected) != nil { continue }
-                        let up = now + estimates.stepSeconds
-                        let entry = PlanSchedule.Entry(node: step.node, wave: "hop \(waves[wave].hop) \(waves[wave].label)", startSeconds: now,
-                                                       upSeconds: up, endSeconds: now + length(of: step.node),
-                                                       after: now == 0 ? nil : trigger)
-                        position[step.node + "@\(wave)"] = entries.count
-                        waveEntries[wave].append(entries.count)
-                        entries.append(entry)
+                admit: for wave in span {
+                    var position = 0
+                    while position < unstarted[wave].count {
+                        guard taken < slots else { break admit }
+                        let step = waves[wave].steps[unstarted[wave][position]]
+                        if Admission.longhornHold(step.node, busy: busy, protected: protected) != nil {
+                            position += 1
+                            continue
+                        }
+                        entries.append(PlanSchedule.Entry(node: step.node, wave: "hop \(waves[wave].hop) \(waves[wave].label)",
+                                                          startSeconds: now, upSeconds: now + estimates.stepSeconds,
+                                                          endSeconds: now + length(of: step.node), after: now == 0 ? nil : trigger))
+                        live.append(entries.count - 1)
+                        unstarted[wave].remove(at: position)
                         busy.insert(step.node)
                         taken += 1
                     }
                 }
             }
             // Open the next wave, or move past a finished span.
-            let cursorStarted = waveEntries[cursor].count == waves[cursor].steps.count
-            if cursorStarted, cursor + 1 < waves.count, Admission.mayOverlap(waves[cursor], waves[cursor + 1]) {
+            if unstarted[cursor].isEmpty, cursor + 1 < waves.count, Admission.mayOverlap(waves[cursor], waves[cursor + 1]) {
                 openFrom = openFrom ?? cursor
                 cursor += 1
                 continue
             }
-            let spanDone = span.allSatisfy { waveEntries[$0].count == waves[$0].steps.count
-                && waveEntries[$0].allSatisfy { entries[$0].endSeconds <= now } }
-            if spanDone {
+            if span.allSatisfy({ unstarted[$0].isEmpty }) && live.isEmpty {
                 if soaksAfter(cursor) { notBefore = now + plan.policy.canarySoakSeconds }
                 openFrom = nil
                 cursor += 1
                 continue
             }
             // The next moment anything changes.
-            let events = entries.flatMap { [$0.upSeconds, $0.endSeconds] }.filter { $0 > now } + (notBefore > now ? [notBefore] : [])
+            let events = live.flatMap { [entries[$0].upSeconds, entries[$0].endSeconds] }.filter { $0 > now } + (notBefore > now ? [notBefore] : [])
             guard let next = events.min() else { preconditionFailure("schedule prediction stalled at \(now) s in wave \(cursor)") }
             now = next
-            trigger = entries.last { $0.endSeconds == now || $0.upSeconds == now }?.node
+            trigger = live.last { entries[$0].endSeconds == now || entries[$0].upSeconds == now }.map { entries[$0].node }
         }
     }
 }
