@@ -43,10 +43,17 @@ public enum RolloutFixtures {
     public static func drive(_ engine: RolloutEngine, world: inout WorldModel, startAt: Instant = Instant(milliseconds: 0),
                              first: RolloutEngine.Event = .start,
                              stepsMax: Int = 2000) -> [(RolloutEngine.Event, RolloutEngine, [RolloutEngine.Action])] {
+        timedDrive(engine, world: &world, startAt: startAt, first: first, stepsMax: stepsMax).map { ($0.event, $0.engine, $0.actions) }
+    }
+
+    /// `drive`, with the moment each event was handled at (what a replay hands `handle` again).
+    public static func timedDrive(_ engine: RolloutEngine, world: inout WorldModel, startAt: Instant = Instant(milliseconds: 0),
+                                  first: RolloutEngine.Event = .start, stepsMax: Int = 2000)
+        -> [(event: RolloutEngine.Event, engine: RolloutEngine, actions: [RolloutEngine.Action], at: Instant)] {
         var engine = engine
         var now = startAt
         var queue: [RolloutEngine.Event] = [first]
-        var transitions: [(RolloutEngine.Event, RolloutEngine, [RolloutEngine.Action])] = []
+        var transitions: [(event: RolloutEngine.Event, engine: RolloutEngine, actions: [RolloutEngine.Action], at: Instant)] = []
         while transitions.count < stepsMax {
             let event: RolloutEngine.Event
             if queue.isEmpty {
@@ -56,7 +63,7 @@ public enum RolloutFixtures {
                 event = queue.removeFirst()
             }
             let actions = engine.handle(event, now: now)
-            transitions.append((event, engine, actions))
+            transitions.append((event, engine, actions, now))
             for action in actions {
                 switch action {
                 case .send(let request): queue.append(.replied(operationID: request.operationID, world.execute(request)))

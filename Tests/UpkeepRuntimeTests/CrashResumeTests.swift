@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpkeepRollout
+import UpkeepCore
 import UpkeepRuntime
 import UpkeepRuntimeTestSupport
 import UpkeepStore
@@ -11,8 +12,11 @@ import UpkeepTestSupport
     /// agent ran an operation and before its answer was recorded; this process takes over the
     /// same database and world files and finishes the rollout. The agents' journals show every
     /// operation ran once, at its first attempt, and the interrupted one was asked again by id.
-    @Test(arguments: ["server-1:install", "agent-1:cordon", "agent-2:commit"])
-    func aControllerKilledMidRolloutResumesFromTheDatabaseAndRunsEachOperationOnce(pauseAt: String) async throws {
+    /// `snapshotBytes`: the probe's `journalBytesPerSnapshotMin`; 0 takes a snapshot whenever the
+    /// journal passes the engine's size, so the killed controller leaves a snapshot taken mid-rollout
+    /// and the transitions after it, which the resume replays (and checks) to rebuild its engine.
+    @Test(arguments: [("server-1:install", nil), ("agent-1:cordon", nil), ("agent-2:commit", nil), ("agent-2:commit", 0)])
+    func aControllerKilledMidRolloutResumesFromTheDatabaseAndRunsEachOperationOnce(pauseAt: String, snapshotBytes: Int?) async throws {
         let directory = try TemporaryDirectory()
         let worldPath = directory.file("world.json")
         let state = directory.file("state")
@@ -25,6 +29,9 @@ import UpkeepTestSupport
         probe.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         probe.standardError = probe.standardOutput
         probe.standardInput = FileHandle.nullDevice
+        if let snapshotBytes {
+            probe.environment = ProcessInfo.processInfo.environment.merging(["UPKEEP_PROBE_SNAPSHOT_BYTES": "\(snapshotBytes)"]) { $1 }
+        }
         try probe.run()
         defer {
             if probe.isRunning {
@@ -49,6 +56,19 @@ import UpkeepTestSupport
         let left = try #require(try store.unfinishedRollout(), "the probe finished before it was killed: \(printed)")
         #expect(left.id == "r1")
         let recordedBeforeKill = try store.rollout(id: "r1").transitionCount
+        let snapshotAt = try snapshotSequence(directory.file("state/upkeep.db"), "r1")
+        if snapshotBytes != nil {
+            #expect(snapshotAt > 0 && snapshotAt <= recordedBeforeKill, "no snapshot mid-rollout (at \(snapshotAt) of \(recordedBeforeKill))")
+        } else {
+            // One snapshot, when the rollout was made: every transition is replayed (at least the
+            // start and the answers to a cordon and a drain come before any install).
+            #expect(snapshotAt == 0 && recordedBeforeKill >= 3)
+        }
+        // Rebuilt by replay (each transition checked against what was recorded): the interrupted
+        // operation is still unanswered.
+        let parts = pauseAt.split(separator: ":").map(String.init)
+        let rebuilt = try store.engine(rolloutID: "r1")
+        #expect(rebuilt.unansweredRequests.contains { $0.node == parts[0] && $0.command.name == parts[1] })
         let lease = try #require(try store.currentLease())
         #expect(lease.holder == "probe pid \(probe.processIdentifier)")
 
@@ -63,7 +83,6 @@ import UpkeepTestSupport
         #expect(result == .finished(.completed))
 
         let model = world.snapshot
-        let parts = pauseAt.split(separator: ":").map(String.init)
         let interrupted = try #require(model.executed(parts[1], on: parts[0]).first)
         #expect(model.received.filter { $0 == interrupted }.count == 2, "\(interrupted) was not asked again by its id")
         let ids = model.executed.map(\.operationID)
@@ -80,4 +99,45 @@ import UpkeepTestSupport
         #expect(transitions.first { $0.sequence == recordedBeforeKill + 1 }?.event == "resume")
         #expect(try store.history(limit: 1).first?.outcome == .completed)
     }
+
+    /// A database of an upkeep before snapshots and replay (schema v11: the engine after its last
+    /// transition in `rollouts.engine_json`, no recorded events) is migrated, and its unfinished
+    /// rollout resumes and finishes.
+    @Test func aRolloutRecordedBeforeReplayExistedResumes() async throws {
+        let directory = try TemporaryDirectory()
+        let state = directory.file("state")
+        let world = try FileWorld(path: directory.file("world.json"), model: RolloutFixtures.world())
+        let store = try StateStore(stateDirectory: state)
+        // Started, its first requests sent and unanswered (the world has run none of them).
+        let left = try RolloutFixtures.record(try RolloutFixtures.engine("r1"), world: world.snapshot, in: store,
+                                              start: Instant(milliseconds: 1000)) { !$0.unansweredRequests.isEmpty }
+        #expect(left.status == .running)
+        let engineFile = directory.file("engine.json")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(left).write(to: URL(fileURLWithPath: engineFile))
+        let downgraded = try runProcess("/usr/bin/sqlite3", [state + "/" + StateStore.fileName, """
+            UPDATE rollouts SET engine_json = CAST(readfile('\(engineFile)') AS TEXT);
+            DROP TABLE engine_snapshots;
+            ALTER TABLE transitions DROP COLUMN event_json;
+            ALTER TABLE rollouts DROP COLUMN snapshot_bytes;
+            ALTER TABLE rollouts DROP COLUMN journal_bytes;
+            DELETE FROM grdb_migrations WHERE identifier = 'v12-transition-events';
+            """])
+        #expect(downgraded.status == 0, "\(downgraded.error)")
+
+        let reopened = try StateStore(stateDirectory: state)
+        #expect(try reopened.resumableEngine() == left)
+        let runtime = RolloutRuntime(store: reopened, transport: world, observer: world, configuration: RuntimeConfiguration(holder: "test"))
+        let result = try await bounded("the resumed rollout to finish") { try await runtime.resume() }
+        #expect(result == .finished(.completed))
+        #expect(try reopened.history(limit: 1).first?.outcome == .completed)
+        for node in ["server-1", "agent-1", "agent-2"] { #expect(world.snapshot.node(node)?.version == RolloutFixtures.target) }
+    }
+}
+
+/// The transition the engine of `rolloutID` was last snapshotted at, read with sqlite3.
+private func snapshotSequence(_ database: String, _ rolloutID: String) throws -> Int {
+    let read = try runProcess("/usr/bin/sqlite3", [database, "SELECT sequence FROM engine_snapshots WHERE rollout_id = '\(rolloutID)'"])
+    return Int(read.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
 }

@@ -244,7 +244,8 @@ import UpkeepTestSupport
         struct CutOff: Error {}
         DispatchQueue.global().async {
             _ = try? writer.pool.write { db in
-                try db.execute(sql: "UPDATE rollouts SET engine_json = '{broken', transitions = 7 WHERE id = 'r1'")
+                try db.execute(sql: "UPDATE engine_snapshots SET engine_json = '{broken', sequence = 7 WHERE rollout_id = 'r1'")
+                try db.execute(sql: "UPDATE rollouts SET transitions = 7 WHERE id = 'r1'")
                 try db.execute(sql: "INSERT INTO transitions (rollout_id, sequence, at, event, actions) VALUES ('r1', 7, 0, 'x', 'y')")
                 inside.signal()
                 _ = release.wait(timeout: .now() + 30)

@@ -5,6 +5,7 @@
 //
 // The world pauses (creating <world.json>.paused) after running <command> on <node>.
 // Prints one line per notice; exits 0 when the rollout completed, 1 otherwise.
+// UPKEEP_PROBE_SNAPSHOT_BYTES: the store's journalBytesPerSnapshotMin (snapshots taken more often).
 import Foundation
 import UpkeepRollout
 import UpkeepRuntime
@@ -23,7 +24,8 @@ guard pause.count == 2 else {
 do {
     let world = try FileWorld(loading: arguments[2], pauseAfter: (pause[0], pause[1]))
     let engine = try RolloutEngine(rolloutID: arguments[3], plan: RolloutFixtures.plan(world.snapshot), policy: RolloutFixtures.policy())
-    let store = try StateStore(stateDirectory: arguments[1])
+    let snapshotBytes = ProcessInfo.processInfo.environment["UPKEEP_PROBE_SNAPSHOT_BYTES"].flatMap { Int($0) }
+    let store = try StateStore(stateDirectory: arguments[1], journalBytesPerSnapshotMin: snapshotBytes ?? StateStore.journalBytesPerSnapshotMinDefault)
     let runtime = RolloutRuntime(store: store, transport: world, observer: world,
                                  configuration: RuntimeConfiguration(holder: "probe pid \(getpid())", leaseTTLMilliseconds: 60_000)) { update in
         if case .notice(let notice, _) = update { say("notice: \(notice.node.map { "\($0): " } ?? "")\(notice.message)") }

@@ -3,8 +3,9 @@ import UpkeepRollout
 import UpkeepStore
 import UpkeepCore
 
-/// Drives a `RolloutEngine`: feeds it events, persists the engine and the transition in one
-/// transaction (under the lease) BEFORE performing the actions it returned, then performs them —
+/// Drives a `RolloutEngine`: feeds it events, persists the transition (the event, what changed;
+/// the store rebuilds the engine from them) in one transaction (under the lease) BEFORE
+/// performing the actions it returned, then performs them —
 /// requests to agents run concurrently and come back as `.replied` / `.requestFailed`, a look at
 /// the cluster comes back as `.observed`, a wake-up as `.tick`. A crash at any moment therefore
 /// leaves a state whose requests may or may not have gone out, and `resume` sends those again
@@ -154,7 +155,7 @@ public actor RolloutRuntime {
             let event = RolloutEngine.Event.abandon(reason: reason)
             let actions = engine.handle(event, now: now)
             let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
-            try store.record(Transition(engine: engine, before: before, event: Self.describe(event), actions: Self.describe(actions),
+            try store.record(Transition(engine: engine, before: before, event: event, actions: actions,
                                         notices: notices), holder: holder, now: now, stamp: OperationStamp(.abandon, by: configuration.initiator))
             return (engine, notices)
         } catch {
@@ -297,7 +298,7 @@ public actor RolloutRuntime {
         let actions = engine.handle(event, now: now)
         let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
         if lock?.retakeLocalLease() == true {
-            let transition = Transition(engine: engine, before: before, event: Self.describe(event), actions: Self.describe(actions), notices: notices)
+            let transition = Transition(engine: engine, before: before, event: event, actions: actions, notices: notices)
             if (try? store.record(transition, holder: configuration.holder, now: now)) != nil {
                 for notice in notices { updates(.notice(notice, at: now)) }
             }
@@ -317,7 +318,7 @@ public actor RolloutRuntime {
         let before = engine
         let actions = engine.handle(event, now: now)
         let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
-        let transition = Transition(engine: engine, before: before, event: Self.describe(event), actions: Self.describe(actions), notices: notices)
+        let transition = Transition(engine: engine, before: before, event: event, actions: actions, notices: notices)
         do {
             try store.record(transition, holder: configuration.holder, now: now, stamp: stamp)
         } catch {
@@ -506,45 +507,6 @@ public actor RolloutRuntime {
         if case .dropped = continuation.yield(input) {
             preconditionFailure("the runtime's event queue overflowed: more producers than its bound allows")
         }
-    }
-
-    // MARK: - Descriptions for the transition log
-
-    static func describe(_ event: RolloutEngine.Event) -> String {
-        switch event {
-        case .start: return "start"
-        case .resume: return "resume"
-        case .tick: return "tick"
-        case .replied(let id, let reply): return "replied \(id): \(reply)"
-        case .requestFailed(let id, let message): return "no answer to \(id): \(message)"
-        case .observed(let observation):
-            let nodes = observation.inventory.nodes
-            let etcd = observation.etcdHealthy.map { $0 ? ", etcd healthy" : ", etcd unhealthy" } ?? ""
-            return "observed \(nodes.count) nodes (\(nodes.filter(\.ready).count) Ready, \(nodes.filter(\.cordoned).count) cordoned), "
-                + "\(observation.inventory.volumes.count) volumes\(etcd)"
-        case .abandon(let reason): return "abandon: \(reason)"
-        case .restore: return "restore (the operator's rollback --restore)"
-        case .setMaintenanceWindows(let windows): return "maintenance windows: \(windows.map(\.listed) ?? "none")"
-        case .lockLost(let reason): return "lock lost: \(reason)"
-        case .gatesRead(let report): return "gates read: \(report.lines.map { String($0.prefix(160)) }.joined(separator: "; "))"
-        }
-    }
-
-    static func describe(_ actions: [RolloutEngine.Action]) -> String {
-        var parts: [String] = []
-        var notices = 0
-        for action in actions {
-            switch action {
-            case .send(let request): parts.append("send \(request.operationID) to \(request.node)")
-            case .observeCluster: parts.append("observe")
-            case .checkGates(let question): parts.append("check gates \(question.kinds.map(\.rawValue).joined(separator: ", "))")
-            case .wake(let at): parts.append("wake at \(at.milliseconds)")
-            case .notice: notices += 1
-            case .finished(let outcome): parts.append("finished \(outcome)")
-            }
-        }
-        if notices > 0 { parts.append("\(notices) notice\(notices == 1 ? "" : "s")") }
-        return parts.joined(separator: "; ")
     }
 }
 

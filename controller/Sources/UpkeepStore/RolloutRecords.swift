@@ -63,7 +63,7 @@ public struct RolloutDetail: Codable, Equatable, Sendable {
     public var operations: [OperationEntry]
 }
 
-/// What the store needs to record one engine transition.
+/// What the store needs to record one engine transition: what changed, not the whole engine.
 public struct Transition: Sendable {
     /// The engine after `handle`.
     public var engine: RolloutEngine
@@ -75,8 +75,28 @@ public struct Transition: Sendable {
     /// What operators are told of this transition (none when `before` is unknown); recorded in
     /// the notification outbox with it.
     public var milestones: [RolloutMilestone]
+    /// The event as resume replays it; nil when only its words are known, and then the store
+    /// keeps a snapshot of the whole engine with this transition instead.
+    var replayable: RecordedEvent?
+    /// The position of each of `changedSteps` in the engine's progress.
+    var changedOrdinals: [Int]
 
-    /// `before` is the engine the event was handled by; its unchanged moves are not rewritten.
+    /// `before` is the engine `event` was handled by, returning `actions`; what a resume needs
+    /// to replay it is recorded with it, so the engine itself is written only now and then.
+    public init(engine: RolloutEngine, before: RolloutEngine, event: RolloutEngine.Event, actions: [RolloutEngine.Action], notices: [Notice]) {
+        self.engine = engine
+        self.event = TransitionLog.describe(event)
+        self.actions = TransitionLog.describe(actions)
+        self.notices = notices
+        let changed = engine.progressChanged(since: before)
+        changedSteps = changed.map(\.step)
+        changedOrdinals = changed.map(\.ordinal)
+        milestones = engine.milestones(since: before)
+        replayable = RecordedEvent(event, before: before.latestObservation)
+    }
+
+    /// A transition known by its words alone (`before` nil: every step counts as changed); the
+    /// store snapshots the whole engine with it, since it cannot be replayed.
     public init(engine: RolloutEngine, before: RolloutEngine?, event: String, actions: String, notices: [Notice]) {
         self.engine = engine
         self.event = event
@@ -84,7 +104,9 @@ public struct Transition: Sendable {
         self.notices = notices
         let now = engine.progress
         let then = before?.progress ?? []
-        changedSteps = now.enumerated().compactMap { index, step in index < then.count && then[index] == step ? nil : step }
+        let changed = now.indices.filter { index in !(index < then.count && then[index] == now[index]) }
+        changedSteps = changed.map { now[$0] }
+        changedOrdinals = changed
         milestones = engine.milestones(since: before)
     }
 }

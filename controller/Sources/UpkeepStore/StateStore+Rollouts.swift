@@ -5,7 +5,8 @@ import UpkeepCore
 
 /// Rollouts: created once, then one recorded transition per engine `handle`, each in a single
 /// transaction with the lease check, so the database always holds an engine state that was
-/// complete when written.
+/// complete when written: its latest snapshot and the events handled after it, which `engine`
+/// replays.
 extension StateStore {
     /// Records a new rollout (not started) under `holder`'s lease, and `stamp` (what made it and
     /// who) with it. Refused while another rollout has not finished: only one rollout runs at a time.
@@ -26,9 +27,10 @@ extension StateStore {
             }
             try db.execute(sql: """
                 INSERT INTO rollouts (id, created_at, from_summary, target, plan_json, policy_json, status, status_json, engine_json)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, '')
                 """, arguments: [engine.rolloutID, now.milliseconds, Self.fromSummary(engine.plan), engine.plan.target.description,
-                                 plan, policy, Self.statusName(engine.status), status, state])
+                                 plan, policy, Self.statusName(engine.status), status])
+            try Self.snapshot(db, rolloutID: engine.rolloutID, sequence: 0, json: state)
             for (ordinal, (step, json)) in steps.enumerated() {
                 try Self.upsertStep(db, rolloutID: engine.rolloutID, ordinal: ordinal, step: step, json: json, now: now)
             }
@@ -36,38 +38,56 @@ extension StateStore {
         }
     }
 
-    /// Persists the engine after one `handle`, the transition that produced it, the changed
-    /// steps, the notices and the notifications of its milestones, in one transaction that first checks (and extends) `holder`'s
-    /// lease. `stamp`: the operation this transition begins (a resume, a restore, an abandon),
+    /// Persists one `handle`: the transition (the event, to be replayed), the changed steps, the
+    /// notices and the notifications of its milestones, in one transaction that first checks (and
+    /// extends) `holder`'s lease; and a snapshot of the whole engine when the bytes written since
+    /// the last one pass its size (so what a rollout writes grows with its transitions, not with
+    /// their number times its size), when it is not replayable, and when the rollout blocks or
+    /// finishes. `stamp`: the operation this transition begins (a resume, a restore, an abandon),
     /// recorded with it. Returns the transition's sequence number. Call it before performing the actions.
     @discardableResult
     public func record(_ transition: Transition, holder: String, now: Instant, stamp: OperationStamp? = nil) throws(StoreError) -> Int {
         let engine = transition.engine
-        let state = try Self.json(engine)
         let status = try Self.json(engine.status)
+        let statusName = Self.statusName(engine.status)
         let steps = try transition.changedSteps.map { step throws(StoreError) in (step, try Self.json(step)) }
-        let ordinals = Dictionary(uniqueKeysWithValues: engine.progress.enumerated().map { ($1.key, $0) })
+        let eventJSON = try transition.replayable.map { event throws(StoreError) in try Self.json(event) }
         let finished = if case .finished = engine.status { true } else { false }
         let events = notifications.routes.isEmpty ? [] : transition.milestones.map { NotificationEvent.rollout($0, engine: engine, cluster: notifications.cluster, at: now) }
         let initiator = try stamp.map { stamp throws(StoreError) in try Self.json(stamp.by) }
+        var journalBytes = transition.event.utf8.count + transition.actions.utf8.count + (eventJSON?.utf8.count ?? 0)
+        for (_, json) in steps { journalBytes += json.utf8.count }
+        for notice in transition.notices { journalBytes += notice.message.utf8.count }
         return try write { db in
             _ = try Self.fence(db, holder: holder, now: now)
-            guard let count = try Int.fetchOne(db, sql: "SELECT transitions FROM rollouts WHERE id = ?", arguments: [engine.rolloutID]) else {
+            guard let row = try Row.fetchOne(db, sql: "SELECT transitions, status, snapshot_bytes, journal_bytes FROM rollouts WHERE id = ?",
+                                             arguments: [engine.rolloutID]) else {
                 throw StoreError.unknownRollout(engine.rolloutID)
             }
-            let sequence = count + 1
-            try db.execute(sql: "INSERT INTO transitions (rollout_id, sequence, at, event, actions) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [engine.rolloutID, sequence, now.milliseconds, transition.event, transition.actions])
+            let sequence = (row["transitions"] as Int) + 1
+            try db.execute(sql: "INSERT INTO transitions (rollout_id, sequence, at, event, actions, event_json) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [engine.rolloutID, sequence, now.milliseconds, transition.event, transition.actions, eventJSON])
+            let journal = (row["journal_bytes"] as Int) + journalBytes
+            let ends = (statusName == "blocked" || finished) && (row["status"] as String) != statusName
+            let snapshot = eventJSON == nil || ends || journal > max(row["snapshot_bytes"] as Int, journalBytesPerSnapshotMin)
+            let snapshotBytes: Int
+            if snapshot {
+                let state = try Self.json(engine)
+                try Self.snapshot(db, rolloutID: engine.rolloutID, sequence: sequence, json: state)
+                snapshotBytes = state.utf8.count
+            } else {
+                snapshotBytes = row["snapshot_bytes"]
+            }
             let started: Int64? = engine.status == .notStarted ? nil : now.milliseconds
             try db.execute(sql: """
-                UPDATE rollouts SET transitions = ?, status = ?, status_json = ?, outcome = ?, engine_json = ?,
+                UPDATE rollouts SET transitions = ?, status = ?, status_json = ?, outcome = ?, snapshot_bytes = ?, journal_bytes = ?,
                     started_at = COALESCE(started_at, ?),
                     finished_at = CASE WHEN ? THEN COALESCE(finished_at, ?) ELSE NULL END
                 WHERE id = ?
-                """, arguments: [sequence, Self.statusName(engine.status), status, Self.outcomeName(engine.status), state,
+                """, arguments: [sequence, statusName, status, Self.outcomeName(engine.status), snapshotBytes, snapshot ? 0 : journal,
                                  started, finished, now.milliseconds, engine.rolloutID])
-            for (step, json) in steps {
-                try Self.upsertStep(db, rolloutID: engine.rolloutID, ordinal: ordinals[step.key] ?? 0, step: step, json: json, now: now)
+            for (ordinal, (step, json)) in zip(transition.changedOrdinals, steps) {
+                try Self.upsertStep(db, rolloutID: engine.rolloutID, ordinal: ordinal, step: step, json: json, now: now)
             }
             for notice in transition.notices {
                 try db.execute(sql: "INSERT INTO notices (rollout_id, sequence, at, level, node, message) VALUES (?, ?, ?, ?, ?, ?)",
@@ -82,15 +102,68 @@ extension StateStore {
         }
     }
 
-    /// The engine as last persisted.
+    /// The engine after the last recorded transition: its snapshot with the events recorded
+    /// after it replayed through `handle` at their moments. Each replayed transition must return
+    /// what was recorded, and the result must show the recorded status and steps; otherwise it
+    /// throws `replayDiverged` rather than hand out an engine that is not the one that acted.
     public func engine(rolloutID: String) throws(StoreError) -> RolloutEngine {
-        let json = try read { db in
-            guard let json = try String.fetchOne(db, sql: "SELECT engine_json FROM rollouts WHERE id = ?", arguments: [rolloutID]) else {
+        let (snapshot, journal, recorded) = try read { db in
+            guard let snapshot = try Row.fetchOne(db, sql: "SELECT sequence, engine_json FROM engine_snapshots WHERE rollout_id = ?",
+                                                  arguments: [rolloutID]),
+                  let status = try String.fetchOne(db, sql: "SELECT status_json FROM rollouts WHERE id = ?", arguments: [rolloutID]) else {
                 throw StoreError.unknownRollout(rolloutID)
             }
-            return json
+            let journal = try Row.fetchAll(db, sql: """
+                SELECT sequence, at, actions, event_json FROM transitions WHERE rollout_id = ? AND sequence > ? ORDER BY sequence
+                """, arguments: [rolloutID, snapshot["sequence"] as Int])
+            let steps = journal.isEmpty ? [] : try Row.fetchAll(db, sql: "SELECT move_key, progress_json FROM steps WHERE rollout_id = ?",
+                                                                  arguments: [rolloutID])
+            return (snapshot, journal, (status: status, steps: Dictionary(steps.map { ($0["move_key"] as String, $0["progress_json"] as String) },
+                                                                          uniquingKeysWith: { first, _ in first })))
         }
-        return try Self.decode(RolloutEngine.self, json, what: "state of rollout \(rolloutID)")
+        var engine = try Self.decode(RolloutEngine.self, snapshot["engine_json"], what: "state of rollout \(rolloutID)")
+        guard !journal.isEmpty else { return engine }
+        for row in journal {
+            let sequence: Int = row["sequence"]
+            guard let json = row["event_json"] as String? else {
+                throw StoreError.unreadable(what: "transition \(sequence) of rollout \(rolloutID)", reason: "it has no recorded event to replay")
+            }
+            let what = "event of transition \(sequence) of rollout \(rolloutID)"
+            guard let event = try Self.decode(RecordedEvent.self, json, what: what).event(before: engine.latestObservation) else {
+                throw StoreError.unreadable(what: what, reason: "the change it records does not fit the cluster seen before it")
+            }
+            let actions = TransitionLog.describe(engine.handle(event, now: Instant(milliseconds: row["at"])))
+            guard actions == row["actions"] else {
+                throw StoreError.replayDiverged(rolloutID: rolloutID, sequence: sequence, recorded: row["actions"], replayed: actions)
+            }
+        }
+        let last: Int = journal[journal.count - 1]["sequence"]
+        let status = try Self.json(engine.status)
+        guard status == recorded.status else {
+            throw StoreError.replayDiverged(rolloutID: rolloutID, sequence: last, recorded: "status \(recorded.status)", replayed: "status \(status)")
+        }
+        let progress = engine.progress
+        for step in progress {
+            let json = try Self.json(step)
+            guard recorded.steps[step.key] == json else {
+                throw StoreError.replayDiverged(rolloutID: rolloutID, sequence: last, recorded: recorded.steps[step.key] ?? "no step \(step.key)",
+                                                replayed: json)
+            }
+        }
+        guard progress.count == recorded.steps.count else {
+            throw StoreError.replayDiverged(rolloutID: rolloutID, sequence: last, recorded: "\(recorded.steps.count) steps",
+                                            replayed: "\(progress.count) steps")
+        }
+        return engine
+    }
+
+    /// Keeps `json` as the engine of `rolloutID` after transition `sequence`, replacing the one before.
+    private static func snapshot(_ db: Database, rolloutID: String, sequence: Int, json: String) throws {
+        try db.execute(sql: """
+            INSERT INTO engine_snapshots (rollout_id, sequence, engine_json) VALUES (?, ?, ?)
+            ON CONFLICT(rollout_id) DO UPDATE SET sequence = excluded.sequence, engine_json = excluded.engine_json
+            """, arguments: [rolloutID, sequence, json])
+        try db.execute(sql: "UPDATE rollouts SET snapshot_bytes = ? WHERE id = ?", arguments: [json.utf8.count, rolloutID])
     }
 
     /// The engine to resume: of `rolloutID`, or of the newest unfinished rollout when nil.

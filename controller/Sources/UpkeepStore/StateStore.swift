@@ -3,7 +3,7 @@ import GRDB
 import UpkeepRollout
 
 /// The controller's durable state: one SQLite database `<stateDir>/upkeep.db` in WAL mode
-/// holding rollouts (plan, policy, the engine after every transition), their transitions,
+/// holding rollouts (plan, policy, the engine now and then), their transitions (the events, replayed from it),
 /// per-node steps, notices, the lease that keeps a second controller out, and the notification
 /// outbox.
 ///
@@ -18,21 +18,28 @@ public final class StateStore: Sendable {
     public let path: String
     /// The sinks events are written to the outbox for (`emit`, and the milestones `record` finds).
     public let notifications: NotificationRouting
+    /// Bytes of transitions recorded since a rollout's last engine snapshot past which `record`
+    /// takes another even of an engine smaller than that (a bigger one waits for its own size).
+    public let journalBytesPerSnapshotMin: Int
+    public static let journalBytesPerSnapshotMinDefault = 64 * 1024
     /// A pool on the file; for `reading(stateDirectory:)` of a database not yet created, an
     /// empty one in memory.
     let pool: any DatabaseWriter
 
     /// Opens (creating if needed) `<stateDirectory>/upkeep.db`; the directory is made 0700 and
     /// the database file 0600.
-    public convenience init(stateDirectory: String, notifications: NotificationRouting = .none) throws(StoreError) {
+    public convenience init(stateDirectory: String, notifications: NotificationRouting = .none,
+                            journalBytesPerSnapshotMin: Int = journalBytesPerSnapshotMinDefault) throws(StoreError) {
         try Self.makePrivateDirectory(stateDirectory)
-        try self.init(path: stateDirectory + "/" + Self.fileName, notifications: notifications)
+        try self.init(path: stateDirectory + "/" + Self.fileName, notifications: notifications, journalBytesPerSnapshotMin: journalBytesPerSnapshotMin)
     }
 
     /// Opens (creating if needed, mode 0600) the database at `path` and brings its schema up to date.
-    public init(path: String, notifications: NotificationRouting = .none) throws(StoreError) {
+    public init(path: String, notifications: NotificationRouting = .none,
+                journalBytesPerSnapshotMin: Int = journalBytesPerSnapshotMinDefault) throws(StoreError) {
         self.path = path
         self.notifications = notifications
+        self.journalBytesPerSnapshotMin = max(journalBytesPerSnapshotMin, 0)
         // Never open and close a descriptor of a database file this process may already hold
         // open: close() drops every POSIX lock the process has on it, SQLite's included, and two
         // writers then corrupt it (https://www.sqlite.org/howtocorrupt.html, section 2.2.1).
@@ -69,6 +76,7 @@ public final class StateStore: Sendable {
     private init(path: String, reading pool: any DatabaseWriter) {
         self.path = path
         notifications = .none
+        journalBytesPerSnapshotMin = Self.journalBytesPerSnapshotMinDefault
         self.pool = pool
     }
 

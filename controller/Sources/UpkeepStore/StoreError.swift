@@ -29,6 +29,10 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case restoreRefused(String)
     /// A saved value (engine state, plan) could not be decoded.
     case unreadable(what: String, reason: String)
+    /// Rebuilding a rollout's engine from its snapshot and the events recorded after it did not
+    /// give what was recorded at transition `sequence`: this upkeep's engine decides otherwise
+    /// than the one that recorded it.
+    case replayDiverged(rolloutID: String, sequence: Int, recorded: String, replayed: String)
     /// Any other SQLite failure (disk full, I/O error, lock held beyond the busy timeout).
     case database(String)
 
@@ -72,6 +76,10 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             "no unfinished rollout to resume; `upkeep history` lists past rollouts, `upkeep apply` starts a new one"
         case .unreadable(let what, let reason):
             "cannot read the saved \(what): \(reason); it may have been written by another upkeep version"
+        case .replayDiverged(let id, let sequence, let recorded, let replayed):
+            "rollout \(id) cannot be rebuilt from its saved state: replaying transition \(sequence) gave \"\(replayed.prefix(300))\" where "
+                + "\"\(recorded.prefix(300))\" was recorded, so this upkeep's engine decides otherwise than the one that ran it; "
+                + "carry it on with the upkeep version that ran it (a run that ends leaves a state any version reads)"
         case .database(let message):
             "state database error: \(message)"
         }

@@ -266,6 +266,26 @@ enum StoreSchema {
                 CREATE INDEX update_sets_created ON update_sets(created_at);
                 """)
         }
+        migrator.registerMigration("v12-transition-events") { db in
+            // Issue 20, item 3: a transition writes what changed. Each keeps the event it handled
+            // (`event_json`, a look at the cluster as its change from the one before), and the
+            // engine is kept whole only now and then (`engine_snapshots`, one per rollout); the
+            // engine is its snapshot with the events after it replayed. `journal_bytes`: what
+            // was written since the snapshot, which is taken again once that passes its size.
+            // A rollout recorded before keeps its engine as its snapshot at its last transition.
+            try db.execute(sql: """
+                ALTER TABLE transitions ADD COLUMN event_json TEXT;
+                CREATE TABLE engine_snapshots (
+                    rollout_id TEXT PRIMARY KEY NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+                    sequence INTEGER NOT NULL,
+                    engine_json TEXT NOT NULL
+                );
+                ALTER TABLE rollouts ADD COLUMN snapshot_bytes INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE rollouts ADD COLUMN journal_bytes INTEGER NOT NULL DEFAULT 0;
+                INSERT INTO engine_snapshots (rollout_id, sequence, engine_json) SELECT id, transitions, engine_json FROM rollouts;
+                UPDATE rollouts SET snapshot_bytes = length(CAST(engine_json AS BLOB)), engine_json = '';
+                """)
+        }
         return migrator
     }
 }

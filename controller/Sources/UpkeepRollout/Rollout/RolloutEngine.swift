@@ -4,8 +4,10 @@ import UpkeepCore
 /// observations, clock ticks, start and resume), actions out (requests to agents, a look at the
 /// cluster, when to wake, notices, the outcome). It never reads a clock, the network or the disk.
 ///
-/// The runtime persists the whole engine (it is Codable) after every `handle` and before
-/// performing the actions it returned, so a crash at any moment resumes from a state whose
+/// The runtime persists every `handle` (the event, Codable, and what changed; the whole engine,
+/// Codable, now and then) before performing the actions it returned; the store rebuilds the
+/// engine by replaying the events, so `handle` must stay deterministic (no clock, no randomness,
+/// no order of a hashed collection reaching an action). A crash at any moment resumes from a state whose
 /// requests may or may not have been sent: `resume` sends them again with the same operation
 /// ids, and agents answer a repeated id from their journal.
 ///
@@ -20,7 +22,7 @@ import UpkeepCore
 /// phases of a move, `+Replies` the agents' answers, `+Stopping` stopping, rolling back,
 /// resuming and finishing, `+Requests` requests, looks at the cluster and wake-ups.
 public struct RolloutEngine: Codable, Equatable, Sendable {
-    public enum Event: Equatable, Sendable {
+    public enum Event: Codable, Equatable, Sendable {
         /// Begin. Only once.
         case start
         /// After loading persisted state (a restarted controller), or `upkeep resume` on a blocked

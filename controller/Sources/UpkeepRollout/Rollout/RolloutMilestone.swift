@@ -24,8 +24,9 @@ extension RolloutEngine {
         if before.status == .notStarted, status != .notStarted {
             found.append(.started(nodes: Set(plan.waves.flatMap(\.steps).map(\.node)).count, hops: plan.hops.count))
         }
-        let earlier = Dictionary(before.moves.map { ($0.key, $0.phase) }, uniquingKeysWith: { first, _ in first })
-        for move in moves where move.phase == .done && earlier[move.key] != .done && !move.key.hasPrefix("r") {
+        // Moves are only ever appended: a move's earlier self is at its own position.
+        for (index, move) in moves.enumerated() where move.phase == .done && !move.key.hasPrefix("r") {
+            if index < before.moves.count, before.moves[index].phase == .done { continue }
             found.append(.nodeDone(node: move.node, role: move.role, from: move.from, to: move.to))
         }
         let failedBefore = Set((before.snapshots ?? []).filter { $0.state == .failed }.map { "\($0.hop):\($0.attempt)" })

@@ -38,23 +38,30 @@ public struct MoveProgress: Codable, Equatable, Sendable {
 extension RolloutEngine {
     /// Every move in plan order (forward moves first, then those of a rollback).
     public var progress: [MoveProgress] {
-        let forward = moves.map { move in
-            let stage: MoveProgress.Stage = switch move.phase {
-            case .pending: .waiting
-            case .done: .done
-            case .cancelled: .cancelled
-            case .reverted: .reverted
-            case .unhealthy: .unhealthy
-            default: .working
-            }
-            return MoveProgress(key: move.key, node: move.node, role: move.role, from: move.from, to: move.to,
-                                phase: move.phase.rawValue, stage: stage,
-                                wave: waves.indices.contains(move.wave) ? waves[move.wave].label : "",
-                                isRollback: move.key.hasPrefix("r"), note: move.note)
+        moves.indices.map(progress(ofMove:)) + restoreProgress
+    }
+
+    func progress(ofMove index: Int) -> MoveProgress {
+        let move = moves[index]
+        let stage: MoveProgress.Stage = switch move.phase {
+        case .pending: .waiting
+        case .done: .done
+        case .cancelled: .cancelled
+        case .reverted: .reverted
+        case .unhealthy: .unhealthy
+        default: .working
         }
-        guard let run = restore else { return forward }
+        return MoveProgress(key: move.key, node: move.node, role: move.role, from: move.from, to: move.to,
+                            phase: move.phase.rawValue, stage: stage,
+                            wave: waves.indices.contains(move.wave) ? waves[move.wave].label : "",
+                            isRollback: move.key.hasPrefix("r"), note: move.note)
+    }
+
+    /// The members of the restore under way or done, after the moves in `progress`.
+    var restoreProgress: [MoveProgress] {
+        guard let run = restore else { return [] }
         let label = run.hop.map { "restore of hop \($0)" } ?? "recovery"
-        return forward + run.members.map { member in
+        return run.members.map { member in
             let stage: MoveProgress.Stage = switch member.phase {
             case .waiting, .prepared: .waiting
             case .done: .done
