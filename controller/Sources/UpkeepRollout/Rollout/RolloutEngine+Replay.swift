@@ -16,8 +16,13 @@ extension RolloutEngine {
         let sameMoves = moves.withUnsafeBufferPointer { now in before.moves.withUnsafeBufferPointer { $0.baseAddress == now.baseAddress } }
         let sameLabels = waves.count == before.waves.count && zip(waves, before.waves).allSatisfy { $0.label == $1.label }
         if !(sameMoves && sameLabels) {
-            for index in moves.indices {
-                if sameLabels, index < before.moves.count, moves[index] == before.moves[index] { continue }
+            // Compared in place: copying each move out of its array would cost what building its progress does.
+            let touched = moves.withUnsafeBufferPointer { now in
+                before.moves.withUnsafeBufferPointer { then in
+                    now.indices.filter { index in !(sameLabels && index < then.count && now[index] == then[index]) }
+                }
+            }
+            for index in touched {
                 let step = progress(ofMove: index)
                 if index >= before.moves.count || step != before.progress(ofMove: index) { changed.append((index, step)) }
             }

@@ -25,9 +25,9 @@ extension RolloutEngine {
             found.append(.started(nodes: Set(plan.waves.flatMap(\.steps).map(\.node)).count, hops: plan.hops.count))
         }
         // Moves are only ever appended: a move's earlier self is at its own position.
-        for (index, move) in moves.enumerated() where move.phase == .done && !move.key.hasPrefix("r") {
-            if index < before.moves.count, before.moves[index].phase == .done { continue }
-            found.append(.nodeDone(node: move.node, role: move.role, from: move.from, to: move.to))
+        for index in moves.indices where moves[index].phase == .done && !(index < before.moves.count && before.moves[index].phase == .done) {
+            let move = moves[index]
+            if !move.key.hasPrefix("r") { found.append(.nodeDone(node: move.node, role: move.role, from: move.from, to: move.to)) }
         }
         let failedBefore = Set((before.snapshots ?? []).filter { $0.state == .failed }.map { "\($0.hop):\($0.attempt)" })
         for snapshot in snapshots ?? [] where snapshot.state == .failed && !failedBefore.contains("\(snapshot.hop):\(snapshot.attempt)") {
