@@ -181,7 +181,7 @@ let package = Package(
                           path: "bench/Sources/upkeep-fleet-bench", swiftSettings: strict),
 
         // Measurement driver for the controller's bench/ scripts (planning scale, long simulations).
-        .executableTarget(name: "upkeep-controller-bench", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepSimulation"],
+        .executableTarget(name: "upkeep-controller-bench", dependencies: ["UpkeepRollout", "UpkeepCore", "UpkeepSimulation", "UpkeepStore"],
                           path: "bench/Sources/upkeep-controller-bench", swiftSettings: strict),
 
         // Helpers shared by test targets: temporary directories, running real processes.

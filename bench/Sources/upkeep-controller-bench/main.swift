@@ -80,6 +80,11 @@ case "plan-scale":
                   volumes: Int(argument("--volumes", default: "20000")) ?? 20000,
                   concurrency: Int(argument("--concurrency", default: "10")) ?? 10,
                   repeats: Int(argument("--repeats", default: "3")) ?? 3)
+case "engine-scale":
+    let nodes = Int(argument("--nodes", default: "5000")) ?? 5000
+    try engineScale(nodes: nodes, volumes: Int(argument("--volumes", default: "\(nodes * 4)")) ?? nodes * 4,
+                    concurrency: Int(argument("--concurrency", default: "10")) ?? 10,
+                    stateDirectory: argument("--state", default: NSTemporaryDirectory() + "/upkeep-engine-scale-\(getpid())"))
 case "simulate":
     let single = argument("--seed", default: "")
     let ok = single.isEmpty
@@ -88,6 +93,7 @@ case "simulate":
     exit(ok ? 0 : 1)
 default:
     print("usage: upkeep-controller-bench plan-scale [--nodes N] [--volumes V] [--concurrency C] [--repeats R]")
+    print("       upkeep-controller-bench engine-scale [--nodes N] [--volumes V] [--concurrency C] [--state DIR]")
     print("       upkeep-controller-bench simulate [--seeds N] [--from S] | --seed S")
     exit(2)
 }
