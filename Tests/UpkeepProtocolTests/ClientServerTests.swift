@@ -244,18 +244,20 @@ import UpkeepTLS
             return try await TestAgent.canned(request)
         }
         var configuration = ServerConfiguration()
-        configuration.idleTimeout = .seconds(1)
+        // 2 s: on a loaded machine the busy connection's call must reach the server before it idles.
+        configuration.idleTimeout = .seconds(2)
         let served = try await Served.start(configuration: configuration, agent: agent)
         let busy = try await served.connect()
         let longCall = Task { try await busy.call(ProbeRequest(), deadline: soon(30)) }
-        await entered.wait()
+        // Bounded: a call that never arrives fails the test instead of hanging the process.
+        try #require(await eventually(within: 30) { entered.isOpen }, "the long call never reached the agent")
         let idle = try await served.connect()
-        #expect(await eventually(within: 5) { !idle.isUsable })
-        try await Task.sleep(for: .milliseconds(2_500))  // more than two idle timeouts
+        #expect(await eventually(within: 20) { !idle.isUsable })
+        try await Task.sleep(for: .milliseconds(4_500))  // more than two idle timeouts
         #expect(busy.isUsable, "a connection with a request open is not idle")
         release.open()
         _ = try await longCall.value
-        #expect(await eventually(within: 5) { !busy.isUsable })
+        #expect(await eventually(within: 20) { !busy.isUsable })
         await served.server.shutdown()
     }
 

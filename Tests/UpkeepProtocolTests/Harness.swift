@@ -164,6 +164,8 @@ final class Gate: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    var isOpen: Bool { state.withLock { $0.open } }
+
     func wait() async {
         await withCheckedContinuation { continuation in
             let resumeNow = state.withLock { state in
