@@ -130,6 +130,12 @@ struct HTTPServerTests {
             let peer = try await served.peer()
             try await peer.send("GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")  // one header byte at a time, never the end
             slow.append(peer)
+            // "Oldest" is the server's accept order; children are set up on either event loop, so
+            // the next peer connects only once this one is counted, or the order could differ.
+            let accepted = 2 + slow.count
+            let counted = NIODeadline.now() + .seconds(20)
+            while served.server.acceptedConnections < accepted, NIODeadline.now() < counted { try await Task.sleep(nanoseconds: 2_000_000) }
+            #expect(served.server.acceptedConnections == accepted)
         }
         let health = try await served.peer()
         let asked = NIODeadline.now().uptimeNanoseconds
