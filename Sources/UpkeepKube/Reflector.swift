@@ -16,6 +16,11 @@ import UpkeepHTTP
 /// the reflector resumes). Each bound reached and each failure is counted (`counts`) and logged
 /// at most once a minute (`limits`).
 ///
+/// A resource the API does not serve (`404`: its CustomResourceDefinition is not installed, as
+/// for Longhorn's objects on a cluster without Longhorn) is nothing to watch, not a failure: the
+/// owner is told once that there are no objects, and the reflector asks again every
+/// `backoffSecondsMax`, so a resource installed later is followed from then on.
+///
 /// It decides nothing about the objects: the owner does, from `Update`s.
 public final class Reflector: Sendable {
     public struct Bounds: Sendable, Equatable {
@@ -49,6 +54,8 @@ public final class Reflector: Sendable {
         /// Lists or watches that failed (a connection, a status other than 410); retried after a backoff.
         public var failures = 0
         public var events = 0
+        /// Lists answered 404: the resource is not served (its CRD is not installed).
+        public var notServed = 0
     }
 
     /// The bounds a reflector reaches, as `limits` counts them.
@@ -57,6 +64,8 @@ public final class Reflector: Sendable {
         case failed
         /// 410 Gone: the `resourceVersion` is older than the server keeps; listed again.
         case expired
+        /// 404: the resource is not served; asked again after `backoffSecondsMax`.
+        case notServed = "not_served"
     }
 
     public let client: KubeClient
@@ -75,7 +84,7 @@ public final class Reflector: Sendable {
         self.namespace = namespace
         self.labelSelector = labelSelector
         self.bounds = bounds
-        limits = LimitLog(logger: logger)
+        limits = LimitLog(logger: logger, level: { $0 == .notServed ? .info : .warning })
     }
 
     public var counts: Counts { state.withLockedValue { $0 } }
@@ -84,12 +93,14 @@ public final class Reflector: Sendable {
     public func run(_ handle: @Sendable (Update) async -> Void) async {
         var version: String?
         var backoff = bounds.backoffSecondsMin
+        var absent = false  // the owner was told there are none: the resource is not served
         while !Task.isCancelled {
             do {
                 if version == nil {
                     let listed = try await client.listWithVersion(type, namespace: namespace, labelSelector: labelSelector)
                     state.withLockedValue { $0.lists += 1 }
                     version = listed.resourceVersion
+                    absent = false
                     await handle(.listed(listed.items, resourceVersion: listed.resourceVersion))
                 }
                 state.withLockedValue { $0.watches += 1 }
@@ -111,6 +122,17 @@ public final class Reflector: Sendable {
                 state.withLockedValue { $0.expired += 1 }
                 limits.record(.expired, "watch of \(type.plural) from resourceVersion \(version ?? "") expired (\(error.message)); listing again")
                 version = nil
+            } catch let error as KubeAPIError where error.code == 404 {
+                // Not served (a list), or no longer (its CRD deleted during a watch).
+                state.withLockedValue { $0.notServed += 1 }
+                limits.record(.notServed, "\(type.plural) (\(type.group)) are not served (\(error.message)); "
+                    + "nothing to watch, asking again every \(bounds.backoffSecondsMax) s")
+                version = nil
+                if !absent {
+                    absent = true
+                    await handle(.listed([], resourceVersion: ""))
+                }
+                try? await Task.sleep(nanoseconds: UInt64(bounds.backoffSecondsMax * 1e9))
             } catch {
                 if Task.isCancelled { return }
                 state.withLockedValue { $0.failures += 1 }

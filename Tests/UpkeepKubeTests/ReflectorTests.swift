@@ -143,4 +143,45 @@ struct ReflectorTests {
         running.cancel()
         await running.value
     }
+
+    @Test func aDroppedConnectionMidWatchResumesFromTheLastVersionWithoutAList() async throws {
+        let served = try await Served()
+        let port = served.server.port
+        let reflector = Reflector(client: served.client, type: .nodes,
+                                  bounds: Reflector.Bounds(watch: KubeWatchBounds(timeoutSeconds: 60), backoffSecondsMin: 0.05, backoffSecondsMax: 0.2))
+        let seen = Seen()
+        let running = Task { await reflector.run { seen.handle($0) } }
+        #expect(await Self.waitUntil { seen.lists == 1 && served.cluster.watches.counts.open == 1 })
+        served.cordon("agent-1", true)
+        #expect(await Self.waitUntil { seen.unschedulable("agent-1") == true })
+
+        // The API goes away mid-watch (every connection closed), a change happens meanwhile, and
+        // the API comes back on the same port with the same datastore.
+        await served.server.close()
+        #expect(await Self.waitUntil { reflector.counts.failures >= 1 }, "\(reflector.counts)")
+        served.cordon("agent-2", true)
+        let again = try await HTTPServer.start(host: "127.0.0.1", port: port, responder: .nonBlocking(served.cluster.handle))
+        #expect(await Self.waitUntil { seen.unschedulable("agent-2") == true }, "the change made while it was away arrived")
+        #expect(seen.lists == 1 && reflector.counts.expired == 0, "resumed from the last resourceVersion, not listed again: \(reflector.counts)")
+        running.cancel()
+        await running.value
+        await served.client.shutdown()
+        await again.close()
+    }
+
+    @Test func aResourceTheAPIDoesNotServeIsNothingToWatchNotAFailure() async throws {
+        let served = try await Served()
+        defer { Task { await served.close() } }
+        let absent = ResourceType(group: "example.invalid", version: "v1", plural: "widgets", kind: "Widget", namespaced: true)
+        let reflector = Reflector(client: served.client, type: absent, namespace: "default",
+                                  bounds: Reflector.Bounds(backoffSecondsMin: 0.01, backoffSecondsMax: 0.1))
+        let seen = Seen()
+        let running = Task { await reflector.run { seen.handle($0) } }
+        #expect(await Self.waitUntil { reflector.counts.notServed >= 3 }, "\(reflector.counts)")
+        running.cancel()
+        await running.value
+        #expect(seen.updates.withLockedValue { $0 } == [.listed([], resourceVersion: "")], "told once that there are none")
+        #expect(reflector.counts.failures == 0 && reflector.counts.watches == 0)
+        #expect(reflector.limits.count(.notServed) == reflector.counts.notServed)
+    }
 }
