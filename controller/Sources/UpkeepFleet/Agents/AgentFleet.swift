@@ -107,8 +107,13 @@ public actor AgentFleet {
         var warm: [(Int, Job)] = [], cold: [(Int, Job)] = []
         for (index, node) in nodes.enumerated() {
             let endpoint = endpoints[node.name]
-            let job = Job(node: node, endpoint: endpoint, client: endpoint == nil ? nil : Result { () throws(AgentTransportError) in try client(for: node.name) })
-            if case .success(let client)? = job.client, await client.isConnected { warm.append((index, job)) } else { cold.append((index, job)) }
+            var job = Job(node: node, endpoint: endpoint, client: endpoint == nil ? nil : Result { () throws(AgentTransportError) in try client(for: node.name) })
+            if case .success(let client)? = job.client, await client.isConnected {
+                job.wasOpen = true
+                warm.append((index, job))
+            } else {
+                cold.append((index, job))
+            }
         }
         let seconds = configuration.connectTimeoutSeconds
         async let warmVerdicts = BoundedTasks.map(warm, atOnce: configuration.warmInspectConcurrencyMax) { index, job in
@@ -124,6 +129,8 @@ public actor AgentFleet {
         var node: InventoryNode
         var endpoint: AgentEndpoint?
         var client: Result<ReconnectingClient, AgentTransportError>?
+        /// A connection was open when the inspection began (asked once: it decides warm or cold).
+        var wasOpen = false
     }
 
     private static func inspect(_ job: Job, pingSeconds: Int) async -> AgentInspection {
@@ -134,11 +141,10 @@ public actor AgentFleet {
         }
         do {
             let reconnecting = try client.get()
-            let wasOpen = await reconnecting.isConnected
             var connection = try await reconnecting.connection()
             var latency = try? await connection.ping(deadline: .now + .seconds(pingSeconds))
             let judged = AgentInspection(node: node, endpoint: endpoint, hello: connection.hello.agent, latencyMilliseconds: nil)
-            if wasOpen, latency == nil || judged.blocksRollout {
+            if job.wasOpen, latency == nil || judged.blocksRollout {
                 // A connection made earlier may be dead without a word, or its Hello older than
                 // the node's upgrade: a new connection answers for the agent as it is now.
                 connection = try await reconnecting.reconnect()
