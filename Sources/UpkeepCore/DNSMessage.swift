@@ -98,7 +98,7 @@ public enum DNSMessage {
     public static func response(to question: Question, code: ResponseCode = .noError, addresses: [String] = [],
                                 ttl: UInt32 = 5) throws(DNSMessageError) -> [UInt8] {
         let octets = try addresses.map { (text) throws(DNSMessageError) -> [UInt8] in
-            guard let octets = ipv4(text) else { throw .malformed("\(text) is not an IPv4 address") }
+            guard let octets = IPAddressText.ipv4(text) else { throw .malformed("\(text) is not an IPv4 address") }
             return octets
         }
         // QR, opcode 0, AA, RD copied (set by every query we answer), RA, RCODE.
@@ -168,9 +168,6 @@ public enum DNSMessage {
         let name = try reader.name()
         return Question(id: id, name: name, type: try reader.uint16(), qclass: try reader.uint16())
     }
-
-    /// `10.43.0.1` as four octets; nil for anything else.
-    public static func ipv4(_ text: String) -> [UInt8]? { IPAddressText.ipv4(text) }
 
     // MARK: - parts
 

@@ -45,14 +45,7 @@ import UpkeepTLS
                                        agent: AgentEndpoint(host: "127.0.0.1", port: server.port)))
             }
             // An API nothing here reads: the session opens its client, the test never asks it.
-            _ = try directory.write("""
-                apiVersion: v1
-                kind: Config
-                clusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]
-                contexts: [{name: c, context: {cluster: c, user: u}}]
-                current-context: c
-                users: [{name: u, user: {}}]
-                """, to: "kubeconfig")
+            _ = try directory.writeUnreachableKubeconfig(to: "kubeconfig")
             let config = try ControllerConfig.parse("""
                 kubeconfig: kubeconfig
                 pki: {ca: pki/ca.crt, certificate: pki/controllers/controller.crt, key: pki/controllers/controller.key}

@@ -104,6 +104,5 @@ import UpkeepCore
         }
         let question = DNSMessage.Question(id: 1, name: "x", type: 1, qclass: 1)
         #expect(throws: DNSMessageError.self) { try DNSMessage.response(to: question, addresses: ["10.43.0"]) }
-        #expect(DNSMessage.ipv4("10.43.0.10") == [10, 43, 0, 10] && DNSMessage.ipv4("256.1.1.1") == nil && DNSMessage.ipv4("1.2.3.4.") == nil)
     }
 }

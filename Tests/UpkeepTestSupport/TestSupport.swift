@@ -21,6 +21,19 @@ public final class TemporaryDirectory {
         try text.write(toFile: file(name), atomically: false, encoding: .utf8)
         return file(name)
     }
+
+    /// Writes a kubeconfig naming an API nobody listens on (port 1 of loopback) to `name`: for
+    /// commands that need a kubeconfig but must never reach, or must fail to reach, the API.
+    public func writeUnreachableKubeconfig(to name: String) throws -> String {
+        try write("""
+            apiVersion: v1
+            kind: Config
+            clusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]
+            contexts: [{name: c, context: {cluster: c, user: u}}]
+            current-context: c
+            users: [{name: u, user: {}}]
+            """, to: name)
+    }
 }
 
 /// What a finished process printed and returned.

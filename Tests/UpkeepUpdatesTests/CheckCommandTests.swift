@@ -154,14 +154,7 @@ struct CheckCommandTests {
         #expect(hung.error.contains("did not answer within 1"), "\(hung.error)")
         try harness.releases.fault("clear")
 
-        let kubeconfig = try harness.state.write("""
-            apiVersion: v1
-            kind: Config
-            clusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]
-            contexts: [{name: c, context: {cluster: c, user: u}}]
-            current-context: c
-            users: [{name: u, user: {}}]
-            """, to: "unreachable.yaml")
+        let kubeconfig = try harness.state.writeUnreachableKubeconfig(to: "unreachable.yaml")
         let unreachable = try harness.check([], kubeconfig: kubeconfig)
         #expect(unreachable.status == 4)
         #expect(unreachable.error.hasPrefix("Error: cannot read the cluster"))

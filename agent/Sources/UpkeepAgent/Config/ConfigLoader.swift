@@ -145,7 +145,7 @@ public enum ConfigLoader {
     /// `10.43.0.10` or `127.0.0.53:5353` as host and port; nil for anything else.
     public static func clusterDNSAddress(_ text: String) -> (host: String, port: Int)? {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count), DNSMessage.ipv4(String(parts[0])) != nil else { return nil }
+        guard (1...2).contains(parts.count), IPAddressText.ipv4(String(parts[0])) != nil else { return nil }
         guard parts.count == 2 else { return (String(parts[0]), 53) }
         guard let port = Int(parts[1]), (1...65535).contains(port) else { return nil }
         return (String(parts[0]), port)

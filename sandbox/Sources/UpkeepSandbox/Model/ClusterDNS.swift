@@ -49,7 +49,7 @@ extension ClusterModel {
         if question.name == Self.clusterDomain || question.name.hasSuffix(".\(Self.clusterDomain)") {
             let labels = question.name.hasSuffix(zone) ? question.name.dropLast(zone.count).split(separator: ".").map(String.init) : []
             let service = labels.count == 2 ? store.get(.services, labels[1], labels[0]) : nil
-            if let service, let clusterIP = service[path: "spec", "clusterIP"]?.string, DNSMessage.ipv4(clusterIP) != nil {
+            if let service, let clusterIP = service[path: "spec", "clusterIP"]?.string, IPAddressText.ipv4(clusterIP) != nil {
                 // A name with no record of the asked type is NOERROR with no answer (NODATA).
                 reply = try? DNSMessage.response(to: question, addresses: question.type == DNSMessage.typeA ? [clusterIP] : [])
             } else {
