@@ -1,8 +1,9 @@
 import Foundation
+import GRDB
 import Testing
 import UpkeepRollout
 import UpkeepRuntimeTestSupport
-import UpkeepStore
+@testable import UpkeepStore
 import UpkeepTestSupport
 import UpkeepCore
 
@@ -66,6 +67,53 @@ import UpkeepCore
         let now = Instant(milliseconds: Int64(Date().timeIntervalSince1970 * 1000))
         try store.acquireLease(holder: "test", ttlMilliseconds: 60_000, now: now)
         try store.createRollout(try RolloutFixtures.engine("r2"), holder: "test", now: now)
+    }
+
+    /// Another upkeep version ran r1 and recorded a transition this engine decides otherwise:
+    /// `status` still shows the rollout (the steps as recorded, with the reason), and `abandon`
+    /// gives it up from its last snapshot, saying what that snapshot may miss.
+    @Test func aRolloutThisEngineCannotReplayIsShownAndCanBeAbandoned() throws {
+        let directory = try TemporaryDirectory()
+        // Recorded as the runtime records: each transition with its event, replayed on reading.
+        let store = try StateStore(stateDirectory: directory.file("state"))
+        var world = RolloutFixtures.world()
+        var before = try RolloutFixtures.engine("r1", world: world)
+        let start = Instant(milliseconds: Int64(Date().timeIntervalSince1970 * 1000) - 60_000)
+        try store.acquireLease(holder: "other version", ttlMilliseconds: 600_000, now: start)
+        try store.createRollout(before, holder: "other version", now: start)
+        for (event, after, actions, at) in RolloutFixtures.timedDrive(before, world: &world, startAt: start, first: .start, stepsMax: 3000) {
+            let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
+            try store.record(Transition(engine: after, before: before, event: event, actions: actions, notices: notices), holder: "other version", now: at)
+            before = after
+            if !after.cordonedByUpkeep.isEmpty, after.unansweredRequests.contains(where: { $0.command.name == "drain" }) { break }
+        }
+        try store.releaseLease(holder: "other version")
+        let cordoned = try #require(before.cordonedByUpkeep.first)
+        let config = try directory.write("stateDir: state\n", to: "upkeep.yaml")
+        let (snapshot, transitions) = try store.pool.read { db in
+            (try Int.fetchOne(db, sql: "SELECT sequence FROM engine_snapshots WHERE rollout_id = 'r1'") ?? -1,
+             try Int.fetchOne(db, sql: "SELECT transitions FROM rollouts WHERE id = 'r1'") ?? -1)
+        }
+        try #require(snapshot >= 0 && snapshot < transitions, "transitions after the snapshot to replay: \(snapshot) of \(transitions)")
+        try store.pool.write {
+            try $0.execute(sql: "UPDATE transitions SET actions = 'send elsewhere' WHERE rollout_id = 'r1' AND sequence = ?", arguments: [snapshot + 1])
+        }
+        #expect(throws: StoreError.self) { try store.engine(rolloutID: "r1") }
+
+        let status = try UpkeepBinary.run(["status", "--config", config])
+        #expect(status.status == 0, "\(status.output)\(status.error)")
+        #expect(status.output.contains("warning: rollout r1 cannot be rebuilt from its saved state"), "\(status.output)")
+        #expect(status.output.contains("`upkeep abandon`") && status.output.contains(cordoned), "the steps as recorded: \(status.output)")
+
+        let abandoned = try UpkeepBinary.run(["abandon", "--config", config, "--yes", "--reason", "ran by another version"])
+        #expect(abandoned.status == 0, "\(abandoned.output)\(abandoned.error)")
+        #expect(abandoned.output.contains("cannot replay rollout r1 past transition \(snapshot)"), "\(abandoned.output)")
+        #expect(abandoned.output.contains("after transition \(snapshot) of \(transitions)"), "\(abandoned.output)")
+        #expect(abandoned.output.contains("rollout r1 abandoned: ran by another version"), "\(abandoned.output)")
+        #expect(try store.unfinishedRollout() == nil)
+        #expect(try store.history(limit: 1).first?.outcome == .abandoned(reason: "ran by another version"))
+        let after = try UpkeepBinary.run(["status", "--config", config])
+        #expect(after.status == 0 && after.output.contains("abandoned: ran by another version"), "\(after.output)\(after.error)")
     }
 
     @Test func anEmptyReasonIsAUsageError() throws {

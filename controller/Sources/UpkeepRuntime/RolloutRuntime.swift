@@ -149,12 +149,25 @@ public actor RolloutRuntime {
             try store.acquireLease(holder: holder, ttlMilliseconds: configuration.leaseTTLMilliseconds, now: clock.now(),
                                    forceTakeover: configuration.forceTakeover)
             defer { try? store.releaseLease(holder: holder) }
-            var engine = try store.resumableEngine(rolloutID: rolloutID)
+            var engine: RolloutEngine
+            var behind: Notice?
+            do {
+                engine = try store.resumableEngine(rolloutID: rolloutID)
+            } catch .replayDiverged(let id, let sequence, _, _) {
+                // This upkeep's engine cannot rebuild the rollout (another version ran it). Giving
+                // it up must still be possible: from its last snapshot, saying what that misses.
+                let snapshot = try store.snapshotEngine(rolloutID: id)
+                engine = snapshot.engine
+                behind = Notice(.warning, "this upkeep cannot replay rollout \(id) past transition \(sequence - 1) (another upkeep version decided "
+                    + "otherwise there); it is abandoned from its state after transition \(snapshot.sequence) of \(snapshot.transitions), so what "
+                    + "it did after that (cordons, started nodes) is not in this state: look at `kubectl get nodes` and "
+                    + "`upkeep history \(id)`, and uncordon with `kubectl uncordon NODE` what Upkeep left cordoned once it is healthy")
+            }
             let before = engine
             let now = clock.now()
             let event = RolloutEngine.Event.abandon(reason: reason)
             let actions = engine.handle(event, now: now)
-            let notices = actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
+            let notices = (behind.map { [$0] } ?? []) + actions.compactMap { if case .notice(let notice) = $0 { notice } else { nil } }
             try store.record(Transition(engine: engine, before: before, event: event, actions: actions,
                                         notices: notices), holder: holder, now: now, stamp: OperationStamp(.abandon, by: configuration.initiator))
             return (engine, notices)

@@ -157,6 +157,22 @@ extension StateStore {
         return engine
     }
 
+    /// The engine of `rolloutID` as last snapshotted, not replayed: after transition `sequence`
+    /// of the `transitions` recorded. Only for giving up a rollout whose replay diverges
+    /// (`upkeep abandon` when `engine(rolloutID:)` throws `replayDiverged`): it can be behind
+    /// what the rollout did, and whoever uses it must say so. Refuses a finished rollout.
+    public func snapshotEngine(rolloutID: String) throws(StoreError) -> (engine: RolloutEngine, sequence: Int, transitions: Int) {
+        let row = try read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT s.sequence, s.engine_json, r.transitions FROM engine_snapshots s JOIN rollouts r ON r.id = s.rollout_id WHERE s.rollout_id = ?
+                """, arguments: [rolloutID])
+        }
+        guard let row else { throw StoreError.unknownRollout(rolloutID) }
+        let engine = try Self.decode(RolloutEngine.self, row["engine_json"], what: "state of rollout \(rolloutID)")
+        if case .finished(let outcome) = engine.status { throw StoreError.rolloutFinished(id: rolloutID, outcome: Self.outcomeText(outcome)) }
+        return (engine, row["sequence"], row["transitions"])
+    }
+
     /// Keeps `json` as the engine of `rolloutID` after transition `sequence`, replacing the one before.
     private static func snapshot(_ db: Database, rolloutID: String, sequence: Int, json: String) throws {
         try db.execute(sql: """

@@ -87,6 +87,10 @@ struct Status: AsyncParsableCommand {
         var gates: GatesStatus?
         /// The `upkeep apply --all` set not finished (running, or its process gone), if any.
         var updateSet: UpdateSetRecord? = nil
+        /// Why this upkeep cannot rebuild the rollout's engine (another version ran it, and
+        /// replaying it decides otherwise): the steps are shown as recorded, and what comes from
+        /// the engine (cordons, hops, restore, windows, gates) is left out.
+        var engineProblem: String? = nil
     }
 
     struct GatesStatus: Codable {
@@ -148,7 +152,16 @@ struct Status: AsyncParsableCommand {
         do {
             let unfinished = try store.unfinishedRollout()
             let record = try unfinished ?? store.history(limit: 1).first
-            let engine = try record.map { try store.engine(rolloutID: $0.id) }
+            var engine: RolloutEngine?
+            var engineProblem: String?
+            if let record {
+                switch Result(catching: { () throws(StoreError) in try store.engine(rolloutID: record.id) }) {
+                case .success(let rebuilt): engine = rebuilt
+                case .failure(let error):
+                    guard case .replayDiverged = error else { throw error }
+                    engineProblem = error.description + (unfinished == nil ? "" : "; or give it up with `upkeep abandon` (from its last snapshot)")
+                }
+            }
             let restore: String? = engine.map { engine in
                 switch engine.restoreChoice {
                 case .ready(let hop, let snapshot):
@@ -162,7 +175,7 @@ struct Status: AsyncParsableCommand {
                           cordonedByUpkeep: engine?.cordonedByUpkeep ?? [], hops: engine?.hopStatus ?? [], restore: restore,
                           windows: unfinished == nil ? nil : engine?.policy.maintenanceWindows.map { Self.windows($0, now: .wallClockNow()) },
                           maintenance: try store.openMaintenancePeriod(), gates: engine.flatMap(GatesStatus.init),
-                          updateSet: try store.unfinishedUpdateSet())
+                          updateSet: try store.unfinishedUpdateSet(), engineProblem: engineProblem)
         } catch let error as StoreError {
             throw CommandFailure(code: RolloutExitCode.state, message: error.description)
         }
@@ -225,6 +238,7 @@ struct Status: AsyncParsableCommand {
         text += "\(record.id) \(record.from) -> \(record.target): \(record.outcomeText)\n"
         if let made = record.startedBy { text += "started: \(made.summary) at \(made.at.utcDescription)\n" }
         text += leases
+        if let problem = report.engineProblem { text += "warning: \(problem); the steps below are as recorded\n" }
         if let windows = report.windows { text += "maintenance windows: \(windows)\n" }
         if !report.cordonedByUpkeep.isEmpty {
             text += "cordoned by upkeep: \(report.cordonedByUpkeep.joined(separator: ", "))\n"
