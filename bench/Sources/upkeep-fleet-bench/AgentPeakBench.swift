@@ -37,11 +37,7 @@ enum AgentPeakBench {
               let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value else { fatalError(usage) }
         let client = try await fleet.client(for: node)
         _ = try await client.call(StatusRequest(), deadline: .now + .seconds(30))
-        let source = ChunkSource { emit in
-            guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileNoSuchFile) }
-            defer { try? handle.close() }
-            while let data = try handle.read(upToCount: 256 << 10), !data.isEmpty { try await emit(ByteBuffer(bytes: data)) }
-        }
+        let source = ProtocolAgentTransport.fileSource(path: path, unopened: CocoaError(.fileNoSuchFile))
         let started = ContinuousClock.now
         let result = try await client.call(StageRequest(operationID: id, k3sVersion: version, sha256: sha, bytes: bytes),
                                            upload: source, deadline: .now + .seconds(600))

@@ -54,15 +54,10 @@ struct TarWriter {
         put(octal(checksum, width: 7), at: 148)
         header[155] = UInt8(ascii: " ")
         let padding = [UInt8](repeating: 0, count: (512 - size % 512) % 512)
-        var written = 0
+        let written: Int
         do {
             try FileSystem.writeAll(descriptor, header, path: path)
-            while let chunk = try chunks.next() {
-                written += chunk.count
-                guard written <= size else { break }
-                let result = chunk.withUnsafeBytes { raw in Result { () throws(FileSystemError) in try FileSystem.writeAll(descriptor, raw, path: path) } }
-                try result.get()
-            }
+            written = try FileSystem.append(chunks, to: descriptor, path: path, limit: size)
             try FileSystem.writeAll(descriptor, padding, path: path)
         } catch {
             throw .io(error)

@@ -25,13 +25,7 @@ extension FileSystem {
         let output = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw FileSystemError("create", to) }
         do throws(FileSystemError) {
-            while let chunk = try chunks.next() {
-                let result = chunk.withUnsafeBytes { raw in
-                    each(raw)
-                    return Result { () throws(FileSystemError) in try writeAll(output, raw, path: to) }
-                }
-                try result.get()
-            }
+            _ = try append(chunks, to: output, path: to, each: each)
             guard fchmod(output, mode) == 0 else { throw FileSystemError("chmod", to) }
             guard fsync(output) == 0 else { throw FileSystemError("fsync", to) }
         } catch {
@@ -40,6 +34,23 @@ extension FileSystem {
             throw error
         }
         close(output)
+    }
+
+    /// Writes what `chunks` reads to `descriptor` (the file at `path`), each piece seen by `each`
+    /// first, and stops after the piece that passes `limit` bytes (not written): the bytes read.
+    static func append(_ chunks: Chunks, to descriptor: Int32, path: String, limit: Int = .max,
+                       each: (UnsafeRawBufferPointer) -> Void = { _ in }) throws(FileSystemError) -> Int {
+        var read = 0
+        while let chunk = try chunks.next() {
+            read += chunk.count
+            guard read <= limit else { break }
+            let result = chunk.withUnsafeBytes { raw in
+                each(raw)
+                return Result { () throws(FileSystemError) in try writeAll(descriptor, raw, path: path) }
+            }
+            try result.get()
+        }
+        return read
     }
 
     /// A file read front to back in pieces of at most `chunkBytes` (hashing, staging from disk),

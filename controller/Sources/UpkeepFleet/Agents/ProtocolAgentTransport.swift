@@ -353,22 +353,27 @@ public struct ProtocolAgentTransport: AgentTransport {
     /// The artifact's file as an upload, read in 256 KiB pieces each time the stream starts,
     /// with a progress line at every quarter.
     static func fileSource(_ artifact: Artifact, progress: @escaping @Sendable (String) -> Void) -> ChunkSource {
+        fileSource(path: artifact.path, unopened: ArtifactError.storage(path: artifact.path, reason: "the cached artifact cannot be opened"),
+                   progress: UploadProgress(total: artifact.bytes, what: "\(artifact.assetName) \(artifact.version)", report: progress))
+    }
+
+    /// The file at `path` as an upload, read in 256 KiB pieces each time the stream starts
+    /// (`unopened` thrown when it cannot be opened), each piece counted by `progress`.
+    package static func fileSource(path: String, unopened: any Error & Sendable, progress: UploadProgress? = nil) -> ChunkSource {
         ChunkSource { emit in
-            guard let handle = FileHandle(forReadingAtPath: artifact.path) else {
-                throw ArtifactError.storage(path: artifact.path, reason: "the cached artifact cannot be opened")
-            }
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw unopened }
             defer { try? handle.close() }
-            var sent = UploadProgress(total: artifact.bytes, what: "\(artifact.assetName) \(artifact.version)", report: progress)
+            var sent = progress
             while let data = try handle.read(upToCount: 256 << 10), !data.isEmpty {
                 try await emit(ByteBuffer(bytes: data))
-                sent.add(data.count)
+                sent?.add(data.count)
             }
         }
     }
 }
 
 /// An upload's progress line, "sent N of TOTAL bytes of WHAT", at every quarter.
-struct UploadProgress {
+package struct UploadProgress {
     let total: Int64
     let what: String
     let report: @Sendable (String) -> Void
