@@ -58,13 +58,13 @@ import UpkeepProtocol
     @Test func anAgentThatNeverSaysHelloReplyIsCountedAtTheTimeout() async throws {
         let agent = try await RawAgent.start(answering: nil)
         var configuration = ClientConfiguration()
-        configuration.connectTimeout = .milliseconds(300)
+        // One second, not the default ten: the error names the bound it reached. Long enough that
+        // a loaded machine's TCP connect (bounded by the same setting) is not what runs out.
+        configuration.connectTimeout = .seconds(1)
         let before = ProtocolClient.limits.count(.helloTimeout)
-        let started = ContinuousClock.now
-        await #expect(throws: ProtocolError.connectFailed("no HelloReply within 0.3 seconds")) {
+        await #expect(throws: ProtocolError.connectFailed("no HelloReply within 1.0 seconds")) {
             _ = try await ProtocolClient.connect(host: "127.0.0.1", port: agent.port, configuration: configuration)
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
         #expect(ProtocolClient.limits.count(.helloTimeout) - before == 1)
         try await agent.channel.close()
     }
