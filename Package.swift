@@ -82,20 +82,23 @@ let package = Package(
         // on UpkeepHTTP's client. No Yams (hence no full Foundation) here: the agent links this module.
         .target(name: "UpkeepKube", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepTLS", "UpkeepPKI", "UpkeepYAML", nioCore, nioPosix, nioHTTP1, logging],
                 path: "Sources/UpkeepKube", swiftSettings: strict),
+        // The live cluster as `upkeep rehearse` copies it (read with GET and LIST only), Codable so
+        // the sandbox builds its twin from the file. Controller and sandbox only: the agent does not link it.
+        .target(name: "UpkeepCapture", dependencies: ["UpkeepKube"], path: "Sources/UpkeepCapture", swiftSettings: strict),
         // Flux install manifests (multi-document kustomize output) read with Yams: controller and sandbox only.
         .target(name: "UpkeepFlux", dependencies: [yams], path: "Sources/UpkeepFlux", swiftSettings: strict),
         // Programs the controller and the sandbox run (git, kubectl, the sandbox program) with a time
         // limit, and git's environment. Foundation: not for the agent, which has its own runner.
         .target(name: "UpkeepProcess", dependencies: ["UpkeepCore", "UpkeepPOSIX"], path: "Sources/UpkeepProcess", swiftSettings: strict),
         // The sandbox cluster: simulated Kubernetes API, behaviour model, fake k3s, release server.
-        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepKube", "UpkeepFlux", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepTLS", "UpkeepPKI", "UpkeepProcess", "CSQLite",
+        .target(name: "UpkeepSandbox", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepKube", "UpkeepCapture", "UpkeepFlux", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepTLS", "UpkeepPKI", "UpkeepProcess", "CSQLite",
                                                  nioCore, nioPosix, nioHTTP1, logging, yams],
                 path: "sandbox/Sources/UpkeepSandbox", swiftSettings: strict),
         // `upkeep-sandbox`: the sandbox's command line (up, status, fault, down; `upkeep sandbox …`
         // runs it), and the multi-call binary of its hosts: `k3s` and `systemctl` by argv[0] (or
         // first argument), `unit-supervisor`, `serve DIR`, `api`. The production `upkeep` does not
         // link the simulator (scripts/check-links).
-        .executableTarget(name: "upkeep-sandbox", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepKube", argumentParser],
+        .executableTarget(name: "upkeep-sandbox", dependencies: ["UpkeepSandbox", "UpkeepCapture", "UpkeepHTTPServer", "UpkeepKube", argumentParser],
                           path: "sandbox/Sources/upkeep-sandbox", swiftSettings: strict),
 
         // Enrollment by bootstrap token, the parts both sides share: the token format, the join
@@ -164,7 +167,7 @@ let package = Package(
                 path: "controller/Sources/UpkeepSimulation", swiftSettings: strict),
 
         // The controller and the `upkeep` CLI.
-        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepNotify", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepKube", "UpkeepProcess", "UpkeepEnrollment",
+        .target(name: "UpkeepCLI", dependencies: ["UpkeepCore", "UpkeepPOSIX", "UpkeepFlux", "UpkeepRollout", "UpkeepStore", "UpkeepNotify", "UpkeepRuntime", "UpkeepFleet", "UpkeepYAML", "UpkeepProtocol", "UpkeepTLS", "UpkeepPKI", "UpkeepUpdates", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepKube", "UpkeepCapture", "UpkeepProcess", "UpkeepEnrollment",
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
@@ -197,9 +200,9 @@ let package = Package(
         .testTarget(name: "UpkeepAgentTests", dependencies: ["UpkeepAgent", "UpkeepEnrollment", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepHTTP", "UpkeepSandboxTestSupport", "UpkeepYAML", "UpkeepTestSupport", "UpkeepPKI", "UpkeepTLS", "UpkeepKube", "UpkeepSandbox", "UpkeepProtocol",
                                                         nioCore, nioPosix, yams],
                     exclude: ["FakeNode"], swiftSettings: strict),
-        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
+        .testTarget(name: "UpkeepKubeTests", dependencies: ["UpkeepKube", "UpkeepCapture", "UpkeepHTTP", "UpkeepHTTPServer", "UpkeepSandbox", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix],
                     swiftSettings: strict),
-        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepProcess", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepRollout", "UpkeepProtocol",
+        .testTarget(name: "UpkeepSandboxTests", dependencies: ["UpkeepSandbox", "UpkeepCapture", "UpkeepHTTPServer", "UpkeepProcess", "UpkeepCore", "UpkeepKube", "UpkeepPKI", "UpkeepTLS", "UpkeepTestSupport", "UpkeepCLI", "UpkeepRollout", "UpkeepProtocol",
                                                           nioCore, nioPosix],
                     swiftSettings: strict),
         .testTarget(name: "UpkeepHTTPTests", dependencies: ["UpkeepHTTP", "UpkeepHTTPServer", "UpkeepTLS", "UpkeepPKI", "UpkeepTestSupport", nioCore, nioPosix, nioHTTP1],

@@ -24,8 +24,9 @@ public final class KubeClient: Sendable {
     public static let bodyBytesMax = 64 << 20
     static let listPageSize = 500
 
+    /// `userAgent` names the caller in the server's audit (`upkeep-rehearse` for a rehearsal's reads).
     public init(endpoint: KubeEndpoint, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                requestTimeoutSeconds: Double = 30, connectionsMax: Int = 4) throws
+                requestTimeoutSeconds: Double = 30, connectionsMax: Int = 4, userAgent: String = "upkeep") throws
     {
         self.endpoint = endpoint
         self.requestTimeoutSeconds = requestTimeoutSeconds
@@ -42,7 +43,7 @@ public final class KubeClient: Sendable {
         }
         let configuration = HTTPClient.Configuration(connectTimeoutSeconds: 10, responseTimeoutSeconds: requestTimeoutSeconds,
                                                      responseBytesMax: Self.bodyBytesMax, connectionsPerOriginMax: connectionsMax,
-                                                     retry: .never, userAgent: "upkeep")
+                                                     retry: .never, userAgent: userAgent)
         http = HTTPClient(configuration: configuration, tls: tls, tlsServerName: endpoint.tlsServerName, group: group)
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UpkeepCapture
 import UpkeepSandbox
 
 /// `upkeep sandbox up`: starts the sandbox in the background and returns once every node is Ready.
@@ -50,7 +51,7 @@ struct SandboxUp: AsyncParsableCommand {
     @Option(name: .customLong("rebuild-seconds"), help: "Seconds a returning Longhorn replica rebuilds before its volume is healthy again.")
     var rebuildSeconds = 10.0
 
-    // Hidden (`--help-hidden` shows them; docs/sandbox.md lists them): `upkeep demo` sets them, and
+    // Hidden (`--help-hidden` shows them; docs/sandbox.md lists them): `upkeep demo` and `upkeep rehearse` set them, and
     // the help and usage lines `up` has always printed stay as they were.
     @Flag(name: .long, help: ArgumentHelp("Enroll every node's agent with a bootstrap token through `upkeep join-server` and `upkeep-agent join` (DIR/pki then holds no agent key).",
                                           visibility: .hidden))
@@ -68,12 +69,45 @@ struct SandboxUp: AsyncParsableCommand {
                                             valueName: "NODE,…", visibility: .hidden))
     var airgap: String?
 
+    @Option(name: .long, help: ArgumentHelp("Start as the twin of the cluster captured in FILE (written by `upkeep rehearse --keep DIR`): its node names, roles, versions, labels, taints, cordons, workloads, pods' nodes, disruption budgets, Longhorn volumes and replicas (docs/rehearse.md).",
+                                            valueName: "FILE", visibility: .hidden))
+    var twin: String?
+
+    @Option(name: .customLong("offer-k3s"),
+            help: ArgumentHelp("A k3s version the release server publishes besides those around the nodes' (repeatable; `upkeep rehearse` offers its target).",
+                               valueName: "V", visibility: .hidden))
+    var offerK3s: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Run the model's steps (pod start and termination, replica rebuild, snapshots) N times faster.",
+                                            valueName: "N", visibility: .hidden))
+    var speed = 1.0
+
     var airgapNodes: [String]? {
         airgap.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
     }
 
+    /// The cluster to start: generated from the counts, or the twin of `--twin FILE`.
+    func clusterSpec() throws -> ClusterSpec {
+        var spec = ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion)
+        if let twin {
+            guard let data = FileManager.default.contents(atPath: twin) else {
+                throw ValidationError("--twin \(twin) cannot be read: give the capture file `upkeep rehearse --keep DIR` wrote (DIR/capture.json)")
+            }
+            do { spec = ClusterSpec(twin: try ClusterCapture.decode(Array(data), source: twin)) } catch { throw ValidationError(error.description) }
+        }
+        if let bad = offerK3s.first(where: { !$0.hasPrefix("v") || !$0.contains("+k3s") }) {
+            throw ValidationError("--offer-k3s \(bad): write a k3s version such as v1.31.4+k3s1")
+        }
+        spec.offeredK3sVersions = offerK3s.isEmpty ? nil : offerK3s
+        return spec
+    }
+
     func validate() throws {
-        let spec = ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion)
+        if twin != nil, servers != 1 || agents != 2 || volumes != 2 || replicas != 2 || k3sVersion != "v1.30.6+k3s1" {
+            throw ValidationError("--twin takes nodes, volumes and versions from the capture; leave out --servers, --agents, --volumes, --replicas and --k3s-version")
+        }
+        guard speed >= 1, speed <= 1000 else { throw ValidationError("--speed must be between 1 and 1000") }
+        let spec = try clusterSpec()
         if let problem = spec.problem { throw ValidationError(problem) }
         if join, noAgents { throw ValidationError("--join enrolls every node's agent; it cannot go with --no-agents") }
         guard (1...65535).contains(agentPort) else { throw ValidationError("--agent-port must be between 1 and 65535") }
@@ -93,11 +127,11 @@ struct SandboxUp: AsyncParsableCommand {
         let executable = SandboxCommandLine.executable
         let options = SandboxOptions(
             directory: directory.path,
-            spec: ClusterSpec(servers: servers, agents: agents, volumes: volumes, replicas: replicas, k3sVersion: k3sVersion),
+            spec: try clusterSpec(),
             netns: netns, hostBinary: executable,
             agentBinary: noAgents ? nil : SandboxRunner.agentBinaryNextTo(executable: executable), agentPort: agentPort,
             timings: ModelTimings(nodeGraceSeconds: nodeGraceSeconds, podStartSeconds: podStartSeconds,
-                                  podTerminationSeconds: podTerminationSeconds, rebuildSeconds: rebuildSeconds),
+                                  podTerminationSeconds: podTerminationSeconds, rebuildSeconds: rebuildSeconds).scaled(by: speed),
             readyTimeoutSeconds: Double(readyTimeoutSeconds), airgapNodes: airgapNodes,
             controllerBinary: join ? SandboxRunner.controllerBinaryNextTo(executable: executable) : nil)
         let manifest = try await SandboxDaemon.launch(options)

@@ -191,7 +191,7 @@ public final class SandboxRunner: Sendable {
 
         let faultsFile = "\(directory)/faults.json"
         if !FileManager.default.fileExists(atPath: faultsFile) { try JSONFiles.write(SandboxFaults(), to: faultsFile) }
-        let catalog = ReleaseCatalog(k3sBase: spec.k3sVersion, hostBinary: options.hostBinary,
+        let catalog = ReleaseCatalog(k3sBase: spec.k3sVersion, offered: spec.offeredK3sVersions ?? [], hostBinary: options.hostBinary,
                                      faults: { SandboxFaults.load(faultsFile) }, now: Date().timeIntervalSince1970)
         let release = try await ReleaseServer.start(catalog: catalog, host: apiHost, group: group)
 
@@ -207,7 +207,7 @@ public final class SandboxRunner: Sendable {
                                    airgap: airgap.contains(name) ? true : nil,
                                    clusterDNS: SandboxClusterDNS.address(nodeAddress: spec.address(of: name), index: index,
                                                                          bridgeAddress: network?.bridgeAddress))
-            try layOut(node, version: spec.k3sVersion, credentials: credentials, apiURL: apiURL)
+            try layOut(node, version: spec.version(of: name), credentials: credentials, apiURL: apiURL)
             nodes.append(node)
         }
         try layOutDatastore(servers: nodes.filter(\.isServer), token: "upkeep-sandbox-\(StableHash.hex(directory, length: 12))")

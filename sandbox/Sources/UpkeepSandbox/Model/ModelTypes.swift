@@ -1,6 +1,8 @@
+import UpkeepCapture
 import UpkeepKube
 
-/// The shape of a sandbox cluster: how many nodes of each role, volumes, versions.
+/// The shape of a sandbox cluster: how many nodes of each role, volumes, versions; or the live
+/// cluster it twins (`twin`, docs/rehearse.md).
 public struct ClusterSpec: Sendable, Codable, Equatable {
     public var servers: Int
     public var agents: Int
@@ -11,6 +13,12 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
     public var fluxVersion: String
     /// Node name -> address; nodes without an entry get 127.0.<1+index/250>.<1+index%250>.
     public var addresses: [String: String]
+    /// The live cluster this sandbox is a twin of (`upkeep-sandbox up --twin FILE`): its node
+    /// names, roles, versions, labels, taints and cordons, workloads, pods' placement, disruption
+    /// budgets, Longhorn settings, volumes and replicas. Nil for a generated cluster.
+    public var twin: ClusterCapture?
+    /// k3s versions the release server publishes besides those around `k3sVersion` (`up --offer-k3s V`).
+    public var offeredK3sVersions: [String]?
 
     public init(servers: Int = 3, agents: Int = 4, volumes: Int = 6, replicas: Int = 2,
                 k3sVersion: String = "v1.30.6+k3s1", longhornVersion: String = "v1.7.2", fluxVersion: String = "v2.4.0",
@@ -26,9 +34,26 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
         self.addresses = addresses
     }
 
-    public var serverNames: [String] { (0..<servers).map { "server-\($0 + 1)" } }
-    public var agentNames: [String] { (0..<agents).map { "agent-\($0 + 1)" } }
+    /// The twin of `capture`: its nodes (servers first), the oldest k3s version among them as the
+    /// base the release server offers upgrades from, Longhorn's version.
+    public init(twin capture: ClusterCapture) {
+        let nodes = capture.nodes.count
+        let replicas = capture.longhorn?.volumes.map(\.numberOfReplicas).max() ?? 1
+        let oldest = capture.nodes.map(\.version).min { K3sVersionOrder.less($0, $1) } ?? ClusterSpec().k3sVersion
+        let longhorn = capture.longhorn.map(\.version).flatMap { $0.isEmpty ? nil : $0 } ?? ClusterSpec().longhornVersion
+        self.init(servers: capture.servers.count, agents: capture.agents.count, volumes: capture.longhorn?.volumes.count ?? 0,
+                  replicas: min(max(1, replicas), max(1, nodes)), k3sVersion: oldest, longhornVersion: longhorn)
+        twin = capture
+    }
+
+    public var serverNames: [String] { twin.map { $0.servers.map(\.name) } ?? (0..<servers).map { "server-\($0 + 1)" } }
+    public var agentNames: [String] { twin.map { $0.agents.map(\.name) } ?? (0..<agents).map { "agent-\($0 + 1)" } }
     public var nodeNames: [String] { serverNames + agentNames }
+
+    /// The k3s version `node` starts with: the twin's node's, else `k3sVersion`.
+    public func version(of node: String) -> String {
+        twin?.nodes.first { $0.name == node }?.version ?? k3sVersion
+    }
 
     public func address(of node: String) -> String {
         if let address = addresses[node] { return address }
@@ -38,6 +63,7 @@ public struct ClusterSpec: Sendable, Codable, Equatable {
 
     /// What is wrong with this spec, in words an operator can act on; `nil` when it is usable.
     public var problem: String? {
+        if let problem = twin?.problem { return problem }
         if servers < 1 { return "a cluster needs at least one server (--servers 1 or more)" }
         if agents < 0 || volumes < 0 { return "--agents and --volumes cannot be negative" }
         if servers + agents > 500 { return "at most 500 nodes (got \(servers + agents))" }
@@ -69,6 +95,16 @@ public struct ModelTimings: Sendable, Codable, Equatable {
         self.podTerminationSeconds = podTerminationSeconds
         self.rebuildSeconds = rebuildSeconds
         self.snapshotSeconds = snapshotSeconds
+    }
+
+    /// The model's steps `speed` times faster (`up --speed N`): pod start and termination,
+    /// replica rebuild, snapshot. The node grace period stays: it is how long the node
+    /// controller waits for heartbeats that arrive at their own pace, not a step of a rollout.
+    public func scaled(by speed: Double) -> ModelTimings {
+        guard speed > 0 else { return self }
+        return ModelTimings(nodeGraceSeconds: nodeGraceSeconds, podStartSeconds: podStartSeconds / speed,
+                            podTerminationSeconds: podTerminationSeconds / speed, rebuildSeconds: rebuildSeconds / speed,
+                            snapshotSeconds: snapshotSeconds / speed)
     }
 }
 

@@ -57,12 +57,16 @@ extension ClusterModel {
                                            "spec": ["finalizers": ["kubernetes"]], "status": ["phase": "Active"]], now: now)
         }
         for (index, name) in spec.nodeNames.enumerated() { seedNode(name, index: index, server: index < spec.servers) }
-        seedWorkloads()
-        seedLonghorn()
+        if let twin = spec.twin {
+            seedTwin(twin)
+        } else {
+            seedWorkloads()
+            seedLonghorn()
+        }
         seedFlux()
     }
 
-    private mutating func seedNode(_ name: String, index: Int, server: Bool) {
+    mutating func seedNode(_ name: String, index: Int, server: Bool) {
         let address = spec.address(of: name)
         var labels: JSON = ["beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/instance-type": "k3s", "beta.kubernetes.io/os": "linux",
                             "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": .string(name), "kubernetes.io/os": "linux",
@@ -74,7 +78,7 @@ extension ClusterModel {
             // (https://docs.k3s.io/datastore/ha-embedded).
             if spec.servers > 1 { labels["node-role.kubernetes.io/etcd"] = "true" }
         }
-        let version = spec.k3sVersion
+        let version = spec.version(of: name)
         _ = store.create(.nodes, [
             "metadata": ["name": .string(name), "labels": labels,
                          "annotations": ["k3s.io/internal-ip": .string(address), "k3s.io/hostname": .string(name),
@@ -131,7 +135,7 @@ extension ClusterModel {
     /// 10.43.0.0/16, cluster DNS 10.43.0.10, https://docs.k3s.io/cli/server#networking; the
     /// Service as k3s's manifests/coredns.yaml deploys it,
     /// https://github.com/k3s-io/k3s/blob/master/manifests/coredns.yaml).
-    private mutating func seedServices() {
+    mutating func seedServices() {
         func port(_ name: String, _ number: Int64, _ proto: String, target: JSON) -> JSON {
             ["name": .string(name), "port": .int(number), "protocol": .string(proto), "targetPort": target]
         }
@@ -158,6 +162,21 @@ extension ClusterModel {
     }
 
     private mutating func seedLonghorn() {
+        seedLonghornSettings([:])
+        let nodes = spec.nodeNames
+        guard !nodes.isEmpty else { return }
+        for index in 0..<spec.volumes {
+            let name = "pvc-" + ObjectStore.uid(StableHash.fnv1a("volume/\(index)"))
+            let placement = (0..<spec.replicas).map { nodes[(index + $0 * max(1, nodes.count / max(1, spec.replicas))) % nodes.count] }
+            let distinct = Array(uniqueTopped(placement, fallback: nodes))
+            seedLonghornVolume(name, replicas: spec.replicas, size: String((index % 4 + 1) * 1_073_741_824),
+                               attachedTo: index % 3 != 2 ? distinct[0] : nil, claim: "data-\(index)")
+            for node in distinct { createReplica(volume: name, node: node, healthy: true) }
+        }
+    }
+
+    /// Longhorn's CRDs and settings: the seed's defaults, then `values` over them.
+    mutating func seedLonghornSettings(_ values: [String: String]) {
         let version = spec.longhornVersion
         let crdLabels = ["app.kubernetes.io/name": "longhorn", "app.kubernetes.io/instance": "longhorn", "app.kubernetes.io/version": version,
                          "longhorn-manager": ""]
@@ -167,34 +186,32 @@ extension ClusterModel {
             _ = store.create(.customResourceDefinitions, Seed.crd(group: "longhorn.io", plural: plural, kind: kind, version: "v1beta2",
                                                                  labels: crdLabels), now: now)
         }
-        let settings: [(String, String)] = [
+        let defaults: [(String, String)] = [
             ("current-longhorn-version", version), ("node-drain-policy", "block-if-contains-last-replica"),
             ("replica-replenishment-wait-interval", "600"), ("default-replica-count", String(spec.replicas)),
             ("concurrent-automatic-engine-upgrade-per-node-limit", "0"), ("default-engine-image", Self.engineImage(version)),
         ]
+        let settings = defaults.map { ($0.0, values[$0.0] ?? $0.1) }
+            + values.filter { value in !defaults.contains { $0.0 == value.key } }.sorted { $0.key < $1.key }
         for (name, value) in settings {
             _ = store.create(.longhornSettings, ["metadata": ["name": .string(name), "namespace": .string(Self.longhornNamespace)],
                                                  "value": .string(value), "status": ["applied": true]], now: now)
         }
-        let nodes = spec.nodeNames
-        guard !nodes.isEmpty else { return }
-        for index in 0..<spec.volumes {
-            let name = "pvc-" + ObjectStore.uid(StableHash.fnv1a("volume/\(index)"))
-            let placement = (0..<spec.replicas).map { nodes[(index + $0 * max(1, nodes.count / max(1, spec.replicas))) % nodes.count] }
-            let distinct = Array(uniqueTopped(placement, fallback: nodes))
-            let attached = index % 3 != 2
-            _ = store.create(.longhornVolumes, [
-                "metadata": ["name": .string(name), "namespace": .string(Self.longhornNamespace), "labels": ["longhornvolume": .string(name)]],
-                "spec": ["numberOfReplicas": .int(Int64(spec.replicas)), "size": .string(String((index % 4 + 1) * 1_073_741_824)),
-                         "dataEngine": "v1", "frontend": "blockdev", "nodeID": attached ? .string(distinct[0]) : "",
-                         "dataLocality": "disabled", "accessMode": "rwo", "image": .string(Self.engineImage(version))],
-                "status": ["state": attached ? "attaching" : "detached", "robustness": "unknown", "currentNodeID": "",
-                           "currentImage": .string(Self.engineImage(version)),
-                           "conditions": [["type": "Scheduled", "status": "True", "reason": "", "message": ""]],
-                           "kubernetesStatus": ["pvName": .string(name), "pvcName": .string("data-\(index)"), "namespace": "default"]],
-            ], now: now)
-            for node in distinct { createReplica(volume: name, node: node, healthy: true) }
-        }
+    }
+
+    /// A volume, attached to `attachedTo` (the model attaches it once that node is up) or detached.
+    mutating func seedLonghornVolume(_ name: String, replicas: Int, size: String, attachedTo: String?, claim: String) {
+        let image = Self.engineImage(spec.longhornVersion)
+        _ = store.create(.longhornVolumes, [
+            "metadata": ["name": .string(name), "namespace": .string(Self.longhornNamespace), "labels": ["longhornvolume": .string(name)]],
+            "spec": ["numberOfReplicas": .int(Int64(replicas)), "size": .string(size),
+                     "dataEngine": "v1", "frontend": "blockdev", "nodeID": .string(attachedTo ?? ""),
+                     "dataLocality": "disabled", "accessMode": "rwo", "image": .string(image)],
+            "status": ["state": attachedTo != nil ? "attaching" : "detached", "robustness": "unknown", "currentNodeID": "",
+                       "currentImage": .string(image),
+                       "conditions": [["type": "Scheduled", "status": "True", "reason": "", "message": ""]],
+                       "kubernetesStatus": ["pvName": .string(name), "pvcName": .string(claim), "namespace": "default"]],
+        ], now: now)
     }
 
     private mutating func seedFlux() {

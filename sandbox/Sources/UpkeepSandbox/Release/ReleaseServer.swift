@@ -108,8 +108,11 @@ public final class ReleaseCatalog: Sendable {
     /// The sandbox's catalog: k3s releases around `k3sBase` (binaries are fake-k3s scripts),
     /// published oldest first two weeks apart, plus a draft of the next patch of the newest
     /// minor; flux2 and longhorn releases, each with a pre-release.
-    public convenience init(k3sBase: String, hostBinary: String, faults: @escaping @Sendable () -> SandboxFaults, now: Double) {
-        let versions = Self.k3sVersions(around: k3sBase)
+    /// `offered`: k3s versions to publish besides those (a twin offers the target its rehearsal
+    /// resolved from the live release source).
+    public convenience init(k3sBase: String, offered: [String] = [], hostBinary: String, faults: @escaping @Sendable () -> SandboxFaults,
+                            now: Double) {
+        let versions = Array(Set(Self.k3sVersions(around: k3sBase) + offered)).sorted { K3sVersionOrder.less($0, $1) }
         var releases: [Release] = []
         for (index, version) in versions.enumerated() {
             releases.append(Self.k3sRelease(version, prerelease: version.contains("-rc"), publishedAt: now - Double(versions.count - index) * 86400 * 14) {

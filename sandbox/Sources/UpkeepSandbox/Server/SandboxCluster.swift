@@ -23,6 +23,8 @@ public final class SandboxCluster: Sendable {
     public let storage: ClusterStorage?
     /// The recent changes and the open watches (`?watch=true`).
     public let watches: WatchCache
+    /// Who asked what (`GET /sandbox/v1/audit`).
+    public let audit: RequestAudit
 
     public init(model: ClusterModel, clock: @escaping @Sendable () -> Double, storage: ClusterStorage? = nil,
                 watchBounds: WatchCache.Bounds = WatchCache.Bounds())
@@ -31,6 +33,7 @@ public final class SandboxCluster: Sendable {
         // In memory the store reports its own changes; behind a datastore they are what it confirmed.
         model.store.recordsEvents = storage == nil
         watches = WatchCache(revision: model.store.revision, bounds: watchBounds, clock: clock, log: storage?.log ?? ThrottledLog())
+        audit = RequestAudit(log: storage?.log ?? ThrottledLog())
         state = NIOLockedValueBox(model)
         self.clock = clock
         self.storage = storage
@@ -60,6 +63,8 @@ public final class SandboxCluster: Sendable {
     /// Answers one request, in memory.
     public func handle(_ request: APIRequest) -> APIResponse {
         precondition(storage == nil, "a cluster behind a datastore answers through respond(_:)")
+        audit.record(request)
+        if request.path == "/sandbox/v1/audit", request.method == "GET" { return .json(audit.summary) }
         if let answer = watchRequest(request) { return answer }
         let now = clock()
         return state.withLockedValue { model in
@@ -120,6 +125,7 @@ public final class SandboxCluster: Sendable {
 
     /// Answers one request: in memory, or reading the view and writing through the datastore.
     public func respond(_ request: APIRequest) async -> APIResponse {
+        if storage != nil { audit.record(request) }
         if let stall = state.withLockedValue({ $0.writeStallSeconds(request) }) {
             // A write the API server accepted and timed out: answered late, never applied.
             try? await Task.sleep(nanoseconds: UInt64(stall * 1e9))
@@ -127,6 +133,7 @@ public final class SandboxCluster: Sendable {
         }
         guard let storage else { return handle(request) }
         if request.path == "/sandbox/v1/datastore", request.method == "GET" { return .json(storage.summary) }
+        if request.path == "/sandbox/v1/audit", request.method == "GET" { return .json(audit.summary) }
         let now = clock()
         if request.method == "GET" || request.method == "HEAD" {
             guard storage.isSynced else { return .error(Self.waiting(storage)) }
