@@ -11,6 +11,7 @@ public struct Upkeep: AsyncParsableCommand {
             Demo.self,
             Check.self,
             PlanCommand.self,
+            Rehearse.self,
             Apply.self,
             Status.self,
             Resume.self,
