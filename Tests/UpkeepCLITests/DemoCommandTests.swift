@@ -12,6 +12,9 @@ import UpkeepTestSupport
         #expect(result.status == 0, "\(result.output.suffix(3000))\n\(result.error)")
         #expect(result.output.contains("Upgrade to v1.32.0+k3s1: 6 nodes in 2 hops"), "the plan is shown")
         #expect(result.output.contains("done: every node runs its target version"))
+        #expect(result.output.contains("drains a disruption budget holds:") && result.output.contains("poddisruptionbudget default/web-strict allows 0"),
+                "the rehearsal scene finds the budget")
+        #expect(result.output.contains("the rehearsal exits 3") && result.output.contains("fixed before the window"))
         #expect(result.output.contains("Upgrade to v1.30.8+k3s1: 6 nodes in 1 hop"), "the failing run is a patch upgrade")
         #expect(result.output.contains("rollback: binaries"), "the plan says how its hop goes back")
         #expect(result.output.contains("did not become healthy on agent-2"))

@@ -3,7 +3,9 @@ import Foundation
 import UpkeepRollout
 import UpkeepRuntime
 import UpkeepCore
+import UpkeepCapture
 import UpkeepFleet
+import UpkeepKube
 import UpkeepStore
 
 /// `upkeep demo`: the first thing a new user runs.
@@ -11,7 +13,8 @@ import UpkeepStore
 /// Brings up a sandbox cluster on this machine (3 servers with embedded etcd, 3 agents, Longhorn
 /// volumes with 2 replicas, Flux objects; fake k3s binaries with a real `upkeep-agent` on every
 /// node, each enrolled with a bootstrap token through `upkeep join-server`), shows the plan, upgrades the cluster to the newest k3s the sandbox offers with live
-/// progress, then does the same on a fresh sandbox where one agent's new k3s never becomes
+/// progress (after a rehearsal on a twin of the sandbox finds a disruption budget that would
+/// hold a drain, which is then fixed), then does the same on a fresh sandbox where one agent's new k3s never becomes
 /// healthy: its agent puts the old binary back and the controller returns every upgraded node,
 /// in reverse order. Between the two, Longhorn and then Flux itself are upgraded through the Git
 /// repository the sandbox's Flux follows (`upkeep update`). Everything runs through the same code as `upkeep apply`, and everything it
@@ -88,6 +91,8 @@ struct Demo: AsyncParsableCommand {
                 if let failing {
                     say(try await SandboxProgram.run(["fault", "--dir", directory, failing, "unhealthy", "--k3s-version", newest.description],
                                                      timeoutSeconds: Self.sandboxFaultSecondsMax))
+                } else {
+                    try await Self.rehearsalScene(session: session, config: config, target: newest)
                 }
                 var target = try TargetOptions.parse([])
                 target.to = newest.description
@@ -135,6 +140,39 @@ struct Demo: AsyncParsableCommand {
             throw error
         }
     }
+
+    /// Before the first run's upgrade: a budget that allows no eviction of `web`, found by
+    /// `upkeep rehearse` on a twin of the sandbox before anything live moves, then fixed.
+    static func rehearsalScene(session: ClusterSession, config: ControllerConfig, target: K3sVersion) async throws {
+        say("== 1a. rehearse first: poddisruptionbudget default/web-strict keeps both web pods (minAvailable 2 of 2 replicas)")
+        let budget: JSON = ["apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                            "metadata": ["name": "web-strict", "namespace": "default"],
+                            "spec": ["minAvailable": 2, "selector": ["matchLabels": ["app": "web"]]]]
+        _ = try await session.kube.create(.podDisruptionBudgets, budget)
+        // The budget's status follows once both pods are Ready: wait for it (bounded), as an operator would see it.
+        let deadline = Date().addingTimeInterval(Self.budgetSettleSecondsMax)
+        while Date() < deadline {
+            let status = try await session.kube.get(PodDisruptionBudget.self, "web-strict", namespace: "default")
+            if status.currentHealthy == 2 && status.disruptionsAllowed == 0 { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        var options = try TargetOptions.parse([])
+        options.to = target.description
+        let report = try await RehearsalRun(config: config, target: options, speed: 10,
+                                            steps: .init(rebuildSeconds: 1, podStartSeconds: 0.5, podTerminationSeconds: 0.3),
+                                            drill: nil, keep: nil).run()
+        say(report.text())
+        guard let hold = report.holds.first(where: { $0.budget == "default/web-strict" }) else {
+            throw CommandFailure(code: 1, message: "the rehearsal did not find the budget that holds the drain (exit \(report.exitCode))")
+        }
+        say("the rehearsal exits \(report.exitCode): \(report.reason ?? "")")
+        try await session.kube.delete(.podDisruptionBudgets, "web-strict", namespace: "default")
+        say("fixed before the window: poddisruptionbudget default/web-strict deleted (it held \(hold.node)); web keeps its own budget, "
+            + "minAvailable 1. Now the real rollout:")
+    }
+
+    /// How long the demo waits for its budget's status to count both web pods.
+    static let budgetSettleSecondsMax = 60.0
 
     /// The sandbox's upkeep.yaml with the short waits a demo wants (the sandbox model rebuilds
     /// replicas in a second and restarts k3s at once).
