@@ -68,7 +68,10 @@ struct RehearseEndToEndTests {
             let before = try await sandbox.nodes()
             let writesBefore = (try await Self.audit(sandbox)["writes"] as? [Any])?.count ?? 0
 
-            let rehearsal = try await sandbox.controller(["rehearse", "--to", Self.patch, "--speed", "5", "-o", "json"], timeoutSeconds: 600)
+            // With a gate of blocking pods that `shop` matches: read on the live side, reported as holding.
+            let gated = try sandbox.controllerConfig("rehearse", extra: "gates: {blockingPods: {anywhere: [\"app=shop\"]}}")
+            let rehearsal = try await sandbox.controller(["rehearse", "--to", Self.patch, "--speed", "5", "-o", "json"], config: gated,
+                                                         timeoutSeconds: 600)
 
             #expect(rehearsal.status != 0, "a held drain must not pass: \(rehearsal.output)")
             let report = try Self.json(rehearsal.output)
@@ -76,6 +79,8 @@ struct RehearseEndToEndTests {
             #expect(holds.contains { $0["node"] as? String == "agent-2" && $0["budget"] as? String == "default/shop" && $0["allowed"] as? Int == 0 },
                     "\(rehearsal.output)")
             #expect((report["exitCode"] as? Int).map { $0 != 0 } == true)
+            let gateHolds = report["gateHolds"] as? [String] ?? []
+            #expect(gateHolds.contains { $0.hasPrefix("blockingPods") && $0.contains("shop") }, "\(report["gates"] ?? "no gates")")
             #expect(rehearsal.output.contains("Error: "), "the reason is said: \(rehearsal.output)")
             // Live: the same nodes, versions and cordons; the API saw only reads from the rehearsal.
             #expect(try await sandbox.nodes().mapValues { [$0.version, "\($0.cordoned)"] } == before.mapValues { [$0.version, "\($0.cordoned)"] })

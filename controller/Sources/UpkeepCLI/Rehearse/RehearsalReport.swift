@@ -17,6 +17,8 @@ struct RehearsalReport: Encodable {
         var startSeconds: Double?
         var endSeconds: Double?
         var stage: String
+        /// The node's longest agent operation on the twin (its seconds × speed).
+        var dominant: DominantStep?
     }
 
     struct HopRollback: Encodable, Equatable {
@@ -66,6 +68,11 @@ struct RehearsalReport: Encodable {
     var holds: [DisruptionHold] = []
     var volumes: [VolumeSafety] = []
     var rollbacks: [HopRollback] = []
+    /// The configured gates as read now on the live side (not the etcd gate), and what of them
+    /// would hold the first wave now. Reported; they do not change the exit code (a gate holds
+    /// at the moment it is read, the window is later).
+    var gates: [String] = []
+    var gateHolds: [String] = []
     var outcome = "not run"
     var exitCode: Int32 = 0
     var reason: String?
@@ -99,8 +106,8 @@ struct RehearsalReport: Encodable {
     }
 
     /// How the twin's rollout went: its steps' times scaled to predictions, and the exit code.
-    mutating func take(run code: Int32, message: String?, record: RolloutRecord?, wallSeconds: Double, windows: [MaintenanceWindow]?,
-                       now: Instant) {
+    mutating func take(run code: Int32, message: String?, record: RolloutRecord?, transitions: [TransitionRecord], wallSeconds: Double,
+                       windows: [MaintenanceWindow]?, now: Instant) {
         exitCode = code
         reason = message
         if let record {
@@ -109,9 +116,11 @@ struct RehearsalReport: Encodable {
             func predicted(_ instant: Instant?) -> Double? {
                 instant.map { Double($0.milliseconds(since: origin)) / 1000 * speed }
             }
+            let dominant = DominantStep.byNode(transitions)
             nodes = record.steps.filter { !$0.progress.isRollback }.map { step in
                 NodeTiming(node: step.node, wave: step.progress.wave, from: step.progress.from.description, to: step.progress.to.description,
-                           startSeconds: predicted(step.startedAt), endSeconds: predicted(step.finishedAt), stage: record.phaseText(step.progress))
+                           startSeconds: predicted(step.startedAt), endSeconds: predicted(step.finishedAt), stage: record.phaseText(step.progress),
+                           dominant: dominant[step.node].map { DominantStep(method: $0.method, seconds: $0.seconds * speed) })
             }
             totalSeconds = predicted(record.finishedAt) ?? wallSeconds * speed
         } else if plan?.waves.isEmpty == true {
@@ -161,11 +170,16 @@ struct RehearsalReport: Encodable {
         }
         if !nodes.isEmpty {
             text += "\npredicted (the twin's times × \(Self.number(speed))):\n"
-            text += renderTable(["NODE", "WAVE", "FROM", "TO", "START", "END", "STAGE"], nodes.map {
-                [$0.node, $0.wave, $0.from, $0.to, $0.startSeconds.map(Self.duration) ?? "-", $0.endSeconds.map(Self.duration) ?? "-", $0.stage]
+            text += renderTable(["NODE", "WAVE", "FROM", "TO", "START", "END", "LONGEST STEP", "STAGE"], nodes.map {
+                [$0.node, $0.wave, $0.from, $0.to, $0.startSeconds.map(Self.duration) ?? "-", $0.endSeconds.map(Self.duration) ?? "-",
+                 $0.dominant.map { "\($0.method) \(Self.duration($0.seconds))" } ?? "-", $0.stage]
             })
         }
         if let totalSeconds { text += "total: \(Self.duration(totalSeconds))\n" }
+        if !gates.isEmpty {
+            text += "\ngates (read now on the live side; the twin runs without them):\n" + gates.map { "  \($0)\n" }.joined()
+            if !gateHolds.isEmpty { text += "  they would hold the first wave now: \(gateHolds.joined(separator: "; "))\n" }
+        }
         if let window {
             text += "maintenance windows \(window.windows): the next opens \(window.opens)"
             text += window.closes.map { ", closes \($0)" } ?? ""

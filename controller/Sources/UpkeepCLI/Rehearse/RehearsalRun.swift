@@ -3,6 +3,7 @@ import Foundation
 import UpkeepCapture
 import UpkeepCore
 import UpkeepFleet
+import UpkeepHTTP
 import UpkeepKube
 import UpkeepPOSIX
 import UpkeepRollout
@@ -43,6 +44,8 @@ struct RehearsalRun {
     static let twinDownSecondsMax = 180.0
     /// The twin's drain and rebuild timeouts are the policy's divided by `speed`, never below this.
     static let twinTimeoutSecondsMin = 20
+    /// The twin's transitions read for the longest steps (only the latest are read).
+    static let transitionsMax = 100_000
 
     func run() async throws -> RehearsalReport {
         let capture = try await captureLive()
@@ -94,6 +97,31 @@ struct RehearsalRun {
         } catch {
             await client.shutdown()
             throw CommandFailure(code: RolloutExitCode.unreachable, message: "cannot read the cluster at \(client.endpoint.server.url): \(error)")
+        }
+    }
+
+    /// The configured gates, read now on the live side as the first wave's gate would read them:
+    /// Prometheus's alerts and the blocking pods (GETs as `upkeep-rehearse`). Not the etcd gate:
+    /// it asks the live agents, which a rehearsal never does. Nil without gates.
+    func readLiveGates(firstWave: [String]) async -> (lines: [String], holds: [String])? {
+        guard var policy = config.rollout.gates else { return nil }
+        let skipped = policy.kinds.contains(.etcd) ? ["etcd: not read by a rehearsal (the live agents are not asked)"] : []
+        policy.kinds = policy.kinds.filter { $0 != .etcd }
+        guard !policy.kinds.isEmpty else { return (skipped, []) }
+        do {
+            let client = try KubeClient(endpoint: try Kubeconfig.load(path: config.kubeconfig).endpoint(context: config.context), userAgent: Self.userAgent)
+            let fleet = AgentFleet(security: try ClusterSession.fleetSecurity(config))
+            let prometheus = try config.gates.prometheus.map {
+                try HTTPClient.oneShot(caFile: $0.caFile, timeoutSeconds: $0.timeoutSeconds, responseBytesMax: 16 << 20)
+            }
+            let report = await ClusterGateReader(settings: config.gates, kube: client, fleet: fleet, http: prometheus)
+                .read(GateQuestion(kinds: policy.kinds, etcdNodes: []))
+            await prometheus?.shutdown()
+            await fleet.close()
+            await client.shutdown()
+            return (report.lines + skipped, report.holds(policy, going: firstWave).map(\.text))
+        } catch {
+            return (["gates not read: \(error)"] + skipped, [])
         }
     }
 
@@ -158,8 +186,13 @@ struct RehearsalRun {
             let ran = try await applyOnTwin(twinConfig, store: store, target: version, log: "\(base)/apply.log", dryRun: false)
             report.take(plan: ran.plan, capture: capture, policy: config.rollout)
             let record = ran.plan?.waves.isEmpty == false ? try storeCall({ try store.history(limit: 1).first }) : nil
-            report.take(run: ran.code, message: ran.message, record: record, wallSeconds: Date().timeIntervalSince(started),
-                        windows: config.rollout.maintenanceWindows, now: .wallClockNow())
+            let transitions = try record.map { record in try storeCall { try store.transitions(rolloutID: record.id, limit: Self.transitionsMax) } } ?? []
+            report.take(run: ran.code, message: ran.message, record: record, transitions: transitions,
+                        wallSeconds: Date().timeIntervalSince(started), windows: config.rollout.maintenanceWindows, now: .wallClockNow())
+            if let gates = await readLiveGates(firstWave: ran.plan?.waves.first?.nodes ?? []) {
+                report.gates = gates.lines
+                report.gateHolds = gates.holds
+            }
         }
         return report
     }
