@@ -21,8 +21,9 @@ enum GateCheck {
     /// held by Longhorn is passed over for the next; the rest wait for a later round. Nothing
     /// may start is a problem too, which the caller counts against the gate's bound only while
     /// nothing of the rollout is in flight.
-    static func evaluate(role: NodeRole, moves: [Move], pending: [Int], inFlight: [Int], slots: Int,
-                         observation: ClusterObservation) -> Verdict {
+    /// `index` is refreshed with `observation`.
+    static func evaluate(role: NodeRole, moves: ChunkedArray<Move>, pending: [Int], inFlight: [Int], slots: Int,
+                         observation: ClusterObservation, index: ObservationIndex) -> Verdict {
         var verdict = Verdict()
         let inventory = observation.inventory
         let retried = Set(pending.filter { moves[$0].attempt > 1 }.map { moves[$0].node })
@@ -30,16 +31,14 @@ enum GateCheck {
         let spared = retried.union(busy)
         let notReady = inventory.nodes.filter { !$0.ready && !spared.contains($0.name) }.map(\.name)
         if !notReady.isEmpty { verdict.problems.append("not Ready: \(listed(notReady))") }
-        verdict.problems += longhornProblems(observation, sparing: spared)
+        verdict.problems += longhornProblems(observation, index: index, sparing: spared)
         // A server taken up again may be the member etcd misses.
-        let retriedServer = inventory.nodes.contains { retried.contains($0.name) && $0.role == .server }
+        let retriedServer = inventory.nodes.contains { $0.role == .server && retried.contains($0.name) }
         if role == .server && observation.etcdHealthy == false && !retriedServer { verdict.problems.append("etcd is not healthy") }
 
-        var versions: [String: K3sVersion] = [:]
-        for node in inventory.nodes { versions[node.name] = node.version }
-        for index in pending {
-            let move = moves[index]
-            guard let version = versions[move.node] else {
+        for position in pending {
+            let move = moves[position]
+            guard let version = index.node(move.node, in: observation)?.version else {
                 verdict.problems.append("\(move.node) is not in the cluster")
                 continue
             }
@@ -51,21 +50,21 @@ enum GateCheck {
         var taken = inFlight.filter { moves[$0].phase.takesASlot }.count
         // Only the volumes of the pending nodes can hold one of them.
         let candidates = Set(pending.map { moves[$0].node })
-        let protected = inventory.volumes.compactMap { volume -> (name: String, nodes: Set<String>)? in
-            guard volume.replicas.contains(where: { candidates.contains($0.node) }) else { return nil }
+        let protected = index.volumes(on: candidates).compactMap { position -> (name: String, nodes: Set<String>)? in
+            let volume = inventory.volumes[position]
             let nodes = Set(volume.protectedNodes)
             return nodes.isEmpty ? nil : (volume.name, nodes)
         }
         var heldBy: [String] = []
-        for index in pending where taken < slots {
-            let node = moves[index].node
+        for position in pending where taken < slots {
+            let node = moves[position].node
             if let volume = Admission.longhornHold(node, busy: down, protected: protected) {
                 heldBy.append("\(node) (\(volume))")
                 continue
             }
             down.insert(node)
             taken += 1
-            verdict.start.append(index)
+            verdict.start.append(position)
         }
         if verdict.start.isEmpty {
             verdict.problems.append(heldBy.isEmpty
@@ -78,11 +77,13 @@ enum GateCheck {
     }
 
     /// Attached volumes not healthy, and faulted volumes. A volume degraded only by replicas on
-    /// `sparing` (nodes down already, taken up again) is not counted.
-    static func longhornProblems(_ observation: ClusterObservation, sparing: Set<String> = []) -> [String] {
+    /// `sparing` (nodes down already, taken up again) is not counted. Only the volumes `index`
+    /// (refreshed with `observation`) lists as unsettled can be named.
+    static func longhornProblems(_ observation: ClusterObservation, index: ObservationIndex, sparing: Set<String> = []) -> [String] {
         var degraded: [String] = []
         var faulted: [String] = []
-        for volume in observation.inventory.volumes {
+        for position in index.unsettledVolumes {
+            let volume = observation.inventory.volumes[position]
             let spared = !sparing.isEmpty && volume.replicas.allSatisfy { ($0.running && $0.healthy) || sparing.contains($0.node) }
             if volume.robustness == .faulted {
                 faulted.append(volume.name)
@@ -96,8 +97,8 @@ enum GateCheck {
         return problems
     }
 
-    static func nodeReady(_ name: String, at version: K3sVersion, in observation: ClusterObservation) -> Bool {
-        observation.inventory.nodes.contains { $0.name == name && $0.ready && $0.version == version }
+    static func nodeReady(_ name: String, at version: K3sVersion, in observation: ClusterObservation, index: ObservationIndex) -> Bool {
+        index.node(name, in: observation).map { $0.ready && $0.version == version } ?? false
     }
 
     static func listed(_ names: [String]) -> String {

@@ -59,7 +59,7 @@ extension RolloutEngine {
         }
         guard let observation, observationSerial > wave.gateSinceSerial else { return false }
         var verdict = GateCheck.evaluate(role: wave.role, moves: moves, pending: pending, inFlight: inFlight, slots: slotLimit,
-                                         observation: observation)
+                                         observation: observation, index: observationIndex)
         let elsewhere = moves.indices.filter { !inSpan(moves[$0].wave) && (moves[$0].cordonedByUs || !moves[$0].phase.isFinal) }
         if !elsewhere.isEmpty {
             verdict.problems.append("still in progress from an earlier wave: \(GateCheck.listed(elsewhere.map { moves[$0].node }))")
@@ -116,7 +116,7 @@ extension RolloutEngine {
             return checkCluster(index, now, &out)
         case .unhealthy:
             guard let observation, observationSerial > move.sinceSerial,
-                  GateCheck.nodeReady(move.node, at: move.from, in: observation) else { return false }
+                  GateCheck.nodeReady(move.node, at: move.from, in: observation, index: observationIndex) else { return false }
             out.append(.notice(Notice(.info, node: move.node, "recovered: Ready at \(move.from)")))
             moves[index].note = nil
             return uncordonThen(index, .reverted, now, &out)
@@ -131,7 +131,7 @@ extension RolloutEngine {
         let expired = move.deadline.map { now >= $0 } ?? false
         switch move.phase {
         case .verifying:
-            if let fresh, GateCheck.nodeReady(move.node, at: move.to, in: fresh) {
+            if let fresh, GateCheck.nodeReady(move.node, at: move.to, in: fresh, index: observationIndex) {
                 out.append(.notice(Notice(.info, node: move.node, "Ready at \(move.to)")))
                 return uncordonThen(index, .settling, now, &out)
             }
@@ -152,7 +152,7 @@ extension RolloutEngine {
             enter(index, .rollingBack, now, &out)
             return true
         case .verifyingRevert:
-            if let fresh, GateCheck.nodeReady(move.node, at: move.from, in: fresh) {
+            if let fresh, GateCheck.nodeReady(move.node, at: move.from, in: fresh, index: observationIndex) {
                 out.append(.notice(Notice(.info, node: move.node, "back at \(move.from) and Ready")))
                 return uncordonThen(index, .reverted, now, &out)
             }
@@ -160,7 +160,7 @@ extension RolloutEngine {
             markUnhealthy(index, "not Ready at \(move.from) within \(policy.verifyTimeoutSeconds) s after going back", &out)
             return true
         case .settling:
-            if let fresh, GateCheck.longhornProblems(fresh).isEmpty {
+            if let fresh, GateCheck.longhornProblems(fresh, index: observationIndex).isEmpty {
                 enter(index, .committing, now, &out)
                 return true
             }

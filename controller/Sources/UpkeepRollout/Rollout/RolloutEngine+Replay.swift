@@ -13,19 +13,14 @@ extension RolloutEngine {
     /// does not cost the size of the rollout in allocations.
     public func progressChanged(since before: RolloutEngine) -> [(ordinal: Int, step: MoveProgress)] {
         var changed: [(ordinal: Int, step: MoveProgress)] = []
-        let sameMoves = moves.withUnsafeBufferPointer { now in before.moves.withUnsafeBufferPointer { $0.baseAddress == now.baseAddress } }
-        let sameLabels = waves.count == before.waves.count && zip(waves, before.waves).allSatisfy { $0.label == $1.label }
-        if !(sameMoves && sameLabels) {
-            // Compared in place: copying each move out of its array would cost what building its progress does.
-            let touched = moves.withUnsafeBufferPointer { now in
-                before.moves.withUnsafeBufferPointer { then in
-                    now.indices.filter { index in !(sameLabels && index < then.count && now[index] == then[index]) }
-                }
-            }
-            for index in touched {
-                let step = progress(ofMove: index)
-                if index >= before.moves.count || step != before.progress(ofMove: index) { changed.append((index, step)) }
-            }
+        // A wave's label is part of its moves' progress; moves and waves are compared only where
+        // they no longer share storage with `before` (`ChunkedArray`).
+        let sameLabels = waves.count == before.waves.count
+            && waves.differingPositions(from: before.waves).allSatisfy { waves[$0].label == before.waves[$0].label }
+        let touched = sameLabels ? moves.differingPositions(from: before.moves) : Array(moves.indices)
+        for index in touched {
+            let step = progress(ofMove: index)
+            if index >= before.moves.count || step != before.progress(ofMove: index) { changed.append((index, step)) }
         }
         if restore != nil || before.restore != nil {
             let now = restoreProgress

@@ -371,7 +371,7 @@ extension RolloutEngine {
     private mutating func verifyRestore(_ now: Instant, _ out: inout [Action]) -> Bool {
         guard let run = restore else { return false }
         if let observation, observationSerial > run.sinceSerial {
-            let behind = run.members.filter { !GateCheck.nodeReady($0.node, at: $0.to, in: observation) }
+            let behind = run.members.filter { !GateCheck.nodeReady($0.node, at: $0.to, in: observation, index: observationIndex) }
             if behind.isEmpty {
                 advanceRestore(to: .done, now, &out)
                 return true

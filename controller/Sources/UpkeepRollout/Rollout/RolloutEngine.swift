@@ -95,8 +95,8 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     public internal(set) var status = Status.notStarted
     public internal(set) var direction = Direction.forward
     var stopReason: StopReason?
-    var moves: [Move] = []
-    var waves: [WaveRun] = []
+    var moves = ChunkedArray<Move>()
+    var waves = ChunkedArray<WaveRun>()
     /// The newest wave being worked on (or gated).
     var cursor = 0
     /// The oldest wave still running beside the cursor's (`Admission.mayOverlap`): the waves
@@ -129,6 +129,16 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     /// Hops undone (by binaries or a restore), so a further `rollback --restore` goes one hop
     /// further back; nil until one is.
     var undoneHops: [Int]?
+    /// Where things are in `observation`; derived, so neither coded nor compared, and refreshed
+    /// before every step forward (`advance`).
+    var observationIndex = ObservationIndex()
+
+    /// Everything but `observationIndex`.
+    enum CodingKeys: String, CodingKey {
+        case rolloutID, plan, policy, status, direction, stopReason, moves, waves, cursor, openFrom, stragglers, stages, stagesIssued
+        case pending, pendingOrder, observation, observationSerial, observedAt, observeRequestedAt, gateReport, gateReads, gateReadAt
+        case gatesRequestedAt, snapshots, restore, undoneHops
+    }
 
     /// A rollout id is 1...40 characters from `a-z 0-9 -`; it prefixes every operation id.
     public init(rolloutID: String, plan: Plan, policy: RolloutPolicy) throws(RolloutSetupError) {
@@ -287,6 +297,7 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
         // a wave has a bounded number of moves, so running out of passes is a bug, not a state.
         let passesMax = moves.count * 16 + 64
         var passes = 0
+        if let observation { observationIndex.refresh(observation) }
         while makeProgress(now, &out) {
             passes += 1
             if passes == passesMax { preconditionFailure("rollout \(rolloutID): still progressing after \(passesMax) passes (\(status))") }

@@ -24,8 +24,10 @@ extension RolloutEngine {
         if before.status == .notStarted, status != .notStarted {
             found.append(.started(nodes: Set(plan.waves.flatMap(\.steps).map(\.node)).count, hops: plan.hops.count))
         }
-        // Moves are only ever appended: a move's earlier self is at its own position.
-        for index in moves.indices where moves[index].phase == .done && !(index < before.moves.count && before.moves[index].phase == .done) {
+        // Moves are only ever appended: a move's earlier self is at its own position. Only the
+        // moves that differ from `before` can have become done.
+        for index in moves.differingPositions(from: before.moves)
+        where moves[index].phase == .done && !(index < before.moves.count && before.moves[index].phase == .done) {
             let move = moves[index]
             if !move.key.hasPrefix("r") { found.append(.nodeDone(node: move.node, role: move.role, from: move.from, to: move.to)) }
         }
