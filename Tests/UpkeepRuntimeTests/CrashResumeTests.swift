@@ -117,6 +117,10 @@ import UpkeepTestSupport
         encoder.outputFormatting = [.sortedKeys]
         try encoder.encode(left).write(to: URL(fileURLWithPath: engineFile))
         let downgraded = try runProcess("/usr/bin/sqlite3", [state + "/" + StateStore.fileName, """
+            UPDATE rollouts SET plan_json = (SELECT plan_json FROM rollout_plans WHERE rollout_id = rollouts.id),
+                policy_json = (SELECT policy_json FROM rollout_plans WHERE rollout_id = rollouts.id);
+            DROP TABLE rollout_plans;
+            DELETE FROM grdb_migrations WHERE identifier = 'v13-rollout-plans';
             UPDATE rollouts SET engine_json = CAST(readfile('\(engineFile)') AS TEXT);
             DROP TABLE engine_snapshots;
             ALTER TABLE transitions DROP COLUMN event_json;

@@ -59,6 +59,23 @@ import UpkeepTestSupport
         #expect(observed.count >= 2 && observed.dropFirst().allSatisfy { $0.contains("observedChange") })
     }
 
+    /// Every transition reads and rewrites its rollout's row; the plan (the size of the rollout)
+    /// is kept out of it, so that row costs the same at any size.
+    @Test func theRowEveryTransitionRewritesHoldsNoPlan() throws {
+        let directory = try TemporaryDirectory()
+        let store = try StateStore(stateDirectory: directory.file("state"))
+        let created = try RolloutFixtures.engine("r1", world: RolloutFixtures.world())
+        try store.acquireLease(holder: Self.holder, ttlMilliseconds: 60_000, now: Self.t0)
+        try store.createRollout(created, holder: Self.holder, now: Self.t0)
+        let row = try #require(try store.pool.read { try Row.fetchOne($0, sql: "SELECT * FROM rollouts WHERE id = 'r1'") })
+        let rowBytes = row.databaseValues.reduce(0) { total, value in
+            if case .string(let text) = value.storage { total + text.utf8.count } else { total + 8 }
+        }
+        #expect(rowBytes < 400, "\(row)")
+        #expect(try store.rollout(id: "r1").plan == created.plan)
+        #expect(try store.rollout(id: "r1").policy == created.policy)
+    }
+
     @Test func aReplayThatDecidesOtherwiseThanWhatWasRecordedIsRefused() throws {
         let directory = try TemporaryDirectory()
         let store = try StateStore(stateDirectory: directory.file("state"))
@@ -114,6 +131,9 @@ import UpkeepTestSupport
         #expect(try store.resumableEngine() == engine)
         #expect(try store.resumableEngine().unansweredRequests == unanswered)
         #expect(try Self.snapshotSequence(store, "r1") == 2)
+        // v13 moved the plan and the policy out of the row every transition rewrites.
+        #expect(try store.rollout(id: "r1").plan == created.plan)
+        #expect(try store.rollout(id: "r1").policy == created.policy)
         let finished = try Self.drive(engine, world: &world, store: store, from: Self.t0.adding(milliseconds: 1000), first: .resume) { engine throws in
             #expect(try store.engine(rolloutID: "r1") == engine)
         }

@@ -58,7 +58,11 @@ struct ObservationChange: Codable, Equatable, Sendable {
     }
 
     private static func differences<Value>(_ before: [Value], _ after: [Value]) -> [Entry<Value>] {
-        after.indices.compactMap { index in index < before.count && before[index] == after[index] ? nil : Entry(at: index, value: after[index]) }
+        // A list the new observation kept as it was (the same storage) has no differences to look for.
+        let same = before.count == after.count
+            && before.withUnsafeBufferPointer { then in after.withUnsafeBufferPointer { $0.baseAddress == then.baseAddress } }
+        if same { return [] }
+        return after.indices.compactMap { index in index < before.count && before[index] == after[index] ? nil : Entry(at: index, value: after[index]) }
     }
 
     private static func applied<Value>(_ entries: [Entry<Value>], count: Int, to before: [Value]) -> [Value]? {

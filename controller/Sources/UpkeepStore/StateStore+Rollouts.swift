@@ -27,9 +27,12 @@ extension StateStore {
             }
             try db.execute(sql: """
                 INSERT INTO rollouts (id, created_at, from_summary, target, plan_json, policy_json, status, status_json, engine_json)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, '')
+                VALUES (?, ?, ?, ?, '', '', ?, ?, '')
                 """, arguments: [engine.rolloutID, now.milliseconds, Self.fromSummary(engine.plan), engine.plan.target.description,
-                                 plan, policy, Self.statusName(engine.status), status])
+                                 Self.statusName(engine.status), status])
+            // Not in the row every transition rewrites (schema v13-rollout-plans).
+            try db.execute(sql: "INSERT INTO rollout_plans (rollout_id, plan_json, policy_json) VALUES (?, ?, ?)",
+                           arguments: [engine.rolloutID, plan, policy])
             try Self.snapshot(db, rolloutID: engine.rolloutID, sequence: 0, json: state)
             for (ordinal, (step, json)) in steps.enumerated() {
                 try Self.upsertStep(db, rolloutID: engine.rolloutID, ordinal: ordinal, step: step, json: json, now: now)
@@ -212,7 +215,9 @@ extension StateStore {
     public func rollout(id: String) throws(StoreError) -> RolloutDetail {
         guard let record = try records(where: "id = ?", arguments: [id], limit: 1).first else { throw StoreError.unknownRollout(id) }
         let (row, noticeRows, operationRows) = try read { db in
-            (try Row.fetchOne(db, sql: "SELECT plan_json, policy_json, transitions FROM rollouts WHERE id = ?", arguments: [id]),
+            (try Row.fetchOne(db, sql: """
+                SELECT p.plan_json, p.policy_json, r.transitions FROM rollouts r JOIN rollout_plans p ON p.rollout_id = r.id WHERE r.id = ?
+                """, arguments: [id]),
              try Row.fetchAll(db, sql: "SELECT sequence, at, level, node, message FROM notices WHERE rollout_id = ? ORDER BY id", arguments: [id]),
              try Self.operationRows(db, subject: id, limit: 1000))
         }

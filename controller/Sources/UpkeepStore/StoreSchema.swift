@@ -286,6 +286,21 @@ enum StoreSchema {
                 UPDATE rollouts SET snapshot_bytes = length(CAST(engine_json AS BLOB)), engine_json = '';
                 """)
         }
+        migrator.registerMigration("v13-rollout-plans") { db in
+            // Issue 20: every transition reads and rewrites its rollout's row (the count, the
+            // status), and SQLite reads the whole row to rewrite it, overflow pages included: a
+            // plan of a 5,000-node rollout (megabytes) in that row made each transition cost the
+            // rollout's size. The plan and the policy, written once, live in a row of their own.
+            try db.execute(sql: """
+                CREATE TABLE rollout_plans (
+                    rollout_id TEXT PRIMARY KEY NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+                    plan_json TEXT NOT NULL,
+                    policy_json TEXT NOT NULL
+                );
+                INSERT INTO rollout_plans (rollout_id, plan_json, policy_json) SELECT id, plan_json, policy_json FROM rollouts;
+                UPDATE rollouts SET plan_json = '', policy_json = '';
+                """)
+        }
         return migrator
     }
 }

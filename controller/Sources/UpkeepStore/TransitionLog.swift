@@ -15,7 +15,14 @@ public enum TransitionLog {
         case .observed(let observation):
             let nodes = observation.inventory.nodes
             let etcd = observation.etcdHealthy.map { $0 ? ", etcd healthy" : ", etcd unhealthy" } ?? ""
-            return "observed \(nodes.count) nodes (\(nodes.filter(\.ready).count) Ready, \(nodes.filter(\.cordoned).count) cordoned), "
+            // Counted without copying the nodes: an observation of a large cluster comes often.
+            var ready = 0
+            var cordoned = 0
+            for node in nodes {
+                if node.ready { ready += 1 }
+                if node.cordoned { cordoned += 1 }
+            }
+            return "observed \(nodes.count) nodes (\(ready) Ready, \(cordoned) cordoned), "
                 + "\(observation.inventory.volumes.count) volumes\(etcd)"
         case .abandon(let reason): return "abandon: \(reason)"
         case .restore: return "restore (the operator's rollback --restore)"
