@@ -26,6 +26,19 @@ public struct Plan: Codable, Equatable, Sendable {
     /// Every wave of every hop, in execution order.
     public var waves: [Wave] { hops.flatMap(\.waves) }
 
+    /// `waves.count`, without building the list (the engine asks at every step).
+    var waveCount: Int { hops.reduce(0) { $0 + $1.waves.count } }
+
+    /// `waves[index]`, found hop by hop without building the list.
+    func wave(_ index: Int) -> Wave {
+        var offset = index
+        for hop in hops {
+            if offset < hop.waves.count { return hop.waves[offset] }
+            offset -= hop.waves.count
+        }
+        preconditionFailure("wave \(index) of a plan with \(waveCount) waves")
+    }
+
     /// The (version, arch) pairs whose binaries the rollout needs, sorted.
     public var artifacts: [Artifact] {
         var seen = Set<Artifact>()

@@ -24,7 +24,7 @@ extension RolloutEngine {
     /// Nodes of the current wave's role that may be cordoned or down at once. A way back's
     /// wave keeps its own size (it was safe as a forward wave).
     var slotLimit: Int {
-        guard cursor < plan.waves.count else { return max(1, waves[cursor].moves.count) }
+        guard cursor < plan.waveCount else { return max(1, waves[cursor].moves.count) }
         return Admission.slots(waves[cursor].role, policy: plan.policy)
     }
 
@@ -201,7 +201,7 @@ extension RolloutEngine {
         }
         guard waves[cursor].gatePassed else { return progressed }
         let next = cursor + 1
-        if direction == .forward, next < plan.waves.count, Admission.mayOverlap(plan.waves[cursor], plan.waves[next]) {
+        if direction == .forward, next < plan.waveCount, Admission.mayOverlap(plan.wave(cursor), plan.wave(next)) {
             moveCursor(to: next, overlapping: true, now)
             return true
         }

@@ -7,8 +7,8 @@ extension RolloutEngine {
     /// hop's backup is taken (the gate goes on); otherwise whether anything changed while the
     /// gate waits for it. A backup that cannot be taken blocks before the hop touches anything.
     mutating func snapshotBeforeHop(_ now: Instant, _ out: inout [Action]) -> Bool? {
-        guard policy.takesHopSnapshots, cursor < plan.waves.count else { return nil }
-        let wave = plan.waves[cursor]
+        guard policy.takesHopSnapshots, cursor < plan.waveCount else { return nil }
+        let wave = plan.wave(cursor)
         guard wave.role == .server, plan.waves.firstIndex(where: { $0.hop == wave.hop && $0.role == .server }) == cursor,
               let first = wave.steps.first else { return nil }
         if let existing = snapshots?.first(where: { $0.hop == wave.hop }) {

@@ -149,14 +149,15 @@ extension RolloutEngine {
 
     /// The hop of the wave being worked on (the last hop once every wave is done).
     var failedHop: Int {
-        guard !plan.waves.isEmpty else { return 1 }
-        return plan.waves[min(cursor, plan.waves.count - 1)].hop
+        let count = plan.waveCount
+        guard count > 0 else { return 1 }
+        return plan.wave(min(cursor, count - 1)).hop
     }
 
     /// The hop a forward move belongs to.
     func hop(ofMove index: Int) -> Int? {
         let wave = moves[index].wave
-        return wave < plan.waves.count ? plan.waves[wave].hop : nil
+        return wave < plan.waveCount ? plan.wave(wave).hop : nil
     }
 
     /// Servers of `hop` that may have run healthy at a minor the datastore had not seen: their
