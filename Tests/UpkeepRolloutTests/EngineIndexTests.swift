@@ -97,6 +97,40 @@ import UpkeepCore
         #expect(GateCheck.longhornProblems(observation, index: index) == ["Longhorn volumes faulted: c"])
     }
 
+    @Test func stageRunsAreFoundAsAScanFindsThemThroughAppendsRenamesAndRemovals() throws {
+        let v1 = try K3sVersion("v1.30.5+k3s1")
+        let v2 = try K3sVersion("v1.30.6+k3s1")
+        var stages: [StageRun] = []
+        var index = StageIndex()
+        func agrees() -> Bool {
+            for node in ["n0", "n1", "n2", "n3"] {
+                for version in [v1, v2] where index.position(node: node, version: version, in: stages)
+                    != stages.firstIndex(where: { $0.node == node && $0.version == version }) { return false }
+            }
+            return stages.map(\.operationID).allSatisfy { id in index.position(operationID: id, in: stages) == stages.firstIndex { $0.operationID == id } }
+                && index.position(operationID: "gone", in: stages) == nil
+        }
+        for (number, (node, version)) in [("n0", v2), ("n1", v2), ("n0", v1), ("n1", v2), ("n2", v2)].enumerated() {
+            stages.append(StageRun(node: node, version: version, operationID: "r:f\(number):stage:\(number)"))
+            index.appended(stages)
+            #expect(agrees())
+        }
+        // The second stage of n1 at v2 is not the first: the first is what is found.
+        #expect(index.position(node: "n1", version: v2, in: stages) == 1)
+        stages[2].operationID = "r:f2:stage:9"
+        index.renamed("r:f2:stage:2", at: 2, in: stages)
+        #expect(agrees() && index.position(operationID: "r:f2:stage:2", in: stages) == nil)
+        // A removal then an append leaves the length as indexed: the index is built again all the same.
+        stages.removeAll { $0.node == "n0" && $0.version == v2 }
+        index.removed()
+        stages.append(StageRun(node: "n3", version: v1, operationID: "r:f5:stage:10"))
+        index.appended(stages)
+        #expect(agrees() && index.position(node: "n0", version: v2, in: stages) == nil)
+        // Decoded, an engine holds no index: the first look-up builds it.
+        var fresh = StageIndex()
+        #expect(fresh.position(node: "n3", version: v1, in: stages) == stages.count - 1)
+    }
+
     @Test func theIndexIsNeitherCodedNorCompared() throws {
         let plan = try Planner.plan(inventory: Self.observation(nodes: 3, volumes: []).inventory, target: try K3sVersion("v1.30.6+k3s1"),
                                     available: [try K3sVersion("v1.30.5+k3s1"), try K3sVersion("v1.30.6+k3s1")], policy: PlanPolicy())

@@ -22,9 +22,11 @@ struct ChunkedArray<Element>: RandomAccessCollection, MutableCollection {
     var endIndex: Int { length }
 
     subscript(position: Int) -> Element {
-        get {
+        // Yielded, not returned: reading one field of a move (the engine's loops read its phase
+        // or wave) then copies nothing else of it.
+        _read {
             precondition(position >= 0 && position < length, "index \(position) out of 0..<\(length)")
-            return chunks[position / Self.chunkLength][position % Self.chunkLength]
+            yield chunks[position / Self.chunkLength][position % Self.chunkLength]
         }
         _modify {
             precondition(position >= 0 && position < length, "index \(position) out of 0..<\(length)")

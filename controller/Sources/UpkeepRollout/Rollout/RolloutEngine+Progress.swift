@@ -96,7 +96,7 @@ extension RolloutEngine {
         switch move.phase {
         case .staging:
             if !mayGoForward(index) { return uncordonThen(index, .cancelled, now, &out) }
-            guard let stage = stages.firstIndex(where: { $0.node == move.node && $0.version == move.to }) else {
+            guard let stage = stageIndex.position(node: move.node, version: move.to, in: stages) else {
                 startStage(node: move.node, version: move.to, arch: move.arch, key: move.key, now)
                 return true
             }
@@ -298,6 +298,7 @@ extension RolloutEngine {
     mutating func startStage(node: String, version: K3sVersion, arch: Arch, key: String, _ now: Instant) -> String {
         let id = nextStageOperationID(key: key)
         stages.append(StageRun(node: node, version: version, operationID: id))
+        stageIndex.appended(stages)
         queue(AgentRequest(operationID: id, node: node, command: .stage(version: version, arch: arch)), owner: .stage(id), now)
         return id
     }
@@ -309,7 +310,7 @@ extension RolloutEngine {
         for wave in waves[cursor...last] {
             for index in wave.moves where moves[index].phase != .done {
                 let move = moves[index]
-                if !stages.contains(where: { $0.node == move.node && $0.version == move.to }) {
+                if stageIndex.position(node: move.node, version: move.to, in: stages) == nil {
                     startStage(node: move.node, version: move.to, arch: move.arch, key: move.key, now)
                 }
             }

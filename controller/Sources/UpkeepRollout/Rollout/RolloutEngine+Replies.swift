@@ -5,7 +5,7 @@ extension RolloutEngine {
     mutating func replied(_ request: PendingRequest, _ operationID: String, _ reply: AgentReply, _ now: Instant, _ out: inout [Action]) {
         switch request.owner {
         case .stage(let id):
-            if let index = stages.firstIndex(where: { $0.operationID == id }) { stageReplied(index, reply, &out) }
+            if let index = stageIndex.position(operationID: id, in: stages) { stageReplied(index, reply, &out) }
         case .move(let index):
             moves[index].interruptions = nil
             moveReplied(index, operationID, reply, now, &out)
@@ -23,7 +23,7 @@ extension RolloutEngine {
         let what = request.request.command.name
         switch request.owner {
         case .stage(let id):
-            guard let index = stages.firstIndex(where: { $0.operationID == id }) else { return }
+            guard let index = stageIndex.position(operationID: id, in: stages) else { return }
             let count = (stages[index].interruptions ?? 0) + 1
             guard count < policy.requestTriesMax else {
                 return stageReplied(index, .refused(code: AgentReply.interruptedCode, message: "the agent restarted \(count) times during staging: \(message)"), &out)
@@ -32,6 +32,7 @@ extension RolloutEngine {
             // Stage ids are `<rollout>:<move key>:stage:<n>` (the rollout id has no colon).
             let newID = nextStageOperationID(key: id.split(separator: ":")[1])
             stages[index].operationID = newID
+            stageIndex.renamed(id, at: index, in: stages)
             stages[index].interruptions = count
             for member in restore?.members.indices ?? 0..<0 where restore?.members[member].stageOperationID == id {
                 restore?.members[member].stageOperationID = newID
@@ -125,6 +126,7 @@ extension RolloutEngine {
         case (.installing, .refused(let code, let message)):
             // The staged binary may be gone (agents keep a few): stage it again next time.
             stages.removeAll { $0.node == move.node && $0.version == move.to && $0.state == .staged }
+            stageIndex.removed()
             refuse("install", move, code, message, .failure, &out)
             enter(index, .verifyingRevert, now, &out)
         case (.rollingBack, .rolledBack(_, let healthy, let message)):

@@ -233,7 +233,7 @@ extension RolloutEngine {
     /// true when anything changed. A stage that fails blocks the restore.
     private mutating func stageMember(_ index: Int, then next: RestoreMember.Phase, _ now: Instant, _ out: inout [Action]) -> Bool {
         guard let member = restore?.members[index] else { return false }
-        guard let id = member.stageOperationID, let stage = stages.firstIndex(where: { $0.operationID == id }) else {
+        guard let id = member.stageOperationID, let stage = stageIndex.position(operationID: id, in: stages) else {
             let id = startStage(node: member.node, version: member.to, arch: member.arch, key: member.key, now)
             restore?.members[index].stageOperationID = id
             restore?.members[index].phase = .staging

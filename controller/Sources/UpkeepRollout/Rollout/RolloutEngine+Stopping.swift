@@ -250,6 +250,7 @@ extension RolloutEngine {
             pending[id]?.sendAt = now
         }
         stages.removeAll { $0.state == .failed }
+        stageIndex.removed()
         observeRequestedAt = nil
         resumeSnapshots(now, &out)
         resumeRestore(now, &out)

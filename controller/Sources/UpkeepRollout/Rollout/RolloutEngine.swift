@@ -132,8 +132,10 @@ public struct RolloutEngine: Codable, Equatable, Sendable {
     /// Where things are in `observation`; derived, so neither coded nor compared, and refreshed
     /// before every step forward (`advance`).
     var observationIndex = ObservationIndex()
+    /// Where each of `stages` is; derived, so neither coded nor compared.
+    var stageIndex = StageIndex()
 
-    /// Everything but `observationIndex`.
+    /// Everything but `observationIndex` and `stageIndex`.
     enum CodingKeys: String, CodingKey {
         case rolloutID, plan, policy, status, direction, stopReason, moves, waves, cursor, openFrom, stragglers, stages, stagesIssued
         case pending, pendingOrder, observation, observationSerial, observedAt, observeRequestedAt, gateReport, gateReads, gateReadAt
