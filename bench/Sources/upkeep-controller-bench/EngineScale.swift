@@ -73,6 +73,9 @@ func engineScale(nodes: Int, volumes: Int, concurrency: Int, stateDirectory: Str
         let event: RolloutEngine.Event
         if head < queue.count {
             event = queue[head]
+            // Handled events are let go at once, as the runtime does: a look at the cluster held
+            // here would keep its own copy of the node list alive (the world changes it after).
+            queue[head] = .tick
             head += 1
             if head > 4096 { queue.removeFirst(head); head = 0 }
         } else if let at = wake {
