@@ -152,6 +152,65 @@ import Glibc
         }
     }
 
+    /// Each TLS handshake at the agent's port is counted once, by how it ended, in the metrics
+    /// text file: a controller's completes; a plain TCP peer that sends an HTTP request and
+    /// `openssl s_client` without a certificate fail (the first of them is logged, the second
+    /// within the minute only counted); a silent connection pushed out of the handshake
+    /// budget (2 per address here) is displaced. The daemon starts OpenSSL without its error
+    /// strings; they are loaded for the first failure, whose log line still reads in words.
+    @Test func tlsHandshakesAreCountedByHowTheyEnded() async throws {
+        let node = try FakeK3sNode(liveVersion: v1)
+        try await node.startK3s()
+        let stderr = node.directory.file("agent.stderr")
+        try await withDaemon(on: node, stderr: stderr, listenLimits: ", handshakesPerSourceMax: 2, handshakeTimeoutSeconds: 60") { pki, port in
+            let textfile = "\(node.dataDir)/metrics/upkeep-agent.prom"
+            func handshakes() -> [String: Int] {
+                let text = (try? String(contentsOfFile: textfile, encoding: .utf8)) ?? ""
+                var counts: [String: Int] = [:]
+                for result in ["completed", "failed", "displaced"] {
+                    counts[result] = Self.count(text, #"upkeep_agent_tls_handshakes_total{result=""# + result + #""}"#)
+                }
+                return counts
+            }
+            /// Polls the file (written at most once a second) until `expected`, for up to 30 s.
+            func awaitCounts(_ expected: [String: Int]) async throws {
+                for _ in 0..<300 where handshakes() != expected { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            try await awaitCounts(["completed": 0, "failed": 0, "displaced": 0])
+            #expect(handshakes() == ["completed": 0, "failed": 0, "displaced": 0], "written at start: \(handshakes())")
+
+            let client = try await ProtocolClient.connect(host: "127.0.0.1", port: port, security: try pki.controllerSecurity())
+            _ = try await client.ping(deadline: .now + .seconds(30))
+            await client.close()
+            try await awaitCounts(["completed": 1, "failed": 0, "displaced": 0])
+            #expect(handshakes() == ["completed": 1, "failed": 0, "displaced": 0], "\(handshakes())")
+
+            let plain = try runProcess("python3", ["-c", """
+                import socket
+                s = socket.create_connection(("127.0.0.1", \(port)), timeout=30)
+                s.sendall(b"GET / HTTP/1.1\\r\\nHost: agent\\r\\n\\r\\n")
+                try:
+                    while s.recv(4096): pass
+                except ConnectionResetError:
+                    pass
+                """], timeoutSeconds: 60)
+            #expect(plain.status == 0, "the agent closes a plain connection: \(plain.error)")
+            let sClient = try runProcess("/bin/sh", ["-c", "sleep 1 | openssl s_client -connect 127.0.0.1:\(port) -tls1_3 -CAfile "
+                                                      + "\(pki.directory.caCertificatePath) -servername node-1"], timeoutSeconds: 30)
+            #expect(sClient.error.contains("alert certificate required"), "\(sClient.error)")
+            try await awaitCounts(["completed": 1, "failed": 2, "displaced": 0])
+            #expect(handshakes() == ["completed": 1, "failed": 2, "displaced": 0], "\(handshakes())")
+            let log = (try? String(contentsOfFile: stderr, encoding: .utf8)) ?? ""
+            #expect(log.contains("the peer does not speak TLS (http request)"), "OpenSSL's reason in words: \(log)")
+
+            let silent = SilentConnections()
+            defer { silent.closeAll() }
+            #expect(silent.open(3, port: port) == 3)
+            try await awaitCounts(["completed": 1, "failed": 2, "displaced": 1])
+            #expect(handshakes() == ["completed": 1, "failed": 2, "displaced": 1], "\(handshakes())")
+        }
+    }
+
     static func count(_ exposition: String, _ series: String) -> Int? {
         exposition.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Int($0.dropFirst(series.count + 1)) }
     }

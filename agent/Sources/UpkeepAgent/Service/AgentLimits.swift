@@ -33,11 +33,13 @@ public enum AgentLimit: String, CaseIterable, Hashable, Sendable {
 ///     upkeep_agent_limit_reached_total{limit="cluster_reset_timeout"} 1
 ///     upkeep_agent_limit_reached_total{limit="handshakes_per_source"} 1093
 ///     upkeep_agent_refused_total{reason="tls_refused"} 3
+///     upkeep_agent_tls_handshakes_total{result="completed"} 12
 ///
 /// The protocol server's bounds (`ProtocolServerLimit`: its TLS handshake budget, connection
 /// limit, …) are counted in `server`, beside the agent's own; its refusals of peers (a refused
 /// certificate, a protocol violation) are the second metric; the bounds its HTTP clients reached
-/// (`HTTPClient.processLimits`: probes, the Kubernetes API, etcd) the third.
+/// (`HTTPClient.processLimits`: probes, the Kubernetes API, etcd) the third; how the server's
+/// TLS handshakes ended (`handshakes`: completed, failed, displaced) the fourth.
 ///
 /// The file is written at start (every bound at 0) and after each count, beside its name and
 /// renamed over it, mode 0644; the server's counts, which a flood of connections raises many
@@ -48,10 +50,13 @@ public final class AgentLimits: Sendable {
     public static let metricName = "upkeep_agent_limit_reached_total"
     public static let refusalMetricName = "upkeep_agent_refused_total"
     public static let httpClientMetricName = "upkeep_agent_http_client_limit_reached_total"
+    public static let handshakeMetricName = "upkeep_agent_tls_handshakes_total"
 
     public let textfile: String
     /// The protocol server's bounds and refusals (`ProtocolServer.bind(limits:)`).
     public let server: LimitLog<ProtocolServerLimit>
+    /// How the protocol server's TLS handshakes ended (`ProtocolServer.bind(handshakes:)`).
+    public let handshakes = LimitTally<HandshakeOutcome>()
     public let writeIntervalSeconds: Double
     private let log: LimitLog<AgentLimit>
     private let logger: Logger
@@ -66,6 +71,7 @@ public final class AgentLimits: Sendable {
         self.relay = relay
         server = LimitLog(logger: logger, intervalSeconds: intervalSeconds, counted: { _ in relay.countedSince() })
         relay.owner.withLock { $0 = Owner(limits: self) }
+        handshakes.observe { relay.countedSince() }
         HTTPClient.processLimits.observe { relay.countedSince() }
         ProcessRunner.limits.observe { relay.countedSince() }
     }
@@ -104,6 +110,9 @@ public final class AgentLimits: Sendable {
         for (limit, count) in HTTPClient.processLimits.counts {
             text += "\(Self.httpClientMetricName){limit=\"\(limit.rawValue)\"} \(count)\n"
         }
+        text += "# HELP \(Self.handshakeMetricName) TLS handshakes at the agent's port by how they ended: completed, failed (refused, timed out, closed), displaced (docs/metrics.md).\n"
+            + "# TYPE \(Self.handshakeMetricName) counter\n"
+        for (result, count) in handshakes.counts { text += "\(Self.handshakeMetricName){result=\"\(result.rawValue)\"} \(count)\n" }
         return text
     }
 

@@ -12,8 +12,8 @@ import Foundation
 #endif
 
 /// The agent's protocol endpoint: mutual TLS 1.3 with the cluster CA, serving only controller
-/// certificates, in front of an `AgentRequestHandler`. Its bounds reached and refusals are
-/// counted in the agent's metrics text file (`AgentLimits.server`).
+/// certificates, in front of an `AgentRequestHandler`. Its bounds reached, refusals and TLS
+/// handshakes are counted in the agent's metrics text file (`AgentLimits.server`, `.handshakes`).
 public enum AgentServer {
     /// Loads the CA, the agent's chain and key (which must be mode 0600 and name this node;
     /// `AgentIdentity`), and binds the listener from the configuration.
@@ -27,7 +27,7 @@ public enum AgentServer {
         return try await ProtocolServer.bind(host: config.listenAddress, port: config.listenPort,
                                              security: { .tls(identity.context(), expecting: .roles([.controller])) }, handler: handler,
                                              configuration: configuration, logger: logger, limits: service.environment.limits.server,
-                                             eventLoopGroup: group)
+                                             handshakes: service.environment.limits.handshakes, eventLoopGroup: group)
     }
 
     /// The TLS context from the agent's own identity files, refused (`OwnIdentityError`) when

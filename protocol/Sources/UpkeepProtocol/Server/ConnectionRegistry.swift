@@ -18,6 +18,8 @@ final class ConnectionRegistry: Sendable {
 
     private enum Phase {
         case handshaking
+        /// Its handshake failed or it was displaced from the budget: counted, closing.
+        case handshakeEnded
         case admitted
         case refusing
     }
@@ -32,8 +34,6 @@ final class ConnectionRegistry: Sendable {
         var refusing = 0
         var connections: [ObjectIdentifier: Connection] = [:]
         var shuttingDown = false
-        /// TLS handshakes completed since the server started.
-        var handshakesCompleted = 0
     }
 
     enum Admission: Equatable {
@@ -51,11 +51,14 @@ final class ConnectionRegistry: Sendable {
 
     let configuration: ServerConfiguration
     let limits: LimitLog<ProtocolServerLimit>
+    /// How each connection's TLS handshake ended, once per connection (`HandshakeOutcome`).
+    let handshakes: LimitTally<HandshakeOutcome>
     private let state: Mutex<State>
 
-    init(configuration: ServerConfiguration, limits: LimitLog<ProtocolServerLimit>) {
+    init(configuration: ServerConfiguration, limits: LimitLog<ProtocolServerLimit>, handshakes: LimitTally<HandshakeOutcome>) {
         self.configuration = configuration
         self.limits = limits
+        self.handshakes = handshakes
         state = Mutex(State(handshakes: HandshakeBudget(handshakesMax: configuration.handshakesMax,
                                                         handshakesPerSourceMax: configuration.handshakesPerSourceMax)))
     }
@@ -65,7 +68,7 @@ final class ConnectionRegistry: Sendable {
     /// Connections in their TLS handshake now.
     var handshakeCount: Int { state.withLock { $0.handshakes.count } }
     /// TLS handshakes completed since the server started (what a controller's reconnects cost).
-    var handshakesCompleted: Int { state.withLock { $0.handshakesCompleted } }
+    var handshakesCompleted: Int { handshakes.count(.completed) }
 
     /// Counts a new `channel` in (it is counted out when it closes). One that `needsHandshake`
     /// enters the handshake budget, closing the connection it displaces; a plaintext one is
@@ -78,11 +81,13 @@ final class ConnectionRegistry: Sendable {
                 let closes = state.handshakes.begin(key, source: source)
                 state.phases[key] = .handshaking
                 state.channels[key] = channel
+                for close in closes { state.phases[close.key] = .handshakeEnded }
                 return (.handshaking, closes.map { ($0, state.channels[$0.key]) })
             }
             return (Self.admit(key, &state, connectionsMax: configuration.connectionsMax), [])
         }
         for (close, displacedChannel) in displaced {
+            handshakes.add(.displaced)
             limits.record(close.reason == .perSource ? .handshakesPerSource : .handshakes,
                           close.detail(handshakesMax: configuration.handshakesMax, handshakesPerSourceMax: configuration.handshakesPerSourceMax))
             displacedChannel?.close(promise: nil)
@@ -96,20 +101,29 @@ final class ConnectionRegistry: Sendable {
     /// `channel`'s TLS handshake completed: admitted against `connectionsMax`, or refused.
     func secured(_ channel: any Channel) -> Admission {
         let key = ObjectIdentifier(channel)
-        let admission = state.withLock { state in
+        let (admission, completed) = state.withLock { state in
             state.handshakes.end(key)
-            state.handshakesCompleted += 1
-            return Self.admit(key, &state, connectionsMax: configuration.connectionsMax)
+            let completed = state.phases[key] == .handshaking
+            return (Self.admit(key, &state, connectionsMax: configuration.connectionsMax), completed)
         }
+        if completed { handshakes.add(.completed) }
         let source = Self.source(of: channel)
         if case .refused(let refusal) = admission, refusal.code == .busy { recordBusy(source) }
         if admission == .dropped { limits.record(.refusals, "closed a connection from \(source) without an answer: \(Self.refusalsMax) refusals in progress") }
         return admission
     }
 
-    /// `channel`'s TLS handshake failed: it leaves the budget now (its close follows).
+    /// `channel`'s TLS session failed: if still in its handshake, the handshake failed and it
+    /// leaves the budget now (its close follows); after the handshake it changes nothing.
     func handshakeFailed(_ channel: any Channel) {
-        _ = state.withLock { $0.handshakes.end(ObjectIdentifier(channel)) }
+        let key = ObjectIdentifier(channel)
+        let failed = state.withLock { state in
+            guard state.phases[key] == .handshaking else { return false }
+            state.handshakes.end(key)
+            state.phases[key] = .handshakeEnded
+            return true
+        }
+        if failed { handshakes.add(.failed) }
     }
 
     private func recordBusy(_ source: String) {
@@ -142,16 +156,20 @@ final class ConnectionRegistry: Sendable {
         guard admission != .dropped else { return }
         let key = ObjectIdentifier(channel)
         channel.closeFuture.whenComplete { _ in
-            self.state.withLock { state in
-                switch state.phases.removeValue(forKey: key) {
+            let closedInHandshake = self.state.withLock { state in
+                let phase = state.phases.removeValue(forKey: key)
+                switch phase {
                 case .handshaking: state.handshakes.end(key)
                 case .admitted: state.admitted -= 1
                 case .refusing: state.refusing -= 1
-                case nil: break
+                case .handshakeEnded, nil: break
                 }
                 state.channels[key] = nil
                 state.connections[key] = nil
+                return phase == .handshaking
             }
+            // Closed before its handshake ended without a TLS error (the server shut down).
+            if closedInHandshake { self.handshakes.add(.failed) }
         }
     }
 

@@ -23,6 +23,8 @@ public final class ProtocolServer: Sendable {
     public var handshakeCount: Int { shared.registry.handshakeCount }
     /// TLS handshakes completed since the server started: one per connection a controller made.
     public var handshakesCompleted: Int { shared.registry.handshakesCompleted }
+    /// How each connection's TLS handshake ended since the server started; the owner may export it.
+    public var handshakes: LimitTally<HandshakeOutcome> { shared.registry.handshakes }
     /// How often each bound was reached and each refusal made; the owner may export it.
     public var limits: LimitLog<ProtocolServerLimit> { shared.registry.limits }
 
@@ -37,20 +39,23 @@ public final class ProtocolServer: Sendable {
     public static func bind(host: String, port: Int, security: ConnectionSecurity, handler: some RequestHandler,
                             configuration: ServerConfiguration = ServerConfiguration(),
                             logger: Logger = Logger(label: "upkeep.protocol.server"), limits: LimitLog<ProtocolServerLimit>? = nil,
+                            handshakes: LimitTally<HandshakeOutcome>? = nil,
                             eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ProtocolServer {
         try await bind(host: host, port: port, security: { security }, handler: handler, configuration: configuration,
-                       logger: logger, limits: limits, eventLoopGroup: eventLoopGroup)
+                       logger: logger, limits: limits, handshakes: handshakes, eventLoopGroup: eventLoopGroup)
     }
 
     /// Listens on `host`:`port`, securing each new connection with what `security` returns at
     /// its accept (a renewed certificate serves the next connection; open ones keep theirs).
-    /// `limits` counts the bounds reached (by default a `LimitLog` of its own on `logger`).
+    /// `limits` counts the bounds reached (by default a `LimitLog` of its own on `logger`),
+    /// `handshakes` how TLS handshakes ended (by default a tally of its own).
     public static func bind(host: String, port: Int, security: @escaping @Sendable () -> ConnectionSecurity, handler: some RequestHandler,
                             configuration: ServerConfiguration = ServerConfiguration(),
                             logger: Logger = Logger(label: "upkeep.protocol.server"), limits: LimitLog<ProtocolServerLimit>? = nil,
+                            handshakes: LimitTally<HandshakeOutcome>? = nil,
                             eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ProtocolServer {
         let shared = ServerShared(handler: handler, configuration: configuration, logger: logger,
-                                  limits: limits ?? LimitLog(logger: logger))
+                                  limits: limits ?? LimitLog(logger: logger), handshakes: handshakes ?? LimitTally())
         let listener = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

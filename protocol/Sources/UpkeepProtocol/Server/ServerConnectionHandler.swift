@@ -11,10 +11,11 @@ final class ServerShared: Sendable {
     let registry: ConnectionRegistry
     let logger: Logger
 
-    init(handler: any RequestHandler, configuration: ServerConfiguration, logger: Logger, limits: LimitLog<ProtocolServerLimit>) {
+    init(handler: any RequestHandler, configuration: ServerConfiguration, logger: Logger, limits: LimitLog<ProtocolServerLimit>,
+         handshakes: LimitTally<HandshakeOutcome>) {
         self.handler = handler
         self.configuration = configuration
-        self.registry = ConnectionRegistry(configuration: configuration, limits: limits)
+        self.registry = ConnectionRegistry(configuration: configuration, limits: limits, handshakes: handshakes)
         self.logger = logger
     }
 
