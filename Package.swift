@@ -127,7 +127,7 @@ let package = Package(
         // The functions that run from exec to an idle daemon come first in .text, in the order of
         // agent/upkeep-agent.order (scripts/agent-order-file): the kernel maps code 64 KiB around
         // each fault, so scattered start-up code kept most of .text resident (docs/agent.md, "Measurements").
-        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepPOSIX", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
+        .executableTarget(name: "upkeep-agent", dependencies: ["UpkeepAgent", "UpkeepAgentCore", "UpkeepCore", "UpkeepPKI", "UpkeepPOSIX", "UpkeepYAML", "UpkeepProtocol", argumentParser, nioCore, nioPosix, logging],
                           path: "agent/Sources/upkeep-agent", swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
                                                            "-Xlinker", "--no-export-dynamic",

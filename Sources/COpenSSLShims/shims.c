@@ -1,9 +1,14 @@
+/* The per-library error string loaders are deprecated in OpenSSL 3.0 but remain the only way to
+ * load the strings after OPENSSL_INIT_NO_LOAD_*_STRINGS (upkeep_ERR_load_strings_of_every_library). */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "COpenSSLShims.h"
 #include <openssl/ssl.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 #include <openssl/err.h>
+#include <openssl/cryptoerr_legacy.h>
+#include <openssl/sslerr_legacy.h>
 
 long upkeep_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return SSL_CTX_set_min_proto_version(ctx, version); }
 long upkeep_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) { return SSL_CTX_set_max_proto_version(ctx, version); }
@@ -30,3 +35,21 @@ int upkeep_ERR_GET_LIB(unsigned long code) { return ERR_GET_LIB(code); }
 unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void) { return XN_FLAG_RFC2253 & ~(unsigned long)ASN1_STRFLGS_ESC_MSB; }
 void upkeep_BIO_set_retry_read(BIO *bio) { BIO_set_retry_read(bio); }
 void upkeep_BIO_clear_retry_flags(BIO *bio) { BIO_clear_retry_flags(bio); }
+
+int upkeep_OPENSSL_init_without_error_strings(void) {
+    return OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_SSL_STRINGS | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL);
+}
+
+/* What OPENSSL_INIT_LOAD_CRYPTO_STRINGS and OPENSSL_INIT_LOAD_SSL_STRINGS load, through the legacy
+ * per-library loaders (https://www.openssl.org/docs/man3.0/man3/ERR_load_crypto_strings.html);
+ * the provider's own reason strings have no public loader and print as reason(N). */
+void upkeep_ERR_load_strings_of_every_library(void) {
+    ERR_load_ERR_strings(); ERR_load_ASN1_strings(); ERR_load_ASYNC_strings(); ERR_load_BIO_strings();
+    ERR_load_BN_strings(); ERR_load_BUF_strings(); ERR_load_CMS_strings(); ERR_load_COMP_strings();
+    ERR_load_CONF_strings(); ERR_load_CRYPTO_strings(); ERR_load_CT_strings(); ERR_load_DH_strings();
+    ERR_load_DSA_strings(); ERR_load_EC_strings(); ERR_load_ENGINE_strings(); ERR_load_EVP_strings();
+    ERR_load_KDF_strings(); ERR_load_OBJ_strings(); ERR_load_OCSP_strings(); ERR_load_OSSL_STORE_strings();
+    ERR_load_PEM_strings(); ERR_load_PKCS12_strings(); ERR_load_PKCS7_strings(); ERR_load_RAND_strings();
+    ERR_load_RSA_strings(); ERR_load_SSL_strings(); ERR_load_TS_strings(); ERR_load_UI_strings();
+    ERR_load_X509V3_strings(); ERR_load_X509_strings();
+}

@@ -193,7 +193,6 @@ final class TLSEngine {
         }
         let first = ERR_peek_error()
         let reason = upkeep_ERR_GET_REASON(first)
-        let reasonText = ERR_reason_error_string(first).map { String(cString: $0) } ?? "unknown"
         switch reason {
         case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
             ERR_clear_error()
@@ -204,6 +203,8 @@ final class TLSEngine {
             return .alertReceived(code: Int(alert), description: tlsAlertName(Int(alert)))
         case SSL_R_WRONG_VERSION_NUMBER, SSL_R_HTTP_REQUEST, SSL_R_HTTPS_PROXY_REQUEST, SSL_R_UNKNOWN_PROTOCOL,
              SSL_R_PACKET_LENGTH_TOO_LONG, SSL_R_RECORD_LENGTH_MISMATCH:
+            OpenSSLErrorStrings.load()
+            let reasonText = ERR_reason_error_string(first).map { String(cString: $0) } ?? "unknown"
             ERR_clear_error()
             return .notTLS(reasonText)
         default:

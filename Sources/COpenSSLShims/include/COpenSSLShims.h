@@ -28,6 +28,9 @@ int upkeep_sk_X509_num(void *stack);
 X509 *upkeep_sk_X509_value(void *stack, int index);
 long upkeep_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509);
 int upkeep_ERR_GET_REASON(unsigned long code);
+/* OpenSSL's error strings: initialised without them, loaded later by library (OpenSSLErrorStrings). */
+int upkeep_OPENSSL_init_without_error_strings(void);
+void upkeep_ERR_load_strings_of_every_library(void);
 int upkeep_ERR_GET_LIB(unsigned long code);
 /* UpkeepPKI: distinguished names printed as RFC 2253 with UTF-8 kept as UTF-8. */
 unsigned long upkeep_XN_FLAG_RFC2253_UTF8(void);

@@ -4,6 +4,7 @@ import NIOPosix
 import Logging
 import UpkeepAgent
 import UpkeepCore
+import UpkeepPKI
 import UpkeepProtocol
 import UpkeepPOSIX
 
@@ -22,6 +23,8 @@ struct RunCommand: AsyncParsableCommand {
 
     /// The daemon itself; `AgentMain` calls it directly for the command line systemd gives.
     static func daemon(configPath: String) async throws {
+        // Before any OpenSSL use: the idle daemon does not keep OpenSSL's error strings.
+        OpenSSLErrorStrings.loadOnFirstError()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let environment = try ConfigOptions.environment(path: configPath, group: group)
         let logger = environment.logger
