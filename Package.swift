@@ -171,7 +171,7 @@ let package = Package(
                                              nioCore, nioPosix, nioHTTP1, logging, argumentParser, yams,
                                              .product(name: "Prometheus", package: "swift-prometheus")],
                 path: "controller/Sources/UpkeepCLI", swiftSettings: strict),
-        .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI"],
+        .executableTarget(name: "upkeep", dependencies: ["UpkeepCLI", "UpkeepProtocol"],
                           path: "controller/Sources/upkeep", swiftSettings: strict),
 
         // Measurement driver for bench/ scripts (built in release mode by them).

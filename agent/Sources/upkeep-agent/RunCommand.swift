@@ -25,6 +25,7 @@ struct RunCommand: AsyncParsableCommand {
     static func daemon(configPath: String) async throws {
         // Before any OpenSSL use: the idle daemon does not keep OpenSSL's error strings.
         OpenSSLErrorStrings.loadOnFirstError()
+        StreamAllocator.configure()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let environment = try ConfigOptions.environment(path: configPath, group: group)
         let logger = environment.logger
@@ -36,6 +37,8 @@ struct RunCommand: AsyncParsableCommand {
         let announcing = Task { await AnnounceCommand.runChild(configPath: configPath, port: port, limits: environment.limits) }
         let notifier = SystemdNotifier.fromProcessEnvironment()
         let daemon = AgentDaemon(service: service, notifier: notifier, logger: logger)
+        // Start-up's temporary allocations are not kept by the idle daemon (its trim threshold is high).
+        StreamAllocator.returnFreeMemory()
         try await daemon.run(until: Signals.listen(for: [SIGTERM, SIGINT]))
         announcing.cancel()
         await server.shutdown()

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import UpkeepPKI
+import UpkeepProtocol
 import UpkeepTLS
 
 struct BenchFailure: Error, CustomStringConvertible { let description: String }
@@ -187,6 +188,8 @@ func tlsStream(bytes: Int) async throws {
     try await clientGroup.shutdownGracefully()
 }
 
+// As the agent and the controller set it (their chunk streams are what this measures).
+StreamAllocator.configure()
 let mode = CommandLine.arguments.dropFirst().first ?? ""
 switch mode {
 case "certs":

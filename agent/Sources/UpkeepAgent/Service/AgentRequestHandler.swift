@@ -63,6 +63,7 @@ public final class AgentRequestHandler: RequestHandler {
                                                   k3sVersion: stage.k3sVersion, imagesFileName: stage.kind == .airgapImages ? stage.fileName : nil,
                                                   next: { try await upload.next() })
             await upload.drain()
+            StreamAllocator.returnFreeMemory()
             guard case .stage(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
             return Reply(.stage(StageResult(sha256: stage.sha256, bytes: report.bytes, alreadyStaged: report.alreadyStaged)))
         case .install(let install):
@@ -175,6 +176,7 @@ public final class AgentRequestHandler: RequestHandler {
                                                           bytes: received.bytes, format: format, k3sVersion: received.k3sVersion,
                                                           next: { try await upload.next() })
             await upload.drain()
+            StreamAllocator.returnFreeMemory()
             guard case .restoreBackup(let report) = try Self.succeeded(outcome) else { throw Self.unexpected(outcome) }
             return Reply(.restoreBackup(RestoreBackupResult(alreadyReceived: report.alreadyReceived)))
         case .stopK3s(let stop):
