@@ -105,6 +105,84 @@ import UpkeepCore
         #expect(commit1 < cordon3)
     }
 
+    /// server-1, agent-1..3. pvc-1 and pvc-2 have one replica on their agent, the other on
+    /// server-1 (so agent-1 and agent-2 share a wave); pvc-3 keeps agent-3 waiting while agent-1
+    /// is busy; pvc-4 is on nodes no move in flight holds.
+    static let threeAgentVolumes = ClusterInventory(
+        nodes: [server("server-1", "v1.30.6+k3s1")] + (1...3).map { agent("agent-\($0)", "v1.30.6+k3s1") },
+        volumes: [volume("pvc-1", on: ["agent-1", "server-1"]), volume("pvc-2", on: ["agent-2", "server-1"]),
+                  volume("pvc-3", on: ["agent-3", "agent-1"]), volume("pvc-4", on: ["server-1", "agent-3"])])
+
+    /// `volume`'s replica on `node` rebuilding (not a complete copy yet), the others healthy.
+    static func rebuilding(_ volume: InventoryVolume, on node: String) -> InventoryVolume {
+        var copy = volume
+        copy.robustness = .degraded
+        copy.replicas = volume.replicas.map { InventoryReplica(node: $0.node, running: true, healthy: $0.node != node) }
+        return copy
+    }
+
+    /// agent-1 and agent-2 back and uncordoned, both settling, each with its own replica rebuilding.
+    static func bothSettling() throws -> EngineHarness {
+        let plan = try Self.plan(Self.threeAgentVolumes, concurrency: 2)
+        #expect(plan.waves.map(\.nodes) == [["server-1"], ["agent-1", "agent-2"], ["agent-3"]])
+        var harness = try EngineHarness(plan: plan, inventory: Self.threeAgentVolumes)
+        harness.handle(.start)
+        harness.observe()
+        harness.runHealthy(until: { $0.notices.contains("hop 1 s1: done") })
+        let uncordon = { (request: AgentRequest) in request.command == .uncordon && request.node != "server-1" }
+        let back = Self.run(&harness, holding: uncordon) { harness in harness.engine.unansweredRequests.filter(uncordon).count == 2 }
+        #expect(back)
+        // Back at the new version: Longhorn rebuilds both nodes' replicas from server-1's.
+        let healthy = Self.threeAgentVolumes.volumes
+        harness.cluster.inventory.volumes[0] = Self.rebuilding(healthy[0], on: "agent-1")
+        harness.cluster.inventory.volumes[1] = Self.rebuilding(healthy[1], on: "agent-2")
+        _ = Self.run(&harness, rounds: 10, holding: { _ in false }, until: { _ in false })
+        #expect(harness.engine.progress.filter { $0.node.hasPrefix("agent-") && $0.node != "agent-3" }.map(\.phase) == ["settling", "settling"])
+        return harness
+    }
+
+    static func committed(_ node: String, _ harness: EngineHarness) -> Bool {
+        harness.sentRequests.contains { $0.node == node && $0.command.name == "commit" }
+    }
+
+    @Test func aNodeWhoseReplicasAreRebuiltFinishesWhileAnotherStillRebuilds() throws {
+        var harness = try Self.bothSettling()
+        harness.cluster.inventory.volumes[0] = Self.threeAgentVolumes.volumes[0]
+        // agent-2's rebuild is agent-2's concern: agent-1's move is final without waiting for it.
+        let finished = Self.run(&harness, holding: { _ in false }) { harness in
+            harness.engine.progress.contains { $0.node == "agent-1" && $0.stage == .done }
+        }
+        #expect(finished)
+        #expect(Self.committed("agent-1", harness))
+        #expect(!Self.committed("agent-2", harness))
+        #expect(harness.engine.progress.first { $0.node == "agent-2" }?.phase == "settling")
+        #expect(harness.engine.status == .running)
+        harness.cluster.inventory.volumes[1] = Self.threeAgentVolumes.volumes[1]
+        harness.runHealthy()
+        #expect(harness.outcome == .completed)
+    }
+
+    @Test func aNodeWaitsForItsOwnReplicasAndForVolumesNoMoveInFlightDegraded() throws {
+        var harness = try Self.bothSettling()
+        let healthy = Self.threeAgentVolumes.volumes
+        _ = Self.run(&harness, rounds: 20, holding: { _ in false }, until: { _ in false })
+        #expect(!Self.committed("agent-1", harness) && !Self.committed("agent-2", harness))
+        // agent-1's replica is rebuilt, but pvc-4's on server-1 (its move done) failed: no move
+        // in flight explains that, so agent-1 waits too.
+        harness.cluster.inventory.volumes[0] = healthy[0]
+        harness.cluster.inventory.volumes[3] = Self.rebuilding(healthy[3], on: "server-1")
+        _ = Self.run(&harness, rounds: 20, holding: { _ in false }, until: { _ in false })
+        #expect(!Self.committed("agent-1", harness) && !Self.committed("agent-2", harness))
+        #expect(!harness.sentRequests.contains { $0.node == "agent-3" && $0.command == .cordon })
+        harness.cluster.inventory.volumes[3] = healthy[3]
+        let finished = Self.run(&harness, holding: { _ in false }) { Self.committed("agent-1", $0) }
+        #expect(finished)
+        #expect(!Self.committed("agent-2", harness))
+        harness.cluster.inventory.volumes[1] = healthy[1]
+        harness.runHealthy()
+        #expect(harness.outcome == .completed)
+    }
+
     @Test func theNextHopWaitsForEveryNodeOfThePreviousOne() throws {
         // Lagging agents catch up first (hop 1), then the server and agents go to v1.31 (hop 2):
         // hop 2's server never starts beside hop 1's last unfinished agent (skew).

@@ -160,7 +160,11 @@ extension RolloutEngine {
             markUnhealthy(index, "not Ready at \(move.from) within \(policy.verifyTimeoutSeconds) s after going back", &out)
             return true
         case .settling:
-            if let fresh, GateCheck.longhornProblems(fresh, index: observationIndex).isEmpty {
+            // Final once what this move degraded is healthy again. A volume degraded only by
+            // replicas on nodes of other moves in flight is their concern: each settles on its
+            // own, and `Admission` counts those nodes busy until then. Anything else (a replica
+            // failed elsewhere, a faulted volume) still waits.
+            if let fresh, GateCheck.longhornProblems(fresh, index: observationIndex, sparing: nodesInFlight(besides: move.node)).isEmpty {
                 enter(index, .committing, now, &out)
                 return true
             }
@@ -173,6 +177,11 @@ extension RolloutEngine {
         default:
             return false
         }
+    }
+
+    /// The nodes of moves in flight (every one is in play) other than `node`'s.
+    func nodesInFlight(besides node: String) -> Set<String> {
+        Set(movesInPlay.lazy.filter { !self.moves[$0].phase.isFinal && self.moves[$0].node != node }.map { self.moves[$0].node })
     }
 
     /// A server move of a `restore` hop that raises its minor: once healthy there, its binary
