@@ -45,11 +45,13 @@ struct RehearsalReport: Encodable {
         /// Every node after the rollback: `name version Ready|NotReady[, cordoned]`.
         var nodesAfter: [String]
 
-        init(failing: String, exitCode: Int32, seconds: Double, record: RolloutRecord?, nodesAfter: [InventoryNode]) {
+        /// `record`: the rollout this drill recorded (nil when apply refused and recorded none;
+        /// `message` then says why).
+        init(failing: String, exitCode: Int32, seconds: Double, record: RolloutRecord?, message: String? = nil, nodesAfter: [InventoryNode]) {
             self.failing = failing
             self.exitCode = exitCode
             self.seconds = seconds
-            outcome = record?.outcomeText ?? "no rollout was recorded"
+            outcome = record?.outcomeText ?? message.map { "refused: \($0)" } ?? "no rollout was recorded"
             rolledBack = (record?.steps ?? []).filter { $0.progress.isRollback && $0.progress.stage == .done }.map(\.node)
             self.nodesAfter = nodesAfter.map { "\($0.name) \($0.version) " + ($0.ready ? "Ready" : "NotReady") + ($0.cordoned ? ", cordoned" : "") }
         }

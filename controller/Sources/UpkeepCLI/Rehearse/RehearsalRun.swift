@@ -44,6 +44,25 @@ struct RehearsalRun {
     static let twinDownSecondsMax = 180.0
     /// The twin's drain and rebuild timeouts are the policy's divided by `speed`, never below this.
     static let twinTimeoutSecondsMin = 20
+    /// Between drills: how long the twin may take to settle (every node Ready, every attached
+    /// volume healthy), and how long a refused drill is asked again.
+    static let drillSettleSecondsMax = 120.0
+    static let drillRefusedRetrySecondsMax = 60.0
+
+    /// Waits, at most `drillSettleSecondsMax`, until every node of the twin is Ready and every
+    /// attached Longhorn volume healthy; returns either way (the drill's apply then says what is
+    /// wrong).
+    static func waitUntilSettled(_ twinConfig: ControllerConfig) async {
+        let deadline = Date().addingTimeInterval(drillSettleSecondsMax)
+        while Date() < deadline {
+            if let reading = try? await ClusterSession.with(twinConfig, { try await $0.read() }),
+               reading.nodes.allSatisfy({ $0.node.ready }),
+               reading.volumes.allSatisfy({ $0.robustness == .healthy || $0.state != .attached }) {
+                return
+            }
+            try? await Task.sleep(nanoseconds: 1_000_000_000)
+        }
+    }
     /// The twin's transitions read for the longest steps (only the latest are read).
     static let transitionsMax = 100_000
 
@@ -169,16 +188,28 @@ struct RehearsalRun {
             report.take(plan: first.plan, capture: capture, policy: config.rollout)
             let nodes = drill.nodes.isEmpty ? (first.plan?.waves.flatMap(\.nodes) ?? []) : drill.nodes
             for node in nodes {
+                // Each drill starts from a settled twin: after the last rollback a node's agent
+                // reconnects and its replicas rebuild, and apply refuses a cluster in that state.
+                await Self.waitUntilSettled(twinConfig)
+                let before = try storeCall { try store.history(limit: 1).first?.id }
                 _ = try await SandboxProgram.run(["fault", "--dir", twin, node, "unhealthy", "--k3s-version", version.description],
                                                  timeoutSeconds: Self.twinFaultSecondsMax)
-                let started = Date()
-                let ran = try await applyOnTwin(twinConfig, store: store, target: version, log: "\(base)/drill-\(node).log", dryRun: false)
+                let first = Date()
+                var started = first
+                var ran = try await applyOnTwin(twinConfig, store: store, target: version, log: "\(base)/drill-\(node).log", dryRun: false)
+                // A refusal (nothing changed) is asked again while the twin may still be settling, within a bound.
+                while ran.code == RolloutExitCode.refused, Date().timeIntervalSince(first) < Self.drillRefusedRetrySecondsMax {
+                    try await Task.sleep(nanoseconds: 2_000_000_000)
+                    started = Date()
+                    ran = try await applyOnTwin(twinConfig, store: store, target: version, log: "\(base)/drill-\(node).log", dryRun: false)
+                }
                 let seconds = Date().timeIntervalSince(started)
                 _ = try await SandboxProgram.run(["fault", "--dir", twin, node, "clear"], timeoutSeconds: Self.twinFaultSecondsMax)
-                let record = try storeCall { try store.history(limit: 1).first }
+                // Only a rollout this drill recorded describes it; a refusal recorded none.
+                let record = try storeCall { try store.history(limit: 1).first }.flatMap { $0.id == before ? nil : $0 }
                 let nodesAfter = try await ClusterSession.with(twinConfig) { try await $0.read() }.nodes.map(\.node)
                 report.drills.append(RehearsalReport.DrillRun(failing: node, exitCode: ran.code, seconds: seconds, record: record,
-                                                              nodesAfter: nodesAfter))
+                                                              message: ran.message, nodesAfter: nodesAfter))
             }
             report.finishDrill()
         } else {
