@@ -188,7 +188,7 @@ let package = Package(
                           path: "bench/Sources/upkeep-controller-bench", swiftSettings: strict),
 
         // Helpers shared by test targets: temporary directories, running real processes.
-        .target(name: "UpkeepTestSupport", dependencies: [logging, nioCore, nioPosix], path: "Tests/UpkeepTestSupport", swiftSettings: strict),
+        .target(name: "UpkeepTestSupport", dependencies: ["UpkeepPOSIX", logging, nioCore, nioPosix], path: "Tests/UpkeepTestSupport", swiftSettings: strict),
         .target(name: "UpkeepSandboxTestSupport", dependencies: ["UpkeepSandbox", "UpkeepHTTPServer", "UpkeepKube", "UpkeepTestSupport", nioCore, nioPosix],
                 path: "Tests/UpkeepSandboxTestSupport", swiftSettings: strict),
         .testTarget(name: "UpkeepPKITests", dependencies: ["UpkeepPKI", "UpkeepTestSupport"], swiftSettings: strict),

@@ -1,4 +1,5 @@
 import Foundation
+import UpkeepPOSIX
 
 /// A fresh directory under the system temporary directory, removed when dropped.
 public final class TemporaryDirectory {
@@ -46,52 +47,61 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs `executable` (a path, or a name looked up in PATH) with stdin closed, collecting
-/// stdout and stderr; the process is terminated after `timeoutSeconds`.
+/// stdout and stderr; the process is terminated after `timeoutSeconds` (SIGTERM, then SIGKILL
+/// five seconds later). Started with posix_spawn (`PosixSpawn`, as the product starts programs),
+/// not Foundation's `Process`: on Linux its `run()` can over-read `/proc/self/fd`'s directory
+/// entries and crash the test process at random
+/// (https://github.com/swiftlang/swift-corelibs-foundation/pull/5472). Its status is the exit
+/// code, or the signal's number when a signal ended it, as `Process.terminationStatus` gives.
 public func runProcess(_ executable: String, _ arguments: [String], timeoutSeconds: Double = 30) throws -> ProcessResult {
-    let process = Process()
-    if executable.contains("/") {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-    } else {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [executable] + arguments
+    guard let path = locateExecutable(executable) else { throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: executable]) }
+    let directory = try TemporaryDirectory()
+    let (outputFile, errorFile) = (directory.file("stdout"), directory.file("stderr"))
+    let pid = try PosixSpawn.spawn([path] + arguments, environment: ProcessInfo.processInfo.environment,
+                                   standardOutput: .appending(toFile: outputFile), standardError: .appending(toFile: errorFile))
+    var status = reapChild(pid, timeoutSeconds: timeoutSeconds)
+    let timedOut = status == nil
+    if timedOut {
+        kill(pid, SIGTERM)
+        status = reapChild(pid, timeoutSeconds: 5)
+        if status == nil {
+            kill(pid, SIGKILL)
+            status = reapChild(pid, timeoutSeconds: 30)
+        }
     }
-    let output = Pipe()
-    let error = Pipe()
-    process.standardOutput = output
-    process.standardError = error
-    process.standardInput = FileHandle.nullDevice
-    let finished = DispatchSemaphore(value: 0)
-    process.terminationHandler = { _ in finished.signal() }
-    try process.run()
-    // Drain both pipes while the child runs so a chatty child cannot block on a full pipe.
-    let drained = DispatchGroup()
-    let outputBox = DataBox()
-    let errorBox = DataBox()
-    for (pipe, box) in [(output, outputBox), (error, errorBox)] {
-        DispatchQueue.global().async(group: drained) { box.data = pipe.fileHandleForReading.readDataToEndOfFile() }
+    let ended = WaitStatus(status ?? 0)
+    let read = { (file: String) in String(decoding: FileManager.default.contents(atPath: file) ?? Data(), as: UTF8.self) }
+    return ProcessResult(status: ended.exitCode ?? ended.signal ?? 0, output: read(outputFile), error: read(errorFile), timedOut: timedOut)
+}
+
+/// `name` as a path, or looked up on PATH.
+private func locateExecutable(_ name: String) -> String? {
+    if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin").split(separator: ":") {
+        let candidate = "\(directory)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
     }
-    var timedOut = false
-    if finished.wait(timeout: .now() + timeoutSeconds) == .timedOut {
-        timedOut = true
-        process.terminate()
-        finished.wait()
+    return nil
+}
+
+/// Waits (bounded) for child `pid` and reaps it: its wait status, or nil while it still runs.
+private func reapChild(_ pid: pid_t, timeoutSeconds: Double) -> Int32? {
+    let deadline = Date().addingTimeInterval(timeoutSeconds)
+    var pause: useconds_t = 1000
+    while true {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == pid { return status }
+        if result < 0 && errno != EINTR { return 0 }
+        if Date() >= deadline { return nil }
+        usleep(pause)
+        pause = min(pause * 2, 20_000)
     }
-    drained.wait()
-    return ProcessResult(status: process.terminationStatus,
-                         output: String(decoding: outputBox.data, as: UTF8.self),
-                         error: String(decoding: errorBox.data, as: UTF8.self),
-                         timedOut: timedOut)
 }
 
 /// Runs the real `openssl` binary.
 public func openssl(_ arguments: [String], timeoutSeconds: Double = 30) throws -> ProcessResult {
     try runProcess("openssl", arguments, timeoutSeconds: timeoutSeconds)
-}
-
-/// Bytes handed from a reader thread to the caller; the DispatchGroup orders the accesses.
-private final class DataBox: @unchecked Sendable {
-    var data = Data()
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on at this moment (the kernel's choice for a
