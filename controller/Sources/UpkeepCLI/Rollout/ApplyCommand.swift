@@ -150,7 +150,7 @@ struct Apply: AsyncParsableCommand {
         // touched), taken by the engine: a hop whose backup fails blocks before it touches anything.
         policy.takesHopSnapshots = session.config.backups.beforeApply && !change.skipBackup
         let engine: RolloutEngine
-        let rolloutID = RolloutDriver.newRolloutID()
+        let rolloutID = RolloutDriver.newRolloutID(unusedIn: store)
         do {
             engine = try RolloutEngine(rolloutID: rolloutID, plan: plan, policy: policy)
         } catch {

@@ -139,6 +139,20 @@ struct RolloutDriver {
         }
     }
 
+    /// A rollout id from the wall clock that `store` does not hold yet: `r20261128-174501`, or
+    /// `r20261128-174501-2`, `-3`, … for rollouts created within one second (an apply right
+    /// after a refused one and `upkeep abandon`), which otherwise collided with "already exists".
+    static func newRolloutID(unusedIn store: StateStore, now: Date = Date()) -> String {
+        let base = newRolloutID(now: now)
+        var id = base
+        var suffix = 1
+        while suffix < 1000, (try? store.rollout(id: id)) != nil {
+            suffix += 1
+            id = "\(base)-\(suffix)"
+        }
+        return id
+    }
+
     /// A rollout id from the wall clock: `r20261128-174501`.
     static func newRolloutID(now: Date = Date()) -> String {
         var calendar = Calendar(identifier: .gregorian)
